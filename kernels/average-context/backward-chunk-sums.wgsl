@@ -1,0 +1,29 @@
+// AverageContext, pass 1 of the backward: rsums[b, k, d] = Σ over chunk k of
+// r[t] = dy[t]·∂C/∂c[t]·∂c[t]/∂x, the gradient that reaches x through the context vectors.
+// needs common/grid.wgsl, combine.wgsl and chunks.wgsl
+
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> dy: array<f32>; // [B, T, D]
+@group(0) @binding(2) var<storage, read> sums: array<f32>; // [B, numChunks, D], saved by the forward
+@group(0) @binding(3) var<storage, read_write> rsums: array<f32>; // [B, numChunks, D]
+@group(0) @binding(4) var<uniform> params: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.total) { return; }
+  let c = cellOf(i);
+  let offset = contextOffset(c);
+  var prev = x[at(c, select(c.t0, c.t0 - 1u, c.t0 > 0u))];
+  var run = 0.0;
+  var r = 0.0;
+  for (var t = c.t0; t < c.t1; t++) {
+    let xt = x[at(c, t)];
+    run += xt;
+    let w = combineWeights(xt, prev, context(offset, run, t));
+    r += w.z * dy[at(c, t)] * contextWeight(t);
+    prev = xt;
+  }
+  rsums[i] = r;
+}

@@ -1,0 +1,50 @@
+// AverageContext, pass 2 of the backward:
+//   dx[t] = dy[t]·∂C_t/∂x[t] + dy[t+1]·∂C_{t+1}/∂x[t] (+ dy[0]·∂C_0/∂x[-1] at t = 0, as x[-1] := x[0])
+//         + Σ_{u ≥ t} r[u]   (causal)   or   Σ_u r[u]   (whole-sequence mean)
+// with r from pass 1. Each invocation also looks one step past its chunk for dy[t+1]'s share.
+// needs common/grid.wgsl, combine.wgsl and chunks.wgsl
+
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> dy: array<f32>; // [B, T, D]
+@group(0) @binding(2) var<storage, read> sums: array<f32>; // [B, numChunks, D], saved by the forward
+@group(0) @binding(3) var<storage, read> rsums: array<f32>; // [B, numChunks, D]
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>; // [B, T, D]
+@group(0) @binding(5) var<uniform> params: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.total) { return; }
+  let c = cellOf(i);
+  var offset = contextOffset(c);
+  // r summed over the later chunks (causal) or all of them; `within` is this chunk's share at or after t
+  var later = 0.0;
+  for (var k = select(0u, c.k + 1u, CAUSAL); k < params.numChunks; k++) { later += rsums[chunkAt(c, k)]; }
+  var within = select(0.0, rsums[chunkAt(c, c.k)], CAUSAL);
+
+  var xt = x[at(c, c.t0)];
+  var run = xt;
+  var w = combineWeights(xt, x[at(c, select(c.t0, c.t0 - 1u, c.t0 > 0u))], context(offset, run, c.t0));
+  for (var t = c.t0; t < c.t1; t++) {
+    let g = dy[at(c, t)];
+    var acc = w.x * g + later + within;
+    if (t == 0u) { acc += w.y * g; }
+    if (CAUSAL) { within -= w.z * g * contextWeight(t); }
+    if (t + 1u < params.seqLen) {
+      let xn = x[at(c, t + 1u)];
+      // crossing into the next chunk: rebuild its offset exactly as that chunk does
+      if (CAUSAL && t + 1u == c.t1) {
+        offset += run;
+        run = xn;
+      } else {
+        run += xn;
+      }
+      let wn = combineWeights(xn, xt, context(offset, run, t + 1u));
+      acc += wn.y * dy[at(c, t + 1u)];
+      w = wn;
+      xt = xn;
+    }
+    dx[at(c, t)] = acc;
+  }
+}

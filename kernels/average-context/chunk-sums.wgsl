@@ -1,0 +1,17 @@
+// AverageContext, pass 1 of the forward: sums[b, k, d] = Σ x[b, t, d] over chunk k, in order.
+// needs common/grid.wgsl, combine.wgsl (for its COMBINE constant) and chunks.wgsl
+
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
+@group(0) @binding(1) var<storage, read_write> sums: array<f32>; // [B, numChunks, D]
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.total) { return; }
+  let c = cellOf(i);
+  var s = 0.0;
+  for (var t = c.t0; t < c.t1; t++) { s += x[at(c, t)]; }
+  sums[i] = s;
+}

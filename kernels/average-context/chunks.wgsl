@@ -1,0 +1,59 @@
+// Shared by the AverageContext scan kernels: the chunk grid and the context vector c[t].
+//
+// T is cut into chunks of `chunk` steps; one invocation owns (b, chunk k, d) and walks its
+// chunk in order. Every kernel computes c[t] with the same operations in the same order, so
+// the backward pass sees bit-identical contexts and makes the same min/max selections.
+
+override CAUSAL: bool = true;
+
+struct Params {
+  total: u32, // B·numChunks·D: invocations
+  seqLen: u32, // T
+  width: u32, // D
+  chunk: u32, // steps per chunk
+  numChunks: u32, // ceil(T / chunk)
+}
+
+struct Cell {
+  b: u32,
+  k: u32, // chunk
+  d: u32,
+  t0: u32, // first step of the chunk
+  t1: u32, // one past its last step
+}
+
+fn cellOf(i: u32) -> Cell {
+  let d = i % params.width;
+  let bk = i / params.width;
+  let k = bk % params.numChunks;
+  let t0 = k * params.chunk;
+  return Cell(bk / params.numChunks, k, d, t0, min(t0 + params.chunk, params.seqLen));
+}
+
+fn at(c: Cell, t: u32) -> u32 {
+  return (c.b * params.seqLen + t) * params.width + c.d;
+}
+
+fn chunkAt(c: Cell, k: u32) -> u32 {
+  return (c.b * params.numChunks + k) * params.width + c.d;
+}
+
+// Σ x[s] over the chunks before this one, in chunk order (causal), or over all of T.
+fn contextOffset(c: Cell) -> f32 {
+  let end = select(params.numChunks, c.k, CAUSAL);
+  var s = 0.0;
+  for (var k = 0u; k < end; k++) { s += sums[chunkAt(c, k)]; }
+  return s;
+}
+
+// c[t] from the offset and the in-chunk running sum (causal), or the whole-sequence mean.
+fn context(offset: f32, run: f32, t: u32) -> f32 {
+  if (CAUSAL) { return (offset + run) / f32(t + 1u); }
+  return offset / f32(params.seqLen);
+}
+
+// ∂c[t]/∂x[s] for every s that c[t] averages.
+fn contextWeight(t: u32) -> f32 {
+  if (CAUSAL) { return 1.0 / f32(t + 1u); }
+  return 1.0 / f32(params.seqLen);
+}

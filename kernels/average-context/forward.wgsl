@@ -1,0 +1,25 @@
+// AverageContext, pass 2 of the forward: y[t] = C(x[t], x[t-1], c[t]) with x[-1] := x[0],
+// c[t] the causal running mean (or the whole-sequence mean), from pass 1's chunk sums.
+// needs common/grid.wgsl, combine.wgsl and chunks.wgsl
+
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> sums: array<f32>; // [B, numChunks, D]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>; // [B, T, D]
+@group(0) @binding(3) var<uniform> params: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.total) { return; }
+  let c = cellOf(i);
+  let offset = contextOffset(c);
+  var prev = x[at(c, select(c.t0, c.t0 - 1u, c.t0 > 0u))];
+  var run = 0.0;
+  for (var t = c.t0; t < c.t1; t++) {
+    let xt = x[at(c, t)];
+    run += xt;
+    y[at(c, t)] = combine3(xt, prev, context(offset, run, t));
+    prev = xt;
+  }
+}

@@ -1,0 +1,28 @@
+// AverageContext decode step for one token per sequence, [B, D]:
+//   sum' = sum + x,  y = C(x, previous, sum' / (position + 1)),
+// with previous := x at position 0. Writes y and sum'.
+// needs common/grid.wgsl and combine.wgsl
+
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, D]
+@group(0) @binding(1) var<storage, read> previous: array<f32>; // [B, D]
+@group(0) @binding(2) var<storage, read> sum: array<f32>; // [B, D]
+@group(0) @binding(3) var<storage, read_write> y: array<f32>; // [B, D]
+@group(0) @binding(4) var<storage, read_write> nextSum: array<f32>; // [B, D]
+@group(0) @binding(5) var<uniform> step: StepParams;
+
+struct StepParams {
+  total: u32, // B·D
+  position: u32, // tokens seen before this one
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= step.total) { return; }
+  let xt = x[i];
+  let s = sum[i] + xt;
+  nextSum[i] = s;
+  let p = select(xt, previous[i], step.position > 0u);
+  y[i] = combine3(xt, p, s / f32(step.position + 1u));
+}

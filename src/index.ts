@@ -1,0 +1,45 @@
+/**
+ * tfjs-mixers: attention-replacement sequence mixers for TensorFlow.js, each a tfjs layer
+ * and a differentiable op, with a tfjs-ops reference on every backend and hand-written WGSL
+ * kernels on the WebGPU backend.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs';
+ * import '@tensorflow/tfjs-backend-webgpu';
+ * import { layers, ops } from 'tfjs-mixers';
+ *
+ * await tf.setBackend('webgpu');
+ * const y = ops.causalGeneration(tf.randomNormal([1, 128, 64]), { reduce: 'min' });
+ * ```
+ *
+ * @packageDocumentation
+ */
+import * as causalGenerationOps from './mixers/causal-generation/op.js';
+import * as averageContextOps from './mixers/average-context/op.js';
+import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
+import * as averageContextLayer from './mixers/average-context/layer.js';
+
+/** Differentiable functional ops, one per mixer (shapes as in each op's docs). */
+export const ops = {
+  causalGeneration: causalGenerationOps.causalGeneration,
+  causalGenerationStep: causalGenerationOps.causalGenerationStep,
+  averageContext: averageContextOps.averageContext,
+  averageContextStep: averageContextOps.averageContextStep,
+  causalMean: averageContextOps.causalMean,
+};
+
+/** Layer factories, lowerCamelCase as `tf.layers.*`. */
+export const layers = {
+  causalGeneration: causalGenerationLayer.causalGeneration,
+  averageContext: averageContextLayer.averageContext,
+};
+
+export { CausalGeneration } from './mixers/causal-generation/layer.js';
+export type { CausalGenerationArgs, CausalGenerationState } from './mixers/causal-generation/layer.js';
+export { AverageContext } from './mixers/average-context/layer.js';
+export type { AverageContextArgs, AverageContextState } from './mixers/average-context/layer.js';
+export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
+export type { AverageContextOptions, Combine } from './mixers/average-context/op.js';
+export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
+export type { Implementation } from './validate.js';

@@ -1,0 +1,106 @@
+import * as tf from '@tensorflow/tfjs';
+import { checkBoolean, checkOneOf, checkShape, checkTensor, useKernel, type Implementation } from '../../validate.js';
+import { averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
+import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
+
+export type { Combine };
+export const COMBINES: readonly Combine[] = ['max', 'min', 'mean'];
+
+/** Options of {@link averageContext}. */
+export interface AverageContextOptions {
+  /** How token, predecessor and context are combined, elementwise. Default `'max'`. */
+  combine?: Combine;
+  /**
+   * `true` (default): the context is the causal running mean of x[0..t].
+   * `false`: the mean of the whole sequence, as in the author's code; it lets every output
+   * see future tokens, so it must not be used for teacher-forced language modelling.
+   */
+  causal?: boolean;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+/** Runs the scan kernel and drops its second output, the chunk sums saved for the backward. */
+function runScan(x: tf.Tensor3D, combine: KernelCombine, causal: boolean): tf.Tensor3D {
+  const [y, sums] = tf.engine().runKernel(AVERAGE_CONTEXT, { x }, { combine, causal }) as tf.Tensor[];
+  // the gradient tape keeps its own reference to what it saved
+  sums.dispose();
+  return y as tf.Tensor3D;
+}
+
+/**
+ * AverageContext (Hilsenbek 2024): `y[t] = C(x[t], x[t-1], c[t])` elementwise, where `c[t]`
+ * is the causal running mean of `x[0..t]`, `x[-1] := x[0]`, and C is max, min or the mean of
+ * the three. O(T·D) time, a prefix scan over T. Differentiable: max/min send the gradient to
+ * the selected argument (ties in the order x[t], x[t-1], c[t]); what reaches c[t] flows back
+ * to every x[s ≤ t] with weight 1/(t+1).
+ *
+ * @param x `[B, T, D]` float32.
+ * @returns `[B, T, D]`.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor3d([[[1], [3], [2]]]);           // [1, 3, 1]
+ * ops.averageContext(x, { combine: 'max' }).print();  // [[[1], [3], [3]]]
+ * ```
+ */
+export function averageContext(x: tf.Tensor3D, options: AverageContextOptions = {}): tf.Tensor3D {
+  const op = 'averageContext';
+  const $x = checkTensor<tf.Rank.R3>(op, 'x', x, ['B', 'T', 'D']);
+  const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
+  const causal = checkBoolean(op, 'causal', options.causal, true);
+  if (useKernel(op, options.implementation)) return runScan($x, combine, causal);
+  return averageContextReference($x, combine, causal);
+}
+
+/**
+ * The causal running mean, `c[t] = (1 / (t + 1)) · Σ_{s ≤ t} x[s]`, a prefix scan over T.
+ * Differentiable.
+ *
+ * @param x `[B, T, D]` float32.
+ * @returns `[B, T, D]`.
+ *
+ * @example
+ * ```ts
+ * ops.causalMean(tf.tensor3d([[[2], [4], [6]]])).print();  // [[[2], [3], [4]]]
+ * ```
+ */
+export function causalMean(x: tf.Tensor3D, options: { implementation?: Implementation } = {}): tf.Tensor3D {
+  const op = 'causalMean';
+  const $x = checkTensor<tf.Rank.R3>(op, 'x', x, ['B', 'T', 'D']);
+  if (useKernel(op, options.implementation)) return runScan($x, 'context', true);
+  return causalMeanReference($x);
+}
+
+/**
+ * One decode step of causal AverageContext for a single token per sequence:
+ * `sum' = sum + x`, `y = C(x, previous, sum' / (position + 1))`, with `previous` ignored at
+ * position 0 (the first token is its own predecessor). Used by the layer's `step`.
+ *
+ * @param x `[B, D]` float32, the current token.
+ * @param previous `[B, D]` float32, the token before it.
+ * @param sum `[B, D]` float32, the sum of the `position` tokens before x.
+ * @param position how many tokens came before x.
+ * @returns `[y, nextSum]`, both `[B, D]`.
+ */
+export function averageContextStep(
+  x: tf.Tensor2D, previous: tf.Tensor2D, sum: tf.Tensor2D, position: number,
+  options: { combine?: Combine; implementation?: Implementation } = {},
+): [tf.Tensor2D, tf.Tensor2D] {
+  const op = 'averageContextStep';
+  const $x = checkTensor<tf.Rank.R2>(op, 'x', x, ['B', 'D']);
+  checkShape(op, 'previous', checkTensor(op, 'previous', previous, ['B', 'D']), $x.shape, ['B', 'D']);
+  checkShape(op, 'sum', checkTensor(op, 'sum', sum, ['B', 'D']), $x.shape, ['B', 'D']);
+  if (!Number.isInteger(position) || position < 0) {
+    throw new Error(`${op}: argument 'position' must be a non-negative integer; received ${position}.`);
+  }
+  const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
+  if (useKernel(op, options.implementation)) {
+    return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum }, { combine, position }) as [tf.Tensor2D, tf.Tensor2D];
+  }
+  return tf.tidy(() => {
+    const nextSum = tf.add(sum, $x) as tf.Tensor2D;
+    const p = position === 0 ? $x : previous;
+    return [combineThree(combine, $x, p, tf.div(nextSum, position + 1)) as tf.Tensor2D, nextSum];
+  });
+}

@@ -1,0 +1,51 @@
+import * as tf from '@tensorflow/tfjs';
+import { predecessors } from '../causal-generation/reference.js';
+
+/** The three-way combines of AverageContext. */
+export type Combine = 'max' | 'min' | 'mean';
+
+/** `[1, T, 1]` holding 1..T: the divisor of the running mean. */
+function counts(T: number): tf.Tensor3D {
+  return tf.range(1, T + 1).reshape([1, T, 1]);
+}
+
+/**
+ * The causal running mean `c[t] = mean(x[0..t])` in tfjs ops, with its gradient written out:
+ * tfjs 4.22's own cumsum gradient is a reverse cumsum, whose webgpu shader keeps a stale axis
+ * length after a shape change and whose cpu version throws on a non-last axis.
+ */
+const causalMeanOf = tf.customGrad(((x: tf.Tensor) => ({
+  value: tf.div(tf.cumsum(x, 1), counts(x.shape[1]!)),
+  // dL/dx[s] = Σ_{t ≥ s} g[t] / (t + 1): a reverse cumsum, done as reverse · cumsum · reverse
+  gradFunc: (dy: tf.Tensor) => tf.reverse(tf.cumsum(tf.reverse(tf.div(dy, counts(dy.shape[1]!)), 1), 1), 1),
+})) as unknown as Parameters<typeof tf.customGrad>[0]);
+
+/** Reference `causalMean`: `[B, T, D] → [B, T, D]`. */
+export function causalMeanReference(x: tf.Tensor3D): tf.Tensor3D {
+  return causalMeanOf(x) as tf.Tensor3D;
+}
+
+/**
+ * `C(a, p, c)`; the nested min/max send a tie to the first of a, p, c, as MIXERS.md §2 asks.
+ * `c` may be `[B, 1, D]`: it is broadcast explicitly, because tfjs 4.22's maximum/minimum
+ * gradients do not reduce over broadcast axes.
+ */
+export function combineThree(combine: Combine, a: tf.Tensor, p: tf.Tensor, c: tf.Tensor): tf.Tensor {
+  const full = c.broadcastTo(a.shape);
+  if (combine === 'max') return tf.maximum(tf.maximum(a, p), full);
+  if (combine === 'min') return tf.minimum(tf.minimum(a, p), full);
+  return tf.div(tf.addN([a, p, full]), 3);
+}
+
+/**
+ * AverageContext in tfjs ops, differentiable: `y[t] = C(x[t], x[t-1], c[t])` with
+ * `x[-1] := x[0]` and `c[t]` the causal running mean, or with `causal: false` the mean of
+ * the whole sequence (the author's original, which sees the future).
+ */
+export function averageContextReference(x: tf.Tensor3D, combine: Combine, causal: boolean): tf.Tensor3D {
+  return tf.tidy(() => {
+    // sum / T rather than tf.mean, which multiplies by 1/T on cpu: one rounding, as in the kernel
+    const context = causal ? causalMeanReference(x) : tf.div(tf.sum(x, 1, true), x.shape[1]);
+    return combineThree(combine, x, predecessors(x), context) as tf.Tensor3D;
+  });
+}

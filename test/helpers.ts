@@ -1,0 +1,105 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-webgpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { HOW_TO_GET_AN_ADAPTER, type InstalledWebGPU } from '../src/node.js';
+
+// tfjs-webgpu would otherwise run small tensors on its CPU kernels, hiding shader bugs
+tf.env().set('WEBGPU_CPU_FORWARD', false);
+
+/** The adapter test/setup/webgpu.ts installed, or null. */
+export function webgpuAdapter(): InstalledWebGPU | null {
+  return (globalThis as { __mixersWebGPU?: InstalledWebGPU | null }).__mixersWebGPU ?? null;
+}
+
+/**
+ * A describe block that runs on the given backend. Without a WebGPU adapter, webgpu blocks
+ * fail under CI=true (kernel tests must never silently skip there) and are skipped, with the
+ * reason, elsewhere.
+ */
+export function describeOn(backend: 'cpu' | 'webgpu', name: string, body: () => void): void {
+  const title = `${name} [${backend}]`;
+  if (backend === 'webgpu' && !webgpuAdapter()) {
+    if (process.env.CI === 'true') {
+      describe(title, () => {
+        it('needs a WebGPU adapter', () => { throw new Error(HOW_TO_GET_AN_ADAPTER); });
+      });
+    } else {
+      describe.skip(`${title}: skipped, ${HOW_TO_GET_AN_ADAPTER}`, body);
+    }
+    return;
+  }
+  describe(title, () => {
+    beforeAll(async () => {
+      expect(await tf.setBackend(backend)).toBe(true);
+      await tf.ready();
+    });
+    body();
+  });
+}
+
+/** Runs `fn` and asserts that it left no tensor behind. */
+export async function expectNoLeaks<T>(fn: () => T | Promise<T>): Promise<T> {
+  const before = tf.memory().numTensors;
+  const out = await fn();
+  expect(tf.memory().numTensors).toBe(before);
+  return out;
+}
+
+/** float64 copy of a tensor's values. */
+export async function values(t: tf.Tensor): Promise<Float64Array> {
+  return Float64Array.from(await t.data());
+}
+
+/** max |a − b| over two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    if (!(d <= m)) m = d; // NaN propagates as the maximum
+  }
+  return m;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+/** float32 machine epsilon. */
+export const EPS32 = 2 ** -23;
+
+/**
+ * The derived tolerance of ARCHITECTURE.md (FlashAttention's rule): a kernel's error against
+ * the float64 oracle may be at most twice the float32 reference's error against it, plus a
+ * floor of a few float32 ulps of the output's scale, since two correctly rounded results can
+ * differ by an ulp even where the reference happens to be exact.
+ */
+export function expectWithinDerivedTolerance(
+  kernel: ArrayLike<number>, reference: ArrayLike<number>, oracle: ArrayLike<number>, what: string,
+): void {
+  const kernelErr = maxAbsDiff(kernel, oracle);
+  const referenceErr = maxAbsDiff(reference, oracle);
+  const floor = 4 * EPS32 * Math.max(1, maxAbs(oracle));
+  expect(kernelErr, `${what}: kernel error ${kernelErr} vs reference error ${referenceErr}`)
+    .toBeLessThanOrEqual(2 * referenceErr + floor);
+}
+
+/** A deterministic float array from a seed (mulberry32), uniform in [lo, hi). */
+export function seededUniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(s ^ (s >>> 15), 1 | s);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    out[i] = lo + (hi - lo) * (((r ^ (r >>> 14)) >>> 0) / 4294967296);
+  }
+  return out;
+}
+
+/** Small integers in [-k, k]: sums of them are exact in float32, so min/max selections agree in every precision. */
+export function seededIntegers(seed: number, n: number, k = 4): Float32Array {
+  return seededUniform(seed, n, -k, k + 1).map(Math.floor);
+}
