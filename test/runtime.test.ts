@@ -1,0 +1,75 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { describe, expect, it } from 'vitest';
+import { ops } from '../src/index.js';
+import { grid1d, runKernel } from '../src/webgpu/runtime.js';
+import { describeOn, maxAbsDiff, values } from './helpers.js';
+
+describe('grid1d', () => {
+  it('covers the count and folds past 65535 workgroups per dimension', () => {
+    expect(grid1d(1, 256)).toEqual([1, 1, 1]);
+    expect(grid1d(256 * 65535, 256)).toEqual([65535, 1, 1]);
+    for (const count of [256 * 65535 + 1, 3e8]) {
+      const [x, y, z] = grid1d(count, 256);
+      expect(x).toBeLessThanOrEqual(65535);
+      expect(y).toBeGreaterThan(1);
+      expect(z).toBe(1);
+      expect(x * y * 256).toBeGreaterThanOrEqual(count);
+    }
+  });
+});
+
+describeOn('webgpu', 'kernel runtime', () => {
+  it('kernels appear in tf.profile under their tfjs kernel names', async () => {
+    const x = tf.randomNormal([1, 8, 4]) as tf.Tensor3D;
+    const info = await tf.profile(() => tf.grad((v: tf.Tensor) => ops.averageContext(v as tf.Tensor3D))(x));
+    expect(info.kernelNames).toEqual(expect.arrayContaining(['MixersAverageContext', 'MixersAverageContextGrad']));
+    tf.dispose(x);
+    info.result && tf.dispose(info.result as tf.Tensor);
+  });
+
+  it('tf.time reports GPU time for the kernels', async () => {
+    const x = tf.randomNormal([1, 64, 32]) as tf.Tensor3D;
+    const timing = await tf.time(() => ops.causalGeneration(x).dispose());
+    expect(timing.kernelMs).toBeGreaterThan(0);
+    x.dispose();
+  });
+
+  it('output buffers are released with their tensors', async () => {
+    const x = tf.randomNormal([2, 100, 16]) as tf.Tensor3D;
+    // the first launch uploads x from the CPU: count from after it
+    const warm = ops.averageContext(x);
+    await warm.data();
+    warm.dispose();
+    const before = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+    for (let i = 0; i < 5; i++) {
+      const y = ops.averageContext(x);
+      await y.data();
+      y.dispose();
+    }
+    const after = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+    expect(after.numTensors).toBe(before.numTensors);
+    expect(after.numBytesInGPU).toBe(before.numBytesInGPU);
+    x.dispose();
+  });
+
+  it('a kernel that fails to compile makes its next launch throw instead of reading zeros', async () => {
+    const backend = tf.backend() as WebGPUBackend;
+    const x = tf.ones([4]);
+    const bad = { name: 'BrokenForTest', code: '@compute @workgroup_size(1) fn main() { let a: f32 = undefinedThing; }' };
+    const launch = () => runKernel(backend, bad, { inputs: [x], outputs: [[4]], workgroups: [1, 1, 1] });
+    tf.engine().makeTensorFromTensorInfo(launch()[0]!).dispose();
+    await (backend as unknown as { device: GPUDevice }).device.queue.onSubmittedWorkDone();
+    expect(launch).toThrow(/kernel BrokenForTest failed to compile/);
+    x.dispose();
+  });
+
+  it('a launch of more than 65535 workgroups (folded into two dimensions) covers every element', async () => {
+    // B·T·D = 65537·256 elements: 65537 workgroups of 256
+    const x = tf.randomUniform([1, 65537, 256], -1, 1) as tf.Tensor3D;
+    const [k, r] = [ops.causalGeneration(x, { reduce: 'max', implementation: 'webgpu' }),
+      ops.causalGeneration(x, { reduce: 'max', implementation: 'reference' })];
+    expect(maxAbsDiff(await values(k), await values(r))).toBe(0);
+    tf.dispose([x, k, r]);
+  });
+});
