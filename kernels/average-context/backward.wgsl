@@ -20,19 +20,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var offset = contextOffset(c);
   // r summed over the later chunks (causal) or all of them; `within` is this chunk's share at or after t
   var later = 0.0;
-  for (var k = select(0u, c.k + 1u, CAUSAL); k < params.numChunks; k++) { later += rsums[chunkAt(c, k)]; }
+  let lastChunk = chunkAt(c, params.numChunks);
+  for (var k = chunkAt(c, select(0u, c.k + 1u, CAUSAL)); k < lastChunk; k += params.width) { later += rsums[k]; }
   var within = select(0.0, rsums[chunkAt(c, c.k)], CAUSAL);
 
-  var xt = x[at(c, c.t0)];
+  var j = at(c, c.t0);
+  var xt = x[j];
   var run = xt;
-  var w = combineWeights(xt, x[at(c, select(c.t0, c.t0 - 1u, c.t0 > 0u))], context(offset, run, c.t0));
+  var w = combineWeights(xt, x[select(j, j - params.width, c.t0 > 0u)], context(offset, run, c.t0));
   for (var t = c.t0; t < c.t1; t++) {
-    let g = dy[at(c, t)];
+    let g = dy[j];
     var acc = w.x * g + later + within;
     if (t == 0u) { acc += w.y * g; }
     if (CAUSAL) { within -= w.z * g * contextWeight(t); }
+    let next = j + params.width;
     if (t + 1u < params.seqLen) {
-      let xn = x[at(c, t + 1u)];
+      let xn = x[next];
       // crossing into the next chunk: rebuild its offset exactly as that chunk does
       if (CAUSAL && t + 1u == c.t1) {
         offset += run;
@@ -41,10 +44,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         run += xn;
       }
       let wn = combineWeights(xn, xt, context(offset, run, t + 1u));
-      acc += wn.y * dy[at(c, t + 1u)];
+      acc += wn.y * dy[next];
       w = wn;
       xt = xn;
     }
-    dx[at(c, t)] = acc;
+    dx[j] = acc;
+    j = next;
   }
 }

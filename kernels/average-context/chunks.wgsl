@@ -40,9 +40,9 @@ fn chunkAt(c: Cell, k: u32) -> u32 {
 
 // Σ x[s] over the chunks before this one, in chunk order (causal), or over all of T.
 fn contextOffset(c: Cell) -> f32 {
-  let end = select(params.numChunks, c.k, CAUSAL);
+  let end = chunkAt(c, select(params.numChunks, c.k, CAUSAL));
   var s = 0.0;
-  for (var k = 0u; k < end; k++) { s += sums[chunkAt(c, k)]; }
+  for (var j = chunkAt(c, 0u); j < end; j += params.width) { s += sums[j]; }
   return s;
 }
 

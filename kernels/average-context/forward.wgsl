@@ -14,12 +14,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (i >= params.total) { return; }
   let c = cellOf(i);
   let offset = contextOffset(c);
-  var prev = x[at(c, select(c.t0, c.t0 - 1u, c.t0 > 0u))];
+  var j = at(c, c.t0);
+  var prev = x[select(j, j - params.width, c.t0 > 0u)];
   var run = 0.0;
   for (var t = c.t0; t < c.t1; t++) {
-    let xt = x[at(c, t)];
+    let xt = x[j];
     run += xt;
-    y[at(c, t)] = combine3(xt, prev, context(offset, run, t));
+    y[j] = combine3(xt, prev, context(offset, run, t));
     prev = xt;
+    j += params.width;
   }
 }

@@ -1,0 +1,196 @@
+/**
+ * `npm run bench [-- --quick]`: every mixer's WGSL kernel against its tfjs-ops reference on
+ * the webgpu backend, forward and forward+backward, validated before timing; a copy kernel as
+ * the memory roofline; and the two runtime paths for custom kernels. Prints markdown and
+ * writes `bench/results/<adapter>.{json,md}`.
+ *
+ * @packageDocumentation
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { HOW_TO_GET_AN_ADAPTER, installWebGPU } from '../src/node.js';
+import { BATCH, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
+import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
+import { gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
+import { fence, median, timeInterleaved, type Budget } from './timing.js';
+
+const TOLERANCE = 1e-4;
+// validation has already run each side once (pipelines compiled), so one warm-up run suffices
+const CASE_BUDGET: Budget = { warmup: 1, minIterations: 3, maxIterations: 30, budgetMs: 2000 };
+const COPY_BUDGET: Budget = { warmup: 3, minIterations: 5, maxIterations: 50, budgetMs: 1500 };
+const OVERHEAD = { elements: 1024, dispatches: 200, repeats: 9 };
+const PATH_COPY_ELEMENTS = 4 * 1024 * 1024;
+const SEED = 20241122;
+
+const quick = process.argv.includes('--quick');
+const started = performance.now();
+const log = (line: string) => console.error(`[bench] ${line}`);
+
+const gpu = await installWebGPU();
+if (!gpu) {
+  console.error(HOW_TO_GET_AN_ADAPTER);
+  process.exit(1);
+}
+// the backend registers itself only if navigator.gpu exists when it is first imported
+await import('@tensorflow/tfjs-backend-webgpu');
+if (!(await tf.setBackend('webgpu'))) throw new Error('bench: the webgpu backend failed to initialise.');
+// otherwise small tensors silently run on tfjs's cpu kernels
+tf.env().set('WEBGPU_CPU_FORWARD', false);
+const backend = tf.backend() as unknown as WebGPUBackend;
+log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
+
+/** Kernel against reference on the same input; the case is timed only if they agree. */
+async function validate(c: BenchCase, x: tf.Tensor3D, dy: tf.Tensor3D): Promise<Validation> {
+  const kernel = runCase(c, 'webgpu', x, dy);
+  const reference = runCase(c, 'reference', x, dy);
+  const [k, r] = await Promise.all([kernel.data(), reference.data()]);
+  tf.dispose([kernel, reference]);
+  let maxAbsDiff = 0;
+  let maxAbsReference = 0;
+  for (let i = 0; i < r.length; i++) {
+    // a NaN anywhere must fail, and Math.max would swallow it
+    const diff = Math.abs(k[i]! - r[i]!);
+    maxAbsDiff = Number.isNaN(diff) || Number.isNaN(maxAbsDiff) ? NaN : Math.max(maxAbsDiff, diff);
+    maxAbsReference = Math.max(maxAbsReference, Math.abs(r[i]!));
+  }
+  const relative = maxAbsDiff / Math.max(maxAbsReference, Number.MIN_VALUE);
+  return { maxAbsDiff, maxAbsReference, relative, ok: relative < TOLERANCE };
+}
+
+/** Validates then times one case on both sides. */
+async function measureCase(c: BenchCase, copyGbps: number): Promise<CaseResult> {
+  const [B, T, D] = c.shape;
+  const label = `${c.mixer.name} ${c.pass} T=${T}`;
+  const x = tf.randomUniform(c.shape, -1, 1, 'float32', SEED) as tf.Tensor3D;
+  const dy = tf.randomUniform(c.shape, -1, 1, 'float32', SEED + 1) as tf.Tensor3D;
+  try {
+    const validation = await validate(c, x, dy);
+    const base = { mixer: c.mixer.name, pass: c.pass, B, T, D, bytes: c.bytes, validation };
+    if (!validation.ok) {
+      console.error(`\n[bench] !!! VALIDATION FAILED: ${label}: max|kernel − reference| = ${validation.maxAbsDiff} ` +
+        `against max|reference| = ${validation.maxAbsReference} (relative ${validation.relative}, tolerance ${TOLERANCE}). ` +
+        'Not timed.\n');
+      return base;
+    }
+    const { kernel, reference } = await timeInterleaved(backend, {
+      kernel: () => runCase(c, 'webgpu', x, dy),
+      reference: () => runCase(c, 'reference', x, dy),
+    }, CASE_BUDGET);
+    const kernelGbps = gbps(c.bytes, kernel.medianMs);
+    log(`${label}: kernel ${kernel.medianMs.toFixed(2)} ms, reference ${reference.medianMs.toFixed(2)} ms`);
+    return {
+      ...base,
+      webgpu: { ...kernel, gbps: kernelGbps, percentOfCopy: (100 * kernelGbps) / copyGbps },
+      reference: { ...reference, gbps: gbps(c.bytes, reference.medianMs) },
+      speedup: reference.medianMs / kernel.medianMs,
+    };
+  } finally {
+    tf.dispose([x, dy]);
+  }
+}
+
+/** A copy must reproduce its input exactly before it is timed. */
+async function checkCopy(x: tf.Tensor1D, path: RuntimePath): Promise<void> {
+  const y = copy(backend, x, path);
+  const [a, b] = await Promise.all([x.data(), y.data()]);
+  y.dispose();
+  if (!a.every((v, i) => v === b[i])) throw new Error(`bench: the ${path} copy does not reproduce its input.`);
+}
+
+/** The copy at `elements` floats through the given paths, validated, then timed interleaved. */
+async function measureCopies<P extends RuntimePath>(paths: readonly P[], elements: number): Promise<Record<P, Measured>> {
+  const x = tf.randomUniform([elements], -1, 1, 'float32', SEED) as tf.Tensor1D;
+  try {
+    for (const path of paths) await checkCopy(x, path);
+    const runs = Object.fromEntries(paths.map((p) => [p, () => copy(backend, x, p)])) as Record<P, () => tf.Tensor>;
+    const timings = await timeInterleaved(backend, runs, COPY_BUDGET);
+    return Object.fromEntries(paths.map((p) => [p, { ...timings[p], gbps: gbps(8 * elements, timings[p].medianMs) }])) as
+      Record<P, Measured>;
+  } finally {
+    x.dispose();
+  }
+}
+
+/**
+ * Per-dispatch cost of each path from bursts of tiny copies: the CPU time to record a burst
+ * (tfjs submits every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches) and the fenced time to
+ * finish it. The paths alternate burst by burst, so drift in the adapter hits both alike.
+ */
+async function dispatchOverhead(): Promise<Record<RuntimePath, Overhead>> {
+  const x = tf.randomUniform([OVERHEAD.elements], -1, 1, 'float32', SEED) as tf.Tensor1D;
+  const record: Record<RuntimePath, number[]> = { runKernel: [], runWebGPUProgram: [] };
+  const fenced: Record<RuntimePath, number[]> = { runKernel: [], runWebGPUProgram: [] };
+  for (const path of RUNTIME_PATHS) await checkCopy(x, path);
+  for (let r = -1; r < OVERHEAD.repeats; r++) {
+    for (const path of RUNTIME_PATHS) {
+      await fence(backend);
+      const start = performance.now();
+      // each output is freed at once; tfjs keeps its buffer until the batch is submitted
+      for (let i = 0; i < OVERHEAD.dispatches; i++) copy(backend, x, path).dispose();
+      const recorded = performance.now();
+      await fence(backend);
+      const done = performance.now();
+      // the first round is a warm-up
+      if (r < 0) continue;
+      record[path].push(((recorded - start) * 1000) / OVERHEAD.dispatches);
+      fenced[path].push(((done - start) * 1000) / OVERHEAD.dispatches);
+    }
+  }
+  x.dispose();
+  const summary = (path: RuntimePath) => ({ recordUs: median(record[path]), fencedUs: median(fenced[path]) });
+  return { runKernel: summary('runKernel'), runWebGPUProgram: summary('runWebGPUProgram') };
+}
+
+const lengths = quick ? LENGTHS.quick : LENGTHS.full;
+const largest = BATCH * Math.max(...lengths) * WIDTH;
+
+const { runKernel: roofline } = await measureCopies(['runKernel'], largest);
+log(`roofline: copy of ${largest} floats ${roofline.medianMs.toFixed(2)} ms, ${roofline.gbps.toFixed(2)} GB/s`);
+
+const overhead = await dispatchOverhead();
+const bandwidth = await measureCopies(RUNTIME_PATHS, PATH_COPY_ELEMENTS);
+const paths = {} as Record<RuntimePath, PathResult>;
+for (const path of RUNTIME_PATHS) {
+  paths[path] = { ...overhead[path], bandwidth: bandwidth[path] };
+  log(`${path}: ${paths[path].recordUs.toFixed(0)} µs/dispatch to record, ${paths[path].fencedUs.toFixed(0)} µs fenced, ` +
+    `${paths[path].bandwidth.gbps.toFixed(2)} GB/s`);
+}
+
+const cases: CaseResult[] = [];
+for (const c of benchCases(lengths)) cases.push(await measureCase(c, roofline.gbps));
+
+const report: Report = {
+  adapter: gpu.description,
+  date: new Date().toISOString(),
+  node: process.version,
+  tfjs: tf.version.tfjs,
+  quick,
+  bytesFormula: {
+    forward: PASSES.forward.formula,
+    'forward+backward': PASSES['forward+backward'].formula,
+    copy: '8·N (read N floats, write N floats)',
+  },
+  tolerance: TOLERANCE,
+  roofline: { elements: largest, bytes: 8 * largest, ...roofline },
+  cases,
+  runtimePaths: {
+    overhead: { elements: OVERHEAD.elements, dispatches: OVERHEAD.dispatches },
+    bandwidth: { elements: PATH_COPY_ELEMENTS, bytes: 8 * PATH_COPY_ELEMENTS },
+    ...paths,
+  },
+  wallSeconds: (performance.now() - started) / 1000,
+};
+const markdown = toMarkdown(report);
+console.log(markdown);
+for (const file of writeReport(new URL('./results/', import.meta.url).pathname, report, markdown)) log(`wrote ${file}`);
+
+const failed = cases.filter((c) => !c.validation.ok);
+if (failed.length > 0) console.error(`[bench] !!! ${failed.length} case(s) failed validation and were not timed.`);
+if (tf.memory().numTensors !== 0) console.error(`[bench] !!! ${tf.memory().numTensors} tensor(s) still allocated at exit.`);
+// frees tfjs's GPU buffer pool
+tf.removeBackend('webgpu');
+gpu.uninstall();
+// Node exits by itself here once navigator.gpu is gone (checked on SwiftShader), but a driver
+// that keeps a handle open would hang CI: flush the output, then exit explicitly
+await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+process.exit(failed.length > 0 ? 1 : 0);

@@ -1,0 +1,95 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+
+/** The members of tfjs-backend-webgpu 4.22's backend that a fence needs (private in its typings). */
+interface FenceInternals {
+  device: GPUDevice;
+  commandEncoder: GPUCommandEncoder | null;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+}
+
+/**
+ * Submits whatever tfjs has recorded but not yet submitted, then waits until the GPU has
+ * finished all submitted work. Costs no readback, so a sample measures compute, not copies.
+ */
+export async function fence(backend: WebGPUBackend): Promise<void> {
+  const b = backend as unknown as FenceInternals;
+  // tfjs batches up to WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches before it submits
+  if (b.commandEncoder) {
+    b.endComputePassEncoder();
+    b.submitQueue();
+  }
+  await b.device.queue.onSubmittedWorkDone();
+}
+
+/** How long to sample one measurement. */
+export interface Budget {
+  /** Untimed runs of each contender first (pipeline compiles, buffer pool warm-up). */
+  warmup: number;
+  /** Timed runs of each contender at least, whatever the time. */
+  minIterations: number;
+  /** Timed runs of each contender at most. */
+  maxIterations: number;
+  /** A contender stops sampling once its timed runs have taken this long (after `minIterations`). */
+  budgetMs: number;
+}
+
+/** The fenced wall times of one measurement. */
+export interface Timing {
+  /** Median of the samples, in ms. */
+  medianMs: number;
+  /** Fastest sample, in ms. */
+  minMs: number;
+  /** How many timed runs. */
+  iterations: number;
+}
+
+/** The median of a non-empty list. */
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Times each contender by fenced wall time: a sample records `run()`, fences the GPU, then
+ * disposes what `run` returned. Contenders alternate sample by sample while they sample, so
+ * load from other processes on the machine falls on all of them alike; each stops on its own
+ * budget. Fails if a sample leaves tensors or GPU data behind.
+ */
+export async function timeInterleaved<K extends string>(
+  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
+): Promise<Record<K, Timing>> {
+  const sample = async (run: () => tf.TensorContainer): Promise<number> => {
+    const before = tf.memory();
+    const start = performance.now();
+    const out = run();
+    await fence(backend);
+    const ms = performance.now() - start;
+    tf.dispose(out);
+    const after = tf.memory();
+    if (after.numTensors !== before.numTensors || after.numDataBuffers !== before.numDataBuffers) {
+      throw new Error(`bench: a sample leaked ${after.numTensors - before.numTensors} tensor(s), ` +
+        `${after.numDataBuffers - before.numDataBuffers} data buffer(s).`);
+    }
+    return ms;
+  };
+  const names = Object.keys(contenders) as K[];
+  const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (let i = 0; i < budget.warmup; i++) for (const k of names) await sample(contenders[k]);
+  const spent = Object.fromEntries(names.map((k) => [k, 0])) as Record<K, number>;
+  const done = (k: K) => samples[k].length >= budget.maxIterations ||
+    (samples[k].length >= budget.minIterations && spent[k] >= budget.budgetMs);
+  // each stops on its own budget, so a fast contender is not held to a slow one's few samples
+  while (names.some((k) => !done(k))) {
+    for (const k of names.filter((name) => !done(name))) {
+      const ms = await sample(contenders[k]);
+      samples[k].push(ms);
+      spent[k] += ms;
+    }
+  }
+  return Object.fromEntries(names.map((k) => [k, {
+    medianMs: median(samples[k]), minMs: Math.min(...samples[k]), iterations: samples[k].length,
+  }])) as Record<K, Timing>;
+}
