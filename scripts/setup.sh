@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 [ -f /usr/lib/chromium/vk_swiftshader_icd.json ] || missing+=(chromium)
-ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' || missing+=(libvulkan1)
+ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null || missing+=(libvulkan1)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} (WebGPU on SwiftShader)"
   as_root=()
