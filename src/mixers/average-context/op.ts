@@ -6,7 +6,7 @@ import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_STEP, type KernelCombine } from './ker
 export type { Combine };
 export const COMBINES: readonly Combine[] = ['max', 'min', 'mean'];
 
-/** Options of {@link averageContext}. */
+/** Options of `ops.averageContext`. */
 export interface AverageContextOptions {
   /** How token, predecessor and context are combined, elementwise. Default `'max'`. */
   combine?: Combine;

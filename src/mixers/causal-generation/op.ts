@@ -6,7 +6,7 @@ import { CAUSAL_GENERATION, CAUSAL_GENERATION_STEP } from './kernel.js';
 export type { Reduce };
 export const REDUCES: readonly Reduce[] = ['min', 'max', 'mean'];
 
-/** Options of {@link causalGeneration}. */
+/** Options of `ops.causalGeneration`. */
 export interface CausalGenerationOptions {
   /** The elementwise comparison of a token with its predecessor. Default `'min'`. */
   reduce?: Reduce;
