@@ -2,13 +2,13 @@
 //   dx[t] = dy[t]·∂C_t/∂x[t] + dy[t+1]·∂C_{t+1}/∂x[t] (+ dy[0]·∂C_0/∂x[-1] at t = 0, as x[-1] := x[0])
 //         + Σ_{u ≥ t} r[u]   (causal)   or   Σ_u r[u]   (whole-sequence mean)
 // with r from pass 1. Each invocation also looks one step past its chunk for dy[t+1]'s share.
-// needs common/grid.wgsl, combine.wgsl and chunks.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
 
-@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
-@group(0) @binding(1) var<storage, read> dy: array<f32>; // [B, T, D]
-@group(0) @binding(2) var<storage, read> sums: array<f32>; // [B, numChunks, D], saved by the forward
-@group(0) @binding(3) var<storage, read> rsums: array<f32>; // [B, numChunks, D]
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>; // [B, T, D]
+@group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> dy: array<V>; // [B, T, D]
+@group(0) @binding(2) var<storage, read> sums: array<V>; // [B, numChunks, D], saved by the forward
+@group(0) @binding(3) var<storage, read> rsums: array<V>; // [B, numChunks, D]
+@group(0) @binding(4) var<storage, read_write> dx: array<V>; // [B, T, D]
 @group(0) @binding(5) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)
@@ -19,10 +19,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let c = cellOf(i);
   var offset = contextOffset(c);
   // r summed over the later chunks (causal) or all of them; `within` is this chunk's share at or after t
-  var later = 0.0;
+  var later = V(0.0);
   let lastChunk = chunkAt(c, params.numChunks);
   for (var k = chunkAt(c, select(0u, c.k + 1u, CAUSAL)); k < lastChunk; k += params.width) { later += rsums[k]; }
-  var within = select(0.0, rsums[chunkAt(c, c.k)], CAUSAL);
+  var within = select(V(0.0), rsums[chunkAt(c, c.k)], CAUSAL);
 
   var j = at(c, c.t0);
   var xt = x[j];
@@ -30,9 +30,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var w = combineWeights(xt, x[select(j, j - params.width, c.t0 > 0u)], context(offset, run, c.t0));
   for (var t = c.t0; t < c.t1; t++) {
     let g = dy[j];
-    var acc = w.x * g + later + within;
-    if (t == 0u) { acc += w.y * g; }
-    if (CAUSAL) { within -= w.z * g * contextWeight(t); }
+    var acc = w.a * g + later + within;
+    if (t == 0u) { acc += w.p * g; }
+    if (CAUSAL) { within -= w.c * g * contextWeight(t); }
     let next = j + params.width;
     if (t + 1u < params.seqLen) {
       let xn = x[next];
@@ -44,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         run += xn;
       }
       let wn = combineWeights(xn, xt, context(offset, run, t + 1u));
-      acc += wn.y * dy[next];
+      acc += wn.p * dy[next];
       w = wn;
       xt = xn;
     }

@@ -1,4 +1,5 @@
-// Shared by the AverageContext scan kernels: the chunk grid and the context vector c[t].
+// Shared by the AverageContext scan kernels: the chunk grid and the context vector c[t], over
+// V (f32 or vec4<f32>, from common/lanes-*.wgsl): an invocation owns one channel or four.
 //
 // T is cut into chunks of `chunk` steps; one invocation owns (b, chunk k, d) and walks its
 // chunk in order. Every kernel computes c[t] with the same operations in the same order, so
@@ -7,9 +8,9 @@
 override CAUSAL: bool = true;
 
 struct Params {
-  total: u32, // B·numChunks·D: invocations
+  total: u32, // B·numChunks·D / lanes: invocations
   seqLen: u32, // T
-  width: u32, // D
+  width: u32, // D / lanes
   chunk: u32, // steps per chunk
   numChunks: u32, // ceil(T / chunk)
 }
@@ -17,7 +18,7 @@ struct Params {
 struct Cell {
   b: u32,
   k: u32, // chunk
-  d: u32,
+  d: u32, // channel, or group of four
   t0: u32, // first step of the chunk
   t1: u32, // one past its last step
 }
@@ -39,15 +40,15 @@ fn chunkAt(c: Cell, k: u32) -> u32 {
 }
 
 // Σ x[s] over the chunks before this one, in chunk order (causal), or over all of T.
-fn contextOffset(c: Cell) -> f32 {
+fn contextOffset(c: Cell) -> V {
   let end = chunkAt(c, select(params.numChunks, c.k, CAUSAL));
-  var s = 0.0;
+  var s = V(0.0);
   for (var j = chunkAt(c, 0u); j < end; j += params.width) { s += sums[j]; }
   return s;
 }
 
 // c[t] from the offset and the in-chunk running sum (causal), or the whole-sequence mean.
-fn context(offset: f32, run: f32, t: u32) -> f32 {
+fn context(offset: V, run: V, t: u32) -> V {
   if (CAUSAL) { return (offset + run) / f32(t + 1u); }
   return offset / f32(params.seqLen);
 }

@@ -1,24 +1,37 @@
-// Shared by the AverageContext kernels: the three-way combine C(x[t], x[t-1], c[t]) and its derivative.
+// Shared by the AverageContext kernels: the three-way combine C(x[t], x[t-1], c[t]) and its
+// derivative, over V (f32 or vec4<f32>, from common/lanes-*.wgsl).
 // COMBINE 3 keeps c[t] alone, which makes the same kernels compute causalMean.
 
 override COMBINE: u32 = 0u; // 0 max, 1 min, 2 mean, 3 context only
 
-fn combine3(a: f32, p: f32, c: f32) -> f32 {
+fn combine3(a: V, p: V, c: V) -> V {
   if (COMBINE == 0u) { return max(max(a, p), c); }
   if (COMBINE == 1u) { return min(min(a, p), c); }
   if (COMBINE == 2u) { return (a + p + c) / 3.0; }
   return c;
 }
 
-// (∂C/∂a, ∂C/∂p, ∂C/∂c); min/max ties go to the first of a, p, c.
-fn combineWeights(a: f32, p: f32, c: f32) -> vec3f {
-  if (COMBINE == 2u) { return vec3f(1.0 / 3.0); }
-  if (COMBINE == 3u) { return vec3f(0.0, 0.0, 1.0); }
-  var pick = 0u;
+// ∂C/∂a, ∂C/∂p, ∂C/∂c, channel by channel.
+struct Weights {
+  a: V,
+  p: V,
+  c: V,
+}
+
+// min/max send everything to the picked argument; a tie goes to the first of a, p, c.
+fn combineWeights(a: V, p: V, c: V) -> Weights {
+  if (COMBINE == 2u) { return Weights(V(1.0 / 3.0), V(1.0 / 3.0), V(1.0 / 3.0)); }
+  if (COMBINE == 3u) { return Weights(V(0.0), V(0.0), V(1.0)); }
+  var pickA: VB;
+  var pBeatsC: VB;
   if (COMBINE == 0u) {
-    if (!(a >= p && a >= c)) { pick = select(2u, 1u, p >= c); }
+    pickA = (a >= p) & (a >= c);
+    pBeatsC = p >= c;
   } else {
-    if (!(a <= p && a <= c)) { pick = select(2u, 1u, p <= c); }
+    pickA = (a <= p) & (a <= c);
+    pBeatsC = p <= c;
   }
-  return vec3f(select(0.0, 1.0, pick == 0u), select(0.0, 1.0, pick == 1u), select(0.0, 1.0, pick == 2u));
+  let one = V(1.0);
+  let zero = V(0.0);
+  return Weights(select(zero, one, pickA), select(zero, one, !pickA & pBeatsC), select(zero, one, !pickA & !pBeatsC));
 }

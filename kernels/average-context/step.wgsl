@@ -1,17 +1,17 @@
 // AverageContext decode step for one token per sequence, [B, D]:
 //   sum' = sum + x,  y = C(x, previous, sum' / (position + 1)),
 // with previous := x at position 0. Writes y and sum'.
-// needs common/grid.wgsl and combine.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl and combine.wgsl
 
-@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, D]
-@group(0) @binding(1) var<storage, read> previous: array<f32>; // [B, D]
-@group(0) @binding(2) var<storage, read> sum: array<f32>; // [B, D]
-@group(0) @binding(3) var<storage, read_write> y: array<f32>; // [B, D]
-@group(0) @binding(4) var<storage, read_write> nextSum: array<f32>; // [B, D]
+@group(0) @binding(0) var<storage, read> x: array<V>; // [B, D]
+@group(0) @binding(1) var<storage, read> previous: array<V>; // [B, D]
+@group(0) @binding(2) var<storage, read> sum: array<V>; // [B, D]
+@group(0) @binding(3) var<storage, read_write> y: array<V>; // [B, D]
+@group(0) @binding(4) var<storage, read_write> nextSum: array<V>; // [B, D]
 @group(0) @binding(5) var<uniform> step: StepParams;
 
 struct StepParams {
-  total: u32, // B·D
+  total: u32, // B·D / lanes
   position: u32, // tokens seen before this one
 }
 

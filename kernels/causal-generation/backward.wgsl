@@ -1,18 +1,18 @@
 // CausalGeneration backward: dx[t] = dy[t]·∂y[t]/∂x[t] + dy[t+1]·∂y[t+1]/∂x[t].
 // min/max route to the selected argument (a tie goes to x[t]); mean sends half to each.
-// One invocation per element of x [B, T, D].
+// One invocation per element (or four adjacent channels) of x [B, T, D].
 
-// needs common/grid.wgsl and reduce.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl and reduce.wgsl
 
 struct Params {
-  total: u32, // B·T·D
-  rowLen: u32, // T·D
-  width: u32, // D
+  total: u32, // B·T·D / lanes
+  rowLen: u32, // T·D / lanes
+  width: u32, // D / lanes
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
-@group(0) @binding(1) var<storage, read> dy: array<f32>; // [B, T, D]
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>; // [B, T, D]
+@group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> dy: array<V>; // [B, T, D]
+@group(0) @binding(2) var<storage, read_write> dx: array<V>; // [B, T, D]
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)

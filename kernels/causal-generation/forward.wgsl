@@ -1,16 +1,16 @@
 // CausalGeneration forward: y[b, t, :] = R(x[b, t, :], x[b, t-1, :]), and y[b, 0, :] = x[b, 0, :].
-// One invocation per element of x [B, T, D], flat over B·T·D.
+// One invocation per element (or four adjacent channels) of x [B, T, D], flat.
 
-// needs common/grid.wgsl and reduce.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl and reduce.wgsl
 
 struct Params {
-  total: u32, // B·T·D
-  rowLen: u32, // T·D: elements per batch row
-  width: u32, // D
+  total: u32, // B·T·D / lanes
+  rowLen: u32, // T·D / lanes / lanes: elements per batch row
+  width: u32, // D / lanes
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, D]
-@group(0) @binding(1) var<storage, read_write> y: array<f32>; // [B, T, D]
+@group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read_write> y: array<V>; // [B, T, D]
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import lanes1 from '../../kernels/common/lanes-1.wgsl';
+import lanes4 from '../../kernels/common/lanes-4.wgsl';
 
 /**
  * The members of tfjs-backend-webgpu 4.22's `WebGPUBackend` that the runtime drives.
@@ -79,8 +81,9 @@ function pipelineFor(
     cache = new Map();
     pipelines.set(device, cache);
   }
-  // every value that changes the compiled code is in the key: no stale pipeline after a shape change
-  const key = `${kernel.name}|${numInputs}|${numOutputs}|${hasParams}|${JSON.stringify(constants)}`;
+  // the key holds everything the pipeline is built from, the code itself included: no pipeline
+  // is ever reused for code or constants it was not compiled for
+  const key = `${kernel.code}|${numInputs}|${numOutputs}|${hasParams}|${JSON.stringify(constants)}`;
   let pipeline = cache.get(key);
   if (!pipeline) {
     const entries: GPUBindGroupLayoutEntry[] = [];
@@ -117,6 +120,29 @@ function pipelineFor(
   const error = compileErrors.get(key);
   if (error) throw new Error(error);
   return pipeline;
+}
+
+/**
+ * A kernel written over the WGSL alias `V`, in both widths: one channel per invocation, or four
+ * adjacent channels as `vec4<f32>` (16-byte loads and stores), usable when the channel count
+ * is a multiple of 4.
+ */
+export interface LaneVariants {
+  1: KernelSource;
+  4: KernelSource;
+}
+
+/** Builds both lane widths of a kernel from its WGSL parts (helpers first, the entry point last). */
+export function laneVariants(name: string, parts: string[]): LaneVariants {
+  return {
+    1: { name, code: [lanes1, ...parts].join('\n') },
+    4: { name: `${name}Vec4`, code: [lanes4, ...parts].join('\n') },
+  };
+}
+
+/** 4 when `width` channels split into vec4s, else 1. */
+export function lanesFor(width: number): 1 | 4 {
+  return width % 4 === 0 ? 4 : 1;
 }
 
 /** The named inputs of a kernel call, each checked present (tfjs types them as optional). */

@@ -8,7 +8,7 @@ import forwardBody from '../../../kernels/average-context/forward.wgsl';
 import backwardChunkSumsBody from '../../../kernels/average-context/backward-chunk-sums.wgsl';
 import backwardBody from '../../../kernels/average-context/backward.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
-import { grid1d, namedInputs, runKernel, type KernelSource, type Launch } from '../../webgpu/runtime.js';
+import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants } from '../../webgpu/runtime.js';
 import type { Combine } from './reference.js';
 
 /** tfjs kernel names. The forward has two outputs: y and the chunk sums, saved for the backward. */
@@ -22,14 +22,12 @@ export type KernelCombine = Combine | 'context';
 const COMBINE_CODE: Record<KernelCombine, number> = { max: 0, min: 1, mean: 2, context: 3 };
 
 const KERNELS = {
-  chunkSums: { name: 'AverageContextChunkSums', code: [grid, combineHelpers, chunkHelpers, chunkSumsBody].join('\n') },
-  forward: { name: 'AverageContextForward', code: [grid, combineHelpers, chunkHelpers, forwardBody].join('\n') },
-  backwardChunkSums: {
-    name: 'AverageContextBackwardChunkSums', code: [grid, combineHelpers, chunkHelpers, backwardChunkSumsBody].join('\n'),
-  },
-  backward: { name: 'AverageContextBackward', code: [grid, combineHelpers, chunkHelpers, backwardBody].join('\n') },
-  step: { name: 'AverageContextStep', code: [grid, combineHelpers, stepBody].join('\n') },
-} satisfies Record<string, KernelSource>;
+  chunkSums: laneVariants('AverageContextChunkSums', [grid, combineHelpers, chunkHelpers, chunkSumsBody]),
+  forward: laneVariants('AverageContextForward', [grid, combineHelpers, chunkHelpers, forwardBody]),
+  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [grid, combineHelpers, chunkHelpers, backwardChunkSumsBody]),
+  backward: laneVariants('AverageContextBackward', [grid, combineHelpers, chunkHelpers, backwardBody]),
+  step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
+};
 
 interface Attrs { combine: KernelCombine; causal: boolean }
 
@@ -41,19 +39,23 @@ export function chunkLength(T: number): number {
   return Math.ceil(Math.sqrt(T));
 }
 
-/** The launch shared by every scan pass: one invocation per (b, chunk, d). */
-function scanLaunch(x: tf.TensorInfo, attrs: Attrs, inputs: tf.TensorInfo[], outputs: number[][]): Launch {
-  const [B, T, D] = x.shape;
+/** One scan pass: one invocation per (b, chunk, d), or per (b, chunk, group of four channels). */
+function runScanPass(
+  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, attrs: Attrs,
+  inputs: tf.TensorInfo[], outputs: number[][],
+): tf.TensorInfo {
+  const [B, T, D] = x.shape as [number, number, number];
+  const lanes = lanesFor(D);
   const chunk = chunkLength(T);
   const numChunks = Math.ceil(T / chunk);
-  const total = B * numChunks * D;
-  return {
+  const total = B * numChunks * D / lanes;
+  return runKernel(backend, kernel[lanes], {
     inputs,
     outputs,
-    params: [{ u32: total }, { u32: T }, { u32: D }, { u32: chunk }, { u32: numChunks }],
+    params: [{ u32: total }, { u32: T }, { u32: D / lanes }, { u32: chunk }, { u32: numChunks }],
     constants: { WG, COMBINE: COMBINE_CODE[attrs.combine], CAUSAL: attrs.causal ? 1 : 0 },
     workgroups: grid1d(total, WG),
-  };
+  })[0]!;
 }
 
 function chunkSumsShape(x: tf.TensorInfo): number[] {
@@ -68,8 +70,8 @@ tf.registerKernel({
     const gpu = backend as WebGPUBackend;
     const a = attrs as unknown as Attrs;
     const { x } = namedInputs(inputs, 'x');
-    const [sums] = runKernel(gpu, KERNELS.chunkSums, scanLaunch(x, a, [x], [chunkSumsShape(x)]));
-    const [y] = runKernel(gpu, KERNELS.forward, scanLaunch(x, a, [x, sums], [x.shape]));
+    const sums = runScanPass(gpu, KERNELS.chunkSums, x, a, [x], [chunkSumsShape(x)]);
+    const y = runScanPass(gpu, KERNELS.forward, x, a, [x, sums], [x.shape]);
     return [y, sums];
   },
 });
@@ -81,8 +83,8 @@ tf.registerKernel({
     const gpu = backend as WebGPUBackend;
     const a = attrs as unknown as Attrs;
     const { x, dy, sums } = namedInputs(inputs, 'x', 'dy', 'sums');
-    const [rsums] = runKernel(gpu, KERNELS.backwardChunkSums, scanLaunch(x, a, [x, dy, sums], [sums.shape]));
-    const [dx] = runKernel(gpu, KERNELS.backward, scanLaunch(x, a, [x, dy, sums, rsums], [x.shape]));
+    const rsums = runScanPass(gpu, KERNELS.backwardChunkSums, x, a, [x, dy, sums], [sums.shape]);
+    const dx = runScanPass(gpu, KERNELS.backward, x, a, [x, dy, sums, rsums], [x.shape]);
     gpu.disposeData(rsums.dataId);
     return dx;
   },
@@ -93,9 +95,10 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, previous, sum } = namedInputs(inputs, 'x', 'previous', 'sum');
-    const total = tf.util.sizeFromShape(x.shape);
+    const lanes = lanesFor(x.shape[1]!);
+    const total = tf.util.sizeFromShape(x.shape) / lanes;
     const a = attrs as unknown as { combine: Combine; position: number };
-    return runKernel(backend as WebGPUBackend, KERNELS.step, {
+    return runKernel(backend as WebGPUBackend, KERNELS.step[lanes], {
       inputs: [x, previous, sum],
       outputs: [x.shape, x.shape],
       params: [{ u32: total }, { u32: a.position }],

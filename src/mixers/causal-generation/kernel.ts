@@ -5,7 +5,7 @@ import reduceHelpers from '../../../kernels/causal-generation/reduce.wgsl';
 import forwardBody from '../../../kernels/causal-generation/forward.wgsl';
 import backwardBody from '../../../kernels/causal-generation/backward.wgsl';
 import stepBody from '../../../kernels/causal-generation/step.wgsl';
-import { grid1d, namedInputs, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants } from '../../webgpu/runtime.js';
 import type { Reduce } from './reference.js';
 
 /** tfjs kernel names; prefixed so they cannot collide with tfjs's own. */
@@ -16,31 +16,39 @@ export const CAUSAL_GENERATION_STEP = 'MixersCausalGenerationStep';
 const WG = 256;
 const REDUCE_CODE: Record<Reduce, number> = { min: 0, max: 1, mean: 2 };
 
-const source = (name: string, body: string): KernelSource =>
-  ({ name, code: [grid, reduceHelpers, body].join('\n') });
-const FORWARD = source('CausalGenerationForward', forwardBody);
-const BACKWARD = source('CausalGenerationBackward', backwardBody);
-const STEP = source('CausalGenerationStep', stepBody);
+const FORWARD = laneVariants('CausalGenerationForward', [grid, reduceHelpers, forwardBody]);
+const BACKWARD = laneVariants('CausalGenerationBackward', [grid, reduceHelpers, backwardBody]);
+const STEP = laneVariants('CausalGenerationStep', [grid, reduceHelpers, stepBody]);
 
 interface Attrs { reduce: Reduce }
 
-function elementwise(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], reduce: Reduce) {
-  const [B, T, D] = inputs[0]!.shape as [number, number, number];
-  const total = B * T * D;
-  return runKernel(backend, kernel, {
+/**
+ * One invocation per element, or per four adjacent channels: every kernel here is elementwise
+ * along D, so a vec4 never straddles two tokens when D is a multiple of 4.
+ */
+function elementwise(backend: WebGPUBackend, kernel: LaneVariants, inputs: tf.TensorInfo[], reduce: Reduce) {
+  const shape = inputs[0]!.shape;
+  const D = shape[shape.length - 1]!;
+  const lanes = lanesFor(D);
+  const total = tf.util.sizeFromShape(shape) / lanes;
+  // rank 3 [B, T, D]: a row is T·D; rank 2 [B, D] (the decode step): a row is D
+  const rowLen = (shape.length === 3 ? shape[1]! * D : D) / lanes;
+  return runKernel(backend, kernel[lanes], {
     inputs,
-    outputs: [inputs[0]!.shape],
-    params: [{ u32: total }, { u32: T * D }, { u32: D }],
+    outputs: [shape],
+    params: [{ u32: total }, { u32: rowLen }, { u32: D / lanes }],
     constants: { WG, REDUCE: REDUCE_CODE[reduce] },
     workgroups: grid1d(total, WG),
-  })[0];
+  })[0]!;
 }
+
+const reduceOf = (attrs: tf.NamedAttrMap | undefined) => (attrs as unknown as Attrs).reduce;
 
 tf.registerKernel({
   kernelName: CAUSAL_GENERATION,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) =>
-    elementwise(backend as WebGPUBackend, FORWARD, [namedInputs(inputs, 'x').x], (attrs as unknown as Attrs).reduce),
+    elementwise(backend as WebGPUBackend, FORWARD, [namedInputs(inputs, 'x').x], reduceOf(attrs)),
 });
 
 tf.registerKernel({
@@ -48,7 +56,7 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, dy } = namedInputs(inputs, 'x', 'dy');
-    return elementwise(backend as WebGPUBackend, BACKWARD, [x, dy], (attrs as unknown as Attrs).reduce);
+    return elementwise(backend as WebGPUBackend, BACKWARD, [x, dy], reduceOf(attrs));
   },
 });
 
@@ -57,14 +65,7 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, previous } = namedInputs(inputs, 'x', 'previous');
-    const total = tf.util.sizeFromShape(x.shape);
-    return runKernel(backend as WebGPUBackend, STEP, {
-      inputs: [x, previous],
-      outputs: [x.shape],
-      params: [{ u32: total }],
-      constants: { WG, REDUCE: REDUCE_CODE[(attrs as unknown as Attrs).reduce] },
-      workgroups: grid1d(total, WG),
-    })[0];
+    return elementwise(backend as WebGPUBackend, STEP, [x, previous], reduceOf(attrs));
   },
 });
 

@@ -1,0 +1,3 @@
+// Shared: kernels written over `V` process one channel per invocation (D not a multiple of 4).
+alias V = f32;
+alias VB = bool;

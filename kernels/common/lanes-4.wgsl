@@ -1,0 +1,4 @@
+// Shared: kernels written over `V` process four adjacent channels per invocation (D a multiple
+// of 4), with 16-byte loads and stores; every array of channels is then indexed in vec4 units.
+alias V = vec4<f32>;
+alias VB = vec4<bool>;
