@@ -17,6 +17,7 @@
  */
 import * as causalGenerationOps from './mixers/causal-generation/op.js';
 import * as averageContextOps from './mixers/average-context/op.js';
+import * as flashAttentionOps from './mixers/flash-style-tiled-attention/op.js';
 import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
 import * as averageContextLayer from './mixers/average-context/layer.js';
 
@@ -27,6 +28,7 @@ export const ops = {
   averageContext: averageContextOps.averageContext,
   averageContextStep: averageContextOps.averageContextStep,
   causalMean: averageContextOps.causalMean,
+  flashAttention: flashAttentionOps.flashAttention,
 };
 
 /** Layer factories, lowerCamelCase as `tf.layers.*`. */
@@ -41,5 +43,6 @@ export { AverageContext } from './mixers/average-context/layer.js';
 export type { AverageContextArgs, AverageContextState } from './mixers/average-context/layer.js';
 export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
 export type { AverageContextOptions, Combine } from './mixers/average-context/op.js';
+export type { FlashAttentionOptions } from './mixers/flash-style-tiled-attention/op.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
 export type { Implementation } from './validate.js';

@@ -33,6 +33,15 @@ export function checkOneOf<T extends string>(
   return v;
 }
 
+/** Throws for an option `op` does not know, listing the ones it does. */
+export function checkOptionNames(op: string, options: object, known: readonly string[]): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw argumentError(op, `unknown option '${name}'; the options are ${known.map((k) => `'${k}'`).join(', ')}.`);
+    }
+  }
+}
+
 /** Returns `value ?? fallback` when it is a boolean, else throws naming the option. */
 export function checkBoolean(op: string, name: string, value: boolean | undefined, fallback: boolean): boolean {
   const v = value ?? fallback;

@@ -1,0 +1,63 @@
+import * as tf from '@tensorflow/tfjs';
+import { checkAttention, checkScale } from '../../attention/validate.js';
+import { checkBoolean, checkOptionNames, useKernel, type Implementation } from '../../validate.js';
+import { flashAttentionReference } from './reference.js';
+import { FLASH_ATTENTION } from './kernel.js';
+
+/** Options of `ops.flashAttention`. */
+export interface FlashAttentionOptions {
+  /**
+   * Causal mask, bottom-right aligned when Tq ≠ Tk: key j is visible to query i iff
+   * j ≤ i + Tk − Tq. Default `true`, as every mixer in this library is causal.
+   */
+  causal?: boolean;
+  /** Multiplies q·k before the softmax. Default `1/√K`. */
+  scale?: number;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+const OPTIONS = ['causal', 'scale', 'implementation'] as const;
+
+/**
+ * Exact softmax attention, `o_i = Σ_j softmax_j(scale·q_i·k_j)·v_j` over the visible keys,
+ * computed by the WGSL kernel in tiles with an online softmax (FlashAttention-2), so the
+ * `[Tq, Tk]` score matrix never exists in memory. Query head h reads key/value head
+ * ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is multi-query). A query with no visible key
+ * outputs 0.
+ *
+ * Causal mask for Tq = 2, Tk = 4 (bottom-right aligned; x visible):
+ * ```
+ *          j=0 1 2 3
+ *   i = 0    x x x .
+ *   i = 1    x x x x
+ * ```
+ *
+ * @param q `[B, Tq, H, K]` float32.
+ * @param k `[B, Tk, Hkv, K]` float32, H a multiple of Hkv, K ≤ 256.
+ * @param v `[B, Tk, Hkv, K]` float32.
+ * @returns `[B, Tq, H, K]`.
+ *
+ * @example
+ * ```ts
+ * const q = tf.randomNormal([1, 128, 4, 64]);
+ * const kv = tf.randomNormal([1, 128, 2, 64]);
+ * const o = ops.flashAttention(q, kv, kv, { causal: true });   // [1, 128, 4, 64]
+ * ```
+ */
+export function flashAttention(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: FlashAttentionOptions = {},
+): tf.Tensor4D {
+  const op = 'flashAttention';
+  checkOptionNames(op, options, OPTIONS);
+  const s = checkAttention(op, q, k, v);
+  const causal = checkBoolean(op, 'causal', options.causal, true);
+  const scale = checkScale(op, options.scale, s.K);
+  if (useKernel(op, options.implementation)) {
+    const [o, lse] = tf.engine().runKernel(FLASH_ATTENTION, { q, k, v }, { causal, scale }) as tf.Tensor[];
+    // the gradient tape keeps its own reference to what it saved
+    lse!.dispose();
+    return o as tf.Tensor4D;
+  }
+  return flashAttentionReference(q, k, v, s, causal, scale);
+}
