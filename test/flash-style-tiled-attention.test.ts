@@ -1,0 +1,189 @@
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ops, type Implementation } from '../src/index.js';
+import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
+import { EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+
+/**
+ * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
+ * (so Tq ≠ Tk and rows with no visible key occur); H / Hkv from MHA to MQA; K from the issue's
+ * list plus one not a multiple of 4 (the scalar-lane kernel); causal or not; a random scale.
+ */
+const cases = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
+  Tk: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
+  heads: fc.constantFrom([1, 1], [2, 2], [4, 2], [4, 1], [3, 1]),
+  K: fc.constantFrom(8, 16, 32, 64, 128, 7),
+  causal: fc.boolean(),
+  scale: fc.double({ min: 0.05, max: 0.5, noNaN: true }),
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+type Case = { B: number; Tq: number; Tk: number; heads: readonly number[]; K: number; causal: boolean; scale: number; seed: number };
+
+function shapeOf(c: Case): AttentionShape {
+  return { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.heads[0]!, Hkv: c.heads[1]!, K: c.K };
+}
+
+function inputs(c: Case, spread = 1) {
+  const s = shapeOf(c);
+  const qs = seededUniform(c.seed, s.B * s.Tq * s.H * s.K, -spread, spread);
+  const ks = seededUniform(c.seed + 1, s.B * s.Tk * s.Hkv * s.K, -spread, spread);
+  const vs = seededUniform(c.seed + 2, s.B * s.Tk * s.Hkv * s.K);
+  const dOs = seededUniform(c.seed + 3, s.B * s.Tq * s.H * s.K);
+  return { s, qs, ks, vs, dOs };
+}
+
+function run(c: Case, impl: Implementation, spread = 1) {
+  const { s, qs, ks, vs, dOs } = inputs(c, spread);
+  return tf.tidy(() => {
+    const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
+    const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
+    const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
+    const f = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) =>
+      ops.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, d as tf.Tensor4D, { causal: c.causal, scale: c.scale, implementation: impl });
+    const o = f(q, k, v);
+    const [dq, dk, dv] = tf.grads(f)([q, k, v], tf.tensor4d(dOs, [s.B, s.Tq, s.H, s.K]));
+    return [o, dq!, dk!, dv!];
+  });
+}
+
+describeOn('cpu', 'flashAttention', () => {
+  it('reference matches the float64 oracle, forward and gradients', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c) => {
+      const { s, qs, ks, vs, dOs } = inputs(c);
+      const opts = { causal: c.causal, scale: c.scale };
+      const oracle = softmaxAttentionOracle(qs, ks, vs, s, opts);
+      const grads = softmaxAttentionGradOracle(qs, ks, vs, dOs, s, opts);
+      const got = run(c, 'reference');
+      // float32 worst case: every value is a chain of sums over K (scores), Tk (softmax and P·V)
+      // and Tq (dK, dV), each adding at most n·ε relative to the magnitudes summed (γ_n); inputs
+      // and softmax weights are ≤ 1, so 4·(K + Tk + Tq)·ε of the output's scale bounds them all
+      const bound = (want: Float64Array) => 4 * (s.K + s.Tk + s.Tq) * EPS32 * Math.max(1, maxAbs(want));
+      expect(maxAbsDiff(await values(got[0]!), oracle.o)).toBeLessThanOrEqual(bound(oracle.o));
+      for (const [n, want] of [[1, grads.dq], [2, grads.dk], [3, grads.dv]] as const) {
+        expect(maxAbsDiff(await values(got[n]!), want)).toBeLessThanOrEqual(bound(want));
+      }
+      tf.dispose(got);
+    }), { numRuns: 12 });
+  });
+});
+
+describeOn('webgpu', 'flashAttention', () => {
+  it('kernel matches the oracle at least as well as the reference, forward and gradients', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c) => {
+      const { s, qs, ks, vs, dOs } = inputs(c);
+      const opts = { causal: c.causal, scale: c.scale };
+      const oracle = softmaxAttentionOracle(qs, ks, vs, s, opts);
+      const grads = softmaxAttentionGradOracle(qs, ks, vs, dOs, s, opts);
+      const kernel = run(c, 'webgpu');
+      const reference = run(c, 'reference');
+      const names = ['o', 'dq', 'dk', 'dv'];
+      const wants = [oracle.o, grads.dq, grads.dk, grads.dv];
+      for (let n = 0; n < 4; n++) {
+        expectWithinDerivedTolerance(await values(kernel[n]!), await values(reference[n]!), wants[n]!, names[n]!);
+      }
+      tf.dispose([kernel, reference]);
+    }), { numRuns: 16 });
+  });
+
+  it('large logits (|s| up to 80) give no overflow and no NaN', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c0) => {
+      // q, k in ±spread with scale 1: |s| = |q·k| reaches about spread²·K / 3 on average, 80 at the extremes
+      const c = { ...c0, scale: 1 };
+      const spread = Math.sqrt(80 / c.K) * 1.7;
+      const { s, qs, ks, vs } = inputs(c, spread);
+      const oracle = softmaxAttentionOracle(qs, ks, vs, s, { causal: c.causal, scale: 1 });
+      const [o, ...g] = run(c, 'webgpu', spread);
+      const got = await values(o!);
+      expect(got.every(Number.isFinite)).toBe(true);
+      for (const t of g) expect((await values(t)).every(Number.isFinite)).toBe(true);
+      // softmax in float32 with logits of this size: the inputs' own rounding moves a logit by up
+      // to |s|·2⁻²³, which the softmax passes on; 80·2⁻²³·(a few) bounds it
+      expect(maxAbsDiff(got, oracle.o)).toBeLessThan(1e-4 * Math.max(1, maxAbs(oracle.o)));
+      tf.dispose([o, ...g]);
+    }), { numRuns: 8 });
+  });
+
+  it('grouped-query attention equals multi-head attention with repeated K/V heads', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.heads[0] !== c.heads[1]), async (c) => {
+      const [a, b] = tf.tidy(() => {
+        const { s, qs, ks, vs } = inputs(c);
+        const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
+        const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
+        const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
+        const heads = tf.tensor1d(Array.from({ length: s.H }, (_, h) => Math.floor((h * s.Hkv) / s.H)), 'int32');
+        const opts = { causal: c.causal, scale: c.scale, implementation: 'webgpu' as const };
+        return [ops.flashAttention(q, k, v, opts),
+          ops.flashAttention(q, tf.gather(k, heads, 2) as tf.Tensor4D, tf.gather(v, heads, 2) as tf.Tensor4D, opts)];
+      });
+      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
+      tf.dispose([a, b]);
+    }), { numRuns: 8 });
+  });
+
+  it('causal: keys and values a query cannot see do not change its output', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.Tk >= 2), fc.nat(), async (c0, cut) => {
+      const c = { ...c0, causal: true };
+      const { s, qs, ks, vs } = inputs(c);
+      const j = cut % (s.Tk - 1); // change keys j+1..Tk−1; queries i with i + Tk − Tq ≤ j see none of them
+      const lastRow = j + s.Tq - s.Tk;
+      if (lastRow < 0) return;
+      const ks2 = ks.slice();
+      const vs2 = vs.slice();
+      const row = s.Hkv * s.K;
+      for (let b = 0; b < s.B; b++) {
+        for (let t = j + 1; t < s.Tk; t++) {
+          for (let e = 0; e < row; e++) { ks2[(b * s.Tk + t) * row + e] = 5; vs2[(b * s.Tk + t) * row + e] = -5; }
+        }
+      }
+      const [a, b] = tf.tidy(() => [[ks, vs], [ks2, vs2]].map(([kk, vv]) => ops.flashAttention(
+        tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]), tf.tensor4d(kk!, [s.B, s.Tk, s.Hkv, s.K]), tf.tensor4d(vv!, [s.B, s.Tk, s.Hkv, s.K]),
+        { causal: true, scale: c.scale, implementation: 'webgpu' }).slice([0, 0, 0, 0], [s.B, lastRow + 1, s.H, s.K])));
+      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
+      tf.dispose([a, b]);
+    }), { numRuns: 8 });
+  });
+
+  it('forward and gradients leak no tensors', async () => {
+    const q = tf.randomNormal([1, 9, 2, 8]) as tf.Tensor4D;
+    const kv = tf.randomNormal([1, 9, 1, 8]) as tf.Tensor4D;
+    await expectNoLeaks(async () => {
+      for (const implementation of ['webgpu', 'reference'] as const) {
+        const o = ops.flashAttention(q, kv, kv, { implementation });
+        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => ops.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, b as tf.Tensor4D, { implementation }))([q, kv]);
+        await o.data();
+        tf.dispose([o, g]);
+      }
+    });
+    tf.dispose([q, kv]);
+  });
+});
+
+describe('flashAttention input checks', () => {
+  let q: tf.Tensor4D;
+  let kv: tf.Tensor4D;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    q = tf.zeros([1, 4, 6, 8]);
+    kv = tf.zeros([1, 5, 4, 8]);
+  });
+
+  it('names the argument, the expectation and what it received', () => {
+    const kv3 = tf.zeros([1, 5, 3, 8]) as tf.Tensor4D;
+    expect(() => ops.flashAttention(q, kv, kv)).toThrow(/the query heads H = 6 must be a multiple of the key\/value heads Hkv = 4/);
+    expect(ops.flashAttention(q, kv3, kv3).shape).toEqual([1, 4, 6, 8]);
+    expect(() => ops.flashAttention(q, tf.zeros([1, 5, 3, 4]) as tf.Tensor4D, tf.zeros([1, 5, 3, 4]) as tf.Tensor4D))
+      .toThrow(/arguments 'q' and 'k' must have the same head dimension K; received 8 and 4/);
+    expect(() => ops.flashAttention(q, kv3, tf.zeros([1, 6, 3, 8]) as tf.Tensor4D))
+      .toThrow(/argument 'v' must have the shape of 'k' \[B, Tk, Hkv, K\] = \[1, 5, 3, 8\]; received \[1, 6, 3, 8\]/);
+    expect(() => ops.flashAttention(tf.zeros([4, 6, 8]) as unknown as tf.Tensor4D, kv3, kv3))
+      .toThrow(/argument 'q' must be a float32 tensor of rank 4 \[B, Tq, H, K\]; received rank 3/);
+    expect(() => ops.flashAttention(q, kv3, kv3, { causal: true, dropout: 0.1 } as never))
+      .toThrow(/unknown option 'dropout'; the options are 'causal', 'scale', 'implementation'/);
+    expect(() => ops.flashAttention(q, kv3, kv3, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
+    expect(() => ops.flashAttention(tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D))
+      .toThrow(/the head dimension K must be at most 256; received 300/);
+  });
+});
