@@ -20,6 +20,7 @@ import * as averageContextOps from './mixers/average-context/op.js';
 import * as flashAttentionOps from './mixers/flash-style-tiled-attention/op.js';
 import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
 import * as averageContextLayer from './mixers/average-context/layer.js';
+import * as flashAttentionLayer from './mixers/flash-style-tiled-attention/layer.js';
 
 /** Differentiable functional ops, one per mixer (shapes as in each op's docs). */
 export const ops = {
@@ -35,12 +36,16 @@ export const ops = {
 export const layers = {
   causalGeneration: causalGenerationLayer.causalGeneration,
   averageContext: averageContextLayer.averageContext,
+  flashStyleTiledAttention: flashAttentionLayer.flashStyleTiledAttention,
 };
 
 export { CausalGeneration } from './mixers/causal-generation/layer.js';
 export type { CausalGenerationArgs, CausalGenerationState } from './mixers/causal-generation/layer.js';
 export { AverageContext } from './mixers/average-context/layer.js';
 export type { AverageContextArgs, AverageContextState } from './mixers/average-context/layer.js';
+export { FlashStyleTiledAttention } from './mixers/flash-style-tiled-attention/layer.js';
+export type { FlashStyleTiledAttentionArgs } from './mixers/flash-style-tiled-attention/layer.js';
+export type { AttentionLayerArgs, KVCacheState } from './attention/attention-layer.js';
 export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
 export type { AverageContextOptions, Combine } from './mixers/average-context/op.js';
 export type { FlashAttentionOptions } from './mixers/flash-style-tiled-attention/op.js';

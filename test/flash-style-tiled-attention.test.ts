@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ops, type Implementation } from '../src/index.js';
+import { layers, ops, type Implementation } from '../src/index.js';
+import { itRoundTrips, itTrains } from './layer-properties.js';
 import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
 import { EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
@@ -185,5 +186,82 @@ describe('flashAttention input checks', () => {
     expect(() => ops.flashAttention(q, kv3, kv3, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
     expect(() => ops.flashAttention(tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D))
       .toThrow(/the head dimension K must be at most 256; received 300/);
+  });
+});
+
+for (const backend of ['cpu', 'webgpu'] as const) {
+  describeOn(backend, 'FlashStyleTiledAttention layer', () => {
+    itRoundTrips(() => layers.flashStyleTiledAttention({ numHeads: 4, numKvHeads: 2 }),
+      { numHeads: 4, numKvHeads: 2, headDim: null, useBias: true, implementation: 'auto' });
+    itRoundTrips(() => layers.flashStyleTiledAttention({ numHeads: 2, headDim: 5, useBias: false }), { numHeads: 2, headDim: 5, useBias: false });
+    if (backend === 'webgpu') itTrains(() => layers.flashStyleTiledAttention({ numHeads: 2 }));
+
+    const implementations: Implementation[] = backend === 'webgpu' ? ['webgpu', 'reference'] : ['reference'];
+    for (const implementation of implementations) {
+      it(`(${implementation}) step decoding through the key/value cache reproduces the parallel forward`, async () => {
+        await fc.assert(fc.asyncProperty(
+          fc.record({ B: fc.integer({ min: 1, max: 2 }), T: fc.integer({ min: 1, max: 12 }), heads: fc.constantFrom([2, 2], [4, 2], [4, 1]),
+            K: fc.constantFrom(4, 6, 8), seed: fc.nat() }),
+          async (c) => {
+            const [H, Hkv] = c.heads as [number, number];
+            const D = 12;
+            const layer = layers.flashStyleTiledAttention({ numHeads: H, numKvHeads: Hkv, headDim: c.K, implementation });
+            const x = tf.tensor3d(seededUniform(c.seed, c.B * c.T * D), [c.B, c.T, D]);
+            const parallel = layer.apply(x) as tf.Tensor;
+            let state = layer.initState(c.B);
+            const outs: tf.Tensor2D[] = [];
+            for (let t = 0; t < c.T; t++) {
+              const xt = tf.tidy(() => x.slice([0, t, 0], [c.B, 1, D]).reshape([c.B, D]) as tf.Tensor2D);
+              const [y, next] = layer.step(xt, state);
+              tf.dispose([xt, state]);
+              outs.push(y);
+              state = next;
+            }
+            const stepped = tf.stack(outs, 1);
+            // the same sums in the same kernels, over a cache instead of the sequence: the
+            // projections run on [B, D] instead of [B·T, D] and may round differently,
+            // by a few ulps of the activations, which the attention and Wo pass on
+            expect(maxAbsDiff(await values(stepped), await values(parallel)))
+              .toBeLessThanOrEqual(64 * EPS32 * Math.max(1, maxAbs(await values(parallel))) * D);
+            tf.dispose([x, parallel, stepped, ...outs, state]);
+            layer.dispose();
+          }), { numRuns: 8 });
+      });
+    }
+
+    it('ops, gradients, layer calls and decoding leak no tensors', async () => {
+      const layer = layers.flashStyleTiledAttention({ numHeads: 2, numKvHeads: 1 });
+      const x = tf.randomNormal([2, 5, 8]) as tf.Tensor3D;
+      layer.apply(x); // builds the weights outside the measured region
+      await expectNoLeaks(async () => {
+        const y = layer.apply(x) as tf.Tensor;
+        const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
+        const s0 = layer.initState(2);
+        const [y1, s1] = layer.step(x0, s0);
+        const [y2, s2] = layer.step(y1, s1);
+        await y2.data();
+        tf.dispose([y, x0, s0, y1, s1, y2, s2]);
+      });
+      layer.dispose();
+      x.dispose();
+    });
+  });
+}
+
+describe('FlashStyleTiledAttention layer arguments', () => {
+  beforeAll(async () => { await tf.setBackend('cpu'); });
+  it('names the argument, the expectation and what it received', () => {
+    expect(() => layers.flashStyleTiledAttention({ numHeads: 4, numKvHeads: 3 }))
+      .toThrow(/numHeads = 4 must be a multiple of numKvHeads = 3/);
+    expect(() => layers.flashStyleTiledAttention({ numHeads: 0 })).toThrow(/argument 'numHeads' must be a positive integer; received 0/);
+    expect(() => layers.flashStyleTiledAttention({ numHeads: 3 }).apply(tf.zeros([1, 2, 8])))
+      .toThrow(/the input width D = 8 is not divisible by numHeads = 3; set headDim/);
+    expect(() => layers.flashStyleTiledAttention({ numHeads: 2 }).apply(tf.zeros([2, 8])))
+      .toThrow(/expects input of shape \[B, T, D\].*Received: \[2, 8\]/);
+    const layer = layers.flashStyleTiledAttention({ numHeads: 2 });
+    expect(() => layer.initState(1)).toThrow(/not built yet/);
+    layer.apply(tf.zeros([1, 2, 8]));
+    expect(() => layer.step(tf.zeros([1, 6]) as tf.Tensor2D, layer.initState(1)))
+      .toThrow(/step: argument 'x' must be a float32 tensor \[B, D\] = \[B, 8\]; received a float32 tensor of shape \[1, 6\]/);
   });
 });

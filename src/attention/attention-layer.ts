@@ -1,0 +1,179 @@
+import * as tf from '@tensorflow/tfjs';
+import { sequenceShape, type LayerArgs } from '../layers/projected-mixer.js';
+import { checkOneOf, type Implementation } from '../validate.js';
+import { MAX_HEAD_DIM } from './validate.js';
+
+/** Arguments shared by the self-attention layers. */
+export interface AttentionLayerArgs extends LayerArgs {
+  /** Query heads H. */
+  numHeads: number;
+  /** Key/value heads Hkv, dividing H: H for multi-head, 1 for multi-query. Default `numHeads`. */
+  numKvHeads?: number;
+  /** Head dimension K (≤ 256). Default `D / numHeads`. */
+  headDim?: number;
+  /** Biases on the four projections. Default `true`. */
+  useBias?: boolean;
+  /** Which implementation the attention runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+/** Decode state of an attention layer: the key/value cache. */
+export type KVCacheState = {
+  /** `[B, t, Hkv, K]`: the keys of every token seen. */
+  keys: tf.Tensor4D;
+  /** `[B, t, Hkv, K]`: their values. */
+  values: tf.Tensor4D;
+  /** Tokens seen so far (t). */
+  position: number;
+};
+
+const IMPLEMENTATIONS: readonly Implementation[] = ['auto', 'webgpu', 'reference'];
+
+function positiveInteger(layer: string, name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new Error(`${layer}: argument '${name}' must be a positive integer; received ${String(value)}.`);
+  }
+  return value;
+}
+
+/**
+ * Base of the causal self-attention layers: `[B, T, D]` in, projections
+ * q = x·Wq (H heads), k = x·Wk and v = x·Wv (Hkv heads), a causal attention over them, and
+ * out = attention·Wo. Decoding keeps a key/value cache.
+ */
+export abstract class AttentionLayer extends tf.layers.Layer {
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number | null;
+  readonly useBias: boolean;
+  readonly implementation: Implementation;
+  private weightsByName = new Map<string, tf.LayerVariable>();
+  private dims: { D: number; K: number } | null = null;
+
+  constructor(args: AttentionLayerArgs) {
+    super(args);
+    const name = this.getClassName();
+    this.numHeads = positiveInteger(name, 'numHeads', args.numHeads);
+    this.numKvHeads = positiveInteger(name, 'numKvHeads', args.numKvHeads ?? args.numHeads);
+    if (this.numHeads % this.numKvHeads !== 0) {
+      throw new Error(`${name}: numHeads = ${this.numHeads} must be a multiple of numKvHeads = ${this.numKvHeads}.`);
+    }
+    this.headDim = args.headDim == null ? null : positiveInteger(name, 'headDim', args.headDim);
+    this.useBias = args.useBias ?? true;
+    this.implementation = checkOneOf(name, 'implementation', args.implementation, IMPLEMENTATIONS, 'auto');
+  }
+
+  /** The attention itself: q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]`, causal → `[B, Tq, H, K]`. */
+  protected abstract attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D;
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const name = this.getClassName();
+    const D = sequenceShape(name, inputShape)[2]!;
+    if (this.headDim == null && D % this.numHeads !== 0) {
+      throw new Error(`${name}: the input width D = ${D} is not divisible by numHeads = ${this.numHeads}; set headDim.`);
+    }
+    const K = this.headDim ?? D / this.numHeads;
+    if (K > MAX_HEAD_DIM) throw new Error(`${name}: headDim must be at most ${MAX_HEAD_DIM}; received ${K}.`);
+    const H = this.numHeads;
+    const Hkv = this.numKvHeads;
+    const add = (n: string, shape: number[], init: ReturnType<typeof tf.initializers.zeros>) =>
+      this.weightsByName.set(n, this.addWeight(n, shape, 'float32', init));
+    add('query', [D, H * K], tf.initializers.glorotUniform({}));
+    add('key', [D, Hkv * K], tf.initializers.glorotUniform({}));
+    add('value', [D, Hkv * K], tf.initializers.glorotUniform({}));
+    add('output', [H * K, D], tf.initializers.glorotUniform({}));
+    if (this.useBias) {
+      add('queryBias', [H * K], tf.initializers.zeros());
+      add('keyBias', [Hkv * K], tf.initializers.zeros());
+      add('valueBias', [Hkv * K], tf.initializers.zeros());
+      add('outputBias', [D], tf.initializers.zeros());
+    }
+    this.dims = { D, K };
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    return sequenceShape(this.getClassName(), inputShape);
+  }
+
+  /** `x·W (+ b)` over the last axis of `[..., in]`. */
+  private dense(x: tf.Tensor, name: string): tf.Tensor {
+    const w = this.weightsByName.get(name)!.read();
+    const flat = tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w);
+    const out = this.useBias ? tf.add(flat, this.weightsByName.get(`${name}Bias`)!.read()) : flat;
+    return out.reshape([...x.shape.slice(0, -1), w.shape[1]!]);
+  }
+
+  /** q, k, v of `x [B, T, D]`, each `[B, T, heads, K]`. */
+  private project(x: tf.Tensor3D): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
+    const [B, T] = x.shape;
+    const { K } = this.dimsOrThrow();
+    return [
+      this.dense(x, 'query').reshape([B, T, this.numHeads, K]),
+      this.dense(x, 'key').reshape([B, T, this.numKvHeads, K]),
+      this.dense(x, 'value').reshape([B, T, this.numKvHeads, K]),
+    ];
+  }
+
+  private projectOutput(o: tf.Tensor4D): tf.Tensor3D {
+    const [B, T, H, K] = o.shape;
+    return this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
+      sequenceShape(this.getClassName(), x.shape);
+      const [q, k, v] = this.project(x);
+      return this.projectOutput(this.attend(q, k, v));
+    });
+  }
+
+  private dimsOrThrow(): { D: number; K: number } {
+    if (!this.dims) {
+      throw new Error(`${this.getClassName()}: the layer is not built yet; call it on an input (or add it to a model) before decoding.`);
+    }
+    return this.dims;
+  }
+
+  /** An empty key/value cache for `batch` sequences. */
+  initState(batch: number): KVCacheState {
+    const { K } = this.dimsOrThrow();
+    return { keys: tf.zeros([batch, 0, this.numKvHeads, K]), values: tf.zeros([batch, 0, this.numKvHeads, K]), position: 0 };
+  }
+
+  /**
+   * Runs one token through the layer: projects it, appends its key and value to the cache,
+   * and lets its query attend to the whole cache (a single query is causal by construction).
+   * Stepping through a sequence reproduces the parallel forward. The input state is left as
+   * it is: dispose it once it is no longer needed.
+   *
+   * @param x `[B, D]` float32, the next token.
+   * @returns `[y, nextState]` with y `[B, D]`.
+   */
+  step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState] {
+    const { D } = this.dimsOrThrow();
+    if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== D || x.dtype !== 'float32') {
+      const got = x instanceof tf.Tensor ? `a ${x.dtype} tensor of shape [${x.shape.join(', ')}]` : String(x);
+      throw new Error(`${this.getClassName()}.step: argument 'x' must be a float32 tensor [B, D] = [B, ${D}]; received ${got}.`);
+    }
+    return tf.tidy((): [tf.Tensor2D, KVCacheState] => {
+      const [q, k, v] = this.project(x.expandDims(1) as tf.Tensor3D);
+      const keys = tf.concat([state.keys, k], 1) as tf.Tensor4D;
+      const values = tf.concat([state.values, v], 1) as tf.Tensor4D;
+      const y = this.projectOutput(this.attend(q, keys, values)).squeeze([1]) as tf.Tensor2D;
+      return [y, { keys, values, position: state.position + 1 }];
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      numHeads: this.numHeads,
+      numKvHeads: this.numKvHeads,
+      headDim: this.headDim,
+      useBias: this.useBias,
+      implementation: this.implementation,
+    };
+  }
+}
