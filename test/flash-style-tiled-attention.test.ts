@@ -36,14 +36,14 @@ function inputs(c: Case, spread = 1) {
   return { s, qs, ks, vs, dOs };
 }
 
-function run(c: Case, impl: Implementation, spread = 1) {
+function run(c: Case, impl: Implementation, spread = 1, split: 'auto' | 'never' | 'always' = 'auto') {
   const { s, qs, ks, vs, dOs } = inputs(c, spread);
   return tf.tidy(() => {
     const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
     const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
     const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
     const f = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) =>
-      ops.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, d as tf.Tensor4D, { causal: c.causal, scale: c.scale, implementation: impl });
+      ops.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, d as tf.Tensor4D, { causal: c.causal, scale: c.scale, split, implementation: impl });
     const o = f(q, k, v);
     const [dq, dk, dv] = tf.grads(f)([q, k, v], tf.tensor4d(dOs, [s.B, s.Tq, s.H, s.K]));
     return [o, dq!, dk!, dv!];
@@ -87,6 +87,27 @@ describeOn('webgpu', 'flashAttention', () => {
       }
       tf.dispose([kernel, reference]);
     }), { numRuns: 16 });
+  });
+
+  it('split-K decode matches the oracle as well as the tiled kernel, forward and gradients', async () => {
+    // few queries over a longer cache, the decode shape, with any Tq for coverage; the split
+    // path writes the same o and lse as the tiled one, so the backward runs on its lse
+    const decode = fc.record({ Tq: fc.integer({ min: 1, max: 9 }), Tk: fc.integer({ min: 1, max: 700 }) });
+    await fc.assert(fc.asyncProperty(cases, decode, async (c0, d) => {
+      const c = { ...c0, ...d };
+      const { s, qs, ks, vs, dOs } = inputs(c);
+      const opts = { causal: c.causal, scale: c.scale };
+      const oracle = softmaxAttentionOracle(qs, ks, vs, s, opts);
+      const grads = softmaxAttentionGradOracle(qs, ks, vs, dOs, s, opts);
+      const split = run(c, 'webgpu', 1, 'always');
+      const tiled = run(c, 'webgpu', 1, 'never');
+      const names = ['o', 'dq', 'dk', 'dv'];
+      const wants = [oracle.o, grads.dq, grads.dk, grads.dv];
+      for (let n = 0; n < 4; n++) {
+        expectWithinDerivedTolerance(await values(split[n]!), await values(tiled[n]!), wants[n]!, `split ${names[n]!}`);
+      }
+      tf.dispose([split, tiled]);
+    }), { numRuns: 10 });
   });
 
   it('large logits (|s| up to 80) give no overflow and no NaN', async () => {
@@ -182,7 +203,7 @@ describe('flashAttention input checks', () => {
     expect(() => ops.flashAttention(tf.zeros([4, 6, 8]) as unknown as tf.Tensor4D, kv3, kv3))
       .toThrow(/argument 'q' must be a float32 tensor of rank 4 \[B, Tq, H, K\]; received rank 3/);
     expect(() => ops.flashAttention(q, kv3, kv3, { causal: true, dropout: 0.1 } as never))
-      .toThrow(/unknown option 'dropout'; the options are 'causal', 'scale', 'implementation'/);
+      .toThrow(/unknown option 'dropout'; the options are 'causal', 'scale', 'split', 'implementation'/);
     expect(() => ops.flashAttention(q, kv3, kv3, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
     expect(() => ops.flashAttention(tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D))
       .toThrow(/the head dimension K must be at most 256; received 300/);

@@ -3,9 +3,12 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import lanes1 from '../../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../../kernels/common/lanes-4.wgsl';
 import attentionHelpers from '../../../kernels/flash-style-tiled-attention/attention.wgsl';
+import kvTileHelpers from '../../../kernels/flash-style-tiled-attention/kv-tile.wgsl';
 import forwardBody from '../../../kernels/flash-style-tiled-attention/forward.wgsl';
 import backwardDqBody from '../../../kernels/flash-style-tiled-attention/backward-dq.wgsl';
 import backwardDkvBody from '../../../kernels/flash-style-tiled-attention/backward-dkv.wgsl';
+import decodePartialBody from '../../../kernels/flash-style-tiled-attention/decode-partial.wgsl';
+import decodeMergeBody from '../../../kernels/flash-style-tiled-attention/decode-merge.wgsl';
 import { lanesFor, namedInputs, runKernel, type KernelSource, type Param } from '../../webgpu/runtime.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 
@@ -23,7 +26,22 @@ const BR = 64;
  */
 const TILE_BYTES = 16384 - 2 * 32 * 4;
 
-interface Attrs { causal: boolean; scale: number }
+/** `'auto'`: split-K when few queries face many keys; `'never'` / `'always'` force a path. */
+export type Split = 'auto' | 'never' | 'always';
+
+interface Attrs { causal: boolean; scale: number; split: Split }
+
+/** Keys per split of the split-K decode. */
+const SPLIT_CHUNK = 128;
+
+/**
+ * Split-K pays off when the tiled kernel would leave most of its invocations idle: a tile of
+ * BR query rows holds few rows, while the keys are many (Flash-Decoding).
+ */
+function useSplit(s: AttentionSizes, split: Split): boolean {
+  if (split !== 'auto') return split === 'always';
+  return s.Tq <= 8 && s.Tk >= 4 * SPLIT_CHUNK;
+}
 
 /** Rows per tile: as many as fit two tiles of K floats in {@link TILE_BYTES}, at most 32. */
 function keysPerTile(K: number): number {
@@ -36,13 +54,13 @@ const sources = new Map<string, KernelSource>();
  * The kernel for a head dimension: the sizes of its register and workgroup arrays are WGSL
  * constants, so each (K, lanes) gets its own module (and pipeline, keyed by its code).
  */
-function kernelFor(name: string, body: string, K: number): { kernel: KernelSource; lanes: 1 | 4 } {
+function kernelFor(name: string, parts: string[], K: number): { kernel: KernelSource; lanes: 1 | 4 } {
   const lanes = lanesFor(K);
   const key = `${name}|${K}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const sizes = `const KV: u32 = ${K / lanes}u;\nconst BR: u32 = ${BR}u;\nconst BC: u32 = ${keysPerTile(K)}u;`;
-    kernel = { name: `${name}K${K}`, code: [lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, body].join('\n') };
+    kernel = { name: `${name}K${K}`, code: [lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].join('\n') };
     sources.set(key, kernel);
   }
   return { kernel, lanes };
@@ -54,8 +72,32 @@ function sizesOf(q: tf.TensorInfo, k: tf.TensorInfo): AttentionSizes {
   return { B, Tq, Tk, H, Hkv, K };
 }
 
-function paramsOf(s: AttentionSizes, a: Attrs): Param[] {
-  return [{ u32: s.Tq }, { u32: s.Tk }, { u32: s.H }, { u32: s.Hkv }, { f32: a.scale }, { u32: a.causal ? 1 : 0 }];
+function paramsOf(s: AttentionSizes, a: Attrs, splits = 0): Param[] {
+  return [{ u32: s.Tq }, { u32: s.Tk }, { u32: s.H }, { u32: s.Hkv }, { f32: a.scale }, { u32: a.causal ? 1 : 0 },
+    { u32: splits > 0 ? SPLIT_CHUNK : 0 }, { u32: splits }];
+}
+
+/** Split-K decode: partials per key chunk, then their merge into o and lse. */
+function splitForward(backend: WebGPUBackend, q: tf.TensorInfo, k: tf.TensorInfo, v: tf.TensorInfo, s: AttentionSizes, a: Attrs) {
+  const splits = Math.ceil(s.Tk / SPLIT_CHUNK);
+  const params = paramsOf(s, a, splits);
+  const partial = kernelFor('FlashAttentionDecodePartial', [decodePartialBody], s.K).kernel;
+  const [partO, partML] = runKernel(backend, partial, {
+    inputs: [q, k, v],
+    outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]],
+    params,
+    workgroups: [Math.ceil(splits / 64), s.H * s.Tq, s.B],
+  });
+  const merge = kernelFor('FlashAttentionDecodeMerge', [decodeMergeBody], s.K).kernel;
+  const out = runKernel(backend, merge, {
+    inputs: [partO!, partML!],
+    outputs: [q.shape, [s.B, s.H, s.Tq]],
+    params,
+    workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
+  });
+  backend.disposeData(partO!.dataId);
+  backend.disposeData(partML!.dataId);
+  return out;
 }
 
 tf.registerKernel({
@@ -64,11 +106,13 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
     const s = sizesOf(q, k);
-    const { kernel } = kernelFor('FlashAttentionForward', forwardBody, s.K);
+    const a = attrs as unknown as Attrs;
+    if (useSplit(s, a.split)) return splitForward(backend as WebGPUBackend, q, k, v, s, a);
+    const { kernel } = kernelFor('FlashAttentionForward', [kvTileHelpers, forwardBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [q, k, v],
       outputs: [q.shape, [s.B, s.H, s.Tq]],
-      params: paramsOf(s, attrs as unknown as Attrs),
+      params: paramsOf(s, a),
       workgroups: [Math.ceil(s.Tq / BR), s.H, s.B],
     });
   },
@@ -86,7 +130,7 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const g = gradInputs(inputs);
     const s = sizesOf(g.q, g.k);
-    const { kernel } = kernelFor('FlashAttentionBackwardDq', backwardDqBody, s.K);
+    const { kernel } = kernelFor('FlashAttentionBackwardDq', [kvTileHelpers, backwardDqBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [g.q, g.k, g.v, g.dO, g.lse, g.delta],
       outputs: [g.q.shape],
@@ -102,7 +146,7 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const g = gradInputs(inputs);
     const s = sizesOf(g.q, g.k);
-    const { kernel } = kernelFor('FlashAttentionBackwardDkv', backwardDkvBody, s.K);
+    const { kernel } = kernelFor('FlashAttentionBackwardDkv', [backwardDkvBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [g.q, g.k, g.v, g.dO, g.lse, g.delta],
       outputs: [g.k.shape, g.k.shape],

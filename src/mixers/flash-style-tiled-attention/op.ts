@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkAttention, checkScale } from '../../attention/validate.js';
-import { checkBoolean, checkOptionNames, useKernel, type Implementation } from '../../validate.js';
+import { checkBoolean, checkOneOf, checkOptionNames, useKernel, type Implementation } from '../../validate.js';
 import { flashAttentionReference } from './reference.js';
-import { FLASH_ATTENTION } from './kernel.js';
+import { FLASH_ATTENTION, type Split } from './kernel.js';
 
 /** Options of `ops.flashAttention`. */
 export interface FlashAttentionOptions {
@@ -13,11 +13,19 @@ export interface FlashAttentionOptions {
   causal?: boolean;
   /** Multiplies q·k before the softmax. Default `1/√K`. */
   scale?: number;
+  /**
+   * The kernel's decode path (Flash-Decoding): split the keys into chunks processed in
+   * parallel, then merge. `'auto'` (default) splits when at most 8 queries face at least 512
+   * keys, the shape of token-by-token decoding over a cache; `'never'` and `'always'` force
+   * a path. The result is the same either way, up to rounding; the reference ignores it.
+   */
+  split?: Split;
   /** Which implementation runs. Default `'auto'`. */
   implementation?: Implementation;
 }
 
-const OPTIONS = ['causal', 'scale', 'implementation'] as const;
+const OPTIONS = ['causal', 'scale', 'split', 'implementation'] as const;
+const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
 
 /**
  * Exact softmax attention, `o_i = Σ_j softmax_j(scale·q_i·k_j)·v_j` over the visible keys,
@@ -53,8 +61,9 @@ export function flashAttention(
   const s = checkAttention(op, q, k, v);
   const causal = checkBoolean(op, 'causal', options.causal, true);
   const scale = checkScale(op, options.scale, s.K);
+  const split = checkOneOf(op, 'split', options.split, SPLITS, 'auto');
   if (useKernel(op, options.implementation)) {
-    const [o, lse] = tf.engine().runKernel(FLASH_ATTENTION, { q, k, v }, { causal, scale }) as tf.Tensor[];
+    const [o, lse] = tf.engine().runKernel(FLASH_ATTENTION, { q, k, v }, { causal, scale, split }) as tf.Tensor[];
     // the gradient tape keeps its own reference to what it saved
     lse!.dispose();
     return o as tf.Tensor4D;
