@@ -3,7 +3,7 @@
 // P = exp(scale·q·kᵀ − lse) and accumulate dv = Σ_i P_i·dO_i and dk = scale·Σ_i dS_i·q_i with
 // dS = P∘(dO·vᵀ − delta). Summing over the query heads of a group is GQA's summed dK, dV.
 // One workgroup per (tile of BR key rows, kv head hk, batch b).
-// needs common/lanes-*.wgsl, attention.wgsl and the host's `const KV, BR, BC`.
+// needs common/lanes-*.wgsl, common/attention.wgsl and the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]

@@ -2,7 +2,7 @@
 // P = exp(scale·q·kᵀ − lse) tile by tile from the forward's lse, then
 // dS = P∘(dO·vᵀ − delta) and dq = scale·Σ_j dS_j·k_j, with delta = rowsum(dO∘o).
 // Same grid as the forward: one workgroup per (tile of BR query rows, head h, batch b).
-// needs common/lanes-*.wgsl, attention.wgsl, kv-tile.wgsl and the host's `const KV, BR, BC`.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl and the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]

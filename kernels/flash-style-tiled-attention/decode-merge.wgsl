@@ -2,7 +2,7 @@
 // associative rule m = max(m₁, m₂), l = e^{m₁−m}·l₁ + e^{m₂−m}·l₂, O = e^{m₁−m}·O₁ + e^{m₂−m}·O₂,
 // then o = O / l and lse = m + log l, the same outputs as the tiled forward (so the backward is
 // shared). One invocation per (query row i, head h, batch b).
-// needs common/lanes-*.wgsl, attention.wgsl and the host's `const KV`.
+// needs common/lanes-*.wgsl, common/attention.wgsl and the host's `const KV`.
 
 
 @group(0) @binding(0) var<storage, read> partO: array<V>; // [B, H, Tq, splits, K]

@@ -3,7 +3,7 @@
 // online softmax over its chunk alone and writes the partial (m, l, O) for the merge pass.
 // Many invocations share one long key/value cache, where the tiled kernel would give each
 // (row, head) to a single invocation.
-// needs common/lanes-*.wgsl, attention.wgsl and the host's `const KV`.
+// needs common/lanes-*.wgsl, common/attention.wgsl and the host's `const KV`.
 
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]

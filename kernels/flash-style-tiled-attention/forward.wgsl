@@ -3,7 +3,7 @@
 // b), one invocation per query row. Key and value tiles of BC rows stream through workgroup
 // memory; each row keeps its running max m, normaliser l and output accumulator in registers
 // and rescales them once per tile. Saves lse = m + log l per row for the backward.
-// needs common/lanes-*.wgsl, attention.wgsl, kv-tile.wgsl, and the host's `const KV, BR, BC` (K / lanes,
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, and the host's `const KV, BR, BC` (K / lanes,
 // rows per workgroup, keys per tile), which size the arrays below.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
