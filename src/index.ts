@@ -18,9 +18,11 @@
 import * as causalGenerationOps from './mixers/causal-generation/op.js';
 import * as averageContextOps from './mixers/average-context/op.js';
 import * as flashAttentionOps from './mixers/flash-style-tiled-attention/op.js';
+import * as blockSparseOps from './mixers/block-sparse/op.js';
 import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
 import * as averageContextLayer from './mixers/average-context/layer.js';
 import * as flashAttentionLayer from './mixers/flash-style-tiled-attention/layer.js';
+import * as blockSparseLayer from './mixers/block-sparse/layer.js';
 
 /** Differentiable functional ops, one per mixer (shapes as in each op's docs). */
 export const ops = {
@@ -30,6 +32,7 @@ export const ops = {
   averageContextStep: averageContextOps.averageContextStep,
   causalMean: averageContextOps.causalMean,
   flashAttention: flashAttentionOps.flashAttention,
+  blockSparseAttention: blockSparseOps.blockSparseAttention,
 };
 
 /** Layer factories, lowerCamelCase as `tf.layers.*`. */
@@ -37,6 +40,7 @@ export const layers = {
   causalGeneration: causalGenerationLayer.causalGeneration,
   averageContext: averageContextLayer.averageContext,
   flashStyleTiledAttention: flashAttentionLayer.flashStyleTiledAttention,
+  blockSparse: blockSparseLayer.blockSparse,
 };
 
 export { CausalGeneration } from './mixers/causal-generation/layer.js';
@@ -46,8 +50,13 @@ export type { AverageContextArgs, AverageContextState } from './mixers/average-c
 export { FlashStyleTiledAttention } from './mixers/flash-style-tiled-attention/layer.js';
 export type { FlashStyleTiledAttentionArgs } from './mixers/flash-style-tiled-attention/layer.js';
 export type { AttentionLayerArgs, KVCacheState } from './attention/attention-layer.js';
+export { BlockSparse } from './mixers/block-sparse/layer.js';
+export type { BlockSparseArgs } from './mixers/block-sparse/layer.js';
+export type { BlockSparseAttentionOptions } from './mixers/block-sparse/op.js';
+export { DEFAULT_LAYOUT, drawBlockSparseLayout } from './mixers/block-sparse/layout.js';
+export type { BlockSparseLayout } from './mixers/block-sparse/layout.js';
 export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
 export type { AverageContextOptions, Combine } from './mixers/average-context/op.js';
-export type { FlashAttentionOptions } from './mixers/flash-style-tiled-attention/op.js';
+export type { FlashAttentionOptions, Split } from './mixers/flash-style-tiled-attention/op.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
 export type { Implementation } from './validate.js';

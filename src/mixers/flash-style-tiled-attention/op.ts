@@ -4,6 +4,8 @@ import { checkBoolean, checkOneOf, checkOptionNames, useKernel, type Implementat
 import { flashAttentionReference } from './reference.js';
 import { FLASH_ATTENTION, type Split } from './kernel.js';
 
+export type { Split };
+
 /** Options of `ops.flashAttention`. */
 export interface FlashAttentionOptions {
   /**
