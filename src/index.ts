@@ -53,7 +53,7 @@ export type { AttentionLayerArgs, KVCacheState } from './attention/attention-lay
 export { BlockSparse } from './mixers/block-sparse/layer.js';
 export type { BlockSparseArgs } from './mixers/block-sparse/layer.js';
 export type { BlockSparseAttentionOptions } from './mixers/block-sparse/op.js';
-export { DEFAULT_LAYOUT, drawBlockSparseLayout } from './mixers/block-sparse/layout.js';
+export { DEFAULT_LAYOUT, drawBlockSparseLayout, visibleKeys } from './mixers/block-sparse/layout.js';
 export type { BlockSparseLayout } from './mixers/block-sparse/layout.js';
 export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
 export type { AverageContextOptions, Combine } from './mixers/average-context/op.js';
