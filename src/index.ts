@@ -19,10 +19,12 @@ import * as causalGenerationOps from './mixers/causal-generation/op.js';
 import * as averageContextOps from './mixers/average-context/op.js';
 import * as flashAttentionOps from './mixers/flash-style-tiled-attention/op.js';
 import * as blockSparseOps from './mixers/block-sparse/op.js';
+import * as expressiveAttentionOps from './mixers/expressive-attention/op.js';
 import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
 import * as averageContextLayer from './mixers/average-context/layer.js';
 import * as flashAttentionLayer from './mixers/flash-style-tiled-attention/layer.js';
 import * as blockSparseLayer from './mixers/block-sparse/layer.js';
+import * as expressiveAttentionLayer from './mixers/expressive-attention/layer.js';
 
 /** Differentiable functional ops, one per mixer (shapes as in each op's docs). */
 export const ops = {
@@ -33,6 +35,7 @@ export const ops = {
   causalMean: averageContextOps.causalMean,
   flashAttention: flashAttentionOps.flashAttention,
   blockSparseAttention: blockSparseOps.blockSparseAttention,
+  expressiveAttention: expressiveAttentionOps.expressiveAttention,
 };
 
 /** Layer factories, lowerCamelCase as `tf.layers.*`. */
@@ -41,6 +44,7 @@ export const layers = {
   averageContext: averageContextLayer.averageContext,
   flashStyleTiledAttention: flashAttentionLayer.flashStyleTiledAttention,
   blockSparse: blockSparseLayer.blockSparse,
+  expressiveAttention: expressiveAttentionLayer.expressiveAttention,
 };
 
 export { CausalGeneration } from './mixers/causal-generation/layer.js';
@@ -60,3 +64,8 @@ export type { AverageContextOptions, Combine } from './mixers/average-context/op
 export type { FlashAttentionOptions, Split } from './mixers/flash-style-tiled-attention/op.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
 export type { Implementation } from './validate.js';
+export { ExpressiveAttention } from './mixers/expressive-attention/layer.js';
+export type {
+  ExpressiveAttentionArgs, ExpressiveAttentionDecode, ExpressiveAttentionRecurrentState, ExpressiveAttentionState,
+} from './mixers/expressive-attention/layer.js';
+export type { ExpressiveAttentionOptions } from './mixers/expressive-attention/op.js';

@@ -1,0 +1,481 @@
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Implementation } from '../src/validate.js';
+import { expressiveAttention as attention } from '../src/mixers/expressive-attention/op.js';
+import {
+  expressiveAttention, quadraticFeatures, type ExpressiveAttentionDecode, type ExpressiveAttentionState,
+} from '../src/mixers/expressive-attention/layer.js';
+import { itRoundTrips, itTrains } from './layer-properties.js';
+import {
+  expressiveAttentionGradOracle, expressiveAttentionOracle, type AttentionShape,
+} from './oracle/attention.js';
+import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+
+/**
+ * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
+ * (so Tq ≠ Tk and rows with no visible key occur); H / Hkv from MHA to MQA; K of 8 to 128 and
+ * 7, not a multiple of 4 (the scalar-lane kernels); causal or not; a random scale; the default ε
+ * and a large one, under which a missing or misplaced ε shows.
+ */
+const cases = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
+  Tk: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
+  heads: fc.constantFrom([1, 1], [2, 2], [4, 2], [4, 1], [3, 1]),
+  K: fc.constantFrom(8, 16, 32, 64, 128, 7),
+  causal: fc.boolean(),
+  scale: fc.double({ min: 0.05, max: 0.5, noNaN: true }),
+  epsilon: fc.constantFrom(1e-6, 0.3),
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+type Case = {
+  B: number; Tq: number; Tk: number; heads: readonly number[]; K: number; causal: boolean; scale: number; epsilon: number; seed: number;
+};
+
+function shapeOf(c: Case): AttentionShape {
+  return { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.heads[0]!, Hkv: c.heads[1]!, K: c.K };
+}
+
+function inputs(c: Case, spread = 1) {
+  const s = shapeOf(c);
+  const qs = seededUniform(c.seed, s.B * s.Tq * s.H * s.K, -spread, spread);
+  const ks = seededUniform(c.seed + 1, s.B * s.Tk * s.Hkv * s.K, -spread, spread);
+  const vs = seededUniform(c.seed + 2, s.B * s.Tk * s.Hkv * s.K);
+  const dOs = seededUniform(c.seed + 3, s.B * s.Tq * s.H * s.K);
+  return { s, qs, ks, vs, dOs };
+}
+
+function run(c: Case, impl: Implementation, spread = 1) {
+  const { s, qs, ks, vs, dOs } = inputs(c, spread);
+  return tf.tidy(() => {
+    const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
+    const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
+    const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
+    const f = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => attention(a as tf.Tensor4D, b as tf.Tensor4D, d as tf.Tensor4D,
+      { causal: c.causal, scale: c.scale, epsilon: c.epsilon, implementation: impl });
+    const o = f(q, k, v);
+    const [dq, dk, dv] = tf.grads(f)([q, k, v], tf.tensor4d(dOs, [s.B, s.Tq, s.H, s.K]));
+    return [o, dq!, dk!, dv!];
+  });
+}
+
+/** The float64 oracle's o, dq, dk, dv, at the case's inputs or at perturbed q and k. */
+function oracles(c: Case, spread = 1, perturbed?: { qs: ArrayLike<number>; ks: ArrayLike<number> }) {
+  const { s, qs, ks, vs, dOs } = inputs(c, spread);
+  const q = perturbed?.qs ?? qs;
+  const k = perturbed?.ks ?? ks;
+  const opts = { causal: c.causal, scale: c.scale, epsilon: c.epsilon };
+  const grads = expressiveAttentionGradOracle(q, k, vs, dOs, s, opts);
+  return [expressiveAttentionOracle(q, k, vs, s, opts).o, grads.dq, grads.dk, grads.dv];
+}
+
+/**
+ * How much o, dq, dk, dv move when every score is rounded as float32 rounds a K-term dot
+ * product. Unlike softmax, s² / (ε + Σ s²) is ill-conditioned where a row's scores are all
+ * small next to the products they sum (a query nearly orthogonal to its few keys): float32
+ * rounds s_ij by about √K ulps of c_ij = scale·Σ_a |q_ia·k_ja|, not of |s_ij|, and the weights
+ * amplify that by up to c_ij·|s_ij| / (ε + Σ_l s_il²). Rather than bound it loosely, measure it:
+ * the float64 oracle at q and k scaled elementwise by 1 ± K·ε₃₂ (random signs), which moves each
+ * score by about √K·ε₃₂·c_ij, minus the oracle at the inputs themselves.
+ */
+function scoreRoundingResponse(c: Case, wants: Float64Array[], spread: number): number[] {
+  const { qs, ks } = inputs(c, spread);
+  const signs = seededUniform(c.seed + 4, qs.length + ks.length);
+  const u = c.K * EPS32;
+  const qp = Float64Array.from(qs, (x, i) => x * (1 + Math.sign(signs[i]!) * u));
+  const kp = Float64Array.from(ks, (x, i) => x * (1 + Math.sign(signs[qs.length + i]!) * u));
+  return oracles(c, spread, { qs: qp, ks: kp }).map((p, n) => maxAbsDiff(p, wants[n]!));
+}
+
+/**
+ * What the backward's subtraction dP − D loses, D = dO·o. Both float32 implementations form it
+ * (the kernels literally, tfjs's autodiff through ∂L/∂N and ∂L/∂Z), and where a row's weights add
+ * up to nearly 1 (few keys, Σ s² ≫ ε) it cancels: a query with one key has dP − D = dO·v·ε/Z.
+ * dP and D are K-term dot products, each off by about √K ulps of Σ_a |dO_a|·|v_a| (or |o_a|);
+ * dS = 2·s·(dP − D)/Z carries that into dq = scale·Σ_j dS·k and dk = scale·Σ_i dS·q. The
+ * problem itself is well-conditioned there (perturbing v or dO moves dP and D together), so no
+ * perturbation of the inputs shows it: this is its first-order propagation, in float64.
+ */
+function subtractionRounding(c: Case, wants: Float64Array[], spread: number): number[] {
+  const { s, qs, ks, vs, dOs } = inputs(c, spread);
+  const o = wants[0]!;
+  const dq = new Float64Array(qs.length);
+  const dk = new Float64Array(ks.length);
+  for (let b = 0; b < s.B; b++) {
+    for (let h = 0; h < s.H; h++) {
+      const g = Math.floor((h * s.Hkv) / s.H);
+      for (let i = 0; i < s.Tq; i++) {
+        const qo = ((b * s.Tq + i) * s.H + h) * s.K;
+        const keys = [...Array(s.Tk).keys()].filter((j) => !c.causal || j <= i + s.Tk - s.Tq);
+        const kvo = keys.map((j) => ((b * s.Tk + j) * s.Hkv + g) * s.K);
+        const scores = kvo.map((ko) => {
+          let dot = 0;
+          for (let e = 0; e < s.K; e++) dot += qs[qo + e]! * ks[ko + e]!;
+          return c.scale * dot;
+        });
+        const Z = c.epsilon + scores.reduce((a, x) => a + x * x, 0);
+        let dOo = 0;
+        for (let e = 0; e < s.K; e++) dOo += Math.abs(dOs[qo + e]! * o[qo + e]!);
+        kvo.forEach((ko, n) => {
+          let dOv = 0;
+          for (let e = 0; e < s.K; e++) dOv += Math.abs(dOs[qo + e]! * vs[ko + e]!);
+          const w = (c.scale * 2 * Math.abs(scores[n]!) * (dOv + dOo)) / Z;
+          for (let e = 0; e < s.K; e++) {
+            dq[qo + e] += w * Math.abs(ks[ko + e]!);
+            dk[ko + e] += w * Math.abs(qs[qo + e]!);
+          }
+        });
+      }
+    }
+  }
+  const ulps = Math.sqrt(s.K) * EPS32;
+  return [0, ulps * maxAbs(dq), ulps * maxAbs(dk), 0];
+}
+
+/** The two conditioning terms above, per output o, dq, dk, dv. */
+function conditioningFloor(c: Case, wants: Float64Array[], spread = 1): number[] {
+  const response = scoreRoundingResponse(c, wants, spread);
+  const subtraction = subtractionRounding(c, wants, spread);
+  return response.map((r, n) => r + subtraction[n]!);
+}
+
+/**
+ * The float32 worst case of softmax attention's tests, every value a chain of sums over K, Tk
+ * and Tq each adding at most n·ε₃₂ (γ_n) of the output's scale, plus a few times the
+ * conditioning floor.
+ */
+function referenceBound(c: Case, want: Float64Array, floor: number): number {
+  return 4 * (c.K + c.Tk + c.Tq) * EPS32 * Math.max(1, maxAbs(want)) + 4 * floor;
+}
+
+const NAMES = ['o', 'dq', 'dk', 'dv'];
+
+describeOn('cpu', 'expressiveAttention', () => {
+  it('reference matches the float64 oracle, forward and gradients', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c) => {
+      const wants = oracles(c);
+      const conditioning = conditioningFloor(c, wants);
+      const got = run(c, 'reference');
+      for (let n = 0; n < 4; n++) {
+        expect(maxAbsDiff(await values(got[n]!), wants[n]!), NAMES[n]).toBeLessThanOrEqual(referenceBound(c, wants[n]!, conditioning[n]!));
+      }
+      tf.dispose(got);
+    }), { numRuns: 12 });
+  });
+
+  it('φ packs x⊗x so that ⟨φ(q), φ(k)⟩ = (q·k)²', async () => {
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.nat(), async (K, seed) => {
+      const qs = seededUniform(seed, K);
+      const ks = seededUniform(seed + 1, K);
+      const got = tf.tidy(() => tf.sum(tf.mul(quadraticFeatures(tf.tensor1d(qs)), quadraticFeatures(tf.tensor1d(ks)))));
+      const phi = tf.tidy(() => quadraticFeatures(tf.tensor2d(qs, [1, K])));
+      expect(phi.shape).toEqual([1, (K * (K + 1)) / 2]);
+      const dot = qs.reduce((a, x, i) => a + x * ks[i]!, 0);
+      // a sum of K(K+1)/2 products, each within a few ulps of its exact value
+      expect(Math.abs((await got.data())[0]! - dot * dot)).toBeLessThanOrEqual(4 * K * K * EPS32);
+      tf.dispose([got, phi]);
+    }), { numRuns: 8 });
+  });
+});
+
+describeOn('webgpu', 'expressiveAttention', () => {
+  it('kernel matches the oracle at least as well as the reference, forward and gradients', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c) => {
+      const wants = oracles(c);
+      const conditioning = conditioningFloor(c, wants);
+      const kernel = run(c, 'webgpu');
+      const reference = run(c, 'reference');
+      for (let n = 0; n < 4; n++) {
+        const [k, r] = [await values(kernel[n]!), await values(reference[n]!)];
+        // the derived rule (helpers.ts): at most twice the reference's error plus a few ulps. Where
+        // one ill-conditioned term dominates both errors, each is a single draw of its rounding,
+        // and the reference's may happen to be small: one typical such rounding (the conditioning
+        // floor) joins the ulps, as the ulps stand for one rounding of a well-conditioned output
+        const kernelErr = maxAbsDiff(k, wants[n]!);
+        const referenceErr = maxAbsDiff(r, wants[n]!);
+        const floor = 4 * EPS32 * Math.max(1, maxAbs(wants[n]!)) + conditioning[n]!;
+        expect(kernelErr, `${NAMES[n]}: kernel error ${kernelErr} vs reference error ${referenceErr}, conditioning ${conditioning[n]}`)
+          .toBeLessThanOrEqual(2 * referenceErr + floor);
+      }
+      tf.dispose([kernel, reference]);
+    }), { numRuns: 12 });
+  });
+
+  it('large logits (|s| up to 80) give no overflow and no NaN', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c0) => {
+      // q, k in ±spread with scale 1: |s| = |q·k| reaches about spread²·K / 3 on average, 80 at the extremes
+      const c = { ...c0, scale: 1 };
+      const spread = Math.sqrt(80 / c.K) * 1.7;
+      const wants = oracles(c, spread);
+      const conditioning = conditioningFloor(c, wants, spread);
+      const got = run(c, 'webgpu', spread);
+      for (let n = 0; n < 4; n++) {
+        const g = await values(got[n]!);
+        expect(g.every(Number.isFinite), NAMES[n]).toBe(true);
+        // no exponential: large scores only scale the squares, so the reference test's bound holds
+        expect(maxAbsDiff(g, wants[n]!), NAMES[n]).toBeLessThanOrEqual(referenceBound(c, wants[n]!, conditioning[n]!));
+      }
+      tf.dispose(got);
+    }), { numRuns: 8 });
+  });
+
+  it('grouped-query attention equals multi-head attention with repeated K/V heads', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.heads[0] !== c.heads[1]), async (c) => {
+      const [a, b] = tf.tidy(() => {
+        const { s, qs, ks, vs } = inputs(c);
+        const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
+        const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
+        const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
+        const heads = tf.tensor1d(Array.from({ length: s.H }, (_, h) => Math.floor((h * s.Hkv) / s.H)), 'int32');
+        const opts = { causal: c.causal, scale: c.scale, epsilon: c.epsilon, implementation: 'webgpu' as const };
+        return [attention(q, k, v, opts), attention(q, tf.gather(k, heads, 2) as tf.Tensor4D, tf.gather(v, heads, 2) as tf.Tensor4D, opts)];
+      });
+      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
+      tf.dispose([a, b]);
+    }), { numRuns: 8 });
+  });
+
+  it('causal: keys and values a query cannot see do not change its output', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.Tk >= 2), fc.nat(), async (c0, cut) => {
+      const c = { ...c0, causal: true };
+      const { s, qs, ks, vs } = inputs(c);
+      const j = cut % (s.Tk - 1); // change keys j+1..Tk−1; queries i with i + Tk − Tq ≤ j see none of them
+      const lastRow = j + s.Tq - s.Tk;
+      if (lastRow < 0) return;
+      const ks2 = ks.slice();
+      const vs2 = vs.slice();
+      const row = s.Hkv * s.K;
+      for (let b = 0; b < s.B; b++) {
+        for (let t = j + 1; t < s.Tk; t++) {
+          for (let e = 0; e < row; e++) { ks2[(b * s.Tk + t) * row + e] = 5; vs2[(b * s.Tk + t) * row + e] = -5; }
+        }
+      }
+      const [a, b] = tf.tidy(() => [[ks, vs], [ks2, vs2]].map(([kk, vv]) => attention(
+        tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]), tf.tensor4d(kk!, [s.B, s.Tk, s.Hkv, s.K]), tf.tensor4d(vv!, [s.B, s.Tk, s.Hkv, s.K]),
+        { causal: true, scale: c.scale, epsilon: c.epsilon, implementation: 'webgpu' }).slice([0, 0, 0, 0], [s.B, lastRow + 1, s.H, s.K])));
+      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
+      tf.dispose([a, b]);
+    }), { numRuns: 8 });
+  });
+
+  it('forward and gradients leak no tensors', async () => {
+    const q = tf.randomNormal([1, 9, 2, 8]) as tf.Tensor4D;
+    const kv = tf.randomNormal([1, 9, 1, 8]) as tf.Tensor4D;
+    await expectNoLeaks(async () => {
+      for (const implementation of ['webgpu', 'reference'] as const) {
+        const o = attention(q, kv, kv, { implementation });
+        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => attention(a as tf.Tensor4D, b as tf.Tensor4D, b as tf.Tensor4D, { implementation }))([q, kv]);
+        await o.data();
+        tf.dispose([o, g]);
+      }
+    });
+    tf.dispose([q, kv]);
+  });
+});
+
+describe('expressiveAttention input checks', () => {
+  let q: tf.Tensor4D;
+  let kv: tf.Tensor4D;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    q = tf.zeros([1, 4, 6, 8]);
+    kv = tf.zeros([1, 5, 3, 8]);
+  });
+
+  it('names the argument, the expectation and what it received', () => {
+    const kv4 = tf.zeros([1, 5, 4, 8]) as tf.Tensor4D;
+    expect(() => attention(q, kv4, kv4)).toThrow(/the query heads H = 6 must be a multiple of the key\/value heads Hkv = 4/);
+    expect(attention(q, kv, kv).shape).toEqual([1, 4, 6, 8]);
+    expect(() => attention(q, tf.zeros([1, 5, 3, 4]) as tf.Tensor4D, tf.zeros([1, 5, 3, 4]) as tf.Tensor4D))
+      .toThrow(/arguments 'q' and 'k' must have the same head dimension K; received 8 and 4/);
+    expect(() => attention(q, kv, kv, { epsilon: -1e-3 })).toThrow(/option 'epsilon' must be a finite number ≥ 0; received -0.001/);
+    expect(() => attention(q, kv, kv, { epsilon: Infinity })).toThrow(/option 'epsilon' must be a finite number ≥ 0; received Infinity/);
+    expect(() => attention(q, kv, kv, { causal: true, dropout: 0.1 } as never))
+      .toThrow(/unknown option 'dropout'; the options are 'causal', 'scale', 'epsilon', 'implementation'/);
+    expect(() => attention(q, kv, kv, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
+    expect(() => attention(q, kv, kv, { causal: 1 as never })).toThrow(/option 'causal' must be a boolean; received 1/);
+  });
+
+  it('ε = 0: a row whose scores are all 0 outputs 0, with a finite gradient', async () => {
+    const [o, dq] = tf.tidy(() => {
+      const f = (a: tf.Tensor) => attention(a as tf.Tensor4D, kv, kv, { epsilon: 0 });
+      return [f(q), tf.grad(f)(q)];
+    });
+    expect(maxAbs(await values(o!))).toBe(0);
+    expect((await values(dq!)).every(Number.isFinite)).toBe(true);
+    tf.dispose([o, dq]);
+  });
+});
+
+/** `x [B, T, D]` through a built layer's projection `name`, in float64: `[B, T, units]`. */
+async function project64(layer: tf.layers.Layer, x: Float32Array, rows: number, name: string): Promise<Float64Array> {
+  const byName = new Map(layer.weights.map((w) => [w.originalName.split('/').pop()!, w]));
+  const w = byName.get(name)!;
+  const [D, units] = w.shape as [number, number];
+  const W = await w.read().data();
+  const bias = byName.has(`${name}Bias`) ? await byName.get(`${name}Bias`)!.read().data() : new Float32Array(units);
+  const out = new Float64Array(rows * units);
+  for (let r = 0; r < rows; r++) {
+    for (let u = 0; u < units; u++) {
+      let acc = bias[u]!;
+      for (let d = 0; d < D; d++) acc += x[r * D + d]! * W[d * units + u]!;
+      out[r * units + u] = acc;
+    }
+  }
+  return out;
+}
+
+/**
+ * Per token (b, t), how far two float32 evaluations of the layer may differ: the recurrent form
+ * sums φ(q)·M and φ(q)·z over P = K(K+1)/2 packed products and M, z over the t tokens seen, the
+ * parallel one sums s over K and s²·v over t; the projections sum over D. Each such sum is
+ * within γ_n = n·ε₃₂ of its exact value relative to the sum of its terms' magnitudes, which is
+ * c² = (scale·Σ_a |q_a·k_a|)² for a score squared, not s². So the numerator and denominator of a
+ * row err by γ_n·(ε + Σ c²)·max|v|, and o = N/Z by twice that over Z: γ_n·2κ·max|v| with κ the
+ * row's condition number. Wo sums H·K of those per output channel (‖Wo‖₁ = max_d Σ_c |Wo_cd|)
+ * and rounds its own sum; both sides err, hence 2× the lot.
+ */
+async function decodeTolerance(layer: tf.layers.Layer, x: Float32Array, B: number, T: number, D: number, H: number, Hkv: number, K: number, epsilon: number) {
+  const q = await project64(layer, x, B * T, 'query');
+  const k = await project64(layer, x, B * T, 'key');
+  const v = await project64(layer, x, B * T, 'value');
+  const byName = new Map(layer.weights.map((w) => [w.originalName.split('/').pop()!, w]));
+  const Wo = await byName.get('output')!.read().data();
+  let woNorm = 0;
+  for (let d = 0; d < D; d++) {
+    let col = 0;
+    for (let c = 0; c < H * K; c++) col += Math.abs(Wo[c * D + d]!);
+    woNorm = Math.max(woNorm, col);
+  }
+  const scale = 1 / Math.sqrt(K);
+  const P = (K * (K + 1)) / 2;
+  const tol = new Float64Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let vMax = 0;
+    for (let t = 0; t < T; t++) {
+      for (let e = 0; e < Hkv * K; e++) vMax = Math.max(vMax, Math.abs(v[(b * T + t) * Hkv * K + e]!));
+      let kappa = 1;
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor((h * Hkv) / H);
+        let z = epsilon;
+        let zAbs = epsilon;
+        for (let s = 0; s <= t; s++) {
+          let dot = 0;
+          let abs = 0;
+          for (let a = 0; a < K; a++) {
+            const p = q[((b * T + t) * H + h) * K + a]! * k[((b * T + s) * Hkv + g) * K + a]!;
+            dot += p;
+            abs += Math.abs(p);
+          }
+          z += (scale * dot) ** 2;
+          zAbs += (scale * abs) ** 2;
+        }
+        if (z > 0) kappa = Math.max(kappa, zAbs / z);
+      }
+      const n = P + K + t + D + 4;
+      tol[b * T + t] = 2 * (2 * n * kappa + H * K + 1) * EPS32 * Math.max(1, vMax) * woNorm;
+    }
+  }
+  return tol;
+}
+
+/** Steps `layer` through `x [B, T, D]` from its initial state: `[B, T, D]`. */
+function decode(layer: ReturnType<typeof expressiveAttention>, x: tf.Tensor3D): tf.Tensor3D {
+  const [B, T, D] = x.shape;
+  let state: ExpressiveAttentionState = layer.initState(B);
+  const outs: tf.Tensor2D[] = [];
+  for (let t = 0; t < T; t++) {
+    const xt = tf.tidy(() => x.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D);
+    const [y, next] = layer.step(xt, state);
+    tf.dispose([xt, state]);
+    outs.push(y);
+    state = next;
+  }
+  const out = tf.stack(outs, 1) as tf.Tensor3D;
+  tf.dispose([outs, state]);
+  return out;
+}
+
+for (const backend of ['cpu', 'webgpu'] as const) {
+  describeOn(backend, 'ExpressiveAttention layer', () => {
+    itRoundTrips(() => expressiveAttention({ numHeads: 4, numKvHeads: 2, epsilon: 0.01, decode: 'recurrent' }),
+      { numHeads: 4, numKvHeads: 2, headDim: null, useBias: true, implementation: 'auto', epsilon: 0.01, decode: 'recurrent' });
+    if (backend === 'webgpu') itTrains(() => expressiveAttention({ numHeads: 2 }));
+
+    const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
+    // the recurrent step is the same tfjs ops on both backends; webgpu adds the kernel-backed cache
+    // and forward, at about a second a run on SwiftShader, hence fewer runs there
+    it(`(${implementation}) recurrent decode equals the cached decode and the parallel forward`, async () => {
+      await fc.assert(fc.asyncProperty(
+        fc.record({ B: fc.integer({ min: 1, max: 2 }), T: fc.integer({ min: 1, max: 10 }), heads: fc.constantFrom([2, 2], [4, 2], [4, 1]),
+          K: fc.constantFrom(3, 4, 6, 8), epsilon: fc.constantFrom(1e-6, 0.3), seed: fc.nat() }),
+        async (c) => {
+          const [H, Hkv] = c.heads as [number, number];
+          const D = 12;
+          const make = (decodeMode: ExpressiveAttentionDecode) =>
+            expressiveAttention({ numHeads: H, numKvHeads: Hkv, headDim: c.K, epsilon: c.epsilon, decode: decodeMode, implementation });
+          const cached = make('cache');
+          const recurrent = make('recurrent');
+          const xs = seededUniform(c.seed, c.B * c.T * D);
+          const x = tf.tensor3d(xs, [c.B, c.T, D]);
+          const parallel = cached.apply(x) as tf.Tensor3D;
+          (recurrent.apply(x) as tf.Tensor).dispose();
+          recurrent.setWeights(cached.getWeights());
+          const [yc, yr] = [decode(cached, x), decode(recurrent, x)];
+          const tol = await decodeTolerance(cached, xs, c.B, c.T, D, H, Hkv, c.K, c.epsilon);
+          const [p, a, r] = [await values(parallel), await values(yc), await values(yr)];
+          for (let bt = 0; bt < c.B * c.T; bt++) {
+            const row = (y: Float64Array) => y.subarray(bt * D, (bt + 1) * D);
+            expect(maxAbsDiff(row(r), row(p)), `recurrent vs parallel, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
+            expect(maxAbsDiff(row(r), row(a)), `recurrent vs cached, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
+            expect(maxAbsDiff(row(a), row(p)), `cached vs parallel, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
+          }
+          tf.dispose([x, parallel, yc, yr]);
+          cached.dispose();
+          recurrent.dispose();
+        }), { numRuns: backend === 'webgpu' ? 4 : 8 });
+    });
+
+    it('ops, gradients, layer calls and both decodes leak no tensors', async () => {
+      const x = tf.randomNormal([2, 5, 8]) as tf.Tensor3D;
+      for (const decodeMode of ['cache', 'recurrent'] as const) {
+        const layer = expressiveAttention({ numHeads: 2, numKvHeads: 1, decode: decodeMode });
+        layer.apply(x); // builds the weights outside the measured region
+        await expectNoLeaks(async () => {
+          const y = layer.apply(x) as tf.Tensor;
+          const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
+          const s0 = layer.initState(2);
+          const [y1, s1] = layer.step(x0, s0);
+          const [y2, s2] = layer.step(y1, s1);
+          await y2.data();
+          tf.dispose([y, x0, s0, y1, s1, y2, s2]);
+        });
+        layer.dispose();
+      }
+      x.dispose();
+    });
+  });
+}
+
+describe('ExpressiveAttention layer arguments', () => {
+  beforeAll(async () => { await tf.setBackend('cpu'); });
+  it('names the argument, the expectation and what it received', () => {
+    expect(() => expressiveAttention({ numHeads: 4, numKvHeads: 3 })).toThrow(/numHeads = 4 must be a multiple of numKvHeads = 3/);
+    expect(() => expressiveAttention({ numHeads: 2, epsilon: -1 })).toThrow(/ExpressiveAttention: option 'epsilon' must be a finite number ≥ 0; received -1/);
+    expect(() => expressiveAttention({ numHeads: 2, decode: 'rnn' as never }))
+      .toThrow(/ExpressiveAttention: option 'decode' must be one of 'cache', 'recurrent'; received 'rnn'/);
+    const recurrent = expressiveAttention({ numHeads: 2, decode: 'recurrent' });
+    expect(() => recurrent.initState(1)).toThrow(/not built yet/);
+    recurrent.apply(tf.zeros([1, 2, 8]));
+    const state = recurrent.initState(1);
+    expect('M' in state && [state.M.shape, state.z.shape]).toEqual([[1, 2, 10, 4], [1, 2, 10]]);
+    expect(() => recurrent.step(tf.zeros([1, 6]) as tf.Tensor2D, state))
+      .toThrow(/step: argument 'x' must be a float32 tensor \[B, D\] = \[B, 8\]; received a float32 tensor of shape \[1, 6\]/);
+    const cached = expressiveAttention({ numHeads: 2 });
+    cached.apply(tf.zeros([1, 2, 8]));
+    expect(() => cached.step(tf.zeros([1, 8]) as tf.Tensor2D, state))
+      .toThrow(/decodes with decode = 'cache', but argument 'state' is a recurrent state; use the state from this layer's initState\(\)/);
+    expect(() => recurrent.step(tf.zeros([1, 8]) as tf.Tensor2D, cached.initState(1))).toThrow(/decode = 'recurrent', but argument 'state' is a key\/value cache/);
+  });
+});
