@@ -1,17 +1,19 @@
 /**
  * `npm run bench [-- --quick]`: every mixer's WGSL kernel against its tfjs-ops reference on
  * the webgpu backend, forward and forward+backward, validated before timing; a copy kernel as
- * the memory roofline; and the two runtime paths for custom kernels. Prints markdown and
- * writes `bench/results/<adapter>.{json,md}`.
+ * the memory roofline; the two runtime paths for custom kernels; and flashAttention against
+ * composed attention, with tfjs's matMul as the compute roofline. Prints markdown and writes
+ * `bench/results/<adapter>.{json,md}`.
  *
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU } from '../src/node.js';
-import { BATCH, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
+import { measureAttention } from './attention.js';
+import { ATTENTION_LENGTHS, BATCH, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
-import { gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
+import { agreement, gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
 
 const TOLERANCE = 1e-4;
@@ -45,16 +47,7 @@ async function validate(c: BenchCase, x: tf.Tensor3D, dy: tf.Tensor3D): Promise<
   const reference = runCase(c, 'reference', x, dy);
   const [k, r] = await Promise.all([kernel.data(), reference.data()]);
   tf.dispose([kernel, reference]);
-  let maxAbsDiff = 0;
-  let maxAbsReference = 0;
-  for (let i = 0; i < r.length; i++) {
-    // a NaN anywhere must fail, and Math.max would swallow it
-    const diff = Math.abs(k[i]! - r[i]!);
-    maxAbsDiff = Number.isNaN(diff) || Number.isNaN(maxAbsDiff) ? NaN : Math.max(maxAbsDiff, diff);
-    maxAbsReference = Math.max(maxAbsReference, Math.abs(r[i]!));
-  }
-  const relative = maxAbsDiff / Math.max(maxAbsReference, Number.MIN_VALUE);
-  return { maxAbsDiff, maxAbsReference, relative, ok: relative < TOLERANCE };
+  return agreement([[k, r]], TOLERANCE);
 }
 
 /** Validates then times one case on both sides. */
@@ -159,6 +152,8 @@ for (const path of RUNTIME_PATHS) {
 const cases: CaseResult[] = [];
 for (const c of benchCases(lengths)) cases.push(await measureCase(c, roofline.gbps));
 
+const attention = await measureAttention(backend, quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full, SEED, TOLERANCE, started, log);
+
 const report: Report = {
   adapter: gpu.description,
   date: new Date().toISOString(),
@@ -178,13 +173,14 @@ const report: Report = {
     bandwidth: { elements: PATH_COPY_ELEMENTS, bytes: 8 * PATH_COPY_ELEMENTS },
     ...paths,
   },
+  attention,
   wallSeconds: (performance.now() - started) / 1000,
 };
 const markdown = toMarkdown(report);
 console.log(markdown);
 for (const file of writeReport(new URL('./results/', import.meta.url).pathname, report, markdown)) log(`wrote ${file}`);
 
-const failed = cases.filter((c) => !c.validation.ok);
+const failed = [...cases, ...attention.cases].filter((c) => c.validation && !c.validation.ok);
 if (failed.length > 0) console.error(`[bench] !!! ${failed.length} case(s) failed validation and were not timed.`);
 if (tf.memory().numTensors !== 0) console.error(`[bench] !!! ${tf.memory().numTensors} tensor(s) still allocated at exit.`);
 // frees tfjs's GPU buffer pool
