@@ -8,7 +8,8 @@ import * as tf from '@tensorflow/tfjs';
  */
 export type Implementation = 'auto' | 'webgpu' | 'reference';
 
-const IMPLEMENTATIONS: readonly Implementation[] = ['auto', 'webgpu', 'reference'];
+/** Every {@link Implementation}, for option checks. */
+export const IMPLEMENTATIONS: readonly Implementation[] = ['auto', 'webgpu', 'reference'];
 
 function describe(value: unknown): string {
   if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(', ')}]`;
@@ -85,4 +86,11 @@ export function useKernel(op: string, implementation: Implementation | undefined
       `Import '@tensorflow/tfjs-backend-webgpu' and await tf.setBackend('webgpu'), or use implementation 'auto'.`);
   }
   return impl === 'webgpu' || (impl === 'auto' && backend === 'webgpu');
+}
+
+/** Checks one decode token of a layer's `step`: a float32 `[B, D]` tensor with the layer's D. */
+export function checkStepToken(layer: string, x: unknown, D: number): void {
+  if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== D || x.dtype !== 'float32') {
+    throw new Error(`${layer}.step: argument 'x' must be a float32 tensor [B, D] = [B, ${D}]; received ${describe(x)}.`);
+  }
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { sequenceShape, type LayerArgs } from '../layers/projected-mixer.js';
-import { checkOneOf, type Implementation } from '../validate.js';
+import { IMPLEMENTATIONS, checkOneOf, checkStepToken, type Implementation } from '../validate.js';
 import { MAX_HEAD_DIM } from './validate.js';
 
 /** Arguments shared by the self-attention layers. */
@@ -27,7 +27,6 @@ export type KVCacheState = {
   position: number;
 };
 
-const IMPLEMENTATIONS: readonly Implementation[] = ['auto', 'webgpu', 'reference'];
 
 function positiveInteger(layer: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
@@ -152,11 +151,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState] {
-    const { D } = this.dimsOrThrow();
-    if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== D || x.dtype !== 'float32') {
-      const got = x instanceof tf.Tensor ? `a ${x.dtype} tensor of shape [${x.shape.join(', ')}]` : String(x);
-      throw new Error(`${this.getClassName()}.step: argument 'x' must be a float32 tensor [B, D] = [B, ${D}]; received ${got}.`);
-    }
+    checkStepToken(this.getClassName(), x, this.dimsOrThrow().D);
     return tf.tidy((): [tf.Tensor2D, KVCacheState] => {
       const [q, k, v] = this.project(x.expandDims(1) as tf.Tensor3D);
       const keys = tf.concat([state.keys, k], 1) as tf.Tensor4D;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkOneOf, type Implementation } from '../validate.js';
+import { IMPLEMENTATIONS, checkOneOf, checkStepToken, type Implementation } from '../validate.js';
 
 /** tfjs's own `LayerArgs` (name, trainable, inputShape, …). */
 export type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -15,7 +15,6 @@ export interface ProjectedMixerArgs extends LayerArgs {
   implementation?: Implementation;
 }
 
-const IMPLEMENTATIONS: readonly Implementation[] = ['auto', 'webgpu', 'reference'];
 
 /** The shape a sequence layer accepts, or an error in tfjs-layers' "Received: …" style. */
 export function sequenceShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Shape {
@@ -92,11 +91,7 @@ export abstract class ProjectedMixer extends tf.layers.Layer {
 
   /** Checks one decode token: `[B, D]` float32 with the layer's D. */
   protected checkStepInput(x: tf.Tensor2D): void {
-    const D = this.widthOrThrow();
-    if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== D || x.dtype !== 'float32') {
-      const got = x instanceof tf.Tensor ? `a ${x.dtype} tensor of shape [${x.shape.join(', ')}]` : String(x);
-      throw new Error(`${this.getClassName()}.step: argument 'x' must be a float32 tensor [B, D] = [B, ${D}]; received ${got}.`);
-    }
+    checkStepToken(this.getClassName(), x, this.widthOrThrow());
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
-import { checkOneOf } from '../../validate.js';
+import { checkOneOf, checkStepToken } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp } from './op.js';
 import { MIN_DENOMINATOR } from './reference.js';
 
@@ -161,10 +161,7 @@ export class ExpressiveAttention extends AttentionLayer {
     }
     if (!('M' in state)) return super.step(x, state);
     const { D, K } = this.recurrentDims();
-    if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== D || x.dtype !== 'float32') {
-      const got = x instanceof tf.Tensor ? `a ${x.dtype} tensor of shape [${x.shape.join(', ')}]` : String(x);
-      throw new Error(`${name}: argument 'x' must be a float32 tensor [B, D] = [B, ${D}]; received ${got}.`);
-    }
+    checkStepToken(this.getClassName(), x, D);
     return tf.tidy((): [tf.Tensor2D, ExpressiveAttentionRecurrentState] => {
       const B = x.shape[0];
       const H = this.numHeads;
