@@ -20,11 +20,13 @@ import * as averageContextOps from './mixers/average-context/op.js';
 import * as flashAttentionOps from './mixers/flash-style-tiled-attention/op.js';
 import * as blockSparseOps from './mixers/block-sparse/op.js';
 import * as expressiveAttentionOps from './mixers/expressive-attention/op.js';
+import * as selectiveSSMOps from './mixers/selective-ssm/op.js';
 import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
 import * as averageContextLayer from './mixers/average-context/layer.js';
 import * as flashAttentionLayer from './mixers/flash-style-tiled-attention/layer.js';
 import * as blockSparseLayer from './mixers/block-sparse/layer.js';
 import * as expressiveAttentionLayer from './mixers/expressive-attention/layer.js';
+import * as selectiveSSMLayer from './mixers/selective-ssm/layer.js';
 
 /** Differentiable functional ops, one per mixer (shapes as in each op's docs). */
 export const ops = {
@@ -36,6 +38,9 @@ export const ops = {
   flashAttention: flashAttentionOps.flashAttention,
   blockSparseAttention: blockSparseOps.blockSparseAttention,
   expressiveAttention: expressiveAttentionOps.expressiveAttention,
+  selectiveScan: selectiveSSMOps.selectiveScan,
+  selectiveScanWithState: selectiveSSMOps.selectiveScanWithState,
+  selectiveScanStep: selectiveSSMOps.selectiveScanStep,
 };
 
 /** Layer factories, lowerCamelCase as `tf.layers.*`. */
@@ -45,6 +50,7 @@ export const layers = {
   flashStyleTiledAttention: flashAttentionLayer.flashStyleTiledAttention,
   blockSparse: blockSparseLayer.blockSparse,
   expressiveAttention: expressiveAttentionLayer.expressiveAttention,
+  selectiveSSM: selectiveSSMLayer.selectiveSSM,
 };
 
 export { CausalGeneration } from './mixers/causal-generation/layer.js';
@@ -69,3 +75,6 @@ export type {
   ExpressiveAttentionArgs, ExpressiveAttentionDecode, ExpressiveAttentionRecurrentState, ExpressiveAttentionState,
 } from './mixers/expressive-attention/layer.js';
 export type { ExpressiveAttentionOptions } from './mixers/expressive-attention/op.js';
+export type { SelectiveScanOptions, SelectiveScanResult, SelectiveScanStepOptions } from './mixers/selective-ssm/op.js';
+export { SelectiveSSM } from './mixers/selective-ssm/layer.js';
+export type { SelectiveSSMArgs, SelectiveSSMState } from './mixers/selective-ssm/layer.js';

@@ -1,0 +1,296 @@
+import * as tf from '@tensorflow/tfjs';
+import { sequenceShape, type LayerArgs } from '../../layers/projected-mixer.js';
+import {
+  IMPLEMENTATIONS, argumentError, checkOneOf, checkShape, checkStepToken, checkTensor, type Implementation,
+} from '../../validate.js';
+import { selectiveScan, selectiveScanStep } from './op.js';
+
+/** Arguments of the {@link SelectiveSSM} layer (Mamba's names in parentheses). */
+export interface SelectiveSSMArgs extends LayerArgs {
+  /** The inner width E = expand·D of the block (`expand`), a positive integer. Default `2`. */
+  expand?: number;
+  /** The state size N per channel (`d_state`), a positive integer. Default `16`. */
+  stateSize?: number;
+  /** The rank R of the step-size projection (`dt_rank`), a positive integer. Default `ceil(D / 16)`. */
+  dtRank?: number;
+  /** The width dConv of the causal depthwise convolution (`d_conv`), a positive integer. Default `4`. */
+  convKernel?: number;
+  /** The smallest initial step size Δ, a number > 0. Default `1e-3`. */
+  dtMin?: number;
+  /** The largest initial step size Δ, a number ≥ `dtMin`. Default `1e-1`. */
+  dtMax?: number;
+  /** Initial step sizes are clamped to at least this, a number ≥ 0. Default `1e-4`. */
+  dtInitFloor?: number;
+  /** Which implementation the selective scan runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+/** Decode state of {@link SelectiveSSM}: a fixed size, whatever the tokens seen. */
+export type SelectiveSSMState = {
+  /** `[B, dConv − 1, E]`: the convolution's window, the last dConv − 1 inner tokens (zeros before the first). */
+  conv: tf.Tensor3D;
+  /** `[B, E, N]`: the selective scan's state. */
+  ssm: tf.Tensor3D;
+};
+
+/** The layer's resolved sizes, known once it is built. */
+interface Dims { D: number; E: number; N: number; R: number }
+
+function positiveInteger(layer: string, name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw argumentError(layer, `argument '${name}' must be a positive integer; received ${String(value)}.`);
+  }
+  return value;
+}
+
+function finiteAtLeast(layer: string, name: string, value: unknown, min: number, strict: boolean): number {
+  const ok = typeof value === 'number' && Number.isFinite(value) && (strict ? value > min : value >= min);
+  if (!ok) {
+    throw argumentError(layer, `argument '${name}' must be a finite number ${strict ? '>' : '≥'} ${min}; received ${String(value)}.`);
+  }
+  return value as number;
+}
+
+/**
+ * Mamba's initial `deltaBias [E]`: Δ = exp(U[log dtMin, log dtMax]), at least `floor`, then its
+ * inverse softplus Δ + log(−expm1(−Δ)), so that softplus(deltaBias) = Δ at the start.
+ */
+function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number): Float32Array {
+  const out = new Float32Array(E);
+  const [lo, hi] = [Math.log(dtMin), Math.log(dtMax)];
+  for (let e = 0; e < E; e++) {
+    const dt = Math.max(Math.exp(lo + Math.random() * (hi - lo)), floor);
+    out[e] = dt + Math.log(-Math.expm1(-dt));
+  }
+  return out;
+}
+
+/**
+ * The Mamba block (Gu & Dao 2023; MIXERS.md §6), a causal sequence mixer in place of
+ * self-attention: `[B, T, D] → [B, T, D]`, with E = expand·D, N = stateSize, R = dtRank:
+ * ```
+ * [x, z]      = x·inProj                          [B, T, E] each
+ * x           = silu(causalDepthwiseConv(x))      dConv taps per channel, with a bias
+ * [δ, Bt, Ct] = x·xProj                           [B, T, R], [B, T, N], [B, T, N]
+ * y           = selectiveScan(x, δ·dtProj, −exp(ALog), Bt, Ct, {D, z, deltaBias})
+ * out         = y·outProj
+ * ```
+ * The scan is `ops.selectiveScan` (WGSL kernels on WebGPU), O(T·E·N); the convolution is a
+ * left zero-padding and a sum of dConv shifted slices, so it has gradients on every backend.
+ *
+ * Weights and their initialisation, as Mamba's unless said:
+ * - `inProj [D, 2E]`, `xProj [E, R + 2N]`, `outProj [E, D]`: no bias, glorotUniform (tfjs's
+ *   Dense default, where Mamba keeps PyTorch's Linear default U(±fan_in^−1/2));
+ * - `convKernel [dConv, E]`, `convBias [E]`: U(±dConv^−1/2), PyTorch's Conv1d default;
+ * - `dtProj [R, E]`: U(±R^−1/2); `deltaBias [E]`: the inverse softplus of
+ *   Δ = exp(U[log dtMin, log dtMax]) clamped ≥ dtInitFloor;
+ * - `ALog [E, N]`: log(n) for n = 1..N in every channel (S4D-real), A = −exp(ALog);
+ * - `D [E]`: ones, the skip connection.
+ *
+ * Decoding keeps a fixed-size state (the convolution's last dConv − 1 inner tokens and the
+ * scan's `[B, E, N]` state), so each `step` costs O(D·E + E·N), whatever the position.
+ *
+ * @example
+ * ```ts
+ * const model = tf.sequential({ layers: [
+ *   tf.layers.embedding({ inputDim: 65, outputDim: 64 }),
+ *   layers.selectiveSSM({ stateSize: 16 }),
+ *   tf.layers.dense({ units: 65 }),
+ * ]});
+ * model.predict(tf.tensor2d([[1, 2, 3]])); // [1, 3, 65]
+ *
+ * const mixer = model.layers[1] as SelectiveSSM;
+ * let state = mixer.initState(1);
+ * const [y, next] = mixer.step(tf.randomNormal([1, 64]), state); // y [1, 64]
+ * tf.dispose(state);
+ * state = next;
+ * ```
+ */
+export class SelectiveSSM extends tf.layers.Layer {
+  static className = 'SelectiveSSM';
+  readonly expand: number;
+  readonly stateSize: number;
+  /** R as given; `null` for the default ceil(D / 16), resolved when the layer is built. */
+  readonly dtRank: number | null;
+  readonly convKernel: number;
+  readonly dtMin: number;
+  readonly dtMax: number;
+  readonly dtInitFloor: number;
+  readonly implementation: Implementation;
+  private weightsByName = new Map<string, tf.LayerVariable>();
+  private dims: Dims | null = null;
+
+  constructor(args: SelectiveSSMArgs = {}) {
+    super(args);
+    const name = SelectiveSSM.className;
+    this.expand = positiveInteger(name, 'expand', args.expand ?? 2);
+    this.stateSize = positiveInteger(name, 'stateSize', args.stateSize ?? 16);
+    this.dtRank = args.dtRank == null ? null : positiveInteger(name, 'dtRank', args.dtRank);
+    this.convKernel = positiveInteger(name, 'convKernel', args.convKernel ?? 4);
+    this.dtMin = finiteAtLeast(name, 'dtMin', args.dtMin ?? 1e-3, 0, true);
+    this.dtMax = finiteAtLeast(name, 'dtMax', args.dtMax ?? 1e-1, this.dtMin, false);
+    this.dtInitFloor = finiteAtLeast(name, 'dtInitFloor', args.dtInitFloor ?? 1e-4, 0, false);
+    this.implementation = checkOneOf(name, 'implementation', args.implementation, IMPLEMENTATIONS, 'auto');
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const D = sequenceShape(this.getClassName(), inputShape)[2]!;
+    const E = this.expand * D;
+    const N = this.stateSize;
+    const R = this.dtRank ?? Math.ceil(D / 16);
+    const K = this.convKernel;
+    const add = (n: string, shape: number[], init: ReturnType<typeof tf.initializers.zeros>) =>
+      this.weightsByName.set(n, this.addWeight(n, shape, 'float32', init));
+    const uniform = (limit: number) => tf.initializers.randomUniform({ minval: -limit, maxval: limit });
+    add('inProj', [D, 2 * E], tf.initializers.glorotUniform({}));
+    add('convKernel', [K, E], uniform(1 / Math.sqrt(K)));
+    add('convBias', [E], uniform(1 / Math.sqrt(K)));
+    add('xProj', [E, R + 2 * N], tf.initializers.glorotUniform({}));
+    add('dtProj', [R, E], uniform(1 / Math.sqrt(R)));
+    add('deltaBias', [E], tf.initializers.zeros());
+    add('ALog', [E, N], tf.initializers.zeros());
+    add('D', [E], tf.initializers.ones());
+    add('outProj', [E, D], tf.initializers.glorotUniform({}));
+    // the initial values no tfjs initializer draws
+    tf.tidy(() => {
+      this.weight('deltaBias').write(tf.tensor1d(initialDeltaBias(E, this.dtMin, this.dtMax, this.dtInitFloor)));
+      this.weight('ALog').write(tf.tile(tf.log(tf.range(1, N + 1)).reshape([1, N]), [E, 1]));
+    });
+    this.dims = { D, E, N, R };
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    return sequenceShape(this.getClassName(), inputShape);
+  }
+
+  private weight(name: string): tf.LayerVariable {
+    return this.weightsByName.get(name)!;
+  }
+
+  /** `x [..., in]·W` over the last axis. */
+  private dense(x: tf.Tensor, name: string): tf.Tensor {
+    const w = this.weight(name).read();
+    return tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w).reshape([...x.shape.slice(0, -1), w.shape[1]!]);
+  }
+
+  /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
+  private scanInputs(x: tf.Tensor): { delta: tf.Tensor; B: tf.Tensor; C: tf.Tensor } {
+    const { N, R } = this.dimsOrThrow();
+    const [low, B, C] = tf.split(this.dense(x, 'xProj'), [R, N, N], -1);
+    return { delta: this.dense(low!, 'dtProj'), B: B!, C: C! };
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const name = this.getClassName();
+      const x = checkTensor<tf.Rank.R3>(name, 'inputs', Array.isArray(inputs) ? inputs[0] : inputs, ['B', 'T', 'D']);
+      const { D, E } = this.dimsOrThrow();
+      const [Bsz, T] = x.shape;
+      checkShape(name, 'inputs', x, [Bsz, T, D], ['B', 'T', 'D']);
+      const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
+      // causal depthwise conv: left zero padding, then the dConv taps as shifted slices (rank 3,
+      // each op with a gradient on cpu and webgpu)
+      const K = this.convKernel;
+      const padded = K > 1 ? tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]) : inner;
+      const taps = tf.unstack(this.weight('convKernel').read());
+      let conv: tf.Tensor = this.weight('convBias').read();
+      for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [Bsz, T, E]), taps[k]!));
+      const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D;
+      const { delta, B, C } = this.scanInputs(u);
+      const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D, {
+        D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
+        deltaSoftplus: true, implementation: this.implementation,
+      });
+      return this.dense(y, 'outProj');
+    });
+  }
+
+  /** A = −exp(ALog), `[E, N]`. */
+  private stateMatrix(): tf.Tensor2D {
+    return tf.neg(tf.exp(this.weight('ALog').read())) as tf.Tensor2D;
+  }
+
+  private dimsOrThrow(): Dims {
+    if (!this.dims) {
+      throw new Error(`${this.getClassName()}: the layer is not built yet; call it on an input (or add it to a model) before decoding.`);
+    }
+    return this.dims;
+  }
+
+  /**
+   * A fresh decode state for `batch` sequences: zeros `conv [B, dConv − 1, E]` and
+   * `ssm [B, E, N]`, as if every token before the first were zero.
+   */
+  initState(batch: number): SelectiveSSMState {
+    positiveInteger(`${this.getClassName()}.initState`, 'batch', batch);
+    const { E, N } = this.dimsOrThrow();
+    return { conv: tf.zeros([batch, this.convKernel - 1, E]), ssm: tf.zeros([batch, E, N]) };
+  }
+
+  /**
+   * Runs one token through the block: its inner token joins the convolution's window, and the
+   * scan advances one step with `ops.selectiveScanStep`. Stepping through a sequence reproduces
+   * the parallel forward. The input state is left as it is: dispose it once it is no longer
+   * needed.
+   *
+   * @param x `[B, D]` float32, the next token.
+   * @param state from {@link SelectiveSSM.initState} or a previous step.
+   * @returns `[y, nextState]` with y `[B, D]`.
+   */
+  step(x: tf.Tensor2D, state: SelectiveSSMState): [tf.Tensor2D, SelectiveSSMState] {
+    const name = this.getClassName();
+    const { D, E, N } = this.dimsOrThrow();
+    checkStepToken(name, x, D);
+    const Bsz = x.shape[0];
+    const check = (field: 'conv' | 'ssm', shape: number[], layout: string[]) => {
+      const t: unknown = state?.[field];
+      // with dConv = 1 the window is empty, which checkTensor refuses
+      if (shape.includes(0) && t instanceof tf.Tensor && t.dtype === 'float32') checkShape(`${name}.step`, `state.${field}`, t, shape, layout);
+      else checkShape(`${name}.step`, `state.${field}`, checkTensor(`${name}.step`, `state.${field}`, t, layout), shape, layout);
+    };
+    check('conv', [Bsz, this.convKernel - 1, E], ['B', 'dConv − 1', 'E']);
+    check('ssm', [Bsz, E, N], ['B', 'E', 'N']);
+    return tf.tidy((): [tf.Tensor2D, SelectiveSSMState] => {
+      const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
+      const window = tf.concat([state.conv, inner.expandDims(1)], 1);              // [B, dConv, E]
+      const conv = tf.add(tf.sum(tf.mul(window, this.weight('convKernel').read()), 1), this.weight('convBias').read());
+      const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor2D;
+      const { delta, B, C } = this.scanInputs(u);
+      const next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm, {
+        D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
+        deltaSoftplus: true, implementation: this.implementation,
+      });
+      const y = this.dense(next.output, 'outProj') as tf.Tensor2D;
+      return [y, { conv: window.slice([0, 1, 0], [Bsz, this.convKernel - 1, E]) as tf.Tensor3D, ssm: next.state }];
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      expand: this.expand,
+      stateSize: this.stateSize,
+      dtRank: this.dtRank,
+      convKernel: this.convKernel,
+      dtMin: this.dtMin,
+      dtMax: this.dtMax,
+      dtInitFloor: this.dtInitFloor,
+      implementation: this.implementation,
+    };
+  }
+}
+tf.serialization.registerClass(SelectiveSSM);
+
+/**
+ * Creates a {@link SelectiveSSM} layer (the Mamba block), as `tf.layers.*` factories do.
+ *
+ * @example
+ * ```ts
+ * const mixer = layers.selectiveSSM({ expand: 2, stateSize: 16, convKernel: 4 });
+ * mixer.apply(tf.randomNormal([2, 32, 64])); // [2, 32, 64]
+ * ```
+ */
+export function selectiveSSM(args?: SelectiveSSMArgs): SelectiveSSM {
+  return new SelectiveSSM(args);
+}

@@ -1,0 +1,196 @@
+import * as tf from '@tensorflow/tfjs';
+import { checkBoolean, checkOptionNames, checkShape, checkTensor, useKernel, type Implementation } from '../../validate.js';
+import { selectiveScanReference, selectiveScanStepReference, type ScanArgs } from './reference.js';
+import { SELECTIVE_SCAN, SELECTIVE_SCAN_STEP, type ScanAttrs } from './kernel.js';
+
+/** Options of `ops.selectiveScan` and `ops.selectiveScanWithState`. */
+export interface SelectiveScanOptions {
+  /** `[E]`: the skip connection, `y += D ⊙ u`. Default none. */
+  D?: tf.Tensor1D;
+  /** `[B, T, E]`: the gate, `out = y ⊙ silu(z)`. Default none. */
+  z?: tf.Tensor3D;
+  /** `[E]`: added to delta before the softplus. Default none. */
+  deltaBias?: tf.Tensor1D;
+  /** Whether Δ = softplus(delta + deltaBias); `false` takes delta + deltaBias as Δ. Default `true`. */
+  deltaSoftplus?: boolean;
+  /** `[B, E, N]`: the state before the first step, for continuing a sequence. Default zeros. */
+  initialState?: tf.Tensor3D;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+/** Options of `ops.selectiveScanStep`: as {@link SelectiveScanOptions}, with a `[B, E]` gate. */
+export interface SelectiveScanStepOptions {
+  /** `[E]`: the skip connection. Default none. */
+  D?: tf.Tensor1D;
+  /** `[B, E]`: the gate. Default none. */
+  z?: tf.Tensor2D;
+  /** `[E]`: added to delta before the softplus. Default none. */
+  deltaBias?: tf.Tensor1D;
+  /** Whether Δ = softplus(delta + deltaBias). Default `true`. */
+  deltaSoftplus?: boolean;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+/** A scan's output and its final state. */
+export interface SelectiveScanResult<R extends tf.Rank = tf.Rank.R3> {
+  /** `[B, T, E]` (`[B, E]` for a step). */
+  output: tf.Tensor<R>;
+  /** `[B, E, N]`: the state after the last step. */
+  state: tf.Tensor3D;
+}
+
+const OPTIONS = ['D', 'z', 'deltaBias', 'deltaSoftplus', 'initialState', 'implementation'] as const;
+const STEP_OPTIONS = ['D', 'z', 'deltaBias', 'deltaSoftplus', 'implementation'] as const;
+
+/** Checks every input against u's `[B, T, E]` (or `[B, E]` for a step) and A's `[E, N]`. */
+function checkScan(
+  op: string, stepShape: boolean, u: unknown, delta: unknown, A: unknown, B: unknown, C: unknown,
+  options: SelectiveScanOptions | SelectiveScanStepOptions,
+): Omit<ScanArgs, 'u' | 'delta' | 'B' | 'C' | 'z'> & { u: tf.Tensor; delta: tf.Tensor; B: tf.Tensor; C: tf.Tensor; z?: tf.Tensor } {
+  const seq = stepShape ? ['B', 'E'] : ['B', 'T', 'E'];
+  const $u = checkTensor(op, 'u', u, seq);
+  const $A = checkTensor<tf.Rank.R2>(op, 'A', A, ['E', 'N']);
+  const E = $u.shape[$u.rank - 1]!;
+  const N = $A.shape[1];
+  const lead = $u.shape.slice(0, -1);
+  const stateLayout = stepShape ? ['B', 'N'] : ['B', 'T', 'N'];
+  const check = (name: string, x: unknown, layout: string[], shape: number[]) => {
+    const t = checkTensor(op, name, x, layout);
+    checkShape(op, name, t, shape, layout);
+    return t;
+  };
+  check('delta', delta, seq, $u.shape);
+  checkShape(op, 'A', $A, [E, N], ['E', 'N']);
+  check('B', B, stateLayout, [...lead, N]);
+  check('C', C, stateLayout, [...lead, N]);
+  const o = options as SelectiveScanOptions;
+  if (o.D !== undefined) check('D', o.D, ['E'], [E]);
+  if (o.z !== undefined) check('z', o.z, seq, $u.shape);
+  if (o.deltaBias !== undefined) check('deltaBias', o.deltaBias, ['E'], [E]);
+  if (o.initialState !== undefined) check('initialState', o.initialState, ['B', 'E', 'N'], [$u.shape[0]!, E, N]);
+  return {
+    u: $u, delta: delta as tf.Tensor, A: $A, B: B as tf.Tensor, C: C as tf.Tensor,
+    D: o.D, z: o.z, deltaBias: o.deltaBias, initialState: o.initialState,
+    deltaSoftplus: checkBoolean(op, 'deltaSoftplus', o.deltaSoftplus, true),
+  };
+}
+
+/**
+ * The kernels' packed inputs (WebGPU guarantees a kernel only eight storage buffers):
+ * chan = A | D | deltaBias `[E, N+2]`, an absent D or bias being 0, and bc = B | C `[.., 2N]`.
+ */
+function packed(A: tf.Tensor2D, B: tf.Tensor, C: tf.Tensor, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): { chan: tf.Tensor; bc: tf.Tensor } {
+  const E = A.shape[0];
+  const column = (x?: tf.Tensor1D) => (x ? x.reshape([E, 1]) : tf.zeros([E, 1]));
+  return { chan: tf.concat([A, column(D), column(deltaBias)], 1), bc: tf.concat([B, C], B.rank - 1) };
+}
+
+/** Runs the kernel or the reference; both return the output and the final state. */
+function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B: tf.Tensor3D, C: tf.Tensor3D,
+  options: SelectiveScanOptions): SelectiveScanResult {
+  checkOptionNames(op, options, OPTIONS);
+  const args = checkScan(op, false, u, delta, A, B, C, options) as ScanArgs;
+  if (!useKernel(op, options.implementation)) return selectiveScanReference(args);
+  return tf.tidy(() => {
+    // an absent z or initialState is a stand-in off the gradient's path, never read
+    const inputs: tf.NamedTensorMap = {
+      u, delta, ...packed(A, B, C, args.D, args.deltaBias), z: args.z ?? tf.zeros([1]), initialState: args.initialState ?? tf.zeros([1]),
+    };
+    const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: !!args.initialState };
+    // the last two outputs are saved for the backward; the gradient tape keeps its own references
+    const [output, state] = tf.engine().runKernel(SELECTIVE_SCAN, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return { output: output as tf.Tensor3D, state: state as tf.Tensor3D };
+  });
+}
+
+/**
+ * The selective scan of Mamba (S6; Gu & Dao 2023), channels-last. With Δ = softplus(delta +
+ * deltaBias), for every channel e and state n:
+ * ```
+ * h[t] = exp(Δ[t]·A) ⊙ h[t−1] + (Δ[t]·u[t]) ⊗ B[t]      h[−1] = initialState or 0
+ * y[t] = h[t]·C[t] + D ⊙ u[t]                           out = y ⊙ silu(z)
+ * ```
+ * O(T·E·N) time, a linear recurrence run as a chunked scan over T by the WGSL kernels.
+ * Differentiable in every tensor input (the backward is the same recurrence in reverse).
+ *
+ * @param u `[B, T, E]` float32, the input.
+ * @param delta `[B, T, E]` float32, the step size before bias and softplus.
+ * @param A `[E, N]` float32, the state matrix (negative for a decaying state).
+ * @param B `[B, T, N]` float32, the input projection of each step.
+ * @param C `[B, T, N]` float32, the output projection of each step.
+ * @returns `[B, T, E]`.
+ *
+ * @example
+ * ```ts
+ * const [b, t, e, n] = [1, 64, 32, 16];
+ * const A = tf.neg(tf.tile(tf.range(1, n + 1).reshape([1, n]), [e, 1])) as tf.Tensor2D;
+ * const y = ops.selectiveScan(tf.randomNormal([b, t, e]), tf.randomNormal([b, t, e]), A,
+ *   tf.randomNormal([b, t, n]), tf.randomNormal([b, t, n]), { D: tf.ones([e]) });   // [1, 64, 32]
+ * ```
+ */
+export function selectiveScan(
+  u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B: tf.Tensor3D, C: tf.Tensor3D, options: SelectiveScanOptions = {},
+): tf.Tensor3D {
+  const { output, state } = scan('selectiveScan', u, delta, A, B, C, options);
+  state.dispose();
+  return output;
+}
+
+/**
+ * {@link selectiveScan}, also returning the state after the last step, `[B, E, N]`: pass it
+ * as the next call's `initialState` to continue the sequence. Differentiable in both outputs.
+ *
+ * @returns `{ output: [B, T, E], state: [B, E, N] }`.
+ *
+ * @example
+ * ```ts
+ * const first = ops.selectiveScanWithState(u1, delta1, A, B1, C1);
+ * const next = ops.selectiveScanWithState(u2, delta2, A, B2, C2, { initialState: first.state });
+ * ```
+ */
+export function selectiveScanWithState(
+  u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B: tf.Tensor3D, C: tf.Tensor3D, options: SelectiveScanOptions = {},
+): SelectiveScanResult {
+  return scan('selectiveScanWithState', u, delta, A, B, C, options);
+}
+
+/**
+ * One decode step of {@link selectiveScan} for a single token per sequence: from the state
+ * after the previous token to the output and state after this one. Used by the SelectiveSSM
+ * layer's `step`.
+ *
+ * @param u `[B, E]` float32.
+ * @param delta `[B, E]` float32.
+ * @param A `[E, N]` float32.
+ * @param B `[B, N]` float32.
+ * @param C `[B, N]` float32.
+ * @param state `[B, E, N]` float32, the state before this token.
+ * @returns `{ output: [B, E], state: [B, E, N] }`.
+ *
+ * @example
+ * ```ts
+ * let state = tf.zeros([1, e, n]) as tf.Tensor3D;
+ * const r = ops.selectiveScanStep(u, delta, A, B, C, state);   // r.output [1, e]
+ * state = r.state;
+ * ```
+ */
+export function selectiveScanStep(
+  u: tf.Tensor2D, delta: tf.Tensor2D, A: tf.Tensor2D, B: tf.Tensor2D, C: tf.Tensor2D, state: tf.Tensor3D,
+  options: SelectiveScanStepOptions = {},
+): SelectiveScanResult<tf.Rank.R2> {
+  const op = 'selectiveScanStep';
+  checkOptionNames(op, options, STEP_OPTIONS);
+  const args = checkScan(op, true, u, delta, A, B, C, options);
+  const $state = checkTensor<tf.Rank.R3>(op, 'state', state, ['B', 'E', 'N']);
+  checkShape(op, 'state', $state, [u.shape[0], ...args.A.shape], ['B', 'E', 'N']);
+  const stepArgs = { ...args, state: $state } as Parameters<typeof selectiveScanStepReference>[0];
+  if (!useKernel(op, options.implementation)) return selectiveScanStepReference(stepArgs);
+  const [output, next] = tf.tidy(() => {
+    const inputs: tf.NamedTensorMap = { u, delta, ...packed(args.A, B, C, args.D, args.deltaBias), z: args.z ?? tf.zeros([1]), state };
+    const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: false };
+    return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  });
+  return { output: output as tf.Tensor2D, state: next as tf.Tensor3D };
+}

@@ -1,0 +1,92 @@
+import * as tf from '@tensorflow/tfjs';
+
+/** The resolved inputs of one selective scan, checked by the op. */
+export interface ScanArgs {
+  u: tf.Tensor3D;
+  delta: tf.Tensor3D;
+  A: tf.Tensor2D;
+  B: tf.Tensor3D;
+  C: tf.Tensor3D;
+  D?: tf.Tensor1D;
+  z?: tf.Tensor3D;
+  deltaBias?: tf.Tensor1D;
+  deltaSoftplus: boolean;
+  initialState?: tf.Tensor3D;
+}
+
+/**
+ * `softplus(x) = max(x, 0) + log1p(exp(−|x|))`, which neither overflows nor loses the small
+ * values, with its exact derivative σ(x) (autodiff through `|x|` would give 0 at x = 0).
+ */
+export const softplus = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([x]);
+  return {
+    value: tf.add(tf.relu(x), tf.log1p(tf.exp(tf.neg(tf.abs(x))))),
+    gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) => tf.mul(dy, tf.sigmoid(saved!)),
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
+
+/** Δ = softplus(delta + deltaBias), or without the softplus: `[B, T, E]`. */
+export function stepSizes(delta: tf.Tensor, deltaBias: tf.Tensor | undefined, deltaSoftplus: boolean): tf.Tensor {
+  const pre = deltaBias ? tf.add(delta, deltaBias) : delta;
+  return deltaSoftplus ? softplus(pre) : pre;
+}
+
+/** `y + D·u`, then `· silu(z)`: the skip and the gate, applied to the scan's `y`. */
+export function skipAndGate(y: tf.Tensor, u: tf.Tensor, D: tf.Tensor | undefined, z: tf.Tensor | undefined): tf.Tensor {
+  const skipped = D ? tf.add(y, tf.mul(u, D)) : y;
+  return z ? tf.mul(skipped, tf.mul(z, tf.sigmoid(z))) : skipped;
+}
+
+/** The slices of `x` along axis 1; tfjs 4.22's unstack has no usable gradient for one slice. */
+function steps(x: tf.Tensor): tf.Tensor[] {
+  return x.shape[1] === 1 ? [x.squeeze([1])] : tf.unstack(x, 1);
+}
+
+/**
+ * The selective scan in tfjs ops, differentiable by tfjs's autodiff: the ground truth on
+ * every backend. A loop over the steps on `[B, E, N]` states, as Mamba's own reference. Every
+ * step's decay `exp(Δ ⊗ A)` is formed at once, so A's gradient is one reduction, and the
+ * per-step slices come from `unstack`, whose gradient is one `stack`. (A chunked closed form,
+ * an `[L, L+1]` decay matrix per chunk, was measured 60–200× slower on tfjs-webgpu, whose
+ * batched matMuls and reductions over short axes launch a workgroup per tiny output.)
+ *
+ * @returns the output `[B, T, E]` and the final state `[B, E, N]`.
+ */
+export function selectiveScanReference(args: ScanArgs): { output: tf.Tensor3D; state: tf.Tensor3D } {
+  return tf.tidy(() => {
+    const [Bsz, , E] = args.u.shape;
+    const N = args.A.shape[1];
+    const dt = stepSizes(args.delta, args.deltaBias, args.deltaSoftplus);
+    const decays = steps(tf.exp(tf.mul(dt.expandDims(3), args.A)));   // T × [B, E, N]
+    const inputs = steps(tf.mul(dt, args.u).expandDims(3));           // T × [B, E, 1]
+    const Bs = steps(args.B.expandDims(2));                           // T × [B, 1, N]
+    const Cs = steps(args.C.expandDims(2));
+    let h: tf.Tensor = args.initialState ?? tf.zeros([Bsz, E, N]);
+    const ys: tf.Tensor[] = [];
+    for (let t = 0; t < decays.length; t++) {
+      h = tf.add(tf.mul(decays[t]!, h), tf.mul(inputs[t]!, Bs[t]!));
+      ys.push(tf.sum(tf.mul(h, Cs[t]!), 2));
+    }
+    return { output: skipAndGate(tf.stack(ys, 1), args.u, args.D, args.z) as tf.Tensor3D, state: h as tf.Tensor3D };
+  });
+}
+
+/**
+ * One step of the scan in tfjs ops: `h' = exp(Δ·A)·h + Δ·u ⊗ B`, `y = h'·C (+ D·u)(· silu(z))`.
+ * Shapes as {@link ScanArgs} without T: u, delta, z `[B, E]`; B, C `[B, N]`; state `[B, E, N]`.
+ */
+export function selectiveScanStepReference(
+  args: Omit<ScanArgs, 'u' | 'delta' | 'B' | 'C' | 'z' | 'initialState'> & {
+    u: tf.Tensor2D; delta: tf.Tensor2D; B: tf.Tensor2D; C: tf.Tensor2D; z?: tf.Tensor2D; state: tf.Tensor3D;
+  },
+): { output: tf.Tensor2D; state: tf.Tensor3D } {
+  return tf.tidy(() => {
+    const dt = stepSizes(args.delta, args.deltaBias, args.deltaSoftplus).expandDims(2);   // [B, E, 1]
+    const state = tf.add(
+      tf.mul(tf.exp(tf.mul(dt, args.A.expandDims(0))), args.state),
+      tf.mul(tf.mul(dt, args.u.expandDims(2)), args.B.expandDims(1)));
+    const y = tf.sum(tf.mul(state, args.C.expandDims(1)), 2);
+    return { output: skipAndGate(y, args.u, args.D, args.z) as tf.Tensor2D, state: state as tf.Tensor3D };
+  });
+}

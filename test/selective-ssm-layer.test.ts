@@ -1,0 +1,307 @@
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
+import { selectiveScanOracle } from './oracle/selective-ssm.js';
+import { itRoundTrips, itTrains } from './layer-properties.js';
+import { EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+
+/** A built layer's weights by their short names, as float32 arrays. */
+async function weightsOf(layer: tf.layers.Layer): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const w of layer.weights) out.set(w.originalName.split('/').pop()!, (await w.read().data()) as Float32Array);
+  return out;
+}
+
+/** `x [rows, inW]·W [inW, outW]` in float64. */
+function matMul64(x: ArrayLike<number>, W: ArrayLike<number>, rows: number, inW: number, outW: number): Float64Array {
+  const out = new Float64Array(rows * outW);
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < outW; o++) {
+      let acc = 0;
+      for (let i = 0; i < inW; i++) acc += x[r * inW + i]! * W[i * outW + o]!;
+      out[r * outW + o] = acc;
+    }
+  }
+  return out;
+}
+
+/**
+ * The Mamba block of MIXERS.md §6 in float64 from the layer's float32 weights, written from the
+ * equations (loops, no tfjs), with the scan by the float64 scan oracle: `[B, T, D]`.
+ */
+async function layerOracle(layer: SelectiveSSM, xs: Float32Array, B: number, T: number, D: number): Promise<Float64Array> {
+  const w = await weightsOf(layer);
+  const E = layer.expand * D;
+  const N = layer.stateSize;
+  const K = layer.convKernel;
+  const R = w.get('dtProj')!.length / E;
+  const rows = B * T;
+  const xz = matMul64(xs, w.get('inProj')!, rows, D, 2 * E);
+  const u = new Float64Array(rows * E);
+  const z = new Float64Array(rows * E);
+  const kernel = w.get('convKernel')!;
+  const bias = w.get('convBias')!;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let e = 0; e < E; e++) {
+        // causal: tap k reads token t − (K − 1) + k, zero before the sequence
+        let acc = bias[e]!;
+        for (let k = 0; k < K; k++) {
+          const s = t - (K - 1) + k;
+          if (s >= 0) acc += kernel[k * E + e]! * xz[(b * T + s) * 2 * E + e]!;
+        }
+        u[(b * T + t) * E + e] = acc / (1 + Math.exp(-acc));
+        z[(b * T + t) * E + e] = xz[(b * T + t) * 2 * E + E + e]!;
+      }
+    }
+  }
+  const proj = matMul64(u, w.get('xProj')!, rows, E, R + 2 * N);
+  const low = new Float64Array(rows * R);
+  const Bm = new Float64Array(rows * N);
+  const Cm = new Float64Array(rows * N);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < R; i++) low[r * R + i] = proj[r * (R + 2 * N) + i]!;
+    for (let n = 0; n < N; n++) {
+      Bm[r * N + n] = proj[r * (R + 2 * N) + R + n]!;
+      Cm[r * N + n] = proj[r * (R + 2 * N) + R + N + n]!;
+    }
+  }
+  const delta = matMul64(low, w.get('dtProj')!, rows, R, E);
+  const A = Float64Array.from(w.get('ALog')!, (v) => -Math.exp(v));
+  const { out } = selectiveScanOracle(
+    { u, delta, A, Bm, Cm, D: w.get('D')!, z, deltaBias: w.get('deltaBias')!, deltaSoftplus: true }, { B, T, E, N });
+  return matMul64(out, w.get('outProj')!, rows, E, D);
+}
+
+/**
+ * The floor of the derived tolerance (in ulps of the output's scale, see
+ * expectWithinDerivedTolerance): each output is a chain of float32 sums, D terms (inProj),
+ * dConv (conv), E and R (xProj, dtProj), T + N (the scan's state and its read-out) and E
+ * (outProj), and any order of each is as valid as another.
+ */
+function chainTerms(layer: SelectiveSSM, T: number, D: number): number {
+  const E = layer.expand * D;
+  return D + layer.convKernel + E + Math.ceil(D / 16) + T + layer.stateSize + E;
+}
+
+/** Steps `layer` through `x [B, T, D]` from a fresh state, disposing every state it leaves: `[B, T, D]`. */
+function decode(layer: SelectiveSSM, x: tf.Tensor3D): tf.Tensor3D {
+  const [B, T, D] = x.shape;
+  let state: SelectiveSSMState = layer.initState(B);
+  const outs: tf.Tensor2D[] = [];
+  for (let t = 0; t < T; t++) {
+    const xt = tf.tidy(() => x.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D);
+    const [y, next] = layer.step(xt, state);
+    tf.dispose([xt, state]);
+    outs.push(y);
+    state = next;
+  }
+  const out = tf.stack(outs, 1) as tf.Tensor3D;
+  tf.dispose([outs, state]);
+  return out;
+}
+
+/** A built layer: applied once to zeros `[1, 1, D]`. */
+function built(args: SelectiveSSMArgs, D: number): SelectiveSSM {
+  const layer = layers.selectiveSSM(args);
+  tf.dispose(layer.apply(tf.zeros([1, 1, D])) as tf.Tensor);
+  return layer;
+}
+
+/**
+ * Sizes: B 1..2; T of 1, odd, and past a 32-step kernel chunk; D 8 or 12 (R = 1); N 1, 4 or
+ * 16; dConv 1 (no convolution window), 2 or 4.
+ */
+const cases = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  T: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 8 }).map((v) => 2 * v + 1), fc.integer({ min: 33, max: 40 })),
+  D: fc.constantFrom(8, 12),
+  N: fc.constantFrom(1, 4, 16),
+  convKernel: fc.constantFrom(1, 2, 4),
+  seed: fc.nat(),
+});
+
+for (const backend of ['cpu', 'webgpu'] as const) {
+  describeOn(backend, 'SelectiveSSM layer', () => {
+    const implementations: Implementation[] = backend === 'webgpu' ? ['webgpu', 'reference'] : ['reference'];
+
+    it('maps [B, T, D] to [B, T, D], symbolically and on tensors', () => {
+      const layer = layers.selectiveSSM({ stateSize: 4 });
+      const symbolic = layer.apply(tf.input({ shape: [null, 12] })) as tf.SymbolicTensor;
+      expect(symbolic.shape).toEqual([null, null, 12]);
+      expect(layer.computeOutputShape([3, 5, 12])).toEqual([3, 5, 12]);
+      const y = layer.apply(tf.randomNormal([3, 5, 12])) as tf.Tensor;
+      expect(y.shape).toEqual([3, 5, 12]);
+      const shapes = Object.fromEntries(layer.weights.map((w) => [w.originalName.split('/').pop(), w.shape]));
+      expect(shapes).toEqual({
+        inProj: [12, 48], convKernel: [4, 24], convBias: [24], xProj: [24, 1 + 8], dtProj: [1, 24],
+        deltaBias: [24], ALog: [24, 4], D: [24], outProj: [24, 12],
+      });
+      y.dispose();
+      layer.dispose();
+    });
+
+    for (const implementation of implementations) {
+      // the forward must match the float64 block within the floor of its chain of sums, and the
+      // decode's error against the float64 block may be at most twice the forward's (+ floor)
+      it(`(${implementation}) the forward matches the float64 block, and step-by-step decode reproduces it`, async () => {
+        await fc.assert(fc.asyncProperty(cases, async (c) => {
+          const layer = built({ stateSize: c.N, convKernel: c.convKernel, implementation }, c.D);
+          const xs = seededUniform(c.seed, c.B * c.T * c.D, -2, 2);
+          const x = tf.tensor3d(xs, [c.B, c.T, c.D]);
+          const parallel = layer.apply(x) as tf.Tensor3D;
+          const stepped = decode(layer, x);
+          const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);
+          const terms = chainTerms(layer, c.T, c.D);
+          expect(maxAbsDiff(await values(parallel), oracle)).toBeLessThanOrEqual(terms * EPS32 * Math.max(1, maxAbs(oracle)));
+          expectWithinDerivedTolerance(await values(stepped), await values(parallel), oracle, 'decode', terms);
+          tf.dispose([x, parallel, stepped]);
+          layer.dispose();
+        }), { numRuns: backend === 'webgpu' ? 4 : 8 });
+      });
+
+      it(`(${implementation}) changing tokens after t leaves the outputs up to t unchanged`, async () => {
+        await fc.assert(fc.asyncProperty(cases.filter((c) => c.T >= 2), fc.nat(), async (c, cut) => {
+          const layer = built({ stateSize: c.N, convKernel: c.convKernel, implementation }, c.D);
+          const t = cut % (c.T - 1);
+          const xs = seededUniform(c.seed, c.B * c.T * c.D);
+          const changed = xs.slice();
+          const other = seededUniform(c.seed + 7, xs.length, 2, 3);
+          for (let b = 0; b < c.B; b++) {
+            for (let i = (b * c.T + t + 1) * c.D; i < (b + 1) * c.T * c.D; i++) changed[i] = other[i]!;
+          }
+          const [y1, y2] = tf.tidy(() => [xs, changed].map((a) =>
+            (layer.apply(tf.tensor3d(a, [c.B, c.T, c.D])) as tf.Tensor).slice([0, 0, 0], [c.B, t + 1, c.D])));
+          expect(maxAbsDiff(await values(y1!), await values(y2!))).toBe(0);
+          tf.dispose([y1, y2]);
+          layer.dispose();
+        }), { numRuns: 4 });
+      });
+
+      it(`(${implementation}) layer calls, gradients, decode and fit leak no tensors`, async () => {
+        const layer = layers.selectiveSSM({ stateSize: 4, implementation });
+        const model = tf.sequential({ layers: [tf.layers.dense({ units: 8, inputShape: [9, 8] }), layer] });
+        model.compile({ optimizer: tf.train.adam(0.01), loss: 'meanSquaredError' });
+        const x = tf.randomNormal([2, 9, 8]) as tf.Tensor3D;
+        const target = tf.randomNormal([2, 9, 8]);
+        // the first fit creates the optimizer's slots, which stay
+        await model.fit(x, target, { epochs: 1, verbose: 0 });
+        await expectNoLeaks(async () => {
+          const y = layer.apply(x) as tf.Tensor;
+          await y.data();
+          const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);
+          await value.data();
+          tf.dispose([y, value, grads]);
+          const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
+          const s0 = layer.initState(2);
+          const [y1, s1] = layer.step(x0, s0);
+          const [y2, s2] = layer.step(y1, s1);
+          await y2.data();
+          tf.dispose([x0, s0, y1, s1, y2, s2]);
+          await model.fit(x, target, { epochs: 1, batchSize: 1, verbose: 0 });
+        });
+        tf.dispose([x, target]);
+        model.dispose();
+      });
+    }
+
+    if (backend === 'webgpu') {
+      // both layers run the same float32 projections on this backend; only the scan differs,
+      // so the kernel layer's error against the float64 layer may be at most twice the
+      // reference layer's, plus the floor of the chain of sums (chainTerms)
+      it('a kernel layer matches the reference layer with the same weights, against the float64 layer', async () => {
+        await fc.assert(fc.asyncProperty(cases, async (c) => {
+          const kernel = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'webgpu' }, c.D);
+          const reference = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'reference' }, c.D);
+          reference.setWeights(kernel.getWeights());
+          const xs = seededUniform(c.seed, c.B * c.T * c.D, -2, 2);
+          const [yk, yr] = tf.tidy(() => {
+            const x = tf.tensor3d(xs, [c.B, c.T, c.D]);
+            return [kernel.apply(x) as tf.Tensor, reference.apply(x) as tf.Tensor];
+          });
+          const oracle = await layerOracle(kernel, xs, c.B, c.T, c.D);
+          expectWithinDerivedTolerance(await values(yk!), await values(yr!), oracle, 'forward', chainTerms(kernel, c.T, c.D));
+          tf.dispose([yk, yr]);
+          kernel.dispose();
+          reference.dispose();
+        }), { numRuns: 6 });
+      });
+    }
+
+    itRoundTrips(() => layers.selectiveSSM({ stateSize: 4, convKernel: 3, dtRank: 2 }),
+      { expand: 2, stateSize: 4, dtRank: 2, convKernel: 3, dtMin: 1e-3, dtMax: 1e-1, dtInitFloor: 1e-4, implementation: 'auto' });
+    // as the other layers, training runs where the kernels' backward does (about 20 s on
+    // SwiftShader); the cpu backend's fit is the leak test's
+    if (backend === 'webgpu') itTrains(() => layers.selectiveSSM({ stateSize: 4, expand: 1 }));
+  });
+}
+
+describeOn('cpu', 'SelectiveSSM initialisation', () => {
+  it('A = −(1..N) in every channel, D = 1, softplus(deltaBias) in [dtInitFloor, dtMax], dtProj in ±R^−1/2', async () => {
+    const D = 64;
+    const layer = built({ stateSize: 16, dtRank: 4 }, D);
+    const w = await weightsOf(layer);
+    const E = 2 * D;
+    const A = await values(tf.tidy(() => tf.neg(tf.exp(tf.tensor(w.get('ALog')!)))));
+    for (let e = 0; e < E; e++) {
+      for (let n = 0; n < 16; n++) expect(A[e * 16 + n]).toBeCloseTo(-(n + 1), 5);
+    }
+    expect([...w.get('D')!].every((v) => v === 1)).toBe(true);
+    // softplus in float64 of the float32 bias: one float32 rounding of the bias is the slack
+    const dt = [...w.get('deltaBias')!].map((v) => Math.log1p(Math.exp(v)));
+    const slack = 1 + 4 * EPS32 * Math.abs(Math.log(1e-4));
+    expect(Math.min(...dt)).toBeGreaterThanOrEqual(1e-4 / slack);
+    expect(Math.max(...dt)).toBeLessThanOrEqual(1e-1 * slack);
+    // log-uniform over two decades: 128 draws land on both sides of the geometric middle
+    expect(dt.some((v) => v < 1e-2) && dt.some((v) => v > 1e-2)).toBe(true);
+    expect(Math.max(...[...w.get('dtProj')!].map(Math.abs))).toBeLessThanOrEqual(0.5);
+    expect(Math.max(...[...w.get('convKernel')!].map(Math.abs))).toBeLessThanOrEqual(0.5);
+    layer.dispose();
+  });
+
+  it('initial step sizes below dtInitFloor are raised to it', async () => {
+    const layer = built({ stateSize: 2, dtMin: 1e-6, dtMax: 1e-5, dtInitFloor: 1e-3 }, 8);
+    const dt = [...(await weightsOf(layer)).get('deltaBias')!].map((v) => Math.log1p(Math.exp(v)));
+    for (const v of dt) expect(v).toBeCloseTo(1e-3, 8);
+    layer.dispose();
+  });
+});
+
+describe('SelectiveSSM argument and input checks', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('names the argument, the expectation and what it received', () => {
+    const make = (args: Record<string, unknown>) => () => layers.selectiveSSM(args as SelectiveSSMArgs);
+    expect(make({ expand: 0 })).toThrow(/SelectiveSSM: argument 'expand' must be a positive integer; received 0\./);
+    expect(make({ stateSize: 1.5 })).toThrow(/argument 'stateSize' must be a positive integer; received 1.5/);
+    expect(make({ dtRank: -1 })).toThrow(/argument 'dtRank' must be a positive integer; received -1/);
+    expect(make({ convKernel: '4' })).toThrow(/argument 'convKernel' must be a positive integer; received 4/);
+    expect(make({ dtMin: 0 })).toThrow(/argument 'dtMin' must be a finite number > 0; received 0/);
+    expect(make({ dtMin: 0.1, dtMax: 0.01 })).toThrow(/argument 'dtMax' must be a finite number ≥ 0.1; received 0.01/);
+    expect(make({ dtInitFloor: NaN })).toThrow(/argument 'dtInitFloor' must be a finite number ≥ 0; received NaN/);
+    expect(make({ implementation: 'gpu' })).toThrow(/option 'implementation' must be one of 'auto', 'webgpu', 'reference'; received 'gpu'/);
+  });
+
+  it('refuses inputs of the wrong rank, width or dtype, and decoding before it is built', () => {
+    expect(() => layers.selectiveSSM().apply(tf.zeros([2, 8]))).toThrow(/SelectiveSSM expects input of shape \[B, T, D\] with a known D. Received: \[2, 8\]/);
+    expect(() => layers.selectiveSSM().initState(1)).toThrow(/the layer is not built yet/);
+    const layer = built({ stateSize: 2 }, 8);
+    expect(() => layer.apply(tf.zeros([1, 5, 6])))
+      .toThrow(/SelectiveSSM: argument 'inputs' must have shape \[B, T, D\] = \[1, 5, 8\]; received \[1, 5, 6\]/);
+    expect(() => layer.apply(tf.zeros([1, 5, 8], 'int32'))).toThrow(/argument 'inputs' .* received dtype int32/);
+    const state = layer.initState(2);
+    expect(() => layer.step(tf.zeros([2, 6]) as tf.Tensor2D, state))
+      .toThrow(/SelectiveSSM.step: argument 'x' must be a float32 tensor \[B, D\] = \[B, 8\]; received a float32 tensor of shape \[2, 6\]/);
+    expect(() => layer.step(tf.zeros([2, 8], 'int32') as tf.Tensor2D, state)).toThrow(/received a int32 tensor/);
+    expect(() => layer.step(tf.zeros([3, 8]) as tf.Tensor2D, state))
+      .toThrow(/SelectiveSSM.step: argument 'state.conv' must have shape \[B, dConv − 1, E\] = \[3, 3, 16\]; received \[2, 3, 16\]/);
+    expect(() => layer.step(tf.zeros([2, 8]) as tf.Tensor2D, { conv: state.conv } as SelectiveSSMState))
+      .toThrow(/argument 'state.ssm' must be a float32 tensor of rank 3 \[B, E, N\]; received undefined/);
+    expect(() => layer.initState(0)).toThrow(/SelectiveSSM.initState: argument 'batch' must be a positive integer; received 0/);
+    tf.dispose(state);
+    layer.dispose();
+  });
+});
