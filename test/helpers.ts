@@ -88,16 +88,22 @@ export function expectWithinDerivedTolerance(
     .toBeLessThanOrEqual(2 * referenceErr + floor);
 }
 
-/** A deterministic float array from a seed (mulberry32), uniform in [lo, hi). */
-export function seededUniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {
+/** mulberry32: a tiny deterministic PRNG, uniform in [0, 1), in float64. */
+export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
+  return () => {
     s = (s + 0x6d2b79f5) >>> 0;
     let r = Math.imul(s ^ (s >>> 15), 1 | s);
     r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    out[i] = lo + (hi - lo) * (((r ^ (r >>> 14)) >>> 0) / 4294967296);
-  }
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A deterministic float array from a seed (mulberry32), uniform in [lo, hi). */
+export function seededUniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {
+  const next = mulberry32(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * next();
   return out;
 }
 

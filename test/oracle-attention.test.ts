@@ -8,21 +8,11 @@ import {
   softmaxAttentionOracle, visibleMask,
   type AttentionGrads, type AttentionShape, type MaskFn,
 } from './oracle/attention.js';
+import { mulberry32 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** mulberry32: a tiny deterministic PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n values uniform in [−amp, amp). */
 function uniform(seed: number, n: number, amp = 1): Float64Array {

@@ -8,21 +8,11 @@ import { describe, expect, it } from 'vitest';
 import {
   selectiveScanGradOracle, selectiveScanOracle, type ScanDims, type ScanGrads, type ScanInputs,
 } from './oracle/selective-ssm.js';
+import { mulberry32 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** mulberry32: a tiny deterministic PRNG, uniform in [0, 1); float64 values, unlike seededUniform's float32. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n values uniform in [lo, hi). */
 function uniform(seed: number, n: number, lo = -1, hi = 1): Float64Array {
