@@ -38,6 +38,7 @@ export const ops = {
   flashAttention: flashAttentionOps.flashAttention,
   blockSparseAttention: blockSparseOps.blockSparseAttention,
   expressiveAttention: expressiveAttentionOps.expressiveAttention,
+  expressiveAttentionRecurrentStep: expressiveAttentionOps.expressiveAttentionRecurrentStep,
   selectiveScan: selectiveSSMOps.selectiveScan,
   selectiveScanWithState: selectiveSSMOps.selectiveScanWithState,
   selectiveScanStep: selectiveSSMOps.selectiveScanStep,

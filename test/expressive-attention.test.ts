@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Implementation } from '../src/validate.js';
-import { expressiveAttention as attention } from '../src/mixers/expressive-attention/op.js';
+import { expressiveAttention as attention, expressiveAttentionRecurrentStep } from '../src/mixers/expressive-attention/op.js';
 import {
   expressiveAttention, quadraticFeatures, type ExpressiveAttentionDecode, type ExpressiveAttentionState,
 } from '../src/mixers/expressive-attention/layer.js';
@@ -10,7 +10,9 @@ import { itRoundTrips, itTrains } from './layer-properties.js';
 import {
   expressiveAttentionGradOracle, expressiveAttentionOracle, type AttentionShape,
 } from './oracle/attention.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import {
+  EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
+} from './helpers.js';
 
 /**
  * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
@@ -151,6 +153,134 @@ function referenceBound(c: Case, want: Float64Array, floor: number): number {
 
 const NAMES = ['o', 'dq', 'dk', 'dv'];
 
+/**
+ * The recurrent step on its own: T tokens stepped from the zero state. K from 1 to 64, with
+ * every residue mod 4 (vec4 and scalar lanes) and sizes that leave a state chunk partly filled;
+ * query heads per kv head G from 1 to 12 (past the kernel's block of 8 query heads, with a
+ * partial second block); the default and a random scale; the default ε and a large one.
+ */
+const stepCases = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  heads: fc.constantFrom([1, 1], [2, 2], [4, 2], [3, 1], [6, 2], [12, 1]),
+  K: fc.constantFrom(1, 2, 3, 5, 7, 8, 12, 17, 32, 33, 64),
+  T: fc.integer({ min: 1, max: 4 }),
+  scale: fc.option(fc.double({ min: 0.05, max: 1, noNaN: true }), { nil: undefined }),
+  epsilon: fc.constantFrom(1e-6, 0.3),
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+type StepCase = { B: number; heads: readonly number[]; K: number; T: number; scale?: number; epsilon: number; seed: number };
+
+/** Sizes of a step case; the tokens' q `[T, B, H, K]`, k and v `[T, B, Hkv, K]`. */
+function stepInputs(c: StepCase) {
+  const [H, Hkv] = c.heads as [number, number];
+  const { B, K, T } = c;
+  const P = (K * (K + 1)) / 2;
+  return {
+    B, H, Hkv, K, T, P, scale: c.scale ?? 1 / Math.sqrt(K),
+    qs: seededUniform(c.seed, T * B * H * K),
+    ks: seededUniform(c.seed + 1, T * B * Hkv * K),
+    vs: seededUniform(c.seed + 2, T * B * Hkv * K),
+  };
+}
+
+/** Steps `implementation` through the case's tokens: every step's o `[T, B, H, K]`, then M and z after the last. */
+function runSteps(c: StepCase, implementation: Implementation): tf.Tensor[] {
+  const { B, H, Hkv, K, T, P, qs, ks, vs } = stepInputs(c);
+  return tf.tidy(() => {
+    let M = tf.zeros([B, Hkv, P, K]) as tf.Tensor4D;
+    let z = tf.zeros([B, Hkv, P]) as tf.Tensor3D;
+    const outs: tf.Tensor[] = [];
+    for (let t = 0; t < T; t++) {
+      const token = (xs: Float32Array, heads: number) => tf.tensor3d(xs.subarray(t * B * heads * K, (t + 1) * B * heads * K), [B, heads, K]);
+      const [o, nextM, nextZ] = expressiveAttentionRecurrentStep(token(qs, H), token(ks, Hkv), token(vs, Hkv), M, z,
+        { scale: c.scale, epsilon: c.epsilon, implementation });
+      outs.push(o);
+      [M, z] = [nextM, nextZ];
+    }
+    return [tf.stack(outs), M, z];
+  });
+}
+
+/**
+ * The float64 oracle of a step case: every step's o (the attention itself, Σ s²·v / (ε + Σ s²)
+ * from the dot products, not through the state), and M, z after the last step, as `wants`
+ * = `[o, M, z]`; and the pieces to compare, each o row (step, b, h) on its own and M and z
+ * whole, with a floor in ulps of the piece's scale (`expectWithinDerivedTolerance`).
+ *
+ * The floors are the γ_n bound of the sums each value is, for any summation order, which the
+ * kernel is as entitled to as the reference (whose error can be small by luck):
+ * - M and z are sums over the t tokens of products of three (two) rounded factors,
+ *   φ(k)_p = (k_a·k_b)·√2 times v_c: within (t + 3)·ε₃₂ of Σ_s |φ(k_s)_p·v_sc|.
+ * - o = N / D with N_c = Σ_p φ(scale·q)_p·M'_pc and D = ε + Σ_p φ(scale·q)_p·z'_p, sums over P
+ *   packed products of rounded features and rounded state: n = P + t + 8 roundings deep,
+ *   relative to Σ_p Σ_s |φ(scale·q)_p·φ(k_s)_p·v_sc| = Σ_s c_s²·|v_sc| with
+ *   c_s = scale·Σ_a |q_a·k_sa| (⟨|φ(x)|, |φ(y)|⟩ = (Σ_a |x_a·y_a|)²), not to Σ_s s_s²·|v_sc|:
+ *   the packed sum cancels, so a query nearly orthogonal to every key is ill-conditioned (the
+ *   layer test's κ). Through the division:
+ *   |ΔN| / D + |o_c|·|ΔD| / D ≤ n·ε₃₂·(Σ_s c_s²·|v_sc| + |o_c|·Σ_s c_s²) / D.
+ *   That bound is per row: one ill-conditioned row must not loosen the test of the others.
+ */
+function stepOracle(c: StepCase) {
+  const { B, H, Hkv, K, T, P, scale, qs, ks, vs } = stepInputs(c);
+  const G = H / Hkv;
+  const o = new Float64Array(T * B * H * K);
+  const pieces: Array<{ what: string; n: number; start: number; end: number; floorUlps: number }> = [];
+  for (let t = 0; t < T; t++) {
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / G);
+        const qo = ((t * B + b) * H + h) * K;
+        let Z = c.epsilon;
+        let C = 0;
+        const num = new Float64Array(K);
+        const numAbs = new Float64Array(K);
+        for (let s = 0; s <= t; s++) {
+          const ko = ((s * B + b) * Hkv + g) * K;
+          let dot = 0;
+          let abs = 0;
+          for (let a = 0; a < K; a++) { dot += qs[qo + a]! * ks[ko + a]!; abs += Math.abs(qs[qo + a]! * ks[ko + a]!); }
+          const [s2, c2] = [(scale * dot) ** 2, (scale * abs) ** 2];
+          Z += s2;
+          C += c2;
+          for (let e = 0; e < K; e++) { num[e] += s2 * vs[ko + e]!; numAbs[e] += c2 * Math.abs(vs[ko + e]!); }
+        }
+        const D = Math.max(Z, 2 ** -60);
+        let bound = 0;
+        for (let e = 0; e < K; e++) {
+          o[qo + e] = num[e]! / D;
+          bound = Math.max(bound, ((P + t + 8) * (numAbs[e]! + Math.abs(o[qo + e]!) * C)) / D);
+        }
+        const floorUlps = bound / Math.max(1, maxAbs(o.subarray(qo, qo + K)));
+        pieces.push({ what: `o, step ${t}, b ${b}, h ${h}`, n: 0, start: qo, end: qo + K, floorUlps });
+      }
+    }
+  }
+  const M = new Float64Array(B * Hkv * P * K);
+  const z = new Float64Array(B * Hkv * P);
+  const mAbs = new Float64Array(M.length);
+  const zAbs = new Float64Array(z.length);
+  for (let t = 0; t < T; t++) {
+    for (let bh = 0; bh < B * Hkv; bh++) {
+      const ko = (t * B * Hkv + bh) * K;
+      const phi: number[] = [];
+      for (let a = 0; a < K; a++) phi.push(ks[ko + a]! * ks[ko + a]!);
+      for (let a = 0; a < K; a++) for (let d = a + 1; d < K; d++) phi.push(Math.SQRT2 * ks[ko + a]! * ks[ko + d]!);
+      for (let p = 0; p < P; p++) {
+        z[bh * P + p] += phi[p]!;
+        zAbs[bh * P + p] += Math.abs(phi[p]!);
+        for (let e = 0, i = (bh * P + p) * K; e < K; e++, i++) {
+          const term = phi[p]! * vs[ko + e]!;
+          M[i] += term;
+          mAbs[i] += Math.abs(term);
+        }
+      }
+    }
+  }
+  pieces.push({ what: 'M', n: 1, start: 0, end: M.length, floorUlps: ((T + 3) * maxAbs(mAbs)) / Math.max(1, maxAbs(M)) });
+  pieces.push({ what: 'z', n: 2, start: 0, end: z.length, floorUlps: ((T + 2) * maxAbs(zAbs)) / Math.max(1, maxAbs(z)) });
+  return { wants: [o, M, z], pieces };
+}
+
 describeOn('cpu', 'expressiveAttention', () => {
   it('reference matches the float64 oracle, forward and gradients', async () => {
     await fc.assert(fc.asyncProperty(cases, async (c) => {
@@ -175,6 +305,20 @@ describeOn('cpu', 'expressiveAttention', () => {
       // a sum of K(K+1)/2 products, each within a few ulps of its exact value
       expect(Math.abs((await got.data())[0]! - dot * dot)).toBeLessThanOrEqual(4 * K * K * EPS32);
       tf.dispose([got, phi]);
+    }), { numRuns: 8 });
+  });
+
+  it('recurrent step (reference) matches the float64 oracle within its γ_n bound, output and state', async () => {
+    await fc.assert(fc.asyncProperty(stepCases, async (c) => {
+      const { wants, pieces } = stepOracle(c);
+      const got = runSteps(c, 'reference');
+      const reference = await Promise.all(got.map(values));
+      for (const { what, n, start, end, floorUlps } of pieces) {
+        const want = wants[n]!.subarray(start, end);
+        expect(maxAbsDiff(reference[n]!.subarray(start, end), want), what)
+          .toBeLessThanOrEqual(floorUlps * EPS32 * Math.max(1, maxAbs(want)));
+      }
+      tf.dispose(got);
     }), { numRuns: 8 });
   });
 });
@@ -259,6 +403,48 @@ describeOn('webgpu', 'expressiveAttention', () => {
     }), { numRuns: 8 });
   });
 
+  it('recurrent step kernel matches the oracle at least as well as the tfjs-ops step, output and state', async () => {
+    await fc.assert(fc.asyncProperty(stepCases, async (c) => {
+      const { wants, pieces } = stepOracle(c);
+      // no leaks: of tensors, nor of the buffer of partial sums the kernel frees itself
+      const before = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+      const kernelOut = runSteps(c, 'webgpu');
+      const kernel = await Promise.all(kernelOut.map(values));
+      tf.dispose(kernelOut);
+      const after = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+      expect([after.numTensors, after.numBytesInGPU], 'tensors and GPU bytes after the steps').toEqual([before.numTensors, before.numBytesInGPU]);
+      const referenceOut = runSteps(c, 'reference');
+      const reference = await Promise.all(referenceOut.map(values));
+      // the derived rule (helpers.ts): at most twice the tfjs-ops step's error against the oracle
+      // plus the floor stepOracle derives, the γ_n bound of the sums that both are free to order
+      // as they like (the kernel adds chunks of 64 rows, then the chunks; tfjs's matMul tiles)
+      for (const { what, n, start, end, floorUlps } of pieces) {
+        expectWithinDerivedTolerance(kernel[n]!.subarray(start, end), reference[n]!.subarray(start, end),
+          wants[n]!.subarray(start, end), what, floorUlps);
+      }
+      tf.dispose(referenceOut);
+    }), { numRuns: 12 });
+  });
+
+  it('recurrent step kernel at the largest head dimensions is within the float32 bound of the oracle', async () => {
+    // the tfjs-ops step takes seconds a token at K = 256 on SwiftShader, so the kernel meets the
+    // γ_n bound itself, the one the reference meets on cpu. K = 256 is the layer's limit (three
+    // chunks of 65 vec4 columns a workgroup); K = 131 fills a workgroup with one chunk of 132
+    // scalar columns, as every scalar K from 128 to 255 does
+    for (const K of [131, 256]) {
+      const c: StepCase = { B: 1, heads: [2, 1], K, T: 2, epsilon: 1e-6, seed: K };
+      const { wants, pieces } = stepOracle(c);
+      const got = runSteps(c, 'webgpu');
+      const kernel = await Promise.all(got.map(values));
+      for (const { what, n, start, end, floorUlps } of pieces) {
+        const want = wants[n]!.subarray(start, end);
+        expect(maxAbsDiff(kernel[n]!.subarray(start, end), want), `K = ${K}, ${what}`)
+          .toBeLessThanOrEqual(floorUlps * EPS32 * Math.max(1, maxAbs(want)));
+      }
+      tf.dispose(got);
+    }
+  });
+
   it('forward and gradients leak no tensors', async () => {
     const q = tf.randomNormal([1, 9, 2, 8]) as tf.Tensor4D;
     const kv = tf.randomNormal([1, 9, 1, 8]) as tf.Tensor4D;
@@ -295,6 +481,22 @@ describe('expressiveAttention input checks', () => {
       .toThrow(/unknown option 'dropout'; the options are 'causal', 'scale', 'epsilon', 'implementation'/);
     expect(() => attention(q, kv, kv, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
     expect(() => attention(q, kv, kv, { causal: 1 as never })).toThrow(/option 'causal' must be a boolean; received 1/);
+  });
+
+  it('recurrent step: names the argument, the expectation and what it received', () => {
+    tf.tidy(() => {
+      const [qt, kt] = [tf.zeros([1, 6, 4]) as tf.Tensor3D, tf.zeros([1, 3, 4]) as tf.Tensor3D];
+      const [M, z] = [tf.zeros([1, 3, 10, 4]) as tf.Tensor4D, tf.zeros([1, 3, 10]) as tf.Tensor3D];
+      const step = expressiveAttentionRecurrentStep;
+      expect(step(qt, kt, kt, M, z).map((t) => t.shape)).toEqual([[1, 6, 4], [1, 3, 10, 4], [1, 3, 10]]);
+      expect(() => step(qt, kt, kt, tf.zeros([1, 3, 9, 4]) as tf.Tensor4D, z))
+        .toThrow(/argument 'M' must have shape \[B, Hkv, P, K\] = \[1, 3, 10, 4\]; received \[1, 3, 9, 4\]/);
+      expect(() => step(qt, tf.zeros([1, 4, 4]) as tf.Tensor3D, tf.zeros([1, 4, 4]) as tf.Tensor3D, M, z))
+        .toThrow(/the query heads H = 6 must be a multiple of the key\/value heads Hkv = 4/);
+      expect(() => step(qt, kt, tf.zeros([1, 3, 5]) as tf.Tensor3D, M, z)).toThrow(/argument 'v' must have shape \[B, Hkv, K\] = \[1, 3, 4\]/);
+      expect(() => step(qt, kt, kt, M, z, { implementation: 'webgpu' })).toThrow(/implementation 'webgpu' needs the 'webgpu' backend/);
+      expect(() => step(qt, kt, kt, M, z, { causal: true } as never)).toThrow(/unknown option 'causal'; the options are 'scale', 'epsilon', 'implementation'/);
+    });
   });
 
   it('ε = 0: a row whose scores are all 0 outputs 0, with a finite gradient', async () => {
@@ -404,8 +606,9 @@ for (const backend of ['cpu', 'webgpu'] as const) {
     if (backend === 'webgpu') itTrains(() => expressiveAttention({ numHeads: 2 }));
 
     const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
-    // the recurrent step is the same tfjs ops on both backends; webgpu adds the kernel-backed cache
-    // and forward, at about a second a run on SwiftShader, hence fewer runs there
+    // on webgpu the recurrent step is the WGSL kernel, checked here also against the tfjs-ops
+    // step; the kernel-backed cache and forward take about a second a run on SwiftShader, hence
+    // fewer runs there
     it(`(${implementation}) recurrent decode equals the cached decode and the parallel forward`, async () => {
       await fc.assert(fc.asyncProperty(
         fc.record({ B: fc.integer({ min: 1, max: 2 }), T: fc.integer({ min: 1, max: 10 }), heads: fc.constantFrom([2, 2], [4, 2], [4, 1]),
@@ -413,27 +616,32 @@ for (const backend of ['cpu', 'webgpu'] as const) {
         async (c) => {
           const [H, Hkv] = c.heads as [number, number];
           const D = 12;
-          const make = (decodeMode: ExpressiveAttentionDecode) =>
-            expressiveAttention({ numHeads: H, numKvHeads: Hkv, headDim: c.K, epsilon: c.epsilon, decode: decodeMode, implementation });
+          const make = (decodeMode: ExpressiveAttentionDecode, impl = implementation) =>
+            expressiveAttention({ numHeads: H, numKvHeads: Hkv, headDim: c.K, epsilon: c.epsilon, decode: decodeMode, implementation: impl });
           const cached = make('cache');
           const recurrent = make('recurrent');
+          // the tfjs-ops step on the same backend (the same layer as `recurrent` on cpu)
+          const opsStep = make('recurrent', 'reference');
           const xs = seededUniform(c.seed, c.B * c.T * D);
           const x = tf.tensor3d(xs, [c.B, c.T, D]);
           const parallel = cached.apply(x) as tf.Tensor3D;
-          (recurrent.apply(x) as tf.Tensor).dispose();
-          recurrent.setWeights(cached.getWeights());
-          const [yc, yr] = [decode(cached, x), decode(recurrent, x)];
+          for (const layer of [recurrent, opsStep]) {
+            (layer.apply(x) as tf.Tensor).dispose();
+            layer.setWeights(cached.getWeights());
+          }
+          const [yc, yr, yo] = [decode(cached, x), decode(recurrent, x), decode(opsStep, x)];
+          // two float32 evaluations of the same token, each within half of it of the exact one
           const tol = await decodeTolerance(cached, xs, c.B, c.T, D, H, Hkv, c.K, c.epsilon);
-          const [p, a, r] = [await values(parallel), await values(yc), await values(yr)];
+          const [p, a, r, o] = [await values(parallel), await values(yc), await values(yr), await values(yo)];
           for (let bt = 0; bt < c.B * c.T; bt++) {
             const row = (y: Float64Array) => y.subarray(bt * D, (bt + 1) * D);
             expect(maxAbsDiff(row(r), row(p)), `recurrent vs parallel, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
             expect(maxAbsDiff(row(r), row(a)), `recurrent vs cached, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
             expect(maxAbsDiff(row(a), row(p)), `cached vs parallel, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
+            expect(maxAbsDiff(row(r), row(o)), `recurrent vs the tfjs-ops recurrent step, token ${bt}`).toBeLessThanOrEqual(tol[bt]!);
           }
-          tf.dispose([x, parallel, yc, yr]);
-          cached.dispose();
-          recurrent.dispose();
+          tf.dispose([x, parallel, yc, yr, yo]);
+          for (const layer of [cached, recurrent, opsStep]) layer.dispose();
         }), { numRuns: backend === 'webgpu' ? 4 : 8 });
     });
 

@@ -4,7 +4,12 @@ import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
 import forwardBody from '../../../kernels/expressive-attention/forward.wgsl';
 import backwardDqBody from '../../../kernels/expressive-attention/backward-dq.wgsl';
 import backwardDkvBody from '../../../kernels/expressive-attention/backward-dkv.wgsl';
-import { namedInputs, runKernel } from '../../webgpu/runtime.js';
+import recurrentStepBody from '../../../kernels/expressive-attention/recurrent-step.wgsl';
+import recurrentReadoutBody from '../../../kernels/expressive-attention/recurrent-readout.wgsl';
+import grid from '../../../kernels/common/grid.wgsl';
+import lanes1 from '../../../kernels/common/lanes-1.wgsl';
+import lanes4 from '../../../kernels/common/lanes-4.wgsl';
+import { grid1d, lanesFor, namedInputs, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
 
 /**
@@ -15,6 +20,8 @@ export const EXPRESSIVE_ATTENTION = 'MixersExpressiveAttention';
 export const EXPRESSIVE_ATTENTION_DQ = 'MixersExpressiveAttentionGradQ';
 /** Two outputs: dk and dv. */
 export const EXPRESSIVE_ATTENTION_DKV = 'MixersExpressiveAttentionGradKV';
+/** One recurrent decode step; three outputs: o `[B, H, K]`, M' `[B, Hkv, P, K]`, z' `[B, Hkv, P]`. */
+export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRecurrentStep';
 
 interface Attrs { causal: boolean; scale: number; epsilon: number }
 
@@ -90,5 +97,86 @@ tf.registerGradient({
     const dq = tf.engine().runKernel(EXPRESSIVE_ATTENTION_DQ, inputs, attrs) as tf.Tensor;
     const [dk, dv] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_DKV, inputs, attrs) as tf.Tensor[];
     return { q: () => dq, k: () => dk!, v: () => dv! };
+  },
+});
+
+/**
+ * Invocations per workgroup of the recurrent step's two passes: at least K + 1 (a chunk's
+ * columns with scalar lanes, K ≤ 255).
+ */
+const STEP_WG = 256;
+/** Query heads whose readout one invocation of the recurrent step sums, at most (registers). */
+const MAX_QUERY_BLOCK = 8;
+/**
+ * State rows per chunk of the recurrent step: one invocation walks them, and each chunk writes
+ * a partial sum per query head, so the partials are about G / STEP_ROWS of the state.
+ */
+const STEP_ROWS = 64;
+
+/** How pass 1 of the recurrent step splits one kv head's state, for head dimension K and G = H / Hkv. */
+function recurrentStepLayout(K: number, G: number) {
+  const lanes = lanesFor(K);
+  const KV = K / lanes;
+  // a chunk has KV + 1 columns (M's channel groups, then z); a workgroup holds `slots` chunks
+  const slots = Math.floor(STEP_WG / (KV + 1));
+  const P = (K * (K + 1)) / 2;
+  const chunks = Math.ceil(P / STEP_ROWS);
+  const QG = Math.min(G, MAX_QUERY_BLOCK);
+  return { lanes, KV, slots, QG, P, chunks, workgroups: Math.ceil(chunks / slots), gBlocks: Math.ceil(G / QG) };
+}
+
+const stepSources = new Map<string, KernelSource>();
+
+/**
+ * Pass 1 for one head dimension K and query-head block QG: its register array and layout are
+ * WGSL constants, so each (K, QG) is its own module and pipeline (compiled once per layer).
+ */
+function recurrentStepKernel(K: number, G: number): KernelSource {
+  const l = recurrentStepLayout(K, G);
+  const key = `${K}|${l.QG}`;
+  let kernel = stepSources.get(key);
+  if (!kernel) {
+    const sizes = [`const K: u32 = ${K}u;`, `const KV: u32 = ${l.KV}u;`, `const QG: u32 = ${l.QG}u;`,
+      `const WG: u32 = ${STEP_WG}u;`, `const SLOTS: u32 = ${l.slots}u;`, `const ROWS: u32 = ${STEP_ROWS}u;`].join('\n');
+    kernel = {
+      name: `ExpressiveAttentionRecurrentStepK${K}G${l.QG}`,
+      code: [l.lanes === 4 ? lanes4 : lanes1, sizes, recurrentStepBody].join('\n'),
+    };
+    stepSources.set(key, kernel);
+  }
+  return kernel;
+}
+
+const RECURRENT_READOUT: KernelSource = { name: 'ExpressiveAttentionRecurrentReadout', code: [grid, recurrentReadoutBody].join('\n') };
+
+interface StepAttrs { scale: number; epsilon: number }
+
+tf.registerKernel({
+  kernelName: EXPRESSIVE_ATTENTION_RECURRENT_STEP,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const gpu = backend as WebGPUBackend;
+    const { q, k, v, M, z } = namedInputs(inputs, 'q', 'k', 'v', 'M', 'z');
+    const [B, H, K] = q.shape as [number, number, number];
+    const Hkv = k.shape[1]!;
+    const G = H / Hkv;
+    const a = attrs as unknown as StepAttrs;
+    const l = recurrentStepLayout(K, G);
+    const [nextM, nextZ, partial] = runKernel(gpu, recurrentStepKernel(K, G), {
+      inputs: [q, k, v, M, z],
+      outputs: [M.shape, z.shape, [B, H, l.chunks, K + l.lanes]],
+      params: [{ u32: Hkv }, { u32: G }, { u32: l.P }, { u32: l.chunks }, { u32: l.gBlocks }, { f32: a.scale }],
+      workgroups: [l.workgroups, Hkv * l.gBlocks, B],
+    }) as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+    const total = B * H * K;
+    const [o] = runKernel(gpu, RECURRENT_READOUT, {
+      inputs: [partial],
+      outputs: [q.shape],
+      params: [{ u32: total }, { u32: K }, { u32: l.chunks }, { u32: K + l.lanes }, { f32: a.epsilon }],
+      constants: { WG: STEP_WG },
+      workgroups: grid1d(total, STEP_WG),
+    });
+    gpu.disposeData(partial.dataId);
+    return [o!, nextM, nextZ];
   },
 });

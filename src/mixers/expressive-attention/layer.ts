@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
 import { checkOneOf, checkStepToken } from '../../validate.js';
-import { checkEpsilon, expressiveAttention as expressiveAttentionOp } from './op.js';
-import { MIN_DENOMINATOR } from './reference.js';
+import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
+
+export { quadraticFeatures } from './reference.js';
 
 /**
  * How {@link ExpressiveAttention} decodes: `'cache'` keeps every key and value (state grows by
@@ -37,32 +38,6 @@ export type ExpressiveAttentionState = KVCacheState | ExpressiveAttentionRecurre
 const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
 
 /**
- * The symmetric-packed square φ(x) of `x [..., K]`, `[..., K(K+1)/2]`: x_a² for every a, then
- * √2·x_a·x_b for every a < b, so that ⟨φ(q), φ(k)⟩ = (q·k)².
- *
- * @example
- * ```ts
- * const q = tf.tensor1d([1, 2]);
- * const k = tf.tensor1d([3, -1]);
- * tf.sum(tf.mul(quadraticFeatures(q), quadraticFeatures(k))); // (1·3 − 2·1)² = 1
- * ```
- */
-export function quadraticFeatures(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const K = x.shape[x.rank - 1]!;
-    const a: number[] = [];
-    const b: number[] = [];
-    const w: number[] = [];
-    for (let i = 0; i < K; i++) { a.push(i); b.push(i); w.push(1); }
-    for (let i = 0; i < K; i++) {
-      for (let j = i + 1; j < K; j++) { a.push(i); b.push(j); w.push(Math.SQRT2); }
-    }
-    const at = (idx: number[]) => tf.gather(x, tf.tensor1d(idx, 'int32'), x.rank - 1);
-    return tf.mul(tf.mul(at(a), at(b)), tf.tensor1d(w));
-  });
-}
-
-/**
  * Causal multi-head self-attention whose weights are squared scores normalised directly
  * (Gros 2024; MIXERS.md §3): `[B, T, D] → [B, T, D]` with query, key, value and output
  * projections and grouped-query heads (`numKvHeads`). The attention runs as
@@ -71,7 +46,8 @@ export function quadraticFeatures(x: tf.Tensor): tf.Tensor {
  * Decoding: with `decode: 'cache'` (default) `step` appends to a key/value cache, which grows
  * by 2·Hkv·K floats per token. With `decode: 'recurrent'` it keeps, per key/value head,
  * `M = Σ φ(k)·vᵀ [K(K+1)/2, K]` and `z = Σ φ(k) [K(K+1)/2]` and outputs
- * `φ(scale·q)·M / (ε + φ(scale·q)·z)`: the same attention, exactly, in fixed memory.
+ * `φ(scale·q)·M / (ε + φ(scale·q)·z)`: the same attention, exactly, in fixed memory. On the
+ * webgpu backend that step is one WGSL kernel pair (`expressiveAttentionRecurrentStep`).
  *
  * Weights: `query [D, H·K]`, `key` and `value [D, Hkv·K]`, `output [H·K, D]`, and their biases
  * when `useBias` is on.
@@ -165,24 +141,13 @@ export class ExpressiveAttention extends AttentionLayer {
     return tf.tidy((): [tf.Tensor2D, ExpressiveAttentionRecurrentState] => {
       const B = x.shape[0];
       const H = this.numHeads;
-      const Hkv = this.numKvHeads;
-      const P = (K * (K + 1)) / 2;
-      // scale folded into q: φ(scale·q) = scale²·φ(q)
-      const q = tf.mul(this.tokenDense(x, 'query'), 1 / Math.sqrt(K)).reshape([B * Hkv, H / Hkv, K]);
-      const k = this.tokenDense(x, 'key').reshape([B, Hkv, K]);
-      const v = this.tokenDense(x, 'value').reshape([B, Hkv, K]);
-      const phiK = quadraticFeatures(k);
-      const M = tf.add(state.M, tf.mul(phiK.expandDims(3), v.expandDims(2))) as tf.Tensor4D;
-      const z = tf.add(state.z, phiK) as tf.Tensor3D;
-      // query head h reads kv head ⌊h·Hkv/H⌋: the H/Hkv query heads of a kv head are adjacent
-      const phiQ = quadraticFeatures(q);
-      const numerator = tf.matMul(phiQ, M.reshape([B * Hkv, P, K]));
-      // Σ_s (q·k_s)² ≥ 0, but the packed sum cancels and may round below 0: ε + max(Σ, 0),
-      // floored as the parallel forward's denominator is
-      const sums = tf.matMul(phiQ, z.reshape([B * Hkv, P, 1]));
-      const denominator = tf.maximum(tf.add(sums, this.epsilon), Math.max(this.epsilon, MIN_DENOMINATOR));
-      const o = tf.div(numerator, denominator).reshape([B, H * K]) as tf.Tensor2D;
-      return [this.tokenDense(o, 'output'), { M, z, position: state.position + 1 }];
+      const q = this.tokenDense(x, 'query').reshape([B, H, K]) as tf.Tensor3D;
+      const k = this.tokenDense(x, 'key').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
+      const v = this.tokenDense(x, 'value').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
+      // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
+      const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
+        { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.implementation });
+      return [this.tokenDense(o.reshape([B, H * K]), 'output'), { M, z, position: state.position + 1 }];
     });
   }
 

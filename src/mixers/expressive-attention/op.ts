@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkAttention, checkScale } from '../../attention/validate.js';
-import { argumentError, checkBoolean, checkOptionNames, useKernel, type Implementation } from '../../validate.js';
-import { expressiveAttentionReference } from './reference.js';
-import { EXPRESSIVE_ATTENTION } from './kernel.js';
+import { MAX_HEAD_DIM, checkAttention, checkScale } from '../../attention/validate.js';
+import {
+  argumentError, checkBoolean, checkOptionNames, checkShape, checkTensor, useKernel, type Implementation,
+} from '../../validate.js';
+import { expressiveAttentionRecurrentStepReference, expressiveAttentionReference } from './reference.js';
+import { EXPRESSIVE_ATTENTION, EXPRESSIVE_ATTENTION_RECURRENT_STEP } from './kernel.js';
 
 /** Options of `ops.expressiveAttention`. */
 export interface ExpressiveAttentionOptions {
@@ -79,4 +81,71 @@ export function expressiveAttention(
     return o as tf.Tensor4D;
   }
   return expressiveAttentionReference(q, k, v, s, causal, scale, epsilon);
+}
+
+/** Options of {@link expressiveAttentionRecurrentStep}. */
+export interface ExpressiveAttentionRecurrentStepOptions {
+  /** Multiplies q·k before it is squared. Default `1/√K`. */
+  scale?: number;
+  /** Added to the denominator Σ s², a finite number ≥ 0. Default `1e-6`. */
+  epsilon?: number;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+const STEP_OPTIONS = ['scale', 'epsilon', 'implementation'] as const;
+
+/**
+ * One step of ExpressiveAttention's exact recurrent decode (the layer's `decode: 'recurrent'`):
+ * adds the token's key and value to the fixed-size state, `M' = M + φ(k)·vᵀ` and
+ * `z' = z + φ(k)`, and reads its query out of the new state,
+ * `o = φ(scale·q)·M' / (ε + max(φ(scale·q)·z', 0))`, where φ packs x⊗x into its P = K(K+1)/2
+ * distinct entries (x_a², then √2·x_a·x_b for a < b). Query head h reads key/value head
+ * ⌊h·Hkv/H⌋. On webgpu it is two WGSL dispatches (state update with partial readout, then
+ * the readout); it has no gradient there: train with the parallel op.
+ *
+ * @param q `[B, H, K]` float32, the token's queries (unscaled).
+ * @param k `[B, Hkv, K]` float32, its keys; H a multiple of Hkv, K ≤ 256.
+ * @param v `[B, Hkv, K]` float32, its values.
+ * @param M `[B, Hkv, P, K]` float32, Σ φ(k_s)·v_sᵀ over the tokens before it.
+ * @param z `[B, Hkv, P]` float32, Σ φ(k_s) over the tokens before it.
+ * @returns `[o, nextM, nextZ]`: o `[B, H, K]` and the state after the token.
+ *
+ * @example
+ * ```ts
+ * const [B, H, Hkv, K] = [1, 4, 2, 8];
+ * const P = (K * (K + 1)) / 2;
+ * let M = tf.zeros([B, Hkv, P, K]) as tf.Tensor4D;
+ * let z = tf.zeros([B, Hkv, P]) as tf.Tensor3D;
+ * const kv = tf.randomNormal([B, Hkv, K]) as tf.Tensor3D;
+ * const [o, M1, z1] = expressiveAttentionRecurrentStep(tf.randomNormal([B, H, K]) as tf.Tensor3D, kv, kv, M, z);
+ * ```
+ */
+export function expressiveAttentionRecurrentStep(
+  q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, M: tf.Tensor4D, z: tf.Tensor3D,
+  options: ExpressiveAttentionRecurrentStepOptions = {},
+): [tf.Tensor3D, tf.Tensor4D, tf.Tensor3D] {
+  const op = 'expressiveAttentionRecurrentStep';
+  checkOptionNames(op, options, STEP_OPTIONS);
+  const $q = checkTensor<tf.Rank.R3>(op, 'q', q, ['B', 'H', 'K']);
+  const $k = checkTensor<tf.Rank.R3>(op, 'k', k, ['B', 'Hkv', 'K']);
+  const [B, H, K] = $q.shape;
+  const Hkv = $k.shape[1];
+  checkShape(op, 'k', $k, [B, Hkv, K], ['B', 'Hkv', 'K']);
+  checkShape(op, 'v', checkTensor(op, 'v', v, ['B', 'Hkv', 'K']), [B, Hkv, K], ['B', 'Hkv', 'K']);
+  if (H % Hkv !== 0) {
+    throw argumentError(op, `the query heads H = ${H} must be a multiple of the key/value heads Hkv = ${Hkv} ` +
+      `(q is [B, H, K], k and v are [B, Hkv, K]).`);
+  }
+  if (K > MAX_HEAD_DIM) throw argumentError(op, `the head dimension K must be at most ${MAX_HEAD_DIM}; received ${K}.`);
+  const P = (K * (K + 1)) / 2;
+  checkShape(op, 'M', checkTensor(op, 'M', M, ['B', 'Hkv', 'P', 'K']), [B, Hkv, P, K], ['B', 'Hkv', 'P', 'K']);
+  checkShape(op, 'z', checkTensor(op, 'z', z, ['B', 'Hkv', 'P']), [B, Hkv, P], ['B', 'Hkv', 'P']);
+  const scale = checkScale(op, options.scale, K);
+  const epsilon = checkEpsilon(op, options.epsilon);
+  if (useKernel(op, options.implementation)) {
+    return tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_STEP, { q: $q, k: $k, v, M, z }, { scale, epsilon }) as
+      [tf.Tensor3D, tf.Tensor4D, tf.Tensor3D];
+  }
+  return expressiveAttentionRecurrentStepReference($q, $k, v, M, z, scale, epsilon);
 }

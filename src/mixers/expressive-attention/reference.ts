@@ -29,3 +29,57 @@ export function expressiveAttentionReference(
     return tf.div(tf.matMul(squares, headsFirst(v, s.H)), z).transpose([0, 2, 1, 3]) as tf.Tensor4D;
   });
 }
+
+/**
+ * The symmetric-packed square φ(x) of `x [..., K]`, `[..., K(K+1)/2]`: x_a² for every a, then
+ * √2·x_a·x_b for every a < b, so that ⟨φ(q), φ(k)⟩ = (q·k)².
+ *
+ * @example
+ * ```ts
+ * const q = tf.tensor1d([1, 2]);
+ * const k = tf.tensor1d([3, -1]);
+ * tf.sum(tf.mul(quadraticFeatures(q), quadraticFeatures(k))); // (1·3 − 2·1)² = 1
+ * ```
+ */
+export function quadraticFeatures(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const K = x.shape[x.rank - 1]!;
+    const a: number[] = [];
+    const b: number[] = [];
+    const w: number[] = [];
+    for (let i = 0; i < K; i++) { a.push(i); b.push(i); w.push(1); }
+    for (let i = 0; i < K; i++) {
+      for (let j = i + 1; j < K; j++) { a.push(i); b.push(j); w.push(Math.SQRT2); }
+    }
+    const at = (idx: number[]) => tf.gather(x, tf.tensor1d(idx, 'int32'), x.rank - 1);
+    return tf.mul(tf.mul(at(a), at(b)), tf.tensor1d(w));
+  });
+}
+
+/**
+ * One step of the exact recurrent form in tfjs ops, on any backend: the ground truth of the
+ * recurrent-step kernels. M' = M + φ(k)·vᵀ, z' = z + φ(k), and
+ * o = φ(scale·q)·M' / max(ε + φ(scale·q)·z', max(ε, 2⁻⁶⁰)), query head h reading kv head
+ * ⌊h·Hkv/H⌋. q `[B, H, K]`, k and v `[B, Hkv, K]`, M `[B, Hkv, P, K]`, z `[B, Hkv, P]`.
+ */
+export function expressiveAttentionRecurrentStepReference(
+  q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, M: tf.Tensor4D, z: tf.Tensor3D, scale: number, epsilon: number,
+): [tf.Tensor3D, tf.Tensor4D, tf.Tensor3D] {
+  return tf.tidy((): [tf.Tensor3D, tf.Tensor4D, tf.Tensor3D] => {
+    const [B, H, K] = q.shape;
+    const Hkv = k.shape[1];
+    const P = M.shape[2];
+    const phiK = quadraticFeatures(k);
+    const nextM = tf.add(M, tf.mul(phiK.expandDims(3), v.expandDims(2))) as tf.Tensor4D;
+    const nextZ = tf.add(z, phiK) as tf.Tensor3D;
+    // query head h reads kv head ⌊h·Hkv/H⌋: the H/Hkv query heads of a kv head are adjacent.
+    // scale folded into q: φ(scale·q) = scale²·φ(q)
+    const phiQ = quadraticFeatures(tf.mul(q, scale).reshape([B * Hkv, H / Hkv, K]));
+    const numerator = tf.matMul(phiQ, nextM.reshape([B * Hkv, P, K]));
+    // Σ_s (q·k_s)² ≥ 0, but the packed sum cancels and may round below 0: ε + max(Σ, 0),
+    // floored as the parallel forward's denominator is
+    const sums = tf.matMul(phiQ, nextZ.reshape([B * Hkv, P, 1]));
+    const denominator = tf.maximum(tf.add(sums, epsilon), Math.max(epsilon, MIN_DENOMINATOR));
+    return [tf.div(numerator, denominator).reshape([B, H, K]) as tf.Tensor3D, nextM, nextZ];
+  });
+}
