@@ -1,0 +1,671 @@
+/**
+ * A small decoder-only character model (a GPT) whose sequence mixer is any of tfjs-mixers'
+ * six layers, or plain softmax attention as the baseline; token-by-token generation through
+ * the mixers' `initState` / `step`; and `file://` model saving for Node.
+ *
+ * Outside this repository, import the layers from `'tfjs-mixers'` instead of `'../../src/index.js'`.
+ *
+ * @example
+ * ```ts
+ * const vocab = Vocabulary.fromText(text);
+ * const model = buildModel({ mixer: 'selectiveSSM', vocab: vocab.size, context: 64, width: 64, blocks: 2, heads: 4 });
+ * const ids = await generate(model, vocab.encode('ROMEO:'), 100, { temperature: 0.8, seed: 1 });
+ * console.log(vocab.decode(ids));
+ * ```
+ *
+ * @packageDocumentation
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { layers as mixerLayers, type Implementation } from '../../src/index.js';
+
+// ───────────────────────────── vocabulary ─────────────────────────────
+
+/** A character vocabulary: every distinct character of a text, sorted by code point. */
+export class Vocabulary {
+  readonly chars: readonly string[];
+  private readonly ids: Map<string, number>;
+
+  constructor(chars: readonly string[]) {
+    if (new Set(chars).size !== chars.length) throw new Error('Vocabulary: argument \'chars\' has duplicates.');
+    this.chars = chars;
+    this.ids = new Map(chars.map((c, i) => [c, i]));
+  }
+
+  /** The characters of `text`, as nanoGPT's shakespeare_char builds them (`sorted(set(text))`). */
+  static fromText(text: string): Vocabulary {
+    return new Vocabulary([...new Set(text)].sort());
+  }
+
+  get size(): number {
+    return this.chars.length;
+  }
+
+  /** Token ids of `text`; throws on a character outside the vocabulary. */
+  encode(text: string): Int32Array {
+    const out = new Int32Array(text.length);
+    for (let i = 0; i < text.length; i++) {
+      const id = this.ids.get(text[i]!);
+      if (id == null) throw new Error(`Vocabulary.encode: ${JSON.stringify(text[i])} (at ${i}) is not in the vocabulary.`);
+      out[i] = id;
+    }
+    return out;
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    return Array.from(ids, (id) => this.chars[id] ?? '').join('');
+  }
+
+  toJSON(): { chars: readonly string[] } {
+    return { chars: this.chars };
+  }
+}
+
+// ───────────────────────────── layers ─────────────────────────────
+// tfjs has an Embedding and a LayerNormalization layer, but their gradients are slow on the cpu
+// backend: Embedding's gather has an unsorted segment sum as gradient, one masked pass over the
+// batch per vocabulary entry, and LayerNormalization tiles its statistics to the input's shape,
+// whose gradient is one slice and add per tiled row (1,024 per norm for a 16×64 batch). The two
+// small layers below compute the same functions with broadcasts and a matMul instead, and cut a
+// training step on cpu to about a third (measured: see README.md).
+
+/** The shape of a single-input layer's input. */
+function singleShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+  return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+}
+
+/** Arguments of {@link TokenEmbedding}. */
+export interface TokenEmbeddingArgs {
+  /** Vocabulary size V. */
+  inputDim: number;
+  /** Embedding width D. */
+  outputDim: number;
+  /** The table's initial values. Default N(0, 0.02²), as GPT-2's. */
+  embeddingsInitializer?: ReturnType<typeof tf.initializers.zeros>;
+  name?: string;
+}
+
+/**
+ * A token embedding, token ids `[...]` (int32) → `[..., D]`, row `id` of a table `E [V, D]`,
+ * computed as `oneHot(ids)·E` so that its gradient is one matMul.
+ */
+export class TokenEmbedding extends tf.layers.Layer {
+  static className = 'TokenEmbedding';
+  readonly inputDim: number;
+  readonly outputDim: number;
+  private readonly initializer: ReturnType<typeof tf.initializers.zeros>;
+  private table: tf.LayerVariable | null = null;
+
+  constructor(args: TokenEmbeddingArgs) {
+    super({ name: args.name });
+    for (const key of ['inputDim', 'outputDim'] as const) {
+      if (!Number.isInteger(args[key]) || args[key] < 1) {
+        throw new Error(`TokenEmbedding: argument '${key}' must be a positive integer; received ${String(args[key])}.`);
+      }
+    }
+    this.inputDim = args.inputDim;
+    this.outputDim = args.outputDim;
+    this.initializer = args.embeddingsInitializer ?? tf.initializers.randomNormal({ mean: 0, stddev: 0.02 });
+  }
+
+  override build(): void {
+    this.table = this.addWeight('embeddings', [this.inputDim, this.outputDim], 'float32', this.initializer);
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    return [...singleShape(inputShape), this.outputDim];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const ids = tf.cast(Array.isArray(inputs) ? inputs[0]! : inputs, 'int32');
+      const oneHot = tf.oneHot(ids.reshape([-1]) as tf.Tensor1D, this.inputDim);
+      return tf.matMul(oneHot, this.table!.read()).reshape([...ids.shape, this.outputDim]);
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), inputDim: this.inputDim, outputDim: this.outputDim };
+  }
+}
+tf.serialization.registerClass(TokenEmbedding);
+
+/** Arguments of {@link LayerNorm}. */
+export interface LayerNormArgs {
+  /** Added to the variance. Default 1e-5, as PyTorch's LayerNorm. */
+  epsilon?: number;
+  name?: string;
+}
+
+/**
+ * Layer normalisation over the last axis, `[..., D] → [..., D]`:
+ * `(x − mean) / √(var + ε) · gamma + beta`, with `gamma` (ones) and `beta` (zeros) `[D]`.
+ */
+export class LayerNorm extends tf.layers.Layer {
+  static className = 'LayerNorm';
+  readonly epsilon: number;
+  private gamma: tf.LayerVariable | null = null;
+  private beta: tf.LayerVariable | null = null;
+
+  constructor(args: LayerNormArgs = {}) {
+    super({ name: args.name });
+    this.epsilon = args.epsilon ?? 1e-5;
+    if (!(this.epsilon > 0)) throw new Error(`LayerNorm: argument 'epsilon' must be > 0; received ${this.epsilon}.`);
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = singleShape(inputShape);
+    const D = shape[shape.length - 1];
+    if (D == null) throw new Error(`LayerNorm expects a known last axis. Received: [${shape.join(', ')}].`);
+    this.gamma = this.addWeight('gamma', [D], 'float32', tf.initializers.ones());
+    this.beta = this.addWeight('beta', [D], 'float32', tf.initializers.zeros());
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape | tf.Shape[] {
+    return inputShape;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+      const { mean, variance } = tf.moments(x, -1, true);
+      const normalised = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
+      return tf.add(tf.mul(normalised, this.gamma!.read()), this.beta!.read());
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), epsilon: this.epsilon };
+  }
+}
+tf.serialization.registerClass(LayerNorm);
+
+
+/** Arguments of {@link PositionalEmbedding}. */
+export interface PositionalEmbeddingArgs {
+  /** The longest sequence the layer accepts: its table has one row per position. */
+  maxLength: number;
+  /** The table's initial values. Default N(0, 0.02²), as GPT-2's. */
+  embeddingsInitializer?: ReturnType<typeof tf.initializers.zeros>;
+  name?: string;
+}
+
+/**
+ * A learned absolute positional embedding: `[B, T, D] → [B, T, D]`, `y[:, t] = x[:, t] + P[t]`
+ * with a table `P [maxLength, D]`. For decoding, {@link PositionalEmbedding.at} adds one row.
+ */
+export class PositionalEmbedding extends tf.layers.Layer {
+  static className = 'PositionalEmbedding';
+  readonly maxLength: number;
+  private readonly initializer: ReturnType<typeof tf.initializers.zeros>;
+  private table: tf.LayerVariable | null = null;
+
+  constructor(args: PositionalEmbeddingArgs) {
+    super({ name: args.name });
+    if (!Number.isInteger(args.maxLength) || args.maxLength < 1) {
+      throw new Error(`PositionalEmbedding: argument 'maxLength' must be a positive integer; received ${String(args.maxLength)}.`);
+    }
+    this.maxLength = args.maxLength;
+    this.initializer = args.embeddingsInitializer ?? tf.initializers.randomNormal({ mean: 0, stddev: 0.02 });
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = singleShape(inputShape);
+    const D = shape[shape.length - 1];
+    if (shape.length !== 3 || D == null) {
+      throw new Error(`PositionalEmbedding expects input of shape [B, T, D] with a known D. Received: [${shape.join(', ')}].`);
+    }
+    this.table = this.addWeight('embeddings', [this.maxLength, D], 'float32', this.initializer);
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape | tf.Shape[] {
+    return inputShape;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
+      const [, T, D] = x.shape;
+      if (T > this.maxLength) {
+        throw new Error(`PositionalEmbedding: the sequence has ${T} tokens, more than maxLength = ${this.maxLength}.`);
+      }
+      return tf.add(x, this.table!.read().slice([0, 0], [T, D]));
+    });
+  }
+
+  /** One token: `x [B, 1, D]` at `position` → `x + P[position]`. */
+  at(position: number, x: tf.Tensor3D): tf.Tensor3D {
+    if (!Number.isInteger(position) || position < 0 || position >= this.maxLength) {
+      throw new Error(`PositionalEmbedding.at: position must be an integer in [0, ${this.maxLength}); received ${position}.`);
+    }
+    return tf.tidy(() => tf.add(x, this.table!.read().slice([position, 0], [1, x.shape[2]])) as tf.Tensor3D);
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), maxLength: this.maxLength };
+  }
+}
+tf.serialization.registerClass(PositionalEmbedding);
+
+// ───────────────────────────── the model ─────────────────────────────
+
+/** The mixers a model can use: the library's six, and `softmax`, the plain-attention baseline. */
+export const MIXERS = [
+  'causalGeneration', 'averageContext', 'expressiveAttention', 'blockSparse', 'selectiveSSM',
+  'flashStyleTiledAttention', 'softmax',
+] as const;
+export type MixerName = (typeof MIXERS)[number];
+
+/** Arguments of {@link buildModel}. */
+export interface CharLMConfig {
+  /** The sequence mixer of every block. */
+  mixer: MixerName;
+  /** Vocabulary size V. */
+  vocab: number;
+  /** The longest sequence (the positional table's length), in tokens. */
+  context: number;
+  /** Model width D. */
+  width: number;
+  /** Number of transformer blocks. */
+  blocks: number;
+  /** Attention heads (attention-like mixers only); D must be a multiple. Default 4. */
+  heads?: number;
+  /** The MLP's hidden width is mlpRatio·D. Default 4. */
+  mlpRatio?: number;
+  /**
+   * The mixers' `implementation` (default `'auto'`: WGSL kernels on webgpu, the tfjs-ops
+   * reference elsewhere). `softmax` always runs the reference, whatever this says.
+   */
+  implementation?: Implementation;
+}
+
+/** Layer names: the decoder finds the layers by them, so they are part of the saved format. */
+const NAMES = {
+  tokens: 'tokens',
+  tokenEmbedding: 'tokenEmbedding',
+  positionalEmbedding: 'positionalEmbedding',
+  norm1: (i: number) => `block${i}_norm1`,
+  mixer: (i: number) => `block${i}_mixer`,
+  residual1: (i: number) => `block${i}_residual1`,
+  norm2: (i: number) => `block${i}_norm2`,
+  mlpUp: (i: number) => `block${i}_mlpUp`,
+  mlpDown: (i: number) => `block${i}_mlpDown`,
+  residual2: (i: number) => `block${i}_residual2`,
+  finalNorm: 'finalNorm',
+  head: 'head',
+};
+
+/**
+ * The block-sparse layout for a context: 8 blocks per context, each token sees its own and the
+ * previous block plus the first (sink) block.
+ */
+export function blockSparseLayout(context: number) {
+  return { blockSize: Math.max(1, Math.floor(context / 8)), localBlocks: 2, globalBlocks: 1, stride: 0 };
+}
+
+function mixerLayer(c: Required<CharLMConfig>, name: string): tf.layers.Layer {
+  const implementation = c.implementation;
+  const heads = { numHeads: c.heads, implementation, name };
+  switch (c.mixer) {
+    case 'causalGeneration': return mixerLayers.causalGeneration({ reduce: 'min', implementation, name });
+    case 'averageContext': return mixerLayers.averageContext({ combine: 'max', implementation, name });
+    case 'expressiveAttention': return mixerLayers.expressiveAttention(heads);
+    case 'blockSparse': return mixerLayers.blockSparse({ ...heads, layout: blockSparseLayout(c.context) });
+    case 'selectiveSSM': return mixerLayers.selectiveSSM({ expand: 2, stateSize: 16, convKernel: 4, implementation, name });
+    case 'flashStyleTiledAttention': return mixerLayers.flashStyleTiledAttention(heads);
+    // plain composed softmax attention (matMul, masked softmax, matMul): the tiled layer's reference
+    case 'softmax': return mixerLayers.flashStyleTiledAttention({ ...heads, implementation: 'reference' });
+  }
+}
+
+function resolveConfig(config: CharLMConfig): Required<CharLMConfig> {
+  const c = { heads: 4, mlpRatio: 4, implementation: 'auto' as Implementation, ...config };
+  if (!MIXERS.includes(c.mixer)) {
+    throw new Error(`buildModel: argument 'mixer' must be one of ${MIXERS.join(', ')}; received ${String(c.mixer)}.`);
+  }
+  for (const key of ['vocab', 'context', 'width', 'blocks', 'heads', 'mlpRatio'] as const) {
+    if (!Number.isInteger(c[key]) || c[key] < 1) {
+      throw new Error(`buildModel: argument '${key}' must be a positive integer; received ${String(c[key])}.`);
+    }
+  }
+  if (c.width % c.heads !== 0) {
+    throw new Error(`buildModel: width = ${c.width} must be a multiple of heads = ${c.heads}.`);
+  }
+  return c;
+}
+
+/**
+ * A GPT-style character model, tokens `[B, T]` (int32, T ≤ context) → logits `[B, T, V]`:
+ * ```
+ * x = tokenEmbedding(tokens) + positionalEmbedding          [B, T, D]
+ * repeat `blocks` times:
+ *   x = x + mixer(LayerNorm(x))                             pre-norm, as GPT-2
+ *   x = x + Dense_D(gelu(Dense_{mlpRatio·D}(LayerNorm(x))))
+ * logits = Dense_V(LayerNorm(x))
+ * ```
+ * The layers are named (`block0_mixer`, …) so that {@link Decoder} finds them in a reloaded
+ * model. Weights are drawn with `Math.random` (tfjs's default): wrap the call in
+ * {@link withSeededRandom} to make them reproducible.
+ */
+export function buildModel(config: CharLMConfig): tf.LayersModel {
+  const c = resolveConfig(config);
+  const D = c.width;
+  const tokens = tf.input({ shape: [null], dtype: 'int32', name: NAMES.tokens });
+  let x = new TokenEmbedding({ inputDim: c.vocab, outputDim: D, name: NAMES.tokenEmbedding }).apply(tokens) as tf.SymbolicTensor;
+  x = new PositionalEmbedding({ maxLength: c.context, name: NAMES.positionalEmbedding }).apply(x) as tf.SymbolicTensor;
+  for (let i = 0; i < c.blocks; i++) {
+    let h = new LayerNorm({ name: NAMES.norm1(i) }).apply(x) as tf.SymbolicTensor;
+    h = mixerLayer(c, NAMES.mixer(i)).apply(h) as tf.SymbolicTensor;
+    x = tf.layers.add({ name: NAMES.residual1(i) }).apply([x, h]) as tf.SymbolicTensor;
+    h = new LayerNorm({ name: NAMES.norm2(i) }).apply(x) as tf.SymbolicTensor;
+    h = tf.layers.dense({ units: c.mlpRatio * D, activation: 'gelu', name: NAMES.mlpUp(i) }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.dense({ units: D, name: NAMES.mlpDown(i) }).apply(h) as tf.SymbolicTensor;
+    x = tf.layers.add({ name: NAMES.residual2(i) }).apply([x, h]) as tf.SymbolicTensor;
+  }
+  x = new LayerNorm({ name: NAMES.finalNorm }).apply(x) as tf.SymbolicTensor;
+  const logits = tf.layers.dense({ units: c.vocab, name: NAMES.head }).apply(x) as tf.SymbolicTensor;
+  return tf.model({ inputs: tokens, outputs: logits, name: `charLM_${c.mixer}` });
+}
+
+/** Number of scalar weights in `model`. */
+export function countParameters(model: tf.LayersModel): number {
+  return model.weights.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+}
+
+/**
+ * Mean next-token cross-entropy (nats) of `model` on `x [B, T]` with targets `y [B, T]`, both
+ * int32. `training` is passed to the layers (none of this model's behave differently).
+ */
+export function lossOf(model: tf.LayersModel, x: tf.Tensor2D, y: tf.Tensor2D, training = false): tf.Scalar {
+  return tf.tidy(() => {
+    const logits = model.apply(x, { training }) as tf.Tensor3D;
+    return tf.losses.softmaxCrossEntropy(tf.oneHot(y, logits.shape[2]), logits) as tf.Scalar;
+  });
+}
+
+// ───────────────────────────── decoding ─────────────────────────────
+
+/** What a decoding mixer offers: every layer of tfjs-mixers has these. */
+interface Stepper {
+  initState(batch: number): tf.TensorContainer;
+  step(x: tf.Tensor2D, state: tf.TensorContainer): [tf.Tensor2D, tf.TensorContainer];
+}
+
+function isStepper(layer: tf.layers.Layer): layer is tf.layers.Layer & Stepper {
+  const l = layer as unknown as Partial<Stepper>;
+  return typeof l.initState === 'function' && typeof l.step === 'function';
+}
+
+interface Block {
+  norm1: tf.layers.Layer;
+  mixer: tf.layers.Layer & Stepper;
+  norm2: tf.layers.Layer;
+  mlpUp: tf.layers.Layer;
+  mlpDown: tf.layers.Layer;
+}
+
+/** Disposes the tensors of `old` that `next` does not hold (a step may pass one through). */
+function disposeReplaced(old: tf.TensorContainer, next: tf.TensorContainer): void {
+  const kept = new Set(collectTensors(next).map((t) => t.id));
+  tf.dispose(collectTensors(old).filter((t) => !kept.has(t.id)));
+}
+
+function collectTensors(c: tf.TensorContainer): tf.Tensor[] {
+  if (c instanceof tf.Tensor) return [c];
+  if (c == null || typeof c !== 'object') return [];
+  return Object.values(c as Record<string, tf.TensorContainer>).flatMap(collectTensors);
+}
+
+/**
+ * Token-by-token inference of a {@link buildModel} model: each {@link Decoder.next} runs one
+ * token per sequence through the embeddings, every block (LayerNorms, MLP, residuals, and the
+ * mixer's `step`, which carries its decode state) and the head, so that the logits at
+ * position t equal the full forward's at t without re-running positions 0…t−1.
+ * Works on a freshly built or a reloaded (`tf.loadLayersModel`) model.
+ *
+ * @example
+ * ```ts
+ * const decoder = new Decoder(model, 1);
+ * let logits: tf.Tensor2D | undefined;
+ * for (const id of prompt) { logits?.dispose(); logits = decoder.next([id]); }  // logits [1, V]
+ * decoder.dispose();
+ * ```
+ */
+export class Decoder {
+  readonly batch: number;
+  /** The positional table's length: at most this many tokens can be decoded. */
+  readonly maxLength: number;
+  private readonly tokenEmbedding: tf.layers.Layer;
+  private readonly positionalEmbedding: PositionalEmbedding;
+  private readonly blocks: Block[] = [];
+  private readonly finalNorm: tf.layers.Layer;
+  private readonly head: tf.layers.Layer;
+  private states: tf.TensorContainer[];
+  private seen = 0;
+
+  constructor(model: tf.LayersModel, batch = 1) {
+    const get = (name: string) => {
+      try {
+        return model.getLayer(name);
+      } catch {
+        throw new Error(`Decoder: the model has no layer '${name}'; decode models made by buildModel.`);
+      }
+    };
+    this.batch = batch;
+    this.tokenEmbedding = get(NAMES.tokenEmbedding);
+    const positional = get(NAMES.positionalEmbedding);
+    if (!(positional instanceof PositionalEmbedding)) throw new Error(`Decoder: '${NAMES.positionalEmbedding}' is not a PositionalEmbedding.`);
+    this.positionalEmbedding = positional;
+    this.maxLength = positional.maxLength;
+    const count = model.layers.filter((l) => /^block\d+_mixer$/.test(l.name)).length;
+    for (let i = 0; i < count; i++) {
+      const mixer = get(NAMES.mixer(i));
+      if (!isStepper(mixer)) throw new Error(`Decoder: layer '${mixer.name}' (${mixer.getClassName()}) has no initState/step.`);
+      this.blocks.push({ norm1: get(NAMES.norm1(i)), mixer, norm2: get(NAMES.norm2(i)), mlpUp: get(NAMES.mlpUp(i)), mlpDown: get(NAMES.mlpDown(i)) });
+    }
+    this.finalNorm = get(NAMES.finalNorm);
+    this.head = get(NAMES.head);
+    this.states = this.blocks.map((b) => b.mixer.initState(batch));
+  }
+
+  /** Tokens decoded so far (the position of the next one). */
+  get position(): number {
+    return this.seen;
+  }
+
+  /**
+   * Decodes the next token of each of the `batch` sequences and returns the logits `[B, V]` for
+   * the token after it (the caller disposes them). Throws once `maxLength` tokens were decoded.
+   */
+  next(tokens: ArrayLike<number>): tf.Tensor2D {
+    if (tokens.length !== this.batch) throw new Error(`Decoder.next: expected ${this.batch} token ids; received ${tokens.length}.`);
+    if (this.seen >= this.maxLength) {
+      throw new Error(`Decoder.next: the model's positional table holds ${this.maxLength} positions, all used; start a new Decoder.`);
+    }
+    const B = this.batch;
+    const position = this.seen;
+    const [logits, states] = tf.tidy((): [tf.Tensor2D, tf.TensorContainer[]] => {
+      // every non-mixer layer runs on [B, 1, ·]: the LayerNorms were built for rank 3
+      const ids = tf.tensor2d(Int32Array.from(tokens), [B, 1], 'int32');
+      let x = this.tokenEmbedding.apply(ids) as tf.Tensor3D;
+      x = this.positionalEmbedding.at(position, x);
+      const D = x.shape[2];
+      const states = this.blocks.map((b, i) => {
+        const h = (b.norm1.apply(x) as tf.Tensor3D).reshape([B, D]) as tf.Tensor2D;
+        const [y, state] = b.mixer.step(h, this.states[i]!);
+        x = tf.add(x, y.reshape([B, 1, D]));
+        const m = b.mlpDown.apply(b.mlpUp.apply(b.norm2.apply(x))) as tf.Tensor3D;
+        x = tf.add(x, m);
+        return state;
+      });
+      const logits = this.head.apply(this.finalNorm.apply(x)) as tf.Tensor3D;
+      return [logits.reshape([B, logits.shape[2]]) as tf.Tensor2D, states];
+    });
+    this.states.forEach((old, i) => disposeReplaced(old, states[i]!));
+    this.states = states;
+    this.seen++;
+    return logits;
+  }
+
+  /** Disposes the mixers' decode states. */
+  dispose(): void {
+    tf.dispose(this.states);
+    this.states = [];
+  }
+}
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** Softmax temperature; 0 picks the most likely token (greedy). Default 1. */
+  temperature?: number;
+  /** Seed of the sampler. Default 0. */
+  seed?: number;
+}
+
+/**
+ * Continues `prompt` (token ids, at least one) by `n` tokens, sampled one at a time from the
+ * model's next-token distribution through a {@link Decoder}: each new token costs one decode
+ * step, not a forward over the prefix. Returns the n new ids.
+ *
+ * The learned positions end at the model's context: when the decoder has used them all, it
+ * restarts from the last ⌈context/2⌉ tokens (decoded step by step again), so a long sample
+ * costs at most twice the steps of its length and always sees at least half a context.
+ */
+export async function generate(
+  model: tf.LayersModel, prompt: ArrayLike<number>, n: number, options: GenerateOptions = {},
+): Promise<number[]> {
+  if (prompt.length < 1) throw new Error('generate: argument \'prompt\' must hold at least one token.');
+  const temperature = options.temperature ?? 1;
+  if (!(temperature >= 0)) throw new Error(`generate: option 'temperature' must be ≥ 0; received ${temperature}.`);
+  const random = mulberry32(options.seed ?? 0);
+  const sequence = Array.from(prompt);
+  let decoder = new Decoder(model, 1);
+  const keep = Math.ceil(decoder.maxLength / 2);
+  let logits: tf.Tensor2D | null = null;
+  const feed = (ids: number[]) => {
+    for (const id of ids) {
+      logits?.dispose();
+      logits = decoder.next([id]);
+    }
+  };
+  try {
+    feed(sequence.slice(-decoder.maxLength));
+    for (let i = 0; i < n; i++) {
+      const next = sample(await logits!.data(), temperature, random);
+      sequence.push(next);
+      if (i === n - 1) break;
+      if (decoder.position < decoder.maxLength) {
+        feed([next]);
+      } else {
+        decoder.dispose();
+        decoder = new Decoder(model, 1);
+        feed(sequence.slice(-keep));
+      }
+    }
+  } finally {
+    (logits as tf.Tensor2D | null)?.dispose();
+    decoder.dispose();
+  }
+  return sequence.slice(prompt.length);
+}
+
+/** A token id drawn from softmax(logits / temperature); the argmax for temperature 0. */
+export function sample(logits: ArrayLike<number>, temperature: number, random: () => number): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+  if (temperature === 0) return best;
+  const weights = Array.from(logits, (l) => Math.exp((l - logits[best]!) / temperature));
+  let r = random() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < weights.length; i++) {
+    r -= weights[i]!;
+    if (r < 0) return i;
+  }
+  return best;
+}
+
+// ───────────────────────────── randomness ─────────────────────────────
+
+/** A seeded uniform generator on [0, 1) (mulberry32). */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(s ^ (s >>> 15), 1 | s);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Runs `fn` with `Math.random` replaced by a generator seeded with `seed`. tfjs's initializers
+ * without a seed, and SelectiveSSM's step-size initialisation, draw from `Math.random`, so a
+ * model built inside is the same for the same seed.
+ */
+export function withSeededRandom<T>(seed: number, fn: () => T): T {
+  const original = Math.random;
+  Math.random = mulberry32(seed);
+  try {
+    return fn();
+  } finally {
+    Math.random = original;
+  }
+}
+
+// ───────────────────────────── file:// saving in Node ─────────────────────────────
+
+/**
+ * An IOHandler that writes and reads a model as tfjs-node's `file://` handler does:
+ * `<dir>/model.json` (topology and weights manifest) and `<dir>/weights.bin`.
+ */
+export function fileIO(path: string): tf.io.IOHandler {
+  const dir = path.endsWith('model.json') ? dirname(path) : path;
+  return {
+    async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
+      if (artifacts.modelTopology instanceof ArrayBuffer) throw new Error('fileIO: binary model topologies are not supported.');
+      mkdirSync(dir, { recursive: true });
+      const weights = tf.io.CompositeArrayBuffer.join(artifacts.weightData);
+      const modelJSON: tf.io.ModelJSON = {
+        modelTopology: artifacts.modelTopology!,
+        format: artifacts.format,
+        generatedBy: artifacts.generatedBy,
+        convertedBy: artifacts.convertedBy,
+        trainingConfig: artifacts.trainingConfig,
+        userDefinedMetadata: artifacts.userDefinedMetadata,
+        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
+      };
+      writeFileSync(join(dir, 'model.json'), JSON.stringify(modelJSON));
+      writeFileSync(join(dir, 'weights.bin'), new Uint8Array(weights));
+      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+    },
+    async load(): Promise<tf.io.ModelArtifacts> {
+      const modelJSON = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
+      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
+        const specs = manifest.flatMap((group) => group.weights);
+        const buffers = manifest.flatMap((group) => group.paths.map((p) => {
+          const bytes = readFileSync(join(dir, p));
+          return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+        }));
+        return [specs, tf.io.CompositeArrayBuffer.join(buffers)];
+      });
+    },
+  };
+}
+
+/**
+ * Routes `file://` URLs of `model.save` and `tf.loadLayersModel` to {@link fileIO}, unless a
+ * handler already serves them (tfjs-node registers its own). Pure tfjs has none in Node.
+ * `model.save('file:///tmp/m')` writes `/tmp/m/model.json`; load `file:///tmp/m/model.json`.
+ */
+export function registerFileIO(): void {
+  // a router answers null for URLs it does not serve, as tfjs's own do (its type omits null)
+  const route = ((url: string | string[]) => {
+    const u = Array.isArray(url) ? url[0]! : url;
+    return u.startsWith('file://') ? fileIO(u.slice('file://'.length)) : null;
+  }) as Parameters<typeof tf.io.registerSaveRouter>[0];
+  if (tf.io.getSaveHandlers('file:///probe').length === 0) tf.io.registerSaveRouter(route);
+  if (tf.io.getLoadHandlers('file:///probe/model.json').length === 0) tf.io.registerLoadRouter(route);
+}

@@ -1,0 +1,275 @@
+/**
+ * `npm run example:char-lm -- --mixer causalGeneration --steps 300`: trains a small character
+ * GPT (examples/char-lm/model.ts) on tiny Shakespeare with the chosen sequence mixer, shows a
+ * progress bar with loss and tokens/s on stderr, reports validation loss, saves the model with
+ * `model.save('file://…')`, reloads it with `tf.loadLayersModel`, checks the reloaded model's
+ * validation loss, and prints a sample decoded token by token through the mixers' `step`.
+ *
+ * Run `--help` for the flags.
+ *
+ * @packageDocumentation
+ */
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { installWebGPU, type InstalledWebGPU } from '../../src/node.js';
+import {
+  MIXERS, Vocabulary, buildModel, countParameters, generate, lossOf, mulberry32, registerFileIO, withSeededRandom,
+  type MixerName,
+} from './model.js';
+
+const HELP = `Usage: npm run example:char-lm -- [flags]
+
+  --mixer <name>        ${MIXERS.join(' | ')} (default causalGeneration)
+  --steps <n>           training steps (default 300)
+  --batch <n>           sequences per step (default 8)
+  --context <n>         tokens per sequence, and the model's longest context (default 64)
+  --width <n>           model width D (default 64)
+  --blocks <n>          transformer blocks (default 2)
+  --heads <n>           heads of the attention-like mixers (default 4)
+  --lr <x>              Adam learning rate (default 3e-3)
+  --clip <x>            gradient clipping by global norm, 0 for none (default 1)
+  --seed <n>            seed of the weights, the batches and the sample (default 1337)
+  --backend <name>      cpu | webgpu (default webgpu when an adapter is found, else cpu)
+  --out <dir>           where model.save writes (default <tmpdir>/char-lm-<mixer>)
+  --eval-every <n>      validation loss every n steps, 0 for only at the end (default 100)
+  --eval-batches <n>    batches in each validation estimate (default 8)
+  --sample <n>          characters to generate at the end (default 300)
+  --temperature <x>     sampling temperature, 0 for greedy (default 0.8)
+  --prompt <text>       the sample's prompt (default a newline)
+  --help                this text
+`;
+
+interface Options {
+  mixer: MixerName; steps: number; batch: number; context: number; width: number; blocks: number; heads: number;
+  lr: number; clip: number; seed: number; backend: 'cpu' | 'webgpu' | null; out: string; evalEvery: number;
+  evalBatches: number; sample: number; temperature: number; prompt: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...Object.fromEntries([
+        'mixer', 'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'seed', 'backend', 'out',
+        'eval-every', 'eval-batches', 'sample', 'temperature', 'prompt',
+      ].map((k) => [k, { type: 'string' as const }])),
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  }) as { values: Record<string, string | boolean | undefined> };
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const str = (k: string) => values[k] as string | undefined;
+  const num = (k: string, fallback: number, integer: boolean, min: number): number => {
+    const raw = str(k);
+    if (raw == null) return fallback;
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
+      throw new Error(`--${k} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}; received '${raw}'.`);
+    }
+    return v;
+  };
+  const mixer = (str('mixer') ?? 'causalGeneration') as MixerName;
+  if (!MIXERS.includes(mixer)) throw new Error(`--mixer must be one of ${MIXERS.join(', ')}; received '${mixer}'.`);
+  const backend = str('backend') ?? null;
+  if (backend != null && backend !== 'cpu' && backend !== 'webgpu') {
+    throw new Error(`--backend must be cpu or webgpu; received '${backend}'.`);
+  }
+  return {
+    mixer,
+    steps: num('steps', 300, true, 0),
+    batch: num('batch', 8, true, 1),
+    context: num('context', 64, true, 2),
+    width: num('width', 64, true, 1),
+    blocks: num('blocks', 2, true, 1),
+    heads: num('heads', 4, true, 1),
+    lr: num('lr', 3e-3, false, 0),
+    clip: num('clip', 1, false, 0),
+    seed: num('seed', 1337, true, 0),
+    backend,
+    out: resolve(str('out') ?? join(tmpdir(), `char-lm-${mixer}`)),
+    evalEvery: num('eval-every', 100, true, 0),
+    evalBatches: num('eval-batches', 8, true, 1),
+    sample: num('sample', 300, true, 0),
+    temperature: num('temperature', 0.8, false, 0),
+    prompt: str('prompt') ?? '\n',
+  };
+}
+
+/** Sets the backend: webgpu when asked for or, by default, when an adapter is found. */
+async function setBackend(wanted: Options['backend']): Promise<{ name: string; gpu: InstalledWebGPU | null }> {
+  if (wanted !== 'cpu') {
+    const gpu = await installWebGPU();
+    if (gpu) {
+      // the backend registers itself only if navigator.gpu exists when it is first imported
+      await import('@tensorflow/tfjs-backend-webgpu');
+      if (await tf.setBackend('webgpu')) return { name: `webgpu (${gpu.description})`, gpu };
+      gpu.uninstall();
+    }
+    if (wanted === 'webgpu') throw new Error('--backend webgpu: no WebGPU adapter could be initialised; use --backend cpu.');
+  }
+  await tf.setBackend('cpu');
+  return { name: 'cpu (tfjs-backend-cpu, JavaScript)', gpu: null };
+}
+
+/** Input/target batches of `context` tokens from `data`, at offsets drawn by `random`. */
+function batchAt(data: Int32Array, offsets: number[], context: number): [tf.Tensor2D, tf.Tensor2D] {
+  const x = new Int32Array(offsets.length * context);
+  const y = new Int32Array(offsets.length * context);
+  offsets.forEach((o, b) => {
+    x.set(data.subarray(o, o + context), b * context);
+    y.set(data.subarray(o + 1, o + 1 + context), b * context);
+  });
+  return [tf.tensor2d(x, [offsets.length, context], 'int32'), tf.tensor2d(y, [offsets.length, context], 'int32')];
+}
+
+function drawOffsets(random: () => number, n: number, data: Int32Array, context: number): number[] {
+  return Array.from({ length: n }, () => Math.floor(random() * (data.length - context - 1)));
+}
+
+/** Mean loss over fixed validation batches: the same batches every time, so values compare. */
+async function evaluate(model: tf.LayersModel, batches: number[][], data: Int32Array, context: number): Promise<number> {
+  let total = 0;
+  for (const offsets of batches) {
+    const [x, y] = batchAt(data, offsets, context);
+    const loss = lossOf(model, x, y);
+    total += (await loss.data())[0]!;
+    tf.dispose([x, y, loss]);
+  }
+  return total / batches.length;
+}
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** A one-line progress bar on stderr; without a terminal, a line every 5 %. */
+class Progress {
+  private readonly tty = Boolean(process.stderr.isTTY);
+  private readonly every: number;
+  constructor(private readonly total: number) {
+    this.every = Math.max(1, Math.round(total / 20));
+  }
+
+  update(step: number, loss: number, tokensPerSecond: number, elapsedMs: number): void {
+    if (!this.tty && step % this.every !== 0 && step !== this.total) return;
+    const width = 24;
+    const filled = Math.round((width * step) / this.total);
+    const eta = step > 0 ? (elapsedMs / step) * (this.total - step) : 0;
+    const line = `step ${String(step).padStart(String(this.total).length)}/${this.total} ` +
+      `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] loss ${loss.toFixed(4)} | ` +
+      `${Math.round(tokensPerSecond).toLocaleString('en-US')} tok/s | ${duration(elapsedMs)} < ${duration(eta)}`;
+    process.stderr.write(this.tty ? `\r${line}\x1b[K` : `${line}\n`);
+  }
+
+  /** Prints a line above the bar. */
+  log(line: string): void {
+    process.stderr.write(this.tty ? `\r\x1b[K${line}\n` : `${line}\n`);
+  }
+
+  done(): void {
+    if (this.tty) process.stderr.write('\n');
+  }
+}
+
+async function main(): Promise<number> {
+  const o = parseOptions(process.argv.slice(2));
+  const started = performance.now();
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  registerFileIO();
+  const { name: backendName, gpu } = await setBackend(o.backend);
+
+  try {
+    // data: the vocabulary of the whole text, then the first 90 % to train and the rest to validate
+    const text = readFileSync(fileURLToPath(new URL('../data/tinyshakespeare.txt', import.meta.url)), 'utf8');
+    const vocab = Vocabulary.fromText(text);
+    const data = vocab.encode(text);
+    const split = Math.floor(0.9 * data.length);
+    const train = data.subarray(0, split);
+    const val = data.subarray(split);
+    const prompt = vocab.encode(o.prompt);
+
+    const model = withSeededRandom(o.seed, () => buildModel({
+      mixer: o.mixer, vocab: vocab.size, context: o.context, width: o.width, blocks: o.blocks, heads: o.heads,
+    }));
+    model.setUserDefinedMetadata({ vocab: vocab.chars.join('') });
+    log(`char-lm: mixer ${o.mixer}, ${countParameters(model).toLocaleString('en-US')} parameters ` +
+      `(D=${o.width}, ${o.blocks} blocks, ${o.heads} heads, context ${o.context}), backend ${backendName}`);
+    log(`data: ${train.length.toLocaleString('en-US')} train / ${val.length.toLocaleString('en-US')} val characters, ` +
+      `vocabulary ${vocab.size}; batch ${o.batch}×${o.context} tokens, Adam lr ${o.lr}, clip ${o.clip || 'none'}, seed ${o.seed}`);
+
+    const random = mulberry32(o.seed);
+    const valRandom = mulberry32(o.seed + 1);
+    const valBatches = Array.from({ length: o.evalBatches }, () => drawOffsets(valRandom, o.batch, val, o.context));
+    const optimizer = tf.train.adam(o.lr);
+    const progress = new Progress(o.steps);
+    let trainMs = 0;
+    let loss = NaN;
+
+    for (let step = 1; step <= o.steps; step++) {
+      const t0 = performance.now();
+      const [x, y] = batchAt(train, drawOffsets(random, o.batch, train, o.context), o.context);
+      const { value, grads } = optimizer.computeGradients(() => lossOf(model, x, y, true));
+      tf.tidy(() => {
+        let scaled = grads;
+        if (o.clip > 0) {
+          const norm = tf.sqrt(Object.values(grads).map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)));
+          const factor = tf.minimum(1, tf.div(o.clip, tf.add(norm, 1e-6)));
+          scaled = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.mul(g, factor)]));
+        }
+        optimizer.applyGradients(Object.entries(scaled).map(([name, tensor]) => ({ name, tensor })));
+      });
+      loss = (await value.data())[0]!;
+      tf.dispose([x, y, value, grads]);
+      trainMs += performance.now() - t0;
+      progress.update(step, loss, (step * o.batch * o.context) / (trainMs / 1000), performance.now() - started);
+      if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step}; lower --lr.`);
+      if (o.evalEvery > 0 && step % o.evalEvery === 0 && step !== o.steps) {
+        progress.log(`step ${step}: train loss ${loss.toFixed(4)}, val loss ${(await evaluate(model, valBatches, val, o.context)).toFixed(4)}`);
+      }
+    }
+    progress.done();
+    const valLoss = await evaluate(model, valBatches, val, o.context);
+    log(`trained ${o.steps} steps in ${duration(trainMs)} (${Math.round((o.steps * o.batch * o.context) / (trainMs / 1000))} tok/s): ` +
+      `train loss ${loss.toFixed(4)}, val loss ${valLoss.toFixed(4)} (${o.evalBatches}×${o.batch}×${o.context} tokens)`);
+
+    // save, reload, and check the reloaded model
+    const saved = await model.save(`file://${o.out}`);
+    const loaded = await tf.loadLayersModel(`file://${join(o.out, 'model.json')}`);
+    const reloadedLoss = await evaluate(loaded, valBatches, val, o.context);
+    const chars = (loaded.getUserDefinedMetadata() as { vocab?: string } | undefined)?.vocab;
+    const same = reloadedLoss === valLoss && chars === vocab.chars.join('');
+    log(`saved to ${join(o.out, 'model.json')} (${saved.modelArtifactsInfo.weightDataBytes?.toLocaleString('en-US')} weight bytes); ` +
+      `reloaded: val loss ${reloadedLoss.toFixed(4)} ${same ? '(identical)' : `DIFFERS from ${valLoss}`}`);
+
+    // sample from the reloaded model, one decode step per character
+    if (o.sample > 0) {
+      const t0 = performance.now();
+      const ids = await generate(loaded, prompt, o.sample, { temperature: o.temperature, seed: o.seed });
+      const ms = performance.now() - t0;
+      log(`sample (${o.sample} characters, temperature ${o.temperature}, step decoding: ` +
+        `${Math.round(o.sample / (ms / 1000))} characters/s):`);
+      process.stdout.write(`${o.prompt}${new Vocabulary([...chars ?? vocab.chars.join('')]).decode(ids)}\n`);
+    }
+    optimizer.dispose();
+    model.dispose();
+    loaded.dispose();
+    log(`done in ${duration(performance.now() - started)}`);
+    return same ? 0 : 1;
+  } finally {
+    // Node may not exit while navigator.gpu is installed
+    gpu?.uninstall();
+  }
+}
+
+process.exitCode = await main().catch((e: unknown) => {
+  process.stderr.write(`\nchar-lm: ${e instanceof Error ? e.message : String(e)}\n`);
+  return 1;
+});
