@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ops } from '../src/index.js';
+import { DEFAULT_LAYOUT, ops, visibleKeys } from '../src/index.js';
 
 /** The two implementations a case compares, both on the webgpu backend. */
 export type Side = 'webgpu' | 'reference';
@@ -85,34 +85,129 @@ export const ATTENTION = { B: 1, H: 4, Hkv: 4, K: 64 } as const;
 export const ATTENTION_LENGTHS = { full: [128, 256, 1024, 4096, 16384], quick: [128, 256] } as const;
 
 /**
- * Flops of each pass in units of the causal forward, and how they are counted (the numerator
- * of GFLOP/s; the same count for kernel and reference, whatever each actually computes).
+ * An attention op under test: `ops.<name>(q, k, v)`, causal, through the WGSL kernel or the
+ * tfjs-ops reference. Every reference here materialises the `[B, H, T, T]` scores.
+ */
+export interface AttentionOp {
+  /** The `ops.*` name, the label in reports. */
+  name: 'flashAttention' | 'expressiveAttention' | 'blockSparseAttention';
+  /** What the kernel and the reference run, for the report. */
+  about: string;
+  /** How {@link AttentionOp.pairs} counts, for the report. */
+  pairsFormula: string;
+  /** The (query, key) pairs the op counts at T = Tq = Tk; the kernel's time is predicted in proportion. */
+  pairs(T: number): number;
+  /**
+   * The tokens of a shorter problem whose last S queries (and, forward+backward, last S keys)
+   * give exactly the full problem's last S: `q` the query tokens, `kv` the key/value tokens,
+   * each ending with the last S tokens.
+   */
+  tail(T: number, S: number): { q: Int32Array; kv: Int32Array };
+  /** `ops.<name>(q, k, v, { implementation })` with the op's fixed options. */
+  apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, implementation: Side): tf.Tensor4D;
+}
+
+const range = (start: number, end: number) => Int32Array.from({ length: end - start }, (_, i) => start + i);
+
+/** Causal over all keys: T²/2 pairs; the last S queries against all T keys (bottom-right aligned). */
+const causal = {
+  pairsFormula: 'T²/2 (causal; the exact T(T+1)/2 differs by under 1% at T ≥ 128)',
+  pairs: (T: number) => (T * T) / 2,
+  tail: (T: number, S: number) => ({ q: range(T - S, T), kv: range(0, T) }),
+};
+
+const layoutPairsAt = new Map<number, number>();
+
+/** The token pairs of the default block-sparse layout at T, Σ_i |visibleKeys(i)|; counted once per T. */
+function layoutPairs(T: number): number {
+  let n = layoutPairsAt.get(T);
+  if (n === undefined) {
+    n = 0;
+    for (let i = 0; i < T; i++) n += visibleKeys(i, DEFAULT_LAYOUT).length;
+    layoutPairsAt.set(T, n);
+  }
+  return n;
+}
+
+/**
+ * The last S queries of a block-sparse layout with the tokens they see, in order: a sequence
+ * in which those queries see the same tokens as in the full one (checked here, as this holds
+ * for whole blocks and a layout without stride, such as the default).
+ */
+function layoutTail(T: number, S: number): { q: Int32Array; kv: Int32Array } {
+  const seen = new Set<number>();
+  for (let i = T - S; i < T; i++) for (const j of visibleKeys(i, DEFAULT_LAYOUT)) seen.add(j);
+  for (let i = T - S; i < T; i++) seen.add(i);
+  const tokens = Int32Array.from([...seen].sort((a, b) => a - b));
+  const n = tokens.length;
+  for (let r = n - S; r < n; r++) {
+    const short = Array.from(visibleKeys(r, DEFAULT_LAYOUT), (j) => tokens[j]!).join();
+    if (short !== visibleKeys(tokens[r]!, DEFAULT_LAYOUT).join()) {
+      throw new Error(`bench: the block-sparse tail of T = ${T} does not keep the layout of query ${tokens[r]}.`);
+    }
+  }
+  return { q: tokens, kv: tokens };
+}
+
+/** The attention ops the bench measures, in report order. */
+export const ATTENTION_OPS: readonly AttentionOp[] = [
+  {
+    name: 'flashAttention',
+    about: 'kernel: the FlashAttention-2 WGSL kernels (forward saving the log-sum-exp, then dQ and dK/dV); ' +
+      'reference: composed attention (matMul, causal mask with `tf.where`, softmax, matMul)',
+    ...causal,
+    apply: (q, k, v, implementation) => ops.flashAttention(q, k, v, { causal: true, implementation }),
+  },
+  {
+    name: 'expressiveAttention',
+    about: 'attention on squared scores; kernel: tiled WGSL forward (saving the row sums), then dQ and dK/dV; ' +
+      'reference: matMul, square, mask, row sum, matMul, divide',
+    ...causal,
+    apply: (q, k, v, implementation) => ops.expressiveAttention(q, k, v, { causal: true, implementation }),
+  },
+  {
+    name: 'blockSparseAttention',
+    about: `default layout (blockSize ${DEFAULT_LAYOUT.blockSize}, localBlocks ${DEFAULT_LAYOUT.localBlocks}, ` +
+      `globalBlocks ${DEFAULT_LAYOUT.globalBlocks}, stride ${DEFAULT_LAYOUT.stride}); kernel: WGSL forward, dQ and dK/dV over ` +
+      'the active blocks only; reference: composed attention under the layout\'s token mask, O(T²) whatever the layout',
+    pairsFormula: 'Σ_i |visibleKeys(i)|, the pairs the layout lets through (O(T))',
+    pairs: layoutPairs,
+    tail: layoutTail,
+    apply: (q, k, v, implementation) => ops.blockSparseAttention(q, k, v, { implementation }),
+  },
+];
+
+/**
+ * Flops of each pass in units of the forward, and how they are counted (the numerator of
+ * GFLOP/s; the same count for kernel and reference, whatever each actually computes).
  */
 export const ATTENTION_PASSES: Record<Pass, { forwards: number; formula: string }> = {
   forward: {
     forwards: 1,
-    formula: '2·B·H·T²·K (q·kᵀ and p·v, 2·T²·K flops each per head, halved by the causal mask)',
+    formula: '4·B·H·K·P, P the (query, key) pairs counted per op (q·kᵀ and p·v, 2·K flops per pair each, per head); ' +
+      'causal full attention: P = T²/2, so 2·B·H·T²·K',
   },
   'forward+backward': {
     forwards: 3.5,
-    formula: '3.5 × 2·B·H·T²·K (the forward, plus a backward counted as 2.5 forwards: five matmuls ' +
+    formula: '3.5 × the forward (a backward counted as 2.5 forwards: five matmuls ' +
       'against two, as FlashAttention-2\'s benchmarks count it)',
   },
 };
 
-/** One row of the attention table: a pass and a length. */
+/** One row of an attention table: an op, a pass and a length. */
 export interface AttentionCase {
+  op: AttentionOp;
   pass: Pass;
   T: number;
   /** Flops the pass counts (see {@link ATTENTION_PASSES}), the numerator of GFLOP/s. */
   flops: number;
 }
 
-/** Every pass × length, in report order: each pass by increasing T, so a run predicts the next. */
-export function attentionCases(lengths: readonly number[]): AttentionCase[] {
+/** Every pass × length of an op, each pass by increasing T, so that a run predicts the next. */
+export function attentionCases(op: AttentionOp, lengths: readonly number[]): AttentionCase[][] {
   const { B, H, K } = ATTENTION;
-  return (Object.keys(ATTENTION_PASSES) as Pass[]).flatMap((pass) =>
-    lengths.map((T) => ({ pass, T, flops: ATTENTION_PASSES[pass].forwards * 2 * B * H * T * T * K })));
+  return (Object.keys(ATTENTION_PASSES) as Pass[]).map((pass) =>
+    lengths.map((T) => ({ op, pass, T, flops: ATTENTION_PASSES[pass].forwards * 4 * B * H * K * op.pairs(T) })));
 }
 
 /** The tensors of an attention case: q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]`, dO like q. */
@@ -124,13 +219,27 @@ export interface AttentionInputs {
 }
 
 /**
- * Runs causal attention once: `[o]` for the forward, `[dq, dk, dv]` of `⟨attention(q, k, v), dO⟩`
- * for forward+backward (the vector-Jacobian product). Intermediates are freed.
+ * Runs an attention op once: `[o]` for the forward, `[dq, dk, dv]` of `⟨op(q, k, v), dO⟩` for
+ * forward+backward (the vector-Jacobian product). Intermediates are freed.
  */
-export function runAttention(pass: Pass, side: Side, x: AttentionInputs): tf.Tensor4D[] {
-  const attention = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
-    ops.flashAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, { causal: true, implementation: side });
+export function runAttention(op: AttentionOp, pass: Pass, side: Side, x: AttentionInputs): tf.Tensor4D[] {
+  const attention = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) => op.apply(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, side);
   return tf.tidy(() => (pass === 'forward'
     ? [attention(x.q, x.k, x.v)]
     : tf.grads(attention)([x.q, x.k, x.v], x.dO))) as tf.Tensor4D[];
+}
+
+/**
+ * Decode: one query `[B, 1, H, K]` against a key/value cache `[B, Tk, Hkv, K]` (every key
+ * visible), through `ops.flashAttention`'s split-K kernels, its unsplit kernel and its reference.
+ */
+export const DECODE_CACHES = { full: [4096, 16384, 65536], quick: [4096, 16384] } as const;
+
+/** The three ways a decode step runs. */
+export type DecodeSide = 'split' | 'unsplit' | 'reference';
+
+/** One decode step: `ops.flashAttention(q, k, v)` with one query, through `side`. */
+export function runDecode(side: DecodeSide, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+  if (side === 'reference') return ops.flashAttention(q, k, v, { causal: true, implementation: 'reference' });
+  return ops.flashAttention(q, k, v, { causal: true, split: side === 'split' ? 'always' : 'never', implementation: 'webgpu' });
 }

@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import type { ScanReport } from './selective-ssm.js';
 import { join } from 'node:path';
 import type { Pass } from './cases.js';
 import type { Timing } from './timing.js';
@@ -58,19 +59,23 @@ export interface AttentionValidation extends Validation {
   /**
    * `reference`: every output element against the reference at the same T. `causal slices`
    * (where the reference is skipped): the kernel's rows for the first and the last
-   * {@link AttentionReport.limits} `slice` queries against the reference on those queries alone.
+   * {@link AttentionReport.limits} `slice` queries against the reference on shorter problems
+   * that give exactly those rows.
    */
   method: 'reference' | 'causal slices';
 }
 
-/** One attention pass × T. A side is absent when it was skipped (see `skipped`) or validation failed. */
+/** One attention op × pass × T. A side is absent when it was skipped (see `skipped`) or validation failed. */
 export interface AttentionResult {
+  op: string;
   pass: Pass;
   B: number;
   T: number;
   H: number;
   Hkv: number;
   K: number;
+  /** The (query, key) pairs counted (see {@link AttentionOpReport.pairsFormula}). */
+  pairs: number;
   flops: number;
   /** Absent when the kernel was skipped. */
   validation?: AttentionValidation;
@@ -86,6 +91,45 @@ export interface AttentionResult {
   speedup?: number;
 }
 
+/** One attention op over its lengths. */
+export interface AttentionOpReport {
+  op: string;
+  /** What its kernel and its reference run. */
+  about: string;
+  /** How its (query, key) pairs are counted. */
+  pairsFormula: string;
+  /** Pass by pass, each by increasing T. */
+  cases: AttentionResult[];
+}
+
+/** A decode timing with its bandwidth and the share of the copy's. */
+export type DecodeMeasured = Measured & { percentOfCopy: number };
+
+/** One decode step: one query against a cache of Tk keys, split-K against unsplit against the reference. */
+export interface DecodeResult {
+  B: number;
+  Tk: number;
+  H: number;
+  Hkv: number;
+  K: number;
+  /** Bytes the step must read (k and v), the numerator of GB/s. */
+  bytes: number;
+  /** Absent when the kernels were skipped. `ok` when every comparison passed. */
+  validation?: {
+    splitVsUnsplit: Validation;
+    splitVsReference?: Validation;
+    unsplitVsReference?: Validation;
+    ok: boolean;
+  };
+  split?: DecodeMeasured;
+  unsplit?: DecodeMeasured;
+  reference?: Measured;
+  skipped: { kernels?: string; reference?: string };
+  minimal: boolean;
+  /** Unsplit median / split median: how many times faster split-K is. */
+  splitSpeedup?: number;
+}
+
 /** The attention section of a run. */
 export interface AttentionReport {
   shape: { B: number; H: number; Hkv: number; K: number; causal: boolean };
@@ -98,14 +142,18 @@ export interface AttentionReport {
     referenceGiB: number;
     /** Skip the reference when one run is predicted to exceed this, s. */
     referenceRunS: number;
-    /** Skip the kernel when its validation run and one sample would end the whole bench after this, minutes. */
+    /** Skip a side when its validation run and one sample would end the whole bench after this, minutes. */
     benchMinutes: number;
     /** Time with the minimum iterations when a run of either side is predicted to exceed this, s. */
     minimalRunS: number;
     /** Queries per causal slice in validation without the reference. */
     slice: number;
   };
-  cases: AttentionResult[];
+  /** Decode through `ops.flashAttention`, run first. */
+  decode: { bytesFormula: string; cases: DecodeResult[] };
+  ops: AttentionOpReport[];
+  /** The order the cases ran in, `op pass T`: shortest predicted kernel run first, under the deadline. */
+  order: string[];
 }
 
 /** Everything one run measured; written as JSON. */
@@ -127,6 +175,7 @@ export interface Report {
     runWebGPUProgram: PathResult;
   };
   attention: AttentionReport;
+  selectiveScan: ScanReport;
   wallSeconds: number;
 }
 
@@ -171,60 +220,108 @@ function table(header: string[], rows: string[][]): string {
 const mib = (bytes: number | undefined) => (bytes === undefined ? '–' : (bytes / 2 ** 20).toFixed(bytes >= 10 * 2 ** 20 ? 0 : 1));
 const gflops = (v: number) => v.toFixed(3);
 
-/** The attention section as markdown: formulas, the compute roofline and the table. */
-function attentionMarkdown(a: AttentionReport, tolerance: number): string[] {
-  const m = a.matMul;
-  const rows = a.cases.map((c) => {
+const speedup = (v: number) => `${v.toFixed(2)}×`;
+const relErr = (v: Validation | undefined) => (v ? v.relative.toExponential(1) : '–');
+
+/**
+ * An op's table, one row per pass × T. `time/T ÷ prev` is the kernel's ms per token over that
+ * of the previous T of the same pass: 1 where time grows linearly in T, T / T′ where it grows
+ * as T².
+ */
+function opTable(o: AttentionOpReport): string {
+  const rows = o.cases.map((c, i) => {
     const head = [c.pass, String(c.T)];
     const v = c.validation;
-    const check = v ? [v.method, v.relative.toExponential(1)] : ['not run', '–'];
+    const check = v ? [v.method, relErr(v)] : ['not run', '–'];
     const peak = `${mib(c.peakBytes.webgpu)} / ${mib(c.peakBytes.reference)}`;
     if (!c.webgpu) {
       const why = c.skipped.webgpu ?? '**FAILED validation**';
-      return [...head, why, '–', '–', c.skipped.reference ?? '–', '–', '–', ...check, peak, '–'];
+      return [...head, why, '–', '–', '–', c.skipped.reference ?? '–', '–', '–', ...check, peak, '–'];
     }
+    const previous = o.cases.slice(0, i).reverse().find((p) => p.pass === c.pass && p.webgpu);
+    const growth = previous ? ((c.webgpu.medianMs / c.T) / (previous.webgpu!.medianMs / previous.T)).toFixed(2) : '–';
     const star = c.minimal ? '*' : '';
     const reference = c.reference
-      ? [ms(c.reference.medianMs), gflops(c.reference.gflops), `${c.speedup!.toFixed(2)}×`]
+      ? [ms(c.reference.medianMs), gflops(c.reference.gflops), speedup(c.speedup!)]
       : [c.skipped.reference ?? '', '–', '–'];
     return [
-      ...head, ms(c.webgpu.medianMs), gflops(c.webgpu.gflops), `${c.webgpu.percentOfMatMul.toFixed(0)}%`,
+      ...head, ms(c.webgpu.medianMs), growth, gflops(c.webgpu.gflops), `${c.webgpu.percentOfMatMul.toFixed(0)}%`,
       ...reference, ...check, peak, `${c.webgpu.iterations}/${c.reference?.iterations ?? '–'}${star}`,
     ];
   });
+  return table(['pass', 'T', 'kernel ms', 'time/T ÷ prev', 'kernel GFLOP/s', '% matMul', 'reference ms', 'reference GFLOP/s',
+    'speedup', 'validation', 'rel err', 'peak MiB k / r', 'iters k/r'], rows);
+}
+
+/** The decode table, one row per cache length. */
+function decodeTable(cases: DecodeResult[]): string {
+  const rows = cases.map((c) => {
+    const v = c.validation;
+    const errs = [relErr(v?.splitVsUnsplit), `${relErr(v?.splitVsReference)} / ${relErr(v?.unsplitVsReference)}`];
+    if (!c.split || !c.unsplit) {
+      return [String(c.Tk), c.skipped.kernels ?? '**FAILED validation**', '–', '–', '–', '–', '–', c.skipped.reference ?? '–', ...errs, '–'];
+    }
+    const kernel = (m: DecodeMeasured) => [ms(m.medianMs), rate(m.gbps), `${m.percentOfCopy.toFixed(0)}%`];
+    const iters = `${c.split.iterations}/${c.unsplit.iterations}/${c.reference?.iterations ?? '–'}${c.minimal ? '*' : ''}`;
+    return [String(c.Tk), ...kernel(c.split), ...kernel(c.unsplit), speedup(c.splitSpeedup!),
+      c.reference ? ms(c.reference.medianMs) : c.skipped.reference ?? '', ...errs, iters];
+  });
+  return table(['Tk', 'split ms', 'split GB/s', 'split % copy', 'unsplit ms', 'unsplit GB/s', 'unsplit % copy', 'unsplit / split',
+    'reference ms', 'rel err split vs unsplit', 'rel err vs reference (split / unsplit)', 'iters s/u/r'], rows);
+}
+
+/** The attention section as markdown: formulas, the compute roofline, decode and one table per op. */
+function attentionMarkdown(a: AttentionReport, tolerance: number): string[] {
+  const m = a.matMul;
   const l = a.limits;
   return [
     '## Attention',
     '',
-    `\`ops.flashAttention\`, causal, B = ${a.shape.B}, H = ${a.shape.H}, Hkv = ${a.shape.Hkv}, K = ${a.shape.K}, T = Tq = Tk: ` +
-      'kernel = `implementation: \'webgpu\'` (FlashAttention-2 WGSL kernels: forward saving the log-sum-exp, then dQ and dK/dV), ' +
-      'reference = `implementation: \'reference\'`, composed attention in tfjs ops (matMul, mask with `tf.where`, softmax, matMul), ' +
-      'which materialises the [B, H, T, T] scores. GFLOP/s = flops / median time, with flops:',
+    `Causal, B = ${a.shape.B}, H = ${a.shape.H}, Hkv = ${a.shape.Hkv}, K = ${a.shape.K}, T = Tq = Tk. ` +
+      'kernel = `implementation: \'webgpu\'`, reference = `implementation: \'reference\'` (tfjs ops, which materialise the ' +
+      '[B, H, T, T] scores). forward+backward = the gradients of q, k and v given a random dO. GFLOP/s = flops / median time, with flops:',
     '',
     `- forward: ${a.flopsFormula.forward}`,
     `- forward+backward: ${a.flopsFormula['forward+backward']}`,
     `- matMul: ${a.flopsFormula.matMul}`,
     '',
-    '% matMul = kernel GFLOP/s / tf.matMul GFLOP/s (the compute roofline, same run). ' +
+    '% matMul = kernel GFLOP/s / tf.matMul GFLOP/s (the compute roofline, same run). time/T ÷ prev = the kernel\'s ms per token ' +
+      'over that of the previous T in the table (1 for time linear in T, T / T′ for quadratic). ' +
       'peak MiB = tfjs\'s peak allocation during one run (`tf.profile`, in validation), kernel / reference.',
     `validation: \`reference\` = every output (forward: o; forward+backward: dq, dk, dv) against the reference at the same T; ` +
-      `\`causal slices\` = where the reference is skipped, the kernel's rows for the first ${l.slice} and the last ${l.slice} queries ` +
-      'against the reference on those queries alone (causality makes them equal: the first ones over the first tokens, the last ones ' +
-      `over all keys), o or dq, plus dk and dv of the last ${l.slice} keys. rel err as above (tolerance ${tolerance}).`,
+      `\`causal slices\` = where the reference is skipped, the kernel's rows for the first ${l.slice} queries against the reference on ` +
+      `the first ${l.slice} tokens, and for the last ${l.slice} queries against the reference on those queries with the keys they see ` +
+      `(all T keys, or for the block-sparse layout the tokens of their active blocks), o or dq, plus dk and dv of the last ${l.slice} keys. ` +
+      `rel err = max|kernel − reference| / max|reference| (tolerance ${tolerance}).`,
     `Skips: the reference when its predicted peak (the [B,H,T,T] buffers measured at the previous T × B·H·T²·4 bytes) exceeds ${l.referenceGiB} GiB, ` +
-      `or one run, predicted from the previous T's median × (T/T′)², exceeds ${l.referenceRunS} s; the kernel when its validation run and one sample, at the predicted time, would end the whole bench after ${l.benchMinutes} minutes. ` +
+      `or one run, predicted from the previous T's median × (T/T′)², exceeds ${l.referenceRunS} s; a side when its validation run and one sample, ` +
+      `at the predicted time (the kernel's in proportion to its counted pairs), would end the whole bench after ${l.benchMinutes} minutes. ` +
+      'The cases run shortest predicted kernel run first (the order is in the JSON), so the deadline cuts the longest kernels of every op. ' +
       `* = minimum iterations (a run predicted over ${l.minimalRunS} s): the validation run is the warm-up, then 1–3 samples.`,
     '',
     '### Compute roofline',
     '',
     table(['kernel', 'shape', 'ms', 'GFLOP/s', 'rel err', 'iters'],
-      [['tf.matMul (webgpu)', `[${m.M},${m.K}]·[${m.K},${m.N}]`, ms(m.medianMs), gflops(m.gflops), m.validation.relative.toExponential(1), String(m.iterations)]]),
+      [['tf.matMul (webgpu)', `[${m.M},${m.K}]·[${m.K},${m.N}]`, ms(m.medianMs), gflops(m.gflops), relErr(m.validation), String(m.iterations)]]),
     '',
-    '### flashAttention vs composed attention',
+    '### Decode: flashAttention split-K vs unsplit',
     '',
-    table(['pass', 'T', 'kernel ms', 'kernel GFLOP/s', '% matMul', 'reference ms', 'reference GFLOP/s', 'speedup', 'validation', 'rel err',
-      'peak MiB k / r', 'iters k/r'], rows),
+    `One query [${a.shape.B}, 1, ${a.shape.H}, ${a.shape.K}] against a k/v cache [${a.shape.B}, Tk, ${a.shape.Hkv}, ${a.shape.K}] ` +
+      '(causal, so it sees every key): `split: \'always\'` (split-K: partials per 128-key chunk, then a merge) against ' +
+      '`split: \'never\'` (the tiled forward) and the reference. ' +
+      `GB/s = bytes / median time, with bytes ${a.decode.bytesFormula}; % copy against the copy kernel above. ` +
+      'All three are validated against each other first; iters split/unsplit/reference.',
     '',
+    decodeTable(a.decode.cases),
+    '',
+    ...a.ops.flatMap((o) => [
+      `### ${o.op}`,
+      '',
+      `${o.about}. Pairs P: ${o.pairsFormula}.`,
+      '',
+      opTable(o),
+      '',
+    ]),
   ];
 }
 

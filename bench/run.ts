@@ -1,8 +1,9 @@
 /**
  * `npm run bench [-- --quick]`: every mixer's WGSL kernel against its tfjs-ops reference on
  * the webgpu backend, forward and forward+backward, validated before timing; a copy kernel as
- * the memory roofline; the two runtime paths for custom kernels; and flashAttention against
- * composed attention, with tfjs's matMul as the compute roofline. Prints markdown and writes
+ * the memory roofline; the two runtime paths for custom kernels; and the attention ops against
+ * their references (flashAttention's: composed attention), with tfjs's matMul as the compute
+ * roofline, plus flashAttention's split-K decode against its unsplit kernel. Prints markdown and writes
  * `bench/results/<adapter>.{json,md}`.
  *
  * @packageDocumentation
@@ -11,7 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU } from '../src/node.js';
 import { measureAttention } from './attention.js';
-import { ATTENTION_LENGTHS, BATCH, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
+import { SCAN_LENGTHS, measureSelectiveScan, selectiveScanMarkdown } from './selective-ssm.js';
+import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
 import { agreement, gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
@@ -152,7 +154,12 @@ for (const path of RUNTIME_PATHS) {
 const cases: CaseResult[] = [];
 for (const c of benchCases(lengths)) cases.push(await measureCase(c, roofline.gbps));
 
-const attention = await measureAttention(backend, quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full, SEED, TOLERANCE, started, log);
+const attention = await measureAttention(backend, {
+  lengths: quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full,
+  caches: quick ? DECODE_CACHES.quick : DECODE_CACHES.full,
+}, SEED, TOLERANCE, roofline.gbps, started, log);
+
+const selectiveScan = await measureSelectiveScan(backend, quick ? SCAN_LENGTHS.quick : SCAN_LENGTHS.full, SEED, roofline.gbps, log);
 
 const report: Report = {
   adapter: gpu.description,
@@ -174,13 +181,15 @@ const report: Report = {
     ...paths,
   },
   attention,
+  selectiveScan,
   wallSeconds: (performance.now() - started) / 1000,
 };
-const markdown = toMarkdown(report);
+const markdown = `${toMarkdown(report)}\n\n${selectiveScanMarkdown(selectiveScan)}\n`;
 console.log(markdown);
 for (const file of writeReport(new URL('./results/', import.meta.url).pathname, report, markdown)) log(`wrote ${file}`);
 
-const failed = [...cases, ...attention.cases].filter((c) => c.validation && !c.validation.ok);
+const failed = [...cases, ...selectiveScan.cases, ...attention.decode.cases, ...attention.ops.flatMap((o) => o.cases)]
+  .filter((c) => c.validation && !c.validation.ok);
 if (failed.length > 0) console.error(`[bench] !!! ${failed.length} case(s) failed validation and were not timed.`);
 if (tf.memory().numTensors !== 0) console.error(`[bench] !!! ${tf.memory().numTensors} tensor(s) still allocated at exit.`);
 // frees tfjs's GPU buffer pool
