@@ -75,7 +75,7 @@ export { ExpressiveAttention } from './mixers/expressive-attention/layer.js';
 export type {
   ExpressiveAttentionArgs, ExpressiveAttentionDecode, ExpressiveAttentionRecurrentState, ExpressiveAttentionState,
 } from './mixers/expressive-attention/layer.js';
-export type { ExpressiveAttentionOptions } from './mixers/expressive-attention/op.js';
+export type { ExpressiveAttentionOptions, ExpressiveAttentionRecurrentStepOptions } from './mixers/expressive-attention/op.js';
 export type { SelectiveScanOptions, SelectiveScanResult, SelectiveScanStepOptions } from './mixers/selective-ssm/op.js';
 export { SelectiveSSM } from './mixers/selective-ssm/layer.js';
 export type { SelectiveSSMArgs, SelectiveSSMState } from './mixers/selective-ssm/layer.js';

@@ -83,7 +83,7 @@ export function expressiveAttention(
   return expressiveAttentionReference(q, k, v, s, causal, scale, epsilon);
 }
 
-/** Options of {@link expressiveAttentionRecurrentStep}. */
+/** Options of `ops.expressiveAttentionRecurrentStep`. */
 export interface ExpressiveAttentionRecurrentStepOptions {
   /** Multiplies q·k before it is squared. Default `1/√K`. */
   scale?: number;
