@@ -88,6 +88,21 @@ export function expectWithinDerivedTolerance(
     .toBeLessThanOrEqual(2 * referenceErr + floor);
 }
 
+/** Central differences of f at x, perturbing each entry of x in place (and restoring it). */
+export function finiteDiff(f: () => number, x: Float64Array, h = 1e-6): Float64Array {
+  const g = new Float64Array(x.length);
+  for (let n = 0; n < x.length; n++) {
+    const x0 = x[n]!;
+    x[n] = x0 + h;
+    const up = f();
+    x[n] = x0 - h;
+    const down = f();
+    x[n] = x0;
+    g[n] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
 /** mulberry32: a tiny deterministic PRNG, uniform in [0, 1), in float64. */
 export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;

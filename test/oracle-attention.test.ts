@@ -8,7 +8,7 @@ import {
   softmaxAttentionOracle, visibleMask,
   type AttentionGrads, type AttentionShape, type MaskFn,
 } from './oracle/attention.js';
-import { mulberry32 } from './helpers.js';
+import { finiteDiff, mulberry32 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -56,20 +56,6 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m === 0 ? d : d / m;
 }
 
-/** Central differences of f at x, perturbing each entry of x in place (and restoring it). */
-function finiteDiff(f: () => number, x: Float64Array, h = 1e-6): Float64Array {
-  const g = new Float64Array(x.length);
-  for (let n = 0; n < x.length; n++) {
-    const x0 = x[n]!;
-    x[n] = x0 + h;
-    const up = f();
-    x[n] = x0 - h;
-    const down = f();
-    x[n] = x0;
-    g[n] = (up - down) / (2 * h);
-  }
-  return g;
-}
 
 const allZero = (a: ArrayLike<number>) => Array.prototype.every.call(a, (x: number) => x === 0);
 const allFinite = (a: ArrayLike<number>) => Array.prototype.every.call(a, (x: number) => Number.isFinite(x));

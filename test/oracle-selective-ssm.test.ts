@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   selectiveScanGradOracle, selectiveScanOracle, type ScanDims, type ScanGrads, type ScanInputs,
 } from './oracle/selective-ssm.js';
-import { mulberry32 } from './helpers.js';
+import { finiteDiff, mulberry32 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -82,20 +82,6 @@ function loss(c: Case): number {
   return L;
 }
 
-/** Central differences of f at x, perturbing each entry of x in place (and restoring it). */
-function finiteDiff(f: () => number, x: Float64Array, h = 1e-6): Float64Array {
-  const g = new Float64Array(x.length);
-  for (let n = 0; n < x.length; n++) {
-    const x0 = x[n]!;
-    x[n] = x0 + h;
-    const up = f();
-    x[n] = x0 - h;
-    const down = f();
-    x[n] = x0;
-    g[n] = (up - down) / (2 * h);
-  }
-  return g;
-}
 
 const INPUTS = ['u', 'delta', 'A', 'Bm', 'Cm', 'D', 'z', 'deltaBias', 'initialState'] as const;
 
