@@ -43,6 +43,14 @@ export function checkOptionNames(op: string, options: object, known: readonly st
   }
 }
 
+/** Returns `value` when it is a positive integer, else throws naming the argument. */
+export function checkPositiveInteger(op: string, name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw argumentError(op, `argument '${name}' must be a positive integer; received ${String(value)}.`);
+  }
+  return value;
+}
+
 /** Returns `value ?? fallback` when it is a boolean, else throws naming the option. */
 export function checkBoolean(op: string, name: string, value: boolean | undefined, fallback: boolean): boolean {
   const v = value ?? fallback;

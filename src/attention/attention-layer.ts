@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { sequenceShape, type LayerArgs } from '../layers/projected-mixer.js';
-import { IMPLEMENTATIONS, checkOneOf, checkStepToken, type Implementation } from '../validate.js';
+import { IMPLEMENTATIONS, checkOneOf, checkPositiveInteger, checkStepToken, type Implementation } from '../validate.js';
 import { MAX_HEAD_DIM } from './validate.js';
 
 /** Arguments shared by the self-attention layers. */
@@ -28,13 +28,6 @@ export type KVCacheState = {
 };
 
 
-function positiveInteger(layer: string, name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new Error(`${layer}: argument '${name}' must be a positive integer; received ${String(value)}.`);
-  }
-  return value;
-}
-
 /**
  * Base of the causal self-attention layers: `[B, T, D]` in, projections
  * q = x·Wq (H heads), k = x·Wk and v = x·Wv (Hkv heads), a causal attention over them, and
@@ -52,12 +45,12 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   constructor(args: AttentionLayerArgs) {
     super(args);
     const name = this.getClassName();
-    this.numHeads = positiveInteger(name, 'numHeads', args.numHeads);
-    this.numKvHeads = positiveInteger(name, 'numKvHeads', args.numKvHeads ?? args.numHeads);
+    this.numHeads = checkPositiveInteger(name, 'numHeads', args.numHeads);
+    this.numKvHeads = checkPositiveInteger(name, 'numKvHeads', args.numKvHeads ?? args.numHeads);
     if (this.numHeads % this.numKvHeads !== 0) {
       throw new Error(`${name}: numHeads = ${this.numHeads} must be a multiple of numKvHeads = ${this.numKvHeads}.`);
     }
-    this.headDim = args.headDim == null ? null : positiveInteger(name, 'headDim', args.headDim);
+    this.headDim = args.headDim == null ? null : checkPositiveInteger(name, 'headDim', args.headDim);
     this.useBias = args.useBias ?? true;
     this.implementation = checkOneOf(name, 'implementation', args.implementation, IMPLEMENTATIONS, 'auto');
   }

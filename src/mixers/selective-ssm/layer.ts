@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { sequenceShape, type LayerArgs } from '../../layers/projected-mixer.js';
 import {
-  IMPLEMENTATIONS, argumentError, checkOneOf, checkShape, checkStepToken, checkTensor, type Implementation,
+  IMPLEMENTATIONS, argumentError, checkOneOf, checkPositiveInteger, checkShape, checkStepToken, checkTensor, type Implementation,
 } from '../../validate.js';
 import { selectiveScan, selectiveScanStep } from './op.js';
 
@@ -35,13 +35,6 @@ export type SelectiveSSMState = {
 
 /** The layer's resolved sizes, known once it is built. */
 interface Dims { D: number; E: number; N: number; R: number }
-
-function positiveInteger(layer: string, name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw argumentError(layer, `argument '${name}' must be a positive integer; received ${String(value)}.`);
-  }
-  return value;
-}
 
 function finiteAtLeast(layer: string, name: string, value: unknown, min: number, strict: boolean): number {
   const ok = typeof value === 'number' && Number.isFinite(value) && (strict ? value > min : value >= min);
@@ -123,10 +116,10 @@ export class SelectiveSSM extends tf.layers.Layer {
   constructor(args: SelectiveSSMArgs = {}) {
     super(args);
     const name = SelectiveSSM.className;
-    this.expand = positiveInteger(name, 'expand', args.expand ?? 2);
-    this.stateSize = positiveInteger(name, 'stateSize', args.stateSize ?? 16);
-    this.dtRank = args.dtRank == null ? null : positiveInteger(name, 'dtRank', args.dtRank);
-    this.convKernel = positiveInteger(name, 'convKernel', args.convKernel ?? 4);
+    this.expand = checkPositiveInteger(name, 'expand', args.expand ?? 2);
+    this.stateSize = checkPositiveInteger(name, 'stateSize', args.stateSize ?? 16);
+    this.dtRank = args.dtRank == null ? null : checkPositiveInteger(name, 'dtRank', args.dtRank);
+    this.convKernel = checkPositiveInteger(name, 'convKernel', args.convKernel ?? 4);
     this.dtMin = finiteAtLeast(name, 'dtMin', args.dtMin ?? 1e-3, 0, true);
     this.dtMax = finiteAtLeast(name, 'dtMax', args.dtMax ?? 1e-1, this.dtMin, false);
     this.dtInitFloor = finiteAtLeast(name, 'dtInitFloor', args.dtInitFloor ?? 1e-4, 0, false);
@@ -223,7 +216,7 @@ export class SelectiveSSM extends tf.layers.Layer {
    * `ssm [B, E, N]`, as if every token before the first were zero.
    */
   initState(batch: number): SelectiveSSMState {
-    positiveInteger(`${this.getClassName()}.initState`, 'batch', batch);
+    checkPositiveInteger(`${this.getClassName()}.initState`, 'batch', batch);
     const { E, N } = this.dimsOrThrow();
     return { conv: tf.zeros([batch, this.convKernel - 1, E]), ssm: tf.zeros([batch, E, N]) };
   }

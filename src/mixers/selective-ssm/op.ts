@@ -159,7 +159,8 @@ export function selectiveScanWithState(
 /**
  * One decode step of {@link selectiveScan} for a single token per sequence: from the state
  * after the previous token to the output and state after this one. Used by the SelectiveSSM
- * layer's `step`.
+ * layer's `step`. Its WGSL kernel is for decoding and has no gradient; the reference
+ * (`implementation: 'reference'`) is differentiable.
  *
  * @param u `[B, E]` float32.
  * @param delta `[B, E]` float32.
