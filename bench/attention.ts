@@ -26,8 +26,15 @@ import { fence, timeInterleaved, type Budget, type Timing } from './timing.js';
  */
 const SCORE_BUFFERS: Record<Pass, number> = { forward: 8, 'forward+backward': 15 };
 
-/** tf.matMul `[M, K] · [K, N]`; 1024² runs at the same rate here and costs 8× as long. */
-const MATMUL = { M: 512, N: 512, K: 512 };
+/**
+ * tf.matMul of square `[n, n] · [n, n]`: n starts at 512 and doubles while a run takes under
+ * MATMUL_GROW_MS (up to 4096), so a fast GPU is measured on a product large enough to fill it,
+ * and SwiftShader (512² takes most of a second) is not kept waiting.
+ */
+const MATMUL_SIZES = [512, 1024, 2048, 4096];
+const MATMUL_GROW_MS = 20;
+/** Rows of the product checked against float64 dot products. */
+const MATMUL_CHECKED_ROWS = 8;
 const MATMUL_BUDGET: Budget = { warmup: 1, minIterations: 3, maxIterations: 10, budgetMs: 4000 };
 
 const GiB = 2 ** 30;
@@ -48,30 +55,40 @@ async function profiled(backend: WebGPUBackend, run: () => tf.Tensor[]): Promise
   return { out, peakBytes: info.peakBytes - before, ms: performance.now() - start };
 }
 
-/** tfjs's `tf.matMul` on the webgpu backend, checked against a float64 product, then timed. */
-export async function measureMatMul(backend: WebGPUBackend, seed: number, tolerance: number): Promise<AttentionReport['matMul']> {
-  const { M, N, K } = MATMUL;
-  const a = tf.randomUniform([M, K], -1, 1, 'float32', seed) as tf.Tensor2D;
-  const b = tf.randomUniform([K, N], -1, 1, 'float32', seed + 1) as tf.Tensor2D;
+/** tf.matMul of `[n, n] · [n, n]`, its first rows checked against float64 dot products, then timed. */
+async function matMulAt(backend: WebGPUBackend, n: number, seed: number, tolerance: number): Promise<AttentionReport['matMul']> {
+  const a = tf.randomUniform([n, n], -1, 1, 'float32', seed) as tf.Tensor2D;
+  const b = tf.randomUniform([n, n], -1, 1, 'float32', seed + 1) as tf.Tensor2D;
   try {
     const c = tf.matMul(a, b);
-    const [A, B, C] = await Promise.all([a.data(), b.data(), c.data()]);
-    c.dispose();
-    const expected = new Float64Array(M * N);
-    for (let i = 0; i < M; i++) {
-      for (let p = 0; p < K; p++) {
-        const aip = A[i * K + p]!;
-        for (let j = 0; j < N; j++) expected[i * N + j]! += aip * B[p * N + j]!;
+    const head = c.slice([0, 0], [MATMUL_CHECKED_ROWS, n]);
+    const [A, B, C] = await Promise.all([a.data(), b.data(), head.data()]);
+    tf.dispose([c, head]);
+    const expected = new Float64Array(MATMUL_CHECKED_ROWS * n);
+    for (let i = 0; i < MATMUL_CHECKED_ROWS; i++) {
+      for (let p = 0; p < n; p++) {
+        const aip = A[i * n + p]!;
+        for (let j = 0; j < n; j++) expected[i * n + j]! += aip * B[p * n + j]!;
       }
     }
     const validation = agreement([[C, expected]], tolerance);
     if (!validation.ok) throw new Error(`bench: tf.matMul disagrees with a float64 product (relative ${validation.relative}); no compute roofline.`);
     const { matMul } = await timeInterleaved(backend, { matMul: () => tf.matMul(a, b) }, MATMUL_BUDGET);
-    const flops = 2 * M * N * K;
-    return { M, N, K, flops, validation, ...matMul, gflops: flops / (matMul.medianMs * 1e6) };
+    const flops = 2 * n * n * n;
+    return { M: n, N: n, K: n, flops, validation, ...matMul, gflops: flops / (matMul.medianMs * 1e6) };
   } finally {
     tf.dispose([a, b]);
   }
+}
+
+/** tfjs's `tf.matMul` on the webgpu backend, at the first size of {@link MATMUL_SIZES} that takes long enough. */
+export async function measureMatMul(backend: WebGPUBackend, seed: number, tolerance: number): Promise<AttentionReport['matMul']> {
+  let result = await matMulAt(backend, MATMUL_SIZES[0]!, seed, tolerance);
+  for (const n of MATMUL_SIZES.slice(1)) {
+    if (result.medianMs >= MATMUL_GROW_MS) break;
+    result = await matMulAt(backend, n, seed, tolerance);
+  }
+  return result;
 }
 
 /**

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import type { ScanReport } from './selective-ssm.js';
 import { join } from 'node:path';
 import type { Pass } from './cases.js';
-import type { Timing } from './timing.js';
+import { MIN_SAMPLE_MS, type Timing } from './timing.js';
 
 /** A timing with its bandwidth. */
 export interface Measured extends Timing {
@@ -346,8 +346,10 @@ export function toMarkdown(r: Report): string {
     '',
     `${r.date} · Node ${r.node} · tfjs ${r.tfjs}${r.quick ? ' · --quick' : ''} · wall ${r.wallSeconds.toFixed(0)} s`,
     '',
-    'Fenced wall time (submit, then `queue.onSubmittedWorkDone()`), median over the iterations after warm-up;',
+    'Fenced wall time (submit, then `queue.onSubmittedWorkDone()`), median over the samples after warm-up;',
     'kernel and reference samples alternate, each side stopping on its own time budget (at least 3 samples).',
+    `A run shorter than ${MIN_SAMPLE_MS} ms in the warm-up is repeated back to back within a sample (fenced once, time divided`,
+    'by the repeats), so that the fence and an idle GPU\'s clock ramp do not dominate; iters counts runs.',
     'B = 1, D = 256. GB/s = bytes / median time, with bytes:',
     '',
     `- forward: ${r.bytesFormula.forward}`,

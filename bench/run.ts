@@ -27,6 +27,9 @@ const PATH_COPY_ELEMENTS = 4 * 1024 * 1024;
 const SEED = 20241122;
 
 const quick = process.argv.includes('--quick');
+// `--results DIR` writes the report elsewhere (a bundled bench on a machine without the repo)
+const resultsArg = process.argv.indexOf('--results');
+const resultsDir = resultsArg >= 0 ? process.argv[resultsArg + 1] : new URL('./results/', import.meta.url).pathname;
 const started = performance.now();
 const log = (line: string) => console.error(`[bench] ${line}`);
 
@@ -186,7 +189,7 @@ const report: Report = {
 };
 const markdown = `${toMarkdown(report)}\n\n${selectiveScanMarkdown(selectiveScan)}\n`;
 console.log(markdown);
-for (const file of writeReport(new URL('./results/', import.meta.url).pathname, report, markdown)) log(`wrote ${file}`);
+for (const file of writeReport(resultsDir, report, markdown)) log(`wrote ${file}`);
 
 const failed = [...cases, ...selectiveScan.cases, ...attention.decode.cases, ...attention.ops.flatMap((o) => o.cases)]
   .filter((c) => c.validation && !c.validation.ok);

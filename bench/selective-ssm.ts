@@ -145,7 +145,7 @@ export async function measureSelectiveScan(
           ...base,
           webgpu: { ...t.kernel!, gbps: kernelGbps, percentOfCopy: (100 * kernelGbps) / copyGbps, msPerKiloStep: (1024 * t.kernel!.medianMs) / T },
         };
-        const reference = oneSample ? { medianMs: referenceMs, minMs: referenceMs, iterations: 1 } : t.reference;
+        const reference = oneSample ? { medianMs: referenceMs, minMs: referenceMs, iterations: 1, runsPerSample: 1 } : t.reference;
         if (reference) {
           result.reference = { ...reference, gbps: gbps(bytes, reference.medianMs) };
           result.speedup = reference.medianMs / t.kernel!.medianMs;

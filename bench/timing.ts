@@ -41,9 +41,21 @@ export interface Timing {
   medianMs: number;
   /** Fastest sample, in ms. */
   minMs: number;
-  /** How many timed runs. */
+  /** How many timed runs, over all samples. */
   iterations: number;
+  /** Runs per sample: back-to-back runs fenced once (see {@link MIN_SAMPLE_MS}). */
+  runsPerSample: number;
 }
+
+/**
+ * A sample lasts at least this long: a run shorter than this (measured in the warm-up) is
+ * repeated back to back, fenced once, and the sample divided by the repeats. On a real GPU a
+ * fence costs tens of µs and an idle GPU between short runs lowers its clocks, so single runs
+ * of under a millisecond measure the fence and the clock ramp rather than the kernel.
+ */
+export const MIN_SAMPLE_MS = 5;
+/** At most this many runs in one sample. */
+const MAX_RUNS_PER_SAMPLE = 64;
 
 /** The median of a non-empty list. */
 export function median(values: number[]): number {
@@ -53,21 +65,21 @@ export function median(values: number[]): number {
 }
 
 /**
- * Times each contender by fenced wall time: a sample records `run()`, fences the GPU, then
- * disposes what `run` returned. Contenders alternate sample by sample while they sample, so
- * load from other processes on the machine falls on all of them alike; each stops on its own
- * budget. Fails if a sample leaves tensors or GPU data behind.
+ * Times each contender by fenced wall time: a sample records `runs` runs back to back (each
+ * output disposed as soon as it is recorded), fences the GPU once, and counts the time per run.
+ * `runs` is 1 unless a warm-up run took under {@link MIN_SAMPLE_MS}. Contenders alternate sample
+ * by sample while they sample, so load from other processes on the machine falls on all of them
+ * alike; each stops on its own budget. Fails if a sample leaves tensors or GPU data behind.
  */
 export async function timeInterleaved<K extends string>(
   backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
 ): Promise<Record<K, Timing>> {
-  const sample = async (run: () => tf.TensorContainer): Promise<number> => {
+  const sample = async (run: () => tf.TensorContainer, runs: number): Promise<number> => {
     const before = tf.memory();
     const start = performance.now();
-    const out = run();
+    for (let i = 0; i < runs; i++) tf.dispose(run());
     await fence(backend);
-    const ms = performance.now() - start;
-    tf.dispose(out);
+    const ms = (performance.now() - start) / runs;
     const after = tf.memory();
     if (after.numTensors !== before.numTensors || after.numDataBuffers !== before.numDataBuffers) {
       throw new Error(`bench: a sample leaked ${after.numTensors - before.numTensors} tensor(s), ` +
@@ -77,19 +89,26 @@ export async function timeInterleaved<K extends string>(
   };
   const names = Object.keys(contenders) as K[];
   const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
-  for (let i = 0; i < budget.warmup; i++) for (const k of names) await sample(contenders[k]);
+  const runs = Object.fromEntries(names.map((k) => [k, 1])) as Record<K, number>;
+  for (let i = 0; i < budget.warmup; i++) {
+    for (const k of names) {
+      const ms = await sample(contenders[k], 1);
+      runs[k] = Math.min(MAX_RUNS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_MS / Math.max(ms, 1e-3))));
+    }
+  }
   const spent = Object.fromEntries(names.map((k) => [k, 0])) as Record<K, number>;
   const done = (k: K) => samples[k].length >= budget.maxIterations ||
     (samples[k].length >= budget.minIterations && spent[k] >= budget.budgetMs);
   // each stops on its own budget, so a fast contender is not held to a slow one's few samples
   while (names.some((k) => !done(k))) {
     for (const k of names.filter((name) => !done(name))) {
-      const ms = await sample(contenders[k]);
+      const ms = await sample(contenders[k], runs[k]);
       samples[k].push(ms);
-      spent[k] += ms;
+      spent[k] += ms * runs[k];
     }
   }
   return Object.fromEntries(names.map((k) => [k, {
-    medianMs: median(samples[k]), minMs: Math.min(...samples[k]), iterations: samples[k].length,
+    medianMs: median(samples[k]), minMs: Math.min(...samples[k]), iterations: samples[k].length * runs[k],
+    runsPerSample: runs[k],
   }])) as Record<K, Timing>;
 }

@@ -48,12 +48,21 @@ async function describeAdapter(adapter: GPUAdapter): Promise<string> {
   return parts.length > 0 ? parts.join(' ') : 'unnamed adapter';
 }
 
+/** Options of {@link installWebGPU}. */
+export interface InstallWebGPUOptions {
+  /**
+   * Flags for Dawn's `create`, e.g. `['disable-dawn-features=timestamp_quantization']` for
+   * exact GPU timestamps in `tf.time` (Dawn rounds them by default). Default none.
+   */
+  dawnFlags?: string[];
+}
+
 /**
  * Installs Dawn's WebGPU as `globalThis.navigator.gpu`. Call it before importing
  * `@tensorflow/tfjs-backend-webgpu`. Returns `null` when no adapter can be found (the
  * `webgpu` package is missing, or there is neither a GPU driver nor SwiftShader).
  */
-export async function installWebGPU(): Promise<InstalledWebGPU | null> {
+export async function installWebGPU(options: InstallWebGPUOptions = {}): Promise<InstalledWebGPU | null> {
   let dawn: { create(flags: string[]): GPU; globals: Record<string, unknown> };
   try {
     dawn = await import('webgpu') as unknown as typeof dawn;
@@ -65,7 +74,7 @@ export async function installWebGPU(): Promise<InstalledWebGPU | null> {
   process.env.XDG_RUNTIME_DIR ??= mkdtempSync(join(tmpdir(), 'tfjs-mixers-xdg-'));
 
   const attempt = async (kind: InstalledWebGPU['kind']): Promise<InstalledWebGPU | null> => {
-    const gpu = dawn.create([]);
+    const gpu = dawn.create(options.dawnFlags ?? []);
     const adapter = await gpu.requestAdapter();
     if (!adapter) return null;
     const g = globalThis as { navigator?: { gpu?: GPU } };
@@ -78,12 +87,13 @@ export async function installWebGPU(): Promise<InstalledWebGPU | null> {
     };
   };
 
-  if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES) {
-    const hardware = await attempt('hardware');
-    if (hardware) return hardware;
-  }
-  const icd = process.env.VK_ICD_FILENAMES ?? SWIFTSHADER_ICDS.find((p) => existsSync(p));
+  // a driver the user named wins; else a hardware adapter, else SwiftShader
+  const named = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES;
+  if (named) return attempt(named.includes('swiftshader') ? 'swiftshader' : 'hardware');
+  const hardware = await attempt('hardware');
+  if (hardware) return hardware;
+  const icd = SWIFTSHADER_ICDS.find((p) => existsSync(p));
   if (!icd) return null;
   process.env.VK_ICD_FILENAMES = icd;
-  return attempt(icd.includes('swiftshader') ? 'swiftshader' : 'hardware');
+  return attempt('swiftshader');
 }

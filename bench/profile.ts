@@ -1,0 +1,152 @@
+/**
+ * `npm run bench:profile`: where the time of a few bench cases goes, for tuning on a real GPU.
+ * For each case: the fenced wall time run alone (not interleaved with a reference), the GPU
+ * time from timestamp queries (`tf.time`'s kernelMs: the sum over dispatches, each in a pass of
+ * its own), and the GPU time per kernel name. Needs an adapter with `timestamp-query`.
+ * `npm run bench:profile -- <text>` profiles only the cases whose name contains the text.
+ *
+ * @packageDocumentation
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { HOW_TO_GET_AN_ADAPTER, installWebGPU } from '../src/node.js';
+import { ops } from '../src/index.js';
+import { ATTENTION, ATTENTION_OPS, BATCH, MIXERS, PASSES, WIDTH, runAttention, runDecode, type Pass } from './cases.js';
+import { copy } from './copy.js';
+import { fence, median } from './timing.js';
+
+const SEED = 7;
+const WALL_RUNS = 20;
+const GPU_RUNS = 5;
+
+// Dawn rounds timestamps (to tens of µs) unless told not to
+const gpu = await installWebGPU({ dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
+if (!gpu) {
+  console.error(HOW_TO_GET_AN_ADAPTER);
+  process.exit(1);
+}
+await import('@tensorflow/tfjs-backend-webgpu');
+if (!(await tf.setBackend('webgpu'))) throw new Error('profile: the webgpu backend failed to initialise.');
+tf.env().set('WEBGPU_CPU_FORWARD', false);
+const backend = tf.backend() as unknown as WebGPUBackend;
+console.log(`adapter: ${gpu.description}`);
+
+/** A profiled case; `bytes`, where given, is the least it must move (the bench's formulas), for GB/s. */
+interface Case { name: string; run: () => tf.TensorContainer; inputs: tf.Tensor[]; bytes?: number }
+
+const uniform = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
+
+function mixerCase(index: number, pass: Pass, T: number): Case {
+  const mixer = MIXERS[index]!;
+  const x = uniform([BATCH, T, WIDTH], SEED) as tf.Tensor3D;
+  const dy = uniform([BATCH, T, WIDTH], SEED + 1) as tf.Tensor3D;
+  const run = () => tf.tidy(() => pass === 'forward'
+    ? mixer.op(x, 'webgpu')
+    : tf.grad((input: tf.Tensor) => mixer.op(input as tf.Tensor3D, 'webgpu'))(x, dy));
+  return { name: `${mixer.name} ${pass} T=${T}`, run, inputs: [x, dy], bytes: PASSES[pass].bytesPerElement * BATCH * T * WIDTH };
+}
+
+function attentionCase(name: string, pass: Pass, T: number): Case {
+  const op = ATTENTION_OPS.find((o) => o.name === name)!;
+  const { B, H, Hkv, K } = ATTENTION;
+  const x = { q: uniform([B, T, H, K], SEED), k: uniform([B, T, Hkv, K], SEED + 1), v: uniform([B, T, Hkv, K], SEED + 2),
+    dO: uniform([B, T, H, K], SEED + 3) } as Parameters<typeof runAttention>[3];
+  return { name: `${name} ${pass} T=${T}`, run: () => runAttention(op, pass, 'webgpu', x), inputs: [x.q, x.k, x.v, x.dO] };
+}
+
+function decodeCase(Tk: number): Case {
+  const { B, H, Hkv, K } = ATTENTION;
+  const q = uniform([B, 1, H, K], SEED) as tf.Tensor4D;
+  const k = uniform([B, Tk, Hkv, K], SEED + 1) as tf.Tensor4D;
+  const v = uniform([B, Tk, Hkv, K], SEED + 2) as tf.Tensor4D;
+  return { name: `flashAttention decode split Tk=${Tk}`, run: () => runDecode('split', q, k, v), inputs: [q, k, v] };
+}
+
+function scanCase(pass: Pass, T: number): Case {
+  const [E, N] = [512, 16];
+  const u = uniform([1, T, E], SEED);
+  const delta = tf.randomUniform([1, T, E], -3, 0, 'float32', SEED + 1);
+  const A = tf.randomUniform([E, N], -2, -0.5, 'float32', SEED + 2);
+  const B = uniform([1, T, N], SEED + 3);
+  const C = uniform([1, T, N], SEED + 4);
+  const dy = uniform([1, T, E], SEED + 5);
+  const f = (u_: tf.Tensor, d: tf.Tensor) => ops.selectiveScan(u_ as tf.Tensor3D, d as tf.Tensor3D, A as tf.Tensor2D,
+    B as tf.Tensor3D, C as tf.Tensor3D, { deltaSoftplus: true, implementation: 'webgpu' });
+  const run = () => tf.tidy(() => pass === 'forward' ? f(u, delta) : tf.grads(f)([u, delta], dy));
+  return { name: `selectiveScan ${pass} T=${T}`, run, inputs: [u, delta, A, B, C, dy] };
+}
+
+function copyCase(elements: number): Case {
+  const x = uniform([elements], SEED) as tf.Tensor1D;
+  return { name: `copy ${elements} floats`, run: () => copy(backend, x, 'runKernel'), inputs: [x], bytes: 8 * elements };
+}
+
+const CASES: Array<() => Case> = [
+  () => copyCase(4 * 1024 * 1024),
+  () => copyCase(64 * 1024 * 1024),
+  () => mixerCase(0, 'forward', 16384),
+  () => mixerCase(0, 'forward+backward', 16384),
+  () => mixerCase(1, 'forward', 4096),
+  () => mixerCase(1, 'forward', 16384),
+  () => mixerCase(1, 'forward+backward', 16384),
+  () => mixerCase(1, 'forward', 262144),
+  () => mixerCase(1, 'forward+backward', 262144),
+  () => attentionCase('flashAttention', 'forward', 1024),
+  () => attentionCase('flashAttention', 'forward', 4096),
+  () => attentionCase('flashAttention', 'forward', 16384),
+  () => attentionCase('flashAttention', 'forward+backward', 1024),
+  () => attentionCase('flashAttention', 'forward+backward', 16384),
+  () => attentionCase('expressiveAttention', 'forward', 4096),
+  () => attentionCase('blockSparseAttention', 'forward', 16384),
+  () => decodeCase(4096),
+  () => decodeCase(65536),
+  () => scanCase('forward', 4096),
+  () => scanCase('forward+backward', 4096),
+];
+
+async function wallMs(run: () => tf.TensorContainer): Promise<number> {
+  const start = performance.now();
+  const out = run();
+  await fence(backend);
+  const ms = performance.now() - start;
+  tf.dispose(out);
+  return ms;
+}
+
+const filter = process.argv.slice(2).find((a) => !a.startsWith('--'));
+for (const make of CASES) {
+  const c = make();
+  try {
+    if (filter && !c.name.includes(filter)) continue;
+    for (let i = 0; i < 3; i++) await wallMs(c.run);
+    const walls: number[] = [];
+    for (let i = 0; i < WALL_RUNS; i++) walls.push(await wallMs(c.run));
+    const gpus: number[] = [];
+    const perKernel = new Map<string, number>();
+    let dispatches = 0;
+    for (let i = 0; i < GPU_RUNS; i++) {
+      let out: tf.TensorContainer = [];
+      const t = await tf.time(() => { out = c.run(); });
+      tf.dispose(out);
+      gpus.push(t.kernelMs as number);
+      if (i === GPU_RUNS - 1) {
+        const info = (t as unknown as { getExtraProfileInfo?: () => string }).getExtraProfileInfo?.() ?? '';
+        for (const entry of info.split(', ').filter((e) => e)) {
+          const at = entry.lastIndexOf(': ');
+          const name = entry.slice(0, at);
+          perKernel.set(name, (perKernel.get(name) ?? 0) + Number(entry.slice(at + 2)));
+          dispatches++;
+        }
+      }
+    }
+    const top = [...perKernel].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([n, ms]) => `${n} ${ms.toFixed(3)}`).join(', ');
+    const gpuMs = median(gpus);
+    const rate = c.bytes ? `, ${(c.bytes / (gpuMs * 1e6)).toFixed(0)} GB/s on the GPU` : '';
+    console.log(`${c.name}: wall ${median(walls).toFixed(3)} ms (min ${Math.min(...walls).toFixed(3)}), ` +
+      `GPU ${gpuMs.toFixed(3)} ms in ${dispatches} dispatches${rate} [${top}]`);
+  } finally {
+    tf.dispose(c.inputs);
+  }
+}
+tf.removeBackend('webgpu');
+gpu.uninstall();
