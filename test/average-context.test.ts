@@ -7,7 +7,7 @@ import {
 } from './oracle/average-context.js';
 import { mixerProperties, shapes, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { describeOn, expectWithinDerivedTolerance, seededUniform, values } from './helpers.js';
+import { describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
 
@@ -47,6 +47,34 @@ describeOn('webgpu', 'causalMean', () => {
       tf.dispose([yk, dxk, yr, dxr]);
     }));
   });
+});
+
+describeOn('webgpu', 'averageContext kernels on a long sequence', () => {
+  // T = 1500 cuts into 125 chunks of 12 steps in 11 blocks (kernel.ts scanGrid), so offsets and
+  // later gradients cross many chunk and block boundaries, for both lane widths (D = 8: vec4;
+  // D = 3 and 1: scalar) and the whole-sequence context.
+  for (const D of [8, 3, 1]) {
+    for (const [combine, causal] of [['max', true], ['mean', true], ['min', false]] as const) {
+      it(`D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {
+        const shape: [number, number, number] = [2, 1500, D];
+        const n = 2 * 1500 * D;
+        // integers make the min/max selections exact, so gradients are comparable across precisions
+        const xs = combine === 'mean' ? seededUniform(11, n) : seededIntegers(11, n);
+        const dys = seededUniform(12, n);
+        const run = (implementation: 'webgpu' | 'reference') => tf.tidy(() => {
+          const f = (t: tf.Tensor) => ops.averageContext(t as tf.Tensor3D, { combine, causal, implementation });
+          const x = tf.tensor3d(xs, shape);
+          return [f(x), tf.grad(f)(x, tf.tensor3d(dys, shape))];
+        });
+        const [yk, dxk] = run('webgpu');
+        const [yr, dxr] = run('reference');
+        expectWithinDerivedTolerance(await values(yk!), await values(yr!), averageContextOracle(xs, shape, combine, causal), 'forward');
+        expectWithinDerivedTolerance(await values(dxk!), await values(dxr!),
+          averageContextGradOracle(xs, dys, shape, combine, causal), 'gradient');
+        tf.dispose([yk, dxk, yr, dxr]);
+      });
+    }
+  }
 });
 
 for (const backend of ['cpu', 'webgpu'] as const) {

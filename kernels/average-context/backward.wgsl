@@ -7,9 +7,26 @@
 @group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
 @group(0) @binding(1) var<storage, read> dy: array<V>; // [B, T, D]
 @group(0) @binding(2) var<storage, read> sums: array<V>; // [B, numChunks, D], saved by the forward
-@group(0) @binding(3) var<storage, read> rsums: array<V>; // [B, numChunks, D]
-@group(0) @binding(4) var<storage, read_write> dx: array<V>; // [B, T, D]
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> blockSums: array<V>; // [B, numBlocks, D]
+@group(0) @binding(4) var<storage, read> rsums: array<V>; // [B, numChunks, D]
+@group(0) @binding(5) var<storage, read> rBlockSums: array<V>; // [B, numBlocks, D]
+@group(0) @binding(6) var<storage, read_write> dx: array<V>; // [B, T, D]
+@group(0) @binding(7) var<uniform> params: Params;
+
+// Σ r over the chunks after chunk k (causal), or over all of them: the chunks after k in its
+// block, then the later blocks.
+fn laterGradient(c: Cell, k: u32) -> V {
+  var s = V(0.0);
+  if (!CAUSAL) {
+    for (var j = 0u; j < params.numBlocks; j++) { s += rBlockSums[blockAt(c, j)]; }
+    return s;
+  }
+  let blk = k / params.block;
+  let blockEnd = min((blk + 1u) * params.block, params.numChunks);
+  for (var j = k + 1u; j < blockEnd; j++) { s += rsums[chunkAt(c, j)]; }
+  for (var j = blk + 1u; j < params.numBlocks; j++) { s += rBlockSums[blockAt(c, j)]; }
+  return s;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -17,11 +34,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.total) { return; }
   let c = cellOf(i);
-  var offset = contextOffset(c);
-  // r summed over the later chunks (causal) or all of them; `within` is this chunk's share at or after t
-  var later = V(0.0);
-  let lastChunk = chunkAt(c, params.numChunks);
-  for (var k = chunkAt(c, select(0u, c.k + 1u, CAUSAL)); k < lastChunk; k += params.width) { later += rsums[k]; }
+  var offset = contextOffset(c, c.k);
+  let later = laterGradient(c, c.k);
+  // this chunk's share of r at or after t
   var within = select(V(0.0), rsums[chunkAt(c, c.k)], CAUSAL);
 
   var j = at(c, c.t0);
@@ -36,9 +51,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let next = j + params.width;
     if (t + 1u < params.seqLen) {
       let xn = x[next];
-      // crossing into the next chunk: rebuild its offset exactly as that chunk does
+      // crossing into the next chunk: its offset, computed exactly as that chunk does
       if (CAUSAL && t + 1u == c.t1) {
-        offset += run;
+        offset = contextOffset(c, c.k + 1u);
         run = xn;
       } else {
         run += xn;

@@ -1,9 +1,13 @@
 // Shared by the AverageContext scan kernels: the chunk grid and the context vector c[t], over
 // V (f32 or vec4<f32>, from common/lanes-*.wgsl): an invocation owns one channel or four.
 //
-// T is cut into chunks of `chunk` steps; one invocation owns (b, chunk k, d) and walks its
-// chunk in order. Every kernel computes c[t] with the same operations in the same order, so
-// the backward pass sees bit-identical contexts and makes the same min/max selections.
+// T is cut into chunks of `chunk` steps, and the chunks into blocks of `block` chunks. One
+// invocation owns (b, chunk k, d) and walks its chunk in order. Its offset, the sum of every
+// step before its chunk, adds the sums of the blocks before its block, then of the chunks of
+// its block before its own, so it reads about T/(chunk·block) + block + chunk values, each about
+// ∛T, with no barriers (SwiftShader runs workgroup barriers very slowly). Every kernel computes
+// c[t] with the same operations in the same order, so the backward pass sees bit-identical
+// contexts and makes the same min/max selections.
 
 override CAUSAL: bool = true;
 
@@ -13,6 +17,8 @@ struct Params {
   width: u32, // D / lanes
   chunk: u32, // steps per chunk
   numChunks: u32, // ceil(T / chunk)
+  block: u32, // chunks per block
+  numBlocks: u32, // ceil(numChunks / block)
 }
 
 struct Cell {
@@ -39,12 +45,8 @@ fn chunkAt(c: Cell, k: u32) -> u32 {
   return (c.b * params.numChunks + k) * params.width + c.d;
 }
 
-// Σ x[s] over the chunks before this one, in chunk order (causal), or over all of T.
-fn contextOffset(c: Cell) -> V {
-  let end = chunkAt(c, select(params.numChunks, c.k, CAUSAL));
-  var s = V(0.0);
-  for (var j = chunkAt(c, 0u); j < end; j += params.width) { s += sums[j]; }
-  return s;
+fn blockAt(c: Cell, j: u32) -> u32 {
+  return (c.b * params.numBlocks + j) * params.width + c.d;
 }
 
 // c[t] from the offset and the in-chunk running sum (causal), or the whole-sequence mean.

@@ -4,6 +4,7 @@ import grid from '../../../kernels/common/grid.wgsl';
 import combineHelpers from '../../../kernels/average-context/combine.wgsl';
 import chunkHelpers from '../../../kernels/average-context/chunks.wgsl';
 import chunkSumsBody from '../../../kernels/average-context/chunk-sums.wgsl';
+import offsetHelpers from '../../../kernels/average-context/offset.wgsl';
 import forwardBody from '../../../kernels/average-context/forward.wgsl';
 import backwardChunkSumsBody from '../../../kernels/average-context/backward-chunk-sums.wgsl';
 import backwardBody from '../../../kernels/average-context/backward.wgsl';
@@ -23,44 +24,60 @@ const COMBINE_CODE: Record<KernelCombine, number> = { max: 0, min: 1, mean: 2, c
 
 const KERNELS = {
   chunkSums: laneVariants('AverageContextChunkSums', [grid, combineHelpers, chunkHelpers, chunkSumsBody]),
-  forward: laneVariants('AverageContextForward', [grid, combineHelpers, chunkHelpers, forwardBody]),
-  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [grid, combineHelpers, chunkHelpers, backwardChunkSumsBody]),
-  backward: laneVariants('AverageContextBackward', [grid, combineHelpers, chunkHelpers, backwardBody]),
+  forward: laneVariants('AverageContextForward', [grid, combineHelpers, chunkHelpers, offsetHelpers, forwardBody]),
+  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums',
+    [grid, combineHelpers, chunkHelpers, offsetHelpers, backwardChunkSumsBody]),
+  backward: laneVariants('AverageContextBackward', [grid, combineHelpers, chunkHelpers, offsetHelpers, backwardBody]),
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
 
 interface Attrs { combine: KernelCombine; causal: boolean }
 
 /**
- * Steps per chunk: about √T, so that the per-invocation work (its chunk plus one read of each
- * earlier chunk's sum) is O(√T) and B·√T·D invocations run in parallel.
+ * The scan's grid along T: chunks of `chunk` steps, and blocks of `block` chunks. Both about ∛T,
+ * so that an invocation's work (its chunk, the chunks before it in its block, the blocks before
+ * its block) is O(∛T) and B·T^⅔·D invocations run in parallel.
  */
-export function chunkLength(T: number): number {
-  return Math.ceil(Math.sqrt(T));
+export function scanGrid(T: number): { chunk: number; numChunks: number; block: number; numBlocks: number } {
+  const chunk = Math.ceil(Math.cbrt(T));
+  const numChunks = Math.ceil(T / chunk);
+  const block = Math.ceil(Math.sqrt(numChunks));
+  return { chunk, numChunks, block, numBlocks: Math.ceil(numChunks / block) };
 }
 
-/** One scan pass: one invocation per (b, chunk, d), or per (b, chunk, group of four channels). */
+/**
+ * One scan pass over `steps` rows of `[B, steps, D]`, cut into `numChunks` chunks of `chunk`:
+ * one invocation per (b, chunk, d), or per (b, chunk, group of four channels). The same chunk-sums
+ * kernel run over the chunk sums, with the blocks as its chunks, gives the block sums.
+ */
 function runScanPass(
-  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, attrs: Attrs,
-  inputs: tf.TensorInfo[], outputs: number[][],
+  backend: WebGPUBackend, kernel: LaneVariants, like: tf.TensorInfo, attrs: Attrs,
+  inputs: tf.TensorInfo[], outputs: number[][], blocks = false,
 ): tf.TensorInfo {
-  const [B, T, D] = x.shape as [number, number, number];
+  const [B, T, D] = like.shape as [number, number, number];
   const lanes = lanesFor(D);
-  const chunk = chunkLength(T);
-  const numChunks = Math.ceil(T / chunk);
+  const g = scanGrid(T);
+  // over the chunk sums: their rows are the chunks, taken a block at a time
+  const [steps, chunk, numChunks] = blocks ? [g.numChunks, g.block, g.numBlocks] : [T, g.chunk, g.numChunks];
   const total = B * numChunks * D / lanes;
   return runKernel(backend, kernel[lanes], {
     inputs,
     outputs,
-    params: [{ u32: total }, { u32: T }, { u32: D / lanes }, { u32: chunk }, { u32: numChunks }],
+    params: [{ u32: total }, { u32: steps }, { u32: D / lanes }, { u32: chunk }, { u32: numChunks },
+      { u32: g.block }, { u32: g.numBlocks }],
     constants: { WG, COMBINE: COMBINE_CODE[attrs.combine], CAUSAL: attrs.causal ? 1 : 0 },
     workgroups: grid1d(total, WG),
   })[0]!;
 }
 
-function chunkSumsShape(x: tf.TensorInfo): number[] {
-  const [B, T, D] = x.shape;
-  return [B, Math.ceil(T / chunkLength(T)), D];
+function sumsShape(x: tf.TensorInfo, of: 'numChunks' | 'numBlocks'): number[] {
+  const [B, T, D] = x.shape as [number, number, number];
+  return [B, scanGrid(T)[of], D];
+}
+
+/** The block sums of chunk sums `sums`, for the passes that need c[t]. */
+function blockSumsOf(backend: WebGPUBackend, x: tf.TensorInfo, a: Attrs, sums: tf.TensorInfo): tf.TensorInfo {
+  return runScanPass(backend, KERNELS.chunkSums, x, a, [sums], [sumsShape(x, 'numBlocks')], true);
 }
 
 tf.registerKernel({
@@ -70,8 +87,10 @@ tf.registerKernel({
     const gpu = backend as WebGPUBackend;
     const a = attrs as unknown as Attrs;
     const { x } = namedInputs(inputs, 'x');
-    const sums = runScanPass(gpu, KERNELS.chunkSums, x, a, [x], [chunkSumsShape(x)]);
-    const y = runScanPass(gpu, KERNELS.forward, x, a, [x, sums], [x.shape]);
+    const sums = runScanPass(gpu, KERNELS.chunkSums, x, a, [x], [sumsShape(x, 'numChunks')]);
+    const blockSums = blockSumsOf(gpu, x, a, sums);
+    const y = runScanPass(gpu, KERNELS.forward, x, a, [x, sums, blockSums], [x.shape]);
+    gpu.disposeData(blockSums.dataId);
     return [y, sums];
   },
 });
@@ -83,9 +102,11 @@ tf.registerKernel({
     const gpu = backend as WebGPUBackend;
     const a = attrs as unknown as Attrs;
     const { x, dy, sums } = namedInputs(inputs, 'x', 'dy', 'sums');
-    const rsums = runScanPass(gpu, KERNELS.backwardChunkSums, x, a, [x, dy, sums], [sums.shape]);
-    const dx = runScanPass(gpu, KERNELS.backward, x, a, [x, dy, sums, rsums], [x.shape]);
-    gpu.disposeData(rsums.dataId);
+    const blockSums = blockSumsOf(gpu, x, a, sums);
+    const rsums = runScanPass(gpu, KERNELS.backwardChunkSums, x, a, [x, dy, sums, blockSums], [sums.shape]);
+    const rBlockSums = blockSumsOf(gpu, x, a, rsums);
+    const dx = runScanPass(gpu, KERNELS.backward, x, a, [x, dy, sums, blockSums, rsums, rBlockSums], [x.shape]);
+    for (const t of [blockSums, rsums, rBlockSums]) gpu.disposeData(t.dataId);
     return dx;
   },
 });
