@@ -524,6 +524,8 @@ export interface GenerateOptions {
   temperature?: number;
   /** Seed of the sampler. Default 0. */
   seed?: number;
+  /** Called (and awaited) with each new token id as soon as it is drawn, e.g. to show it. */
+  onToken?: (id: number) => void | Promise<void>;
 }
 
 /**
@@ -557,6 +559,7 @@ export async function generate(
     for (let i = 0; i < n; i++) {
       const next = sample(await logits!.data(), temperature, random);
       sequence.push(next);
+      await options.onToken?.(next);
       if (i === n - 1) break;
       if (decoder.position < decoder.maxLength) {
         feed([next]);

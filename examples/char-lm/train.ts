@@ -9,17 +9,14 @@
  *
  * @packageDocumentation
  */
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { installWebGPU, type InstalledWebGPU } from '../../src/node.js';
 import {
-  MIXERS, Vocabulary, buildModel, countParameters, generate, lossOf, mulberry32, registerFileIO, withSeededRandom,
-  type MixerName,
+  MIXERS, Vocabulary, buildModel, countParameters, generate, registerFileIO, withSeededRandom, type MixerName,
 } from './model.js';
+import { defaultDataPath, duration, evaluate, loadCorpus, setBackend, trainModel } from './training.js';
 
 const HELP = `Usage: npm run example:char-lm -- [flags]
 
@@ -102,54 +99,6 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-/** Sets the backend: webgpu when asked for or, by default, when an adapter is found. */
-async function setBackend(wanted: Options['backend']): Promise<{ name: string; gpu: InstalledWebGPU | null }> {
-  if (wanted !== 'cpu') {
-    const gpu = await installWebGPU();
-    if (gpu) {
-      // the backend registers itself only if navigator.gpu exists when it is first imported
-      await import('@tensorflow/tfjs-backend-webgpu');
-      if (await tf.setBackend('webgpu')) return { name: `webgpu (${gpu.description})`, gpu };
-      gpu.uninstall();
-    }
-    if (wanted === 'webgpu') throw new Error('--backend webgpu: no WebGPU adapter could be initialised; use --backend cpu.');
-  }
-  await tf.setBackend('cpu');
-  return { name: 'cpu (tfjs-backend-cpu, JavaScript)', gpu: null };
-}
-
-/** Input/target batches of `context` tokens from `data`, at offsets drawn by `random`. */
-function batchAt(data: Int32Array, offsets: number[], context: number): [tf.Tensor2D, tf.Tensor2D] {
-  const x = new Int32Array(offsets.length * context);
-  const y = new Int32Array(offsets.length * context);
-  offsets.forEach((o, b) => {
-    x.set(data.subarray(o, o + context), b * context);
-    y.set(data.subarray(o + 1, o + 1 + context), b * context);
-  });
-  return [tf.tensor2d(x, [offsets.length, context], 'int32'), tf.tensor2d(y, [offsets.length, context], 'int32')];
-}
-
-function drawOffsets(random: () => number, n: number, data: Int32Array, context: number): number[] {
-  return Array.from({ length: n }, () => Math.floor(random() * (data.length - context - 1)));
-}
-
-/** Mean loss over fixed validation batches: the same batches every time, so values compare. */
-async function evaluate(model: tf.LayersModel, batches: number[][], data: Int32Array, context: number): Promise<number> {
-  let total = 0;
-  for (const offsets of batches) {
-    const [x, y] = batchAt(data, offsets, context);
-    const loss = lossOf(model, x, y);
-    total += (await loss.data())[0]!;
-    tf.dispose([x, y, loss]);
-  }
-  return total / batches.length;
-}
-
-function duration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
-}
-
 /** A one-line progress bar on stderr; without a terminal, a line every 5 %. */
 class Progress {
   private readonly tty = Boolean(process.stderr.isTTY);
@@ -188,12 +137,7 @@ async function main(): Promise<number> {
 
   try {
     // data: the vocabulary of the whole text, then the first 90 % to train and the rest to validate
-    const text = readFileSync(fileURLToPath(new URL('../data/tinyshakespeare.txt', import.meta.url)), 'utf8');
-    const vocab = Vocabulary.fromText(text);
-    const data = vocab.encode(text);
-    const split = Math.floor(0.9 * data.length);
-    const train = data.subarray(0, split);
-    const val = data.subarray(split);
+    const { vocab, train, val } = loadCorpus(defaultDataPath());
     const prompt = vocab.encode(o.prompt);
 
     const model = withSeededRandom(o.seed, () => buildModel({
@@ -205,39 +149,14 @@ async function main(): Promise<number> {
     log(`data: ${train.length.toLocaleString('en-US')} train / ${val.length.toLocaleString('en-US')} val characters, ` +
       `vocabulary ${vocab.size}; batch ${o.batch}×${o.context} tokens, Adam lr ${o.lr}, clip ${o.clip || 'none'}, seed ${o.seed}`);
 
-    const random = mulberry32(o.seed);
-    const valRandom = mulberry32(o.seed + 1);
-    const valBatches = Array.from({ length: o.evalBatches }, () => drawOffsets(valRandom, o.batch, val, o.context));
-    const optimizer = tf.train.adam(o.lr);
     const progress = new Progress(o.steps);
-    let trainMs = 0;
-    let loss = NaN;
-
-    for (let step = 1; step <= o.steps; step++) {
-      const t0 = performance.now();
-      const [x, y] = batchAt(train, drawOffsets(random, o.batch, train, o.context), o.context);
-      const { value, grads } = optimizer.computeGradients(() => lossOf(model, x, y, true));
-      tf.tidy(() => {
-        let scaled = grads;
-        if (o.clip > 0) {
-          const norm = tf.sqrt(Object.values(grads).map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)));
-          const factor = tf.minimum(1, tf.div(o.clip, tf.add(norm, 1e-6)));
-          scaled = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.mul(g, factor)]));
-        }
-        optimizer.applyGradients(Object.entries(scaled).map(([name, tensor]) => ({ name, tensor })));
-      });
-      loss = (await value.data())[0]!;
-      tf.dispose([x, y, value, grads]);
-      trainMs += performance.now() - t0;
-      progress.update(step, loss, (step * o.batch * o.context) / (trainMs / 1000), performance.now() - started);
-      if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step}; lower --lr.`);
-      if (o.evalEvery > 0 && step % o.evalEvery === 0 && step !== o.steps) {
-        progress.log(`step ${step}: train loss ${loss.toFixed(4)}, val loss ${(await evaluate(model, valBatches, val, o.context)).toFixed(4)}`);
-      }
-    }
+    const { trainLoss: loss, valLoss, trainMs, tokensPerSecond, valBatches } = await trainModel(model, { train, val }, o, {
+      onStep: (step, stepLoss, rate) => progress.update(step, stepLoss, rate, performance.now() - started),
+      onEval: (step, trainLoss, stepValLoss) =>
+        progress.log(`step ${step}: train loss ${trainLoss.toFixed(4)}, val loss ${stepValLoss.toFixed(4)}`),
+    });
     progress.done();
-    const valLoss = await evaluate(model, valBatches, val, o.context);
-    log(`trained ${o.steps} steps in ${duration(trainMs)} (${Math.round((o.steps * o.batch * o.context) / (trainMs / 1000))} tok/s): ` +
+    log(`trained ${o.steps} steps in ${duration(trainMs)} (${Math.round(tokensPerSecond)} tok/s): ` +
       `train loss ${loss.toFixed(4)}, val loss ${valLoss.toFixed(4)} (${o.evalBatches}×${o.batch}×${o.context} tokens)`);
 
     // save, reload, and check the reloaded model
@@ -258,7 +177,6 @@ async function main(): Promise<number> {
         `${Math.round(o.sample / (ms / 1000))} characters/s):`);
       process.stdout.write(`${o.prompt}${new Vocabulary([...chars ?? vocab.chars.join('')]).decode(ids)}\n`);
     }
-    optimizer.dispose();
     model.dispose();
     loaded.dispose();
     log(`done in ${duration(performance.now() - started)}`);
