@@ -17,6 +17,7 @@ import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchC
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
 import { agreement, gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
+import { writePlots } from './plot.js';
 
 const TOLERANCE = 1e-4;
 // validation has already run each side once (pipelines compiled), so one warm-up run suffices
@@ -189,7 +190,8 @@ const report: Report = {
 };
 const markdown = `${toMarkdown(report)}\n\n${selectiveScanMarkdown(selectiveScan)}\n`;
 console.log(markdown);
-for (const file of writeReport(resultsDir, report, markdown)) log(`wrote ${file}`);
+const written = writeReport(resultsDir, report, markdown);
+for (const file of [...written, ...writePlots(written[0]!.replace(/\.json$/, ''), report)]) log(`wrote ${file}`);
 
 const failed = [...cases, ...selectiveScan.cases, ...attention.decode.cases, ...attention.ops.flatMap((o) => o.cases)]
   .filter((c) => c.validation && !c.validation.ok);

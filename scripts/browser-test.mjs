@@ -1,0 +1,197 @@
+// The browser demo in a real browser: headless Chromium (Debian's `chromium` package, never a
+// downloaded one) driven by playwright-core, WebGPU on whatever adapter it finds (SwiftShader
+// on a machine without a GPU). Serves examples/browser, runs one mixer on the timing page and
+// checks the kernel against the reference and the timings, saves a screenshot to
+// examples/browser/dist/browser-demo.png (to docs/images/ with `-- --update-screenshot`), then
+// generates text on the generation page, on webgpu and on cpu with the same seed, and checks it.
+// Needs `npm run build && npm run build:examples` first. Use: `npm run test:browser`.
+//
+// Under CI=true a missing Chromium or a page without a WebGPU adapter fails the test; elsewhere
+// the test says so loudly and exits 0.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../examples/browser/serve.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const demo = join(root, 'examples', 'browser');
+// CI writes it beside the build output; `--update-screenshot` refreshes the docs' copy
+const screenshot = process.argv.includes('--update-screenshot')
+  ? join(root, 'docs', 'images', 'browser-demo.png')
+  : join(root, 'examples', 'browser', 'dist', 'browser-demo.png');
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const onCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
+const GET_ONE = 'Install Debian\'s Chromium and the Vulkan loader (SwiftShader provides WebGPU without a GPU): ' +
+  '`sudo apt-get install chromium libvulkan1` (scripts/setup.sh does it), or set CHROMIUM_PATH to a Chromium binary.';
+/**
+ * Flags: WebGPU is behind --enable-unsafe-webgpu on Linux (without it requestAdapter() returns
+ * null here); the sandbox cannot start as root or in most containers; the rest keep a headless
+ * run quiet and offline. SwiftShader needs no flag of its own: Chromium falls back to it.
+ */
+const FLAGS = [
+  '--enable-unsafe-webgpu', '--no-sandbox', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+/** The whole test must finish in this time (CI's budget); a hang fails it. */
+const DEADLINE_MS = 170_000;
+/**
+ * The kernel agrees with the reference to this relative error, max |kernel − reference| /
+ * max |reference| over each output. Both compute the same float32 function, summing in another
+ * order: at T = 64, K = 64 the longest sums (q·k over K, softmax and gradient sums over T) have
+ * 64 terms, whose rounding is at most ~64·2⁻²⁴ ≈ 4e-6 relative, and is ~1e-6 in practice. 1e-4,
+ * as the library's bench, leaves that a wide margin while a wrong mask, index or missing term
+ * gives errors of order 1e-2 to 1.
+ */
+const TOLERANCE = 1e-4;
+/** The mixer under test, then a cheap one at a few lengths, so that the chart draws lines. */
+const CASES = [
+  { mixer: 'flashStyleTiledAttention', T: 64, pass: 'forward+backward' },
+  ...[64, 256, 1024].map((T) => ({ mixer: 'causalGeneration', T, pass: 'forward' })),
+];
+const CHARACTERS = 40;
+
+const started = performance.now();
+const log = (line) => console.log(`test:browser [${((performance.now() - started) / 1000).toFixed(1)} s] ${line}`);
+const fail = (message) => {
+  console.error(`test:browser: FAILED: ${message}`);
+  process.exit(1);
+};
+/** A missing browser or adapter: a failure on CI, a loud skip elsewhere. */
+const unavailable = (message) => {
+  if (onCI) fail(`${message}\n${GET_ONE}`);
+  console.warn(`test:browser: SKIPPED (not on CI): ${message}\n${GET_ONE}`);
+  process.exit(0);
+};
+const check = (ok, message) => {
+  if (!ok) throw new Error(message);
+};
+/** Thrown inside the browser session, so that the browser is closed before {@link unavailable}. */
+class Unavailable extends Error {}
+
+if (!existsSync(executablePath)) unavailable(`no Chromium at ${executablePath}.`);
+for (const file of ['timing.js', 'generate.js']) {
+  if (!existsSync(join(demo, 'dist', file))) fail(`examples/browser/dist/${file} is missing: run \`npm run build && npm run build:examples\` first.`);
+}
+const vocabulary = new Set(JSON.parse(readFileSync(join(demo, 'model', 'model.json'), 'utf8')).userDefinedMetadata.vocab);
+check(vocabulary.size > 0, 'model.json has no vocabulary');
+
+const deadline = setTimeout(() => fail(`still running after ${DEADLINE_MS / 1000} s.`), DEADLINE_MS);
+deadline.unref();
+const { server, url } = await serve(demo, 0);
+const profile = mkdtempSync(join(tmpdir(), 'tfjs-mixers-chromium-'));
+let context;
+let outcome = null;
+const problems = [];
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath, headless: true, args: FLAGS, viewport: { width: 1000, height: 900 },
+  });
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  const waitFor = async (states, timeout) => {
+    await page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout, polling: 100 });
+    return page.evaluate(() => ({ state: document.body.dataset.state, error: document.body.dataset.error ?? '' }));
+  };
+
+  // ── the timing page ──
+  await page.goto(`${url}index.html`);
+  let status = await waitFor(['ready', 'no-webgpu', 'error'], 60_000);
+  if (status.state === 'no-webgpu') throw new Unavailable(`the page found no WebGPU adapter: ${status.error}`);
+  check(status.state === 'ready', `the timing page did not start: ${status.error}`);
+  log(`timing page ready: ${await page.textContent('#adapter')}`);
+
+  const results = async () => JSON.parse(await page.textContent('#results'));
+  const runCase = async ({ mixer, T, pass }, expectedRows) => {
+    await page.selectOption('#mixer', mixer);
+    await page.selectOption('#length', String(T));
+    await page.selectOption('#pass', pass);
+    await page.click('#run');
+    await page.waitForFunction((n) => document.body.dataset.state !== 'running' &&
+      (document.body.dataset.state === 'error' || JSON.parse(document.getElementById('results').textContent).length === n),
+    expectedRows, { timeout: 90_000, polling: 200 });
+    status = await page.evaluate(() => ({ state: document.body.dataset.state, error: document.body.dataset.error ?? '' }));
+    check(status.state === 'ready', `${mixer} T=${T} ${pass} failed in the page: ${status.error}`);
+    const rows = await results();
+    check(rows.length === expectedRows, `expected ${expectedRows} result rows, found ${rows.length}`);
+    const row = rows[expectedRows - 1];
+    check(row.T === T && row.pass === pass, `the last row is ${row.mixer} T=${row.T} ${row.pass}, not the case just run`);
+    const outputs = pass === 'forward' ? ['y'] : ['y', 'dq', 'dk', 'dv'];
+    check(outputs.every((o) => typeof row.perOutput[o] === 'number'),
+      `expected errors for ${outputs.join(', ')}; found ${JSON.stringify(row.perOutput)}`);
+    // JSON turns a NaN into null, which fails here too
+    check(typeof row.relativeError === 'number' && row.relativeError < TOLERANCE,
+      `${row.mixer}: kernel and reference differ by ${row.relativeError} (relative), tolerance ${TOLERANCE}`);
+    for (const impl of ['kernel', 'reference']) {
+      const t = row[impl];
+      check(Number.isFinite(t.medianMs) && t.medianMs > 0 && t.minMs > 0 && t.minMs <= t.medianMs && t.runs >= 3,
+        `${impl} timing is not a positive number of ms over ≥ 3 runs: ${JSON.stringify(t)}`);
+    }
+    log(`${row.mixer} ${pass} T=${T}: relative error ${row.relativeError.toExponential(2)}, ` +
+      `kernel ${row.kernel.medianMs.toFixed(2)} ms, reference ${row.reference.medianMs.toFixed(2)} ms (median of ${row.kernel.runs} / ${row.reference.runs})`);
+    return rows;
+  };
+  let rows = [];
+  for (const [i, c] of CASES.entries()) rows = await runCase(c, i + 1);
+  const tableRows = await page.locator('#rows tr').count();
+  check(tableRows === rows.length, `the table shows ${tableRows} rows for ${rows.length} results`);
+  // a line (one path, a marker per length) per mixer, pass and implementation
+  const series = await page.locator('#chart path.series').evaluateAll((paths) => paths.map((p) => ({
+    lines: 1, marks: p.ownerSVGElement.querySelectorAll(`circle.marker[data-label="${p.dataset.label}"]`).length,
+  })));
+  const expected = [...new Set(rows.map((r) => `${r.mixer} ${r.pass}`))]
+    .flatMap((key) => [0, 1].map(() => ({ lines: 1, marks: rows.filter((r) => `${r.mixer} ${r.pass}` === key).length })));
+  check(JSON.stringify(series) === JSON.stringify(expected),
+    `the chart should hold lines ${JSON.stringify(expected)}; found ${JSON.stringify(series)}`);
+  mkdirSync(dirname(screenshot), { recursive: true });
+  await page.screenshot({ path: screenshot, fullPage: true });
+  log(`screenshot: ${screenshot}`);
+
+  // ── the generation page ──
+  await page.goto(`${url}generate.html`);
+  status = await waitFor(['ready', 'error'], 60_000);
+  check(status.state === 'ready', `the generation page did not start: ${status.error}`);
+  check(await page.inputValue('#backend') === 'webgpu', 'the generation page did not pick the webgpu backend');
+  await page.fill('#count', String(CHARACTERS));
+  await page.click('#generate');
+  status = await waitFor(['done', 'error'], 90_000);
+  check(status.state === 'done', `generation failed in the page: ${status.error}`);
+  const generation = JSON.parse(await page.textContent('#results'));
+  check(generation.backend === 'webgpu', `generated on ${generation.backend}, not webgpu`);
+  check(generation.requested === CHARACTERS && [...generation.generated].length === CHARACTERS,
+    `asked for ${CHARACTERS} characters, got ${[...generation.generated].length}: ${JSON.stringify(generation.generated)}`);
+  const foreign = [...generation.generated].filter((c) => !vocabulary.has(c));
+  check(foreign.length === 0, `characters outside the model's vocabulary: ${JSON.stringify(foreign)}`);
+  const shown = await page.textContent('#generated');
+  check(shown === generation.generated, 'the page shows other text than it reports');
+  check(Number.isFinite(generation.charsPerSecond) && generation.charsPerSecond > 0, `characters/s is ${generation.charsPerSecond}`);
+  check(generation.leakedTensors === 0, `generation leaked ${generation.leakedTensors} tensors`);
+  log(`generated ${CHARACTERS} characters on webgpu at ${generation.charsPerSecond.toFixed(1)} characters/s: ${JSON.stringify(generation.prompt + generation.generated)}`);
+  // the same seed on cpu (the layers' tfjs-ops reference) draws the same characters: the
+  // sampler's uniform draws are the same, and the logits differ by float32 rounding only, far
+  // less than it takes to move a draw across a boundary between characters
+  await page.selectOption('#backend', 'cpu');
+  await page.click('#generate');
+  status = await waitFor(['done', 'error'], 60_000);
+  check(status.state === 'done', `generation on cpu failed in the page: ${status.error}`);
+  const onCpu = JSON.parse(await page.textContent('#results'));
+  check(onCpu.backend === 'cpu' && onCpu.generated === generation.generated,
+    `the same seed gave ${JSON.stringify(onCpu.generated)} on ${onCpu.backend}, ${JSON.stringify(generation.generated)} on webgpu`);
+  log(`cpu drew the same ${CHARACTERS} characters at ${onCpu.charsPerSecond.toFixed(1)} characters/s`);
+  const pageErrors = problems.filter((p) => p.startsWith('page error'));
+  check(pageErrors.length === 0, `the pages threw:\n${pageErrors.join('\n')}`);
+} catch (e) {
+  outcome = e;
+} finally {
+  await context?.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+if (outcome instanceof Unavailable) unavailable(outcome.message);
+if (outcome) {
+  if (problems.length > 0) console.error(`browser messages:\n${problems.join('\n')}`);
+  fail(outcome instanceof Error ? outcome.message : String(outcome));
+}
+log('passed');
