@@ -26,7 +26,7 @@ import {
   type ExperimentConfig, type ExperimentRecord, type MachineInfo, type RunFailure, type RunRecord, type RunSpec,
 } from './report.js';
 import { lineChart } from '../shared/svg-chart.js';
-import { defaultDataPath, duration, loadCorpus, setBackend, trainModel } from './training.js';
+import { MODEL_FLAGS_HELP, defaultDataPath, duration, loadCorpus, setBackend, trainModel } from './training.js';
 
 /** The paper's three mixers first, then the library's others, in model.ts's order. */
 const PAPER = ['softmax', 'causalGeneration', 'averageContext'] as const;
@@ -43,13 +43,7 @@ Trains the char-lm model with each mixer and seed, and writes <out>/results.md,
   --mixers <list>       comma-separated (default ${ORDER.join(',')})
   --seeds <list>        comma-separated integers ≥ 0 (default 1,2,3)
   --steps <n>           training steps of every run (default 300)
-  --batch <n>           sequences per step (default 8)
-  --context <n>         tokens per sequence, and the model's longest context (default 64)
-  --width <n>           model width D (default 64)
-  --blocks <n>          transformer blocks (default 2)
-  --heads <n>           heads of the attention-like mixers (default 4)
-  --lr <x>              Adam learning rate (default 3e-3)
-  --clip <x>            gradient clipping by global norm, 0 for none (default 1)
+${MODEL_FLAGS_HELP}
   --eval-every <n>      validation loss every n steps, 0 for only at the end (default 100)
   --eval-batches <n>    batches in each validation estimate (default 8)
   --backend <name>      cpu | webgpu (default webgpu when an adapter is found, else cpu)

@@ -13,13 +13,12 @@
  * @packageDocumentation
  */
 import type { ChartSeries } from '../shared/svg-chart.js';
+import type { TrainingResult } from './training.js';
 
 // ───────────────────────────── records ─────────────────────────────
 
-/** What one worker trains: one mixer with one seed, everything else shared by all runs. */
-export interface RunSpec {
-  mixer: string;
-  seed: number;
+/** The model and training settings every run of an experiment shares. */
+export interface SharedSettings {
   steps: number;
   batch: number;
   context: number;
@@ -32,27 +31,22 @@ export interface RunSpec {
   evalBatches: number;
   /** `null`: webgpu when an adapter is found, else cpu. */
   backend: 'cpu' | 'webgpu' | null;
+}
+
+/** What one worker trains: one mixer with one seed, everything else shared by all runs. */
+export interface RunSpec extends SharedSettings {
+  mixer: string;
+  seed: number;
   /** Absolute path of the text to train on. */
   data: string;
 }
 
-/** A run that finished. Losses are mean next-character cross-entropy in nats. */
-export interface RunSuccess {
+/** A run that finished. Losses are mean next-character cross-entropy in nats (see TrainingResult). */
+export interface RunSuccess extends Omit<TrainingResult, 'valBatches'> {
   status: 'ok';
   mixer: string;
   seed: number;
   parameters: number;
-  /** Training loss of every step: `losses[i]` is step i + 1's. */
-  losses: number[];
-  /** Wall milliseconds of every training step. */
-  stepMs: number[];
-  /** Validation losses every `evalEvery` steps and after the last. */
-  evals: { step: number; loss: number }[];
-  trainLoss: number;
-  valLoss: number;
-  /** Training time without validations, ms. */
-  trainMs: number;
-  tokensPerSecond: number;
   /** The worker's time from choosing the backend to the final validation, ms. */
   wallMs: number;
   /** tfjs's backend: `'cpu'` or `'webgpu'`. */
@@ -346,24 +340,12 @@ export function valSeries(runs: readonly RunRecord[]): ChartSeries[] {
 // ───────────────────────────── results.md ─────────────────────────────
 
 /** The experiment's settings, as recorded in experiment.json. */
-export interface ExperimentConfig {
+export interface ExperimentConfig extends SharedSettings {
   /** The command-line flags as given. */
   args: string[];
   quick: boolean;
   mixers: string[];
   seeds: number[];
-  steps: number;
-  batch: number;
-  context: number;
-  width: number;
-  blocks: number;
-  heads: number;
-  lr: number;
-  clip: number;
-  evalEvery: number;
-  evalBatches: number;
-  /** The backend asked for; null for the default (webgpu when an adapter is found). */
-  backend: 'cpu' | 'webgpu' | null;
   /** Runs trained at once, each in its own process. */
   jobs: number;
   data: string;

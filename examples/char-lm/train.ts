@@ -16,19 +16,13 @@ import * as tf from '@tensorflow/tfjs';
 import {
   MIXERS, Vocabulary, buildModel, countParameters, generate, registerFileIO, withSeededRandom, type MixerName,
 } from './model.js';
-import { defaultDataPath, duration, evaluate, loadCorpus, setBackend, trainModel } from './training.js';
+import { MODEL_FLAGS_HELP, defaultDataPath, duration, evaluate, loadCorpus, setBackend, trainModel } from './training.js';
 
 const HELP = `Usage: npm run example:char-lm -- [flags]
 
   --mixer <name>        ${MIXERS.join(' | ')} (default causalGeneration)
   --steps <n>           training steps (default 300)
-  --batch <n>           sequences per step (default 8)
-  --context <n>         tokens per sequence, and the model's longest context (default 64)
-  --width <n>           model width D (default 64)
-  --blocks <n>          transformer blocks (default 2)
-  --heads <n>           heads of the attention-like mixers (default 4)
-  --lr <x>              Adam learning rate (default 3e-3)
-  --clip <x>            gradient clipping by global norm, 0 for none (default 1)
+${MODEL_FLAGS_HELP}
   --seed <n>            seed of the weights, the batches and the sample (default 1337)
   --backend <name>      cpu | webgpu (default webgpu when an adapter is found, else cpu)
   --out <dir>           where model.save writes (default <tmpdir>/char-lm-<mixer>)

@@ -102,6 +102,15 @@ export async function evaluate(model: tf.LayersModel, batches: number[][], data:
   return total / batches.length;
 }
 
+/** The `--help` lines of the model and optimiser flags that train.ts and experiment.ts share. */
+export const MODEL_FLAGS_HELP = `  --batch <n>           sequences per step (default 8)
+  --context <n>         tokens per sequence, and the model's longest context (default 64)
+  --width <n>           model width D (default 64)
+  --blocks <n>          transformer blocks (default 2)
+  --heads <n>           heads of the attention-like mixers (default 4)
+  --lr <x>              Adam learning rate (default 3e-3)
+  --clip <x>            gradient clipping by global norm, 0 for none (default 1)`;
+
 /** Arguments of {@link trainModel}. */
 export interface TrainingOptions {
   /** Training steps. */
