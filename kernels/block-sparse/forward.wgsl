@@ -4,7 +4,8 @@
 // runs of consecutive keys its blocks attend to; key and value tiles of BC rows stream through
 // workgroup memory run by run, so the work is the active blocks, not T². Saves
 // lse = m + log l per row for the backward.
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, block-sparse/layout.wgsl
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, common/online-softmax.wgsl,
+// block-sparse/layout.wgsl
 // and the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, T, H, K]
@@ -35,8 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     qi[c] = q[qBase + c] * params.scale;
     acc[c] = V(0.0);
   }
-  var m = NEG;
-  var l = 0.0;
+  var state = OnlineSoftmax(NEG, 0.0);
 
   let runRange = tileRuns(wid.x);
   for (var r = runRange.x; r < runRange.y; r++) {
@@ -45,39 +45,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       workgroupBarrier(); // the previous tile has been consumed
       loadTile(&kTile, &vTile, b, hk, j0, lid, BR);
       workgroupBarrier();
-      if (rowOk) {
-        let n = min(BC, run.y - j0);
-        var s: array<f32, BC>;
-        var tileMax = NEG;
-        for (var e = 0u; e < n; e++) {
-          var d = V(0.0);
-          for (var c = 0u; c < KV; c++) { d += qi[c] * kTile[e * KV + c]; }
-          s[e] = select(NEG, lanesSum(d), sees(i, j0 + e));
-          tileMax = max(tileMax, s[e]);
-        }
-        let mNew = max(m, tileMax);
-        // rows that have seen no visible key yet keep m = NEG and nothing to rescale
-        if (mNew > NEG) {
-          let correction = exp(m - mNew);
-          l *= correction;
-          for (var c = 0u; c < KV; c++) { acc[c] *= correction; }
-          for (var e = 0u; e < n; e++) {
-            if (s[e] > NEG) {
-              let p = exp(s[e] - mNew);
-              l += p;
-              for (var c = 0u; c < KV; c++) { acc[c] += p * vTile[e * KV + c]; }
-            }
-          }
-          m = mNew;
-        }
-      }
+      if (rowOk) { attendTile(&qi, &acc, &state, i, j0, min(BC, run.y - j0)); }
     }
   }
+  // every row sees its own key (the diagonal block is always local); finishRow guards anyway
+  if (rowOk) { finishRow(&acc, state, qBase, (b * params.H + h) * params.Tq + i); }
+}
 
-  if (rowOk) {
-    // every row sees its own key (the diagonal block is always local); guard anyway, never NaN
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var c = 0u; c < KV; c++) { o[qBase + c] = acc[c] * inv; }
-    lse[(b * params.H + h) * params.Tq + i] = select(NEG, m + log(l), l > 0.0);
-  }
+fn keyVisible(i: u32, j: u32) -> bool {
+  return sees(i, j);
 }

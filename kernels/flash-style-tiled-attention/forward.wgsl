@@ -3,7 +3,7 @@
 // b), one invocation per query row. Key and value tiles of BC rows stream through workgroup
 // memory; each row keeps its running max m, normaliser l and output accumulator in registers
 // and rescales them once per tile. Saves lse = m + log l per row for the backward.
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, and the host's `const KV, BR, BC` (K / lanes,
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, common/online-softmax.wgsl, and the host's `const KV, BR, BC` (K / lanes,
 // rows per workgroup, keys per tile), which size the arrays below.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
@@ -31,46 +31,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     qi[c] = q[qBase + c] * params.scale;
     acc[c] = V(0.0);
   }
-  var m = NEG;
-  var l = 0.0;
+  var state = OnlineSoftmax(NEG, 0.0);
 
   let kEnd = keysSeenByTile(wid.x * BR, BR);
   for (var j0 = 0u; j0 < kEnd; j0 += BC) {
     workgroupBarrier(); // the previous tile has been consumed
     loadTile(&kTile, &vTile, b, hk, j0, lid, BR);
     workgroupBarrier();
-    if (rowOk) {
-      let n = min(BC, kEnd - j0);
-      var s: array<f32, BC>;
-      var tileMax = NEG;
-      for (var r = 0u; r < n; r++) {
-        var d = V(0.0);
-        for (var c = 0u; c < KV; c++) { d += qi[c] * kTile[r * KV + c]; }
-        s[r] = select(NEG, lanesSum(d), visible(i, j0 + r));
-        tileMax = max(tileMax, s[r]);
-      }
-      let mNew = max(m, tileMax);
-      // rows that have seen no visible key yet keep m = NEG and nothing to rescale
-      if (mNew > NEG) {
-        let correction = exp(m - mNew);
-        l *= correction;
-        for (var c = 0u; c < KV; c++) { acc[c] *= correction; }
-        for (var r = 0u; r < n; r++) {
-          if (s[r] > NEG) {
-            let p = exp(s[r] - mNew);
-            l += p;
-            for (var c = 0u; c < KV; c++) { acc[c] += p * vTile[r * KV + c]; }
-          }
-        }
-        m = mNew;
-      }
-    }
+    if (rowOk) { attendTile(&qi, &acc, &state, i, j0, min(BC, kEnd - j0)); }
   }
+  if (rowOk) { finishRow(&acc, state, qBase, (b * params.H + h) * params.Tq + i); }
+}
 
-  if (rowOk) {
-    // a row with no visible key outputs 0, never NaN
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var c = 0u; c < KV; c++) { o[qBase + c] = acc[c] * inv; }
-    lse[(b * params.H + h) * params.Tq + i] = select(NEG, m + log(l), l > 0.0);
-  }
+fn keyVisible(i: u32, j: u32) -> bool {
+  return visible(i, j);
 }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
+import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import layoutHelpers from '../../../kernels/block-sparse/layout.wgsl';
 import forwardBody from '../../../kernels/block-sparse/forward.wgsl';
 import backwardDqBody from '../../../kernels/block-sparse/backward-dq.wgsl';
@@ -52,7 +53,7 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
     const s = sizesOf(q, k);
-    return runPlanned(backend as WebGPUBackend, 'BlockSparseForward', [kvTileHelpers, layoutHelpers, forwardBody], [q, k, v],
+    return runPlanned(backend as WebGPUBackend, 'BlockSparseForward', [kvTileHelpers, onlineSoftmax, layoutHelpers, forwardBody], [q, k, v],
       [q.shape, [s.B, s.H, s.Tq]], attrs as unknown as BlockSparseAttrs, 'forward');
   },
 });

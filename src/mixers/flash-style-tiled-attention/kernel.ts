@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
+import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import forwardBody from '../../../kernels/flash-style-tiled-attention/forward.wgsl';
 import backwardDqBody from '../../../kernels/flash-style-tiled-attention/backward-dq.wgsl';
 import backwardDkvBody from '../../../kernels/flash-style-tiled-attention/backward-dkv.wgsl';
@@ -68,7 +69,7 @@ tf.registerKernel({
     const s = sizesOf(q, k);
     const a = attrs as unknown as Attrs;
     if (useSplit(s, a.split)) return splitForward(backend as WebGPUBackend, q, k, v, s, a);
-    const kernel = attentionKernel('FlashAttentionForward', [kvTileHelpers, forwardBody], s.K);
+    const kernel = attentionKernel('FlashAttentionForward', [kvTileHelpers, onlineSoftmax, forwardBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [q, k, v],
       outputs: [q.shape, [s.B, s.H, s.Tq]],

@@ -1,0 +1,47 @@
+// Shared by the softmax attention forwards (FlashStyleTiledAttention, BlockSparse): the online
+// softmax of FlashAttention-2 over one key tile in workgroup memory, and the row's output.
+// Expects the kernel's `kTile`, `vTile`, `o` and `lse`, its `fn keyVisible(i, j) -> bool`,
+// common/lanes-*.wgsl, common/attention.wgsl, and the host's `const KV, BC`.
+
+// A query row's running max m of the scores and normaliser l = Σ exp(s − m).
+struct OnlineSoftmax {
+  m: f32,
+  l: f32,
+}
+
+// Folds keys j0..j0+n−1 of the tiles into row i's state and output accumulator, rescaling the
+// accumulator once per tile.
+fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
+              state: ptr<function, OnlineSoftmax>, i: u32, j0: u32, n: u32) {
+  var s: array<f32, BC>;
+  var tileMax = NEG;
+  for (var r = 0u; r < n; r++) {
+    var d = V(0.0);
+    for (var c = 0u; c < KV; c++) { d += (*qi)[c] * kTile[r * KV + c]; }
+    s[r] = select(NEG, lanesSum(d), keyVisible(i, j0 + r));
+    tileMax = max(tileMax, s[r]);
+  }
+  let mNew = max((*state).m, tileMax);
+  // rows that have seen no visible key yet keep m = NEG and nothing to rescale
+  if (mNew > NEG) {
+    let correction = exp((*state).m - mNew);
+    (*state).l *= correction;
+    for (var c = 0u; c < KV; c++) { (*acc)[c] *= correction; }
+    for (var r = 0u; r < n; r++) {
+      if (s[r] > NEG) {
+        let p = exp(s[r] - mNew);
+        (*state).l += p;
+        for (var c = 0u; c < KV; c++) { (*acc)[c] += p * vTile[r * KV + c]; }
+      }
+    }
+    (*state).m = mNew;
+  }
+}
+
+// Writes o = acc / l at oBase and lse = m + log l at lseIndex; a row with no visible key gets
+// o = 0 and lse = NEG, never NaN.
+fn finishRow(acc: ptr<function, array<V, KV>>, state: OnlineSoftmax, oBase: u32, lseIndex: u32) {
+  let inv = select(0.0, 1.0 / state.l, state.l > 0.0);
+  for (var c = 0u; c < KV; c++) { o[oBase + c] = (*acc)[c] * inv; }
+  lse[lseIndex] = select(NEG, state.m + log(state.l), state.l > 0.0);
+}
