@@ -18,7 +18,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { MIXERS, buildModel, countParameters, withSeededRandom, type MixerName } from './model.js';
 import {
@@ -26,7 +25,7 @@ import {
   type ExperimentConfig, type ExperimentRecord, type MachineInfo, type RunFailure, type RunRecord, type RunSpec,
 } from './report.js';
 import { lineChart } from '../shared/svg-chart.js';
-import { MODEL_FLAGS_HELP, defaultDataPath, duration, loadCorpus, setBackend, trainModel } from './training.js';
+import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, loadCorpus, setBackend, trainModel } from './training.js';
 
 /** The paper's three mixers first, then the library's others, in model.ts's order. */
 const PAPER = ['softmax', 'causalGeneration', 'averageContext'] as const;
@@ -72,20 +71,7 @@ const STRING_FLAGS = [
 ] as const;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      ...Object.fromEntries(STRING_FLAGS.map((k) => [k, { type: 'string' as const }])),
-      quick: { type: 'boolean' },
-      render: { type: 'boolean' },
-      help: { type: 'boolean' },
-    },
-    strict: true,
-  }) as { values: Record<string, string | boolean | undefined> };
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+  const values = parseFlags(argv, STRING_FLAGS, ['quick', 'render'], HELP);
   const quick = values.quick === true;
   const str = (k: string) => (values[k] as string | undefined) ?? (quick ? QUICK[k as keyof typeof QUICK]?.toString() : undefined);
   const num = (k: string, fallback: number, integer: boolean, min: number): number => {

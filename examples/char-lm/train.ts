@@ -11,12 +11,11 @@
  */
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import {
   MIXERS, Vocabulary, buildModel, countParameters, generate, registerFileIO, withSeededRandom, type MixerName,
 } from './model.js';
-import { MODEL_FLAGS_HELP, defaultDataPath, duration, evaluate, loadCorpus, setBackend, trainModel } from './training.js';
+import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, evaluate, loadCorpus, setBackend, trainModel } from './training.js';
 
 const HELP = `Usage: npm run example:char-lm -- [flags]
 
@@ -41,21 +40,10 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      ...Object.fromEntries([
-        'mixer', 'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'seed', 'backend', 'out',
-        'eval-every', 'eval-batches', 'sample', 'temperature', 'prompt',
-      ].map((k) => [k, { type: 'string' as const }])),
-      help: { type: 'boolean' },
-    },
-    strict: true,
-  }) as { values: Record<string, string | boolean | undefined> };
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+  const values = parseFlags(argv, [
+    'mixer', 'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'seed', 'backend', 'out',
+    'eval-every', 'eval-batches', 'sample', 'temperature', 'prompt',
+  ], [], HELP);
   const str = (k: string) => values[k] as string | undefined;
   const num = (k: string, fallback: number, integer: boolean, min: number): number => {
     const raw = str(k);

@@ -16,6 +16,7 @@
  * @packageDocumentation
  */
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { installWebGPU, type InstalledWebGPU } from '../../src/node.js';
@@ -100,6 +101,28 @@ export async function evaluate(model: tf.LayersModel, batches: number[][], data:
     tf.dispose([x, y, loss]);
   }
   return total / batches.length;
+}
+
+/**
+ * Parses `--flag value` options (`strings`) and switches (`switches`, plus `--help`, which prints
+ * `help` and exits); an unknown flag is an error naming it.
+ */
+export function parseFlags(
+  argv: string[], strings: readonly string[], switches: readonly string[], help: string,
+): Record<string, string | boolean | undefined> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...Object.fromEntries(strings.map((k) => [k, { type: 'string' as const }])),
+      ...Object.fromEntries([...switches, 'help'].map((k) => [k, { type: 'boolean' as const }])),
+    },
+    strict: true,
+  }) as { values: Record<string, string | boolean | undefined> };
+  if (values.help) {
+    process.stdout.write(help);
+    process.exit(0);
+  }
+  return values;
 }
 
 /** The `--help` lines of the model and optimiser flags that train.ts and experiment.ts share. */
