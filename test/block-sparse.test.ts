@@ -10,7 +10,7 @@ import {
 import { flashAttention } from '../src/mixers/flash-style-tiled-attention/op.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
 const ROWS = 64;
@@ -321,21 +321,12 @@ for (const backend of ['cpu', 'webgpu'] as const) {
           const layer = blockSparse({ numHeads: H, numKvHeads: Hkv, headDim: c.K, layout: c.layout, implementation });
           const x = tf.tensor3d(seededUniform(c.seed, c.B * c.T * D), [c.B, c.T, D]);
           const parallel = layer.apply(x) as tf.Tensor;
-          let state = layer.initState(c.B);
-          const outs: tf.Tensor2D[] = [];
-          for (let t = 0; t < c.T; t++) {
-            const xt = tf.tidy(() => x.slice([0, t, 0], [c.B, 1, D]).reshape([c.B, D]) as tf.Tensor2D);
-            const [y, next] = layer.step(xt, state);
-            tf.dispose([xt, state]);
-            outs.push(y);
-            state = next;
-          }
-          const stepped = tf.stack(outs, 1);
+          const stepped = decodeSteps(layer, x);
           // as for FlashStyleTiledAttention: the projections of [B, D] and [B·T, D] may round
           // differently by a few ulps, which the attention and Wo pass on
           expect(maxAbsDiff(await values(stepped), await values(parallel)))
             .toBeLessThanOrEqual(64 * EPS32 * Math.max(1, maxAbs(await values(parallel))) * D);
-          tf.dispose([x, parallel, stepped, ...outs, state]);
+          tf.dispose([x, parallel, stepped]);
           layer.dispose();
         }), { numRuns: 5 });
     });

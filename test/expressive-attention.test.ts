@@ -4,14 +4,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Implementation } from '../src/validate.js';
 import { expressiveAttention as attention, expressiveAttentionRecurrentStep } from '../src/mixers/expressive-attention/op.js';
 import {
-  expressiveAttention, quadraticFeatures, type ExpressiveAttentionDecode, type ExpressiveAttentionState,
+  expressiveAttention, quadraticFeatures, type ExpressiveAttentionDecode,
 } from '../src/mixers/expressive-attention/layer.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import {
   expressiveAttentionGradOracle, expressiveAttentionOracle, type AttentionShape,
 } from './oracle/attention.js';
 import {
-  EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
+  EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
 } from './helpers.js';
 
 /**
@@ -582,23 +582,6 @@ async function decodeTolerance(layer: tf.layers.Layer, x: Float32Array, B: numbe
   return tol;
 }
 
-/** Steps `layer` through `x [B, T, D]` from its initial state: `[B, T, D]`. */
-function decode(layer: ReturnType<typeof expressiveAttention>, x: tf.Tensor3D): tf.Tensor3D {
-  const [B, T, D] = x.shape;
-  let state: ExpressiveAttentionState = layer.initState(B);
-  const outs: tf.Tensor2D[] = [];
-  for (let t = 0; t < T; t++) {
-    const xt = tf.tidy(() => x.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D);
-    const [y, next] = layer.step(xt, state);
-    tf.dispose([xt, state]);
-    outs.push(y);
-    state = next;
-  }
-  const out = tf.stack(outs, 1) as tf.Tensor3D;
-  tf.dispose([outs, state]);
-  return out;
-}
-
 for (const backend of ['cpu', 'webgpu'] as const) {
   describeOn(backend, 'ExpressiveAttention layer', () => {
     itRoundTrips(() => expressiveAttention({ numHeads: 4, numKvHeads: 2, epsilon: 0.01, decode: 'recurrent' }),
@@ -629,7 +612,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
             (layer.apply(x) as tf.Tensor).dispose();
             layer.setWeights(cached.getWeights());
           }
-          const [yc, yr, yo] = [decode(cached, x), decode(recurrent, x), decode(opsStep, x)];
+          const [yc, yr, yo] = [decodeSteps(cached, x), decodeSteps(recurrent, x), decodeSteps(opsStep, x)];
           // two float32 evaluations of the same token, each within half of it of the exact one
           const tol = await decodeTolerance(cached, xs, c.B, c.T, D, H, Hkv, c.K, c.epsilon);
           const [p, a, r, o] = [await values(parallel), await values(yc), await values(yr), await values(yo)];

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /**
  * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
@@ -229,22 +229,13 @@ for (const backend of ['cpu', 'webgpu'] as const) {
             const layer = layers.flashStyleTiledAttention({ numHeads: H, numKvHeads: Hkv, headDim: c.K, implementation });
             const x = tf.tensor3d(seededUniform(c.seed, c.B * c.T * D), [c.B, c.T, D]);
             const parallel = layer.apply(x) as tf.Tensor;
-            let state = layer.initState(c.B);
-            const outs: tf.Tensor2D[] = [];
-            for (let t = 0; t < c.T; t++) {
-              const xt = tf.tidy(() => x.slice([0, t, 0], [c.B, 1, D]).reshape([c.B, D]) as tf.Tensor2D);
-              const [y, next] = layer.step(xt, state);
-              tf.dispose([xt, state]);
-              outs.push(y);
-              state = next;
-            }
-            const stepped = tf.stack(outs, 1);
+            const stepped = decodeSteps(layer, x);
             // the same sums in the same kernels, over a cache instead of the sequence: the
             // projections run on [B, D] instead of [B·T, D] and may round differently,
             // by a few ulps of the activations, which the attention and Wo pass on
             expect(maxAbsDiff(await values(stepped), await values(parallel)))
               .toBeLessThanOrEqual(64 * EPS32 * Math.max(1, maxAbs(await values(parallel))) * D);
-            tf.dispose([x, parallel, stepped, ...outs, state]);
+            tf.dispose([x, parallel, stepped]);
             layer.dispose();
           }), { numRuns: 8 });
       });

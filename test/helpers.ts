@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HOW_TO_GET_AN_ADAPTER, type InstalledWebGPU } from '../src/node.js';
+import { mulberry32 } from '../examples/shared/random.js';
+
+export { mulberry32 };
 
 // tfjs-webgpu would otherwise run small tensors on its CPU kernels, hiding shader bugs
 tf.env().set('WEBGPU_CPU_FORWARD', false);
@@ -103,17 +106,6 @@ export function finiteDiff(f: () => number, x: Float64Array, h = 1e-6): Float64A
   return g;
 }
 
-/** mulberry32: a tiny deterministic PRNG, uniform in [0, 1), in float64. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A deterministic float array from a seed (mulberry32), uniform in [lo, hi). */
 export function seededUniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {
   const next = mulberry32(seed);
@@ -125,4 +117,27 @@ export function seededUniform(seed: number, n: number, lo = -1, hi = 1): Float32
 /** Small integers in [-k, k]: sums of them are exact in float32, so min/max selections agree in every precision. */
 export function seededIntegers(seed: number, n: number, k = 4): Float32Array {
   return seededUniform(seed, n, -k, k + 1).map(Math.floor);
+}
+
+/** A layer that decodes one token at a time from a state of its own. */
+export interface Steppable<S> {
+  initState(batch: number): S;
+  step(x: tf.Tensor2D, state: S): [tf.Tensor2D, S];
+}
+
+/** Steps `layer` through `x [B, T, D]` from its initial state, disposing every state it leaves: `[B, T, D]`. */
+export function decodeSteps<S extends tf.TensorContainer>(layer: Steppable<S>, x: tf.Tensor3D): tf.Tensor3D {
+  const [B, T, D] = x.shape;
+  let state = layer.initState(B);
+  const outs: tf.Tensor2D[] = [];
+  for (let t = 0; t < T; t++) {
+    const xt = tf.tidy(() => x.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D);
+    const [y, next] = layer.step(xt, state);
+    tf.dispose([xt, state]);
+    outs.push(y);
+    state = next;
+  }
+  const out = tf.stack(outs, 1) as tf.Tensor3D;
+  tf.dispose([outs, state]);
+  return out;
 }

@@ -6,7 +6,7 @@ import { expect, it } from 'vitest';
 import type { Implementation } from '../src/index.js';
 import type { Shape3 } from './oracle/causal-generation.js';
 import {
-  EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededIntegers,
+  EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededIntegers,
   seededUniform, values,
 } from './helpers.js';
 
@@ -167,23 +167,14 @@ export function mixerProperties<S extends tf.TensorContainer>(m: MixerUnderTest<
           const layer = m.layer({ ...v.options, implementation: impl });
           const x = tf.tensor3d(xs, shape);
           const parallel = layer.apply(x) as tf.Tensor3D;
-          let state = layer.initState(c.B);
-          const outs: tf.Tensor2D[] = [];
-          for (let t = 0; t < c.T; t++) {
-            const xt = tf.tidy(() => x.slice([0, t, 0], [c.B, 1, c.D]).reshape([c.B, c.D]) as tf.Tensor2D);
-            const [y, next] = layer.step(xt, state);
-            tf.dispose([xt, state]);
-            outs.push(y);
-            state = next;
-          }
-          const stepped = tf.stack(outs, 1);
+          const stepped = decodeSteps(layer, x);
           // the two paths sum the running mean in different orders ((T + 4)·ε·max|x|), and the
           // projection adds each such difference D times (weights' column sums bound the spread)
           const W = layer.getWeights()[0]!;
           const colSum = maxAbs(await values(tf.tidy(() => tf.abs(W).sum(0))));
           const bound = ((c.T + 4) * EPS32 * maxAbs(xs) + (c.D + 2) * EPS32 * maxAbs(xs)) * colSum * 2;
           expect(maxAbsDiff(await values(stepped), await values(parallel))).toBeLessThanOrEqual(bound);
-          tf.dispose([x, parallel, stepped, ...outs, state]);
+          tf.dispose([x, parallel, stepped]);
           layer.dispose();
         }), { numRuns: 8 });
       });

@@ -8,7 +8,7 @@ import {
   softmaxAttentionOracle, visibleMask,
   type AttentionGrads, type AttentionShape, type MaskFn,
 } from './oracle/attention.js';
-import { finiteDiff, mulberry32 } from './helpers.js';
+import { finiteDiff, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -34,19 +34,6 @@ function dotAll(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let acc = 0;
   for (let n = 0; n < a.length; n++) acc += a[n]! * b[n]!;
   return acc;
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let n = 0; n < a.length; n++) m = Math.max(m, Math.abs(a[n]!));
-  return m;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let n = 0; n < a.length; n++) m = Math.max(m, Math.abs(a[n]! - b[n]!));
-  return m;
 }
 
 /** max |a − b| / max |a|, 0 when both are all zeros. */

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   selectiveScanGradOracle, selectiveScanOracle, type ScanDims, type ScanGrads, type ScanInputs,
 } from './oracle/selective-ssm.js';
-import { finiteDiff, mulberry32 } from './helpers.js';
+import { finiteDiff, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -18,22 +18,6 @@ import { finiteDiff, mulberry32 } from './helpers.js';
 function uniform(seed: number, n: number, lo = -1, hi = 1): Float64Array {
   const r = mulberry32(seed);
   return Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let n = 0; n < a.length; n++) m = Math.max(m, Math.abs(a[n]!));
-  return m;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let n = 0; n < a.length; n++) {
-    const d = Math.abs(a[n]! - b[n]!);
-    if (!(d <= m)) m = d; // NaN propagates as the maximum
-  }
-  return m;
 }
 
 /** max |a − b| / max(|a|, |b|), 0 when both are all zeros. */

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { EPS32, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /** A built layer's weights by their short names, as float32 arrays. */
 async function weightsOf(layer: tf.layers.Layer): Promise<Map<string, Float32Array>> {
@@ -85,23 +85,6 @@ function chainTerms(layer: SelectiveSSM, T: number, D: number): number {
   return D + layer.convKernel + E + Math.ceil(D / 16) + T + layer.stateSize + E;
 }
 
-/** Steps `layer` through `x [B, T, D]` from a fresh state, disposing every state it leaves: `[B, T, D]`. */
-function decode(layer: SelectiveSSM, x: tf.Tensor3D): tf.Tensor3D {
-  const [B, T, D] = x.shape;
-  let state: SelectiveSSMState = layer.initState(B);
-  const outs: tf.Tensor2D[] = [];
-  for (let t = 0; t < T; t++) {
-    const xt = tf.tidy(() => x.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D);
-    const [y, next] = layer.step(xt, state);
-    tf.dispose([xt, state]);
-    outs.push(y);
-    state = next;
-  }
-  const out = tf.stack(outs, 1) as tf.Tensor3D;
-  tf.dispose([outs, state]);
-  return out;
-}
-
 /** A built layer: applied once to zeros `[1, 1, D]`. */
 function built(args: SelectiveSSMArgs, D: number): SelectiveSSM {
   const layer = layers.selectiveSSM(args);
@@ -151,7 +134,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
           const xs = seededUniform(c.seed, c.B * c.T * c.D, -2, 2);
           const x = tf.tensor3d(xs, [c.B, c.T, c.D]);
           const parallel = layer.apply(x) as tf.Tensor3D;
-          const stepped = decode(layer, x);
+          const stepped = decodeSteps(layer, x);
           const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);
           const terms = chainTerms(layer, c.T, c.D);
           expect(maxAbsDiff(await values(parallel), oracle)).toBeLessThanOrEqual(terms * EPS32 * Math.max(1, maxAbs(oracle)));

@@ -19,6 +19,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { layers as mixerLayers, type Implementation } from '../../src/index.js';
+import { mulberry32 } from '../shared/random.js';
 
 // ───────────────────────────── vocabulary ─────────────────────────────
 
@@ -591,17 +592,6 @@ export function sample(logits: ArrayLike<number>, temperature: number, random: (
 }
 
 // ───────────────────────────── randomness ─────────────────────────────
-
-/** A seeded uniform generator on [0, 1) (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Runs `fn` with `Math.random` replaced by a generator seeded with `seed`. tfjs's initializers

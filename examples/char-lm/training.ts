@@ -20,7 +20,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { installWebGPU, type InstalledWebGPU } from '../../src/node.js';
-import { Vocabulary, lossOf, mulberry32 } from './model.js';
+import { Vocabulary, lossOf } from './model.js';
+import { mulberry32 } from '../shared/random.js';
 
 /** The backend {@link setBackend} chose. */
 export interface ChosenBackend {
