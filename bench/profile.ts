@@ -8,27 +8,20 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
-import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { HOW_TO_GET_AN_ADAPTER, installWebGPU } from '../src/node.js';
-import { ops } from '../src/index.js';
-import { ATTENTION, ATTENTION_OPS, BATCH, MIXERS, PASSES, WIDTH, runAttention, runDecode, type Pass } from './cases.js';
+import {
+  ATTENTION, ATTENTION_OPS, BATCH, MIXERS, PASSES, WIDTH, runAttention, runCase, runDecode, type BenchCase, type Pass,
+} from './cases.js';
+import { SCAN_BYTES, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
 import { fence, median } from './timing.js';
+import { startWebGPU } from './webgpu.js';
 
 const SEED = 7;
 const WALL_RUNS = 20;
 const GPU_RUNS = 5;
 
 // Dawn rounds timestamps (to tens of µs) unless told not to
-const gpu = await installWebGPU({ dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
-if (!gpu) {
-  console.error(HOW_TO_GET_AN_ADAPTER);
-  process.exit(1);
-}
-await import('@tensorflow/tfjs-backend-webgpu');
-if (!(await tf.setBackend('webgpu'))) throw new Error('profile: the webgpu backend failed to initialise.');
-tf.env().set('WEBGPU_CPU_FORWARD', false);
-const backend = tf.backend() as unknown as WebGPUBackend;
+const { gpu, backend } = await startWebGPU('profile', { dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
 console.log(`adapter: ${gpu.description}`);
 
 /** A profiled case; `bytes`, where given, is the least it must move (the bench's formulas), for GB/s. */
@@ -37,13 +30,10 @@ interface Case { name: string; run: () => tf.TensorContainer; inputs: tf.Tensor[
 const uniform = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
 
 function mixerCase(index: number, pass: Pass, T: number): Case {
-  const mixer = MIXERS[index]!;
-  const x = uniform([BATCH, T, WIDTH], SEED) as tf.Tensor3D;
-  const dy = uniform([BATCH, T, WIDTH], SEED + 1) as tf.Tensor3D;
-  const run = () => tf.tidy(() => pass === 'forward'
-    ? mixer.op(x, 'webgpu')
-    : tf.grad((input: tf.Tensor) => mixer.op(input as tf.Tensor3D, 'webgpu'))(x, dy));
-  return { name: `${mixer.name} ${pass} T=${T}`, run, inputs: [x, dy], bytes: PASSES[pass].bytesPerElement * BATCH * T * WIDTH };
+  const c: BenchCase = { mixer: MIXERS[index]!, pass, shape: [BATCH, T, WIDTH], bytes: PASSES[pass].bytesPerElement * BATCH * T * WIDTH };
+  const x = uniform(c.shape, SEED) as tf.Tensor3D;
+  const dy = uniform(c.shape, SEED + 1) as tf.Tensor3D;
+  return { name: `${c.mixer.name} ${pass} T=${T}`, run: () => runCase(c, 'webgpu', x, dy), inputs: [x, dy], bytes: c.bytes };
 }
 
 function attentionCase(name: string, pass: Pass, T: number): Case {
@@ -62,18 +52,11 @@ function decodeCase(Tk: number): Case {
   return { name: `flashAttention decode split Tk=${Tk}`, run: () => runDecode('split', q, k, v), inputs: [q, k, v] };
 }
 
+/** The bench's SelectiveSSM case (bench/selective-ssm.ts): the same inputs, the same gradients. */
 function scanCase(pass: Pass, T: number): Case {
-  const [E, N] = [512, 16];
-  const u = uniform([1, T, E], SEED);
-  const delta = tf.randomUniform([1, T, E], -3, 0, 'float32', SEED + 1);
-  const A = tf.randomUniform([E, N], -2, -0.5, 'float32', SEED + 2);
-  const B = uniform([1, T, N], SEED + 3);
-  const C = uniform([1, T, N], SEED + 4);
-  const dy = uniform([1, T, E], SEED + 5);
-  const f = (u_: tf.Tensor, d: tf.Tensor) => ops.selectiveScan(u_ as tf.Tensor3D, d as tf.Tensor3D, A as tf.Tensor2D,
-    B as tf.Tensor3D, C as tf.Tensor3D, { deltaSoftplus: true, implementation: 'webgpu' });
-  const run = () => tf.tidy(() => pass === 'forward' ? f(u, delta) : tf.grads(f)([u, delta], dy));
-  return { name: `selectiveScan ${pass} T=${T}`, run, inputs: [u, delta, A, B, C, dy] };
+  const x = inputsAt(T, SEED);
+  return { name: `selectiveScan ${pass} T=${T}`, run: () => runScan(x, pass, 'webgpu'), inputs: Object.values(x),
+    bytes: SCAN_BYTES[pass].bytes(T) };
 }
 
 function copyCase(elements: number): Case {

@@ -9,8 +9,6 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
-import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { HOW_TO_GET_AN_ADAPTER, installWebGPU } from '../src/node.js';
 import { measureAttention } from './attention.js';
 import { SCAN_LENGTHS, measureSelectiveScan, selectiveScanMarkdown } from './selective-ssm.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
@@ -18,6 +16,7 @@ import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
 import { agreement, gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
 import { writePlots } from './plot.js';
+import { startWebGPU } from './webgpu.js';
 
 const TOLERANCE = 1e-4;
 // validation has already run each side once (pipelines compiled), so one warm-up run suffices
@@ -34,17 +33,7 @@ const resultsDir = resultsArg >= 0 ? process.argv[resultsArg + 1] : new URL('./r
 const started = performance.now();
 const log = (line: string) => console.error(`[bench] ${line}`);
 
-const gpu = await installWebGPU();
-if (!gpu) {
-  console.error(HOW_TO_GET_AN_ADAPTER);
-  process.exit(1);
-}
-// the backend registers itself only if navigator.gpu exists when it is first imported
-await import('@tensorflow/tfjs-backend-webgpu');
-if (!(await tf.setBackend('webgpu'))) throw new Error('bench: the webgpu backend failed to initialise.');
-// otherwise small tensors silently run on tfjs's cpu kernels
-tf.env().set('WEBGPU_CPU_FORWARD', false);
-const backend = tf.backend() as unknown as WebGPUBackend;
+const { gpu, backend } = await startWebGPU('bench');
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
 
 /** Kernel against reference on the same input; the case is timed only if they agree. */

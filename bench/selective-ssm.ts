@@ -67,10 +67,11 @@ export interface ScanReport {
   cases: ScanCase[];
 }
 
-interface Inputs { u: tf.Tensor3D; delta: tf.Tensor3D; A: tf.Tensor2D; B: tf.Tensor3D; C: tf.Tensor3D; D: tf.Tensor1D; z: tf.Tensor3D; deltaBias: tf.Tensor1D; dOut: tf.Tensor3D }
+/** The scan's inputs and the output gradient of a case. */
+export interface Inputs { u: tf.Tensor3D; delta: tf.Tensor3D; A: tf.Tensor2D; B: tf.Tensor3D; C: tf.Tensor3D; D: tf.Tensor1D; z: tf.Tensor3D; deltaBias: tf.Tensor1D; dOut: tf.Tensor3D }
 
 /** Mamba's block at initialisation: A = −(1..N) per channel, D = 1, Δ ≈ 0.001..0.1. */
-function inputsAt(T: number, seed: number): Inputs {
+export function inputsAt(T: number, seed: number): Inputs {
   const { B, E, N } = SCAN_SHAPE;
   const r = (shape: number[], lo: number, hi: number, s: number) => tf.randomUniform(shape, lo, hi, 'float32', seed + s);
   return tf.tidy(() => ({
@@ -92,7 +93,7 @@ function prefixOf(x: Inputs, T: number): Inputs {
 }
 
 /** The output, or the output and every gradient of Σ dOut·out. */
-function run(x: Inputs, pass: ScanPass, implementation: Implementation): tf.Tensor[] {
+export function runScan(x: Inputs, pass: ScanPass, implementation: Implementation): tf.Tensor[] {
   const scan = (u: tf.Tensor, delta: tf.Tensor, A: tf.Tensor, B: tf.Tensor, C: tf.Tensor, D: tf.Tensor, z: tf.Tensor, deltaBias: tf.Tensor) =>
     ops.selectiveScan(u as tf.Tensor3D, delta as tf.Tensor3D, A as tf.Tensor2D, B as tf.Tensor3D, C as tf.Tensor3D,
       { D: D as tf.Tensor1D, z: z as tf.Tensor3D, deltaBias: deltaBias as tf.Tensor1D, implementation });
@@ -102,9 +103,9 @@ function run(x: Inputs, pass: ScanPass, implementation: Implementation): tf.Tens
 }
 
 async function compare(x: Inputs, pass: ScanPass): Promise<{ validation: Validation; referenceMs: number }> {
-  const kernel = run(x, pass, 'webgpu');
+  const kernel = runScan(x, pass, 'webgpu');
   const start = performance.now();
-  const reference = run(x, pass, 'reference');
+  const reference = runScan(x, pass, 'reference');
   const r = await Promise.all(reference.map((t) => t.data()));
   const referenceMs = performance.now() - start;
   const k = await Promise.all(kernel.map((t) => t.data()));
@@ -137,8 +138,8 @@ export async function measureSelectiveScan(
           continue;
         }
         const oneSample = !skip && referenceMs > ONE_SAMPLE_S * 1000;
-        const contenders: Record<string, () => tf.TensorContainer> = { kernel: () => run(x, pass, 'webgpu') };
-        if (!skip && !oneSample) contenders.reference = () => run(x, pass, 'reference');
+        const contenders: Record<string, () => tf.TensorContainer> = { kernel: () => runScan(x, pass, 'webgpu') };
+        if (!skip && !oneSample) contenders.reference = () => runScan(x, pass, 'reference');
         const t = await timeInterleaved(backend, contenders, BUDGET);
         const kernelGbps = gbps(bytes, t.kernel!.medianMs);
         const result: ScanCase = {

@@ -59,8 +59,10 @@ export interface InstallWebGPUOptions {
 
 /**
  * Installs Dawn's WebGPU as `globalThis.navigator.gpu`. Call it before importing
- * `@tensorflow/tfjs-backend-webgpu`. Returns `null` when no adapter can be found (the
- * `webgpu` package is missing, or there is neither a GPU driver nor SwiftShader).
+ * `@tensorflow/tfjs-backend-webgpu`. A Vulkan driver named by `VK_DRIVER_FILES` or
+ * `VK_ICD_FILENAMES` is used as given; otherwise a hardware adapter, else SwiftShader. Returns
+ * `null` when no adapter can be found (the `webgpu` package is missing, or there is neither a
+ * GPU driver nor SwiftShader).
  */
 export async function installWebGPU(options: InstallWebGPUOptions = {}): Promise<InstalledWebGPU | null> {
   let dawn: { create(flags: string[]): GPU; globals: Record<string, unknown> };
