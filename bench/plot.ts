@@ -1,13 +1,11 @@
 /**
  * Log-log plots of a bench report: median time against T per mixer, one chart per pass, the
  * WGSL kernel solid and the tfjs-ops reference dashed. `npm run bench` writes them beside its
- * report; `npm run bench:plot [-- results/<adapter>.json …]` redraws them from saved reports.
+ * report; `npm run bench:plot` (bench/replot.ts) redraws them from saved reports.
  *
  * @packageDocumentation
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
 import { lineChart, type ChartSeries } from '../examples/shared/svg-chart.js';
 import type { Pass } from './cases.js';
 import type { Report } from './report.js';
@@ -77,17 +75,4 @@ export function writePlots(base: string, r: Report): string[] {
     writeFileSync(path, timeVsLengthChart(r, pass));
     return path;
   });
-}
-
-// run as a script (not when bench/run.ts imports it)
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const dir = new URL('./results/', import.meta.url).pathname;
-  const files = process.argv.slice(2).length > 0
-    ? process.argv.slice(2)
-    : readdirSync(dir).filter((f) => f.endsWith('.json') && !f.endsWith('.quick.json')).map((f) => join(dir, f));
-  for (const file of files) {
-    for (const path of writePlots(file.replace(/\.json$/, ''), JSON.parse(readFileSync(file, 'utf8')) as Report)) {
-      console.log(`wrote ${path}`);
-    }
-  }
 }

@@ -8,6 +8,7 @@ import {
 import { mixerProperties, shapes, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
+import { SCAN_TUNING_FLAG, scanLevels } from '../src/mixers/average-context/kernel.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
 
@@ -50,14 +51,20 @@ describeOn('webgpu', 'causalMean', () => {
 });
 
 describeOn('webgpu', 'averageContext kernels on a long sequence', () => {
-  // T = 1500 cuts into 125 chunks of 12 steps in 11 blocks (kernel.ts scanGrid), so offsets and
-  // later gradients cross many chunk and block boundaries, for both lane widths (D = 8: vec4;
-  // D = 3 and 1: scalar) and the whole-sequence context.
-  for (const D of [8, 3, 1]) {
-    for (const [combine, causal] of [['max', true], ['mean', true], ['min', false]] as const) {
-      it(`D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {
-        const shape: [number, number, number] = [2, 1500, D];
-        const n = 2 * 1500 * D;
+  // T = 16420 makes three levels of chunk sums (kernel.ts scanLevels: 1027, 65 and 5 entries),
+  // none of them whole multiples of a chunk (nor of a span of 16 chunks), so offsets and later
+  // gradients cross boundaries at every level, for both lane widths (D = 8: vec4; D = 3:
+  // scalar) and the whole-sequence context.
+  const T = 16420;
+  it('has three levels of chunk sums at this T', () => expect(scanLevels(T)).toHaveLength(3));
+  // both tunings (kernel.ts tuningFor), whatever the adapter: a GPU's two levels a dispatch and
+  // one chunk an invocation, and SwiftShader's one level a dispatch and spans of chunks
+  const cases = [['max', true], ['mean', true], ['min', false]] as const;
+  for (const tuning of ['gpu', 'cpu'] as const) {
+    for (const [D, [combine, causal]] of [8, 3].flatMap((D) => cases.map((c) => [D, c] as const))) {
+      it(`${tuning} tuning, D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {
+        const shape: [number, number, number] = [1, T, D];
+        const n = T * D;
         // integers make the min/max selections exact, so gradients are comparable across precisions
         const xs = combine === 'mean' ? seededUniform(11, n) : seededIntegers(11, n);
         const dys = seededUniform(12, n);
@@ -66,7 +73,14 @@ describeOn('webgpu', 'averageContext kernels on a long sequence', () => {
           const x = tf.tensor3d(xs, shape);
           return [f(x), tf.grad(f)(x, tf.tensor3d(dys, shape))];
         });
-        const [yk, dxk] = run('webgpu');
+        tf.env().set(SCAN_TUNING_FLAG, tuning);
+        let kernel: tf.Tensor[];
+        try {
+          kernel = run('webgpu');
+        } finally {
+          tf.env().set(SCAN_TUNING_FLAG, 'auto');
+        }
+        const [yk, dxk] = kernel;
         const [yr, dxr] = run('reference');
         expectWithinDerivedTolerance(await values(yk!), await values(yr!), averageContextOracle(xs, shape, combine, causal), 'forward');
         expectWithinDerivedTolerance(await values(dxk!), await values(dxr!),

@@ -1,32 +1,31 @@
-// AverageContext, pass 1 of the backward: rsums[b, k, d] = Σ over chunk k of
-// r[t] = dy[t]·∂C/∂c[t]·∂c[t]/∂x, the gradient that reaches x through the context vectors.
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
+// AverageContext, pass 1 of the backward: level 1 of the gradient's levels, the sum over chunk k
+// of r[t] = dy[t]·∂C/∂c[t]·∂c[t]/∂x, the gradient that reaches x through the context vectors,
+// and with params.pair level 2 (pairs.wgsl). The level-sums kernel builds any levels above.
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and pairs.wgsl
 
-@group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
-@group(0) @binding(1) var<storage, read> dy: array<V>; // [B, T, D]
-@group(0) @binding(2) var<storage, read> sums: array<V>; // [B, numChunks, D], saved by the forward
-@group(0) @binding(3) var<storage, read> blockSums: array<V>; // [B, numBlocks, D]
-@group(0) @binding(4) var<storage, read_write> rsums: array<V>; // [B, numChunks, D]
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(0) var<storage, read> dy: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> picks: array<VU>; // [B, numChunks, D], the forward's
+@group(0) @binding(2) var<storage, read_write> levels: array<V>; // [B, rows, D]
+@group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let i = flatIndex(wid, nwg, lid);
-  if (i >= params.total) { return; }
-  let c = cellOf(i);
-  let offset = contextOffset(c, c.k);
-  var j = at(c, c.t0);
-  var prev = x[select(j, j - params.width, c.t0 > 0u)];
-  var run = V(0.0);
+  let g = groupOf(wid, nwg);
+  if (g >= params.total) { return; }
+  let numChunks = chunksOf(params.seqLen);
+  let slot = slotOf(g, lid, numChunks);
   var r = V(0.0);
-  for (var t = c.t0; t < c.t1; t++) {
-    let xt = x[j];
-    run += xt;
-    let w = combineWeights(xt, prev, context(offset, run, t));
-    r += w.c * dy[j] * contextWeight(t);
-    prev = xt;
-    j += params.width;
+  if (slot.valid) {
+    let t0 = slot.m * CHUNK;
+    let c = Cell(slot.b, slot.m, slot.d, t0, min(t0 + CHUNK, params.seqLen));
+    let packed = select(VU(0u), picks[picksAt(c, c.k)], combinePicks());
+    // unconditional loads, clamped to the chunk, as in the forward
+    for (var u = 0u; u < CHUNK; u++) {
+      let t = min(c.t0 + u, c.t1 - 1u);
+      let gt = dy[at(c, t)];
+      if (c.t0 + u < c.t1) { r += weightsOf(pickAt(packed, u)).c * gt * contextWeight(t); }
+    }
   }
-  rsums[i] = r;
+  storePair(slot, r, lid);
 }

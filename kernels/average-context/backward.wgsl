@@ -1,31 +1,20 @@
-// AverageContext, pass 2 of the backward:
+// AverageContext, the last pass of the backward:
 //   dx[t] = dy[t]·∂C_t/∂x[t] + dy[t+1]·∂C_{t+1}/∂x[t] (+ dy[0]·∂C_0/∂x[-1] at t = 0, as x[-1] := x[0])
 //         + Σ_{u ≥ t} r[u]   (causal)   or   Σ_u r[u]   (whole-sequence mean)
-// with r from pass 1. Each invocation also looks one step past its chunk for dy[t+1]'s share.
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
+// with the partial derivatives from the forward's picks and r's levels from pass 1 and the level
+// sums. Each invocation also looks one step past its span for dy[t+1]'s share.
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and levels.wgsl
 
-@group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
-@group(0) @binding(1) var<storage, read> dy: array<V>; // [B, T, D]
-@group(0) @binding(2) var<storage, read> sums: array<V>; // [B, numChunks, D], saved by the forward
-@group(0) @binding(3) var<storage, read> blockSums: array<V>; // [B, numBlocks, D]
-@group(0) @binding(4) var<storage, read> rsums: array<V>; // [B, numChunks, D]
-@group(0) @binding(5) var<storage, read> rBlockSums: array<V>; // [B, numBlocks, D]
-@group(0) @binding(6) var<storage, read_write> dx: array<V>; // [B, T, D]
-@group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(0) var<storage, read> dy: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> picks: array<VU>; // [B, numChunks, D], the forward's
+@group(0) @binding(2) var<storage, read> levels: array<V>; // [B, rows, D], r's
+@group(0) @binding(3) var<storage, read_write> dx: array<V>; // [B, T, D]
+@group(0) @binding(4) var<uniform> params: Params;
 
-// Σ r over the chunks after chunk k (causal), or over all of them: the chunks after k in its
-// block, then the later blocks.
-fn laterGradient(c: Cell, k: u32) -> V {
-  var s = V(0.0);
-  if (!CAUSAL) {
-    for (var j = 0u; j < params.numBlocks; j++) { s += rBlockSums[blockAt(c, j)]; }
-    return s;
-  }
-  let blk = k / params.block;
-  let blockEnd = min((blk + 1u) * params.block, params.numChunks);
-  for (var j = k + 1u; j < blockEnd; j++) { s += rsums[chunkAt(c, j)]; }
-  for (var j = blk + 1u; j < params.numBlocks; j++) { s += rBlockSums[blockAt(c, j)]; }
-  return s;
+// min/max's packed picks of chunk k (none for mean and the context alone, nor past the last chunk)
+fn picksOf(c: Cell, k: u32) -> VU {
+  if (!combinePicks() || k >= chunksOf(params.seqLen)) { return VU(0u); }
+  return picks[picksAt(c, k)];
 }
 
 @compute @workgroup_size(WG)
@@ -34,36 +23,37 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.total) { return; }
   let c = cellOf(i);
-  var offset = contextOffset(c, c.k);
-  let later = laterGradient(c, c.k);
-  // this chunk's share of r at or after t
-  var within = select(V(0.0), rsums[chunkAt(c, c.k)], CAUSAL);
-
-  var j = at(c, c.t0);
-  var xt = x[j];
-  var run = xt;
-  var w = combineWeights(xt, x[select(j, j - params.width, c.t0 > 0u)], context(offset, run, c.t0));
-  for (var t = c.t0; t < c.t1; t++) {
-    let g = dy[j];
-    var acc = w.a * g + later + within;
-    if (t == 0u) { acc += w.p * g; }
-    if (CAUSAL) { within -= w.c * g * contextWeight(t); }
-    let next = j + params.width;
-    if (t + 1u < params.seqLen) {
-      let xn = x[next];
-      // crossing into the next chunk: its offset, computed exactly as that chunk does
-      if (CAUSAL && t + 1u == c.t1) {
-        offset = contextOffset(c, c.k + 1u);
-        run = xn;
-      } else {
-        run += xn;
+  let lastChunk = chunksOf(c.t1) - 1u;
+  let later = levelSum(c, lastChunk, true);
+  // the span's share of r at or after t
+  var within = V(0.0);
+  if (CAUSAL) {
+    for (var k = c.k; k <= lastChunk; k++) { within += levels[levelAt(c, k)]; }
+  }
+  var g = dy[at(c, c.t0)];
+  let lastNext = min(c.t1, params.seqLen - 1u);
+  for (var q = 0u; q < SPAN; q++) {
+    let t0 = c.t0 + q * CHUNK;
+    if (t0 >= c.t1) { break; }
+    let packed = picksOf(c, c.k + q);
+    // the next chunk's first pick, for its share of dy through x[t] at the chunk's last step
+    let nextPacked = picksOf(c, c.k + q + 1u);
+    // unconditional loads of step t + 1, clamped to the span and one step past it, as in the forward
+    for (var u = 0u; u < CHUNK; u++) {
+      let t = min(t0 + u, c.t1 - 1u);
+      let gn = dy[at(c, min(t + 1u, lastNext))];
+      if (t0 + u < c.t1) {
+        let w = weightsOf(pickAt(packed, u));
+        var acc = w.a * g + later + within;
+        if (t == 0u) { acc += w.p * g; }
+        if (CAUSAL) { within -= w.c * g * contextWeight(t); }
+        if (t + 1u < params.seqLen) {
+          let wn = weightsOf(select(pickAt(nextPacked, 0u), pickAt(packed, u + 1u), u + 1u < CHUNK));
+          acc += wn.p * gn;
+        }
+        dx[at(c, t)] = acc;
+        g = gn;
       }
-      let wn = combineWeights(xn, xt, context(offset, run, t + 1u));
-      acc += wn.p * dy[next];
-      w = wn;
-      xt = xn;
     }
-    dx[j] = acc;
-    j = next;
   }
 }

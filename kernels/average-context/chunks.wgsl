@@ -1,52 +1,68 @@
-// Shared by the AverageContext scan kernels: the chunk grid and the context vector c[t], over
-// V (f32 or vec4<f32>, from common/lanes-*.wgsl): an invocation owns one channel or four.
+// Shared by the AverageContext scan kernels: the chunks, the levels of chunk sums and the
+// context vector c[t], over V (f32 or vec4<f32>, from common/lanes-*.wgsl): an invocation owns
+// one channel or four, and one chunk.
 //
-// T is cut into chunks of `chunk` steps, and the chunks into blocks of `block` chunks. One
-// invocation owns (b, chunk k, d) and walks its chunk in order. Its offset, the sum of every
-// step before its chunk, adds the sums of the blocks before its block, then of the chunks of
-// its block before its own, so it reads about T/(chunk·block) + block + chunk values, each about
-// ∛T, with no barriers (SwiftShader runs workgroup barriers very slowly). Every kernel computes
-// c[t] with the same operations in the same order, so the backward pass sees bit-identical
-// contexts and makes the same min/max selections.
+// T is cut into chunks of CHUNK steps. Level 1 holds the sums over the chunks; each next level
+// the sums of CHUNK entries of the level before, up to the first level with at most TOP entries.
+// All levels lie in one tensor [B, rows, D], level 1 first. The sum before chunk k (or after it)
+// adds, at every level below the top, the entries beside k's ancestor under the same parent, at
+// most CHUNK − 1, and at the top at most TOP − 1: independent loads, no barriers (SwiftShader
+// runs barriers very slowly) and no chain of dependent loads (a GPU hides memory latency only
+// with many loads in flight).
 
+// `const CHUNK: u32` and `const TOP: u32` are prepended by kernel.ts, their single definition.
 override CAUSAL: bool = true;
 
 struct Params {
-  total: u32, // B·numChunks·D / lanes: invocations
+  total: u32, // invocations, or workgroups for the kernels that write levels
   seqLen: u32, // T
   width: u32, // D / lanes
-  chunk: u32, // steps per chunk
-  numChunks: u32, // ceil(T / chunk)
-  block: u32, // chunks per block
-  numBlocks: u32, // ceil(numChunks / block)
+  rows: u32, // rows of the levels tensor: all levels together
+  srcBase: u32, // level sums only: first row of the level read (0 when it reads x)
+  srcLen: u32, // level sums only: entries of the level read (T when it reads x)
+  dstBase: u32, // level sums only: first row of the level written
+  dst2Base: u32, // level sums only: first row of the level above it
+  pair: u32, // level sums only: 1 to write the level above too
 }
+
+fn chunksOf(n: u32) -> u32 {
+  return (n + CHUNK - 1u) / CHUNK;
+}
+
+// Chunks an invocation of the last passes walks, in order: more where a walk through the levels
+// costs more than the steps (SwiftShader), one on a GPU, which wants invocations.
+override SPAN: u32 = 1u;
 
 struct Cell {
   b: u32,
-  k: u32, // chunk
+  k: u32, // first chunk
   d: u32, // channel, or group of four
-  t0: u32, // first step of the chunk
-  t1: u32, // one past its last step
+  t0: u32, // first step
+  t1: u32, // one past the last step
 }
 
+// The invocation for (b, chunks k … k + SPAN − 1, d), d fastest.
 fn cellOf(i: u32) -> Cell {
   let d = i % params.width;
-  let bk = i / params.width;
-  let k = bk % params.numChunks;
-  let t0 = k * params.chunk;
-  return Cell(bk / params.numChunks, k, d, t0, min(t0 + params.chunk, params.seqLen));
+  let bs = i / params.width;
+  let numSpans = (chunksOf(params.seqLen) + SPAN - 1u) / SPAN;
+  let k = (bs % numSpans) * SPAN;
+  let t0 = k * CHUNK;
+  return Cell(bs / numSpans, k, d, t0, min(t0 + SPAN * CHUNK, params.seqLen));
+}
+
+// Where chunk k's packed picks are, for the cell's batch and channels.
+fn picksAt(c: Cell, k: u32) -> u32 {
+  return (c.b * chunksOf(params.seqLen) + k) * params.width + c.d;
 }
 
 fn at(c: Cell, t: u32) -> u32 {
   return (c.b * params.seqLen + t) * params.width + c.d;
 }
 
-fn chunkAt(c: Cell, k: u32) -> u32 {
-  return (c.b * params.numChunks + k) * params.width + c.d;
-}
-
-fn blockAt(c: Cell, j: u32) -> u32 {
-  return (c.b * params.numBlocks + j) * params.width + c.d;
+// Row `row` of the levels tensor, for the cell's batch and channels.
+fn levelAt(c: Cell, row: u32) -> u32 {
+  return (c.b * params.rows + row) * params.width + c.d;
 }
 
 // c[t] from the offset and the in-chunk running sum (causal), or the whole-sequence mean.

@@ -1,12 +1,15 @@
-// AverageContext, pass 2 of the forward: y[t] = C(x[t], x[t-1], c[t]) with x[-1] := x[0],
-// c[t] the causal running mean (or the whole-sequence mean), from the chunk and block sums.
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
+// AverageContext, the last pass of the forward: y[t] = C(x[t], x[t-1], c[t]) with x[-1] := x[0],
+// c[t] the causal running mean (or the whole-sequence mean), from the levels of chunk sums. For
+// min/max it also saves each step's pick, packed PICKS_BITS a step, a u32 a chunk and channel.
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and levels.wgsl
 
 @group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
-@group(0) @binding(1) var<storage, read> sums: array<V>; // [B, numChunks, D]
-@group(0) @binding(2) var<storage, read> blockSums: array<V>; // [B, numBlocks, D]
-@group(0) @binding(3) var<storage, read_write> y: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read> levels: array<V>; // [B, rows, D]
+@group(0) @binding(2) var<storage, read_write> y: array<V>; // [B, T, D]
+@group(0) @binding(3) var<storage, read_write> picks: array<VU>; // [B, numChunks, D]
 @group(0) @binding(4) var<uniform> params: Params;
+
+const_assert PICKS_BITS * CHUNK <= 32u;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -14,15 +17,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.total) { return; }
   let c = cellOf(i);
-  let offset = contextOffset(c, c.k);
-  var j = at(c, c.t0);
-  var prev = x[select(j, j - params.width, c.t0 > 0u)];
+  let offset = levelSum(c, c.k, false);
+  let j0 = at(c, c.t0);
+  var prev = x[select(j0, j0 - params.width, c.t0 > 0u)];
+  // the running sum goes on across the span's chunks: offset + run is then bit for bit the
+  // offset that the next chunk's walk would find
   var run = V(0.0);
-  for (var t = c.t0; t < c.t1; t++) {
-    let xt = x[j];
-    run += xt;
-    y[j] = combine3(xt, prev, context(offset, run, t));
-    prev = xt;
-    j += params.width;
+  for (var q = 0u; q < SPAN; q++) {
+    let t0 = c.t0 + q * CHUNK;
+    if (t0 >= c.t1) { break; }
+    var packed = VU(0u);
+    // unconditional loads (clamped to the span) in a constant trip count, so a GPU can issue
+    // them all before the first is used
+    for (var u = 0u; u < CHUNK; u++) {
+      let t = min(t0 + u, c.t1 - 1u);
+      let j = at(c, t);
+      let xt = x[j];
+      if (t0 + u < c.t1) {
+        run += xt;
+        let ct = context(offset, run, t);
+        y[j] = combine3(xt, prev, ct);
+        if (combinePicks()) { packed |= pickOf(xt, prev, ct) << VU(PICKS_BITS * u); }
+        prev = xt;
+      }
+    }
+    if (combinePicks()) { picks[picksAt(c, c.k + q)] = packed; }
   }
 }

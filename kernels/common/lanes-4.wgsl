@@ -2,6 +2,7 @@
 // of 4), with 16-byte loads and stores; every array of channels is then indexed in vec4 units.
 alias V = vec4<f32>;
 alias VB = vec4<bool>;
+alias VU = vec4<u32>;
 
 fn lanesSum(v: V) -> f32 {
   return v.x + v.y + v.z + v.w;

@@ -41,8 +41,16 @@ export type Param = { u32: number } | { i32: number } | { f32: number };
 /** What one dispatch of a kernel reads, writes and how it is launched. */
 export interface Launch {
   inputs: tf.TensorInfo[];
-  /** Shapes of the float32 outputs the kernel writes, allocated from tfjs's buffer pool. */
-  outputs: number[][];
+  /**
+   * The outputs the kernel writes, allocated from tfjs's buffer pool: a shape for float32, or a
+   * shape and `'int32'` for one the WGSL declares as i32 or u32 (bits, indices).
+   */
+  outputs: Array<number[] | { shape: number[]; dtype: 'int32' }>;
+  /**
+   * Tensors this dispatch also writes, in place: ones an earlier dispatch of the same kernel
+   * function created and that nothing else holds yet (a scan's levels, filled one pass at a time).
+   */
+  updates?: tf.TensorInfo[];
   /** The `Params` uniform, or none. */
   params?: Param[];
   /** WGSL `override` constants; part of the pipeline cache key. */
@@ -169,21 +177,23 @@ export function webgpuBackend(): WebGPUBackend {
  * it is ordered and batched with tfjs's kernels, timed by `tf.time`, and its outputs are
  * ordinary tfjs tensors freed with them.
  *
- * Binding convention, in this order: inputs as `var<storage, read>` (0..I-1), outputs as
- * `var<storage, read_write>` (I..I+O-1), then `params` as `var<uniform>` when given.
+ * Binding convention, in this order: inputs as `var<storage, read>` (0..I-1), outputs then
+ * updates as `var<storage, read_write>` (I..I+O+U-1), then `params` as `var<uniform>` when given.
+ * Returns the new outputs only.
  */
 export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: Launch): tf.TensorInfo[] {
   const b = backend as unknown as BackendInternals;
-  const outputs = launch.outputs.map((shape) => b.makeTensorInfo(shape, 'float32'));
+  const outputs = launch.outputs.map((o) => Array.isArray(o) ? b.makeTensorInfo(o, 'float32') : b.makeTensorInfo(o.shape, o.dtype));
   if (outputs.some((o) => tf.util.sizeFromShape(o.shape) === 0)) {
     throw new Error(`tfjs-mixers: kernel ${kernel.name} was launched with an empty output.`);
   }
   const hasParams = launch.params !== undefined && launch.params.length > 0;
+  const written = [...outputs, ...launch.updates ?? []];
   const pipeline = pipelineFor(
-    b.device, kernel, launch.constants ?? {}, launch.inputs.length, outputs.length, hasParams);
+    b.device, kernel, launch.constants ?? {}, launch.inputs.length, written.length, hasParams);
 
   const resources: GPUBindingResource[] = [];
-  for (const t of [...launch.inputs, ...outputs]) {
+  for (const t of [...launch.inputs, ...written]) {
     b.uploadToGPU(t.dataId);
     // buffers bound to a pending command buffer must not be recycled before it is submitted
     b.commandQueueOwnedIds.add(t.dataId);

@@ -1,5 +1,7 @@
-// float64 oracle for AverageContext and causalMean (MIXERS.md §2): c[t] is summed from scratch
-// for every t and the gradient is accumulated term by term, the naive twin of the scan kernels.
+// float64 oracle for AverageContext and causalMean (MIXERS.md §2): c[t] from float64 running sums,
+// and the gradient through c[t] from float64 suffix sums, in order, one step at a time: the
+// sequential twin of the scan kernels' tree of float32 partial sums. Linear in T, so long
+// sequences (three levels of the kernels' scan) can be checked.
 
 import type { Shape3 } from './causal-generation.js';
 
@@ -7,21 +9,40 @@ type Combine = 'max' | 'min' | 'mean';
 
 const idx = ([, T, D]: Shape3, b: number, t: number, d: number) => (b * T + t) * D + d;
 
-/** The context c[b, t, d]: mean of x[0..t] (causal) or of all of x. */
-function contextAt(x: ArrayLike<number>, shape: Shape3, causal: boolean, b: number, t: number, d: number): number {
-  const n = causal ? t + 1 : shape[1];
-  let s = 0;
-  for (let u = 0; u < n; u++) s += x[idx(shape, b, u, d)]!;
-  return s / n;
+/** Every context c[b, t, d]: the mean of x[0..t] (causal) or of all of x. */
+function contexts(x: ArrayLike<number>, shape: Shape3, causal: boolean): Float64Array {
+  const [B, T, D] = shape;
+  const c = new Float64Array(B * T * D);
+  for (let b = 0; b < B; b++) for (let d = 0; d < D; d++) {
+    let s = 0;
+    for (let t = 0; t < T; t++) {
+      s += x[idx(shape, b, t, d)]!;
+      c[idx(shape, b, t, d)] = s / (t + 1);
+    }
+    if (!causal) for (let t = 0; t < T; t++) c[idx(shape, b, t, d)] = s / T;
+  }
+  return c;
+}
+
+/**
+ * Adds to dx[u] the gradient that reaches x[u] through the contexts, given r[t] = dL/dc[t]·∂c[t]/∂x:
+ * Σ_{t ≥ u} r[t] (causal), or Σ_t r[t] (whole-sequence mean).
+ */
+function addThroughContexts(dx: Float64Array, r: Float64Array, shape: Shape3, causal: boolean): void {
+  const [B, T, D] = shape;
+  for (let b = 0; b < B; b++) for (let d = 0; d < D; d++) {
+    let total = 0;
+    for (let t = 0; t < T; t++) total += r[idx(shape, b, t, d)]!;
+    let later = 0;
+    for (let t = T - 1; t >= 0; t--) {
+      later += r[idx(shape, b, t, d)]!;
+      dx[idx(shape, b, t, d)] += causal ? later : total;
+    }
+  }
 }
 
 export function causalMeanOracle(x: ArrayLike<number>, shape: Shape3): Float64Array {
-  const [B, T, D] = shape;
-  const y = new Float64Array(B * T * D);
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let d = 0; d < D; d++) {
-    y[idx(shape, b, t, d)] = contextAt(x, shape, true, b, t, d);
-  }
-  return y;
+  return contexts(x, shape, true);
 }
 
 /** (∂C/∂a, ∂C/∂p, ∂C/∂c) for C(a, p, c); min/max ties go to a, then p, then c. */
@@ -42,11 +63,11 @@ export function averageContextOracle(
   x: ArrayLike<number>, shape: Shape3, combine: Combine, causal: boolean,
 ): Float64Array {
   const [B, T, D] = shape;
+  const c = contexts(x, shape, causal);
   const y = new Float64Array(B * T * D);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let d = 0; d < D; d++) {
-    const a = x[idx(shape, b, t, d)]!;
-    const p = x[idx(shape, b, Math.max(t - 1, 0), d)]!;
-    y[idx(shape, b, t, d)] = combine3(combine, a, p, contextAt(x, shape, causal, b, t, d));
+    const i = idx(shape, b, t, d);
+    y[i] = combine3(combine, x[i]!, x[idx(shape, b, Math.max(t - 1, 0), d)]!, c[i]!);
   }
   return y;
 }
@@ -56,26 +77,30 @@ export function averageContextGradOracle(
   x: ArrayLike<number>, dy: ArrayLike<number>, shape: Shape3, combine: Combine, causal: boolean,
 ): Float64Array {
   const [B, T, D] = shape;
+  const c = contexts(x, shape, causal);
   const dx = new Float64Array(B * T * D);
+  const r = new Float64Array(B * T * D);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let d = 0; d < D; d++) {
     const i = idx(shape, b, t, d);
     const pIdx = idx(shape, b, Math.max(t - 1, 0), d);
-    const [wa, wp, wc] = weights(combine, x[i]!, x[pIdx]!, contextAt(x, shape, causal, b, t, d));
+    const [wa, wp, wc] = weights(combine, x[i]!, x[pIdx]!, c[i]!);
     const g = dy[i]!;
     dx[i] += wa * g;
     dx[pIdx] += wp * g;
-    const n = causal ? t + 1 : T;
-    for (let u = 0; u < n; u++) dx[idx(shape, b, u, d)] += (wc * g) / n;
+    r[i] = (wc * g) / (causal ? t + 1 : T);
   }
+  addThroughContexts(dx, r, shape, causal);
   return dx;
 }
 
 /** dL/dx of causalMean given dL/dy. */
 export function causalMeanGradOracle(dy: ArrayLike<number>, shape: Shape3): Float64Array {
   const [B, T, D] = shape;
-  const dx = new Float64Array(B * T * D);
+  const r = new Float64Array(B * T * D);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let d = 0; d < D; d++) {
-    for (let u = 0; u <= t; u++) dx[idx(shape, b, u, d)] += dy[idx(shape, b, t, d)]! / (t + 1);
+    r[idx(shape, b, t, d)] = dy[idx(shape, b, t, d)]! / (t + 1);
   }
+  const dx = new Float64Array(B * T * D);
+  addThroughContexts(dx, r, shape, true);
   return dx;
 }

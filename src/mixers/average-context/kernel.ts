@@ -3,81 +3,177 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../../kernels/common/grid.wgsl';
 import combineHelpers from '../../../kernels/average-context/combine.wgsl';
 import chunkHelpers from '../../../kernels/average-context/chunks.wgsl';
-import chunkSumsBody from '../../../kernels/average-context/chunk-sums.wgsl';
-import offsetHelpers from '../../../kernels/average-context/offset.wgsl';
+import levelSumsBody from '../../../kernels/average-context/level-sums.wgsl';
+import pairHelpers from '../../../kernels/average-context/pairs.wgsl';
+import levelsHelpers from '../../../kernels/average-context/levels.wgsl';
 import forwardBody from '../../../kernels/average-context/forward.wgsl';
 import backwardChunkSumsBody from '../../../kernels/average-context/backward-chunk-sums.wgsl';
 import backwardBody from '../../../kernels/average-context/backward.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
-import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants } from '../../webgpu/runtime.js';
+import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants, type Launch } from '../../webgpu/runtime.js';
 import type { Combine } from './reference.js';
 
-/** tfjs kernel names. The forward has two outputs: y and the chunk sums, saved for the backward. */
+/** tfjs kernel names. The forward has two outputs: y and its min/max picks, saved for the backward. */
 export const AVERAGE_CONTEXT = 'MixersAverageContext';
 export const AVERAGE_CONTEXT_GRAD = 'MixersAverageContextGrad';
 export const AVERAGE_CONTEXT_STEP = 'MixersAverageContextStep';
 
 const WG = 256;
+/**
+ * Steps per chunk, and entries summed per entry at every level of the scan below the top: an
+ * invocation keeps this many loads in flight. At most 16: the picks of a chunk fill 32 bits.
+ */
+const CHUNK = 16;
+/**
+ * Entries the top level may hold. Every level costs a dispatch, and a dispatch a few µs on a
+ * GPU, more than reading TOP entries from cache: T ≤ 16384 needs two levels, T ≤ 262144 three.
+ */
+const TOP = 64;
+/** The WGSL's definitions of CHUNK and TOP: `const`s, so that loops over them have constant trip counts. */
+const sizeConstants = `const CHUNK: u32 = ${CHUNK}u;\nconst TOP: u32 = ${TOP}u;`;
+
 /** The kernels' combine: one of AverageContext's, or `'context'` for causalMean alone. */
 export type KernelCombine = Combine | 'context';
 const COMBINE_CODE: Record<KernelCombine, number> = { max: 0, min: 1, mean: 2, context: 3 };
 
+const scanParts = [sizeConstants, grid, combineHelpers, chunkHelpers];
 const KERNELS = {
-  chunkSums: laneVariants('AverageContextChunkSums', [grid, combineHelpers, chunkHelpers, chunkSumsBody]),
-  forward: laneVariants('AverageContextForward', [grid, combineHelpers, chunkHelpers, offsetHelpers, forwardBody]),
-  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums',
-    [grid, combineHelpers, chunkHelpers, offsetHelpers, backwardChunkSumsBody]),
-  backward: laneVariants('AverageContextBackward', [grid, combineHelpers, chunkHelpers, offsetHelpers, backwardBody]),
+  levelSums: laneVariants('AverageContextLevelSums', [sizeConstants, grid, chunkHelpers, pairHelpers, levelSumsBody]),
+  forward: laneVariants('AverageContextForward', [...scanParts, levelsHelpers, forwardBody]),
+  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [...scanParts, pairHelpers, backwardChunkSumsBody]),
+  backward: laneVariants('AverageContextBackward', [...scanParts, levelsHelpers, backwardBody]),
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
 
 interface Attrs { combine: KernelCombine; causal: boolean }
 
 /**
- * The scan's grid along T: chunks of `chunk` steps, and blocks of `block` chunks. Both about ∛T,
- * so that an invocation's work (its chunk, the chunks before it in its block, the blocks before
- * its block) is O(∛T) and B·T^⅔·D invocations run in parallel.
+ * The entries of each level of the scan over T steps: level 1 one per chunk of CHUNK steps,
+ * each next level one per CHUNK entries of the level before, up to the first with at most TOP.
  */
-export function scanGrid(T: number): { chunk: number; numChunks: number; block: number; numBlocks: number } {
-  const chunk = Math.ceil(Math.cbrt(T));
-  const numChunks = Math.ceil(T / chunk);
-  const block = Math.ceil(Math.sqrt(numChunks));
-  return { chunk, numChunks, block, numBlocks: Math.ceil(numChunks / block) };
+export function scanLevels(T: number): number[] {
+  const levels = [Math.ceil(T / CHUNK)];
+  while (levels[levels.length - 1]! > TOP) levels.push(Math.ceil(levels[levels.length - 1]! / CHUNK));
+  return levels;
 }
 
 /**
- * One scan pass over `steps` rows of `[B, steps, D]`, cut into `numChunks` chunks of `chunk`:
- * one invocation per (b, chunk, d), or per (b, chunk, group of four channels). The same chunk-sums
- * kernel run over the chunk sums, with the blocks as its chunks, gives the block sums.
+ * The forward's min/max picks, saved for the backward: 2 bits a step and channel, one u32 per
+ * chunk and channel (`[B, numChunks, D]`, int32). Unwritten for mean and the context alone.
  */
-function runScanPass(
-  backend: WebGPUBackend, kernel: LaneVariants, like: tf.TensorInfo, attrs: Attrs,
-  inputs: tf.TensorInfo[], outputs: number[][], blocks = false,
-): tf.TensorInfo {
-  const [B, T, D] = like.shape as [number, number, number];
-  const lanes = lanesFor(D);
-  const g = scanGrid(T);
-  // over the chunk sums: their rows are the chunks, taken a block at a time
-  const [steps, chunk, numChunks] = blocks ? [g.numChunks, g.block, g.numBlocks] : [T, g.chunk, g.numChunks];
-  const total = B * numChunks * D / lanes;
-  return runKernel(backend, kernel[lanes], {
-    inputs,
-    outputs,
-    params: [{ u32: total }, { u32: steps }, { u32: D / lanes }, { u32: chunk }, { u32: numChunks },
-      { u32: g.block }, { u32: g.numBlocks }],
-    constants: { WG, COMBINE: COMBINE_CODE[attrs.combine], CAUSAL: attrs.causal ? 1 : 0 },
-    workgroups: grid1d(total, WG),
-  })[0]!;
-}
-
-function sumsShape(x: tf.TensorInfo, of: 'numChunks' | 'numBlocks'): number[] {
+function picksShape(x: tf.TensorInfo): { shape: number[]; dtype: 'int32' } {
   const [B, T, D] = x.shape as [number, number, number];
-  return [B, scanGrid(T)[of], D];
+  return { shape: [B, scanLevels(T)[0]!, D], dtype: 'int32' };
 }
 
-/** The block sums of chunk sums `sums`, for the passes that need c[t]. */
-function blockSumsOf(backend: WebGPUBackend, x: tf.TensorInfo, a: Attrs, sums: tf.TensorInfo): tf.TensorInfo {
-  return runScanPass(backend, KERNELS.chunkSums, x, a, [sums], [sumsShape(x, 'numBlocks')], true);
+/** The shape of the tensor that holds all levels of `x`'s scan, level 1 first: `[B, rows, D]`. */
+function levelsShape(x: tf.TensorInfo): number[] {
+  const [B, T, D] = x.shape as [number, number, number];
+  return [B, scanLevels(T).reduce((a, n) => a + n, 0), D];
+}
+
+/** The Params uniform of chunks.wgsl. */
+function scanParams(x: tf.TensorInfo, total: number, level: Partial<LevelPass> = {}): Launch['params'] {
+  const [, T, D] = x.shape as [number, number, number];
+  return [{ u32: total }, { u32: T }, { u32: D / lanesFor(D) }, { u32: levelsShape(x)[1]! },
+    { u32: level.srcBase ?? 0 }, { u32: level.srcLen ?? 0 }, { u32: level.dstBase ?? 0 },
+    { u32: level.dst2Base ?? 0 }, { u32: level.pair ? 1 : 0 }];
+}
+
+/**
+ * One dispatch of a last pass over `[B, T, D]`: one invocation per (b, span of chunks, d), or per
+ * (b, span, group of four channels).
+ */
+function runSpanKernel(
+  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
+  constants: Record<string, number>, span: number,
+): tf.TensorInfo[] {
+  const [B, T, D] = x.shape as [number, number, number];
+  const total = B * Math.ceil(Math.ceil(T / CHUNK) / span) * D / lanesFor(D);
+  return runKernel(backend, kernel[lanesFor(D)], {
+    ...launch, params: scanParams(x, total), constants: { WG, SPAN: span, ...constants }, workgroups: grid1d(total, WG),
+  });
+}
+
+/** What a dispatch that writes levels reads and writes: rows of the levels tensor. */
+interface LevelPass { srcBase: number; srcLen: number; dstBase: number; dst2Base: number; pair: boolean }
+
+/**
+ * The dispatches that write the levels of a scan over T steps. With `pairs`, two levels each
+ * (pairs.wgsl): the first reads the T steps (srcLen T) and writes levels 1 and 2, the next reads
+ * level 2 and writes levels 3 and 4, and so on, `pair` false where one level is left. Without,
+ * one level each.
+ */
+function levelPasses(T: number, pairs: boolean): LevelPass[] {
+  const sizes = scanLevels(T);
+  const passes: LevelPass[] = [];
+  let base = 0;
+  for (let l = 0; l < sizes.length; l += pairs ? 2 : 1) {
+    // level l + 1 (1-based) is written from the level below it: the steps, or level l
+    const srcLen = l === 0 ? T : sizes[l - 1]!;
+    const srcBase = l === 0 ? 0 : base - sizes[l - 1]!;
+    const pair = pairs && l + 1 < sizes.length;
+    passes.push({ srcBase, srcLen, dstBase: base, dst2Base: base + sizes[l]!, pair });
+    base += sizes[l]! + (pair ? sizes[l + 1]! : 0);
+  }
+  return passes;
+}
+
+/**
+ * How the scan runs: two levels a dispatch or one (pairs.wgsl), and chunks per invocation of
+ * the last passes (SPAN, chunks.wgsl). A GPU wants few dispatches and many invocations.
+ * SwiftShader runs compute on the CPU, where a workgroup barrier makes every invocation a
+ * coroutine (four times slower than a dispatch a level) and a walk through the levels costs more
+ * than the steps it serves, so it wants no barrier and long spans.
+ */
+interface Tuning { pairs: boolean; span: number }
+const TUNINGS = { gpu: { pairs: true, span: 1 }, cpu: { pairs: false, span: 16 } } satisfies Record<string, Tuning>;
+
+/**
+ * The tfjs flag that picks the tuning: `'auto'` (the default) by the adapter, or `'gpu'` or
+ * `'cpu'` whatever the adapter (the tests run both on SwiftShader).
+ */
+export const SCAN_TUNING_FLAG = 'MIXERS_SCAN_TUNING';
+tf.env().registerFlag(SCAN_TUNING_FLAG, () => 'auto');
+
+function tuningFor(backend: WebGPUBackend): Tuning {
+  const chosen = tf.env().get(SCAN_TUNING_FLAG);
+  if (chosen === 'gpu' || chosen === 'cpu') return TUNINGS[chosen];
+  if (chosen !== 'auto') {
+    throw new Error(`tfjs-mixers: flag ${SCAN_TUNING_FLAG} must be 'auto', 'gpu' or 'cpu'; received ${JSON.stringify(chosen)}.`);
+  }
+  const info = (backend as unknown as { adapterInfo: { vendor?: string; architecture?: string } }).adapterInfo;
+  return info.architecture === 'swiftshader' || info.vendor === 'google' ? TUNINGS.cpu : TUNINGS.gpu;
+}
+
+/**
+ * One dispatch that writes a pass's levels: CHUNK entries of the level written and LANES
+ * channel groups a workgroup of WG = CHUNK·LANES invocations.
+ */
+function runLevelKernel(
+  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs' | 'updates'>,
+  constants: Record<string, number>, level: LevelPass,
+): tf.TensorInfo[] {
+  const [B, , D] = x.shape as [number, number, number];
+  const lanes = lanesFor(D);
+  const groups = B * Math.ceil(Math.ceil(level.srcLen / CHUNK) / CHUNK) * Math.ceil(D / lanes / (WG / CHUNK));
+  return runKernel(backend, kernel[lanes], {
+    ...launch, params: scanParams(x, groups, level), constants: { WG, ...constants }, workgroups: grid1d(groups * WG, WG),
+  });
+}
+
+/**
+ * Fills the levels above the first pass's of `levels`, each pass from the level below it. `x`
+ * gives the shape, and fills the kernel's unused binding for x.
+ */
+function fillUpperLevels(backend: WebGPUBackend, x: tf.TensorInfo, levels: tf.TensorInfo, pairs: boolean): void {
+  for (const level of levelPasses(x.shape[1]!, pairs).slice(1)) {
+    runLevelKernel(backend, KERNELS.levelSums, x, { inputs: [x], outputs: [], updates: [levels] }, { FROM_X: 0, PAIRS: pairs ? 1 : 0 }, level);
+  }
+}
+
+function scanConstants(a: Attrs): Record<string, number> {
+  return { COMBINE: COMBINE_CODE[a.combine], CAUSAL: a.causal ? 1 : 0 };
 }
 
 tf.registerKernel({
@@ -85,13 +181,16 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const a = attrs as unknown as Attrs;
     const { x } = namedInputs(inputs, 'x');
-    const sums = runScanPass(gpu, KERNELS.chunkSums, x, a, [x], [sumsShape(x, 'numChunks')]);
-    const blockSums = blockSumsOf(gpu, x, a, sums);
-    const y = runScanPass(gpu, KERNELS.forward, x, a, [x, sums, blockSums], [x.shape]);
-    gpu.disposeData(blockSums.dataId);
-    return [y, sums];
+    const { pairs, span } = tuningFor(gpu);
+    const first = levelPasses(x.shape[1]!, pairs)[0]!;
+    const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
+      { FROM_X: 1, PAIRS: pairs ? 1 : 0 }, first);
+    fillUpperLevels(gpu, x, levels!, pairs);
+    const [y, picks] = runSpanKernel(gpu, KERNELS.forward, x, { inputs: [x, levels!], outputs: [x.shape, picksShape(x)] },
+      scanConstants(attrs as unknown as Attrs), span);
+    gpu.disposeData(levels!.dataId);
+    return [y!, picks!];
   },
 });
 
@@ -100,14 +199,16 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const a = attrs as unknown as Attrs;
-    const { x, dy, sums } = namedInputs(inputs, 'x', 'dy', 'sums');
-    const blockSums = blockSumsOf(gpu, x, a, sums);
-    const rsums = runScanPass(gpu, KERNELS.backwardChunkSums, x, a, [x, dy, sums, blockSums], [sums.shape]);
-    const rBlockSums = blockSumsOf(gpu, x, a, rsums);
-    const dx = runScanPass(gpu, KERNELS.backward, x, a, [x, dy, sums, blockSums, rsums, rBlockSums], [x.shape]);
-    for (const t of [blockSums, rsums, rBlockSums]) gpu.disposeData(t.dataId);
-    return dx;
+    const constants = scanConstants(attrs as unknown as Attrs);
+    const { dy, picks } = namedInputs(inputs, 'dy', 'picks');
+    const { pairs, span } = tuningFor(gpu);
+    const first = levelPasses(dy.shape[1]!, pairs)[0]!;
+    const [levels] = runLevelKernel(gpu, KERNELS.backwardChunkSums, dy, { inputs: [dy, picks], outputs: [levelsShape(dy)] },
+      { ...constants, PAIRS: pairs ? 1 : 0 }, first);
+    fillUpperLevels(gpu, dy, levels!, pairs);
+    const [dx] = runSpanKernel(gpu, KERNELS.backward, dy, { inputs: [dy, picks, levels!], outputs: [dy.shape] }, constants, span);
+    gpu.disposeData(levels!.dataId);
+    return dx!;
   },
 });
 
@@ -131,12 +232,11 @@ tf.registerKernel({
 
 tf.registerGradient({
   kernelName: AVERAGE_CONTEXT,
-  inputsToSave: ['x'],
   outputsToSave: [false, true],
   gradFunc: (dy, saved, attrs) => {
-    const [x, sums] = saved;
-    // only y is differentiated; the chunk sums are an internal output
+    const [picks] = saved;
+    // only y is differentiated; the picks are an internal output
     const dyY = Array.isArray(dy) ? dy[0] : dy;
-    return { x: () => tf.engine().runKernel(AVERAGE_CONTEXT_GRAD, { x, dy: dyY, sums }, attrs) as tf.Tensor };
+    return { x: () => tf.engine().runKernel(AVERAGE_CONTEXT_GRAD, { dy: dyY, picks }, attrs) as tf.Tensor };
   },
 });

@@ -20,11 +20,11 @@ export interface AverageContextOptions {
   implementation?: Implementation;
 }
 
-/** Runs the scan kernel and drops its second output, the chunk sums saved for the backward. */
+/** Runs the scan kernel and drops its second output, the min/max picks saved for the backward. */
 function runScan(x: tf.Tensor3D, combine: KernelCombine, causal: boolean): tf.Tensor3D {
-  const [y, sums] = tf.engine().runKernel(AVERAGE_CONTEXT, { x }, { combine, causal }) as tf.Tensor[];
+  const [y, picks] = tf.engine().runKernel(AVERAGE_CONTEXT, { x }, { combine, causal }) as tf.Tensor[];
   // the gradient tape keeps its own reference to what it saved
-  sums.dispose();
+  picks.dispose();
   return y as tf.Tensor3D;
 }
 
