@@ -286,6 +286,9 @@ describe('results', () => {
     expect(md).toContain('than CausalGeneration: not tested.**');
     expect(md).not.toContain('--quick');
     expect(renderResults(record(true), links)).toContain('`--quick` check run');
+    expect(md).not.toContain('**Note:**');
+    const noted = renderResults({ ...record(false), notes: ['ran on a busy machine', 'merged'] }, links);
+    expect(noted).toContain('- **Note:** ran on a busy machine\n- **Note:** merged\n');
   });
 
   it('compactJson parses back to the same value', () => {

@@ -379,6 +379,11 @@ export interface ExperimentRecord {
   summary: MixerSummary[];
   claims: ClaimResult[];
   runs: RunRecord[];
+  /**
+   * What a reader needs beside the numbers that the settings do not say, written in by hand
+   * (e.g. runs merged from two invocations under different load); shown under Configuration.
+   */
+  notes?: string[];
 }
 
 /** The question the experiment asks, as written at the top of results.md and experiment.json. */
@@ -462,7 +467,9 @@ export function renderResults(record: ExperimentRecord, links: ResultLinks): str
     `@tensorflow/tfjs ${m.tfjs}; backend ${m.backends.join(' / ') || 'none reported'}` +
     `${m.adapters.length > 0 ? ` (adapter: ${m.adapters.join(' / ')})` : ''}; ${c.jobs} run(s) at a time, each in its own process.`);
   lines.push(`- **Date:** ${record.date}; the whole experiment took ${minutes(record.wallMs)}.`);
-  lines.push(`- **Command:** \`npm run example:experiment --${c.args.length > 0 ? ` ${c.args.join(' ')}` : ''}\``, '');
+  lines.push(`- **Command:** \`npm run example:experiment --${c.args.length > 0 ? ` ${c.args.join(' ')}` : ''}\``);
+  for (const note of record.notes ?? []) lines.push(`- **Note:** ${note}`);
+  lines.push('');
 
   lines.push('## Results', '');
   lines.push(`${n === 1 ? 'Final losses are those of the one seed.' : `Final losses are the mean ± sample standard deviation over the ${n} seeds.`} ` +
