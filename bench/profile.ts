@@ -15,7 +15,7 @@ import {
 } from './cases.js';
 import { SCAN_BYTES, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
-import { fence, median } from './timing.js';
+import { fence, median, type FenceInternals } from './timing.js';
 import { startWebGPU } from './webgpu.js';
 
 const SEED = 7;
@@ -101,14 +101,10 @@ async function wallMs(run: () => tf.TensorContainer): Promise<number> {
   return ms;
 }
 
-/** The members of tfjs-backend-webgpu 4.22's backend that {@link onePassMs} drives (private in its typings). */
-interface PassInternals {
-  device: GPUDevice;
-  commandEncoder: GPUCommandEncoder | null;
+/** The members of tfjs-backend-webgpu 4.22's backend that {@link onePassMs} drives besides a fence's (private in its typings). */
+interface PassInternals extends FenceInternals {
   computePassEncoder: GPUComputePassEncoder | null;
   ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
 }
 
 /**
@@ -164,16 +160,16 @@ for (const make of CASES) {
       gpus.push(t.kernelMs as number);
       if (i === GPU_RUNS - 1) {
         const info = (t as unknown as { getExtraProfileInfo?: () => string }).getExtraProfileInfo?.() ?? '';
+        const list: string[] = [];
         for (const entry of info.split(', ').filter((e) => e)) {
           const at = entry.lastIndexOf(': ');
           const name = entry.slice(0, at);
-          perKernel.set(name, (perKernel.get(name) ?? 0) + Number(entry.slice(at + 2)));
+          const ms = Number(entry.slice(at + 2));
+          perKernel.set(name, (perKernel.get(name) ?? 0) + ms);
+          list.push(`${name} ${ms.toFixed(4)}`);
           dispatches++;
         }
-        if (each) {
-          const list = info.split(', ').filter((e) => e).map((e) => e.replace(/: ([\d.e-]+)$/, (_, ms: string) => ` ${Number(ms).toFixed(4)}`));
-          console.log(`  each: ${list.join(', ')}`);
-        }
+        if (each) console.log(`  each: ${list.join(', ')}`);
       }
     }
     // a burst without fences first, so that a GPU that idles at low clocks has ramped up

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 
 /** The members of tfjs-backend-webgpu 4.22's backend that a fence needs (private in its typings). */
-interface FenceInternals {
+export interface FenceInternals {
   device: GPUDevice;
   commandEncoder: GPUCommandEncoder | null;
   endComputePassEncoder(): void;

@@ -32,11 +32,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   var g = dy[at(c, c.t0)];
   let lastNext = min(c.t1, params.seqLen - 1u);
+  var packed = picksOf(c, c.k);
   for (var q = 0u; q < SPAN; q++) {
     let t0 = c.t0 + q * CHUNK;
     if (t0 >= c.t1) { break; }
-    let packed = picksOf(c, c.k + q);
-    // the next chunk's first pick, for its share of dy through x[t] at the chunk's last step
+    // the next chunk's picks: its first pick takes a share of dy through x[t] at this chunk's
+    // last step, and they are the next iteration's own
     let nextPacked = picksOf(c, c.k + q + 1u);
     // unconditional loads of step t + 1, clamped to the span and one step past it, as in the forward
     for (var u = 0u; u < CHUNK; u++) {
@@ -55,5 +56,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         g = gn;
       }
     }
+    packed = nextPacked;
   }
 }
