@@ -4,8 +4,9 @@
  * time from timestamp queries (`tf.time`'s kernelMs: the sum over dispatches, each in a pass of
  * its own), the GPU time of all its dispatches recorded into one pass (as they run outside
  * `tf.time`), and the GPU time per kernel name. Needs an adapter with `timestamp-query`.
- * `npm run bench:profile -- <text>` profiles only the cases whose name contains the text;
- * `--each` also lists every dispatch of the last timed run, in order, with its GPU time.
+ * `npm run bench:profile -- <text> …` profiles only the cases whose name contains one of the texts;
+ * `--each` also lists every dispatch of the last timed run, in order, with its GPU time;
+ * `--scan=levels` or `--scan=walk` runs AverageContext's kernels with that scan, whatever the adapter.
  *
  * @packageDocumentation
  */
@@ -17,6 +18,7 @@ import { SCAN_BYTES, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
 import { fence, median, type FenceInternals } from './timing.js';
 import { startWebGPU } from './webgpu.js';
+import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 
 const SEED = 7;
 const WALL_RUNS = 20;
@@ -141,12 +143,14 @@ async function onePassMs(run: () => tf.TensorContainer): Promise<number> {
   return whole ? ms : NaN;
 }
 
-const filter = process.argv.slice(2).find((a) => !a.startsWith('--'));
+const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const each = process.argv.includes('--each');
+const scan = process.argv.find((a) => a.startsWith('--scan='));
+if (scan) tf.env().set(SCAN_FLAG, scan.slice('--scan='.length));
 for (const make of CASES) {
   const c = make();
   try {
-    if (filter && !c.name.includes(filter)) continue;
+    if (filters.length > 0 && !filters.some((f) => c.name.includes(f))) continue;
     for (let i = 0; i < 3; i++) await wallMs(c.run);
     const walls: number[] = [];
     for (let i = 0; i < WALL_RUNS; i++) walls.push(await wallMs(c.run));

@@ -8,7 +8,7 @@ import {
 import { mixerProperties, shapes, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
-import { SCAN_TUNING_FLAG, scanLevels } from '../src/mixers/average-context/kernel.js';
+import { SCAN_FLAG, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
 
@@ -29,67 +29,91 @@ const mixer: MixerUnderTest<{ previous: tf.Tensor2D; sum: tf.Tensor2D; position:
 mixerProperties(mixer, 'cpu');
 mixerProperties(mixer, 'webgpu');
 
-describeOn('webgpu', 'causalMean', () => {
-  it('kernel matches the oracle at least as well as the reference, forward and gradient', async () => {
-    await fc.assert(fc.asyncProperty(shapes, async (c) => {
-      const shape: [number, number, number] = [c.B, c.T, c.D];
-      const n = c.B * c.T * c.D;
-      const xs = seededUniform(c.seed, n);
-      const dys = seededUniform(c.seed + 1, n);
-      const run = (implementation: 'webgpu' | 'reference') => tf.tidy(() => {
-        const f = (t: tf.Tensor) => ops.causalMean(t as tf.Tensor3D, { implementation });
-        const x = tf.tensor3d(xs, shape);
-        return [f(x), tf.grad(f)(x, tf.tensor3d(dys, shape))];
-      });
-      const [yk, dxk] = run('webgpu');
-      const [yr, dxr] = run('reference');
-      expectWithinDerivedTolerance(await values(yk!), await values(yr!), causalMeanOracle(xs, shape), 'forward');
-      expectWithinDerivedTolerance(await values(dxk!), await values(dxr!), causalMeanGradOracle(dys, shape), 'gradient');
-      tf.dispose([yk, dxk, yr, dxr]);
-    }));
-  });
-});
+/** Runs `f` with AverageContext's kernels set to `scan`, whatever the adapter would choose. */
+function withScan<R>(scan: Scan, f: () => R): R {
+  tf.env().set(SCAN_FLAG, scan);
+  try {
+    return f();
+  } finally {
+    tf.env().set(SCAN_FLAG, 'auto');
+  }
+}
 
-describeOn('webgpu', 'averageContext kernels on a long sequence', () => {
-  // T = 16420 makes three levels of chunk sums (kernel.ts scanLevels: 1027, 65 and 5 entries),
-  // none of them whole multiples of a chunk (nor of a span of 16 chunks), so offsets and later
-  // gradients cross boundaries at every level, for both lane widths (D = 8: vec4; D = 3:
-  // scalar) and the whole-sequence context.
-  const T = 16420;
-  it('has three levels of chunk sums at this T', () => expect(scanLevels(T)).toHaveLength(3));
-  // both tunings (kernel.ts tuningFor), whatever the adapter: a GPU's two levels a dispatch and
-  // one chunk an invocation, and SwiftShader's one level a dispatch and spans of chunks
-  const cases = [['max', true], ['mean', true], ['min', false]] as const;
-  for (const tuning of ['gpu', 'cpu'] as const) {
-    for (const [D, [combine, causal]] of [8, 3].flatMap((D) => cases.map((c) => [D, c] as const))) {
-      it(`${tuning} tuning, D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {
-        const shape: [number, number, number] = [1, T, D];
-        const n = T * D;
-        // integers make the min/max selections exact, so gradients are comparable across precisions
-        const xs = combine === 'mean' ? seededUniform(11, n) : seededIntegers(11, n);
-        const dys = seededUniform(12, n);
-        const run = (implementation: 'webgpu' | 'reference') => tf.tidy(() => {
-          const f = (t: tf.Tensor) => ops.averageContext(t as tf.Tensor3D, { combine, causal, implementation });
-          const x = tf.tensor3d(xs, shape);
-          return [f(x), tf.grad(f)(x, tf.tensor3d(dys, shape))];
-        });
-        tf.env().set(SCAN_TUNING_FLAG, tuning);
-        let kernel: tf.Tensor[];
-        try {
-          kernel = run('webgpu');
-        } finally {
-          tf.env().set(SCAN_TUNING_FLAG, 'auto');
-        }
-        const [yk, dxk] = kernel;
-        const [yr, dxr] = run('reference');
-        expectWithinDerivedTolerance(await values(yk!), await values(yr!), averageContextOracle(xs, shape, combine, causal), 'forward');
-        expectWithinDerivedTolerance(await values(dxk!), await values(dxr!),
-          averageContextGradOracle(xs, dys, shape, combine, causal), 'gradient');
-        tf.dispose([yk, dxk, yr, dxr]);
+type Op = (x: tf.Tensor3D, implementation: 'webgpu' | 'reference') => tf.Tensor3D;
+
+/**
+ * The kernel of `op`, run with `scan`, against the float64 oracle's output and gradient of
+ * sum(op(x)·dy), within the derived tolerance of the reference's own error.
+ */
+async function expectScanMatches(op: Op, scan: Scan, xs: Float32Array, dys: Float32Array, shape: [number, number, number],
+  yOracle: Float64Array, dxOracle: Float64Array): Promise<void> {
+  const run = (implementation: 'webgpu' | 'reference') => tf.tidy(() => {
+    const g = (t: tf.Tensor) => op(t as tf.Tensor3D, implementation);
+    const x = tf.tensor3d(xs, shape);
+    return [g(x), tf.grad(g)(x, tf.tensor3d(dys, shape))];
+  });
+  const [yk, dxk] = withScan(scan, () => run('webgpu'));
+  const [yr, dxr] = run('reference');
+  expectWithinDerivedTolerance(await values(yk!), await values(yr!), yOracle, 'forward');
+  expectWithinDerivedTolerance(await values(dxk!), await values(dxr!), dxOracle, 'gradient');
+  tf.dispose([yk, dxk, yr, dxr]);
+}
+
+/** {@link expectScanMatches} for `averageContext` with `combine` and `causal`. */
+function expectAverageContextMatches(combine: Combine, causal: boolean, scan: Scan, xs: Float32Array, dys: Float32Array,
+  shape: [number, number, number]): Promise<void> {
+  return expectScanMatches((x, implementation) => ops.averageContext(x, { combine, causal, implementation }), scan, xs, dys,
+    shape, averageContextOracle(xs, shape, combine, causal), averageContextGradOracle(xs, dys, shape, combine, causal));
+}
+
+// The adapter picks one of the two scans (kernel.ts scanFor): the levels on a GPU, the walk on
+// SwiftShader. The mixer's properties above run the one it picks; these run both, whatever the
+// adapter, on random shapes and on a sequence long enough for three levels.
+for (const scan of ['levels', 'walk'] as const) {
+  describeOn('webgpu', `averageContext kernels, ${scan} scan`, () => {
+    it('causalMean: kernel matches the oracle at least as well as the reference, forward and gradient', async () => {
+      await fc.assert(fc.asyncProperty(shapes, async (c) => {
+        const shape: [number, number, number] = [c.B, c.T, c.D];
+        const n = c.B * c.T * c.D;
+        const xs = seededUniform(c.seed, n);
+        const dys = seededUniform(c.seed + 1, n);
+        await expectScanMatches((x, implementation) => ops.causalMean(x, { implementation }), scan, xs, dys, shape,
+          causalMeanOracle(xs, shape), causalMeanGradOracle(dys, shape));
+      }));
+    });
+
+    for (const v of mixer.variants) {
+      const { combine, causal } = { causal: true, ...v.options } as { combine: Combine; causal: boolean };
+      it(`${v.label}: kernel matches the oracle at least as well as the reference, forward and gradient`, async () => {
+        await fc.assert(fc.asyncProperty(shapes, async (c) => {
+          const shape: [number, number, number] = [c.B, c.T, c.D];
+          const n = c.B * c.T * c.D;
+          // integers make the min/max selections exact, so gradients are comparable across precisions
+          const xs = v.selects ? seededIntegers(c.seed, n) : seededUniform(c.seed, n);
+          const dys = seededUniform(c.seed + 1, n);
+          await expectAverageContextMatches(combine, causal, scan, xs, dys, shape);
+        }));
       });
     }
-  }
-});
+
+    // T = 16420 makes three levels of chunk sums (kernel.ts scanLevels: 1027, 65 and 5 entries),
+    // none of them whole multiples of a chunk, so the levels scan's offsets and later gradients
+    // cross boundaries at every level, and the walk runs one invocation 16420 steps; for both
+    // lane widths (D = 8: vec4; D = 3: scalar) and the whole-sequence context.
+    const T = 16420;
+    it('has three levels of chunk sums at T = 16420', () => expect(scanLevels(T)).toHaveLength(3));
+    const cases = [['max', true], ['mean', true], ['min', false]] as const;
+    for (const [D, [combine, causal]] of [8, 3].flatMap((D) => cases.map((c) => [D, c] as const))) {
+      it(`T = ${T}, D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {
+        const shape: [number, number, number] = [1, T, D];
+        const n = T * D;
+        const xs = combine === 'mean' ? seededUniform(11, n) : seededIntegers(11, n);
+        const dys = seededUniform(12, n);
+        await expectAverageContextMatches(combine, causal, scan, xs, dys, shape);
+      });
+    }
+  });
+}
 
 for (const backend of ['cpu', 'webgpu'] as const) {
   describeOn(backend, 'AverageContext layer', () => {

@@ -2,7 +2,7 @@
 //   dx[t] = dy[t]·∂C_t/∂x[t] + dy[t+1]·∂C_{t+1}/∂x[t] (+ dy[0]·∂C_0/∂x[-1] at t = 0, as x[-1] := x[0])
 //         + Σ_{u ≥ t} r[u]   (causal)   or   Σ_u r[u]   (whole-sequence mean)
 // with the partial derivatives from the forward's picks and r's levels from pass 1 and the level
-// sums. Each invocation also looks one step past its span for dy[t+1]'s share.
+// sums. Each invocation also looks one step past its chunk for dy[t+1]'s share.
 // needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and levels.wgsl
 
 @group(0) @binding(0) var<storage, read> dy: array<V>; // [B, T, D]
@@ -23,39 +23,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.total) { return; }
   let c = cellOf(i);
-  let lastChunk = chunksOf(c.t1) - 1u;
-  let later = levelSum(c, lastChunk, true);
-  // the span's share of r at or after t
+  let later = levelSum(c, c.k, true);
+  // the chunk's share of r at or after t
   var within = V(0.0);
-  if (CAUSAL) {
-    for (var k = c.k; k <= lastChunk; k++) { within += levels[levelAt(c, k)]; }
-  }
+  if (CAUSAL) { within = levels[levelAt(c, c.k)]; }
   var g = dy[at(c, c.t0)];
   let lastNext = min(c.t1, params.seqLen - 1u);
-  var packed = picksOf(c, c.k);
-  for (var q = 0u; q < SPAN; q++) {
-    let t0 = c.t0 + q * CHUNK;
-    if (t0 >= c.t1) { break; }
-    // the next chunk's picks: its first pick takes a share of dy through x[t] at this chunk's
-    // last step, and they are the next iteration's own
-    let nextPacked = picksOf(c, c.k + q + 1u);
-    // unconditional loads of step t + 1, clamped to the span and one step past it, as in the forward
-    for (var u = 0u; u < CHUNK; u++) {
-      let t = min(t0 + u, c.t1 - 1u);
-      let gn = dy[at(c, min(t + 1u, lastNext))];
-      if (t0 + u < c.t1) {
-        let w = weightsOf(pickAt(packed, u));
-        var acc = w.a * g + later + within;
-        if (t == 0u) { acc += w.p * g; }
-        if (CAUSAL) { within -= w.c * g * contextWeight(t); }
-        if (t + 1u < params.seqLen) {
-          let wn = weightsOf(select(pickAt(nextPacked, 0u), pickAt(packed, u + 1u), u + 1u < CHUNK));
-          acc += wn.p * gn;
-        }
-        dx[at(c, t)] = acc;
-        g = gn;
+  let packed = picksOf(c, c.k);
+  // the next chunk's picks: its first pick takes a share of dy through x[t] at this chunk's last step
+  let nextPacked = picksOf(c, c.k + 1u);
+  // unconditional loads of step t + 1, clamped to the chunk and one step past it, as in the forward
+  for (var u = 0u; u < CHUNK; u++) {
+    let t = min(c.t0 + u, c.t1 - 1u);
+    let gn = dy[at(c, min(t + 1u, lastNext))];
+    if (c.t0 + u < c.t1) {
+      let w = weightsOf(pickAt(packed, u));
+      var acc = w.a * g + later + within;
+      if (t == 0u) { acc += w.p * g; }
+      if (CAUSAL) { within -= w.c * g * contextWeight(t); }
+      if (t + 1u < params.seqLen) {
+        let wn = weightsOf(select(pickAt(nextPacked, 0u), pickAt(packed, u + 1u), u + 1u < CHUNK));
+        acc += wn.p * gn;
       }
+      dx[at(c, t)] = acc;
+      g = gn;
     }
-    packed = nextPacked;
   }
 }

@@ -1,14 +1,14 @@
 // Shared by the AverageContext scan kernels: the chunks, the levels of chunk sums and the
 // context vector c[t], over V (f32 or vec4<f32>, from common/lanes-*.wgsl): an invocation owns
-// one channel or four, and one chunk.
+// one channel or four, and one chunk (the levels scan, for a GPU) or all of T (the walks, for a
+// CPU adapter, which need no levels).
 //
 // T is cut into chunks of CHUNK steps. Level 1 holds the sums over the chunks; each next level
 // the sums of CHUNK entries of the level before, up to the first level with at most TOP entries.
 // All levels lie in one tensor [B, rows, D], level 1 first. The sum before chunk k (or after it)
 // adds, at every level below the top, the entries beside k's ancestor under the same parent, at
-// most CHUNK − 1, and at the top at most TOP − 1: independent loads, no barriers (SwiftShader
-// runs barriers very slowly) and no chain of dependent loads (a GPU hides memory latency only
-// with many loads in flight).
+// most CHUNK − 1, and at the top at most TOP − 1: independent loads and no chain of dependent
+// ones, as a GPU hides memory latency only with many loads in flight.
 
 // `const CHUNK: u32` and `const TOP: u32` are prepended by kernel.ts, their single definition.
 override CAUSAL: bool = true;
@@ -29,26 +29,27 @@ fn chunksOf(n: u32) -> u32 {
   return (n + CHUNK - 1u) / CHUNK;
 }
 
-// Chunks an invocation of the last passes walks, in order: more where a walk through the levels
-// costs more than the steps (SwiftShader), one on a GPU, which wants invocations.
-override SPAN: u32 = 1u;
-
 struct Cell {
   b: u32,
-  k: u32, // first chunk
+  k: u32, // chunk
   d: u32, // channel, or group of four
   t0: u32, // first step
   t1: u32, // one past the last step
 }
 
-// The invocation for (b, chunks k … k + SPAN − 1, d), d fastest.
+// The invocation for (b, chunk k, d) of the levels scan's last passes, d fastest.
 fn cellOf(i: u32) -> Cell {
   let d = i % params.width;
-  let bs = i / params.width;
-  let numSpans = (chunksOf(params.seqLen) + SPAN - 1u) / SPAN;
-  let k = (bs % numSpans) * SPAN;
+  let bk = i / params.width;
+  let numChunks = chunksOf(params.seqLen);
+  let k = bk % numChunks;
   let t0 = k * CHUNK;
-  return Cell(bs / numSpans, k, d, t0, min(t0 + SPAN * CHUNK, params.seqLen));
+  return Cell(bk / numChunks, k, d, t0, min(t0 + CHUNK, params.seqLen));
+}
+
+// The invocation for (b, d) of the walks (walk-*.wgsl), d fastest: all T steps.
+fn columnOf(i: u32) -> Cell {
+  return Cell(i / params.width, 0u, i % params.width, 0u, params.seqLen);
 }
 
 // Where chunk k's packed picks are, for the cell's batch and channels.

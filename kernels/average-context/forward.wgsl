@@ -20,27 +20,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let offset = levelSum(c, c.k, false);
   let j0 = at(c, c.t0);
   var prev = x[select(j0, j0 - params.width, c.t0 > 0u)];
-  // the running sum goes on across the span's chunks: offset + run is then bit for bit the
-  // offset that the next chunk's walk would find
   var run = V(0.0);
-  for (var q = 0u; q < SPAN; q++) {
-    let t0 = c.t0 + q * CHUNK;
-    if (t0 >= c.t1) { break; }
-    var packed = VU(0u);
-    // unconditional loads (clamped to the span) in a constant trip count, so a GPU can issue
-    // them all before the first is used
-    for (var u = 0u; u < CHUNK; u++) {
-      let t = min(t0 + u, c.t1 - 1u);
-      let j = at(c, t);
-      let xt = x[j];
-      if (t0 + u < c.t1) {
-        run += xt;
-        let ct = context(offset, run, t);
-        y[j] = combine3(xt, prev, ct);
-        if (combinePicks()) { packed |= pickOf(xt, prev, ct) << VU(PICKS_BITS * u); }
-        prev = xt;
-      }
+  var packed = VU(0u);
+  // unconditional loads (clamped to the chunk) in a constant trip count, so a GPU can issue
+  // them all before the first is used
+  for (var u = 0u; u < CHUNK; u++) {
+    let t = min(c.t0 + u, c.t1 - 1u);
+    let j = at(c, t);
+    let xt = x[j];
+    if (c.t0 + u < c.t1) {
+      run += xt;
+      let ct = context(offset, run, t);
+      y[j] = combine3(xt, prev, ct);
+      if (combinePicks()) { packed |= pickOf(xt, prev, ct) << VU(PICKS_BITS * u); }
+      prev = xt;
     }
-    if (combinePicks()) { picks[picksAt(c, c.k + q)] = packed; }
   }
+  if (combinePicks()) { picks[picksAt(c, c.k)] = packed; }
 }

@@ -1,12 +1,10 @@
-// Shared by the AverageContext kernels that write a scan's levels of chunk sums: a workgroup
-// writes CHUNK consecutive entries of a level for LANES channel groups, one invocation each, and
-// then (params.pair) their sum, one entry of the level above, after a single barrier. Two levels
-// a dispatch halve the dispatches, each of which costs a GPU a few µs whatever its size.
+// Shared by the AverageContext kernels that write a levels scan's chunk sums: a workgroup writes
+// CHUNK consecutive entries of a level for LANES channel groups, one invocation each, and then
+// (params.pair) their sum, one entry of the level above, after a single barrier. Two levels a
+// dispatch halve the dispatches, each of which costs a GPU a few µs whatever its size.
 // needs common/grid.wgsl, common/lanes-*.wgsl and chunks.wgsl; binds `levels` read_write.
 
 override LANES: u32 = WG / CHUNK;
-// false where a barrier costs more than a dispatch (SwiftShader): then every level is a dispatch
-override PAIRS: bool = true;
 
 var<workgroup> partial: array<V, WG>;
 
@@ -42,7 +40,7 @@ fn slotOf(g: u32, lid: u32, len: u32) -> Slot {
 fn storePair(slot: Slot, s: V, lid: u32) {
   let c = Cell(slot.b, 0u, slot.d, 0u, 0u);
   if (slot.valid) { levels[levelAt(c, params.dstBase + slot.m)] = s; }
-  if (!PAIRS || params.pair == 0u) { return; }
+  if (params.pair == 0u) { return; }
   partial[lid] = select(V(0.0), s, slot.valid);
   workgroupBarrier();
   if (lid < LANES && slot.d < params.width) {

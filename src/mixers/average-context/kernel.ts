@@ -10,6 +10,8 @@ import forwardBody from '../../../kernels/average-context/forward.wgsl';
 import backwardChunkSumsBody from '../../../kernels/average-context/backward-chunk-sums.wgsl';
 import backwardBody from '../../../kernels/average-context/backward.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
+import walkForwardBody from '../../../kernels/average-context/walk-forward.wgsl';
+import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgsl';
 import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants, type Launch } from '../../webgpu/runtime.js';
 import type { Combine } from './reference.js';
 
@@ -42,6 +44,8 @@ const KERNELS = {
   forward: laneVariants('AverageContextForward', [...scanParts, levelsHelpers, forwardBody]),
   backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [...scanParts, pairHelpers, backwardChunkSumsBody]),
   backward: laneVariants('AverageContextBackward', [...scanParts, levelsHelpers, backwardBody]),
+  walkForward: laneVariants('AverageContextWalkForward', [...scanParts, walkForwardBody]),
+  walkBackward: laneVariants('AverageContextWalkBackward', [...scanParts, walkBackwardBody]),
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
 
@@ -81,17 +85,17 @@ function scanParams(x: tf.TensorInfo, total: number, level: Partial<LevelPass> =
 }
 
 /**
- * One dispatch of a last pass over `[B, T, D]`: one invocation per (b, span of chunks, d), or per
- * (b, span, group of four channels).
+ * One dispatch of a last pass of the levels scan over `[B, T, D]`: one invocation per
+ * (b, chunk, d), or per (b, chunk, group of four channels).
  */
-function runSpanKernel(
+function runChunkKernel(
   backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
-  constants: Record<string, number>, span: number,
+  constants: Record<string, number>,
 ): tf.TensorInfo[] {
   const [B, T, D] = x.shape as [number, number, number];
-  const total = B * Math.ceil(Math.ceil(T / CHUNK) / span) * D / lanesFor(D);
+  const total = B * Math.ceil(T / CHUNK) * D / lanesFor(D);
   return runKernel(backend, kernel[lanesFor(D)], {
-    ...launch, params: scanParams(x, total), constants: { WG, SPAN: span, ...constants }, workgroups: grid1d(total, WG),
+    ...launch, params: scanParams(x, total), constants: { WG, ...constants }, workgroups: grid1d(total, WG),
   });
 }
 
@@ -99,20 +103,19 @@ function runSpanKernel(
 interface LevelPass { srcBase: number; srcLen: number; dstBase: number; dst2Base: number; pair: boolean }
 
 /**
- * The dispatches that write the levels of a scan over T steps. With `pairs`, two levels each
- * (pairs.wgsl): the first reads the T steps (srcLen T) and writes levels 1 and 2, the next reads
- * level 2 and writes levels 3 and 4, and so on, `pair` false where one level is left. Without,
- * one level each.
+ * The dispatches that write the levels of a scan over T steps, two levels each (pairs.wgsl): the
+ * first reads the T steps (srcLen T) and writes levels 1 and 2, the next reads level 2 and
+ * writes levels 3 and 4, and so on, `pair` false where one level is left.
  */
-function levelPasses(T: number, pairs: boolean): LevelPass[] {
+function levelPasses(T: number): LevelPass[] {
   const sizes = scanLevels(T);
   const passes: LevelPass[] = [];
   let base = 0;
-  for (let l = 0; l < sizes.length; l += pairs ? 2 : 1) {
+  for (let l = 0; l < sizes.length; l += 2) {
     // level l + 1 (1-based) is written from the level below it: the steps, or level l
     const srcLen = l === 0 ? T : sizes[l - 1]!;
     const srcBase = l === 0 ? 0 : base - sizes[l - 1]!;
-    const pair = pairs && l + 1 < sizes.length;
+    const pair = l + 1 < sizes.length;
     passes.push({ srcBase, srcLen, dstBase: base, dst2Base: base + sizes[l]!, pair });
     base += sizes[l]! + (pair ? sizes[l + 1]! : 0);
   }
@@ -120,30 +123,47 @@ function levelPasses(T: number, pairs: boolean): LevelPass[] {
 }
 
 /**
- * How the scan runs: two levels a dispatch or one (pairs.wgsl), and chunks per invocation of
- * the last passes (SPAN, chunks.wgsl). A GPU wants few dispatches and many invocations.
- * SwiftShader runs compute on the CPU, where a workgroup barrier makes every invocation a
- * coroutine (four times slower than a dispatch a level) and a walk through the levels costs more
- * than the steps it serves, so it wants no barrier and long spans.
+ * How the scan runs. `'levels'`, for a GPU, which wants many invocations and few dispatches: the
+ * levels of chunk sums, two a dispatch, then one invocation per chunk. `'walk'`, for SwiftShader,
+ * which runs compute on the CPU's few cores and is bound by instructions: one invocation per
+ * column walks all of T, a single pass that reads x once and builds no levels.
  */
-interface Tuning { pairs: boolean; span: number }
-const TUNINGS = { gpu: { pairs: true, span: 1 }, cpu: { pairs: false, span: 16 } } satisfies Record<string, Tuning>;
+export type Scan = 'levels' | 'walk';
 
 /**
- * The tfjs flag that picks the tuning: `'auto'` (the default) by the adapter, or `'gpu'` or
- * `'cpu'` whatever the adapter (the tests run both on SwiftShader).
+ * The tfjs flag that picks the scan: `'auto'` (the default) by the adapter, or `'levels'` or
+ * `'walk'` whatever the adapter (the tests run both on SwiftShader).
  */
-export const SCAN_TUNING_FLAG = 'MIXERS_SCAN_TUNING';
-tf.env().registerFlag(SCAN_TUNING_FLAG, () => 'auto');
+export const SCAN_FLAG = 'MIXERS_AVERAGE_CONTEXT_SCAN';
+tf.env().registerFlag(SCAN_FLAG, () => 'auto');
 
-function tuningFor(backend: WebGPUBackend): Tuning {
-  const chosen = tf.env().get(SCAN_TUNING_FLAG);
-  if (chosen === 'gpu' || chosen === 'cpu') return TUNINGS[chosen];
+function scanFor(backend: WebGPUBackend): Scan {
+  const chosen = tf.env().get(SCAN_FLAG);
+  if (chosen === 'levels' || chosen === 'walk') return chosen;
   if (chosen !== 'auto') {
-    throw new Error(`tfjs-mixers: flag ${SCAN_TUNING_FLAG} must be 'auto', 'gpu' or 'cpu'; received ${JSON.stringify(chosen)}.`);
+    throw new Error(`tfjs-mixers: flag ${SCAN_FLAG} must be 'auto', 'levels' or 'walk'; received ${JSON.stringify(chosen)}.`);
   }
   const info = (backend as unknown as { adapterInfo: { vendor?: string; architecture?: string } }).adapterInfo;
-  return info.architecture === 'swiftshader' || info.vendor === 'google' ? TUNINGS.cpu : TUNINGS.gpu;
+  return info.architecture === 'swiftshader' || info.vendor === 'google' ? 'walk' : 'levels';
+}
+
+/**
+ * Invocations a workgroup of the walks: SwiftShader runs four invocations at once in SIMD lanes
+ * and deals workgroups out to its threads, so B·D/4 columns should make many workgroups of four
+ * (at B = 1, D = 256, T = 16384: 32 ms, against 127 with one and 43 with 64).
+ */
+const WALK_WG = 4;
+
+/** One dispatch of a walk over `[B, T, D]`: one invocation per (b, d), or per (b, group of four channels). */
+function runWalkKernel(
+  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
+  constants: Record<string, number>,
+): tf.TensorInfo[] {
+  const [B, , D] = x.shape as [number, number, number];
+  const total = B * D / lanesFor(D);
+  return runKernel(backend, kernel[lanesFor(D)], {
+    ...launch, params: scanParams(x, total), constants: { WG: WALK_WG, ...constants }, workgroups: grid1d(total, WALK_WG),
+  });
 }
 
 /**
@@ -166,9 +186,9 @@ function runLevelKernel(
  * Fills the levels above the first pass's of `levels`, each pass from the level below it. `x`
  * gives the shape, and fills the kernel's unused binding for x.
  */
-function fillUpperLevels(backend: WebGPUBackend, x: tf.TensorInfo, levels: tf.TensorInfo, pairs: boolean): void {
-  for (const level of levelPasses(x.shape[1]!, pairs).slice(1)) {
-    runLevelKernel(backend, KERNELS.levelSums, x, { inputs: [x], outputs: [], updates: [levels] }, { FROM_X: 0, PAIRS: pairs ? 1 : 0 }, level);
+function fillUpperLevels(backend: WebGPUBackend, x: tf.TensorInfo, levels: tf.TensorInfo): void {
+  for (const level of levelPasses(x.shape[1]!).slice(1)) {
+    runLevelKernel(backend, KERNELS.levelSums, x, { inputs: [x], outputs: [], updates: [levels] }, { FROM_X: 0 }, level);
   }
 }
 
@@ -182,13 +202,13 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
     const { x } = namedInputs(inputs, 'x');
-    const { pairs, span } = tuningFor(gpu);
-    const first = levelPasses(x.shape[1]!, pairs)[0]!;
+    const constants = scanConstants(attrs as unknown as Attrs);
+    const outputs = [x.shape, picksShape(x)];
+    if (scanFor(gpu) === 'walk') return runWalkKernel(gpu, KERNELS.walkForward, x, { inputs: [x], outputs }, constants);
     const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
-      { FROM_X: 1, PAIRS: pairs ? 1 : 0 }, first);
-    fillUpperLevels(gpu, x, levels!, pairs);
-    const [y, picks] = runSpanKernel(gpu, KERNELS.forward, x, { inputs: [x, levels!], outputs: [x.shape, picksShape(x)] },
-      scanConstants(attrs as unknown as Attrs), span);
+      { FROM_X: 1 }, levelPasses(x.shape[1]!)[0]!);
+    fillUpperLevels(gpu, x, levels!);
+    const [y, picks] = runChunkKernel(gpu, KERNELS.forward, x, { inputs: [x, levels!], outputs }, constants);
     gpu.disposeData(levels!.dataId);
     return [y!, picks!];
   },
@@ -201,12 +221,11 @@ tf.registerKernel({
     const gpu = backend as WebGPUBackend;
     const constants = scanConstants(attrs as unknown as Attrs);
     const { dy, picks } = namedInputs(inputs, 'dy', 'picks');
-    const { pairs, span } = tuningFor(gpu);
-    const first = levelPasses(dy.shape[1]!, pairs)[0]!;
+    if (scanFor(gpu) === 'walk') return runWalkKernel(gpu, KERNELS.walkBackward, dy, { inputs: [dy, picks], outputs: [dy.shape] }, constants)[0]!;
     const [levels] = runLevelKernel(gpu, KERNELS.backwardChunkSums, dy, { inputs: [dy, picks], outputs: [levelsShape(dy)] },
-      { ...constants, PAIRS: pairs ? 1 : 0 }, first);
-    fillUpperLevels(gpu, dy, levels!, pairs);
-    const [dx] = runSpanKernel(gpu, KERNELS.backward, dy, { inputs: [dy, picks, levels!], outputs: [dy.shape] }, constants, span);
+      constants, levelPasses(dy.shape[1]!)[0]!);
+    fillUpperLevels(gpu, dy, levels!);
+    const [dx] = runChunkKernel(gpu, KERNELS.backward, dy, { inputs: [dy, picks, levels!], outputs: [dy.shape] }, constants);
     gpu.disposeData(levels!.dataId);
     return dx!;
   },

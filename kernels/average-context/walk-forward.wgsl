@@ -1,0 +1,40 @@
+// AverageContext forward for a CPU adapter: one invocation per (b, channel or group of four)
+// walks all T steps in order, keeping the running sum, so x is read once and no levels are
+// built; the whole-sequence context reads x once more, for its total, first. Writes
+// y[t] = C(x[t], x[t-1], c[t]) and, for min/max, the same packed picks as forward.wgsl.
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
+
+@group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
+@group(0) @binding(1) var<storage, read_write> y: array<V>; // [B, T, D]
+@group(0) @binding(2) var<storage, read_write> picks: array<VU>; // [B, numChunks, D]
+@group(0) @binding(3) var<uniform> params: Params;
+
+const_assert PICKS_BITS * CHUNK <= 32u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.total) { return; }
+  let c = columnOf(i);
+  var offset = V(0.0);
+  if (!CAUSAL) {
+    for (var t = 0u; t < c.t1; t++) { offset += x[at(c, t)]; }
+  }
+  var run = V(0.0);
+  var prev = x[at(c, 0u)];
+  for (var k = 0u; k < chunksOf(c.t1); k++) {
+    let t0 = k * CHUNK;
+    var packed = VU(0u);
+    for (var t = t0; t < min(t0 + CHUNK, c.t1); t++) {
+      let j = at(c, t);
+      let xt = x[j];
+      run += xt;
+      let ct = context(offset, run, t);
+      y[j] = combine3(xt, prev, ct);
+      if (combinePicks()) { packed |= pickOf(xt, prev, ct) << VU(PICKS_BITS * (t - t0)); }
+      prev = xt;
+    }
+    if (combinePicks()) { picks[picksAt(c, k)] = packed; }
+  }
+}
