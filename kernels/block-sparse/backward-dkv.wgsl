@@ -4,8 +4,9 @@
 // P = exp(scale·q·kᵀ − lse) and accumulate dv = Σ_i P_i·dO_i and dk = scale·Σ_i dS_i·q_i with
 // dS = P∘(dO·vᵀ − delta). Summing over the query heads of a group is GQA's summed dK, dV.
 // One workgroup per (key tile, kv head hk, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl, block-sparse/layout.wgsl and the host's
-// `const KV, BR, BC`.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/query-tile.wgsl,
+// flash-style-tiled-attention/weights.wgsl (softmax's pairGrads), block-sparse/layout.wgsl and
+// the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, T, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, T, Hkv, K]
@@ -36,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var dkAcc: array<V, KV>;
   var dvAcc: array<V, KV>;
   for (var c = 0u; c < KV; c++) {
-    kj[c] = k[base + c] * params.scale;
+    kj[c] = k[base + c];
     vj[c] = v[base + c];
     dkAcc[c] = V(0.0);
     dvAcc[c] = V(0.0);
@@ -50,18 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let run = plan[r];
       for (var i0 = run.x; i0 < run.y; i0 += BC) {
         workgroupBarrier();
-        for (var e = lid; e < BC * KV; e += BR) {
-          let i = i0 + e / KV;
-          var qv = V(0.0);
-          var dov = V(0.0);
-          if (i < run.y) {
-            let src = ((b * params.Tq + i) * params.H + h) * KV + e % KV;
-            qv = q[src];
-            dov = dO[src];
-          }
-          qTile[e] = qv;
-          dOTile[e] = dov;
-        }
+        loadQueryTile(&qTile, &dOTile, b, h, i0, run.y, lid, BR);
         for (var e = lid; e < BC; e += BR) {
           let i = min(i0 + e, run.y - 1u);
           statsTile[e] = stats[(b * params.H + h) * params.Tq + i];
@@ -77,11 +67,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
                 sd += kj[c] * qTile[e * KV + c];
                 pd += vj[c] * dOTile[e * KV + c];
               }
-              let p = exp(lanesSum(sd) - statsTile[e].x);
-              let ds = p * (lanesSum(pd) - statsTile[e].y);
+              let w = pairGrads(lanesSum(sd), lanesSum(pd), statsTile[e].x, statsTile[e].y);
               for (var c = 0u; c < KV; c++) {
-                dvAcc[c] += p * dOTile[e * KV + c];
-                dkAcc[c] += ds * qTile[e * KV + c];
+                dvAcc[c] += w.x * dOTile[e * KV + c];
+                dkAcc[c] += w.y * qTile[e * KV + c];
               }
             }
           }
@@ -90,8 +79,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
   }
   if (rowOk) {
+    // the q tile already carries the scale
     for (var c = 0u; c < KV; c++) {
-      dk[base + c] = dkAcc[c] * params.scale;
+      dk[base + c] = dkAcc[c];
       dv[base + c] = dvAcc[c];
     }
   }

@@ -2,8 +2,9 @@
 // P = exp(scale·q·kᵀ − lse) over the runs of keys of its tile, then dS = P∘(dO·vᵀ − delta) and
 // dq = scale·Σ_j dS_j·k_j, with delta = rowsum(dO∘o). Same grid and plan as the forward:
 // one workgroup per (query tile, head h, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, block-sparse/layout.wgsl
-// and the host's `const KV, BR, BC`.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl,
+// flash-style-tiled-attention/weights.wgsl (softmax's pairGrads), block-sparse/layout.wgsl and
+// the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, T, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, T, Hkv, K]
@@ -56,8 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
               sd += qi[c] * kTile[e * KV + c];
               pd += doi[c] * vTile[e * KV + c];
             }
-            let p = exp(lanesSum(sd) - rowStats.x);
-            let ds = p * (lanesSum(pd) - rowStats.y);
+            let ds = pairGrads(lanesSum(sd), lanesSum(pd), rowStats.x, rowStats.y).y;
             for (var c = 0u; c < KV; c++) { acc[c] += ds * kTile[e * KV + c]; }
           }
         }

@@ -6,6 +6,9 @@ import layoutHelpers from '../../../kernels/block-sparse/layout.wgsl';
 import forwardBody from '../../../kernels/block-sparse/forward.wgsl';
 import backwardDqBody from '../../../kernels/block-sparse/backward-dq.wgsl';
 import backwardDkvBody from '../../../kernels/block-sparse/backward-dkv.wgsl';
+import queryTileHelpers from '../../../kernels/common/query-tile.wgsl';
+// BlockSparse is exact softmax attention: its backward weighs pairs as FlashStyleTiledAttention's does
+import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
 import { namedInputs, runKernel } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
 import { tilePlans, type BlockSparseLayout } from './layout.js';
@@ -68,7 +71,7 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const g = gradInputs(inputs);
-    return runPlanned(backend as WebGPUBackend, 'BlockSparseBackwardDq', [kvTileHelpers, layoutHelpers, backwardDqBody], g,
+    return runPlanned(backend as WebGPUBackend, 'BlockSparseBackwardDq', [kvTileHelpers, softmaxWeights, layoutHelpers, backwardDqBody], g,
       [g[0]!.shape], attrs as unknown as BlockSparseAttrs, 'forward')[0]!;
   },
 });
@@ -78,7 +81,7 @@ tf.registerKernel({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const g = gradInputs(inputs);
-    return runPlanned(backend as WebGPUBackend, 'BlockSparseBackwardDkv', [layoutHelpers, backwardDkvBody], g,
+    return runPlanned(backend as WebGPUBackend, 'BlockSparseBackwardDkv', [queryTileHelpers, softmaxWeights, layoutHelpers, backwardDkvBody], g,
       [g[1]!.shape, g[1]!.shape], attrs as unknown as BlockSparseAttrs, 'transposed');
   },
 });

@@ -2,8 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
 import forwardBody from '../../../kernels/expressive-attention/forward.wgsl';
-import backwardDqBody from '../../../kernels/expressive-attention/backward-dq.wgsl';
-import backwardDkvBody from '../../../kernels/expressive-attention/backward-dkv.wgsl';
+import weights from '../../../kernels/expressive-attention/weights.wgsl';
+import backwardDqBody from '../../../kernels/common/attention-backward-dq.wgsl';
+import backwardDkvBody from '../../../kernels/common/attention-backward-dkv.wgsl';
+import queryTileHelpers from '../../../kernels/common/query-tile.wgsl';
 import recurrentStepBody from '../../../kernels/expressive-attention/recurrent-step.wgsl';
 import recurrentReadoutBody from '../../../kernels/expressive-attention/recurrent-readout.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
@@ -57,7 +59,7 @@ tf.registerKernel({
     const g = gradInputs(inputs);
     const s = sizesOf(g.q, g.k);
     const a = attrs as unknown as Attrs;
-    const kernel = attentionKernel('ExpressiveAttentionBackwardDq', [kvTileHelpers, backwardDqBody], s.K);
+    const kernel = attentionKernel('ExpressiveAttentionBackwardDq', [kvTileHelpers, weights, backwardDqBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [g.q, g.k, g.v, g.dO, g.z, g.delta],
       outputs: [g.q.shape],
@@ -74,7 +76,7 @@ tf.registerKernel({
     const g = gradInputs(inputs);
     const s = sizesOf(g.q, g.k);
     const a = attrs as unknown as Attrs;
-    const kernel = attentionKernel('ExpressiveAttentionBackwardDkv', [backwardDkvBody], s.K);
+    const kernel = attentionKernel('ExpressiveAttentionBackwardDkv', [queryTileHelpers, weights, backwardDkvBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [g.q, g.k, g.v, g.dO, g.z, g.delta],
       outputs: [g.k.shape, g.k.shape],

@@ -3,8 +3,10 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
 import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import forwardBody from '../../../kernels/flash-style-tiled-attention/forward.wgsl';
-import backwardDqBody from '../../../kernels/flash-style-tiled-attention/backward-dq.wgsl';
-import backwardDkvBody from '../../../kernels/flash-style-tiled-attention/backward-dkv.wgsl';
+import weights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
+import backwardDqBody from '../../../kernels/common/attention-backward-dq.wgsl';
+import backwardDkvBody from '../../../kernels/common/attention-backward-dkv.wgsl';
+import queryTileHelpers from '../../../kernels/common/query-tile.wgsl';
 import decodePartialBody from '../../../kernels/flash-style-tiled-attention/decode-partial.wgsl';
 import decodeMergeBody from '../../../kernels/flash-style-tiled-attention/decode-merge.wgsl';
 import { namedInputs, runKernel, type Param } from '../../webgpu/runtime.js';
@@ -91,7 +93,7 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const g = gradInputs(inputs);
     const s = sizesOf(g.q, g.k);
-    const kernel = attentionKernel('FlashAttentionBackwardDq', [kvTileHelpers, backwardDqBody], s.K);
+    const kernel = attentionKernel('FlashAttentionBackwardDq', [kvTileHelpers, weights, backwardDqBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [g.q, g.k, g.v, g.dO, g.lse, g.delta],
       outputs: [g.q.shape],
@@ -107,7 +109,7 @@ tf.registerKernel({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const g = gradInputs(inputs);
     const s = sizesOf(g.q, g.k);
-    const kernel = attentionKernel('FlashAttentionBackwardDkv', [backwardDkvBody], s.K);
+    const kernel = attentionKernel('FlashAttentionBackwardDkv', [queryTileHelpers, weights, backwardDkvBody], s.K);
     return runKernel(backend as WebGPUBackend, kernel, {
       inputs: [g.q, g.k, g.v, g.dO, g.lse, g.delta],
       outputs: [g.k.shape, g.k.shape],

@@ -1,23 +1,25 @@
-// FlashStyleTiledAttention backward, dK and dV (FlashAttention-2): per key row j of kv head
-// hk, stream the queries of every query head that reads hk, tile by tile, recompute
-// P = exp(scale·q·kᵀ − lse) and accumulate dv = Σ_i P_i·dO_i and dk = scale·Σ_i dS_i·q_i with
-// dS = P∘(dO·vᵀ − delta). Summing over the query heads of a group is GQA's summed dK, dV.
+// Attention backward, dK and dV (FlashAttention-2's), shared by FlashStyleTiledAttention and
+// ExpressiveAttention: per key row j of kv head hk, stream the queries of every query head that
+// reads hk, tile by tile, recompute s = scale·q·kᵀ and, from the forward's per-row statistic,
+// each pair's weight p and dS (the mixer's `pairGrads`), and accumulate dv = Σ_i p_i·dO_i and
+// dk = scale·Σ_i dS_i·q_i. Summing over the query heads of a group is GQA's summed dK, dV.
 // One workgroup per (tile of BR key rows, kv head hk, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl and the host's `const KV, BR, BC`.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/query-tile.wgsl, the mixer's
+// `rowFactor` and `pairGrads`, and the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
-@group(0) @binding(4) var<storage, read> lse: array<f32>; // [B, H, Tq], from the forward
+@group(0) @binding(4) var<storage, read> saved: array<f32>; // [B, H, Tq]: the forward's row statistic
 @group(0) @binding(5) var<storage, read> delta: array<f32>; // [B, H, Tq]: rowsum(dO∘o)
 @group(0) @binding(6) var<storage, read_write> dk: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(7) var<storage, read_write> dv: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(8) var<uniform> params: Params;
+@group(0) @binding(8) var<uniform> params: Params; // sizes, scale, causal
 
 var<workgroup> qTile: array<V, BC * KV>;
 var<workgroup> dOTile: array<V, BC * KV>;
-var<workgroup> lseTile: array<f32, BC>;
+var<workgroup> factorTile: array<f32, BC>;
 var<workgroup> deltaTile: array<f32, BC>;
 
 @compute @workgroup_size(BR)
@@ -33,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var dkAcc: array<V, KV>;
   var dvAcc: array<V, KV>;
   for (var c = 0u; c < KV; c++) {
-    kj[c] = k[base + c] * params.scale;
+    kj[c] = k[base + c];
     vj[c] = v[base + c];
     dkAcc[c] = V(0.0);
     dvAcc[c] = V(0.0);
@@ -49,22 +51,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let h = hk * group + g;
     for (var i0 = iStart; i0 < params.Tq; i0 += BC) {
       workgroupBarrier();
-      for (var e = lid; e < BC * KV; e += BR) {
-        let i = i0 + e / KV;
-        var qv = V(0.0);
-        var dov = V(0.0);
-        if (i < params.Tq) {
-          let src = ((b * params.Tq + i) * params.H + h) * KV + e % KV;
-          qv = q[src];
-          dov = dO[src];
-        }
-        qTile[e] = qv;
-        dOTile[e] = dov;
-      }
+      loadQueryTile(&qTile, &dOTile, b, h, i0, params.Tq, lid, BR);
       for (var e = lid; e < BC; e += BR) {
-        let i = min(i0 + e, params.Tq - 1u);
-        lseTile[e] = lse[(b * params.H + h) * params.Tq + i];
-        deltaTile[e] = delta[(b * params.H + h) * params.Tq + i];
+        let row = (b * params.H + h) * params.Tq + min(i0 + e, params.Tq - 1u);
+        factorTile[e] = rowFactor(saved[row]);
+        deltaTile[e] = delta[row];
       }
       workgroupBarrier();
       if (rowOk) {
@@ -74,14 +65,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
             var sd = V(0.0);
             var pd = V(0.0);
             for (var c = 0u; c < KV; c++) {
-              sd += kj[c] * qTile[r * KV + c];
+              sd += qTile[r * KV + c] * kj[c];
               pd += vj[c] * dOTile[r * KV + c];
             }
-            let p = exp(lanesSum(sd) - lseTile[r]);
-            let ds = p * (lanesSum(pd) - deltaTile[r]);
+            let w = pairGrads(lanesSum(sd), lanesSum(pd), factorTile[r], deltaTile[r]);
             for (var c = 0u; c < KV; c++) {
-              dvAcc[c] += p * dOTile[r * KV + c];
-              dkAcc[c] += ds * qTile[r * KV + c];
+              dvAcc[c] += w.x * dOTile[r * KV + c];
+              dkAcc[c] += w.y * qTile[r * KV + c];
             }
           }
         }
@@ -89,8 +79,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
   }
   if (rowOk) {
+    // the q tile already carries the scale
     for (var c = 0u; c < KV; c++) {
-      dk[base + c] = dkAcc[c] * params.scale;
+      dk[base + c] = dkAcc[c];
       dv[base + c] = dvAcc[c];
     }
   }

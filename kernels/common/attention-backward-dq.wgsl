@@ -1,17 +1,19 @@
-// FlashStyleTiledAttention backward, dQ (FlashAttention-2): per query row, recompute
-// P = exp(scale·q·kᵀ − lse) tile by tile from the forward's lse, then
-// dS = P∘(dO·vᵀ − delta) and dq = scale·Σ_j dS_j·k_j, with delta = rowsum(dO∘o).
-// Same grid as the forward: one workgroup per (tile of BR query rows, head h, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl and the host's `const KV, BR, BC`.
+// Attention backward, dQ (FlashAttention-2's), shared by FlashStyleTiledAttention and
+// ExpressiveAttention: per query row, recompute the scores s = scale·q·kᵀ tile by tile and, from
+// the forward's per-row statistic, each pair's dS (the mixer's `pairGrads`), then
+// dq = scale·Σ_j dS_j·k_j. Same grid as the forward: one workgroup per (tile of BR query rows,
+// head h, batch b).
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/kv-tile.wgsl, the mixer's
+// `rowFactor` and `pairGrads`, and the host's `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
-@group(0) @binding(4) var<storage, read> lse: array<f32>; // [B, H, Tq], from the forward
+@group(0) @binding(4) var<storage, read> saved: array<f32>; // [B, H, Tq]: the forward's row statistic
 @group(0) @binding(5) var<storage, read> delta: array<f32>; // [B, H, Tq]: rowsum(dO∘o)
 @group(0) @binding(6) var<storage, read_write> dq: array<V>; // [B, Tq, H, K]
-@group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(7) var<uniform> params: Params; // sizes, scale, causal
 
 var<workgroup> kTile: array<V, BC * KV>;
 var<workgroup> vTile: array<V, BC * KV>;
@@ -24,7 +26,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let i = wid.x * BR + lid;
   let rowOk = i < params.Tq;
   let row = (b * params.H + h) * params.Tq + min(i, params.Tq - 1u);
-  let rowLse = lse[row];
+  let factor = rowFactor(saved[row]);
   let rowDelta = delta[row];
 
   var qi: array<V, KV>;
@@ -45,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (rowOk) {
       let n = min(BC, kEnd - j0);
       for (var r = 0u; r < n; r++) {
-        // a masked key has P = 0; testing first keeps exp away from a row's NEG lse
+        // a masked key has weight 0; testing first keeps softmax's exp away from a row's NEG lse
         if (visible(i, j0 + r)) {
           var sd = V(0.0);
           var pd = V(0.0);
@@ -53,8 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
             sd += qi[c] * kTile[r * KV + c];
             pd += doi[c] * vTile[r * KV + c];
           }
-          let p = exp(lanesSum(sd) - rowLse);
-          let ds = p * (lanesSum(pd) - rowDelta);
+          let ds = pairGrads(lanesSum(sd), lanesSum(pd), factor, rowDelta).y;
           for (var c = 0u; c < KV; c++) { acc[c] += ds * kTile[r * KV + c]; }
         }
       }
