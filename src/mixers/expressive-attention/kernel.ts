@@ -3,9 +3,6 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
 import forwardBody from '../../../kernels/expressive-attention/forward.wgsl';
 import weights from '../../../kernels/expressive-attention/weights.wgsl';
-import backwardDqBody from '../../../kernels/common/attention-backward-dq.wgsl';
-import backwardDkvBody from '../../../kernels/common/attention-backward-dkv.wgsl';
-import queryTileHelpers from '../../../kernels/common/query-tile.wgsl';
 import recurrentStepBody from '../../../kernels/expressive-attention/recurrent-step.wgsl';
 import recurrentReadoutBody from '../../../kernels/expressive-attention/recurrent-readout.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
@@ -13,6 +10,7 @@ import lanes1 from '../../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../../kernels/common/lanes-4.wgsl';
 import { grid1d, lanesFor, namedInputs, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
+import { registerAttentionBackward } from '../../attention/backward.js';
 
 /**
  * tfjs kernel names. The forward has two outputs: o and the per-row denominator
@@ -46,60 +44,8 @@ tf.registerKernel({
   },
 });
 
-interface GradInputs { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; dO: tf.TensorInfo; z: tf.TensorInfo; delta: tf.TensorInfo }
-
-function gradInputs(inputs: tf.NamedTensorInfoMap): GradInputs {
-  return namedInputs(inputs, 'q', 'k', 'v', 'dO', 'z', 'delta');
-}
-
-tf.registerKernel({
-  kernelName: EXPRESSIVE_ATTENTION_DQ,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const g = gradInputs(inputs);
-    const s = sizesOf(g.q, g.k);
-    const a = attrs as unknown as Attrs;
-    const kernel = attentionKernel('ExpressiveAttentionBackwardDq', [kvTileHelpers, weights, backwardDqBody], s.K);
-    return runKernel(backend as WebGPUBackend, kernel, {
-      inputs: [g.q, g.k, g.v, g.dO, g.z, g.delta],
-      outputs: [g.q.shape],
-      params: attentionParams(s, a.scale, a.causal),
-      workgroups: [Math.ceil(s.Tq / BR), s.H, s.B],
-    })[0]!;
-  },
-});
-
-tf.registerKernel({
-  kernelName: EXPRESSIVE_ATTENTION_DKV,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const g = gradInputs(inputs);
-    const s = sizesOf(g.q, g.k);
-    const a = attrs as unknown as Attrs;
-    const kernel = attentionKernel('ExpressiveAttentionBackwardDkv', [queryTileHelpers, weights, backwardDkvBody], s.K);
-    return runKernel(backend as WebGPUBackend, kernel, {
-      inputs: [g.q, g.k, g.v, g.dO, g.z, g.delta],
-      outputs: [g.k.shape, g.k.shape],
-      params: attentionParams(s, a.scale, a.causal),
-      workgroups: [Math.ceil(s.Tk / BR), s.Hkv, s.B],
-    });
-  },
-});
-
-tf.registerGradient({
-  kernelName: EXPRESSIVE_ATTENTION,
-  inputsToSave: ['q', 'k', 'v'],
-  outputsToSave: [true, true],
-  gradFunc: (dy, saved, attrs) => {
-    const [q, k, v, o, z] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-    const dO = Array.isArray(dy) ? dy[0]! : dy;
-    // delta_i = rowsum(dO_i ∘ o_i), [B, H, Tq]: shared by both backward kernels
-    const delta = tf.sum(tf.mul(dO, o), -1).transpose([0, 2, 1]);
-    const inputs = { q, k, v, dO, z, delta };
-    const dq = tf.engine().runKernel(EXPRESSIVE_ATTENTION_DQ, inputs, attrs) as tf.Tensor;
-    const [dk, dv] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_DKV, inputs, attrs) as tf.Tensor[];
-    return { q: () => dq, k: () => dk!, v: () => dv! };
-  },
+registerAttentionBackward({
+  forward: EXPRESSIVE_ATTENTION, dq: EXPRESSIVE_ATTENTION_DQ, dkv: EXPRESSIVE_ATTENTION_DKV, label: 'ExpressiveAttention', weights,
 });
 
 /**

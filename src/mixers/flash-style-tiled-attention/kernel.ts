@@ -4,14 +4,12 @@ import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
 import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import forwardBody from '../../../kernels/flash-style-tiled-attention/forward.wgsl';
 import weights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
-import backwardDqBody from '../../../kernels/common/attention-backward-dq.wgsl';
-import backwardDkvBody from '../../../kernels/common/attention-backward-dkv.wgsl';
-import queryTileHelpers from '../../../kernels/common/query-tile.wgsl';
 import decodePartialBody from '../../../kernels/flash-style-tiled-attention/decode-partial.wgsl';
 import decodeMergeBody from '../../../kernels/flash-style-tiled-attention/decode-merge.wgsl';
 import { namedInputs, runKernel, type Param } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
 import type { AttentionSizes } from '../../attention/validate.js';
+import { registerAttentionBackward } from '../../attention/backward.js';
 
 /** tfjs kernel names. The forward has two outputs: o and the per-row log-sum-exp. */
 export const FLASH_ATTENTION = 'MixersFlashAttention';
@@ -81,56 +79,4 @@ tf.registerKernel({
   },
 });
 
-interface GradInputs { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; dO: tf.TensorInfo; lse: tf.TensorInfo; delta: tf.TensorInfo }
-
-function gradInputs(inputs: tf.NamedTensorInfoMap): GradInputs {
-  return namedInputs(inputs, 'q', 'k', 'v', 'dO', 'lse', 'delta');
-}
-
-tf.registerKernel({
-  kernelName: FLASH_ATTENTION_DQ,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const g = gradInputs(inputs);
-    const s = sizesOf(g.q, g.k);
-    const kernel = attentionKernel('FlashAttentionBackwardDq', [kvTileHelpers, weights, backwardDqBody], s.K);
-    return runKernel(backend as WebGPUBackend, kernel, {
-      inputs: [g.q, g.k, g.v, g.dO, g.lse, g.delta],
-      outputs: [g.q.shape],
-      params: paramsOf(s, attrs as unknown as Attrs),
-      workgroups: [Math.ceil(s.Tq / BR), s.H, s.B],
-    })[0]!;
-  },
-});
-
-tf.registerKernel({
-  kernelName: FLASH_ATTENTION_DKV,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const g = gradInputs(inputs);
-    const s = sizesOf(g.q, g.k);
-    const kernel = attentionKernel('FlashAttentionBackwardDkv', [queryTileHelpers, weights, backwardDkvBody], s.K);
-    return runKernel(backend as WebGPUBackend, kernel, {
-      inputs: [g.q, g.k, g.v, g.dO, g.lse, g.delta],
-      outputs: [g.k.shape, g.k.shape],
-      params: paramsOf(s, attrs as unknown as Attrs),
-      workgroups: [Math.ceil(s.Tk / BR), s.Hkv, s.B],
-    });
-  },
-});
-
-tf.registerGradient({
-  kernelName: FLASH_ATTENTION,
-  inputsToSave: ['q', 'k', 'v'],
-  outputsToSave: [true, true],
-  gradFunc: (dy, saved, attrs) => {
-    const [q, k, v, o, lse] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-    const dO = Array.isArray(dy) ? dy[0]! : dy;
-    // delta_i = rowsum(dO_i ∘ o_i), [B, H, Tq]: shared by both backward kernels
-    const delta = tf.sum(tf.mul(dO, o), -1).transpose([0, 2, 1]);
-    const inputs = { q, k, v, dO, lse, delta };
-    const dq = tf.engine().runKernel(FLASH_ATTENTION_DQ, inputs, attrs) as tf.Tensor;
-    const [dk, dv] = tf.engine().runKernel(FLASH_ATTENTION_DKV, inputs, attrs) as tf.Tensor[];
-    return { q: () => dq, k: () => dk!, v: () => dv! };
-  },
-});
+registerAttentionBackward({ forward: FLASH_ATTENTION, dq: FLASH_ATTENTION_DQ, dkv: FLASH_ATTENTION_DKV, label: 'FlashAttention', weights });
