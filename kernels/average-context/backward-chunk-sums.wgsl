@@ -1,7 +1,7 @@
 // AverageContext, pass 1 of the backward: level 1 of the gradient's levels, the sum over chunk k
 // of r[t] = dy[t]·∂C/∂c[t]·∂c[t]/∂x, the gradient that reaches x through the context vectors,
 // and with params.pair level 2 (pairs.wgsl). The level-sums kernel builds any levels above.
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and pairs.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl, pairs.wgsl and picks.wgsl
 
 @group(0) @binding(0) var<storage, read> dy: array<V>; // [B, T, D]
 @group(0) @binding(1) var<storage, read> picks: array<VU>; // [B, numChunks, D], the forward's
@@ -19,7 +19,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (slot.valid) {
     let t0 = slot.m * CHUNK;
     let c = Cell(slot.b, slot.m, slot.d, t0, min(t0 + CHUNK, params.seqLen));
-    let packed = select(VU(0u), picks[picksAt(c, c.k)], combinePicks());
+    let packed = picksOf(c, c.k);
     // unconditional loads, clamped to the chunk, as in the forward
     for (var u = 0u; u < CHUNK; u++) {
       let t = min(c.t0 + u, c.t1 - 1u);

@@ -3,19 +3,13 @@
 //         + Σ_{u ≥ t} r[u]   (causal)   or   Σ_u r[u]   (whole-sequence mean)
 // with the partial derivatives from the forward's picks and r's levels from pass 1 and the level
 // sums. Each invocation also looks one step past its chunk for dy[t+1]'s share.
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and levels.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl, levels.wgsl and picks.wgsl
 
 @group(0) @binding(0) var<storage, read> dy: array<V>; // [B, T, D]
 @group(0) @binding(1) var<storage, read> picks: array<VU>; // [B, numChunks, D], the forward's
 @group(0) @binding(2) var<storage, read> levels: array<V>; // [B, rows, D], r's
 @group(0) @binding(3) var<storage, read_write> dx: array<V>; // [B, T, D]
 @group(0) @binding(4) var<uniform> params: Params;
-
-// min/max's packed picks of chunk k (none for mean and the context alone, nor past the last chunk)
-fn picksOf(c: Cell, k: u32) -> VU {
-  if (!combinePicks() || k >= chunksOf(params.seqLen)) { return VU(0u); }
-  return picks[picksAt(c, k)];
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

@@ -4,18 +4,12 @@
 // them once more, for r's total, first):
 //   dx[t] = dy[t]·∂C_t/∂x[t] + dy[t+1]·∂C_{t+1}/∂x[t] (+ dy[0]·∂C_0/∂x[-1] at t = 0)
 //         + Σ_{u ≥ t} r[u]   (causal)   or   Σ_u r[u]   (whole-sequence mean)
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and picks.wgsl
 
 @group(0) @binding(0) var<storage, read> dy: array<V>; // [B, T, D]
 @group(0) @binding(1) var<storage, read> picks: array<VU>; // [B, numChunks, D], the forward's
 @group(0) @binding(2) var<storage, read_write> dx: array<V>; // [B, T, D]
 @group(0) @binding(3) var<uniform> params: Params;
-
-// min/max's packed picks of chunk k (none for mean and the context alone)
-fn picksOf(c: Cell, k: u32) -> VU {
-  if (!combinePicks()) { return VU(0u); }
-  return picks[picksAt(c, k)];
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

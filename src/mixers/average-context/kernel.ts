@@ -9,6 +9,7 @@ import levelsHelpers from '../../../kernels/average-context/levels.wgsl';
 import forwardBody from '../../../kernels/average-context/forward.wgsl';
 import backwardChunkSumsBody from '../../../kernels/average-context/backward-chunk-sums.wgsl';
 import backwardBody from '../../../kernels/average-context/backward.wgsl';
+import picksHelpers from '../../../kernels/average-context/picks.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
 import walkForwardBody from '../../../kernels/average-context/walk-forward.wgsl';
 import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgsl';
@@ -42,10 +43,10 @@ const scanParts = [sizeConstants, grid, combineHelpers, chunkHelpers];
 const KERNELS = {
   levelSums: laneVariants('AverageContextLevelSums', [sizeConstants, grid, chunkHelpers, pairHelpers, levelSumsBody]),
   forward: laneVariants('AverageContextForward', [...scanParts, levelsHelpers, forwardBody]),
-  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [...scanParts, pairHelpers, backwardChunkSumsBody]),
-  backward: laneVariants('AverageContextBackward', [...scanParts, levelsHelpers, backwardBody]),
+  backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [...scanParts, pairHelpers, picksHelpers, backwardChunkSumsBody]),
+  backward: laneVariants('AverageContextBackward', [...scanParts, levelsHelpers, picksHelpers, backwardBody]),
   walkForward: laneVariants('AverageContextWalkForward', [...scanParts, walkForwardBody]),
-  walkBackward: laneVariants('AverageContextWalkBackward', [...scanParts, walkBackwardBody]),
+  walkBackward: laneVariants('AverageContextWalkBackward', [...scanParts, picksHelpers, walkBackwardBody]),
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
 
