@@ -85,21 +85,6 @@ function scanParams(x: tf.TensorInfo, total: number, level: Partial<LevelPass> =
     { u32: level.dst2Base ?? 0 }, { u32: level.pair ? 1 : 0 }];
 }
 
-/**
- * One dispatch of a last pass of the levels scan over `[B, T, D]`: one invocation per
- * (b, chunk, d), or per (b, chunk, group of four channels).
- */
-function runChunkKernel(
-  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
-  constants: Record<string, number>,
-): tf.TensorInfo[] {
-  const [B, T, D] = x.shape as [number, number, number];
-  const total = B * Math.ceil(T / CHUNK) * D / lanesFor(D);
-  return runKernel(backend, kernel[lanesFor(D)], {
-    ...launch, params: scanParams(x, total), constants: { WG, ...constants }, workgroups: grid1d(total, WG),
-  });
-}
-
 /** What a dispatch that writes levels reads and writes: rows of the levels tensor. */
 interface LevelPass { srcBase: number; srcLen: number; dstBase: number; dst2Base: number; pair: boolean }
 
@@ -155,15 +140,20 @@ function scanFor(backend: WebGPUBackend): Scan {
  */
 const WALK_WG = 4;
 
-/** One dispatch of a walk over `[B, T, D]`: one invocation per (b, d), or per (b, group of four channels). */
-function runWalkKernel(
-  backend: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
+/**
+ * One dispatch of a scan's last pass over `[B, T, D]`: one invocation per (b, cell, d), or per
+ * (b, cell, group of four channels), where a cell is a chunk of CHUNK steps for the levels scan
+ * and all T steps for the walk.
+ */
+function runLastPass(
+  backend: WebGPUBackend, scan: Scan, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
-  const [B, , D] = x.shape as [number, number, number];
-  const total = B * D / lanesFor(D);
+  const [B, T, D] = x.shape as [number, number, number];
+  const [cells, wg] = scan === 'walk' ? [1, WALK_WG] : [Math.ceil(T / CHUNK), WG];
+  const total = B * cells * D / lanesFor(D);
   return runKernel(backend, kernel[lanesFor(D)], {
-    ...launch, params: scanParams(x, total), constants: { WG: WALK_WG, ...constants }, workgroups: grid1d(total, WALK_WG),
+    ...launch, params: scanParams(x, total), constants: { WG: wg, ...constants }, workgroups: grid1d(total, wg),
   });
 }
 
@@ -205,11 +195,11 @@ tf.registerKernel({
     const { x } = namedInputs(inputs, 'x');
     const constants = scanConstants(attrs as unknown as Attrs);
     const outputs = [x.shape, picksShape(x)];
-    if (scanFor(gpu) === 'walk') return runWalkKernel(gpu, KERNELS.walkForward, x, { inputs: [x], outputs }, constants);
+    if (scanFor(gpu) === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x], outputs }, constants);
     const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
       { FROM_X: 1 }, levelPasses(x.shape[1]!)[0]!);
     fillUpperLevels(gpu, x, levels!);
-    const [y, picks] = runChunkKernel(gpu, KERNELS.forward, x, { inputs: [x, levels!], outputs }, constants);
+    const [y, picks] = runLastPass(gpu, 'levels', KERNELS.forward, x, { inputs: [x, levels!], outputs }, constants);
     gpu.disposeData(levels!.dataId);
     return [y!, picks!];
   },
@@ -222,11 +212,13 @@ tf.registerKernel({
     const gpu = backend as WebGPUBackend;
     const constants = scanConstants(attrs as unknown as Attrs);
     const { dy, picks } = namedInputs(inputs, 'dy', 'picks');
-    if (scanFor(gpu) === 'walk') return runWalkKernel(gpu, KERNELS.walkBackward, dy, { inputs: [dy, picks], outputs: [dy.shape] }, constants)[0]!;
+    if (scanFor(gpu) === 'walk') {
+      return runLastPass(gpu, 'walk', KERNELS.walkBackward, dy, { inputs: [dy, picks], outputs: [dy.shape] }, constants)[0]!;
+    }
     const [levels] = runLevelKernel(gpu, KERNELS.backwardChunkSums, dy, { inputs: [dy, picks], outputs: [levelsShape(dy)] },
       constants, levelPasses(dy.shape[1]!)[0]!);
     fillUpperLevels(gpu, dy, levels!);
-    const [dx] = runChunkKernel(gpu, KERNELS.backward, dy, { inputs: [dy, picks, levels!], outputs: [dy.shape] }, constants);
+    const [dx] = runLastPass(gpu, 'levels', KERNELS.backward, dy, { inputs: [dy, picks, levels!], outputs: [dy.shape] }, constants);
     gpu.disposeData(levels!.dataId);
     return dx!;
   },
