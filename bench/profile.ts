@@ -16,9 +16,10 @@ import {
 } from './cases.js';
 import { SCAN_BYTES, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
-import { fence, median, type FenceInternals } from './timing.js';
+import { fence, median } from './timing.js';
 import { startWebGPU } from './webgpu.js';
 import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
+import { backendInternals } from '../src/webgpu/internals.js';
 
 const SEED = 7;
 const WALL_RUNS = 20;
@@ -103,19 +104,13 @@ async function wallMs(run: () => tf.TensorContainer): Promise<number> {
   return ms;
 }
 
-/** The members of tfjs-backend-webgpu 4.22's backend that {@link onePassMs} drives besides a fence's (private in its typings). */
-interface PassInternals extends FenceInternals {
-  computePassEncoder: GPUComputePassEncoder | null;
-  ensureCommandEncoderReady(): void;
-}
-
 /**
  * GPU time of a whole case recorded into one compute pass, as it runs outside `tf.time`: one
  * timestamp pair around all its dispatches, with the barriers between them and without a pass
  * per dispatch. NaN when the case ended the pass itself (a copy or a readback in it).
  */
 async function onePassMs(run: () => tf.TensorContainer): Promise<number> {
-  const b = backend as unknown as PassInternals;
+  const b = backendInternals(backend, 'bench profile');
   await fence(backend);
   b.ensureCommandEncoderReady();
   const querySet = b.device.createQuerySet({ type: 'timestamp', count: 2 });

@@ -1,20 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-
-/** The members of tfjs-backend-webgpu 4.22's backend that a fence needs (private in its typings). */
-export interface FenceInternals {
-  device: GPUDevice;
-  commandEncoder: GPUCommandEncoder | null;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-}
+import { backendInternals } from '../src/webgpu/internals.js';
 
 /**
  * Submits whatever tfjs has recorded but not yet submitted, then waits until the GPU has
  * finished all submitted work. Costs no readback, so a sample measures compute, not copies.
  */
 export async function fence(backend: WebGPUBackend): Promise<void> {
-  const b = backend as unknown as FenceInternals;
+  const b = backendInternals(backend, 'bench fence');
   // tfjs batches up to WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches before it submits
   if (b.commandEncoder) {
     b.endComputePassEncoder();

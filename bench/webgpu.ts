@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
 
 /**
@@ -19,5 +20,7 @@ export async function startWebGPU(
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels
   tf.env().set('WEBGPU_CPU_FORWARD', false);
-  return { gpu, backend: tf.backend() as unknown as WebGPUBackend };
+  // fail here, naming the member and version, if this tfjs-backend-webgpu lacks what the runtime drives
+  backendInternals(tf.backend(), who);
+  return { gpu, backend: tf.backend() as WebGPUBackend };
 }

@@ -24,7 +24,7 @@ const y = model.predict(tf.tensor2d([[1, 2, 3, 4, 5]]));
 if (y.shape.join() !== '1,5,10') throw new Error(`unexpected shape ${y.shape}`);
 const m = await ops.causalGeneration(tf.tensor3d([[[1], [3], [0]]])).data();
 if (Array.from(m).join() !== '1,1,0') throw new Error(`unexpected values ${m}`);
-if (CausalGeneration.className !== 'CausalGeneration') throw new Error('class export missing');
+if (CausalGeneration.className !== 'tfjs-mixers>CausalGeneration') throw new Error('class export missing');
 console.log('pack-test: ESM import ran a model with AverageContext');
 JS
 cat > cjs.cjs <<'JS'
@@ -37,5 +37,25 @@ tf.setBackend('cpu').then(() => {
   console.log('pack-test: CJS require ran a CausalGeneration layer');
 });
 JS
+cat > dual.mjs <<'JS'
+// both builds in one process (an ESM app with a CJS dependency that requires the library):
+// each kernel and gradient registers once, and nothing warns about it
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs';
+const warnings = [];
+const warn = console.warn;
+console.warn = (...args) => { warnings.push(args.join(' ')); };
+const esm = await import('tfjs-mixers');
+const cjs = createRequire(import.meta.url)('tfjs-mixers');
+console.warn = warn;
+if (esm === cjs) throw new Error('pack-test: import and require gave the same module; expected dist/index.js and dist/index.cjs');
+if (warnings.length > 0) throw new Error(`pack-test: loading both builds warned:\n${warnings.join('\n')}`);
+for (const name of ['MixersCausalGeneration', 'MixersFlashAttention', 'MixersSelectiveScan']) {
+  if (!tf.getKernel(name, 'webgpu')) throw new Error(`pack-test: kernel ${name} is not registered for webgpu`);
+}
+if (!tf.getGradient('MixersFlashAttention')) throw new Error('pack-test: the MixersFlashAttention gradient is not registered');
+console.log('pack-test: the ESM and CJS builds loaded together register each kernel once, without warnings');
+JS
 node esm.mjs
 node cjs.cjs
+node dual.mjs

@@ -15,44 +15,9 @@
  *
  * @packageDocumentation
  */
-import * as causalGenerationOps from './mixers/causal-generation/op.js';
-import * as averageContextOps from './mixers/average-context/op.js';
-import * as flashAttentionOps from './mixers/flash-style-tiled-attention/op.js';
-import * as blockSparseOps from './mixers/block-sparse/op.js';
-import * as expressiveAttentionOps from './mixers/expressive-attention/op.js';
-import * as selectiveSSMOps from './mixers/selective-ssm/op.js';
-import * as causalGenerationLayer from './mixers/causal-generation/layer.js';
-import * as averageContextLayer from './mixers/average-context/layer.js';
-import * as flashAttentionLayer from './mixers/flash-style-tiled-attention/layer.js';
-import * as blockSparseLayer from './mixers/block-sparse/layer.js';
-import * as expressiveAttentionLayer from './mixers/expressive-attention/layer.js';
-import * as selectiveSSMLayer from './mixers/selective-ssm/layer.js';
+export * as ops from './ops.js';
 
-/** Differentiable functional ops, one per mixer (shapes as in each op's docs). */
-export const ops = {
-  causalGeneration: causalGenerationOps.causalGeneration,
-  causalGenerationStep: causalGenerationOps.causalGenerationStep,
-  averageContext: averageContextOps.averageContext,
-  averageContextStep: averageContextOps.averageContextStep,
-  causalMean: averageContextOps.causalMean,
-  flashAttention: flashAttentionOps.flashAttention,
-  blockSparseAttention: blockSparseOps.blockSparseAttention,
-  expressiveAttention: expressiveAttentionOps.expressiveAttention,
-  expressiveAttentionRecurrentStep: expressiveAttentionOps.expressiveAttentionRecurrentStep,
-  selectiveScan: selectiveSSMOps.selectiveScan,
-  selectiveScanWithState: selectiveSSMOps.selectiveScanWithState,
-  selectiveScanStep: selectiveSSMOps.selectiveScanStep,
-};
-
-/** Layer factories, lowerCamelCase as `tf.layers.*`. */
-export const layers = {
-  causalGeneration: causalGenerationLayer.causalGeneration,
-  averageContext: averageContextLayer.averageContext,
-  flashStyleTiledAttention: flashAttentionLayer.flashStyleTiledAttention,
-  blockSparse: blockSparseLayer.blockSparse,
-  expressiveAttention: expressiveAttentionLayer.expressiveAttention,
-  selectiveSSM: selectiveSSMLayer.selectiveSSM,
-};
+export * as layers from './layers.js';
 
 export { CausalGeneration } from './mixers/causal-generation/layer.js';
 export type { CausalGenerationArgs, CausalGenerationState } from './mixers/causal-generation/layer.js';
@@ -67,9 +32,12 @@ export type { BlockSparseAttentionOptions } from './mixers/block-sparse/op.js';
 export { DEFAULT_LAYOUT, drawBlockSparseLayout, visibleKeys } from './mixers/block-sparse/layout.js';
 export type { BlockSparseLayout } from './mixers/block-sparse/layout.js';
 export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
-export type { AverageContextOptions, Combine } from './mixers/average-context/op.js';
+export type {
+  AverageContextOptions, AverageContextStepOptions, CausalMeanOptions, Combine,
+} from './mixers/average-context/op.js';
 export type { FlashAttentionOptions, Split } from './mixers/flash-style-tiled-attention/op.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
+export type { MixerLayerArgs } from './layers/mixer-layer.js';
 export type { Implementation } from './validate.js';
 export { ExpressiveAttention } from './mixers/expressive-attention/layer.js';
 export type {

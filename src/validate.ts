@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { INTERNALS_WARNING, internalsError, missingInternal, warnOnce } from './webgpu/internals.js';
 
 /**
  * Which implementation an op or layer runs.
@@ -11,11 +12,28 @@ export type Implementation = 'auto' | 'webgpu' | 'reference';
 /** Every {@link Implementation}, for option checks. */
 export const IMPLEMENTATIONS: readonly Implementation[] = ['auto', 'webgpu', 'reference'];
 
-function describe(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(', ')}]`;
-  if (typeof value === 'string') return `'${value}'`;
+/** A shape as tfjs prints it in messages, with unknown dimensions as `null`: `[null, 16]`. */
+export function formatShape(shape: ReadonlyArray<number | null | undefined>): string {
+  return `[${shape.map((d) => (d == null ? 'null' : String(d))).join(', ')}]`;
+}
+
+/**
+ * A received value, for error messages: a tensor's dtype and shape (with the right article),
+ * a string quoted, an array element by element, and anything else with its type.
+ */
+export function describe(value: unknown): string {
+  if (value instanceof tf.Tensor) {
+    return `${/^[aeiou]/.test(value.dtype) ? 'an' : 'a'} ${value.dtype} tensor of shape ${formatShape(value.shape)}`;
+  }
+  if (typeof value === 'string') return `'${value}' (a string)`;
   if (Array.isArray(value)) return `[${value.map(describe).join(', ')}]`;
-  return String(value);
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'object') {
+    const keys = Object.keys(value);
+    return keys.length === 0 ? 'an empty object' : `an object with keys ${keys.map((k) => `'${k}'`).join(', ')}`;
+  }
+  return `${String(value)} (a ${typeof value})`;
 }
 
 /** An `Error` whose message starts with the op's name, as tfjs's own argument errors do. */
@@ -34,11 +52,33 @@ export function checkOneOf<T extends string>(
   return v;
 }
 
-/** Throws for an option `op` does not know, listing the ones it does. */
-export function checkOptionNames(op: string, options: object, known: readonly string[]): void {
+/**
+ * The option names of an options interface `T`, from a record the compiler checks to name
+ * every key of `T` and nothing else, for {@link checkOptionNames}.
+ *
+ * @example
+ * ```ts
+ * interface ScaleOptions { scale?: number; implementation?: Implementation }
+ * const SCALE_OPTIONS = optionNames<ScaleOptions>({ scale: true, implementation: true }); // ['scale', 'implementation']
+ * ```
+ */
+export function optionNames<T extends object>(names: Record<keyof T, true>): readonly string[] {
+  return Object.keys(names);
+}
+
+/**
+ * Throws unless `options` is an object (or `undefined`) whose every key is one of `known`,
+ * naming the first unknown option and listing the known ones.
+ */
+export function checkOptionNames(op: string, options: unknown, known: readonly string[]): void {
+  const list = known.map((k) => `'${k}'`).join(', ');
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object' || Array.isArray(options) || options instanceof tf.Tensor) {
+    throw argumentError(op, `argument 'options' must be an object with some of the options ${list}; received ${describe(options)}.`);
+  }
   for (const name of Object.keys(options)) {
     if (!known.includes(name)) {
-      throw argumentError(op, `unknown option '${name}'; the options are ${known.map((k) => `'${k}'`).join(', ')}.`);
+      throw argumentError(op, `unknown option '${name}'; the options are ${list}.`);
     }
   }
 }
@@ -46,7 +86,7 @@ export function checkOptionNames(op: string, options: object, known: readonly st
 /** Returns `value` when it is a positive integer, else throws naming the argument. */
 export function checkPositiveInteger(op: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw argumentError(op, `argument '${name}' must be a positive integer; received ${String(value)}.`);
+    throw argumentError(op, `argument '${name}' must be a positive integer; received ${describe(value)}.`);
   }
   return value;
 }
@@ -58,33 +98,56 @@ export function checkBoolean(op: string, name: string, value: boolean | undefine
   return v;
 }
 
+/** The dimensions that may be 0: an op given an empty batch or sequence returns an empty or zero result. */
+const MAY_BE_EMPTY: readonly string[] = ['B', 'T', 'Tq', 'Tk'];
+
 /**
  * Checks that `x` is a float32 tensor of the given rank, naming the dimensions (`layout`,
- * e.g. `['B', 'T', 'D']`) in the message, and that no dimension is empty.
+ * e.g. `['B', 'T', 'D']`) in the message. The batch and sequence dimensions (`B`, `T`, `Tq`,
+ * `Tk`) may be 0; every other dimension must be at least 1.
  */
 export function checkTensor<R extends tf.Rank>(op: string, name: string, x: unknown, layout: string[]): tf.Tensor<R> {
-  const expected = `a float32 tensor of rank ${layout.length} [${layout.join(', ')}]`;
-  if (!(x instanceof tf.Tensor)) throw argumentError(op, `argument '${name}' must be ${expected}; received ${describe(x)}.`);
-  if (x.rank !== layout.length) {
-    throw argumentError(op, `argument '${name}' must be ${expected}; received rank ${x.rank}, shape [${x.shape.join(', ')}].`);
+  const layoutText = `[${layout.join(', ')}]`;
+  if (!(x instanceof tf.Tensor) || x.rank !== layout.length || x.dtype !== 'float32') {
+    const cast = x instanceof tf.Tensor && x.rank === layout.length ? ` Cast it with tf.cast(${name}, 'float32').` : '';
+    throw argumentError(op, `argument '${name}' must be a float32 tensor of rank ${layout.length} ${layoutText}; received ${describe(x)}.${cast}`);
   }
-  if (x.dtype !== 'float32') {
-    throw argumentError(op, `argument '${name}' must be ${expected}; received dtype ${x.dtype}. Cast it with tf.cast(${name}, 'float32').`);
+  const empty = layout.findIndex((d, i) => x.shape[i] === 0 && !MAY_BE_EMPTY.includes(d));
+  if (empty >= 0) {
+    throw argumentError(op, `argument '${name}' ${layoutText} must have ${layout[empty]} ≥ 1 (dimension ${empty}); received ${describe(x)}.`);
   }
-  if (x.size === 0) throw argumentError(op, `argument '${name}' must not be empty; received shape [${x.shape.join(', ')}].`);
   return x as tf.Tensor<R>;
 }
 
 /** Throws unless `x` has exactly `shape`. */
 export function checkShape(op: string, name: string, x: tf.Tensor, shape: number[], layout: string[]): void {
   if (!tf.util.arraysEqual(x.shape, shape)) {
-    throw argumentError(op, `argument '${name}' must have shape [${layout.join(', ')}] = [${shape.join(', ')}]; received [${x.shape.join(', ')}].`);
+    throw argumentError(op, `argument '${name}' must have shape [${layout.join(', ')}] = ${formatShape(shape)}; received ${formatShape(x.shape)}.`);
   }
 }
 
 /**
+ * Zeros of `shape` that tf.grad differentiates with respect to `inputs`, each gradient zeros of
+ * that input's shape: what an op returns, without launching a kernel, when its output is empty
+ * or no output sees any input (an empty batch, sequence or KV cache). A plain `tf.zeros` would
+ * have no path to the inputs, and tf.grad would throw.
+ *
+ * @example
+ * ```ts
+ * const q = tf.ones([1, 2, 4, 8]);
+ * const dq = tf.grad((t) => tf.sum(differentiableZeros([1, 2, 4, 8], [t])))(q);   // zeros [1, 2, 4, 8]
+ * ```
+ */
+export function differentiableZeros<R extends tf.Rank>(shape: number[], inputs: readonly tf.Tensor[]): tf.Tensor<R> {
+  const f = tf.customGrad(() => ({ value: tf.zeros(shape), gradFunc: () => inputs.map((x) => tf.zeros(x.shape)) }));
+  return f(...inputs) as tf.Tensor<R>;
+}
+
+/**
  * Resolves `implementation` to whether the WGSL kernel runs, throwing for an unknown value
- * or for `'webgpu'` while another backend is active.
+ * or for `'webgpu'` while another backend is active. When the webgpu backend lacks a private
+ * member the kernels drive (another tfjs-backend-webgpu version), `'webgpu'` throws naming the
+ * member and the version, and `'auto'` runs the reference, warning once per process.
  */
 export function useKernel(op: string, implementation: Implementation | undefined): boolean {
   const impl = checkOneOf(op, 'implementation', implementation, IMPLEMENTATIONS, 'auto');
@@ -93,7 +156,12 @@ export function useKernel(op: string, implementation: Implementation | undefined
     throw argumentError(op, `implementation 'webgpu' needs the 'webgpu' backend; the active backend is '${backend}'. ` +
       `Import '@tensorflow/tfjs-backend-webgpu' and await tf.setBackend('webgpu'), or use implementation 'auto'.`);
   }
-  return impl === 'webgpu' || (impl === 'auto' && backend === 'webgpu');
+  if (impl === 'reference' || backend !== 'webgpu') return false;
+  const missing = missingInternal(tf.backend());
+  if (missing === null) return true;
+  if (impl === 'webgpu') throw internalsError(op, missing);
+  warnOnce(INTERNALS_WARNING, `${internalsError(op, missing).message} Running the tfjs-ops reference instead.`);
+  return false;
 }
 
 /** Checks one decode token of a layer's `step`: a float32 `[B, D]` tensor with the layer's D. */

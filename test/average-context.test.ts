@@ -7,7 +7,7 @@ import {
 } from './oracle/average-context.js';
 import { mixerProperties, shapes, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
+import { REFERENCE_BACKENDS, describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
 import { SCAN_FLAG, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
@@ -26,7 +26,7 @@ const mixer: MixerUnderTest<{ previous: tf.Tensor2D; sum: tf.Tensor2D; position:
   layer: (args) => layers.averageContext(args as ConstructorParameters<typeof AverageContext>[0]),
 };
 
-mixerProperties(mixer, 'cpu');
+for (const backend of REFERENCE_BACKENDS) mixerProperties(mixer, backend);
 mixerProperties(mixer, 'webgpu');
 
 /** Runs `f` with AverageContext's kernels set to `scan`, whatever the adapter would choose. */
@@ -115,7 +115,7 @@ for (const scan of ['levels', 'walk'] as const) {
   });
 }
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'AverageContext layer', () => {
     itRoundTrips(() => layers.averageContext({ combine: 'min' }), { combine: 'min', causal: true, projection: true });
     itRoundTrips(() => layers.averageContext({ combine: 'mean', causal: false }), { combine: 'mean', causal: false });
@@ -132,12 +132,12 @@ describe('averageContext input checks', () => {
 
   it('names the argument, the expectation and what it received', () => {
     expect(() => ops.averageContext(tf.zeros([1, 2, 3, 4]) as unknown as tf.Tensor3D))
-      .toThrow(/averageContext: argument 'x' must be a float32 tensor of rank 3 \[B, T, D\]; received rank 4/);
-    expect(() => ops.causalMean(tf.zeros([1, 4, 3], 'bool') as tf.Tensor3D)).toThrow(/causalMean: argument 'x' .* received dtype bool/);
+      .toThrow(/averageContext: argument 'x' must be a float32 tensor of rank 3 \[B, T, D\]; received a float32 tensor of shape \[1, 2, 3, 4\]/);
+    expect(() => ops.causalMean(tf.zeros([1, 4, 3], 'bool') as tf.Tensor3D)).toThrow(/causalMean: argument 'x' .* received a bool tensor of shape \[1, 4, 3\]/);
     expect(() => ops.averageContext(x, { combine: 'sum' as Combine }))
       .toThrow(/option 'combine' must be one of 'max', 'min', 'mean'; received 'sum'/);
     expect(() => ops.averageContext(x, { causal: 'yes' as unknown as boolean })).toThrow(/option 'causal' must be a boolean; received 'yes'/);
-    expect(() => ops.averageContext(tf.zeros([1, 0, 3]) as tf.Tensor3D)).toThrow(/argument 'x' must not be empty/);
+    expect(() => ops.averageContext(tf.zeros([1, 3, 0]) as tf.Tensor3D)).toThrow(/argument 'x' \[B, T, D\] must have D ≥ 1/);
     expect(() => ops.averageContextStep(x.reshape([4, 3]) as tf.Tensor2D, tf.zeros([4, 3]) as tf.Tensor2D, tf.zeros([4, 3]) as tf.Tensor2D, -1))
       .toThrow(/argument 'position' must be a non-negative integer; received -1/);
   });

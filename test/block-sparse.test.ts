@@ -10,7 +10,7 @@ import {
 import { flashAttention } from '../src/mixers/flash-style-tiled-attention/op.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
 const ROWS = 64;
@@ -185,7 +185,7 @@ describe('block-sparse layout', () => {
   });
 });
 
-describeOn('cpu', 'blockSparseAttention', () => {
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'blockSparseAttention', () => {
   it('reference matches the float64 oracle under the block mask, forward and gradients', async () => {
     await fc.assert(fc.asyncProperty(cases, async (c) => {
       const wants = oracles(c);
@@ -303,7 +303,7 @@ describe('blockSparseAttention input checks', () => {
 /** A layout sparse enough at the tests' lengths (T 7 to 16) for the mask to matter. */
 const SMALL_LAYOUT = { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 3 };
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'BlockSparse layer', () => {
     itRoundTrips(() => blockSparse({ numHeads: 4, numKvHeads: 2, layout: SMALL_LAYOUT }),
       { numHeads: 4, numKvHeads: 2, headDim: null, useBias: true, implementation: 'auto', layout: SMALL_LAYOUT });

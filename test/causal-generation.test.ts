@@ -4,7 +4,7 @@ import { CausalGeneration, layers, ops, type Implementation, type Reduce } from 
 import { causalGenerationGradOracle, causalGenerationOracle } from './oracle/causal-generation.js';
 import { mixerProperties, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { describeOn } from './helpers.js';
+import { REFERENCE_BACKENDS, describeOn } from './helpers.js';
 
 const reduces: Reduce[] = ['min', 'max', 'mean'];
 
@@ -19,10 +19,10 @@ const mixer: MixerUnderTest<{ previous: tf.Tensor2D; position: number }> = {
   layer: (args) => layers.causalGeneration(args as ConstructorParameters<typeof CausalGeneration>[0]),
 };
 
-mixerProperties(mixer, 'cpu');
+for (const backend of REFERENCE_BACKENDS) mixerProperties(mixer, backend);
 mixerProperties(mixer, 'webgpu');
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'CausalGeneration layer', () => {
     itRoundTrips(() => layers.causalGeneration({ reduce: 'max' }), { reduce: 'max', projection: true, implementation: 'auto' });
     itRoundTrips(() => layers.causalGeneration({ reduce: 'mean', projection: false }), { reduce: 'mean', projection: false });
@@ -49,9 +49,9 @@ describe('causalGeneration input checks', () => {
 
   it('names the argument, the expectation and what it received', () => {
     expect(() => ops.causalGeneration(tf.zeros([4, 3]) as unknown as tf.Tensor3D))
-      .toThrow(/causalGeneration: argument 'x' must be a float32 tensor of rank 3 \[B, T, D\]; received rank 2, shape \[4, 3\]/);
+      .toThrow(/causalGeneration: argument 'x' must be a float32 tensor of rank 3 \[B, T, D\]; received a float32 tensor of shape \[4, 3\]\./);
     expect(() => ops.causalGeneration(tf.zeros([1, 4, 3], 'int32') as tf.Tensor3D))
-      .toThrow(/argument 'x' must be a float32 tensor .* received dtype int32/);
+      .toThrow(/argument 'x' must be a float32 tensor .* received an int32 tensor of shape \[1, 4, 3\]/);
     expect(() => ops.causalGeneration([[[1]]] as unknown as tf.Tensor3D)).toThrow(/argument 'x' must be a float32 tensor/);
     expect(() => ops.causalGeneration(x, { reduce: 'median' as Reduce }))
       .toThrow(/option 'reduce' must be one of 'min', 'max', 'mean'; received 'median'/);

@@ -11,7 +11,7 @@ import {
   expressiveAttentionGradOracle, expressiveAttentionOracle, type AttentionShape,
 } from './oracle/attention.js';
 import {
-  EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
 } from './helpers.js';
 
 /**
@@ -281,7 +281,7 @@ function stepOracle(c: StepCase) {
   return { wants: [o, M, z], pieces };
 }
 
-describeOn('cpu', 'expressiveAttention', () => {
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'expressiveAttention', () => {
   it('reference matches the float64 oracle, forward and gradients', async () => {
     await fc.assert(fc.asyncProperty(cases, async (c) => {
       const wants = oracles(c);
@@ -582,7 +582,7 @@ async function decodeTolerance(layer: tf.layers.Layer, x: Float32Array, B: numbe
   return tol;
 }
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'ExpressiveAttention layer', () => {
     itRoundTrips(() => expressiveAttention({ numHeads: 4, numKvHeads: 2, epsilon: 0.01, decode: 'recurrent' }),
       { numHeads: 4, numKvHeads: 2, headDim: null, useBias: true, implementation: 'auto', epsilon: 0.01, decode: 'recurrent' });

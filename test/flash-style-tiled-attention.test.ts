@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /**
  * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
@@ -50,7 +50,7 @@ function run(c: Case, impl: Implementation, spread = 1, split: 'auto' | 'never' 
   });
 }
 
-describeOn('cpu', 'flashAttention', () => {
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'flashAttention', () => {
   it('reference matches the float64 oracle, forward and gradients', async () => {
     await fc.assert(fc.asyncProperty(cases, async (c) => {
       const { s, qs, ks, vs, dOs } = inputs(c);
@@ -201,16 +201,16 @@ describe('flashAttention input checks', () => {
     expect(() => ops.flashAttention(q, kv3, tf.zeros([1, 6, 3, 8]) as tf.Tensor4D))
       .toThrow(/argument 'v' must have the shape of 'k' \[B, Tk, Hkv, K\] = \[1, 5, 3, 8\]; received \[1, 6, 3, 8\]/);
     expect(() => ops.flashAttention(tf.zeros([4, 6, 8]) as unknown as tf.Tensor4D, kv3, kv3))
-      .toThrow(/argument 'q' must be a float32 tensor of rank 4 \[B, Tq, H, K\]; received rank 3/);
+      .toThrow(/argument 'q' must be a float32 tensor of rank 4 \[B, Tq, H, K\]; received a float32 tensor of shape \[4, 6, 8\]/);
     expect(() => ops.flashAttention(q, kv3, kv3, { causal: true, dropout: 0.1 } as never))
       .toThrow(/unknown option 'dropout'; the options are 'causal', 'scale', 'split', 'implementation'/);
     expect(() => ops.flashAttention(q, kv3, kv3, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
     expect(() => ops.flashAttention(tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D))
-      .toThrow(/the head dimension K must be at most 256; received 300/);
+      .toThrow(/the head dimension K of 'q', 'k' and 'v' must be at most 256; received 300/);
   });
 });
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'FlashStyleTiledAttention layer', () => {
     itRoundTrips(() => layers.flashStyleTiledAttention({ numHeads: 4, numKvHeads: 2 }),
       { numHeads: 4, numKvHeads: 2, headDim: null, useBias: true, implementation: 'auto' });

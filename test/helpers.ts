@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
+// in Node the wasm backend loads its .wasm binary from node_modules by itself
+import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HOW_TO_GET_AN_ADAPTER, type InstalledWebGPU } from '../src/node.js';
 import { mulberry32 } from '../examples/shared/random.js';
@@ -14,12 +16,18 @@ export function webgpuAdapter(): InstalledWebGPU | null {
   return (globalThis as { __mixersWebGPU?: InstalledWebGPU | null }).__mixersWebGPU ?? null;
 }
 
+/** The backends the tests run on: the two reference-only ones, and webgpu (kernels and reference). */
+export type TestBackend = 'cpu' | 'wasm' | 'webgpu';
+
+/** The backends that run only the reference path, where reference properties are checked. */
+export const REFERENCE_BACKENDS = ['cpu', 'wasm'] as const;
+
 /**
  * A describe block that runs on the given backend. Without a WebGPU adapter, webgpu blocks
  * fail under CI=true (kernel tests must never silently skip there) and are skipped, with the
  * reason, elsewhere.
  */
-export function describeOn(backend: 'cpu' | 'webgpu', name: string, body: () => void): void {
+export function describeOn(backend: TestBackend, name: string, body: () => void): void {
   const title = `${name} [${backend}]`;
   if (backend === 'webgpu' && !webgpuAdapter()) {
     if (process.env.CI === 'true') {
@@ -59,7 +67,9 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i]! - b[i]!);
-    if (!(d <= m)) m = d; // NaN propagates as the maximum
+    // NaN is the maximum: a later finite difference must not hide it
+    if (Number.isNaN(d)) return NaN;
+    if (d > m) m = d;
   }
   return m;
 }

@@ -6,7 +6,7 @@ import { expect, it } from 'vitest';
 import type { Implementation } from '../src/index.js';
 import type { Shape3 } from './oracle/causal-generation.js';
 import {
-  EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededIntegers,
+  type TestBackend, EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededIntegers,
   seededUniform, values,
 } from './helpers.js';
 
@@ -59,7 +59,7 @@ function gradOf(f: (x: tf.Tensor3D) => tf.Tensor3D, x: tf.Tensor3D, dy: tf.Tenso
 }
 
 /** The backends' shared properties, run on `backend`. */
-export function mixerProperties<S extends tf.TensorContainer>(m: MixerUnderTest<S>, backend: 'cpu' | 'webgpu'): void {
+export function mixerProperties<S extends tf.TensorContainer>(m: MixerUnderTest<S>, backend: TestBackend): void {
   const implementations: Implementation[] = backend === 'webgpu' ? ['webgpu', 'reference'] : ['reference'];
 
   describeOn(backend, m.name, () => {

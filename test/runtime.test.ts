@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ops } from '../src/index.js';
 import { grid1d, runKernel } from '../src/webgpu/runtime.js';
 import { describeOn, maxAbsDiff, values } from './helpers.js';
@@ -16,6 +16,20 @@ describe('grid1d', () => {
       expect(z).toBe(1);
       expect(x * y * 256).toBeGreaterThanOrEqual(count);
     }
+  });
+});
+
+describe('kernel registration', () => {
+  it('loading the library a second time registers each kernel and gradient once, without warnings', async () => {
+    await import('../src/index.js');
+    const warn = vi.spyOn(console, 'warn');
+    // a second copy of every module but tfjs's, as when both the ESM and the CJS build are loaded
+    vi.resetModules();
+    await import('../src/index.js');
+    expect(warn.mock.calls).toEqual([]);
+    warn.mockRestore();
+    expect(tf.getKernel('MixersAverageContext', 'webgpu')).toBeDefined();
+    expect(tf.getGradient('MixersFlashAttention')).toBeDefined();
   });
 });
 

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { EPS32, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /** A built layer's weights by their short names, as float32 arrays. */
 async function weightsOf(layer: tf.layers.Layer): Promise<Map<string, Float32Array>> {
@@ -105,7 +105,7 @@ const cases = fc.record({
   seed: fc.nat(),
 });
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'SelectiveSSM layer', () => {
     const implementations: Implementation[] = backend === 'webgpu' ? ['webgpu', 'reference'] : ['reference'];
 
@@ -258,10 +258,10 @@ describe('SelectiveSSM argument and input checks', () => {
 
   it('names the argument, the expectation and what it received', () => {
     const make = (args: Record<string, unknown>) => () => layers.selectiveSSM(args as SelectiveSSMArgs);
-    expect(make({ expand: 0 })).toThrow(/SelectiveSSM: argument 'expand' must be a positive integer; received 0\./);
+    expect(make({ expand: 0 })).toThrow(/SelectiveSSM: argument 'expand' must be a positive integer; received 0 \(a number\)\./);
     expect(make({ stateSize: 1.5 })).toThrow(/argument 'stateSize' must be a positive integer; received 1.5/);
     expect(make({ dtRank: -1 })).toThrow(/argument 'dtRank' must be a positive integer; received -1/);
-    expect(make({ convKernel: '4' })).toThrow(/argument 'convKernel' must be a positive integer; received 4/);
+    expect(make({ convKernel: '4' })).toThrow(/argument 'convKernel' must be a positive integer; received '4' \(a string\)/);
     expect(make({ dtMin: 0 })).toThrow(/argument 'dtMin' must be a finite number > 0; received 0/);
     expect(make({ dtMin: 0.1, dtMax: 0.01 })).toThrow(/argument 'dtMax' must be a finite number ≥ 0.1; received 0.01/);
     expect(make({ dtInitFloor: NaN })).toThrow(/argument 'dtInitFloor' must be a finite number ≥ 0; received NaN/);
@@ -274,16 +274,16 @@ describe('SelectiveSSM argument and input checks', () => {
     const layer = built({ stateSize: 2 }, 8);
     expect(() => layer.apply(tf.zeros([1, 5, 6])))
       .toThrow(/SelectiveSSM: argument 'inputs' must have shape \[B, T, D\] = \[1, 5, 8\]; received \[1, 5, 6\]/);
-    expect(() => layer.apply(tf.zeros([1, 5, 8], 'int32'))).toThrow(/argument 'inputs' .* received dtype int32/);
+    expect(() => layer.apply(tf.zeros([1, 5, 8], 'int32'))).toThrow(/argument 'inputs' .* received an int32 tensor of shape \[1, 5, 8\]/);
     const state = layer.initState(2);
     expect(() => layer.step(tf.zeros([2, 6]) as tf.Tensor2D, state))
       .toThrow(/SelectiveSSM.step: argument 'x' must be a float32 tensor \[B, D\] = \[B, 8\]; received a float32 tensor of shape \[2, 6\]/);
-    expect(() => layer.step(tf.zeros([2, 8], 'int32') as tf.Tensor2D, state)).toThrow(/received a int32 tensor/);
+    expect(() => layer.step(tf.zeros([2, 8], 'int32') as tf.Tensor2D, state)).toThrow(/received an int32 tensor/);
     expect(() => layer.step(tf.zeros([3, 8]) as tf.Tensor2D, state))
       .toThrow(/SelectiveSSM.step: argument 'state.conv' must have shape \[B, dConv − 1, E\] = \[3, 3, 16\]; received \[2, 3, 16\]/);
     expect(() => layer.step(tf.zeros([2, 8]) as tf.Tensor2D, { conv: state.conv } as SelectiveSSMState))
       .toThrow(/argument 'state.ssm' must be a float32 tensor of rank 3 \[B, E, N\]; received undefined/);
-    expect(() => layer.initState(0)).toThrow(/SelectiveSSM.initState: argument 'batch' must be a positive integer; received 0/);
+    expect(() => layer.initState(-1)).toThrow(/SelectiveSSM.initState: argument 'batch' must be a non-negative integer; received -1/);
     tf.dispose(state);
     layer.dispose();
   });

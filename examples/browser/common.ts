@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
+import { backendInternals } from '../../src/webgpu/internals.js';
 
 /** How to get WebGPU, shown under any "no WebGPU" message. */
 export const WEBGPU_HELP =
@@ -58,20 +59,12 @@ export function showMessage(message: string, error = false): void {
   box.hidden = message === '';
 }
 
-/** The members of tfjs-backend-webgpu 4.22's WebGPUBackend that a fence needs (private in its typings). */
-interface Recorder {
-  device: GPUDevice;
-  commandEncoder: GPUCommandEncoder | null;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-}
-
 /**
  * Waits until the GPU has finished everything tfjs asked of it, without reading anything back:
  * tfjs records up to a batch of dispatches before it submits, so submit those first.
  */
 export async function fence(): Promise<void> {
-  const backend = tf.backend() as unknown as Recorder;
+  const backend = backendInternals(tf.backend(), 'fence');
   if (backend.commandEncoder) {
     backend.endComputePassEncoder();
     backend.submitQueue();

@@ -37,7 +37,11 @@ export interface ChosenBackend {
  */
 export async function setBackend(wanted: 'cpu' | 'webgpu' | null): Promise<ChosenBackend> {
   if (wanted !== 'cpu') {
-    const gpu = await installWebGPU();
+    // without the webgpu package installWebGPU throws: auto falls back to cpu, --backend webgpu says why
+    const gpu = await installWebGPU().catch((error: unknown) => {
+      if (wanted === 'webgpu') throw error;
+      return null;
+    });
     if (gpu) {
       // the backend registers itself only if navigator.gpu exists when it is first imported
       await import('@tensorflow/tfjs-backend-webgpu');

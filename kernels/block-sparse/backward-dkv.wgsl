@@ -63,14 +63,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
             if (sees(i0 + e, j)) {
               var sd = V(0.0);
               var pd = V(0.0);
+              var live = false;
               for (var c = 0u; c < KV; c++) {
                 sd += kj[c] * qTile[e * KV + c];
                 pd += vj[c] * dOTile[e * KV + c];
+                live = live || any(dOTile[e * KV + c] != V(0.0));
               }
-              let w = pairGrads(lanesSum(sd), lanesSum(pd), statsTile[e].x, statsTile[e].y);
-              for (var c = 0u; c < KV; c++) {
-                dvAcc[c] += w.x * dOTile[e * KV + c];
-                dkAcc[c] += w.y * qTile[e * KV + c];
+              // a query row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from
+              // a non-finite input it sees, out of this key's gradients (MIXERS.md §7)
+              if (live) {
+                let w = pairGrads(lanesSum(sd), lanesSum(pd), statsTile[e].x, statsTile[e].y);
+                for (var c = 0u; c < KV; c++) {
+                  dvAcc[c] += w.x * dOTile[e * KV + c];
+                  dkAcc[c] += w.y * qTile[e * KV + c];
+                }
               }
             }
           }

@@ -38,6 +38,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     doi[c] = dO[base + c];
     acc[c] = V(0.0);
   }
+  // a row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from a non-finite
+  // key or value it sees, out of the other gradients (MIXERS.md §7)
+  var live = false;
+  for (var c = 0u; c < KV; c++) { live = live || any(doi[c] != V(0.0)); }
 
   let runRange = tileRuns(wid.x);
   for (var r = runRange.x; r < runRange.y; r++) {
@@ -46,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       workgroupBarrier();
       loadTile(&kTile, &vTile, b, hk, j0, lid, BR);
       workgroupBarrier();
-      if (rowOk) {
+      if (rowOk && live) {
         let n = min(BC, run.y - j0);
         for (var e = 0u; e < n; e++) {
           // a masked key has P = 0; testing first keeps exp away from a row's NEG lse

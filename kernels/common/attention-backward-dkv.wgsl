@@ -64,14 +64,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
           if (visible(i0 + r, j)) {
             var sd = V(0.0);
             var pd = V(0.0);
+            var live = false;
             for (var c = 0u; c < KV; c++) {
               sd += qTile[r * KV + c] * kj[c];
               pd += vj[c] * dOTile[r * KV + c];
+              live = live || any(dOTile[r * KV + c] != V(0.0));
             }
-            let w = pairGrads(lanesSum(sd), lanesSum(pd), factorTile[r], deltaTile[r]);
-            for (var c = 0u; c < KV; c++) {
-              dvAcc[c] += w.x * dOTile[r * KV + c];
-              dkAcc[c] += w.y * qTile[r * KV + c];
+            // a query row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from
+            // a non-finite input it sees, out of this key's gradients (MIXERS.md §7)
+            if (live) {
+              let w = pairGrads(lanesSum(sd), lanesSum(pd), factorTile[r], deltaTile[r]);
+              for (var c = 0u; c < KV; c++) {
+                dvAcc[c] += w.x * dOTile[r * KV + c];
+                dkAcc[c] += w.y * qTile[r * KV + c];
+              }
             }
           }
         }

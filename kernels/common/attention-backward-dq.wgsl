@@ -38,13 +38,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     doi[c] = dO[base + c];
     acc[c] = V(0.0);
   }
+  // a row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from a non-finite
+  // key or value it sees, out of the other gradients (MIXERS.md §7)
+  var live = false;
+  for (var c = 0u; c < KV; c++) { live = live || any(doi[c] != V(0.0)); }
 
   let kEnd = keysSeenByTile(wid.x * BR, BR);
   for (var j0 = 0u; j0 < kEnd; j0 += BC) {
     workgroupBarrier();
     loadTile(&kTile, &vTile, b, hk, j0, lid, BR);
     workgroupBarrier();
-    if (rowOk) {
+    if (rowOk && live) {
       let n = min(BC, kEnd - j0);
       for (var r = 0u; r < n; r++) {
         // a masked key has weight 0; testing first keeps softmax's exp away from a row's NEG lse

@@ -3,7 +3,9 @@
 // online softmax over its chunk alone and writes the partial (m, l, O) for the merge pass.
 // Many invocations share one long key/value cache, where the tiled kernel would give each
 // (row, head) to a single invocation.
-// needs common/lanes-*.wgsl, common/attention.wgsl and the host's `const KV`.
+// The invocations are flat over (h, i, s) within a batch, folded into x and y past 65535
+// workgroups (H·Tq·splits can exceed it), with the batch b in z.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/grid.wgsl and the host's `const KV`.
 
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
@@ -13,13 +15,15 @@
 @group(0) @binding(4) var<storage, read_write> partML: array<vec2<f32>>; // [B, H, Tq, splits]: (m, l)
 @group(0) @binding(5) var<uniform> params: Params;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let s = gid.x;
-  if (s >= params.splits) { return; }
-  let i = gid.y % params.Tq;
-  let h = gid.y / params.Tq;
-  let b = gid.z;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let flat = flatIndex(wid, nwg, lid);
+  if (flat >= params.H * params.Tq * params.splits) { return; }
+  let s = flat % params.splits;
+  let i = (flat / params.splits) % params.Tq;
+  let h = flat / (params.splits * params.Tq);
+  let b = wid.z;
   let hk = kvHead(h);
 
   var qi: array<V, KV>;

@@ -24,14 +24,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var s = 0u; s < cell.len; s++) {
     let j = seqAt(cell, s);
     dts[s] = stepSize(delta[j] + bias);
-    dys[s] = dOut[j] * gate(j);
+    dys[s] = strongTimes(dOut[j], gate(j));
   }
   for (var n = 0u; n < N; n++) {
     let a = chan[chanAt(cell.e, n)];
     var r = 0.0;
     for (var k = 0u; k < cell.len; k++) {
       let s = cell.len - 1u - k;
-      r = exp(dts[s] * a) * (dys[s] * bc[bcAt(cell, s) + N + n] + r);
+      r = strongTimes(strongTimes(dys[s], bc[bcAt(cell, s) + N + n]) + r, exp(dts[s] * a));
     }
     ends[chunkStateAt(cell, n)] = r;
   }

@@ -58,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     dts[s] = stepSize(delta[j] + bias);
     us[s] = u[j];
     xs[s] = dts[s] * us[s];
-    dys[s] = dOut[j] * gate(j);
+    dys[s] = strongTimes(dOut[j], gate(j));
     ys[s] = 0.0;
     dus[s] = 0.0;
     ddts[s] = 0.0;
@@ -79,13 +79,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     for (var k = 0u; k < cell.len; k++) {
       let s = cell.len - 1u - k;
       let bn = bc[bcAt(cell, s) + n];
-      let g = dys[s] * bc[bcAt(cell, s) + N + n] + r;
+      let g = strongTimes(dys[s], bc[bcAt(cell, s) + N + n]) + r;
       parts[s * WE + lid] = select(0.0, g * xs[s], inside);
-      parts[(L + s) * WE + lid] = select(0.0, dys[s] * (decayed[s] + xs[s] * bn), inside);
+      parts[(L + s) * WE + lid] = select(0.0, strongTimes(dys[s], decayed[s] + xs[s] * bn), inside);
       dus[s] += g * dts[s] * bn;
-      ddts[s] += g * (a * decayed[s] + us[s] * bn);
-      dA += g * dts[s] * decayed[s];
-      r = decays[s] * g;
+      ddts[s] += strongTimes(g, a * decayed[s] + us[s] * bn);
+      dA += strongTimes(g, dts[s] * decayed[s]);
+      r = strongTimes(g, decays[s]);
     }
     if (inside) { grads[chanPartAt(cell, n)] = dA; }
     workgroupBarrier();
@@ -106,15 +106,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var s = 0u; s < cell.len; s++) {
     let j = seqAt(cell, s);
     let pre = delta[j] + bias;
-    let dPre = ddts[s] * select(1.0, sigmoid(pre), SOFTPLUS);
+    let dPre = strongTimes(ddts[s], select(1.0, sigmoid(pre), SOFTPLUS));
     grads[j] = dus[s] + d * dys[s];
     grads[params.offDelta + j] = dPre;
     if (HAS_Z) {
       let g = z[j];
       let sg = sigmoid(g);
-      grads[params.offZ + j] = dOut[j] * (ys[s] + d * us[s]) * sg * (1.0 + g * (1.0 - sg));
+      grads[params.offZ + j] = strongTimes(dOut[j], (ys[s] + d * us[s]) * sg * (1.0 + g * (1.0 - sg)));
     }
-    dD += dys[s] * us[s];
+    dD += strongTimes(dys[s], us[s]);
     dBias += dPre;
   }
   grads[chanPartAt(cell, N)] = dD;

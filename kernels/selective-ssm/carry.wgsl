@@ -39,7 +39,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     } else {
       carries[row * N + n] = h;
     }
-    h = exp(a * dtSum[row]) * h + ends[row * N + n];
+    // a zero adjoint stays 0 across a chunk holding a non-finite Δ (forwards, that chunk's end
+    // state is NaN anyway)
+    h = strongTimes(h, exp(a * dtSum[row])) + ends[row * N + n];
   }
   last[i] = h;
 }

@@ -73,6 +73,13 @@ fn softplus(x: f32) -> f32 {
   return max(x, 0.0) + select(log(v) * (w / (v - 1.0)), w, v == 1.0);
 }
 
+// g·x, or 0 when g is 0 (a strong zero): in the backward, a step whose adjoint is 0 adds nothing
+// even where a non-finite input made x NaN, which would otherwise reach the earlier steps'
+// gradients (MIXERS.md §7)
+fn strongTimes(g: f32, x: f32) -> f32 {
+  return select(g * x, 0.0, g == 0.0);
+}
+
 // Δ from delta + deltaBias
 fn stepSize(pre: f32) -> f32 {
   return select(pre, softplus(pre), SOFTPLUS);

@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { sequenceShape, type LayerArgs } from '../layers/projected-mixer.js';
-import { IMPLEMENTATIONS, checkOneOf, checkPositiveInteger, checkStepToken, type Implementation } from '../validate.js';
+import { MixerLayer, type MixerLayerArgs } from '../layers/mixer-layer.js';
+import { argumentError, checkBoolean, checkPositiveInteger, optionNames } from '../validate.js';
 import { MAX_HEAD_DIM } from './validate.js';
 
 /** Arguments shared by the self-attention layers. */
-export interface AttentionLayerArgs extends LayerArgs {
+export interface AttentionLayerArgs extends MixerLayerArgs {
   /** Query heads H. */
   numHeads: number;
   /** Key/value heads Hkv, dividing H: H for multi-head, 1 for multi-query. Default `numHeads`. */
@@ -13,9 +13,11 @@ export interface AttentionLayerArgs extends LayerArgs {
   headDim?: number;
   /** Biases on the four projections. Default `true`. */
   useBias?: boolean;
-  /** Which implementation the attention runs. Default `'auto'`. */
-  implementation?: Implementation;
 }
+
+const ATTENTION_OPTIONS = optionNames<Omit<AttentionLayerArgs, keyof MixerLayerArgs>>({
+  numHeads: true, numKvHeads: true, headDim: true, useBias: true,
+});
 
 /** Decode state of an attention layer: the key/value cache. */
 export type KVCacheState = {
@@ -33,34 +35,36 @@ export type KVCacheState = {
  * q = x·Wq (H heads), k = x·Wk and v = x·Wv (Hkv heads), a causal attention over them, and
  * out = attention·Wo. Decoding keeps a key/value cache.
  */
-export abstract class AttentionLayer extends tf.layers.Layer {
+export abstract class AttentionLayer extends MixerLayer {
   readonly numHeads: number;
   readonly numKvHeads: number;
   readonly headDim: number | null;
   readonly useBias: boolean;
-  readonly implementation: Implementation;
   private weightsByName = new Map<string, tf.LayerVariable>();
-  private dims: { D: number; K: number } | null = null;
+  /** K, once built. */
+  private headWidth: number | null = null;
 
-  constructor(args: AttentionLayerArgs) {
-    super(args);
-    const name = this.getClassName();
+  /** @param options the names of the subclass's own arguments, beyond {@link AttentionLayerArgs}. */
+  protected constructor(args: AttentionLayerArgs | undefined, options: readonly string[]) {
+    super(args, [...ATTENTION_OPTIONS, ...options]);
+    const name = this.layerName;
+    if (args?.numHeads === undefined) {
+      throw argumentError(name, `argument 'numHeads', the number of query heads (a positive integer), is required; received none.`);
+    }
     this.numHeads = checkPositiveInteger(name, 'numHeads', args.numHeads);
     this.numKvHeads = checkPositiveInteger(name, 'numKvHeads', args.numKvHeads ?? args.numHeads);
     if (this.numHeads % this.numKvHeads !== 0) {
       throw new Error(`${name}: numHeads = ${this.numHeads} must be a multiple of numKvHeads = ${this.numKvHeads}.`);
     }
     this.headDim = args.headDim == null ? null : checkPositiveInteger(name, 'headDim', args.headDim);
-    this.useBias = args.useBias ?? true;
-    this.implementation = checkOneOf(name, 'implementation', args.implementation, IMPLEMENTATIONS, 'auto');
+    this.useBias = checkBoolean(name, 'useBias', args.useBias, true);
   }
 
   /** The attention itself: q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]`, causal → `[B, Tq, H, K]`. */
   protected abstract attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D;
 
-  override build(inputShape: tf.Shape | tf.Shape[]): void {
-    const name = this.getClassName();
-    const D = sequenceShape(name, inputShape)[2]!;
+  protected createWeights(D: number): void {
+    const name = this.layerName;
     if (this.headDim == null && D % this.numHeads !== 0) {
       throw new Error(`${name}: the input width D = ${D} is not divisible by numHeads = ${this.numHeads}; set headDim.`);
     }
@@ -80,12 +84,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
       add('valueBias', [Hkv * K], tf.initializers.zeros());
       add('outputBias', [D], tf.initializers.zeros());
     }
-    this.dims = { D, K };
-    this.built = true;
-  }
-
-  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    return sequenceShape(this.getClassName(), inputShape);
+    this.headWidth = K;
   }
 
   /** `x·W (+ b)` over the last axis of `[..., in]`. */
@@ -112,24 +111,19 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     return this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return tf.tidy(() => {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
-      sequenceShape(this.getClassName(), x.shape);
-      const [q, k, v] = this.project(x);
-      return this.projectOutput(this.attend(q, k, v));
-    });
+  protected forward(x: tf.Tensor3D): tf.Tensor3D {
+    const [q, k, v] = this.project(x);
+    return this.projectOutput(this.attend(q, k, v));
   }
 
-  private dimsOrThrow(): { D: number; K: number } {
-    if (!this.dims) {
-      throw new Error(`${this.getClassName()}: the layer is not built yet; call it on an input (or add it to a model) before decoding.`);
-    }
-    return this.dims;
+  /** D and K, once built. */
+  protected dimsOrThrow(): { D: number; K: number } {
+    return { D: this.builtWidth(), K: this.headWidth! };
   }
 
-  /** An empty key/value cache for `batch` sequences. */
+  /** An empty key/value cache for `batch` sequences, a non-negative integer. */
   initState(batch: number): KVCacheState {
+    this.checkBatch(batch);
     const { K } = this.dimsOrThrow();
     return { keys: tf.zeros([batch, 0, this.numKvHeads, K]), values: tf.zeros([batch, 0, this.numKvHeads, K]), position: 0 };
   }
@@ -144,7 +138,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState] {
-    checkStepToken(this.getClassName(), x, this.dimsOrThrow().D);
+    this.checkStep(x, state, 'keys');
     return tf.tidy((): [tf.Tensor2D, KVCacheState] => {
       const [q, k, v] = this.project(x.expandDims(1) as tf.Tensor3D);
       const keys = tf.concat([state.keys, k], 1) as tf.Tensor4D;
@@ -161,7 +155,6 @@ export abstract class AttentionLayer extends tf.layers.Layer {
       numKvHeads: this.numKvHeads,
       headDim: this.headDim,
       useBias: this.useBias,
-      implementation: this.implementation,
     };
   }
 }

@@ -4,7 +4,7 @@ import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
-import { namedInputs, runKernel } from '../webgpu/runtime.js';
+import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from './kernel-source.js';
 
 /** A tiled attention mixer's part in the shared backward: its kernel names and its pair weights. */
@@ -44,19 +44,19 @@ function runBackward(
  * gradient: delta = rowsum(dO∘o) in tfjs ops, then the two kernels.
  */
 export function registerAttentionBackward(m: AttentionBackward): void {
-  tf.registerKernel({
+  registerKernelOnce({
     kernelName: m.dq,
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }) => runBackward(backend as WebGPUBackend, `${m.label}BackwardDq`,
       [kvTileHelpers, m.weights, backwardDqBody], inputs, attrs as unknown as Attrs, false)[0]!,
   });
-  tf.registerKernel({
+  registerKernelOnce({
     kernelName: m.dkv,
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }) => runBackward(backend as WebGPUBackend, `${m.label}BackwardDkv`,
       [queryTileHelpers, m.weights, backwardDkvBody], inputs, attrs as unknown as Attrs, true),
   });
-  tf.registerGradient({
+  registerGradientOnce({
     kernelName: m.forward,
     inputsToSave: ['q', 'k', 'v'],
     outputsToSave: [true, true],

@@ -2,30 +2,22 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import lanes1 from '../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../kernels/common/lanes-4.wgsl';
+import grid from '../../kernels/common/grid.wgsl';
+import poison from '../../kernels/common/poison.wgsl';
+import { backendInternals, type BackendInternals } from './internals.js';
 
 /**
- * The members of tfjs-backend-webgpu 4.22's `WebGPUBackend` that the runtime drives.
- * They are private in its typings; 4.22 is the last release, so they are stable.
+ * A tfjs env flag, for tests: when true, every new output of a WGSL kernel is filled with NaN
+ * in the same compute pass just before the kernel runs, so an element a kernel skips reads back
+ * as NaN. Outputs written in place (`updates`) are left as they are. Off by default.
+ *
+ * @example
+ * ```ts
+ * tf.env().set(POISON_OUTPUTS_FLAG, true); // as test/setup/webgpu.ts does
+ * ```
  */
-interface BackendInternals {
-  device: GPUDevice;
-  commandEncoder: GPUCommandEncoder | null;
-  computePassEncoder: GPUComputePassEncoder | null;
-  dispatchCountInPass: number;
-  commandQueueOwnedIds: WeakSet<object>;
-  activeTimers: Array<{ name: string; query: Promise<number> }> | null;
-  supportTimestampQuery: boolean;
-  querySet: GPUQuerySet | null;
-  querySetCount: number;
-  tensorMap: { get(dataId: object): { resource: GPUBuffer | null } };
-  ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  getQueryTime(): Promise<number>;
-  uploadToGPU(dataId: object): void;
-  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  makeUniforms(uniforms: Array<{ type: 'int32' | 'uint32' | 'float32'; data: number[] }>): GPUBufferBinding;
-}
+export const POISON_OUTPUTS_FLAG = 'MIXERS_POISON_OUTPUTS';
+tf.env().registerFlag(POISON_OUTPUTS_FLAG, () => false);
 
 /** A hand-written WGSL compute kernel: one `main` entry point, bindings by convention. */
 export interface KernelSource {
@@ -164,12 +156,64 @@ export function namedInputs<K extends string>(inputs: tf.NamedTensorInfoMap, ...
   return out;
 }
 
-/** The active backend as a webgpu backend, or a clear error. */
-export function webgpuBackend(): WebGPUBackend {
-  if (tf.getBackend() !== 'webgpu') {
-    throw new Error(`tfjs-mixers: a WGSL kernel needs the 'webgpu' backend, but the active backend is '${tf.getBackend()}'.`);
+const POISON: KernelSource = { name: 'PoisonOutput', code: [grid, poison].join('\n') };
+const POISON_WG = 256;
+
+const shapeOf = (o: Launch['outputs'][number]) => Array.isArray(o) ? o : o.shape;
+
+/** The launch as an error message shows it: every binding's shape, and the grid. */
+function describeLaunch(launch: Launch): string {
+  const shapes = (ts: Array<{ shape: number[] }>) => ts.map((t) => `[${t.shape.join(', ')}]`).join(', ');
+  return `inputs ${shapes(launch.inputs)}; outputs ${shapes(launch.outputs.map((o) => ({ shape: shapeOf(o) })))}` +
+    `${launch.updates?.length ? `; updates ${shapes(launch.updates)}` : ''}; workgroups [${launch.workgroups.join(', ')}]`;
+}
+
+/**
+ * Checks a launch against the device's limits before anything is allocated or recorded: a
+ * dispatch past them would be dropped by WebGPU with only a validation message, leaving its
+ * outputs unwritten.
+ */
+function checkLaunch(device: GPUDevice, kernel: KernelSource, launch: Launch): void {
+  const fail = (what: string) =>
+    new Error(`tfjs-mixers: kernel ${kernel.name} cannot run on this device: ${what}. Its launch: ${describeLaunch(launch)}.`);
+  const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+  launch.workgroups.forEach((n, dim) => {
+    if (!Number.isInteger(n) || n < 1) throw fail(`workgroup count ${n} in dimension ${'xyz'[dim]} is not a positive integer`);
+    if (n > maxGroups) {
+      throw fail(`${n} workgroups in dimension ${'xyz'[dim]} exceed maxComputeWorkgroupsPerDimension = ${maxGroups}`);
+    }
+  });
+  const maxBinding = device.limits.maxStorageBufferBindingSize;
+  const maxBuffer = device.limits.maxBufferSize;
+  const bound = [...launch.inputs, ...launch.outputs.map((o) => ({ shape: shapeOf(o) })), ...launch.updates ?? []];
+  for (const o of launch.outputs) {
+    if (tf.util.sizeFromShape(shapeOf(o)) === 0) throw fail(`an output of shape [${shapeOf(o).join(', ')}] is empty`);
   }
-  return tf.backend() as unknown as WebGPUBackend;
+  for (const t of bound) {
+    // every dtype a kernel binds (float32, int32) is 4 bytes
+    const bytes = 4 * tf.util.sizeFromShape(t.shape);
+    if (bytes > maxBinding) {
+      throw fail(`a binding of shape [${t.shape.join(', ')}] takes ${bytes} bytes, over maxStorageBufferBindingSize = ${maxBinding}`);
+    }
+    if (bytes > maxBuffer) {
+      throw fail(`a buffer of shape [${t.shape.join(', ')}] takes ${bytes} bytes, over maxBufferSize = ${maxBuffer}`);
+    }
+  }
+}
+
+/** Fills `output` with NaN bits in `pass`, ahead of the kernel that will write it. */
+function poisonOutput(b: BackendInternals, pass: GPUComputePassEncoder, output: GPUBuffer, words: number): void {
+  const pipeline = pipelineFor(b.device, POISON, { WG: POISON_WG }, 0, 1, true);
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, b.device.createBindGroup({
+    label: POISON.name,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: output } },
+      { binding: 1, resource: b.makeUniforms([{ type: 'uint32', data: [words] }]) },
+    ],
+  }));
+  pass.dispatchWorkgroups(...grid1d(words, POISON_WG));
 }
 
 /**
@@ -180,25 +224,30 @@ export function webgpuBackend(): WebGPUBackend {
  * Binding convention, in this order: inputs as `var<storage, read>` (0..I-1), outputs then
  * updates as `var<storage, read_write>` (I..I+O+U-1), then `params` as `var<uniform>` when given.
  * Returns the new outputs only.
+ *
+ * The launch is first checked against the device's limits (workgroups per dimension, storage
+ * binding size, buffer size); past one, it throws naming the kernel, the limit and the shapes,
+ * having allocated and recorded nothing. Throws too when `backend` lacks one of the private
+ * members the runtime drives (see `internals.ts`).
  */
 export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: Launch): tf.TensorInfo[] {
-  const b = backend as unknown as BackendInternals;
-  const outputs = launch.outputs.map((o) => Array.isArray(o) ? b.makeTensorInfo(o, 'float32') : b.makeTensorInfo(o.shape, o.dtype));
-  if (outputs.some((o) => tf.util.sizeFromShape(o.shape) === 0)) {
-    throw new Error(`tfjs-mixers: kernel ${kernel.name} was launched with an empty output.`);
-  }
+  const b = backendInternals(backend, `tfjs-mixers: kernel ${kernel.name}`);
+  checkLaunch(b.device, kernel, launch);
   const hasParams = launch.params !== undefined && launch.params.length > 0;
-  const written = [...outputs, ...launch.updates ?? []];
+  const numWritten = launch.outputs.length + (launch.updates?.length ?? 0);
   const pipeline = pipelineFor(
-    b.device, kernel, launch.constants ?? {}, launch.inputs.length, written.length, hasParams);
+    b.device, kernel, launch.constants ?? {}, launch.inputs.length, numWritten, hasParams);
 
-  const resources: GPUBindingResource[] = [];
-  for (const t of [...launch.inputs, ...written]) {
+  const outputs = launch.outputs.map((o) => Array.isArray(o) ? b.makeTensorInfo(o, 'float32') : b.makeTensorInfo(o.shape, o.dtype));
+  launched?.push(...outputs);
+  const written = [...outputs, ...launch.updates ?? []];
+  const buffers = [...launch.inputs, ...written].map((t) => {
     b.uploadToGPU(t.dataId);
     // buffers bound to a pending command buffer must not be recycled before it is submitted
     b.commandQueueOwnedIds.add(t.dataId);
-    resources.push({ buffer: b.tensorMap.get(t.dataId).resource! });
-  }
+    return b.tensorMap.get(t.dataId).resource!;
+  });
+  const resources: GPUBindingResource[] = buffers.map((buffer) => ({ buffer }));
   if (hasParams) {
     resources.push(b.makeUniforms(launch.params!.map((p) =>
       'u32' in p ? { type: 'uint32' as const, data: [p.u32] }
@@ -224,6 +273,10 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
     b.computePassEncoder = b.commandEncoder!.beginComputePass({});
   }
   const pass = b.computePassEncoder!;
+  if (tf.env().getBool(POISON_OUTPUTS_FLAG)) {
+    // dispatches in one pass see each other's storage writes in order: the kernel runs after the fill
+    outputs.forEach((o, i) => poisonOutput(b, pass, buffers[launch.inputs.length + i]!, tf.util.sizeFromShape(o.shape)));
+  }
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bindGroup);
   pass.dispatchWorkgroups(...launch.workgroups);
@@ -237,4 +290,48 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
     }
   }
   return outputs;
+}
+
+// the outputs of every launch of the kernel function now running (see registerKernelOnce)
+let launched: tf.TensorInfo[] | null = null;
+
+/** Frees those of `infos` that are still held: a kernel function may have freed some itself. */
+function freeHeld(backend: object, infos: tf.TensorInfo[]): void {
+  const b = backendInternals(backend);
+  for (const { dataId } of infos) {
+    // a second disposeData of a freed tensor that is still bound to the pending batch would free its buffer twice
+    if (b.tensorMap.has(dataId) && b.tensorMap.get(dataId).refCount > 0) b.disposeData(dataId);
+  }
+}
+
+/**
+ * Registers a kernel unless one is registered already under its name and backend: loading the
+ * library twice in one process (its ESM and CJS builds) registers each kernel once, without
+ * tfjs's "already registered" warning. If the kernel function throws (a later launch past a
+ * device limit), the outputs its earlier launches made are freed before the error propagates.
+ */
+export function registerKernelOnce(config: tf.KernelConfig): void {
+  if (tf.getKernel(config.kernelName, config.backendName)) return;
+  tf.registerKernel({
+    ...config,
+    kernelFunc: (args) => {
+      const outer = launched;
+      const mine: tf.TensorInfo[] = [];
+      launched = mine;
+      try {
+        return config.kernelFunc(args);
+      } catch (error) {
+        freeHeld(args.backend, mine);
+        throw error;
+      } finally {
+        launched = outer;
+      }
+    },
+  });
+}
+
+/** Registers a kernel's gradient unless one is registered already (see {@link registerKernelOnce}). */
+export function registerGradientOnce(config: tf.GradConfig): void {
+  if (tf.getGradient(config.kernelName)) return;
+  tf.registerGradient(config);
 }

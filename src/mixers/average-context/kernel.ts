@@ -13,7 +13,8 @@ import picksHelpers from '../../../kernels/average-context/picks.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
 import walkForwardBody from '../../../kernels/average-context/walk-forward.wgsl';
 import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgsl';
-import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants, type Launch } from '../../webgpu/runtime.js';
+import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type LaneVariants, type Launch } from '../../webgpu/runtime.js';
+import { backendInternals } from '../../webgpu/internals.js';
 import type { Combine } from './reference.js';
 
 /** tfjs kernel names. The forward has two outputs: y and its min/max picks, saved for the backward. */
@@ -129,7 +130,7 @@ function scanFor(backend: WebGPUBackend): Scan {
   if (chosen !== 'auto') {
     throw new Error(`tfjs-mixers: flag ${SCAN_FLAG} must be 'auto', 'levels' or 'walk'; received ${JSON.stringify(chosen)}.`);
   }
-  const info = (backend as unknown as { adapterInfo: { vendor?: string; architecture?: string } }).adapterInfo;
+  const info = backendInternals(backend).adapterInfo;
   return info.architecture === 'swiftshader' || info.vendor === 'google' ? 'walk' : 'levels';
 }
 
@@ -187,7 +188,7 @@ function scanConstants(a: Attrs): Record<string, number> {
   return { COMBINE: COMBINE_CODE[a.combine], CAUSAL: a.causal ? 1 : 0 };
 }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: AVERAGE_CONTEXT,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -205,7 +206,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: AVERAGE_CONTEXT_GRAD,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -224,7 +225,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: AVERAGE_CONTEXT_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -242,7 +243,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerGradient({
+registerGradientOnce({
   kernelName: AVERAGE_CONTEXT,
   outputsToSave: [false, true],
   gradFunc: (dy, saved, attrs) => {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
+import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-mixer.js';
-import { checkOneOf } from '../../validate.js';
+import { checkBoolean, checkOneOf, optionNames } from '../../validate.js';
 import { averageContext as averageContextOp, averageContextStep, COMBINES, type Combine } from './op.js';
 
 /** Arguments of the {@link AverageContext} layer. */
@@ -14,6 +15,8 @@ export interface AverageContextArgs extends ProjectedMixerArgs {
   causal?: boolean;
 }
 
+const OPTIONS = optionNames<Omit<AverageContextArgs, keyof ProjectedMixerArgs>>({ combine: true, causal: true });
+
 /** Decode state of {@link AverageContext}. */
 export type AverageContextState = {
   /** `[B, D]`: the last token seen (zeros before the first). */
@@ -25,7 +28,7 @@ export type AverageContextState = {
 };
 
 /**
- * AverageContext as a layer: `y = averageContext(x)·W + b` (MIXERS.md §2), CausalGeneration
+ * AverageContext as a layer: `y = averageContext(x)·W + b` (the {@link "average-context" | AverageContext guide}), CausalGeneration
  * plus a running-mean context vector. Input and output `[B, T, D]`; weights `kernel [D, D]`
  * and `bias [D]` when `projection` is on. Decode state: previous token, running sum, count.
  *
@@ -40,30 +43,32 @@ export type AverageContextState = {
  * ```
  */
 export class AverageContext extends ProjectedMixer {
-  static className = 'AverageContext';
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('AverageContext');
   readonly combine: Combine;
   readonly causal: boolean;
 
-  constructor(args: AverageContextArgs = {}) {
-    super(args);
-    this.combine = checkOneOf('AverageContext', 'combine', args.combine, COMBINES, 'max');
-    this.causal = args.causal ?? true;
-    if (typeof this.causal !== 'boolean') {
-      throw new Error(`AverageContext: argument 'causal' must be a boolean; received ${String(this.causal)}.`);
-    }
+  constructor(args?: AverageContextArgs) {
+    super(args, OPTIONS);
+    this.combine = checkOneOf(this.layerName, 'combine', args?.combine, COMBINES, 'max');
+    this.causal = checkBoolean(this.layerName, 'causal', args?.causal, true);
   }
 
   protected mix(x: tf.Tensor3D): tf.Tensor3D {
-    return averageContextOp(x, { combine: this.combine, causal: this.causal, implementation: this.implementation });
+    return averageContextOp(x, { combine: this.combine, causal: this.causal, implementation: this.activeImplementation() });
   }
 
-  /** A fresh decode state for `batch` sequences. Throws for `causal: false`, which has no decode form. */
+  /**
+   * A fresh decode state for `batch` sequences, a non-negative integer. Throws for
+   * `causal: false`, which has no decode form.
+   */
   initState(batch: number): AverageContextState {
+    this.checkBatch(batch);
     if (!this.causal) {
       throw new Error('AverageContext: a layer with causal: false averages over the whole sequence, ' +
         'so it cannot decode token by token; use causal: true.');
     }
-    const D = this.widthOrThrow();
+    const D = this.builtWidth();
     return { previous: tf.zeros([batch, D]), sum: tf.zeros([batch, D]), position: 0 };
   }
 
@@ -75,10 +80,10 @@ export class AverageContext extends ProjectedMixer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: AverageContextState): [tf.Tensor2D, AverageContextState] {
-    this.checkStepInput(x);
+    this.checkStep(x, state, 'previous');
     return tf.tidy((): [tf.Tensor2D, AverageContextState] => {
       const [mixed, sum] = averageContextStep(x, state.previous, state.sum, state.position,
-        { combine: this.combine, implementation: this.implementation });
+        { combine: this.combine, implementation: this.activeImplementation() });
       return [this.project(mixed), { previous: x.clone(), sum, position: state.position + 1 }];
     });
   }
@@ -87,7 +92,7 @@ export class AverageContext extends ProjectedMixer {
     return { ...super.getConfig(), combine: this.combine, causal: this.causal };
   }
 }
-tf.serialization.registerClass(AverageContext);
+registerMixerLayer(AverageContext);
 
 /**
  * Creates an {@link AverageContext} layer, as `tf.layers.*` factories do.

@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkBoolean, checkOneOf, checkShape, checkTensor, useKernel, type Implementation } from '../../validate.js';
+import {
+  argumentError, checkBoolean, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames,
+  useKernel, type Implementation,
+} from '../../validate.js';
 import { averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
 import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
 
@@ -20,6 +23,26 @@ export interface AverageContextOptions {
   implementation?: Implementation;
 }
 
+const OPTIONS = optionNames<AverageContextOptions>({ combine: true, causal: true, implementation: true });
+
+/** Options of `ops.causalMean`. */
+export interface CausalMeanOptions {
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+const CAUSAL_MEAN_OPTIONS = optionNames<CausalMeanOptions>({ implementation: true });
+
+/** Options of `ops.averageContextStep`. */
+export interface AverageContextStepOptions {
+  /** How token, predecessor and context are combined, elementwise. Default `'max'`. */
+  combine?: Combine;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+const STEP_OPTIONS = optionNames<AverageContextStepOptions>({ combine: true, implementation: true });
+
 /** Runs the scan kernel and drops its second output, the min/max picks saved for the backward. */
 function runScan(x: tf.Tensor3D, combine: KernelCombine, causal: boolean): tf.Tensor3D {
   const [y, picks] = tf.engine().runKernel(AVERAGE_CONTEXT, { x }, { combine, causal }) as tf.Tensor[];
@@ -35,7 +58,7 @@ function runScan(x: tf.Tensor3D, combine: KernelCombine, causal: boolean): tf.Te
  * the selected argument (ties in the order x[t], x[t-1], c[t]); what reaches c[t] flows back
  * to every x[s ≤ t] with weight 1/(t+1).
  *
- * @param x `[B, T, D]` float32.
+ * @param x `[B, T, D]` float32; B or T may be 0 (the output is then empty), D ≥ 1.
  * @returns `[B, T, D]`.
  *
  * @example
@@ -46,10 +69,13 @@ function runScan(x: tf.Tensor3D, combine: KernelCombine, causal: boolean): tf.Te
  */
 export function averageContext(x: tf.Tensor3D, options: AverageContextOptions = {}): tf.Tensor3D {
   const op = 'averageContext';
+  checkOptionNames(op, options, OPTIONS);
   const $x = checkTensor<tf.Rank.R3>(op, 'x', x, ['B', 'T', 'D']);
   const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
   const causal = checkBoolean(op, 'causal', options.causal, true);
-  if (useKernel(op, options.implementation)) return runScan($x, combine, causal);
+  const kernel = useKernel(op, options.implementation);
+  if ($x.size === 0) return differentiableZeros($x.shape, [$x]);
+  if (kernel) return runScan($x, combine, causal);
   return averageContextReference($x, combine, causal);
 }
 
@@ -57,7 +83,7 @@ export function averageContext(x: tf.Tensor3D, options: AverageContextOptions = 
  * The causal running mean, `c[t] = (1 / (t + 1)) · Σ_{s ≤ t} x[s]`, a prefix scan over T.
  * Differentiable.
  *
- * @param x `[B, T, D]` float32.
+ * @param x `[B, T, D]` float32; B or T may be 0 (the output is then empty), D ≥ 1.
  * @returns `[B, T, D]`.
  *
  * @example
@@ -65,10 +91,13 @@ export function averageContext(x: tf.Tensor3D, options: AverageContextOptions = 
  * ops.causalMean(tf.tensor3d([[[2], [4], [6]]])).print();  // [[[2], [3], [4]]]
  * ```
  */
-export function causalMean(x: tf.Tensor3D, options: { implementation?: Implementation } = {}): tf.Tensor3D {
+export function causalMean(x: tf.Tensor3D, options: CausalMeanOptions = {}): tf.Tensor3D {
   const op = 'causalMean';
+  checkOptionNames(op, options, CAUSAL_MEAN_OPTIONS);
   const $x = checkTensor<tf.Rank.R3>(op, 'x', x, ['B', 'T', 'D']);
-  if (useKernel(op, options.implementation)) return runScan($x, 'context', true);
+  const kernel = useKernel(op, options.implementation);
+  if ($x.size === 0) return differentiableZeros($x.shape, [$x]);
+  if (kernel) return runScan($x, 'context', true);
   return causalMeanReference($x);
 }
 
@@ -85,17 +114,20 @@ export function causalMean(x: tf.Tensor3D, options: { implementation?: Implement
  */
 export function averageContextStep(
   x: tf.Tensor2D, previous: tf.Tensor2D, sum: tf.Tensor2D, position: number,
-  options: { combine?: Combine; implementation?: Implementation } = {},
+  options: AverageContextStepOptions = {},
 ): [tf.Tensor2D, tf.Tensor2D] {
   const op = 'averageContextStep';
+  checkOptionNames(op, options, STEP_OPTIONS);
   const $x = checkTensor<tf.Rank.R2>(op, 'x', x, ['B', 'D']);
   checkShape(op, 'previous', checkTensor(op, 'previous', previous, ['B', 'D']), $x.shape, ['B', 'D']);
   checkShape(op, 'sum', checkTensor(op, 'sum', sum, ['B', 'D']), $x.shape, ['B', 'D']);
-  if (!Number.isInteger(position) || position < 0) {
-    throw new Error(`${op}: argument 'position' must be a non-negative integer; received ${position}.`);
+  if (typeof position !== 'number' || !Number.isInteger(position) || position < 0) {
+    throw argumentError(op, `argument 'position' must be a non-negative integer; received ${describe(position)}.`);
   }
   const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  if ($x.size === 0) return [differentiableZeros($x.shape, [$x, previous, sum]), differentiableZeros($x.shape, [$x, previous, sum])];
+  if (kernel) {
     return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum }, { combine, position }) as [tf.Tensor2D, tf.Tensor2D];
   }
   return tf.tidy(() => {

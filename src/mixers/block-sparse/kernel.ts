@@ -9,7 +9,7 @@ import backwardDkvBody from '../../../kernels/block-sparse/backward-dkv.wgsl';
 import queryTileHelpers from '../../../kernels/common/query-tile.wgsl';
 // BlockSparse is exact softmax attention: its backward weighs pairs as FlashStyleTiledAttention's does
 import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
-import { namedInputs, runKernel } from '../../webgpu/runtime.js';
+import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
 import { tilePlans, type BlockSparseLayout } from './layout.js';
 
@@ -39,18 +39,20 @@ function runPlanned(
   const s = sizesOf(inputs[0]!, inputs[1]!);
   const { numTiles, pairs } = tilePlans(s.Tq, a, BR)[pass];
   const plan = backend.makeTensorInfo([pairs.length / 2, 2], 'int32', pairs);
-  const out = runKernel(backend, attentionKernel(name, parts, s.K), {
-    inputs: [...inputs, plan],
-    outputs,
-    params: attentionParams(s, a.scale, true),
-    workgroups: [numTiles, pass === 'forward' ? s.H : s.Hkv, s.B],
-  });
-  // bound to the pending command buffer, so tfjs frees it only after that is submitted
-  backend.disposeData(plan.dataId);
-  return out;
+  try {
+    return runKernel(backend, attentionKernel(name, parts, s.K), {
+      inputs: [...inputs, plan],
+      outputs,
+      params: attentionParams(s, a.scale, true),
+      workgroups: [numTiles, pass === 'forward' ? s.H : s.Hkv, s.B],
+    });
+  } finally {
+    // bound to the pending command buffer, so tfjs frees it only after that is submitted
+    backend.disposeData(plan.dataId);
+  }
 }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: BLOCK_SPARSE_ATTENTION,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -66,7 +68,7 @@ function gradInputs(inputs: tf.NamedTensorInfoMap): tf.TensorInfo[] {
   return [g.q, g.k, g.v, g.dO, g.stats];
 }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: BLOCK_SPARSE_ATTENTION_DQ,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -76,7 +78,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: BLOCK_SPARSE_ATTENTION_DKV,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -86,7 +88,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerGradient({
+registerGradientOnce({
   kernelName: BLOCK_SPARSE_ATTENTION,
   inputsToSave: ['q', 'k', 'v'],
   outputsToSave: [true, true],

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
-import { checkOptionNames } from '../../validate.js';
+import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
+import { checkOptionNames, describe, optionNames } from '../../validate.js';
 import { flashAttention } from '../flash-style-tiled-attention/op.js';
 import { LAYOUT_FIELDS, resolveLayout, visibleKeys, type BlockSparseLayout } from './layout.js';
 import { blockSparseAttention } from './op.js';
@@ -14,8 +15,10 @@ export interface BlockSparseArgs extends AttentionLayerArgs {
   layout?: Partial<BlockSparseLayout>;
 }
 
+const OPTIONS = optionNames<Omit<BlockSparseArgs, keyof AttentionLayerArgs>>({ layout: true });
+
 /**
- * Causal multi-head self-attention restricted to a block-sparse layout (MIXERS.md §5):
+ * Causal multi-head self-attention restricted to a block-sparse layout (the {@link "block-sparse" | BlockSparse guide}):
  * `[B, T, D] → [B, T, D]` with query, key, value and output projections, grouped-query heads
  * (`numKvHeads`), and a key/value cache for decoding. The attention is
  * `ops.blockSparseAttention` with the layer's `layout`.
@@ -34,18 +37,19 @@ export interface BlockSparseArgs extends AttentionLayerArgs {
  * ```
  */
 export class BlockSparse extends AttentionLayer {
-  static className = 'BlockSparse';
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('BlockSparse');
   /** The layout, every field resolved. */
   readonly layout: BlockSparseLayout;
 
   constructor(args: BlockSparseArgs) {
-    super(args);
+    super(args, OPTIONS);
     const given = args.layout ?? {};
     if (typeof given !== 'object' || Array.isArray(given)) {
-      throw new Error(`${this.getClassName()}: argument 'layout' must be an object { ${LAYOUT_FIELDS.join(', ')} }; received ${String(given)}.`);
+      throw new Error(`${this.layerName}: argument 'layout' must be an object { ${LAYOUT_FIELDS.join(', ')} }; received ${describe(given)}.`);
     }
-    checkOptionNames(`${this.getClassName()} layout`, given, LAYOUT_FIELDS);
-    this.layout = resolveLayout(`${this.getClassName()} layout`, given);
+    checkOptionNames(`${this.layerName} layout`, given, LAYOUT_FIELDS);
+    this.layout = resolveLayout(`${this.layerName} layout`, given);
   }
 
   /**
@@ -56,10 +60,11 @@ export class BlockSparse extends AttentionLayer {
   protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
     const [, Tq] = q.shape;
     const Tk = k.shape[1];
-    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, implementation: this.implementation });
-    if (Tq !== 1) throw new Error(`${this.getClassName()}: attention over a cache takes one query at a time; received ${Tq}.`);
+    const implementation = this.activeImplementation();
+    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, implementation });
+    if (Tq !== 1) throw new Error(`${this.layerName}: attention over a cache takes one query at a time; received ${Tq}.`);
     const keys = tf.tensor1d(visibleKeys(Tk - 1, this.layout), 'int32');
-    return flashAttention(q, tf.gather(k, keys, 1), tf.gather(v, keys, 1), { causal: false, implementation: this.implementation });
+    return flashAttention(q, tf.gather(k, keys, 1), tf.gather(v, keys, 1), { causal: false, implementation });
   }
 
   /**
@@ -80,7 +85,7 @@ export class BlockSparse extends AttentionLayer {
     return { ...super.getConfig(), layout: { ...this.layout } };
   }
 }
-tf.serialization.registerClass(BlockSparse);
+registerMixerLayer(BlockSparse);
 
 /**
  * Creates a {@link BlockSparse} layer, as `tf.layers.*` factories do.

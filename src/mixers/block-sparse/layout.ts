@@ -1,7 +1,7 @@
-import { argumentError } from '../../validate.js';
+import { argumentError, describe } from '../../validate.js';
 
 /**
- * A causal block-sparse layout (MIXERS.md §5). The sequence is cut into blocks of
+ * A causal block-sparse layout (the {@link "block-sparse" | BlockSparse guide} draws examples). The sequence is cut into blocks of
  * `blockSize` tokens (the last may be partial); query block I attends to key block J ≤ I iff
  * `I − J < localBlocks`, or `J < globalBlocks`, or `stride > 0` and `(I − J) mod stride == 0`.
  */
@@ -44,8 +44,7 @@ export function resolveLayout(op: string, given: Partial<BlockSparseLayout>): Bl
     const value: unknown = given[name] ?? DEFAULT_LAYOUT[name];
     const { min, why } = MINIMA[name];
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-      const got = typeof value === 'string' ? `'${value}'` : String(value);
-      throw argumentError(op, `option '${name}' must be an integer ≥ ${min}${why}; received ${got}.`);
+      throw argumentError(op, `option '${name}' must be an integer ≥ ${min}${why}; received ${describe(value)}.`);
     }
     out[name] = value;
   }
@@ -67,7 +66,7 @@ export function blockActive(I: number, J: number, layout: BlockSparseLayout): bo
 
 /**
  * Whether key j is visible to query i: its blocks are active and j ≤ i (the token mask M of
- * MIXERS.md §5).
+ * the {@link "block-sparse" | BlockSparse guide}).
  *
  * @example
  * ```ts

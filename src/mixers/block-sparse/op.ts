@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkAttention, checkScale } from '../../attention/validate.js';
-import { argumentError, checkBoolean, checkOptionNames, useKernel, type Implementation } from '../../validate.js';
-import { LAYOUT_FIELDS, resolveLayout, type BlockSparseLayout } from './layout.js';
+import {
+  argumentError, checkBoolean, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
+} from '../../validate.js';
+import { resolveLayout, type BlockSparseLayout } from './layout.js';
 import { blockSparseAttentionReference } from './reference.js';
 import { BLOCK_SPARSE_ATTENTION } from './kernel.js';
 
@@ -22,11 +24,13 @@ export interface BlockSparseAttentionOptions extends Partial<BlockSparseLayout> 
   implementation?: Implementation;
 }
 
-const OPTIONS = [...LAYOUT_FIELDS, 'causal', 'scale', 'implementation'] as const;
+const OPTIONS = optionNames<BlockSparseAttentionOptions>({
+  blockSize: true, localBlocks: true, globalBlocks: true, stride: true, causal: true, scale: true, implementation: true,
+});
 
 /**
  * Exact softmax attention restricted to a causal block-sparse layout (Sparse Transformer,
- * BigBird, Longformer; MIXERS.md §5): `o_i = Σ_{j ∈ M(i)} softmax_j(scale·q_i·k_j)·v_j`, the
+ * BigBird, Longformer; see the {@link "block-sparse" | BlockSparse guide}): `o_i = Σ_{j ∈ M(i)} softmax_j(scale·q_i·k_j)·v_j`, the
  * softmax taken once over the union of the keys visible to row i. The sequence is cut into
  * blocks of `blockSize` tokens (the last may be partial); query block I sees key block J ≤ I
  * when `I − J < localBlocks`, `J < globalBlocks`, or `stride > 0` and `(I − J) mod stride == 0`;
@@ -52,7 +56,7 @@ const OPTIONS = [...LAYOUT_FIELDS, 'causal', 'scale', 'implementation'] as const
  * I  7  G S . . S . L L
  * ```
  *
- * @param q `[B, T, H, K]` float32.
+ * @param q `[B, T, H, K]` float32; B or T may be 0 (the output is then empty).
  * @param k `[B, T, Hkv, K]` float32, the same T (self-attention), H a multiple of Hkv, K ≤ 256.
  * @param v `[B, T, Hkv, K]` float32.
  * @returns `[B, T, H, K]`.
@@ -82,7 +86,9 @@ export function blockSparseAttention(
   }
   const layout = resolveLayout(op, options);
   const scale = checkScale(op, options.scale, s.K);
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  if (s.B * s.Tq === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
+  if (kernel) {
     const [o, lse] = tf.engine().runKernel(BLOCK_SPARSE_ATTENTION, { q, k, v }, { ...layout, scale }) as tf.Tensor[];
     // the gradient tape keeps its own reference to what it saved
     lse!.dispose();

@@ -5,7 +5,7 @@ import reduceHelpers from '../../../kernels/causal-generation/reduce.wgsl';
 import forwardBody from '../../../kernels/causal-generation/forward.wgsl';
 import backwardBody from '../../../kernels/causal-generation/backward.wgsl';
 import stepBody from '../../../kernels/causal-generation/step.wgsl';
-import { grid1d, laneVariants, lanesFor, namedInputs, runKernel, type LaneVariants } from '../../webgpu/runtime.js';
+import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type LaneVariants } from '../../webgpu/runtime.js';
 import type { Reduce } from './reference.js';
 
 /** tfjs kernel names; prefixed so they cannot collide with tfjs's own. */
@@ -44,14 +44,14 @@ function elementwise(backend: WebGPUBackend, kernel: LaneVariants, inputs: tf.Te
 
 const reduceOf = (attrs: tf.NamedAttrMap | undefined) => (attrs as unknown as Attrs).reduce;
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: CAUSAL_GENERATION,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) =>
     elementwise(backend as WebGPUBackend, FORWARD, [namedInputs(inputs, 'x').x], reduceOf(attrs)),
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: CAUSAL_GENERATION_GRAD,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -60,7 +60,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: CAUSAL_GENERATION_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -69,7 +69,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerGradient({
+registerGradientOnce({
   kernelName: CAUSAL_GENERATION,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
+import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-mixer.js';
-import { checkOneOf } from '../../validate.js';
+import { checkOneOf, optionNames } from '../../validate.js';
 import { causalGeneration as causalGenerationOp, causalGenerationStep, REDUCES, type Reduce } from './op.js';
 
 /** Arguments of the {@link CausalGeneration} layer. */
@@ -8,6 +9,8 @@ export interface CausalGenerationArgs extends ProjectedMixerArgs {
   /** The elementwise comparison of a token with its predecessor. Default `'min'`. */
   reduce?: Reduce;
 }
+
+const OPTIONS = optionNames<Omit<CausalGenerationArgs, keyof ProjectedMixerArgs>>({ reduce: true });
 
 /** Decode state of {@link CausalGeneration}: the previous token and how many were seen. */
 export type CausalGenerationState = {
@@ -19,7 +22,7 @@ export type CausalGenerationState = {
 
 /**
  * CausalGeneration as a layer: `y = causalGeneration(x)·W + b`, a drop-in replacement for
- * self-attention with no Q, K, V projections (MIXERS.md §1).
+ * self-attention with no Q, K, V projections (the {@link "causal-generation" | CausalGeneration guide}).
  *
  * Input and output `[B, T, D]`. Weights: `kernel [D, D]` and `bias [D]` when `projection`
  * is on (the default). Decode with {@link CausalGeneration.initState} and
@@ -36,21 +39,23 @@ export type CausalGenerationState = {
  * ```
  */
 export class CausalGeneration extends ProjectedMixer {
-  static className = 'CausalGeneration';
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('CausalGeneration');
   readonly reduce: Reduce;
 
-  constructor(args: CausalGenerationArgs = {}) {
-    super(args);
-    this.reduce = checkOneOf('CausalGeneration', 'reduce', args.reduce, REDUCES, 'min');
+  constructor(args?: CausalGenerationArgs) {
+    super(args, OPTIONS);
+    this.reduce = checkOneOf(this.layerName, 'reduce', args?.reduce, REDUCES, 'min');
   }
 
   protected mix(x: tf.Tensor3D): tf.Tensor3D {
-    return causalGenerationOp(x, { reduce: this.reduce, implementation: this.implementation });
+    return causalGenerationOp(x, { reduce: this.reduce, implementation: this.activeImplementation() });
   }
 
-  /** A fresh decode state for `batch` sequences. */
+  /** A fresh decode state for `batch` sequences, a non-negative integer. */
   initState(batch: number): CausalGenerationState {
-    return { previous: tf.zeros([batch, this.widthOrThrow()]), position: 0 };
+    this.checkBatch(batch);
+    return { previous: tf.zeros([batch, this.builtWidth()]), position: 0 };
   }
 
   /**
@@ -62,11 +67,11 @@ export class CausalGeneration extends ProjectedMixer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: CausalGenerationState): [tf.Tensor2D, CausalGenerationState] {
-    this.checkStepInput(x);
+    this.checkStep(x, state, 'previous');
     return tf.tidy((): [tf.Tensor2D, CausalGenerationState] => {
       // the first token has no predecessor: R(x, x) = x
       const previous = state.position === 0 ? x : state.previous;
-      const mixed = causalGenerationStep(x, previous, { reduce: this.reduce, implementation: this.implementation });
+      const mixed = causalGenerationStep(x, previous, { reduce: this.reduce, implementation: this.activeImplementation() });
       return [this.project(mixed), { previous: x.clone(), position: state.position + 1 }];
     });
   }
@@ -75,7 +80,7 @@ export class CausalGeneration extends ProjectedMixer {
     return { ...super.getConfig(), reduce: this.reduce };
   }
 }
-tf.serialization.registerClass(CausalGeneration);
+registerMixerLayer(CausalGeneration);
 
 /**
  * Creates a {@link CausalGeneration} layer, as `tf.layers.*` factories do.

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkOneOf, checkShape, checkTensor, useKernel, type Implementation } from '../../validate.js';
+import {
+  checkOneOf, checkOptionNames, checkShape, checkTensor, differentiableZeros, optionNames, useKernel, type Implementation,
+} from '../../validate.js';
 import { causalGenerationReference, reducePair, type Reduce } from './reference.js';
 import { CAUSAL_GENERATION, CAUSAL_GENERATION_STEP } from './kernel.js';
 
@@ -14,13 +16,15 @@ export interface CausalGenerationOptions {
   implementation?: Implementation;
 }
 
+const OPTIONS = optionNames<CausalGenerationOptions>({ reduce: true, implementation: true });
+
 /**
  * CausalGeneration (Hilsenbek 2024): each token compared elementwise with its predecessor,
  * `y[t] = R(x[t], x[t-1])` and `y[0] = x[0]`, with R one of min, max, mean. No parameters;
  * O(T·D) time. Differentiable: min/max route the gradient to the selected argument (a tie
  * goes to x[t]), mean sends half to each.
  *
- * @param x `[B, T, D]` float32.
+ * @param x `[B, T, D]` float32; B or T may be 0 (the output is then empty), D ≥ 1.
  * @returns `[B, T, D]`.
  *
  * @example
@@ -31,9 +35,12 @@ export interface CausalGenerationOptions {
  */
 export function causalGeneration(x: tf.Tensor3D, options: CausalGenerationOptions = {}): tf.Tensor3D {
   const op = 'causalGeneration';
+  checkOptionNames(op, options, OPTIONS);
   const $x = checkTensor<tf.Rank.R3>(op, 'x', x, ['B', 'T', 'D']);
   const reduce = checkOneOf(op, 'reduce', options.reduce, REDUCES, 'min');
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  if ($x.size === 0) return differentiableZeros($x.shape, [$x]);
+  if (kernel) {
     return tf.engine().runKernel(CAUSAL_GENERATION, { x: $x }, { reduce }) as tf.Tensor3D;
   }
   return causalGenerationReference($x, reduce);
@@ -52,11 +59,14 @@ export function causalGenerationStep(
   x: tf.Tensor2D, previous: tf.Tensor2D, options: CausalGenerationOptions = {},
 ): tf.Tensor2D {
   const op = 'causalGenerationStep';
+  checkOptionNames(op, options, OPTIONS);
   const $x = checkTensor<tf.Rank.R2>(op, 'x', x, ['B', 'D']);
   const $previous = checkTensor<tf.Rank.R2>(op, 'previous', previous, ['B', 'D']);
   checkShape(op, 'previous', $previous, $x.shape, ['B', 'D']);
   const reduce = checkOneOf(op, 'reduce', options.reduce, REDUCES, 'min');
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  if ($x.size === 0) return differentiableZeros($x.shape, [$x, $previous]);
+  if (kernel) {
     return tf.engine().runKernel(CAUSAL_GENERATION_STEP, { x: $x, previous: $previous }, { reduce }) as tf.Tensor2D;
   }
   return tf.tidy(() => reducePair(reduce, $x.expandDims(1) as tf.Tensor3D, $previous.expandDims(1) as tf.Tensor3D).squeeze([1]));

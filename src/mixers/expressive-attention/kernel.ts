@@ -8,7 +8,7 @@ import recurrentReadoutBody from '../../../kernels/expressive-attention/recurren
 import grid from '../../../kernels/common/grid.wgsl';
 import lanes1 from '../../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../../kernels/common/lanes-4.wgsl';
-import { grid1d, lanesFor, namedInputs, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+import { grid1d, lanesFor, namedInputs, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
 import { registerAttentionBackward } from '../../attention/backward.js';
 
@@ -25,7 +25,7 @@ export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRec
 
 interface Attrs { causal: boolean; scale: number; epsilon: number }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: EXPRESSIVE_ATTENTION,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -99,7 +99,7 @@ const RECURRENT_READOUT: KernelSource = { name: 'ExpressiveAttentionRecurrentRea
 
 interface StepAttrs { scale: number; epsilon: number }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: EXPRESSIVE_ATTENTION_RECURRENT_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
-import { checkOneOf, checkStepToken } from '../../validate.js';
+import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
+import { checkOneOf, optionNames } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
 
 export { quadraticFeatures } from './reference.js';
@@ -36,10 +37,11 @@ export type ExpressiveAttentionRecurrentState = {
 export type ExpressiveAttentionState = KVCacheState | ExpressiveAttentionRecurrentState;
 
 const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
+const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof AttentionLayerArgs>>({ epsilon: true, decode: true });
 
 /**
  * Causal multi-head self-attention whose weights are squared scores normalised directly
- * (Gros 2024; MIXERS.md §3): `[B, T, D] → [B, T, D]` with query, key, value and output
+ * (Gros 2024; the {@link "expressive-attention" | ExpressiveAttention guide}): `[B, T, D] → [B, T, D]` with query, key, value and output
  * projections and grouped-query heads (`numKvHeads`). The attention runs as
  * `ops.expressiveAttention`, tiled on WebGPU.
  *
@@ -63,23 +65,24 @@ const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
  * ```
  */
 export class ExpressiveAttention extends AttentionLayer {
-  static className = 'ExpressiveAttention';
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('ExpressiveAttention');
   readonly epsilon: number;
   readonly decode: ExpressiveAttentionDecode;
   private projections = new Map<string, tf.LayerVariable>();
 
   constructor(args: ExpressiveAttentionArgs) {
-    super(args);
-    this.epsilon = checkEpsilon(ExpressiveAttention.className, args.epsilon);
-    this.decode = checkOneOf(ExpressiveAttention.className, 'decode', args.decode, DECODES, 'cache');
+    super(args, OPTIONS);
+    this.epsilon = checkEpsilon(this.layerName, args.epsilon);
+    this.decode = checkOneOf(this.layerName, 'decode', args.decode, DECODES, 'cache');
   }
 
   protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-    return expressiveAttentionOp(q, k, v, { causal: true, epsilon: this.epsilon, implementation: this.implementation });
+    return expressiveAttentionOp(q, k, v, { causal: true, epsilon: this.epsilon, implementation: this.activeImplementation() });
   }
 
-  override build(inputShape: tf.Shape | tf.Shape[]): void {
-    super.build(inputShape);
+  protected override createWeights(D: number): void {
+    super.createWeights(D);
     // the recurrent step projects by itself: keep the weights AttentionLayer added, by name
     for (const w of this.weights) this.projections.set(w.originalName.split('/').pop()!, w);
   }
@@ -91,15 +94,6 @@ export class ExpressiveAttention extends AttentionLayer {
     return tf.add(y, this.projections.get(`${name}Bias`)!.read()) as tf.Tensor2D;
   }
 
-  /** D and K of the built layer, or the error AttentionLayer gives before it is built. */
-  private recurrentDims(): { D: number; K: number } {
-    const query = this.projections.get('query');
-    if (!query) {
-      throw new Error(`${this.getClassName()}: the layer is not built yet; call it on an input (or add it to a model) before decoding.`);
-    }
-    return { D: query.shape[0]!, K: query.shape[1]! / this.numHeads };
-  }
-
   /**
    * An empty decode state for `batch` sequences: a key/value cache, or with
    * `decode: 'recurrent'` zero sums `M [B, Hkv, P, K]` and `z [B, Hkv, P]`, P = K(K+1)/2.
@@ -109,7 +103,8 @@ export class ExpressiveAttention extends AttentionLayer {
   override initState(batch: number): KVCacheState;
   override initState(batch: number): ExpressiveAttentionState {
     if (this.decode === 'cache') return super.initState(batch);
-    const { K } = this.recurrentDims();
+    this.checkBatch(batch);
+    const { K } = this.dimsOrThrow();
     const P = (K * (K + 1)) / 2;
     return { M: tf.zeros([batch, this.numKvHeads, P, K]), z: tf.zeros([batch, this.numKvHeads, P]), position: 0 };
   }
@@ -129,15 +124,15 @@ export class ExpressiveAttention extends AttentionLayer {
   // AttentionLayer's signature, so that this layer still is one
   override step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState];
   override step(x: tf.Tensor2D, state: ExpressiveAttentionState): [tf.Tensor2D, ExpressiveAttentionState] {
-    const name = `${this.getClassName()}.step`;
+    const name = `${this.layerName}.step`;
     const recurrent = 'M' in state;
     if (recurrent !== (this.decode === 'recurrent')) {
       throw new Error(`${name}: this layer decodes with decode = '${this.decode}', but argument 'state' is ` +
         `${recurrent ? 'a recurrent state' : 'a key/value cache'}; use the state from this layer's initState().`);
     }
     if (!('M' in state)) return super.step(x, state);
-    const { D, K } = this.recurrentDims();
-    checkStepToken(this.getClassName(), x, D);
+    this.checkStep(x, state, 'M');
+    const { K } = this.dimsOrThrow();
     return tf.tidy((): [tf.Tensor2D, ExpressiveAttentionRecurrentState] => {
       const B = x.shape[0];
       const H = this.numHeads;
@@ -146,7 +141,7 @@ export class ExpressiveAttention extends AttentionLayer {
       const v = this.tokenDense(x, 'value').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
       const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
-        { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.implementation });
+        { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.activeImplementation() });
       return [this.tokenDense(o.reshape([B, H * K]), 'output'), { M, z, position: state.position + 1 }];
     });
   }
@@ -155,7 +150,7 @@ export class ExpressiveAttention extends AttentionLayer {
     return { ...super.getConfig(), epsilon: this.epsilon, decode: this.decode };
   }
 }
-tf.serialization.registerClass(ExpressiveAttention);
+registerMixerLayer(ExpressiveAttention);
 
 /**
  * Creates an {@link ExpressiveAttention} layer, as `tf.layers.*` factories do.

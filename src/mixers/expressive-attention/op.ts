@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { MAX_HEAD_DIM, checkAttention, checkScale } from '../../attention/validate.js';
 import {
-  argumentError, checkBoolean, checkOptionNames, checkShape, checkTensor, useKernel, type Implementation,
+  argumentError, checkBoolean, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames, useKernel,
+  type Implementation,
 } from '../../validate.js';
 import { expressiveAttentionRecurrentStepReference, expressiveAttentionReference } from './reference.js';
 import { EXPRESSIVE_ATTENTION, EXPRESSIVE_ATTENTION_RECURRENT_STEP } from './kernel.js';
@@ -24,7 +25,7 @@ export interface ExpressiveAttentionOptions {
   implementation?: Implementation;
 }
 
-const OPTIONS = ['causal', 'scale', 'epsilon', 'implementation'] as const;
+const OPTIONS = optionNames<ExpressiveAttentionOptions>({ causal: true, scale: true, epsilon: true, implementation: true });
 
 /** The default ε of ExpressiveAttention's denominator. */
 const DEFAULT_EPSILON = 1e-6;
@@ -33,7 +34,7 @@ const DEFAULT_EPSILON = 1e-6;
 export function checkEpsilon(op: string, epsilon: number | undefined): number {
   const e = epsilon ?? DEFAULT_EPSILON;
   if (typeof e !== 'number' || !Number.isFinite(e) || e < 0) {
-    throw argumentError(op, `option 'epsilon' must be a finite number ≥ 0; received ${String(e)}.`);
+    throw argumentError(op, `option 'epsilon' must be a finite number ≥ 0; received ${describe(e)}.`);
   }
   return e;
 }
@@ -53,7 +54,8 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
  *   i = 1    x x x x
  * ```
  *
- * @param q `[B, Tq, H, K]` float32.
+ * @param q `[B, Tq, H, K]` float32. B, Tq and Tk may be 0: with Tk = 0 (an empty KV cache) every row
+ *   sees no key and outputs 0, with gradients 0.
  * @param k `[B, Tk, Hkv, K]` float32, H a multiple of Hkv, K ≤ 256.
  * @param v `[B, Tk, Hkv, K]` float32.
  * @returns `[B, Tq, H, K]`.
@@ -74,7 +76,10 @@ export function expressiveAttention(
   const causal = checkBoolean(op, 'causal', options.causal, true);
   const scale = checkScale(op, options.scale, s.K);
   const epsilon = checkEpsilon(op, options.epsilon);
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  // an empty KV cache: no query sees a key, so every row outputs 0
+  if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
+  if (kernel) {
     const [o, z] = tf.engine().runKernel(EXPRESSIVE_ATTENTION, { q, k, v }, { causal, scale, epsilon }) as tf.Tensor[];
     // the gradient tape keeps its own reference to what it saved
     z!.dispose();
@@ -93,7 +98,7 @@ export interface ExpressiveAttentionRecurrentStepOptions {
   implementation?: Implementation;
 }
 
-const STEP_OPTIONS = ['scale', 'epsilon', 'implementation'] as const;
+const STEP_OPTIONS = optionNames<ExpressiveAttentionRecurrentStepOptions>({ scale: true, epsilon: true, implementation: true });
 
 /**
  * One step of ExpressiveAttention's exact recurrent decode (the layer's `decode: 'recurrent'`):
@@ -137,13 +142,20 @@ export function expressiveAttentionRecurrentStep(
     throw argumentError(op, `the query heads H = ${H} must be a multiple of the key/value heads Hkv = ${Hkv} ` +
       `(q is [B, H, K], k and v are [B, Hkv, K]).`);
   }
-  if (K > MAX_HEAD_DIM) throw argumentError(op, `the head dimension K must be at most ${MAX_HEAD_DIM}; received ${K}.`);
+  if (K > MAX_HEAD_DIM) {
+    throw argumentError(op, `the head dimension K of 'q', 'k' and 'v' must be at most ${MAX_HEAD_DIM}; received ${K}.`);
+  }
   const P = (K * (K + 1)) / 2;
   checkShape(op, 'M', checkTensor(op, 'M', M, ['B', 'Hkv', 'P', 'K']), [B, Hkv, P, K], ['B', 'Hkv', 'P', 'K']);
   checkShape(op, 'z', checkTensor(op, 'z', z, ['B', 'Hkv', 'P']), [B, Hkv, P], ['B', 'Hkv', 'P']);
   const scale = checkScale(op, options.scale, K);
   const epsilon = checkEpsilon(op, options.epsilon);
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  if (B === 0) {
+    const inputs = [$q, $k, v, M, z];
+    return [differentiableZeros($q.shape, inputs), differentiableZeros(M.shape, inputs), differentiableZeros(z.shape, inputs)];
+  }
+  if (kernel) {
     return tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_STEP, { q: $q, k: $k, v, M, z }, { scale, epsilon }) as
       [tf.Tensor3D, tf.Tensor4D, tf.Tensor3D];
   }

@@ -1,12 +1,13 @@
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../../kernels/common/grid.wgsl';
 import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
 import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import forwardBody from '../../../kernels/flash-style-tiled-attention/forward.wgsl';
 import weights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
 import decodePartialBody from '../../../kernels/flash-style-tiled-attention/decode-partial.wgsl';
 import decodeMergeBody from '../../../kernels/flash-style-tiled-attention/decode-merge.wgsl';
-import { namedInputs, runKernel, type Param } from '../../webgpu/runtime.js';
+import { grid1d, namedInputs, registerKernelOnce, runKernel, type Param } from '../../webgpu/runtime.js';
 import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import { registerAttentionBackward } from '../../attention/backward.js';
@@ -24,6 +25,8 @@ interface Attrs { causal: boolean; scale: number; split: Split }
 
 /** Keys per split of the split-K decode. */
 const SPLIT_CHUNK = 128;
+/** Invocations per workgroup of its first pass. */
+const SPLIT_WG = 64;
 
 /**
  * Split-K pays off when the tiled kernel would leave most of its invocations idle: a tile of
@@ -42,26 +45,30 @@ function paramsOf(s: AttentionSizes, a: Attrs, splits = 0): Param[] {
 function splitForward(backend: WebGPUBackend, q: tf.TensorInfo, k: tf.TensorInfo, v: tf.TensorInfo, s: AttentionSizes, a: Attrs) {
   const splits = Math.ceil(s.Tk / SPLIT_CHUNK);
   const params = paramsOf(s, a, splits);
-  const partial = attentionKernel('FlashAttentionDecodePartial', [decodePartialBody], s.K);
+  const partial = attentionKernel('FlashAttentionDecodePartial', [grid, decodePartialBody], s.K);
+  const [x, y] = grid1d(s.H * s.Tq * splits, SPLIT_WG);
   const [partO, partML] = runKernel(backend, partial, {
     inputs: [q, k, v],
     outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]],
     params,
-    workgroups: [Math.ceil(splits / 64), s.H * s.Tq, s.B],
+    constants: { WG: SPLIT_WG },
+    workgroups: [x, y, s.B],
   });
   const merge = attentionKernel('FlashAttentionDecodeMerge', [decodeMergeBody], s.K);
-  const out = runKernel(backend, merge, {
-    inputs: [partO!, partML!],
-    outputs: [q.shape, [s.B, s.H, s.Tq]],
-    params,
-    workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
-  });
-  backend.disposeData(partO!.dataId);
-  backend.disposeData(partML!.dataId);
-  return out;
+  try {
+    return runKernel(backend, merge, {
+      inputs: [partO!, partML!],
+      outputs: [q.shape, [s.B, s.H, s.Tq]],
+      params,
+      workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
+    });
+  } finally {
+    backend.disposeData(partO!.dataId);
+    backend.disposeData(partML!.dataId);
+  }
 }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: FLASH_ATTENTION,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {

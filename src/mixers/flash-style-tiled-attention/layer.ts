@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs } from '../../attention/attention-layer.js';
+import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { flashAttention } from './op.js';
 
 /** Arguments of the {@link FlashStyleTiledAttention} layer. */
@@ -7,7 +8,7 @@ export type FlashStyleTiledAttentionArgs = AttentionLayerArgs;
 
 /**
  * Causal multi-head self-attention whose attention runs as FlashAttention-2 tiles with an
- * online softmax (MIXERS.md §4): `[B, T, D] → [B, T, D]` with query, key, value and output
+ * online softmax (the {@link "flash-style-tiled-attention" | FlashStyleTiledAttention guide}): `[B, T, D] → [B, T, D]` with query, key, value and output
  * projections, grouped-query heads (`numKvHeads`), and a key/value cache for decoding.
  *
  * Weights: `query [D, H·K]`, `key` and `value [D, Hkv·K]`, `output [H·K, D]`, and their biases
@@ -24,17 +25,18 @@ export type FlashStyleTiledAttentionArgs = AttentionLayerArgs;
  * ```
  */
 export class FlashStyleTiledAttention extends AttentionLayer {
-  static className = 'FlashStyleTiledAttention';
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('FlashStyleTiledAttention');
 
   constructor(args: FlashStyleTiledAttentionArgs) {
-    super(args);
+    super(args, []);
   }
 
   protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-    return flashAttention(q, k, v, { causal: true, implementation: this.implementation });
+    return flashAttention(q, k, v, { causal: true, implementation: this.activeImplementation() });
   }
 }
-tf.serialization.registerClass(FlashStyleTiledAttention);
+registerMixerLayer(FlashStyleTiledAttention);
 
 /**
  * Creates a {@link FlashStyleTiledAttention} layer, as `tf.layers.*` factories do.

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkAttention, checkScale } from '../../attention/validate.js';
-import { checkBoolean, checkOneOf, checkOptionNames, useKernel, type Implementation } from '../../validate.js';
+import {
+  checkBoolean, checkOneOf, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
+} from '../../validate.js';
 import { flashAttentionReference } from './reference.js';
 import { FLASH_ATTENTION, type Split } from './kernel.js';
 
@@ -26,7 +28,7 @@ export interface FlashAttentionOptions {
   implementation?: Implementation;
 }
 
-const OPTIONS = ['causal', 'scale', 'split', 'implementation'] as const;
+const OPTIONS = optionNames<FlashAttentionOptions>({ causal: true, scale: true, split: true, implementation: true });
 const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
 
 /**
@@ -43,7 +45,8 @@ const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
  *   i = 1    x x x x
  * ```
  *
- * @param q `[B, Tq, H, K]` float32.
+ * @param q `[B, Tq, H, K]` float32. B, Tq and Tk may be 0: with Tk = 0 (an empty KV cache) every row
+ *   sees no key and outputs 0, with gradients 0.
  * @param k `[B, Tk, Hkv, K]` float32, H a multiple of Hkv, K ≤ 256.
  * @param v `[B, Tk, Hkv, K]` float32.
  * @returns `[B, Tq, H, K]`.
@@ -64,7 +67,10 @@ export function flashAttention(
   const causal = checkBoolean(op, 'causal', options.causal, true);
   const scale = checkScale(op, options.scale, s.K);
   const split = checkOneOf(op, 'split', options.split, SPLITS, 'auto');
-  if (useKernel(op, options.implementation)) {
+  const kernel = useKernel(op, options.implementation);
+  // an empty KV cache: no query sees a key, so every row outputs 0
+  if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
+  if (kernel) {
     const [o, lse] = tf.engine().runKernel(FLASH_ATTENTION, { q, k, v }, { causal, scale, split }) as tf.Tensor[];
     // the gradient tape keeps its own reference to what it saved
     lse!.dispose();

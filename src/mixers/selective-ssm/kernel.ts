@@ -10,7 +10,7 @@ import backwardChunkStatesBody from '../../../kernels/selective-ssm/backward-chu
 import backwardBody from '../../../kernels/selective-ssm/backward.wgsl';
 import stepBody from '../../../kernels/selective-ssm/step.wgsl';
 import sumRowsBody from '../../../kernels/common/sum-rows.wgsl';
-import { grid1d, namedInputs, runKernel, type KernelSource, type Param } from '../../webgpu/runtime.js';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type Param } from '../../webgpu/runtime.js';
 
 /**
  * tfjs kernel names. The forward's inputs are u, delta, chan = A | D | deltaBias `[E, N+2]`,
@@ -96,7 +96,7 @@ function sumRows(gpu: WebGPUBackend, x: tf.TensorInfo, offset: number, k: number
   })[0]!;
 }
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: SELECTIVE_SCAN,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -118,7 +118,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: SELECTIVE_SCAN_GRAD,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
@@ -149,7 +149,7 @@ tf.registerKernel({
   },
 });
 
-tf.registerGradient({
+registerGradientOnce({
   kernelName: SELECTIVE_SCAN,
   inputsToSave: ['u', 'delta', 'chan', 'bc', 'z', 'initialState'],
   outputsToSave: [false, false, true, true],
@@ -175,7 +175,7 @@ tf.registerGradient({
   },
 });
 
-tf.registerKernel({
+registerKernelOnce({
   kernelName: SELECTIVE_SCAN_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {

@@ -1,12 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { sequenceShape, type LayerArgs } from '../../layers/projected-mixer.js';
-import {
-  IMPLEMENTATIONS, argumentError, checkOneOf, checkPositiveInteger, checkShape, checkStepToken, checkTensor, type Implementation,
-} from '../../validate.js';
+import { MixerLayer, mixerClassName, registerMixerLayer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
+import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
 import { selectiveScan, selectiveScanStep } from './op.js';
 
 /** Arguments of the {@link SelectiveSSM} layer (Mamba's names in parentheses). */
-export interface SelectiveSSMArgs extends LayerArgs {
+export interface SelectiveSSMArgs extends MixerLayerArgs {
   /** The inner width E = expand·D of the block (`expand`), a positive integer. Default `2`. */
   expand?: number;
   /** The state size N per channel (`d_state`), a positive integer. Default `16`. */
@@ -21,9 +19,11 @@ export interface SelectiveSSMArgs extends LayerArgs {
   dtMax?: number;
   /** Initial step sizes are clamped to at least this, a number ≥ 0. Default `1e-4`. */
   dtInitFloor?: number;
-  /** Which implementation the selective scan runs. Default `'auto'`. */
-  implementation?: Implementation;
 }
+
+const OPTIONS = optionNames<Omit<SelectiveSSMArgs, keyof MixerLayerArgs>>({
+  expand: true, stateSize: true, dtRank: true, convKernel: true, dtMin: true, dtMax: true, dtInitFloor: true,
+});
 
 /** Decode state of {@link SelectiveSSM}: a fixed size, whatever the tokens seen. */
 export type SelectiveSSMState = {
@@ -59,7 +59,7 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
 }
 
 /**
- * The Mamba block (Gu & Dao 2023; MIXERS.md §6), a causal sequence mixer in place of
+ * The Mamba block (Gu & Dao 2023; the {@link "selective-ssm" | SelectiveSSM guide}), a causal sequence mixer in place of
  * self-attention: `[B, T, D] → [B, T, D]`, with E = expand·D, N = stateSize, R = dtRank:
  * ```
  * [x, z]      = x·inProj                          [B, T, E] each
@@ -99,8 +99,9 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
  * state = next;
  * ```
  */
-export class SelectiveSSM extends tf.layers.Layer {
-  static className = 'SelectiveSSM';
+export class SelectiveSSM extends MixerLayer {
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('SelectiveSSM');
   readonly expand: number;
   readonly stateSize: number;
   /** R as given; `null` for the default ceil(D / 16), resolved when the layer is built. */
@@ -109,25 +110,22 @@ export class SelectiveSSM extends tf.layers.Layer {
   readonly dtMin: number;
   readonly dtMax: number;
   readonly dtInitFloor: number;
-  readonly implementation: Implementation;
   private weightsByName = new Map<string, tf.LayerVariable>();
   private dims: Dims | null = null;
 
-  constructor(args: SelectiveSSMArgs = {}) {
-    super(args);
-    const name = SelectiveSSM.className;
-    this.expand = checkPositiveInteger(name, 'expand', args.expand ?? 2);
-    this.stateSize = checkPositiveInteger(name, 'stateSize', args.stateSize ?? 16);
-    this.dtRank = args.dtRank == null ? null : checkPositiveInteger(name, 'dtRank', args.dtRank);
-    this.convKernel = checkPositiveInteger(name, 'convKernel', args.convKernel ?? 4);
-    this.dtMin = finiteAtLeast(name, 'dtMin', args.dtMin ?? 1e-3, 0, true);
-    this.dtMax = finiteAtLeast(name, 'dtMax', args.dtMax ?? 1e-1, this.dtMin, false);
-    this.dtInitFloor = finiteAtLeast(name, 'dtInitFloor', args.dtInitFloor ?? 1e-4, 0, false);
-    this.implementation = checkOneOf(name, 'implementation', args.implementation, IMPLEMENTATIONS, 'auto');
+  constructor(args?: SelectiveSSMArgs) {
+    super(args, OPTIONS);
+    const name = this.layerName;
+    this.expand = checkPositiveInteger(name, 'expand', args?.expand ?? 2);
+    this.stateSize = checkPositiveInteger(name, 'stateSize', args?.stateSize ?? 16);
+    this.dtRank = args?.dtRank == null ? null : checkPositiveInteger(name, 'dtRank', args.dtRank);
+    this.convKernel = checkPositiveInteger(name, 'convKernel', args?.convKernel ?? 4);
+    this.dtMin = finiteAtLeast(name, 'dtMin', args?.dtMin ?? 1e-3, 0, true);
+    this.dtMax = finiteAtLeast(name, 'dtMax', args?.dtMax ?? 1e-1, this.dtMin, false);
+    this.dtInitFloor = finiteAtLeast(name, 'dtInitFloor', args?.dtInitFloor ?? 1e-4, 0, false);
   }
 
-  override build(inputShape: tf.Shape | tf.Shape[]): void {
-    const D = sequenceShape(this.getClassName(), inputShape)[2]!;
+  protected createWeights(D: number): void {
     const E = this.expand * D;
     const N = this.stateSize;
     const R = this.dtRank ?? Math.ceil(D / 16);
@@ -150,11 +148,6 @@ export class SelectiveSSM extends tf.layers.Layer {
       this.weight('ALog').write(tf.tile(tf.log(tf.range(1, N + 1)).reshape([1, N]), [E, 1]));
     });
     this.dims = { D, E, N, R };
-    this.built = true;
-  }
-
-  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    return sequenceShape(this.getClassName(), inputShape);
   }
 
   private weight(name: string): tf.LayerVariable {
@@ -174,29 +167,24 @@ export class SelectiveSSM extends tf.layers.Layer {
     return { delta: this.dense(low!, 'dtProj'), B: B!, C: C! };
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return tf.tidy(() => {
-      const name = this.getClassName();
-      const x = checkTensor<tf.Rank.R3>(name, 'inputs', Array.isArray(inputs) ? inputs[0] : inputs, ['B', 'T', 'D']);
-      const { D, E } = this.dimsOrThrow();
-      const [Bsz, T] = x.shape;
-      checkShape(name, 'inputs', x, [Bsz, T, D], ['B', 'T', 'D']);
-      const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
-      // causal depthwise conv: left zero padding, then the dConv taps as shifted slices (rank 3,
-      // each op with a gradient on cpu and webgpu)
-      const K = this.convKernel;
-      const padded = K > 1 ? tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]) : inner;
-      const taps = tf.unstack(this.weight('convKernel').read());
-      let conv: tf.Tensor = this.weight('convBias').read();
-      for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [Bsz, T, E]), taps[k]!));
-      const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D;
-      const { delta, B, C } = this.scanInputs(u);
-      const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D, {
-        D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
-        deltaSoftplus: true, implementation: this.implementation,
-      });
-      return this.dense(y, 'outProj');
+  protected forward(x: tf.Tensor3D): tf.Tensor3D {
+    const { E } = this.dimsOrThrow();
+    const [Bsz, T] = x.shape;
+    const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
+    // causal depthwise conv: left zero padding, then the dConv taps as shifted slices (rank 3,
+    // each op with a gradient on cpu and webgpu)
+    const K = this.convKernel;
+    const padded = K > 1 ? tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]) : inner;
+    const taps = tf.unstack(this.weight('convKernel').read());
+    let conv: tf.Tensor = this.weight('convBias').read();
+    for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [Bsz, T, E]), taps[k]!));
+    const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D;
+    const { delta, B, C } = this.scanInputs(u);
+    const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D, {
+      D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
+      deltaSoftplus: true, implementation: this.activeImplementation(),
     });
+    return this.dense(y, 'outProj') as tf.Tensor3D;
   }
 
   /** A = −exp(ALog), `[E, N]`. */
@@ -205,18 +193,16 @@ export class SelectiveSSM extends tf.layers.Layer {
   }
 
   private dimsOrThrow(): Dims {
-    if (!this.dims) {
-      throw new Error(`${this.getClassName()}: the layer is not built yet; call it on an input (or add it to a model) before decoding.`);
-    }
-    return this.dims;
+    this.builtWidth();
+    return this.dims!;
   }
 
   /**
    * A fresh decode state for `batch` sequences: zeros `conv [B, dConv − 1, E]` and
-   * `ssm [B, E, N]`, as if every token before the first were zero.
+   * `ssm [B, E, N]`, as if every token before the first were zero. `batch` is a non-negative integer.
    */
   initState(batch: number): SelectiveSSMState {
-    checkPositiveInteger(`${this.getClassName()}.initState`, 'batch', batch);
+    this.checkBatch(batch);
     const { E, N } = this.dimsOrThrow();
     return { conv: tf.zeros([batch, this.convKernel - 1, E]), ssm: tf.zeros([batch, E, N]) };
   }
@@ -232,7 +218,7 @@ export class SelectiveSSM extends tf.layers.Layer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: SelectiveSSMState): [tf.Tensor2D, SelectiveSSMState] {
-    const name = this.getClassName();
+    const name = this.layerName;
     const { D, E, N } = this.dimsOrThrow();
     checkStepToken(name, x, D);
     const Bsz = x.shape[0];
@@ -252,7 +238,7 @@ export class SelectiveSSM extends tf.layers.Layer {
       const { delta, B, C } = this.scanInputs(u);
       const next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm, {
         D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
-        deltaSoftplus: true, implementation: this.implementation,
+        deltaSoftplus: true, implementation: this.activeImplementation(),
       });
       const y = this.dense(next.output, 'outProj') as tf.Tensor2D;
       return [y, { conv: window.slice([0, 1, 0], [Bsz, this.convKernel - 1, E]) as tf.Tensor3D, ssm: next.state }];
@@ -269,11 +255,10 @@ export class SelectiveSSM extends tf.layers.Layer {
       dtMin: this.dtMin,
       dtMax: this.dtMax,
       dtInitFloor: this.dtInitFloor,
-      implementation: this.implementation,
     };
   }
 }
-tf.serialization.registerClass(SelectiveSSM);
+registerMixerLayer(SelectiveSSM);
 
 /**
  * Creates a {@link SelectiveSSM} layer (the Mamba block), as `tf.layers.*` factories do.

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkBoolean, checkOptionNames, checkShape, checkTensor, useKernel, type Implementation } from '../../validate.js';
+import {
+  checkBoolean, checkOptionNames, checkShape, checkTensor, differentiableZeros, optionNames, useKernel, type Implementation,
+} from '../../validate.js';
 import { selectiveScanReference, selectiveScanStepReference, type ScanArgs } from './reference.js';
 import { SELECTIVE_SCAN, SELECTIVE_SCAN_STEP, type ScanAttrs } from './kernel.js';
 
@@ -19,6 +21,10 @@ export interface SelectiveScanOptions {
   implementation?: Implementation;
 }
 
+const OPTIONS = optionNames<SelectiveScanOptions>({
+  D: true, z: true, deltaBias: true, deltaSoftplus: true, initialState: true, implementation: true,
+});
+
 /** Options of `ops.selectiveScanStep`: as {@link SelectiveScanOptions}, with a `[B, E]` gate. */
 export interface SelectiveScanStepOptions {
   /** `[E]`: the skip connection. Default none. */
@@ -33,6 +39,8 @@ export interface SelectiveScanStepOptions {
   implementation?: Implementation;
 }
 
+const STEP_OPTIONS = optionNames<SelectiveScanStepOptions>({ D: true, z: true, deltaBias: true, deltaSoftplus: true, implementation: true });
+
 /** A scan's output and its final state. */
 export interface SelectiveScanResult<R extends tf.Rank = tf.Rank.R3> {
   /** `[B, T, E]` (`[B, E]` for a step). */
@@ -40,9 +48,6 @@ export interface SelectiveScanResult<R extends tf.Rank = tf.Rank.R3> {
   /** `[B, E, N]`: the state after the last step. */
   state: tf.Tensor3D;
 }
-
-const OPTIONS = ['D', 'z', 'deltaBias', 'deltaSoftplus', 'initialState', 'implementation'] as const;
-const STEP_OPTIONS = ['D', 'z', 'deltaBias', 'deltaSoftplus', 'implementation'] as const;
 
 /** Checks every input against u's `[B, T, E]` (or `[B, E]` for a step) and A's `[E, N]`. */
 function checkScan(
@@ -92,7 +97,18 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
   options: SelectiveScanOptions): SelectiveScanResult {
   checkOptionNames(op, options, OPTIONS);
   const args = checkScan(op, false, u, delta, A, B, C, options) as ScanArgs;
-  if (!useKernel(op, options.implementation)) return selectiveScanReference(args);
+  const kernel = useKernel(op, options.implementation);
+  if (args.u.size === 0) {
+    // an empty batch or sequence: no step is taken, so the state is the initial one
+    const inputs = [u, delta, A, B, C, args.D, args.z, args.deltaBias, args.initialState].filter((t) => t !== undefined);
+    const [Bsz, , E] = args.u.shape;
+    const state = tf.tidy(() => {
+      const zeros = differentiableZeros<tf.Rank.R3>([Bsz!, E!, A.shape[1]], inputs);
+      return args.initialState ? tf.add(args.initialState, zeros) as tf.Tensor3D : zeros;
+    });
+    return { output: differentiableZeros(args.u.shape, inputs), state };
+  }
+  if (!kernel) return selectiveScanReference(args);
   return tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
     const inputs: tf.NamedTensorMap = {
@@ -115,7 +131,8 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
  * O(T·E·N) time, a linear recurrence run as a chunked scan over T by the WGSL kernels.
  * Differentiable in every tensor input (the backward is the same recurrence in reverse).
  *
- * @param u `[B, T, E]` float32, the input.
+ * @param u `[B, T, E]` float32, the input; B or T may be 0 (the output is then empty, and the final
+ *   state is `initialState`, or zeros).
  * @param delta `[B, T, E]` float32, the step size before bias and softplus.
  * @param A `[E, N]` float32, the state matrix (negative for a decaying state).
  * @param B `[B, T, N]` float32, the input projection of each step.
@@ -187,7 +204,12 @@ export function selectiveScanStep(
   const $state = checkTensor<tf.Rank.R3>(op, 'state', state, ['B', 'E', 'N']);
   checkShape(op, 'state', $state, [u.shape[0], ...args.A.shape], ['B', 'E', 'N']);
   const stepArgs = { ...args, state: $state } as Parameters<typeof selectiveScanStepReference>[0];
-  if (!useKernel(op, options.implementation)) return selectiveScanStepReference(stepArgs);
+  const kernel = useKernel(op, options.implementation);
+  if (args.u.size === 0) {
+    const inputs = [u, delta, A, B, C, $state, args.D, args.z, args.deltaBias].filter((t) => t !== undefined);
+    return { output: differentiableZeros(args.u.shape, inputs), state: differentiableZeros($state.shape, inputs) };
+  }
+  if (!kernel) return selectiveScanStepReference(stepArgs);
   const [output, next] = tf.tidy(() => {
     const inputs: tf.NamedTensorMap = { u, delta, ...packed(args.A, B, C, args.D, args.deltaBias), z: args.z ?? tf.zeros([1]), state };
     const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: false };

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { finitePart, poisonWhere } from '../../attention/reference.js';
 
 /** The resolved inputs of one selective scan, checked by the op. */
 export interface ScanArgs {
@@ -51,24 +52,44 @@ function steps(x: tf.Tensor): tf.Tensor[] {
  * an `[L, L+1]` decay matrix per chunk, was measured 60–200× slower on tfjs-webgpu, whose
  * batched matMuls and reductions over short axes launch a workgroup per tiny output.)
  *
+ * The scan runs on the per-token inputs with their NaN and ±∞ replaced by 0; the outputs and
+ * states that see one are made NaN at the end. Otherwise a later token's NaN would reach the
+ * gradients of earlier ones through 0 · NaN in the backward pass.
+ *
  * @returns the output `[B, T, E]` and the final state `[B, E, N]`.
  */
 export function selectiveScanReference(args: ScanArgs): { output: tf.Tensor3D; state: tf.Tensor3D } {
   return tf.tidy(() => {
     const [Bsz, , E] = args.u.shape;
     const N = args.A.shape[1];
-    const dt = stepSizes(args.delta, args.deltaBias, args.deltaSoftplus);
+    const u = finitePart(args.u);
+    const delta = finitePart(args.delta);
+    const $B = finitePart(args.B);
+    const $C = finitePart(args.C);
+    const z = args.z && finitePart(args.z);
+    const dt = stepSizes(delta.finite, args.deltaBias, args.deltaSoftplus);
     const decays = steps(tf.exp(tf.mul(dt.expandDims(3), args.A)));   // T × [B, E, N]
-    const inputs = steps(tf.mul(dt, args.u).expandDims(3));           // T × [B, E, 1]
-    const Bs = steps(args.B.expandDims(2));                           // T × [B, 1, N]
-    const Cs = steps(args.C.expandDims(2));
+    const inputs = steps(tf.mul(dt, u.finite).expandDims(3));         // T × [B, E, 1]
+    const Bs = steps($B.finite.expandDims(2));                        // T × [B, 1, N]
+    const Cs = steps($C.finite.expandDims(2));
+    // non-finite inputs entering the state of channel e at each step: T × [B, E]
+    const entering = steps(tf.add(tf.add(u.bad, delta.bad), tf.sum($B.bad, -1, true)));
     let h: tf.Tensor = args.initialState ?? tf.zeros([Bsz, E, N]);
+    let seen: tf.Tensor = tf.zeros([Bsz, E]);
     const ys: tf.Tensor[] = [];
+    const seens: tf.Tensor[] = [];
     for (let t = 0; t < decays.length; t++) {
       h = tf.add(tf.mul(decays[t]!, h), tf.mul(inputs[t]!, Bs[t]!));
       ys.push(tf.sum(tf.mul(h, Cs[t]!), 2));
+      seen = tf.add(seen, entering[t]!);
+      seens.push(seen);
     }
-    return { output: skipAndGate(tf.stack(ys, 1), args.u, args.D, args.z) as tf.Tensor3D, state: h as tf.Tensor3D };
+    const outputSees = tf.add(tf.add(tf.stack(seens, 1), tf.sum($C.bad, -1, true)), z ? z.bad : 0);
+    const output = skipAndGate(tf.stack(ys, 1), u.finite, args.D, z?.finite);
+    return {
+      output: tf.add(output, poisonWhere(outputSees)) as tf.Tensor3D,
+      state: tf.add(h, poisonWhere(seen).expandDims(2)) as tf.Tensor3D,
+    };
   });
 }
 
