@@ -68,7 +68,7 @@ describeOn('webgpu', 'kernel runtime limits', () => {
     const before = counts();
     const queuedBefore = tf.add(x, 1);
     expect(() => ops.flashAttention(q, q, q, { split: 'never', implementation: 'webgpu' })).toThrow(
-      /kernel FlashAttentionForwardK1 cannot run on this device: 65536 workgroups in dimension z exceed maxComputeWorkgroupsPerDimension = 65535\. Its launch: inputs \[65536, 1, 1, 1\]/,
+      /^flashAttention: kernel FlashAttentionForwardK1 cannot run on this device: 65536 workgroups in dimension z exceed maxComputeWorkgroupsPerDimension = 65535\. Its launch: inputs \[65536, 1, 1, 1\]/,
     );
     const queuedAfter = tf.mul(x, 2);
     expect(Array.from(await queuedBefore.data())).toEqual([2, 3, 4]);
@@ -84,7 +84,7 @@ describeOn('webgpu', 'kernel runtime limits', () => {
     const k = tf.ones([1, 1, 1, 1]) as tf.Tensor4D;
     const before = counts();
     expect(() => ops.flashAttention(q, k, k, { split: 'always', implementation: 'webgpu' })).toThrow(
-      /kernel FlashAttentionDecodeMergeK1 cannot run on this device: 65536 workgroups in dimension y exceed maxComputeWorkgroupsPerDimension = 65535/,
+      /^flashAttention: kernel FlashAttentionDecodeMergeK1 cannot run on this device: 65536 workgroups in dimension y exceed maxComputeWorkgroupsPerDimension = 65535/,
     );
     expect(counts()).toEqual(before);
 
@@ -100,7 +100,7 @@ describeOn('webgpu', 'kernel runtime limits', () => {
     });
     const queuedBefore = tf.add(x, 1);
     const held = counts();
-    expect(() => tf.engine().runKernel('MixersTwoLaunchesForTest', { x })).toThrow(/kernel CopyForTest cannot run on this device/);
+    expect(() => tf.engine().runKernel('MixersTwoLaunchesForTest', { x })).toThrow(/^twoLaunchesForTest: kernel CopyForTest cannot run on this device/);
     expect(counts()).toEqual(held);
     const queuedAfter = tf.mul(x, 2);
     expect(Array.from(await queuedBefore.data())).toEqual([2, 3, 4]);

@@ -13,11 +13,15 @@ import { backendInternals, type BackendInternals } from './internals.js';
  *
  * @example
  * ```ts
- * tf.env().set(POISON_OUTPUTS_FLAG, true); // as test/setup/webgpu.ts does
+ * tf.env().set(POISON_OUTPUTS_FLAG, true); // as the library's own tests do
  * ```
  */
 export const POISON_OUTPUTS_FLAG = 'MIXERS_POISON_OUTPUTS';
 tf.env().registerFlag(POISON_OUTPUTS_FLAG, () => false);
+
+// how the runtime's errors about one kernel start (a launch past a limit, a failed compile);
+// the kernel function that launched it renames it after its op
+const KERNEL_ERROR = 'tfjs-mixers: kernel ';
 
 /** A hand-written WGSL compute kernel: one `main` entry point, bindings by convention. */
 export interface KernelSource {
@@ -113,7 +117,7 @@ function pipelineFor(
       },
     });
     void device.popErrorScope().then((error) => {
-      if (error) compileErrors.set(key, `tfjs-mixers: kernel ${kernel.name} failed to compile: ${error.message}`);
+      if (error) compileErrors.set(key, `${KERNEL_ERROR}${kernel.name} failed to compile: ${error.message}`);
     });
     cache.set(key, pipeline);
   }
@@ -169,13 +173,22 @@ function describeLaunch(launch: Launch): string {
 }
 
 /**
+ * The public op behind a registered kernel, by the naming convention `Mixers` + the op's name:
+ * `MixersFlashAttention` → `flashAttention`, `MixersFlashAttentionGradQ` → `flashAttentionGradQ`.
+ */
+function opName(kernelName: string): string {
+  const name = kernelName.replace(/^Mixers/, '');
+  return name.charAt(0).toLowerCase() + name.slice(1);
+}
+
+/**
  * Checks a launch against the device's limits before anything is allocated or recorded: a
  * dispatch past them would be dropped by WebGPU with only a validation message, leaving its
  * outputs unwritten.
  */
 function checkLaunch(device: GPUDevice, kernel: KernelSource, launch: Launch): void {
   const fail = (what: string) =>
-    new Error(`tfjs-mixers: kernel ${kernel.name} cannot run on this device: ${what}. Its launch: ${describeLaunch(launch)}.`);
+    new Error(`${KERNEL_ERROR}${kernel.name} cannot run on this device: ${what}. Its launch: ${describeLaunch(launch)}.`);
   const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
   launch.workgroups.forEach((n, dim) => {
     if (!Number.isInteger(n) || n < 1) throw fail(`workgroup count ${n} in dimension ${'xyz'[dim]} is not a positive integer`);
@@ -322,6 +335,9 @@ export function registerKernelOnce(config: tf.KernelConfig): void {
         return config.kernelFunc(args);
       } catch (error) {
         freeHeld(args.backend, mine);
+        if (error instanceof Error && error.message.startsWith(KERNEL_ERROR)) {
+          error.message = `${opName(config.kernelName)}: ${error.message.slice('tfjs-mixers: '.length)}`;
+        }
         throw error;
       } finally {
         launched = outer;

@@ -26,7 +26,7 @@ export function causalMeanReference(x: tf.Tensor3D): tf.Tensor3D {
 }
 
 /**
- * `C(a, p, c)`; the nested min/max send a tie to the first of a, p, c, as MIXERS.md §2 asks.
+ * `C(a, p, c)`; the nested min/max send a tie to the first of a, p, c, the tie order `ops.averageContext` documents.
  * `c` may be `[B, 1, D]`: it is broadcast explicitly, because tfjs 4.22's maximum/minimum
  * gradients do not reduce over broadcast axes.
  */

@@ -13,7 +13,7 @@ export function predecessors(x: tf.Tensor3D): tf.Tensor3D {
   return tf.concat([x.slice([0, 0, 0], [-1, 1, -1]), x.slice([0, 0, 0], [-1, T - 1, -1])], 1);
 }
 
-/** `R(a, b)`; tfjs's minimum/maximum gradients send a tie to `a`, as MIXERS.md §1 asks. */
+/** `R(a, b)`; tfjs's minimum/maximum gradients send a tie to `a`, the tie rule `ops.causalGeneration` documents. */
 export function reducePair(reduce: Reduce, a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   if (reduce === 'min') return tf.minimum(a, b);
   if (reduce === 'max') return tf.maximum(a, b);
