@@ -25,7 +25,7 @@ export { AverageContext } from './mixers/average-context/layer.js';
 export type { AverageContextArgs, AverageContextState } from './mixers/average-context/layer.js';
 export { FlashStyleTiledAttention } from './mixers/flash-style-tiled-attention/layer.js';
 export type { FlashStyleTiledAttentionArgs } from './mixers/flash-style-tiled-attention/layer.js';
-export type { AttentionLayerArgs, KVCacheState } from './attention/attention-layer.js';
+export type { AttentionCallArgs, AttentionLayerArgs, KVCacheState, WindowedAttentionLayerArgs } from './attention/attention-layer.js';
 export { BlockSparse } from './mixers/block-sparse/layer.js';
 export type { BlockSparseArgs } from './mixers/block-sparse/layer.js';
 export type { BlockSparseAttentionOptions } from './mixers/block-sparse/op.js';
@@ -36,8 +36,9 @@ export type {
   AverageContextOptions, AverageContextStepOptions, CausalMeanOptions, Combine,
 } from './mixers/average-context/op.js';
 export type { FlashAttentionOptions, Split } from './mixers/flash-style-tiled-attention/op.js';
+export type { VisibilityOptions } from './attention/visibility.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
-export type { MixerLayerArgs } from './layers/mixer-layer.js';
+export type { CallKwargs, MixerLayerArgs } from './layers/mixer-layer.js';
 export type { Implementation } from './validate.js';
 export { ExpressiveAttention } from './mixers/expressive-attention/layer.js';
 export type {
@@ -47,3 +48,6 @@ export type { ExpressiveAttentionOptions, ExpressiveAttentionRecurrentStepOption
 export type { SelectiveScanOptions, SelectiveScanResult, SelectiveScanStepOptions } from './mixers/selective-ssm/op.js';
 export { SelectiveSSM } from './mixers/selective-ssm/layer.js';
 export type { SelectiveSSMArgs, SelectiveSSMState } from './mixers/selective-ssm/layer.js';
+export { MultiHeadAttention } from './mixers/multi-head-attention/layer.js';
+export type { MultiHeadAttentionArgs, MultiHeadAttentionCallArgs } from './mixers/multi-head-attention/layer.js';
+export type { SerializableArg } from './mixers/multi-head-attention/serializables.js';

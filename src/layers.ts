@@ -27,3 +27,4 @@ export { flashStyleTiledAttention } from './mixers/flash-style-tiled-attention/l
 export { blockSparse } from './mixers/block-sparse/layer.js';
 export { expressiveAttention } from './mixers/expressive-attention/layer.js';
 export { selectiveSSM } from './mixers/selective-ssm/layer.js';
+export { multiHeadAttention } from './mixers/multi-head-attention/layer.js';

@@ -83,10 +83,10 @@ export function checkOptionNames(op: string, options: unknown, known: readonly s
   }
 }
 
-/** Returns `value` when it is a positive integer, else throws naming the argument. */
-export function checkPositiveInteger(op: string, name: string, value: unknown): number {
+/** Returns `value` when it is a positive integer, else throws naming the argument (or option). */
+export function checkPositiveInteger(op: string, name: string, value: unknown, kind: 'argument' | 'option' = 'argument'): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw argumentError(op, `argument '${name}' must be a positive integer; received ${describe(value)}.`);
+    throw argumentError(op, `${kind} '${name}' must be a positive integer; received ${describe(value)}.`);
   }
   return value;
 }

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   blockSparseMask, expressiveAttentionGradOracle, expressiveAttentionOracle, softmaxAttentionGradOracle,
-  softmaxAttentionOracle, visibleMask,
+  softmaxAttentionOracle, visibleMask, visibleMaskPerRow,
   type AttentionGrads, type AttentionShape, type MaskFn,
 } from './oracle/attention.js';
 import { finiteDiff, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
@@ -405,5 +405,60 @@ describe('MIXERS.md §3 expressive backward vs the exact derivative', () => {
     const raw = mixersFormula(q1, k1, v1, d1, one, 1, 1e-6, false);
     expect(raw.dq[0]).toBeCloseTo(2 * (1 - 1e-8 / (1e-6 + 1e-8)) / 1e-4, 6); // ≈ 19802, 101× too big
     expect(raw.dv[0]).toBe(1); // P = s²/Σs² = 1 instead of a ≈ 0.0099
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// MIXERS.md §7 visibility, per batch row
+
+/** The rows of a `[Tq, Tk]` 0/1 matrix as strings, `x` visible and `.` not. */
+function draw(m: Uint8Array, Tq: number, Tk: number, from = 0): string[] {
+  return Array.from({ length: Tq }, (_, i) => Array.from(m.subarray(from + i * Tk, from + (i + 1) * Tk), (x) => (x ? 'x' : '.')).join(''));
+}
+
+describe('visibleMaskPerRow: MIXERS.md §7 on hand-drawn cases', () => {
+  const shape = (B: number, Tq: number, Tk: number): AttentionShape => ({ B, Tq, Tk, H: 1, Hkv: 1, K: 1 });
+
+  it('a causal window of 2 keeps the diagonal and the key before it', () => {
+    expect(draw(visibleMaskPerRow(shape(1, 4, 4), { causal: true, window: 2 }), 4, 4)).toEqual(['x...', 'xx..', '.xx.', '..xx']);
+  });
+
+  it('a window without causal reaches w − 1 keys on either side', () => {
+    expect(draw(visibleMaskPerRow(shape(1, 4, 5), { causal: false, window: 2 }), 4, 5)).toEqual(['xxx..', '.xxx.', '..xxx', '...xx']);
+  });
+
+  it('queryOffsets place each row\'s queries; the default is Tk − Tq', () => {
+    const m = visibleMaskPerRow(shape(2, 2, 4), { causal: true, queryOffsets: [0, 1] });
+    expect(draw(m, 2, 4)).toEqual(['x...', 'xx..']);
+    expect(draw(m, 2, 4, 8)).toEqual(['xx..', 'xxx.']);
+    expect(draw(visibleMaskPerRow(shape(1, 2, 4), { causal: true }), 2, 4)).toEqual(['xxx.', 'xxxx']);
+  });
+
+  it('kvLengths, segments and a mask restrict each batch row on its own, and combine with AND', () => {
+    const m = visibleMaskPerRow(shape(2, 3, 3), {
+      causal: false,
+      kvLengths: [3, 0],
+      segmentIds: { query: [[0, 0, 1], [5, 5, 5]], key: [[0, 1, 1], [5, 5, 5]] },
+      attentionMask: (b, i, j) => !(b === 0 && i === 2 && j === 2),
+    });
+    expect(draw(m, 3, 3)).toEqual(['x..', 'x..', '.x.']);
+    expect(draw(m, 3, 3, 9)).toEqual(['...', '...', '...']);
+  });
+
+  it('the softmax and expressive oracles output 0 with no gradient on a row whose keys are all past its length', () => {
+    const s: AttentionShape = { B: 2, Tq: 2, Tk: 3, H: 2, Hkv: 1, K: 3 };
+    const { q, k, v, dO } = inputs(s, 29);
+    for (const m of mixers) {
+      const opts = { causal: false, kvLengths: [2, 0] };
+      const o = m.forward(q, k, v, s, opts);
+      const g = m.grad(q, k, v, dO, s, opts);
+      const half = o.length / 2;
+      expect(allZero(o.subarray(half)), `${m.name} o of row 1`).toBe(true);
+      expect(allZero(g.dq.subarray(half)), `${m.name} dq of row 1`).toBe(true);
+      expect(allZero(g.dk.subarray(g.dk.length / 2)), `${m.name} dk of row 1`).toBe(true);
+      // row 0 sees keys 0 and 1 only: key 2 gets no gradient
+      expect(allZero(g.dk.subarray(2 * s.K, 3 * s.K)), `${m.name} dk of key 2`).toBe(true);
+      expect(allZero(o.subarray(0, half)), `${m.name} o of row 0`).toBe(false);
+    }
   });
 });

@@ -1,8 +1,10 @@
-// Shared by the BlockSparse kernels: the tile plan and the layout's token mask (MIXERS.md §5).
-// Expects the host's `const BR` and a `plan: array<vec2<u32>>` binding, built on the host by tilePlans in
-// src/mixers/block-sparse/layout.ts: pairs 0 and 1 the layout (b, w) and (g, s); pair 2 + 2t
-// the rows [first, end) of tile t, pair 3 + 2t the range of pairs holding its runs; each run a
-// range [first, end) of keys (of queries in the transposed plan of the dK/dV pass).
+// The layout hooks of common/attention-{forward,backward-dq,backward-dkv}.wgsl for BlockSparse:
+// the tile plan and the layout's token mask (docs/block-sparse.md). Expects common/visibility.wgsl and
+// the host's `const BR`. The plan lies in the packed `vis` buffer, from `params.planAt`, built on the host by tilePlans
+// in src/mixers/block-sparse/layout.ts as pairs of u32: pairs 0 and 1 the layout (b, w) and
+// (g, s); pair 2 + 2t the rows [first, end) of tile t, pair 3 + 2t the range of pairs holding
+// its runs; each run a range [first, end) of keys (of queries in the transposed plan of the
+// dK/dV pass).
 
 struct BlockLayout {
   b: u32, // tokens per block
@@ -13,29 +15,46 @@ struct BlockLayout {
 
 var<private> blocks: BlockLayout;
 
+// pair n of the plan, which starts at params.planAt in `vis`
+fn planPair(n: u32) -> vec2u {
+  let at = params.planAt + 2u * n;
+  return vec2u(u32(vis[at]), u32(vis[at + 1u]));
+}
+
 // reads the layout from the head of the plan; every entry point calls it first
 fn loadLayout() {
-  blocks = BlockLayout(plan[0].x, plan[0].y, plan[1].x, plan[1].y);
+  let bw = planPair(0u);
+  let gs = planPair(1u);
+  blocks = BlockLayout(bw.x, bw.y, gs.x, gs.y);
 }
 
 // rows [first, end) of tile t
-fn tileRows(t: u32) -> vec2u {
-  return plan[2u + 2u * t];
+fn tileRows(t: u32, total: u32) -> vec2u {
+  return planPair(2u + 2u * t);
 }
 
 // the plan entries [first, end) that are tile t's runs
 fn tileRuns(t: u32) -> vec2u {
-  return plan[3u + 2u * t];
+  return planPair(3u + 2u * t);
 }
 
-// key j is visible to query i: j ≤ i, and block (⌊i/b⌋, ⌊j/b⌋) is active. A block of at least
-// BR rows holds whole tiles, whose runs are exactly their block's active key blocks, so there
-// j ≤ i decides alone; a tile of several shorter blocks reads the union of their key blocks,
-// and each row tests its own.
+// run r: rows [first, end) of the other side
+fn tileRun(r: u32, total: u32) -> vec2u {
+  return planPair(r);
+}
+
+// j ≤ i, and block (⌊i/b⌋, ⌊j/b⌋) is active. A block of at least BR rows holds whole tiles,
+// whose runs are exactly their block's active key blocks, so there j ≤ i decides alone; a tile
+// of several shorter blocks reads the union of their key blocks, and each row tests its own.
 fn sees(i: u32, j: u32) -> bool {
   if (j > i) { return false; }
   if (blocks.b >= BR) { return true; }
   let J = j / blocks.b;
   let d = i / blocks.b - J;
   return d < blocks.w || J < blocks.g || (blocks.s > 0u && d % blocks.s == 0u);
+}
+
+// key j is visible to query i of row b: the layout's mask and the call's visibility
+fn keySeen(b: u32, i: u32, j: u32) -> bool {
+  return sees(i, j) && visible(b, i, j);
 }

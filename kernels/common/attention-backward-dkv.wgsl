@@ -1,21 +1,25 @@
-// Attention backward, dK and dV (FlashAttention-2's), shared by FlashStyleTiledAttention and
-// ExpressiveAttention: per key row j of kv head hk, stream the queries of every query head that
-// reads hk, tile by tile, recompute s = scale·q·kᵀ and, from the forward's per-row statistic,
-// each pair's weight p and dS (the mixer's `pairGrads`), and accumulate dv = Σ_i p_i·dO_i and
+// Attention backward skeleton, dK and dV (FlashAttention-2's), shared by
+// FlashStyleTiledAttention, ExpressiveAttention and BlockSparse: per key row j of kv head hk,
+// stream the queries that may see its tile (the layout's runs narrowed by queryRange, query
+// tiles whose segment ids cannot meet the key tile's skipped), for every query head that reads
+// hk, recompute s = scale·q·kᵀ and, from the forward's per-row statistic, each visible pair's
+// weight p and dS (the mixer's `pairGrads`), and accumulate dv = Σ_i p_i·dO_i and
 // dk = scale·Σ_i dS_i·q_i. Summing over the query heads of a group is GQA's summed dK, dV.
-// One workgroup per (tile of BR key rows, kv head hk, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/query-tile.wgsl, the mixer's
-// `rowFactor` and `pairGrads`, and the host's `const KV, BR, BC`.
+// One workgroup per (tile of key rows, kv head hk, batch b).
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl,
+// common/query-tile.wgsl, a layout (see common/attention-forward.wgsl; its tiles and runs here
+// are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and the host's
+// `const KV, BR, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
-@group(0) @binding(4) var<storage, read> saved: array<f32>; // [B, H, Tq]: the forward's row statistic
-@group(0) @binding(5) var<storage, read> delta: array<f32>; // [B, H, Tq]: rowsum(dO∘o)
+@group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>; // [B, H, Tq]: (the forward's row statistic, rowsum(dO∘o))
+@group(0) @binding(5) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
 @group(0) @binding(6) var<storage, read_write> dk: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(7) var<storage, read_write> dv: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(8) var<uniform> params: Params; // sizes, scale, causal
+@group(0) @binding(8) var<uniform> params: Params;
 
 var<workgroup> qTile: array<V, BC * KV>;
 var<workgroup> dOTile: array<V, BC * KV>;
@@ -26,9 +30,11 @@ var<workgroup> deltaTile: array<f32, BC>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z;
   let hk = wid.y;
-  let j = wid.x * BR + lid;
-  let rowOk = j < params.Tk;
-  let base = ((b * params.Tk + min(j, params.Tk - 1u)) * params.Hkv + hk) * KV;
+  loadLayout();
+  let rows = tileRows(wid.x, params.Tk);
+  let j = rows.x + lid;
+  let rowOk = j < rows.y;
+  let base = ((b * params.Tk + min(j, rows.y - 1u)) * params.Hkv + hk) * KV;
 
   var kj: array<V, KV>;
   var vj: array<V, KV>;
@@ -41,42 +47,45 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     dvAcc[c] = V(0.0);
   }
 
-  // causal: key j is seen by queries i ≥ j + Tq − Tk; start at the first tile holding one
-  var iStart = 0u;
-  if (params.causal != 0u && wid.x * BR + params.Tq > params.Tk) {
-    iStart = (wid.x * BR + params.Tq - params.Tk) / BC * BC;
-  }
+  let queries = queryRange(b, rows.x, rows.y);
+  let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
+  let runs = tileRuns(wid.x);
   let group = params.H / params.Hkv;
   for (var g = 0u; g < group; g++) {
     let h = hk * group + g;
-    for (var i0 = iStart; i0 < params.Tq; i0 += BC) {
-      workgroupBarrier();
-      loadQueryTile(&qTile, &dOTile, b, h, i0, params.Tq, lid, BR);
-      for (var e = lid; e < BC; e += BR) {
-        let row = (b * params.H + h) * params.Tq + min(i0 + e, params.Tq - 1u);
-        factorTile[e] = rowFactor(saved[row]);
-        deltaTile[e] = delta[row];
-      }
-      workgroupBarrier();
-      if (rowOk) {
-        let n = min(BC, params.Tq - i0);
-        for (var r = 0u; r < n; r++) {
-          if (visible(i0 + r, j)) {
-            var sd = V(0.0);
-            var pd = V(0.0);
-            var live = false;
-            for (var c = 0u; c < KV; c++) {
-              sd += qTile[r * KV + c] * kj[c];
-              pd += vj[c] * dOTile[r * KV + c];
-              live = live || any(dOTile[r * KV + c] != V(0.0));
-            }
-            // a query row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from
-            // a non-finite input it sees, out of this key's gradients (MIXERS.md §7)
-            if (live) {
-              let w = pairGrads(lanesSum(sd), lanesSum(pd), factorTile[r], deltaTile[r]);
+    for (var r = runs.x; r < runs.y; r++) {
+      let run = tileRun(r, params.Tq);
+      let end = min(run.y, queries.y);
+      for (var i0 = max(run.x, queries.x); i0 < end; i0 += BC) {
+        let n = min(BC, end - i0);
+        if (!segmentsMeet(kSeg, querySegments(b, i0, n, lid))) { continue; }
+        workgroupBarrier();
+        loadQueryTile(&qTile, &dOTile, b, h, i0, end, lid, BR);
+        for (var e = lid; e < BC; e += BR) {
+          let st = stats[(b * params.H + h) * params.Tq + min(i0 + e, end - 1u)];
+          factorTile[e] = rowFactor(st.x);
+          deltaTile[e] = st.y;
+        }
+        workgroupBarrier();
+        if (rowOk) {
+          for (var e = 0u; e < n; e++) {
+            if (keySeen(b, i0 + e, j)) {
+              var sd = V(0.0);
+              var pd = V(0.0);
+              var live = false;
               for (var c = 0u; c < KV; c++) {
-                dvAcc[c] += w.x * dOTile[r * KV + c];
-                dkAcc[c] += w.y * qTile[r * KV + c];
+                sd += qTile[e * KV + c] * kj[c];
+                pd += vj[c] * dOTile[e * KV + c];
+                live = live || any(dOTile[e * KV + c] != V(0.0));
+              }
+              // a query row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN,
+              // from a non-finite input it sees, out of this key's gradients
+              if (live) {
+                let w = pairGrads(lanesSum(sd), lanesSum(pd), factorTile[e], deltaTile[e]);
+                for (var c = 0u; c < KV; c++) {
+                  dvAcc[c] += w.x * dOTile[e * KV + c];
+                  dkAcc[c] += w.y * qTile[e * KV + c];
+                }
               }
             }
           }

@@ -1,24 +1,29 @@
-// Shared by the softmax attention forwards (FlashStyleTiledAttention, BlockSparse): the online
-// softmax of FlashAttention-2 over one key tile in workgroup memory, and the row's output.
-// Expects the kernel's `kTile`, `vTile`, `o` and `lse`, its `fn keyVisible(i, j) -> bool`,
-// common/lanes-*.wgsl, common/attention.wgsl, and the host's `const KV, BC`.
+// The row hooks of common/attention-forward.wgsl for softmax attention (FlashStyleTiledAttention,
+// BlockSparse): the online softmax of FlashAttention-2 over one key tile in workgroup memory, and
+// the row's output. Expects the skeleton's `kTile`, `vTile`, `o` and `stat`, the layout's
+// `keySeen`, common/lanes-*.wgsl, common/attention.wgsl, and the host's `const KV, BC`.
 
 // A query row's running max m of the scores and normaliser l = Σ exp(s − m).
-struct OnlineSoftmax {
+struct RowState {
   m: f32,
   l: f32,
+}
+
+fn initRow() -> RowState {
+  return RowState(NEG, 0.0);
 }
 
 // Folds keys j0..j0+n−1 of the tiles into row i's state and output accumulator, rescaling the
 // accumulator once per tile.
 fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
-              state: ptr<function, OnlineSoftmax>, i: u32, j0: u32, n: u32) {
+              state: ptr<function, RowState>, b: u32, i: u32, j0: u32, n: u32) {
   var s: array<f32, BC>;
   var tileMax = NEG;
   for (var r = 0u; r < n; r++) {
     var d = V(0.0);
     for (var c = 0u; c < KV; c++) { d += (*qi)[c] * kTile[r * KV + c]; }
-    s[r] = select(NEG, lanesSum(d), keyVisible(i, j0 + r));
+    // select, never multiply: a non-finite invisible key never reaches the row
+    s[r] = select(NEG, lanesSum(d), keySeen(b, i, j0 + r));
     tileMax = max(tileMax, s[r]);
   }
   let mNew = max((*state).m, tileMax);
@@ -38,10 +43,10 @@ fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
   }
 }
 
-// Writes o = acc / l at oBase and lse = m + log l at lseIndex; a row with no visible key gets
-// o = 0 and lse = NEG, never NaN.
-fn finishRow(acc: ptr<function, array<V, KV>>, state: OnlineSoftmax, oBase: u32, lseIndex: u32) {
+// Writes o = acc / l at oBase and the statistic lse = m + log l at statIndex; a row with no
+// visible key gets o = 0 and lse = NEG, never NaN.
+fn finishRow(acc: ptr<function, array<V, KV>>, state: RowState, oBase: u32, statIndex: u32) {
   let inv = select(0.0, 1.0 / state.l, state.l > 0.0);
   for (var c = 0u; c < KV; c++) { o[oBase + c] = (*acc)[c] * inv; }
-  lse[lseIndex] = select(NEG, state.m + log(state.l), state.l > 0.0);
+  stat[statIndex] = select(NEG, state.m + log(state.l), state.l > 0.0);
 }

@@ -5,15 +5,19 @@
 // (row, head) to a single invocation.
 // The invocations are flat over (h, i, s) within a batch, folded into x and y past 65535
 // workgroups (H·Tq·splits can exceed it), with the batch b in z.
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/grid.wgsl and the host's `const KV`.
+// Each split is narrowed to the keys its query may see (keyRange), and every key is tested with
+// the shared predicate, so splits past the visible range do no work.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/grid.wgsl and
+// the host's `const KV`.
 
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(3) var<storage, read_write> partO: array<V>; // [B, H, Tq, splits, K]: unnormalised
-@group(0) @binding(4) var<storage, read_write> partML: array<vec2<f32>>; // [B, H, Tq, splits]: (m, l)
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> vis: array<i32>; // the packed int inputs
+@group(0) @binding(4) var<storage, read_write> partO: array<V>; // [B, H, Tq, splits, K]: unnormalised
+@group(0) @binding(5) var<storage, read_write> partML: array<vec2<f32>>; // [B, H, Tq, splits]: (m, l)
+@group(0) @binding(6) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -35,8 +39,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   var m = NEG;
   var l = 0.0;
-  let j1 = min((s + 1u) * params.chunk, keysSeenByTile(i, 1u));
-  for (var j = s * params.chunk; j < j1; j++) {
+  let keys = keyRange(b, i, i + 1u);
+  let j1 = min((s + 1u) * params.chunk, keys.y);
+  for (var j = max(s * params.chunk, keys.x); j < j1; j++) {
+    // an invisible key is skipped, never weighed by 0: its values never reach the row
+    if (!visible(b, i, j)) { continue; }
     let kBase = ((b * params.Tk + j) * params.Hkv + hk) * KV;
     var d = V(0.0);
     for (var c = 0u; c < KV; c++) { d += qi[c] * k[kBase + c]; }

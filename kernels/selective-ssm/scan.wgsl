@@ -1,4 +1,4 @@
-// Shared by the selective-scan kernels (MIXERS.md §6): sizes, indexing, Δ and the gate.
+// Shared by the selective-scan kernels (docs/selective-ssm.md): sizes, indexing, Δ and the gate.
 //
 // T is cut into chunks of L steps. Scan kernels give one invocation a cell (b, chunk c,
 // channel e) and loop over the N states inside it, so each step's Δ, u and gate are loaded
@@ -75,7 +75,7 @@ fn softplus(x: f32) -> f32 {
 
 // g·x, or 0 when g is 0 (a strong zero): in the backward, a step whose adjoint is 0 adds nothing
 // even where a non-finite input made x NaN, which would otherwise reach the earlier steps'
-// gradients (MIXERS.md §7)
+// gradients
 fn strongTimes(g: f32, x: f32) -> f32 {
   return select(g * x, 0.0, g == 0.0);
 }

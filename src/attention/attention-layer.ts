@@ -1,9 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
-import { MixerLayer, type MixerLayerArgs } from '../layers/mixer-layer.js';
-import { argumentError, checkBoolean, checkPositiveInteger, optionNames } from '../validate.js';
+import { MixerLayer, type CallKwargs, type MixerLayerArgs } from '../layers/mixer-layer.js';
+import {
+  argumentError, checkBoolean, checkOptionNames, checkPositiveInteger, checkTensor, describe, formatShape, optionNames,
+} from '../validate.js';
 import { MAX_HEAD_DIM } from './validate.js';
+import { resolveVisibility, type VisibilityOptions } from './visibility.js';
 
-/** Arguments shared by the self-attention layers. */
+/** Arguments shared by the attention layers. */
 export interface AttentionLayerArgs extends MixerLayerArgs {
   /** Query heads H. */
   numHeads: number;
@@ -13,11 +16,64 @@ export interface AttentionLayerArgs extends MixerLayerArgs {
   headDim?: number;
   /** Biases on the four projections. Default `true`. */
   useBias?: boolean;
+  /**
+   * Query i sees only the keys up to its own position. Default (`null` or omitted): `true` for
+   * self-attention (`apply(x)`), `false` for cross-attention (`apply([x, context])`), where
+   * `true` aligns the last query with the last key (key j visible to query i iff
+   * j ≤ i + Tk − Tq). `false` on self-attention makes an encoder layer, which cannot decode.
+   */
+  causal?: boolean | null;
+}
+
+/** Arguments of the attention layers that also take a sliding window. */
+export interface WindowedAttentionLayerArgs extends AttentionLayerArgs {
+  /**
+   * Sliding window: query i, at position p = i + Tk − Tq (p = i in self-attention), sees only
+   * the w most recent keys up to p (p − w < j ≤ p), and with `causal: false` also the keys
+   * j < p + w. A positive integer, or `null` (default) for none. Decoding then attends to the
+   * last w keys of the cache.
+   */
+  window?: number | null;
+}
+
+/**
+ * The keyword arguments of an attention layer's `apply(inputs, kwargs)`, which tfjs passes to
+ * `call`.
+ */
+export interface AttentionCallArgs {
+  /**
+   * Packed sequences: query i sees key j only where their ids are equal. Self-attention: an
+   * int32 `[B, T]` tensor. Cross-attention: `{ query: [B, Tq], key: [B, Tk] }` (or one `[B, T]`
+   * tensor when Tq = Tk). `model.fit` passes no per-batch arguments to its layers: train on
+   * packed batches with `apply` in a loop of your own (`optimizer.minimize`, `tf.variableGrads`).
+   */
+  segmentIds?: VisibilityOptions['segmentIds'];
+  /**
+   * Padding masks, as tfjs propagates them (`tf.layers.embedding({ maskZero: true })`): `[B, T]`
+   * of x, or `[maskOfX, maskOfContext]`, non-zero at real tokens. A padded key is invisible; a
+   * padded query still has an output, and x's mask goes on with it to the next layer.
+   * Where none is given, an input's own `kerasMask` (which tfjs's masking layers attach to their
+   * outputs) serves: the only way a context's mask reaches the layer in `model.predict` and
+   * `model.fit`, which pass on the mask of the first input alone.
+   */
+  mask?: tf.Tensor | ReadonlyArray<tf.Tensor | null | undefined> | null;
+  /** Set by tfjs during `model.fit`; the attention is the same either way. */
+  training?: boolean;
+}
+
+/** What an attention layer's attention supports beyond causal self-attention. */
+export interface AttentionSupport {
+  /** `causal: false`, and cross-attention `apply([x, context])`. */
+  bidirectional: boolean;
+  /** The `window` argument. */
+  window: boolean;
 }
 
 const ATTENTION_OPTIONS = optionNames<Omit<AttentionLayerArgs, keyof MixerLayerArgs>>({
-  numHeads: true, numKvHeads: true, headDim: true, useBias: true,
+  numHeads: true, numKvHeads: true, headDim: true, useBias: true, causal: true,
 });
+const WINDOW_OPTIONS = optionNames<Omit<WindowedAttentionLayerArgs, keyof AttentionLayerArgs>>({ window: true });
+const CALL_ARGS = optionNames<AttentionCallArgs>({ segmentIds: true, mask: true, training: true });
 
 /** Decode state of an attention layer: the key/value cache. */
 export type KVCacheState = {
@@ -29,24 +85,42 @@ export type KVCacheState = {
   position: number;
 };
 
+/** An input's own padding mask, which tfjs's masking layers attach to their eager outputs. */
+function ownMask(x: tf.Tensor): tf.Tensor | null {
+  return x.kerasMask && !x.kerasMask.isDisposed ? x.kerasMask : null;
+}
 
 /**
- * Base of the causal self-attention layers: `[B, T, D]` in, projections
- * q = x·Wq (H heads), k = x·Wk and v = x·Wv (Hkv heads), a causal attention over them, and
- * out = attention·Wo. Decoding keeps a key/value cache.
+ * Base of the attention layers: queries q = x·Wq (H heads) from x `[B, Tq, D]`, keys
+ * k = s·Wk and values v = s·Wv (Hkv heads) from s = x (self-attention, `apply(x)`) or from a
+ * context `[B, Tk, Dc]` (cross-attention, `apply([x, context])`, where the layer supports it),
+ * the attention over them, and out = attention·Wo, `[B, Tq, D]`. Which keys a query sees:
+ * `causal`, `window`, the packed `segmentIds` given to `apply`, and the padding mask tfjs
+ * propagates (a key mask, passed on as the output's mask). Decoding (causal self-attention
+ * only) keeps a key/value cache.
  */
 export abstract class AttentionLayer extends MixerLayer {
   readonly numHeads: number;
   readonly numKvHeads: number;
   readonly headDim: number | null;
   readonly useBias: boolean;
+  /** As given: `true`, `false`, or `null` for causal self-attention and non-causal cross-attention. */
+  readonly causal: boolean | null;
+  /** The sliding window w, or `null` for none. */
+  readonly window: number | null;
+  private readonly support: AttentionSupport;
   private weightsByName = new Map<string, tf.LayerVariable>();
   /** K, once built. */
   private headWidth: number | null = null;
+  /** Dc once built for cross-attention; `null` for self-attention or before the build. */
+  private contextWidth: number | null = null;
 
-  /** @param options the names of the subclass's own arguments, beyond {@link AttentionLayerArgs}. */
-  protected constructor(args: AttentionLayerArgs | undefined, options: readonly string[]) {
-    super(args, [...ATTENTION_OPTIONS, ...options]);
+  /**
+   * @param options the names of the subclass's own arguments, beyond {@link AttentionLayerArgs}.
+   * @param support what the subclass's attention supports beyond causal self-attention.
+   */
+  protected constructor(args: AttentionLayerArgs | undefined, options: readonly string[], support: AttentionSupport) {
+    super(args, [...ATTENTION_OPTIONS, ...(support.window ? WINDOW_OPTIONS : []), ...options]);
     const name = this.layerName;
     if (args?.numHeads === undefined) {
       throw argumentError(name, `argument 'numHeads', the number of query heads (a positive integer), is required; received none.`);
@@ -58,10 +132,22 @@ export abstract class AttentionLayer extends MixerLayer {
     }
     this.headDim = args.headDim == null ? null : checkPositiveInteger(name, 'headDim', args.headDim);
     this.useBias = checkBoolean(name, 'useBias', args.useBias, true);
+    this.causal = args.causal == null ? null : checkBoolean(name, 'causal', args.causal, true);
+    if (this.causal === false && !support.bidirectional) {
+      throw argumentError(name, `option 'causal' must be true (or omitted): its attention is causal by definition; received false. ` +
+        `For bidirectional attention use FlashStyleTiledAttention with causal: false.`);
+    }
+    const window = (args as WindowedAttentionLayerArgs).window;
+    this.window = window == null ? null : checkPositiveInteger(name, 'window', window);
+    this.support = support;
+    this.supportsMasking = true;
   }
 
-  /** The attention itself: q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]`, causal → `[B, Tq, H, K]`. */
-  protected abstract attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D;
+  /**
+   * The attention itself: q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` → `[B, Tq, H, K]`, with
+   * the visibility the layer resolved for this call (`causal` always set).
+   */
+  protected abstract attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D;
 
   protected createWeights(D: number): void {
     const name = this.layerName;
@@ -72,11 +158,13 @@ export abstract class AttentionLayer extends MixerLayer {
     if (K > MAX_HEAD_DIM) throw new Error(`${name}: headDim must be at most ${MAX_HEAD_DIM}; received ${K}.`);
     const H = this.numHeads;
     const Hkv = this.numKvHeads;
+    // keys and values project the context in cross-attention, of its own width Dc
+    const Dkv = this.contextWidth ?? D;
     const add = (n: string, shape: number[], init: ReturnType<typeof tf.initializers.zeros>) =>
       this.weightsByName.set(n, this.addWeight(n, shape, 'float32', init));
     add('query', [D, H * K], tf.initializers.glorotUniform({}));
-    add('key', [D, Hkv * K], tf.initializers.glorotUniform({}));
-    add('value', [D, Hkv * K], tf.initializers.glorotUniform({}));
+    add('key', [Dkv, Hkv * K], tf.initializers.glorotUniform({}));
+    add('value', [Dkv, Hkv * K], tf.initializers.glorotUniform({}));
     add('output', [H * K, D], tf.initializers.glorotUniform({}));
     if (this.useBias) {
       add('queryBias', [H * K], tf.initializers.zeros());
@@ -87,22 +175,139 @@ export abstract class AttentionLayer extends MixerLayer {
     this.headWidth = K;
   }
 
-  /** `x·W (+ b)` over the last axis of `[..., in]`. */
-  private dense(x: tf.Tensor, name: string): tf.Tensor {
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const [shape, context] = this.inputShapes(inputShape);
+    this.contextWidth = context ? context[2]! : null;
+    this.buildFor(shape);
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    return this.checkedShape(this.inputShapes(inputShape)[0]);
+  }
+
+  /** Self-attention on `x [B, T, D]`, or cross-attention on `[x, context]`; see {@link AttentionCallArgs} for `kwargs`. */
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: CallKwargs = {}): tf.Tensor {
+    checkOptionNames(`${this.layerName}.apply`, kwargs, CALL_ARGS);
+    if (!Array.isArray(inputs) || inputs.length === 1) {
+      this.checkSelfOrCross(false, 1);
+      return super.call(inputs, kwargs);
+    }
+    this.checkSelfOrCross(true, inputs.length);
+    const x = this.checkedInput(inputs[0]);
+    const context = checkTensor<tf.Rank.R3>(this.layerName, 'context', inputs[1], ['B', 'Tk', 'Dc']);
+    this.inputShapes([x.shape, context.shape]);
+    return this.mixNonEmpty([x, context], () => this.mix(x, context, kwargs as AttentionCallArgs));
+  }
+
+  protected forward(x: tf.Tensor3D, kwargs: CallKwargs): tf.Tensor3D {
+    return this.mix(x, null, kwargs as AttentionCallArgs);
+  }
+
+  /** The mask of the output: x's own, which tfjs passes on to the next layer. */
+  override computeMask(_inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor | tf.Tensor[] {
+    // no mask is null, as tfjs's own layers return, though its type leaves null out
+    return ((Array.isArray(mask) ? mask[0] : mask) ?? null) as tf.Tensor;
+  }
+
+  /**
+   * The shapes of x and of the context (`null` for self-attention), checked: one or two inputs,
+   * a context `[B, Tk, Dc]` with a known Dc (the one the layer was built for), of x's batch.
+   */
+  private inputShapes(inputShape: tf.Shape | tf.Shape[]): [tf.Shape, tf.Shape | null] {
+    if (!Array.isArray(inputShape[0])) return [inputShape as tf.Shape, null];
+    const shapes = inputShape as tf.Shape[];
+    this.checkSelfOrCross(shapes.length === 2, shapes.length);
+    if (shapes.length === 1) return [shapes[0]!, null];
+    const [x, context] = shapes as [tf.Shape, tf.Shape];
+    const name = this.layerName;
+    if (context.length !== 3 || context[2] == null) {
+      throw new Error(`${name} expects a context of shape [B, Tk, Dc] with a known Dc. Received: ${formatShape(context)}.`);
+    }
+    if (this.built && context[2] !== this.contextWidth) {
+      throw argumentError(name, `argument 'context' must have shape [B, Tk, Dc] = ${formatShape([context[0], context[1], this.contextWidth])}; ` +
+        `received ${formatShape(context)}. The layer was built for Dc = ${this.contextWidth}.`);
+    }
+    if (x[0] != null && context[0] != null && x[0] !== context[0]) {
+      throw argumentError(name, `arguments 'inputs' and 'context' must hold the same batch B; received ${formatShape(x)} and ${formatShape(context)}.`);
+    }
+    return [x, context];
+  }
+
+  /**
+   * Throws unless `count` inputs (1: self-attention, 2: cross-attention) suit the layer: one
+   * it supports, and the kind it was built for.
+   */
+  private checkSelfOrCross(cross: boolean, count: number): void {
+    const name = this.layerName;
+    if (count !== 1 && count !== 2) {
+      throw new Error(`${name} expects x, or [x, context] for cross-attention; received ${count} inputs.`);
+    }
+    if (cross && !this.support.bidirectional) {
+      throw argumentError(name, `takes a single input x [B, T, D]: it has no cross-attention; received ${count} inputs.`);
+    }
+    if (this.built && cross !== (this.contextWidth !== null)) {
+      throw argumentError(name, `the layer was built for ${this.contextWidth !== null ? 'cross-attention, [x, context]' : 'self-attention, a single x'}; ` +
+        `received ${count === 1 ? 'a single input' : '[x, context]'}.`);
+    }
+  }
+
+  /** The attention on checked, non-empty inputs: keys and values from the context, or from x. */
+  private mix(x: tf.Tensor3D, context: tf.Tensor3D | null, kwargs: AttentionCallArgs): tf.Tensor3D {
+    const visibility = this.callVisibility(x, context, kwargs);
+    const [q, k, v] = this.project(x, context ?? x);
+    return this.projectOutput(this.attend(q, k, v, visibility));
+  }
+
+  /**
+   * The visibility of one call, checked in the layer's name: `causal` (by default true for
+   * self-attention, false for cross-attention), `window`, `segmentIds`, and the keys' padding
+   * mask as `[B, 1, Tk]`.
+   */
+  private callVisibility(x: tf.Tensor3D, context: tf.Tensor3D | null, kwargs: AttentionCallArgs): VisibilityOptions {
+    const visibility: VisibilityOptions = { causal: this.causal ?? context === null };
+    if (this.window !== null) visibility.window = this.window;
+    if (kwargs.segmentIds !== undefined) visibility.segmentIds = kwargs.segmentIds;
+    const keyMask = this.keyMask(x, context, kwargs.mask);
+    if (keyMask) visibility.mask = keyMask;
+    const [B, Tq] = x.shape;
+    const Tk = (context ?? x).shape[1];
+    // checked here so that errors name the layer; what this makes is disposed by the caller's tidy
+    resolveVisibility(this.layerName, visibility, { B, Tq, Tk, H: this.numHeads, Hkv: this.numKvHeads, K: this.headWidth! },
+      { window: this.support.window, queryOffsets: false, nonCausal: this.support.bidirectional });
+    return visibility;
+  }
+
+  /** The keys' padding mask `[B, 1, Tk]`: the context's in cross-attention, else x's; `null` when none. */
+  private keyMask(x: tf.Tensor3D, context: tf.Tensor3D | null, mask: AttentionCallArgs['mask']): tf.Tensor3D | null {
+    const given = Array.isArray(mask) ? mask : [mask];
+    const source = context ?? x;
+    const m = (context ? given[1] : given[0]) ?? ownMask(source);
+    if (m == null) return null;
+    const [B, Tk] = source.shape;
+    if (!(m instanceof tf.Tensor) || m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== Tk) {
+      throw argumentError(this.layerName, `argument 'mask', the padding mask of ${context ? 'the context' : 'x'}, must be a tensor [B, ${context ? 'Tk' : 'T'}] = ` +
+        `${formatShape([B, Tk])}; received ${describe(m)}.`);
+    }
+    return m.reshape([B, 1, Tk]) as tf.Tensor3D;
+  }
+
+  /** `x·W (+ b)` over the last axis of `[..., in]`, W one of the layer's projections by name (`'query'`, …). */
+  protected dense(x: tf.Tensor, name: string): tf.Tensor {
     const w = this.weightsByName.get(name)!.read();
     const flat = tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w);
     const out = this.useBias ? tf.add(flat, this.weightsByName.get(`${name}Bias`)!.read()) : flat;
     return out.reshape([...x.shape.slice(0, -1), w.shape[1]!]);
   }
 
-  /** q, k, v of `x [B, T, D]`, each `[B, T, heads, K]`. */
-  private project(x: tf.Tensor3D): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
-    const [B, T] = x.shape;
+  /** q of `x [B, Tq, D]`, `[B, Tq, H, K]`, and k, v of `source [B, Tk, D|Dc]`, each `[B, Tk, Hkv, K]`. */
+  private project(x: tf.Tensor3D, source: tf.Tensor3D): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
+    const [B, Tq] = x.shape;
+    const Tk = source.shape[1];
     const { K } = this.dimsOrThrow();
     return [
-      this.dense(x, 'query').reshape([B, T, this.numHeads, K]),
-      this.dense(x, 'key').reshape([B, T, this.numKvHeads, K]),
-      this.dense(x, 'value').reshape([B, T, this.numKvHeads, K]),
+      this.dense(x, 'query').reshape([B, Tq, this.numHeads, K]),
+      this.dense(source, 'key').reshape([B, Tk, this.numKvHeads, K]),
+      this.dense(source, 'value').reshape([B, Tk, this.numKvHeads, K]),
     ];
   }
 
@@ -111,39 +316,51 @@ export abstract class AttentionLayer extends MixerLayer {
     return this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
   }
 
-  protected forward(x: tf.Tensor3D): tf.Tensor3D {
-    const [q, k, v] = this.project(x);
-    return this.projectOutput(this.attend(q, k, v));
-  }
-
   /** D and K, once built. */
   protected dimsOrThrow(): { D: number; K: number } {
     return { D: this.builtWidth(), K: this.headWidth! };
   }
 
+  /**
+   * Throws, naming `method`, unless the layer decodes: decoding runs causal self-attention, a
+   * token at a time, so a layer built for cross-attention or with `causal: false` cannot.
+   */
+  protected checkDecodes(method: 'initState' | 'step'): void {
+    this.builtWidth();
+    const why = this.contextWidth !== null
+      ? 'it was built for cross-attention, [x, context]'
+      : this.causal === false ? 'it has causal: false, so each output sees later tokens, which decoding has not seen yet' : null;
+    if (why) throw argumentError(`${this.layerName}.${method}`, `decoding needs causal self-attention; ${why}. Run the layer on whole sequences with apply().`);
+  }
+
   /** An empty key/value cache for `batch` sequences, a non-negative integer. */
   initState(batch: number): KVCacheState {
     this.checkBatch(batch);
+    this.checkDecodes('initState');
     const { K } = this.dimsOrThrow();
     return { keys: tf.zeros([batch, 0, this.numKvHeads, K]), values: tf.zeros([batch, 0, this.numKvHeads, K]), position: 0 };
   }
 
   /**
    * Runs one token through the layer: projects it, appends its key and value to the cache,
-   * and lets its query attend to the whole cache (a single query is causal by construction).
-   * Stepping through a sequence reproduces the parallel forward. The input state is left as
-   * it is: dispose it once it is no longer needed.
+   * and lets its query, the last position, attend to the cache (to its last `window` keys with
+   * a window). Stepping through a sequence reproduces the parallel forward. The input state is
+   * left as it is: dispose it once it is no longer needed. Only causal self-attention decodes.
    *
    * @param x `[B, D]` float32, the next token.
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState] {
+    this.checkDecodes('step');
     this.checkStep(x, state, 'keys');
     return tf.tidy((): [tf.Tensor2D, KVCacheState] => {
-      const [q, k, v] = this.project(x.expandDims(1) as tf.Tensor3D);
+      const token = x.expandDims(1) as tf.Tensor3D;
+      const [q, k, v] = this.project(token, token);
       const keys = tf.concat([state.keys, k], 1) as tf.Tensor4D;
       const values = tf.concat([state.values, v], 1) as tf.Tensor4D;
-      const y = this.projectOutput(this.attend(q, keys, values)).squeeze([1]) as tf.Tensor2D;
+      // the single query sits at the cache's last position (bottom-right), so the window is its last w keys
+      const visibility: VisibilityOptions = this.window === null ? { causal: true } : { causal: true, window: this.window };
+      const y = this.projectOutput(this.attend(q, keys, values, visibility)).squeeze([1]) as tf.Tensor2D;
       return [y, { keys, values, position: state.position + 1 }];
     });
   }
@@ -155,6 +372,8 @@ export abstract class AttentionLayer extends MixerLayer {
       numKvHeads: this.numKvHeads,
       headDim: this.headDim,
       useBias: this.useBias,
+      causal: this.causal,
+      ...(this.support.window ? { window: this.window } : {}),
     };
   }
 }

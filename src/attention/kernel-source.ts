@@ -1,8 +1,17 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import lanes1 from '../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../kernels/common/lanes-4.wgsl';
+import grid from '../../kernels/common/grid.wgsl';
+import packIntsBody from '../../kernels/common/pack-ints.wgsl';
 import attentionHelpers from '../../kernels/common/attention.wgsl';
-import type * as tf from '@tensorflow/tfjs';
-import { lanesFor, type KernelSource, type Param } from '../webgpu/runtime.js';
+import visibilityHelpers from '../../kernels/common/visibility.wgsl';
+import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
+import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
+import forwardBody from '../../kernels/common/attention-forward.wgsl';
+import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
+import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
+import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
 import type { AttentionSizes } from './validate.js';
 
 /** Query (or key) rows per workgroup in the tiled attention kernels: one invocation each. */
@@ -10,9 +19,10 @@ export const BR = 64;
 
 /**
  * Workgroup memory for two tiles of BC rows: WebGPU's guaranteed minimum of 16 KiB, less room
- * for two per-row f32 arrays of up to 32 entries (lse and delta in a dK/dV kernel).
+ * for two per-row f32 arrays of up to 32 entries (the row factor and delta in a dK/dV kernel)
+ * and the 16 bytes of a segment-id span (`idSpan` in `kernels/common/visibility.wgsl`).
  */
-const TILE_BYTES = 16384 - 2 * 32 * 4;
+const TILE_BYTES = 16384 - 2 * 32 * 4 - 16;
 
 /** Rows per tile: as many as fit two tiles of K floats in {@link TILE_BYTES}, at most 32. */
 export function rowsPerTile(K: number): number {
@@ -39,6 +49,26 @@ export function attentionKernel(name: string, parts: string[], K: number): Kerne
   return kernel;
 }
 
+/** A pass of the attention skeleton: the forward, dQ, or dK with dV. */
+export type SkeletonPass = 'forward' | 'dq' | 'dkv';
+
+const SKELETON: Record<SkeletonPass, string[]> = {
+  forward: [kvTileHelpers, forwardBody],
+  dq: [kvTileHelpers, backwardDqBody],
+  dkv: [queryTileHelpers, backwardDkvBody],
+};
+
+/**
+ * One pass of the attention skeleton (`kernels/common/attention-{forward,backward-dq,
+ * backward-dkv}.wgsl`) for one family: `layout` gives its tiles and runs and its own mask
+ * (`common/dense-layout.wgsl` or `block-sparse/layout.wgsl`), `hooks` its row hooks (forward)
+ * or pair weights (`weights.wgsl`, backward). Every pass reads the visibility predicate of
+ * `common/visibility.wgsl`.
+ */
+export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number): KernelSource {
+  return attentionKernel(name, [visibilityHelpers, layout, hooks, ...SKELETON[pass]], K);
+}
+
 /** The sizes of q `[B, Tq, H, K]` and k `[B, Tk, Hkv, K]` inside a kernel function. */
 export function sizesOf(q: tf.TensorInfo, k: tf.TensorInfo): AttentionSizes {
   const [B, Tq, H, K] = q.shape as [number, number, number, number];
@@ -46,10 +76,108 @@ export function sizesOf(q: tf.TensorInfo, k: tf.TensorInfo): AttentionSizes {
   return { B, Tq, Tk, H, Hkv, K };
 }
 
+/** The attrs every attention kernel reads (see `visibilityAttrs`); a mixer's attrs may hold more. */
+export interface AttentionAttrs {
+  scale: number;
+  causal: boolean;
+  /** w, 0 or absent for none. */
+  window?: number;
+}
+
 /** The `Params` uniform of `kernels/common/attention.wgsl`, field by field. */
 export function attentionParams(
-  s: AttentionSizes, scale: number, causal: boolean, split?: { chunk: number; splits: number },
+  s: AttentionSizes, a: AttentionAttrs, planAt = 0, split?: { chunk: number; splits: number },
 ): Param[] {
-  return [{ u32: s.Tq }, { u32: s.Tk }, { u32: s.H }, { u32: s.Hkv }, { f32: scale }, { u32: causal ? 1 : 0 },
-    { u32: split?.chunk ?? 0 }, { u32: split?.splits ?? 0 }];
+  return [{ u32: s.Tq }, { u32: s.Tk }, { u32: s.H }, { u32: s.Hkv }, { f32: a.scale }, { u32: a.causal ? 1 : 0 },
+    { u32: split?.chunk ?? 0 }, { u32: split?.splits ?? 0 }, { u32: a.window ?? 0 }, { u32: planAt }];
+}
+
+/** The int inputs of an attention kernel call, in the order of the packed header. */
+const VISIBILITY_INPUTS = ['kvLengths', 'queryOffsets', 'segmentsQuery', 'segmentsKey', 'mask'] as const;
+/** Ints of the packed buffer's header: where each input starts (−1 absent), the mask's two strides, one spare. */
+const HEADER = 8;
+/** The name under which a forward's packed buffer reaches the backward kernels. */
+export const PACKED_INPUT = 'packed';
+
+const PACK_INTS: KernelSource = { name: 'PackInts', code: [grid, packIntsBody].join('\n') };
+const PACK_WG = 256;
+const MAX_SLOTS = 6;
+
+/**
+ * One int32 buffer holding `header` then every slot in order (`kernels/common/pack-ints.wgsl`):
+ * a kernel may count on only 8 storage buffers, so its int inputs travel in one.
+ */
+function packInts(backend: WebGPUBackend, header: number[], slots: tf.TensorInfo[]): tf.TensorInfo {
+  const ends: number[] = [];
+  let end = header.length;
+  for (const slot of slots) ends.push(end += tf.util.sizeFromShape(slot.shape));
+  while (ends.length < MAX_SLOTS) ends.push(end);
+  const h = [...header, ...new Array<number>(HEADER - header.length).fill(0)];
+  const [packed] = runKernel(backend, PACK_INTS, {
+    // an absent slot is bound to the first one, and never read
+    inputs: Array.from({ length: MAX_SLOTS }, (_, n) => slots[n] ?? slots[0]!),
+    outputs: [{ shape: [end], dtype: 'int32' }],
+    params: [{ u32: end }, { u32: header.length }, ...h.map((i32) => ({ i32 })), ...ends.slice(0, MAX_SLOTS - 1).map((u32) => ({ u32 }))],
+    constants: { WG: PACK_WG },
+    workgroups: grid1d(end, PACK_WG),
+  });
+  return packed!;
+}
+
+/** How one attention launch binds its int inputs (see {@link bindVisibility}). */
+export interface BoundVisibility {
+  /** The buffer bound as `vis`. */
+  vis: tf.TensorInfo;
+  /** Where the tile plan starts in it. */
+  planAt: number;
+  /** The `VISIBILITY` pipeline constant: 1 when the call has an int input. */
+  constants: { VISIBILITY: number };
+  /** A forward's new packed buffer, which it returns as a third output for the backward; else null. */
+  packed: tf.TensorInfo | null;
+  /** Frees what {@link bindVisibility} made for this launch alone (after the launch is recorded). */
+  release(): void;
+}
+
+/**
+ * The `vis` binding of an attention launch, from the kernel call's named inputs: a forward's
+ * int inputs (`kvLengths`, `queryOffsets`, `segmentsQuery`, `segmentsKey`, `mask`, only those
+ * given) packed after a header into one int32 buffer; a backward's `packed` input, which the
+ * forward returned; `plan` (BlockSparse's tile plan) after them. Without int inputs, `plan`
+ * or `fallback` is bound, never read.
+ */
+export function bindVisibility(
+  backend: WebGPUBackend, inputs: tf.NamedTensorInfoMap, fallback: tf.TensorInfo, plan?: tf.TensorInfo,
+): BoundVisibility {
+  const none = () => undefined;
+  const saved = inputs[PACKED_INPUT];
+  if (saved) {
+    if (!plan) return { vis: saved, planAt: 0, constants: { VISIBILITY: 1 }, packed: null, release: none };
+    const vis = packInts(backend, [], [saved, plan]);
+    return {
+      vis, planAt: tf.util.sizeFromShape(saved.shape), constants: { VISIBILITY: 1 }, packed: null,
+      release: () => backend.disposeData(vis.dataId),
+    };
+  }
+  const present = VISIBILITY_INPUTS.filter((name) => inputs[name]);
+  if (present.length === 0) return { vis: plan ?? fallback, planAt: 0, constants: { VISIBILITY: 0 }, packed: null, release: none };
+  const header = new Array<number>(HEADER).fill(-1);
+  header[5] = header[6] = 0;
+  const slots: tf.TensorInfo[] = [];
+  let at = HEADER;
+  VISIBILITY_INPUTS.forEach((name, field) => {
+    const t = inputs[name];
+    if (!t) return;
+    header[field] = at;
+    at += tf.util.sizeFromShape(t.shape);
+    slots.push(t);
+    if (name === 'mask') {
+      // [B|1, Tq|1, Tk]: a broadcast axis has stride 0
+      const [Bm, Tqm, Tk] = t.shape as [number, number, number];
+      header[5] = Bm === 1 ? 0 : Tqm * Tk;
+      header[6] = Tqm === 1 ? 0 : Tk;
+    }
+  });
+  if (plan) slots.push(plan);
+  const vis = packInts(backend, header, slots);
+  return { vis, planAt: at, constants: { VISIBILITY: 1 }, packed: vis, release: none };
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
+import type { Visibility, VisibilityOptions } from './visibility.js';
 
 /**
  * `[B, Tq, H, K]` → `[B, Hkv, G·Tq, K]` with G = H / Hkv: the G query heads that read one
@@ -31,24 +32,34 @@ export function ungroupedQueries(x: tf.Tensor4D, H: number): tf.Tensor4D {
 }
 
 /**
- * `[Tq, Tk]` visibility of key j to query i: causal bottom-right aligned (j ≤ i + Tk − Tq), or
- * all keys, and further restricted by `mask` when given (a block-sparse layout).
+ * `[B, Tq, Tk]` bool: whether key j is visible to query i of batch row b under `vis` (the rule of
+ * {@link VisibilityOptions}), and-ed with `layout`, a `[Tq, Tk]` bool tensor, when given (a block-sparse layout).
+ * Built with tfjs ops, without reading any tensor back. Call inside a `tf.tidy`.
  *
  * @example
  * ```ts
- * visibility({ Tq: 2, Tk: 3 }, true);  // [1, 1, 0,  1, 1, 1]: query 0 sees keys 0 and 1
+ * const s = { B: 1, Tq: 2, Tk: 3, H: 1, Hkv: 1, K: 4 };
+ * const vis = resolveVisibility('example', {}, s, { window: true, queryOffsets: true, nonCausal: true });
+ * visibilityTensor(s, vis).print();  // [[[true, true, false], [true, true, true]]]: bottom-right causal
  * ```
  */
-export function visibility(
-  s: Pick<AttentionSizes, 'Tq' | 'Tk'>, causal: boolean, mask?: (i: number, j: number) => boolean,
-): Uint8Array {
-  const out = new Uint8Array(s.Tq * s.Tk);
-  for (let i = 0; i < s.Tq; i++) {
-    for (let j = 0; j < s.Tk; j++) {
-      out[i * s.Tk + j] = (!causal || j <= i + s.Tk - s.Tq) && (!mask || mask(i, j)) ? 1 : 0;
-    }
+export function visibilityTensor(s: AttentionSizes, vis: Visibility, layout?: tf.Tensor2D): tf.Tensor3D {
+  const { B, Tq, Tk } = s;
+  const j = tf.range(0, Tk, 1, 'int32').reshape([1, 1, Tk]);
+  const offsets = vis.queryOffsets ?? tf.fill([B], Tk - Tq, 'int32');
+  // p_i = off_b + i, [B, Tq, 1]
+  const p = tf.add(offsets.reshape([B, 1, 1]), tf.range(0, Tq, 1, 'int32').reshape([1, Tq, 1]));
+  const conditions: tf.Tensor[] = [];
+  if (vis.causal) conditions.push(tf.lessEqual(j, p));
+  if (vis.window !== null) {
+    conditions.push(tf.greater(j, tf.sub(p, vis.window)));
+    if (!vis.causal) conditions.push(tf.less(j, tf.add(p, vis.window)));
   }
-  return out;
+  if (vis.kvLengths) conditions.push(tf.less(j, vis.kvLengths.reshape([B, 1, 1])));
+  if (vis.segments) conditions.push(tf.equal(vis.segments.query.reshape([B, Tq, 1]), vis.segments.key.reshape([B, 1, Tk])));
+  if (vis.mask) conditions.push(tf.notEqual(vis.mask, 0));
+  if (layout) conditions.push(layout.reshape([1, Tq, Tk]));
+  return conditions.reduce((all, c) => tf.logicalAnd(all, c), tf.ones([B, Tq, Tk], 'bool')) as tf.Tensor3D;
 }
 
 /**
@@ -68,12 +79,10 @@ export interface MaskedInputs {
   k: tf.Tensor4D;
   /** `[B, Hkv, Tk, K]`, finite. */
   v: tf.Tensor4D;
-  /** `[G·Tq, Tk]` as 0/1, the visibility repeated for the G query heads of a kv head. */
-  visible: Uint8Array;
-  /** Whether every key is visible to every query. */
-  allVisible: boolean;
-  /** `[G·Tq]`: 1 for a row that sees at least one key, 0 for one that sees none. */
-  rowSees: Float32Array;
+  /** `[B, Hkv, G·Tq, Tk]` bool, the visibility repeated for the G query heads of a kv head. */
+  visible: tf.Tensor4D;
+  /** `[B, Hkv, G·Tq, 1]`: 1 for a row that sees at least one key, 0 for one that sees none. */
+  rowSees: tf.Tensor4D;
   /** `[B, Hkv, G·Tq, 1]`: NaN on the rows that see a non-finite input, 0 elsewhere; added last. */
   poison: tf.Tensor4D;
 }
@@ -110,75 +119,72 @@ export function poisonWhere<T extends tf.Tensor>(count: T): T {
 }
 
 /**
- * Prepares q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` under the `[Tq, Tk]` visibility
- * `visible`, as {@link MaskedInputs} describes. Call inside a `tf.tidy`.
+ * Prepares q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` under the `[B, Tq, Tk]` bool visibility
+ * `visible` (see {@link visibilityTensor}), as {@link MaskedInputs} describes. Call inside a
+ * `tf.tidy`.
  *
  * @example
  * ```ts
  * const s = { B: 1, Tq: 3, Tk: 3, H: 2, Hkv: 1, K: 4 };
  * const q = tf.randomNormal([1, 3, 2, 4]) as tf.Tensor4D;
  * const kv = tf.randomNormal([1, 3, 1, 4]) as tf.Tensor4D;
- * maskedInputs(q, kv, kv, s, visibility(s, true)).q.shape;  // [1, 1, 6, 4]
+ * const vis = resolveVisibility('example', {}, s, { window: true, queryOffsets: true, nonCausal: true });
+ * maskedInputs(q, kv, kv, s, visibilityTensor(s, vis)).q.shape;  // [1, 1, 6, 4]
  * ```
  */
 export function maskedInputs(
-  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, visible: Uint8Array,
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, visible: tf.Tensor3D,
 ): MaskedInputs {
-  const G = s.H / s.Hkv;
-  const tiled = new Uint8Array(G * visible.length);
-  for (let g = 0; g < G; g++) tiled.set(visible, g * visible.length);
-  const rowSees = Float32Array.from({ length: G * s.Tq }, (_, r) => (tiled.subarray(r * s.Tk, (r + 1) * s.Tk).some((x) => x === 1) ? 1 : 0));
+  const { B, Tq, Tk, Hkv } = s;
+  const G = s.H / Hkv;
+  // [B, Tq, Tk] → [B, Hkv, G·Tq, Tk], rows ordered as groupedQueries orders them (rank 4 at most)
+  const perGroup = tf.tile(tf.cast(visible, 'float32').reshape([B, 1, Tq, Tk]), [1, G, 1, 1]).reshape([B, 1, G * Tq, Tk]);
+  const tiled = tf.tile(perGroup, [1, Hkv, 1, 1]) as tf.Tensor4D;
+  const rowSees = tf.max(tiled, -1, true) as tf.Tensor4D;
   const $q = finitePart(q);
   const $k = finitePart(k);
   const $v = finitePart(v);
   // non-finite entries of each kv token [B, Hkv, Tk, 1], summed over the rows that see it
   const perKey = tf.sum(tf.add($k.bad, $v.bad), -1, true).transpose([0, 2, 1, 3]);
-  const seen = tf.matMul(tf.tensor2d(Float32Array.from(tiled), [G * s.Tq, s.Tk]), perKey);
+  const seen = tf.matMul(tiled, perKey);
   // a row that sees no key outputs 0 whatever its query
-  const perQuery = tf.mul(groupedQueries(tf.sum($q.bad, -1, true) as tf.Tensor4D, s.Hkv), tf.tensor2d(rowSees, [G * s.Tq, 1]));
+  const perQuery = tf.mul(groupedQueries(tf.sum($q.bad, -1, true) as tf.Tensor4D, Hkv), rowSees);
   return {
-    q: groupedQueries($q.finite, s.Hkv),
+    q: groupedQueries($q.finite, Hkv),
     k: $k.finite.transpose([0, 2, 1, 3]),
     v: $v.finite.transpose([0, 2, 1, 3]),
-    visible: tiled,
-    allVisible: visible.every((x) => x === 1),
+    visible: tf.cast(tiled, 'bool') as tf.Tensor4D,
     rowSees,
     poison: poisonWhere(tf.add(seen, perQuery) as tf.Tensor4D),
   };
 }
 
 /**
- * Softmax attention in tfjs ops under a visibility mask, differentiable by tfjs: the ground
- * truth for FlashStyleTiledAttention and BlockSparse. q `[B, Tq, H, K]`, k and v
- * `[B, Tk, Hkv, K]` → `[B, Tq, H, K]`; materialises the `[B, Hkv, G·Tq, Tk]` scores. Invisible
- * scores are replaced (a select) by a large negative number rather than −∞, so that a row with
- * no visible key stays finite; such rows output 0. A NaN or infinity reaches only the rows that
- * see it, which output NaN (see {@link maskedInputs}).
+ * Softmax attention in tfjs ops under a visibility, differentiable by tfjs: the ground truth
+ * for FlashStyleTiledAttention and BlockSparse. q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]`,
+ * `visible` `[B, Tq, Tk]` bool → `[B, Tq, H, K]`; materialises the `[B, Hkv, G·Tq, Tk]`
+ * scores. Invisible scores are replaced (a select) by a large negative number rather than −∞,
+ * so that a row with no visible key stays finite; such rows output 0, with gradients 0. A NaN
+ * or infinity reaches only the rows that see it, which output NaN (see {@link maskedInputs}).
  *
  * @example
  * ```ts
  * const s = { B: 1, Tq: 3, Tk: 3, H: 2, Hkv: 1, K: 4 };
  * const q = tf.randomNormal([1, 3, 2, 4]) as tf.Tensor4D;
  * const kv = tf.randomNormal([1, 3, 1, 4]) as tf.Tensor4D;
- * maskedSoftmaxAttention(q, kv, kv, s, 0.5, visibility(s, true)).shape;  // [1, 3, 2, 4]
+ * const vis = resolveVisibility('example', { window: 2 }, s, { window: true, queryOffsets: true, nonCausal: true });
+ * maskedSoftmaxAttention(q, kv, kv, s, 0.5, visibilityTensor(s, vis)).shape;  // [1, 3, 2, 4]
  * ```
  */
 export function maskedSoftmaxAttention(
-  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, scale: number, visible: Uint8Array,
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, scale: number, visible: tf.Tensor3D,
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const m = maskedInputs(q, k, v, s, visible);
-    const rows = m.q.shape[2];
     const scores = tf.mul(tf.matMul(m.q, m.k, false, true), scale);
-    let o: tf.Tensor;
-    if (m.allVisible) {
-      o = tf.matMul(tf.softmax(scores), m.v);
-    } else {
-      const mask = tf.tensor2d(m.visible, [rows, s.Tk], 'bool');
-      o = tf.matMul(tf.softmax(tf.where(mask, scores, tf.fill(scores.shape, -1e30))), m.v);
-      // o is finite here, so the 0 of a row without keys is exact
-      if (m.rowSees.some((r) => r === 0)) o = tf.mul(o, tf.tensor2d(m.rowSees, [rows, 1]));
-    }
+    const weights = tf.softmax(tf.where(m.visible, scores, tf.fill(scores.shape, -1e30)));
+    // o is finite here, so the 0 of a row without keys is exact, and so is its gradient
+    const o = tf.mul(tf.matMul(weights, m.v), m.rowSees);
     return ungroupedQueries(tf.add(o, m.poison) as tf.Tensor4D, s.H);
   });
 }

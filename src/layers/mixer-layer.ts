@@ -24,6 +24,12 @@ export const LAYER_ARG_NAMES: readonly string[] = [
   'customObjects',
 ];
 
+/**
+ * The keyword arguments of a layer's `apply`, which tfjs passes on to `call`: `mask` where tfjs
+ * propagates one, and a layer's own (an attention layer's `segmentIds`).
+ */
+export type CallKwargs = Record<string, unknown>;
+
 /** Arguments every mixer layer takes. */
 export interface MixerLayerArgs extends LayerArgs {
   /**
@@ -81,6 +87,31 @@ export function registerMixerLayer(cls: tf.serialization.SerializableConstructor
   map[name] ??= [cls, cls.fromConfig];
 }
 
+// layers that have said they run the reference in place of 'webgpu'
+const warnedFallback = new WeakSet<tf.layers.Layer>();
+
+/**
+ * The implementation a layer's ops run: its own, except the reference in place of `'webgpu'`
+ * while another backend is active (a model saved with `'webgpu'` and loaded elsewhere), said
+ * once per layer with `console.warn`. `label` names the layer's class in the warning.
+ *
+ * @example
+ * ```ts
+ * await tf.setBackend('cpu');
+ * layerImplementation(layer, 'MultiHeadAttention', 'webgpu'); // 'reference', and one warning
+ * ```
+ */
+export function layerImplementation(layer: tf.layers.Layer, label: string, implementation: Implementation): Implementation {
+  const backend = tf.getBackend();
+  if (implementation !== 'webgpu' || backend === 'webgpu') return implementation;
+  if (!warnedFallback.has(layer)) {
+    warnedFallback.add(layer);
+    console.warn(`${label} '${layer.name}': implementation 'webgpu' needs the 'webgpu' backend, ` +
+      `but the active backend is '${backend}'; the layer runs the reference implementation instead.`);
+  }
+  return 'reference';
+}
+
 const layerCounts = new Map<string, number>();
 
 /**
@@ -93,16 +124,12 @@ function defaultLayerName(name: string): string {
   return `${name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/([A-Z]+)([A-Z][a-z])/g, '$1_$2').toLowerCase()}_${count}`;
 }
 
-/** The shape a sequence layer accepts (one input, `[B, T, D]`, D known), or an error in tfjs-layers' "Received: …" style. */
-function sequenceShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+/** The shape of a single input, or an error naming the count (its `[B, T, D]` form is checked by the layer). */
+function singleShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Shape {
   if (Array.isArray(inputShape[0]) && (inputShape as tf.Shape[]).length !== 1) {
     throw new Error(`${layer} expects a single input; received ${inputShape.length} inputs.`);
   }
-  const shape = (Array.isArray(inputShape[0]) ? (inputShape as tf.Shape[])[0] : inputShape) as tf.Shape;
-  if (shape.length !== 3 || shape[2] == null) {
-    throw new Error(`${layer} expects input of shape [B, T, D] with a known D. Received: ${formatShape(shape)}.`);
-  }
-  return shape;
+  return (Array.isArray(inputShape[0]) ? (inputShape as tf.Shape[])[0] : inputShape) as tf.Shape;
 }
 
 /**
@@ -110,7 +137,9 @@ function sequenceShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Sha
  * input (float32, `[B, T, D]`, D the width the layer was built for), returns an empty output
  * for an empty batch or sequence, runs the reference in place of `'webgpu'` off WebGPU, and
  * checks the decode arguments shared by every `initState` and `step`. A subclass adds its
- * weights in `createWeights(D)` and mixes in `forward(x)`.
+ * weights in `createWeights(D)` and mixes in `forward(x, kwargs)`. A layer with more inputs
+ * (an attention layer's context) overrides `build`, `computeOutputShape` and `call`, and
+ * checks x and builds through `checkedShape`, `buildFor`, `checkedInput` and `mixNonEmpty`.
  *
  * @example
  * ```ts
@@ -126,7 +155,6 @@ function sequenceShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Sha
 export abstract class MixerLayer extends tf.layers.Layer {
   readonly implementation: Implementation;
   private width: number | null = null;
-  private warnedFallback = false;
 
   /**
    * @param args the layer's arguments.
@@ -151,34 +179,59 @@ export abstract class MixerLayer extends tf.layers.Layer {
   /** Adds the layer's weights for input width D. */
   protected abstract createWeights(D: number): void;
 
-  /** The mixer, `[B, T, D] → [B, T, D]`, on a checked, non-empty input, inside a `tf.tidy`. */
-  protected abstract forward(x: tf.Tensor3D): tf.Tensor3D;
+  /**
+   * The mixer, `[B, T, D] → [B, T, D]`, on a checked, non-empty input, inside a `tf.tidy`;
+   * `kwargs` are those of `apply` (tfjs adds `mask` where it propagates one).
+   */
+  protected abstract forward(x: tf.Tensor3D, kwargs: CallKwargs): tf.Tensor3D;
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
-    const D = this.checkedShape(inputShape)[2]!;
+    this.buildFor(singleShape(this.layerName, inputShape));
+  }
+
+  /** Adds the weights for x of `shape` `[B, T, D]`: what `build` does once the input shapes are checked. */
+  protected buildFor(shape: tf.Shape): void {
+    const D = this.checkedShape(shape)[2]!;
     this.createWeights(D);
     this.width = D;
     this.built = true;
   }
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    return this.checkedShape(inputShape);
+    return this.checkedShape(singleShape(this.layerName, inputShape));
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: CallKwargs = {}): tf.Tensor {
     if (Array.isArray(inputs) && inputs.length !== 1) {
       throw new Error(`${this.layerName} expects a single input; received ${inputs.length} inputs.`);
     }
-    const x = checkTensor<tf.Rank.R3>(this.layerName, 'inputs', Array.isArray(inputs) ? inputs[0] : inputs, ['B', 'T', 'D']);
-    this.checkWidth(x.shape);
-    // an empty batch or sequence has an empty output, as tfjs's own layers give
-    if (x.size === 0) return differentiableZeros(x.shape, [x]);
-    return tf.tidy(() => this.forward(x));
+    const x = this.checkedInput(Array.isArray(inputs) ? inputs[0] : inputs);
+    return this.mixNonEmpty([x], () => this.forward(x, kwargs));
   }
 
-  /** {@link sequenceShape}, with D the width the layer was built for once it is built. */
-  private checkedShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    const shape = sequenceShape(this.layerName, inputShape);
+  /**
+   * `forward()` inside a `tf.tidy`, or an empty output of x's shape when x (`inputs[0]`) is an
+   * empty batch or sequence, whose gradient reaches every one of `inputs` as zeros.
+   */
+  protected mixNonEmpty(inputs: tf.Tensor3D[], forward: () => tf.Tensor3D): tf.Tensor {
+    const x = inputs[0]!;
+    // an empty batch or sequence has an empty output, as tfjs's own layers give
+    if (x.size === 0) return differentiableZeros(x.shape, inputs);
+    return tf.tidy(forward);
+  }
+
+  /** x checked: float32 `[B, T, D]`, with the layer's D once built. */
+  protected checkedInput(x: unknown): tf.Tensor3D {
+    const checked = checkTensor<tf.Rank.R3>(this.layerName, 'inputs', x, ['B', 'T', 'D']);
+    this.checkWidth(checked.shape);
+    return checked;
+  }
+
+  /** x's shape checked: `[B, T, D]` with a known D, the width the layer was built for once it is built. */
+  protected checkedShape(shape: tf.Shape): tf.Shape {
+    if (shape.length !== 3 || shape[2] == null) {
+      throw new Error(`${this.layerName} expects input of shape [B, T, D] with a known D. Received: ${formatShape(shape)}.`);
+    }
     this.checkWidth(shape);
     return shape;
   }
@@ -203,14 +256,7 @@ export abstract class MixerLayer extends tf.layers.Layer {
    * `'webgpu'` while another backend is active (warned once per layer).
    */
   protected activeImplementation(): Implementation {
-    const backend = tf.getBackend();
-    if (this.implementation !== 'webgpu' || backend === 'webgpu') return this.implementation;
-    if (!this.warnedFallback) {
-      this.warnedFallback = true;
-      console.warn(`${this.layerName} '${this.name}': implementation 'webgpu' needs the 'webgpu' backend, ` +
-        `but the active backend is '${backend}'; the layer runs the reference implementation instead.`);
-    }
-    return 'reference';
+    return layerImplementation(this, this.layerName, this.implementation);
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -1,6 +1,6 @@
-// float64 oracles for softmax attention (MIXERS.md §4), ExpressiveAttention (§3) and the
-// BlockSparse mask (§5), written straight from the MIXERS.md equations, not from the kernels:
-// every row is computed on its own over its list of visible keys, no tiles, no tfjs.
+// float64 oracles for softmax attention (MIXERS.md §4), ExpressiveAttention (§3), the BlockSparse
+// mask (§5) and the visibility options of §7 (per batch row), written straight from the MIXERS.md
+// equations, not from the kernels: every row is computed on its own over its list of visible keys, no tiles, no tfjs.
 //
 // Layout is channels-last and row-major: q, o, dO are [B, Tq, H, K]; k, v are [B, Tk, Hkv, K].
 // Query head h reads key/value head floor(h·Hkv/H). A row with no visible key outputs 0 and
@@ -12,11 +12,29 @@ export type AttentionShape = { B: number; Tq: number; Tk: number; H: number; Hkv
 /** Extra mask on top of (or instead of) the causal one: key j visible to query i iff it returns true. */
 export type MaskFn = (i: number, j: number) => boolean;
 
+/**
+ * The visibility conditions of MIXERS.md §7, per batch row b, and-ed with `causal` and `mask`.
+ * Query i of row b sits at p_i = off_b + i, off_b = queryOffsets[b] if given, else Tk − Tq;
+ * `causal` then means j ≤ p_i.
+ */
+export type OracleVisibility = {
+  /** j > p_i − w, and j < p_i + w when not causal. */
+  window?: number;
+  /** j < kvLengths[b]. */
+  kvLengths?: readonly number[];
+  /** off_b per row. */
+  queryOffsets?: readonly number[];
+  /** query[b][i] == key[b][j]. */
+  segmentIds?: { query: readonly (readonly number[])[]; key: readonly (readonly number[])[] };
+  /** Keras's attention mask: visible where it returns true. */
+  attentionMask?: (b: number, i: number, j: number) => boolean;
+};
+
 /** Options of the softmax oracles; `scale` defaults to 1/sqrt(K). */
-export type SoftmaxOracleOptions = { causal: boolean; scale?: number; mask?: MaskFn };
+export type SoftmaxOracleOptions = { causal: boolean; scale?: number; mask?: MaskFn } & OracleVisibility;
 
 /** Options of the expressive oracles; `scale` defaults to 1/sqrt(K), `epsilon` to 1e-6. */
-export type ExpressiveOracleOptions = { causal: boolean; scale?: number; epsilon?: number; mask?: MaskFn };
+export type ExpressiveOracleOptions = { causal: boolean; scale?: number; epsilon?: number; mask?: MaskFn } & OracleVisibility;
 
 /** Layout of a block-sparse mask (MIXERS.md §5), in blocks of `blockSize` tokens. */
 export type BlockSparseLayout = { T: number; blockSize: number; localBlocks: number; globalBlocks: number; stride: number };
@@ -60,18 +78,44 @@ export function blockSparseMask(layout: BlockSparseLayout): MaskFn {
   };
 }
 
+/**
+ * The visibility `[B, Tq, Tk]`, row-major, 1 where key j is visible to query i of batch row b:
+ * every condition of `opts` (MIXERS.md §7), the causal one included, and `opts.mask`.
+ */
+export function visibleMaskPerRow(shape: AttentionShape, opts: { causal: boolean; mask?: MaskFn } & OracleVisibility): Uint8Array {
+  const { B, Tq, Tk } = shape;
+  const m = new Uint8Array(B * Tq * Tk);
+  for (let b = 0; b < B; b++) {
+    const off = opts.queryOffsets ? opts.queryOffsets[b]! : Tk - Tq;
+    for (let i = 0; i < Tq; i++) {
+      const p = off + i;
+      for (let j = 0; j < Tk; j++) {
+        let ok = !opts.causal || j <= p;
+        if (opts.window !== undefined) ok &&= j > p - opts.window && (opts.causal || j < p + opts.window);
+        if (opts.kvLengths) ok &&= j < opts.kvLengths[b]!;
+        if (opts.segmentIds) ok &&= opts.segmentIds.query[b]![i] === opts.segmentIds.key[b]![j];
+        if (opts.attentionMask) ok &&= opts.attentionMask(b, i, j);
+        if (opts.mask) ok &&= opts.mask(i, j);
+        m[(b * Tq + i) * Tk + j] = ok ? 1 : 0;
+      }
+    }
+  }
+  return m;
+}
+
 // ---------------------------------------------------------------------------------------------
 // shared plumbing
 
 type Ctx = {
   shape: AttentionShape;
+  /** `[B, Tq, Tk]`. */
   visible: Uint8Array;
   scale: number;
 };
 
 function setup(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, shape: AttentionShape,
-  causal: boolean, scale: number | undefined, mask: MaskFn | undefined,
+  opts: { causal: boolean; scale?: number; mask?: MaskFn } & OracleVisibility,
 ): Ctx {
   const { B, Tq, Tk, H, Hkv, K } = shape;
   for (const [name, n] of Object.entries(shape)) {
@@ -81,7 +125,7 @@ function setup(
   if (q.length !== B * Tq * H * K) throw new Error(`attention oracle: q has ${q.length} values, expected ${B * Tq * H * K}`);
   if (k.length !== B * Tk * Hkv * K) throw new Error(`attention oracle: k has ${k.length} values, expected ${B * Tk * Hkv * K}`);
   if (v.length !== B * Tk * Hkv * K) throw new Error(`attention oracle: v has ${v.length} values, expected ${B * Tk * Hkv * K}`);
-  return { shape, visible: visibleMask(Tq, Tk, causal, mask), scale: scale ?? 1 / Math.sqrt(K) };
+  return { shape, visible: visibleMaskPerRow(shape, opts), scale: opts.scale ?? 1 / Math.sqrt(K) };
 }
 
 // flat offsets of element 0 of a head vector
@@ -105,7 +149,7 @@ function rowScores(
   const keys: number[] = [];
   const s: number[] = [];
   for (let j = 0; j < shape.Tk; j++) {
-    if (c.visible[i * shape.Tk + j] === 0) continue;
+    if (c.visible[(b * shape.Tq + i) * shape.Tk + j] === 0) continue;
     keys.push(j);
     s.push(c.scale * dot(q, qAt(shape, b, i, h), k, kvAt(shape, b, j, g), shape.K));
   }
@@ -181,7 +225,7 @@ function softmaxRow(s: number[]): { p: number[]; lse: number } {
 export function softmaxAttentionOracle(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, shape: AttentionShape, opts: SoftmaxOracleOptions,
 ): { o: Float64Array; lse: Float64Array } {
-  const c = setup(q, k, v, shape, opts.causal, opts.scale, opts.mask);
+  const c = setup(q, k, v, shape, opts);
   const o = new Float64Array(shape.B * shape.Tq * shape.H * shape.K);
   const lse = new Float64Array(shape.B * shape.H * shape.Tq);
   forEachRow(shape, (b, h, i) => {
@@ -204,7 +248,7 @@ export function softmaxAttentionGradOracle(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dO: ArrayLike<number>,
   shape: AttentionShape, opts: SoftmaxOracleOptions,
 ): AttentionGrads {
-  const c = setup(q, k, v, shape, opts.causal, opts.scale, opts.mask);
+  const c = setup(q, k, v, shape, opts);
   if (dO.length !== q.length) throw new Error(`attention oracle: dO has ${dO.length} values, expected ${q.length}`);
   const grads = zeroGrads(shape);
   const oRow = new Float64Array(shape.K);
@@ -238,7 +282,7 @@ export function softmaxAttentionGradOracle(
 export function expressiveAttentionOracle(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, shape: AttentionShape, opts: ExpressiveOracleOptions,
 ): { o: Float64Array; z: Float64Array } {
-  const c = setup(q, k, v, shape, opts.causal, opts.scale, opts.mask);
+  const c = setup(q, k, v, shape, opts);
   const eps = opts.epsilon ?? 1e-6;
   if (!(eps >= 0)) throw new Error(`expressive oracle: epsilon must be ≥ 0, got ${eps}`);
   const o = new Float64Array(shape.B * shape.Tq * shape.H * shape.K);
@@ -267,7 +311,7 @@ export function expressiveAttentionGradOracle(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dO: ArrayLike<number>,
   shape: AttentionShape, opts: ExpressiveOracleOptions,
 ): AttentionGrads {
-  const c = setup(q, k, v, shape, opts.causal, opts.scale, opts.mask);
+  const c = setup(q, k, v, shape, opts);
   if (dO.length !== q.length) throw new Error(`attention oracle: dO has ${dO.length} values, expected ${q.length}`);
   const eps = opts.epsilon ?? 1e-6;
   if (!(eps >= 0)) throw new Error(`expressive oracle: epsilon must be ≥ 0, got ${eps}`);

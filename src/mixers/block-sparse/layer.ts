@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
+import type { VisibilityOptions } from '../../attention/visibility.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { checkOptionNames, describe, optionNames } from '../../validate.js';
 import { flashAttention } from '../flash-style-tiled-attention/op.js';
@@ -21,7 +22,10 @@ const OPTIONS = optionNames<Omit<BlockSparseArgs, keyof AttentionLayerArgs>>({ l
  * Causal multi-head self-attention restricted to a block-sparse layout (the {@link "block-sparse" | BlockSparse guide}):
  * `[B, T, D] → [B, T, D]` with query, key, value and output projections, grouped-query heads
  * (`numKvHeads`), and a key/value cache for decoding. The attention is
- * `ops.blockSparseAttention` with the layer's `layout`.
+ * `ops.blockSparseAttention` with the layer's `layout`, causal by definition: the layer takes
+ * no `causal: false` and no cross-attention. `apply(x, { segmentIds })` attends within packed
+ * sequences, and a padding mask that tfjs propagates (`tf.layers.embedding({ maskZero: true })`)
+ * hides the padded keys.
  *
  * Weights: `query [D, H·K]`, `key` and `value [D, Hkv·K]`, `output [H·K, D]`, and their biases
  * when `useBias` is on.
@@ -43,7 +47,7 @@ export class BlockSparse extends AttentionLayer {
   readonly layout: BlockSparseLayout;
 
   constructor(args: BlockSparseArgs) {
-    super(args, OPTIONS);
+    super(args, OPTIONS, { bidirectional: false, window: false });
     const given = args.layout ?? {};
     if (typeof given !== 'object' || Array.isArray(given)) {
       throw new Error(`${this.layerName}: argument 'layout' must be an object { ${LAYOUT_FIELDS.join(', ')} }; received ${describe(given)}.`);
@@ -57,11 +61,11 @@ export class BlockSparse extends AttentionLayer {
    * brings one query, at position t = Tk − 1 of the cache: it attends to the keys the layout
    * shows row t, gathered from the cache, which is dense attention over that list.
    */
-  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D {
     const [, Tq] = q.shape;
     const Tk = k.shape[1];
     const implementation = this.activeImplementation();
-    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, implementation });
+    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, ...visibility, implementation });
     if (Tq !== 1) throw new Error(`${this.layerName}: attention over a cache takes one query at a time; received ${Tq}.`);
     const keys = tf.tensor1d(visibleKeys(Tk - 1, this.layout), 'int32');
     return flashAttention(q, tf.gather(k, keys, 1), tf.gather(v, keys, 1), { causal: false, implementation });

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkAttention, checkScale } from '../../attention/validate.js';
+import { resolveVisibility, runAttentionKernel, type VisibilityOptions } from '../../attention/visibility.js';
 import {
   argumentError, checkBoolean, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
@@ -10,9 +11,11 @@ import { BLOCK_SPARSE_ATTENTION } from './kernel.js';
 /**
  * Options of `ops.blockSparseAttention`: the layout, each field defaulting to `DEFAULT_LAYOUT`
  * (`blockSize` 64, `localBlocks` 4, `globalBlocks` 1, `stride` 0: a window of 256 tokens
- * and a 64-token sink), and the attention's own options.
+ * and a 64-token sink), the visibility options that combine with it (`kvLengths`,
+ * `segmentIds`, `mask`: see {@link VisibilityOptions}), and the attention's own options.
  */
-export interface BlockSparseAttentionOptions extends Partial<BlockSparseLayout> {
+export interface BlockSparseAttentionOptions
+  extends Partial<BlockSparseLayout>, Pick<VisibilityOptions, 'kvLengths' | 'segmentIds' | 'mask'> {
   /**
    * Must be `true` (the default) or omitted: the layout is causal by definition (key block
    * J ≤ query block I, key j ≤ query i). For bidirectional attention use `flashAttention`.
@@ -25,7 +28,8 @@ export interface BlockSparseAttentionOptions extends Partial<BlockSparseLayout> 
 }
 
 const OPTIONS = optionNames<BlockSparseAttentionOptions>({
-  blockSize: true, localBlocks: true, globalBlocks: true, stride: true, causal: true, scale: true, implementation: true,
+  blockSize: true, localBlocks: true, globalBlocks: true, stride: true, causal: true, kvLengths: true, segmentIds: true,
+  mask: true, scale: true, implementation: true,
 });
 
 /**
@@ -37,7 +41,10 @@ const OPTIONS = optionNames<BlockSparseAttentionOptions>({
  * key j is visible to query i when its blocks are active and j ≤ i. With
  * `localBlocks ≥ ⌈T / blockSize⌉` this is causal `flashAttention`. The WGSL kernel visits only
  * the active blocks (listed once per (T, layout) as CSR and cached), so its time grows with
- * their number, not with T². Query head h reads key/value head ⌊h·Hkv/H⌋.
+ * their number, not with T². Query head h reads key/value head ⌊h·Hkv/H⌋. `kvLengths`,
+ * `segmentIds` and `mask` further restrict M(i) (and-ed with the layout); a query with no
+ * visible key outputs 0, with gradients 0, and an invisible key or value never reaches an
+ * output, whatever its value.
  *
  * The layout `{ blockSize: 4, localBlocks: 2, globalBlocks: 1, stride: 3 }` over T = 30
  * (drawn by `drawBlockSparseLayout`; L local, G global, S strided, rows query blocks I,
@@ -67,6 +74,8 @@ const OPTIONS = optionNames<BlockSparseAttentionOptions>({
  * const kv = tf.randomNormal([1, 1024, 2, 64]);
  * // 64-token blocks: a 3-block window, the first block global, every 4th block back
  * const o = ops.blockSparseAttention(q, kv, kv, { blockSize: 64, localBlocks: 3, globalBlocks: 1, stride: 4 });
+ * // the same layout, over a row right-padded after its 900th token
+ * const padded = ops.blockSparseAttention(q, kv, kv, { blockSize: 64, localBlocks: 3, kvLengths: [900] });
  * ```
  */
 export function blockSparseAttention(
@@ -85,14 +94,17 @@ export function blockSparseAttention(
       `(key block J ≤ query block I, key j ≤ query i); received false. For bidirectional attention use flashAttention with causal: false.`);
   }
   const layout = resolveLayout(op, options);
-  const scale = checkScale(op, options.scale, s.K);
-  const kernel = useKernel(op, options.implementation);
-  if (s.B * s.Tq === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
-  if (kernel) {
-    const [o, lse] = tf.engine().runKernel(BLOCK_SPARSE_ATTENTION, { q, k, v }, { ...layout, scale }) as tf.Tensor[];
-    // the gradient tape keeps its own reference to what it saved
-    lse!.dispose();
-    return o as tf.Tensor4D;
+  const vis = resolveVisibility(op, options, s, { window: false, queryOffsets: false, nonCausal: false });
+  try {
+    const scale = checkScale(op, options.scale, s.K);
+    const kernel = useKernel(op, options.implementation);
+    if (s.B * s.Tq === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
+    if (kernel) {
+      return runAttentionKernel(BLOCK_SPARSE_ATTENTION, q, k, v, vis, { ...layout, scale });
+    }
+    return blockSparseAttentionReference(q, k, v, s, layout, vis, scale);
+  } finally {
+    // the tape, like the kernel, keeps its own copies of what it saved
+    tf.dispose(vis.owned);
   }
-  return blockSparseAttentionReference(q, k, v, s, layout, scale);
 }

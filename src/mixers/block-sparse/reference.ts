@@ -1,15 +1,22 @@
-import type * as tf from '@tensorflow/tfjs';
-import { maskedSoftmaxAttention, visibility } from '../../attention/reference.js';
+import * as tf from '@tensorflow/tfjs';
+import { maskedSoftmaxAttention, visibilityTensor } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
+import type { Visibility } from '../../attention/visibility.js';
 import { tokenVisible, type BlockSparseLayout } from './layout.js';
 
 /**
  * Block-sparse attention in tfjs ops: dense softmax attention under the layout's token mask
- * (causal, and the blocks active), differentiable by tfjs; the ground truth of BlockSparse.
- * Its time and memory are O(B·H·T²), whatever the layout.
+ * (causal, and the blocks active) and-ed with the visibility `vis` (kvLengths, segments, mask;
+ * see `VisibilityOptions`), differentiable by tfjs; the ground truth of BlockSparse. Its time and memory
+ * are O(B·H·T²), whatever the layout.
  */
 export function blockSparseAttentionReference(
-  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, layout: BlockSparseLayout, scale: number,
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, layout: BlockSparseLayout, vis: Visibility, scale: number,
 ): tf.Tensor4D {
-  return maskedSoftmaxAttention(q, k, v, s, scale, visibility(s, true, (i, j) => tokenVisible(i, j, layout)));
+  const tokens = new Uint8Array(s.Tq * s.Tk);
+  for (let i = 0; i < s.Tq; i++) for (let j = 0; j < s.Tk; j++) tokens[i * s.Tk + j] = tokenVisible(i, j, layout) ? 1 : 0;
+  return tf.tidy(() => {
+    const active = tf.tensor2d(tokens, [s.Tq, s.Tk], 'bool');
+    return maskedSoftmaxAttention(q, k, v, s, scale, visibilityTensor(s, vis, active));
+  });
 }

@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import kvTileHelpers from '../../../kernels/common/kv-tile.wgsl';
-import forwardBody from '../../../kernels/expressive-attention/forward.wgsl';
+import rowHooks from '../../../kernels/expressive-attention/forward.wgsl';
 import weights from '../../../kernels/expressive-attention/weights.wgsl';
 import recurrentStepBody from '../../../kernels/expressive-attention/recurrent-step.wgsl';
 import recurrentReadoutBody from '../../../kernels/expressive-attention/recurrent-readout.wgsl';
@@ -9,12 +8,13 @@ import grid from '../../../kernels/common/grid.wgsl';
 import lanes1 from '../../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../../kernels/common/lanes-4.wgsl';
 import { grid1d, lanesFor, namedInputs, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { BR, attentionKernel, attentionParams, sizesOf } from '../../attention/kernel-source.js';
-import { registerAttentionBackward } from '../../attention/backward.js';
+import { sizesOf, type AttentionAttrs } from '../../attention/kernel-source.js';
+import { DENSE_LAYOUT, registerAttentionBackward, runSkeleton } from '../../attention/backward.js';
 
 /**
- * tfjs kernel names. The forward has two outputs: o and the per-row denominator
- * z = ε + Σ_j s_ij² `[B, H, Tq]`, which the backward reads.
+ * tfjs kernel names. The forward has two outputs, o and the per-row denominator
+ * z = ε + Σ_j s_ij² `[B, H, Tq]`, which the backward reads, and a third when it is given int
+ * inputs (`visibilityInputs`): their packed buffer, which its gradient reads.
  */
 export const EXPRESSIVE_ATTENTION = 'MixersExpressiveAttention';
 export const EXPRESSIVE_ATTENTION_DQ = 'MixersExpressiveAttentionGradQ';
@@ -23,24 +23,18 @@ export const EXPRESSIVE_ATTENTION_DKV = 'MixersExpressiveAttentionGradKV';
 /** One recurrent decode step; three outputs: o `[B, H, K]`, M' `[B, Hkv, P, K]`, z' `[B, Hkv, P]`. */
 export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRecurrentStep';
 
-interface Attrs { causal: boolean; scale: number; epsilon: number }
+interface Attrs extends AttentionAttrs { epsilon: number }
 
 registerKernelOnce({
   kernelName: EXPRESSIVE_ATTENTION,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
+    const { q, k } = namedInputs(inputs, 'q', 'k');
     const s = sizesOf(q, k);
     const a = attrs as unknown as Attrs;
-    const kernel = attentionKernel('ExpressiveAttentionForward', [kvTileHelpers, forwardBody], s.K);
-    return runKernel(backend as WebGPUBackend, kernel, {
-      inputs: [q, k, v],
-      outputs: [q.shape, [s.B, s.H, s.Tq]],
-      params: attentionParams(s, a.scale, a.causal),
-      // ε is a pipeline constant: a layer uses one ε, so it compiles once
-      constants: { EPSILON: a.epsilon },
-      workgroups: [Math.ceil(s.Tq / BR), s.H, s.B],
-    });
+    // ε is a pipeline constant: a layer uses one ε, so it compiles once
+    return runSkeleton(backend as WebGPUBackend, DENSE_LAYOUT, 'ExpressiveAttentionForward', 'forward', rowHooks,
+      inputs, [], [q.shape, [s.B, s.H, s.Tq]], a, { EPSILON: a.epsilon });
   },
 });
 

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
+import { AttentionLayer, type KVCacheState, type WindowedAttentionLayerArgs } from '../../attention/attention-layer.js';
+import type { VisibilityOptions } from '../../attention/visibility.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
-import { checkOneOf, optionNames } from '../../validate.js';
+import { argumentError, checkOneOf, optionNames } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
 
 export { quadraticFeatures } from './reference.js';
@@ -13,10 +14,13 @@ export { quadraticFeatures } from './reference.js';
 export type ExpressiveAttentionDecode = 'cache' | 'recurrent';
 
 /** Arguments of the {@link ExpressiveAttention} layer. */
-export interface ExpressiveAttentionArgs extends AttentionLayerArgs {
+export interface ExpressiveAttentionArgs extends WindowedAttentionLayerArgs {
   /** Added to the denominator Σ s², a finite number ≥ 0. Default `1e-6`. */
   epsilon?: number;
-  /** The decode state used by `initState` and `step`. Default `'cache'`. */
+  /**
+   * The decode state used by `initState` and `step`. Default `'cache'`. `'recurrent'` sums over
+   * every token seen, so it takes no `window`.
+   */
   decode?: ExpressiveAttentionDecode;
 }
 
@@ -37,13 +41,18 @@ export type ExpressiveAttentionRecurrentState = {
 export type ExpressiveAttentionState = KVCacheState | ExpressiveAttentionRecurrentState;
 
 const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
-const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof AttentionLayerArgs>>({ epsilon: true, decode: true });
+const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof WindowedAttentionLayerArgs>>({ epsilon: true, decode: true });
 
 /**
- * Causal multi-head self-attention whose weights are squared scores normalised directly
- * (Gros 2024; the {@link "expressive-attention" | ExpressiveAttention guide}): `[B, T, D] → [B, T, D]` with query, key, value and output
+ * Multi-head attention whose weights are squared scores normalised directly (Gros 2024; the
+ * {@link "expressive-attention" | ExpressiveAttention guide}): `[B, T, D] → [B, T, D]` with query, key, value and output
  * projections and grouped-query heads (`numKvHeads`). The attention runs as
- * `ops.expressiveAttention`, tiled on WebGPU.
+ * `ops.expressiveAttention`, tiled on WebGPU. Causal self-attention by default; `causal: false`
+ * makes an encoder layer, `window` a sliding-window one, and `apply([x, context])`
+ * cross-attention (queries from x `[B, Tq, D]`, keys and values from context `[B, Tk, Dc]`, not
+ * causal unless `causal: true`). `apply(x, { segmentIds })` attends within packed sequences, and
+ * a padding mask that tfjs propagates (`tf.layers.embedding({ maskZero: true })`) hides the
+ * padded keys.
  *
  * Decoding: with `decode: 'cache'` (default) `step` appends to a key/value cache, which grows
  * by 2·Hkv·K floats per token. With `decode: 'recurrent'` it keeps, per key/value head,
@@ -51,8 +60,8 @@ const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof AttentionLayerAr
  * `φ(scale·q)·M / (ε + φ(scale·q)·z)`: the same attention, exactly, in fixed memory. On the
  * webgpu backend that step is one WGSL kernel pair (`expressiveAttentionRecurrentStep`).
  *
- * Weights: `query [D, H·K]`, `key` and `value [D, Hkv·K]`, `output [H·K, D]`, and their biases
- * when `useBias` is on.
+ * Weights: `query [D, H·K]`, `key` and `value [Dc, Hkv·K]` (Dc = D but in cross-attention),
+ * `output [H·K, D]`, and their biases when `useBias` is on.
  *
  * @example
  * ```ts
@@ -69,29 +78,19 @@ export class ExpressiveAttention extends AttentionLayer {
   static className = mixerClassName('ExpressiveAttention');
   readonly epsilon: number;
   readonly decode: ExpressiveAttentionDecode;
-  private projections = new Map<string, tf.LayerVariable>();
 
   constructor(args: ExpressiveAttentionArgs) {
-    super(args, OPTIONS);
+    super(args, OPTIONS, { bidirectional: true, window: true });
     this.epsilon = checkEpsilon(this.layerName, args.epsilon);
     this.decode = checkOneOf(this.layerName, 'decode', args.decode, DECODES, 'cache');
+    if (this.decode === 'recurrent' && this.window !== null) {
+      throw argumentError(this.layerName, `option 'window' needs decode: 'cache': the recurrent sums keep every token seen and cannot ` +
+        `drop those that leave the window; received window = ${this.window} with decode: 'recurrent'.`);
+    }
   }
 
-  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-    return expressiveAttentionOp(q, k, v, { causal: true, epsilon: this.epsilon, implementation: this.activeImplementation() });
-  }
-
-  protected override createWeights(D: number): void {
-    super.createWeights(D);
-    // the recurrent step projects by itself: keep the weights AttentionLayer added, by name
-    for (const w of this.weights) this.projections.set(w.originalName.split('/').pop()!, w);
-  }
-
-  /** One token's projection, `x [B, in]·W (+ b)`. */
-  private tokenDense(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    const y = tf.matMul(x, this.projections.get(name)!.read()) as tf.Tensor2D;
-    if (!this.useBias) return y;
-    return tf.add(y, this.projections.get(`${name}Bias`)!.read()) as tf.Tensor2D;
+  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D {
+    return expressiveAttentionOp(q, k, v, { ...visibility, epsilon: this.epsilon, implementation: this.activeImplementation() });
   }
 
   /**
@@ -104,6 +103,7 @@ export class ExpressiveAttention extends AttentionLayer {
   override initState(batch: number): ExpressiveAttentionState {
     if (this.decode === 'cache') return super.initState(batch);
     this.checkBatch(batch);
+    this.checkDecodes('initState');
     const { K } = this.dimsOrThrow();
     const P = (K * (K + 1)) / 2;
     return { M: tf.zeros([batch, this.numKvHeads, P, K]), z: tf.zeros([batch, this.numKvHeads, P]), position: 0 };
@@ -131,18 +131,19 @@ export class ExpressiveAttention extends AttentionLayer {
         `${recurrent ? 'a recurrent state' : 'a key/value cache'}; use the state from this layer's initState().`);
     }
     if (!('M' in state)) return super.step(x, state);
+    this.checkDecodes('step');
     this.checkStep(x, state, 'M');
     const { K } = this.dimsOrThrow();
     return tf.tidy((): [tf.Tensor2D, ExpressiveAttentionRecurrentState] => {
       const B = x.shape[0];
       const H = this.numHeads;
-      const q = this.tokenDense(x, 'query').reshape([B, H, K]) as tf.Tensor3D;
-      const k = this.tokenDense(x, 'key').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
-      const v = this.tokenDense(x, 'value').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
+      const q = this.dense(x, 'query').reshape([B, H, K]) as tf.Tensor3D;
+      const k = this.dense(x, 'key').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
+      const v = this.dense(x, 'value').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
       const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
         { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.activeImplementation() });
-      return [this.tokenDense(o.reshape([B, H * K]), 'output'), { M, z, position: state.position + 1 }];
+      return [this.dense(o.reshape([B, H * K]), 'output') as tf.Tensor2D, { M, z, position: state.position + 1 }];
     });
   }
 

@@ -1,19 +1,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { MAX_HEAD_DIM, checkAttention, checkScale } from '../../attention/validate.js';
 import {
-  argumentError, checkBoolean, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames, useKernel,
+  VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
+} from '../../attention/visibility.js';
+import {
+  argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames, useKernel,
   type Implementation,
 } from '../../validate.js';
 import { expressiveAttentionRecurrentStepReference, expressiveAttentionReference } from './reference.js';
 import { EXPRESSIVE_ATTENTION, EXPRESSIVE_ATTENTION_RECURRENT_STEP } from './kernel.js';
 
-/** Options of `ops.expressiveAttention`. */
-export interface ExpressiveAttentionOptions {
-  /**
-   * Causal mask, bottom-right aligned when Tq ≠ Tk: key j is visible to query i iff
-   * j ≤ i + Tk − Tq. Default `true`, as every mixer in this library is causal.
-   */
-  causal?: boolean;
+/**
+ * Options of `ops.expressiveAttention`: which keys each query sees ({@link VisibilityOptions}:
+ * `causal`, `window`, `kvLengths`, `queryOffsets`, `segmentIds`, `mask`; by default causal,
+ * bottom-right aligned when Tq ≠ Tk), and the attention's own options.
+ */
+export interface ExpressiveAttentionOptions extends VisibilityOptions {
   /** Multiplies q·k before it is squared. Default `1/√K`. */
   scale?: number;
   /**
@@ -25,7 +27,10 @@ export interface ExpressiveAttentionOptions {
   implementation?: Implementation;
 }
 
-const OPTIONS = optionNames<ExpressiveAttentionOptions>({ causal: true, scale: true, epsilon: true, implementation: true });
+const OPTIONS = [
+  ...VISIBILITY_OPTIONS,
+  ...optionNames<Omit<ExpressiveAttentionOptions, keyof VisibilityOptions>>({ scale: true, epsilon: true, implementation: true }),
+];
 
 /** The default ε of ExpressiveAttention's denominator. */
 const DEFAULT_EPSILON = 1e-6;
@@ -45,7 +50,9 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
  * key weighs much when it is parallel or antiparallel to the query and nothing when orthogonal.
  * The WGSL kernel computes it in tiles, so the `[Tq, Tk]` score matrix never exists in memory.
  * Query head h reads key/value head ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is
- * multi-query). A query with no visible key outputs 0.
+ * multi-query). Key j is visible to query i when every visibility option given holds (see
+ * {@link VisibilityOptions}); a query with no visible key outputs 0, with gradients 0, and an
+ * invisible key or value never reaches an output, whatever its value.
  *
  * Causal mask for Tq = 2, Tk = 4 (bottom-right aligned; x visible):
  * ```
@@ -65,6 +72,9 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
  * const q = tf.randomNormal([1, 128, 4, 64]);
  * const kv = tf.randomNormal([1, 128, 2, 64]);
  * const o = ops.expressiveAttention(q, kv, kv, { causal: true, epsilon: 1e-6 }); // [1, 128, 4, 64]
+ * // two packed sequences of 50 and 78 tokens in one row, each attending only within itself
+ * const ids = tf.concat([tf.zeros([1, 50], 'int32'), tf.ones([1, 78], 'int32')], 1) as tf.Tensor2D;
+ * const packed = ops.expressiveAttention(q, kv, kv, { segmentIds: ids });
  * ```
  */
 export function expressiveAttention(
@@ -73,19 +83,21 @@ export function expressiveAttention(
   const op = 'expressiveAttention';
   checkOptionNames(op, options, OPTIONS);
   const s = checkAttention(op, q, k, v);
-  const causal = checkBoolean(op, 'causal', options.causal, true);
-  const scale = checkScale(op, options.scale, s.K);
-  const epsilon = checkEpsilon(op, options.epsilon);
-  const kernel = useKernel(op, options.implementation);
-  // an empty KV cache: no query sees a key, so every row outputs 0
-  if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
-  if (kernel) {
-    const [o, z] = tf.engine().runKernel(EXPRESSIVE_ATTENTION, { q, k, v }, { causal, scale, epsilon }) as tf.Tensor[];
-    // the gradient tape keeps its own reference to what it saved
-    z!.dispose();
-    return o as tf.Tensor4D;
+  const vis = resolveVisibility(op, options, s, { window: true, queryOffsets: true, nonCausal: true });
+  try {
+    const scale = checkScale(op, options.scale, s.K);
+    const epsilon = checkEpsilon(op, options.epsilon);
+    const kernel = useKernel(op, options.implementation);
+    // an empty KV cache: no query sees a key, so every row outputs 0
+    if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
+    if (kernel) {
+      return runAttentionKernel(EXPRESSIVE_ATTENTION, q, k, v, vis, { scale, epsilon });
+    }
+    return expressiveAttentionReference(q, k, v, s, vis, scale, epsilon);
+  } finally {
+    // the tape, like the kernel, keeps its own copies of what it saved
+    tf.dispose(vis.owned);
   }
-  return expressiveAttentionReference(q, k, v, s, causal, scale, epsilon);
 }
 
 /** Options of `ops.expressiveAttentionRecurrentStep`. */

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { maskedInputs, ungroupedQueries, visibility } from '../../attention/reference.js';
+import { maskedInputs, ungroupedQueries, visibilityTensor } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
+import type { Visibility } from '../../attention/visibility.js';
 
 /**
  * The floor of the denominator ε + Σ s²: it only matters with ε < 2⁻⁶⁰, where it turns a row
@@ -10,34 +11,34 @@ import type { AttentionSizes } from '../../attention/validate.js';
 export const MIN_DENOMINATOR = 2 ** -60;
 
 /**
- * ExpressiveAttention in tfjs ops, differentiable by tfjs: the ground truth of the kernels.
- * q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` → `[B, Tq, H, K]`. s = scale·q·kᵀ; the squares of
- * the masked scores are replaced by 0 (a select), so masked keys add nothing to the numerator or
- * the denominator; o = (s²·v) / max(ε + rowsum(s²), 2⁻⁶⁰), so a row whose denominator is 0 (ε = 0
- * and no visible key, or all its scores 0) outputs 0. A NaN or infinity reaches only the rows
- * that see it, which output NaN (see `maskedInputs`). Its memory is O(B·H·Tq·Tk).
+ * ExpressiveAttention in tfjs ops under the visibility `vis` (see `VisibilityOptions`), differentiable by
+ * tfjs: the ground truth of the kernels. q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` →
+ * `[B, Tq, H, K]`. s = scale·q·kᵀ; the squares of the invisible scores are replaced by 0 (a
+ * select), so invisible keys add nothing to the numerator or the denominator;
+ * o = (s²·v) / max(ε + rowsum(s²), 2⁻⁶⁰), so a row whose denominator is 0 (ε = 0 and no visible
+ * key, or all its scores 0) outputs 0, and a row with no visible key outputs 0 with gradients 0.
+ * A NaN or infinity reaches only the rows that see it, which output NaN (see `maskedInputs`).
+ * Its memory is O(B·H·Tq·Tk).
  *
  * @example
  * ```ts
  * const s = { B: 1, Tq: 3, Tk: 3, H: 2, Hkv: 1, K: 4 };
  * const q = tf.randomNormal([1, 3, 2, 4]) as tf.Tensor4D;
  * const kv = tf.randomNormal([1, 3, 1, 4]) as tf.Tensor4D;
- * expressiveAttentionReference(q, kv, kv, s, true, 0.5, 1e-6).shape;  // [1, 3, 2, 4]
+ * const vis = resolveVisibility('example', { window: 2 }, s, { window: true, queryOffsets: true, nonCausal: true });
+ * expressiveAttentionReference(q, kv, kv, s, vis, 0.5, 1e-6).shape;  // [1, 3, 2, 4]
  * ```
  */
 export function expressiveAttentionReference(
-  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, causal: boolean, scale: number, epsilon: number,
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, vis: Visibility, scale: number, epsilon: number,
 ): tf.Tensor4D {
   return tf.tidy(() => {
-    const m = maskedInputs(q, k, v, s, visibility(s, causal));
-    let squares = tf.square(tf.mul(tf.matMul(m.q, m.k, false, true), scale));
-    if (!m.allVisible) {
-      const mask = tf.tensor2d(m.visible, [m.q.shape[2], s.Tk], 'bool');
-      squares = tf.where(mask, squares, tf.zerosLike(squares));
-    }
+    const m = maskedInputs(q, k, v, s, visibilityTensor(s, vis));
+    const squares = tf.square(tf.mul(tf.matMul(m.q, m.k, false, true), scale));
+    const visibleSquares = tf.where(m.visible, squares, tf.zerosLike(squares));
     // a denominator of 0 (ε = 0) comes with a numerator of 0: the floor makes that row 0, not NaN
-    const z = tf.maximum(tf.add(tf.sum(squares, -1, true), epsilon), MIN_DENOMINATOR);
-    return ungroupedQueries(tf.add(tf.div(tf.matMul(squares, m.v), z), m.poison) as tf.Tensor4D, s.H);
+    const z = tf.maximum(tf.add(tf.sum(visibleSquares, -1, true), epsilon), MIN_DENOMINATOR);
+    return ungroupedQueries(tf.add(tf.div(tf.matMul(visibleSquares, m.v), z), m.poison) as tf.Tensor4D, s.H);
   });
 }
 

@@ -1,18 +1,24 @@
 import * as tf from '@tensorflow/tfjs';
-import { AttentionLayer, type AttentionLayerArgs } from '../../attention/attention-layer.js';
+import { AttentionLayer, type WindowedAttentionLayerArgs } from '../../attention/attention-layer.js';
+import type { VisibilityOptions } from '../../attention/visibility.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { flashAttention } from './op.js';
 
 /** Arguments of the {@link FlashStyleTiledAttention} layer. */
-export type FlashStyleTiledAttentionArgs = AttentionLayerArgs;
+export type FlashStyleTiledAttentionArgs = WindowedAttentionLayerArgs;
 
 /**
- * Causal multi-head self-attention whose attention runs as FlashAttention-2 tiles with an
- * online softmax (the {@link "flash-style-tiled-attention" | FlashStyleTiledAttention guide}): `[B, T, D] → [B, T, D]` with query, key, value and output
+ * Multi-head attention whose attention runs as FlashAttention-2 tiles with an online softmax
+ * (the {@link "flash-style-tiled-attention" | FlashStyleTiledAttention guide}): `[B, T, D] → [B, T, D]` with query, key, value and output
  * projections, grouped-query heads (`numKvHeads`), and a key/value cache for decoding.
+ * Causal self-attention by default; `causal: false` makes an encoder layer, `window` a
+ * sliding-window one, and `apply([x, context])` cross-attention (queries from x `[B, Tq, D]`,
+ * keys and values from context `[B, Tk, Dc]`, not causal unless `causal: true`).
+ * `apply(x, { segmentIds })` attends within packed sequences, and a padding mask that tfjs
+ * propagates (`tf.layers.embedding({ maskZero: true })`) hides the padded keys.
  *
- * Weights: `query [D, H·K]`, `key` and `value [D, Hkv·K]`, `output [H·K, D]`, and their biases
- * when `useBias` is on.
+ * Weights: `query [D, H·K]`, `key` and `value [Dc, Hkv·K]` (Dc = D but in cross-attention),
+ * `output [H·K, D]`, and their biases when `useBias` is on.
  *
  * @example
  * ```ts
@@ -22,6 +28,13 @@ export type FlashStyleTiledAttentionArgs = AttentionLayerArgs;
  *   tf.layers.dense({ units: 65 }),
  * ]});
  * model.predict(tf.tensor2d([[1, 2, 3]])); // [1, 3, 65]
+ *
+ * // an encoder over padded ids, and a decoder that also attends to it
+ * const ids = tf.input({ shape: [null] });
+ * const encoded = layers.flashStyleTiledAttention({ numHeads: 4, causal: false })
+ *   .apply(tf.layers.embedding({ inputDim: 65, outputDim: 128, maskZero: true }).apply(ids)) as tf.SymbolicTensor;
+ * const target = tf.input({ shape: [null, 64] });
+ * const decoded = layers.flashStyleTiledAttention({ numHeads: 4 }).apply([target, encoded]); // [null, null, 64]
  * ```
  */
 export class FlashStyleTiledAttention extends AttentionLayer {
@@ -29,11 +42,11 @@ export class FlashStyleTiledAttention extends AttentionLayer {
   static className = mixerClassName('FlashStyleTiledAttention');
 
   constructor(args: FlashStyleTiledAttentionArgs) {
-    super(args, []);
+    super(args, [], { bidirectional: true, window: true });
   }
 
-  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-    return flashAttention(q, k, v, { causal: true, implementation: this.activeImplementation() });
+  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D {
+    return flashAttention(q, k, v, { ...visibility, implementation: this.activeImplementation() });
   }
 }
 registerMixerLayer(FlashStyleTiledAttention);

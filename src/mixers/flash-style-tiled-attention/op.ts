@@ -1,20 +1,22 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkAttention, checkScale } from '../../attention/validate.js';
 import {
-  checkBoolean, checkOneOf, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
+  VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
+} from '../../attention/visibility.js';
+import {
+  checkOneOf, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
 import { flashAttentionReference } from './reference.js';
 import { FLASH_ATTENTION, type Split } from './kernel.js';
 
 export type { Split };
 
-/** Options of `ops.flashAttention`. */
-export interface FlashAttentionOptions {
-  /**
-   * Causal mask, bottom-right aligned when Tq ≠ Tk: key j is visible to query i iff
-   * j ≤ i + Tk − Tq. Default `true`, as every mixer in this library is causal.
-   */
-  causal?: boolean;
+/**
+ * Options of `ops.flashAttention`: which keys each query sees ({@link VisibilityOptions}:
+ * `causal`, `window`, `kvLengths`, `queryOffsets`, `segmentIds`, `mask`; by default causal,
+ * bottom-right aligned when Tq ≠ Tk), and the attention's own options.
+ */
+export interface FlashAttentionOptions extends VisibilityOptions {
   /** Multiplies q·k before the softmax. Default `1/√K`. */
   scale?: number;
   /**
@@ -28,15 +30,20 @@ export interface FlashAttentionOptions {
   implementation?: Implementation;
 }
 
-const OPTIONS = optionNames<FlashAttentionOptions>({ causal: true, scale: true, split: true, implementation: true });
+const OPTIONS = [
+  ...VISIBILITY_OPTIONS,
+  ...optionNames<Omit<FlashAttentionOptions, keyof VisibilityOptions>>({ scale: true, split: true, implementation: true }),
+];
 const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
 
 /**
  * Exact softmax attention, `o_i = Σ_j softmax_j(scale·q_i·k_j)·v_j` over the visible keys,
  * computed by the WGSL kernel in tiles with an online softmax (FlashAttention-2), so the
  * `[Tq, Tk]` score matrix never exists in memory. Query head h reads key/value head
- * ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is multi-query). A query with no visible key
- * outputs 0.
+ * ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is multi-query). Key j is visible to query i
+ * when every visibility option given holds (see {@link VisibilityOptions}); a query with no
+ * visible key outputs 0, with gradients 0, and an invisible key or value never reaches an
+ * output, whatever its value.
  *
  * Causal mask for Tq = 2, Tk = 4 (bottom-right aligned; x visible):
  * ```
@@ -56,6 +63,9 @@ const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
  * const q = tf.randomNormal([1, 128, 4, 64]);
  * const kv = tf.randomNormal([1, 128, 2, 64]);
  * const o = ops.flashAttention(q, kv, kv, { causal: true });   // [1, 128, 4, 64]
+ * // two right-padded rows of 100 and 128 keys, each query seeing its 32 most recent keys
+ * const o2 = ops.flashAttention(tf.randomNormal([2, 128, 4, 64]), tf.randomNormal([2, 128, 2, 64]),
+ *   tf.randomNormal([2, 128, 2, 64]), { kvLengths: [100, 128], window: 32 });
  * ```
  */
 export function flashAttention(
@@ -64,17 +74,19 @@ export function flashAttention(
   const op = 'flashAttention';
   checkOptionNames(op, options, OPTIONS);
   const s = checkAttention(op, q, k, v);
-  const causal = checkBoolean(op, 'causal', options.causal, true);
-  const scale = checkScale(op, options.scale, s.K);
-  const split = checkOneOf(op, 'split', options.split, SPLITS, 'auto');
-  const kernel = useKernel(op, options.implementation);
-  // an empty KV cache: no query sees a key, so every row outputs 0
-  if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
-  if (kernel) {
-    const [o, lse] = tf.engine().runKernel(FLASH_ATTENTION, { q, k, v }, { causal, scale, split }) as tf.Tensor[];
-    // the gradient tape keeps its own reference to what it saved
-    lse!.dispose();
-    return o as tf.Tensor4D;
+  const vis = resolveVisibility(op, options, s, { window: true, queryOffsets: true, nonCausal: true });
+  try {
+    const scale = checkScale(op, options.scale, s.K);
+    const split = checkOneOf(op, 'split', options.split, SPLITS, 'auto');
+    const kernel = useKernel(op, options.implementation);
+    // an empty KV cache: no query sees a key, so every row outputs 0
+    if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
+    if (kernel) {
+      return runAttentionKernel(FLASH_ATTENTION, q, k, v, vis, { scale, split });
+    }
+    return flashAttentionReference(q, k, v, s, vis, scale);
+  } finally {
+    // the tape, like the kernel, keeps its own copies of what it saved
+    tf.dispose(vis.owned);
   }
-  return flashAttentionReference(q, k, v, s, causal, scale);
 }

@@ -1,0 +1,135 @@
+// Shared by the attention kernels: the one visibility predicate (docs/attention-masks.md), and the ranges
+// of keys (of queries) a tile of queries (of keys) may see, so that tiles no query sees are
+// never loaded. Expects common/attention.wgsl, a `vis: array<i32>` binding (the int inputs
+// packed by bindVisibility in src/attention/kernel-source.ts) and the host's `const BR`
+// (invocations per workgroup). The int inputs' places are read from the buffer's header;
+// causal and window travel in `params`.
+
+// false when the call has no int input: every test below on one is then compiled out
+override VISIBILITY: bool = false;
+
+// The header of the packed buffer (bindVisibility): where each int input starts, −1 if absent,
+// and the mask's strides over the batch and the queries (0 where it is broadcast).
+const LENGTHS_AT = 0u;
+const OFFSETS_AT = 1u;
+const SEG_Q_AT = 2u;
+const SEG_K_AT = 3u;
+const MASK_AT = 4u;
+const MASK_STRIDE_B = 5u;
+const MASK_STRIDE_I = 6u;
+
+// where int input `field` starts in `vis`, or −1 when the call has none
+fn visAt(field: u32) -> i32 {
+  if (!VISIBILITY) { return -1; }
+  return vis[field];
+}
+
+// p_i of query i of batch row b: queryOffsets[b] + i, else Tk − Tq + i (bottom-right aligned)
+fn queryPos(b: u32, i: u32) -> i32 {
+  var off = i32(params.Tk) - i32(params.Tq);
+  let at = visAt(OFFSETS_AT);
+  if (at >= 0) { off = vis[u32(at) + b]; }
+  return off + i32(i);
+}
+
+// the keys row b holds: kvLengths[b], else Tk
+fn keyCount(b: u32) -> u32 {
+  let at = visAt(LENGTHS_AT);
+  if (at >= 0) { return min(u32(max(vis[u32(at) + b], 0)), params.Tk); }
+  return params.Tk;
+}
+
+// key j is visible to query i of batch row b
+fn visible(b: u32, i: u32, j: u32) -> bool {
+  let p = queryPos(b, i);
+  let jj = i32(j);
+  let w = i32(params.window);
+  var ok = j < keyCount(b);
+  if (params.causal != 0u) { ok = ok && jj <= p; }
+  if (w > 0) {
+    ok = ok && jj > p - w;
+    if (params.causal == 0u) { ok = ok && jj < p + w; }
+  }
+  let segQ = visAt(SEG_Q_AT);
+  if (segQ >= 0) {
+    ok = ok && vis[u32(segQ) + b * params.Tq + i] == vis[u32(visAt(SEG_K_AT)) + b * params.Tk + j];
+  }
+  let mask = visAt(MASK_AT);
+  if (mask >= 0) {
+    ok = ok && vis[u32(mask) + b * u32(vis[MASK_STRIDE_B]) + i * u32(vis[MASK_STRIDE_I]) + j] != 0;
+  }
+  return ok;
+}
+
+// The keys [first, end) that queries [i0, i1) of row b may see, from causal, window, the
+// query offsets and kvLengths (i1 > i0).
+fn keyRange(b: u32, i0: u32, i1: u32) -> vec2u {
+  let pLo = queryPos(b, i0);
+  let pHi = queryPos(b, i1 - 1u);
+  let w = i32(params.window);
+  var lo = 0;
+  var hi = i32(keyCount(b));
+  if (params.causal != 0u) { hi = min(hi, pHi + 1); }
+  if (w > 0) {
+    lo = max(lo, pLo - w + 1);
+    if (params.causal == 0u) { hi = min(hi, pHi + w); }
+  }
+  return vec2u(u32(lo), u32(max(lo, hi)));
+}
+
+// The queries [first, end) of row b that may see a key of [j0, j1), the inverse of keyRange.
+fn queryRange(b: u32, j0: u32, j1: u32) -> vec2u {
+  let off = queryPos(b, 0u);
+  let w = i32(params.window);
+  var lo = 0;
+  var hi = i32(params.Tq);
+  if (j0 >= keyCount(b)) { hi = 0; }
+  if (params.causal != 0u) { lo = max(lo, i32(j0) - off); }
+  if (w > 0) {
+    hi = min(hi, i32(j1) - 1 + w - off);
+    if (params.causal == 0u) { lo = max(lo, i32(j0) - w + 1 - off); }
+  }
+  return vec2u(u32(lo), u32(max(lo, hi)));
+}
+
+var<workgroup> spanLo: atomic<i32>;
+var<workgroup> spanHi: atomic<i32>;
+var<workgroup> span: vec2<i32>;
+
+// The least and greatest of vis[first .. first + n), the same for the whole workgroup: call
+// it from uniform control flow.
+fn idSpan(first: u32, n: u32, lid: u32) -> vec2<i32> {
+  if (lid == 0u) {
+    atomicStore(&spanLo, 2147483647);
+    atomicStore(&spanHi, -2147483647 - 1);
+  }
+  workgroupBarrier();
+  for (var e = lid; e < n; e += BR) {
+    let id = vis[first + e];
+    atomicMin(&spanLo, id);
+    atomicMax(&spanHi, id);
+  }
+  workgroupBarrier();
+  if (lid == 0u) { span = vec2<i32>(atomicLoad(&spanLo), atomicLoad(&spanHi)); }
+  return workgroupUniformLoad(&span);
+}
+
+// The segment ids of queries [i0, i0 + n) of row b, as a span (any span without segments).
+fn querySegments(b: u32, i0: u32, n: u32, lid: u32) -> vec2<i32> {
+  let at = visAt(SEG_Q_AT);
+  if (at < 0) { return vec2<i32>(0); }
+  return idSpan(u32(at) + b * params.Tq + i0, n, lid);
+}
+
+// The segment ids of keys [j0, j0 + n) of row b, as a span.
+fn keySegments(b: u32, j0: u32, n: u32, lid: u32) -> vec2<i32> {
+  let at = visAt(SEG_K_AT);
+  if (at < 0) { return vec2<i32>(0); }
+  return idSpan(u32(at) + b * params.Tk + j0, n, lid);
+}
+
+// Whether two spans of segment ids may share an id: packed (sorted) segments make most tiles
+// of queries and keys disjoint, so their pairs are skipped whole.
+fn segmentsMeet(a: vec2<i32>, c: vec2<i32>) -> bool {
+  return a.x <= c.y && c.x <= a.y;
+}

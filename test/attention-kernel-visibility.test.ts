@@ -1,0 +1,289 @@
+// The attention kernels under MIXERS.md §7's visibility, called directly through their tfjs
+// kernels (the inputs and attrs of `visibilityInputs` / `visibilityAttrs`): every condition
+// alone and combined, against dense masked attention computed here in float64 from the same
+// inputs, forward and gradients; invisible keys and values poisoned with NaN; rows that see no
+// key. Shapes cross a 64-row query tile and a 32-key tile, so that whole tiles are skipped.
+import * as tf from '@tensorflow/tfjs';
+import { expect, it } from 'vitest';
+import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kernel.js';
+import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
+import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
+import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
+import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform } from './helpers.js';
+
+/** §7's conditions as plain arrays; `mask` is `[Bm, Tqm, Tk]` row-major, Bm ∈ {1, B}, Tqm ∈ {1, Tq}. */
+type Vis = {
+  causal: boolean;
+  window?: number;
+  kvLengths?: number[];
+  queryOffsets?: number[];
+  segments?: { query: number[][]; key: number[][] };
+  mask?: { shape: [number, number, number]; data: number[] };
+  /** BlockSparse's layout mask, and-ed in. */
+  layout?: (i: number, j: number) => boolean;
+};
+
+/** Key j is visible to query i of row b, straight from MIXERS.md §7. */
+function visibleAt(vis: Vis, s: AttentionShape, b: number, i: number, j: number): boolean {
+  const p = (vis.queryOffsets ? vis.queryOffsets[b]! : s.Tk - s.Tq) + i;
+  if (vis.causal && j > p) return false;
+  if (vis.window !== undefined) {
+    if (j <= p - vis.window) return false;
+    if (!vis.causal && j >= p + vis.window) return false;
+  }
+  if (vis.kvLengths && j >= vis.kvLengths[b]!) return false;
+  if (vis.segments && vis.segments.query[b]![i] !== vis.segments.key[b]![j]) return false;
+  if (vis.mask) {
+    const [Bm, Tqm, Tk] = vis.mask.shape;
+    if (vis.mask.data[((Bm === 1 ? 0 : b) * Tqm + (Tqm === 1 ? 0 : i)) * Tk + j] === 0) return false;
+  }
+  return !vis.layout || vis.layout(i, j);
+}
+
+type Kind = 'softmax' | 'expressive';
+type Result = { o: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array };
+
+/**
+ * Dense attention over the visible keys of each row, in float64, and its gradients for the
+ * cotangent dO: softmax, or ExpressiveAttention's s²-weights over ε + Σ s². A row with no
+ * visible key outputs 0 and sends no gradient.
+ */
+function dense64(kind: Kind, qs: Float32Array, ks: Float32Array, vs: Float32Array, dOs: Float32Array,
+  s: AttentionShape, vis: Vis, scale: number, epsilon: number): Result {
+  const { B, Tq, Tk, H, Hkv, K } = s;
+  const o = new Float64Array(qs.length);
+  const dq = new Float64Array(qs.length);
+  const dk = new Float64Array(ks.length);
+  const dv = new Float64Array(vs.length);
+  const dot = (a: ArrayLike<number>, ai: number, c: ArrayLike<number>, ci: number) => {
+    let x = 0;
+    for (let e = 0; e < K; e++) x += a[ai + e]! * c[ci + e]!;
+    return x;
+  };
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const hk = Math.floor((h * Hkv) / H);
+      for (let i = 0; i < Tq; i++) {
+        const qi = ((b * Tq + i) * H + h) * K;
+        const js: number[] = [];
+        for (let j = 0; j < Tk; j++) if (visibleAt(vis, s, b, i, j)) js.push(j);
+        if (js.length === 0) continue;
+        const at = (j: number) => ((b * Tk + j) * Hkv + hk) * K;
+        const sc = js.map((j) => scale * dot(qs, qi, ks, at(j)));
+        let w: number[];
+        let z = 1;
+        if (kind === 'softmax') {
+          const m = Math.max(...sc);
+          const e = sc.map((x) => Math.exp(x - m));
+          const l = e.reduce((a, c) => a + c, 0);
+          w = e.map((x) => x / l);
+        } else {
+          z = Math.max(epsilon + sc.reduce((a, x) => a + x * x, 0), 2 ** -60);
+          w = sc.map((x) => (x * x) / z);
+        }
+        for (let n = 0; n < js.length; n++) {
+          for (let e = 0; e < K; e++) o[qi + e] += w[n]! * vs[at(js[n]!) + e]!;
+        }
+        const dP = js.map((j) => dot(dOs, qi, vs, at(j)));
+        let delta = 0;
+        for (let e = 0; e < K; e++) delta += dOs[qi + e]! * o[qi + e]!;
+        for (let n = 0; n < js.length; n++) {
+          // softmax: dS = P∘(dP − delta); squared scores: dS = 2·s·(dP − delta)/z
+          const ds = kind === 'softmax' ? w[n]! * (dP[n]! - delta) : (2 * sc[n]! * (dP[n]! - delta)) / z;
+          const kj = at(js[n]!);
+          for (let e = 0; e < K; e++) {
+            dq[qi + e] += scale * ds * ks[kj + e]!;
+            dk[kj + e] += scale * ds * qs[qi + e]!;
+            dv[kj + e] += w[n]! * dOs[qi + e]!;
+          }
+        }
+      }
+    }
+  }
+  return { o, dq, dk, dv };
+}
+
+/** The tensors of `vis` under the names the kernels take. */
+function intInputs(vis: Vis, s: AttentionShape): Record<string, tf.Tensor> {
+  const t: Record<string, tf.Tensor> = {};
+  if (vis.kvLengths) t.kvLengths = tf.tensor1d(vis.kvLengths, 'int32');
+  if (vis.queryOffsets) t.queryOffsets = tf.tensor1d(vis.queryOffsets, 'int32');
+  if (vis.segments) {
+    t.segmentsQuery = tf.tensor2d(vis.segments.query.flat(), [s.B, s.Tq], 'int32');
+    t.segmentsKey = tf.tensor2d(vis.segments.key.flat(), [s.B, s.Tk], 'int32');
+  }
+  if (vis.mask) t.mask = tf.tensor3d(vis.mask.data, vis.mask.shape, 'int32');
+  return t;
+}
+
+type Case = {
+  name: string;
+  kind: Kind;
+  kernel: string;
+  attrs: Record<string, unknown>;
+  s: AttentionShape;
+  vis: Vis;
+  /** Keys whose k and v are overwritten with NaN: no query may see them. */
+  poisoned?: (b: number, j: number) => boolean;
+};
+
+const SCALE = 0.4;
+const EPSILON = 1e-3;
+
+/** Runs the kernel and its gradient on seeded inputs; checks them against {@link dense64}. */
+async function check(c: Case, seed: number): Promise<void> {
+  const { s, vis } = c;
+  const qs = seededUniform(seed, s.B * s.Tq * s.H * s.K);
+  const clean = { k: seededUniform(seed + 1, s.B * s.Tk * s.Hkv * s.K), v: seededUniform(seed + 2, s.B * s.Tk * s.Hkv * s.K) };
+  const dOs = seededUniform(seed + 3, qs.length);
+  const want = dense64(c.kind, qs, clean.k, clean.v, dOs, s, vis, SCALE, EPSILON);
+  const ks = clean.k.slice();
+  const vs = clean.v.slice();
+  if (c.poisoned) {
+    for (let b = 0; b < s.B; b++) {
+      for (let j = 0; j < s.Tk; j++) {
+        if (!c.poisoned(b, j)) continue;
+        // the case must poison only keys nobody sees
+        for (let i = 0; i < s.Tq; i++) expect(visibleAt(vis, s, b, i, j), `${c.name}: key ${j} of row ${b}`).toBe(false);
+        for (let h = 0; h < s.Hkv; h++) {
+          const at = ((b * s.Tk + j) * s.Hkv + h) * s.K;
+          ks.fill(NaN, at, at + s.K);
+          vs.fill(NaN, at, at + s.K);
+        }
+      }
+    }
+  }
+  const got = await expectNoLeaks(async () => {
+    const outs = tf.tidy(() => {
+      const ints = intInputs(vis, s);
+      const f = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+        (tf.engine().runKernel(c.kernel, { q, k, v, ...ints }, { ...c.attrs, scale: SCALE }) as tf.Tensor[])[0]!;
+      const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
+      const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
+      const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
+      return [f(q, k, v), ...tf.grads(f)([q, k, v], tf.tensor4d(dOs, [s.B, s.Tq, s.H, s.K]))];
+    });
+    const data = await Promise.all(outs.map(async (t) => Float64Array.from(await t.data())));
+    tf.dispose(outs);
+    return data;
+  });
+  const names = ['o', 'dq', 'dk', 'dv'] as const;
+  names.forEach((name, n) => {
+    const w = want[name];
+    // float32 sums of up to Tk (Tq·H/Hkv for dk, dv) products of K-term dots: a γ_n bound
+    const terms = (name === 'dk' || name === 'dv' ? s.Tq * (s.H / s.Hkv) : s.Tk) + s.K;
+    const tol = 8 * terms * EPS32 * Math.max(1, maxAbs(w));
+    const err = maxAbsDiff(got[n]!, w);
+    expect(err, `${c.name}: ${name} error ${err} > ${tol}`).toBeLessThanOrEqual(tol);
+  });
+}
+
+/** `n` ids per row, sorted: runs of the given lengths (packed sequences). */
+function packed(B: number, runs: number[]): number[][] {
+  return Array.from({ length: B }, () => runs.flatMap((len, id) => new Array<number>(len).fill(id)));
+}
+
+/** `[B, T]` ids drawn in 0..k−1, unsorted. */
+function randomIds(seed: number, B: number, T: number, k: number): number[][] {
+  const next = mulberry32(seed);
+  return Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(next() * k)));
+}
+
+/** A `[Bm, Tqm, Tk]` 0/1 mask, about `density` ones. */
+function randomMask(seed: number, shape: [number, number, number], density: number): Vis['mask'] {
+  const next = mulberry32(seed);
+  return { shape, data: Array.from({ length: shape[0] * shape[1] * shape[2] }, () => (next() < density ? 1 : 0)) };
+}
+
+const dense = (kind: Kind) => ({
+  kernel: kind === 'softmax' ? FLASH_ATTENTION : EXPRESSIVE_ATTENTION,
+  extra: kind === 'softmax' ? { split: 'never' } : { epsilon: EPSILON },
+});
+
+/** The dense families' cases: each condition alone, then combined. */
+function denseCases(kind: Kind): Case[] {
+  const { kernel, extra } = dense(kind);
+  const gqa = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K: 8 };
+  const lengths = [70, 33];
+  const padMask = randomMask(11, [2, 1, 70], 0.8);
+  return [
+    {
+      name: `${kind} causal window 5 with kvLengths, NaN past the lengths`, kind, kernel, s: gqa,
+      attrs: { ...extra, causal: true, window: 5 }, vis: { causal: true, window: 5, kvLengths: lengths },
+      poisoned: (b, j) => j >= lengths[b]!,
+    },
+    {
+      name: `${kind} bidirectional window 4, queryOffsets, Tq ≠ Tk, scalar lanes`, kind, kernel,
+      s: { B: 2, Tq: 5, Tk: 40, H: 3, Hkv: 1, K: 6 },
+      attrs: { ...extra, causal: false, window: 4 }, vis: { causal: false, window: 4, queryOffsets: [3, 37] },
+    },
+    {
+      name: `${kind} packed segments (sorted), causal, NaN in a key nobody sees`, kind, kernel, s: { ...gqa, B: 1, Hkv: 2 },
+      attrs: { ...extra, causal: true, window: 0 },
+      vis: { causal: true, segments: { query: packed(1, [20, 30, 20]), key: packed(1, [20, 30, 20]) }, mask: { shape: [1, 1, 70], data: Array.from({ length: 70 }, (_, j) => (j === 45 ? 0 : 1)) } },
+      poisoned: (_b, j) => j === 45,
+    },
+    {
+      name: `${kind} unsorted segments, a [B, Tq, Tk] mask with empty rows, bidirectional`, kind, kernel,
+      s: { B: 2, Tq: 66, Tk: 35, H: 2, Hkv: 2, K: 8 },
+      attrs: { ...extra, causal: false, window: 0 },
+      vis: { causal: false, segments: { query: randomIds(3, 2, 66, 3), key: randomIds(4, 2, 35, 3) }, mask: randomMask(5, [2, 66, 35], 0.3) },
+    },
+    {
+      name: `${kind} everything at once`, kind, kernel, s: gqa,
+      attrs: { ...extra, causal: true, window: 40 },
+      vis: {
+        causal: true, window: 40, kvLengths: lengths, queryOffsets: [0, 2],
+        segments: { query: packed(2, [10, 60]), key: packed(2, [12, 58]) }, mask: padMask,
+      },
+    },
+  ];
+}
+
+describeOn('webgpu', 'attention kernels under visibility', () => {
+  for (const kind of ['softmax', 'expressive'] as const) {
+    it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s kernels equal dense masked attention, forward and gradients`, async () => {
+      for (const c of denseCases(kind)) await check(c, 100);
+    });
+  }
+
+  it('the split-K decode honours every condition as the tiled kernel does', async () => {
+    const s = { B: 2, Tq: 2, Tk: 300, H: 2, Hkv: 1, K: 8 };
+    const lengths = [300, 150];
+    await check({
+      name: 'split-K: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths', kind: 'softmax',
+      kernel: FLASH_ATTENTION, s, attrs: { causal: true, window: 100, split: 'always' },
+      vis: {
+        causal: true, window: 100, kvLengths: lengths, queryOffsets: [298, 140],
+        segments: { query: [[1, 1], [0, 1]], key: packed(2, [130, 170]) }, mask: randomMask(7, [1, 1, 300], 0.9),
+      },
+      poisoned: (b, j) => j >= lengths[b]!,
+    }, 200);
+    // a row that sees no key: o = 0 and zero gradients from every split
+    await check({
+      name: 'split-K: a row with no visible key', kind: 'softmax', kernel: FLASH_ATTENTION, s,
+      attrs: { causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, 200] },
+      poisoned: (b) => b === 0,
+    }, 300);
+  });
+
+  it('blockSparseAttention\'s kernels honour kvLengths, segmentIds and mask with the layout', async () => {
+    const T = 70;
+    const layout = { blockSize: 8, localBlocks: 2, globalBlocks: 1, stride: 3 };
+    const lengths = [70, 41];
+    await check({
+      name: 'blockSparse with kvLengths, unsorted segments and a key mask', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
+      s: { B: 2, Tq: T, Tk: T, H: 2, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
+      vis: {
+        causal: true, kvLengths: lengths, segments: { query: randomIds(8, 2, T, 2), key: randomIds(8, 2, T, 2) },
+        mask: randomMask(9, [2, 1, T], 0.85), layout: blockSparseMask({ T, ...layout }),
+      },
+      poisoned: (b, j) => j >= lengths[b]!,
+    }, 400);
+    await check({
+      name: 'blockSparse with packed segments', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
+      s: { B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
+      vis: { causal: true, segments: { query: packed(1, [33, 37]), key: packed(1, [33, 37]) }, layout: blockSparseMask({ T, ...layout }) },
+    }, 500);
+  });
+});
