@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { ScanReport } from './selective-ssm.js';
+import type { MaskedAttentionReport } from './masked.js';
 import { join } from 'node:path';
 import type { Pass } from './cases.js';
 import { MIN_SAMPLE_MS, type Timing } from './timing.js';
@@ -175,6 +176,8 @@ export interface Report {
     runWebGPUProgram: PathResult;
   };
   attention: AttentionReport;
+  /** Absent from reports written before the section existed. */
+  maskedAttention?: MaskedAttentionReport;
   selectiveScan: ScanReport;
   wallSeconds: number;
 }

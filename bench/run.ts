@@ -3,17 +3,23 @@
  * the webgpu backend, forward and forward+backward, validated before timing; a copy kernel as
  * the memory roofline; the two runtime paths for custom kernels; and the attention ops against
  * their references (flashAttention's: composed attention), with tfjs's matMul as the compute
- * roofline, plus flashAttention's split-K decode against its unsplit kernel. Prints markdown and writes
- * `bench/results/<adapter>.{json,md}`.
+ * roofline, plus flashAttention's split-K decode against its unsplit kernel, and flashAttention on
+ * padded, packed and windowed inputs beside the unmasked kernel (bench/masked.ts). Prints markdown
+ * and writes `bench/results/<adapter>.{json,md}`. `-- --minutes N` sets the masked section's
+ * deadline (default 4 minutes); `-- --masked` runs that section alone and writes
+ * `<adapter>.masked.{json,md}`.
  *
  * @packageDocumentation
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { measureAttention } from './attention.js';
+import { MASKED_LENGTHS, MASKED_MINUTES, maskedAttentionMarkdown, measureMaskedAttention } from './masked.js';
 import { SCAN_LENGTHS, measureSelectiveScan, selectiveScanMarkdown } from './selective-ssm.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
-import { agreement, gbps, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
+import { agreement, gbps, slug, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
 import { writePlots } from './plot.js';
 import { startWebGPU } from './webgpu.js';
@@ -27,6 +33,10 @@ const PATH_COPY_ELEMENTS = 4 * 1024 * 1024;
 const SEED = 20241122;
 
 const quick = process.argv.includes('--quick');
+const maskedOnly = process.argv.includes('--masked');
+const minutesArg = process.argv.indexOf('--minutes');
+const maskedMinutes = minutesArg >= 0 ? Number(process.argv[minutesArg + 1]) : MASKED_MINUTES;
+if (!(maskedMinutes > 0)) throw new Error(`bench: --minutes expects a number of minutes > 0, got ${process.argv[minutesArg + 1]}.`);
 // `--results DIR` writes the report elsewhere (a bundled bench on a machine without the repo)
 const resultsArg = process.argv.indexOf('--results');
 const resultsDir = resultsArg >= 0 ? process.argv[resultsArg + 1] : new URL('./results/', import.meta.url).pathname;
@@ -35,6 +45,33 @@ const log = (line: string) => console.error(`[bench] ${line}`);
 
 const { gpu, backend } = await startWebGPU('bench');
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
+const maskedLengths = quick ? MASKED_LENGTHS.quick : MASKED_LENGTHS.full;
+
+/** Reports failures and leaks, releases the adapter and exits: 1 when `failed` cases failed validation. */
+async function finish(failed: number): Promise<never> {
+  if (failed > 0) console.error(`[bench] !!! ${failed} case(s) failed validation and were not timed.`);
+  if (tf.memory().numTensors !== 0) console.error(`[bench] !!! ${tf.memory().numTensors} tensor(s) still allocated at exit.`);
+  // frees tfjs's GPU buffer pool
+  tf.removeBackend('webgpu');
+  gpu.uninstall();
+  // Node exits by itself here once navigator.gpu is gone (checked on SwiftShader), but a driver
+  // that keeps a handle open would hang CI: flush the output, then exit explicitly
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(failed > 0 ? 1 : 0);
+}
+
+if (maskedOnly) {
+  const masked = await measureMaskedAttention(backend, maskedLengths, SEED, TOLERANCE, log, maskedMinutes);
+  const markdown = `# Masked attention: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} · ` +
+    `tfjs ${tf.version.tfjs}${quick ? ' · --quick' : ''}\n\n${maskedAttentionMarkdown(masked)}\n`;
+  console.log(markdown);
+  mkdirSync(resultsDir, { recursive: true });
+  const base = join(resultsDir, `${slug(gpu.description)}.masked${quick ? '.quick' : ''}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, date: new Date().toISOString(), quick, masked }, null, 2)}\n`);
+  writeFileSync(`${base}.md`, markdown);
+  log(`wrote ${base}.json and .md`);
+  await finish(masked.results.filter((r) => r.validation && !r.validation.ok).length);
+}
 
 /** Kernel against reference on the same input; the case is timed only if they agree. */
 async function validate(c: BenchCase, x: tf.Tensor3D, dy: tf.Tensor3D): Promise<Validation> {
@@ -152,6 +189,8 @@ const attention = await measureAttention(backend, {
   caches: quick ? DECODE_CACHES.quick : DECODE_CACHES.full,
 }, SEED, TOLERANCE, roofline.gbps, started, log);
 
+const maskedAttention = await measureMaskedAttention(backend, maskedLengths, SEED, TOLERANCE, log, maskedMinutes);
+
 const selectiveScan = await measureSelectiveScan(backend, quick ? SCAN_LENGTHS.quick : SCAN_LENGTHS.full, SEED, roofline.gbps, log);
 
 const report: Report = {
@@ -174,22 +213,14 @@ const report: Report = {
     ...paths,
   },
   attention,
+  maskedAttention,
   selectiveScan,
   wallSeconds: (performance.now() - started) / 1000,
 };
-const markdown = `${toMarkdown(report)}\n\n${selectiveScanMarkdown(selectiveScan)}\n`;
+const markdown = `${toMarkdown(report)}\n\n${maskedAttentionMarkdown(maskedAttention)}\n\n${selectiveScanMarkdown(selectiveScan)}\n`;
 console.log(markdown);
 const written = writeReport(resultsDir, report, markdown);
 for (const file of [...written, ...writePlots(written[0]!.replace(/\.json$/, ''), report)]) log(`wrote ${file}`);
 
-const failed = [...cases, ...selectiveScan.cases, ...attention.decode.cases, ...attention.ops.flatMap((o) => o.cases)]
-  .filter((c) => c.validation && !c.validation.ok);
-if (failed.length > 0) console.error(`[bench] !!! ${failed.length} case(s) failed validation and were not timed.`);
-if (tf.memory().numTensors !== 0) console.error(`[bench] !!! ${tf.memory().numTensors} tensor(s) still allocated at exit.`);
-// frees tfjs's GPU buffer pool
-tf.removeBackend('webgpu');
-gpu.uninstall();
-// Node exits by itself here once navigator.gpu is gone (checked on SwiftShader), but a driver
-// that keeps a handle open would hang CI: flush the output, then exit explicitly
-await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-process.exit(failed.length > 0 ? 1 : 0);
+await finish([...cases, ...selectiveScan.cases, ...maskedAttention.results, ...attention.decode.cases,
+  ...attention.ops.flatMap((o) => o.cases)].filter((c) => c.validation && !c.validation.ok).length);

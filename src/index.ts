@@ -37,6 +37,7 @@ export type {
 } from './mixers/average-context/op.js';
 export type { FlashAttentionOptions, Split } from './mixers/flash-style-tiled-attention/op.js';
 export type { VisibilityOptions } from './attention/visibility.js';
+export type { DropoutOptions } from './attention/dropout.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';
 export type { CallKwargs, MixerLayerArgs } from './layers/mixer-layer.js';
 export type { Implementation } from './validate.js';

@@ -293,7 +293,7 @@ describe('blockSparseAttention input checks', () => {
     expect(() => blockSparseAttention(q, kv, kv, { globalBlocks: -1 })).toThrow(/option 'globalBlocks' must be an integer ≥ 0; received -1/);
     expect(() => blockSparseAttention(q, kv, kv, { stride: '2' as never })).toThrow(/option 'stride' must be an integer ≥ 0 \(0 for no strided blocks\); received '2'/);
     expect(() => blockSparseAttention(q, kv, kv, { window: 3 } as never))
-      .toThrow(/unknown option 'window'; the options are 'blockSize', 'localBlocks', 'globalBlocks', 'stride', 'causal', 'kvLengths', 'segmentIds', 'mask', 'scale', 'implementation'/);
+      .toThrow(/unknown option 'window'; the options are 'blockSize', 'localBlocks', 'globalBlocks', 'stride', 'causal', 'kvLengths', 'segmentIds', 'mask', 'dropout', 'seed', 'scale', 'implementation'/);
     expect(() => blockSparseAttention(q, tf.zeros([1, 5, 3, 8]) as tf.Tensor4D, tf.zeros([1, 5, 3, 8]) as tf.Tensor4D))
       .toThrow(/the query heads H = 4 must be a multiple of the key\/value heads Hkv = 3/);
     expect(() => blockSparseAttention(q, kv, kv, { implementation: 'webgpu' })).toThrow(/implementation 'webgpu' needs the 'webgpu' backend/);

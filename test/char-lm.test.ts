@@ -1,13 +1,15 @@
-// examples/char-lm: step-decoded logits against the full forward, generate, save/load, leaks
+// examples/char-lm: step-decoded logits against the full forward, generate, save/load, packed sequences, leaks
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect, it } from 'vitest';
 import {
-  Decoder, MIXERS, Vocabulary, buildModel, generate, lossOf, registerFileIO, withSeededRandom, type MixerName,
+  Decoder, MIXERS, Vocabulary, buildModel, generate, lossOf, packedLogits, packedLossOf, registerFileIO,
+  segmentPositions, withSeededRandom, type MixerName,
 } from '../examples/char-lm/model.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff } from './helpers.js';
+import { packDocuments, packedBatch, splitDocuments, trainModel } from '../examples/char-lm/training.js';
+import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
 
 const TEXT = 'To be, or not to be, that is the question:\nWhether \'tis nobler in the mind to suffer\n';
 const vocab = Vocabulary.fromText(TEXT);
@@ -125,5 +127,174 @@ describeOn('cpu', 'examples/char-lm', () => {
     expect(() => decoder.next([0])).toThrow(/positional table holds 12 positions/);
     decoder.dispose();
     model.dispose();
+  });
+});
+
+// ───────────────────────────── packed sequences ─────────────────────────────
+
+describeOn('cpu', 'examples/char-lm packed sequences', () => {
+  it('splitDocuments cuts after each blank line, keeping every token in one document', () => {
+    const text = 'A:\nhi\n\nB:\nyo\n\n\nC:\nx';
+    const v = Vocabulary.fromText(text);
+    const docs = splitDocuments(v.encode(text), v.encode('\n')[0]!);
+    expect(docs.map((d) => v.decode(d))).toEqual(['A:\nhi\n\n', 'B:\nyo\n\n\n', 'C:\nx']);
+  });
+
+  it('packDocuments: every token in exactly one row, segment ids change exactly at piece starts, no target across a boundary', () => {
+    const T = 8;
+    const random = mulberry32(5);
+    // documents of distinct consecutive ids 1, 2, …: lengths around T, some longer than 2T, one exactly T
+    const lengths = [...Array.from({ length: 40 }, () => 1 + Math.floor(random() * 2.5 * T)), T];
+    const docs: Int32Array[] = [];
+    let next = 1;
+    for (const n of lengths) {
+      docs.push(Int32Array.from({ length: n }, () => next++));
+    }
+    const total = next - 1;
+    const docEnd = new Map<number, number>();
+    const pieceStarts = new Set<number>();
+    for (const d of docs) {
+      for (const id of d) docEnd.set(id, d[d.length - 1]!);
+      for (let k = 0; k < d.length; k += T) pieceStarts.add(d[k]!);
+    }
+    const p = packDocuments(docs, T);
+    expect(p.tokens).toHaveLength(p.rows * T);
+    const seen: number[] = [];
+    for (let r = 0; r < p.rows; r++) {
+      const at = (a: Int32Array, t: number) => a[r * T + t]!;
+      const filled = p.filled[r]!;
+      expect(filled).toBeGreaterThan(0);
+      for (let t = 0; t < T; t++) {
+        if (t >= filled) {
+          // padding: the row's end, its own segment, no target
+          expect(at(p.segments, t)).toBe(at(p.segments, filled - 1) + 1);
+          expect(at(p.targets, t)).toBe(-1);
+          continue;
+        }
+        const id = at(p.tokens, t);
+        seen.push(id);
+        const starts = t === 0 || at(p.segments, t) !== at(p.segments, t - 1);
+        expect(starts, `row ${r}, t ${t}: a new segment exactly at a piece start`).toBe(pieceStarts.has(id));
+        if (!starts) expect(id).toBe(at(p.tokens, t - 1) + 1);
+        // the target is the same document's next token, also across a cut; none at a document's end
+        expect(at(p.targets, t)).toBe(id === docEnd.get(id) ? -1 : id + 1);
+      }
+    }
+    expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    // first fit keeps padding small: rows hold at least the tokens of ⌈total / T⌉ full rows, with slack
+    expect(p.rows).toBeLessThan(1.25 * Math.ceil(total / T));
+  });
+
+  it('segmentPositions restarts at every segment', async () => {
+    const ids = tf.tensor2d([[0, 0, 0, 1, 1, 2], [0, 1, 1, 1, 1, 1]], [2, 6], 'int32');
+    const positions = segmentPositions(ids);
+    expect(await positions.array()).toEqual([[0, 1, 2, 0, 1, 0], [0, 0, 1, 2, 3, 4]]);
+    tf.dispose([ids, positions]);
+  });
+
+  // three documents filling a row, then a row of one document and padding
+  const DOCS = [prompt.slice(0, 5), prompt.slice(5, 9), prompt.slice(9, 12), prompt.slice(2, 9)];
+  const packed = packDocuments(DOCS.map((d) => Int32Array.from(d)), T);
+
+  it('packs the test documents as the next tests assume', () => {
+    expect(packed.rows).toBe(2);
+    expect(Array.from(packed.segments)).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+  });
+
+  for (const mixer of ['flashStyleTiledAttention', 'expressiveAttention', 'softmax'] as const) {
+    it(`${mixer}: a packed row's logits equal each document's run alone`, async () => {
+      const model = tinyModel(mixer);
+      await expectNoLeaks(async () => {
+        const batch = packedBatch(packed, [0, 1]);
+        const logits = packedLogits(model, batch.x, batch.segmentIds!);
+        const rows = (await logits.array()) as number[][][];
+        tf.dispose([batch.x, batch.y, batch.segmentIds!, logits]);
+        const starts = [[0, 0], [0, 5], [0, 9], [1, 0]];
+        for (const [k, doc] of DOCS.entries()) {
+          const alone = forwardAll(model, doc);
+          const a = await alone.data();
+          alone.dispose();
+          const [r, t0] = starts[k]!;
+          const got = rows[r]!.slice(t0, t0 + doc.length).flat();
+          expect(maxAbsDiff(got, a), `${mixer}: document ${k}: max |packed − alone|`).toBeLessThanOrEqual(tolerance(a));
+        }
+      });
+      model.dispose();
+    });
+  }
+
+  it('blockSparse: no document sees another (its layout is anchored at the row, so only the first equals its run alone)', async () => {
+    const model = tinyModel('blockSparse');
+    const row = DOCS.slice(0, 3).flat();
+    const ids = tf.tensor2d([[0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]], [1, T], 'int32');
+    const run = async (tokens: number[]) => {
+      const x = tf.tensor2d([tokens], [1, T], 'int32');
+      const logits = packedLogits(model, x, ids);
+      const out = ((await logits.array()) as number[][][])[0]!;
+      tf.dispose([x, logits]);
+      return out;
+    };
+    const base = await run(row);
+    // other tokens in documents 0 and 2: document 1's logits stay
+    const changed = await run(row.map((id, t) => (t >= 5 && t < 9 ? id : (id + 1) % vocab.size)));
+    expect(maxAbsDiff(changed.slice(5, 9).flat(), base.slice(5, 9).flat())).toBe(0);
+    expect(maxAbsDiff(changed.slice(0, 5).flat(), base.slice(0, 5).flat())).toBeGreaterThan(1e-3);
+    const alone = forwardAll(model, DOCS[0]!);
+    const a = await alone.data();
+    alone.dispose();
+    expect(maxAbsDiff(base.slice(0, 5).flat(), a)).toBeLessThanOrEqual(tolerance(a));
+    ids.dispose();
+    model.dispose();
+  });
+
+  it('the packed loss is the mean over the documents\' own next-token losses, none across a boundary', async () => {
+    const model = tinyModel('flashStyleTiledAttention');
+    const batch = packedBatch(packed, [0, 1]);
+    const loss = packedLossOf(model, batch.x, batch.y, batch.segmentIds!);
+    const got = (await loss.data())[0]!;
+    tf.dispose([batch.x, batch.y, batch.segmentIds!, loss]);
+    // float64 cross-entropy of each document alone: token k predicts token k + 1
+    let sum = 0;
+    let count = 0;
+    for (const doc of DOCS) {
+      const alone = forwardAll(model, doc);
+      const rows = (await alone.array()) as number[][];
+      alone.dispose();
+      for (let k = 0; k + 1 < doc.length; k++) {
+        const row = rows[k]!;
+        const max = Math.max(...row);
+        sum += max + Math.log(row.reduce((s, l) => s + Math.exp(l - max), 0)) - row[doc[k + 1]!]!;
+        count++;
+      }
+    }
+    expect(count).toBe(T + 7 - DOCS.length);
+    expect(Math.abs(got - sum / count)).toBeLessThanOrEqual(tolerance([sum / count]));
+    model.dispose();
+  });
+
+  it('refuses a mixer without segment ids', () => {
+    const model = tinyModel('causalGeneration');
+    const x = tf.zeros([1, 4], 'int32') as tf.Tensor2D;
+    expect(() => packedLogits(model, x, x)).toThrow(/block0_mixer' is .*CausalGeneration, which takes no segmentIds/);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('a short packed training run lowers the validation loss, and leaks nothing', async () => {
+    const text = 'A:\nTo be, or not to be.\n\nB:\nThat is the question.\n\nA:\nWhether \'tis nobler in the mind.\n\n'.repeat(8);
+    const v = Vocabulary.fromText(text);
+    const data = v.encode(text);
+    const corpus = { vocab: v, train: data.subarray(0, 600), val: data.subarray(600) };
+    const make = () => withSeededRandom(2, () => buildModel({ mixer: 'flashStyleTiledAttention', vocab: v.size, context: 16, width: 16, blocks: 1, heads: 2 }));
+    const model = make();
+    const untrained = make();
+    const result = await expectNoLeaks(() => trainModel(model, corpus, {
+      steps: 12, batch: 4, context: 16, lr: 1e-2, clip: 1, seed: 1, evalEvery: 0, evalBatches: 2, packed: true,
+    }));
+    const before = await result.validate(untrained);
+    expect(before).toBeGreaterThan(Math.log(v.size) - 0.5);
+    expect(result.valLoss).toBeLessThan(before - 0.5);
+    model.dispose();
+    untrained.dispose();
   });
 });

@@ -202,8 +202,8 @@ describe('flashAttention input checks', () => {
       .toThrow(/argument 'v' must have the shape of 'k' \[B, Tk, Hkv, K\] = \[1, 5, 3, 8\]; received \[1, 6, 3, 8\]/);
     expect(() => ops.flashAttention(tf.zeros([4, 6, 8]) as unknown as tf.Tensor4D, kv3, kv3))
       .toThrow(/argument 'q' must be a float32 tensor of rank 4 \[B, Tq, H, K\]; received a float32 tensor of shape \[4, 6, 8\]/);
-    expect(() => ops.flashAttention(q, kv3, kv3, { causal: true, dropout: 0.1 } as never))
-      .toThrow(/unknown option 'dropout'; the options are 'causal', 'window', 'kvLengths', 'queryOffsets', 'segmentIds', 'mask', 'scale', 'split', 'implementation'/);
+    expect(() => ops.flashAttention(q, kv3, kv3, { causal: true, dropoutRate: 0.1 } as never))
+      .toThrow(/unknown option 'dropoutRate'; the options are 'causal', 'window', 'kvLengths', 'queryOffsets', 'segmentIds', 'mask', 'dropout', 'seed', 'scale', 'split', 'implementation'/);
     expect(() => ops.flashAttention(q, kv3, kv3, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
     expect(() => ops.flashAttention(tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D, tf.zeros([1, 2, 1, 300]) as tf.Tensor4D))
       .toThrow(/the head dimension K of 'q', 'k' and 'v' must be at most 256; received 300/);

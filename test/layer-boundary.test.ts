@@ -91,7 +91,7 @@ describe('layer boundary (cpu)', () => {
     });
 
     it('refuses an unknown argument, listing the valid ones, and takes the base layer arguments', () => {
-      expect(() => make({ dropout: 0.1 })).toThrow(new RegExp(`^${name}: unknown option 'dropout'; the options are 'name', .*'implementation'`));
+      expect(() => make({ dropoutRate: 0.1 })).toThrow(new RegExp(`^${name}: unknown option 'dropoutRate'; the options are 'name', .*'implementation'`));
       const layer = make({ name: 'mixer', trainable: false, inputShape: [4, 16], batchSize: 2, dtype: 'float32', inputDType: 'float32' });
       expect([layer.name, layer.trainable, layer.batchInputShape]).toEqual(['mixer', false, [2, 4, 16]]);
     });

@@ -18,7 +18,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { layers as mixerLayers, type Implementation } from '../../src/index.js';
+import {
+  BlockSparse, ExpressiveAttention, FlashStyleTiledAttention, layers as mixerLayers, type Implementation,
+} from '../../src/index.js';
 import { mulberry32 } from '../shared/random.js';
 
 // ───────────────────────────── vocabulary ─────────────────────────────
@@ -238,6 +240,30 @@ export class PositionalEmbedding extends tf.layers.Layer {
     });
   }
 
+  /**
+   * Per-token positions: `x [B, T, D]` and `positions [B, T]` (int32, each in 0…maxLength − 1)
+   * → `x + P[positions]`. Packed rows restart their positions at every document
+   * ({@link segmentPositions}). The rows are picked as `oneHot(positions)·P`, whose gradient is
+   * one matMul, as {@link TokenEmbedding}'s.
+   *
+   * @example
+   * ```ts
+   * const pe = model.getLayer('positionalEmbedding') as PositionalEmbedding;
+   * const y = pe.atPositions(x, segmentPositions(segmentIds));  // x [B, T, D], segmentIds [B, T]
+   * ```
+   */
+  atPositions(x: tf.Tensor3D, positions: tf.Tensor2D): tf.Tensor3D {
+    const [B, T, D] = x.shape;
+    if (positions.dtype !== 'int32' || positions.rank !== 2 || positions.shape[0] !== B || positions.shape[1] !== T) {
+      throw new Error(`PositionalEmbedding.atPositions: argument 'positions' must be an int32 tensor [B, T] = [${B}, ${T}]; ` +
+        `received ${positions.dtype} [${positions.shape.join(', ')}].`);
+    }
+    return tf.tidy(() => {
+      const oneHot = tf.oneHot(positions.reshape([-1]) as tf.Tensor1D, this.maxLength);
+      return tf.add(x, tf.matMul(oneHot, this.table!.read()).reshape([B, T, D])) as tf.Tensor3D;
+    });
+  }
+
   /** One token: `x [B, 1, D]` at `position` → `x + P[position]`. */
   at(position: number, x: tf.Tensor3D): tf.Tensor3D {
     if (!Number.isInteger(position) || position < 0 || position >= this.maxLength) {
@@ -388,6 +414,127 @@ export function lossOf(model: tf.LayersModel, x: tf.Tensor2D, y: tf.Tensor2D, tr
   });
 }
 
+// ───────────────────────────── packed sequences ─────────────────────────────
+
+/** The layers of a {@link buildModel} model, found by their names. */
+interface ModelParts {
+  tokenEmbedding: tf.layers.Layer;
+  positionalEmbedding: PositionalEmbedding;
+  blocks: { norm1: tf.layers.Layer; mixer: tf.layers.Layer; norm2: tf.layers.Layer; mlpUp: tf.layers.Layer; mlpDown: tf.layers.Layer }[];
+  finalNorm: tf.layers.Layer;
+  head: tf.layers.Layer;
+}
+
+/** Finds the layers of a {@link buildModel} model (built or reloaded) by name; `who` names the caller in errors. */
+function modelParts(model: tf.LayersModel, who: string): ModelParts {
+  const get = (name: string) => {
+    try {
+      return model.getLayer(name);
+    } catch {
+      throw new Error(`${who}: the model has no layer '${name}'; use a model made by buildModel.`);
+    }
+  };
+  const positionalEmbedding = get(NAMES.positionalEmbedding);
+  if (!(positionalEmbedding instanceof PositionalEmbedding)) {
+    throw new Error(`${who}: '${NAMES.positionalEmbedding}' is not a PositionalEmbedding.`);
+  }
+  const count = model.layers.filter((l) => /^block\d+_mixer$/.test(l.name)).length;
+  const blocks = Array.from({ length: count }, (_, i) => ({
+    norm1: get(NAMES.norm1(i)), mixer: get(NAMES.mixer(i)), norm2: get(NAMES.norm2(i)), mlpUp: get(NAMES.mlpUp(i)), mlpDown: get(NAMES.mlpDown(i)),
+  }));
+  return { tokenEmbedding: get(NAMES.tokenEmbedding), positionalEmbedding, blocks, finalNorm: get(NAMES.finalNorm), head: get(NAMES.head) };
+}
+
+/** The mixers that take `apply(x, { segmentIds })`: the attention layers. */
+export const PACKED_MIXERS: readonly MixerName[] = ['expressiveAttention', 'blockSparse', 'flashStyleTiledAttention', 'softmax'];
+
+/**
+ * Positions that restart at every segment: `segmentIds [B, T]` (int32, each segment one
+ * contiguous run, as packing makes them) → `[B, T]` int32, position t = the number of tokens
+ * before t with t's id.
+ *
+ * @example
+ * ```ts
+ * segmentPositions(tf.tensor2d([[0, 0, 0, 1, 1, 2]], [1, 6], 'int32')).print();  // [[0, 1, 2, 0, 1, 0]]
+ * ```
+ */
+export function segmentPositions(segmentIds: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const T = segmentIds.shape[1];
+    const same = tf.equal(segmentIds.expandDims(2), segmentIds.expandDims(1));
+    // earlier[t, s] = s < t
+    const earlier = tf.greater(tf.range(0, T, 1, 'int32').expandDims(1), tf.range(0, T, 1, 'int32').expandDims(0));
+    return tf.sum(tf.cast(tf.logicalAnd(same, earlier), 'int32'), 2) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Logits `[B, T, V]` of packed rows: `x [B, T]` (int32 tokens) holding several documents back
+ * to back, told apart by `segmentIds [B, T]` (int32, one contiguous run per document). Runs the
+ * model's layers as its forward does, except that positions restart at each document and every
+ * mixer gets `apply(h, { segmentIds })`, so no token sees another document: each document's
+ * logits are those of the document run alone. `model.apply` cannot pass these per-batch
+ * arguments to its layers, hence this function. Only the attention mixers take segment ids
+ * ({@link PACKED_MIXERS}); the causal mixers (causalGeneration, averageContext, selectiveSSM)
+ * carry a state along the row and are refused.
+ *
+ * @example
+ * ```ts
+ * const model = buildModel({ mixer: 'flashStyleTiledAttention', vocab: 65, context: 8, width: 16, blocks: 1 });
+ * const x = tf.tensor2d([[5, 6, 7, 8, 9, 10, 11, 12]], [1, 8], 'int32');
+ * const segmentIds = tf.tensor2d([[0, 0, 0, 1, 1, 1, 1, 2]], [1, 8], 'int32');
+ * const logits = packedLogits(model, x, segmentIds);  // [1, 8, 65]
+ * ```
+ */
+export function packedLogits(model: tf.LayersModel, x: tf.Tensor2D, segmentIds: tf.Tensor2D, training = false): tf.Tensor3D {
+  const parts = modelParts(model, 'packedLogits');
+  for (const { mixer } of parts.blocks) {
+    if (!(mixer instanceof FlashStyleTiledAttention || mixer instanceof ExpressiveAttention || mixer instanceof BlockSparse)) {
+      throw new Error(`packedLogits: layer '${mixer.name}' is ${mixer.getClassName()}, which takes no segmentIds: it would carry ` +
+        `its state from one document into the next. Packed sequences need an attention mixer (${PACKED_MIXERS.join(', ')}).`);
+    }
+  }
+  const [B, T] = x.shape;
+  if (segmentIds.dtype !== 'int32' || segmentIds.rank !== 2 || segmentIds.shape[0] !== B || segmentIds.shape[1] !== T) {
+    throw new Error(`packedLogits: argument 'segmentIds' must be an int32 tensor [B, T] = [${B}, ${T}]; ` +
+      `received ${segmentIds.dtype} [${segmentIds.shape.join(', ')}].`);
+  }
+  if (T > parts.positionalEmbedding.maxLength) {
+    throw new Error(`packedLogits: the rows have ${T} tokens, more than the model's context ${parts.positionalEmbedding.maxLength}.`);
+  }
+  return tf.tidy(() => {
+    let h = parts.positionalEmbedding.atPositions(parts.tokenEmbedding.apply(x) as tf.Tensor3D, segmentPositions(segmentIds));
+    for (const b of parts.blocks) {
+      h = tf.add(h, b.mixer.apply(b.norm1.apply(h), { segmentIds, training }) as tf.Tensor3D);
+      h = tf.add(h, b.mlpDown.apply(b.mlpUp.apply(b.norm2.apply(h))) as tf.Tensor3D);
+    }
+    return parts.head.apply(parts.finalNorm.apply(h)) as tf.Tensor3D;
+  });
+}
+
+/**
+ * Mean next-token cross-entropy (nats) of packed rows: `x`, `segmentIds` as {@link packedLogits}
+ * takes them, and targets `y [B, T]` (int32), −1 where a token has no target (a document's
+ * last token, whose successor in the row is another document's first; padding). The mean is
+ * over the tokens with a target.
+ *
+ * @example
+ * ```ts
+ * const y = tf.tensor2d([[6, 7, -1, 9, 10, 11, 12, -1]], [1, 8], 'int32');  // x, segmentIds as for packedLogits
+ * const loss = packedLossOf(model, x, y, segmentIds);  // mean over the 6 tokens with a target
+ * ```
+ */
+export function packedLossOf(
+  model: tf.LayersModel, x: tf.Tensor2D, y: tf.Tensor2D, segmentIds: tf.Tensor2D, training = false,
+): tf.Scalar {
+  return tf.tidy(() => {
+    const logits = packedLogits(model, x, segmentIds, training);
+    const weights = tf.cast(tf.greaterEqual(y, 0), 'float32');
+    // oneHot(−1) is a zero row; its weight is 0 either way
+    return tf.losses.softmaxCrossEntropy(tf.oneHot(y, logits.shape[2]), logits, weights) as tf.Scalar;
+  });
+}
+
 // ───────────────────────────── decoding ─────────────────────────────
 
 /** What a decoding mixer offers: every layer of tfjs-mixers has these. */
@@ -401,13 +548,7 @@ function isStepper(layer: tf.layers.Layer): layer is tf.layers.Layer & Stepper {
   return typeof l.initState === 'function' && typeof l.step === 'function';
 }
 
-interface Block {
-  norm1: tf.layers.Layer;
-  mixer: tf.layers.Layer & Stepper;
-  norm2: tf.layers.Layer;
-  mlpUp: tf.layers.Layer;
-  mlpDown: tf.layers.Layer;
-}
+type Block = Omit<ModelParts['blocks'][number], 'mixer'> & { mixer: tf.layers.Layer & Stepper };
 
 /** Disposes the tensors of `old` that `next` does not hold (a step may pass one through). */
 function disposeReplaced(old: tf.TensorContainer, next: tf.TensorContainer): void {
@@ -449,27 +590,18 @@ export class Decoder {
   private seen = 0;
 
   constructor(model: tf.LayersModel, batch = 1) {
-    const get = (name: string) => {
-      try {
-        return model.getLayer(name);
-      } catch {
-        throw new Error(`Decoder: the model has no layer '${name}'; decode models made by buildModel.`);
-      }
-    };
+    const parts = modelParts(model, 'Decoder');
     this.batch = batch;
-    this.tokenEmbedding = get(NAMES.tokenEmbedding);
-    const positional = get(NAMES.positionalEmbedding);
-    if (!(positional instanceof PositionalEmbedding)) throw new Error(`Decoder: '${NAMES.positionalEmbedding}' is not a PositionalEmbedding.`);
-    this.positionalEmbedding = positional;
-    this.maxLength = positional.maxLength;
-    const count = model.layers.filter((l) => /^block\d+_mixer$/.test(l.name)).length;
-    for (let i = 0; i < count; i++) {
-      const mixer = get(NAMES.mixer(i));
+    this.tokenEmbedding = parts.tokenEmbedding;
+    this.positionalEmbedding = parts.positionalEmbedding;
+    this.maxLength = parts.positionalEmbedding.maxLength;
+    for (const block of parts.blocks) {
+      const { mixer } = block;
       if (!isStepper(mixer)) throw new Error(`Decoder: layer '${mixer.name}' (${mixer.getClassName()}) has no initState/step.`);
-      this.blocks.push({ norm1: get(NAMES.norm1(i)), mixer, norm2: get(NAMES.norm2(i)), mlpUp: get(NAMES.mlpUp(i)), mlpDown: get(NAMES.mlpDown(i)) });
+      this.blocks.push({ ...block, mixer });
     }
-    this.finalNorm = get(NAMES.finalNorm);
-    this.head = get(NAMES.head);
+    this.finalNorm = parts.finalNorm;
+    this.head = parts.head;
     this.states = this.blocks.map((b) => b.mixer.initState(batch));
   }
 

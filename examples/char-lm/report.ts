@@ -42,7 +42,7 @@ export interface RunSpec extends SharedSettings {
 }
 
 /** A run that finished. Losses are mean next-character cross-entropy in nats (see TrainingResult). */
-export interface RunSuccess extends Omit<TrainingResult, 'valBatches'> {
+export interface RunSuccess extends Omit<TrainingResult, 'valBatches' | 'validate'> {
   status: 'ok';
   mixer: string;
   seed: number;

@@ -4,6 +4,8 @@
  * progress bar with loss and tokens/s on stderr, reports validation loss, saves the model with
  * `model.save('file://…')`, reloads it with `tf.loadLayersModel`, checks the reloaded model's
  * validation loss, and prints a sample decoded token by token through the mixers' `step`.
+ * With `--packed` (attention mixers only) it trains on rows of whole speeches packed back to
+ * back, with segment ids (see README.md, "Packed sequences").
  *
  * Run `--help` for the flags.
  *
@@ -13,9 +15,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  MIXERS, Vocabulary, buildModel, countParameters, generate, registerFileIO, withSeededRandom, type MixerName,
+  MIXERS, PACKED_MIXERS, Vocabulary, buildModel, countParameters, generate, registerFileIO, withSeededRandom, type MixerName,
 } from './model.js';
-import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, evaluate, loadCorpus, setBackend, trainModel } from './training.js';
+import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, loadCorpus, setBackend, trainModel, type PackedRows } from './training.js';
 
 const HELP = `Usage: npm run example:char-lm -- [flags]
 
@@ -30,20 +32,22 @@ ${MODEL_FLAGS_HELP}
   --sample <n>          characters to generate at the end (default 300)
   --temperature <x>     sampling temperature, 0 for greedy (default 0.8)
   --prompt <text>       the sample's prompt (default a newline)
+  --packed              train on packed rows of whole documents (speeches, split at blank lines)
+                        with segment ids; needs ${PACKED_MIXERS.join(' | ')}
   --help                this text
 `;
 
 interface Options {
   mixer: MixerName; steps: number; batch: number; context: number; width: number; blocks: number; heads: number;
   lr: number; clip: number; seed: number; backend: 'cpu' | 'webgpu' | null; out: string; evalEvery: number;
-  evalBatches: number; sample: number; temperature: number; prompt: string;
+  evalBatches: number; sample: number; temperature: number; prompt: string; packed: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
   const values = parseFlags(argv, [
     'mixer', 'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'seed', 'backend', 'out',
     'eval-every', 'eval-batches', 'sample', 'temperature', 'prompt',
-  ], [], HELP);
+  ], ['packed'], HELP);
   const str = (k: string) => values[k] as string | undefined;
   const num = (k: string, fallback: number, integer: boolean, min: number): number => {
     const raw = str(k);
@@ -56,6 +60,11 @@ function parseOptions(argv: string[]): Options {
   };
   const mixer = (str('mixer') ?? 'causalGeneration') as MixerName;
   if (!MIXERS.includes(mixer)) throw new Error(`--mixer must be one of ${MIXERS.join(', ')}; received '${mixer}'.`);
+  const packed = values.packed === true;
+  if (packed && !PACKED_MIXERS.includes(mixer)) {
+    throw new Error(`--packed needs a mixer that takes segment ids: ${PACKED_MIXERS.join(', ')}; received --mixer ${mixer}, ` +
+      'which carries its state along a row from one document into the next.');
+  }
   const backend = str('backend') ?? null;
   if (backend != null && backend !== 'cpu' && backend !== 'webgpu') {
     throw new Error(`--backend must be cpu or webgpu; received '${backend}'.`);
@@ -78,6 +87,7 @@ function parseOptions(argv: string[]): Options {
     sample: num('sample', 300, true, 0),
     temperature: num('temperature', 0.8, false, 0),
     prompt: str('prompt') ?? '\n',
+    packed,
   };
 }
 
@@ -130,21 +140,25 @@ async function main(): Promise<number> {
       `(D=${o.width}, ${o.blocks} blocks, ${o.heads} heads, context ${o.context}), backend ${backendName}`);
     log(`data: ${train.length.toLocaleString('en-US')} train / ${val.length.toLocaleString('en-US')} val characters, ` +
       `vocabulary ${vocab.size}; batch ${o.batch}×${o.context} tokens, Adam lr ${o.lr}, clip ${o.clip || 'none'}, seed ${o.seed}`);
+    const fill = (rows: PackedRows) => rows.filled.reduce((a, b) => a + b, 0) / (rows.rows * rows.context);
 
     const progress = new Progress(o.steps);
-    const { trainLoss: loss, valLoss, trainMs, tokensPerSecond, valBatches } = await trainModel(model, { train, val }, o, {
+    const { trainLoss: loss, valLoss, trainMs, tokensPerSecond, validate } = await trainModel(model, { train, val, vocab }, o, {
       onStep: (step, stepLoss, rate) => progress.update(step, stepLoss, rate, performance.now() - started),
       onEval: (step, trainLoss, stepValLoss) =>
         progress.log(`step ${step}: train loss ${trainLoss.toFixed(4)}, val loss ${stepValLoss.toFixed(4)}`),
+      onPacked: (trainRows, valRows) =>
+        log(`packed: ${trainRows.rows.toLocaleString('en-US')} train / ${valRows.rows.toLocaleString('en-US')} val rows of ` +
+          `${o.context} tokens, ${(100 * fill(trainRows)).toFixed(1)} % / ${(100 * fill(valRows)).toFixed(1)} % documents, the rest padding`),
     });
     progress.done();
     log(`trained ${o.steps} steps in ${duration(trainMs)} (${Math.round(tokensPerSecond)} tok/s): ` +
-      `train loss ${loss.toFixed(4)}, val loss ${valLoss.toFixed(4)} (${o.evalBatches}×${o.batch}×${o.context} tokens)`);
+      `train loss ${loss.toFixed(4)}, val loss ${valLoss.toFixed(4)} (${o.evalBatches}×${o.batch}×${o.context} tokens${o.packed ? ', packed rows' : ''})`);
 
     // save, reload, and check the reloaded model
     const saved = await model.save(`file://${o.out}`);
     const loaded = await tf.loadLayersModel(`file://${join(o.out, 'model.json')}`);
-    const reloadedLoss = await evaluate(loaded, valBatches, val, o.context);
+    const reloadedLoss = await validate(loaded);
     const chars = (loaded.getUserDefinedMetadata() as { vocab?: string } | undefined)?.vocab;
     const same = reloadedLoss === valLoss && chars === vocab.chars.join('');
     log(`saved to ${join(o.out, 'model.json')} (${saved.modelArtifactsInfo.weightDataBytes?.toLocaleString('en-US')} weight bytes); ` +

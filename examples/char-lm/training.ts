@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { installWebGPU, type InstalledWebGPU } from '../../src/node.js';
-import { Vocabulary, lossOf } from './model.js';
+import { Vocabulary, lossOf, packedLossOf } from './model.js';
 import { mulberry32 } from '../shared/random.js';
 
 /** The backend {@link setBackend} chose. */
@@ -108,6 +108,163 @@ export async function evaluate(model: tf.LayersModel, batches: number[][], data:
   return total / batches.length;
 }
 
+// ───────────────────────────── packed sequences ─────────────────────────────
+
+/**
+ * The documents of a token stream: each starts at the stream's start or after a blank line (two
+ * `newline`s in a row), and runs up to the next document's start. A document keeps its last
+ * line's newline and the blank line after it, so that every token is in exactly one document and
+ * the model learns where a speech ends. Returns views of `data`.
+ *
+ * @example
+ * ```ts
+ * const { vocab, train } = loadCorpus(defaultDataPath());
+ * const speeches = splitDocuments(train, vocab.encode('\n')[0]!);  // 'First Citizen:\nBefore we proceed …\n\n', …
+ * ```
+ */
+export function splitDocuments(data: Int32Array, newline: number): Int32Array[] {
+  const starts = [0];
+  for (let i = 2; i < data.length; i++) {
+    if (data[i - 2] === newline && data[i - 1] === newline && data[i] !== newline) starts.push(i);
+  }
+  return starts.map((start, k) => data.subarray(start, starts[k + 1] ?? data.length));
+}
+
+/** Rows of packed documents, made by {@link packDocuments}: flat `[rows · context]` arrays, row-major. */
+export interface PackedRows {
+  /** Tokens per row, T. */
+  context: number;
+  /** Number of rows. */
+  rows: number;
+  /** Token ids; 0 at padding. */
+  tokens: Int32Array;
+  /**
+   * Each token's target: the next token of its document, also where that token opens the next
+   * piece of a cut document; −1 at a document's last token and at padding.
+   */
+  targets: Int32Array;
+  /** Segment ids: 0, 1, 2, … for the pieces of a row in order; the padding at a row's end has the next id. */
+  segments: Int32Array;
+  /** Tokens of each row that are not padding. */
+  filled: Int32Array;
+}
+
+/**
+ * Packs documents into rows of `context` tokens, each row holding whole documents back to back.
+ * A document longer than the context is cut into pieces of `context` tokens, and the remainder
+ * (shorter than the context) is one more piece, packed like a short document; each piece is a
+ * segment of its own, with positions from 0. Pieces go, in the documents' order, into the first
+ * of the last `open` rows with room for them, else into a new row; what is left of a row is
+ * padding. Every token of every document lies in exactly one row.
+ *
+ * @example
+ * ```ts
+ * const rows = packDocuments([Int32Array.of(1, 2, 3), Int32Array.of(4, 5, 6, 7, 8)], 4);
+ * // the second document is cut into [4, 5, 6, 7] and [8]; [8] fills the first row
+ * // rows.tokens   [1, 2, 3, 8,   4, 5, 6, 7]
+ * // rows.targets  [2, 3, -1, -1,  5, 6, 7, 8]   (7's target is 8, across the cut)
+ * // rows.segments [0, 0, 0, 1,   0, 0, 0, 0]
+ * ```
+ */
+export function packDocuments(documents: readonly Int32Array[], context: number, open = 16): PackedRows {
+  if (!Number.isInteger(context) || context < 1) {
+    throw new Error(`packDocuments: argument 'context' must be a positive integer; received ${context}.`);
+  }
+  type Piece = { doc: Int32Array; start: number; length: number };
+  const rows: { pieces: Piece[]; fill: number }[] = [];
+  let openRows: typeof rows = [];
+  for (const doc of documents) {
+    for (let start = 0; start < doc.length; start += context) {
+      const piece = { doc, start, length: Math.min(context, doc.length - start) };
+      let row = openRows.find((r) => r.fill + piece.length <= context);
+      if (!row) {
+        row = { pieces: [], fill: 0 };
+        rows.push(row);
+        openRows.push(row);
+        if (openRows.length > open) openRows.shift();
+      }
+      row.pieces.push(piece);
+      row.fill += piece.length;
+      if (row.fill === context) openRows = openRows.filter((r) => r !== row);
+    }
+  }
+  const n = rows.length;
+  const packed: PackedRows = {
+    context, rows: n, tokens: new Int32Array(n * context), targets: new Int32Array(n * context).fill(-1),
+    segments: new Int32Array(n * context), filled: new Int32Array(n),
+  };
+  rows.forEach((row, r) => {
+    let t = r * context;
+    row.pieces.forEach(({ doc, start, length }, id) => {
+      for (let k = 0; k < length; k++, t++) {
+        packed.tokens[t] = doc[start + k]!;
+        if (start + k + 1 < doc.length) packed.targets[t] = doc[start + k + 1]!;
+        packed.segments[t] = id;
+      }
+    });
+    packed.segments.fill(row.pieces.length, t, (r + 1) * context);
+    packed.filled[r] = row.fill;
+  });
+  return packed;
+}
+
+/** A training or validation batch: tokens, targets, and segment ids for packed rows (`null` otherwise). */
+export interface Batch {
+  x: tf.Tensor2D;
+  y: tf.Tensor2D;
+  segmentIds: tf.Tensor2D | null;
+  /** Document tokens in the batch (padding excluded). */
+  tokens: number;
+}
+
+/**
+ * The batch of packed rows `indices` (`[indices.length, context]` int32 each); the caller disposes its tensors.
+ *
+ * @example
+ * ```ts
+ * const { x, y, segmentIds } = packedBatch(rows, [0, 5, 9]);
+ * const loss = packedLossOf(model, x, y, segmentIds!);
+ * ```
+ */
+export function packedBatch(packed: PackedRows, indices: number[]): Batch {
+  const T = packed.context;
+  const take = (from: Int32Array) => {
+    const out = new Int32Array(indices.length * T);
+    indices.forEach((r, b) => out.set(from.subarray(r * T, (r + 1) * T), b * T));
+    return tf.tensor2d(out, [indices.length, T], 'int32');
+  };
+  return {
+    x: take(packed.tokens), y: take(packed.targets), segmentIds: take(packed.segments),
+    tokens: indices.reduce((n, r) => n + packed.filled[r]!, 0),
+  };
+}
+
+/** Mean next-token loss of a batch: packed (targets −1 left out) or plain. */
+function batchLoss(model: tf.LayersModel, batch: Batch, training: boolean): tf.Scalar {
+  return batch.segmentIds
+    ? packedLossOf(model, batch.x, batch.y, batch.segmentIds, training)
+    : lossOf(model, batch.x, batch.y, training);
+}
+
+/**
+ * Mean loss over fixed batches of packed rows (lists of row indices), as {@link evaluate} does for offsets.
+ *
+ * @example
+ * ```ts
+ * const valLoss = await evaluatePacked(model, [[0, 1], [2, 3]], packDocuments(splitDocuments(val, newline), 64));
+ * ```
+ */
+export async function evaluatePacked(model: tf.LayersModel, batches: number[][], packed: PackedRows): Promise<number> {
+  let total = 0;
+  for (const indices of batches) {
+    const batch = packedBatch(packed, indices);
+    const loss = batchLoss(model, batch, false);
+    total += (await loss.data())[0]!;
+    tf.dispose([batch.x, batch.y, batch.segmentIds!, loss]);
+  }
+  return total / batches.length;
+}
+
 /**
  * Parses `--flag value` options (`strings`) and switches (`switches`, plus `--help`, which prints
  * `help` and exits); an unknown flag is an error naming it.
@@ -157,6 +314,12 @@ export interface TrainingOptions {
   evalEvery: number;
   /** Batches in each validation estimate. */
   evalBatches: number;
+  /**
+   * Train and validate on packed rows ({@link packDocuments} of {@link splitDocuments}, split
+   * at blank lines) with segment ids, instead of windows at random offsets. Needs an attention
+   * mixer and the corpus's vocabulary. Default false.
+   */
+  packed?: boolean;
 }
 
 /** Called by {@link trainModel} as training goes. */
@@ -165,6 +328,8 @@ export interface TrainingHooks {
   onStep?(step: number, loss: number, tokensPerSecond: number): void;
   /** After each intermediate validation (every `evalEvery` steps, not the final one). */
   onEval?(step: number, trainLoss: number, valLoss: number): void;
+  /** With `packed`, once the training and validation rows are packed, before the first step. */
+  onPacked?(train: PackedRows, val: PackedRows): void;
 }
 
 /** What {@link trainModel} measured. */
@@ -181,39 +346,66 @@ export interface TrainingResult {
   valLoss: number;
   /** Sum of {@link stepMs}: training time without the validations. */
   trainMs: number;
-  /** steps · batch · context / training seconds. */
+  /** Tokens trained on per second: steps · batch · context, or with `packed` the document tokens (padding excluded), / training seconds. */
   tokensPerSecond: number;
-  /** The validation batches' offsets into the validation data, to evaluate other models alike. */
+  /**
+   * The validation batches: offsets into the validation data, or with `packed` indices of
+   * packed validation rows.
+   */
   valBatches: number[][];
+  /** The validation loss of another model on the same batches (e.g. the model reloaded). */
+  validate(model: tf.LayersModel): Promise<number>;
 }
 
 /**
  * Trains `model` in place with Adam on random batches of `corpus.train` (seeded), clipping
  * gradients by global norm, and measures validation loss on fixed batches of `corpus.val`.
- * Throws when the loss stops being finite.
+ * Batches are windows at random offsets or, with `o.packed`, random packed rows. Throws when
+ * the loss stops being finite.
  */
 export async function trainModel(
   model: tf.LayersModel,
-  corpus: Pick<Corpus, 'train' | 'val'>,
+  corpus: Pick<Corpus, 'train' | 'val'> & Partial<Pick<Corpus, 'vocab'>>,
   o: TrainingOptions,
   hooks: TrainingHooks = {},
 ): Promise<TrainingResult> {
   const { train, val } = corpus;
   const random = mulberry32(o.seed);
   const valRandom = mulberry32(o.seed + 1);
-  const valBatches = Array.from({ length: o.evalBatches }, () => drawOffsets(valRandom, o.batch, val, o.context));
+  let packed: { train: PackedRows; val: PackedRows } | null = null;
+  if (o.packed) {
+    if (!corpus.vocab) throw new Error('trainModel: option \'packed\' needs the corpus\'s vocab, to find the blank lines; received none.');
+    const newline = corpus.vocab.encode('\n')[0]!;
+    packed = {
+      train: packDocuments(splitDocuments(train, newline), o.context),
+      val: packDocuments(splitDocuments(val, newline), o.context),
+    };
+    hooks.onPacked?.(packed.train, packed.val);
+  }
+  const drawRows = (r: () => number, rows: PackedRows) => Array.from({ length: o.batch }, () => Math.floor(r() * rows.rows));
+  const valBatches = Array.from({ length: o.evalBatches }, () =>
+    packed ? drawRows(valRandom, packed.val) : drawOffsets(valRandom, o.batch, val, o.context));
+  const validate = (m: tf.LayersModel) =>
+    packed ? evaluatePacked(m, valBatches, packed.val) : evaluate(m, valBatches, val, o.context);
   const optimizer = tf.train.adam(o.lr);
   const losses: number[] = [];
   const stepMs: number[] = [];
   const evals: TrainingResult['evals'] = [];
   let trainMs = 0;
+  let tokens = 0;
   let loss = NaN;
 
   try {
     for (let step = 1; step <= o.steps; step++) {
       const t0 = performance.now();
-      const [x, y] = batchAt(train, drawOffsets(random, o.batch, train, o.context), o.context);
-      const { value, grads } = optimizer.computeGradients(() => lossOf(model, x, y, true));
+      let batch: Batch;
+      if (packed) {
+        batch = packedBatch(packed.train, drawRows(random, packed.train));
+      } else {
+        const [x, y] = batchAt(train, drawOffsets(random, o.batch, train, o.context), o.context);
+        batch = { x, y, segmentIds: null, tokens: o.batch * o.context };
+      }
+      const { value, grads } = optimizer.computeGradients(() => batchLoss(model, batch, true));
       tf.tidy(() => {
         let scaled = grads;
         if (o.clip > 0) {
@@ -224,25 +416,26 @@ export async function trainModel(
         optimizer.applyGradients(Object.entries(scaled).map(([name, tensor]) => ({ name, tensor })));
       });
       loss = (await value.data())[0]!;
-      tf.dispose([x, y, value, grads]);
+      tf.dispose([batch.x, batch.y, batch.segmentIds ?? [], value, grads]);
       const ms = performance.now() - t0;
       trainMs += ms;
+      tokens += batch.tokens;
       losses.push(loss);
       stepMs.push(ms);
-      hooks.onStep?.(step, loss, (step * o.batch * o.context) / (trainMs / 1000));
+      hooks.onStep?.(step, loss, tokens / (trainMs / 1000));
       if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step}; lower --lr.`);
       if (o.evalEvery > 0 && step % o.evalEvery === 0 && step !== o.steps) {
-        const valLoss = await evaluate(model, valBatches, val, o.context);
+        const valLoss = await validate(model);
         evals.push({ step, loss: valLoss });
         hooks.onEval?.(step, loss, valLoss);
       }
     }
-    const valLoss = await evaluate(model, valBatches, val, o.context);
+    const valLoss = await validate(model);
     evals.push({ step: o.steps, loss: valLoss });
     return {
       losses, stepMs, evals, trainLoss: loss, valLoss, trainMs,
-      tokensPerSecond: (o.steps * o.batch * o.context) / (trainMs / 1000),
-      valBatches,
+      tokensPerSecond: tokens / (trainMs / 1000),
+      valBatches, validate,
     };
   } finally {
     optimizer.dispose();

@@ -3,10 +3,10 @@
 // stream the queries that may see its tile (the layout's runs narrowed by queryRange, query
 // tiles whose segment ids cannot meet the key tile's skipped), for every query head that reads
 // hk, recompute s = scale·q·kᵀ and, from the forward's per-row statistic, each visible pair's
-// weight p and dS (the mixer's `pairGrads`), and accumulate dv = Σ_i p_i·dO_i and
-// dk = scale·Σ_i dS_i·q_i. Summing over the query heads of a group is GQA's summed dK, dV.
+// weight p and dS (the mixer's `pairGrads`), and accumulate dv = Σ_i p_i·m_i·dO_i and
+// dk = scale·Σ_i dS_i·q_i, m the dropout multiplier (common/dropout.wgsl; 1 without dropout). Summing over the query heads of a group is GQA's summed dK, dV.
 // One workgroup per (tile of key rows, kv head hk, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl,
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/query-tile.wgsl, a layout (see common/attention-forward.wgsl; its tiles and runs here
 // are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and the host's
 // `const KV, BR, BC`.
@@ -81,9 +81,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
               // a query row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN,
               // from a non-finite input it sees, out of this key's gradients
               if (live) {
-                let w = pairGrads(lanesSum(sd), lanesSum(pd), factorTile[e], deltaTile[e]);
+                // dropout: dP and the weight v is mixed with both carry the pair's multiplier
+                let keep = dropKeep(b, h, i0 + e, j);
+                let w = pairGrads(lanesSum(sd), lanesSum(pd) * keep, factorTile[e], deltaTile[e]);
+                let kept = w.x * keep;
                 for (var c = 0u; c < KV; c++) {
-                  dvAcc[c] += w.x * dOTile[e * KV + c];
+                  dvAcc[c] += kept * dOTile[e * KV + c];
                   dkAcc[c] += w.y * qTile[e * KV + c];
                 }
               }

@@ -2,7 +2,10 @@
 // ExpressiveAttention and BlockSparse: per query row, recompute the scores s = scale·q·kᵀ over
 // the same key tiles as the forward and, from the forward's per-row statistic, each visible
 // pair's dS (the mixer's `pairGrads`), then dq = scale·Σ_j dS_j·k_j. Same grid as the forward.
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/kv-tile.wgsl,
+// With dropout, a weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)), so the loss
+// sees the weight through dP_ij·m_ij, and pairGrads takes that in place of dP.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
+// common/kv-tile.wgsl,
 // a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and
 // the host's `const KV, BR, BC`.
 
@@ -20,25 +23,20 @@ var<workgroup> vTile: array<V, BC * KV>;
 
 @compute @workgroup_size(BR)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let hk = kvHead(h);
-  loadLayout();
-  let rows = tileRows(wid.x, params.Tq);
+  let tile = queryTile(wid);
+  let b = tile.b;
+  let h = tile.h;
+  let rows = tile.rows;
   let i = rows.x + lid;
   let rowOk = i < rows.y;
+  let base = queryBase(tile, i);
   let rowStats = stats[(b * params.H + h) * params.Tq + min(i, rows.y - 1u)];
   let factor = rowFactor(rowStats.x);
 
-  var qi: array<V, KV>;
+  var qi = scaledQuery(base);
   var doi: array<V, KV>;
-  var acc: array<V, KV>;
-  let base = ((b * params.Tq + min(i, rows.y - 1u)) * params.H + h) * KV;
-  for (var c = 0u; c < KV; c++) {
-    qi[c] = q[base + c] * params.scale;
-    doi[c] = dO[base + c];
-    acc[c] = V(0.0);
-  }
+  var acc: array<V, KV>; // zero-initialised
+  for (var c = 0u; c < KV; c++) { doi[c] = dO[base + c]; }
   // a row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from a non-finite
   // key or value it sees, out of the other gradients
   var live = false;
@@ -54,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let n = min(BC, end - j0);
       if (!segmentsMeet(qSeg, keySegments(b, j0, n, lid))) { continue; }
       workgroupBarrier();
-      loadTile(&kTile, &vTile, b, hk, j0, lid, BR);
+      loadTile(&kTile, &vTile, b, tile.hk, j0, lid, BR);
       workgroupBarrier();
       if (rowOk && live) {
         for (var e = 0u; e < n; e++) {
@@ -67,7 +65,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
               sd += qi[c] * kTile[e * KV + c];
               pd += doi[c] * vTile[e * KV + c];
             }
-            let ds = pairGrads(lanesSum(sd), lanesSum(pd), factor, rowStats.y).y;
+            // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
+            let ds = pairGrads(lanesSum(sd), lanesSum(pd) * dropKeep(b, h, i, j0 + e), factor, rowStats.y).y;
             for (var c = 0u; c < KV; c++) { acc[c] += ds * kTile[e * KV + c]; }
           }
         }

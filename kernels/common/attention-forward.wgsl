@@ -5,8 +5,10 @@
 // are narrowed to the keys its queries may see (keyRange), and key tiles whose segment ids
 // cannot meet the query tile's are skipped; key and value tiles of BC rows stream through
 // workgroup memory. The row hooks fold a tile into the row's state and write o and the row's
-// statistic for the backward.
-// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/kv-tile.wgsl,
+// statistic for the backward; they scale each weight by dropKeep (common/dropout.wgsl) as it
+// meets its value, after the normaliser, which sums the undropped weights.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
+// common/kv-tile.wgsl,
 // a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl: loadLayout, tileRows,
 // tileRuns, tileRun, keySeen), row hooks (common/online-softmax.wgsl or
 // expressive-attention/forward.wgsl: RowState, initRow, attendTile, finishRow) and the host's
@@ -25,21 +27,15 @@ var<workgroup> vTile: array<V, BC * KV>;
 
 @compute @workgroup_size(BR)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let hk = kvHead(h);
-  loadLayout();
-  let rows = tileRows(wid.x, params.Tq);
+  let tile = queryTile(wid);
+  let b = tile.b;
+  let h = tile.h;
+  let rows = tile.rows;
   let i = rows.x + lid;
   let rowOk = i < rows.y;
-
-  var qi: array<V, KV>;
-  var acc: array<V, KV>;
-  let qBase = ((b * params.Tq + min(i, rows.y - 1u)) * params.H + h) * KV;
-  for (var c = 0u; c < KV; c++) {
-    qi[c] = q[qBase + c] * params.scale;
-    acc[c] = V(0.0);
-  }
+  let qBase = queryBase(tile, i);
+  var qi = scaledQuery(qBase);
+  var acc: array<V, KV>; // zero-initialised
   var state = initRow();
 
   let keys = keyRange(b, rows.x, rows.y);
@@ -52,9 +48,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let n = min(BC, end - j0);
       if (!segmentsMeet(qSeg, keySegments(b, j0, n, lid))) { continue; }
       workgroupBarrier(); // the previous tile has been consumed
-      loadTile(&kTile, &vTile, b, hk, j0, lid, BR);
+      loadTile(&kTile, &vTile, b, tile.hk, j0, lid, BR);
       workgroupBarrier();
-      if (rowOk) { attendTile(&qi, &acc, &state, b, i, j0, n); }
+      if (rowOk) { attendTile(&qi, &acc, &state, b, h, i, j0, n); }
     }
   }
   if (rowOk) { finishRow(&acc, state, qBase, (b * params.H + h) * params.Tq + i); }

@@ -12,6 +12,9 @@ struct Params {
   splits: u32, // split-K decode: ceil(Tk / chunk) (0 elsewhere)
   window: u32, // w of a sliding window, 0 for none
   planAt: u32, // BlockSparse: where the tile plan starts in the packed `vis` buffer (0 elsewhere)
+  dropThreshold: u32, // attention dropout: a weight is kept iff its hash ≥ this (common/dropout.wgsl)
+  dropSeed: u32, // attention dropout: the seed of the hash
+  dropScale: f32, // attention dropout: 1/(1 − p), the multiplier of a kept weight
 }
 
 // stands for −∞: finite, so that exp(NEG − m) is 0 and NEG − NEG is 0, never NaN

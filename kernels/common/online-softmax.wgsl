@@ -1,7 +1,8 @@
 // The row hooks of common/attention-forward.wgsl for softmax attention (FlashStyleTiledAttention,
 // BlockSparse): the online softmax of FlashAttention-2 over one key tile in workgroup memory, and
 // the row's output. Expects the skeleton's `kTile`, `vTile`, `o` and `stat`, the layout's
-// `keySeen`, common/lanes-*.wgsl, common/attention.wgsl, and the host's `const KV, BC`.
+// `keySeen`, common/lanes-*.wgsl, common/attention.wgsl, common/dropout.wgsl, and the host's
+// `const KV, BC`.
 
 // A query row's running max m of the scores and normaliser l = Σ exp(s − m).
 struct RowState {
@@ -13,10 +14,11 @@ fn initRow() -> RowState {
   return RowState(NEG, 0.0);
 }
 
-// Folds keys j0..j0+n−1 of the tiles into row i's state and output accumulator, rescaling the
-// accumulator once per tile.
+// Folds keys j0..j0+n−1 of the tiles into row i's (of head h) state and output accumulator,
+// rescaling the accumulator once per tile. l sums every visible weight; the accumulator takes
+// each weight times its dropout multiplier.
 fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
-              state: ptr<function, RowState>, b: u32, i: u32, j0: u32, n: u32) {
+              state: ptr<function, RowState>, b: u32, h: u32, i: u32, j0: u32, n: u32) {
   var s: array<f32, BC>;
   var tileMax = NEG;
   for (var r = 0u; r < n; r++) {
@@ -36,7 +38,8 @@ fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
       if (s[r] > NEG) {
         let p = exp(s[r] - mNew);
         (*state).l += p;
-        for (var c = 0u; c < KV; c++) { (*acc)[c] += p * vTile[r * KV + c]; }
+        let kept = p * dropKeep(b, h, i, j0 + r);
+        for (var c = 0u; c < KV; c++) { (*acc)[c] += kept * vTile[r * KV + c]; }
       }
     }
     (*state).m = mNew;

@@ -3,7 +3,7 @@
 // s² is ≥ 0, so each row simply accumulates N += s²·v and Z += s² (no running max, no
 // rescaling). Saves the denominator z = max(ε + Z, 2⁻⁶⁰) per row for the backward.
 // Expects the skeleton's `kTile`, `vTile`, `o` and `stat`, the layout's `keySeen`,
-// common/lanes-*.wgsl, common/attention.wgsl and the host's `const KV`.
+// common/lanes-*.wgsl, common/attention.wgsl, common/dropout.wgsl and the host's `const KV`.
 
 // ε of the denominator: a pipeline constant, as the Params uniform is shared by every attention kernel
 override EPSILON: f32;
@@ -20,9 +20,10 @@ fn initRow() -> RowState {
   return RowState(0.0);
 }
 
-// Adds keys j0..j0+n−1 of the tiles to row i's N (acc) and Z.
+// Adds keys j0..j0+n−1 of the tiles to row i's (of head h) N (acc) and Z: Z sums every visible
+// s², N each s² times its dropout multiplier.
 fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
-              state: ptr<function, RowState>, b: u32, i: u32, j0: u32, n: u32) {
+              state: ptr<function, RowState>, b: u32, h: u32, i: u32, j0: u32, n: u32) {
   for (var r = 0u; r < n; r++) {
     if (keySeen(b, i, j0 + r)) {
       var d = V(0.0);
@@ -30,7 +31,8 @@ fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
       let s = lanesSum(d);
       let p = s * s;
       (*state).z += p;
-      for (var c = 0u; c < KV; c++) { (*acc)[c] += p * vTile[r * KV + c]; }
+      let kept = p * dropKeep(b, h, i, j0 + r);
+      for (var c = 0u; c < KV; c++) { (*acc)[c] += kept * vTile[r * KV + c]; }
     }
   }
 }

@@ -7,8 +7,9 @@ fn rowFactor(z: f32) -> f32 {
   return 1.0 / z;
 }
 
-// (p, dS) of one (query, key) pair from its score s, dP = dO·v, the row's 1/z and
-// delta = rowsum(dO∘o): p = s²/z, dS = 2·s·(dP − delta)/z.
+// (p, dS) of one (query, key) pair from its score s, dp = m·dO·v (m its dropout multiplier,
+// 1 without dropout), the row's 1/z and delta = rowsum(dO∘o): p = s²/z,
+// dS = 2·s·(dp − delta)/z (docs/expressive-attention.md). The skeleton scales p by m for dV.
 fn pairGrads(s: f32, dp: f32, invZ: f32, delta: f32) -> vec2<f32> {
   return vec2<f32>(s * s * invZ, 2.0 * s * (dp - delta) * invZ);
 }

@@ -5,6 +5,7 @@ import {
 } from '../validate.js';
 import { MAX_HEAD_DIM } from './validate.js';
 import { resolveVisibility, type VisibilityOptions } from './visibility.js';
+import { checkDropoutRate, freshSeed, type DropoutOptions } from './dropout.js';
 
 /** Arguments shared by the attention layers. */
 export interface AttentionLayerArgs extends MixerLayerArgs {
@@ -23,6 +24,12 @@ export interface AttentionLayerArgs extends MixerLayerArgs {
    * j ≤ i + Tk − Tq). `false` on self-attention makes an encoder layer, which cannot decode.
    */
   causal?: boolean | null;
+  /**
+   * Attention dropout rate p in [0, 1) (see `DropoutOptions`), applied only when tfjs calls the
+   * layer with `training: true` (`model.fit`, or `apply(x, { training: true })`), each such call
+   * with a fresh seed from `Math.random`; inference never drops. Default 0.
+   */
+  dropout?: number;
 }
 
 /** Arguments of the attention layers that also take a sliding window. */
@@ -57,7 +64,7 @@ export interface AttentionCallArgs {
    * `model.fit`, which pass on the mask of the first input alone.
    */
   mask?: tf.Tensor | ReadonlyArray<tf.Tensor | null | undefined> | null;
-  /** Set by tfjs during `model.fit`; the attention is the same either way. */
+  /** Set by tfjs during `model.fit`: attention dropout (the `dropout` argument) applies only then. */
   training?: boolean;
 }
 
@@ -70,7 +77,7 @@ export interface AttentionSupport {
 }
 
 const ATTENTION_OPTIONS = optionNames<Omit<AttentionLayerArgs, keyof MixerLayerArgs>>({
-  numHeads: true, numKvHeads: true, headDim: true, useBias: true, causal: true,
+  numHeads: true, numKvHeads: true, headDim: true, useBias: true, causal: true, dropout: true,
 });
 const WINDOW_OPTIONS = optionNames<Omit<WindowedAttentionLayerArgs, keyof AttentionLayerArgs>>({ window: true });
 const CALL_ARGS = optionNames<AttentionCallArgs>({ segmentIds: true, mask: true, training: true });
@@ -108,6 +115,8 @@ export abstract class AttentionLayer extends MixerLayer {
   readonly causal: boolean | null;
   /** The sliding window w, or `null` for none. */
   readonly window: number | null;
+  /** The attention dropout rate in training, 0 for none. */
+  readonly dropout: number;
   private readonly support: AttentionSupport;
   private weightsByName = new Map<string, tf.LayerVariable>();
   /** K, once built. */
@@ -139,15 +148,19 @@ export abstract class AttentionLayer extends MixerLayer {
     }
     const window = (args as WindowedAttentionLayerArgs).window;
     this.window = window == null ? null : checkPositiveInteger(name, 'window', window);
+    this.dropout = checkDropoutRate(name, args.dropout, 'argument');
     this.support = support;
     this.supportsMasking = true;
   }
 
   /**
    * The attention itself: q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` → `[B, Tq, H, K]`, with
-   * the visibility the layer resolved for this call (`causal` always set).
+   * the visibility the layer resolved for this call (`causal` always set) and, in training with
+   * a dropout rate, the call's `dropout` and `seed` (`{}` otherwise), both for the op.
    */
-  protected abstract attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D;
+  protected abstract attend(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions, dropout: DropoutOptions,
+  ): tf.Tensor4D;
 
   protected createWeights(D: number): void {
     const name = this.layerName;
@@ -254,8 +267,9 @@ export abstract class AttentionLayer extends MixerLayer {
   /** The attention on checked, non-empty inputs: keys and values from the context, or from x. */
   private mix(x: tf.Tensor3D, context: tf.Tensor3D | null, kwargs: AttentionCallArgs): tf.Tensor3D {
     const visibility = this.callVisibility(x, context, kwargs);
+    const dropout: DropoutOptions = kwargs.training === true && this.dropout > 0 ? { dropout: this.dropout, seed: freshSeed() } : {};
     const [q, k, v] = this.project(x, context ?? x);
-    return this.projectOutput(this.attend(q, k, v, visibility));
+    return this.projectOutput(this.attend(q, k, v, visibility, dropout));
   }
 
   /**
@@ -360,7 +374,7 @@ export abstract class AttentionLayer extends MixerLayer {
       const values = tf.concat([state.values, v], 1) as tf.Tensor4D;
       // the single query sits at the cache's last position (bottom-right), so the window is its last w keys
       const visibility: VisibilityOptions = this.window === null ? { causal: true } : { causal: true, window: this.window };
-      const y = this.projectOutput(this.attend(q, keys, values, visibility)).squeeze([1]) as tf.Tensor2D;
+      const y = this.projectOutput(this.attend(q, keys, values, visibility, {})).squeeze([1]) as tf.Tensor2D;
       return [y, { keys, values, position: state.position + 1 }];
     });
   }
@@ -373,6 +387,7 @@ export abstract class AttentionLayer extends MixerLayer {
       headDim: this.headDim,
       useBias: this.useBias,
       causal: this.causal,
+      dropout: this.dropout,
       ...(this.support.window ? { window: this.window } : {}),
     };
   }

@@ -3,7 +3,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import denseLayout from '../../kernels/common/dense-layout.wgsl';
 import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, sizesOf, skeletonKernel, type AttentionAttrs,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, sizesOf, skeletonKernel, type AttentionAttrs,
 } from './kernel-source.js';
 
 /** Which pass's tiles a layout gives: the forward's and dQ's query tiles, or dK/dV's key tiles. */
@@ -71,7 +71,7 @@ export function runSkeleton(
         inputs: [q, k, v, ...more, bound.vis],
         outputs,
         params: attentionParams(s, a, bound.planAt),
-        constants: { ...constants, ...bound.constants },
+        constants: { ...constants, ...bound.constants, ...(hasDropout(attrs) ? { DROPOUT: 1 } : {}) },
         // a workgroup per tile of query rows and head; dK/dV: per tile of key rows and kv head
         workgroups: [numTiles, pass === 'dkv' ? s.Hkv : s.H, s.B],
       });
@@ -90,7 +90,8 @@ export function runSkeleton(
  * skeleton's `kernels/common/attention-backward-*.wgsl` with the family's weights and layout)
  * and its forward's gradient: delta = rowsum(dO∘o) in tfjs ops, beside the forward's statistic
  * in one `[B, H, Tq, 2]` buffer, then the two kernels, which read the forward's packed int
- * inputs. The int inputs get no gradient.
+ * inputs. The int inputs get no gradient. The forward's attrs reach both kernels, its dropout
+ * among them, so they drop the weights the forward dropped; o, and so delta, is the dropped output.
  */
 export function registerAttentionBackward(m: AttentionBackward): void {
   const layout = m.layout ?? DENSE_LAYOUT;

@@ -6,6 +6,7 @@ import grid from '../../kernels/common/grid.wgsl';
 import packIntsBody from '../../kernels/common/pack-ints.wgsl';
 import attentionHelpers from '../../kernels/common/attention.wgsl';
 import visibilityHelpers from '../../kernels/common/visibility.wgsl';
+import dropoutHelpers from '../../kernels/common/dropout.wgsl';
 import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
@@ -13,6 +14,7 @@ import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
 import type { AttentionSizes } from './validate.js';
+import { dropoutThreshold } from './dropout.js';
 
 /** Query (or key) rows per workgroup in the tiled attention kernels: one invocation each. */
 export const BR = 64;
@@ -63,10 +65,10 @@ const SKELETON: Record<SkeletonPass, string[]> = {
  * backward-dkv}.wgsl`) for one family: `layout` gives its tiles and runs and its own mask
  * (`common/dense-layout.wgsl` or `block-sparse/layout.wgsl`), `hooks` its row hooks (forward)
  * or pair weights (`weights.wgsl`, backward). Every pass reads the visibility predicate of
- * `common/visibility.wgsl`.
+ * `common/visibility.wgsl` and the dropout multiplier of `common/dropout.wgsl`.
  */
 export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number): KernelSource {
-  return attentionKernel(name, [visibilityHelpers, layout, hooks, ...SKELETON[pass]], K);
+  return attentionKernel(name, [visibilityHelpers, dropoutHelpers, layout, hooks, ...SKELETON[pass]], K);
 }
 
 /** The sizes of q `[B, Tq, H, K]` and k `[B, Tk, Hkv, K]` inside a kernel function. */
@@ -82,6 +84,22 @@ export interface AttentionAttrs {
   causal: boolean;
   /** w, 0 or absent for none. */
   window?: number;
+  /** The attention dropout rate p (`dropoutAttrs`), absent or 0 for none. */
+  dropout?: number;
+  /** The dropout seed, with `dropout`. */
+  seed?: number;
+}
+
+/**
+ * Whether a call's attrs ask for attention dropout.
+ *
+ * @example
+ * ```ts
+ * hasDropout({ scale: 0.5, causal: true, dropout: 0.1, seed: 1 });  // true
+ * ```
+ */
+export function hasDropout(a: AttentionAttrs): boolean {
+  return (a.dropout ?? 0) > 0;
 }
 
 /** The `Params` uniform of `kernels/common/attention.wgsl`, field by field. */
@@ -89,7 +107,14 @@ export function attentionParams(
   s: AttentionSizes, a: AttentionAttrs, planAt = 0, split?: { chunk: number; splits: number },
 ): Param[] {
   return [{ u32: s.Tq }, { u32: s.Tk }, { u32: s.H }, { u32: s.Hkv }, { f32: a.scale }, { u32: a.causal ? 1 : 0 },
-    { u32: split?.chunk ?? 0 }, { u32: split?.splits ?? 0 }, { u32: a.window ?? 0 }, { u32: planAt }];
+    { u32: split?.chunk ?? 0 }, { u32: split?.splits ?? 0 }, { u32: a.window ?? 0 }, { u32: planAt },
+    ...dropoutParams(a)];
+}
+
+/** The dropout fields of `Params` (`kernels/common/dropout.wgsl`): threshold, seed, 1/(1 − p); zeros without dropout. */
+function dropoutParams(a: AttentionAttrs): Param[] {
+  if (!hasDropout(a)) return [{ u32: 0 }, { u32: 0 }, { f32: 1 }];
+  return [{ u32: dropoutThreshold(a.dropout!) }, { u32: a.seed ?? 0 }, { f32: 1 / (1 - a.dropout!) }];
 }
 
 /** The int inputs of an attention kernel call, in the order of the packed header. */

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
+import { dropoutMask, type Dropout } from './dropout.js';
 import type { Visibility, VisibilityOptions } from './visibility.js';
 
 /**
@@ -160,12 +161,28 @@ export function maskedInputs(
 }
 
 /**
+ * The dropout multipliers of `dropoutMask` (`[B, H, Tq, Tk]`, 0 or 1/(1 − p)) in the grouped
+ * layout of {@link MaskedInputs}' weights, `[B, Hkv, G·Tq, Tk]`. Call inside a `tf.tidy`.
+ *
+ * @example
+ * ```ts
+ * const s = { B: 1, Tq: 3, Tk: 3, H: 2, Hkv: 1, K: 4 };
+ * groupedDropout({ rate: 0.5, seed: 1 }, s).shape;  // [1, 1, 6, 3]
+ * ```
+ */
+export function groupedDropout(d: Dropout, s: AttentionSizes): tf.Tensor4D {
+  // query head h = c·G + g: [B, H, Tq, Tk] is already [B, Hkv, G·Tq, Tk] row by row
+  return dropoutMask(d, s).reshape([s.B, s.Hkv, (s.H / s.Hkv) * s.Tq, s.Tk]);
+}
+
+/**
  * Softmax attention in tfjs ops under a visibility, differentiable by tfjs: the ground truth
  * for FlashStyleTiledAttention and BlockSparse. q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]`,
  * `visible` `[B, Tq, Tk]` bool → `[B, Tq, H, K]`; materialises the `[B, Hkv, G·Tq, Tk]`
  * scores. Invisible scores are replaced (a select) by a large negative number rather than −∞,
  * so that a row with no visible key stays finite; such rows output 0, with gradients 0. A NaN
  * or infinity reaches only the rows that see it, which output NaN (see {@link maskedInputs}).
+ * With `dropout`, the normalised weights are multiplied by {@link groupedDropout}'s mask.
  *
  * @example
  * ```ts
@@ -178,11 +195,13 @@ export function maskedInputs(
  */
 export function maskedSoftmaxAttention(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, scale: number, visible: tf.Tensor3D,
+  dropout: Dropout | null = null,
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const m = maskedInputs(q, k, v, s, visible);
     const scores = tf.mul(tf.matMul(m.q, m.k, false, true), scale);
-    const weights = tf.softmax(tf.where(m.visible, scores, tf.fill(scores.shape, -1e30)));
+    const normalised = tf.softmax(tf.where(m.visible, scores, tf.fill(scores.shape, -1e30)));
+    const weights = dropout ? tf.mul(normalised, groupedDropout(dropout, s)) : normalised;
     // o is finite here, so the 0 of a row without keys is exact, and so is its gradient
     const o = tf.mul(tf.matMul(weights, m.v), m.rowSees);
     return ungroupedQueries(tf.add(o, m.poison) as tf.Tensor4D, s.H);

@@ -30,11 +30,18 @@ export type OracleVisibility = {
   attentionMask?: (b: number, i: number, j: number) => boolean;
 };
 
+/**
+ * Attention dropout (MIXERS.md §7): the multiplier of the normalised weight a_ij of query head h,
+ * batch row b (0 dropped, 1/(1 − p) kept), applied after the normaliser. Default: 1 everywhere.
+ */
+export type KeepFn = (b: number, h: number, i: number, j: number) => number;
+
 /** Options of the softmax oracles; `scale` defaults to 1/sqrt(K). */
-export type SoftmaxOracleOptions = { causal: boolean; scale?: number; mask?: MaskFn } & OracleVisibility;
+export type SoftmaxOracleOptions = { causal: boolean; scale?: number; mask?: MaskFn; keep?: KeepFn } & OracleVisibility;
 
 /** Options of the expressive oracles; `scale` defaults to 1/sqrt(K), `epsilon` to 1e-6. */
-export type ExpressiveOracleOptions = { causal: boolean; scale?: number; epsilon?: number; mask?: MaskFn } & OracleVisibility;
+export type ExpressiveOracleOptions =
+  { causal: boolean; scale?: number; epsilon?: number; mask?: MaskFn; keep?: KeepFn } & OracleVisibility;
 
 /** Layout of a block-sparse mask (MIXERS.md §5), in blocks of `blockSize` tokens. */
 export type BlockSparseLayout = { T: number; blockSize: number; localBlocks: number; globalBlocks: number; stride: number };
@@ -206,6 +213,11 @@ function zeroGrads(s: AttentionShape): AttentionGrads {
 // ---------------------------------------------------------------------------------------------
 // softmax attention (§4, and §5 through a mask)
 
+/** The dropout multipliers m_j of one row's visible keys (1 without `keep`). */
+function multipliers(keep: KeepFn | undefined, b: number, h: number, i: number, keys: number[]): number[] {
+  return keys.map((j) => (keep ? keep(b, h, i, j) : 1));
+}
+
 /** Max-subtracted softmax of one row, and its log-sum-exp; -Infinity for an empty row. */
 function softmaxRow(s: number[]): { p: number[]; lse: number } {
   if (s.length === 0) return { p: [], lse: -Infinity };
@@ -232,7 +244,8 @@ export function softmaxAttentionOracle(
     const { keys, s } = rowScores(c, q, k, b, h, i);
     const r = softmaxRow(s);
     lse[rowAt(shape, b, h, i)] = r.lse;
-    mixRow(c, v, b, h, keys, r.p, o, qAt(shape, b, i, h));
+    const m = multipliers(opts.keep, b, h, i, keys);
+    mixRow(c, v, b, h, keys, r.p.map((x, n) => x * m[n]!), o, qAt(shape, b, i, h));
   });
   return { o, lse };
 }
@@ -240,7 +253,9 @@ export function softmaxAttentionOracle(
 /**
  * Gradients of L = Σ dO∘o for softmax attention, from the closed form:
  * P = softmax(S), dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − rowsum(dO∘O)), dQ = scale·dS·K,
- * dK = scale·dSᵀ·Q; dK and dV summed over the query heads sharing a kv head.
+ * dK = scale·dSᵀ·Q; dK and dV summed over the query heads sharing a kv head. With `keep`
+ * (o_i = Σ_j P_ij·m_ij·v_j): ∂L/∂P_ij = m_ij·dP_ij, so dV = (P∘m)ᵀ·dO and, through the
+ * softmax's Jacobian, dS_ij = P_ij·(m_ij·dP_ij − Σ_l P_il·m_il·dP_il).
  * @param dO `[B, Tq, H, K]`; the other arguments as {@link softmaxAttentionOracle}.
  * @returns dq `[B, Tq, H, K]`, dk and dv `[B, Tk, Hkv, K]`.
  */
@@ -251,18 +266,18 @@ export function softmaxAttentionGradOracle(
   const c = setup(q, k, v, shape, opts);
   if (dO.length !== q.length) throw new Error(`attention oracle: dO has ${dO.length} values, expected ${q.length}`);
   const grads = zeroGrads(shape);
-  const oRow = new Float64Array(shape.K);
   forEachRow(shape, (b, h, i) => {
     const { keys, s } = rowScores(c, q, k, b, h, i);
     if (keys.length === 0) return; // empty row: o is the constant 0, no gradient
     const { p } = softmaxRow(s);
-    oRow.fill(0);
-    mixRow(c, v, b, h, keys, p, oRow, 0);
+    const m = multipliers(opts.keep, b, h, i, keys);
     const qo = qAt(shape, b, i, h);
-    const D = dot(dO, qo, oRow, 0, shape.K);
     const g = kvHead(shape, h);
-    const dS = keys.map((j, n) => p[n]! * (dot(dO, qo, v, kvAt(shape, b, j, g), shape.K) - D));
-    scatterRow(c, q, k, dO, b, h, i, keys, dS, p, grads);
+    // dL/dP_j = m_j·dO_i·v_j, and the softmax's Jacobian: dS_j = P_j·(dL/dP_j − Σ_l P_l·dL/dP_l)
+    const dP = keys.map((j, n) => m[n]! * dot(dO, qo, v, kvAt(shape, b, j, g), shape.K));
+    const D = dP.reduce((a, x, n) => a + p[n]! * x, 0);
+    const dS = dP.map((x, n) => p[n]! * (x - D));
+    scatterRow(c, q, k, dO, b, h, i, keys, dS, p.map((x, n) => x * m[n]!), grads);
   });
   return grads;
 }
@@ -293,7 +308,8 @@ export function expressiveAttentionOracle(
     const sq = s.map((x) => x * x);
     const zi = sq.reduce((a, x) => a + x, 0);
     z[rowAt(shape, b, h, i)] = zi;
-    mixRow(c, v, b, h, keys, sq.map((x) => x / (eps + zi)), o, qAt(shape, b, i, h));
+    const m = multipliers(opts.keep, b, h, i, keys);
+    mixRow(c, v, b, h, keys, sq.map((x, n) => (x / (eps + zi)) * m[n]!), o, qAt(shape, b, i, h));
   });
   return { o, z };
 }
@@ -302,7 +318,8 @@ export function expressiveAttentionOracle(
  * Gradients of L = Σ dO∘o for ExpressiveAttention, by the chain rule through the numerator and
  * denominator of o_i = N_i / Z_i, with N_i = Σ_j s_ij²·v_j and Z_i = ε + Σ_l s_il²:
  * ∂L/∂N_i = dO_i / Z_i, ∂L/∂Z_i = −dO_i·N_i / Z_i², ∂L/∂s_ij = 2·s_ij·(∂L/∂N_i·v_j + ∂L/∂Z_i),
- * ∂L/∂v_j = Σ_i s_ij²·∂L/∂N_i; then s = scale·q·k gives dq and dk.
+ * ∂L/∂v_j = Σ_i s_ij²·∂L/∂N_i; then s = scale·q·k gives dq and dk. With `keep`, the numerator
+ * is N_i = Σ_j s_ij²·m_ij·v_j (Z unchanged), so m_ij multiplies ∂L/∂N_i·v_j and s_ij² above.
  * dK and dV are summed over the query heads sharing a kv head.
  * @param dO `[B, Tq, H, K]`; the other arguments as {@link expressiveAttentionOracle}.
  * @returns dq `[B, Tq, H, K]`, dk and dv `[B, Tk, Hkv, K]`.
@@ -322,15 +339,17 @@ export function expressiveAttentionGradOracle(
     if (keys.length === 0) return; // empty row: o is the constant 0, no gradient
     const sq = s.map((x) => x * x);
     const Z = eps + sq.reduce((a, x) => a + x, 0);
+    const m = multipliers(opts.keep, b, h, i, keys);
+    const kept = sq.map((x, n) => x * m[n]!);
     nRow.fill(0);
-    mixRow(c, v, b, h, keys, sq, nRow, 0);
+    mixRow(c, v, b, h, keys, kept, nRow, 0);
     const qo = qAt(shape, b, i, h);
     const g = kvHead(shape, h);
     // dL/dN_i = dO_i / Z and dL/dZ_i = −dO_i·N_i / Z²; dO_i·v_j / Z below is dL/dN_i·v_j
     const dZ = -dot(dO, qo, nRow, 0, shape.K) / (Z * Z);
-    const dS = keys.map((j, n) => 2 * s[n]! * (dot(dO, qo, v, kvAt(shape, b, j, g), shape.K) / Z + dZ));
-    // dL/dv_j = s_ij²·dO_i / Z
-    scatterRow(c, q, k, dO, b, h, i, keys, dS, sq.map((x) => x / Z), grads);
+    const dS = keys.map((j, n) => 2 * s[n]! * ((m[n]! * dot(dO, qo, v, kvAt(shape, b, j, g), shape.K)) / Z + dZ));
+    // dL/dv_j = s_ij²·m_ij·dO_i / Z
+    scatterRow(c, q, k, dO, b, h, i, keys, dS, kept.map((x) => x / Z), grads);
   });
   return grads;
 }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
 import type { VisibilityOptions } from '../../attention/visibility.js';
+import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { checkOptionNames, describe, optionNames } from '../../validate.js';
 import { flashAttention } from '../flash-style-tiled-attention/op.js';
@@ -61,11 +62,13 @@ export class BlockSparse extends AttentionLayer {
    * brings one query, at position t = Tk − 1 of the cache: it attends to the keys the layout
    * shows row t, gathered from the cache, which is dense attention over that list.
    */
-  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D {
+  protected attend(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions, dropout: DropoutOptions,
+  ): tf.Tensor4D {
     const [, Tq] = q.shape;
     const Tk = k.shape[1];
     const implementation = this.activeImplementation();
-    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, ...visibility, implementation });
+    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, ...visibility, ...dropout, implementation });
     if (Tq !== 1) throw new Error(`${this.layerName}: attention over a cache takes one query at a time; received ${Tq}.`);
     const keys = tf.tensor1d(visibleKeys(Tk - 1, this.layout), 'int32');
     return flashAttention(q, tf.gather(k, keys, 1), tf.gather(v, keys, 1), { causal: false, implementation });

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkAttention, checkScale } from '../../attention/validate.js';
 import { resolveVisibility, runAttentionKernel, type VisibilityOptions } from '../../attention/visibility.js';
+import { dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
 import {
   argumentError, checkBoolean, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
@@ -12,10 +13,11 @@ import { BLOCK_SPARSE_ATTENTION } from './kernel.js';
  * Options of `ops.blockSparseAttention`: the layout, each field defaulting to `DEFAULT_LAYOUT`
  * (`blockSize` 64, `localBlocks` 4, `globalBlocks` 1, `stride` 0: a window of 256 tokens
  * and a 64-token sink), the visibility options that combine with it (`kvLengths`,
- * `segmentIds`, `mask`: see {@link VisibilityOptions}), and the attention's own options.
+ * `segmentIds`, `mask`: see {@link VisibilityOptions}), attention dropout ({@link DropoutOptions}:
+ * `dropout`, `seed`), and the attention's own options.
  */
 export interface BlockSparseAttentionOptions
-  extends Partial<BlockSparseLayout>, Pick<VisibilityOptions, 'kvLengths' | 'segmentIds' | 'mask'> {
+  extends Partial<BlockSparseLayout>, Pick<VisibilityOptions, 'kvLengths' | 'segmentIds' | 'mask'>, DropoutOptions {
   /**
    * Must be `true` (the default) or omitted: the layout is causal by definition (key block
    * J ≤ query block I, key j ≤ query i). For bidirectional attention use `flashAttention`.
@@ -29,7 +31,7 @@ export interface BlockSparseAttentionOptions
 
 const OPTIONS = optionNames<BlockSparseAttentionOptions>({
   blockSize: true, localBlocks: true, globalBlocks: true, stride: true, causal: true, kvLengths: true, segmentIds: true,
-  mask: true, scale: true, implementation: true,
+  mask: true, dropout: true, seed: true, scale: true, implementation: true,
 });
 
 /**
@@ -44,7 +46,8 @@ const OPTIONS = optionNames<BlockSparseAttentionOptions>({
  * their number, not with T². Query head h reads key/value head ⌊h·Hkv/H⌋. `kvLengths`,
  * `segmentIds` and `mask` further restrict M(i) (and-ed with the layout); a query with no
  * visible key outputs 0, with gradients 0, and an invisible key or value never reaches an
- * output, whatever its value.
+ * output, whatever its value. With `dropout` p > 0, each normalised weight is kept with
+ * probability 1 − p (a pure function of `seed`, b, h, i, j) and scaled by 1/(1 − p).
  *
  * The layout `{ blockSize: 4, localBlocks: 2, globalBlocks: 1, stride: 3 }` over T = 30
  * (drawn by `drawBlockSparseLayout`; L local, G global, S strided, rows query blocks I,
@@ -97,12 +100,13 @@ export function blockSparseAttention(
   const vis = resolveVisibility(op, options, s, { window: false, queryOffsets: false, nonCausal: false });
   try {
     const scale = checkScale(op, options.scale, s.K);
+    const dropout = resolveDropout(op, options);
     const kernel = useKernel(op, options.implementation);
     if (s.B * s.Tq === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
     if (kernel) {
-      return runAttentionKernel(BLOCK_SPARSE_ATTENTION, q, k, v, vis, { ...layout, scale });
+      return runAttentionKernel(BLOCK_SPARSE_ATTENTION, q, k, v, vis, { ...layout, scale, ...dropoutAttrs(dropout) });
     }
-    return blockSparseAttentionReference(q, k, v, s, layout, vis, scale);
+    return blockSparseAttentionReference(q, k, v, s, layout, vis, scale, dropout);
   } finally {
     // the tape, like the kernel, keeps its own copies of what it saved
     tf.dispose(vis.owned);

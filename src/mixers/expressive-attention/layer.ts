@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type KVCacheState, type WindowedAttentionLayerArgs } from '../../attention/attention-layer.js';
 import type { VisibilityOptions } from '../../attention/visibility.js';
+import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { argumentError, checkOneOf, optionNames } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
@@ -89,8 +90,12 @@ export class ExpressiveAttention extends AttentionLayer {
     }
   }
 
-  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D {
-    return expressiveAttentionOp(q, k, v, { ...visibility, epsilon: this.epsilon, implementation: this.activeImplementation() });
+  protected attend(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions, dropout: DropoutOptions,
+  ): tf.Tensor4D {
+    return expressiveAttentionOp(q, k, v, {
+      ...visibility, ...dropout, epsilon: this.epsilon, implementation: this.activeImplementation(),
+    });
   }
 
   /**

@@ -3,6 +3,7 @@ import { MAX_HEAD_DIM, checkAttention, checkScale } from '../../attention/valida
 import {
   VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
 } from '../../attention/visibility.js';
+import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
 import {
   argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames, useKernel,
   type Implementation,
@@ -13,9 +14,10 @@ import { EXPRESSIVE_ATTENTION, EXPRESSIVE_ATTENTION_RECURRENT_STEP } from './ker
 /**
  * Options of `ops.expressiveAttention`: which keys each query sees ({@link VisibilityOptions}:
  * `causal`, `window`, `kvLengths`, `queryOffsets`, `segmentIds`, `mask`; by default causal,
- * bottom-right aligned when Tq ≠ Tk), and the attention's own options.
+ * bottom-right aligned when Tq ≠ Tk), attention dropout ({@link DropoutOptions}: `dropout`,
+ * `seed`), and the attention's own options.
  */
-export interface ExpressiveAttentionOptions extends VisibilityOptions {
+export interface ExpressiveAttentionOptions extends VisibilityOptions, DropoutOptions {
   /** Multiplies q·k before it is squared. Default `1/√K`. */
   scale?: number;
   /**
@@ -29,7 +31,8 @@ export interface ExpressiveAttentionOptions extends VisibilityOptions {
 
 const OPTIONS = [
   ...VISIBILITY_OPTIONS,
-  ...optionNames<Omit<ExpressiveAttentionOptions, keyof VisibilityOptions>>({ scale: true, epsilon: true, implementation: true }),
+  ...DROPOUT_OPTIONS,
+  ...optionNames<Omit<ExpressiveAttentionOptions, keyof VisibilityOptions | keyof DropoutOptions>>({ scale: true, epsilon: true, implementation: true }),
 ];
 
 /** The default ε of ExpressiveAttention's denominator. */
@@ -52,7 +55,9 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
  * Query head h reads key/value head ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is
  * multi-query). Key j is visible to query i when every visibility option given holds (see
  * {@link VisibilityOptions}); a query with no visible key outputs 0, with gradients 0, and an
- * invisible key or value never reaches an output, whatever its value.
+ * invisible key or value never reaches an output, whatever its value. With `dropout` p > 0,
+ * each weight s²/z is kept with probability 1 − p (a pure function of `seed`, b, h, i, j) and
+ * scaled by 1/(1 − p), z still summing every visible s².
  *
  * Causal mask for Tq = 2, Tk = 4 (bottom-right aligned; x visible):
  * ```
@@ -75,6 +80,8 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
  * // two packed sequences of 50 and 78 tokens in one row, each attending only within itself
  * const ids = tf.concat([tf.zeros([1, 50], 'int32'), tf.ones([1, 78], 'int32')], 1) as tf.Tensor2D;
  * const packed = ops.expressiveAttention(q, kv, kv, { segmentIds: ids });
+ * // training with attention dropout
+ * const dropped = ops.expressiveAttention(q, kv, kv, { dropout: 0.1, seed: 7 });
  * ```
  */
 export function expressiveAttention(
@@ -87,13 +94,14 @@ export function expressiveAttention(
   try {
     const scale = checkScale(op, options.scale, s.K);
     const epsilon = checkEpsilon(op, options.epsilon);
+    const dropout = resolveDropout(op, options);
     const kernel = useKernel(op, options.implementation);
     // an empty KV cache: no query sees a key, so every row outputs 0
     if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
     if (kernel) {
-      return runAttentionKernel(EXPRESSIVE_ATTENTION, q, k, v, vis, { scale, epsilon });
+      return runAttentionKernel(EXPRESSIVE_ATTENTION, q, k, v, vis, { scale, epsilon, ...dropoutAttrs(dropout) });
     }
-    return expressiveAttentionReference(q, k, v, s, vis, scale, epsilon);
+    return expressiveAttentionReference(q, k, v, s, vis, scale, epsilon, dropout);
   } finally {
     // the tape, like the kernel, keeps its own copies of what it saved
     tf.dispose(vis.owned);

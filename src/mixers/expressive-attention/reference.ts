@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { maskedInputs, ungroupedQueries, visibilityTensor } from '../../attention/reference.js';
+import { groupedDropout, maskedInputs, ungroupedQueries, visibilityTensor } from '../../attention/reference.js';
+import type { Dropout } from '../../attention/dropout.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import type { Visibility } from '../../attention/visibility.js';
 
@@ -18,7 +19,8 @@ export const MIN_DENOMINATOR = 2 ** -60;
  * o = (s²·v) / max(ε + rowsum(s²), 2⁻⁶⁰), so a row whose denominator is 0 (ε = 0 and no visible
  * key, or all its scores 0) outputs 0, and a row with no visible key outputs 0 with gradients 0.
  * A NaN or infinity reaches only the rows that see it, which output NaN (see `maskedInputs`).
- * Its memory is O(B·H·Tq·Tk).
+ * With `dropout` (see `DropoutOptions`), each weight s²/z is multiplied by its dropout
+ * multiplier, z still summing every visible s². Its memory is O(B·H·Tq·Tk).
  *
  * @example
  * ```ts
@@ -31,6 +33,7 @@ export const MIN_DENOMINATOR = 2 ** -60;
  */
 export function expressiveAttentionReference(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, vis: Visibility, scale: number, epsilon: number,
+  dropout: Dropout | null = null,
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const m = maskedInputs(q, k, v, s, visibilityTensor(s, vis));
@@ -38,7 +41,8 @@ export function expressiveAttentionReference(
     const visibleSquares = tf.where(m.visible, squares, tf.zerosLike(squares));
     // a denominator of 0 (ε = 0) comes with a numerator of 0: the floor makes that row 0, not NaN
     const z = tf.maximum(tf.add(tf.sum(visibleSquares, -1, true), epsilon), MIN_DENOMINATOR);
-    return ungroupedQueries(tf.add(tf.div(tf.matMul(visibleSquares, m.v), z), m.poison) as tf.Tensor4D, s.H);
+    const kept = dropout ? tf.mul(visibleSquares, groupedDropout(dropout, s)) : visibleSquares;
+    return ungroupedQueries(tf.add(tf.div(tf.matMul(kept, m.v), z), m.poison) as tf.Tensor4D, s.H);
   });
 }
 

@@ -7,7 +7,9 @@ import weights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
 import decodePartialBody from '../../../kernels/flash-style-tiled-attention/decode-partial.wgsl';
 import decodeMergeBody from '../../../kernels/flash-style-tiled-attention/decode-merge.wgsl';
 import { grid1d, namedInputs, registerKernelOnce, runKernel } from '../../webgpu/runtime.js';
-import { attentionKernel, attentionParams, bindVisibility, sizesOf, type AttentionAttrs } from '../../attention/kernel-source.js';
+import {
+  attentionKernel, attentionParams, bindVisibility, hasDropout, sizesOf, type AttentionAttrs,
+} from '../../attention/kernel-source.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import { DENSE_LAYOUT, registerAttentionBackward, runSkeleton } from '../../attention/backward.js';
 
@@ -32,9 +34,12 @@ const SPLIT_WG = 64;
 
 /**
  * Split-K pays off when the tiled kernel would leave most of its invocations idle: a tile of
- * BR query rows holds few rows, while the keys are many (Flash-Decoding).
+ * BR query rows holds few rows, while the keys are many (Flash-Decoding). Dropout is for
+ * training, which runs whole sequences: it always takes the tiled path.
  */
-function useSplit(s: AttentionSizes, split: Split): boolean {
+function useSplit(s: AttentionSizes, a: Attrs): boolean {
+  const split = a.split;
+  if (hasDropout(a)) return false;
   if (split !== 'auto') return split === 'always';
   return s.Tq <= 8 && s.Tk >= 4 * SPLIT_CHUNK;
 }
@@ -76,7 +81,7 @@ registerKernelOnce({
     const { q, k } = namedInputs(inputs, 'q', 'k');
     const s = sizesOf(q, k);
     const a = attrs as unknown as Attrs;
-    if (useSplit(s, a.split)) return splitForward(backend as WebGPUBackend, inputs, s, a);
+    if (useSplit(s, a)) return splitForward(backend as WebGPUBackend, inputs, s, a);
     return runSkeleton(backend as WebGPUBackend, DENSE_LAYOUT, 'FlashAttentionForward', 'forward', onlineSoftmax,
       inputs, [], [q.shape, [s.B, s.H, s.Tq]], a);
   },

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type WindowedAttentionLayerArgs } from '../../attention/attention-layer.js';
 import type { VisibilityOptions } from '../../attention/visibility.js';
+import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { flashAttention } from './op.js';
 
@@ -45,8 +46,10 @@ export class FlashStyleTiledAttention extends AttentionLayer {
     super(args, [], { bidirectional: true, window: true });
   }
 
-  protected attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions): tf.Tensor4D {
-    return flashAttention(q, k, v, { ...visibility, implementation: this.activeImplementation() });
+  protected attend(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions, dropout: DropoutOptions,
+  ): tf.Tensor4D {
+    return flashAttention(q, k, v, { ...visibility, ...dropout, implementation: this.activeImplementation() });
   }
 }
 registerMixerLayer(FlashStyleTiledAttention);

@@ -3,6 +3,7 @@ import { checkAttention, checkScale } from '../../attention/validate.js';
 import {
   VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
 } from '../../attention/visibility.js';
+import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
 import {
   checkOneOf, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
@@ -14,16 +15,18 @@ export type { Split };
 /**
  * Options of `ops.flashAttention`: which keys each query sees ({@link VisibilityOptions}:
  * `causal`, `window`, `kvLengths`, `queryOffsets`, `segmentIds`, `mask`; by default causal,
- * bottom-right aligned when Tq ≠ Tk), and the attention's own options.
+ * bottom-right aligned when Tq ≠ Tk), attention dropout ({@link DropoutOptions}: `dropout`,
+ * `seed`), and the attention's own options.
  */
-export interface FlashAttentionOptions extends VisibilityOptions {
+export interface FlashAttentionOptions extends VisibilityOptions, DropoutOptions {
   /** Multiplies q·k before the softmax. Default `1/√K`. */
   scale?: number;
   /**
    * The kernel's decode path (Flash-Decoding): split the keys into chunks processed in
    * parallel, then merge. `'auto'` (default) splits when at most 8 queries face at least 512
    * keys, the shape of token-by-token decoding over a cache; `'never'` and `'always'` force
-   * a path. The result is the same either way, up to rounding; the reference ignores it.
+   * a path. The result is the same either way, up to rounding; the reference ignores it. With
+   * `dropout` > 0 (training) the tiled path always runs.
    */
   split?: Split;
   /** Which implementation runs. Default `'auto'`. */
@@ -32,7 +35,8 @@ export interface FlashAttentionOptions extends VisibilityOptions {
 
 const OPTIONS = [
   ...VISIBILITY_OPTIONS,
-  ...optionNames<Omit<FlashAttentionOptions, keyof VisibilityOptions>>({ scale: true, split: true, implementation: true }),
+  ...DROPOUT_OPTIONS,
+  ...optionNames<Omit<FlashAttentionOptions, keyof VisibilityOptions | keyof DropoutOptions>>({ scale: true, split: true, implementation: true }),
 ];
 const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
 
@@ -43,7 +47,8 @@ const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
  * ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is multi-query). Key j is visible to query i
  * when every visibility option given holds (see {@link VisibilityOptions}); a query with no
  * visible key outputs 0, with gradients 0, and an invisible key or value never reaches an
- * output, whatever its value.
+ * output, whatever its value. With `dropout` p > 0, each normalised weight is kept with
+ * probability 1 − p (a pure function of `seed`, b, h, i, j) and scaled by 1/(1 − p).
  *
  * Causal mask for Tq = 2, Tk = 4 (bottom-right aligned; x visible):
  * ```
@@ -66,6 +71,8 @@ const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
  * // two right-padded rows of 100 and 128 keys, each query seeing its 32 most recent keys
  * const o2 = ops.flashAttention(tf.randomNormal([2, 128, 4, 64]), tf.randomNormal([2, 128, 2, 64]),
  *   tf.randomNormal([2, 128, 2, 64]), { kvLengths: [100, 128], window: 32 });
+ * // training: drop a tenth of the weights, a fresh seed per step
+ * const dropped = ops.flashAttention(q, kv, kv, { dropout: 0.1, seed: 42 });
  * ```
  */
 export function flashAttention(
@@ -78,13 +85,14 @@ export function flashAttention(
   try {
     const scale = checkScale(op, options.scale, s.K);
     const split = checkOneOf(op, 'split', options.split, SPLITS, 'auto');
+    const dropout = resolveDropout(op, options);
     const kernel = useKernel(op, options.implementation);
     // an empty KV cache: no query sees a key, so every row outputs 0
     if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
     if (kernel) {
-      return runAttentionKernel(FLASH_ATTENTION, q, k, v, vis, { scale, split });
+      return runAttentionKernel(FLASH_ATTENTION, q, k, v, vis, { scale, split, ...dropoutAttrs(dropout) });
     }
-    return flashAttentionReference(q, k, v, s, vis, scale);
+    return flashAttentionReference(q, k, v, s, vis, scale, dropout);
   } finally {
     // the tape, like the kernel, keeps its own copies of what it saved
     tf.dispose(vis.owned);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { MAX_HEAD_DIM } from '../../attention/validate.js';
+import { checkDropoutRate, freshSeed, type DropoutOptions } from '../../attention/dropout.js';
 import { LAYER_ARG_NAMES, layerImplementation, type LayerArgs } from '../../layers/mixer-layer.js';
 import {
   IMPLEMENTATIONS, argumentError, checkBoolean, checkOneOf, checkOptionNames, checkPositiveInteger, checkTensor,
@@ -20,8 +21,9 @@ export interface MultiHeadAttentionArgs extends LayerArgs {
   /** Size of each value head (≤ 256). Default `keyDim`. */
   valueDim?: number | null;
   /**
-   * Keras's attention dropout rate in [0, 1). Inference ignores it, as Keras does; training
-   * with a rate above 0 throws, since attention dropout is not implemented yet. Default 0.
+   * Keras's attention dropout rate in [0, 1): in training (`training: true`) each normalised
+   * attention weight is dropped with this probability and the kept ones scaled by 1/(1 − p)
+   * (see `DropoutOptions`); inference ignores it, as Keras does. Default 0.
    */
   dropout?: number;
   /** Biases on the four projections. Default `true`. */
@@ -44,7 +46,10 @@ export interface MultiHeadAttentionArgs extends LayerArgs {
   kernelConstraint?: SerializableArg<tf.serialization.Serializable>;
   /** Constraint on the four biases. Default none. */
   biasConstraint?: SerializableArg<tf.serialization.Serializable>;
-  /** Keras 3's dropout seed, kept in the config of a converted model; unused here. */
+  /**
+   * Keras 3's dropout seed: training call n (from 0) drops its weights under seed + n (mod 2³²),
+   * so a run is reproducible. Default `null`: each training call draws a seed from `Math.random`.
+   */
   seed?: number | null;
   /** Keras 2's built shapes, present in converted models' configs; the weights' shapes come from the inputs. */
   queryShape?: tf.Shape | null;
@@ -170,6 +175,8 @@ export class MultiHeadAttention extends tf.layers.Layer {
   private readonly weightsByName = new Map<string, tf.LayerVariable>();
   private shapes: { query: tf.Shape; key: tf.Shape; value: tf.Shape } | null = null;
   private graphCausal: boolean | null = null;
+  /** Training calls with dropout so far, which step the seed. */
+  private trainingCalls = 0;
 
   constructor(args: MultiHeadAttentionArgs) {
     checkOptionNames(LAYER, args, [...LAYER_ARG_NAMES, ...ARG_NAMES]);
@@ -189,11 +196,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
     for (const [name, value] of [['keyDim', this.keyDim], ['valueDim', this.valueDim]] as const) {
       if (value > MAX_HEAD_DIM) throw argumentError(LAYER, `argument '${name}' must be at most ${MAX_HEAD_DIM}; received ${value}.`);
     }
-    const rate = dropout ?? 0;
-    if (typeof rate !== 'number' || !(rate >= 0 && rate < 1)) {
-      throw argumentError(LAYER, `argument 'dropout' must be a number in [0, 1); received ${describe(rate)}.`);
-    }
-    this.dropout = rate;
+    this.dropout = checkDropoutRate(LAYER, dropout, 'argument');
     this.useBias = checkBoolean(LAYER, 'useBias', useBias, true);
     this.outputWidth = checkOutputShape(outputShape);
     this.attentionAxes = checkAttentionAxes(attentionAxes);
@@ -336,10 +339,6 @@ export class MultiHeadAttention extends tf.layers.Layer {
       throw argumentError(LAYER, `'query' [B, Tq, Dq], 'value' [B, Tk, Dv] and 'key' [B, Tk, Dk] must agree on B and Tk; ` +
         `received ${formatShape(query.shape)}, ${formatShape(value.shape)} and ${formatShape(key.shape)}.`);
     }
-    if (kwargs?.training === true && this.dropout > 0) {
-      throw argumentError(LAYER, `attention dropout is not supported yet, and training (training: true) with dropout = ` +
-        `${this.dropout} would silently skip it; set dropout to 0 to train this layer.`);
-    }
     const causal = checkBoolean(LAYER, 'useCausalMask', kwargs?.useCausalMask ?? this.graphCausal ?? undefined, false);
     const attentionMask = kwargs?.attentionMask;
     if (attentionMask !== undefined && attentionMask !== null) {
@@ -368,7 +367,8 @@ export class MultiHeadAttention extends tf.layers.Layer {
       const q = this.project(query, 'query', this.keyDim);
       const k = this.project(key, 'key', this.keyDim);
       const v = this.project(value, 'value', this.valueDim);
-      const o = this.attend(q, k, v, causal, mask);
+      const dropout = kwargs?.training === true && this.dropout > 0 ? { dropout: this.dropout, seed: this.nextSeed() } : {};
+      const o = this.attend(q, k, v, causal, mask, dropout);
       return this.projectOutput(o);
     });
   }
@@ -398,7 +398,16 @@ export class MultiHeadAttention extends tf.layers.Layer {
    * flashAttention, whose q, k and v share one head size: the narrower side is padded with
    * zeros, which changes neither q·k nor the kept columns of the output.
    */
-  private attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, causal: boolean, mask: tf.Tensor3D | undefined): tf.Tensor4D {
+  /** The seed of the next training call with dropout: seed + n (mod 2³²) when `seed` was given, else a fresh one. */
+  private nextSeed(): number {
+    if (this.seed === null) return freshSeed();
+    const n = this.trainingCalls++;
+    return (((this.seed + n) % 2 ** 32) + 2 ** 32) % 2 ** 32;
+  }
+
+  private attend(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, causal: boolean, mask: tf.Tensor3D | undefined, dropout: DropoutOptions,
+  ): tf.Tensor4D {
     const width = Math.max(this.keyDim, this.valueDim);
     const widen = (t: tf.Tensor4D) => (t.shape[3] === width ? t : tf.pad(t, [[0, 0], [0, 0], [0, 0], [0, width - t.shape[3]]]));
     const o = flashAttention(widen(q), widen(k), widen(v), {
@@ -406,6 +415,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
       // Keras's causal mask is top-left aligned: query i sees keys j ≤ i, also when Tq ≠ Tk
       ...(causal ? { queryOffsets: new Array<number>(q.shape[0]).fill(0) } : {}),
       ...(mask ? { mask } : {}),
+      ...dropout,
       scale: 1 / Math.sqrt(this.keyDim),
       implementation: layerImplementation(this, LAYER, this.implementation),
     });
