@@ -230,6 +230,28 @@ function denseCases(kind: Kind): Case[] {
       vis: { causal: false, segments: { query: randomIds(3, 2, 66, 3), key: randomIds(4, 2, 35, 3) }, mask: randomMask(5, [2, 66, 35], 0.3) },
     },
     {
+      // row 0 sorted (gaps, negative ids, segments across the 64-row and 32-key tile edges),
+      // row 1 sorted but its last key, row 2 unsorted: only ascending ids may narrow a range
+      name: `${kind} many packed segments across tile edges, next to unsorted rows, bidirectional`, kind, kernel,
+      s: { B: 3, Tq: 150, Tk: 140, H: 2, Hkv: 1, K: 8 },
+      attrs: { ...extra, causal: false, window: 0 },
+      vis: {
+        causal: false,
+        segments: {
+          query: [
+            packed(1, [5, 3, 40, 1, 70, 31])[0]!.map((id) => 3 * id - 5),
+            packed(1, [20, 50, 10, 30, 25, 10, 5])[0]!,
+            randomIds(12, 1, 150, 4)[0]!,
+          ],
+          key: [
+            packed(1, [7, 2, 38, 3, 60, 30])[0]!.map((id) => 3 * id - 5),
+            packed(1, [18, 52, 12, 28, 29, 1])[0]!.map((id, j) => (j === 139 ? 0 : id)),
+            randomIds(13, 1, 140, 4)[0]!,
+          ],
+        },
+      },
+    },
+    {
       name: `${kind} everything at once`, kind, kernel, s: gqa,
       attrs: { ...extra, causal: true, window: 40 },
       vis: {

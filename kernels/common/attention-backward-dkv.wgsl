@@ -1,10 +1,12 @@
 // Attention backward skeleton, dK and dV (FlashAttention-2's), shared by
 // FlashStyleTiledAttention, ExpressiveAttention and BlockSparse: per key row j of kv head hk,
-// stream the queries that may see its tile (the layout's runs narrowed by queryRange, query
-// tiles whose segment ids cannot meet the key tile's skipped), for every query head that reads
-// hk, recompute s = scale·q·kᵀ and, from the forward's per-row statistic, each visible pair's
-// weight p and dS (the mixer's `pairGrads`), and accumulate dv = Σ_i p_i·m_i·dO_i and
-// dk = scale·Σ_i dS_i·q_i, m the dropout multiplier (common/dropout.wgsl; 1 without dropout). Summing over the query heads of a group is GQA's summed dK, dV.
+// stream the queries that may see its tile (the layout's runs narrowed by queryRange and
+// queryRangeIn, query tiles whose segment ids cannot meet the key tile's skipped), for every
+// query head that reads hk, recompute s = scale·q·kᵀ and, from the forward's per-row statistic,
+// each visible pair's weight p and dS (the mixer's `pairGrads`), and accumulate
+// dv = Σ_i p_i·m_i·dO_i and dk = scale·Σ_i dS_i·q_i, m the dropout multiplier
+// (common/dropout.wgsl; 1 without dropout). Summing over the query heads of a group is GQA's
+// summed dK, dV.
 // One workgroup per (tile of key rows, kv head hk, batch b).
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/query-tile.wgsl, a layout (see common/attention-forward.wgsl; its tiles and runs here
@@ -47,8 +49,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     dvAcc[c] = V(0.0);
   }
 
-  let queries = queryRange(b, rows.x, rows.y);
   let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
+  let queries = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg, lid);
   let runs = tileRuns(wid.x);
   let group = params.H / params.Hkv;
   for (var g = 0u; g < group; g++) {

@@ -42,8 +42,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var live = false;
   for (var c = 0u; c < KV; c++) { live = live || any(doi[c] != V(0.0)); }
 
-  let keys = keyRange(b, rows.x, rows.y);
   let qSeg = querySegments(b, rows.x, rows.y - rows.x, lid);
+  let keys = keyRangeIn(b, keyRange(b, rows.x, rows.y), qSeg, lid);
   let runs = tileRuns(wid.x);
   for (var r = runs.x; r < runs.y; r++) {
     let run = tileRun(r, params.Tk);

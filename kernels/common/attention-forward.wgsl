@@ -2,9 +2,9 @@
 // ExpressiveAttention and BlockSparse: o = Σ_j weight(s_ij)·v_j over the keys query i sees,
 // s = scale·q·kᵀ, never materialising the Tq×Tk scores. One workgroup per (tile of query rows,
 // head h, batch b), one invocation per query row. The tile's runs of keys (the layout's hooks)
-// are narrowed to the keys its queries may see (keyRange), and key tiles whose segment ids
-// cannot meet the query tile's are skipped; key and value tiles of BC rows stream through
-// workgroup memory. The row hooks fold a tile into the row's state and write o and the row's
+// are narrowed to the keys its queries may see (keyRange, then keyRangeIn for packed segments),
+// and key tiles whose segment ids cannot meet the query tile's are skipped; key and value tiles
+// of BC rows stream through workgroup memory. The row hooks fold a tile into the row's state and write o and the row's
 // statistic for the backward; they scale each weight by dropKeep (common/dropout.wgsl) as it
 // meets its value, after the normaliser, which sums the undropped weights.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
@@ -38,8 +38,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var acc: array<V, KV>; // zero-initialised
   var state = initRow();
 
-  let keys = keyRange(b, rows.x, rows.y);
   let qSeg = querySegments(b, rows.x, rows.y - rows.x, lid);
+  let keys = keyRangeIn(b, keyRange(b, rows.x, rows.y), qSeg, lid);
   let runs = tileRuns(wid.x);
   for (var r = runs.x; r < runs.y; r++) {
     let run = tileRun(r, params.Tk);

@@ -128,6 +128,55 @@ fn keySegments(b: u32, j0: u32, n: u32, lid: u32) -> vec2<i32> {
   return idSpan(u32(at) + b * params.Tk + j0, n, lid);
 }
 
+// Whether vis[first .. first + n) never decreases, the same for the whole workgroup: call it
+// from uniform control flow.
+fn ascending(first: u32, n: u32, lid: u32) -> bool {
+  if (lid == 0u) { atomicStore(&spanHi, 0); }
+  workgroupBarrier();
+  for (var e = lid + 1u; e < n; e += BR) {
+    if (vis[first + e - 1u] > vis[first + e]) { atomicStore(&spanHi, 1); }
+  }
+  workgroupBarrier();
+  if (lid == 0u) { span = vec2<i32>(atomicLoad(&spanHi), 0); }
+  return workgroupUniformLoad(&span).x == 0;
+}
+
+// The first e of [lo, hi) with vis[first + e] > x (past) or ≥ x (!past), else hi; the ids
+// there ascend.
+fn firstPast(first: u32, lo: u32, hi: u32, x: i32, past: bool) -> u32 {
+  var l = lo;
+  var h = hi;
+  while (l < h) {
+    let m = (l + h) / 2u;
+    let id = vis[first + m];
+    if (id < x || (past && id == x)) { l = m + 1u; } else { h = m; }
+  }
+  return l;
+}
+
+// `range` of the other side of row b (its segment ids from `at`, −1 if none, `len` per row)
+// narrowed to the ids of `ids`, a tile's span: when the ids over the range ascend (packed
+// sequences), the ones outside the span lie before and after it, so a tile visits only its own
+// segments' rows; otherwise the range is kept and the per-tile span test skips. Call it from
+// uniform control flow.
+fn segmentRange(at: i32, len: u32, b: u32, range: vec2u, ids: vec2<i32>, lid: u32) -> vec2u {
+  if (at < 0 || range.y <= range.x) { return range; }
+  let first = u32(at) + b * len;
+  if (!ascending(first + range.x, range.y - range.x, lid)) { return range; }
+  let lo = firstPast(first, range.x, range.y, ids.x, false);
+  return vec2u(lo, firstPast(first, lo, range.y, ids.y, true));
+}
+
+// The keys of keyRange narrowed to those whose segment ids may meet `qSeg` (querySegments).
+fn keyRangeIn(b: u32, keys: vec2u, qSeg: vec2<i32>, lid: u32) -> vec2u {
+  return segmentRange(visAt(SEG_K_AT), params.Tk, b, keys, qSeg, lid);
+}
+
+// The queries of queryRange narrowed to those whose segment ids may meet `kSeg` (keySegments).
+fn queryRangeIn(b: u32, queries: vec2u, kSeg: vec2<i32>, lid: u32) -> vec2u {
+  return segmentRange(visAt(SEG_Q_AT), params.Tq, b, queries, kSeg, lid);
+}
+
 // Whether two spans of segment ids may share an id: packed (sorted) segments make most tiles
 // of queries and keys disjoint, so their pairs are skipped whole.
 fn segmentsMeet(a: vec2<i32>, c: vec2<i32>) -> bool {
