@@ -87,11 +87,6 @@ export interface Visibility {
   owned: tf.Tensor[];
 }
 
-/** Whether `vis` is plain causal (or full) attention with bottom-right alignment: no other condition. */
-export function onlyCausal(vis: Visibility): boolean {
-  return vis.window == null && !vis.kvLengths && !vis.queryOffsets && !vis.segments && !vis.mask;
-}
-
 /** `[B]` int32 from a tensor or `number[]`, each value checked in `[min, max]` where it can be read. */
 function perRow(
   op: string, name: string, value: tf.Tensor1D | number[], B: number, min: number, max: number, owned: tf.Tensor[],
