@@ -7,7 +7,8 @@
  * padded, packed and windowed inputs beside the unmasked kernel (bench/masked.ts). Prints markdown
  * and writes `bench/results/<adapter>.{json,md}`. `-- --minutes N` sets the masked section's
  * deadline (default 4 minutes); `-- --masked` runs that section alone and writes
- * `<adapter>.masked.{json,md}`.
+ * `<adapter>.masked.{json,md}`; `-- --from T` starts that section at length T (a long run of the
+ * largest lengths alone).
  *
  * @packageDocumentation
  */
@@ -45,7 +46,10 @@ const log = (line: string) => console.error(`[bench] ${line}`);
 
 const { gpu, backend } = await startWebGPU('bench');
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
-const maskedLengths = quick ? MASKED_LENGTHS.quick : MASKED_LENGTHS.full;
+const fromArg = process.argv.indexOf('--from');
+const fromT = fromArg >= 0 ? Number(process.argv[fromArg + 1]) : 0;
+const maskedLengths = (quick ? MASKED_LENGTHS.quick : MASKED_LENGTHS.full).filter((T) => T >= fromT);
+if (maskedLengths.length === 0) throw new Error(`bench: --from ${process.argv[fromArg + 1]} leaves no masked length to run.`);
 
 /** Reports failures and leaks, releases the adapter and exits: 1 when `failed` cases failed validation. */
 async function finish(failed: number): Promise<never> {

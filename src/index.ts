@@ -35,7 +35,8 @@ export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation
 export type {
   AverageContextOptions, AverageContextStepOptions, CausalMeanOptions, Combine,
 } from './mixers/average-context/op.js';
-export type { FlashAttentionOptions, Split } from './mixers/flash-style-tiled-attention/op.js';
+export type { FlashAttentionOptions } from './mixers/flash-style-tiled-attention/op.js';
+export type { Split, SplitOptions } from './attention/split.js';
 export type { VisibilityOptions } from './attention/visibility.js';
 export type { DropoutOptions } from './attention/dropout.js';
 export type { ProjectedMixerArgs, LayerArgs } from './layers/projected-mixer.js';

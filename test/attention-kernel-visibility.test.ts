@@ -269,25 +269,28 @@ describeOn('webgpu', 'attention kernels under visibility', () => {
     });
   }
 
-  it('the split-K decode honours every condition as the tiled kernel does', async () => {
-    const s = { B: 2, Tq: 2, Tk: 300, H: 2, Hkv: 1, K: 8 };
-    const lengths = [300, 150];
-    await check({
-      name: 'split-K: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths', kind: 'softmax',
-      kernel: FLASH_ATTENTION, s, attrs: { causal: true, window: 100, split: 'always' },
-      vis: {
-        causal: true, window: 100, kvLengths: lengths, queryOffsets: [298, 140],
-        segments: { query: [[1, 1], [0, 1]], key: packed(2, [130, 170]) }, mask: randomMask(7, [1, 1, 300], 0.9),
-      },
-      poisoned: (b, j) => j >= lengths[b]!,
-    }, 200);
-    // a row that sees no key: o = 0 and zero gradients from every split
-    await check({
-      name: 'split-K: a row with no visible key', kind: 'softmax', kernel: FLASH_ATTENTION, s,
-      attrs: { causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, 200] },
-      poisoned: (b) => b === 0,
-    }, 300);
-  });
+  for (const kind of ['softmax', 'expressive'] as const) {
+    it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s split-K decode honours every condition as the tiled kernel does`, async () => {
+      const { kernel, extra } = dense(kind);
+      const s = { B: 2, Tq: 2, Tk: 300, H: 2, Hkv: 1, K: 8 };
+      const lengths = [300, 150];
+      await check({
+        name: `${kind} split-K: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths`, kind, kernel, s,
+        attrs: { ...extra, causal: true, window: 100, split: 'always' },
+        vis: {
+          causal: true, window: 100, kvLengths: lengths, queryOffsets: [298, 140],
+          segments: { query: [[1, 1], [0, 1]], key: packed(2, [130, 170]) }, mask: randomMask(7, [1, 1, 300], 0.9),
+        },
+        poisoned: (b, j) => j >= lengths[b]!,
+      }, 200);
+      // a row that sees no key: o = 0 and zero gradients from every split
+      await check({
+        name: `${kind} split-K: a row with no visible key`, kind, kernel, s,
+        attrs: { ...extra, causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, 200] },
+        poisoned: (b) => b === 0,
+      }, 300);
+    });
+  }
 
   it('blockSparseAttention\'s kernels honour kvLengths, segmentIds and mask with the layout', async () => {
     const T = 70;

@@ -244,17 +244,19 @@ describeOn('webgpu', 'attention visibility (kernels)', () => {
     });
   }
 
-  it('flashAttention: the split-K decode matches the oracle as well as the reference, with every option', async () => {
-    await fc.assert(fc.asyncProperty(cases('flashAttention', combined('flashAttention')), fc.integer({ min: 1, max: 4 }), async (c0, Tq) => {
-      const c = { ...c0, Tq, Tk: c0.Tk + 140 };
-      const x = inputsOf(c);
-      const vis = visibilityOf(c);
-      const split = await runWith(c, x, vis, { implementation: 'webgpu', split: 'always' });
-      const reference = await runWith(c, x, vis, { implementation: 'reference' });
-      const wants = oracle(c, vis, x);
-      for (let n = 0; n < 4; n++) expectWithinDerivedTolerance(split[n]!, reference[n]!, wants[n]!, `split ${c.given.join('+')} ${NAMES[n]}`);
-    }), { numRuns: 5 });
-  });
+  for (const op of ['flashAttention', 'expressiveAttention'] as const) {
+    it(`${op}: the split-K decode matches the oracle as well as the reference, with every option`, async () => {
+      await fc.assert(fc.asyncProperty(cases(op, combined(op)), fc.integer({ min: 1, max: 4 }), async (c0, Tq) => {
+        const c = { ...c0, Tq, Tk: c0.Tk + 140 };
+        const x = inputsOf(c);
+        const vis = visibilityOf(c);
+        const split = await runWith(c, x, vis, { implementation: 'webgpu', split: 'always' });
+        const reference = await runWith(c, x, vis, { implementation: 'reference' });
+        const wants = oracle(c, vis, x);
+        for (let n = 0; n < 4; n++) expectWithinDerivedTolerance(split[n]!, reference[n]!, wants[n]!, `split ${c.given.join('+')} ${NAMES[n]}`);
+      }), { numRuns: 5 });
+    });
+  }
 
   it('the references run on webgpu too (no value is read back) and match the float64 oracle', async () => {
     for (const op of OP_NAMES) {

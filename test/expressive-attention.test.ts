@@ -478,7 +478,7 @@ describe('expressiveAttention input checks', () => {
     expect(() => attention(q, kv, kv, { epsilon: -1e-3 })).toThrow(/option 'epsilon' must be a finite number ≥ 0; received -0.001/);
     expect(() => attention(q, kv, kv, { epsilon: Infinity })).toThrow(/option 'epsilon' must be a finite number ≥ 0; received Infinity/);
     expect(() => attention(q, kv, kv, { causal: true, dropoutRate: 0.1 } as never))
-      .toThrow(/unknown option 'dropoutRate'; the options are 'causal', 'window', 'kvLengths', 'queryOffsets', 'segmentIds', 'mask', 'dropout', 'seed', 'scale', 'epsilon', 'implementation'/);
+      .toThrow(/unknown option 'dropoutRate'; the options are 'causal', 'window', 'kvLengths', 'queryOffsets', 'segmentIds', 'mask', 'dropout', 'seed', 'scale', 'epsilon', 'split', 'implementation'/);
     expect(() => attention(q, kv, kv, { scale: NaN })).toThrow(/option 'scale' must be a finite number; received NaN/);
     expect(() => attention(q, kv, kv, { causal: 1 as never })).toThrow(/option 'causal' must be a boolean; received 1/);
   });

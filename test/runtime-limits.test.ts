@@ -84,7 +84,12 @@ describeOn('webgpu', 'kernel runtime limits', () => {
     const k = tf.ones([1, 1, 1, 1]) as tf.Tensor4D;
     const before = counts();
     expect(() => ops.flashAttention(q, k, k, { split: 'always', implementation: 'webgpu' })).toThrow(
-      /^flashAttention: kernel FlashAttentionDecodeMergeK1 cannot run on this device: 65536 workgroups in dimension y exceed maxComputeWorkgroupsPerDimension = 65535/,
+      /^flashAttention: kernel FlashAttentionMergeK1 cannot run on this device: 65536 workgroups in dimension y exceed maxComputeWorkgroupsPerDimension = 65535/,
+    );
+    expect(counts()).toEqual(before);
+    // ExpressiveAttention decodes through the same two passes (its merge is the one that throws)
+    expect(() => ops.expressiveAttention(q, k, k, { split: 'always', implementation: 'webgpu' })).toThrow(
+      /^expressiveAttention: kernel ExpressiveAttentionMergeK1 cannot run on this device: 65536 workgroups in dimension y/,
     );
     expect(counts()).toEqual(before);
 

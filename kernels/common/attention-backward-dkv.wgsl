@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 
   let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
-  let queries = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg, lid);
+  let queries = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg);
   let runs = tileRuns(wid.x);
   let group = params.H / params.Hkv;
   for (var g = 0u; g < group; g++) {

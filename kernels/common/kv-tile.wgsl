@@ -1,7 +1,20 @@
-// Shared by the attention kernels that own a query row (the forward, dQ): where the row lies,
-// its scaled query, and the cooperative load of a key/value tile into workgroup memory. Expects
-// `q`, `k` and `v` bindings, a layout's `loadLayout` and `tileRows`, and the host's
-// `const KV, BC`.
+// Shared by the tiled attention passes that own a query row (the forward, dQ): where the row
+// lies, and the sweep that streams the key and value tiles its workgroup's queries may see
+// through workgroup memory. Expects `q`, `k`, `v` and `vis` bindings, common/visibility.wgsl,
+// common/row-registers.wgsl, a layout's `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the
+// pass's `visitTile`, and the host's `const KV, BR, BC`.
+
+var<workgroup> kTile: array<V, BC * KV>;
+var<workgroup> vTile: array<V, BC * KV>;
+
+// channel group c of key (value) r of the tile in workgroup memory, as the row hooks read it
+fn tileKey(r: u32, c: u32) -> V {
+  return kTile[r * KV + c];
+}
+
+fn tileValue(r: u32, c: u32) -> V {
+  return vTile[r * KV + c];
+}
 
 // The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), and its
 // rows [first, end). The same for every invocation (no lane index in it), so that the loops
@@ -25,17 +38,9 @@ fn queryBase(t: QueryTile, i: u32) -> u32 {
   return ((t.b * params.Tq + min(i, t.rows.y - 1u)) * params.H + t.h) * KV;
 }
 
-// scale·q of the row at `base`, as every score is formed: (scale·q)·k
-fn scaledQuery(base: u32) -> array<V, KV> {
-  var qi: array<V, KV>;
-  for (var c = 0u; c < KV; c++) { qi[c] = q[base + c] * params.scale; }
-  return qi;
-}
-
-// Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, `threads` at a time.
-fn loadTile(kt: ptr<workgroup, array<V, BC * KV>>, vt: ptr<workgroup, array<V, BC * KV>>,
-            b: u32, hk: u32, j0: u32, lid: u32, threads: u32) {
-  for (var e = lid; e < BC * KV; e += threads) {
+// Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, BR lanes at a time.
+fn loadTile(b: u32, hk: u32, j0: u32, lid: u32) {
+  for (var e = lid; e < BC * KV; e += BR) {
     let j = j0 + e / KV;
     var kv = V(0.0);
     var vv = V(0.0);
@@ -44,7 +49,31 @@ fn loadTile(kt: ptr<workgroup, array<V, BC * KV>>, vt: ptr<workgroup, array<V, B
       kv = k[src];
       vv = v[src];
     }
-    (*kt)[e] = kv;
-    (*vt)[e] = vv;
+    kTile[e] = kv;
+    vTile[e] = vv;
+  }
+}
+
+// Streams through kTile and vTile every key tile that the queries of tile t (workgroup wx,
+// lane lid) may see: the layout's runs narrowed to keyRange, then to the keys whose segments
+// may meet the queries' (keyRangeIn); tiles whose segment ids cannot meet the queries' are
+// skipped whole. Row i of the lane takes each tile, keys j0..j0+n−1, through the pass's
+// visitTile(t, i, j0, n) when `take`. Call it from uniform control flow.
+fn sweepKeys(t: QueryTile, wx: u32, lid: u32, take: bool) {
+  let i = t.rows.x + lid;
+  let qSeg = querySegments(t.b, t.rows.x, t.rows.y - t.rows.x, lid);
+  let keys = keyRangeIn(t.b, keyRange(t.b, t.rows.x, t.rows.y), qSeg);
+  let runs = tileRuns(wx);
+  for (var r = runs.x; r < runs.y; r++) {
+    let run = tileRun(r, params.Tk);
+    let end = min(run.y, keys.y);
+    for (var j0 = max(run.x, keys.x); j0 < end; j0 += BC) {
+      let n = min(BC, end - j0);
+      if (!segmentsMeet(qSeg, keySegments(t.b, j0, n, lid))) { continue; }
+      workgroupBarrier(); // the previous tile has been consumed
+      loadTile(t.b, t.hk, j0, lid);
+      workgroupBarrier();
+      if (take) { visitTile(t, i, j0, n); }
+    }
   }
 }

@@ -1,8 +1,7 @@
-// The row hooks of common/attention-forward.wgsl for softmax attention (FlashStyleTiledAttention,
-// BlockSparse): the online softmax of FlashAttention-2 over one key tile in workgroup memory, and
-// the row's output. Expects the skeleton's `kTile`, `vTile`, `o` and `stat`, the layout's
-// `keySeen`, common/lanes-*.wgsl, common/attention.wgsl, common/dropout.wgsl, and the host's
-// `const KV, BC`.
+// The row hooks of the attention skeleton's forward passes (common/attend-tile.wgsl, the tiled
+// forward, and the split-K decode with its merge) for softmax attention
+// (FlashStyleTiledAttention, BlockSparse): the row algebra of FlashAttention-2's online softmax
+// on the pass's `row`. Expects common/attention.wgsl and the host's `const BC`.
 
 // A query row's running max m of the scores and normaliser l = Σ exp(s − m).
 struct RowState {
@@ -14,42 +13,50 @@ fn initRow() -> RowState {
   return RowState(NEG, 0.0);
 }
 
-// Folds keys j0..j0+n−1 of the tiles into row i's (of head h) state and output accumulator,
-// rescaling the accumulator once per tile. l sums every visible weight; the accumulator takes
-// each weight times its dropout multiplier.
-fn attendTile(qi: ptr<function, array<V, KV>>, acc: ptr<function, array<V, KV>>,
-              state: ptr<function, RowState>, b: u32, h: u32, i: u32, j0: u32, n: u32) {
-  var s: array<f32, BC>;
+// Turns the scores of a tile's visible keys (bit r of `seen`) into their weights exp(s − m) and
+// adds them to l, after moving the running max m to the tile's; returns the factor e^{m_old − m}
+// by which the row's accumulator is rescaled, once per tile. Rows that have seen no visible key
+// yet keep m = NEG, weigh nothing and rescale nothing.
+fn weighTile(w: ptr<function, array<f32, BC>>, n: u32, seen: u32) -> f32 {
   var tileMax = NEG;
   for (var r = 0u; r < n; r++) {
-    var d = V(0.0);
-    for (var c = 0u; c < KV; c++) { d += (*qi)[c] * kTile[r * KV + c]; }
-    // select, never multiply: a non-finite invisible key never reaches the row
-    s[r] = select(NEG, lanesSum(d), keySeen(b, i, j0 + r));
-    tileMax = max(tileMax, s[r]);
+    if ((seen & (1u << r)) != 0u) { tileMax = max(tileMax, (*w)[r]); }
   }
-  let mNew = max((*state).m, tileMax);
-  // rows that have seen no visible key yet keep m = NEG and nothing to rescale
-  if (mNew > NEG) {
-    let correction = exp((*state).m - mNew);
-    (*state).l *= correction;
-    for (var c = 0u; c < KV; c++) { (*acc)[c] *= correction; }
-    for (var r = 0u; r < n; r++) {
-      if (s[r] > NEG) {
-        let p = exp(s[r] - mNew);
-        (*state).l += p;
-        let kept = p * dropKeep(b, h, i, j0 + r);
-        for (var c = 0u; c < KV; c++) { (*acc)[c] += kept * vTile[r * KV + c]; }
-      }
+  let m = max(row.m, tileMax);
+  if (m <= NEG) {
+    for (var r = 0u; r < n; r++) { (*w)[r] = 0.0; }
+    return 1.0;
+  }
+  let correction = exp(row.m - m);
+  var l = row.l * correction;
+  for (var r = 0u; r < n; r++) {
+    if ((seen & (1u << r)) != 0u) {
+      (*w)[r] = exp((*w)[r] - m);
+      l += (*w)[r];
     }
-    (*state).m = mNew;
   }
+  row = RowState(m, l);
+  return correction;
 }
 
-// Writes o = acc / l at oBase and the statistic lse = m + log l at statIndex; a row with no
-// visible key gets o = 0 and lse = NEG, never NaN.
-fn finishRow(acc: ptr<function, array<V, KV>>, state: RowState, oBase: u32, statIndex: u32) {
-  let inv = select(0.0, 1.0 / state.l, state.l > 0.0);
-  for (var c = 0u; c < KV; c++) { o[oBase + c] = (*acc)[c] * inv; }
-  stat[statIndex] = select(NEG, state.m + log(state.l), state.l > 0.0);
+// The row state as two floats, for the split-K partials: (m, l).
+fn packRow() -> vec2<f32> {
+  return vec2<f32>(row.m, row.l);
+}
+
+// Merges a partial row (m₂, l₂) into `row`: m = max(m₁, m₂), l = e^{m₁−m}·l₁ + e^{m₂−m}·l₂.
+// Returns the factors (e^{m₁−m}, e^{m₂−m}) of the row's accumulator and the partial's. A partial
+// that saw no key (m = NEG, l = 0, O = 0) adds nothing.
+fn mergeRow(part: vec2<f32>) -> vec2<f32> {
+  let m = max(row.m, part.x);
+  let f = vec2<f32>(exp(row.m - m), exp(part.x - m));
+  row = RowState(m, f.x * row.l + f.y * part.y);
+  return f;
+}
+
+// The row's output, as (the factor 1/l of its accumulator, the statistic lse = m + log l); a
+// row with no visible key gets (0, NEG), never NaN.
+fn finishRow() -> vec2<f32> {
+  if (row.l > 0.0) { return vec2<f32>(1.0 / row.l, row.m + log(row.l)); }
+  return vec2<f32>(0.0, NEG);
 }

@@ -2,7 +2,8 @@
 // the attention kernels read their int inputs (kvLengths, queryOffsets, segment ids, mask, a
 // tile plan) from one binding, as WebGPU guarantees only 8 storage buffers per stage.
 // One invocation per output int, flat over `total`. An absent slot ends where the one before it
-// does (bound to any buffer, never read).
+// does (bound to any buffer, never read). Past the last slot lies room a later kernel fills
+// (zeros here).
 
 // needs common/grid.wgsl
 
@@ -11,8 +12,8 @@ struct Params {
   headerLen: u32, // ints of the header, 0..8
   // the header (scalars: the runtime packs the uniform field by field)
   h0: i32, h1: i32, h2: i32, h3: i32, h4: i32, h5: i32, h6: i32, h7: i32,
-  // where slots 0..4 end in the output (slot 5 ends at total)
-  e0: u32, e1: u32, e2: u32, e3: u32, e4: u32,
+  // where slots 0..5 end in the output
+  e0: u32, e1: u32, e2: u32, e3: u32, e4: u32, e5: u32,
 }
 
 @group(0) @binding(0) var<storage, read> slot0: array<i32>;
@@ -43,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     x = slot3[n - params.e2];
   } else if (n < params.e4) {
     x = slot4[n - params.e3];
-  } else {
+  } else if (n < params.e5) {
     x = slot5[n - params.e4];
   }
   packed[n] = x;

@@ -8,16 +8,6 @@
 // false when the call has no int input: every test below on one is then compiled out
 override VISIBILITY: bool = false;
 
-// The header of the packed buffer (bindVisibility): where each int input starts, −1 if absent,
-// and the mask's strides over the batch and the queries (0 where it is broadcast).
-const LENGTHS_AT = 0u;
-const OFFSETS_AT = 1u;
-const SEG_Q_AT = 2u;
-const SEG_K_AT = 3u;
-const MASK_AT = 4u;
-const MASK_STRIDE_B = 5u;
-const MASK_STRIDE_I = 6u;
-
 // where int input `field` starts in `vis`, or −1 when the call has none
 fn visAt(field: u32) -> i32 {
   if (!VISIBILITY) { return -1; }
@@ -128,19 +118,6 @@ fn keySegments(b: u32, j0: u32, n: u32, lid: u32) -> vec2<i32> {
   return idSpan(u32(at) + b * params.Tk + j0, n, lid);
 }
 
-// Whether vis[first .. first + n) never decreases, the same for the whole workgroup: call it
-// from uniform control flow.
-fn ascending(first: u32, n: u32, lid: u32) -> bool {
-  if (lid == 0u) { atomicStore(&spanHi, 0); }
-  workgroupBarrier();
-  for (var e = lid + 1u; e < n; e += BR) {
-    if (vis[first + e - 1u] > vis[first + e]) { atomicStore(&spanHi, 1); }
-  }
-  workgroupBarrier();
-  if (lid == 0u) { span = vec2<i32>(atomicLoad(&spanHi), 0); }
-  return workgroupUniformLoad(&span).x == 0;
-}
-
 // The first e of [lo, hi) with vis[first + e] > x (past) or ≥ x (!past), else hi; the ids
 // there ascend.
 fn firstPast(first: u32, lo: u32, hi: u32, x: i32, past: bool) -> u32 {
@@ -154,27 +131,26 @@ fn firstPast(first: u32, lo: u32, hi: u32, x: i32, past: bool) -> u32 {
   return l;
 }
 
-// `range` of the other side of row b (its segment ids from `at`, −1 if none, `len` per row)
-// narrowed to the ids of `ids`, a tile's span: when the ids over the range ascend (packed
-// sequences), the ones outside the span lie before and after it, so a tile visits only its own
-// segments' rows; otherwise the range is kept and the per-tile span test skips. Call it from
-// uniform control flow.
-fn segmentRange(at: i32, len: u32, b: u32, range: vec2u, ids: vec2<i32>, lid: u32) -> vec2u {
-  if (at < 0 || range.y <= range.x) { return range; }
+// `range` of side `side` (0 queries, 1 keys) of row b, whose segment ids start at `at` (−1 if
+// none), `len` per row, narrowed to the ids of `ids`, a tile's span of the other side: when the
+// row's ids ascend (packed sequences; its order flag, common/segment-order.wgsl), the ones outside
+// the span lie before and after it, so a tile visits only its own segments' rows; otherwise the
+// range is kept and the per-tile span test skips.
+fn segmentRange(at: i32, side: u32, len: u32, b: u32, range: vec2u, ids: vec2<i32>) -> vec2u {
+  if (at < 0 || range.y <= range.x || vis[u32(vis[ORDER_AT]) + 2u * b + side] == 0) { return range; }
   let first = u32(at) + b * len;
-  if (!ascending(first + range.x, range.y - range.x, lid)) { return range; }
   let lo = firstPast(first, range.x, range.y, ids.x, false);
   return vec2u(lo, firstPast(first, lo, range.y, ids.y, true));
 }
 
 // The keys of keyRange narrowed to those whose segment ids may meet `qSeg` (querySegments).
-fn keyRangeIn(b: u32, keys: vec2u, qSeg: vec2<i32>, lid: u32) -> vec2u {
-  return segmentRange(visAt(SEG_K_AT), params.Tk, b, keys, qSeg, lid);
+fn keyRangeIn(b: u32, keys: vec2u, qSeg: vec2<i32>) -> vec2u {
+  return segmentRange(visAt(SEG_K_AT), 1u, params.Tk, b, keys, qSeg);
 }
 
 // The queries of queryRange narrowed to those whose segment ids may meet `kSeg` (keySegments).
-fn queryRangeIn(b: u32, queries: vec2u, kSeg: vec2<i32>, lid: u32) -> vec2u {
-  return segmentRange(visAt(SEG_Q_AT), params.Tq, b, queries, kSeg, lid);
+fn queryRangeIn(b: u32, queries: vec2u, kSeg: vec2<i32>) -> vec2u {
+  return segmentRange(visAt(SEG_Q_AT), 0u, params.Tq, b, queries, kSeg);
 }
 
 // Whether two spans of segment ids may share an id: packed (sorted) segments make most tiles

@@ -5,11 +5,17 @@ import lanes4 from '../../kernels/common/lanes-4.wgsl';
 import grid from '../../kernels/common/grid.wgsl';
 import packIntsBody from '../../kernels/common/pack-ints.wgsl';
 import attentionHelpers from '../../kernels/common/attention.wgsl';
+import visHeader from '../../kernels/common/vis-header.wgsl';
 import visibilityHelpers from '../../kernels/common/visibility.wgsl';
+import segmentOrderBody from '../../kernels/common/segment-order.wgsl';
 import dropoutHelpers from '../../kernels/common/dropout.wgsl';
+import rowRegisters from '../../kernels/common/row-registers.wgsl';
 import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
+import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
+import splitBody from '../../kernels/common/attention-split.wgsl';
+import mergeBody from '../../kernels/common/attention-merge.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
@@ -51,24 +57,33 @@ export function attentionKernel(name: string, parts: string[], K: number): Kerne
   return kernel;
 }
 
-/** A pass of the attention skeleton: the forward, dQ, or dK with dV. */
-export type SkeletonPass = 'forward' | 'dq' | 'dkv';
+/**
+ * A pass of the attention skeleton: the tiled forward, dQ, dK with dV, and the split-K decode's
+ * two passes (partial rows per chunk of keys, then their merge).
+ */
+export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'merge';
 
-const SKELETON: Record<SkeletonPass, string[]> = {
-  forward: [kvTileHelpers, forwardBody],
-  dq: [kvTileHelpers, backwardDqBody],
-  dkv: [queryTileHelpers, backwardDkvBody],
+/** The WGSL of one pass after the family's layout and hooks; the merge reads neither keys nor layout. */
+const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[] }> = {
+  forward: { visibility: true, parts: [rowRegisters, kvTileHelpers, attendTileHelper, forwardBody] },
+  dq: { visibility: true, parts: [rowRegisters, kvTileHelpers, backwardDqBody] },
+  dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
+  split: { visibility: true, parts: [grid, rowRegisters, attendTileHelper, splitBody] },
+  merge: { visibility: false, parts: [mergeBody] },
 };
 
 /**
- * One pass of the attention skeleton (`kernels/common/attention-{forward,backward-dq,
- * backward-dkv}.wgsl`) for one family: `layout` gives its tiles and runs and its own mask
- * (`common/dense-layout.wgsl` or `block-sparse/layout.wgsl`), `hooks` its row hooks (forward)
- * or pair weights (`weights.wgsl`, backward). Every pass reads the visibility predicate of
- * `common/visibility.wgsl` and the dropout multiplier of `common/dropout.wgsl`.
+ * One pass of the attention skeleton (`kernels/common/attention-*.wgsl`) for one family:
+ * `layout` gives its tiles and runs and its own mask (`common/dense-layout.wgsl` or
+ * `block-sparse/layout.wgsl`), `hooks` its row hooks (forward, split-K: `online-softmax.wgsl`
+ * or ExpressiveAttention's `forward.wgsl`) or pair weights (`weights.wgsl`, backward). Every pass
+ * that reads keys reads the visibility predicate of `common/visibility.wgsl` and the dropout
+ * multiplier of `common/dropout.wgsl`.
  */
 export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number): KernelSource {
-  return attentionKernel(name, [visibilityHelpers, dropoutHelpers, layout, hooks, ...SKELETON[pass]], K);
+  const { visibility, parts } = SKELETON[pass];
+  const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
+  return attentionKernel(name, [...front, hooks, ...parts], K);
 }
 
 /** The sizes of q `[B, Tq, H, K]` and k `[B, Tk, Hkv, K]` inside a kernel function. */
@@ -119,8 +134,12 @@ function dropoutParams(a: AttentionAttrs): Param[] {
 
 /** The int inputs of an attention kernel call, in the order of the packed header. */
 const VISIBILITY_INPUTS = ['kvLengths', 'queryOffsets', 'segmentsQuery', 'segmentsKey', 'mask'] as const;
-/** Ints of the packed buffer's header: where each input starts (−1 absent), the mask's two strides, one spare. */
+/**
+ * Ints of the packed buffer's header (`kernels/common/vis-header.wgsl`): where each input starts
+ * (−1 absent), the mask's two strides, where the segment ids' order flags start.
+ */
 const HEADER = 8;
+const ORDER_AT = 7;
 /** The name under which a forward's packed buffer reaches the backward kernels. */
 export const PACKED_INPUT = 'packed';
 
@@ -129,24 +148,35 @@ const PACK_WG = 256;
 const MAX_SLOTS = 6;
 
 /**
- * One int32 buffer holding `header` then every slot in order (`kernels/common/pack-ints.wgsl`):
- * a kernel may count on only 8 storage buffers, so its int inputs travel in one.
+ * One int32 buffer holding `header`, every slot in order, then `room` zeros for a later kernel
+ * to fill (`kernels/common/pack-ints.wgsl`): a kernel may count on only 8 storage buffers, so
+ * its int inputs travel in one.
  */
-function packInts(backend: WebGPUBackend, header: number[], slots: tf.TensorInfo[]): tf.TensorInfo {
+function packInts(backend: WebGPUBackend, header: number[], slots: tf.TensorInfo[], room = 0): tf.TensorInfo {
   const ends: number[] = [];
   let end = header.length;
   for (const slot of slots) ends.push(end += tf.util.sizeFromShape(slot.shape));
   while (ends.length < MAX_SLOTS) ends.push(end);
+  const total = end + room;
   const h = [...header, ...new Array<number>(HEADER - header.length).fill(0)];
   const [packed] = runKernel(backend, PACK_INTS, {
     // an absent slot is bound to the first one, and never read
     inputs: Array.from({ length: MAX_SLOTS }, (_, n) => slots[n] ?? slots[0]!),
-    outputs: [{ shape: [end], dtype: 'int32' }],
-    params: [{ u32: end }, { u32: header.length }, ...h.map((i32) => ({ i32 })), ...ends.slice(0, MAX_SLOTS - 1).map((u32) => ({ u32 }))],
+    outputs: [{ shape: [total], dtype: 'int32' }],
+    params: [{ u32: total }, { u32: header.length }, ...h.map((i32) => ({ i32 })), ...ends.map((u32) => ({ u32 }))],
     constants: { WG: PACK_WG },
-    workgroups: grid1d(end, PACK_WG),
+    workgroups: grid1d(total, PACK_WG),
   });
   return packed!;
+}
+
+const SEGMENT_ORDER: KernelSource = { name: 'SegmentOrder', code: [visHeader, segmentOrderBody].join('\n') };
+
+/** Fills the order flags of `packed` in place, for queries `[B, Tq]` and keys `[B, Tk]` of segment ids. */
+function markSegmentOrder(backend: WebGPUBackend, packed: tf.TensorInfo, B: number, Tq: number, Tk: number): void {
+  runKernel(backend, SEGMENT_ORDER, {
+    inputs: [], outputs: [], updates: [packed], params: [{ u32: Tq }, { u32: Tk }], workgroups: [B, 2, 1],
+  });
 }
 
 /** How one attention launch binds its int inputs (see {@link bindVisibility}). */
@@ -187,6 +217,9 @@ export function bindVisibility(
   if (present.length === 0) return { vis: plan ?? fallback, planAt: 0, constants: { VISIBILITY: 0 }, packed: null, release: none };
   const header = new Array<number>(HEADER).fill(-1);
   header[5] = header[6] = 0;
+  // the segment ids' order flags, 2 per row, follow the plan (or the last input)
+  const segments = inputs.segmentsQuery && inputs.segmentsKey
+    ? { B: inputs.segmentsQuery.shape[0]!, Tq: inputs.segmentsQuery.shape[1]!, Tk: inputs.segmentsKey.shape[1]! } : null;
   const slots: tf.TensorInfo[] = [];
   let at = HEADER;
   VISIBILITY_INPUTS.forEach((name, field) => {
@@ -203,6 +236,8 @@ export function bindVisibility(
     }
   });
   if (plan) slots.push(plan);
-  const vis = packInts(backend, header, slots);
+  if (segments) header[ORDER_AT] = at + (plan ? tf.util.sizeFromShape(plan.shape) : 0);
+  const vis = packInts(backend, header, slots, segments ? 2 * segments.B : 0);
+  if (segments) markSegmentOrder(backend, vis, segments.B, segments.Tq, segments.Tk);
   return { vis, planAt: at, constants: { VISIBILITY: 1 }, packed: vis, release: none };
 }

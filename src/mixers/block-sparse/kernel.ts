@@ -1,11 +1,9 @@
-import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import layoutHooks from '../../../kernels/block-sparse/layout.wgsl';
 // BlockSparse is exact softmax attention: its backward weighs pairs as FlashStyleTiledAttention's does
 import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
-import { namedInputs, registerKernelOnce } from '../../webgpu/runtime.js';
-import { BR, sizesOf, type AttentionAttrs } from '../../attention/kernel-source.js';
-import { registerAttentionBackward, runSkeleton, type AttentionLayout } from '../../attention/backward.js';
+import { BR, type AttentionAttrs } from '../../attention/kernel-source.js';
+import { registerAttentionFamily, type AttentionLayout } from '../../attention/skeleton.js';
 import { tilePlans, type BlockSparseLayout } from './layout.js';
 
 /**
@@ -35,18 +33,7 @@ const BLOCK_SPARSE_LAYOUT: AttentionLayout = {
   causal: true,
 };
 
-registerKernelOnce({
-  kernelName: BLOCK_SPARSE_ATTENTION,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { q, k } = namedInputs(inputs, 'q', 'k');
-    const s = sizesOf(q, k);
-    return runSkeleton(backend as WebGPUBackend, BLOCK_SPARSE_LAYOUT, 'BlockSparseForward', 'forward', onlineSoftmax,
-      inputs, [], [q.shape, [s.B, s.H, s.Tq]], attrs as unknown as BlockSparseAttrs);
-  },
-});
-
-registerAttentionBackward({
+registerAttentionFamily({
   forward: BLOCK_SPARSE_ATTENTION, dq: BLOCK_SPARSE_ATTENTION_DQ, dkv: BLOCK_SPARSE_ATTENTION_DKV, label: 'BlockSparse',
-  weights: softmaxWeights, layout: BLOCK_SPARSE_LAYOUT,
+  rowHooks: onlineSoftmax, weights: softmaxWeights, layout: BLOCK_SPARSE_LAYOUT,
 });

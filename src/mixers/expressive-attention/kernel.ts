@@ -8,8 +8,7 @@ import grid from '../../../kernels/common/grid.wgsl';
 import lanes1 from '../../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../../kernels/common/lanes-4.wgsl';
 import { grid1d, lanesFor, namedInputs, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { sizesOf, type AttentionAttrs } from '../../attention/kernel-source.js';
-import { DENSE_LAYOUT, registerAttentionBackward, runSkeleton } from '../../attention/backward.js';
+import { registerAttentionFamily } from '../../attention/skeleton.js';
 
 /**
  * tfjs kernel names. The forward has two outputs, o and the per-row denominator
@@ -23,23 +22,10 @@ export const EXPRESSIVE_ATTENTION_DKV = 'MixersExpressiveAttentionGradKV';
 /** One recurrent decode step; three outputs: o `[B, H, K]`, M' `[B, Hkv, P, K]`, z' `[B, Hkv, P]`. */
 export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRecurrentStep';
 
-interface Attrs extends AttentionAttrs { epsilon: number }
-
-registerKernelOnce({
-  kernelName: EXPRESSIVE_ATTENTION,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { q, k } = namedInputs(inputs, 'q', 'k');
-    const s = sizesOf(q, k);
-    const a = attrs as unknown as Attrs;
-    // ε is a pipeline constant: a layer uses one ε, so it compiles once
-    return runSkeleton(backend as WebGPUBackend, DENSE_LAYOUT, 'ExpressiveAttentionForward', 'forward', rowHooks,
-      inputs, [], [q.shape, [s.B, s.H, s.Tq]], a, { EPSILON: a.epsilon });
-  },
-});
-
-registerAttentionBackward({
-  forward: EXPRESSIVE_ATTENTION, dq: EXPRESSIVE_ATTENTION_DQ, dkv: EXPRESSIVE_ATTENTION_DKV, label: 'ExpressiveAttention', weights,
+// ε is a pipeline constant: a layer uses one ε, so it compiles once
+registerAttentionFamily({
+  forward: EXPRESSIVE_ATTENTION, dq: EXPRESSIVE_ATTENTION_DQ, dkv: EXPRESSIVE_ATTENTION_DKV, label: 'ExpressiveAttention',
+  rowHooks, weights, constants: (attrs) => ({ EPSILON: attrs.epsilon as number }),
 });
 
 /**

@@ -4,6 +4,7 @@ import {
   VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
 } from '../../attention/visibility.js';
 import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
+import { SPLIT_OPTIONS, resolveSplit, type SplitOptions } from '../../attention/split.js';
 import {
   argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames, useKernel,
   type Implementation,
@@ -15,9 +16,9 @@ import { EXPRESSIVE_ATTENTION, EXPRESSIVE_ATTENTION_RECURRENT_STEP } from './ker
  * Options of `ops.expressiveAttention`: which keys each query sees ({@link VisibilityOptions}:
  * `causal`, `window`, `kvLengths`, `queryOffsets`, `segmentIds`, `mask`; by default causal,
  * bottom-right aligned when Tq ≠ Tk), attention dropout ({@link DropoutOptions}: `dropout`,
- * `seed`), and the attention's own options.
+ * `seed`), the kernel's decode path ({@link SplitOptions}: `split`), and the attention's own options.
  */
-export interface ExpressiveAttentionOptions extends VisibilityOptions, DropoutOptions {
+export interface ExpressiveAttentionOptions extends VisibilityOptions, DropoutOptions, SplitOptions {
   /** Multiplies q·k before it is squared. Default `1/√K`. */
   scale?: number;
   /**
@@ -32,7 +33,9 @@ export interface ExpressiveAttentionOptions extends VisibilityOptions, DropoutOp
 const OPTIONS = [
   ...VISIBILITY_OPTIONS,
   ...DROPOUT_OPTIONS,
-  ...optionNames<Omit<ExpressiveAttentionOptions, keyof VisibilityOptions | keyof DropoutOptions>>({ scale: true, epsilon: true, implementation: true }),
+  ...optionNames<Omit<ExpressiveAttentionOptions, keyof VisibilityOptions | keyof DropoutOptions | keyof SplitOptions | 'implementation'>>({ scale: true, epsilon: true }),
+  ...SPLIT_OPTIONS,
+  'implementation',
 ];
 
 /** The default ε of ExpressiveAttention's denominator. */
@@ -94,12 +97,13 @@ export function expressiveAttention(
   try {
     const scale = checkScale(op, options.scale, s.K);
     const epsilon = checkEpsilon(op, options.epsilon);
+    const split = resolveSplit(op, options);
     const dropout = resolveDropout(op, options);
     const kernel = useKernel(op, options.implementation);
     // an empty KV cache: no query sees a key, so every row outputs 0
     if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
     if (kernel) {
-      return runAttentionKernel(EXPRESSIVE_ATTENTION, q, k, v, vis, { scale, epsilon, ...dropoutAttrs(dropout) });
+      return runAttentionKernel(EXPRESSIVE_ATTENTION, q, k, v, vis, { scale, epsilon, split, ...dropoutAttrs(dropout) });
     }
     return expressiveAttentionReference(q, k, v, s, vis, scale, epsilon, dropout);
   } finally {

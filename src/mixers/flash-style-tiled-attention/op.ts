@@ -4,31 +4,22 @@ import {
   VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
 } from '../../attention/visibility.js';
 import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
+import { SPLIT_OPTIONS, resolveSplit, type SplitOptions } from '../../attention/split.js';
 import {
-  checkOneOf, checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
+  checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
 import { flashAttentionReference } from './reference.js';
-import { FLASH_ATTENTION, type Split } from './kernel.js';
-
-export type { Split };
+import { FLASH_ATTENTION } from './kernel.js';
 
 /**
  * Options of `ops.flashAttention`: which keys each query sees ({@link VisibilityOptions}:
  * `causal`, `window`, `kvLengths`, `queryOffsets`, `segmentIds`, `mask`; by default causal,
  * bottom-right aligned when Tq ≠ Tk), attention dropout ({@link DropoutOptions}: `dropout`,
- * `seed`), and the attention's own options.
+ * `seed`), the kernel's decode path ({@link SplitOptions}: `split`), and the attention's own options.
  */
-export interface FlashAttentionOptions extends VisibilityOptions, DropoutOptions {
+export interface FlashAttentionOptions extends VisibilityOptions, DropoutOptions, SplitOptions {
   /** Multiplies q·k before the softmax. Default `1/√K`. */
   scale?: number;
-  /**
-   * The kernel's decode path (Flash-Decoding): split the keys into chunks processed in
-   * parallel, then merge. `'auto'` (default) splits when at most 8 queries face at least 512
-   * keys, the shape of token-by-token decoding over a cache; `'never'` and `'always'` force
-   * a path. The result is the same either way, up to rounding; the reference ignores it. With
-   * `dropout` > 0 (training) the tiled path always runs.
-   */
-  split?: Split;
   /** Which implementation runs. Default `'auto'`. */
   implementation?: Implementation;
 }
@@ -36,9 +27,10 @@ export interface FlashAttentionOptions extends VisibilityOptions, DropoutOptions
 const OPTIONS = [
   ...VISIBILITY_OPTIONS,
   ...DROPOUT_OPTIONS,
-  ...optionNames<Omit<FlashAttentionOptions, keyof VisibilityOptions | keyof DropoutOptions>>({ scale: true, split: true, implementation: true }),
+  ...optionNames<Omit<FlashAttentionOptions, keyof VisibilityOptions | keyof DropoutOptions | keyof SplitOptions | 'implementation'>>({ scale: true }),
+  ...SPLIT_OPTIONS,
+  'implementation',
 ];
-const SPLITS: readonly Split[] = ['auto', 'never', 'always'];
 
 /**
  * Exact softmax attention, `o_i = Σ_j softmax_j(scale·q_i·k_j)·v_j` over the visible keys,
@@ -84,7 +76,7 @@ export function flashAttention(
   const vis = resolveVisibility(op, options, s, { window: true, queryOffsets: true, nonCausal: true });
   try {
     const scale = checkScale(op, options.scale, s.K);
-    const split = checkOneOf(op, 'split', options.split, SPLITS, 'auto');
+    const split = resolveSplit(op, options);
     const dropout = resolveDropout(op, options);
     const kernel = useKernel(op, options.implementation);
     // an empty KV cache: no query sees a key, so every row outputs 0

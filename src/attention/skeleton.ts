@@ -1,0 +1,209 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import denseLayout from '../../kernels/common/dense-layout.wgsl';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
+import {
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, sizesOf, skeletonKernel, type AttentionAttrs,
+} from './kernel-source.js';
+import type { AttentionSizes } from './validate.js';
+import type { Split } from './split.js';
+
+/** Which pass's tiles a layout gives: the forward's and dQ's query tiles, or dK/dV's key tiles. */
+export type TilePass = 'forward' | 'transposed';
+
+
+/**
+ * An attention family on the shared skeleton (`kernels/common/attention-*.wgsl`): its tfjs
+ * kernel names, its WGSL hooks and its layout. {@link registerAttentionFamily} registers its
+ * forward, its split-K decode when it has one, and its backward.
+ */
+export interface AttentionFamily {
+  /**
+   * The forward's tfjs kernel: inputs q, k, v and the int inputs of `visibilityInputs`; outputs
+   * o, a per-row statistic `[B, H, Tq]` and, when it has int inputs, their packed buffer.
+   */
+  forward: string;
+  /** The tfjs kernel names of dQ, and of dK with dV (two outputs). */
+  dq: string;
+  dkv: string;
+  /** Pipeline label prefix, e.g. `'FlashAttention'`. */
+  label: string;
+  /**
+   * The family's row hooks (`common/online-softmax.wgsl`, ExpressiveAttention's `forward.wgsl`):
+   * RowState, initRow, weighTile, packRow, mergeRow, finishRow.
+   */
+  rowHooks: string;
+  /** The family's `weights.wgsl`: `rowFactor` and `pairGrads` from the forward's statistic. */
+  weights: string;
+  /**
+   * The family's layout hooks and tile plan (BlockSparse); by default dense attention
+   * (`common/dense-layout.wgsl`, tiles of BR rows). A family with its own layout has no
+   * split-K decode.
+   */
+  layout?: AttentionLayout;
+  /** Pipeline constants the family's hooks read, from a call's attrs (ExpressiveAttention's ε). */
+  constants?: (attrs: tf.NamedAttrMap) => Record<string, number>;
+}
+
+/** How a family's kernels find their tiles: `kernels/common/dense-layout.wgsl` or its own. */
+export interface AttentionLayout {
+  /** The WGSL layout hooks: loadLayout, tileRows, tileRuns, tileRun, keySeen. */
+  wgsl: string;
+  /**
+   * For one launch: the tile count and, if the hooks read one, the tile plan as an int32
+   * tensor the caller frees once the launch is recorded.
+   */
+  tiles(backend: WebGPUBackend, T: number, attrs: object, pass: TilePass): { numTiles: number; plan?: tf.TensorInfo };
+  /** Causal by definition, without a window, whatever the attrs say (BlockSparse). */
+  causal?: true;
+}
+
+/** Dense attention: tiles of BR rows, no plan. */
+export const DENSE_LAYOUT: AttentionLayout = {
+  wgsl: denseLayout,
+  tiles: (_backend, T) => ({ numTiles: Math.ceil(T / BR) }),
+};
+
+/**
+ * Launches one tiled pass of the attention skeleton over `q`, `k`, `v` and `more`: binds the
+ * call's int inputs (and the layout's plan) as `vis`, then frees what it made for this launch.
+ * Returns the outputs, then the forward's packed int inputs when it made them.
+ */
+function runSkeleton(
+  backend: WebGPUBackend, layout: AttentionLayout, kernelName: string, pass: 'forward' | 'dq' | 'dkv', hooks: string,
+  inputs: tf.NamedTensorInfoMap, more: tf.TensorInfo[], outputs: number[][], attrs: AttentionAttrs,
+  constants: Record<string, number>,
+): tf.TensorInfo[] {
+  const { q, k } = namedInputs(inputs, 'q', 'k');
+  const s = sizesOf(q, k);
+  const tilePass: TilePass = pass === 'dkv' ? 'transposed' : 'forward';
+  const a = layout.causal ? { ...attrs, causal: true, window: 0 } : attrs;
+  const { numTiles, plan } = layout.tiles(backend, pass === 'dkv' ? s.Tk : s.Tq, attrs, tilePass);
+  try {
+    const bound = bindVisibility(backend, inputs, q, plan);
+    try {
+      const out = runKernel(backend, skeletonKernel(kernelName, pass, layout.wgsl, hooks, s.K), {
+        inputs: [q, k, inputs.v!, ...more, bound.vis],
+        outputs,
+        params: attentionParams(s, a, bound.planAt),
+        constants: { ...constants, ...bound.constants, ...dropoutConstant(attrs) },
+        // a workgroup per tile of query rows and head; dK/dV: per tile of key rows and kv head
+        workgroups: [numTiles, pass === 'dkv' ? s.Hkv : s.H, s.B],
+      });
+      return bound.packed ? [...out, bound.packed] : out;
+    } finally {
+      // bound to the pending command buffer, so tfjs frees it only after that is submitted
+      bound.release();
+    }
+  } finally {
+    if (plan) backend.disposeData(plan.dataId);
+  }
+}
+
+function dropoutConstant(attrs: AttentionAttrs): Record<string, number> {
+  return hasDropout(attrs) ? { DROPOUT: 1 } : {};
+}
+
+/** Keys per chunk of the split-K decode. */
+const SPLIT_CHUNK = 128;
+/** Invocations per workgroup of its first pass. */
+const SPLIT_WG = 64;
+
+/**
+ * Split-K pays off when the tiled kernel would leave most of its invocations idle: a tile of
+ * BR query rows holds few rows, while the keys are many (Flash-Decoding). Dropout is for
+ * training, which runs whole sequences: it always takes the tiled path.
+ */
+function useSplit(s: AttentionSizes, a: AttentionAttrs & { split?: Split }): boolean {
+  if (hasDropout(a)) return false;
+  const split = a.split ?? 'auto';
+  if (split !== 'auto') return split === 'always';
+  return s.Tq <= 8 && s.Tk >= 4 * SPLIT_CHUNK;
+}
+
+/**
+ * The split-K decode (`common/attention-split.wgsl`, then `common/attention-merge.wgsl`): the
+ * family's row hooks over each chunk of keys, then the merge of the partial rows into o and the
+ * row statistic, the tiled forward's outputs (and the packed int inputs).
+ */
+function runSplit(
+  backend: WebGPUBackend, m: AttentionFamily, inputs: tf.NamedTensorInfoMap, s: AttentionSizes, a: AttentionAttrs,
+  constants: Record<string, number>,
+): tf.TensorInfo[] {
+  const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
+  const splits = Math.ceil(s.Tk / SPLIT_CHUNK);
+  const params = attentionParams(s, a, 0, { chunk: SPLIT_CHUNK, splits });
+  const bound = bindVisibility(backend, inputs, q);
+  const [x, y] = grid1d(s.H * s.Tq * splits, SPLIT_WG);
+  const [partO, partRow] = runKernel(backend, skeletonKernel(`${m.label}Split`, 'split', DENSE_LAYOUT.wgsl, m.rowHooks, s.K), {
+    inputs: [q, k, v, bound.vis],
+    outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]],
+    params,
+    constants: { ...constants, WG: SPLIT_WG, ...bound.constants },
+    workgroups: [x, y, s.B],
+  });
+  try {
+    const out = runKernel(backend, skeletonKernel(`${m.label}Merge`, 'merge', '', m.rowHooks, s.K), {
+      inputs: [partO!, partRow!],
+      outputs: [q.shape, [s.B, s.H, s.Tq]],
+      params,
+      constants,
+      workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
+    });
+    return bound.packed ? [...out, bound.packed] : out;
+  } finally {
+    backend.disposeData(partO!.dataId);
+    backend.disposeData(partRow!.dataId);
+  }
+}
+
+/**
+ * Registers, for the webgpu backend, an attention family on the skeleton: its forward (the
+ * split-K decode when the call's `split` attr asks for it or, on `'auto'`, when few queries face
+ * many keys, and a dense layout; the tiled forward otherwise), its dQ and dK/dV kernels and the
+ * forward's gradient: delta = rowsum(dO∘o) in tfjs ops, beside the forward's statistic in one
+ * `[B, H, Tq, 2]` buffer, then the two kernels, which read the forward's packed int inputs. The
+ * int inputs get no gradient. The forward's attrs reach both kernels, its dropout among them,
+ * so they drop the weights the forward dropped; o, and so delta, is the dropped output.
+ */
+export function registerAttentionFamily(m: AttentionFamily): void {
+  const layout = m.layout ?? DENSE_LAYOUT;
+  const constantsOf = (attrs: tf.NamedAttrMap | undefined) => (attrs && m.constants?.(attrs)) ?? {};
+  registerKernelOnce({
+    kernelName: m.forward,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const gpu = backend as WebGPUBackend;
+      const { q, k } = namedInputs(inputs, 'q', 'k');
+      const s = sizesOf(q, k);
+      const a = attrs as unknown as AttentionAttrs & { split?: Split };
+      if (!m.layout && useSplit(s, a)) return runSplit(gpu, m, inputs, s, a, constantsOf(attrs));
+      return runSkeleton(gpu, layout, `${m.label}Forward`, 'forward', m.rowHooks, inputs, [], [q.shape, [s.B, s.H, s.Tq]], a,
+        constantsOf(attrs));
+    },
+  });
+  const launch = (pass: 'dq' | 'dkv') => ({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]) => {
+    const g = namedInputs(inputs, 'q', 'k', 'dO', 'stats');
+    return runSkeleton(backend as WebGPUBackend, layout, `${m.label}Backward${pass === 'dq' ? 'Dq' : 'Dkv'}`, pass, m.weights,
+      inputs, [g.dO, g.stats], pass === 'dq' ? [g.q.shape] : [g.k.shape, g.k.shape], attrs as unknown as AttentionAttrs, {});
+  };
+  registerKernelOnce({ kernelName: m.dq, backendName: 'webgpu', kernelFunc: (args) => launch('dq')(args)[0]! });
+  registerKernelOnce({ kernelName: m.dkv, backendName: 'webgpu', kernelFunc: launch('dkv') });
+  registerGradientOnce({
+    kernelName: m.forward,
+    inputsToSave: ['q', 'k', 'v'],
+    outputsToSave: [true, true, true],
+    gradFunc: (dy, saved, attrs) => {
+      const [q, k, v, o, statistic, packed] = saved as tf.Tensor[];
+      const dO = Array.isArray(dy) ? dy[0]! : dy;
+      // delta_i = rowsum(dO_i ∘ o_i), [B, H, Tq], beside the statistic in one buffer: the dK/dV
+      // kernel binds 8 storage buffers with it, the most a shader may count on
+      const delta = tf.sum(tf.mul(dO, o!), -1).transpose([0, 2, 1]);
+      const inputs: tf.NamedTensorMap = { q: q!, k: k!, v: v!, dO, stats: tf.stack([statistic!, delta], -1) };
+      if (packed) inputs[PACKED_INPUT] = packed;
+      const dq = tf.engine().runKernel(m.dq, inputs, attrs) as tf.Tensor;
+      const [dk, dv] = tf.engine().runKernel(m.dkv, inputs, attrs) as tf.Tensor[];
+      return { q: () => dq, k: () => dk!, v: () => dv! };
+    },
+  });
+}
