@@ -8,7 +8,11 @@
  * and writes `bench/results/<adapter>.{json,md}`. `-- --minutes N` sets the masked section's
  * deadline (default 4 minutes); `-- --masked` runs that section alone and writes
  * `<adapter>.masked.{json,md}`; `-- --from T` starts that section at length T (a long run of the
- * largest lengths alone).
+ * largest lengths alone). Last, the generation section (bench/generation.ts): the char-lm
+ * example's model generating with each mixer, time per token at contexts 1k–64k with the
+ * in-place key/value cache against the concatenating one, and a 1k-token prefill against
+ * stepping it; `-- --generation` runs that section alone (`-- --minutes N` is then its
+ * deadline, default 8 minutes) and writes `<adapter>.generation.{json,md}`.
  *
  * @packageDocumentation
  */
@@ -18,6 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import { measureAttention } from './attention.js';
 import { MASKED_LENGTHS, MASKED_MINUTES, maskedAttentionMarkdown, measureMaskedAttention } from './masked.js';
 import { SCAN_LENGTHS, measureSelectiveScan, selectiveScanMarkdown } from './selective-ssm.js';
+import { GENERATION_MINUTES, generationMarkdown, measureGeneration, type GenerationReport } from './generation.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
 import { agreement, gbps, slug, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
@@ -35,6 +40,7 @@ const SEED = 20241122;
 
 const quick = process.argv.includes('--quick');
 const maskedOnly = process.argv.includes('--masked');
+const generationOnly = process.argv.includes('--generation');
 const minutesArg = process.argv.indexOf('--minutes');
 const maskedMinutes = minutesArg >= 0 ? Number(process.argv[minutesArg + 1]) : MASKED_MINUTES;
 if (!(maskedMinutes > 0)) throw new Error(`bench: --minutes expects a number of minutes > 0, got ${process.argv[minutesArg + 1]}.`);
@@ -75,6 +81,21 @@ if (maskedOnly) {
   writeFileSync(`${base}.md`, markdown);
   log(`wrote ${base}.json and .md`);
   await finish(masked.results.filter((r) => r.validation && !r.validation.ok).length);
+}
+
+if (generationOnly) {
+  const generation = await measureGeneration(backend, {
+    quick, minutes: minutesArg >= 0 ? maskedMinutes : GENERATION_MINUTES, seed: SEED, tolerance: TOLERANCE, log,
+  });
+  const markdown = `# Generation: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} · ` +
+    `tfjs ${tf.version.tfjs}${quick ? ' · --quick' : ''}\n\n${generationMarkdown(generation)}\n`;
+  console.log(markdown);
+  mkdirSync(resultsDir, { recursive: true });
+  const base = join(resultsDir, `${slug(gpu.description)}.generation${quick ? '.quick' : ''}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, date: new Date().toISOString(), quick, generation }, null, 2)}\n`);
+  writeFileSync(`${base}.md`, markdown);
+  log(`wrote ${base}.json and .md`);
+  await finish(generation.steps.filter((r) => r.validation && !r.validation.ok).length);
 }
 
 /** Kernel against reference on the same input; the case is timed only if they agree. */
@@ -197,7 +218,9 @@ const maskedAttention = await measureMaskedAttention(backend, maskedLengths, SEE
 
 const selectiveScan = await measureSelectiveScan(backend, quick ? SCAN_LENGTHS.quick : SCAN_LENGTHS.full, SEED, roofline.gbps, log);
 
-const report: Report = {
+const generation = await measureGeneration(backend, { quick, minutes: GENERATION_MINUTES, seed: SEED, tolerance: TOLERANCE, log });
+
+const report: Report & { generation: GenerationReport } = {
   adapter: gpu.description,
   date: new Date().toISOString(),
   node: process.version,
@@ -219,12 +242,14 @@ const report: Report = {
   attention,
   maskedAttention,
   selectiveScan,
+  generation,
   wallSeconds: (performance.now() - started) / 1000,
 };
-const markdown = `${toMarkdown(report)}\n\n${maskedAttentionMarkdown(maskedAttention)}\n\n${selectiveScanMarkdown(selectiveScan)}\n`;
+const markdown = `${toMarkdown(report)}\n\n${maskedAttentionMarkdown(maskedAttention)}\n\n${selectiveScanMarkdown(selectiveScan)}\n\n` +
+  `${generationMarkdown(generation)}\n`;
 console.log(markdown);
 const written = writeReport(resultsDir, report, markdown);
 for (const file of [...written, ...writePlots(written[0]!.replace(/\.json$/, ''), report)]) log(`wrote ${file}`);
 
-await finish([...cases, ...selectiveScan.cases, ...maskedAttention.results, ...attention.decode.cases,
+await finish([...cases, ...selectiveScan.cases, ...maskedAttention.results, ...attention.decode.cases, ...generation.steps,
   ...attention.ops.flatMap((o) => o.cases)].filter((c) => c.validation && !c.validation.ok).length);

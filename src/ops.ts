@@ -5,7 +5,7 @@
  * The guides ({@link "causal-generation" | CausalGeneration}, {@link "average-context" | AverageContext},
  * {@link "expressive-attention" | ExpressiveAttention}, {@link "block-sparse" | BlockSparse},
  * {@link "selective-ssm" | SelectiveSSM}, {@link "flash-style-tiled-attention" | FlashStyleTiledAttention})
- * derive the maths and the gradients.
+ * derive the maths and the gradients; {@link "rotary" | the rotary guide} covers `ops.rotary`.
  *
  * @example
  * ```ts
@@ -19,8 +19,9 @@
  * @module
  */
 export { causalGeneration, causalGenerationStep } from './mixers/causal-generation/op.js';
-export { averageContext, averageContextStep, causalMean } from './mixers/average-context/op.js';
+export { averageContext, averageContextPrefill, averageContextStep, causalMean } from './mixers/average-context/op.js';
 export { flashAttention } from './mixers/flash-style-tiled-attention/op.js';
 export { blockSparseAttention } from './mixers/block-sparse/op.js';
 export { expressiveAttention, expressiveAttentionRecurrentStep } from './mixers/expressive-attention/op.js';
 export { selectiveScan, selectiveScanStep, selectiveScanWithState } from './mixers/selective-ssm/op.js';
+export { rotary } from './rotary/op.js';

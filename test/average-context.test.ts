@@ -12,7 +12,7 @@ import { SCAN_FLAG, scanLevels, type Scan } from '../src/mixers/average-context/
 
 const combines: Combine[] = ['max', 'min', 'mean'];
 
-const mixer: MixerUnderTest<{ previous: tf.Tensor2D; sum: tf.Tensor2D; position: number }> = {
+const mixer: MixerUnderTest<{ previous: tf.Tensor2D; sum: tf.Tensor2D; positions: tf.Tensor1D }> = {
   name: 'averageContext',
   variants: [
     ...combines.map((combine) => ({ label: `combine ${combine}`, options: { combine }, causal: true, selects: combine !== 'mean' })),

@@ -8,7 +8,7 @@ import { REFERENCE_BACKENDS, describeOn } from './helpers.js';
 
 const reduces: Reduce[] = ['min', 'max', 'mean'];
 
-const mixer: MixerUnderTest<{ previous: tf.Tensor2D; position: number }> = {
+const mixer: MixerUnderTest<{ previous: tf.Tensor2D; positions: tf.Tensor1D }> = {
   name: 'causalGeneration',
   variants: reduces.map((reduce) => ({ label: `reduce ${reduce}`, options: { reduce }, causal: true, selects: reduce !== 'mean' })),
   op: (x, options, implementation) => ops.causalGeneration(x, { ...options, implementation }),

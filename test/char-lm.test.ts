@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect, it } from 'vitest';
 import {
-  Decoder, MIXERS, Vocabulary, buildModel, generate, lossOf, packedLogits, packedLossOf, registerFileIO,
+  Decoder, MIXERS, Vocabulary, buildModel, generate, generateBatch, lossOf, packedLogits, packedLossOf, registerFileIO,
   segmentPositions, withSeededRandom, type MixerName,
 } from '../examples/char-lm/model.js';
 import { packDocuments, packedBatch, splitDocuments, trainModel } from '../examples/char-lm/training.js';
@@ -296,5 +296,95 @@ describeOn('cpu', 'examples/char-lm packed sequences', () => {
     expect(result.valLoss).toBeLessThan(before - 0.5);
     model.dispose();
     untrained.dispose();
+  });
+});
+
+// ───────────────────────────── batched ragged generation ─────────────────────────────
+
+describeOn('cpu', 'examples/char-lm batched generation', () => {
+  // a longer table than CONFIG's, so that the rows' prompts and continuations fit it
+  const context = 24;
+  const lengths = [1, 9, 4, 14];
+  const n = context - Math.max(...lengths) + 1;     // the longest row ends exactly at the table's end
+  const prompts = lengths.map((L, b) => Array.from(vocab.encode(TEXT.slice(5 * b, 5 * b + L))));
+  const model = (mixer: MixerName) => withSeededRandom(11, () => buildModel({ ...CONFIG, context, mixer }));
+
+  /**
+   * Greedy continuation of one row by the full forward (model.predict over the whole sequence
+   * at every token), no decode state at all, with each choice's margin: the gap between the
+   * best and second-best logits, against {@link tolerance}, the step-versus-forward rounding.
+   */
+  async function forwardGreedy(m: tf.LayersModel, start: number[], count: number): Promise<{ ids: number[]; clear: boolean[] }> {
+    const ids: number[] = [];
+    const clear: boolean[] = [];
+    for (let i = 0; i < count; i++) {
+      const sequence = [...start, ...ids];
+      const logits = tf.tidy(() => (m.predict(tf.tensor2d([sequence], [1, sequence.length], 'int32')) as tf.Tensor3D)
+        .slice([0, sequence.length - 1, 0], [1, 1, -1]));
+      const row = Array.from(await logits.data());
+      logits.dispose();
+      const sorted = [...row].sort((a, b) => b - a);
+      ids.push(row.indexOf(sorted[0]!));
+      clear.push(sorted[0]! - sorted[1]! > tolerance(row));
+    }
+    return { ids, clear };
+  }
+
+  /**
+   * `got` equals `expected` up to the first near-tie of `clear` (a choice within rounding of
+   * another may resolve either way, and every later token then follows from it).
+   */
+  function expectSameUntilTie(got: number[], expected: number[], clear: boolean[], what: string): void {
+    expect(got, what).toHaveLength(expected.length);
+    const tie = clear.indexOf(false);
+    const upTo = tie < 0 ? expected.length : tie;
+    expect(got.slice(0, upTo), what).toEqual(expected.slice(0, upTo));
+  }
+
+  for (const mixer of MIXERS) {
+    it(`${mixer}: a ragged batch (prefill with lengths, then every row stepped together) gives each row its tokens alone`, async () => {
+      const m = model(mixer);
+      const caches = ['preallocated', 'concatenating'] as const;
+      const batched = await expectNoLeaks(() => Promise.all(caches.map(async (cache) =>
+        generateBatch(m, prompts, n, { temperature: 0, cache }))));
+      for (const [b, prompt1] of prompts.entries()) {
+        // the same row alone: a batch of one, and the forward over the whole sequence at every token
+        const alone = await generateBatch(m, [prompt1], n, { temperature: 0 });
+        const oracle = await forwardGreedy(m, prompt1, n);
+        expectSameUntilTie(alone[0]!, oracle.ids, oracle.clear, `${mixer} row ${b} alone against the forward`);
+        for (const [i, cache] of caches.entries()) {
+          // the batch runs the same arithmetic per row as the batch of one: exactly the same ids
+          expect(batched[i]![b], `${mixer} row ${b} (${cache}) against the row alone`).toEqual(alone[0]);
+        }
+      }
+      m.dispose();
+    });
+  }
+
+  it('Decoder.prefill continues each row from its own position, and checks its prompts', async () => {
+    const m = model('flashStyleTiledAttention');
+    // two prefills of a row's halves then a step equal one prefill of the row, then the step
+    const row = prompts[3]!;
+    const split = new Decoder(m, 2, { capacity: context });
+    const whole = new Decoder(m, 2);
+    const logits = [
+      split.prefill([row.slice(0, 5), row.slice(0, 2)]), split.prefill([row.slice(5), row.slice(2, 3)]),
+      whole.prefill([row, row.slice(0, 3)]),
+    ];
+    expect(split.positions).toEqual([row.length, 3]);
+    expect(whole.positions).toEqual(split.positions);
+    const [a, b] = [await logits[1]!.data(), await logits[2]!.data()];
+    expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(tolerance(b));
+    const steps = [split.next([1, 2]), whole.next([1, 2])];
+    const [c, d] = [await steps[0]!.data(), await steps[1]!.data()];
+    expect(maxAbsDiff(c, d)).toBeLessThanOrEqual(tolerance(d));
+    tf.dispose([...logits, ...steps]);
+    expect(() => split.prefill([[1]])).toThrow(/expected 2 prompts; received 1/);
+    expect(() => split.prefill([[1], []])).toThrow(/prompt 1 is empty/);
+    expect(() => split.prefill([new Array(context).fill(1), [1]])).toThrow(/row 0, at position 15, cannot take 24 more tokens/);
+    split.dispose();
+    whole.dispose();
+    await expect(generateBatch(m, [row], context)).rejects.toThrow(/need 37 positions, more than the model's context 24/);
+    m.dispose();
   });
 });

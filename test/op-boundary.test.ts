@@ -17,6 +17,7 @@ const calls: Record<string, (options: unknown) => unknown> = {
   causalGenerationStep: (o) => ops.causalGenerationStep(t2([1, 2]), t2([1, 2]), o as never),
   averageContext: (o) => ops.averageContext(t3([1, 3, 2]), o as never),
   averageContextStep: (o) => ops.averageContextStep(t2([1, 2]), t2([1, 2]), t2([1, 2]), 1, o as never),
+  averageContextPrefill: (o) => ops.averageContextPrefill(t3([1, 3, 2]), t2([1, 2]), t2([1, 2]), tf.zeros([1], 'int32') as tf.Tensor1D, o as never),
   causalMean: (o) => ops.causalMean(t3([1, 3, 2]), o as never),
   flashAttention: (o) => ops.flashAttention(t4([1, 3, 2, 4]), t4([1, 3, 1, 4]), t4([1, 3, 1, 4]), o as never),
   blockSparseAttention: (o) => ops.blockSparseAttention(t4([1, 3, 2, 4]), t4([1, 3, 1, 4]), t4([1, 3, 1, 4]), o as never),
@@ -26,6 +27,7 @@ const calls: Record<string, (options: unknown) => unknown> = {
   selectiveScan: (o) => ops.selectiveScan(t3([1, 3, 2]), t3([1, 3, 2]), t2([2, 2]), t3([1, 3, 2]), t3([1, 3, 2]), o as never),
   selectiveScanWithState: (o) => ops.selectiveScanWithState(t3([1, 3, 2]), t3([1, 3, 2]), t2([2, 2]), t3([1, 3, 2]), t3([1, 3, 2]), o as never),
   selectiveScanStep: (o) => ops.selectiveScanStep(t2([1, 2]), t2([1, 2]), t2([2, 2]), t2([1, 2]), t2([1, 2]), t3([1, 2, 2]), o as never),
+  rotary: (o) => ops.rotary(t4([1, 3, 2, 4]), o as never),
 };
 
 describeOn('cpu', 'op options', () => {
@@ -35,6 +37,7 @@ describeOn('cpu', 'op options', () => {
     causalGenerationStep: "'reduce', 'implementation'",
     averageContext: "'combine', 'causal', 'implementation'",
     averageContextStep: "'combine', 'implementation'",
+    averageContextPrefill: "'combine', 'implementation'",
     causalMean: "'implementation'",
   };
   for (const [op, names] of Object.entries(known)) {

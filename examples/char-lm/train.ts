@@ -3,7 +3,9 @@
  * GPT (examples/char-lm/model.ts) on tiny Shakespeare with the chosen sequence mixer, shows a
  * progress bar with loss and tokens/s on stderr, reports validation loss, saves the model with
  * `model.save('file://…')`, reloads it with `tf.loadLayersModel`, checks the reloaded model's
- * validation loss, and prints a sample decoded token by token through the mixers' `step`.
+ * validation loss, prints a sample (the prompt in one `prefill`, then a token at a time through
+ * the mixers' `step`), and then continues a batch of prompts of different lengths in one batch
+ * (`generateBatch`: one ragged prefill, then every row stepped together), with its tokens/s.
  * With `--packed` (attention mixers only) it trains on rows of whole speeches packed back to
  * back, with segment ids (see README.md, "Packed sequences").
  *
@@ -15,9 +17,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  MIXERS, PACKED_MIXERS, Vocabulary, buildModel, countParameters, generate, registerFileIO, withSeededRandom, type MixerName,
+  MIXERS, PACKED_MIXERS, Vocabulary, buildModel, countParameters, generate, generateBatch, registerFileIO, withSeededRandom,
+  type MixerName,
 } from './model.js';
 import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, loadCorpus, setBackend, trainModel, type PackedRows } from './training.js';
+
+/** The batch's default prompts: four lengths, from a lone newline to 32 characters. */
+const DEFAULT_PROMPTS = '\n|ROMEO:\n|JULIET:\nO Romeo, Romeo!|First Citizen:\nBefore we proceed';
 
 const HELP = `Usage: npm run example:char-lm -- [flags]
 
@@ -32,6 +38,10 @@ ${MODEL_FLAGS_HELP}
   --sample <n>          characters to generate at the end (default 300)
   --temperature <x>     sampling temperature, 0 for greedy (default 0.8)
   --prompt <text>       the sample's prompt (default a newline)
+  --prompts <a|b|…>     the batch's prompts, separated by '|', \\n for a newline
+                        (default ${DEFAULT_PROMPTS.replace(/\n/g, '\\n')})
+  --batch-sample <n>    new characters of each batch row, 0 for no batch (default: as many as the
+                        context leaves after the longest prompt)
   --packed              train on packed rows of whole documents (speeches, split at blank lines)
                         with segment ids; needs ${PACKED_MIXERS.join(' | ')}
   --help                this text
@@ -41,12 +51,13 @@ interface Options {
   mixer: MixerName; steps: number; batch: number; context: number; width: number; blocks: number; heads: number;
   lr: number; clip: number; seed: number; backend: 'cpu' | 'webgpu' | null; out: string; evalEvery: number;
   evalBatches: number; sample: number; temperature: number; prompt: string; packed: boolean;
+  prompts: string[]; batchSample: number | null;
 }
 
 function parseOptions(argv: string[]): Options {
   const values = parseFlags(argv, [
     'mixer', 'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'seed', 'backend', 'out',
-    'eval-every', 'eval-batches', 'sample', 'temperature', 'prompt',
+    'eval-every', 'eval-batches', 'sample', 'temperature', 'prompt', 'prompts', 'batch-sample',
   ], ['packed'], HELP);
   const str = (k: string) => values[k] as string | undefined;
   const num = (k: string, fallback: number, integer: boolean, min: number): number => {
@@ -88,6 +99,8 @@ function parseOptions(argv: string[]): Options {
     temperature: num('temperature', 0.8, false, 0),
     prompt: str('prompt') ?? '\n',
     packed,
+    prompts: (str('prompts') ?? DEFAULT_PROMPTS).replace(/\\n/g, '\n').split('|'),
+    batchSample: str('batch-sample') == null ? null : num('batch-sample', 0, true, 0),
   };
 }
 
@@ -118,6 +131,32 @@ class Progress {
   done(): void {
     if (this.tty) process.stderr.write('\n');
   }
+}
+
+/**
+ * Continues `o.prompts` in one batch (`generateBatch`: one prefill of the ragged prompts, then
+ * every row stepped together, each from its own position) and prints each row and the tokens/s.
+ */
+async function batchSample(model: tf.LayersModel, vocab: Vocabulary, o: Options, log: (line: string) => void): Promise<void> {
+  const prompts = o.prompts.map((p) => vocab.encode(p));
+  const longest = Math.max(...prompts.map((p) => p.length));
+  // a row holds its prompt and n − 1 new tokens (the last is drawn, not fed)
+  const n = o.batchSample ?? o.context - longest + 1;
+  if (longest < 1 || n < 1 || longest + n - 1 > o.context) {
+    throw new Error(`--prompts and --batch-sample: each prompt needs a character, and the longest (${longest}) with ${n} new ` +
+      `characters needs ${longest + n - 1} positions; the context is ${o.context}.`);
+  }
+  const t0 = performance.now();
+  let first = 0;
+  const rows = await generateBatch(model, prompts, n, {
+    temperature: o.temperature, seed: o.seed, onTokens: () => { first ||= performance.now() - t0; },
+  });
+  const ms = performance.now() - t0;
+  log(`batch of ${prompts.length} prompts (${prompts.map((p) => p.length).join(', ')} characters), ${n} new characters each, ` +
+    `temperature ${o.temperature}: one prefill, then ${n - 1} steps of the whole batch`);
+  log(`${prompts.length * n} characters in ${(ms / 1000).toFixed(2)} s: ${Math.round((prompts.length * n) / (ms / 1000))} ` +
+    `characters/s (the prefill and the first characters: ${first.toFixed(0)} ms)`);
+  rows.forEach((ids, b) => process.stdout.write(`--- row ${b} ---\n${o.prompts[b]}${vocab.decode(ids)}\n`));
 }
 
 async function main(): Promise<number> {
@@ -173,6 +212,7 @@ async function main(): Promise<number> {
         `${Math.round(o.sample / (ms / 1000))} characters/s):`);
       process.stdout.write(`${o.prompt}${new Vocabulary([...chars ?? vocab.chars.join('')]).decode(ids)}\n`);
     }
+    if (o.batchSample !== 0) await batchSample(loaded, vocab, o, log);
     model.dispose();
     loaded.dispose();
     log(`done in ${duration(performance.now() - started)}`);

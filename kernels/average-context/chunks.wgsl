@@ -66,9 +66,10 @@ fn levelAt(c: Cell, row: u32) -> u32 {
   return (c.b * params.rows + row) * params.width + c.d;
 }
 
-// c[t] from the offset and the in-chunk running sum (causal), or the whole-sequence mean.
-fn context(offset: V, run: V, t: u32) -> V {
-  if (CAUSAL) { return (offset + run) / f32(t + 1u); }
+// c[t] from the offset and the in-chunk running sum (causal), or the whole-sequence mean;
+// `before` counts the tokens a prefill's state summed into the offset (0 otherwise).
+fn context(offset: V, run: V, t: u32, before: V) -> V {
+  if (CAUSAL) { return (offset + run) / (V(f32(t + 1u)) + before); }
   return offset / f32(params.seqLen);
 }
 

@@ -2,12 +2,15 @@
 // walks all T steps in order, keeping the running sum, so x is read once and no levels are
 // built; the whole-sequence context reads x once more, for its total, first. Writes
 // y[t] = C(x[t], x[t-1], c[t]) and, for min/max, the same packed picks as forward.wgsl.
-// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl and chunks.wgsl
+// With HAS_START it continues a decode state (start.wgsl): the running sum starts from the
+// state's, the count from its count, and x[-1] is its last token.
+// needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and start.wgsl
 
 @group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
-@group(0) @binding(1) var<storage, read_write> y: array<V>; // [B, T, D]
-@group(0) @binding(2) var<storage, read_write> picks: array<VU>; // [B, numChunks, D]
-@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> start: array<V>; // [B, 3, D], read when HAS_START
+@group(0) @binding(2) var<storage, read_write> y: array<V>; // [B, T, D]
+@group(0) @binding(3) var<storage, read_write> picks: array<VU>; // [B, numChunks, D]
+@group(0) @binding(4) var<uniform> params: Params;
 
 const_assert PICKS_BITS * CHUNK <= 32u;
 
@@ -21,8 +24,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (!CAUSAL) {
     for (var t = 0u; t < c.t1; t++) { offset += x[at(c, t)]; }
   }
-  var run = V(0.0);
-  var prev = x[at(c, 0u)];
+  let s = startOf(c);
+  var run = s.sum;
+  var prev = firstPredecessor(s, x[at(c, 0u)]);
   for (var k = 0u; k < chunksOf(c.t1); k++) {
     let t0 = k * CHUNK;
     var packed = VU(0u);
@@ -30,7 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let j = at(c, t);
       let xt = x[j];
       run += xt;
-      let ct = context(offset, run, t);
+      let ct = context(offset, run, t, s.count);
       y[j] = combine3(xt, prev, ct);
       if (combinePicks()) { packed |= pickOf(xt, prev, ct) << VU(PICKS_BITS * (t - t0)); }
       prev = xt;

@@ -12,7 +12,11 @@
 // with a barrier-separated reduction over the chunk ran 10× slower).
 // The workgroups of query-head blocks after the first recompute M' with the same operations
 // and write nothing to the state (GQA groups larger than QG read M more than once).
-// recurrent-readout.wgsl adds the chunks' partial sums and divides.
+// The readout sums cancel (φ(q)_p·φ(k)_p takes both signs, and the K positive diagonal rows come
+// first), so each is compensated (Neumaier): the rounding error of every addition is recovered
+// exactly and summed apart, which removes the sum's growth with the P rows
+// (docs/expressive-attention.md, "Precision of the two decodes").
+// recurrent-readout.wgsl adds the chunks' partial sums, compensated again, and divides.
 // needs common/lanes-*.wgsl and the host's `const K, KV, QG, WG, SLOTS, ROWS`.
 
 struct Params {
@@ -61,6 +65,14 @@ fn feature(xa: f32, xb: f32, diagonal: bool) -> f32 {
   return select(product * SQRT2, product, diagonal);
 }
 
+// Neumaier's step: adds x to the running sum *s and the exact rounding error of that addition
+// (Knuth's FastTwoSum, the larger operand first, lane by lane) to the compensation *c
+fn addCompensated(s: ptr<function, V>, c: ptr<function, V>, x: V) {
+  let t = *s + x;
+  *c += select((x - t) + *s, (*s - t) + x, abs(*s) >= abs(x));
+  *s = t;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let col = lid % (KV + 1u); // KV: z
@@ -77,7 +89,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let writes = g0 == 0u; // the first block of query heads writes the state
 
   var acc: array<V, QG>;
-  for (var g = 0u; g < QG; g++) { acc[g] = V(0.0); }
+  var comp: array<V, QG>; // acc's compensations
+  for (var g = 0u; g < QG; g++) { acc[g] = V(0.0); comp[g] = V(0.0); }
   var vc = V(0.0);
   if (col < KV) { vc = v[kvRow * KV + col]; }
   var ab = pairOf(p0);
@@ -96,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     for (var g = 0u; g < heads; g++) {
       let fq = feature(q[qBase + g * K + ab.x] * params.scale, q[qBase + g * K + ab.y] * params.scale, diagonal);
-      acc[g] += fq * m;
+      addCompensated(&acc[g], &comp[g], fq * m);
     }
     // the next row: the diagonal in order, then (a, b) row-major over a < b
     if (p + 1u < K) { ab = vec2u(p + 1u, p + 1u); }
@@ -106,6 +119,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   for (var g = 0u; g < heads; g++) {
     let h = hk * params.G + g0 + g;
-    partial[((b * H + h) * params.chunks + chunk) * (KV + 1u) + col] = acc[g];
+    partial[((b * H + h) * params.chunks + chunk) * (KV + 1u) + col] = acc[g] + comp[g];
   }
 }

@@ -1,11 +1,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { MixerLayer, type CallKwargs, type MixerLayerArgs } from '../layers/mixer-layer.js';
 import {
-  argumentError, checkBoolean, checkOptionNames, checkPositiveInteger, checkTensor, describe, formatShape, optionNames,
+  argumentError, checkBoolean, checkOptionNames, checkPositiveInteger, checkTensor, describe, formatShape, optionNames, useKernel,
 } from '../validate.js';
 import { MAX_HEAD_DIM } from './validate.js';
 import { resolveVisibility, type VisibilityOptions } from './visibility.js';
 import { checkDropoutRate, freshSeed, type DropoutOptions } from './dropout.js';
+import {
+  KV_CACHE_OPTIONS, advanceKernel, checkFits, checkOwned, countAfter, emptyCache, int, unrollRing, writeKernel, writeReference,
+  type KVCacheOptions, type KVCacheState,
+} from './kv-cache.js';
+import { prefillLengths, type PrefillLengths, type PrefillOptions } from '../layers/prefill.js';
+import { checkPositions, realSteps, zeroPadding } from '../layers/decode-state.js';
+import { resolveRotaryConfig, rotary, segmentPositions, type RotaryConfig } from '../rotary/op.js';
 
 /** Arguments shared by the attention layers. */
 export interface AttentionLayerArgs extends MixerLayerArgs {
@@ -30,6 +37,13 @@ export interface AttentionLayerArgs extends MixerLayerArgs {
    * with a fresh seed from `Math.random`; inference never drops. Default 0.
    */
   dropout?: number;
+  /**
+   * Rotary position embedding of the queries and keys (`ops.rotary`): `{ base, rotaryDim,
+   * interleaved }`, each optional (defaults 10000, K, false). Token t of a sequence sits at
+   * position t; with `segmentIds`, positions restart at 0 in each segment; decoding continues
+   * each row from its state's position. Self-attention only. Default `null`: none.
+   */
+  rotary?: RotaryConfig | null;
 }
 
 /** Arguments of the attention layers that also take a sliding window. */
@@ -77,20 +91,12 @@ export interface AttentionSupport {
 }
 
 const ATTENTION_OPTIONS = optionNames<Omit<AttentionLayerArgs, keyof MixerLayerArgs>>({
-  numHeads: true, numKvHeads: true, headDim: true, useBias: true, causal: true, dropout: true,
+  numHeads: true, numKvHeads: true, headDim: true, useBias: true, causal: true, dropout: true, rotary: true,
 });
 const WINDOW_OPTIONS = optionNames<Omit<WindowedAttentionLayerArgs, keyof AttentionLayerArgs>>({ window: true });
 const CALL_ARGS = optionNames<AttentionCallArgs>({ segmentIds: true, mask: true, training: true });
 
-/** Decode state of an attention layer: the key/value cache. */
-export type KVCacheState = {
-  /** `[B, t, Hkv, K]`: the keys of every token seen. */
-  keys: tf.Tensor4D;
-  /** `[B, t, Hkv, K]`: their values. */
-  values: tf.Tensor4D;
-  /** Tokens seen so far (t). */
-  position: number;
-};
+export type { KVCacheOptions, KVCacheState } from './kv-cache.js';
 
 /** An input's own padding mask, which tfjs's masking layers attach to their eager outputs. */
 function ownMask(x: tf.Tensor): tf.Tensor | null {
@@ -117,6 +123,8 @@ export abstract class AttentionLayer extends MixerLayer {
   readonly window: number | null;
   /** The attention dropout rate in training, 0 for none. */
   readonly dropout: number;
+  /** The rotary embedding, checked (`rotaryDim` K unless given), or `null` for none. */
+  readonly rotary: RotaryConfig | null;
   private readonly support: AttentionSupport;
   private weightsByName = new Map<string, tf.LayerVariable>();
   /** K, once built. */
@@ -149,6 +157,7 @@ export abstract class AttentionLayer extends MixerLayer {
     const window = (args as WindowedAttentionLayerArgs).window;
     this.window = window == null ? null : checkPositiveInteger(name, 'window', window);
     this.dropout = checkDropoutRate(name, args.dropout, 'argument');
+    this.rotary = args.rotary == null ? null : resolveRotaryConfig(`${name}: argument 'rotary'`, args.rotary);
     this.support = support;
     this.supportsMasking = true;
   }
@@ -169,6 +178,12 @@ export abstract class AttentionLayer extends MixerLayer {
     }
     const K = this.headDim ?? D / this.numHeads;
     if (K > MAX_HEAD_DIM) throw new Error(`${name}: headDim must be at most ${MAX_HEAD_DIM}; received ${K}.`);
+    if (this.rotary) {
+      if (this.contextWidth !== null) {
+        throw argumentError(name, `argument 'rotary' applies to self-attention: queries and keys of one sequence; it was given [x, context].`);
+      }
+      resolveRotaryConfig(`${name}: argument 'rotary'`, this.rotary, K);
+    }
     const H = this.numHeads;
     const Hkv = this.numKvHeads;
     // keys and values project the context in cross-attention, of its own width Dc
@@ -268,8 +283,34 @@ export abstract class AttentionLayer extends MixerLayer {
   private mix(x: tf.Tensor3D, context: tf.Tensor3D | null, kwargs: AttentionCallArgs): tf.Tensor3D {
     const visibility = this.callVisibility(x, context, kwargs);
     const dropout: DropoutOptions = kwargs.training === true && this.dropout > 0 ? { dropout: this.dropout, seed: freshSeed() } : {};
-    const [q, k, v] = this.project(x, context ?? x);
+    const [q0, k0, v] = this.project(x, context ?? x);
+    const [q, k] = this.rotateInSegments(q0, k0, visibility.segmentIds);
     return this.projectOutput(this.attend(q, k, v, visibility, dropout));
+  }
+
+  /**
+   * q `[B, T, H, K]` and k `[B, T, Hkv, K]` of a sequence rotated by the layer's rotary
+   * embedding at the positions token t holds: t, or its place in its segment with `segmentIds`
+   * (self-attention's `[B, T]`, or `{ query, key }`); unchanged without one.
+   */
+  private rotateInSegments(q: tf.Tensor4D, k: tf.Tensor4D, ids: VisibilityOptions['segmentIds']): [tf.Tensor4D, tf.Tensor4D] {
+    if (!this.rotary) return [q, k];
+    if (ids === undefined) return this.rotate(q, k, {});
+    const [query, key] = ids instanceof tf.Tensor ? [ids, ids] : [ids.query, ids.key];
+    return [this.rotate(q, null, { positions: segmentPositions(query) })[0], this.rotate(k, null, { positions: segmentPositions(key) })[0]];
+  }
+
+  /**
+   * q and k (when given) rotated by the layer's rotary embedding (`ops.rotary`) at `at`: token t
+   * of row b at `positions[b, t]`, or at `offset[b] + t` (a decode state's positions), or at t;
+   * unchanged without one. Called inside a tidy.
+   */
+  protected rotate<K extends tf.Tensor4D | null>(
+    q: tf.Tensor4D, k: K, at: { offset?: tf.Tensor1D; positions?: tf.Tensor2D },
+  ): [tf.Tensor4D, K] {
+    if (!this.rotary) return [q, k];
+    const options = { ...this.rotary, ...at, implementation: this.activeImplementation() };
+    return [rotary(q, options), (k && rotary(k, options)) as K];
   }
 
   /**
@@ -339,7 +380,7 @@ export abstract class AttentionLayer extends MixerLayer {
    * Throws, naming `method`, unless the layer decodes: decoding runs causal self-attention, a
    * token at a time, so a layer built for cross-attention or with `causal: false` cannot.
    */
-  protected checkDecodes(method: 'initState' | 'step'): void {
+  protected checkDecodes(method: 'initState' | 'step' | 'prefill'): void {
     this.builtWidth();
     const why = this.contextWidth !== null
       ? 'it was built for cross-attention, [x, context]'
@@ -347,36 +388,249 @@ export abstract class AttentionLayer extends MixerLayer {
     if (why) throw argumentError(`${this.layerName}.${method}`, `decoding needs causal self-attention; ${why}. Run the layer on whole sequences with apply().`);
   }
 
-  /** An empty key/value cache for `batch` sequences, a non-negative integer. */
-  initState(batch: number): KVCacheState {
+  /**
+   * An empty key/value cache for `batch` sequences (a non-negative integer), every row at
+   * position 0. Without `options.capacity` the cache grows by concatenation and each
+   * `step`/`prefill` returns a new state (dispose each previous one). With it, keys and values
+   * `[B, capacity, Hkv, K]` are preallocated, `step` and `prefill` write into them in place and
+   * return this same state (dispose it once, at the end; see {@link KVCacheState} for the
+   * rules); a row that would pass `capacity` tokens throws. With the layer's `window` w ≤
+   * `capacity`, the cache is a ring of the last w tokens, `[B, w, Hkv, K]`, and never fills.
+   *
+   * @example
+   * ```ts
+   * const layer = layers.flashStyleTiledAttention({ numHeads: 4 });
+   * layer.apply(tf.zeros([1, 1, 64]));                    // builds it for D = 64
+   * const state = layer.initState(2, { capacity: 1024 }); // keys and values [2, 1024, 4, 16]
+   * const [y, same] = layer.step(tf.ones([2, 64]), state); // same === state, positions [1, 1]
+   * tf.dispose([y, state]);
+   * ```
+   */
+  initState(batch: number, options?: KVCacheOptions): KVCacheState {
     this.checkBatch(batch);
     this.checkDecodes('initState');
+    const method = `${this.layerName}.initState`;
+    checkOptionNames(method, options, KV_CACHE_OPTIONS);
+    const capacity = options?.capacity === undefined ? undefined : checkPositiveInteger(method, 'capacity', options.capacity, 'option');
+    // a windowed layer reads only the last w keys: a ring of w slots keeps them
+    const ring = capacity !== undefined && this.window !== null && capacity >= this.window;
     const { K } = this.dimsOrThrow();
-    return { keys: tf.zeros([batch, 0, this.numKvHeads, K]), values: tf.zeros([batch, 0, this.numKvHeads, K]), position: 0 };
+    return emptyCache(batch, this.numKvHeads, K, ring ? this.window! : capacity, ring);
   }
 
   /**
-   * Runs one token through the layer: projects it, appends its key and value to the cache,
-   * and lets its query, the last position, attend to the cache (to its last `window` keys with
-   * a window). Stepping through a sequence reproduces the parallel forward. The input state is
-   * left as it is: dispose it once it is no longer needed. Only causal self-attention decodes.
+   * Runs one token through the layer, each row at its own position (`state.positions`):
+   * projects it, writes its key and value to the cache at that position, and lets its query
+   * attend to the row's cached keys (its last `window` keys with a window); positions advance
+   * by one. Stepping through a sequence reproduces the parallel forward, and a batch of rows at
+   * different positions gives what each row gives alone. A concatenating state is left as it
+   * is (dispose it once no longer needed); a preallocated one (`initState(B, { capacity })`)
+   * is updated in place and returned. Only causal self-attention decodes.
    *
-   * @param x `[B, D]` float32, the next token.
+   * @param x `[B, D]` float32, the next token of each row.
+   * @param state from {@link AttentionLayer.initState}, a previous step or a prefill.
    * @returns `[y, nextState]` with y `[B, D]`.
+   * @example
+   * ```ts
+   * const layer = layers.flashStyleTiledAttention({ numHeads: 4 });
+   * layer.apply(tf.zeros([1, 1, 64]));                    // builds it for D = 64
+   * let state = layer.initState(2);
+   * const [y, next] = layer.step(tf.ones([2, 64]), state); // y [2, 64]
+   * tf.dispose([state, y]);
+   * state = next;
+   * ```
    */
   step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState] {
     this.checkDecodes('step');
     this.checkStep(x, state, 'keys');
-    return tf.tidy((): [tf.Tensor2D, KVCacheState] => {
-      const token = x.expandDims(1) as tf.Tensor3D;
-      const [q, k, v] = this.project(token, token);
-      const keys = tf.concat([state.keys, k], 1) as tf.Tensor4D;
-      const values = tf.concat([state.values, v], 1) as tf.Tensor4D;
-      // the single query sits at the cache's last position (bottom-right), so the window is its last w keys
+    const method = `${this.layerName}.step`;
+    const B = x.shape[0];
+    this.checkCache(method, state, B);
+    const token = x.expandDims(1) as tf.Tensor3D;
+    const lengths: PrefillLengths = { tensor: tf.ones([B], 'int32'), values: new Array<number>(B).fill(1), full: true };
+    try {
+      const [y, next] = this.decodeTokens(method, token, state, lengths);
+      const out = y.reshape([B, x.shape[1]]) as tf.Tensor2D;
+      y.dispose();
+      return [out, next];
+    } finally {
+      tf.dispose([token, lengths.tensor]);
+    }
+  }
+
+  /**
+   * Runs a prompt through the layer in parallel and returns its outputs and the state that
+   * stepping its real tokens one by one from `state` would leave. x is right-padded: row b
+   * holds `options.lengths[b]` real tokens (default all T) and continues from its own
+   * position. The prompt's queries attend to the row's cached keys and to the prompt's own,
+   * causally (the layer's forward kernels on webgpu); only the real tokens' keys and values
+   * enter the cache. A concatenating state is left as it is; a preallocated one is updated in
+   * place and returned (the full-cache check counts lengths given as a tensor, which is not
+   * read back, as T tokens a row: give `number[]` to fill a cache exactly).
+   *
+   * @param x `[B, T, D]` float32, the prompt, right-padded.
+   * @param state from {@link AttentionLayer.initState}, a step or a prefill; default `initState(B)`.
+   * @returns `[y, nextState]`, y `[B, T, D]`; y at a padded position (t ≥ lengths[b]) is
+   *   unspecified but finite (padded tokens are read as zeros).
+   * @example
+   * ```ts
+   * const layer = layers.flashStyleTiledAttention({ numHeads: 4 });
+   * layer.apply(tf.zeros([1, 1, 64]));                    // builds it for D = 64
+   * const state = layer.initState(2, { capacity: 256 });
+   * const [y] = layer.prefill(tf.randomNormal([2, 10, 64]), state, { lengths: [10, 3] });
+   * state.positions.print();                              // [10, 3]
+   * tf.dispose([y, state]);
+   * ```
+   */
+  prefill(x: tf.Tensor3D, state?: KVCacheState, options?: PrefillOptions): [tf.Tensor3D, KVCacheState] {
+    this.checkDecodes('prefill');
+    const method = `${this.layerName}.prefill`;
+    const D = this.builtWidth();
+    const $x = checkTensor<tf.Rank.R3>(method, 'x', x, ['B', 'T', 'D']);
+    const [B, T] = $x.shape;
+    if ($x.shape[2] !== D) {
+      throw argumentError(method, `argument 'x' must have shape [B, T, D] = ${formatShape([B, T, D])}; received ${formatShape($x.shape)}.`);
+    }
+    if (state !== undefined) this.checkCache(method, state, B);
+    const lengths = prefillLengths(method, options, B, T);
+    const start = state ?? this.initState(B);
+    try {
+      return this.decodeTokens(method, $x, start, lengths);
+    } finally {
+      lengths.tensor.dispose();
+      // a fresh concatenating state: the result holds new tensors
+      if (state === undefined) tf.dispose(start);
+    }
+  }
+
+  /**
+   * The attention of decoding: q `[B, Tq, H, K]` over a cache's keys and values
+   * `[B, S, Hkv, K]`, under `visibility`, which holds each row's `kvLengths` and, but for a
+   * ring's single query, its `queryOffsets` (key j then is the row's token at position j);
+   * `offsets` are those offsets as numbers where the host knows them. The layer's own
+   * attention; BlockSparse adds its layout.
+   */
+  protected attendCache(
+    q: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, visibility: VisibilityOptions, _offsets?: readonly number[],
+  ): tf.Tensor4D {
+    return this.attend(q, keys, values, visibility, {});
+  }
+
+  /**
+   * Runs x `[B, T, D]` (row b's first `lengths[b]` tokens real) through the layer from `state`:
+   * projects it, writes the real tokens' keys and values at each row's position, attends, and
+   * advances the positions. Returns y `[B, T, D]` and the state: for a preallocated cache the
+   * same object, updated; otherwise a new one.
+   */
+  private decodeTokens(method: string, x: tf.Tensor3D, state: KVCacheState, lengths: PrefillLengths): [tf.Tensor3D, KVCacheState] {
+    const [B, T, D] = x.shape;
+    const { K } = this.dimsOrThrow();
+    checkFits(method, state, T, lengths.values, `Make the state with a larger initState(${B}, { capacity })` +
+      (this.support.window ? ', or give the layer a window (the cache is then a ring of the last w tokens).' : '.'));
+    const inPlace = state.capacity !== undefined;
+    const kernel = inPlace && useKernel(method, this.activeImplementation());
+    if (kernel) checkOwned(method, state);
+    const counted = countAfter(state.counted, T, lengths.values);
+    if (B * T === 0) {
+      const y = tf.zeros([B, T, D]) as tf.Tensor3D;
+      if (inPlace) return [y, state];
+      return [y, { ...state, keys: state.keys.clone(), values: state.values.clone(), positions: state.positions.clone(), counted }];
+    }
+    // every row at 0 (known on the host): the prompt attends to itself alone, as in the forward
+    const fromZero = state.counted.rows !== undefined && state.counted.rows.every((p) => p === 0);
+    const S = state.keys.shape[1];
+    const out = tf.tidy(() => {
+      const n = tf.clipByValue(lengths.tensor, 0, T) as tf.Tensor1D;
+      // padded tokens are read as zeros, so that nothing there, not even a NaN, reaches an output
+      const source = lengths.full ? x : zeroPadding(x, realSteps(n, T));
+      const positions = state.positions;
+      const [q0, k0, v] = this.project(source, source);
+      // token i of row b sits at positions[b] + i: rotated keys enter the cache
+      const [q, k] = this.rotate(q0, k0, { offset: positions });
+      let keys = state.keys;
+      let values = state.values;
+      // every row at the end of a concatenating cache (known on the host), all tokens real: appending is the write
+      const appends = !inPlace && lengths.full && state.counted.rows !== undefined && state.counted.rows.every((p) => p === S);
+      if (!inPlace && !appends) {
+        // a concatenating cache grows by the call's tokens; row b writes from its own position
+        const room = tf.zeros([B, T, this.numKvHeads, K]);
+        keys = tf.concat([keys, room], 1) as tf.Tensor4D;
+        values = tf.concat([values, room], 1) as tf.Tensor4D;
+      }
+      const write = () => {
+        if (appends) {
+          keys = tf.concat([keys, k], 1) as tf.Tensor4D;
+          values = tf.concat([values, v], 1) as tf.Tensor4D;
+        } else if (kernel) {
+          writeKernel(state, k, v, n);
+        } else {
+          keys = writeReference(keys, k, positions, n, state.ring);
+          values = writeReference(values, v, positions, n, state.ring);
+        }
+      };
       const visibility: VisibilityOptions = this.window === null ? { causal: true } : { causal: true, window: this.window };
-      const y = this.projectOutput(this.attend(q, keys, values, visibility, {})).squeeze([1]) as tf.Tensor2D;
-      return [y, { keys, values, position: state.position + 1 }];
+      let o: tf.Tensor4D;
+      if (fromZero) {
+        o = this.attend(q, k, v, { ...visibility, kvLengths: n }, {});
+        write();
+      } else if (state.ring && T === 1) {
+        // the ring's S = w slots hold the last w tokens up to this one, all in its window: in
+        // slot order, which the softmax does not see, every filled slot is visible
+        write();
+        o = this.attendCache(q, keys, values, { causal: false, kvLengths: tf.minimum(tf.add(positions, int(1)), int(S)) as tf.Tensor1D });
+      } else if (state.ring) {
+        // the prompt needs keys the ring no longer holds once written: attend first, over the
+        // ring's tokens in order followed by the prompt's, then write
+        const held = tf.minimum(positions, int(S)) as tf.Tensor1D;
+        o = this.attendCache(q, unrollRing(keys, k, positions), unrollRing(values, v, positions),
+          { ...visibility, queryOffsets: held, kvLengths: tf.add(held, n) as tf.Tensor1D });
+        write();
+      } else {
+        write();
+        o = this.attendCache(q, keys, values, { ...visibility, queryOffsets: positions, kvLengths: tf.add(positions, n) as tf.Tensor1D },
+          state.counted.rows);
+      }
+      const y = this.projectOutput(o);
+      if (kernel) {
+        // after the attention, which read the positions before the call
+        advanceKernel(state, n, T);
+        return { y, keys, values, positions };
+      }
+      return { y, keys, values, positions: tf.add(positions, n) as tf.Tensor1D };
     });
+    if (!inPlace) return [out.y, { keys: out.keys, values: out.values, positions: out.positions, capacity: undefined, ring: false, counted }];
+    if (!kernel) {
+      // the reference wrote copies: they replace the state's tensors
+      tf.dispose([state.keys, state.values, state.positions]);
+      Object.assign(state, { keys: out.keys, values: out.values, positions: out.positions });
+    }
+    state.counted = counted;
+    return [out.y, state];
+  }
+
+  /** Throws, naming `method`, unless `state` is a key/value cache of this layer for B rows. */
+  private checkCache(method: string, state: KVCacheState, B: number): void {
+    const { K } = this.dimsOrThrow();
+    const s = state as Partial<KVCacheState> | null | undefined;
+    const S = s?.keys instanceof tf.Tensor && s.keys.rank === 4 ? s.keys.shape[1] : null;
+    for (const name of ['keys', 'values'] as const) {
+      const t: unknown = s?.[name];
+      const ok = t instanceof tf.Tensor && !t.isDisposed && t.dtype === 'float32' && S !== null &&
+        tf.util.arraysEqual(t.shape, [B, S, this.numKvHeads, K]);
+      if (!ok) {
+        throw argumentError(method, `argument 'state.${name}' must be a live float32 tensor [B, S, Hkv, K] = ` +
+          `${formatShape([B, S, this.numKvHeads, K])}, from this layer's initState(); received ` +
+          `${t instanceof tf.Tensor && t.isDisposed ? 'a disposed tensor' : describe(t)}.`);
+      }
+    }
+    checkPositions(method, state, B);
+    const rows = s?.counted?.rows;
+    const fieldsOk = s !== null && s !== undefined && 'capacity' in s && (s.capacity === undefined || s.capacity === S) &&
+      typeof s.ring === 'boolean' && typeof s.counted?.max === 'number' && (rows === undefined || (Array.isArray(rows) && rows.length === B));
+    if (!fieldsOk) {
+      throw argumentError(method, `argument 'state' must be a key/value cache from this layer's initState(), step() or prefill(): ` +
+        `its 'capacity' (undefined or the ${S} slots of state.keys), 'ring' and 'counted' fields are missing or do not match.`);
+    }
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -388,6 +642,7 @@ export abstract class AttentionLayer extends MixerLayer {
       useBias: this.useBias,
       causal: this.causal,
       dropout: this.dropout,
+      rotary: this.rotary && { ...this.rotary },
       ...(this.support.window ? { window: this.window } : {}),
     };
   }

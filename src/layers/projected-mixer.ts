@@ -17,7 +17,9 @@ const PROJECTED_MIXER_OPTIONS = optionNames<Omit<ProjectedMixerArgs, keyof Mixer
 
 /**
  * Base of {@link CausalGeneration} and {@link AverageContext}: a parameter-free sequence
- * mixer followed by an optional dense output projection, with a decode `step`.
+ * mixer followed by an optional dense output projection. Each subclass decodes with its own
+ * `initState`, `prefill` and `step`, whose states record every row's position (int32 `[B]`);
+ * the projection is the same for one token or a prompt.
  */
 export abstract class ProjectedMixer extends MixerLayer {
   readonly projection: boolean;

@@ -44,7 +44,10 @@ export interface Launch {
   outputs: Array<number[] | { shape: number[]; dtype: 'int32' }>;
   /**
    * Tensors this dispatch also writes, in place: ones an earlier dispatch of the same kernel
-   * function created and that nothing else holds yet (a scan's levels, filled one pass at a time).
+   * function created and that nothing else holds yet (a scan's levels, filled one pass at a time),
+   * or long-lived ones whose buffer the caller has checked it owns alone ({@link ownsData}: a KV
+   * cache). A copy of their values that a read left on the CPU is dropped, so later reads see
+   * the write.
    */
   updates?: tf.TensorInfo[];
   /** The `Params` uniform, or none. */
@@ -260,6 +263,11 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
     b.commandQueueOwnedIds.add(t.dataId);
     return b.tensorMap.get(t.dataId).resource!;
   });
+  for (const t of launch.updates ?? []) {
+    // tfjs keeps the values a read downloaded beside the buffer and serves later reads (and its
+    // CPU kernels) from them: after an in-place write they would be stale
+    (b.tensorMap.get(t.dataId) as { values?: unknown }).values = null;
+  }
   const resources: GPUBindingResource[] = buffers.map((buffer) => ({ buffer }));
   if (hasParams) {
     resources.push(b.makeUniforms(launch.params!.map((p) =>
@@ -303,6 +311,24 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
     }
   }
   return outputs;
+}
+
+/**
+ * Whether `t`'s data belongs to `t` alone on the webgpu `backend`: tfjs shares one buffer
+ * between a tensor and its clones, reshapes and other views, counting them, and a kernel may
+ * write in place (`updates`) only into a buffer that no other live tensor reads.
+ *
+ * @example
+ * ```ts
+ * const keys = tf.zeros([1, 16, 2, 8]);
+ * ownsData(tf.backend() as WebGPUBackend, keys); // true
+ * const view = keys.reshape([16, 16]);
+ * ownsData(tf.backend() as WebGPUBackend, keys); // false until view is disposed
+ * ```
+ */
+export function ownsData(backend: WebGPUBackend, t: tf.TensorInfo): boolean {
+  const b = backendInternals(backend, 'tfjs-mixers: ownsData');
+  return b.tensorMap.has(t.dataId) && b.tensorMap.get(t.dataId).refCount === 1;
 }
 
 // the outputs of every launch of the kernel function now running (see registerKernelOnce)

@@ -10,6 +10,7 @@ import forwardBody from '../../../kernels/average-context/forward.wgsl';
 import backwardChunkSumsBody from '../../../kernels/average-context/backward-chunk-sums.wgsl';
 import backwardBody from '../../../kernels/average-context/backward.wgsl';
 import picksHelpers from '../../../kernels/average-context/picks.wgsl';
+import startHelpers from '../../../kernels/average-context/start.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
 import walkForwardBody from '../../../kernels/average-context/walk-forward.wgsl';
 import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgsl';
@@ -17,9 +18,15 @@ import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, regi
 import { backendInternals } from '../../webgpu/internals.js';
 import type { Combine } from './reference.js';
 
-/** tfjs kernel names. The forward has two outputs: y and its min/max picks, saved for the backward. */
+/**
+ * tfjs kernel names. The forward has two outputs: y and its min/max picks, saved for the backward.
+ * The prefill is the causal forward continuing a decode state, its second input `start`
+ * `[B, 3, D]` = previous | sum | count; it has no gradient. The step's inputs are x, previous,
+ * sum `[B, D]` and positions, int32 `[B]`.
+ */
 export const AVERAGE_CONTEXT = 'MixersAverageContext';
 export const AVERAGE_CONTEXT_GRAD = 'MixersAverageContextGrad';
+export const AVERAGE_CONTEXT_PREFILL = 'MixersAverageContextPrefill';
 export const AVERAGE_CONTEXT_STEP = 'MixersAverageContextStep';
 
 const WG = 256;
@@ -43,10 +50,10 @@ const COMBINE_CODE: Record<KernelCombine, number> = { max: 0, min: 1, mean: 2, c
 const scanParts = [sizeConstants, grid, combineHelpers, chunkHelpers];
 const KERNELS = {
   levelSums: laneVariants('AverageContextLevelSums', [sizeConstants, grid, chunkHelpers, pairHelpers, levelSumsBody]),
-  forward: laneVariants('AverageContextForward', [...scanParts, levelsHelpers, forwardBody]),
+  forward: laneVariants('AverageContextForward', [...scanParts, levelsHelpers, startHelpers, forwardBody]),
   backwardChunkSums: laneVariants('AverageContextBackwardChunkSums', [...scanParts, pairHelpers, picksHelpers, backwardChunkSumsBody]),
   backward: laneVariants('AverageContextBackward', [...scanParts, levelsHelpers, picksHelpers, backwardBody]),
-  walkForward: laneVariants('AverageContextWalkForward', [...scanParts, walkForwardBody]),
+  walkForward: laneVariants('AverageContextWalkForward', [...scanParts, startHelpers, walkForwardBody]),
   walkBackward: laneVariants('AverageContextWalkBackward', [...scanParts, picksHelpers, walkBackwardBody]),
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
@@ -188,21 +195,39 @@ function scanConstants(a: Attrs): Record<string, number> {
   return { COMBINE: COMBINE_CODE[a.combine], CAUSAL: a.causal ? 1 : 0 };
 }
 
+/**
+ * The forward scan: the levels of x's chunk sums then the last pass, or the walk. `start`, the
+ * state a prefill continues, or null: the kernels then bind x in its place and never read it.
+ */
+function forwardScan(gpu: WebGPUBackend, x: tf.TensorInfo, start: tf.TensorInfo | null, attrs: Attrs): tf.TensorInfo[] {
+  const constants = { ...scanConstants(attrs), HAS_START: start ? 1 : 0 };
+  const outputs = [x.shape, picksShape(x)];
+  if (scanFor(gpu) === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x, start ?? x], outputs }, constants);
+  const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
+    { FROM_X: 1 }, levelPasses(x.shape[1]!)[0]!);
+  fillUpperLevels(gpu, x, levels!);
+  const [y, picks] = runLastPass(gpu, 'levels', KERNELS.forward, x, { inputs: [x, levels!, start ?? x], outputs }, constants);
+  gpu.disposeData(levels!.dataId);
+  return [y!, picks!];
+}
+
 registerKernelOnce({
   kernelName: AVERAGE_CONTEXT,
   backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) =>
+    forwardScan(backend as WebGPUBackend, namedInputs(inputs, 'x').x, null, attrs as unknown as Attrs),
+});
+
+registerKernelOnce({
+  kernelName: AVERAGE_CONTEXT_PREFILL,
+  backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const { x } = namedInputs(inputs, 'x');
-    const constants = scanConstants(attrs as unknown as Attrs);
-    const outputs = [x.shape, picksShape(x)];
-    if (scanFor(gpu) === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x], outputs }, constants);
-    const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
-      { FROM_X: 1 }, levelPasses(x.shape[1]!)[0]!);
-    fillUpperLevels(gpu, x, levels!);
-    const [y, picks] = runLastPass(gpu, 'levels', KERNELS.forward, x, { inputs: [x, levels!], outputs }, constants);
-    gpu.disposeData(levels!.dataId);
-    return [y!, picks!];
+    const { x, start } = namedInputs(inputs, 'x', 'start');
+    const [y, picks] = forwardScan(gpu, x, start, { ...(attrs as unknown as { combine: Combine }), causal: true });
+    // only the backward reads the picks, and a prefill has none
+    gpu.disposeData(picks!.dataId);
+    return y!;
   },
 });
 
@@ -229,14 +254,14 @@ registerKernelOnce({
   kernelName: AVERAGE_CONTEXT_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x, previous, sum } = namedInputs(inputs, 'x', 'previous', 'sum');
+    const { x, previous, sum, positions } = namedInputs(inputs, 'x', 'previous', 'sum', 'positions');
     const lanes = lanesFor(x.shape[1]!);
     const total = tf.util.sizeFromShape(x.shape) / lanes;
-    const a = attrs as unknown as { combine: Combine; position: number };
+    const a = attrs as unknown as { combine: Combine };
     return runKernel(backend as WebGPUBackend, KERNELS.step[lanes], {
-      inputs: [x, previous, sum],
+      inputs: [x, previous, sum, positions],
       outputs: [x.shape, x.shape],
-      params: [{ u32: total }, { u32: a.position }],
+      params: [{ u32: total }, { u32: x.shape[1]! / lanes }],
       constants: { WG, COMBINE: COMBINE_CODE[a.combine] },
       workgroups: grid1d(total, WG),
     });

@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-mixer.js';
-import { checkBoolean, checkOneOf, optionNames } from '../../validate.js';
-import { averageContext as averageContextOp, averageContextStep, COMBINES, type Combine } from './op.js';
+import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
+import type { PrefillOptions } from '../../layers/prefill.js';
+import { checkBoolean, checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
+import { averageContext as averageContextOp, averageContextPrefill, averageContextStep, COMBINES, type Combine } from './op.js';
 
 /** Arguments of the {@link AverageContext} layer. */
 export interface AverageContextArgs extends ProjectedMixerArgs {
@@ -17,20 +19,25 @@ export interface AverageContextArgs extends ProjectedMixerArgs {
 
 const OPTIONS = optionNames<Omit<AverageContextArgs, keyof ProjectedMixerArgs>>({ combine: true, causal: true });
 
-/** Decode state of {@link AverageContext}. */
+/**
+ * Decode state of {@link AverageContext}: a fixed size, whatever the tokens seen. A row that
+ * has seen no token yet holds zeros.
+ */
 export type AverageContextState = {
-  /** `[B, D]`: the last token seen (zeros before the first). */
+  /** `[B, D]`: each row's last token. */
   previous: tf.Tensor2D;
-  /** `[B, D]`: the sum of every token seen. */
+  /** `[B, D]`: the sum of each row's tokens. */
   sum: tf.Tensor2D;
-  /** Tokens seen so far. */
-  position: number;
+  /** int32 `[B]`: the tokens each row has consumed, the running mean's count. */
+  positions: tf.Tensor1D;
 };
 
 /**
  * AverageContext as a layer: `y = averageContext(x)·W + b` (the {@link "average-context" | AverageContext guide}), CausalGeneration
  * plus a running-mean context vector. Input and output `[B, T, D]`; weights `kernel [D, D]`
- * and `bias [D]` when `projection` is on. Decode state: previous token, running sum, count.
+ * and `bias [D]` when `projection` is on. Decode with {@link AverageContext.initState},
+ * {@link AverageContext.prefill} and {@link AverageContext.step}; the state holds each row's
+ * previous token, running sum and count.
  *
  * @example
  * ```ts
@@ -59,33 +66,106 @@ export class AverageContext extends ProjectedMixer {
   }
 
   /**
-   * A fresh decode state for `batch` sequences, a non-negative integer. Throws for
-   * `causal: false`, which has no decode form.
+   * A fresh decode state for `batch` sequences, a non-negative integer: zeros, and every
+   * position 0. Throws for `causal: false`, which has no decode form.
    */
   initState(batch: number): AverageContextState {
     this.checkBatch(batch);
-    if (!this.causal) {
-      throw new Error('AverageContext: a layer with causal: false averages over the whole sequence, ' +
-        'so it cannot decode token by token; use causal: true.');
-    }
+    this.checkCausal('initState');
     const D = this.builtWidth();
-    return { previous: tf.zeros([batch, D]), sum: tf.zeros([batch, D]), position: 0 };
+    return { previous: tf.zeros([batch, D]), sum: tf.zeros([batch, D]), positions: tf.zeros([batch], 'int32') };
   }
 
   /**
-   * Runs one token through the layer; stepping through a sequence reproduces the parallel
+   * Runs one token through the layer, each row at its own position (`state.positions`, which
+   * the returned state advances by one); stepping through a sequence reproduces the parallel
    * forward. The input state is left as it is: dispose it once it is no longer needed.
    *
    * @param x `[B, D]` float32, the next token.
    * @returns `[y, nextState]` with y `[B, D]`.
+   *
+   * @example
+   * ```ts
+   * const layer = layers.averageContext();
+   * layer.apply(tf.zeros([1, 1, 8]));                       // builds it for D = 8
+   * const state = layer.initState(2);
+   * const [y, next] = layer.step(tf.ones([2, 8]), state);   // y [2, 8]; next.positions [1, 1]
+   * tf.dispose([state, y, next]);
+   * ```
    */
   step(x: tf.Tensor2D, state: AverageContextState): [tf.Tensor2D, AverageContextState] {
     this.checkStep(x, state, 'previous');
+    const positions = checkPositions(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, AverageContextState] => {
-      const [mixed, sum] = averageContextStep(x, state.previous, state.sum, state.position,
+      const [mixed, sum] = averageContextStep(x, state.previous, state.sum, positions,
         { combine: this.combine, implementation: this.activeImplementation() });
-      return [this.project(mixed), { previous: x.clone(), sum, position: state.position + 1 }];
+      return [this.project(mixed), { previous: x.clone(), sum, positions: tf.add(positions, tf.scalar(1, 'int32')) }];
     });
+  }
+
+  /**
+   * Runs a prompt through the layer in parallel: the outputs, and the state that stepping its
+   * real tokens one by one from `state` would leave. x is right-padded: row b holds
+   * `options.lengths[b]` real tokens (default all T), and its state advances by that many from
+   * its own position. The prompt runs through the scan kernel on webgpu: the layer's forward
+   * without `state`, `ops.averageContextPrefill` (the scan starting from the state's sum, count
+   * and last token) with one. The input state is left as it is: dispose it once it is no longer
+   * needed.
+   *
+   * @param x `[B, T, D]` float32, the prompt, right-padded.
+   * @param state from {@link AverageContext.initState}, {@link AverageContext.step} or a
+   *   previous prefill; default a fresh state.
+   * @returns `[y, nextState]`, y `[B, T, D]`; y at a padded step (t ≥ lengths[b]) is unspecified
+   *   but finite (padded tokens are read as zeros, so even a NaN there reaches no output).
+   *
+   * @example
+   * ```ts
+   * const layer = layers.averageContext();
+   * layer.apply(tf.zeros([1, 1, 8]));                       // builds it for D = 8
+   * const [y, state] = layer.prefill(tf.randomNormal([2, 5, 8]), undefined, { lengths: [5, 2] });
+   * state.positions.print();                                 // [5, 2]
+   * tf.dispose([y, state]);
+   * ```
+   */
+  prefill(x: tf.Tensor3D, state?: AverageContextState, options?: PrefillOptions): [tf.Tensor3D, AverageContextState] {
+    const method = `${this.layerName}.prefill`;
+    this.checkCausal('prefill');
+    const D = this.builtWidth();
+    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    try {
+      if (state !== undefined) this.checkState(method, state, B, D);
+      return tf.tidy((): [tf.Tensor3D, AverageContextState] => {
+        const start = state ?? this.initState(B);
+        if (B === 0 || T === 0) {
+          return [tf.zeros([B, T, D]), { previous: start.previous.clone(), sum: start.sum.clone(), positions: start.positions.clone() }];
+        }
+        const $x = zeroPadding(x, realSteps(lengths, T));
+        const mixed = state === undefined ? this.mix($x) : averageContextPrefill($x, start.previous, start.sum, start.positions,
+          { combine: this.combine, implementation: this.activeImplementation() });
+        return [this.project(mixed), {
+          previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D,
+          sum: tf.add(start.sum, tf.sum($x, 1)) as tf.Tensor2D,
+          positions: tf.add(start.positions, lengths) as tf.Tensor1D,
+        }];
+      });
+    } finally {
+      lengths.dispose();
+    }
+  }
+
+  /** Checks a state given to `method`: previous and sum float32 `[B, D]`, positions int32 `[B]`. */
+  private checkState(method: string, state: AverageContextState, B: number, D: number): void {
+    for (const field of ['previous', 'sum'] as const) {
+      checkShape(method, `state.${field}`, checkTensor(method, `state.${field}`, state?.[field], ['B', 'D']), [B, D], ['B', 'D']);
+    }
+    checkPositions(method, state, B);
+  }
+
+  private checkCausal(method: string): void {
+    if (!this.causal) {
+      throw new Error(`AverageContext.${method}: a layer with causal: false averages over the whole sequence, ` +
+        'so it cannot decode token by token; use causal: true.');
+    }
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  argumentError, checkBoolean, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames,
+  argumentError, checkBoolean, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, formatShape, optionNames,
   useKernel, type Implementation,
 } from '../../validate.js';
-import { averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
-import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
+import { averageContextPrefillReference, averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
+import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_PREFILL, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
 
 export type { Combine };
 export const COMBINES: readonly Combine[] = ['max', 'min', 'mean'];
@@ -102,6 +102,50 @@ export function causalMean(x: tf.Tensor3D, options: CausalMeanOptions = {}): tf.
 }
 
 /**
+ * Causal AverageContext over a prompt that continues a decode state: `y[t] = C(x[t], x[t−1],
+ * c[t])` with `c[t] = (sum + Σ_{s ≤ t} x[s]) / (position + t + 1)` and x[−1] the state's
+ * `previous` (x[0] itself in a row at position 0). With a zero state it is
+ * {@link averageContext}. Used by the layer's `prefill`, for decoding: its WGSL kernel (the
+ * forward scan, starting from the state) has no gradient.
+ *
+ * @param x `[B, T, D]` float32, the prompt; B or T may be 0 (the output is then empty).
+ * @param previous `[B, D]` float32, each row's last token before x.
+ * @param sum `[B, D]` float32, the sum of each row's tokens before x.
+ * @param positions int32 `[B]`: how many tokens each row saw before x (negative entries count as 0).
+ * @returns `[B, T, D]`.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor3d([[[4], [6]]]);                  // [1, 2, 1]
+ * ops.averageContextPrefill(x, tf.tensor2d([[2]]), tf.tensor2d([[2]]), tf.tensor1d([1], 'int32'),
+ *   { combine: 'min' }).print();                          // [[[2], [4]]]: c = [3, 4]
+ * ```
+ */
+export function averageContextPrefill(
+  x: tf.Tensor3D, previous: tf.Tensor2D, sum: tf.Tensor2D, positions: tf.Tensor1D, options: AverageContextStepOptions = {},
+): tf.Tensor3D {
+  const op = 'averageContextPrefill';
+  checkOptionNames(op, options, STEP_OPTIONS);
+  const $x = checkTensor<tf.Rank.R3>(op, 'x', x, ['B', 'T', 'D']);
+  const [B, , D] = $x.shape;
+  checkShape(op, 'previous', checkTensor(op, 'previous', previous, ['B', 'D']), [B, D], ['B', 'D']);
+  checkShape(op, 'sum', checkTensor(op, 'sum', sum, ['B', 'D']), [B, D], ['B', 'D']);
+  if (!(positions instanceof tf.Tensor) || positions.dtype !== 'int32' || positions.rank !== 1 || positions.shape[0] !== B) {
+    throw argumentError(op, `argument 'positions' must be an int32 tensor of shape ${formatShape([B])}; received ${describe(positions)}.`);
+  }
+  const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
+  const kernel = useKernel(op, options.implementation);
+  if ($x.size === 0) return tf.zeros($x.shape);
+  return tf.tidy(() => {
+    const counts = tf.relu(positions);
+    if (!kernel) return averageContextPrefillReference($x, previous, sum, counts, combine);
+    // the kernel reads the state as one [B, 3, D] tensor, the count as a float in every channel
+    const start = tf.stack([previous, sum, tf.cast(counts, 'float32').expandDims(1).broadcastTo([B, D])], 1);
+    return tf.engine().runKernel(AVERAGE_CONTEXT_PREFILL, { x: $x, start }, { combine }) as tf.Tensor3D;
+  });
+}
+
+/**
  * One decode step of causal AverageContext for a single token per sequence:
  * `sum' = sum + x`, `y = C(x, previous, sum' / (position + 1))`, with `previous` ignored at
  * position 0 (the first token is its own predecessor). Used by the layer's `step`.
@@ -109,11 +153,20 @@ export function causalMean(x: tf.Tensor3D, options: CausalMeanOptions = {}): tf.
  * @param x `[B, D]` float32, the current token.
  * @param previous `[B, D]` float32, the token before it.
  * @param sum `[B, D]` float32, the sum of the `position` tokens before x.
- * @param position how many tokens came before x.
+ * @param position how many tokens came before x: one non-negative integer for every row, or an
+ *   int32 tensor `[B]`, one per row (rows of a ragged batch; negative entries count as 0).
  * @returns `[y, nextSum]`, both `[B, D]`.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor2d([[3], [1]]);
+ * const [y, sum] = ops.averageContextStep(x, tf.tensor2d([[1], [0]]), tf.tensor2d([[1], [0]]),
+ *   tf.tensor1d([1, 0], 'int32'), { combine: 'mean' });
+ * y.print();  // [[2], [1]]: row 0 (3 + 1 + 4/2) / 3, row 1 its first token
+ * ```
  */
 export function averageContextStep(
-  x: tf.Tensor2D, previous: tf.Tensor2D, sum: tf.Tensor2D, position: number,
+  x: tf.Tensor2D, previous: tf.Tensor2D, sum: tf.Tensor2D, position: number | tf.Tensor1D,
   options: AverageContextStepOptions = {},
 ): [tf.Tensor2D, tf.Tensor2D] {
   const op = 'averageContextStep';
@@ -121,18 +174,27 @@ export function averageContextStep(
   const $x = checkTensor<tf.Rank.R2>(op, 'x', x, ['B', 'D']);
   checkShape(op, 'previous', checkTensor(op, 'previous', previous, ['B', 'D']), $x.shape, ['B', 'D']);
   checkShape(op, 'sum', checkTensor(op, 'sum', sum, ['B', 'D']), $x.shape, ['B', 'D']);
-  if (typeof position !== 'number' || !Number.isInteger(position) || position < 0) {
+  const B = $x.shape[0];
+  if (position instanceof tf.Tensor) {
+    if (position.dtype !== 'int32' || position.rank !== 1 || position.shape[0] !== B) {
+      throw argumentError(op, `argument 'position' must be a non-negative integer or an int32 tensor of shape ${formatShape([B])}; ` +
+        `received ${describe(position)}.`);
+    }
+  } else if (typeof position !== 'number' || !Number.isInteger(position) || position < 0) {
     throw argumentError(op, `argument 'position' must be a non-negative integer; received ${describe(position)}.`);
   }
   const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
   const kernel = useKernel(op, options.implementation);
   if ($x.size === 0) return [differentiableZeros($x.shape, [$x, previous, sum]), differentiableZeros($x.shape, [$x, previous, sum])];
-  if (kernel) {
-    return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum }, { combine, position }) as [tf.Tensor2D, tf.Tensor2D];
-  }
   return tf.tidy(() => {
+    const positions = position instanceof tf.Tensor ? tf.relu(position) : tf.fill([B], position, 'int32');
+    if (kernel) {
+      return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum, positions }, { combine }) as [tf.Tensor2D, tf.Tensor2D];
+    }
     const nextSum = tf.add(sum, $x) as tf.Tensor2D;
-    const p = position === 0 ? $x : previous;
-    return [combineThree(combine, $x, p, tf.div(nextSum, position + 1)) as tf.Tensor2D, nextSum];
+    const rowPositions = positions.expandDims(1);
+    const p = tf.where(tf.equal(rowPositions, 0), $x, previous);
+    const count = tf.cast(tf.add(rowPositions, 1), 'float32');
+    return [combineThree(combine, $x, p, tf.div(nextSum, count)) as tf.Tensor2D, nextSum];
   });
 }

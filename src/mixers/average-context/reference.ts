@@ -49,3 +49,24 @@ export function averageContextReference(x: tf.Tensor3D, combine: Combine, causal
     return combineThree(combine, x, predecessors(x), context) as tf.Tensor3D;
   });
 }
+
+/**
+ * A prompt's outputs continuing a decode state, in tfjs ops: `y[t] = C(x[t], x[t−1], c[t])` with
+ * x[−1] the state's `previous` (x[0] in a row at position 0) and `c[t] = (sum + Σ_{s ≤ t} x[s]) /
+ * (position + t + 1)`. The ground truth of `ops.averageContextPrefill`.
+ *
+ * @param positions int32 `[B]`, each ≥ 0.
+ */
+export function averageContextPrefillReference(
+  x: tf.Tensor3D, previous: tf.Tensor2D, sum: tf.Tensor2D, positions: tf.Tensor1D, combine: Combine,
+): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [B, T, D] = x.shape;
+    const rowPositions = positions.reshape([B, 1, 1]);
+    const before = tf.where(tf.greater(rowPositions, 0), previous.expandDims(1), x.slice([0, 0, 0], [B, 1, D]));
+    const predecessors = T === 1 ? before : tf.concat([before, x.slice([0, 0, 0], [B, T - 1, D])], 1);
+    const counts = tf.cast(tf.add(rowPositions, tf.range(1, T + 1, 1, 'int32').reshape([1, T, 1])), 'float32');
+    const context = tf.div(tf.add(sum.expandDims(1), tf.cumsum(x, 1)), counts);
+    return combineThree(combine, x, predecessors, context) as tf.Tensor3D;
+  });
+}

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer, type AttentionLayerArgs, type KVCacheState } from '../../attention/attention-layer.js';
 import type { VisibilityOptions } from '../../attention/visibility.js';
+import { int } from '../../attention/kv-cache.js';
 import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { checkOptionNames, describe, optionNames } from '../../validate.js';
@@ -57,32 +58,77 @@ export class BlockSparse extends AttentionLayer {
     this.layout = resolveLayout(`${this.layerName} layout`, given);
   }
 
-  /**
-   * The layer's forward (q, k and v of one length T) runs the block-sparse op. The decode step
-   * brings one query, at position t = Tk − 1 of the cache: it attends to the keys the layout
-   * shows row t, gathered from the cache, which is dense attention over that list.
-   */
+  /** The layer's forward, q, k and v of one length T: the block-sparse op. */
   protected attend(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, visibility: VisibilityOptions, dropout: DropoutOptions,
   ): tf.Tensor4D {
-    const [, Tq] = q.shape;
-    const Tk = k.shape[1];
-    const implementation = this.activeImplementation();
-    if (Tq === Tk) return blockSparseAttention(q, k, v, { ...this.layout, ...visibility, ...dropout, implementation });
-    if (Tq !== 1) throw new Error(`${this.layerName}: attention over a cache takes one query at a time; received ${Tq}.`);
-    const keys = tf.tensor1d(visibleKeys(Tk - 1, this.layout), 'int32');
-    return flashAttention(q, tf.gather(k, keys, 1), tf.gather(v, keys, 1), { causal: false, implementation });
+    return blockSparseAttention(q, k, v, { ...this.layout, ...visibility, ...dropout, implementation: this.activeImplementation() });
   }
 
   /**
-   * Runs one token through the layer: projects it, appends its key and value to the cache, and
-   * lets its query, at position t (the tokens seen before it), attend to the keys that the
-   * layout shows row t (its active blocks, up to t), gathered from the cache. The cost is those
-   * keys, not t. Stepping through a sequence reproduces the parallel forward. The input state is
-   * left as it is: dispose it once it is no longer needed.
+   * Decoding over the cache: row b's queries sit at `queryOffsets[b] + i` and key j at position
+   * j. A step whose positions t_b the host knows gathers, per row, the keys the layout shows
+   * row t_b (`visibleKeys`: its active blocks, up to t_b), padded to the longest list and cut by
+   * `kvLengths`, and runs dense attention over them: a step costs those keys, not t. Otherwise
+   * (a prefill over a cache, or positions known only on the device) the layout becomes a mask
+   * `[B, Tq, S]` of the blocks each query's position shows, and-ed with the causal and length
+   * conditions in `flashAttention` (the block-sparse op takes only self-attention).
+   */
+  protected override attendCache(
+    q: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, visibility: VisibilityOptions, offsets?: readonly number[],
+  ): tf.Tensor4D {
+    const [B, Tq] = q.shape;
+    const implementation = this.activeImplementation();
+    if (Tq === 1 && offsets) {
+      const lists = offsets.map((t) => visibleKeys(t, this.layout));
+      const M = Math.max(1, ...lists.map((l) => l.length));
+      const index = new Int32Array(B * M);
+      lists.forEach((l, b) => index.set(l, b * M));
+      return tf.tidy(() => {
+        const rows = tf.tensor2d(index, [B, M], 'int32');
+        const counts = tf.tensor1d(lists.map((l) => l.length), 'int32');
+        return flashAttention(q, tf.gather(keys, rows, 1, 1) as tf.Tensor4D, tf.gather(values, rows, 1, 1) as tf.Tensor4D,
+          { causal: false, kvLengths: counts, implementation });
+      });
+    }
+    const S = keys.shape[1];
+    const { blockSize, localBlocks, globalBlocks, stride } = this.layout;
+    const mask = tf.tidy(() => {
+      const starts = visibility.queryOffsets as tf.Tensor1D;
+      const at = tf.add(starts.expandDims(1), tf.range(0, Tq, 1, 'int32').expandDims(0));      // [B, Tq]
+      const I = tf.floorDiv(at, int(blockSize)).expandDims(2);                                   // [B, Tq, 1]
+      const J = tf.floorDiv(tf.range(0, S, 1, 'int32'), int(blockSize)).reshape([1, 1, S]);       // [1, 1, S]
+      const d = tf.sub(I, J);
+      let active = tf.logicalOr(tf.less(d, int(localBlocks)), tf.less(J, int(globalBlocks)));
+      if (stride > 0) active = tf.logicalOr(active, tf.equal(tf.mod(d, int(stride)), int(0)));
+      return tf.logicalAnd(active, tf.greaterEqual(d, int(0)));
+    });
+    try {
+      return flashAttention(q, keys, values, { ...visibility, mask, implementation });
+    } finally {
+      mask.dispose();
+    }
+  }
+
+  /**
+   * Runs one token through the layer, each row at its own position t (`state.positions`): it
+   * writes its key and value to the cache and lets its query attend to the keys that the
+   * layout shows row t (its active blocks, up to t), gathered from the cache while the host
+   * knows each row's t (every prefill took its lengths as numbers), so that a step costs those
+   * keys, not t. Stepping through a sequence reproduces the parallel forward. A concatenating
+   * state is left as it is (dispose it once no longer needed); a preallocated one is updated in
+   * place and returned (see {@link AttentionLayer.initState}).
    *
    * @param x `[B, D]` float32, the next token.
    * @returns `[y, nextState]` with y `[B, D]`.
+   * @example
+   * ```ts
+   * const layer = layers.blockSparse({ numHeads: 2, layout: { blockSize: 4, localBlocks: 2 } });
+   * layer.apply(tf.zeros([1, 1, 16]));                   // builds it for D = 16
+   * const state = layer.initState(1, { capacity: 64 });
+   * const [y] = layer.step(tf.ones([1, 16]), state);     // y [1, 16]; state updated in place
+   * tf.dispose([y, state]);
+   * ```
    */
   override step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState] {
     return super.step(x, state);

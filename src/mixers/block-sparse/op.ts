@@ -90,7 +90,7 @@ export function blockSparseAttention(
   if (s.Tq !== s.Tk) {
     throw argumentError(op, `block-sparse attention is self-attention: 'q' and 'k' must have the same length T; ` +
       `received Tq = ${s.Tq} and Tk = ${s.Tk}. To decode one token over a cache, gather the keys visibleKeys(t, layout) ` +
-      `returns and use flashAttention, as the BlockSparse layer's step does.`);
+      `returns and use flashAttention, as the BlockSparse layer's step does (or pass the layout as a mask).`);
   }
   if (!checkBoolean(op, 'causal', options.causal, true)) {
     throw argumentError(op, `option 'causal' must be true or omitted: the layout is causal by definition ` +

@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-mixer.js';
-import { checkOneOf, optionNames } from '../../validate.js';
+import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
+import type { PrefillOptions } from '../../layers/prefill.js';
+import { checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
 import { causalGeneration as causalGenerationOp, causalGenerationStep, REDUCES, type Reduce } from './op.js';
 
 /** Arguments of the {@link CausalGeneration} layer. */
@@ -12,12 +14,15 @@ export interface CausalGenerationArgs extends ProjectedMixerArgs {
 
 const OPTIONS = optionNames<Omit<CausalGenerationArgs, keyof ProjectedMixerArgs>>({ reduce: true });
 
-/** Decode state of {@link CausalGeneration}: the previous token and how many were seen. */
+/**
+ * Decode state of {@link CausalGeneration}: each row's previous token and position. The mixer
+ * compares a token with its predecessor only, so nothing older is kept.
+ */
 export type CausalGenerationState = {
-  /** `[B, D]`: the last token seen (zeros before the first). */
+  /** `[B, D]`: each row's last token (zeros in a row that has seen none). */
   previous: tf.Tensor2D;
-  /** Tokens seen so far. */
-  position: number;
+  /** int32 `[B]`: the tokens each row has consumed; at 0 a row's next token has no predecessor. */
+  positions: tf.Tensor1D;
 };
 
 /**
@@ -25,8 +30,8 @@ export type CausalGenerationState = {
  * self-attention with no Q, K, V projections (the {@link "causal-generation" | CausalGeneration guide}).
  *
  * Input and output `[B, T, D]`. Weights: `kernel [D, D]` and `bias [D]` when `projection`
- * is on (the default). Decode with {@link CausalGeneration.initState} and
- * {@link CausalGeneration.step}; the state is the previous token.
+ * is on (the default). Decode with {@link CausalGeneration.initState},
+ * {@link CausalGeneration.prefill} and {@link CausalGeneration.step}; the state is the previous token.
  *
  * @example
  * ```ts
@@ -52,28 +57,94 @@ export class CausalGeneration extends ProjectedMixer {
     return causalGenerationOp(x, { reduce: this.reduce, implementation: this.activeImplementation() });
   }
 
-  /** A fresh decode state for `batch` sequences, a non-negative integer. */
+  /** A fresh decode state for `batch` sequences, a non-negative integer: zeros, every position 0. */
   initState(batch: number): CausalGenerationState {
     this.checkBatch(batch);
-    return { previous: tf.zeros([batch, this.builtWidth()]), position: 0 };
+    return { previous: tf.zeros([batch, this.builtWidth()]), positions: tf.zeros([batch], 'int32') };
   }
 
   /**
-   * Runs one token through the layer. Running `step` over a sequence reproduces the
+   * Runs one token through the layer, each row at its own position (`state.positions`, which
+   * the returned state advances by one). Running `step` over a sequence reproduces the
    * parallel forward. The input state is left as it is: dispose it (`tf.dispose(state)`)
    * once it is no longer needed.
    *
    * @param x `[B, D]` float32, the next token.
    * @returns `[y, nextState]` with y `[B, D]`.
+   *
+   * @example
+   * ```ts
+   * const layer = layers.causalGeneration();
+   * layer.apply(tf.zeros([1, 1, 8]));                       // builds it for D = 8
+   * const state = layer.initState(2);
+   * const [y, next] = layer.step(tf.ones([2, 8]), state);   // y [2, 8]; next.positions [1, 1]
+   * tf.dispose([state, y, next]);
+   * ```
    */
   step(x: tf.Tensor2D, state: CausalGenerationState): [tf.Tensor2D, CausalGenerationState] {
     this.checkStep(x, state, 'previous');
+    const positions = checkPositions(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, CausalGenerationState] => {
-      // the first token has no predecessor: R(x, x) = x
-      const previous = state.position === 0 ? x : state.previous;
-      const mixed = causalGenerationStep(x, previous, { reduce: this.reduce, implementation: this.activeImplementation() });
-      return [this.project(mixed), { previous: x.clone(), position: state.position + 1 }];
+      const mixed = this.mixStep(x, state.previous, positions);
+      return [this.project(mixed), { previous: x.clone(), positions: tf.add(positions, tf.scalar(1, 'int32')) }];
     });
+  }
+
+  /**
+   * Runs a prompt through the layer in parallel (the forward's kernel on webgpu): the outputs,
+   * and the state that stepping its real tokens one by one from `state` would leave. x is
+   * right-padded: row b holds `options.lengths[b]` real tokens (default all T), and its state
+   * advances by that many from its own position; a given state's last token is the predecessor
+   * of x's first. The input state is left as it is: dispose it once it is no longer needed.
+   *
+   * @param x `[B, T, D]` float32, the prompt, right-padded.
+   * @param state from {@link CausalGeneration.initState}, {@link CausalGeneration.step} or a
+   *   previous prefill; default a fresh state.
+   * @returns `[y, nextState]`, y `[B, T, D]`; y at a padded step (t ≥ lengths[b]) is unspecified
+   *   but finite (padded tokens are read as zeros, so even a NaN there reaches no output).
+   *
+   * @example
+   * ```ts
+   * const layer = layers.causalGeneration();
+   * layer.apply(tf.zeros([1, 1, 8]));                       // builds it for D = 8
+   * const [y, state] = layer.prefill(tf.randomNormal([2, 5, 8]), undefined, { lengths: [5, 2] });
+   * state.positions.print();                                 // [5, 2]
+   * tf.dispose([y, state]);
+   * ```
+   */
+  prefill(x: tf.Tensor3D, state?: CausalGenerationState, options?: PrefillOptions): [tf.Tensor3D, CausalGenerationState] {
+    const method = `${this.layerName}.prefill`;
+    const D = this.builtWidth();
+    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    try {
+      if (state !== undefined) {
+        checkShape(method, 'state.previous', checkTensor(method, 'state.previous', state?.previous, ['B', 'D']), [B, D], ['B', 'D']);
+        checkPositions(method, state, B);
+      }
+      return tf.tidy((): [tf.Tensor3D, CausalGenerationState] => {
+        const start = state ?? this.initState(B);
+        if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { previous: start.previous.clone(), positions: start.positions.clone() }];
+        const $x = zeroPadding(x, realSteps(lengths, T));
+        let mixed = this.mix($x);
+        if (state !== undefined) {
+          // the forward gives x[0] no predecessor; continuing a row, its predecessor is the state's token
+          const first = this.mixStep($x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, state.previous, state.positions);
+          mixed = (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
+        }
+        return [this.project(mixed), {
+          previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D,
+          positions: tf.add(start.positions, lengths) as tf.Tensor1D,
+        }];
+      });
+    } finally {
+      lengths.dispose();
+    }
+  }
+
+  /** `R(x, previous)` for one token per row, a row at position 0 being its own predecessor. */
+  private mixStep(x: tf.Tensor2D, previous: tf.Tensor2D, positions: tf.Tensor1D): tf.Tensor2D {
+    const before = tf.where(tf.greater(positions.expandDims(1), 0), previous, x) as tf.Tensor2D;
+    return causalGenerationStep(x, before, { reduce: this.reduce, implementation: this.activeImplementation() });
   }
 
   override getConfig(): tf.serialization.ConfigDict {

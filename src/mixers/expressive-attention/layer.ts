@@ -1,12 +1,17 @@
 import * as tf from '@tensorflow/tfjs';
-import { AttentionLayer, type KVCacheState, type WindowedAttentionLayerArgs } from '../../attention/attention-layer.js';
+import {
+  AttentionLayer, type KVCacheOptions, type KVCacheState, type WindowedAttentionLayerArgs,
+} from '../../attention/attention-layer.js';
 import type { VisibilityOptions } from '../../attention/visibility.js';
 import type { DropoutOptions } from '../../attention/dropout.js';
+import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../layers/decode-state.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
-import { argumentError, checkOneOf, optionNames } from '../../validate.js';
+import type { PrefillOptions } from '../../layers/prefill.js';
+import { argumentError, checkShape, checkTensor, checkOneOf, optionNames } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
+import { quadraticFeatures } from './reference.js';
 
-export { quadraticFeatures } from './reference.js';
+export { quadraticFeatures };
 
 /**
  * How {@link ExpressiveAttention} decodes: `'cache'` keeps every key and value (state grows by
@@ -34,14 +39,23 @@ export type ExpressiveAttentionRecurrentState = {
   M: tf.Tensor4D;
   /** `[B, Hkv, P]`: Σ_s φ(k_s). */
   z: tf.Tensor3D;
-  /** Tokens seen so far. */
-  position: number;
+  /** int32 `[B]`: the tokens row b has consumed. */
+  positions: tf.Tensor1D;
 };
 
 /** Decode state of an {@link ExpressiveAttention} layer, by its `decode` argument. */
 export type ExpressiveAttentionState = KVCacheState | ExpressiveAttentionRecurrentState;
 
 const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
+
+/**
+ * The ε under which a prefill that continues a recurrent state reads the prompt's own Σ s²
+ * from the attention op: with values of 1 it returns w = Σ s² / (E + Σ s²), and
+ * Σ s² = E·w / (1 − w) is accurate while Σ s² < E (w < 1/2, so 1 − w is exact to an ulp).
+ * A power of two, so the products with it are exact; 2⁴⁰ keeps w a normal float32 down to
+ * Σ s² ≈ 2⁻⁸⁶.
+ */
+const SUM_EPSILON = 2 ** 40;
 const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof WindowedAttentionLayerArgs>>({ epsilon: true, decode: true });
 
 /**
@@ -60,6 +74,10 @@ const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof WindowedAttentio
  * `M = Σ φ(k)·vᵀ [K(K+1)/2, K]` and `z = Σ φ(k) [K(K+1)/2]` and outputs
  * `φ(scale·q)·M / (ε + φ(scale·q)·z)`: the same attention, exactly, in fixed memory. On the
  * webgpu backend that step is one WGSL kernel pair (`expressiveAttentionRecurrentStep`).
+ * `prefill` runs a prompt in parallel with either decode and returns the state stepping it
+ * would leave; every state records each row's position. The recurrent form rounds less
+ * kindly for queries nearly orthogonal to every key seen (see the guide's "Precision of the
+ * two decodes").
  *
  * Weights: `query [D, H·K]`, `key` and `value [Dc, Hkv·K]` (Dc = D but in cross-attention),
  * `output [H·K, D]`, and their biases when `useBias` is on.
@@ -99,57 +117,190 @@ export class ExpressiveAttention extends AttentionLayer {
   }
 
   /**
-   * An empty decode state for `batch` sequences: a key/value cache, or with
-   * `decode: 'recurrent'` zero sums `M [B, Hkv, P, K]` and `z [B, Hkv, P]`, P = K(K+1)/2.
+   * An empty decode state for `batch` sequences, every row at position 0: a key/value cache
+   * (`options.capacity` preallocates it: see {@link AttentionLayer.initState}), or with
+   * `decode: 'recurrent'` zero sums `M [B, Hkv, P, K]` and `z [B, Hkv, P]`, P = K(K+1)/2,
+   * whose size never grows (so it takes no `capacity`).
    */
-  override initState(batch: number): ExpressiveAttentionState;
+  override initState(batch: number, options?: KVCacheOptions): ExpressiveAttentionState;
   // AttentionLayer's signature, so that this layer still is one
-  override initState(batch: number): KVCacheState;
-  override initState(batch: number): ExpressiveAttentionState {
-    if (this.decode === 'cache') return super.initState(batch);
+  override initState(batch: number, options?: KVCacheOptions): KVCacheState;
+  override initState(batch: number, options?: KVCacheOptions): ExpressiveAttentionState {
+    if (this.decode === 'cache') return super.initState(batch, options);
     this.checkBatch(batch);
     this.checkDecodes('initState');
+    if (options?.capacity !== undefined) {
+      throw argumentError(`${this.layerName}.initState`, `option 'capacity' needs decode: 'cache': the recurrent state has a ` +
+        `fixed size and nothing to preallocate; received capacity = ${String(options.capacity)} with decode: 'recurrent'.`);
+    }
     const { K } = this.dimsOrThrow();
     const P = (K * (K + 1)) / 2;
-    return { M: tf.zeros([batch, this.numKvHeads, P, K]), z: tf.zeros([batch, this.numKvHeads, P]), position: 0 };
+    return {
+      M: tf.zeros([batch, this.numKvHeads, P, K]), z: tf.zeros([batch, this.numKvHeads, P]), positions: tf.zeros([batch], 'int32'),
+    };
   }
 
   /**
    * Runs one token through the layer and returns its output and the next state, which
-   * reproduces the parallel forward when stepped through a sequence. With `decode: 'cache'`
-   * its query attends to the growing cache; with `decode: 'recurrent'` the token's φ(k)·vᵀ and
-   * φ(k) are added to the sums and its query reads them. The input state is left as it is:
-   * dispose it once it is no longer needed.
+   * reproduces the parallel forward when stepped through a sequence; every row's position
+   * advances by one. With `decode: 'cache'` its query attends to the cache (see
+   * {@link FlashStyleTiledAttention.step}); with `decode: 'recurrent'` the token's φ(k)·vᵀ and φ(k) are
+   * added to the sums and its query reads them, each row from its own sums, so rows at
+   * different positions decode in one batch. A recurrent state is left as it is: dispose it
+   * once it is no longer needed.
    *
    * @param x `[B, D]` float32, the next token.
-   * @param state from {@link ExpressiveAttention.initState} or a previous step.
+   * @param state from {@link ExpressiveAttention.initState}, a previous step or a prefill.
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   override step(x: tf.Tensor2D, state: ExpressiveAttentionState): [tf.Tensor2D, ExpressiveAttentionState];
   // AttentionLayer's signature, so that this layer still is one
   override step(x: tf.Tensor2D, state: KVCacheState): [tf.Tensor2D, KVCacheState];
   override step(x: tf.Tensor2D, state: ExpressiveAttentionState): [tf.Tensor2D, ExpressiveAttentionState] {
-    const name = `${this.layerName}.step`;
-    const recurrent = 'M' in state;
-    if (recurrent !== (this.decode === 'recurrent')) {
-      throw new Error(`${name}: this layer decodes with decode = '${this.decode}', but argument 'state' is ` +
-        `${recurrent ? 'a recurrent state' : 'a key/value cache'}; use the state from this layer's initState().`);
-    }
-    if (!('M' in state)) return super.step(x, state);
+    if (!this.isRecurrent('step', state)) return super.step(x, state);
     this.checkDecodes('step');
     this.checkStep(x, state, 'M');
+    this.checkRecurrentState(`${this.layerName}.step`, state, x.shape[0]);
     const { K } = this.dimsOrThrow();
     return tf.tidy((): [tf.Tensor2D, ExpressiveAttentionRecurrentState] => {
       const B = x.shape[0];
       const H = this.numHeads;
-      const q = this.dense(x, 'query').reshape([B, H, K]) as tf.Tensor3D;
-      const k = this.dense(x, 'key').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
+      // the token of row b sits at positions[b]
+      const [q4, k4] = this.rotate(this.dense(x, 'query').reshape([B, 1, H, K]) as tf.Tensor4D,
+        this.dense(x, 'key').reshape([B, 1, this.numKvHeads, K]) as tf.Tensor4D, { offset: state.positions });
+      const q = q4.reshape([B, H, K]) as tf.Tensor3D;
+      const k = k4.reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       const v = this.dense(x, 'value').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
       const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
         { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.activeImplementation() });
-      return [this.dense(o.reshape([B, H * K]), 'output') as tf.Tensor2D, { M, z, position: state.position + 1 }];
+      const positions = tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D;
+      return [this.dense(o.reshape([B, H * K]), 'output') as tf.Tensor2D, { M, z, positions }];
     });
+  }
+
+  /**
+   * Runs a prompt through the layer in parallel and returns its outputs and the state that
+   * stepping its real tokens one by one from `state` would leave. x is right-padded: row b
+   * holds `options.lengths[b]` real tokens (default all T) and continues from its own
+   * position. With `decode: 'cache'` see {@link FlashStyleTiledAttention.prefill}. With
+   * `decode: 'recurrent'`:
+   * - the prompt's attention to itself is the layer's forward, `ops.expressiveAttention`
+   *   (the tiled kernel on webgpu), causal;
+   * - continuing a given state, each query also reads the state's sums, N₀ = φ(scale·q)·M and
+   *   S₀ = φ(scale·q)·z, and o = (N₀ + N)/(ε + S₀ + S) with N, S the prompt's own
+   *   Σ s²·v and Σ s² (S from a second call of the op, with values 1 and ε = 2⁴⁰);
+   * - the new sums add the real tokens' φ(k)·vᵀ and φ(k) in one batched matMul over the
+   *   prompt, the padded tokens' selected away.
+   * It needs B·T·(H + Hkv)·K(K+1)/2 floats for the prompt's features (H when continuing a
+   * state). The input state is left as it is: dispose it once it is no longer needed.
+   *
+   * @param x `[B, T, D]` float32, the prompt, right-padded.
+   * @param state from {@link ExpressiveAttention.initState}, a step or a prefill; default
+   *   `initState(B)`.
+   * @returns `[y, nextState]`, y `[B, T, D]`; y at a padded position (t ≥ lengths[b]) is
+   *   unspecified but finite (padded tokens are read as zeros, so even a NaN there reaches no
+   *   output and not the state).
+   * @example
+   * ```ts
+   * const layer = layers.expressiveAttention({ numHeads: 4, decode: 'recurrent' });
+   * layer.apply(tf.zeros([1, 1, 32]));                                 // builds it for D = 32
+   * const [y, state] = layer.prefill(tf.randomNormal([2, 6, 32]), undefined, { lengths: [6, 2] });
+   * const [next, after] = layer.step(tf.randomNormal([2, 32]), state); // row 0 at 6, row 1 at 2
+   * after.positions.print();                                           // [7, 3]
+   * tf.dispose([y, state, next, after]);
+   * ```
+   */
+  override prefill(x: tf.Tensor3D, state?: ExpressiveAttentionState, options?: PrefillOptions): [tf.Tensor3D, ExpressiveAttentionState];
+  // AttentionLayer's signature, so that this layer still is one
+  override prefill(x: tf.Tensor3D, state?: KVCacheState, options?: PrefillOptions): [tf.Tensor3D, KVCacheState];
+  override prefill(x: tf.Tensor3D, state?: ExpressiveAttentionState, options?: PrefillOptions): [tf.Tensor3D, ExpressiveAttentionState] {
+    if (this.decode === 'cache') {
+      if (state !== undefined) this.isRecurrent('prefill', state);
+      return super.prefill(x, state as KVCacheState | undefined, options);
+    }
+    const method = `${this.layerName}.prefill`;
+    this.checkDecodes('prefill');
+    if (state !== undefined) this.isRecurrent('prefill', state);
+    const { D, K } = this.dimsOrThrow();
+    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    try {
+      if (state !== undefined) this.checkRecurrentState(method, state as ExpressiveAttentionRecurrentState, B);
+      const given = state as ExpressiveAttentionRecurrentState | undefined;
+      return tf.tidy((): [tf.Tensor3D, ExpressiveAttentionRecurrentState] => {
+        const start = given ?? (this.initState(B) as ExpressiveAttentionRecurrentState);
+        if (B * T === 0) {
+          return [tf.zeros([B, T, D]), { M: start.M.clone(), z: start.z.clone(), positions: start.positions.clone() }];
+        }
+        const H = this.numHeads;
+        const Hkv = this.numKvHeads;
+        const P = (K * (K + 1)) / 2;
+        const scale = 1 / Math.sqrt(K);
+        const implementation = this.activeImplementation();
+        const real = realSteps(lengths, T);
+        // padded tokens are read as zeros: nothing there, not even a NaN, reaches an output
+        const source = zeroPadding(x, real);
+        // token t of row b sits at positions[b] + t
+        const [q, k] = this.rotate(this.dense(source, 'query').reshape([B, T, H, K]) as tf.Tensor4D,
+          this.dense(source, 'key').reshape([B, T, Hkv, K]) as tf.Tensor4D, { offset: start.positions });
+        const v = this.dense(source, 'value').reshape([B, T, Hkv, K]) as tf.Tensor4D;
+        // the prompt's attention to itself; right-padded, so a real query sees only real keys
+        const attention = (values: tf.Tensor4D, epsilon: number) =>
+          expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });
+        let o = attention(v, this.epsilon);
+        if (given) {
+          // the state's share: o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S),
+          // o_p = N/(ε + S) the prompt's own; S₀ = 0 = N₀ for a row with an empty state
+          // query head h reads kv head ⌊h·Hkv/H⌋: the G = H/Hkv query heads of a kv head are
+          // adjacent (rank ≤ 4 throughout: tfjs's webgpu shaders stop there)
+          const G = H / Hkv;
+          const phiQ = quadraticFeatures(tf.mul(q, scale).reshape([B, T, Hkv, G * K]).transpose([0, 2, 1, 3])
+            .reshape([B * Hkv, T * G, K]));                                               // [B·Hkv, T·G, P]
+          const fromState = (sums: tf.Tensor, width: number) => tf.matMul(phiQ, sums.reshape([B * Hkv, P, width]))
+            .reshape([B, Hkv, T, G * width]).transpose([0, 2, 1, 3]).reshape([B, T, H, width]);
+          const N0 = fromState(start.M, K);
+          const S0 = tf.relu(fromState(start.z, 1)); // Σ (q·k)² ≥ 0, as the step clamps it
+          // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
+          const w = attention(tf.onesLike(k), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
+          const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
+          const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), Math.max(this.epsilon, 2 ** -60));
+          o = tf.add(o, tf.div(tf.sub(N0, tf.mul(S0, o)), denominator)) as tf.Tensor4D;
+        }
+        const y = this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
+        // the sums over the real tokens: φ(k) selected to 0 at the padded ones, v too (0·NaN is NaN)
+        const keep = real.reshape([B, T, 1, 1]);
+        const phiK = tf.where(keep, quadraticFeatures(k), 0).transpose([0, 2, 3, 1]) as tf.Tensor4D;    // [B, Hkv, P, T]
+        const values = tf.where(keep, v, 0).transpose([0, 2, 1, 3]) as tf.Tensor4D;                      // [B, Hkv, T, K]
+        const M = tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D;
+        const z = tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D;
+        return [y, { M, z, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
+      });
+    } finally {
+      lengths.dispose();
+    }
+  }
+
+  /**
+   * Whether `state` is a recurrent state; throws, naming `method`, when it is not the kind
+   * this layer's `decode` makes.
+   */
+  private isRecurrent(method: 'step' | 'prefill', state: ExpressiveAttentionState): state is ExpressiveAttentionRecurrentState {
+    const recurrent = state !== null && typeof state === 'object' && 'M' in state;
+    if (recurrent !== (this.decode === 'recurrent')) {
+      throw new Error(`${this.layerName}.${method}: this layer decodes with decode = '${this.decode}', but argument 'state' is ` +
+        `${recurrent ? 'a recurrent state' : 'a key/value cache'}; use the state from this layer's initState().`);
+    }
+    return recurrent;
+  }
+
+  /** Checks a recurrent state's sums and positions for a batch of B, naming `method`. */
+  private checkRecurrentState(method: string, state: ExpressiveAttentionRecurrentState, B: number): void {
+    const { K } = this.dimsOrThrow();
+    const P = (K * (K + 1)) / 2;
+    const Hkv = this.numKvHeads;
+    checkShape(method, 'state.M', checkTensor(method, 'state.M', state.M, ['B', 'Hkv', 'P', 'K']), [B, Hkv, P, K], ['B', 'Hkv', 'P', 'K']);
+    checkShape(method, 'state.z', checkTensor(method, 'state.z', state.z, ['B', 'Hkv', 'P']), [B, Hkv, P], ['B', 'Hkv', 'P']);
+    checkPositions(method, state, B);
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -73,10 +73,44 @@ export function quadraticFeatures(x: tf.Tensor): tf.Tensor {
 }
 
 /**
+ * The sum of `x` along `axis`, compensated: pairwise, with each addition's rounding error
+ * recovered exactly (Knuth's TwoSum, six float32 ops) and summed apart, then added once at
+ * the end. Its error is at most one rounding of the result plus O(log₂n·u²)·Σ|x| (u = 2⁻²⁴),
+ * where a plain float32 sum's grows as n·u·Σ|x|: what a sum that cancels needs (the recurrent
+ * readout's, {@link expressiveAttentionRecurrentStepReference}). Exact on any backend whose
+ * float32 ops round correctly; about 7·log₂n elementwise ops.
+ */
+function compensatedSum(x: tf.Tensor, axis: number): tf.Tensor {
+  return tf.tidy(() => {
+    let sum = x;
+    let error = tf.zerosLike(x);
+    while (sum.shape[axis]! > 1) {
+      if (sum.shape[axis]! % 2 === 1) {
+        // an odd count: a zero joins the last element, exactly
+        const pad = sum.shape.map((_, i): [number, number] => (i === axis ? [0, 1] : [0, 0]));
+        [sum, error] = [tf.pad(sum, pad), tf.pad(error, pad)];
+      }
+      const half = sum.shape[axis]! / 2;
+      const [a, b] = tf.split(sum, [half, half], axis);
+      const [ea, eb] = tf.split(error, [half, half], axis);
+      const s = tf.add(a!, b!);
+      const bb = tf.sub(s, a!);
+      // TwoSum: a + b = s + e exactly
+      const e = tf.add(tf.sub(a!, tf.sub(s, bb)), tf.sub(b!, bb));
+      [sum, error] = [s, tf.add(tf.add(ea!, eb!), e)];
+    }
+    return tf.add(sum, error).squeeze([axis]);
+  });
+}
+
+/**
  * One step of the exact recurrent form in tfjs ops, on any backend: the ground truth of the
  * recurrent-step kernels. M' = M + φ(k)·vᵀ, z' = z + φ(k), and
  * o = φ(scale·q)·M' / max(ε + φ(scale·q)·z', max(ε, 2⁻⁶⁰)), query head h reading kv head
  * ⌊h·Hkv/H⌋. q `[B, H, K]`, k and v `[B, Hkv, K]`, M `[B, Hkv, P, K]`, z `[B, Hkv, P]`.
+ * The readout's two sums over the P state rows are compensated (they cancel: see
+ * docs/expressive-attention.md, "Precision of the two decodes"), so it forms the products
+ * φ(scale·q)_p·M'_pc, `[B, H, P, K]`, rather than a matMul.
  */
 export function expressiveAttentionRecurrentStepReference(
   q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, M: tf.Tensor4D, z: tf.Tensor3D, scale: number, epsilon: number,
@@ -91,10 +125,10 @@ export function expressiveAttentionRecurrentStepReference(
     // query head h reads kv head ⌊h·Hkv/H⌋: the H/Hkv query heads of a kv head are adjacent.
     // scale folded into q: φ(scale·q) = scale²·φ(q)
     const phiQ = quadraticFeatures(tf.mul(q, scale).reshape([B * Hkv, H / Hkv, K]));
-    const numerator = tf.matMul(phiQ, nextM.reshape([B * Hkv, P, K]));
+    const numerator = compensatedSum(tf.mul(phiQ.expandDims(3), nextM.reshape([B * Hkv, 1, P, K])), 2);
     // Σ_s (q·k_s)² ≥ 0, but the packed sum cancels and may round below 0: ε + max(Σ, 0),
     // floored as the parallel forward's denominator is
-    const sums = tf.matMul(phiQ, nextZ.reshape([B * Hkv, P, 1]));
+    const sums = compensatedSum(tf.mul(phiQ, nextZ.reshape([B * Hkv, 1, P])), 2).expandDims(2);
     const denominator = tf.maximum(tf.add(sums, epsilon), Math.max(epsilon, MIN_DENOMINATOR));
     return [tf.div(numerator, denominator).reshape([B, H, K]) as tf.Tensor3D, nextM, nextZ];
   });

@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
+import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
+import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
-import { selectiveScan, selectiveScanStep } from './op.js';
+import { selectiveScan, selectiveScanStep, selectiveScanWithState } from './op.js';
+import { softplus } from './reference.js';
 
 /** Arguments of the {@link SelectiveSSM} layer (Mamba's names in parentheses). */
 export interface SelectiveSSMArgs extends MixerLayerArgs {
@@ -27,10 +30,12 @@ const OPTIONS = optionNames<Omit<SelectiveSSMArgs, keyof MixerLayerArgs>>({
 
 /** Decode state of {@link SelectiveSSM}: a fixed size, whatever the tokens seen. */
 export type SelectiveSSMState = {
-  /** `[B, dConv − 1, E]`: the convolution's window, the last dConv − 1 inner tokens (zeros before the first). */
+  /** `[B, dConv − 1, E]`: the convolution's window, each row's last dConv − 1 inner tokens (zeros before the first). */
   conv: tf.Tensor3D;
   /** `[B, E, N]`: the selective scan's state. */
   ssm: tf.Tensor3D;
+  /** int32 `[B]`: the tokens each row has consumed. */
+  positions: tf.Tensor1D;
 };
 
 /** The layer's resolved sizes, known once it is built. */
@@ -81,7 +86,8 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
  * - `D [E]`: ones, the skip connection.
  *
  * Decoding keeps a fixed-size state (the convolution's last dConv − 1 inner tokens and the
- * scan's `[B, E, N]` state), so each `step` costs O(D·E + E·N), whatever the position.
+ * scan's `[B, E, N]` state), so each `step` costs O(D·E + E·N), whatever the position;
+ * `prefill` runs a prompt through the parallel scan and returns the same state.
  *
  * @example
  * ```ts
@@ -168,23 +174,42 @@ export class SelectiveSSM extends MixerLayer {
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
+    return this.block(x).y;
+  }
+
+  /**
+   * The block on x `[B, T, D]`. Without `start`, the forward: zeros before the first token.
+   * With it (a prefill), the convolution's window before x is `start.conv` and the scan starts
+   * from `start.ssm`; Δ is 0 at the steps where `real` `[B, T]` is false, and exp(0·A) = 1 with
+   * an input Δ·u = 0 leaves the scan's state as it is there, so the final state is each row's
+   * after its real tokens. Returns the output, the inner tokens and that final state.
+   */
+  private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; real: tf.Tensor2D }):
+    { y: tf.Tensor3D; inner: tf.Tensor3D; ssm?: tf.Tensor3D } {
     const { E } = this.dimsOrThrow();
     const [Bsz, T] = x.shape;
     const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
-    // causal depthwise conv: left zero padding, then the dConv taps as shifted slices (rank 3,
-    // each op with a gradient on cpu and webgpu)
+    // causal depthwise conv: the window before x (zeros in the forward) on the left, then the
+    // dConv taps as shifted slices (rank 3, each op with a gradient on cpu and webgpu)
     const K = this.convKernel;
-    const padded = K > 1 ? tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]) : inner;
+    const padded = K === 1 ? inner : start ? tf.concat([start.conv, inner], 1) : tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]);
     const taps = tf.unstack(this.weight('convKernel').read());
     let conv: tf.Tensor = this.weight('convBias').read();
     for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [Bsz, T, E]), taps[k]!));
     const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D;
     const { delta, B, C } = this.scanInputs(u);
-    const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D, {
-      D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
-      deltaSoftplus: true, implementation: this.activeImplementation(),
-    });
-    return this.dense(y, 'outProj') as tf.Tensor3D;
+    const skip = this.weight('D').read() as tf.Tensor1D;
+    const deltaBias = this.weight('deltaBias').read() as tf.Tensor1D;
+    const implementation = this.activeImplementation();
+    if (!start) {
+      const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D,
+        { D: skip, z, deltaBias, deltaSoftplus: true, implementation });
+      return { y: this.dense(y, 'outProj') as tf.Tensor3D, inner };
+    }
+    const dt = tf.where(start.real.expandDims(2), softplus(tf.add(delta, deltaBias)), tf.zerosLike(delta)) as tf.Tensor3D;
+    const scanned = selectiveScanWithState(u, dt, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D,
+      { D: skip, z, deltaSoftplus: false, initialState: start.ssm, implementation });
+    return { y: this.dense(scanned.output, 'outProj') as tf.Tensor3D, inner, ssm: scanned.state };
   }
 
   /** A = −exp(ALog), `[E, N]`. */
@@ -199,37 +224,30 @@ export class SelectiveSSM extends MixerLayer {
 
   /**
    * A fresh decode state for `batch` sequences: zeros `conv [B, dConv − 1, E]` and
-   * `ssm [B, E, N]`, as if every token before the first were zero. `batch` is a non-negative integer.
+   * `ssm [B, E, N]`, as if every token before the first were zero, and every position 0.
+   * `batch` is a non-negative integer.
    */
   initState(batch: number): SelectiveSSMState {
     this.checkBatch(batch);
     const { E, N } = this.dimsOrThrow();
-    return { conv: tf.zeros([batch, this.convKernel - 1, E]), ssm: tf.zeros([batch, E, N]) };
+    return { conv: tf.zeros([batch, this.convKernel - 1, E]), ssm: tf.zeros([batch, E, N]), positions: tf.zeros([batch], 'int32') };
   }
 
   /**
-   * Runs one token through the block: its inner token joins the convolution's window, and the
-   * scan advances one step with `ops.selectiveScanStep`. Stepping through a sequence reproduces
-   * the parallel forward. The input state is left as it is: dispose it once it is no longer
-   * needed.
+   * Runs one token through the block: its inner token joins the convolution's window, the
+   * scan advances one step with `ops.selectiveScanStep`, and every row's position advances by
+   * one. Stepping through a sequence reproduces the parallel forward. The input state is left
+   * as it is: dispose it once it is no longer needed.
    *
    * @param x `[B, D]` float32, the next token.
-   * @param state from {@link SelectiveSSM.initState} or a previous step.
+   * @param state from {@link SelectiveSSM.initState}, a previous step or a prefill.
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: SelectiveSSMState): [tf.Tensor2D, SelectiveSSMState] {
-    const name = this.layerName;
-    const { D, E, N } = this.dimsOrThrow();
-    checkStepToken(name, x, D);
+    const { D, E } = this.dimsOrThrow();
+    checkStepToken(this.layerName, x, D);
     const Bsz = x.shape[0];
-    const check = (field: 'conv' | 'ssm', shape: number[], layout: string[]) => {
-      const t: unknown = state?.[field];
-      // with dConv = 1 the window is empty, which checkTensor refuses
-      if (shape.includes(0) && t instanceof tf.Tensor && t.dtype === 'float32') checkShape(`${name}.step`, `state.${field}`, t, shape, layout);
-      else checkShape(`${name}.step`, `state.${field}`, checkTensor(`${name}.step`, `state.${field}`, t, layout), shape, layout);
-    };
-    check('conv', [Bsz, this.convKernel - 1, E], ['B', 'dConv − 1', 'E']);
-    check('ssm', [Bsz, E, N], ['B', 'E', 'N']);
+    this.checkState(`${this.layerName}.step`, state, Bsz);
     return tf.tidy((): [tf.Tensor2D, SelectiveSSMState] => {
       const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
       const window = tf.concat([state.conv, inner.expandDims(1)], 1);              // [B, dConv, E]
@@ -241,8 +259,72 @@ export class SelectiveSSM extends MixerLayer {
         deltaSoftplus: true, implementation: this.activeImplementation(),
       });
       const y = this.dense(next.output, 'outProj') as tf.Tensor2D;
-      return [y, { conv: window.slice([0, 1, 0], [Bsz, this.convKernel - 1, E]) as tf.Tensor3D, ssm: next.state }];
+      return [y, {
+        conv: window.slice([0, 1, 0], [Bsz, this.convKernel - 1, E]) as tf.Tensor3D,
+        ssm: next.state,
+        positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D,
+      }];
     });
+  }
+
+  /**
+   * Runs a prompt through the block in parallel (the scan kernels on webgpu): the outputs, and
+   * the state that stepping its real tokens one by one from `state` would leave. x is
+   * right-padded: row b holds `options.lengths[b]` real tokens (default all T), and its state
+   * advances by that many from its own position. The prompt continues `state`: its
+   * convolution window precedes x and the scan starts from its `ssm`. At a padded step the
+   * scan's Δ is 0, which leaves each row's state as its last real token left it, and the
+   * convolution window is gathered per row from the last dConv − 1 inner tokens before its end.
+   * The input state is left as it is: dispose it once it is no longer needed.
+   *
+   * @param x `[B, T, D]` float32, the prompt, right-padded.
+   * @param state from {@link SelectiveSSM.initState}, {@link SelectiveSSM.step} or a previous
+   *   prefill; default a fresh state.
+   * @returns `[y, nextState]`, y `[B, T, D]`; y at a padded step (t ≥ lengths[b]) is unspecified
+   *   but finite (padded tokens are read as zeros, so even a NaN there reaches no output).
+   *
+   * @example
+   * ```ts
+   * const layer = layers.selectiveSSM({ stateSize: 4 });
+   * layer.apply(tf.zeros([1, 1, 8]));                       // builds it for D = 8
+   * const [y, state] = layer.prefill(tf.randomNormal([2, 5, 8]), undefined, { lengths: [5, 2] });
+   * const [next, after] = layer.step(tf.randomNormal([2, 8]), state);   // row 0 at 5, row 1 at 2
+   * after.positions.print();                                 // [6, 3]
+   * tf.dispose([y, state, next, after]);
+   * ```
+   */
+  prefill(x: tf.Tensor3D, state?: SelectiveSSMState, options?: PrefillOptions): [tf.Tensor3D, SelectiveSSMState] {
+    const method = `${this.layerName}.prefill`;
+    const { D } = this.dimsOrThrow();
+    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    try {
+      if (state !== undefined) this.checkState(method, state, B);
+      return tf.tidy((): [tf.Tensor3D, SelectiveSSMState] => {
+        const start = state ?? this.initState(B);
+        if (B === 0 || T === 0) {
+          return [tf.zeros([B, T, D]), { conv: start.conv.clone(), ssm: start.ssm.clone(), positions: start.positions.clone() }];
+        }
+        const real = realSteps(lengths, T);
+        const { y, inner, ssm } = this.block(zeroPadding(x, real), { conv: start.conv, ssm: start.ssm, real });
+        return [y, { conv: windowAfter(start.conv, inner, lengths), ssm: ssm!, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
+      });
+    } finally {
+      lengths.dispose();
+    }
+  }
+
+  /** Checks a decode state given to `method`: its shapes for a batch of B, and its positions. */
+  private checkState(method: string, state: SelectiveSSMState, B: number): void {
+    const { E, N } = this.dimsOrThrow();
+    const check = (field: 'conv' | 'ssm', shape: number[], layout: string[]) => {
+      const t: unknown = state?.[field];
+      // with dConv = 1 the window is empty, which checkTensor refuses
+      if (shape.includes(0) && t instanceof tf.Tensor && t.dtype === 'float32') checkShape(method, `state.${field}`, t, shape, layout);
+      else checkShape(method, `state.${field}`, checkTensor(method, `state.${field}`, t, layout), shape, layout);
+    };
+    check('conv', [B, this.convKernel - 1, E], ['B', 'dConv − 1', 'E']);
+    check('ssm', [B, E, N], ['B', 'E', 'N']);
+    checkPositions(method, state, B);
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -1,0 +1,239 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../kernels/common/grid.wgsl';
+import writeBody from '../../kernels/kv-cache/write.wgsl';
+import advanceBody from '../../kernels/kv-cache/advance.wgsl';
+import { argumentError, optionNames } from '../validate.js';
+import { grid1d, laneVariants, lanesFor, ownsData, runKernel, type KernelSource } from '../webgpu/runtime.js';
+
+/** Options of an attention layer's `initState(batch, options)`. */
+export interface KVCacheOptions {
+  /**
+   * Preallocate the cache for this many tokens a row (a positive integer): keys and values
+   * `[B, capacity, Hkv, K]`, which `step` and `prefill` then write in place (one WGSL kernel
+   * on webgpu), so that a step costs the same at any length but for the attention's read. A
+   * row that would pass `capacity` tokens throws, except with the layer's `window` w ≤
+   * `capacity`: the cache is then a ring of the last w tokens, `[B, w, Hkv, K]` (older ones
+   * are never read). Default: none, a cache that grows by concatenation.
+   */
+  capacity?: number;
+}
+
+/**
+ * Decode state of an attention layer: the key/value cache and each row's position.
+ *
+ * Two kinds, by `initState`'s `capacity`:
+ * - **concatenating** (`capacity` undefined): every `step` and `prefill` returns a new state whose
+ *   keys have grown by the call's tokens; the input state is left as it is: dispose each
+ *   previous state.
+ * - **preallocated** (`capacity` a number): `step` and `prefill` write the new keys and values
+ *   into this state's own buffers and return the same object, updated in place. Dispose it
+ *   once, at the end. Its tensors are the state's alone: do not clone, reshape or keep them
+ *   across steps (a tensor sharing their buffer would see the writes, so `step` refuses to
+ *   write while one is alive); copy what you want to keep (`tf.add(state.keys, 0)`).
+ *
+ * Row b's keys are slots `0 .. positions[b] − 1` (a ring: slot `p mod capacity` holds position
+ * p); slots past a row's position hold zeros or padding that no query sees.
+ */
+export type KVCacheState = {
+  /** `[B, S, Hkv, K]`: the keys, S slots (the tokens of the longest row, the capacity, or the ring). */
+  keys: tf.Tensor4D;
+  /** `[B, S, Hkv, K]`: their values. */
+  values: tf.Tensor4D;
+  /** int32 `[B]`: the tokens row b has consumed; its next token sits at that position. */
+  positions: tf.Tensor1D;
+  /** The slots preallocated (S), or `undefined` for a concatenating cache. */
+  capacity: number | undefined;
+  /** Whether the slots are a ring that keeps the last S tokens (a windowed layer). */
+  ring: boolean;
+  /**
+   * The positions as the host knows them without reading `positions` back (which would stall
+   * the GPU): exact per row (`rows`) while every `prefill` took its lengths as numbers, else
+   * `undefined`; and `max`, an upper bound on every row's, which counts a prefill with tensor
+   * lengths as T tokens a row. The full-cache check reads these.
+   */
+  counted: { rows: number[] | undefined; max: number };
+};
+
+/** The names of {@link KVCacheOptions}, for option-name checks. */
+export const KV_CACHE_OPTIONS = optionNames<KVCacheOptions>({ capacity: true });
+
+/** An int32 scalar: a plain number would make tfjs's binary ops float32. */
+export const int = (n: number): tf.Scalar => tf.scalar(n, 'int32');
+
+const WG = 256;
+const WRITE = laneVariants('KVCacheWrite', [grid, writeBody]);
+const ADVANCE: KernelSource = { name: 'KVCacheAdvance', code: [grid, advanceBody].join('\n') };
+
+/**
+ * An empty cache for `B` rows of `Hkv` heads of width K: `slots` preallocated (a ring when
+ * `ring`), or none for a concatenating cache (`slots` undefined). Every position is 0.
+ *
+ * @example
+ * ```ts
+ * const state = emptyCache(2, 1, 8, 64, false); // keys and values [2, 64, 1, 8], positions [0, 0]
+ * tf.dispose(state);
+ * ```
+ */
+export function emptyCache(B: number, Hkv: number, K: number, slots: number | undefined, ring: boolean): KVCacheState {
+  const shape: [number, number, number, number] = [B, slots ?? 0, Hkv, K];
+  return {
+    keys: tf.zeros(shape), values: tf.zeros(shape), positions: tf.zeros([B], 'int32'),
+    capacity: slots, ring, counted: { rows: new Array<number>(B).fill(0), max: 0 },
+  };
+}
+
+/**
+ * Throws, naming `method`, when the call's tokens may not fit a preallocated linear cache:
+ * row b takes `lengths[b]` more (T each when the lengths are a tensor, which is not read).
+ * A ring or a concatenating cache always fits. `hint` ends the message: what to do instead.
+ *
+ * @example
+ * ```ts
+ * checkFits('FlashStyleTiledAttention.step', state, 1, [1, 1], 'Make a larger cache.'); // throws once a row holds capacity tokens
+ * ```
+ */
+export function checkFits(method: string, state: KVCacheState, T: number, lengths: number[] | null, hint: string): void {
+  const C = state.capacity;
+  if (C === undefined || state.ring) return;
+  const { rows, max } = state.counted;
+  const more = (b: number) => lengths ? lengths[b]! : T;
+  if (rows) {
+    const b = rows.findIndex((p, r) => p + more(r) > C);
+    if (b < 0) return;
+    throw argumentError(method, `the key/value cache is full: it holds capacity = ${C} tokens a row, and row ${b}, at position ` +
+      `${rows[b]}, cannot take ${more(b)} more${lengths ? '' : ' (lengths given as a tensor count as T = ' + T + ')'}. ${hint}`);
+  }
+  const most = max + (lengths ? Math.max(0, ...lengths) : T);
+  if (most > C) {
+    throw argumentError(method, `the key/value cache may overflow: it holds capacity = ${C} tokens a row, and a row may reach ` +
+      `${most} (an earlier prefill took its lengths as a tensor, counted as T tokens a row, so the positions are only bounded ` +
+      `on the host). ${hint}`);
+  }
+}
+
+/**
+ * The host's count after a call of T tokens with these lengths (numbers, or null for a tensor).
+ *
+ * @example
+ * ```ts
+ * countAfter({ rows: [3, 0], max: 3 }, 4, [4, 2]); // { rows: [7, 2], max: 7 }
+ * countAfter({ rows: [3, 0], max: 3 }, 4, null);   // { rows: undefined, max: 7 }
+ * ```
+ */
+export function countAfter(counted: KVCacheState['counted'], T: number, lengths: number[] | null): KVCacheState['counted'] {
+  const rows = counted.rows && lengths ? counted.rows.map((p, b) => p + lengths[b]!) : undefined;
+  const max = rows ? Math.max(0, ...rows) : counted.max + (lengths ? Math.max(0, ...lengths) : T);
+  return { rows, max };
+}
+
+/**
+ * Throws, naming `method`, unless the preallocated state's tensors own their buffers: an
+ * in-place write into a buffer that a clone or reshape of them shares would change that
+ * tensor too.
+ */
+export function checkOwned(method: string, state: KVCacheState): void {
+  const backend = tf.backend() as WebGPUBackend;
+  for (const name of ['keys', 'values', 'positions'] as const) {
+    if (!ownsData(backend, state[name])) {
+      throw argumentError(method, `argument 'state.${name}' shares its buffer with another live tensor (a clone, reshape or ` +
+        `other view of it), which an in-place write would change too. A preallocated cache's tensors are the state's alone: ` +
+        `dispose that tensor, and copy what you keep (tf.add(state.${name}, 0)).`);
+    }
+  }
+}
+
+/**
+ * Row b's `n[b]` real tokens of `source [B, T, Hkv, K]` written into `cache [B, S, Hkv, K]`
+ * from slot `positions[b]` (in a ring, slot `(positions[b] + i) mod S`, the last S tokens
+ * only), as a new tensor: the tfjs-ops reference of the kernel, which copies. It selects, so a
+ * non-finite value in the padding never reaches the cache.
+ *
+ * @example
+ * ```ts
+ * // one row at position 1 of a 4-slot cache takes 2 tokens: slots 1 and 2
+ * const cache = writeReference(tf.zeros([1, 4, 1, 1]), tf.tensor4d([5, 6, 7], [1, 3, 1, 1]),
+ *   tf.tensor1d([1], 'int32'), tf.tensor1d([2], 'int32'), false); // [0, 5, 6, 0]
+ * ```
+ */
+export function writeReference(
+  cache: tf.Tensor4D, source: tf.Tensor4D, positions: tf.Tensor1D, n: tf.Tensor1D, ring: boolean,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, S, Hkv, K] = cache.shape;
+    const T = source.shape[1];
+    const s = tf.range(0, S, 1, 'int32').expandDims(0);           // [1, S]
+    const p = positions.expandDims(1);                             // [B, 1]
+    const len = n.expandDims(1);                                   // [B, 1]
+    // the token i each slot receives; a slot receives one where 0 ≤ i < n
+    const i = ring
+      // the latest i < n with p + i ≡ s (mod S); the + S keeps the dividend non-negative
+      ? tf.sub(tf.sub(len, int(1)), tf.mod(tf.add(tf.sub(tf.add(p, len), s), int(S - 1)), int(S)))
+      : tf.sub(s, p);
+    const taken = tf.logicalAnd(tf.greaterEqual(i, 0), tf.less(i, len));          // [B, S]
+    const token = tf.gather(source, tf.clipByValue(i, 0, Math.max(T - 1, 0)), 1, 1) as tf.Tensor4D;
+    return tf.where(tf.broadcastTo(taken.reshape([B, S, 1, 1]), [B, S, Hkv, K]), token, cache) as tf.Tensor4D;
+  });
+}
+
+/**
+ * The kernel of {@link writeReference}, on webgpu: writes `keys` and `values [B, T, Hkv, K]`
+ * into the state's own buffers, in place (the caller has checked it owns them).
+ */
+export function writeKernel(state: KVCacheState, keys: tf.Tensor4D, values: tf.Tensor4D, n: tf.Tensor1D): void {
+  const [B, T, Hkv, K] = keys.shape;
+  const S = state.keys.shape[1];
+  const lanes = lanesFor(Hkv * K);
+  const total = (B * T * Hkv * K) / lanes;
+  if (total === 0 || S === 0) return;
+  runKernel(tf.backend() as WebGPUBackend, WRITE[lanes], {
+    inputs: [keys, values, state.positions, n],
+    outputs: [],
+    updates: [state.keys, state.values],
+    params: [{ u32: total }, { u32: T }, { u32: S }, { u32: (Hkv * K) / lanes }, { u32: state.ring ? 1 : 0 }],
+    constants: { WG },
+    workgroups: grid1d(total, WG),
+  });
+}
+
+/** `positions[b] += n[b]` in the state's own buffer, on webgpu (n clamped to 0..T). */
+export function advanceKernel(state: KVCacheState, n: tf.Tensor1D, T: number): void {
+  const B = n.shape[0];
+  if (B === 0) return;
+  runKernel(tf.backend() as WebGPUBackend, ADVANCE, {
+    inputs: [n],
+    outputs: [],
+    updates: [state.positions],
+    params: [{ u32: B }, { u32: T }],
+    constants: { WG },
+    workgroups: grid1d(B, WG),
+  });
+}
+
+/**
+ * A ring's keys (or values) `[B, S, Hkv, K]` in the order of their positions, followed by the
+ * call's own `source [B, T, Hkv, K]`: row b's `held[b] = min(positions[b], S)` cached tokens
+ * first (oldest first), then its T new ones, `[B, S + T, Hkv, K]` (the tail past
+ * `held[b] + T` repeats the last new token, which no query sees). Query i of row b then sits
+ * at `held[b] + i`, so causal and window visibility apply as on a linear cache.
+ *
+ * @example
+ * ```ts
+ * // a 3-slot ring at position 4 holds positions 3, 1, 2 in slots 0, 1, 2
+ * const ring = tf.tensor4d([3, 1, 2], [1, 3, 1, 1]);
+ * unrollRing(ring, tf.tensor4d([8, 9], [1, 2, 1, 1]), tf.tensor1d([4], 'int32')); // [1, 2, 3, 8, 9]
+ * ```
+ */
+export function unrollRing(ring: tf.Tensor4D, source: tf.Tensor4D, positions: tf.Tensor1D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const S = ring.shape[1];
+    const T = source.shape[1];
+    const held = tf.minimum(positions, int(S)).expandDims(1);              // [B, 1]
+    const j = tf.range(0, S + T, 1, 'int32').expandDims(0);           // [1, S + T]
+    // j < held: the slot of position positions − held + j; else new token j − held, at S + (j − held)
+    const cached = tf.mod(tf.add(tf.sub(positions.expandDims(1), held), j), int(S));
+    const fresh = tf.add(tf.minimum(tf.sub(j, held), int(T - 1)), int(S));
+    const index = tf.where(tf.less(j, held), cached, fresh);
+    return tf.gather(tf.concat([ring, source], 1), index, 1, 1) as tf.Tensor4D;
+  });
+}

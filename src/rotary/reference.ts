@@ -1,0 +1,58 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * θ_m = base^(−2m/R), m = 0..R/2−1, in float64, then rounded once to float32: the reference and
+ * the kernel read the same table, whose error is at most half an ulp (relative 2^-24).
+ */
+export function rotaryFrequencies(base: number, R: number): Float32Array {
+  return Float32Array.from({ length: R / 2 }, (_, m) => base ** (-(2 * m) / R));
+}
+
+/** Where the positions come from: a `[B, T]` table, an int32 offset per row `[B]`, or one offset. */
+export type RotaryPositions =
+  | { kind: 'table'; positions: tf.Tensor2D }
+  | { kind: 'rows'; offset: tf.Tensor1D }
+  | { kind: 'scalar'; offset: number };
+
+/** The positions as float32 `[B|1, T]`: exact, as every integer up to 2^24 is. */
+function positionsOf(pos: RotaryPositions, T: number): tf.Tensor2D {
+  if (pos.kind === 'table') return tf.cast(pos.positions, 'float32');
+  if (pos.kind === 'rows') return tf.cast(tf.add(pos.offset.expandDims(1), tf.range(0, T, 1, 'int32')), 'float32') as tf.Tensor2D;
+  return tf.range(pos.offset, pos.offset + T, 1, 'float32').expandDims(0);
+}
+
+/** `[..., n]` → its channels `[from, from + n)`. */
+const channels = (x: tf.Tensor4D, from: number, n: number) => x.slice([0, 0, 0, from], [-1, -1, -1, n]);
+
+/**
+ * The rotary embedding in tfjs ops, differentiable by tfjs's autodiff (the gradient is then
+ * the transposed rotation): the ground truth on every backend. x `[B, T, H, K]` with B·T > 0,
+ * `theta` `[R/2]` from {@link rotaryFrequencies}.
+ */
+export function rotaryReference(
+  x: tf.Tensor4D, theta: tf.Tensor1D, pos: RotaryPositions, interleaved: boolean,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, T, H, K] = x.shape;
+    const half = theta.shape[0];
+    const R = 2 * half;
+    // the angle as §8 forms it, one float32 product p·θ_m: [B|1, T, 1, R/2], shared by the heads
+    const angle = tf.mul(positionsOf(pos, T).expandDims(2), theta).expandDims(2) as tf.Tensor4D;
+    const cos = tf.cos(angle);
+    const sin = tf.sin(angle);
+    const rotate = (xa: tf.Tensor4D, xb: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] =>
+      [tf.sub(tf.mul(xa, cos), tf.mul(xb, sin)), tf.add(tf.mul(xa, sin), tf.mul(xb, cos))];
+    let rotated: tf.Tensor4D;
+    if (interleaved) {
+      // pairs (2m, 2m + 1): split the last axis into [R/2, 2], staying at rank 4
+      const pairs = channels(x, 0, R).reshape([B, T, H * half, 2]);
+      const part = (i: number) => pairs.slice([0, 0, 0, i], [-1, -1, -1, 1]).reshape([B, T, H, half]) as tf.Tensor4D;
+      const [ya, yb] = rotate(part(0), part(1));
+      rotated = tf.concat([ya.reshape([B, T, H * half, 1]), yb.reshape([B, T, H * half, 1])], 3).reshape([B, T, H, R]);
+    } else {
+      // pairs (m, m + R/2)
+      rotated = tf.concat(rotate(channels(x, 0, half), channels(x, half, half)), 3);
+    }
+    return R === K ? rotated : tf.concat([rotated, channels(x, R, K - R)], 3);
+  });
+}
