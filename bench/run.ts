@@ -70,32 +70,34 @@ async function finish(failed: number): Promise<never> {
   process.exit(failed > 0 ? 1 : 0);
 }
 
-if (maskedOnly) {
-  const masked = await measureMaskedAttention(backend, maskedLengths, SEED, TOLERANCE, log, maskedMinutes);
-  const markdown = `# Masked attention: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} · ` +
-    `tfjs ${tf.version.tfjs}${quick ? ' · --quick' : ''}\n\n${maskedAttentionMarkdown(masked)}\n`;
+/**
+ * Writes one section run alone (`--masked`, `--generation`): prints its markdown under `title`,
+ * saves `<adapter>.<name>[.quick].{json,md}`, and exits with `failed` validations.
+ */
+async function finishSection(name: string, title: string, body: string, data: object, failed: number): Promise<never> {
+  const markdown = `# ${title}: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} · ` +
+    `tfjs ${tf.version.tfjs}${quick ? ' · --quick' : ''}\n\n${body}\n`;
   console.log(markdown);
   mkdirSync(resultsDir, { recursive: true });
-  const base = join(resultsDir, `${slug(gpu.description)}.masked${quick ? '.quick' : ''}`);
-  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, date: new Date().toISOString(), quick, masked }, null, 2)}\n`);
+  const base = join(resultsDir, `${slug(gpu.description)}.${name}${quick ? '.quick' : ''}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, date: new Date().toISOString(), quick, [name]: data }, null, 2)}\n`);
   writeFileSync(`${base}.md`, markdown);
   log(`wrote ${base}.json and .md`);
-  await finish(masked.results.filter((r) => r.validation && !r.validation.ok).length);
+  return finish(failed);
+}
+
+if (maskedOnly) {
+  const masked = await measureMaskedAttention(backend, maskedLengths, SEED, TOLERANCE, log, maskedMinutes);
+  await finishSection('masked', 'Masked attention', maskedAttentionMarkdown(masked), masked,
+    masked.results.filter((r) => r.validation && !r.validation.ok).length);
 }
 
 if (generationOnly) {
   const generation = await measureGeneration(backend, {
     quick, minutes: minutesArg >= 0 ? maskedMinutes : GENERATION_MINUTES, seed: SEED, tolerance: TOLERANCE, log,
   });
-  const markdown = `# Generation: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} · ` +
-    `tfjs ${tf.version.tfjs}${quick ? ' · --quick' : ''}\n\n${generationMarkdown(generation)}\n`;
-  console.log(markdown);
-  mkdirSync(resultsDir, { recursive: true });
-  const base = join(resultsDir, `${slug(gpu.description)}.generation${quick ? '.quick' : ''}`);
-  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, date: new Date().toISOString(), quick, generation }, null, 2)}\n`);
-  writeFileSync(`${base}.md`, markdown);
-  log(`wrote ${base}.json and .md`);
-  await finish(generation.steps.filter((r) => r.validation && !r.validation.ok).length);
+  await finishSection('generation', 'Generation', generationMarkdown(generation), generation,
+    generation.steps.filter((r) => r.validation && !r.validation.ok).length);
 }
 
 /** Kernel against reference on the same input; the case is timed only if they agree. */
