@@ -10,8 +10,8 @@ import {
   KV_CACHE_OPTIONS, advanceKernel, checkFits, checkOwned, countAfter, emptyCache, int, unrollRing, writeKernel, writeReference,
   type KVCacheOptions, type KVCacheState,
 } from './kv-cache.js';
-import { prefillLengths, type PrefillLengths, type PrefillOptions } from '../layers/prefill.js';
-import { checkPositions, realSteps, zeroPadding } from '../layers/decode-state.js';
+import type { PrefillLengths, PrefillOptions } from '../layers/prefill.js';
+import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../layers/decode-state.js';
 import { resolveRotaryConfig, rotary, segmentPositions, type RotaryConfig } from '../rotary/op.js';
 
 /** Arguments shared by the attention layers. */
@@ -296,8 +296,8 @@ export abstract class AttentionLayer extends MixerLayer {
   private rotateInSegments(q: tf.Tensor4D, k: tf.Tensor4D, ids: VisibilityOptions['segmentIds']): [tf.Tensor4D, tf.Tensor4D] {
     if (!this.rotary) return [q, k];
     if (ids === undefined) return this.rotate(q, k, {});
-    const [query, key] = ids instanceof tf.Tensor ? [ids, ids] : [ids.query, ids.key];
-    return [this.rotate(q, null, { positions: segmentPositions(query) })[0], this.rotate(k, null, { positions: segmentPositions(key) })[0]];
+    if (ids instanceof tf.Tensor) return this.rotate(q, k, { positions: segmentPositions(ids) });
+    return [this.rotate(q, null, { positions: segmentPositions(ids.query) })[0], this.rotate(k, null, { positions: segmentPositions(ids.key) })[0]];
   }
 
   /**
@@ -485,21 +485,18 @@ export abstract class AttentionLayer extends MixerLayer {
   prefill(x: tf.Tensor3D, state?: KVCacheState, options?: PrefillOptions): [tf.Tensor3D, KVCacheState] {
     this.checkDecodes('prefill');
     const method = `${this.layerName}.prefill`;
-    const D = this.builtWidth();
-    const $x = checkTensor<tf.Rank.R3>(method, 'x', x, ['B', 'T', 'D']);
-    const [B, T] = $x.shape;
-    if ($x.shape[2] !== D) {
-      throw argumentError(method, `argument 'x' must have shape [B, T, D] = ${formatShape([B, T, D])}; received ${formatShape($x.shape)}.`);
-    }
-    if (state !== undefined) this.checkCache(method, state, B);
-    const lengths = prefillLengths(method, options, B, T);
-    const start = state ?? this.initState(B);
+    const { B, lengths: tensor, values, full } = prefillInputs(method, x, this.builtWidth(), options);
     try {
-      return this.decodeTokens(method, $x, start, lengths);
+      if (state !== undefined) this.checkCache(method, state, B);
+      const start = state ?? this.initState(B);
+      try {
+        return this.decodeTokens(method, x, start, { tensor, values, full });
+      } finally {
+        // a fresh concatenating state: the result holds new tensors
+        if (state === undefined) tf.dispose(start);
+      }
     } finally {
-      lengths.tensor.dispose();
-      // a fresh concatenating state: the result holds new tensors
-      if (state === undefined) tf.dispose(start);
+      tensor.dispose();
     }
   }
 
@@ -540,7 +537,8 @@ export abstract class AttentionLayer extends MixerLayer {
     const fromZero = state.counted.rows !== undefined && state.counted.rows.every((p) => p === 0);
     const S = state.keys.shape[1];
     const out = tf.tidy(() => {
-      const n = tf.clipByValue(lengths.tensor, 0, T) as tf.Tensor1D;
+      // clamped to 0..T by prefillInputs (a step's are ones)
+      const n = lengths.tensor;
       // padded tokens are read as zeros, so that nothing there, not even a NaN, reaches an output
       const source = lengths.full ? x : zeroPadding(x, realSteps(n, T));
       const positions = state.positions;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { argumentError, checkTensor, describe, formatShape } from '../validate.js';
-import { prefillLengths, type PrefillOptions } from './prefill.js';
+import { prefillLengths, type PrefillLengths, type PrefillOptions } from './prefill.js';
 
 /**
  * Checks a decode state's `positions`: int32 `[B]`, the tokens each row has consumed.
@@ -20,8 +20,8 @@ export function checkPositions(method: string, state: unknown, B: number): tf.Te
   return positions as tf.Tensor1D;
 }
 
-/** What a recurrent layer's prefill works on, once checked. */
-export interface PrefillInputs {
+/** What a layer's prefill works on, once checked. */
+export interface PrefillInputs extends Omit<PrefillLengths, 'tensor'> {
   B: number;
   T: number;
   /** int32 `[B]`: the real tokens of each row, clamped to 0..T. The caller disposes it. */
@@ -45,12 +45,12 @@ export function prefillInputs(method: string, x: unknown, D: number, options: Pr
   if ($x.shape[2] !== D) {
     throw argumentError(method, `argument 'x' must have shape [B, T, D] = ${formatShape([B, T, D])}; received ${formatShape($x.shape)}.`);
   }
-  const { tensor, values } = prefillLengths(method, options, B, T);
-  if (values) return { B, T, lengths: tensor };
+  const { tensor, values, full } = prefillLengths(method, options, B, T);
+  if (values) return { B, T, lengths: tensor, values, full };
   // a tensor's values are not read back: the ops that use them see them clamped
   const lengths = tf.clipByValue(tensor, 0, T) as tf.Tensor1D;
   tensor.dispose();
-  return { B, T, lengths };
+  return { B, T, lengths, values, full };
 }
 
 /**
