@@ -1,6 +1,6 @@
 /**
  * The attention section of `npm run bench`: each attention op's WGSL kernels against its
- * tfjs-ops reference (for flashAttention, composed attention: matMul, mask, softmax, matMul),
+ * tfjs-ops reference (the chunked attention of src/attention/reference.ts),
  * forward and forward+backward, with tfjs's own `tf.matMul` as the compute roofline, and
  * flashAttention's decode step split-K against unsplit. Where the reference would not fit in
  * memory or time it is skipped, and the kernel is validated on causal slices.
@@ -19,10 +19,10 @@ import { agreement, type AttentionReport, type AttentionResult, type AttentionVa
 import { fence, timeInterleaved, type Budget, type Timing } from './timing.js';
 
 /**
- * `[B, H, T, T]` float32 buffers alive at the reference's peak, until one is measured:
- * tf.profile of flashAttention's reference at T = 128 gave 7.6 forward and 14.9
- * forward+backward (the score, scaled, −1e30 fill, tiled mask, masked and softmax buffers,
- * and their gradients).
+ * `[B, H, T, T]` float32 buffers alive at the reference's peak, until one is measured: what the
+ * dense references held at T = 128 (7.6 forward, 14.9 forward+backward). The chunked ones hold
+ * fewer, and fewer per T² as T grows, so scaling the measured count by T² over-predicts: a
+ * reference may be skipped at a length it would fit, never run at one it would not.
  */
 const SCORE_BUFFERS: Record<Pass, number> = { forward: 8, 'forward+backward': 15 };
 
@@ -159,7 +159,7 @@ interface Chain {
 interface Plan {
   /** One kernel run: the last × the ratio of counted pairs. Undefined before any run. */
   kernelMs?: number;
-  /** One reference run: the last × (T/T′)², as every reference here is dense. */
+  /** One reference run: the last × (T/T′)², an upper bound (the chunked references skip tiles). */
   referenceMs?: number;
   /** Why the reference cannot run for memory or time per run, or undefined. */
   referenceSkip?: string;

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ops, type Implementation } from '../src/index.js';
+import { withReferenceTiling } from '../src/attention/reference.js';
 import {
   blockSparseMask, expressiveAttentionGradOracle, expressiveAttentionOracle, softmaxAttentionGradOracle,
   softmaxAttentionOracle, visibleMaskPerRow, type AttentionShape, type MaskFn, type OracleVisibility,
@@ -36,6 +37,8 @@ type Case = {
   op: OpName; B: number; Tq: number; Tk: number; heads: readonly number[]; K: number; causal: boolean;
   scale: number; seed: number; layout: Layout; given: OptionName[]; window: number;
   maskKind: 'key' | 'full' | 'broadcast'; maskDtype: 'bool' | 'int32' | 'float32'; lengthsAsArray: boolean;
+  /** The chunked reference's tiles when checked against the oracle: small, so that many tiles meet. */
+  tiling: { chunk: number; maxTileElements: number };
 };
 
 const layouts = fc.record({
@@ -62,6 +65,7 @@ function cases(op: OpName, given: fc.Arbitrary<OptionName[]>): fc.Arbitrary<Case
     maskKind: fc.constantFrom('key' as const, 'full' as const, 'broadcast' as const),
     maskDtype: fc.constantFrom('bool' as const, 'int32' as const, 'float32' as const),
     lengthsAsArray: fc.boolean(),
+    tiling: fc.record({ chunk: fc.integer({ min: 1, max: 8 }), maxTileElements: fc.integer({ min: 1, max: 512 }) }),
   }).map((c) => (self ? { ...c, Tk: c.Tq } : c));
 }
 
@@ -199,7 +203,7 @@ const bound = (c: Case, want: Float64Array) => 4 * (c.K + c.Tk + c.Tq) * EPS32 *
 async function expectReferenceMatchesOracle(c: Case): Promise<void> {
   const x = inputsOf(c);
   const vis = visibilityOf(c);
-  const got = await runWith(c, x, vis, { implementation: 'reference' });
+  const got = await withReferenceTiling(c.tiling, () => runWith(c, x, vis, { implementation: 'reference' }));
   const wants = oracle(c, vis, x);
   for (let n = 0; n < 4; n++) {
     expect(maxAbsDiff(got[n]!, wants[n]!), `${c.op} ${c.given.join('+')} ${NAMES[n]}`).toBeLessThanOrEqual(bound(c, wants[n]!));
@@ -409,13 +413,14 @@ function sharedProperties(implementation: Implementation): void {
       const c: Case = {
         op, B: 2, Tq: 6, Tk: 6, heads: [2, 1], K: 4, causal: true, scale: 0.5, seed: 3,
         layout: { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 0 }, given: OPTIONS_OF[op], window: 3,
-        maskKind: 'key', maskDtype: 'float32', lengthsAsArray: true,
+        maskKind: 'key', maskDtype: 'float32', lengthsAsArray: true, tiling: { chunk: 2, maxTileElements: 16 },
       };
       const x = inputsOf(c);
       const vis = visibilityOf(c);
       const options = opOptions(c, vis);
+      // many small tiles (and their kept scores), so that every tile's tensors are seen freed
       await expectNoLeaks(async () => {
-        const got = await run(c, op, x, { ...options, ...impl });
+        const got = await withReferenceTiling(c.tiling, () => run(c, op, x, { ...options, ...impl }));
         expect(got).toHaveLength(4);
       });
       tf.dispose(tensorsIn(options));

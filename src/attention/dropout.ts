@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import { argumentError, describe, optionNames } from '../validate.js';
 import type { AttentionSizes } from './validate.js';
 
@@ -155,29 +154,32 @@ export function dropoutAttrs(d: Dropout | null): { dropout?: number; seed?: numb
 }
 
 /**
- * The multipliers of the weights, `[B, H, Tq, Tk]` float32: 1/(1 − p) where
- * {@link dropoutKeeps}, 0 elsewhere. Computed in plain JS from the indices and the seed (tfjs
- * has no bitwise ops), reading no tensor: what the references multiply their weights by. The
- * memory is that of the reference's own weights.
+ * The multipliers of the weights of queries `[i0, i1)` and the given keys, in the grouped row
+ * layout of the chunked references: `[B, Hkv, (i1 − i0)·G, n]` float32 values, row
+ * `(i − i0)·G + g` being query i of head `c·G + g` (G = H / Hkv, c the kv head), each 1/(1 − p)
+ * where {@link dropoutKeeps} and 0 elsewhere. Computed in plain JS from the indices and the seed
+ * (tfjs has no bitwise ops), reading no tensor.
  *
  * @example
  * ```ts
- * const keep = dropoutMask({ rate: 0.25, seed: 3 }, { B: 1, Tq: 4, Tk: 4, H: 2, Hkv: 1, K: 8 });
- * keep.shape;  // [1, 2, 4, 4], each 0 or 4/3
+ * const keep = dropoutRows({ rate: 0.25, seed: 3 }, { B: 1, Tq: 4, Tk: 4, H: 2, Hkv: 1, K: 8 }, 0, 4, Int32Array.of(0, 1, 2, 3));
+ * keep.length;  // 1 · 1 · 8 · 4 = 32 values, each 0 or 4/3
  * ```
  */
-export function dropoutMask(d: Dropout, s: AttentionSizes): tf.Tensor4D {
-  const { B, H, Tq, Tk } = s;
+export function dropoutRows(d: Dropout, s: AttentionSizes, i0: number, i1: number, keys: Int32Array): Float32Array {
+  const G = s.H / s.Hkv;
   const scale = 1 / (1 - d.rate);
   const threshold = dropoutThreshold(d.rate);
-  const values = new Float32Array(B * H * Tq * Tk);
+  const values = new Float32Array(s.B * s.H * (i1 - i0) * keys.length);
   let n = 0;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      for (let i = 0; i < Tq; i++) {
-        for (let j = 0; j < Tk; j++) values[n++] = dropoutHash(d.seed, b, h, i, j) >= threshold ? scale : 0;
+  for (let b = 0; b < s.B; b++) {
+    for (let c = 0; c < s.Hkv; c++) {
+      for (let i = i0; i < i1; i++) {
+        for (let g = 0; g < G; g++) {
+          for (const j of keys) values[n++] = dropoutHash(d.seed, b, c * G + g, i, j) >= threshold ? scale : 0;
+        }
       }
     }
   }
-  return tf.tensor4d(values, [B, H, Tq, Tk]);
+  return values;
 }

@@ -1,26 +1,62 @@
 import * as tf from '@tensorflow/tfjs';
-import { groupedDropout, maskedInputs, ungroupedQueries, visibilityTensor } from '../../attention/reference.js';
+import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
 import type { Dropout } from '../../attention/dropout.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import type { Visibility } from '../../attention/visibility.js';
 
 /**
  * The floor of the denominator ε + Σ s²: it only matters with ε < 2⁻⁶⁰, where it turns a row
- * whose scores are all 0 into an output of 0 (0 / floor) with a finite gradient (its square,
- * which tfjs's division gradient forms, is still a normal float32).
+ * whose scores are all 0 into an output of 0 (0 / floor) with a finite gradient.
  */
 export const MIN_DENOMINATOR = 2 ** -60;
 
 /**
- * ExpressiveAttention in tfjs ops under the visibility `vis` (see `VisibilityOptions`), differentiable by
- * tfjs: the ground truth of the kernels. q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` →
- * `[B, Tq, H, K]`. s = scale·q·kᵀ; the squares of the invisible scores are replaced by 0 (a
- * select), so invisible keys add nothing to the numerator or the denominator;
- * o = (s²·v) / max(ε + rowsum(s²), 2⁻⁶⁰), so a row whose denominator is 0 (ε = 0 and no visible
- * key, or all its scores 0) outputs 0, and a row with no visible key outputs 0 with gradients 0.
- * A NaN or infinity reaches only the rows that see it, which output NaN (see `maskedInputs`).
- * With `dropout` (see `DropoutOptions`), each weight s²/z is multiplied by its dropout
- * multiplier, z still summing every visible s². Its memory is O(B·H·Tq·Tk).
+ * ExpressiveAttention's row algebra in tfjs ops (see {@link ReferenceFamily}): each row sums
+ * its weights w = s² (0 where invisible) into z and w·v into its numerator, tile by tile, and
+ * divides by max(ε + z, 2⁻⁶⁰) at the end. The backward, from the saved denominator:
+ * dw = drop ∘ (dO·vᵀ)/z − rowsum(dO ∘ o)/z (the second term only where the floor is not the
+ * max), dS = 2·s ∘ dw on the visible keys.
+ */
+export function expressiveRows(epsilon: number): ReferenceFamily {
+  const weights = (s: tf.Tensor4D, visible: tf.Tensor4D | null) => (visible ? tf.mul(tf.square(s), visible) : tf.square(s));
+  return {
+    numStats: 2,
+    fold(state, s, visible, v, drop) {
+      const w = weights(s, visible);
+      const z = tf.sum(w, -1, true);
+      const wv = tf.matMul(drop ? tf.mul(w, drop) : w, v);
+      return state ? [tf.add(state[0]!, z), tf.add(state[1]!, wv)] : [z, wv];
+    },
+    finish([z, acc]) {
+      const raw = tf.add(z!, epsilon);
+      const denominator = tf.maximum(raw, MIN_DENOMINATOR) as tf.Tensor4D;
+      // 1 where ε + Σ s² is the max, so its gradient flows (as tf.maximum's would)
+      const flows = tf.cast(tf.greaterEqual(raw, MIN_DENOMINATOR), 'float32') as tf.Tensor4D;
+      return { o: tf.div(acc!, denominator) as tf.Tensor4D, stats: [denominator, flows] };
+    },
+    tileGrad(s, visible, v, drop, dO, [denominator, flows], delta) {
+      const w = weights(s, visible);
+      const dOverZ = tf.div(dO, denominator!);
+      const dV = tf.matMul(drop ? tf.mul(w, drop) : w, dOverZ, true, false) as tf.Tensor4D;
+      const dKept = tf.matMul(dOverZ, v, false, true);
+      const dW = tf.sub(drop ? tf.mul(dKept, drop) : dKept, tf.mul(tf.div(delta, denominator!), flows!));
+      const dS = tf.mul(tf.mul(s, 2), visible ? tf.mul(dW, visible) : dW) as tf.Tensor4D;
+      return { dS, dV };
+    },
+  };
+}
+
+/**
+ * ExpressiveAttention in tfjs ops, by tiles (see `chunkedAttention`), under the visibility `vis`
+ * (see `VisibilityOptions`), differentiable: what `expressiveAttention` runs off webgpu, and
+ * the ground truth of its kernels beside the float64 oracle. q `[B, Tq, H, K]`, k and v
+ * `[B, Tk, Hkv, K]` → `[B, Tq, H, K]`. s = scale·q·kᵀ; invisible keys add nothing to the
+ * numerator or the denominator; o = (s²·v) / max(ε + rowsum(s²), 2⁻⁶⁰), so a row whose
+ * denominator is 0 (ε = 0 and no visible key, or all its scores 0) outputs 0, and a row with
+ * no visible key outputs 0 with gradients 0. A NaN or infinity reaches only the rows that see
+ * it, which output NaN. With `dropout` (see `DropoutOptions`), each weight s²/z is multiplied by
+ * its dropout multiplier, z still summing every visible s². Its memory beyond the inputs is a
+ * few tiles, whatever T.
  *
  * @example
  * ```ts
@@ -35,15 +71,7 @@ export function expressiveAttentionReference(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, vis: Visibility, scale: number, epsilon: number,
   dropout: Dropout | null = null,
 ): tf.Tensor4D {
-  return tf.tidy(() => {
-    const m = maskedInputs(q, k, v, s, visibilityTensor(s, vis));
-    const squares = tf.square(tf.mul(tf.matMul(m.q, m.k, false, true), scale));
-    const visibleSquares = tf.where(m.visible, squares, tf.zerosLike(squares));
-    // a denominator of 0 (ε = 0) comes with a numerator of 0: the floor makes that row 0, not NaN
-    const z = tf.maximum(tf.add(tf.sum(visibleSquares, -1, true), epsilon), MIN_DENOMINATOR);
-    const kept = dropout ? tf.mul(visibleSquares, groupedDropout(dropout, s)) : visibleSquares;
-    return ungroupedQueries(tf.add(tf.div(tf.matMul(kept, m.v), z), m.poison) as tf.Tensor4D, s.H);
-  });
+  return chunkedAttention(expressiveRows(epsilon), q, k, v, s, vis, scale, dropout);
 }
 
 /**

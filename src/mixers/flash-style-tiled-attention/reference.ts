@@ -1,18 +1,61 @@
 import * as tf from '@tensorflow/tfjs';
-import { maskedSoftmaxAttention, visibilityTensor } from '../../attention/reference.js';
+import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import type { Visibility } from '../../attention/visibility.js';
 import type { Dropout } from '../../attention/dropout.js';
 
 /**
- * Exact softmax attention in tfjs ops (matMul, mask, softmax, matMul) under the visibility
- * `vis` (see `VisibilityOptions`), with attention dropout when `dropout` is given (see
- * `DropoutOptions`), differentiable: the ground truth of FlashStyleTiledAttention. Its
- * memory is O(B·H·Tq·Tk).
+ * Added to an invisible score: exp(s − 10³⁰ − m) is 0 for any score the row's max m can be,
+ * and, unlike −∞, a row whose every score carries it stays finite (its output is then zeroed).
+ */
+const HIDDEN = 1e30;
+
+/** The scores with −10³⁰ added where `visible` is 0, `[B, Hkv, R, n]`. */
+function hide(s: tf.Tensor4D, visible: tf.Tensor4D | null): tf.Tensor4D {
+  return visible ? tf.add(s, tf.mul(tf.sub(visible, 1), HIDDEN)) : s;
+}
+
+/**
+ * Softmax's row algebra in tfjs ops (see {@link ReferenceFamily}), the FlashAttention
+ * recurrence: each row keeps its running max m, the sum l of exp(s − m) and the weighted sum of
+ * values, rescaled by exp(m_old − m_new) when a tile raises the max; the backward recomputes
+ * P = exp(s − lse) from the saved log-sum-exp and forms dS = P ∘ (dP − rowsum(dO ∘ o)).
+ */
+export const SOFTMAX_ROWS: ReferenceFamily = {
+  numStats: 1,
+  fold(state, s, visible, v, drop) {
+    const scores = hide(s, visible);
+    const top = tf.max(scores, -1, true);
+    const m = state ? tf.maximum(state[0]!, top) : top;
+    const p = tf.exp(tf.sub(scores, m));
+    const l = tf.sum(p, -1, true);
+    const pv = tf.matMul(drop ? tf.mul(p, drop) : p, v);
+    if (!state) return [m, l, pv];
+    const rescale = tf.exp(tf.sub(state[0]!, m));
+    return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(tf.mul(state[2]!, rescale), pv)];
+  },
+  finish([m, l, acc]) {
+    return { o: tf.div(acc!, l!) as tf.Tensor4D, stats: [tf.add(m!, tf.log(l!)) as tf.Tensor4D] };
+  },
+  tileGrad(s, visible, v, drop, dO, [lse], delta) {
+    const p = tf.exp(tf.sub(hide(s, visible), lse!));
+    const dV = tf.matMul(drop ? tf.mul(p, drop) : p, dO, true, false) as tf.Tensor4D;
+    const dWeights = tf.matMul(dO, v, false, true);
+    const dP = drop ? tf.mul(dWeights, drop) : dWeights;
+    return { dS: tf.mul(p, tf.sub(dP, delta)) as tf.Tensor4D, dV };
+  },
+};
+
+/**
+ * Exact softmax attention in tfjs ops, by tiles with an online softmax (see
+ * `chunkedAttention`), under the visibility `vis` (see `VisibilityOptions`), with attention
+ * dropout when `dropout` is given (see `DropoutOptions`), differentiable: what
+ * `flashAttention` runs off webgpu, and the ground truth of its kernels beside the float64
+ * oracle. Its memory beyond the inputs is a few tiles, O(B·H·chunk·keys), whatever T.
  */
 export function flashAttentionReference(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, s: AttentionSizes, vis: Visibility, scale: number,
   dropout: Dropout | null = null,
 ): tf.Tensor4D {
-  return tf.tidy(() => maskedSoftmaxAttention(q, k, v, s, scale, visibilityTensor(s, vis), dropout));
+  return chunkedAttention(SOFTMAX_ROWS, q, k, v, s, vis, scale, dropout);
 }

@@ -4,6 +4,7 @@ import {
 } from '../../validate.js';
 import { selectiveScanReference, selectiveScanStepReference, type ScanArgs } from './reference.js';
 import { SELECTIVE_SCAN, SELECTIVE_SCAN_STEP, type ScanAttrs } from './kernel.js';
+import { selectiveScanFast } from './fast.js';
 
 /** Options of `ops.selectiveScan` and `ops.selectiveScanWithState`. */
 export interface SelectiveScanOptions {
@@ -17,7 +18,10 @@ export interface SelectiveScanOptions {
   deltaSoftplus?: boolean;
   /** `[B, E, N]`: the state before the first step, for continuing a sequence. Default zeros. */
   initialState?: tf.Tensor3D;
-  /** Which implementation runs. Default `'auto'`. */
+  /**
+   * Which implementation runs. Default `'auto'`: the WGSL kernels on webgpu, plain-JS kernels on
+   * cpu and wasm, the per-step tfjs-ops reference elsewhere; `'reference'` always runs that reference.
+   */
   implementation?: Implementation;
 }
 
@@ -108,7 +112,10 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
     });
     return { output: differentiableZeros(args.u.shape, inputs), state };
   }
-  if (!kernel) return selectiveScanReference(args);
+  if (!kernel) {
+    // 'auto' off webgpu takes the fast path (plain-JS kernels on cpu and wasm); 'reference' the per-step ground truth
+    return options.implementation === 'reference' ? selectiveScanReference(args) : selectiveScanFast(args);
+  }
   return tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
     const inputs: tf.NamedTensorMap = {
@@ -128,7 +135,8 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
  * h[t] = exp(Δ[t]·A) ⊙ h[t−1] + (Δ[t]·u[t]) ⊗ B[t]      h[−1] = initialState or 0
  * y[t] = h[t]·C[t] + D ⊙ u[t]                           out = y ⊙ silu(z)
  * ```
- * O(T·E·N) time, a linear recurrence run as a chunked scan over T by the WGSL kernels.
+ * O(T·E·N) time, a linear recurrence run as a chunked scan over T by the WGSL kernels on webgpu,
+ * and by one plain-JS pass each way on cpu and wasm (docs/selective-ssm.md).
  * Differentiable in every tensor input (the backward is the same recurrence in reverse).
  *
  * @param u `[B, T, E]` float32, the input; B or T may be 0 (the output is then empty, and the final
