@@ -13,6 +13,8 @@
  * in-place key/value cache against the concatenating one, and a 1k-token prefill against
  * stepping it; `-- --generation` runs that section alone (`-- --minutes N` is then its
  * deadline, default 8 minutes) and writes `<adapter>.generation.{json,md}`.
+ * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
+ * whose flags it reads), writing `runs/<backend>-backends.{json,md}`.
  *
  * @packageDocumentation
  */
@@ -49,6 +51,14 @@ const resultsArg = process.argv.indexOf('--results');
 const resultsDir = resultsArg >= 0 ? process.argv[resultsArg + 1] : new URL('./results/', import.meta.url).pathname;
 const started = performance.now();
 const log = (line: string) => console.error(`[bench] ${line}`);
+
+// `--backend cpu|wasm`: the ops off WebGPU (bench/backends.ts), alone; no adapter needed
+if (process.argv.includes('--backend')) {
+  const { measureBackends, parseBackendFlags } = await import('./backends.js');
+  await measureBackends(parseBackendFlags(process.argv), resultsDir, SEED, log);
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(0);
+}
 
 const { gpu, backend } = await startWebGPU('bench');
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);

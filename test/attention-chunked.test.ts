@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ops } from '../src/index.js';
 import { withReferenceTiling } from '../src/attention/reference.js';
-import { groupKeys, knownTileMask, planTiles, type KnownVisibility } from '../src/attention/tiles.js';
+import { knownTileMask, planTiles, type KnownVisibility } from '../src/attention/tiles.js';
 import { blockActive } from '../src/mixers/block-sparse/layout.js';
 import { describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
 
@@ -31,7 +31,7 @@ function visible(v: KnownVisibility, Tq: number, Tk: number, b: number, i: numbe
 
 const knowns = fc.record({
   B: fc.integer({ min: 1, max: 2 }), Tq: fc.integer({ min: 1, max: 30 }), Tk: fc.integer({ min: 1, max: 30 }),
-  chunk: fc.integer({ min: 1, max: 9 }), maxKeys: fc.integer({ min: 1, max: 40 }), causal: fc.boolean(),
+  chunk: fc.integer({ min: 1, max: 9 }), causal: fc.boolean(),
   window: fc.option(fc.integer({ min: 1, max: 8 }), { nil: null }), withOffsets: fc.boolean(), withLengths: fc.boolean(),
   withSegments: fc.boolean(), withLayout: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
   blockSize: fc.integer({ min: 1, max: 4 }), localBlocks: fc.integer({ min: 1, max: 3 }), stride: fc.integer({ min: 0, max: 3 }),
@@ -54,26 +54,24 @@ const knowns = fc.record({
     const query = ids(c.Tq);
     v.segments = { query, key: self ? query : ids(Tk) };
   }
-  return { s: { B: c.B, Tq: c.Tq, Tk, H: 1, Hkv: 1, K: 1 }, v, chunk: c.chunk, maxKeys: c.maxKeys };
+  return { s: { B: c.B, Tq: c.Tq, Tk, H: 1, Hkv: 1, K: 1 }, v, chunk: c.chunk };
 });
 
 describeOn('cpu', 'chunked attention: the tile plan', () => {
   it('visits every tile some query sees, masks only those it does not see whole, and skips only unseen ones', () => {
-    fc.assert(fc.property(knowns, ({ s, v, chunk, maxKeys }) => {
-      const plan = planTiles(s, v, chunk, maxKeys);
+    fc.assert(fc.property(knowns, ({ s, v, chunk }) => {
+      const plan = planTiles(s, v, chunk);
       const numKeyChunks = Math.ceil(s.Tk / chunk);
       expect(plan.queries.map((q) => [q.start, q.end])).toEqual(
         Array.from({ length: Math.ceil(s.Tq / chunk) }, (_, c) => [c * chunk, Math.min((c + 1) * chunk, s.Tq)]));
       for (const q of plan.queries) {
         const visits = new Map<number, boolean>();
-        for (const g of q.groups) {
-          // a group holds at most maxKeys keys (or one chunk), its chunks ascending and its own
-          expect(g.chunks.length === 1 || groupKeys(g, chunk, s.Tk).keys.length <= maxKeys).toBe(true);
-          for (const c of g.chunks) {
-            expect(visits.has(c)).toBe(false);
-            visits.set(c, g.masked);
-          }
+        for (const t of q.tiles) {
+          expect(visits.has(t.chunk)).toBe(false);
+          visits.set(t.chunk, t.masked);
         }
+        // ascending key chunks
+        expect(q.tiles.map((t) => t.chunk)).toEqual([...visits.keys()].sort((a, b) => a - b));
         for (let c = 0; c < numKeyChunks; c++) {
           let seen = 0;
           let total = 0;
@@ -100,11 +98,12 @@ describeOn('cpu', 'chunked attention: the tile plan', () => {
       const r = seededUniform(seed, 4, 0, 1);
       const i0 = Math.floor(r[0]! * s.Tq);
       const i1 = i0 + 1 + Math.floor(r[1]! * (s.Tq - i0));
-      const keys = Int32Array.from(new Set(Array.from({ length: 5 }, (_, n) => Math.floor(seededUniform(seed + n, 1, 0, 1)[0]! * s.Tk)))).sort();
-      const { values: mask, batch } = knownTileMask(v, s, i0, i1, keys);
+      const j0 = Math.floor(r[2]! * s.Tk);
+      const j1 = j0 + 1 + Math.floor(r[3]! * (s.Tk - j0));
+      const { values: mask, batch } = knownTileMask(v, s, i0, i1, j0, j1);
       let n = 0;
       for (let b = 0; b < batch; b++) {
-        for (let i = i0; i < i1; i++) for (const j of keys) expect(mask[n++]).toBe(visible(v, s.Tq, s.Tk, b, i, j) ? 1 : 0);
+        for (let i = i0; i < i1; i++) for (let j = j0; j < j1; j++) expect(mask[n++]).toBe(visible(v, s.Tq, s.Tk, b, i, j) ? 1 : 0);
       }
       expect(n).toBe(mask.length);
     }), { numRuns: 200 });
@@ -112,8 +111,7 @@ describeOn('cpu', 'chunked attention: the tile plan', () => {
 
   it('a causal call visits about half the tiles; a window and a block-sparse layout visit a band linear in T', () => {
     const tiles = (T: number, v: KnownVisibility, chunk = 64) =>
-      planTiles({ B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K: 1 }, v, chunk, 1 << 30).queries
-        .reduce((n, q) => n + q.groups.reduce((m, g) => m + g.chunks.length, 0), 0);
+      planTiles({ B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K: 1 }, v, chunk).queries.reduce((n, q) => n + q.tiles.length, 0);
     for (const T of [1024, 4096, 16384]) {
       const n = T / 64;
       expect(tiles(T, { ...none, causal: true })).toBe((n * (n + 1)) / 2);
@@ -141,8 +139,8 @@ async function peakOf(op: 'flashAttention' | 'expressiveAttention' | 'blockSpars
 describeOn('cpu', 'chunked attention: memory', () => {
   it('peak memory of forward+backward stays a few tiles whatever T, far below the [T, T] scores', async () => {
     const [H, K] = [2, 16];
-    // tiles of 128 queries and at most 2¹⁶ scores (256 KiB): a kept T² byte would show
-    const tiling = { chunk: 128, maxTileElements: 1 << 16, keptScores: 0 };
+    // tiles of 128 queries and keys (256 KiB of scores): a kept T² byte would show
+    const tiling = { chunk: 128, keptScores: 0 };
     for (const op of ['flashAttention', 'expressiveAttention', 'blockSparseAttention'] as const) {
       const options = op === 'blockSparseAttention' ? { blockSize: 16, localBlocks: 2 } : { window: 100 };
       const small = await withReferenceTiling(tiling, () => peakOf(op, 512, H, K, options));
@@ -163,7 +161,7 @@ describeOn('cpu', 'chunked attention: kept scores', () => {
     const k = tf.tensor4d(seededUniform(2, B * T * Hkv * K), [B, T, Hkv, K]);
     const v = tf.tensor4d(seededUniform(3, B * T * Hkv * K), [B, T, Hkv, K]);
     for (const op of ['flashAttention', 'expressiveAttention'] as const) {
-      const run = (keptScores: number) => withReferenceTiling({ chunk: 16, maxTileElements: 2048, keptScores }, () => tf.tidy(() =>
+      const run = (keptScores: number) => withReferenceTiling({ chunk: 16, keptScores }, () => tf.tidy(() =>
         tf.grads((a, b, c) => tf.sum(tf.square(ops[op](a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, { window: 30, kvLengths: [50, 70] }))))([q, k, v])));
       const kept = await expectNoLeaks(async () => {
         const g = run(1 << 20);

@@ -38,7 +38,7 @@ type Case = {
   scale: number; seed: number; layout: Layout; given: OptionName[]; window: number;
   maskKind: 'key' | 'full' | 'broadcast'; maskDtype: 'bool' | 'int32' | 'float32'; lengthsAsArray: boolean;
   /** The chunked reference's tiles when checked against the oracle: small, so that many tiles meet. */
-  tiling: { chunk: number; maxTileElements: number };
+  tiling: { chunk: number; keptScores: number };
 };
 
 const layouts = fc.record({
@@ -65,7 +65,7 @@ function cases(op: OpName, given: fc.Arbitrary<OptionName[]>): fc.Arbitrary<Case
     maskKind: fc.constantFrom('key' as const, 'full' as const, 'broadcast' as const),
     maskDtype: fc.constantFrom('bool' as const, 'int32' as const, 'float32' as const),
     lengthsAsArray: fc.boolean(),
-    tiling: fc.record({ chunk: fc.integer({ min: 1, max: 8 }), maxTileElements: fc.integer({ min: 1, max: 512 }) }),
+    tiling: fc.record({ chunk: fc.integer({ min: 1, max: 8 }), keptScores: fc.constantFrom(0, 1 << 20) }),
   }).map((c) => (self ? { ...c, Tk: c.Tq } : c));
 }
 
@@ -413,7 +413,7 @@ function sharedProperties(implementation: Implementation): void {
       const c: Case = {
         op, B: 2, Tq: 6, Tk: 6, heads: [2, 1], K: 4, causal: true, scale: 0.5, seed: 3,
         layout: { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 0 }, given: OPTIONS_OF[op], window: 3,
-        maskKind: 'key', maskDtype: 'float32', lengthsAsArray: true, tiling: { chunk: 2, maxTileElements: 16 },
+        maskKind: 'key', maskDtype: 'float32', lengthsAsArray: true, tiling: { chunk: 2, keptScores: 1 << 20 },
       };
       const x = inputsOf(c);
       const vis = visibilityOf(c);

@@ -4,7 +4,7 @@ import { expect, it } from 'vitest';
 import { ops, type Implementation } from '../src/index.js';
 import { HOST_SCAN, HOST_SCAN_GRAD } from '../src/mixers/selective-ssm/fast.js';
 import { selectiveSSM } from '../src/mixers/selective-ssm/layer.js';
-import { selectiveScanGradOracle, selectiveScanOracle, type ScanInputs } from './oracle/selective-ssm.js';
+import { scanCases, scanInputs, scanOracle, scanShapes, scanTensors, scanTerms, type Case, type Inputs, type Name } from './selective-ssm-cases.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 // The fast path off webgpu (src/mixers/selective-ssm/fast.ts): on cpu and wasm, `implementation:
@@ -12,108 +12,27 @@ import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDeriv
 // tolerance, with the per-step reference's own error on the same backend as the yardstick), against
 // the reference's non-finite semantics bit for bit, and through the layer's forward, prefill and step.
 
-/**
- * B 1..3; T of 1, odd, and past several 32-step chunks (the backward's checkpoints); E 1..40;
- * N from the issue's list; every optional input on or off; softplus on or off.
- */
-const cases = fc.record({
-  B: fc.integer({ min: 1, max: 3 }),
-  T: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 20 }).map((v) => 2 * v + 1), fc.integer({ min: 63, max: 130 })),
-  E: fc.oneof(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 33, max: 40 })),
-  N: fc.constantFrom(1, 4, 16, 64),
-  D: fc.boolean(),
-  z: fc.boolean(),
-  deltaBias: fc.boolean(),
-  initialState: fc.boolean(),
-  deltaSoftplus: fc.boolean(),
-  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-});
-type Case = { B: number; T: number; E: number; N: number; D: boolean; z: boolean; deltaBias: boolean; initialState: boolean; deltaSoftplus: boolean; seed: number };
-
-const OPTIONAL = ['D', 'z', 'deltaBias', 'initialState'] as const;
-type Name = 'u' | 'delta' | 'A' | 'Bm' | 'Cm' | (typeof OPTIONAL)[number];
-type Inputs = Partial<Record<Name, Float32Array>>;
-
-/** float32 inputs (Δ about 0.05..1.3, A in [−4, −0.05], Mamba's ranges) and upstream gradients, as test/selective-ssm.test.ts. */
-function inputs(c: Case): { x: Inputs; dOut: Float32Array; dState: Float32Array } {
-  const { B, T, E, N } = c;
-  let seed = c.seed;
-  const draw = (n: number, lo = -1, hi = 1) => seededUniform(seed++, n, lo, hi);
-  const x: Inputs = {
-    u: draw(B * T * E),
-    delta: c.deltaSoftplus ? draw(B * T * E, -3, 1) : draw(B * T * E, 0, 1),
-    A: draw(E * N, -4, -0.05),
-    Bm: draw(B * T * N),
-    Cm: draw(B * T * N),
-  };
-  if (c.D) x.D = draw(E);
-  if (c.z) x.z = draw(B * T * E, -2, 2);
-  if (c.deltaBias) x.deltaBias = draw(E, -0.5, 0.5);
-  if (c.initialState) x.initialState = draw(B * E * N);
-  return { x, dOut: draw(B * T * E), dState: draw(B * E * N) };
-}
-
-function shapes(c: Case): Record<Name, number[]> {
-  const { B, T, E, N } = c;
-  return { u: [B, T, E], delta: [B, T, E], A: [E, N], Bm: [B, T, N], Cm: [B, T, N], D: [E], z: [B, T, E], deltaBias: [E], initialState: [B, E, N] };
-}
+const cases = scanCases(3, [63, 130]);
 
 /** Output, final state and the gradient of Σ dOut·out + Σ dState·state for every input given, read back. */
 async function run(c: Case, impl: Implementation, x: Inputs, dOut: Float32Array, dState: Float32Array) {
-  const names = Object.keys(x) as Name[];
-  const outs = tf.tidy(() => {
-    const shape = shapes(c);
-    const tensors = names.map((n) => tf.tensor(x[n]!, shape[n]));
-    const f = (...t: tf.Tensor[]) => {
-      const by = Object.fromEntries(names.map((n, i) => [n, t[i]!])) as Record<Name, tf.Tensor>;
-      return ops.selectiveScanWithState(
-        by.u as tf.Tensor3D, by.delta as tf.Tensor3D, by.A as tf.Tensor2D, by.Bm as tf.Tensor3D, by.Cm as tf.Tensor3D,
-        { D: by.D as tf.Tensor1D, z: by.z as tf.Tensor3D, deltaBias: by.deltaBias as tf.Tensor1D,
-          initialState: by.initialState as tf.Tensor3D, deltaSoftplus: c.deltaSoftplus, implementation: impl });
-    };
-    const { output, state } = f(...tensors);
-    const dO = tf.tensor(dOut, output.shape);
-    const dS = tf.tensor(dState, state.shape);
-    const grads = tf.grads((...t: tf.Tensor[]) => {
-      const r = f(...t);
-      return tf.add(tf.sum(tf.mul(r.output, dO)), tf.sum(tf.mul(r.state, dS)));
-    })(tensors);
-    return [output, state, ...grads];
-  });
-  const read = await Promise.all(outs.map(values));
-  tf.dispose(outs);
+  const got = scanTensors(c, impl, x, dOut, dState);
+  const names = Object.keys(got.grads) as Name[];
+  const read = await Promise.all([got.output, got.state, ...names.map((n) => got.grads[n])].map((t) => values(t)));
+  tf.dispose(got);
   const [output, state, ...grads] = read;
   return { output: output!, state: state!, grads: Object.fromEntries(names.map((n, i) => [n, grads[i]!])) as Record<Name, Float64Array> };
 }
 
-function oracleOf(c: Case, x: Inputs, dOut: Float32Array, dState: Float32Array) {
-  const scan: ScanInputs = { ...(x as unknown as ScanInputs), deltaSoftplus: c.deltaSoftplus };
-  const dims = { B: c.B, T: c.T, E: c.E, N: c.N };
-  return { ...selectiveScanOracle(scan, dims), grads: selectiveScanGradOracle(scan, dims, dOut, dState) };
-}
-
-/**
- * The terms of each float32 sum, the γ_n floor of the derived tolerance (as test/selective-ssm.test.ts):
- * the state sums up to T decayed inputs and the output N states; dA, dD and d deltaBias sum
- * those over B·T steps, dB and dC over E channels. The fast path sums in float64 and rounds
- * once, so it needs far less; the floor only keeps a lucky reference from failing it.
- */
-function terms(c: Case, what: Name | 'output' | 'state'): number {
-  const chain = c.T + c.N;
-  if (what === 'A' || what === 'D' || what === 'deltaBias') return c.B * c.T + chain;
-  if (what === 'Bm' || what === 'Cm') return c.E + chain;
-  return chain;
-}
-
 /** Compares the fast path with the oracle: at most twice the reference's error plus the γ_n floor. */
 async function expectFastMatches(c: Case, x: Inputs, dOut: Float32Array, dState: Float32Array): Promise<void> {
-  const want = oracleOf(c, x, dOut, dState);
+  const want = scanOracle(c, x, dOut, dState);
   const fast = await run(c, 'auto', x, dOut, dState);
   const reference = await run(c, 'reference', x, dOut, dState);
-  expectWithinDerivedTolerance(fast.output, reference.output, want.out, 'output', terms(c, 'output'));
-  expectWithinDerivedTolerance(fast.state, reference.state, want.state, 'state', terms(c, 'state'));
+  expectWithinDerivedTolerance(fast.output, reference.output, want.out, 'output', scanTerms(c, 'output'));
+  expectWithinDerivedTolerance(fast.state, reference.state, want.state, 'state', scanTerms(c, 'state'));
   for (const n of Object.keys(fast.grads) as Name[]) {
-    expectWithinDerivedTolerance(fast.grads[n], reference.grads[n], want.grads[n]!, `d${n}`, terms(c, n));
+    expectWithinDerivedTolerance(fast.grads[n], reference.grads[n], want.grads[n]!, `d${n}`, scanTerms(c, n));
   }
 }
 
@@ -129,9 +48,9 @@ async function kernelsRun(f: () => tf.TensorContainer): Promise<string[]> {
 for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan fast path', () => {
   it('runs the plain-JS kernels forward and backward, not the per-step reference', async () => {
     const c: Case = { B: 1, T: 40, E: 3, N: 2, D: true, z: true, deltaBias: true, initialState: true, deltaSoftplus: true, seed: 1 };
-    const { x } = inputs(c);
+    const { x } = scanInputs(c);
     const names = await kernelsRun(() => {
-      const s = shapes(c);
+      const s = scanShapes(c);
       const t = (n: Name) => tf.tensor(x[n]!, s[n]);
       const args = [t('u'), t('delta'), t('A'), t('Bm'), t('Cm')] as const;
       return tf.grads((u: tf.Tensor, delta: tf.Tensor) => ops.selectiveScan(u as tf.Tensor3D, delta as tf.Tensor3D, args[2] as tf.Tensor2D,
@@ -145,14 +64,14 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan fas
 
   it('matches the float64 oracle at least as well as the reference, forward and every gradient', async () => {
     await fc.assert(fc.asyncProperty(cases, async (c) => {
-      const { x, dOut, dState } = inputs(c);
+      const { x, dOut, dState } = scanInputs(c);
       await expectFastMatches(c, x, dOut, dState);
     }), { numRuns: 12 });
   });
 
   it('past many chunks (T = 300, a partial last chunk) and when exp(Δ·A) underflows or Δ is tiny', async () => {
     const c: Case = { B: 2, T: 300, E: 5, N: 16, D: true, z: true, deltaBias: true, initialState: true, deltaSoftplus: true, seed: 7 };
-    const { x, dOut, dState } = inputs(c);
+    const { x, dOut, dState } = scanInputs(c);
     await expectFastMatches(c, x, dOut, dState);
     for (const [lo, hi] of [[60, 800], [-80, -60]]) {
       const y = { ...x, delta: seededUniform(99, c.B * c.T * c.E, lo, hi) };
@@ -163,13 +82,13 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan fas
 
   it('a NaN or ±∞ in any per-token input: the same NaN outputs and state as the reference, and clean outputs and gradients elsewhere', async () => {
     const c: Case = { B: 2, T: 40, E: 3, N: 2, D: true, z: true, deltaBias: true, initialState: true, deltaSoftplus: true, seed: 5 };
-    const { x, dState } = inputs(c);
+    const { x, dState } = scanInputs(c);
     const t = 35;   // in the second 32-step chunk, so an adjoint crosses the chunk holding the bad token
     // the loss sees only the outputs before t (and no final state, which sees t)
     const dOut = seededUniform(6, c.B * c.T * c.E).map((v, i) => (Math.floor(i / c.E) % c.T < t ? v : 0));
     const noState = new Float32Array(dState.length);
     const clean = await run(c, 'auto', x, dOut, noState);
-    const shape = shapes(c);
+    const shape = scanShapes(c);
     for (const name of ['u', 'delta', 'Bm', 'Cm', 'z'] as const) {
       for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
         const inner = shape[name][2]!;
@@ -193,7 +112,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan fas
           expect(maxAbsDiff(got, want), `${what}: d${n}`).toBe(0);
           // and the reference's, up to two float32 evaluations of the same sums (γ_n of each)
           expect(maxAbsDiff(got, reference.grads[n]), `${what}: d${n} against the reference`)
-            .toBeLessThanOrEqual(2 * terms(c, n) * EPS32 * Math.max(1, maxAbs(got)));
+            .toBeLessThanOrEqual(2 * scanTerms(c, n) * EPS32 * Math.max(1, maxAbs(got)));
         }
       }
     }
@@ -201,7 +120,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan fas
 
   it('a non-finite initial state or A poisons what it reaches, as the reference', async () => {
     const c: Case = { B: 2, T: 9, E: 3, N: 2, D: true, z: false, deltaBias: false, initialState: true, deltaSoftplus: true, seed: 8 };
-    const { x, dOut, dState } = inputs(c);
+    const { x, dOut, dState } = scanInputs(c);
     for (const name of ['initialState', 'A'] as const) {
       const y = { ...x, [name]: x[name]!.slice() };
       y[name]![1] = Number.NaN;
@@ -215,7 +134,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan fas
   it('leaves no tensor behind: forward, gradients, with and without the optional inputs', async () => {
     for (const all of [true, false]) {
       const c: Case = { B: 2, T: 40, E: 5, N: 4, D: all, z: all, deltaBias: all, initialState: all, deltaSoftplus: all, seed: 3 };
-      const { x, dOut, dState } = inputs(c);
+      const { x, dOut, dState } = scanInputs(c);
       await expectNoLeaks(() => run(c, 'auto', x, dOut, dState));
     }
   });

@@ -2,85 +2,20 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ops, type Implementation } from '../src/index.js';
-import { selectiveScanGradOracle, selectiveScanOracle, type ScanInputs } from './oracle/selective-ssm.js';
+import { scanCases, scanInputs, scanOracle, scanShapes, scanTensors, scanTerms, type Case, type Name } from './selective-ssm-cases.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
-/**
- * B 1..2; T of 1, odd, and past several 32-step kernel chunks; E from 1 to past one 32-channel
- * backward workgroup; N from the issue's list; every optional input on or off; softplus on or
- * off (then delta is positive, a Δ of its own).
- */
-const cases = fc.record({
-  B: fc.integer({ min: 1, max: 2 }),
-  T: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 20 }).map((v) => 2 * v + 1), fc.integer({ min: 65, max: 110 })),
-  E: fc.oneof(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 33, max: 40 })),
-  N: fc.constantFrom(1, 4, 16, 64),
-  D: fc.boolean(),
-  z: fc.boolean(),
-  deltaBias: fc.boolean(),
-  initialState: fc.boolean(),
-  deltaSoftplus: fc.boolean(),
-  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-});
-type Case = { B: number; T: number; E: number; N: number; D: boolean; z: boolean; deltaBias: boolean; initialState: boolean; deltaSoftplus: boolean; seed: number };
+const cases = scanCases(2, [65, 110]);
 
-const OPTIONAL = ['D', 'z', 'deltaBias', 'initialState'] as const;
-type Name = 'u' | 'delta' | 'A' | 'Bm' | 'Cm' | (typeof OPTIONAL)[number];
-
-/** float32 inputs of a case (Δ about 0.05..1.3, A in [−4, −0.05], as Mamba's ranges), and upstream gradients. */
-function inputs(c: Case) {
-  const { B, T, E, N } = c;
-  let seed = c.seed;
-  const draw = (n: number, lo = -1, hi = 1) => seededUniform(seed++, n, lo, hi);
-  const x: Record<string, Float32Array> = {
-    u: draw(B * T * E),
-    delta: c.deltaSoftplus ? draw(B * T * E, -3, 1) : draw(B * T * E, 0, 1),
-    A: draw(E * N, -4, -0.05),
-    Bm: draw(B * T * N),
-    Cm: draw(B * T * N),
-  };
-  if (c.D) x.D = draw(E);
-  if (c.z) x.z = draw(B * T * E, -2, 2);
-  if (c.deltaBias) x.deltaBias = draw(E, -0.5, 0.5);
-  if (c.initialState) x.initialState = draw(B * E * N);
-  return { x, dOut: draw(B * T * E), dState: draw(B * E * N) };
-}
-
-function shapes(c: Case): Record<Name, number[]> {
-  const { B, T, E, N } = c;
-  return { u: [B, T, E], delta: [B, T, E], A: [E, N], Bm: [B, T, N], Cm: [B, T, N], D: [E], z: [B, T, E], deltaBias: [E], initialState: [B, E, N] };
-}
-
-/** The output, the final state, and the gradient of Σ dOut·out + Σ dState·state for every input given. */
+/** The output, the final state and every gradient of a case's own inputs. */
 function run(c: Case, impl: Implementation) {
-  const { x, dOut, dState } = inputs(c);
-  const names = Object.keys(x) as Name[];
-  return tf.tidy(() => {
-    const shape = shapes(c);
-    const tensors = names.map((n) => tf.tensor(x[n]!, shape[n]));
-    const f = (...t: tf.Tensor[]) => {
-      const by = Object.fromEntries(names.map((n, i) => [n, t[i]!])) as Record<Name, tf.Tensor>;
-      return ops.selectiveScanWithState(
-        by.u as tf.Tensor3D, by.delta as tf.Tensor3D, by.A as tf.Tensor2D, by.Bm as tf.Tensor3D, by.Cm as tf.Tensor3D,
-        { D: by.D as tf.Tensor1D, z: by.z as tf.Tensor3D, deltaBias: by.deltaBias as tf.Tensor1D,
-          initialState: by.initialState as tf.Tensor3D, deltaSoftplus: c.deltaSoftplus, implementation: impl });
-    };
-    const { output, state } = f(...tensors);
-    const dO = tf.tensor(dOut, output.shape);
-    const dS = tf.tensor(dState, state.shape);
-    const grads = tf.grads((...t: tf.Tensor[]) => {
-      const r = f(...t);
-      return tf.add(tf.sum(tf.mul(r.output, dO)), tf.sum(tf.mul(r.state, dS)));
-    })(tensors);
-    return { output, state, grads: Object.fromEntries(names.map((n, i) => [n, grads[i]!])) as Record<Name, tf.Tensor> };
-  });
+  const { x, dOut, dState } = scanInputs(c);
+  return scanTensors(c, impl, x, dOut, dState);
 }
 
 function oracleOf(c: Case) {
-  const { x, dOut, dState } = inputs(c);
-  const scan: ScanInputs = { ...(x as unknown as ScanInputs), deltaSoftplus: c.deltaSoftplus };
-  const dims = { B: c.B, T: c.T, E: c.E, N: c.N };
-  return { ...selectiveScanOracle(scan, dims), grads: selectiveScanGradOracle(scan, dims, dOut, dState) };
+  const { x, dOut, dState } = scanInputs(c);
+  return scanOracle(c, x, dOut, dState);
 }
 
 /**
@@ -117,19 +52,6 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'selectiveScan', (
 });
 
 /**
- * Every value of the scan is a float32 sum: the state h[t] sums up to T decayed inputs and the
- * output N states; dA, dD and d deltaBias sum those over B·T steps, dB and dC over E channels.
- * So the derived tolerance's floor is the γ_n bound of n such terms (see
- * expectWithinDerivedTolerance), n per quantity below; it stays far under Mamba's ceiling.
- */
-function terms(c: Case, what: Name | 'output' | 'state'): number {
-  const chain = c.T + c.N;
-  if (what === 'A' || what === 'D' || what === 'deltaBias') return c.B * c.T + chain;
-  if (what === 'Bm' || what === 'Cm') return c.E + chain;
-  return chain;
-}
-
-/**
  * The reference's results on the cpu backend: the same float32 ops, read back. tfjs-webgpu
  * launches a workgroup per output of a reduction, which makes the reference's per-step sums
  * about a hundred times slower there on SwiftShader than on the cpu; its float32 error is what
@@ -159,12 +81,12 @@ describeOn('webgpu', 'selectiveScan', () => {
         ['output', kernel.output, reference.output, want.out],
         ['state', kernel.state, reference.state, want.state],
       ] as const) {
-        expectWithinDerivedTolerance(await values(k), r, o, what, terms(c, what));
+        expectWithinDerivedTolerance(await values(k), r, o, what, scanTerms(c, what));
         expectAllClose(await values(k), o, MAMBA[what], what);
       }
       for (const n of Object.keys(kernel.grads) as Name[]) {
         const o = want.grads[n]!;
-        expectWithinDerivedTolerance(await values(kernel.grads[n]), reference.grads[n]!, o, `d${n}`, terms(c, n));
+        expectWithinDerivedTolerance(await values(kernel.grads[n]), reference.grads[n]!, o, `d${n}`, scanTerms(c, n));
         expectAllClose(await values(kernel.grads[n]), o, MAMBA[n], `d${n}`);
       }
       tf.dispose(kernel);
@@ -189,8 +111,8 @@ describeOn('webgpu', 'selectiveScan', () => {
 
 /** The pieces of a case as tensors (same draws as `inputs`), for the properties below. */
 function tensorsOf(c: Case) {
-  const { x } = inputs(c);
-  const shape = shapes(c);
+  const { x } = scanInputs(c);
+  const shape = scanShapes(c);
   const t = (n: Name) => (x[n] ? tf.tensor(x[n]!, shape[n]) : undefined);
   return {
     u: t('u') as tf.Tensor3D, delta: t('delta') as tf.Tensor3D, A: t('A') as tf.Tensor2D, B: t('Bm') as tf.Tensor3D, C: t('Cm') as tf.Tensor3D,
@@ -263,9 +185,9 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
     it('stays finite and exact when exp(Δ·A) underflows (large Δ) and when Δ is tiny', async () => {
       for (const [lo, hi] of [[60, 800], [-80, -60]]) {
         const c: Case = { B: 2, T: 70, E: 5, N: 16, D: true, z: true, deltaBias: false, initialState: true, deltaSoftplus: true, seed: 11 };
-        const { x, dOut, dState } = inputs(c);
+        const { x, dOut, dState } = scanInputs(c);
         x.delta = seededUniform(99, c.B * c.T * c.E, lo, hi);
-        const shape = shapes(c);
+        const shape = scanShapes(c);
         const names = Object.keys(x) as Name[];
         const got = tf.tidy(() => {
           const ts = names.map((n) => tf.tensor(x[n]!, shape[n]));
@@ -280,10 +202,8 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
               D: ts[5] as tf.Tensor1D, z: ts[6] as tf.Tensor3D, initialState: ts[7] as tf.Tensor3D, implementation: impl });
           return { output, state, grads: tf.grads(f)(ts) };
         });
-        const scan = { ...(x as unknown as ScanInputs), deltaSoftplus: true };
-        const dims = { B: c.B, T: c.T, E: c.E, N: c.N };
-        const want = selectiveScanOracle(scan, dims);
-        const wantGrads = selectiveScanGradOracle(scan, dims, dOut, dState);
+        const want = scanOracle({ ...c, deltaSoftplus: true }, x, dOut, dState);
+        const wantGrads = want.grads;
         // Δ ≥ 60 and A ≤ −0.05: every decay is below e⁻³ per step, often exactly 0; Δ ≤ e⁻⁶⁰: the state barely moves
         for (const [what, t, o] of [['output', got.output, want.out], ['state', got.state, want.state]] as const) {
           const v = await values(t);

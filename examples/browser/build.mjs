@@ -1,4 +1,4 @@
-// Bundles the browser demo's pages (timing.ts, generate.ts) with esbuild into
+// Bundles the browser demo's pages (timing.ts, generate.ts, train.ts) with esbuild into
 // examples/browser/dist/, together with @tensorflow/tfjs, @tensorflow/tfjs-backend-webgpu and the
 // BUILT library: run `npm run build` first. Use: `npm run build:examples`.
 //
@@ -79,14 +79,14 @@ const started = performance.now();
 // chunk names carry a hash: clear the old ones
 rmSync(join(here, 'dist'), { recursive: true, force: true });
 const result = await build({
-  entryPoints: { timing: join(here, 'timing.ts'), generate: join(here, 'generate.ts') },
+  entryPoints: { timing: join(here, 'timing.ts'), generate: join(here, 'generate.ts'), train: join(here, 'train.ts') },
   bundle: true,
   format: 'esm',
   platform: 'browser',
   target: 'es2022',
   outdir: join(here, 'dist'),
   minify: true,
-  // the two pages share tfjs and the library: one chunk, cached across pages
+  // the pages share tfjs and the library: one chunk, cached across pages
   splitting: true,
   sourcemap: true,
   metafile: true,

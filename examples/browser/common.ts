@@ -35,7 +35,7 @@ export async function findWebGPU(): Promise<WebGPUCheck> {
 }
 
 /** Page states the test waits for, in `<body data-state>`. */
-export type PageState = 'loading' | 'ready' | 'running' | 'done' | 'error' | 'no-webgpu';
+export type PageState = 'loading' | 'ready' | 'running' | 'done' | 'error' | 'no-webgpu' | 'no-webgl';
 
 /** Sets `<body data-state>` and, for errors, `<body data-error>`. */
 export function setState(state: PageState, error?: string): void {

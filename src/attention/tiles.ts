@@ -25,11 +25,11 @@ export interface KnownVisibility {
   dynamic: boolean;
 }
 
-/** One matMul's worth of keys for a query chunk: whole key chunks, and whether they need a mask. */
-export interface KeyGroup {
-  /** Key chunk indices, ascending; chunk c holds keys `[c·chunk, min((c + 1)·chunk, Tk))`. */
-  chunks: number[];
-  /** Some query of the chunk does not see some key of the group, so the tile is masked. */
+/** One tile of a query chunk: a key chunk some query of it sees, and whether it needs a mask. */
+export interface KeyTile {
+  /** Key chunk c holds keys `[c·chunk, min((c + 1)·chunk, Tk))`. */
+  chunk: number;
+  /** Some query of the chunk does not see some key of it, so the tile is masked. */
   masked: boolean;
 }
 
@@ -37,10 +37,10 @@ export interface KeyGroup {
 export interface QueryChunk {
   start: number;
   end: number;
-  groups: KeyGroup[];
+  tiles: KeyTile[];
 }
 
-/** The plan of a chunked attention call: query chunks, each with the key groups it visits. */
+/** The plan of a chunked attention call: query chunks, each with the key chunks it visits. */
 export interface TilePlan {
   chunk: number;
   queries: QueryChunk[];
@@ -123,77 +123,51 @@ function classify(v: KnownVisibility, s: AttentionSizes, i0: number, i1: number,
 
 /**
  * The tiles of a chunked attention: queries and keys cut into chunks of `chunk`; for each query
- * chunk, the key chunks some query sees, split into groups of at most `maxKeys` keys, full chunks
- * apart from masked ones (a full group needs no mask). Tiles no query sees are left out, so a
- * causal call visits about half the tiles, a window or a block-sparse layout a band.
+ * chunk, the key chunks some query sees, each marked masked unless every query sees all of it.
+ * Tiles no query sees are left out, so a causal call visits about half the tiles, a window or a
+ * block-sparse layout a band.
  *
  * @example
  * ```ts
  * const s = { B: 1, Tq: 512, Tk: 512, H: 1, Hkv: 1, K: 8 };
  * const known = { causal: true, window: null, offsets: null, lengths: null, segments: null, layout: null, dynamic: false };
- * planTiles(s, known, 256, 4096).queries[1].groups;
- * // [{ chunks: [0], masked: false }, { chunks: [1], masked: true }]: the diagonal tile is masked
+ * planTiles(s, known, 256).queries[1].tiles;
+ * // [{ chunk: 0, masked: false }, { chunk: 1, masked: true }]: the diagonal tile is masked
  * ```
  */
-export function planTiles(s: AttentionSizes, known: KnownVisibility, chunk: number, maxKeys: number): TilePlan {
+export function planTiles(s: AttentionSizes, known: KnownVisibility, chunk: number): TilePlan {
   const numKeyChunks = Math.ceil(s.Tk / chunk);
-  const perGroup = Math.max(1, Math.floor(maxKeys / chunk));
   const queries: QueryChunk[] = [];
   for (let start = 0; start < s.Tq; start += chunk) {
     const end = Math.min(start + chunk, s.Tq);
-    const full: number[] = [];
-    const masked: number[] = [];
+    const tiles: KeyTile[] = [];
     for (let c = 0; c < numKeyChunks; c++) {
       const kind = classify(known, s, start, end, c * chunk, Math.min((c + 1) * chunk, s.Tk));
-      if (kind === FULL) full.push(c);
-      else if (kind === PARTIAL) masked.push(c);
+      if (kind !== NONE) tiles.push({ chunk: c, masked: kind === PARTIAL });
     }
-    const groups: KeyGroup[] = [];
-    for (const [list, isMasked] of [[full, false], [masked, true]] as const) {
-      for (let n = 0; n < list.length; n += perGroup) groups.push({ chunks: list.slice(n, n + perGroup), masked: isMasked });
-    }
-    queries.push({ start, end, groups });
+    queries.push({ start, end, tiles });
   }
   return { chunk, queries };
 }
 
 /**
- * The keys a group spans, in order (indices into `[0, Tk)`), and the contiguous runs they form
- * (one run: a slice serves, rather than a concat).
- */
-export function groupKeys(group: KeyGroup, chunk: number, Tk: number): { keys: Int32Array; runs: [number, number][] } {
-  const runs: [number, number][] = [];
-  for (const c of group.chunks) {
-    const j0 = c * chunk;
-    const j1 = Math.min(j0 + chunk, Tk);
-    const last = runs[runs.length - 1];
-    if (last && last[1] === j0) last[1] = j1;
-    else runs.push([j0, j1]);
-  }
-  const keys = new Int32Array(runs.reduce((n, [a, b]) => n + b - a, 0));
-  let n = 0;
-  for (const [a, b] of runs) for (let j = a; j < b; j++) keys[n++] = j;
-  return { keys, runs };
-}
-
-/**
  * The known part of a tile's visibility, `[B', rows, keys]` 0/1 (B' = 1 when no condition
  * depends on the batch row): causality, window, lengths, segments and the layout, for queries
- * `[i0, i1)` and the given keys. The dynamic conditions are and-ed in with tensor ops by the caller.
+ * `[i0, i1)` and keys `[j0, j1)`. The dynamic conditions are and-ed in with tensor ops by the caller.
  */
 export function knownTileMask(
-  v: KnownVisibility, s: AttentionSizes, i0: number, i1: number, keys: Int32Array,
-): { values: Uint8Array; batch: number } {
+  v: KnownVisibility, s: AttentionSizes, i0: number, i1: number, j0: number, j1: number,
+): { values: Float32Array; batch: number } {
   const batch = v.offsets || v.lengths || v.segments ? s.B : 1;
   const rows = i1 - i0;
-  const values = new Uint8Array(batch * rows * keys.length);
+  const values = new Float32Array(batch * rows * (j1 - j0));
   let n = 0;
   const L = v.layout;
   for (let b = 0; b < batch; b++) {
     for (let i = i0; i < i1; i++) {
       const [lo, hi] = keyRange(v, s, b, i);
       const id = v.segments ? v.segments.query[b * s.Tq + i] : 0;
-      for (const j of keys) {
+      for (let j = j0; j < j1; j++) {
         values[n++] = j >= lo && j < hi && (!v.segments || v.segments.key[b * s.Tk + j] === id) &&
           (!L || L.blockActive(Math.floor(i / L.blockSize), Math.floor(j / L.blockSize))) ? 1 : 0;
       }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
+import { chunkedAttention, type ReferenceFamily, type TileMask } from '../../attention/reference.js';
 import type { Dropout } from '../../attention/dropout.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import type { Visibility } from '../../attention/visibility.js';
@@ -15,14 +15,14 @@ export const MIN_DENOMINATOR = 2 ** -60;
  * its weights w = s² (0 where invisible) into z and w·v into its numerator, tile by tile, and
  * divides by max(ε + z, 2⁻⁶⁰) at the end. The backward, from the saved denominator:
  * dw = drop ∘ (dO·vᵀ)/z − rowsum(dO ∘ o)/z (the second term only where the floor is not the
- * max), dS = 2·s ∘ dw on the visible keys.
+ * max; inside one matMul, [dO/z, −term]·[v, 1]ᵀ, without dropout), dS = 2·s ∘ dw on the visible keys.
  */
 export function expressiveRows(epsilon: number): ReferenceFamily {
-  const weights = (s: tf.Tensor4D, visible: tf.Tensor4D | null) => (visible ? tf.mul(tf.square(s), visible) : tf.square(s));
+  const weights = (s: tf.Tensor4D, mask: TileMask | null) => (mask ? tf.mul(tf.square(s), mask.visible) : tf.square(s));
   return {
     numStats: 2,
-    fold(state, s, visible, v, drop) {
-      const w = weights(s, visible);
+    fold(state, s, mask, v, drop) {
+      const w = weights(s, mask);
       const z = tf.sum(w, -1, true);
       const wv = tf.matMul(drop ? tf.mul(w, drop) : w, v);
       return state ? [tf.add(state[0]!, z), tf.add(state[1]!, wv)] : [z, wv];
@@ -34,13 +34,19 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
       const flows = tf.cast(tf.greaterEqual(raw, MIN_DENOMINATOR), 'float32') as tf.Tensor4D;
       return { o: tf.div(acc!, denominator) as tf.Tensor4D, stats: [denominator, flows] };
     },
-    tileGrad(s, visible, v, drop, dO, [denominator, flows], delta) {
-      const w = weights(s, visible);
-      const dOverZ = tf.div(dO, denominator!);
-      const dV = tf.matMul(drop ? tf.mul(w, drop) : w, dOverZ, true, false) as tf.Tensor4D;
-      const dKept = tf.matMul(dOverZ, v, false, true);
-      const dW = tf.sub(drop ? tf.mul(dKept, drop) : dKept, tf.mul(tf.div(delta, denominator!), flows!));
-      const dS = tf.mul(tf.mul(s, 2), visible ? tf.mul(dW, visible) : dW) as tf.Tensor4D;
+    rowGrads(dO, [denominator, flows], delta) {
+      const dOverZ = tf.div(dO, denominator!) as tf.Tensor4D;
+      // the denominator's part of dw, the same for every key of a row
+      const perRow = tf.mul(tf.div(delta, denominator!), flows!) as tf.Tensor4D;
+      return [dOverZ, tf.concat([dOverZ, tf.neg(perRow)], -1) as tf.Tensor4D, perRow];
+    },
+    tileGrad(s, mask, v, vOnes, drop, [dOverZ, dOMinus, perRow]) {
+      const w = weights(s, mask);
+      const dV = tf.matMul(drop ? tf.mul(w, drop) : w, dOverZ!, true, false) as tf.Tensor4D;
+      const dW = drop
+        ? tf.sub(tf.mul(tf.matMul(dOverZ!, v, false, true), drop), perRow!)
+        : tf.matMul(dOMinus!, vOnes, false, true);
+      const dS = tf.mul(tf.mul(s, 2), mask ? tf.mul(dW, mask.visible) : dW) as tf.Tensor4D;
       return { dS, dV };
     },
   };
@@ -87,16 +93,15 @@ export function expressiveAttentionReference(
  */
 export function quadraticFeatures(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const K = x.shape[x.rank - 1]!;
-    const a: number[] = [];
-    const b: number[] = [];
-    const w: number[] = [];
-    for (let i = 0; i < K; i++) { a.push(i); b.push(i); w.push(1); }
-    for (let i = 0; i < K; i++) {
-      for (let j = i + 1; j < K; j++) { a.push(i); b.push(j); w.push(Math.SQRT2); }
-    }
-    const at = (idx: number[]) => tf.gather(x, tf.tensor1d(idx, 'int32'), x.rank - 1);
-    return tf.mul(tf.mul(at(a), at(b)), tf.tensor1d(w));
+    const axis = x.rank - 1;
+    const K = x.shape[axis]!;
+    if (K === 1) return tf.square(x);
+    // slices, not a gather: tf.gather's gradient needs UnsortedSegmentSum, which wasm lacks
+    const channels = (from: number, n: number) =>
+      tf.slice(x, x.shape.map((_, d) => (d === axis ? from : 0)), x.shape.map((size, d) => (d === axis ? n : size)));
+    // x_a·x_b for every b > a, a-major
+    const pairs = Array.from({ length: K - 1 }, (_, a) => tf.mul(channels(a, 1), channels(a + 1, K - a - 1)));
+    return tf.concat([tf.square(x), tf.mul(tf.concat(pairs, axis), Math.SQRT2)], axis);
   });
 }
 

@@ -5,26 +5,18 @@ import type { Visibility } from '../../attention/visibility.js';
 import type { Dropout } from '../../attention/dropout.js';
 
 /**
- * Added to an invisible score: exp(s − 10³⁰ − m) is 0 for any score the row's max m can be,
- * and, unlike −∞, a row whose every score carries it stays finite (its output is then zeroed).
- */
-const HIDDEN = 1e30;
-
-/** The scores with −10³⁰ added where `visible` is 0, `[B, Hkv, R, n]`. */
-function hide(s: tf.Tensor4D, visible: tf.Tensor4D | null): tf.Tensor4D {
-  return visible ? tf.add(s, tf.mul(tf.sub(visible, 1), HIDDEN)) : s;
-}
-
-/**
  * Softmax's row algebra in tfjs ops (see {@link ReferenceFamily}), the FlashAttention
  * recurrence: each row keeps its running max m, the sum l of exp(s − m) and the weighted sum of
- * values, rescaled by exp(m_old − m_new) when a tile raises the max; the backward recomputes
- * P = exp(s − lse) from the saved log-sum-exp and forms dS = P ∘ (dP − rowsum(dO ∘ o)).
+ * values, rescaled by exp(m_old − m_new) when a tile raises the max. Invisible scores get −10³⁰
+ * added: exp of it is 0 for any max a row can have, and, unlike −∞, a row whose every score
+ * carries it stays finite (its output is then zeroed). The backward recomputes
+ * P = exp(s − lse) from the saved log-sum-exp and forms dS = P ∘ (dP − rowsum(dO ∘ o)), the
+ * subtraction inside one matMul, [dO, −rowsum]·[v, 1]ᵀ, when there is no dropout.
  */
 export const SOFTMAX_ROWS: ReferenceFamily = {
   numStats: 1,
-  fold(state, s, visible, v, drop) {
-    const scores = hide(s, visible);
+  fold(state, s, mask, v, drop) {
+    const scores = mask ? tf.add(s, mask.hidden) : s;
     const top = tf.max(scores, -1, true);
     const m = state ? tf.maximum(state[0]!, top) : top;
     const p = tf.exp(tf.sub(scores, m));
@@ -37,12 +29,16 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
   finish([m, l, acc]) {
     return { o: tf.div(acc!, l!) as tf.Tensor4D, stats: [tf.add(m!, tf.log(l!)) as tf.Tensor4D] };
   },
-  tileGrad(s, visible, v, drop, dO, [lse], delta) {
-    const p = tf.exp(tf.sub(hide(s, visible), lse!));
-    const dV = tf.matMul(drop ? tf.mul(p, drop) : p, dO, true, false) as tf.Tensor4D;
-    const dWeights = tf.matMul(dO, v, false, true);
-    const dP = drop ? tf.mul(dWeights, drop) : dWeights;
-    return { dS: tf.mul(p, tf.sub(dP, delta)) as tf.Tensor4D, dV };
+  rowGrads(dO, [lse], delta) {
+    return [dO, tf.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
+  },
+  tileGrad(s, mask, v, vOnes, drop, [dO, dOMinus, lse, delta]) {
+    const p = tf.exp(tf.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
+    const dV = tf.matMul(drop ? tf.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
+    const dPMinusDelta = drop
+      ? tf.sub(tf.mul(tf.matMul(dO!, v, false, true), drop), delta!)
+      : tf.matMul(dOMinus!, vOnes, false, true);
+    return { dS: tf.mul(p, dPMinusDelta) as tf.Tensor4D, dV };
   },
 };
 
