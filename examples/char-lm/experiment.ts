@@ -45,7 +45,7 @@ Trains the char-lm model with each mixer and seed, and writes <out>/results.md,
 ${MODEL_FLAGS_HELP}
   --eval-every <n>      validation loss every n steps, 0 for only at the end (default 100)
   --eval-batches <n>    batches in each validation estimate (default 8)
-  --backend <name>      cpu | webgpu (default webgpu when an adapter is found, else cpu)
+  --backend <name>      cpu | wasm | webgpu (default webgpu when an adapter is found, else cpu)
   --jobs <n>            runs trained at once, each in its own process (default 1)
   --data <path>         tiny Shakespeare (default examples/data/tinyshakespeare.txt of this repository)
   --out <dir>           where results.md and results/ are written (default docs)
@@ -100,8 +100,8 @@ function parseOptions(argv: string[]): Options {
   }
 
   const backend = str('backend') ?? null;
-  if (backend != null && backend !== 'cpu' && backend !== 'webgpu') {
-    throw new Error(`--backend must be cpu or webgpu; received '${backend}'.`);
+  if (backend != null && backend !== 'cpu' && backend !== 'wasm' && backend !== 'webgpu') {
+    throw new Error(`--backend must be cpu, wasm or webgpu; received '${backend}'.`);
   }
   const width = num('width', 64, true, 1);
   const heads = num('heads', 4, true, 1);

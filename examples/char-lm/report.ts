@@ -30,7 +30,7 @@ export interface SharedSettings {
   evalEvery: number;
   evalBatches: number;
   /** `null`: webgpu when an adapter is found, else cpu. */
-  backend: 'cpu' | 'webgpu' | null;
+  backend: 'cpu' | 'wasm' | 'webgpu' | null;
 }
 
 /** What one worker trains: one mixer with one seed, everything else shared by all runs. */

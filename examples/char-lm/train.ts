@@ -20,7 +20,7 @@ import {
   MIXERS, PACKED_MIXERS, Vocabulary, buildModel, countParameters, generate, generateBatch, registerFileIO, withSeededRandom,
   type MixerName,
 } from './model.js';
-import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, loadCorpus, setBackend, trainModel, type PackedRows } from './training.js';
+import { MODEL_FLAGS_HELP, defaultDataPath, parseFlags, duration, loadCorpus, setBackend, trainModel, type Backend, type PackedRows } from './training.js';
 
 /** The batch's default prompts: four lengths, from a lone newline to 32 characters. */
 const DEFAULT_PROMPTS = '\n|ROMEO:\n|JULIET:\nO Romeo, Romeo!|First Citizen:\nBefore we proceed';
@@ -31,7 +31,7 @@ const HELP = `Usage: npm run example:char-lm -- [flags]
   --steps <n>           training steps (default 300)
 ${MODEL_FLAGS_HELP}
   --seed <n>            seed of the weights, the batches and the sample (default 1337)
-  --backend <name>      cpu | webgpu (default webgpu when an adapter is found, else cpu)
+  --backend <name>      cpu | wasm | webgpu (default webgpu when an adapter is found, else cpu)
   --out <dir>           where model.save writes (default <tmpdir>/char-lm-<mixer>)
   --eval-every <n>      validation loss every n steps, 0 for only at the end (default 100)
   --eval-batches <n>    batches in each validation estimate (default 8)
@@ -49,7 +49,7 @@ ${MODEL_FLAGS_HELP}
 
 interface Options {
   mixer: MixerName; steps: number; batch: number; context: number; width: number; blocks: number; heads: number;
-  lr: number; clip: number; seed: number; backend: 'cpu' | 'webgpu' | null; out: string; evalEvery: number;
+  lr: number; clip: number; seed: number; backend: Backend | null; out: string; evalEvery: number;
   evalBatches: number; sample: number; temperature: number; prompt: string; packed: boolean;
   prompts: string[]; batchSample: number | null;
 }
@@ -77,8 +77,8 @@ function parseOptions(argv: string[]): Options {
       'which carries its state along a row from one document into the next.');
   }
   const backend = str('backend') ?? null;
-  if (backend != null && backend !== 'cpu' && backend !== 'webgpu') {
-    throw new Error(`--backend must be cpu or webgpu; received '${backend}'.`);
+  if (backend != null && backend !== 'cpu' && backend !== 'wasm' && backend !== 'webgpu') {
+    throw new Error(`--backend must be cpu, wasm or webgpu; received '${backend}'.`);
   }
   return {
     mixer,

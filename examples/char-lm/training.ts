@@ -25,17 +25,28 @@ import { mulberry32 } from '../shared/random.js';
 
 /** The backend {@link setBackend} chose. */
 export interface ChosenBackend {
-  /** For logs: `'cpu (tfjs-backend-cpu, JavaScript)'` or `'webgpu (<adapter>)'`. */
+  /** For logs: `'cpu (tfjs-backend-cpu, JavaScript)'`, `'wasm (tfjs-backend-wasm)'` or `'webgpu (<adapter>)'`. */
   name: string;
   /** The installed WebGPU adapter on webgpu, else `null`; uninstall it before exiting. */
   gpu: InstalledWebGPU | null;
 }
 
+/** The backends the examples train on. */
+export type Backend = 'cpu' | 'wasm' | 'webgpu';
+
 /**
- * Sets tfjs's backend: webgpu when `wanted` is `'webgpu'` or, when `wanted` is `null`, when an
- * adapter is found; else cpu. Throws when webgpu was asked for and no adapter works.
+ * Sets tfjs's backend: wasm when `wanted` is `'wasm'`; webgpu when `wanted` is `'webgpu'` or,
+ * when `wanted` is `null`, when an adapter is found; else cpu. Throws when wasm or webgpu was
+ * asked for and cannot start.
  */
-export async function setBackend(wanted: 'cpu' | 'webgpu' | null): Promise<ChosenBackend> {
+export async function setBackend(wanted: Backend | null): Promise<ChosenBackend> {
+  if (wanted === 'wasm') {
+    // tfjs-backend-wasm, single-threaded SIMD in Node: the attention references and SelectiveSSM's
+    // plain-JS scan run 2–8× faster there than on cpu (docs/backends.md)
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (!(await tf.setBackend('wasm'))) throw new Error('--backend wasm: the wasm backend could not be initialised.');
+    return { name: 'wasm (tfjs-backend-wasm)', gpu: null };
+  }
   if (wanted !== 'cpu') {
     // without the webgpu package installWebGPU throws: auto falls back to cpu, --backend webgpu says why
     const gpu = await installWebGPU().catch((error: unknown) => {
