@@ -144,6 +144,18 @@ export function differentiableZeros<R extends tf.Rank>(shape: number[], inputs: 
 }
 
 /**
+ * The backends whose tensors live in host memory (a JS array, or the wasm heap), where reading
+ * a tensor synchronously is a copy and no device sync: where the plain-JS paths run (the
+ * selective scan's kernels, the chunked references' one-read split).
+ */
+export const HOST_BACKENDS = ['cpu', 'wasm'] as const;
+
+/** Whether the active backend is one of {@link HOST_BACKENDS}. */
+export function onHostBackend(): boolean {
+  return (HOST_BACKENDS as readonly string[]).includes(tf.getBackend());
+}
+
+/**
  * Resolves `implementation` to whether the WGSL kernel runs, throwing for an unknown value
  * or for `'webgpu'` while another backend is active. When the webgpu backend lacks a private
  * member the kernels drive (another tfjs-backend-webgpu version), `'webgpu'` throws naming the

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
+import { onHostBackend } from '../validate.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -119,7 +120,7 @@ function fromRows(x: tf.Tensor4D, H: number): tf.Tensor4D {
 function tokenChunks<T extends tf.Tensor>(x: T, bounds: [number, number][]): T[] {
   const [B, T] = x.shape as [number, number];
   const rest = x.shape.slice(2);
-  if (!['cpu', 'wasm'].includes(tf.getBackend())) {
+  if (!onHostBackend()) {
     return bounds.map(([t0, t1]) => tf.slice(x, [0, t0, ...rest.map(() => 0)], [B, t1 - t0, ...rest]) as T);
   }
   const inner = rest.reduce((a, b) => a * b, 1);

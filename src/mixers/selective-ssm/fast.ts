@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { warnOnce } from '../../webgpu/internals.js';
 import { registerGradientOnce } from '../../webgpu/runtime.js';
 import { selectiveScanReference, type ScanArgs } from './reference.js';
+import { HOST_BACKENDS, onHostBackend } from '../../validate.js';
 
 /**
  * tfjs kernel names of the plain-JS scan, the whole op in one kernel each way. The forward's
@@ -53,9 +54,7 @@ function finiteRow(src: Float32Array, at: number, row: Float64Array): boolean {
   return bad;
 }
 
-/** The backends the plain-JS kernels are registered for: their tensors are host memory. */
-export const HOST_SCAN_BACKENDS = ['cpu', 'wasm'] as const;
-type HostBackendName = (typeof HOST_SCAN_BACKENDS)[number];
+type HostBackendName = (typeof HOST_BACKENDS)[number];
 
 /** The members of tfjs-cpu and tfjs-wasm 4.22 that read and make float32 tensors, per backend. */
 interface HostBackend {
@@ -271,7 +270,8 @@ function registerOnce(config: tf.KernelConfig): void {
   if (!tf.getKernel(config.kernelName, config.backendName)) tf.registerKernel(config);
 }
 
-for (const backendName of HOST_SCAN_BACKENDS) {
+// registered for the backends whose tensors are host memory
+for (const backendName of HOST_BACKENDS) {
   registerOnce({
     kernelName: HOST_SCAN,
     backendName,
@@ -314,8 +314,8 @@ registerGradientOnce({
  * with the members they use (another tfjs version may lack them; then, once, a warning).
  */
 export function hasHostScan(): boolean {
+  if (!onHostBackend()) return false;
   const name = tf.getBackend() as HostBackendName;
-  if (!HOST_SCAN_BACKENDS.includes(name)) return false;
   const backend = tf.backend() as unknown as Record<string, unknown>;
   const missing = HOST_MEMBERS[name].find((member) => typeof backend[member] !== 'function');
   if (missing === undefined) return true;
