@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { Vocabulary, buildModel, withSeededRandom } from '../examples/char-lm/model.js';
 import {
-  acrossSeeds, assessClaims, compactJson, compareLoss, renderResults, spread, summarize, thin, trailingMean, trainSeries,
+  acrossSeeds, assessClaims, compactJson, compareLoss, mergeRecords, renderResults, spread, summarize, thin, trailingMean, trainSeries,
   valSeries, type ExperimentRecord, type RunRecord, type RunSuccess,
 } from '../examples/char-lm/report.js';
 import { lineChart, logTicks, niceTicks, type ChartSeries } from '../examples/shared/svg-chart.js';
@@ -289,6 +289,48 @@ describe('results', () => {
     expect(md).not.toContain('**Note:**');
     const noted = renderResults({ ...record(false), notes: ['ran on a busy machine', 'merged'] }, links);
     expect(noted).toContain('- **Note:** ran on a busy machine\n- **Note:** merged\n');
+  });
+
+  it('mergeRecords: the runs of split invocations as one experiment, with a note per later invocation', () => {
+    const base = record(false);
+    // the first invocation was stopped after softmax seed 1 and causalGeneration seed 2 of its 2 × 2
+    const first: ExperimentRecord = {
+      ...base, wallMs: 1000, pending: 2, runs: [run('causalGeneration', 2, 87617, 2.1), run('softmax', 1, 112577, 2.2)],
+    };
+    const later: ExperimentRecord = {
+      ...base, date: '2024-01-02T00:00:00.000Z', wallMs: 500, pending: 0,
+      config: { ...base.config, args: ['--mixers', 'softmax,averageContext', '--seeds', '2,3'], mixers: ['softmax', 'averageContext'], seeds: [2, 3], jobs: 2 },
+      machine: { ...base.machine, backends: ['wasm'] }, notes: ['ran beside a test run'],
+      runs: [run('softmax', 2, 112577, 2.3), run('averageContext', 3, 87617, 2.0)],
+    };
+    const merged = mergeRecords([first, later], ['softmax', 'causalGeneration', 'averageContext']);
+    expect(merged.runs.map((r) => `${r.mixer} ${r.seed}`)).toEqual(['softmax 1', 'softmax 2', 'causalGeneration 2', 'averageContext 3']);
+    expect(merged.config.mixers).toEqual(['softmax', 'causalGeneration', 'averageContext']);
+    expect(merged.config.seeds).toEqual([1, 2, 3]);
+    expect(merged.config.args).toEqual(base.config.args);
+    // 3 mixers × 3 seeds configured, 4 trained
+    expect(merged.pending).toBe(5);
+    expect(merged.wallMs).toBe(1500);
+    expect(merged.date).toBe(base.date);
+    expect(merged.machine.backends).toEqual(['cpu', 'wasm']);
+    expect(merged.summary.map((s) => [s.mixer, s.seeds])).toEqual([['softmax', [1, 2]], ['causalGeneration', [2]], ['averageContext', [3]]]);
+    expect(merged.summary[0]!.valLoss.mean).toBeCloseTo(2.25, 12);
+    expect(merged.notes).toEqual([
+      'ran beside a test run',
+      '`softmax` (seed 2), `averageContext` (seed 3) trained by a further invocation, 2024-01-02T00:00:00.000Z, 2 run(s) at a time: ' +
+        '`npm run example:experiment -- --mixers softmax,averageContext --seeds 2,3` (1 s), merged into this record with `--merge`.',
+    ]);
+    expect(renderResults(merged, links)).toContain('**Incomplete:** 5 run(s)');
+    expect(mergeRecords([first], ['softmax']).notes).toBeUndefined();
+  });
+
+  it('mergeRecords refuses records trained differently, and a (mixer, seed) trained twice', () => {
+    const base = record(false);
+    const wider = { ...base, date: '2024-01-02T00:00:00.000Z', config: { ...base.config, width: 128 }, runs: [] };
+    expect(() => mergeRecords([base, wider], [])).toThrow(/differ in width: the first has 64, record 2 \(2024-01-02T00:00:00.000Z\) has 128/);
+    const again = { ...base, date: '2024-01-02T00:00:00.000Z', runs: [run('softmax', 2, 112577, 2.4)] };
+    expect(() => mergeRecords([base, again], [])).toThrow(/softmax seed 2 was trained twice/);
+    expect(() => mergeRecords([], [])).toThrow(/at least one record/);
   });
 
   it('compactJson parses back to the same value', () => {

@@ -21,7 +21,7 @@ import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs';
 import { MIXERS, buildModel, countParameters, withSeededRandom, type MixerName } from './model.js';
 import {
-  QUESTION, assessClaims, compactJson, renderResults, smoothingWindow, summarize, trainSeries, valSeries,
+  QUESTION, assessClaims, compactJson, mergeRecords, renderResults, smoothingWindow, summarize, trainSeries, valSeries,
   type ExperimentConfig, type ExperimentRecord, type MachineInfo, type RunFailure, type RunRecord, type RunSpec,
 } from './report.js';
 import { lineChart } from '../shared/svg-chart.js';
@@ -51,6 +51,9 @@ ${MODEL_FLAGS_HELP}
   --out <dir>           where results.md and results/ are written (default docs)
   --render              rewrite results.md and the plots from <out>/results/experiment.json
                         (its runs, summary and verdicts recomputed), training nothing
+  --merge <dirs>        comma-separated --out directories of earlier invocations trained with the
+                        same settings (e.g. one experiment split across days): write their runs as
+                        one experiment to --out, training nothing
   --quick               a check that everything runs: --steps ${QUICK.steps} --eval-every ${QUICK['eval-every']} --eval-batches ${QUICK['eval-batches']}
                         unless given
   --help                this text
@@ -63,11 +66,13 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 interface Options extends ExperimentConfig {
   out: string;
   render: boolean;
+  /** `--merge`: the directories whose records are merged, or null. */
+  merge: string[] | null;
 }
 
 const STRING_FLAGS = [
   'mixers', 'seeds', 'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'eval-every', 'eval-batches',
-  'backend', 'jobs', 'data', 'out',
+  'backend', 'jobs', 'data', 'out', 'merge',
 ] as const;
 
 function parseOptions(argv: string[]): Options {
@@ -115,6 +120,7 @@ function parseOptions(argv: string[]): Options {
       ? `--data was not given and the default, ${data}, does not exist; pass --data <path of tinyshakespeare.txt>.`
       : `--data must be the path of tinyshakespeare.txt; received '${dataRaw}', and ${data} does not exist.`);
   }
+  if (values.render === true && values.merge != null) throw new Error('--render and --merge each write <out>; give one of them.');
   const runs = mixers.length * seeds.length;
   return {
     args: argv,
@@ -136,6 +142,7 @@ function parseOptions(argv: string[]): Options {
     data,
     out: resolve(str('out') ?? 'docs'),
     render: values.render === true,
+    merge: values.merge == null ? null : (values.merge as string).split(',').map((d) => resolve(d.trim())),
   };
 }
 
@@ -302,12 +309,25 @@ function render(out: string): number {
   return 0;
 }
 
+/** `--merge`: the runs of earlier invocations' records as one experiment, written to `out`. */
+function merge(dirs: string[], out: string): number {
+  const records = dirs.map((dir) => {
+    const path = join(dir, 'results', 'experiment.json');
+    if (!existsSync(path)) throw new Error(`--merge needs ${path}, written by an earlier run with --out ${dir}; it does not exist.`);
+    return JSON.parse(readFileSync(path, 'utf8')) as ExperimentRecord;
+  }).sort((a, b) => a.date.localeCompare(b.date));
+  const files = writeOutputs(out, mergeRecords(records, ORDER));
+  log(`merged ${records.length} records into ${files.join(', ')}`);
+  return 0;
+}
+
 async function main(): Promise<number> {
   const o = parseOptions(process.argv.slice(2));
   if (o.render) return render(o.out);
+  if (o.merge) return merge(o.merge, o.out);
   const started = performance.now();
   const date = new Date().toISOString();
-  const { out, render: _render, ...config } = o;
+  const { out, render: _render, merge: _merge, ...config } = o;
   const specs: RunSpec[] = o.mixers.flatMap((mixer) => o.seeds.map((seed) => ({
     mixer, seed, steps: o.steps, batch: o.batch, context: o.context, width: o.width, blocks: o.blocks, heads: o.heads,
     lr: o.lr, clip: o.clip, evalEvery: o.evalEvery, evalBatches: o.evalBatches, backend: o.backend, data: o.data,

@@ -386,6 +386,73 @@ export interface ExperimentRecord {
   notes?: string[];
 }
 
+/** The settings that must agree for runs of two invocations to be one experiment. */
+const MERGE_MUST_AGREE = [
+  'steps', 'batch', 'context', 'width', 'blocks', 'heads', 'lr', 'clip', 'evalEvery', 'evalBatches', 'backend', 'quick',
+] as const satisfies readonly (keyof ExperimentConfig)[];
+
+/**
+ * One record from the records of several invocations of the same experiment (e.g. split across
+ * days or machines' free hours): their runs in `order` of mixers, then by seed; the configured
+ * mixers and seeds united, and `pending` the (mixer, seed) pairs of that union still missing;
+ * the wall times added; a note per later invocation saying what it trained, when and how.
+ * Summary and verdicts are recomputed from the united runs.
+ *
+ * @throws when the records differ in a training setting, or two train the same (mixer, seed).
+ */
+export function mergeRecords(records: readonly ExperimentRecord[], order: readonly string[]): ExperimentRecord {
+  if (records.length === 0) throw new Error('mergeRecords needs at least one record; received none.');
+  const [first] = records as [ExperimentRecord, ...ExperimentRecord[]];
+  for (const [i, r] of records.entries()) {
+    for (const key of MERGE_MUST_AGREE) {
+      if (r.config[key] !== first.config[key]) {
+        throw new Error(`the records differ in ${key}: the first has ${JSON.stringify(first.config[key])}, record ${i + 1} ` +
+          `(${r.date}) has ${JSON.stringify(r.config[key])}; only runs trained the same way are one experiment.`);
+      }
+    }
+  }
+  const key = (r: RunRecord) => `${r.mixer} seed ${r.seed}`;
+  const seen = new Map<string, string>();
+  for (const r of records) {
+    for (const run of r.runs) {
+      const earlier = seen.get(key(run));
+      if (earlier != null) throw new Error(`${key(run)} was trained twice, by the invocations of ${earlier} and ${r.date}; merge one of them.`);
+      seen.set(key(run), r.date);
+    }
+  }
+  const rank = (mixer: string) => (order.includes(mixer) ? order.indexOf(mixer) : order.length);
+  const union = <T>(xs: T[][]) => [...new Set(xs.flat())];
+  const mixers = union(records.map((r) => r.config.mixers)).sort((a, b) => rank(a) - rank(b));
+  const seeds = union(records.map((r) => r.config.seeds)).sort((a, b) => a - b);
+  const runs = records.flatMap((r) => r.runs).sort((a, b) => rank(a.mixer) - rank(b.mixer) || a.seed - b.seed);
+  const present = new Set(runs.map(key));
+  const pending = mixers.flatMap((mixer) => seeds.map((seed) => `${mixer} seed ${seed}`)).filter((k) => !present.has(k)).length;
+  const notes = records.flatMap((r, i) => {
+    const trained = union([r.runs.map((run) => run.mixer)]).sort((a, b) => rank(a) - rank(b));
+    const bySeed = trained.map((m) => {
+      const mine = r.runs.filter((run) => run.mixer === m).map((run) => run.seed).sort((a, b) => a - b);
+      return `\`${m}\` (seed${mine.length > 1 ? 's' : ''} ${mine.join(', ')})`;
+    });
+    const own = r.notes ?? [];
+    if (i === 0) return own;
+    return [...own, `${bySeed.join(', ') || 'nothing'} trained by a further invocation, ${r.date}, ${r.config.jobs} run(s) at a time: ` +
+      `\`npm run example:experiment -- ${r.config.args.join(' ')}\` (${minutes(r.wallMs)}), merged into this record with \`--merge\`.`];
+  });
+  const summary = summarize(runs);
+  return {
+    ...first,
+    config: { ...first.config, mixers, seeds },
+    machine: {
+      ...first.machine,
+      backends: union(records.map((r) => r.machine.backends)),
+      adapters: union(records.map((r) => r.machine.adapters)),
+    },
+    wallMs: records.reduce((sum, r) => sum + r.wallMs, 0),
+    pending, summary, claims: assessClaims(summary), runs,
+    ...(notes.length > 0 ? { notes } : {}),
+  };
+}
+
 /** The question the experiment asks, as written at the top of results.md and experiment.json. */
 export const QUESTION =
   'Hilsenbek (2024, arXiv 2406.10906) claims that replacing attention by CausalGeneration gives a ' +
