@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { MixerLayer, type CallKwargs, type MixerLayerArgs } from '../layers/mixer-layer.js';
+import { MixerLayer, type CallKwargs, type Initializer, type MixerLayerArgs } from '../layers/mixer-layer.js';
 import {
   argumentError, checkBoolean, checkOptionNames, checkPositiveInteger, checkTensor, describe, formatShape, optionNames, useKernel,
 } from '../validate.js';
@@ -126,7 +126,6 @@ export abstract class AttentionLayer extends MixerLayer {
   /** The rotary embedding, checked (`rotaryDim` K unless given), or `null` for none. */
   readonly rotary: RotaryConfig | null;
   private readonly support: AttentionSupport;
-  private weightsByName = new Map<string, tf.LayerVariable>();
   /** K, once built. */
   private headWidth: number | null = null;
   /** Dc once built for cross-attention; `null` for self-attention or before the build. */
@@ -188,8 +187,7 @@ export abstract class AttentionLayer extends MixerLayer {
     const Hkv = this.numKvHeads;
     // keys and values project the context in cross-attention, of its own width Dc
     const Dkv = this.contextWidth ?? D;
-    const add = (n: string, shape: number[], init: ReturnType<typeof tf.initializers.zeros>) =>
-      this.weightsByName.set(n, this.addWeight(n, shape, 'float32', init));
+    const add = (n: string, shape: number[], init: Initializer) => this.addNamedWeight(n, shape, init);
     add('query', [D, H * K], tf.initializers.glorotUniform({}));
     add('key', [Dkv, Hkv * K], tf.initializers.glorotUniform({}));
     add('value', [Dkv, Hkv * K], tf.initializers.glorotUniform({}));
@@ -344,14 +342,6 @@ export abstract class AttentionLayer extends MixerLayer {
         `${formatShape([B, Tk])}; received ${describe(m)}.`);
     }
     return m.reshape([B, 1, Tk]) as tf.Tensor3D;
-  }
-
-  /** `x·W (+ b)` over the last axis of `[..., in]`, W one of the layer's projections by name (`'query'`, …). */
-  protected dense(x: tf.Tensor, name: string): tf.Tensor {
-    const w = this.weightsByName.get(name)!.read();
-    const flat = tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w);
-    const out = this.useBias ? tf.add(flat, this.weightsByName.get(`${name}Bias`)!.read()) : flat;
-    return out.reshape([...x.shape.slice(0, -1), w.shape[1]!]);
   }
 
   /** q of `x [B, Tq, D]`, `[B, Tq, H, K]`, and k, v of `source [B, Tk, D|Dc]`, each `[B, Tk, Hkv, K]`. */

@@ -41,6 +41,9 @@ export interface MixerLayerArgs extends LayerArgs {
   implementation?: Implementation;
 }
 
+/** A weight initializer, as `tf.initializers.*` make them (tfjs exports no name for its type). */
+export type Initializer = ReturnType<typeof tf.initializers.zeros>;
+
 /** The package part of the names the layers are saved under, as in `tfjs-mixers>SelectiveSSM`. */
 export const PACKAGE = 'tfjs-mixers';
 
@@ -155,6 +158,7 @@ function singleShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Shape
 export abstract class MixerLayer extends tf.layers.Layer {
   readonly implementation: Implementation;
   private width: number | null = null;
+  private readonly weightsByName = new Map<string, tf.LayerVariable>();
 
   /**
    * @param args the layer's arguments.
@@ -241,6 +245,34 @@ export abstract class MixerLayer extends tf.layers.Layer {
       throw argumentError(this.layerName, `argument 'inputs' must have shape [B, T, D] = ${formatShape([shape[0], shape[1], this.width])}; ` +
         `received ${formatShape(shape)}. The layer was built for D = ${this.width}.`);
     }
+  }
+
+  /**
+   * Adds a float32 weight under `name` (its name in saved models) and keeps it for
+   * {@link MixerLayer.weight} and {@link MixerLayer.dense}.
+   */
+  protected addNamedWeight(name: string, shape: number[], initializer: Initializer): tf.LayerVariable {
+    const w = this.addWeight(name, shape, 'float32', initializer);
+    this.weightsByName.set(name, w);
+    return w;
+  }
+
+  /** The weight added under `name`. */
+  protected weight(name: string): tf.LayerVariable {
+    const w = this.weightsByName.get(name);
+    if (!w) throw new Error(`${this.layerName}: no weight '${name}'; the layer is not built yet, or has no such weight.`);
+    return w;
+  }
+
+  /**
+   * `x·W (+ b)` over the last axis of `[..., in]`: W the weight `name` `[in, out]`, b the weight
+   * `${name}Bias` `[out]` when the layer added one.
+   */
+  protected dense(x: tf.Tensor, name: string): tf.Tensor {
+    const w = this.weight(name).read();
+    const flat = tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w);
+    const bias = this.weightsByName.get(`${name}Bias`);
+    return (bias ? tf.add(flat, bias.read()) : flat).reshape([...x.shape.slice(0, -1), w.shape[1]!]);
   }
 
   /** D, once built; decoding needs it before any input has been seen. */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
-import { MixerLayer, mixerClassName, registerMixerLayer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
+import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
 import { selectiveScan, selectiveScanStep, selectiveScanWithState } from './op.js';
@@ -116,7 +116,6 @@ export class SelectiveSSM extends MixerLayer {
   readonly dtMin: number;
   readonly dtMax: number;
   readonly dtInitFloor: number;
-  private weightsByName = new Map<string, tf.LayerVariable>();
   private dims: Dims | null = null;
 
   constructor(args?: SelectiveSSMArgs) {
@@ -136,8 +135,7 @@ export class SelectiveSSM extends MixerLayer {
     const N = this.stateSize;
     const R = this.dtRank ?? Math.ceil(D / 16);
     const K = this.convKernel;
-    const add = (n: string, shape: number[], init: ReturnType<typeof tf.initializers.zeros>) =>
-      this.weightsByName.set(n, this.addWeight(n, shape, 'float32', init));
+    const add = (n: string, shape: number[], init: Initializer) => this.addNamedWeight(n, shape, init);
     const uniform = (limit: number) => tf.initializers.randomUniform({ minval: -limit, maxval: limit });
     add('inProj', [D, 2 * E], tf.initializers.glorotUniform({}));
     add('convKernel', [K, E], uniform(1 / Math.sqrt(K)));
@@ -154,16 +152,6 @@ export class SelectiveSSM extends MixerLayer {
       this.weight('ALog').write(tf.tile(tf.log(tf.range(1, N + 1)).reshape([1, N]), [E, 1]));
     });
     this.dims = { D, E, N, R };
-  }
-
-  private weight(name: string): tf.LayerVariable {
-    return this.weightsByName.get(name)!;
-  }
-
-  /** `x [..., in]·W` over the last axis. */
-  private dense(x: tf.Tensor, name: string): tf.Tensor {
-    const w = this.weight(name).read();
-    return tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w).reshape([...x.shape.slice(0, -1), w.shape[1]!]);
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
