@@ -29,6 +29,8 @@ const LAYERS: Array<{ label: string; color: string; make: () => Decoder }> = [
     make: () => layers.expressiveAttention({ ...heads, decode: 'recurrent' }),
   },
   { label: 'SelectiveSSM', color: '#009e73', make: () => layers.selectiveSSM({ expand: 2, stateSize: 16, convKernel: 4, implementation: 'reference' }) },
+  { label: 'GatedLinearAttention, 8 heads', color: '#999933', make: () => layers.gatedLinearAttention({ numHeads: 8 }) },
+  { label: 'Aaren, 8 heads', color: '#882255', make: () => layers.aaren({ numHeads: 8 }) },
   { label: 'AverageContext', color: '#cc79a7', make: () => layers.averageContext({ implementation: 'reference' }) },
   { label: 'CausalGeneration', color: '#e69f00', make: () => layers.causalGeneration({ implementation: 'reference' }) },
 ];
@@ -63,6 +65,6 @@ const series = LAYERS.map(({ label, color, make }) => {
 
 writeFileSync(new URL('../docs/images/decode-state-size.svg', import.meta.url), lineChart(series, {
   title: 'Decode state per layer and sequence, against tokens decoded',
-  subtitle: 'D = 512, 8 query heads of K = 64, SelectiveSSM expand 2, N = 16, conv 4; counted from each layer\'s state after prefill',
+  subtitle: 'D = 512, 8 heads (K = 64; GLA K = 32, V = 64), SelectiveSSM expand 2, N = 16, conv 4; counted from each layer\'s state after prefill',
   xLabel: 'tokens decoded t', yLabel: 'state (bytes, 4 a number)', logX: true, logY: true, width: 860,
 }));

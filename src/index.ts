@@ -51,6 +51,12 @@ export type { ExpressiveAttentionOptions, ExpressiveAttentionRecurrentStepOption
 export type { SelectiveScanOptions, SelectiveScanResult, SelectiveScanStepOptions } from './mixers/selective-ssm/op.js';
 export { SelectiveSSM } from './mixers/selective-ssm/layer.js';
 export type { SelectiveSSMArgs, SelectiveSSMState } from './mixers/selective-ssm/layer.js';
+export { Aaren } from './mixers/aaren/layer.js';
+export type { AarenLayerArgs, AarenLayerState } from './mixers/aaren/layer.js';
+export type { AarenOptions, AarenResult, AarenState } from './mixers/aaren/op.js';
+export { GatedLinearAttention } from './mixers/gated-linear-attention/layer.js';
+export type { GatedLinearAttentionArgs, GatedLinearAttentionState } from './mixers/gated-linear-attention/layer.js';
+export type { GatedLinearAttentionOptions, GatedLinearAttentionResult } from './mixers/gated-linear-attention/op.js';
 export { MultiHeadAttention } from './mixers/multi-head-attention/layer.js';
 export type { MultiHeadAttentionArgs, MultiHeadAttentionCallArgs } from './mixers/multi-head-attention/layer.js';
 export type { SerializableArg } from './mixers/multi-head-attention/serializables.js';

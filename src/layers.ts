@@ -5,7 +5,8 @@
  * Each mixer's guide gives its maths, cost and decode state: {@link "causal-generation" | CausalGeneration},
  * {@link "average-context" | AverageContext}, {@link "expressive-attention" | ExpressiveAttention},
  * {@link "block-sparse" | BlockSparse}, {@link "selective-ssm" | SelectiveSSM},
- * {@link "flash-style-tiled-attention" | FlashStyleTiledAttention}.
+ * {@link "flash-style-tiled-attention" | FlashStyleTiledAttention}, {@link "aaren" | Aaren},
+ * {@link "gated-linear-attention" | GatedLinearAttention}.
  *
  * @example
  * ```ts
@@ -27,4 +28,6 @@ export { flashStyleTiledAttention } from './mixers/flash-style-tiled-attention/l
 export { blockSparse } from './mixers/block-sparse/layer.js';
 export { expressiveAttention } from './mixers/expressive-attention/layer.js';
 export { selectiveSSM } from './mixers/selective-ssm/layer.js';
+export { aaren } from './mixers/aaren/layer.js';
+export { gatedLinearAttention } from './mixers/gated-linear-attention/layer.js';
 export { multiHeadAttention } from './mixers/multi-head-attention/layer.js';

@@ -4,7 +4,8 @@
  * and the tfjs-ops reference elsewhere (`implementation` picks one); shapes are in each op's docs.
  * The guides ({@link "causal-generation" | CausalGeneration}, {@link "average-context" | AverageContext},
  * {@link "expressive-attention" | ExpressiveAttention}, {@link "block-sparse" | BlockSparse},
- * {@link "selective-ssm" | SelectiveSSM}, {@link "flash-style-tiled-attention" | FlashStyleTiledAttention})
+ * {@link "selective-ssm" | SelectiveSSM}, {@link "flash-style-tiled-attention" | FlashStyleTiledAttention},
+ * {@link "aaren" | Aaren}, {@link "gated-linear-attention" | GatedLinearAttention})
  * derive the maths and the gradients; {@link "rotary" | the rotary guide} covers `ops.rotary`.
  *
  * @example
@@ -24,4 +25,6 @@ export { flashAttention } from './mixers/flash-style-tiled-attention/op.js';
 export { blockSparseAttention } from './mixers/block-sparse/op.js';
 export { expressiveAttention, expressiveAttentionRecurrentStep } from './mixers/expressive-attention/op.js';
 export { selectiveScan, selectiveScanStep, selectiveScanWithState } from './mixers/selective-ssm/op.js';
+export { aaren, aarenWithState } from './mixers/aaren/op.js';
+export { gatedLinearAttention, gatedLinearAttentionWithState } from './mixers/gated-linear-attention/op.js';
 export { rotary } from './rotary/op.js';

@@ -116,6 +116,41 @@ export function finiteDiff(f: () => number, x: Float64Array, h = 1e-6): Float64A
   return g;
 }
 
+/** n float64 values uniform in [lo, hi) from a seed (mulberry32), for the oracles' own tests. */
+export function uniform64(seed: number, n: number, lo = -1, hi = 1): Float64Array {
+  const r = mulberry32(seed);
+  return Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
+}
+
+/** max |a − b| / max(|a|, |b|), 0 when both are all zeros. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const d = maxAbsDiff(a, b);
+  const m = Math.max(maxAbs(a), maxAbs(b));
+  return m === 0 ? d : d / m;
+}
+
+/** Whether every entry is finite. */
+export const allFinite = (a: ArrayLike<number>): boolean => Array.prototype.every.call(a, (x: number) => Number.isFinite(x));
+
+/** Rows [t0, t1) of a `[B, T, W]` array, as `[B, t1 − t0, W]`. */
+export function sliceT(a: ArrayLike<number>, B: number, T: number, W: number, t0: number, t1: number): Float64Array {
+  const out = new Float64Array(B * (t1 - t0) * W);
+  for (let b = 0; b < B; b++) for (let t = t0; t < t1; t++) for (let w = 0; w < W; w++) {
+    out[(b * (t1 - t0) + t - t0) * W + w] = a[(b * T + t) * W + w]!;
+  }
+  return out;
+}
+
+/** The inverse of sliceT: `[B, T1, W]` and `[B, T2, W]` joined along T. */
+export function concatT(a: ArrayLike<number>, c: ArrayLike<number>, B: number, T1: number, T2: number, W: number): Float64Array {
+  const out = new Float64Array(B * (T1 + T2) * W);
+  for (let b = 0; b < B; b++) for (let w = 0; w < W; w++) {
+    for (let t = 0; t < T1; t++) out[(b * (T1 + T2) + t) * W + w] = a[(b * T1 + t) * W + w]!;
+    for (let t = 0; t < T2; t++) out[(b * (T1 + T2) + T1 + t) * W + w] = c[(b * T2 + t) * W + w]!;
+  }
+  return out;
+}
+
 /** A deterministic float array from a seed (mulberry32), uniform in [lo, hi). */
 export function seededUniform(seed: number, n: number, lo = -1, hi = 1): Float32Array {
   const next = mulberry32(seed);

@@ -1,7 +1,105 @@
-// Layer behaviour shared by the parameter-free mixers: serialisation round-trip and training.
+// Layer behaviour shared by the mixer layers: serialisation round-trip, training, causality and
+// leaks, and the float64 helpers their layer oracles are written with.
 import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
 import { expect, it, vi } from 'vitest';
-import { maxAbsDiff, mulberry32, values } from './helpers.js';
+import type { PrefillOptions } from '../src/index.js';
+import { expectNoLeaks, maxAbsDiff, mulberry32, seededUniform, values } from './helpers.js';
+
+/** A built layer's weights by their short names (`inProj`, …), as float32 arrays. */
+export async function weightsOf(layer: tf.layers.Layer): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const w of layer.weights) out.set(w.originalName.split('/').pop()!, (await w.read().data()) as Float32Array);
+  return out;
+}
+
+/** `x [rows, inW]·W [inW, outW]` in float64; with `abs`, the sums of the terms' absolute values. */
+export function matMul64(x: ArrayLike<number>, W: ArrayLike<number>, rows: number, inW: number, outW: number, abs = false): Float64Array {
+  const out = new Float64Array(rows * outW);
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < outW; o++) {
+      let acc = 0;
+      for (let i = 0; i < inW; i++) {
+        const term = x[r * inW + i]! * W[i * outW + o]!;
+        acc += abs ? Math.abs(term) : term;
+      }
+      out[r * outW + o] = acc;
+    }
+  }
+  return out;
+}
+
+/** `layer`, built for inputs D wide: applied once to zeros `[1, 1, D]`. */
+export function builtFor<L extends tf.layers.Layer>(layer: L, D: number): L {
+  tf.dispose(layer.apply(tf.zeros([1, 1, D])) as tf.Tensor);
+  return layer;
+}
+
+/** The sizes of a drawn layer case. */
+interface LayerCase { B: number; T: number; D: number; seed: number }
+
+/**
+ * Changing the tokens after t leaves the outputs up to t unchanged, bit for bit, for layers
+ * `make(c)` built for the case's D; `label` prefixes the test's name.
+ */
+export function itIsCausal<C extends LayerCase>(label: string, cases: fc.Arbitrary<C>, make: (c: C) => tf.layers.Layer): void {
+  it(`${label}changing tokens after t leaves the outputs up to t unchanged`, async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.T >= 2), fc.nat(), async (c, cut) => {
+      const layer = make(c);
+      const t = cut % (c.T - 1);
+      const xs = seededUniform(c.seed, c.B * c.T * c.D);
+      const changed = xs.slice();
+      const other = seededUniform(c.seed + 7, xs.length, 2, 3);
+      for (let b = 0; b < c.B; b++) {
+        for (let i = (b * c.T + t + 1) * c.D; i < (b + 1) * c.T * c.D; i++) changed[i] = other[i]!;
+      }
+      const [y1, y2] = tf.tidy(() => [xs, changed].map((a) =>
+        (layer.apply(tf.tensor3d(a, [c.B, c.T, c.D])) as tf.Tensor).slice([0, 0, 0], [c.B, t + 1, c.D])));
+      expect(maxAbsDiff(await values(y1!), await values(y2!))).toBe(0);
+      tf.dispose([y1, y2]);
+      layer.dispose();
+    }), { numRuns: 4 });
+  });
+}
+
+/** A layer that decodes: its state is any tensor container. */
+interface DecodingLayer extends tf.layers.Layer {
+  initState(batch: number): tf.TensorContainer;
+  step(x: tf.Tensor2D, state: never): [tf.Tensor2D, tf.TensorContainer];
+  prefill(x: tf.Tensor3D, state?: never, options?: PrefillOptions): [tf.Tensor3D, tf.TensorContainer];
+}
+
+/**
+ * Layer calls, gradients, steps, a ragged prefill from a stepped state and model.fit leak no
+ * tensors, for `make()`, an unbuilt layer that takes inputs 8 wide; `label` prefixes the name.
+ */
+export function itLeaksNothing(label: string, make: () => DecodingLayer): void {
+  it(`${label}layer calls, gradients, decode, prefill and fit leak no tensors`, async () => {
+    const layer = make();
+    const model = tf.sequential({ layers: [tf.layers.dense({ units: 8, inputShape: [9, 8] }), layer] });
+    model.compile({ optimizer: tf.train.adam(0.01), loss: 'meanSquaredError' });
+    const x = tf.randomNormal([2, 9, 8]) as tf.Tensor3D;
+    const target = tf.randomNormal([2, 9, 8]);
+    // the first fit creates the optimizer's slots, which stay
+    await model.fit(x, target, { epochs: 1, verbose: 0 });
+    await expectNoLeaks(async () => {
+      const y = layer.apply(x) as tf.Tensor;
+      await y.data();
+      const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);
+      await value.data();
+      tf.dispose([y, value, grads]);
+      const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
+      const s0 = layer.initState(2);
+      const [y1, s1] = layer.step(x0, s0 as never);
+      const [y2, s2] = layer.prefill(x, s1 as never, { lengths: [9, 4] });
+      await y2.data();
+      tf.dispose([x0, s0, y1, s1, y2, s2]);
+      await model.fit(x, target, { epochs: 1, batchSize: 1, verbose: 0 });
+    });
+    tf.dispose([x, target]);
+    model.dispose();
+  });
+}
 
 /** A model holding `layer` survives model.save to memory and tf.loadLayersModel with identical outputs. */
 export function itRoundTrips(makeLayer: () => tf.layers.Layer, expectedConfig: Record<string, unknown>): void {

@@ -27,6 +27,12 @@ const calls: Record<string, (options: unknown) => unknown> = {
   selectiveScan: (o) => ops.selectiveScan(t3([1, 3, 2]), t3([1, 3, 2]), t2([2, 2]), t3([1, 3, 2]), t3([1, 3, 2]), o as never),
   selectiveScanWithState: (o) => ops.selectiveScanWithState(t3([1, 3, 2]), t3([1, 3, 2]), t2([2, 2]), t3([1, 3, 2]), t3([1, 3, 2]), o as never),
   selectiveScanStep: (o) => ops.selectiveScanStep(t2([1, 2]), t2([1, 2]), t2([2, 2]), t2([1, 2]), t2([1, 2]), t3([1, 2, 2]), o as never),
+  aaren: (o) => ops.aaren(t2([2, 4]), t4([1, 3, 2, 4]), t4([1, 3, 2, 4]), o as never),
+  aarenWithState: (o) => ops.aarenWithState(t2([2, 4]), t4([1, 3, 2, 4]), t4([1, 3, 2, 4]), o as never),
+  gatedLinearAttention: (o) => ops.gatedLinearAttention(t4([1, 3, 2, 4]), t4([1, 3, 2, 4]), t4([1, 3, 2, 3]),
+    tf.neg(tf.abs(t4([1, 3, 2, 4]))) as tf.Tensor4D, o as never),
+  gatedLinearAttentionWithState: (o) => ops.gatedLinearAttentionWithState(t4([1, 3, 2, 4]), t4([1, 3, 2, 4]), t4([1, 3, 2, 3]),
+    tf.neg(tf.abs(t4([1, 3, 2, 4]))) as tf.Tensor4D, o as never),
   rotary: (o) => ops.rotary(t4([1, 3, 2, 4]), o as never),
 };
 

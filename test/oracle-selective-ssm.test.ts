@@ -8,26 +8,10 @@ import { describe, expect, it } from 'vitest';
 import {
   selectiveScanGradOracle, selectiveScanOracle, type ScanDims, type ScanGrads, type ScanInputs,
 } from './oracle/selective-ssm.js';
-import { finiteDiff, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
+import { allFinite, concatT, finiteDiff, maxAbs, maxAbsDiff, mulberry32, relErr, sliceT, uniform64 } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-
-/** n values uniform in [lo, hi). */
-function uniform(seed: number, n: number, lo = -1, hi = 1): Float64Array {
-  const r = mulberry32(seed);
-  return Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
-}
-
-/** max |a − b| / max(|a|, |b|), 0 when both are all zeros. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const d = maxAbsDiff(a, b);
-  const m = Math.max(maxAbs(a), maxAbs(b));
-  return m === 0 ? d : d / m;
-}
-
-const allFinite = (a: ArrayLike<number>) => Array.prototype.every.call(a, (x: number) => Number.isFinite(x));
 
 const softplus = (x: number) => Math.log(1 + Math.exp(x)); // moderate x only: the test's own, naive
 const silu = (x: number) => x / (1 + Math.exp(-x));
@@ -44,16 +28,16 @@ type Case = { dims: ScanDims; x: ScanInputs; dOut: Float64Array; dState?: Float6
 function makeCase(dims: ScanDims, f: Flags, seed: number): Case {
   const { B, T, E, N } = dims;
   const x: ScanInputs = {
-    u: uniform(seed, B * T * E), delta: uniform(seed + 1, B * T * E), A: uniform(seed + 2, E * N, -1.5, 0.5),
-    Bm: uniform(seed + 3, B * T * N), Cm: uniform(seed + 4, B * T * N), deltaSoftplus: f.softplus,
+    u: uniform64(seed, B * T * E), delta: uniform64(seed + 1, B * T * E), A: uniform64(seed + 2, E * N, -1.5, 0.5),
+    Bm: uniform64(seed + 3, B * T * N), Cm: uniform64(seed + 4, B * T * N), deltaSoftplus: f.softplus,
   };
-  if (f.D) x.D = uniform(seed + 5, E);
-  if (f.z) x.z = uniform(seed + 6, B * T * E, -2, 2);
-  if (f.deltaBias) x.deltaBias = uniform(seed + 7, E, -0.5, 0.5);
-  if (f.initialState) x.initialState = uniform(seed + 8, B * E * N);
+  if (f.D) x.D = uniform64(seed + 5, E);
+  if (f.z) x.z = uniform64(seed + 6, B * T * E, -2, 2);
+  if (f.deltaBias) x.deltaBias = uniform64(seed + 7, E, -0.5, 0.5);
+  if (f.initialState) x.initialState = uniform64(seed + 8, B * E * N);
   return {
-    dims, x, dOut: uniform(seed + 9, B * T * E),
-    ...(f.dState ? { dState: uniform(seed + 10, B * E * N) } : {}),
+    dims, x, dOut: uniform64(seed + 9, B * T * E),
+    ...(f.dState ? { dState: uniform64(seed + 10, B * E * N) } : {}),
   };
 }
 
@@ -65,7 +49,6 @@ function loss(c: Case): number {
   if (c.dState) for (let n = 0; n < state.length; n++) L += c.dState[n]! * state[n]!;
   return L;
 }
-
 
 const INPUTS = ['u', 'delta', 'A', 'Bm', 'Cm', 'D', 'z', 'deltaBias', 'initialState'] as const;
 
@@ -91,25 +74,6 @@ function expectGradsMatchFiniteDiff(c: Case): void {
     expect(maxAbsDiff(analytic, numeric), name).toBeLessThanOrEqual(1e-6 * Math.max(1, maxAbs(analytic)));
   }
   expect(Object.keys(g).sort()).toEqual(INPUTS.filter((k) => c.x[k] !== undefined).sort());
-}
-
-/** Rows [t0, t1) of a `[B, T, W]` array, as `[B, t1 − t0, W]`. */
-function sliceT(a: ArrayLike<number>, B: number, T: number, W: number, t0: number, t1: number): Float64Array {
-  const out = new Float64Array(B * (t1 - t0) * W);
-  for (let b = 0; b < B; b++) for (let t = t0; t < t1; t++) for (let w = 0; w < W; w++) {
-    out[(b * (t1 - t0) + t - t0) * W + w] = a[(b * T + t) * W + w]!;
-  }
-  return out;
-}
-
-/** The inverse of sliceT: `[B, T1, W]` and `[B, T2, W]` joined along T. */
-function concatT(a: ArrayLike<number>, c: ArrayLike<number>, B: number, T1: number, T2: number, W: number): Float64Array {
-  const out = new Float64Array(B * (T1 + T2) * W);
-  for (let b = 0; b < B; b++) for (let w = 0; w < W; w++) {
-    for (let t = 0; t < T1; t++) out[(b * (T1 + T2) + t) * W + w] = a[(b * T1 + t) * W + w]!;
-    for (let t = 0; t < T2; t++) out[(b * (T1 + T2) + T1 + t) * W + w] = c[(b * T2 + t) * W + w]!;
-  }
-  return out;
 }
 
 const add = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(a, (v, n) => v + b[n]!);
@@ -330,7 +294,7 @@ describe('extreme Δ', () => {
       c.x.delta = new Float64Array(B * T * E).fill(delta - 0.25);
       c.x.deltaBias = new Float64Array(E).fill(0.25);
       c.x.A = new Float64Array(E * N).fill(-1000);
-      c.x.initialState = uniform(37, B * E * N, -1e3, 1e3); // large, and wiped out by a = 0
+      c.x.initialState = uniform64(37, B * E * N, -1e3, 1e3); // large, and wiped out by a = 0
       const { state } = selectiveScanOracle(c.x, dims);
       const want = new Float64Array(B * E * N);
       for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) for (let n = 0; n < N; n++) {

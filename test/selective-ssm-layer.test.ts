@@ -3,28 +3,8 @@ import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
-import { itRoundTrips, itTrains } from './layer-properties.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
-
-/** A built layer's weights by their short names, as float32 arrays. */
-async function weightsOf(layer: tf.layers.Layer): Promise<Map<string, Float32Array>> {
-  const out = new Map<string, Float32Array>();
-  for (const w of layer.weights) out.set(w.originalName.split('/').pop()!, (await w.read().data()) as Float32Array);
-  return out;
-}
-
-/** `x [rows, inW]·W [inW, outW]` in float64. */
-function matMul64(x: ArrayLike<number>, W: ArrayLike<number>, rows: number, inW: number, outW: number): Float64Array {
-  const out = new Float64Array(rows * outW);
-  for (let r = 0; r < rows; r++) {
-    for (let o = 0; o < outW; o++) {
-      let acc = 0;
-      for (let i = 0; i < inW; i++) acc += x[r * inW + i]! * W[i * outW + o]!;
-      out[r * outW + o] = acc;
-    }
-  }
-  return out;
-}
+import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /**
  * The Mamba block of MIXERS.md §6 in float64 from the layer's float32 weights, written from the
@@ -85,12 +65,7 @@ function chainTerms(layer: SelectiveSSM, T: number, D: number): number {
   return D + layer.convKernel + E + Math.ceil(D / 16) + T + layer.stateSize + E;
 }
 
-/** A built layer: applied once to zeros `[1, 1, D]`. */
-function built(args: SelectiveSSMArgs, D: number): SelectiveSSM {
-  const layer = layers.selectiveSSM(args);
-  tf.dispose(layer.apply(tf.zeros([1, 1, D])) as tf.Tensor);
-  return layer;
-}
+const built = (args: SelectiveSSMArgs, D: number) => builtFor(layers.selectiveSSM(args), D);
 
 /**
  * Sizes: B 1..2; T of 1, odd, and past a 32-step kernel chunk; D 8 or 12 (R = 1); N 1, 4 or
@@ -144,49 +119,9 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }), { numRuns: backend === 'webgpu' ? 4 : 8 });
       });
 
-      it(`(${implementation}) changing tokens after t leaves the outputs up to t unchanged`, async () => {
-        await fc.assert(fc.asyncProperty(cases.filter((c) => c.T >= 2), fc.nat(), async (c, cut) => {
-          const layer = built({ stateSize: c.N, convKernel: c.convKernel, implementation }, c.D);
-          const t = cut % (c.T - 1);
-          const xs = seededUniform(c.seed, c.B * c.T * c.D);
-          const changed = xs.slice();
-          const other = seededUniform(c.seed + 7, xs.length, 2, 3);
-          for (let b = 0; b < c.B; b++) {
-            for (let i = (b * c.T + t + 1) * c.D; i < (b + 1) * c.T * c.D; i++) changed[i] = other[i]!;
-          }
-          const [y1, y2] = tf.tidy(() => [xs, changed].map((a) =>
-            (layer.apply(tf.tensor3d(a, [c.B, c.T, c.D])) as tf.Tensor).slice([0, 0, 0], [c.B, t + 1, c.D])));
-          expect(maxAbsDiff(await values(y1!), await values(y2!))).toBe(0);
-          tf.dispose([y1, y2]);
-          layer.dispose();
-        }), { numRuns: 4 });
-      });
+      itIsCausal(`(${implementation}) `, cases, (c) => built({ stateSize: c.N, convKernel: c.convKernel, implementation }, c.D));
 
-      it(`(${implementation}) layer calls, gradients, decode and fit leak no tensors`, async () => {
-        const layer = layers.selectiveSSM({ stateSize: 4, implementation });
-        const model = tf.sequential({ layers: [tf.layers.dense({ units: 8, inputShape: [9, 8] }), layer] });
-        model.compile({ optimizer: tf.train.adam(0.01), loss: 'meanSquaredError' });
-        const x = tf.randomNormal([2, 9, 8]) as tf.Tensor3D;
-        const target = tf.randomNormal([2, 9, 8]);
-        // the first fit creates the optimizer's slots, which stay
-        await model.fit(x, target, { epochs: 1, verbose: 0 });
-        await expectNoLeaks(async () => {
-          const y = layer.apply(x) as tf.Tensor;
-          await y.data();
-          const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);
-          await value.data();
-          tf.dispose([y, value, grads]);
-          const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
-          const s0 = layer.initState(2);
-          const [y1, s1] = layer.step(x0, s0);
-          const [y2, s2] = layer.step(y1, s1);
-          await y2.data();
-          tf.dispose([x0, s0, y1, s1, y2, s2]);
-          await model.fit(x, target, { epochs: 1, batchSize: 1, verbose: 0 });
-        });
-        tf.dispose([x, target]);
-        model.dispose();
-      });
+      itLeaksNothing(`(${implementation}) `, () => layers.selectiveSSM({ stateSize: 4, implementation }));
     }
 
     if (backend === 'webgpu') {

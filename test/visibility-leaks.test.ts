@@ -215,6 +215,11 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
         ['CausalGeneration', () => layers.causalGeneration({ implementation: impl }) as never],
         ['AverageContext', () => layers.averageContext({ causal: true, implementation: impl }) as never],
         ['SelectiveSSM', () => layers.selectiveSSM({ stateSize: 2, expand: 1, implementation: impl }) as never],
+        // no WGSL kernels yet: their reference layers, on every backend
+        ...(impl === 'reference' ? [
+          ['Aaren', () => layers.aaren({ numHeads: 2, implementation: impl }) as never],
+          ['GatedLinearAttention', () => layers.gatedLinearAttention({ numHeads: 2, implementation: impl }) as never],
+        ] satisfies typeof layerCases : []),
       ];
       for (const [name, make] of layerCases) {
         it(`(${impl}) ${name} layer: a non-finite token leaves the outputs before it unchanged, in the forward and in step decoding`, async () => {

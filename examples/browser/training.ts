@@ -372,6 +372,25 @@ const OP_CASES: TrainingCase[] = [
     () => (w) => ops.selectiveScanStep(w.u as tf.Tensor2D, w.delta as tf.Tensor2D, w.A as tf.Tensor2D, w.B as tf.Tensor2D,
       w.C as tf.Tensor2D, w.state as tf.Tensor3D, { D: w.D as tf.Tensor1D, z: w.z as tf.Tensor2D, deltaBias: w.deltaBias as tf.Tensor1D })),
 
+  opCase('learned queries', 'aaren', { q: [[H, K]], k: kv, v: kv },
+    () => (w) => ops.aaren(w.q as tf.Tensor2D, w.k as tf.Tensor4D, w.v as tf.Tensor4D)),
+  opCase('output and final state, from an initial state', 'aarenWithState',
+    // u is a sum of weights e^{s − m} > 0 in any state that has seen a token
+    { q: [[H, K]], k: kv, v: kv, m: [[B, H]], u: [[B, H], 0.5, 1.5], w: [[B, H, K]] },
+    () => (w) => {
+      const r = ops.aarenWithState(w.q as tf.Tensor2D, w.k as tf.Tensor4D, w.v as tf.Tensor4D, {
+        initialState: { m: w.m as tf.Tensor2D, u: w.u as tf.Tensor2D, w: w.w as tf.Tensor3D },
+      });
+      return [r.output, r.state.m, r.state.u, r.state.w];
+    }),
+
+  // log gates well below 0, so that Adam's small steps keep them ≤ 0
+  opCase('log gates in [−1, −0.2]', 'gatedLinearAttention', { q, k: kv, v: [[B, T, H, 3]], g: [[B, T, H, K], -1, -0.2] },
+    () => (w) => ops.gatedLinearAttention(...attention(w), w.g as tf.Tensor4D)),
+  opCase('output and final state, from an initial state', 'gatedLinearAttentionWithState',
+    { q, k: kv, v: [[B, T, H, 3]], g: [[B, T, H, K], -1, -0.2], initialState: [[B, H, K, 3]] },
+    () => (w) => ops.gatedLinearAttentionWithState(...attention(w), w.g as tf.Tensor4D, { initialState: w.initialState as tf.Tensor4D })),
+
   opCase('positions 0..T−1', 'rotary', { x: [[B, T, H, K]] }, () => (w) => ops.rotary(w.x as tf.Tensor4D)),
   opCase('rotaryDim 2, interleaved, per-row offsets', 'rotary', { x: [[B, T, H, K]] }, (keep) => {
     const offset = keep(int([5, 40], [B]) as tf.Tensor1D);
@@ -429,6 +448,12 @@ const LAYER_CASES: TrainingCase[] = [
 
   layerCase('defaults (expand 2, stateSize 16)', 'selectiveSSM', () => layers.selectiveSSM(), (keep) => ({ inputs: x(keep) })),
   layerCase('stateSize 4, expand 1, convKernel 2', 'selectiveSSM', () => layers.selectiveSSM({ stateSize: 4, expand: 1, convKernel: 2 }),
+    (keep) => ({ inputs: x(keep) })),
+
+  layerCase('2 heads', 'aaren', () => layers.aaren({ numHeads: 2 }), (keep) => ({ inputs: x(keep) })),
+  layerCase('2 heads, headDim 3', 'aaren', () => layers.aaren({ numHeads: 2, headDim: 3 }), (keep) => ({ inputs: x(keep) })),
+
+  layerCase('2 heads (expandK 0.5, expandV 1)', 'gatedLinearAttention', () => layers.gatedLinearAttention({ numHeads: 2, gateLowRankDim: 4 }),
     (keep) => ({ inputs: x(keep) })),
 
   layerCase('self-attention', 'multiHeadAttention', () => layers.multiHeadAttention({ numHeads: 2, keyDim: 4 }),

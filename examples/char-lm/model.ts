@@ -292,9 +292,9 @@ tf.serialization.registerClass(PositionalEmbedding);
 
 // ───────────────────────────── the model ─────────────────────────────
 
-/** The mixers a model can use: the library's six, and `softmax`, the plain-attention baseline. */
+/** The mixers a model can use: the library's eight, and `softmax`, the plain-attention baseline. */
 export const MIXERS = [
-  'causalGeneration', 'averageContext', 'expressiveAttention', 'blockSparse', 'selectiveSSM',
+  'causalGeneration', 'averageContext', 'expressiveAttention', 'blockSparse', 'selectiveSSM', 'aaren', 'gatedLinearAttention',
   'flashStyleTiledAttention', 'softmax',
 ] as const;
 export type MixerName = (typeof MIXERS)[number];
@@ -363,6 +363,8 @@ function mixerLayer(c: Required<CharLMConfig>, name: string): tf.layers.Layer {
     case 'expressiveAttention': return mixerLayers.expressiveAttention({ ...heads, ...more });
     case 'blockSparse': return mixerLayers.blockSparse({ ...heads, layout: blockSparseLayout(c.context), ...more });
     case 'selectiveSSM': return mixerLayers.selectiveSSM({ expand: 2, stateSize: 16, convKernel: 4, implementation, name, ...more });
+    case 'aaren': return mixerLayers.aaren({ ...heads, ...more });
+    case 'gatedLinearAttention': return mixerLayers.gatedLinearAttention({ ...heads, ...more });
     case 'flashStyleTiledAttention': return mixerLayers.flashStyleTiledAttention({ ...heads, ...more });
     // plain composed softmax attention (matMul, masked softmax, matMul): the tiled layer's reference
     case 'softmax': return mixerLayers.flashStyleTiledAttention({ ...heads, ...more, implementation: 'reference' });

@@ -271,7 +271,7 @@ export function thin(n: number, max: number): number[] {
   return kept;
 }
 
-/** Okabe–Ito colours (distinguishable with colour-blindness); the paper's three mixers first. */
+/** Okabe–Ito colours, then two of Paul Tol's (all distinguishable with colour-blindness); the paper's three mixers first. */
 const COLORS: Record<string, string> = {
   softmax: '#000000',
   causalGeneration: '#0072b2',
@@ -279,9 +279,11 @@ const COLORS: Record<string, string> = {
   expressiveAttention: '#009e73',
   blockSparse: '#cc79a7',
   selectiveSSM: '#e69f00',
+  aaren: '#882255',
+  gatedLinearAttention: '#999933',
   flashStyleTiledAttention: '#56b4e9',
 };
-const FALLBACK_COLORS = ['#999999', '#f0e442', '#882255'];
+const FALLBACK_COLORS = ['#999999', '#f0e442', '#44aa99'];
 
 function colorOf(mixer: string, index: number): string {
   return COLORS[mixer] ?? FALLBACK_COLORS[index % FALLBACK_COLORS.length]!;

@@ -112,23 +112,30 @@ function fromRows(x: tf.Tensor4D, H: number): tf.Tensor4D {
 }
 
 /**
- * The pieces `[t0, t1)` of float32 `x` `[B, T, ...]` along axis 1. On cpu and wasm they are
- * copied out of one read of x: tfjs-wasm 4.22's `Slice` copies its whole input out of the heap
- * on every call, so n slices of x would copy it n times. Elsewhere (webgl, webgpu, tfjs-node,
- * where a read is a sync with a device) they are `tf.slice`s.
+ * The pieces `[t0, t1)` of float32 `x` along `axis` (default 1, the tokens of `[B, T, ...]`). On
+ * cpu and wasm they are copied out of one read of x: tfjs-wasm 4.22's `Slice` copies its whole
+ * input out of the heap on every call, so n slices (or a `tf.split` into n) would copy it n
+ * times. Elsewhere (webgl, webgpu, tfjs-node, where a read is a sync with a device) they are
+ * `tf.slice`s. The caller disposes the pieces.
+ *
+ * @example
+ * ```ts
+ * const [a, b] = chunksAlong(tf.tensor2d([[1, 2, 3]]), [[0, 2], [2, 3]]);   // [[1, 2]], [[3]]
+ * ```
  */
-function tokenChunks<T extends tf.Tensor>(x: T, bounds: [number, number][]): T[] {
-  const [B, T] = x.shape as [number, number];
-  const rest = x.shape.slice(2);
+export function chunksAlong<T extends tf.Tensor>(x: T, bounds: [number, number][], axis = 1): T[] {
+  const shape = x.shape;
+  const n = shape[axis]!;
   if (!onHostBackend()) {
-    return bounds.map(([t0, t1]) => tf.slice(x, [0, t0, ...rest.map(() => 0)], [B, t1 - t0, ...rest]) as T);
+    return bounds.map(([t0, t1]) => tf.slice(x, shape.map((_, a) => (a === axis ? t0 : 0)), shape.map((d, a) => (a === axis ? t1 - t0 : d))) as T);
   }
-  const inner = rest.reduce((a, b) => a * b, 1);
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
   const data = x.dataSync() as Float32Array;
   return bounds.map(([t0, t1]) => {
-    const piece = new Float32Array(B * (t1 - t0) * inner);
-    for (let b = 0; b < B; b++) piece.set(data.subarray((b * T + t0) * inner, (b * T + t1) * inner), b * (t1 - t0) * inner);
-    return tf.tensor(piece, [B, t1 - t0, ...rest], 'float32') as T;
+    const piece = new Float32Array(outer * (t1 - t0) * inner);
+    for (let o = 0; o < outer; o++) piece.set(data.subarray((o * n + t0) * inner, (o * n + t1) * inner), o * (t1 - t0) * inner);
+    return tf.tensor(piece, shape.map((d, a) => (a === axis ? t1 - t0 : d)), 'float32') as T;
   });
 }
 
@@ -349,13 +356,13 @@ export function chunkedAttention(
       const queryBad = tf.sum($q!.bad, -1, true) as tf.Tensor4D;
       const queryChunks = plan.queries.map((c): [number, number] => [c.start, c.end]);
       const keyChunks = Array.from({ length: nk }, (_, n) => keyRangeOf(n, chunk, s.Tk));
-      const heads = (x: tf.Tensor4D) => tokenChunks(x, keyChunks).map((part) => part.transpose([0, 2, 1, 3]) as tf.Tensor4D);
+      const heads = (x: tf.Tensor4D) => chunksAlong(x, keyChunks).map((part) => part.transpose([0, 2, 1, 3]) as tf.Tensor4D);
       return {
-        q: tokenChunks(scaled, queryChunks).map((part) => toRows(part, s.Hkv)),
+        q: chunksAlong(scaled, queryChunks).map((part) => toRows(part, s.Hkv)),
         k: heads($k!.finite),
         v: heads($v!.finite),
         // non-finite entries per query row [B, Hkv, R, 1] and per key [B·Hkv, n, 1]
-        queryBad: tokenChunks(queryBad, queryChunks).map((part) => toRows(part, s.Hkv)),
+        queryBad: chunksAlong(queryBad, queryChunks).map((part) => toRows(part, s.Hkv)),
         keyBad: heads(keyBad).map((part) => part.reshape([s.B * s.Hkv, part.shape[2], 1]) as tf.Tensor3D),
         ok: [$q!.ok, $k!.ok, $v!.ok],
       };
@@ -490,7 +497,7 @@ function backwardPass(
     if (before) tf.dispose([before, part]);
   };
   let tile = 0;
-  const dyChunks = tokenChunks(dy, plan.queries.map((c): [number, number] => [c.start, c.end]));
+  const dyChunks = chunksAlong(dy, plan.queries.map((c): [number, number] => [c.start, c.end]));
   const dq = plan.queries.map((chunk, ci) => {
     const { start: i0, end: i1 } = chunk;
     // rows that see no key output a constant 0: nothing flows back from them

@@ -1,0 +1,238 @@
+import * as tf from '@tensorflow/tfjs';
+import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../layers/decode-state.js';
+import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
+import type { PrefillOptions } from '../../layers/prefill.js';
+import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
+import { aarenWithState, type AarenState } from './op.js';
+import { emptyState } from './reference.js';
+
+/** Arguments of the {@link Aaren} layer. */
+export interface AarenLayerArgs extends MixerLayerArgs {
+  /** Heads H, each with its own learned query: a positive integer, required. */
+  numHeads: number;
+  /** The head width K, a positive integer. Default D / numHeads. */
+  headDim?: number;
+}
+
+const OPTIONS = optionNames<Omit<AarenLayerArgs, keyof MixerLayerArgs>>({ numHeads: true, headDim: true });
+
+/** Decode state of {@link Aaren}: a fixed size, whatever the tokens seen. */
+export type AarenLayerState = {
+  /** `[B, H]`: the largest score so far (−∞ before the first token). */
+  m: tf.Tensor2D;
+  /** `[B, H]`: Σ e^{s_j − m} over the tokens so far. */
+  u: tf.Tensor2D;
+  /** `[B, H, K]`: Σ e^{s_j − m}·v_j over the tokens so far. */
+  w: tf.Tensor3D;
+  /** int32 `[B]`: the tokens each row has consumed. */
+  positions: tf.Tensor1D;
+};
+
+/** The layer's resolved sizes, known once it is built. */
+interface Dims { D: number; H: number; K: number }
+
+/** e^{x − m}, taken as 1 where x = m (−∞ included), as the op's merge takes it. */
+function weight(x: tf.Tensor, m: tf.Tensor): tf.Tensor {
+  return tf.where(tf.equal(x, m), tf.onesLike(x), tf.exp(tf.sub(x, m)));
+}
+
+/**
+ * Aaren as a layer (Feng et al. 2024, "Attention as an RNN"; the {@link "aaren" | Aaren guide}):
+ * attention whose query is a learned token per head, so that every prefix's output is one
+ * scan, `[B, T, D] → [B, T, D]` with H heads of width K:
+ * ```
+ * k, v = x·key, x·value                             [B, T, H, K]
+ * o_t  = Σ_{j≤t} softmax_j(q_h·k_j / √K) · v_j       q_h = queries[h], [B, T, H, K]
+ * out  = o·output
+ * ```
+ * Weights: `key`, `value` `[D, H·K]`, `queries` `[H, K]`, `output` `[H·K, D]`, no biases (the
+ * specification's block), all glorotUniform (tfjs's Dense default). Decoding keeps (m, u, w) per head, O(H·K) in
+ * all, so each `step` costs O(D·H·K) whatever the position; `prefill` runs a prompt through the
+ * op and returns the same state.
+ *
+ * @example
+ * ```ts
+ * const model = tf.sequential({ layers: [
+ *   tf.layers.embedding({ inputDim: 65, outputDim: 64 }),
+ *   layers.aaren({ numHeads: 4 }),
+ *   tf.layers.dense({ units: 65 }),
+ * ]});
+ * model.predict(tf.tensor2d([[1, 2, 3]])); // [1, 3, 65]
+ *
+ * const mixer = model.layers[1] as Aaren;
+ * const state = mixer.initState(1);
+ * const [y, next] = mixer.step(tf.randomNormal([1, 64]), state); // y [1, 64]
+ * tf.dispose([state, y, next]);
+ * ```
+ */
+export class Aaren extends MixerLayer {
+  /** The name tfjs saves the layer under. */
+  static className = mixerClassName('Aaren');
+  readonly numHeads: number;
+  /** K as given; `null` for the default D / numHeads, resolved when the layer is built. */
+  readonly headDim: number | null;
+  private dims: Dims | null = null;
+
+  constructor(args: AarenLayerArgs) {
+    super(args, OPTIONS);
+    const name = this.layerName;
+    if (args?.numHeads === undefined) {
+      throw argumentError(name, `argument 'numHeads', the number of heads (a positive integer), is required; received none.`);
+    }
+    this.numHeads = checkPositiveInteger(name, 'numHeads', args.numHeads);
+    this.headDim = args.headDim == null ? null : checkPositiveInteger(name, 'headDim', args.headDim);
+  }
+
+  protected createWeights(D: number): void {
+    const H = this.numHeads;
+    if (this.headDim == null && D % H !== 0) {
+      throw new Error(`${this.layerName}: the input width D = ${D} is not divisible by numHeads = ${H}; set headDim.`);
+    }
+    const K = this.headDim ?? D / H;
+    const add = (n: string, shape: number[], init: Initializer) => this.addNamedWeight(n, shape, init);
+    add('key', [D, H * K], tf.initializers.glorotUniform({}));
+    add('value', [D, H * K], tf.initializers.glorotUniform({}));
+    add('queries', [H, K], tf.initializers.glorotUniform({}));
+    add('output', [H * K, D], tf.initializers.glorotUniform({}));
+    this.dims = { D, H, K };
+  }
+
+  private dimsOrThrow(): Dims {
+    this.builtWidth();
+    return this.dims!;
+  }
+
+  /** k and v `[B, T, H, K]` of x `[B, T, D]`. */
+  private keysValues(x: tf.Tensor3D): { k: tf.Tensor4D; v: tf.Tensor4D } {
+    const { H, K } = this.dimsOrThrow();
+    const [B, T] = x.shape;
+    return {
+      k: this.dense(x, 'key').reshape([B, T, H, K]),
+      v: this.dense(x, 'value').reshape([B, T, H, K]),
+    };
+  }
+
+  /** The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the op's final state. */
+  private run(x: tf.Tensor3D, start?: AarenState): { y: tf.Tensor3D; state: AarenState; k: tf.Tensor4D; v: tf.Tensor4D } {
+    const { H, K } = this.dimsOrThrow();
+    const [B, T] = x.shape;
+    const { k, v } = this.keysValues(x);
+    const { output, state } = aarenWithState(this.weight('queries').read() as tf.Tensor2D, k, v, {
+      ...(start ? { initialState: { m: start.m, u: start.u, w: start.w } } : {}), implementation: this.activeImplementation(),
+    });
+    return { y: this.dense(output.reshape([B, T, H * K]), 'output') as tf.Tensor3D, state, k, v };
+  }
+
+  protected forward(x: tf.Tensor3D): tf.Tensor3D {
+    const { y, state } = this.run(x);
+    tf.dispose([state.m, state.u, state.w]);
+    return y;
+  }
+
+  /**
+   * A fresh decode state for `batch` sequences (a non-negative integer): the empty state
+   * (m = −∞, u = 0, w = 0, the identity of the scan's merge), every position 0.
+   */
+  initState(batch: number): AarenLayerState {
+    this.checkBatch(batch);
+    const { H, K } = this.dimsOrThrow();
+    return { ...emptyState(batch, H, K), positions: tf.zeros([batch], 'int32') };
+  }
+
+  /**
+   * Runs one token through the layer: the state merges the token and every row's position
+   * advances by one. Stepping through a sequence reproduces the parallel forward. The input
+   * state is left as it is: dispose it once it is no longer needed.
+   *
+   * @param x `[B, D]` float32, the next token.
+   * @param state from {@link Aaren.initState}, a previous step or a prefill.
+   * @returns `[y, nextState]` with y `[B, D]`.
+   */
+  step(x: tf.Tensor2D, state: AarenLayerState): [tf.Tensor2D, AarenLayerState] {
+    const { D } = this.dimsOrThrow();
+    checkStepToken(this.layerName, x, D);
+    this.checkState(`${this.layerName}.step`, state, x.shape[0]);
+    return tf.tidy((): [tf.Tensor2D, AarenLayerState] => {
+      const { y, state: next } = this.run(x.expandDims(1) as tf.Tensor3D, state);
+      return [y.squeeze([1]) as tf.Tensor2D, { ...next, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
+    });
+  }
+
+  /**
+   * Runs a prompt through the layer in parallel: the outputs, and the state that stepping its
+   * real tokens one by one from `state` would leave. x is right-padded: row b holds
+   * `options.lengths[b]` real tokens (default all T), and its state advances by that many from
+   * its own position. The state after a row's real tokens is formed from their scores at once,
+   * (m, u, w) = start ⊕ (s_j, 1, v_j) over j < lengths[b], a masked max and two masked sums,
+   * since no input makes a padded token the merge's identity. The input state is left as it is.
+   *
+   * @param x `[B, T, D]` float32, the prompt, right-padded.
+   * @param state from {@link Aaren.initState}, {@link Aaren.step} or a previous prefill; default
+   *   a fresh state.
+   * @returns `[y, nextState]`, y `[B, T, D]`; y at a padded step is unspecified but finite.
+   *
+   * @example
+   * ```ts
+   * const layer = layers.aaren({ numHeads: 2 });
+   * layer.apply(tf.zeros([1, 1, 8]));                       // builds it for D = 8
+   * const [y, state] = layer.prefill(tf.randomNormal([2, 5, 8]), undefined, { lengths: [5, 2] });
+   * const [next, after] = layer.step(tf.randomNormal([2, 8]), state);   // row 0 at 5, row 1 at 2
+   * after.positions.print();                                 // [6, 3]
+   * tf.dispose([y, state, next, after]);
+   * ```
+   */
+  prefill(x: tf.Tensor3D, state?: AarenLayerState, options?: PrefillOptions): [tf.Tensor3D, AarenLayerState] {
+    const method = `${this.layerName}.prefill`;
+    const { D, K } = this.dimsOrThrow();
+    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    try {
+      if (state !== undefined) this.checkState(method, state, B);
+      return tf.tidy((): [tf.Tensor3D, AarenLayerState] => {
+        const start = state ?? this.initState(B);
+        const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
+        if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { m: start.m.clone(), u: start.u.clone(), w: start.w.clone(), positions }];
+        const real = realSteps(lengths, T);
+        const { y, k, v } = this.run(zeroPadding(x, real), start);
+        // the scores s_j = q_h·k_j/√K of the real tokens, −∞ at the padded ones: [B, T, H]
+        const scores = tf.div(tf.sum(tf.mul(k, this.weight('queries').read()), -1), Math.sqrt(K));
+        const isReal = real.expandDims(2);
+        const s = tf.where(isReal, scores, tf.fill(scores.shape, -Infinity));
+        const m = tf.maximum(start.m, tf.max(s, 1)) as tf.Tensor2D;
+        const carried = weight(start.m, m);
+        const e = tf.where(isReal, weight(s, m.expandDims(1)), tf.zerosLike(s));   // [B, T, H]
+        const u = tf.add(tf.mul(carried, start.u), tf.sum(e, 1)) as tf.Tensor2D;
+        const w = tf.add(tf.mul(carried.expandDims(2), start.w), tf.sum(tf.mul(e.expandDims(3), v), 1)) as tf.Tensor3D;
+        return [y, { m, u, w, positions }];
+      });
+    } finally {
+      lengths.dispose();
+    }
+  }
+
+  /** Checks a decode state given to `method`: m and u `[B, H]`, w `[B, H, K]`, and the positions. */
+  private checkState(method: string, state: AarenLayerState, B: number): void {
+    const { H, K } = this.dimsOrThrow();
+    for (const [field, shape, layout] of [['m', [B, H], ['B', 'H']], ['u', [B, H], ['B', 'H']], ['w', [B, H, K], ['B', 'H', 'K']]] as const) {
+      checkShape(method, `state.${field}`, checkTensor(method, `state.${field}`, state?.[field], [...layout]), [...shape], [...layout]);
+    }
+    checkPositions(method, state, B);
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), numHeads: this.numHeads, headDim: this.headDim };
+  }
+}
+registerMixerLayer(Aaren);
+
+/**
+ * Creates an {@link Aaren} layer, as `tf.layers.*` factories do.
+ *
+ * @example
+ * ```ts
+ * const mixer = layers.aaren({ numHeads: 4 });
+ * mixer.apply(tf.randomNormal([2, 32, 64])); // [2, 32, 64]
+ * ```
+ */
+export function aaren(args: AarenLayerArgs): Aaren {
+  return new Aaren(args);
+}

@@ -1,0 +1,157 @@
+import * as tf from '@tensorflow/tfjs';
+import {
+  IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros,
+  onHostBackend, optionNames, type Implementation,
+} from '../../validate.js';
+import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
+
+/** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
+export interface GatedLinearAttentionOptions {
+  /** Multiplies q: a finite number > 0. Default `1 / sqrt(K)`. */
+  scale?: number;
+  /** `[B, H, K, V]`: the state before the first token, for continuing a sequence. Default zeros. */
+  initialState?: tf.Tensor4D;
+  /**
+   * Which implementation runs. `'auto'` (the default) and `'reference'` run the chunked tfjs-ops
+   * reference on every backend; there is no WGSL kernel yet, so `'webgpu'` throws.
+   */
+  implementation?: Implementation;
+}
+
+const OPTIONS = optionNames<GatedLinearAttentionOptions>({ scale: true, initialState: true, implementation: true });
+
+/** An output and the state after the last token. */
+export type GatedLinearAttentionResult = {
+  /** `[B, T, H, V]` */
+  output: tf.Tensor4D;
+  /** `[B, H, K, V]`: the state after the last token. */
+  state: tf.Tensor4D;
+};
+
+/** Checks every argument and option; returns the reference's inputs. */
+function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs {
+  checkOptionNames(op, options, OPTIONS);
+  const perKey = ['B', 'T', 'H', 'K'];
+  const $q = checkTensor<tf.Rank.R4>(op, 'q', q, perKey);
+  const [B, T, H, K] = $q.shape;
+  const $k = checkTensor<tf.Rank.R4>(op, 'k', k, perKey);
+  checkShape(op, 'k', $k, $q.shape, perKey);
+  const $g = checkTensor<tf.Rank.R4>(op, 'g', g, perKey);
+  checkShape(op, 'g', $g, $q.shape, perKey);
+  const $v = checkTensor<tf.Rank.R4>(op, 'v', v, ['B', 'T', 'H', 'V']);
+  const V = $v.shape[3];
+  checkShape(op, 'v', $v, [B, T, H, V], ['B', 'T', 'H', 'V']);
+  const o = options ?? {};
+  if (o.initialState !== undefined) {
+    const s = checkTensor<tf.Rank.R4>(op, 'initialState', o.initialState, ['B', 'H', 'K', 'V']);
+    checkShape(op, 'initialState', s, [B, H, K, V], ['B', 'H', 'K', 'V']);
+  }
+  const scale = o.scale ?? 1 / Math.sqrt(K);
+  if (typeof scale !== 'number' || !Number.isFinite(scale) || scale <= 0) {
+    throw argumentError(op, `option 'scale' must be a finite number > 0; received ${describe(scale)}.`);
+  }
+  const impl = checkOneOf(op, 'implementation', o.implementation, IMPLEMENTATIONS, 'auto');
+  if (impl === 'webgpu') {
+    throw argumentError(op, `implementation 'webgpu': there is no WGSL kernel for gated linear attention yet; ` +
+      `use implementation 'auto' or 'reference', which run the tfjs-ops reference on every backend.`);
+  }
+  if ($g.size > 0 && onHostBackend()) {
+    // one reduction and one scalar read: a positive log gate would make the state grow without bound
+    const max = tf.tidy(() => tf.max($g).dataSync()[0]!);
+    if (max > 0) {
+      throw argumentError(op, `argument 'g' is the log forget gate and must be ≤ 0 everywhere ` +
+        `(e.g. tf.logSigmoid of a projection); received a maximum of ${max}.`);
+    }
+  }
+  return { q: $q, k: $k, v: $v, g: $g, scale, initialState: o.initialState };
+}
+
+function run(op: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D,
+  options: GatedLinearAttentionOptions): GatedLinearAttentionResult {
+  const args = checkArgs(op, q, k, v, g, options);
+  const [B, T, H, K] = args.q.shape;
+  const V = args.v.shape[3];
+  if (B === 0 || T === 0) {
+    // no token is taken, so the state is the initial one; both stay differentiable in every input
+    const inputs = [q, k, v, g, args.initialState].filter((t) => t !== undefined);
+    const state = tf.tidy(() => {
+      const zeros = differentiableZeros<tf.Rank.R4>([B, H, K, V], inputs);
+      return args.initialState ? tf.add(args.initialState, zeros) as tf.Tensor4D : zeros;
+    });
+    return { output: differentiableZeros([B, T, H, V], inputs), state };
+  }
+  if (onHostBackend()) return gatedLinearAttentionReference(args);
+  // a GPU backend cannot read tf.max(g) back without stalling (webgpu in Node cannot at all): a
+  // positive gate is made NaN instead, which the reference carries to every output that sees it
+  return tf.tidy(() => gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) }));
+}
+
+/** g with its positive entries NaN; its gradient passes to the others (tfjs has none for `greater`). */
+const positiveAsNaN = tf.customGrad(((g: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([g]);
+  return {
+    value: tf.where(tf.greater(g, 0), tf.fill(g.shape, NaN), g),
+    gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) => tf.where(tf.greater(saved!, 0), tf.zerosLike(dy), dy),
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as (g: tf.Tensor4D) => tf.Tensor4D;
+
+/**
+ * Gated linear attention (GLA; Yang et al. 2024, arXiv 2312.06635): linear attention with a
+ * data-dependent forget gate per key channel. For each batch row and head, with a state
+ * S ∈ R^{K×V}:
+ * ```
+ * S_t = diag(exp(g_t)) · S_{t−1} + k_tᵀ v_t        S_{−1} = initialState or 0
+ * o_t = (scale · q_t) · S_t                         scale = 1/sqrt(K)
+ * ```
+ * Equal to flash-linear-attention's `naive_recurrent_gla` with `[B, T, H, K]` inputs. Chunks of
+ * c = 32 tokens carry the state between them: O(T·(K·V + c·(K + V))) work per batch row and head,
+ * memory linear in T (no `[T, T]` matrix), forward and backward. Differentiable in q, k, v, g and
+ * initialState. Every backend runs this chunked tfjs-ops reference; there is no WGSL kernel yet.
+ *
+ * On cpu and wasm a positive g throws, checked with one reduction and a scalar read of
+ * `tf.max(g)` per call. A GPU backend (webgl, webgpu) cannot read it back without stalling, and
+ * webgpu in Node cannot read synchronously at all, so there a positive g is taken as NaN instead.
+ * A NaN or ±∞ in a token's q makes that token's output NaN; a NaN or ±∞ in its k or v, or a NaN or
+ * −∞ (or, on a GPU backend, a positive value) in its g, the outputs from that token on and the
+ * final state of that batch row and head (+∞ in g is > 0).
+ *
+ * @param q `[B, T, H, K]` float32, the queries; B or T may be 0 (the output is then empty, and
+ *   the state is `initialState`, or zeros).
+ * @param k `[B, T, H, K]` float32, the keys.
+ * @param v `[B, T, H, V]` float32, the values.
+ * @param g `[B, T, H, K]` float32, the log forget gates, ≤ 0 (a positive entry throws on cpu and wasm).
+ * @returns `[B, T, H, V]`.
+ *
+ * @example
+ * ```ts
+ * const [b, t, h, k, v] = [2, 128, 4, 16, 32];
+ * const g = tf.logSigmoid(tf.randomNormal([b, t, h, k])) as tf.Tensor4D;
+ * const o = ops.gatedLinearAttention(tf.randomNormal([b, t, h, k]), tf.randomNormal([b, t, h, k]),
+ *   tf.randomNormal([b, t, h, v]), g);   // [2, 128, 4, 32]
+ * ```
+ */
+export function gatedLinearAttention(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
+): tf.Tensor4D {
+  const { output, state } = run('gatedLinearAttention', q, k, v, g, options);
+  state.dispose();
+  return output;
+}
+
+/**
+ * {@link gatedLinearAttention}, also returning the state after the last token, `[B, H, K, V]`:
+ * pass it as the next call's `initialState` to continue the sequence. Differentiable in both.
+ *
+ * @returns `{ output: [B, T, H, V], state: [B, H, K, V] }`.
+ *
+ * @example
+ * ```ts
+ * const first = ops.gatedLinearAttentionWithState(q1, k1, v1, g1);
+ * const next = ops.gatedLinearAttentionWithState(q2, k2, v2, g2, { initialState: first.state });
+ * ```
+ */
+export function gatedLinearAttentionWithState(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
+): GatedLinearAttentionResult {
+  return run('gatedLinearAttentionWithState', q, k, v, g, options);
+}

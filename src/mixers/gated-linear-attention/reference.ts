@@ -1,0 +1,244 @@
+import * as tf from '@tensorflow/tfjs';
+import { chunksAlong, finitePart, poisonWhere } from '../../attention/reference.js';
+
+/** The resolved inputs of one gated linear attention call, checked by the op. */
+export interface GlaArgs {
+  /** `[B, T, H, K]` */
+  q: tf.Tensor4D;
+  /** `[B, T, H, K]` */
+  k: tf.Tensor4D;
+  /** `[B, T, H, V]` */
+  v: tf.Tensor4D;
+  /** `[B, T, H, K]`, ≤ 0: the log forget gate. */
+  g: tf.Tensor4D;
+  /** Multiplies q; 1/sqrt(K) unless the caller chose another. */
+  scale: number;
+  /** `[B, H, K, V]`; absent means zeros. */
+  initialState?: tf.Tensor4D;
+}
+
+/**
+ * Tokens per chunk. The intra-chunk part forms `[B, H, c, c, K]` tensors of decayed q·k terms,
+ * O(T·c·K) work in all and, one chunk at a time, O(c²·K) memory; the inter-chunk part costs a
+ * state product, O(K·V) per chunk, and a few dozen tfjs ops per chunk each way. At 32 the
+ * `[c, c, K]` terms are 32 times a chunk's inputs (4 KiB·K per head) while a 4096-token
+ * sequence is 128 iterations; 64 would double the per-token work and the terms' memory to halve
+ * the op launches, 16 the reverse.
+ */
+export const GLA_CHUNK = 32;
+
+/** `[B, T, H, X]` → `[B, H, T, X]`. */
+const headsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1, 3]);
+
+/**
+ * The running sum of `x` along its last axis. tfjs 4.22's Cumsum gradient transposes its result
+ * when the axis is not the last one (a shape error under tf.grad), so every cumsum here that is
+ * differentiated runs on the last axis.
+ */
+const cumsumLast = (x: tf.Tensor) => tf.cumsum(x, x.rank - 1);
+
+/**
+ * The running sum from the end of `x`'s last axis, as reverse · cumsum · reverse: tfjs 4.22's
+ * webgpu shader for a reverse cumsum keeps a stale axis length after a shape change (chunks of
+ * 32 tokens, then the remainder).
+ */
+const reverseCumsumLast = (x: tf.Tensor) => tf.reverse(cumsumLast(tf.reverse(x, x.rank - 1)), x.rank - 1);
+
+/** The chunk lengths of T tokens: GLA_CHUNK, then the remainder. */
+function chunkSizes(T: number): number[] {
+  const sizes: number[] = [];
+  for (let t0 = 0; t0 < T; t0 += GLA_CHUNK) sizes.push(Math.min(GLA_CHUNK, T - t0));
+  return sizes;
+}
+
+/** The pieces of `x` along `axis`, x itself when there is one (the caller disposes only made pieces). */
+function pieces(x: tf.Tensor, sizes: number[], axis: number): tf.Tensor[] {
+  if (sizes.length === 1) return [x];
+  let t0 = 0;
+  return chunksAlong(x, sizes.map((n): [number, number] => [t0, (t0 += n)]), axis);
+}
+
+/** The causal mask `[L, L, 1]` of a chunk of L tokens: 1 where j ≤ t (row t, column j), else 0. */
+type Masks = (L: number) => tf.Tensor;
+
+/** A cache of {@link Masks}, one per chunk length met (at most two: c and the remainder), and its disposal. */
+function causalMasks(): { maskOf: Masks; dispose: () => void } {
+  const masks = new Map<number, tf.Tensor>();
+  return {
+    maskOf: (L) => {
+      if (!masks.has(L)) masks.set(L, tf.tidy(() => tf.linalg.bandPart(tf.ones([L, L]), -1, 0).expandDims(2)));
+      return masks.get(L)!;
+    },
+    dispose: () => tf.dispose([...masks.values()]),
+  };
+}
+
+/**
+ * One chunk's gated terms, shared by the forward and the backward's recomputation, from its
+ * scaled queries and keys `[B, H, L, K]` and gates `[B, H, K, L]`. With G the cumulative gate
+ * from the chunk's start: `decayG` = exp(G_t), `toEnd` = exp(G_last − G_j), `weights`
+ * `[B, H, L, L, K]` = exp(G_t − G_j) for j ≤ t and 0 above (the exponent is masked to 0 before
+ * the exp, so no Inf is ever formed), `scores` `[B, H, L, L]` = Σ_K q_t ⊙ k_j ⊙ weights.
+ */
+function chunkTerms(q: tf.Tensor, k: tf.Tensor, g: tf.Tensor, mask: tf.Tensor) {
+  const [B, H, L, K] = q.shape as [number, number, number, number];
+  const G = tf.transpose(cumsumLast(g), [0, 1, 3, 2]);                      // [B, H, L, K]
+  const Glast = tf.slice(G, [0, 0, L - 1, 0], [B, H, 1, K]);
+  const weights = tf.mul(tf.exp(tf.mul(tf.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
+  const scores = tf.sum(tf.mul(tf.mul(q.expandDims(3), k.expandDims(2)), weights), 4);
+  return { Glast, decayG: tf.exp(G), toEnd: tf.exp(tf.sub(Glast, G)), weights, scores };
+}
+
+/** One chunk forward from the state S before it: its output `[B, H, L, V]` and the state after it. */
+function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, mask: tf.Tensor) {
+  return tf.tidy(() => {
+    const { Glast, decayG, toEnd, scores } = chunkTerms(q, k, g, mask);
+    const [B, H, , K] = q.shape;
+    const out = tf.add(tf.matMul(tf.mul(q, decayG), S), tf.matMul(scores, v));
+    const next = tf.add(tf.mul(tf.exp(Glast).reshape([B!, H!, K!, 1]), S), tf.matMul(tf.mul(k, toEnd), v, true, false));
+    return { out, next };
+  });
+}
+
+/**
+ * The gradients of one chunk from those of its output (dO `[B, H, L, V]`) and of the state after
+ * it (dNext `[B, H, K, V]`), recomputing its terms from the state S before it. By the chain rule
+ * through {@link chunkForward}, with P = dScores ⊙ weights (dScores = dO·vᵀ) and
+ * R = P ⊙ q_t ⊙ k_j, both `[B, H, L, L, K]`:
+ * ```
+ * dq = Σ_j P·k_j + (dO·Sᵀ) ⊙ exp(G)          dk = Σ_t P·q_t + (v·dNextᵀ) ⊙ toEnd
+ * dv = scoresᵀ·dO + (k ⊙ toEnd)·dNext        dS = (q ⊙ exp(G))ᵀ·dO + exp(G_last) ⊙ dNext
+ * dG = Σ_j R − Σ_t R + (dO·Sᵀ) ⊙ q ⊙ exp(G) − Z,   Z = (v·dNextᵀ) ⊙ k ⊙ toEnd
+ * dG_last += Σ_j Z + exp(G_last) ⊙ Σ_V dNext ⊙ S      dg = reverse cumsum of dG over the chunk
+ * ```
+ */
+function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, mask: tf.Tensor,
+  dO: tf.Tensor, dNext: tf.Tensor): tf.Tensor[] {
+  return tf.tidy(() => {
+    const [B, H, L, K] = q.shape as [number, number, number, number];
+    const { Glast, decayG, toEnd, weights, scores } = chunkTerms(q, k, g, mask);
+    const decay = tf.exp(Glast).reshape([B, H, K, 1]);
+    const qDecayed = tf.mul(q, decayG);
+    const kToEnd = tf.mul(k, toEnd);
+    const dqDecayed = tf.matMul(dO, S, false, true);                               // [B, H, L, K]
+    const dkToEnd = tf.matMul(v, dNext, false, true);                              // [B, H, L, K]
+    const P = tf.mul(tf.matMul(dO, v, false, true).expandDims(4), weights);        // [B, H, L, L, K]
+    const Pq = tf.mul(P, q.expandDims(3));
+    const R = tf.mul(Pq, k.expandDims(2));
+    const Z = tf.mul(dkToEnd, kToEnd);
+    const dGlast = tf.add(tf.sum(Z, 2, true), tf.sum(tf.mul(tf.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
+    const dG = tf.add(
+      tf.sub(tf.add(tf.sub(tf.sum(R, 3), tf.sum(R, 2)), tf.mul(dqDecayed, qDecayed)), Z),
+      tf.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
+    return [
+      tf.add(tf.sum(tf.mul(P, k.expandDims(2)), 3), tf.mul(dqDecayed, decayG)),      // dq
+      tf.add(tf.sum(Pq, 2), tf.mul(dkToEnd, toEnd)),                                 // dk
+      tf.add(tf.matMul(scores, dO, true, false), tf.matMul(kToEnd, dNext)),          // dv
+      reverseCumsumLast(tf.transpose(dG, [0, 1, 3, 2])),                              // dg [B, H, K, L]
+      tf.add(tf.matMul(qDecayed, dO, true, false), tf.mul(decay, dNext)),            // dS
+    ];
+  });
+}
+
+/**
+ * The chunked recurrence on finite inputs, heads first: scaled q, k `[B, H, T, K]`, v
+ * `[B, H, T, V]`, g `[B, H, K, T]` and the initial state S `[B, H, K, V]` to the output and the
+ * final state joined along axis 2, `[B, H, T + K, V]` (tfjs's customGrad returns one tensor).
+ * Its backward runs the chunks in reverse, recomputing each from the state saved at its start:
+ * it keeps the inputs and T/c states, O(B·H·(T·(K+V) + T/c·K·V)), and one chunk's `[c, c, K]`
+ * terms at a time.
+ */
+const recurrence = tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor, save: tf.GradSaveFunc) => {
+  const T = q.shape[2]!;
+  const sizes = chunkSizes(T);
+  const { maskOf, dispose } = causalMasks();
+  const [qs, ks, vs, gs] = [pieces(q, sizes, 2), pieces(k, sizes, 2), pieces(v, sizes, 2), pieces(g, sizes, 3)];
+  const starts: tf.Tensor[] = [S0];
+  const outs: tf.Tensor[] = [];
+  for (let c = 0; c < sizes.length; c++) {
+    const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, maskOf(sizes[c]!));
+    outs.push(out);
+    starts.push(next);
+  }
+  const state = starts.pop()!;
+  save([q, k, v, g, ...starts]);
+  const value = tf.concat([...outs, state], 2);
+  tf.dispose([outs, state, starts.slice(1)]);
+  if (sizes.length > 1) tf.dispose([qs, ks, vs, gs]);
+  dispose();
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sq, sk, sv, sg, ...states] = saved;
+      const [dOut, dState] = tf.split(dy, [T, dy.shape[2]! - T], 2);
+      const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
+      const [qc, kc, vc, gc, dOc] = [pieces(sq!, sizes, 2), pieces(sk!, sizes, 2), pieces(sv!, sizes, 2), pieces(sg!, sizes, 3),
+        pieces(dOut!, sizes, 2)];
+      const grads: tf.Tensor[][] = [];
+      let dNext = dState!;
+      for (let c = sizes.length - 1; c >= 0; c--) {
+        const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, masksOf(sizes[c]!), dOc[c]!, dNext);
+        if (dNext !== dState) dNext.dispose();
+        dNext = dS!;
+        grads.unshift([dq!, dk!, dv!, dg!]);
+      }
+      disposeMasks();
+      const join = (i: number, axis: number) => (grads.length === 1 ? grads[0]![i]! : tf.concat(grads.map((r) => r[i]!), axis));
+      const result = [join(0, 2), join(1, 2), join(2, 2), join(3, 3), dNext];
+      if (sizes.length > 1) tf.dispose([qc, kc, vc, gc, dOc, grads]);
+      tf.dispose([dOut!, dState!]);
+      return result;
+    },
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor) => tf.Tensor;
+
+/**
+ * GatedLinearAttention in tfjs ops, float32, differentiable: the ground truth on
+ * every backend.
+ * ```
+ * S_t = diag(exp(g_t)) · S_{t−1} + k_tᵀ v_t        o_t = scale · q_t · S_t
+ * ```
+ * T is cut into chunks of {@link GLA_CHUNK} tokens with the state `[B, H, K, V]` carried between
+ * them. Within a chunk, with G the cumulative sum of g from the chunk's start (G_t ≤ G_j ≤ 0 for
+ * j ≤ t, since g ≤ 0):
+ * ```
+ * o_t  = scale · (q_t ⊙ exp(G_t)) · S_prev                                     (inter-chunk)
+ *      + scale · Σ_{j ≤ t} (Σ_K q_t ⊙ k_j ⊙ exp(G_t − G_j)) · v_j                 (intra-chunk)
+ * S    = diag(exp(G_last)) · S_prev + Σ_j (k_j ⊙ exp(G_last − G_j))ᵀ v_j
+ * ```
+ * Every exponent is ≤ 0, so nothing overflows however strong the gates; the product
+ * exp(G_t)·exp(−G_j) would overflow for strong ones. No `[T, T]` matrix is formed: the live
+ * memory is O(B·H·(T·(K+V) + c²·K + K·V)). The backward is a `tf.customGrad` that recomputes
+ * each chunk from the state saved at its start, so the gradient's memory is of the same order
+ * (plus T/c saved states), not the O(B·H·T·c·K) that autodiff through the loop would keep.
+ *
+ * The recurrence runs on the inputs with their NaN and ±∞ replaced by 0; the outputs that see
+ * one are made NaN at the end (a bad k, v or g at token t: the outputs at t' ≥ t of that batch
+ * row and head, and its final state; a bad q at t: the output at t). Otherwise a later token's
+ * NaN would reach earlier tokens' gradients through 0 · NaN in the backward pass.
+ *
+ * @returns the output `[B, T, H, V]` and the final state `[B, H, K, V]`; T ≥ 1 and B ≥ 1.
+ */
+export function gatedLinearAttentionReference(args: GlaArgs): { output: tf.Tensor4D; state: tf.Tensor4D } {
+  return tf.tidy(() => {
+    const [B, T, H, K] = args.q.shape;
+    const V = args.v.shape[3];
+    const q = finitePart(args.q);
+    const k = finitePart(args.k);
+    const v = finitePart(args.v);
+    const g = finitePart(args.g);
+    const [output, state] = tf.split(recurrence(
+      headsFirst(tf.mul(q.finite, args.scale)), headsFirst(k.finite), headsFirst(v.finite),
+      tf.transpose(g.finite, [0, 2, 3, 1]),   // [B, H, K, T]: the gates' cumsum runs on the last axis
+      args.initialState ?? tf.zeros([B, H, K, V])), [T, K], 2);
+    // non-finite k, v or g entering the state at each token: [B, T, H], then seen by every later token
+    const entering = tf.add(tf.add(tf.sum(k.bad, 3), tf.sum(g.bad, 3)), tf.sum(v.bad, 3));
+    const seen = tf.transpose(cumsumLast(tf.transpose(entering, [0, 2, 1])), [0, 2, 1]);
+    const outputSees = tf.add(seen, tf.sum(q.bad, 3)).expandDims(3);
+    const stateSees = tf.slice(seen, [0, T - 1, 0], [B, 1, H]).reshape([B, H, 1, 1]);
+    return {
+      output: tf.add(headsFirst(output!), poisonWhere(outputSees)) as tf.Tensor4D,
+      state: tf.add(state!, poisonWhere(stateSees)) as tf.Tensor4D,
+    };
+  });
+}

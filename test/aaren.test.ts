@@ -1,0 +1,483 @@
+// ops.aaren and ops.aarenWithState (MIXERS.md §9) on cpu and wasm: the chunked tfjs-ops reference
+// against the float64 oracle (test/oracle/aaren.ts), output, final state and every gradient,
+// within bounds derived below; sequences across several chunks; two pieces carrying the state;
+// causality; large score ranges; non-finite tokens; leaks; errors. There is no WGSL kernel yet.
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { aaren, aarenWithState, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
+import { AAREN_CHUNK } from '../src/mixers/aaren/reference.js';
+import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform, values } from './helpers.js';
+
+const C = AAREN_CHUNK;
+
+type Case = {
+  B: number; T: number; H: number; K: number;
+  /**
+   * the initial state: none, the empty state (−∞, 0, 0), a random one, or a random one whose m
+   * exceeds every score by 1/4 (so that it holds the final max, and m's gradient goes to it)
+   */
+  init: 'none' | 'empty' | 'random' | 'leading';
+  /** whether the loss reads the final state (dm, du, dw) besides the outputs */
+  dState: boolean;
+  /** a scale of our own instead of 1/√K */
+  scale: boolean;
+  /** 1: q as drawn (|s| ≲ √K); otherwise each head's q rescaled to a largest entry of `spread` (|s| in the hundreds) */
+  spread: number;
+  seed: number;
+};
+
+/** T of 1, within a chunk, and across up to three chunk boundaries (3c + 5). */
+const lengths = fc.oneof(fc.constant(1), fc.integer({ min: 2, max: C }), fc.integer({ min: C + 1, max: 3 * C + 5 }));
+
+const cases: fc.Arbitrary<Case> = fc.record({
+  B: fc.integer({ min: 1, max: 2 }), T: lengths, H: fc.integer({ min: 1, max: 3 }), K: fc.integer({ min: 1, max: 8 }),
+  init: fc.constantFrom('none', 'empty', 'random', 'leading') as fc.Arbitrary<Case['init']>,
+  dState: fc.boolean(), scale: fc.boolean(), spread: fc.constant(1), seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+
+/**
+ * float32 inputs of a case: k, v, dOut in [−1, 1), q too, or scaled to a largest entry of `spread`
+ * per head; a random state has m in [−1, 1), u in [0.5, 3), |w/u| < 1.
+ */
+function inputsOf(c: Case) {
+  const { B, T, H, K } = c;
+  let seed = c.seed;
+  const draw = (n: number, lo = -1, hi = 1) => seededUniform(seed++, n, lo, hi);
+  const q = draw(H * K);
+  if (c.spread !== 1) {
+    for (let h = 0; h < H; h++) {
+      const head = q.subarray(h * K, (h + 1) * K);
+      head.set(head.map((e) => (e * c.spread) / maxAbs(head)));
+    }
+  }
+  const k = draw(B * T * H * K);
+  const v = draw(B * T * H * K);
+  const dOut = draw(B * T * H * K);
+  const dm = draw(B * H);
+  const du = draw(B * H);
+  const dw = draw(B * H * K);
+  const scale = c.scale ? Math.fround(0.25 + 2 * mulberry32(seed++)()) : undefined;
+  let init: { m: Float32Array; u: Float32Array; w: Float32Array } | undefined;
+  if (c.init === 'empty') init = { m: new Float32Array(B * H).fill(-Infinity), u: new Float32Array(B * H), w: new Float32Array(B * H * K) };
+  if (c.init === 'random' || c.init === 'leading') {
+    const u = draw(B * H, 0.5, 3);
+    init = { m: draw(B * H), u, w: draw(B * H * K).map((r, n) => r * u[Math.floor(n / K)]!) };
+  }
+  const x = { q, k, v, dOut, dState: c.dState ? { m: dm, u: du, w: dw } : undefined, scale, init };
+  if (c.init === 'leading') {
+    const s = scores(c, x);
+    for (let bh = 0; bh < B * H; bh++) init!.m[bh] = Math.max(...Array.from({ length: T }, (_, t) => s[bh * T + t]!)) + 0.25;
+  }
+  return x;
+}
+
+type Inputs = ReturnType<typeof inputsOf>;
+
+/** s = scale·q_h·k_t in float64 from the float32 inputs, `[B, H, T]`, and the largest scale·Σ_κ|q_κ·k_κ|. */
+function scoresAndSize(c: Case, x: Pick<Inputs, 'q' | 'k' | 'scale'>): { s: Float64Array; Sabs: number } {
+  const { B, T, H, K } = c;
+  const scale = x.scale ?? 1 / Math.sqrt(K);
+  const s = new Float64Array(B * H * T);
+  let Sabs = 0;
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) {
+    let d = 0;
+    let a = 0;
+    for (let n = 0; n < K; n++) {
+      const p = x.q[h * K + n]! * x.k[((b * T + t) * H + h) * K + n]!;
+      d += p;
+      a += Math.abs(p);
+    }
+    s[(b * H + h) * T + t] = scale * d;
+    Sabs = Math.max(Sabs, scale * a);
+  }
+  return { s, Sabs };
+}
+
+const scores = (c: Case, x: Pick<Inputs, 'q' | 'k' | 'scale'>) => scoresAndSize(c, x).s;
+
+const oracleInputs = (x: Inputs): AarenInputs => ({ q: x.q, k: x.k, v: x.v, scale: x.scale, ...(x.init ? { initialState: x.init } : {}) });
+
+/** The op's output, final state and gradients of L = Σ dOut·o + Σ dState·state in q, k, v (and the initial state's parts). */
+function run(c: Case, x: Inputs) {
+  const { B, T, H, K } = c;
+  return tf.tidy(() => {
+    const ts: tf.Tensor[] = [tf.tensor2d(x.q, [H, K]), tf.tensor4d(x.k, [B, T, H, K]), tf.tensor4d(x.v, [B, T, H, K])];
+    if (x.init) ts.push(tf.tensor2d(x.init.m, [B, H]), tf.tensor2d(x.init.u, [B, H]), tf.tensor3d(x.init.w, [B, H, K]));
+    const f = (...t: tf.Tensor[]) => aarenWithState(t[0] as tf.Tensor2D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D, {
+      scale: x.scale, ...(t.length > 3 ? { initialState: { m: t[3] as tf.Tensor2D, u: t[4] as tf.Tensor2D, w: t[5] as tf.Tensor3D } } : {}),
+    });
+    const { output, state } = f(...ts);
+    const dO = tf.tensor4d(x.dOut, [B, T, H, K]);
+    const grads = tf.grads((...t: tf.Tensor[]) => {
+      const r = f(...t);
+      let L = tf.sum(tf.mul(r.output, dO));
+      if (x.dState) {
+        L = tf.add(L, tf.sum(tf.mul(r.state.m, tf.tensor2d(x.dState.m, [B, H]))));
+        L = tf.add(L, tf.sum(tf.mul(r.state.u, tf.tensor2d(x.dState.u, [B, H]))));
+        L = tf.add(L, tf.sum(tf.mul(r.state.w, tf.tensor3d(x.dState.w, [B, H, K]))));
+      }
+      return L as tf.Scalar;
+    })(ts);
+    return { output, state, grads };
+  });
+}
+
+/**
+ * What the float32 error of each result scales with, from a float64 pass over the inputs:
+ * `Sabs` = max scale·Σ_κ|q_κ·k_κ| over tokens (the scores' absolute error is at most
+ * (K + 2)·ε·Sabs), each token's column mass Σ_{t≥j} P_tj (+ e^{s_j − m} when the loss reads the
+ * final state), the initial state's, the final u, and which element maximises the final m.
+ */
+function sizes(c: Case, x: Inputs) {
+  const { B, T, H, K } = c;
+  const scale = x.scale ?? 1 / Math.sqrt(K);
+  const mass = new Float64Array(B * H * T);
+  const massInit = new Float64Array(B * H);
+  const uT = new Float64Array(B * H);
+  const first = new Int32Array(B * H);
+  const { s: all, Sabs } = scoresAndSize(c, x);
+  let gap = Infinity;
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) {
+    const bh = b * H + h;
+    const s = all.subarray(bh * T, (bh + 1) * T);
+    const [m0, u0] = x.init && c.init !== 'empty' ? [x.init.m[bh]!, x.init.u[bh]!] : [-Infinity, 0];
+    const m = new Float64Array(T);
+    const u = new Float64Array(T);
+    let [mt, ut] = [m0, u0];
+    for (let t = 0; t < T; t++) {
+      const next = Math.max(mt, s[t]!);
+      ut = ut * (mt === -Infinity ? 0 : Math.exp(mt - next)) + Math.exp(s[t]! - next);
+      [m[t], u[t], mt] = [next, ut, next];
+    }
+    uT[bh] = ut;
+    const candidates = [m0, ...s];
+    first[bh] = candidates.indexOf(mt) - 1;
+    const sorted = candidates.slice().sort((p, r) => r - p);
+    if (sorted.length > 1 && sorted[1] !== -Infinity) gap = Math.min(gap, sorted[0]! - sorted[1]!);
+    const tail = (sj: number) => (x.dState && sj !== -Infinity ? Math.exp(sj - mt) : 0);
+    for (let j = 0; j < T; j++) {
+      let sum = tail(s[j]!);
+      for (let t = j; t < T; t++) sum += Math.exp(s[j]! - m[t]!) / u[t]!;
+      mass[bh * T + j] = sum;
+    }
+    let sum = tail(m0);
+    for (let t = 0; t < T; t++) sum += (m0 === -Infinity ? 0 : Math.exp(m0 - m[t]!)) / u[t]!;
+    massInit[bh] = sum;
+  }
+  return { Sabs, mass, massInit, uT, first, gap, scale };
+}
+
+/**
+ * The bound on each result's float32 error, derived. Every value is a chain of sums: K terms for
+ * a score, up to T + c for a running (u, w) (a chunk's c, then the carry from each earlier chunk),
+ * as many for the reverse scan, B·T more for dq: γ_n = n·ε of the magnitudes summed. A weight
+ * e^{s_j − m_t} has the relative error of its exponent, 2·(K + 2)·ε·Sabs from the scores (m_t is
+ * one of them) plus ε·|s_j − m_t|, whose weighted sums stay below T·ε. So each result is within
+ * 4·((3T + c + K + 8)·ε + 2(K + 2)·ε·Sabs) of max(1, its magnitude), the magnitudes (|v|, |w/u|,
+ * dOut and dState all below 1) being: o 1; m Sabs (max |m_init| ≤ 1 aside); u and w the final u;
+ * dv_j the column mass M_j = Σ_{t≥j} P_tj (+ e^{s_j − m}); ds_j 2K·M_j, plus at the maximiser
+ * of m the routed g_m = dm − du·u − dw·w, below 1 + (K + 1)·u; dk scale·|q|·|ds|, dq
+ * scale·|k|·Σ_{b,j}|ds_j|; for the initial state, with M_init = Σ_t e^{m_init − m_t}/u_t
+ * (+ e^{m_init − m}): dw_init M_init, du_init K·M_init, dm_init (|w_init| + u_init)·K·M_init
+ * (+ g_m when it maximises m).
+ */
+function bounds(c: Case, x: Inputs) {
+  const { B, T, H, K } = c;
+  const z = sizes(c, x);
+  const gamma = (3 * T + C + K + 8) * EPS32 + 2 * (K + 2) * EPS32 * z.Sabs;
+  const bound = (magnitude: number, extraTerms = 0) => 4 * (gamma + extraTerms * EPS32) * Math.max(1, magnitude);
+  const gm = (bh: number) => (x.dState ? 1 + (K + 1) * z.uT[bh]! : 0);
+  let ds = 0;
+  const dsPerHead = new Float64Array(H);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let j = 0; j < T; j++) {
+    const bh = b * H + h;
+    const mag = 2 * K * z.mass[bh * T + j]! + (z.first[bh] === j ? gm(bh) : 0);
+    ds = Math.max(ds, mag);
+    dsPerHead[h] += mag;
+  }
+  const dsSum = maxAbs(dsPerHead);
+  const uMax = maxAbs(z.uT);
+  const massInit = maxAbs(z.massInit);
+  const initMax = x.init && c.init !== 'empty' ? Math.max(maxAbs(x.init.w), maxAbs(x.init.u)) : 0;
+  const gmInit = Math.max(0, ...Array.from(z.first).map((f, bh) => (f === -1 ? gm(bh) : 0)));
+  return {
+    gap: z.gap,
+    Sabs: z.Sabs,
+    output: bound(1),
+    m: bound(z.Sabs),
+    u: bound(uMax),
+    w: bound(uMax),
+    q: bound(z.scale * maxAbs(x.k) * dsSum, B * T),
+    k: bound(z.scale * maxAbs(x.q) * ds),
+    v: bound(maxAbs(z.mass)),
+    initM: bound(2 * initMax * K * massInit + gmInit),
+    initU: bound(K * massInit),
+    initW: bound(massInit),
+  };
+}
+
+type Bounds = ReturnType<typeof bounds>;
+
+/** Asserts every result of `run` against the oracle within `bounds`. */
+async function expectMatchesOracle(c: Case, x: Inputs, tol: Bounds): Promise<void> {
+  const dims: AarenDims = { B: c.B, T: c.T, H: c.H, K: c.K };
+  const want = aarenOracle(oracleInputs(x), dims);
+  const g = aarenGradOracle(oracleInputs(x), dims, x.dOut, x.dState ?? {});
+  const got = run(c, x);
+  try {
+    const check = async (what: keyof Bounds, t: tf.Tensor, o: Float64Array) => {
+      const v = await values(t);
+      expect(v.every((e, n) => Number.isFinite(e) || e === o[n]), `${what} finite`).toBe(true);
+      // −∞ (an empty state's m) must come back as −∞; compare the finite entries
+      const d = maxAbsDiff(v.map((e) => (Number.isFinite(e) ? e : 0)), o.map((e) => (Number.isFinite(e) ? e : 0)));
+      expect(d, `${what}: error ${d}, bound ${tol[what]}`).toBeLessThanOrEqual(tol[what] as number);
+    };
+    await check('output', got.output, want.o);
+    await check('m', got.state.m, want.state.m);
+    await check('u', got.state.u, want.state.u);
+    await check('w', got.state.w, want.state.w);
+    await check('q', got.grads[0]!, g.q);
+    await check('k', got.grads[1]!, g.k);
+    await check('v', got.grads[2]!, g.v);
+    if (x.init) {
+      await check('initM', got.grads[3]!, g.initialState!.m);
+      await check('initU', got.grads[4]!, g.initialState!.u);
+      await check('initW', got.grads[5]!, g.initialState!.w);
+    }
+  } finally {
+    tf.dispose(got);
+  }
+}
+
+/**
+ * Whether m's maximiser is the same in float32 and float64: its gradient (when the loss reads
+ * the state) is defined only away from a tie, and the scores' float32 error is ≤ (K + 2)·ε·Sabs.
+ */
+const untied = (c: Case, tol: Bounds) => !c.dState || tol.gap > 4 * (c.K + 2) * EPS32 * Math.max(1, tol.Sabs);
+
+/** max |a − b| allowed between two float32 evaluations of the same sums (n terms) in other orders. */
+function sameSums(a: ArrayLike<number>, b: ArrayLike<number>, n: number): number {
+  return 2 * n * EPS32 * Math.max(1, maxAbs(a), maxAbs(b));
+}
+
+const tensors = (c: Case, x: Inputs) => ({
+  q: tf.tensor2d(x.q, [c.H, c.K]), k: tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), v: tf.tensor4d(x.v, [c.B, c.T, c.H, c.K]),
+});
+
+/** Tokens [t0, t1) of a `[B, T, H, K]` tensor. */
+const tokens = (x: tf.Tensor4D, t0: number, t1: number) => x.slice([0, t0, 0, 0], [-1, t1 - t0, -1, -1]);
+
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'aaren', () => {
+  it('matches the float64 oracle: output, final state and every gradient (q, k, v, initial m, u, w)', async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c) => {
+      const x = inputsOf(c);
+      const tol = bounds(c, x);
+      fc.pre(untied(c, tol));
+      await expectMatchesOracle(c, x, tol);
+    }), { numRuns: 14 });
+  });
+
+  it('scores spread over hundreds (q scaled to a largest entry of 300) stay finite and match the oracle', async () => {
+    const spread = fc.record({
+      B: fc.constant(1), T: fc.integer({ min: C - 3, max: 2 * C + 5 }), H: fc.integer({ min: 1, max: 2 }),
+      K: fc.integer({ min: 2, max: 4 }), init: fc.constantFrom('none', 'random', 'leading') as fc.Arbitrary<Case['init']>, dState: fc.boolean(),
+      scale: fc.constant(false), spread: fc.constant(300), seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    });
+    await fc.assert(fc.asyncProperty(spread, async (c) => {
+      const x = inputsOf(c);
+      const tol = bounds(c, x);
+      fc.pre(untied(c, tol));
+      expect(tol.Sabs).toBeGreaterThan(100);
+      await expectMatchesOracle(c, x, tol);
+    }), { numRuns: 6 });
+  });
+
+  it('two pieces carrying the state equal one run: outputs, state and the gradients in q, k, v', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.T >= 2), fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), async (c, at) => {
+      const x = inputsOf(c);
+      const cut = 1 + Math.floor(at * (c.T - 1));
+      const [one, two] = tf.tidy(() => {
+        const { q, k, v } = tensors(c, x);
+        const dO = tf.tensor4d(x.dOut, k.shape);
+        const whole = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => {
+          const r = aarenWithState(a as tf.Tensor2D, b as tf.Tensor4D, d as tf.Tensor4D, { scale: x.scale });
+          return [r.output, r.state.m, r.state.u, r.state.w];
+        };
+        const pieces = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => {
+          const opts = { scale: x.scale };
+          const r1 = aarenWithState(a as tf.Tensor2D, tokens(b as tf.Tensor4D, 0, cut), tokens(d as tf.Tensor4D, 0, cut), opts);
+          const r2 = aarenWithState(a as tf.Tensor2D, tokens(b as tf.Tensor4D, cut, c.T), tokens(d as tf.Tensor4D, cut, c.T), { ...opts, initialState: r1.state });
+          return [tf.concat([r1.output, r2.output], 1), r2.state.m, r2.state.u, r2.state.w];
+        };
+        const both = (f: typeof whole) => [...f(q, k, v), ...tf.grads((a, b, d) => tf.sum(tf.mul(f(a!, b!, d!)[0]!, dO)) as tf.Scalar)([q, k, v])];
+        return [both(whole), both(pieces)];
+      });
+      // the same scores and running maxes, the sums split at another place: u and w sum up to
+      // T + c terms (a chunk, then a carry per chunk), and so do the reverse scan's; o = w/u and
+      // the gradients divide or multiply two such sums, so each run is within 2n·ε of the scale
+      // and the two within twice sameSums's n·ε per run; dq sums B·T more terms
+      const terms = [c.T + C, c.T + C, c.T + C, c.T + C, c.B * c.T + c.T + C, c.T + C, c.T + C];
+      for (let n = 0; n < one.length; n++) {
+        const a = await values(one[n]!);
+        const b = await values(two[n]!);
+        expect(maxAbsDiff(a, b), `result ${n}`).toBeLessThanOrEqual(2 * sameSums(a, b, terms[n]!));
+      }
+      tf.dispose([one, two]);
+    }), { numRuns: 8 });
+  });
+
+  it('is causal: changing the tokens after t leaves the outputs 0..t bit for bit', async () => {
+    await fc.assert(fc.asyncProperty(cases, fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), async (c, at) => {
+      const x = inputsOf(c);
+      const t = Math.floor(at * c.T);
+      const inner = c.H * c.K;
+      const changed = (a: Float32Array) => a.map((e, n) => (Math.floor(n / inner) % c.T > t ? 5 * e - 3 : e));
+      const outputs = async (k: Float32Array, v: Float32Array) => {
+        const o = tf.tidy(() => {
+          const ts = tensors(c, { ...x, k, v });
+          return aaren(ts.q, ts.k, ts.v, { scale: x.scale });
+        });
+        const got = await values(o);
+        o.dispose();
+        return got;
+      };
+      const a = await outputs(x.k, x.v);
+      const b = await outputs(changed(x.k), changed(x.v));
+      for (let n = 0; n < a.length; n++) {
+        if (Math.floor(n / inner) % c.T <= t) expect(b[n], `entry ${n}`).toBe(a[n]);
+      }
+    }), { numRuns: 8 });
+  });
+
+  it('a NaN or ±∞ in token t\'s k or v makes NaN that head\'s outputs from t on and its state, and nothing else; gradients of a loss before t equal a clean run\'s', async () => {
+    const c: Case = { B: 2, T: 2 * C + 7, H: 2, K: 3, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
+    const x = inputsOf(c);
+    const { T, H, K } = c;
+    for (const [where, t] of [['k', 5], ['v', C + 3], ['k', 2 * C + 6]] as const) {
+      for (const bad of [Number.NaN, Infinity, -Infinity]) {
+        // token t of row 1, head 0, channel K − 1; the loss reads the outputs before t only
+        const spoilt = x[where].slice();
+        spoilt[((1 * T + t) * H + 0) * K + K - 1] = bad;
+        const dOut = x.dOut.map((e, n) => (Math.floor(n / (H * K)) % T < t ? e : 0));
+        const clean = run(c, { ...x, dOut });
+        const got = run(c, { ...x, dOut, [where]: spoilt });
+        const what = `${where}[1, ${t}, 0] = ${bad}`;
+        const [o, o0] = [await values(got.output), await values(clean.output)];
+        for (let n = 0; n < o.length; n++) {
+          const [bb, tt, hh] = [Math.floor(n / (T * H * K)), Math.floor(n / (H * K)) % T, Math.floor(n / K) % H];
+          if (bb === 1 && hh === 0 && tt >= t) expect(o[n], `${what}: output ${n}`).toBeNaN();
+          else expect(o[n], `${what}: output ${n}`).toBe(o0[n]);
+        }
+        for (const part of ['m', 'u', 'w'] as const) {
+          const [s, s0] = [await values(got.state[part]), await values(clean.state[part])];
+          const per = part === 'w' ? K : 1;
+          s.forEach((e, n) => {
+            if (Math.floor(n / per) === 1 * H + 0) expect(e, `${what}: state ${part}`).toBeNaN();
+            else expect(e, `${what}: state ${part}`).toBe(s0[n]);
+          });
+        }
+        for (let n = 0; n < got.grads.length; n++) {
+          const [a, a0] = [await values(got.grads[n]!), await values(clean.grads[n]!)];
+          expect(a.every(Number.isFinite), `${what}: gradient ${n} finite`).toBe(true);
+          expect(maxAbsDiff(a, a0), `${what}: gradient ${n}`).toBe(0);
+        }
+        tf.dispose([clean, got]);
+      }
+    }
+  });
+
+  it('T = 0 and B = 0: an empty output and the initial state (or the empty state), the gradient in it the identity', async () => {
+    for (const [B, T] of [[2, 0], [0, 3]]) {
+      const [H, K] = [2, 3];
+      const q = tf.ones([H, K]) as tf.Tensor2D;
+      const k = tf.zeros([B, T, H, K]) as tf.Tensor4D;
+      const init: AarenState = { m: tf.fill([B, H], 0.5) as tf.Tensor2D, u: tf.fill([B, H], 2) as tf.Tensor2D, w: tf.ones([B, H, K]) as tf.Tensor3D };
+      const fresh = aarenWithState(q, k, k);
+      expect(fresh.output.shape).toEqual([B, T, H, K]);
+      expect(Array.from(await fresh.state.m.data())).toEqual(new Array(B * H).fill(-Infinity));
+      expect(maxAbs(await values(fresh.state.u)) + maxAbs(await values(fresh.state.w))).toBe(0);
+      const cont = aarenWithState(q, k, k, { initialState: init });
+      for (const p of ['m', 'u', 'w'] as const) expect(Array.from(await cont.state[p].data())).toEqual(Array.from(await init[p].data()));
+      const grads = tf.grads((m: tf.Tensor, u: tf.Tensor, w: tf.Tensor, a: tf.Tensor) => {
+        const r = aarenWithState(a as tf.Tensor2D, k, k, { initialState: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w as tf.Tensor3D } });
+        return tf.addN([tf.sum(tf.mul(r.state.m, 3)), tf.sum(tf.mul(r.state.u, 5)), tf.sum(tf.mul(r.state.w, 7)), tf.sum(r.output)]) as tf.Scalar;
+      })([init.m, init.u, init.w, q]);
+      expect(Array.from(await grads[0]!.data())).toEqual(new Array(B * H).fill(3));
+      expect(Array.from(await grads[1]!.data())).toEqual(new Array(B * H).fill(5));
+      expect(Array.from(await grads[2]!.data())).toEqual(new Array(B * H * K).fill(7));
+      expect(maxAbs(await values(grads[3]!))).toBe(0);
+      // a later call from the empty state equals a fresh one, and is finite
+      const k1 = tf.randomNormal([Math.max(B, 1), 4, H, K]) as tf.Tensor4D;
+      const start = aarenWithState(q, tf.zeros([Math.max(B, 1), 0, H, K]) as tf.Tensor4D, tf.zeros([Math.max(B, 1), 0, H, K]) as tf.Tensor4D);
+      const [a, b] = [aaren(q, k1, k1, { initialState: start.state }), aaren(q, k1, k1)];
+      expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
+      expect((await values(a)).every(Number.isFinite)).toBe(true);
+      tf.dispose([q, k, init, fresh, cont, grads, k1, start, a, b]);
+    }
+  });
+
+  it('leaves no tensor behind: forward, state, gradients, empty calls', async () => {
+    const c: Case = { B: 2, T: C + 9, H: 2, K: 4, init: 'random', dState: true, scale: true, spread: 1, seed: 4 };
+    const x = inputsOf(c);
+    await expectNoLeaks(async () => tf.dispose(run(c, x)));
+    await expectNoLeaks(async () => tf.dispose(run({ ...c, init: 'none' }, inputsOf({ ...c, init: 'none' }))));
+    const { q, k, v } = tensors(c, x);
+    const empty = tf.zeros([2, 0, 2, 4]) as tf.Tensor4D;
+    await expectNoLeaks(async () => {
+      tf.dispose(aaren(q, k, v));
+      tf.dispose(aarenWithState(q, empty, empty));
+      tf.dispose(tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(aaren(a as tf.Tensor2D, b as tf.Tensor4D, b as tf.Tensor4D)))([q, empty]));
+    });
+    tf.dispose([q, k, v, empty]);
+  });
+
+  it('errors name the op, the argument, the expected and the received', () => {
+    const q = tf.zeros([2, 3]) as tf.Tensor2D;
+    const k = tf.zeros([1, 4, 2, 3]) as tf.Tensor4D;
+    const state = { m: tf.zeros([1, 2]), u: tf.zeros([1, 2]), w: tf.zeros([1, 2, 3]) };
+    const call = (over: Record<string, unknown>, options: Record<string, unknown> = {}) => () => {
+      const a = { q, k, v: k, ...over };
+      aaren(a.q as tf.Tensor2D, a.k as tf.Tensor4D, a.v as tf.Tensor4D, options as AarenOptions);
+    };
+    expect(call({ q: tf.zeros([2, 3, 1]) })).toThrow(/aaren: argument 'q' must be a float32 tensor of rank 2 \[H, K\]; received a float32 tensor of shape \[2, 3, 1\]/);
+    expect(call({ k: tf.zeros([1, 4, 3, 3]) })).toThrow(/aaren: argument 'k' must have shape \[B, T, H, K\] = \[1, 4, 2, 3\]; received \[1, 4, 3, 3\]/);
+    expect(call({ v: tf.zeros([1, 5, 2, 3]) })).toThrow(/argument 'v' must have shape \[B, T, H, K\] = \[1, 4, 2, 3\]; received \[1, 5, 2, 3\]/);
+    expect(call({ k: tf.zeros([1, 4, 2, 3], 'int32') })).toThrow(/argument 'k' .* received an int32 tensor of shape \[1, 4, 2, 3\]/);
+    expect(call({ q: tf.zeros([0, 3]) })).toThrow(/argument 'q' \[H, K\] must have H ≥ 1/);
+    for (const scale of [0, -1, Number.NaN, Infinity, '1']) {
+      expect(call({}, { scale })).toThrow(/aaren: option 'scale' must be a finite number > 0; received/);
+    }
+    expect(call({}, { chunk: 8 })).toThrow(/aaren: unknown option 'chunk'; the options are 'scale', 'initialState', 'implementation'/);
+    expect(call({}, { implementation: 'cuda' })).toThrow(/option 'implementation' must be one of/);
+    expect(call({}, { implementation: 'webgpu' })).toThrow(/aaren: implementation 'webgpu' is not available yet: Aaren has no WGSL kernel/);
+    expect(call({}, { initialState: tf.zeros([1, 2]) })).toThrow(/option 'initialState' must be an object \{ m: \[B, H\], u: \[B, H\], w: \[B, H, K\] \}/);
+    expect(call({}, { initialState: { m: state.m, u: state.u } })).toThrow(/option 'initialState' must have exactly the parts 'm', 'u' and 'w'; part 'w' is missing/);
+    expect(call({}, { initialState: { ...state, h: state.m } })).toThrow(/received an unknown part 'h'/);
+    expect(call({}, { initialState: { ...state, w: tf.zeros([1, 2, 4]) } })).toThrow(/argument 'initialState.w' must have shape \[B, H, K\] = \[1, 2, 3\]; received \[1, 2, 4\]/);
+    expect(call({}, { initialState: { ...state, m: tf.zeros([2, 2]) } })).toThrow(/argument 'initialState.m' must have shape \[B, H\] = \[1, 2\]; received \[2, 2\]/);
+    expect(() => aarenWithState(q, k, k, { initialState: { ...state, u: tf.zeros([1]) } as never }))
+      .toThrow(/aarenWithState: argument 'initialState.u' must be a float32 tensor of rank 2 \[B, H\]/);
+    expect(() => aaren(q, k, k, { implementation: 'auto' })).not.toThrow();
+    tf.dispose([q, k, state.m, state.u, state.w]);
+  });
+});
+
+// No WGSL kernel yet: on the webgpu backend 'auto' runs the same tfjs-ops reference, which must
+// hold there too (several shapes in one process, as every webgpu property runs)
+describeOn('webgpu', 'aaren (the reference on the webgpu backend)', () => {
+  it('matches the float64 oracle through implementation auto: output, final state and every gradient', async () => {
+    const shapes: Case[] = [
+      { B: 1, T: 5, H: 2, K: 3, init: 'none', dState: false, scale: false, spread: 1, seed: 3 },
+      { B: 2, T: C + 7, H: 1, K: 4, init: 'random', dState: true, scale: false, spread: 1, seed: 4 },
+      { B: 1, T: 1, H: 2, K: 2, init: 'empty', dState: true, scale: true, spread: 1, seed: 5 },
+    ];
+    for (const c of shapes) {
+      const x = inputsOf(c);
+      const tol = bounds(c, x);
+      expect(untied(c, tol)).toBe(true);
+      await expectMatchesOracle(c, x, tol);
+    }
+  });
+});

@@ -1,0 +1,370 @@
+// GatedLinearAttention's chunked tfjs-ops reference (src/mixers/gated-linear-attention/) against
+// the float64 oracle (test/oracle/gated-linear-attention.ts) on cpu and wasm: output, final state
+// and every gradient within derived bounds, T spanning several chunks, two pieces carrying the
+// state, causality, strong and tiny gates, non-finite inputs, empty inputs, leaks and errors.
+// There is no WGSL kernel yet, so webgpu is not among the backends.
+
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { gatedLinearAttention, gatedLinearAttentionWithState } from '../src/mixers/gated-linear-attention/op.js';
+import { GLA_CHUNK } from '../src/mixers/gated-linear-attention/reference.js';
+import {
+  gatedLinearAttentionGradOracle, gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle, type GlaDims, type GlaInputs,
+} from './oracle/gated-linear-attention.js';
+import { describeOn, EPS32, expectNoLeaks, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
+
+const c = GLA_CHUNK;
+
+/** n values uniform in [lo, hi), float32 values so that oracle and reference read the same numbers. */
+const uniform = (seed: number, n: number, lo = -1, hi = 1) => Float64Array.from(seededUniform(seed, n, lo, hi));
+
+type Flags = { initialState: boolean; dState: boolean; scale: boolean };
+type Case = GlaDims & Flags & { seed: number; gLo: number; gHi: number };
+type Name = 'q' | 'k' | 'v' | 'g' | 'initialState';
+const NAMES: Name[] = ['q', 'k', 'v', 'g', 'initialState'];
+
+/** Inputs and cotangents of a case, float32-representable. */
+function inputs(s: Case): { x: GlaInputs; dOut: Float64Array; dState?: Float64Array } {
+  const { B, T, H, K, V, seed } = s;
+  const x: GlaInputs = {
+    q: uniform(seed, B * T * H * K), k: uniform(seed + 1, B * T * H * K), v: uniform(seed + 2, B * T * H * V),
+    g: uniform(seed + 3, B * T * H * K, s.gLo, s.gHi),
+  };
+  if (s.initialState) x.initialState = uniform(seed + 4, B * H * K * V);
+  if (s.scale) x.scale = Math.fround(0.3 + uniform(seed + 5, 1, 0, 1)[0]!);
+  return { x, dOut: uniform(seed + 6, B * T * H * V), ...(s.dState ? { dState: uniform(seed + 7, B * H * K * V) } : {}) };
+}
+
+const dimsOf = (s: GlaDims): GlaDims => ({ B: s.B, T: s.T, H: s.H, K: s.K, V: s.V });
+
+const shapeOf = (s: GlaDims, n: Name) =>
+  n === 'v' ? [s.B, s.T, s.H, s.V] : n === 'initialState' ? [s.B, s.H, s.K, s.V] : [s.B, s.T, s.H, s.K];
+
+/** The op's output, state and the gradients of L = Σ dOut·out + Σ dState·state, read back. */
+async function runReference(s: Case, x: GlaInputs, dOut: Float64Array, dState?: Float64Array) {
+  const names = NAMES.filter((n) => x[n as keyof GlaInputs] !== undefined);
+  const ts = names.map((n) => tf.tensor(Float32Array.from(x[n as keyof GlaInputs] as Float64Array), shapeOf(s, n), 'float32'));
+  const call = (t: tf.Tensor[]) => {
+    const by = Object.fromEntries(names.map((n, i) => [n, t[i]!])) as Record<Name, tf.Tensor4D>;
+    return gatedLinearAttentionWithState(by.q, by.k, by.v, by.g, {
+      ...(x.scale !== undefined ? { scale: x.scale } : {}), ...(by.initialState ? { initialState: by.initialState } : {}),
+    });
+  };
+  const { output, state } = call(ts);
+  const grads = tf.grads((...t: tf.Tensor[]) => {
+    const r = call(t);
+    const L = tf.sum(tf.mul(r.output, tf.tensor(Float32Array.from(dOut), r.output.shape, 'float32')));
+    return dState ? tf.add(L, tf.sum(tf.mul(r.state, tf.tensor(Float32Array.from(dState), r.state.shape, 'float32')))) : L;
+  })(ts);
+  const got = {
+    output: await values(output), state: await values(state),
+    grads: Object.fromEntries(await Promise.all(names.map(async (n, i) => [n, await values(grads[i]!)]))) as Record<Name, Float64Array>,
+  };
+  tf.dispose([ts, output, state, grads]);
+  return got;
+}
+
+/**
+ * The number of float32 roundings, times ε = EPS32 = 2u, that bound the reference's relative
+ * error on any one term of a sum (a term: one q–k–v path through the state), derived from the
+ * reference's operations:
+ * - sums: a chunk's matMuls add ≤ c terms, the state carries a term through ≤ T/c chunk updates
+ *   of 4 roundings each (exp(G_last)·S, the add, the matMul's product and its sum, ≤ T + 4·nC in
+ *   all), the sums over K and V (q·S, scores, and the backward's dOut·vᵀ) K + V, and the
+ *   products q·scale, q⊙exp(G), k⊙exp(·), masks (exact) and the final add: ≤ 8;
+ * - exponents: every exponent is an in-chunk partial sum of g, or a difference of two, formed by
+ *   a float32 cumsum whose absolute error is ≤ c·u·Σ_chunk |g|; the difference adds u·|gap| and
+ *   exp its own ulp. A term's path meets ≤ 1 exponent per chunk it crosses plus one, so its
+ *   relative error from the exponents is ≤ (2c + 1)·u·A with A = max over (b, h, k) of
+ *   Σ_t |g_t|, counted here as (2c + 1)·A·ε.
+ * The bound on an entry is this count times ε times the entry's magnitude M (the oracle on
+ * absolute values: Σ |terms|). Being a worst case (every rounding the same way), it sits about
+ * 100× above the errors seen (≤ 1% of it over these cases, for g in [−1, 0], tiny and strong
+ * gates alike); for strong gates it is looser still, since it does not scale a term's exponent
+ * error by the term's own weight exp(G_t − G_j). A wrong term changes entries by O(M).
+ */
+function roundings(s: Case, g: ArrayLike<number>): number {
+  const { B, T, H, K, V } = s;
+  let A = 0;
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < K; i++) {
+    let sum = 0;
+    for (let t = 0; t < T; t++) sum += Math.abs(g[((b * T + t) * H + h) * K + i]!);
+    A = Math.max(A, sum);
+  }
+  return T + 4 * Math.ceil(T / c) + K + V + 8 + (2 * c + 1) * A;
+}
+
+/** Worst |got − want| / bound over the entries; ≤ 1 passes. */
+function worstOverBound(got: ArrayLike<number>, want: ArrayLike<number>, bound: (i: number) => number): number {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    const e = Math.abs(got[i]! - want[i]!);
+    if (!(e <= bound(i))) worst = Math.max(worst, Number.isNaN(e) ? Infinity : e / bound(i));
+  }
+  return worst;
+}
+
+/**
+ * A bound `[B, T, H, K]` on every partial sum that the reference's g gradient meets. It is the
+ * reverse cumsum, within a chunk, of dG_t = ∂L/∂G_t, whose terms (both signs) are the q–k pairs
+ * with t at either end, and the pairs crossing the chunk (through exp(G_last)·S_prev). With the
+ * magnitudes (absolute-value oracle), the pairs at a query t sum to |q_t|·|dq_t|, those at a key
+ * j to |k_j|·|dk_j| (the dState pairs included), and those crossing token s to |dg_s|. So every
+ * entry of a chunk is bounded by Σ_{t ∈ chunk} (|q_t|·|dq_t| + |k_t|·|dk_t|) + max_{s ∈ chunk} |dg_s|.
+ */
+function gPartialSums(s: GlaDims, x: GlaInputs, mag: ReturnType<typeof gatedLinearAttentionMagnitudes>): Float64Array {
+  const { B, T, H, K } = s;
+  const out = new Float64Array(B * T * H * K);
+  const at = (b: number, t: number, h: number, i: number) => ((b * T + t) * H + h) * K + i;
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < K; i++) {
+    for (let t0 = 0; t0 < T; t0 += c) {
+      const t1 = Math.min(T, t0 + c);
+      let sum = 0;
+      let crossing = 0;
+      for (let t = t0; t < t1; t++) {
+        const n = at(b, t, h, i);
+        sum += Math.abs(x.q[n]!) * mag.grads.q[n]! + Math.abs(x.k[n]!) * mag.grads.k[n]!;
+        crossing = Math.max(crossing, mag.grads.g[n]!);
+      }
+      for (let t = t0; t < t1; t++) out[at(b, t, h, i)] = sum + crossing;
+    }
+  }
+  return out;
+}
+
+/**
+ * Every result of the reference against the oracle, entry by entry within n·ε·M (see
+ * {@link roundings}), with a floor of 4 ulps for entries whose magnitude is 0. For g's gradient
+ * M is {@link gPartialSums}, and the reverse cumsum over ≤ c entries adds c roundings.
+ */
+async function expectMatchesOracle(s: Case): Promise<void> {
+  const { x, dOut, dState } = inputs(s);
+  const dims = dimsOf(s);
+  const want = gatedLinearAttentionOracle(x, dims);
+  const wantGrads = gatedLinearAttentionGradOracle(x, dims, dOut, dState);
+  const mag = gatedLinearAttentionMagnitudes(x, dims, dOut, dState);
+  const got = await runReference(s, x, dOut, dState);
+  const n = roundings(s, x.g);
+  const tol = (m: number) => n * EPS32 * m + 4 * EPS32 * (m === 0 ? 1 : 0);
+  const label = JSON.stringify(s);
+  expect(worstOverBound(got.output, want.out, (i) => tol(mag.out[i]!)), `output ${label}`).toBeLessThanOrEqual(1);
+  expect(worstOverBound(got.state, want.state, (i) => tol(mag.state[i]!)), `state ${label}`).toBeLessThanOrEqual(1);
+  for (const name of ['q', 'k', 'v', 'initialState'] as const) {
+    if (!wantGrads[name]) continue;
+    expect(worstOverBound(got.grads[name], wantGrads[name], (i) => tol(mag.grads[name]![i]!)), `d${name} ${label}`).toBeLessThanOrEqual(1);
+  }
+  const partial = gPartialSums(dims, x, mag);
+  expect(worstOverBound(got.grads.g, wantGrads.g, (i) => tol((1 + c / n) * partial[i]!)), `dg ${label}`).toBeLessThanOrEqual(1);
+}
+
+/** T of 1, within one chunk, and spanning up to three chunks and a remainder. */
+const cases = fc.record({
+  B: fc.integer({ min: 1, max: 2 }), T: fc.oneof(fc.constant(1), fc.integer({ min: 2, max: c }), fc.integer({ min: c + 1, max: 3 * c + 5 })),
+  H: fc.integer({ min: 1, max: 2 }), K: fc.integer({ min: 1, max: 4 }), V: fc.integer({ min: 1, max: 3 }),
+  initialState: fc.boolean(), dState: fc.boolean(), scale: fc.boolean(), seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+  gLo: fc.constant(-1), gHi: fc.constant(0),
+});
+
+const base: Case = { B: 2, T: 3 * c + 5, H: 2, K: 3, V: 2, initialState: true, dState: true, scale: false, seed: 7, gLo: -1, gHi: 0 };
+
+/** q, k, v, g (and an initial state) of a case as tensors. */
+function tensorsOf(s: Case) {
+  const { x } = inputs(s);
+  const t = (n: Name) => tf.tensor<tf.Rank>(Float32Array.from(x[n as keyof GlaInputs] as Float64Array), shapeOf(s, n), 'float32') as tf.Tensor4D;
+  return { q: t('q'), k: t('k'), v: t('v'), g: t('g'), initialState: s.initialState ? t('initialState') : undefined };
+}
+
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttention', () => {
+  it('reference matches the float64 oracle: output, final state and the gradients of q, k, v, g, initialState', async () => {
+    await fc.assert(fc.asyncProperty(cases, expectMatchesOracle), { numRuns: 25 });
+  });
+
+  it('strong gates (g down to −50) and tiny ones (g = −1e-6) stay finite and match the oracle', async () => {
+    for (const [gLo, gHi] of [[-50, -10], [-50, 0], [-1e-6, -1e-6]]) await expectMatchesOracle({ ...base, gLo, gHi });
+  });
+
+  /** Two float32 evaluations within n·ε·M of the oracle each are within 2·n·ε·M of each other. */
+  it('two pieces carrying the state equal one run', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((s) => s.T >= 2), fc.double({ min: 0, max: 1, noNaN: true }), async (s, at) => {
+      const cut = 1 + Math.floor(at * (s.T - 1));
+      const [one, two] = tf.tidy(() => {
+        const { q, k, v, g, initialState } = tensorsOf(s);
+        const whole = gatedLinearAttentionWithState(q, k, v, g, { initialState });
+        const piece = (t0: number, n: number, init?: tf.Tensor4D) => {
+          const at = (x: tf.Tensor4D) => x.slice([0, t0, 0, 0], [-1, n, -1, -1]);
+          return gatedLinearAttentionWithState(at(q), at(k), at(v), at(g), { initialState: init });
+        };
+        const first = piece(0, cut, initialState);
+        const second = piece(cut, s.T - cut, first.state);
+        return [[whole.output, whole.state], [tf.concat([first.output, second.output], 1), second.state]];
+      });
+      const { x } = inputs(s);
+      const mag = gatedLinearAttentionMagnitudes(x, dimsOf(s), new Float64Array(s.B * s.T * s.H * s.V));
+      const n = roundings(s, x.g);
+      for (const [i, m] of [[0, mag.out], [1, mag.state]] as const) {
+        expect(worstOverBound(await values(two[i]!), await values(one[i]!), (j) => 2 * n * EPS32 * m[j]! + 4 * EPS32)).toBeLessThanOrEqual(1);
+      }
+      tf.dispose([one, two]);
+    }), { numRuns: 12 });
+  });
+
+  it('is causal: changing the tokens after t leaves outputs 0..t bit for bit unchanged', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((s) => s.T >= 2), fc.double({ min: 0, max: 1, noNaN: true }), async (s, at) => {
+      const t = Math.floor(at * (s.T - 1));   // keep 0..t, change t+1..T−1
+      const [a, b] = tf.tidy(() => {
+        const mine = tensorsOf(s);
+        const theirs = tensorsOf({ ...s, seed: s.seed + 100 });
+        const mixed = (n: 'q' | 'k' | 'v' | 'g') =>
+          tf.concat([mine[n].slice([0, 0, 0, 0], [-1, t + 1, -1, -1]), theirs[n].slice([0, t + 1, 0, 0], [-1, -1, -1, -1])], 1) as tf.Tensor4D;
+        const keep = (o: tf.Tensor) => o.slice([0, 0, 0, 0], [-1, t + 1, -1, -1]);
+        return [
+          keep(gatedLinearAttention(mine.q, mine.k, mine.v, mine.g, { initialState: mine.initialState })),
+          keep(gatedLinearAttention(mixed('q'), mixed('k'), mixed('v'), mixed('g'), { initialState: mine.initialState })),
+        ];
+      });
+      expect(Array.from(await values(b))).toEqual(Array.from(await values(a)));
+      tf.dispose([a, b]);
+    }), { numRuns: 12 });
+  });
+
+  it('a NaN or ±∞ in a token poisons exactly the outputs that see it; a loss on the earlier ones has finite gradients', async () => {
+    const s: Case = { ...base, B: 2, H: 2, T: c + 9 };
+    const { B, T, H, K, V } = s;
+    const t0 = c - 3;   // the chunk before the boundary: later chunks see it through the state
+    for (const [name, bad] of [['k', NaN], ['v', Infinity], ['g', -Infinity], ['g', NaN], ['q', -Infinity]] as const) {
+      const clean = tensorsOf(s);
+      const width = name === 'v' ? V : K;
+      const poisoned = tf.tidy(() => {
+        const data = clean[name].dataSync().slice();
+        data[((1 * T + t0) * H + 1) * width + (width - 1)] = bad;   // batch row 1, head 1
+        return tf.tensor(data, clean[name].shape) as tf.Tensor4D;
+      });
+      const args = { ...clean, [name]: poisoned };
+      const { output, state } = gatedLinearAttentionWithState(args.q, args.k, args.v, args.g, { initialState: args.initialState });
+      const o = await values(output);
+      const st = await values(state);
+      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let j = 0; j < V; j++) {
+        const sees = b === 1 && h === 1 && (name === 'q' ? t === t0 : t >= t0);
+        expect(Number.isNaN(o[((b * T + t) * H + h) * V + j]!), `${name}=${bad}: output ${[b, t, h, j]}`).toBe(sees);
+      }
+      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let j = 0; j < K * V; j++) {
+        const sees = name !== 'q' && b === 1 && h === 1;
+        expect(Number.isNaN(st[(b * H + h) * K * V + j]!), `${name}=${bad}: state ${[b, h, j]}`).toBe(sees);
+      }
+      const names = ['q', 'k', 'v', 'g', 'initialState'] as const;
+      const grads = tf.grads((...t: tf.Tensor[]) => {
+        const out = gatedLinearAttention(t[0] as tf.Tensor4D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D, t[3] as tf.Tensor4D,
+          { initialState: t[4] as tf.Tensor4D });
+        return tf.sum(out.slice([0, 0, 0, 0], [-1, t0, -1, -1]));
+      })(names.map((n) => args[n]!));
+      for (let i = 0; i < grads.length; i++) {
+        const gv = await values(grads[i]!);
+        expect(gv.every(Number.isFinite), `${name}=${bad}: d${names[i]} finite`).toBe(true);
+      }
+      tf.dispose([clean, poisoned, output, state, grads]);
+    }
+  });
+
+  it('T = 0 and B = 0: an empty output, the initial state (or zeros), zero gradients', async () => {
+    for (const [B, T] of [[2, 0], [0, 3]]) {
+      const s: Case = { ...base, B, T };
+      const { q, k, v, g, initialState } = tensorsOf(s);
+      const r = gatedLinearAttentionWithState(q, k, v, g, { initialState });
+      expect(r.output.shape).toEqual([B, T, s.H, s.V]);
+      expect(Array.from(await values(r.state))).toEqual(Array.from(await values(initialState!)));
+      const zero = gatedLinearAttentionWithState(q, k, v, g);
+      expect(maxAbs(await values(zero.state))).toBe(0);
+      const dInit = tf.grad((init: tf.Tensor) => tf.sum(gatedLinearAttentionWithState(q, k, v, g, { initialState: init as tf.Tensor4D }).state))(initialState!);
+      expect(Array.from(await values(dInit))).toEqual(new Array(B * s.H * s.K * s.V).fill(1));
+      const dq = tf.grad((x: tf.Tensor) => tf.sum(gatedLinearAttention(x as tf.Tensor4D, k, v, g)))(q);
+      expect(dq.shape).toEqual(q.shape);
+      tf.dispose([q, k, v, g, initialState!, r.output, r.state, zero.output, zero.state, dInit, dq]);
+    }
+  });
+
+  it('leaves no tensor behind (forward, with state, gradients, a rejected g)', async () => {
+    const { q, k, v, g, initialState } = tensorsOf(base);
+    const positive = tf.abs(g) as tf.Tensor4D;
+    await expectNoLeaks(() => {
+      tf.dispose(gatedLinearAttention(q, k, v, g));
+      tf.dispose(Object.values(gatedLinearAttentionWithState(q, k, v, g, { initialState, scale: 0.5 })));
+      tf.dispose(tf.grads((a: tf.Tensor, b: tf.Tensor, c2: tf.Tensor, d: tf.Tensor, e: tf.Tensor) => {
+        const r = gatedLinearAttentionWithState(a as tf.Tensor4D, b as tf.Tensor4D, c2 as tf.Tensor4D, d as tf.Tensor4D, { initialState: e as tf.Tensor4D });
+        return tf.add(tf.sum(r.output), tf.sum(r.state));
+      })([q, k, v, g, initialState!]));
+      expect(() => gatedLinearAttention(q, k, v, positive)).toThrow(/must be ≤ 0/);
+    });
+    tf.dispose([q, k, v, g, initialState!, positive]);
+  });
+
+  it('rejects bad shapes, g > 0, a bad scale, unknown options and the webgpu implementation, naming what it expected', () => {
+    const { q, k, v, g, initialState } = tensorsOf({ ...base, T: 4 });
+    const op = gatedLinearAttention;
+    const t4 = (shape: number[]) => tf.zeros<tf.Rank>(shape) as tf.Tensor4D;
+    expect(() => op(q, t4([2, 4, 2, 2]), v, g)).toThrow(/gatedLinearAttention: argument 'k' must have shape \[B, T, H, K\] = \[2, 4, 2, 3\]; received \[2, 4, 2, 2\]/);
+    expect(() => op(q, k, v, t4([2, 3, 2, 3]))).toThrow(/argument 'g' must have shape/);
+    expect(() => op(q, k, t4([2, 4, 1, 2]), g)).toThrow(/argument 'v' must have shape \[B, T, H, V\] = \[2, 4, 2, 2\]; received \[2, 4, 1, 2\]/);
+    expect(() => op(q.reshape([8, 2, 3]) as unknown as tf.Tensor4D, k, v, g)).toThrow(/argument 'q' must be a float32 tensor of rank 4/);
+    expect(() => op(q, k, v, g, { initialState: t4([2, 2, 3, 3]) })).toThrow(/argument 'initialState' must have shape \[B, H, K, V\] = \[2, 2, 3, 2\]/);
+    const positive = tf.tidy(() => tf.add(g, tf.oneHot([3], 2 * 4 * 2 * 3).reshape(g.shape).mul(5)) as tf.Tensor4D);
+    expect(() => op(q, k, v, positive)).toThrow(/argument 'g' is the log forget gate and must be ≤ 0 everywhere/);
+    for (const scale of [0, -1, NaN, Infinity, '1' as unknown as number]) {
+      expect(() => op(q, k, v, g, { scale })).toThrow(/option 'scale' must be a finite number > 0/);
+    }
+    expect(() => op(q, k, v, g, { initalState: initialState } as never)).toThrow(/unknown option 'initalState'; the options are 'scale', 'initialState', 'implementation'/);
+    expect(() => op(q, k, v, g, { implementation: 'webgpu' })).toThrow(/no WGSL kernel for gated linear attention yet/);
+    expect(() => gatedLinearAttentionWithState(q, k, v, g, { implementation: 'fast' as never })).toThrow(/option 'implementation' must be one of/);
+    tf.dispose([q, k, v, g, initialState!, positive]);
+  });
+});
+
+describeOn('cpu', 'gatedLinearAttention: memory', () => {
+  /** Peak bytes (tf.profile, above those already held) of a forward+backward at [1, T, 1, 8] with V = 8. */
+  async function peakOf(T: number): Promise<number> {
+    const [q, k, v] = [0, 1, 2].map((n) => tf.tensor(Float32Array.from(uniform(n, T * 8)), [1, T, 1, 8]) as tf.Tensor4D);
+    const g = tf.tensor4d(Float32Array.from(uniform(3, T * 8, -1, 0)), [1, T, 1, 8]);
+    const held = tf.memory().numBytes;
+    const info = await tf.profile(() => {
+      tf.dispose(tf.grads((a, b, c2, d) => tf.sum(gatedLinearAttention(a as tf.Tensor4D, b as tf.Tensor4D, c2 as tf.Tensor4D, d as tf.Tensor4D)))([q!, k!, v!, g]));
+    });
+    tf.dispose([q!, k!, v!, g]);
+    return info.peakBytes - held;
+  }
+
+  it('peak memory of forward+backward grows linearly in T and stays far below a [T, T] matrix', async () => {
+    const small = await peakOf(1024);
+    const large = await peakOf(4096);
+    // 4× the tokens: the O(T·(K+V)) part grows 4×, the [c, c, K] chunk terms not at all (a T² part would grow 16×)
+    expect(large, `${small} → ${large}`).toBeLessThan(4.5 * small);
+    // one float32 [T, T] matrix at T = 4096 is 64 MiB
+    expect(large, `${large} bytes`).toBeLessThan((4 * 4096 * 4096) / 4);
+  });
+});
+
+// No WGSL kernel yet: on the webgpu backend 'auto' runs the same tfjs-ops reference (several
+// shapes in one process, as every webgpu property runs), and a positive gate, which the op cannot
+// read back there, becomes NaN instead of an error
+describeOn('webgpu', 'gatedLinearAttention (the reference on the webgpu backend)', () => {
+  it('matches the float64 oracle through implementation auto: output, final state and every gradient', async () => {
+    for (const s of [{ ...base, T: 5 }, { ...base, B: 1, T: c + 3, initialState: false }, { ...base, T: 1, dState: false }]) {
+      await expectMatchesOracle(s);
+    }
+  });
+
+  it('a positive gate makes the outputs from its token on, and the final state, NaN; the earlier outputs are a clean run\'s', async () => {
+    const s: Case = { ...base, B: 1, T: 6, H: 1, initialState: false };
+    const { q, k, v, g } = tensorsOf(s);
+    // token 3, key channel 1: +2
+    const positive = tf.tidy(() => tf.add(g, tf.oneHot([3 * s.K + 1], s.T * s.K).reshape(g.shape).mul(2)) as tf.Tensor4D);
+    const clean = gatedLinearAttentionWithState(q, k, v, g);
+    const bad = gatedLinearAttentionWithState(q, k, v, positive);
+    const [o, ok] = [await values(bad.output), await values(clean.output)];
+    const before = 3 * s.V;
+    expect(Array.from(o.subarray(0, before))).toEqual(Array.from(ok.subarray(0, before)));
+    expect(Array.from(o.subarray(before)).every(Number.isNaN)).toBe(true);
+    expect(Array.from(await values(bad.state)).every(Number.isNaN)).toBe(true);
+    tf.dispose([q, k, v, g, positive, clean.output, clean.state, bad.output, bad.state]);
+  });
+});
