@@ -4,7 +4,8 @@
  * of ⟨op(inputs), dOut⟩ with respect to every input) against T for:
  *
  * - `flashAttention`, `expressiveAttention` and `blockSparseAttention` (its default layout),
- *   causal, at B = 1, H = Hkv = 4, K = 64, with `implementation: 'auto'` (what a user gets there);
+ *   causal, and the scans `aaren` and `gatedLinearAttention` on the same q, k, v, at B = 1,
+ *   H = Hkv = 4, K = 64, with `implementation: 'auto'` (what a user gets there);
  * - composed attention: the causal softmax attention a user writes by hand in tfjs ops (matMul,
  *   scale, a causal −1e9 bias built once per T, softmax, matMul; tfjs's autodiff), the baseline
  *   of the ratios;
@@ -79,7 +80,9 @@ export const BACKEND_TARGETS = {
 } as const;
 
 /** The cases, in report order (`--cases` picks some). */
-export const CASE_NAMES = ['composed', 'flashAttention', 'expressiveAttention', 'blockSparseAttention', 'selectiveScan', 'per-step scan'] as const;
+export const CASE_NAMES = [
+  'composed', 'flashAttention', 'expressiveAttention', 'blockSparseAttention', 'aaren', 'gatedLinearAttention', 'selectiveScan', 'per-step scan',
+] as const;
 export type CaseName = (typeof CASE_NAMES)[number];
 
 /** What `npm run bench -- --backend …` asked for. */
@@ -190,6 +193,21 @@ const CASES: readonly BenchCase[] = [
     about: `ops.blockSparseAttention(q, k, v), default layout (blockSize ${DEFAULT_LAYOUT.blockSize}, localBlocks ${DEFAULT_LAYOUT.localBlocks}, ` +
       `globalBlocks ${DEFAULT_LAYOUT.globalBlocks}, stride ${DEFAULT_LAYOUT.stride}), implementation 'auto'`,
     run: (x) => gradients((q, k, v) => ops.blockSparseAttention(as4(q!), as4(k!), as4(v!)), attentionArgs(x), x.attention!.dOut),
+  },
+  {
+    name: 'aaren',
+    kind: 'attention',
+    about: "ops.aaren(q₀, k, v), the learned queries q₀ [H, K] being the first token's q (so q's gradient is their sum's), implementation 'auto'",
+    run: (x) => gradients((q, k, v) => ops.aaren(q!.slice([0, 0, 0, 0], [1, 1, H, K]).reshape([H, K]) as tf.Tensor2D, as4(k!), as4(v!)),
+      attentionArgs(x), x.attention!.dOut),
+  },
+  {
+    name: 'gatedLinearAttention',
+    kind: 'attention',
+    about: "ops.gatedLinearAttention(q, k, v, g) with V = K and the layer's log gates of k, g = logsigmoid(k)/16, implementation 'auto' " +
+      '(on cpu and wasm with its check that g ≤ 0)',
+    run: (x) => gradients((q, k, v) => ops.gatedLinearAttention(as4(q!), as4(k!), as4(v!), tf.div(tf.neg(tf.softplus(tf.neg(k!))), 16) as tf.Tensor4D),
+      attentionArgs(x), x.attention!.dOut),
   },
   {
     name: 'selectiveScan',
