@@ -112,7 +112,7 @@ function ownMask(x: tf.Tensor): tf.Tensor | null {
  * propagates (a key mask, passed on as the output's mask). Decoding (causal self-attention
  * only) keeps a key/value cache.
  */
-export abstract class AttentionLayer extends MixerLayer {
+export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
   readonly numHeads: number;
   readonly numKvHeads: number;
   readonly headDim: number | null;
@@ -126,8 +126,6 @@ export abstract class AttentionLayer extends MixerLayer {
   /** The rotary embedding, checked (`rotaryDim` K unless given), or `null` for none. */
   readonly rotary: RotaryConfig | null;
   private readonly support: AttentionSupport;
-  /** K, once built. */
-  private headWidth: number | null = null;
   /** Dc once built for cross-attention; `null` for self-attention or before the build. */
   private contextWidth: number | null = null;
 
@@ -198,7 +196,7 @@ export abstract class AttentionLayer extends MixerLayer {
       add('valueBias', [Hkv * K], tf.initializers.zeros());
       add('outputBias', [D], tf.initializers.zeros());
     }
-    this.headWidth = K;
+    this.setDims({ K });
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -325,7 +323,7 @@ export abstract class AttentionLayer extends MixerLayer {
     const [B, Tq] = x.shape;
     const Tk = (context ?? x).shape[1];
     // checked here so that errors name the layer; what this makes is disposed by the caller's tidy
-    resolveVisibility(this.layerName, visibility, { B, Tq, Tk, H: this.numHeads, Hkv: this.numKvHeads, K: this.headWidth! },
+    resolveVisibility(this.layerName, visibility, { B, Tq, Tk, H: this.numHeads, Hkv: this.numKvHeads, K: this.dims().K },
       { window: this.support.window, queryOffsets: false, nonCausal: this.support.bidirectional });
     return visibility;
   }
@@ -348,7 +346,7 @@ export abstract class AttentionLayer extends MixerLayer {
   private project(x: tf.Tensor3D, source: tf.Tensor3D): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
     const [B, Tq] = x.shape;
     const Tk = source.shape[1];
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     return [
       this.dense(x, 'query').reshape([B, Tq, this.numHeads, K]),
       this.dense(source, 'key').reshape([B, Tk, this.numKvHeads, K]),
@@ -359,11 +357,6 @@ export abstract class AttentionLayer extends MixerLayer {
   private projectOutput(o: tf.Tensor4D): tf.Tensor3D {
     const [B, T, H, K] = o.shape;
     return this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
-  }
-
-  /** D and K, once built. */
-  protected dimsOrThrow(): { D: number; K: number } {
-    return { D: this.builtWidth(), K: this.headWidth! };
   }
 
   /**
@@ -404,7 +397,7 @@ export abstract class AttentionLayer extends MixerLayer {
     const capacity = options?.capacity === undefined ? undefined : checkPositiveInteger(method, 'capacity', options.capacity, 'option');
     // a windowed layer reads only the last w keys: a ring of w slots keeps them
     const ring = capacity !== undefined && this.window !== null && capacity >= this.window;
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     return emptyCache(batch, this.numKvHeads, K, ring ? this.window! : capacity, ring);
   }
 
@@ -511,7 +504,7 @@ export abstract class AttentionLayer extends MixerLayer {
    */
   private decodeTokens(method: string, x: tf.Tensor3D, state: KVCacheState, lengths: PrefillLengths): [tf.Tensor3D, KVCacheState] {
     const [B, T, D] = x.shape;
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     checkFits(method, state, T, lengths.values, `Make the state with a larger initState(${B}, { capacity })` +
       (this.support.window ? ', or give the layer a window (the cache is then a ring of the last w tokens).' : '.'));
     const inPlace = state.capacity !== undefined;
@@ -598,7 +591,7 @@ export abstract class AttentionLayer extends MixerLayer {
 
   /** Throws, naming `method`, unless `state` is a key/value cache of this layer for B rows. */
   private checkCache(method: string, state: KVCacheState, B: number): void {
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     const s = state as Partial<KVCacheState> | null | undefined;
     const S = s?.keys instanceof tf.Tensor && s.keys.rank === 4 ? s.keys.shape[1] : null;
     for (const name of ['keys', 'values'] as const) {

@@ -155,9 +155,10 @@ function singleShape(layer: string, inputShape: tf.Shape | tf.Shape[]): tf.Shape
  * new Identity().apply(tf.zeros([2, 0, 16])); // an empty [2, 0, 16]
  * ```
  */
-export abstract class MixerLayer extends tf.layers.Layer {
+export abstract class MixerLayer<Sizes extends object = object> extends tf.layers.Layer {
   readonly implementation: Implementation;
   private width: number | null = null;
+  private sizes: Sizes | null = null;
   private readonly weightsByName = new Map<string, tf.LayerVariable>();
 
   /**
@@ -249,7 +250,7 @@ export abstract class MixerLayer extends tf.layers.Layer {
 
   /**
    * Adds a float32 weight under `name` (its name in saved models) and keeps it for
-   * {@link MixerLayer.weight} and {@link MixerLayer.dense}.
+   * `weight` and `dense`.
    */
   protected addNamedWeight(name: string, shape: number[], initializer: Initializer): tf.LayerVariable {
     const w = this.addWeight(name, shape, 'float32', initializer);
@@ -273,6 +274,17 @@ export abstract class MixerLayer extends tf.layers.Layer {
     const flat = tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w);
     const bias = this.weightsByName.get(`${name}Bias`);
     return (bias ? tf.add(flat, bias.read()) : flat).reshape([...x.shape.slice(0, -1), w.shape[1]!]);
+  }
+
+  /** Records the sizes that `createWeights` resolved (heads, widths, ...), for `dims`. */
+  protected setDims(sizes: Sizes): void {
+    this.sizes = sizes;
+  }
+
+  /** D and the sizes `createWeights` recorded, once built; before, the not-built error. */
+  protected dims(): Sizes & { D: number } {
+    const D = this.builtWidth();
+    return { ...this.sizes!, D };
   }
 
   /** D, once built; decoding needs it before any input has been seen. */

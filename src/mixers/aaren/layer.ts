@@ -28,9 +28,6 @@ export type AarenLayerState = {
   positions: tf.Tensor1D;
 };
 
-/** The layer's resolved sizes, known once it is built. */
-interface Dims { D: number; H: number; K: number }
-
 /** e^{x − m}, taken as 1 where x = m (−∞ included), as the op's merge takes it. */
 function weight(x: tf.Tensor, m: tf.Tensor): tf.Tensor {
   return tf.where(tf.equal(x, m), tf.onesLike(x), tf.exp(tf.sub(x, m)));
@@ -65,13 +62,12 @@ function weight(x: tf.Tensor, m: tf.Tensor): tf.Tensor {
  * tf.dispose([state, y, next]);
  * ```
  */
-export class Aaren extends MixerLayer {
+export class Aaren extends MixerLayer<{ H: number; K: number }> {
   /** The name tfjs saves the layer under. */
   static className = mixerClassName('Aaren');
   readonly numHeads: number;
   /** K as given; `null` for the default D / numHeads, resolved when the layer is built. */
   readonly headDim: number | null;
-  private dims: Dims | null = null;
 
   constructor(args: AarenLayerArgs) {
     super(args, OPTIONS);
@@ -94,17 +90,12 @@ export class Aaren extends MixerLayer {
     add('value', [D, H * K], tf.initializers.glorotUniform({}));
     add('queries', [H, K], tf.initializers.glorotUniform({}));
     add('output', [H * K, D], tf.initializers.glorotUniform({}));
-    this.dims = { D, H, K };
-  }
-
-  private dimsOrThrow(): Dims {
-    this.builtWidth();
-    return this.dims!;
+    this.setDims({ H, K });
   }
 
   /** k and v `[B, T, H, K]` of x `[B, T, D]`. */
   private keysValues(x: tf.Tensor3D): { k: tf.Tensor4D; v: tf.Tensor4D } {
-    const { H, K } = this.dimsOrThrow();
+    const { H, K } = this.dims();
     const [B, T] = x.shape;
     return {
       k: this.dense(x, 'key').reshape([B, T, H, K]),
@@ -114,7 +105,7 @@ export class Aaren extends MixerLayer {
 
   /** The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the op's final state. */
   private run(x: tf.Tensor3D, start?: AarenState): { y: tf.Tensor3D; state: AarenState; k: tf.Tensor4D; v: tf.Tensor4D } {
-    const { H, K } = this.dimsOrThrow();
+    const { H, K } = this.dims();
     const [B, T] = x.shape;
     const { k, v } = this.keysValues(x);
     const { output, state } = aarenWithState(this.weight('queries').read() as tf.Tensor2D, k, v, {
@@ -135,7 +126,7 @@ export class Aaren extends MixerLayer {
    */
   initState(batch: number): AarenLayerState {
     this.checkBatch(batch);
-    const { H, K } = this.dimsOrThrow();
+    const { H, K } = this.dims();
     return { ...emptyState(batch, H, K), positions: tf.zeros([batch], 'int32') };
   }
 
@@ -149,7 +140,7 @@ export class Aaren extends MixerLayer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: AarenLayerState): [tf.Tensor2D, AarenLayerState] {
-    const { D } = this.dimsOrThrow();
+    const { D } = this.dims();
     checkStepToken(this.layerName, x, D);
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, AarenLayerState] => {
@@ -183,7 +174,7 @@ export class Aaren extends MixerLayer {
    */
   prefill(x: tf.Tensor3D, state?: AarenLayerState, options?: PrefillOptions): [tf.Tensor3D, AarenLayerState] {
     const method = `${this.layerName}.prefill`;
-    const { D, K } = this.dimsOrThrow();
+    const { D, K } = this.dims();
     const { B, T, lengths } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) this.checkState(method, state, B);
@@ -211,7 +202,7 @@ export class Aaren extends MixerLayer {
 
   /** Checks a decode state given to `method`: m and u `[B, H]`, w `[B, H, K]`, and the positions. */
   private checkState(method: string, state: AarenLayerState, B: number): void {
-    const { H, K } = this.dimsOrThrow();
+    const { H, K } = this.dims();
     for (const [field, shape, layout] of [['m', [B, H], ['B', 'H']], ['u', [B, H], ['B', 'H']], ['w', [B, H, K], ['B', 'H', 'K']]] as const) {
       checkShape(method, `state.${field}`, checkTensor(method, `state.${field}`, state?.[field], [...layout]), [...shape], [...layout]);
     }

@@ -133,7 +133,7 @@ export class ExpressiveAttention extends AttentionLayer {
       throw argumentError(`${this.layerName}.initState`, `option 'capacity' needs decode: 'cache': the recurrent state has a ` +
         `fixed size and nothing to preallocate; received capacity = ${String(options.capacity)} with decode: 'recurrent'.`);
     }
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     const P = (K * (K + 1)) / 2;
     return {
       M: tf.zeros([batch, this.numKvHeads, P, K]), z: tf.zeros([batch, this.numKvHeads, P]), positions: tf.zeros([batch], 'int32'),
@@ -161,7 +161,7 @@ export class ExpressiveAttention extends AttentionLayer {
     this.checkDecodes('step');
     this.checkStep(x, state, 'M');
     this.checkRecurrentState(`${this.layerName}.step`, state, x.shape[0]);
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     return tf.tidy((): [tf.Tensor2D, ExpressiveAttentionRecurrentState] => {
       const B = x.shape[0];
       const H = this.numHeads;
@@ -222,7 +222,7 @@ export class ExpressiveAttention extends AttentionLayer {
     const method = `${this.layerName}.prefill`;
     this.checkDecodes('prefill');
     if (state !== undefined) this.isRecurrent('prefill', state);
-    const { D, K } = this.dimsOrThrow();
+    const { D, K } = this.dims();
     const { B, T, lengths } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) this.checkRecurrentState(method, state as ExpressiveAttentionRecurrentState, B);
@@ -295,7 +295,7 @@ export class ExpressiveAttention extends AttentionLayer {
 
   /** Checks a recurrent state's sums and positions for a batch of B, naming `method`. */
   private checkRecurrentState(method: string, state: ExpressiveAttentionRecurrentState, B: number): void {
-    const { K } = this.dimsOrThrow();
+    const { K } = this.dims();
     const P = (K * (K + 1)) / 2;
     const Hkv = this.numKvHeads;
     checkShape(method, 'state.M', checkTensor(method, 'state.M', state.M, ['B', 'Hkv', 'P', 'K']), [B, Hkv, P, K], ['B', 'Hkv', 'P', 'K']);

@@ -34,9 +34,6 @@ const GATE_NORMALIZER = 16;
 /** fla's `norm_eps` of the per-head RMSNorm. */
 const NORM_EPS = 1e-5;
 
-/** The layer's resolved sizes, known once it is built. */
-interface Dims { D: number; H: number; K: number; V: number }
-
 function positiveNumber(layer: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw argumentError(layer, `argument '${name}' must be a finite number > 0; received ${describe(value)}.`);
@@ -76,14 +73,13 @@ function positiveNumber(layer: string, name: string, value: unknown): number {
  * tf.dispose([state, y, next]);
  * ```
  */
-export class GatedLinearAttention extends MixerLayer {
+export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: number }> {
   /** The name tfjs saves the layer under. */
   static className = mixerClassName('GatedLinearAttention');
   readonly numHeads: number;
   readonly expandK: number;
   readonly expandV: number;
   readonly gateLowRankDim: number;
-  private dims: Dims | null = null;
 
   constructor(args?: GatedLinearAttentionArgs) {
     super(args, OPTIONS);
@@ -117,17 +113,12 @@ export class GatedLinearAttention extends MixerLayer {
     add('forgetUpBias', [HK], tf.initializers.zeros());
     add('norm', [HV / H], tf.initializers.ones());
     add('output', [HV, D], glorot());
-    this.dims = { D, H, K: HK / H, V: HV / H };
-  }
-
-  private dimsOrThrow(): Dims {
-    this.builtWidth();
-    return this.dims!;
+    this.setDims({ H, K: HK / H, V: HV / H });
   }
 
   /** q, k, g `[B, T, H, K]` and v `[B, T, H, V]` of x `[B, T, D]`. */
   private projections(x: tf.Tensor3D): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; g: tf.Tensor4D } {
-    const { H, K, V } = this.dimsOrThrow();
+    const { H, K, V } = this.dims();
     const [B, T] = x.shape;
     const heads = (t: tf.Tensor, width: number) => t.reshape([B, T, H, width]) as tf.Tensor4D;
     // logsigmoid(z) = −softplus(−z); tfjs 4.22's tf.logSigmoid has a gradient that reads a disposed tensor
@@ -153,7 +144,7 @@ export class GatedLinearAttention extends MixerLayer {
   /** A fresh decode state for `batch` sequences (a non-negative integer): S zeros, every position 0. */
   initState(batch: number): GatedLinearAttentionState {
     this.checkBatch(batch);
-    const { H, K, V } = this.dimsOrThrow();
+    const { H, K, V } = this.dims();
     return { S: tf.zeros([batch, H, K, V]), positions: tf.zeros([batch], 'int32') };
   }
 
@@ -167,7 +158,7 @@ export class GatedLinearAttention extends MixerLayer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: GatedLinearAttentionState): [tf.Tensor2D, GatedLinearAttentionState] {
-    const { D } = this.dimsOrThrow();
+    const { D } = this.dims();
     checkStepToken(this.layerName, x, D);
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, GatedLinearAttentionState] => {
@@ -203,7 +194,7 @@ export class GatedLinearAttention extends MixerLayer {
    */
   prefill(x: tf.Tensor3D, state?: GatedLinearAttentionState, options?: PrefillOptions): [tf.Tensor3D, GatedLinearAttentionState] {
     const method = `${this.layerName}.prefill`;
-    const { D } = this.dimsOrThrow();
+    const { D } = this.dims();
     const { B, T, lengths } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) this.checkState(method, state, B);
@@ -224,7 +215,7 @@ export class GatedLinearAttention extends MixerLayer {
 
   /** Checks a decode state given to `method`: S `[B, H, K, V]` and the positions. */
   private checkState(method: string, state: GatedLinearAttentionState, B: number): void {
-    const { H, K, V } = this.dimsOrThrow();
+    const { H, K, V } = this.dims();
     const layout = ['B', 'H', 'K', 'V'];
     checkShape(method, 'state.S', checkTensor(method, 'state.S', state?.S, layout), [B, H, K, V], layout);
     checkPositions(method, state, B);

@@ -38,9 +38,6 @@ export type SelectiveSSMState = {
   positions: tf.Tensor1D;
 };
 
-/** The layer's resolved sizes, known once it is built. */
-interface Dims { D: number; E: number; N: number; R: number }
-
 function finiteAtLeast(layer: string, name: string, value: unknown, min: number, strict: boolean): number {
   const ok = typeof value === 'number' && Number.isFinite(value) && (strict ? value > min : value >= min);
   if (!ok) {
@@ -105,7 +102,7 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
  * state = next;
  * ```
  */
-export class SelectiveSSM extends MixerLayer {
+export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }> {
   /** The name tfjs saves the layer under. */
   static className = mixerClassName('SelectiveSSM');
   readonly expand: number;
@@ -116,7 +113,6 @@ export class SelectiveSSM extends MixerLayer {
   readonly dtMin: number;
   readonly dtMax: number;
   readonly dtInitFloor: number;
-  private dims: Dims | null = null;
 
   constructor(args?: SelectiveSSMArgs) {
     super(args, OPTIONS);
@@ -151,12 +147,12 @@ export class SelectiveSSM extends MixerLayer {
       this.weight('deltaBias').write(tf.tensor1d(initialDeltaBias(E, this.dtMin, this.dtMax, this.dtInitFloor)));
       this.weight('ALog').write(tf.tile(tf.log(tf.range(1, N + 1)).reshape([1, N]), [E, 1]));
     });
-    this.dims = { D, E, N, R };
+    this.setDims({ E, N, R });
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
   private scanInputs(x: tf.Tensor): { delta: tf.Tensor; B: tf.Tensor; C: tf.Tensor } {
-    const { N, R } = this.dimsOrThrow();
+    const { N, R } = this.dims();
     const [low, B, C] = tf.split(this.dense(x, 'xProj'), [R, N, N], -1);
     return { delta: this.dense(low!, 'dtProj'), B: B!, C: C! };
   }
@@ -174,7 +170,7 @@ export class SelectiveSSM extends MixerLayer {
    */
   private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; real: tf.Tensor2D }):
     { y: tf.Tensor3D; inner: tf.Tensor3D; ssm?: tf.Tensor3D } {
-    const { E } = this.dimsOrThrow();
+    const { E } = this.dims();
     const [Bsz, T] = x.shape;
     const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
     // causal depthwise conv: the window before x (zeros in the forward) on the left, then the
@@ -205,11 +201,6 @@ export class SelectiveSSM extends MixerLayer {
     return tf.neg(tf.exp(this.weight('ALog').read())) as tf.Tensor2D;
   }
 
-  private dimsOrThrow(): Dims {
-    this.builtWidth();
-    return this.dims!;
-  }
-
   /**
    * A fresh decode state for `batch` sequences: zeros `conv [B, dConv − 1, E]` and
    * `ssm [B, E, N]`, as if every token before the first were zero, and every position 0.
@@ -217,7 +208,7 @@ export class SelectiveSSM extends MixerLayer {
    */
   initState(batch: number): SelectiveSSMState {
     this.checkBatch(batch);
-    const { E, N } = this.dimsOrThrow();
+    const { E, N } = this.dims();
     return { conv: tf.zeros([batch, this.convKernel - 1, E]), ssm: tf.zeros([batch, E, N]), positions: tf.zeros([batch], 'int32') };
   }
 
@@ -232,7 +223,7 @@ export class SelectiveSSM extends MixerLayer {
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: SelectiveSSMState): [tf.Tensor2D, SelectiveSSMState] {
-    const { D, E } = this.dimsOrThrow();
+    const { D, E } = this.dims();
     checkStepToken(this.layerName, x, D);
     const Bsz = x.shape[0];
     this.checkState(`${this.layerName}.step`, state, Bsz);
@@ -283,7 +274,7 @@ export class SelectiveSSM extends MixerLayer {
    */
   prefill(x: tf.Tensor3D, state?: SelectiveSSMState, options?: PrefillOptions): [tf.Tensor3D, SelectiveSSMState] {
     const method = `${this.layerName}.prefill`;
-    const { D } = this.dimsOrThrow();
+    const { D } = this.dims();
     const { B, T, lengths } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) this.checkState(method, state, B);
@@ -303,7 +294,7 @@ export class SelectiveSSM extends MixerLayer {
 
   /** Checks a decode state given to `method`: its shapes for a batch of B, and its positions. */
   private checkState(method: string, state: SelectiveSSMState, B: number): void {
-    const { E, N } = this.dimsOrThrow();
+    const { E, N } = this.dims();
     const check = (field: 'conv' | 'ssm', shape: number[], layout: string[]) => {
       const t: unknown = state?.[field];
       // with dConv = 1 the window is empty, which checkTensor refuses
