@@ -201,10 +201,10 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
       return tf.tidy((): [tf.Tensor3D, GatedLinearAttentionState] => {
         const start = state ?? this.initState(B);
         if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { S: start.S.clone(), positions: start.positions.clone() }];
-        const real = realSteps(lengths, T).expandDims(2).expandDims(3);
-        const clean = zeroPadding(x, realSteps(lengths, T));
+        const real = realSteps(lengths, T);
+        const clean = zeroPadding(x, real);
         const { q, k, v, g } = this.projections(clean);
-        const keep = (t: tf.Tensor4D) => tf.where(real, t, tf.zerosLike(t)) as tf.Tensor4D;
+        const keep = (t: tf.Tensor4D) => tf.where(real.expandDims(2).expandDims(3), t, tf.zerosLike(t)) as tf.Tensor4D;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
         return [this.readout(clean, run.output), { S: run.state, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
       });
