@@ -3,15 +3,17 @@
  * tfjs-ops path instead of the WGSL kernels. On that backend, forward+backward (the gradients
  * of ⟨op(inputs), dOut⟩ with respect to every input) against T for:
  *
- * - `flashAttention`, `expressiveAttention` and `blockSparseAttention` (its default layout),
- *   causal, and the scans `aaren` and `gatedLinearAttention` on the same q, k, v, at B = 1,
- *   H = Hkv = 4, K = 64, with `implementation: 'auto'` (what a user gets there);
+ * - every mixer of the library's registry (`mixers`), its descriptor's bench case through its
+ *   main op with `implementation: 'auto'` (what a user gets there): the attention ops causal at
+ *   B = 1, H = Hkv = 4, K = 64 (BlockSparse with its default layout), Aaren and
+ *   GatedLinearAttention on inputs of the same shape, `ops.selectiveScan` at B = 1, E = 64, N = 16
+ *   with D, z and deltaBias, and so on for any mixer added to the registry;
  * - composed attention: the causal softmax attention a user writes by hand in tfjs ops (matMul,
  *   scale, a causal −1e9 bias built once per T, softmax, matMul; tfjs's autodiff), the baseline
  *   of the ratios;
- * - `ops.selectiveScan` at B = 1, E = 64, N = 16 (with D, z and deltaBias), beside a per-step
- *   scan written here in tfjs ops the way the reference was written before issue 15 (one
- *   `[B, E, N]` update per step), so that a run reports the speed-up over it by itself.
+ * - a per-step scan on `ops.selectiveScan`'s inputs, written here in tfjs ops the way the
+ *   reference was written before issue 15 (one `[B, E, N]` update per step), so that a run
+ *   reports the scan's speed-up over it by itself.
  *
  * Every case runs interleaved with the others at the same T, sample by sample, so that load on
  * the machine falls on all alike. Its first run at a length is profiled (tfjs's kernel records,
@@ -31,7 +33,7 @@ import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_LAYOUT, ops } from '../src/index.js';
+import { mixers as libraryMixers, type MixerCase, type MixerDescriptor } from '../src/index.js';
 import { ATTENTION } from './cases.js';
 import { agreement, type Validation } from './report.js';
 import { SCAN_TOLERANCE } from './selective-ssm.js';
@@ -79,11 +81,12 @@ export const BACKEND_TARGETS = {
   scanAtT: 1024,
 } as const;
 
-/** The cases, in report order (`--cases` picks some). */
-export const CASE_NAMES = [
-  'composed', 'flashAttention', 'expressiveAttention', 'blockSparseAttention', 'aaren', 'gatedLinearAttention', 'selectiveScan', 'per-step scan',
-] as const;
-export type CaseName = (typeof CASE_NAMES)[number];
+/**
+ * The cases, in report order (`--cases` picks some): composed attention, every mixer of the
+ * library's registry by its bench case's op, and the per-step scan.
+ */
+export const CASE_NAMES: readonly string[] = ['composed', ...libraryMixers.map((m) => m.ops[0]!), 'per-step scan'];
+export type CaseName = string;
 
 /** What `npm run bench -- --backend …` asked for. */
 export interface BackendsOptions {
@@ -95,18 +98,19 @@ export interface BackendsOptions {
   label: string;
 }
 
-/** The tensors of one length: attention's q, k, v, dOut and bias, the scan's inputs and dOut. */
+/** A case's tensors at one length: the inputs it differentiates, dOut, and what it holds besides. */
 interface Inputs {
-  T: number;
-  attention?: { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; dOut: tf.Tensor4D; bias?: tf.Tensor2D };
-  scan?: { args: tf.Tensor[]; dOut: tf.Tensor3D };
+  args: tf.Tensor[];
+  dOut: tf.Tensor;
+  held: tf.Tensor[];
 }
 
 /** One measured case. */
 interface BenchCase {
   name: CaseName;
-  kind: 'attention' | 'scan';
   about: string;
+  /** Its tensors at length T, drawn from `seed`. */
+  inputs(T: number, seed: number): Inputs;
   /** Forward+backward: the gradients with respect to every input. */
   run(x: Inputs): tf.Tensor[];
   /** Bytes the case keeps between runs that belong to it (composed attention's bias), counted into its peak. */
@@ -161,82 +165,56 @@ function gradients(f: (...a: tf.Tensor[]) => tf.Tensor, args: tf.Tensor[], dOut:
   return tf.tidy(() => tf.grads(f)(args, dOut));
 }
 
-const attentionArgs = (x: Inputs) => {
-  const a = x.attention!;
-  return [a.q, a.k, a.v];
-};
-const as4 = (t: tf.Tensor) => t as tf.Tensor4D;
+/** dOut of a case, the same draw for every case whose output has this shape (so composed and flashAttention agree). */
+const dOutOf = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed + 99);
+
+/** A mixer of the registry: its bench case through `implementation: 'auto'`, what a user gets here. */
+function registryCase(m: MixerDescriptor): BenchCase {
+  const cases = new Map<Inputs, MixerCase>();
+  return {
+    name: m.ops[0]!,
+    // read once a backend is set (a case draws tensors): its inputs at T = 1, with T written for the 1s of the lengths
+    get about() {
+      const c = m.benchCase(1, 0);
+      tf.dispose([...c.inputs, ...c.constants]);
+      return `ops.${c.op}: ${c.about.replace(/\[1, 1,/g, '[1, T,')}; implementation 'auto', gradients of every input`;
+    },
+    inputs: (T, seed) => {
+      const c = m.benchCase(T, seed);
+      const x = { args: c.inputs, dOut: dOutOf(c.outputShape, seed), held: c.constants };
+      cases.set(x, c);
+      return x;
+    },
+    run: (x) => gradients((...args) => cases.get(x)!.run('auto', args), x.args, x.dOut),
+  };
+}
+
+const SELECTIVE_SSM = libraryMixers.find((m) => m.name === 'selectiveSSM')!;
 
 const CASES: readonly BenchCase[] = [
   {
     name: 'composed',
-    kind: 'attention',
     about: 'hand-written: transpose to heads, matMul(q, kᵀ)·scale + causal −1e9 bias ([T, T], built once per T and counted in its peak), softmax, matMul; tfjs autodiff',
-    run: (x) => gradients((q, k, v) => composedAttention(q!, k!, v!, x.attention!.bias!), attentionArgs(x), x.attention!.dOut),
+    inputs: (T, seed) => ({
+      args: [H, Hkv, Hkv].map((heads, i) => tf.randomNormal([B, T, heads, K], 0, 1, 'float32', seed + i)),
+      dOut: dOutOf([B, T, H, K], seed),
+      held: [causalBias(T)],
+    }),
+    run: (x) => gradients((q, k, v) => composedAttention(q!, k!, v!, x.held[0] as tf.Tensor2D), x.args, x.dOut),
     residentBytes: (T) => 4 * T * T,
   },
-  {
-    name: 'flashAttention',
-    kind: 'attention',
-    about: "ops.flashAttention(q, k, v, { causal: true }), implementation 'auto'",
-    run: (x) => gradients((q, k, v) => ops.flashAttention(as4(q!), as4(k!), as4(v!), { causal: true }), attentionArgs(x), x.attention!.dOut),
-  },
-  {
-    name: 'expressiveAttention',
-    kind: 'attention',
-    about: "ops.expressiveAttention(q, k, v, { causal: true }), implementation 'auto'",
-    run: (x) => gradients((q, k, v) => ops.expressiveAttention(as4(q!), as4(k!), as4(v!), { causal: true }), attentionArgs(x), x.attention!.dOut),
-  },
-  {
-    name: 'blockSparseAttention',
-    kind: 'attention',
-    about: `ops.blockSparseAttention(q, k, v), default layout (blockSize ${DEFAULT_LAYOUT.blockSize}, localBlocks ${DEFAULT_LAYOUT.localBlocks}, ` +
-      `globalBlocks ${DEFAULT_LAYOUT.globalBlocks}, stride ${DEFAULT_LAYOUT.stride}), implementation 'auto'`,
-    run: (x) => gradients((q, k, v) => ops.blockSparseAttention(as4(q!), as4(k!), as4(v!)), attentionArgs(x), x.attention!.dOut),
-  },
-  {
-    name: 'aaren',
-    kind: 'attention',
-    about: "ops.aaren(q₀, k, v), the learned queries q₀ [H, K] being the first token's q (so q's gradient is their sum's), implementation 'auto'",
-    run: (x) => gradients((q, k, v) => ops.aaren(q!.slice([0, 0, 0, 0], [1, 1, H, K]).reshape([H, K]) as tf.Tensor2D, as4(k!), as4(v!)),
-      attentionArgs(x), x.attention!.dOut),
-  },
-  {
-    name: 'gatedLinearAttention',
-    kind: 'attention',
-    about: "ops.gatedLinearAttention(q, k, v, g) with V = K and the layer's log gates of k, g = logsigmoid(k)/16, implementation 'auto' " +
-      '(on cpu and wasm with its check that g ≤ 0)',
-    run: (x) => gradients((q, k, v) => ops.gatedLinearAttention(as4(q!), as4(k!), as4(v!), tf.div(tf.neg(tf.softplus(tf.neg(k!))), 16) as tf.Tensor4D),
-      attentionArgs(x), x.attention!.dOut),
-  },
-  {
-    name: 'selectiveScan',
-    kind: 'scan',
-    about: `ops.selectiveScan(u, delta, A, B, C, { D, z, deltaBias }) at B = ${BACKEND_SCAN.B}, E = ${BACKEND_SCAN.E}, N = ${BACKEND_SCAN.N}, ` +
-      "implementation 'auto'; gradients of all eight inputs",
-    run: (x) => gradients((u, delta, A, Bm, C, D, z, bias) => ops.selectiveScan(u as tf.Tensor3D, delta as tf.Tensor3D, A as tf.Tensor2D,
-      Bm as tf.Tensor3D, C as tf.Tensor3D, { D: D as tf.Tensor1D, z: z as tf.Tensor3D, deltaBias: bias as tf.Tensor1D }), x.scan!.args, x.scan!.dOut),
-  },
+  ...libraryMixers.map(registryCase),
   {
     name: 'per-step scan',
-    kind: 'scan',
-    about: 'the same scan one step at a time in tfjs ops, as the reference was before issue 15 (written in this file); the baseline of the scan target',
-    run: (x) => gradients((u, delta, A, Bm, C, D, z, bias) => perStepScan(u!, delta!, A!, Bm!, C!, D!, z!, bias!), x.scan!.args, x.scan!.dOut),
+    about: "selectiveScan's case one step at a time in tfjs ops, as the reference was before issue 15 (written in this file); " +
+      'the baseline of the scan target',
+    inputs: (T, seed) => {
+      const c = SELECTIVE_SSM.benchCase(T, seed);
+      return { args: c.inputs, dOut: dOutOf(c.outputShape, seed), held: c.constants };
+    },
+    run: (x) => gradients((u, delta, A, Bm, C, D, z, bias) => perStepScan(u!, delta!, A!, Bm!, C!, D!, z!, bias!), x.args, x.dOut),
   },
 ];
-
-/** Mamba's block at initialisation, as bench/selective-ssm.ts draws it: A = −(1..N) per channel, D = 1, Δ ≈ 0.001..0.1. */
-function scanInputs(T: number, seed: number): Inputs['scan'] {
-  const { B: Bsz, E, N } = BACKEND_SCAN;
-  const r = (shape: number[], lo: number, hi: number, s: number) => tf.randomUniform(shape, lo, hi, 'float32', seed + s);
-  return tf.tidy(() => ({
-    args: [
-      r([Bsz, T, E], -1, 1, 0), r([Bsz, T, E], -1, 1, 1), tf.neg(tf.tile(tf.range(1, N + 1).reshape([1, N]), [E, 1])),
-      r([Bsz, T, N], -1, 1, 2), r([Bsz, T, N], -1, 1, 3), tf.ones([E]), r([Bsz, T, E], -2, 2, 4), r([E], -6.9, -2.25, 5),
-    ],
-    dOut: r([Bsz, T, E], -1, 1, 6) as tf.Tensor3D,
-  }));
-}
 
 /** One case at one length. */
 export interface BackendRow {
@@ -433,23 +411,13 @@ export async function measureBackends(
       flush();
       continue;
     }
-    const inputs: Inputs = { T };
-    if (active.some((c) => c.kind === 'attention')) {
-      inputs.attention = {
-        q: tf.randomNormal([B, T, H, K], 0, 1, 'float32', seed) as tf.Tensor4D,
-        k: tf.randomNormal([B, T, Hkv, K], 0, 1, 'float32', seed + 1) as tf.Tensor4D,
-        v: tf.randomNormal([B, T, Hkv, K], 0, 1, 'float32', seed + 2) as tf.Tensor4D,
-        dOut: tf.randomNormal([B, T, H, K], 0, 1, 'float32', seed + 3) as tf.Tensor4D,
-      };
-      if (active.some((c) => c.name === 'composed')) inputs.attention.bias = causalBias(T);
-    }
-    if (active.some((c) => c.kind === 'scan')) inputs.scan = scanInputs(T, seed);
+    const inputs = new Map(active.map((c) => [c.name, c.inputs(T, seed)]));
     try {
       const measured = new Map<CaseName, BackendRow & { outputs: Float32Array[]; profiledMs: number }>();
       for (const c of active) {
         const before = tf.memory();
         const start = performance.now();
-        const profile = profiled(() => c.run(inputs));
+        const profile = profiled(() => c.run(inputs.get(c.name)!));
         const profiledMs = performance.now() - start;
         const { result } = profile;
         const outputs = result.map((t) => t.dataSync() as Float32Array);
@@ -492,8 +460,7 @@ export async function measureBackends(
       const heap = wasmHeap();
       if (heap !== undefined) wasmHeapMiB[T] = heap / MiB;
     } finally {
-      const a = inputs.attention;
-      tf.dispose([a?.q, a?.k, a?.v, a?.dOut, a?.bias, ...(inputs.scan?.args ?? []), inputs.scan?.dOut].filter((t) => t !== undefined));
+      tf.dispose([...inputs.values()].flatMap((x) => [...x.args, x.dOut, ...x.held]));
     }
   }
 
@@ -565,7 +532,7 @@ function validate(measured: Map<CaseName, BackendRow & { outputs: Float32Array[]
  * over `maxRunS` (its time is then the profiled run's, `samples` 0). cpu and wasm run
  * synchronously, so a run has finished when it returns.
  */
-function sampleInterleaved(active: readonly BenchCase[], inputs: Inputs, measured: Map<CaseName, { profiledMs: number }>, maxRunS: number):
+function sampleInterleaved(active: readonly BenchCase[], inputs: Map<CaseName, Inputs>, measured: Map<CaseName, { profiledMs: number }>, maxRunS: number):
   Map<CaseName, { medianMs: number; minMs: number; samples: number }> {
   const samples = new Map<CaseName, number[]>(active.map((c) => [c.name, []]));
   const wanted = (c: BenchCase) => {
@@ -581,7 +548,7 @@ function sampleInterleaved(active: readonly BenchCase[], inputs: Inputs, measure
     for (const c of active.filter((x) => !done(x))) {
       const before = tf.memory().numTensors;
       const start = performance.now();
-      tf.dispose(c.run(inputs));
+      tf.dispose(c.run(inputs.get(c.name)!));
       samples.get(c.name)!.push(performance.now() - start);
       if (tf.memory().numTensors !== before) throw new Error(`bench: a sample of ${c.name} leaked tensors.`);
     }

@@ -25,7 +25,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import {
-  BlockSparse, DEFAULT_LAYOUT, ExpressiveAttention, FlashStyleTiledAttention, ops, visibleKeys, type KVCacheState,
+  BlockSparse, DEFAULT_LAYOUT, ExpressiveAttention, FlashStyleTiledAttention, mixers as libraryMixers, ops, visibleKeys,
+  type KVCacheState,
 } from '../src/index.js';
 import { Decoder, buildModel, countParameters, hasKVCache, withSeededRandom, type MixerName } from '../examples/char-lm/model.js';
 import { mulberry32 } from '../examples/shared/random.js';
@@ -63,15 +64,19 @@ interface GenerationMixer {
   kind: 'attention' | 'recurrent';
 }
 
+/**
+ * Arguments over the char-lm builder's: BlockSparse with the library's default layout, 320 keys
+ * a step at most (the builder's, blocks of context/8, would be dense here).
+ */
+const ARGS: Record<string, Record<string, unknown>> = { blockSparse: { layout: { ...DEFAULT_LAYOUT } } };
+
+/** Every mixer of the library's registry as it decodes by default, then ExpressiveAttention's recurrent decode. */
 const MIXERS: readonly GenerationMixer[] = [
-  { name: 'flashStyleTiledAttention', mixer: 'flashStyleTiledAttention', kind: 'attention' },
-  // the library's default layout, 320 keys a step at most (the char-lm builder's, blocks of context/8, would be dense here)
-  { name: 'blockSparse', mixer: 'blockSparse', mixerArgs: { layout: { ...DEFAULT_LAYOUT } }, kind: 'attention' },
-  { name: 'expressiveAttention (cache)', mixer: 'expressiveAttention', kind: 'attention' },
+  ...libraryMixers.map((m): GenerationMixer => ({
+    name: m.name === 'expressiveAttention' ? 'expressiveAttention (cache)' : m.name,
+    mixer: m.name, mixerArgs: ARGS[m.name], kind: m.decode === 'cache' ? 'attention' : 'recurrent',
+  })),
   { name: 'expressiveAttention (recurrent)', mixer: 'expressiveAttention', mixerArgs: { decode: 'recurrent' }, kind: 'recurrent' },
-  { name: 'causalGeneration', mixer: 'causalGeneration', kind: 'recurrent' },
-  { name: 'averageContext', mixer: 'averageContext', kind: 'recurrent' },
-  { name: 'selectiveSSM', mixer: 'selectiveSSM', kind: 'recurrent' },
 ];
 
 /** One mixer at one context. Timings are absent where the context was skipped or validation failed. */

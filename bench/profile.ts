@@ -11,15 +11,14 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
-import {
-  ATTENTION, ATTENTION_OPS, BATCH, MIXERS, PASSES, WIDTH, runAttention, runCase, runDecode, type BenchCase, type Pass,
-} from './cases.js';
+import { ATTENTION, runDecode, type Pass } from './cases.js';
 import { SCAN_BYTES, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
 import { fence, median } from './timing.js';
 import { startWebGPU } from './webgpu.js';
 import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 import { backendInternals } from '../src/webgpu/internals.js';
+import { mixerNamed } from '../src/index.js';
 
 const SEED = 7;
 const WALL_RUNS = 20;
@@ -37,19 +36,40 @@ interface Case { name: string; run: () => tf.TensorContainer; inputs: tf.Tensor[
 
 const uniform = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
 
-function mixerCase(index: number, pass: Pass, T: number): Case {
-  const c: BenchCase = { mixer: MIXERS[index]!, pass, shape: [BATCH, T, WIDTH], bytes: PASSES[pass].bytesPerElement * BATCH * T * WIDTH };
-  const x = uniform(c.shape, SEED) as tf.Tensor3D;
-  const dy = uniform(c.shape, SEED + 1) as tf.Tensor3D;
-  return { name: `${c.mixer.name} ${pass} T=${T}`, run: () => runCase(c, 'webgpu', x, dy), inputs: [x, dy], bytes: c.bytes };
-}
-
-function attentionCase(name: string, pass: Pass, T: number): Case {
-  const op = ATTENTION_OPS.find((o) => o.name === name)!;
-  const { B, H, Hkv, K } = ATTENTION;
-  const x = { q: uniform([B, T, H, K], SEED), k: uniform([B, T, Hkv, K], SEED + 1), v: uniform([B, T, Hkv, K], SEED + 2),
-    dO: uniform([B, T, H, K], SEED + 3) } as Parameters<typeof runAttention>[3];
-  return { name: `${name} ${pass} T=${T}`, run: () => runAttention(op, pass, 'webgpu', x), inputs: [x.q, x.k, x.v, x.dO] };
+/**
+ * A mixer's bench case from the library's registry through its kernels: the op, or the op and
+ * the gradients of every input for a random dOut. `bytes` is what the pass must move at least:
+ * each input and the output once forward, and again with dOut and the gradients backward
+ * (4·(3·Σ inputs + 2·out)); known once the case has run.
+ */
+function registryCase(name: string, pass: Pass, T: number): Case {
+  const c = mixerNamed(name, 'bench:profile').benchCase(T, SEED);
+  const inputs = [...c.inputs, ...c.constants];
+  const elements = c.inputs.reduce((n, x) => n + x.size, 0);
+  const op = (...xs: tf.Tensor[]) => c.run('webgpu', xs);
+  // dOut has the output's shape, known after a first run (made lazily: a case filtered out never runs)
+  let outSize: number | undefined;
+  let dOut: tf.Tensor | undefined;
+  const run = pass === 'forward'
+    ? () => {
+      const y = op(...c.inputs);
+      outSize = y.size;
+      return y;
+    }
+    : () => tf.tidy(() => {
+      if (!dOut) {
+        dOut = tf.keep(uniform(op(...c.inputs).shape, SEED + 9));
+        outSize = dOut.size;
+        inputs.push(dOut);
+      }
+      return tf.grads(op)(c.inputs, dOut);
+    });
+  return {
+    name: `${c.op} ${pass} T=${T}`, run, inputs,
+    get bytes() {
+      return outSize === undefined ? undefined : 4 * (pass === 'forward' ? elements + outSize : 3 * elements + 2 * outSize);
+    },
+  };
 }
 
 function decodeCase(Tk: number): Case {
@@ -75,20 +95,20 @@ function copyCase(elements: number): Case {
 const CASES: Array<() => Case> = [
   () => copyCase(4 * 1024 * 1024),
   () => copyCase(64 * 1024 * 1024),
-  () => mixerCase(0, 'forward', 16384),
-  () => mixerCase(0, 'forward+backward', 16384),
-  () => mixerCase(1, 'forward', 4096),
-  () => mixerCase(1, 'forward', 16384),
-  () => mixerCase(1, 'forward+backward', 16384),
-  () => mixerCase(1, 'forward', 262144),
-  () => mixerCase(1, 'forward+backward', 262144),
-  () => attentionCase('flashAttention', 'forward', 1024),
-  () => attentionCase('flashAttention', 'forward', 4096),
-  () => attentionCase('flashAttention', 'forward', 16384),
-  () => attentionCase('flashAttention', 'forward+backward', 1024),
-  () => attentionCase('flashAttention', 'forward+backward', 16384),
-  () => attentionCase('expressiveAttention', 'forward', 4096),
-  () => attentionCase('blockSparseAttention', 'forward', 16384),
+  () => registryCase('causalGeneration', 'forward', 16384),
+  () => registryCase('causalGeneration', 'forward+backward', 16384),
+  () => registryCase('averageContext', 'forward', 4096),
+  () => registryCase('averageContext', 'forward', 16384),
+  () => registryCase('averageContext', 'forward+backward', 16384),
+  () => registryCase('averageContext', 'forward', 262144),
+  () => registryCase('averageContext', 'forward+backward', 262144),
+  () => registryCase('flashStyleTiledAttention', 'forward', 1024),
+  () => registryCase('flashStyleTiledAttention', 'forward', 4096),
+  () => registryCase('flashStyleTiledAttention', 'forward', 16384),
+  () => registryCase('flashStyleTiledAttention', 'forward+backward', 1024),
+  () => registryCase('flashStyleTiledAttention', 'forward+backward', 16384),
+  () => registryCase('expressiveAttention', 'forward', 4096),
+  () => registryCase('blockSparse', 'forward', 16384),
   () => decodeCase(4096),
   () => decodeCase(65536),
   () => scanCase('forward', 4096),

@@ -19,6 +19,9 @@ export * as ops from './ops.js';
 
 export * as layers from './layers.js';
 
+export { mixers, mixerNamed } from './mixers/registry.js';
+export type { BlockSizes, MixerCase, MixerDescriptor } from './mixers/descriptor.js';
+
 export { CausalGeneration } from './mixers/causal-generation/layer.js';
 export type { CausalGenerationArgs, CausalGenerationState } from './mixers/causal-generation/layer.js';
 export { AverageContext } from './mixers/average-context/layer.js';

@@ -451,7 +451,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'aaren', () => {
     }
     expect(call({}, { chunk: 8 })).toThrow(/aaren: unknown option 'chunk'; the options are 'scale', 'initialState', 'implementation'/);
     expect(call({}, { implementation: 'cuda' })).toThrow(/option 'implementation' must be one of/);
-    expect(call({}, { implementation: 'webgpu' })).toThrow(/aaren: implementation 'webgpu' is not available yet: Aaren has no WGSL kernel/);
+    expect(call({}, { implementation: 'webgpu' })).toThrow(/aaren: implementation 'webgpu' is not available yet: Aaren has no WGSL kernels/);
     expect(call({}, { initialState: tf.zeros([1, 2]) })).toThrow(/option 'initialState' must be an object \{ m: \[B, H\], u: \[B, H\], w: \[B, H, K\] \}/);
     expect(call({}, { initialState: { m: state.m, u: state.u } })).toThrow(/option 'initialState' must have exactly the parts 'm', 'u' and 'w'; part 'w' is missing/);
     expect(call({}, { initialState: { ...state, h: state.m } })).toThrow(/received an unknown part 'h'/);

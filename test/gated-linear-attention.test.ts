@@ -314,7 +314,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
       expect(() => op(q, k, v, g, { scale })).toThrow(/option 'scale' must be a finite number > 0/);
     }
     expect(() => op(q, k, v, g, { initalState: initialState } as never)).toThrow(/unknown option 'initalState'; the options are 'scale', 'initialState', 'implementation'/);
-    expect(() => op(q, k, v, g, { implementation: 'webgpu' })).toThrow(/no WGSL kernel for gated linear attention yet/);
+    expect(() => op(q, k, v, g, { implementation: 'webgpu' })).toThrow(/gatedLinearAttention: implementation 'webgpu' is not available yet: GatedLinearAttention has no WGSL kernels/);
     expect(() => gatedLinearAttentionWithState(q, k, v, g, { implementation: 'fast' as never })).toThrow(/option 'implementation' must be one of/);
     tf.dispose([q, k, v, g, initialState!, positive]);
   });

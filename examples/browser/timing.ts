@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
-import { ops, type Implementation } from '../../src/index.js';
+import { mixers, type Implementation, type MixerDescriptor } from '../../src/index.js';
 import { lineChart, type ChartSeries } from '../shared/svg-chart.js';
 import {
   WEBGPU_HELP, byId, fence, findWebGPU, median, setState, showMessage, yieldToBrowser,
@@ -19,90 +19,22 @@ import {
 
 type Pass = 'forward' | 'forward+backward';
 
-/** One mixer as the page runs it: fixed options, inputs at a length T. */
-interface MixerCase {
-  /** The op's name in `ops`. */
-  op: keyof typeof ops;
-  /** The layer class it belongs to. */
-  layer: string;
-  /** Inputs and options, in words. */
-  describe: (T: number) => string;
-  /**
-   * max |kernel − reference| / max |reference| below which the two agree. Float32 with sums
-   * in another order gives ~1e-6; 1e-4 as the library's bench. SelectiveSSM's gradients of A
-   * and D are sums over all T steps (and rounding grows with T): 1e-3, as its bench section.
-   */
-  tolerance: number;
-  /** The differentiable inputs at length T, and the op on them. */
-  make: (T: number, seed: number) => { names: string[]; inputs: tf.Tensor[]; constants: tf.Tensor[]; run: (impl: Implementation, xs: tf.Tensor[]) => tf.Tensor };
+/**
+ * The mixers with WGSL kernels, by name, from the library's registry: each runs its descriptor's
+ * bench case. A case agrees when max |kernel − reference| / max |reference| is under the
+ * descriptor's tolerance (float32 sums in another order give ~1e-6).
+ */
+const CASES = new Map(mixers.filter((m) => m.kernels !== null).map((m) => [m.name, m]));
+
+/** The layer class's exported name: its className less the package ('tfjs-mixers>Aaren' → 'Aaren'). */
+const classOf = (m: MixerDescriptor) => m.className.slice(m.className.indexOf('>') + 1);
+
+/** The descriptor of the page's mixer `name`. */
+function descriptor(name: string): MixerDescriptor {
+  const m = CASES.get(name);
+  if (!m) throw new Error(`unknown mixer ${name}`);
+  return m;
 }
-
-const D = 256;
-const [H, K] = [4, 64];
-const [E, N] = [128, 16];
-
-function attention(
-  op: 'flashAttention' | 'expressiveAttention' | 'blockSparseAttention', layer: string, options: string,
-  call: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, implementation: Implementation) => tf.Tensor,
-): MixerCase {
-  return {
-    op, layer, tolerance: 1e-4,
-    describe: (T) => `q, k, v [1, ${T}, ${H}, ${K}]; ${options}`,
-    make: (T, seed) => ({
-      names: ['q', 'k', 'v'],
-      inputs: [0, 1, 2].map((i) => tf.randomNormal([1, T, H, K], 0, 1, 'float32', seed + i)),
-      constants: [],
-      run: (impl, [q, k, v]) => call(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, impl),
-    }),
-  };
-}
-
-const LAYOUT = { blockSize: 32, localBlocks: 2, globalBlocks: 1, stride: 0 };
-
-/** The six mixers, each at one fixed configuration. */
-const CASES: Record<string, MixerCase> = {
-  causalGeneration: {
-    op: 'causalGeneration', layer: 'CausalGeneration', tolerance: 1e-4,
-    describe: (T) => `x [1, ${T}, ${D}]; reduce 'min'`,
-    make: (T, seed) => ({
-      names: ['x'], inputs: [tf.randomNormal([1, T, D], 0, 1, 'float32', seed)], constants: [],
-      run: (implementation, [x]) => ops.causalGeneration(x as tf.Tensor3D, { reduce: 'min', implementation }),
-    }),
-  },
-  averageContext: {
-    op: 'averageContext', layer: 'AverageContext', tolerance: 1e-4,
-    describe: (T) => `x [1, ${T}, ${D}]; combine 'max', causal`,
-    make: (T, seed) => ({
-      names: ['x'], inputs: [tf.randomNormal([1, T, D], 0, 1, 'float32', seed)], constants: [],
-      run: (implementation, [x]) => ops.averageContext(x as tf.Tensor3D, { combine: 'max', causal: true, implementation }),
-    }),
-  },
-  expressiveAttention: attention('expressiveAttention', 'ExpressiveAttention', 'causal',
-    (q, k, v, implementation) => ops.expressiveAttention(q, k, v, { causal: true, implementation })),
-  blockSparse: attention('blockSparseAttention', 'BlockSparse',
-    `blockSize ${LAYOUT.blockSize}, localBlocks ${LAYOUT.localBlocks}, globalBlocks ${LAYOUT.globalBlocks}`,
-    (q, k, v, implementation) => ops.blockSparseAttention(q, k, v, { ...LAYOUT, implementation })),
-  selectiveSSM: {
-    op: 'selectiveScan', layer: 'SelectiveSSM', tolerance: 1e-3,
-    describe: (T) => `u, delta [1, ${T}, ${E}], A [${E}, ${N}], B, C [1, ${T}, ${N}]; D = 1, softplus(delta)`,
-    make: (T, seed) => {
-      const r = (shape: number[], s: number) => tf.randomUniform(shape, -1, 1, 'float32', seed + s);
-      // as Mamba initialises them: A = −(1…N) in every channel, D = 1
-      const A = tf.tidy(() => tf.neg(tf.tile(tf.range(1, N + 1).reshape([1, N]), [E, 1])));
-      const Dskip = tf.ones([E]) as tf.Tensor1D;
-      return {
-        names: ['u', 'delta', 'A', 'B', 'C'],
-        inputs: [r([1, T, E], 0), r([1, T, E], 1), A, r([1, T, N], 2), r([1, T, N], 3)],
-        constants: [Dskip],
-        run: (implementation, [u, delta, a, b, c]) => ops.selectiveScan(
-          u as tf.Tensor3D, delta as tf.Tensor3D, a as tf.Tensor2D, b as tf.Tensor3D, c as tf.Tensor3D,
-          { D: Dskip, deltaSoftplus: true, implementation }),
-      };
-    },
-  },
-  flashStyleTiledAttention: attention('flashAttention', 'FlashStyleTiledAttention', 'causal',
-    (q, k, v, implementation) => ops.flashAttention(q, k, v, { causal: true, implementation })),
-};
 
 /** Fenced wall time of one implementation. */
 interface Timing {
@@ -154,9 +86,10 @@ function relativeError(a: Float32Array, b: Float32Array): number {
 }
 
 async function measure(mixer: string, T: number, pass: Pass, progress: (line: string) => void): Promise<ResultRow> {
-  const c = CASES[mixer];
-  if (!c) throw new Error(`unknown mixer ${mixer}`);
-  const { names, inputs, constants, run } = c.make(T, 42);
+  const m = descriptor(mixer);
+  const tolerance = m.kernels!.tolerance;
+  const c = m.benchCase(T, 42);
+  const { names, inputs, constants, run } = c;
   const probe = tf.tidy(() => run('reference', inputs));
   const dy = tf.randomNormal(probe.shape, 0, 1, 'float32', 7);
   probe.dispose();
@@ -205,8 +138,8 @@ async function measure(mixer: string, T: number, pass: Pass, progress: (line: st
     const kernel = timing(samples.kernel);
     const reference = timing(samples.reference);
     return {
-      mixer: c.layer, op: `ops.${c.op}`, inputs: c.describe(T), pass, T,
-      relativeError: worst, perOutput, tolerance: c.tolerance, agree: worst < c.tolerance,
+      mixer: classOf(m), op: `ops.${c.op}`, inputs: c.about, pass, T,
+      relativeError: worst, perOutput, tolerance, agree: worst < tolerance,
       kernel, reference, speedup: reference.medianMs / kernel.medianMs,
     };
   } finally {
@@ -274,8 +207,9 @@ function render(): void {
 }
 
 function describeSelection(): void {
-  const c = CASES[byId<HTMLSelectElement>('mixer').value]!;
-  byId('inputs').textContent = `ops.${c.op}: ${c.describe(Number(byId<HTMLSelectElement>('length').value))}, float32`;
+  const c = descriptor(byId<HTMLSelectElement>('mixer').value).benchCase(Number(byId<HTMLSelectElement>('length').value), 42);
+  byId('inputs').textContent = `ops.${c.op}: ${c.about}, float32`;
+  tf.dispose([...c.inputs, ...c.constants]);
 }
 
 async function main(): Promise<void> {
@@ -297,6 +231,7 @@ async function main(): Promise<void> {
   byId('adapter').textContent = `tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}, adapter ${gpu.adapter}`;
 
   const mixer = byId<HTMLSelectElement>('mixer');
+  mixer.replaceChildren(...[...CASES.values()].map((m) => new Option(classOf(m), m.name, false, m.name === 'flashStyleTiledAttention')));
   const length = byId<HTMLSelectElement>('length');
   const pass = byId<HTMLSelectElement>('pass');
   const runButton = byId<HTMLButtonElement>('run');

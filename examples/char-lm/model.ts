@@ -1,6 +1,6 @@
 /**
  * A small decoder-only character model (a GPT) whose sequence mixer is any of tfjs-mixers'
- * six layers, or plain softmax attention as the baseline; generation through the mixers'
+ * layers (its registry, `mixers`), or plain softmax attention as the baseline; generation through the mixers'
  * decode states (`prefill` of the prompts, then `step` a token at a time), one sequence or a
  * batch of prompts of different lengths; and `file://` model saving for Node.
  *
@@ -21,8 +21,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  BlockSparse, ExpressiveAttention, FlashStyleTiledAttention, layers as mixerLayers, type Implementation, type KVCacheOptions,
-  type PrefillOptions,
+  BlockSparse, ExpressiveAttention, FlashStyleTiledAttention, mixerNamed, mixers as libraryMixers, type Implementation,
+  type KVCacheOptions, type PrefillOptions,
 } from '../../src/index.js';
 import { mulberry32 } from '../shared/random.js';
 
@@ -292,12 +292,10 @@ tf.serialization.registerClass(PositionalEmbedding);
 
 // ───────────────────────────── the model ─────────────────────────────
 
-/** The mixers a model can use: the library's eight, and `softmax`, the plain-attention baseline. */
-export const MIXERS = [
-  'causalGeneration', 'averageContext', 'expressiveAttention', 'blockSparse', 'selectiveSSM', 'aaren', 'gatedLinearAttention',
-  'flashStyleTiledAttention', 'softmax',
-] as const;
-export type MixerName = (typeof MIXERS)[number];
+/** The mixers a model can use: the library's (its registry, `mixers`), and `softmax`, the plain-attention baseline. */
+export const MIXERS: readonly string[] = [...libraryMixers.map((m) => m.name), 'softmax'];
+/** A name in {@link MIXERS}. */
+export type MixerName = string;
 
 /** Arguments of {@link buildModel}. */
 export interface CharLMConfig {
@@ -323,7 +321,7 @@ export interface CharLMConfig {
   /**
    * More arguments of the mixer layer, over the ones chosen here: e.g. `{ decode: 'recurrent' }`
    * for `expressiveAttention`'s fixed-size decode state, or `{ layout }` for `blockSparse`
-   * (default layout: {@link blockSparseLayout} of the context). Default none.
+   * (default layout: 8 blocks per context, as BlockSparse's `blockArgs` makes it). Default none.
    */
   mixerArgs?: Record<string, unknown>;
 }
@@ -344,31 +342,15 @@ const NAMES = {
   head: 'head',
 };
 
-/**
- * The block-sparse layout for a context: 8 blocks per context, each token sees its own and the
- * previous block plus the first (sink) block.
- */
-export function blockSparseLayout(context: number) {
-  return { blockSize: Math.max(1, Math.floor(context / 8)), localBlocks: 2, globalBlocks: 1, stride: 0 };
-}
-
 function mixerLayer(c: Required<CharLMConfig>, name: string): tf.layers.Layer {
-  const implementation = c.implementation;
-  // the layers check the names and values of what mixerArgs adds
-  const more = c.mixerArgs as object;
-  const heads = { numHeads: c.heads, implementation, name };
-  switch (c.mixer) {
-    case 'causalGeneration': return mixerLayers.causalGeneration({ reduce: 'min', implementation, name, ...more });
-    case 'averageContext': return mixerLayers.averageContext({ combine: 'max', implementation, name, ...more });
-    case 'expressiveAttention': return mixerLayers.expressiveAttention({ ...heads, ...more });
-    case 'blockSparse': return mixerLayers.blockSparse({ ...heads, layout: blockSparseLayout(c.context), ...more });
-    case 'selectiveSSM': return mixerLayers.selectiveSSM({ expand: 2, stateSize: 16, convKernel: 4, implementation, name, ...more });
-    case 'aaren': return mixerLayers.aaren({ ...heads, ...more });
-    case 'gatedLinearAttention': return mixerLayers.gatedLinearAttention({ ...heads, ...more });
-    case 'flashStyleTiledAttention': return mixerLayers.flashStyleTiledAttention({ ...heads, ...more });
-    // plain composed softmax attention (matMul, masked softmax, matMul): the tiled layer's reference
-    case 'softmax': return mixerLayers.flashStyleTiledAttention({ ...heads, ...more, implementation: 'reference' });
-  }
+  // plain composed softmax attention (matMul, masked softmax, matMul): the tiled layer's reference
+  const softmax = c.mixer === 'softmax';
+  const m = mixerNamed(softmax ? 'flashStyleTiledAttention' : c.mixer, 'buildModel');
+  // the layer checks the names and values of what mixerArgs adds
+  return m.layer({
+    ...m.blockArgs({ numHeads: c.heads, context: c.context }), implementation: c.implementation, name, ...c.mixerArgs,
+    ...(softmax ? { implementation: 'reference' } : {}),
+  });
 }
 
 function resolveConfig(config: CharLMConfig): Required<CharLMConfig> {
@@ -468,7 +450,7 @@ function modelParts(model: tf.LayersModel, who: string): ModelParts {
 }
 
 /** The mixers that take `apply(x, { segmentIds })`: the attention layers. */
-export const PACKED_MIXERS: readonly MixerName[] = ['expressiveAttention', 'blockSparse', 'flashStyleTiledAttention', 'softmax'];
+export const PACKED_MIXERS: readonly MixerName[] = [...libraryMixers.filter((m) => m.segments).map((m) => m.name), 'softmax'];
 
 /**
  * Positions that restart at every segment: `segmentIds [B, T]` (int32, each segment one
@@ -497,8 +479,8 @@ export function segmentPositions(segmentIds: tf.Tensor2D): tf.Tensor2D {
  * mixer gets `apply(h, { segmentIds })`, so no token sees another document: each document's
  * logits are those of the document run alone. `model.apply` cannot pass these per-batch
  * arguments to its layers, hence this function. Only the attention mixers take segment ids
- * ({@link PACKED_MIXERS}); the causal mixers (causalGeneration, averageContext, selectiveSSM)
- * carry a state along the row and are refused.
+ * ({@link PACKED_MIXERS}); the others (causalGeneration, selectiveSSM, aaren, …) carry a state
+ * along the row and are refused.
  *
  * @example
  * ```ts
@@ -511,7 +493,7 @@ export function segmentPositions(segmentIds: tf.Tensor2D): tf.Tensor2D {
 export function packedLogits(model: tf.LayersModel, x: tf.Tensor2D, segmentIds: tf.Tensor2D, training = false): tf.Tensor3D {
   const parts = modelParts(model, 'packedLogits');
   for (const { mixer } of parts.blocks) {
-    if (!(mixer instanceof FlashStyleTiledAttention || mixer instanceof ExpressiveAttention || mixer instanceof BlockSparse)) {
+    if (!libraryMixers.some((m) => m.segments && m.className === mixer.getClassName())) {
       throw new Error(`packedLogits: layer '${mixer.name}' is ${mixer.getClassName()}, which takes no segmentIds: it would carry ` +
         `its state from one document into the next. Packed sequences need an attention mixer (${PACKED_MIXERS.join(', ')}).`);
     }

@@ -12,6 +12,7 @@
  *
  * @packageDocumentation
  */
+import { mixers as libraryMixers } from '../../src/index.js';
 import type { ChartSeries } from '../shared/svg-chart.js';
 import type { TrainingResult } from './training.js';
 
@@ -272,21 +273,13 @@ export function thin(n: number, max: number): number[] {
 }
 
 /** Okabe–Ito colours, then two of Paul Tol's (all distinguishable with colour-blindness); the paper's three mixers first. */
-const COLORS: Record<string, string> = {
-  softmax: '#000000',
-  causalGeneration: '#0072b2',
-  averageContext: '#d55e00',
-  expressiveAttention: '#009e73',
-  blockSparse: '#cc79a7',
-  selectiveSSM: '#e69f00',
-  aaren: '#882255',
-  gatedLinearAttention: '#999933',
-  flashStyleTiledAttention: '#56b4e9',
-};
-const FALLBACK_COLORS = ['#999999', '#f0e442', '#44aa99'];
+/** One colour per library mixer, in the registry's order (Wong's and Tol's colour-blind-safe palettes); softmax black. */
+const PALETTE = ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#e69f00', '#882255', '#999933', '#56b4e9', '#44aa99', '#f0e442'];
 
-function colorOf(mixer: string, index: number): string {
-  return COLORS[mixer] ?? FALLBACK_COLORS[index % FALLBACK_COLORS.length]!;
+function colorOf(mixer: string): string {
+  if (mixer === 'softmax') return '#000000';
+  const i = libraryMixers.findIndex((m) => m.name === mixer);
+  return PALETTE[(i < 0 ? libraryMixers.length : i) % PALETTE.length]!;
 }
 
 function okRuns(runs: readonly RunRecord[], mixer: string): RunSuccess[] {
@@ -307,13 +300,13 @@ function labelOf(runs: readonly RunRecord[], mixer: string): string {
  */
 export function trainSeries(runs: readonly RunRecord[], window: number, maxPoints = 400): ChartSeries[] {
   const mixers = [...new Set(runs.filter((r) => r.status === 'ok').map((r) => r.mixer))];
-  return mixers.map((mixer, k) => {
+  return mixers.map((mixer) => {
     const curves = okRuns(runs, mixer).map((r) => trailingMean(r.losses, window));
     const { mean, min, max } = acrossSeeds(curves);
     const kept = thin(mean.length, maxPoints);
     return {
       label: labelOf(runs, mixer),
-      color: colorOf(mixer, k),
+      color: colorOf(mixer),
       points: kept.map((i) => [i + 1, mean[i]!] as const),
       band: curves.length > 1 ? kept.map((i) => [i + 1, min[i]!, max[i]!] as const) : undefined,
       dashed: mixer === 'flashStyleTiledAttention',
@@ -324,13 +317,13 @@ export function trainSeries(runs: readonly RunRecord[], window: number, maxPoint
 /** Validation-loss series per mixer: the mean over seeds at each evaluated step, min–max as the band. */
 export function valSeries(runs: readonly RunRecord[]): ChartSeries[] {
   const mixers = [...new Set(runs.filter((r) => r.status === 'ok').map((r) => r.mixer))];
-  return mixers.map((mixer, k) => {
+  return mixers.map((mixer) => {
     const mine = okRuns(runs, mixer);
     const steps = [...new Set(mine.flatMap((r) => r.evals.map((e) => e.step)))].sort((a, b) => a - b);
     const at = steps.map((step) => mine.flatMap((r) => r.evals.filter((e) => e.step === step).map((e) => e.loss)));
     return {
       label: labelOf(runs, mixer),
-      color: colorOf(mixer, k),
+      color: colorOf(mixer),
       points: steps.map((step, i) => [step, spread(at[i]!).mean] as const),
       band: mine.length > 1 ? steps.map((step, i) => [step, spread(at[i]!).min, spread(at[i]!).max] as const) : undefined,
       markers: true,

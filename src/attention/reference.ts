@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { onHostBackend } from '../validate.js';
+import { chunksAlong, finitePart, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -109,65 +109,6 @@ function fromRows(x: tf.Tensor4D, H: number): tf.Tensor4D {
   const [B, Hkv, rows, K] = x.shape;
   const G = H / Hkv;
   return x.reshape([B, Hkv, rows / G, G * K]).transpose([0, 2, 1, 3]).reshape([B, rows / G, H, K]) as tf.Tensor4D;
-}
-
-/**
- * The pieces `[t0, t1)` of float32 `x` along `axis` (default 1, the tokens of `[B, T, ...]`). On
- * cpu and wasm they are copied out of one read of x: tfjs-wasm 4.22's `Slice` copies its whole
- * input out of the heap on every call, so n slices (or a `tf.split` into n) would copy it n
- * times. Elsewhere (webgl, webgpu, tfjs-node, where a read is a sync with a device) they are
- * `tf.slice`s. The caller disposes the pieces.
- *
- * @example
- * ```ts
- * const [a, b] = chunksAlong(tf.tensor2d([[1, 2, 3]]), [[0, 2], [2, 3]]);   // [[1, 2]], [[3]]
- * ```
- */
-export function chunksAlong<T extends tf.Tensor>(x: T, bounds: [number, number][], axis = 1): T[] {
-  const shape = x.shape;
-  const n = shape[axis]!;
-  if (!onHostBackend()) {
-    return bounds.map(([t0, t1]) => tf.slice(x, shape.map((_, a) => (a === axis ? t0 : 0)), shape.map((d, a) => (a === axis ? t1 - t0 : d))) as T);
-  }
-  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const data = x.dataSync() as Float32Array;
-  return bounds.map(([t0, t1]) => {
-    const piece = new Float32Array(outer * (t1 - t0) * inner);
-    for (let o = 0; o < outer; o++) piece.set(data.subarray((o * n + t0) * inner, (o * n + t1) * inner), o * (t1 - t0) * inner);
-    return tf.tensor(piece, shape.map((d, a) => (a === axis ? t1 - t0 : d)), 'float32') as T;
-  });
-}
-
-/**
- * `x` with its NaN and ±∞ entries replaced by 0 (a select, so that no 0 · NaN can follow), and
- * `bad`, 1 where `x` held one of them and 0 elsewhere: what a reference needs to compute on
- * finite numbers and poison only the outputs that see a non-finite input.
- *
- * @example
- * ```ts
- * const { finite, bad } = finitePart(tf.tensor1d([1, NaN, Infinity]));
- * finite.print();  // [1, 0, 0]
- * bad.print();     // [0, 1, 1]
- * ```
- */
-export function finitePart<T extends tf.Tensor>(x: T): { finite: T; bad: T; ok: tf.Tensor } {
-  const ok = tf.isFinite(x);
-  return { finite: tf.where(ok, x, tf.scalar(0) as tf.Tensor) as T, bad: tf.sub(1, tf.cast(ok, 'float32')) as T, ok };
-}
-
-/**
- * `[...]` → `[...]`: NaN where `count` (a non-negative count of non-finite inputs) is not 0,
- * and 0 elsewhere; added to an output, it makes exactly the rows that see such an input NaN.
- *
- * @example
- * ```ts
- * poisonWhere(tf.tensor1d([0, 2])).print();  // [0, NaN]
- * ```
- */
-export function poisonWhere<T extends tf.Tensor>(count: T): T {
-  const bad = tf.greaterEqual(count, 0.5);
-  return tf.where(bad, tf.fill(bad.shape, Number.NaN), tf.zeros(bad.shape)) as T;
 }
 
 /**

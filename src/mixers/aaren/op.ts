@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros,
-  optionNames, type Implementation,
+  noKernelsYet, optionNames, type Implementation,
 } from '../../validate.js';
 import { aarenReference, emptyState, type AarenArgs, type AarenState } from './reference.js';
 
@@ -84,8 +84,7 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
   const args = checkAaren(op, q, k, v, options);
   const implementation = checkOneOf(op, 'implementation', options.implementation, IMPLEMENTATIONS, 'auto');
   if (implementation === 'webgpu') {
-    throw argumentError(op, `implementation 'webgpu' is not available yet: Aaren has no WGSL kernel. ` +
-      `Use implementation 'auto' or 'reference', which run the tfjs-ops reference on every backend, webgpu included.`);
+    throw noKernelsYet(op, 'Aaren');
   }
   const [B, T, H, K] = args.k.shape;
   if (B * T === 0) {

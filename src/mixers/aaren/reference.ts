@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finitePart, poisonWhere } from '../../attention/reference.js';
+import { chunksAlong, finitePart, poisonWhere } from '../../tensors.js';
 
 /**
  * Aaren's scan state per head: the running max m of the scores, the mass

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros,
-  onHostBackend, optionNames, type Implementation,
+  noKernelsYet, onHostBackend, optionNames, type Implementation,
 } from '../../validate.js';
 import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
 
@@ -52,8 +52,7 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
   }
   const impl = checkOneOf(op, 'implementation', o.implementation, IMPLEMENTATIONS, 'auto');
   if (impl === 'webgpu') {
-    throw argumentError(op, `implementation 'webgpu': there is no WGSL kernel for gated linear attention yet; ` +
-      `use implementation 'auto' or 'reference', which run the tfjs-ops reference on every backend.`);
+    throw noKernelsYet(op, 'GatedLinearAttention');
   }
   if ($g.size > 0 && onHostBackend()) {
     // one reduction and one scalar read: a positive log gate would make the state grow without bound

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finitePart, poisonWhere } from '../../attention/reference.js';
+import { chunksAlong, finitePart, poisonWhere } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
 export interface GlaArgs {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { finitePart, poisonWhere } from '../../attention/reference.js';
+import { finitePart, poisonWhere } from '../../tensors.js';
 
 /** The resolved inputs of one selective scan, checked by the op. */
 export interface ScanArgs {

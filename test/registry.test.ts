@@ -1,0 +1,99 @@
+// The registry (src/mixers/registry.ts) and what every mixer in it must hold, run from its
+// descriptor alone: a mixer added to the registry is checked here without a line of its own.
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import * as library from '../src/index.js';
+import { layers, mixers, ops, type MixerDescriptor } from '../src/index.js';
+import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, values } from './helpers.js';
+import { itIsCausal, itLeaksNothing, itRoundTrips } from './layer-properties.js';
+
+const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
+
+/** Sizes every mixer accepts: two heads of a width-8 block. */
+const SIZES = { numHeads: 2, context: 16 };
+const blockLayer = (m: MixerDescriptor, more: object = {}) => m.layer({ ...m.blockArgs(SIZES), ...more });
+
+describe('the mixer registry', () => {
+  it('names each mixer once, as its layer factory, its class and its guide', () => {
+    const names = mixers.map((m) => m.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const m of mixers) {
+      const layer = blockLayer(m);
+      expect(layer.getClassName(), m.name).toBe(m.className);
+      expect((layers as Record<string, unknown>)[m.name], `layers.${m.name}`).toBeTypeOf('function');
+      expect((layers as Record<string, (a: object) => tf.layers.Layer>)[m.name]!(m.blockArgs(SIZES)).getClassName()).toBe(m.className);
+      for (const op of m.ops) expect((ops as Record<string, unknown>)[op], `ops.${op}`).toBeTypeOf('function');
+      expect(read(`docs/${m.guide}.md`).length).toBeGreaterThan(0);
+      expect(read('typedoc.json')).toContain(`"docs/${m.guide}.md"`);
+      // the class is exported by its name, which className prefixes with the package's ('tfjs-mixers>Aaren')
+      const exported = m.className.split('>').pop()!;
+      expect((library as unknown as Record<string, { className?: string }>)[exported]?.className).toBe(m.className);
+      expect(read('README.md')).toContain(exported);
+    }
+  });
+
+  it('holds every mixer layer and op the library exports (MultiHeadAttention and rotary are not mixers)', () => {
+    const notMixers = { layers: ['multiHeadAttention'], ops: ['rotary'] };
+    expect(Object.keys(layers).filter((n) => !notMixers.layers.includes(n)).sort()).toEqual(mixers.map((m) => m.name).sort());
+    expect(Object.keys(ops).filter((n) => !notMixers.ops.includes(n)).sort()).toEqual(mixers.flatMap((m) => m.ops).sort());
+  });
+});
+
+describeOn('cpu', 'every registered mixer', () => {
+  it("keys the kernels' presence to implementation 'webgpu' (it throws off the webgpu backend, and for a mixer without kernels)", () => {
+    for (const m of mixers) {
+      const c = m.benchCase(4, 1);
+      try {
+        expect(() => c.run('webgpu', c.inputs), m.name).toThrow(m.kernels ? /needs the 'webgpu' backend/ : /is not available yet/);
+      } finally {
+        tf.dispose([...c.inputs, ...c.constants]);
+      }
+    }
+  });
+
+  for (const m of mixers) {
+    describe(m.name, () => {
+      it('its bench case runs forward and backward through the reference, finite and leak-free', async () => {
+        const c = m.benchCase(9, 3);
+        await expectNoLeaks(async () => {
+          const { value, grads } = tf.valueAndGrads((...xs: tf.Tensor[]) => c.run('reference', xs))(c.inputs);
+          for (const t of [value, ...grads]) expect((await values(t)).every(Number.isFinite), m.name).toBe(true);
+          expect(grads.map((g) => g.shape)).toEqual(c.inputs.map((x) => x.shape));
+          expect(value.shape).toEqual(c.outputShape);
+          expect(c.op).toBe(m.ops[0]);
+          tf.dispose([value, grads]);
+        });
+        tf.dispose([...c.inputs, ...c.constants]);
+      });
+
+      const cases = fc.record({
+        B: fc.integer({ min: 1, max: 2 }), T: fc.integer({ min: 1, max: 9 }), D: fc.constant(8), seed: fc.nat(1000),
+      });
+      itIsCausal('', cases, () => blockLayer(m));
+      itLeaksNothing('', () => blockLayer(m) as never);
+      itRoundTrips(() => blockLayer(m), m.blockArgs(SIZES));
+    });
+  }
+});
+
+describeOn('webgpu', 'every registered mixer with kernels', () => {
+  for (const m of mixers.filter((d) => d.kernels)) {
+    it(`${m.name}: its bench case through the kernels agrees with the reference within the descriptor's tolerance`, async () => {
+      // T = 67: several kernel tiles and chunks, and a partial last one
+      const c = m.benchCase(67, 5);
+      const run = (implementation: 'webgpu' | 'reference') =>
+        tf.tidy(() => {
+          const { value, grads } = tf.valueAndGrads((...xs: tf.Tensor[]) => c.run(implementation, xs))(c.inputs);
+          return [value, ...grads];
+        });
+      const [kernel, reference] = [run('webgpu'), run('reference')];
+      for (const [i, r] of reference.entries()) {
+        const [k, ref] = [await values(kernel[i]!), await values(r)];
+        expect(maxAbsDiff(k, ref) / maxAbs(ref), `${m.name} output ${i}`).toBeLessThan(m.kernels!.tolerance);
+      }
+      tf.dispose([kernel, reference, c.inputs, c.constants]);
+    });
+  }
+});
