@@ -149,6 +149,9 @@ function backward(
   });
 }
 
+/** x with its NaN and ±∞ replaced by 0. */
+const finite = <T extends tf.Tensor>(x: T): T => tf.tidy(() => finitePart(x).finite);
+
 /** The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge. */
 export function emptyState(B: number, H: number, K: number): AarenState {
   return { m: tf.fill([B, H], -Infinity) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
@@ -190,17 +193,17 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
   const bounds = chunkBounds(T);
   const sizes = bounds.map(([t0, t1]) => t1 - t0);
   const THK = T * H * K;
+  // the whole op is one customGrad, so that tfjs's tape holds one node (it keeps every taped op's
+  // gradient, and on wasm copies of its saved inputs, until the backward ends); it returns one
+  // tensor: o, m, u and w packed side by side, [B, T·H·K + 2H + H·K]
   return tf.tidy(() => {
-    const k = finitePart(args.k);
-    const v = finitePart(args.v);
-    // non-finite entries of each token's k and v, per head: [B, T, H]; read by the forward only
-    const bad = tf.sum(tf.add(k.bad, v.bad), -1) as tf.Tensor3D;
-    // customGrad returns one tensor: o, m, u and w packed side by side, [B, T·H·K + 2H + H·K]
-    const run = tf.customGrad(((q: tf.Tensor2D, kIn: tf.Tensor4D, vIn: tf.Tensor4D, m0: tf.Tensor2D, u0: tf.Tensor2D,
+    const run = tf.customGrad(((q: tf.Tensor2D, kRaw: tf.Tensor4D, vRaw: tf.Tensor4D, m0: tf.Tensor2D, u0: tf.Tensor2D,
       w0: tf.Tensor3D, save: tf.GradSaveFunc) => {
       const masks = masksFor(bounds);
+      const kIn = finite(kRaw);
+      const vIn = finite(vRaw);
       const sChunks = chunksAlong(scores(q, kIn, scale), bounds, 2);
-      const vChunks = chunksAlong(vIn.transpose([0, 2, 1, 3]) as tf.Tensor4D, bounds, 2);
+      const vChunks = tf.tidy(() => chunksAlong(vIn.transpose([0, 2, 1, 3]) as tf.Tensor4D, bounds, 2));
       let carry: AarenState = { m: m0, u: u0, w: w0 };
       const ms: tf.Tensor3D[] = [];
       const us: tf.Tensor3D[] = [];
@@ -215,9 +218,13 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
         tf.dispose([sChunks[n]!, vChunks[n]!, w]);
       }
       const [m, u, o] = [tf.concat(ms, 2), tf.concat(us, 2), tf.concat(os, 2)];
-      save([q, kIn, vIn, m0, u0, w0, m, u, o, carry.u, carry.w]);
-      // the outputs from a non-finite token on, and the final state after one, per head
-      const seen = tf.cumsum(bad, 1);
+      tf.dispose([ms, us, os]);
+      // k and v as given (saved tensors are copies on wasm): the backward takes their finite parts again
+      save([q, kRaw, vRaw, m0, u0, w0, m, u, o, carry.u, carry.w]);
+      // the outputs from a non-finite token on, and the final state after one, per head: non-finite
+      // entries of each token's k and v, [B, T, H], summed along T
+      const bad = (x: tf.Tensor) => tf.sum(tf.sub(1, tf.cast(tf.isFinite(x), 'float32')), -1);
+      const seen = tf.cumsum(tf.add(bad(kRaw), bad(vRaw)), 1);
       const poison = poisonWhere(seen);
       const poisonState = last(poison, 1);
       const value = tf.concat([
@@ -228,8 +235,9 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       return {
         value,
         gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
-          const [sq, sk, sv, sm0, su0, sw0, sm, su, so, uT, wT] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D, tf.Tensor2D,
-            tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D];
+          const [sq, kRawSaved, vRawSaved, sm0, su0, sw0, sm, su, so, uT, wT] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D,
+            tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D];
+          const [sk, sv] = [finite(kRawSaved), finite(vRawSaved)];
           const dO = tf.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]).transpose([0, 2, 1, 3]);
           const dm = tf.slice(dy, [0, THK], [B, H]) as tf.Tensor2D;
           const du = tf.slice(dy, [0, THK + H], [B, H]) as tf.Tensor2D;
@@ -239,28 +247,36 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
           // a_t = do_t/u_t and b_t = do_t·o_t/u_t, what every P_tj = e^{s_j − m_t}/u_t multiplies
           const a = tf.div(dO, su.expandDims(3));
           const b = tf.div(tf.sum(tf.mul(dO, so), -1), su);
-          const split3 = (x: tf.Tensor) => chunksAlong(x as tf.Tensor3D, bounds, 2);
-          const split4 = (x: tf.Tensor) => chunksAlong(x as tf.Tensor4D, bounds, 2);
-          const [sC, vC, mC, aC, bC] = [split3(scores(sq, sk, scale)), split4(sv.transpose([0, 2, 1, 3])), split3(sm), split4(a), split3(b)];
+          // the chunks of a temporary, which is freed once cut
+          const cut = <X extends tf.Tensor>(x: X): X[] => {
+            const pieces = chunksAlong(x, bounds, 2);
+            x.dispose();
+            return pieces;
+          };
+          const [sC, vC, mC, aC, bC] = [cut(scores(sq, sk, scale)), cut(sv.transpose([0, 2, 1, 3]) as tf.Tensor4D), chunksAlong(sm, bounds, 2),
+            cut(a as tf.Tensor4D), cut(b as tf.Tensor3D)];
           const chunks = sC.map((s, n) => ({ s, v: vC[n]!, m: mC[n]!, a: aC[n]!, b: bC[n]! }));
           const g = backward(chunks, masksFor(bounds), { m: sm0, u: su0, w: sw0 }, finalM, gm, du, dw);
           const ds = tf.mul(g.ds, scale).expandDims(3);   // [B, H, T, 1]
-          const dk = tf.mul(ds, sq.expandDims(1)).transpose([0, 2, 1, 3]);
           const dq = tf.sum(tf.matMul(ds, sk.transpose([0, 2, 1, 3]), true), [0, 2]);
-          return [dq, dk, g.dv.transpose([0, 2, 1, 3]), g.state.m, g.state.u, g.state.w];
+          // tokens first, and 0 where the input was not finite (the scan read 0 there), one at a time
+          const zeroBad = (d: () => tf.Tensor, x: tf.Tensor) => tf.tidy(() => {
+            const dx = d().transpose([0, 2, 1, 3]);
+            return tf.where(tf.isFinite(x), dx, tf.zerosLike(dx));
+          });
+          const dk = zeroBad(() => tf.mul(ds, sq.expandDims(1)), kRawSaved);
+          const dv = zeroBad(() => g.dv, vRawSaved);
+          g.dv.dispose();
+          return [dq, dk, dv, g.state.m, g.state.u, g.state.w];
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0]) as (...x: tf.Tensor[]) => tf.Tensor2D;
     const init = args.initialState ?? emptyState(B, H, K);
-    const packed = run(args.q, k.finite, v.finite, init.m, init.u, init.w);
-    const part = (begin: number, size: number) => tf.slice(packed, [0, begin], [B, size]);
+    // a split, whose gradient is one concat (a slice's is a pad of the whole packed tensor)
+    const [o, m, u, w] = tf.split(run(args.q, args.k, args.v, init.m, init.u, init.w), [THK, H, H, H * K], 1);
     return {
-      output: part(0, THK).reshape([B, T, H, K]) as tf.Tensor4D,
-      state: {
-        m: part(THK, H) as tf.Tensor2D,
-        u: part(THK + H, H) as tf.Tensor2D,
-        w: part(THK + 2 * H, H * K).reshape([B, H, K]) as tf.Tensor3D,
-      },
+      output: o!.reshape([B, T, H, K]) as tf.Tensor4D,
+      state: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w!.reshape([B, H, K]) as tf.Tensor3D },
     };
   });
 }

@@ -51,11 +51,16 @@ function chunkSizes(T: number): number[] {
   return sizes;
 }
 
-/** The pieces of `x` along `axis`, x itself when there is one (the caller disposes only made pieces). */
+/**
+ * The pieces of `x` along `axis`, x itself when there is one; a cut x is disposed (it is a
+ * temporary here), so that the whole and its pieces are not both held.
+ */
 function pieces(x: tf.Tensor, sizes: number[], axis: number): tf.Tensor[] {
   if (sizes.length === 1) return [x];
   let t0 = 0;
-  return chunksAlong(x, sizes.map((n): [number, number] => [t0, (t0 += n)]), axis);
+  const out = chunksAlong(x, sizes.map((n): [number, number] => [t0, (t0 += n)]), axis);
+  x.dispose();
+  return out;
 }
 
 /** The causal mask `[L, L, 1]` of a chunk of L tokens: 1 where j ≤ t (row t, column j), else 0. */
@@ -140,58 +145,108 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
   });
 }
 
-/**
- * The chunked recurrence on finite inputs, heads first: scaled q, k `[B, H, T, K]`, v
- * `[B, H, T, V]`, g `[B, H, K, T]` and the initial state S `[B, H, K, V]` to the output and the
- * final state joined along axis 2, `[B, H, T + K, V]` (tfjs's customGrad returns one tensor).
- * Its backward runs the chunks in reverse, recomputing each from the state saved at its start:
- * it keeps the inputs and T/c states, O(B·H·(T·(K+V) + T/c·K·V)), and one chunk's `[c, c, K]`
- * terms at a time.
- */
-const recurrence = tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor, save: tf.GradSaveFunc) => {
-  const T = q.shape[2]!;
-  const sizes = chunkSizes(T);
-  const { maskOf, dispose } = causalMasks();
-  const [qs, ks, vs, gs] = [pieces(q, sizes, 2), pieces(k, sizes, 2), pieces(v, sizes, 2), pieces(g, sizes, 3)];
-  const starts: tf.Tensor[] = [S0];
-  const outs: tf.Tensor[] = [];
-  for (let c = 0; c < sizes.length; c++) {
-    const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, maskOf(sizes[c]!));
-    outs.push(out);
-    starts.push(next);
-  }
-  const state = starts.pop()!;
-  save([q, k, v, g, ...starts]);
-  const value = tf.concat([...outs, state], 2);
-  tf.dispose([outs, state, starts.slice(1)]);
-  if (sizes.length > 1) tf.dispose([qs, ks, vs, gs]);
-  dispose();
-  return {
-    value,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [sq, sk, sv, sg, ...states] = saved;
-      const [dOut, dState] = tf.split(dy, [T, dy.shape[2]! - T], 2);
-      const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
-      const [qc, kc, vc, gc, dOc] = [pieces(sq!, sizes, 2), pieces(sk!, sizes, 2), pieces(sv!, sizes, 2), pieces(sg!, sizes, 3),
-        pieces(dOut!, sizes, 2)];
-      const grads: tf.Tensor[][] = [];
-      let dNext = dState!;
-      for (let c = sizes.length - 1; c >= 0; c--) {
-        const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, masksOf(sizes[c]!), dOc[c]!, dNext);
-        if (dNext !== dState) dNext.dispose();
-        dNext = dS!;
-        grads.unshift([dq!, dk!, dv!, dg!]);
-      }
-      disposeMasks();
-      const join = (i: number, axis: number) => (grads.length === 1 ? grads[0]![i]! : tf.concat(grads.map((r) => r[i]!), axis));
-      const result = [join(0, 2), join(1, 2), join(2, 2), join(3, 3), dNext];
-      if (sizes.length > 1) tf.dispose([qc, kc, vc, gc, dOc, grads]);
-      tf.dispose([dOut!, dState!]);
-      return result;
-    },
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor) => tf.Tensor;
+/** The finite parts of the inputs, heads first as the chunks read them: scaled q, k `[B, H, T, K]`, v `[B, H, T, V]`, g `[B, H, K, T]`. */
+function headsFirstFinite(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, scale: number) {
+  // one input at a time, so that one input's temporaries are live at once
+  const finite = (x: tf.Tensor, layout: (f: tf.Tensor) => tf.Tensor) => tf.tidy(() => layout(finitePart(x).finite));
+  return [
+    finite(q, (f) => headsFirst(tf.mul(f, scale))), finite(k, headsFirst), finite(v, headsFirst),
+    finite(g, (f) => tf.transpose(f, [0, 2, 3, 1])),
+  ];
+}
 
+/**
+ * Which outputs see a non-finite input: a NaN or ±∞ in k, v or g at token t reaches the
+ * outputs at t' ≥ t of its batch row and head and the final state, one in q only its own output.
+ * Returns counts, `outputSees` `[B, T, H, 1]` and `stateSees` `[B, H, 1, 1]`, non-zero where seen.
+ */
+function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
+  const [B, T, H] = q.shape as [number, number, number];
+  const bad = (x: tf.Tensor) => tf.sum(tf.sub(1, tf.cast(tf.isFinite(x), 'float32')), 3);
+  const entering = tf.add(tf.add(bad(k), bad(g)), bad(v));
+  const seen = tf.transpose(cumsumLast(tf.transpose(entering, [0, 2, 1])), [0, 2, 1]);
+  return {
+    outputSees: tf.add(seen, bad(q)).expandDims(3),
+    stateSees: tf.slice(seen, [0, T - 1, 0], [B, 1, H]).reshape([B, H, 1, 1]),
+  };
+}
+
+/**
+ * The whole op as one `tf.customGrad`, so that tfjs's tape holds one node and not the gradients
+ * of every op around the recurrence (the tape keeps each intermediate gradient until the end of
+ * the backward): q, k, g `[B, T, H, K]`, v `[B, T, H, V]` and the initial state S `[B, H, K, V]`
+ * to the output and the final state, flattened and joined, `[B, T·H·V + H·K·V]` (a customGrad
+ * returns one tensor); nothing inside is taped. The chunks run on the inputs' finite parts,
+ * heads first, and the outputs that see a non-finite input are made NaN; the backward
+ * runs them in reverse, recomputing each from the state saved at its start, so it keeps the
+ * inputs and T/c states, O(B·H·(T·(K+V) + T/c·K·V)), and one chunk's `[c, c, K]` terms at a
+ * time. The gradients at non-finite inputs are 0.
+ */
+function recurrence(scale: number) {
+  return tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [B, T, H, K] = q.shape as [number, number, number, number];
+    const V = v.shape[3]!;
+    const sizes = chunkSizes(T);
+    const { maskOf, dispose } = causalMasks();
+    const starts: tf.Tensor[] = [S0];
+    const value = tf.tidy(() => {
+      const [qh, kh, vh, gh] = headsFirstFinite(q, k, v, g, scale);
+      const [qs, ks, vs, gs] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3)];
+      const outs: tf.Tensor[] = [];
+      for (let c = 0; c < sizes.length; c++) {
+        const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, maskOf(sizes[c]!));
+        outs.push(out);
+        // the states the backward restarts from outlive this scope; the final one goes into the value
+        starts.push(c < sizes.length - 1 ? tf.keep(next) : next);
+      }
+      const { outputSees, stateSees } = nonFiniteSeen(q, k, v, g);
+      const output = tf.add(headsFirst(tf.concat(outs, 2)), poisonWhere(outputSees));          // [B, T, H, V]
+      const state = tf.add(starts.pop()!, poisonWhere(stateSees));
+      return tf.concat([output.reshape([B, T * H * V]), state.reshape([B, H * K * V])], 1);
+    });
+    dispose();
+    save([q, k, v, g, ...starts]);
+    tf.dispose(starts.slice(1));
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sq, sk, sv, sg, ...states] = saved;
+        const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
+        const grads = tf.tidy(() => {
+          const [dOut, dState] = tf.split(dy, [T * H * V, H * K * V], 1);
+          const [qh, kh, vh, gh] = headsFirstFinite(sq!, sk!, sv!, sg!, scale);
+          const [qc, kc, vc, gc, dOc] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3),
+            pieces(headsFirst(dOut!.reshape([B, T, H, V])), sizes, 2)];
+          const perChunk: tf.Tensor[][] = [];
+          let dNext = dState!.reshape([B, H, K, V]);
+          for (let c = sizes.length - 1; c >= 0; c--) {
+            const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, masksOf(sizes[c]!), dOc[c]!, dNext);
+            // this chunk's pieces are read no more
+            if (sizes.length > 1) tf.dispose([qc[c]!, kc[c]!, vc[c]!, gc[c]!, dOc[c]!, dNext]);
+            dNext = dS!;
+            perChunk.unshift([dq!, dk!, dv!, dg!]);
+          }
+          // one input at a time, freeing its chunks' gradients: joined, back to [B, T, H, ·], and 0
+          // where the input was not finite (finitePart's select); q's carries the scale's factor
+          const gradOf = (i: number, x: tf.Tensor, layout: (d: tf.Tensor) => tf.Tensor) => tf.tidy(() => {
+            const parts = perChunk.map((r) => r[i]!);
+            const axis = i === 3 ? 3 : 2;
+            const joined = parts.length === 1 ? parts[0]! : tf.concat(parts, axis);
+            tf.dispose(parts.filter((p) => p !== joined));
+            const d = layout(joined);
+            return tf.where(tf.isFinite(x), d, tf.zerosLike(d));
+          });
+          return [
+            gradOf(0, sq!, (d) => tf.mul(headsFirst(d), scale)), gradOf(1, sk!, headsFirst), gradOf(2, sv!, headsFirst),
+            gradOf(3, sg!, (d) => tf.transpose(d, [0, 3, 1, 2])), dNext,
+          ];
+        });
+        disposeMasks();
+        return grads;
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor) => tf.Tensor;
+}
 /**
  * GatedLinearAttention in tfjs ops, float32, differentiable: the ground truth on
  * every backend.
@@ -223,22 +278,8 @@ export function gatedLinearAttentionReference(args: GlaArgs): { output: tf.Tenso
   return tf.tidy(() => {
     const [B, T, H, K] = args.q.shape;
     const V = args.v.shape[3];
-    const q = finitePart(args.q);
-    const k = finitePart(args.k);
-    const v = finitePart(args.v);
-    const g = finitePart(args.g);
-    const [output, state] = tf.split(recurrence(
-      headsFirst(tf.mul(q.finite, args.scale)), headsFirst(k.finite), headsFirst(v.finite),
-      tf.transpose(g.finite, [0, 2, 3, 1]),   // [B, H, K, T]: the gates' cumsum runs on the last axis
-      args.initialState ?? tf.zeros([B, H, K, V])), [T, K], 2);
-    // non-finite k, v or g entering the state at each token: [B, T, H], then seen by every later token
-    const entering = tf.add(tf.add(tf.sum(k.bad, 3), tf.sum(g.bad, 3)), tf.sum(v.bad, 3));
-    const seen = tf.transpose(cumsumLast(tf.transpose(entering, [0, 2, 1])), [0, 2, 1]);
-    const outputSees = tf.add(seen, tf.sum(q.bad, 3)).expandDims(3);
-    const stateSees = tf.slice(seen, [0, T - 1, 0], [B, 1, H]).reshape([B, H, 1, 1]);
-    return {
-      output: tf.add(headsFirst(output!), poisonWhere(outputSees)) as tf.Tensor4D,
-      state: tf.add(state!, poisonWhere(stateSees)) as tf.Tensor4D,
-    };
+    const [output, state] = tf.split(recurrence(args.scale)(args.q, args.k, args.v, args.g, args.initialState ?? tf.zeros([B, H, K, V])),
+      [T * H * V, H * K * V], 1);
+    return { output: output!.reshape([B, T, H, V]) as tf.Tensor4D, state: state!.reshape([B, H, K, V]) as tf.Tensor4D };
   });
 }
