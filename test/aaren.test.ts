@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { aaren, aarenWithState, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
+import { aaren, aarenWithState, aarenWithStateOver, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
 import { AAREN_CHUNK } from '../src/mixers/aaren/reference.js';
 import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform, values } from './helpers.js';
@@ -326,6 +326,70 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'aaren', () => {
       }
       tf.dispose([one, two]);
     }), { numRuns: 8 });
+  });
+
+  it('padded tokens (the layers\' real mask) are the merge\'s identity: each row equals a run over its real tokens alone, outputs, state and gradients, and padding gets none', async () => {
+    const withReal = cases.filter((c) => c.init !== 'leading');
+    await fc.assert(fc.asyncProperty(withReal, fc.integer({ min: 0, max: 2 ** 31 - 1 }), async (c, maskSeed) => {
+      const x = inputsOf(c);
+      const { B, T, H, K } = c;
+      // about a third of the tokens padded, anywhere (holes too), a row possibly all padding
+      const draw = mulberry32(maskSeed);
+      const real = Array.from({ length: B }, () => Array.from({ length: T }, () => (draw() < 0.65 ? 1 : 0)));
+      const init = (b: number) => (x.init ? {
+        m: tf.tensor2d(x.init.m.slice(b * H, (b + 1) * H), [1, H]), u: tf.tensor2d(x.init.u.slice(b * H, (b + 1) * H), [1, H]),
+        w: tf.tensor3d(x.init.w.slice(b * H * K, (b + 1) * H * K), [1, H, K]),
+      } : undefined);
+      // the loss reads the real tokens' outputs only (a padded token's output is the state's so far,
+      // which the real tokens before it reach, and the run over real tokens alone has no such output)
+      const dO = tf.tensor4d(x.dOut.map((e, n) => (real[Math.floor(n / (T * H * K))]![Math.floor(n / (H * K)) % T] ? e : 0)), [B, T, H, K]);
+      const { q, k, v } = tensors(c, x);
+      const masked = tf.tidy(() => {
+        const f = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => aarenWithStateOver(a as tf.Tensor2D, b as tf.Tensor4D, d as tf.Tensor4D,
+          tf.tensor2d(real), { scale: x.scale, ...(x.init ? { initialState: { m: tf.tensor2d(x.init.m, [B, H]), u: tf.tensor2d(x.init.u, [B, H]), w: tf.tensor3d(x.init.w, [B, H, K]) } } : {}) });
+        const r = f(q, k, v);
+        return [r.output, r.state.m, r.state.u, r.state.w, ...tf.grads((a, b, d) => tf.sum(tf.mul(f(a!, b!, d!).output, dO)) as tf.Scalar)([q, k, v])];
+      });
+      const [o, m, u, w, , dk, dv] = await Promise.all(masked.map(values));
+      for (let b = 0; b < B; b++) {
+        const kept = real[b]!.flatMap((r, t) => (r ? [t] : []));
+        const rowOf = (a: Float64Array, t: number) => a.slice((b * T + t) * H * K, (b * T + t + 1) * H * K);
+        // the row alone, its real tokens only (no token: the initial state, or the empty one)
+        const alone = tf.tidy(() => {
+          const pick = (a: tf.Tensor4D) => (kept.length ? tf.gather(a.slice([b, 0, 0, 0], [1, -1, -1, -1]), kept, 1) : tf.zeros([1, 0, H, K])) as tf.Tensor4D;
+          const start = init(b);
+          const f = (a: tf.Tensor, bb: tf.Tensor, d: tf.Tensor) => aarenWithState(a as tf.Tensor2D, bb as tf.Tensor4D, d as tf.Tensor4D,
+            { scale: x.scale, ...(start ? { initialState: start } : {}) });
+          const r = f(q, pick(k), pick(v));
+          const dOr = pick(dO);
+          const g = kept.length ? tf.grads((bb, d) => tf.sum(tf.mul(f(q, bb!, d!).output, dOr)) as tf.Scalar)([pick(k), pick(v)]) : [];
+          return [r.output, r.state.m, r.state.u, r.state.w, ...g];
+        });
+        const [oA, mA, uA, wA, dkA, dvA] = await Promise.all(alone.map(values));
+        // the same sums as the one run's, cut at other chunk boundaries: within twice sameSums's (T + c)·ε each
+        const close = (a: ArrayLike<number>, e: ArrayLike<number>, what: string) => {
+          if (Array.from(e).every((z) => z === -Infinity)) expect(Array.from(a), what).toEqual(Array.from(e));
+          else expect(maxAbsDiff(a, e), what).toBeLessThanOrEqual(2 * sameSums(a, e, T + C));
+        };
+        close(m!.slice(b * H, (b + 1) * H), mA!, `row ${b} m`);
+        close(u!.slice(b * H, (b + 1) * H), uA!, `row ${b} u`);
+        close(w!.slice(b * H * K, (b + 1) * H * K), wA!, `row ${b} w`);
+        kept.forEach((t, i) => {
+          close(rowOf(o!, t), oA!.slice(i * H * K, (i + 1) * H * K), `row ${b} output at ${t}`);
+          close(rowOf(dk!, t), dkA!.slice(i * H * K, (i + 1) * H * K), `row ${b} dk at ${t}`);
+          close(rowOf(dv!, t), dvA!.slice(i * H * K, (i + 1) * H * K), `row ${b} dv at ${t}`);
+        });
+        for (let t = 0; t < T; t++) {
+          expect(rowOf(o!, t).every(Number.isFinite), `row ${b} output at ${t} finite`).toBe(true);
+          if (!real[b]![t]) {
+            expect(maxAbs(rowOf(dk!, t)), `row ${b} dk at padded ${t}`).toBe(0);
+            expect(maxAbs(rowOf(dv!, t)), `row ${b} dv at padded ${t}`).toBe(0);
+          }
+        }
+        tf.dispose(alone);
+      }
+      tf.dispose([masked, q, k, v, dO]);
+    }), { numRuns: 10 });
   });
 
   it('is causal: changing the tokens after t leaves the outputs 0..t bit for bit', async () => {

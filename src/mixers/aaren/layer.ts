@@ -3,7 +3,7 @@ import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../lay
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
-import { aarenWithState, type AarenState } from './op.js';
+import { aarenWithState, aarenWithStateOver, type AarenState } from './op.js';
 import { emptyState } from './reference.js';
 
 /** Arguments of the {@link Aaren} layer. */
@@ -27,11 +27,6 @@ export type AarenLayerState = {
   /** int32 `[B]`: the tokens each row has consumed. */
   positions: tf.Tensor1D;
 };
-
-/** e^{x − m}, taken as 1 where x = m (−∞ included), as the op's merge takes it. */
-function weight(x: tf.Tensor, m: tf.Tensor): tf.Tensor {
-  return tf.where(tf.equal(x, m), tf.onesLike(x), tf.exp(tf.sub(x, m)));
-}
 
 /**
  * Aaren as a layer (Feng et al. 2024, "Attention as an RNN"; the {@link "aaren" | Aaren guide}):
@@ -103,15 +98,20 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
     };
   }
 
-  /** The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the op's final state. */
-  private run(x: tf.Tensor3D, start?: AarenState): { y: tf.Tensor3D; state: AarenState; k: tf.Tensor4D; v: tf.Tensor4D } {
+  /**
+   * The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the
+   * op's final state; with `real` `[B, T]` (1 real, 0 padding), the state after each row's real tokens.
+   */
+  private run(x: tf.Tensor3D, start?: AarenState, real?: tf.Tensor2D): { y: tf.Tensor3D; state: AarenState } {
     const { H, K } = this.dims();
     const [B, T] = x.shape;
     const { k, v } = this.keysValues(x);
-    const { output, state } = aarenWithState(this.weight('queries').read() as tf.Tensor2D, k, v, {
+    const options = {
       ...(start ? { initialState: { m: start.m, u: start.u, w: start.w } } : {}), implementation: this.activeImplementation(),
-    });
-    return { y: this.dense(output.reshape([B, T, H * K]), 'output') as tf.Tensor3D, state, k, v };
+    };
+    const q = this.weight('queries').read() as tf.Tensor2D;
+    const { output, state } = real ? aarenWithStateOver(q, k, v, real, options) : aarenWithState(q, k, v, options);
+    return { y: this.dense(output.reshape([B, T, H * K]), 'output') as tf.Tensor3D, state };
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
@@ -153,9 +153,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
    * Runs a prompt through the layer in parallel: the outputs, and the state that stepping its
    * real tokens one by one from `state` would leave. x is right-padded: row b holds
    * `options.lengths[b]` real tokens (default all T), and its state advances by that many from
-   * its own position. The state after a row's real tokens is formed from their scores at once,
-   * (m, u, w) = start ⊕ (s_j, 1, v_j) over j < lengths[b], a masked max and two masked sums,
-   * since no input makes a padded token the merge's identity. The input state is left as it is.
+   * its own position. The op takes the padded tokens as the merge's identity, so its final state
+   * is each row's after its real tokens. The input state is left as it is.
    *
    * @param x `[B, T, D]` float32, the prompt, right-padded.
    * @param state from {@link Aaren.initState}, {@link Aaren.step} or a previous prefill; default
@@ -174,7 +173,7 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
    */
   prefill(x: tf.Tensor3D, state?: AarenLayerState, options?: PrefillOptions): [tf.Tensor3D, AarenLayerState] {
     const method = `${this.layerName}.prefill`;
-    const { D, K } = this.dims();
+    const { D } = this.dims();
     const { B, T, lengths } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) this.checkState(method, state, B);
@@ -183,17 +182,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
         const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
         if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { m: start.m.clone(), u: start.u.clone(), w: start.w.clone(), positions }];
         const real = realSteps(lengths, T);
-        const { y, k, v } = this.run(zeroPadding(x, real), start);
-        // the scores s_j = q_h·k_j/√K of the real tokens, −∞ at the padded ones: [B, T, H]
-        const scores = tf.div(tf.sum(tf.mul(k, this.weight('queries').read()), -1), Math.sqrt(K));
-        const isReal = real.expandDims(2);
-        const s = tf.where(isReal, scores, tf.fill(scores.shape, -Infinity));
-        const m = tf.maximum(start.m, tf.max(s, 1)) as tf.Tensor2D;
-        const carried = weight(start.m, m);
-        const e = tf.where(isReal, weight(s, m.expandDims(1)), tf.zerosLike(s));   // [B, T, H]
-        const u = tf.add(tf.mul(carried, start.u), tf.sum(e, 1)) as tf.Tensor2D;
-        const w = tf.add(tf.mul(carried.expandDims(2), start.w), tf.sum(tf.mul(e.expandDims(3), v), 1)) as tf.Tensor3D;
-        return [y, { m, u, w, positions }];
+        const { y, state: next } = this.run(zeroPadding(x, real), start, tf.cast(real, 'float32') as tf.Tensor2D);
+        return [y, { ...next, positions }];
       });
     } finally {
       lengths.dispose();

@@ -80,8 +80,13 @@ function checkAaren(op: string, q: unknown, k: unknown, v: unknown, options: Aar
 }
 
 /** Validates, then runs the reference; an empty batch or sequence returns the initial state. */
-function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions): AarenResult {
+function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions, real?: tf.Tensor2D): AarenResult {
   const args = checkAaren(op, q, k, v, options);
+  if (real !== undefined) {
+    const [B, T] = args.k.shape;
+    checkShape(op, 'real', checkTensor<tf.Rank.R2>(op, 'real', real, ['B', 'T']), [B, T], ['B', 'T']);
+    args.real = real;
+  }
   const implementation = checkOneOf(op, 'implementation', options.implementation, IMPLEMENTATIONS, 'auto');
   if (implementation === 'webgpu') {
     throw noKernelsYet(op, 'Aaren');
@@ -166,4 +171,14 @@ export function aaren(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: A
  */
 export function aarenWithState(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {
   return run('aarenWithState', q, k, v, options);
+}
+
+/**
+ * {@link aarenWithState} over rows padded on the right, for the layer's ragged prefill (not in
+ * `ops`): `real` `[B, T]` float32 is 1 at a row's real tokens and 0 at its padding. A padded token
+ * is the merge's identity, so the state returned is each row's after its real tokens, and the
+ * output at a padded token is the state's so far (0 before any real token).
+ */
+export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, real: tf.Tensor2D, options: AarenOptions = {}): AarenResult {
+  return run('aarenWithState', q, k, v, options, real);
 }

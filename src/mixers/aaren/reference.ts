@@ -26,6 +26,13 @@ export interface AarenArgs {
   scale: number;
   /** The scan's first element; absent: the empty state. */
   initialState?: AarenState;
+  /**
+   * `[B, T]` float32, 1 for a real token and 0 for padding; absent: every token is real. A padded
+   * token is the merge's identity (−∞, 0, 0): it leaves the state as it was, and its output is
+   * the state's so far (0 before any real token). The layers' ragged prefill reads the final state
+   * through it.
+   */
+  real?: tf.Tensor2D;
 }
 
 /**
@@ -78,16 +85,26 @@ function last(x: tf.Tensor, axis: number): tf.Tensor {
 }
 
 /**
+ * `E` `[B, H, n, n]` with its padded columns (tokens j with real 0, `real` `[B, 1, n]`) zeroed:
+ * a padded token's score is {@link HIDDEN}, below every real one, but where no real token is
+ * visible yet it is the row's max and would weigh 1. Without padding, E itself.
+ */
+function realColumns(E: tf.Tensor, real: tf.Tensor3D | null): tf.Tensor {
+  return real ? tf.mul(E, real.expandDims(2)) : E;
+}
+
+/**
  * One chunk's forward from the carried state (M `[B, H]`, U `[B, H]`, W `[B, H, K]`): the
  * running max m_t and mass u_t `[B, H, n]` and the weighted values w_t `[B, H, n, K]` after
  * each of its n tokens, by the merge of the carried state with the chunk's prefix.
  */
-function chunkForward(s: tf.Tensor3D, v: tf.Tensor4D, mask: tf.Tensor2D, M: tf.Tensor2D, U: tf.Tensor2D, W: tf.Tensor3D) {
+function chunkForward(s: tf.Tensor3D, v: tf.Tensor4D, mask: tf.Tensor2D, M: tf.Tensor2D, U: tf.Tensor2D, W: tf.Tensor3D,
+  real: tf.Tensor3D | null) {
   return tf.tidy(() => {
     const S = visibleScores(s, mask);
     // the diagonal is always visible, so the row max is a score and the weights are finite
     const m = tf.maximum(tf.max(S, -1), M.expandDims(2)) as tf.Tensor3D;
-    const E = tf.exp(tf.sub(S, m.expandDims(3)));
+    const E = realColumns(tf.exp(tf.sub(S, m.expandDims(3))), real);
     // the carried state's weight e^{M − m_t}: 0 when M = −∞ (the empty state), never NaN since m_t is finite
     const carried = tf.exp(tf.sub(M.expandDims(2), m));
     const u = tf.add(tf.mul(carried, U.expandDims(2)), tf.sum(E, -1)) as tf.Tensor3D;
@@ -107,7 +124,8 @@ function chunkForward(s: tf.Tensor3D, v: tf.Tensor4D, mask: tf.Tensor2D, M: tf.T
  * ds `[B, H, T]`, dv `[B, H, T, K]` and the initial state's gradients.
  */
 function backward(
-  chunks: { s: tf.Tensor3D; v: tf.Tensor4D; m: tf.Tensor3D; a: tf.Tensor4D; b: tf.Tensor3D }[], masks: Map<number, tf.Tensor2D>,
+  chunks: { s: tf.Tensor3D; v: tf.Tensor4D; m: tf.Tensor3D; a: tf.Tensor4D; b: tf.Tensor3D; real: tf.Tensor3D | null }[],
+  masks: Map<number, tf.Tensor2D>,
   init: AarenState, finalM: tf.Tensor2D, gm: tf.Tensor2D, du: tf.Tensor2D, dw: tf.Tensor3D,
 ): { ds: tf.Tensor3D; dv: tf.Tensor4D; state: AarenState } {
   return tf.tidy(() => {
@@ -117,18 +135,20 @@ function backward(
     const dv: tf.Tensor4D[] = [];
     let [dU, dW] = [du, dw];
     for (let n = chunks.length - 1; n >= 0; n--) {
-      const { s, v, m, a, b } = chunks[n]!;
+      const { s, v, m, a, b, real } = chunks[n]!;
       const [before, after] = [maxes[n]!, maxes[n + 1]!];
       const next = tf.tidy(() => {
-        const E = tf.exp(tf.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3)));
+        const E = realColumns(tf.exp(tf.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3))), real);
         // the chunk's tokens as the later outputs and the final state see them, through the carry
-        const later = tf.exp(tf.sub(s, after.expandDims(2)));
+        const later = real ? tf.mul(tf.exp(tf.sub(s, after.expandDims(2))), real) : tf.exp(tf.sub(s, after.expandDims(2)));
         const Gw = tf.add(tf.matMul(E, a, true), tf.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
         const Gu = tf.sub(tf.mul(later, dU.expandDims(2)), tf.squeeze(tf.matMul(E, b.expandDims(3), true), [3]));
         // the first maximiser of the final m is where the running max first reaches it
         const prev = tf.concat([before.expandDims(2), tf.slice(m, [0, 0, 0], [-1, -1, m.shape[2] - 1])], 2);
         const target = tf.mul(finalM.expandDims(2), tf.onesLike(m));
-        const first = tf.logicalAnd(tf.equal(m, target), tf.less(prev, target));
+        const reaches = tf.logicalAnd(tf.equal(m, target), tf.less(prev, target));
+        // a padded token is never the maximiser (it reaches the max only where no real token is: an empty state)
+        const first = real ? tf.logicalAnd(reaches, tf.greater(real, 0)) : reaches;
         const routed = tf.where(first, tf.mul(gm.expandDims(2), tf.onesLike(m)), tf.zerosLike(m));
         const dsN = tf.add(tf.add(tf.sum(tf.mul(v, Gw), -1), Gu), routed) as tf.Tensor3D;
         // the state carried into this chunk reaches its outputs with e^{before − m_t}, the next carry with e^{before − after}
@@ -193,6 +213,17 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
   const bounds = chunkBounds(T);
   const sizes = bounds.map(([t0, t1]) => t1 - t0);
   const THK = T * H * K;
+  // the real mask, where given, is saved with the inputs (the caller may dispose its own before a backward)
+  const hasReal = args.real !== undefined;
+  // padded tokens' scores are HIDDEN, below every real one (they weigh 0 through realColumns too)
+  const maskedScores = (q: tf.Tensor2D, k: tf.Tensor4D, real: tf.Tensor2D | undefined) => tf.tidy(() => {
+    const s = scores(q, k, scale);
+    return real ? tf.add(s, tf.mul(tf.sub(1, real), HIDDEN).expandDims(1)) as tf.Tensor3D : s;
+  });
+  // real `[B, 1, n]` per chunk, or none
+  const realPieces = (real: tf.Tensor2D | undefined) => (real ? chunksAlong(real.expandDims(1) as tf.Tensor3D, bounds, 2) : bounds.map(() => null));
+  // with padding a row may have seen no real token (u = 0): its output is 0, and so are a and b
+  const ratio = (x: tf.Tensor, y: tf.Tensor) => (hasReal ? tf.divNoNan(x, y) : tf.div(x, y));
   // the whole op is one customGrad, so that tfjs's tape holds one node (it keeps every taped op's
   // gradient, and on wasm copies of its saved inputs, until the backward ends); it returns one
   // tensor: o, m, u and w packed side by side, [B, T·H·K + 2H + H·K]
@@ -202,17 +233,18 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       const masks = masksFor(bounds);
       const kIn = finite(kRaw);
       const vIn = finite(vRaw);
-      const sChunks = chunksAlong(scores(q, kIn, scale), bounds, 2);
+      const sChunks = chunksAlong(maskedScores(q, kIn, args.real), bounds, 2);
+      const realChunks = realPieces(args.real);
       const vChunks = tf.tidy(() => chunksAlong(vIn.transpose([0, 2, 1, 3]) as tf.Tensor4D, bounds, 2));
       let carry: AarenState = { m: m0, u: u0, w: w0 };
       const ms: tf.Tensor3D[] = [];
       const us: tf.Tensor3D[] = [];
       const os: tf.Tensor4D[] = [];
       for (let n = 0; n < bounds.length; n++) {
-        const { m, u, w } = chunkForward(sChunks[n]!, vChunks[n]!, masks.get(sizes[n]!)!, carry.m, carry.u, carry.w);
+        const { m, u, w } = chunkForward(sChunks[n]!, vChunks[n]!, masks.get(sizes[n]!)!, carry.m, carry.u, carry.w, realChunks[n]!);
         ms.push(m);
         us.push(u);
-        os.push(tf.div(w, u.expandDims(3)) as tf.Tensor4D);
+        os.push(ratio(w, u.expandDims(3)) as tf.Tensor4D);
         if (carry.m !== m0) tf.dispose([carry.m, carry.u, carry.w]);
         carry = { m: last(m, 2) as tf.Tensor2D, u: last(u, 2) as tf.Tensor2D, w: last(w, 2) as tf.Tensor3D };
         tf.dispose([sChunks[n]!, vChunks[n]!, w]);
@@ -220,23 +252,25 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       const [m, u, o] = [tf.concat(ms, 2), tf.concat(us, 2), tf.concat(os, 2)];
       tf.dispose([ms, us, os]);
       // k and v as given (saved tensors are copies on wasm): the backward takes their finite parts again
-      save([q, kRaw, vRaw, m0, u0, w0, m, u, o, carry.u, carry.w]);
+      save([q, kRaw, vRaw, m0, u0, w0, m, u, o, carry.u, carry.w, ...(args.real ? [args.real] : [])]);
       // the outputs from a non-finite token on, and the final state after one, per head: non-finite
       // entries of each token's k and v, [B, T, H], summed along T
       const bad = (x: tf.Tensor) => tf.sum(tf.sub(1, tf.cast(tf.isFinite(x), 'float32')), -1);
       const seen = tf.cumsum(tf.add(bad(kRaw), bad(vRaw)), 1);
       const poison = poisonWhere(seen);
       const poisonState = last(poison, 1);
+      // an empty final state (no real token and no initial one) has m = −∞, as the empty state
+      const finalM = hasReal ? tf.where(tf.equal(carry.u, 0), tf.fill(carry.m.shape, -Infinity), carry.m) : carry.m;
       const value = tf.concat([
         tf.add(o.transpose([0, 2, 1, 3]), poison.expandDims(3)).reshape([B, THK]),
-        tf.add(carry.m, poisonState), tf.add(carry.u, poisonState),
+        tf.add(finalM, poisonState), tf.add(carry.u, poisonState),
         tf.add(carry.w, poisonState.expandDims(2)).reshape([B, H * K]),
       ], 1);
       return {
         value,
         gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
-          const [sq, kRawSaved, vRawSaved, sm0, su0, sw0, sm, su, so, uT, wT] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D,
-            tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D];
+          const [sq, kRawSaved, vRawSaved, sm0, su0, sw0, sm, su, so, uT, wT, real] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D,
+            tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D, tf.Tensor2D | undefined];
           const [sk, sv] = [finite(kRawSaved), finite(vRawSaved)];
           const dO = tf.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]).transpose([0, 2, 1, 3]);
           const dm = tf.slice(dy, [0, THK], [B, H]) as tf.Tensor2D;
@@ -245,17 +279,18 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
           const finalM = last(sm, 2) as tf.Tensor2D;
           const gm = tf.sub(tf.sub(dm, tf.mul(du, uT)), tf.sum(tf.mul(dw, wT), -1)) as tf.Tensor2D;
           // a_t = do_t/u_t and b_t = do_t·o_t/u_t, what every P_tj = e^{s_j − m_t}/u_t multiplies
-          const a = tf.div(dO, su.expandDims(3));
-          const b = tf.div(tf.sum(tf.mul(dO, so), -1), su);
+          const a = ratio(dO, su.expandDims(3));
+          const b = ratio(tf.sum(tf.mul(dO, so), -1), su);
           // the chunks of a temporary, which is freed once cut
           const cut = <X extends tf.Tensor>(x: X): X[] => {
             const pieces = chunksAlong(x, bounds, 2);
             x.dispose();
             return pieces;
           };
-          const [sC, vC, mC, aC, bC] = [cut(scores(sq, sk, scale)), cut(sv.transpose([0, 2, 1, 3]) as tf.Tensor4D), chunksAlong(sm, bounds, 2),
+          const [sC, vC, mC, aC, bC] = [cut(maskedScores(sq, sk, real)), cut(sv.transpose([0, 2, 1, 3]) as tf.Tensor4D), chunksAlong(sm, bounds, 2),
             cut(a as tf.Tensor4D), cut(b as tf.Tensor3D)];
-          const chunks = sC.map((s, n) => ({ s, v: vC[n]!, m: mC[n]!, a: aC[n]!, b: bC[n]! }));
+          const rC = realPieces(real);
+          const chunks = sC.map((s, n) => ({ s, v: vC[n]!, m: mC[n]!, a: aC[n]!, b: bC[n]!, real: rC[n]! }));
           const g = backward(chunks, masksFor(bounds), { m: sm0, u: su0, w: sw0 }, finalM, gm, du, dw);
           const ds = tf.mul(g.ds, scale).expandDims(3);   // [B, H, T, 1]
           const dq = tf.sum(tf.matMul(ds, sk.transpose([0, 2, 1, 3]), true), [0, 2]);
