@@ -1,13 +1,14 @@
-// GatedLinearAttention's chunked tfjs-ops reference (src/mixers/gated-linear-attention/) against
-// the float64 oracle (test/oracle/gated-linear-attention.ts) on cpu and wasm: output, final state
-// and every gradient within derived bounds, T spanning several chunks, two pieces carrying the
-// state, causality, strong and tiny gates, non-finite inputs, empty inputs, leaks and errors.
-// There is no WGSL kernel yet, so webgpu is not among the backends.
+// GatedLinearAttention (src/mixers/gated-linear-attention/) against the float64 oracle
+// (test/oracle/gated-linear-attention.ts): the chunked tfjs-ops reference on cpu and wasm, and the
+// WGSL scan kernels on webgpu (with the reference there too). Output, final state and every
+// gradient within derived bounds, T spanning several chunks, two pieces carrying the state,
+// causality, strong and tiny gates, non-finite inputs, the decode step, empty inputs, leaks and errors.
 
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { gatedLinearAttention, gatedLinearAttentionWithState } from '../src/mixers/gated-linear-attention/op.js';
+import { gatedLinearAttention, gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../src/mixers/gated-linear-attention/op.js';
+import type { Implementation } from '../src/validate.js';
 import { GLA_CHUNK } from '../src/mixers/gated-linear-attention/reference.js';
 import {
   gatedLinearAttentionGradOracle, gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle, type GlaDims, type GlaInputs,
@@ -42,13 +43,13 @@ const shapeOf = (s: GlaDims, n: Name) =>
   n === 'v' ? [s.B, s.T, s.H, s.V] : n === 'initialState' ? [s.B, s.H, s.K, s.V] : [s.B, s.T, s.H, s.K];
 
 /** The op's output, state and the gradients of L = Σ dOut·out + Σ dState·state, read back. */
-async function runReference(s: Case, x: GlaInputs, dOut: Float64Array, dState?: Float64Array) {
+async function runOp(s: Case, x: GlaInputs, dOut: Float64Array, dState?: Float64Array, implementation: Implementation = 'auto') {
   const names = NAMES.filter((n) => x[n as keyof GlaInputs] !== undefined);
   const ts = names.map((n) => tf.tensor(Float32Array.from(x[n as keyof GlaInputs] as Float64Array), shapeOf(s, n), 'float32'));
   const call = (t: tf.Tensor[]) => {
     const by = Object.fromEntries(names.map((n, i) => [n, t[i]!])) as Record<Name, tf.Tensor4D>;
     return gatedLinearAttentionWithState(by.q, by.k, by.v, by.g, {
-      ...(x.scale !== undefined ? { scale: x.scale } : {}), ...(by.initialState ? { initialState: by.initialState } : {}),
+      ...(x.scale !== undefined ? { scale: x.scale } : {}), ...(by.initialState ? { initialState: by.initialState } : {}), implementation,
     });
   };
   const { output, state } = call(ts);
@@ -85,14 +86,34 @@ async function runReference(s: Case, x: GlaInputs, dOut: Float64Array, dState?: 
  * error by the term's own weight exp(G_t − G_j). A wrong term changes entries by O(M).
  */
 function roundings(s: Case, g: ArrayLike<number>): number {
-  const { B, T, H, K, V } = s;
+  const { T, K, V } = s;
+  return T + 4 * Math.ceil(T / c) + K + V + 8 + (2 * c + 1) * gateMass(s, g);
+}
+
+/** A = the largest Σ_t |g_t| over (b, h, k): how far the gates can move an exponent. */
+function gateMass(s: GlaDims, g: ArrayLike<number>): number {
+  const { B, T, H, K } = s;
   let A = 0;
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < K; i++) {
     let sum = 0;
     for (let t = 0; t < T; t++) sum += Math.abs(g[((b * T + t) * H + h) * K + i]!);
     A = Math.max(A, sum);
   }
-  return T + 4 * Math.ceil(T / c) + K + V + 8 + (2 * c + 1) * A;
+  return A;
+}
+
+/**
+ * The same count for the WGSL scan kernels, from their operations: a term carried through the
+ * state meets, per step, exp(g) (WGSL allows 3 + 2·|g| ulps, ≤ (3 + 2|g|)·ε), a product and a
+ * sum: ≤ 5T + 2A over the sequence; per chunk boundary the carry's exp of the chunk's Σ g, whose
+ * float32 sum adds ≤ c·u·Σ|g|: ≤ 5·nC + (c + 2)·A; the output's sum over K, the backward's sums
+ * over V (across a workgroup, then across blocks) and over K, and the products scale·q and the
+ * adjoint's: ≤ K + V + 8. The gradient of g is formed directly, per token, as a sum over V of
+ * products of an adjoint and a state (no cumsum), so its magnitude is the oracle's |dg| itself.
+ */
+function kernelRoundings(s: Case, g: ArrayLike<number>): number {
+  const { T, K, V } = s;
+  return 5 * T + 5 * Math.ceil(T / c) + K + V + 8 + (c + 4) * gateMass(s, g);
 }
 
 /** Worst |got − want| / bound over the entries; ≤ 1 passes. */
@@ -139,14 +160,15 @@ function gPartialSums(s: GlaDims, x: GlaInputs, mag: ReturnType<typeof gatedLine
  * {@link roundings}), with a floor of 4 ulps for entries whose magnitude is 0. For g's gradient
  * M is {@link gPartialSums}, and the reverse cumsum over ≤ c entries adds c roundings.
  */
-async function expectMatchesOracle(s: Case): Promise<void> {
+async function expectMatchesOracle(s: Case, implementation: Implementation = 'auto'): Promise<void> {
   const { x, dOut, dState } = inputs(s);
   const dims = dimsOf(s);
   const want = gatedLinearAttentionOracle(x, dims);
   const wantGrads = gatedLinearAttentionGradOracle(x, dims, dOut, dState);
   const mag = gatedLinearAttentionMagnitudes(x, dims, dOut, dState);
-  const got = await runReference(s, x, dOut, dState);
-  const n = roundings(s, x.g);
+  const got = await runOp(s, x, dOut, dState, implementation);
+  const kernel = implementation === 'webgpu';
+  const n = kernel ? kernelRoundings(s, x.g) : roundings(s, x.g);
   const tol = (m: number) => n * EPS32 * m + 4 * EPS32 * (m === 0 ? 1 : 0);
   const label = JSON.stringify(s);
   expect(worstOverBound(got.output, want.out, (i) => tol(mag.out[i]!)), `output ${label}`).toBeLessThanOrEqual(1);
@@ -155,8 +177,9 @@ async function expectMatchesOracle(s: Case): Promise<void> {
     if (!wantGrads[name]) continue;
     expect(worstOverBound(got.grads[name], wantGrads[name], (i) => tol(mag.grads[name]![i]!)), `d${name} ${label}`).toBeLessThanOrEqual(1);
   }
-  const partial = gPartialSums(dims, x, mag);
-  expect(worstOverBound(got.grads.g, wantGrads.g, (i) => tol((1 + c / n) * partial[i]!)), `dg ${label}`).toBeLessThanOrEqual(1);
+  const partial = kernel ? mag.grads.g : gPartialSums(dims, x, mag);
+  const gFactor = kernel ? 1 : 1 + c / n;
+  expect(worstOverBound(got.grads.g, wantGrads.g, (i) => tol(gFactor * partial[i]!)), `dg ${label}`).toBeLessThanOrEqual(1);
 }
 
 /** T of 1, within one chunk, and spanning up to three chunks and a remainder. */
@@ -176,13 +199,20 @@ function tensorsOf(s: Case) {
   return { q: t('q'), k: t('k'), v: t('v'), g: t('g'), initialState: s.initialState ? t('initialState') : undefined };
 }
 
-for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttention', () => {
-  it('reference matches the float64 oracle: output, final state and the gradients of q, k, v, g, initialState', async () => {
-    await fc.assert(fc.asyncProperty(cases, expectMatchesOracle), { numRuns: 25 });
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'gatedLinearAttention', () => {
+  // the reference on cpu and wasm, the WGSL kernels on webgpu
+  const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'auto';
+  const withState = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: { initialState?: tf.Tensor4D; scale?: number } = {}) =>
+    gatedLinearAttentionWithState(q, k, v, g, { ...o, implementation });
+  const outputOf = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: { initialState?: tf.Tensor4D; scale?: number } = {}) =>
+    gatedLinearAttention(q, k, v, g, { ...o, implementation });
+
+  it('matches the float64 oracle: output, final state and the gradients of q, k, v, g, initialState', async () => {
+    await fc.assert(fc.asyncProperty(cases, (s) => expectMatchesOracle(s, implementation)), { numRuns: backend === 'webgpu' ? 12 : 25 });
   });
 
   it('strong gates (g down to −50) and tiny ones (g = −1e-6) stay finite and match the oracle', async () => {
-    for (const [gLo, gHi] of [[-50, -10], [-50, 0], [-1e-6, -1e-6]]) await expectMatchesOracle({ ...base, gLo, gHi });
+    for (const [gLo, gHi] of [[-50, -10], [-50, 0], [-1e-6, -1e-6]]) await expectMatchesOracle({ ...base, gLo, gHi }, implementation);
   });
 
   /** Two float32 evaluations within n·ε·M of the oracle each are within 2·n·ε·M of each other. */
@@ -191,10 +221,10 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
       const cut = 1 + Math.floor(at * (s.T - 1));
       const [one, two] = tf.tidy(() => {
         const { q, k, v, g, initialState } = tensorsOf(s);
-        const whole = gatedLinearAttentionWithState(q, k, v, g, { initialState });
+        const whole = withState(q, k, v, g, { initialState });
         const piece = (t0: number, n: number, init?: tf.Tensor4D) => {
           const at = (x: tf.Tensor4D) => x.slice([0, t0, 0, 0], [-1, n, -1, -1]);
-          return gatedLinearAttentionWithState(at(q), at(k), at(v), at(g), { initialState: init });
+          return withState(at(q), at(k), at(v), at(g), { initialState: init });
         };
         const first = piece(0, cut, initialState);
         const second = piece(cut, s.T - cut, first.state);
@@ -202,7 +232,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
       });
       const { x } = inputs(s);
       const mag = gatedLinearAttentionMagnitudes(x, dimsOf(s), new Float64Array(s.B * s.T * s.H * s.V));
-      const n = roundings(s, x.g);
+      const n = implementation === 'webgpu' ? kernelRoundings(s, x.g) : roundings(s, x.g);
       for (const [i, m] of [[0, mag.out], [1, mag.state]] as const) {
         expect(worstOverBound(await values(two[i]!), await values(one[i]!), (j) => 2 * n * EPS32 * m[j]! + 4 * EPS32)).toBeLessThanOrEqual(1);
       }
@@ -220,8 +250,8 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
           tf.concat([mine[n].slice([0, 0, 0, 0], [-1, t + 1, -1, -1]), theirs[n].slice([0, t + 1, 0, 0], [-1, -1, -1, -1])], 1) as tf.Tensor4D;
         const keep = (o: tf.Tensor) => o.slice([0, 0, 0, 0], [-1, t + 1, -1, -1]);
         return [
-          keep(gatedLinearAttention(mine.q, mine.k, mine.v, mine.g, { initialState: mine.initialState })),
-          keep(gatedLinearAttention(mixed('q'), mixed('k'), mixed('v'), mixed('g'), { initialState: mine.initialState })),
+          keep(outputOf(mine.q, mine.k, mine.v, mine.g, { initialState: mine.initialState })),
+          keep(outputOf(mixed('q'), mixed('k'), mixed('v'), mixed('g'), { initialState: mine.initialState })),
         ];
       });
       expect(Array.from(await values(b))).toEqual(Array.from(await values(a)));
@@ -242,7 +272,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
         return tf.tensor(data, clean[name].shape) as tf.Tensor4D;
       });
       const args = { ...clean, [name]: poisoned };
-      const { output, state } = gatedLinearAttentionWithState(args.q, args.k, args.v, args.g, { initialState: args.initialState });
+      const { output, state } = withState(args.q, args.k, args.v, args.g, { initialState: args.initialState });
       const o = await values(output);
       const st = await values(state);
       for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let j = 0; j < V; j++) {
@@ -255,7 +285,7 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
       }
       const names = ['q', 'k', 'v', 'g', 'initialState'] as const;
       const grads = tf.grads((...t: tf.Tensor[]) => {
-        const out = gatedLinearAttention(t[0] as tf.Tensor4D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D, t[3] as tf.Tensor4D,
+        const out = outputOf(t[0] as tf.Tensor4D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D, t[3] as tf.Tensor4D,
           { initialState: t[4] as tf.Tensor4D });
         return tf.sum(out.slice([0, 0, 0, 0], [-1, t0, -1, -1]));
       })(names.map((n) => args[n]!));
@@ -267,18 +297,44 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
     }
   });
 
-  it('T = 0 and B = 0: an empty output, the initial state (or zeros), zero gradients', async () => {
+  /** The step and the forward are each within n·ε·M of the oracle, so within 2·n·ε·M of each other. */
+  it('stepping token by token from the state equals the forward, outputs and final state', async () => {
+    await fc.assert(fc.asyncProperty(cases.filter((s) => s.T <= c + 5), async (s) => {
+      const { q, k, v, g, initialState } = tensorsOf(s);
+      const whole = withState(q, k, v, g, { initialState });
+      let state = initialState ?? tf.zeros([s.B, s.H, s.K, s.V]) as tf.Tensor4D;
+      const outs: tf.Tensor[] = [];
+      for (let t = 0; t < s.T; t++) {
+        const at = (x: tf.Tensor4D) => x.slice([0, t, 0, 0], [-1, 1, -1, -1]);
+        const r = gatedLinearAttentionStep(at(q), at(k), at(v), at(g), state, { implementation });
+        if (state !== initialState) state.dispose();
+        outs.push(r.output);
+        state = r.state;
+      }
+      const stepped = tf.concat(outs, 1);
+      const { x } = inputs(s);
+      const mag = gatedLinearAttentionMagnitudes(x, dimsOf(s), new Float64Array(s.B * s.T * s.H * s.V));
+      const n = implementation === 'webgpu' ? kernelRoundings(s, x.g) : roundings(s, x.g);
+      expect(worstOverBound(await values(stepped), await values(whole.output), (j) => 2 * n * EPS32 * mag.out[j]! + 4 * EPS32)).toBeLessThanOrEqual(1);
+      expect(worstOverBound(await values(state), await values(whole.state), (j) => 2 * n * EPS32 * mag.state[j]! + 4 * EPS32)).toBeLessThanOrEqual(1);
+      tf.dispose([q, k, v, g, initialState, whole.output, whole.state, outs, stepped, state].filter((t) => t !== undefined) as tf.Tensor[]);
+    }), { numRuns: 6 });
+  });
+
+  // the empty path runs no kernel, the same code on every backend; on webgpu the test's own
+  // tf.sum of an empty tensor fails in tfjs-backend-webgpu 4.22 (a zero-size buffer upload)
+  if (backend !== 'webgpu') it('T = 0 and B = 0: an empty output, the initial state (or zeros), zero gradients', async () => {
     for (const [B, T] of [[2, 0], [0, 3]]) {
       const s: Case = { ...base, B, T };
       const { q, k, v, g, initialState } = tensorsOf(s);
-      const r = gatedLinearAttentionWithState(q, k, v, g, { initialState });
+      const r = withState(q, k, v, g, { initialState });
       expect(r.output.shape).toEqual([B, T, s.H, s.V]);
       expect(Array.from(await values(r.state))).toEqual(Array.from(await values(initialState!)));
-      const zero = gatedLinearAttentionWithState(q, k, v, g);
+      const zero = withState(q, k, v, g);
       expect(maxAbs(await values(zero.state))).toBe(0);
-      const dInit = tf.grad((init: tf.Tensor) => tf.sum(gatedLinearAttentionWithState(q, k, v, g, { initialState: init as tf.Tensor4D }).state))(initialState!);
+      const dInit = tf.grad((init: tf.Tensor) => tf.sum(withState(q, k, v, g, { initialState: init as tf.Tensor4D }).state))(initialState!);
       expect(Array.from(await values(dInit))).toEqual(new Array(B * s.H * s.K * s.V).fill(1));
-      const dq = tf.grad((x: tf.Tensor) => tf.sum(gatedLinearAttention(x as tf.Tensor4D, k, v, g)))(q);
+      const dq = tf.grad((x: tf.Tensor) => tf.sum(outputOf(x as tf.Tensor4D, k, v, g)))(q);
       expect(dq.shape).toEqual(q.shape);
       tf.dispose([q, k, v, g, initialState!, r.output, r.state, zero.output, zero.state, dInit, dq]);
     }
@@ -288,18 +344,21 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
     const { q, k, v, g, initialState } = tensorsOf(base);
     const positive = tf.abs(g) as tf.Tensor4D;
     await expectNoLeaks(() => {
-      tf.dispose(gatedLinearAttention(q, k, v, g));
-      tf.dispose(Object.values(gatedLinearAttentionWithState(q, k, v, g, { initialState, scale: 0.5 })));
+      tf.dispose(outputOf(q, k, v, g));
+      tf.dispose(Object.values(withState(q, k, v, g, { initialState, scale: 0.5 })));
       tf.dispose(tf.grads((a: tf.Tensor, b: tf.Tensor, c2: tf.Tensor, d: tf.Tensor, e: tf.Tensor) => {
-        const r = gatedLinearAttentionWithState(a as tf.Tensor4D, b as tf.Tensor4D, c2 as tf.Tensor4D, d as tf.Tensor4D, { initialState: e as tf.Tensor4D });
+        const r = withState(a as tf.Tensor4D, b as tf.Tensor4D, c2 as tf.Tensor4D, d as tf.Tensor4D, { initialState: e as tf.Tensor4D });
         return tf.add(tf.sum(r.output), tf.sum(r.state));
       })([q, k, v, g, initialState!]));
-      expect(() => gatedLinearAttention(q, k, v, positive)).toThrow(/must be ≤ 0/);
+      // a GPU backend cannot read g back to reject it (see the positive-gate test below)
+      if (backend !== 'webgpu') expect(() => outputOf(q, k, v, positive)).toThrow(/must be ≤ 0/);
     });
     tf.dispose([q, k, v, g, initialState!, positive]);
   });
+});
 
-  it('rejects bad shapes, g > 0, a bad scale, unknown options and the webgpu implementation, naming what it expected', () => {
+describeOn('cpu', 'gatedLinearAttention errors', () => {
+  it('rejects bad shapes, g > 0, a bad scale, unknown options and the webgpu implementation off webgpu, naming what it expected', () => {
     const { q, k, v, g, initialState } = tensorsOf({ ...base, T: 4 });
     const op = gatedLinearAttention;
     const t4 = (shape: number[]) => tf.zeros<tf.Rank>(shape) as tf.Tensor4D;
@@ -314,8 +373,9 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'gatedLinearAttent
       expect(() => op(q, k, v, g, { scale })).toThrow(/option 'scale' must be a finite number > 0/);
     }
     expect(() => op(q, k, v, g, { initalState: initialState } as never)).toThrow(/unknown option 'initalState'; the options are 'scale', 'initialState', 'implementation'/);
-    expect(() => op(q, k, v, g, { implementation: 'webgpu' })).toThrow(/gatedLinearAttention: implementation 'webgpu' is not available yet: GatedLinearAttention has no WGSL kernels/);
+    expect(() => op(q, k, v, g, { implementation: 'webgpu' })).toThrow(/gatedLinearAttention: implementation 'webgpu' needs the 'webgpu' backend; the active backend is 'cpu'/);
     expect(() => gatedLinearAttentionWithState(q, k, v, g, { implementation: 'fast' as never })).toThrow(/option 'implementation' must be one of/);
+    expect(() => gatedLinearAttentionStep(q, k, v, g, t4([2, 2, 3, 3]))).toThrow(/gatedLinearAttentionStep: argument 'initialState' must have shape \[B, H, K, V\] = \[2, 2, 3, 2\]/);
     tf.dispose([q, k, v, g, initialState!, positive]);
   });
 });
@@ -343,13 +403,12 @@ describeOn('cpu', 'gatedLinearAttention: memory', () => {
   });
 });
 
-// No WGSL kernel yet: on the webgpu backend 'auto' runs the same tfjs-ops reference (several
-// shapes in one process, as every webgpu property runs), and a positive gate, which the op cannot
-// read back there, becomes NaN instead of an error
+// The reference runs on webgpu too (implementation 'reference'); there a positive gate, which the
+// op cannot read back, becomes NaN instead of an error, through the kernels and the reference alike
 describeOn('webgpu', 'gatedLinearAttention (the reference on the webgpu backend)', () => {
-  it('matches the float64 oracle through implementation auto: output, final state and every gradient', async () => {
+  it('matches the float64 oracle through implementation reference: output, final state and every gradient', async () => {
     for (const s of [{ ...base, T: 5 }, { ...base, B: 1, T: c + 3, initialState: false }, { ...base, T: 1, dState: false }]) {
-      await expectMatchesOracle(s);
+      await expectMatchesOracle(s, 'reference');
     }
   });
 
@@ -358,13 +417,16 @@ describeOn('webgpu', 'gatedLinearAttention (the reference on the webgpu backend)
     const { q, k, v, g } = tensorsOf(s);
     // token 3, key channel 1: +2
     const positive = tf.tidy(() => tf.add(g, tf.oneHot([3 * s.K + 1], s.T * s.K).reshape(g.shape).mul(2)) as tf.Tensor4D);
-    const clean = gatedLinearAttentionWithState(q, k, v, g);
-    const bad = gatedLinearAttentionWithState(q, k, v, positive);
-    const [o, ok] = [await values(bad.output), await values(clean.output)];
-    const before = 3 * s.V;
-    expect(Array.from(o.subarray(0, before))).toEqual(Array.from(ok.subarray(0, before)));
-    expect(Array.from(o.subarray(before)).every(Number.isNaN)).toBe(true);
-    expect(Array.from(await values(bad.state)).every(Number.isNaN)).toBe(true);
-    tf.dispose([q, k, v, g, positive, clean.output, clean.state, bad.output, bad.state]);
+    for (const implementation of ['webgpu', 'reference'] as const) {
+      const clean = gatedLinearAttentionWithState(q, k, v, g, { implementation });
+      const bad = gatedLinearAttentionWithState(q, k, v, positive, { implementation });
+      const [o, ok] = [await values(bad.output), await values(clean.output)];
+      const before = 3 * s.V;
+      expect(Array.from(o.subarray(0, before)), implementation).toEqual(Array.from(ok.subarray(0, before)));
+      expect(Array.from(o.subarray(before)).every(Number.isNaN), implementation).toBe(true);
+      expect(Array.from(await values(bad.state)).every(Number.isNaN), implementation).toBe(true);
+      tf.dispose([clean.output, clean.state, bad.output, bad.state]);
+    }
+    tf.dispose([q, k, v, g, positive]);
   });
 });

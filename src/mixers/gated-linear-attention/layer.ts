@@ -3,7 +3,7 @@ import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../lay
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, describe, optionNames } from '../../validate.js';
-import { gatedLinearAttentionWithState } from './op.js';
+import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from './op.js';
 
 /** Arguments of the {@link GatedLinearAttention} layer (flash-linear-attention's names in parentheses). */
 export interface GatedLinearAttentionArgs extends MixerLayerArgs {
@@ -164,7 +164,7 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     return tf.tidy((): [tf.Tensor2D, GatedLinearAttentionState] => {
       const token = x.expandDims(1) as tf.Tensor3D;
       const { q, k, v, g } = this.projections(token);
-      const next = gatedLinearAttentionWithState(q, k, v, g, { initialState: state.S, implementation: this.activeImplementation() });
+      const next = gatedLinearAttentionStep(q, k, v, g, state.S, { implementation: this.activeImplementation() });
       const y = this.readout(token, next.output).squeeze([1]) as tf.Tensor2D;
       return [y, { S: next.state, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
     });

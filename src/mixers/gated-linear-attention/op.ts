@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros,
-  noKernelsYet, onHostBackend, optionNames, type Implementation,
+  argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, onHostBackend, optionNames,
+  useKernel, type Implementation,
 } from '../../validate.js';
-import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
+import { finitePart, poisonWhere } from '../../tensors.js';
+import { gatedLinearAttentionReference, nonFiniteSeen, type GlaArgs } from './reference.js';
+import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
 /** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
 export interface GatedLinearAttentionOptions {
@@ -12,8 +14,8 @@ export interface GatedLinearAttentionOptions {
   /** `[B, H, K, V]`: the state before the first token, for continuing a sequence. Default zeros. */
   initialState?: tf.Tensor4D;
   /**
-   * Which implementation runs. `'auto'` (the default) and `'reference'` run the chunked tfjs-ops
-   * reference on every backend; there is no WGSL kernel yet, so `'webgpu'` throws.
+   * Which implementation runs. Default `'auto'`: the WGSL scan kernels on webgpu, the chunked
+   * tfjs-ops reference elsewhere; `'reference'` always runs that reference.
    */
   implementation?: Implementation;
 }
@@ -29,7 +31,7 @@ export type GatedLinearAttentionResult = {
 };
 
 /** Checks every argument and option; returns the reference's inputs. */
-function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs {
+function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs & { kernel: boolean } {
   checkOptionNames(op, options, OPTIONS);
   const perKey = ['B', 'T', 'H', 'K'];
   const $q = checkTensor<tf.Rank.R4>(op, 'q', q, perKey);
@@ -50,10 +52,7 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale <= 0) {
     throw argumentError(op, `option 'scale' must be a finite number > 0; received ${describe(scale)}.`);
   }
-  const impl = checkOneOf(op, 'implementation', o.implementation, IMPLEMENTATIONS, 'auto');
-  if (impl === 'webgpu') {
-    throw noKernelsYet(op, 'GatedLinearAttention');
-  }
+  const kernel = useKernel(op, o.implementation);
   if ($g.size > 0 && onHostBackend()) {
     // one reduction and one scalar read: a positive log gate would make the state grow without bound
     const max = tf.tidy(() => tf.max($g).dataSync()[0]!);
@@ -62,7 +61,7 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
         `(e.g. tf.logSigmoid of a projection); received a maximum of ${max}.`);
     }
   }
-  return { q: $q, k: $k, v: $v, g: $g, scale, initialState: o.initialState };
+  return { q: $q, k: $k, v: $v, g: $g, scale, initialState: o.initialState, kernel };
 }
 
 function run(op: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D,
@@ -81,8 +80,31 @@ function run(op: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.T
   }
   if (onHostBackend()) return gatedLinearAttentionReference(args);
   // a GPU backend cannot read tf.max(g) back without stalling (webgpu in Node cannot at all): a
-  // positive gate is made NaN instead, which the reference carries to every output that sees it
-  return tf.tidy(() => gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) }));
+  // positive gate is made NaN instead, which the reference and the kernels' wrapper carry to
+  // every output that sees it
+  return tf.tidy(() => {
+    const checked = { ...args, g: positiveAsNaN(args.g) };
+    // an absent initialState is a stand-in off the gradient's path, never read
+    return args.kernel ? onKernels(checked, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) })
+      : gatedLinearAttentionReference(checked);
+  });
+}
+
+/**
+ * The WGSL scan kernels (the forward, or the gradient-less step) on the inputs' finite parts,
+ * with the outputs that see a non-finite input made NaN as the reference makes them; the
+ * finite parts' `where` gives those inputs a zero gradient.
+ */
+function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap): GatedLinearAttentionResult {
+  const finite = (x: tf.Tensor) => finitePart(x).finite;
+  const inputs: tf.NamedTensorMap = { q: finite(args.q), k: finite(args.k), v: finite(args.v), g: finite(args.g), ...start };
+  const attrs: GlaAttrs = { scale: args.scale, hasInitialState: args.initialState !== undefined };
+  const [output, state] = tf.engine().runKernel(kernelName, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  const { outputSees, stateSees } = nonFiniteSeen(args.q, args.k, args.v, args.g);
+  return {
+    output: tf.add(output!, poisonWhere(outputSees)) as tf.Tensor4D,
+    state: tf.add(state!, poisonWhere(stateSees)) as tf.Tensor4D,
+  };
 }
 
 /** g with its positive entries NaN; its gradient passes to the others (tfjs has none for `greater`). */
@@ -153,4 +175,22 @@ export function gatedLinearAttentionWithState(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
 ): GatedLinearAttentionResult {
   return run('gatedLinearAttentionWithState', q, k, v, g, options);
+}
+
+/**
+ * One decode token of {@link gatedLinearAttentionWithState} from the state before it, for the
+ * layer's `step`: on webgpu one WGSL step kernel, which has no gradient; elsewhere (or with
+ * `implementation: 'reference'`) the op itself at T = 1, differentiable.
+ *
+ * @param q `[B, 1, H, K]`; k and g likewise, v `[B, 1, H, V]`.
+ * @param state `[B, H, K, V]`, the state before this token.
+ * @returns `{ output: [B, 1, H, V], state: [B, H, K, V] }`.
+ */
+export function gatedLinearAttentionStep(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, state: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
+): GatedLinearAttentionResult {
+  const op = 'gatedLinearAttentionStep';
+  const args = checkArgs(op, q, k, v, g, { ...options, initialState: state });
+  if (!args.kernel || args.q.shape[1] !== 1 || args.q.shape[0] === 0) return run(op, q, k, v, g, { ...options, initialState: state });
+  return tf.tidy(() => onKernels({ ...args, g: positiveAsNaN(args.g) }, GATED_LINEAR_ATTENTION_STEP, { state }));
 }

@@ -1,0 +1,149 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../kernels/common/grid.wgsl';
+import sumRowsBody from '../../kernels/common/sum-rows.wgsl';
+import scan from '../../kernels/scan/scan.wgsl';
+import chunkStatesBody from '../../kernels/scan/chunk-states.wgsl';
+import carryBody from '../../kernels/scan/carry.wgsl';
+import forwardBody from '../../kernels/scan/forward.wgsl';
+import backwardChunkStatesBody from '../../kernels/scan/backward-chunk-states.wgsl';
+import backwardBody from '../../kernels/scan/backward.wgsl';
+import stepBody from '../../kernels/scan/step.wgsl';
+import { grid1d, runKernel, type KernelSource, type Param } from './runtime.js';
+
+/**
+ * The scan kernel family (docs/scan-kernels.md): a diagonal linear recurrence per row, channel
+ * and state, run in chunks of {@link SCAN_CHUNK} steps with the state carried between them,
+ * forward, backward and one decode step. A mixer is an instance: its WGSL hooks say what the
+ * decay, the input and the output of each step are, and where its inputs and gradients live.
+ */
+export const SCAN_CHUNK = 32;
+const WG = 64;
+/** Channels per backward workgroup, as in scan/backward.wgsl. */
+const WE = 32;
+
+/** One mixer's kernels of the family, built from its hooks. */
+export interface ScanKernels {
+  chunkStates: KernelSource;
+  forward: KernelSource;
+  backwardChunkStates: KernelSource;
+  backward: KernelSource;
+  step: KernelSource;
+}
+
+const source = (name: string, ...parts: string[]): KernelSource => ({ name, code: parts.join('\n') });
+const CARRY = source('ScanCarry', grid, scan, carryBody);
+const SUM_ROWS = source('SumRows', grid, sumRowsBody);
+
+/**
+ * The family's kernels for one mixer. `hooks` defines its Params, its input bindings and the
+ * forward hooks; `backwardHooks` what the backward adds (see scan/scan.wgsl and scan/backward.wgsl).
+ */
+export function scanKernels(name: string, hooks: string, backwardHooks: string): ScanKernels {
+  return {
+    chunkStates: source(`${name}ChunkStates`, grid, hooks, scan, chunkStatesBody),
+    forward: source(`${name}Forward`, grid, hooks, scan, forwardBody),
+    backwardChunkStates: source(`${name}BackwardChunkStates`, grid, hooks, scan, backwardChunkStatesBody),
+    backward: source(`${name}Backward`, hooks, scan, backwardBody, backwardHooks),
+    step: source(`${name}Step`, grid, hooks, scan, stepBody),
+  };
+}
+
+/** The sizes every pass reads: rows (independent sequences), steps, channels and states. */
+export interface ScanSizes {
+  rows: number;
+  T: number;
+  E: number;
+  N: number;
+  chunks: number;
+  eBlocks: number;
+}
+
+export function scanSizes(rows: number, T: number, E: number, N: number): ScanSizes {
+  return { rows, T, E, N, chunks: Math.ceil(T / SCAN_CHUNK), eBlocks: Math.ceil(E / WE) };
+}
+
+/**
+ * What one launch of a mixer's passes shares: its inputs (bound first, in its hooks' order), the
+ * fields of its Params after the family's six, its override constants, and whether its state
+ * layout is `[rows, N, E]` (N_FIRST) rather than `[rows, E, N]`.
+ */
+export interface ScanLaunch {
+  inputs: tf.TensorInfo[];
+  tail: Param[];
+  constants: Record<string, number>;
+  nFirst: boolean;
+}
+
+function paramsOf(s: ScanSizes, tail: Param[]): Param[] {
+  return [...[s.rows, s.T, s.E, s.N, s.chunks, s.eBlocks].map((v) => ({ u32: v })), ...tail];
+}
+
+const constantsOf = (l: ScanLaunch) => ({ ...l.constants, N_FIRST: l.nFirst ? 1 : 0 });
+
+/** Runs pass 2 (scan/carry.wgsl) forwards or in reverse. */
+function carry(gpu: WebGPUBackend, s: ScanSizes, nFirst: boolean, reverse: boolean, decays: tf.TensorInfo,
+  ends: tf.TensorInfo, start: tf.TensorInfo | undefined, entering: tf.TensorInfo | undefined, stateShape: number[]): tf.TensorInfo[] {
+  return runKernel(gpu, CARRY, {
+    // an absent optional input is bound to a buffer the kernel never reads
+    inputs: [decays, ends, start ?? ends, entering ?? ends],
+    outputs: [[s.rows, s.chunks, (reverse ? 2 : 1) * s.E * s.N], stateShape],
+    params: [s.rows, s.T, s.E, s.N, s.chunks].map((v) => ({ u32: v })),
+    constants: { WG, REVERSE: reverse ? 1 : 0, HAS_START: start ? 1 : 0, N_FIRST: nFirst ? 1 : 0 },
+    workgroups: grid1d(s.rows * s.E * s.N, WG),
+  });
+}
+
+/**
+ * The forward: the output (`outShape`, written at the hooks' seqAt), the final state
+ * (`stateShape`), and two tensors the backward needs: the state entering each chunk and each
+ * chunk's total log decay, `[rows, chunks, E·N]`.
+ */
+export function scanForward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSizes, l: ScanLaunch,
+  start: tf.TensorInfo | undefined, outShape: number[], stateShape: number[]): tf.TensorInfo[] {
+  const chunkShape = [s.rows, s.chunks, s.E * s.N];
+  const launch = { params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.chunks * s.E, WG) };
+  const [ends, decays] = runKernel(gpu, kernels.chunkStates, { ...launch, inputs: l.inputs, outputs: [chunkShape, chunkShape] });
+  const [entering, state] = carry(gpu, s, l.nFirst, false, decays!, ends!, start, undefined, stateShape);
+  gpu.disposeData(ends!.dataId);
+  const [out] = runKernel(gpu, kernels.forward, { ...launch, inputs: [...l.inputs, entering!], outputs: [outShape] });
+  return [out!, state!, entering!, decays!];
+}
+
+/**
+ * The backward from the output's gradient and the final state's: the mixer's packed gradients
+ * (`gradsSize` floats, laid out by its backward hooks) and the initial state's gradient.
+ */
+export function scanBackward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSizes, l: ScanLaunch, dOut: tf.TensorInfo,
+  dState: tf.TensorInfo, entering: tf.TensorInfo, decays: tf.TensorInfo, gradsSize: number): tf.TensorInfo[] {
+  const [ends] = runKernel(gpu, kernels.backwardChunkStates, {
+    inputs: [...l.inputs, dOut], outputs: [[s.rows, s.chunks, s.E * s.N]],
+    params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.chunks * s.E, WG),
+  });
+  const [carries, dStart] = carry(gpu, s, l.nFirst, true, decays, ends!, dState, entering, dState.shape);
+  gpu.disposeData(ends!.dataId);
+  const [grads] = runKernel(gpu, kernels.backward, {
+    inputs: [...l.inputs, dOut, carries!], outputs: [[gradsSize]],
+    params: paramsOf(s, l.tail), constants: constantsOf(l), workgroups: grid1d(s.rows * s.chunks * s.eBlocks, 1),
+  });
+  gpu.disposeData(carries!.dataId);
+  return [grads!, dStart!];
+}
+
+/** One decode step (T = 1): the output (`outShape`) and the next state, shaped as `state`. */
+export function scanStep(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSizes, l: ScanLaunch,
+  state: tf.TensorInfo, outShape: number[]): tf.TensorInfo[] {
+  return runKernel(gpu, kernels.step, {
+    inputs: [...l.inputs, state], outputs: [outShape, state.shape],
+    params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.E, WG),
+  });
+}
+
+/** Sums rows of k partial sums that start at `offset` in `x`, into a tensor of `shape`. */
+export function sumRows(gpu: WebGPUBackend, x: tf.TensorInfo, offset: number, k: number, shape: number[]): tf.TensorInfo {
+  const rows = tf.util.sizeFromShape(shape);
+  return runKernel(gpu, SUM_ROWS, {
+    inputs: [x], outputs: [shape], params: [{ u32: rows }, { u32: k }, { u32: offset }],
+    constants: { WG }, workgroups: grid1d(rows, WG),
+  })[0]!;
+}
