@@ -215,10 +215,10 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
         ['CausalGeneration', () => layers.causalGeneration({ implementation: impl }) as never],
         ['AverageContext', () => layers.averageContext({ causal: true, implementation: impl }) as never],
         ['SelectiveSSM', () => layers.selectiveSSM({ stateSize: 2, expand: 1, implementation: impl }) as never],
-        // no WGSL kernels yet: their reference layers, on every backend
+        ['GatedLinearAttention', () => layers.gatedLinearAttention({ numHeads: 2, implementation: impl }) as never],
+        // no WGSL kernels yet: its reference layer, on every backend
         ...(impl === 'reference' ? [
           ['Aaren', () => layers.aaren({ numHeads: 2, implementation: impl }) as never],
-          ['GatedLinearAttention', () => layers.gatedLinearAttention({ numHeads: 2, implementation: impl }) as never],
         ] satisfies typeof layerCases : []),
       ];
       for (const [name, make] of layerCases) {

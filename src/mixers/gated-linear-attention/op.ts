@@ -127,7 +127,8 @@ const positiveAsNaN = tf.customGrad(((g: tf.Tensor, save: tf.GradSaveFunc) => {
  * Equal to flash-linear-attention's `naive_recurrent_gla` with `[B, T, H, K]` inputs. Chunks of
  * c = 32 tokens carry the state between them: O(T·(K·V + c·(K + V))) work per batch row and head,
  * memory linear in T (no `[T, T]` matrix), forward and backward. Differentiable in q, k, v, g and
- * initialState. Every backend runs this chunked tfjs-ops reference; there is no WGSL kernel yet.
+ * initialState. WebGPU runs WGSL scan kernels (docs/scan-kernels.md), every other backend this
+ * chunked tfjs-ops reference.
  *
  * On cpu and wasm a positive g throws, checked with one reduction and a scalar read of
  * `tf.max(g)` per call. A GPU backend (webgl, webgpu) cannot read it back without stalling, and
