@@ -50,6 +50,45 @@ export function finitePart<T extends tf.Tensor>(x: T): { finite: T; bad: T; ok: 
 }
 
 /**
+ * `x` with its NaN and ±∞ entries replaced by 0, its temporaries freed: {@link finitePart}'s
+ * `finite` alone.
+ *
+ * @example
+ * ```ts
+ * finiteOnly(tf.tensor1d([1, NaN, -Infinity])).print();  // [1, 0, 0]
+ * ```
+ */
+export function finiteOnly<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => finitePart(x).finite);
+}
+
+/**
+ * How many entries of `x` along `axis` are NaN or ±∞: the count a reference turns into poison
+ * (see {@link poisonWhere}) for the outputs that see them.
+ *
+ * @example
+ * ```ts
+ * nonFiniteCount(tf.tensor2d([[1, NaN], [Infinity, -Infinity]]), 1).print();  // [1, 2]
+ * ```
+ */
+export function nonFiniteCount(x: tf.Tensor, axis: number): tf.Tensor {
+  return tf.tidy(() => tf.sum(tf.sub(1, tf.cast(tf.isFinite(x), 'float32')), axis));
+}
+
+/**
+ * The gradient `d` with 0 wherever the input `x` (same shape) was NaN or ±∞: a reference that
+ * computed on {@link finitePart} read 0 there, so such an input gets no gradient.
+ *
+ * @example
+ * ```ts
+ * zeroWhereNotFinite(tf.tensor1d([1, NaN]), tf.tensor1d([5, 7])).print();  // [5, 0]
+ * ```
+ */
+export function zeroWhereNotFinite<T extends tf.Tensor>(x: tf.Tensor, d: T): T {
+  return tf.tidy(() => tf.where(tf.isFinite(x), d, tf.zerosLike(d)));
+}
+
+/**
  * `[...]` → `[...]`: NaN where `count` (a non-negative count of non-finite inputs) is not 0,
  * and 0 elsewhere; added to an output, it makes exactly the rows that see such an input NaN.
  *

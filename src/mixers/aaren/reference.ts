@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finitePart, poisonWhere } from '../../tensors.js';
+import { chunksAlong, finiteOnly, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /**
  * Aaren's scan state per head: the running max m of the scores, the mass
@@ -169,9 +169,6 @@ function backward(
   });
 }
 
-/** x with its NaN and ±∞ replaced by 0. */
-const finite = <T extends tf.Tensor>(x: T): T => tf.tidy(() => finitePart(x).finite);
-
 /** The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge. */
 export function emptyState(B: number, H: number, K: number): AarenState {
   return { m: tf.fill([B, H], -Infinity) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
@@ -231,8 +228,8 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
     const run = tf.customGrad(((q: tf.Tensor2D, kRaw: tf.Tensor4D, vRaw: tf.Tensor4D, m0: tf.Tensor2D, u0: tf.Tensor2D,
       w0: tf.Tensor3D, save: tf.GradSaveFunc) => {
       const masks = masksFor(bounds);
-      const kIn = finite(kRaw);
-      const vIn = finite(vRaw);
+      const kIn = finiteOnly(kRaw);
+      const vIn = finiteOnly(vRaw);
       const sChunks = chunksAlong(maskedScores(q, kIn, args.real), bounds, 2);
       const realChunks = realPieces(args.real);
       const vChunks = tf.tidy(() => chunksAlong(vIn.transpose([0, 2, 1, 3]) as tf.Tensor4D, bounds, 2));
@@ -255,8 +252,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       save([q, kRaw, vRaw, m0, u0, w0, m, u, o, carry.u, carry.w, ...(args.real ? [args.real] : [])]);
       // the outputs from a non-finite token on, and the final state after one, per head: non-finite
       // entries of each token's k and v, [B, T, H], summed along T
-      const bad = (x: tf.Tensor) => tf.sum(tf.sub(1, tf.cast(tf.isFinite(x), 'float32')), -1);
-      const seen = tf.cumsum(tf.add(bad(kRaw), bad(vRaw)), 1);
+      const seen = tf.cumsum(tf.add(nonFiniteCount(kRaw, -1), nonFiniteCount(vRaw, -1)), 1);
       const poison = poisonWhere(seen);
       const poisonState = last(poison, 1);
       // an empty final state (no real token and no initial one) has m = −∞, as the empty state
@@ -271,7 +267,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
         gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
           const [sq, kRawSaved, vRawSaved, sm0, su0, sw0, sm, su, so, uT, wT, real] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D,
             tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D, tf.Tensor2D | undefined];
-          const [sk, sv] = [finite(kRawSaved), finite(vRawSaved)];
+          const [sk, sv] = [finiteOnly(kRawSaved), finiteOnly(vRawSaved)];
           const dO = tf.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]).transpose([0, 2, 1, 3]);
           const dm = tf.slice(dy, [0, THK], [B, H]) as tf.Tensor2D;
           const du = tf.slice(dy, [0, THK + H], [B, H]) as tf.Tensor2D;
@@ -295,10 +291,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
           const ds = tf.mul(g.ds, scale).expandDims(3);   // [B, H, T, 1]
           const dq = tf.sum(tf.matMul(ds, sk.transpose([0, 2, 1, 3]), true), [0, 2]);
           // tokens first, and 0 where the input was not finite (the scan read 0 there), one at a time
-          const zeroBad = (d: () => tf.Tensor, x: tf.Tensor) => tf.tidy(() => {
-            const dx = d().transpose([0, 2, 1, 3]);
-            return tf.where(tf.isFinite(x), dx, tf.zerosLike(dx));
-          });
+          const zeroBad = (d: () => tf.Tensor, x: tf.Tensor) => tf.tidy(() => zeroWhereNotFinite(x, d().transpose([0, 2, 1, 3])));
           const dk = zeroBad(() => tf.mul(ds, sq.expandDims(1)), kRawSaved);
           const dv = zeroBad(() => g.dv, vRawSaved);
           g.dv.dispose();

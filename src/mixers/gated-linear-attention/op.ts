@@ -3,7 +3,7 @@ import {
   argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, onHostBackend, optionNames,
   useKernel, type Implementation,
 } from '../../validate.js';
-import { finitePart, poisonWhere } from '../../tensors.js';
+import { finiteOnly, poisonWhere } from '../../tensors.js';
 import { gatedLinearAttentionReference, nonFiniteSeen, type GlaArgs } from './reference.js';
 import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
@@ -96,8 +96,7 @@ function run(op: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.T
  * finite parts' `where` gives those inputs a zero gradient.
  */
 function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap): GatedLinearAttentionResult {
-  const finite = (x: tf.Tensor) => finitePart(x).finite;
-  const inputs: tf.NamedTensorMap = { q: finite(args.q), k: finite(args.k), v: finite(args.v), g: finite(args.g), ...start };
+  const inputs: tf.NamedTensorMap = { q: finiteOnly(args.q), k: finiteOnly(args.k), v: finiteOnly(args.v), g: finiteOnly(args.g), ...start };
   const attrs: GlaAttrs = { scale: args.scale, hasInitialState: args.initialState !== undefined };
   const [output, state] = tf.engine().runKernel(kernelName, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   const { outputSees, stateSees } = nonFiniteSeen(args.q, args.k, args.v, args.g);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finitePart, poisonWhere } from '../../tensors.js';
+import { chunksAlong, finiteOnly, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
 export interface GlaArgs {
@@ -148,7 +148,7 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
 /** The finite parts of the inputs, heads first as the chunks read them: scaled q, k `[B, H, T, K]`, v `[B, H, T, V]`, g `[B, H, K, T]`. */
 function headsFirstFinite(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, scale: number) {
   // one input at a time, so that one input's temporaries are live at once
-  const finite = (x: tf.Tensor, layout: (f: tf.Tensor) => tf.Tensor) => tf.tidy(() => layout(finitePart(x).finite));
+  const finite = (x: tf.Tensor, layout: (f: tf.Tensor) => tf.Tensor) => tf.tidy(() => layout(finiteOnly(x)));
   return [
     finite(q, (f) => headsFirst(tf.mul(f, scale))), finite(k, headsFirst), finite(v, headsFirst),
     finite(g, (f) => tf.transpose(f, [0, 2, 3, 1])),
@@ -163,7 +163,7 @@ function headsFirstFinite(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor
  */
 export function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
   const [B, T, H] = q.shape as [number, number, number];
-  const bad = (x: tf.Tensor) => tf.sum(tf.sub(1, tf.cast(tf.isFinite(x), 'float32')), 3);
+  const bad = (x: tf.Tensor) => nonFiniteCount(x, 3);
   const entering = tf.add(tf.add(bad(k), bad(g)), bad(v));
   const seen = tf.transpose(cumsumLast(tf.transpose(entering, [0, 2, 1])), [0, 2, 1]);
   return {
@@ -235,7 +235,7 @@ function recurrence(scale: number) {
             const joined = parts.length === 1 ? parts[0]! : tf.concat(parts, axis);
             tf.dispose(parts.filter((p) => p !== joined));
             const d = layout(joined);
-            return tf.where(tf.isFinite(x), d, tf.zerosLike(d));
+            return zeroWhereNotFinite(x, d);
           });
           return [
             gradOf(0, sq!, (d) => tf.mul(headsFirst(d), scale)), gradOf(1, sk!, headsFirst), gradOf(2, sv!, headsFirst),
