@@ -183,11 +183,3 @@ export function checkStepToken(layer: string, x: unknown, D: number): void {
   }
 }
 
-/**
- * The error of `implementation: 'webgpu'` for a mixer whose WGSL kernels are not written yet
- * (`mixer`, its class name), naming what runs instead.
- */
-export function noKernelsYet(op: string, mixer: string): Error {
-  return argumentError(op, `implementation 'webgpu' is not available yet: ${mixer} has no WGSL kernels. ` +
-    `Use implementation 'auto' or 'reference', which run the tfjs-ops reference on every backend, webgpu included.`);
-}

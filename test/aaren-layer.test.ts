@@ -19,8 +19,11 @@ import {
  * then off by a factor e^{±2δs}, which moves a convex average of v by at most 2·2δs·vAbs; the
  * sums u and w of up to T terms and the division add (T + 2)·ε·vAbs; the output projection
  * spreads o's error by its largest column sum and adds its own H·K-term rounding on outAbs.
+ * On the WGSL scan kernels (`kernels`) the sums become the kernels' step-by-step chain of
+ * test/aaren.test.ts: (6T + 3⌈T/32⌉ + 2)·ε·vAbs, and 40·ε·sAbs more from WGSL's exp of the steps
+ * of the running max.
  */
-async function layerOracle(layer: Aaren, xs: ArrayLike<number>, B: number, T: number, D: number) {
+async function layerOracle(layer: Aaren, xs: ArrayLike<number>, B: number, T: number, D: number, kernels = false) {
   const w = await weightsOf(layer);
   const H = layer.numHeads;
   const K = w.get('queries')!.length / H;
@@ -46,7 +49,9 @@ async function layerOracle(layer: Aaren, xs: ArrayLike<number>, B: number, T: nu
     colSum = Math.max(colSum, acc);
   }
   const outAbs = maxAbs(matMul64(o, Wo, rows, H * K, D, true));
-  const oError = (4 * (D + K + 2) * sAbs + T + 2) * EPS32 * vAbs;
+  const oError = kernels
+    ? (4 * (D + K + 2) * sAbs + 40 * sAbs + 6 * T + 3 * Math.ceil(T / 32) + 2) * EPS32 * vAbs
+    : (4 * (D + K + 2) * sAbs + T + 2) * EPS32 * vAbs;
   const bound = oError * colSum + (H * K + 1) * EPS32 * outAbs;
   return { out, state, bound, sAbs, vAbs };
 }
@@ -201,8 +206,8 @@ describeOn('cpu', 'Aaren layer: Keras behaviour', () => {
   itTrains(() => aaren({ numHeads: 2 }));
 });
 
-// no kernel yet: on webgpu the layer runs the op's reference, which must hold there too
-describeOn('webgpu', 'Aaren layer (the reference on the webgpu backend)', () => {
+// on webgpu the layer runs the op's WGSL scan kernels, and its decode the step kernel
+describeOn('webgpu', 'Aaren layer (the kernels on the webgpu backend)', () => {
   it('the forward matches the float64 block, and step-by-step decode reproduces it', async () => {
     for (const [B, T, D, H] of [[1, 5, 8, 2], [2, 67, 12, 3]] as const) {
       const layer = built({ numHeads: H }, D);
@@ -211,7 +216,7 @@ describeOn('webgpu', 'Aaren layer (the reference on the webgpu backend)', () => 
       const parallel = layer.apply(x) as tf.Tensor3D;
       const n = Math.min(6, T);
       const stepped = decodeSteps(layer, x.slice([0, 0, 0], [B, n, D]));
-      const { out, bound } = await layerOracle(layer, xs, B, T, D);
+      const { out, bound } = await layerOracle(layer, xs, B, T, D, true);
       expect(maxAbsDiff(await values(parallel), out)).toBeLessThanOrEqual(bound);
       const head = await values(tf.tidy(() => parallel.slice([0, 0, 0], [B, n, D])));
       expect(maxAbsDiff(await values(stepped), head)).toBeLessThanOrEqual(2 * bound);

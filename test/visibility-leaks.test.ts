@@ -216,10 +216,7 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
         ['AverageContext', () => layers.averageContext({ causal: true, implementation: impl }) as never],
         ['SelectiveSSM', () => layers.selectiveSSM({ stateSize: 2, expand: 1, implementation: impl }) as never],
         ['GatedLinearAttention', () => layers.gatedLinearAttention({ numHeads: 2, implementation: impl }) as never],
-        // no WGSL kernels yet: its reference layer, on every backend
-        ...(impl === 'reference' ? [
-          ['Aaren', () => layers.aaren({ numHeads: 2, implementation: impl }) as never],
-        ] satisfies typeof layerCases : []),
+        ['Aaren', () => layers.aaren({ numHeads: 2, implementation: impl }) as never],
       ];
       for (const [name, make] of layerCases) {
         it(`(${impl}) ${name} layer: a non-finite token leaves the outputs before it unchanged, in the forward and in step decoding`, async () => {

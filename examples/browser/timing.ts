@@ -20,11 +20,11 @@ import {
 type Pass = 'forward' | 'forward+backward';
 
 /**
- * The mixers with WGSL kernels, by name, from the library's registry: each runs its descriptor's
+ * Every registered mixer (each has WGSL kernels), by name, from the library's registry: each runs its descriptor's
  * bench case. A case agrees when max |kernel − reference| / max |reference| is under the
  * descriptor's tolerance (float32 sums in another order give ~1e-6).
  */
-const CASES = new Map(mixers.filter((m) => m.kernels !== null).map((m) => [m.name, m]));
+const CASES = new Map(mixers.map((m) => [m.name, m]));
 
 /** The layer class's exported name: its className less the package ('tfjs-mixers>Aaren' → 'Aaren'). */
 const classOf = (m: MixerDescriptor) => m.className.slice(m.className.indexOf('>') + 1);
@@ -87,7 +87,7 @@ function relativeError(a: Float32Array, b: Float32Array): number {
 
 async function measure(mixer: string, T: number, pass: Pass, progress: (line: string) => void): Promise<ResultRow> {
   const m = descriptor(mixer);
-  const tolerance = m.kernels!.tolerance;
+  const tolerance = m.kernels.tolerance;
   const c = m.benchCase(T, 42);
   const { names, inputs, constants, run } = c;
   const probe = tf.tidy(() => run('reference', inputs));

@@ -73,11 +73,11 @@ export interface MixerDescriptor {
   /** Whether `apply(x, { segmentIds })` keeps packed documents apart (attention mixers). */
   readonly segments: boolean;
   /**
-   * The WGSL kernels behind `implementation: 'webgpu'`, and how far (max |kernel − reference| /
-   * max |reference|) they may differ from the reference on {@link MixerDescriptor.benchCase};
-   * null where the mixer has no kernels yet (`'webgpu'` throws).
+   * The WGSL kernels behind `implementation: 'webgpu'` (every registered mixer has them): how far
+   * (max |kernel − reference| / max |reference|) they may differ from the reference on
+   * {@link MixerDescriptor.benchCase}.
    */
-  readonly kernels: { tolerance: number } | null;
+  readonly kernels: { tolerance: number };
   /** The main op at length T on inputs drawn from `seed` (dispose `inputs` and `constants`). */
   benchCase(T: number, seed: number): MixerCase;
 }

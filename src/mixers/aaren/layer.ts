@@ -3,7 +3,7 @@ import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../lay
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
-import { aarenWithState, aarenWithStateOver, type AarenState } from './op.js';
+import { aarenStep, aarenWithState, aarenWithStateOver, type AarenState } from './op.js';
 import { emptyState } from './reference.js';
 
 /** Arguments of the {@link Aaren} layer. */
@@ -100,9 +100,10 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
 
   /**
    * The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the
-   * op's final state; with `real` `[B, T]` (1 real, 0 padding), the state after each row's real tokens.
+   * op's final state; with `real` `[B, T]` (1 real, 0 padding), the state after each row's real
+   * tokens; with `step`, one decode token (the step kernel on webgpu).
    */
-  private run(x: tf.Tensor3D, start?: AarenState, real?: tf.Tensor2D): { y: tf.Tensor3D; state: AarenState } {
+  private run(x: tf.Tensor3D, start?: AarenState, real?: tf.Tensor2D, step = false): { y: tf.Tensor3D; state: AarenState } {
     const { H, K } = this.dims();
     const [B, T] = x.shape;
     const { k, v } = this.keysValues(x);
@@ -110,7 +111,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
       ...(start ? { initialState: { m: start.m, u: start.u, w: start.w } } : {}), implementation: this.activeImplementation(),
     };
     const q = this.weight('queries').read() as tf.Tensor2D;
-    const { output, state } = real ? aarenWithStateOver(q, k, v, real, options) : aarenWithState(q, k, v, options);
+    const { output, state } = real ? aarenWithStateOver(q, k, v, real, options)
+      : step ? aarenStep(q, k, v, options) : aarenWithState(q, k, v, options);
     return { y: this.dense(output.reshape([B, T, H * K]), 'output') as tf.Tensor3D, state };
   }
 
@@ -144,7 +146,7 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
     checkStepToken(this.layerName, x, D);
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, AarenLayerState] => {
-      const { y, state: next } = this.run(x.expandDims(1) as tf.Tensor3D, state);
+      const { y, state: next } = this.run(x.expandDims(1) as tf.Tensor3D, state, undefined, true);
       return [y.squeeze([1]) as tf.Tensor2D, { ...next, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
     });
   }

@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros,
-  noKernelsYet, optionNames, type Implementation,
+  argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, optionNames, useKernel,
+  type Implementation,
 } from '../../validate.js';
 import { aarenReference, emptyState, type AarenArgs, type AarenState } from './reference.js';
+import { aarenOnScanKernels } from './kernel.js';
 
 export type { AarenState } from './reference.js';
 
@@ -20,8 +21,9 @@ export interface AarenOptions {
    */
   initialState?: AarenState;
   /**
-   * Which implementation runs. `'auto'` (default) and `'reference'` run the tfjs-ops reference on
-   * every backend; `'webgpu'` throws: Aaren has no WGSL kernel yet.
+   * Which implementation runs. Default `'auto'`: the WGSL scan kernels on webgpu (as
+   * GatedLinearAttention's with one key channel), the tfjs-ops reference elsewhere; `'reference'`
+   * always runs that reference.
    */
   implementation?: Implementation;
 }
@@ -79,18 +81,15 @@ function checkAaren(op: string, q: unknown, k: unknown, v: unknown, options: Aar
   };
 }
 
-/** Validates, then runs the reference; an empty batch or sequence returns the initial state. */
-function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions, real?: tf.Tensor2D): AarenResult {
+/** Validates, then runs the kernels or the reference; an empty batch or sequence returns the initial state. */
+function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions, real?: tf.Tensor2D, step = false): AarenResult {
   const args = checkAaren(op, q, k, v, options);
   if (real !== undefined) {
     const [B, T] = args.k.shape;
     checkShape(op, 'real', checkTensor<tf.Rank.R2>(op, 'real', real, ['B', 'T']), [B, T], ['B', 'T']);
     args.real = real;
   }
-  const implementation = checkOneOf(op, 'implementation', options.implementation, IMPLEMENTATIONS, 'auto');
-  if (implementation === 'webgpu') {
-    throw noKernelsYet(op, 'Aaren');
-  }
+  const kernel = useKernel(op, options.implementation);
   const [B, T, H, K] = args.k.shape;
   if (B * T === 0) {
     // no token: the output is empty and the state is the initial one (or the empty state),
@@ -106,7 +105,7 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
       };
     });
   }
-  return aarenReference(args);
+  return kernel ? aarenOnScanKernels(args, step && T === 1) : aarenReference(args);
 }
 
 /**
@@ -181,4 +180,13 @@ export function aarenWithState(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, o
  */
 export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, real: tf.Tensor2D, options: AarenOptions = {}): AarenResult {
   return run('aarenWithState', q, k, v, options, real);
+}
+
+/**
+ * One decode token of {@link aarenWithState} (k and v `[B, 1, H, K]`) from `initialState`, for
+ * the layer's `step` (not in `ops`): on webgpu one step kernel, which has no gradient; elsewhere
+ * (or with `implementation: 'reference'`) the op itself, differentiable.
+ */
+export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {
+  return run('aarenWithState', q, k, v, options, undefined, true);
 }

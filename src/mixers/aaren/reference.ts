@@ -45,7 +45,7 @@ export interface AarenArgs {
 export const AAREN_CHUNK = 64;
 
 /** Added to the scores of the future tokens of a chunk: finite, and e^{−10³⁰ − m} is exactly 0. */
-const HIDDEN = -1e30;
+export const HIDDEN = -1e30;
 
 /** `[n, n]`: 0 where token j ≤ t of a chunk is visible from row t, {@link HIDDEN} where not. */
 function futureMask(n: number): tf.Tensor2D {
@@ -69,7 +69,7 @@ function masksFor(bounds: [number, number][]): Map<number, tf.Tensor2D> {
 }
 
 /** s = scale·q_h·k_t of every token, `[B, H, T]`. */
-function scores(q: tf.Tensor2D, k: tf.Tensor4D, scale: number): tf.Tensor3D {
+export function scores(q: tf.Tensor2D, k: tf.Tensor4D, scale: number): tf.Tensor3D {
   return tf.mul(tf.sum(tf.mul(k, q), -1), scale).transpose([0, 2, 1]) as tf.Tensor3D;
 }
 
@@ -79,7 +79,7 @@ function visibleScores(s: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor4D {
 }
 
 /** The last entry of `x` along `axis`, which is dropped: e.g. `[B, H, n]` → `[B, H]` and `[B, H, n, K]` → `[B, H, K]` along axis 2. */
-function last(x: tf.Tensor, axis: number): tf.Tensor {
+export function last(x: tf.Tensor, axis: number): tf.Tensor {
   const n = x.shape[axis]!;
   return tf.squeeze(tf.slice(x, x.shape.map((_, a) => (a === axis ? n - 1 : 0)), x.shape.map((d, a) => (a === axis ? 1 : d))), [axis]);
 }
