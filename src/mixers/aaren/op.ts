@@ -117,9 +117,10 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
  * o_t = (e^{m_init − m_t}·w_init + Σ_{j≤t} e^{s_j − m_t}·v_j) / (e^{m_init − m_t}·u_init + Σ_{j≤t} e^{s_j − m_t})
  * ```
  * which, without an initial state, is `Σ_{j≤t} softmax_j(s)·v_j`. The state after token t is
- * (m_t, u_t, w_t), the denominator and numerator above. Runs the tfjs-ops reference (chunks of
- * 64 tokens carrying the state; no T×T matrix) on every backend, webgpu included: there is no
- * WGSL kernel yet. Differentiable in q, k and v (the backward is the guide's reverse scan); see
+ * (m_t, u_t, w_t), the denominator and numerator above. On webgpu it runs WGSL scan kernels
+ * (GatedLinearAttention's, in the frame of the running max: docs/aaren.md), elsewhere the tfjs-ops
+ * reference (chunks of 64 tokens carrying the state); never a T×T matrix. Differentiable in q, k
+ * and v (the backward is a reverse scan); see
  * {@link aarenWithState} for the state.
  *
  * A NaN or ±∞ in token t's k or v of head h makes that head's outputs at t and after NaN, and
