@@ -12,7 +12,9 @@
  * example's model generating with each mixer, time per token at contexts 1k–64k with the
  * in-place key/value cache against the concatenating one, and a 1k-token prefill against
  * stepping it; `-- --generation` runs that section alone (`-- --minutes N` is then its
- * deadline, default 8 minutes) and writes `<adapter>.generation.{json,md}`.
+ * deadline, default 8 minutes) and writes `<adapter>.generation.{json,md}`. The registry section
+ * (bench/mixers.ts): every registered mixer's bench case, kernels against reference, forward and
+ * forward+backward at T = 256–16384; `-- --mixers` runs it alone and writes `<adapter>.mixers.{json,md}`.
  * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
  * whose flags it reads), writing `runs/<backend>-backends.{json,md}`.
  *
@@ -24,6 +26,7 @@ import * as tf from '@tensorflow/tfjs';
 import { measureAttention } from './attention.js';
 import { MASKED_LENGTHS, MASKED_MINUTES, maskedAttentionMarkdown, measureMaskedAttention } from './masked.js';
 import { SCAN_LENGTHS, measureSelectiveScan, selectiveScanMarkdown } from './selective-ssm.js';
+import { MIXER_LENGTHS, measureMixers, mixersMarkdown, type MixersReport } from './mixers.js';
 import { GENERATION_MINUTES, generationMarkdown, measureGeneration, type GenerationReport } from './generation.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
@@ -100,6 +103,12 @@ if (maskedOnly) {
   const masked = await measureMaskedAttention(backend, maskedLengths, SEED, TOLERANCE, log, maskedMinutes);
   await finishSection('masked', 'Masked attention', maskedAttentionMarkdown(masked), masked,
     masked.results.filter((r) => r.validation && !r.validation.ok).length);
+}
+
+if (process.argv.includes('--mixers')) {
+  const registry = await measureMixers(backend, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
+  await finishSection('mixers', 'Every registered mixer', mixersMarkdown(registry), registry,
+    registry.rows.filter((r) => r.validation && !r.validation.ok).length);
 }
 
 if (generationOnly) {
@@ -230,9 +239,11 @@ const maskedAttention = await measureMaskedAttention(backend, maskedLengths, SEE
 
 const selectiveScan = await measureSelectiveScan(backend, quick ? SCAN_LENGTHS.quick : SCAN_LENGTHS.full, SEED, roofline.gbps, log);
 
+const registry = await measureMixers(backend, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
+
 const generation = await measureGeneration(backend, { quick, minutes: GENERATION_MINUTES, seed: SEED, tolerance: TOLERANCE, log });
 
-const report: Report & { generation: GenerationReport } = {
+const report: Report & { generation: GenerationReport; mixers: MixersReport } = {
   adapter: gpu.description,
   date: new Date().toISOString(),
   node: process.version,
@@ -254,14 +265,15 @@ const report: Report & { generation: GenerationReport } = {
   attention,
   maskedAttention,
   selectiveScan,
+  mixers: registry,
   generation,
   wallSeconds: (performance.now() - started) / 1000,
 };
 const markdown = `${toMarkdown(report)}\n\n${maskedAttentionMarkdown(maskedAttention)}\n\n${selectiveScanMarkdown(selectiveScan)}\n\n` +
-  `${generationMarkdown(generation)}\n`;
+  `${mixersMarkdown(registry)}\n\n${generationMarkdown(generation)}\n`;
 console.log(markdown);
 const written = writeReport(resultsDir, report, markdown);
 for (const file of [...written, ...writePlots(written[0]!.replace(/\.json$/, ''), report)]) log(`wrote ${file}`);
 
-await finish([...cases, ...selectiveScan.cases, ...maskedAttention.results, ...attention.decode.cases, ...generation.steps,
+await finish([...cases, ...selectiveScan.cases, ...registry.rows, ...maskedAttention.results, ...attention.decode.cases, ...generation.steps,
   ...attention.ops.flatMap((o) => o.cases)].filter((c) => c.validation && !c.validation.ok).length);
