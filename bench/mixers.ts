@@ -7,13 +7,14 @@
  * predicted (linearly in T from the last one timed) to exceed {@link REFERENCE_RUN_S}; the
  * kernel is still timed. Per mixer and pass, the log-log slope of the kernel's time against T
  * over the lengths says how it grows (1 linear, 2 quadratic). A mixer joins this section through
- * its descriptor alone. `npm run bench -- --mixers` runs it alone.
+ * its descriptor alone. `npm run bench -- --mixers [--cases a,b]` runs it alone, for the named
+ * mixers only with `--cases`.
  *
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { mixers, type Implementation, type MixerCase } from '../src/index.js';
+import { mixerNamed, mixers as allMixers, type Implementation, type MixerCase, type MixerDescriptor } from '../src/index.js';
 import { agreement, type Validation } from './report.js';
 import { timeInterleaved, type Budget, type Timing } from './timing.js';
 
@@ -60,8 +61,16 @@ async function readAll(ts: tf.Tensor[]): Promise<Float32Array[]> {
   return out;
 }
 
-/** Validates, then times every mixer, pass and length. */
-export async function measureMixers(backend: WebGPUBackend, lengths: number[], seed: number, log: (line: string) => void): Promise<MixersReport> {
+/** The mixers `--cases a,b` names, or every registered one. */
+export function mixersFromArgs(argv: string[]): readonly MixerDescriptor[] {
+  const at = argv.indexOf('--cases');
+  if (at < 0) return allMixers;
+  return (argv[at + 1] ?? '').split(',').map((name) => mixerNamed(name, 'bench --mixers --cases'));
+}
+
+/** Validates, then times every mixer given, pass and length. */
+export async function measureMixers(backend: WebGPUBackend, mixers: readonly MixerDescriptor[], lengths: number[], seed: number,
+  log: (line: string) => void): Promise<MixersReport> {
   const rows: MixerRow[] = [];
   const cases: MixersReport['cases'] = [];
   for (const m of mixers) {

@@ -14,7 +14,8 @@
  * stepping it; `-- --generation` runs that section alone (`-- --minutes N` is then its
  * deadline, default 8 minutes) and writes `<adapter>.generation.{json,md}`. The registry section
  * (bench/mixers.ts): every registered mixer's bench case, kernels against reference, forward and
- * forward+backward at T = 256–16384; `-- --mixers` runs it alone and writes `<adapter>.mixers.{json,md}`.
+ * forward+backward at T = 256–16384; `-- --mixers [--cases a,b]` runs it alone (for the named
+ * mixers) and writes `<adapter>.mixers[.a+b].{json,md}`.
  * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
  * whose flags it reads), writing `runs/<backend>-backends.{json,md}`.
  *
@@ -26,7 +27,8 @@ import * as tf from '@tensorflow/tfjs';
 import { measureAttention } from './attention.js';
 import { MASKED_LENGTHS, MASKED_MINUTES, maskedAttentionMarkdown, measureMaskedAttention } from './masked.js';
 import { SCAN_LENGTHS, measureSelectiveScan, selectiveScanMarkdown } from './selective-ssm.js';
-import { MIXER_LENGTHS, measureMixers, mixersMarkdown, type MixersReport } from './mixers.js';
+import { mixers } from '../src/index.js';
+import { MIXER_LENGTHS, measureMixers, mixersFromArgs, mixersMarkdown, type MixersReport } from './mixers.js';
 import { GENERATION_MINUTES, generationMarkdown, measureGeneration, type GenerationReport } from './generation.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
@@ -106,8 +108,9 @@ if (maskedOnly) {
 }
 
 if (process.argv.includes('--mixers')) {
-  const registry = await measureMixers(backend, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
-  await finishSection('mixers', 'Every registered mixer', mixersMarkdown(registry), registry,
+  const chosen = mixersFromArgs(process.argv);
+  const registry = await measureMixers(backend, chosen, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
+  await finishSection(chosen.length < mixers.length ? `mixers.${chosen.map((m) => m.name).join('+')}` : 'mixers', 'Every registered mixer', mixersMarkdown(registry), registry,
     registry.rows.filter((r) => r.validation && !r.validation.ok).length);
 }
 
@@ -239,7 +242,7 @@ const maskedAttention = await measureMaskedAttention(backend, maskedLengths, SEE
 
 const selectiveScan = await measureSelectiveScan(backend, quick ? SCAN_LENGTHS.quick : SCAN_LENGTHS.full, SEED, roofline.gbps, log);
 
-const registry = await measureMixers(backend, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
+const registry = await measureMixers(backend, mixers, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
 
 const generation = await measureGeneration(backend, { quick, minutes: GENERATION_MINUTES, seed: SEED, tolerance: TOLERANCE, log });
 
