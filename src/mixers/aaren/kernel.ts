@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { finiteOnly, nonFiniteCount, poisonWhere } from '../../tensors.js';
+import { finiteOnly } from '../../tensors.js';
 import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
-import { HIDDEN, last, scores, type AarenArgs, type AarenState } from './reference.js';
+import { HIDDEN, last, poisonAfterNonFinite, scores, type AarenArgs, type AarenState } from './reference.js';
 
 /**
  * x's value with no gradient: the running max below only chooses the frame the scan's sums are
@@ -79,7 +79,8 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const init = args.initialState;
     const m0 = init ? init.m : tf.fill([B, H], -Infinity) as tf.Tensor2D;
     // the frame: m before and after each token, floored at HIDDEN so that every gate is finite
-    const frame = tf.maximum(runningMax(withoutGradient(tf.concat([m0.expandDims(2), s], 2)) as tf.Tensor3D), HIDDEN) as tf.Tensor3D;
+    const withInit = tf.concat([m0.expandDims(2), s], 2) as tf.Tensor3D;                    // [B, H, 1 + T]
+    const frame = tf.maximum(runningMax(withoutGradient(withInit) as tf.Tensor3D), HIDDEN) as tf.Tensor3D;
     const before = tf.slice(frame, [0, 0, 0], [B, H, T]);
     const after = tf.slice(frame, [0, 0, 1], [B, H, T]);
     const tokensFirst = (x: tf.Tensor) => x.transpose([0, 2, 1]).expandDims(3) as tf.Tensor4D;   // [B, H, T] → [B, T, H, 1]
@@ -100,17 +101,15 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const output = (real ? ratioOrZero(w!, u!) : tf.div(w!, u!)) as tf.Tensor4D;
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),
     // so that its gradient in m reaches the maximiser as the reference's does
-    const mT = tf.max(tf.concat([m0.expandDims(2), s], 2), 2) as tf.Tensor2D;
+    const mT = tf.max(withInit, 2) as tf.Tensor2D;
     const [wT, uT] = tf.split(run.state.reshape([B, H, K + 1]), [K, 1], 2);
     const move = tf.where(tf.isFinite(mT), tf.exp(tf.sub(last(frame, 2), mT)), tf.onesLike(mT));
     const uFinal = tf.mul(uT!.reshape([B, H]), move) as tf.Tensor2D;
     const wFinal = tf.mul(wT!, move.expandDims(2)) as tf.Tensor3D;
     // an empty final state (no real token and no initial one) has m = −∞, as the empty state
     const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
-    // a non-finite k or v at token t: that head's outputs from t on, and its final state (the
-    // running count along the last axis: tfjs 4.22's Cumsum gradient fails on another)
-    const bad = tf.add(nonFiniteCount(args.k, -1), nonFiniteCount(args.v, -1)).transpose([0, 2, 1]);
-    const poison = poisonWhere(tf.cumsum(bad, 2).transpose([0, 2, 1]));   // [B, T, H]
+    // a non-finite k or v at token t: that head's outputs from t on, and its final state
+    const poison = poisonAfterNonFinite(args.k, args.v);
     const poisonState = last(poison, 1) as tf.Tensor2D;
     return {
       output: tf.add(output, poison.expandDims(3)) as tf.Tensor4D,

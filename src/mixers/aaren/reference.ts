@@ -169,6 +169,19 @@ function backward(
   });
 }
 
+/**
+ * `[B, T, H]`: NaN at every token of a head from the first NaN or ±∞ in its k or v on, 0 before;
+ * added to the outputs (and, at the last token, the final state), it poisons what sees one. The
+ * running count runs along the last axis: tfjs 4.22's Cumsum gradient fails on another, and the
+ * kernels' path is taped.
+ */
+export function poisonAfterNonFinite(k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const bad = tf.add(nonFiniteCount(k, -1), nonFiniteCount(v, -1)).transpose([0, 2, 1]);
+    return poisonWhere(tf.cumsum(bad, 2).transpose([0, 2, 1])) as tf.Tensor3D;
+  });
+}
+
 /** The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge. */
 export function emptyState(B: number, H: number, K: number): AarenState {
   return { m: tf.fill([B, H], -Infinity) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
@@ -250,10 +263,8 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       tf.dispose([ms, us, os]);
       // k and v as given (saved tensors are copies on wasm): the backward takes their finite parts again
       save([q, kRaw, vRaw, m0, u0, w0, m, u, o, carry.u, carry.w, ...(args.real ? [args.real] : [])]);
-      // the outputs from a non-finite token on, and the final state after one, per head: non-finite
-      // entries of each token's k and v, [B, T, H], summed along T
-      const seen = tf.cumsum(tf.add(nonFiniteCount(kRaw, -1), nonFiniteCount(vRaw, -1)), 1);
-      const poison = poisonWhere(seen);
+      // the outputs from a non-finite token on, and the final state after one, per head
+      const poison = poisonAfterNonFinite(kRaw, vRaw);
       const poisonState = last(poison, 1);
       // an empty final state (no real token and no initial one) has m = −∞, as the empty state
       const finalM = hasReal ? tf.where(tf.equal(carry.u, 0), tf.fill(carry.m.shape, -Infinity), carry.m) : carry.m;

@@ -64,14 +64,16 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
   return { q: $q, k: $k, v: $v, g: $g, scale, initialState: o.initialState, kernel };
 }
 
-function run(op: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D,
-  options: GatedLinearAttentionOptions): GatedLinearAttentionResult {
-  const args = checkArgs(op, q, k, v, g, options);
+/**
+ * Runs checked arguments: the kernels or the reference; with `step`, one token through the
+ * gradient-less step kernel on webgpu.
+ */
+function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAttentionResult {
   const [B, T, H, K] = args.q.shape;
   const V = args.v.shape[3];
   if (B === 0 || T === 0) {
     // no token is taken, so the state is the initial one; both stay differentiable in every input
-    const inputs = [q, k, v, g, args.initialState].filter((t) => t !== undefined);
+    const inputs = [args.q, args.k, args.v, args.g, args.initialState].filter((t) => t !== undefined);
     const state = tf.tidy(() => {
       const zeros = differentiableZeros<tf.Rank.R4>([B, H, K, V], inputs);
       return args.initialState ? tf.add(args.initialState, zeros) as tf.Tensor4D : zeros;
@@ -84,9 +86,10 @@ function run(op: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.T
   // every output that sees it
   return tf.tidy(() => {
     const checked = { ...args, g: positiveAsNaN(args.g) };
+    if (!args.kernel) return gatedLinearAttentionReference(checked);
+    if (step && T === 1) return onKernels(checked, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
     // an absent initialState is a stand-in off the gradient's path, never read
-    return args.kernel ? onKernels(checked, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) })
-      : gatedLinearAttentionReference(checked);
+    return onKernels(checked, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
   });
 }
 
@@ -154,7 +157,7 @@ const positiveAsNaN = tf.customGrad(((g: tf.Tensor, save: tf.GradSaveFunc) => {
 export function gatedLinearAttention(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
 ): tf.Tensor4D {
-  const { output, state } = run('gatedLinearAttention', q, k, v, g, options);
+  const { output, state } = run(checkArgs('gatedLinearAttention', q, k, v, g, options));
   state.dispose();
   return output;
 }
@@ -174,7 +177,7 @@ export function gatedLinearAttention(
 export function gatedLinearAttentionWithState(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
 ): GatedLinearAttentionResult {
-  return run('gatedLinearAttentionWithState', q, k, v, g, options);
+  return run(checkArgs('gatedLinearAttentionWithState', q, k, v, g, options));
 }
 
 /**
@@ -189,8 +192,5 @@ export function gatedLinearAttentionWithState(
 export function gatedLinearAttentionStep(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, state: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
 ): GatedLinearAttentionResult {
-  const op = 'gatedLinearAttentionStep';
-  const args = checkArgs(op, q, k, v, g, { ...options, initialState: state });
-  if (!args.kernel || args.q.shape[1] !== 1 || args.q.shape[0] === 0) return run(op, q, k, v, g, { ...options, initialState: state });
-  return tf.tidy(() => onKernels({ ...args, g: positiveAsNaN(args.g) }, GATED_LINEAR_ATTENTION_STEP, { state }));
+  return run(checkArgs('gatedLinearAttentionStep', q, k, v, g, { ...options, initialState: state }), true);
 }
