@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import {
-  ATTENTION, ATTENTION_OPS, ATTENTION_PASSES, attentionCases, runAttention,
+  ATTENTION, ATTENTION_PASSES, attentionCases, attentionOps, runAttention,
   type AttentionCase, type AttentionInputs, type Pass, type Side,
 } from './cases.js';
 import { measureDecode } from './decode.js';
@@ -272,7 +272,8 @@ export async function measureAttention(
   log(`compute roofline: tf.matMul [${matMul.M},${matMul.K}]·[${matMul.K},${matMul.N}] ${matMul.medianMs.toFixed(1)} ms, ` +
     `${matMul.gflops.toFixed(3)} GFLOP/s`);
   const decode = await measureDecode(backend, sizes.caches, seed, tolerance, copyGbps, started, log);
-  const chains = ATTENTION_OPS.map((op) => attentionCases(op, sizes.lengths).map((cases): Chain =>
+  const attention = attentionOps();
+  const chains = attention.map((op) => attentionCases(op, sizes.lengths).map((cases): Chain =>
     ({ cases, results: [], last: {}, buffers: SCORE_BUFFERS[cases[0]!.pass] })));
   const order: string[] = [];
   for (let pending = chains.flat(); pending.length > 0; pending = pending.filter((chain) => chain.cases.length > 0)) {
@@ -293,7 +294,7 @@ export async function measureAttention(
     matMul,
     limits: LIMITS,
     decode,
-    ops: ATTENTION_OPS.map((op, i) => ({
+    ops: attention.map((op, i) => ({
       op: op.name, about: op.about, pairsFormula: op.pairsFormula, cases: chains[i]!.flatMap((chain) => chain.results),
     })),
     order,

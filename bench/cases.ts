@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { DEFAULT_LAYOUT, ops, visibleKeys } from '../src/index.js';
+import { DEFAULT_LAYOUT, mixers, ops, visibleKeys, type MixerCase, type MixerDescriptor } from '../src/index.js';
+import { CASE_SIZES } from '../src/mixers/cases.js';
 
 /** The two implementations a case compares, both on the webgpu backend. */
 export type Side = 'webgpu' | 'reference';
@@ -9,23 +10,33 @@ export type Pass = 'forward' | 'forward+backward';
 
 /** A mixer under test: an op `[B, T, D] → [B, T, D]` with fixed options. */
 export interface Mixer {
-  /** Label in reports. */
+  /** Label in reports: the mixer's name and its case's options. */
   name: string;
   /** `y = op(x)` through the given implementation. */
   op(x: tf.Tensor3D, implementation: Side): tf.Tensor3D;
 }
 
-/** The mixers the bench measures. */
-export const MIXERS: readonly Mixer[] = [
-  {
-    name: "causalGeneration reduce='min'",
-    op: (x, implementation) => ops.causalGeneration(x, { reduce: 'min', implementation }),
-  },
-  {
-    name: "averageContext combine='max' causal",
-    op: (x, implementation) => ops.averageContext(x, { combine: 'max', causal: true, implementation }),
-  },
-];
+/**
+ * A registered mixer's bench case at T = 1: its names, wording and `run`, which takes tensors
+ * of any length (the case's own inputs are freed here).
+ */
+function probe(m: MixerDescriptor): Pick<MixerCase, 'op' | 'about' | 'names' | 'run'> {
+  const c = m.benchCase(1, 0);
+  tf.dispose([...c.inputs, ...c.constants]);
+  return c;
+}
+
+/** The options part of a case's wording, after its inputs' shapes. */
+const optionsOf = (about: string) => about.slice(about.indexOf('; ') + 2);
+
+/**
+ * The mixers the bandwidth table measures: every registered mixer whose bench case maps one
+ * input x `[1, T, D]` to an output of its shape, so that 8·B·T·D bytes bound a forward.
+ */
+export function sequenceMixers(): Mixer[] {
+  return mixers.map((m) => ({ m, c: probe(m) })).filter(({ c }) => c.names.join() === 'x')
+    .map(({ m, c }) => ({ name: `${m.name} ${optionsOf(c.about)}`, op: (x, implementation) => c.run(implementation, [x]) as tf.Tensor3D }));
+}
 
 /** How each pass runs and the bytes it must move at least, per element of x. */
 export const PASSES: Record<Pass, { bytesPerElement: number; formula: string }> = {
@@ -48,14 +59,14 @@ export interface BenchCase {
 
 /** Sequence lengths of a full run and of `--quick`. */
 export const LENGTHS = { full: [256, 1024, 4096, 16384], quick: [256, 1024] } as const;
-/** Batch and width of every case. */
+/** Batch and width of every case: the bench cases' own. */
 export const BATCH = 1;
-export const WIDTH = 256;
+export const WIDTH = CASE_SIZES.D;
 
-/** Every mixer × pass × length, in report order. */
+/** Every mixer of {@link sequenceMixers} × pass × length, in report order. */
 export function benchCases(lengths: readonly number[]): BenchCase[] {
   const cases: BenchCase[] = [];
-  for (const mixer of MIXERS) {
+  for (const mixer of sequenceMixers()) {
     for (const pass of Object.keys(PASSES) as Pass[]) {
       for (const T of lengths) {
         cases.push({ mixer, pass, shape: [BATCH, T, WIDTH], bytes: PASSES[pass].bytesPerElement * BATCH * T * WIDTH });
@@ -80,18 +91,18 @@ export function runCase(c: BenchCase, side: Side, x: tf.Tensor3D, dy: tf.Tensor3
  * Attention cases: the shape of the peer comparison in ARCHITECTURE.md ("The peer to beat"),
  * causal, T = Tq = Tk. Q is `[B, T, H, K]`, K and V `[B, T, Hkv, K]`.
  */
-export const ATTENTION = { B: 1, H: 4, Hkv: 4, K: 64 } as const;
+export const ATTENTION = { B: 1, H: CASE_SIZES.H, Hkv: CASE_SIZES.H, K: CASE_SIZES.K } as const;
 /** Attention sequence lengths of a full run and of `--quick`. */
 export const ATTENTION_LENGTHS = { full: [128, 256, 1024, 4096, 16384], quick: [128, 256] } as const;
 
 /**
- * An attention op under test: `ops.<name>(q, k, v)`, causal, through the WGSL kernel or the
- * tfjs-ops reference. Every reference here materialises the `[B, H, T, T]` scores.
+ * An attention op under test: a registered mixer's bench case `ops.<op>(q, k, v)`, causal,
+ * through the WGSL kernel or the tfjs-ops reference.
  */
 export interface AttentionOp {
   /** The `ops.*` name, the label in reports. */
-  name: 'flashAttention' | 'expressiveAttention' | 'blockSparseAttention';
-  /** What the kernel and the reference run, for the report. */
+  name: string;
+  /** The case in words, for the report. */
   about: string;
   /** How {@link AttentionOp.pairs} counts, for the report. */
   pairsFormula: string;
@@ -103,7 +114,7 @@ export interface AttentionOp {
    * each ending with the last S tokens.
    */
   tail(T: number, S: number): { q: Int32Array; kv: Int32Array };
-  /** `ops.<name>(q, k, v, { implementation })` with the op's fixed options. */
+  /** The case's op on these q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` through `implementation`. */
   apply(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, implementation: Side): tf.Tensor4D;
 }
 
@@ -149,33 +160,28 @@ function layoutTail(T: number, S: number): { q: Int32Array; kv: Int32Array } {
   return { q: tokens, kv: tokens };
 }
 
-/** The attention ops the bench measures, in report order. */
-export const ATTENTION_OPS: readonly AttentionOp[] = [
-  {
-    name: 'flashAttention',
-    about: 'kernel: the FlashAttention-2 WGSL kernels (forward saving the log-sum-exp, then dQ and dK/dV); ' +
-      'reference: composed attention (matMul, causal mask with `tf.where`, softmax, matMul)',
-    ...causal,
-    apply: (q, k, v, implementation) => ops.flashAttention(q, k, v, { causal: true, implementation }),
-  },
-  {
-    name: 'expressiveAttention',
-    about: 'attention on squared scores; kernel: tiled WGSL forward (saving the row sums), then dQ and dK/dV; ' +
-      'reference: matMul, square, mask, row sum, matMul, divide',
-    ...causal,
-    apply: (q, k, v, implementation) => ops.expressiveAttention(q, k, v, { causal: true, implementation }),
-  },
-  {
-    name: 'blockSparseAttention',
-    about: `default layout (blockSize ${DEFAULT_LAYOUT.blockSize}, localBlocks ${DEFAULT_LAYOUT.localBlocks}, ` +
-      `globalBlocks ${DEFAULT_LAYOUT.globalBlocks}, stride ${DEFAULT_LAYOUT.stride}); kernel: WGSL forward, dQ and dK/dV over ` +
-      'the active blocks only; reference: composed attention under the layout\'s token mask, O(T²) whatever the layout',
-    pairsFormula: 'Σ_i |visibleKeys(i)|, the pairs the layout lets through (O(T))',
-    pairs: layoutPairs,
-    tail: layoutTail,
-    apply: (q, k, v, implementation) => ops.blockSparseAttention(q, k, v, { implementation }),
-  },
-];
+/** How the pairs of an op that is not causal over every key are counted, by its `ops` name. */
+const PAIR_COUNTS: Record<string, Pick<AttentionOp, 'pairs' | 'pairsFormula' | 'tail'>> = {
+  blockSparseAttention: { pairsFormula: 'Σ_i |visibleKeys(i)|, the pairs the layout lets through (O(T))', pairs: layoutPairs, tail: layoutTail },
+};
+
+/**
+ * The attention ops the bench measures, in the registry's order: every registered mixer that
+ * decodes from a key/value cache, through its bench case (q, k, v, causal or its layout's
+ * visibility). Its references hold `[B, H, T, T]` scores or chunks of them.
+ */
+export function attentionOps(): AttentionOp[] {
+  return mixers.filter((m) => m.decode === 'cache').map((m) => {
+    const c = probe(m);
+    if (c.names.join() !== 'q,k,v') {
+      throw new Error(`bench: the attention section expects ${m.name}'s bench case to take q, k, v; it takes ${c.names.join(', ')}.`);
+    }
+    return {
+      name: c.op, about: `layers.${m.name}'s op; ${c.about.replace(/\[1, 1,/g, '[1, T,')} (docs/${m.guide}.md)`, ...(PAIR_COUNTS[c.op] ?? causal),
+      apply: (q, k, v, implementation) => c.run(implementation, [q, k, v]) as tf.Tensor4D,
+    };
+  });
+}
 
 /**
  * Flops of each pass in units of the forward, and how they are counted (the numerator of

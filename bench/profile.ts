@@ -12,13 +12,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION, runDecode, type Pass } from './cases.js';
-import { SCAN_BYTES, inputsAt, runScan } from './selective-ssm.js';
+import { SCAN_BYTES, SCAN_SHAPE, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
 import { fence, median } from './timing.js';
 import { startWebGPU } from './webgpu.js';
 import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 import { backendInternals } from '../src/webgpu/internals.js';
-import { mixerNamed } from '../src/index.js';
+import { mixerNamed, mixers } from '../src/index.js';
 
 const SEED = 7;
 const WALL_RUNS = 20;
@@ -83,7 +83,7 @@ function decodeCase(Tk: number): Case {
 /** The bench's SelectiveSSM case (bench/selective-ssm.ts): the same inputs, the same gradients. */
 function scanCase(pass: Pass, T: number): Case {
   const x = inputsAt(T, SEED);
-  return { name: `selectiveScan ${pass} T=${T}`, run: () => runScan(x, pass, 'webgpu'), inputs: Object.values(x),
+  return { name: `selectiveScan E=${SCAN_SHAPE.E} ${pass} T=${T}`, run: () => runScan(x, pass, 'webgpu'), inputs: Object.values(x),
     bytes: SCAN_BYTES[pass].bytes(T) };
 }
 
@@ -92,27 +92,22 @@ function copyCase(elements: number): Case {
   return { name: `copy ${elements} floats`, run: () => copy(backend, x, 'runKernel'), inputs: [x], bytes: 8 * elements };
 }
 
+const PASSES: Pass[] = ['forward', 'forward+backward'];
+
 const CASES: Array<() => Case> = [
   () => copyCase(4 * 1024 * 1024),
   () => copyCase(64 * 1024 * 1024),
-  () => registryCase('causalGeneration', 'forward', 16384),
-  () => registryCase('causalGeneration', 'forward+backward', 16384),
-  () => registryCase('averageContext', 'forward', 4096),
-  () => registryCase('averageContext', 'forward', 16384),
-  () => registryCase('averageContext', 'forward+backward', 16384),
-  () => registryCase('averageContext', 'forward', 262144),
-  () => registryCase('averageContext', 'forward+backward', 262144),
-  () => registryCase('flashStyleTiledAttention', 'forward', 1024),
-  () => registryCase('flashStyleTiledAttention', 'forward', 4096),
-  () => registryCase('flashStyleTiledAttention', 'forward', 16384),
-  () => registryCase('flashStyleTiledAttention', 'forward+backward', 1024),
-  () => registryCase('flashStyleTiledAttention', 'forward+backward', 16384),
-  () => registryCase('expressiveAttention', 'forward', 4096),
+  // every registered mixer at one length, both passes
+  ...mixers.flatMap((m) => PASSES.map((pass) => () => registryCase(m.name, pass, 4096))),
+  // the lengths where earlier tuning looked
+  ...PASSES.map((pass) => () => registryCase('causalGeneration', pass, 16384)),
+  ...[16384, 262144].flatMap((T) => PASSES.map((pass) => () => registryCase('averageContext', pass, T))),
+  ...[1024, 16384].flatMap((T) => PASSES.map((pass) => () => registryCase('flashStyleTiledAttention', pass, T))),
   () => registryCase('blockSparse', 'forward', 16384),
   () => decodeCase(4096),
   () => decodeCase(65536),
-  () => scanCase('forward', 4096),
-  () => scanCase('forward+backward', 4096),
+  // the SelectiveSSM section's wider case (E = 512)
+  ...PASSES.map((pass) => () => scanCase(pass, 4096)),
 ];
 
 async function wallMs(run: () => tf.TensorContainer): Promise<number> {

@@ -27,7 +27,10 @@ function make(kind: Kind, window?: number): AttentionLayer {
     : kind === 'BlockSparse'
       // sparse at these lengths (up to ~20 tokens): a local block, a sink and a stride
       ? layers.blockSparse({ ...heads, layout: { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 3 } })
-      : layers.expressiveAttention({ ...heads, ...w, decode: 'cache' });
+      // ε = 1 keeps s² / (ε + Σ s²) well-conditioned, so that `bound` below holds for it as for
+      // softmax; at ε = 10⁻⁶ a query nearly orthogonal to a window's few keys amplifies the
+      // scores' rounding by √κ (docs/expressive-attention.md, "Precision of the two decodes")
+      : layers.expressiveAttention({ ...heads, ...w, decode: 'cache', epsilon: 1 });
   tf.tidy(() => { layer.apply(tf.zeros([1, 1, D])); });
   return layer;
 }
