@@ -21,7 +21,10 @@ function makeLayer(kind: Kind, implementation: Implementation, extra: Record<str
   const args = { numHeads: 4, numKvHeads: 2, headDim: K, rotary: ROTARY, implementation, ...extra };
   switch (kind) {
     case 'flash': return layers.flashStyleTiledAttention(args);
-    case 'expressive': return layers.expressiveAttention(args);
+    // ε = 1 keeps s² / (ε + Σ s²) well-conditioned, so that decodeTolerance holds for it as for
+    // softmax (a row nearly orthogonal to its few keys amplifies the scores' rounding by √κ;
+    // docs/expressive-attention.md, "Precision of the two decodes")
+    case 'expressive': return layers.expressiveAttention({ ...args, epsilon: 1 });
     case 'expressiveRecurrent': return layers.expressiveAttention({ ...args, decode: 'recurrent' });
     case 'blockSparse': return layers.blockSparse({ ...args, layout: { blockSize: 4, localBlocks: 2, globalBlocks: 1 } });
   }
