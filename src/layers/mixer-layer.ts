@@ -3,6 +3,8 @@ import {
   IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkStepToken, checkTensor, describe,
   differentiableZeros, formatShape, optionNames, type Implementation,
 } from '../validate.js';
+import { prefillInputs, realSteps, zeroPadding } from './decode-state.js';
+import type { PrefillOptions } from './prefill.js';
 
 /** tfjs's own `LayerArgs` (name, trainable, inputShape, …). */
 export type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -305,6 +307,39 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
 
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), implementation: this.implementation };
+  }
+
+  /**
+   * The prefill every layer with a fixed-size state runs: checks x, the lengths and a given
+   * state (`how.check`), then, in a tidy, hands `how.run` x with its padded steps zeroed, the
+   * state to continue (the given one, or `how.init(B)`), which steps are real and the lengths;
+   * `run` returns the outputs and the state's other fields, and the positions advance by the
+   * lengths. An empty batch or prompt gives zeros and a copy of the state.
+   */
+  protected prefillState<S extends { positions: tf.Tensor1D }>(
+    x: tf.Tensor3D, state: S | undefined, options: PrefillOptions | undefined, how: {
+      init(B: number): S;
+      check(method: string, state: S, B: number): void;
+      run(a: { x: tf.Tensor3D; start: S; real: tf.Tensor2D; lengths: tf.Tensor1D }): [tf.Tensor3D, Omit<S, 'positions'>];
+    },
+  ): [tf.Tensor3D, S] {
+    const method = `${this.layerName}.prefill`;
+    const D = this.builtWidth();
+    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    try {
+      if (state !== undefined) how.check(method, state, B);
+      return tf.tidy((): [tf.Tensor3D, S] => {
+        const start = state ?? how.init(B);
+        if (B === 0 || T === 0) {
+          return [tf.zeros([B, T, D]), Object.fromEntries(Object.entries(start).map(([name, t]) => [name, (t as tf.Tensor).clone()])) as S];
+        }
+        const real = realSteps(lengths, T);
+        const [y, next] = how.run({ x: zeroPadding(x, real), start, real, lengths });
+        return [y, { ...next, positions: tf.add(start.positions, lengths) } as S];
+      });
+    } finally {
+      lengths.dispose();
+    }
   }
 
   /** Checks `initState`'s batch: a non-negative integer. */

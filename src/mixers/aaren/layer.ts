@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
@@ -174,22 +174,14 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
    * ```
    */
   prefill(x: tf.Tensor3D, state?: AarenLayerState, options?: PrefillOptions): [tf.Tensor3D, AarenLayerState] {
-    const method = `${this.layerName}.prefill`;
-    const { D } = this.dims();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
-    try {
-      if (state !== undefined) this.checkState(method, state, B);
-      return tf.tidy((): [tf.Tensor3D, AarenLayerState] => {
-        const start = state ?? this.initState(B);
-        const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
-        if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { m: start.m.clone(), u: start.u.clone(), w: start.w.clone(), positions }];
-        const real = realSteps(lengths, T);
-        const { y, state: next } = this.run(zeroPadding(x, real), start, tf.cast(real, 'float32') as tf.Tensor2D);
-        return [y, { ...next, positions }];
-      });
-    } finally {
-      lengths.dispose();
-    }
+    return this.prefillState(x, state, options, {
+      init: (B) => this.initState(B),
+      check: (method, given, B) => this.checkState(method, given, B),
+      run: ({ x: clean, start, real }) => {
+        const { y, state: next } = this.run(clean, start, tf.cast(real, 'float32') as tf.Tensor2D);
+        return [y, next];
+      },
+    });
   }
 
   /** Checks a decode state given to `method`: m and u `[B, H]`, w `[B, H, K]`, and the positions. */

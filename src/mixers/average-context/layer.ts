@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-mixer.js';
-import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { checkBoolean, checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
 import { averageContext as averageContextOp, averageContextPrefill, averageContextStep, COMBINES, type Combine } from './op.js';
@@ -128,29 +128,19 @@ export class AverageContext extends ProjectedMixer {
    * ```
    */
   prefill(x: tf.Tensor3D, state?: AverageContextState, options?: PrefillOptions): [tf.Tensor3D, AverageContextState] {
-    const method = `${this.layerName}.prefill`;
     this.checkCausal('prefill');
-    const D = this.builtWidth();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
-    try {
-      if (state !== undefined) this.checkState(method, state, B, D);
-      return tf.tidy((): [tf.Tensor3D, AverageContextState] => {
-        const start = state ?? this.initState(B);
-        if (B === 0 || T === 0) {
-          return [tf.zeros([B, T, D]), { previous: start.previous.clone(), sum: start.sum.clone(), positions: start.positions.clone() }];
-        }
-        const $x = zeroPadding(x, realSteps(lengths, T));
+    return this.prefillState(x, state, options, {
+      init: (B) => this.initState(B),
+      check: (method, given, B) => this.checkState(method, given, B, this.builtWidth()),
+      run: ({ x: $x, start, lengths }) => {
         const mixed = state === undefined ? this.mix($x) : averageContextPrefill($x, start.previous, start.sum, start.positions,
           { combine: this.combine, implementation: this.activeImplementation() });
         return [this.project(mixed), {
           previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D,
           sum: tf.add(start.sum, tf.sum($x, 1)) as tf.Tensor2D,
-          positions: tf.add(start.positions, lengths) as tf.Tensor1D,
         }];
-      });
-    } finally {
-      lengths.dispose();
-    }
+      },
+    });
   }
 
   /** Checks a state given to `method`: previous and sum float32 `[B, D]`, positions int32 `[B]`. */

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-mixer.js';
-import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
 import { causalGeneration as causalGenerationOp, causalGenerationStep, REDUCES, type Reduce } from './op.js';
@@ -113,32 +113,24 @@ export class CausalGeneration extends ProjectedMixer {
    * ```
    */
   prefill(x: tf.Tensor3D, state?: CausalGenerationState, options?: PrefillOptions): [tf.Tensor3D, CausalGenerationState] {
-    const method = `${this.layerName}.prefill`;
-    const D = this.builtWidth();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
-    try {
-      if (state !== undefined) {
-        checkShape(method, 'state.previous', checkTensor(method, 'state.previous', state?.previous, ['B', 'D']), [B, D], ['B', 'D']);
-        checkPositions(method, state, B);
-      }
-      return tf.tidy((): [tf.Tensor3D, CausalGenerationState] => {
-        const start = state ?? this.initState(B);
-        if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { previous: start.previous.clone(), positions: start.positions.clone() }];
-        const $x = zeroPadding(x, realSteps(lengths, T));
+    return this.prefillState(x, state, options, {
+      init: (B) => this.initState(B),
+      check: (method, given, B) => {
+        const D = this.builtWidth();
+        checkShape(method, 'state.previous', checkTensor(method, 'state.previous', given?.previous, ['B', 'D']), [B, D], ['B', 'D']);
+        checkPositions(method, given, B);
+      },
+      run: ({ x: $x, start, lengths }) => {
+        const [B, T, D] = $x.shape;
         let mixed = this.mix($x);
         if (state !== undefined) {
           // the forward gives x[0] no predecessor; continuing a row, its predecessor is the state's token
           const first = this.mixStep($x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, state.previous, state.positions);
           mixed = (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
         }
-        return [this.project(mixed), {
-          previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D,
-          positions: tf.add(start.positions, lengths) as tf.Tensor1D,
-        }];
-      });
-    } finally {
-      lengths.dispose();
-    }
+        return [this.project(mixed), { previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D }];
+      },
+    });
   }
 
   /** `R(x, previous)` for one token per row, a row at position 0 being its own predecessor. */

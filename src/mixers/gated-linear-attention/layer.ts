@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, describe, optionNames } from '../../validate.js';
@@ -193,24 +193,16 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
    * ```
    */
   prefill(x: tf.Tensor3D, state?: GatedLinearAttentionState, options?: PrefillOptions): [tf.Tensor3D, GatedLinearAttentionState] {
-    const method = `${this.layerName}.prefill`;
-    const { D } = this.dims();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
-    try {
-      if (state !== undefined) this.checkState(method, state, B);
-      return tf.tidy((): [tf.Tensor3D, GatedLinearAttentionState] => {
-        const start = state ?? this.initState(B);
-        if (B === 0 || T === 0) return [tf.zeros([B, T, D]), { S: start.S.clone(), positions: start.positions.clone() }];
-        const real = realSteps(lengths, T);
-        const clean = zeroPadding(x, real);
+    return this.prefillState(x, state, options, {
+      init: (B) => this.initState(B),
+      check: (method, given, B) => this.checkState(method, given, B),
+      run: ({ x: clean, start, real }) => {
         const { q, k, v, g } = this.projections(clean);
         const keep = (t: tf.Tensor4D) => tf.where(real.expandDims(2).expandDims(3), t, tf.zerosLike(t)) as tf.Tensor4D;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
-        return [this.readout(clean, run.output), { S: run.state, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
-      });
-    } finally {
-      lengths.dispose();
-    }
+        return [this.readout(clean, run.output), { S: run.state }];
+      },
+    });
   }
 
   /** Checks a decode state given to `method`: S `[B, H, K, V]` and the positions. */

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions, prefillInputs, realSteps, windowAfter, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
@@ -273,23 +273,14 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
    * ```
    */
   prefill(x: tf.Tensor3D, state?: SelectiveSSMState, options?: PrefillOptions): [tf.Tensor3D, SelectiveSSMState] {
-    const method = `${this.layerName}.prefill`;
-    const { D } = this.dims();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
-    try {
-      if (state !== undefined) this.checkState(method, state, B);
-      return tf.tidy((): [tf.Tensor3D, SelectiveSSMState] => {
-        const start = state ?? this.initState(B);
-        if (B === 0 || T === 0) {
-          return [tf.zeros([B, T, D]), { conv: start.conv.clone(), ssm: start.ssm.clone(), positions: start.positions.clone() }];
-        }
-        const real = realSteps(lengths, T);
-        const { y, inner, ssm } = this.block(zeroPadding(x, real), { conv: start.conv, ssm: start.ssm, real });
-        return [y, { conv: windowAfter(start.conv, inner, lengths), ssm: ssm!, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
-      });
-    } finally {
-      lengths.dispose();
-    }
+    return this.prefillState(x, state, options, {
+      init: (B) => this.initState(B),
+      check: (method, given, B) => this.checkState(method, given, B),
+      run: ({ x: clean, start, real, lengths }) => {
+        const { y, inner, ssm } = this.block(clean, { conv: start.conv, ssm: start.ssm, real });
+        return [y, { conv: windowAfter(start.conv, inner, lengths), ssm: ssm! }];
+      },
+    });
   }
 
   /** Checks a decode state given to `method`: its shapes for a batch of B, and its positions. */
