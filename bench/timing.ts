@@ -58,27 +58,26 @@ export function median(values: number[]): number {
 }
 
 /**
- * Times each contender by fenced wall time: a sample records `runs` runs back to back (each
- * output disposed as soon as it is recorded), fences the GPU once, and counts the time per run.
- * `runs` is 1 unless a warm-up run took under {@link MIN_SAMPLE_MS}. Contenders alternate sample
- * by sample while they sample, so load from other processes on the machine falls on all of them
- * alike; each stops on its own budget. Fails if a sample leaves tensors or GPU data behind.
+ * What {@link timeRuns} times: one run (its outputs released, or left to `fence`), and the wait
+ * until the GPU has finished the work the runs queued.
  */
-export async function timeInterleaved<K extends string>(
-  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
-): Promise<Record<K, Timing>> {
-  const sample = async (run: () => tf.TensorContainer, runs: number): Promise<number> => {
-    const before = tf.memory();
+export interface Contender {
+  run(): void | Promise<void>;
+  fence(): Promise<void>;
+}
+
+/**
+ * Times each contender by fenced wall time: a sample records `runs` runs back to back, fences
+ * once, and counts the time per run. `runs` is 1 unless a warm-up run took under
+ * {@link MIN_SAMPLE_MS}. Contenders alternate sample by sample while they sample, so load from
+ * other processes on the machine falls on all of them alike; each stops on its own budget.
+ */
+export async function timeRuns<K extends string>(contenders: Record<K, Contender>, budget: Budget): Promise<Record<K, Timing>> {
+  const sample = async (c: Contender, runs: number): Promise<number> => {
     const start = performance.now();
-    for (let i = 0; i < runs; i++) tf.dispose(run());
-    await fence(backend);
-    const ms = (performance.now() - start) / runs;
-    const after = tf.memory();
-    if (after.numTensors !== before.numTensors || after.numDataBuffers !== before.numDataBuffers) {
-      throw new Error(`bench: a sample leaked ${after.numTensors - before.numTensors} tensor(s), ` +
-        `${after.numDataBuffers - before.numDataBuffers} data buffer(s).`);
-    }
-    return ms;
+    for (let i = 0; i < runs; i++) await c.run();
+    await c.fence();
+    return (performance.now() - start) / runs;
   };
   const names = Object.keys(contenders) as K[];
   const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
@@ -104,4 +103,26 @@ export async function timeInterleaved<K extends string>(
     medianMs: median(samples[k]), minMs: Math.min(...samples[k]), iterations: samples[k].length * runs[k],
     runsPerSample: runs[k],
   }])) as Record<K, Timing>;
+}
+
+/**
+ * {@link timeRuns} for tfjs contenders on the webgpu backend: each output is disposed as soon as
+ * it is recorded, and a run that leaves tensors or GPU data behind fails the measurement.
+ */
+export function timeInterleaved<K extends string>(
+  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
+): Promise<Record<K, Timing>> {
+  const tfjs = (f: () => tf.TensorContainer): Contender => ({
+    run: () => {
+      const before = tf.memory();
+      tf.dispose(f());
+      const after = tf.memory();
+      if (after.numTensors !== before.numTensors || after.numDataBuffers !== before.numDataBuffers) {
+        throw new Error(`bench: a run leaked ${after.numTensors - before.numTensors} tensor(s), ` +
+          `${after.numDataBuffers - before.numDataBuffers} data buffer(s).`);
+      }
+    },
+    fence: () => fence(backend),
+  });
+  return timeRuns(Object.fromEntries((Object.keys(contenders) as K[]).map((k) => [k, tfjs(contenders[k])])) as Record<K, Contender>, budget);
 }

@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serve } from '../examples/browser/serve.mjs';
+import { CHROMIUM_FLAGS, GET_CHROMIUM, executablePath } from './chromium.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const demo = join(root, 'examples', 'browser');
@@ -26,24 +27,7 @@ const demo = join(root, 'examples', 'browser');
 const screenshot = process.argv.includes('--update-screenshot')
   ? join(root, 'docs', 'images', 'browser-demo.png')
   : join(root, 'examples', 'browser', 'dist', 'browser-demo.png');
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const onCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
-const GET_ONE = 'Install Debian\'s Chromium and the Vulkan loader (SwiftShader provides WebGPU without a GPU): ' +
-  '`sudo apt-get install chromium libvulkan1` (scripts/setup.sh does it), or set CHROMIUM_PATH to a Chromium binary.';
-/**
- * Flags: WebGPU is behind --enable-unsafe-webgpu on Linux (without it requestAdapter() returns
- * null here); the sandbox cannot start as root or in most containers; the rest keep a headless
- * run quiet and offline. WebGPU's SwiftShader needs no flag of its own: Chromium falls back to it.
- * WebGL: --use-angle=swiftshader asks for ANGLE on SwiftShader and --enable-unsafe-swiftshader
- * allows it. Headless Chromium 150 without a GPU falls back to it by itself (checked here with and
- * without the flags: the same renderer, "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device
- * (Subzero)))"), but that automatic software-WebGL fallback is deprecated, and on a machine with
- * a GPU the flags ask for the same software renderer as CI. WebGPU is unaffected (checked).
- */
-const FLAGS = [
-  '--enable-unsafe-webgpu', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--no-sandbox', '--disable-quic',
-  '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 /**
  * The whole test must finish in this time (CI's budget); a hang fails it. Raised from 170 s when
  * the webgl training page joined: on 2 CPU cores the webgpu pages took 24 s idle and 40 to 67 s
@@ -82,8 +66,8 @@ const fail = (message) => {
 };
 /** A missing browser or adapter: a failure on CI, a loud skip elsewhere. */
 const unavailable = (message) => {
-  if (onCI) fail(`${message}\n${GET_ONE}`);
-  console.warn(`test:browser: SKIPPED (not on CI): ${message}\n${GET_ONE}`);
+  if (onCI) fail(`${message}\n${GET_CHROMIUM}`);
+  console.warn(`test:browser: SKIPPED (not on CI): ${message}\n${GET_CHROMIUM}`);
   process.exit(0);
 };
 const check = (ok, message) => {
@@ -108,7 +92,7 @@ let outcome = null;
 const problems = [];
 try {
   context = await chromium.launchPersistentContext(profile, {
-    executablePath, headless: true, args: FLAGS, viewport: { width: 1000, height: 900 },
+    executablePath, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1000, height: 900 },
   });
   const page = context.pages()[0] ?? await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });

@@ -14,23 +14,26 @@ const TYPES = {
   '.json': 'application/json',
   '.map': 'application/json',
   '.bin': 'application/octet-stream',
+  '.wasm': 'application/wasm',
   '.png': 'image/png',
   '.svg': 'image/svg+xml',
   '.md': 'text/plain; charset=utf-8',
 };
 
 /**
- * Serves the files under `root` on 127.0.0.1:`port` (0: any free port). Resolves to the
- * server and its base URL, e.g. `http://127.0.0.1:41234/`.
+ * Serves the files under `root` on 127.0.0.1:`port` (0: any free port), and those under
+ * `mounts[prefix]` at URLs starting `/prefix/` (the peers bench serves onnxruntime-web's files
+ * so). Resolves to the server and its base URL, e.g. `http://127.0.0.1:41234/`.
  */
-export function serve(root, port = 0) {
-  const base = normalize(root + sep);
+export function serve(root, port = 0, mounts = {}) {
   const server = createServer((request, response) => {
     let path = '';
     try {
       path = decodeURIComponent(new URL(request.url ?? '/', 'http://localhost').pathname);
-      let file = normalize(join(base, path));
-      // nothing outside root, whatever the URL says
+      const prefix = Object.keys(mounts).find((p) => path.startsWith(`/${p}/`));
+      const base = normalize((prefix === undefined ? root : mounts[prefix]) + sep);
+      let file = normalize(join(base, prefix === undefined ? path : path.slice(prefix.length + 1)));
+      // nothing outside the served folder, whatever the URL says
       if (!file.startsWith(base)) {
         response.writeHead(403).end('forbidden');
         return;

@@ -1,0 +1,121 @@
+// `npm run bench:peers [-- --quick] [--lengths 256,1024] [--results DIR] [--keep-subgroups]`: ONNX Runtime Web's
+// MultiHeadAttention (WebGPU execution provider), ops.flashAttention and composed attention in
+// one headless-Chromium page on the same adapter (bench/peers/page.ts), causal, B = 1, H = 4,
+// K = 64, on the same inputs: compared, then timed interleaved. Installs onnxruntime-web into
+// bench/peers/node_modules on first use (its own package.json: never the library's dependency),
+// bundles the page, serves it on 127.0.0.1, and writes `<adapter>.peers[.quick].{json,md}` to
+// bench/results/. Exits 1 when two outputs disagree beyond the tolerance.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { chromium } from 'playwright-core';
+import { serve } from '../../examples/browser/serve.mjs';
+import { CHROMIUM_FLAGS, GET_CHROMIUM, executablePath } from '../../scripts/chromium.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const argAfter = (flag) => {
+  const at = process.argv.indexOf(flag);
+  return at < 0 ? undefined : process.argv[at + 1];
+};
+const quick = process.argv.includes('--quick');
+const lengths = (argAfter('--lengths') ?? (quick ? '128,256' : '128,256,512,1024,2048')).split(',').map(Number);
+if (lengths.some((T) => !Number.isInteger(T) || T < 1)) throw new Error(`bench:peers: --lengths expects positive integers, got ${argAfter('--lengths')}.`);
+const resultsDir = argAfter('--results') ?? join(root, 'bench', 'results');
+const SEED = 20241122;
+/** Composed attention holds [1, H, T, T] scores and its softmax: it runs up to this length. */
+const COMPOSED_UP_TO = 2048;
+const BUDGET = { warmup: 2, minIterations: 5, maxIterations: 30, budgetMs: 3000 };
+const K = 64;
+/**
+ * Each output against flashAttention's, max |a − flash| / max |flash|: both sides are float32
+ * softmax attention summing K products per score and up to T weighted values per output in
+ * their own orders, each within γ = (K + T)·2⁻²⁴ of the exact result relative to the output's
+ * scale (the weights sum to 1); two sides and the normaliser's division: 4·(K + T)·2⁻²⁴. A wrong
+ * mask, scale or layout errs by 1e-2 to 1.
+ */
+const tolerance = (T) => 4 * (K + T) * 2 ** -24;
+const log = (line) => console.error(`[bench:peers] ${line}`);
+
+if (!existsSync(executablePath)) throw new Error(`bench:peers: no Chromium at ${executablePath}. ${GET_CHROMIUM}`);
+const ortDist = join(here, 'node_modules', 'onnxruntime-web', 'dist');
+if (!existsSync(ortDist)) {
+  log('installing the peers bench\'s dependencies into bench/peers/node_modules');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
+}
+
+const out = join(here, 'dist');
+rmSync(out, { recursive: true, force: true });
+await build({
+  entryPoints: { page: join(here, 'page.ts') }, bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
+  outdir: out, loader: { '.wgsl': 'text' }, absWorkingDir: root, logLevel: 'warning',
+});
+copyFileSync(join(here, 'index.html'), join(out, 'index.html'));
+
+const loadBefore = loadavg();
+const { server, url } = await serve(out, 0, { ort: ortDist });
+const profile = mkdtempSync(join(tmpdir(), 'tfjs-mixers-peers-'));
+let context;
+let failed = 0;
+try {
+  context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: CHROMIUM_FLAGS });
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') log(`page ${m.type()}: ${m.text()}`); });
+  page.on('pageerror', (e) => log(`page error: ${e.message}`));
+  await page.goto(`${url}index.html`);
+  await page.waitForFunction(() => document.body.dataset.state === 'ready', undefined, { timeout: 60_000 });
+  const setup = await page.evaluate(([ortUrl, keep]) => window.peers.start(ortUrl, keep),
+    [`${url}ort/ort.webgpu.min.mjs`, process.argv.includes('--keep-subgroups')]);
+  log(`adapter: ${setup.adapter}; subgroups ${JSON.stringify(setup.subgroups)}; ORT ${setup.ortVersion} on a device with ` +
+    `[${setup.ortFeatures.join(', ')}]; tfjs ${setup.tfjsVersion}`);
+  const rows = [];
+  for (const T of lengths) {
+    const row = await page.evaluate(([t, seed, budget, upTo]) => window.peers.measure(t, seed, budget, upTo),
+      [T, SEED, BUDGET, COMPOSED_UP_TO]);
+    row.tolerance = tolerance(T);
+    row.ok = Object.values(row.relative).every((r) => r <= row.tolerance);
+    if (!row.ok) failed++;
+    rows.push(row);
+    const t = row.timings;
+    log(`T=${T}: ORT ${t.ort.medianMs.toFixed(2)} ms, flashAttention ${t.flashAttention.medianMs.toFixed(2)} ms` +
+      `${t.composed ? `, composed ${t.composed.medianMs.toFixed(2)} ms` : ''}; ORT / flash ${(t.ort.medianMs / t.flashAttention.medianMs).toFixed(2)}; ` +
+      `relative ${JSON.stringify(row.relative)} (tolerance ${row.tolerance.toExponential(1)})${row.ok ? '' : ' FAILED'}`);
+  }
+  const leaked = await page.evaluate(() => window.peers.tensors());
+  if (leaked !== 0) throw new Error(`bench:peers: the page holds ${leaked} tensor(s) after the run.`);
+  const fixed = (v) => (v === undefined ? '–' : v.toFixed(2));
+  const load = { before: loadBefore, after: loadavg() };
+  const loads = (l) => l.map((x) => x.toFixed(2)).join(', ');
+  const markdown = [
+    `# Peers: ${setup.adapter}`, '',
+    `${new Date().toISOString()} · ORT-web ${setup.ortVersion} · tfjs ${setup.tfjsVersion} · Chromium headless${quick ? ' · --quick' : ''} · ` +
+      `load average (1, 5, 15 min) ${loads(load.before)} before, ${loads(load.after)} after`, '',
+    'Causal attention, q, k, v [1, T, 4, 64], seeded uniform inputs, in one page: ONNX Runtime Web\'s `com.microsoft` ' +
+      '`MultiHeadAttention` (WebGPU EP, inputs and output on the GPU), `ops.flashAttention` (the WGSL kernels) and composed ' +
+      `attention in tfjs ops (to T = ${COMPOSED_UP_TO}). Fenced wall time per run, medians, interleaved sample by sample. ` +
+      `ORT's device is the same adapter ${setup.ortFeatures.includes('subgroups') ? 'with' : 'without'} the subgroups feature ` +
+      `(the adapter's: ${JSON.stringify(setup.subgroups)}; page.ts hideSubgroups says why).`, '',
+    '| T | ORT ms | flashAttention ms | composed ms | ORT ÷ flash | composed ÷ flash | agreement (relative to flash) |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.T} | ${fixed(r.timings.ort.medianMs)} | ${fixed(r.timings.flashAttention.medianMs)} | ` +
+      `${fixed(r.timings.composed?.medianMs)} | ${(r.timings.ort.medianMs / r.timings.flashAttention.medianMs).toFixed(2)} | ` +
+      `${r.timings.composed ? (r.timings.composed.medianMs / r.timings.flashAttention.medianMs).toFixed(2) : '–'} | ` +
+      `${r.ok ? 'ok' : 'FAILED'}: ${Object.entries(r.relative).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')} |`),
+    '',
+  ].join('\n');
+  console.log(markdown);
+  mkdirSync(resultsDir, { recursive: true });
+  const slug = `chromium ${setup.adapter}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 80).replace(/^-+|-+$/g, '') || 'unknown-adapter';
+  const base = join(resultsDir, `${slug}.peers${quick ? '.quick' : ''}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ ...setup, date: new Date().toISOString(), quick, load, budget: BUDGET, rows }, null, 2)}\n`);
+  writeFileSync(`${base}.md`, markdown);
+  log(`wrote ${base}.json and .md`);
+} finally {
+  await context?.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed > 0 ? 1 : 0);
