@@ -34,7 +34,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { mixers as libraryMixers, type MixerCase, type MixerDescriptor } from '../src/index.js';
-import { ATTENTION } from './cases.js';
+import { ATTENTION, probe } from './cases.js';
 import { agreement, type Validation } from './report.js';
 import { SCAN_TOLERANCE } from './selective-ssm.js';
 import { median } from './timing.js';
@@ -175,9 +175,8 @@ function registryCase(m: MixerDescriptor): BenchCase {
     name: m.ops[0]!,
     // read once a backend is set (a case draws tensors): its inputs at T = 1, with T written for the 1s of the lengths
     get about() {
-      const c = m.benchCase(1, 0);
-      tf.dispose([...c.inputs, ...c.constants]);
-      return `ops.${c.op}: ${c.about.replace(/\[1, 1,/g, '[1, T,')}; implementation 'auto', gradients of every input`;
+      const c = probe(m);
+      return `ops.${c.op}: ${c.about}; implementation 'auto', gradients of every input`;
     },
     inputs: (T, seed) => {
       const c = m.benchCase(T, seed);

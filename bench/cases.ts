@@ -17,13 +17,14 @@ export interface Mixer {
 }
 
 /**
- * A registered mixer's bench case at T = 1: its names, wording and `run`, which takes tensors
- * of any length (the case's own inputs are freed here).
+ * A registered mixer's bench case at T = 1: its names, its wording with T for the length, and
+ * `run`, which takes tensors of any length (the case's own inputs are freed here). Call it once
+ * a backend is set: a case draws tensors.
  */
-function probe(m: MixerDescriptor): Pick<MixerCase, 'op' | 'about' | 'names' | 'run'> {
+export function probe(m: MixerDescriptor): Pick<MixerCase, 'op' | 'about' | 'names' | 'run'> {
   const c = m.benchCase(1, 0);
   tf.dispose([...c.inputs, ...c.constants]);
-  return c;
+  return { op: c.op, names: c.names, run: c.run, about: c.about.replace(/\[1, 1,/g, '[1, T,') };
 }
 
 /** The options part of a case's wording, after its inputs' shapes. */
@@ -177,7 +178,7 @@ export function attentionOps(): AttentionOp[] {
       throw new Error(`bench: the attention section expects ${m.name}'s bench case to take q, k, v; it takes ${c.names.join(', ')}.`);
     }
     return {
-      name: c.op, about: `layers.${m.name}'s op; ${c.about.replace(/\[1, 1,/g, '[1, T,')} (docs/${m.guide}.md)`, ...(PAIR_COUNTS[c.op] ?? causal),
+      name: c.op, about: `layers.${m.name}'s op; ${c.about} (docs/${m.guide}.md)`, ...(PAIR_COUNTS[c.op] ?? causal),
       apply: (q, k, v, implementation) => c.run(implementation, [q, k, v]) as tf.Tensor4D,
     };
   });

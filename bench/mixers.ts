@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { mixerNamed, mixers as allMixers, type Implementation, type MixerCase, type MixerDescriptor } from '../src/index.js';
+import { probe } from './cases.js';
 import { agreement, type Validation } from './report.js';
 import { timeInterleaved, type Budget, type Timing } from './timing.js';
 
@@ -74,9 +75,8 @@ export async function measureMixers(backend: WebGPUBackend, mixers: readonly Mix
   const rows: MixerRow[] = [];
   const cases: MixersReport['cases'] = [];
   for (const m of mixers) {
-    const probe = m.benchCase(1, seed);
-    cases.push({ mixer: m.name, op: probe.op, about: probe.about.replace(/\[1, 1,/g, '[1, T,'), tolerance: m.kernels.tolerance });
-    tf.dispose([...probe.inputs, ...probe.constants]);
+    const { op, about } = probe(m);
+    cases.push({ mixer: m.name, op, about, tolerance: m.kernels.tolerance });
     for (const pass of PASSES) {
       let lastReference: { T: number; ms: number } | undefined;
       for (const T of lengths) {
