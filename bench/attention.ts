@@ -15,7 +15,8 @@ import {
 } from './cases.js';
 import { measureDecode } from './decode.js';
 import { LIMITS, budgetOf, isMinimal, overBudget, seconds } from './limits.js';
-import { agreement, type AttentionReport, type AttentionResult, type AttentionValidation } from './report.js';
+import type { AttentionReport, AttentionResult, AttentionValidation } from './report.js';
+import { agreement } from './validation.js';
 import { fence, timeInterleaved, type Budget, type Timing } from './timing.js';
 
 /**

@@ -34,8 +34,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { mixers as libraryMixers, type MixerCase, type MixerDescriptor } from '../src/index.js';
-import { ATTENTION, probe } from './cases.js';
-import { agreement, type Validation } from './report.js';
+import { ATTENTION, attentionTolerance, causalBias, composedAttention, probe } from './cases.js';
+import { agreement, type Validation } from './validation.js';
 import { SCAN_TOLERANCE } from './selective-ssm.js';
 import { median } from './timing.js';
 
@@ -118,27 +118,6 @@ interface BenchCase {
 }
 
 const { B, H, Hkv, K } = ATTENTION;
-const SCALE = 1 / Math.sqrt(K);
-
-/**
- * Composed causal attention as a user writes it: q, k, v `[B, T, H, K]`, `bias` `[T, T]`
- * (0 on and below the diagonal, −1e9 above) → `[B, T, H, K]`.
- */
-function composedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor2D): tf.Tensor {
-  const heads = (x: tf.Tensor) => x.transpose([0, 2, 1, 3]);
-  const scores = tf.add(tf.mul(tf.matMul(heads(q), heads(k), false, true), SCALE), bias);
-  return tf.matMul(tf.softmax(scores), heads(v)).transpose([0, 2, 1, 3]);
-}
-
-/** The causal bias of composed attention, built once per length. */
-function causalBias(T: number): tf.Tensor2D {
-  return tf.tidy(() => {
-    const i = tf.range(0, T, 1, 'int32');
-    const above = tf.greater(i.reshape([1, T]), i.reshape([T, 1]));
-    return tf.mul(tf.cast(above, 'float32'), -1e9) as tf.Tensor2D;
-  });
-}
-
 /**
  * The selective scan one step at a time, as the reference was written before issue 15 (less its
  * handling of non-finite inputs): Δ = softplus(delta + deltaBias), every step's decay
@@ -365,13 +344,6 @@ function logSlope(points: Array<[number, number]>): number {
   const sxx = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
   return sxy / sxx;
 }
-
-/**
- * Tolerance of composed attention against flashAttention, relative to max|reference|: four
- * chained float32 sums (q·k over K, the softmax row over T, p·v over T, and the backward's over
- * T) each within the recursive-summation bound n·u, u = 2⁻²⁴.
- */
-const attentionTolerance = (T: number) => 4 * (T + K) * 2 ** -24;
 
 /** Runs the section and writes its report; returns it. */
 export async function measureBackends(

@@ -93,6 +93,34 @@ export function runCase(c: BenchCase, side: Side, x: tf.Tensor3D, dy: tf.Tensor3
  * causal, T = Tq = Tk. Q is `[B, T, H, K]`, K and V `[B, T, Hkv, K]`.
  */
 export const ATTENTION = { B: 1, H: CASE_SIZES.H, Hkv: CASE_SIZES.H, K: CASE_SIZES.K } as const;
+/**
+ * Composed causal attention as a user writes it: q, k, v `[B, T, H, K]`, `bias` `[T, T]`
+ * (0 on and below the diagonal, −1e9 above) → `[B, T, H, K]`, scale 1/√K. Its intermediates
+ * are the caller's to free (it runs inside gradients).
+ */
+export function composedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor2D): tf.Tensor {
+  const heads = (x: tf.Tensor) => x.transpose([0, 2, 1, 3]);
+  const scores = tf.add(tf.mul(tf.matMul(heads(q), heads(k), false, true), 1 / Math.sqrt(q.shape[3]!)), bias);
+  return tf.matMul(tf.softmax(scores), heads(v)).transpose([0, 2, 1, 3]);
+}
+
+/** The causal bias of composed attention, built once per length. */
+export function causalBias(T: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const i = tf.range(0, T, 1, 'int32');
+    const above = tf.greater(i.reshape([1, T]), i.reshape([T, 1]));
+    return tf.mul(tf.cast(above, 'float32'), -1e9) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Tolerance of two float32 causal attentions at length T against each other (composed or a
+ * peer's against flashAttention), relative to max|reference|: four chained float32 sums (q·k
+ * over K, the softmax row over T, p·v over T, and the backward's over T) each within the
+ * recursive-summation bound n·u, u = 2⁻²⁴. A wrong mask, scale or layout errs by 1e-2 to 1.
+ */
+export const attentionTolerance = (T: number) => 4 * (T + ATTENTION.K) * 2 ** -24;
+
 /** Attention sequence lengths of a full run and of `--quick`. */
 export const ATTENTION_LENGTHS = { full: [128, 256, 1024, 4096, 16384], quick: [128, 256] } as const;
 

@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ATTENTION, runDecode, type DecodeSide } from './cases.js';
 import { LIMITS, budgetOf, isMinimal, overBudget, seconds } from './limits.js';
-import { agreement, gbps, type AttentionReport, type DecodeResult, type Validation } from './report.js';
+import { gbps, type AttentionReport, type DecodeResult } from './report.js';
+import { agreement, type Validation } from './validation.js';
 import { timeInterleaved } from './timing.js';
 
 const DECODE_SIDES: readonly DecodeSide[] = ['split', 'unsplit', 'reference'];

@@ -31,7 +31,7 @@ import {
 import { Decoder, buildModel, countParameters, hasKVCache, withSeededRandom, type MixerName } from '../examples/char-lm/model.js';
 import { mulberry32 } from '../examples/shared/random.js';
 import { seconds } from './limits.js';
-import { agreement, type Validation } from './report.js';
+import { agreement, type Validation } from './validation.js';
 import { fence, timeInterleaved, type Budget, type Timing } from './timing.js';
 
 /** Contexts t of a full run and of `--quick`; a context whose runs would pass the section's deadline is skipped. */

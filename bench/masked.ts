@@ -12,7 +12,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ops, type FlashAttentionOptions } from '../src/index.js';
 import { ATTENTION, type Side } from './cases.js';
 import { LIMITS, seconds } from './limits.js';
-import { agreement, type Validation } from './report.js';
+import { agreement, type Validation } from './validation.js';
 import { fence, timeInterleaved, type Budget, type Timing } from './timing.js';
 
 /** Sequence lengths of a full run and of `--quick`; a length whose runs would pass the section's deadline is skipped. */

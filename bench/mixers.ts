@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { mixerNamed, mixers as allMixers, type Implementation, type MixerCase, type MixerDescriptor } from '../src/index.js';
 import { probe } from './cases.js';
-import { agreement, type Validation } from './report.js';
+import { agreement, type Validation } from './validation.js';
 import { timeInterleaved, type Budget, type Timing } from './timing.js';
 
 export const MIXER_LENGTHS = { quick: [256, 1024], full: [256, 1024, 4096, 16384] };

@@ -32,7 +32,8 @@ import { MIXER_LENGTHS, measureMixers, mixersFromArgs, mixersMarkdown, type Mixe
 import { GENERATION_MINUTES, generationMarkdown, measureGeneration, type GenerationReport } from './generation.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
-import { agreement, gbps, slug, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report, type Validation } from './report.js';
+import { gbps, slug, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report } from './report.js';
+import { agreement, type Validation } from './validation.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
 import { writePlots } from './plot.js';
 import { startWebGPU } from './webgpu.js';

@@ -11,7 +11,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ops, type Implementation } from '../src/index.js';
-import { agreement, gbps, type Validation } from './report.js';
+import { gbps } from './report.js';
+import { agreement, type Validation } from './validation.js';
 import { timeInterleaved, type Budget, type Timing } from './timing.js';
 
 export const SCAN_SHAPE = { B: 1, E: 512, N: 16 };

@@ -106,13 +106,11 @@ export async function timeRuns<K extends string>(contenders: Record<K, Contender
 }
 
 /**
- * {@link timeRuns} for tfjs contenders on the webgpu backend: each output is disposed as soon as
- * it is recorded, and a run that leaves tensors or GPU data behind fails the measurement.
+ * A tfjs {@link Contender} on the webgpu backend: each output is disposed as soon as it is
+ * recorded, and a run that leaves tensors or GPU data behind fails the measurement.
  */
-export function timeInterleaved<K extends string>(
-  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
-): Promise<Record<K, Timing>> {
-  const tfjs = (f: () => tf.TensorContainer): Contender => ({
+export function tfjsContender(backend: WebGPUBackend, f: () => tf.TensorContainer): Contender {
+  return {
     run: () => {
       const before = tf.memory();
       tf.dispose(f());
@@ -123,6 +121,13 @@ export function timeInterleaved<K extends string>(
       }
     },
     fence: () => fence(backend),
-  });
-  return timeRuns(Object.fromEntries((Object.keys(contenders) as K[]).map((k) => [k, tfjs(contenders[k])])) as Record<K, Contender>, budget);
+  };
+}
+
+/** {@link timeRuns} for tfjs contenders on the webgpu backend ({@link tfjsContender}). */
+export function timeInterleaved<K extends string>(
+  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
+): Promise<Record<K, Timing>> {
+  const names = Object.keys(contenders) as K[];
+  return timeRuns(Object.fromEntries(names.map((k) => [k, tfjsContender(backend, contenders[k])])) as Record<K, Contender>, budget);
 }

@@ -12,7 +12,9 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ops } from '../../src/index.js';
-import { fence, timeRuns, type Budget, type Contender, type Timing } from '../timing.js';
+import { ATTENTION, attentionTolerance, causalBias, composedAttention } from '../cases.js';
+import { tfjsContender, timeRuns, type Budget, type Contender, type Timing } from '../timing.js';
+import { agreement, type Validation } from '../validation.js';
 import { multiHeadAttentionModel } from './onnx.js';
 
 /**
@@ -29,8 +31,7 @@ interface Ort {
   Tensor: { fromGpuBuffer(buffer: GPUBuffer, options: { dataType: 'float32'; dims: number[] }): OrtTensor };
 }
 
-/** The attention bench's shape (bench/cases.ts ATTENTION). */
-const [H, K] = [4, 64];
+const { H, K } = ATTENTION;
 
 /** What {@link start} found. */
 export interface PeersSetup {
@@ -46,8 +47,10 @@ export interface PeersSetup {
 /** One length: agreement, then the timings. */
 export interface PeersRow {
   T: number;
-  /** max |a − flash| / max |flash| over the output. */
-  relative: { ort: number; composed?: number };
+  /** {@link attentionTolerance} at T. */
+  tolerance: number;
+  /** Each output against flashAttention's (`agreement`: relative to max |flash|). */
+  validation: { ort: Validation; composed?: Validation };
   timings: Record<string, Timing>;
 }
 
@@ -106,81 +109,46 @@ async function start(ortUrl: string, keepSubgroups = false): Promise<PeersSetup>
   };
 }
 
-/** A seeded uniform draw in [−1, 1), as a float32 array (mulberry32). */
-function uniform(n: number, seed: number): Float32Array<ArrayBuffer> {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  });
-}
-
-/** Composed causal attention as a tfjs user writes it: matMul, a −∞ bias above the diagonal, softmax, matMul. */
-function composed(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor2D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const heads = (x: tf.Tensor) => x.transpose([0, 2, 1, 3]);
-    const scores = tf.add(tf.mul(tf.matMul(heads(q), heads(k), false, true), 1 / Math.sqrt(K)), bias);
-    return tf.matMul(tf.softmax(scores), heads(v)).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-  });
-}
-
-const relativeTo = (want: Float32Array, got: Float32Array) => {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  // a NaN anywhere makes the comparison fail, as it should
-  return got.some(Number.isNaN) ? NaN : diff / scale;
-};
-
 /**
  * Compares and times the three at length T; composed attention only up to `composedUpTo` (it
  * holds `[1, H, T, T]` scores).
  */
 async function measure(T: number, seed: number, budget: Budget, composedUpTo: number): Promise<PeersRow> {
-  const n = T * H * K;
-  const data = [0, 1, 2].map((i) => uniform(n, seed + i));
-  const [q, k, v] = data.map((d) => tf.tensor4d(d, [1, T, H, K]));
-  const gpuInputs = data.map((d) => {
+  const [q, k, v] = [0, 1, 2].map((i) => tf.randomUniform([1, T, H, K], -1, 1, 'float32', seed + i) as tf.Tensor4D);
+  const gpuInputs = await Promise.all([q, k, v].map(async (x) => {
+    const d = await x!.data() as Float32Array<ArrayBuffer>;
     const buffer = ortDevice.createBuffer({ size: d.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     ortDevice.queue.writeBuffer(buffer, 0, d);
     return buffer;
-  });
+  }));
   const feeds = Object.fromEntries(['query', 'key', 'value'].map((name, i) =>
     [name, ort.Tensor.fromGpuBuffer(gpuInputs[i]!, { dataType: 'float32', dims: [1, T, H * K] })]));
-  const withComposed = T <= composedUpTo;
-  const bias = withComposed
-    ? tf.tidy(() => tf.mul(tf.cast(tf.greater(tf.range(0, T).reshape([1, T]), tf.range(0, T).reshape([T, 1])), 'float32'), -1e9) as tf.Tensor2D)
-    : undefined;
+  const bias = T <= composedUpTo ? causalBias(T) : undefined;
   const flash = () => ops.flashAttention(q!, k!, v!, { causal: true, implementation: 'webgpu' });
+  const composed = (b: tf.Tensor2D) => () => tf.tidy(() => composedAttention(q!, k!, v!, b));
   try {
     const y = flash();
-    const want = await y.data() as Float32Array;
+    const want = await y.data();
     y.dispose();
+    const tolerance = attentionTolerance(T);
     const ortOut = (await session.run(feeds)).output!;
-    const relative: PeersRow['relative'] = { ort: relativeTo(want, await ortOut.getData() as Float32Array) };
+    const validation: PeersRow['validation'] = { ort: agreement([[await ortOut.getData() as Float32Array, want]], tolerance) };
     ortOut.dispose();
     if (bias) {
-      const c = composed(q!, k!, v!, bias);
-      relative.composed = relativeTo(want, await c.data() as Float32Array);
+      const c = composed(bias)();
+      validation.composed = agreement([[await c.data(), want]], tolerance);
       c.dispose();
     }
-    const tfjs = (f: () => tf.Tensor): Contender => ({ run: () => { f().dispose(); }, fence: () => fence(backend) });
     const contenders: Record<string, Contender> = {
       ort: {
         run: async () => { (await session.run(feeds)).output!.dispose(); },
         fence: () => ortDevice.queue.onSubmittedWorkDone(),
       },
-      flashAttention: tfjs(flash),
+      flashAttention: tfjsContender(backend, flash),
     };
-    if (bias) contenders.composed = tfjs(() => composed(q!, k!, v!, bias));
+    if (bias) contenders.composed = tfjsContender(backend, composed(bias));
     const timings = await timeRuns(contenders, budget);
-    return { T, relative, timings };
+    return { T, tolerance, validation, timings };
   } finally {
     tf.dispose([q!, k!, v!, ...(bias ? [bias] : [])]);
     for (const b of gpuInputs) b.destroy();
