@@ -5,7 +5,7 @@
 // forward. With dropout, a weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)),
 // so the loss sees the weight through dP_ij·m_ij, and pairGrads takes that in place of dP.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/kv-tile.wgsl,
+// common/row-registers.wgsl, common/key-rows.wgsl, common/kv-tile.wgsl,
 // a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and
 // the host's `const KV, BR, BC`.
 

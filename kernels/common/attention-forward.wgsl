@@ -7,11 +7,11 @@
 // (common/dropout.wgsl) as it meets its value, after the normaliser, which sums the undropped
 // weights.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
+// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
 // a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl: loadLayout, tileRows,
 // tileRuns, tileRun, keySeen), row hooks (common/online-softmax.wgsl or
 // expressive-attention/forward.wgsl: RowState, initRow, weighTile, finishRow) and the host's
-// `const KV, BR, BC` (K / lanes, rows per workgroup, keys per tile).
+// `const KV, BR, BC, BC4` (K / lanes, rows per workgroup, keys per tile, quads per tile).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]

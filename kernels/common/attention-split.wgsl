@@ -10,7 +10,7 @@
 // workgroups (H·Tq·splits can exceed it), with the batch b in z.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/grid.wgsl, common/row-registers.wgsl, common/attend-tile.wgsl, a layout, the row hooks
-// (see common/attention-forward.wgsl) and the host's `const KV, BC`.
+// (see common/attention-forward.wgsl) and the host's `const KV, BC, BC4`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -23,8 +23,18 @@
 var<private> row: RowState;
 var<private> tileAt: u32; // where key j0 of the current tile starts in k and v
 
-fn tileKey(r: u32, c: u32) -> V {
-  return k[tileAt + r * params.Hkv * KV + c];
+// The scores (scale·q_i)·k of quad r4's keys (0 past the tile's n keys, which are not read).
+fn tileScores(r4: u32, n: u32) -> vec4<f32> {
+  var s = vec4<f32>(0.0);
+  for (var u = 0u; u < 4u; u++) {
+    let r = 4u * r4 + u;
+    if (r < n) {
+      var d = V(0.0);
+      for (var c = 0u; c < KV; c++) { d += qi[c] * k[tileAt + r * params.Hkv * KV + c]; }
+      s[u] = lanesSum(d);
+    }
+  }
+  return s;
 }
 
 fn tileValue(r: u32, c: u32) -> V {

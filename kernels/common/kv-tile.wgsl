@@ -1,20 +1,9 @@
 // Shared by the tiled attention passes that own a query row (the forward, dQ): where the row
 // lies, and the sweep that streams the key and value tiles its workgroup's queries may see
 // through workgroup memory. Expects `q`, `k`, `v` and `vis` bindings, common/visibility.wgsl,
-// common/row-registers.wgsl, a layout's `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the
-// pass's `visitTile`, and the host's `const KV, BR, BC`.
-
-var<workgroup> kTile: array<V, BC * KV>;
-var<workgroup> vTile: array<V, BC * KV>;
-
-// channel group c of key (value) r of the tile in workgroup memory, as the row hooks read it
-fn tileKey(r: u32, c: u32) -> V {
-  return kTile[r * KV + c];
-}
-
-fn tileValue(r: u32, c: u32) -> V {
-  return vTile[r * KV + c];
-}
+// common/row-registers.wgsl, a tile store (common/key-rows.wgsl or common/key-quads.wgsl:
+// loadTile), a layout's `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's
+// `visitTile`, and the host's `const KV, BR, BC`.
 
 // The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), and its
 // rows [first, end). The same for every invocation (no lane index in it), so that the loops
@@ -38,23 +27,7 @@ fn queryBase(t: QueryTile, i: u32) -> u32 {
   return ((t.b * params.Tq + min(i, t.rows.y - 1u)) * params.H + t.h) * KV;
 }
 
-// Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, BR lanes at a time.
-fn loadTile(b: u32, hk: u32, j0: u32, lid: u32) {
-  for (var e = lid; e < BC * KV; e += BR) {
-    let j = j0 + e / KV;
-    var kv = V(0.0);
-    var vv = V(0.0);
-    if (j < params.Tk) {
-      let src = ((b * params.Tk + j) * params.Hkv + hk) * KV + e % KV;
-      kv = k[src];
-      vv = v[src];
-    }
-    kTile[e] = kv;
-    vTile[e] = vv;
-  }
-}
-
-// Streams through kTile and vTile every key tile that the queries of tile t (workgroup wx,
+// Streams through the tile store every key tile that the queries of tile t (workgroup wx,
 // lane lid) may see: the layout's runs narrowed to keyRange, then to the keys whose segments
 // may meet the queries' (keyRangeIn); tiles whose segment ids cannot meet the queries' are
 // skipped whole. Row i of the lane takes each tile, keys j0..j0+n−1, through the pass's

@@ -2,6 +2,12 @@
 alias V = f32;
 alias VB = bool;
 alias VU = u32;
+const V_LANES = 1u;
+
+// v as a vec4, zeros past its one lane
+fn lanes4(v: V) -> vec4<f32> {
+  return vec4<f32>(v, 0.0, 0.0, 0.0);
+}
 
 fn lanesSum(v: V) -> f32 {
   return v;

@@ -3,6 +3,12 @@
 alias V = vec4<f32>;
 alias VB = vec4<bool>;
 alias VU = vec4<u32>;
+const V_LANES = 4u;
+
+// v as a vec4
+fn lanes4(v: V) -> vec4<f32> {
+  return v;
+}
 
 fn lanesSum(v: V) -> f32 {
   return v.x + v.y + v.z + v.w;

@@ -1,7 +1,7 @@
 // The row hooks of the attention skeleton's forward passes (common/attend-tile.wgsl, the tiled
 // forward, and the split-K decode with its merge) for softmax attention
 // (FlashStyleTiledAttention, BlockSparse): the row algebra of FlashAttention-2's online softmax
-// on the pass's `row`. Expects common/attention.wgsl and the host's `const BC`.
+// on the pass's `row`. Expects common/attention.wgsl and the host's `const BC4`.
 
 // A query row's running max m of the scores and normaliser l = Σ exp(s − m).
 struct RowState {
@@ -13,29 +13,28 @@ fn initRow() -> RowState {
   return RowState(NEG, 0.0);
 }
 
-// Turns the scores of a tile's visible keys (bit r of `seen`) into their weights exp(s − m) and
-// adds them to l, after moving the running max m to the tile's; returns the factor e^{m_old − m}
-// by which the row's accumulator is rescaled, once per tile. Rows that have seen no visible key
-// yet keep m = NEG, weigh nothing and rescale nothing.
-fn weighTile(w: ptr<function, array<f32, BC>>, n: u32, seen: u32) -> f32 {
-  var tileMax = NEG;
-  for (var r = 0u; r < n; r++) {
-    if ((seen & (1u << r)) != 0u) { tileMax = max(tileMax, (*w)[r]); }
+// Turns the scores of a tile's visible keys (bit r of `seen`, quads 0..n4−1) into their weights
+// exp(s − m) and adds them to l, after moving the running max m to the tile's; returns the factor
+// e^{m_old − m} by which the row's accumulator is rescaled, once per tile. An invisible key
+// weighs 0. Rows that have seen no visible key yet keep m = NEG, weigh nothing and rescale nothing.
+fn weighTile(w: ptr<function, array<vec4<f32>, BC4>>, n4: u32, seen: u32) -> f32 {
+  var quadMax = vec4<f32>(NEG);
+  for (var r4 = 0u; r4 < n4; r4++) {
+    quadMax = max(quadMax, select(vec4<f32>(NEG), (*w)[r4], quadSeen(seen, r4)));
   }
-  let m = max(row.m, tileMax);
+  let m = max(row.m, max(max(quadMax.x, quadMax.y), max(quadMax.z, quadMax.w)));
   if (m <= NEG) {
-    for (var r = 0u; r < n; r++) { (*w)[r] = 0.0; }
+    for (var r4 = 0u; r4 < n4; r4++) { (*w)[r4] = vec4<f32>(0.0); }
     return 1.0;
   }
   let correction = exp(row.m - m);
-  var l = row.l * correction;
-  for (var r = 0u; r < n; r++) {
-    if ((seen & (1u << r)) != 0u) {
-      (*w)[r] = exp((*w)[r] - m);
-      l += (*w)[r];
-    }
+  var l = vec4<f32>(0.0);
+  for (var r4 = 0u; r4 < n4; r4++) {
+    let p = select(vec4<f32>(0.0), exp((*w)[r4] - m), quadSeen(seen, r4));
+    (*w)[r4] = p;
+    l += p;
   }
-  row = RowState(m, l);
+  row = RowState(m, row.l * correction + (l.x + l.y + l.z + l.w));
   return correction;
 }
 

@@ -3,7 +3,8 @@
 // o_i = Σ_j s_ij²·v_j / (ε + Σ_j s_ij²) over the visible keys, with s = scale·q·kᵀ. Every weight
 // s² is ≥ 0, so a row simply sums Z += s² (no running max, no rescaling), and partial rows merge
 // by adding. Saves the denominator z = max(ε + Z, 2⁻⁶⁰) per row for the backward. Works on the
-// pass's `row`. Expects common/attention.wgsl and the host's `const BC`.
+// pass's `row`. Expects common/attention.wgsl and the host's
+// `const BC4`.
 
 // ε of the denominator: a pipeline constant, as the Params uniform is shared by every attention kernel
 override EPSILON: f32;
@@ -20,15 +21,17 @@ fn initRow() -> RowState {
   return RowState(0.0);
 }
 
-// Turns the scores of a tile's visible keys (bit r of `seen`) into their weights s² and adds
-// them to Z; the accumulator keeps its scale (factor 1).
-fn weighTile(w: ptr<function, array<f32, BC>>, n: u32, seen: u32) -> f32 {
-  for (var r = 0u; r < n; r++) {
-    if ((seen & (1u << r)) != 0u) {
-      (*w)[r] *= (*w)[r];
-      row.z += (*w)[r];
-    }
+// Turns the scores of a tile's visible keys (bit r of `seen`, quads 0..n4−1) into their weights
+// s² and adds them to Z; an invisible key weighs 0. The accumulator keeps its scale (factor 1).
+fn weighTile(w: ptr<function, array<vec4<f32>, BC4>>, n4: u32, seen: u32) -> f32 {
+  var z = vec4<f32>(0.0);
+  for (var r4 = 0u; r4 < n4; r4++) {
+    let s = (*w)[r4];
+    let a = select(vec4<f32>(0.0), s * s, quadSeen(seen, r4));
+    (*w)[r4] = a;
+    z += a;
   }
+  row.z += z.x + z.y + z.z + z.w;
   return 1.0;
 }
 

@@ -11,6 +11,8 @@ import segmentOrderBody from '../../kernels/common/segment-order.wgsl';
 import dropoutHelpers from '../../kernels/common/dropout.wgsl';
 import rowRegisters from '../../kernels/common/row-registers.wgsl';
 import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
+import keyRows from '../../kernels/common/key-rows.wgsl';
+import keyQuads from '../../kernels/common/key-quads.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
@@ -32,25 +34,30 @@ export const BR = 64;
  */
 const TILE_BYTES = 16384 - 2 * 32 * 4 - 16;
 
-/** Rows per tile: as many as fit two tiles of K floats in {@link TILE_BYTES}, at most 32. */
+/**
+ * Rows per tile: as many as fit two tiles of K floats in {@link TILE_BYTES}, at most 32, in
+ * whole quads of 4 (the forward forms a quad of keys' scores as one vec4,
+ * `kernels/common/key-quads.wgsl`). At least 4 for every K up to `MAX_HEAD_DIM` (256).
+ */
 export function rowsPerTile(K: number): number {
-  return Math.min(32, Math.floor(TILE_BYTES / (2 * 4 * K)));
+  return 4 * Math.min(8, Math.floor(TILE_BYTES / (2 * 4 * K * 4)));
 }
 
 const sources = new Map<string, KernelSource>();
 
 /**
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
- * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`), so each (kernel, K) is its own
- * module, and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files
- * after `common/attention.wgsl`, the entry point last.
+ * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4), so each
+ * (kernel, K) is its own module, and pipeline: the runtime keys pipelines by their code.
+ * `parts` are the WGSL files after `common/attention.wgsl`, the entry point last.
  */
 export function attentionKernel(name: string, parts: string[], K: number): KernelSource {
   const key = `${name}|${K}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);
-    const sizes = `const KV: u32 = ${K / lanes}u;\nconst BR: u32 = ${BR}u;\nconst BC: u32 = ${rowsPerTile(K)}u;`;
+    const BC = rowsPerTile(K);
+    const sizes = `const KV: u32 = ${K / lanes}u;\nconst BR: u32 = ${BR}u;\nconst BC: u32 = ${BC}u;\nconst BC4: u32 = ${BC / 4}u;`;
     kernel = { name: `${name}K${K}`, code: [lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].join('\n') };
     sources.set(key, kernel);
   }
@@ -65,8 +72,8 @@ export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'merge';
 
 /** The WGSL of one pass after the family's layout and hooks; the merge reads neither keys nor layout. */
 const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[] }> = {
-  forward: { visibility: true, parts: [rowRegisters, kvTileHelpers, attendTileHelper, forwardBody] },
-  dq: { visibility: true, parts: [rowRegisters, kvTileHelpers, backwardDqBody] },
+  forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTileHelper, forwardBody] },
+  dq: { visibility: true, parts: [rowRegisters, keyRows, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [grid, rowRegisters, attendTileHelper, splitBody] },
   merge: { visibility: false, parts: [mergeBody] },

@@ -1,0 +1,63 @@
+// Shared by the tiled forward (common/attention-forward.wgsl): the key and value tiles of
+// common/kv-tile.wgsl's sweep in workgroup memory, keys by quads. A quad is keys 4·r4 … 4·r4 + 3
+// of the tile; its keys are stored transposed, one vec4 per channel, so that a row forms the
+// scores of a quad as one vec4 (tileScores, for common/attend-tile.wgsl), with no sum across a
+// vector's lanes per key. Values stay by rows. Expects `k` and `v` bindings, common/attention.wgsl,
+// common/row-registers.wgsl and the host's `const KV, BR, BC, BC4` (BC = 4·BC4).
+
+// kQuads[x·BC4 + r4]: channel x of the four keys of quad r4
+var<workgroup> kQuads: array<vec4<f32>, KV * V_LANES * BC4>;
+var<workgroup> vTile: array<V, BC * KV>;
+
+fn tileValue(r: u32, c: u32) -> V {
+  return vTile[r * KV + c];
+}
+
+// The scores (scale·q_i)·k of quad r4's keys. Each is summed in the order of a lanesSum dot
+// product (per lane of V over the channel groups, then across the lanes), the order in which the
+// backward recomputes it: its weight then matches the forward's statistic. The lanes are spelled
+// out, as a loop over them indexes vectors at run time, which SwiftShader makes slow.
+fn tileScores(r4: u32, n: u32) -> vec4<f32> {
+  var d0 = vec4<f32>(0.0);
+  var d1 = vec4<f32>(0.0);
+  var d2 = vec4<f32>(0.0);
+  var d3 = vec4<f32>(0.0);
+  for (var c = 0u; c < KV; c++) {
+    let qc = lanes4(qi[c]);
+    let at = c * V_LANES * BC4 + r4;
+    d0 += qc.x * kQuads[at];
+    if (V_LANES == 4u) {
+      d1 += qc.y * kQuads[at + BC4];
+      d2 += qc.z * kQuads[at + 2u * BC4];
+      d3 += qc.w * kQuads[at + 3u * BC4];
+    }
+  }
+  return d0 + d1 + d2 + d3;
+}
+
+// Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, BR lanes at a time: each
+// takes channel group c of a quad's four keys and writes it transposed.
+fn loadTile(b: u32, hk: u32, j0: u32, lid: u32) {
+  for (var e = lid; e < BC4 * KV; e += BR) {
+    let r4 = e / KV;
+    let c = e % KV;
+    var kq: array<vec4<f32>, 4>;
+    for (var u = 0u; u < 4u; u++) {
+      let r = 4u * r4 + u;
+      var vv = V(0.0);
+      if (j0 + r < params.Tk) {
+        let src = ((b * params.Tk + j0 + r) * params.Hkv + hk) * KV + c;
+        kq[u] = lanes4(k[src]);
+        vv = v[src];
+      }
+      vTile[r * KV + c] = vv;
+    }
+    let at = c * V_LANES * BC4 + r4;
+    kQuads[at] = vec4<f32>(kq[0].x, kq[1].x, kq[2].x, kq[3].x);
+    if (V_LANES == 4u) {
+      kQuads[at + BC4] = vec4<f32>(kq[0].y, kq[1].y, kq[2].y, kq[3].y);
+      kQuads[at + 2u * BC4] = vec4<f32>(kq[0].z, kq[1].z, kq[2].z, kq[3].z);
+      kQuads[at + 3u * BC4] = vec4<f32>(kq[0].w, kq[1].w, kq[2].w, kq[3].w);
+    }
+  }
+}
