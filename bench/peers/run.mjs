@@ -6,14 +6,11 @@
 // bundles the page, serves it on 127.0.0.1, and writes `<adapter>.peers[.quick].{json,md}` to
 // bench/results/. Exits 1 when two outputs disagree beyond the tolerance.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
-import { serve } from '../../examples/browser/serve.mjs';
-import { CHROMIUM_FLAGS, GET_CHROMIUM, executablePath } from '../../scripts/chromium.mjs';
+import { bundlePage, loads, openBrowser, openPage, resultsBase } from './browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
@@ -31,33 +28,22 @@ const COMPOSED_UP_TO = 2048;
 const BUDGET = { warmup: 2, minIterations: 5, maxIterations: 30, budgetMs: 3000 };
 const log = (line) => console.error(`[bench:peers] ${line}`);
 
-if (!existsSync(executablePath)) throw new Error(`bench:peers: no Chromium at ${executablePath}. ${GET_CHROMIUM}`);
 const ortDist = join(here, 'node_modules', 'onnxruntime-web', 'dist');
 if (!existsSync(ortDist)) {
   log('installing the peers bench\'s dependencies into bench/peers/node_modules');
   execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
 }
 
-const out = join(here, 'dist');
-rmSync(out, { recursive: true, force: true });
-await build({
-  entryPoints: { page: join(here, 'page.ts') }, bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
-  outdir: out, loader: { '.wgsl': 'text' }, absWorkingDir: root, logLevel: 'warning',
-});
-copyFileSync(join(here, 'index.html'), join(out, 'index.html'));
+const out = join(here, 'dist', 'attention');
+await bundlePage(join(here, 'page.ts'), out);
 
 const loadBefore = loadavg();
-const { server, url } = await serve(out, 0, { ort: ortDist });
-const profile = mkdtempSync(join(tmpdir(), 'tfjs-mixers-peers-'));
-let context;
+const browser = await openBrowser();
+let served;
 let failed = 0;
 try {
-  context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: CHROMIUM_FLAGS });
-  const page = context.pages()[0] ?? await context.newPage();
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') log(`page ${m.type()}: ${m.text()}`); });
-  page.on('pageerror', (e) => log(`page error: ${e.message}`));
-  await page.goto(`${url}index.html`);
-  await page.waitForFunction(() => document.body.dataset.state === 'ready', undefined, { timeout: 60_000 });
+  served = await openPage(browser.context, out, { ort: ortDist }, log);
+  const { page, url } = served;
   const setup = await page.evaluate(([ortUrl, keep]) => window.peers.start(ortUrl, keep),
     [`${url}ort/ort.webgpu.min.mjs`, process.argv.includes('--keep-subgroups')]);
   log(`adapter: ${setup.adapter}; subgroups ${JSON.stringify(setup.subgroups)}; ORT ${setup.ortVersion} on a device with ` +
@@ -80,7 +66,6 @@ try {
   if (leaked !== 0) throw new Error(`bench:peers: the page holds ${leaked} tensor(s) after the run.`);
   const fixed = (v) => (v === undefined ? '–' : v.toFixed(2));
   const load = { before: loadBefore, after: loadavg() };
-  const loads = (l) => l.map((x) => x.toFixed(2)).join(', ');
   const markdown = [
     `# Peers: ${setup.adapter}`, '',
     `${new Date().toISOString()} · ORT-web ${setup.ortVersion} · tfjs ${setup.tfjsVersion} · Chromium headless${quick ? ' · --quick' : ''} · ` +
@@ -100,14 +85,12 @@ try {
   ].join('\n');
   console.log(markdown);
   mkdirSync(resultsDir, { recursive: true });
-  const slug = `chromium ${setup.adapter}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 80).replace(/^-+|-+$/g, '') || 'unknown-adapter';
-  const base = join(resultsDir, `${slug}.peers${quick ? '.quick' : ''}`);
+  const base = resultsBase(resultsDir, setup.adapter, `peers${quick ? '.quick' : ''}`);
   writeFileSync(`${base}.json`, `${JSON.stringify({ ...setup, date: new Date().toISOString(), quick, load, budget: BUDGET, rows }, null, 2)}\n`);
   writeFileSync(`${base}.md`, markdown);
   log(`wrote ${base}.json and .md`);
 } finally {
-  await context?.close();
-  server.close();
-  rmSync(profile, { recursive: true, force: true });
+  served?.close();
+  await browser.close();
 }
 process.exit(failed > 0 ? 1 : 0);

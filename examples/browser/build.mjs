@@ -9,6 +9,7 @@ import { build } from 'esbuild';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeStubs } from './node-stubs.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
@@ -52,26 +53,6 @@ const builtLibrary = {
       }
       return undefined;
     });
-  },
-};
-
-// model.ts's file:// saving (fileIO, registerFileIO) is Node-only and never called in a page;
-// these stand-ins let the rest of the module load in the browser
-const NODE_ONLY = {
-  'node:fs': ['mkdirSync', 'readFileSync', 'writeFileSync'],
-  'node:path': ['dirname', 'join'],
-};
-const nodeStubs = {
-  name: 'node-stubs',
-  setup(b) {
-    b.onResolve({ filter: /^node:/ }, (args) => (args.path in NODE_ONLY
-      ? { path: args.path, namespace: 'node-stub' }
-      : { errors: [{ text: `${args.path} (imported by ${relative(root, args.importer)}) has no browser stand-in.` }] }));
-    b.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => ({
-      loader: 'js',
-      contents: NODE_ONLY[args.path].map((name) =>
-        `export function ${name}() { throw new Error('${args.path} ${name}() is not available in the browser.'); }`).join('\n'),
-    }));
   },
 };
 
