@@ -1,7 +1,7 @@
 /**
  * The char-lm side of the language-model peers bench (lm-contract.ts): the example model of
  * `examples/char-lm` with FlashStyleTiledAttention (its WGSL kernels) in every block, trained with
- * Adam on random windows of the text, and generating through the preallocated key/value caches
+ * Adam (FlatAdam, as the example's trainer) on random windows of the text, and generating through the preallocated key/value caches
  * (`generateBatch`, one decode step per token).
  *
  * @packageDocumentation
@@ -10,10 +10,11 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import '../../src/index.js';
 import { Vocabulary, buildModel, countParameters, generateBatch, lossOf, withSeededRandom } from '../../examples/char-lm/model.js';
+import { FlatAdam } from '../../examples/char-lm/flat-adam.js';
 import { mulberry32 } from '../../examples/shared/random.js';
 import type { Built, LanguageModelPage, ModelSize, Round } from './lm-contract.js';
 
-/** The peer's default learning rate is of this order; the bench times steps, not learning. */
+/** The order of the peer's default learning rate; the bench times steps, not learning. */
 const LEARNING_RATE = 1e-3;
 
 interface State {
@@ -68,7 +69,7 @@ const page: LanguageModelPage = {
       blocks: size.blocks, heads: size.heads,
     }));
     state = {
-      model, optimizer: tf.train.adam(LEARNING_RATE), vocabulary, data: vocabulary.encode(text), size, random: mulberry32(seed),
+      model, optimizer: new FlatAdam(LEARNING_RATE), vocabulary, data: vocabulary.encode(text), size, random: mulberry32(seed),
     };
     return { params: countParameters(model), vocab: vocabulary.size };
   },

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { installWebGPU, type InstalledWebGPU } from '../../src/node.js';
 import { Vocabulary, lossOf, packedLossOf } from './model.js';
+import { FlatAdam } from './flat-adam.js';
 import { mulberry32 } from '../shared/random.js';
 
 /** The backend {@link setBackend} chose. */
@@ -398,7 +399,8 @@ export async function trainModel(
     packed ? drawRows(valRandom, packed.val) : drawOffsets(valRandom, o.batch, val, o.context));
   const validate = (m: tf.LayersModel) =>
     packed ? evaluatePacked(m, valBatches, packed.val) : evaluate(m, valBatches, val, o.context);
-  const optimizer = tf.train.adam(o.lr);
+  // tf.train.adam's steps in a fraction of its kernels (flat-adam.ts)
+  const optimizer = new FlatAdam(o.lr);
   const losses: number[] = [];
   const stepMs: number[] = [];
   const evals: TrainingResult['evals'] = [];
