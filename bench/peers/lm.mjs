@@ -95,7 +95,6 @@ try {
     rows.push({ size: sizeName, ...size, built, train, generate, summary: summarise(train, generate) });
   }
   const leaked = await Promise.all(pages.map((p) => p.evaluate(() => window.lm.dispose())));
-  if (leaked[0] !== 0) throw new Error(`bench:peers:lm: the char-lm page holds ${leaked[0]} tensor(s) after the run.`);
   const load = { before: loadBefore, after: loadavg() };
   const markdown = report(adapter, names, rows, load);
   console.log(markdown);
@@ -105,6 +104,8 @@ try {
     rounds: ROUNDS, steps: STEPS, warmup: WARMUP, rows }, null, 2)}\n`);
   writeFileSync(`${base}.md`, markdown);
   log(`wrote ${base}.json and .md`);
+  // after the files, so that a leak does not cost the run's measurements
+  if (leaked[0] !== 0) throw new Error(`bench:peers:lm: the char-lm page holds ${leaked[0]} tensor(s) after the run.`);
 } finally {
   for (const s of served) s.close();
   await browser.close();

@@ -49,7 +49,8 @@ export class FlatAdam extends tf.Optimizer {
     const variables = names.map((name) => tf.engine().registeredVariables[name]!);
     const sizes = variables.map((v) => v.size);
     const total = sizes.reduce((a, b) => a + b, 0);
-    this.moments ??= { first: tf.variable(tf.zeros([total]), false), second: tf.variable(tf.zeros([total]), false) };
+    // in a tidy, which frees the zeros and keeps the variables
+    this.moments ??= tf.tidy(() => ({ first: tf.variable(tf.zeros([total]), false), second: tf.variable(tf.zeros([total]), false) }));
     const { first, second } = this.moments;
     const { beta1, beta2 } = this;
     tf.tidy(() => {

@@ -726,6 +726,9 @@ export class Decoder {
       const at = Int32Array.from({ length: B * T }, (_, i) => Math.min(this.rows[Math.floor(i / T)]! + (i % T), this.maxLength - 1));
       let x = this.positionalEmbedding.atEach(this.tokenEmbedding.apply(tokens) as tf.Tensor3D, tf.tensor2d(at, [B, T], 'int32'));
       const D = x.shape[2];
+      // the Dense layers run on [rows, D]: on rank 3, tfjs-layers transposes their kernel first,
+      // a copy of the weights on every call (a decode step's one dispatch per Dense)
+      const rows = (t: tf.Tensor3D) => t.reshape([-1, t.shape[2]]) as tf.Tensor2D;
       // a prompt from position 0 needs no incoming state (ExpressiveAttention's recurrent prefill
       // would read the zero sums at the cost of a second attention), but for a preallocated cache
       const fresh = this.rows.every((p) => p === 0);
@@ -740,14 +743,13 @@ export class Decoder {
           [y, state] = [y1.reshape([B, 1, D]) as tf.Tensor3D, s];
         }
         x = tf.add(x, y);
-        const m = b.mlpDown.apply(b.mlpUp.apply(b.norm2.apply(x))) as tf.Tensor3D;
-        x = tf.add(x, m);
+        const m = b.mlpDown.apply(b.mlpUp.apply(rows(b.norm2.apply(x) as tf.Tensor3D))) as tf.Tensor2D;
+        x = tf.add(x, m.reshape([B, T, D]));
         return state;
       });
       // each row's last real token: only it needs the head
       const last = lengths ? tf.gather(x, tf.tensor2d(lengths.map((n) => n - 1), [B, 1], 'int32'), 1, 1) as tf.Tensor3D : x;
-      const out = this.head.apply(this.finalNorm.apply(last)) as tf.Tensor3D;
-      return [out.reshape([B, out.shape[2]]) as tf.Tensor2D, states];
+      return [this.head.apply(rows(this.finalNorm.apply(last) as tf.Tensor3D)) as tf.Tensor2D, states];
     });
     this.states.forEach((old, i) => disposeReplaced(old, states[i]!));
     this.states = states;
