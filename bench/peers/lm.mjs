@@ -146,7 +146,7 @@ function report(adapter, names, rows, load) {
     `${new Date().toISOString()} · ${names[0]} vs ${names[1]} · Chromium headless${quick ? ' · --quick' : ''} · ` +
       `load average (1, 5, 15 min) ${loads(load.before)} before, ${loads(load.after)} after`, '',
     `Character models of the same size on tinyshakespeare, each on its own page of one browser (its own tfjs and WebGPU backend, ` +
-      `the same adapter). Per round, on each side in alternating order: ${WARMUP} untimed training steps, then ${STEPS} timed ` +
+      `the same adapter). Per round, on each side in alternating order: ${WARMUP} untimed training step${WARMUP === 1 ? "" : "s"}, then ${STEPS} timed ` +
       `(batch × context tokens each; the char-lm page with Adam, NanoGPT with its own training job, AdamW), then a generation ` +
       `of context − ${PROMPT.length} tokens from a ${PROMPT.length}-character prompt at temperature 1. Medians over ${ROUNDS} ` +
       'round(s); GPU MiB is the most tfjs held at a round\'s end.', '',
