@@ -42,7 +42,7 @@ const log = (line) => console.error(`[bench:peers:lm] ${line}`);
 
 const text = readFileSync(join(root, 'examples', 'data', 'tinyshakespeare.txt'), 'utf8');
 const scratch = mkdtempSync(join(tmpdir(), 'tfjs-mixers-nanogpt-'));
-const browser = { close: async () => {} };
+let browser = null;
 const served = [];
 try {
   log(`installing ${PEER} into ${scratch} (removed at the end)`);
@@ -59,7 +59,7 @@ try {
   });
 
   const loadBefore = loadavg();
-  Object.assign(browser, await openBrowser());
+  browser = await openBrowser();
   const pages = [];
   for (const dir of [ours, peer]) {
     const p = await openPage(browser.context, dir, {}, log);
@@ -108,7 +108,7 @@ try {
   if (leaked[0] !== 0) throw new Error(`bench:peers:lm: the char-lm page holds ${leaked[0]} tensor(s) after the run.`);
 } finally {
   for (const s of served) s.close();
-  await browser.close();
+  await browser?.close();
   rmSync(scratch, { recursive: true, force: true });
 }
 process.exit(0);
