@@ -1,5 +1,5 @@
-// What the peers bench's runners (run.mjs, lm.mjs) share: bundling a page, serving it on
-// 127.0.0.1 to one headless Chromium on the same adapter, and naming the results files.
+// What the peers bench's runners (run.mjs, lm.mjs) share: their flags, bundling a page, serving
+// it on 127.0.0.1 to one headless Chromium on the same adapter, and naming the results files.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,6 +10,12 @@ import { nodeStubs } from '../../examples/browser/node-stubs.mjs';
 import { CHROMIUM_FLAGS, GET_CHROMIUM, executablePath } from '../../scripts/chromium.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
+
+/** The command-line value after `flag`, or undefined. */
+export function argAfter(flag) {
+  const at = process.argv.indexOf(flag);
+  return at < 0 ? undefined : process.argv[at + 1];
+}
 
 /**
  * Bundles `entry` (a page that sets `document.body.dataset.state = 'ready'`) into `out`, with an

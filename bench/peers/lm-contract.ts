@@ -3,9 +3,11 @@
  * runner (lm.mjs): the char-lm model of this repository (lm-page.ts) and GenAI NanoGPT
  * (nanogpt-page.ts), each on its own page of one headless Chromium, so that each has its own tfjs
  * and its own WebGPU backend on the same adapter. The runner alternates them round by round.
+ * Both pages import this module, for its types and for {@link gpuBytes}.
  *
  * @packageDocumentation
  */
+import type * as tf from '@tensorflow/tfjs';
 
 /** One model size of the comparison: the same on both sides. */
 export interface ModelSize {
@@ -50,6 +52,14 @@ export interface LanguageModelPage {
   generate(prompt: string, n: number): Promise<Round>;
   /** Frees the model; returns the tensors tfjs still holds. */
   dispose(): Promise<number>;
+}
+
+/**
+ * The bytes tfjs holds on the GPU, from a page's own `tf.memory()` (each page has its own tfjs);
+ * 0 off the WebGPU backend.
+ */
+export function gpuBytes(memory: tf.MemoryInfo): number {
+  return (memory as tf.MemoryInfo & { numBytesInGPU?: number }).numBytesInGPU ?? 0;
 }
 
 declare global {

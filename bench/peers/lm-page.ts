@@ -12,7 +12,7 @@ import '../../src/index.js';
 import { Vocabulary, buildModel, countParameters, generateBatch, lossOf, withSeededRandom } from '../../examples/char-lm/model.js';
 import { FlatAdam } from '../../examples/char-lm/flat-adam.js';
 import { mulberry32 } from '../../examples/shared/random.js';
-import type { Built, LanguageModelPage, ModelSize, Round } from './lm-contract.js';
+import { gpuBytes, type Built, type LanguageModelPage, type ModelSize, type Round } from './lm-contract.js';
 
 /** The order of the peer's default learning rate; the bench times steps, not learning. */
 const LEARNING_RATE = 1e-3;
@@ -55,8 +55,6 @@ async function step(s: State): Promise<number> {
   return value;
 }
 
-const gpuBytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number }).numBytesInGPU ?? 0;
-
 const page: LanguageModelPage = {
   name: 'char-lm (flashStyleTiledAttention)',
 
@@ -81,7 +79,7 @@ const page: LanguageModelPage = {
     let loss = NaN;
     for (let i = 0; i < steps; i++) loss = await step(s);
     const ms = performance.now() - started;
-    return { ms, tokens: steps * s.size.batch * s.size.context, loss, gpuBytes: gpuBytes() };
+    return { ms, tokens: steps * s.size.batch * s.size.context, loss, gpuBytes: gpuBytes(tf.memory()) };
   },
 
   async generate(prompt: string, n: number): Promise<Round> {
@@ -90,7 +88,7 @@ const page: LanguageModelPage = {
     const started = performance.now();
     const [drawn] = await generateBatch(s.model, [ids], n, { temperature: 1, seed: 1 });
     const ms = performance.now() - started;
-    return { ms, tokens: drawn!.length, gpuBytes: gpuBytes() };
+    return { ms, tokens: drawn!.length, gpuBytes: gpuBytes(tf.memory()) };
   },
 
   async dispose(): Promise<number> {

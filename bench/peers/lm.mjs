@@ -10,14 +10,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundlePage, loads, openBrowser, openPage, resultsBase } from './browser.mjs';
+import { argAfter, bundlePage, loads, openBrowser, openPage, resultsBase } from './browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const argAfter = (flag) => {
-  const at = process.argv.indexOf(flag);
-  return at < 0 ? undefined : process.argv[at + 1];
-};
 const PEER = '@genai-fi/nanogpt@1.3.0';
 /** The issue's two sizes: batch 8 both. */
 const SIZES = {

@@ -7,8 +7,8 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { TeachableLLM, data } from '@genai-fi/nanogpt';
-import type { Built, LanguageModelPage, ModelSize, Round } from './lm-contract.js';
+import { TeachableLLM, data, type NanoGptJob } from '@genai-fi/nanogpt';
+import { gpuBytes, type Built, type LanguageModelPage, type ModelSize, type Round } from './lm-contract.js';
 
 interface State {
   llm: TeachableLLM;
@@ -23,8 +23,6 @@ function current(): State {
   return state;
 }
 
-const gpuBytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number }).numBytesInGPU ?? 0;
-
 /**
  * Runs one training job of `warmup + steps` steps, logging every step, and cancels it then:
  * the timed part runs from the log of step `warmup` to the log of the last step, each logged
@@ -32,25 +30,22 @@ const gpuBytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number 
  */
 async function trainJob(s: State, steps: number, warmup: number): Promise<Round> {
   const { llm } = s;
-  const stamps: number[] = [];
-  let last: { loss: number; tokens: number } | null = null;
-  let first = 0;
+  // one record per logged step: when its log came, and the peer's own token count and loss
+  const logs: { at: number; tokens: number; loss: number }[] = [];
   const job = await llm.training.job({
     method: { type: 'pretraining' }, batchSize: s.size.batch, logInterval: 1, maxEpochs: 1000,
   }, [s.stream], [{ id: 'bench', name: 'bench', conversational: false }]);
   await new Promise<void>((resolve, reject) => {
-    const progress = (j: { id: string; history: { totalTokens: number; trainingMetrics: { loss: number } }[] | null }) => {
-      if (j.id !== job.id || !j.history || j.history.length <= stamps.length) return;
-      stamps.push(performance.now());
+    const progress = (j: NanoGptJob) => {
+      if (j.id !== job.id || !j.history || j.history.length <= logs.length) return;
       const entry = j.history[j.history.length - 1]!;
-      if (stamps.length === warmup) first = entry.totalTokens;
-      last = { loss: entry.trainingMetrics.loss, tokens: entry.totalTokens };
-      if (stamps.length === warmup + steps) llm.training.cancel(job.id);
+      logs.push({ at: performance.now(), tokens: entry.totalTokens, loss: entry.trainingMetrics.loss });
+      if (logs.length === warmup + steps) llm.training.cancel(job.id);
     };
     const ended = (id: string) => {
       if (id !== job.id) return;
       done();
-      if (stamps.length < warmup + steps) reject(new Error(`nanogpt-page: the job ended after ${stamps.length} of ${warmup + steps} steps.`));
+      if (logs.length < warmup + steps) reject(new Error(`nanogpt-page: the job ended after ${logs.length} of ${warmup + steps} steps.`));
       else resolve();
     };
     const failed = (id: string, error: Error) => {
@@ -69,13 +64,14 @@ async function trainJob(s: State, steps: number, warmup: number): Promise<Round>
     llm.training.on('completed', ended);
     llm.training.on('error', failed);
   });
-  const end = last as { loss: number; tokens: number } | null;
+  const from = logs[warmup - 1]!;
+  const to = logs[warmup + steps - 1]!;
   return {
-    ms: stamps[warmup + steps - 1]! - stamps[warmup - 1]!,
+    ms: to.at - from.at,
     // as the peer counts them, which the runner checks against steps·batch·context
-    tokens: end ? end.tokens - first : 0,
-    loss: end?.loss,
-    gpuBytes: gpuBytes(),
+    tokens: to.tokens - from.tokens,
+    loss: to.loss,
+    gpuBytes: gpuBytes(tf.memory()),
   };
 }
 
@@ -107,7 +103,7 @@ const page: LanguageModelPage = {
     // special tokens are kept, so that an untrained model's end-of-text does not stop it early
     await llm.responses.create(
       { input: prompt, maxLength: n, temperature: 1, nonConversational: true, allowSpecial: true }, () => { tokens++; });
-    return { ms: performance.now() - started, tokens, gpuBytes: gpuBytes() };
+    return { ms: performance.now() - started, tokens, gpuBytes: gpuBytes(tf.memory()) };
   },
 
   async dispose(): Promise<number> {

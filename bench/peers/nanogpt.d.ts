@@ -3,12 +3,12 @@
 // installs it into the run's own scratch folder and bundles the page from there, so it is never
 // a dependency of this repository, and this repository's typecheck does not need it.
 declare module '@genai-fi/nanogpt' {
-  interface NanoGptLogEntry {
+  export interface NanoGptLogEntry {
     step: number;
     totalTokens: number;
     trainingMetrics: { loss: number };
   }
-  interface NanoGptJob {
+  export interface NanoGptJob {
     id: string;
     history: NanoGptLogEntry[] | null;
   }

@@ -10,14 +10,10 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundlePage, loads, openBrowser, openPage, resultsBase } from './browser.mjs';
+import { argAfter, bundlePage, loads, openBrowser, openPage, resultsBase } from './browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const argAfter = (flag) => {
-  const at = process.argv.indexOf(flag);
-  return at < 0 ? undefined : process.argv[at + 1];
-};
 const quick = process.argv.includes('--quick');
 const lengths = (argAfter('--lengths') ?? (quick ? '128,256' : '128,256,512,1024,2048')).split(',').map(Number);
 if (lengths.some((T) => !Number.isInteger(T) || T < 1)) throw new Error(`bench:peers: --lengths expects positive integers, got ${argAfter('--lengths')}.`);

@@ -16,7 +16,8 @@ fn tileValue(r: u32, c: u32) -> V {
 // The scores (scale·q_i)·k of quad r4's keys. Each is summed in the order of a lanesSum dot
 // product (per lane of V over the channel groups, then across the lanes), the order in which the
 // backward recomputes it: its weight then matches the forward's statistic. The lanes are spelled
-// out, as a loop over them indexes vectors at run time, which SwiftShader makes slow.
+// out, as a loop over them indexes vectors at run time, which SwiftShader makes slow. All four
+// slots hold a key or zeros, so `n` (which the split-K decode needs) is not read here.
 fn tileScores(r4: u32, n: u32) -> vec4<f32> {
   var d0 = vec4<f32>(0.0);
   var d1 = vec4<f32>(0.0);

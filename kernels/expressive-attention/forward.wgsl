@@ -3,8 +3,7 @@
 // o_i = Σ_j s_ij²·v_j / (ε + Σ_j s_ij²) over the visible keys, with s = scale·q·kᵀ. Every weight
 // s² is ≥ 0, so a row simply sums Z += s² (no running max, no rescaling), and partial rows merge
 // by adding. Saves the denominator z = max(ε + Z, 2⁻⁶⁰) per row for the backward. Works on the
-// pass's `row`. Expects common/attention.wgsl and the host's
-// `const BC4`.
+// pass's `row`. Expects common/attention.wgsl and the host's `const BC4`.
 
 // ε of the denominator: a pipeline constant, as the Params uniform is shared by every attention kernel
 override EPSILON: f32;
