@@ -15,7 +15,9 @@
  * deadline, default 8 minutes) and writes `<adapter>.generation.{json,md}`. The registry section
  * (bench/mixers.ts): every registered mixer's bench case, kernels against reference, forward and
  * forward+backward at T = 256–16384; `-- --mixers [--cases a,b]` runs it alone (for the named
- * mixers) and writes `<adapter>.mixers[.a+b].{json,md}`.
+ * mixers) and writes `<adapter>.mixers[.a+b].{json,md}`. The blocks section (bench/blocks.ts):
+ * `ops.dense` and `ops.layerNorm` against tfjs's own ops; `-- --blocks` runs it alone and writes
+ * `<adapter>.blocks.{json,md}`.
  * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
  * whose flags it reads), writing `runs/<backend>-backends.{json,md}`.
  *
@@ -37,6 +39,7 @@ import { agreement, type Validation } from './validation.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
 import { writePlots } from './plot.js';
 import { startWebGPU } from './webgpu.js';
+import { blocksMarkdown, measureBlocks, type BlockRow } from './blocks.js';
 
 const TOLERANCE = 1e-4;
 // validation has already run each side once (pipelines compiled), so one warm-up run suffices
@@ -113,6 +116,11 @@ if (process.argv.includes('--mixers')) {
   const registry = await measureMixers(backend, chosen, quick ? MIXER_LENGTHS.quick : MIXER_LENGTHS.full, SEED, log);
   await finishSection(chosen.length < mixers.length ? `mixers.${chosen.map((m) => m.name).join('+')}` : 'mixers', 'Every registered mixer', mixersMarkdown(registry), registry,
     registry.rows.filter((r) => r.validation && !r.validation.ok).length);
+}
+
+if (process.argv.includes('--blocks')) {
+  const blocks = await measureBlocks(backend, quick, SEED, TOLERANCE, log);
+  await finishSection('blocks', 'Blocks', blocksMarkdown(blocks), blocks, blocks.filter((r) => !r.validation.ok).length);
 }
 
 if (generationOnly) {
@@ -247,7 +255,9 @@ const registry = await measureMixers(backend, mixers, quick ? MIXER_LENGTHS.quic
 
 const generation = await measureGeneration(backend, { quick, minutes: GENERATION_MINUTES, seed: SEED, tolerance: TOLERANCE, log });
 
-const report: Report & { generation: GenerationReport; mixers: MixersReport } = {
+const blocks = await measureBlocks(backend, quick, SEED, TOLERANCE, log);
+
+const report: Report & { generation: GenerationReport; mixers: MixersReport; blocks: BlockRow[] } = {
   adapter: gpu.description,
   date: new Date().toISOString(),
   node: process.version,
@@ -271,13 +281,14 @@ const report: Report & { generation: GenerationReport; mixers: MixersReport } = 
   selectiveScan,
   mixers: registry,
   generation,
+  blocks,
   wallSeconds: (performance.now() - started) / 1000,
 };
 const markdown = `${toMarkdown(report)}\n\n${maskedAttentionMarkdown(maskedAttention)}\n\n${selectiveScanMarkdown(selectiveScan)}\n\n` +
-  `${mixersMarkdown(registry)}\n\n${generationMarkdown(generation)}\n`;
+  `${mixersMarkdown(registry)}\n\n${generationMarkdown(generation)}\n\n${blocksMarkdown(blocks)}\n`;
 console.log(markdown);
 const written = writeReport(resultsDir, report, markdown);
 for (const file of [...written, ...writePlots(written[0]!.replace(/\.json$/, ''), report)]) log(`wrote ${file}`);
 
 await finish([...cases, ...selectiveScan.cases, ...registry.rows, ...maskedAttention.results, ...attention.decode.cases, ...generation.steps,
-  ...attention.ops.flatMap((o) => o.cases)].filter((c) => c.validation && !c.validation.ok).length);
+  ...attention.ops.flatMap((o) => o.cases), ...blocks].filter((c) => c.validation && !c.validation.ok).length);

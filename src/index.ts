@@ -64,3 +64,5 @@ export { MultiHeadAttention } from './mixers/multi-head-attention/layer.js';
 export type { MultiHeadAttentionArgs, MultiHeadAttentionCallArgs } from './mixers/multi-head-attention/layer.js';
 export type { SerializableArg } from './mixers/multi-head-attention/serializables.js';
 export type { RotaryConfig, RotaryOptions } from './rotary/op.js';
+export type { DenseOptions } from './dense/op.js';
+export type { LayerNormOptions } from './layer-norm/op.js';

@@ -6,7 +6,8 @@
  * {@link "expressive-attention" | ExpressiveAttention}, {@link "block-sparse" | BlockSparse},
  * {@link "selective-ssm" | SelectiveSSM}, {@link "flash-style-tiled-attention" | FlashStyleTiledAttention},
  * {@link "aaren" | Aaren}, {@link "gated-linear-attention" | GatedLinearAttention})
- * derive the maths and the gradients; {@link "rotary" | the rotary guide} covers `ops.rotary`.
+ * derive the maths and the gradients; {@link "rotary" | the rotary guide} covers `ops.rotary`;
+ * `ops.dense` (the projection the layers run) and `ops.layerNorm` are the rest of a transformer block.
  *
  * @example
  * ```ts
@@ -28,3 +29,5 @@ export { selectiveScan, selectiveScanStep, selectiveScanWithState } from './mixe
 export { aaren, aarenWithState } from './mixers/aaren/op.js';
 export { gatedLinearAttention, gatedLinearAttentionWithState } from './mixers/gated-linear-attention/op.js';
 export { rotary } from './rotary/op.js';
+export { dense } from './dense/op.js';
+export { layerNorm } from './layer-norm/op.js';

@@ -34,6 +34,8 @@ const calls: Record<string, (options: unknown) => unknown> = {
   gatedLinearAttentionWithState: (o) => ops.gatedLinearAttentionWithState(t4([1, 3, 2, 4]), t4([1, 3, 2, 4]), t4([1, 3, 2, 3]),
     tf.neg(tf.abs(t4([1, 3, 2, 4]))) as tf.Tensor4D, o as never),
   rotary: (o) => ops.rotary(t4([1, 3, 2, 4]), o as never),
+  dense: (o) => ops.dense(t3([1, 3, 2]), t2([2, 4]), o as never),
+  layerNorm: (o) => ops.layerNorm(t3([1, 3, 2]), t([2]) as tf.Tensor1D, t([2]) as tf.Tensor1D, o as never),
 };
 
 describeOn('cpu', 'op options', () => {

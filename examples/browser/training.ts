@@ -400,6 +400,11 @@ const OP_CASES: TrainingCase[] = [
     const positions = keep(int(SEGMENTS.map((row) => row.map((_, t) => t - row.indexOf(row[t]!))), [B, T]) as tf.Tensor2D);
     return (w) => ops.rotary(w.x as tf.Tensor4D, { positions });
   }),
+  opCase('x, kernel and bias, D = 8 to 12', 'dense', { x: [[B, T, D]], kernel: [[D, 12]], bias: [[12]] },
+    () => (w) => ops.dense(w.x as tf.Tensor3D, w.kernel as tf.Tensor2D, { bias: w.bias as tf.Tensor1D })),
+  opCase('width 5, no bias', 'dense', { x: [[B, T, 5]], kernel: [[5, 3]] }, () => (w) => ops.dense(w.x as tf.Tensor3D, w.kernel as tf.Tensor2D)),
+  opCase('x, gamma and beta', 'layerNorm', { x: [[B, T, D]], gamma: [[D], 0.5, 1.5], beta: [[D]] },
+    () => (w) => ops.layerNorm(w.x as tf.Tensor3D, w.gamma as tf.Tensor1D, w.beta as tf.Tensor1D)),
 ];
 
 const x = (keep: Keep) => keep(uniform(300, [B, T, D]));

@@ -21,7 +21,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import {
-  BlockSparse, ExpressiveAttention, FlashStyleTiledAttention, mixerNamed, mixers as libraryMixers, type Implementation,
+  BlockSparse, ExpressiveAttention, FlashStyleTiledAttention, mixerNamed, mixers as libraryMixers, ops, type Implementation,
   type KVCacheOptions, type PrefillOptions,
 } from '../../src/index.js';
 import { mulberry32 } from '../shared/random.js';
@@ -94,7 +94,7 @@ export interface TokenEmbeddingArgs {
 
 /**
  * A token embedding, token ids `[...]` (int32) → `[..., D]`, row `id` of a table `E [V, D]`,
- * computed as `oneHot(ids)·E` so that its gradient is one matMul.
+ * computed as `oneHot(ids)·E` (`ops.dense`) so that its gradient is one matMul.
  */
 export class TokenEmbedding extends tf.layers.Layer {
   static className = 'TokenEmbedding';
@@ -127,8 +127,8 @@ export class TokenEmbedding extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const ids = tf.cast(Array.isArray(inputs) ? inputs[0]! : inputs, 'int32');
-      const oneHot = tf.oneHot(ids.reshape([-1]) as tf.Tensor1D, this.inputDim);
-      return tf.matMul(oneHot, this.table!.read()).reshape([...ids.shape, this.outputDim]);
+      const oneHot = tf.oneHot(ids.reshape([-1]) as tf.Tensor1D, this.inputDim, 1, 0, 'float32') as tf.Tensor2D;
+      return ops.dense(oneHot, this.table!.read() as tf.Tensor2D).reshape([...ids.shape, this.outputDim]);
     });
   }
 
@@ -147,7 +147,8 @@ export interface LayerNormArgs {
 
 /**
  * Layer normalisation over the last axis, `[..., D] → [..., D]`:
- * `(x − mean) / √(var + ε) · gamma + beta`, with `gamma` (ones) and `beta` (zeros) `[D]`.
+ * `(x − mean) / √(var + ε) · gamma + beta`, with `gamma` (ones) and `beta` (zeros) `[D]`, through
+ * the library's `ops.layerNorm`.
  */
 export class LayerNorm extends tf.layers.Layer {
   static className = 'LayerNorm';
@@ -177,9 +178,7 @@ export class LayerNorm extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
-      const { mean, variance } = tf.moments(x, -1, true);
-      const normalised = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.epsilon)));
-      return tf.add(tf.mul(normalised, this.gamma!.read()), this.beta!.read());
+      return ops.layerNorm(x, this.gamma!.read() as tf.Tensor1D, this.beta!.read() as tf.Tensor1D, { epsilon: this.epsilon });
     });
   }
 
@@ -189,6 +188,83 @@ export class LayerNorm extends tf.layers.Layer {
 }
 tf.serialization.registerClass(LayerNorm);
 
+/** Arguments of {@link Projection}. */
+export interface ProjectionArgs {
+  /** N, the output width. */
+  units: number;
+  /** `'gelu'` (erf form, as tfjs-layers' and PyTorch's default) or `'linear'`. Default `'linear'`. */
+  activation?: 'gelu' | 'linear';
+  /** Which implementation `ops.dense` runs. Default `'auto'`. */
+  implementation?: Implementation;
+  name?: string;
+}
+
+/**
+ * Keras's `Dense` through the library's `ops.dense`, `[..., D] → [..., N]`: `act(x·kernel + bias)`,
+ * `kernel` `[D, N]` (Glorot uniform) and `bias` `[N]` (zeros). tfjs's own matMul picks a program
+ * by shape that is 5–100× slower at a small model's and a decode step's sizes on SwiftShader.
+ */
+export class Projection extends tf.layers.Layer {
+  static className = 'Projection';
+  readonly units: number;
+  readonly activation: 'gelu' | 'linear';
+  readonly implementation: Implementation;
+  private kernel: tf.LayerVariable | null = null;
+  private bias: tf.LayerVariable | null = null;
+
+  constructor(args: ProjectionArgs) {
+    super({ name: args.name });
+    this.units = args.units;
+    if (!(Number.isInteger(this.units) && this.units > 0)) {
+      throw new Error(`Projection: argument 'units' must be a positive integer; received ${String(args.units)}.`);
+    }
+    this.activation = args.activation ?? 'linear';
+    if (this.activation !== 'gelu' && this.activation !== 'linear') {
+      throw new Error(`Projection: argument 'activation' must be 'gelu' or 'linear'; received ${String(args.activation)}.`);
+    }
+    this.implementation = args.implementation ?? 'auto';
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = singleShape(inputShape);
+    const D = shape[shape.length - 1];
+    if (D == null) throw new Error(`Projection expects a known last axis. Received: [${shape.join(', ')}].`);
+    this.kernel = this.addWeight('kernel', [D, this.units], 'float32', tf.initializers.glorotUniform({}));
+    this.bias = this.addWeight('bias', [this.units], 'float32', tf.initializers.zeros());
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape | tf.Shape[] {
+    const shape = singleShape(inputShape);
+    return [...shape.slice(0, -1), this.units];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+      const y = ops.dense(x, this.kernel!.read() as tf.Tensor2D, { bias: this.bias!.read() as tf.Tensor1D, implementation: this.implementation });
+      // gelu(y) = y·Φ(y), Φ(y) = (1 + erf(y/√2))/2
+      return this.activation === 'gelu' ? tf.mul(y, tf.mul(0.5, tf.add(1, tf.erf(tf.div(y, Math.SQRT2))))) : y;
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), units: this.units, activation: this.activation, implementation: this.implementation };
+  }
+}
+tf.serialization.registerClass(Projection);
+
+/**
+ * `x [B, T, D] + p [T, D]`, p's gradient Σ_b dy[b] formed as the product 1·dy by `ops.dense`:
+ * tfjs reduces a broadcast's gradient with a workgroup per output, slow on SwiftShader.
+ */
+const addRows = tf.customGrad((x, p) => {
+  const [B, T, D] = (x as tf.Tensor3D).shape;
+  return {
+    value: tf.add(x as tf.Tensor, p as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => [dy, ops.dense(tf.ones([1, B]), dy.reshape([B, T * D]) as tf.Tensor2D).reshape([T, D])],
+  };
+}) as (x: tf.Tensor3D, p: tf.Tensor2D) => tf.Tensor3D;
 
 /** Arguments of {@link PositionalEmbedding}. */
 export interface PositionalEmbeddingArgs {
@@ -239,7 +315,7 @@ export class PositionalEmbedding extends tf.layers.Layer {
       if (T > this.maxLength) {
         throw new Error(`PositionalEmbedding: the sequence has ${T} tokens, more than maxLength = ${this.maxLength}.`);
       }
-      return tf.add(x, this.table!.read().slice([0, 0], [T, D]));
+      return addRows(x, this.table!.read().slice([0, 0], [T, D]) as tf.Tensor2D);
     });
   }
 
@@ -262,8 +338,8 @@ export class PositionalEmbedding extends tf.layers.Layer {
         `received ${positions.dtype} [${positions.shape.join(', ')}].`);
     }
     return tf.tidy(() => {
-      const oneHot = tf.oneHot(positions.reshape([-1]) as tf.Tensor1D, this.maxLength);
-      return tf.add(x, tf.matMul(oneHot, this.table!.read()).reshape([B, T, D])) as tf.Tensor3D;
+      const oneHot = tf.oneHot(positions.reshape([-1]) as tf.Tensor1D, this.maxLength, 1, 0, 'float32') as tf.Tensor2D;
+      return tf.add(x, ops.dense(oneHot, this.table!.read() as tf.Tensor2D).reshape([B, T, D])) as tf.Tensor3D;
     });
   }
 
@@ -378,7 +454,7 @@ function resolveConfig(config: CharLMConfig): Required<CharLMConfig> {
  *   x = x + Dense_D(gelu(Dense_{mlpRatio·D}(LayerNorm(x))))
  * logits = Dense_V(LayerNorm(x))
  * ```
- * The layers are named (`block0_mixer`, …) so that {@link Decoder} finds them in a reloaded
+ * Each Dense is a {@link Projection}, Keras's Dense through the library's `ops.dense`. The layers are named (`block0_mixer`, …) so that {@link Decoder} finds them in a reloaded
  * model. Weights are drawn with `Math.random` (tfjs's default): wrap the call in
  * {@link withSeededRandom} to make them reproducible.
  */
@@ -393,12 +469,13 @@ export function buildModel(config: CharLMConfig): tf.LayersModel {
     h = mixerLayer(c, NAMES.mixer(i)).apply(h) as tf.SymbolicTensor;
     x = tf.layers.add({ name: NAMES.residual1(i) }).apply([x, h]) as tf.SymbolicTensor;
     h = new LayerNorm({ name: NAMES.norm2(i) }).apply(x) as tf.SymbolicTensor;
-    h = tf.layers.dense({ units: c.mlpRatio * D, activation: 'gelu', name: NAMES.mlpUp(i) }).apply(h) as tf.SymbolicTensor;
-    h = tf.layers.dense({ units: D, name: NAMES.mlpDown(i) }).apply(h) as tf.SymbolicTensor;
+    h = new Projection({ units: c.mlpRatio * D, activation: 'gelu', implementation: c.implementation, name: NAMES.mlpUp(i) })
+      .apply(h) as tf.SymbolicTensor;
+    h = new Projection({ units: D, implementation: c.implementation, name: NAMES.mlpDown(i) }).apply(h) as tf.SymbolicTensor;
     x = tf.layers.add({ name: NAMES.residual2(i) }).apply([x, h]) as tf.SymbolicTensor;
   }
   x = new LayerNorm({ name: NAMES.finalNorm }).apply(x) as tf.SymbolicTensor;
-  const logits = tf.layers.dense({ units: c.vocab, name: NAMES.head }).apply(x) as tf.SymbolicTensor;
+  const logits = new Projection({ units: c.vocab, implementation: c.implementation, name: NAMES.head }).apply(x) as tf.SymbolicTensor;
   return tf.model({ inputs: tokens, outputs: logits, name: `charLM_${c.mixer}` });
 }
 
@@ -726,9 +803,6 @@ export class Decoder {
       const at = Int32Array.from({ length: B * T }, (_, i) => Math.min(this.rows[Math.floor(i / T)]! + (i % T), this.maxLength - 1));
       let x = this.positionalEmbedding.atEach(this.tokenEmbedding.apply(tokens) as tf.Tensor3D, tf.tensor2d(at, [B, T], 'int32'));
       const D = x.shape[2];
-      // the Dense layers run on [rows, D]: on rank 3, tfjs-layers transposes their kernel first,
-      // a copy of the weights on every call (a decode step's one dispatch per Dense)
-      const rows = (t: tf.Tensor3D) => t.reshape([-1, t.shape[2]]) as tf.Tensor2D;
       // a prompt from position 0 needs no incoming state (ExpressiveAttention's recurrent prefill
       // would read the zero sums at the cost of a second attention), but for a preallocated cache
       const fresh = this.rows.every((p) => p === 0);
@@ -743,13 +817,12 @@ export class Decoder {
           [y, state] = [y1.reshape([B, 1, D]) as tf.Tensor3D, s];
         }
         x = tf.add(x, y);
-        const m = b.mlpDown.apply(b.mlpUp.apply(rows(b.norm2.apply(x) as tf.Tensor3D))) as tf.Tensor2D;
-        x = tf.add(x, m.reshape([B, T, D]));
+        x = tf.add(x, b.mlpDown.apply(b.mlpUp.apply(b.norm2.apply(x))) as tf.Tensor3D);
         return state;
       });
       // each row's last real token: only it needs the head
       const last = lengths ? tf.gather(x, tf.tensor2d(lengths.map((n) => n - 1), [B, 1], 'int32'), 1, 1) as tf.Tensor3D : x;
-      return [this.head.apply(rows(this.finalNorm.apply(last) as tf.Tensor3D)) as tf.Tensor2D, states];
+      return [(this.head.apply(this.finalNorm.apply(last)) as tf.Tensor3D).reshape([B, -1]) as tf.Tensor2D, states];
     });
     this.states.forEach((old, i) => disposeReplaced(old, states[i]!));
     this.states = states;

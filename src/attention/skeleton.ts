@@ -1,7 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import denseLayout from '../../kernels/common/dense-layout.wgsl';
-import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
+import grid from '../../kernels/common/grid.wgsl';
+import deltaBody from '../../kernels/common/attention-delta.wgsl';
+import {
+  grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel,
+} from '../webgpu/runtime.js';
 import {
   BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, sizesOf, skeletonKernel, type AttentionAttrs,
 } from './kernel-source.js';
@@ -158,6 +162,28 @@ function runSplit(
 }
 
 /**
+ * tfjs kernel name, webgpu only. Inputs `dO` and `o` `[B, Tq, H, K]` and `statistic` `[B, H, Tq]`;
+ * output `[B, H, Tq, 2]`: each row's statistic beside delta = rowsum(dO ∘ o).
+ */
+const ATTENTION_DELTA = 'MixersAttentionDelta';
+const DELTA_WG = 64;
+const DELTA = laneVariants('AttentionDelta', [grid, deltaBody]);
+
+function attentionDelta({ inputs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { dO, o, statistic } = namedInputs(inputs, 'dO', 'o', 'statistic');
+  const [B, Tq, H, K] = dO.shape as [number, number, number, number];
+  const lanes = lanesFor(K);
+  const rows = B * H * Tq;
+  return runKernel(backend as WebGPUBackend, DELTA[lanes], {
+    inputs: [dO, o, statistic],
+    outputs: [[B, H, Tq, 2]],
+    params: [rows, Tq, H, K / lanes].map((u32) => ({ u32 })),
+    constants: { WG: DELTA_WG },
+    workgroups: grid1d(rows, DELTA_WG),
+  })[0]!;
+}
+
+/**
  * Registers, for the webgpu backend, an attention family on the skeleton: its forward (the
  * split-K decode when the call's `split` attr asks for it or, on `'auto'`, when few queries face
  * many keys, and a dense layout; the tiled forward otherwise), its dQ and dK/dV kernels and the
@@ -182,6 +208,7 @@ export function registerAttentionFamily(m: AttentionFamily): void {
         constantsOf(attrs));
     },
   });
+  registerKernelOnce({ kernelName: ATTENTION_DELTA, backendName: 'webgpu', kernelFunc: attentionDelta });
   const launch = (pass: 'dq' | 'dkv') => ({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]) => {
     const g = namedInputs(inputs, 'q', 'k', 'dO', 'stats');
     return runSkeleton(backend as WebGPUBackend, layout, `${m.label}Backward${pass === 'dq' ? 'Dq' : 'Dkv'}`, pass, m.weights,
@@ -198,8 +225,8 @@ export function registerAttentionFamily(m: AttentionFamily): void {
       const dO = Array.isArray(dy) ? dy[0]! : dy;
       // delta_i = rowsum(dO_i ∘ o_i), [B, H, Tq], beside the statistic in one buffer: the dK/dV
       // kernel binds 8 storage buffers with it, the most a shader may count on
-      const delta = tf.sum(tf.mul(dO, o!), -1).transpose([0, 2, 1]);
-      const inputs: tf.NamedTensorMap = { q: q!, k: k!, v: v!, dO, stats: tf.stack([statistic!, delta], -1) };
+      const stats = tf.engine().runKernel(ATTENTION_DELTA, { dO, o: o!, statistic: statistic! }) as tf.Tensor;
+      const inputs: tf.NamedTensorMap = { q: q!, k: k!, v: v!, dO, stats };
       if (packed) inputs[PACKED_INPUT] = packed;
       const dq = tf.engine().runKernel(m.dq, inputs, attrs) as tf.Tensor;
       const [dk, dv] = tf.engine().runKernel(m.dkv, inputs, attrs) as tf.Tensor[];

@@ -3,6 +3,7 @@ import {
   IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkStepToken, checkTensor, describe,
   differentiableZeros, formatShape, optionNames, type Implementation,
 } from '../validate.js';
+import { dense } from '../dense/op.js';
 import { prefillInputs, realSteps, zeroPadding } from './decode-state.js';
 import type { PrefillOptions } from './prefill.js';
 
@@ -272,10 +273,8 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
    * `${name}Bias` `[out]` when the layer added one.
    */
   protected dense(x: tf.Tensor, name: string): tf.Tensor {
-    const w = this.weight(name).read();
-    const flat = tf.matMul(x.reshape([-1, x.shape[x.rank - 1]!]), w);
-    const bias = this.weightsByName.get(`${name}Bias`);
-    return (bias ? tf.add(flat, bias.read()) : flat).reshape([...x.shape.slice(0, -1), w.shape[1]!]);
+    const bias = this.weightsByName.get(`${name}Bias`)?.read() as tf.Tensor1D | undefined;
+    return dense(x, this.weight(name).read() as tf.Tensor2D, { bias, implementation: this.activeImplementation() });
   }
 
   /** Records the sizes that `createWeights` resolved (heads, widths, ...), for `dims`. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { dense } from '../dense/op.js';
 import { checkBoolean, optionNames } from '../validate.js';
 import { MixerLayer, type MixerLayerArgs } from './mixer-layer.js';
 
@@ -49,9 +50,8 @@ export abstract class ProjectedMixer extends MixerLayer {
   /** `y·W + b` over the last axis, or `y` when the projection is off. */
   protected project<T extends tf.Tensor>(y: T): T {
     if (!this.projection) return y;
-    const D = this.builtWidth();
-    const flat = tf.matMul(y.reshape([-1, D]), this.kernel!.read());
-    return tf.add(flat, this.bias!.read()).reshape(y.shape) as T;
+    const bias = this.bias!.read() as tf.Tensor1D;
+    return dense(y, this.kernel!.read() as tf.Tensor2D, { bias, implementation: this.activeImplementation() }) as T;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -7,6 +7,7 @@ import {
   describe, formatShape, optionNames, type Implementation,
 } from '../../validate.js';
 import { flashAttention } from '../flash-style-tiled-attention/op.js';
+import { dense } from '../../dense/op.js';
 import { resolveSerializable, serializeObject, type SerializableArg } from './serializables.js';
 
 /**
@@ -377,10 +378,9 @@ export class MultiHeadAttention extends tf.layers.Layer {
   private project(x: tf.Tensor3D, name: string, size: number): tf.Tensor4D {
     const [B, T, D] = x.shape;
     const H = this.numHeads;
-    const kernel = this.weightsByName.get(`${name}/kernel`)!.read().reshape([D, H * size]);
-    let y = tf.matMul(x.reshape([B * T, D]), kernel);
-    if (this.useBias) y = tf.add(y, this.weightsByName.get(`${name}/bias`)!.read().reshape([H * size]));
-    return y.reshape([B, T, H, size]);
+    const kernel = this.weightsByName.get(`${name}/kernel`)!.read().reshape([D, H * size]) as tf.Tensor2D;
+    const bias = this.useBias ? this.weightsByName.get(`${name}/bias`)!.read().reshape([H * size]) as tf.Tensor1D : undefined;
+    return dense(x, kernel, { bias, implementation: layerImplementation(this, LAYER, this.implementation) }).reshape([B, T, H, size]);
   }
 
   /** `o [B, Tq, H, valueDim] · kernel [H, valueDim, out] (+ bias [out])` → `[B, Tq, out]`. */
@@ -388,9 +388,9 @@ export class MultiHeadAttention extends tf.layers.Layer {
     const [B, T, H, V] = o.shape;
     const kernel = this.weightsByName.get('attention_output/kernel')!.read();
     const out = kernel.shape[2]!;
-    let y = tf.matMul(o.reshape([B * T, H * V]), kernel.reshape([H * V, out]));
-    if (this.useBias) y = tf.add(y, this.weightsByName.get('attention_output/bias')!.read());
-    return y.reshape([B, T, out]);
+    const bias = this.useBias ? this.weightsByName.get('attention_output/bias')!.read() as tf.Tensor1D : undefined;
+    return dense(o.reshape([B, T, H * V]), kernel.reshape([H * V, out]) as tf.Tensor2D,
+      { bias, implementation: layerImplementation(this, LAYER, this.implementation) }) as tf.Tensor3D;
   }
 
   /**

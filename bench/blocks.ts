@@ -1,0 +1,116 @@
+/**
+ * The blocks section of `npm run bench` (`-- --blocks` alone): the rest of a transformer block
+ * beside its mixer, `ops.dense` (a projection, `[M, K]·[K, N] + b`) against tfjs's matMul and add,
+ * and `ops.layerNorm` against its tfjs-ops reference, forward and forward+backward, validated
+ * then timed interleaved. Rows M = 1 is a decode step's projection; larger M a training batch's.
+ *
+ * @packageDocumentation
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { ops } from '../src/index.js';
+import { agreement, type Validation } from './validation.js';
+import { timeInterleaved, type Budget, type Timing } from './timing.js';
+
+/** The shapes: [M, K, N] for dense, [M, D] for layerNorm. */
+export const BLOCK_SHAPES = {
+  quick: { dense: [[1, 64, 256], [512, 64, 256]], layerNorm: [[512, 64]] },
+  full: {
+    dense: [[1, 64, 64], [1, 192, 768], [1, 768, 192], [512, 64, 256], [1024, 192, 768], [1024, 768, 192], [2048, 512, 512]],
+    layerNorm: [[512, 64], [1024, 192], [2048, 512]],
+  },
+} as const;
+
+const BUDGET: Budget = { warmup: 1, minIterations: 3, maxIterations: 20, budgetMs: 1500 };
+type Pass = 'forward' | 'forward+backward';
+const PASSES: readonly Pass[] = ['forward', 'forward+backward'];
+
+/** One op at one shape and pass: the library's op against tfjs's own. */
+export interface BlockRow {
+  op: 'dense' | 'layerNorm';
+  shape: number[];
+  pass: Pass;
+  validation: Validation;
+  ours?: Timing;
+  tfjs?: Timing;
+  /** tfjs's median ÷ ours. */
+  speedup?: number;
+  /** The op's useful FLOP/s in GFLOP/s (dense only: 2·M·K·N forward, three times that with the backward). */
+  gflops?: number;
+}
+
+/** The values of every tensor `f` returns, concatenated. */
+async function valuesOf(f: () => tf.Tensor[]): Promise<Float32Array> {
+  const out = f();
+  const parts = await Promise.all(out.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(out);
+  const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
+  return all;
+}
+
+/** The forward's output, or with the backward every gradient of Σ y·dy. */
+function passOf(pass: Pass, f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): () => tf.Tensor[] {
+  if (pass === 'forward') return () => [tf.tidy(() => f(...xs))];
+  const grads = tf.grads((...ys: tf.Tensor[]) => f(...ys));
+  return () => grads(xs, dy);
+}
+
+async function measure(backend: WebGPUBackend, row: Omit<BlockRow, 'validation'>, sides: Record<'ours' | 'tfjs', () => tf.Tensor[]>,
+  tolerance: number, flops: number, log: (line: string) => void): Promise<BlockRow> {
+  const validation = agreement([[await valuesOf(sides.ours), await valuesOf(sides.tfjs)]], tolerance);
+  const label = `${row.op} [${row.shape.join(', ')}] ${row.pass}`;
+  if (!validation.ok) {
+    console.error(`\n[bench] !!! VALIDATION FAILED: ${label}: ${JSON.stringify(validation)}. Not timed.\n`);
+    return { ...row, validation };
+  }
+  const t = await timeInterleaved(backend, sides, BUDGET);
+  const speedup = t.tfjs.medianMs / t.ours.medianMs;
+  log(`${label}: ours ${t.ours.medianMs.toFixed(2)} ms, tfjs ${t.tfjs.medianMs.toFixed(2)} ms (${speedup.toFixed(2)}×)`);
+  return { ...row, validation, ours: t.ours, tfjs: t.tfjs, speedup, ...(flops > 0 ? { gflops: flops / t.ours.medianMs / 1e6 } : {}) };
+}
+
+/** Every shape of {@link BLOCK_SHAPES}, both passes. */
+export async function measureBlocks(backend: WebGPUBackend, quick: boolean, seed: number, tolerance: number,
+  log: (line: string) => void): Promise<BlockRow[]> {
+  const shapes = quick ? BLOCK_SHAPES.quick : BLOCK_SHAPES.full;
+  const rows: BlockRow[] = [];
+  for (const [M, K, N] of shapes.dense) {
+    const xs = [tf.randomNormal([M, K], 0, 1, 'float32', seed), tf.randomNormal([K, N], 0, 0.1, 'float32', seed + 1),
+      tf.randomNormal([N], 0, 1, 'float32', seed + 2)];
+    const dy = tf.randomNormal([M, N], 0, 1, 'float32', seed + 3);
+    const ours = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => ops.dense(x, w as tf.Tensor2D, { bias: b as tf.Tensor1D });
+    const theirs = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x, w), b);
+    for (const pass of PASSES) {
+      rows.push(await measure(backend, { op: 'dense', shape: [M, K, N], pass },
+        { ours: passOf(pass, ours as never, xs, dy), tfjs: passOf(pass, theirs as never, xs, dy) },
+        tolerance, (pass === 'forward' ? 2 : 6) * M * K * N, log));
+    }
+    tf.dispose([...xs, dy]);
+  }
+  for (const [M, D] of shapes.layerNorm) {
+    const xs = [tf.randomNormal([M, D], 1, 1, 'float32', seed), tf.randomNormal([D], 1, 0.1, 'float32', seed + 1),
+      tf.randomNormal([D], 0, 0.1, 'float32', seed + 2)];
+    const dy = tf.randomNormal([M, D], 0, 1, 'float32', seed + 3);
+    const side = (implementation: 'webgpu' | 'reference') => (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      ops.layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D, { implementation });
+    for (const pass of PASSES) {
+      rows.push(await measure(backend, { op: 'layerNorm', shape: [M, D], pass },
+        { ours: passOf(pass, side('webgpu') as never, xs, dy), tfjs: passOf(pass, side('reference') as never, xs, dy) }, tolerance, 0, log));
+    }
+    tf.dispose([...xs, dy]);
+  }
+  return rows;
+}
+
+/** The section as a markdown table. */
+export function blocksMarkdown(rows: readonly BlockRow[]): string {
+  const ms = (t?: Timing) => (t ? t.medianMs.toFixed(2) : '—');
+  return ['## Blocks: projections and layer norms', '',
+    '`ops.dense` against `tf.add(tf.matMul(x, W), b)`, and `ops.layerNorm` against its tfjs-ops reference, on the same inputs; ' +
+    'each validated (max |ours − tfjs| / max |tfjs|) before timing, medians of interleaved samples.', '',
+    '| op | shape | pass | ours ms | tfjs ms | tfjs ÷ ours | GFLOP/s (ours) | validation |', '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.op} | [${r.shape.join(', ')}] | ${r.pass} | ${ms(r.ours)} | ${ms(r.tfjs)} | ` +
+      `${r.speedup ? r.speedup.toFixed(2) : '—'} | ${r.gflops ? r.gflops.toFixed(1) : '—'} | ` +
+      `${r.validation.ok ? 'ok' : 'FAILED'} ${r.validation.relative.toExponential(1)} |`)].join('\n');
+}

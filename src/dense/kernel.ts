@@ -1,0 +1,86 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../kernels/common/grid.wgsl';
+import body from '../../kernels/dense/dense.wgsl';
+import vec4Layout from '../../kernels/dense/dense-vec4.wgsl';
+import scalarLayout from '../../kernels/dense/dense-scalar.wgsl';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../webgpu/runtime.js';
+
+/**
+ * tfjs kernel name. Inputs `a`, `b` (2-D float32) and optionally `bias` `[N]`; output
+ * C = op(a)·op(b) + bias `[M, N]`, op a transpose where the attribute says so. Its gradient is
+ * the same kernel (the bias's too, as a product by a row of ones), so it is differentiable to any order.
+ */
+export const DENSE = 'MixersDense';
+
+/** The kernel's attributes, as tf.matMul's. */
+export interface DenseAttrs {
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+const WG = 64;
+const KERNELS: Record<'vec4' | 'scalar', KernelSource> = {
+  vec4: { name: 'DenseVec4', code: [grid, body, vec4Layout].join('\n') },
+  scalar: { name: 'Dense', code: [grid, body, scalarLayout].join('\n') },
+};
+
+/** M, K and N of op(a)·op(b). */
+function sizes(a: tf.TensorInfo, b: tf.TensorInfo, { transposeA, transposeB }: DenseAttrs): [number, number, number] {
+  const [a0, a1] = a.shape as [number, number];
+  const [b0, b1] = b.shape as [number, number];
+  return [transposeA ? a1 : a0, transposeA ? a0 : a1, transposeB ? b0 : b1];
+}
+
+registerKernelOnce({
+  kernelName: DENSE,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { a, b } = namedInputs(inputs, 'a', 'b');
+    const { bias } = inputs;
+    const at = attrs as unknown as DenseAttrs;
+    const [M, K, N] = sizes(a, b, at);
+    // vec4 rows need every row that is read as quads to be whole quads
+    const vec4 = K % 4 === 0 && N % 4 === 0 && (!at.transposeA || M % 4 === 0);
+    // a row or two (a decode step) gains nothing from shared blocks of B; a transposed A is read 4 rows at a time
+    const rows = M <= 2 && !at.transposeA ? 1 : M < 64 ? 4 : 8;
+    return runKernel(backend as WebGPUBackend, KERNELS[vec4 ? 'vec4' : 'scalar'], {
+      // without a bias its binding is never read: `a` stands in (read-only bindings may alias)
+      inputs: [a, b, bias ?? a],
+      outputs: [[M, N]],
+      params: [M, K, N].map((u32) => ({ u32 })),
+      constants: { WG, ROWS: rows, TRANSPOSE_A: at.transposeA ? 1 : 0, TRANSPOSE_B: at.transposeB ? 1 : 0, HAS_BIAS: bias ? 1 : 0 },
+      workgroups: grid1d(Math.ceil(M / rows) * Math.ceil(N / 4), WG),
+    })[0]!;
+  },
+});
+
+/** op(a)·op(b) through the kernel. */
+export function denseKernel(a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean, bias?: tf.Tensor1D): tf.Tensor2D {
+  const attrs: DenseAttrs = { transposeA, transposeB };
+  return tf.engine().runKernel(DENSE, bias ? { a, b, bias } : { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+}
+
+/**
+ * Σ_m t[m, :] of t `[M, N]` as 1·t through the kernel, on webgpu: tfjs's sum over rows launches
+ * a workgroup per column, slow on SwiftShader. Returns `[N]`.
+ */
+export function columnSums(t: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => denseKernel(tf.ones([1, t.shape[0]]), t, false, false).reshape([-1]));
+}
+
+registerGradientOnce({
+  kernelName: DENSE,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved, attrs) => {
+    const [a, b] = saved as tf.Tensor2D[];
+    const c = dy as tf.Tensor2D;
+    const { transposeA: tA, transposeB: tB } = attrs as unknown as DenseAttrs;
+    // C = op(A)·op(B): dop(A) = dC·op(B)ᵀ and dop(B) = op(A)ᵀ·dC, each laid out as its operand is stored
+    return {
+      a: () => tA ? denseKernel(b!, c, tB, true) : denseKernel(c, b!, false, !tB),
+      b: () => tB ? denseKernel(c, a!, true, tA) : denseKernel(a!, c, !tA, false),
+      bias: () => columnSums(c),
+    };
+  },
+});

@@ -1,0 +1,94 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../kernels/common/grid.wgsl';
+import forwardBody from '../../kernels/layer-norm/forward.wgsl';
+import rowsBody from '../../kernels/layer-norm/backward-rows.wgsl';
+import gammaBody from '../../kernels/layer-norm/backward-gamma.wgsl';
+import { columnSums } from '../dense/kernel.js';
+import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
+
+/**
+ * tfjs kernel name. Inputs `x` `[M, D]`, `gamma` and `beta` `[D]`; outputs y `[M, D]` and each
+ * row's (mean, rstd) `[M, 2]`, which the gradient reads. Differentiable once.
+ */
+export const LAYER_NORM = 'MixersLayerNorm';
+/** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
+const LAYER_NORM_GRAD_X = 'MixersLayerNormGradX';
+const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradAffine';
+
+/** The kernel's attributes. */
+export interface LayerNormAttrs {
+  epsilon: number;
+}
+
+const WG = 64;
+const FORWARD = laneVariants('LayerNormForward', [grid, forwardBody]);
+const ROWS = laneVariants('LayerNormBackwardRows', [grid, rowsBody]);
+const GAMMA = laneVariants('LayerNormBackwardGamma', [grid, gammaBody]);
+
+registerKernelOnce({
+  kernelName: LAYER_NORM,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
+    const [M, D] = x.shape as [number, number];
+    const lanes = lanesFor(D);
+    return runKernel(backend as WebGPUBackend, FORWARD[lanes], {
+      inputs: [x, gamma, beta],
+      outputs: [[M, D], [M, 2]],
+      params: [{ u32: M }, { u32: D / lanes }, { f32: D }, { f32: (attrs as unknown as LayerNormAttrs).epsilon }],
+      constants: { WG },
+      workgroups: grid1d(M, WG),
+    });
+  },
+});
+
+registerKernelOnce({
+  kernelName: LAYER_NORM_GRAD_X,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, gamma, moments, dy } = namedInputs(inputs, 'x', 'gamma', 'moments', 'dy');
+    const [M, D] = x.shape as [number, number];
+    const lanes = lanesFor(D);
+    return runKernel(backend as WebGPUBackend, ROWS[lanes], {
+      inputs: [x, gamma, moments, dy],
+      outputs: [[M, D]],
+      params: [{ u32: M }, { u32: D / lanes }, { f32: D }],
+      constants: { WG },
+      workgroups: grid1d(M, WG),
+    })[0]!;
+  },
+});
+
+registerKernelOnce({
+  kernelName: LAYER_NORM_GRAD_GAMMA,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, moments, dy } = namedInputs(inputs, 'x', 'moments', 'dy');
+    const [M, D] = x.shape as [number, number];
+    const lanes = lanesFor(D);
+    return runKernel(backend as WebGPUBackend, GAMMA[lanes], {
+      inputs: [x, moments, dy],
+      outputs: [[D]],
+      params: [{ u32: M }, { u32: D / lanes }],
+      constants: { WG },
+      workgroups: grid1d(D / lanes, WG),
+    })[0]!;
+  },
+});
+
+registerGradientOnce({
+  kernelName: LAYER_NORM,
+  inputsToSave: ['x', 'gamma'],
+  outputsToSave: [false, true],
+  gradFunc: (dys, saved) => {
+    const [x, gamma, moments] = saved as tf.Tensor[];
+    // only y is the op's output: the moments' gradient is never asked for
+    const dy = Array.isArray(dys) ? dys[0]! : dys;
+    return {
+      x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x: x!, gamma: gamma!, moments: moments!, dy }) as tf.Tensor,
+      gamma: () => tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x: x!, moments: moments!, dy }) as tf.Tensor,
+      beta: () => columnSums(dy as tf.Tensor2D),
+    };
+  },
+});

@@ -1,0 +1,61 @@
+import * as tf from '@tensorflow/tfjs';
+import { argumentError, checkOptionNames, describe, formatShape, optionNames, useKernel, type Implementation } from '../validate.js';
+import { layerNormReference } from './reference.js';
+import { LAYER_NORM, type LayerNormAttrs } from './kernel.js';
+
+/** Options of `ops.layerNorm`. */
+export interface LayerNormOptions {
+  /** ε, added to the variance. Default 1e-3, as Keras's LayerNormalization. */
+  epsilon?: number;
+  /** Which implementation runs. Default `'auto'`. */
+  implementation?: Implementation;
+}
+
+const OPTIONS = optionNames<LayerNormOptions>({ epsilon: true, implementation: true });
+
+/**
+ * Layer normalisation over the last axis (Ba et al. 2016), `y = (x − mean)/√(var + ε)·gamma + beta`,
+ * mean and variance (biased, as Keras and PyTorch) over each row of D channels: the norm around
+ * every mixer of a transformer block. On webgpu one invocation normalises a row, and the gradient
+ * is two kernels (dx by rows; dgamma and dbeta down the columns), where tfjs's ops launch a
+ * dozen, their reductions a workgroup per row. Differentiable once on webgpu; the reference is
+ * differentiable to any order.
+ *
+ * @param x `[..., D]` float32, rank ≥ 1; any leading dimension may be 0 (the output is then empty).
+ * @param gamma `[D]` float32, the scale.
+ * @param beta `[D]` float32, the offset.
+ * @returns `[..., D]`.
+ *
+ * @example
+ * ```ts
+ * const x = tf.randomNormal([2, 16, 64]);                 // [B, T, D]
+ * const y = ops.layerNorm(x, tf.ones([64]) as tf.Tensor1D, tf.zeros([64]) as tf.Tensor1D, { epsilon: 1e-5 });
+ * ```
+ */
+export function layerNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, beta: tf.Tensor1D, options: LayerNormOptions = {}): tf.Tensor<R> {
+  const op = 'layerNorm';
+  checkOptionNames(op, options, OPTIONS);
+  if (!(x instanceof tf.Tensor) || x.rank < 1 || x.dtype !== 'float32' || x.shape[x.rank - 1] === 0) {
+    throw argumentError(op, `argument 'x' must be a float32 tensor [..., D] of rank ≥ 1 with D ≥ 1; received ${describe(x)}.`);
+  }
+  const D = x.shape[x.rank - 1]!;
+  for (const [name, t] of [['gamma', gamma], ['beta', beta]] as const) {
+    if (!(t instanceof tf.Tensor) || t.rank !== 1 || t.dtype !== 'float32' || t.shape[0] !== D) {
+      throw argumentError(op, `argument '${name}' must be a float32 tensor [D] = [${D}], D the last dimension of x ` +
+        `${formatShape(x.shape)}; received ${describe(t)}.`);
+    }
+  }
+  const epsilon = options.epsilon ?? 1e-3;
+  if (typeof epsilon !== 'number' || !(epsilon > 0) || !Number.isFinite(epsilon)) {
+    throw argumentError(op, `option 'epsilon' must be a positive finite number; received ${describe(epsilon)}.`);
+  }
+  const useGpu = useKernel(op, options.implementation);
+  if (x.size === 0) return tf.zerosLike(x);
+  return tf.tidy(() => {
+    const rows = x.reshape([x.size / D, D]) as tf.Tensor2D;
+    if (!useGpu) return layerNormReference(rows, gamma, beta, epsilon).reshape(x.shape) as tf.Tensor<R>;
+    const attrs: LayerNormAttrs = { epsilon };
+    const [y] = tf.engine().runKernel(LAYER_NORM, { x: rows, gamma, beta }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return y!.reshape(x.shape) as tf.Tensor<R>;
+  });
+}

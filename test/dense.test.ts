@@ -1,0 +1,136 @@
+import * as tf from '@tensorflow/tfjs';
+import * as fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+// the op's own module rather than the barrel: this file tests one op, whatever else is being built
+import { dense } from '../src/dense/op.js';
+import { denseKernel } from '../src/dense/kernel.js';
+import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
+import { denseOracle, type Matrix } from './oracle/dense.js';
+import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './helpers.js';
+
+/*
+ * Tolerance: every element of C = op(A)·op(B) + b is a float32 sum of K products and the bias;
+ * in any order, fused or not, it lies within γ_{K+1}·(Σ_k |a_ik·b_kj| + |b_j|) of the exact value
+ * (γ_n = n·u/(1 − n·u), Higham §3.1), which denseOracle computes beside it in float64. The
+ * kernel, the reference and every gradient (each a product of the same kind) are held to it.
+ */
+
+/** Asserts |got − want| ≤ bound element by element, naming the first element outside it (NaN fails). */
+function expectWithinBound(got: ArrayLike<number>, o: { value: Float64Array; bound: Float64Array }, what: string): void {
+  expect(got.length, what).toBe(o.value.length);
+  for (let i = 0; i < got.length; i++) {
+    if (!(Math.abs(got[i]! - o.value[i]!) <= o.bound[i]!)) {
+      expect.fail(`${what}: element ${i} is ${got[i]}, the oracle's ${o.value[i]}, bound ${o.bound[i]}`);
+    }
+  }
+}
+
+const matrix = (t: tf.Tensor, data: Float32Array): Matrix => ({ rows: t.shape[0]!, cols: t.shape[1]!, data });
+
+/** Sizes that reach every path: vec4 and element layouts, 1, 4 or 8 rows per invocation, partial blocks. */
+const sizes = fc.record({
+  M: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 4, max: 70 })),
+  K: fc.oneof(fc.constantFrom(4, 8, 64), fc.integer({ min: 1, max: 40 })),
+  N: fc.oneof(fc.constantFrom(4, 12, 64), fc.integer({ min: 1, max: 40 })),
+  seed: fc.integer({ min: 1, max: 1 << 30 }),
+});
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'dense', () => {
+  it('equals the float64 oracle within γ_{K+1}, with and without a bias, at any rank', async () => {
+    await fc.assert(fc.asyncProperty(sizes, fc.boolean(), async ({ M, K, N, seed }, withBias) => {
+      const xs = seededUniform(seed, M * K);
+      const ws = seededUniform(seed + 1, K * N);
+      const bs = seededUniform(seed + 2, N);
+      const x = tf.tensor3d(xs, [1, M, K]);
+      const w = tf.tensor2d(ws, [K, N]);
+      const b = tf.tensor1d(bs);
+      await expectNoLeaks(async () => {
+        const y = dense(x, w, withBias ? { bias: b } : {});
+        expect(y.shape).toEqual([1, M, N]);
+        expectWithinBound(await y.data(), denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false,
+          withBias ? bs : undefined), `dense [${M}, ${K}]·[${K}, ${N}]`);
+        y.dispose();
+      });
+      tf.dispose([x, w, b]);
+    }), { numRuns: backend === 'webgpu' ? 40 : 15 });
+  });
+
+  it('has the gradients of x·W + b: dy·Wᵀ, xᵀ·dy and the column sums of dy', async () => {
+    await fc.assert(fc.asyncProperty(sizes, async ({ M, K, N, seed }) => {
+      const xs = seededUniform(seed, M * K);
+      const ws = seededUniform(seed + 1, K * N);
+      const dys = seededUniform(seed + 3, M * N);
+      const [x, w, b, dy] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.zeros([N]) as tf.Tensor1D, tf.tensor2d(dys, [M, N])];
+      await expectNoLeaks(async () => {
+        const grads = tf.grads((x1, w1, b1) => dense(x1!, w1 as tf.Tensor2D, { bias: b1 as tf.Tensor1D }));
+        const [dx, dw, db] = grads([x, w, b], dy);
+        const dyM = { rows: M, cols: N, data: dys };
+        expectWithinBound(await dx!.data(), denseOracle(dyM, { rows: K, cols: N, data: ws }, false, true), 'dx');
+        expectWithinBound(await dw!.data(), denseOracle({ rows: M, cols: K, data: xs }, dyM, true, false), 'dW');
+        expectWithinBound(await db!.data(), denseOracle({ rows: M, cols: 1, data: new Float32Array(M).fill(1) }, dyM, true, false), 'db');
+        tf.dispose([dx!, dw!, db!]);
+      });
+      tf.dispose([x, w, b, dy]);
+    }), { numRuns: backend === 'webgpu' ? 30 : 10 });
+  });
+
+  it('names the op, the argument, what it expected and what it received', () => {
+    const x = tf.zeros([2, 3, 8]);
+    const w = tf.zeros([8, 5]) as tf.Tensor2D;
+    expect(() => dense(x, tf.zeros([7, 5]) as tf.Tensor2D)).toThrow(
+      "dense: argument 'kernel' must be a float32 tensor [K, N] with K = 8, the last dimension of x [2, 3, 8]; received a float32 tensor of shape [7, 5].");
+    expect(() => dense(tf.zeros([2, 8], 'int32'), w)).toThrow(
+      "dense: argument 'x' must be a float32 tensor [..., K] of rank ≥ 1; received an int32 tensor of shape [2, 8].");
+    expect(() => dense(x, w, { bias: tf.zeros([4]) as tf.Tensor1D })).toThrow(
+      "dense: option 'bias' must be a float32 tensor [N] = [5]; received a float32 tensor of shape [4].");
+    expect(() => dense(x, w, { activation: 'relu' } as never)).toThrow(/dense: unknown option 'activation'/);
+  });
+
+  it('gives the bias (or zeros) for an empty product, and an empty output for no rows', async () => {
+    const y = dense(tf.zeros([3, 0]), tf.zeros([0, 2]) as tf.Tensor2D, { bias: tf.tensor1d([1, -2]) });
+    expect(Array.from(await y.data())).toEqual([1, -2, 1, -2, 1, -2]);
+    expect(dense(tf.zeros([0, 4, 3]), tf.zeros([3, 2]) as tf.Tensor2D).shape).toEqual([0, 4, 2]);
+  });
+});
+
+describeOn('webgpu', 'dense kernel', () => {
+  it('computes op(A)·op(B) for every transpose within γ_K, writing every element', async () => {
+    tf.env().set(POISON_OUTPUTS_FLAG, true);
+    try {
+      await fc.assert(fc.asyncProperty(sizes, fc.boolean(), fc.boolean(), async ({ M, K, N, seed }, tA, tB) => {
+        const as = seededUniform(seed, M * K);
+        const bs = seededUniform(seed + 1, K * N);
+        const a = tf.tensor2d(as, tA ? [K, M] : [M, K]);
+        const b = tf.tensor2d(bs, tB ? [N, K] : [K, N]);
+        const c = denseKernel(a, b, tA, tB);
+        expect(c.shape).toEqual([M, N]);
+        expectWithinBound(await c.data(), denseOracle(matrix(a, as), matrix(b, bs), tA, tB), `op(A)·op(B), transposes ${tA}, ${tB}`);
+        tf.dispose([a, b, c]);
+      }), { numRuns: 60 });
+    } finally {
+      tf.env().set(POISON_OUTPUTS_FLAG, false);
+    }
+  });
+
+  it('is differentiable twice: the gradient of a gradient is the same kernel', async () => {
+    // f(x) = Σ (x·W)²/2: df/dx = (x·W)·Wᵀ, whose own derivative along v is v·W·Wᵀ
+    const x = tf.tensor2d(seededUniform(5, 3 * 8), [3, 8]);
+    const w = tf.tensor2d(seededUniform(6, 8 * 4), [8, 4]);
+    const v = tf.tensor2d(seededUniform(7, 3 * 8), [3, 8]);
+    const hv = tf.grad((x1: tf.Tensor) => tf.sum(tf.mul(tf.grad((x2: tf.Tensor) => tf.mul(tf.sum(tf.square(dense(x2, w))), 0.5))(x1), v)))(x);
+    const want = tf.matMul(tf.matMul(v, w), w, false, true);
+    const [got, exp] = [await hv.data(), await want.data()];
+    got.forEach((g, i) => expect(Math.abs(g - exp[i]!)).toBeLessThan(1e-5));
+    tf.dispose([x, w, v, hv, want]);
+  });
+});
+
+describe('dense oracle', () => {
+  it('agrees with a hand-computed product, transposed or not', () => {
+    const a = { rows: 2, cols: 2, data: [1, 2, 3, 4] };
+    const b = { rows: 2, cols: 2, data: [5, 6, 7, 8] };
+    expect(Array.from(denseOracle(a, b, false, false, [1, 1]).value)).toEqual([20, 23, 44, 51]);
+    expect(Array.from(denseOracle(a, b, true, false).value)).toEqual([26, 30, 38, 44]);
+    expect(Array.from(denseOracle(a, b, false, true).value)).toEqual([17, 23, 39, 53]);
+  });
+});

@@ -1,0 +1,33 @@
+/** The float64 oracle of `ops.layerNorm`: its value and its gradients, row by row. */
+
+/**
+ * y = (x − mean)/√(var + ε)·gamma + beta over rows of D, and for an upstream dy the gradients
+ * dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (g = dy·gamma, x̂ the normalised row), dgamma = Σ dy·x̂
+ * and dbeta = Σ dy.
+ */
+export function layerNormOracle(x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>, epsilon: number,
+  dy: ArrayLike<number>): { y: Float64Array; dx: Float64Array; dGamma: Float64Array; dBeta: Float64Array } {
+  const D = gamma.length;
+  const M = x.length / D;
+  const y = new Float64Array(M * D);
+  const dx = new Float64Array(M * D);
+  const dGamma = new Float64Array(D);
+  const dBeta = new Float64Array(D);
+  for (let m = 0; m < M; m++) {
+    const row = Array.from({ length: D }, (_, d) => x[m * D + d]!);
+    const mean = row.reduce((a, b) => a + b, 0) / D;
+    const variance = row.reduce((a, b) => a + (b - mean) ** 2, 0) / D;
+    const rstd = 1 / Math.sqrt(variance + epsilon);
+    const xHat = row.map((v) => (v - mean) * rstd);
+    const g = xHat.map((_, d) => dy[m * D + d]! * gamma[d]!);
+    const gMean = g.reduce((a, b) => a + b, 0) / D;
+    const gxMean = g.reduce((a, b, d) => a + b * xHat[d]!, 0) / D;
+    for (let d = 0; d < D; d++) {
+      y[m * D + d] = xHat[d]! * gamma[d]! + beta[d]!;
+      dx[m * D + d] = rstd * (g[d]! - gMean - xHat[d]! * gxMean);
+      dGamma[d] += dy[m * D + d]! * xHat[d]!;
+      dBeta[d] += dy[m * D + d]!;
+    }
+  }
+  return { y, dx, dGamma, dBeta };
+}
