@@ -183,6 +183,8 @@ function attentionDelta({ inputs, backend }: Parameters<tf.KernelFunc>[0]): tf.T
   })[0]!;
 }
 
+registerKernelOnce({ kernelName: ATTENTION_DELTA, backendName: 'webgpu', kernelFunc: attentionDelta });
+
 /**
  * Registers, for the webgpu backend, an attention family on the skeleton: its forward (the
  * split-K decode when the call's `split` attr asks for it or, on `'auto'`, when few queries face
@@ -208,7 +210,6 @@ export function registerAttentionFamily(m: AttentionFamily): void {
         constantsOf(attrs));
     },
   });
-  registerKernelOnce({ kernelName: ATTENTION_DELTA, backendName: 'webgpu', kernelFunc: attentionDelta });
   const launch = (pass: 'dq' | 'dkv') => ({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]) => {
     const g = namedInputs(inputs, 'q', 'k', 'dO', 'stats');
     return runSkeleton(backend as WebGPUBackend, layout, `${m.label}Backward${pass === 'dq' ? 'Dq' : 'Dkv'}`, pass, m.weights,

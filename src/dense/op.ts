@@ -17,9 +17,9 @@ const OPTIONS = optionNames<DenseOptions>({ bias: true, implementation: true });
  * A dense projection over the last axis, `y = x·W + b` (Keras's `Dense` without activation): the
  * projections of the library's layers run through it. On webgpu its WGSL kernel computes each
  * invocation's block of rows and columns in registers, with vec4 loads when K and N are
- * multiples of 4; tfjs's own matMul, which picks its program by shape, is 5 to 100 times slower
- * on the projections of a decode step or a small model (a single row, or N ≤ 128) on SwiftShader
- * (docs/benchmarks.md). Differentiable to any order: the gradients are the same kernel, transposed.
+ * multiples of 4. tfjs's own matMul, which picks its program by shape, was 4 to 60 times slower
+ * on SwiftShader, most at a decode step's single row (`npm run bench -- --blocks`,
+ * docs/architecture.md). Differentiable to any order: the gradients are the same kernel, transposed.
  *
  * @param x `[..., K]` float32, rank ≥ 1; any leading dimension may be 0 (the output is then empty).
  * @param kernel `[K, N]` float32.
