@@ -39,26 +39,25 @@ export interface BlockRow {
   gflops?: number;
 }
 
-/** The values of every tensor `f` returns, concatenated. */
-async function valuesOf(f: () => tf.Tensor[]): Promise<Float32Array> {
+/** The values of every tensor `f` returns. */
+async function valuesOf(f: () => tf.Tensor[]): Promise<Float32Array[]> {
   const out = f();
-  const parts = await Promise.all(out.map((t) => t.data() as Promise<Float32Array>));
+  const values = await Promise.all(out.map((t) => t.data() as Promise<Float32Array>));
   tf.dispose(out);
-  const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
-  return all;
+  return values;
 }
 
 /** The forward's output, or with the backward every gradient of Σ y·dy. */
 function passOf(pass: Pass, f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): () => tf.Tensor[] {
   if (pass === 'forward') return () => [tf.tidy(() => f(...xs))];
-  const grads = tf.grads((...ys: tf.Tensor[]) => f(...ys));
+  const grads = tf.grads(f);
   return () => grads(xs, dy);
 }
 
 async function measure(backend: WebGPUBackend, row: Omit<BlockRow, 'validation'>, sides: Record<'ours' | 'tfjs', () => tf.Tensor[]>,
   tolerance: number, flops: number, log: (line: string) => void): Promise<BlockRow> {
-  const validation = agreement([[await valuesOf(sides.ours), await valuesOf(sides.tfjs)]], tolerance);
+  const [ours, tfjs] = [await valuesOf(sides.ours), await valuesOf(sides.tfjs)];
+  const validation = agreement(ours.map((o, i): [Float32Array, Float32Array] => [o, tfjs[i]!]), tolerance);
   const label = `${row.op} [${row.shape.join(', ')}] ${row.pass}`;
   if (!validation.ok) {
     console.error(`\n[bench] !!! VALIDATION FAILED: ${label}: ${JSON.stringify(validation)}. Not timed.\n`);
@@ -83,7 +82,7 @@ export async function measureBlocks(backend: WebGPUBackend, quick: boolean, seed
     const theirs = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x, w), b);
     for (const pass of PASSES) {
       rows.push(await measure(backend, { op: 'dense', shape: [M, K, N], pass },
-        { ours: passOf(pass, ours as never, xs, dy), tfjs: passOf(pass, theirs as never, xs, dy) },
+        { ours: passOf(pass, ours, xs, dy), tfjs: passOf(pass, theirs, xs, dy) },
         tolerance, (pass === 'forward' ? 2 : 6) * M * K * N, log));
     }
     tf.dispose([...xs, dy]);
@@ -96,7 +95,7 @@ export async function measureBlocks(backend: WebGPUBackend, quick: boolean, seed
       ops.layerNorm(x, g as tf.Tensor1D, b as tf.Tensor1D, { implementation });
     for (const pass of PASSES) {
       rows.push(await measure(backend, { op: 'layerNorm', shape: [M, D], pass },
-        { ours: passOf(pass, side('webgpu') as never, xs, dy), tfjs: passOf(pass, side('reference') as never, xs, dy) }, tolerance, 0, log));
+        { ours: passOf(pass, side('webgpu'), xs, dy), tfjs: passOf(pass, side('reference'), xs, dy) }, tolerance, 0, log));
     }
     tf.dispose([...xs, dy]);
   }

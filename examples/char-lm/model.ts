@@ -202,7 +202,7 @@ export interface ProjectionArgs {
 /**
  * Keras's `Dense` through the library's `ops.dense`, `[..., D] → [..., N]`: `act(x·kernel + bias)`,
  * `kernel` `[D, N]` (Glorot uniform) and `bias` `[N]` (zeros). tfjs's own matMul picks a program
- * by shape that is 5–100× slower at a small model's and a decode step's sizes on SwiftShader.
+ * by shape that was 4–60× slower on SwiftShader, most at a decode step's single row.
  */
 export class Projection extends tf.layers.Layer {
   static className = 'Projection';
@@ -454,8 +454,8 @@ function resolveConfig(config: CharLMConfig): Required<CharLMConfig> {
  *   x = x + Dense_D(gelu(Dense_{mlpRatio·D}(LayerNorm(x))))
  * logits = Dense_V(LayerNorm(x))
  * ```
- * Each Dense is a {@link Projection}, Keras's Dense through the library's `ops.dense`. The layers are named (`block0_mixer`, …) so that {@link Decoder} finds them in a reloaded
- * model. Weights are drawn with `Math.random` (tfjs's default): wrap the call in
+ * Each Dense is a {@link Projection}, Keras's Dense through the library's `ops.dense`. The
+ * layers are named (`block0_mixer`, …) so that {@link Decoder} finds them in a reloaded model. Weights are drawn with `Math.random` (tfjs's default): wrap the call in
  * {@link withSeededRandom} to make them reproducible.
  */
 export function buildModel(config: CharLMConfig): tf.LayersModel {

@@ -14,7 +14,7 @@ import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, regi
 export const LAYER_NORM = 'MixersLayerNorm';
 /** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
 const LAYER_NORM_GRAD_X = 'MixersLayerNormGradX';
-const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradAffine';
+const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradGamma';
 
 /** The kernel's attributes. */
 export interface LayerNormAttrs {
