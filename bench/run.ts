@@ -19,7 +19,9 @@
  * `ops.dense` and `ops.layerNorm` against tfjs's own ops; `-- --blocks` runs it alone and writes
  * `<adapter>.blocks.{json,md}`.
  * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
- * whose flags it reads), writing `runs/<backend>-backends.{json,md}`.
+ * whose flags it reads), writing `runs/<backend>-backends.{json,md}`. `-- --subgroups` runs any of
+ * these on a device with the adapter's subgroups (registerSubgroupBackend), whose kernels' subgroup
+ * paths then run, writing `subgroups-<adapter>.…` files.
  *
  * @packageDocumentation
  */
@@ -69,7 +71,7 @@ if (process.argv.includes('--backend')) {
   process.exit(0);
 }
 
-const { gpu, backend } = await startWebGPU('bench');
+const { gpu, backend } = await startWebGPU('bench', { subgroups: process.argv.includes('--subgroups') });
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
 const fromArg = process.argv.indexOf('--from');
 const fromT = fromArg >= 0 ? Number(process.argv[fromArg + 1]) : 0;

@@ -2,21 +2,33 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
+import { registerSubgroupBackend } from '../src/index.js';
 
 /**
  * The bench scripts' start: Dawn's WebGPU installed, tfjs's webgpu backend set, and small
  * tensors kept on the GPU. Exits with {@link HOW_TO_GET_AN_ADAPTER} when there is no adapter.
+ * `subgroups` (the scripts' `--subgroups`) makes the backend with registerSubgroupBackend, and
+ * names the adapter "subgroups: …", so that its reports are files of their own; it exits when
+ * the adapter offers none.
  */
 export async function startWebGPU(
-  who: string, options: InstallWebGPUOptions = {},
+  who: string, options: InstallWebGPUOptions & { subgroups?: boolean } = {},
 ): Promise<{ gpu: InstalledWebGPU; backend: WebGPUBackend }> {
-  const gpu = await installWebGPU(options);
-  if (!gpu) {
+  const installed = await installWebGPU(options);
+  if (!installed) {
     console.error(HOW_TO_GET_AN_ADAPTER);
     process.exit(1);
   }
+  let gpu = installed;
   // the backend registers itself only if navigator.gpu exists when it is first imported
   await import('@tensorflow/tfjs-backend-webgpu');
+  if (options.subgroups) {
+    if (!(await registerSubgroupBackend())) {
+      console.error(`${who}: --subgroups: the adapter (${installed.description}) offers no subgroups.`);
+      process.exit(1);
+    }
+    gpu = { ...installed, description: `subgroups: ${installed.description}` };
+  }
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels
   tf.env().set('WEBGPU_CPU_FORWARD', false);

@@ -19,6 +19,7 @@ export * as ops from './ops.js';
 
 export * as layers from './layers.js';
 
+export { registerSubgroupBackend } from './webgpu/subgroups.js';
 export { mixers, mixerNamed } from './mixers/registry.js';
 export type { BlockSizes, MixerCase, MixerDescriptor } from './mixers/descriptor.js';
 

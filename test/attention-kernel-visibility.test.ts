@@ -9,7 +9,7 @@ import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kerne
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform } from './helpers.js';
+import { EPS32, describeOn, describeOnSubgroups, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform } from './helpers.js';
 
 /** §7's conditions as plain arrays; `mask` is `[Bm, Tqm, Tk]` row-major, Bm ∈ {1, B}, Tqm ∈ {1, Tq}. */
 type Vis = {
@@ -262,6 +262,37 @@ function denseCases(kind: Kind): Case[] {
   ];
 }
 
+/** The split-K decode (forced) under every condition, and with a row that sees no key. */
+async function checkSplit(kind: Kind): Promise<void> {
+  const { kernel, extra } = dense(kind);
+  const s = { B: 2, Tq: 2, Tk: 300, H: 2, Hkv: 1, K: 8 };
+  const lengths = [300, 150];
+  await check({
+    name: `${kind} split-K: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths`, kind, kernel, s,
+    attrs: { ...extra, causal: true, window: 100, split: 'always' },
+    vis: {
+      causal: true, window: 100, kvLengths: lengths, queryOffsets: [298, 140],
+      segments: { query: [[1, 1], [0, 1]], key: packed(2, [130, 170]) }, mask: randomMask(7, [1, 1, 300], 0.9),
+    },
+    poisoned: (b, j) => j >= lengths[b]!,
+  }, 200);
+  // a row that sees no key: o = 0 and zero gradients from every split
+  await check({
+    name: `${kind} split-K: a row with no visible key`, kind, kernel, s,
+    attrs: { ...extra, causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, 200] },
+    poisoned: (b) => b === 0,
+  }, 300);
+}
+
+describeOnSubgroups('attention kernels under visibility: the split-K decode', (pipelines) => {
+  for (const kind of ['softmax', 'expressive'] as const) {
+    it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s, a subgroup per chunk, honours every condition as the tiled kernel does`, async () => {
+      await checkSplit(kind);
+      expect(pipelines.some((label) => label.includes('SplitSubgroups'))).toBe(true);
+    });
+  }
+});
+
 describeOn('webgpu', 'attention kernels under visibility', () => {
   for (const kind of ['softmax', 'expressive'] as const) {
     it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s kernels equal dense masked attention, forward and gradients`, async () => {
@@ -271,24 +302,7 @@ describeOn('webgpu', 'attention kernels under visibility', () => {
 
   for (const kind of ['softmax', 'expressive'] as const) {
     it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s split-K decode honours every condition as the tiled kernel does`, async () => {
-      const { kernel, extra } = dense(kind);
-      const s = { B: 2, Tq: 2, Tk: 300, H: 2, Hkv: 1, K: 8 };
-      const lengths = [300, 150];
-      await check({
-        name: `${kind} split-K: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths`, kind, kernel, s,
-        attrs: { ...extra, causal: true, window: 100, split: 'always' },
-        vis: {
-          causal: true, window: 100, kvLengths: lengths, queryOffsets: [298, 140],
-          segments: { query: [[1, 1], [0, 1]], key: packed(2, [130, 170]) }, mask: randomMask(7, [1, 1, 300], 0.9),
-        },
-        poisoned: (b, j) => j >= lengths[b]!,
-      }, 200);
-      // a row that sees no key: o = 0 and zero gradients from every split
-      await check({
-        name: `${kind} split-K: a row with no visible key`, kind, kernel, s,
-        attrs: { ...extra, causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, 200] },
-        poisoned: (b) => b === 0,
-      }, 300);
+      await checkSplit(kind);
     });
   }
 

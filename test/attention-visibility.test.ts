@@ -13,7 +13,7 @@ import {
   softmaxAttentionOracle, visibleMaskPerRow, type AttentionShape, type MaskFn, type OracleVisibility,
 } from './oracle/attention.js';
 import {
-  EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff,
+  EPS32, REFERENCE_BACKENDS, describeOn, describeOnSubgroups, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff,
   mulberry32, seededUniform, values,
 } from './helpers.js';
 
@@ -248,17 +248,9 @@ describeOn('webgpu', 'attention visibility (kernels)', () => {
     });
   }
 
-  for (const op of ['flashAttention', 'expressiveAttention'] as const) {
+  for (const op of SPLIT_OPS) {
     it(`${op}: the split-K decode matches the oracle as well as the reference, with every option`, async () => {
-      await fc.assert(fc.asyncProperty(cases(op, combined(op)), fc.integer({ min: 1, max: 4 }), async (c0, Tq) => {
-        const c = { ...c0, Tq, Tk: c0.Tk + 140 };
-        const x = inputsOf(c);
-        const vis = visibilityOf(c);
-        const split = await runWith(c, x, vis, { implementation: 'webgpu', split: 'always' });
-        const reference = await runWith(c, x, vis, { implementation: 'reference' });
-        const wants = oracle(c, vis, x);
-        for (let n = 0; n < 4; n++) expectWithinDerivedTolerance(split[n]!, reference[n]!, wants[n]!, `split ${c.given.join('+')} ${NAMES[n]}`);
-      }), { numRuns: 5 });
+      await splitMatchesOracle(op);
     });
   }
 
@@ -270,6 +262,25 @@ describeOn('webgpu', 'attention visibility (kernels)', () => {
 
   sharedProperties('webgpu');
 });
+
+const SPLIT_OPS = ['flashAttention', 'expressiveAttention'] as const;
+
+/**
+ * The split-K decode (forced) against the oracle, with options combined: few queries, and more
+ * keys than a chunk (128), so that a row's keys span chunks and, with subgroups, every lane of a
+ * chunk has a tile, or none.
+ */
+async function splitMatchesOracle(op: (typeof SPLIT_OPS)[number]): Promise<void> {
+  await fc.assert(fc.asyncProperty(cases(op, combined(op)), fc.integer({ min: 1, max: 4 }), async (c0, Tq) => {
+    const c = { ...c0, Tq, Tk: c0.Tk + 140 };
+    const x = inputsOf(c);
+    const vis = visibilityOf(c);
+    const split = await runWith(c, x, vis, { implementation: 'webgpu', split: 'always' });
+    const reference = await runWith(c, x, vis, { implementation: 'reference' });
+    const wants = oracle(c, vis, x);
+    for (let n = 0; n < 4; n++) expectWithinDerivedTolerance(split[n]!, reference[n]!, wants[n]!, `split ${c.given.join('+')} ${NAMES[n]}`);
+  }), { numRuns: 5 });
+}
 
 /** The properties that hold bit for bit, or nearly, for the reference and the kernels alike. */
 function sharedProperties(implementation: Implementation): void {
@@ -501,6 +512,17 @@ describeOn('cpu', 'attention visibility: option checks', () => {
     });
     tf.dispose([a, empty, none, noneKv, ids]);
   });
+});
+
+describeOnSubgroups('attention visibility: the split-K decode', (pipelines) => {
+  for (const op of SPLIT_OPS) {
+    it(`${op}: a subgroup per chunk (and per row of the gradient's delta) matches the oracle as well as the reference, with every option`, async () => {
+      await splitMatchesOracle(op);
+      for (const kernel of ['SplitSubgroups', 'AttentionDeltaSubgroups']) {
+        expect(pipelines.some((label) => label.includes(kernel))).toBe(true);
+      }
+    });
+  }
 });
 
 describeOn('webgpu', 'attention visibility: kernel calls outside a tidy', () => {

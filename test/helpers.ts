@@ -2,8 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 // in Node the wasm backend loads its .wasm binary from node_modules by itself
 import '@tensorflow/tfjs-backend-wasm';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { HOW_TO_GET_AN_ADAPTER, type InstalledWebGPU } from '../src/node.js';
+import { registerSubgroupBackend } from '../src/index.js';
 import { mulberry32 } from '../examples/shared/random.js';
 
 export { mulberry32 };
@@ -28,6 +30,44 @@ export const REFERENCE_BACKENDS = ['cpu', 'wasm'] as const;
  * reason, elsewhere.
  */
 export function describeOn(backend: TestBackend, name: string, body: () => void): void {
+  describeWith(backend, name, body, async () => {
+    expect(await tf.setBackend(backend)).toBe(true);
+    await tf.ready();
+  });
+}
+
+/**
+ * A describe block on the webgpu backend re-made by registerSubgroupBackend, whose device has the
+ * adapter's `subgroups`: the kernels' subgroup paths run there. `pipelines` collects the label of
+ * every pipeline the block compiles, so that its tests can check that a subgroup kernel ran.
+ * tfjs's own webgpu backend comes back after it. An adapter without subgroups fails the block.
+ */
+export function describeOnSubgroups(name: string, body: (pipelines: string[]) => void): void {
+  const pipelines: string[] = [];
+  let tfjsFactory: ReturnType<typeof tf.findBackendFactory> | null = null;
+  describeWith('webgpu', `${name} (subgroups)`, () => {
+    afterAll(async () => {
+      tf.removeBackend('webgpu');
+      tf.registerBackend('webgpu', tfjsFactory!, 3);
+      expect(await tf.setBackend('webgpu')).toBe(true);
+    });
+    body(pipelines);
+  }, async () => {
+    tfjsFactory = tf.findBackendFactory('webgpu');
+    tf.removeBackend('webgpu');
+    expect(await registerSubgroupBackend()).toBe(true);
+    expect(await tf.setBackend('webgpu')).toBe(true);
+    const device = (tf.backend() as WebGPUBackend).device;
+    expect(device.features.has('subgroups')).toBe(true);
+    const create = device.createComputePipeline.bind(device);
+    device.createComputePipeline = (d) => {
+      pipelines.push(d.label ?? '');
+      return create(d);
+    };
+  });
+}
+
+function describeWith(backend: TestBackend, name: string, body: () => void, start: () => Promise<void>): void {
   const title = `${name} [${backend}]`;
   if (backend === 'webgpu' && !webgpuAdapter()) {
     if (process.env.CI === 'true') {
@@ -40,10 +80,7 @@ export function describeOn(backend: TestBackend, name: string, body: () => void)
     return;
   }
   describe(title, () => {
-    beforeAll(async () => {
-      expect(await tf.setBackend(backend)).toBe(true);
-      await tf.ready();
-    });
+    beforeAll(start);
     body();
   });
 }

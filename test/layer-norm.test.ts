@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { layerNorm } from '../src/layer-norm/op.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import { layerNormOracle } from './oracle/layer-norm.js';
-import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, seededUniform } from './helpers.js';
+import { REFERENCE_BACKENDS, describeOn, describeOnSubgroups, expectNoLeaks, expectWithinDerivedTolerance, seededUniform } from './helpers.js';
 
 /*
  * Tolerance: ARCHITECTURE.md's rule, the kernel's error against the float64 oracle at most twice
@@ -29,28 +29,49 @@ function inputs(M: number, D: number, shift: number, seed: number) {
   return { xs, gs: seededUniform(seed + 1, D, 0.5, 1.5), bs: seededUniform(seed + 2, D), dys: seededUniform(seed + 3, M * D) };
 }
 
+/** y and its gradients against the oracle, within the derived tolerance of the reference. */
+async function expectMatchesOracle(numRuns: number): Promise<void> {
+  await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
+    const { xs, gs, bs, dys } = inputs(M, D, shift, seed);
+    const [x, gamma, beta, dy] = [tf.tensor3d(xs, [1, M, D]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor3d(dys, [1, M, D])];
+    const oracle = layerNormOracle(xs, gs, bs, 1e-5, dys);
+    await expectNoLeaks(async () => {
+      const run = (implementation: 'auto' | 'reference') => {
+        const f = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D, { epsilon: 1e-5, implementation });
+        const y = f(x, gamma, beta);
+        return [y, ...tf.grads(f)([x, gamma, beta], dy)];
+      };
+      const [mine, reference] = [run('auto'), run('reference')];
+      const read = (ts: tf.Tensor[]) => Promise.all(ts.map((t) => t.data()));
+      const [got, ref] = [await read(mine), await read(reference)];
+      const want = [oracle.y, oracle.dx, oracle.dGamma, oracle.dBeta];
+      ['y', 'dx', 'dgamma', 'dbeta'].forEach((what, i) =>
+        expectWithinDerivedTolerance(got[i]!, ref[i]!, want[i]!, `${what} [${M}, ${D}] + ${shift}`, i < 2 ? D : M));
+      tf.dispose([...mine, ...reference]);
+    });
+    tf.dispose([x, gamma, beta, dy]);
+  }), { numRuns });
+}
+
+/** The kernels write every element of y, dx, dgamma and dbeta (outputs start as NaN). */
+async function expectEveryElementWritten(): Promise<void> {
+  const poisoned = tf.env().getBool(POISON_OUTPUTS_FLAG);
+  tf.env().set(POISON_OUTPUTS_FLAG, true);
+  try {
+    const { xs, gs, bs, dys } = inputs(37, 12, 1, 9);
+    const [x, gamma, beta, dy] = [tf.tensor2d(xs, [37, 12]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor2d(dys, [37, 12])];
+    const f = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D);
+    const out = [f(x, gamma, beta), ...tf.grads(f)([x, gamma, beta], dy)];
+    for (const t of out) expect(Array.from(await t.data()).every(Number.isFinite)).toBe(true);
+    tf.dispose([x, gamma, beta, dy, ...out]);
+  } finally {
+    tf.env().set(POISON_OUTPUTS_FLAG, poisoned);
+  }
+}
+
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'layerNorm', () => {
   it('matches the oracle and has its gradients, within the derived tolerance of the reference', async () => {
-    await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
-      const { xs, gs, bs, dys } = inputs(M, D, shift, seed);
-      const [x, gamma, beta, dy] = [tf.tensor3d(xs, [1, M, D]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor3d(dys, [1, M, D])];
-      const oracle = layerNormOracle(xs, gs, bs, 1e-5, dys);
-      await expectNoLeaks(async () => {
-        const run = (implementation: 'auto' | 'reference') => {
-          const f = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D, { epsilon: 1e-5, implementation });
-          const y = f(x, gamma, beta);
-          return [y, ...tf.grads(f)([x, gamma, beta], dy)];
-        };
-        const [mine, reference] = [run('auto'), run('reference')];
-        const read = (ts: tf.Tensor[]) => Promise.all(ts.map((t) => t.data()));
-        const [got, ref] = [await read(mine), await read(reference)];
-        const want = [oracle.y, oracle.dx, oracle.dGamma, oracle.dBeta];
-        ['y', 'dx', 'dgamma', 'dbeta'].forEach((what, i) =>
-          expectWithinDerivedTolerance(got[i]!, ref[i]!, want[i]!, `${what} [${M}, ${D}] + ${shift}`, i < 2 ? D : M));
-        tf.dispose([...mine, ...reference]);
-      });
-      tf.dispose([x, gamma, beta, dy]);
-    }), { numRuns: backend === 'webgpu' ? 40 : 10 });
+    await expectMatchesOracle(backend === 'webgpu' ? 40 : 10);
   });
 
   it('names the op, the argument, what it expected and what it received', () => {
@@ -70,16 +91,16 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
 
 describeOn('webgpu', 'layerNorm kernels', () => {
   it('write every element of y, dx, dgamma and dbeta', async () => {
-    tf.env().set(POISON_OUTPUTS_FLAG, true);
-    try {
-      const { xs, gs, bs, dys } = inputs(37, 12, 1, 9);
-      const [x, gamma, beta, dy] = [tf.tensor2d(xs, [37, 12]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor2d(dys, [37, 12])];
-      const f = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D);
-      const out = [f(x, gamma, beta), ...tf.grads(f)([x, gamma, beta], dy)];
-      for (const t of out) expect(Array.from(await t.data()).every(Number.isFinite)).toBe(true);
-      tf.dispose([x, gamma, beta, dy, ...out]);
-    } finally {
-      tf.env().set(POISON_OUTPUTS_FLAG, false);
+    await expectEveryElementWritten();
+  });
+});
+
+describeOnSubgroups('layerNorm kernels', (pipelines) => {
+  it('with a subgroup per row, match the oracle within the derived tolerance and write every element', async () => {
+    await expectMatchesOracle(40);
+    await expectEveryElementWritten();
+    for (const kernel of ['LayerNormForwardSubgroups', 'LayerNormBackwardRowsSubgroups']) {
+      expect(pipelines.some((label) => label.startsWith(kernel))).toBe(true);
     }
   });
 });

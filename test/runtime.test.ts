@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { describe, expect, it, vi } from 'vitest';
-import { ops } from '../src/index.js';
+import { ops, registerSubgroupBackend } from '../src/index.js';
 import { grid1d, runKernel } from '../src/webgpu/runtime.js';
 import { describeOn, maxAbsDiff, values } from './helpers.js';
 
@@ -34,6 +34,14 @@ describe('kernel registration', () => {
 });
 
 describeOn('webgpu', 'kernel runtime', () => {
+  it('registerSubgroupBackend refuses once the webgpu backend is initialised, naming itself and the remedy', async () => {
+    await expect(registerSubgroupBackend()).rejects.toThrow(
+      /registerSubgroupBackend: expected to run before the webgpu backend is initialised, but it is; call it before tf.setBackend\('webgpu'\)/);
+    // and leaves the backend as it was
+    expect(tf.getBackend()).toBe('webgpu');
+    expect((tf.backend() as WebGPUBackend).device.features.has('subgroups')).toBe(false);
+  });
+
   it('kernels appear in tf.profile under their tfjs kernel names', async () => {
     const x = tf.randomNormal([1, 8, 4]) as tf.Tensor3D;
     const info = await tf.profile(() => tf.grad((v: tf.Tensor) => ops.averageContext(v as tf.Tensor3D))(x));

@@ -1,6 +1,7 @@
-// LayerNorm backward, dx: one invocation per row. With x̂ = (x − mean)·rstd and g = dy·gamma,
-// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
-// needs grid.wgsl and lanes-1.wgsl or lanes-4.wgsl
+// LayerNorm backward, dx of row m. With x̂ = (x − mean)·rstd and g = dy·gamma,
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)). An invocation or a subgroup per row.
+// needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, and row-per-invocation.wgsl or
+// row-per-subgroup.wgsl (with subgroup-job.wgsl)
 
 struct Params {
   rows: u32,
@@ -16,24 +17,21 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dx: array<V>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let m = flatIndex(wid, nwg, lid);
-  if (m >= params.rows) { return; }
+// Row m, by `lanes` lanes: lane `lane` takes every lanes-th vector of it.
+fn row(m: u32, lane: u32, lanes: u32) {
   let start = m * params.DV;
   let mean = moments[m].x;
   let rstd = moments[m].y;
   var gSum = V(0.0);
   var gxSum = V(0.0);
-  for (var d = 0u; d < params.DV; d++) {
+  for (var d = lane; d < params.DV; d += lanes) {
     let g = dy[start + d] * gamma[d];
     gSum += g;
     gxSum += g * (x[start + d] - mean) * rstd;
   }
-  let gMean = lanesSum(gSum) / params.D;
-  let gxMean = lanesSum(gxSum) / params.D;
-  for (var d = 0u; d < params.DV; d++) {
+  let gMean = rowSum(lanesSum(gSum)) / params.D;
+  let gxMean = rowSum(lanesSum(gxSum)) / params.D;
+  for (var d = lane; d < params.DV; d += lanes) {
     let xHat = (x[start + d] - mean) * rstd;
     dx[start + d] = rstd * (dy[start + d] * gamma[d] - gMean - xHat * gxMean);
   }

@@ -1,7 +1,8 @@
-// LayerNorm forward: one invocation per row of x [M, D], y = (x − mean)·rstd·gamma + beta with
+// LayerNorm forward, row m of x [M, D]: y = (x − mean)·rstd·gamma + beta with
 // rstd = 1/√(var + ε), the variance about the mean (two passes over the row, not E[x²] − mean²,
-// which cancels); mean and rstd are kept for the backward.
-// needs grid.wgsl and lanes-1.wgsl or lanes-4.wgsl
+// which cancels); mean and rstd are kept for the backward. An invocation or a subgroup per row.
+// needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, and row-per-invocation.wgsl or
+// row-per-subgroup.wgsl (with subgroup-job.wgsl)
 
 struct Params {
   rows: u32,
@@ -18,23 +19,20 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> moments: array<vec2<f32>>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let m = flatIndex(wid, nwg, lid);
-  if (m >= params.rows) { return; }
+// Row m, by `lanes` lanes: lane `lane` takes every lanes-th vector of it.
+fn row(m: u32, lane: u32, lanes: u32) {
   let start = m * params.DV;
   var sum = V(0.0);
-  for (var d = 0u; d < params.DV; d++) { sum += x[start + d]; }
-  let mean = lanesSum(sum) / params.D;
+  for (var d = lane; d < params.DV; d += lanes) { sum += x[start + d]; }
+  let mean = rowSum(lanesSum(sum)) / params.D;
   var squares = V(0.0);
-  for (var d = 0u; d < params.DV; d++) {
+  for (var d = lane; d < params.DV; d += lanes) {
     let c = x[start + d] - mean;
     squares += c * c;
   }
-  let rstd = inverseSqrt(lanesSum(squares) / params.D + params.epsilon);
-  for (var d = 0u; d < params.DV; d++) {
+  let rstd = inverseSqrt(rowSum(lanesSum(squares)) / params.D + params.epsilon);
+  for (var d = lane; d < params.DV; d += lanes) {
     y[start + d] = (x[start + d] - mean) * rstd * gamma[d] + beta[d];
   }
-  moments[m] = vec2<f32>(mean, rstd);
+  if (lane == 0u) { moments[m] = vec2<f32>(mean, rstd); }
 }

@@ -16,11 +16,16 @@ import keyQuads from '../../kernels/common/key-quads.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
+import cacheTile from '../../kernels/common/cache-tile.wgsl';
+import splitChunk from '../../kernels/common/split-chunk.wgsl';
 import splitBody from '../../kernels/common/attention-split.wgsl';
+import splitSubgroupsBody from '../../kernels/common/attention-split-subgroups.wgsl';
+import subgroupJob from '../../kernels/common/subgroup-job.wgsl';
 import mergeBody from '../../kernels/common/attention-merge.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
+import { SUBGROUP_DIRECTIVES } from '../webgpu/subgroups.js';
 import type { AttentionSizes } from './validate.js';
 import { dropoutThreshold } from './dropout.js';
 
@@ -49,16 +54,18 @@ const sources = new Map<string, KernelSource>();
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
  * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4), so each
  * (kernel, K) is its own module, and pipeline: the runtime keys pipelines by their code.
- * `parts` are the WGSL files after `common/attention.wgsl`, the entry point last.
+ * `parts` are the WGSL files after `common/attention.wgsl`, the entry point last; `directives`
+ * (`enable subgroups;`) open the module.
  */
-export function attentionKernel(name: string, parts: string[], K: number): KernelSource {
+export function attentionKernel(name: string, parts: string[], K: number, directives = ''): KernelSource {
   const key = `${name}|${K}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);
     const BC = rowsPerTile(K);
     const sizes = `const KV: u32 = ${K / lanes}u;\nconst BR: u32 = ${BR}u;\nconst BC: u32 = ${BC}u;\nconst BC4: u32 = ${BC / 4}u;`;
-    kernel = { name: `${name}K${K}`, code: [lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].join('\n') };
+    const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
+    kernel = { name: `${name}K${K}`, code };
     sources.set(key, kernel);
   }
   return kernel;
@@ -66,16 +73,23 @@ export function attentionKernel(name: string, parts: string[], K: number): Kerne
 
 /**
  * A pass of the attention skeleton: the tiled forward, dQ, dK with dV, and the split-K decode's
- * two passes (partial rows per chunk of keys, then their merge).
+ * two passes (partial rows per chunk of keys, by an invocation or, with subgroups, by a subgroup;
+ * then their merge).
  */
-export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'merge';
+export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'splitSubgroups' | 'merge';
 
-/** The WGSL of one pass after the family's layout and hooks; the merge reads neither keys nor layout. */
-const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[] }> = {
+const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
+
+/**
+ * The WGSL of one pass after the family's layout and hooks, and the directives it opens with;
+ * the merge reads neither keys nor layout.
+ */
+const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
   forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTileHelper, forwardBody] },
   dq: { visibility: true, parts: [rowRegisters, keyRows, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
-  split: { visibility: true, parts: [grid, rowRegisters, attendTileHelper, splitBody] },
+  split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
+  splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, subgroupJob, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
   merge: { visibility: false, parts: [mergeBody] },
 };
 
@@ -88,9 +102,9 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[] }> =
  * multiplier of `common/dropout.wgsl`.
  */
 export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number): KernelSource {
-  const { visibility, parts } = SKELETON[pass];
+  const { visibility, parts, directives } = SKELETON[pass];
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
-  return attentionKernel(name, [...front, hooks, ...parts], K);
+  return attentionKernel(name, [...front, hooks, ...parts], K, directives);
 }
 
 /** The sizes of q `[B, Tq, H, K]` and k `[B, Tk, Hkv, K]` inside a kernel function. */

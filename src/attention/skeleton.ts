@@ -1,14 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import denseLayout from '../../kernels/common/dense-layout.wgsl';
-import grid from '../../kernels/common/grid.wgsl';
 import deltaBody from '../../kernels/common/attention-delta.wgsl';
 import {
-  grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel,
+  grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel,
 } from '../webgpu/runtime.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, sizesOf, skeletonKernel, type AttentionAttrs,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, type AttentionAttrs,
 } from './kernel-source.js';
+import { SUBGROUP_WG, rowKernels, rowLaunch, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
 import type { AttentionSizes } from './validate.js';
 import type { Split } from './split.js';
 
@@ -108,7 +108,7 @@ function dropoutConstant(attrs: AttentionAttrs): Record<string, number> {
   return hasDropout(attrs) ? { DROPOUT: 1 } : {};
 }
 
-/** Keys per chunk of the split-K decode. */
+/** Keys per chunk of the split-K decode (at least: with subgroups, a whole number of tiles per lane). */
 const SPLIT_CHUNK = 128;
 /** Invocations per workgroup of its first pass. */
 const SPLIT_WG = 64;
@@ -128,22 +128,32 @@ function useSplit(s: AttentionSizes, a: AttentionAttrs & { split?: Split }): boo
 /**
  * The split-K decode (`common/attention-split.wgsl`, then `common/attention-merge.wgsl`): the
  * family's row hooks over each chunk of keys, then the merge of the partial rows into o and the
- * row statistic, the tiled forward's outputs (and the packed int inputs).
+ * row statistic, the tiled forward's outputs (and the packed int inputs). On a device with
+ * subgroups a subgroup takes each chunk (`common/attention-split-subgroups.wgsl`): its lanes
+ * share the chunk's tiles, so a chunk holds as many tiles for each lane of the largest subgroup.
  */
 function runSplit(
   backend: WebGPUBackend, m: AttentionFamily, inputs: tf.NamedTensorInfoMap, s: AttentionSizes, a: AttentionAttrs,
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
   const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
-  const splits = Math.ceil(s.Tk / SPLIT_CHUNK);
-  const params = attentionParams(s, a, 0, { chunk: SPLIT_CHUNK, splits });
+  const lanes = subgroupLanes(backend);
+  // with subgroups, as many tiles for every lane of the largest subgroups
+  const round = lanes ? lanes * rowsPerTile(s.K) : 1;
+  const chunk = round * Math.ceil(SPLIT_CHUNK / round);
+  const splits = Math.ceil(s.Tk / chunk);
+  const params = attentionParams(s, a, 0, { chunk, splits });
   const bound = bindVisibility(backend, inputs, q);
-  const [x, y] = grid1d(s.H * s.Tq * splits, SPLIT_WG);
-  const [partO, partRow] = runKernel(backend, skeletonKernel(`${m.label}Split`, 'split', DENSE_LAYOUT.wgsl, m.rowHooks, s.K), {
+  const jobs = s.H * s.Tq * splits;
+  const WG = lanes ? SUBGROUP_WG : SPLIT_WG;
+  const [x, y] = lanes ? subgroupGrid(jobs, lanes) : grid1d(jobs, WG);
+  const pass = lanes ? 'splitSubgroups' : 'split';
+  const [partO, partRow] = runKernel(backend, skeletonKernel(`${m.label}${lanes ? 'SplitSubgroups' : 'Split'}`, pass,
+    DENSE_LAYOUT.wgsl, m.rowHooks, s.K), {
     inputs: [q, k, v, bound.vis],
     outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]],
     params,
-    constants: { ...constants, WG: SPLIT_WG, ...bound.constants },
+    constants: { ...constants, WG, ...bound.constants },
     workgroups: [x, y, s.B],
   });
   try {
@@ -167,19 +177,21 @@ function runSplit(
  */
 const ATTENTION_DELTA = 'MixersAttentionDelta';
 const DELTA_WG = 64;
-const DELTA = laneVariants('AttentionDelta', [grid, deltaBody]);
+const DELTA = rowKernels('AttentionDelta', deltaBody);
 
 function attentionDelta({ inputs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const { dO, o, statistic } = namedInputs(inputs, 'dO', 'o', 'statistic');
   const [B, Tq, H, K] = dO.shape as [number, number, number, number];
   const lanes = lanesFor(K);
   const rows = B * H * Tq;
-  return runKernel(backend as WebGPUBackend, DELTA[lanes], {
+  const gpu = backend as WebGPUBackend;
+  const { kernel, constants, workgroups } = rowLaunch(gpu, DELTA, lanes, rows, DELTA_WG);
+  return runKernel(gpu, kernel, {
     inputs: [dO, o, statistic],
     outputs: [[B, H, Tq, 2]],
     params: [rows, Tq, H, K / lanes].map((u32) => ({ u32 })),
-    constants: { WG: DELTA_WG },
-    workgroups: grid1d(rows, DELTA_WG),
+    constants,
+    workgroups,
   })[0]!;
 }
 

@@ -6,6 +6,7 @@ import rowsBody from '../../kernels/layer-norm/backward-rows.wgsl';
 import gammaBody from '../../kernels/layer-norm/backward-gamma.wgsl';
 import { columnSums } from '../dense/kernel.js';
 import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
+import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 
 /**
  * tfjs kernel name. Inputs `x` `[M, D]`, `gamma` and `beta` `[D]`; outputs y `[M, D]` and each
@@ -22,8 +23,8 @@ export interface LayerNormAttrs {
 }
 
 const WG = 64;
-const FORWARD = laneVariants('LayerNormForward', [grid, forwardBody]);
-const ROWS = laneVariants('LayerNormBackwardRows', [grid, rowsBody]);
+const FORWARD = rowKernels('LayerNormForward', forwardBody);
+const ROWS = rowKernels('LayerNormBackwardRows', rowsBody);
 const GAMMA = laneVariants('LayerNormBackwardGamma', [grid, gammaBody]);
 
 registerKernelOnce({
@@ -33,12 +34,14 @@ registerKernelOnce({
     const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
     const [M, D] = x.shape as [number, number];
     const lanes = lanesFor(D);
-    return runKernel(backend as WebGPUBackend, FORWARD[lanes], {
+    const gpu = backend as WebGPUBackend;
+    const { kernel, constants, workgroups } = rowLaunch(gpu, FORWARD, lanes, M, WG);
+    return runKernel(gpu, kernel, {
       inputs: [x, gamma, beta],
       outputs: [[M, D], [M, 2]],
       params: [{ u32: M }, { u32: D / lanes }, { f32: D }, { f32: (attrs as unknown as LayerNormAttrs).epsilon }],
-      constants: { WG },
-      workgroups: grid1d(M, WG),
+      constants,
+      workgroups,
     });
   },
 });
@@ -50,12 +53,14 @@ registerKernelOnce({
     const { x, gamma, moments, dy } = namedInputs(inputs, 'x', 'gamma', 'moments', 'dy');
     const [M, D] = x.shape as [number, number];
     const lanes = lanesFor(D);
-    return runKernel(backend as WebGPUBackend, ROWS[lanes], {
+    const gpu = backend as WebGPUBackend;
+    const { kernel, constants, workgroups } = rowLaunch(gpu, ROWS, lanes, M, WG);
+    return runKernel(gpu, kernel, {
       inputs: [x, gamma, moments, dy],
       outputs: [[M, D]],
       params: [{ u32: M }, { u32: D / lanes }, { f32: D }],
-      constants: { WG },
-      workgroups: grid1d(M, WG),
+      constants,
+      workgroups,
     })[0]!;
   },
 });

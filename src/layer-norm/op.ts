@@ -16,7 +16,8 @@ const OPTIONS = optionNames<LayerNormOptions>({ epsilon: true, implementation: t
 /**
  * Layer normalisation over the last axis (Ba et al. 2016), `y = (x − mean)/√(var + ε)·gamma + beta`,
  * mean and variance (biased, as Keras and PyTorch) over each row of D channels: the norm around
- * every mixer of a transformer block. On webgpu one invocation normalises a row, and the gradient
+ * every mixer of a transformer block. On webgpu one invocation normalises a row (a subgroup, on a
+ * device made by `registerSubgroupBackend`), and the gradient
  * is three kernels (dx by rows, dgamma down the columns, dbeta as `ops.dense`'s column sum), where
  * tfjs's ops launch 11 forward and about 30 backward, their reductions a workgroup per row.
  * Differentiable once on webgpu; the reference is differentiable to any order.

@@ -139,11 +139,15 @@ export interface LaneVariants {
   4: KernelSource;
 }
 
-/** Builds both lane widths of a kernel from its WGSL parts (helpers first, the entry point last). */
-export function laneVariants(name: string, parts: string[]): LaneVariants {
+/**
+ * Builds both lane widths of a kernel from its WGSL parts (helpers first, the entry point last);
+ * `directives` (`enable subgroups;`) open the module.
+ */
+export function laneVariants(name: string, parts: string[], directives?: string): LaneVariants {
+  const open = directives ? [directives] : [];
   return {
-    1: { name, code: [lanes1, ...parts].join('\n') },
-    4: { name: `${name}Vec4`, code: [lanes4, ...parts].join('\n') },
+    1: { name, code: [...open, lanes1, ...parts].join('\n') },
+    4: { name: `${name}Vec4`, code: [...open, lanes4, ...parts].join('\n') },
   };
 }
 

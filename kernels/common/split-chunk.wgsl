@@ -1,0 +1,50 @@
+// Shared by the split-K decode's first pass, with one invocation per chunk
+// (common/attention-split.wgsl) or a subgroup per chunk (common/attention-split-subgroups.wgsl):
+// the bindings, the fold of a chunk's keys into a query row's registers, and the write of its
+// partial row for the merge pass (common/attention-merge.wgsl). Expects common/attention.wgsl,
+// common/visibility.wgsl, common/row-registers.wgsl, common/cache-tile.wgsl,
+// common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, BC`.
+
+@group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
+@group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
+@group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
+@group(0) @binding(3) var<storage, read> vis: array<i32>; // the packed int inputs
+@group(0) @binding(4) var<storage, read_write> partO: array<V>; // [B, H, Tq, splits, K]: unnormalised
+@group(0) @binding(5) var<storage, read_write> partRow: array<vec2<f32>>; // [B, H, Tq, splits]: packRow
+@group(0) @binding(6) var<uniform> params: Params;
+
+var<private> row: RowState;
+
+// A chunk's place: batch row b, head h, query row i, chunk s.
+struct Chunk {
+  b: u32,
+  h: u32,
+  i: u32,
+  s: u32,
+}
+
+// Job `job` of batch row b: the launch is flat over (h, i, s).
+fn chunkOf(b: u32, job: u32) -> Chunk {
+  return Chunk(b, job / (params.splits * params.Tq), (job / params.splits) % params.Tq, job % params.splits);
+}
+
+// Folds into `row` and `acc` the keys of chunk c that its query may see (keyRange), in tiles of
+// at most BC keys from the first of them: tiles lane, lane + lanes, lane + 2·lanes, … of it.
+fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
+  loadLayout();
+  loadQuery(((c.b * params.Tq + c.i) * params.H + c.h) * KV);
+  row = initRow();
+  let keys = keyRange(c.b, c.i, c.i + 1u);
+  let end = min((c.s + 1u) * params.chunk, keys.y);
+  for (var j0 = max(c.s * params.chunk, keys.x) + lane * BC; j0 < end; j0 += lanes * BC) {
+    atKey(c.b, kvHead(c.h), j0);
+    attendTile(c.b, c.h, c.i, j0, min(BC, end - j0));
+  }
+}
+
+// Writes `acc` and packRow as chunk c's partial row.
+fn writePartial(c: Chunk) {
+  let at = ((c.b * params.H + c.h) * params.Tq + c.i) * params.splits + c.s;
+  for (var x = 0u; x < KV; x++) { partO[at * KV + x] = acc[x]; }
+  partRow[at] = packRow();
+}
