@@ -186,6 +186,24 @@ try {
   check(onCpu.backend === 'cpu' && onCpu.generated === generation.generated,
     `the same seed gave ${JSON.stringify(onCpu.generated)} on ${onCpu.backend}, ${JSON.stringify(generation.generated)} on webgpu`);
   log(`cpu drew the same ${CHARACTERS} characters at ${onCpu.charsPerSecond.toFixed(1)} characters/s`);
+  // the webgpu backend made by registerSubgroupBackend: where the adapter offers subgroups (as
+  // Chromium's SwiftShader does) the layer norms take their subgroup path, and draw the same
+  await page.goto(`${url}generate.html?subgroups`);
+  status = await waitFor(['ready', 'error'], 60_000);
+  check(status.state === 'ready', `the generation page with ?subgroups did not start: ${status.error}`);
+  await page.fill('#count', String(CHARACTERS));
+  await page.click('#generate');
+  status = await waitFor(['done', 'error'], 90_000);
+  check(status.state === 'done', `generation with ?subgroups failed in the page: ${status.error}`);
+  const onSubgroups = JSON.parse(await page.textContent('#results'));
+  const offered = await page.evaluate(async () => (await navigator.gpu.requestAdapter())?.features.has('subgroups') ?? false);
+  check(onSubgroups.backend === 'webgpu' && onSubgroups.subgroups === offered,
+    `with ?subgroups: generated on ${onSubgroups.backend}, device subgroups ${onSubgroups.subgroups}, adapter's ${offered}`);
+  check(onSubgroups.generated === generation.generated && onSubgroups.leakedTensors === 0,
+    `with subgroups the same seed gave ${JSON.stringify(onSubgroups.generated)} (leaking ${onSubgroups.leakedTensors}), ` +
+    `without them ${JSON.stringify(generation.generated)}`);
+  log(`with subgroups (${offered ? 'offered' : 'not offered by this adapter'}) the same ${CHARACTERS} characters at ` +
+    `${onSubgroups.charsPerSecond.toFixed(1)} characters/s`);
 
   // ── the training page, on webgl ──
   await page.goto(`${url}train.html`);

@@ -3,7 +3,9 @@
  * CausalGeneration GPT trained by examples/char-lm) with `tf.loadLayersModel`, then continues a
  * prompt character by character through the layers' `step` (examples/char-lm's `generate`),
  * showing each character as it is drawn and the rate. On WebGPU the mixers' decode steps run
- * their WGSL kernels; on cpu their tfjs-ops reference.
+ * their WGSL kernels; on cpu their tfjs-ops reference. With `?subgroups` in its address the page
+ * makes the webgpu backend with `registerSubgroupBackend`, so that the kernels take their subgroup
+ * paths where the adapter offers subgroups.
  *
  * In an application, import the library as `'tfjs-mixers'`; build.mjs maps this path to it.
  *
@@ -12,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 // registers the mixer layers, so that tf.loadLayersModel finds them by class name
-import '../../src/index.js';
+import { registerSubgroupBackend } from '../../src/index.js';
 // registers the char-lm's own layers (TokenEmbedding, PositionalEmbedding, LayerNorm)
 import { Vocabulary, generate } from '../char-lm/model.js';
 import { WEBGPU_HELP, byId, findWebGPU, setState, showMessage, yieldToBrowser } from './common.js';
@@ -22,6 +24,8 @@ const MODEL_URL = 'model/model.json';
 /** What `<pre id="results">` holds after a run. */
 export interface GenerationResult {
   backend: string;
+  /** Whether the backend's device has subgroups (on webgpu with `?subgroups`, where the adapter offers them). */
+  subgroups: boolean;
   prompt: string;
   requested: number;
   generated: string;
@@ -60,10 +64,17 @@ async function modelOn(backend: string): Promise<Loaded> {
   return entry;
 }
 
+/** Whether the active backend's device has subgroups (only a webgpu backend has a device). */
+function hasSubgroups(): boolean {
+  const device = (tf.backend() as { device?: GPUDevice }).device;
+  return device?.features.has('subgroups') ?? false;
+}
+
 async function main(): Promise<void> {
   setState('loading');
   const backendSelect = byId<HTMLSelectElement>('backend');
   const gpu = await findWebGPU();
+  if (gpu.ok && new URLSearchParams(location.search).has('subgroups')) await registerSubgroupBackend();
   if (!gpu.ok) {
     backendSelect.querySelector<HTMLOptionElement>('option[value="webgpu"]')!.disabled = true;
     backendSelect.value = 'cpu';
@@ -118,7 +129,7 @@ async function main(): Promise<void> {
       const totalMs = performance.now() - started;
       const charsPerSecond = drawn > 1 ? (drawn - 1) / ((last - first) / 1000) : drawn / (totalMs / 1000);
       const result: GenerationResult = {
-        backend: tf.getBackend(), prompt, requested: count, generated: generatedView.textContent ?? '',
+        backend: tf.getBackend(), subgroups: hasSubgroups(), prompt, requested: count, generated: generatedView.textContent ?? '',
         charsPerSecond, totalMs, leakedTensors: tf.memory().numTensors - before,
       };
       stats.textContent = `${drawn} characters on ${result.backend} in ${(totalMs / 1000).toFixed(2)} s: ` +
