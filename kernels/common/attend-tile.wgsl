@@ -1,6 +1,7 @@
-// Shared by the attention passes that run a family's row hooks over tiles of keys (the tiled
-// forward, the split-K decode): folds one tile into the row's registers, a quad of keys at a time
-// (keys 4·r4 … 4·r4 + 3 of the tile, scores and weights as one vec4). Expects
+// Shared by the split-K decode's first passes (common/split-chunk.wgsl), which run a family's row
+// hooks over tiles of keys read from the cache: folds one tile into the row's registers, a quad of
+// keys at a time (keys 4·r4 … 4·r4 + 3 of the tile, scores and weights as one vec4). The tiled
+// forward folds two rows at once (common/attend-tile-pair.wgsl). Expects
 // common/row-registers.wgsl, common/dropout.wgsl, the pass's `row`, `tileScores` and
 // `tileValue`, the layout's `keySeen`, the row hooks' `weighTile`, and the host's
 // `const KV, BC, BC4` (BC ≤ 32: the visible keys of a tile are one u32 of bits).
@@ -22,7 +23,7 @@ fn attendTile(b: u32, h: u32, i: u32, j0: u32, n: u32) {
   for (var r4 = 0u; r4 < n4; r4++) {
     if (any(quadSeen(seen, r4))) { w[r4] = tileScores(r4, n); }
   }
-  let correction = weighTile(&w, n4, seen);
+  let correction = weighTile(&row, &w, n4, seen);
   for (var c = 0u; c < KV; c++) { acc[c] *= correction; }
   for (var r4 = 0u; r4 < n4; r4++) {
     let quad = quadSeen(seen, r4);

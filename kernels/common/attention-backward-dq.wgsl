@@ -49,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let rowStats = stats[(t.b * params.H + t.h) * params.Tq + min(i, t.rows.y - 1u)];
   factor = rowFactor(rowStats.x);
   delta = rowStats.y;
-  loadQuery(base);
+  loadQuery(&qi, base);
   for (var c = 0u; c < KV; c++) { doi[c] = dO[base + c]; }
   // a row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from a non-finite
   // key or value it sees, out of the other gradients

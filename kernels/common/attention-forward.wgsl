@@ -1,17 +1,18 @@
 // Attention forward skeleton (FlashAttention-2's tiling), shared by FlashStyleTiledAttention,
 // ExpressiveAttention and BlockSparse: o = Σ_j weight(s_ij)·v_j over the keys query i sees,
 // s = scale·q·kᵀ, never materialising the Tq×Tk scores. One workgroup per (tile of query rows,
-// head h, batch b), one invocation per query row. sweepKeys (common/kv-tile.wgsl) streams the
-// key tiles the workgroup's queries may see; the row hooks fold each into the row's registers
-// and write o and the row's statistic for the backward. They scale each weight by dropKeep
-// (common/dropout.wgsl) as it meets its value, after the normaliser, which sums the undropped
-// weights.
+// head h, batch b), two adjacent query rows per invocation (common/attend-tile-pair.wgsl).
+// sweepKeys (common/kv-tile.wgsl) streams the key tiles the workgroup's queries may see; the row
+// hooks fold each into the rows' registers and write o and each row's statistic for the
+// backward. They scale each weight by dropKeep (common/dropout.wgsl) as it meets its value, after
+// the normaliser, which sums the undropped weights.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
-// a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl: loadLayout, tileRows,
-// tileRuns, tileRun, keySeen), row hooks (common/online-softmax.wgsl or
+// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl,
+// common/attend-tile-pair.wgsl, a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl:
+// loadLayout, tileRows, tileRuns, tileRun, keySeen), row hooks (common/online-softmax.wgsl or
 // expressive-attention/forward.wgsl: RowState, initRow, weighTile, finishRow) and the host's
-// `const KV, BR, BC, BC4` (K / lanes, rows per workgroup, keys per tile, quads per tile).
+// `const KV, BR, BC, BC4, NT` (K / lanes, rows per workgroup, keys per tile, quads per tile,
+// invocations per workgroup: BR / 2).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -22,23 +23,28 @@
 @group(0) @binding(6) var<uniform> params: Params;
 
 var<private> row: RowState;
+var<private> row1: RowState;
 
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
-  attendTile(t.b, t.h, i, j0, n);
+  attendTilePair(t.b, t.h, i, min(i + 1u, t.rows.y - 1u), j0, n);
 }
 
-@compute @workgroup_size(BR)
+// Writes row i's output, its accumulator `sum` times finishRow's factor, and its statistic.
+fn writeRow(t: QueryTile, i: u32, sum: ptr<private, array<V, KV>>, out: vec2<f32>) {
+  let base = queryBase(t, i);
+  for (var c = 0u; c < KV; c++) { o[base + c] = (*sum)[c] * out.x; }
+  stat[(t.b * params.H + t.h) * params.Tq + i] = out.y;
+}
+
+@compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let t = queryTile(wid);
-  let i = t.rows.x + lid;
-  let rowOk = i < t.rows.y;
-  let base = queryBase(t, i);
-  loadQuery(base);
+  let i = t.rows.x + 2u * lid;
+  loadQuery(&qi, queryBase(t, i));
+  loadQuery(&qi1, queryBase(t, i + 1u));
   row = initRow();
-  sweepKeys(t, wid.x, lid, rowOk);
-  if (rowOk) {
-    let out = finishRow();
-    for (var c = 0u; c < KV; c++) { o[base + c] = acc[c] * out.x; }
-    stat[(t.b * params.H + t.h) * params.Tq + i] = out.y;
-  }
+  row1 = initRow();
+  sweepKeys(t, wid.x, lid, i < t.rows.y);
+  if (i < t.rows.y) { writeRow(t, i, &acc, finishRow(&row)); }
+  if (i + 1u < t.rows.y) { writeRow(t, i + 1u, &acc1, finishRow(&row1)); }
 }

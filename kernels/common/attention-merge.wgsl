@@ -23,10 +23,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   row = initRow();
   var acc: array<V, KV>; // zero-initialised
   for (var s = 0u; s < params.splits; s++) {
-    let f = mergeRow(partRow[first + s]);
+    let f = mergeRow(&row, partRow[first + s]);
     for (var c = 0u; c < KV; c++) { acc[c] = acc[c] * f.x + partO[(first + s) * KV + c] * f.y; }
   }
-  let out = finishRow();
+  let out = finishRow(&row);
   let oBase = ((b * params.Tq + i) * params.H + h) * KV;
   for (var c = 0u; c < KV; c++) { o[oBase + c] = acc[c] * out.x; }
   stat[(b * params.H + h) * params.Tq + i] = out.y;

@@ -11,7 +11,7 @@
 // Merges the row states and accumulators of the subgroup's lanes (see above).
 fn mergeLanes(lanes: u32) {
   for (var d = lanes / 2u; d > 0u; d /= 2u) {
-    let f = mergeRow(subgroupShuffleXor(packRow(), d));
+    let f = mergeRow(&row, subgroupShuffleXor(packRow(&row), d));
     for (var x = 0u; x < KV; x++) { acc[x] = acc[x] * f.x + subgroupShuffleXor(acc[x], d) * f.y; }
   }
 }

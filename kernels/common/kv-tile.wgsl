@@ -3,7 +3,7 @@
 // through workgroup memory. Expects `q`, `k`, `v` and `vis` bindings, common/visibility.wgsl,
 // common/row-registers.wgsl, a tile store (common/key-rows.wgsl or common/key-quads.wgsl:
 // loadTile), a layout's `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's
-// `visitTile`, and the host's `const KV, BR, BC`.
+// `visitTile`, and the host's `const KV, BC, RQ` (query rows per invocation).
 
 // The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), and its
 // rows [first, end). The same for every invocation (no lane index in it), so that the loops
@@ -21,7 +21,7 @@ fn queryTile(wid: vec3u) -> QueryTile {
   return QueryTile(wid.z, wid.y, kvHead(wid.y), tileRows(wid.x, params.Tq));
 }
 
-// Where the vectors of query i of tile t start in q, o and dO; a lane past the tile's end
+// Where the vectors of query i of tile t start in q, o and dO; a row past the tile's end
 // reads the last row, so that every load stays in bounds.
 fn queryBase(t: QueryTile, i: u32) -> u32 {
   return ((t.b * params.Tq + min(i, t.rows.y - 1u)) * params.H + t.h) * KV;
@@ -30,10 +30,10 @@ fn queryBase(t: QueryTile, i: u32) -> u32 {
 // Streams through the tile store every key tile that the queries of tile t (workgroup wx,
 // lane lid) may see: the layout's runs narrowed to keyRange, then to the keys whose segments
 // may meet the queries' (keyRangeIn); tiles whose segment ids cannot meet the queries' are
-// skipped whole. Row i of the lane takes each tile, keys j0..j0+n−1, through the pass's
-// visitTile(t, i, j0, n) when `take`. Call it from uniform control flow.
+// skipped whole. The lane's rows, from i = rows.x + RQ·lid, take each tile, keys j0..j0+n−1,
+// through the pass's visitTile(t, i, j0, n) when `take`. Call it from uniform control flow.
 fn sweepKeys(t: QueryTile, wx: u32, lid: u32, take: bool) {
-  let i = t.rows.x + lid;
+  let i = t.rows.x + RQ * lid;
   let qSeg = querySegments(t.b, t.rows.x, t.rows.y - t.rows.x, lid);
   let keys = keyRangeIn(t.b, keyRange(t.b, t.rows.x, t.rows.y), qSeg);
   let runs = tileRuns(wx);

@@ -1,7 +1,8 @@
 // The row hooks of the attention skeleton's forward passes (common/attend-tile.wgsl, the tiled
 // forward, and the split-K decode with its merge) for softmax attention
 // (FlashStyleTiledAttention, BlockSparse): the row algebra of FlashAttention-2's online softmax
-// on the pass's `row`. Expects common/attention.wgsl and the host's `const BC4`.
+// on a row's state, which the pass keeps in a private variable (`state` points to it). Expects
+// common/attention.wgsl and the host's `const BC4`.
 
 // A query row's running max m of the scores and normaliser l = Σ exp(s − m).
 struct RowState {
@@ -17,45 +18,48 @@ fn initRow() -> RowState {
 // exp(s − m) and adds them to l, after moving the running max m to the tile's; returns the factor
 // e^{m_old − m} by which the row's accumulator is rescaled, once per tile. An invisible key
 // weighs 0. Rows that have seen no visible key yet keep m = NEG, weigh nothing and rescale nothing.
-fn weighTile(w: ptr<function, array<vec4<f32>, BC4>>, n4: u32, seen: u32) -> f32 {
+fn weighTile(state: ptr<private, RowState>, w: ptr<function, array<vec4<f32>, BC4>>, n4: u32, seen: u32) -> f32 {
+  let old = *state;
   var quadMax = vec4<f32>(NEG);
   for (var r4 = 0u; r4 < n4; r4++) {
     quadMax = max(quadMax, select(vec4<f32>(NEG), (*w)[r4], quadSeen(seen, r4)));
   }
-  let m = max(row.m, max(max(quadMax.x, quadMax.y), max(quadMax.z, quadMax.w)));
+  let m = max(old.m, max(max(quadMax.x, quadMax.y), max(quadMax.z, quadMax.w)));
   if (m <= NEG) {
     for (var r4 = 0u; r4 < n4; r4++) { (*w)[r4] = vec4<f32>(0.0); }
     return 1.0;
   }
-  let correction = exp(row.m - m);
+  let correction = exp(old.m - m);
   var l = vec4<f32>(0.0);
   for (var r4 = 0u; r4 < n4; r4++) {
     let p = select(vec4<f32>(0.0), exp((*w)[r4] - m), quadSeen(seen, r4));
     (*w)[r4] = p;
     l += p;
   }
-  row = RowState(m, row.l * correction + (l.x + l.y + l.z + l.w));
+  *state = RowState(m, old.l * correction + (l.x + l.y + l.z + l.w));
   return correction;
 }
 
 // The row state as two floats, for the split-K partials: (m, l).
-fn packRow() -> vec2<f32> {
-  return vec2<f32>(row.m, row.l);
+fn packRow(state: ptr<private, RowState>) -> vec2<f32> {
+  return vec2<f32>((*state).m, (*state).l);
 }
 
-// Merges a partial row (m₂, l₂) into `row`: m = max(m₁, m₂), l = e^{m₁−m}·l₁ + e^{m₂−m}·l₂.
+// Merges a partial row (m₂, l₂) into the row's state: m = max(m₁, m₂), l = e^{m₁−m}·l₁ + e^{m₂−m}·l₂.
 // Returns the factors (e^{m₁−m}, e^{m₂−m}) of the row's accumulator and the partial's. A partial
 // that saw no key (m = NEG, l = 0, O = 0) adds nothing.
-fn mergeRow(part: vec2<f32>) -> vec2<f32> {
-  let m = max(row.m, part.x);
-  let f = vec2<f32>(exp(row.m - m), exp(part.x - m));
-  row = RowState(m, f.x * row.l + f.y * part.y);
+fn mergeRow(state: ptr<private, RowState>, part: vec2<f32>) -> vec2<f32> {
+  let old = *state;
+  let m = max(old.m, part.x);
+  let f = vec2<f32>(exp(old.m - m), exp(part.x - m));
+  *state = RowState(m, f.x * old.l + f.y * part.y);
   return f;
 }
 
 // The row's output, as (the factor 1/l of its accumulator, the statistic lse = m + log l); a
 // row with no visible key gets (0, NEG), never NaN.
-fn finishRow() -> vec2<f32> {
+fn finishRow(state: ptr<private, RowState>) -> vec2<f32> {
+  let row = *state;
   if (row.l > 0.0) { return vec2<f32>(1.0 / row.l, row.m + log(row.l)); }
   return vec2<f32>(0.0, NEG);
 }

@@ -32,7 +32,7 @@ fn chunkOf(b: u32, job: u32) -> Chunk {
 // at most BC keys from the first of them: tiles lane, lane + lanes, lane + 2·lanes, … of it.
 fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
   loadLayout();
-  loadQuery(((c.b * params.Tq + c.i) * params.H + c.h) * KV);
+  loadQuery(&qi, ((c.b * params.Tq + c.i) * params.H + c.h) * KV);
   row = initRow();
   let keys = keyRange(c.b, c.i, c.i + 1u);
   let end = min((c.s + 1u) * params.chunk, keys.y);
@@ -46,5 +46,5 @@ fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
 fn writePartial(c: Chunk) {
   let at = ((c.b * params.H + c.h) * params.Tq + c.i) * params.splits + c.s;
   for (var x = 0u; x < KV; x++) { partO[at * KV + x] = acc[x]; }
-  partRow[at] = packRow();
+  partRow[at] = packRow(&row);
 }

@@ -1,7 +1,7 @@
 // Shared by the attention kernels: the one visibility predicate (docs/attention-masks.md), and the ranges
 // of keys (of queries) a tile of queries (of keys) may see, so that tiles no query sees are
 // never loaded. Expects common/attention.wgsl, a `vis: array<i32>` binding (the int inputs
-// packed by bindVisibility in src/attention/kernel-source.ts) and the host's `const BR`
+// packed by bindVisibility in src/attention/kernel-source.ts) and the host's `const NT`
 // (invocations per workgroup). The int inputs' places are read from the buffer's header;
 // causal and window travel in `params`.
 
@@ -94,7 +94,7 @@ fn idSpan(first: u32, n: u32, lid: u32) -> vec2<i32> {
     atomicStore(&spanHi, -2147483647 - 1);
   }
   workgroupBarrier();
-  for (var e = lid; e < n; e += BR) {
+  for (var e = lid; e < n; e += NT) {
     let id = vis[first + e];
     atomicMin(&spanLo, id);
     atomicMax(&spanHi, id);

@@ -14,6 +14,7 @@ import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
 import keyRows from '../../kernels/common/key-rows.wgsl';
 import keyQuads from '../../kernels/common/key-quads.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
+import attendTilePair from '../../kernels/common/attend-tile-pair.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
 import cacheTile from '../../kernels/common/cache-tile.wgsl';
@@ -29,7 +30,7 @@ import { SUBGROUP_DIRECTIVES } from '../webgpu/subgroups.js';
 import type { AttentionSizes } from './validate.js';
 import { dropoutThreshold } from './dropout.js';
 
-/** Query (or key) rows per workgroup in the tiled attention kernels: one invocation each. */
+/** Query (or key) rows per workgroup in the tiled attention kernels. */
 export const BR = 64;
 
 /**
@@ -52,18 +53,20 @@ const sources = new Map<string, KernelSource>();
 
 /**
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
- * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4), so each
- * (kernel, K) is its own module, and pipeline: the runtime keys pipelines by their code.
- * `parts` are the WGSL files after `common/attention.wgsl`, the entry point last; `directives`
- * (`enable subgroups;`) open the module.
+ * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4, and `RQ` rows per
+ * invocation, `NT` = BR / RQ invocations per workgroup), so each (kernel, K) is its own module,
+ * and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files after
+ * `common/attention.wgsl`, the entry point last; `directives` (`enable subgroups;`) open the
+ * module.
  */
-export function attentionKernel(name: string, parts: string[], K: number, directives = ''): KernelSource {
+export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = ''): KernelSource {
   const key = `${name}|${K}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);
     const BC = rowsPerTile(K);
-    const sizes = `const KV: u32 = ${K / lanes}u;\nconst BR: u32 = ${BR}u;\nconst BC: u32 = ${BC}u;\nconst BC4: u32 = ${BC / 4}u;`;
+    const sizes = [`KV: u32 = ${K / lanes}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`, `BC4: u32 = ${BC / 4}u`,
+      `RQ: u32 = ${rows}u`, `NT: u32 = ${BR / rows}u`].map((c) => `const ${c};`).join('\n');
     const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
     kernel = { name: `${name}K${K}`, code };
     sources.set(key, kernel);
@@ -81,11 +84,12 @@ export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'splitSubgroups'
 const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
 
 /**
- * The WGSL of one pass after the family's layout and hooks, and the directives it opens with;
- * the merge reads neither keys nor layout.
+ * The WGSL of one pass after the family's layout and hooks, its query rows per invocation (the
+ * forward's two share each key and value they read; see `common/attend-tile-pair.wgsl`) and the
+ * directives it opens with; the merge reads neither keys nor layout.
  */
-const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
-  forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTileHelper, forwardBody] },
+const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; rows?: number; directives?: string }> = {
+  forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTilePair, forwardBody], rows: 2 },
   dq: { visibility: true, parts: [rowRegisters, keyRows, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
@@ -102,9 +106,9 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
  * multiplier of `common/dropout.wgsl`.
  */
 export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number): KernelSource {
-  const { visibility, parts, directives } = SKELETON[pass];
+  const { visibility, parts, rows, directives } = SKELETON[pass];
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
-  return attentionKernel(name, [...front, hooks, ...parts], K, directives);
+  return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
 }
 
 /** The sizes of q `[B, Tq, H, K]` and k `[B, Tk, Hkv, K]` inside a kernel function. */
