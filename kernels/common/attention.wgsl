@@ -25,7 +25,7 @@ fn kvHead(h: u32) -> u32 {
   return h * params.Hkv / params.H;
 }
 
-// Which keys of quad r4 (keys 4·r4 … 4·r4 + 3 of a tile, common/attend-tile.wgsl) are visible,
+// Which keys of quad r4 (keys 4·r4 … 4·r4 + 3 of a tile, common/attend-tile*.wgsl) are visible,
 // from the tile's bits `seen`.
 fn quadSeen(seen: u32, r4: u32) -> vec4<bool> {
   return (vec4<u32>(seen >> (4u * r4)) & vec4<u32>(1u, 2u, 4u, 8u)) != vec4<u32>(0u);

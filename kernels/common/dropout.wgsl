@@ -34,7 +34,7 @@ fn dropKeep(b: u32, h: u32, i: u32, j: u32) -> f32 {
   return select(0.0, params.dropScale, dropHash(b, h, i, j) >= params.dropThreshold);
 }
 
-// the multipliers of weights (b, h, i, j … j + 3), a quad of keys (common/attend-tile.wgsl)
+// the multipliers of weights (b, h, i, j … j + 3), a quad of keys (common/attend-tile*.wgsl)
 fn dropKeep4(b: u32, h: u32, i: u32, j: u32) -> vec4<f32> {
   if (!DROPOUT) { return vec4<f32>(1.0); }
   return vec4<f32>(dropKeep(b, h, i, j), dropKeep(b, h, i, j + 1u), dropKeep(b, h, i, j + 2u),

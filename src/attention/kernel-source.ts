@@ -60,7 +60,7 @@ const sources = new Map<string, KernelSource>();
  * module.
  */
 export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = ''): KernelSource {
-  const key = `${name}|${K}`;
+  const key = `${name}|${K}|${rows}|${directives}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);

@@ -145,11 +145,11 @@ function runSplit(
   const params = attentionParams(s, a, 0, { chunk, splits });
   const bound = bindVisibility(backend, inputs, q);
   const jobs = s.H * s.Tq * splits;
-  const WG = lanes ? SUBGROUP_WG : SPLIT_WG;
-  const [x, y] = lanes ? subgroupGrid(jobs, lanes) : grid1d(jobs, WG);
-  const pass = lanes ? 'splitSubgroups' : 'split';
-  const [partO, partRow] = runKernel(backend, skeletonKernel(`${m.label}${lanes ? 'SplitSubgroups' : 'Split'}`, pass,
-    DENSE_LAYOUT.wgsl, m.rowHooks, s.K), {
+  const { pass, label, WG, grid } = lanes
+    ? { pass: 'splitSubgroups' as const, label: 'SplitSubgroups', WG: SUBGROUP_WG, grid: subgroupGrid(jobs, lanes) }
+    : { pass: 'split' as const, label: 'Split', WG: SPLIT_WG, grid: grid1d(jobs, SPLIT_WG) };
+  const [x, y] = grid;
+  const [partO, partRow] = runKernel(backend, skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K), {
     inputs: [q, k, v, bound.vis],
     outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]],
     params,

@@ -54,6 +54,7 @@ export async function registerSubgroupBackend(): Promise<boolean> {
   const offered = (await gpu.requestAdapter({ powerPreference }))?.features.has('subgroups') ?? false;
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', async () => {
+    // an adapter of its own: one that has made a device cannot make another
     const adapter = await gpu.requestAdapter({ powerPreference });
     if (!adapter) throw new Error('registerSubgroupBackend: navigator.gpu.requestAdapter() returned no adapter.');
     const wanted: GPUFeatureName[] = ['timestamp-query', 'bgra8unorm-storage', 'subgroups' as GPUFeatureName];
