@@ -4,11 +4,13 @@
 // inputs, forward and gradients; invisible keys and values poisoned with NaN; rows that see no
 // key. Shapes cross a 64-row query tile and a 32-key tile, so that whole tiles are skipped.
 import * as tf from '@tensorflow/tfjs';
-import { expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kernel.js';
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
+import { ATTENTION_ROWS_FLAG, tiledRows } from '../src/attention/kernel-source.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { EPS32, describeOn, describeOnSubgroups, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform } from './helpers.js';
 
 /** §7's conditions as plain arrays; `mask` is `[Bm, Tqm, Tk]` row-major, Bm ∈ {1, B}, Tqm ∈ {1, Tq}. */
@@ -123,34 +125,49 @@ type Case = {
   attrs: Record<string, unknown>;
   s: AttentionShape;
   vis: Vis;
-  /** Keys whose k and v are overwritten with NaN: no query may see them. */
+  /** Keys whose k and v are overwritten with NaN. */
   poisoned?: (b: number, j: number) => boolean;
+  /** Queries whose q is overwritten with NaN (besides every query that sees no key). */
+  poisonedQueries?: (b: number, i: number) => boolean;
 };
 
 const SCALE = 0.4;
 const EPSILON = 1e-3;
 
-/** Runs the kernel and its gradient on seeded inputs; checks them against {@link dense64}. */
+/**
+ * Runs the kernel and its gradient on seeded inputs; checks them against {@link dense64}. NaN
+ * goes into the case's poisoned keys and queries, and into every query that sees no key. It may
+ * reach only what attention connects it to: the rows of the queries that see a poisoned key or
+ * are poisoned themselves (and see a key), and the dK and dV of the keys those queries see.
+ * Those are not compared (WGSL's max need not propagate NaN, so they need not be NaN either);
+ * everything else must match the float64 result of the clean inputs.
+ */
 async function check(c: Case, seed: number): Promise<void> {
   const { s, vis } = c;
   const qs = seededUniform(seed, s.B * s.Tq * s.H * s.K);
   const clean = { k: seededUniform(seed + 1, s.B * s.Tk * s.Hkv * s.K), v: seededUniform(seed + 2, s.B * s.Tk * s.Hkv * s.K) };
   const dOs = seededUniform(seed + 3, qs.length);
   const want = dense64(c.kind, qs, clean.k, clean.v, dOs, s, vis, SCALE, EPSILON);
+  const q32 = qs.slice();
   const ks = clean.k.slice();
   const vs = clean.v.slice();
-  if (c.poisoned) {
-    for (let b = 0; b < s.B; b++) {
-      for (let j = 0; j < s.Tk; j++) {
-        if (!c.poisoned(b, j)) continue;
-        // the case must poison only keys nobody sees
-        for (let i = 0; i < s.Tq; i++) expect(visibleAt(vis, s, b, i, j), `${c.name}: key ${j} of row ${b}`).toBe(false);
-        for (let h = 0; h < s.Hkv; h++) {
-          const at = ((b * s.Tk + j) * s.Hkv + h) * s.K;
-          ks.fill(NaN, at, at + s.K);
-          vs.fill(NaN, at, at + s.K);
-        }
-      }
+  const sees = (b: number, i: number) => Array.from({ length: s.Tk }, (_, j) => visibleAt(vis, s, b, i, j));
+  // the rows a NaN may reach: of o and dq (by b·Tq + i), of dk and dv (by b·Tk + j)
+  const nanQueries = new Set<number>();
+  const nanKeys = new Set<number>();
+  for (let b = 0; b < s.B; b++) {
+    for (let i = 0; i < s.Tq; i++) {
+      const seen = sees(b, i);
+      if (c.poisonedQueries?.(b, i) || !seen.some((x) => x)) q32.fill(NaN, (b * s.Tq + i) * s.H * s.K, (b * s.Tq + i + 1) * s.H * s.K);
+      const tainted = c.poisonedQueries?.(b, i) || seen.some((x, j) => x && c.poisoned?.(b, j));
+      if (!tainted || !seen.some((x) => x)) continue;
+      nanQueries.add(b * s.Tq + i);
+      seen.forEach((x, j) => { if (x) nanKeys.add(b * s.Tk + j); });
+    }
+    for (let j = 0; j < s.Tk; j++) {
+      if (!c.poisoned?.(b, j)) continue;
+      ks.fill(NaN, (b * s.Tk + j) * s.Hkv * s.K, (b * s.Tk + j + 1) * s.Hkv * s.K);
+      vs.fill(NaN, (b * s.Tk + j) * s.Hkv * s.K, (b * s.Tk + j + 1) * s.Hkv * s.K);
     }
   }
   const got = await expectNoLeaks(async () => {
@@ -158,7 +175,7 @@ async function check(c: Case, seed: number): Promise<void> {
       const ints = intInputs(vis, s);
       const f = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
         (tf.engine().runKernel(c.kernel, { q, k, v, ...ints }, { ...c.attrs, scale: SCALE }) as tf.Tensor[])[0]!;
-      const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
+      const q = tf.tensor4d(q32, [s.B, s.Tq, s.H, s.K]);
       const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
       const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
       return [f(q, k, v), ...tf.grads(f)([q, k, v], tf.tensor4d(dOs, [s.B, s.Tq, s.H, s.K]))];
@@ -169,11 +186,15 @@ async function check(c: Case, seed: number): Promise<void> {
   });
   const names = ['o', 'dq', 'dk', 'dv'] as const;
   names.forEach((name, n) => {
-    const w = want[name];
+    const onKeys = name === 'dk' || name === 'dv';
+    const nan = onKeys ? nanKeys : nanQueries;
+    const rowOf = (e: number) => Math.floor(e / ((onKeys ? s.Hkv : s.H) * s.K));
+    const w = want[name].filter((_, e) => !nan.has(rowOf(e)));
+    const g = got[n]!.filter((_, e) => !nan.has(rowOf(e)));
     // float32 sums of up to Tk (Tq·H/Hkv for dk, dv) products of K-term dots: a γ_n bound
-    const terms = (name === 'dk' || name === 'dv' ? s.Tq * (s.H / s.Hkv) : s.Tk) + s.K;
+    const terms = (onKeys ? s.Tq * (s.H / s.Hkv) : s.Tk) + s.K;
     const tol = 8 * terms * EPS32 * Math.max(1, maxAbs(w));
-    const err = maxAbsDiff(got[n]!, w);
+    const err = maxAbsDiff(g, w);
     expect(err, `${c.name}: ${name} error ${err} > ${tol}`).toBeLessThanOrEqual(tol);
   });
 }
@@ -222,6 +243,15 @@ function denseCases(kind: Kind): Case[] {
       attrs: { ...extra, causal: true, window: 0 },
       vis: { causal: true, segments: { query: packed(1, [20, 30, 20]), key: packed(1, [20, 30, 20]) }, mask: { shape: [1, 1, 70], data: Array.from({ length: 70 }, (_, j) => (j === 45 ? 0 : 1)) } },
       poisoned: (_b, j) => j === 45,
+    },
+    {
+      // packed sequences whose edges cut through an invocation's rows (21, 51 are not multiples
+      // of 2 or 4): a NaN query (25) and a NaN key (50, seen by query 50 alone) stay in theirs
+      name: `${kind} NaN inside one packed sequence, causal`, kind, kernel, s: { ...gqa, B: 1 },
+      attrs: { ...extra, causal: true, window: 0 },
+      vis: { causal: true, segments: { query: packed(1, [21, 30, 19]), key: packed(1, [21, 30, 19]) } },
+      poisoned: (_b, j) => j === 50,
+      poisonedQueries: (_b, i) => i === 25,
     },
     {
       name: `${kind} unsorted segments, a [B, Tq, Tk] mask with empty rows, bidirectional`, kind, kernel,
@@ -284,6 +314,97 @@ async function checkSplit(kind: Kind): Promise<void> {
   }, 300);
 }
 
+/** BlockSparse's kernels under kvLengths, segments and a mask, with its layout. */
+async function checkBlockSparse(): Promise<void> {
+  const T = 70;
+  const layout = { blockSize: 8, localBlocks: 2, globalBlocks: 1, stride: 3 };
+  const lengths = [70, 41];
+  await check({
+    name: 'blockSparse with kvLengths, unsorted segments and a key mask', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
+    s: { B: 2, Tq: T, Tk: T, H: 2, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
+    vis: {
+      causal: true, kvLengths: lengths, segments: { query: randomIds(8, 2, T, 2), key: randomIds(8, 2, T, 2) },
+      mask: randomMask(9, [2, 1, T], 0.85), layout: blockSparseMask({ T, ...layout }),
+    },
+    poisoned: (b, j) => j >= lengths[b]!,
+  }, 400);
+  await check({
+    name: 'blockSparse with packed segments', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
+    s: { B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
+    vis: { causal: true, segments: { query: packed(1, [33, 37]), key: packed(1, [33, 37]) }, layout: blockSparseMask({ T, ...layout }) },
+  }, 500);
+}
+
+// The tiled passes give each invocation RQ rows (query rows in the forward and dQ, key rows in
+// dK/dV), RQ by adapter (tiledRows: 4 on SwiftShader, fewer on a GPU); every choice the flag
+// allows runs here, forward and gradients, so each row count's build is checked whatever the
+// adapter picks. Rows past a tile's end (Tq = 70,
+// 5, 66, 150 are not multiples of 4) and scalar lanes (K = 6) are among the cases. First in the
+// file, so that each count's pipelines are made in its own test, where their labels are checked.
+describeOn('webgpu', 'attention kernels under visibility, at every forward row count', () => {
+  const pipelines: string[] = [];
+  let create: GPUDevice['createComputePipeline'];
+  beforeAll(() => {
+    const device = (tf.backend() as WebGPUBackend).device;
+    create = device.createComputePipeline.bind(device);
+    device.createComputePipeline = (d) => {
+      pipelines.push(d.label ?? '');
+      return create(d);
+    };
+  });
+  afterAll(() => {
+    (tf.backend() as WebGPUBackend).device.createComputePipeline = create;
+    tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
+  });
+
+  for (const rows of [1, 2, 4]) {
+    it(`with ${rows} row${rows > 1 ? 's' : ''} per invocation, every family's kernels equal dense masked attention, forward and gradients`, async () => {
+      tf.env().set(ATTENTION_ROWS_FLAG, rows);
+      pipelines.length = 0;
+      try {
+        for (const kind of ['softmax', 'expressive'] as const) {
+          for (const c of denseCases(kind)) await check(c, 600 + rows);
+        }
+        await checkBlockSparse();
+      } finally {
+        tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
+      }
+      // each tiled pass once per family and K, named by its rows: FlashAttentionForwardK8R2, …K8 for one
+      const tiled = pipelines.filter((label) => /Forward|BackwardDq|BackwardDkv/.test(label));
+      expect(tiled.length).toBe(15);
+      for (const label of tiled) expect(label).toMatch(rows > 1 ? new RegExp(`K\\d+R${rows}$`) : /K\d+$/);
+    });
+  }
+
+  it("'auto' takes 4 rows on SwiftShader and, on a GPU, as many as keep a row's registers within 192 floats", () => {
+    const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
+    const info = backend.adapterInfo;
+    const rows = (pass: 'forward' | 'dq' | 'dkv', Ks: number[]) => Ks.map((K) => tiledRows(tf.backend() as WebGPUBackend, pass, K));
+    try {
+      backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
+      expect(rows('forward', [8, 64, 256])).toEqual([4, 4, 4]);
+      expect(rows('dkv', [8, 64, 256])).toEqual([4, 4, 4]);
+      backend.adapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+      // a forward row holds 2·K + BC floats: 16 + 32, 64 + 32, 128 + 28 and 512 + 4
+      expect(rows('forward', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
+      // dQ 3·K: 24, 96, 192, 768; dK/dV 4·K: 32, 64, 128, 256
+      expect(rows('dq', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
+      expect(rows('dkv', [8, 16, 32, 64])).toEqual([4, 2, 1, 1]);
+    } finally {
+      backend.adapterInfo = info;
+    }
+  });
+
+  it('refuses a row count the forward has no build for', () => {
+    tf.env().set(ATTENTION_ROWS_FLAG, 3);
+    const q = tf.ones([1, 4, 1, 4]);
+    expect(() => tf.engine().runKernel(FLASH_ATTENTION, { q, k: q, v: q }, { scale: 1, causal: true, window: 0 }))
+      .toThrow(`tfjs-mixers: flag ${ATTENTION_ROWS_FLAG} must be 'auto', 1, 2 or 4; received 3.`);
+    tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
+    q.dispose();
+  });
+});
+
 describeOnSubgroups('attention kernels under visibility: the split-K decode', (pipelines) => {
   for (const kind of ['softmax', 'expressive'] as const) {
     it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s, a subgroup per chunk, honours every condition as the tiled kernel does`, async () => {
@@ -306,23 +427,6 @@ describeOn('webgpu', 'attention kernels under visibility', () => {
     });
   }
 
-  it('blockSparseAttention\'s kernels honour kvLengths, segmentIds and mask with the layout', async () => {
-    const T = 70;
-    const layout = { blockSize: 8, localBlocks: 2, globalBlocks: 1, stride: 3 };
-    const lengths = [70, 41];
-    await check({
-      name: 'blockSparse with kvLengths, unsorted segments and a key mask', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
-      s: { B: 2, Tq: T, Tk: T, H: 2, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
-      vis: {
-        causal: true, kvLengths: lengths, segments: { query: randomIds(8, 2, T, 2), key: randomIds(8, 2, T, 2) },
-        mask: randomMask(9, [2, 1, T], 0.85), layout: blockSparseMask({ T, ...layout }),
-      },
-      poisoned: (b, j) => j >= lengths[b]!,
-    }, 400);
-    await check({
-      name: 'blockSparse with packed segments', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
-      s: { B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
-      vis: { causal: true, segments: { query: packed(1, [33, 37]), key: packed(1, [33, 37]) }, layout: blockSparseMask({ T, ...layout }) },
-    }, 500);
-  });
+  it('blockSparseAttention\'s kernels honour kvLengths, segmentIds and mask with the layout', checkBlockSparse);
 });
+

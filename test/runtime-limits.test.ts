@@ -68,7 +68,7 @@ describeOn('webgpu', 'kernel runtime limits', () => {
     const before = counts();
     const queuedBefore = tf.add(x, 1);
     expect(() => ops.flashAttention(q, q, q, { split: 'never', implementation: 'webgpu' })).toThrow(
-      /^flashAttention: kernel FlashAttentionForwardK1 cannot run on this device: 65536 workgroups in dimension z exceed maxComputeWorkgroupsPerDimension = 65535\. Its launch: inputs \[65536, 1, 1, 1\]/,
+      /^flashAttention: kernel FlashAttentionForwardK1R4 cannot run on this device: 65536 workgroups in dimension z exceed maxComputeWorkgroupsPerDimension = 65535\. Its launch: inputs \[65536, 1, 1, 1\]/,
     );
     const queuedAfter = tf.mul(x, 2);
     expect(Array.from(await queuedBefore.data())).toEqual([2, 3, 4]);

@@ -1,13 +1,15 @@
 // Attention backward skeleton, dQ (FlashAttention-2's), shared by FlashStyleTiledAttention,
 // ExpressiveAttention and BlockSparse: per query row, recompute the scores s = scale·q·kᵀ over
 // the same key tiles as the forward (sweepKeys) and, from the forward's per-row statistic, each
-// visible pair's dS (the mixer's `pairGrads`), then dq = scale·Σ_j dS_j·k_j. Same grid as the
-// forward. With dropout, a weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)),
-// so the loss sees the weight through dP_ij·m_ij, and pairGrads takes that in place of dP.
+// visible pair's dS (the mixer's `pairGrads`), then dq = scale·Σ_j dS_j·k_j. With dropout, a
+// weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)), so the loss sees the weight
+// through dP_ij·m_ij, and pairGrads takes that in place of dP.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/row-registers.wgsl, common/key-rows.wgsl, common/kv-tile.wgsl,
 // a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and
-// the host's `const KV, BR, BC`.
+// the host's `const KV, BR, BC, RQ, NT`. Same grid as the forward, RQ adjacent query rows per
+// invocation, which share every key and value it reads from workgroup memory; a line holding
+// the row mark is written once per row (src/attention/kernel-source.ts, expandRows).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -18,45 +20,58 @@
 @group(0) @binding(6) var<storage, read_write> dq: array<V>; // [B, Tq, H, K]
 @group(0) @binding(7) var<uniform> params: Params;
 
-var<private> doi: array<V, KV>;
-var<private> factor: f32; // rowFactor of the forward's statistic
-var<private> delta: f32; // rowsum(dO∘o)
+var<private> doi$: array<V, KV>; // row $'s output gradient
+var<private> factor$: f32; // rowFactor of its forward statistic
+var<private> delta$: f32; // its rowsum(dO∘o)
+// whether its output gradient is nonzero: a row whose output gradient is 0 adds nothing, and
+// skipping it keeps 0·NaN, from a non-finite key or value it sees, out of the other gradients
+var<private> live$: bool;
 
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
+  let i$ = min(i + $u, t.rows.y - 1u);
   for (var e = 0u; e < n; e++) {
-    // an invisible key has weight 0; testing first keeps its values, and exp of a row's
-    // NEG statistic, out of the sum
-    if (keySeen(t.b, i, j0 + e)) {
-      var sd = V(0.0);
-      var pd = V(0.0);
+    // an invisible key has weight 0; testing first keeps its values, and exp of a row's NEG
+    // statistic, out of the sum
+    let seen$ = live$ && keySeen(t.b, i$, j0 + e);
+    var some = false;
+    var every = true;
+    some = some || seen$;
+    every = every && seen$;
+    if (!some) { continue; }
+    var sd$ = V(0.0);
+    var pd$ = V(0.0);
+    for (var c = 0u; c < KV; c++) {
+      let kc = tileKey(e, c);
+      let vc = tileValue(e, c);
+      sd$ += qi$[c] * kc;
+      pd$ += doi$[c] * vc;
+    }
+    // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
+    var ds$ = 0.0;
+    if (seen$) { ds$ = pairGrads(lanesSum(sd$), lanesSum(pd$) * dropKeep(t.b, t.h, i$, j0 + e), factor$, delta$).y; }
+    if (every) {
       for (var c = 0u; c < KV; c++) {
-        sd += qi[c] * tileKey(e, c);
-        pd += doi[c] * tileValue(e, c);
+        let kc = tileKey(e, c);
+        acc$[c] += ds$ * kc;
       }
-      // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
-      let ds = pairGrads(lanesSum(sd), lanesSum(pd) * dropKeep(t.b, t.h, i, j0 + e), factor, delta).y;
-      for (var c = 0u; c < KV; c++) { acc[c] += ds * tileKey(e, c); }
+    } else {
+      if (seen$) { for (var c = 0u; c < KV; c++) { acc$[c] += ds$ * tileKey(e, c); } }
     }
   }
 }
 
-@compute @workgroup_size(BR)
+@compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let t = queryTile(wid);
-  let i = t.rows.x + lid;
-  let rowOk = i < t.rows.y;
-  let base = queryBase(t, i);
-  let rowStats = stats[(t.b * params.H + t.h) * params.Tq + min(i, t.rows.y - 1u)];
-  factor = rowFactor(rowStats.x);
-  delta = rowStats.y;
-  loadQuery(&qi, base);
-  for (var c = 0u; c < KV; c++) { doi[c] = dO[base + c]; }
-  // a row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from a non-finite
-  // key or value it sees, out of the other gradients
-  var live = false;
-  for (var c = 0u; c < KV; c++) { live = live || any(doi[c] != V(0.0)); }
-  sweepKeys(t, wid.x, lid, rowOk && live);
-  if (rowOk) {
-    for (var c = 0u; c < KV; c++) { dq[base + c] = acc[c] * params.scale; }
-  }
+  let i = t.rows.x + RQ * lid;
+  let base$ = queryBase(t, i + $u);
+  let stats$ = stats[(t.b * params.H + t.h) * params.Tq + min(i + $u, t.rows.y - 1u)];
+  factor$ = rowFactor(stats$.x);
+  delta$ = stats$.y;
+  loadQuery(&qi$, base$);
+  for (var c = 0u; c < KV; c++) { doi$[c] = dO[base$ + c]; live$ = live$ || any(doi$[c] != V(0.0)); }
+  var anyLive = false;
+  anyLive = anyLive || live$;
+  sweepKeys(t, wid.x, lid, i < t.rows.y && anyLive);
+  if (i + $u < t.rows.y) { for (var c = 0u; c < KV; c++) { dq[base$ + c] = acc$[c] * params.scale; } }
 }

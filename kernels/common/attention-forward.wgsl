@@ -1,18 +1,18 @@
 // Attention forward skeleton (FlashAttention-2's tiling), shared by FlashStyleTiledAttention,
 // ExpressiveAttention and BlockSparse: o = Σ_j weight(s_ij)·v_j over the keys query i sees,
 // s = scale·q·kᵀ, never materialising the Tq×Tk scores. One workgroup per (tile of query rows,
-// head h, batch b), two adjacent query rows per invocation (common/attend-tile-pair.wgsl).
+// head h, batch b), RQ adjacent query rows per invocation (common/attend-tile.wgsl).
 // sweepKeys (common/kv-tile.wgsl) streams the key tiles the workgroup's queries may see; the row
 // hooks fold each into the rows' registers and write o and each row's statistic for the
 // backward. They scale each weight by dropKeep (common/dropout.wgsl) as it meets its value, after
 // the normaliser, which sums the undropped weights.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl,
-// common/attend-tile-pair.wgsl, a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl:
+// common/attend-tile.wgsl, a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl:
 // loadLayout, tileRows, tileRuns, tileRun, keySeen), row hooks (common/online-softmax.wgsl or
 // expressive-attention/forward.wgsl: RowState, initRow, weighTile, finishRow) and the host's
-// `const KV, BR, BC, BC4, NT` (K / lanes, rows per workgroup, keys per tile, quads per tile,
-// invocations per workgroup: BR / 2).
+// `const KV, BR, BC, BC4, RQ, NT` (K / lanes, rows per workgroup, keys per tile, quads per tile,
+// rows per invocation, invocations per workgroup: BR / RQ).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -22,11 +22,10 @@
 @group(0) @binding(5) var<storage, read_write> stat: array<f32>; // [B, H, Tq]: the row statistic
 @group(0) @binding(6) var<uniform> params: Params;
 
-var<private> row: RowState;
-var<private> row1: RowState;
+var<private> row$: RowState;
 
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
-  attendTilePair(t.b, t.h, i, min(i + 1u, t.rows.y - 1u), j0, n);
+  attendTile(t.b, t.h, i, t.rows.y - 1u, j0, n);
 }
 
 // Writes row i's output, its accumulator `sum` times finishRow's factor, and its statistic.
@@ -39,12 +38,9 @@ fn writeRow(t: QueryTile, i: u32, sum: ptr<private, array<V, KV>>, out: vec2<f32
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let t = queryTile(wid);
-  let i = t.rows.x + 2u * lid;
-  loadQuery(&qi, queryBase(t, i));
-  loadQuery(&qi1, queryBase(t, i + 1u));
-  row = initRow();
-  row1 = initRow();
+  let i = t.rows.x + RQ * lid;
+  loadQuery(&qi$, queryBase(t, i + $u));
+  row$ = initRow();
   sweepKeys(t, wid.x, lid, i < t.rows.y);
-  if (i < t.rows.y) { writeRow(t, i, &acc, finishRow(&row)); }
-  if (i + 1u < t.rows.y) { writeRow(t, i + 1u, &acc1, finishRow(&row1)); }
+  if (i + $u < t.rows.y) { writeRow(t, i + $u, &acc$, finishRow(&row$)); }
 }

@@ -11,8 +11,8 @@
 // Merges the row states and accumulators of the subgroup's lanes (see above).
 fn mergeLanes(lanes: u32) {
   for (var d = lanes / 2u; d > 0u; d /= 2u) {
-    let f = mergeRow(&row, subgroupShuffleXor(packRow(&row), d));
-    for (var x = 0u; x < KV; x++) { acc[x] = acc[x] * f.x + subgroupShuffleXor(acc[x], d) * f.y; }
+    let f = mergeRow(&row0, subgroupShuffleXor(packRow(&row0), d));
+    for (var x = 0u; x < KV; x++) { acc0[x] = acc0[x] * f.x + subgroupShuffleXor(acc0[x], d) * f.y; }
   }
 }
 

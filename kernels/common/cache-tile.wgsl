@@ -1,7 +1,7 @@
 // Shared by the split-K decode's first pass (common/attention-split*.wgsl): a tile of keys read
 // straight from the cache, for common/attend-tile.wgsl (tileScores, tileValue), where the tiled
 // forward stages its tiles in workgroup memory. Expects `k` and `v` bindings,
-// common/row-registers.wgsl and the host's `const KV`.
+// common/row-registers.wgsl and the host's `const KV, RQ`.
 
 var<private> tileAt: u32; // where key j0 of the current tile starts in k and v
 
@@ -10,15 +10,19 @@ fn atKey(b: u32, hk: u32, j0: u32) {
   tileAt = ((b * params.Tk + j0) * params.Hkv + hk) * KV;
 }
 
-// The scores (scale·q_i)·k of quad r4's keys (0 past the tile's n keys, which are not read).
-fn tileScores(r4: u32, n: u32) -> vec4<f32> {
-  var s = vec4<f32>(0.0);
+// The scores (scale·q)·k of quad r4's keys for each of the invocation's rows (0 past the tile's
+// n keys, which are not read).
+fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
+  var s: array<vec4<f32>, RQ>;
   for (var u = 0u; u < 4u; u++) {
     let r = 4u * r4 + u;
     if (r < n) {
-      var d = V(0.0);
-      for (var c = 0u; c < KV; c++) { d += qi[c] * k[tileAt + r * params.Hkv * KV + c]; }
-      s[u] = lanesSum(d);
+      var d$ = V(0.0);
+      for (var c = 0u; c < KV; c++) {
+        let kc = k[tileAt + r * params.Hkv * KV + c];
+        d$ += qi$[c] * kc;
+      }
+      s[$][u] = lanesSum(d$);
     }
   }
   return s;

@@ -1,10 +1,9 @@
 // Shared by the tiled forward (common/attention-forward.wgsl): the key and value tiles of
 // common/kv-tile.wgsl's sweep in workgroup memory, keys by quads. A quad is keys 4·r4 … 4·r4 + 3
 // of the tile; its keys are stored transposed, one vec4 per channel, so that a row forms the
-// scores of a quad as one vec4 (tileScoresPair, for common/attend-tile-pair.wgsl), with no sum
-// across a vector's lanes per key. Values stay by rows. Expects `k` and `v` bindings,
-// common/attention.wgsl, common/row-registers.wgsl, common/attend-tile-pair.wgsl's `qi1` and the
-// host's `const KV, BC, BC4, NT` (BC = 4·BC4).
+// scores of a quad as one vec4 (tileScores, for common/attend-tile.wgsl), with no sum across a
+// vector's lanes per key. Values stay by rows. Expects `k` and `v` bindings, common/attention.wgsl,
+// common/row-registers.wgsl and the host's `const KV, BC, BC4, NT, RQ` (BC = 4·BC4).
 
 // kQuads[x·BC4 + r4]: channel x of the four keys of quad r4
 var<workgroup> kQuads: array<vec4<f32>, KV * V_LANES * BC4>;
@@ -14,40 +13,34 @@ fn tileValue(r: u32, c: u32) -> V {
   return vTile[r * KV + c];
 }
 
-// The scores (scale·q)·k of quad r4's keys for the invocation's two rows (qi and qi1), which
-// share each channel of the quad read here. Each is summed in the order of a lanesSum dot product
-// (per lane of V over the channel groups, then across the lanes), the order in which the backward
-// recomputes it: its weight then matches the forward's statistic. The lanes and the two rows are
-// spelled out: SwiftShader makes a vector or an array indexed at run time slow.
-fn tileScoresPair(r4: u32) -> array<vec4<f32>, 2> {
-  var d0 = vec4<f32>(0.0);
-  var d1 = vec4<f32>(0.0);
-  var d2 = vec4<f32>(0.0);
-  var d3 = vec4<f32>(0.0);
-  var e0 = vec4<f32>(0.0);
-  var e1 = vec4<f32>(0.0);
-  var e2 = vec4<f32>(0.0);
-  var e3 = vec4<f32>(0.0);
+// The scores (scale·q)·k of quad r4's keys for each of the invocation's rows (common/attend-tile.wgsl;
+// a key past the tile's n keys is a zero key: its score is 0), which share each channel of the quad
+// read here. Each is summed in the order of a lanesSum dot product (per lane of V over the channel
+// groups, then across the lanes), the order in which the backward recomputes it: its weight then
+// matches the forward's statistic. The lanes are spelled out, as the rows are: SwiftShader makes a
+// vector indexed at run time slow.
+fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
+  var sx$ = vec4<f32>(0.0);
+  var sy$ = vec4<f32>(0.0);
+  var sz$ = vec4<f32>(0.0);
+  var sw$ = vec4<f32>(0.0);
   for (var c = 0u; c < KV; c++) {
-    let qa = lanes4(qi[c]);
-    let qb = lanes4(qi1[c]);
     let at = c * V_LANES * BC4 + r4;
     let k0 = kQuads[at];
-    d0 += qa.x * k0;
-    e0 += qb.x * k0;
+    let q$ = lanes4(qi$[c]);
+    sx$ += q$.x * k0;
     if (V_LANES == 4u) {
       let k1 = kQuads[at + BC4];
       let k2 = kQuads[at + 2u * BC4];
       let k3 = kQuads[at + 3u * BC4];
-      d1 += qa.y * k1;
-      d2 += qa.z * k2;
-      d3 += qa.w * k3;
-      e1 += qb.y * k1;
-      e2 += qb.z * k2;
-      e3 += qb.w * k3;
+      sy$ += q$.y * k1;
+      sz$ += q$.z * k2;
+      sw$ += q$.w * k3;
     }
   }
-  return array<vec4<f32>, 2>(d0 + d1 + d2 + d3, e0 + e1 + e2 + e3);
+  var s: array<vec4<f32>, RQ>;
+  s[$] = sx$ + sy$ + sz$ + sw$;
+  return s;
 }
 
 // Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, NT lanes at a time: each

@@ -1,5 +1,5 @@
-// The row hooks of the attention skeleton's forward passes (the tiled forward through
-// common/attend-tile-pair.wgsl, the split-K decode through common/attend-tile.wgsl, and its merge) for softmax attention
+// The row hooks of the attention skeleton's forward passes (the tiled forward and the split-K
+// decode, both through common/attend-tile.wgsl, and its merge) for softmax attention
 // (FlashStyleTiledAttention, BlockSparse): the row algebra of FlashAttention-2's online softmax
 // on a row's state, which the pass keeps in a private variable (`state` points to it). Expects
 // common/attention.wgsl and the host's `const BC4`.

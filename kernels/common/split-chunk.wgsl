@@ -13,7 +13,7 @@
 @group(0) @binding(5) var<storage, read_write> partRow: array<vec2<f32>>; // [B, H, Tq, splits]: packRow
 @group(0) @binding(6) var<uniform> params: Params;
 
-var<private> row: RowState;
+var<private> row$: RowState;
 
 // A chunk's place: batch row b, head h, query row i, chunk s.
 struct Chunk {
@@ -28,23 +28,23 @@ fn chunkOf(b: u32, job: u32) -> Chunk {
   return Chunk(b, job / (params.splits * params.Tq), (job / params.splits) % params.Tq, job % params.splits);
 }
 
-// Folds into `row` and `acc` the keys of chunk c that its query may see (keyRange), in tiles of
+// Folds into row0 and acc0 the keys of chunk c that its query may see (keyRange), in tiles of
 // at most BC keys from the first of them: tiles lane, lane + lanes, lane + 2·lanes, … of it.
 fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
   loadLayout();
-  loadQuery(&qi, ((c.b * params.Tq + c.i) * params.H + c.h) * KV);
-  row = initRow();
+  loadQuery(&qi0, ((c.b * params.Tq + c.i) * params.H + c.h) * KV);
+  row0 = initRow();
   let keys = keyRange(c.b, c.i, c.i + 1u);
   let end = min((c.s + 1u) * params.chunk, keys.y);
   for (var j0 = max(c.s * params.chunk, keys.x) + lane * BC; j0 < end; j0 += lanes * BC) {
     atKey(c.b, kvHead(c.h), j0);
-    attendTile(c.b, c.h, c.i, j0, min(BC, end - j0));
+    attendTile(c.b, c.h, c.i, c.i, j0, min(BC, end - j0));
   }
 }
 
-// Writes `acc` and packRow as chunk c's partial row.
+// Writes acc0 and packRow as chunk c's partial row.
 fn writePartial(c: Chunk) {
   let at = ((c.b * params.H + c.h) * params.Tq + c.i) * params.splits + c.s;
-  for (var x = 0u; x < KV; x++) { partO[at * KV + x] = acc[x]; }
-  partRow[at] = packRow(&row);
+  for (var x = 0u; x < KV; x++) { partO[at * KV + x] = acc0[x]; }
+  partRow[at] = packRow(&row0);
 }

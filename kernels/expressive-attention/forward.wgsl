@@ -1,5 +1,5 @@
-// The row hooks of the attention skeleton's forward passes (the tiled forward through
-// common/attend-tile-pair.wgsl, the split-K decode through common/attend-tile.wgsl, and its merge) for ExpressiveAttention:
+// The row hooks of the attention skeleton's forward passes (the tiled forward and the split-K
+// decode, both through common/attend-tile.wgsl, and its merge) for ExpressiveAttention:
 // o_i = Σ_j s_ij²·v_j / (ε + Σ_j s_ij²) over the visible keys, with s = scale·q·kᵀ. Every weight
 // s² is ≥ 0, so a row simply sums Z += s² (no running max, no rescaling), and partial rows merge
 // by adding. Saves the denominator z = max(ε + Z, 2⁻⁶⁰) per row for the backward. Works on a

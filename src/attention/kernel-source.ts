@@ -14,7 +14,6 @@ import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
 import keyRows from '../../kernels/common/key-rows.wgsl';
 import keyQuads from '../../kernels/common/key-quads.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
-import attendTilePair from '../../kernels/common/attend-tile-pair.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
 import cacheTile from '../../kernels/common/cache-tile.wgsl';
@@ -26,6 +25,7 @@ import mergeBody from '../../kernels/common/attention-merge.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
+import { onSwiftShader } from '../webgpu/internals.js';
 import { SUBGROUP_DIRECTIVES } from '../webgpu/subgroups.js';
 import type { AttentionSizes } from './validate.js';
 import { dropoutThreshold } from './dropout.js';
@@ -49,15 +49,83 @@ export function rowsPerTile(K: number): number {
   return 4 * Math.min(8, Math.floor(TILE_BYTES / (2 * 4 * K * 4)));
 }
 
+/**
+ * The tfjs flag that sets the rows per invocation of the tiled attention passes (query rows in
+ * the forward and dQ, key rows in dK/dV): 'auto' (the default, {@link tiledRows}), or 1, 2 or 4
+ * on every adapter.
+ */
+export const ATTENTION_ROWS_FLAG = 'MIXERS_ATTENTION_ROWS';
+tf.env().registerFlag(ATTENTION_ROWS_FLAG, () => 'auto');
+
+/** Floats of registers an invocation of a tiled pass may hold for its rows on a GPU. */
+const GPU_ROW_FLOATS = 192;
+
+/** A tiled pass of the attention skeleton: each invocation owns rows of its tile. */
+export type TiledPass = 'forward' | 'dq' | 'dkv';
+
+/**
+ * Floats of registers one row holds in a tiled pass: the forward's scale·q, accumulator and a
+ * tile's weights; dQ's scale·q, output gradient and dq; dK/dV's key, value, dk and dv.
+ */
+function rowFloats(pass: TiledPass, K: number): number {
+  if (pass === 'forward') return 2 * K + rowsPerTile(K);
+  return (pass === 'dq' ? 3 : 4) * K;
+}
+
+/**
+ * Rows per invocation of a tiled pass (`common/attend-tile.wgsl`, `attention-backward-*.wgsl`):
+ * each key, value or query an invocation reads from workgroup memory then serves that many rows.
+ * On SwiftShader, which runs the kernels on the CPU and keeps every register in memory, a read
+ * from workgroup memory is what costs, so every pass takes 4 (docs/benchmarks.md). On a GPU, the
+ * most (up to 4) whose registers stay within {@link GPU_ROW_FLOATS}, at least 1: a GPU spills
+ * registers past its per-invocation limit (255 32-bit registers on NVIDIA's) to memory, and
+ * fewer registers let more invocations share its cores; at K = 64 every pass takes 1.
+ * {@link ATTENTION_ROWS_FLAG} overrides the choice.
+ */
+export function tiledRows(backend: WebGPUBackend, pass: TiledPass, K: number): number {
+  const chosen = tf.env().get(ATTENTION_ROWS_FLAG);
+  if (chosen !== 'auto') {
+    if (chosen === 1 || chosen === 2 || chosen === 4) return chosen;
+    throw new Error(`tfjs-mixers: flag ${ATTENTION_ROWS_FLAG} must be 'auto', 1, 2 or 4; received ${JSON.stringify(chosen)}.`);
+  }
+  if (onSwiftShader(backend)) return 4;
+  let rows = 1;
+  while (rows < 4 && 2 * rows * rowFloats(pass, K) <= GPU_ROW_FLOATS) rows *= 2;
+  return rows;
+}
+
 const sources = new Map<string, KernelSource>();
+
+/**
+ * The mark of a per-row line in the attention kernels' WGSL (a character WGSL itself never uses).
+ */
+const ROW_MARK = '$';
+
+/**
+ * Writes out an attention kernel's per-row lines: each line that holds `$` once per row of an
+ * invocation (query rows, or dK/dV's key rows), `$` replaced by the row's number, so `acc$[c] += p$.x * v0;` with 2 rows is
+ * `acc0[c] += p0.x * v0;` then `acc1[c] += p1.x * v0;`. The rows' registers are so spelled out
+ * as separate variables: SwiftShader makes an array indexed at run time slow, and a GPU keeps
+ * separate variables in registers.
+ *
+ * @example
+ * ```ts
+ * expandRows('var w$: f32;\nlet x = 1;', 2);  // 'var w0: f32;\nvar w1: f32;\nlet x = 1;'
+ * ```
+ */
+export function expandRows(code: string, rows: number): string {
+  return code.split('\n').flatMap((line) => line.includes(ROW_MARK)
+    ? Array.from({ length: rows }, (_, r) => line.replaceAll(ROW_MARK, String(r)))
+    : [line]).join('\n');
+}
 
 /**
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
  * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4, and `RQ` rows per
- * invocation, `NT` = BR / RQ invocations per workgroup), so each (kernel, K) is its own module,
- * and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files after
- * `common/attention.wgsl`, the entry point last; `directives` (`enable subgroups;`) open the
- * module.
+ * invocation, `NT` = BR / RQ invocations per workgroup), so each (kernel, K, rows) is its own
+ * module, and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files
+ * after `common/attention.wgsl`, the entry point last, their per-row lines written out for
+ * `rows` rows ({@link expandRows}); `directives` (`enable subgroups;`) open the module.
  */
 export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = ''): KernelSource {
   const key = `${name}|${K}|${rows}|${directives}`;
@@ -68,7 +136,7 @@ export function attentionKernel(name: string, parts: string[], K: number, rows =
     const sizes = [`KV: u32 = ${K / lanes}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`, `BC4: u32 = ${BC / 4}u`,
       `RQ: u32 = ${rows}u`, `NT: u32 = ${BR / rows}u`].map((c) => `const ${c};`).join('\n');
     const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
-    kernel = { name: `${name}K${K}`, code };
+    kernel = { name: rows > 1 ? `${name}K${K}R${rows}` : `${name}K${K}`, code: expandRows(code, rows) };
     sources.set(key, kernel);
   }
   return kernel;
@@ -84,12 +152,11 @@ export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'splitSubgroups'
 const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
 
 /**
- * The WGSL of one pass after the family's layout and hooks, its query rows per invocation (the
- * forward's two share each key and value they read; see `common/attend-tile-pair.wgsl`) and the
- * directives it opens with; the merge reads neither keys nor layout.
+ * The WGSL of one pass after the family's layout and hooks, and the directives it opens with;
+ * the merge reads neither keys nor layout.
  */
-const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; rows?: number; directives?: string }> = {
-  forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTilePair, forwardBody], rows: 2 },
+const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
+  forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTileHelper, forwardBody] },
   dq: { visibility: true, parts: [rowRegisters, keyRows, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
@@ -103,10 +170,11 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; row
  * `block-sparse/layout.wgsl`), `hooks` its row hooks (forward, split-K: `online-softmax.wgsl`
  * or ExpressiveAttention's `forward.wgsl`) or pair weights (`weights.wgsl`, backward). Every pass
  * that reads keys reads the visibility predicate of `common/visibility.wgsl` and the dropout
- * multiplier of `common/dropout.wgsl`.
+ * multiplier of `common/dropout.wgsl`. `rows` is a tiled pass's rows per invocation
+ * ({@link tiledRows}); split-K and the merge take one.
  */
-export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number): KernelSource {
-  const { visibility, parts, rows, directives } = SKELETON[pass];
+export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number, rows = 1): KernelSource {
+  const { visibility, parts, directives } = SKELETON[pass];
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
   return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
 }

@@ -6,7 +6,7 @@ import {
   grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel,
 } from '../webgpu/runtime.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, type AttentionAttrs,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, tiledRows, type AttentionAttrs,
 } from './kernel-source.js';
 import { SUBGROUP_WG, rowKernels, rowLaunch, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
 import type { AttentionSizes } from './validate.js';
@@ -86,7 +86,8 @@ function runSkeleton(
   try {
     const bound = bindVisibility(backend, inputs, q, plan);
     try {
-      const out = runKernel(backend, skeletonKernel(kernelName, pass, layout.wgsl, hooks, s.K), {
+      const rows = tiledRows(backend, pass, s.K);
+      const out = runKernel(backend, skeletonKernel(kernelName, pass, layout.wgsl, hooks, s.K, rows), {
         inputs: [q, k, inputs.v!, ...more, bound.vis],
         outputs,
         params: attentionParams(s, a, bound.planAt),

@@ -102,6 +102,20 @@ export function backendInternals(backend: object, who = 'tfjs-mixers'): BackendI
   return backend as BackendInternals;
 }
 
+/**
+ * Whether the backend's adapter is SwiftShader, which runs WGSL on the CPU, four invocations to
+ * a SIMD register: kernels that tune their shape to the adapter ask this.
+ *
+ * @example
+ * ```ts
+ * const invocations = onSwiftShader(tf.backend()) ? 4 : 64;
+ * ```
+ */
+export function onSwiftShader(backend: object): boolean {
+  const info = backendInternals(backend).adapterInfo;
+  return info.architecture === 'swiftshader' || info.vendor === 'google';
+}
+
 /** The {@link warnOnce} key of the warning that `implementation: 'auto'` falls back to the reference. */
 export const INTERNALS_WARNING = 'tfjs-mixers: webgpu internals missing';
 

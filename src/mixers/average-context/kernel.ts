@@ -15,7 +15,7 @@ import stepBody from '../../../kernels/average-context/step.wgsl';
 import walkForwardBody from '../../../kernels/average-context/walk-forward.wgsl';
 import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgsl';
 import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type LaneVariants, type Launch } from '../../webgpu/runtime.js';
-import { backendInternals } from '../../webgpu/internals.js';
+import { onSwiftShader } from '../../webgpu/internals.js';
 import type { Combine } from './reference.js';
 
 /**
@@ -137,8 +137,7 @@ function scanFor(backend: WebGPUBackend): Scan {
   if (chosen !== 'auto') {
     throw new Error(`tfjs-mixers: flag ${SCAN_FLAG} must be 'auto', 'levels' or 'walk'; received ${JSON.stringify(chosen)}.`);
   }
-  const info = backendInternals(backend).adapterInfo;
-  return info.architecture === 'swiftshader' || info.vendor === 'google' ? 'walk' : 'levels';
+  return onSwiftShader(backend) ? 'walk' : 'levels';
 }
 
 /**
