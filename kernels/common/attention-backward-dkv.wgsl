@@ -8,12 +8,13 @@
 // (common/dropout.wgsl; 1 without dropout). Summing over the query heads of a group is GQA's
 // summed dK, dV.
 // One workgroup per (tile of key rows, kv head hk, batch b), RQ adjacent key rows per invocation,
-// which share every query and output gradient it reads from workgroup memory; a line holding the
-// row mark is written once per key row (src/attention/kernel-source.ts, expandRows).
+// which share every query and output gradient it reads from workgroup memory, queries by quads
+// (a quad's scores, weights and dS are one vec4); a line holding the row mark is written once per
+// key row (src/attention/kernel-source.ts, expandRows).
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/query-tile.wgsl, a layout (see common/attention-forward.wgsl; its tiles and runs here
 // are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and the host's
-// `const KV, BR, BC, RQ, NT` (NT = BR / RQ invocations per workgroup).
+// `const KV, BR, BC, BC4, RQ, NT` (NT = BR / RQ invocations per workgroup).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -25,61 +26,80 @@
 @group(0) @binding(7) var<storage, read_write> dv: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(8) var<uniform> params: Params;
 
-var<workgroup> qTile: array<V, BC * KV>;
-var<workgroup> dOTile: array<V, BC * KV>;
-var<workgroup> factorTile: array<f32, BC>;
-var<workgroup> deltaTile: array<f32, BC>;
+var<workgroup> factorTile: array<vec4<f32>, BC4>; // rowFactor of each query's statistic, by quads
+var<workgroup> deltaTile: array<vec4<f32>, BC4>; // each query's rowsum(dO∘o), by quads
 
 var<private> kj$: array<V, KV>; // key row $
 var<private> vj$: array<V, KV>; // its value
 var<private> dkAcc$: array<V, KV>; // its dk, zero-initialised
 var<private> dvAcc$: array<V, KV>; // its dv
 
-// The (weight times its dropout multiplier, dS) of query e of the tile (row i of head h) and a
-// key j of score s and dp = dO·v that it sees; (0, 0) for a key it does not see.
-fn pairWeights(seen: bool, s: f32, dp: f32, b: u32, h: u32, i: u32, j: u32, e: u32) -> vec2<f32> {
-  if (!seen) { return vec2<f32>(0.0); }
+// The weights times their dropout multipliers (first) and the dS (second) of quad e4 of the tile
+// (rows i … i + 3 of head h) and a key j, from the scores s and dp = dO·v; 0 for a query outside
+// `take` (which the key does not see, or whose output gradient is 0).
+fn quadWeights(take: vec4<bool>, s: vec4<f32>, dp: vec4<f32>, b: u32, h: u32, i: u32, j: u32, e4: u32) -> array<vec4<f32>, 2> {
   // dropout: dP and the weight v is mixed with both carry the pair's multiplier
-  let keep = dropKeep(b, h, i, j);
-  let w = pairGrads(s, dp * keep, factorTile[e], deltaTile[e]);
-  return vec2<f32>(w.x * keep, w.y);
+  let keep = vec4<f32>(dropKeep(b, h, i, j), dropKeep(b, h, i + 1u, j), dropKeep(b, h, i + 2u, j), dropKeep(b, h, i + 3u, j));
+  let f = factorTile[e4];
+  let d = deltaTile[e4];
+  let dpk = dp * keep;
+  let w0 = pairGrads(s.x, dpk.x, f.x, d.x);
+  let w1 = pairGrads(s.y, dpk.y, f.y, d.y);
+  let w2 = pairGrads(s.z, dpk.z, f.z, d.z);
+  let w3 = pairGrads(s.w, dpk.w, f.w, d.w);
+  let z = vec4<f32>(0.0);
+  return array<vec4<f32>, 2>(select(z, vec4<f32>(w0.x, w1.x, w2.x, w3.x) * keep, take),
+                             select(z, vec4<f32>(w0.y, w1.y, w2.y, w3.y), take));
 }
 
-// Folds query e of the tile (row i of head h) into those of the invocation's key rows j, j + 1,
-// …, j + RQ − 1 (each at most `last`: a row past the tile's end repeats the last and is never
-// written) that see it.
-fn visitQuery(b: u32, h: u32, i: u32, e: u32, j: u32, last: u32) {
+// Folds quad e4 of the tile (its first row i of head h; n rows in the tile) into those of the
+// invocation's key rows j, j + 1, …, j + RQ − 1 (each at most `last`: a row past the tile's end
+// repeats the last and is never written) that see its queries.
+fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   let j$ = min(j + $u, last);
-  let seen$ = keySeen(b, i, j$);
-  var some = false;
-  var every = true;
-  some = some || seen$;
-  every = every && seen$;
-  if (!some) { return; }
-  var sd$ = V(0.0);
-  var pd$ = V(0.0);
-  var live = false;
-  for (var c = 0u; c < KV; c++) {
-    let qc = qTile[e * KV + c];
-    let dc = dOTile[e * KV + c];
-    sd$ += qc * kj$[c];
-    pd$ += vj$[c] * dc;
-    live = live || any(dc != V(0.0));
+  var seen$ = 0u;
+  for (var u = 0u; u < 4u; u++) {
+    if (4u * e4 + u < n && keySeen(b, i + u, j$)) { seen$ |= 1u << u; }
   }
-  // a query row whose output gradient is 0 adds nothing: skipping it keeps 0·NaN, from a
+  var some = 0u; // the queries some key row sees
+  some |= seen$;
+  if (some == 0u) { return; }
+  var sx$ = vec4<f32>(0.0);
+  var sy$ = vec4<f32>(0.0);
+  var sz$ = vec4<f32>(0.0);
+  var sw$ = vec4<f32>(0.0);
+  var px$ = vec4<f32>(0.0);
+  var py$ = vec4<f32>(0.0);
+  var pz$ = vec4<f32>(0.0);
+  var pw$ = vec4<f32>(0.0);
+  // a query whose output gradient is 0 adds nothing: leaving it out keeps 0·NaN, from a
   // non-finite input it sees, out of these keys' gradients
-  if (!live) { return; }
-  let g$ = pairWeights(seen$, lanesSum(sd$), lanesSum(pd$), b, h, i, j$, e);
-  if (every) {
-    for (var c = 0u; c < KV; c++) {
-      let qc = qTile[e * KV + c];
-      let dc = dOTile[e * KV + c];
-      dvAcc$[c] += g$.x * dc;
-      dkAcc$[c] += g$.y * qc;
-    }
-  } else {
-    // a key that cannot see the query never meets it: its q and dO may be non-finite
-    if (seen$) { for (var c = 0u; c < KV; c++) { dvAcc$[c] += g$.x * dOTile[e * KV + c]; dkAcc$[c] += g$.y * qTile[e * KV + c]; } }
+  var live = vec4<bool>(false);
+  let zero = vec4<f32>(0.0);
+  for (var c = 0u; c < KV; c++) {
+    let qc = quadChannels(&qQuads, e4, c);
+    let dc = quadChannels(&dOQuads, e4, c);
+    let k$ = lanes4(kj$[c]);
+    let v$ = lanes4(vj$[c]);
+    sx$ += k$.x * qc[0];
+    sy$ += k$.y * qc[1];
+    sz$ += k$.z * qc[2];
+    sw$ += k$.w * qc[3];
+    px$ += v$.x * dc[0];
+    py$ += v$.y * dc[1];
+    pz$ += v$.z * dc[2];
+    pw$ += v$.w * dc[3];
+    live = live | (dc[0] != zero) | (dc[1] != zero) | (dc[2] != zero) | (dc[3] != zero);
+  }
+  // the scores in the order of a lanesSum dot product, as the forward forms them
+  let take$ = quadSeen(seen$, 0u) & live;
+  let g$ = quadWeights(take$, sx$ + sy$ + sz$ + sw$, px$ + py$ + pz$ + pw$, b, h, i, j$, e4);
+  // each key row leaves out the queries it does not meet, whose q and dO may be non-finite
+  for (var c = 0u; c < KV; c++) {
+    let qc = quadChannels(&qQuads, e4, c);
+    let dc = quadChannels(&dOQuads, e4, c);
+    dvAcc$[c] += quadRowsSum(dc, g$[0], take$);
+    dkAcc$[c] += quadRowsSum(qc, g$[1], take$);
   }
 }
 
@@ -107,15 +127,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         let n = min(BC, end - i0);
         if (!segmentsMeet(kSeg, querySegments(b, i0, n, lid))) { continue; }
         workgroupBarrier();
-        loadQueryTile(&qTile, &dOTile, b, h, i0, end, lid, NT);
-        for (var e = lid; e < BC; e += NT) {
-          let st = stats[(b * params.H + h) * params.Tq + min(i0 + e, end - 1u)];
-          factorTile[e] = rowFactor(st.x);
-          deltaTile[e] = st.y;
+        loadQueryTile(b, h, i0, end, lid);
+        for (var e4 = lid; e4 < BC4; e4 += NT) {
+          let row = (b * params.H + h) * params.Tq;
+          let i = i0 + 4u * e4;
+          let s0 = stats[row + min(i, end - 1u)];
+          let s1 = stats[row + min(i + 1u, end - 1u)];
+          let s2 = stats[row + min(i + 2u, end - 1u)];
+          let s3 = stats[row + min(i + 3u, end - 1u)];
+          factorTile[e4] = vec4<f32>(rowFactor(s0.x), rowFactor(s1.x), rowFactor(s2.x), rowFactor(s3.x));
+          deltaTile[e4] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
         }
         workgroupBarrier();
         if (j < rows.y) {
-          for (var e = 0u; e < n; e++) { visitQuery(b, h, i0 + e, e, j, last); }
+          for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { visitQuad(b, h, i0 + 4u * e4, e4, n, j, last); }
         }
       }
     }

@@ -5,11 +5,12 @@
 // weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)), so the loss sees the weight
 // through dP_ij·m_ij, and pairGrads takes that in place of dP.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-rows.wgsl, common/kv-tile.wgsl,
+// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl,
 // a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and
-// the host's `const KV, BR, BC, RQ, NT`. Same grid as the forward, RQ adjacent query rows per
-// invocation, which share every key and value it reads from workgroup memory; a line holding
-// the row mark is written once per row (src/attention/kernel-source.ts, expandRows).
+// the host's `const KV, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ adjacent
+// query rows per invocation, which share every key and value it reads from workgroup memory,
+// keys by quads (a quad's scores and dS are one vec4); a line holding the row mark is written
+// once per row (src/attention/kernel-source.ts, expandRows).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -27,35 +28,52 @@ var<private> delta$: f32; // its rowsum(dO∘o)
 // skipping it keeps 0·NaN, from a non-finite key or value it sees, out of the other gradients
 var<private> live$: bool;
 
+// The dS of a quad of keys for one row, from their scores s, dp = dO·v (times each key's dropout
+// multiplier: see pairGrads) and the row's factor and delta; 0 for a key the row does not see.
+fn quadGrads(seen: vec4<bool>, s: vec4<f32>, dp: vec4<f32>, factor: f32, delta: f32) -> vec4<f32> {
+  let ds = vec4<f32>(pairGrads(s.x, dp.x, factor, delta).y, pairGrads(s.y, dp.y, factor, delta).y,
+                     pairGrads(s.z, dp.z, factor, delta).y, pairGrads(s.w, dp.w, factor, delta).y);
+  return select(vec4<f32>(0.0), ds, seen);
+}
+
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
   let i$ = min(i + $u, t.rows.y - 1u);
-  for (var e = 0u; e < n; e++) {
-    // an invisible key has weight 0; testing first keeps its values, and exp of a row's NEG
-    // statistic, out of the sum
-    let seen$ = live$ && keySeen(t.b, i$, j0 + e);
-    var some = false;
-    var every = true;
-    some = some || seen$;
-    every = every && seen$;
-    if (!some) { continue; }
-    var sd$ = V(0.0);
-    var pd$ = V(0.0);
+  // an invisible key has dS 0; testing first keeps its values, and exp of a row's NEG
+  // statistic, out of the sum
+  var seen$ = 0u;
+  for (var r = 0u; r < n; r++) {
+    if (live$ && keySeen(t.b, i$, j0 + r)) { seen$ |= 1u << r; }
+  }
+  var some = 0u; // the keys some row sees
+  some |= seen$;
+  let n4 = (n + 3u) / 4u;
+  for (var r4 = 0u; r4 < n4; r4++) {
+    if (!any(quadSeen(some, r4))) { continue; }
+    let r = 4u * r4;
+    let s = tileScores(r4, n);
+    var dx$ = V(0.0);
+    var dy$ = V(0.0);
+    var dz$ = V(0.0);
+    var dw$ = V(0.0);
     for (var c = 0u; c < KV; c++) {
-      let kc = tileKey(e, c);
-      let vc = tileValue(e, c);
-      sd$ += qi$[c] * kc;
-      pd$ += doi$[c] * vc;
+      let v0 = tileValue(r, c);
+      let v1 = tileValue(r + 1u, c);
+      let v2 = tileValue(r + 2u, c);
+      let v3 = tileValue(r + 3u, c);
+      dx$ += doi$[c] * v0;
+      dy$ += doi$[c] * v1;
+      dz$ += doi$[c] * v2;
+      dw$ += doi$[c] * v3;
     }
     // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
-    var ds$ = 0.0;
-    if (seen$) { ds$ = pairGrads(lanesSum(sd$), lanesSum(pd$) * dropKeep(t.b, t.h, i$, j0 + e), factor$, delta$).y; }
-    if (every) {
-      for (var c = 0u; c < KV; c++) {
-        let kc = tileKey(e, c);
-        acc$[c] += ds$ * kc;
-      }
-    } else {
-      if (seen$) { for (var c = 0u; c < KV; c++) { acc$[c] += ds$ * tileKey(e, c); } }
+    let keep$ = dropKeep4(t.b, t.h, i$, j0 + r);
+    let dp$ = vec4<f32>(lanesSum(dx$), lanesSum(dy$), lanesSum(dz$), lanesSum(dw$)) * keep$;
+    // each row leaves out the keys it does not see, which may be non-finite
+    let take$ = quadSeen(seen$, r4);
+    let ds$ = quadGrads(take$, s[$], dp$, factor$, delta$);
+    for (var c = 0u; c < KV; c++) {
+      let kc = quadChannels(&kQuads, r4, c);
+      acc$[c] += quadRowsSum(kc, ds$, take$);
     }
   }
 }

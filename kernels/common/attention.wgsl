@@ -25,8 +25,35 @@ fn kvHead(h: u32) -> u32 {
   return h * params.Hkv / params.H;
 }
 
-// Which keys of quad r4 (keys 4·r4 … 4·r4 + 3 of a tile, common/attend-tile*.wgsl) are visible,
+// Which keys of quad r4 (keys 4·r4 … 4·r4 + 3 of a tile, common/attend-tile.wgsl) are visible,
 // from the tile's bits `seen`.
 fn quadSeen(seen: u32, r4: u32) -> vec4<bool> {
   return (vec4<u32>(seen >> (4u * r4)) & vec4<u32>(1u, 2u, 4u, 8u)) != vec4<u32>(0u);
+}
+
+// A tile stored by quads, transposed (common/key-quads.wgsl, common/query-tile.wgsl): entry
+// x·BC4 + r4 holds channel x of rows 4·r4 … 4·r4 + 3.
+alias QuadTile = array<vec4<f32>, KV * V_LANES * BC4>;
+
+// Channel group c of quad r4's four rows in a QuadTile: one vec4 per lane of V (the four rows'
+// values of that channel), zeros past V_LANES.
+fn quadChannels(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32) -> array<vec4<f32>, 4> {
+  let at = c * V_LANES * BC4 + r4;
+  var x: array<vec4<f32>, 4>;
+  x[0] = (*tile)[at];
+  if (V_LANES == 4u) {
+    x[1] = (*tile)[at + BC4];
+    x[2] = (*tile)[at + 2u * BC4];
+    x[3] = (*tile)[at + 3u * BC4];
+  }
+  return x;
+}
+
+// Σ_u w[u]·(row u of a quad) at one channel group, from its quadChannels `x`, as a V; a row
+// outside `take` is read as 0, so that a row that does not meet the weights, which may be
+// non-finite, adds nothing.
+fn quadRowsSum(x: array<vec4<f32>, 4>, w: vec4<f32>, take: vec4<bool>) -> V {
+  let z = vec4<f32>(0.0);
+  return fromLanes4(vec4<f32>(dot(w, select(z, x[0], take)), dot(w, select(z, x[1], take)),
+                              dot(w, select(z, x[2], take)), dot(w, select(z, x[3], take))));
 }

@@ -1,12 +1,12 @@
-// Shared by the tiled forward (common/attention-forward.wgsl): the key and value tiles of
-// common/kv-tile.wgsl's sweep in workgroup memory, keys by quads. A quad is keys 4·r4 … 4·r4 + 3
-// of the tile; its keys are stored transposed, one vec4 per channel, so that a row forms the
-// scores of a quad as one vec4 (tileScores, for common/attend-tile.wgsl), with no sum across a
+// Shared by the tiled forward and dQ (common/attention-forward.wgsl, attention-backward-dq.wgsl):
+// the key and value tiles of common/kv-tile.wgsl's sweep in workgroup memory, keys by quads. A
+// quad is keys 4·r4 … 4·r4 + 3 of the tile; its keys are stored transposed, one vec4 per channel,
+// so that a row forms the scores of a quad as one vec4 (tileScores), with no sum across a
 // vector's lanes per key. Values stay by rows. Expects `k` and `v` bindings, common/attention.wgsl,
 // common/row-registers.wgsl and the host's `const KV, BC, BC4, NT, RQ` (BC = 4·BC4).
 
 // kQuads[x·BC4 + r4]: channel x of the four keys of quad r4
-var<workgroup> kQuads: array<vec4<f32>, KV * V_LANES * BC4>;
+var<workgroup> kQuads: QuadTile;
 var<workgroup> vTile: array<V, BC * KV>;
 
 fn tileValue(r: u32, c: u32) -> V {

@@ -1,9 +1,9 @@
 // Shared by the tiled attention passes that own a query row (the forward, dQ): where the row
 // lies, and the sweep that streams the key and value tiles its workgroup's queries may see
 // through workgroup memory. Expects `q`, `k`, `v` and `vis` bindings, common/visibility.wgsl,
-// common/row-registers.wgsl, a tile store (common/key-rows.wgsl or common/key-quads.wgsl:
-// loadTile), a layout's `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's
-// `visitTile`, and the host's `const KV, BC, RQ` (query rows per invocation).
+// common/row-registers.wgsl, the tile store (common/key-quads.wgsl: loadTile), a layout's
+// `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's `visitTile`, and the host's
+// `const KV, BC, RQ` (query rows per invocation).
 
 // The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), and its
 // rows [first, end). The same for every invocation (no lane index in it), so that the loops

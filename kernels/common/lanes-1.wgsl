@@ -12,3 +12,8 @@ fn lanes4(v: V) -> vec4<f32> {
 fn lanesSum(v: V) -> f32 {
   return v;
 }
+
+// the first V_LANES lanes of a vec4 as a V
+fn fromLanes4(v: vec4<f32>) -> V {
+  return v.x;
+}

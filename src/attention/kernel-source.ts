@@ -11,7 +11,6 @@ import segmentOrderBody from '../../kernels/common/segment-order.wgsl';
 import dropoutHelpers from '../../kernels/common/dropout.wgsl';
 import rowRegisters from '../../kernels/common/row-registers.wgsl';
 import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
-import keyRows from '../../kernels/common/key-rows.wgsl';
 import keyQuads from '../../kernels/common/key-quads.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
@@ -157,7 +156,7 @@ const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk
  */
 const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
   forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTileHelper, forwardBody] },
-  dq: { visibility: true, parts: [rowRegisters, keyRows, kvTileHelpers, backwardDqBody] },
+  dq: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
   splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, subgroupJob, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
