@@ -49,6 +49,19 @@ fn quadChannels(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32) -> array<vec4<f
   return x;
 }
 
+// Writes channel group c of quad r4's four rows into a QuadTile, transposed (quadChannels reads it
+// back): rows[u] is row u's channel group as a vec4 (lanes4).
+fn storeQuad(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32, rows: array<vec4<f32>, 4>) {
+  let x = transpose(mat4x4<f32>(rows[0], rows[1], rows[2], rows[3]));
+  let at = c * V_LANES * BC4 + r4;
+  (*tile)[at] = x[0];
+  if (V_LANES == 4u) {
+    (*tile)[at + BC4] = x[1];
+    (*tile)[at + 2u * BC4] = x[2];
+    (*tile)[at + 3u * BC4] = x[3];
+  }
+}
+
 // Σ_u w[u]·(row u of a quad) at one channel group, from its quadChannels `x`, as a V; a row
 // outside `take` is read as 0, so that a row that does not meet the weights, which may be
 // non-finite, adds nothing.

@@ -60,12 +60,6 @@ fn loadTile(b: u32, hk: u32, j0: u32, lid: u32) {
       }
       vTile[r * KV + c] = vv;
     }
-    let at = c * V_LANES * BC4 + r4;
-    kQuads[at] = vec4<f32>(kq[0].x, kq[1].x, kq[2].x, kq[3].x);
-    if (V_LANES == 4u) {
-      kQuads[at + BC4] = vec4<f32>(kq[0].y, kq[1].y, kq[2].y, kq[3].y);
-      kQuads[at + 2u * BC4] = vec4<f32>(kq[0].z, kq[1].z, kq[2].z, kq[3].z);
-      kQuads[at + 3u * BC4] = vec4<f32>(kq[0].w, kq[1].w, kq[2].w, kq[3].w);
-    }
+    storeQuad(&kQuads, r4, c, kq);
   }
 }

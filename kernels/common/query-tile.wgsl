@@ -25,16 +25,7 @@ fn loadQueryTile(b: u32, h: u32, i0: u32, end: u32, lid: u32) {
         ds[u] = lanes4(dO[src]);
       }
     }
-    let at = c * V_LANES * BC4 + e4;
-    qQuads[at] = vec4<f32>(qs[0].x, qs[1].x, qs[2].x, qs[3].x);
-    dOQuads[at] = vec4<f32>(ds[0].x, ds[1].x, ds[2].x, ds[3].x);
-    if (V_LANES == 4u) {
-      qQuads[at + BC4] = vec4<f32>(qs[0].y, qs[1].y, qs[2].y, qs[3].y);
-      qQuads[at + 2u * BC4] = vec4<f32>(qs[0].z, qs[1].z, qs[2].z, qs[3].z);
-      qQuads[at + 3u * BC4] = vec4<f32>(qs[0].w, qs[1].w, qs[2].w, qs[3].w);
-      dOQuads[at + BC4] = vec4<f32>(ds[0].y, ds[1].y, ds[2].y, ds[3].y);
-      dOQuads[at + 2u * BC4] = vec4<f32>(ds[0].z, ds[1].z, ds[2].z, ds[3].z);
-      dOQuads[at + 3u * BC4] = vec4<f32>(ds[0].w, ds[1].w, ds[2].w, ds[3].w);
-    }
+    storeQuad(&qQuads, e4, c, qs);
+    storeQuad(&dOQuads, e4, c, ds);
   }
 }
