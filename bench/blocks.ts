@@ -1,23 +1,27 @@
 /**
  * The blocks section of `npm run bench` (`-- --blocks` alone): the rest of a transformer block
  * beside its mixer, `ops.dense` (a projection, `[M, K]·[K, N] + b`) against tfjs's matMul and add,
- * and `ops.layerNorm` against its tfjs-ops reference, forward and forward+backward, validated
- * then timed interleaved. Rows M = 1 is a decode step's projection; larger M a training batch's.
+ * `ops.layerNorm` against its tfjs-ops reference, and an attention layer's q, k and v projections
+ * in one launch (`denseGroups`, three `[D, D]` kernels and biases, the outputs summed) against
+ * three `ops.dense`, forward and forward+backward, validated then timed interleaved. Rows M = 1
+ * is a decode step's projection; larger M a training batch's.
  *
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ops } from '../src/index.js';
+import { denseGroups } from '../src/dense/groups.js';
 import { agreement, type Validation } from './validation.js';
 import { timeInterleaved, type Budget, type Timing } from './timing.js';
 
-/** The shapes: [M, K, N] for dense, [M, D] for layerNorm. */
+/** The shapes: [M, K, N] for dense, [M, D] for layerNorm and qkv. */
 export const BLOCK_SHAPES = {
-  quick: { dense: [[1, 64, 256], [512, 64, 256]], layerNorm: [[512, 64]] },
+  quick: { dense: [[1, 64, 256], [512, 64, 256]], layerNorm: [[512, 64]], qkv: [[1, 64], [512, 64]] },
   full: {
     dense: [[1, 64, 64], [1, 192, 768], [1, 768, 192], [512, 64, 256], [1024, 192, 768], [1024, 768, 192], [2048, 512, 512]],
     layerNorm: [[512, 64], [1024, 192], [2048, 512]],
+    qkv: [[1, 64], [1, 192], [512, 64], [1024, 192]],
   },
 } as const;
 
@@ -27,7 +31,8 @@ const PASSES: readonly Pass[] = ['forward', 'forward+backward'];
 
 /** One op at one shape and pass: the library's op against tfjs's own. */
 export interface BlockRow {
-  op: 'dense' | 'layerNorm';
+  /** `qkv`: `denseGroups` in the ours column, three `ops.dense` in the tfjs column. */
+  op: 'dense' | 'layerNorm' | 'qkv';
   shape: number[];
   pass: Pass;
   validation: Validation;
@@ -35,7 +40,7 @@ export interface BlockRow {
   tfjs?: Timing;
   /** tfjs's median ÷ ours. */
   speedup?: number;
-  /** The op's useful FLOP/s in GFLOP/s (dense only: 2·M·K·N forward, three times that with the backward). */
+  /** The op's useful FLOP/s in GFLOP/s (dense and qkv: 2·M·K·N forward, three times that with the backward). */
   gflops?: number;
 }
 
@@ -99,6 +104,18 @@ export async function measureBlocks(backend: WebGPUBackend, quick: boolean, seed
     }
     tf.dispose([...xs, dy]);
   }
+  for (const [M, D] of shapes.qkv) {
+    const xs = [tf.randomNormal([M, D], 0, 1, 'float32', seed), ...[1, 2, 3].map((i) => tf.randomNormal([D, D], 0, 0.1, 'float32', seed + i)),
+      ...[4, 5, 6].map((i) => tf.randomNormal([D], 0, 1, 'float32', seed + i))];
+    const dy = tf.randomNormal([M, D], 0, 1, 'float32', seed + 7);
+    const fused = (x: tf.Tensor, ...wb: tf.Tensor[]) => tf.addN(denseGroups(x, wb.slice(0, 3) as tf.Tensor2D[], wb.slice(3) as tf.Tensor1D[], 'webgpu'));
+    const apart = (x: tf.Tensor, ...wb: tf.Tensor[]) => tf.addN([0, 1, 2].map((g) => ops.dense(x, wb[g] as tf.Tensor2D, { bias: wb[3 + g] as tf.Tensor1D })));
+    for (const pass of PASSES) {
+      rows.push(await measure(backend, { op: 'qkv', shape: [M, D], pass },
+        { ours: passOf(pass, fused, xs, dy), tfjs: passOf(pass, apart, xs, dy) }, tolerance, (pass === 'forward' ? 2 : 6) * 3 * M * D * D, log));
+    }
+    tf.dispose([...xs, dy]);
+  }
   return rows;
 }
 
@@ -106,7 +123,8 @@ export async function measureBlocks(backend: WebGPUBackend, quick: boolean, seed
 export function blocksMarkdown(rows: readonly BlockRow[]): string {
   const ms = (t?: Timing) => (t ? t.medianMs.toFixed(2) : '—');
   return ['## Blocks: projections and layer norms', '',
-    '`ops.dense` against `tf.add(tf.matMul(x, W), b)`, and `ops.layerNorm` against its tfjs-ops reference, on the same inputs; ' +
+    '`ops.dense` against `tf.add(tf.matMul(x, W), b)`, `ops.layerNorm` against its tfjs-ops reference, and qkv (three `[D, D]` ' +
+    'projections and biases in one launch, their outputs summed) against three `ops.dense` in the tfjs column, on the same inputs; ' +
     'each validated (max |ours − tfjs| / max |tfjs|) before timing, medians of interleaved samples.', '',
     '| op | shape | pass | ours ms | tfjs ms | tfjs ÷ ours | GFLOP/s (ours) | validation |', '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => `| ${r.op} | [${r.shape.join(', ')}] | ${r.pass} | ${ms(r.ours)} | ${ms(r.tfjs)} | ` +

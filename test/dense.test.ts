@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { dense } from '../src/dense/op.js';
 import { denseKernel } from '../src/dense/kernel.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
-import { denseOracle, type Matrix } from './oracle/dense.js';
+import { denseOracle, expectWithinBound, type Matrix } from './oracle/dense.js';
 import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './helpers.js';
 
 /*
@@ -14,16 +14,6 @@ import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './
  * (γ_n = n·u/(1 − n·u), Higham §3.1), which denseOracle computes beside it in float64. The
  * kernel, the reference and every gradient (each a product of the same kind) are held to it.
  */
-
-/** Asserts |got − want| ≤ bound element by element, naming the first element outside it (NaN fails). */
-function expectWithinBound(got: ArrayLike<number>, o: { value: Float64Array; bound: Float64Array }, what: string): void {
-  expect(got.length, what).toBe(o.value.length);
-  for (let i = 0; i < got.length; i++) {
-    if (!(Math.abs(got[i]! - o.value[i]!) <= o.bound[i]!)) {
-      expect.fail(`${what}: element ${i} is ${got[i]}, the oracle's ${o.value[i]}, bound ${o.bound[i]}`);
-    }
-  }
-}
 
 const matrix = (t: tf.Tensor, data: Float32Array): Matrix => ({ rows: t.shape[0]!, cols: t.shape[1]!, data });
 

@@ -4,7 +4,7 @@
 // one row, keys read from the cache by common/cache-tile.wgsl). Works a quad of keys at a time
 // (keys 4·r4 … 4·r4 + 3 of the tile, scores and weights as one vec4), and each key quad and value
 // it reads serves all the invocation's rows. A line holding the row mark is written once per
-// row (src/attention/kernel-source.ts, expandRows), so each row's registers are spelled out:
+// row (src/webgpu/copies.ts, expandCopies), so each row's registers are spelled out:
 // SwiftShader makes an array indexed at run time slow. Expects common/row-registers.wgsl,
 // common/dropout.wgsl, the pass's row states (row0 …), the tile store's `tileScores` and
 // `tileValue`, the layout's `keySeen`, the row hooks' `weighTile`, and the host's

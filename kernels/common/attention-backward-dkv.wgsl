@@ -10,7 +10,7 @@
 // One workgroup per (tile of key rows, kv head hk, batch b), RQ adjacent key rows per invocation,
 // which share every query and output gradient it reads from workgroup memory, queries by quads
 // (a quad's scores, weights and dS are one vec4); a line holding the row mark is written once per
-// key row (src/attention/kernel-source.ts, expandRows).
+// key row (src/webgpu/copies.ts, expandCopies).
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/query-tile.wgsl, a layout (see common/attention-forward.wgsl; its tiles and runs here
 // are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and the host's

@@ -10,7 +10,7 @@
 // the host's `const KV, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ adjacent
 // query rows per invocation, which share every key and value it reads from workgroup memory,
 // keys by quads (a quad's scores and dS are one vec4); a line holding the row mark is written
-// once per row (src/attention/kernel-source.ts, expandRows).
+// once per row (src/webgpu/copies.ts, expandCopies).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]

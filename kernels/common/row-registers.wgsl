@@ -1,7 +1,7 @@
 // Shared by the attention passes that own query rows (the forward, dQ, the split-K decode): each
 // row's registers, in the private address space, shared by the pass and its helpers. A line that
 // holds the row mark is written once per query row of the invocation, the mark replaced by the
-// row's number (src/attention/kernel-source.ts, expandRows): qi0 and acc0 are the first row's.
+// row's number (src/webgpu/copies.ts, expandCopies): qi0 and acc0 are the first row's.
 // Expects the host's `const KV` and `const RQ` (rows per invocation).
 
 var<private> qi$: array<V, KV>; // scale·q of row $, as every score is formed: (scale·q)·k

@@ -1,5 +1,6 @@
-// Dense's operands element by element, any M, K and N: an element past the matrices reads as 0,
-// so a block that runs off an edge adds nothing, and only elements inside C are written.
+// Dense's one product element by element, any M, K and N: an element past the matrices reads as 0,
+// so a block that runs off an edge adds nothing, and only elements inside C are written. Its
+// readers are part 0's (`$`, src/webgpu/copies.ts).
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -24,18 +25,18 @@ fn bRow(k: u32, n: u32) -> vec4<f32> {
 }
 
 // column j: B[k + j, n..n+3]
-fn bQuad(k: u32, n: u32) -> mat4x4<f32> {
+fn bQuad$(k: u32, n: u32) -> mat4x4<f32> {
   return mat4x4<f32>(bRow(k, n), bRow(k + 1u, n), bRow(k + 2u, n), bRow(k + 3u, n));
 }
 
 // A[m, k..k+3]
-fn aQuad(m: u32, k: u32) -> vec4<f32> {
+fn aQuad$(m: u32, k: u32) -> vec4<f32> {
   return vec4<f32>(aAt(m, k), aAt(m, k + 1u), aAt(m, k + 2u), aAt(m, k + 3u));
 }
 
 // column r: A[m + r, k..k+3]
-fn aQuads(m: u32, k: u32) -> mat4x4<f32> {
-  return mat4x4<f32>(aQuad(m, k), aQuad(m + 1u, k), aQuad(m + 2u, k), aQuad(m + 3u, k));
+fn aQuads$(m: u32, k: u32) -> mat4x4<f32> {
+  return mat4x4<f32>(aQuad$(m, k), aQuad$(m + 1u, k), aQuad$(m + 2u, k), aQuad$(m + 3u, k));
 }
 
 fn biasQuad(n: u32) -> vec4<f32> {

@@ -3,14 +3,11 @@
 // step one 4×4 block of B serves every row, and each row meets it as one matrix-vector product.
 // No workgroup memory and no barriers: caches serve the reuse (on SwiftShader a barrier costs
 // more than the loads it saves).
-// needs grid.wgsl and a layout (dense-vec4.wgsl or dense-scalar.wgsl) for aQuad, aQuads, bQuad,
-// biasQuad and store
-
-struct Params {
-  M: u32,
-  K: u32,
-  N: u32,
-}
+// A job (dense-one.wgsl, dense-groups.wgsl, dense-sum.wgsl) says which block an invocation
+// computes (`locate`) and which parts its sum has: a part per product, written out once per
+// product (src/webgpu/copies.ts), so each reads its own bindings without a branch per read.
+// A layout reads and writes the blocks (dense-quads.wgsl, or dense-scalar.wgsl for one product).
+// needs grid.wgsl, a job and a layout
 
 // 1, 4 or 8 rows of C per invocation
 override ROWS: u32 = 8u;
@@ -23,31 +20,35 @@ override HAS_BIAS: bool = false;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let i = flatIndex(wid, nwg, lid);
-  let quads = (params.N + 3u) / 4u;
-  let n = (i % quads) * 4u;
-  let m = (i / quads) * ROWS;
+  // the block's first row and column
+  let at = locate(flatIndex(wid, nwg, lid));
+  let m = at.x;
+  let n = at.y;
   if (m >= params.M) { return; }
   // rows m + 4.. exist (a ROWS = 8 invocation at the last rows may have only four)
   let second = ROWS == 8u && m + 4u < params.M;
   // accumulators spelled out: an array indexed at run time would live in memory
   var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
   var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
-  for (var k = 0u; k < params.K; k += 4u) {
-    // column j: row k + j of B over columns n..n+3
-    let b = bQuad(k, n);
-    if (ROWS == 1u) {
-      c0 += b * aQuad(m, k);
-      continue;
-    }
-    // column r: row m + r of A over k..k+3
-    let a = aQuads(m, k);
-    c0 += b * a[0]; c1 += b * a[1]; c2 += b * a[2]; c3 += b * a[3];
-    if (second) {
-      let a2 = aQuads(m + 4u, k);
-      c4 += b * a2[0]; c5 += b * a2[1]; c6 += b * a2[2]; c7 += b * a2[3];
+  // $ {
+  if (hasPart$()) {
+    for (var k = 0u; k < depth$(); k += 4u) {
+      // column j: row k + j of B over columns n..n+3
+      let b = bQuad$(k, n);
+      if (ROWS == 1u) {
+        c0 += b * aQuad$(m, k);
+        continue;
+      }
+      // column r: row m + r of A over k..k+3
+      let a = aQuads$(m, k);
+      c0 += b * a[0]; c1 += b * a[1]; c2 += b * a[2]; c3 += b * a[3];
+      if (second) {
+        let a2 = aQuads$(m + 4u, k);
+        c4 += b * a2[0]; c5 += b * a2[1]; c6 += b * a2[2]; c7 += b * a2[3];
+      }
     }
   }
+  // $ }
   let bias = biasQuad(n);
   store(m, n, c0 + bias);
   if (ROWS == 1u) { return; }

@@ -347,10 +347,13 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
     const [B, Tq] = x.shape;
     const Tk = source.shape[1];
     const { K } = this.dims();
+    // self-attention projects x once for all three, cross-attention the context once for k and v
+    const [q, k, v] = x === source ? this.denseAll(x, ['query', 'key', 'value'])
+      : [this.dense(x, 'query'), ...this.denseAll(source, ['key', 'value'])];
     return [
-      this.dense(x, 'query').reshape([B, Tq, this.numHeads, K]),
-      this.dense(source, 'key').reshape([B, Tk, this.numKvHeads, K]),
-      this.dense(source, 'value').reshape([B, Tk, this.numKvHeads, K]),
+      q!.reshape([B, Tq, this.numHeads, K]),
+      k!.reshape([B, Tk, this.numKvHeads, K]),
+      v!.reshape([B, Tk, this.numKvHeads, K]),
     ];
   }
 

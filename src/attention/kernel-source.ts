@@ -26,6 +26,7 @@ import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
 import { onSwiftShader } from '../webgpu/internals.js';
 import { SUBGROUP_DIRECTIVES } from '../webgpu/subgroups.js';
+import { expandCopies } from '../webgpu/copies.js';
 import type { AttentionSizes } from './validate.js';
 import { dropoutThreshold } from './dropout.js';
 
@@ -96,35 +97,12 @@ export function tiledRows(backend: WebGPUBackend, pass: TiledPass, K: number): n
 const sources = new Map<string, KernelSource>();
 
 /**
- * The mark of a per-row line in the attention kernels' WGSL (a character WGSL itself never uses).
- */
-const ROW_MARK = '$';
-
-/**
- * Writes out an attention kernel's per-row lines: each line that holds `$` once per row of an
- * invocation (query rows, or dK/dV's key rows), `$` replaced by the row's number, so `acc$[c] += p$.x * v0;` with 2 rows is
- * `acc0[c] += p0.x * v0;` then `acc1[c] += p1.x * v0;`. The rows' registers are so spelled out
- * as separate variables: SwiftShader makes an array indexed at run time slow, and a GPU keeps
- * separate variables in registers.
- *
- * @example
- * ```ts
- * expandRows('var w$: f32;\nlet x = 1;', 2);  // 'var w0: f32;\nvar w1: f32;\nlet x = 1;'
- * ```
- */
-export function expandRows(code: string, rows: number): string {
-  return code.split('\n').flatMap((line) => line.includes(ROW_MARK)
-    ? Array.from({ length: rows }, (_, r) => line.replaceAll(ROW_MARK, String(r)))
-    : [line]).join('\n');
-}
-
-/**
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
  * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4, and `RQ` rows per
  * invocation, `NT` = BR / RQ invocations per workgroup), so each (kernel, K, rows) is its own
  * module, and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files
  * after `common/attention.wgsl`, the entry point last, their per-row lines written out for
- * `rows` rows ({@link expandRows}); `directives` (`enable subgroups;`) open the module.
+ * `rows` rows ({@link expandCopies}); `directives` (`enable subgroups;`) open the module.
  */
 export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = ''): KernelSource {
   const key = `${name}|${K}|${rows}|${directives}`;
@@ -135,7 +113,7 @@ export function attentionKernel(name: string, parts: string[], K: number, rows =
     const sizes = [`KV: u32 = ${K / lanes}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`, `BC4: u32 = ${BC / 4}u`,
       `RQ: u32 = ${rows}u`, `NT: u32 = ${BR / rows}u`].map((c) => `const ${c};`).join('\n');
     const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
-    kernel = { name: rows > 1 ? `${name}K${K}R${rows}` : `${name}K${K}`, code: expandRows(code, rows) };
+    kernel = { name: rows > 1 ? `${name}K${K}R${rows}` : `${name}K${K}`, code: expandCopies(code, rows) };
     sources.set(key, kernel);
   }
   return kernel;

@@ -2,8 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
 import body from '../../kernels/dense/dense.wgsl';
+import oneJob from '../../kernels/dense/dense-one.wgsl';
+import quads from '../../kernels/dense/dense-quads.wgsl';
 import vec4Layout from '../../kernels/dense/dense-vec4.wgsl';
 import scalarLayout from '../../kernels/dense/dense-scalar.wgsl';
+import { expandCopies } from '../webgpu/copies.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../webgpu/runtime.js';
 
 /**
@@ -19,10 +22,11 @@ export interface DenseAttrs {
   transposeB: boolean;
 }
 
-const WG = 64;
+/** Invocations per workgroup of the dense kernels. */
+export const WG = 64;
 const KERNELS: Record<'vec4' | 'scalar', KernelSource> = {
-  vec4: { name: 'DenseVec4', code: [grid, body, vec4Layout].join('\n') },
-  scalar: { name: 'Dense', code: [grid, body, scalarLayout].join('\n') },
+  vec4: { name: 'DenseVec4', code: expandCopies([grid, body, oneJob, vec4Layout, quads].join('\n'), 1) },
+  scalar: { name: 'Dense', code: expandCopies([grid, body, oneJob, scalarLayout].join('\n'), 1) },
 };
 
 /** M, K and N of op(a)·op(b). */
@@ -30,6 +34,12 @@ function sizes(a: tf.TensorInfo, b: tf.TensorInfo, { transposeA, transposeB }: D
   const [a0, a1] = a.shape as [number, number];
   const [b0, b1] = b.shape as [number, number];
   return [transposeA ? a1 : a0, transposeA ? a0 : a1, transposeB ? b0 : b1];
+}
+
+/** Rows of C per invocation for M rows. */
+export function rowsFor(M: number, transposeA: boolean): number {
+  // a row or two (a decode step) gains nothing from shared blocks of B; a transposed A is read 4 rows at a time
+  return M <= 2 && !transposeA ? 1 : M < 64 ? 4 : 8;
 }
 
 registerKernelOnce({
@@ -42,8 +52,7 @@ registerKernelOnce({
     const [M, K, N] = sizes(a, b, at);
     // vec4 rows need every row that is read as quads to be whole quads
     const vec4 = K % 4 === 0 && N % 4 === 0 && (!at.transposeA || M % 4 === 0);
-    // a row or two (a decode step) gains nothing from shared blocks of B; a transposed A is read 4 rows at a time
-    const rows = M <= 2 && !at.transposeA ? 1 : M < 64 ? 4 : 8;
+    const rows = rowsFor(M, at.transposeA);
     return runKernel(backend as WebGPUBackend, KERNELS[vec4 ? 'vec4' : 'scalar'], {
       // without a bias its binding is never read: `a` stands in (read-only bindings may alias)
       inputs: [a, b, bias ?? a],

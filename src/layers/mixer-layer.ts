@@ -4,6 +4,7 @@ import {
   differentiableZeros, formatShape, optionNames, type Implementation,
 } from '../validate.js';
 import { dense } from '../dense/op.js';
+import { denseGroups } from '../dense/groups.js';
 import { prefillInputs, realSteps, zeroPadding } from './decode-state.js';
 import type { PrefillOptions } from './prefill.js';
 
@@ -275,6 +276,18 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   protected dense(x: tf.Tensor, name: string): tf.Tensor {
     const bias = this.weightsByName.get(`${name}Bias`)?.read() as tf.Tensor1D | undefined;
     return dense(x, this.weight(name).read() as tf.Tensor2D, { bias, implementation: this.activeImplementation() });
+  }
+
+  /**
+   * {@link dense} of one input by several weights (`names`, each with its bias when the layer
+   * added one), in one launch on webgpu where the shapes fit: a layer's query, key and value.
+   */
+  protected denseAll(x: tf.Tensor, names: readonly string[]): tf.Tensor[] {
+    const biases = names.map((name) => this.weightsByName.get(`${name}Bias`)?.read() as tf.Tensor1D | undefined);
+    // all with a bias or none (as the layers add them): otherwise one by one
+    if (biases.some((b) => b) && !biases.every((b) => b)) return names.map((name) => this.dense(x, name));
+    const kernels = names.map((name) => this.weight(name).read() as tf.Tensor2D);
+    return denseGroups(x, kernels, biases[0] ? biases as tf.Tensor1D[] : undefined, this.activeImplementation());
   }
 
   /** Records the sizes that `createWeights` resolved (heads, widths, ...), for `dims`. */

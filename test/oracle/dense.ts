@@ -1,7 +1,9 @@
 /**
  * The float64 oracle of `ops.dense` and its kernel: C = op(A)·op(B) + bias, element by element,
- * with each element's rounding bound for a float32 computation in any order.
+ * with each element's rounding bound for a float32 computation in any order, and the assertion
+ * that holds a result to it.
  */
+import { expect } from 'vitest';
 
 /** A `rows × cols` matrix stored row-major, as a tensor's values. */
 export interface Matrix {
@@ -43,4 +45,14 @@ export function denseOracle(a: Matrix, b: Matrix, transposeA: boolean, transpose
     }
   }
   return { value, bound, M, N };
+}
+
+/** Asserts |got − want| ≤ bound element by element, naming the first element outside it (NaN fails). */
+export function expectWithinBound(got: ArrayLike<number>, o: { value: Float64Array; bound: Float64Array }, what: string): void {
+  expect(got.length, what).toBe(o.value.length);
+  for (let i = 0; i < got.length; i++) {
+    if (!(Math.abs(got[i]! - o.value[i]!) <= o.bound[i]!)) {
+      expect.fail(`${what}: element ${i} is ${got[i]}, the oracle's ${o.value[i]}, bound ${o.bound[i]}`);
+    }
+  }
 }

@@ -92,10 +92,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
   private keysValues(x: tf.Tensor3D): { k: tf.Tensor4D; v: tf.Tensor4D } {
     const { H, K } = this.dims();
     const [B, T] = x.shape;
-    return {
-      k: this.dense(x, 'key').reshape([B, T, H, K]),
-      v: this.dense(x, 'value').reshape([B, T, H, K]),
-    };
+    const [k, v] = this.denseAll(x, ['key', 'value']);
+    return { k: k!.reshape([B, T, H, K]), v: v!.reshape([B, T, H, K]) };
   }
 
   /**

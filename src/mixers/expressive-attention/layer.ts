@@ -166,11 +166,12 @@ export class ExpressiveAttention extends AttentionLayer {
       const B = x.shape[0];
       const H = this.numHeads;
       // the token of row b sits at positions[b]
-      const [q4, k4] = this.rotate(this.dense(x, 'query').reshape([B, 1, H, K]) as tf.Tensor4D,
-        this.dense(x, 'key').reshape([B, 1, this.numKvHeads, K]) as tf.Tensor4D, { offset: state.positions });
+      const [q0, k0, v0] = this.denseAll(x, ['query', 'key', 'value']);
+      const [q4, k4] = this.rotate(q0!.reshape([B, 1, H, K]) as tf.Tensor4D,
+        k0!.reshape([B, 1, this.numKvHeads, K]) as tf.Tensor4D, { offset: state.positions });
       const q = q4.reshape([B, H, K]) as tf.Tensor3D;
       const k = k4.reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
-      const v = this.dense(x, 'value').reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
+      const v = v0!.reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
       const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
         { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.activeImplementation() });
@@ -241,9 +242,10 @@ export class ExpressiveAttention extends AttentionLayer {
         // padded tokens are read as zeros: nothing there, not even a NaN, reaches an output
         const source = zeroPadding(x, real);
         // token t of row b sits at positions[b] + t
-        const [q, k] = this.rotate(this.dense(source, 'query').reshape([B, T, H, K]) as tf.Tensor4D,
-          this.dense(source, 'key').reshape([B, T, Hkv, K]) as tf.Tensor4D, { offset: start.positions });
-        const v = this.dense(source, 'value').reshape([B, T, Hkv, K]) as tf.Tensor4D;
+        const [q0, k0, v0] = this.denseAll(source, ['query', 'key', 'value']);
+        const [q, k] = this.rotate(q0!.reshape([B, T, H, K]) as tf.Tensor4D,
+          k0!.reshape([B, T, Hkv, K]) as tf.Tensor4D, { offset: start.positions });
+        const v = v0!.reshape([B, T, Hkv, K]) as tf.Tensor4D;
         // the prompt's attention to itself; right-padded, so a real query sees only real keys
         const attention = (values: tf.Tensor4D, epsilon: number) =>
           expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });

@@ -123,7 +123,8 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     const heads = (t: tf.Tensor, width: number) => t.reshape([B, T, H, width]) as tf.Tensor4D;
     // logsigmoid(z) = −softplus(−z); tfjs 4.22's tf.logSigmoid has a gradient that reads a disposed tensor
     const gate = tf.div(tf.neg(tf.softplus(tf.neg(this.dense(this.dense(x, 'forgetDown'), 'forgetUp')))), GATE_NORMALIZER);
-    return { q: heads(this.dense(x, 'query'), K), k: heads(this.dense(x, 'key'), K), v: heads(this.dense(x, 'value'), V), g: heads(gate, K) };
+    const [q, k, v] = this.denseAll(x, ['query', 'key', 'value']);
+    return { q: heads(q!, K), k: heads(k!, K), v: heads(v!, V), g: heads(gate, K) };
   }
 
   /** From o `[B, T, H, V]` to the output `[B, T, D]`: per-head RMSNorm, the swish output gate of x, the projection. */
