@@ -204,9 +204,14 @@ it('groupsFit takes 2 or 3 products read as vec4 rows', () => {
   expect(groupsFit([8, 12], [[8, 4], [8, 4]], true)).toBe(true);
 });
 
-it('expandCopies writes a marked line once per copy and a marked block whole, once per copy', () => {
+it('expandCopies writes a marked line once per copy and a marked block whole, once per copy, and refuses a broken block', () => {
   expect(expandCopies('var w$: f32;\nlet x = 1;', 2)).toBe('var w0: f32;\nvar w1: f32;\nlet x = 1;');
   expect(expandCopies('a;\n  // $ {\n  let b$ = c$;\n  d;\n  // $ }\ne$;', 3))
     .toBe('a;\n  let b0 = c0;\n  d;\n  let b1 = c1;\n  d;\n  let b2 = c2;\n  d;\ne0;\ne1;\ne2;');
   expect(expandCopies('x$;', 1)).toBe('x0;');
+  // a comment outside a block is kept once, `$` and all
+  expect(expandCopies('// reads w$\nw$;', 2)).toBe('// reads w$\nw0;\nw1;');
+  expect(() => expandCopies('// $ {\na$;', 2)).toThrow("expandCopies: a block opened with '// $ {' is never closed.");
+  expect(() => expandCopies('a$;\n// $ }', 2)).toThrow("expandCopies: '// $ }' where no block is open.");
+  expect(() => expandCopies('// $ {\n// $ {\n// $ }', 2)).toThrow("expandCopies: '// $ {' where a block is open.");
 });

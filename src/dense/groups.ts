@@ -41,13 +41,17 @@ function groupSource(name: string, parts: string[], G: number): KernelSource {
   return { name, code: expandCopies([`const GROUPS: u32 = ${G}u;`, grid, ...parts].join('\n'), G) };
 }
 
-/** Each kernel for G = 2 and 3, at index G. */
-const KERNELS = [2, 3].reduce((all, G) => {
-  all.groups[G] = groupSource('DenseGroups', [body, groupsJob, quads], G);
-  all.sum[G] = groupSource('DenseSum', [body, sumJob, quads], G);
-  all.pack[G] = groupSource('DensePackBias', [pack], G);
-  return all;
-}, { groups: [] as KernelSource[], sum: [] as KernelSource[], pack: [] as KernelSource[] });
+/** The kernels for G products. */
+function kernelsFor(G: number): Record<'groups' | 'sum' | 'pack', KernelSource> {
+  return {
+    groups: groupSource('DenseGroups', [body, groupsJob, quads], G),
+    sum: groupSource('DenseSum', [body, sumJob, quads], G),
+    pack: groupSource('DensePackBias', [pack], G),
+  };
+}
+
+/** The kernels by G, 2 or 3. */
+const KERNELS: Record<number, ReturnType<typeof kernelsFor>> = { 2: kernelsFor(2), 3: kernelsFor(3) };
 
 const sum = (ns: number[]) => ns.reduce((s, n) => s + n, 0);
 
@@ -73,21 +77,22 @@ registerKernelOnce({
     const biases = list.slice(1 + G);
     const [M, K] = transposeA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
     const Ns = bs.map((b) => b.shape[1]!);
-    const packed = biases.length > 0 ? runKernel(gpu, KERNELS.pack[G]!, {
+    const total = sum(Ns);
+    const packed = biases.length > 0 ? runKernel(gpu, KERNELS[G]!.pack, {
       inputs: biases,
-      outputs: [[sum(Ns)]],
-      params: [...Ns, sum(Ns)].map((u32) => ({ u32 })),
+      outputs: [[total]],
+      params: [...Ns, total].map((u32) => ({ u32 })),
       constants: { WG },
-      workgroups: grid1d(sum(Ns), WG),
+      workgroups: grid1d(total, WG),
     })[0]! : null;
     const rows = rowsFor(M, transposeA);
-    const outputs = runKernel(gpu, KERNELS.groups[G]!, {
+    const outputs = runKernel(gpu, KERNELS[G]!.groups, {
       // without biases their binding is never read: `a` stands in
       inputs: [a, ...bs, packed ?? a],
       outputs: Ns.map((N) => [M, N]),
       params: [M, K, ...Ns].map((u32) => ({ u32 })),
       constants: { WG, ROWS: rows, TRANSPOSE_A: transposeA ? 1 : 0, HAS_BIAS: packed ? 1 : 0 },
-      workgroups: grid1d(Math.ceil(M / rows) * sum(Ns) / 4, WG),
+      workgroups: grid1d(Math.ceil(M / rows) * total / 4, WG),
     });
     if (packed) gpu.disposeData(packed.dataId);
     return outputs;
@@ -104,7 +109,7 @@ registerKernelOnce({
     const M = as[0]!.shape[0]!;
     const N = bs[0]!.shape[0]!;
     const rows = rowsFor(M, false);
-    return runKernel(backend as WebGPUBackend, KERNELS.sum[as.length]!, {
+    return runKernel(backend as WebGPUBackend, KERNELS[as.length]!.sum, {
       inputs: [...as, ...bs],
       outputs: [[M, N]],
       params: [M, N, ...as.map((t) => t.shape[1]!)].map((u32) => ({ u32 })),

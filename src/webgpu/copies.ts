@@ -9,7 +9,8 @@ const BLOCK_CLOSE = '// $ }';
  * Writes out WGSL written once for `count` copies (an attention invocation's rows, the products
  * of a fused dense): each line that holds `$` once per copy, `$` replaced by the copy's number,
  * so `acc$[c] += p$.x * v0;` with 2 copies is `acc0[c] += p0.x * v0;` then `acc1[c] += p1.x * v0;`;
- * and each block between a line `// $ {` and a line `// $ }` whole, once per copy. The copies'
+ * and each block between a line `// $ {` and a line `// $ }` whole, once per copy (a comment line
+ * outside a block is kept once; blocks do not nest, and an unclosed one throws). The copies'
  * variables and bindings are so spelled out as separate names: SwiftShader makes an array
  * indexed at run time slow, a GPU keeps separate variables in registers, and WGSL cannot index
  * bindings.
@@ -26,16 +27,18 @@ export function expandCopies(code: string, count: number): string {
   let block: string[] | null = null;
   for (const line of code.split('\n')) {
     const mark = line.trim();
-    if (mark === BLOCK_OPEN) {
-      block = [];
-    } else if (mark === BLOCK_CLOSE) {
-      out.push(...copies(block ?? []));
-      block = null;
+    if (mark === BLOCK_OPEN || mark === BLOCK_CLOSE) {
+      // a block inside a block, or a close without an open, would silently drop or misplace lines
+      if ((mark === BLOCK_OPEN) !== (block === null)) throw new Error(`expandCopies: '${mark}' where ${block ? 'a block is open' : 'no block is open'}.`);
+      if (block) out.push(...copies(block));
+      block = mark === BLOCK_OPEN ? [] : null;
     } else if (block) {
       block.push(line);
     } else {
-      out.push(...line.includes(COPY_MARK) ? copies([line]) : [line]);
+      // a comment that names the copies (`$`) is said once
+      out.push(...line.includes(COPY_MARK) && !mark.startsWith('//') ? copies([line]) : [line]);
     }
   }
+  if (block) throw new Error(`expandCopies: a block opened with '${BLOCK_OPEN}' is never closed.`);
   return out.join('\n');
 }
