@@ -21,7 +21,8 @@
  * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
  * whose flags it reads), writing `runs/<backend>-backends.{json,md}`. `-- --subgroups` runs any of
  * these on a device with the adapter's subgroups (registerSubgroupBackend), whose kernels' subgroup
- * paths then run, writing `subgroups-<adapter>.…` files.
+ * paths then run, writing `subgroups-<adapter>.…` files; `-- --rows 1|2|4` fixes the tiled
+ * attention passes' rows per invocation (`MIXERS_ATTENTION_ROWS`), writing `rows-<n>-<adapter>.…`.
  *
  * @packageDocumentation
  */
@@ -71,7 +72,11 @@ if (process.argv.includes('--backend')) {
   process.exit(0);
 }
 
-const { gpu, backend } = await startWebGPU('bench', { subgroups: process.argv.includes('--subgroups') });
+const rowsArg = process.argv.indexOf('--rows');
+const { gpu, backend } = await startWebGPU('bench', {
+  subgroups: process.argv.includes('--subgroups'),
+  rows: rowsArg >= 0 ? Number(process.argv[rowsArg + 1]) : undefined,
+});
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
 const fromArg = process.argv.indexOf('--from');
 const fromT = fromArg >= 0 ? Number(process.argv[fromArg + 1]) : 0;

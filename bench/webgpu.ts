@@ -3,16 +3,18 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
+import { ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 
 /**
  * The bench scripts' start: Dawn's WebGPU installed, tfjs's webgpu backend set, and small
  * tensors kept on the GPU. Exits with {@link HOW_TO_GET_AN_ADAPTER} when there is no adapter.
  * `subgroups` (the scripts' `--subgroups`) makes the backend with registerSubgroupBackend, and
  * names the adapter "subgroups: …", so that its reports are files of their own; it exits when
- * the adapter offers none.
+ * the adapter offers none. `rows` (`--rows n`) sets the attention kernels' rows per invocation
+ * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise.
  */
 export async function startWebGPU(
-  who: string, options: InstallWebGPUOptions & { subgroups?: boolean } = {},
+  who: string, options: InstallWebGPUOptions & { subgroups?: boolean; rows?: number } = {},
 ): Promise<{ gpu: InstalledWebGPU; backend: WebGPUBackend }> {
   const installed = await installWebGPU(options);
   if (!installed) {
@@ -28,6 +30,14 @@ export async function startWebGPU(
       process.exit(1);
     }
     gpu = { ...installed, description: `subgroups: ${installed.description}` };
+  }
+  if (options.rows !== undefined) {
+    if (![1, 2, 4].includes(options.rows)) {
+      console.error(`${who}: --rows expects 1, 2 or 4 (rows per invocation of the tiled attention passes), got ${options.rows}.`);
+      process.exit(1);
+    }
+    tf.env().set(ATTENTION_ROWS_FLAG, options.rows);
+    gpu = { ...gpu, description: `rows ${options.rows}: ${gpu.description}` };
   }
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels

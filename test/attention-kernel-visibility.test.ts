@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kernel.js';
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
-import { ATTENTION_ROWS_FLAG, tiledRows } from '../src/attention/kernel-source.js';
+import { ATTENTION_ROWS_FLAG, rowsFillingSubgroups, tiledRows } from '../src/attention/kernel-source.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { EPS32, describeOn, describeOnSubgroups, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform } from './helpers.js';
@@ -129,6 +129,8 @@ type Case = {
   poisoned?: (b: number, j: number) => boolean;
   /** Queries whose q is overwritten with NaN (besides every query that sees no key). */
   poisonedQueries?: (b: number, i: number) => boolean;
+  /** Channels (0 … K − 1) of every output gradient set to 0. */
+  zeroGradientChannels?: (c: number) => boolean;
 };
 
 const SCALE = 0.4;
@@ -146,7 +148,7 @@ async function check(c: Case, seed: number): Promise<void> {
   const { s, vis } = c;
   const qs = seededUniform(seed, s.B * s.Tq * s.H * s.K);
   const clean = { k: seededUniform(seed + 1, s.B * s.Tk * s.Hkv * s.K), v: seededUniform(seed + 2, s.B * s.Tk * s.Hkv * s.K) };
-  const dOs = seededUniform(seed + 3, qs.length);
+  const dOs = seededUniform(seed + 3, qs.length).map((x, e) => (c.zeroGradientChannels?.(e % s.K) ? 0 : x));
   const want = dense64(c.kind, qs, clean.k, clean.v, dOs, s, vis, SCALE, EPSILON);
   const q32 = qs.slice();
   const ks = clean.k.slice();
@@ -221,10 +223,10 @@ const dense = (kind: Kind) => ({
   extra: kind === 'softmax' ? { split: 'never' } : { epsilon: EPSILON },
 });
 
-/** The dense families' cases: each condition alone, then combined. */
-function denseCases(kind: Kind): Case[] {
+/** The dense families' cases: each condition alone, then combined; head dimension K but in the scalar lanes' case. */
+function denseCases(kind: Kind, K = 8): Case[] {
   const { kernel, extra } = dense(kind);
-  const gqa = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K: 8 };
+  const gqa = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K };
   const lengths = [70, 33];
   const padMask = randomMask(11, [2, 1, 70], 0.8);
   return [
@@ -255,7 +257,7 @@ function denseCases(kind: Kind): Case[] {
     },
     {
       name: `${kind} unsorted segments, a [B, Tq, Tk] mask with empty rows, bidirectional`, kind, kernel,
-      s: { B: 2, Tq: 66, Tk: 35, H: 2, Hkv: 2, K: 8 },
+      s: { B: 2, Tq: 66, Tk: 35, H: 2, Hkv: 2, K },
       attrs: { ...extra, causal: false, window: 0 },
       vis: { causal: false, segments: { query: randomIds(3, 2, 66, 3), key: randomIds(4, 2, 35, 3) }, mask: randomMask(5, [2, 66, 35], 0.3) },
     },
@@ -263,7 +265,7 @@ function denseCases(kind: Kind): Case[] {
       // row 0 sorted (gaps, negative ids, segments across the 64-row and 32-key tile edges),
       // row 1 sorted but its last key, row 2 unsorted: only ascending ids may narrow a range
       name: `${kind} many packed segments across tile edges, next to unsorted rows, bidirectional`, kind, kernel,
-      s: { B: 3, Tq: 150, Tk: 140, H: 2, Hkv: 1, K: 8 },
+      s: { B: 3, Tq: 150, Tk: 140, H: 2, Hkv: 1, K },
       attrs: { ...extra, causal: false, window: 0 },
       vis: {
         causal: false,
@@ -314,14 +316,14 @@ async function checkSplit(kind: Kind): Promise<void> {
   }, 300);
 }
 
-/** BlockSparse's kernels under kvLengths, segments and a mask, with its layout. */
-async function checkBlockSparse(): Promise<void> {
+/** BlockSparse's kernels under kvLengths, segments and a mask, with its layout, at head dimension K. */
+async function checkBlockSparse(K = 8): Promise<void> {
   const T = 70;
   const layout = { blockSize: 8, localBlocks: 2, globalBlocks: 1, stride: 3 };
   const lengths = [70, 41];
   await check({
     name: 'blockSparse with kvLengths, unsorted segments and a key mask', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
-    s: { B: 2, Tq: T, Tk: T, H: 2, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
+    s: { B: 2, Tq: T, Tk: T, H: 2, Hkv: 1, K }, attrs: { ...layout, causal: true, window: 0 },
     vis: {
       causal: true, kvLengths: lengths, segments: { query: randomIds(8, 2, T, 2), key: randomIds(8, 2, T, 2) },
       mask: randomMask(9, [2, 1, T], 0.85), layout: blockSparseMask({ T, ...layout }),
@@ -330,7 +332,7 @@ async function checkBlockSparse(): Promise<void> {
   }, 400);
   await check({
     name: 'blockSparse with packed segments', kind: 'softmax', kernel: BLOCK_SPARSE_ATTENTION,
-    s: { B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K: 8 }, attrs: { ...layout, causal: true, window: 0 },
+    s: { B: 1, Tq: T, Tk: T, H: 1, Hkv: 1, K }, attrs: { ...layout, causal: true, window: 0 },
     vis: { causal: true, segments: { query: packed(1, [33, 37]), key: packed(1, [33, 37]) }, layout: blockSparseMask({ T, ...layout }) },
   }, 500);
 }
@@ -379,7 +381,7 @@ describeOn('webgpu', 'attention kernels under visibility, at every forward row c
   it("'auto' takes 4 rows on SwiftShader and, on a GPU, as many as keep a row's registers within 192 floats", () => {
     const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
     const info = backend.adapterInfo;
-    const rows = (pass: 'forward' | 'dq' | 'dkv', Ks: number[]) => Ks.map((K) => tiledRows(tf.backend() as WebGPUBackend, pass, K));
+    const rows = (pass: 'forward' | 'dq' | 'dkv', Ks: number[], RL = 1) => Ks.map((K) => tiledRows(tf.backend() as WebGPUBackend, pass, K, RL));
     try {
       backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
       expect(rows('forward', [8, 64, 256])).toEqual([4, 4, 4]);
@@ -390,9 +392,21 @@ describeOn('webgpu', 'attention kernels under visibility, at every forward row c
       // dQ 3·K: 24, 96, 192, 768; dK/dV 4·K: 32, 64, 128, 256
       expect(rows('dq', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
       expect(rows('dkv', [8, 16, 32, 64])).toEqual([4, 2, 1, 1]);
+      // four lanes per row, each holding a quarter of those K-float registers: forward 8 + 32,
+      // 32 + 32, 128 + 4; dQ 12, 48, 192; dK/dV 16, 64, 256
+      expect(rows('forward', [16, 64, 256], 4)).toEqual([4, 2, 1]);
+      expect(rows('dq', [16, 64, 256], 4)).toEqual([4, 4, 1]);
+      expect(rows('dkv', [16, 64, 256], 4)).toEqual([4, 2, 1]);
     } finally {
       backend.adapterInfo = info;
     }
+  });
+
+  it('with four lanes per row, takes fewer rows where the workgroup would not be whole subgroups', () => {
+    // 4·64 / rows invocations: 64 at 4 rows, a whole number of subgroups of 4 to 64, not of 128
+    expect([4, 16, 32, 64, 128].map((lanes) => rowsFillingSubgroups(4, lanes))).toEqual([4, 4, 4, 4, 2]);
+    // 128 at 2 rows and 256 at 1: whole for every size WebGPU allows
+    expect([rowsFillingSubgroups(2, 128), rowsFillingSubgroups(1, 128)]).toEqual([2, 1]);
   });
 
   it('refuses a row count the forward has no build for', () => {
@@ -403,6 +417,38 @@ describeOn('webgpu', 'attention kernels under visibility, at every forward row c
     tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
     q.dispose();
   });
+});
+
+// With subgroups the tiled passes share each row among four lanes where K / lanes is a multiple of
+// 4 (row-quarters.wgsl): K = 32 gives each lane two channel groups, so a lane's channels
+// interleave with the others'; the scalar lanes' case (K = 6) keeps a row per invocation. Every
+// row count the flag allows, as above (4 fits SwiftShader's subgroups of 4).
+describeOnSubgroups('attention kernels under visibility: the tiled passes, four lanes per row', (pipelines) => {
+  afterAll(() => { tf.env().set(ATTENTION_ROWS_FLAG, 'auto'); });
+  for (const rows of [1, 2, 4]) {
+    it(`with ${rows} row${rows > 1 ? 's' : ''} per four lanes, every family's kernels equal dense masked attention, forward and gradients`, async () => {
+      tf.env().set(ATTENTION_ROWS_FLAG, rows);
+      pipelines.length = 0;
+      try {
+        for (const kind of ['softmax', 'expressive'] as const) {
+          for (const c of denseCases(kind, 32)) await check(c, 700 + rows);
+        }
+        await checkBlockSparse(32);
+        // lane 0 of a row's four holds channel groups 0 and 4 (channels 0–3, 16–19): with the
+        // output gradient 0 there, only the others' channels tell that a query's is live
+        await check({ ...denseCases('softmax', 32)[0]!, name: 'softmax, output gradients zero in one lane\'s channels', zeroGradientChannels: (c) => c % 16 < 4 }, 800 + rows);
+      } finally {
+        tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
+      }
+      const suffix = rows > 1 ? `R${rows}` : '';
+      for (const family of ['FlashAttention', 'ExpressiveAttention', 'BlockSparse']) {
+        for (const pass of ['Forward', 'BackwardDq', 'BackwardDkv']) expect(pipelines).toContain(`${family}${pass}SubgroupsK32${suffix}`);
+      }
+      // the scalar lanes' case, K = 6 (6 channel groups, not a multiple of 4), one invocation per row
+      expect(pipelines.filter((label) => label.endsWith(`K6${suffix}`))).toHaveLength(6);
+      expect(pipelines.filter((label) => label.includes('Subgroups') && label.includes('K6'))).toEqual([]);
+    });
+  }
 });
 
 describeOnSubgroups('attention kernels under visibility: the split-K decode', (pipelines) => {
@@ -427,6 +473,6 @@ describeOn('webgpu', 'attention kernels under visibility', () => {
     });
   }
 
-  it('blockSparseAttention\'s kernels honour kvLengths, segmentIds and mask with the layout', checkBlockSparse);
+  it('blockSparseAttention\'s kernels honour kvLengths, segmentIds and mask with the layout', () => checkBlockSparse());
 });
 

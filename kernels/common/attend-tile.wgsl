@@ -7,8 +7,8 @@
 // row (src/webgpu/copies.ts, expandCopies), so each row's registers are spelled out:
 // SwiftShader makes an array indexed at run time slow. Expects common/row-registers.wgsl,
 // common/dropout.wgsl, the pass's row states (row0 …), the tile store's `tileScores` and
-// `tileValue`, the layout's `keySeen`, the row hooks' `weighTile`, and the host's
-// `const KV, BC, BC4, RQ` (BC ≤ 32: the visible keys of a tile are one u32 of bits).
+// `tileValue`, the layout's `keySeen`, the row hooks' `weighTile` and `channel`, and the host's
+// `const KL, BC, BC4, RQ` (BC ≤ 32: the visible keys of a tile are one u32 of bits).
 
 // Folds keys j0..j0+n−1 of the tile into the invocation's rows i, i + 1, …, i + RQ − 1 of head h
 // (each at most `last`: a row past the tile's end repeats the last and is never written). Each
@@ -36,25 +36,26 @@ fn attendTile(b: u32, h: u32, i: u32, last: u32, j0: u32, n: u32) {
     }
   }
   let correction$ = weighTile(&row$, &w$, n4, seen$);
-  for (var c = 0u; c < KV; c++) {
-    acc$[c] *= correction$;
+  for (var x = 0u; x < KL; x++) {
+    acc$[x] *= correction$;
   }
   for (var r4 = 0u; r4 < n4; r4++) {
     let r = 4u * r4;
     if (all(quadSeen(both, r4))) {
       let p$ = w$[r4] * dropKeep4(b, h, i$, j0 + r);
-      for (var c = 0u; c < KV; c++) {
+      for (var x = 0u; x < KL; x++) {
+        let c = channel(x);
         let v0 = tileValue(r, c);
         let v1 = tileValue(r + 1u, c);
         let v2 = tileValue(r + 2u, c);
         let v3 = tileValue(r + 3u, c);
-        acc$[c] += p$.x * v0 + p$.y * v1 + p$.z * v2 + p$.w * v3;
+        acc$[x] += p$.x * v0 + p$.y * v1 + p$.z * v2 + p$.w * v3;
       }
     } else if (any(quadSeen(some, r4))) {
       let quad$ = quadSeen(seen$, r4);
       let p$ = w$[r4] * dropKeep4(b, h, i$, j0 + r);
       for (var u = 0u; u < 4u; u++) {
-        if (quad$[u]) { for (var c = 0u; c < KV; c++) { acc$[c] += p$[u] * tileValue(r + u, c); } }
+        if (quad$[u]) { for (var x = 0u; x < KL; x++) { acc$[x] += p$[u] * tileValue(r + u, channel(x)); } }
       }
     }
   }

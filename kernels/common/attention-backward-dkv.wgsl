@@ -7,14 +7,15 @@
 // dv = Σ_i p_i·m_i·dO_i and dk = scale·Σ_i dS_i·q_i, m the dropout multiplier
 // (common/dropout.wgsl; 1 without dropout). Summing over the query heads of a group is GQA's
 // summed dK, dV.
-// One workgroup per (tile of key rows, kv head hk, batch b), RQ adjacent key rows per invocation,
-// which share every query and output gradient it reads from workgroup memory, queries by quads
-// (a quad's scores, weights and dS are one vec4); a line holding the row mark is written once per
-// key row (src/webgpu/copies.ts, expandCopies).
+// One workgroup per (tile of key rows, kv head hk, batch b), RQ adjacent key rows per invocation
+// (or per four lanes of a subgroup: common/row-quarters.wgsl), which share every query and output
+// gradient it reads from workgroup memory, queries by quads (a quad's scores, weights and dS are
+// one vec4); a line holding the row mark is written once per key row (src/webgpu/copies.ts,
+// expandCopies).
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/query-tile.wgsl, a layout (see common/attention-forward.wgsl; its tiles and runs here
-// are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and the host's
-// `const KV, BR, BC, BC4, RQ, NT` (NT = BR / RQ invocations per workgroup).
+// common/query-tile.wgsl, an entry point and a layout (see common/attention-forward.wgsl; its
+// tiles and runs here are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and
+// the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (NT = RL·BR / RQ invocations per workgroup).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -29,10 +30,11 @@
 var<workgroup> factorTile: array<vec4<f32>, BC4>; // rowFactor of each query's statistic, by quads
 var<workgroup> deltaTile: array<vec4<f32>, BC4>; // each query's rowsum(dO∘o), by quads
 
-var<private> kj$: array<V, KV>; // key row $
-var<private> vj$: array<V, KV>; // its value
-var<private> dkAcc$: array<V, KV>; // its dk, zero-initialised
-var<private> dvAcc$: array<V, KV>; // its dv
+// the invocation's channels (channel(x) at x) of:
+var<private> kj$: array<V, KL>; // key row $
+var<private> vj$: array<V, KL>; // its value
+var<private> dkAcc$: array<V, KL>; // its dk, zero-initialised
+var<private> dvAcc$: array<V, KL>; // its dv
 
 // The weights times their dropout multipliers (first) and the dS (second) of quad e4 of the tile
 // (rows i … i + 3 of head h) and a key j, from the scores s and dp = dO·v; 0 for a query outside
@@ -76,11 +78,11 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   // non-finite input it sees, out of these keys' gradients
   var live = vec4<bool>(false);
   let zero = vec4<f32>(0.0);
-  for (var c = 0u; c < KV; c++) {
-    let qc = quadChannels(&qQuads, e4, c);
-    let dc = quadChannels(&dOQuads, e4, c);
-    let k$ = lanes4(kj$[c]);
-    let v$ = lanes4(vj$[c]);
+  for (var x = 0u; x < KL; x++) {
+    let qc = quadChannels(&qQuads, e4, channel(x));
+    let dc = quadChannels(&dOQuads, e4, channel(x));
+    let k$ = lanes4(kj$[x]);
+    let v$ = lanes4(vj$[x]);
     sx$ += k$.x * qc[0];
     sy$ += k$.y * qc[1];
     sz$ += k$.z * qc[2];
@@ -92,27 +94,29 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
     live = live | (dc[0] != zero) | (dc[1] != zero) | (dc[2] != zero) | (dc[3] != zero);
   }
   // the scores in the order of a lanesSum dot product, as the forward forms them
-  let take$ = quadSeen(seen$, 0u) & live;
-  let g$ = quadWeights(take$, sx$ + sy$ + sz$ + sw$, px$ + py$ + pz$ + pw$, b, h, i, j$, e4);
+  let liveRows = rowAny(live);
+  let take$ = quadSeen(seen$, 0u) & liveRows;
+  let g$ = quadWeights(take$, rowScores(sx$ + sy$ + sz$ + sw$), rowScores(px$ + py$ + pz$ + pw$), b, h, i, j$, e4);
   // each key row leaves out the queries it does not meet, whose q and dO may be non-finite
-  for (var c = 0u; c < KV; c++) {
-    let qc = quadChannels(&qQuads, e4, c);
-    let dc = quadChannels(&dOQuads, e4, c);
-    dvAcc$[c] += quadRowsSum(dc, g$[0], take$);
-    dkAcc$[c] += quadRowsSum(qc, g$[1], take$);
+  for (var x = 0u; x < KL; x++) {
+    let qc = quadChannels(&qQuads, e4, channel(x));
+    let dc = quadChannels(&dOQuads, e4, channel(x));
+    dvAcc$[x] += quadRowsSum(dc, g$[0], take$);
+    dkAcc$[x] += quadRowsSum(qc, g$[1], take$);
   }
 }
 
-@compute @workgroup_size(NT)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+// The pass for invocation `lid` of workgroup wid, which takes (its channels of) the tile's key row
+// group g: rows rows.x + RQ·g onwards. Called by the entry point.
+fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   let b = wid.z;
   let hk = wid.y;
   loadLayout();
   let rows = tileRows(wid.x, params.Tk);
-  let j = rows.x + RQ * lid;
+  let j = rows.x + RQ * g;
   let last = rows.y - 1u;
   let base$ = ((b * params.Tk + min(j + $u, last)) * params.Hkv + hk) * KV;
-  for (var c = 0u; c < KV; c++) { kj$[c] = k[base$ + c]; vj$[c] = v[base$ + c]; }
+  for (var x = 0u; x < KL; x++) { kj$[x] = k[base$ + channel(x)]; vj$[x] = v[base$ + channel(x)]; }
 
   let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
   let queries = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg);
@@ -146,5 +150,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
   }
   // the q tile already carries the scale
-  if (j + $u < rows.y) { for (var c = 0u; c < KV; c++) { dk[base$ + c] = dkAcc$[c]; dv[base$ + c] = dvAcc$[c]; } }
+  // $ {
+  if (j + $u < rows.y) {
+    for (var x = 0u; x < KL; x++) { dk[base$ + channel(x)] = dkAcc$[x]; dv[base$ + channel(x)] = dvAcc$[x]; }
+  }
+  // $ }
 }

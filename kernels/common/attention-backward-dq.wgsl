@@ -5,12 +5,12 @@
 // weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)), so the loss sees the weight
 // through dP_ij·m_ij, and pairGrads takes that in place of dP.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl,
-// a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and
-// the host's `const KV, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ adjacent
-// query rows per invocation, which share every key and value it reads from workgroup memory,
-// keys by quads (a quad's scores and dS are one vec4); a line holding the row mark is written
-// once per row (src/webgpu/copies.ts, expandCopies).
+// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, an entry point and a
+// layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and the
+// host's `const KV, KL, RL, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ
+// adjacent query rows per invocation (or per four lanes), which share every key and value it reads
+// from workgroup memory, keys by quads (a quad's scores and dS are one vec4); a line holding the
+// row mark is written once per row (src/webgpu/copies.ts, expandCopies).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -21,7 +21,7 @@
 @group(0) @binding(6) var<storage, read_write> dq: array<V>; // [B, Tq, H, K]
 @group(0) @binding(7) var<uniform> params: Params;
 
-var<private> doi$: array<V, KV>; // row $'s output gradient
+var<private> doi$: array<V, KL>; // row $'s output gradient (the invocation's channels)
 var<private> factor$: f32; // rowFactor of its forward statistic
 var<private> delta$: f32; // its rowsum(dO∘o)
 // whether its output gradient is nonzero: a row whose output gradient is 0 adds nothing, and
@@ -55,41 +55,44 @@ fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
     var dy$ = V(0.0);
     var dz$ = V(0.0);
     var dw$ = V(0.0);
-    for (var c = 0u; c < KV; c++) {
+    for (var x = 0u; x < KL; x++) {
+      let c = channel(x);
       let v0 = tileValue(r, c);
       let v1 = tileValue(r + 1u, c);
       let v2 = tileValue(r + 2u, c);
       let v3 = tileValue(r + 3u, c);
-      dx$ += doi$[c] * v0;
-      dy$ += doi$[c] * v1;
-      dz$ += doi$[c] * v2;
-      dw$ += doi$[c] * v3;
+      dx$ += doi$[x] * v0;
+      dy$ += doi$[x] * v1;
+      dz$ += doi$[x] * v2;
+      dw$ += doi$[x] * v3;
     }
     // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
     let keep$ = dropKeep4(t.b, t.h, i$, j0 + r);
-    let dp$ = vec4<f32>(lanesSum(dx$), lanesSum(dy$), lanesSum(dz$), lanesSum(dw$)) * keep$;
+    let dp$ = rowScores(vec4<f32>(lanesSum(dx$), lanesSum(dy$), lanesSum(dz$), lanesSum(dw$))) * keep$;
     // each row leaves out the keys it does not see, which may be non-finite
     let take$ = quadSeen(seen$, r4);
     let ds$ = quadGrads(take$, s[$], dp$, factor$, delta$);
-    for (var c = 0u; c < KV; c++) {
-      let kc = quadChannels(&kQuads, r4, c);
-      acc$[c] += quadRowsSum(kc, ds$, take$);
+    for (var x = 0u; x < KL; x++) {
+      let kc = quadChannels(&kQuads, r4, channel(x));
+      acc$[x] += quadRowsSum(kc, ds$, take$);
     }
   }
 }
 
-@compute @workgroup_size(NT)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+// The pass for invocation `lid` of workgroup wid, which takes (its channels of) the tile's row
+// group g: rows t.rows.x + RQ·g onwards. Called by the entry point.
+fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   let t = queryTile(wid);
-  let i = t.rows.x + RQ * lid;
+  let i = t.rows.x + RQ * g;
   let base$ = queryBase(t, i + $u);
   let stats$ = stats[(t.b * params.H + t.h) * params.Tq + min(i + $u, t.rows.y - 1u)];
   factor$ = rowFactor(stats$.x);
   delta$ = stats$.y;
   loadQuery(&qi$, base$);
-  for (var c = 0u; c < KV; c++) { doi$[c] = dO[base$ + c]; live$ = live$ || any(doi$[c] != V(0.0)); }
+  for (var x = 0u; x < KL; x++) { doi$[x] = dO[base$ + channel(x)]; live$ = live$ || any(doi$[x] != V(0.0)); }
+  live$ = rowAny(vec4<bool>(live$)).x;
   var anyLive = false;
   anyLive = anyLive || live$;
-  sweepKeys(t, wid.x, lid, i < t.rows.y && anyLive);
-  if (i + $u < t.rows.y) { for (var c = 0u; c < KV; c++) { dq[base$ + c] = acc$[c] * params.scale; } }
+  sweepKeys(t, wid.x, lid, i, i < t.rows.y && anyLive);
+  if (i + $u < t.rows.y) { for (var x = 0u; x < KL; x++) { dq[base$ + channel(x)] = acc$[x] * params.scale; } }
 }

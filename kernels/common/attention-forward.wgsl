@@ -1,18 +1,21 @@
 // Attention forward skeleton (FlashAttention-2's tiling), shared by FlashStyleTiledAttention,
 // ExpressiveAttention and BlockSparse: o = Σ_j weight(s_ij)·v_j over the keys query i sees,
 // s = scale·q·kᵀ, never materialising the Tq×Tk scores. One workgroup per (tile of query rows,
-// head h, batch b), RQ adjacent query rows per invocation (common/attend-tile.wgsl).
+// head h, batch b), RQ adjacent query rows per invocation (common/attend-tile.wgsl), or per four
+// lanes of a subgroup where the adapter offers subgroups (common/row-quarters.wgsl).
 // sweepKeys (common/kv-tile.wgsl) streams the key tiles the workgroup's queries may see; the row
 // hooks fold each into the rows' registers and write o and each row's statistic for the
 // backward. They scale each weight by dropKeep (common/dropout.wgsl) as it meets its value, after
 // the normaliser, which sums the undropped weights.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl,
-// common/attend-tile.wgsl, a layout (common/dense-layout.wgsl or block-sparse/layout.wgsl:
-// loadLayout, tileRows, tileRuns, tileRun, keySeen), row hooks (common/online-softmax.wgsl or
-// expressive-attention/forward.wgsl: RowState, initRow, weighTile, finishRow) and the host's
-// `const KV, BR, BC, BC4, RQ, NT` (K / lanes, rows per workgroup, keys per tile, quads per tile,
-// rows per invocation, invocations per workgroup: BR / RQ).
+// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
+// an entry point (common/row-whole.wgsl with common/tiled-main.wgsl, or common/row-quarters.wgsl
+// with common/subgroup-rank.wgsl), a layout (common/dense-layout.wgsl or
+// block-sparse/layout.wgsl: loadLayout, tileRows, tileRuns, tileRun, keySeen), row hooks
+// (common/online-softmax.wgsl or expressive-attention/forward.wgsl: RowState, initRow,
+// weighTile, finishRow) and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (K / lanes,
+// channel groups per invocation KV / RL, invocations per row, rows per workgroup, keys per tile,
+// quads per tile, rows per invocation, invocations per workgroup RL·BR / RQ).
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -28,19 +31,21 @@ fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
   attendTile(t.b, t.h, i, t.rows.y - 1u, j0, n);
 }
 
-// Writes row i's output, its accumulator `sum` times finishRow's factor, and its statistic.
-fn writeRow(t: QueryTile, i: u32, sum: ptr<private, array<V, KV>>, out: vec2<f32>) {
+// Writes the invocation's channels of row i's output, its accumulator `sum` times finishRow's
+// factor, and the row's statistic (its lead invocation).
+fn writeRow(t: QueryTile, i: u32, sum: ptr<private, array<V, KL>>, out: vec2<f32>) {
   let base = queryBase(t, i);
-  for (var c = 0u; c < KV; c++) { o[base + c] = (*sum)[c] * out.x; }
-  stat[(t.b * params.H + t.h) * params.Tq + i] = out.y;
+  for (var x = 0u; x < KL; x++) { o[base + channel(x)] = (*sum)[x] * out.x; }
+  if (rowLead()) { stat[(t.b * params.H + t.h) * params.Tq + i] = out.y; }
 }
 
-@compute @workgroup_size(NT)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+// The pass for invocation `lid` of workgroup wid, which takes (its channels of) the tile's row
+// group g: rows t.rows.x + RQ·g onwards. Called by the entry point.
+fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   let t = queryTile(wid);
-  let i = t.rows.x + RQ * lid;
+  let i = t.rows.x + RQ * g;
   loadQuery(&qi$, queryBase(t, i + $u));
   row$ = initRow();
-  sweepKeys(t, wid.x, lid, i < t.rows.y);
+  sweepKeys(t, wid.x, lid, i, i < t.rows.y);
   if (i + $u < t.rows.y) { writeRow(t, i + $u, &acc$, finishRow(&row$)); }
 }

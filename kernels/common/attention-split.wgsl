@@ -10,9 +10,9 @@
 // The invocations are flat over (h, i, s) within a batch, folded into x and y past 65535
 // workgroups (H·Tq·splits can exceed it), with the batch b in z.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/grid.wgsl, common/row-registers.wgsl, common/cache-tile.wgsl, common/attend-tile.wgsl,
-// a layout, the row hooks (see common/attention-forward.wgsl), common/split-chunk.wgsl and the
-// host's `const KV, BC, BC4`.
+// common/grid.wgsl, common/row-registers.wgsl, common/row-whole.wgsl, common/cache-tile.wgsl,
+// common/attend-tile.wgsl, a layout, the row hooks (see common/attention-forward.wgsl),
+// common/split-chunk.wgsl and the host's `const KV, KL, BC, BC4`.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

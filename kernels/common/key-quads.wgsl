@@ -3,7 +3,8 @@
 // quad is keys 4·r4 … 4·r4 + 3 of the tile; its keys are stored transposed, one vec4 per channel,
 // so that a row forms the scores of a quad as one vec4 (tileScores), with no sum across a
 // vector's lanes per key. Values stay by rows. Expects `k` and `v` bindings, common/attention.wgsl,
-// common/row-registers.wgsl and the host's `const KV, BC, BC4, NT, RQ` (BC = 4·BC4).
+// common/row-registers.wgsl, the row hooks' `channel` and `rowScores`, and the host's
+// `const KV, KL, BC, BC4, NT, RQ` (BC = 4·BC4).
 
 // kQuads[x·BC4 + r4]: channel x of the four keys of quad r4
 var<workgroup> kQuads: QuadTile;
@@ -18,16 +19,17 @@ fn tileValue(r: u32, c: u32) -> V {
 // read here. Each is summed in the order of a lanesSum dot product (per lane of V over the channel
 // groups, then across the lanes), the order in which the backward recomputes it: its weight then
 // matches the forward's statistic. The lanes are spelled out, as the rows are: SwiftShader makes a
-// vector indexed at run time slow.
+// vector indexed at run time slow. Where four lanes share a row, each sums its channel groups so
+// and rowScores adds the four parts (common/row-quarters.wgsl).
 fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
   var sx$ = vec4<f32>(0.0);
   var sy$ = vec4<f32>(0.0);
   var sz$ = vec4<f32>(0.0);
   var sw$ = vec4<f32>(0.0);
-  for (var c = 0u; c < KV; c++) {
-    let at = c * V_LANES * BC4 + r4;
+  for (var x = 0u; x < KL; x++) {
+    let at = channel(x) * V_LANES * BC4 + r4;
     let k0 = kQuads[at];
-    let q$ = lanes4(qi$[c]);
+    let q$ = lanes4(qi$[x]);
     sx$ += q$.x * k0;
     if (V_LANES == 4u) {
       let k1 = kQuads[at + BC4];
@@ -39,7 +41,7 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
     }
   }
   var s: array<vec4<f32>, RQ>;
-  s[$] = sx$ + sy$ + sz$ + sw$;
+  s[$] = rowScores(sx$ + sy$ + sz$ + sw$);
   return s;
 }
 

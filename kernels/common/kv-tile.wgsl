@@ -3,7 +3,7 @@
 // through workgroup memory. Expects `q`, `k`, `v` and `vis` bindings, common/visibility.wgsl,
 // common/row-registers.wgsl, the tile store (common/key-quads.wgsl: loadTile), a layout's
 // `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's `visitTile`, and the host's
-// `const KV, BC, RQ` (query rows per invocation).
+// `const KV, BC`.
 
 // The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), and its
 // rows [first, end). The same for every invocation (no lane index in it), so that the loops
@@ -30,10 +30,9 @@ fn queryBase(t: QueryTile, i: u32) -> u32 {
 // Streams through the tile store every key tile that the queries of tile t (workgroup wx,
 // lane lid) may see: the layout's runs narrowed to keyRange, then to the keys whose segments
 // may meet the queries' (keyRangeIn); tiles whose segment ids cannot meet the queries' are
-// skipped whole. The lane's rows, from i = rows.x + RQ·lid, take each tile, keys j0..j0+n−1,
-// through the pass's visitTile(t, i, j0, n) when `take`. Call it from uniform control flow.
-fn sweepKeys(t: QueryTile, wx: u32, lid: u32, take: bool) {
-  let i = t.rows.x + RQ * lid;
+// skipped whole. The invocation's rows, from i, take each tile, keys j0..j0+n−1, through the
+// pass's visitTile(t, i, j0, n) when `take`. Call it from uniform control flow.
+fn sweepKeys(t: QueryTile, wx: u32, lid: u32, i: u32, take: bool) {
   let qSeg = querySegments(t.b, t.rows.x, t.rows.y - t.rows.x, lid);
   let keys = keyRangeIn(t.b, keyRange(t.b, t.rows.x, t.rows.y), qSeg);
   let runs = tileRuns(wx);

@@ -2,7 +2,7 @@
 // (common/attention-split.wgsl) or a subgroup per chunk (common/attention-split-subgroups.wgsl):
 // the bindings, the fold of a chunk's keys into a query row's registers, and the write of its
 // partial row for the merge pass (common/attention-merge.wgsl). Expects common/attention.wgsl,
-// common/visibility.wgsl, common/row-registers.wgsl, common/cache-tile.wgsl,
+// common/visibility.wgsl, common/row-registers.wgsl, common/row-whole.wgsl, common/cache-tile.wgsl,
 // common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]

@@ -15,17 +15,20 @@ import keyQuads from '../../kernels/common/key-quads.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
+import rowWhole from '../../kernels/common/row-whole.wgsl';
+import tiledMain from '../../kernels/common/tiled-main.wgsl';
+import rowQuarters from '../../kernels/common/row-quarters.wgsl';
+import subgroupRank from '../../kernels/common/subgroup-rank.wgsl';
 import cacheTile from '../../kernels/common/cache-tile.wgsl';
 import splitChunk from '../../kernels/common/split-chunk.wgsl';
 import splitBody from '../../kernels/common/attention-split.wgsl';
 import splitSubgroupsBody from '../../kernels/common/attention-split-subgroups.wgsl';
-import subgroupJob from '../../kernels/common/subgroup-job.wgsl';
 import mergeBody from '../../kernels/common/attention-merge.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import { grid1d, lanesFor, runKernel, type KernelSource, type Param } from '../webgpu/runtime.js';
 import { onSwiftShader } from '../webgpu/internals.js';
-import { SUBGROUP_DIRECTIVES } from '../webgpu/subgroups.js';
+import { SUBGROUP_DIRECTIVES, SUBGROUP_JOB, subgroupLanes } from '../webgpu/subgroups.js';
 import { expandCopies } from '../webgpu/copies.js';
 import type { AttentionSizes } from './validate.js';
 import { dropoutThreshold } from './dropout.js';
@@ -60,16 +63,29 @@ tf.env().registerFlag(ATTENTION_ROWS_FLAG, () => 'auto');
 /** Floats of registers an invocation of a tiled pass may hold for its rows on a GPU. */
 const GPU_ROW_FLOATS = 192;
 
-/** A tiled pass of the attention skeleton: each invocation owns rows of its tile. */
+/** A tiled pass of the attention skeleton: each invocation owns rows of its tile (or a quarter of each: {@link tiledRowLanes}). */
 export type TiledPass = 'forward' | 'dq' | 'dkv';
 
+/** Invocations that share each row of a tiled pass where the device has subgroups. */
+const ROW_QUARTERS = 4;
+
 /**
- * Floats of registers one row holds in a tiled pass: the forward's scale·q, accumulator and a
- * tile's weights; dQ's scale·q, output gradient and dq; dK/dV's key, value, dk and dv.
+ * Floats of registers one row holds in a tiled pass, on each of its `RL` invocations: the
+ * forward's scale·q and accumulator (K / RL floats each) and a tile's weights; dQ's scale·q,
+ * output gradient and dq; dK/dV's key, value, dk and dv.
  */
-function rowFloats(pass: TiledPass, K: number): number {
-  if (pass === 'forward') return 2 * K + rowsPerTile(K);
-  return (pass === 'dq' ? 3 : 4) * K;
+function rowFloats(pass: TiledPass, K: number, RL: number): number {
+  if (pass === 'forward') return 2 * K / RL + rowsPerTile(K);
+  return (pass === 'dq' ? 3 : 4) * K / RL;
+}
+
+/**
+ * Invocations per row of the tiled passes: four lanes of a subgroup
+ * (`kernels/common/row-quarters.wgsl`) where the device has subgroups and each lane can take a
+ * whole number of the row's K / lanes channel groups; else one.
+ */
+export function tiledRowLanes(backend: WebGPUBackend, K: number): 1 | 4 {
+  return subgroupLanes(backend) !== null && (K / lanesFor(K)) % ROW_QUARTERS === 0 ? ROW_QUARTERS : 1;
 }
 
 /**
@@ -79,10 +95,34 @@ function rowFloats(pass: TiledPass, K: number): number {
  * from workgroup memory is what costs, so every pass takes 4 (docs/benchmarks.md). On a GPU, the
  * most (up to 4) whose registers stay within {@link GPU_ROW_FLOATS}, at least 1: a GPU spills
  * registers past its per-invocation limit (255 32-bit registers on NVIDIA's) to memory, and
- * fewer registers let more invocations share its cores; at K = 64 every pass takes 1.
- * {@link ATTENTION_ROWS_FLAG} overrides the choice.
+ * fewer registers let more invocations share its cores; at K = 64 every pass takes 1, or with
+ * `RL` = 4 invocations per row ({@link tiledRowLanes}) the forward and dK/dV 2, dQ 4.
+ * {@link ATTENTION_ROWS_FLAG} overrides the choice. With RL = 4, a pass then takes fewer if its
+ * workgroup would not be a whole number of the adapter's largest subgroups.
  */
-export function tiledRows(backend: WebGPUBackend, pass: TiledPass, K: number): number {
+export function tiledRows(backend: WebGPUBackend, pass: TiledPass, K: number, RL = 1): number {
+  const rows = chosenRows(backend, pass, K, RL);
+  const lanes = subgroupLanes(backend);
+  return RL > 1 && lanes !== null ? rowsFillingSubgroups(rows, lanes) : rows;
+}
+
+/**
+ * At most `rows` rows per four lanes, as many as keep a tiled pass's workgroup (4·BR / rows
+ * invocations) a whole number of subgroups of `lanes`, so that every subgroup is full
+ * (`kernels/common/row-quarters.wgsl`).
+ *
+ * @example
+ * ```ts
+ * rowsFillingSubgroups(4, 128);  // 2: 128 invocations
+ * ```
+ */
+export function rowsFillingSubgroups(rows: number, lanes: number): number {
+  let fitting = rows;
+  while (fitting > 1 && (ROW_QUARTERS * BR / fitting) % lanes !== 0) fitting /= 2;
+  return fitting;
+}
+
+function chosenRows(backend: WebGPUBackend, pass: TiledPass, K: number, RL: number): number {
   const chosen = tf.env().get(ATTENTION_ROWS_FLAG);
   if (chosen !== 'auto') {
     if (chosen === 1 || chosen === 2 || chosen === 4) return chosen;
@@ -90,7 +130,7 @@ export function tiledRows(backend: WebGPUBackend, pass: TiledPass, K: number): n
   }
   if (onSwiftShader(backend)) return 4;
   let rows = 1;
-  while (rows < 4 && 2 * rows * rowFloats(pass, K) <= GPU_ROW_FLOATS) rows *= 2;
+  while (rows < 4 && 2 * rows * rowFloats(pass, K, RL) <= GPU_ROW_FLOATS) rows *= 2;
   return rows;
 }
 
@@ -98,20 +138,22 @@ const sources = new Map<string, KernelSource>();
 
 /**
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
- * arrays are WGSL constants (`KV` = K / lanes, `BR`, `BC`, `BC4` = BC / 4, and `RQ` rows per
- * invocation, `NT` = BR / RQ invocations per workgroup), so each (kernel, K, rows) is its own
- * module, and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files
- * after `common/attention.wgsl`, the entry point last, their per-row lines written out for
- * `rows` rows ({@link expandCopies}); `directives` (`enable subgroups;`) open the module.
+ * arrays are WGSL constants (`KV` = K / lanes, `RL` invocations per row, `KL` = KV / RL channel
+ * groups of a row per invocation, `BR`, `BC`, `BC4` = BC / 4, and `RQ` rows per invocation,
+ * `NT` = RL·BR / RQ invocations per workgroup), so each (kernel, K, rows) is its own module, and
+ * pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files after
+ * `common/attention.wgsl`, the entry point last, their per-row lines written out for `rows` rows
+ * ({@link expandCopies}); `directives` (`enable subgroups;`) open the module.
  */
-export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = ''): KernelSource {
-  const key = `${name}|${K}|${rows}|${directives}`;
+export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = '', RL = 1): KernelSource {
+  const key = `${name}|${K}|${rows}|${directives}|${RL}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);
     const BC = rowsPerTile(K);
-    const sizes = [`KV: u32 = ${K / lanes}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`, `BC4: u32 = ${BC / 4}u`,
-      `RQ: u32 = ${rows}u`, `NT: u32 = ${BR / rows}u`].map((c) => `const ${c};`).join('\n');
+    const KV = K / lanes;
+    const sizes = [`KV: u32 = ${KV}u`, `RL: u32 = ${RL}u`, `KL: u32 = ${KV / RL}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`,
+      `BC4: u32 = ${BC / 4}u`, `RQ: u32 = ${rows}u`, `NT: u32 = ${RL * BR / rows}u`].map((c) => `const ${c};`).join('\n');
     const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
     kernel = { name: rows > 1 ? `${name}K${K}R${rows}` : `${name}K${K}`, code: expandCopies(code, rows) };
     sources.set(key, kernel);
@@ -120,13 +162,13 @@ export function attentionKernel(name: string, parts: string[], K: number, rows =
 }
 
 /**
- * A pass of the attention skeleton: the tiled forward, dQ, dK with dV, and the split-K decode's
- * two passes (partial rows per chunk of keys, by an invocation or, with subgroups, by a subgroup;
- * then their merge).
+ * A pass of the attention skeleton: the tiled forward, dQ, dK with dV (an invocation per group of
+ * rows or, with subgroups, four lanes), and the split-K decode's two passes (partial rows per
+ * chunk of keys, by an invocation or, with subgroups, by a subgroup; then their merge).
  */
-export type SkeletonPass = 'forward' | 'dq' | 'dkv' | 'split' | 'splitSubgroups' | 'merge';
+export type SkeletonPass = TiledPass | 'split' | 'splitSubgroups' | 'merge';
 
-const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
+const SPLIT_PARTS = [grid, rowRegisters, rowWhole, cacheTile, attendTileHelper, splitChunk];
 
 /**
  * The WGSL of one pass after the family's layout and hooks, and the directives it opens with;
@@ -137,7 +179,7 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
   dq: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
-  splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, subgroupJob, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
+  splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
   merge: { visibility: false, parts: [mergeBody] },
 };
 
@@ -148,13 +190,24 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
  * or ExpressiveAttention's `forward.wgsl`) or pair weights (`weights.wgsl`, backward). Every pass
  * that reads keys reads the visibility predicate of `common/visibility.wgsl` and the dropout
  * multiplier of `common/dropout.wgsl`. `rows` is a tiled pass's rows per invocation
- * ({@link tiledRows}); split-K and the merge take one.
+ * ({@link tiledRows}) and `RL` its invocations per row ({@link tiledRowLanes}), which choose its
+ * entry point; split-K and the merge take one of each.
  */
-export function skeletonKernel(name: string, pass: SkeletonPass, layout: string, hooks: string, K: number, rows = 1): KernelSource {
+export function skeletonKernel(
+  name: string, pass: SkeletonPass, layout: string, hooks: string, K: number, rows = 1, RL: 1 | 4 = 1,
+): KernelSource {
   const { visibility, parts, directives } = SKELETON[pass];
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
-  return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
+  if (pass !== 'forward' && pass !== 'dq' && pass !== 'dkv') return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
+  const entry = TILED_ENTRIES[RL];
+  return attentionKernel(name, [...front, hooks, ...parts, ...entry.parts], K, rows, entry.directives, RL);
 }
+
+/** A tiled pass's entry point and row hooks, by invocations per row. */
+const TILED_ENTRIES = {
+  1: { parts: [rowWhole, tiledMain], directives: '' },
+  4: { parts: [subgroupRank, rowQuarters], directives: SUBGROUP_DIRECTIVES },
+};
 
 /** The sizes of q `[B, Tq, H, K]` and k `[B, Tk, Hkv, K]` inside a kernel function. */
 export function sizesOf(q: tf.TensorInfo, k: tf.TensorInfo): AttentionSizes {

@@ -6,7 +6,8 @@ import {
   grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel,
 } from '../webgpu/runtime.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, tiledRows, type AttentionAttrs,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, tiledRowLanes, tiledRows,
+  type AttentionAttrs, type TiledPass,
 } from './kernel-source.js';
 import { SUBGROUP_WG, rowKernels, rowLaunch, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
 import type { AttentionSizes } from './validate.js';
@@ -74,7 +75,7 @@ export const DENSE_LAYOUT: AttentionLayout = {
  * Returns the outputs, then the forward's packed int inputs when it made them.
  */
 function runSkeleton(
-  backend: WebGPUBackend, layout: AttentionLayout, kernelName: string, pass: 'forward' | 'dq' | 'dkv', hooks: string,
+  backend: WebGPUBackend, layout: AttentionLayout, kernelName: string, pass: TiledPass, hooks: string,
   inputs: tf.NamedTensorInfoMap, more: tf.TensorInfo[], outputs: number[][], attrs: AttentionAttrs,
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
@@ -86,8 +87,11 @@ function runSkeleton(
   try {
     const bound = bindVisibility(backend, inputs, q, plan);
     try {
-      const rows = tiledRows(backend, pass, s.K);
-      const out = runKernel(backend, skeletonKernel(kernelName, pass, layout.wgsl, hooks, s.K, rows), {
+      const RL = tiledRowLanes(backend, s.K);
+      const rows = tiledRows(backend, pass, s.K, RL);
+      // with subgroups, e.g. FlashAttentionForwardSubgroups
+      const name = RL > 1 ? `${kernelName}Subgroups` : kernelName;
+      const out = runKernel(backend, skeletonKernel(name, pass, layout.wgsl, hooks, s.K, rows, RL), {
         inputs: [q, k, inputs.v!, ...more, bound.vis],
         outputs,
         params: attentionParams(s, a, bound.planAt),

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import subgroupJob from '../../kernels/common/subgroup-job.wgsl';
+import subgroupRank from '../../kernels/common/subgroup-rank.wgsl';
+import subgroupJobBody from '../../kernels/common/subgroup-job.wgsl';
 import rowPerInvocation from '../../kernels/common/row-per-invocation.wgsl';
 import rowPerSubgroup from '../../kernels/common/row-per-subgroup.wgsl';
 import grid from '../../kernels/common/grid.wgsl';
@@ -15,9 +16,10 @@ const largestSubgroup = new WeakMap<GPUDevice, number>();
 /**
  * Registers tfjs's `webgpu` backend on a device that has the adapter's `subgroups` feature,
  * which tfjs-backend-webgpu 4.22 does not request. The mixers' kernels then take their subgroup
- * paths: the split-K decode a subgroup per chunk of keys, whose lanes merge their partial rows
- * with subgroup shuffles; `ops.layerNorm` and the attention gradient's row sums a subgroup per
- * row. Without the feature, or without this call, they take the paths that need none, with the
+ * paths: the tiled attention forward four lanes per query row, which add their parts of each
+ * score with subgroup shuffles; the split-K decode a subgroup per chunk of keys, whose lanes merge
+ * their partial rows with subgroup shuffles; `ops.layerNorm` and the attention gradient's row
+ * sums a subgroup per row. Without the feature, or without this call, they take the paths that need none, with the
  * same results up to rounding. The paths are meant for GPUs: on SwiftShader, whose subgroups are
  * its SIMD lanes, they measured slower or even. The device is otherwise the one tfjs asks for
  * (its features and limits, `WEBGPU_USE_LOW_POWER_GPU`). Call it after `navigator.gpu` exists
@@ -91,6 +93,9 @@ export function subgroupLanes(backend: WebGPUBackend): number | null {
 /** What opens a module that uses subgroups (`kernels/common/subgroup-job.wgsl` says why the diagnostic is off). */
 export const SUBGROUP_DIRECTIVES = 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);';
 
+/** The WGSL that gives each subgroup of a workgroup its job (`kernels/common/subgroup-job.wgsl`); needs `grid.wgsl`. */
+export const SUBGROUP_JOB = [subgroupRank, subgroupJobBody].join('\n');
+
 /** Invocations per workgroup of a kernel with a subgroup per job: a multiple of every subgroup size. */
 export const SUBGROUP_WG = 128;
 
@@ -112,7 +117,7 @@ export interface RowKernels {
 export function rowKernels(name: string, body: string): RowKernels {
   return {
     plain: laneVariants(name, [grid, body, rowPerInvocation]),
-    subgroups: laneVariants(`${name}Subgroups`, [grid, subgroupJob, body, rowPerSubgroup], SUBGROUP_DIRECTIVES),
+    subgroups: laneVariants(`${name}Subgroups`, [grid, SUBGROUP_JOB, body, rowPerSubgroup], SUBGROUP_DIRECTIVES),
   };
 }
 
