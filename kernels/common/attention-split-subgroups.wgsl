@@ -12,7 +12,7 @@
 fn mergeLanes(lanes: u32) {
   for (var d = lanes / 2u; d > 0u; d /= 2u) {
     let f = mergeRow(&row0, subgroupShuffleXor(packRow(&row0), d));
-    for (var x = 0u; x < KV; x++) { acc0[x] = acc0[x] * f.x + subgroupShuffleXor(acc0[x], d) * f.y; }
+    for (var x = 0u; x < KL; x++) { acc0[x] = acc0[x] * f.x + subgroupShuffleXor(acc0[x], d) * f.y; }
   }
 }
 

@@ -1,7 +1,8 @@
 // Shared by the split-K decode's first pass (common/attention-split*.wgsl): a tile of keys read
 // straight from the cache, for common/attend-tile.wgsl (tileScores, tileValue), where the tiled
 // forward stages its tiles in workgroup memory. Expects `k` and `v` bindings,
-// common/row-registers.wgsl and the host's `const KV, RQ`.
+// common/row-registers.wgsl, the row hooks' `channel` (common/row-whole.wgsl: the decode holds
+// rows whole) and the host's `const KV, KL, RQ`.
 
 var<private> tileAt: u32; // where key j0 of the current tile starts in k and v
 
@@ -18,9 +19,9 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
     let r = 4u * r4 + u;
     if (r < n) {
       var d$ = V(0.0);
-      for (var c = 0u; c < KV; c++) {
-        let kc = k[tileAt + r * params.Hkv * KV + c];
-        d$ += qi$[c] * kc;
+      for (var x = 0u; x < KL; x++) {
+        let kc = k[tileAt + r * params.Hkv * KV + channel(x)];
+        d$ += qi$[x] * kc;
       }
       s[$][u] = lanesSum(d$);
     }

@@ -3,7 +3,7 @@
 // the bindings, the fold of a chunk's keys into a query row's registers, and the write of its
 // partial row for the merge pass (common/attention-merge.wgsl). Expects common/attention.wgsl,
 // common/visibility.wgsl, common/row-registers.wgsl, common/row-whole.wgsl, common/cache-tile.wgsl,
-// common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, BC`.
+// common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, KL, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
@@ -45,6 +45,6 @@ fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
 // Writes acc0 and packRow as chunk c's partial row.
 fn writePartial(c: Chunk) {
   let at = ((c.b * params.H + c.h) * params.Tq + c.i) * params.splits + c.s;
-  for (var x = 0u; x < KV; x++) { partO[at * KV + x] = acc0[x]; }
+  for (var x = 0u; x < KL; x++) { partO[at * KV + channel(x)] = acc0[x]; }
   partRow[at] = packRow(&row0);
 }

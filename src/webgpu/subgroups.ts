@@ -16,11 +16,11 @@ const largestSubgroup = new WeakMap<GPUDevice, number>();
 /**
  * Registers tfjs's `webgpu` backend on a device that has the adapter's `subgroups` feature,
  * which tfjs-backend-webgpu 4.22 does not request. The mixers' kernels then take their subgroup
- * paths: the tiled attention forward four lanes per query row, which add their parts of each
- * score with subgroup shuffles; the split-K decode a subgroup per chunk of keys, whose lanes merge
- * their partial rows with subgroup shuffles; `ops.layerNorm` and the attention gradient's row
- * sums a subgroup per row. Without the feature, or without this call, they take the paths that need none, with the
- * same results up to rounding. The paths are meant for GPUs: on SwiftShader, whose subgroups are
+ * paths: the tiled attention passes (forward, dQ, dK/dV) four lanes per row, which add their
+ * parts of each score with subgroup shuffles; the split-K decode a subgroup per chunk of keys,
+ * whose lanes merge their partial rows with subgroup shuffles; `ops.layerNorm` and the attention
+ * gradient's row sums a subgroup per row. Without the feature, or without this call, they take
+ * the paths that need none, with the same results up to rounding. The paths are meant for GPUs: on SwiftShader, whose subgroups are
  * its SIMD lanes, they measured slower or even. The device is otherwise the one tfjs asks for
  * (its features and limits, `WEBGPU_USE_LOW_POWER_GPU`). Call it after `navigator.gpu` exists
  * (in Node, after `installWebGPU`) and before the webgpu backend is first used; the backend is
