@@ -7,15 +7,18 @@
  * `npm run bench:profile -- <text> …` profiles only the cases whose name contains one of the texts;
  * `--each` also lists every dispatch of the last timed run, in order, with its GPU time;
  * `--scan=levels` or `--scan=walk` runs AverageContext's kernels with that scan, whatever the adapter.
+ * A case that moves a known number of bytes also reports its share of the copy kernel's GB/s in
+ * the same run; an attention case reports TFLOP/s (the bench's flop count), and its share of the
+ * chip's float32 peak with `--peak-tflops P`. `--subgroups` and `--rows n` as in `npm run bench`.
  *
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
-import { ATTENTION, runDecode, type Pass } from './cases.js';
+import { ATTENTION, ATTENTION_PASSES, attentionOps, runDecode, type Pass } from './cases.js';
 import { SCAN_BYTES, SCAN_SHAPE, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
 import { fence, median } from './timing.js';
-import { startWebGPU } from './webgpu.js';
+import { benchFlags, startWebGPU } from './webgpu.js';
 import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 import { backendInternals } from '../src/webgpu/internals.js';
 import { mixerNamed, mixers } from '../src/index.js';
@@ -28,11 +31,24 @@ const BURST_MS = 300;
 const PASS_RUNS = 15;
 
 // Dawn rounds timestamps (to tens of µs) unless told not to
-const { gpu, backend } = await startWebGPU('profile', { dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
+const { gpu, backend } = await startWebGPU('profile', {
+  dawnFlags: ['disable-dawn-features=timestamp_quantization'], ...benchFlags('profile', process.argv),
+});
 console.log(`adapter: ${gpu.description}`);
+const peakArg = process.argv.indexOf('--peak-tflops');
+const peakTflops = peakArg >= 0 ? Number(process.argv[peakArg + 1]) : undefined;
+if (peakTflops !== undefined && !(peakTflops > 0)) {
+  throw new Error(`bench:profile: --peak-tflops expects the chip's float32 peak in TFLOP/s (> 0), got ${process.argv[peakArg + 1]}.`);
+}
 
-/** A profiled case; `bytes`, where given, is the least it must move (the bench's formulas), for GB/s. */
-interface Case { name: string; run: () => tf.TensorContainer; inputs: tf.Tensor[]; bytes?: number }
+const ATTENTION_OPS = new Map(attentionOps().map((o) => [o.name, o]));
+
+/**
+ * A profiled case; `bytes`, where given, is the least it must move (the bench's formulas), for
+ * GB/s; `flops`, where given, what it counts as computed (the attention section's formula);
+ * `roofline`: the copy kernel, whose rate the others' are compared with.
+ */
+interface Case { name: string; run: () => tf.TensorContainer; inputs: tf.Tensor[]; bytes?: number; flops?: number; roofline?: true }
 
 const uniform = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
 
@@ -45,6 +61,10 @@ const uniform = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1
 function registryCase(name: string, pass: Pass, T: number): Case {
   const c = mixerNamed(name, 'bench:profile').benchCase(T, SEED);
   const inputs = [...c.inputs, ...c.constants];
+  // an attention op's flops as the bench counts them, from q [B, T, H, K]
+  const attention = ATTENTION_OPS.get(c.op);
+  const [B, , H, K] = c.inputs[0]!.shape;
+  const flops = attention && ATTENTION_PASSES[pass].forwards * 4 * B! * H! * K! * attention.pairs(T);
   const elements = c.inputs.reduce((n, x) => n + x.size, 0);
   const op = (...xs: tf.Tensor[]) => c.run('webgpu', xs);
   // dOut has the output's shape, known after a first run (made lazily: a case filtered out never runs)
@@ -65,7 +85,7 @@ function registryCase(name: string, pass: Pass, T: number): Case {
       return tf.grads(op)(c.inputs, dOut);
     });
   return {
-    name: `${c.op} ${pass} T=${T}`, run, inputs,
+    name: `${c.op} ${pass} T=${T}`, run, inputs, flops,
     get bytes() {
       return outSize === undefined ? undefined : 4 * (pass === 'forward' ? elements + outSize : 3 * elements + 2 * outSize);
     },
@@ -77,7 +97,8 @@ function decodeCase(Tk: number): Case {
   const q = uniform([B, 1, H, K], SEED) as tf.Tensor4D;
   const k = uniform([B, Tk, Hkv, K], SEED + 1) as tf.Tensor4D;
   const v = uniform([B, Tk, Hkv, K], SEED + 2) as tf.Tensor4D;
-  return { name: `flashAttention decode split Tk=${Tk}`, run: () => runDecode('split', q, k, v), inputs: [q, k, v] };
+  // k and v read once (the bench's decode formula)
+  return { name: `flashAttention decode split Tk=${Tk}`, run: () => runDecode('split', q, k, v), inputs: [q, k, v], bytes: 8 * B * Tk * Hkv * K };
 }
 
 /** The bench's SelectiveSSM case (bench/selective-ssm.ts): the same inputs, the same gradients. */
@@ -89,7 +110,7 @@ function scanCase(pass: Pass, T: number): Case {
 
 function copyCase(elements: number): Case {
   const x = uniform([elements], SEED) as tf.Tensor1D;
-  return { name: `copy ${elements} floats`, run: () => copy(backend, x, 'runKernel'), inputs: [x], bytes: 8 * elements };
+  return { name: `copy ${elements} floats`, run: () => copy(backend, x, 'runKernel'), inputs: [x], bytes: 8 * elements, roofline: true };
 }
 
 const PASSES: Pass[] = ['forward', 'forward+backward'];
@@ -153,7 +174,30 @@ async function onePassMs(run: () => tf.TensorContainer): Promise<number> {
   return whole ? ms : NaN;
 }
 
-const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+/** The largest copy rate of this run so far, per way of timing (tf.time, one pass); 0 before any copy ran. */
+const copyGbps = { gpu: 0, pass: 0 };
+
+/** Three significant figures, or whole numbers from 100 on. */
+const figure = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+
+/**
+ * `, TFLOP/s (% of peak)` of a case that counts flops, else `, GB/s (% of the copy)` of one that
+ * counts bytes, timed at `ms`, as far as they are known.
+ */
+function rates(c: Case, ms: number, copy: number): string {
+  if (Number.isNaN(ms)) return '';
+  if (c.flops) {
+    const tflops = c.flops / (ms * 1e9);
+    return `, ${figure(tflops)} TFLOP/s${peakTflops ? ` (${figure((100 * tflops) / peakTflops)}% of ${peakTflops})` : ''}`;
+  }
+  if (!c.bytes) return '';
+  const rate = c.bytes / (ms * 1e6);
+  return `, ${figure(rate)} GB/s${copy > 0 && !c.roofline ? ` (${figure((100 * rate) / copy)}% of the copy)` : ''}`;
+}
+
+// positional arguments are case filters; a flag's value is not one
+const FLAG_VALUES = new Set(['--peak-tflops', '--rows']);
+const filters = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !FLAG_VALUES.has(all[i - 1] ?? ''));
 const each = process.argv.includes('--each');
 const scan = process.argv.find((a) => a.startsWith('--scan='));
 if (scan) tf.env().set(SCAN_FLAG, scan.slice('--scan='.length));
@@ -192,13 +236,16 @@ for (const make of CASES) {
     const passes: number[] = [];
     for (let i = 0; i < PASS_RUNS; i++) passes.push(await onePassMs(c.run));
     const passMs = median(passes);
-    const passRate = c.bytes && !Number.isNaN(passMs) ? `, ${(c.bytes / (passMs * 1e6)).toFixed(0)} GB/s` : '';
     const bestMs = Math.min(...passes);
     const top = [...perKernel].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([n, ms]) => `${n} ${ms.toFixed(3)}`).join(', ');
     const gpuMs = median(gpus);
-    const rate = c.bytes ? `, ${(c.bytes / (gpuMs * 1e6)).toFixed(0)} GB/s on the GPU` : '';
+    if (c.roofline && c.bytes) {
+      copyGbps.gpu = Math.max(copyGbps.gpu, c.bytes / (gpuMs * 1e6));
+      copyGbps.pass = Math.max(copyGbps.pass, c.bytes / (passMs * 1e6));
+    }
     console.log(`${c.name}: wall ${median(walls).toFixed(3)} ms (min ${Math.min(...walls).toFixed(3)}), ` +
-      `GPU ${gpuMs.toFixed(3)} ms in ${dispatches} dispatches${rate}; in one pass ${passMs.toFixed(3)} ms${passRate} (min ${bestMs.toFixed(3)}) [${top}]`);
+      `GPU ${gpuMs.toFixed(3)} ms in ${dispatches} dispatches${rates(c, gpuMs, copyGbps.gpu)} on the GPU; ` +
+      `in one pass ${passMs.toFixed(3)} ms${rates(c, passMs, copyGbps.pass)} (min ${bestMs.toFixed(3)}) [${top}]`);
   } finally {
     tf.dispose(c.inputs);
   }

@@ -246,7 +246,7 @@ function decodeTable(cases: DecodeResult[]): string {
 }
 
 /** The attention section as markdown: formulas, the compute roofline, decode and one table per op. */
-function attentionMarkdown(a: AttentionReport, tolerance: number): string[] {
+export function attentionMarkdown(a: AttentionReport, tolerance: number): string[] {
   const m = a.matMul;
   const l = a.limits;
   return [

@@ -17,7 +17,9 @@
  * forward+backward at T = 256–16384; `-- --mixers [--cases a,b]` runs it alone (for the named
  * mixers) and writes `<adapter>.mixers[.a+b].{json,md}`. The blocks section (bench/blocks.ts):
  * `ops.dense` and `ops.layerNorm` against tfjs's own ops; `-- --blocks` runs it alone and writes
- * `<adapter>.blocks.{json,md}`.
+ * `<adapter>.blocks.{json,md}`. `-- --attention` runs the attention section alone (with the copy
+ * kernel its decode table compares with; `-- --minutes N` is then its deadline, default 9
+ * minutes) and writes `<adapter>.attention.{json,md}`.
  * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
  * whose flags it reads), writing `runs/<backend>-backends.{json,md}`. `-- --subgroups` runs any of
  * these on a device with the adapter's subgroups (registerSubgroupBackend), whose kernels' subgroup
@@ -37,11 +39,12 @@ import { MIXER_LENGTHS, measureMixers, mixersFromArgs, mixersMarkdown, type Mixe
 import { GENERATION_MINUTES, generationMarkdown, measureGeneration, type GenerationReport } from './generation.js';
 import { ATTENTION_LENGTHS, BATCH, DECODE_CACHES, LENGTHS, PASSES, WIDTH, benchCases, runCase, type BenchCase } from './cases.js';
 import { RUNTIME_PATHS, copy, type RuntimePath } from './copy.js';
-import { gbps, slug, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report } from './report.js';
+import { attentionMarkdown, gbps, slug, toMarkdown, writeReport, type CaseResult, type Measured, type Overhead, type PathResult, type Report } from './report.js';
 import { agreement, type Validation } from './validation.js';
 import { fence, median, timeInterleaved, type Budget } from './timing.js';
 import { writePlots } from './plot.js';
-import { startWebGPU } from './webgpu.js';
+import { benchFlags, startWebGPU } from './webgpu.js';
+import { LIMITS } from './limits.js';
 import { blocksMarkdown, measureBlocks, type BlockRow } from './blocks.js';
 
 const TOLERANCE = 1e-4;
@@ -72,11 +75,7 @@ if (process.argv.includes('--backend')) {
   process.exit(0);
 }
 
-const rowsArg = process.argv.indexOf('--rows');
-const { gpu, backend } = await startWebGPU('bench', {
-  subgroups: process.argv.includes('--subgroups'),
-  rows: rowsArg >= 0 ? Number(process.argv[rowsArg + 1]) : undefined,
-});
+const { gpu, backend } = await startWebGPU('bench', benchFlags('bench', process.argv));
 log(`adapter: ${gpu.description}${quick ? ' (--quick)' : ''}`);
 const fromArg = process.argv.indexOf('--from');
 const fromT = fromArg >= 0 ? Number(process.argv[fromArg + 1]) : 0;
@@ -128,6 +127,21 @@ if (process.argv.includes('--mixers')) {
 if (process.argv.includes('--blocks')) {
   const blocks = await measureBlocks(backend, quick, SEED, TOLERANCE, log);
   await finishSection('blocks', 'Blocks', blocksMarkdown(blocks), blocks, blocks.filter((r) => !r.validation.ok).length);
+}
+
+if (process.argv.includes('--attention')) {
+  // `--minutes N`: the section's deadline instead of the whole bench's (reported in its limits)
+  if (minutesArg >= 0) LIMITS.benchMinutes = maskedMinutes;
+  const elements = BATCH * Math.max(...(quick ? LENGTHS.quick : LENGTHS.full)) * WIDTH;
+  const { runKernel: copyRate } = await measureCopies(['runKernel'], elements);
+  const attention = await measureAttention(backend, {
+    lengths: quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full,
+    caches: quick ? DECODE_CACHES.quick : DECODE_CACHES.full,
+  }, SEED, TOLERANCE, copyRate.gbps, started, log);
+  const copyLine = `Copy kernel (the decode table's % copy): ${elements} floats in ${copyRate.medianMs.toFixed(2)} ms, ` +
+    `${copyRate.gbps.toFixed(2)} GB/s, ${copyRate.iterations} iterations.`;
+  await finishSection('attention', 'Attention', `${copyLine}\n\n${attentionMarkdown(attention, TOLERANCE).join('\n')}`, attention,
+    [...attention.decode.cases, ...attention.ops.flatMap((o) => o.cases)].filter((c) => c.validation && !c.validation.ok).length);
 }
 
 if (generationOnly) {

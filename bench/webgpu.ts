@@ -5,6 +5,18 @@ import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type I
 import { registerSubgroupBackend } from '../src/index.js';
 import { ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 
+/** The scripts' `--subgroups` and `--rows n`, for {@link startWebGPU}. */
+export function benchFlags(who: string, argv: readonly string[]): { subgroups: boolean; rows?: number } {
+  const at = argv.indexOf('--rows');
+  if (at < 0) return { subgroups: argv.includes('--subgroups') };
+  const rows = Number(argv[at + 1]);
+  if (![1, 2, 4].includes(rows)) {
+    console.error(`${who}: --rows expects 1, 2 or 4 (rows per invocation of the tiled attention passes), got ${argv[at + 1]}.`);
+    process.exit(1);
+  }
+  return { subgroups: argv.includes('--subgroups'), rows };
+}
+
 /**
  * The bench scripts' start: Dawn's WebGPU installed, tfjs's webgpu backend set, and small
  * tensors kept on the GPU. Exits with {@link HOW_TO_GET_AN_ADAPTER} when there is no adapter.
@@ -32,10 +44,6 @@ export async function startWebGPU(
     gpu = { ...installed, description: `subgroups: ${installed.description}` };
   }
   if (options.rows !== undefined) {
-    if (![1, 2, 4].includes(options.rows)) {
-      console.error(`${who}: --rows expects 1, 2 or 4 (rows per invocation of the tiled attention passes), got ${options.rows}.`);
-      process.exit(1);
-    }
     tf.env().set(ATTENTION_ROWS_FLAG, options.rows);
     gpu = { ...gpu, description: `rows ${options.rows}: ${gpu.description}` };
   }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue 17 in one run, on a Linux machine with a GPU driver but without
+# Node or a network: `bash scripts/gpu-bench.sh KIT OUT`, KIT the archive scripts/gpu-kit.sh
+# wrote. It unpacks the kit, checks that Dawn finds a hardware adapter (it stops rather than time
+# SwiftShader), then runs the steps below, most wanted first, each under its own time limit and
+# all under DEADLINE seconds (default 480), so that a lease of a few minutes returns every step
+# that fitted. OUT receives two files, rewritten after every step: log.txt (each step's output)
+# and results.tar.gz (the bench's reports, the profiles, the GPU's clocks sampled every 500 ms).
+#
+# The chip's float32 peak, for the profile's "% of peak", is SMs × float32 lanes per SM × 2 ×
+# the maximum SM clock (nvidia-smi, and torch for the SM count and compute capability), or
+# PEAK_TFLOPS when set. ALLOW_SOFTWARE=1 lets the run go on against SwiftShader (a rehearsal of
+# the script on a machine without a GPU).
+set -u
+kit=${1:?usage: bash scripts/gpu-bench.sh KIT OUT}
+out=${2:?usage: bash scripts/gpu-bench.sh KIT OUT}
+deadline=$((SECONDS + ${DEADLINE:-480}))
+work=$(mktemp -d)
+results="$work/results"
+mkdir -p "$results" "$out"
+log="$out/log.txt"
+: >"$log"
+say() { echo "[gpu-bench $(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
+pack() { tar -C "$work" -czf "$out/results.tar.gz" results; }
+
+xz -dc "$kit" | tar -C "$work" -xf - || { say "cannot unpack $kit"; exit 1; }
+export PATH="$work:$PATH"
+
+# the Vulkan loader, where the machine has none
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+  for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$work/root"; done
+  export LD_LIBRARY_PATH="$work/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "Vulkan loader from the kit: $(ls "$work/root/usr/lib/x86_64-linux-gnu" | grep -c so) libraries"
+fi
+# NVIDIA's driver manifest where the loader does not look by itself
+if [ -z "${VK_DRIVER_FILES:-}" ] && ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/icd.d/nvidia_icd.json; do
+    [ -f "$icd" ] && export VK_DRIVER_FILES="$icd" && break
+  done
+fi
+say "node $(node --version); VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+
+peak=${PEAK_TFLOPS:-}
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory --format=csv | tee -a "$log" >"$results/gpu.csv"
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv -lms 500 >"$results/clocks.csv" 2>/dev/null &
+  clocks=$!
+  trap 'kill "$clocks" 2>/dev/null' EXIT
+  if [ -z "$peak" ]; then
+    mhz=$(nvidia-smi --query-gpu=clocks.max.sm --format=csv,noheader,nounits | head -1)
+    # float32 lanes per SM: 64 on compute capability 6.0, 7.x and 8.0, 128 otherwise (Pascal to Blackwell)
+    peak=$(timeout 60 python3 -c "
+import torch
+p = torch.cuda.get_device_properties(0)
+lanes = 64 if (p.major, p.minor) in [(6, 0), (7, 0), (7, 2), (7, 5), (8, 0)] else 128
+print(f'{p.multi_processor_count * lanes * 2 * $mhz / 1e6:.1f}')
+print(f'{p.name}: {p.multi_processor_count} SMs, compute capability {p.major}.{p.minor}, {lanes} float32 lanes per SM, {$mhz} MHz', file=__import__('sys').stderr)
+" 2>>"$log")
+  fi
+fi
+say "float32 peak for the profile: ${peak:-unknown} TFLOP/s"
+peakFlag=()
+[ -n "$peak" ] && peakFlag=(--peak-tflops "$peak")
+
+# step NAME SECONDS COMMAND…: runs within its limit and the deadline, output to the log and
+# to results/NAME.txt; a step that cannot have 20 s is skipped
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((deadline - SECONDS - 10))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -lt 20 ]; then
+    say "skip $name: $((deadline - SECONDS)) s left"
+    return 0
+  fi
+  say "step $name (at most $limit s): $*"
+  # a process busy in the GPU driver may outlive its TERM: KILL it 5 s later
+  timeout -k 5 "$limit" "$@" >"$results/$name.txt" 2>&1
+  local rc=$?
+  cat "$results/$name.txt" >>"$log"
+  say "end $name: exit $rc"
+  pack
+  return "$rc"
+}
+cd "$work/bench"
+bench=(node bench.mjs --results "$results")
+profile=(node profile.mjs "${peakFlag[@]}")
+
+step adapter 60 "${profile[@]}" 'copy 4194304' || { say 'no adapter: stopping'; pack; exit 1; }
+if grep -q '^adapter: SwiftShader' "$results/adapter.txt" && [ -z "${ALLOW_SOFTWARE:-}" ]; then
+  say 'the adapter is SwiftShader, not the GPU: stopping (ALLOW_SOFTWARE=1 goes on)'
+  exit 1
+fi
+# GPU time per kernel, every registered mixer at T = 4096 and the longer cases; % of peak and of the copy
+step profile 150 "${profile[@]}"
+# wall times against the references, validated, with tf.matMul and the decode table
+step attention 150 "${bench[@]}" --attention --minutes 2
+# the tiled passes' rows per invocation and the four lanes per row
+for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows" 'copy' 'flashAttention forward' 'flashAttention forward+backward'; done
+step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'
+# decode tokens/s, its own deadline a minute inside the step's
+step generation 120 "${bench[@]}" --generation --minutes 1
+step blocks 60 "${bench[@]}" --blocks
+pack
+say "done in $SECONDS s"
