@@ -23,7 +23,9 @@ log="$out/log.txt"
 say() { echo "[gpu-bench $(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 pack() { tar -C "$work" -czf "$out/results.tar.gz" results; }
 
-xz -dc "$kit" | tar -C "$work" -xf - || { say "cannot unpack $kit"; exit 1; }
+# xz, or Python's lzma where a slim image lacks xz
+unxz() { if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi; }
+unxz "$kit" | tar -C "$work" -xf - || { say "cannot unpack $kit"; exit 1; }
 export PATH="$work:$PATH"
 
 # the Vulkan loader, where the machine has none
@@ -32,11 +34,13 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
   export LD_LIBRARY_PATH="$work/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   say "Vulkan loader from the kit: $(ls "$work/root/usr/lib/x86_64-linux-gnu" | grep -c so) libraries"
 fi
-# NVIDIA's driver manifest where the loader does not look by itself
-if [ -z "${VK_DRIVER_FILES:-}" ] && ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
-  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/icd.d/nvidia_icd.json; do
-    [ -f "$icd" ] && export VK_DRIVER_FILES="$icd" && break
-  done
+# NVIDIA's driver (a container's mount of it) where the loader does not look by itself
+nvidia=/usr/local/nvidia
+[ -d "$nvidia/lib64" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$nvidia/lib64"
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia/share/vulkan/icd.d/nvidia_icd.json" ] &&
+  ! ls /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json >/dev/null 2>&1; then
+  export VK_DRIVER_FILES="$nvidia/share/vulkan/icd.d/nvidia_icd.json"
+  [ -f "$nvidia/share/glvnd/egl_vendor.d/10_nvidia.json" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$nvidia/share/glvnd/egl_vendor.d/10_nvidia.json"
 fi
 say "node $(node --version); VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
 
@@ -86,7 +90,13 @@ cd "$work/bench"
 bench=(node bench.mjs --results "$results")
 profile=(node profile.mjs "${peakFlag[@]}")
 
-step adapter 60 "${profile[@]}" 'copy 4194304' || { say 'no adapter: stopping'; pack; exit 1; }
+if ! step adapter 60 "${profile[@]}" 'copy 4194304'; then
+  # what the Vulkan loader tried, for the next attempt
+  VK_LOADER_DEBUG=error,warn,driver timeout -k 5 30 node profile.mjs 'copy 4194304' 2>&1 | head -80 >>"$log"
+  say 'no adapter: stopping'
+  pack
+  exit 1
+fi
 if grep -q '^adapter: SwiftShader' "$results/adapter.txt" && [ -z "${ALLOW_SOFTWARE:-}" ]; then
   say 'the adapter is SwiftShader, not the GPU: stopping (ALLOW_SOFTWARE=1 goes on)'
   exit 1
