@@ -5,6 +5,8 @@
  *
  * @example
  * ```ts
+ * // in a browser; in Node, call installWebGPU() from 'tfjs-mixers/node' before importing
+ * // tfjs-backend-webgpu, or run the same ops on tf.setBackend('cpu')
  * import * as tf from '@tensorflow/tfjs';
  * import '@tensorflow/tfjs-backend-webgpu';
  * import { layers, ops } from 'tfjs-mixers';

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as library from '../src/index.js';
-import { layers, mixers, ops, type MixerDescriptor } from '../src/index.js';
+import { layers, mixerNamed, mixers, ops, type MixerDescriptor } from '../src/index.js';
 import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, values } from './helpers.js';
 import { itIsCausal, itLeaksNothing, itRoundTrips } from './layer-properties.js';
 
@@ -38,6 +38,14 @@ describe('the mixer registry', () => {
     const notMixers = { layers: ['multiHeadAttention'], ops: ['rotary', 'dense', 'layerNorm'] };
     expect(Object.keys(layers).filter((n) => !notMixers.layers.includes(n)).sort()).toEqual(mixers.map((m) => m.name).sort());
     expect(Object.keys(ops).filter((n) => !notMixers.ops.includes(n)).sort()).toEqual(mixers.flatMap((m) => m.ops).sort());
+  });
+
+  it('finds a mixer by name, and names the caller and every mixer when there is none', () => {
+    for (const m of mixers) expect(mixerNamed(m.name)).toBe(m);
+    const all = 'causalGeneration, averageContext, expressiveAttention, blockSparse, selectiveSSM, aaren, ' +
+      'gatedLinearAttention, flashStyleTiledAttention';
+    expect(() => mixerNamed('flash')).toThrow(`mixerNamed: 'flash' is not a mixer; expected one of ${all}.`);
+    expect(() => mixerNamed('flash', 'bench --cases')).toThrow(`bench --cases: 'flash' is not a mixer; expected one of ${all}.`);
   });
 });
 

@@ -26,8 +26,20 @@ export const mixers: readonly MixerDescriptor[] = [
   FLASH_STYLE_TILED_ATTENTION,
 ];
 
-/** The descriptor called `name`; throws, listing the names, if none is. */
-export function mixerNamed(name: string, who: string): MixerDescriptor {
+/**
+ * The descriptor called `name`; throws, listing the names, if none is. `who` names the caller in
+ * that error (a flag or function of the caller's), `mixerNamed` by default.
+ *
+ * @example
+ * ```ts
+ * import { mixerNamed } from 'tfjs-mixers';
+ *
+ * const m = mixerNamed('gatedLinearAttention');
+ * console.log(m.guide);          // 'gated-linear-attention'
+ * mixerNamed('flash');           // throws: mixerNamed: 'flash' is not a mixer; expected one of causalGeneration, …
+ * ```
+ */
+export function mixerNamed(name: string, who = 'mixerNamed'): MixerDescriptor {
   const m = mixers.find((d) => d.name === name);
   if (!m) throw new Error(`${who}: '${name}' is not a mixer; expected one of ${mixers.map((d) => d.name).join(', ')}.`);
   return m;

@@ -73,8 +73,8 @@ const OPTIONS = optionNames<BlockSparseAttentionOptions>({
  *
  * @example
  * ```ts
- * const q = tf.randomNormal([1, 1024, 4, 64]);
- * const kv = tf.randomNormal([1, 1024, 2, 64]);
+ * const q = tf.randomNormal([1, 1024, 4, 64]) as tf.Tensor4D;
+ * const kv = tf.randomNormal([1, 1024, 2, 64]) as tf.Tensor4D;
  * // 64-token blocks: a 3-block window, the first block global, every 4th block back
  * const o = ops.blockSparseAttention(q, kv, kv, { blockSize: 64, localBlocks: 3, globalBlocks: 1, stride: 4 });
  * // the same layout, over a row right-padded after its 900th token

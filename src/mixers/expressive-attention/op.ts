@@ -77,8 +77,8 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
  *
  * @example
  * ```ts
- * const q = tf.randomNormal([1, 128, 4, 64]);
- * const kv = tf.randomNormal([1, 128, 2, 64]);
+ * const q = tf.randomNormal([1, 128, 4, 64]) as tf.Tensor4D;
+ * const kv = tf.randomNormal([1, 128, 2, 64]) as tf.Tensor4D;
  * const o = ops.expressiveAttention(q, kv, kv, { causal: true, epsilon: 1e-6 }); // [1, 128, 4, 64]
  * // two packed sequences of 50 and 78 tokens in one row, each attending only within itself
  * const ids = tf.concat([tf.zeros([1, 50], 'int32'), tf.ones([1, 78], 'int32')], 1) as tf.Tensor2D;

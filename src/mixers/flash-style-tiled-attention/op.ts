@@ -57,12 +57,13 @@ const OPTIONS = [
  *
  * @example
  * ```ts
- * const q = tf.randomNormal([1, 128, 4, 64]);
- * const kv = tf.randomNormal([1, 128, 2, 64]);
+ * const q = tf.randomNormal([1, 128, 4, 64]) as tf.Tensor4D;
+ * const kv = tf.randomNormal([1, 128, 2, 64]) as tf.Tensor4D;
  * const o = ops.flashAttention(q, kv, kv, { causal: true });   // [1, 128, 4, 64]
  * // two right-padded rows of 100 and 128 keys, each query seeing its 32 most recent keys
- * const o2 = ops.flashAttention(tf.randomNormal([2, 128, 4, 64]), tf.randomNormal([2, 128, 2, 64]),
- *   tf.randomNormal([2, 128, 2, 64]), { kvLengths: [100, 128], window: 32 });
+ * const q2 = tf.randomNormal([2, 128, 4, 64]) as tf.Tensor4D;
+ * const kv2 = tf.randomNormal([2, 128, 2, 64]) as tf.Tensor4D;
+ * const o2 = ops.flashAttention(q2, kv2, kv2, { kvLengths: [100, 128], window: 32 });
  * // training: drop a tenth of the weights, a fresh seed per step
  * const dropped = ops.flashAttention(q, kv, kv, { dropout: 0.1, seed: 42 });
  * ```
