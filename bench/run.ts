@@ -129,16 +129,20 @@ if (process.argv.includes('--blocks')) {
   await finishSection('blocks', 'Blocks', blocksMarkdown(blocks), blocks, blocks.filter((r) => !r.validation.ok).length);
 }
 
+const lengths = quick ? LENGTHS.quick : LENGTHS.full;
+// the copy kernel's size: the mixers' largest input
+const largest = BATCH * Math.max(...lengths) * WIDTH;
+const attentionSizes = {
+  lengths: quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full,
+  caches: quick ? DECODE_CACHES.quick : DECODE_CACHES.full,
+};
+
 if (process.argv.includes('--attention')) {
   // `--minutes N`: the section's deadline instead of the whole bench's (reported in its limits)
   if (minutesArg >= 0) LIMITS.benchMinutes = maskedMinutes;
-  const elements = BATCH * Math.max(...(quick ? LENGTHS.quick : LENGTHS.full)) * WIDTH;
-  const { runKernel: copyRate } = await measureCopies(['runKernel'], elements);
-  const attention = await measureAttention(backend, {
-    lengths: quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full,
-    caches: quick ? DECODE_CACHES.quick : DECODE_CACHES.full,
-  }, SEED, TOLERANCE, copyRate.gbps, started, log);
-  const copyLine = `Copy kernel (the decode table's % copy): ${elements} floats in ${copyRate.medianMs.toFixed(2)} ms, ` +
+  const { runKernel: copyRate } = await measureCopies(['runKernel'], largest);
+  const attention = await measureAttention(backend, attentionSizes, SEED, TOLERANCE, copyRate.gbps, started, log);
+  const copyLine = `Copy kernel (the decode table's % copy): ${largest} floats in ${copyRate.medianMs.toFixed(2)} ms, ` +
     `${copyRate.gbps.toFixed(2)} GB/s, ${copyRate.iterations} iterations.`;
   await finishSection('attention', 'Attention', `${copyLine}\n\n${attentionMarkdown(attention, TOLERANCE).join('\n')}`, attention,
     [...attention.decode.cases, ...attention.ops.flatMap((o) => o.cases)].filter((c) => c.validation && !c.validation.ok).length);
@@ -245,9 +249,6 @@ async function dispatchOverhead(): Promise<Record<RuntimePath, Overhead>> {
   return { runKernel: summary('runKernel'), runWebGPUProgram: summary('runWebGPUProgram') };
 }
 
-const lengths = quick ? LENGTHS.quick : LENGTHS.full;
-const largest = BATCH * Math.max(...lengths) * WIDTH;
-
 const { runKernel: roofline } = await measureCopies(['runKernel'], largest);
 log(`roofline: copy of ${largest} floats ${roofline.medianMs.toFixed(2)} ms, ${roofline.gbps.toFixed(2)} GB/s`);
 
@@ -263,10 +264,7 @@ for (const path of RUNTIME_PATHS) {
 const cases: CaseResult[] = [];
 for (const c of benchCases(lengths)) cases.push(await measureCase(c, roofline.gbps));
 
-const attention = await measureAttention(backend, {
-  lengths: quick ? ATTENTION_LENGTHS.quick : ATTENTION_LENGTHS.full,
-  caches: quick ? DECODE_CACHES.quick : DECODE_CACHES.full,
-}, SEED, TOLERANCE, roofline.gbps, started, log);
+const attention = await measureAttention(backend, attentionSizes, SEED, TOLERANCE, roofline.gbps, started, log);
 
 const maskedAttention = await measureMaskedAttention(backend, maskedLengths, SEED, TOLERANCE, log, maskedMinutes);
 
