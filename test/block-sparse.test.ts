@@ -8,9 +8,9 @@ import {
   blockActive, blockSparseCsr, drawBlockSparseLayout, tilePlans, tokenVisible, visibleKeys, type BlockSparseLayout, type TilePlan,
 } from '../src/mixers/block-sparse/layout.js';
 import { flashAttention } from '../src/mixers/flash-style-tiled-attention/op.js';
-import { itRoundTrips, itTrains } from './layer-properties.js';
+import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, itAttentionOpLeaksNothing, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
 const ROWS = 64;
@@ -254,21 +254,8 @@ describeOn('webgpu', 'blockSparseAttention', () => {
     }), { numRuns: 3 });
   });
 
-  it('forward and gradients leak no tensors', async () => {
-    const q = tf.randomNormal([1, 9, 2, 8]) as tf.Tensor4D;
-    const kv = tf.randomNormal([1, 9, 1, 8]) as tf.Tensor4D;
-    const layout = { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 2 };
-    await expectNoLeaks(async () => {
-      for (const implementation of ['webgpu', 'reference'] as const) {
-        const f = (a: tf.Tensor, b: tf.Tensor) => blockSparseAttention(a as tf.Tensor4D, b as tf.Tensor4D, b as tf.Tensor4D, { ...layout, implementation });
-        const o = f(q, kv);
-        const g = tf.grads(f)([q, kv]);
-        await o.data();
-        tf.dispose([o, g]);
-      }
-    });
-    tf.dispose([q, kv]);
-  });
+  itAttentionOpLeaksNothing((q, k, v, options) =>
+    blockSparseAttention(q, k, v, { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 2, ...options }));
 });
 
 describe('blockSparseAttention input checks', () => {
@@ -331,23 +318,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }), { numRuns: 5 });
     });
 
-    it('ops, gradients, layer calls and decoding leak no tensors', async () => {
-      const layer = blockSparse({ numHeads: 2, numKvHeads: 1, layout: SMALL_LAYOUT });
-      const x = tf.randomNormal([2, 5, 8]) as tf.Tensor3D;
-      layer.apply(x); // builds the weights outside the measured region
-      await expectNoLeaks(async () => {
-        const y = layer.apply(x) as tf.Tensor;
-        const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
-        const s0 = layer.initState(2);
-        const [y1, s1] = layer.step(x0, s0);
-        const [y2, s2] = layer.step(y1, s1);
-        const [y3, s3] = layer.step(y2, s2);
-        await y3.data();
-        tf.dispose([y, x0, s0, y1, s1, y2, s2, y3, s3]);
-      });
-      layer.dispose();
-      x.dispose();
-    });
+    itLeaksNothing('(grouped-query heads) ', () => blockSparse({ numHeads: 2, numKvHeads: 1, layout: SMALL_LAYOUT }) as never);
   });
 }
 

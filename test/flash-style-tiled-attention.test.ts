@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
-import { itRoundTrips, itTrains } from './layer-properties.js';
+import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
 import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, itAttentionOpLeaksNothing, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /**
  * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
@@ -168,19 +168,7 @@ describeOn('webgpu', 'flashAttention', () => {
     }), { numRuns: 8 });
   });
 
-  it('forward and gradients leak no tensors', async () => {
-    const q = tf.randomNormal([1, 9, 2, 8]) as tf.Tensor4D;
-    const kv = tf.randomNormal([1, 9, 1, 8]) as tf.Tensor4D;
-    await expectNoLeaks(async () => {
-      for (const implementation of ['webgpu', 'reference'] as const) {
-        const o = ops.flashAttention(q, kv, kv, { implementation });
-        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => ops.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, b as tf.Tensor4D, { implementation }))([q, kv]);
-        await o.data();
-        tf.dispose([o, g]);
-      }
-    });
-    tf.dispose([q, kv]);
-  });
+  itAttentionOpLeaksNothing(ops.flashAttention);
 });
 
 describe('flashAttention input checks', () => {
@@ -241,22 +229,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       });
     }
 
-    it('ops, gradients, layer calls and decoding leak no tensors', async () => {
-      const layer = layers.flashStyleTiledAttention({ numHeads: 2, numKvHeads: 1 });
-      const x = tf.randomNormal([2, 5, 8]) as tf.Tensor3D;
-      layer.apply(x); // builds the weights outside the measured region
-      await expectNoLeaks(async () => {
-        const y = layer.apply(x) as tf.Tensor;
-        const x0 = tf.tidy(() => x.slice([0, 0, 0], [2, 1, 8]).reshape([2, 8]) as tf.Tensor2D);
-        const s0 = layer.initState(2);
-        const [y1, s1] = layer.step(x0, s0);
-        const [y2, s2] = layer.step(y1, s1);
-        await y2.data();
-        tf.dispose([y, x0, s0, y1, s1, y2, s2]);
-      });
-      layer.dispose();
-      x.dispose();
-    });
+    itLeaksNothing('(grouped-query heads) ', () => layers.flashStyleTiledAttention({ numHeads: 2, numKvHeads: 1 }) as never);
   });
 }
 
