@@ -9,8 +9,9 @@ import {
 } from '../src/mixers/block-sparse/layout.js';
 import { flashAttention } from '../src/mixers/flash-style-tiled-attention/op.js';
 import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
+import { itAttentionOpLeaksNothing, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, itAttentionOpLeaksNothing, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
 const ROWS = 64;
@@ -238,21 +239,7 @@ describeOn('webgpu', 'blockSparseAttention', () => {
     }), { numRuns: 3 });
   });
 
-  it('grouped-query attention equals multi-head attention with repeated K/V heads', async () => {
-    await fc.assert(fc.asyncProperty(cases.filter((c) => c.H !== c.Hkv), async (c) => {
-      const [a, b] = tf.tidy(() => {
-        const { s, qs, ks, vs } = inputs(c);
-        const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
-        const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
-        const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
-        const heads = tf.tensor1d(Array.from({ length: s.H }, (_, h) => Math.floor((h * s.Hkv) / s.H)), 'int32');
-        const attend = sparse(c, 'webgpu');
-        return [attend(q, k, v), attend(q, tf.gather(k, heads, 2) as tf.Tensor4D, tf.gather(v, heads, 2) as tf.Tensor4D)];
-      });
-      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
-      tf.dispose([a, b]);
-    }), { numRuns: 3 });
-  });
+  itMatchesRepeatedHeads(cases.filter((c) => c.H !== c.Hkv), inputs, (q, k, v, c) => sparse(c, 'webgpu')(q, k, v), 3);
 
   itAttentionOpLeaksNothing((q, k, v, options) =>
     blockSparseAttention(q, k, v, { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 2, ...options }));

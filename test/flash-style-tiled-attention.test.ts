@@ -3,8 +3,9 @@ import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
 import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
+import { itAttentionOpLeaksNothing, itIgnoresKeysItCannotSee, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, itAttentionOpLeaksNothing, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /**
  * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
@@ -128,46 +129,10 @@ describeOn('webgpu', 'flashAttention', () => {
     }), { numRuns: 8 });
   });
 
-  it('grouped-query attention equals multi-head attention with repeated K/V heads', async () => {
-    await fc.assert(fc.asyncProperty(cases.filter((c) => c.heads[0] !== c.heads[1]), async (c) => {
-      const [a, b] = tf.tidy(() => {
-        const { s, qs, ks, vs } = inputs(c);
-        const q = tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]);
-        const k = tf.tensor4d(ks, [s.B, s.Tk, s.Hkv, s.K]);
-        const v = tf.tensor4d(vs, [s.B, s.Tk, s.Hkv, s.K]);
-        const heads = tf.tensor1d(Array.from({ length: s.H }, (_, h) => Math.floor((h * s.Hkv) / s.H)), 'int32');
-        const opts = { causal: c.causal, scale: c.scale, implementation: 'webgpu' as const };
-        return [ops.flashAttention(q, k, v, opts),
-          ops.flashAttention(q, tf.gather(k, heads, 2) as tf.Tensor4D, tf.gather(v, heads, 2) as tf.Tensor4D, opts)];
-      });
-      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
-      tf.dispose([a, b]);
-    }), { numRuns: 8 });
-  });
-
-  it('causal: keys and values a query cannot see do not change its output', async () => {
-    await fc.assert(fc.asyncProperty(cases.filter((c) => c.Tk >= 2), fc.nat(), async (c0, cut) => {
-      const c = { ...c0, causal: true };
-      const { s, qs, ks, vs } = inputs(c);
-      const j = cut % (s.Tk - 1); // change keys j+1..Tk−1; queries i with i + Tk − Tq ≤ j see none of them
-      const lastRow = j + s.Tq - s.Tk;
-      if (lastRow < 0) return;
-      const ks2 = ks.slice();
-      const vs2 = vs.slice();
-      const row = s.Hkv * s.K;
-      for (let b = 0; b < s.B; b++) {
-        for (let t = j + 1; t < s.Tk; t++) {
-          for (let e = 0; e < row; e++) { ks2[(b * s.Tk + t) * row + e] = 5; vs2[(b * s.Tk + t) * row + e] = -5; }
-        }
-      }
-      const [a, b] = tf.tidy(() => [[ks, vs], [ks2, vs2]].map(([kk, vv]) => ops.flashAttention(
-        tf.tensor4d(qs, [s.B, s.Tq, s.H, s.K]), tf.tensor4d(kk!, [s.B, s.Tk, s.Hkv, s.K]), tf.tensor4d(vv!, [s.B, s.Tk, s.Hkv, s.K]),
-        { causal: true, scale: c.scale, implementation: 'webgpu' }).slice([0, 0, 0, 0], [s.B, lastRow + 1, s.H, s.K])));
-      expect(maxAbsDiff(await values(a!), await values(b!))).toBe(0);
-      tf.dispose([a, b]);
-    }), { numRuns: 8 });
-  });
-
+  const kernel = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, c: Case) =>
+    ops.flashAttention(q, k, v, { causal: c.causal, scale: c.scale, implementation: 'webgpu' });
+  itMatchesRepeatedHeads(cases.filter((c) => c.heads[0] !== c.heads[1]), inputs, kernel);
+  itIgnoresKeysItCannotSee(cases, inputs, kernel);
   itAttentionOpLeaksNothing(ops.flashAttention);
 });
 

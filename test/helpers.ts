@@ -93,29 +93,6 @@ export async function expectNoLeaks<T>(fn: () => T | Promise<T>): Promise<T> {
   return out;
 }
 
-/** An attention op `(q, k, v, { implementation })` as the three attention ops take it. */
-export type AttentionOpUnderTest = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: { implementation: 'webgpu' | 'reference' }) => tf.Tensor4D;
-
-/**
- * An attention op's forward and its gradients, through the kernels and through the reference,
- * leave no tensor behind: q `[1, 9, 2, 8]`, k = v `[1, 9, 1, 8]` (grouped-query heads).
- */
-export function itAttentionOpLeaksNothing(op: AttentionOpUnderTest): void {
-  it('forward and gradients leak no tensors', async () => {
-    const q = tf.randomNormal([1, 9, 2, 8]) as tf.Tensor4D;
-    const kv = tf.randomNormal([1, 9, 1, 8]) as tf.Tensor4D;
-    await expectNoLeaks(async () => {
-      for (const implementation of ['webgpu', 'reference'] as const) {
-        const o = op(q, kv, kv, { implementation });
-        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => op(a as tf.Tensor4D, b as tf.Tensor4D, b as tf.Tensor4D, { implementation }))([q, kv]);
-        await o.data();
-        tf.dispose([o, g]);
-      }
-    });
-    tf.dispose([q, kv]);
-  });
-}
-
 /** float64 copy of a tensor's values. */
 export async function values(t: tf.Tensor): Promise<Float64Array> {
   return Float64Array.from(await t.data());
