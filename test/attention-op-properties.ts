@@ -4,7 +4,35 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
 import type { AttentionShape } from './oracle/attention.js';
-import { expectNoLeaks, maxAbsDiff, values } from './helpers.js';
+import { expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
+
+/**
+ * The softmax and ExpressiveAttention op tests' cases: B 1..2; Tq and Tk of 1, odd, and past a
+ * 64-row query tile and a 32-key tile, independently (so Tq ≠ Tk and rows with no visible key
+ * occur); H / Hkv from MHA to MQA; K of 8 to 128 and 7, not a multiple of 4 (the scalar-lane
+ * kernels); causal or not; a random scale.
+ */
+export const attentionCases = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
+  Tk: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
+  heads: fc.constantFrom([1, 1], [2, 2], [4, 2], [4, 1], [3, 1]),
+  K: fc.constantFrom(8, 16, 32, 64, 128, 7),
+  causal: fc.boolean(),
+  scale: fc.double({ min: 0.05, max: 0.5, noNaN: true }),
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+export type AttentionCase = { B: number; Tq: number; Tk: number; heads: readonly number[]; K: number; causal: boolean; scale: number; seed: number };
+
+/** A case's q and k (uniform within ±spread), v and dO (within ±1), seeded by it. */
+export function attentionInputs(c: AttentionCase, spread = 1): AttentionCaseInputs & { dOs: Float32Array } {
+  const s = { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.heads[0]!, Hkv: c.heads[1]!, K: c.K };
+  const qs = seededUniform(c.seed, s.B * s.Tq * s.H * s.K, -spread, spread);
+  const ks = seededUniform(c.seed + 1, s.B * s.Tk * s.Hkv * s.K, -spread, spread);
+  const vs = seededUniform(c.seed + 2, s.B * s.Tk * s.Hkv * s.K);
+  const dOs = seededUniform(c.seed + 3, s.B * s.Tq * s.H * s.K);
+  return { s, qs, ks, vs, dOs };
+}
 
 /** An attention op `(q, k, v, { implementation })` as the three attention ops take it. */
 export type AttentionOpUnderTest = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: { implementation: 'webgpu' | 'reference' }) => tf.Tensor4D;

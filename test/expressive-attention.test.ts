@@ -7,47 +7,19 @@ import {
   expressiveAttention, quadraticFeatures, type ExpressiveAttentionDecode,
 } from '../src/mixers/expressive-attention/layer.js';
 import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
-import { itAttentionOpLeaksNothing, itIgnoresKeysItCannotSee, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import {
-  expressiveAttentionGradOracle, expressiveAttentionOracle, type AttentionShape,
+  attentionCases, attentionInputs as inputs, itAttentionOpLeaksNothing, itIgnoresKeysItCannotSee, itMatchesRepeatedHeads, type AttentionCase,
+} from './attention-op-properties.js';
+import {
+  expressiveAttentionGradOracle, expressiveAttentionOracle,
 } from './oracle/attention.js';
 import {
   EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
 } from './helpers.js';
 
-/**
- * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
- * (so Tq ≠ Tk and rows with no visible key occur); H / Hkv from MHA to MQA; K of 8 to 128 and
- * 7, not a multiple of 4 (the scalar-lane kernels); causal or not; a random scale; the default ε
- * and a large one, under which a missing or misplaced ε shows.
- */
-const cases = fc.record({
-  B: fc.integer({ min: 1, max: 2 }),
-  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
-  Tk: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
-  heads: fc.constantFrom([1, 1], [2, 2], [4, 2], [4, 1], [3, 1]),
-  K: fc.constantFrom(8, 16, 32, 64, 128, 7),
-  causal: fc.boolean(),
-  scale: fc.double({ min: 0.05, max: 0.5, noNaN: true }),
-  epsilon: fc.constantFrom(1e-6, 0.3),
-  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-});
-type Case = {
-  B: number; Tq: number; Tk: number; heads: readonly number[]; K: number; causal: boolean; scale: number; epsilon: number; seed: number;
-};
-
-function shapeOf(c: Case): AttentionShape {
-  return { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.heads[0]!, Hkv: c.heads[1]!, K: c.K };
-}
-
-function inputs(c: Case, spread = 1) {
-  const s = shapeOf(c);
-  const qs = seededUniform(c.seed, s.B * s.Tq * s.H * s.K, -spread, spread);
-  const ks = seededUniform(c.seed + 1, s.B * s.Tk * s.Hkv * s.K, -spread, spread);
-  const vs = seededUniform(c.seed + 2, s.B * s.Tk * s.Hkv * s.K);
-  const dOs = seededUniform(c.seed + 3, s.B * s.Tq * s.H * s.K);
-  return { s, qs, ks, vs, dOs };
-}
+/** The attention op tests' cases, with the default ε and a large one, under which a missing or misplaced ε shows. */
+const cases = fc.tuple(attentionCases, fc.constantFrom(1e-6, 0.3)).map(([c, epsilon]) => ({ ...c, epsilon }));
+type Case = AttentionCase & { epsilon: number };
 
 function run(c: Case, impl: Implementation, spread = 1) {
   const { s, qs, ks, vs, dOs } = inputs(c, spread);

@@ -3,39 +3,12 @@ import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
 import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
-import { itAttentionOpLeaksNothing, itIgnoresKeysItCannotSee, itMatchesRepeatedHeads } from './attention-op-properties.js';
-import { softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
+import {
+  attentionCases as cases, attentionInputs as inputs, itAttentionOpLeaksNothing, itIgnoresKeysItCannotSee, itMatchesRepeatedHeads,
+  type AttentionCase as Case,
+} from './attention-op-properties.js';
+import { softmaxAttentionGradOracle, softmaxAttentionOracle } from './oracle/attention.js';
 import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
-
-/**
- * B 1..2; Tq and Tk of 1, odd, and past a 64-row query tile and a 32-key tile, independently
- * (so Tq ≠ Tk and rows with no visible key occur); H / Hkv from MHA to MQA; K from the issue's
- * list plus one not a multiple of 4 (the scalar-lane kernel); causal or not; a random scale.
- */
-const cases = fc.record({
-  B: fc.integer({ min: 1, max: 2 }),
-  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
-  Tk: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 40 }).map((v) => 2 * v + 1), fc.integer({ min: 60, max: 90 })),
-  heads: fc.constantFrom([1, 1], [2, 2], [4, 2], [4, 1], [3, 1]),
-  K: fc.constantFrom(8, 16, 32, 64, 128, 7),
-  causal: fc.boolean(),
-  scale: fc.double({ min: 0.05, max: 0.5, noNaN: true }),
-  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-});
-type Case = { B: number; Tq: number; Tk: number; heads: readonly number[]; K: number; causal: boolean; scale: number; seed: number };
-
-function shapeOf(c: Case): AttentionShape {
-  return { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.heads[0]!, Hkv: c.heads[1]!, K: c.K };
-}
-
-function inputs(c: Case, spread = 1) {
-  const s = shapeOf(c);
-  const qs = seededUniform(c.seed, s.B * s.Tq * s.H * s.K, -spread, spread);
-  const ks = seededUniform(c.seed + 1, s.B * s.Tk * s.Hkv * s.K, -spread, spread);
-  const vs = seededUniform(c.seed + 2, s.B * s.Tk * s.Hkv * s.K);
-  const dOs = seededUniform(c.seed + 3, s.B * s.Tq * s.H * s.K);
-  return { s, qs, ks, vs, dOs };
-}
 
 function run(c: Case, impl: Implementation, spread = 1, split: 'auto' | 'never' | 'always' = 'auto') {
   const { s, qs, ks, vs, dOs } = inputs(c, spread);
