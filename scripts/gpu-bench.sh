@@ -106,7 +106,7 @@ step profile 150 "${profile[@]}"
 # wall times against the references, validated, with tf.matMul and the decode table
 step attention 150 "${bench[@]}" --attention --minutes 2
 # the tiled passes' rows per invocation and the four lanes per row
-for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows" 'copy' 'flashAttention forward' 'flashAttention forward+backward'; done
+for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows" 'copy' 'flashAttention forward'; done
 step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'
 # decode tokens/s, its own deadline a minute inside the step's
 step generation 120 "${bench[@]}" --generation --minutes 1
