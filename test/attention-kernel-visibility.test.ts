@@ -220,7 +220,8 @@ function randomMask(seed: number, shape: [number, number, number], density: numb
 
 const dense = (kind: Kind) => ({
   kernel: kind === 'softmax' ? FLASH_ATTENTION : EXPRESSIVE_ATTENTION,
-  extra: kind === 'softmax' ? { split: 'never' } : { epsilon: EPSILON },
+  // the tiled kernel even for the few queries that 'auto' sends to the split-K decode (tested below)
+  extra: kind === 'softmax' ? { split: 'never' } : { split: 'never', epsilon: EPSILON },
 });
 
 /** The dense families' cases: each condition alone, then combined; head dimension K but in the scalar lanes' case. */
@@ -412,7 +413,8 @@ describeOn('webgpu', 'attention kernels under visibility, at every forward row c
   it('refuses a row count the forward has no build for', () => {
     tf.env().set(ATTENTION_ROWS_FLAG, 3);
     const q = tf.ones([1, 4, 1, 4]);
-    expect(() => tf.engine().runKernel(FLASH_ATTENTION, { q, k: q, v: q }, { scale: 1, causal: true, window: 0 }))
+    // four queries: 'auto' would take the split-K decode, which has no rows per invocation
+    expect(() => tf.engine().runKernel(FLASH_ATTENTION, { q, k: q, v: q }, { scale: 1, causal: true, window: 0, split: 'never' }))
       .toThrow(`tfjs-mixers: flag ${ATTENTION_ROWS_FLAG} must be 'auto', 1, 2 or 4; received 3.`);
     tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
     q.dispose();

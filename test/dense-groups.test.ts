@@ -179,7 +179,8 @@ describeOn('webgpu', 'denseGroups', () => {
 
   it('runs an attention layer\'s query, key and value projections as one launch', async () => {
     const layer = new FlashStyleTiledAttention({ numHeads: 2 });
-    const x = tf.randomNormal([2, 8, 16]) as tf.Tensor3D;
+    // 16 tokens: the tiled forward (8 or fewer queries take the split-K decode's two launches)
+    const x = tf.randomNormal([2, 16, 16]) as tf.Tensor3D;
     layer.apply(x);
     const ran = await launched(async () => {
       const y = layer.apply(x) as tf.Tensor;

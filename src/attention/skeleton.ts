@@ -120,14 +120,17 @@ const SPLIT_WG = 64;
 
 /**
  * Split-K pays off when the tiled kernel would leave most of its invocations idle: a tile of
- * BR query rows holds few rows, while the keys are many (Flash-Decoding). Dropout is for
- * training, which runs whole sequences: it always takes the tiled path.
+ * BR query rows holds at most 8 rows (Flash-Decoding). Over many keys its chunks run in
+ * parallel; over a few, its first pass still beats a tiled pass that stages every key tile in
+ * workgroup memory for one row (1.9–5× on SwiftShader from 8 to 1024 keys, one query;
+ * docs/flash-style-tiled-attention.md). Dropout is for training, which runs whole sequences: it
+ * always takes the tiled path.
  */
 function useSplit(s: AttentionSizes, a: AttentionAttrs & { split?: Split }): boolean {
   if (hasDropout(a)) return false;
   const split = a.split ?? 'auto';
   if (split !== 'auto') return split === 'always';
-  return s.Tq <= 8 && s.Tk >= 4 * SPLIT_CHUNK;
+  return s.Tq <= 8;
 }
 
 /**

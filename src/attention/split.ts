@@ -7,10 +7,10 @@ export type Split = 'auto' | 'never' | 'always';
 export interface SplitOptions {
   /**
    * The kernel's decode path (Flash-Decoding): split the keys into chunks processed in
-   * parallel, then merge. `'auto'` (default) splits when at most 8 queries face at least 512
-   * keys, the shape of token-by-token decoding over a cache; `'never'` and `'always'` force
-   * a path. The result is the same either way, up to rounding; the reference ignores it. With
-   * `dropout` > 0 (training) the tiled path always runs.
+   * parallel, then merge. `'auto'` (default) splits when there are at most 8 queries, the
+   * shape of token-by-token decoding over a cache; `'never'` and `'always'` force a path. The
+   * result is the same either way, up to rounding; the reference ignores it. With `dropout` > 0
+   * (training) the tiled path always runs.
    */
   split?: Split;
 }
