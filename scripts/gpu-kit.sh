@@ -3,7 +3,7 @@
 # npm, nor a network: this machine's Node binary, the bench and profiler bundled into single
 # files with Dawn's `webgpu` addon (scripts/bench-bundle.mjs), and the Vulkan loader's Debian
 # packages (the GPU driver itself is the machine's). Writes one archive, .gpu-kit/kit.tar.xz
-# (about 35 MB; .gpu-kit/ is ignored by git). Run it from the repository after `npm ci`.
+# (29 MB on 2026-12-03; .gpu-kit/ is ignored by git). Run it from the repository after `npm ci`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(uname -m)" = x86_64 ] || { echo "gpu-kit: this machine is $(uname -m); the kit carries its Node binary, so build it on x86-64." >&2; exit 1; }

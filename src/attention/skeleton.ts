@@ -119,8 +119,8 @@ const SPLIT_CHUNK = 128;
 const SPLIT_WG = 64;
 
 /**
- * Split-K pays off when the tiled kernel would leave most of its invocations idle: a tile of
- * BR query rows holds at most 8 rows (Flash-Decoding). Over many keys its chunks run in
+ * Split-K pays off when the tiled kernel would leave most of its invocations idle: its tile of
+ * BR query rows would hold at most 8 (Flash-Decoding). Over many keys its chunks run in
  * parallel; over a few, its first pass still beats a tiled pass that stages every key tile in
  * workgroup memory for one row (1.9–5× on SwiftShader from 8 to 1024 keys, one query;
  * docs/flash-style-tiled-attention.md). Dropout is for training, which runs whole sequences: it
