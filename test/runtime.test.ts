@@ -82,10 +82,33 @@ describeOn('webgpu', 'kernel runtime', () => {
     const x = tf.ones([4]);
     const bad = { name: 'BrokenForTest', code: '@compute @workgroup_size(1) fn main() { let a: f32 = undefinedThing; }' };
     const launch = () => runKernel(backend, bad, { inputs: [x], outputs: [[4]], workgroups: [1, 1, 1] });
-    tf.engine().makeTensorFromTensorInfo(launch()[0]!).dispose();
-    await (backend as unknown as { device: GPUDevice }).device.queue.onSubmittedWorkDone();
+    // the read submits the command buffer the invalid dispatch went into, which WebGPU then
+    // drops whole: the later tests' dispatches must not join it
+    const y = tf.engine().makeTensorFromTensorInfo(launch()[0]!);
+    await y.data();
+    y.dispose();
     expect(launch).toThrow(/kernel BrokenForTest failed to compile/);
     x.dispose();
+  });
+
+  it('a pipeline runs only the code and constants it was compiled for', async () => {
+    const backend = tf.backend() as WebGPUBackend;
+    const x = tf.tensor1d([1, 2, 3, 4]);
+    const kernel = (op: string) => ({
+      name: 'ScaleForTest',
+      code: `override C: f32;
+        @group(0) @binding(0) var<storage, read> x: array<f32>;
+        @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+        @compute @workgroup_size(4) fn main(@builtin(local_invocation_index) i: u32) { y[i] = x[i] ${op} C; }`,
+    });
+    const launch = (op: string, C: number) => tf.engine().makeTensorFromTensorInfo(
+      runKernel(backend, kernel(op), { inputs: [x], outputs: [[4]], constants: { C }, workgroups: [1, 1, 1] })[0]!);
+    // the same code with two constants, then other code under the same name and constant, each
+    // from a kernel source built anew: four results, none from another's pipeline
+    const ys = [launch('*', 2), launch('*', 3), launch('+', 3), launch('*', 2)];
+    expect(await Promise.all(ys.map((y) => y.data()))).toEqual(
+      [[2, 4, 6, 8], [3, 6, 9, 12], [4, 5, 6, 7], [2, 4, 6, 8]].map((v) => new Float32Array(v)));
+    tf.dispose([x, ...ys]);
   });
 
   it('a launch of more than 65535 workgroups (folded into two dimensions) covers every element', async () => {

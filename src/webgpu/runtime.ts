@@ -72,27 +72,44 @@ export function grid1d(count: number, workgroupSize: number): [number, number, n
   return [Math.ceil(groups / y), y, 1];
 }
 
-const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
-const compileErrors = new Map<string, string>();
+/** A compiled kernel: its pipeline, the bind group layout it was made with, and its compile error once WebGPU reports one. */
+interface Compiled {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  error?: string;
+}
 
-function pipelineFor(
+/**
+ * Per device, by the kernel's code, then by what else the pipeline is built from. Two levels,
+ * because a launch looks its pipeline up on tfjs's CPU-bound recording path: a key that
+ * concatenated the code would copy and hash tens of kilobytes a dispatch, where the kernel
+ * sources, built once each, keep their code's hash.
+ */
+const pipelines = new WeakMap<GPUDevice, Map<string, Map<string, Compiled>>>();
+
+function compiledFor(
   device: GPUDevice,
   kernel: KernelSource,
   constants: Record<string, number>,
   numInputs: number,
   numOutputs: number,
   hasParams: boolean,
-): GPUComputePipeline {
-  let cache = pipelines.get(device);
-  if (!cache) {
-    cache = new Map();
-    pipelines.set(device, cache);
+): Compiled {
+  let byCode = pipelines.get(device);
+  if (!byCode) {
+    byCode = new Map();
+    pipelines.set(device, byCode);
   }
-  // the key holds everything the pipeline is built from, the code itself included: no pipeline
-  // is ever reused for code or constants it was not compiled for
-  const key = `${kernel.code}|${numInputs}|${numOutputs}|${hasParams}|${JSON.stringify(constants)}`;
-  let pipeline = cache.get(key);
-  if (!pipeline) {
+  let variants = byCode.get(kernel.code);
+  if (!variants) {
+    variants = new Map();
+    byCode.set(kernel.code, variants);
+  }
+  // with the code, everything the pipeline is built from: no pipeline is ever reused for code
+  // or constants it was not compiled for
+  const key = `${numInputs}|${numOutputs}|${hasParams}|${JSON.stringify(constants)}`;
+  let compiled = variants.get(key);
+  if (!compiled) {
     const entries: GPUBindGroupLayoutEntry[] = [];
     for (let i = 0; i < numInputs; i++) {
       entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } });
@@ -103,30 +120,28 @@ function pipelineFor(
     if (hasParams) {
       entries.push({ binding: numInputs + numOutputs, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
     }
-    const layout = device.createPipelineLayout({
-      label: kernel.name,
-      bindGroupLayouts: [device.createBindGroupLayout({ label: kernel.name, entries })],
-    });
+    const layout = device.createBindGroupLayout({ label: kernel.name, entries });
     // WebGPU reports a bad shader or constant asynchronously and then runs nothing, which
     // reads back as zeros: catch it, so the next launch of this kernel throws instead
     device.pushErrorScope('validation');
-    pipeline = device.createComputePipeline({
+    const pipeline = device.createComputePipeline({
       label: kernel.name,
-      layout,
+      layout: device.createPipelineLayout({ label: kernel.name, bindGroupLayouts: [layout] }),
       compute: {
         module: device.createShaderModule({ label: kernel.name, code: kernel.code }),
         entryPoint: 'main',
         constants,
       },
     });
+    const made: Compiled = { pipeline, layout };
     void device.popErrorScope().then((error) => {
-      if (error) compileErrors.set(key, `${KERNEL_ERROR}${kernel.name} failed to compile: ${error.message}`);
+      if (error) made.error = `${KERNEL_ERROR}${kernel.name} failed to compile: ${error.message}`;
     });
-    cache.set(key, pipeline);
+    variants.set(key, made);
+    compiled = made;
   }
-  const error = compileErrors.get(key);
-  if (error) throw new Error(error);
-  return pipeline;
+  if (compiled.error) throw new Error(compiled.error);
+  return compiled;
 }
 
 /**
@@ -223,11 +238,11 @@ function checkLaunch(device: GPUDevice, kernel: KernelSource, launch: Launch): v
 
 /** Fills `output` with NaN bits in `pass`, ahead of the kernel that will write it. */
 function poisonOutput(b: BackendInternals, pass: GPUComputePassEncoder, output: GPUBuffer, words: number): void {
-  const pipeline = pipelineFor(b.device, POISON, { WG: POISON_WG }, 0, 1, true);
+  const { pipeline, layout } = compiledFor(b.device, POISON, { WG: POISON_WG }, 0, 1, true);
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, b.device.createBindGroup({
     label: POISON.name,
-    layout: pipeline.getBindGroupLayout(0),
+    layout,
     entries: [
       { binding: 0, resource: { buffer: output } },
       { binding: 1, resource: b.makeUniforms([{ type: 'uint32', data: [words] }]) },
@@ -255,7 +270,7 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
   checkLaunch(b.device, kernel, launch);
   const hasParams = launch.params !== undefined && launch.params.length > 0;
   const numWritten = launch.outputs.length + (launch.updates?.length ?? 0);
-  const pipeline = pipelineFor(
+  const { pipeline, layout } = compiledFor(
     b.device, kernel, launch.constants ?? {}, launch.inputs.length, numWritten, hasParams);
 
   const outputs = launch.outputs.map((o) => Array.isArray(o) ? b.makeTensorInfo(o, 'float32') : b.makeTensorInfo(o.shape, o.dtype));
@@ -281,7 +296,7 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
   }
   const bindGroup = b.device.createBindGroup({
     label: kernel.name,
-    layout: pipeline.getBindGroupLayout(0),
+    layout,
     entries: resources.map((resource, binding) => ({ binding, resource })),
   });
 
