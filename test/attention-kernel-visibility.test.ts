@@ -9,9 +9,12 @@ import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kerne
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import { ATTENTION_ROWS_FLAG, rowsFillingSubgroups, tiledRows } from '../src/attention/kernel-source.js';
+import { splitChunk } from '../src/attention/skeleton.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { EPS32, describeOn, describeOnSubgroups, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform } from './helpers.js';
+import {
+  EPS32, describeOn, describeOnSubgroups, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, seededUniform,
+} from './helpers.js';
 
 /** §7's conditions as plain arrays; `mask` is `[Bm, Tqm, Tk]` row-major, Bm ∈ {1, B}, Tqm ∈ {1, Tq}. */
 type Vis = {
@@ -295,26 +298,35 @@ function denseCases(kind: Kind, K = 8): Case[] {
   ];
 }
 
-/** The split-K decode (forced) under every condition, and with a row that sees no key. */
+/**
+ * The split-K decode (forced) under every condition, and with a row that sees no key: over 300
+ * keys, several chunks of 128 and their merge (on SwiftShader; one chunk of 300 where the
+ * subgroups are large); over 99, one chunk that finishes its rows itself.
+ */
 async function checkSplit(kind: Kind): Promise<void> {
   const { kernel, extra } = dense(kind);
-  const s = { B: 2, Tq: 2, Tk: 300, H: 2, Hkv: 1, K: 8 };
-  const lengths = [300, 150];
-  await check({
-    name: `${kind} split-K: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths`, kind, kernel, s,
-    attrs: { ...extra, causal: true, window: 100, split: 'always' },
-    vis: {
-      causal: true, window: 100, kvLengths: lengths, queryOffsets: [298, 140],
-      segments: { query: [[1, 1], [0, 1]], key: packed(2, [130, 170]) }, mask: randomMask(7, [1, 1, 300], 0.9),
-    },
-    poisoned: (b, j) => j >= lengths[b]!,
-  }, 200);
-  // a row that sees no key: o = 0 and zero gradients from every split
-  await check({
-    name: `${kind} split-K: a row with no visible key`, kind, kernel, s,
-    attrs: { ...extra, causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, 200] },
-    poisoned: (b) => b === 0,
-  }, 300);
+  for (const Tk of [300, 99]) {
+    const s = { B: 2, Tq: 2, Tk, H: 2, Hkv: 1, K: 8 };
+    const lengths = [Tk, Tk / 2 | 0];
+    const window = Tk / 3 | 0;
+    const first = Math.round(Tk * 0.43);
+    const ran = await launchedPipelines(() => check({
+      name: `${kind} split-K over ${Tk} keys: window, kvLengths, queryOffsets, segments, mask; NaN past the lengths`, kind, kernel, s,
+      attrs: { ...extra, causal: true, window, split: 'always' },
+      vis: {
+        causal: true, window, kvLengths: lengths, queryOffsets: [Tk - 2, lengths[1]! - 10],
+        segments: { query: [[1, 1], [0, 1]], key: packed(2, [first, Tk - first]) }, mask: randomMask(7, [1, 1, Tk], 0.9),
+      },
+      poisoned: (b, j) => j >= lengths[b]!,
+    }, 200));
+    expect(ran.some((label) => label.includes('Merge'))).toBe(Tk > splitChunk(tf.backend() as WebGPUBackend, s.K));
+    // a row that sees no key: o = 0 and zero gradients from every split
+    await check({
+      name: `${kind} split-K over ${Tk} keys: a row with no visible key`, kind, kernel, s,
+      attrs: { ...extra, causal: true, window: 0, split: 'always' }, vis: { causal: true, kvLengths: [0, lengths[1]! + 20] },
+      poisoned: (b) => b === 0,
+    }, 300);
+  }
 }
 
 /** BlockSparse's kernels under kvLengths, segments and a mask, with its layout, at head dimension K. */

@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { denseGroups, groupsFit } from '../src/dense/groups.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import { expandCopies } from '../src/webgpu/copies.js';
 import { FlashStyleTiledAttention } from '../src/index.js';
 import { denseOracle, expectWithinBound, type Matrix } from './oracle/dense.js';
-import { describeOn, expectNoLeaks, seededUniform } from './helpers.js';
+import { describeOn, expectNoLeaks, launchedPipelines, seededUniform } from './helpers.js';
 
 /*
  * Tolerance, as in dense.test.ts: every element is a float32 sum of n products (and a bias); in
@@ -28,10 +28,6 @@ function sideBySide(ms: Matrix[]): Matrix {
   return { rows, cols, data };
 }
 
-/** The label of every pipeline set in a compute pass, in order, while `labels` is collecting. */
-let labels: string[] | null = null;
-let setPipeline: GPUComputePassEncoder['setPipeline'] | null = null;
-
 /** Sizes that reach the fused kernels (K and every N multiples of 4) and the products one by one. */
 const sizes = fc.record({
   M: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 4, max: 70 })),
@@ -41,29 +37,6 @@ const sizes = fc.record({
 });
 
 describeOn('webgpu', 'denseGroups', () => {
-  beforeAll(() => {
-    const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype;
-    setPipeline = proto.setPipeline;
-    proto.setPipeline = function (this: GPUComputePassEncoder, p: GPUComputePipeline) {
-      labels?.push(p.label);
-      return setPipeline!.call(this, p);
-    } as GPUComputePassEncoder['setPipeline'];
-  });
-  afterAll(() => {
-    (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype.setPipeline = setPipeline!;
-  });
-
-  /** The pipelines `run` sets, by label. */
-  async function launched(run: () => Promise<void>): Promise<string[]> {
-    labels = [];
-    try {
-      await run();
-      return labels;
-    } finally {
-      labels = null;
-    }
-  }
-
   it('projects x by each kernel within γ_{K+1}, in one launch where K and every N are multiples of 4', async () => {
     tf.env().set(POISON_OUTPUTS_FLAG, true);
     try {
@@ -74,7 +47,7 @@ describeOn('webgpu', 'denseGroups', () => {
         const x = tf.tensor3d(xs, [1, M, K]);
         const w = ws.map((d, g) => tf.tensor2d(d, [K, Ns[g]!]));
         const b = bs.map((d) => tf.tensor1d(d));
-        const ran = await launched(() => expectNoLeaks(async () => {
+        const ran = await launchedPipelines(() => expectNoLeaks(async () => {
           const ys = denseGroups(x, w, withBias ? b : undefined, 'auto');
           for (const [g, y] of ys.entries()) {
             expect(y.shape).toEqual([1, M, Ns[g]]);
@@ -105,7 +78,7 @@ describeOn('webgpu', 'denseGroups', () => {
         const b = Ns.map((N) => tf.zeros([N]) as tf.Tensor1D);
         const dy = dys.map((d, g) => tf.tensor2d(d, [M, Ns[g]!]));
         const G = Ns.length;
-        const ran = await launched(() => expectNoLeaks(async () => {
+        const ran = await launchedPipelines(() => expectNoLeaks(async () => {
           // Σ_g ⟨y_g, dY_g⟩ has the gradients of the products with output gradients dY_g
           const f = (...args: tf.Tensor[]) => tf.addN(denseGroups(args[0]!, args.slice(1, 1 + G) as tf.Tensor2D[],
             args.slice(1 + G) as tf.Tensor1D[], 'auto').map((y, g) => tf.sum(tf.mul(y, dy[g]!))));
@@ -144,7 +117,7 @@ describeOn('webgpu', 'denseGroups', () => {
     const v = tf.tensor2d(vs, [M, K]);
     const w = ws.map((d, g) => tf.tensor2d(d, [K, Ns[g]!]));
     const f = (x2: tf.Tensor) => tf.mul(tf.addN(denseGroups(x2, w, undefined, 'auto').map((y) => tf.sum(tf.square(y)))), 0.5);
-    const ran = await launched(async () => {
+    const ran = await launchedPipelines(async () => {
       const hv = tf.grad((x1: tf.Tensor) => tf.sum(tf.mul(tf.grad(f)(x1), v)))(x);
       // in float32 each v·W_g is within γ_{K+1}·|v|·|W_g| (dense.test.ts), and that error reaches the
       // result through W_gᵀ: the bound adds γ_{K+1}·Σ_g (|v|·|W_g|)·|W_g|ᵀ to the second product's own
@@ -179,10 +152,10 @@ describeOn('webgpu', 'denseGroups', () => {
 
   it('runs an attention layer\'s query, key and value projections as one launch', async () => {
     const layer = new FlashStyleTiledAttention({ numHeads: 2 });
-    // 16 tokens: the tiled forward (8 or fewer queries take the split-K decode's two launches)
+    // 16 tokens: the tiled forward (8 or fewer queries take the split-K decode)
     const x = tf.randomNormal([2, 16, 16]) as tf.Tensor3D;
     layer.apply(x);
-    const ran = await launched(async () => {
+    const ran = await launchedPipelines(async () => {
       const y = layer.apply(x) as tf.Tensor;
       await y.data();
       y.dispose();

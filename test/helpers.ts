@@ -37,6 +37,26 @@ export function describeOn(backend: TestBackend, name: string, body: () => void)
 }
 
 /**
+ * The label of every pipeline that `run` sets in a compute pass, in order: the kernels it
+ * launched, without the fills of the poison flag (test/setup/webgpu.ts) before them.
+ */
+export async function launchedPipelines(run: () => Promise<void>): Promise<string[]> {
+  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype;
+  const setPipeline = proto.setPipeline;
+  const labels: string[] = [];
+  proto.setPipeline = function (this: GPUComputePassEncoder, p: GPUComputePipeline) {
+    if (p.label !== 'PoisonOutput') labels.push(p.label);
+    return setPipeline.call(this, p);
+  } as GPUComputePassEncoder['setPipeline'];
+  try {
+    await run();
+  } finally {
+    proto.setPipeline = setPipeline;
+  }
+  return labels;
+}
+
+/**
  * A describe block on the webgpu backend re-made by registerSubgroupBackend, whose device has the
  * adapter's `subgroups`: the kernels' subgroup paths run there. `pipelines` collects the label of
  * every pipeline the block compiles, so that its tests can check that a subgroup kernel ran.

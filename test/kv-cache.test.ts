@@ -9,7 +9,7 @@ import { layers, type KVCacheState } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { ownsData } from '../src/webgpu/runtime.js';
 import { advanceKernel, emptyCache, writeKernel, writeReference } from '../src/attention/kv-cache.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, mulberry32 } from './helpers.js';
+import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, mulberry32 } from './helpers.js';
 
 const D = 12;
 const H = 4;
@@ -358,6 +358,26 @@ for (const backend of ['cpu', 'webgpu'] as const) {
           tf.dispose(state);
           layer.dispose();
         }
+      });
+
+      it('on webgpu a step over a preallocated cache of one chunk of keys takes seven launches', async () => {
+        const layer = make('FlashStyleTiledAttention');
+        const state = layer.initState(2, { capacity: 16 });
+        const x = tf.ones([2, D]) as tf.Tensor2D;
+        tf.dispose(layer.step(x, state)[0]);
+        const ran = await launchedPipelines(async () => {
+          const [y] = layer.step(x, state);
+          await y.data();
+          y.dispose();
+        });
+        // the q, k, v projections (their biases packed first), the cache write, the query offsets
+        // packed (every token is real: causality alone bounds the keys, no kvLengths), the
+        // split-K decode in one launch (16 keys, one chunk: no merge), the output projection,
+        // the positions' advance
+        expect(ran).toEqual(['DensePackBias', 'DenseGroups', expect.stringMatching(/^KVCacheWrite/), 'PackInts',
+          expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/), 'KVCacheAdvance']);
+        tf.dispose([x, state]);
+        layer.dispose();
       });
 
       it('the write kernel equals its reference: linear and ring, ragged lengths, one lane and vec4', async () => {

@@ -24,5 +24,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let c = chunkOf(wid.z, job);
   foldChunk(c, lane, lanes);
   mergeLanes(lanes);
-  if (lane == 0u) { writePartial(c); }
+  if (lane == 0u) { writeChunk(c); }
 }

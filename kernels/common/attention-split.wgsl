@@ -2,7 +2,8 @@
 // and ExpressiveAttention: the keys are cut into chunks of `chunk`; one invocation per (chunk s,
 // query row i, head h, batch b) runs the family's row hooks over its chunk alone, reading keys
 // and values straight from the cache, and writes the partial row (the unnormalised accumulator
-// and packRow) for the merge pass (common/attention-merge.wgsl). Many invocations share one long
+// and packRow) for the merge pass (common/attention-merge.wgsl), or with a single chunk the
+// finished row (common/split-chunk.wgsl's FINISH). Many invocations share one long
 // cache, where the tiled forward would give each (row, head) to a single invocation. Each chunk is
 // narrowed to the keys its query may see (keyRange), and every key is tested with the layout's
 // keySeen, so chunks past the visible range do no work. Where the adapter offers subgroups,
@@ -21,5 +22,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (flat >= params.H * params.Tq * params.splits) { return; }
   let c = chunkOf(wid.z, flat);
   foldChunk(c, 0u, 1u);
-  writePartial(c);
+  writeChunk(c);
 }

@@ -1,7 +1,9 @@
 // Shared by the split-K decode's first pass, with one invocation per chunk
 // (common/attention-split.wgsl) or a subgroup per chunk (common/attention-split-subgroups.wgsl):
 // the bindings, the fold of a chunk's keys into a query row's registers, and the write of its
-// partial row for the merge pass (common/attention-merge.wgsl). Expects common/attention.wgsl,
+// partial row for the merge pass (common/attention-merge.wgsl); or, when the keys make a single
+// chunk (FINISH), of the row's o and statistic, the merge's outputs, so that no merge pass runs:
+// a dispatch fewer on decoding's CPU-bound path. Expects common/attention.wgsl,
 // common/visibility.wgsl, common/row-registers.wgsl, common/row-whole.wgsl, common/cache-tile.wgsl,
 // common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, KL, BC`.
 
@@ -9,9 +11,14 @@
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(3) var<storage, read> vis: array<i32>; // the packed int inputs
-@group(0) @binding(4) var<storage, read_write> partO: array<V>; // [B, H, Tq, splits, K]: unnormalised
-@group(0) @binding(5) var<storage, read_write> partRow: array<vec2<f32>>; // [B, H, Tq, splits]: packRow
+// [B, H, Tq, splits, K]: unnormalised; with FINISH, o [B, Tq, H, K]
+@group(0) @binding(4) var<storage, read_write> partO: array<V>;
+// [B, H, Tq, splits, 2]: packRow, which the merge reads as vec2s; with FINISH, the statistic [B, H, Tq]
+@group(0) @binding(5) var<storage, read_write> partRow: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
+
+// 1 when the launch has one chunk (splits = 1): writeChunk finishes the row.
+override FINISH: u32 = 0u;
 
 var<private> row$: RowState;
 
@@ -42,9 +49,19 @@ fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
   }
 }
 
-// Writes acc0 and packRow as chunk c's partial row.
-fn writePartial(c: Chunk) {
+// Writes acc0 and packRow as chunk c's partial row; with FINISH, the row's o and statistic as
+// the merge would from this one partial.
+fn writeChunk(c: Chunk) {
+  if (FINISH != 0u) {
+    let out = finishRow(&row0);
+    let oBase = ((c.b * params.Tq + c.i) * params.H + c.h) * KV;
+    for (var x = 0u; x < KL; x++) { partO[oBase + channel(x)] = acc0[x] * out.x; }
+    partRow[(c.b * params.H + c.h) * params.Tq + c.i] = out.y;
+    return;
+  }
   let at = ((c.b * params.H + c.h) * params.Tq + c.i) * params.splits + c.s;
   for (var x = 0u; x < KL; x++) { partO[at * KV + channel(x)] = acc0[x]; }
-  partRow[at] = packRow(&row0);
+  let row = packRow(&row0);
+  partRow[2u * at] = row.x;
+  partRow[2u * at + 1u] = row.y;
 }

@@ -553,9 +553,12 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
         }
       };
       const visibility: VisibilityOptions = this.window === null ? { causal: true } : { causal: true, window: this.window };
+      // with every token real, causality alone stops token i of a row at position p + i, short of
+      // the p + T keys the row then holds: kvLengths would only cost a launch
+      const real = (kvLengths: () => tf.Tensor1D): VisibilityOptions => lengths.full ? visibility : { ...visibility, kvLengths: kvLengths() };
       let o: tf.Tensor4D;
       if (fromZero) {
-        o = this.attend(q, k, v, { ...visibility, kvLengths: n }, {});
+        o = this.attend(q, k, v, real(() => n), {});
         write();
       } else if (state.ring && T === 1) {
         // the ring's S = w slots hold the last w tokens up to this one, all in its window: in
@@ -571,7 +574,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
         write();
       } else {
         write();
-        o = this.attendCache(q, keys, values, { ...visibility, queryOffsets: positions, kvLengths: tf.add(positions, n) as tf.Tensor1D },
+        o = this.attendCache(q, keys, values, { ...real(() => tf.add(positions, n) as tf.Tensor1D), queryOffsets: positions },
           state.counted.rows);
       }
       const y = this.projectOutput(o);

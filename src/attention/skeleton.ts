@@ -119,6 +119,16 @@ const SPLIT_CHUNK = 128;
 const SPLIT_WG = 64;
 
 /**
+ * Keys per chunk of the split-K decode at head dimension K on this device: {@link SPLIT_CHUNK},
+ * rounded up, with subgroups, to as many key tiles for every lane of the largest subgroup.
+ */
+export function splitChunk(backend: WebGPUBackend, K: number): number {
+  const lanes = subgroupLanes(backend);
+  const round = lanes ? lanes * rowsPerTile(K) : 1;
+  return round * Math.ceil(SPLIT_CHUNK / round);
+}
+
+/**
  * Split-K pays off when the tiled kernel would leave most of its invocations idle: its tile of
  * BR query rows would hold at most 8 (Flash-Decoding). Over many keys its chunks run in
  * parallel; over a few, its first pass still beats a tiled pass that stages every key tile in
@@ -136,7 +146,8 @@ function useSplit(s: AttentionSizes, a: AttentionAttrs & { split?: Split }): boo
 /**
  * The split-K decode (`common/attention-split.wgsl`, then `common/attention-merge.wgsl`): the
  * family's row hooks over each chunk of keys, then the merge of the partial rows into o and the
- * row statistic, the tiled forward's outputs (and the packed int inputs). On a device with
+ * row statistic, the tiled forward's outputs (and the packed int inputs). Keys that make one
+ * chunk take a single launch, which finishes each row itself. On a device with
  * subgroups a subgroup takes each chunk (`common/attention-split-subgroups.wgsl`): its lanes
  * share the chunk's tiles, so a chunk holds as many tiles for each lane of the largest subgroup.
  */
@@ -146,9 +157,7 @@ function runSplit(
 ): tf.TensorInfo[] {
   const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
   const lanes = subgroupLanes(backend);
-  // with subgroups, as many tiles for every lane of the largest subgroups
-  const round = lanes ? lanes * rowsPerTile(s.K) : 1;
-  const chunk = round * Math.ceil(SPLIT_CHUNK / round);
+  const chunk = splitChunk(backend, s.K);
   const splits = Math.ceil(s.Tk / chunk);
   const params = attentionParams(s, a, 0, { chunk, splits });
   const bound = bindVisibility(backend, inputs, q);
@@ -157,22 +166,26 @@ function runSplit(
     ? { pass: 'splitSubgroups' as const, label: 'SplitSubgroups', WG: SUBGROUP_WG, grid: subgroupGrid(jobs, lanes) }
     : { pass: 'split' as const, label: 'Split', WG: SPLIT_WG, grid: grid1d(jobs, SPLIT_WG) };
   const [x, y] = grid;
-  const [partO, partRow] = runKernel(backend, skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K), {
-    inputs: [q, k, v, bound.vis],
-    outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]],
-    params,
-    constants: { ...constants, WG, ...bound.constants },
-    workgroups: [x, y, s.B],
+  const kernel = skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K);
+  const launch = { inputs: [q, k, v, bound.vis], params, workgroups: [x, y, s.B] as [number, number, number] };
+  const withPacked = (out: tf.TensorInfo[]) => bound.packed ? [...out, bound.packed] : out;
+  if (splits === 1) {
+    // one chunk: it writes o and the row statistic itself, without a merge
+    return withPacked(runKernel(backend, kernel, {
+      ...launch, outputs: [q.shape, [s.B, s.H, s.Tq]], constants: { ...constants, WG, ...bound.constants, FINISH: 1 },
+    }));
+  }
+  const [partO, partRow] = runKernel(backend, kernel, {
+    ...launch, outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]], constants: { ...constants, WG, ...bound.constants },
   });
   try {
-    const out = runKernel(backend, skeletonKernel(`${m.label}Merge`, 'merge', '', m.rowHooks, s.K), {
+    return withPacked(runKernel(backend, skeletonKernel(`${m.label}Merge`, 'merge', '', m.rowHooks, s.K), {
       inputs: [partO!, partRow!],
       outputs: [q.shape, [s.B, s.H, s.Tq]],
       params,
       constants,
       workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
-    });
-    return bound.packed ? [...out, bound.packed] : out;
+    }));
   } finally {
     backend.disposeData(partO!.dataId);
     backend.disposeData(partRow!.dataId);
