@@ -2,7 +2,8 @@
 // rows are (batch row, head) pairs b·H + h, channels e < V, states n < K, the state S[n, e] is
 // laid out [B, H, K, V] (N_FIRST), and
 //   logDecay = g[t, n],   x = v[t, e],   inN = k[t, n],   outN = scale·q[t, n],   out = y.
-// The op passes finite inputs with g ≤ 0 (it poisons what a non-finite input reaches itself).
+// The inputs are read as finite: a NaN or ±∞ as 0, and a g > 0 as 0 too (a GPU backend cannot
+// reject one); the op poisons what such an input reaches (seen.wgsl) and zeroes its gradient.
 
 struct Params {
   B: u32, // rows: B·H
@@ -36,20 +37,25 @@ fn keyAt(cell: Cell, s: u32, n: u32) -> u32 {
   return tokenAt(cell, s) * params.N + n;
 }
 
+// x, or 0 where it is NaN or ±∞ (by its bits: a shader compiler may assume floats finite)
+fn finite(x: f32) -> f32 {
+  return select(0.0, x, (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u);
+}
+
 fn prepare(cell: Cell, s: u32) -> f32 {
-  return v[seqAt(cell, s)];
+  return finite(v[seqAt(cell, s)]);
 }
 
 fn logDecay(cell: Cell, s: u32, n: u32) -> f32 {
-  return g[keyAt(cell, s, n)];
+  return min(finite(g[keyAt(cell, s, n)]), 0.0);
 }
 
 fn inN(cell: Cell, s: u32, n: u32) -> f32 {
-  return k[keyAt(cell, s, n)];
+  return finite(k[keyAt(cell, s, n)]);
 }
 
 fn outN(cell: Cell, s: u32, n: u32) -> f32 {
-  return params.scale * q[keyAt(cell, s, n)];
+  return params.scale * finite(q[keyAt(cell, s, n)]);
 }
 
 fn finish(cell: Cell, s: u32, y: f32) -> f32 {

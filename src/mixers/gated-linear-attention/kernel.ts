@@ -2,19 +2,25 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import hooks from '../../../kernels/gated-linear-attention/hooks.wgsl';
 import backwardHooks from '../../../kernels/gated-linear-attention/backward-hooks.wgsl';
-import { namedInputs, registerGradientOnce, registerKernelOnce } from '../../webgpu/runtime.js';
+import seen from '../../../kernels/gated-linear-attention/seen.wgsl';
+import { zeroWhereNotFinite } from '../../tensors.js';
+import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
 
 /**
- * tfjs kernel names. The forward's inputs are q, k, g `[B, T, H, K]`, v `[B, T, H, V]` (finite,
- * g ≤ 0: the op sees to it) and initialState `[B, H, K, V]` (a one-element stand-in when attrs
- * say there is none); its outputs are the output `[B, T, H, V]`, the final state, and two saved
- * for the backward: the state entering each chunk and each chunk's total log decay. The step
- * takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient.
+ * tfjs kernel names. The forward's inputs are q, k, g `[B, T, H, K]`, v `[B, T, H, V]` and
+ * initialState `[B, H, K, V]` (a one-element stand-in when attrs say there is none); its
+ * outputs are the output `[B, T, H, V]`, the final state, and two saved for the backward: the
+ * state entering each chunk and each chunk's total log decay. It reads each input's finite part
+ * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), and such an input gets a zero gradient. The step
+ * takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient. The seen kernel takes q,
+ * k, v, g and gives the NaN-or-0 terms that poison the outputs and final states that see a
+ * non-finite input (seen.wgsl), `[B, T, H, 1]` and `[B, H, 1, 1]`; they get no gradient.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
 export const GATED_LINEAR_ATTENTION_STEP = 'MixersGatedLinearAttentionStep';
+export const GATED_LINEAR_ATTENTION_SEEN = 'MixersGatedLinearAttentionSeen';
 
 const KERNELS = scanKernels('GatedLinearAttention', hooks, backwardHooks);
 
@@ -81,11 +87,15 @@ registerGradientOnce({
       attrs) as tf.Tensor[];
     // the parts are d k, d (scale·q) and d g, each [B, T, H, K]
     const part = (i: number) => tf.squeeze(tf.slice(perKey!, [i, 0, 0, 0, 0], [1, ...q!.shape]), [0]);
+    // the kernels read 0 for a non-finite input (and a positive gate): it gets no gradient
     const result: Record<string, () => tf.Tensor> = {
-      q: () => tf.mul(part(1), a.scale),
-      k: () => part(0),
-      v: () => grads!.slice(0, v!.size).reshape(v!.shape),
-      g: () => part(2),
+      q: () => zeroWhereNotFinite(q!, tf.mul(part(1), a.scale)),
+      k: () => zeroWhereNotFinite(k!, part(0)),
+      v: () => zeroWhereNotFinite(v!, grads!.slice(0, v!.size).reshape(v!.shape)),
+      g: () => {
+        const d = part(2);
+        return tf.where(tf.logicalAnd(tf.isFinite(g!), tf.lessEqual(g!, 0)), d, tf.zerosLike(d));
+      },
     };
     if (a.hasInitialState) result.initialState = () => dInitialState!.clone();
     return result;
@@ -101,4 +111,32 @@ registerKernelOnce({
     const l = launchOf([q, k, v, g], s, (attrs as unknown as GlaAttrs).scale);
     return scanStep(backend as WebGPUBackend, KERNELS, s, l, state, v.shape);
   },
+});
+
+const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: seen };
+const SEEN_WG = 64;
+
+registerKernelOnce({
+  kernelName: GATED_LINEAR_ATTENTION_SEEN,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { q, k, v, g } = namedInputs(inputs, 'q', 'k', 'v', 'g');
+    const [B, T, H, K] = q.shape as [number, number, number, number];
+    return runKernel(backend as WebGPUBackend, SEEN, {
+      inputs: [q, k, v, g],
+      outputs: [[B, T, H, 1], [B, H, 1, 1]],
+      params: [T, H, K, v.shape[3]!].map((u32) => ({ u32 })),
+      constants: { WG: SEEN_WG },
+      // a workgroup per (head, batch row)
+      workgroups: [H, B, 1],
+    });
+  },
+});
+
+registerGradientOnce({
+  kernelName: GATED_LINEAR_ATTENTION_SEEN,
+  inputsToSave: ['q', 'v'],
+  gradFunc: (_dys, [q, v]) => ({
+    q: () => tf.zerosLike(q!), k: () => tf.zerosLike(q!), v: () => tf.zerosLike(v!), g: () => tf.zerosLike(q!),
+  }),
 });

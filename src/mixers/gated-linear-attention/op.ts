@@ -3,9 +3,8 @@ import {
   argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, onHostBackend, optionNames,
   useKernel, type Implementation,
 } from '../../validate.js';
-import { finiteOnly, poisonWhere } from '../../tensors.js';
-import { gatedLinearAttentionReference, nonFiniteSeen, type GlaArgs } from './reference.js';
-import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
+import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
+import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_SEEN, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
 /** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
 export interface GatedLinearAttentionOptions {
@@ -82,30 +81,30 @@ function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAtte
   }
   if (onHostBackend()) return gatedLinearAttentionReference(args);
   // a GPU backend cannot read tf.max(g) back without stalling (webgpu in Node cannot at all): a
-  // positive gate is made NaN instead, which the reference and the kernels' wrapper carry to
-  // every output that sees it
+  // positive gate is taken as NaN instead, which the reference and the kernels carry to every
+  // output that sees it
   return tf.tidy(() => {
-    const checked = { ...args, g: positiveAsNaN(args.g) };
-    if (!args.kernel) return gatedLinearAttentionReference(checked);
-    if (step && T === 1) return onKernels(checked, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
+    if (!args.kernel) return gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) });
+    if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
     // an absent initialState is a stand-in off the gradient's path, never read
-    return onKernels(checked, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
+    return onKernels(args, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
   });
 }
 
 /**
- * The WGSL scan kernels (the forward, or the gradient-less step) on the inputs' finite parts,
- * with the outputs that see a non-finite input made NaN as the reference makes them; the
- * finite parts' `where` gives those inputs a zero gradient.
+ * The WGSL scan kernels (the forward, or the gradient-less step), which read the inputs' finite
+ * parts, with the outputs that see a non-finite input (or a positive gate) made NaN as the
+ * reference makes them: one launch finds those outputs, where the reference's tfjs ops take
+ * dozens (each a dispatch, whose CPU cost dominates a layer call on a GPU).
  */
 function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap): GatedLinearAttentionResult {
-  const inputs: tf.NamedTensorMap = { q: finiteOnly(args.q), k: finiteOnly(args.k), v: finiteOnly(args.v), g: finiteOnly(args.g), ...start };
+  const { q, k, v, g } = args;
   const attrs: GlaAttrs = { scale: args.scale, hasInitialState: args.initialState !== undefined };
-  const [output, state] = tf.engine().runKernel(kernelName, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-  const { outputSees, stateSees } = nonFiniteSeen(args.q, args.k, args.v, args.g);
+  const [output, state] = tf.engine().runKernel(kernelName, { q, k, v, g, ...start }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  const [outputSees, stateSees] = tf.engine().runKernel(GATED_LINEAR_ATTENTION_SEEN, { q, k, v, g }) as tf.Tensor[];
   return {
-    output: tf.add(output!, poisonWhere(outputSees)) as tf.Tensor4D,
-    state: tf.add(state!, poisonWhere(stateSees)) as tf.Tensor4D,
+    output: tf.add(output!, outputSees!) as tf.Tensor4D,
+    state: tf.add(state!, stateSees!) as tf.Tensor4D,
   };
 }
 

@@ -158,10 +158,10 @@ function headsFirstFinite(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor
 /**
  * Which outputs see a non-finite input: a NaN or ±∞ in k, v or g at token t reaches the
  * outputs at t' ≥ t of its batch row and head and the final state, one in q only its own output.
- * Returns counts, `outputSees` `[B, T, H, 1]` and `stateSees` `[B, H, 1, 1]`, non-zero where seen;
- * the WGSL kernels' wrapper (op.ts) poisons with them too.
+ * Returns counts, `outputSees` `[B, T, H, 1]` and `stateSees` `[B, H, 1, 1]`, non-zero where seen
+ * (on webgpu the kernels find them in one launch: seen.wgsl).
  */
-export function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
+function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
   const [B, T, H] = q.shape as [number, number, number];
   const bad = (x: tf.Tensor) => nonFiniteCount(x, 3);
   const entering = tf.add(tf.add(bad(k), bad(g)), bad(v));
