@@ -13,7 +13,7 @@ import { GLA_CHUNK } from '../src/mixers/gated-linear-attention/reference.js';
 import {
   gatedLinearAttentionGradOracle, gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle, type GlaDims, type GlaInputs,
 } from './oracle/gated-linear-attention.js';
-import { describeOn, EPS32, expectNoLeaks, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
+import { describeOn, EPS32, expectNoLeaks, launchedPipelines, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
 
 const c = GLA_CHUNK;
 
@@ -400,6 +400,20 @@ describeOn('cpu', 'gatedLinearAttention: memory', () => {
     expect(large, `${small} → ${large}`).toBeLessThan(4.5 * small);
     // one float32 [T, T] matrix at T = 4096 is 64 MiB
     expect(large, `${large} bytes`).toBeLessThan((4 * 4096 * 4096) / 4);
+  });
+});
+
+describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
+  it('runs in six launches: the scan\'s three, the poison\'s one, and the two additions of the poison', async () => {
+    const { q, k, v, g, initialState } = tensorsOf(base);
+    const ran = await launchedPipelines(async () => {
+      const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { initialState });
+      await Promise.all([output.data(), state.data()]);
+      tf.dispose([output, state]);
+    });
+    expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
+      'BinaryOpProgram', 'BinaryOpProgram']);
+    tf.dispose([q, k, v, g, initialState!]);
   });
 });
 
