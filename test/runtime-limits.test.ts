@@ -79,9 +79,10 @@ describeOn('webgpu', 'kernel runtime limits', () => {
   });
 
   it('a later launch past a limit frees what the earlier launches of the op made', async () => {
-    // 65536 heads: the split-K first pass folds them, its merge pass puts them in dimension y
+    // 65536 heads: the split-K first pass folds them, its merge pass puts them in dimension y;
+    // 129 keys make two chunks of 128, so that the merge runs
     const q = tf.ones([1, 1, 65536, 1]) as tf.Tensor4D;
-    const k = tf.ones([1, 1, 1, 1]) as tf.Tensor4D;
+    const k = tf.ones([1, 129, 1, 1]) as tf.Tensor4D;
     const before = counts();
     expect(() => ops.flashAttention(q, k, k, { split: 'always', implementation: 'webgpu' })).toThrow(
       /^flashAttention: kernel FlashAttentionMergeK1 cannot run on this device: 65536 workgroups in dimension y exceed maxComputeWorkgroupsPerDimension = 65535/,
