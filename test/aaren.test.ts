@@ -7,10 +7,13 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { aaren, aarenWithState, aarenWithStateOver, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
-import { AAREN_CHUNK } from '../src/mixers/aaren/reference.js';
+import { AAREN_CHUNK, HIDDEN } from '../src/mixers/aaren/reference.js';
+import { AAREN_FRAME } from '../src/mixers/aaren/kernel.js';
 import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
 import type { Implementation } from '../src/validate.js';
-import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32, seededUniform, values } from './helpers.js';
+import {
+  EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, seededUniform, values,
+} from './helpers.js';
 
 const C = AAREN_CHUNK;
 
@@ -552,6 +555,42 @@ describeOn('cpu', 'aaren errors', () => {
 });
 
 // The reference runs on webgpu too, with implementation 'reference'
+describeOn('webgpu', 'aaren on the scan kernels', () => {
+  it('the frame kernel is the running max floored at HIDDEN, NaN from a NaN on', async () => {
+    // rows of 150 (runs of 3 per invocation), a −∞ lead as an empty state's m, one NaN
+    const [B, H, n] = [2, 3, 150];
+    const x = seededUniform(11, B * H * n, -5, 5);
+    x[0] = -Infinity;
+    x[4 * n + 70] = Number.NaN;
+    const frame = tf.engine().runKernel(AAREN_FRAME, { x: tf.tensor3d(x, [B, H, n]) }) as tf.Tensor;
+    const got = await values(frame);
+    for (let r = 0; r < B * H; r++) {
+      let m = Math.fround(HIDDEN);
+      for (let j = 0; j < n; j++) {
+        m = Number.isNaN(m) || Number.isNaN(x[r * n + j]!) ? Number.NaN : Math.max(m, x[r * n + j]!);
+        expect(got[r * n + j], `row ${r}, ${j}`).toBe(m);
+      }
+    }
+    tf.dispose(frame);
+  });
+
+  it('runs the frame and the poison in one launch each, not tfjs\'s doublings and running sums', async () => {
+    const c: Case = { B: 2, T: C + 7, H: 2, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
+    const x = inputsOf(c);
+    const [q, k, v] = [tf.tensor2d(x.q, [c.H, c.K]), tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), tf.tensor4d(x.v, [c.B, c.T, c.H, c.K])];
+    const ran = await launchedPipelines(async () => {
+      const y = aaren(q, k, v);
+      await y.data();
+      y.dispose();
+    });
+    // the second poison launch is GatedLinearAttention's own, inside the scan
+    expect(ran.filter((label) => label === 'AarenFrame')).toHaveLength(1);
+    expect(ran.filter((label) => label === 'GatedLinearAttentionSeen')).toHaveLength(2);
+    expect(ran.filter((label) => label === 'CumProgram')).toEqual([]);
+    tf.dispose([q, k, v]);
+  });
+});
+
 describeOn('webgpu', 'aaren (the reference on the webgpu backend)', () => {
   it('matches the float64 oracle through implementation reference: output, final state and every gradient', async () => {
     const shapes: Case[] = [

@@ -3,8 +3,9 @@
 // nonFiniteSeen and poisonWhere), in one launch where those take dozens of tfjs ops. A NaN or ±∞
 // in k, v or g at token t, or a g > 0 (which a GPU backend cannot reject), reaches the outputs
 // at t' ≥ t of its batch row and head and the final state; one in q only its own output.
-// A workgroup per (head h, batch row b): its invocations find the first such token, then write
-// every token's term. Values are read and written as bits: a shader compiler may assume that no
+// Aaren's poison is this with its k and v (src/mixers/aaren/kernel.ts passes k as q and g, and
+// GATE off). A workgroup per (head h, batch row b): its invocations find the first such token,
+// then write every token's term. Values are read and written as bits: a shader compiler may assume that no
 // float is NaN or infinite, and 0x7fc00000 is a NaN.
 
 struct Params {
@@ -23,6 +24,8 @@ struct Params {
 @group(0) @binding(6) var<uniform> params: Params;
 
 override WG: u32 = 64u;
+// whether g is a log gate, so that a g > 0 is bad too
+override GATE: bool = true;
 const NAN_BITS: u32 = 0x7fc00000u;
 
 var<workgroup> firstBad: atomic<u32>;
@@ -31,9 +34,9 @@ fn notFinite(bits: u32) -> bool {
   return (bits & 0x7f800000u) == 0x7f800000u;
 }
 
-// not a log gate: not finite, or > 0 (a clear sign bit on anything but +0)
+// not finite or, with GATE, not a log gate: > 0 (a clear sign bit on anything but +0)
 fn notGate(bits: u32) -> bool {
-  return notFinite(bits) || ((bits & 0x80000000u) == 0u && bits != 0u);
+  return notFinite(bits) || (GATE && (bits & 0x80000000u) == 0u && bits != 0u);
 }
 
 @compute @workgroup_size(WG)

@@ -1,11 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import frameBody from '../../../kernels/aaren/frame.wgsl';
 import { finiteOnly } from '../../tensors.js';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+import { GATED_LINEAR_ATTENTION_SEEN } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
-import { HIDDEN, last, poisonAfterNonFinite, scores, type AarenArgs, type AarenState } from './reference.js';
+import { HIDDEN, last, scores, type AarenArgs, type AarenState } from './reference.js';
 
 /**
- * x's value with no gradient: the running max below only chooses the frame the scan's sums are
- * kept in, and the outputs do not depend on it.
+ * x's value with no gradient: for the initial state's m, which only chooses the frame the scan's
+ * sums are kept in (as the frame kernel below, whose gradient is zero too).
  */
 const withoutGradient = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   save([]);
@@ -40,15 +44,37 @@ const emptyAsMinusInfinity = tf.customGrad(((m: tf.Tensor, u: tf.Tensor, save: t
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (m: tf.Tensor, u: tf.Tensor) => tf.Tensor;
 
-/** The running max of `x` `[B, H, n]` along its last axis, by log₂ n doublings (tfjs has no cummax). */
-function runningMax(x: tf.Tensor3D): tf.Tensor3D {
-  const [B, H, n] = x.shape;
-  let m: tf.Tensor3D = x;
-  for (let d = 1; d < n; d *= 2) {
-    const shifted = tf.concat([tf.fill([B, H, d], -Infinity), tf.slice(m, [0, 0, 0], [B, H, n - d])], 2);
-    m = tf.maximum(m, shifted) as tf.Tensor3D;
-  }
-  return m;
+/**
+ * tfjs kernel name, webgpu only. Input x `[B, H, n]`; output the frame `[B, H, n]`: x's running
+ * max along its last axis, floored at {@link HIDDEN} (`kernels/aaren/frame.wgsl`). Its gradient
+ * is zero: the frame only chooses the scale the scan's sums are kept in, and the outputs do not
+ * depend on it.
+ */
+export const AAREN_FRAME = 'MixersAarenFrame';
+const FRAME: KernelSource = { name: 'AarenFrame', code: frameBody };
+
+registerKernelOnce({
+  kernelName: AAREN_FRAME,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { x } = namedInputs(inputs, 'x');
+    const [B, H, n] = x.shape as [number, number, number];
+    return runKernel(backend as WebGPUBackend, FRAME, {
+      inputs: [x], outputs: [x.shape], params: [{ u32: B * H }, { u32: n }], workgroups: grid1d(B * H, 1),
+    })[0]!;
+  },
+});
+
+registerGradientOnce({ kernelName: AAREN_FRAME, inputsToSave: ['x'], gradFunc: (_dy, [x]) => ({ x: () => tf.zerosLike(x!) }) });
+
+/**
+ * The NaN-or-0 terms for the outputs `[B, T, H, 1]` and the final state `[B, H, 1, 1]` of each
+ * head from the first token whose k or v is NaN or ±∞ on, in one launch: the reference's
+ * `poisonAfterNonFinite` and its last token, on GatedLinearAttention's seen kernel (k
+ * stands in for its q and g, which are checked as k is).
+ */
+function poisonOnKernel(k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
+  return tf.engine().runKernel(GATED_LINEAR_ATTENTION_SEEN, { q: k, k, v, g: k }, { gate: false }) as [tf.Tensor4D, tf.Tensor4D];
 }
 
 /**
@@ -80,7 +106,7 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const m0 = init ? init.m : tf.fill([B, H], -Infinity) as tf.Tensor2D;
     // the frame: m before and after each token, floored at HIDDEN so that every gate is finite
     const withInit = tf.concat([m0.expandDims(2), s], 2) as tf.Tensor3D;                    // [B, H, 1 + T]
-    const frame = tf.maximum(runningMax(withoutGradient(withInit) as tf.Tensor3D), HIDDEN) as tf.Tensor3D;
+    const frame = tf.engine().runKernel(AAREN_FRAME, { x: withInit }) as tf.Tensor3D;
     const before = tf.slice(frame, [0, 0, 0], [B, H, T]);
     const after = tf.slice(frame, [0, 0, 1], [B, H, T]);
     const tokensFirst = (x: tf.Tensor) => x.transpose([0, 2, 1]).expandDims(3) as tf.Tensor4D;   // [B, H, T] → [B, T, H, 1]
@@ -109,10 +135,10 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     // an empty final state (no real token and no initial one) has m = −∞, as the empty state
     const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
     // a non-finite k or v at token t: that head's outputs from t on, and its final state
-    const poison = poisonAfterNonFinite(args.k, args.v);
-    const poisonState = last(poison, 1) as tf.Tensor2D;
+    const [poison, poisonHeads] = poisonOnKernel(args.k, args.v);
+    const poisonState = poisonHeads.reshape([B, H]) as tf.Tensor2D;
     return {
-      output: tf.add(output, poison.expandDims(3)) as tf.Tensor4D,
+      output: tf.add(output, poison) as tf.Tensor4D,
       state: {
         m: tf.add(mFinal, poisonState) as tf.Tensor2D,
         u: tf.add(uFinal, poisonState) as tf.Tensor2D,

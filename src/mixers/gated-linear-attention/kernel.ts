@@ -15,7 +15,8 @@ import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, t
  * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), and such an input gets a zero gradient. The step
  * takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient. The seen kernel takes q,
  * k, v, g and gives the NaN-or-0 terms that poison the outputs and final states that see a
- * non-finite input (seen.wgsl), `[B, T, H, 1]` and `[B, H, 1, 1]`; they get no gradient.
+ * non-finite input (seen.wgsl), `[B, T, H, 1]` and `[B, H, 1, 1]`; they get no gradient. With
+ * the attr `gate` false, a g > 0 is not counted.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
@@ -119,14 +120,14 @@ const SEEN_WG = 64;
 registerKernelOnce({
   kernelName: GATED_LINEAR_ATTENTION_SEEN,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
+  kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v, g } = namedInputs(inputs, 'q', 'k', 'v', 'g');
     const [B, T, H, K] = q.shape as [number, number, number, number];
     return runKernel(backend as WebGPUBackend, SEEN, {
       inputs: [q, k, v, g],
       outputs: [[B, T, H, 1], [B, H, 1, 1]],
       params: [T, H, K, v.shape[3]!].map((u32) => ({ u32 })),
-      constants: { WG: SEEN_WG },
+      constants: { WG: SEEN_WG, GATE: (attrs as { gate?: boolean } | undefined)?.gate === false ? 0 : 1 },
       // a workgroup per (head, batch row)
       workgroups: [H, B, 1],
     });
