@@ -3,6 +3,7 @@ import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
+import { causalConv } from '../src/mixers/selective-ssm/layer.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
@@ -152,6 +153,28 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
     // as the other layers, training runs where the kernels' backward does (about 20 s on
     // SwiftShader); the cpu backend's fit is the leak test's
     if (backend === 'webgpu') itTrains(() => layers.selectiveSSM({ stateSize: 4, expand: 1 }));
+  });
+}
+
+for (const backend of ['cpu', 'webgpu'] as const) {
+  describeOn(backend, 'SelectiveSSM\'s causal convolution', () => {
+    it('depthwiseConv2d and the shifted slices give the same outputs and gradients', async () => {
+      // small integers: every product and sum is exact in float32, whatever the order, so the
+      // two paths must agree bit for bit
+      const int = (seed: number, n: number) => seededUniform(seed, n, -4, 4).map(Math.round);
+      const [B, T, E, K] = [2, 9, 5, 4];
+      const padded = tf.tensor3d(int(1, B * (T + K - 1) * E), [B, T + K - 1, E]);
+      const taps = tf.tensor2d(int(2, K * E), [K, E]);
+      const bias = tf.tensor1d(int(3, E));
+      const weight = tf.tensor3d(int(4, B * T * E), [B, T, E]);
+      const run = (whole: boolean) => tf.grads((p: tf.Tensor, t: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(causalConv(p as tf.Tensor3D, t as tf.Tensor2D, b, whole), weight)))([padded, taps, bias]);
+      const outputs = [true, false].map((whole) => causalConv(padded, taps, bias, whole));
+      expect(Array.from(await outputs[0]!.data())).toEqual(Array.from(await outputs[1]!.data()));
+      const [whole, sliced] = [run(true), run(false)];
+      for (let i = 0; i < 3; i++) expect(Array.from(await whole[i]!.data()), `gradient ${i}`).toEqual(Array.from(await sliced[i]!.data()));
+      tf.dispose([padded, taps, bias, weight, outputs, whole, sliced]);
+    });
   });
 }
 

@@ -61,6 +61,41 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
 }
 
 /**
+ * The T outputs of a depthwise convolution of `padded` `[B, T + dConv − 1, E]` with `taps`
+ * `[dConv, E]`, plus `bias` `[E]`. With `whole` (by default where the backend has tfjs's
+ * depthwise-convolution gradients: webgpu, webgl, cpu), one `depthwiseConv2d`; otherwise (wasm
+ * has its forward kernel only) the taps as dConv shifted slices, each op with a gradient: 4·dConv
+ * + 1 launches where the convolution is one, and a launch costs tens of µs of tfjs's CPU time on
+ * a GPU backend.
+ *
+ * @example
+ * ```ts
+ * causalConv(tf.ones([1, 4, 2]), tf.ones([3, 2]), tf.zeros([2])).print();  // [[[3, 3], [3, 3]]]
+ * ```
+ */
+export function causalConv(padded: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor, whole = hasDepthwiseGradients()): tf.Tensor3D {
+  const [B, padLength, E] = padded.shape;
+  const K = taps.shape[0];
+  const T = padLength - K + 1;
+  if (whole) {
+    // [B, 1, T + K − 1, E] by a [1, K] filter per channel
+    const image = padded.expandDims(1) as tf.Tensor4D;
+    const out = tf.depthwiseConv2d(image, taps.reshape([1, K, E, 1]) as tf.Tensor4D, 1, 'valid');
+    return tf.add(out.reshape([B, T, E]), bias) as tf.Tensor3D;
+  }
+  let conv: tf.Tensor = bias;
+  const each = tf.unstack(taps);
+  for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [B, T, E]), each[k]!));
+  return conv as tf.Tensor3D;
+}
+
+function hasDepthwiseGradients(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel('DepthwiseConv2dNativeBackpropInput', backend) !== undefined &&
+    tf.getKernel('DepthwiseConv2dNativeBackpropFilter', backend) !== undefined;
+}
+
+/**
  * The Mamba block (Gu & Dao 2023; the {@link "selective-ssm" | SelectiveSSM guide}), a causal sequence mixer in place of
  * self-attention: `[B, T, D] → [B, T, D]`, with E = expand·D, N = stateSize, R = dtRank:
  * ```
@@ -71,7 +106,8 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
  * out         = y·outProj
  * ```
  * The scan is `ops.selectiveScan` (WGSL kernels on WebGPU), O(T·E·N); the convolution is a
- * left zero-padding and a sum of dConv shifted slices, so it has gradients on every backend.
+ * left zero-padding and tfjs's `depthwiseConv2d`, or on wasm (which has no gradient for that) a
+ * sum of dConv shifted slices, so it has gradients on every backend.
  *
  * Weights and their initialisation, as Mamba's unless said:
  * - `inProj [D, 2E]`, `xProj [E, R + 2N]`, `outProj [E, D]`: no bias, glorotUniform (tfjs's
@@ -170,16 +206,11 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
    */
   private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; real: tf.Tensor2D }):
     { y: tf.Tensor3D; inner: tf.Tensor3D; ssm?: tf.Tensor3D } {
-    const { E } = this.dims();
-    const [Bsz, T] = x.shape;
     const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
-    // causal depthwise conv: the window before x (zeros in the forward) on the left, then the
-    // dConv taps as shifted slices (rank 3, each op with a gradient on cpu and webgpu)
+    // causal depthwise conv: the window before x (zeros in the forward) on the left, then the taps
     const K = this.convKernel;
     const padded = K === 1 ? inner : start ? tf.concat([start.conv, inner], 1) : tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]);
-    const taps = tf.unstack(this.weight('convKernel').read());
-    let conv: tf.Tensor = this.weight('convBias').read();
-    for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [Bsz, T, E]), taps[k]!));
+    const conv = causalConv(padded as tf.Tensor3D, this.weight('convKernel').read() as tf.Tensor2D, this.weight('convBias').read());
     const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D;
     const { delta, B, C } = this.scanInputs(u);
     const skip = this.weight('D').read() as tf.Tensor1D;
