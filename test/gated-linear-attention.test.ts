@@ -404,15 +404,38 @@ describeOn('cpu', 'gatedLinearAttention: memory', () => {
 });
 
 describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
-  it('runs in six launches: the scan\'s three, the poison\'s one, and the two additions of the poison', async () => {
+  it('gives a non-finite input (or a positive gate) a zero gradient, and every other a finite one, under a loss on every output', async () => {
+    const s: Case = { ...base, B: 1, H: 2, T: c + 9, initialState: false };
+    const at = ((c - 3) * s.H + 1) * s.K + 1;   // token c − 3, head 1, key channel 1 (v: value channel 1)
+    for (const [name, bad] of [['q', NaN], ['k', Infinity], ['v', -Infinity], ['g', NaN], ['g', 0.5]] as const) {
+      const clean = tensorsOf(s);
+      const poisoned = tf.tidy(() => {
+        const data = clean[name].dataSync().slice();
+        data[name === 'v' ? ((c - 3) * s.H + 1) * s.V + 1 : at] = bad;
+        return tf.tensor(data, clean[name].shape) as tf.Tensor4D;
+      });
+      const args = { ...clean, [name]: poisoned };
+      // the loss is NaN, but its gradient in each output is 1
+      const grads = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) =>
+        tf.sum(gatedLinearAttention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, g as tf.Tensor4D, { implementation: 'webgpu' })))(
+        [args.q, args.k, args.v, args.g]);
+      const index = ['q', 'k', 'v', 'g'].indexOf(name);
+      const d = await values(grads[index]!);
+      const badAt = name === 'v' ? ((c - 3) * s.H + 1) * s.V + 1 : at;
+      expect(d[badAt], `${name}=${bad}: its own gradient`).toBe(0);
+      for (const gr of grads) expect((await values(gr)).every(Number.isFinite), `${name}=${bad}: finite gradients`).toBe(true);
+      tf.dispose([clean, poisoned, grads]);
+    }
+  });
+
+  it('runs in four launches: the scan\'s three and the poison\'s one', async () => {
     const { q, k, v, g, initialState } = tensorsOf(base);
     const ran = await launchedPipelines(async () => {
       const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { initialState });
       await Promise.all([output.data(), state.data()]);
       tf.dispose([output, state]);
     });
-    expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
-      'BinaryOpProgram', 'BinaryOpProgram']);
+    expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen']);
     tf.dispose([q, k, v, g, initialState!]);
   });
 });

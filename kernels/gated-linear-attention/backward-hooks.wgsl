@@ -10,10 +10,21 @@ fn partAt(cell: Cell, s: u32, p: u32, n: u32, block: u32) -> u32 {
   return params.offParts + ((p * params.B * params.T + tokenAt(cell, s)) * params.N + n) * params.eBlocks + block;
 }
 
+// part p of key channel n at step s, or 0 where hooks.wgsl read its input (k, q, g) as 0: such an
+// input gets no gradient
+fn keptPart(cell: Cell, s: u32, p: u32, n: u32, sum: f32) -> f32 {
+  let at = keyAt(cell, s, n);
+  let x = select(select(g[at], q[at], p == 1u), k[at], p == 0u);
+  return select(0.0, sum, isFinite(x) && (p != 2u || x <= 0.0));
+}
+
 fn onDecay(cell: Cell, s: u32, n: u32, dl: f32) {}
 
 fn afterState(cell: Cell, n: u32) {}
 
 fn finishGrads(cell: Cell) {
-  for (var s = 0u; s < cell.len; s++) { grads[seqAt(cell, s)] = dxs[s]; }
+  for (var s = 0u; s < cell.len; s++) {
+    let at = seqAt(cell, s);
+    grads[at] = select(0.0, dxs[s], isFinite(v[at]));
+  }
 }

@@ -3,7 +3,8 @@
 // laid out [B, H, K, V] (N_FIRST), and
 //   logDecay = g[t, n],   x = v[t, e],   inN = k[t, n],   outN = scale·q[t, n],   out = y.
 // The inputs are read as finite: a NaN or ±∞ as 0, and a g > 0 as 0 too (a GPU backend cannot
-// reject one); the op poisons what such an input reaches (seen.wgsl) and zeroes its gradient.
+// reject one); such an input gets no gradient (backward-hooks.wgsl), and the op poisons what it
+// reaches (seen.wgsl).
 
 struct Params {
   B: u32, // rows: B·H
@@ -37,9 +38,14 @@ fn keyAt(cell: Cell, s: u32, n: u32) -> u32 {
   return tokenAt(cell, s) * params.N + n;
 }
 
-// x, or 0 where it is NaN or ±∞ (by its bits: a shader compiler may assume floats finite)
+// by its bits: a shader compiler may assume that floats are finite
+fn isFinite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// x, or 0 where it is NaN or ±∞
 fn finite(x: f32) -> f32 {
-  return select(0.0, x, (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u);
+  return select(0.0, x, isFinite(x));
 }
 
 fn prepare(cell: Cell, s: u32) -> f32 {

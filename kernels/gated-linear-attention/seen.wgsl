@@ -1,12 +1,15 @@
-// GatedLinearAttention's poison (src/mixers/gated-linear-attention/op.ts): which outputs and
-// final states see a non-finite input, as the NaN-or-0 terms that the reference adds (its
-// nonFiniteSeen and poisonWhere), in one launch where those take dozens of tfjs ops. A NaN or ±∞
-// in k, v or g at token t, or a g > 0 (which a GPU backend cannot reject), reaches the outputs
-// at t' ≥ t of its batch row and head and the final state; one in q only its own output.
-// Aaren's poison is this with its k and v (src/mixers/aaren/kernel.ts passes k as q and g, and
-// GATE off). A workgroup per (head h, batch row b): its invocations find the first such token,
-// then write every token's term. Values are read and written as bits: a shader compiler may assume that no
-// float is NaN or infinite, and 0x7fc00000 is a NaN.
+// GatedLinearAttention's poison (src/mixers/gated-linear-attention/kernel.ts): the outputs and
+// final states that see a non-finite input, as the reference poisons them (its nonFiniteSeen
+// and poisonWhere), in one launch where those take dozens of tfjs ops. A NaN or ±∞ in k, v or g
+// at token t, or a g > 0 (which a GPU backend cannot reject), reaches the outputs at t' ≥ t of
+// its batch row and head and the final state; one in q only its own output.
+// With IN_PLACE (GatedLinearAttention's own kernels), it writes NaN over those outputs
+// [B, T, H, V] and final states [B, H, K, V] after the scan, inside the op's kernel, so that
+// nothing joins tfjs's tape; without it (Aaren, src/mixers/aaren/kernel.ts, which passes k as q
+// and g with GATE off), it writes the terms to add, NaN or 0, [B, T, H, 1] and [B, H, 1, 1].
+// A workgroup per (head h, batch row b): its invocations find the first such token, then mark
+// every token. Values are read and written as bits: a shader compiler may assume that no float
+// is NaN or infinite, and 0x7fc00000 is a NaN.
 
 struct Params {
   T: u32,
@@ -19,13 +22,14 @@ struct Params {
 @group(0) @binding(1) var<storage, read> k: array<u32>; // [B, T, H, K]
 @group(0) @binding(2) var<storage, read> v: array<u32>; // [B, T, H, V]
 @group(0) @binding(3) var<storage, read> g: array<u32>; // [B, T, H, K]
-@group(0) @binding(4) var<storage, read_write> outputSees: array<u32>; // [B, T, H, 1]
-@group(0) @binding(5) var<storage, read_write> stateSees: array<u32>; // [B, H, 1, 1]
+@group(0) @binding(4) var<storage, read_write> outputs: array<u32>; // [B, T, H, V], or [B, T, H, 1] of terms
+@group(0) @binding(5) var<storage, read_write> states: array<u32>; // [B, H, K, V], or [B, H, 1, 1] of terms
 @group(0) @binding(6) var<uniform> params: Params;
 
 override WG: u32 = 64u;
 // whether g is a log gate, so that a g > 0 is bad too
 override GATE: bool = true;
+override IN_PLACE: bool = true;
 const NAN_BITS: u32 = 0x7fc00000u;
 
 var<workgroup> firstBad: atomic<u32>;
@@ -60,7 +64,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let token = (b * params.T + t) * params.H + h;
     var bad = t >= first;
     for (var n = 0u; n < params.K; n++) { bad = bad || notFinite(q[token * params.K + n]); }
-    outputSees[token] = select(0u, NAN_BITS, bad);
+    if (!IN_PLACE) {
+      outputs[token] = select(0u, NAN_BITS, bad);
+    } else if (bad) {
+      for (var e = 0u; e < params.V; e++) { outputs[token * params.V + e] = NAN_BITS; }
+    }
   }
-  if (lid == 0u) { stateSees[b * params.H + h] = select(0u, NAN_BITS, first < params.T); }
+  let head = b * params.H + h;
+  if (!IN_PLACE) {
+    if (lid == 0u) { states[head] = select(0u, NAN_BITS, first < params.T); }
+  } else if (first < params.T) {
+    let size = params.K * params.V;
+    for (var j = lid; j < size; j += WG) { states[head * size + j] = NAN_BITS; }
+  }
 }

@@ -5,7 +5,8 @@
 //   part 2: g·exp(logDecay)·h[t−1]      (d logDecay, when PARTS is 3: a decay that depends on the
 //                                        step and state only)
 // and sums them over the channels, first across the workgroup here, then across blocks
-// (common/sum-rows.wgsl), into grads at the hooks' partAt. Per step it sums over the states
+// (common/sum-rows.wgsl), into grads at the hooks' partAt (as their keptPart gives it: 0 where the
+// mixer reads an input as 0). Per step it sums over the states
 // dxs = Σ_n g·inN (d x), and hands each d logDecay to onDecay; finishGrads writes the rest.
 // needs the hooks, scan.wgsl and the backward hooks
 
@@ -75,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       if (s < cell.len) {
         var sum = 0.0;
         for (var j = 0u; j < WE; j++) { sum += parts[p * WE + j]; }
-        grads[partAt(cell, s, p / L, n, block)] = sum;
+        grads[partAt(cell, s, p / L, n, block)] = keptPart(cell, s, p / L, n, sum);
       }
     }
     workgroupBarrier();

@@ -20,6 +20,10 @@ fn partAt(cell: Cell, s: u32, p: u32, n: u32, block: u32) -> u32 {
   return params.offBC + ((cell.b * params.T + cell.t0 + s) * 2u * params.N + p * params.N + n) * params.eBlocks + block;
 }
 
+fn keptPart(cell: Cell, s: u32, p: u32, n: u32, sum: f32) -> f32 {
+  return sum;
+}
+
 fn onDecay(cell: Cell, s: u32, n: u32, dl: f32) {
   if (s == cell.len - 1u) { dA = 0.0; } // the first step of the reverse loop: a new state
   if (n == 0u) { dLogDecayA[s] = 0.0; }

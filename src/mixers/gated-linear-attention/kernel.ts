@@ -3,7 +3,6 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import hooks from '../../../kernels/gated-linear-attention/hooks.wgsl';
 import backwardHooks from '../../../kernels/gated-linear-attention/backward-hooks.wgsl';
 import seen from '../../../kernels/gated-linear-attention/seen.wgsl';
-import { zeroWhereNotFinite } from '../../tensors.js';
 import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
 
@@ -12,11 +11,11 @@ import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, t
  * initialState `[B, H, K, V]` (a one-element stand-in when attrs say there is none); its
  * outputs are the output `[B, T, H, V]`, the final state, and two saved for the backward: the
  * state entering each chunk and each chunk's total log decay. It reads each input's finite part
- * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), and such an input gets a zero gradient. The step
- * takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient. The seen kernel takes q,
- * k, v, g and gives the NaN-or-0 terms that poison the outputs and final states that see a
- * non-finite input (seen.wgsl), `[B, T, H, 1]` and `[B, H, 1, 1]`; they get no gradient. With
- * the attr `gate` false, a g > 0 is not counted.
+ * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), such an input gets a zero gradient, and the
+ * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place). The
+ * step takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient. The seen kernel alone
+ * (for Aaren) takes q, k, v, g and gives the poison as terms to add, NaN or 0, `[B, T, H, 1]` and
+ * `[B, H, 1, 1]`, with no gradient; with the attr `gate` false, a g > 0 is not counted.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
@@ -53,8 +52,11 @@ registerKernelOnce({
     const a = attrs as unknown as GlaAttrs;
     const { q, k, v, g } = namedInputs(inputs, 'q', 'k', 'v', 'g');
     const s = sizesOf(q, v);
-    return scanForward(backend as WebGPUBackend, KERNELS, s, launchOf([q, k, v, g], s, a.scale),
+    const gpu = backend as WebGPUBackend;
+    const outs = scanForward(gpu, KERNELS, s, launchOf([q, k, v, g], s, a.scale),
       a.hasInitialState ? inputs.initialState : undefined, v.shape, [s.B, s.H, s.N, s.E]);
+    runSeen(gpu, [q, k, v, g], true, outs.slice(0, 2));
+    return outs;
   },
 });
 
@@ -88,15 +90,11 @@ registerGradientOnce({
       attrs) as tf.Tensor[];
     // the parts are d k, d (scale·q) and d g, each [B, T, H, K]
     const part = (i: number) => tf.squeeze(tf.slice(perKey!, [i, 0, 0, 0, 0], [1, ...q!.shape]), [0]);
-    // the kernels read 0 for a non-finite input (and a positive gate): it gets no gradient
     const result: Record<string, () => tf.Tensor> = {
-      q: () => zeroWhereNotFinite(q!, tf.mul(part(1), a.scale)),
-      k: () => zeroWhereNotFinite(k!, part(0)),
-      v: () => zeroWhereNotFinite(v!, grads!.slice(0, v!.size).reshape(v!.shape)),
-      g: () => {
-        const d = part(2);
-        return tf.where(tf.logicalAnd(tf.isFinite(g!), tf.lessEqual(g!, 0)), d, tf.zerosLike(d));
-      },
+      q: () => tf.mul(part(1), a.scale),
+      k: () => part(0),
+      v: () => grads!.slice(0, v!.size).reshape(v!.shape),
+      g: () => part(2),
     };
     if (a.hasInitialState) result.initialState = () => dInitialState!.clone();
     return result;
@@ -110,27 +108,40 @@ registerKernelOnce({
     const { q, k, v, g, state } = namedInputs(inputs, 'q', 'k', 'v', 'g', 'state');
     const s = sizesOf(q, v);
     const l = launchOf([q, k, v, g], s, (attrs as unknown as GlaAttrs).scale);
-    return scanStep(backend as WebGPUBackend, KERNELS, s, l, state, v.shape);
+    const gpu = backend as WebGPUBackend;
+    const outs = scanStep(gpu, KERNELS, s, l, state, v.shape);
+    runSeen(gpu, [q, k, v, g], true, outs);
+    return outs;
   },
 });
 
 const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: seen };
 const SEEN_WG = 64;
 
+/**
+ * The seen kernel's launch on q, k, v, g (seen.wgsl): with `poisoned`, the output and final
+ * state it writes NaN into, in place; otherwise, new terms `[B, T, H, 1]` and `[B, H, 1, 1]`.
+ */
+function runSeen(gpu: WebGPUBackend, inputs: tf.TensorInfo[], gate: boolean, poisoned?: tf.TensorInfo[]): tf.TensorInfo[] {
+  const [q, , v] = inputs as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+  const [B, T, H, K] = q.shape as [number, number, number, number];
+  return runKernel(gpu, SEEN, {
+    inputs,
+    outputs: poisoned ? [] : [[B, T, H, 1], [B, H, 1, 1]],
+    updates: poisoned,
+    params: [T, H, K, v.shape[3]!].map((u32) => ({ u32 })),
+    constants: { WG: SEEN_WG, GATE: gate ? 1 : 0, IN_PLACE: poisoned ? 1 : 0 },
+    // a workgroup per (head, batch row)
+    workgroups: [H, B, 1],
+  });
+}
+
 registerKernelOnce({
   kernelName: GATED_LINEAR_ATTENTION_SEEN,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v, g } = namedInputs(inputs, 'q', 'k', 'v', 'g');
-    const [B, T, H, K] = q.shape as [number, number, number, number];
-    return runKernel(backend as WebGPUBackend, SEEN, {
-      inputs: [q, k, v, g],
-      outputs: [[B, T, H, 1], [B, H, 1, 1]],
-      params: [T, H, K, v.shape[3]!].map((u32) => ({ u32 })),
-      constants: { WG: SEEN_WG, GATE: (attrs as { gate?: boolean } | undefined)?.gate === false ? 0 : 1 },
-      // a workgroup per (head, batch row)
-      workgroups: [H, B, 1],
-    });
+    return runSeen(backend as WebGPUBackend, [q, k, v, g], (attrs as { gate?: boolean } | undefined)?.gate !== false);
   },
 });
 

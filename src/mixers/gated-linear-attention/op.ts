@@ -4,7 +4,7 @@ import {
   useKernel, type Implementation,
 } from '../../validate.js';
 import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
-import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_SEEN, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
+import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
 /** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
 export interface GatedLinearAttentionOptions {
@@ -93,19 +93,15 @@ function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAtte
 
 /**
  * The WGSL scan kernels (the forward, or the gradient-less step), which read the inputs' finite
- * parts, with the outputs that see a non-finite input (or a positive gate) made NaN as the
- * reference makes them: one launch finds those outputs, where the reference's tfjs ops take
- * dozens (each a dispatch, whose CPU cost dominates a layer call on a GPU).
+ * parts and make NaN the outputs that see a non-finite input (or a positive gate), as the
+ * reference makes them, in one more launch where the reference's tfjs ops take dozens (each a
+ * launch, whose CPU cost dominates a layer call on a GPU).
  */
 function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap): GatedLinearAttentionResult {
   const { q, k, v, g } = args;
   const attrs: GlaAttrs = { scale: args.scale, hasInitialState: args.initialState !== undefined };
   const [output, state] = tf.engine().runKernel(kernelName, { q, k, v, g, ...start }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-  const [outputSees, stateSees] = tf.engine().runKernel(GATED_LINEAR_ATTENTION_SEEN, { q, k, v, g }) as tf.Tensor[];
-  return {
-    output: tf.add(output!, outputSees!) as tf.Tensor4D,
-    state: tf.add(state!, stateSees!) as tf.Tensor4D,
-  };
+  return { output: output as tf.Tensor4D, state: state as tf.Tensor4D };
 }
 
 /** g with its positive entries NaN; its gradient passes to the others (tfjs has none for `greater`). */
