@@ -3,7 +3,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
 import { finiteOnly } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { GATED_LINEAR_ATTENTION_SEEN } from '../gated-linear-attention/kernel.js';
+import { runSeen } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
 import { HIDDEN, last, scores, type AarenArgs, type AarenState } from './reference.js';
 
@@ -68,14 +68,28 @@ registerKernelOnce({
 registerGradientOnce({ kernelName: AAREN_FRAME, inputsToSave: ['x'], gradFunc: (_dy, [x]) => ({ x: () => tf.zerosLike(x!) }) });
 
 /**
- * The NaN-or-0 terms for the outputs `[B, T, H, 1]` and the final state `[B, H, 1, 1]` of each
- * head from the first token whose k or v is NaN or ±∞ on, in one launch: the reference's
- * `poisonAfterNonFinite` and its last token, on GatedLinearAttention's seen kernel (k
- * stands in for its q and g, which are checked as k is).
+ * tfjs kernel name, webgpu only. Inputs k, v `[B, T, H, K]`; outputs the NaN-or-0 terms for the
+ * outputs `[B, T, H, 1]` and the final state `[B, H, 1, 1]` of each head from the first token
+ * whose k or v is NaN or ±∞ on: the reference's `poisonAfterNonFinite` and its last token, in one
+ * launch of GatedLinearAttention's seen kernel (k stands in for its q and g, checked as k is).
+ * No gradient reaches k or v through them.
  */
-function poisonOnKernel(k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
-  return tf.engine().runKernel(GATED_LINEAR_ATTENTION_SEEN, { q: k, k, v, g: k }, { gate: false }) as [tf.Tensor4D, tf.Tensor4D];
-}
+const AAREN_POISON = 'MixersAarenPoison';
+
+registerKernelOnce({
+  kernelName: AAREN_POISON,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { k, v } = namedInputs(inputs, 'k', 'v');
+    return runSeen(backend as WebGPUBackend, [k, k, v, k], false);
+  },
+});
+
+registerGradientOnce({
+  kernelName: AAREN_POISON,
+  inputsToSave: ['k', 'v'],
+  gradFunc: (_dys, [k, v]) => ({ k: () => tf.zerosLike(k!), v: () => tf.zerosLike(v!) }),
+});
 
 /**
  * Aaren on the scan kernels: with the running max m_t (max of m_init and the scores so far) as
@@ -135,10 +149,10 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     // an empty final state (no real token and no initial one) has m = −∞, as the empty state
     const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
     // a non-finite k or v at token t: that head's outputs from t on, and its final state
-    const [poison, poisonHeads] = poisonOnKernel(args.k, args.v);
-    const poisonState = poisonHeads.reshape([B, H]) as tf.Tensor2D;
+    const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: args.k, v: args.v }) as tf.Tensor4D[];
+    const poisonState = poisonHeads!.reshape([B, H]) as tf.Tensor2D;
     return {
-      output: tf.add(output, poison) as tf.Tensor4D,
+      output: tf.add(output, poison!) as tf.Tensor4D,
       state: {
         m: tf.add(mFinal, poisonState) as tf.Tensor2D,
         u: tf.add(uFinal, poisonState) as tf.Tensor2D,

@@ -13,14 +13,11 @@ import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, t
  * state entering each chunk and each chunk's total log decay. It reads each input's finite part
  * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), such an input gets a zero gradient, and the
  * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place). The
- * step takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient. The seen kernel alone
- * (for Aaren) takes q, k, v, g and gives the poison as terms to add, NaN or 0, `[B, T, H, 1]` and
- * `[B, H, 1, 1]`, with no gradient; with the attr `gate` false, a g > 0 is not counted.
+ * step takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
 export const GATED_LINEAR_ATTENTION_STEP = 'MixersGatedLinearAttentionStep';
-export const GATED_LINEAR_ATTENTION_SEEN = 'MixersGatedLinearAttentionSeen';
 
 const KERNELS = scanKernels('GatedLinearAttention', hooks, backwardHooks);
 
@@ -119,10 +116,11 @@ const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: seen };
 const SEEN_WG = 64;
 
 /**
- * The seen kernel's launch on q, k, v, g (seen.wgsl): with `poisoned`, the output and final
- * state it writes NaN into, in place; otherwise, new terms `[B, T, H, 1]` and `[B, H, 1, 1]`.
+ * The seen kernel's launch on q, k, v, g `[B, T, H, ·]` (seen.wgsl): with `poisoned`, the output
+ * and final state it writes NaN into, in place; otherwise it returns the terms to add, NaN or 0,
+ * `[B, T, H, 1]` and `[B, H, 1, 1]`. `gate`: whether a g > 0 counts as bad.
  */
-function runSeen(gpu: WebGPUBackend, inputs: tf.TensorInfo[], gate: boolean, poisoned?: tf.TensorInfo[]): tf.TensorInfo[] {
+export function runSeen(gpu: WebGPUBackend, inputs: tf.TensorInfo[], gate: boolean, poisoned?: tf.TensorInfo[]): tf.TensorInfo[] {
   const [q, , v] = inputs as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
   const [B, T, H, K] = q.shape as [number, number, number, number];
   return runKernel(gpu, SEEN, {
@@ -135,20 +133,3 @@ function runSeen(gpu: WebGPUBackend, inputs: tf.TensorInfo[], gate: boolean, poi
     workgroups: [H, B, 1],
   });
 }
-
-registerKernelOnce({
-  kernelName: GATED_LINEAR_ATTENTION_SEEN,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { q, k, v, g } = namedInputs(inputs, 'q', 'k', 'v', 'g');
-    return runSeen(backend as WebGPUBackend, [q, k, v, g], (attrs as { gate?: boolean } | undefined)?.gate !== false);
-  },
-});
-
-registerGradientOnce({
-  kernelName: GATED_LINEAR_ATTENTION_SEEN,
-  inputsToSave: ['q', 'v'],
-  gradFunc: (_dys, [q, v]) => ({
-    q: () => tf.zerosLike(q!), k: () => tf.zerosLike(q!), v: () => tf.zerosLike(v!), g: () => tf.zerosLike(q!),
-  }),
-});
