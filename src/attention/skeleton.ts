@@ -167,17 +167,17 @@ function runSplit(
     : { pass: 'split' as const, label: 'Split', WG: SPLIT_WG, grid: grid1d(jobs, SPLIT_WG) };
   const [x, y] = grid;
   const kernel = skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K);
-  const launch = { inputs: [q, k, v, bound.vis], params, workgroups: [x, y, s.B] as [number, number, number] };
+  const launch = {
+    inputs: [q, k, v, bound.vis], params, constants: { ...constants, WG, ...bound.constants }, workgroups: [x, y, s.B] as [number, number, number],
+  };
   const withPacked = (out: tf.TensorInfo[]) => bound.packed ? [...out, bound.packed] : out;
   if (splits === 1) {
     // one chunk: it writes o and the row statistic itself, without a merge
     return withPacked(runKernel(backend, kernel, {
-      ...launch, outputs: [q.shape, [s.B, s.H, s.Tq]], constants: { ...constants, WG, ...bound.constants, FINISH: 1 },
+      ...launch, outputs: [q.shape, [s.B, s.H, s.Tq]], constants: { ...launch.constants, FINISH: 1 },
     }));
   }
-  const [partO, partRow] = runKernel(backend, kernel, {
-    ...launch, outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]], constants: { ...constants, WG, ...bound.constants },
-  });
+  const [partO, partRow] = runKernel(backend, kernel, { ...launch, outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]] });
   try {
     return withPacked(runKernel(backend, skeletonKernel(`${m.label}Merge`, 'merge', '', m.rowHooks, s.K), {
       inputs: [partO!, partRow!],
