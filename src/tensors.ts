@@ -46,12 +46,17 @@ export function chunksAlong<T extends tf.Tensor>(x: T, bounds: [number, number][
  */
 export function finitePart<T extends tf.Tensor>(x: T): { finite: T; bad: T; ok: tf.Tensor } {
   const ok = tf.isFinite(x);
-  return { finite: tf.where(ok, x, tf.scalar(0) as tf.Tensor) as T, bad: tf.sub(1, tf.cast(ok, 'float32')) as T, ok };
+  return { finite: keptWhere(ok, x), bad: tf.sub(1, tf.cast(ok, 'float32')) as T, ok };
+}
+
+/** x where `ok`, 0 elsewhere (a select, so that no 0 · NaN can follow). */
+function keptWhere<T extends tf.Tensor>(ok: tf.Tensor, x: T): T {
+  return tf.where(ok, x, tf.scalar(0) as tf.Tensor) as T;
 }
 
 /**
  * `x` with its NaN and ±∞ entries replaced by 0, its temporaries freed: {@link finitePart}'s
- * `finite` alone.
+ * `finite` alone, without the ops that make `bad`.
  *
  * @example
  * ```ts
@@ -59,7 +64,7 @@ export function finitePart<T extends tf.Tensor>(x: T): { finite: T; bad: T; ok: 
  * ```
  */
 export function finiteOnly<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => finitePart(x).finite);
+  return tf.tidy(() => keptWhere(tf.isFinite(x), x));
 }
 
 /**

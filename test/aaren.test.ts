@@ -556,25 +556,73 @@ describeOn('cpu', 'aaren errors', () => {
 
 // The reference runs on webgpu too, with implementation 'reference'
 describeOn('webgpu', 'aaren on the scan kernels', () => {
-  it('the frame kernel is the running max floored at HIDDEN, NaN from a NaN on', async () => {
-    // rows of 150 (runs of 3 per invocation), a −∞ lead as an empty state's m, one NaN
-    const [B, H, n] = [2, 3, 150];
-    const x = seededUniform(11, B * H * n, -5, 5);
-    x[0] = -Infinity;
-    x[4 * n + 70] = Number.NaN;
-    const frame = tf.engine().runKernel(AAREN_FRAME, { x: tf.tensor3d(x, [B, H, n]) }) as tf.Tensor;
-    const got = await values(frame);
-    for (let r = 0; r < B * H; r++) {
-      let m = Math.fround(HIDDEN);
-      for (let j = 0; j < n; j++) {
-        m = Number.isNaN(m) || Number.isNaN(x[r * n + j]!) ? Number.NaN : Math.max(m, x[r * n + j]!);
-        expect(got[r * n + j], `row ${r}, ${j}`).toBe(m);
+  it('the frame kernel gives the scores\' keys and gates in the frame of the running max floored at HIDDEN, and the final max', async () => {
+    // scores of small integers (q, k integers, scale 1/2) are exact in float32, and so are the
+    // frame and the gates; rows of 150 tokens (runs of 3 per invocation); m_init −∞ (an empty
+    // state), an integer, a NaN, and 100 above every score; a NaN and a +∞ in k, read as 0; row
+    // b = 1 padded after 110 tokens
+    const [B, T, H, K, scale] = [2, 150, 3, 4, 0.5];
+    const q = Float32Array.from(seededUniform(12, H * K, -3, 4), Math.floor);
+    const k = Float32Array.from(seededUniform(13, B * T * H * K, -3, 4), Math.floor);
+    k[(5 * H + 1) * K + 2] = Number.NaN;
+    k[((T + 70) * H + 2) * K] = Infinity;
+    const mInit = Float32Array.from([-Infinity, 2, Number.NaN, 100, -Infinity, -1]);
+    const real = Float32Array.from({ length: B * T }, (_, i) => (i >= T + 110 ? 0 : 1));
+    const [key, gate, mMax, move] = tf.engine().runKernel(AAREN_FRAME, {
+      q: tf.tensor2d(q, [H, K]), k: tf.tensor4d(k, [B, T, H, K]), mInit: tf.tensor2d(mInit, [B, H]), real: tf.tensor2d(real, [B, T]),
+    }, { scale, hasInit: true, hasReal: true }) as tf.Tensor[];
+    const [gotKey, gotGate, gotMax, gotMove] = await Promise.all([key!, gate!, mMax!, move!].map(values));
+    const hidden = Math.fround(HIDDEN);
+    // NaN from a NaN on, as tfjs's maximum
+    const larger = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.max(a, b));
+    // WGSL's exp is within 3 + 2·|x| ulp, here |x| ≤ 100 + 18 (239 ulp, an ulp at most 2⁻²³ of the
+    // value), and a result below float32's normal range (2⁻¹²⁶) may be anything under it
+    const expClose = (got: number, want: number, what: string) => {
+      if (Number.isNaN(want)) expect(got, what).toBeNaN();
+      else expect(Math.abs(got - want), what).toBeLessThanOrEqual(239 * 2 ** -23 * want + 2 ** -126);
+    };
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const row = b * H + h;
+        let before = larger(hidden, mInit[row]!);
+        let max = mInit[row]!;
+        for (let t = 0; t < T; t++) {
+          const at = (b * T + t) * H + h;
+          let s = 0;
+          for (let c = 0; c < K; c++) s += q[h * K + c]! * (Number.isFinite(k[at * K + c]!) ? k[at * K + c]! : 0);
+          s = Math.fround(s * scale + (1 - real[b * T + t]!) * hidden);
+          const after = larger(before, s);
+          expect(gotGate[at], `gate ${row}, ${t}`).toBe(Math.fround(before - after));
+          expClose(gotKey[at]!, Math.exp(s - after) * real[b * T + t]!, `key ${row}, ${t}`);
+          before = after;
+          max = larger(max, s);
+        }
+        expect(gotMax[row], `max ${row}`).toBe(max);
+        expClose(gotMove[row]!, Number.isFinite(max) ? Math.exp(larger(hidden, max) - max) : 1, `move ${row}`);
       }
     }
-    tf.dispose(frame);
+    tf.dispose([key!, gate!, mMax!, move!]);
   });
 
-  it('runs the frame and the poison in one launch each, not tfjs\'s doublings and running sums', async () => {
+  it('a tie for the final max sends m\'s gradient to the first of the tied scores, as the reference does', async () => {
+    // tokens 1 and 3 hold the same k, the largest score; a loss on the final m alone
+    const [H, K] = [1, 2];
+    const q = tf.tensor2d([[1, 2]]);
+    const k = tf.tensor4d([0, 1, 2, 2, -1, 0, 2, 2, 1, -1], [1, 5, H, K]);
+    const v = tf.ones([1, 5, H, K]) as tf.Tensor4D;
+    const grads = async (implementation: Implementation) => {
+      const dk = tf.grad((x: tf.Tensor) => tf.sum(aarenWithState(q, x as tf.Tensor4D, v, { implementation }).state.m))(k);
+      return values(dk);
+    };
+    const got = await grads('auto');
+    expect(Array.from(got)).toEqual(Array.from(await grads('reference')).map((x) => expect.closeTo(x, 6)));
+    // scale·q at token 1 (1/√2 · [1, 2]), nothing at token 3
+    expect(Array.from(got.subarray(2, 4)).map((x) => x * Math.SQRT2)).toEqual([1, 2].map((x) => expect.closeTo(x, 6)));
+    expect(Array.from(got.subarray(6, 8))).toEqual([0, 0]);
+    tf.dispose([q, k, v]);
+  });
+
+  it('runs in 21 launches: the frame, the poison and GLA\'s, with no tfjs doublings, running sums or score ops', async () => {
     const c: Case = { B: 2, T: C + 7, H: 2, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
     const x = inputsOf(c);
     const [q, k, v] = [tf.tensor2d(x.q, [c.H, c.K]), tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), tf.tensor4d(x.v, [c.B, c.T, c.H, c.K])];
@@ -583,10 +631,16 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       await y.data();
       y.dispose();
     });
-    // the second poison launch is GatedLinearAttention's own, inside the scan
-    expect(ran.filter((label) => label === 'AarenFrame')).toHaveLength(1);
-    expect(ran.filter((label) => label === 'GatedLinearAttentionSeen')).toHaveLength(2);
-    expect(ran.filter((label) => label === 'CumProgram')).toEqual([]);
+    expect(ran).toEqual([
+      'AarenFrame',
+      // v's finite part, beside a column of ones: the values [v, 1]
+      'UnaryOpProgram', 'TileProgram', 'SelectProgram', 'ConcatProgram',
+      'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
+      // o = w/u; the final state (discarded here) moved to its m
+      'SliceProgram', 'SliceProgram', 'BinaryOpProgram', 'SliceProgram', 'SliceProgram', 'BinaryOpProgram', 'BinaryOpProgram',
+      // the poison of non-finite k and v, added to the output and the state
+      'GatedLinearAttentionSeen', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram',
+    ]);
     tf.dispose([q, k, v]);
   });
 });

@@ -1,15 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
-import { finiteOnly } from '../../tensors.js';
+import { finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
-import { HIDDEN, last, scores, type AarenArgs, type AarenState } from './reference.js';
+import { HIDDEN, type AarenArgs, type AarenState } from './reference.js';
 
 /**
  * x's value with no gradient: for the initial state's m, which only chooses the frame the scan's
- * sums are kept in (as the frame kernel below, whose gradient is zero too).
+ * sums are kept in (as the frame kernel below, whose gradient is zero in it too).
  */
 const withoutGradient = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   save([]);
@@ -45,10 +45,30 @@ const emptyAsMinusInfinity = tf.customGrad(((m: tf.Tensor, u: tf.Tensor, save: t
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (m: tf.Tensor, u: tf.Tensor) => tf.Tensor;
 
 /**
- * tfjs kernel name, webgpu only. Input x `[B, H, n]`; output the frame `[B, H, n]`: x's running
- * max along its last axis, floored at {@link HIDDEN} (`kernels/aaren/frame.wgsl`). Its gradient
- * is zero: the frame only chooses the scale the scan's sums are kept in, and the outputs do not
- * depend on it.
+ * The initial state's [w, u] `[B, H, K + 1]` in its own frame, m_init floored as the frame is
+ * (the same value), with m_init's gradient through the factor e^{m − m_sg}.
+ */
+function inItsFrame(init: AarenState): tf.Tensor3D {
+  const floored = tf.maximum(init.m, HIDDEN);
+  const factor = tf.exp(tf.sub(floored, withoutGradient(floored))).expandDims(2);
+  return tf.mul(tf.concat([init.w, init.u.expandDims(2)], 2), factor) as tf.Tensor3D;
+}
+
+/** What {@link AAREN_FRAME} takes as attrs. */
+interface FrameAttrs {
+  scale: number;
+  hasInit: boolean;
+  hasReal: boolean;
+}
+
+/**
+ * tfjs kernel name, webgpu only: the scan's inputs in the frame of the running max
+ * (`kernels/aaren/frame.wgsl`). Inputs q `[H, K]`, k `[B, T, H, K]` (its NaN and ±∞ read as
+ * 0), mInit `[B, H]` and real `[B, T]` (each a stand-in where attrs say it is absent); outputs
+ * the key e^{s_t − m_t}·real_t and the gate m_{t−1} − m_t, each `[B, T, H, 1]`, the max m_T of
+ * (m_init, s_0..s_{T−1}) `[B, H]` and move = e^{m_{T−1} − m_T} `[B, H]`. The frame m_t carries
+ * no gradient (the outputs do not depend on it), so the key's reaches its score alone, and
+ * m_T's (less move's, times move) reaches the first maximiser.
  */
 export const AAREN_FRAME = 'MixersAarenFrame';
 const FRAME: KernelSource = { name: 'AarenFrame', code: frameBody };
@@ -56,16 +76,47 @@ const FRAME: KernelSource = { name: 'AarenFrame', code: frameBody };
 registerKernelOnce({
   kernelName: AAREN_FRAME,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
-    const { x } = namedInputs(inputs, 'x');
-    const [B, H, n] = x.shape as [number, number, number];
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as FrameAttrs;
+    const { q, k, mInit, real } = namedInputs(inputs, 'q', 'k', 'mInit', 'real');
+    const [B, T, H, K] = k.shape as [number, number, number, number];
     return runKernel(backend as WebGPUBackend, FRAME, {
-      inputs: [x], outputs: [x.shape], params: [{ u32: B * H }, { u32: n }], workgroups: grid1d(B * H, 1),
-    })[0]!;
+      inputs: [q, k, mInit, real],
+      outputs: [[B, T, H, 1], [B, T, H, 1], [B, H], [B, H]],
+      params: [{ u32: B * H }, { u32: T }, { u32: H }, { u32: K }, { f32: a.scale }],
+      constants: { HAS_INIT: a.hasInit ? 1 : 0, HAS_REAL: a.hasReal ? 1 : 0 },
+      workgroups: grid1d(B * H, 1),
+    });
   },
 });
 
-registerGradientOnce({ kernelName: AAREN_FRAME, inputsToSave: ['x'], gradFunc: (_dy, [x]) => ({ x: () => tf.zerosLike(x!) }) });
+registerGradientOnce({
+  kernelName: AAREN_FRAME,
+  inputsToSave: ['q', 'k', 'mInit', 'real'],
+  outputsToSave: [true, true, true, true],
+  gradFunc: (dys, saved, attrs) => {
+    const { scale } = attrs as unknown as FrameAttrs;
+    const [dKey, , dMax, dMove] = dys as tf.Tensor[];
+    const [q, k, mInit, real, key, gate, mMax, move] = saved as tf.Tensor[];
+    const [B, T, H] = k!.shape;
+    // m_T's gradient, and move's through it (the frame's m_{T−1} has none)
+    const dM = tf.sub(dMax!, tf.where(tf.isFinite(mMax!), tf.mul(move!, dMove!), tf.zerosLike(move!)));
+    // the first maximiser is the last token where the frame rises (a gate < 0), or m_init if none
+    // rises (up to the floor: a score below −10³⁰ is taken as not rising above it)
+    // (token indices as float32, exact to 2²⁴: tfjs's webgpu transpose, under a max along T, fails on int32)
+    const t = tf.range(0, T).reshape([1, T, 1]);
+    const rise = tf.squeeze(tf.less(gate!, 0), [3]);
+    const lastRise = tf.max(tf.where(rise, tf.add(t, tf.zeros([B, T, H])), tf.fill([B, T, H], -1)), 1);   // [B, H]
+    const ds = tf.add(tf.mul(dKey!, key!),
+      tf.where(tf.equal(t, lastRise.expandDims(1)), dM.expandDims(1), tf.zeros([B, T, H])).expandDims(3));   // [B, T, H, 1]
+    return {
+      q: () => tf.mul(tf.sum(tf.mul(ds, finiteOnly(k!)), [0, 1]), scale),
+      k: () => zeroWhereNotFinite(k!, tf.mul(ds, tf.mul(q!, scale))),
+      mInit: () => tf.where(tf.equal(lastRise, -1), dM, tf.zerosLike(dM)).reshape(mInit!.shape),
+      real: () => tf.zerosLike(real!),
+    };
+  },
+});
 
 /**
  * tfjs kernel name, webgpu only. Inputs k, v `[B, T, H, K]`; outputs the NaN-or-0 terms for the
@@ -99,40 +150,27 @@ registerGradientOnce({
  * ```
  * which is GatedLinearAttention with one key channel: log gate g_t = m_{t−1} − m_t ≤ 0, key
  * e^{s_t − m_t} (0 at a padded token), value [v_t, 1], query 1, scale 1, so it runs on GLA's scan
- * kernels, forward, backward and step. m carries no gradient (the outputs do not depend on the
- * frame); the final state's dependence on its m, the one place the frame shows, goes through a
- * factor e^{m_sg − m} (value 1) with m = max(m_init, the real scores), so every gradient is the
- * reference's. Non-finite k and v are taken as 0 and poison exactly what the reference poisons.
- * With `step` (one token, for the layer's decode) it runs GLA's one-launch step kernel, which
- * has no gradient.
+ * kernels, forward, backward and step. One launch ({@link AAREN_FRAME}) forms the scores, the
+ * frame, the keys and the gates. The frame carries no gradient (the outputs do not depend on it);
+ * the final state's dependence on its m, the one place the frame shows, goes through a factor
+ * e^{m_frame − m} (value 1) with m = max(m_init, the real scores), whose gradient reaches the first
+ * maximiser, so every gradient is the reference's. Non-finite k and v are taken as 0 and poison
+ * exactly what the reference poisons. With `step` (one token, for the layer's decode) it runs
+ * GLA's one-launch step kernel, which has no gradient.
  */
 export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.Tensor4D; state: AarenState } {
   return tf.tidy(() => {
     const [B, T, H, K] = args.k.shape;
     const { real } = args;
-    const kIn = finiteOnly(args.k);
-    const vIn = finiteOnly(args.v);
-    // padded tokens' scores are HIDDEN, below every real one, and their keys 0
-    const realBHT = real ? real.expandDims(1) : undefined;                                   // [B, 1, T]
-    const s = realBHT ? tf.add(scores(args.q, kIn, args.scale), tf.mul(tf.sub(1, realBHT), HIDDEN)) as tf.Tensor3D
-      : scores(args.q, kIn, args.scale);                                                   // [B, H, T]
     const init = args.initialState;
-    const m0 = init ? init.m : tf.fill([B, H], -Infinity) as tf.Tensor2D;
-    // the frame: m before and after each token, floored at HIDDEN so that every gate is finite
-    const withInit = tf.concat([m0.expandDims(2), s], 2) as tf.Tensor3D;                    // [B, H, 1 + T]
-    const frame = tf.engine().runKernel(AAREN_FRAME, { x: withInit }) as tf.Tensor3D;
-    const before = tf.slice(frame, [0, 0, 0], [B, H, T]);
-    const after = tf.slice(frame, [0, 0, 1], [B, H, T]);
-    const tokensFirst = (x: tf.Tensor) => x.transpose([0, 2, 1]).expandDims(3) as tf.Tensor4D;   // [B, H, T] → [B, T, H, 1]
-    const weight = tf.exp(tf.sub(s, after));
-    const key = tokensFirst(realBHT ? tf.mul(weight, realBHT) : weight);
-    const gate = tokensFirst(tf.sub(before, after));
+    // absent inputs are stand-ins off the gradient's path, never read
+    const [key, gate, mT, move] = tf.engine().runKernel(AAREN_FRAME,
+      { q: args.q, k: args.k, mInit: init?.m ?? tf.zeros([1]), real: real ?? tf.zeros([1]) },
+      { scale: args.scale, hasInit: init !== undefined, hasReal: real !== undefined } satisfies FrameAttrs as unknown as tf.NamedAttrMap,
+    ) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
+    const vIn = finiteOnly(args.v);
     const values = tf.concat([vIn, tf.ones([B, T, H, 1])], 3) as tf.Tensor4D;
-    // the initial state in its own frame (m_init floored as the frame is), with m_init's gradient
-    const m0Frame = tf.maximum(m0, HIDDEN);
-    const start = init
-      ? tf.mul(tf.concat([init.w, init.u.expandDims(2)], 2), tf.exp(tf.sub(m0Frame, withoutGradient(m0Frame))).expandDims(2))
-      : tf.zeros([B, H, K + 1]);
+    const start = init ? inItsFrame(init) : tf.zeros([B, H, K + 1]);
     const ones = tf.ones([B, T, H, 1]) as tf.Tensor4D;
     const run = step ? gatedLinearAttentionStep(ones, key, values, gate, start.expandDims(2) as tf.Tensor4D, { scale: 1 })
       : gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
@@ -141,9 +179,7 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const output = (real ? ratioOrZero(w!, u!) : tf.div(w!, u!)) as tf.Tensor4D;
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),
     // so that its gradient in m reaches the maximiser as the reference's does
-    const mT = tf.max(withInit, 2) as tf.Tensor2D;
     const [wT, uT] = tf.split(run.state.reshape([B, H, K + 1]), [K, 1], 2);
-    const move = tf.where(tf.isFinite(mT), tf.exp(tf.sub(last(frame, 2), mT)), tf.onesLike(mT));
     const uFinal = tf.mul(uT!.reshape([B, H]), move) as tf.Tensor2D;
     const wFinal = tf.mul(wT!, move.expandDims(2)) as tf.Tensor3D;
     // an empty final state (no real token and no initial one) has m = −∞, as the empty state
