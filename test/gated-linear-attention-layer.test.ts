@@ -8,7 +8,7 @@ import { GatedLinearAttention, gatedLinearAttention, type GatedLinearAttentionAr
 import { gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle } from './oracle/gated-linear-attention.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, values,
 } from './helpers.js';
 
 const logSigmoid = (z: number) => -(Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z))));
@@ -243,5 +243,24 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
       tf.dispose([x, parallel, stepped]);
       layer.dispose();
     }
+  });
+
+  it('runs its forward in 16 launches: the per-head RMSNorm is one, and the gate\'s sign and scale one multiply', async () => {
+    const layer = built({ numHeads: 4 }, 64);
+    const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
+    const ran = await launchedPipelines(async () => {
+      const y = layer.apply(x) as tf.Tensor;
+      await y.data();
+      y.dispose();
+    });
+    expect(ran).toEqual([
+      // the forget gate: the low-rank projection, −softplus(−z)/16
+      'DenseVec4', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'BinaryOpProgram',
+      'DenseGroups', 'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
+      // the readout: RMSNorm, the swish output gate, the projection
+      'LayerNormForwardVec4', 'DenseVec4', 'UnaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'DenseVec4',
+    ]);
+    tf.dispose(x);
+    layer.dispose();
   });
 });

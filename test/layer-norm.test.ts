@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 // the op's own module rather than the barrel: this file tests one op, whatever else is being built
-import { layerNorm } from '../src/layer-norm/op.js';
+import { layerNorm, rmsNorm } from '../src/layer-norm/op.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import { layerNormOracle } from './oracle/layer-norm.js';
 import { REFERENCE_BACKENDS, describeOn, describeOnSubgroups, expectNoLeaks, expectWithinDerivedTolerance, seededUniform } from './helpers.js';
@@ -29,24 +29,30 @@ function inputs(M: number, D: number, shift: number, seed: number) {
   return { xs, gs: seededUniform(seed + 1, D, 0.5, 1.5), bs: seededUniform(seed + 2, D), dys: seededUniform(seed + 3, M * D) };
 }
 
+type Norm = 'layerNorm' | 'rmsNorm';
+
 /** y and its gradients against the oracle, within the derived tolerance of the reference. */
-async function expectMatchesOracle(numRuns: number): Promise<void> {
+async function expectMatchesOracle(numRuns: number, norm: Norm = 'layerNorm'): Promise<void> {
+  const centred = norm === 'layerNorm';
   await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
     const { xs, gs, bs, dys } = inputs(M, D, shift, seed);
     const [x, gamma, beta, dy] = [tf.tensor3d(xs, [1, M, D]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor3d(dys, [1, M, D])];
-    const oracle = layerNormOracle(xs, gs, bs, 1e-5, dys);
+    const oracle = layerNormOracle(xs, gs, centred ? bs : new Float32Array(D), 1e-5, dys, centred);
     await expectNoLeaks(async () => {
       const run = (implementation: 'auto' | 'reference') => {
-        const f = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D, { epsilon: 1e-5, implementation });
-        const y = f(x, gamma, beta);
-        return [y, ...tf.grads(f)([x, gamma, beta], dy)];
+        const options = { epsilon: 1e-5, implementation };
+        const f = centred
+          ? (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D, options)
+          : (x1: tf.Tensor, g1: tf.Tensor) => rmsNorm(x1, g1 as tf.Tensor1D, options);
+        const args = centred ? [x, gamma, beta] : [x, gamma];
+        return [f(x, gamma, beta), ...tf.grads(f)(args, dy)];
       };
       const [mine, reference] = [run('auto'), run('reference')];
       const read = (ts: tf.Tensor[]) => Promise.all(ts.map((t) => t.data()));
       const [got, ref] = [await read(mine), await read(reference)];
       const want = [oracle.y, oracle.dx, oracle.dGamma, oracle.dBeta];
-      ['y', 'dx', 'dgamma', 'dbeta'].forEach((what, i) =>
-        expectWithinDerivedTolerance(got[i]!, ref[i]!, want[i]!, `${what} [${M}, ${D}] + ${shift}`, i < 2 ? D : M));
+      ['y', 'dx', 'dgamma', 'dbeta'].slice(0, got.length).forEach((what, i) =>
+        expectWithinDerivedTolerance(got[i]!, ref[i]!, want[i]!, `${norm} ${what} [${M}, ${D}] + ${shift}`, i < 2 ? D : M));
       tf.dispose([...mine, ...reference]);
     });
     tf.dispose([x, gamma, beta, dy]);
@@ -74,6 +80,10 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10);
   });
 
+  it('RMSNorm (GatedLinearAttention\'s readout) matches its oracle and has its gradients, within the same tolerance', async () => {
+    await expectMatchesOracle(backend === 'webgpu' ? 40 : 10, 'rmsNorm');
+  });
+
   it('names the op, the argument, what it expected and what it received', () => {
     const x = tf.zeros([2, 3, 8]);
     const ones = tf.ones([8]) as tf.Tensor1D;
@@ -98,6 +108,7 @@ describeOn('webgpu', 'layerNorm kernels', () => {
 describeOnSubgroups('layerNorm kernels', (pipelines) => {
   it('with a subgroup per row, match the oracle within the derived tolerance and write every element', async () => {
     await expectMatchesOracle(40);
+    await expectMatchesOracle(20, 'rmsNorm');
     await expectEveryElementWritten();
     for (const kernel of ['LayerNormForwardSubgroups', 'LayerNormBackwardRowsSubgroups']) {
       expect(pipelines.some((label) => label.startsWith(kernel))).toBe(true);

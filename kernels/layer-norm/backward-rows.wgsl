@@ -17,6 +17,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dx: array<V>;
 @group(0) @binding(5) var<uniform> params: Params;
 
+// LayerNorm's; otherwise RMSNorm's (its moments hold mean 0)
+override CENTRED: bool = true;
+
 // Row m, by `lanes` lanes: lane `lane` takes every lanes-th vector of it.
 fn row(m: u32, lane: u32, lanes: u32) {
   let start = m * params.DV;
@@ -29,7 +32,8 @@ fn row(m: u32, lane: u32, lanes: u32) {
     gSum += g;
     gxSum += g * (x[start + d] - mean) * rstd;
   }
-  let gMean = rowSum(lanesSum(gSum)) / params.D;
+  // RMSNorm's x̂ = x·rstd does not subtract the mean, so its dx has no mean(g) term
+  let gMean = select(0.0, rowSum(lanesSum(gSum)) / params.D, CENTRED);
   let gxMean = rowSum(lanesSum(gxSum)) / params.D;
   for (var d = lane; d < params.DV; d += lanes) {
     let xHat = (x[start + d] - mean) * rstd;

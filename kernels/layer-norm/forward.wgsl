@@ -1,6 +1,7 @@
 // LayerNorm forward, row m of x [M, D]: y = (x − mean)·rstd·gamma + beta with
 // rstd = 1/√(var + ε), the variance about the mean (two passes over the row, not E[x²] − mean²,
 // which cancels); mean and rstd are kept for the backward. An invocation or a subgroup per row.
+// Without CENTRED, RMSNorm: mean 0 and no beta, y = x·rstd·gamma with rstd = 1/√(mean(x²) + ε).
 // needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, and row-per-invocation.wgsl or
 // row-per-subgroup.wgsl (with subgroup-job.wgsl)
 
@@ -19,12 +20,18 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> moments: array<vec2<f32>>;
 @group(0) @binding(5) var<uniform> params: Params;
 
+// LayerNorm; otherwise RMSNorm, and beta is a stand-in, never read
+override CENTRED: bool = true;
+
 // Row m, by `lanes` lanes: lane `lane` takes every lanes-th vector of it.
 fn row(m: u32, lane: u32, lanes: u32) {
   let start = m * params.DV;
-  var sum = V(0.0);
-  for (var d = lane; d < params.DV; d += lanes) { sum += x[start + d]; }
-  let mean = rowSum(lanesSum(sum)) / params.D;
+  var mean = 0.0;
+  if (CENTRED) {
+    var sum = V(0.0);
+    for (var d = lane; d < params.DV; d += lanes) { sum += x[start + d]; }
+    mean = rowSum(lanesSum(sum)) / params.D;
+  }
   var squares = V(0.0);
   for (var d = lane; d < params.DV; d += lanes) {
     let c = x[start + d] - mean;
@@ -32,7 +39,8 @@ fn row(m: u32, lane: u32, lanes: u32) {
   }
   let rstd = inverseSqrt(rowSum(lanesSum(squares)) / params.D + params.epsilon);
   for (var d = lane; d < params.DV; d += lanes) {
-    y[start + d] = (x[start + d] - mean) * rstd * gamma[d] + beta[d];
+    let scaled = (x[start + d] - mean) * rstd * gamma[d];
+    y[start + d] = select(scaled, scaled + beta[d], CENTRED);
   }
   if (lane == 0u) { moments[m] = vec2<f32>(mean, rstd); }
 }

@@ -10,7 +10,8 @@ import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 
 /**
  * tfjs kernel name. Inputs `x` `[M, D]`, `gamma` and `beta` `[D]`; outputs y `[M, D]` and each
- * row's (mean, rstd) `[M, 2]`, which the gradient reads. Differentiable once.
+ * row's (mean, rstd) `[M, 2]`, which the gradient reads. Differentiable once. With attrs
+ * `centred` false it is RMSNorm: mean 0, and beta a stand-in, never read, with no gradient.
  */
 export const LAYER_NORM = 'MixersLayerNorm';
 /** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
@@ -20,7 +21,11 @@ const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradGamma';
 /** The kernel's attributes. */
 export interface LayerNormAttrs {
   epsilon: number;
+  /** false: RMSNorm, y = x/√(mean(x²) + ε)·gamma. */
+  centred: boolean;
 }
+
+const centredConstant = (attrs: unknown) => ({ CENTRED: (attrs as LayerNormAttrs).centred ? 1 : 0 });
 
 const WG = 64;
 const FORWARD = rowKernels('LayerNormForward', forwardBody);
@@ -40,7 +45,7 @@ registerKernelOnce({
       inputs: [x, gamma, beta],
       outputs: [[M, D], [M, 2]],
       params: [{ u32: M }, { u32: D / lanes }, { f32: D }, { f32: (attrs as unknown as LayerNormAttrs).epsilon }],
-      constants,
+      constants: { ...constants, ...centredConstant(attrs) },
       workgroups,
     });
   },
@@ -49,7 +54,7 @@ registerKernelOnce({
 registerKernelOnce({
   kernelName: LAYER_NORM_GRAD_X,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
+  kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, gamma, moments, dy } = namedInputs(inputs, 'x', 'gamma', 'moments', 'dy');
     const [M, D] = x.shape as [number, number];
     const lanes = lanesFor(D);
@@ -59,7 +64,7 @@ registerKernelOnce({
       inputs: [x, gamma, moments, dy],
       outputs: [[M, D]],
       params: [{ u32: M }, { u32: D / lanes }, { f32: D }],
-      constants,
+      constants: { ...constants, ...centredConstant(attrs) },
       workgroups,
     })[0]!;
   },
@@ -84,16 +89,16 @@ registerKernelOnce({
 
 registerGradientOnce({
   kernelName: LAYER_NORM,
-  inputsToSave: ['x', 'gamma'],
+  inputsToSave: ['x', 'gamma', 'beta'],
   outputsToSave: [false, true],
-  gradFunc: (dys, saved) => {
-    const [x, gamma, moments] = saved as tf.Tensor[];
+  gradFunc: (dys, saved, attrs) => {
+    const [x, gamma, beta, moments] = saved as tf.Tensor[];
     // only y is the op's output: the moments' gradient is never asked for
     const dy = Array.isArray(dys) ? dys[0]! : dys;
     return {
-      x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x: x!, gamma: gamma!, moments: moments!, dy }) as tf.Tensor,
+      x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x: x!, gamma: gamma!, moments: moments!, dy }, attrs) as tf.Tensor,
       gamma: () => tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x: x!, moments: moments!, dy }) as tf.Tensor,
-      beta: () => columnSums(dy as tf.Tensor2D),
+      beta: () => ((attrs as unknown as LayerNormAttrs).centred ? columnSums(dy as tf.Tensor2D) : tf.zerosLike(beta!)),
     };
   },
 });

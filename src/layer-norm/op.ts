@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { argumentError, checkOptionNames, describe, formatShape, optionNames, useKernel, type Implementation } from '../validate.js';
-import { layerNormReference } from './reference.js';
+import { layerNormReference, rmsNormReference } from './reference.js';
 import { LAYER_NORM, type LayerNormAttrs } from './kernel.js';
 
 /** Options of `ops.layerNorm`. */
@@ -34,13 +34,31 @@ const OPTIONS = optionNames<LayerNormOptions>({ epsilon: true, implementation: t
  * ```
  */
 export function layerNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, beta: tf.Tensor1D, options: LayerNormOptions = {}): tf.Tensor<R> {
-  const op = 'layerNorm';
+  return normalise('layerNorm', x, gamma, beta, options);
+}
+
+/**
+ * RMSNorm over the last axis (Zhang and Sennrich 2019), `y = x/√(mean(x²) + ε)·gamma`: the
+ * per-head norm of GatedLinearAttention's readout. Not in `ops`. On webgpu it is
+ * {@link layerNorm}'s kernels without the mean and beta.
+ *
+ * @param x `[..., D]` float32, rank ≥ 1.
+ * @param gamma `[D]` float32, the scale.
+ * @returns `[..., D]`.
+ */
+export function rmsNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, options: LayerNormOptions = {}): tf.Tensor<R> {
+  return normalise('rmsNorm', x, gamma, null, options);
+}
+
+/** Checks and runs {@link layerNorm} (with beta) or {@link rmsNorm} (without). */
+function normalise<R extends tf.Rank>(op: string, x: tf.Tensor<R>, gamma: tf.Tensor1D, beta: tf.Tensor1D | null,
+  options: LayerNormOptions): tf.Tensor<R> {
   checkOptionNames(op, options, OPTIONS);
   if (!(x instanceof tf.Tensor) || x.rank < 1 || x.dtype !== 'float32' || x.shape[x.rank - 1] === 0) {
     throw argumentError(op, `argument 'x' must be a float32 tensor [..., D] of rank ≥ 1 with D ≥ 1; received ${describe(x)}.`);
   }
   const D = x.shape[x.rank - 1]!;
-  for (const [name, t] of [['gamma', gamma], ['beta', beta]] as const) {
+  for (const [name, t] of [['gamma', gamma], ...(beta ? [['beta', beta]] : [])] as const) {
     if (!(t instanceof tf.Tensor) || t.rank !== 1 || t.dtype !== 'float32' || t.shape[0] !== D) {
       throw argumentError(op, `argument '${name}' must be a float32 tensor [D] = [${D}], D the last dimension of x ` +
         `${formatShape(x.shape)}; received ${describe(t)}.`);
@@ -54,9 +72,12 @@ export function layerNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D
   if (x.size === 0) return tf.zerosLike(x);
   return tf.tidy(() => {
     const rows = x.reshape([x.size / D, D]) as tf.Tensor2D;
-    if (!useGpu) return layerNormReference(rows, gamma, beta, epsilon).reshape(x.shape) as tf.Tensor<R>;
-    const attrs: LayerNormAttrs = { epsilon };
-    const [y] = tf.engine().runKernel(LAYER_NORM, { x: rows, gamma, beta }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    if (!useGpu) return (beta ? layerNormReference(rows, gamma, beta, epsilon) : rmsNormReference(rows, gamma, epsilon)).reshape(x.shape) as tf.Tensor<R>;
+    const attrs: LayerNormAttrs = { epsilon, centred: beta !== null };
+    // RMSNorm's beta is a stand-in off the gradient's path, never read (of four floats, the
+    // least a vec4 binding takes)
+    const inputs = { x: rows, gamma, beta: beta ?? tf.zeros([4]) };
+    const [y] = tf.engine().runKernel(LAYER_NORM, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
     return y!.reshape(x.shape) as tf.Tensor<R>;
   });
 }

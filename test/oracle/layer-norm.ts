@@ -1,12 +1,13 @@
-/** The float64 oracle of `ops.layerNorm`: its value and its gradients, row by row. */
+/** The float64 oracle of `ops.layerNorm` and of RMSNorm: the value and the gradients, row by row. */
 
 /**
  * y = (x − mean)/√(var + ε)·gamma + beta over rows of D, and for an upstream dy the gradients
  * dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (g = dy·gamma, x̂ the normalised row), dgamma = Σ dy·x̂
- * and dbeta = Σ dy.
+ * and dbeta = Σ dy. Not `centred`, RMSNorm: the mean is taken as 0 (var = mean(x²)), so dx
+ * loses its mean(g) term; pass a beta of zeros.
  */
 export function layerNormOracle(x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>, epsilon: number,
-  dy: ArrayLike<number>): { y: Float64Array; dx: Float64Array; dGamma: Float64Array; dBeta: Float64Array } {
+  dy: ArrayLike<number>, centred = true): { y: Float64Array; dx: Float64Array; dGamma: Float64Array; dBeta: Float64Array } {
   const D = gamma.length;
   const M = x.length / D;
   const y = new Float64Array(M * D);
@@ -15,12 +16,12 @@ export function layerNormOracle(x: ArrayLike<number>, gamma: ArrayLike<number>, 
   const dBeta = new Float64Array(D);
   for (let m = 0; m < M; m++) {
     const row = Array.from({ length: D }, (_, d) => x[m * D + d]!);
-    const mean = row.reduce((a, b) => a + b, 0) / D;
+    const mean = centred ? row.reduce((a, b) => a + b, 0) / D : 0;
     const variance = row.reduce((a, b) => a + (b - mean) ** 2, 0) / D;
     const rstd = 1 / Math.sqrt(variance + epsilon);
     const xHat = row.map((v) => (v - mean) * rstd);
     const g = xHat.map((_, d) => dy[m * D + d]! * gamma[d]!);
-    const gMean = g.reduce((a, b) => a + b, 0) / D;
+    const gMean = centred ? g.reduce((a, b) => a + b, 0) / D : 0;
     const gxMean = g.reduce((a, b, d) => a + b * xHat[d]!, 0) / D;
     for (let d = 0; d < D; d++) {
       y[m * D + d] = xHat[d]! * gamma[d]! + beta[d]!;
