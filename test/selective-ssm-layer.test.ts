@@ -3,9 +3,9 @@ import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
-import { causalConv } from '../src/mixers/selective-ssm/layer.js';
+import { causalConv, convolved } from '../src/mixers/selective-ssm/conv.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 /**
  * The Mamba block of MIXERS.md §6 in float64 from the layer's float32 weights, written from the
@@ -177,6 +177,105 @@ for (const backend of ['cpu', 'webgpu'] as const) {
     });
   });
 }
+
+// on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
+describeOn('webgpu', 'SelectiveSSM\'s convolution kernel', () => {
+  /** float64: pre = bias + Σ_k taps[k]·(window ++ x)[t + k], u = silu(pre), and the gradients of Σ weight·u. */
+  function oracle(x: Float32Array, window: Float32Array | null, taps: Float32Array, bias: Float32Array, weight: Float32Array,
+    [B, T, E, K]: number[]) {
+    const before = K - 1;
+    const joined = (b: number, c: number, e: number) =>
+      (c >= before ? x[(b * T + c - before) * E + e]! : window ? window[(b * before + c) * E + e]! : 0);
+    const u = new Float64Array(B * T * E);
+    const pres = new Float64Array(B * T * E);
+    const dx = new Float64Array(B * T * E);
+    const dWindow = new Float64Array(B * before * E);
+    const dTaps = new Float64Array(K * E);
+    const dBias = new Float64Array(E);
+    // Σ|term| of each gradient element, for its bound
+    const [xMass, windowMass, tapsMass, biasMass] = [dx, dWindow, dTaps, dBias].map((a) => new Float64Array(a.length));
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let e = 0; e < E; e++) {
+      const n = (b * T + t) * E + e;
+      let pre = bias[e]!;
+      for (let k = 0; k < K; k++) pre += taps[k * E + e]! * joined(b, t + k, e);
+      const s = 1 / (1 + Math.exp(-pre));
+      pres[n] = pre;
+      u[n] = pre * s;
+      const dPre = weight[n]! * s * (1 + pre * (1 - s));
+      dBias[e] += dPre;
+      biasMass[e] += Math.abs(dPre);
+      for (let k = 0; k < K; k++) {
+        dTaps[k * E + e] += dPre * joined(b, t + k, e);
+        tapsMass[k * E + e] += Math.abs(dPre * joined(b, t + k, e));
+        const c = t + k;
+        const [into, mass, at] = c >= before ? [dx, xMass, (b * T + c - before) * E + e] : [dWindow, windowMass, (b * before + c) * E + e];
+        into[at] += dPre * taps[k * E + e]!;
+        mass[at] += Math.abs(dPre * taps[k * E + e]!);
+      }
+    }
+    return { u, pres, grads: [dx, dWindow, dTaps, dBias], masses: [xMass, windowMass, tapsMass, biasMass] };
+  }
+
+  it('matches the float64 oracle, output, next window and gradients in x, the window, the taps and the bias, in one launch', async () => {
+    // small integers: every pre-activation is exact in float32
+    const int = (seed: number, n: number) => Float32Array.from(seededUniform(seed, n, -2, 2), Math.round);
+    for (const [B, T, E, K, withWindow] of [[2, 9, 5, 4, false], [2, 9, 8, 4, true], [3, 1, 6, 4, true], [1, 2, 4, 2, true]] as const) {
+      const dims = [B, T, E, K];
+      const [xs, ws, ts, bs, weights] = [int(1, B * T * E), int(2, B * (K - 1) * E), int(3, K * E), int(4, E), int(5, B * T * E)];
+      const want = oracle(xs, withWindow ? ws : null, ts, bs, weights, dims);
+      const [x, window, taps, bias, weight] = [tf.tensor3d(xs, [B, T, E]), tf.tensor3d(ws, [B, K - 1, E]), tf.tensor2d(ts, [K, E]),
+        tf.tensor1d(bs), tf.tensor3d(weights, [B, T, E])];
+      const ran = await launchedPipelines(async () => {
+        const { u } = convolved(x, taps, bias, 'auto', withWindow ? window : undefined);
+        await u.data();
+        u.dispose();
+      });
+      expect(ran).toEqual(['SelectiveSSMConv']);
+      const { u, next } = convolved(x, taps, bias, 'auto', withWindow ? window : undefined, true);
+      // WGSL's exp is within 3 + 2·|x| ulp, the σ and the product within a few more: 64 + 2·|pre| ulp of |pre|
+      const got = await values(u);
+      for (let n = 0; n < got.length; n++) {
+        const pre = Math.abs(want.pres[n]!);
+        expect(Math.abs(got[n]! - want.u[n]!), `u ${n}`).toBeLessThanOrEqual((64 + 2 * pre) * 2 ** -23 * Math.max(1, pre));
+      }
+      // the next window: the last K − 1 of the window (zeros without one) followed by x, exactly
+      const joinedRows = Array.from({ length: B }, (_, b) => [
+        ...Array.from({ length: (K - 1) * E }, (_, i) => (withWindow ? ws[b * (K - 1) * E + i]! : 0)),
+        ...Array.from(xs.subarray(b * T * E, (b + 1) * T * E)),
+      ].slice(T * E));
+      expect(Array.from(await next!.data())).toEqual(joinedRows.flat());
+      const loss = (a: tf.Tensor, t: tf.Tensor, c: tf.Tensor, w?: tf.Tensor) =>
+        tf.sum(tf.mul(convolved(a as tf.Tensor3D, t as tf.Tensor2D, c as tf.Tensor1D, 'auto', w as tf.Tensor3D | undefined).u, weight));
+      // the gradients in the oracle's order (x, the window, the taps, the bias), the window's where it is given
+      const order = withWindow ? [0, 1, 2, 3] : [0, 2, 3];
+      const grads = tf.grads((...a: tf.Tensor[]) => (withWindow ? loss(a[0]!, a[2]!, a[3]!, a[1]) : loss(a[0]!, a[1]!, a[2]!)))(
+        withWindow ? [x, window, taps, bias] : [x, taps, bias]);
+      // tfjs's sigmoid (its exp within 3 + 2·|pre| ulp) and products in each term, then sums of up
+      // to B·T terms: (64 + 2·max|pre| + B·T) ulp of the terms' Σ|term|
+      const maxPre = Math.max(...Array.from(want.pres, Math.abs));
+      for (const [j, grad] of grads.entries()) {
+        const i = order[j]!;
+        const g = await values(grad);
+        for (let n = 0; n < g.length; n++) {
+          const bound = (64 + 2 * maxPre + B * T) * 2 ** -23 * want.masses[i]![n]!;
+          expect(Math.abs(g[n]! - want.grads[i]![n]!), `gradient ${i} at ${n}`).toBeLessThanOrEqual(bound);
+        }
+      }
+      tf.dispose([x, window, taps, bias, weight, u, next!, grads]);
+    }
+  });
+
+  it('±∞ and NaN give what tfjs\'s ops give: silu(∞) = ∞, silu(−∞) = NaN, silu(NaN) = NaN', async () => {
+    const x = tf.tensor3d([Infinity, -Infinity, Number.NaN, 1], [1, 1, 4]);
+    const taps = tf.tensor2d([0, 0, 0, 0, 1, 1, 1, 1], [2, 4]);
+    const bias = tf.zeros([4]) as tf.Tensor1D;
+    const [kernel, ops] = (['auto', 'reference'] as const).map((implementation) => convolved(x, taps, bias, implementation).u);
+    const got = Array.from(await kernel!.data());
+    expect(got.slice(0, 3)).toEqual([Infinity, Number.NaN, Number.NaN]);
+    expect(got).toEqual(Array.from(await ops!.data()).map((v, i) => (i === 3 ? expect.closeTo(v, 6) : v)));
+    tf.dispose([x, taps, bias, kernel!, ops!]);
+  });
+});
 
 describeOn('cpu', 'SelectiveSSM initialisation', () => {
   it('A = −(1..N) in every channel, D = 1, softplus(deltaBias) in [dtInitFloor, dtMax], dtProj in ±R^−1/2', async () => {

@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
-import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
+import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames, type Implementation } from '../../validate.js';
+import { convolved } from './conv.js';
 import { selectiveScan, selectiveScanStep, selectiveScanWithState } from './op.js';
 import { softplus } from './reference.js';
 
@@ -58,41 +59,6 @@ function initialDeltaBias(E: number, dtMin: number, dtMax: number, floor: number
     out[e] = dt + Math.log(-Math.expm1(-dt));
   }
   return out;
-}
-
-/**
- * The T outputs of a depthwise convolution of `padded` `[B, T + dConv − 1, E]` with `taps`
- * `[dConv, E]`, plus `bias` `[E]`. With `whole` (by default where the backend has tfjs's
- * depthwise-convolution gradients: webgpu, webgl, cpu), one `depthwiseConv2d`; otherwise (wasm
- * has its forward kernel only) the taps as dConv shifted slices, each op with a gradient: 4·dConv
- * + 1 launches where the convolution is one, and a launch costs tens of µs of tfjs's CPU time on
- * a GPU backend.
- *
- * @example
- * ```ts
- * causalConv(tf.ones([1, 4, 2]), tf.ones([3, 2]), tf.zeros([2])).print();  // [[[3, 3], [3, 3]]]
- * ```
- */
-export function causalConv(padded: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor, whole = hasDepthwiseGradients()): tf.Tensor3D {
-  const [B, padLength, E] = padded.shape;
-  const K = taps.shape[0];
-  const T = padLength - K + 1;
-  if (whole) {
-    // [B, 1, T + K − 1, E] by a [1, K] filter per channel
-    const image = padded.expandDims(1) as tf.Tensor4D;
-    const out = tf.depthwiseConv2d(image, taps.reshape([1, K, E, 1]) as tf.Tensor4D, 1, 'valid');
-    return tf.add(out.reshape([B, T, E]), bias) as tf.Tensor3D;
-  }
-  let conv: tf.Tensor = bias;
-  const each = tf.unstack(taps);
-  for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [B, T, E]), each[k]!));
-  return conv as tf.Tensor3D;
-}
-
-function hasDepthwiseGradients(): boolean {
-  const backend = tf.getBackend();
-  return tf.getKernel('DepthwiseConv2dNativeBackpropInput', backend) !== undefined &&
-    tf.getKernel('DepthwiseConv2dNativeBackpropFilter', backend) !== undefined;
 }
 
 /**
@@ -207,15 +173,12 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; real: tf.Tensor2D }):
     { y: tf.Tensor3D; inner: tf.Tensor3D; ssm?: tf.Tensor3D } {
     const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
-    // causal depthwise conv: the window before x (zeros in the forward) on the left, then the taps
-    const K = this.convKernel;
-    const padded = K === 1 ? inner : start ? tf.concat([start.conv, inner], 1) : tf.pad(inner, [[0, 0], [K - 1, 0], [0, 0]]);
-    const conv = causalConv(padded as tf.Tensor3D, this.weight('convKernel').read() as tf.Tensor2D, this.weight('convBias').read());
-    const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D;
+    // causal depthwise conv after the window before x (zeros in the forward), then silu
+    const implementation = this.activeImplementation();
+    const { u } = this.convolve(inner, implementation, start?.conv);
     const { delta, B, C } = this.scanInputs(u);
     const skip = this.weight('D').read() as tf.Tensor1D;
     const deltaBias = this.weight('deltaBias').read() as tf.Tensor1D;
-    const implementation = this.activeImplementation();
     if (!start) {
       const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D,
         { D: skip, z, deltaBias, deltaSoftplus: true, implementation });
@@ -225,6 +188,12 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const scanned = selectiveScanWithState(u, dt, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D,
       { D: skip, z, deltaSoftplus: false, initialState: start.ssm, implementation });
     return { y: this.dense(scanned.output, 'outProj') as tf.Tensor3D, inner, ssm: scanned.state };
+  }
+
+  /** {@link convolved} with the layer's taps and bias. */
+  private convolve(inner: tf.Tensor3D, implementation: Implementation, window?: tf.Tensor3D, next = false) {
+    return convolved(inner, this.weight('convKernel').read() as tf.Tensor2D, this.weight('convBias').read() as tf.Tensor1D,
+      implementation, window, next);
   }
 
   /** A = −exp(ALog), `[E, N]`. */
@@ -254,23 +223,23 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
    * @returns `[y, nextState]` with y `[B, D]`.
    */
   step(x: tf.Tensor2D, state: SelectiveSSMState): [tf.Tensor2D, SelectiveSSMState] {
-    const { D, E } = this.dims();
+    const { D } = this.dims();
     checkStepToken(this.layerName, x, D);
     const Bsz = x.shape[0];
     this.checkState(`${this.layerName}.step`, state, Bsz);
     return tf.tidy((): [tf.Tensor2D, SelectiveSSMState] => {
       const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
-      const window = tf.concat([state.conv, inner.expandDims(1)], 1);              // [B, dConv, E]
-      const conv = tf.add(tf.sum(tf.mul(window, this.weight('convKernel').read()), 1), this.weight('convBias').read());
-      const u = tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor2D;
+      const implementation = this.activeImplementation();
+      const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true);
+      const u = conv.u.squeeze([1]) as tf.Tensor2D;
       const { delta, B, C } = this.scanInputs(u);
       const next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm, {
         D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
-        deltaSoftplus: true, implementation: this.activeImplementation(),
+        deltaSoftplus: true, implementation,
       });
       const y = this.dense(next.output, 'outProj') as tf.Tensor2D;
       return [y, {
-        conv: window.slice([0, 1, 0], [Bsz, this.convKernel - 1, E]) as tf.Tensor3D,
+        conv: conv.next!,
         ssm: next.state,
         positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D,
       }];

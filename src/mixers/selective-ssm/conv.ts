@@ -1,0 +1,145 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../../kernels/common/grid.wgsl';
+import convBody from '../../../kernels/selective-ssm/conv.wgsl';
+import { useKernel, type Implementation } from '../../validate.js';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+
+/**
+ * The T outputs of a depthwise convolution of `padded` `[B, T + dConv − 1, E]` with `taps`
+ * `[dConv, E]`, plus `bias` `[E]`. With `whole` (by default where the backend has tfjs's
+ * depthwise-convolution gradients: webgpu, webgl, cpu), one `depthwiseConv2d`; otherwise (wasm
+ * has its forward kernel only) the taps as dConv shifted slices, each op with a gradient: 4·dConv
+ * + 1 launches where the convolution is one, and a launch costs tens of µs of tfjs's CPU time on
+ * a GPU backend.
+ *
+ * @example
+ * ```ts
+ * causalConv(tf.ones([1, 4, 2]), tf.ones([3, 2]), tf.zeros([2])).print();  // [[[3, 3], [3, 3]]]
+ * ```
+ */
+export function causalConv(padded: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor, whole = hasDepthwiseGradients()): tf.Tensor3D {
+  const [B, padLength, E] = padded.shape;
+  const K = taps.shape[0];
+  const T = padLength - K + 1;
+  if (whole) {
+    // [B, 1, T + K − 1, E] by a [1, K] filter per channel
+    const image = padded.expandDims(1) as tf.Tensor4D;
+    const out = tf.depthwiseConv2d(image, taps.reshape([1, K, E, 1]) as tf.Tensor4D, 1, 'valid');
+    return tf.add(out.reshape([B, T, E]), bias) as tf.Tensor3D;
+  }
+  let conv: tf.Tensor = bias;
+  const each = tf.unstack(taps);
+  for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [B, T, E]), each[k]!));
+  return conv as tf.Tensor3D;
+}
+
+function hasDepthwiseGradients(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel('DepthwiseConv2dNativeBackpropInput', backend) !== undefined &&
+    tf.getKernel('DepthwiseConv2dNativeBackpropFilter', backend) !== undefined;
+}
+
+
+/** What {@link SSM_CONV} takes as attrs. */
+interface ConvAttrs {
+  hasWindow: boolean;
+  nextWindow: boolean;
+}
+
+/**
+ * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv.wgsl`). Inputs x `[B, T, E]`, the
+ * window of the dConv − 1 tokens before it `[B, dConv − 1, E]` (a stand-in where attrs say there
+ * is none: zeros), taps `[dConv, E]` and bias `[E]`; outputs u = silu(the causal convolution)
+ * `[B, T, E]` and, with attrs `nextWindow`, the window after x `[B, dConv − 1, E]`, which has no
+ * gradient. dConv ≥ 2.
+ */
+const SSM_CONV = 'MixersSelectiveSSMConv';
+const CONV: KernelSource = { name: 'SelectiveSSMConv', code: [grid, convBody].join('\n') };
+const CONV_WG = 64;
+
+registerKernelOnce({
+  kernelName: SSM_CONV,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as ConvAttrs;
+    const { x, window, taps, bias } = namedInputs(inputs, 'x', 'window', 'taps', 'bias');
+    const [B, T, E] = x.shape as [number, number, number];
+    const K = taps.shape[0]!;
+    const windowShape = [B, K - 1, E];
+    const gpu = backend as WebGPUBackend;
+    const [u, next] = runKernel(gpu, CONV, {
+      inputs: [x, window, taps, bias],
+      outputs: [x.shape, windowShape],
+      params: [B, T, E, K].map((u32) => ({ u32 })),
+      constants: { WG: CONV_WG, HAS_WINDOW: a.hasWindow ? 1 : 0, NEXT_WINDOW: a.nextWindow ? 1 : 0 },
+      workgroups: grid1d(B * T * E + (a.nextWindow ? B * (K - 1) * E : 0), CONV_WG),
+    });
+    if (a.nextWindow) return [u!, next!];
+    // unwritten, and bound to the pending command buffer: tfjs frees it once that is submitted
+    gpu.disposeData(next!.dataId);
+    return [u!];
+  },
+});
+
+registerGradientOnce({
+  kernelName: SSM_CONV,
+  inputsToSave: ['x', 'window', 'taps', 'bias'],
+  gradFunc: (dys, saved, attrs) => {
+    const { hasWindow } = attrs as unknown as ConvAttrs;
+    const dy = Array.isArray(dys) ? dys[0]! : dys;
+    const [x, window, taps, bias] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
+    const [B, T, E] = x.shape;
+    const K = taps.shape[0];
+    // the convolution again, then silu' = σ·(1 + pre·(1 − σ)), then tfjs's own depthwise gradients
+    const image = joined(x, hasWindow ? window : undefined, K).expandDims(1) as tf.Tensor4D;
+    const filter = taps.reshape([1, K, E, 1]) as tf.Tensor4D;
+    const pre = tf.add(tf.depthwiseConv2d(image, filter, 1, 'valid').reshape([B, T, E]), bias);
+    const s = tf.sigmoid(pre);
+    const dPre = tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(pre, tf.sub(1, s))))).reshape([B, 1, T, E]);
+    const conv = { strides: 1, dilations: 1, pad: 'valid' } as const;
+    const dImage = (tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dPre, filter },
+      { ...conv, inputShape: image.shape } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([B, T + K - 1, E]);
+    return {
+      x: () => tf.slice(dImage, [0, K - 1, 0], [B, T, E]),
+      window: () => (hasWindow ? tf.slice(dImage, [0, 0, 0], [B, K - 1, E]) : tf.zerosLike(window)),
+      taps: () => (tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x: image, dy: dPre },
+        { ...conv, filterShape: filter.shape } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([K, E]),
+      bias: () => tf.sum(dPre, [0, 1, 2]),
+    };
+  },
+});
+
+/** The window (zeros without one) followed by x: `[B, dConv − 1 + T, E]`. */
+function joined(x: tf.Tensor3D, window: tf.Tensor3D | undefined, K: number): tf.Tensor3D {
+  if (window) return tf.concat([window, x], 1);
+  return K === 1 ? x : tf.pad(x, [[0, 0], [K - 1, 0], [0, 0]]);
+}
+
+/**
+ * SelectiveSSM's u = silu(causal depthwise convolution of x `[B, T, E]` with `taps` `[dConv, E]`
+ * and `bias` `[E]`), the window `[B, dConv − 1, E]` (a decode step's or a prefill's state)
+ * before x, zeros without one; with `next`, also the window after x, the last dConv − 1 of the
+ * window followed by x. On webgpu one launch (with dConv ≥ 2), elsewhere tfjs ops
+ * ({@link causalConv}); differentiable in x, the window, the taps and the bias.
+ */
+export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, implementation: Implementation,
+  window?: tf.Tensor3D, next = false): { u: tf.Tensor3D; next?: tf.Tensor3D } {
+  const K = taps.shape[0];
+  if (K >= 2 && useKernel('selectiveSSM', implementation)) {
+    const attrs: ConvAttrs = { hasWindow: window !== undefined, nextWindow: next };
+    // an absent window is a stand-in off the gradient's path, never read
+    const [u, after] = tf.engine().runKernel(SSM_CONV, { x, window: window ?? tf.zeros([1]), taps, bias },
+      attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D[];
+    return { u: u!, next: after };
+  }
+  return tf.tidy(() => {
+    const padded = joined(x, window, K);
+    const conv = causalConv(padded, taps, bias);
+    const [B, length, E] = padded.shape;
+    return {
+      u: tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D,
+      ...(next ? { next: padded.slice([0, length - (K - 1), 0], [B, K - 1, E]) as tf.Tensor3D } : {}),
+    };
+  });
+}
