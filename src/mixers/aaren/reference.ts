@@ -69,7 +69,7 @@ function masksFor(bounds: [number, number][]): Map<number, tf.Tensor2D> {
 }
 
 /** s = scale·q_h·k_t of every token, `[B, H, T]`. */
-export function scores(q: tf.Tensor2D, k: tf.Tensor4D, scale: number): tf.Tensor3D {
+function scores(q: tf.Tensor2D, k: tf.Tensor4D, scale: number): tf.Tensor3D {
   return tf.mul(tf.sum(tf.mul(k, q), -1), scale).transpose([0, 2, 1]) as tf.Tensor3D;
 }
 
@@ -79,7 +79,7 @@ function visibleScores(s: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor4D {
 }
 
 /** The last entry of `x` along `axis`, which is dropped: e.g. `[B, H, n]` → `[B, H]` and `[B, H, n, K]` → `[B, H, K]` along axis 2. */
-export function last(x: tf.Tensor, axis: number): tf.Tensor {
+function last(x: tf.Tensor, axis: number): tf.Tensor {
   const n = x.shape[axis]!;
   return tf.squeeze(tf.slice(x, x.shape.map((_, a) => (a === axis ? n - 1 : 0)), x.shape.map((d, a) => (a === axis ? 1 : d))), [axis]);
 }
