@@ -250,8 +250,8 @@ describeOn('webgpu', 'SelectiveSSM\'s convolution kernel', () => {
       const order = withWindow ? [0, 1, 2, 3] : [0, 2, 3];
       const grads = tf.grads((...a: tf.Tensor[]) => (withWindow ? loss(a[0]!, a[2]!, a[3]!, a[1]) : loss(a[0]!, a[1]!, a[2]!)))(
         withWindow ? [x, window, taps, bias] : [x, taps, bias]);
-      // tfjs's sigmoid (its exp within 3 + 2·|pre| ulp) and products in each term, then sums of up
-      // to B·T terms: (64 + 2·max|pre| + B·T) ulp of the terms' Σ|term|
+      // σ (WGSL's exp within 3 + 2·|pre| ulp) and products in each term, then sums of up to B·T
+      // terms: (64 + 2·max|pre| + B·T) ulp of the terms' Σ|term|
       const maxPre = Math.max(...Array.from(want.pres, Math.abs));
       for (const [j, grad] of grads.entries()) {
         const i = order[j]!;
@@ -265,7 +265,7 @@ describeOn('webgpu', 'SelectiveSSM\'s convolution kernel', () => {
     }
   });
 
-  it('±∞ and NaN give what tfjs\'s ops give: silu(∞) = ∞, silu(−∞) = NaN, silu(NaN) = NaN', async () => {
+  it('±∞ and NaN give what tfjs\'s ops give: silu(∞) = ∞, silu(−∞) = NaN, silu(NaN) = NaN, and a NaN gradient at each', async () => {
     const x = tf.tensor3d([Infinity, -Infinity, Number.NaN, 1], [1, 1, 4]);
     const taps = tf.tensor2d([0, 0, 0, 0, 1, 1, 1, 1], [2, 4]);
     const bias = tf.zeros([4]) as tf.Tensor1D;
@@ -273,7 +273,13 @@ describeOn('webgpu', 'SelectiveSSM\'s convolution kernel', () => {
     const got = Array.from(await kernel!.data());
     expect(got.slice(0, 3)).toEqual([Infinity, Number.NaN, Number.NaN]);
     expect(got).toEqual(Array.from(await ops!.data()).map((v, i) => (i === 3 ? expect.closeTo(v, 6) : v)));
-    tf.dispose([x, taps, bias, kernel!, ops!]);
+    // silu'(±∞) = σ + pre·σ·(1 − σ) is ∞·0 in tfjs's ops: NaN
+    const [dKernel, dOps] = (['auto', 'reference'] as const).map((implementation) =>
+      tf.grad((a: tf.Tensor) => tf.sum(convolved(a as tf.Tensor3D, taps, bias, implementation).u))(x));
+    const gotGrad = Array.from(await dKernel!.data());
+    expect(gotGrad.slice(0, 3)).toEqual([Number.NaN, Number.NaN, Number.NaN]);
+    expect(gotGrad).toEqual(Array.from(await dOps!.data()).map((v, i) => (i === 3 ? expect.closeTo(v, 6) : v)));
+    tf.dispose([x, taps, bias, kernel!, ops!, dKernel!, dOps!]);
   });
 });
 

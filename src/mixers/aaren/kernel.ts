@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
+import { columnSums } from '../../dense/kernel.js';
 import { finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
@@ -110,7 +111,8 @@ registerGradientOnce({
     const ds = tf.add(tf.mul(dKey!, key!),
       tf.where(tf.equal(t, lastRise.expandDims(1)), dM.expandDims(1), tf.zeros([B, T, H])).expandDims(3));   // [B, T, H, 1]
     return {
-      q: () => tf.mul(tf.sum(tf.mul(ds, finiteOnly(k!)), [0, 1]), scale),
+      // a sum over B·T rows as one dense launch, not tfjs's workgroup per output
+      q: () => tf.mul(columnSums(tf.mul(ds, finiteOnly(k!)).reshape([B * T, -1]) as tf.Tensor2D).reshape(q!.shape), scale),
       k: () => zeroWhereNotFinite(k!, tf.mul(ds, tf.mul(q!, scale))),
       mInit: () => tf.where(tf.equal(lastRise, -1), dM, tf.zerosLike(dM)).reshape(mInit!.shape),
       real: () => tf.zerosLike(real!),

@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../../kernels/common/grid.wgsl';
 import convBody from '../../../kernels/selective-ssm/conv.wgsl';
+import convBackwardBody from '../../../kernels/selective-ssm/conv-backward.wgsl';
+import { columnSums } from '../../dense/kernel.js';
 import { useKernel, type Implementation } from '../../validate.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 
@@ -82,30 +84,49 @@ registerKernelOnce({
   },
 });
 
+/**
+ * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv-backward.wgsl`): {@link SSM_CONV}'s
+ * inputs and du `[B, T, E]`; outputs dx `[B, T, E]`, dWindow `[B, dConv − 1, E]` and
+ * dPre = du·silu'(pre) `[B, T, E]`, from which the gradient takes the taps' and the bias's.
+ */
+const SSM_CONV_GRAD = 'MixersSelectiveSSMConvGrad';
+const CONV_GRAD: KernelSource = { name: 'SelectiveSSMConvBackward', code: [grid, convBackwardBody].join('\n') };
+
+registerKernelOnce({
+  kernelName: SSM_CONV_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, window, taps, bias, du } = namedInputs(inputs, 'x', 'window', 'taps', 'bias', 'du');
+    const [B, T, E] = x.shape as [number, number, number];
+    const K = taps.shape[0]!;
+    return runKernel(backend as WebGPUBackend, CONV_GRAD, {
+      inputs: [x, window, taps, bias, du],
+      outputs: [x.shape, [B, K - 1, E], x.shape],
+      params: [B, T, E, K].map((u32) => ({ u32 })),
+      constants: { WG: CONV_WG, HAS_WINDOW: (attrs as unknown as ConvAttrs).hasWindow ? 1 : 0 },
+      workgroups: grid1d(B * (T + K - 1) * E, CONV_WG),
+    });
+  },
+});
+
 registerGradientOnce({
   kernelName: SSM_CONV,
   inputsToSave: ['x', 'window', 'taps', 'bias'],
   gradFunc: (dys, saved, attrs) => {
     const { hasWindow } = attrs as unknown as ConvAttrs;
-    const dy = Array.isArray(dys) ? dys[0]! : dys;
+    const du = Array.isArray(dys) ? dys[0]! : dys;
     const [x, window, taps, bias] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
     const [B, T, E] = x.shape;
     const K = taps.shape[0];
-    // the convolution again, then silu' = σ·(1 + pre·(1 − σ)), then tfjs's own depthwise gradients
-    const image = joined(x, hasWindow ? window : undefined, K).expandDims(1) as tf.Tensor4D;
-    const filter = taps.reshape([1, K, E, 1]) as tf.Tensor4D;
-    const pre = tf.add(tf.depthwiseConv2d(image, filter, 1, 'valid').reshape([B, T, E]), bias);
-    const s = tf.sigmoid(pre);
-    const dPre = tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(pre, tf.sub(1, s))))).reshape([B, 1, T, E]);
-    const conv = { strides: 1, dilations: 1, pad: 'valid' } as const;
-    const dImage = (tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dPre, filter },
-      { ...conv, inputShape: image.shape } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([B, T + K - 1, E]);
+    const [dx, dWindow, dPre] = tf.engine().runKernel(SSM_CONV_GRAD, { x, window, taps, bias, du }, attrs) as tf.Tensor[];
     return {
-      x: () => tf.slice(dImage, [0, K - 1, 0], [B, T, E]),
-      window: () => (hasWindow ? tf.slice(dImage, [0, 0, 0], [B, K - 1, E]) : tf.zerosLike(window)),
-      taps: () => (tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x: image, dy: dPre },
-        { ...conv, filterShape: filter.shape } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([K, E]),
-      bias: () => tf.sum(dPre, [0, 1, 2]),
+      x: () => dx!,
+      window: () => (hasWindow ? dWindow! : tf.zerosLike(window)),
+      // Σ_{b,t} dPre[b, t]·joined[b, t + k], tfjs's own kernel for a depthwise filter's gradient
+      taps: () => (tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter',
+        { x: joined(x, hasWindow ? window : undefined, K).expandDims(1), dy: dPre!.reshape([B, 1, T, E]) },
+        { strides: 1, dilations: 1, pad: 'valid', filterShape: [1, K, E, 1] } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([K, E]),
+      bias: () => columnSums(dPre!.reshape([B * T, E]) as tf.Tensor2D),
     };
   },
 });
