@@ -106,3 +106,22 @@ export function poisonWhere<T extends tf.Tensor>(count: T): T {
   const bad = tf.greaterEqual(count, 0.5);
   return tf.where(bad, tf.fill(bad.shape, Number.NaN), tf.zeros(bad.shape)) as T;
 }
+
+/**
+ * x's values in a tensor that tfjs's gradient tape does not know (it shares x's data): an op on it
+ * is off the path from every variable, so tfjs neither keeps its inputs for a backward nor
+ * computes a gradient for it, not even a zero one. For what has no gradient by definition: a
+ * poison mask found from an input's non-finite entries.
+ *
+ * @example
+ * ```ts
+ * const x = tf.scalar(3);
+ * tf.grad((a) => tf.add(a, detached(a)))(x).print();   // 1: the detached term adds no gradient
+ * ```
+ */
+export function detached<T extends tf.Tensor>(x: T): T {
+  // a second reference to the data, as tfjs's own reshape takes one: each is disposed on its own
+  tf.engine().backend.incRef(x.dataId);
+  return tf.engine().makeTensorFromTensorInfo({ dataId: x.dataId, shape: x.shape, dtype: x.dtype }) as T;
+}
+

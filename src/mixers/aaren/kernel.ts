@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
 import { columnSums } from '../../dense/kernel.js';
-import { finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
+import { detached, finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
@@ -125,7 +125,7 @@ registerGradientOnce({
  * outputs `[B, T, H, 1]` and the final state `[B, H, 1, 1]` of each head from the first token
  * whose k or v is NaN or ±∞ on: the reference's `poisonAfterNonFinite` and its last token, in one
  * launch of GatedLinearAttention's seen kernel (k stands in for its q and g, checked as k is).
- * No gradient reaches k or v through them.
+ * No gradient reaches k or v through them: it has none, and runs on detached inputs.
  */
 const AAREN_POISON = 'MixersAarenPoison';
 
@@ -138,11 +138,6 @@ registerKernelOnce({
   },
 });
 
-registerGradientOnce({
-  kernelName: AAREN_POISON,
-  inputsToSave: ['k', 'v'],
-  gradFunc: (_dys, [k, v]) => ({ k: () => tf.zerosLike(k!), v: () => tf.zerosLike(v!) }),
-});
 
 /**
  * Aaren on the scan kernels: with the running max m_t (max of m_init and the scores so far) as
@@ -187,7 +182,8 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     // an empty final state (no real token and no initial one) has m = −∞, as the empty state
     const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
     // a non-finite k or v at token t: that head's outputs from t on, and its final state
-    const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: args.k, v: args.v }) as tf.Tensor4D[];
+    // (from detached k and v: no gradient is asked of it, nor of the adds' poison side)
+    const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: detached(args.k), v: detached(args.v) }) as tf.Tensor4D[];
     const poisonState = poisonHeads!.reshape([B, H]) as tf.Tensor2D;
     return {
       output: tf.add(output, poison!) as tf.Tensor4D,
