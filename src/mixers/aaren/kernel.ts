@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../../kernels/common/grid.wgsl';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
+import ratioBody from '../../../kernels/aaren/ratio.wgsl';
+import ratioBackwardBody from '../../../kernels/aaren/ratio-backward.wgsl';
 import { columnSums } from '../../dense/kernel.js';
 import { detached, finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
@@ -16,24 +19,6 @@ const withoutGradient = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => 
   save([]);
   return { value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
-
-/**
- * w/u, or 0 where u = 0 (a row with no real token yet), with its gradient; tf.divNoNan would put
- * its Equal, which has no gradient in tfjs, on the tape.
- */
-const ratioOrZero = tf.customGrad(((w: tf.Tensor, u: tf.Tensor, save: tf.GradSaveFunc) => {
-  const none = tf.equal(u, 0);
-  const safe = tf.where(none, tf.onesLike(u), u);
-  const ratio = tf.where(none, tf.zerosLike(w), tf.div(w, safe));
-  save([none, safe, ratio]);
-  return {
-    value: ratio,
-    gradFunc: (dy: tf.Tensor, [n, su, r]: tf.Tensor[]) => {
-      const dw = tf.where(n!, tf.zerosLike(dy), tf.div(dy, su!));
-      return [dw, tf.neg(tf.sum(tf.mul(dw, r!), -1, true))];
-    },
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as (w: tf.Tensor, u: tf.Tensor) => tf.Tensor;
 
 /** m, or −∞ where u = 0 (an empty state), with m's gradient where it is kept and none for u. */
 const emptyAsMinusInfinity = tf.customGrad(((m: tf.Tensor, u: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -140,6 +125,52 @@ registerKernelOnce({
 
 
 /**
+ * tfjs kernel names, webgpu only: o = w/u `[B, T, H, K]` from the scan's packed output [w, u]
+ * `[B, T, H, K + 1]`, 0 where u = 0 (a padded row that has seen no real token yet), and its
+ * gradient in the packed output (`kernels/aaren/ratio.wgsl`, `ratio-backward.wgsl`).
+ */
+const AAREN_RATIO = 'MixersAarenRatio';
+const AAREN_RATIO_GRAD = 'MixersAarenRatioGrad';
+const RATIO: KernelSource = { name: 'AarenRatio', code: [grid, ratioBody].join('\n') };
+const RATIO_GRAD: KernelSource = { name: 'AarenRatioBackward', code: [grid, ratioBackwardBody].join('\n') };
+const RATIO_WG = 64;
+
+/** The launch of one of the two over `total` numbers, K channels per row. */
+function runRatio(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], output: number[], K: number): tf.TensorInfo {
+  const total = tf.util.sizeFromShape(output);
+  return runKernel(backend, kernel, {
+    inputs, outputs: [output], params: [{ u32: total }, { u32: K }], constants: { WG: RATIO_WG }, workgroups: grid1d(total, RATIO_WG),
+  })[0]!;
+}
+
+registerKernelOnce({
+  kernelName: AAREN_RATIO,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { packed } = namedInputs(inputs, 'packed');
+    const [B, T, H, width] = packed.shape as [number, number, number, number];
+    return runRatio(backend as WebGPUBackend, RATIO, [packed], [B, T, H, width - 1], width - 1);
+  },
+});
+
+registerKernelOnce({
+  kernelName: AAREN_RATIO_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { packed, dO } = namedInputs(inputs, 'packed', 'dO');
+    return runRatio(backend as WebGPUBackend, RATIO_GRAD, [packed, dO], packed.shape, packed.shape[3]! - 1);
+  },
+});
+
+registerGradientOnce({
+  kernelName: AAREN_RATIO,
+  inputsToSave: ['packed'],
+  gradFunc: (dy, [packed]) => ({
+    packed: () => tf.engine().runKernel(AAREN_RATIO_GRAD, { packed: packed!, dO: dy as tf.Tensor }) as tf.Tensor,
+  }),
+});
+
+/**
  * Aaren on the scan kernels: with the running max m_t (max of m_init and the scores so far) as
  * the frame, the state (u, w) after token t obeys the diagonal linear recurrence
  * ```
@@ -171,9 +202,8 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const ones = tf.ones([B, T, H, 1]) as tf.Tensor4D;
     const run = step ? gatedLinearAttentionStep(ones, key, values, gate, start.expandDims(2) as tf.Tensor4D, { scale: 1 })
       : gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
-    const [w, u] = tf.split(run.output, [K, 1], 3);
     // with padding a row may have seen no real token (u = 0): its output is 0
-    const output = (real ? ratioOrZero(w!, u!) : tf.div(w!, u!)) as tf.Tensor4D;
+    const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output }) as tf.Tensor4D;
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),
     // so that its gradient in m reaches the maximiser as the reference's does
     const [wT, uT] = tf.split(run.state.reshape([B, H, K + 1]), [K, 1], 2);
