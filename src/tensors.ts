@@ -120,8 +120,10 @@ export function poisonWhere<T extends tf.Tensor>(count: T): T {
  * ```
  */
 export function detached<T extends tf.Tensor>(x: T): T {
-  // a second reference to the data, as tfjs's own reshape takes one: each is disposed on its own
-  tf.engine().backend.incRef(x.dataId);
-  return tf.engine().makeTensorFromTensorInfo({ dataId: x.dataId, shape: x.shape, dtype: x.dtype }) as T;
+  // a second reference to the data on the backend that holds it, as tfjs's own reshape takes
+  // one: each tensor is disposed on its own
+  const backend = tf.engine().state.tensorInfo.get(x.dataId)!.backend;
+  backend.incRef(x.dataId);
+  return tf.engine().makeTensorFromTensorInfo({ dataId: x.dataId, shape: x.shape, dtype: x.dtype }, backend) as T;
 }
 
