@@ -42,7 +42,6 @@ function hasDepthwiseGradients(): boolean {
     tf.getKernel('DepthwiseConv2dNativeBackpropFilter', backend) !== undefined;
 }
 
-
 /** What {@link SSM_CONV} takes as attrs. */
 interface ConvAttrs {
   hasWindow: boolean;
@@ -133,8 +132,8 @@ registerGradientOnce({
 
 /** The window (zeros without one) followed by x: `[B, dConv − 1 + T, E]`. */
 function joined(x: tf.Tensor3D, window: tf.Tensor3D | undefined, K: number): tf.Tensor3D {
-  if (window) return tf.concat([window, x], 1);
-  return K === 1 ? x : tf.pad(x, [[0, 0], [K - 1, 0], [0, 0]]);
+  if (K === 1) return x;
+  return window ? tf.concat([window, x], 1) : tf.pad(x, [[0, 0], [K - 1, 0], [0, 0]]);
 }
 
 /**
