@@ -8,9 +8,14 @@
 // false when the call has no int input: every test below on one is then compiled out
 override VISIBILITY: bool = false;
 
+// the field of the call's one int input, kvLengths or queryOffsets, when `vis` is that input
+// itself, with no header (a call no gradient reads, such as a decode step); −1 otherwise
+override LONE: i32 = -1;
+
 // where int input `field` starts in `vis`, or −1 when the call has none
 fn visAt(field: u32) -> i32 {
   if (!VISIBILITY) { return -1; }
+  if (LONE >= 0) { return select(-1, 0, field == u32(LONE)); }
   return vis[field];
 }
 

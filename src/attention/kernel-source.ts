@@ -257,6 +257,8 @@ function dropoutParams(a: AttentionAttrs): Param[] {
 
 /** The int inputs of an attention kernel call, in the order of the packed header. */
 const VISIBILITY_INPUTS = ['kvLengths', 'queryOffsets', 'segmentsQuery', 'segmentsKey', 'mask'] as const;
+/** The int inputs a kernel can read alone without the header: one int a batch row. */
+const LONE_INPUTS: readonly string[] = ['kvLengths', 'queryOffsets'];
 /**
  * Ints of the packed buffer's header (`kernels/common/vis-header.wgsl`): where each input starts
  * (−1 absent), the mask's two strides, where the segment ids' order flags start.
@@ -308,8 +310,11 @@ export interface BoundVisibility {
   vis: tf.TensorInfo;
   /** Where the tile plan starts in it. */
   planAt: number;
-  /** The `VISIBILITY` pipeline constant: 1 when the call has an int input. */
-  constants: { VISIBILITY: number };
+  /**
+   * The `VISIBILITY` pipeline constant, 1 when the call has an int input, and `LONE`, the field
+   * of a lone input bound as it is (`kernels/common/visibility.wgsl`).
+   */
+  constants: { VISIBILITY: number; LONE?: number };
   /** A forward's new packed buffer, which it returns as a third output for the backward; else null. */
   packed: tf.TensorInfo | null;
   /** Frees what {@link bindVisibility} made for this launch alone (after the launch is recorded). */
@@ -321,7 +326,8 @@ export interface BoundVisibility {
  * int inputs (`kvLengths`, `queryOffsets`, `segmentsQuery`, `segmentsKey`, `mask`, only those
  * given) packed after a header into one int32 buffer; a backward's `packed` input, which the
  * forward returned; `plan` (BlockSparse's tile plan) after them. Without int inputs, `plan`
- * or `fallback` is bound, never read.
+ * or `fallback` is bound, never read. A lone kvLengths or queryOffsets, where no gradient is
+ * being recorded, is bound as it is.
  */
 export function bindVisibility(
   backend: WebGPUBackend, inputs: tf.NamedTensorInfoMap, fallback: tf.TensorInfo, plan?: tf.TensorInfo,
@@ -338,6 +344,12 @@ export function bindVisibility(
   }
   const present = VISIBILITY_INPUTS.filter((name) => inputs[name]);
   if (present.length === 0) return { vis: plan ?? fallback, planAt: 0, constants: { VISIBILITY: 0 }, packed: null, release: none };
+  // a lone kvLengths or queryOffsets (a decode step's offsets), in a call no gradient will read,
+  // is bound as it is: no pack launch, and no packed buffer for a backward
+  const lone = present.length === 1 && !plan && LONE_INPUTS.includes(present[0]!) && tf.engine().state.gradientDepth === 0;
+  if (lone) {
+    return { vis: inputs[present[0]!]!, planAt: 0, constants: { VISIBILITY: 1, LONE: VISIBILITY_INPUTS.indexOf(present[0]!) }, packed: null, release: none };
+  }
   const header = new Array<number>(HEADER).fill(-1);
   header[5] = header[6] = 0;
   // the segment ids' order flags, 2 per row, follow the plan (or the last input)
