@@ -7,50 +7,17 @@
 // A non-finite pre gives NaN, as tfjs's ops do. One invocation per output number, flat over dx
 // then dWindow.
 
-// needs common/grid.wgsl
+// needs common/grid.wgsl and conv-inputs.wgsl
 
-struct Params {
-  B: u32,
-  T: u32,
-  E: u32,
-  // taps per channel
-  K: u32,
-}
-
-@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, E]
-@group(0) @binding(1) var<storage, read> window: array<f32>; // [B, K − 1, E], or a stand-in without HAS_WINDOW
-@group(0) @binding(2) var<storage, read> taps: array<f32>; // [K, E]
-@group(0) @binding(3) var<storage, read> bias: array<f32>; // [E]
 @group(0) @binding(4) var<storage, read> du: array<f32>; // [B, T, E]
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>; // [B, T, E]
 @group(0) @binding(6) var<storage, read_write> dWindow: array<f32>; // [B, K − 1, E]
 @group(0) @binding(7) var<storage, read_write> dPre: array<f32>; // [B, T, E]
 @group(0) @binding(8) var<uniform> params: Params;
 
-override HAS_WINDOW: bool = false;
-
-// by its bits: a shader compiler may assume that every float is finite
-fn isFinite(a: f32) -> bool {
-  return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
-}
-
-fn nan() -> f32 {
-  let bits = 0x7fc00000u;
-  return bitcast<f32>(bits);
-}
-
-// position c of the window followed by x, row b, channel e (c < K − 1: the window)
-fn joined(b: u32, c: u32, e: u32) -> f32 {
-  let before = params.K - 1u;
-  if (c >= before) { return x[(b * params.T + c - before) * params.E + e]; }
-  if (!HAS_WINDOW) { return 0.0; }
-  return window[(b * before + c) * params.E + e];
-}
-
 // dPre at token t of row b, channel e
 fn preGradient(b: u32, t: u32, e: u32) -> f32 {
-  var pre = bias[e];
-  for (var k = 0u; k < params.K; k++) { pre += taps[k * params.E + e] * joined(b, t + k, e); }
+  let pre = preActivation(b, t, e);
   let s = 1.0 / (1.0 + exp(-pre));
   let d = du[(b * params.T + t) * params.E + e] * s * (1.0 + pre * (1.0 - s));
   return select(nan(), d, isFinite(pre));

@@ -1,0 +1,42 @@
+// Shared by conv.wgsl and conv-backward.wgsl (SelectiveSSM's convolution, src/mixers/selective-ssm/conv.ts):
+// their params, their inputs at bindings 0–3, and the window followed by x.
+
+struct Params {
+  B: u32,
+  T: u32,
+  E: u32,
+  // taps per channel
+  K: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, E]
+@group(0) @binding(1) var<storage, read> window: array<f32>; // [B, K − 1, E], or a stand-in without HAS_WINDOW
+@group(0) @binding(2) var<storage, read> taps: array<f32>; // [K, E]
+@group(0) @binding(3) var<storage, read> bias: array<f32>; // [E]
+
+override HAS_WINDOW: bool = false;
+
+// by its bits: a shader compiler may assume that every float is finite
+fn isFinite(a: f32) -> bool {
+  return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
+}
+
+fn nan() -> f32 {
+  let bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+
+// position c of the window followed by x, row b, channel e (c < K − 1: the window)
+fn joined(b: u32, c: u32, e: u32) -> f32 {
+  let before = params.K - 1u;
+  if (c >= before) { return x[(b * params.T + c - before) * params.E + e]; }
+  if (!HAS_WINDOW) { return 0.0; }
+  return window[(b * before + c) * params.E + e];
+}
+
+// bias + Σ_k taps[k]·joined[t + k] at token t of row b, channel e
+fn preActivation(b: u32, t: u32, e: u32) -> f32 {
+  var pre = bias[e];
+  for (var k = 0u; k < params.K; k++) { pre += taps[k * params.E + e] * joined(b, t + k, e); }
+  return pre;
+}
