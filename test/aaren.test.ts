@@ -559,14 +559,14 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
   it('the frame kernel gives the scores\' keys and gates in the frame of the running max floored at HIDDEN, and the final max', async () => {
     // scores of small integers (q, k integers, scale 1/2) are exact in float32, and so are the
     // frame and the gates; rows of 150 tokens (runs of 3 per invocation); m_init −∞ (an empty
-    // state), an integer, a NaN, and 100 above every score; a NaN and a +∞ in k, read as 0; row
-    // b = 1 padded after 110 tokens
+    // state), an integer, a NaN, 100 above every score, and +∞; a NaN and a +∞ in k, read as 0;
+    // row b = 1 padded after 110 tokens
     const [B, T, H, K, scale] = [2, 150, 3, 4, 0.5];
     const q = Float32Array.from(seededUniform(12, H * K, -3, 4), Math.floor);
     const k = Float32Array.from(seededUniform(13, B * T * H * K, -3, 4), Math.floor);
     k[(5 * H + 1) * K + 2] = Number.NaN;
     k[((T + 70) * H + 2) * K] = Infinity;
-    const mInit = Float32Array.from([-Infinity, 2, Number.NaN, 100, -Infinity, -1]);
+    const mInit = Float32Array.from([-Infinity, 2, Number.NaN, 100, -Infinity, Infinity]);
     const real = Float32Array.from({ length: B * T }, (_, i) => (i >= T + 110 ? 0 : 1));
     const [key, gate, mMax, move] = tf.engine().runKernel(AAREN_FRAME, {
       q: tf.tensor2d(q, [H, K]), k: tf.tensor4d(k, [B, T, H, K]), mInit: tf.tensor2d(mInit, [B, H]), real: tf.tensor2d(real, [B, T]),
@@ -592,8 +592,10 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
           for (let c = 0; c < K; c++) s += q[h * K + c]! * (Number.isFinite(k[at * K + c]!) ? k[at * K + c]! : 0);
           s = Math.fround(s * scale + (1 - real[b * T + t]!) * hidden);
           const after = larger(before, s);
-          expect(gotGate[at], `gate ${row}, ${t}`).toBe(Math.fround(before - after));
-          expClose(gotKey[at]!, Math.exp(s - after) * real[b * T + t]!, `key ${row}, ${t}`);
+          // a NaN or +∞ frame: both NaN
+          const finite = Number.isFinite(after);
+          expect(gotGate[at], `gate ${row}, ${t}`).toBe(finite ? Math.fround(before - after) : Number.NaN);
+          expClose(gotKey[at]!, finite ? Math.exp(s - after) * real[b * T + t]! : Number.NaN, `key ${row}, ${t}`);
           before = after;
           max = larger(max, s);
         }

@@ -5,7 +5,8 @@
 //   key_t = e^{s_t − m_t}·real_t      gate_t = m_{t−1} − m_t
 // with m_{−1} the floored m_init; and the unfloored max m_T of (m_init, s_0, …, s_{T−1}) with
 // move = e^{m_{T−1} − m_T} (1 where m_T is not finite), which moves the final state from the
-// frame to m_T. A NaN propagates from the first on, as tfjs's maximum propagates it.
+// frame to m_T. A NaN propagates from the first on, as tfjs's maximum propagates it; where the
+// frame is NaN or +∞, the key and the gate are NaN.
 // A workgroup per row (b, h), folded into x and y past 65535 rows: each invocation takes a run
 // of ceil(T / WG) tokens and keeps their scores in `key` until it rewrites them; the runs' maxima
 // meet in workgroup memory, and each run is rescanned from the maximum of the runs before it.
@@ -109,9 +110,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let after = larger(before, s);
     var weight = exp(s - after);
     if (HAS_REAL) { weight *= real[b * params.T + t]; }
-    // a NaN frame makes both NaN, which exp and a difference need not do
-    key[at] = select(weight, nan(), isNan(after));
-    gate[at] = select(before - after, nan(), isNan(after));
+    // a NaN or +∞ frame (from m_init or a score) makes both NaN, which exp and a difference
+    // need not do: the scan then poisons what the reference's e^{m − m} = NaN reaches
+    let bad = !isFinite(after);
+    key[at] = select(weight, nan(), bad);
+    gate[at] = select(before - after, nan(), bad);
     before = after;
   }
 }

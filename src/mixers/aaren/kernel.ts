@@ -32,12 +32,16 @@ const emptyAsMinusInfinity = tf.customGrad(((m: tf.Tensor, u: tf.Tensor, save: t
 
 /**
  * The initial state's [w, u] `[B, H, K + 1]` in its own frame, m_init floored as the frame is
- * (the same value), with m_init's gradient through the factor e^{m − m_sg}.
+ * (the same value), with m_init's gradient through the factor e^{m − m_sg} (value 1). A decode
+ * step, which has no gradient, leaves the factor out: a NaN or +∞ m_init, the ones it is not 1
+ * for, makes the frame kernel's keys and gates NaN, and the scan poisons the same outputs and
+ * state.
  */
-function inItsFrame(init: AarenState): tf.Tensor3D {
+function inItsFrame(init: AarenState, step: boolean): tf.Tensor3D {
+  const wu = tf.concat([init.w, init.u.expandDims(2)], 2) as tf.Tensor3D;
+  if (step) return wu;
   const floored = tf.maximum(init.m, HIDDEN);
-  const factor = tf.exp(tf.sub(floored, withoutGradient(floored))).expandDims(2);
-  return tf.mul(tf.concat([init.w, init.u.expandDims(2)], 2), factor) as tf.Tensor3D;
+  return tf.mul(wu, tf.exp(tf.sub(floored, withoutGradient(floored))).expandDims(2)) as tf.Tensor3D;
 }
 
 /** What {@link AAREN_FRAME} takes as attrs. */
@@ -198,7 +202,7 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     ) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
     const vIn = finiteOnly(args.v);
     const values = tf.concat([vIn, tf.ones([B, T, H, 1])], 3) as tf.Tensor4D;
-    const start = init ? inItsFrame(init) : tf.zeros([B, H, K + 1]);
+    const start = init ? inItsFrame(init, step) : tf.zeros([B, H, K + 1]);
     const ones = tf.ones([B, T, H, 1]) as tf.Tensor4D;
     const run = step ? gatedLinearAttentionStep(ones, key, values, gate, start.expandDims(2) as tf.Tensor4D, { scale: 1 })
       : gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
