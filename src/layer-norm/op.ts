@@ -45,6 +45,12 @@ export function layerNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D
  * @param x `[..., D]` float32, rank ≥ 1.
  * @param gamma `[D]` float32, the scale.
  * @returns `[..., D]`.
+ *
+ * @example
+ * ```ts
+ * const o = tf.randomNormal([2, 16, 4, 32]);               // [B, T, H, V]
+ * const y = rmsNorm(o, tf.ones([32]) as tf.Tensor1D, { epsilon: 1e-5 });   // [2, 16, 4, 32]
+ * ```
  */
 export function rmsNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, options: LayerNormOptions = {}): tf.Tensor<R> {
   return normalise('rmsNorm', x, gamma, null, options);
@@ -72,7 +78,10 @@ function normalise<R extends tf.Rank>(op: string, x: tf.Tensor<R>, gamma: tf.Ten
   if (x.size === 0) return tf.zerosLike(x);
   return tf.tidy(() => {
     const rows = x.reshape([x.size / D, D]) as tf.Tensor2D;
-    if (!useGpu) return (beta ? layerNormReference(rows, gamma, beta, epsilon) : rmsNormReference(rows, gamma, epsilon)).reshape(x.shape) as tf.Tensor<R>;
+    if (!useGpu) {
+      const y = beta ? layerNormReference(rows, gamma, beta, epsilon) : rmsNormReference(rows, gamma, epsilon);
+      return y.reshape(x.shape) as tf.Tensor<R>;
+    }
     const attrs: LayerNormAttrs = { epsilon, centred: beta !== null };
     // RMSNorm's beta is a stand-in off the gradient's path, never read (of four floats, the
     // least a vec4 binding takes)
