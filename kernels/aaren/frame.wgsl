@@ -11,6 +11,8 @@
 // of ceil(T / WG) tokens and keeps their scores in `key` until it rewrites them; the runs' maxima
 // meet in workgroup memory, and each run is rescanned from the maximum of the runs before it.
 
+// needs common/float-bits.wgsl
+
 struct Params {
   rows: u32,
   T: u32,
@@ -37,26 +39,6 @@ override HAS_REAL: bool = false;
 const HIDDEN: f32 = -1e30;
 
 var<workgroup> runs: array<f32, WG>;
-
-// by its bits: a shader compiler may assume that every float is finite
-fn isNan(a: f32) -> bool {
-  return (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u;
-}
-
-fn isFinite(a: f32) -> bool {
-  return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
-}
-
-// −∞ and a NaN, runtime values: a constant expression may be neither
-fn minusInfinity() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
-
-fn nan() -> f32 {
-  let bits = 0x7fc00000u;
-  return bitcast<f32>(bits);
-}
 
 // the larger of a and b, or the NaN if either is one
 fn larger(a: f32, b: f32) -> f32 {

@@ -5,6 +5,7 @@
 // The inputs are read as finite: a NaN or ±∞ as 0, and a g > 0 as 0 too (a GPU backend cannot
 // reject one); such an input gets no gradient (backward-hooks.wgsl), and the op poisons what it
 // reaches (seen.wgsl).
+// needs common/float-bits.wgsl
 
 struct Params {
   B: u32, // rows: B·H
@@ -36,11 +37,6 @@ fn seqAt(cell: Cell, s: u32) -> u32 {
 
 fn keyAt(cell: Cell, s: u32, n: u32) -> u32 {
   return tokenAt(cell, s) * params.N + n;
-}
-
-// by its bits: a shader compiler may assume that floats are finite
-fn isFinite(x: f32) -> bool {
-  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
 // x, or 0 where it is NaN or ±∞

@@ -1,5 +1,6 @@
 // Shared by conv.wgsl and conv-backward.wgsl (SelectiveSSM's convolution, src/mixers/selective-ssm/conv.ts):
 // their params, their inputs at bindings 0–3, and the window followed by x.
+// needs common/float-bits.wgsl
 
 struct Params {
   B: u32,
@@ -15,16 +16,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>; // [E]
 
 override HAS_WINDOW: bool = false;
-
-// by its bits: a shader compiler may assume that every float is finite
-fn isFinite(a: f32) -> bool {
-  return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
-}
-
-fn nan() -> f32 {
-  let bits = 0x7fc00000u;
-  return bitcast<f32>(bits);
-}
 
 // position c of the window followed by x, row b, channel e (c < K − 1: the window)
 fn joined(b: u32, c: u32, e: u32) -> f32 {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import floatBits from '../../../kernels/common/float-bits.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
 import ratioBody from '../../../kernels/aaren/ratio.wgsl';
@@ -61,7 +62,7 @@ interface FrameAttrs {
  * m_T's (less move's, times move) reaches the first maximiser.
  */
 export const AAREN_FRAME = 'MixersAarenFrame';
-const FRAME: KernelSource = { name: 'AarenFrame', code: frameBody };
+const FRAME: KernelSource = { name: 'AarenFrame', code: [floatBits, frameBody].join('\n') };
 
 registerKernelOnce({
   kernelName: AAREN_FRAME,
@@ -126,7 +127,6 @@ registerKernelOnce({
     return runSeen(backend as WebGPUBackend, [k, k, v, k], false);
   },
 });
-
 
 /**
  * tfjs kernel names, webgpu only: o = w/u `[B, T, H, K]` from the scan's packed output [w, u]

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import floatBits from '../../../kernels/common/float-bits.wgsl';
 import hooks from '../../../kernels/gated-linear-attention/hooks.wgsl';
 import backwardHooks from '../../../kernels/gated-linear-attention/backward-hooks.wgsl';
 import seen from '../../../kernels/gated-linear-attention/seen.wgsl';
@@ -19,7 +20,8 @@ export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
 export const GATED_LINEAR_ATTENTION_STEP = 'MixersGatedLinearAttentionStep';
 
-const KERNELS = scanKernels('GatedLinearAttention', hooks, backwardHooks);
+// the hooks read their inputs' finite parts (common/float-bits.wgsl's isFinite)
+const KERNELS = scanKernels('GatedLinearAttention', [floatBits, hooks].join('\n'), backwardHooks);
 
 /** What the op passes as attrs. */
 export interface GlaAttrs {

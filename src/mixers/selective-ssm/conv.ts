@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import floatBits from '../../../kernels/common/float-bits.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import convInputs from '../../../kernels/selective-ssm/conv-inputs.wgsl';
 import convBody from '../../../kernels/selective-ssm/conv.wgsl';
@@ -57,7 +58,7 @@ interface ConvAttrs {
  * gradient. dConv ≥ 2.
  */
 const SSM_CONV = 'MixersSelectiveSSMConv';
-const CONV: KernelSource = { name: 'SelectiveSSMConv', code: [grid, convInputs, convBody].join('\n') };
+const CONV: KernelSource = { name: 'SelectiveSSMConv', code: [grid, floatBits, convInputs, convBody].join('\n') };
 const CONV_WG = 64;
 
 registerKernelOnce({
@@ -90,7 +91,7 @@ registerKernelOnce({
  * dPre = du·silu'(pre) `[B, T, E]`, from which the gradient takes the taps' and the bias's.
  */
 const SSM_CONV_GRAD = 'MixersSelectiveSSMConvGrad';
-const CONV_GRAD: KernelSource = { name: 'SelectiveSSMConvBackward', code: [grid, convInputs, convBackwardBody].join('\n') };
+const CONV_GRAD: KernelSource = { name: 'SelectiveSSMConvBackward', code: [grid, floatBits, convInputs, convBackwardBody].join('\n') };
 
 registerKernelOnce({
   kernelName: SSM_CONV_GRAD,

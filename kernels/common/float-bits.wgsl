@@ -1,0 +1,21 @@
+// Shared: a float's class, read from its bits (a shader compiler may assume that every float is
+// finite, so isNan(x) as x != x may fold away), and NaN and −∞ made at run time (a constant
+// expression may be neither).
+
+fn isFinite(a: f32) -> bool {
+  return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
+}
+
+fn isNan(a: f32) -> bool {
+  return (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn nan() -> f32 {
+  let bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+
+fn minusInfinity() -> f32 {
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
