@@ -11,7 +11,7 @@ import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 /**
  * tfjs kernel name. Inputs `x` `[M, D]`, `gamma` and `beta` `[D]`; outputs y `[M, D]` and each
  * row's (mean, rstd) `[M, 2]`, which the gradient reads. Differentiable once. With attrs
- * `centred` false it is RMSNorm: mean 0, and beta a stand-in, never read, with no gradient.
+ * `centred` false it is RMSNorm: mean 0, and beta a stand-in, never read, that has no gradient.
  */
 export const LAYER_NORM = 'MixersLayerNorm';
 /** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
@@ -89,16 +89,18 @@ registerKernelOnce({
 
 registerGradientOnce({
   kernelName: LAYER_NORM,
-  inputsToSave: ['x', 'gamma', 'beta'],
+  inputsToSave: ['x', 'gamma'],
   outputsToSave: [false, true],
   gradFunc: (dys, saved, attrs) => {
-    const [x, gamma, beta, moments] = saved as tf.Tensor[];
+    const [x, gamma, moments] = saved as tf.Tensor[];
     // only y is the op's output: the moments' gradient is never asked for
     const dy = Array.isArray(dys) ? dys[0]! : dys;
-    return {
+    const result: Record<string, () => tf.Tensor> = {
       x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x: x!, gamma: gamma!, moments: moments!, dy }, attrs) as tf.Tensor,
       gamma: () => tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x: x!, moments: moments!, dy }) as tf.Tensor,
-      beta: () => ((attrs as unknown as LayerNormAttrs).centred ? columnSums(dy as tf.Tensor2D) : tf.zerosLike(beta!)),
     };
+    // RMSNorm's beta is a stand-in off the gradient's path: no gradient is asked of it
+    if ((attrs as unknown as LayerNormAttrs).centred) result.beta = () => columnSums(dy as tf.Tensor2D);
+    return result;
   },
 });
