@@ -120,15 +120,17 @@ registerGradientOnce({
     const [B, T, E] = x.shape;
     const K = taps.shape[0];
     const [dx, dWindow, dPre] = tf.engine().runKernel(SSM_CONV_GRAD, { x, window, taps, bias, du }, attrs) as tf.Tensor[];
-    return {
+    const result: Record<string, () => tf.Tensor> = {
       x: () => dx!,
-      window: () => (hasWindow ? dWindow! : tf.zerosLike(window)),
       // Σ_{b,t} dPre[b, t]·joined[b, t + k], tfjs's own kernel for a depthwise filter's gradient
       taps: () => (tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter',
         { x: joined(x, hasWindow ? window : undefined, K).expandDims(1), dy: dPre!.reshape([B, 1, T, E]) },
         { strides: 1, dilations: 1, pad: 'valid', filterShape: [1, K, E, 1] } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([K, E]),
       bias: () => columnSums(dPre!.reshape([B * T, E]) as tf.Tensor2D),
     };
+    // an absent window is a stand-in off the gradient's path: no gradient is asked of it
+    if (hasWindow) result.window = () => dWindow!;
+    return result;
   },
 });
 
