@@ -24,7 +24,8 @@
  * whose flags it reads), writing `runs/<backend>-backends.{json,md}`. `-- --subgroups` runs any of
  * these on a device with the adapter's subgroups (registerSubgroupBackend), whose kernels' subgroup
  * paths then run, writing `subgroups-<adapter>.…` files; `-- --rows 1|2|4` fixes the tiled
- * attention passes' rows per invocation (`MIXERS_ATTENTION_ROWS`), writing `rows-<n>-<adapter>.…`.
+ * attention passes' rows per invocation (`MIXERS_ATTENTION_ROWS`), writing `rows-<n>-<adapter>.…`;
+ * `-- --splits n` the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), `splits-<n>-<adapter>.…`.
  *
  * @packageDocumentation
  */

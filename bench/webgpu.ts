@@ -4,17 +4,33 @@ import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
 import { ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
 
-/** The scripts' `--subgroups` and `--rows n`, for {@link startWebGPU}. */
-export function benchFlags(who: string, argv: readonly string[]): { subgroups: boolean; rows?: number } {
-  const at = argv.indexOf('--rows');
-  if (at < 0) return { subgroups: argv.includes('--subgroups') };
-  const rows = Number(argv[at + 1]);
-  if (![1, 2, 4].includes(rows)) {
-    console.error(`${who}: --rows expects 1, 2 or 4 (rows per invocation of the tiled attention passes), got ${argv[at + 1]}.`);
-    process.exit(1);
-  }
-  return { subgroups: argv.includes('--subgroups'), rows };
+/** What the scripts' `--subgroups`, `--rows n` and `--splits n` ask of {@link startWebGPU}. */
+export interface BenchFlags {
+  subgroups: boolean;
+  rows?: number;
+  splits?: number;
+}
+
+/** The scripts' `--subgroups`, `--rows n` and `--splits n`, for {@link startWebGPU}; exits on a bad value. */
+export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
+  const flags: BenchFlags = { subgroups: argv.includes('--subgroups') };
+  const value = (name: string, ok: (n: number) => boolean, expected: string) => {
+    const at = argv.indexOf(name);
+    if (at < 0) return undefined;
+    const n = Number(argv[at + 1]);
+    if (!ok(n)) {
+      console.error(`${who}: ${name} expects ${expected}, got ${argv[at + 1]}.`);
+      process.exit(1);
+    }
+    return n;
+  };
+  const rows = value('--rows', (n) => [1, 2, 4].includes(n), '1, 2 or 4 (rows per invocation of the tiled attention passes)');
+  if (rows !== undefined) flags.rows = rows;
+  const splits = value('--splits', (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1 (chunks of the tiled attention passes\' other side)');
+  if (splits !== undefined) flags.splits = splits;
+  return flags;
 }
 
 /**
@@ -23,10 +39,11 @@ export function benchFlags(who: string, argv: readonly string[]): { subgroups: b
  * `subgroups` (the scripts' `--subgroups`) makes the backend with registerSubgroupBackend, and
  * names the adapter "subgroups: …", so that its reports are files of their own; it exits when
  * the adapter offers none. `rows` (`--rows n`) sets the attention kernels' rows per invocation
- * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise.
+ * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise;
+ * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …".
  */
 export async function startWebGPU(
-  who: string, options: InstallWebGPUOptions & { subgroups?: boolean; rows?: number } = {},
+  who: string, options: InstallWebGPUOptions & Partial<BenchFlags> = {},
 ): Promise<{ gpu: InstalledWebGPU; backend: WebGPUBackend }> {
   const installed = await installWebGPU(options);
   if (!installed) {
@@ -46,6 +63,10 @@ export async function startWebGPU(
   if (options.rows !== undefined) {
     tf.env().set(ATTENTION_ROWS_FLAG, options.rows);
     gpu = { ...gpu, description: `rows ${options.rows}: ${gpu.description}` };
+  }
+  if (options.splits !== undefined) {
+    tf.env().set(ATTENTION_SPLITS_FLAG, options.splits);
+    gpu = { ...gpu, description: `splits ${options.splits}: ${gpu.description}` };
   }
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels

@@ -6,6 +6,8 @@
 # all under DEADLINE seconds (default 480), so that a lease of a few minutes returns every step
 # that fitted. OUT receives two files, rewritten after every step: log.txt (each step's output)
 # and results.tar.gz (the bench's reports, the profiles, the GPU's clocks sampled every 500 ms).
+# STEPS (e.g. "profile splits-") runs only the steps it names after the adapter's check (a word
+# ending in a dash names every step that begins with it).
 #
 # The chip's float32 peak, for the profile's "% of peak", is SMs × float32 lanes per SM × 2 ×
 # the maximum SM clock (nvidia-smi, and torch for the SM count and compute capability), or
@@ -67,10 +69,16 @@ peakFlag=()
 [ -n "$peak" ] && peakFlag=(--peak-tflops "$peak")
 
 # step NAME SECONDS COMMAND…: runs within its limit and the deadline, output to the log and
-# to results/NAME.txt; a step that cannot have 20 s is skipped
+# to results/NAME.txt; a step that cannot have 20 s is skipped, as is one that STEPS, when set,
+# does not name
 step() {
   local name=$1 limit=$2
   shift 2
+  if [ -n "${STEPS:-}" ] && [ "$name" != adapter ]; then
+    local w wanted=
+    for w in $STEPS; do [[ "$name" == "$w" || ( "$w" == *- && "$name" == "$w"* ) ]] && wanted=1; done
+    [ -n "$wanted" ] || return 0
+  fi
   local left=$((deadline - SECONDS - 10))
   [ "$left" -lt "$limit" ] && limit=$left
   if [ "$limit" -lt 20 ]; then
@@ -108,6 +116,8 @@ step attention 150 "${bench[@]}" --attention --minutes 2
 # the tiled passes' rows per invocation and the four lanes per row
 for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows" 'copy' 'flashAttention forward'; done
 step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'
+# the tiled passes' chunks of the other side ('auto' above), forced, where a launch has few tiles
+for splits in 1 4 8 16 32; do step "splits-$splits" 40 "${profile[@]}" --splits "$splits" 'copy' 'flashAttention forward'; done
 # decode tokens/s, its own deadline a minute inside the step's
 step generation 120 "${bench[@]}" --generation --minutes 1
 step blocks 60 "${bench[@]}" --blocks

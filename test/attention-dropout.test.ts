@@ -9,6 +9,7 @@ import { expect, it } from 'vitest';
 import { MultiHeadAttention, layers, ops } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { dropoutKeeps, dropoutRows, dropoutThreshold, type Dropout } from '../src/attention/dropout.js';
+import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
 import {
   blockSparseMask, expressiveAttentionGradOracle, expressiveAttentionOracle, softmaxAttentionGradOracle,
   softmaxAttentionOracle, type AttentionShape, type KeepFn,
@@ -253,6 +254,21 @@ describeOn('cpu', 'attention dropout: the layers', () => {
 describeOn('webgpu', 'attention dropout: the kernels', () => {
   // crosses a 64-row query tile and a 32-key tile
   opsBehave('webgpu', { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K: 8 }, [70, 41]);
+
+  // each workgroup of a split pass drops by the pair's hash, whatever chunk it holds
+  it.each(FAMILIES)('%s: with the tiled passes split into 3 chunks, forward and gradients match the oracle', async (family) => {
+    const s = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K: 8 };
+    const kvLengths = [70, 41];
+    const d = { rate: 0.3, seed: 17 };
+    tf.env().set(ATTENTION_SPLITS_FLAG, 3);
+    try {
+      const got = await computed(family, 'webgpu', s, 6, { kvLengths, dropout: d.rate, seed: d.seed });
+      const { qs, ks, vs, dOs } = inputs(s, 6);
+      expectMatchesOracle(`${family} split`, got, oracle(family, qs, ks, vs, dOs, s, d, kvLengths), s);
+    } finally {
+      tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+    }
+  });
 
   it('the WGSL hash keeps exactly the weights the TypeScript hash keeps', async () => {
     // q = 0 makes every weight 1/Tk, and one-hot values v_j = e_j read o_i[j] = m_ij/Tk: the mask itself

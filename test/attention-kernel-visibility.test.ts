@@ -10,6 +10,7 @@ import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import { ATTENTION_ROWS_FLAG, rowsFillingSubgroups, tiledRows } from '../src/attention/kernel-source.js';
 import { splitChunk } from '../src/attention/skeleton.js';
+import { ATTENTION_SPLITS_FLAG, tiledSplits } from '../src/attention/tile-splits.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import {
@@ -437,6 +438,72 @@ describeOn('webgpu', 'attention kernels under visibility, at every forward row c
   });
 });
 
+// A split tiled pass cuts the other side (keys in the forward and dQ, queries in dK/dV) into
+// chunks of whole tiles, a workgroup per (tile, chunk), then merges the forward's partial rows
+// and sums the gradients' parts. 'auto' splits only on a GPU, so the flag forces it here: 2 and
+// 3 chunks of the 70, 140 and 150 rows of the cases (32-row tiles at K = 8 and 6), so chunks
+// start inside a window, a segment, past a row's kvLengths, and some hold no visible key.
+describeOn('webgpu', 'attention kernels under visibility, split into chunks of the other side', () => {
+  afterAll(() => { tf.env().set(ATTENTION_SPLITS_FLAG, 'auto'); });
+  for (const splits of [2, 3]) {
+    it(`in ${splits} chunks, every family's kernels equal dense masked attention, forward and gradients`, async () => {
+      tf.env().set(ATTENTION_SPLITS_FLAG, splits);
+      try {
+        const ran = await launchedPipelines(async () => {
+          for (const kind of ['softmax', 'expressive'] as const) {
+            for (const c of denseCases(kind)) await check(c, 900 + splits);
+          }
+        });
+        const sparse = await launchedPipelines(() => checkBlockSparse());
+        for (const family of ['FlashAttention', 'ExpressiveAttention']) {
+          expect(ran).toContain(`${family}ForwardK8R4`);
+          expect(ran).toContain(`${family}MergeK8`);
+        }
+        // BlockSparse's merge is FlashAttention's code, whose pipeline (and label) it shares
+        expect(sparse).toContain('BlockSparseForwardK8R4');
+        expect(sparse).toContain('FlashAttentionMergeK8');
+        // the scalar lanes' case, K = 6
+        expect(ran).toContain('FlashAttentionMergeK6');
+        // the gradients' parts, by vec4 (K = 8) and by float (K = 6)
+        expect(ran).toContain('AttentionSumPartsVec4');
+        expect(ran).toContain('AttentionSumParts');
+        expect(sparse).toContain('AttentionSumPartsVec4');
+      } finally {
+        tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+      }
+    });
+  }
+
+  it("'auto' keeps one chunk on SwiftShader and, on a GPU, cuts a launch of few workgroups into chunks of at least four tiles", () => {
+    const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
+    const gpu = tf.backend() as WebGPUBackend;
+    const info = backend.adapterInfo;
+    try {
+      backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
+      expect(tiledSplits(gpu, 4096, 64, 256, 64)).toBeNull();
+      backend.adapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+      // 2048 / 256 workgroups: 8 chunks of ⌈4096 / 8⌉ keys rounded up to whole 28-key tiles
+      expect(tiledSplits(gpu, 4096, 64, 256, 64)).toEqual({ chunk: 532, splits: 8 });
+      // 1024 workgroups: 2 chunks; 2048 or more: one
+      expect(tiledSplits(gpu, 16384, 256, 1024, 64)).toEqual({ chunk: 8204, splits: 2 });
+      expect(tiledSplits(gpu, 16384, 256, 2048, 64)).toBeNull();
+      // few keys: chunks of at least 4 tiles (112 keys), so 300 keys make 3
+      expect(tiledSplits(gpu, 300, 1, 4, 64)).toEqual({ chunk: 112, splits: 3 });
+      // a forced count: chunks of whole tiles (32 keys at K = 8), so 70 keys in 3 make 3 of 32
+      tf.env().set(ATTENTION_SPLITS_FLAG, 3);
+      expect(tiledSplits(gpu, 70, 2, 8, 8)).toEqual({ chunk: 32, splits: 3 });
+      // workgroup x = tile·chunks + chunk stays within 65535
+      tf.env().set(ATTENTION_SPLITS_FLAG, 1000);
+      expect(tiledSplits(gpu, 1 << 20, 16384, 16384, 64)).toEqual({ chunk: 349552, splits: 3 });
+      tf.env().set(ATTENTION_SPLITS_FLAG, 0);
+      expect(() => tiledSplits(gpu, 70, 2, 8, 8)).toThrow(`tfjs-mixers: flag ${ATTENTION_SPLITS_FLAG} must be 'auto' or a whole number ≥ 1; received 0.`);
+    } finally {
+      backend.adapterInfo = info;
+      tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+    }
+  });
+});
+
 // With subgroups the tiled passes share each row among four lanes where K / lanes is a multiple of
 // 4 (row-quarters.wgsl): K = 32 gives each lane two channel groups, so a lane's channels
 // interleave with the others'; the scalar lanes' case (K = 6) keeps a row per invocation. Every
@@ -468,6 +535,24 @@ describeOnSubgroups('attention kernels under visibility: the tiled passes, four 
       expect(pipelines.filter((label) => label.includes('Subgroups') && label.includes('K6'))).toEqual([]);
     });
   }
+});
+
+describeOnSubgroups('attention kernels under visibility: the tiled passes, four lanes per row, split into chunks', (pipelines) => {
+  it('in 3 chunks of the other side, each family\'s kernels equal dense masked attention, forward and gradients', async () => {
+    tf.env().set(ATTENTION_SPLITS_FLAG, 3);
+    pipelines.length = 0;
+    try {
+      for (const c of denseCases('expressive', 32)) await check(c, 950);
+      await checkBlockSparse(32);
+    } finally {
+      tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+    }
+    for (const family of ['ExpressiveAttention', 'BlockSparse']) {
+      for (const pass of ['Forward', 'BackwardDq', 'BackwardDkv']) expect(pipelines.some((l) => l.startsWith(`${family}${pass}SubgroupsK32`))).toBe(true);
+    }
+    expect(pipelines).toContain('ExpressiveAttentionMergeK32');
+    expect(pipelines).toContain('AttentionSumPartsVec4');
+  });
 });
 
 describeOnSubgroups('attention kernels under visibility: the split-K decode', (pipelines) => {

@@ -23,8 +23,10 @@
 @group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
 @group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>; // [B, H, Tq]: (the forward's row statistic, rowsum(dO∘o))
 @group(0) @binding(5) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
-@group(0) @binding(6) var<storage, read_write> dk: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(7) var<storage, read_write> dv: array<V>; // [B, Tk, Hkv, K]
+// [B, Tk, Hkv, K] each; of a split launch (tilePart: chunks of the queries), each chunk's part,
+// [B, Tk, Hkv, splits, K], which a later launch sums (common/sum-parts.wgsl)
+@group(0) @binding(6) var<storage, read_write> dk: array<V>;
+@group(0) @binding(7) var<storage, read_write> dv: array<V>;
 @group(0) @binding(8) var<uniform> params: Params;
 
 var<workgroup> factorTile: array<vec4<f32>, BC4>; // rowFactor of each query's statistic, by quads
@@ -112,15 +114,17 @@ fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   let b = wid.z;
   let hk = wid.y;
   loadLayout();
-  let rows = tileRows(wid.x, params.Tk);
+  let p = tilePart(wid.x, params.Tq);
+  let rows = tileRows(p.tile, params.Tk);
   let j = rows.x + RQ * g;
   let last = rows.y - 1u;
   let base$ = ((b * params.Tk + min(j + $u, last)) * params.Hkv + hk) * KV;
   for (var x = 0u; x < KL; x++) { kj$[x] = k[base$ + channel(x)]; vj$[x] = v[base$ + channel(x)]; }
 
   let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
-  let queries = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg);
-  let runs = tileRuns(wid.x);
+  let seen = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg);
+  let queries = vec2u(max(seen.x, p.others.x), min(seen.y, p.others.y));
+  let runs = tileRuns(p.tile);
   let group = params.H / params.Hkv;
   for (var g = 0u; g < group; g++) {
     let h = hk * group + g;
@@ -151,8 +155,9 @@ fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   }
   // the q tile already carries the scale
   // $ {
+  let at$ = partBase(base$, p.part);
   if (j + $u < rows.y) {
-    for (var x = 0u; x < KL; x++) { dk[base$ + channel(x)] = dkAcc$[x]; dv[base$ + channel(x)] = dvAcc$[x]; }
+    for (var x = 0u; x < KL; x++) { dk[at$ + channel(x)] = dkAcc$[x]; dv[at$ + channel(x)] = dvAcc$[x]; }
   }
   // $ }
 }

@@ -18,7 +18,7 @@
 @group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
 @group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>; // [B, H, Tq]: (the forward's row statistic, rowsum(dO∘o))
 @group(0) @binding(5) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
-@group(0) @binding(6) var<storage, read_write> dq: array<V>; // [B, Tq, H, K]
+@group(0) @binding(6) var<storage, read_write> dq: array<V>; // [B, Tq, H, K]; of a split launch, [B, Tq, H, splits, K]
 @group(0) @binding(7) var<uniform> params: Params;
 
 var<private> doi$: array<V, KL>; // row $'s output gradient (the invocation's channels)
@@ -93,6 +93,8 @@ fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   live$ = rowAny(vec4<bool>(live$)).x;
   var anyLive = false;
   anyLive = anyLive || live$;
-  sweepKeys(t, wid.x, lid, i, i < t.rows.y && anyLive);
-  if (i + $u < t.rows.y) { for (var x = 0u; x < KL; x++) { dq[base$ + channel(x)] = acc$[x] * params.scale; } }
+  sweepKeys(t, lid, i, i < t.rows.y && anyLive);
+  // a split launch writes each chunk's part of dq, which a later launch sums (common/sum-parts.wgsl)
+  let at$ = partBase(base$, t.part);
+  if (i + $u < t.rows.y) { for (var x = 0u; x < KL; x++) { dq[at$ + channel(x)] = acc$[x] * params.scale; } }
 }

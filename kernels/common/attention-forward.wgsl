@@ -6,7 +6,8 @@
 // sweepKeys (common/kv-tile.wgsl) streams the key tiles the workgroup's queries may see; the row
 // hooks fold each into the rows' registers and write o and each row's statistic for the
 // backward. They scale each weight by dropKeep (common/dropout.wgsl) as it meets its value, after
-// the normaliser, which sums the undropped weights.
+// the normaliser, which sums the undropped weights. A split launch (tilePart) sweeps one chunk of
+// the keys per workgroup and leaves the rows' partials to the split-K decode's merge.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
 // an entry point (common/row-whole.wgsl with common/tiled-main.wgsl, or common/row-quarters.wgsl
@@ -21,8 +22,10 @@
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
 @group(0) @binding(3) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
-@group(0) @binding(4) var<storage, read_write> o: array<V>; // [B, Tq, H, K]
-@group(0) @binding(5) var<storage, read_write> stat: array<f32>; // [B, H, Tq]: the row statistic
+// [B, Tq, H, K]; of a split launch (tilePart), each chunk's unnormalised accumulator [B, H, Tq, splits, K]
+@group(0) @binding(4) var<storage, read_write> o: array<V>;
+// [B, H, Tq]: the row statistic; of a split launch, each chunk's packRow [B, H, Tq, splits, 2]
+@group(0) @binding(5) var<storage, read_write> stat: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
 
 var<private> row$: RowState;
@@ -32,8 +35,17 @@ fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
 }
 
 // Writes the invocation's channels of row i's output, its accumulator `sum` times finishRow's
-// factor, and the row's statistic (its lead invocation).
-fn writeRow(t: QueryTile, i: u32, sum: ptr<private, array<V, KL>>, out: vec2<f32>) {
+// factor, and the row's statistic (its lead invocation); of a split launch, the chunk's partial
+// row, as the split-K decode writes it for the merge (common/split-chunk.wgsl).
+fn writeRow(t: QueryTile, i: u32, sum: ptr<private, array<V, KL>>, state: ptr<private, RowState>) {
+  if (params.splits > 0u) {
+    let at = ((t.b * params.H + t.h) * params.Tq + i) * params.splits + t.part;
+    for (var x = 0u; x < KL; x++) { o[at * KV + channel(x)] = (*sum)[x]; }
+    let row = packRow(state);
+    if (rowLead()) { stat[2u * at] = row.x; stat[2u * at + 1u] = row.y; }
+    return;
+  }
+  let out = finishRow(state);
   let base = queryBase(t, i);
   for (var x = 0u; x < KL; x++) { o[base + channel(x)] = (*sum)[x] * out.x; }
   if (rowLead()) { stat[(t.b * params.H + t.h) * params.Tq + i] = out.y; }
@@ -46,6 +58,6 @@ fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   let i = t.rows.x + RQ * g;
   loadQuery(&qi$, queryBase(t, i + $u));
   row$ = initRow();
-  sweepKeys(t, wid.x, lid, i, i < t.rows.y);
-  if (i + $u < t.rows.y) { writeRow(t, i + $u, &acc$, finishRow(&row$)); }
+  sweepKeys(t, lid, i, i < t.rows.y);
+  if (i + $u < t.rows.y) { writeRow(t, i + $u, &acc$, &row$); }
 }

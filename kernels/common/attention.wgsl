@@ -8,8 +8,8 @@ struct Params {
   Hkv: u32,
   scale: f32,
   causal: u32, // 1: key j is visible to query i only if j ≤ p_i (common/visibility.wgsl)
-  chunk: u32, // split-K decode: keys per split (0 elsewhere)
-  splits: u32, // split-K decode: ceil(Tk / chunk) (0 elsewhere)
+  chunk: u32, // split-K decode: keys per split; a split tiled pass: rows of the other side per chunk (0 elsewhere)
+  splits: u32, // split-K decode, a split tiled pass: chunks of the other side (0 elsewhere)
   window: u32, // w of a sliding window, 0 for none
   planAt: u32, // BlockSparse: where the tile plan starts in the packed `vis` buffer (0 elsewhere)
   dropThreshold: u32, // attention dropout: a weight is kept iff its hash ≥ this (common/dropout.wgsl)
@@ -23,6 +23,30 @@ const NEG = -3.0e38;
 // query head h reads key/value head ⌊h·Hkv/H⌋
 fn kvHead(h: u32) -> u32 {
   return h * params.Hkv / params.H;
+}
+
+// Where workgroup x of a tiled pass (the forward, dQ, dK/dV) works: its tile of rows, and the
+// rows [first, end) of the other side (of `total`) it sweeps. A launch with params.splits > 0
+// cuts the other side into chunks of params.chunk rows, workgroup x taking chunk x % splits of
+// tile ⌊x / splits⌋, and writes partial results that a second launch combines
+// (src/attention/skeleton.ts): where a launch has too few tiles to fill the GPU, each runs as
+// several workgroups.
+struct TilePart {
+  tile: u32,
+  part: u32,
+  others: vec2u,
+}
+
+fn tilePart(x: u32, total: u32) -> TilePart {
+  if (params.splits == 0u) { return TilePart(x, 0u, vec2u(0u, total)); }
+  let s = x % params.splits;
+  return TilePart(x / params.splits, s, vec2u(s * params.chunk, min(s * params.chunk + params.chunk, total)));
+}
+
+// Where a split launch writes chunk `part` of the row whose K channels start at `base` in a
+// [B, T, H, K] gradient: its parts [B, T, H, splits, K] lie side by side. Unsplit, `base`.
+fn partBase(base: u32, part: u32) -> u32 {
+  return base * max(params.splits, 1u) + part * KV;
 }
 
 // Which keys of quad r4 (keys 4·r4 … 4·r4 + 3 of a tile, common/attend-tile.wgsl) are visible,

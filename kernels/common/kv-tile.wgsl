@@ -5,20 +5,25 @@
 // `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's `visitTile`, and the host's
 // `const KV, BC`.
 
-// The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), and its
-// rows [first, end). The same for every invocation (no lane index in it), so that the loops
-// bounded by it keep their barriers in uniform control flow.
+// The tile of query rows of one workgroup: batch row b, head h (reading kv head hk), its rows
+// [first, end), the layout's tile number and, of a split launch, its chunk `part` and the keys
+// [first, end) of that chunk (tilePart). The same for every invocation (no lane index in it), so
+// that the loops bounded by it keep their barriers in uniform control flow.
 struct QueryTile {
   b: u32,
   h: u32,
   hk: u32,
   rows: vec2u,
+  tile: u32,
+  part: u32,
+  keys: vec2u,
 }
 
-// The query tile of workgroup wid (tile, head, batch row); loads the layout.
+// The query tile of workgroup wid (tile and chunk, head, batch row); loads the layout.
 fn queryTile(wid: vec3u) -> QueryTile {
   loadLayout();
-  return QueryTile(wid.z, wid.y, kvHead(wid.y), tileRows(wid.x, params.Tq));
+  let p = tilePart(wid.x, params.Tk);
+  return QueryTile(wid.z, wid.y, kvHead(wid.y), tileRows(p.tile, params.Tq), p.tile, p.part, p.others);
 }
 
 // Where the vectors of query i of tile t start in q, o and dO; a row past the tile's end
@@ -27,15 +32,16 @@ fn queryBase(t: QueryTile, i: u32) -> u32 {
   return ((t.b * params.Tq + min(i, t.rows.y - 1u)) * params.H + t.h) * KV;
 }
 
-// Streams through the tile store every key tile that the queries of tile t (workgroup wx,
-// lane lid) may see: the layout's runs narrowed to keyRange, then to the keys whose segments
-// may meet the queries' (keyRangeIn); tiles whose segment ids cannot meet the queries' are
-// skipped whole. The invocation's rows, from i, take each tile, keys j0..j0+n−1, through the
+// Streams through the tile store every key tile of its chunk that the queries of tile t (lane
+// lid) may see: the layout's runs narrowed to keyRange, then to the keys whose segments may meet
+// the queries' (keyRangeIn), then to the chunk; tiles whose segment ids cannot meet the queries'
+// are skipped whole. The invocation's rows, from i, take each tile, keys j0..j0+n−1, through the
 // pass's visitTile(t, i, j0, n) when `take`. Call it from uniform control flow.
-fn sweepKeys(t: QueryTile, wx: u32, lid: u32, i: u32, take: bool) {
+fn sweepKeys(t: QueryTile, lid: u32, i: u32, take: bool) {
   let qSeg = querySegments(t.b, t.rows.x, t.rows.y - t.rows.x, lid);
-  let keys = keyRangeIn(t.b, keyRange(t.b, t.rows.x, t.rows.y), qSeg);
-  let runs = tileRuns(wx);
+  let seen = keyRangeIn(t.b, keyRange(t.b, t.rows.x, t.rows.y), qSeg);
+  let keys = vec2u(max(seen.x, t.keys.x), min(seen.y, t.keys.y));
+  let runs = tileRuns(t.tile);
   for (var r = runs.x; r < runs.y; r++) {
     let run = tileRun(r, params.Tk);
     let end = min(run.y, keys.y);

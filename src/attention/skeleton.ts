@@ -3,8 +3,9 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import denseLayout from '../../kernels/common/dense-layout.wgsl';
 import deltaBody from '../../kernels/common/attention-delta.wgsl';
 import {
-  grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel,
+  grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type Param,
 } from '../webgpu/runtime.js';
+import { sumParts, tiledSplits } from './tile-splits.js';
 import {
   BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, tiledRowLanes, tiledRows,
   type AttentionAttrs, type TiledPass,
@@ -69,13 +70,19 @@ export const DENSE_LAYOUT: AttentionLayout = {
   tiles: (_backend, T) => ({ numTiles: Math.ceil(T / BR) }),
 };
 
+/** A tiled pass's kernel, after its family's label: e.g. FlashAttentionBackwardDkv. */
+const PASS_NAMES: Record<TiledPass, string> = { forward: 'Forward', dq: 'BackwardDq', dkv: 'BackwardDkv' };
+
 /**
  * Launches one tiled pass of the attention skeleton over `q`, `k`, `v` and `more`: binds the
  * call's int inputs (and the layout's plan) as `vis`, then frees what it made for this launch.
- * Returns the outputs, then the forward's packed int inputs when it made them.
+ * Where the launch has too few tiles to fill a GPU ({@link tiledSplits}), its workgroups each take
+ * one chunk of the other side, and a second launch combines their partial results: the merge of
+ * the split-K decode (the forward), or a sum (each gradient). Returns the outputs, then the
+ * forward's packed int inputs when it made them.
  */
 function runSkeleton(
-  backend: WebGPUBackend, layout: AttentionLayout, kernelName: string, pass: TiledPass, hooks: string,
+  backend: WebGPUBackend, layout: AttentionLayout, label: string, pass: TiledPass, hooks: string,
   inputs: tf.NamedTensorInfoMap, more: tf.TensorInfo[], outputs: number[][], attrs: AttentionAttrs,
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
@@ -84,22 +91,27 @@ function runSkeleton(
   const tilePass: TilePass = pass === 'dkv' ? 'transposed' : 'forward';
   const a = layout.causal ? { ...attrs, causal: true, window: 0 } : attrs;
   const { numTiles, plan } = layout.tiles(backend, pass === 'dkv' ? s.Tk : s.Tq, attrs, tilePass);
+  // a workgroup per tile of query rows and head; dK/dV: per tile of key rows and kv head
+  const heads = pass === 'dkv' ? s.Hkv : s.H;
+  const split = tiledSplits(backend, pass === 'dkv' ? s.Tq : s.Tk, numTiles, numTiles * heads * s.B, s.K);
   try {
     const bound = bindVisibility(backend, inputs, q, plan);
     try {
       const RL = tiledRowLanes(backend, s.K);
       const rows = tiledRows(backend, pass, s.K, RL);
       // with subgroups, e.g. FlashAttentionForwardSubgroups
-      const name = RL > 1 ? `${kernelName}Subgroups` : kernelName;
+      const name = `${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`;
+      const params = attentionParams(s, a, bound.planAt, split ?? undefined);
+      const allConstants = { ...constants, ...bound.constants, ...dropoutConstant(attrs) };
       const out = runKernel(backend, skeletonKernel(name, pass, layout.wgsl, hooks, s.K, rows, RL), {
         inputs: [q, k, inputs.v!, ...more, bound.vis],
-        outputs,
-        params: attentionParams(s, a, bound.planAt),
-        constants: { ...constants, ...bound.constants, ...dropoutConstant(attrs) },
-        // a workgroup per tile of query rows and head; dK/dV: per tile of key rows and kv head
-        workgroups: [numTiles, pass === 'dkv' ? s.Hkv : s.H, s.B],
+        outputs: split ? partShapes(pass, outputs, s, split.splits) : outputs,
+        params,
+        constants: allConstants,
+        workgroups: [numTiles * (split?.splits ?? 1), heads, s.B],
       });
-      return bound.packed ? [...out, bound.packed] : out;
+      const whole = split ? combineParts(backend, label, pass, hooks, out, outputs, s, split.splits, params, constants) : out;
+      return bound.packed ? [...whole, bound.packed] : whole;
     } finally {
       // bound to the pending command buffer, so tfjs frees it only after that is submitted
       bound.release();
@@ -107,6 +119,45 @@ function runSkeleton(
   } finally {
     if (plan) backend.disposeData(plan.dataId);
   }
+}
+
+/**
+ * The shapes a split tiled pass writes in place of `outputs`: the forward's partial rows (as the
+ * split-K decode's first pass writes them), a gradient's parts beside each other per row.
+ */
+function partShapes(pass: TiledPass, outputs: number[][], s: AttentionSizes, splits: number): number[][] {
+  if (pass === 'forward') return [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]];
+  return outputs.map((shape) => [...shape.slice(0, -1), splits, s.K]);
+}
+
+/** A split tiled pass's outputs from its partial results, which it frees. */
+function combineParts(
+  backend: WebGPUBackend, label: string, pass: TiledPass, hooks: string, parts: tf.TensorInfo[], outputs: number[][],
+  s: AttentionSizes, splits: number, params: Param[], constants: Record<string, number>,
+): tf.TensorInfo[] {
+  try {
+    if (pass === 'forward') return mergeRows(backend, label, hooks, parts[0]!, parts[1]!, s, params, constants);
+    return parts.map((part, n) => sumParts(backend, part, outputs[n]!, splits));
+  } finally {
+    for (const part of parts) backend.disposeData(part.dataId);
+  }
+}
+
+/**
+ * The merge of partial rows (`common/attention-merge.wgsl`) into o and the row statistic, with
+ * the family's row hooks: the split-K decode's second pass, and a split forward's.
+ */
+function mergeRows(
+  backend: WebGPUBackend, label: string, rowHooks: string, partO: tf.TensorInfo, partRow: tf.TensorInfo,
+  s: AttentionSizes, params: Param[], constants: Record<string, number>,
+): tf.TensorInfo[] {
+  return runKernel(backend, skeletonKernel(`${label}Merge`, 'merge', '', rowHooks, s.K), {
+    inputs: [partO, partRow],
+    outputs: [[s.B, s.Tq, s.H, s.K], [s.B, s.H, s.Tq]],
+    params,
+    constants,
+    workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
+  });
 }
 
 function dropoutConstant(attrs: AttentionAttrs): Record<string, number> {
@@ -179,13 +230,7 @@ function runSplit(
   }
   const [partO, partRow] = runKernel(backend, kernel, { ...launch, outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]] });
   try {
-    return withPacked(runKernel(backend, skeletonKernel(`${m.label}Merge`, 'merge', '', m.rowHooks, s.K), {
-      inputs: [partO!, partRow!],
-      outputs: [q.shape, [s.B, s.H, s.Tq]],
-      params,
-      constants,
-      workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
-    }));
+    return withPacked(mergeRows(backend, m.label, m.rowHooks, partO!, partRow!, s, params, constants));
   } finally {
     backend.disposeData(partO!.dataId);
     backend.disposeData(partRow!.dataId);
@@ -239,13 +284,13 @@ export function registerAttentionFamily(m: AttentionFamily): void {
       const s = sizesOf(q, k);
       const a = attrs as unknown as AttentionAttrs & { split?: Split };
       if (!m.layout && useSplit(s, a)) return runSplit(gpu, m, inputs, s, a, constantsOf(attrs));
-      return runSkeleton(gpu, layout, `${m.label}Forward`, 'forward', m.rowHooks, inputs, [], [q.shape, [s.B, s.H, s.Tq]], a,
+      return runSkeleton(gpu, layout, m.label, 'forward', m.rowHooks, inputs, [], [q.shape, [s.B, s.H, s.Tq]], a,
         constantsOf(attrs));
     },
   });
   const launch = (pass: 'dq' | 'dkv') => ({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]) => {
     const g = namedInputs(inputs, 'q', 'k', 'dO', 'stats');
-    return runSkeleton(backend as WebGPUBackend, layout, `${m.label}Backward${pass === 'dq' ? 'Dq' : 'Dkv'}`, pass, m.weights,
+    return runSkeleton(backend as WebGPUBackend, layout, m.label, pass, m.weights,
       inputs, [g.dO, g.stats], pass === 'dq' ? [g.q.shape] : [g.k.shape, g.k.shape], attrs as unknown as AttentionAttrs, {});
   };
   registerKernelOnce({ kernelName: m.dq, backendName: 'webgpu', kernelFunc: (args) => launch('dq')(args)[0]! });

@@ -58,7 +58,7 @@ export interface Launch {
   workgroups: [number, number, number];
 }
 
-const MAX_WORKGROUPS_PER_DIM = 65535;
+export const MAX_WORKGROUPS_PER_DIM = 65535;
 
 /**
  * Workgroups covering `count` invocations of `workgroupSize` threads, folded into two
