@@ -25,7 +25,8 @@
  * these on a device with the adapter's subgroups (registerSubgroupBackend), whose kernels' subgroup
  * paths then run, writing `subgroups-<adapter>.…` files; `-- --rows 1|2|4` fixes the tiled
  * attention passes' rows per invocation (`MIXERS_ATTENTION_ROWS`), writing `rows-<n>-<adapter>.…`;
- * `-- --splits n` the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), `splits-<n>-<adapter>.…`.
+ * `-- --splits n` the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), `splits-<n>-<adapter>.…`;
+ * `-- --dkv-keys registers|memory` where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`).
  *
  * @packageDocumentation
  */

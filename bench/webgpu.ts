@@ -3,17 +3,18 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
-import { ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
 
-/** What the scripts' `--subgroups`, `--rows n` and `--splits n` ask of {@link startWebGPU}. */
+/** What the scripts' `--subgroups`, `--rows n`, `--splits n` and `--dkv-keys` ask of {@link startWebGPU}. */
 export interface BenchFlags {
   subgroups: boolean;
   rows?: number;
   splits?: number;
+  dkvKeys?: 'registers' | 'memory';
 }
 
-/** The scripts' `--subgroups`, `--rows n` and `--splits n`, for {@link startWebGPU}; exits on a bad value. */
+/** The scripts' `--subgroups`, `--rows n`, `--splits n` and `--dkv-keys registers|memory`, for {@link startWebGPU}; exits on a bad value. */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   const flags: BenchFlags = { subgroups: argv.includes('--subgroups') };
   const value = (name: string, ok: (n: number) => boolean, expected: string) => {
@@ -30,6 +31,15 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   if (rows !== undefined) flags.rows = rows;
   const splits = value('--splits', (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1 (chunks of the tiled attention passes\' other side)');
   if (splits !== undefined) flags.splits = splits;
+  const at = argv.indexOf('--dkv-keys');
+  if (at >= 0) {
+    const where = argv[at + 1];
+    if (where !== 'registers' && where !== 'memory') {
+      console.error(`${who}: --dkv-keys expects registers or memory (where dK/dV keeps its key rows), got ${where}.`);
+      process.exit(1);
+    }
+    flags.dkvKeys = where;
+  }
   return flags;
 }
 
@@ -40,7 +50,8 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
  * names the adapter "subgroups: …", so that its reports are files of their own; it exits when
  * the adapter offers none. `rows` (`--rows n`) sets the attention kernels' rows per invocation
  * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise;
- * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …".
+ * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …";
+ * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`).
  */
 export async function startWebGPU(
   who: string, options: InstallWebGPUOptions & Partial<BenchFlags> = {},
@@ -67,6 +78,10 @@ export async function startWebGPU(
   if (options.splits !== undefined) {
     tf.env().set(ATTENTION_SPLITS_FLAG, options.splits);
     gpu = { ...gpu, description: `splits ${options.splits}: ${gpu.description}` };
+  }
+  if (options.dkvKeys !== undefined) {
+    tf.env().set(ATTENTION_DKV_KEYS_FLAG, options.dkvKeys);
+    gpu = { ...gpu, description: `dkv keys in ${options.dkvKeys}: ${gpu.description}` };
   }
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels

@@ -118,6 +118,8 @@ for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows
 step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'
 # the tiled passes' chunks of the other side ('auto' above), forced, where a launch has few tiles
 for splits in 1 4 8 16 32; do step "splits-$splits" 40 "${profile[@]}" --splits "$splits" 'copy' 'flashAttention forward'; done
+# dK/dV holding its key rows in registers, as before 'auto' read them from memory on a GPU
+step dkv-registers 40 "${profile[@]}" --dkv-keys registers 'copy' 'flashAttention forward+backward'
 # decode tokens/s, its own deadline a minute inside the step's
 step generation 120 "${bench[@]}" --generation --minutes 1
 step blocks 60 "${bench[@]}" --blocks

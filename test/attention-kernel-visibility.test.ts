@@ -8,7 +8,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kernel.js';
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
-import { ATTENTION_ROWS_FLAG, rowsFillingSubgroups, tiledRows } from '../src/attention/kernel-source.js';
+import {
+  ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG, keysInMemory, rowsFillingSubgroups, tiledRows,
+} from '../src/attention/kernel-source.js';
 import { splitChunk } from '../src/attention/skeleton.js';
 import { ATTENTION_SPLITS_FLAG, tiledSplits } from '../src/attention/tile-splits.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
@@ -500,6 +502,55 @@ describeOn('webgpu', 'attention kernels under visibility, split into chunks of t
     } finally {
       backend.adapterInfo = info;
       tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+    }
+  });
+});
+
+// dK/dV's invocations read their key rows' keys and values from k and v where those would take
+// too many registers on a GPU ('auto' holds them on SwiftShader): the flag forces it here, at
+// every row count (each row's key base is its own) and with the other side split.
+describeOn('webgpu', 'attention kernels under visibility, dK/dV reading keys from memory', () => {
+  afterAll(() => {
+    tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'auto');
+    tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
+    tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+  });
+  for (const [rows, splits] of [[1, 1], [4, 3]] as const) {
+    it(`with ${rows} key row${rows > 1 ? 's' : ''} per invocation in ${splits} chunk${splits > 1 ? 's' : ''}, every family's gradients equal dense masked attention's`, async () => {
+      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'memory');
+      tf.env().set(ATTENTION_ROWS_FLAG, rows);
+      tf.env().set(ATTENTION_SPLITS_FLAG, splits);
+      try {
+        for (const kind of ['softmax', 'expressive'] as const) {
+          for (const c of denseCases(kind)) await check(c, 960 + rows);
+        }
+        await checkBlockSparse();
+      } finally {
+        tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'auto');
+        tf.env().set(ATTENTION_ROWS_FLAG, 'auto');
+        tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+      }
+    });
+  }
+
+  it("'auto' reads them from memory on a GPU where the rows' registers pass 192 floats", () => {
+    const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
+    const gpu = tf.backend() as WebGPUBackend;
+    const info = backend.adapterInfo;
+    try {
+      backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
+      expect(keysInMemory(gpu, 64, 1)).toBe(false);
+      backend.adapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+      // 4·K floats a row: 256 at K = 64, 128 at 32 (two rows 256); a quarter with four lanes
+      expect([keysInMemory(gpu, 64, 1), keysInMemory(gpu, 32, 1), keysInMemory(gpu, 32, 2)]).toEqual([true, false, true]);
+      expect([keysInMemory(gpu, 64, 2, 4), keysInMemory(gpu, 256, 1, 4)]).toEqual([false, true]);
+      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'registers');
+      expect(keysInMemory(gpu, 64, 1)).toBe(false);
+      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'cache');
+      expect(() => keysInMemory(gpu, 64, 1)).toThrow(`tfjs-mixers: flag ${ATTENTION_DKV_KEYS_FLAG} must be 'auto', 'registers' or 'memory'; received "cache".`);
+    } finally {
+      backend.adapterInfo = info;
+      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'auto');
     }
   });
 });

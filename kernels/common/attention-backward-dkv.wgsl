@@ -37,6 +37,25 @@ var<private> kj$: array<V, KL>; // key row $
 var<private> vj$: array<V, KL>; // its value
 var<private> dkAcc$: array<V, KL>; // its dk, zero-initialised
 var<private> dvAcc$: array<V, KL>; // its dv
+var<private> keyBase$: u32; // where key row $ starts in k and v
+
+// Where a key row's key and value would take too many registers (keysInMemory in
+// src/attention/kernel-source.ts: a GPU spills past its per-invocation limit, and a row here holds
+// four arrays of K floats), each invocation holds only its rows' dk and dv, and reads a key's and
+// value's channels from k and v where it uses them: loads that its cache serves, in place of spills.
+override KEYS_IN_MEMORY: bool = false;
+
+// Channel group channel(x) of a key row: held in `held`, or read from k at `base`.
+fn keyChannel(held: ptr<private, array<V, KL>>, base: u32, x: u32) -> V {
+  if (KEYS_IN_MEMORY) { return k[base + channel(x)]; }
+  return (*held)[x];
+}
+
+// Channel group channel(x) of a key row's value: held in `held`, or read from v at `base`.
+fn valueChannel(held: ptr<private, array<V, KL>>, base: u32, x: u32) -> V {
+  if (KEYS_IN_MEMORY) { return v[base + channel(x)]; }
+  return (*held)[x];
+}
 
 // The weights times their dropout multipliers (first) and the dS (second) of quad e4 of the tile
 // (rows i … i + 3 of head h) and a key j, from the scores s and dp = dO·v; 0 for a query outside
@@ -83,8 +102,8 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   for (var x = 0u; x < KL; x++) {
     let qc = quadChannels(&qQuads, e4, channel(x));
     let dc = quadChannels(&dOQuads, e4, channel(x));
-    let k$ = lanes4(kj$[x]);
-    let v$ = lanes4(vj$[x]);
+    let k$ = lanes4(keyChannel(&kj$, keyBase$, x));
+    let v$ = lanes4(valueChannel(&vj$, keyBase$, x));
     sx$ += k$.x * qc[0];
     sy$ += k$.y * qc[1];
     sz$ += k$.z * qc[2];
@@ -119,7 +138,10 @@ fn tiledPass(wid: vec3u, lid: u32, g: u32) {
   let j = rows.x + RQ * g;
   let last = rows.y - 1u;
   let base$ = ((b * params.Tk + min(j + $u, last)) * params.Hkv + hk) * KV;
-  for (var x = 0u; x < KL; x++) { kj$[x] = k[base$ + channel(x)]; vj$[x] = v[base$ + channel(x)]; }
+  keyBase$ = base$;
+  if (!KEYS_IN_MEMORY) {
+    for (var x = 0u; x < KL; x++) { kj$[x] = k[base$ + channel(x)]; vj$[x] = v[base$ + channel(x)]; }
+  }
 
   let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
   let seen = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg);

@@ -134,6 +134,30 @@ function chosenRows(backend: WebGPUBackend, pass: TiledPass, K: number, RL: numb
   return rows;
 }
 
+/**
+ * The tfjs flag that sets where dK/dV's invocations keep their key rows' keys and values:
+ * 'auto' (the default, {@link keysInMemory}), 'registers' or 'memory' on every adapter.
+ */
+export const ATTENTION_DKV_KEYS_FLAG = 'MIXERS_ATTENTION_DKV_KEYS';
+tf.env().registerFlag(ATTENTION_DKV_KEYS_FLAG, () => 'auto');
+
+/**
+ * Whether dK/dV's invocations read their key rows' keys and values from memory where they use
+ * them (`KEYS_IN_MEMORY` in `kernels/common/attention-backward-dkv.wgsl`) rather than hold them:
+ * on a GPU, where `rows` key rows would hold more than {@link GPU_ROW_FLOATS} floats of registers
+ * (at K = 64 without subgroups, 256: the H200 spent 14.7 of flashAttention's 19.1 ms
+ * forward+backward at T = 4096 in that pass, 5.7 times the forward), the loads that a GPU's cache
+ * serves in place of the spills. {@link ATTENTION_DKV_KEYS_FLAG} overrides the choice.
+ */
+export function keysInMemory(backend: WebGPUBackend, K: number, rows: number, RL = 1): boolean {
+  const chosen = tf.env().get(ATTENTION_DKV_KEYS_FLAG);
+  if (chosen === 'registers' || chosen === 'memory') return chosen === 'memory';
+  if (chosen !== 'auto') {
+    throw new Error(`tfjs-mixers: flag ${ATTENTION_DKV_KEYS_FLAG} must be 'auto', 'registers' or 'memory'; received ${JSON.stringify(chosen)}.`);
+  }
+  return !onSwiftShader(backend) && rows * rowFloats('dkv', K, RL) > GPU_ROW_FLOATS;
+}
+
 const sources = new Map<string, KernelSource>();
 
 /**

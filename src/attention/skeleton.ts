@@ -7,7 +7,8 @@ import {
 } from '../webgpu/runtime.js';
 import { sumParts, tiledSplits } from './tile-splits.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, rowsPerTile, sizesOf, skeletonKernel, tiledRowLanes, tiledRows,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, keysInMemory, rowsPerTile, sizesOf, skeletonKernel, tiledRowLanes,
+  tiledRows,
   type AttentionAttrs, type TiledPass,
 } from './kernel-source.js';
 import { SUBGROUP_WG, rowKernels, rowLaunch, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
@@ -102,7 +103,8 @@ function runSkeleton(
       // with subgroups, e.g. FlashAttentionForwardSubgroups
       const name = `${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`;
       const params = attentionParams(s, a, bound.planAt, split ?? undefined);
-      const allConstants = { ...constants, ...bound.constants, ...dropoutConstant(attrs) };
+      const allConstants: Record<string, number> = { ...constants, ...bound.constants, ...dropoutConstant(attrs) };
+      if (pass === 'dkv' && keysInMemory(backend, s.K, rows, RL)) allConstants.KEYS_IN_MEMORY = 1;
       const out = runKernel(backend, skeletonKernel(name, pass, layout.wgsl, hooks, s.K, rows, RL), {
         inputs: [q, k, inputs.v!, ...more, bound.vis],
         outputs: split ? partShapes(pass, outputs, s, split.splits) : outputs,
