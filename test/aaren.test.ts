@@ -9,6 +9,7 @@ import { expect, it } from 'vitest';
 import { aaren, aarenWithState, aarenWithStateOver, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
 import { AAREN_CHUNK, HIDDEN } from '../src/mixers/aaren/reference.js';
 import { AAREN_FRAME } from '../src/mixers/aaren/kernel.js';
+import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
 import type { Implementation } from '../src/validate.js';
 import {
@@ -644,6 +645,63 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       'GatedLinearAttentionSeen', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram',
     ]);
     tf.dispose([q, k, v]);
+  });
+  it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches each), a bad k or v in any chunk makes NaN exactly the outputs and states that see it, leaving no data behind`, async () => {
+    const S = SEEN_CHUNK;
+    // a last chunk part full, full, and of one token
+    for (const T of [2 * S + 37, 2 * S, S + 1]) {
+      const c: Case = { B: 2, T, H: 3, K: 3, init: 'random', dState: false, scale: false, spread: 1, seed: 11 };
+      const x = inputsOf(c);
+      const { B, H, K } = c;
+      // [b, h, input, token, value], at channel K − 1, those before T; (0, 2) stays clean
+      const spoils: Array<[number, number, 'k' | 'v', number, number]> = [
+        [0, 0, 'k', 0, NaN], // the first token: every output of the head
+        [0, 1, 'v', S, Infinity], [0, 1, 'k', T - 1, NaN], // a middle chunk's first token, and the last
+        [1, 0, 'k', S - 1, -Infinity], [1, 0, 'v', S + 1, NaN], // the first chunk's last token
+        [1, 1, 'v', T - 1, -Infinity], // the last token alone
+        [1, 2, 'k', 2 * S - 1, Infinity], // the middle chunk's last token (the last chunk's, at T = 2·S)
+      ];
+      const spoil = spoils.filter(([, , , t]) => t < T);
+      // the expected placement, from the list: a head's outputs from its first bad k or v on, and its state
+      const first = (b: number, h: number) => Math.min(T, ...spoil.filter(([bb, hh]) => bb === b && hh === h).map(([, , , t]) => t));
+      const spoilt = { k: x.k.slice(), v: x.v.slice() };
+      for (const [b, h, n, t, bad] of spoil) spoilt[n][((b * T + t) * H + h) * K + K - 1] = bad;
+      const call = (k: Float32Array, v: Float32Array) => tf.tidy(() => {
+        const init = x.init!;
+        const r = aarenWithState(tf.tensor2d(x.q, [H, K]), tf.tensor4d(k, [B, T, H, K]), tf.tensor4d(v, [B, T, H, K]), {
+          implementation: 'webgpu',
+          initialState: { m: tf.tensor2d(init.m, [B, H]), u: tf.tensor2d(init.u, [B, H]), w: tf.tensor3d(init.w, [B, H, K]) },
+        });
+        return [r.output, r.state.m, r.state.u, r.state.w];
+      });
+      const clean = call(x.k, x.v);
+      const want = await Promise.all(clean.map(values));
+      const before = { tensors: tf.memory().numTensors, data: tf.backend().numDataIds() };
+      let got: Float64Array[] = [];
+      const ran = await launchedPipelines(async () => {
+        const r = call(spoilt.k, spoilt.v);
+        got = await Promise.all(r.map(values));
+        tf.dispose(r);
+      });
+      expect({ tensors: tf.memory().numTensors, data: tf.backend().numDataIds() }, `T = ${T}: memory`).toEqual(before);
+      // GLA's own poison of the scan, then Aaren's of non-finite k and v
+      expect(ran.filter((l) => l.startsWith('GatedLinearAttentionSeen')), `T = ${T}`).toEqual(
+        ['GatedLinearAttentionSeenChunks', 'GatedLinearAttentionSeen', 'GatedLinearAttentionSeenChunks', 'GatedLinearAttentionSeen']);
+      const [o, m, u, w] = got as [Float64Array, Float64Array, Float64Array, Float64Array];
+      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let j = 0; j < K; j++) {
+        const at = ((b * T + t) * H + h) * K + j;
+        if (t >= first(b, h)) expect(o[at], `T = ${T}: output ${[b, t, h, j]}`).toBeNaN();
+        else expect(o[at], `T = ${T}: output ${[b, t, h, j]}`).toBe(want[0]![at]);
+      }
+      for (const [part, per, value, clean0] of [['m', 1, m, want[1]!], ['u', 1, u, want[2]!], ['w', K, w, want[3]!]] as const) {
+        value.forEach((e, n) => {
+          const bh = Math.floor(n / per);
+          if (first(Math.floor(bh / H), bh % H) < T) expect(e, `T = ${T}: state ${part} ${n}`).toBeNaN();
+          else expect(e, `T = ${T}: state ${part} ${n}`).toBe(clean0[n]);
+        });
+      }
+      tf.dispose(clean);
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import { expect, it } from 'vitest';
 import { gatedLinearAttention, gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../src/mixers/gated-linear-attention/op.js';
 import type { Implementation } from '../src/validate.js';
 import { GLA_CHUNK } from '../src/mixers/gated-linear-attention/reference.js';
+import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import {
   gatedLinearAttentionGradOracle, gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle, type GlaDims, type GlaInputs,
 } from './oracle/gated-linear-attention.js';
@@ -437,6 +438,56 @@ describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
     });
     expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen']);
     tf.dispose([q, k, v, g, initialState!]);
+  });
+  it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches), a bad token in any chunk poisons exactly the outputs and states that see it, in place, leaving no data behind`, async () => {
+    const C = SEEN_CHUNK;
+    // a last chunk part full, full, and of one token
+    for (const T of [2 * C + 37, 2 * C, C + 1]) {
+      const s: Case = { ...base, B: 2, T, H: 3 };
+      // [b, h, input, token, value], at the input's last channel, those before T; (0, 2) stays clean
+      const spoils: Array<[number, number, 'q' | 'k' | 'v' | 'g', number, number]> = [
+        [0, 0, 'k', 0, NaN], // the first token: every output of the head
+        [0, 1, 'v', C, Infinity], [0, 1, 'k', T - 1, NaN], [0, 1, 'q', 10, NaN], // a middle chunk's first token; q alone before it
+        [1, 0, 'g', C - 1, 0.5], [1, 0, 'g', C + 1, NaN], [1, 0, 'q', T - 1, -Infinity], // a g > 0 at the first chunk's last token
+        [1, 1, 'k', T - 1, -Infinity], [1, 1, 'q', C - 1, Infinity], // the last token alone; q alone at a chunk's end
+        [1, 2, 'q', C, NaN], [1, 2, 'q', 2 * C - 1, NaN], // q alone: its own outputs, not the state
+      ];
+      const spoil = spoils.filter(([, , , t]) => t < T);
+      // the expected placement, from the list: a head's outputs from its first bad k, v or g on, and at each bad q
+      const first = (b: number, h: number) =>
+        Math.min(T, ...spoil.filter(([bb, hh, n]) => bb === b && hh === h && n !== 'q').map(([, , , t]) => t));
+      const ownOnly = (b: number, h: number, t: number) => spoil.some(([bb, hh, n, tt]) => bb === b && hh === h && n === 'q' && tt === t);
+      const clean = tensorsOf(s);
+      const args = tf.tidy(() => Object.fromEntries((['q', 'k', 'v', 'g'] as const).map((name) => {
+        const data = clean[name].dataSync().slice();
+        const width = name === 'v' ? s.V : s.K;
+        for (const [b, h, n, t, bad] of spoil) if (n === name) data[((b * T + t) * s.H + h) * width + width - 1] = bad;
+        return [name, tf.tensor(data, clean[name].shape) as tf.Tensor4D];
+      }))) as Record<'q' | 'k' | 'v' | 'g', tf.Tensor4D>;
+      const ok = gatedLinearAttentionWithState(clean.q, clean.k, clean.v, clean.g, { initialState: clean.initialState, implementation: 'webgpu' });
+      const [o0, st0] = [await values(ok.output), await values(ok.state)];
+      const before = { tensors: tf.memory().numTensors, data: tf.backend().numDataIds() };
+      let o: Float64Array = new Float64Array();
+      let st: Float64Array = new Float64Array();
+      const ran = await launchedPipelines(async () => {
+        const { output, state } = gatedLinearAttentionWithState(args.q, args.k, args.v, args.g, { initialState: clean.initialState, implementation: 'webgpu' });
+        [o, st] = [await values(output), await values(state)];
+        tf.dispose([output, state]);
+      });
+      expect({ tensors: tf.memory().numTensors, data: tf.backend().numDataIds() }, `T = ${T}: memory`).toEqual(before);
+      expect(ran.slice(-2), `T = ${T}`).toEqual(['GatedLinearAttentionSeenChunks', 'GatedLinearAttentionSeen']);
+      for (let b = 0; b < s.B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < s.H; h++) for (let j = 0; j < s.V; j++) {
+        const at = ((b * T + t) * s.H + h) * s.V + j;
+        if (t >= first(b, h) || ownOnly(b, h, t)) expect(o[at], `T = ${T}: output ${[b, t, h, j]}`).toBeNaN();
+        else expect(o[at], `T = ${T}: output ${[b, t, h, j]}`).toBe(o0[at]);
+      }
+      for (let b = 0; b < s.B; b++) for (let h = 0; h < s.H; h++) for (let j = 0; j < s.K * s.V; j++) {
+        const at = (b * s.H + h) * s.K * s.V + j;
+        if (first(b, h) < T) expect(st[at], `T = ${T}: state ${[b, h, j]}`).toBeNaN();
+        else expect(st[at], `T = ${T}: state ${[b, h, j]}`).toBe(st0[at]);
+      }
+      tf.dispose([clean, args, ok.output, ok.state]);
+    }
   });
 });
 

@@ -114,7 +114,8 @@ registerGradientOnce({
  * tfjs kernel name, webgpu only. Inputs k, v `[B, T, H, K]`; outputs the NaN-or-0 terms for the
  * outputs `[B, T, H, 1]` and the final state `[B, H, 1, 1]` of each head from the first token
  * whose k or v is NaN or ±∞ on: the reference's `poisonAfterNonFinite` and its last token, in one
- * launch of GatedLinearAttention's seen kernel (k stands in for its q and g, checked as k is).
+ * launch of GatedLinearAttention's seen kernel, two past its SEEN_CHUNK tokens (runSeen; k stands
+ * in for its q and g, checked as k is).
  * No gradient reaches k or v through them: it has none, and runs on detached inputs.
  */
 const AAREN_POISON = 'MixersAarenPoison';

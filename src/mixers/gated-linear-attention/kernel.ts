@@ -4,6 +4,8 @@ import floatBits from '../../../kernels/common/float-bits.wgsl';
 import hooks from '../../../kernels/gated-linear-attention/hooks.wgsl';
 import backwardHooks from '../../../kernels/gated-linear-attention/backward-hooks.wgsl';
 import seen from '../../../kernels/gated-linear-attention/seen.wgsl';
+import seenChunks from '../../../kernels/gated-linear-attention/seen-chunks.wgsl';
+import seenFind from '../../../kernels/gated-linear-attention/seen-find.wgsl';
 import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
 
@@ -13,7 +15,7 @@ import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, t
  * outputs are the output `[B, T, H, V]`, the final state, and two saved for the backward: the
  * state entering each chunk and each chunk's total log decay. It reads each input's finite part
  * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), such an input gets a zero gradient, and the
- * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place). The
+ * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place: see runSeen). The
  * step takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
@@ -114,24 +116,48 @@ registerKernelOnce({
   },
 });
 
-const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: seen };
-const SEEN_WG = 64;
+const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: [seenFind, seen].join('\n') };
+const SEEN_CHUNKS: KernelSource = { name: 'GatedLinearAttentionSeenChunks', code: [seenFind, seenChunks].join('\n') };
+const SEEN_WG = 256;
 
 /**
- * The seen kernel's launch on q, k, v, g `[B, T, H, ·]` (seen.wgsl): with `poisoned`, the output
+ * Tokens per workgroup of the seen kernel (seen.wgsl). A sequence of at most this many takes one
+ * launch (a decode step's T = 1 among them: the step is CPU-bound, and each launch costs it), a
+ * longer one two, with a workgroup per chunk, head and batch row. Why 256: one workgroup's work
+ * (256 tokens' k, g and v words over its 256 invocations, 192 reads each at K = V = 64, then q's
+ * 64) stays small, so the one launch up to T = 256 costs no more than a chunk of the two; T = 4096 at
+ * B·H = 4 makes 64 workgroups (0.12 ms for both launches on an H200, where one workgroup per head
+ * walking all T took 1.96 ms); and the second launch's min reads one entry per 256 tokens.
+ */
+export const SEEN_CHUNK = 256;
+
+/**
+ * The seen kernel's launches on q, k, v, g `[B, T, H, ·]` (seen.wgsl): with `poisoned`, the output
  * and final state it writes NaN into, in place; otherwise it returns the terms to add, NaN or 0,
- * `[B, T, H, 1]` and `[B, H, 1, 1]`. `gate`: whether a g > 0 counts as bad.
+ * `[B, T, H, 1]` and `[B, H, 1, 1]`. `gate`: whether a g > 0 counts as bad. One launch where T ≤
+ * {@link SEEN_CHUNK}; otherwise a first one (seen-chunks.wgsl) writes each chunk's first bad token
+ * to a small `[B, H, chunks]` buffer, freed here, that the second reads.
  */
 export function runSeen(gpu: WebGPUBackend, inputs: tf.TensorInfo[], gate: boolean, poisoned?: tf.TensorInfo[]): tf.TensorInfo[] {
-  const [q, , v] = inputs as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
+  const [q, k, v, g] = inputs as [tf.TensorInfo, tf.TensorInfo, tf.TensorInfo, tf.TensorInfo];
   const [B, T, H, K] = q.shape as [number, number, number, number];
-  return runKernel(gpu, SEEN, {
-    inputs,
+  const chunks = Math.ceil(T / SEEN_CHUNK);
+  const params = [T, H, K, v.shape[3]!].map((u32) => ({ u32 }));
+  const constants = { WG: SEEN_WG, CHUNK: SEEN_CHUNK, GATE: gate ? 1 : 0 };
+  // a workgroup per (chunk, head, batch row)
+  const workgroups: [number, number, number] = [chunks, H, B];
+  const [firsts] = chunks > 1
+    ? runKernel(gpu, SEEN_CHUNKS, { inputs: [k, v, g], outputs: [{ shape: [B, H, chunks], dtype: 'int32' }], params, constants, workgroups })
+    : [];
+  const outs = runKernel(gpu, SEEN, {
+    // in one launch, q stands in for the firsts, never read
+    inputs: [q, k, v, g, firsts ?? q],
     outputs: poisoned ? [] : [[B, T, H, 1], [B, H, 1, 1]],
     updates: poisoned,
-    params: [T, H, K, v.shape[3]!].map((u32) => ({ u32 })),
-    constants: { WG: SEEN_WG, GATE: gate ? 1 : 0, IN_PLACE: poisoned ? 1 : 0 },
-    // a workgroup per (head, batch row)
-    workgroups: [H, B, 1],
+    params,
+    constants: { ...constants, IN_PLACE: poisoned ? 1 : 0, FIRSTS: firsts ? 1 : 0 },
+    workgroups,
   });
+  if (firsts) gpu.disposeData(firsts.dataId);
+  return outs;
 }
