@@ -1,8 +1,10 @@
-// Attention split-K decode skeleton, pass 2: merges the partial rows of every chunk
-// (common/attention-split.wgsl) with the family's mergeRow, then writes o and the row statistic
-// with its finishRow: the same outputs as the tiled forward, so the backward is shared. One
-// invocation per (query row i, head h, batch b).
-// needs common/lanes-*.wgsl, common/attention.wgsl, the row hooks (see
+// Attention split-K decode skeleton, pass 2 (and a split tiled forward's, src/attention/skeleton.ts):
+// merges the partial rows of every chunk (common/attention-split.wgsl) with the family's mergeRow,
+// then writes o and the row statistic with its finishRow: the same outputs as the tiled forward,
+// so the backward is shared. One invocation per (channel group c, query row i) of a head h and
+// batch row b, so that a long cache's many chunks per row are merged by KV invocations at once;
+// each folds the row statistics alone, the same floats for every c.
+// needs common/lanes-*.wgsl, common/attention.wgsl, common/grid.wgsl, the row hooks (see
 // common/attention-forward.wgsl) and the host's `const KV, BC`.
 
 @group(0) @binding(0) var<storage, read> partO: array<V>; // [B, H, Tq, splits, K]
@@ -13,21 +15,24 @@
 
 var<private> row: RowState;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x;
-  if (i >= params.Tq) { return; }
-  let h = gid.y;
-  let b = gid.z;
+// the launch is flat over (h, i, c) within a batch row, folded into x and y (grid1d), with b in z
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let e = flatIndex(wid, nwg, lid);
+  if (e >= params.H * params.Tq * KV) { return; }
+  let h = e / (params.Tq * KV);
+  let i = (e / KV) % params.Tq;
+  let c = e % KV;
+  let b = wid.z;
   let first = ((b * params.H + h) * params.Tq + i) * params.splits;
   row = initRow();
-  var acc: array<V, KV>; // zero-initialised
+  var acc = V(0.0);
   for (var s = 0u; s < params.splits; s++) {
     let f = mergeRow(&row, partRow[first + s]);
-    for (var c = 0u; c < KV; c++) { acc[c] = acc[c] * f.x + partO[(first + s) * KV + c] * f.y; }
+    acc = acc * f.x + partO[(first + s) * KV + c] * f.y;
   }
   let out = finishRow(&row);
-  let oBase = ((b * params.Tq + i) * params.H + h) * KV;
-  for (var c = 0u; c < KV; c++) { o[oBase + c] = acc[c] * out.x; }
-  stat[(b * params.H + h) * params.Tq + i] = out.y;
+  o[((b * params.Tq + i) * params.H + h) * KV + c] = acc * out.x;
+  if (c == 0u) { stat[(b * params.H + h) * params.Tq + i] = out.y; }
 }

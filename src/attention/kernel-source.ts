@@ -204,7 +204,7 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
   splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
-  merge: { visibility: false, parts: [mergeBody] },
+  merge: { visibility: false, parts: [grid, mergeBody] },
 };
 
 /**

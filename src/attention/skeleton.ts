@@ -145,6 +145,8 @@ function combineParts(
   }
 }
 
+const MERGE_WG = 64;
+
 /**
  * The merge of partial rows (`common/attention-merge.wgsl`) into o and the row statistic, with
  * the family's row hooks: the split-K decode's second pass, and a split forward's.
@@ -153,12 +155,14 @@ function mergeRows(
   backend: WebGPUBackend, label: string, rowHooks: string, partO: tf.TensorInfo, partRow: tf.TensorInfo,
   s: AttentionSizes, params: Param[], constants: Record<string, number>,
 ): tf.TensorInfo[] {
+  const [x, y] = grid1d(s.H * s.Tq * s.K / lanesFor(s.K), MERGE_WG);
   return runKernel(backend, skeletonKernel(`${label}Merge`, 'merge', '', rowHooks, s.K), {
     inputs: [partO, partRow],
     outputs: [[s.B, s.Tq, s.H, s.K], [s.B, s.H, s.Tq]],
     params,
-    constants,
-    workgroups: [Math.ceil(s.Tq / 64), s.H, s.B],
+    constants: { ...constants, WG: MERGE_WG },
+    // an invocation per (head, query row, channel group), per batch row
+    workgroups: [x, y, s.B],
   });
 }
 
