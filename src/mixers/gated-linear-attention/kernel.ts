@@ -118,7 +118,7 @@ registerKernelOnce({
 
 const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: [seenFind, seen].join('\n') };
 const SEEN_CHUNKS: KernelSource = { name: 'GatedLinearAttentionSeenChunks', code: [seenFind, seenChunks].join('\n') };
-const SEEN_WG = 256;
+const SEEN_WG_MIN = 64;
 
 /**
  * Tokens per workgroup of the seen kernel (seen.wgsl). A sequence of at most this many takes one
@@ -143,7 +143,11 @@ export function runSeen(gpu: WebGPUBackend, inputs: tf.TensorInfo[], gate: boole
   const [B, T, H, K] = q.shape as [number, number, number, number];
   const chunks = Math.ceil(T / SEEN_CHUNK);
   const params = [T, H, K, v.shape[3]!].map((u32) => ({ u32 }));
-  const constants = { WG: SEEN_WG, CHUNK: SEEN_CHUNK, GATE: gate ? 1 : 0 };
+  // one launch: a chunk and workgroup no larger than T in whole 64s, so a decode step's T = 1
+  // takes 64 invocations (with 256, GatedLinearAttention's and Aaren's steps took 1.6 and 2.3 times
+  // as long on SwiftShader, and the H200's whole-model decode step of the first 8.1 → 12.2 ms)
+  const size = chunks > 1 ? SEEN_CHUNK : Math.min(SEEN_CHUNK, SEEN_WG_MIN * Math.ceil(T / SEEN_WG_MIN));
+  const constants = { WG: size, CHUNK: size, GATE: gate ? 1 : 0 };
   // a workgroup per (chunk, head, batch row)
   const workgroups: [number, number, number] = [chunks, H, B];
   const [firsts] = chunks > 1
