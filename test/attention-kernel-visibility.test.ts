@@ -48,6 +48,23 @@ function visibleAt(vis: Vis, s: AttentionShape, b: number, i: number, j: number)
   return !vis.layout || vis.layout(i, j);
 }
 
+/** What the adapter-dependent choices (tiledRows, tiledSplits, keysInMemory) read of the adapter. */
+type AdapterInfo = { vendor?: string; architecture?: string };
+const SWIFTSHADER: AdapterInfo = { vendor: 'google', architecture: 'swiftshader' };
+const HOPPER: AdapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+
+/** Runs `body` with the backend reporting `info` as its adapter, then restores the real one. */
+function asAdapter(info: AdapterInfo, body: (gpu: WebGPUBackend) => void): void {
+  const backend = tf.backend() as unknown as { adapterInfo: AdapterInfo };
+  const real = backend.adapterInfo;
+  backend.adapterInfo = info;
+  try {
+    body(tf.backend() as WebGPUBackend);
+  } finally {
+    backend.adapterInfo = real;
+  }
+}
+
 type Kind = 'softmax' | 'expressive';
 type Result = { o: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array };
 
@@ -399,27 +416,23 @@ describeOn('webgpu', 'attention kernels under visibility, at every forward row c
   }
 
   it("'auto' takes 4 rows on SwiftShader and, on a GPU, as many as keep a row's registers within 192 floats", () => {
-    const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
-    const info = backend.adapterInfo;
-    const rows = (pass: 'forward' | 'dq' | 'dkv', Ks: number[], RL = 1) => Ks.map((K) => tiledRows(tf.backend() as WebGPUBackend, pass, K, RL));
-    try {
-      backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
-      expect(rows('forward', [8, 64, 256])).toEqual([4, 4, 4]);
-      expect(rows('dkv', [8, 64, 256])).toEqual([4, 4, 4]);
-      backend.adapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+    const rows = (gpu: WebGPUBackend, pass: 'forward' | 'dq' | 'dkv', Ks: number[], RL = 1) => Ks.map((K) => tiledRows(gpu, pass, K, RL));
+    asAdapter(SWIFTSHADER, (gpu) => {
+      expect(rows(gpu, 'forward', [8, 64, 256])).toEqual([4, 4, 4]);
+      expect(rows(gpu, 'dkv', [8, 64, 256])).toEqual([4, 4, 4]);
+    });
+    asAdapter(HOPPER, (gpu) => {
       // a forward row holds 2·K + BC floats: 16 + 32, 64 + 32, 128 + 28 and 512 + 4
-      expect(rows('forward', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
+      expect(rows(gpu, 'forward', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
       // dQ 3·K: 24, 96, 192, 768; dK/dV 4·K: 32, 64, 128, 256
-      expect(rows('dq', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
-      expect(rows('dkv', [8, 16, 32, 64])).toEqual([4, 2, 1, 1]);
+      expect(rows(gpu, 'dq', [8, 32, 64, 256])).toEqual([4, 2, 1, 1]);
+      expect(rows(gpu, 'dkv', [8, 16, 32, 64])).toEqual([4, 2, 1, 1]);
       // four lanes per row, each holding a quarter of those K-float registers: forward 8 + 32,
       // 32 + 32, 128 + 4; dQ 12, 48, 192; dK/dV 16, 64, 256
-      expect(rows('forward', [16, 64, 256], 4)).toEqual([4, 2, 1]);
-      expect(rows('dq', [16, 64, 256], 4)).toEqual([4, 4, 1]);
-      expect(rows('dkv', [16, 64, 256], 4)).toEqual([4, 2, 1]);
-    } finally {
-      backend.adapterInfo = info;
-    }
+      expect(rows(gpu, 'forward', [16, 64, 256], 4)).toEqual([4, 2, 1]);
+      expect(rows(gpu, 'dq', [16, 64, 256], 4)).toEqual([4, 4, 1]);
+      expect(rows(gpu, 'dkv', [16, 64, 256], 4)).toEqual([4, 2, 1]);
+    });
   });
 
   it('with four lanes per row, takes fewer rows where the workgroup would not be whole subgroups', () => {
@@ -477,13 +490,8 @@ describeOn('webgpu', 'attention kernels under visibility, split into chunks of t
   }
 
   it("'auto' keeps one chunk on SwiftShader and, on a GPU, cuts a launch of few workgroups into chunks of at least four tiles", () => {
-    const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
-    const gpu = tf.backend() as WebGPUBackend;
-    const info = backend.adapterInfo;
-    try {
-      backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
-      expect(tiledSplits(gpu, 4096, 64, 256, 64)).toBeNull();
-      backend.adapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+    asAdapter(SWIFTSHADER, (gpu) => expect(tiledSplits(gpu, 4096, 64, 256, 64)).toBeNull());
+    asAdapter(HOPPER, (gpu) => {
       // 2048 / 256 workgroups: 8 chunks of ⌈4096 / 8⌉ keys rounded up to whole 28-key tiles
       expect(tiledSplits(gpu, 4096, 64, 256, 64)).toEqual({ chunk: 532, splits: 8 });
       // 1024 workgroups: 2 chunks; 2048 or more: one
@@ -491,18 +499,19 @@ describeOn('webgpu', 'attention kernels under visibility, split into chunks of t
       expect(tiledSplits(gpu, 16384, 256, 2048, 64)).toBeNull();
       // few keys: chunks of at least 4 tiles (112 keys), so 300 keys make 3
       expect(tiledSplits(gpu, 300, 1, 4, 64)).toEqual({ chunk: 112, splits: 3 });
-      // a forced count: chunks of whole tiles (32 keys at K = 8), so 70 keys in 3 make 3 of 32
-      tf.env().set(ATTENTION_SPLITS_FLAG, 3);
-      expect(tiledSplits(gpu, 70, 2, 8, 8)).toEqual({ chunk: 32, splits: 3 });
-      // workgroup x = tile·chunks + chunk stays within 65535
-      tf.env().set(ATTENTION_SPLITS_FLAG, 1000);
-      expect(tiledSplits(gpu, 1 << 20, 16384, 16384, 64)).toEqual({ chunk: 349552, splits: 3 });
-      tf.env().set(ATTENTION_SPLITS_FLAG, 0);
-      expect(() => tiledSplits(gpu, 70, 2, 8, 8)).toThrow(`tfjs-mixers: flag ${ATTENTION_SPLITS_FLAG} must be 'auto' or a whole number ≥ 1; received 0.`);
-    } finally {
-      backend.adapterInfo = info;
-      tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
-    }
+      try {
+        // a forced count: chunks of whole tiles (32 keys at K = 8), so 70 keys in 3 make 3 of 32
+        tf.env().set(ATTENTION_SPLITS_FLAG, 3);
+        expect(tiledSplits(gpu, 70, 2, 8, 8)).toEqual({ chunk: 32, splits: 3 });
+        // workgroup x = tile·chunks + chunk stays within 65535
+        tf.env().set(ATTENTION_SPLITS_FLAG, 1000);
+        expect(tiledSplits(gpu, 1 << 20, 16384, 16384, 64)).toEqual({ chunk: 349552, splits: 3 });
+        tf.env().set(ATTENTION_SPLITS_FLAG, 0);
+        expect(() => tiledSplits(gpu, 70, 2, 8, 8)).toThrow(`tfjs-mixers: flag ${ATTENTION_SPLITS_FLAG} must be 'auto' or a whole number ≥ 1; received 0.`);
+      } finally {
+        tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+      }
+    });
   });
 });
 
@@ -534,24 +543,20 @@ describeOn('webgpu', 'attention kernels under visibility, dK/dV reading keys fro
   }
 
   it("'auto' reads them from memory on a GPU where the rows' registers pass 192 floats", () => {
-    const backend = tf.backend() as unknown as { adapterInfo: { vendor?: string; architecture?: string } };
-    const gpu = tf.backend() as WebGPUBackend;
-    const info = backend.adapterInfo;
-    try {
-      backend.adapterInfo = { vendor: 'google', architecture: 'swiftshader' };
-      expect(keysInMemory(gpu, 64, 1)).toBe(false);
-      backend.adapterInfo = { vendor: 'nvidia', architecture: 'hopper' };
+    asAdapter(SWIFTSHADER, (gpu) => expect(keysInMemory(gpu, 64, 1)).toBe(false));
+    asAdapter(HOPPER, (gpu) => {
       // 4·K floats a row: 256 at K = 64, 128 at 32 (two rows 256); a quarter with four lanes
       expect([keysInMemory(gpu, 64, 1), keysInMemory(gpu, 32, 1), keysInMemory(gpu, 32, 2)]).toEqual([true, false, true]);
       expect([keysInMemory(gpu, 64, 2, 4), keysInMemory(gpu, 256, 1, 4)]).toEqual([false, true]);
-      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'registers');
-      expect(keysInMemory(gpu, 64, 1)).toBe(false);
-      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'cache');
-      expect(() => keysInMemory(gpu, 64, 1)).toThrow(`tfjs-mixers: flag ${ATTENTION_DKV_KEYS_FLAG} must be 'auto', 'registers' or 'memory'; received "cache".`);
-    } finally {
-      backend.adapterInfo = info;
-      tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'auto');
-    }
+      try {
+        tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'registers');
+        expect(keysInMemory(gpu, 64, 1)).toBe(false);
+        tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'cache');
+        expect(() => keysInMemory(gpu, 64, 1)).toThrow(`tfjs-mixers: flag ${ATTENTION_DKV_KEYS_FLAG} must be 'auto', 'registers' or 'memory'; received "cache".`);
+      } finally {
+        tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'auto');
+      }
+    });
   });
 });
 

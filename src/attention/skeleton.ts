@@ -234,13 +234,8 @@ function runSplit(
       ...launch, outputs: [q.shape, [s.B, s.H, s.Tq]], constants: { ...launch.constants, FINISH: 1 },
     }));
   }
-  const [partO, partRow] = runKernel(backend, kernel, { ...launch, outputs: [[s.B, s.H, s.Tq, splits, s.K], [s.B, s.H, s.Tq, splits, 2]] });
-  try {
-    return withPacked(mergeRows(backend, m.label, m.rowHooks, partO!, partRow!, s, params, constants));
-  } finally {
-    backend.disposeData(partO!.dataId);
-    backend.disposeData(partRow!.dataId);
-  }
+  const parts = runKernel(backend, kernel, { ...launch, outputs: partShapes('forward', [], s, splits) });
+  return withPacked(combineParts(backend, m.label, 'forward', m.rowHooks, parts, [], s, splits, params, constants));
 }
 
 /**
