@@ -148,6 +148,11 @@ tf.env().registerFlag(ATTENTION_DKV_KEYS_FLAG, () => 'auto');
  * (at K = 64 without subgroups, 256: the H200 spent 14.7 of flashAttention's 19.1 ms
  * forward+backward at T = 4096 in that pass, 5.7 times the forward), the loads that a GPU's cache
  * serves in place of the spills. {@link ATTENTION_DKV_KEYS_FLAG} overrides the choice.
+ *
+ * @example
+ * ```ts
+ * keysInMemory(backend, 64, 1);  // on a GPU, one K = 64 row per invocation without subgroups: true
+ * ```
  */
 export function keysInMemory(backend: WebGPUBackend, K: number, rows: number, RL = 1): boolean {
   const chosen = tf.env().get(ATTENTION_DKV_KEYS_FLAG);

@@ -74,7 +74,12 @@ const sumKernels = new Map<number, KernelSource>();
 
 /**
  * Sums a split gradient pass's parts `[..., rows, splits, K]` (`kernels/common/sum-parts.wgsl`)
- * into a new tensor of `shape` (`[..., rows, K]`).
+ * into a new tensor of `shape` (`[..., rows, K]`), in one launch; the caller frees `parts`.
+ *
+ * @example
+ * ```ts
+ * const dq = sumParts(backend, parts, [B, Tq, H, K], splits);  // parts [B, Tq, H, splits, K]
+ * ```
  */
 export function sumParts(backend: WebGPUBackend, parts: tf.TensorInfo, shape: number[], splits: number): tf.TensorInfo {
   const K = shape[shape.length - 1]!;
