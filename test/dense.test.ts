@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { dense } from '../src/dense/op.js';
 import { denseKernel } from '../src/dense/kernel.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
-import { denseOracle, expectWithinBound, type Matrix } from './oracle/dense.js';
+import {
+  denseOracle, erf64, expectWithinBound, geluGradOracle, geluOracle, geluSecondOracle, type Matrix,
+} from './oracle/dense.js';
 import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './helpers.js';
 
 /*
@@ -64,6 +66,37 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     }), { numRuns: backend === 'webgpu' ? 30 : 10 });
   });
 
+  it("with activation 'gelu', equals gelu of the float64 oracle's product within its bound", async () => {
+    await fc.assert(fc.asyncProperty(sizes, async ({ M, K, N, seed }) => {
+      // products of inputs in [-3, 3) spread the pre-activations over GELU's curved part and tails
+      const xs = seededUniform(seed, M * K).map((x) => 3 * x);
+      const ws = seededUniform(seed + 1, K * N).map((w) => 3 * w / Math.sqrt(K));
+      const bs = seededUniform(seed + 2, N);
+      const [x, w, b] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs)];
+      await expectNoLeaks(async () => {
+        const y = dense(x, w, { bias: b, activation: 'gelu' });
+        expectWithinBound(await y.data(), geluOracle(denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false, bs)),
+          `gelu(dense [${M}, ${K}]·[${K}, ${N}])`);
+        y.dispose();
+      });
+      tf.dispose([x, w, b]);
+    }), { numRuns: backend === 'webgpu' ? 20 : 8 });
+  });
+
+  it("with activation 'gelu', has the gradient dy·gelu′(x·W + b)", async () => {
+    // W the identity: the pre-activations are x exactly, so the bound is gelu′'s own
+    const n = 512;
+    const xs = seededUniform(21, n).map((x) => 12 * x);
+    const dys = seededUniform(22, n);
+    const [x, eye, dy] = [tf.tensor2d(xs, [n / 8, 8]), tf.eye(8) as tf.Tensor2D, tf.tensor2d(dys, [n / 8, 8])];
+    await expectNoLeaks(async () => {
+      const dx = tf.grad((x1: tf.Tensor) => dense(x1, eye, { activation: 'gelu' }))(x, dy);
+      expectWithinBound(await dx.data(), geluGradOracle(xs, dys), 'dx');
+      dx.dispose();
+    });
+    tf.dispose([x, eye, dy]);
+  });
+
   it('names the op, the argument, what it expected and what it received', () => {
     const x = tf.zeros([2, 3, 8]);
     const w = tf.zeros([8, 5]) as tf.Tensor2D;
@@ -73,7 +106,9 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
       "dense: argument 'x' must be a float32 tensor [..., K] of rank ≥ 1; received an int32 tensor of shape [2, 8].");
     expect(() => dense(x, w, { bias: tf.zeros([4]) as tf.Tensor1D })).toThrow(
       "dense: option 'bias' must be a float32 tensor [N] = [5]; received a float32 tensor of shape [4].");
-    expect(() => dense(x, w, { activation: 'relu' } as never)).toThrow(/dense: unknown option 'activation'/);
+    expect(() => dense(x, w, { activation: 'relu' } as never)).toThrow(
+      "dense: option 'activation' must be 'linear' or 'gelu'; received 'relu' (a string).");
+    expect(() => dense(x, w, { act: 'gelu' } as never)).toThrow(/dense: unknown option 'act'/);
   });
 
   it('gives the bias (or zeros) for an empty product, and an empty output for no rows', async () => {
@@ -115,7 +150,34 @@ describeOn('webgpu', 'dense kernel', () => {
   });
 });
 
+describeOn('webgpu', 'gelu kernel', () => {
+  it('is differentiable twice: v·gelu″ along v', async () => {
+    const n = 256;
+    const xs = seededUniform(31, n).map((x) => 8 * x);
+    const vs = seededUniform(32, n);
+    const [x, eye, v] = [tf.tensor2d(xs, [n / 4, 4]), tf.eye(4) as tf.Tensor2D, tf.tensor2d(vs, [n / 4, 4])];
+    await expectNoLeaks(async () => {
+      const hv = tf.grad((x1: tf.Tensor) => tf.sum(tf.mul(tf.grad((x2: tf.Tensor) => tf.sum(dense(x2, eye, { activation: 'gelu' })))(x1), v)))(x);
+      expectWithinBound(await hv.data(), geluSecondOracle(xs, vs), 'v·gelu″');
+      hv.dispose();
+    });
+    tf.dispose([x, eye, v]);
+  });
+});
+
 describe('dense oracle', () => {
+  it('erf64 agrees with tabulated values, and gelu with x·Φ(x) at known points', () => {
+    // Abramowitz and Stegun, Table 7.1
+    for (const [x, want] of [[0.5, 0.5204998778], [1, 0.8427007929], [2, 0.9953222650], [3, 0.9999779095]] as const) {
+      expect(Math.abs(erf64(x) - want)).toBeLessThan(1e-10);
+      expect(Math.abs(erf64(-x) + want)).toBeLessThan(1e-10);
+    }
+    expect(Math.abs(erf64(4.5) - 0.9999999998033839)).toBeLessThan(1e-12);
+    const g = geluOracle({ value: Float64Array.from([0, 1, -1]), bound: new Float64Array(3) }).value;
+    expect(Array.from(g).map((y) => Math.round(y * 1e9) / 1e9)).toEqual([0, 0.841344746, -0.158655254]);
+  });
+
+
   it('agrees with a hand-computed product, transposed or not', () => {
     const a = { rows: 2, cols: 2, data: [1, 2, 3, 4] };
     const b = { rows: 2, cols: 2, data: [5, 6, 7, 8] };

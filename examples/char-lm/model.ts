@@ -242,9 +242,9 @@ export class Projection extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
-      const y = ops.dense(x, this.kernel!.read() as tf.Tensor2D, { bias: this.bias!.read() as tf.Tensor1D, implementation: this.implementation });
-      // gelu(y) = y·Φ(y), Φ(y) = (1 + erf(y/√2))/2
-      return this.activation === 'gelu' ? tf.mul(y, tf.mul(0.5, tf.add(1, tf.erf(tf.div(y, Math.SQRT2))))) : y;
+      return ops.dense(x, this.kernel!.read() as tf.Tensor2D, {
+        bias: this.bias!.read() as tf.Tensor1D, activation: this.activation, implementation: this.implementation,
+      });
     });
   }
 

@@ -2,24 +2,31 @@ import * as tf from '@tensorflow/tfjs';
 import { argumentError, checkOptionNames, describe, differentiableZeros, formatShape, optionNames, useKernel, type Implementation } from '../validate.js';
 import { denseReference } from './reference.js';
 import { denseKernel } from './kernel.js';
+import { geluKernel, geluReference } from './gelu.js';
 
 /** Options of `ops.dense`. */
 export interface DenseOptions {
   /** `[N]` float32, added to every output row. Default none. */
   bias?: tf.Tensor1D;
+  /**
+   * Applied to x·W + b: `'linear'` (none) or `'gelu'`, x·Φ(x) with Φ the standard normal CDF
+   * (the erf form, as tfjs-layers' and PyTorch's default). Default `'linear'`.
+   */
+  activation?: 'linear' | 'gelu';
   /** Which implementation runs. Default `'auto'`. */
   implementation?: Implementation;
 }
 
-const OPTIONS = optionNames<DenseOptions>({ bias: true, implementation: true });
+const OPTIONS = optionNames<DenseOptions>({ bias: true, activation: true, implementation: true });
 
 /**
- * A dense projection over the last axis, `y = x·W + b` (Keras's `Dense` without activation): the
- * projections of the library's layers run through it. On webgpu its WGSL kernel computes each
+ * A dense projection over the last axis, `y = act(x·W + b)` (Keras's `Dense`, with a linear or
+ * GELU activation): the projections of the library's layers run through it. On webgpu its WGSL kernel computes each
  * invocation's block of rows and columns in registers, with vec4 loads when K and N are
  * multiples of 4. tfjs's own matMul, which picks its program by shape, was 4 to 60 times slower
  * on SwiftShader, most at a decode step's single row (`npm run bench -- --blocks`,
- * docs/architecture.md). Differentiable to any order: the gradients are the same kernel, transposed.
+ * docs/architecture.md). GELU is one more launch (`kernels/dense/gelu.wgsl`), where tfjs ops take
+ * five. Differentiable to any order: the gradients are the same kernel, transposed.
  *
  * @param x `[..., K]` float32, rank ≥ 1; any leading dimension may be 0 (the output is then empty).
  * @param kernel `[K, N]` float32.
@@ -31,6 +38,7 @@ const OPTIONS = optionNames<DenseOptions>({ bias: true, implementation: true });
  * const w = tf.randomNormal([64, 256]) as tf.Tensor2D;
  * const b = tf.zeros([256]) as tf.Tensor1D;
  * const y = ops.dense(x, w, { bias: b });                 // [2, 16, 256]
+ * const h = ops.dense(x, w, { bias: b, activation: 'gelu' });  // an MLP's first half
  * ```
  */
 export function dense<R extends tf.Rank>(x: tf.Tensor<R>, kernel: tf.Tensor2D, options: DenseOptions = {}): tf.Tensor<R> {
@@ -49,6 +57,10 @@ export function dense<R extends tf.Rank>(x: tf.Tensor<R>, kernel: tf.Tensor2D, o
   if (bias !== undefined && (!(bias instanceof tf.Tensor) || bias.rank !== 1 || bias.dtype !== 'float32' || bias.shape[0] !== N)) {
     throw argumentError(op, `option 'bias' must be a float32 tensor [N] = [${N}]; received ${describe(bias)}.`);
   }
+  const activation = options.activation ?? 'linear';
+  if (activation !== 'linear' && activation !== 'gelu') {
+    throw argumentError(op, `option 'activation' must be 'linear' or 'gelu'; received ${describe(activation)}.`);
+  }
   const useGpu = useKernel(op, options.implementation);
   const shape = [...x.shape.slice(0, -1), N];
   return tf.tidy(() => {
@@ -62,6 +74,7 @@ export function dense<R extends tf.Rank>(x: tf.Tensor<R>, kernel: tf.Tensor2D, o
     } else {
       y = useGpu ? denseKernel(rows, kernel, false, false, bias) : denseReference(rows, kernel, bias);
     }
+    if (activation === 'gelu') y = useGpu && y.size > 0 ? geluKernel(y) : geluReference(y);
     return y.reshape(shape) as tf.Tensor<R>;
   });
 }

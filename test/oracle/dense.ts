@@ -56,3 +56,66 @@ export function expectWithinBound(got: ArrayLike<number>, o: { value: Float64Arr
     }
   }
 }
+
+/** erf(x) in float64: its Maclaurin series below |x| = 4 (about 10⁻¹¹ after cancellation), else ±(1 − erfc) from erfc's asymptotic series (erfc(4) < 1.6·10⁻⁸). */
+export function erf64(x: number): number {
+  const a = Math.abs(x);
+  if (a >= 4) {
+    const erfc = (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * (1 - 1 / (2 * a * a) + 3 / (4 * a ** 4));
+    return Math.sign(x) * (1 - erfc);
+  }
+  let term = x;
+  let sum = x;
+  for (let n = 1; Math.abs(term) > 1e-17 * Math.abs(sum) || n < 3; n++) {
+    term *= (-x * x) / n;
+    sum += term / (2 * n + 1);
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+/** φ(x), the standard normal density. */
+const density = (x: number) => Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+/** Φ(x), the standard normal CDF. */
+const cdf = (x: number) => 0.5 * (1 + erf64(x / Math.SQRT2));
+
+/**
+ * |error| of erf in float32 as the kernels and tfjs form it: Abramowitz and Stegun's 7.1.26
+ * (≤ 1.5·10⁻⁷), plus the rounding of its dozen float32 operations, exp's among them (WGSL allows
+ * exp 3 + 2|z| ULP; z = −a², and a²·e^{−a²} ≤ 1/e keeps that term's absolute error within a few u).
+ */
+const ERF_ERROR = 1.5e-7 + 32 * U;
+
+/**
+ * gelu(pre) = pre·Φ(pre) of a float64 product `pre` (denseOracle's), with a bound for the float32
+ * result: |gelu′| ≤ 1.13 carries pre's own bound; erf's error times |pre|/2; and the rounding of
+ * pre/√2 (erf′ ≤ 1.13), of 1 + erf, the halving and the product, within 6u·|pre|.
+ */
+export function geluOracle(pre: { value: Float64Array; bound: Float64Array }): { value: Float64Array; bound: Float64Array } {
+  const value = pre.value.map((x) => x * cdf(x));
+  const bound = pre.value.map((x, i) => 1.13 * pre.bound[i]! + Math.abs(x) * (0.5 * ERF_ERROR + 6 * U));
+  return { value, bound };
+}
+
+/**
+ * dy·gelu′(x) = dy·(Φ(x) + x·φ(x)) for exact x and dy (float32 inputs), with a bound for the
+ * float32 result: Φ's error (erf's halved); x·φ's, exp's 3 + x² ULP (2u each, relative) of
+ * e^{−x²/2}; and the rounding of the sum and the products, 8u·|gelu′| ≤ 8u·1.13, all times |dy|.
+ */
+export function geluGradOracle(x: ArrayLike<number>, dy: ArrayLike<number>): { value: Float64Array; bound: Float64Array } {
+  const value = Float64Array.from(x, (v, i) => dy[i]! * (cdf(v) + v * density(v)));
+  const bound = Float64Array.from(x, (v, i) =>
+    Math.abs(dy[i]!) * (0.5 * ERF_ERROR + (3 + v * v) * 2 * U * Math.abs(v) * density(v) + 8 * U * 1.13));
+  return { value, bound };
+}
+
+/**
+ * The second derivative along v: v·gelu″(x) = v·φ(x)·(2 − x²), for exact x and v, with a bound for
+ * its float32 form in tfjs ops: exp's 3 + x² ULP on φ, 2 − x²'s rounding (u·(2 + x²), absolute),
+ * and the four products.
+ */
+export function geluSecondOracle(x: ArrayLike<number>, v: ArrayLike<number>): { value: Float64Array; bound: Float64Array } {
+  const value = Float64Array.from(x, (a, i) => v[i]! * density(a) * (2 - a * a));
+  const bound = Float64Array.from(x, (a, i) =>
+    Math.abs(v[i]!) * density(a) * ((3 + a * a) * 2 * U * Math.abs(2 - a * a) + U * (2 + a * a) + 8 * U * Math.abs(2 - a * a)));
+  return { value, bound };
+}
