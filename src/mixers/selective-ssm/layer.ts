@@ -2,9 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
-import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames, type Implementation } from '../../validate.js';
+import {
+  argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames, useKernel, type Implementation,
+} from '../../validate.js';
 import { convolved } from './conv.js';
-import { selectiveScan, selectiveScanStep, selectiveScanWithState } from './op.js';
+import { selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
 import { softplus } from './reference.js';
 
 /** Arguments of the {@link SelectiveSSM} layer (Mamba's names in parentheses). */
@@ -232,11 +234,21 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       const implementation = this.activeImplementation();
       const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true);
       const u = conv.u.squeeze([1]) as tf.Tensor2D;
-      const { delta, B, C } = this.scanInputs(u);
-      const next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm, {
-        D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D,
-        deltaSoftplus: true, implementation,
-      });
+      const options = {
+        D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D, deltaSoftplus: true,
+      };
+      let next: { output: tf.Tensor2D; state: tf.Tensor3D };
+      if (useKernel(this.layerName, implementation)) {
+        // the kernel reads B and C side by side, as the x projection lays them out
+        const { N, R } = this.dims();
+        const projected = this.dense(u, 'xProj') as tf.Tensor2D;
+        const delta = this.dense(tf.slice(projected, [0, 0], [-1, R]), 'dtProj') as tf.Tensor2D;
+        next = stepKernel(u, delta, this.stateMatrix(), tf.slice(projected, [0, R], [-1, 2 * N]), state.ssm, options);
+      } else {
+        const { delta, B, C } = this.scanInputs(u);
+        next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm,
+          { ...options, implementation });
+      }
       const y = this.dense(next.output, 'outProj') as tf.Tensor2D;
       return [y, {
         conv: conv.next!,

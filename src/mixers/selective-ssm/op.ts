@@ -87,13 +87,13 @@ function checkScan(
 }
 
 /**
- * The kernels' packed inputs (WebGPU guarantees a kernel only eight storage buffers):
- * chan = A | D | deltaBias `[E, N+2]`, an absent D or bias being 0, and bc = B | C `[.., 2N]`.
+ * The kernels' per-channel table chan = A | D | deltaBias `[E, N+2]`, an absent D or bias being
+ * 0; beside it they read bc = B | C `[.., 2N]` (WebGPU guarantees a kernel only eight storage buffers).
  */
-function packed(A: tf.Tensor2D, B: tf.Tensor, C: tf.Tensor, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): { chan: tf.Tensor; bc: tf.Tensor } {
+function packed(A: tf.Tensor2D, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): tf.Tensor {
   const E = A.shape[0];
   const column = (x?: tf.Tensor1D) => (x ? x.reshape([E, 1]) : tf.zeros([E, 1]));
-  return { chan: tf.concat([A, column(D), column(deltaBias)], 1), bc: tf.concat([B, C], B.rank - 1) };
+  return tf.concat([A, column(D), column(deltaBias)], 1);
 }
 
 /** Runs the kernel or the reference; both return the output and the final state. */
@@ -119,7 +119,8 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
   return tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
     const inputs: tf.NamedTensorMap = {
-      u, delta, ...packed(A, B, C, args.D, args.deltaBias), z: args.z ?? tf.zeros([1]), initialState: args.initialState ?? tf.zeros([1]),
+      u, delta, chan: packed(A, args.D, args.deltaBias), bc: tf.concat([B, C], 2), z: args.z ?? tf.zeros([1]),
+      initialState: args.initialState ?? tf.zeros([1]),
     };
     const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: !!args.initialState };
     // the last two outputs are saved for the backward; the gradient tape keeps its own references
@@ -218,9 +219,26 @@ export function selectiveScanStep(
     return { output: differentiableZeros(args.u.shape, inputs), state: differentiableZeros($state.shape, inputs) };
   }
   if (!kernel) return selectiveScanStepReference(stepArgs);
+  const bc = tf.concat([B, C], 1);
+  try {
+    return stepKernel(u, delta, args.A, bc, $state, args);
+  } finally {
+    bc.dispose();
+  }
+}
+
+/**
+ * The step kernel's launch with B and C already side by side, `bc [B, 2N]`: the public op packs
+ * them; SelectiveSSM's step slices them, adjacent, from its x projection, where splitting them
+ * apart only to pack them again took three launches more.
+ */
+export function stepKernel(
+  u: tf.Tensor2D, delta: tf.Tensor2D, A: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D,
+  options: { D?: tf.Tensor1D; z?: tf.Tensor; deltaBias?: tf.Tensor1D; deltaSoftplus: boolean },
+): SelectiveScanResult<tf.Rank.R2> {
   const [output, next] = tf.tidy(() => {
-    const inputs: tf.NamedTensorMap = { u, delta, ...packed(args.A, B, C, args.D, args.deltaBias), z: args.z ?? tf.zeros([1]), state };
-    const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: false };
+    const inputs: tf.NamedTensorMap = { u, delta, chan: packed(A, options.D, options.deltaBias), bc, z: options.z ?? tf.zeros([1]), state };
+    const attrs: ScanAttrs = { deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: false };
     return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   });
   return { output: output as tf.Tensor2D, state: next as tf.Tensor3D };
