@@ -229,8 +229,13 @@ export function selectiveScanStep(
 
 /**
  * The step kernel's launch with B and C already side by side, `bc [B, 2N]`: the public op packs
- * them; SelectiveSSM's step slices them, adjacent, from its x projection, where splitting them
- * apart only to pack them again took three launches more.
+ * them; SelectiveSSM's step slices them, adjacent, from its x projection in one launch, where
+ * splitting them apart and packing them again took three.
+ *
+ * @example
+ * ```ts
+ * const { output, state: next } = stepKernel(u, delta, A, bc, state, { deltaSoftplus: true });  // webgpu only
+ * ```
  */
 export function stepKernel(
   u: tf.Tensor2D, delta: tf.Tensor2D, A: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D,
