@@ -1,10 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import gridHelpers from '../../kernels/common/grid.wgsl';
-import lanes1 from '../../kernels/common/lanes-1.wgsl';
-import lanes4 from '../../kernels/common/lanes-4.wgsl';
 import sumPartsBody from '../../kernels/common/sum-parts.wgsl';
-import { MAX_WORKGROUPS_PER_DIM, grid1d, lanesFor, runKernel, type KernelSource } from '../webgpu/runtime.js';
+import { MAX_WORKGROUPS_PER_DIM, grid1d, laneVariants, lanesFor, runKernel } from '../webgpu/runtime.js';
 import { onSwiftShader } from '../webgpu/internals.js';
 import { rowsPerTile } from './kernel-source.js';
 
@@ -70,7 +68,7 @@ export function tiledSplits(backend: WebGPUBackend, other: number, tiles: number
 }
 
 const SUM_WG = 64;
-const sumKernels = new Map<number, KernelSource>();
+const SUM_PARTS = laneVariants('AttentionSumParts', [gridHelpers, sumPartsBody]);
 
 /**
  * Sums a split gradient pass's parts `[..., rows, splits, K]` (`kernels/common/sum-parts.wgsl`)
@@ -84,13 +82,8 @@ const sumKernels = new Map<number, KernelSource>();
 export function sumParts(backend: WebGPUBackend, parts: tf.TensorInfo, shape: number[], splits: number): tf.TensorInfo {
   const K = shape[shape.length - 1]!;
   const lanes = lanesFor(K);
-  let kernel = sumKernels.get(lanes);
-  if (!kernel) {
-    kernel = { name: lanes === 4 ? 'AttentionSumPartsVec4' : 'AttentionSumParts', code: [lanes === 4 ? lanes4 : lanes1, gridHelpers, sumPartsBody].join('\n') };
-    sumKernels.set(lanes, kernel);
-  }
   const n = tf.util.sizeFromShape(shape) / lanes;
-  return runKernel(backend, kernel, {
+  return runKernel(backend, SUM_PARTS[lanes], {
     inputs: [parts],
     outputs: [shape],
     params: [{ u32: n }, { u32: splits }, { u32: K / lanes }],

@@ -55,10 +55,11 @@ registerGradientOnce({
   gradFunc: (ddx, saved) => {
     const [x, dy] = saved as tf.Tensor[];
     const upstream = ddx as tf.Tensor;
-    const density = () => tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(-0.5, tf.square(x!))));
+    const square = tf.square(x!);
+    const density = tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(-0.5, square)));
     return {
-      x: () => tf.mul(tf.mul(upstream, dy!), tf.mul(density(), tf.sub(2, tf.square(x!)))),
-      dy: () => tf.mul(upstream, tf.add(geluCdf(x!), tf.mul(x!, density()))),
+      x: () => tf.mul(tf.mul(upstream, dy!), tf.mul(density, tf.sub(2, square))),
+      dy: () => tf.mul(upstream, tf.add(geluCdf(x!), tf.mul(x!, density))),
     };
   },
 });

@@ -90,7 +90,7 @@ function checkScan(
  * The kernels' per-channel table chan = A | D | deltaBias `[E, N+2]`, an absent D or bias being
  * 0; beside it they read bc = B | C `[.., 2N]` (WebGPU guarantees a kernel only eight storage buffers).
  */
-function packed(A: tf.Tensor2D, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): tf.Tensor {
+function channelTable(A: tf.Tensor2D, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): tf.Tensor {
   const E = A.shape[0];
   const column = (x?: tf.Tensor1D) => (x ? x.reshape([E, 1]) : tf.zeros([E, 1]));
   return tf.concat([A, column(D), column(deltaBias)], 1);
@@ -119,7 +119,7 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
   return tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
     const inputs: tf.NamedTensorMap = {
-      u, delta, chan: packed(A, args.D, args.deltaBias), bc: tf.concat([B, C], 2), z: args.z ?? tf.zeros([1]),
+      u, delta, chan: channelTable(A, args.D, args.deltaBias), bc: tf.concat([B, C], 2), z: args.z ?? tf.zeros([1]),
       initialState: args.initialState ?? tf.zeros([1]),
     };
     const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: !!args.initialState };
@@ -242,7 +242,7 @@ export function stepKernel(
   options: { D?: tf.Tensor1D; z?: tf.Tensor; deltaBias?: tf.Tensor1D; deltaSoftplus: boolean },
 ): SelectiveScanResult<tf.Rank.R2> {
   const [output, next] = tf.tidy(() => {
-    const inputs: tf.NamedTensorMap = { u, delta, chan: packed(A, options.D, options.deltaBias), bc, z: options.z ?? tf.zeros([1]), state };
+    const inputs: tf.NamedTensorMap = { u, delta, chan: channelTable(A, options.D, options.deltaBias), bc, z: options.z ?? tf.zeros([1]), state };
     const attrs: ScanAttrs = { deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: false };
     return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   });
