@@ -26,7 +26,9 @@
  * paths then run, writing `subgroups-<adapter>.…` files; `-- --rows 1|2|4` fixes the tiled
  * attention passes' rows per invocation (`MIXERS_ATTENTION_ROWS`), writing `rows-<n>-<adapter>.…`;
  * `-- --splits n` the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), `splits-<n>-<adapter>.…`;
- * `-- --dkv-keys registers|memory` where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`).
+ * `-- --dkv-keys registers|memory` where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
+ * `-- --split-pass invocation|workgroup|subgroup` who folds a chunk of the split-K decode
+ * (`MIXERS_ATTENTION_SPLIT_PASS`).
  *
  * @packageDocumentation
  */

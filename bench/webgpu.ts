@@ -5,16 +5,21 @@ import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type I
 import { registerSubgroupBackend } from '../src/index.js';
 import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
+import { ATTENTION_SPLIT_PASS_FLAG, type SplitFolder } from '../src/attention/split-pass.js';
 
-/** What the scripts' `--subgroups`, `--rows n`, `--splits n` and `--dkv-keys` ask of {@link startWebGPU}. */
+/** What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys` and `--split-pass` ask of {@link startWebGPU}. */
 export interface BenchFlags {
   subgroups: boolean;
   rows?: number;
   splits?: number;
   dkvKeys?: 'registers' | 'memory';
+  splitPass?: SplitFolder;
 }
 
-/** The scripts' `--subgroups`, `--rows n`, `--splits n` and `--dkv-keys registers|memory`, for {@link startWebGPU}; exits on a bad value. */
+/**
+ * The scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys registers|memory` and
+ * `--split-pass invocation|workgroup|subgroup`, for {@link startWebGPU}; exits on a bad value.
+ */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   const flags: BenchFlags = { subgroups: argv.includes('--subgroups') };
   const value = (name: string, ok: (n: number) => boolean, expected: string) => {
@@ -31,15 +36,20 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   if (rows !== undefined) flags.rows = rows;
   const splits = value('--splits', (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1 (chunks of the tiled attention passes\' other side)');
   if (splits !== undefined) flags.splits = splits;
-  const at = argv.indexOf('--dkv-keys');
-  if (at >= 0) {
-    const where = argv[at + 1];
-    if (where !== 'registers' && where !== 'memory') {
-      console.error(`${who}: --dkv-keys expects registers or memory (where dK/dV keeps its key rows), got ${where}.`);
+  const word = <W extends string>(name: string, allowed: readonly W[], expected: string): W | undefined => {
+    const at = argv.indexOf(name);
+    if (at < 0) return undefined;
+    const w = argv[at + 1] as W;
+    if (!allowed.includes(w)) {
+      console.error(`${who}: ${name} expects ${expected}, got ${w}.`);
       process.exit(1);
     }
-    flags.dkvKeys = where;
-  }
+    return w;
+  };
+  const dkvKeys = word('--dkv-keys', ['registers', 'memory'], 'registers or memory (where dK/dV keeps its key rows)');
+  if (dkvKeys !== undefined) flags.dkvKeys = dkvKeys;
+  const splitPass = word('--split-pass', ['invocation', 'workgroup', 'subgroup'], 'invocation, workgroup or subgroup (who folds a chunk of the split-K decode)');
+  if (splitPass !== undefined) flags.splitPass = splitPass;
   return flags;
 }
 
@@ -51,7 +61,8 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
  * the adapter offers none. `rows` (`--rows n`) sets the attention kernels' rows per invocation
  * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise;
  * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …";
- * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`).
+ * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
+ * `splitPass` (`--split-pass`) who folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`).
  */
 export async function startWebGPU(
   who: string, options: InstallWebGPUOptions & Partial<BenchFlags> = {},
@@ -82,6 +93,10 @@ export async function startWebGPU(
   if (options.dkvKeys !== undefined) {
     tf.env().set(ATTENTION_DKV_KEYS_FLAG, options.dkvKeys);
     gpu = { ...gpu, description: `dkv keys in ${options.dkvKeys}: ${gpu.description}` };
+  }
+  if (options.splitPass !== undefined) {
+    tf.env().set(ATTENTION_SPLIT_PASS_FLAG, options.splitPass);
+    gpu = { ...gpu, description: `split-K by ${options.splitPass}: ${gpu.description}` };
   }
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels

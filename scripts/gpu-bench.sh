@@ -120,6 +120,8 @@ step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'
 for splits in 1 4 8 16 32; do step "splits-$splits" 40 "${profile[@]}" --splits "$splits" 'copy' 'flashAttention forward'; done
 # dK/dV holding its key rows in registers, as before 'auto' read them from memory on a GPU
 step dkv-registers 40 "${profile[@]}" --dkv-keys registers 'copy' 'flashAttention forward+backward'
+# the split-K decode with an invocation per chunk, as before 'auto' gave a GPU without subgroups a workgroup per chunk
+step split-invocation 40 "${profile[@]}" --split-pass invocation 'copy' 'decode split'
 # decode tokens/s, its own deadline a minute inside the step's
 step generation 120 "${bench[@]}" --generation --minutes 1
 step blocks 60 "${bench[@]}" --blocks

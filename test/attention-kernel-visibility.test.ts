@@ -11,7 +11,7 @@ import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import {
   ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG, keysInMemory, rowsFillingSubgroups, tiledRows,
 } from '../src/attention/kernel-source.js';
-import { splitChunk } from '../src/attention/skeleton.js';
+import { ATTENTION_SPLIT_PASS_FLAG, splitPass } from '../src/attention/split-pass.js';
 import { ATTENTION_SPLITS_FLAG, tiledSplits } from '../src/attention/tile-splits.js';
 import { blockSparseMask, type AttentionShape } from './oracle/attention.js';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
@@ -320,12 +320,13 @@ function denseCases(kind: Kind, K = 8): Case[] {
 
 /**
  * The split-K decode (forced) under every condition, and with a row that sees no key: over 300
- * keys, several chunks of 128 and their merge (on SwiftShader; one chunk of 300 where the
- * subgroups are large); over 99, one chunk that finishes its rows itself.
+ * keys, several chunks of 128 and their merge (an invocation per chunk; one chunk of 300 where
+ * a subgroup or workgroup shares each chunk, whose 4500 keys make three); over 99, one chunk
+ * that finishes its rows itself.
  */
-async function checkSplit(kind: Kind): Promise<void> {
+async function checkSplit(kind: Kind, lengths = [300, 99]): Promise<void> {
   const { kernel, extra } = dense(kind);
-  for (const Tk of [300, 99]) {
+  for (const Tk of lengths) {
     const s = { B: 2, Tq: 2, Tk, H: 2, Hkv: 1, K: 8 };
     const lengths = [Tk, Tk / 2 | 0];
     const window = Tk / 3 | 0;
@@ -339,7 +340,7 @@ async function checkSplit(kind: Kind): Promise<void> {
       },
       poisoned: (b, j) => j >= lengths[b]!,
     }, 200));
-    expect(ran.some((label) => label.includes('Merge'))).toBe(Tk > splitChunk(tf.backend() as WebGPUBackend, s.K));
+    expect(ran.some((label) => label.includes('Merge'))).toBe(Tk > splitPass(tf.backend() as WebGPUBackend, s.K).chunk);
     // a row that sees no key: o = 0 and zero gradients from every split
     await check({
       name: `${kind} split-K over ${Tk} keys: a row with no visible key`, kind, kernel, s,
@@ -618,6 +619,42 @@ describeOnSubgroups('attention kernels under visibility: the split-K decode', (p
       expect(pipelines.some((label) => label.includes('SplitSubgroups'))).toBe(true);
     });
   }
+});
+
+// On a GPU without subgroups a workgroup folds each chunk of the split-K decode, its lanes
+// merging their row states in workgroup memory; 'auto' keeps an invocation per chunk on
+// SwiftShader, so the flag forces it here.
+describeOn('webgpu', 'attention kernels under visibility: the split-K decode, a workgroup per chunk', () => {
+  afterAll(() => { tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto'); });
+  for (const kind of ['softmax', 'expressive'] as const) {
+    it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s honours every condition as the tiled kernel does`, async () => {
+      tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'workgroup');
+      try {
+        const ran = await launchedPipelines(() => checkSplit(kind, [4500, 300, 99]));
+        expect(ran.some((label) => label.includes('SplitWorkgroupK8'))).toBe(true);
+      } finally {
+        tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto');
+      }
+    });
+  }
+
+  it("'auto' takes it on a GPU without subgroups, with fewer lanes where their states would not fit 16 KiB", () => {
+    asAdapter(SWIFTSHADER, (gpu) => expect([splitPass(gpu, 64).pass, splitPass(gpu, 64).chunk]).toEqual(['split', 128]));
+    asAdapter(HOPPER, (gpu) => {
+      // a tile of 28 keys for each of 64 lanes at K = 64; 32 lanes of 12 at K = 128; 16 of 4 at
+      // K = 256, rounded up to 128 keys; 64 of 32 at K = 6
+      const chosen = [64, 128, 256, 6].map((K) => { const p = splitPass(gpu, K); return [p.pass, p.WG, p.chunk]; });
+      expect(chosen).toEqual([['splitWorkgroup', 64, 1792], ['splitWorkgroup', 32, 384], ['splitWorkgroup', 16, 128], ['splitWorkgroup', 64, 2048]]);
+      try {
+        tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'invocation');
+        expect(splitPass(gpu, 64).pass).toBe('split');
+        tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'subgroup');
+        expect(() => splitPass(gpu, 64)).toThrow(`tfjs-mixers: flag ${ATTENTION_SPLIT_PASS_FLAG} must be 'auto', 'invocation' or 'workgroup' (the device has no subgroups); received "subgroup".`);
+      } finally {
+        tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto');
+      }
+    });
+  });
 });
 
 describeOn('webgpu', 'attention kernels under visibility', () => {

@@ -23,6 +23,7 @@ import cacheTile from '../../kernels/common/cache-tile.wgsl';
 import splitChunk from '../../kernels/common/split-chunk.wgsl';
 import splitBody from '../../kernels/common/attention-split.wgsl';
 import splitSubgroupsBody from '../../kernels/common/attention-split-subgroups.wgsl';
+import splitWorkgroupBody from '../../kernels/common/attention-split-workgroup.wgsl';
 import mergeBody from '../../kernels/common/attention-merge.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
@@ -193,9 +194,9 @@ export function attentionKernel(name: string, parts: string[], K: number, rows =
 /**
  * A pass of the attention skeleton: the tiled forward, dQ, dK with dV (an invocation per group of
  * rows or, with subgroups, four lanes), and the split-K decode's two passes (partial rows per
- * chunk of keys, by an invocation or, with subgroups, by a subgroup; then their merge).
+ * chunk of keys, by an invocation, a workgroup or a subgroup: `split-pass.ts`; then their merge).
  */
-export type SkeletonPass = TiledPass | 'split' | 'splitSubgroups' | 'merge';
+export type SkeletonPass = TiledPass | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
 
 const SPLIT_PARTS = [grid, rowRegisters, rowWhole, cacheTile, attendTileHelper, splitChunk];
 
@@ -208,6 +209,7 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
   dq: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
+  splitWorkgroup: { visibility: true, parts: [...SPLIT_PARTS, splitWorkgroupBody] },
   splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
   merge: { visibility: false, parts: [grid, mergeBody] },
 };

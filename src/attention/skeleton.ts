@@ -7,11 +7,12 @@ import {
 } from '../webgpu/runtime.js';
 import { sumParts, tiledSplits } from './tile-splits.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, keysInMemory, rowsPerTile, sizesOf, skeletonKernel, tiledRowLanes,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, keysInMemory, sizesOf, skeletonKernel, tiledRowLanes,
   tiledRows,
   type AttentionAttrs, type TiledPass,
 } from './kernel-source.js';
-import { SUBGROUP_WG, rowKernels, rowLaunch, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
+import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
+import { splitPass } from './split-pass.js';
 import type { AttentionSizes } from './validate.js';
 import type { Split } from './split.js';
 
@@ -170,21 +171,6 @@ function dropoutConstant(attrs: AttentionAttrs): Record<string, number> {
   return hasDropout(attrs) ? { DROPOUT: 1 } : {};
 }
 
-/** Keys per chunk of the split-K decode (at least: with subgroups, a whole number of tiles per lane). */
-const SPLIT_CHUNK = 128;
-/** Invocations per workgroup of its first pass. */
-const SPLIT_WG = 64;
-
-/**
- * Keys per chunk of the split-K decode at head dimension K on this device: {@link SPLIT_CHUNK},
- * rounded up, with subgroups, to as many key tiles for every lane of the largest subgroup.
- */
-export function splitChunk(backend: WebGPUBackend, K: number): number {
-  const lanes = subgroupLanes(backend);
-  const round = lanes ? lanes * rowsPerTile(K) : 1;
-  return round * Math.ceil(SPLIT_CHUNK / round);
-}
-
 /**
  * Split-K pays off when the tiled kernel would leave most of its invocations idle: its tile of
  * BR query rows would hold at most 8 (Flash-Decoding). Over many keys its chunks run in
@@ -204,25 +190,20 @@ function useSplit(s: AttentionSizes, a: AttentionAttrs & { split?: Split }): boo
  * The split-K decode (`common/attention-split.wgsl`, then `common/attention-merge.wgsl`): the
  * family's row hooks over each chunk of keys, then the merge of the partial rows into o and the
  * row statistic, the tiled forward's outputs (and the packed int inputs). Keys that make one
- * chunk take a single launch, which finishes each row itself. On a device with
- * subgroups a subgroup takes each chunk (`common/attention-split-subgroups.wgsl`): its lanes
- * share the chunk's tiles, so a chunk holds as many tiles for each lane of the largest subgroup.
+ * chunk take a single launch, which finishes each row itself. An invocation, a workgroup or a
+ * subgroup folds each chunk ({@link splitPass}); the lanes of a workgroup or subgroup share its
+ * tiles, so a chunk then holds as many tiles for each of them.
  */
 function runSplit(
   backend: WebGPUBackend, m: AttentionFamily, inputs: tf.NamedTensorInfoMap, s: AttentionSizes, a: AttentionAttrs,
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
   const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
-  const lanes = subgroupLanes(backend);
-  const chunk = splitChunk(backend, s.K);
+  const { pass, label, WG, chunk, grid } = splitPass(backend, s.K);
   const splits = Math.ceil(s.Tk / chunk);
   const params = attentionParams(s, a, 0, { chunk, splits });
   const bound = bindVisibility(backend, inputs, q);
-  const jobs = s.H * s.Tq * splits;
-  const { pass, label, WG, grid } = lanes
-    ? { pass: 'splitSubgroups' as const, label: 'SplitSubgroups', WG: SUBGROUP_WG, grid: subgroupGrid(jobs, lanes) }
-    : { pass: 'split' as const, label: 'Split', WG: SPLIT_WG, grid: grid1d(jobs, SPLIT_WG) };
-  const [x, y] = grid;
+  const [x, y] = grid(s.H * s.Tq * splits);
   const kernel = skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K);
   const launch = {
     inputs: [q, k, v, bound.vis], params, constants: { ...constants, WG, ...bound.constants }, workgroups: [x, y, s.B] as [number, number, number],

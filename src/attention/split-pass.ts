@@ -1,0 +1,92 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { grid1d } from '../webgpu/runtime.js';
+import { onSwiftShader } from '../webgpu/internals.js';
+import { SUBGROUP_WG, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
+import { rowsPerTile, type SkeletonPass } from './kernel-source.js';
+
+/**
+ * The tfjs flag that sets who folds each chunk of the split-K decode's keys: 'auto' (the
+ * default, {@link splitPass}), 'invocation', 'workgroup' or, on a device with subgroups,
+ * 'subgroup', on every adapter.
+ */
+export const ATTENTION_SPLIT_PASS_FLAG = 'MIXERS_ATTENTION_SPLIT_PASS';
+tf.env().registerFlag(ATTENTION_SPLIT_PASS_FLAG, () => 'auto');
+
+/** Who folds a chunk of keys in the split-K decode's first pass. */
+export type SplitFolder = 'invocation' | 'workgroup' | 'subgroup';
+
+/** Keys per chunk of the split-K decode with an invocation per chunk. */
+const SPLIT_CHUNK = 128;
+/** Invocations per workgroup of the first pass with an invocation per chunk. */
+const SPLIT_WG = 64;
+/** The most invocations of a workgroup per chunk. */
+const CHUNK_WG = 64;
+/**
+ * Workgroup memory a workgroup per chunk may take for the states its lanes hand down (WebGPU's
+ * guaranteed 16 KiB, less room for the visibility helpers' segment-id span).
+ */
+const HANDED_BYTES = 16384 - 256;
+
+/** How the split-K decode's first pass runs on this device at head dimension K. */
+export interface SplitPass {
+  /** The skeleton pass, and the kernel name's part after the family's label. */
+  pass: Extract<SkeletonPass, 'split' | 'splitWorkgroup' | 'splitSubgroups'>;
+  label: string;
+  /** Invocations per workgroup. */
+  WG: number;
+  /** Keys per chunk: at least 128, a whole number of key tiles for each lane folding a chunk. */
+  chunk: number;
+  /** The workgroups of a launch of `jobs` chunks (over heads, query rows and chunks). */
+  grid(jobs: number): [number, number, number];
+}
+
+/**
+ * Who folds each chunk of keys in the split-K decode's first pass
+ * (`kernels/common/attention-split*.wgsl`), and so how long its chunks are. With subgroups, a
+ * subgroup per chunk, its lanes each folding tiles of it. Without, on a GPU, a workgroup per chunk
+ * whose lanes merge their row states in workgroup memory: with an invocation per chunk of 128
+ * keys, a 65536-key cache at H = 4 was read by 2048 invocations, and the H200 read it at 3.4 % of
+ * its copy kernel's rate where a subgroup per chunk read it at 19 % (bench/results/profiles). On
+ * SwiftShader, which runs a workgroup's invocations on a few CPU threads, an invocation per chunk.
+ * {@link ATTENTION_SPLIT_PASS_FLAG} overrides the choice.
+ *
+ * @example
+ * ```ts
+ * splitPass(backend, 64).chunk;  // on a GPU without subgroups: 1792, a tile of 28 keys for each of 64 lanes
+ * ```
+ */
+export function splitPass(backend: WebGPUBackend, K: number): SplitPass {
+  const lanes = subgroupLanes(backend);
+  const BC = rowsPerTile(K);
+  const folder = splitFolder(backend, lanes !== null);
+  const round = (each: number) => each * Math.ceil(SPLIT_CHUNK / each);
+  if (folder === 'subgroup') {
+    return { pass: 'splitSubgroups', label: 'SplitSubgroups', WG: SUBGROUP_WG, chunk: round(lanes! * BC), grid: (jobs) => subgroupGrid(jobs, lanes!) };
+  }
+  if (folder === 'workgroup') {
+    const WG = chunkWorkgroup(K);
+    return { pass: 'splitWorkgroup', label: 'SplitWorkgroup', WG, chunk: round(WG * BC), grid: (jobs) => grid1d(jobs, 1) };
+  }
+  return { pass: 'split', label: 'Split', WG: SPLIT_WG, chunk: SPLIT_CHUNK, grid: (jobs) => grid1d(jobs, SPLIT_WG) };
+}
+
+function splitFolder(backend: WebGPUBackend, subgroups: boolean): SplitFolder {
+  const chosen = tf.env().get(ATTENTION_SPLIT_PASS_FLAG);
+  if (chosen === 'auto') return subgroups ? 'subgroup' : onSwiftShader(backend) ? 'invocation' : 'workgroup';
+  if (chosen === 'invocation' || chosen === 'workgroup' || (chosen === 'subgroup' && subgroups)) return chosen;
+  const allowed = subgroups ? "'auto', 'invocation', 'workgroup' or 'subgroup'" : "'auto', 'invocation' or 'workgroup' (the device has no subgroups)";
+  throw new Error(`tfjs-mixers: flag ${ATTENTION_SPLIT_PASS_FLAG} must be ${allowed}; received ${JSON.stringify(chosen)}.`);
+}
+
+/**
+ * Invocations of a workgroup per chunk at head dimension K: the most, a power of two up to
+ * {@link CHUNK_WG}, whose lower half can take the upper half's row states (two floats) and
+ * accumulators (K floats) in {@link HANDED_BYTES}: 64 up to K = 124, 32 up to 252, 16 at 256.
+ */
+function chunkWorkgroup(K: number): number {
+  const bytes = 4 * K + 8;
+  let WG = CHUNK_WG;
+  while (WG > 2 && (WG / 2) * bytes > HANDED_BYTES) WG /= 2;
+  return WG;
+}
