@@ -146,6 +146,44 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
           reference.dispose();
         }), { numRuns: 6 });
       });
+
+      // the step keeps its per-channel table of A, D and the Δ bias while those weights stay the
+      // same: a weight changed by setWeights must reach the next step (the table made again,
+      // three launches, once), and the float64 block with the new weights bounds the decode
+      it('a step after setWeights reads the new ALog, D and deltaBias, and makes their table once', async () => {
+        const c = { B: 2, T: 5, D: 8, N: 4 };
+        const layer = built({ stateSize: c.N, implementation: 'webgpu' }, c.D);
+        const xs = seededUniform(31, c.B * c.T * c.D, -2, 2);
+        const x = tf.tensor3d(xs, [c.B, c.T, c.D]);
+        decodeSteps(layer, x).dispose();
+        const changed = tf.tidy(() => layer.getWeights().map((w, i) => {
+          const name = layer.weights[i]!.originalName.split('/').pop();
+          if (name === 'ALog') return tf.add(w, tf.tensor(seededUniform(32, w.size, -0.5, 0.5), w.shape));
+          if (name === 'D') return tf.mul(w, -2);
+          if (name === 'deltaBias') return tf.sub(w, 0.7);
+          return w.clone();
+        }));
+        layer.setWeights(changed);
+        tf.dispose(changed);
+        const token = tf.tidy(() => x.slice([0, 0, 0], [c.B, 1, c.D]).reshape([c.B, c.D]) as tf.Tensor2D);
+        const counts: number[] = [];
+        let state = layer.initState(c.B);
+        for (let s = 0; s < 2; s++) {
+          counts.push((await launchedPipelines(async () => {
+            const [y, next] = layer.step(token, state);
+            await y.data();
+            tf.dispose([y, state]);
+            state = next;
+          })).length);
+        }
+        expect(counts[0]! - counts[1]!).toBe(3);
+        const parallel = layer.apply(x) as tf.Tensor3D;
+        const stepped = decodeSteps(layer, x);
+        const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);
+        expectWithinDerivedTolerance(await values(stepped), await values(parallel), oracle, 'decode', chainTerms(layer, c.T, c.D));
+        tf.dispose([x, token, state, parallel, stepped]);
+        layer.dispose();
+      });
     }
 
     itRoundTrips(() => layers.selectiveSSM({ stateSize: 4, convKernel: 3, dtRank: 2 }),

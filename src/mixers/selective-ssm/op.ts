@@ -89,11 +89,16 @@ function checkScan(
 /**
  * The kernels' per-channel table chan = A | D | deltaBias `[E, N+2]`, an absent D or bias being
  * 0; beside it they read bc = B | C `[.., 2N]` (WebGPU guarantees a kernel only eight storage buffers).
+ *
+ * @example
+ * ```ts
+ * channelTable(tf.neg(tf.ones([3, 2])), tf.ones([3])).shape;  // [3, 4]: A, D, then a zero bias
+ * ```
  */
-function channelTable(A: tf.Tensor2D, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): tf.Tensor {
+export function channelTable(A: tf.Tensor2D, D?: tf.Tensor1D, deltaBias?: tf.Tensor1D): tf.Tensor2D {
   const E = A.shape[0];
   const column = (x?: tf.Tensor1D) => (x ? x.reshape([E, 1]) : tf.zeros([E, 1]));
-  return tf.concat([A, column(D), column(deltaBias)], 1);
+  return tf.concat([A, column(D), column(deltaBias)], 1) as tf.Tensor2D;
 }
 
 /** Runs the kernel or the reference; both return the output and the final state. */
@@ -219,30 +224,31 @@ export function selectiveScanStep(
     return { output: differentiableZeros(args.u.shape, inputs), state: differentiableZeros($state.shape, inputs) };
   }
   if (!kernel) return selectiveScanStepReference(stepArgs);
-  const bc = tf.concat([B, C], 1);
+  const [chan, bc] = tf.tidy(() => [channelTable(args.A, args.D, args.deltaBias), tf.concat([B, C], 1)]) as tf.Tensor2D[];
   try {
-    return stepKernel(u, delta, args.A, bc, $state, args);
+    return stepKernel(u, delta, chan!, bc!, $state, args);
   } finally {
-    bc.dispose();
+    tf.dispose([chan, bc]);
   }
 }
 
 /**
- * The step kernel's launch with B and C already side by side, `bc [B, 2N]`: the public op packs
- * them; SelectiveSSM's step slices them, adjacent, from its x projection in one launch, where
- * splitting them apart and packing them again took three.
+ * The step kernel's launch with its per-channel table, `chan [E, N+2]` ({@link channelTable}),
+ * and B and C side by side, `bc [B, 2N]`: the public op packs both; SelectiveSSM's step keeps
+ * the table while its weights stay the same, and slices B and C, adjacent, from its x projection
+ * in one launch, where splitting them apart and packing them again took three.
  *
  * @example
  * ```ts
- * const { output, state: next } = stepKernel(u, delta, A, bc, state, { deltaSoftplus: true });  // webgpu only
+ * const { output, state: next } = stepKernel(u, delta, chan, bc, state, { deltaSoftplus: true });  // webgpu only
  * ```
  */
 export function stepKernel(
-  u: tf.Tensor2D, delta: tf.Tensor2D, A: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D,
-  options: { D?: tf.Tensor1D; z?: tf.Tensor; deltaBias?: tf.Tensor1D; deltaSoftplus: boolean },
+  u: tf.Tensor2D, delta: tf.Tensor2D, chan: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D,
+  options: { z?: tf.Tensor; deltaSoftplus: boolean },
 ): SelectiveScanResult<tf.Rank.R2> {
   const [output, next] = tf.tidy(() => {
-    const inputs: tf.NamedTensorMap = { u, delta, chan: channelTable(A, options.D, options.deltaBias), bc, z: options.z ?? tf.zeros([1]), state };
+    const inputs: tf.NamedTensorMap = { u, delta, chan, bc, z: options.z ?? tf.zeros([1]), state };
     const attrs: ScanAttrs = { deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: false };
     return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   });
