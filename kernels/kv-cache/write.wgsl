@@ -4,7 +4,9 @@
 // right-padded); of those, a ring writes only the last S, so no two invocations of a row meet
 // in one slot. A slot past a linear cache's end is never written (the host refuses a full
 // cache before it launches). One invocation per element of the source, or per vec4 of it,
-// flat over B·T·F; the cost is the new tokens, not the cache.
+// flat over B·T·F; the cost is the new tokens, not the cache. The first of each row also
+// writes the row's next position, positions[b] + lengths[b], into a buffer of its own: the
+// attention after the write still reads the positions before the call.
 
 // needs common/grid.wgsl and a lanes file (the alias V)
 
@@ -20,9 +22,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> newValues: array<V>; // [B, T, F], their values
 @group(0) @binding(2) var<storage, read> positions: array<i32>; // [B], tokens row b holds before these
 @group(0) @binding(3) var<storage, read> lengths: array<i32>;   // [B], real tokens of row b (clamped to 0..T)
-@group(0) @binding(4) var<storage, read_write> keys: array<V>;   // [B, S, F], the cache, written in place
-@group(0) @binding(5) var<storage, read_write> values: array<V>; // [B, S, F]
-@group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(4) var<storage, read_write> advanced: array<i32>; // [B], positions[b] + lengths[b]
+@group(0) @binding(5) var<storage, read_write> keys: array<V>;   // [B, S, F], the cache, written in place
+@group(0) @binding(6) var<storage, read_write> values: array<V>; // [B, S, F]
+@group(0) @binding(7) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -33,6 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = (e / params.F) % params.T;
   let b = e / (params.F * params.T);
   let n = u32(clamp(lengths[b], 0, i32(params.T)));
+  if (i == 0u && f == 0u) { advanced[b] = positions[b] + i32(n); }
   if (i >= n) { return; }
   let p = u32(max(positions[b], 0));
   var slot = p + i;

@@ -7,7 +7,7 @@ import { MAX_HEAD_DIM } from './validate.js';
 import { resolveVisibility, type VisibilityOptions } from './visibility.js';
 import { checkDropoutRate, freshSeed, type DropoutOptions } from './dropout.js';
 import {
-  KV_CACHE_OPTIONS, advanceKernel, checkFits, checkOwned, countAfter, emptyCache, int, unrollRing, writeKernel, writeReference,
+  KV_CACHE_OPTIONS, checkFits, checkOwned, countAfter, emptyCache, int, unrollRing, writeKernel, writeReference,
   type KVCacheOptions, type KVCacheState,
 } from './kv-cache.js';
 import type { PrefillLengths, PrefillOptions } from '../layers/prefill.js';
@@ -533,6 +533,8 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       const [q, k] = this.rotate(q0, k0, { offset: positions });
       let keys = state.keys;
       let values = state.values;
+      // the kernel's write forms the positions after the call too
+      let advanced: tf.Tensor1D | null = null;
       // every row at the end of a concatenating cache (known on the host), all tokens real: appending is the write
       const appends = !inPlace && lengths.full && state.counted.rows !== undefined && state.counted.rows.every((p) => p === S);
       if (!inPlace && !appends) {
@@ -546,7 +548,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
           keys = tf.concat([keys, k], 1) as tf.Tensor4D;
           values = tf.concat([values, v], 1) as tf.Tensor4D;
         } else if (kernel) {
-          writeKernel(state, k, v, n);
+          advanced = writeKernel(state, k, v, n);
         } else {
           keys = writeReference(keys, k, positions, n, state.ring);
           values = writeReference(values, v, positions, n, state.ring);
@@ -578,19 +580,14 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
           state.counted.rows);
       }
       const y = this.projectOutput(o);
-      if (kernel) {
-        // after the attention, which read the positions before the call
-        advanceKernel(state, n, T);
-        return { y, keys, values, positions };
-      }
-      return { y, keys, values, positions: tf.add(positions, n) as tf.Tensor1D };
+      return { y, keys, values, positions: advanced ?? tf.add(positions, n) as tf.Tensor1D };
     });
     if (!inPlace) return [out.y, { keys: out.keys, values: out.values, positions: out.positions, capacity: undefined, ring: false, counted }];
-    if (!kernel) {
-      // the reference wrote copies: they replace the state's tensors
-      tf.dispose([state.keys, state.values, state.positions]);
-      Object.assign(state, { keys: out.keys, values: out.values, positions: out.positions });
-    }
+    // the reference wrote copies of the cache, which replace the state's; the kernel wrote it in
+    // place, and the positions after the call are new either way
+    const replaced = kernel ? [state.positions] : [state.keys, state.values, state.positions];
+    tf.dispose(replaced);
+    Object.assign(state, { keys: out.keys, values: out.values, positions: out.positions });
     state.counted = counted;
     return [out.y, state];
   }

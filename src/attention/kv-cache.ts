@@ -2,9 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
 import writeBody from '../../kernels/kv-cache/write.wgsl';
-import advanceBody from '../../kernels/kv-cache/advance.wgsl';
 import { argumentError, optionNames } from '../validate.js';
-import { grid1d, laneVariants, lanesFor, ownsData, runKernel, type KernelSource } from '../webgpu/runtime.js';
+import { grid1d, laneVariants, lanesFor, ownsData, runKernel } from '../webgpu/runtime.js';
 
 /** Options of an attention layer's `initState(batch, options)`. */
 export interface KVCacheOptions {
@@ -63,7 +62,6 @@ export const int = (n: number): tf.Scalar => tf.scalar(n, 'int32');
 
 const WG = 256;
 const WRITE = laneVariants('KVCacheWrite', [grid, writeBody]);
-const ADVANCE: KernelSource = { name: 'KVCacheAdvance', code: [grid, advanceBody].join('\n') };
 
 /**
  * An empty cache for `B` rows of `Hkv` heads of width K: `slots` preallocated (a ring when
@@ -178,36 +176,26 @@ export function writeReference(
 
 /**
  * The kernel of {@link writeReference}, on webgpu: writes `keys` and `values [B, T, Hkv, K]`
- * into the state's own buffers, in place (the caller has checked it owns them).
+ * into the state's own buffers, in place (the caller has checked it owns them), and returns the
+ * positions after the call, `positions + n` (n clamped to 0..T by the caller), as a new tensor:
+ * the same launch forms them, and `state.positions`, which the call's attention still reads,
+ * is left as it is.
  */
-export function writeKernel(state: KVCacheState, keys: tf.Tensor4D, values: tf.Tensor4D, n: tf.Tensor1D): void {
+export function writeKernel(state: KVCacheState, keys: tf.Tensor4D, values: tf.Tensor4D, n: tf.Tensor1D): tf.Tensor1D {
   const [B, T, Hkv, K] = keys.shape;
   const S = state.keys.shape[1];
   const lanes = lanesFor(Hkv * K);
   const total = (B * T * Hkv * K) / lanes;
-  if (total === 0 || S === 0) return;
-  runKernel(tf.backend() as WebGPUBackend, WRITE[lanes], {
+  if (total === 0 || S === 0) return tf.add(state.positions, n);
+  const [advanced] = runKernel(tf.backend() as WebGPUBackend, WRITE[lanes], {
     inputs: [keys, values, state.positions, n],
-    outputs: [],
+    outputs: [{ shape: [B], dtype: 'int32' }],
     updates: [state.keys, state.values],
     params: [{ u32: total }, { u32: T }, { u32: S }, { u32: (Hkv * K) / lanes }, { u32: state.ring ? 1 : 0 }],
     constants: { WG },
     workgroups: grid1d(total, WG),
   });
-}
-
-/** `positions[b] += n[b]` in the state's own buffer, on webgpu (n clamped to 0..T). */
-export function advanceKernel(state: KVCacheState, n: tf.Tensor1D, T: number): void {
-  const B = n.shape[0];
-  if (B === 0) return;
-  runKernel(tf.backend() as WebGPUBackend, ADVANCE, {
-    inputs: [n],
-    outputs: [],
-    updates: [state.positions],
-    params: [{ u32: B }, { u32: T }],
-    constants: { WG },
-    workgroups: grid1d(B, WG),
-  });
+  return tf.engine().makeTensorFromTensorInfo(advanced!) as tf.Tensor1D;
 }
 
 /**
