@@ -126,13 +126,13 @@ export function countAfter(counted: KVCacheState['counted'], T: number, lengths:
 }
 
 /**
- * Throws, naming `method`, unless the preallocated state's tensors own their buffers: an
- * in-place write into a buffer that a clone or reshape of them shares would change that
- * tensor too.
+ * Throws, naming `method`, unless the preallocated state's keys and values own their buffers:
+ * an in-place write into a buffer that a clone or reshape of them shares would change that
+ * tensor too. (The positions after a call are a new tensor.)
  */
 export function checkOwned(method: string, state: KVCacheState): void {
   const backend = tf.backend() as WebGPUBackend;
-  for (const name of ['keys', 'values', 'positions'] as const) {
+  for (const name of ['keys', 'values'] as const) {
     if (!ownsData(backend, state[name])) {
       throw argumentError(method, `argument 'state.${name}' shares its buffer with another live tensor (a clone, reshape or ` +
         `other view of it), which an in-place write would change too. A preallocated cache's tensors are the state's alone: ` +
