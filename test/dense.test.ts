@@ -8,7 +8,7 @@ import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import {
   denseOracle, erf64, expectWithinBound, geluGradOracle, geluOracle, geluSecondOracle, type Matrix,
 } from './oracle/dense.js';
-import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './helpers.js';
+import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, seededUniform } from './helpers.js';
 
 /*
  * Tolerance: every element of C = op(A)·op(B) + b is a float32 sum of K products and the bias;
@@ -162,6 +162,39 @@ describeOn('webgpu', 'gelu kernel', () => {
       hv.dispose();
     });
     tf.dispose([x, eye, v]);
+  });
+
+  // the epilogue in the product's kernel (no gradient recorded) and the separate GELU kernel
+  // (a tape running) apply the same float32 formula to the same sums: both within the bound of
+  // the test above, each checked here against the float64 oracle, in one launch and in two
+  it('is the product kernel\'s epilogue where no gradient is recorded, and its own launch where one is', async () => {
+    for (const [M, K, N] of [[1, 64, 256], [6, 12, 10]] as const) {
+      const xs = seededUniform(41, M * K).map((v) => 6 * v - 3);
+      const ws = seededUniform(42, K * N).map((v) => 6 * v - 3);
+      const bs = seededUniform(43, N);
+      const [x, w, b] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs)];
+      const want = geluOracle(denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false, bs));
+      let fused: tf.Tensor | null = null;
+      const alone = await launchedPipelines(async () => {
+        fused = dense(x, w, { bias: b, activation: 'gelu' });
+        await fused.data();
+      });
+      expect(alone).toEqual([N % 4 === 0 && K % 4 === 0 ? 'DenseVec4' : 'Dense']);
+      expectWithinBound(await fused!.data(), want, `fused gelu(dense [${M}, ${K}]·[${K}, ${N}])`);
+      let recorded: tf.Tensor | null = null;
+      const taped = await launchedPipelines(async () => {
+        // the forward of a gradient: the tape records dense, then GELU
+        const { value, grad } = tf.valueAndGrad((x1: tf.Tensor) => {
+          recorded = tf.keep(dense(x1, w, { bias: b, activation: 'gelu' }));
+          return tf.sum(recorded);
+        })(x);
+        tf.dispose([value, grad]);
+        await recorded!.data();
+      });
+      expect(taped).toContain('Gelu');
+      expectWithinBound(await recorded!.data(), want, `recorded gelu(dense [${M}, ${K}]·[${K}, ${N}])`);
+      tf.dispose([x, w, b, fused!, recorded!]);
+    }
   });
 });
 

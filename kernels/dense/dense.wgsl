@@ -7,7 +7,7 @@
 // computes (`locate`) and which parts its sum has: a part per product, written out once per
 // product (src/webgpu/copies.ts), so each reads its own bindings without a branch per read.
 // A layout reads and writes the blocks (dense-quads.wgsl, or dense-scalar.wgsl for one product).
-// needs grid.wgsl, a job and a layout
+// needs grid.wgsl, gelu-math.wgsl, a job and a layout
 
 // 1, 4 or 8 rows of C per invocation
 override ROWS: u32 = 8u;
@@ -16,6 +16,13 @@ override TRANSPOSE_A: bool = false;
 // B is read from bᵀ [N, K]
 override TRANSPOSE_B: bool = false;
 override HAS_BIAS: bool = false;
+// the epilogue: GELU of op(A)·op(B) + bias (ops.dense's activation, where no gradient is recorded)
+override GELU: bool = false;
+
+fn activate(v: vec4<f32>) -> vec4<f32> {
+  if (!GELU) { return v; }
+  return v * vec4<f32>(normalCdf(v.x), normalCdf(v.y), normalCdf(v.z), normalCdf(v.w));
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -50,10 +57,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   // $ }
   let bias = biasQuad(n);
-  store(m, n, c0 + bias);
+  store(m, n, activate(c0 + bias));
   if (ROWS == 1u) { return; }
-  store(m + 1u, n, c1 + bias); store(m + 2u, n, c2 + bias); store(m + 3u, n, c3 + bias);
+  store(m + 1u, n, activate(c1 + bias)); store(m + 2u, n, activate(c2 + bias)); store(m + 3u, n, activate(c3 + bias));
   if (second) {
-    store(m + 4u, n, c4 + bias); store(m + 5u, n, c5 + bias); store(m + 6u, n, c6 + bias); store(m + 7u, n, c7 + bias);
+    store(m + 4u, n, activate(c4 + bias)); store(m + 5u, n, activate(c5 + bias));
+    store(m + 6u, n, activate(c6 + bias)); store(m + 7u, n, activate(c7 + bias));
   }
 }

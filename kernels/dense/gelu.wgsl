@@ -2,9 +2,9 @@
 // default), elementwise on the output of a dense projection (`ops.dense`'s `activation: 'gelu'`,
 // src/dense/gelu.ts): one launch where tfjs ops take five. With GRAD, the gradient instead,
 // dx = dy·(Φ(x) + x·φ(x)), φ the standard normal density: one launch where tfjs's gradient of
-// those five ops takes about ten. erf is Abramowitz and Stegun's 7.1.26, |error| ≤ 1.5·10⁻⁷, as
-// tfjs's own erf kernels compute it, so the reference (tfjs ops) and this kernel agree to rounding.
-// One invocation per element. needs common/grid.wgsl
+// those five ops takes about ten. A call that records no gradient takes GELU inside the dense
+// kernel instead (dense.wgsl's epilogue). One invocation per element.
+// needs common/grid.wgsl and gelu-math.wgsl
 
 struct Params {
   n: u32,
@@ -17,21 +17,13 @@ struct Params {
 
 override GRAD: bool = false;
 
-// erf(z), Abramowitz and Stegun 7.1.26
-fn erf(z: f32) -> f32 {
-  let a = abs(z);
-  let t = 1.0 / (1.0 + 0.3275911 * a);
-  let poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
-  return sign(z) * (1.0 - poly * exp(-a * a));
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let i = flatIndex(wid, nwg, lid);
   if (i >= params.n) { return; }
   let v = x[i];
-  let cdf = 0.5 * (1.0 + erf(v * 0.7071067811865476));
+  let cdf = normalCdf(v);
   if (!GRAD) {
     out[i] = v * cdf;
     return;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
+import geluMath from '../../kernels/dense/gelu-math.wgsl';
 import body from '../../kernels/dense/gelu.wgsl';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../webgpu/runtime.js';
 
@@ -9,7 +10,7 @@ export const GELU = 'MixersGelu';
 /** tfjs kernel name. Inputs `x` and `dy`; output dy·gelu′(x), GELU's gradient. */
 export const GELU_GRAD = 'MixersGeluGrad';
 
-const KERNEL: KernelSource = { name: 'Gelu', code: [grid, body].join('\n') };
+const KERNEL: KernelSource = { name: 'Gelu', code: [grid, geluMath, body].join('\n') };
 const WG = 256;
 
 function launch(backend: WebGPUBackend, x: tf.TensorInfo, dy: tf.TensorInfo | null): tf.TensorInfo {

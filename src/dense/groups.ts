@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
-import body from '../../kernels/dense/dense.wgsl';
 import groupsJob from '../../kernels/dense/dense-groups.wgsl';
 import sumJob from '../../kernels/dense/dense-sum.wgsl';
 import quads from '../../kernels/dense/dense-quads.wgsl';
@@ -9,7 +8,7 @@ import pack from '../../kernels/dense/pack.wgsl';
 import { useKernel, type Implementation } from '../validate.js';
 import { expandCopies } from '../webgpu/copies.js';
 import { grid1d, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../webgpu/runtime.js';
-import { WG, denseKernel, rowsFor } from './kernel.js';
+import { DENSE_BODY, WG, denseKernel, rowsFor } from './kernel.js';
 import { dense } from './op.js';
 
 /**
@@ -44,8 +43,8 @@ function groupSource(name: string, parts: string[], G: number): KernelSource {
 /** The kernels for G products. */
 function kernelsFor(G: number): Record<'groups' | 'sum' | 'pack', KernelSource> {
   return {
-    groups: groupSource('DenseGroups', [body, groupsJob, quads], G),
-    sum: groupSource('DenseSum', [body, sumJob, quads], G),
+    groups: groupSource('DenseGroups', [DENSE_BODY, groupsJob, quads], G),
+    sum: groupSource('DenseSum', [DENSE_BODY, sumJob, quads], G),
     pack: groupSource('DensePackBias', [pack], G),
   };
 }

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
-import body from '../../kernels/dense/dense.wgsl';
+import denseMain from '../../kernels/dense/dense.wgsl';
+import geluMath from '../../kernels/dense/gelu-math.wgsl';
 import oneJob from '../../kernels/dense/dense-one.wgsl';
 import quads from '../../kernels/dense/dense-quads.wgsl';
 import vec4Layout from '../../kernels/dense/dense-vec4.wgsl';
@@ -16,6 +17,15 @@ import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKerne
  */
 export const DENSE = 'MixersDense';
 
+/**
+ * tfjs kernel name. As {@link DENSE}, then GELU of every element, in the same launch: for
+ * calls that record no gradient (it has none; the recorded path is DENSE, then GELU's kernel).
+ */
+export const DENSE_GELU = 'MixersDenseGelu';
+
+/** The dense kernels' main and what it needs but a job and a layout (`kernels/dense/dense.wgsl`). */
+export const DENSE_BODY = [geluMath, denseMain].join('\n');
+
 /** The kernel's attributes, as tf.matMul's. */
 export interface DenseAttrs {
   transposeA: boolean;
@@ -25,8 +35,8 @@ export interface DenseAttrs {
 /** Invocations per workgroup of the dense kernels. */
 export const WG = 64;
 const KERNELS: Record<'vec4' | 'scalar', KernelSource> = {
-  vec4: { name: 'DenseVec4', code: expandCopies([grid, body, oneJob, vec4Layout, quads].join('\n'), 1) },
-  scalar: { name: 'Dense', code: expandCopies([grid, body, oneJob, scalarLayout].join('\n'), 1) },
+  vec4: { name: 'DenseVec4', code: expandCopies([grid, DENSE_BODY, oneJob, vec4Layout, quads].join('\n'), 1) },
+  scalar: { name: 'Dense', code: expandCopies([grid, DENSE_BODY, oneJob, scalarLayout].join('\n'), 1) },
 };
 
 /** M, K and N of op(a)·op(b). */
@@ -42,10 +52,9 @@ export function rowsFor(M: number, transposeA: boolean): number {
   return M <= 2 && !transposeA ? 1 : M < 64 ? 4 : 8;
 }
 
-registerKernelOnce({
-  kernelName: DENSE,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
+/** The launch of {@link DENSE}, or with `gelu` of {@link DENSE_GELU}. */
+function denseLaunch(gelu: boolean): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
     const { a, b } = namedInputs(inputs, 'a', 'b');
     const { bias } = inputs;
     const at = attrs as unknown as DenseAttrs;
@@ -58,16 +67,23 @@ registerKernelOnce({
       inputs: [a, b, bias ?? a],
       outputs: [[M, N]],
       params: [M, K, N].map((u32) => ({ u32 })),
-      constants: { WG, ROWS: rows, TRANSPOSE_A: at.transposeA ? 1 : 0, TRANSPOSE_B: at.transposeB ? 1 : 0, HAS_BIAS: bias ? 1 : 0 },
+      constants: {
+        WG, ROWS: rows, TRANSPOSE_A: at.transposeA ? 1 : 0, TRANSPOSE_B: at.transposeB ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: gelu ? 1 : 0,
+      },
       workgroups: grid1d(Math.ceil(M / rows) * Math.ceil(N / 4), WG),
     })[0]!;
-  },
-});
+  };
+}
 
-/** op(a)·op(b) through the kernel. */
-export function denseKernel(a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean, bias?: tf.Tensor1D): tf.Tensor2D {
+registerKernelOnce({ kernelName: DENSE, backendName: 'webgpu', kernelFunc: denseLaunch(false) });
+registerKernelOnce({ kernelName: DENSE_GELU, backendName: 'webgpu', kernelFunc: denseLaunch(true) });
+
+/** op(a)·op(b) (+ bias) through the kernel; with `gelu`, GELU of it in the same launch, for a call no gradient records. */
+export function denseKernel(
+  a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean, bias?: tf.Tensor1D, gelu = false,
+): tf.Tensor2D {
   const attrs: DenseAttrs = { transposeA, transposeB };
-  return tf.engine().runKernel(DENSE, bias ? { a, b, bias } : { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+  return tf.engine().runKernel(gelu ? DENSE_GELU : DENSE, bias ? { a, b, bias } : { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }
 
 /**

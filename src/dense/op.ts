@@ -25,8 +25,9 @@ const OPTIONS = optionNames<DenseOptions>({ bias: true, activation: true, implem
  * invocation's block of rows and columns in registers, with vec4 loads when K and N are
  * multiples of 4. tfjs's own matMul, which picks its program by shape, was 4 to 60 times slower
  * on SwiftShader, most at a decode step's single row (`npm run bench -- --blocks`,
- * docs/architecture.md). GELU is one more launch (`kernels/dense/gelu.wgsl`), where tfjs ops take
- * five. Differentiable to any order: the gradients are the same kernel, transposed.
+ * docs/architecture.md). GELU is the kernel's epilogue where no gradient is recorded (inference,
+ * decoding), else one more launch (`kernels/dense/gelu.wgsl`), where tfjs ops take five.
+ * Differentiable to any order: the gradients are the same kernel, transposed.
  *
  * @param x `[..., K]` float32, rank ≥ 1; any leading dimension may be 0 (the output is then empty).
  * @param kernel `[K, N]` float32.
@@ -71,6 +72,9 @@ export function dense<R extends tf.Rank>(x: tf.Tensor<R>, kernel: tf.Tensor2D, o
       // a sum of no products is 0: tfjs 4.22's matMul leaves [M, 0]·[0, N] unwritten on webgpu and wasm
       const zeros = differentiableZeros<tf.Rank.R2>([M, N], [rows, kernel]);
       y = bias ? tf.add(zeros, bias) as tf.Tensor2D : zeros;
+    } else if (useGpu && activation === 'gelu' && tf.engine().state.gradientDepth === 0) {
+      // no gradient is recorded: GELU is the product kernel's epilogue, one launch
+      return denseKernel(rows, kernel, false, false, bias, true).reshape(shape) as tf.Tensor<R>;
     } else {
       y = useGpu ? denseKernel(rows, kernel, false, false, bias) : denseReference(rows, kernel, bias);
     }
