@@ -493,11 +493,11 @@ describeOn('webgpu', 'attention kernels under visibility, split into chunks of t
   it("'auto' keeps one chunk on SwiftShader and, on a GPU, cuts a launch of few workgroups into chunks of at least four tiles", () => {
     asAdapter(SWIFTSHADER, (gpu) => expect(tiledSplits(gpu, 4096, 64, 256, 64)).toBeNull());
     asAdapter(HOPPER, (gpu) => {
-      // 2048 / 256 workgroups: 8 chunks of ⌈4096 / 8⌉ keys rounded up to whole 28-key tiles
-      expect(tiledSplits(gpu, 4096, 64, 256, 64)).toEqual({ chunk: 532, splits: 8 });
-      // 1024 workgroups: 2 chunks; 2048 or more: one
-      expect(tiledSplits(gpu, 16384, 256, 1024, 64)).toEqual({ chunk: 8204, splits: 2 });
-      expect(tiledSplits(gpu, 16384, 256, 2048, 64)).toBeNull();
+      // 4096 / 256 workgroups: 16 chunks of ⌈4096 / 16⌉ keys rounded up to whole 28-key tiles, so 15
+      expect(tiledSplits(gpu, 4096, 64, 256, 64)).toEqual({ chunk: 280, splits: 15 });
+      // 1024 workgroups: 4 chunks; 4096 or more: one
+      expect(tiledSplits(gpu, 16384, 256, 1024, 64)).toEqual({ chunk: 4116, splits: 4 });
+      expect(tiledSplits(gpu, 16384, 256, 4096, 64)).toBeNull();
       // few keys: chunks of at least 4 tiles (112 keys), so 300 keys make 3
       expect(tiledSplits(gpu, 300, 1, 4, 64)).toEqual({ chunk: 112, splits: 3 });
       try {

@@ -19,9 +19,11 @@ tf.env().registerFlag(ATTENTION_SPLITS_FLAG, () => 'auto');
  * Workgroups a tiled pass aims for on a GPU. An H200 holds about 6 of the forward's workgroups
  * (64 invocations of some 160 registers each) on each of its 132 SMs, so 792 at once; a causal
  * launch leaves about half of its chunks empty, and more workgroups than slots also even out the
- * tiles' unequal work.
+ * tiles' unequal work. The H200's sweep of the forward (bench/results/profiles/h200-splits-profile.txt)
+ * put its best at 15 chunks at T = 4096 (256 workgroups unsplit: 0.91 ms, against 0.93 at 8) and
+ * at 8–32 at T = 16384 (1024 unsplit: 11.9–12.6 ms at 4–32, 13.6 at 2); 4096 takes 15 and 4.
  */
-const FILL_WORKGROUPS = 2048;
+const FILL_WORKGROUPS = 4096;
 /** On a GPU, chunks of at least this many tiles: each chunk adds a partial row to combine. */
 const MIN_CHUNK_TILES = 4;
 
@@ -43,7 +45,7 @@ export interface TileSplit {
  *
  * @example
  * ```ts
- * tiledSplits(backend, 4096, 64, 256, 64);  // on a GPU: { chunk: 532, splits: 8 }
+ * tiledSplits(backend, 4096, 64, 256, 64);  // on a GPU: { chunk: 280, splits: 15 }
  * ```
  */
 export function tiledSplits(backend: WebGPUBackend, other: number, tiles: number, workgroups: number, K: number): TileSplit | null {
