@@ -30,4 +30,4 @@ export { aaren, aarenWithState } from './mixers/aaren/op.js';
 export { gatedLinearAttention, gatedLinearAttentionWithState } from './mixers/gated-linear-attention/op.js';
 export { rotary } from './rotary/op.js';
 export { dense } from './dense/op.js';
-export { layerNorm } from './layer-norm/op.js';
+export { addLayerNorm, layerNorm } from './layer-norm/op.js';

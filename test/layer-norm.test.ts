@@ -2,10 +2,12 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 // the op's own module rather than the barrel: this file tests one op, whatever else is being built
-import { layerNorm, rmsNorm } from '../src/layer-norm/op.js';
+import { addLayerNorm, layerNorm, rmsNorm } from '../src/layer-norm/op.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import { layerNormOracle } from './oracle/layer-norm.js';
-import { REFERENCE_BACKENDS, describeOn, describeOnSubgroups, expectNoLeaks, expectWithinDerivedTolerance, seededUniform } from './helpers.js';
+import {
+  REFERENCE_BACKENDS, describeOn, describeOnSubgroups, expectNoLeaks, expectWithinDerivedTolerance, launchedPipelines, seededUniform,
+} from './helpers.js';
 
 /*
  * Tolerance: ARCHITECTURE.md's rule, the kernel's error against the float64 oracle at most twice
@@ -75,6 +77,40 @@ async function expectEveryElementWritten(): Promise<void> {
   }
 }
 
+/**
+ * addLayerNorm against tf.add then layerNorm on the same backend, to the bit: the sum is rounded
+ * once either way, and the norm of the same floats is the same code (the one-launch kernel where
+ * no gradient is recorded on webgpu, the two ops elsewhere). Under a tape both outputs' gradients
+ * are those of the two ops, which the tests above hold to the oracle.
+ */
+async function expectAddLayerNormComposes(numRuns: number): Promise<void> {
+  await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
+    const { xs, gs, bs, dys } = inputs(M, D, shift, seed);
+    const rs = seededUniform(seed + 4, M * D, -2, 2);
+    const vs = seededUniform(seed + 5, M * D);
+    const [x, r, gamma, beta, dy, v] = [tf.tensor3d(xs, [1, M, D]), tf.tensor3d(rs, [1, M, D]), tf.tensor1d(gs), tf.tensor1d(bs),
+      tf.tensor3d(dys, [1, M, D]), tf.tensor3d(vs, [1, M, D])];
+    const options = { epsilon: 1e-5 };
+    await expectNoLeaks(async () => {
+      const [sum, y] = addLayerNorm(x, r, gamma, beta, options);
+      const sum2 = tf.add(x, r);
+      const y2 = layerNorm(sum2, gamma, beta, options);
+      expect(Array.from(await sum.data())).toEqual(Array.from(await sum2.data()));
+      expect(Array.from(await y.data())).toEqual(Array.from(await y2.data()));
+      // a cotangent on each output: dy on the norm, v on the sum
+      const both = (fused: boolean) => tf.grads((x1: tf.Tensor, r1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => {
+        const [s1, n1] = fused ? addLayerNorm(x1, r1, g1 as tf.Tensor1D, b1 as tf.Tensor1D, options)
+          : ((t: tf.Tensor) => [t, layerNorm(t, g1 as tf.Tensor1D, b1 as tf.Tensor1D, options)])(tf.add(x1, r1));
+        return tf.add(tf.sum(tf.mul(s1!, v)), tf.sum(tf.mul(n1!, dy)));
+      })([x, r, gamma, beta]);
+      const [got, want] = [both(true), both(false)];
+      for (let i = 0; i < got.length; i++) expect(Array.from(await got[i]!.data())).toEqual(Array.from(await want[i]!.data()));
+      tf.dispose([sum, y, sum2, y2, ...got, ...want]);
+    });
+    tf.dispose([x, r, gamma, beta, dy, v]);
+  }), { numRuns });
+}
+
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'layerNorm', () => {
   it('matches the oracle and has its gradients, within the derived tolerance of the reference', async () => {
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10);
@@ -84,9 +120,17 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10, 'rmsNorm');
   });
 
+  it('addLayerNorm gives [x + residual, layerNorm(x + residual)], to the bit, and both outputs\' gradients', async () => {
+    await expectAddLayerNormComposes(backend === 'webgpu' ? 20 : 5);
+  });
+
   it('names the op, the argument, what it expected and what it received', () => {
     const x = tf.zeros([2, 3, 8]);
     const ones = tf.ones([8]) as tf.Tensor1D;
+    expect(() => addLayerNorm(x, tf.zeros([2, 8]), ones, ones)).toThrow(
+      "addLayerNorm: argument 'residual' must be a float32 tensor of the shape of x [2, 3, 8]; received a float32 tensor of shape [2, 8].");
+    expect(() => addLayerNorm(x, x, ones, tf.ones([3]) as tf.Tensor1D)).toThrow(
+      "addLayerNorm: argument 'beta' must be a float32 tensor [D] = [8], D the last dimension of x [2, 3, 8]; received a float32 tensor of shape [3].");
     expect(() => layerNorm(x, tf.ones([7]) as tf.Tensor1D, ones)).toThrow(
       "layerNorm: argument 'gamma' must be a float32 tensor [D] = [8], D the last dimension of x [2, 3, 8]; received a float32 tensor of shape [7].");
     expect(() => layerNorm(x, ones, ones, { epsilon: 0 })).toThrow("layerNorm: option 'epsilon' must be a positive finite number; received 0 (a number).");
@@ -103,6 +147,33 @@ describeOn('webgpu', 'layerNorm kernels', () => {
   it('write every element of y, dx, dgamma and dbeta', async () => {
     await expectEveryElementWritten();
   });
+
+  it('addLayerNorm is one launch that writes every element of the sum and the norm where no gradient is recorded, two ops under a tape', async () => {
+    const poisoned = tf.env().getBool(POISON_OUTPUTS_FLAG);
+    tf.env().set(POISON_OUTPUTS_FLAG, true);
+    try {
+      for (const D of [12, 7]) {
+        const { xs, gs, bs } = inputs(37, D, 1, 11);
+        const [x, r, gamma, beta] = [tf.tensor2d(xs, [37, D]), tf.tensor2d(xs.map((a) => -0.5 * a), [37, D]), tf.tensor1d(gs), tf.tensor1d(bs)];
+        let out: tf.Tensor[] = [];
+        const alone = await launchedPipelines(async () => {
+          out = addLayerNorm(x, r, gamma, beta);
+          await Promise.all(out.map((t) => t.data()));
+        });
+        expect(alone).toEqual([D % 4 === 0 ? 'AddLayerNormForwardVec4' : 'AddLayerNormForward']);
+        for (const t of out) expect(Array.from(await t.data()).every(Number.isFinite)).toBe(true);
+        const taped = await launchedPipelines(async () => {
+          const g = tf.grad((x1: tf.Tensor) => addLayerNorm(x1, r, gamma, beta)[1])(x);
+          await g.data();
+          g.dispose();
+        });
+        expect(taped.some((label) => label.startsWith('AddLayerNorm'))).toBe(false);
+        tf.dispose([x, r, gamma, beta, ...out]);
+      }
+    } finally {
+      tf.env().set(POISON_OUTPUTS_FLAG, poisoned);
+    }
+  });
 });
 
 describeOnSubgroups('layerNorm kernels', (pipelines) => {
@@ -110,7 +181,8 @@ describeOnSubgroups('layerNorm kernels', (pipelines) => {
     await expectMatchesOracle(40);
     await expectMatchesOracle(20, 'rmsNorm');
     await expectEveryElementWritten();
-    for (const kernel of ['LayerNormForwardSubgroups', 'LayerNormBackwardRowsSubgroups']) {
+    await expectAddLayerNormComposes(10);
+    for (const kernel of ['LayerNormForwardSubgroups', 'LayerNormBackwardRowsSubgroups', 'AddLayerNormForwardSubgroups']) {
       expect(pipelines.some((label) => label.startsWith(kernel))).toBe(true);
     }
   });

@@ -94,7 +94,8 @@ export interface TokenEmbeddingArgs {
 
 /**
  * A token embedding, token ids `[...]` (int32) → `[..., D]`, row `id` of a table `E [V, D]`,
- * computed as `oneHot(ids)·E` (`ops.dense`) so that its gradient is one matMul.
+ * computed as `oneHot(ids)·E` (`ops.dense`) where a gradient is being recorded, so that the
+ * gradient is one matMul, and else as a gather (inference, decoding: one launch, not two).
  */
 export class TokenEmbedding extends tf.layers.Layer {
   static className = 'TokenEmbedding';
@@ -127,6 +128,7 @@ export class TokenEmbedding extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const ids = tf.cast(Array.isArray(inputs) ? inputs[0]! : inputs, 'int32');
+      if (tf.engine().state.gradientDepth === 0) return tf.gather(this.table!.read(), ids);
       const oneHot = tf.oneHot(ids.reshape([-1]) as tf.Tensor1D, this.inputDim, 1, 0, 'float32') as tf.Tensor2D;
       return ops.dense(oneHot, this.table!.read() as tf.Tensor2D).reshape([...ids.shape, this.outputDim]);
     });
@@ -180,6 +182,14 @@ export class LayerNorm extends tf.layers.Layer {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
       return ops.layerNorm(x, this.gamma!.read() as tf.Tensor1D, this.beta!.read() as tf.Tensor1D, { epsilon: this.epsilon });
     });
+  }
+
+  /**
+   * A residual add and this norm, `[x + residual, norm(x + residual)]`, through the library's
+   * `ops.addLayerNorm`: one launch where no gradient is recorded (the {@link Decoder}'s steps).
+   */
+  addAndApply(x: tf.Tensor3D, residual: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] {
+    return ops.addLayerNorm(x, residual, this.gamma!.read() as tf.Tensor1D, this.beta!.read() as tf.Tensor1D, { epsilon: this.epsilon });
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -501,8 +511,8 @@ export function lossOf(model: tf.LayersModel, x: tf.Tensor2D, y: tf.Tensor2D, tr
 interface ModelParts {
   tokenEmbedding: tf.layers.Layer;
   positionalEmbedding: PositionalEmbedding;
-  blocks: { norm1: tf.layers.Layer; mixer: tf.layers.Layer; norm2: tf.layers.Layer; mlpUp: tf.layers.Layer; mlpDown: tf.layers.Layer }[];
-  finalNorm: tf.layers.Layer;
+  blocks: { norm1: LayerNorm; mixer: tf.layers.Layer; norm2: LayerNorm; mlpUp: tf.layers.Layer; mlpDown: tf.layers.Layer }[];
+  finalNorm: LayerNorm;
   head: tf.layers.Layer;
 }
 
@@ -519,11 +529,16 @@ function modelParts(model: tf.LayersModel, who: string): ModelParts {
   if (!(positionalEmbedding instanceof PositionalEmbedding)) {
     throw new Error(`${who}: '${NAMES.positionalEmbedding}' is not a PositionalEmbedding.`);
   }
+  const norm = (name: string) => {
+    const layer = get(name);
+    if (!(layer instanceof LayerNorm)) throw new Error(`${who}: '${name}' is not a LayerNorm.`);
+    return layer;
+  };
   const count = model.layers.filter((l) => /^block\d+_mixer$/.test(l.name)).length;
   const blocks = Array.from({ length: count }, (_, i) => ({
-    norm1: get(NAMES.norm1(i)), mixer: get(NAMES.mixer(i)), norm2: get(NAMES.norm2(i)), mlpUp: get(NAMES.mlpUp(i)), mlpDown: get(NAMES.mlpDown(i)),
+    norm1: norm(NAMES.norm1(i)), mixer: get(NAMES.mixer(i)), norm2: norm(NAMES.norm2(i)), mlpUp: get(NAMES.mlpUp(i)), mlpDown: get(NAMES.mlpDown(i)),
   }));
-  return { tokenEmbedding: get(NAMES.tokenEmbedding), positionalEmbedding, blocks, finalNorm: get(NAMES.finalNorm), head: get(NAMES.head) };
+  return { tokenEmbedding: get(NAMES.tokenEmbedding), positionalEmbedding, blocks, finalNorm: norm(NAMES.finalNorm), head: get(NAMES.head) };
 }
 
 /** The mixers that take `apply(x, { segmentIds })`: the attention layers. */
@@ -692,7 +707,7 @@ export class Decoder {
   private readonly tokenEmbedding: tf.layers.Layer;
   private readonly positionalEmbedding: PositionalEmbedding;
   private readonly blocks: Block[] = [];
-  private readonly finalNorm: tf.layers.Layer;
+  private readonly finalNorm: LayerNorm;
   private readonly head: tf.layers.Layer;
   private states: tf.TensorContainer[];
   /** Each row's position, as its mixers' states record it. */
@@ -806,8 +821,9 @@ export class Decoder {
       // a prompt from position 0 needs no incoming state (ExpressiveAttention's recurrent prefill
       // would read the zero sums at the cost of a second attention), but for a preallocated cache
       const fresh = this.rows.every((p) => p === 0);
+      // each residual add and the norm after it are one launch (addAndApply): h is the next mixer's input
+      let h = this.blocks[0]!.norm1.apply(x) as tf.Tensor3D;
       const states = this.blocks.map((b, i) => {
-        const h = b.norm1.apply(x) as tf.Tensor3D;
         let y: tf.Tensor3D;
         let state: tf.TensorContainer;
         if (lengths) {
@@ -816,13 +832,15 @@ export class Decoder {
           const [y1, s] = b.mixer.step(h.reshape([B, D]) as tf.Tensor2D, this.states[i]!);
           [y, state] = [y1.reshape([B, 1, D]) as tf.Tensor3D, s];
         }
-        x = tf.add(x, y);
-        x = tf.add(x, b.mlpDown.apply(b.mlpUp.apply(b.norm2.apply(x))) as tf.Tensor3D);
+        let normed: tf.Tensor3D;
+        [x, normed] = b.norm2.addAndApply(x, y);
+        const next = i + 1 < this.blocks.length ? this.blocks[i + 1]!.norm1 : this.finalNorm;
+        [x, h] = next.addAndApply(x, b.mlpDown.apply(b.mlpUp.apply(normed)) as tf.Tensor3D);
         return state;
       });
-      // each row's last real token: only it needs the head
-      const last = lengths ? tf.gather(x, tf.tensor2d(lengths.map((n) => n - 1), [B, 1], 'int32'), 1, 1) as tf.Tensor3D : x;
-      return [(this.head.apply(this.finalNorm.apply(last)) as tf.Tensor3D).reshape([B, -1]) as tf.Tensor2D, states];
+      // each row's last real token: only it needs the head (h is the final norm's, row by row)
+      const last = lengths ? tf.gather(h, tf.tensor2d(lengths.map((n) => n - 1), [B, 1], 'int32'), 1, 1) as tf.Tensor3D : h;
+      return [(this.head.apply(last) as tf.Tensor3D).reshape([B, -1]) as tf.Tensor2D, states];
     });
     this.states.forEach((old, i) => disposeReplaced(old, states[i]!));
     this.states = states;

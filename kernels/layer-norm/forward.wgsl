@@ -2,8 +2,11 @@
 // rstd = 1/√(var + ε), the variance about the mean (two passes over the row, not E[x²] − mean²,
 // which cancels); mean and rstd are kept for the backward. An invocation or a subgroup per row.
 // Without CENTRED, RMSNorm: mean 0 and no beta, y = x·rstd·gamma with rstd = 1/√(mean(x²) + ε).
-// needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, and row-per-invocation.wgsl or
-// row-per-subgroup.wgsl (with subgroup-job.wgsl)
+// x is read through the bindings' `load(i)`, and `keep(i, v)` sees each of its elements once,
+// in the last pass (forward-x.wgsl: x itself; forward-residual.wgsl: a sum, which it writes).
+// needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, bindings (forward-x.wgsl or
+// forward-residual.wgsl), and row-per-invocation.wgsl or row-per-subgroup.wgsl (with
+// subgroup-job.wgsl)
 
 struct Params {
   rows: u32,
@@ -12,13 +15,6 @@ struct Params {
   D: f32,
   epsilon: f32,
 }
-
-@group(0) @binding(0) var<storage, read> x: array<V>;
-@group(0) @binding(1) var<storage, read> gamma: array<V>;
-@group(0) @binding(2) var<storage, read> beta: array<V>;
-@group(0) @binding(3) var<storage, read_write> y: array<V>;
-@group(0) @binding(4) var<storage, read_write> moments: array<vec2<f32>>;
-@group(0) @binding(5) var<uniform> params: Params;
 
 // LayerNorm; otherwise RMSNorm, and beta is a stand-in, never read
 override CENTRED: bool = true;
@@ -29,17 +25,19 @@ fn row(m: u32, lane: u32, lanes: u32) {
   var mean = 0.0;
   if (CENTRED) {
     var sum = V(0.0);
-    for (var d = lane; d < params.DV; d += lanes) { sum += x[start + d]; }
+    for (var d = lane; d < params.DV; d += lanes) { sum += load(start + d); }
     mean = rowSum(lanesSum(sum)) / params.D;
   }
   var squares = V(0.0);
   for (var d = lane; d < params.DV; d += lanes) {
-    let c = x[start + d] - mean;
+    let c = load(start + d) - mean;
     squares += c * c;
   }
   let rstd = inverseSqrt(rowSum(lanesSum(squares)) / params.D + params.epsilon);
   for (var d = lane; d < params.DV; d += lanes) {
-    let scaled = (x[start + d] - mean) * rstd * gamma[d];
+    let v = load(start + d);
+    keep(start + d, v);
+    let scaled = (v - mean) * rstd * gamma[d];
     y[start + d] = select(scaled, scaled + beta[d], CENTRED);
   }
   if (lane == 0u) { moments[m] = vec2<f32>(mean, rstd); }

@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
 import forwardBody from '../../kernels/layer-norm/forward.wgsl';
+import forwardX from '../../kernels/layer-norm/forward-x.wgsl';
+import forwardResidual from '../../kernels/layer-norm/forward-residual.wgsl';
 import rowsBody from '../../kernels/layer-norm/backward-rows.wgsl';
 import gammaBody from '../../kernels/layer-norm/backward-gamma.wgsl';
 import { columnSums } from '../dense/kernel.js';
@@ -14,6 +16,12 @@ import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
  * `centred` false it is RMSNorm: mean 0, and beta a stand-in, never read, that has no gradient.
  */
 export const LAYER_NORM = 'MixersLayerNorm';
+/**
+ * tfjs kernel name. Inputs `x` and `residual` `[M, D]`, `gamma` and `beta` `[D]`; outputs y, the
+ * layer norm of x + residual `[M, D]`, each row's (mean, rstd) `[M, 2]` and the sum x + residual
+ * `[M, D]`, in one launch. No gradient: `ops.addLayerNorm` runs it only where none is recorded.
+ */
+export const ADD_LAYER_NORM = 'MixersAddLayerNorm';
 /** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
 const LAYER_NORM_GRAD_X = 'MixersLayerNormGradX';
 const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradGamma';
@@ -28,26 +36,41 @@ export interface LayerNormAttrs {
 const centredConstant = (attrs: unknown) => ({ CENTRED: (attrs as LayerNormAttrs).centred ? 1 : 0 });
 
 const WG = 64;
-const FORWARD = rowKernels('LayerNormForward', forwardBody);
+const FORWARD = rowKernels('LayerNormForward', [forwardBody, forwardX].join('\n'));
+const ADD_FORWARD = rowKernels('AddLayerNormForward', [forwardBody, forwardResidual].join('\n'));
 const ROWS = rowKernels('LayerNormBackwardRows', rowsBody);
 const GAMMA = laneVariants('LayerNormBackwardGamma', [grid, gammaBody]);
+
+/** The forward's launch: of x, or with a residual of x + residual, whose sum is a third output. */
+function forward(gpu: WebGPUBackend, x: tf.TensorInfo, residual: tf.TensorInfo | null, gamma: tf.TensorInfo, beta: tf.TensorInfo,
+  attrs: unknown): tf.TensorInfo[] {
+  const [M, D] = x.shape as [number, number];
+  const lanes = lanesFor(D);
+  const { kernel, constants, workgroups } = rowLaunch(gpu, residual ? ADD_FORWARD : FORWARD, lanes, M, WG);
+  return runKernel(gpu, kernel, {
+    inputs: residual ? [x, residual, gamma, beta] : [x, gamma, beta],
+    outputs: residual ? [[M, D], [M, 2], [M, D]] : [[M, D], [M, 2]],
+    params: [{ u32: M }, { u32: D / lanes }, { f32: D }, { f32: (attrs as LayerNormAttrs).epsilon }],
+    constants: { ...constants, ...centredConstant(attrs) },
+    workgroups,
+  });
+}
 
 registerKernelOnce({
   kernelName: LAYER_NORM,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
-    const [M, D] = x.shape as [number, number];
-    const lanes = lanesFor(D);
-    const gpu = backend as WebGPUBackend;
-    const { kernel, constants, workgroups } = rowLaunch(gpu, FORWARD, lanes, M, WG);
-    return runKernel(gpu, kernel, {
-      inputs: [x, gamma, beta],
-      outputs: [[M, D], [M, 2]],
-      params: [{ u32: M }, { u32: D / lanes }, { f32: D }, { f32: (attrs as unknown as LayerNormAttrs).epsilon }],
-      constants: { ...constants, ...centredConstant(attrs) },
-      workgroups,
-    });
+    return forward(backend as WebGPUBackend, x, null, gamma, beta, attrs);
+  },
+});
+
+registerKernelOnce({
+  kernelName: ADD_LAYER_NORM,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, residual, gamma, beta } = namedInputs(inputs, 'x', 'residual', 'gamma', 'beta');
+    return forward(backend as WebGPUBackend, x, residual, gamma, beta, attrs);
   },
 });
 

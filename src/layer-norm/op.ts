@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { argumentError, checkOptionNames, describe, formatShape, optionNames, useKernel, type Implementation } from '../validate.js';
 import { layerNormReference, rmsNormReference } from './reference.js';
-import { LAYER_NORM, type LayerNormAttrs } from './kernel.js';
+import { ADD_LAYER_NORM, LAYER_NORM, type LayerNormAttrs } from './kernel.js';
 
 /** Options of `ops.layerNorm`. */
 export interface LayerNormOptions {
@@ -38,6 +38,51 @@ export function layerNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D
 }
 
 /**
+ * A residual connection's sum and its layer norm, `[x + residual, layerNorm(x + residual)]`: in a
+ * pre-norm transformer block each residual add feeds the next norm. Where no gradient is being
+ * recorded (inference, a decode step) on webgpu it is one launch that forms the sum as it reads
+ * it and writes both (`kernels/layer-norm/forward-residual.wgsl`), where the add and the norm
+ * take two; elsewhere, and under a gradient tape, `tf.add` then {@link layerNorm}, so both
+ * outputs carry their gradients. The norm is the same either way, to the bit: the sum is rounded
+ * once, as tf.add rounds it.
+ *
+ * @param x `[..., D]` float32, rank ≥ 1, D ≥ 1.
+ * @param residual float32, the shape of x.
+ * @param gamma `[D]` float32, the scale.
+ * @param beta `[D]` float32, the offset.
+ * @returns `[sum, y]`, both the shape of x.
+ *
+ * @example
+ * ```ts
+ * const x = tf.randomNormal([2, 16, 64]);                 // the block's input
+ * const h = tf.randomNormal([2, 16, 64]);                 // its mixer's output
+ * const [sum, y] = ops.addLayerNorm(x, h, tf.ones([64]) as tf.Tensor1D, tf.zeros([64]) as tf.Tensor1D);
+ * // sum = x + h, the next residual's input; y = layerNorm(sum), the MLP's
+ * ```
+ */
+export function addLayerNorm<R extends tf.Rank>(x: tf.Tensor<R>, residual: tf.Tensor<R>, gamma: tf.Tensor1D, beta: tf.Tensor1D,
+  options: LayerNormOptions = {}): [tf.Tensor<R>, tf.Tensor<R>] {
+  const op = 'addLayerNorm';
+  const { D, epsilon, useGpu } = checkNorm(op, x, gamma, beta, options);
+  if (!(residual instanceof tf.Tensor) || residual.dtype !== 'float32' || !tf.util.arraysEqual(residual.shape, x.shape)) {
+    throw argumentError(op, `argument 'residual' must be a float32 tensor of the shape of x ${formatShape(x.shape)}; ` +
+      `received ${describe(residual)}.`);
+  }
+  if (!useGpu || tf.engine().state.gradientDepth > 0 || x.size === 0) {
+    return tf.tidy(() => {
+      const sum = tf.add(x, residual) as tf.Tensor<R>;
+      return [sum, layerNorm(sum, gamma, beta, options)];
+    });
+  }
+  return tf.tidy(() => {
+    const attrs: LayerNormAttrs = { epsilon, centred: true };
+    const inputs = { x: x.reshape([x.size / D, D]), residual: residual.reshape([x.size / D, D]), gamma, beta };
+    const [y, , sum] = tf.engine().runKernel(ADD_LAYER_NORM, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return [sum!.reshape(x.shape) as tf.Tensor<R>, y!.reshape(x.shape) as tf.Tensor<R>];
+  });
+}
+
+/**
  * RMSNorm over the last axis (Zhang and Sennrich 2019), `y = x/√(mean(x²) + ε)·gamma`: the
  * per-head norm of GatedLinearAttention's readout. Not in `ops`. On webgpu it is
  * {@link layerNorm}'s kernels without the mean and beta.
@@ -56,9 +101,9 @@ export function rmsNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, 
   return normalise('rmsNorm', x, gamma, null, options);
 }
 
-/** Checks and runs {@link layerNorm} (with beta) or {@link rmsNorm} (without). */
-function normalise<R extends tf.Rank>(op: string, x: tf.Tensor<R>, gamma: tf.Tensor1D, beta: tf.Tensor1D | null,
-  options: LayerNormOptions): tf.Tensor<R> {
+/** Checks the arguments every norm takes, naming `op`; returns D, ε and whether the kernels run. */
+function checkNorm(op: string, x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D | null, options: LayerNormOptions):
+  { D: number; epsilon: number; useGpu: boolean } {
   checkOptionNames(op, options, OPTIONS);
   if (!(x instanceof tf.Tensor) || x.rank < 1 || x.dtype !== 'float32' || x.shape[x.rank - 1] === 0) {
     throw argumentError(op, `argument 'x' must be a float32 tensor [..., D] of rank ≥ 1 with D ≥ 1; received ${describe(x)}.`);
@@ -74,7 +119,13 @@ function normalise<R extends tf.Rank>(op: string, x: tf.Tensor<R>, gamma: tf.Ten
   if (typeof epsilon !== 'number' || !(epsilon > 0) || !Number.isFinite(epsilon)) {
     throw argumentError(op, `option 'epsilon' must be a positive finite number; received ${describe(epsilon)}.`);
   }
-  const useGpu = useKernel(op, options.implementation);
+  return { D, epsilon, useGpu: useKernel(op, options.implementation) };
+}
+
+/** Checks and runs {@link layerNorm} (with beta) or {@link rmsNorm} (without). */
+function normalise<R extends tf.Rank>(op: string, x: tf.Tensor<R>, gamma: tf.Tensor1D, beta: tf.Tensor1D | null,
+  options: LayerNormOptions): tf.Tensor<R> {
+  const { D, epsilon, useGpu } = checkNorm(op, x, gamma, beta, options);
   if (x.size === 0) return tf.zerosLike(x);
   return tf.tidy(() => {
     const rows = x.reshape([x.size / D, D]) as tf.Tensor2D;
