@@ -7,7 +7,7 @@
  * {@link "selective-ssm" | SelectiveSSM}, {@link "flash-style-tiled-attention" | FlashStyleTiledAttention},
  * {@link "aaren" | Aaren}, {@link "gated-linear-attention" | GatedLinearAttention})
  * derive the maths and the gradients; {@link "rotary" | the rotary guide} covers `ops.rotary`;
- * `ops.dense` (the projection the layers run) and `ops.layerNorm` are the rest of a transformer block.
+ * `ops.dense` (the projection the layers run), `ops.layerNorm` and `ops.addLayerNorm` are the rest of a transformer block.
  *
  * @example
  * ```ts

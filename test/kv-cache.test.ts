@@ -9,7 +9,7 @@ import { layers, type KVCacheState } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { ownsData } from '../src/webgpu/runtime.js';
 import { emptyCache, writeKernel, writeReference } from '../src/attention/kv-cache.js';
-import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, mulberry32 } from './helpers.js';
+import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
 
 const D = 12;
 const H = 4;
@@ -360,7 +360,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
         }
       });
 
-      it('on webgpu a step over a preallocated cache of one chunk of keys takes five launches', async () => {
+      it('on webgpu a step over a preallocated cache of one chunk of keys takes four launches', async () => {
         const layer = make('FlashStyleTiledAttention');
         const state = layer.initState(2, { capacity: 16 });
         const x = tf.ones([2, D]) as tf.Tensor2D;
@@ -370,13 +370,47 @@ for (const backend of ['cpu', 'webgpu'] as const) {
           await y.data();
           y.dispose();
         });
-        // the q, k, v projections (their biases packed first), the cache write (which also forms
-        // the positions after the step), the split-K decode in one launch (16 keys, one chunk: no
-        // merge; its lone query offsets bound as they are, since every token is real and causality
-        // alone bounds the keys: no kvLengths), the output projection
-        expect(ran).toEqual(['DensePackBias', 'DenseGroups', expect.stringMatching(/^KVCacheWrite/),
+        // the q, k, v projections (their biases packed once, with the weights), the cache write
+        // (which also forms the positions after the step), the split-K decode in one launch (16
+        // keys, one chunk: no merge; its lone query offsets bound as they are, since every token is
+        // real and causality alone bounds the keys: no kvLengths), the output projection
+        expect(ran).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/),
           expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/)]);
         tf.dispose([x, state]);
+        layer.dispose();
+      });
+
+      // the layer keeps its q, k, v biases packed for the projections' launch: a bias changed by
+      // setWeights must reach the next call, which under a tape packs them afresh in its launch
+      it('on webgpu a call after setWeights projects with the new q, k, v biases, as a call under a gradient tape does', async () => {
+        const layer = make('FlashStyleTiledAttention');
+        const x = tf.randomNormal([2, 5, D]) as tf.Tensor3D;
+        const before = layer.apply(x) as tf.Tensor;
+        // the variables themselves: what setWeights is given is copied in, and freed after
+        const weights = layer.getWeights();
+        const changed = layer.weights.map((w, i) => /(query|key|value)Bias/.test(w.originalName)
+          ? tf.randomNormal(weights[i]!.shape) : weights[i]!.clone());
+        layer.setWeights(changed);
+        tf.dispose(changed);
+        let after: tf.Tensor | null = null;
+        const ran = await launchedPipelines(async () => {
+          after = layer.apply(x) as tf.Tensor;
+          await after.data();
+        });
+        expect(ran).not.toContain('DensePackBias');
+        let taped: tf.Tensor | null = null;
+        const tapedRan = await launchedPipelines(async () => {
+          const { value, grad } = tf.valueAndGrad((x1: tf.Tensor) => {
+            taped = tf.keep(layer.apply(x1) as tf.Tensor);
+            return tf.sum(taped);
+          })(x);
+          tf.dispose([value, grad]);
+          await taped!.data();
+        });
+        expect(tapedRan).toContain('DensePackBias');
+        expect(Array.from(await after!.data())).toEqual(Array.from(await taped!.data()));
+        expect(maxAbsDiff(await after!.data(), await before.data())).toBeGreaterThan(0.01);
+        tf.dispose([x, before, after!, taped!]);
         layer.dispose();
       });
 

@@ -36,6 +36,7 @@ const calls: Record<string, (options: unknown) => unknown> = {
   rotary: (o) => ops.rotary(t4([1, 3, 2, 4]), o as never),
   dense: (o) => ops.dense(t3([1, 3, 2]), t2([2, 4]), o as never),
   layerNorm: (o) => ops.layerNorm(t3([1, 3, 2]), t([2]) as tf.Tensor1D, t([2]) as tf.Tensor1D, o as never),
+  addLayerNorm: (o) => ops.addLayerNorm(t3([1, 3, 2]), t3([1, 3, 2]), t([2]) as tf.Tensor1D, t([2]) as tf.Tensor1D, o as never),
 };
 
 describeOn('cpu', 'op options', () => {

@@ -405,6 +405,8 @@ const OP_CASES: TrainingCase[] = [
   opCase('width 5, no bias', 'dense', { x: [[B, T, 5]], kernel: [[5, 3]] }, () => (w) => ops.dense(w.x as tf.Tensor3D, w.kernel as tf.Tensor2D)),
   opCase('x, gamma and beta', 'layerNorm', { x: [[B, T, D]], gamma: [[D], 0.5, 1.5], beta: [[D]] },
     () => (w) => ops.layerNorm(w.x as tf.Tensor3D, w.gamma as tf.Tensor1D, w.beta as tf.Tensor1D)),
+  opCase('the sum and its norm', 'addLayerNorm', { x: [[B, T, D]], residual: [[B, T, D]], gamma: [[D], 0.5, 1.5], beta: [[D]] },
+    () => (w) => ops.addLayerNorm(w.x as tf.Tensor3D, w.residual as tf.Tensor3D, w.gamma as tf.Tensor1D, w.beta as tf.Tensor1D)),
 ];
 
 const x = (keep: Keep) => keep(uniform(300, [B, T, D]));

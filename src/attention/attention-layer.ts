@@ -195,6 +195,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       add('keyBias', [Hkv * K], tf.initializers.zeros());
       add('valueBias', [Hkv * K], tf.initializers.zeros());
       add('outputBias', [D], tf.initializers.zeros());
+      this.keepPackedBiases(['query', 'key', 'value']);
     }
     this.setDims({ K });
   }

@@ -31,6 +31,8 @@ interface GroupsAttrs {
   transposeA: boolean;
   /** G, the number of products. */
   groups: number;
+  /** The biases come packed end to end, as one input (a call that records no gradient). */
+  packed?: boolean;
 }
 
 const MAX_GROUPS = 3;
@@ -69,7 +71,7 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const { transposeA, groups: G } = attrs as unknown as GroupsAttrs;
+    const { transposeA, groups: G, packed: given } = attrs as unknown as GroupsAttrs;
     const list = Object.values(inputs) as tf.TensorInfo[];
     const a = list[0]!;
     const bs = list.slice(1, 1 + G);
@@ -77,7 +79,7 @@ registerKernelOnce({
     const [M, K] = transposeA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
     const Ns = bs.map((b) => b.shape[1]!);
     const total = sum(Ns);
-    const packed = biases.length > 0 ? runKernel(gpu, KERNELS[G]!.pack, {
+    const packed = given ? biases[0]! : biases.length > 0 ? runKernel(gpu, KERNELS[G]!.pack, {
       inputs: biases,
       outputs: [[total]],
       params: [...Ns, total].map((u32) => ({ u32 })),
@@ -93,7 +95,7 @@ registerKernelOnce({
       constants: { WG, ROWS: rows, TRANSPOSE_A: transposeA ? 1 : 0, HAS_BIAS: packed ? 1 : 0 },
       workgroups: grid1d(Math.ceil(M / rows) * total / 4, WG),
     });
-    if (packed) gpu.disposeData(packed.dataId);
+    if (packed && !given) gpu.disposeData(packed.dataId);
     return outputs;
   },
 });
@@ -118,14 +120,17 @@ registerKernelOnce({
   },
 });
 
-/** op(A)·B_g (+ bias_g) for every g: one fused launch where the shapes fit, else a product each. */
-function groupProducts(a: tf.Tensor2D, bs: tf.Tensor2D[], transposeA: boolean, biases: tf.Tensor1D[] = []): tf.Tensor2D[] {
+/**
+ * op(A)·B_g (+ bias_g) for every g: one fused launch where the shapes fit, else a product each.
+ * `packed`, the biases end to end, stands in for them in the fused launch (no gradient reaches it).
+ */
+function groupProducts(a: tf.Tensor2D, bs: tf.Tensor2D[], transposeA: boolean, biases: tf.Tensor1D[] = [], packed?: tf.Tensor1D): tf.Tensor2D[] {
   if (!groupsFit(a.shape, bs.map((b) => b.shape), transposeA)) {
     return bs.map((b, g) => denseKernel(a, b, transposeA, false, biases[g]));
   }
-  const attrs: GroupsAttrs = { transposeA, groups: bs.length };
+  const attrs: GroupsAttrs = { transposeA, groups: bs.length, ...(packed ? { packed: true } : {}) };
   // an array of inputs, as tf.addN passes them: their number varies
-  return tf.engine().runKernel(DENSE_GROUPS, [a, ...bs, ...biases] as unknown as tf.NamedTensorMap,
+  return tf.engine().runKernel(DENSE_GROUPS, [a, ...bs, ...(packed ? [packed] : biases)] as unknown as tf.NamedTensorMap,
     attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor2D[];
 }
 
@@ -146,7 +151,8 @@ registerGradientOnce({
   kernelName: DENSE_GROUPS,
   saveAllInputs: true,
   gradFunc: (dy, saved, attrs) => {
-    const { transposeA, groups: G } = attrs as unknown as GroupsAttrs;
+    const { transposeA, groups: G, packed } = attrs as unknown as GroupsAttrs;
+    if (packed) throw new Error(`tfjs-mixers: ${DENSE_GROUPS} with packed biases has no gradient; a call that records one passes them apart.`);
     const dcs = dy as unknown as tf.Tensor2D[];
     const a = saved[0] as tf.Tensor2D;
     const bs = saved.slice(1, 1 + G) as tf.Tensor2D[];
@@ -185,13 +191,17 @@ registerGradientOnce({
  * @param x `[..., K]` float32.
  * @param kernels 1 to 3 of `[K, N_g]` float32.
  * @param biases none, or one `[N_g]` per kernel.
+ * @param packed the biases end to end, `[Σ N_g]`, which the fused launch then reads in their
+ *   place: for a call that records no gradient (a layer keeps them packed).
  * @returns one `[..., N_g]` per kernel.
  */
-export function denseGroups(x: tf.Tensor, kernels: tf.Tensor2D[], biases: tf.Tensor1D[] | undefined, implementation: Implementation): tf.Tensor[] {
+export function denseGroups(
+  x: tf.Tensor, kernels: tf.Tensor2D[], biases: tf.Tensor1D[] | undefined, implementation: Implementation, packed?: tf.Tensor1D,
+): tf.Tensor[] {
   const K = x.shape[x.rank - 1]!;
   const M = tf.util.sizeFromShape(x.shape.slice(0, -1));
   const fits = M > 0 && groupsFit([M, K], kernels.map((w) => w.shape), false) && useKernel('dense', implementation);
   if (!fits) return kernels.map((w, g) => dense(x, w, { bias: biases?.[g], implementation }));
-  return tf.tidy(() => groupProducts(x.reshape([M, K]) as tf.Tensor2D, kernels, false, biases)
+  return tf.tidy(() => groupProducts(x.reshape([M, K]) as tf.Tensor2D, kernels, false, biases, packed)
     .map((y, g) => y.reshape([...x.shape.slice(0, -1), kernels[g]!.shape[1]])));
 }

@@ -164,6 +164,8 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   private width: number | null = null;
   private sizes: Sizes | null = null;
   private readonly weightsByName = new Map<string, tf.LayerVariable>();
+  /** What {@link MixerLayer.keepFromWeights} keeps: the tensor, how it is formed, and from which weights' data. */
+  private readonly keptTensors = new Map<string, { names: readonly string[]; form: () => tf.Tensor; from: object[]; tensor: tf.Tensor }>();
 
   /**
    * @param args the layer's arguments.
@@ -270,6 +272,61 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   }
 
   /**
+   * Keeps under `key` the tensor that `form()` makes from the weights `names` alone (call it in
+   * `createWeights`, once they are added): {@link MixerLayer.kept} hands it out, made again only
+   * once one of those weights holds new data. A decode step would otherwise form it from the
+   * weights at every call. It is made now, so that the layer holds as many tensors from its
+   * build on, and freed with the weights.
+   */
+  protected keepFromWeights(key: string, names: readonly string[], form: () => tf.Tensor): void {
+    this.keptTensors.get(key)?.tensor.dispose();
+    this.keptTensors.set(key, { names, form, from: this.dataOf(names), tensor: tf.keep(tf.tidy(form)) });
+  }
+
+  /**
+   * The tensor kept under `key` ({@link MixerLayer.keepFromWeights}), made again first if one
+   * of its weights holds new data (every assignment to a variable gives it new data: an
+   * optimizer's step, `setWeights`, a load); undefined if nothing is kept under `key`. Where a
+   * gradient is being recorded it is formed afresh instead, so that gradients reach the weights.
+   * The layer owns what it keeps: do not dispose it.
+   */
+  protected kept(key: string): tf.Tensor | undefined {
+    const entry = this.keptTensors.get(key);
+    if (!entry) return undefined;
+    if (tf.engine().state.gradientDepth > 0) return entry.form();
+    const from = this.dataOf(entry.names);
+    if (from.some((id, i) => id !== entry.from[i])) {
+      entry.tensor.dispose();
+      Object.assign(entry, { from, tensor: tf.keep(tf.tidy(entry.form)) });
+    }
+    return entry.tensor;
+  }
+
+  private dataOf(names: readonly string[]): object[] {
+    return names.map((name) => this.weight(name).read().dataId);
+  }
+
+  /** Frees what the layer keeps ({@link MixerLayer.keepFromWeights}) with its weights, when no other model holds it. */
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    const result = super.dispose();
+    if (result.refCountAfterDispose === 0) {
+      for (const entry of this.keptTensors.values()) entry.tensor.dispose();
+      this.keptTensors.clear();
+    }
+    return result;
+  }
+
+  /**
+   * Keeps the biases of `names` packed end to end ({@link MixerLayer.keepFromWeights}), which
+   * {@link MixerLayer.denseAll} then hands its kernel where no gradient is recorded: otherwise
+   * every call packs them in a launch of its own. Call it in `createWeights`, after adding them.
+   */
+  protected keepPackedBiases(names: readonly string[]): void {
+    const biases = names.map((name) => `${name}Bias`);
+    this.keepFromWeights(packedKey(names), biases, () => tf.concat(biases.map((b) => this.weight(b).read())));
+  }
+
+  /**
    * `x·W (+ b)` over the last axis of `[..., in]`: W the weight `name` `[in, out]`, b the weight
    * `${name}Bias` `[out]` when the layer added one.
    */
@@ -287,7 +344,9 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
     // all with a bias or none (as the layers add them): otherwise one by one
     if (biases.some((b) => b) && !biases.every((b) => b)) return names.map((name) => this.dense(x, name));
     const kernels = names.map((name) => this.weight(name).read() as tf.Tensor2D);
-    return denseGroups(x, kernels, biases[0] ? biases as tf.Tensor1D[] : undefined, this.activeImplementation());
+    // packed once (keepPackedBiases), where no gradient needs them apart
+    const packed = biases[0] && tf.engine().state.gradientDepth === 0 ? this.kept(packedKey(names)) as tf.Tensor1D | undefined : undefined;
+    return denseGroups(x, kernels, biases[0] ? biases as tf.Tensor1D[] : undefined, this.activeImplementation(), packed);
   }
 
   /** Records the sizes that `createWeights` resolved (heads, widths, ...), for `dims`. */
@@ -378,4 +437,9 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
         `(state.${field} of shape ${formatShape(held.shape)}); decode a batch of ${B} from initState(${B}).`);
     }
   }
+}
+
+/** The key under which a layer keeps the packed biases of `names` ({@link MixerLayer.keepPackedBiases}). */
+function packedKey(names: readonly string[]): string {
+  return `packed biases of ${names.join(', ')}`;
 }

@@ -27,8 +27,8 @@ export interface SelectiveSSMArgs extends MixerLayerArgs {
   dtInitFloor?: number;
 }
 
-/** The weights the step kernel's per-channel table is made from. */
-const CHANNEL_WEIGHTS = ['ALog', 'D', 'deltaBias'];
+/** The key under which the layer keeps the step kernel's per-channel table. */
+const CHANNELS = 'channels';
 
 const OPTIONS = optionNames<Omit<SelectiveSSMArgs, keyof MixerLayerArgs>>({
   expand: true, stateSize: true, dtRank: true, convKernel: true, dtMin: true, dtMax: true, dtInitFloor: true,
@@ -120,8 +120,6 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   readonly dtMin: number;
   readonly dtMax: number;
   readonly dtInitFloor: number;
-  /** The step kernel's per-channel table ({@link SelectiveSSM.channels}) and the weights' data it was made from. */
-  private stepTable: { from: object[]; table: tf.Tensor2D } | null = null;
 
   constructor(args?: SelectiveSSMArgs) {
     super(args, OPTIONS);
@@ -157,8 +155,10 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       this.weight('ALog').write(tf.tile(tf.log(tf.range(1, N + 1)).reshape([1, N]), [E, 1]));
     });
     this.setDims({ E, N, R });
-    // made with the weights, so that the layer holds as many tensors from its build on
-    this.keptChannels();
+    // the step kernel's table of each channel's A = −exp(ALog), D and Δ bias, which a step would
+    // otherwise form from the weights in three launches
+    this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => channelTable(this.stateMatrix(),
+      this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D));
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
@@ -211,42 +211,6 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   }
 
   /**
-   * The step kernel's per-channel table of A, D and the Δ bias (`channelTable`), which a step
-   * would otherwise form from the weights in three launches. The layer keeps it, and makes it
-   * again only once ALog, D or deltaBias holds new data (every assignment to a variable gives it
-   * new data: an optimizer's step, `setWeights`, a load). Where a gradient is being recorded it
-   * is formed afresh, so that the gradients reach the weights.
-   */
-  private channels(): tf.Tensor2D {
-    return tf.engine().state.gradientDepth > 0 ? this.formChannels() : this.keptChannels();
-  }
-
-  /** The kept table, made again if a weight it was made from has new data. */
-  private keptChannels(): tf.Tensor2D {
-    const from = CHANNEL_WEIGHTS.map((name) => this.weight(name).read().dataId);
-    if (!this.stepTable || from.some((id, i) => id !== this.stepTable!.from[i])) {
-      this.stepTable?.table.dispose();
-      this.stepTable = { from, table: tf.keep(this.formChannels()) };
-    }
-    return this.stepTable.table;
-  }
-
-  private formChannels(): tf.Tensor2D {
-    return tf.tidy(() => channelTable(this.stateMatrix(), this.weight('D').read() as tf.Tensor1D,
-      this.weight('deltaBias').read() as tf.Tensor1D));
-  }
-
-  /** Frees the kept step table with the weights (when no other model holds the layer). */
-  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
-    const result = super.dispose();
-    if (result.refCountAfterDispose === 0) {
-      this.stepTable?.table.dispose();
-      this.stepTable = null;
-    }
-    return result;
-  }
-
-  /**
    * A fresh decode state for `batch` sequences: zeros `conv [B, dConv − 1, E]` and
    * `ssm [B, E, N]`, as if every token before the first were zero, and every position 0.
    * `batch` is a non-negative integer.
@@ -286,7 +250,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
         const { N, R } = this.dims();
         const projected = this.dense(u, 'xProj') as tf.Tensor2D;
         const delta = this.dense(tf.slice(projected, [0, 0], [-1, R]), 'dtProj') as tf.Tensor2D;
-        next = stepKernel(u, delta, this.channels(), tf.slice(projected, [0, R], [-1, 2 * N]), state.ssm, options);
+        next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, tf.slice(projected, [0, R], [-1, 2 * N]), state.ssm, options);
       } else {
         const { delta, B, C } = this.scanInputs(u);
         next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm,
