@@ -56,23 +56,17 @@ function forward(gpu: WebGPUBackend, x: tf.TensorInfo, residual: tf.TensorInfo |
   });
 }
 
-registerKernelOnce({
-  kernelName: LAYER_NORM,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
-    return forward(backend as WebGPUBackend, x, null, gamma, beta, attrs);
-  },
-});
-
-registerKernelOnce({
-  kernelName: ADD_LAYER_NORM,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x, residual, gamma, beta } = namedInputs(inputs, 'x', 'residual', 'gamma', 'beta');
-    return forward(backend as WebGPUBackend, x, residual, gamma, beta, attrs);
-  },
-});
+// both forwards, ADD_LAYER_NORM's with its residual
+for (const kernelName of [LAYER_NORM, ADD_LAYER_NORM]) {
+  registerKernelOnce({
+    kernelName,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
+      return forward(backend as WebGPUBackend, x, inputs.residual ?? null, gamma, beta, attrs);
+    },
+  });
+}
 
 registerKernelOnce({
   kernelName: LAYER_NORM_GRAD_X,
