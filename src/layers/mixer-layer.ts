@@ -164,7 +164,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   private width: number | null = null;
   private sizes: Sizes | null = null;
   private readonly weightsByName = new Map<string, tf.LayerVariable>();
-  /** What {@link MixerLayer.keepFromWeights} keeps: the tensor, how it is formed, and from which weights' data. */
+  /** What `keepFromWeights` keeps: the tensor, how it is formed, and from which weights' data. */
   private readonly keptTensors = new Map<string, { names: readonly string[]; form: () => tf.Tensor; from: object[]; tensor: tf.Tensor }>();
 
   /**
@@ -273,7 +273,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
 
   /**
    * Keeps under `key` the tensor that `form()` makes from the weights `names` alone (call it in
-   * `createWeights`, once they are added): {@link MixerLayer.kept} hands it out, made again only
+   * `createWeights`, once they are added): `kept` hands it out, made again only
    * once one of those weights holds new data. A decode step would otherwise form it from the
    * weights at every call. It is made now, so that the layer holds as many tensors from its
    * build on, and freed with the weights.
@@ -284,7 +284,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   }
 
   /**
-   * The tensor kept under `key` ({@link MixerLayer.keepFromWeights}), made again first if one
+   * The tensor kept under `key` (`keepFromWeights`), made again first if one
    * of its weights holds new data (every assignment to a variable gives it new data: an
    * optimizer's step, `setWeights`, a load); undefined if nothing is kept under `key`. Where a
    * gradient is being recorded it is formed afresh instead, so that gradients reach the weights.
@@ -306,7 +306,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
     return names.map((name) => this.weight(name).read().dataId);
   }
 
-  /** Frees what the layer keeps ({@link MixerLayer.keepFromWeights}) with its weights, when no other model holds it. */
+  /** Frees what the layer keeps (`keepFromWeights`) with its weights, when no other model holds it. */
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
     const result = super.dispose();
     if (result.refCountAfterDispose === 0) {
@@ -317,8 +317,8 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   }
 
   /**
-   * Keeps the biases of `names` packed end to end ({@link MixerLayer.keepFromWeights}), which
-   * {@link MixerLayer.denseAll} then hands its kernel where no gradient is recorded: otherwise
+   * Keeps the biases of `names` packed end to end (`keepFromWeights`), which
+   * `denseAll` then hands its kernel where no gradient is recorded: otherwise
    * every call packs them in a launch of its own. Call it in `createWeights`, after adding them.
    */
   protected keepPackedBiases(names: readonly string[]): void {
@@ -439,7 +439,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   }
 }
 
-/** The key under which a layer keeps the packed biases of `names` ({@link MixerLayer.keepPackedBiases}). */
+/** The key under which a layer keeps the packed biases of `names` (`keepPackedBiases`). */
 function packedKey(names: readonly string[]): string {
   return `packed biases of ${names.join(', ')}`;
 }
