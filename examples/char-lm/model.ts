@@ -354,12 +354,13 @@ export class PositionalEmbedding extends tf.layers.Layer {
   }
 
   /**
-   * Decoding: `x [B, T, D]` and `positions [B, T]` (int32, each in 0…maxLength − 1) →
-   * `x + P[positions]`, the rows picked by a gather, whose cost does not grow with the table
-   * (`atPositions`' one-hot matMul does, which pays off only for its gradient).
+   * Decoding: `positions [B, T]` (int32, each in 0…maxLength − 1) → the table's rows
+   * `P[positions]` `[B, T, D]`, picked by a gather, whose cost does not grow with the table
+   * (`atPositions`' one-hot matMul does, which pays off only for its gradient). The
+   * {@link Decoder} adds them to the tokens' embeddings in the first norm's launch.
    */
-  atEach(x: tf.Tensor3D, positions: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => tf.add(x, tf.gather(this.table!.read(), positions)) as tf.Tensor3D);
+  rowsAt(positions: tf.Tensor2D): tf.Tensor3D {
+    return tf.gather(this.table!.read(), positions) as tf.Tensor3D;
   }
 
   /** One token: `x [B, 1, D]` at `position` → `x + P[position]`. */
@@ -816,13 +817,14 @@ export class Decoder {
       const tokens = tf.tensor2d(ids, [B, T], 'int32');
       // row b's token t sits at its position + t (a padded one is clamped into the table)
       const at = Int32Array.from({ length: B * T }, (_, i) => Math.min(this.rows[Math.floor(i / T)]! + (i % T), this.maxLength - 1));
-      let x = this.positionalEmbedding.atEach(this.tokenEmbedding.apply(tokens) as tf.Tensor3D, tf.tensor2d(at, [B, T], 'int32'));
-      const D = x.shape[2];
+      const embedded = this.tokenEmbedding.apply(tokens) as tf.Tensor3D;
+      const D = embedded.shape[2];
       // a prompt from position 0 needs no incoming state (ExpressiveAttention's recurrent prefill
       // would read the zero sums at the cost of a second attention), but for a preallocated cache
       const fresh = this.rows.every((p) => p === 0);
-      // each residual add and the norm after it are one launch (addAndApply): h is the next mixer's input
-      let h = this.blocks[0]!.norm1.apply(x) as tf.Tensor3D;
+      // each residual add and the norm after it are one launch (addAndApply), the positions' the
+      // first: h is the next mixer's input
+      let [x, h] = this.blocks[0]!.norm1.addAndApply(embedded, this.positionalEmbedding.rowsAt(tf.tensor2d(at, [B, T], 'int32')));
       const states = this.blocks.map((b, i) => {
         let y: tf.Tensor3D;
         let state: tf.TensorContainer;
