@@ -6,7 +6,7 @@ import { dense } from '../src/dense/op.js';
 import { denseKernel } from '../src/dense/kernel.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import {
-  denseOracle, erf64, expectWithinBound, geluGradOracle, geluOracle, geluSecondOracle, type Matrix,
+  denseOracle, erf64, expectWithinBound, geluGradOracle, geluOracle, geluSecondOracle, swishGradOracle, swishOracle, type Matrix,
 } from './oracle/dense.js';
 import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, seededUniform } from './helpers.js';
 
@@ -66,36 +66,40 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     }), { numRuns: backend === 'webgpu' ? 30 : 10 });
   });
 
-  it("with activation 'gelu', equals gelu of the float64 oracle's product within its bound", async () => {
-    await fc.assert(fc.asyncProperty(sizes, async ({ M, K, N, seed }) => {
-      // products of inputs in [-3, 3) spread the pre-activations over GELU's curved part and tails
-      const xs = seededUniform(seed, M * K).map((x) => 3 * x);
-      const ws = seededUniform(seed + 1, K * N).map((w) => 3 * w / Math.sqrt(K));
-      const bs = seededUniform(seed + 2, N);
-      const [x, w, b] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs)];
-      await expectNoLeaks(async () => {
-        const y = dense(x, w, { bias: b, activation: 'gelu' });
-        expectWithinBound(await y.data(), geluOracle(denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false, bs)),
-          `gelu(dense [${M}, ${K}]·[${K}, ${N}])`);
-        y.dispose();
-      });
-      tf.dispose([x, w, b]);
-    }), { numRuns: backend === 'webgpu' ? 20 : 8 });
-  });
-
-  it("with activation 'gelu', has the gradient dy·gelu′(x·W + b)", async () => {
-    // W the identity: the pre-activations are x exactly, so the bound is gelu′'s own
-    const n = 512;
-    const xs = seededUniform(21, n).map((x) => 12 * x);
-    const dys = seededUniform(22, n);
-    const [x, eye, dy] = [tf.tensor2d(xs, [n / 8, 8]), tf.eye(8) as tf.Tensor2D, tf.tensor2d(dys, [n / 8, 8])];
-    await expectNoLeaks(async () => {
-      const dx = tf.grad((x1: tf.Tensor) => dense(x1, eye, { activation: 'gelu' }))(x, dy);
-      expectWithinBound(await dx.data(), geluGradOracle(xs, dys), 'dx');
-      dx.dispose();
+  for (const [activation, oracle] of [['gelu', geluOracle], ['swish', swishOracle]] as const) {
+    it(`with activation '${activation}', equals ${activation} of the float64 oracle's product within its bound`, async () => {
+      await fc.assert(fc.asyncProperty(sizes, async ({ M, K, N, seed }) => {
+        // products of inputs in [-3, 3) spread the pre-activations over the curved part and tails
+        const xs = seededUniform(seed, M * K).map((x) => 3 * x);
+        const ws = seededUniform(seed + 1, K * N).map((w) => 3 * w / Math.sqrt(K));
+        const bs = seededUniform(seed + 2, N);
+        const [x, w, b] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs)];
+        await expectNoLeaks(async () => {
+          const y = dense(x, w, { bias: b, activation });
+          expectWithinBound(await y.data(), oracle(denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false, bs)),
+            `${activation}(dense [${M}, ${K}]·[${K}, ${N}])`);
+          y.dispose();
+        });
+        tf.dispose([x, w, b]);
+      }), { numRuns: backend === 'webgpu' ? 20 : 8 });
     });
-    tf.dispose([x, eye, dy]);
-  });
+  }
+
+  for (const [activation, oracle] of [['gelu', geluGradOracle], ['swish', swishGradOracle]] as const) {
+    it(`with activation '${activation}', has the gradient dy·${activation}′(x·W + b)`, async () => {
+      // W the identity: the pre-activations are x exactly, so the bound is the derivative's own
+      const n = 512;
+      const xs = seededUniform(21, n).map((x) => 12 * x);
+      const dys = seededUniform(22, n);
+      const [x, eye, dy] = [tf.tensor2d(xs, [n / 8, 8]), tf.eye(8) as tf.Tensor2D, tf.tensor2d(dys, [n / 8, 8])];
+      await expectNoLeaks(async () => {
+        const dx = tf.grad((x1: tf.Tensor) => dense(x1, eye, { activation }))(x, dy);
+        expectWithinBound(await dx.data(), oracle(xs, dys), 'dx');
+        dx.dispose();
+      });
+      tf.dispose([x, eye, dy]);
+    });
+  }
 
   it('names the op, the argument, what it expected and what it received', () => {
     const x = tf.zeros([2, 3, 8]);
@@ -107,7 +111,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     expect(() => dense(x, w, { bias: tf.zeros([4]) as tf.Tensor1D })).toThrow(
       "dense: option 'bias' must be a float32 tensor [N] = [5]; received a float32 tensor of shape [4].");
     expect(() => dense(x, w, { activation: 'relu' } as never)).toThrow(
-      "dense: option 'activation' must be 'linear' or 'gelu'; received 'relu' (a string).");
+      "dense: option 'activation' must be 'linear', 'gelu' or 'swish'; received 'relu' (a string).");
     expect(() => dense(x, w, { act: 'gelu' } as never)).toThrow(/dense: unknown option 'act'/);
   });
 
@@ -167,33 +171,38 @@ describeOn('webgpu', 'gelu kernel', () => {
   // the epilogue in the product's kernel (no gradient recorded) and the separate GELU kernel
   // (a tape running) apply the same float32 formula to the same sums: both within the bound of
   // the test above, each checked here against the float64 oracle, in one launch and in two
-  it('is the product kernel\'s epilogue where no gradient is recorded, and its own launch where one is', async () => {
-    for (const [M, K, N] of [[1, 64, 256], [6, 12, 10]] as const) {
-      const xs = seededUniform(41, M * K).map((v) => 6 * v - 3);
-      const ws = seededUniform(42, K * N).map((v) => 6 * v - 3);
-      const bs = seededUniform(43, N);
-      const [x, w, b] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs)];
-      const want = geluOracle(denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false, bs));
-      let fused: tf.Tensor | null = null;
-      const alone = await launchedPipelines(async () => {
-        fused = dense(x, w, { bias: b, activation: 'gelu' });
-        await fused.data();
-      });
-      expect(alone).toEqual([N % 4 === 0 && K % 4 === 0 ? 'DenseVec4' : 'Dense']);
-      expectWithinBound(await fused!.data(), want, `fused gelu(dense [${M}, ${K}]·[${K}, ${N}])`);
-      let recorded: tf.Tensor | null = null;
-      const taped = await launchedPipelines(async () => {
-        // the forward of a gradient: the tape records dense, then GELU
-        const { value, grad } = tf.valueAndGrad((x1: tf.Tensor) => {
-          recorded = tf.keep(dense(x1, w, { bias: b, activation: 'gelu' }));
-          return tf.sum(recorded);
-        })(x);
-        tf.dispose([value, grad]);
-        await recorded!.data();
-      });
-      expect(taped).toContain('Gelu');
-      expectWithinBound(await recorded!.data(), want, `recorded gelu(dense [${M}, ${K}]·[${K}, ${N}])`);
-      tf.dispose([x, w, b, fused!, recorded!]);
+  it('GELU and swish are the product kernel\'s epilogue where no gradient is recorded, and their own launches where one is', async () => {
+    // the recorded path: GELU's kernel, or tfjs's sigmoid and a product
+    const recordedBy = { gelu: 'Gelu', swish: 'UnaryOpProgram' };
+    for (const [activation, oracle] of [['gelu', geluOracle], ['swish', swishOracle]] as const) {
+      for (const [M, K, N] of [[1, 64, 256], [6, 12, 10]] as const) {
+        const xs = seededUniform(41, M * K).map((v) => 6 * v - 3);
+        const ws = seededUniform(42, K * N).map((v) => 6 * v - 3);
+        const bs = seededUniform(43, N);
+        const [x, w, b] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs)];
+        const want = oracle(denseOracle({ rows: M, cols: K, data: xs }, { rows: K, cols: N, data: ws }, false, false, bs));
+        const what = `${activation}(dense [${M}, ${K}]·[${K}, ${N}])`;
+        let fused: tf.Tensor | null = null;
+        const alone = await launchedPipelines(async () => {
+          fused = dense(x, w, { bias: b, activation });
+          await fused.data();
+        });
+        expect(alone).toEqual([N % 4 === 0 && K % 4 === 0 ? 'DenseVec4' : 'Dense']);
+        expectWithinBound(await fused!.data(), want, `fused ${what}`);
+        let recorded: tf.Tensor | null = null;
+        const taped = await launchedPipelines(async () => {
+          // the forward of a gradient: the tape records the product, then the activation
+          const { value, grad } = tf.valueAndGrad((x1: tf.Tensor) => {
+            recorded = tf.keep(dense(x1, w, { bias: b, activation }));
+            return tf.sum(recorded);
+          })(x);
+          tf.dispose([value, grad]);
+          await recorded!.data();
+        });
+        expect(taped).toContain(recordedBy[activation]);
+        expectWithinBound(await recorded!.data(), want, `recorded ${what}`);
+        tf.dispose([x, w, b, fused!, recorded!]);
+      }
     }
   });
 });

@@ -16,12 +16,14 @@ override TRANSPOSE_A: bool = false;
 // B is read from bᵀ [N, K]
 override TRANSPOSE_B: bool = false;
 override HAS_BIAS: bool = false;
-// the epilogue: GELU of op(A)·op(B) + bias (ops.dense's activation, where no gradient is recorded)
-override GELU: bool = false;
+// the epilogue, ops.dense's activation where no gradient is recorded: 0 none, 1 GELU, v·Φ(v),
+// 2 swish, v·σ(v) with σ(v) = 1/(1 + e^{−v}), as tfjs's sigmoid kernel forms it
+override ACTIVATION: u32 = 0u;
 
 fn activate(v: vec4<f32>) -> vec4<f32> {
-  if (!GELU) { return v; }
-  return v * vec4<f32>(normalCdf(v.x), normalCdf(v.y), normalCdf(v.z), normalCdf(v.w));
+  if (ACTIVATION == 1u) { return v * vec4<f32>(normalCdf(v.x), normalCdf(v.y), normalCdf(v.z), normalCdf(v.w)); }
+  if (ACTIVATION == 2u) { return v * (1.0 / (1.0 + exp(-v))); }
+  return v;
 }
 
 @compute @workgroup_size(WG)

@@ -18,10 +18,15 @@ import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKerne
 export const DENSE = 'MixersDense';
 
 /**
- * tfjs kernel name. As {@link DENSE}, then GELU of every element, in the same launch: for
- * calls that record no gradient (it has none; the recorded path is DENSE, then GELU's kernel).
+ * tfjs kernel name. As {@link DENSE}, then the attribute `activation` of every element, GELU or
+ * swish, in the same launch: for calls that record no gradient (it has none; the recorded path is
+ * DENSE, then the activation's own kernel or ops).
  */
-export const DENSE_GELU = 'MixersDenseGelu';
+export const DENSE_ACTIVATED = 'MixersDenseActivated';
+
+/** The activations the dense kernel applies in its epilogue, by their `ACTIVATION` code. */
+export type Epilogue = 'gelu' | 'swish';
+const EPILOGUES: Record<Epilogue, number> = { gelu: 1, swish: 2 };
 
 /** The dense kernels' main and what it needs but a job and a layout (`kernels/dense/dense.wgsl`). */
 export const DENSE_BODY = [geluMath, denseMain].join('\n');
@@ -52,38 +57,40 @@ export function rowsFor(M: number, transposeA: boolean): number {
   return M <= 2 && !transposeA ? 1 : M < 64 ? 4 : 8;
 }
 
-/** The launch of {@link DENSE}, or with `gelu` of {@link DENSE_GELU}. */
-function denseLaunch(gelu: boolean): tf.KernelFunc {
-  return ({ inputs, backend, attrs }) => {
-    const { a, b } = namedInputs(inputs, 'a', 'b');
-    const { bias } = inputs;
-    const at = attrs as unknown as DenseAttrs;
-    const [M, K, N] = sizes(a, b, at);
-    // vec4 rows need every row that is read as quads to be whole quads
-    const vec4 = K % 4 === 0 && N % 4 === 0 && (!at.transposeA || M % 4 === 0);
-    const rows = rowsFor(M, at.transposeA);
-    return runKernel(backend as WebGPUBackend, KERNELS[vec4 ? 'vec4' : 'scalar'], {
-      // without a bias its binding is never read: `a` stands in (read-only bindings may alias)
-      inputs: [a, b, bias ?? a],
-      outputs: [[M, N]],
-      params: [M, K, N].map((u32) => ({ u32 })),
-      constants: {
-        WG, ROWS: rows, TRANSPOSE_A: at.transposeA ? 1 : 0, TRANSPOSE_B: at.transposeB ? 1 : 0, HAS_BIAS: bias ? 1 : 0, GELU: gelu ? 1 : 0,
-      },
-      workgroups: grid1d(Math.ceil(M / rows) * Math.ceil(N / 4), WG),
-    })[0]!;
-  };
-}
+/** The launch of {@link DENSE}, and of {@link DENSE_ACTIVATED}, whose attrs name the activation. */
+const denseLaunch: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+  const { a, b } = namedInputs(inputs, 'a', 'b');
+  const { bias } = inputs;
+  const at = attrs as unknown as DenseAttrs & { activation?: Epilogue };
+  const [M, K, N] = sizes(a, b, at);
+  // vec4 rows need every row that is read as quads to be whole quads
+  const vec4 = K % 4 === 0 && N % 4 === 0 && (!at.transposeA || M % 4 === 0);
+  const rows = rowsFor(M, at.transposeA);
+  return runKernel(backend as WebGPUBackend, KERNELS[vec4 ? 'vec4' : 'scalar'], {
+    // without a bias its binding is never read: `a` stands in (read-only bindings may alias)
+    inputs: [a, b, bias ?? a],
+    outputs: [[M, N]],
+    params: [M, K, N].map((u32) => ({ u32 })),
+    constants: {
+      WG, ROWS: rows, TRANSPOSE_A: at.transposeA ? 1 : 0, TRANSPOSE_B: at.transposeB ? 1 : 0, HAS_BIAS: bias ? 1 : 0,
+      ACTIVATION: at.activation ? EPILOGUES[at.activation] : 0,
+    },
+    workgroups: grid1d(Math.ceil(M / rows) * Math.ceil(N / 4), WG),
+  })[0]!;
+};
 
-registerKernelOnce({ kernelName: DENSE, backendName: 'webgpu', kernelFunc: denseLaunch(false) });
-registerKernelOnce({ kernelName: DENSE_GELU, backendName: 'webgpu', kernelFunc: denseLaunch(true) });
+for (const kernelName of [DENSE, DENSE_ACTIVATED]) registerKernelOnce({ kernelName, backendName: 'webgpu', kernelFunc: denseLaunch });
 
-/** op(a)·op(b) (+ bias) through the kernel; with `gelu`, GELU of it in the same launch, for a call no gradient records. */
+/**
+ * op(a)·op(b) (+ bias) through the kernel; with `activation`, that of it in the same launch, for a
+ * call no gradient records.
+ */
 export function denseKernel(
-  a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean, bias?: tf.Tensor1D, gelu = false,
+  a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean, bias?: tf.Tensor1D, activation?: Epilogue,
 ): tf.Tensor2D {
-  const attrs: DenseAttrs = { transposeA, transposeB };
-  return tf.engine().runKernel(gelu ? DENSE_GELU : DENSE, bias ? { a, b, bias } : { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+  const attrs = activation ? { transposeA, transposeB, activation } : { transposeA, transposeB };
+  return tf.engine().runKernel(activation ? DENSE_ACTIVATED : DENSE, bias ? { a, b, bias } : { a, b },
+    attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }
 
 /**

@@ -96,6 +96,37 @@ export function geluOracle(pre: { value: Float64Array; bound: Float64Array }): {
   return { value, bound };
 }
 
+/** σ(x) = 1/(1 + e^{−x}) in float64. */
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/**
+ * The relative error of σ(x) formed in float32 as 1/(1 + e^{−x}): exp's 3 + 2|x| ULP (2u each)
+ * reach σ scaled by 1 − σ; the add and the division round once each.
+ */
+const sigmoidError = (x: number) => (1 - sigmoid(x)) * (3 + 2 * Math.abs(x)) * 2 * U + 2 * U;
+
+/**
+ * swish(pre) = pre·σ(pre) of a float64 product `pre` (denseOracle's), with a bound for the float32
+ * result: |swish′| ≤ 1.1 carries pre's own bound; σ's relative error and the product's rounding
+ * scale |swish(pre)|.
+ */
+export function swishOracle(pre: { value: Float64Array; bound: Float64Array }): { value: Float64Array; bound: Float64Array } {
+  const value = pre.value.map((x) => x * sigmoid(x));
+  const bound = pre.value.map((x, i) => 1.1 * pre.bound[i]! + Math.abs(x * sigmoid(x)) * (sigmoidError(x) + U));
+  return { value, bound };
+}
+
+/**
+ * dy·swish′(x) = dy·(σ(x) + x·σ(x)·(1 − σ(x))) for exact x and dy, with a bound for the float32
+ * result of tfjs's gradient of x·σ(x): σ's relative error, carried through σ and x·σ′ (each at
+ * most (1 + |x|)·σ in size), and eight roundings of sums and products of size ≤ 1.1, times |dy|.
+ */
+export function swishGradOracle(x: ArrayLike<number>, dy: ArrayLike<number>): { value: Float64Array; bound: Float64Array } {
+  const value = Float64Array.from(x, (v, i) => dy[i]! * (sigmoid(v) + v * sigmoid(v) * (1 - sigmoid(v))));
+  const bound = Float64Array.from(x, (v, i) => Math.abs(dy[i]!) * (2 * sigmoidError(v) * (1 + Math.abs(v)) * sigmoid(v) + 8 * U * 1.1));
+  return { value, bound };
+}
+
 /**
  * dy·gelu′(x) = dy·(Φ(x) + x·φ(x)) for exact x and dy (float32 inputs), with a bound for the
  * float32 result: Φ's error (erf's halved); x·φ's, exp's 3 + x² ULP (2u each, relative) of

@@ -133,8 +133,8 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
   private readout(x: tf.Tensor3D, o: tf.Tensor4D): tf.Tensor3D {
     const [B, T, H, V] = o.shape;
     const normed = rmsNorm(o, this.weight('norm').read() as tf.Tensor1D, { epsilon: NORM_EPS, implementation: this.activeImplementation() });
-    const gate = this.dense(x, 'outputGate').reshape([B, T, H, V]);
-    return this.dense(tf.mul(normed, tf.mul(gate, tf.sigmoid(gate))).reshape([B, T, H * V]), 'output') as tf.Tensor3D;
+    const gate = this.dense(x, 'outputGate', 'swish');
+    return this.dense(tf.mul(normed, gate.reshape([B, T, H, V])).reshape([B, T, H * V]), 'output') as tf.Tensor3D;
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
