@@ -147,10 +147,12 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }), { numRuns: 6 });
       });
 
-      // the step keeps its per-channel table of A, D and the Δ bias while those weights stay the
-      // same: a weight changed by setWeights must reach the next step (the table made again,
-      // three launches, once), and the float64 block with the new weights bounds the decode
-      it('a step after setWeights reads the new ALog, D and deltaBias, and makes their table once', async () => {
+      // the step keeps its per-channel table of A, D and the Δ bias, and the column blocks of the
+      // in and x projections, while those weights stay the same: weights changed by setWeights
+      // must reach the next step (each kept tensor made again, once: three launches for the
+      // table, a slice for each of the four blocks), and the float64 block with the new weights
+      // bounds the decode
+      it('a step after setWeights reads the new ALog, D, deltaBias and projections, and makes what it keeps of them once', async () => {
         const c = { B: 2, T: 5, D: 8, N: 4 };
         const layer = built({ stateSize: c.N, implementation: 'webgpu' }, c.D);
         const xs = seededUniform(31, c.B * c.T * c.D, -2, 2);
@@ -161,6 +163,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
           if (name === 'ALog') return tf.add(w, tf.tensor(seededUniform(32, w.size, -0.5, 0.5), w.shape));
           if (name === 'D') return tf.mul(w, -2);
           if (name === 'deltaBias') return tf.sub(w, 0.7);
+          if (name === 'inProj' || name === 'xProj') return tf.mul(w, 1.5);
           return w.clone();
         }));
         layer.setWeights(changed);
@@ -176,7 +179,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
             state = next;
           })).length);
         }
-        expect(counts[0]! - counts[1]!).toBe(3);
+        expect(counts[0]! - counts[1]!).toBe(3 + 4);
         const parallel = layer.apply(x) as tf.Tensor3D;
         const stepped = decodeSteps(layer, x);
         const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);

@@ -5,6 +5,7 @@ import type { PrefillOptions } from '../../layers/prefill.js';
 import {
   argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
+import { denseGroups } from '../../dense/groups.js';
 import { convolved } from './conv.js';
 import { channelTable, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
 import { softplus } from './reference.js';
@@ -27,8 +28,12 @@ export interface SelectiveSSMArgs extends MixerLayerArgs {
   dtInitFloor?: number;
 }
 
-/** The key under which the layer keeps the step kernel's per-channel table. */
+/** The keys under which the layer keeps the step kernel's per-channel table, and its weights' column blocks. */
 const CHANNELS = 'channels';
+const IN_INNER = 'inProj: the inner tokens\' columns';
+const IN_GATE = 'inProj: the gate z\'s columns';
+const X_LOW = 'xProj: the low-rank Δ\'s columns';
+const X_BC = 'xProj: B\'s and C\'s columns';
 
 const OPTIONS = optionNames<Omit<SelectiveSSMArgs, keyof MixerLayerArgs>>({
   expand: true, stateSize: true, dtRank: true, convKernel: true, dtMin: true, dtMax: true, dtInitFloor: true,
@@ -159,6 +164,25 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     // otherwise form from the weights in three launches
     this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => channelTable(this.stateMatrix(),
       this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D));
+    // the column blocks of the in and x projections, for the step's grouped products
+    const keepBlocks = (name: string, blocks: Array<[string, number]>) => {
+      let first = 0;
+      for (const [key, width] of blocks) {
+        const at = first;
+        this.keepFromWeights(key, [name], () => tf.slice(this.weight(name).read(), [0, at], [-1, width]));
+        first += width;
+      }
+    };
+    keepBlocks('inProj', [[IN_INNER, E], [IN_GATE, E]]);
+    keepBlocks('xProj', [[X_LOW, R], [X_BC, 2 * N]]);
+  }
+
+  /**
+   * x's products by kept column blocks of a weight (`keys`), in one grouped launch where their
+   * shapes fit: what the product by the whole weight and a slice per block would take in three.
+   */
+  private blockProducts(x: tf.Tensor2D, keys: readonly string[]): tf.Tensor2D[] {
+    return denseGroups(x, keys.map((key) => this.kept(key) as tf.Tensor2D), undefined, this.activeImplementation()) as tf.Tensor2D[];
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
@@ -237,20 +261,21 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const Bsz = x.shape[0];
     this.checkState(`${this.layerName}.step`, state, Bsz);
     return tf.tidy((): [tf.Tensor2D, SelectiveSSMState] => {
-      const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
       const implementation = this.activeImplementation();
+      const kernel = useKernel(this.layerName, implementation);
+      const [inner, z] = kernel ? this.blockProducts(x, [IN_INNER, IN_GATE])
+        : tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
       const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true);
       const u = conv.u.squeeze([1]) as tf.Tensor2D;
       const options = {
         D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D, deltaSoftplus: true,
       };
       let next: { output: tf.Tensor2D; state: tf.Tensor3D };
-      if (useKernel(this.layerName, implementation)) {
+      if (kernel) {
         // the kernel reads B and C side by side, as the x projection lays them out
-        const { N, R } = this.dims();
-        const projected = this.dense(u, 'xProj') as tf.Tensor2D;
-        const delta = this.dense(tf.slice(projected, [0, 0], [-1, R]), 'dtProj') as tf.Tensor2D;
-        next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, tf.slice(projected, [0, R], [-1, 2 * N]), state.ssm, options);
+        const [low, bc] = this.blockProducts(u, [X_LOW, X_BC]);
+        const delta = this.dense(low!, 'dtProj') as tf.Tensor2D;
+        next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, bc!, state.ssm, options);
       } else {
         const { delta, B, C } = this.scanInputs(u);
         next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm,
