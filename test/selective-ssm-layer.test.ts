@@ -148,10 +148,9 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       });
 
       // the step keeps its per-channel table of A, D and the Δ bias, and the column blocks of the
-      // in and x projections, while those weights stay the same: weights changed by setWeights
-      // must reach the next step (each kept tensor made again, once: three launches for the
-      // table, a slice for each of the four blocks), and the float64 block with the new weights
-      // bounds the decode
+      // x projection, while those weights stay the same: weights changed by setWeights must reach
+      // the next step (each kept tensor made again, once: three launches for the table, a slice
+      // for each of the two blocks), and the float64 block with the new weights bounds the decode
       it('a step after setWeights reads the new ALog, D, deltaBias and projections, and makes what it keeps of them once', async () => {
         const c = { B: 2, T: 5, D: 8, N: 4 };
         const layer = built({ stateSize: c.N, implementation: 'webgpu' }, c.D);
@@ -179,7 +178,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
             state = next;
           })).length);
         }
-        expect(counts[0]! - counts[1]!).toBe(3 + 4);
+        expect(counts[0]! - counts[1]!).toBe(3 + 2);
         const parallel = layer.apply(x) as tf.Tensor3D;
         const stepped = decodeSteps(layer, x);
         const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);

@@ -82,7 +82,7 @@ function splitFolder(backend: WebGPUBackend, subgroups: boolean): SplitFolder {
 /**
  * Invocations of a workgroup per chunk at head dimension K: the most, a power of two up to
  * {@link CHUNK_WG}, whose lower half can take the upper half's row states (two floats) and
- * accumulators (K floats) in {@link HANDED_BYTES}: 64 up to K = 124, 32 up to 252, 16 at 256.
+ * accumulators (K floats) in {@link HANDED_BYTES}: 64 up to K = 124, 32 up to 250, 16 beyond.
  */
 function chunkWorkgroup(K: number): number {
   const bytes = 4 * K + 8;

@@ -30,8 +30,6 @@ export interface SelectiveSSMArgs extends MixerLayerArgs {
 
 /** The keys under which the layer keeps the step kernel's per-channel table, and its weights' column blocks. */
 const CHANNELS = 'channels';
-const IN_INNER = 'inProj: the inner tokens\' columns';
-const IN_GATE = 'inProj: the gate z\'s columns';
 const X_LOW = 'xProj: the low-rank Δ\'s columns';
 const X_BC = 'xProj: B\'s and C\'s columns';
 
@@ -164,25 +162,11 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     // otherwise form from the weights in three launches
     this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => channelTable(this.stateMatrix(),
       this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D));
-    // the column blocks of the in and x projections, for the step's grouped products
-    const keepBlocks = (name: string, blocks: Array<[string, number]>) => {
-      let first = 0;
-      for (const [key, width] of blocks) {
-        const at = first;
-        this.keepFromWeights(key, [name], () => tf.slice(this.weight(name).read(), [0, at], [-1, width]));
-        first += width;
-      }
-    };
-    keepBlocks('inProj', [[IN_INNER, E], [IN_GATE, E]]);
-    keepBlocks('xProj', [[X_LOW, R], [X_BC, 2 * N]]);
-  }
-
-  /**
-   * x's products by kept column blocks of a weight (`keys`), in one grouped launch where their
-   * shapes fit: what the product by the whole weight and a slice per block would take in three.
-   */
-  private blockProducts(x: tf.Tensor2D, keys: readonly string[]): tf.Tensor2D[] {
-    return denseGroups(x, keys.map((key) => this.kept(key) as tf.Tensor2D), undefined, this.activeImplementation()) as tf.Tensor2D[];
+    // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
+    // step's grouped product. inProj's would copy the layer's largest weight: its split stays
+    // two slices until the kernels read column windows of one product
+    this.keepFromWeights(X_LOW, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
+    this.keepFromWeights(X_BC, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
@@ -262,18 +246,19 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     this.checkState(`${this.layerName}.step`, state, Bsz);
     return tf.tidy((): [tf.Tensor2D, SelectiveSSMState] => {
       const implementation = this.activeImplementation();
-      const kernel = useKernel(this.layerName, implementation);
-      const [inner, z] = kernel ? this.blockProducts(x, [IN_INNER, IN_GATE])
-        : tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
+      const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
       const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true);
       const u = conv.u.squeeze([1]) as tf.Tensor2D;
       const options = {
         D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D, deltaSoftplus: true,
       };
       let next: { output: tf.Tensor2D; state: tf.Tensor3D };
-      if (kernel) {
-        // the kernel reads B and C side by side, as the x projection lays them out
-        const [low, bc] = this.blockProducts(u, [X_LOW, X_BC]);
+      if (useKernel(this.layerName, implementation)) {
+        // the kernel reads B and C side by side, as the x projection lays them out; the kept
+        // column blocks give the low-rank Δ and B|C in one grouped launch, where the product and
+        // two slices took three
+        const blocks = [X_LOW, X_BC].map((key) => this.kept(key) as tf.Tensor2D);
+        const [low, bc] = denseGroups(u, blocks, undefined, implementation) as tf.Tensor2D[];
         const delta = this.dense(low!, 'dtProj') as tf.Tensor2D;
         next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, bc!, state.ssm, options);
       } else {
