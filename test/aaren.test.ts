@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { aaren, aarenWithState, aarenWithStateOver, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
+import { aaren, aarenStep, aarenWithState, aarenWithStateOver, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
 import { AAREN_CHUNK, HIDDEN } from '../src/mixers/aaren/reference.js';
 import { AAREN_FRAME } from '../src/mixers/aaren/kernel.js';
 import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
@@ -701,6 +701,76 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
         });
       }
       tf.dispose(clean);
+    }
+  });
+
+  /** One decode token of case c (T = 1) from its initial state through the step kernel: output, m, u, w. */
+  const step = (c: Case, x: Pick<Inputs, 'q' | 'k' | 'v' | 'scale' | 'init'>) => tf.tidy(() => {
+    const { B, H, K } = c;
+    const init = x.init!;
+    const r = aarenStep(tf.tensor2d(x.q, [H, K]), tf.tensor4d(x.k, [B, 1, H, K]), tf.tensor4d(x.v, [B, 1, H, K]), {
+      scale: x.scale, initialState: { m: tf.tensor2d(init.m, [B, H]), u: tf.tensor2d(init.u, [B, H]), w: tf.tensor3d(init.w, [B, H, K]) },
+    });
+    return [r.output, r.state.m, r.state.u, r.state.w];
+  });
+
+  it('a decode step takes two launches and matches the float64 oracle from an empty, a random and a leading state', async () => {
+    // one token is the scan's T = 1: the scan kernels' bound at T = 1 holds for the step's shorter
+    // chain (a score, the new max, two exps, two products and a sum, a division)
+    await fc.assert(fc.asyncProperty(cases.filter((c) => c.init !== 'none'), async (drawn) => {
+      const c = { ...drawn, T: 1 };
+      const x = inputsOf(c);
+      const tol = bounds(c, x, true);
+      const want = aarenOracle(oracleInputs(x), { B: c.B, T: 1, H: c.H, K: c.K });
+      let got: Float64Array[] = [];
+      const ran = await launchedPipelines(async () => {
+        const r = step(c, x);
+        got = await Promise.all(r.map(values));
+        tf.dispose(r);
+      });
+      expect(ran).toEqual(['AarenStepFrame', 'AarenStepMerge']);
+      const parts = [['output', want.o], ['m', want.state.m], ['u', want.state.u], ['w', want.state.w]] as const;
+      parts.forEach(([what, o], i) => {
+        const v = got[i]!;
+        expect(v.every(Number.isFinite), `${what} finite`).toBe(true);
+        expect(maxAbsDiff(v, o), what).toBeLessThanOrEqual(tol[what]);
+      });
+    }), { numRuns: 12, seed: 41 });
+  });
+
+  it('a decode step makes NaN exactly the heads whose k or v is NaN or ±∞, or whose state is poisoned, and leaks nothing', async () => {
+    const c: Case = { B: 2, T: 1, H: 3, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 17 };
+    const x = inputsOf(c);
+    const { H, K } = c;
+    const clean = await Promise.all(step(c, x).map(async (t) => { const v = await values(t); t.dispose(); return v; }));
+    // (b, h): a NaN k, a +∞ v, a −∞ k, a NaN m; m = +∞ leaves m +∞; (1, 1) stays clean
+    const spoilt = { ...x, k: x.k.slice(), v: x.v.slice(), init: { ...x.init!, m: x.init!.m.slice() } };
+    spoilt.k[(0 * H + 0) * K + 1] = NaN;
+    spoilt.v[(0 * H + 1) * K + 3] = Infinity;
+    spoilt.k[(0 * H + 2) * K] = -Infinity;
+    spoilt.init.m[1 * H + 0] = NaN;
+    spoilt.init.m[1 * H + 2] = Infinity;
+    const data = tf.backend().numDataIds();
+    const got = await expectNoLeaks(async () => {
+      const r = step(c, spoilt);
+      const v = await Promise.all(r.map(values));
+      tf.dispose(r);
+      return v;
+    });
+    // the factors the two launches pass between them are freed too
+    expect(tf.backend().numDataIds()).toBe(data);
+    const [o, m, u, w] = got as [Float64Array, Float64Array, Float64Array, Float64Array];
+    for (let bh = 0; bh < c.B * H; bh++) {
+      const isClean = bh === 1 * H + 1;
+      for (const [what, per, value] of [['output', K, o], ['u', 1, u], ['w', K, w]] as const) {
+        for (let j = 0; j < per; j++) {
+          if (isClean) expect(value[bh * per + j], `${what} ${bh}`).toBe(clean[['output', 'm', 'u', 'w'].indexOf(what)]![bh * per + j]);
+          else expect(value[bh * per + j], `${what} ${bh}`).toBeNaN();
+        }
+      }
+      if (isClean) expect(m[bh]).toBe(clean[1]![bh]);
+      else if (bh === 1 * H + 2) expect(m[bh]).toBe(Infinity);
+      else expect(m[bh], `m ${bh}`).toBeNaN();
     }
   });
 });

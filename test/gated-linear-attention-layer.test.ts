@@ -245,7 +245,7 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
     }
   });
 
-  it('runs its forward in 14 launches: the per-head RMSNorm is one, the gate\'s sign and scale one multiply, the swish the output gate\'s epilogue', async () => {
+  it('runs its forward in 12 launches and a decode step in 7: the projections of x grouped, the readout one, the step one', async () => {
     const layer = built({ numHeads: 4 }, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -254,13 +254,24 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
       y.dispose();
     });
     expect(ran).toEqual([
-      // the forget gate: the low-rank projection, −softplus(−z)/16
-      'DenseVec4', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'BinaryOpProgram',
-      'DenseGroups', 'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
-      // the readout: RMSNorm, the swish output gate (no gradient recorded: in the product's
-      // launch), its product with the norm, the projection
-      'LayerNormForwardVec4', 'DenseVec4', 'BinaryOpProgram', 'DenseVec4',
+      // q, k, v; the forget gate's low rank beside the output gate; its second projection, then −softplus(−z)/16
+      'DenseGroups', 'DenseGroups', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'BinaryOpProgram',
+      'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
+      // the readout (no gradient recorded): RMSNorm times the output gate's swish in one launch, the projection
+      'RmsNormSwishGateForwardVec4', 'DenseVec4',
     ]);
+    const state = layer.initState(2);
+    const token = tf.randomNormal([2, 64]) as tf.Tensor2D;
+    const stepped = await launchedPipelines(async () => {
+      const [y, next] = layer.step(token, state);
+      await y.data();
+      tf.dispose([y, next]);
+    });
+    // the step kernel forms the log gate from its logits, and poisons in the same launch; then the position
+    expect(stepped).toEqual([
+      'DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'BinaryOpProgram',
+    ]);
+    tf.dispose([state.S, state.positions, token]);
     tf.dispose(x);
     layer.dispose();
   });

@@ -7,7 +7,9 @@
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { gatedLinearAttention, gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../src/mixers/gated-linear-attention/op.js';
+import {
+  gatedLinearAttention, gatedLinearAttentionStep, gatedLinearAttentionStepFromLogits, gatedLinearAttentionWithState, logForgetGate,
+} from '../src/mixers/gated-linear-attention/op.js';
 import type { Implementation } from '../src/validate.js';
 import { GLA_CHUNK } from '../src/mixers/gated-linear-attention/reference.js';
 import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
@@ -439,6 +441,54 @@ describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
     expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen']);
     tf.dispose([q, k, v, g, initialState!]);
   });
+  it('a decode step is one launch, from the log gate or from its logits (the same numbers to the bit), and poisons what the forward poisons', async () => {
+    // one token of the base case, logits z over a range whose gates run from −0.3 to −1e-3
+    const s: Case = { ...base, T: 1 };
+    const { B, H, K, V } = s;
+    const clean = tensorsOf(s);
+    const z = tf.tensor4d(seededUniform(31, B * H * K, -6, 6), [B, 1, H, K]);
+    const state = clean.initialState!;
+    const fromLogits = (a: typeof clean, logits: tf.Tensor4D) => gatedLinearAttentionStepFromLogits(a.q, a.k, a.v, logits, 16, state);
+    let got: tf.Tensor[] = [];
+    const ran = await launchedPipelines(async () => {
+      const r = fromLogits(clean, z);
+      got = [r.output, r.state];
+      await Promise.all(got.map((t) => t.data()));
+    });
+    expect(ran).toEqual(['GatedLinearAttentionStep']);
+    const g = logForgetGate(z, 16);
+    const plain = gatedLinearAttentionStep(clean.q, clean.k, clean.v, g, state);
+    const want = [await values(plain.output), await values(plain.state)];
+    expect(Array.from(await values(got[0]!))).toEqual(Array.from(want[0]!));
+    expect(Array.from(await values(got[1]!))).toEqual(Array.from(want[1]!));
+    // batch row 1, head 1's last channel: k, v, a logit of −∞ (g = −∞) or NaN, q (its output only), and g > 0
+    const spoils = [['k', NaN], ['v', Infinity], ['z', -Infinity], ['z', NaN], ['q', -Infinity], ['g', 0.5]] as const;
+    for (const [name, bad] of spoils) {
+      const width = name === 'v' ? V : K;
+      const source = name === 'g' ? g : name === 'z' ? z : clean[name];
+      const data = (await source.data()).slice();
+      data[(1 * H + 1) * width + width - 1] = bad;
+      const spoilt = tf.tensor(data, source.shape) as tf.Tensor4D;
+      const before = tf.memory().numTensors;
+      const r = name === 'g'
+        ? gatedLinearAttentionStep(clean.q, clean.k, clean.v, spoilt, state)
+        : name === 'z' ? fromLogits(clean, spoilt) : fromLogits({ ...clean, [name]: spoilt }, z);
+      const [o, st] = [await values(r.output), await values(r.state)];
+      o.forEach((e, j) => {
+        if (Math.floor(j / V) === 1 * H + 1) expect(e, `${name}=${bad}: output ${j}`).toBeNaN();
+        else expect(e, `${name}=${bad}: output ${j}`).toBe(want[0]![j]);
+      });
+      st.forEach((e, j) => {
+        if (name !== 'q' && Math.floor(j / (K * V)) === 1 * H + 1) expect(e, `${name}=${bad}: state ${j}`).toBeNaN();
+        else expect(e, `${name}=${bad}: state ${j}`).toBe(want[1]![j]);
+      });
+      tf.dispose([r.output, r.state]);
+      expect(tf.memory().numTensors, `${name}=${bad}: tensors left`).toBe(before);
+      spoilt.dispose();
+    }
+    tf.dispose([...Object.values(clean).filter((t) => t !== undefined) as tf.Tensor[], z, g, plain.output, plain.state, got]);
+  });
+
   it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches), a bad token in any chunk poisons exactly the outputs and states that see it, in place, leaving no data behind`, async () => {
     const C = SEEN_CHUNK;
     // a last chunk part full, full, and of one token

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 // the op's own module rather than the barrel: this file tests one op, whatever else is being built
-import { addLayerNorm, layerNorm, rmsNorm } from '../src/layer-norm/op.js';
+import { addLayerNorm, layerNorm, rmsNorm, rmsNormSwishGate } from '../src/layer-norm/op.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import { layerNormOracle } from './oracle/layer-norm.js';
 import {
@@ -111,6 +111,26 @@ async function expectAddLayerNormComposes(numRuns: number): Promise<void> {
   }), { numRuns });
 }
 
+/**
+ * rmsNormSwishGate against rmsNorm times the gate's swish in tfjs ops (gate·sigmoid(gate)) on the
+ * same backend, to the bit: the one-launch kernel where no gradient is recorded on webgpu forms
+ * the same norm, the sigmoid as tfjs's kernel forms it, and the two products in the same order.
+ */
+async function expectSwishGateComposes(numRuns: number): Promise<void> {
+  await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
+    const { xs, gs } = inputs(M, D, shift, seed);
+    const [x, gamma, gate] = [tf.tensor3d(xs, [1, M, D]), tf.tensor1d(gs), tf.tensor3d(seededUniform(seed + 6, M * D, -8, 8), [1, M, D])];
+    const options = { epsilon: 1e-5 };
+    await expectNoLeaks(async () => {
+      const y = rmsNormSwishGate(x, gamma, gate, options);
+      const want = tf.tidy(() => tf.mul(rmsNorm(x, gamma, options), tf.mul(gate, tf.sigmoid(gate))));
+      expect(Array.from(await y.data())).toEqual(Array.from(await want.data()));
+      tf.dispose([y, want]);
+    });
+    tf.dispose([x, gamma, gate]);
+  }), { numRuns });
+}
+
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'layerNorm', () => {
   it('matches the oracle and has its gradients, within the derived tolerance of the reference', async () => {
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10);
@@ -124,6 +144,10 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     await expectAddLayerNormComposes(backend === 'webgpu' ? 20 : 5);
   });
 
+  it('rmsNormSwishGate gives rmsNorm(x)·gate·σ(gate), to the bit', async () => {
+    await expectSwishGateComposes(backend === 'webgpu' ? 20 : 5);
+  });
+
   it('names the op, the argument, what it expected and what it received', () => {
     const x = tf.zeros([2, 3, 8]);
     const ones = tf.ones([8]) as tf.Tensor1D;
@@ -131,6 +155,8 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
       "addLayerNorm: argument 'residual' must be a float32 tensor of the shape of x [2, 3, 8]; received a float32 tensor of shape [2, 8].");
     expect(() => addLayerNorm(x, x, ones, tf.ones([3]) as tf.Tensor1D)).toThrow(
       "addLayerNorm: argument 'beta' must be a float32 tensor [D] = [8], D the last dimension of x [2, 3, 8]; received a float32 tensor of shape [3].");
+    expect(() => rmsNormSwishGate(x, ones, tf.zeros([2, 3, 4]))).toThrow(
+      "rmsNormSwishGate: argument 'gate' must be a float32 tensor of the shape of x [2, 3, 8]; received a float32 tensor of shape [2, 3, 4].");
     expect(() => layerNorm(x, tf.ones([7]) as tf.Tensor1D, ones)).toThrow(
       "layerNorm: argument 'gamma' must be a float32 tensor [D] = [8], D the last dimension of x [2, 3, 8]; received a float32 tensor of shape [7].");
     expect(() => layerNorm(x, ones, ones, { epsilon: 0 })).toThrow("layerNorm: option 'epsilon' must be a positive finite number; received 0 (a number).");
@@ -169,6 +195,33 @@ describeOn('webgpu', 'layerNorm kernels', () => {
         });
         expect(taped.some((label) => label.startsWith('AddLayerNorm'))).toBe(false);
         tf.dispose([x, r, gamma, beta, ...out]);
+      }
+    } finally {
+      tf.env().set(POISON_OUTPUTS_FLAG, poisoned);
+    }
+  });
+
+  it('rmsNormSwishGate is one launch that writes every element where no gradient is recorded, tfjs ops under a tape', async () => {
+    const poisoned = tf.env().getBool(POISON_OUTPUTS_FLAG);
+    tf.env().set(POISON_OUTPUTS_FLAG, true);
+    try {
+      for (const D of [12, 7]) {
+        const { xs, gs } = inputs(37, D, 1, 12);
+        const [x, gamma, gate] = [tf.tensor2d(xs, [37, D]), tf.tensor1d(gs), tf.tensor2d(xs.map((a) => 3 * a), [37, D])];
+        let y: tf.Tensor | null = null;
+        const alone = await launchedPipelines(async () => {
+          y = rmsNormSwishGate(x, gamma, gate);
+          await y.data();
+        });
+        expect(alone).toEqual([D % 4 === 0 ? 'RmsNormSwishGateForwardVec4' : 'RmsNormSwishGateForward']);
+        expect(Array.from(await y!.data()).every(Number.isFinite)).toBe(true);
+        const taped = await launchedPipelines(async () => {
+          const grads = tf.grads((x1: tf.Tensor, g1: tf.Tensor) => rmsNormSwishGate(x1, gamma, g1))([x, gate]);
+          for (const g of grads) expect(Array.from(await g.data()).every(Number.isFinite)).toBe(true);
+          tf.dispose(grads);
+        });
+        expect(taped.some((label) => label.startsWith('RmsNormSwishGate'))).toBe(false);
+        tf.dispose([x, gamma, gate, y!]);
       }
     } finally {
       tf.env().set(POISON_OUTPUTS_FLAG, poisoned);

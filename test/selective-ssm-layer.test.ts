@@ -168,17 +168,23 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         layer.setWeights(changed);
         tf.dispose(changed);
         const token = tf.tidy(() => x.slice([0, 0, 0], [c.B, 1, c.D]).reshape([c.B, c.D]) as tf.Tensor2D);
-        const counts: number[] = [];
+        const runs: string[][] = [];
         let state = layer.initState(c.B);
         for (let s = 0; s < 2; s++) {
-          counts.push((await launchedPipelines(async () => {
+          runs.push(await launchedPipelines(async () => {
             const [y, next] = layer.step(token, state);
             await y.data();
             tf.dispose([y, state]);
             state = next;
-          })).length);
+          }));
         }
-        expect(counts[0]! - counts[1]!).toBe(3 + 2);
+        expect(runs[0]!.length - runs[1]!.length).toBe(3 + 2);
+        // a step with nothing to make again: the convolution and the scan read x and z in the in
+        // projection, not sliced out; the x projection's blocks (R = 1 here, too narrow for one
+        // grouped launch), Δ's, the outputs', the positions
+        expect(runs[1]).toEqual([
+          'DenseVec4', 'SelectiveSSMConv', 'Dense', 'DenseVec4', 'Dense', 'SelectiveScanStep', 'DenseVec4', 'BinaryOpProgram',
+        ]);
         const parallel = layer.apply(x) as tf.Tensor3D;
         const stepped = decodeSteps(layer, x);
         const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);

@@ -18,3 +18,7 @@ fn load(i: u32) -> V {
 fn keep(i: u32, v: V) {
   sum[i] = v;
 }
+
+fn finish(i: u32, y: V) -> V {
+  return y;
+}

@@ -12,3 +12,7 @@ fn load(i: u32) -> V {
 }
 
 fn keep(i: u32, v: V) {}
+
+fn finish(i: u32, y: V) -> V {
+  return y;
+}

@@ -2,11 +2,12 @@
 // rstd = 1/√(var + ε), the variance about the mean (two passes over the row, not E[x²] − mean²,
 // which cancels); mean and rstd are kept for the backward. An invocation or a subgroup per row.
 // Without CENTRED, RMSNorm: mean 0 and no beta, y = x·rstd·gamma with rstd = 1/√(mean(x²) + ε).
-// x is read through the bindings' `load(i)`, and `keep(i, v)` sees each of its elements once,
-// in the last pass (forward-x.wgsl: x itself; forward-residual.wgsl: a sum, which it writes).
-// needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, bindings (forward-x.wgsl or
-// forward-residual.wgsl), and row-per-invocation.wgsl or row-per-subgroup.wgsl (with
-// subgroup-job.wgsl)
+// x is read through the bindings' `load(i)`, `keep(i, v)` sees each of its elements once, in the
+// last pass, and `finish(i, y)` gives what is written of each output (forward-x.wgsl: x itself,
+// y as it is; forward-residual.wgsl: a sum, which it writes; forward-gated.wgsl: y times a swish
+// gate). needs grid.wgsl, lanes-1.wgsl or lanes-4.wgsl, bindings (forward-x.wgsl,
+// forward-residual.wgsl or forward-gated.wgsl), and row-per-invocation.wgsl or
+// row-per-subgroup.wgsl (with subgroup-job.wgsl)
 
 struct Params {
   rows: u32,
@@ -38,7 +39,7 @@ fn row(m: u32, lane: u32, lanes: u32) {
     let v = load(start + d);
     keep(start + d, v);
     let scaled = (v - mean) * rstd * gamma[d];
-    y[start + d] = select(scaled, scaled + beta[d], CENTRED);
+    y[start + d] = finish(start + d, select(scaled, scaled + beta[d], CENTRED));
   }
   if (lane == 0u) { moments[m] = vec2<f32>(mean, rstd); }
 }

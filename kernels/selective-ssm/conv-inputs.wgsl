@@ -10,17 +10,20 @@ struct Params {
   K: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, E]
+@group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, E], or [B, T, 2E] with X_IN_PROJECTION
 @group(0) @binding(1) var<storage, read> window: array<f32>; // [B, K − 1, E], or a stand-in without HAS_WINDOW
 @group(0) @binding(2) var<storage, read> taps: array<f32>; // [K, E]
 @group(0) @binding(3) var<storage, read> bias: array<f32>; // [E]
 
 override HAS_WINDOW: bool = false;
+// x is the first half of each row of the in projection's [B, T, 2E] (a decode step's, which reads
+// it there rather than have it sliced out); otherwise [B, T, E]
+override X_IN_PROJECTION: bool = false;
 
 // position c of the window followed by x, row b, channel e (c < K − 1: the window)
 fn joined(b: u32, c: u32, e: u32) -> f32 {
   let before = params.K - 1u;
-  if (c >= before) { return x[(b * params.T + c - before) * params.E + e]; }
+  if (c >= before) { return x[(b * params.T + c - before) * select(1u, 2u, X_IN_PROJECTION) * params.E + e]; }
   if (!HAS_WINDOW) { return 0.0; }
   return window[(b * before + c) * params.E + e];
 }

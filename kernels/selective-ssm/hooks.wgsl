@@ -7,6 +7,9 @@
 
 override SOFTPLUS: bool = true;
 override HAS_Z: bool = false;
+// z is the second half of each row of the in projection's [B, T, 2E] (a decode step's, which reads
+// it there rather than have it sliced out); otherwise [B, T, E]
+override Z_IN_PROJECTION: bool = false;
 
 struct Params {
   B: u32,
@@ -26,7 +29,7 @@ const INPUTS: u32 = 5u;
 @group(0) @binding(1) var<storage, read> delta: array<f32>; // [B, T, E]
 @group(0) @binding(2) var<storage, read> chan: array<f32>; // [E, N + 2]
 @group(0) @binding(3) var<storage, read> bc: array<f32>; // [B, T, 2N]
-@group(0) @binding(4) var<storage, read> z: array<f32>; // [B, T, E], read when HAS_Z
+@group(0) @binding(4) var<storage, read> z: array<f32>; // [B, T, E] (or [B, T, 2E]: Z_IN_PROJECTION), read when HAS_Z
 
 // the cell's Δ and u per step, kept by prepare
 var<private> dts: array<f32, L>;
@@ -60,7 +63,8 @@ fn softplus(x: f32) -> f32 {
 // silu(z) at a [B, T, E] index, or 1 without a gate
 fn gate(j: u32) -> f32 {
   if (HAS_Z) {
-    let g = z[j];
+    // with Z_IN_PROJECTION, row r's z starts at 2E·r + E
+    let g = z[select(j, j + (j / params.E + 1u) * params.E, Z_IN_PROJECTION)];
     return g * sigmoid(g);
   }
   return 1.0;

@@ -4,6 +4,7 @@ import grid from '../../kernels/common/grid.wgsl';
 import forwardBody from '../../kernels/layer-norm/forward.wgsl';
 import forwardX from '../../kernels/layer-norm/forward-x.wgsl';
 import forwardResidual from '../../kernels/layer-norm/forward-residual.wgsl';
+import forwardGated from '../../kernels/layer-norm/forward-gated.wgsl';
 import rowsBody from '../../kernels/layer-norm/backward-rows.wgsl';
 import gammaBody from '../../kernels/layer-norm/backward-gamma.wgsl';
 import { columnSums } from '../dense/kernel.js';
@@ -22,6 +23,12 @@ export const LAYER_NORM = 'MixersLayerNorm';
  * `[M, D]`, in one launch. No gradient: `ops.addLayerNorm` runs it only where none is recorded.
  */
 export const ADD_LAYER_NORM = 'MixersAddLayerNorm';
+/**
+ * tfjs kernel name. Inputs `x` and `gate` `[M, D]`, `gamma` `[D]` and `beta` (a stand-in, never
+ * read); outputs y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd) `[M, 2]`, in one
+ * launch. No gradient: `rmsNormSwishGate` runs it only where none is recorded.
+ */
+export const RMS_NORM_SWISH_GATE = 'MixersRmsNormSwishGate';
 /** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
 const LAYER_NORM_GRAD_X = 'MixersLayerNormGradX';
 const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradGamma';
@@ -38,17 +45,23 @@ const centredConstant = (attrs: unknown) => ({ CENTRED: (attrs as LayerNormAttrs
 const WG = 64;
 const FORWARD = rowKernels('LayerNormForward', [forwardBody, forwardX].join('\n'));
 const ADD_FORWARD = rowKernels('AddLayerNormForward', [forwardBody, forwardResidual].join('\n'));
+const GATED_FORWARD = rowKernels('RmsNormSwishGateForward', [forwardBody, forwardGated].join('\n'));
 const ROWS = rowKernels('LayerNormBackwardRows', rowsBody);
 const GAMMA = laneVariants('LayerNormBackwardGamma', [grid, gammaBody]);
 
-/** The forward's launch: of x, or with a residual of x + residual, whose sum is a third output. */
-function forward(gpu: WebGPUBackend, x: tf.TensorInfo, residual: tf.TensorInfo | null, gamma: tf.TensorInfo, beta: tf.TensorInfo,
-  attrs: unknown): tf.TensorInfo[] {
+/**
+ * The forward's launch: of x; with a residual, of x + residual, whose sum is a third output; with
+ * a gate, y·swish(gate).
+ */
+function forward(gpu: WebGPUBackend, x: tf.TensorInfo, extra: { residual?: tf.TensorInfo; gate?: tf.TensorInfo },
+  gamma: tf.TensorInfo, beta: tf.TensorInfo, attrs: unknown): tf.TensorInfo[] {
   const [M, D] = x.shape as [number, number];
   const lanes = lanesFor(D);
-  const { kernel, constants, workgroups } = rowLaunch(gpu, residual ? ADD_FORWARD : FORWARD, lanes, M, WG);
+  const { residual, gate } = extra;
+  const kernels = residual ? ADD_FORWARD : gate ? GATED_FORWARD : FORWARD;
+  const { kernel, constants, workgroups } = rowLaunch(gpu, kernels, lanes, M, WG);
   return runKernel(gpu, kernel, {
-    inputs: residual ? [x, residual, gamma, beta] : [x, gamma, beta],
+    inputs: residual ? [x, residual, gamma, beta] : gate ? [x, gamma, beta, gate] : [x, gamma, beta],
     outputs: residual ? [[M, D], [M, 2], [M, D]] : [[M, D], [M, 2]],
     params: [{ u32: M }, { u32: D / lanes }, { f32: D }, { f32: (attrs as LayerNormAttrs).epsilon }],
     constants: { ...constants, ...centredConstant(attrs) },
@@ -56,14 +69,14 @@ function forward(gpu: WebGPUBackend, x: tf.TensorInfo, residual: tf.TensorInfo |
   });
 }
 
-// both forwards, ADD_LAYER_NORM's with its residual
-for (const kernelName of [LAYER_NORM, ADD_LAYER_NORM]) {
+// every forward: ADD_LAYER_NORM's with its residual, RMS_NORM_SWISH_GATE's with its gate
+for (const kernelName of [LAYER_NORM, ADD_LAYER_NORM, RMS_NORM_SWISH_GATE]) {
   registerKernelOnce({
     kernelName,
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
-      return forward(backend as WebGPUBackend, x, inputs.residual ?? null, gamma, beta, attrs);
+      return forward(backend as WebGPUBackend, x, { residual: inputs.residual, gate: inputs.gate }, gamma, beta, attrs);
     },
   });
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { argumentError, checkOptionNames, describe, formatShape, optionNames, useKernel, type Implementation } from '../validate.js';
 import { layerNormReference, rmsNormReference } from './reference.js';
-import { ADD_LAYER_NORM, LAYER_NORM, type LayerNormAttrs } from './kernel.js';
+import { ADD_LAYER_NORM, LAYER_NORM, RMS_NORM_SWISH_GATE, type LayerNormAttrs } from './kernel.js';
 
 /** Options of `ops.layerNorm`. */
 export interface LayerNormOptions {
@@ -99,6 +99,44 @@ export function addLayerNorm<R extends tf.Rank>(x: tf.Tensor<R>, residual: tf.Te
  */
 export function rmsNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, options: LayerNormOptions = {}): tf.Tensor<R> {
   return normalise('rmsNorm', x, gamma, null, options);
+}
+
+/**
+ * RMSNorm with a swish output gate, `rmsNorm(x, gamma)·gate·σ(gate)`: GatedLinearAttention's
+ * readout (flash-linear-attention's FusedRMSNormSwishGate). Not in `ops`. Where no gradient is
+ * being recorded on webgpu it is one launch (`kernels/layer-norm/forward-gated.wgsl`), where the
+ * norm, the sigmoid and two products take four; elsewhere, and under a gradient tape,
+ * {@link rmsNorm} times the swish in tfjs ops, differentiable.
+ *
+ * @param x `[..., D]` float32, rank ≥ 1.
+ * @param gamma `[D]` float32, the scale.
+ * @param gate float32, the shape of x.
+ * @returns the shape of x.
+ *
+ * @example
+ * ```ts
+ * const o = tf.randomNormal([2, 16, 4, 32]);               // [B, T, H, V]
+ * const gate = tf.randomNormal([2, 16, 4, 32]);
+ * const y = rmsNormSwishGate(o, tf.ones([32]) as tf.Tensor1D, gate, { epsilon: 1e-5 });   // [2, 16, 4, 32]
+ * ```
+ */
+export function rmsNormSwishGate<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, gate: tf.Tensor,
+  options: LayerNormOptions = {}): tf.Tensor<R> {
+  const op = 'rmsNormSwishGate';
+  const { D, epsilon, useGpu } = checkNorm(op, x, gamma, null, options);
+  if (!(gate instanceof tf.Tensor) || gate.dtype !== 'float32' || !tf.util.arraysEqual(gate.shape, x.shape)) {
+    throw argumentError(op, `argument 'gate' must be a float32 tensor of the shape of x ${formatShape(x.shape)}; received ${describe(gate)}.`);
+  }
+  if (!useGpu || tf.engine().state.gradientDepth > 0 || x.size === 0) {
+    return tf.tidy(() => tf.mul(rmsNorm(x, gamma, options), tf.mul(gate, tf.sigmoid(gate))) as tf.Tensor<R>);
+  }
+  return tf.tidy(() => {
+    const attrs: LayerNormAttrs = { epsilon, centred: false };
+    const rows = [x.size / D, D];
+    const inputs = { x: x.reshape(rows), gamma, beta: tf.zeros([4]), gate: gate.reshape(rows) };
+    const [y] = tf.engine().runKernel(RMS_NORM_SWISH_GATE, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return y!.reshape(x.shape) as tf.Tensor<R>;
+  });
 }
 
 /** Checks the arguments every norm takes, naming `op`; returns D, ε and whether the kernels run. */

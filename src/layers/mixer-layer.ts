@@ -3,7 +3,7 @@ import {
   IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkStepToken, checkTensor, describe,
   differentiableZeros, formatShape, optionNames, type Implementation,
 } from '../validate.js';
-import { dense, type DenseOptions } from '../dense/op.js';
+import { dense } from '../dense/op.js';
 import { denseGroups } from '../dense/groups.js';
 import { prefillInputs, realSteps, zeroPadding } from './decode-state.js';
 import type { PrefillOptions } from './prefill.js';
@@ -327,12 +327,12 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   }
 
   /**
-   * `act(x·W (+ b))` over the last axis of `[..., in]`: W the weight `name` `[in, out]`, b the
-   * weight `${name}Bias` `[out]` when the layer added one, `act` ops.dense's `activation`.
+   * `x·W (+ b)` over the last axis of `[..., in]`: W the weight `name` `[in, out]`, b the weight
+   * `${name}Bias` `[out]` when the layer added one.
    */
-  protected dense(x: tf.Tensor, name: string, activation: DenseOptions['activation'] = 'linear'): tf.Tensor {
+  protected dense(x: tf.Tensor, name: string): tf.Tensor {
     const bias = this.weightsByName.get(`${name}Bias`)?.read() as tf.Tensor1D | undefined;
-    return dense(x, this.weight(name).read() as tf.Tensor2D, { bias, activation, implementation: this.activeImplementation() });
+    return dense(x, this.weight(name).read() as tf.Tensor2D, { bias, implementation: this.activeImplementation() });
   }
 
   /**

@@ -14,8 +14,9 @@ import { grid1d, runKernel, type KernelSource, type Param } from './runtime.js';
 /**
  * The scan kernel family (docs/scan-kernels.md): a diagonal linear recurrence per row, channel
  * and state, run in chunks of {@link SCAN_CHUNK} steps with the state carried between them,
- * forward, backward and one decode step. A mixer is an instance: its WGSL hooks say what the
- * decay, the input and the output of each step are, and where its inputs and gradients live.
+ * forward, backward and one decode step ({@link scanStepKernel}). A mixer is an instance: its
+ * WGSL hooks say what the decay, the input and the output of each step are, and where its inputs
+ * and gradients live.
  */
 export const SCAN_CHUNK = 32;
 const WG = 64;
@@ -28,7 +29,6 @@ export interface ScanKernels {
   forward: KernelSource;
   backwardChunkStates: KernelSource;
   backward: KernelSource;
-  step: KernelSource;
 }
 
 const source = (name: string, ...parts: string[]): KernelSource => ({ name, code: parts.join('\n') });
@@ -45,8 +45,12 @@ export function scanKernels(name: string, hooks: string, backwardHooks: string):
     forward: source(`${name}Forward`, grid, hooks, scan, forwardBody),
     backwardChunkStates: source(`${name}BackwardChunkStates`, grid, hooks, scan, backwardChunkStatesBody),
     backward: source(`${name}Backward`, hooks, scan, backwardBody, backwardHooks),
-    step: source(`${name}Step`, grid, hooks, scan, stepBody),
   };
+}
+
+/** The family's decode step for one mixer's hooks (scan/step.wgsl), launched by {@link scanStep}. */
+export function scanStepKernel(name: string, hooks: string): KernelSource {
+  return source(`${name}Step`, grid, hooks, scan, stepBody);
 }
 
 /** The sizes every pass reads: rows (independent sequences), steps, channels and states. */
@@ -131,9 +135,9 @@ export function scanBackward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSi
 }
 
 /** One decode step (T = 1): the output (`outShape`) and the next state, shaped as `state`. */
-export function scanStep(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSizes, l: ScanLaunch,
+export function scanStep(gpu: WebGPUBackend, step: KernelSource, s: ScanSizes, l: ScanLaunch,
   state: tf.TensorInfo, outShape: number[]): tf.TensorInfo[] {
-  return runKernel(gpu, kernels.step, {
+  return runKernel(gpu, step, {
     inputs: [...l.inputs, state], outputs: [outShape, state.shape],
     params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.E, WG),
   });

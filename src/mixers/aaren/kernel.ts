@@ -5,11 +5,13 @@ import grid from '../../../kernels/common/grid.wgsl';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
 import ratioBody from '../../../kernels/aaren/ratio.wgsl';
 import ratioBackwardBody from '../../../kernels/aaren/ratio-backward.wgsl';
+import stepFrameBody from '../../../kernels/aaren/step-frame.wgsl';
+import stepMergeBody from '../../../kernels/aaren/step-merge.wgsl';
 import { columnSums } from '../../dense/kernel.js';
 import { detached, finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
-import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
+import { gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
 import { HIDDEN, type AarenArgs, type AarenState } from './reference.js';
 
 /**
@@ -33,14 +35,10 @@ const emptyAsMinusInfinity = tf.customGrad(((m: tf.Tensor, u: tf.Tensor, save: t
 
 /**
  * The initial state's [w, u] `[B, H, K + 1]` in its own frame, m_init floored as the frame is
- * (the same value), with m_init's gradient through the factor e^{m − m_sg} (value 1). A decode
- * step, which has no gradient, leaves the factor out: a NaN or +∞ m_init, the ones it is not 1
- * for, makes the frame kernel's keys and gates NaN, and the scan poisons the same outputs and
- * state.
+ * (the same value), with m_init's gradient through the factor e^{m − m_sg} (value 1).
  */
-function inItsFrame(init: AarenState, step: boolean): tf.Tensor3D {
+function inItsFrame(init: AarenState): tf.Tensor3D {
   const wu = tf.concat([init.w, init.u.expandDims(2)], 2) as tf.Tensor3D;
-  if (step) return wu;
   const floored = tf.maximum(init.m, HIDDEN);
   return tf.mul(wu, tf.exp(tf.sub(floored, withoutGradient(floored))).expandDims(2)) as tf.Tensor3D;
 }
@@ -138,13 +136,14 @@ const AAREN_RATIO = 'MixersAarenRatio';
 const AAREN_RATIO_GRAD = 'MixersAarenRatioGrad';
 const RATIO: KernelSource = { name: 'AarenRatio', code: [grid, ratioBody].join('\n') };
 const RATIO_GRAD: KernelSource = { name: 'AarenRatioBackward', code: [grid, ratioBackwardBody].join('\n') };
-const RATIO_WG = 64;
+/** Invocations per workgroup of the ratio and step launches. */
+const LAUNCH_WG = 64;
 
 /** The launch of one of the two over `total` numbers, K channels per row. */
 function runRatio(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], output: number[], K: number): tf.TensorInfo {
   const total = tf.util.sizeFromShape(output);
   return runKernel(backend, kernel, {
-    inputs, outputs: [output], params: [{ u32: total }, { u32: K }], constants: { WG: RATIO_WG }, workgroups: grid1d(total, RATIO_WG),
+    inputs, outputs: [output], params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG }, workgroups: grid1d(total, LAUNCH_WG),
   })[0]!;
 }
 
@@ -176,6 +175,50 @@ registerGradientOnce({
 });
 
 /**
+ * tfjs kernel name, webgpu only: one decode token merged into the state, with no gradient. Inputs
+ * q `[H, K]`, k and v `[B, 1, H, K]`, the state's m, u `[B, H]` and w `[B, H, K]`; outputs o
+ * `[B, 1, H, K]` and the next m, u, w. Two launches (`kernels/aaren/step-frame.wgsl`, then
+ * `step-merge.wgsl`), where the scan kernels and the tfjs ops around them took nineteen: the
+ * step is bound by the CPU's cost per launch. Two, not one, because a kernel may count on only
+ * 8 storage buffers, and the step reads six and writes four.
+ */
+const AAREN_STEP = 'MixersAarenStep';
+const STEP_FRAME: KernelSource = { name: 'AarenStepFrame', code: [grid, floatBits, stepFrameBody].join('\n') };
+const STEP_MERGE: KernelSource = { name: 'AarenStepMerge', code: [grid, stepMergeBody].join('\n') };
+
+registerKernelOnce({
+  kernelName: AAREN_STEP,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const gpu = backend as WebGPUBackend;
+    const { q, k, v, m, u, w } = namedInputs(inputs, 'q', 'k', 'v', 'm', 'u', 'w');
+    const [B, , H, K] = k.shape as [number, number, number, number];
+    const rows = B * H;
+    const [mNext, factors] = runKernel(gpu, STEP_FRAME, {
+      inputs: [q, k, v, m], outputs: [[B, H], [B, H, 2]],
+      params: [{ u32: rows }, { u32: H }, { u32: K }, { f32: (attrs as unknown as { scale: number }).scale }],
+      constants: { WG: LAUNCH_WG }, workgroups: grid1d(rows, LAUNCH_WG),
+    });
+    const [o, uNext, wNext] = runKernel(gpu, STEP_MERGE, {
+      inputs: [v, u, w, factors!], outputs: [k.shape, [B, H], [B, H, K]],
+      params: [{ u32: rows * K }, { u32: K }], constants: { WG: LAUNCH_WG }, workgroups: grid1d(rows * K, LAUNCH_WG),
+    });
+    gpu.disposeData(factors!.dataId);
+    return [o!, mNext!, uNext!, wNext!];
+  },
+});
+
+/**
+ * One decode token on {@link AAREN_STEP}: `args.k` and `args.v` `[B, 1, H, K]` from the initial
+ * state, whose frame m the token's score may raise. No gradient.
+ */
+function aarenStepOnKernel(args: AarenArgs, init: AarenState): { output: tf.Tensor4D; state: AarenState } {
+  const [output, m, u, w] = tf.engine().runKernel(AAREN_STEP,
+    { q: args.q, k: args.k, v: args.v, m: init.m, u: init.u, w: init.w }, { scale: args.scale }) as tf.Tensor[];
+  return { output: output as tf.Tensor4D, state: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w as tf.Tensor3D } };
+}
+
+/**
  * Aaren on the scan kernels: with the running max m_t (max of m_init and the scores so far) as
  * the frame, the state (u, w) after token t obeys the diagonal linear recurrence
  * ```
@@ -188,10 +231,11 @@ registerGradientOnce({
  * the final state's dependence on its m, the one place the frame shows, goes through a factor
  * e^{m_frame − m} (value 1) with m = max(m_init, the real scores), whose gradient reaches the first
  * maximiser, so every gradient is the reference's. Non-finite k and v are taken as 0 and poison
- * exactly what the reference poisons. With `step` (one token, for the layer's decode) it runs
- * GLA's one-launch step kernel, which has no gradient.
+ * exactly what the reference poisons. With `step` (one token from an initial state, for the
+ * layer's decode) it runs {@link AAREN_STEP} instead, which has no gradient.
  */
 export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.Tensor4D; state: AarenState } {
+  if (step && args.initialState) return aarenStepOnKernel(args, args.initialState);
   return tf.tidy(() => {
     const [B, T, H, K] = args.k.shape;
     const { real } = args;
@@ -203,10 +247,9 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     ) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
     const vIn = finiteOnly(args.v);
     const values = tf.concat([vIn, tf.ones([B, T, H, 1])], 3) as tf.Tensor4D;
-    const start = init ? inItsFrame(init, step) : tf.zeros([B, H, K + 1]);
+    const start = init ? inItsFrame(init) : tf.zeros([B, H, K + 1]);
     const ones = tf.ones([B, T, H, 1]) as tf.Tensor4D;
-    const run = step ? gatedLinearAttentionStep(ones, key, values, gate, start.expandDims(2) as tf.Tensor4D, { scale: 1 })
-      : gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
+    const run = gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
     // with padding a row may have seen no real token (u = 0): its output is 0
     const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output }) as tf.Tensor4D;
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),

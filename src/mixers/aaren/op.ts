@@ -185,8 +185,8 @@ export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4
 
 /**
  * One decode token of {@link aarenWithState} (k and v `[B, 1, H, K]`) from `initialState`, for
- * the layer's `step` (not in `ops`): on webgpu one step kernel, which has no gradient; elsewhere
- * (or with `implementation: 'reference'`) the op itself, differentiable.
+ * the layer's `step` (not in `ops`): on webgpu the step kernel's two launches, which have no
+ * gradient; elsewhere (or with `implementation: 'reference'`) the op itself, differentiable.
  */
 export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {
   return run('aarenWithState', q, k, v, options, undefined, true);

@@ -6,8 +6,10 @@ import backwardHooks from '../../../kernels/gated-linear-attention/backward-hook
 import seen from '../../../kernels/gated-linear-attention/seen.wgsl';
 import seenChunks from '../../../kernels/gated-linear-attention/seen-chunks.wgsl';
 import seenFind from '../../../kernels/gated-linear-attention/seen-find.wgsl';
-import { namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
+import stepBody from '../../../kernels/gated-linear-attention/step.wgsl';
+import grid from '../../../kernels/common/grid.wgsl';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+import { scanBackward, scanForward, scanKernels, scanSizes, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
 
 /**
  * tfjs kernel names. The forward's inputs are q, k, g `[B, T, H, K]`, v `[B, T, H, V]` and
@@ -16,7 +18,9 @@ import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, t
  * state entering each chunk and each chunk's total log decay. It reads each input's finite part
  * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), such an input gets a zero gradient, and the
  * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place: see runSeen). The
- * step takes q, k, v, g `[B, 1, H, ·]` and the state, and has no gradient.
+ * step takes q, k, v, g `[B, 1, H, ·]` and the state, has no gradient, and poisons in its own
+ * launch (step.wgsl); with attrs `normalizer` its g holds the forget gate's logits z, and the log
+ * gate is logsigmoid(z)/normalizer.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
@@ -29,6 +33,8 @@ const KERNELS = scanKernels('GatedLinearAttention', [floatBits, hooks].join('\n'
 export interface GlaAttrs {
   scale: number;
   hasInitialState: boolean;
+  /** The step's: g holds logits z, and the log gate is logsigmoid(z)/normalizer; absent, g is the log gate. */
+  normalizer?: number;
 }
 
 function sizesOf(q: tf.TensorInfo, v: tf.TensorInfo): ScanSizes & { B: number; H: number } {
@@ -102,17 +108,23 @@ registerGradientOnce({
   },
 });
 
+const STEP: KernelSource = { name: 'GatedLinearAttentionStep', code: [grid, floatBits, stepBody].join('\n') };
+const STEP_WG = 64;
+
 registerKernelOnce({
   kernelName: GATED_LINEAR_ATTENTION_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v, g, state } = namedInputs(inputs, 'q', 'k', 'v', 'g', 'state');
-    const s = sizesOf(q, v);
-    const l = launchOf([q, k, v, g], s, (attrs as unknown as GlaAttrs).scale);
-    const gpu = backend as WebGPUBackend;
-    const outs = scanStep(gpu, KERNELS, s, l, state, v.shape);
-    runSeen(gpu, [q, k, v, g], true, outs);
-    return outs;
+    const a = attrs as unknown as GlaAttrs;
+    const [B, , H, K] = q.shape as [number, number, number, number];
+    const V = v.shape[3]!;
+    return runKernel(backend as WebGPUBackend, STEP, {
+      inputs: [q, k, v, g, state], outputs: [v.shape, state.shape],
+      params: [{ u32: B * H }, { u32: H }, { u32: K }, { u32: V }, { f32: a.scale }, { f32: a.normalizer ?? 1 }],
+      constants: { WG: STEP_WG, GATE_LOGITS: a.normalizer === undefined ? 0 : 1 },
+      workgroups: grid1d(B * H * V, STEP_WG),
+    });
   },
 });
 

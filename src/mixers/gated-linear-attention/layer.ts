@@ -3,8 +3,8 @@ import { checkPositions } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, describe, optionNames } from '../../validate.js';
-import { rmsNorm } from '../../layer-norm/op.js';
-import { gatedLinearAttentionStep, gatedLinearAttentionWithState } from './op.js';
+import { rmsNormSwishGate } from '../../layer-norm/op.js';
+import { gatedLinearAttentionStepFromLogits, gatedLinearAttentionWithState, logForgetGate } from './op.js';
 
 /** Arguments of the {@link GatedLinearAttention} layer (flash-linear-attention's names in parentheses). */
 export interface GatedLinearAttentionArgs extends MixerLayerArgs {
@@ -117,31 +117,40 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     this.setDims({ H, K: HK / H, V: HV / H });
   }
 
-  /** q, k, g `[B, T, H, K]` and v `[B, T, H, V]` of x `[B, T, D]`. */
-  private projections(x: tf.Tensor3D): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; g: tf.Tensor4D } {
+  /**
+   * Every projection of x `[B, T, D]`, in three launches where they fit (a grouped launch may
+   * bind at most three weights: a kernel counts on only 8 storage buffers): q, k and the forget
+   * gate's logits z `[B, T, H, K]`, v `[B, T, H, V]` and the output gate before its swish
+   * `[B, T, H·V]`.
+   */
+  private projections(x: tf.Tensor3D): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; z: tf.Tensor4D; gate: tf.Tensor } {
     const { H, K, V } = this.dims();
     const [B, T] = x.shape;
     const heads = (t: tf.Tensor, width: number) => t.reshape([B, T, H, width]) as tf.Tensor4D;
-    // logsigmoid(z) = −softplus(−z); tfjs 4.22's tf.logSigmoid has a gradient that reads a disposed tensor.
-    // The sign and 1/16, a power of 2, in one exact multiply: a launch fewer than a neg and a div
-    const gate = tf.mul(tf.softplus(tf.neg(this.dense(this.dense(x, 'forgetDown'), 'forgetUp'))), -1 / GATE_NORMALIZER);
     const [q, k, v] = this.denseAll(x, ['query', 'key', 'value']);
-    return { q: heads(q!, K), k: heads(k!, K), v: heads(v!, V), g: heads(gate, K) };
+    const [low, gate] = this.denseAll(x, ['forgetDown', 'outputGate']);
+    const z = this.dense(low!, 'forgetUp');
+    return { q: heads(q!, K), k: heads(k!, K), v: heads(v!, V), z: heads(z, K), gate: gate! };
   }
 
-  /** From o `[B, T, H, V]` to the output `[B, T, D]`: per-head RMSNorm, the swish output gate of x, the projection. */
-  private readout(x: tf.Tensor3D, o: tf.Tensor4D): tf.Tensor3D {
+  /**
+   * From o `[B, T, H, V]` to the output `[B, T, D]`: per-head RMSNorm times the swish of the
+   * output gate `[B, T, H·V]`, then the projection.
+   */
+  private readout(o: tf.Tensor4D, gate: tf.Tensor): tf.Tensor3D {
     const [B, T, H, V] = o.shape;
-    const normed = rmsNorm(o, this.weight('norm').read() as tf.Tensor1D, { epsilon: NORM_EPS, implementation: this.activeImplementation() });
-    const gate = this.dense(x, 'outputGate', 'swish');
-    return this.dense(tf.mul(normed, gate.reshape([B, T, H, V])).reshape([B, T, H * V]), 'output') as tf.Tensor3D;
+    const gated = rmsNormSwishGate(o, this.weight('norm').read() as tf.Tensor1D, gate.reshape(o.shape), {
+      epsilon: NORM_EPS, implementation: this.activeImplementation(),
+    });
+    return this.dense(gated.reshape([B, T, H * V]), 'output') as tf.Tensor3D;
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
-    const { q, k, v, g } = this.projections(x);
+    const { q, k, v, z, gate } = this.projections(x);
+    const g = logForgetGate(z, GATE_NORMALIZER);
     const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { implementation: this.activeImplementation() });
     state.dispose();
-    return this.readout(x, output);
+    return this.readout(output, gate);
   }
 
   /** A fresh decode state for `batch` sequences (a non-negative integer): S zeros, every position 0. */
@@ -166,9 +175,9 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, GatedLinearAttentionState] => {
       const token = x.expandDims(1) as tf.Tensor3D;
-      const { q, k, v, g } = this.projections(token);
-      const next = gatedLinearAttentionStep(q, k, v, g, state.S, { implementation: this.activeImplementation() });
-      const y = this.readout(token, next.output).squeeze([1]) as tf.Tensor2D;
+      const { q, k, v, z, gate } = this.projections(token);
+      const next = gatedLinearAttentionStepFromLogits(q, k, v, z, GATE_NORMALIZER, state.S, { implementation: this.activeImplementation() });
+      const y = this.readout(next.output, gate).squeeze([1]) as tf.Tensor2D;
       return [y, { S: next.state, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
     });
   }
@@ -200,10 +209,11 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
       run: ({ x: clean, start, real }) => {
-        const { q, k, v, g } = this.projections(clean);
+        const { q, k, v, z, gate } = this.projections(clean);
+        const g = logForgetGate(z, GATE_NORMALIZER);
         const keep = (t: tf.Tensor4D) => tf.where(real.expandDims(2).expandDims(3), t, tf.zerosLike(t)) as tf.Tensor4D;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
-        return [this.readout(clean, run.output), { S: run.state }];
+        return [this.readout(run.output, gate), { S: run.state }];
       },
     });
   }

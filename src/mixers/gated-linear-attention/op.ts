@@ -67,7 +67,7 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
  * Runs checked arguments: the kernels or the reference; with `step`, one token through the
  * gradient-less step kernel on webgpu.
  */
-function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAttentionResult {
+function run(args: GlaArgs & { kernel: boolean }, step = false, normalizer?: number): GatedLinearAttentionResult {
   const [B, T, H, K] = args.q.shape;
   const V = args.v.shape[3];
   if (B === 0 || T === 0) {
@@ -85,7 +85,7 @@ function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAtte
   // output that sees it
   return tf.tidy(() => {
     if (!args.kernel) return gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) });
-    if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
+    if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! }, normalizer);
     // an absent initialState is a stand-in off the gradient's path, never read
     return onKernels(args, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
   });
@@ -97,9 +97,11 @@ function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAtte
  * reference makes them, in one more launch where the reference's tfjs ops take dozens (each a
  * launch, whose CPU cost dominates a layer call on a GPU).
  */
-function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap): GatedLinearAttentionResult {
+function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap, normalizer?: number): GatedLinearAttentionResult {
   const { q, k, v, g } = args;
-  const attrs: GlaAttrs = { scale: args.scale, hasInitialState: args.initialState !== undefined };
+  const attrs: GlaAttrs = {
+    scale: args.scale, hasInitialState: args.initialState !== undefined, ...(normalizer === undefined ? {} : { normalizer }),
+  };
   const [output, state] = tf.engine().runKernel(kernelName, { q, k, v, g, ...start }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return { output: output as tf.Tensor4D, state: state as tf.Tensor4D };
 }
@@ -188,4 +190,29 @@ export function gatedLinearAttentionStep(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, state: tf.Tensor4D, options: GatedLinearAttentionOptions = {},
 ): GatedLinearAttentionResult {
   return run(checkArgs('gatedLinearAttentionStep', q, k, v, g, { ...options, initialState: state }), true);
+}
+
+/**
+ * The log forget gate of the forget gate's logits z, logsigmoid(z)/normalizer, as
+ * −softplus(−z)/normalizer (tfjs 4.22's tf.logSigmoid has a gradient that reads a disposed
+ * tensor); the sign and the division in one multiply, exact for a power of 2.
+ */
+export function logForgetGate(z: tf.Tensor4D, normalizer: number): tf.Tensor4D {
+  return tf.mul(tf.softplus(tf.neg(z)), -1 / normalizer);
+}
+
+/**
+ * {@link gatedLinearAttentionStep} with the log gate given by its logits z `[B, 1, H, K]`,
+ * g = {@link logForgetGate}(z, normalizer): on webgpu the step kernel forms g itself, in the
+ * launch that steps (three fewer than tfjs's ops take); elsewhere g is formed, then stepped.
+ */
+export function gatedLinearAttentionStepFromLogits(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, z: tf.Tensor4D, normalizer: number, state: tf.Tensor4D,
+  options: GatedLinearAttentionOptions = {},
+): GatedLinearAttentionResult {
+  const op = 'gatedLinearAttentionStep';
+  if (useKernel(op, options.implementation) && q.shape[1] === 1) {
+    return run(checkArgs(op, q, k, v, z, { ...options, initialState: state }), true, normalizer);
+  }
+  return tf.tidy(() => gatedLinearAttentionStep(q, k, v, logForgetGate(z, normalizer), state, options));
 }

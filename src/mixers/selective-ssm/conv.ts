@@ -51,11 +51,11 @@ interface ConvAttrs {
 }
 
 /**
- * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv.wgsl`). Inputs x `[B, T, E]`, the
- * window of the dConv − 1 tokens before it `[B, dConv − 1, E]` (a stand-in where attrs say there
- * is none: zeros), taps `[dConv, E]` and bias `[E]`; outputs u = silu(the causal convolution)
- * `[B, T, E]` and, with attrs `nextWindow`, the window after x `[B, dConv − 1, E]`, which has no
- * gradient. dConv ≥ 2.
+ * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv.wgsl`). Inputs x `[B, T, E]` (or the
+ * in projection's `[B, T, 2E]`, x its first half: no gradient then), the window of the dConv − 1
+ * tokens before it `[B, dConv − 1, E]` (a stand-in where attrs say there is none: zeros), taps
+ * `[dConv, E]` and bias `[E]`; outputs u = silu(the causal convolution) `[B, T, E]` and, with
+ * attrs `nextWindow`, the window after x `[B, dConv − 1, E]`, which has no gradient. dConv ≥ 2.
  */
 const SSM_CONV = 'MixersSelectiveSSMConv';
 const CONV: KernelSource = { name: 'SelectiveSSMConv', code: [grid, floatBits, convInputs, convBody].join('\n') };
@@ -67,15 +67,17 @@ registerKernelOnce({
   kernelFunc: ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as ConvAttrs;
     const { x, window, taps, bias } = namedInputs(inputs, 'x', 'window', 'taps', 'bias');
-    const [B, T, E] = x.shape as [number, number, number];
-    const K = taps.shape[0]!;
+    const [B, T, width] = x.shape as [number, number, number];
+    const [K, E] = taps.shape as [number, number];
     const windowShape = [B, K - 1, E];
     const gpu = backend as WebGPUBackend;
     const [u, next] = runKernel(gpu, CONV, {
       inputs: [x, window, taps, bias],
-      outputs: [x.shape, windowShape],
+      outputs: [[B, T, E], windowShape],
       params: [B, T, E, K].map((u32) => ({ u32 })),
-      constants: { WG: CONV_WG, HAS_WINDOW: a.hasWindow ? 1 : 0, NEXT_WINDOW: a.nextWindow ? 1 : 0 },
+      constants: {
+        WG: CONV_WG, HAS_WINDOW: a.hasWindow ? 1 : 0, NEXT_WINDOW: a.nextWindow ? 1 : 0, X_IN_PROJECTION: width === E ? 0 : 1,
+      },
       workgroups: grid1d(B * T * E + (a.nextWindow ? B * (K - 1) * E : 0), CONV_WG),
     });
     if (a.nextWindow) return [u!, next!];
@@ -119,6 +121,7 @@ registerGradientOnce({
     const [x, window, taps, bias] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
     const [B, T, E] = x.shape;
     const K = taps.shape[0];
+    if (taps.shape[1] !== E) throw new Error('tfjs-mixers: SelectiveSSM\'s convolution of the in projection\'s first half has no gradient.');
     const [dx, dWindow, dPre] = tf.engine().runKernel(SSM_CONV_GRAD, { x, window, taps, bias, du }, attrs) as tf.Tensor[];
     const result: Record<string, () => tf.Tensor> = {
       x: () => dx!,
@@ -145,7 +148,9 @@ function joined(x: tf.Tensor3D, window: tf.Tensor3D | undefined, K: number): tf.
  * and `bias` `[E]`), the window `[B, dConv − 1, E]` (a decode step's or a prefill's state)
  * before x, zeros without one; with `next`, also the window after x, the last dConv − 1 of the
  * window followed by x. On webgpu one launch (with dConv ≥ 2), elsewhere tfjs ops
- * ({@link causalConv}); differentiable in x, the window, the taps and the bias.
+ * ({@link causalConv}); differentiable in x, the window, the taps and the bias. On that launch
+ * x may also be the in projection's `[B, T, 2E]`, read in its first half where it lies (a decode
+ * step's; no gradient then).
  */
 export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, implementation: Implementation,
   window?: tf.Tensor3D, next = false): { u: tf.Tensor3D; next?: tf.Tensor3D } {
@@ -158,7 +163,7 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
     return { u: u!, next: after };
   }
   return tf.tidy(() => {
-    const padded = joined(x, window, K);
+    const padded = joined(x.shape[2] === taps.shape[1] ? x : x.slice([0, 0, 0], [-1, -1, taps.shape[1]]), window, K);
     const conv = causalConv(padded, taps, bias);
     const [B, length, E] = padded.shape;
     return {

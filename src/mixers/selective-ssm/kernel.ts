@@ -3,7 +3,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import hooks from '../../../kernels/selective-ssm/hooks.wgsl';
 import backwardHooks from '../../../kernels/selective-ssm/backward-hooks.wgsl';
 import { namedInputs, registerGradientOnce, registerKernelOnce, type Param } from '../../webgpu/runtime.js';
-import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
+import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, scanStepKernel, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
 
 /**
  * tfjs kernel names. The forward's inputs are u, delta, chan = A | D | deltaBias `[E, N+2]`,
@@ -17,12 +17,15 @@ export const SELECTIVE_SCAN_GRAD = 'MixersSelectiveScanGrad';
 export const SELECTIVE_SCAN_STEP = 'MixersSelectiveScanStep';
 
 const KERNELS = scanKernels('SelectiveScan', hooks, backwardHooks);
+const STEP = scanStepKernel('SelectiveScan', hooks);
 
 /** What the op passes as attrs: which optional inputs are present, and the softplus flag. */
 export interface ScanAttrs {
   deltaSoftplus: boolean;
   hasZ: boolean;
   hasInitialState: boolean;
+  /** The step's: z is the second half of each row of the in projection's `[B, 2E]`. */
+  zInProjection?: boolean;
 }
 
 function sizesOf(u: tf.TensorInfo, chan: tf.TensorInfo): ScanSizes {
@@ -44,7 +47,7 @@ function gradLayout(s: ScanSizes, hasZ: boolean) {
 function launchOf(inputs: tf.TensorInfo[], a: ScanAttrs, offsets: number[] = [0, 0, 0, 0]): ScanLaunch {
   return {
     inputs, tail: offsets.map((v): Param => ({ u32: v })), nFirst: false,
-    constants: { SOFTPLUS: a.deltaSoftplus ? 1 : 0, HAS_Z: a.hasZ ? 1 : 0 },
+    constants: { SOFTPLUS: a.deltaSoftplus ? 1 : 0, HAS_Z: a.hasZ ? 1 : 0, Z_IN_PROJECTION: a.zInProjection ? 1 : 0 },
   };
 }
 
@@ -111,6 +114,6 @@ registerKernelOnce({
     const { u, delta, chan, bc, state } = namedInputs(inputs, 'u', 'delta', 'chan', 'bc', 'state');
     const [B, E] = u.shape as [number, number];
     const l = launchOf([u, delta, chan, bc, inputs.z!], attrs as unknown as ScanAttrs);
-    return scanStep(backend as WebGPUBackend, KERNELS, scanSizes(B, 1, E, chan.shape[1]! - 2), l, state, [B, E]);
+    return scanStep(backend as WebGPUBackend, STEP, scanSizes(B, 1, E, chan.shape[1]! - 2), l, state, [B, E]);
   },
 });

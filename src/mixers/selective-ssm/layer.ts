@@ -163,8 +163,8 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => channelTable(this.stateMatrix(),
       this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D));
     // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
-    // step's grouped product. inProj's would copy the layer's largest weight: its split stays
-    // two slices until the kernels read column windows of one product
+    // step's grouped product. inProj's would copy the layer's largest weight: the step's kernels
+    // read its halves where they lie instead
     this.keepFromWeights(X_LOW, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
     this.keepFromWeights(X_BC, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
   }
@@ -246,21 +246,25 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     this.checkState(`${this.layerName}.step`, state, Bsz);
     return tf.tidy((): [tf.Tensor2D, SelectiveSSMState] => {
       const implementation = this.activeImplementation();
-      const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor2D, tf.Tensor2D];
+      const kernel = useKernel(this.layerName, implementation);
+      // x's inner half and z: on the kernels, the convolution and the step read each where it
+      // lies in the in projection [B, 2E], where slicing them out took two launches
+      const projected = this.dense(x, 'inProj') as tf.Tensor2D;
+      const [inner, z] = kernel ? [projected, projected] : tf.split(projected, 2, -1) as [tf.Tensor2D, tf.Tensor2D];
       const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true);
       const u = conv.u.squeeze([1]) as tf.Tensor2D;
       const options = {
         D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D, deltaSoftplus: true,
       };
       let next: { output: tf.Tensor2D; state: tf.Tensor3D };
-      if (useKernel(this.layerName, implementation)) {
+      if (kernel) {
         // the kernel reads B and C side by side, as the x projection lays them out; the kept
         // column blocks give the low-rank Δ and B|C in one grouped launch, where the product and
         // two slices took three
         const blocks = [X_LOW, X_BC].map((key) => this.kept(key) as tf.Tensor2D);
         const [low, bc] = denseGroups(u, blocks, undefined, implementation) as tf.Tensor2D[];
         const delta = this.dense(low!, 'dtProj') as tf.Tensor2D;
-        next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, bc!, state.ssm, options);
+        next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, bc!, state.ssm, { ...options, zInProjection: true });
       } else {
         const { delta, B, C } = this.scanInputs(u);
         next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm,

@@ -236,7 +236,9 @@ export function selectiveScanStep(
  * The step kernel's launch with its per-channel table, `chan [E, N+2]` ({@link channelTable}),
  * and B and C side by side, `bc [B, 2N]`: the public op packs both; SelectiveSSM's step keeps
  * the table while its weights stay the same, and slices B and C, adjacent, from its x projection
- * in one launch, where splitting them apart and packing them again took three.
+ * in one launch, where splitting them apart and packing them again took three. `z` is `[B, E]`,
+ * or with `zInProjection` the in projection's `[B, 2E]`, read in its second half where it lies
+ * (two slices fewer).
  *
  * @example
  * ```ts
@@ -245,11 +247,13 @@ export function selectiveScanStep(
  */
 export function stepKernel(
   u: tf.Tensor2D, delta: tf.Tensor2D, chan: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D,
-  options: { z?: tf.Tensor; deltaSoftplus: boolean },
+  options: { z?: tf.Tensor; deltaSoftplus: boolean; zInProjection?: boolean },
 ): SelectiveScanResult<tf.Rank.R2> {
   const [output, next] = tf.tidy(() => {
     const inputs: tf.NamedTensorMap = { u, delta, chan, bc, z: options.z ?? tf.zeros([1]), state };
-    const attrs: ScanAttrs = { deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: false };
+    const attrs: ScanAttrs = {
+      deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: false, zInProjection: options.zInProjection ?? false,
+    };
     return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   });
   return { output: output as tf.Tensor2D, state: next as tf.Tensor3D };

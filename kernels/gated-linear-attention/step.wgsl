@@ -1,0 +1,80 @@
+// GatedLinearAttention's decode step (src/mixers/gated-linear-attention/kernel.ts): one token
+// through the recurrence, for each batch row b, head h and value channel e,
+//   S'[n, e] = exp(g_n)·S[n, e] + k_n·v_e        o_e = Σ_n scale·q_n·S'[n, e],
+// and its poison in the same launch, where the scan's step and seen kernels took two: a NaN or
+// ±∞ in the token's k, v or g of the head, or a g > 0, makes the head's outputs and state NaN;
+// one in q its outputs only. With GATE_LOGITS, g is formed here from the forget gate's logits z,
+// g = logsigmoid(z)/normalizer = −softplus(−z)/normalizer (the layer's gate; softplus as tfjs's
+// webgpu kernel forms it), where tfjs ops took three launches. An invocation per (b, h, e).
+
+// needs common/grid.wgsl, common/float-bits.wgsl
+
+struct Params {
+  rows: u32, // B·H
+  H: u32,
+  K: u32,
+  V: u32,
+  scale: f32,
+  normalizer: f32, // with GATE_LOGITS
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>; // [B, 1, H, K]
+@group(0) @binding(1) var<storage, read> k: array<f32>; // [B, 1, H, K]
+@group(0) @binding(2) var<storage, read> v: array<f32>; // [B, 1, H, V]
+@group(0) @binding(3) var<storage, read> g: array<f32>; // [B, 1, H, K]: log gates, or with GATE_LOGITS logits
+@group(0) @binding(4) var<storage, read> state: array<f32>; // [B, H, K, V]
+@group(0) @binding(5) var<storage, read_write> out: array<f32>; // [B, 1, H, V]
+@group(0) @binding(6) var<storage, read_write> next: array<f32>; // [B, H, K, V]
+@group(0) @binding(7) var<uniform> params: Params;
+
+override GATE_LOGITS: bool = false;
+
+fn softplus(a: f32) -> f32 {
+  let threshold = log(1.1920928955078125e-7) + 2.0;
+  if (a > -threshold) { return a; }
+  if (a < threshold) { return exp(a); }
+  return log(exp(a) + 1.0);
+}
+
+fn logGate(n: u32) -> f32 {
+  if (GATE_LOGITS) { return -softplus(-g[n]) / params.normalizer; }
+  return g[n];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = flatIndex(wid, nwg, lid);
+  if (i >= params.rows * params.V) { return; }
+  let row = i / params.V;
+  let e = i % params.V;
+  // at T = 1 the token of (b, h) is row b·H + h
+  let keys = row * params.K;
+  let values = row * params.V;
+  let states = row * params.K * params.V + e;
+  var bad = false;
+  for (var c = 0u; c < params.V; c++) { bad = bad || !isFinite(v[values + c]); }
+  for (var n = 0u; n < params.K; n++) {
+    let gn = logGate(keys + n);
+    // a log gate > 0 (a clear sign bit on anything but +0) is bad too
+    let positive = (bitcast<u32>(gn) & 0x80000000u) == 0u && bitcast<u32>(gn) != 0u;
+    bad = bad || !isFinite(k[keys + n]) || !isFinite(gn) || positive;
+  }
+  if (bad) {
+    for (var n = 0u; n < params.K; n++) { next[states + n * params.V] = nan(); }
+    out[values + e] = nan();
+    return;
+  }
+  let ve = v[values + e];
+  var y = 0.0;
+  var qBad = false;
+  for (var n = 0u; n < params.K; n++) {
+    let at = states + n * params.V;
+    let h = exp(logGate(keys + n)) * state[at] + k[keys + n] * ve;
+    next[at] = h;
+    let qn = q[keys + n];
+    qBad = qBad || !isFinite(qn);
+    y += h * (params.scale * qn);
+  }
+  out[values + e] = select(y, nan(), qBad);
+}
