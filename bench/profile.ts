@@ -196,7 +196,7 @@ function rates(c: Case, ms: number, copy: number): string {
 }
 
 // positional arguments are case filters; a flag's value is not one
-const FLAG_VALUES = new Set(['--peak-tflops', '--rows', '--splits', '--dkv-keys', '--split-pass']);
+const FLAG_VALUES = new Set(['--peak-tflops', '--rows', '--splits', '--dkv-keys', '--split-pass', '--average-run']);
 const filters = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !FLAG_VALUES.has(all[i - 1] ?? ''));
 const each = process.argv.includes('--each');
 const scan = process.argv.find((a) => a.startsWith('--scan='));

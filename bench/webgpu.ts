@@ -6,19 +6,25 @@ import { registerSubgroupBackend } from '../src/index.js';
 import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
 import { ATTENTION_SPLIT_PASS_FLAG, type SplitFolder } from '../src/attention/split-pass.js';
+import { RUN_FLAG } from '../src/mixers/average-context/kernel.js';
 
-/** What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys` and `--split-pass` ask of {@link startWebGPU}. */
+/**
+ * What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass` and
+ * `--average-run n` ask of {@link startWebGPU}.
+ */
 export interface BenchFlags {
   subgroups: boolean;
   rows?: number;
   splits?: number;
   dkvKeys?: 'registers' | 'memory';
   splitPass?: SplitFolder;
+  averageRun?: number;
 }
 
 /**
- * The scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys registers|memory` and
- * `--split-pass invocation|workgroup|subgroup`, for {@link startWebGPU}; exits on a bad value.
+ * The scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys registers|memory`,
+ * `--split-pass invocation|workgroup|subgroup` and `--average-run n`, for {@link startWebGPU};
+ * exits on a bad value.
  */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   const flags: BenchFlags = { subgroups: argv.includes('--subgroups') };
@@ -36,6 +42,8 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   if (rows !== undefined) flags.rows = rows;
   const splits = value('--splits', (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1 (chunks of the tiled attention passes\' other side)');
   if (splits !== undefined) flags.splits = splits;
+  const averageRun = value('--average-run', (n) => [1, 2, 4, 8, 16].includes(n), '1, 2, 4, 8 or 16 (chunks per invocation of AverageContext\'s levels scan)');
+  if (averageRun !== undefined) flags.averageRun = averageRun;
   const word = <W extends string>(name: string, allowed: readonly W[], expected: string): W | undefined => {
     const at = argv.indexOf(name);
     if (at < 0) return undefined;
@@ -62,7 +70,9 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
  * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise;
  * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …";
  * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
- * `splitPass` (`--split-pass`) who folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`).
+ * `splitPass` (`--split-pass`) who folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`);
+ * `averageRun` (`--average-run n`) the chunks per invocation of AverageContext's levels scan
+ * (`MIXERS_AVERAGE_CONTEXT_RUN`), "average run n: …".
  */
 export async function startWebGPU(
   who: string, options: InstallWebGPUOptions & Partial<BenchFlags> = {},
@@ -97,6 +107,10 @@ export async function startWebGPU(
   if (options.splitPass !== undefined) {
     tf.env().set(ATTENTION_SPLIT_PASS_FLAG, options.splitPass);
     gpu = { ...gpu, description: `split-K by ${options.splitPass}: ${gpu.description}` };
+  }
+  if (options.averageRun !== undefined) {
+    tf.env().set(RUN_FLAG, options.averageRun);
+    gpu = { ...gpu, description: `average run ${options.averageRun}: ${gpu.description}` };
   }
   if (!(await tf.setBackend('webgpu'))) throw new Error(`${who}: the webgpu backend failed to initialise.`);
   // otherwise small tensors silently run on tfjs's cpu kernels

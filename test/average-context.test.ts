@@ -8,7 +8,7 @@ import {
 import { mixerProperties, shapes, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
 import { REFERENCE_BACKENDS, describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
-import { SCAN_FLAG, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
+import { RUN_FLAG, SCAN_FLAG, chunksPerRun, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
 
@@ -29,13 +29,21 @@ const mixer: MixerUnderTest<{ previous: tf.Tensor2D; sum: tf.Tensor2D; positions
 for (const backend of REFERENCE_BACKENDS) mixerProperties(mixer, backend);
 mixerProperties(mixer, 'webgpu');
 
-/** Runs `f` with AverageContext's kernels set to `scan`, whatever the adapter would choose. */
-function withScan<R>(scan: Scan, f: () => R): R {
-  tf.env().set(SCAN_FLAG, scan);
+/**
+ * How the kernels run in a test: a scan, and for the levels scan its chunks per invocation
+ * (kernel.ts chunksPerRun: 'auto' gives these tests' short sequences one).
+ */
+type ScanRun = { scan: Scan; run: 'auto' | 4 };
+
+/** Runs `f` with AverageContext's kernels set to `how`, whatever the adapter and the shape would choose. */
+function withScan<R>(how: ScanRun, f: () => R): R {
+  tf.env().set(SCAN_FLAG, how.scan);
+  tf.env().set(RUN_FLAG, how.run);
   try {
     return f();
   } finally {
     tf.env().set(SCAN_FLAG, 'auto');
+    tf.env().set(RUN_FLAG, 'auto');
   }
 }
 
@@ -45,7 +53,7 @@ type Op = (x: tf.Tensor3D, implementation: 'webgpu' | 'reference') => tf.Tensor3
  * The kernel of `op`, run with `scan`, against the float64 oracle's output and gradient of
  * sum(op(x)·dy), within the derived tolerance of the reference's own error.
  */
-async function expectScanMatches(op: Op, scan: Scan, xs: Float32Array, dys: Float32Array, shape: [number, number, number],
+async function expectScanMatches(op: Op, scan: ScanRun, xs: Float32Array, dys: Float32Array, shape: [number, number, number],
   yOracle: Float64Array, dxOracle: Float64Array): Promise<void> {
   const run = (implementation: 'webgpu' | 'reference') => tf.tidy(() => {
     const g = (t: tf.Tensor) => op(t as tf.Tensor3D, implementation);
@@ -60,7 +68,7 @@ async function expectScanMatches(op: Op, scan: Scan, xs: Float32Array, dys: Floa
 }
 
 /** {@link expectScanMatches} for `averageContext` with `combine` and `causal`. */
-function expectAverageContextMatches(combine: Combine, causal: boolean, scan: Scan, xs: Float32Array, dys: Float32Array,
+function expectAverageContextMatches(combine: Combine, causal: boolean, scan: ScanRun, xs: Float32Array, dys: Float32Array,
   shape: [number, number, number]): Promise<void> {
   return expectScanMatches((x, implementation) => ops.averageContext(x, { combine, causal, implementation }), scan, xs, dys,
     shape, averageContextOracle(xs, shape, combine, causal), averageContextGradOracle(xs, dys, shape, combine, causal));
@@ -68,9 +76,12 @@ function expectAverageContextMatches(combine: Combine, causal: boolean, scan: Sc
 
 // The adapter picks one of the two scans (kernel.ts scanFor): the levels on a GPU, the walk on
 // SwiftShader. The mixer's properties above run the one it picks; these run both, whatever the
-// adapter, on random shapes and on a sequence long enough for three levels.
-for (const scan of ['levels', 'walk'] as const) {
-  describeOn('webgpu', `averageContext kernels, ${scan} scan`, () => {
+// adapter, on random shapes and on a sequence long enough for three levels; the levels scan with
+// one chunk an invocation and with runs of four (a long sequence's on a GPU), whose last run of a
+// sequence may hold fewer chunks, and its last chunk fewer steps.
+const SCANS: ScanRun[] = [{ scan: 'levels', run: 'auto' }, { scan: 'levels', run: 4 }, { scan: 'walk', run: 'auto' }];
+for (const scan of SCANS) {
+  describeOn('webgpu', `averageContext kernels, ${scan.scan} scan${scan.run === 4 ? ', four chunks an invocation' : ''}`, () => {
     it('causalMean: kernel matches the oracle at least as well as the reference, forward and gradient', async () => {
       await fc.assert(fc.asyncProperty(shapes, async (c) => {
         const shape: [number, number, number] = [c.B, c.T, c.D];
@@ -102,6 +113,10 @@ for (const scan of ['levels', 'walk'] as const) {
     // lane widths (D = 8: vec4; D = 3: scalar) and the whole-sequence context.
     const T = 16420;
     it('has three levels of chunk sums at T = 16420', () => expect(scanLevels(T)).toHaveLength(3));
+    it('cuts the levels scan\'s chunks into runs only where at least 32768 invocations stay', () => {
+      // 1027 chunks of one row of 8 vec4 groups: too few to cut; 16384 of 64 groups, runs of 16
+      expect([chunksPerRun(1, T, 2), chunksPerRun(1, 262144, 64), chunksPerRun(1, 65536, 64), chunksPerRun(4, 65536, 64)]).toEqual([1, 16, 8, 16]);
+    });
     const cases = [['max', true], ['mean', true], ['min', false]] as const;
     for (const [D, [combine, causal]] of [8, 3].flatMap((D) => cases.map((c) => [D, c] as const))) {
       it(`T = ${T}, D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {

@@ -12,6 +12,9 @@
 
 // `const CHUNK: u32` and `const TOP: u32` are prepended by kernel.ts, their single definition.
 override CAUSAL: bool = true;
+// chunks per invocation of the levels scan's last passes (kernel.ts's chunksPerRun): the sum of
+// the levels before (or after) a run is formed once for its RUN·CHUNK steps
+override RUN: u32 = 1u;
 
 struct Params {
   total: u32, // invocations, or workgroups for the kernels that write levels
@@ -31,20 +34,26 @@ fn chunksOf(n: u32) -> u32 {
 
 struct Cell {
   b: u32,
-  k: u32, // chunk
+  k: u32, // chunk, the first of a run
   d: u32, // channel, or group of four
   t0: u32, // first step
   t1: u32, // one past the last step
 }
 
-// The invocation for (b, chunk k, d) of the levels scan's last passes, d fastest.
+// The invocation for (b, the run of RUN chunks from chunk k, d) of the levels scan's last passes,
+// d fastest.
 fn cellOf(i: u32) -> Cell {
   let d = i % params.width;
   let bk = i / params.width;
-  let numChunks = chunksOf(params.seqLen);
-  let k = bk % numChunks;
+  let runs = (chunksOf(params.seqLen) + RUN - 1u) / RUN;
+  let k = (bk % runs) * RUN;
   let t0 = k * CHUNK;
-  return Cell(bk / numChunks, k, d, t0, min(t0 + CHUNK, params.seqLen));
+  return Cell(bk / runs, k, d, t0, min(t0 + RUN * CHUNK, params.seqLen));
+}
+
+// The cell's last chunk.
+fn lastChunk(c: Cell) -> u32 {
+  return (c.t1 - 1u) / CHUNK;
 }
 
 // The invocation for (b, d) of the walks (walk-*.wgsl), d fastest: all T steps.

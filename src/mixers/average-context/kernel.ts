@@ -148,19 +148,63 @@ function scanFor(backend: WebGPUBackend): Scan {
 const WALK_WG = 4;
 
 /**
+ * The tfjs flag that sets the chunks per invocation of the levels scan's last passes: `'auto'`
+ * (the default, {@link chunksPerRun}), or 1, 2, 4, 8 or 16 whatever the shape.
+ */
+export const RUN_FLAG = 'MIXERS_AVERAGE_CONTEXT_RUN';
+tf.env().registerFlag(RUN_FLAG, () => 'auto');
+
+/**
+ * Invocations the levels scan's last passes keep at least, where runs of chunks would leave
+ * fewer: with CHUNK unconditional loads each in flight, 32768 invocations hold 2¹⁹ loads of 16
+ * bytes, several times what an H200's memory needs in flight to stream at its rate (about 5 TB/s
+ * times a microsecond of latency). Reasoned, not yet measured on a GPU.
+ */
+const MIN_INVOCATIONS = 32768;
+
+/**
+ * Chunks per invocation of the levels scan's last passes (`RUN` in
+ * `kernels/average-context/chunks.wgsl`): the sum of the levels before (or after) an
+ * invocation's chunks, up to 2·(CHUNK − 1) + TOP − 1 loads from cache, is formed once for them
+ * all. With one chunk an invocation loaded those sums for its CHUNK steps of x: several times x's
+ * own loads, which held the forward to 13–28 % of the copy's rate on an H200. The most (up to 16)
+ * that keep {@link MIN_INVOCATIONS} invocations; {@link RUN_FLAG} overrides it.
+ *
+ * @example
+ * ```ts
+ * chunksPerRun(1, 262144, 64);  // 16: 1024 runs of each of 64 channel groups
+ * chunksPerRun(1, 4096, 64);    // 1: 256 chunks of 64 groups are too few to cut
+ * ```
+ */
+export function chunksPerRun(B: number, T: number, width: number): number {
+  const chosen = tf.env().get(RUN_FLAG);
+  if (chosen !== 'auto') {
+    if (chosen === 1 || chosen === 2 || chosen === 4 || chosen === 8 || chosen === 16) return chosen;
+    throw new Error(`tfjs-mixers: flag ${RUN_FLAG} must be 'auto', 1, 2, 4, 8 or 16; received ${JSON.stringify(chosen)}.`);
+  }
+  const chunks = Math.ceil(T / CHUNK);
+  let run = 16;
+  while (run > 1 && B * Math.ceil(chunks / run) * width < MIN_INVOCATIONS) run /= 2;
+  return run;
+}
+
+/**
  * One dispatch of a scan's last pass over `[B, T, D]`: one invocation per (b, cell, d), or per
- * (b, cell, group of four channels), where a cell is a chunk of CHUNK steps for the levels scan
- * and all T steps for the walk.
+ * (b, cell, group of four channels), where a cell is a run of {@link chunksPerRun} chunks of
+ * CHUNK steps for the levels scan and all T steps for the walk.
  */
 function runLastPass(
   backend: WebGPUBackend, scan: Scan, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
   const [B, T, D] = x.shape as [number, number, number];
-  const [cells, wg] = scan === 'walk' ? [1, WALK_WG] : [Math.ceil(T / CHUNK), WG];
-  const total = B * cells * D / lanesFor(D);
+  const width = D / lanesFor(D);
+  const run = scan === 'walk' ? 1 : chunksPerRun(B, T, width);
+  const [cells, wg] = scan === 'walk' ? [1, WALK_WG] : [Math.ceil(Math.ceil(T / CHUNK) / run), WG];
+  const total = B * cells * width;
   return runKernel(backend, kernel[lanesFor(D)], {
-    ...launch, params: scanParams(x, total), constants: { WG: wg, ...constants }, workgroups: grid1d(total, wg),
+    ...launch, params: scanParams(x, total), constants: { WG: wg, ...constants, ...(scan === 'walk' ? {} : { RUN: run }) },
+    workgroups: grid1d(total, wg),
   });
 }
 
