@@ -625,25 +625,32 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
     tf.dispose([q, k, v]);
   });
 
-  it('runs in 19 launches: the frame, the ratio, the poison and GLA\'s, with no tfjs doublings, running sums or score ops', async () => {
+  it('runs in 19 launches with its final state, 12 without: the frame, the ratio, the poison and GLA\'s, with no tfjs doublings, running sums or score ops', async () => {
     const c: Case = { B: 2, T: C + 7, H: 2, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
     const x = inputsOf(c);
     const [q, k, v] = [tf.tensor2d(x.q, [c.H, c.K]), tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), tf.tensor4d(x.v, [c.B, c.T, c.H, c.K])];
-    const ran = await launchedPipelines(async () => {
-      const y = aaren(q, k, v);
-      await y.data();
-      y.dispose();
+    const launches = (f: () => tf.Tensor[]) => launchedPipelines(async () => {
+      const ys = f();
+      await Promise.all(ys.map((y) => y.data()));
+      tf.dispose(ys);
     });
-    expect(ran).toEqual([
+    const scan = [
       'AarenFrame',
       // v's finite part, beside a column of ones: the values [v, 1]
       'UnaryOpProgram', 'TileProgram', 'SelectProgram', 'ConcatProgram',
       'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
-      // o = w/u; the final state (discarded here) moved to its m
-      'AarenRatio', 'SliceProgram', 'SliceProgram', 'BinaryOpProgram', 'BinaryOpProgram',
-      // the poison of non-finite k and v, added to the output and the state
-      'GatedLinearAttentionSeen', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram',
-    ]);
+      // o = w/u, then the poison of non-finite k and v
+      'AarenRatio', 'GatedLinearAttentionSeen',
+    ];
+    const withState = await launches(() => {
+      const r = aarenWithState(q, k, v);
+      return [r.output, r.state.m, r.state.u, r.state.w];
+    });
+    // the final state moved to its m; the poison added to the output and to the state's three parts
+    expect(withState).toEqual([...scan, 'SliceProgram', 'SliceProgram', 'BinaryOpProgram', 'BinaryOpProgram',
+      'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram']);
+    // ops.aaren forms no state
+    expect(await launches(() => [aaren(q, k, v)])).toEqual([...scan, 'BinaryOpProgram']);
     tf.dispose([q, k, v]);
   });
   it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches each), a bad k or v in any chunk makes NaN exactly the outputs and states that see it, leaving no data behind`, async () => {

@@ -232,9 +232,11 @@ function aarenStepOnKernel(args: AarenArgs, init: AarenState): { output: tf.Tens
  * e^{m_frame − m} (value 1) with m = max(m_init, the real scores), whose gradient reaches the first
  * maximiser, so every gradient is the reference's. Non-finite k and v are taken as 0 and poison
  * exactly what the reference poisons. With `step` (one token from an initial state, for the
- * layer's decode) it runs {@link AAREN_STEP} instead, which has no gradient.
+ * layer's decode) it runs {@link AAREN_STEP} instead, which has no gradient. Without `withState`
+ * it forms no final state (undefined), seven launches fewer.
  */
-export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.Tensor4D; state: AarenState } {
+export function aarenOnScanKernels(args: AarenArgs, step = false, withState = true):
+  { output: tf.Tensor4D; state: AarenState | undefined } {
   if (step && args.initialState) return aarenStepOnKernel(args, args.initialState);
   return tf.tidy(() => {
     const [B, T, H, K] = args.k.shape;
@@ -252,6 +254,11 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const run = gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
     // with padding a row may have seen no real token (u = 0): its output is 0
     const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output }) as tf.Tensor4D;
+    // a non-finite k or v at token t: that head's outputs from t on, and its final state
+    // (from detached k and v: no gradient is asked of it, nor of the adds' poison side)
+    const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: detached(args.k), v: detached(args.v) }) as tf.Tensor4D[];
+    // the state's seven launches only where the caller reads it
+    if (!withState) return { output: tf.add(output, poison!) as tf.Tensor4D, state: undefined };
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),
     // so that its gradient in m reaches the maximiser as the reference's does
     const [wT, uT] = tf.split(run.state.reshape([B, H, K + 1]), [K, 1], 2);
@@ -259,9 +266,6 @@ export function aarenOnScanKernels(args: AarenArgs, step = false): { output: tf.
     const wFinal = tf.mul(wT!, move.expandDims(2)) as tf.Tensor3D;
     // an empty final state (no real token and no initial one) has m = −∞, as the empty state
     const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
-    // a non-finite k or v at token t: that head's outputs from t on, and its final state
-    // (from detached k and v: no gradient is asked of it, nor of the adds' poison side)
-    const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: detached(args.k), v: detached(args.v) }) as tf.Tensor4D[];
     const poisonState = poisonHeads!.reshape([B, H]) as tf.Tensor2D;
     return {
       output: tf.add(output, poison!) as tf.Tensor4D,

@@ -3,7 +3,7 @@ import { checkPositions } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
-import { aarenStep, aarenWithState, aarenWithStateOver, type AarenState } from './op.js';
+import { aaren as aarenOp, aarenStep, aarenWithState, aarenWithStateOver, type AarenState } from './op.js';
 import { emptyState } from './reference.js';
 
 /** Arguments of the {@link Aaren} layer. */
@@ -99,25 +99,28 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
   /**
    * The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the
    * op's final state; with `real` `[B, T]` (1 real, 0 padding), the state after each row's real
-   * tokens; with `step`, one decode token (the step kernel on webgpu).
+   * tokens; with `step`, one decode token (the step kernel on webgpu); with `withState` false (the
+   * forward), no state, whose launches the kernels then skip.
    */
-  private run(x: tf.Tensor3D, start?: AarenState, real?: tf.Tensor2D, step = false): { y: tf.Tensor3D; state: AarenState } {
+  private run(x: tf.Tensor3D, how: { start?: AarenState; real?: tf.Tensor2D; step?: boolean; withState?: boolean } = {}):
+    { y: tf.Tensor3D; state?: AarenState } {
     const { H, K } = this.dims();
     const [B, T] = x.shape;
     const { k, v } = this.keysValues(x);
+    const { start, real, step = false, withState = true } = how;
     const options = {
       ...(start ? { initialState: { m: start.m, u: start.u, w: start.w } } : {}), implementation: this.activeImplementation(),
     };
     const q = this.weight('queries').read() as tf.Tensor2D;
+    const project = (o: tf.Tensor4D) => this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
+    if (!withState) return { y: project(aarenOp(q, k, v, options)) };
     const { output, state } = real ? aarenWithStateOver(q, k, v, real, options)
       : step ? aarenStep(q, k, v, options) : aarenWithState(q, k, v, options);
-    return { y: this.dense(output.reshape([B, T, H * K]), 'output') as tf.Tensor3D, state };
+    return { y: project(output), state };
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
-    const { y, state } = this.run(x);
-    tf.dispose([state.m, state.u, state.w]);
-    return y;
+    return this.run(x, { withState: false }).y;
   }
 
   /**
@@ -144,8 +147,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
     checkStepToken(this.layerName, x, D);
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, AarenLayerState] => {
-      const { y, state: next } = this.run(x.expandDims(1) as tf.Tensor3D, state, undefined, true);
-      return [y.squeeze([1]) as tf.Tensor2D, { ...next, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
+      const { y, state: next } = this.run(x.expandDims(1) as tf.Tensor3D, { start: state, step: true });
+      return [y.squeeze([1]) as tf.Tensor2D, { ...next!, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
     });
   }
 
@@ -176,8 +179,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
       run: ({ x: clean, start, real }) => {
-        const { y, state: next } = this.run(clean, start, tf.cast(real, 'float32') as tf.Tensor2D);
-        return [y, next];
+        const { y, state: next } = this.run(clean, { start, real: tf.cast(real, 'float32') as tf.Tensor2D });
+        return [y, next!];
       },
     });
   }

@@ -81,8 +81,24 @@ function checkAaren(op: string, q: unknown, k: unknown, v: unknown, options: Aar
   };
 }
 
-/** Validates, then runs the kernels or the reference; an empty batch or sequence returns the initial state. */
-function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions, real?: tf.Tensor2D, step = false): AarenResult {
+/**
+ * How {@link run} runs: over rows padded on the right (`real`), as one decode token (`step`), and
+ * whether the caller reads the final state (`withState`, default true): without it the kernels
+ * skip the launches that form it.
+ */
+interface RunAs {
+  real?: tf.Tensor2D;
+  step?: boolean;
+  withState?: boolean;
+}
+
+/**
+ * Validates, then runs the kernels or the reference; an empty batch or sequence returns the
+ * initial state. The state is undefined only where `as.withState` is false.
+ */
+function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions, as: RunAs = {}):
+  { output: tf.Tensor4D; state: AarenState | undefined } {
+  const { real, step = false, withState = true } = as;
   const args = checkAaren(op, q, k, v, options);
   if (real !== undefined) {
     const [B, T] = args.k.shape;
@@ -105,7 +121,12 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
       };
     });
   }
-  return kernel ? aarenOnScanKernels(args, step && T === 1) : aarenReference(args);
+  return kernel ? aarenOnScanKernels(args, step && T === 1, withState) : aarenReference(args);
+}
+
+/** {@link run}'s result where the state was asked for. */
+function withItsState(result: { output: tf.Tensor4D; state: AarenState | undefined }): AarenResult {
+  return { output: result.output, state: result.state! };
 }
 
 /**
@@ -118,7 +139,8 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
  * ```
  * which, without an initial state, is `Σ_{j≤t} softmax_j(s)·v_j`. The state after token t is
  * (m_t, u_t, w_t), the denominator and numerator above. On webgpu it runs WGSL scan kernels
- * (GatedLinearAttention's, in the frame of the running max: docs/aaren.md), elsewhere the tfjs-ops
+ * (GatedLinearAttention's, in the frame of the running max: docs/aaren.md; without the launches
+ * that form the final state, which {@link aarenWithState} returns), elsewhere the tfjs-ops
  * reference (chunks of 64 tokens carrying the state); never a T×T matrix. Differentiable in q, k
  * and v (the backward is a reverse scan); see
  * {@link aarenWithState} for the state.
@@ -140,8 +162,8 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
  * ```
  */
 export function aaren(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): tf.Tensor4D {
-  const { output, state } = run('aaren', q, k, v, options);
-  tf.dispose([state.m, state.u, state.w]);
+  const { output, state } = run('aaren', q, k, v, options, { withState: false });
+  if (state) tf.dispose([state.m, state.u, state.w]);
   return output;
 }
 
@@ -170,7 +192,7 @@ export function aaren(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: A
  * ```
  */
 export function aarenWithState(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {
-  return run('aarenWithState', q, k, v, options);
+  return withItsState(run('aarenWithState', q, k, v, options));
 }
 
 /**
@@ -180,7 +202,7 @@ export function aarenWithState(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, o
  * output at a padded token is the state's so far (0 before any real token).
  */
 export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, real: tf.Tensor2D, options: AarenOptions = {}): AarenResult {
-  return run('aarenWithState', q, k, v, options, real);
+  return withItsState(run('aarenWithState', q, k, v, options, { real }));
 }
 
 /**
@@ -189,5 +211,5 @@ export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4
  * gradient; elsewhere (or with `implementation: 'reference'`) the op itself, differentiable.
  */
 export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {
-  return run('aarenWithState', q, k, v, options, undefined, true);
+  return withItsState(run('aarenWithState', q, k, v, options, { step: true }));
 }
