@@ -225,6 +225,33 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 }
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
+describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
+  it('runs its forward in 8 launches where no gradient is recorded, and in the block\'s 17 under a tape', async () => {
+    const layer = built({}, 64);
+    const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
+    const ran = await launchedPipelines(async () => {
+      const y = layer.apply(x) as tf.Tensor;
+      await y.data();
+      y.dispose();
+    });
+    // the in projection, read in place by the convolution (x) and the scan (z); the x projection's
+    // kept blocks grouped, Δ's; the scan with the kept table; the output projection
+    expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseGroups', 'DenseVec4',
+      'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
+    const taped = await launchedPipelines(async () => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);
+      await value.data();
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    // the block's forward first: x and z sliced out, the table and B|C packed
+    expect(taped.slice(0, 17)).toEqual(['DenseVec4', 'SliceProgram', 'SliceProgram', 'SelectiveSSMConv', 'DenseVec4',
+      'SliceProgram', 'SliceProgram', 'SliceProgram', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'ConcatProgram',
+      'ConcatProgram', 'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
+    tf.dispose(x);
+    layer.dispose();
+  });
+});
+
 describeOn('webgpu', 'SelectiveSSM\'s convolution kernel', () => {
   /** float64: pre = bias + Σ_k taps[k]·(window ++ x)[t + k], u = silu(pre), and the gradients of Σ weight·u. */
   function oracle(x: Float32Array, window: Float32Array | null, taps: Float32Array, bias: Float32Array, weight: Float32Array,

@@ -7,7 +7,7 @@ import {
 } from '../../validate.js';
 import { denseGroups } from '../../dense/groups.js';
 import { convolved } from './conv.js';
-import { channelTable, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
+import { channelTable, scanKernel, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
 import { softplus } from './reference.js';
 
 /** Arguments of the {@link SelectiveSSM} layer (Mamba's names in parentheses). */
@@ -176,8 +176,31 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     return { delta: this.dense(low!, 'dtProj'), B: B!, C: C! };
   }
 
+  /**
+   * Δ `[..., E]` and B|C `[..., 2N]` of the convolved inner tokens u `[..., E]` for the scan
+   * kernels, from the x projection's kept column blocks: one grouped launch for the low-rank Δ
+   * and B|C side by side (as the kernels read them), then Δ's own, where a product, three slices
+   * and a concat took five. Where no gradient is recorded.
+   */
+  private keptScanInputs(u: tf.Tensor): { delta: tf.Tensor; bc: tf.Tensor } {
+    const blocks = [X_LOW, X_BC].map((key) => this.kept(key) as tf.Tensor2D);
+    const [low, bc] = denseGroups(u, blocks, undefined, this.activeImplementation());
+    return { delta: this.dense(low!, 'dtProj'), bc: bc! };
+  }
+
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
-    return this.block(x).y;
+    const implementation = this.activeImplementation();
+    if (tf.engine().state.gradientDepth > 0 || x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
+    // where no gradient is recorded, on the kernels: the convolution and the scan read x and z
+    // where they lie in the in projection [B, T, 2E], and the scan's table and B|C are the
+    // layer's kept ones, 8 launches where the block takes 17
+    const projected = this.dense(x, 'inProj') as tf.Tensor3D;
+    const { u } = this.convolve(projected, implementation);
+    const { delta, bc } = this.keptScanInputs(u);
+    const { output, state } = scanKernel(u, delta as tf.Tensor3D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
+      { z: projected, zInProjection: true, deltaSoftplus: true });
+    state.dispose();
+    return this.dense(output, 'outProj') as tf.Tensor3D;
   }
 
   /**
@@ -258,13 +281,9 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       };
       let next: { output: tf.Tensor2D; state: tf.Tensor3D };
       if (kernel) {
-        // the kernel reads B and C side by side, as the x projection lays them out; the kept
-        // column blocks give the low-rank Δ and B|C in one grouped launch, where the product and
-        // two slices took three
-        const blocks = [X_LOW, X_BC].map((key) => this.kept(key) as tf.Tensor2D);
-        const [low, bc] = denseGroups(u, blocks, undefined, implementation) as tf.Tensor2D[];
-        const delta = this.dense(low!, 'dtProj') as tf.Tensor2D;
-        next = stepKernel(u, delta, this.kept(CHANNELS) as tf.Tensor2D, bc!, state.ssm, { ...options, zInProjection: true });
+        const { delta, bc } = this.keptScanInputs(u);
+        next = stepKernel(u, delta as tf.Tensor2D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor2D, state.ssm,
+          { ...options, zInProjection: true });
       } else {
         const { delta, B, C } = this.scanInputs(u);
         next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm,

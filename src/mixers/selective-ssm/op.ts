@@ -121,17 +121,44 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
     // 'auto' off webgpu takes the fast path (plain-JS kernels on cpu and wasm); 'reference' the per-step ground truth
     return options.implementation === 'reference' ? selectiveScanReference(args) : selectiveScanFast(args);
   }
-  return tf.tidy(() => {
+  const [chan, bc] = tf.tidy(() => [channelTable(A, args.D, args.deltaBias), tf.concat([B, C], 2)]) as [tf.Tensor2D, tf.Tensor3D];
+  try {
+    return scanKernel(u, delta, chan, bc, args);
+  } finally {
+    tf.dispose([chan, bc]);
+  }
+}
+
+/**
+ * The scan kernels' launches with the per-channel table `chan [E, N+2]` ({@link channelTable})
+ * and B and C side by side, `bc [B, T, 2N]`: the public op packs both; SelectiveSSM's forward,
+ * where no gradient is recorded, keeps the table and forms B|C in its x projection's launch, and
+ * passes its in projection `[B, T, 2E]` as `z` with `zInProjection` (z its second half), where
+ * slicing, packing and forming them took eight launches. Differentiable (the op's gradient) for
+ * any but `zInProjection`.
+ *
+ * @example
+ * ```ts
+ * const { output } = scanKernel(u, delta, chan, bc, { deltaSoftplus: true });  // webgpu only
+ * ```
+ */
+export function scanKernel(
+  u: tf.Tensor3D, delta: tf.Tensor3D, chan: tf.Tensor2D, bc: tf.Tensor3D,
+  options: { z?: tf.Tensor; initialState?: tf.Tensor3D; deltaSoftplus: boolean; zInProjection?: boolean },
+): SelectiveScanResult {
+  const [output, state] = tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
     const inputs: tf.NamedTensorMap = {
-      u, delta, chan: channelTable(A, args.D, args.deltaBias), bc: tf.concat([B, C], 2), z: args.z ?? tf.zeros([1]),
-      initialState: args.initialState ?? tf.zeros([1]),
+      u, delta, chan, bc, z: options.z ?? tf.zeros([1]), initialState: options.initialState ?? tf.zeros([1]),
     };
-    const attrs: ScanAttrs = { deltaSoftplus: args.deltaSoftplus, hasZ: !!args.z, hasInitialState: !!args.initialState };
+    const attrs: ScanAttrs = {
+      deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: !!options.initialState,
+      zInProjection: options.zInProjection ?? false,
+    };
     // the last two outputs are saved for the backward; the gradient tape keeps its own references
-    const [output, state] = tf.engine().runKernel(SELECTIVE_SCAN, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-    return { output: output as tf.Tensor3D, state: state as tf.Tensor3D };
+    return (tf.engine().runKernel(SELECTIVE_SCAN, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[]).slice(0, 2);
   });
+  return { output: output as tf.Tensor3D, state: state as tf.Tensor3D };
 }
 
 /**
