@@ -1,25 +1,15 @@
 // The gradient of ratio.wgsl's o = w/u in its packed rows [w, u]: dw = do/u and
 // du = −Σ_c do_c·w_c/u², both 0 where u = 0, in one launch where tfjs's gradient of a division
-// by a broadcast u takes a sum with a workgroup per row. One invocation per packed number.
+// by a broadcast u takes a sum with a workgroup per row.
 
-// needs common/grid.wgsl
-
-struct Params {
-  // the packed numbers, rows·(K + 1)
-  total: u32,
-  K: u32,
-}
+// needs packed-rows.wgsl
 
 @group(0) @binding(0) var<storage, read> packed: array<f32>; // [rows, K + 1]
 @group(0) @binding(1) var<storage, read> dO: array<f32>; // [rows, K]
 @group(0) @binding(2) var<storage, read_write> dPacked: array<f32>; // [rows, K + 1]
 @group(0) @binding(3) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = flatIndex(wid, nwg, lid);
-  if (n >= params.total) { return; }
+fn element(n: u32) {
   let width = params.K + 1u;
   let row = n / width;
   let c = n % width;

@@ -1,24 +1,13 @@
 // Aaren's output o = w/u from the scan's packed rows [w, u] (src/mixers/aaren/kernel.ts), 0 where
 // u = 0 (a padded row that has seen no real token yet), in one launch where tfjs ops take three.
-// One invocation per output number.
 
-// needs common/grid.wgsl
-
-struct Params {
-  // o's numbers, rows·K
-  total: u32,
-  K: u32,
-}
+// needs packed-rows.wgsl
 
 @group(0) @binding(0) var<storage, read> packed: array<f32>; // [rows, K + 1]: w, then u
 @group(0) @binding(1) var<storage, read_write> o: array<f32>; // [rows, K]
 @group(0) @binding(2) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = flatIndex(wid, nwg, lid);
-  if (n >= params.total) { return; }
+fn element(n: u32) {
   let row = n / params.K;
   let u = packed[row * (params.K + 1u) + params.K];
   o[n] = select(packed[n + row] / u, 0.0, u == 0.0);

@@ -1,15 +1,10 @@
 // Aaren's decode step, second launch (src/mixers/aaren/kernel.ts, AAREN_STEP): the state's sums
 // moved into the new frame and the token added, with the first launch's factors f (step-frame.wgsl),
 //   u' = f.x·u + f.y        w' = f.x·w + f.y·v        o = w' / u'   (0 where u' = 0),
-// for each batch row b, head h and channel c. An invocation per (b, h, c); channel 0's also
-// writes u'.
+// for each batch row b, head h and channel c: an invocation per (b, h, c), n = (b·H + h)·K + c;
+// channel 0's also writes u'.
 
-// needs common/grid.wgsl
-
-struct Params {
-  total: u32, // B·H·K
-  K: u32,
-}
+// needs packed-rows.wgsl
 
 @group(0) @binding(0) var<storage, read> v: array<f32>; // [B, 1, H, K]
 @group(0) @binding(1) var<storage, read> u: array<f32>; // [B, H]
@@ -20,11 +15,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> wNext: array<f32>; // [B, H, K]
 @group(0) @binding(7) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = flatIndex(wid, nwg, lid);
-  if (n >= params.total) { return; }
+fn element(n: u32) {
   let row = n / params.K;
   let f = factors[row];
   let sum = f.x * u[row] + f.y;

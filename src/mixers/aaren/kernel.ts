@@ -7,6 +7,9 @@ import ratioBody from '../../../kernels/aaren/ratio.wgsl';
 import ratioBackwardBody from '../../../kernels/aaren/ratio-backward.wgsl';
 import stepFrameBody from '../../../kernels/aaren/step-frame.wgsl';
 import stepMergeBody from '../../../kernels/aaren/step-merge.wgsl';
+import valuesBody from '../../../kernels/aaren/values.wgsl';
+import valuesBackwardBody from '../../../kernels/aaren/values-backward.wgsl';
+import packedRows from '../../../kernels/aaren/packed-rows.wgsl';
 import { columnSums } from '../../dense/kernel.js';
 import { detached, finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
@@ -127,6 +130,36 @@ registerKernelOnce({
   },
 });
 
+/** Invocations per workgroup of the packed rows' and the step's launches. */
+const LAUNCH_WG = 64;
+
+/** One of Aaren's kernels on packed rows (`kernels/aaren/packed-rows.wgsl` with `body`). */
+function packedKernel(name: string, body: string): KernelSource {
+  return { name, code: [grid, floatBits, packedRows, body].join('\n') };
+}
+
+/**
+ * Registers a kernel on packed rows: its inputs named in binding order, the first `[B, T, H, ·]`
+ * packed (K + 1 numbers a row) or not (K), its one output likewise, an invocation per output number.
+ */
+function registerPacked(kernelName: string, kernel: KernelSource, names: string[], packed: { first: boolean; output: boolean }): void {
+  registerKernelOnce({
+    kernelName,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend }) => {
+      const ins = names.map((n) => namedInputs(inputs, n)[n]);
+      const [B, T, H, width] = ins[0]!.shape as [number, number, number, number];
+      const K = packed.first ? width - 1 : width;
+      const output = [B, T, H, packed.output ? K + 1 : K];
+      const total = tf.util.sizeFromShape(output);
+      return runKernel(backend as WebGPUBackend, kernel, {
+        inputs: ins, outputs: [output], params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG },
+        workgroups: grid1d(total, LAUNCH_WG),
+      })[0]!;
+    },
+  });
+}
+
 /**
  * tfjs kernel names, webgpu only: o = w/u `[B, T, H, K]` from the scan's packed output [w, u]
  * `[B, T, H, K + 1]`, 0 where u = 0 (a padded row that has seen no real token yet), and its
@@ -134,43 +167,34 @@ registerKernelOnce({
  */
 const AAREN_RATIO = 'MixersAarenRatio';
 const AAREN_RATIO_GRAD = 'MixersAarenRatioGrad';
-const RATIO: KernelSource = { name: 'AarenRatio', code: [grid, ratioBody].join('\n') };
-const RATIO_GRAD: KernelSource = { name: 'AarenRatioBackward', code: [grid, ratioBackwardBody].join('\n') };
-/** Invocations per workgroup of the ratio and step launches. */
-const LAUNCH_WG = 64;
-
-/** The launch of one of the two over `total` numbers, K channels per row. */
-function runRatio(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], output: number[], K: number): tf.TensorInfo {
-  const total = tf.util.sizeFromShape(output);
-  return runKernel(backend, kernel, {
-    inputs, outputs: [output], params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG }, workgroups: grid1d(total, LAUNCH_WG),
-  })[0]!;
-}
-
-registerKernelOnce({
-  kernelName: AAREN_RATIO,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
-    const { packed } = namedInputs(inputs, 'packed');
-    const [B, T, H, width] = packed.shape as [number, number, number, number];
-    return runRatio(backend as WebGPUBackend, RATIO, [packed], [B, T, H, width - 1], width - 1);
-  },
-});
-
-registerKernelOnce({
-  kernelName: AAREN_RATIO_GRAD,
-  backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
-    const { packed, dO } = namedInputs(inputs, 'packed', 'dO');
-    return runRatio(backend as WebGPUBackend, RATIO_GRAD, [packed, dO], packed.shape, packed.shape[3]! - 1);
-  },
-});
+registerPacked(AAREN_RATIO, packedKernel('AarenRatio', ratioBody), ['packed'], { first: true, output: false });
+registerPacked(AAREN_RATIO_GRAD, packedKernel('AarenRatioBackward', ratioBackwardBody), ['packed', 'dO'], { first: true, output: true });
 
 registerGradientOnce({
   kernelName: AAREN_RATIO,
   inputsToSave: ['packed'],
   gradFunc: (dy, [packed]) => ({
     packed: () => tf.engine().runKernel(AAREN_RATIO_GRAD, { packed: packed!, dO: dy as tf.Tensor }) as tf.Tensor,
+  }),
+});
+
+/**
+ * tfjs kernel names, webgpu only: the scan's values, the packed rows [v, 1] `[B, T, H, K + 1]` of
+ * v `[B, T, H, K]` with its NaN and ±∞ read as 0, and their gradient in v, 0 at those
+ * (`kernels/aaren/values.wgsl`, `values-backward.wgsl`): one launch each, where tfjs ops took four
+ * and three. GLA's output stays finite so: its own poison of a non-finite v would reach every
+ * gradient through the ratio's (NaN·0); Aaren's poison, detached, takes its place.
+ */
+const AAREN_VALUES = 'MixersAarenValues';
+const AAREN_VALUES_GRAD = 'MixersAarenValuesGrad';
+registerPacked(AAREN_VALUES, packedKernel('AarenValues', valuesBody), ['v'], { first: false, output: true });
+registerPacked(AAREN_VALUES_GRAD, packedKernel('AarenValuesBackward', valuesBackwardBody), ['v', 'dPacked'], { first: false, output: false });
+
+registerGradientOnce({
+  kernelName: AAREN_VALUES,
+  inputsToSave: ['v'],
+  gradFunc: (dy, [v]) => ({
+    v: () => tf.engine().runKernel(AAREN_VALUES_GRAD, { v: v!, dPacked: dy as tf.Tensor }) as tf.Tensor,
   }),
 });
 
@@ -184,7 +208,7 @@ registerGradientOnce({
  */
 const AAREN_STEP = 'MixersAarenStep';
 const STEP_FRAME: KernelSource = { name: 'AarenStepFrame', code: [grid, floatBits, stepFrameBody].join('\n') };
-const STEP_MERGE: KernelSource = { name: 'AarenStepMerge', code: [grid, stepMergeBody].join('\n') };
+const STEP_MERGE = packedKernel('AarenStepMerge', stepMergeBody);
 
 registerKernelOnce({
   kernelName: AAREN_STEP,
@@ -247,8 +271,7 @@ export function aarenOnScanKernels(args: AarenArgs, step = false, withState = tr
       { q: args.q, k: args.k, mInit: init?.m ?? tf.zeros([1]), real: real ?? tf.zeros([1]) },
       { scale: args.scale, hasInit: init !== undefined, hasReal: real !== undefined } satisfies FrameAttrs as unknown as tf.NamedAttrMap,
     ) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
-    const vIn = finiteOnly(args.v);
-    const values = tf.concat([vIn, tf.ones([B, T, H, 1])], 3) as tf.Tensor4D;
+    const values = tf.engine().runKernel(AAREN_VALUES, { v: args.v }) as tf.Tensor4D;
     const start = init ? inItsFrame(init) : tf.zeros([B, H, K + 1]);
     const ones = tf.ones([B, T, H, 1]) as tf.Tensor4D;
     const run = gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
