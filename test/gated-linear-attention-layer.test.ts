@@ -245,7 +245,7 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
     }
   });
 
-  it('runs its forward in 12 launches and a decode step in 7: the projections of x grouped, the readout one, the step one', async () => {
+  it('runs its forward in 10 launches and a decode step in 7: the projections of x grouped, the gate one, the readout one, the step one', async () => {
     const layer = built({ numHeads: 4 }, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -255,7 +255,7 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
     });
     expect(ran).toEqual([
       // q, k, v; the forget gate's low rank beside the output gate; its second projection, then −softplus(−z)/16
-      'DenseGroups', 'DenseGroups', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'BinaryOpProgram',
+      'DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionLogGate',
       'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
       // the readout (no gradient recorded): RMSNorm times the output gate's swish in one launch, the projection
       'RmsNormSwishGateForwardVec4', 'DenseVec4',

@@ -441,6 +441,27 @@ describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
     expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen']);
     tf.dispose([q, k, v, g, initialState!]);
   });
+  it('forms the log gate of its logits in one launch, and its gradient in one, with tfjs ops\' numbers to the bit', async () => {
+    // logits across softplus's three branches (|z| past 13.9, between, small), and ±∞ and NaN
+    const zs = Float32Array.from([...seededUniform(41, 60, -30, 30), -1e-3, 0, 1e-3, Infinity, -Infinity, NaN]);
+    const z = tf.tensor4d(zs, [1, 6, 1, 11]);
+    const dg = tf.tensor4d(seededUniform(42, 66, -1, 1), [1, 6, 1, 11]);
+    const both = (implementation: Implementation) => {
+      const f = (t: tf.Tensor) => logForgetGate(t as tf.Tensor4D, 16, implementation);
+      return [f(z), tf.grad(f)(z, dg)];
+    };
+    let got: tf.Tensor[] = [];
+    const ran = await launchedPipelines(async () => {
+      got = both('webgpu');
+      await Promise.all(got.map((t) => t.data()));
+    });
+    // the gate, then tf.grad's: the gate again and its gradient
+    expect(ran).toEqual(['GatedLinearAttentionLogGate', 'GatedLinearAttentionLogGate', 'GatedLinearAttentionLogGate']);
+    const want = both('reference');
+    for (let i = 0; i < 2; i++) expect(Array.from(await values(got[i]!))).toEqual(Array.from(await values(want[i]!)));
+    tf.dispose([z, dg, ...got, ...want]);
+  });
+
   it('a decode step is one launch, from the log gate or from its logits (the same numbers to the bit), and poisons what the forward poisons', async () => {
     // one token of the base case, logits z over a range whose gates run from −0.3 to −1e-3
     const s: Case = { ...base, T: 1 };

@@ -4,10 +4,10 @@
 // and its poison in the same launch, where the scan's step and seen kernels took two: a NaN or
 // ±∞ in the token's k, v or g of the head, or a g > 0, makes the head's outputs and state NaN;
 // one in q its outputs only. With GATE_LOGITS, g is formed here from the forget gate's logits z,
-// g = logsigmoid(z)/normalizer = −softplus(−z)/normalizer (the layer's gate; softplus as tfjs's
-// webgpu kernel forms it), where tfjs ops took three launches. An invocation per (b, h, e).
+// g = logsigmoid(z)/normalizer (log-gate-math.wgsl), where tfjs ops took three launches. An
+// invocation per (b, h, e).
 
-// needs common/grid.wgsl, common/float-bits.wgsl
+// needs common/grid.wgsl, common/float-bits.wgsl, log-gate-math.wgsl
 
 struct Params {
   rows: u32, // B·H
@@ -29,15 +29,8 @@ struct Params {
 
 override GATE_LOGITS: bool = false;
 
-fn softplus(a: f32) -> f32 {
-  let threshold = log(1.1920928955078125e-7) + 2.0;
-  if (a > -threshold) { return a; }
-  if (a < threshold) { return exp(a); }
-  return log(exp(a) + 1.0);
-}
-
 fn logGate(n: u32) -> f32 {
-  if (GATE_LOGITS) { return -softplus(-g[n]) / params.normalizer; }
+  if (GATE_LOGITS) { return logGateOf(g[n], params.normalizer); }
   return g[n];
 }
 

@@ -7,6 +7,8 @@ import seen from '../../../kernels/gated-linear-attention/seen.wgsl';
 import seenChunks from '../../../kernels/gated-linear-attention/seen-chunks.wgsl';
 import seenFind from '../../../kernels/gated-linear-attention/seen-find.wgsl';
 import stepBody from '../../../kernels/gated-linear-attention/step.wgsl';
+import logGateMath from '../../../kernels/gated-linear-attention/log-gate-math.wgsl';
+import logGateBody from '../../../kernels/gated-linear-attention/log-gate.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { scanBackward, scanForward, scanKernels, scanSizes, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
@@ -108,7 +110,7 @@ registerGradientOnce({
   },
 });
 
-const STEP: KernelSource = { name: 'GatedLinearAttentionStep', code: [grid, floatBits, stepBody].join('\n') };
+const STEP: KernelSource = { name: 'GatedLinearAttentionStep', code: [grid, floatBits, logGateMath, stepBody].join('\n') };
 const STEP_WG = 64;
 
 registerKernelOnce({
@@ -126,6 +128,49 @@ registerKernelOnce({
       workgroups: grid1d(B * H * V, STEP_WG),
     });
   },
+});
+
+/**
+ * tfjs kernel names, webgpu only: the layer's log forget gate g = logsigmoid(z)/normalizer of its
+ * logits z (any shape; attrs `normalizer`), and its gradient dz of z and dg
+ * (`kernels/gated-linear-attention/log-gate.wgsl`): one launch each, where tfjs's ops take three.
+ */
+export const GATED_LINEAR_ATTENTION_LOG_GATE = 'MixersGatedLinearAttentionLogGate';
+const LOG_GATE_GRAD = 'MixersGatedLinearAttentionLogGateGrad';
+const LOG_GATE: KernelSource = { name: 'GatedLinearAttentionLogGate', code: [grid, logGateMath, logGateBody].join('\n') };
+
+/** One of the two over z's numbers: g, or with `dg` its gradient dz. */
+function runLogGate(gpu: WebGPUBackend, z: tf.TensorInfo, normalizer: number, dg?: tf.TensorInfo): tf.TensorInfo {
+  const total = tf.util.sizeFromShape(z.shape);
+  return runKernel(gpu, LOG_GATE, {
+    // without dg, z stands in for it, never read
+    inputs: [z, dg ?? z], outputs: [z.shape], params: [{ u32: total }, { f32: normalizer }],
+    constants: { WG: STEP_WG, BACKWARD: dg ? 1 : 0 }, workgroups: grid1d(total, STEP_WG),
+  })[0]!;
+}
+
+registerKernelOnce({
+  kernelName: GATED_LINEAR_ATTENTION_LOG_GATE,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) =>
+    runLogGate(backend as WebGPUBackend, namedInputs(inputs, 'z').z, (attrs as unknown as { normalizer: number }).normalizer),
+});
+
+registerKernelOnce({
+  kernelName: LOG_GATE_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { z, dg } = namedInputs(inputs, 'z', 'dg');
+    return runLogGate(backend as WebGPUBackend, z, (attrs as unknown as { normalizer: number }).normalizer, dg);
+  },
+});
+
+registerGradientOnce({
+  kernelName: GATED_LINEAR_ATTENTION_LOG_GATE,
+  inputsToSave: ['z'],
+  gradFunc: (dg, [z], attrs) => ({
+    z: () => tf.engine().runKernel(LOG_GATE_GRAD, { z: z!, dg: dg as tf.Tensor }, attrs) as tf.Tensor,
+  }),
 });
 
 const SEEN: KernelSource = { name: 'GatedLinearAttentionSeen', code: [seenFind, seen].join('\n') };

@@ -147,7 +147,7 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
     const { q, k, v, z, gate } = this.projections(x);
-    const g = logForgetGate(z, GATE_NORMALIZER);
+    const g = logForgetGate(z, GATE_NORMALIZER, this.activeImplementation());
     const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { implementation: this.activeImplementation() });
     state.dispose();
     return this.readout(output, gate);
@@ -210,7 +210,7 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
       check: (method, given, B) => this.checkState(method, given, B),
       run: ({ x: clean, start, real }) => {
         const { q, k, v, z, gate } = this.projections(clean);
-        const g = logForgetGate(z, GATE_NORMALIZER);
+        const g = logForgetGate(z, GATE_NORMALIZER, this.activeImplementation());
         const keep = (t: tf.Tensor4D) => tf.where(real.expandDims(2).expandDims(3), t, tf.zerosLike(t)) as tf.Tensor4D;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
         return [this.readout(run.output, gate), { S: run.state }];

@@ -4,7 +4,7 @@ import {
   useKernel, type Implementation,
 } from '../../validate.js';
 import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
-import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
+import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_LOG_GATE, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
 /** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
 export interface GatedLinearAttentionOptions {
@@ -194,10 +194,15 @@ export function gatedLinearAttentionStep(
 
 /**
  * The log forget gate of the forget gate's logits z, logsigmoid(z)/normalizer, as
- * −softplus(−z)/normalizer (tfjs 4.22's tf.logSigmoid has a gradient that reads a disposed
- * tensor); the sign and the division in one multiply, exact for a power of 2.
+ * −softplus(−z)/normalizer: on webgpu one launch forward and one backward
+ * (`kernels/gated-linear-attention/log-gate.wgsl`); elsewhere tfjs ops (tfjs 4.22's
+ * tf.logSigmoid has a gradient that reads a disposed tensor), the sign and the division in one
+ * multiply, exact for a power of 2. Both give the same numbers on webgpu, to the bit.
  */
-export function logForgetGate(z: tf.Tensor4D, normalizer: number): tf.Tensor4D {
+export function logForgetGate(z: tf.Tensor4D, normalizer: number, implementation?: Implementation): tf.Tensor4D {
+  if (z.size > 0 && useKernel('gatedLinearAttention', implementation)) {
+    return tf.engine().runKernel(GATED_LINEAR_ATTENTION_LOG_GATE, { z }, { normalizer }) as tf.Tensor4D;
+  }
   return tf.mul(tf.softplus(tf.neg(z)), -1 / normalizer);
 }
 
@@ -214,5 +219,5 @@ export function gatedLinearAttentionStepFromLogits(
   if (useKernel(op, options.implementation) && q.shape[1] === 1) {
     return run(checkArgs(op, q, k, v, z, { ...options, initialState: state }), true, normalizer);
   }
-  return tf.tidy(() => gatedLinearAttentionStep(q, k, v, logForgetGate(z, normalizer), state, options));
+  return tf.tidy(() => gatedLinearAttentionStep(q, k, v, logForgetGate(z, normalizer, options.implementation), state, options));
 }
