@@ -111,7 +111,8 @@ registerGradientOnce({
 });
 
 const STEP: KernelSource = { name: 'GatedLinearAttentionStep', code: [grid, floatBits, logGateMath, stepBody].join('\n') };
-const STEP_WG = 64;
+/** Invocations per workgroup of the step's and the log gate's launches. */
+const LAUNCH_WG = 64;
 
 registerKernelOnce({
   kernelName: GATED_LINEAR_ATTENTION_STEP,
@@ -124,8 +125,8 @@ registerKernelOnce({
     return runKernel(backend as WebGPUBackend, STEP, {
       inputs: [q, k, v, g, state], outputs: [v.shape, state.shape],
       params: [{ u32: B * H }, { u32: H }, { u32: K }, { u32: V }, { f32: a.scale }, { f32: a.normalizer ?? 1 }],
-      constants: { WG: STEP_WG, GATE_LOGITS: a.normalizer === undefined ? 0 : 1 },
-      workgroups: grid1d(B * H * V, STEP_WG),
+      constants: { WG: LAUNCH_WG, GATE_LOGITS: a.normalizer === undefined ? 0 : 1 },
+      workgroups: grid1d(B * H * V, LAUNCH_WG),
     });
   },
 });
@@ -145,7 +146,7 @@ function runLogGate(gpu: WebGPUBackend, z: tf.TensorInfo, normalizer: number, dg
   return runKernel(gpu, LOG_GATE, {
     // without dg, z stands in for it, never read
     inputs: [z, dg ?? z], outputs: [z.shape], params: [{ u32: total }, { f32: normalizer }],
-    constants: { WG: STEP_WG, BACKWARD: dg ? 1 : 0 }, workgroups: grid1d(total, STEP_WG),
+    constants: { WG: LAUNCH_WG, BACKWARD: dg ? 1 : 0 }, workgroups: grid1d(total, LAUNCH_WG),
   })[0]!;
 }
 

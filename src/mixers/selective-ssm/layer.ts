@@ -158,13 +158,13 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       this.weight('ALog').write(tf.tile(tf.log(tf.range(1, N + 1)).reshape([1, N]), [E, 1]));
     });
     this.setDims({ E, N, R });
-    // the step kernel's table of each channel's A = −exp(ALog), D and Δ bias, which a step would
-    // otherwise form from the weights in three launches
+    // the scan kernels' table of each channel's A = −exp(ALog), D and Δ bias, which a step (and a
+    // forward where no gradient is recorded) would otherwise form from the weights in three launches
     this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => channelTable(this.stateMatrix(),
       this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D));
     // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
-    // step's grouped product. inProj's would copy the layer's largest weight: the step's kernels
-    // read its halves where they lie instead
+    // grouped product of a step and of a forward where no gradient is recorded. inProj's would
+    // copy the layer's largest weight: those read its halves where they lie instead
     this.keepFromWeights(X_LOW, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
     this.keepFromWeights(X_BC, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
   }
@@ -190,7 +190,8 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
     const implementation = this.activeImplementation();
-    if (tf.engine().state.gradientDepth > 0 || x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
+    const taped = tf.engine().state.gradientDepth > 0;
+    if (taped || x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
     // where no gradient is recorded, on the kernels: the convolution and the scan read x and z
     // where they lie in the in projection [B, T, 2E], and the scan's table and B|C are the
     // layer's kept ones, 8 launches where the block takes 17
