@@ -40,11 +40,6 @@ const HIDDEN: f32 = -1e30;
 
 var<workgroup> runs: array<f32, WG>;
 
-// the larger of a and b, or the NaN if either is one
-fn larger(a: f32, b: f32) -> f32 {
-  return select(select(max(a, b), b, isNan(b)), a, isNan(a));
-}
-
 fn score(b: u32, t: u32, h: u32) -> f32 {
   let at = ((b * params.T + t) * params.H + h) * params.K;
   var s = 0.0;

@@ -44,8 +44,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     factors[row] = vec2<f32>(nan());
     return;
   }
-  // the larger, or the NaN of a poisoned state (WGSL's max need not propagate one)
-  let top = select(max(old, s), old, isNan(old));
+  // the larger, or the NaN of a poisoned state (or of a NaN query)
+  let top = larger(old, s);
   mNext[row] = top;
   if (!isFinite(top)) {
     factors[row] = vec2<f32>(nan());

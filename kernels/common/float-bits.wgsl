@@ -1,6 +1,6 @@
 // Shared: a float's class, read from its bits (a shader compiler may assume that every float is
-// finite, so isNan(x) as x != x may fold away), and NaN and −∞ made at run time (a constant
-// expression may be neither).
+// finite, so isNan(x) as x != x may fold away), NaN and −∞ made at run time (a constant
+// expression may be neither), and a max that keeps a NaN (WGSL's max need not).
 
 fn isFinite(a: f32) -> bool {
   return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
@@ -18,4 +18,9 @@ fn nan() -> f32 {
 fn minusInfinity() -> f32 {
   let bits = 0xff800000u;
   return bitcast<f32>(bits);
+}
+
+// the larger of a and b, or the NaN if either is one (a's first)
+fn larger(a: f32, b: f32) -> f32 {
+  return select(select(max(a, b), b, isNan(b)), a, isNan(a));
 }
