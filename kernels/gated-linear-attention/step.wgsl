@@ -49,9 +49,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var c = 0u; c < params.V; c++) { bad = bad || !isFinite(v[values + c]); }
   for (var n = 0u; n < params.K; n++) {
     let gn = logGate(keys + n);
-    // a log gate > 0 (a clear sign bit on anything but +0) is bad too
-    let positive = (bitcast<u32>(gn) & 0x80000000u) == 0u && bitcast<u32>(gn) != 0u;
-    bad = bad || !isFinite(k[keys + n]) || !isFinite(gn) || positive;
+    // a log gate > 0 is bad too (compared once it is known finite: no NaN meets the comparison)
+    bad = bad || !isFinite(k[keys + n]) || !isFinite(gn) || gn > 0.0;
   }
   if (bad) {
     for (var n = 0u; n < params.K; n++) { next[states + n * params.V] = nan(); }
