@@ -28,7 +28,8 @@
  * `-- --splits n` the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), `splits-<n>-<adapter>.…`;
  * `-- --dkv-keys registers|memory` where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
  * `-- --split-pass invocation|workgroup|subgroup` who folds a chunk of the split-K decode
- * (`MIXERS_ATTENTION_SPLIT_PASS`); `-- --average-run n` the chunks per invocation of
+ * (`MIXERS_ATTENTION_SPLIT_PASS`); `-- --forward rows|blocks` how the tiled attention forward
+ * cuts a tile's work (`MIXERS_ATTENTION_FORWARD`); `-- --average-run n` the chunks per invocation of
  * AverageContext's levels scan (`MIXERS_AVERAGE_CONTEXT_RUN`).
  *
  * @packageDocumentation

@@ -3,14 +3,14 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
-import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
 import { ATTENTION_SPLIT_PASS_FLAG, type SplitFolder } from '../src/attention/split-pass.js';
 import { RUN_FLAG } from '../src/mixers/average-context/kernel.js';
 
 /**
- * What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass` and
- * `--average-run n` ask of {@link startWebGPU}.
+ * What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`,
+ * `--forward` and `--average-run n` ask of {@link startWebGPU}.
  */
 export interface BenchFlags {
   subgroups: boolean;
@@ -18,13 +18,14 @@ export interface BenchFlags {
   splits?: number;
   dkvKeys?: 'registers' | 'memory';
   splitPass?: SplitFolder;
+  forward?: 'rows' | 'blocks';
   averageRun?: number;
 }
 
 /**
  * The scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys registers|memory`,
- * `--split-pass invocation|workgroup|subgroup` and `--average-run n`, for {@link startWebGPU};
- * exits on a bad value.
+ * `--split-pass invocation|workgroup|subgroup`, `--forward rows|blocks` and `--average-run n`, for
+ * {@link startWebGPU}; exits on a bad value.
  */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   const flags: BenchFlags = { subgroups: argv.includes('--subgroups') };
@@ -58,6 +59,8 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   if (dkvKeys !== undefined) flags.dkvKeys = dkvKeys;
   const splitPass = word('--split-pass', ['invocation', 'workgroup', 'subgroup'], 'invocation, workgroup or subgroup (who folds a chunk of the split-K decode)');
   if (splitPass !== undefined) flags.splitPass = splitPass;
+  const forward = word('--forward', ['rows', 'blocks'], 'rows or blocks (how the tiled attention forward cuts a tile\'s work)');
+  if (forward !== undefined) flags.forward = forward;
   return flags;
 }
 
@@ -71,7 +74,8 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
  * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …";
  * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
  * `splitPass` (`--split-pass`) who folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`);
- * `averageRun` (`--average-run n`) the chunks per invocation of AverageContext's levels scan
+ * `forward` (`--forward`) how the tiled forward cuts a tile's work (`MIXERS_ATTENTION_FORWARD`),
+ * "forward by blocks: …"; `averageRun` (`--average-run n`) the chunks per invocation of AverageContext's levels scan
  * (`MIXERS_AVERAGE_CONTEXT_RUN`), "average run n: …".
  */
 export async function startWebGPU(
@@ -107,6 +111,10 @@ export async function startWebGPU(
   if (options.splitPass !== undefined) {
     tf.env().set(ATTENTION_SPLIT_PASS_FLAG, options.splitPass);
     gpu = { ...gpu, description: `split-K by ${options.splitPass}: ${gpu.description}` };
+  }
+  if (options.forward !== undefined) {
+    tf.env().set(ATTENTION_FORWARD_FLAG, options.forward);
+    gpu = { ...gpu, description: `forward by ${options.forward}: ${gpu.description}` };
   }
   if (options.averageRun !== undefined) {
     tf.env().set(RUN_FLAG, options.averageRun);

@@ -122,6 +122,8 @@ for splits in 1 4 8 16 32; do step "splits-$splits" 40 "${profile[@]}" --splits 
 step dkv-registers 40 "${profile[@]}" --dkv-keys registers 'copy' 'flashAttention forward+backward'
 # the split-K decode with an invocation per chunk, as before 'auto' gave a GPU without subgroups a workgroup per chunk
 step split-invocation 40 "${profile[@]}" --split-pass invocation 'copy' 'decode split'
+# the tiled forward by blocks of scores, which 'auto' does not take until a GPU measures it
+step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward' 'expressiveAttention forward'
 # AverageContext's levels scan with one chunk an invocation, as before 'auto' gave long sequences runs of chunks
 step average-run-1 30 "${profile[@]}" --average-run 1 'copy' 'averageContext'
 # decode tokens/s, its own deadline a minute inside the step's

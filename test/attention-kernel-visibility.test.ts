@@ -9,7 +9,8 @@ import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kerne
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import {
-  ATTENTION_DKV_KEYS_FLAG, ATTENTION_ROWS_FLAG, keysInMemory, rowsFillingSubgroups, tiledRows,
+  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG, forwardByBlocks, keysInMemory, rowsFillingSubgroups,
+  tiledRows,
 } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG, splitPass } from '../src/attention/split-pass.js';
 import { ATTENTION_SPLITS_FLAG, tiledSplits } from '../src/attention/tile-splits.js';
@@ -558,6 +559,61 @@ describeOn('webgpu', 'attention kernels under visibility, dK/dV reading keys fro
         tf.env().set(ATTENTION_DKV_KEYS_FLAG, 'auto');
       }
     });
+  });
+});
+
+// The forward by blocks of scores (attention-forward-blocks.wgsl: 16-key tiles, a block of 4×4
+// scores, then a row, then a quad of rows' outputs an invocation), which 'auto' does not take yet:
+// the flag forces it, at K = 16 (one channel group an output quarter) and 32 (two, interleaved),
+// whole and split into 3 chunks. The 70 and 150 query rows leave a tile's last quads partly or
+// wholly past its end; 35, 70 and 140 keys end inside a 16-key tile. The backward reads its
+// statistic, so the gradients check that too. K = 6 (the scalar lanes' case) keeps the rows.
+describeOn('webgpu', 'attention kernels under visibility: the forward by blocks of scores', () => {
+  afterAll(() => {
+    tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
+    tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+  });
+  for (const [K, splits] of [[16, 1], [32, 1], [16, 3]] as const) {
+    it(`at K = ${K}${splits > 1 ? `, in ${splits} chunks of the keys` : ''}, every family's forward equals dense masked attention, and the gradients from its statistic`, async () => {
+      tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
+      tf.env().set(ATTENTION_SPLITS_FLAG, splits);
+      try {
+        const ran = await launchedPipelines(async () => {
+          for (const kind of ['softmax', 'expressive'] as const) {
+            for (const c of denseCases(kind, K)) await check(c, 1100 + K + splits);
+          }
+          await checkBlockSparse(K);
+        });
+        for (const family of ['FlashAttention', 'ExpressiveAttention', 'BlockSparse']) {
+          expect(ran).toContain(`${family}ForwardBlocksK${K}R4`);
+          expect(ran.filter((label) => label.startsWith(`${family}ForwardK${K}`))).toEqual([]);
+        }
+        expect(ran.some((label) => label.startsWith('FlashAttentionForwardK6'))).toBe(true);
+        expect(ran.includes('FlashAttentionMergeK16')).toBe(splits > 1);
+      } finally {
+        tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
+        tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+      }
+    });
+  }
+
+  it("is taken where the flag asks for it and its workgroup memory fits; 'auto' keeps the rows", () => {
+    const gpu = tf.backend() as WebGPUBackend;
+    const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
+    const Ks = [16, 64, 8, 40, 128];
+    try {
+      expect(Ks.map((K) => forwardByBlocks(gpu, K))).toEqual([false, false, false, false, false]);
+      tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
+      // 4·(64·K + 32·K + 64·20 + 128) + 16 bytes: 11 792 at K = 16, 30 224 at 64, 54 800 at 128;
+      // 8 and 40 are not multiples of 16
+      expect(Ks.map((K) => forwardByBlocks(gpu, K))).toEqual([true, limit >= 30224, false, false, limit >= 54800]);
+      tf.env().set(ATTENTION_FORWARD_FLAG, 'rows');
+      expect(forwardByBlocks(gpu, 64)).toBe(false);
+      tf.env().set(ATTENTION_FORWARD_FLAG, 'tiles');
+      expect(() => forwardByBlocks(gpu, 64)).toThrow(`tfjs-mixers: flag ${ATTENTION_FORWARD_FLAG} must be 'auto', 'rows' or 'blocks'; received "tiles".`);
+    } finally {
+      tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
+    }
   });
 });
 

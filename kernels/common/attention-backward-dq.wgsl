@@ -5,9 +5,9 @@
 // weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)), so the loss sees the weight
 // through dP_ij·m_ij, and pairGrads takes that in place of dP.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, an entry point and a
-// layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and the
-// host's `const KV, KL, RL, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ
+// common/row-registers.wgsl, common/key-quads.wgsl, common/quad-scores.wgsl, common/kv-tile.wgsl,
+// an entry point and a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and
+// `pairGrads`, and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ
 // adjacent query rows per invocation (or per four lanes), which share every key and value it reads
 // from workgroup memory, keys by quads (a quad's scores and dS are one vec4); a line holding the
 // row mark is written once per row (src/webgpu/copies.ts, expandCopies).

@@ -8,8 +8,10 @@
 // backward. They scale each weight by dropKeep (common/dropout.wgsl) as it meets its value, after
 // the normaliser, which sums the undropped weights. A split launch (tilePart) sweeps one chunk of
 // the keys per workgroup and leaves the rows' partials to the split-K decode's merge.
+// The GPU may take instead common/attention-forward-blocks.wgsl, which cuts a tile's work by blocks.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-quads.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
+// common/forward-bindings.wgsl, common/row-registers.wgsl, common/key-quads.wgsl,
+// common/quad-scores.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
 // an entry point (common/row-whole.wgsl with common/tiled-main.wgsl, or common/row-quarters.wgsl
 // with common/subgroup-rank.wgsl), a layout (common/dense-layout.wgsl or
 // block-sparse/layout.wgsl: loadLayout, tileRows, tileRuns, tileRun, keySeen), row hooks
@@ -17,16 +19,6 @@
 // weighTile, finishRow) and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (K / lanes,
 // channel groups per invocation KV / RL, invocations per row, rows per workgroup, keys per tile,
 // quads per tile, rows per invocation, invocations per workgroup RL·BR / RQ).
-
-@group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
-@group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(3) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
-// [B, Tq, H, K]; of a split launch (tilePart), each chunk's unnormalised accumulator [B, H, Tq, splits, K]
-@group(0) @binding(4) var<storage, read_write> o: array<V>;
-// [B, H, Tq]: the row statistic; of a split launch, each chunk's packRow [B, H, Tq, splits, 2]
-@group(0) @binding(5) var<storage, read_write> stat: array<f32>;
-@group(0) @binding(6) var<uniform> params: Params;
 
 var<private> row$: RowState;
 

@@ -1,7 +1,7 @@
-// Shared by the tiled attention passes that own a query row (the forward, dQ): where the row
+// Shared by the tiled attention passes over a tile of query rows (the forwards, dQ): where a row
 // lies, and the sweep that streams the key and value tiles its workgroup's queries may see
 // through workgroup memory. Expects `q`, `k`, `v` and `vis` bindings, common/visibility.wgsl,
-// common/row-registers.wgsl, the tile store (common/key-quads.wgsl: loadTile), a layout's
+// the tile store (common/key-quads.wgsl: loadTile), a layout's
 // `loadLayout`, `tileRows`, `tileRuns` and `tileRun`, the pass's `visitTile`, and the host's
 // `const KV, BC`.
 

@@ -12,9 +12,12 @@ import dropoutHelpers from '../../kernels/common/dropout.wgsl';
 import rowRegisters from '../../kernels/common/row-registers.wgsl';
 import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
 import keyQuads from '../../kernels/common/key-quads.wgsl';
+import quadScores from '../../kernels/common/quad-scores.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
+import forwardBindings from '../../kernels/common/forward-bindings.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
+import forwardBlocksBody from '../../kernels/common/attention-forward-blocks.wgsl';
 import rowWhole from '../../kernels/common/row-whole.wgsl';
 import tiledMain from '../../kernels/common/tiled-main.wgsl';
 import rowQuarters from '../../kernels/common/row-quarters.wgsl';
@@ -164,26 +167,88 @@ export function keysInMemory(backend: WebGPUBackend, K: number, rows: number, RL
   return !onSwiftShader(backend) && rows * rowFloats('dkv', K, RL) > GPU_ROW_FLOATS;
 }
 
+/**
+ * The tfjs flag that sets how the tiled forward cuts a tile's work: 'auto' (the default,
+ * {@link forwardByBlocks}), 'rows' (`kernels/common/attention-forward.wgsl`: each invocation its
+ * rows' scores, weights and output) or 'blocks' (`attention-forward-blocks.wgsl`: blocks of scores,
+ * then rows' weights, then quads of rows' outputs), on every adapter where that kernel fits.
+ */
+export const ATTENTION_FORWARD_FLAG = 'MIXERS_ATTENTION_FORWARD';
+tf.env().registerFlag(ATTENTION_FORWARD_FLAG, () => 'auto');
+
+/**
+ * The forward by blocks' tile: 16 keys, four quads, so that the BR / 4 quads of query rows by the
+ * four key quads make BR blocks of scores, and BR invocations each take one, then a row, then a
+ * quad of rows' outputs at a quarter of the channels.
+ */
+const BLOCKS_TILE: KernelTile = { BC: 16, NT: BR };
+
+/**
+ * Bytes of workgroup memory the forward by blocks takes at head dimension K: scale·q of BR rows,
+ * the key and value tiles, the scores (rows padded by a quad), each row's factor and visible
+ * keys, and the 16 bytes of a segment-id span.
+ */
+function blocksBytes(K: number): number {
+  const { BC } = BLOCKS_TILE;
+  return 4 * (BR * K + 2 * BC * K + BR * (BC + 4) + 2 * BR) + 16;
+}
+
+/**
+ * Whether the tiled forward works by blocks of scores (`kernels/common/attention-forward-blocks.wgsl`)
+ * rather than by rows: when {@link ATTENTION_FORWARD_FLAG} asks for it, where K is a multiple of
+ * 16 (channel groups of four lanes in whole quarters) and the kernel's workgroup memory fits the
+ * device's (30 KB at K = 64, within the 32 KB most adapters grant; tfjs requests the adapter's
+ * limit). 'auto' keeps the rows: on SwiftShader, where the rows' pass takes four rows an
+ * invocation (it has no registers to spill) and so reads a float of workgroup memory for four
+ * multiply-adds of scores, a block's two (docs/benchmarks.md); on a GPU, where one row an
+ * invocation reads one for each, until a lent one measures the blocks (`scripts/gpu-bench.sh`,
+ * step `forward-blocks`).
+ *
+ * @example
+ * ```ts
+ * tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
+ * forwardByBlocks(backend, 64);  // true; at K = 8 (not a multiple of 16), false
+ * ```
+ */
+export function forwardByBlocks(backend: WebGPUBackend, K: number): boolean {
+  const chosen = tf.env().get(ATTENTION_FORWARD_FLAG);
+  if (chosen !== 'auto' && chosen !== 'rows' && chosen !== 'blocks') {
+    throw new Error(`tfjs-mixers: flag ${ATTENTION_FORWARD_FLAG} must be 'auto', 'rows' or 'blocks'; received ${JSON.stringify(chosen)}.`);
+  }
+  return chosen === 'blocks' && K % 16 === 0 && blocksBytes(K) <= backend.device.limits.maxComputeWorkgroupStorageSize;
+}
+
 const sources = new Map<string, KernelSource>();
+
+/**
+ * The tile of a kernel whose work is not cut by rows: its keys per tile (BC) and invocations per
+ * workgroup (NT), in place of {@link rowsPerTile} and RL·BR / rows.
+ */
+export interface KernelTile {
+  BC: number;
+  NT: number;
+}
 
 /**
  * An attention kernel for one head dimension K. The sizes of its register and workgroup
  * arrays are WGSL constants (`KV` = K / lanes, `RL` invocations per row, `KL` = KV / RL channel
  * groups of a row per invocation, `BR`, `BC`, `BC4` = BC / 4, and `RQ` rows per invocation,
- * `NT` = RL·BR / RQ invocations per workgroup), so each (kernel, K, rows) is its own module, and
- * pipeline: the runtime keys pipelines by their code. `parts` are the WGSL files after
- * `common/attention.wgsl`, the entry point last, their per-row lines written out for `rows` rows
- * ({@link expandCopies}); `directives` (`enable subgroups;`) open the module.
+ * `NT` = RL·BR / RQ invocations per workgroup, or `tile`'s), so each (kernel, K, rows, tile) is
+ * its own module, and pipeline: the runtime keys pipelines by their code. `parts` are the WGSL
+ * files after `common/attention.wgsl`, the entry point last, their per-row lines written out for
+ * `rows` rows ({@link expandCopies}); `directives` (`enable subgroups;`) open the module.
  */
-export function attentionKernel(name: string, parts: string[], K: number, rows = 1, directives = '', RL = 1): KernelSource {
-  const key = `${name}|${K}|${rows}|${directives}|${RL}`;
+export function attentionKernel(
+  name: string, parts: string[], K: number, rows = 1, directives = '', RL = 1, tile?: KernelTile,
+): KernelSource {
+  const key = `${name}|${K}|${rows}|${directives}|${RL}|${tile?.BC}|${tile?.NT}`;
   let kernel = sources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);
-    const BC = rowsPerTile(K);
+    const BC = tile?.BC ?? rowsPerTile(K);
     const KV = K / lanes;
     const sizes = [`KV: u32 = ${KV}u`, `RL: u32 = ${RL}u`, `KL: u32 = ${KV / RL}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`,
-      `BC4: u32 = ${BC / 4}u`, `RQ: u32 = ${rows}u`, `NT: u32 = ${RL * BR / rows}u`].map((c) => `const ${c};`).join('\n');
+      `BC4: u32 = ${BC / 4}u`, `RQ: u32 = ${rows}u`, `NT: u32 = ${tile?.NT ?? RL * BR / rows}u`].map((c) => `const ${c};`).join('\n');
     const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
     kernel = { name: rows > 1 ? `${name}K${K}R${rows}` : `${name}K${K}`, code: expandCopies(code, rows) };
     sources.set(key, kernel);
@@ -196,7 +261,7 @@ export function attentionKernel(name: string, parts: string[], K: number, rows =
  * rows or, with subgroups, four lanes), and the split-K decode's two passes (partial rows per
  * chunk of keys, by an invocation, a workgroup or a subgroup: `split-pass.ts`; then their merge).
  */
-export type SkeletonPass = TiledPass | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
+export type SkeletonPass = TiledPass | 'forwardBlocks' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
 
 const SPLIT_PARTS = [grid, rowRegisters, rowWhole, cacheTile, attendTileHelper, splitChunk];
 
@@ -205,8 +270,9 @@ const SPLIT_PARTS = [grid, rowRegisters, rowWhole, cacheTile, attendTileHelper, 
  * the merge reads neither keys nor layout.
  */
 const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
-  forward: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, attendTileHelper, forwardBody] },
-  dq: { visibility: true, parts: [rowRegisters, keyQuads, kvTileHelpers, backwardDqBody] },
+  forward: { visibility: true, parts: [forwardBindings, rowRegisters, keyQuads, quadScores, kvTileHelpers, attendTileHelper, forwardBody] },
+  forwardBlocks: { visibility: true, parts: [forwardBindings, keyQuads, kvTileHelpers, forwardBlocksBody] },
+  dq: { visibility: true, parts: [rowRegisters, keyQuads, quadScores, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
   splitWorkgroup: { visibility: true, parts: [...SPLIT_PARTS, splitWorkgroupBody] },
@@ -229,6 +295,8 @@ export function skeletonKernel(
 ): KernelSource {
   const { visibility, parts, directives } = SKELETON[pass];
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
+  // a quad of query rows per invocation in its third step (and its row mark's copies)
+  if (pass === 'forwardBlocks') return attentionKernel(name, [...front, hooks, ...parts], K, 4, '', 1, BLOCKS_TILE);
   if (pass !== 'forward' && pass !== 'dq' && pass !== 'dkv') return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
   const entry = TILED_ENTRIES[RL];
   return attentionKernel(name, [...front, hooks, ...parts, ...entry.parts], K, rows, entry.directives, RL);

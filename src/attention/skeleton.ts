@@ -3,12 +3,12 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import denseLayout from '../../kernels/common/dense-layout.wgsl';
 import deltaBody from '../../kernels/common/attention-delta.wgsl';
 import {
-  grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type Param,
+  grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type Param,
 } from '../webgpu/runtime.js';
 import { sumParts, tiledSplits } from './tile-splits.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, keysInMemory, sizesOf, skeletonKernel, tiledRowLanes,
-  tiledRows,
+  BR, PACKED_INPUT, attentionParams, bindVisibility, forwardByBlocks, hasDropout, keysInMemory, sizesOf, skeletonKernel,
+  tiledRowLanes, tiledRows,
   type AttentionAttrs, type TiledPass,
 } from './kernel-source.js';
 import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
@@ -99,14 +99,9 @@ function runSkeleton(
   try {
     const bound = bindVisibility(backend, inputs, q, plan);
     try {
-      const RL = tiledRowLanes(backend, s.K);
-      const rows = tiledRows(backend, pass, s.K, RL);
-      // with subgroups, e.g. FlashAttentionForwardSubgroups
-      const name = `${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`;
       const params = attentionParams(s, a, bound.planAt, split ?? undefined);
       const allConstants: Record<string, number> = { ...constants, ...bound.constants, ...dropoutConstant(attrs) };
-      if (pass === 'dkv' && keysInMemory(backend, s.K, rows, RL)) allConstants.KEYS_IN_MEMORY = 1;
-      const out = runKernel(backend, skeletonKernel(name, pass, layout.wgsl, hooks, s.K, rows, RL), {
+      const out = runKernel(backend, tiledKernel(backend, label, pass, layout.wgsl, hooks, s.K, allConstants), {
         inputs: [q, k, inputs.v!, ...more, bound.vis],
         outputs: split ? partShapes(pass, outputs, s, split.splits) : outputs,
         params,
@@ -122,6 +117,24 @@ function runSkeleton(
   } finally {
     if (plan) backend.disposeData(plan.dataId);
   }
+}
+
+/**
+ * The kernel of one tiled pass at head dimension K: the forward by blocks of scores where
+ * {@link forwardByBlocks} says so (e.g. FlashAttentionForwardBlocks); else by rows, RQ per
+ * invocation or per four lanes of a subgroup (e.g. FlashAttentionForwardSubgroups), dK/dV's
+ * keys read from memory where {@link keysInMemory} says so (a pipeline constant added to
+ * `constants`).
+ */
+function tiledKernel(
+  backend: WebGPUBackend, label: string, pass: TiledPass, layout: string, hooks: string, K: number,
+  constants: Record<string, number>,
+): KernelSource {
+  if (pass === 'forward' && forwardByBlocks(backend, K)) return skeletonKernel(`${label}ForwardBlocks`, 'forwardBlocks', layout, hooks, K);
+  const RL = tiledRowLanes(backend, K);
+  const rows = tiledRows(backend, pass, K, RL);
+  if (pass === 'dkv' && keysInMemory(backend, K, rows, RL)) constants.KEYS_IN_MEMORY = 1;
+  return skeletonKernel(`${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`, pass, layout, hooks, K, rows, RL);
 }
 
 /**
