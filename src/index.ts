@@ -37,7 +37,7 @@ export type { BlockSparseArgs } from './mixers/block-sparse/layer.js';
 export type { BlockSparseAttentionOptions } from './mixers/block-sparse/op.js';
 export { DEFAULT_LAYOUT, drawBlockSparseLayout, visibleKeys } from './mixers/block-sparse/layout.js';
 export type { BlockSparseLayout } from './mixers/block-sparse/layout.js';
-export type { CausalGenerationOptions, Reduce } from './mixers/causal-generation/op.js';
+export type { CausalGenerationOptions, CausalGenerationStepOptions, Reduce } from './mixers/causal-generation/op.js';
 export type {
   AverageContextOptions, AverageContextStepOptions, CausalMeanOptions, Combine,
 } from './mixers/average-context/op.js';

@@ -91,6 +91,27 @@ export function checkPositiveInteger(op: string, name: string, value: unknown, k
   return value;
 }
 
+/**
+ * A decode step's position, the tokens each row saw before this one: a non-negative integer for
+ * every row, or an int32 tensor `[B]`, one per row; returned as such, else throws naming `name`
+ * (an argument, or an option).
+ */
+export function checkPosition(
+  op: string, name: string, position: unknown, B: number, kind: 'argument' | 'option' = 'argument',
+): number | tf.Tensor1D {
+  if (position instanceof tf.Tensor) {
+    if (position.dtype !== 'int32' || position.rank !== 1 || position.shape[0] !== B) {
+      throw argumentError(op, `${kind} '${name}' must be a non-negative integer or an int32 tensor of shape ${formatShape([B])}; ` +
+        `received ${describe(position)}.`);
+    }
+    return position as tf.Tensor1D;
+  }
+  if (typeof position !== 'number' || !Number.isInteger(position) || position < 0) {
+    throw argumentError(op, `${kind} '${name}' must be a non-negative integer; received ${describe(position)}.`);
+  }
+  return position;
+}
+
 /** Returns `value ?? fallback` when it is a boolean, else throws naming the option. */
 export function checkBoolean(op: string, name: string, value: boolean | undefined, fallback: boolean): boolean {
   const v = value ?? fallback;

@@ -7,7 +7,10 @@ import {
 } from './oracle/average-context.js';
 import { mixerProperties, shapes, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { REFERENCE_BACKENDS, describeOn, expectWithinDerivedTolerance, seededIntegers, seededUniform, values } from './helpers.js';
+import {
+  EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, seededIntegers, seededUniform, stepLaunches, values,
+} from './helpers.js';
+import { averageContextAdvance } from '../src/mixers/average-context/op.js';
 import { RUN_FLAG, SCAN_FLAG, chunksPerRun, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
@@ -135,6 +138,54 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
     itRoundTrips(() => layers.averageContext({ combine: 'min' }), { combine: 'min', causal: true, projection: true });
     itRoundTrips(() => layers.averageContext({ combine: 'mean', causal: false }), { combine: 'mean', causal: false });
     if (backend === 'webgpu') itTrains(() => layers.averageContext());
+  });
+}
+
+// The decode step at each row's own position (a negative one counting as 0): sum' = sum + x,
+// y = C(x, previous, sum' / (position + 1)) with previous := x at position 0, and the layer's next
+// position max(position, 0) + 1 from the same launch. D = 8 (vec4 lanes) and 3.
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
+  describeOn(backend, 'averageContextStep at each row\'s position', () => {
+    const positions = [3, 0, -2, 1];
+    for (const D of [8, 3]) {
+      it(`D = ${D}: every combine against float64, and the next positions`, async () => {
+        const [xs, ps, ss] = [1.7, 0.9, 2.3].map((f) => Array.from({ length: 4 * D }, (_, e) => Math.fround(Math.sin(e * f + f) * 3)));
+        for (const combine of combines) {
+          const want = xs.map((x, e) => {
+            const position = Math.max(positions[Math.floor(e / D)]!, 0);
+            const p = position > 0 ? ps[e]! : x;
+            const mean = (ss[e]! + x) / (position + 1);
+            return combine === 'max' ? Math.max(x, p, mean) : combine === 'min' ? Math.min(x, p, mean) : (x + p + mean) / 3;
+          });
+          const got = await expectNoLeaks(async () => {
+            const outs = tf.tidy(() => {
+              const [x, previous, sum] = [xs, ps, ss].map((v) => tf.tensor2d(v, [4, D]) as tf.Tensor2D);
+              const position = tf.tensor1d(positions, 'int32');
+              return [...averageContextAdvance('averageContextStep', x!, previous!, sum!, position, { combine }),
+                ...ops.averageContextStep(x!, previous!, sum!, position, { combine })];
+            });
+            const data = await Promise.all(outs.map((t) => t.data()));
+            tf.dispose(outs);
+            return data;
+          });
+          // inputs within ±3: at most five roundings (sum', its division, mean's two sums and
+          // division) of values below 6 in magnitude, within 8·ε
+          Array.from(got[0]!).forEach((g, e) => expect(Math.abs(g - want[e]!), `${combine} element ${e}`).toBeLessThanOrEqual(8 * EPS32 * Math.max(1, Math.abs(want[e]!))));
+          expect(Array.from(got[1]!)).toEqual(xs.map((x, e) => Math.fround(ss[e]! + x)));
+          expect(Array.from(got[2]!)).toEqual([4, 1, 1, 2]);
+          // the op's outputs are the layer's, less the positions
+          expect([Array.from(got[3]!), Array.from(got[4]!)]).toEqual([Array.from(got[0]!), Array.from(got[1]!)]);
+        }
+      });
+    }
+
+    if (backend === 'webgpu') {
+      it('a layer decodes a token in two launches: the step, which advances the positions, and the projection', async () => {
+        const layer = layers.averageContext();
+        expect(await stepLaunches(layer, 2, 8)).toEqual({ ran: ['AverageContextStepVec4', 'DenseVec4'], positions: [1, 1] });
+        layer.dispose();
+      });
+    }
   });
 }
 

@@ -4,7 +4,8 @@ import { CausalGeneration, layers, ops, type Implementation, type Reduce } from 
 import { causalGenerationGradOracle, causalGenerationOracle } from './oracle/causal-generation.js';
 import { mixerProperties, type MixerUnderTest } from './mixer-properties.js';
 import { itRoundTrips, itTrains } from './layer-properties.js';
-import { REFERENCE_BACKENDS, describeOn } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, stepLaunches } from './helpers.js';
+import { causalGenerationAdvance } from '../src/mixers/causal-generation/op.js';
 
 const reduces: Reduce[] = ['min', 'max', 'mean'];
 
@@ -37,6 +38,61 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       expect(new CausalGeneration({ projection: false }).apply(tf.zeros([1, 2, 3])) instanceof tf.Tensor).toBe(true);
       tf.dispose(y);
     });
+  });
+}
+
+// The decode step at each row's own position: a row at position 0 (or a negative one, which
+// counts as 0) passes its token through, every other compares it with previous; the layer's
+// state advances to max(position, 0) + 1 from the same launch. D = 8 (vec4 lanes) and 3.
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
+  describeOn(backend, 'causalGenerationStep at each row\'s position', () => {
+    const positions = [3, 0, -2, 1];
+    for (const D of [8, 3]) {
+      it(`D = ${D}: min, max and mean of x and previous, x itself at position ≤ 0`, async () => {
+        const xs = Array.from({ length: 4 * D }, (_, e) => Math.fround(Math.sin(e * 1.7) * 3));
+        const ps = Array.from({ length: 4 * D }, (_, e) => Math.fround(Math.cos(e * 0.9) * 3));
+        for (const reduce of reduces) {
+          const R = (a: number, b: number) => (reduce === 'min' ? Math.min(a, b) : reduce === 'max' ? Math.max(a, b) : (a + b) / 2);
+          const want = xs.map((x, e) => (positions[Math.floor(e / D)]! > 0 ? R(x, ps[e]!) : x));
+          const got = await expectNoLeaks(async () => {
+            const outs = tf.tidy(() => {
+              const x = tf.tensor2d(xs, [4, D]);
+              const previous = tf.tensor2d(ps, [4, D]);
+              const position = tf.tensor1d(positions, 'int32');
+              // without a position the op compares every row with previous
+              const plain = ops.causalGenerationStep(x, previous, { reduce });
+              return [...causalGenerationAdvance('causalGenerationStep', x, previous, { position, reduce }), plain,
+                ops.causalGenerationStep(x, previous, { reduce, position: 1 })];
+            });
+            const data = await Promise.all(outs.map((t) => t.data()));
+            tf.dispose(outs);
+            return data;
+          });
+          expect(Array.from(got[2]!)).toEqual(Array.from(got[3]!));
+          // min and max pick an input (of float32 values here); mean rounds once, where float64 does not
+          const tol = reduce === 'mean' ? 4 * EPS32 : 0;
+          Array.from(got[0]).forEach((g, e) => expect(Math.abs(g - want[e]!), `${reduce} element ${e}`).toBeLessThanOrEqual(tol * Math.abs(want[e]!)));
+          expect(Array.from(got[1])).toEqual([4, 1, 1, 2]);
+        }
+      });
+    }
+
+    it('refuses a position that is not a non-negative integer or an int32 [B] tensor', () => {
+      const x = tf.zeros([2, 3]) as tf.Tensor2D;
+      expect(() => ops.causalGenerationStep(x, x, { position: -1 }))
+        .toThrow("causalGenerationStep: option 'position' must be a non-negative integer; received -1 (a number).");
+      expect(() => ops.causalGenerationStep(x, x, { position: tf.zeros([3], 'int32') as tf.Tensor1D }))
+        .toThrow(/^causalGenerationStep: option 'position' must be a non-negative integer or an int32 tensor of shape \[2\]; received an int32 tensor of shape \[3\]\.$/);
+      tf.dispose(x);
+    });
+
+    if (backend === 'webgpu') {
+      it('a layer decodes a token in two launches: the step, which advances the positions, and the projection', async () => {
+        const layer = layers.causalGeneration();
+        expect(await stepLaunches(layer, 2, 8)).toEqual({ ran: ['CausalGenerationStepVec4', 'DenseVec4'], positions: [1, 1] });
+        layer.dispose();
+      });
+    }
   });
 }
 

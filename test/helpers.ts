@@ -56,6 +56,34 @@ export async function launchedPipelines(run: () => Promise<void>): Promise<strin
   return labels;
 }
 
+/** A decoding layer as {@link stepLaunches} drives it. */
+interface SteppingLayer<S extends { positions: tf.Tensor1D }> {
+  apply(x: tf.Tensor): unknown;
+  initState(batch: number): S;
+  step(x: tf.Tensor2D, state: S): [tf.Tensor2D, S];
+}
+
+/**
+ * The pipelines one decode step of `layer` launches (built here for width D, from a fresh state of
+ * B rows), and the positions of the state it returns; frees what it made.
+ */
+export async function stepLaunches<S extends { positions: tf.Tensor1D }>(
+  layer: SteppingLayer<S>, B: number, D: number,
+): Promise<{ ran: string[]; positions: number[] }> {
+  tf.dispose(layer.apply(tf.zeros([1, 1, D])) as tf.Tensor);
+  const state = layer.initState(B);
+  const token = tf.randomNormal([B, D]) as tf.Tensor2D;
+  let positions: number[] = [];
+  const ran = await launchedPipelines(async () => {
+    const [y, next] = layer.step(token, state);
+    await y.data();
+    positions = Array.from(await next.positions.data());
+    tf.dispose([y, next as unknown as tf.TensorContainer]);
+  });
+  tf.dispose([token, state as unknown as tf.TensorContainer]);
+  return { ran, positions };
+}
+
 /**
  * A describe block on the webgpu backend re-made by registerSubgroupBackend, whose device has the
  * adapter's `subgroups`: the kernels' subgroup paths run there. `pipelines` collects the label of

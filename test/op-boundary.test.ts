@@ -43,7 +43,7 @@ describeOn('cpu', 'op options', () => {
   // the options each op documents; the five ops that ignored unknown names are the ones to fix
   const known: Record<string, string> = {
     causalGeneration: "'reduce', 'implementation'",
-    causalGenerationStep: "'reduce', 'implementation'",
+    causalGenerationStep: "'reduce', 'implementation', 'position'",
     averageContext: "'combine', 'causal', 'implementation'",
     averageContextStep: "'combine', 'implementation'",
     averageContextPrefill: "'combine', 'implementation'",

@@ -303,7 +303,7 @@ registerKernelOnce({
     const a = attrs as unknown as { combine: Combine };
     return runKernel(backend as WebGPUBackend, KERNELS.step[lanes], {
       inputs: [x, previous, sum, positions],
-      outputs: [x.shape, x.shape],
+      outputs: [x.shape, x.shape, { shape: positions.shape, dtype: 'int32' }],
       params: [{ u32: total }, { u32: x.shape[1]! / lanes }],
       constants: { WG, COMBINE: COMBINE_CODE[a.combine] },
       workgroups: grid1d(total, WG),

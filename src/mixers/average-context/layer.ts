@@ -4,7 +4,7 @@ import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-
 import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { checkBoolean, checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
-import { averageContext as averageContextOp, averageContextPrefill, averageContextStep, COMBINES, type Combine } from './op.js';
+import { averageContext as averageContextOp, averageContextAdvance, averageContextPrefill, COMBINES, type Combine } from './op.js';
 
 /** Arguments of the {@link AverageContext} layer. */
 export interface AverageContextArgs extends ProjectedMixerArgs {
@@ -97,9 +97,9 @@ export class AverageContext extends ProjectedMixer {
     this.checkStep(x, state, 'previous');
     const positions = checkPositions(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, AverageContextState] => {
-      const [mixed, sum] = averageContextStep(x, state.previous, state.sum, positions,
+      const [mixed, sum, next] = averageContextAdvance('averageContextStep', x, state.previous, state.sum, positions,
         { combine: this.combine, implementation: this.activeImplementation() });
-      return [this.project(mixed), { previous: x.clone(), sum, positions: tf.add(positions, tf.scalar(1, 'int32')) }];
+      return [this.project(mixed), { previous: x.clone(), sum, positions: next }];
     });
   }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  argumentError, checkBoolean, checkOneOf, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, formatShape, optionNames,
-  useKernel, type Implementation,
+  argumentError, checkBoolean, checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, describe, differentiableZeros,
+  formatShape, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
 import { averageContextPrefillReference, averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
 import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_PREFILL, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
@@ -169,32 +169,43 @@ export function averageContextStep(
   x: tf.Tensor2D, previous: tf.Tensor2D, sum: tf.Tensor2D, position: number | tf.Tensor1D,
   options: AverageContextStepOptions = {},
 ): [tf.Tensor2D, tf.Tensor2D] {
-  const op = 'averageContextStep';
+  return tf.tidy(() => {
+    const [y, nextSum] = averageContextAdvance('averageContextStep', x, previous, sum, position, options);
+    return [y, nextSum];
+  });
+}
+
+/**
+ * {@link averageContextStep} for the layer's step, with each row's next position too,
+ * `max(position, 0) + 1` `[B]` int32, which the step's kernel writes as it goes: the state's
+ * positions advance without a launch of their own.
+ */
+export function averageContextAdvance(
+  op: string, x: tf.Tensor2D, previous: tf.Tensor2D, sum: tf.Tensor2D, position: number | tf.Tensor1D,
+  options: AverageContextStepOptions,
+): [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D] {
   checkOptionNames(op, options, STEP_OPTIONS);
   const $x = checkTensor<tf.Rank.R2>(op, 'x', x, ['B', 'D']);
   checkShape(op, 'previous', checkTensor(op, 'previous', previous, ['B', 'D']), $x.shape, ['B', 'D']);
   checkShape(op, 'sum', checkTensor(op, 'sum', sum, ['B', 'D']), $x.shape, ['B', 'D']);
   const B = $x.shape[0];
-  if (position instanceof tf.Tensor) {
-    if (position.dtype !== 'int32' || position.rank !== 1 || position.shape[0] !== B) {
-      throw argumentError(op, `argument 'position' must be a non-negative integer or an int32 tensor of shape ${formatShape([B])}; ` +
-        `received ${describe(position)}.`);
-    }
-  } else if (typeof position !== 'number' || !Number.isInteger(position) || position < 0) {
-    throw argumentError(op, `argument 'position' must be a non-negative integer; received ${describe(position)}.`);
-  }
+  checkPosition(op, 'position', position, B);
   const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
   const kernel = useKernel(op, options.implementation);
-  if ($x.size === 0) return [differentiableZeros($x.shape, [$x, previous, sum]), differentiableZeros($x.shape, [$x, previous, sum])];
   return tf.tidy(() => {
-    const positions = position instanceof tf.Tensor ? tf.relu(position) : tf.fill([B], position, 'int32');
-    if (kernel) {
-      return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum, positions }, { combine }) as [tf.Tensor2D, tf.Tensor2D];
+    // the kernel counts a negative position as 0 itself
+    const positions = position instanceof tf.Tensor ? position : tf.fill([B], position, 'int32') as tf.Tensor1D;
+    if (kernel && $x.size > 0) {
+      return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum, positions }, { combine }) as
+        [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
     }
+    const counted = tf.relu(positions);
+    const next = tf.add(counted, tf.scalar(1, 'int32')) as tf.Tensor1D;
+    if ($x.size === 0) return [differentiableZeros($x.shape, [$x, previous, sum]), differentiableZeros($x.shape, [$x, previous, sum]), next];
     const nextSum = tf.add(sum, $x) as tf.Tensor2D;
-    const rowPositions = positions.expandDims(1);
+    const rowPositions = counted.expandDims(1);
     const p = tf.where(tf.equal(rowPositions, 0), $x, previous);
     const count = tf.cast(tf.add(rowPositions, 1), 'float32');
-    return [combineThree(combine, $x, p, tf.div(nextSum, count)) as tf.Tensor2D, nextSum];
+    return [combineThree(combine, $x, p, tf.div(nextSum, count)) as tf.Tensor2D, nextSum, next];
   });
 }

@@ -23,16 +23,15 @@ const STEP = laneVariants('CausalGenerationStep', [grid, reduceHelpers, stepBody
 interface Attrs { reduce: Reduce }
 
 /**
- * One invocation per element, or per four adjacent channels: every kernel here is elementwise
- * along D, so a vec4 never straddles two tokens when D is a multiple of 4.
+ * The forward or backward over x `[B, T, D]`: one invocation per element, or per four adjacent
+ * channels (elementwise along D, so a vec4 never straddles two tokens when D is a multiple of 4).
  */
 function elementwise(backend: WebGPUBackend, kernel: LaneVariants, inputs: tf.TensorInfo[], reduce: Reduce) {
   const shape = inputs[0]!.shape;
   const D = shape[shape.length - 1]!;
   const lanes = lanesFor(D);
   const total = tf.util.sizeFromShape(shape) / lanes;
-  // rank 3 [B, T, D]: a row is T·D; rank 2 [B, D] (the decode step): a row is D
-  const rowLen = (shape.length === 3 ? shape[1]! * D : D) / lanes;
+  const rowLen = shape[1]! * D / lanes;
   return runKernel(backend, kernel[lanes], {
     inputs,
     outputs: [shape],
@@ -64,8 +63,17 @@ registerKernelOnce({
   kernelName: CAUSAL_GENERATION_STEP,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x, previous } = namedInputs(inputs, 'x', 'previous');
-    return elementwise(backend as WebGPUBackend, STEP, [x, previous], reduceOf(attrs));
+    const { x, previous, positions } = namedInputs(inputs, 'x', 'previous', 'positions');
+    const D = x.shape[1]!;
+    const lanes = lanesFor(D);
+    const total = tf.util.sizeFromShape(x.shape) / lanes;
+    return runKernel(backend as WebGPUBackend, STEP[lanes], {
+      inputs: [x, previous, positions],
+      outputs: [x.shape, { shape: positions.shape, dtype: 'int32' }],
+      params: [{ u32: total }, { u32: D / lanes }],
+      constants: { WG, REDUCE: REDUCE_CODE[reduceOf(attrs)] },
+      workgroups: grid1d(total, WG),
+    });
   },
 });
 

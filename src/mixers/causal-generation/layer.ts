@@ -4,7 +4,7 @@ import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-
 import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
-import { causalGeneration as causalGenerationOp, causalGenerationStep, REDUCES, type Reduce } from './op.js';
+import { causalGeneration as causalGenerationOp, causalGenerationAdvance, causalGenerationStep, REDUCES, type Reduce } from './op.js';
 
 /** Arguments of the {@link CausalGeneration} layer. */
 export interface CausalGenerationArgs extends ProjectedMixerArgs {
@@ -85,8 +85,9 @@ export class CausalGeneration extends ProjectedMixer {
     this.checkStep(x, state, 'previous');
     const positions = checkPositions(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, CausalGenerationState] => {
-      const mixed = this.mixStep(x, state.previous, positions);
-      return [this.project(mixed), { previous: x.clone(), positions: tf.add(positions, tf.scalar(1, 'int32')) }];
+      const [mixed, next] = causalGenerationAdvance('causalGenerationStep', x, state.previous,
+        { position: positions, reduce: this.reduce, implementation: this.activeImplementation() });
+      return [this.project(mixed), { previous: x.clone(), positions: next }];
     });
   }
 
@@ -125,18 +126,13 @@ export class CausalGeneration extends ProjectedMixer {
         let mixed = this.mix($x);
         if (state !== undefined) {
           // the forward gives x[0] no predecessor; continuing a row, its predecessor is the state's token
-          const first = this.mixStep($x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, state.previous, state.positions);
+          const first = causalGenerationStep($x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, state.previous,
+            { position: state.positions, reduce: this.reduce, implementation: this.activeImplementation() });
           mixed = (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
         }
         return [this.project(mixed), { previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D }];
       },
     });
-  }
-
-  /** `R(x, previous)` for one token per row, a row at position 0 being its own predecessor. */
-  private mixStep(x: tf.Tensor2D, previous: tf.Tensor2D, positions: tf.Tensor1D): tf.Tensor2D {
-    const before = tf.where(tf.greater(positions.expandDims(1), 0), previous, x) as tf.Tensor2D;
-    return causalGenerationStep(x, before, { reduce: this.reduce, implementation: this.activeImplementation() });
   }
 
   override getConfig(): tf.serialization.ConfigDict {

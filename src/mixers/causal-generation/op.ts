@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkOneOf, checkOptionNames, checkShape, checkTensor, differentiableZeros, optionNames, useKernel, type Implementation,
+  checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, differentiableZeros, optionNames, useKernel,
+  type Implementation,
 } from '../../validate.js';
 import { causalGenerationReference, reducePair, type Reduce } from './reference.js';
 import { CAUSAL_GENERATION, CAUSAL_GENERATION_STEP } from './kernel.js';
@@ -46,28 +47,69 @@ export function causalGeneration(x: tf.Tensor3D, options: CausalGenerationOption
   return causalGenerationReference($x, reduce);
 }
 
+/** Options of `ops.causalGenerationStep`. */
+export interface CausalGenerationStepOptions extends CausalGenerationOptions {
+  /**
+   * How many tokens came before x: one non-negative integer for every row, or an int32 tensor
+   * `[B]`, one per row (negative entries count as 0). A row at position 0 has no predecessor, so
+   * `previous` is ignored there and the token passes through. Default 1: every row compares x
+   * with `previous`.
+   */
+  position?: number | tf.Tensor1D;
+}
+
+const STEP_OPTIONS = optionNames<CausalGenerationStepOptions>({ reduce: true, implementation: true, position: true });
+
 /**
- * One decode step of CausalGeneration: `R(x, previous)` for a single token per sequence.
- * At the first position pass `previous = x` (the token has no predecessor). Not differentiable
- * through the kernel; used by the layer's `step`.
+ * One decode step of CausalGeneration: `R(x, previous)` for a single token per sequence, a row
+ * at position 0 passing its token through. Not differentiable through the kernel; used by the
+ * layer's `step`.
  *
  * @param x `[B, D]` float32, the current token.
  * @param previous `[B, D]` float32, the token before it.
  * @returns `[B, D]`.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor2d([[3, 1], [2, 2]]);
+ * const previous = tf.tensor2d([[1, 5], [0, 0]]);
+ * ops.causalGenerationStep(x, previous, { position: tf.tensor1d([4, 0], 'int32') }).print();
+ * // [[1, 1], [2, 2]]: row 0 min(x, previous), row 1 its first token
+ * ```
  */
 export function causalGenerationStep(
-  x: tf.Tensor2D, previous: tf.Tensor2D, options: CausalGenerationOptions = {},
+  x: tf.Tensor2D, previous: tf.Tensor2D, options: CausalGenerationStepOptions = {},
 ): tf.Tensor2D {
-  const op = 'causalGenerationStep';
-  checkOptionNames(op, options, OPTIONS);
+  return tf.tidy(() => causalGenerationAdvance('causalGenerationStep', x, previous, options)[0]);
+}
+
+/**
+ * {@link causalGenerationStep} for the layer's step, with each row's next position too,
+ * `max(position, 0) + 1` `[B]` int32, which the step's kernel writes as it goes: the state's
+ * positions advance without a launch of their own.
+ */
+export function causalGenerationAdvance(
+  op: string, x: tf.Tensor2D, previous: tf.Tensor2D, options: CausalGenerationStepOptions,
+): [tf.Tensor2D, tf.Tensor1D] {
+  checkOptionNames(op, options, STEP_OPTIONS);
   const $x = checkTensor<tf.Rank.R2>(op, 'x', x, ['B', 'D']);
   const $previous = checkTensor<tf.Rank.R2>(op, 'previous', previous, ['B', 'D']);
   checkShape(op, 'previous', $previous, $x.shape, ['B', 'D']);
+  const B = $x.shape[0];
+  const position = checkPosition(op, 'position', options.position ?? 1, B, 'option');
   const reduce = checkOneOf(op, 'reduce', options.reduce, REDUCES, 'min');
   const kernel = useKernel(op, options.implementation);
-  if ($x.size === 0) return differentiableZeros($x.shape, [$x, $previous]);
-  if (kernel) {
-    return tf.engine().runKernel(CAUSAL_GENERATION_STEP, { x: $x, previous: $previous }, { reduce }) as tf.Tensor2D;
-  }
-  return tf.tidy(() => reducePair(reduce, $x.expandDims(1) as tf.Tensor3D, $previous.expandDims(1) as tf.Tensor3D).squeeze([1]));
+  return tf.tidy(() => {
+    // the kernel counts a negative position as 0 itself
+    const positions = position instanceof tf.Tensor ? position : tf.fill([B], position, 'int32') as tf.Tensor1D;
+    if (kernel && $x.size > 0) {
+      return tf.engine().runKernel(CAUSAL_GENERATION_STEP, { x: $x, previous: $previous, positions }, { reduce }) as
+        [tf.Tensor2D, tf.Tensor1D];
+    }
+    const counted = tf.relu(positions);
+    const next = tf.add(counted, tf.scalar(1, 'int32')) as tf.Tensor1D;
+    if ($x.size === 0) return [differentiableZeros($x.shape, [$x, $previous]), next];
+    const before = tf.where(tf.greater(counted.expandDims(1), 0), $previous, $x) as tf.Tensor2D;
+    return [reducePair(reduce, $x.expandDims(1) as tf.Tensor3D, before.expandDims(1) as tf.Tensor3D).squeeze([1]), next];
+  });
 }
