@@ -625,7 +625,42 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
     tf.dispose([q, k, v]);
   });
 
-  it('runs in 16 launches with its final state, 9 without: the frame, the values, the ratio, the poison and GLA\'s, with no tfjs doublings, running sums or score ops', async () => {
+  it('the frame\'s gradient: a NaN or ±∞ in k, read as 0, gets none, and changes no other gradient', async () => {
+    // a loss on the keys and the final max, so that the bad tokens' keys have a gradient; the
+    // same inputs with those entries 0 give the same outputs, and must give the same gradients
+    // but at the bad entries, whose gradient is 0
+    const [B, T, H, K, scale] = [2, 70, 2, 4, 0.5];
+    const q = tf.tensor2d(seededUniform(21, H * K, -1, 1), [H, K]);
+    const clean = seededUniform(22, B * T * H * K, -1, 1);
+    const bad = clean.slice();
+    const badAt = [(5 * H + 1) * K + 2, ((T + 40) * H) * K + 3, ((T + 40) * H) * K];
+    [Number.NaN, Infinity, -Infinity].forEach((x, i) => { bad[badAt[i]!] = x; clean[badAt[i]!] = 0; });
+    const weights = tf.tensor4d(seededUniform(23, B * T * H, -1, 1), [B, T, H, 1]);
+    const standIn = tf.zeros([1]);
+    const grads = async (ks: Float32Array) => {
+      const k = tf.tensor4d(ks, [B, T, H, K]);
+      const f = (qq: tf.Tensor, kk: tf.Tensor) => {
+        const [key, , mMax] = tf.engine().runKernel(AAREN_FRAME, { q: qq, k: kk, mInit: standIn, real: standIn },
+          { scale, hasInit: false, hasReal: false }) as tf.Tensor[];
+        return tf.add(tf.sum(tf.mul(key!, weights)), tf.sum(mMax!));
+      };
+      const [dq, dk] = tf.grads(f)([q, k]);
+      const out = [await values(dq!), await values(dk!)];
+      tf.dispose([k, dq!, dk!]);
+      return out;
+    };
+    const [dqBad, dkBad] = await grads(bad);
+    const [dqClean, dkClean] = await grads(clean);
+    expect(Array.from(dqBad!)).toEqual(Array.from(dqClean!));
+    for (const at of badAt) {
+      expect(dkClean![at], `the clean run's gradient at ${at}`).not.toBe(0);
+      dkClean![at] = 0;
+    }
+    expect(Array.from(dkBad!)).toEqual(Array.from(dkClean!));
+    tf.dispose([q, weights, standIn]);
+  });
+
+  it('runs in 16 launches with its final state, 9 without: the frame, the values, the ratio, the poison and GLA\'s, with no tfjs doublings, running sums or score ops, forward or backward', async () => {
     const c: Case = { B: 2, T: C + 7, H: 2, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
     const x = inputsOf(c);
     const [q, k, v] = [tf.tensor2d(x.q, [c.H, c.K]), tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), tf.tensor4d(x.v, [c.B, c.T, c.H, c.K])];
@@ -650,6 +685,13 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram']);
     // ops.aaren forms no state
     expect(await launches(() => [aaren(q, k, v)])).toEqual([...scan, 'BinaryOpProgram']);
+    // the frame's gradient: the scores' (after a stack of m_T, move and their gradients), then
+    // q's and k's, with no tfjs select, tile, transpose or fill
+    const grads = await launches(() => tf.grads((a, b, d) => tf.sum(aaren(a as tf.Tensor2D, b as tf.Tensor4D, d as tf.Tensor4D)))([q, k, v]));
+    const frame = grads.indexOf('AarenFrameBackward');
+    // q's gradient is the column sums of a dense launch
+    expect(grads.slice(frame - 1, frame + 3)).toEqual(['ConcatProgram', 'AarenFrameBackward', 'AarenFrameInputsBackward', 'Dense']);
+    expect(grads.filter((label) => /Select|Tile|Transpose|Fill/.test(label))).toEqual([]);
     tf.dispose([q, k, v]);
   });
   it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches each), a bad k or v in any chunk makes NaN exactly the outputs and states that see it, leaving no data behind`, async () => {

@@ -7,11 +7,11 @@
 // move = e^{m_{T−1} − m_T} (1 where m_T is not finite), which moves the final state from the
 // frame to m_T. A NaN propagates from the first on, as tfjs's maximum propagates it; where the
 // frame is NaN or +∞, the key and the gate are NaN.
-// A workgroup per row (b, h), folded into x and y past 65535 rows: each invocation takes a run
-// of ceil(T / WG) tokens and keeps their scores in `key` until it rewrites them; the runs' maxima
-// meet in workgroup memory, and each run is rescanned from the maximum of the runs before it.
+// A workgroup per row (b, h) (row-runs.wgsl): each invocation takes a run of tokens and keeps
+// their scores in `key` until it rewrites them; the runs' maxima meet in workgroup memory, and
+// each run is rescanned from the maximum of the runs before it.
 
-// needs common/float-bits.wgsl
+// needs common/float-bits.wgsl, row-runs.wgsl
 
 struct Params {
   rows: u32,
@@ -31,7 +31,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> moveBy: array<f32>; // [B, H]
 @group(0) @binding(8) var<uniform> params: Params;
 
-const WG: u32 = 64u;
 // whether m_init is given (otherwise −∞, the empty state's) and whether tokens may be padding
 override HAS_INIT: bool = false;
 override HAS_REAL: bool = false;
@@ -55,13 +54,13 @@ fn score(b: u32, t: u32, h: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * nwg.x + wid.x;
+  let row = workgroupRow(wid, nwg);
   if (row >= params.rows) { return; }
   let b = row / params.H;
   let h = row % params.H;
-  let per = (params.T + WG - 1u) / WG;
-  let first = min(lid * per, params.T);
-  let end = min((lid + 1u) * per, params.T);
+  let run = tokenRun(lid);
+  let first = run.x;
+  let end = run.y;
   // the scores, kept in `key`, and this run's max
   var m = minusInfinity();
   for (var t = first; t < end; t++) {

@@ -3,6 +3,9 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import floatBits from '../../../kernels/common/float-bits.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import frameBody from '../../../kernels/aaren/frame.wgsl';
+import frameBackwardBody from '../../../kernels/aaren/frame-backward.wgsl';
+import rowRuns from '../../../kernels/aaren/row-runs.wgsl';
+import frameInputsBackwardBody from '../../../kernels/aaren/frame-inputs-backward.wgsl';
 import ratioBody from '../../../kernels/aaren/ratio.wgsl';
 import ratioBackwardBody from '../../../kernels/aaren/ratio-backward.wgsl';
 import stepFrameBody from '../../../kernels/aaren/step-frame.wgsl';
@@ -11,7 +14,7 @@ import valuesBody from '../../../kernels/aaren/values.wgsl';
 import valuesBackwardBody from '../../../kernels/aaren/values-backward.wgsl';
 import packedRows from '../../../kernels/aaren/packed-rows.wgsl';
 import { columnSums } from '../../dense/kernel.js';
-import { detached, finiteOnly, zeroWhereNotFinite } from '../../tensors.js';
+import { detached } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
@@ -63,7 +66,7 @@ interface FrameAttrs {
  * m_T's (less move's, times move) reaches the first maximiser.
  */
 export const AAREN_FRAME = 'MixersAarenFrame';
-const FRAME: KernelSource = { name: 'AarenFrame', code: [floatBits, frameBody].join('\n') };
+const FRAME: KernelSource = { name: 'AarenFrame', code: [floatBits, rowRuns, frameBody].join('\n') };
 
 registerKernelOnce({
   kernelName: AAREN_FRAME,
@@ -82,30 +85,70 @@ registerKernelOnce({
   },
 });
 
+/**
+ * tfjs kernel names, webgpu only: the frame's gradient. {@link AAREN_FRAME_GRAD}: inputs the
+ * frame's gate, key, key's gradient `[B, T, H, 1]` and `ends` `[B, H, 4]` (m_T, move and their
+ * gradients); outputs the scores' gradient ds `[B, T, H, 1]` and m_init's `[B, H]`
+ * (`kernels/aaren/frame-backward.wgsl`). {@link AAREN_FRAME_INPUTS_GRAD}: inputs q, k and ds;
+ * outputs k's gradient and ds·finite(k)·scale `[B, T, H, K]`, whose column sums are q's
+ * (`frame-inputs-backward.wgsl`). With the stack of `ends` and the sums, four launches where tfjs
+ * ops took some thirty.
+ */
+const AAREN_FRAME_GRAD = 'MixersAarenFrameGrad';
+const AAREN_FRAME_INPUTS_GRAD = 'MixersAarenFrameInputsGrad';
+const FRAME_GRAD: KernelSource = { name: 'AarenFrameBackward', code: [floatBits, rowRuns, frameBackwardBody].join('\n') };
+const FRAME_INPUTS_GRAD: KernelSource = { name: 'AarenFrameInputsBackward', code: [grid, floatBits, frameInputsBackwardBody].join('\n') };
+
+registerKernelOnce({
+  kernelName: AAREN_FRAME_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { gate, key, dKey, ends } = namedInputs(inputs, 'gate', 'key', 'dKey', 'ends');
+    const [B, T, H] = gate.shape as [number, number, number, number];
+    return runKernel(backend as WebGPUBackend, FRAME_GRAD, {
+      inputs: [gate, key, dKey, ends],
+      outputs: [gate.shape, [B, H]],
+      params: [{ u32: B * H }, { u32: T }, { u32: H }],
+      workgroups: grid1d(B * H, 1),
+    });
+  },
+});
+
+registerKernelOnce({
+  kernelName: AAREN_FRAME_INPUTS_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { q, k, ds } = namedInputs(inputs, 'q', 'k', 'ds');
+    const [, , H, K] = k.shape as [number, number, number, number];
+    const total = tf.util.sizeFromShape(k.shape);
+    return runKernel(backend as WebGPUBackend, FRAME_INPUTS_GRAD, {
+      inputs: [q, k, ds],
+      outputs: [k.shape, k.shape],
+      params: [{ u32: total }, { u32: H }, { u32: K }, { f32: (attrs as unknown as FrameAttrs).scale }],
+      constants: { WG: LAUNCH_WG },
+      workgroups: grid1d(total, LAUNCH_WG),
+    });
+  },
+});
+
 registerGradientOnce({
   kernelName: AAREN_FRAME,
   inputsToSave: ['q', 'k', 'mInit', 'real'],
   outputsToSave: [true, true, true, true],
   gradFunc: (dys, saved, attrs) => {
-    const { scale } = attrs as unknown as FrameAttrs;
     const [dKey, , dMax, dMove] = dys as tf.Tensor[];
     const [q, k, mInit, real, key, gate, mMax, move] = saved as tf.Tensor[];
-    const [B, T, H] = k!.shape;
-    // m_T's gradient, and move's through it (the frame's m_{T−1} has none)
-    const dM = tf.sub(dMax!, tf.where(tf.isFinite(mMax!), tf.mul(move!, dMove!), tf.zerosLike(move!)));
-    // the first maximiser is the last token where the frame rises (a gate < 0), or m_init if none
-    // rises (up to the floor: a score below −10³⁰ is taken as not rising above it)
-    // (token indices as float32, exact to 2²⁴: tfjs's webgpu transpose, under a max along T, fails on int32)
-    const t = tf.range(0, T).reshape([1, T, 1]);
-    const rise = tf.squeeze(tf.less(gate!, 0), [3]);
-    const lastRise = tf.max(tf.where(rise, tf.add(t, tf.zeros([B, T, H])), tf.fill([B, T, H], -1)), 1);   // [B, H]
-    const ds = tf.add(tf.mul(dKey!, key!),
-      tf.where(tf.equal(t, lastRise.expandDims(1)), dM.expandDims(1), tf.zeros([B, T, H])).expandDims(3));   // [B, T, H, 1]
+    const [B, T] = k!.shape;
+    const ends = tf.stack([mMax!, move!, dMax!, dMove!], 2);
+    const [ds, dmInit] = tf.engine().runKernel(AAREN_FRAME_GRAD, { gate: gate!, key: key!, dKey: dKey!, ends }) as tf.Tensor[];
+    // k's gradient and q's column sums' input from one launch, made here: tfjs runs each
+    // input's gradient below in a scope of its own, which would free what another reads
+    const [dk, part] = tf.engine().runKernel(AAREN_FRAME_INPUTS_GRAD, { q: q!, k: k!, ds: ds! }, attrs) as tf.Tensor[];
     return {
       // a sum over B·T rows as one dense launch, not tfjs's workgroup per output
-      q: () => tf.mul(columnSums(tf.mul(ds, finiteOnly(k!)).reshape([B * T, -1]) as tf.Tensor2D).reshape(q!.shape), scale),
-      k: () => zeroWhereNotFinite(k!, tf.mul(ds, tf.mul(q!, scale))),
-      mInit: () => tf.where(tf.equal(lastRise, -1), dM, tf.zerosLike(dM)).reshape(mInit!.shape),
+      q: () => columnSums(part!.reshape([B * T, -1]) as tf.Tensor2D).reshape(q!.shape),
+      k: () => dk!,
+      mInit: () => dmInit!.reshape(mInit!.shape),
       real: () => tf.zerosLike(real!),
     };
   },
