@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 // the op's own module rather than the barrel: this file tests one op, whatever else is being built
 import { addLayerNorm, layerNorm, rmsNorm, rmsNormSwishGate } from '../src/layer-norm/op.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
-import { layerNormOracle } from './oracle/layer-norm.js';
+import { layerNormOracle, rmsNormSwishGateOracle } from './oracle/layer-norm.js';
 import {
   REFERENCE_BACKENDS, describeOn, describeOnSubgroups, expectNoLeaks, expectWithinDerivedTolerance, launchedPipelines, seededUniform,
 } from './helpers.js';
@@ -131,6 +131,35 @@ async function expectSwishGateComposes(numRuns: number): Promise<void> {
   }), { numRuns });
 }
 
+/**
+ * rmsNormSwishGate's value and its gradients in x, gamma and the gate against the float64 oracle,
+ * within the derived tolerance of rmsNorm times the swish in tfjs ops (its reference) on the same
+ * backend: the floor of each is as for RMSNorm's (D ulps for y, dx and the gate, which are
+ * elementwise after the row's sums, M for dgamma).
+ */
+async function expectSwishGateMatchesOracle(numRuns: number): Promise<void> {
+  await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
+    const { xs, gs, dys } = inputs(M, D, shift, seed);
+    const zs = seededUniform(seed + 6, M * D, -8, 8);
+    const [x, gamma, gate, dy] = [tf.tensor3d(xs, [1, M, D]), tf.tensor1d(gs), tf.tensor3d(zs, [1, M, D]), tf.tensor3d(dys, [1, M, D])];
+    const oracle = rmsNormSwishGateOracle(xs, gs, zs, 1e-5, dys);
+    await expectNoLeaks(async () => {
+      const run = (implementation: 'auto' | 'reference') => {
+        const f = (x1: tf.Tensor, g1: tf.Tensor, z1: tf.Tensor) => rmsNormSwishGate(x1, g1 as tf.Tensor1D, z1, { epsilon: 1e-5, implementation });
+        return [f(x, gamma, gate), ...tf.grads(f)([x, gamma, gate], dy)];
+      };
+      const [mine, reference] = [run('auto'), run('reference')];
+      const read = (ts: tf.Tensor[]) => Promise.all(ts.map((t) => t.data()));
+      const [got, ref] = [await read(mine), await read(reference)];
+      const want = [oracle.y, oracle.dx, oracle.dGamma, oracle.dGate];
+      ['y', 'dx', 'dgamma', 'dgate'].forEach((what, i) =>
+        expectWithinDerivedTolerance(got[i]!, ref[i]!, want[i]!, `rmsNormSwishGate ${what} [${M}, ${D}] + ${shift}`, what === 'dgamma' ? M : D));
+      tf.dispose([...mine, ...reference]);
+    });
+    tf.dispose([x, gamma, gate, dy]);
+  }), { numRuns });
+}
+
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'layerNorm', () => {
   it('matches the oracle and has its gradients, within the derived tolerance of the reference', async () => {
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10);
@@ -146,6 +175,10 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
 
   it('rmsNormSwishGate gives rmsNorm(x)·gate·σ(gate), to the bit', async () => {
     await expectSwishGateComposes(backend === 'webgpu' ? 20 : 5);
+  });
+
+  it('rmsNormSwishGate matches its oracle and has its gradients, within the derived tolerance of the reference', async () => {
+    await expectSwishGateMatchesOracle(backend === 'webgpu' ? 40 : 10);
   });
 
   it('names the op, the argument, what it expected and what it received', () => {
@@ -201,7 +234,7 @@ describeOn('webgpu', 'layerNorm kernels', () => {
     }
   });
 
-  it('rmsNormSwishGate is one launch that writes every element where no gradient is recorded, tfjs ops under a tape', async () => {
+  it('rmsNormSwishGate is one launch that writes every element, and its gradient three', async () => {
     const poisoned = tf.env().getBool(POISON_OUTPUTS_FLAG);
     tf.env().set(POISON_OUTPUTS_FLAG, true);
     try {
@@ -216,11 +249,14 @@ describeOn('webgpu', 'layerNorm kernels', () => {
         expect(alone).toEqual([D % 4 === 0 ? 'RmsNormSwishGateForwardVec4' : 'RmsNormSwishGateForward']);
         expect(Array.from(await y!.data()).every(Number.isFinite)).toBe(true);
         const taped = await launchedPipelines(async () => {
-          const grads = tf.grads((x1: tf.Tensor, g1: tf.Tensor) => rmsNormSwishGate(x1, gamma, g1))([x, gate]);
+          const grads = tf.grads((x1: tf.Tensor, g1: tf.Tensor, z1: tf.Tensor) => rmsNormSwishGate(x1, g1 as tf.Tensor1D, z1))([x, gamma, gate]);
           for (const g of grads) expect(Array.from(await g.data()).every(Number.isFinite)).toBe(true);
           tf.dispose(grads);
         });
-        expect(taped.some((label) => label.startsWith('RmsNormSwishGate'))).toBe(false);
+        // the forward, then the gate's and the norm's output gradient, then x's and gamma's
+        const lanes = D % 4 === 0 ? 'Vec4' : '';
+        expect(taped.filter((label) => !label.startsWith('Fill'))).toEqual([`RmsNormSwishGateForward${lanes}`, `RmsNormSwishGateBackward${lanes}`,
+          `LayerNormBackwardRows${lanes}`, `LayerNormBackwardGamma${lanes}`]);
         tf.dispose([x, gamma, gate, y!]);
       }
     } finally {

@@ -7,6 +7,7 @@ import forwardResidual from '../../kernels/layer-norm/forward-residual.wgsl';
 import forwardGated from '../../kernels/layer-norm/forward-gated.wgsl';
 import rowsBody from '../../kernels/layer-norm/backward-rows.wgsl';
 import gammaBody from '../../kernels/layer-norm/backward-gamma.wgsl';
+import gateBody from '../../kernels/layer-norm/backward-gate.wgsl';
 import { columnSums } from '../dense/kernel.js';
 import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
 import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
@@ -25,13 +26,18 @@ export const LAYER_NORM = 'MixersLayerNorm';
 export const ADD_LAYER_NORM = 'MixersAddLayerNorm';
 /**
  * tfjs kernel name. Inputs `x` and `gate` `[M, D]`, `gamma` `[D]` and `beta` (a stand-in, never
- * read); outputs y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd) `[M, 2]`, in one
- * launch. No gradient: `rmsNormSwishGate` runs it only where none is recorded.
+ * read, with no gradient); outputs y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd)
+ * `[M, 2]`, in one launch. Differentiable once: three launches (`backward-gate.wgsl`, then the
+ * norm's two).
  */
 export const RMS_NORM_SWISH_GATE = 'MixersRmsNormSwishGate';
-/** The gradient's kernels, dx and dgamma (dbeta is dense's column sum). */
+/**
+ * The gradient's kernels, dx and dgamma (dbeta is dense's column sum), and the gate's: the norm's
+ * output gradient and the gate's from the gated output's.
+ */
 const LAYER_NORM_GRAD_X = 'MixersLayerNormGradX';
 const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradGamma';
+const RMS_NORM_SWISH_GATE_GRAD = 'MixersRmsNormSwishGateGrad';
 
 /** The kernel's attributes. */
 export interface LayerNormAttrs {
@@ -48,6 +54,7 @@ const ADD_FORWARD = rowKernels('AddLayerNormForward', [forwardBody, forwardResid
 const GATED_FORWARD = rowKernels('RmsNormSwishGateForward', [forwardBody, forwardGated].join('\n'));
 const ROWS = rowKernels('LayerNormBackwardRows', rowsBody);
 const GAMMA = laneVariants('LayerNormBackwardGamma', [grid, gammaBody]);
+const GATE_GRAD = laneVariants('RmsNormSwishGateBackward', [grid, gateBody]);
 
 /**
  * The forward's launch: of x; with a residual, of x + residual, whose sum is a third output; with
@@ -117,6 +124,45 @@ registerKernelOnce({
   },
 });
 
+registerKernelOnce({
+  kernelName: RMS_NORM_SWISH_GATE_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, gamma, moments, gate, dy } = namedInputs(inputs, 'x', 'gamma', 'moments', 'gate', 'dy');
+    const [M, D] = x.shape as [number, number];
+    const lanes = lanesFor(D);
+    const total = M * D / lanes;
+    return runKernel(backend as WebGPUBackend, GATE_GRAD[lanes], {
+      inputs: [x, gamma, moments, gate, dy],
+      outputs: [[M, D], [M, D]],
+      params: [{ u32: total }, { u32: D / lanes }],
+      constants: { WG },
+      workgroups: grid1d(total, WG),
+    });
+  },
+});
+
+/** x's and gamma's gradients from the norm's output gradient `dn`, on the saved x and moments. */
+function normGrads(x: tf.Tensor, gamma: tf.Tensor, moments: tf.Tensor, dn: tf.Tensor, attrs: tf.NamedAttrMap) {
+  return {
+    x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x, gamma, moments, dy: dn }, attrs) as tf.Tensor,
+    gamma: () => tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x, moments, dy: dn }) as tf.Tensor,
+  };
+}
+
+registerGradientOnce({
+  kernelName: RMS_NORM_SWISH_GATE,
+  inputsToSave: ['x', 'gamma', 'gate'],
+  outputsToSave: [false, true],
+  gradFunc: (dys, saved, attrs) => {
+    const [x, gamma, gate, moments] = saved as tf.Tensor[];
+    const dy = Array.isArray(dys) ? dys[0]! : dys;
+    // made here: tfjs runs each input's gradient below in a scope of its own
+    const [dn, dGate] = tf.engine().runKernel(RMS_NORM_SWISH_GATE_GRAD, { x: x!, gamma: gamma!, moments: moments!, gate: gate!, dy }) as tf.Tensor[];
+    return { ...normGrads(x!, gamma!, moments!, dn!, attrs), gate: () => dGate! };
+  },
+});
+
 registerGradientOnce({
   kernelName: LAYER_NORM,
   inputsToSave: ['x', 'gamma'],
@@ -125,10 +171,7 @@ registerGradientOnce({
     const [x, gamma, moments] = saved as tf.Tensor[];
     // only y is the op's output: the moments' gradient is never asked for
     const dy = Array.isArray(dys) ? dys[0]! : dys;
-    const result: Record<string, () => tf.Tensor> = {
-      x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x: x!, gamma: gamma!, moments: moments!, dy }, attrs) as tf.Tensor,
-      gamma: () => tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x: x!, moments: moments!, dy }) as tf.Tensor,
-    };
+    const result: Record<string, () => tf.Tensor> = normGrads(x!, gamma!, moments!, dy, attrs);
     // RMSNorm's beta is a stand-in off the gradient's path: no gradient is asked of it
     if ((attrs as unknown as LayerNormAttrs).centred) result.beta = () => columnSums(dy as tf.Tensor2D);
     return result;

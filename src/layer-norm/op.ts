@@ -103,10 +103,10 @@ export function rmsNorm<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.Tensor1D, 
 
 /**
  * RMSNorm with a swish output gate, `rmsNorm(x, gamma)·gate·σ(gate)`: GatedLinearAttention's
- * readout (flash-linear-attention's FusedRMSNormSwishGate). Not in `ops`. Where no gradient is
- * being recorded on webgpu it is one launch (`kernels/layer-norm/forward-gated.wgsl`), where the
- * norm, the sigmoid and two products take four; elsewhere, and under a gradient tape,
- * {@link rmsNorm} times the swish in tfjs ops, differentiable.
+ * readout (flash-linear-attention's FusedRMSNormSwishGate). Not in `ops`. Differentiable. On
+ * webgpu it is one launch (`kernels/layer-norm/forward-gated.wgsl`), where the norm, the sigmoid
+ * and two products take four, and its gradient three, where tfjs's take ten; elsewhere
+ * {@link rmsNorm} times the swish in tfjs ops.
  *
  * @param x `[..., D]` float32, rank ≥ 1.
  * @param gamma `[D]` float32, the scale.
@@ -127,7 +127,7 @@ export function rmsNormSwishGate<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.T
   if (!(gate instanceof tf.Tensor) || gate.dtype !== 'float32' || !tf.util.arraysEqual(gate.shape, x.shape)) {
     throw argumentError(op, `argument 'gate' must be a float32 tensor of the shape of x ${formatShape(x.shape)}; received ${describe(gate)}.`);
   }
-  if (!useGpu || tf.engine().state.gradientDepth > 0 || x.size === 0) {
+  if (!useGpu || x.size === 0) {
     return tf.tidy(() => tf.mul(rmsNorm(x, gamma, options), tf.mul(gate, tf.sigmoid(gate))) as tf.Tensor<R>);
   }
   return tf.tidy(() => {

@@ -32,3 +32,19 @@ export function layerNormOracle(x: ArrayLike<number>, gamma: ArrayLike<number>, 
   }
   return { y, dx, dGamma, dBeta };
 }
+
+/**
+ * RMSNorm with a swish output gate, y = n·z·σ(z) with n RMSNorm(x)·gamma, and for an upstream dy
+ * its gradients: the norm's output gradient dn = dy·z·σ(z) carried to x and gamma as in
+ * {@link layerNormOracle}, and dgate = dy·n·σ(z)·(1 + z·(1 − σ(z))).
+ */
+export function rmsNormSwishGateOracle(x: ArrayLike<number>, gamma: ArrayLike<number>, gate: ArrayLike<number>, epsilon: number,
+  dy: ArrayLike<number>): { y: Float64Array; dx: Float64Array; dGamma: Float64Array; dGate: Float64Array } {
+  const sigmoid = Array.from(gate, (z) => 1 / (1 + Math.exp(-z)));
+  const dn = Float64Array.from(dy, (g, i) => g * gate[i]! * sigmoid[i]!);
+  const zeros = new Float64Array(gamma.length);
+  const n = layerNormOracle(x, gamma, zeros, epsilon, dn, false);
+  const y = n.y.map((v, i) => v * gate[i]! * sigmoid[i]!);
+  const dGate = n.y.map((v, i) => dy[i]! * v * sigmoid[i]! * (1 + gate[i]! * (1 - sigmoid[i]!)));
+  return { y, dx: n.dx, dGamma: n.dGamma, dGate };
+}
