@@ -123,7 +123,7 @@ step dkv-registers 40 "${profile[@]}" --dkv-keys registers 'copy' 'flashAttentio
 # the split-K decode with an invocation per chunk, as before 'auto' gave a GPU without subgroups a workgroup per chunk
 step split-invocation 40 "${profile[@]}" --split-pass invocation 'copy' 'decode split'
 # the tiled forward by blocks of scores, which 'auto' does not take until a GPU measures it
-step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward' 'expressiveAttention forward'
+step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward T=' 'expressiveAttention forward T='
 # AverageContext's levels scan with one chunk an invocation, as before 'auto' gave long sequences runs of chunks
 step average-run-1 30 "${profile[@]}" --average-run 1 'copy' 'averageContext'
 # decode tokens/s, its own deadline a minute inside the step's
