@@ -431,15 +431,26 @@ describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
     }
   });
 
-  it('runs in four launches: the scan\'s three and the poison\'s one', async () => {
+  it('runs in four launches: the scan\'s three and the poison\'s one; its gradient in four: the scan\'s three and the cut of its buffer', async () => {
     const { q, k, v, g, initialState } = tensorsOf(base);
     const ran = await launchedPipelines(async () => {
       const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { initialState });
       await Promise.all([output.data(), state.data()]);
       tf.dispose([output, state]);
     });
-    expect(ran).toEqual(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen']);
-    tf.dispose([q, k, v, g, initialState!]);
+    const forward = ['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen'];
+    expect(ran).toEqual(forward);
+    const dy = tf.onesLike(v);
+    const taped = await launchedPipelines(async () => {
+      const grads = tf.grads((a, b, c, d) => gatedLinearAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, d as tf.Tensor4D))(
+        [q, k, v, g], dy);
+      await Promise.all(grads.map((t) => t.data()));
+      tf.dispose(grads);
+    });
+    // the forward, then the backward
+    expect(taped).toEqual([...forward, 'GatedLinearAttentionBackwardChunkStates', 'ScanCarry',
+      'GatedLinearAttentionBackward', 'GatedLinearAttentionSplitGrads']);
+    tf.dispose([q, k, v, g, initialState!, dy]);
   });
   it('forms the log gate of its logits in one launch, and its gradient in one, with tfjs ops\' numbers to the bit', async () => {
     // logits across softplus's three branches (|z| past 13.9, between, small), and ±∞ and NaN

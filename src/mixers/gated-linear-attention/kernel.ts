@@ -9,9 +9,10 @@ import seenFind from '../../../kernels/gated-linear-attention/seen-find.wgsl';
 import stepBody from '../../../kernels/gated-linear-attention/step.wgsl';
 import logGateMath from '../../../kernels/gated-linear-attention/log-gate-math.wgsl';
 import logGateBody from '../../../kernels/gated-linear-attention/log-gate.wgsl';
+import splitGradsBody from '../../../kernels/gated-linear-attention/split-grads.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { scanBackward, scanForward, scanKernels, scanSizes, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
+import { scanBackward, scanForward, scanKernels, scanSizes, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
 
 /**
  * tfjs kernel names. The forward's inputs are q, k, g `[B, T, H, K]`, v `[B, T, H, V]` and
@@ -20,6 +21,7 @@ import { scanBackward, scanForward, scanKernels, scanSizes, sumRows, type ScanLa
  * state entering each chunk and each chunk's total log decay. It reads each input's finite part
  * (a NaN or ±∞, or a g > 0, as 0: hooks.wgsl), such an input gets a zero gradient, and the
  * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place: see runSeen). The
+ * gradient's kernel outputs q's, k's, v's and g's gradients and the initial state's. The
  * step takes q, k, v, g `[B, 1, H, ·]` and the state, has no gradient, and poisons in its own
  * launch (step.wgsl); with attrs `normalizer` its g holds the forget gate's logits z, and the log
  * gate is logsigmoid(z)/normalizer.
@@ -49,6 +51,12 @@ function gradLayout(s: ScanSizes) {
   const offParts = s.rows * s.T * s.E;
   return { offParts, size: offParts + 3 * s.rows * s.T * s.N * s.eBlocks };
 }
+
+/**
+ * The backward scan's buffer cut into q's, k's, v's and g's gradients, each key block's partial
+ * sums added (`kernels/gated-linear-attention/split-grads.wgsl`): the grad kernel's outputs.
+ */
+const SPLIT_GRADS: KernelSource = { name: 'GatedLinearAttentionSplitGrads', code: [grid, splitGradsBody].join('\n') };
 
 function launchOf(inputs: tf.TensorInfo[], s: ScanSizes & { H: number }, scale: number, offParts = 0): ScanLaunch {
   return { inputs, tail: [{ u32: s.H }, { u32: offParts }, { f32: scale }], constants: {}, nFirst: true };
@@ -81,8 +89,14 @@ registerKernelOnce({
     const layout = gradLayout(s);
     const [grads, dInitialState] = scanBackward(gpu, KERNELS, s, launchOf([q, k, v, g], s, a.scale, layout.offParts),
       dOut, dState, entering, decays, layout.size);
-    const perKey = sumRows(gpu, grads!, layout.offParts, s.eBlocks, [3, ...q.shape]);
-    return [grads!, perKey, dInitialState!];
+    const [total, vTotal] = [q, v].map((t) => tf.util.sizeFromShape(t.shape)) as [number, number];
+    const split = runKernel(gpu, SPLIT_GRADS, {
+      inputs: [grads!], outputs: [q.shape, k.shape, v.shape, g.shape],
+      params: [{ u32: total }, { u32: vTotal }, { u32: s.eBlocks }, { u32: layout.offParts }, { f32: a.scale }],
+      constants: { WG: LAUNCH_WG }, workgroups: grid1d(Math.max(total, vTotal), LAUNCH_WG),
+    });
+    gpu.disposeData(grads!.dataId);
+    return [...split, dInitialState!];
   },
 });
 
@@ -94,17 +108,10 @@ registerGradientOnce({
     const a = attrs as unknown as GlaAttrs;
     const [dOut, dState] = dys as tf.Tensor[];
     const [q, k, v, g, entering, decays] = saved;
-    const [grads, perKey, dInitialState] = tf.engine().runKernel(GATED_LINEAR_ATTENTION_GRAD,
+    const [dq, dk, dv, dg, dInitialState] = tf.engine().runKernel(GATED_LINEAR_ATTENTION_GRAD,
       { q: q!, k: k!, v: v!, g: g!, dOut: dOut!, dState: dState!, entering: entering!, decays: decays! },
       attrs) as tf.Tensor[];
-    // the parts are d k, d (scale·q) and d g, each [B, T, H, K]
-    const part = (i: number) => tf.squeeze(tf.slice(perKey!, [i, 0, 0, 0, 0], [1, ...q!.shape]), [0]);
-    const result: Record<string, () => tf.Tensor> = {
-      q: () => tf.mul(part(1), a.scale),
-      k: () => part(0),
-      v: () => grads!.slice(0, v!.size).reshape(v!.shape),
-      g: () => part(2),
-    };
+    const result: Record<string, () => tf.Tensor> = { q: () => dq!, k: () => dk!, v: () => dv!, g: () => dg! };
     if (a.hasInitialState) result.initialState = () => dInitialState!.clone();
     return result;
   },
