@@ -226,7 +226,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
 describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
-  it('runs its forward in 8 launches where no gradient is recorded, and in the block\'s 17 under a tape', async () => {
+  it('runs its forward in 8 launches where no gradient is recorded, and in the block\'s 17 under a tape, its scan\'s gradient in 4', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -247,6 +247,10 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
     expect(taped.slice(0, 17)).toEqual(['DenseVec4', 'SliceProgram', 'SliceProgram', 'SelectiveSSMConv', 'DenseVec4',
       'SliceProgram', 'SliceProgram', 'SliceProgram', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'ConcatProgram',
       'ConcatProgram', 'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
+    // the scan's backward: its three passes, then one launch that cuts its buffer into the
+    // inputs' gradients and finishes the table's and B|C's sums
+    const scan = taped.indexOf('SelectiveScanBackwardChunkStates');
+    expect(taped.slice(scan, scan + 4)).toEqual(['SelectiveScanBackwardChunkStates', 'ScanCarry', 'SelectiveScanBackward', 'SelectiveScanSplitGrads']);
     tf.dispose(x);
     layer.dispose();
   });

@@ -2,9 +2,8 @@
 // where a sum of the key blocks' parts, four slices and a product took six. The buffer holds dv
 // `[B, T, H, V]` first, then from `offset` the per-key-block partial sums of dk, d(scale·q) and
 // dg, `[3, B, T, H, K]` rows of `k` parts each (kernels/gated-linear-attention/backward-hooks.wgsl):
-// each of those numbers is the sum of its row, in the order common/sum-rows.wgsl sums, and q's
-// is then times scale.
-// needs common/grid.wgsl
+// each of those numbers is the sum of its row, and q's is then times scale.
+// needs common/grid.wgsl, scan/part-sums.wgsl
 
 struct Params {
   // numbers of q, k and g: B·T·H·K
@@ -25,11 +24,8 @@ struct Params {
 @group(0) @binding(5) var<uniform> params: Params;
 
 // the sum of part p's row i
-fn partSum(p: u32, i: u32) -> f32 {
-  let start = params.offset + (p * params.total + i) * params.k;
-  var s = 0.0;
-  for (var j = 0u; j < params.k; j++) { s += grads[start + j]; }
-  return s;
+fn partOf(p: u32, i: u32) -> f32 {
+  return partSum(params.offset + (p * params.total + i) * params.k, params.k);
 }
 
 @compute @workgroup_size(WG)
@@ -38,8 +34,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = flatIndex(wid, nwg, lid);
   if (i < params.vTotal) { dv[i] = grads[i]; }
   if (i < params.total) {
-    dk[i] = partSum(0u, i);
-    dq[i] = partSum(1u, i) * params.scale;
-    dg[i] = partSum(2u, i);
+    dk[i] = partOf(0u, i);
+    dq[i] = partOf(1u, i) * params.scale;
+    dg[i] = partOf(2u, i);
   }
 }

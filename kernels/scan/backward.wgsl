@@ -5,7 +5,7 @@
 //   part 2: g·exp(logDecay)·h[t−1]      (d logDecay, when PARTS is 3: a decay that depends on the
 //                                        step and state only)
 // and sums them over the channels, first across the workgroup here, then across blocks
-// (common/sum-rows.wgsl), into grads at the hooks' partAt (as their keptPart gives it: 0 where the
+// (the mixer's split-grads.wgsl, with part-sums.wgsl), into grads at the hooks' partAt (as their keptPart gives it: 0 where the
 // mixer reads an input as 0). Per step it sums over the states
 // dxs = Σ_n g·inN (d x), and hands each d logDecay to onDecay; finishGrads writes the rest.
 // needs the hooks, scan.wgsl and the backward hooks

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
-import sumRowsBody from '../../kernels/common/sum-rows.wgsl';
+import partSums from '../../kernels/scan/part-sums.wgsl';
 import scan from '../../kernels/scan/scan.wgsl';
 import chunkStatesBody from '../../kernels/scan/chunk-states.wgsl';
 import carryBody from '../../kernels/scan/carry.wgsl';
@@ -33,7 +33,6 @@ export interface ScanKernels {
 
 const source = (name: string, ...parts: string[]): KernelSource => ({ name, code: parts.join('\n') });
 const CARRY = source('ScanCarry', grid, scan, carryBody);
-const SUM_ROWS = source('SumRows', grid, sumRowsBody);
 
 /**
  * The family's kernels for one mixer. `hooks` defines its Params, its input bindings and the
@@ -143,11 +142,26 @@ export function scanStep(gpu: WebGPUBackend, step: KernelSource, s: ScanSizes, l
   });
 }
 
-/** Sums rows of k partial sums that start at `offset` in `x`, into a tensor of `shape`. */
-export function sumRows(gpu: WebGPUBackend, x: tf.TensorInfo, offset: number, k: number, shape: number[]): tf.TensorInfo {
-  const rows = tf.util.sizeFromShape(shape);
-  return runKernel(gpu, SUM_ROWS, {
-    inputs: [x], outputs: [shape], params: [{ u32: rows }, { u32: k }, { u32: offset }],
-    constants: { WG }, workgroups: grid1d(rows, WG),
-  })[0]!;
+/**
+ * A mixer's last backward launch (its `split-grads.wgsl`, after scan/part-sums.wgsl): it finishes
+ * the partial sums that scan/backward.wgsl leaves in the backward's buffer and cuts the buffer
+ * into the inputs' gradients.
+ */
+export function splitGradsKernel(name: string, body: string): KernelSource {
+  return source(`${name}SplitGrads`, grid, partSums, body);
+}
+
+/**
+ * Runs a {@link splitGradsKernel} on the backward's buffer `grads`, an invocation for each of
+ * `count` numbers, then frees the buffer; returns the gradients.
+ */
+export function splitGrads(
+  gpu: WebGPUBackend, kernel: KernelSource, grads: tf.TensorInfo, outputs: number[][], params: Param[], count: number,
+  constants: Record<string, number> = {},
+): tf.TensorInfo[] {
+  const out = runKernel(gpu, kernel, {
+    inputs: [grads], outputs, params, constants: { WG, ...constants }, workgroups: grid1d(count, WG),
+  });
+  gpu.disposeData(grads.dataId);
+  return out;
 }

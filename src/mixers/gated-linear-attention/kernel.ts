@@ -12,7 +12,9 @@ import logGateBody from '../../../kernels/gated-linear-attention/log-gate.wgsl';
 import splitGradsBody from '../../../kernels/gated-linear-attention/split-grads.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { scanBackward, scanForward, scanKernels, scanSizes, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
+import {
+  scanBackward, scanForward, scanKernels, scanSizes, splitGrads, splitGradsKernel, type ScanLaunch, type ScanSizes,
+} from '../../webgpu/scan.js';
 
 /**
  * tfjs kernel names. The forward's inputs are q, k, g `[B, T, H, K]`, v `[B, T, H, V]` and
@@ -56,7 +58,7 @@ function gradLayout(s: ScanSizes) {
  * The backward scan's buffer cut into q's, k's, v's and g's gradients, each key block's partial
  * sums added (`kernels/gated-linear-attention/split-grads.wgsl`): the grad kernel's outputs.
  */
-const SPLIT_GRADS: KernelSource = { name: 'GatedLinearAttentionSplitGrads', code: [grid, splitGradsBody].join('\n') };
+const SPLIT_GRADS = splitGradsKernel('GatedLinearAttention', splitGradsBody);
 
 function launchOf(inputs: tf.TensorInfo[], s: ScanSizes & { H: number }, scale: number, offParts = 0): ScanLaunch {
   return { inputs, tail: [{ u32: s.H }, { u32: offParts }, { f32: scale }], constants: {}, nFirst: true };
@@ -90,12 +92,8 @@ registerKernelOnce({
     const [grads, dInitialState] = scanBackward(gpu, KERNELS, s, launchOf([q, k, v, g], s, a.scale, layout.offParts),
       dOut, dState, entering, decays, layout.size);
     const [total, vTotal] = [q, v].map((t) => tf.util.sizeFromShape(t.shape)) as [number, number];
-    const split = runKernel(gpu, SPLIT_GRADS, {
-      inputs: [grads!], outputs: [q.shape, k.shape, v.shape, g.shape],
-      params: [{ u32: total }, { u32: vTotal }, { u32: s.eBlocks }, { u32: layout.offParts }, { f32: a.scale }],
-      constants: { WG: LAUNCH_WG }, workgroups: grid1d(Math.max(total, vTotal), LAUNCH_WG),
-    });
-    gpu.disposeData(grads!.dataId);
+    const split = splitGrads(gpu, SPLIT_GRADS, grads!, [q.shape, k.shape, v.shape, g.shape],
+      [{ u32: total }, { u32: vTotal }, { u32: s.eBlocks }, { u32: layout.offParts }, { f32: a.scale }], Math.max(total, vTotal));
     return [...split, dInitialState!];
   },
 });

@@ -2,8 +2,12 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import hooks from '../../../kernels/selective-ssm/hooks.wgsl';
 import backwardHooks from '../../../kernels/selective-ssm/backward-hooks.wgsl';
+import splitGradsBody from '../../../kernels/selective-ssm/split-grads.wgsl';
 import { namedInputs, registerGradientOnce, registerKernelOnce, type Param } from '../../webgpu/runtime.js';
-import { scanBackward, scanForward, scanKernels, scanSizes, scanStep, scanStepKernel, sumRows, type ScanLaunch, type ScanSizes } from '../../webgpu/scan.js';
+import {
+  scanBackward, scanForward, scanKernels, scanSizes, scanStep, scanStepKernel, splitGrads, splitGradsKernel, type ScanLaunch,
+  type ScanSizes,
+} from '../../webgpu/scan.js';
 
 /**
  * tfjs kernel names. The forward's inputs are u, delta, chan = A | D | deltaBias `[E, N+2]`,
@@ -17,6 +21,8 @@ export const SELECTIVE_SCAN_GRAD = 'MixersSelectiveScanGrad';
 export const SELECTIVE_SCAN_STEP = 'MixersSelectiveScanStep';
 
 const KERNELS = scanKernels('SelectiveScan', hooks, backwardHooks);
+/** The backward's buffer cut into du, d delta, dz, d chan and d bc (`kernels/selective-ssm/split-grads.wgsl`). */
+const SPLIT_GRADS = splitGradsKernel('SelectiveScan', splitGradsBody);
 const STEP = scanStepKernel('SelectiveScan', hooks);
 
 /** What the op passes as attrs: which optional inputs are present, and the softplus flag. */
@@ -75,9 +81,12 @@ registerKernelOnce({
     const layout = gradLayout(s, a.hasZ);
     const l = launchOf([u, delta, chan, bc, inputs.z!], a, [layout.offDelta, layout.offZ, layout.offChan, layout.offBC]);
     const [grads, dInitialState] = scanBackward(gpu, KERNELS, s, l, dOut, dState, entering, decays, layout.size);
-    const dChan = sumRows(gpu, grads!, layout.offChan, s.rows * s.chunks, [s.E, s.N + 2]);
-    const dBC = sumRows(gpu, grads!, layout.offBC, s.eBlocks, [s.rows, s.T, 2 * s.N]);
-    return [grads!, dChan, dBC, dInitialState!];
+    const seq = s.rows * s.T * s.E;
+    const [chanCount, bcCount] = [s.E * (s.N + 2), s.rows * s.T * 2 * s.N];
+    const split = splitGrads(gpu, SPLIT_GRADS, grads!, [u.shape, u.shape, a.hasZ ? u.shape : [1], [s.E, s.N + 2], [s.rows, s.T, 2 * s.N]],
+      [seq, chanCount, s.rows * s.chunks, layout.offChan, bcCount, s.eBlocks, layout.offBC].map((u32) => ({ u32 })),
+      Math.max(seq, chanCount, bcCount), { HAS_Z: a.hasZ ? 1 : 0 });
+    return [...split, dInitialState!];
   },
 });
 
@@ -89,19 +98,11 @@ registerGradientOnce({
     const a = attrs as unknown as ScanAttrs;
     const [dOut, dState] = dys as tf.Tensor[];
     const [u, delta, chan, bc, z, , entering, decays] = saved;
-    const [grads, dChan, dBC, dInitialState] = tf.engine().runKernel(SELECTIVE_SCAN_GRAD,
+    const [du, dDelta, dz, dChan, dBC, dInitialState] = tf.engine().runKernel(SELECTIVE_SCAN_GRAD,
       { u: u!, delta: delta!, chan: chan!, bc: bc!, z: z!, dOut: dOut!, dState: dState!, entering: entering!, decays: decays! },
       attrs) as tf.Tensor[];
-    const [B, T, E] = u!.shape as [number, number, number];
-    const layout = gradLayout(sizesOf(u!, chan!), a.hasZ);
-    const seq = (start: number) => grads!.slice(start, B * T * E).reshape([B, T, E]);
-    const result: Record<string, () => tf.Tensor> = {
-      u: () => seq(0),
-      delta: () => seq(layout.offDelta),
-      chan: () => dChan!.clone(),
-      bc: () => dBC!.clone(),
-    };
-    if (a.hasZ) result.z = () => seq(layout.offZ);
+    const result: Record<string, () => tf.Tensor> = { u: () => du!, delta: () => dDelta!, chan: () => dChan!, bc: () => dBC! };
+    if (a.hasZ) result.z = () => dz!;
     if (a.hasInitialState) result.initialState = () => dInitialState!.clone();
     return result;
   },
