@@ -147,6 +147,36 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }), { numRuns: 6 });
       });
 
+      // under a tape the kernel layer takes its taped forward (B|C one slice of the x projection,
+      // the table formed there), the reference layer its block: the loss Σ y·dy and its gradients
+      // in every weight must agree. Each side is within the chain of sums' floor of the exact
+      // value (a weight's gradient sums B·T such chains), so the two within twice that
+      it('under a tape, a kernel layer\'s output and gradients match the reference layer\'s with the same weights', async () => {
+        await fc.assert(fc.asyncProperty(cases, async (c) => {
+          const kernel = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'webgpu' }, c.D);
+          const reference = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'reference' }, c.D);
+          reference.setWeights(kernel.getWeights());
+          const x = tf.tensor3d(seededUniform(c.seed, c.B * c.T * c.D, -2, 2), [c.B, c.T, c.D]);
+          const dy = tf.tensor3d(seededUniform(c.seed + 1, c.B * c.T * c.D, -1, 1), [c.B, c.T, c.D]);
+          const run = async (layer: SelectiveSSM) => {
+            const vars = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+            const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, dy)) as tf.Scalar, vars);
+            const out = [await values(value), ...await Promise.all(vars.map((v) => values(grads[v.name]!)))];
+            tf.dispose([value, grads]);
+            return out;
+          };
+          const [got, want] = [await run(kernel), await run(reference)];
+          const terms = chainTerms(kernel, c.T, c.D);
+          got.forEach((g, n) => {
+            const tol = 2 * c.B * c.T * terms * EPS32 * Math.max(1, maxAbs(want[n]!));
+            expect(maxAbsDiff(g, want[n]!), `${n === 0 ? 'the loss' : kernel.trainableWeights[n - 1]!.originalName}`).toBeLessThanOrEqual(tol);
+          });
+          tf.dispose([x, dy]);
+          kernel.dispose();
+          reference.dispose();
+        }), { numRuns: 6 });
+      });
+
       // the step keeps its per-channel table of A, D and the Δ bias, and the column blocks of the
       // x projection, while those weights stay the same: weights changed by setWeights must reach
       // the next step (each kept tensor made again, once: three launches for the table, a slice
@@ -226,7 +256,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
 describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
-  it('runs its forward in 8 launches where no gradient is recorded, and in the block\'s 17 under a tape, its scan\'s gradient in 4', async () => {
+  it('runs its forward in 8 launches where no gradient is recorded, and in 15 under a tape, its scan\'s gradient in 4', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -243,10 +273,11 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
       await value.data();
       tf.dispose([value, ...Object.values(grads)]);
     });
-    // the block's forward first: x and z sliced out, the table and B|C packed
-    expect(taped.slice(0, 17)).toEqual(['DenseVec4', 'SliceProgram', 'SliceProgram', 'SelectiveSSMConv', 'DenseVec4',
-      'SliceProgram', 'SliceProgram', 'SliceProgram', 'DenseVec4', 'UnaryOpProgram', 'UnaryOpProgram', 'ConcatProgram',
-      'ConcatProgram', 'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
+    // the forward first: x and z sliced out, the x projection's output cut into Δ's low rank and
+    // B|C, Δ's product, the table (A = −exp(ALog), then packed), the scan, the output projection
+    expect(taped.slice(0, 15)).toEqual(['DenseVec4', 'SliceProgram', 'SliceProgram', 'SelectiveSSMConv', 'DenseVec4',
+      'SliceProgram', 'SliceProgram', 'UnaryOpProgram', 'UnaryOpProgram', 'ConcatProgram', 'DenseVec4',
+      'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
     // the scan's backward: its three passes, then one launch that cuts its buffer into the
     // inputs' gradients and finishes the table's and B|C's sums
     const scan = taped.indexOf('SelectiveScanBackwardChunkStates');

@@ -190,8 +190,8 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
     const implementation = this.activeImplementation();
-    const taped = tf.engine().state.gradientDepth > 0;
-    if (taped || x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
+    if (x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
+    if (tf.engine().state.gradientDepth > 0) return this.tapedForward(x, implementation);
     // where no gradient is recorded, on the kernels: the convolution and the scan read x and z
     // where they lie in the in projection [B, T, 2E], and the scan's table and B|C are the
     // layer's kept ones, 8 launches where the block takes 17
@@ -200,6 +200,23 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const { delta, bc } = this.keptScanInputs(u);
     const { output, state } = scanKernel(u, delta as tf.Tensor3D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
       { z: projected, zInProjection: true, deltaSoftplus: true });
+    state.dispose();
+    return this.dense(output, 'outProj') as tf.Tensor3D;
+  }
+
+  /**
+   * The forward on the kernels under a gradient tape: the block's ops, but B|C is one slice of
+   * the x projection's output and the scan's table is formed here, both handed to the scan
+   * kernels as they read them, where `ops.selectiveScan` would take B and C apart and pack them
+   * again: 15 launches, the block's 17, and two fewer in the backward.
+   */
+  private tapedForward(x: tf.Tensor3D, implementation: Implementation): tf.Tensor3D {
+    const { N, R } = this.dims();
+    const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
+    const { u } = this.convolve(inner, implementation);
+    const [low, bc] = tf.split(this.dense(u, 'xProj'), [R, 2 * N], -1);
+    const chan = channelTable(this.stateMatrix(), this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D);
+    const { output, state } = scanKernel(u, this.dense(low!, 'dtProj') as tf.Tensor3D, chan, bc as tf.Tensor3D, { z, deltaSoftplus: true });
     state.dispose();
     return this.dense(output, 'outProj') as tf.Tensor3D;
   }
