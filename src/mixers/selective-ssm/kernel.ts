@@ -3,7 +3,12 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import hooks from '../../../kernels/selective-ssm/hooks.wgsl';
 import backwardHooks from '../../../kernels/selective-ssm/backward-hooks.wgsl';
 import splitGradsBody from '../../../kernels/selective-ssm/split-grads.wgsl';
-import { namedInputs, registerGradientOnce, registerKernelOnce, type Param } from '../../webgpu/runtime.js';
+import tableBody from '../../../kernels/selective-ssm/table.wgsl';
+import tableBackwardBody from '../../../kernels/selective-ssm/table-backward.wgsl';
+import grid from '../../../kernels/common/grid.wgsl';
+import {
+  grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type Param,
+} from '../../webgpu/runtime.js';
 import {
   scanBackward, scanForward, scanKernels, scanSizes, scanStep, scanStepKernel, splitGrads, splitGradsKernel, type ScanLaunch,
   type ScanSizes,
@@ -118,3 +123,62 @@ registerKernelOnce({
     return scanStep(backend as WebGPUBackend, STEP, scanSizes(B, 1, E, chan.shape[1]! - 2), l, state, [B, E]);
   },
 });
+
+/**
+ * tfjs kernel names, webgpu only: SelectiveSSM's table for the scan kernels from its weights,
+ * chan = −exp(ALog) | D | deltaBias `[E, N + 2]` (inputs aLog `[E, N]`, d and bias `[E]`), in one
+ * launch (`kernels/selective-ssm/table.wgsl`), and its gradient in the three, in one
+ * (`table-backward.wgsl`), where tfjs ops took three and five.
+ */
+const SELECTIVE_SSM_TABLE = 'MixersSelectiveSSMTable';
+const SELECTIVE_SSM_TABLE_GRAD = 'MixersSelectiveSSMTableGrad';
+const TABLE: KernelSource = { name: 'SelectiveSSMTable', code: [grid, tableBody].join('\n') };
+const TABLE_GRAD: KernelSource = { name: 'SelectiveSSMTableBackward', code: [grid, tableBackwardBody].join('\n') };
+const TABLE_WG = 64;
+
+registerKernelOnce({
+  kernelName: SELECTIVE_SSM_TABLE,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { aLog, d, bias } = namedInputs(inputs, 'aLog', 'd', 'bias');
+    const [E, N] = aLog.shape as [number, number];
+    const total = E * (N + 2);
+    return runKernel(backend as WebGPUBackend, TABLE, {
+      inputs: [aLog, d, bias], outputs: [[E, N + 2]], params: [{ u32: total }, { u32: N }],
+      constants: { WG: TABLE_WG }, workgroups: grid1d(total, TABLE_WG),
+    })[0]!;
+  },
+});
+
+registerKernelOnce({
+  kernelName: SELECTIVE_SSM_TABLE_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { aLog, dChan } = namedInputs(inputs, 'aLog', 'dChan');
+    const [E, N] = aLog.shape as [number, number];
+    const total = E * (N + 2);
+    return runKernel(backend as WebGPUBackend, TABLE_GRAD, {
+      inputs: [aLog, dChan], outputs: [[E, N], [E], [E]], params: [{ u32: total }, { u32: N }],
+      constants: { WG: TABLE_WG }, workgroups: grid1d(total, TABLE_WG),
+    });
+  },
+});
+
+registerGradientOnce({
+  kernelName: SELECTIVE_SSM_TABLE,
+  inputsToSave: ['aLog'],
+  gradFunc: (dy, [aLog]) => {
+    // made here: tfjs runs each input's gradient below in a scope of its own
+    const [dALog, dD, dBias] = tf.engine().runKernel(SELECTIVE_SSM_TABLE_GRAD, { aLog: aLog!, dChan: dy as tf.Tensor }) as tf.Tensor[];
+    return { aLog: () => dALog!, d: () => dD!, bias: () => dBias! };
+  },
+});
+
+/**
+ * SelectiveSSM's table for the scan kernels from its weights, `[E, N + 2]`: channelTable of
+ * A = −exp(ALog), D and deltaBias (src/mixers/selective-ssm/op.ts) in one launch, and its
+ * gradient in one. webgpu only.
+ */
+export function tableFromWeights(aLog: tf.Tensor2D, d: tf.Tensor1D, bias: tf.Tensor1D): tf.Tensor2D {
+  return tf.engine().runKernel(SELECTIVE_SSM_TABLE, { aLog, d, bias }) as tf.Tensor2D;
+}

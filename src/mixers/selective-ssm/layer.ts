@@ -8,6 +8,7 @@ import {
 import { denseGroups } from '../../dense/groups.js';
 import { convolved } from './conv.js';
 import { channelTable, scanKernel, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
+import { tableFromWeights } from './kernel.js';
 import { softplus } from './reference.js';
 
 /** Arguments of the {@link SelectiveSSM} layer (Mamba's names in parentheses). */
@@ -159,9 +160,8 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     });
     this.setDims({ E, N, R });
     // the scan kernels' table of each channel's A = −exp(ALog), D and Δ bias, which a step (and a
-    // forward where no gradient is recorded) would otherwise form from the weights in three launches
-    this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => channelTable(this.stateMatrix(),
-      this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D));
+    // forward where no gradient is recorded) would otherwise form from the weights in a launch
+    this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => this.table());
     // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
     // grouped product of a step and of a forward where no gradient is recorded. inProj's would
     // copy the layer's largest weight: those read its halves where they lie instead
@@ -208,15 +208,14 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
    * The forward on the kernels under a gradient tape: the block's ops, but B|C is one slice of
    * the x projection's output and the scan's table is formed here, both handed to the scan
    * kernels as they read them, where `ops.selectiveScan` would take B and C apart and pack them
-   * again: 15 launches, the block's 17, and two fewer in the backward.
+   * again and form the table in three: 13 launches, the block's 17.
    */
   private tapedForward(x: tf.Tensor3D, implementation: Implementation): tf.Tensor3D {
     const { N, R } = this.dims();
     const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
     const { u } = this.convolve(inner, implementation);
     const [low, bc] = tf.split(this.dense(u, 'xProj'), [R, 2 * N], -1);
-    const chan = channelTable(this.stateMatrix(), this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D);
-    const { output, state } = scanKernel(u, this.dense(low!, 'dtProj') as tf.Tensor3D, chan, bc as tf.Tensor3D, { z, deltaSoftplus: true });
+    const { output, state } = scanKernel(u, this.dense(low!, 'dtProj') as tf.Tensor3D, this.table(), bc as tf.Tensor3D, { z, deltaSoftplus: true });
     state.dispose();
     return this.dense(output, 'outProj') as tf.Tensor3D;
   }
@@ -252,6 +251,16 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   private convolve(inner: tf.Tensor3D, implementation: Implementation, window?: tf.Tensor3D, next = false) {
     return convolved(inner, this.weight('convKernel').read() as tf.Tensor2D, this.weight('convBias').read() as tf.Tensor1D,
       implementation, window, next);
+  }
+
+  /**
+   * The scan kernels' table of A = −exp(ALog), D and deltaBias, `[E, N + 2]`: on the kernels one
+   * launch (and its gradient one), elsewhere (where the layer keeps it as it is built) tfjs ops.
+   */
+  private table(): tf.Tensor2D {
+    const [D, bias] = [this.weight('D').read() as tf.Tensor1D, this.weight('deltaBias').read() as tf.Tensor1D];
+    if (!useKernel(this.layerName, this.activeImplementation())) return channelTable(this.stateMatrix(), D, bias);
+    return tableFromWeights(this.weight('ALog').read() as tf.Tensor2D, D, bias);
   }
 
   /** A = −exp(ALog), `[E, N]`. */
