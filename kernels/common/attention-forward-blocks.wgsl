@@ -13,7 +13,7 @@
 //      of the rows of query quad m, one vec4 of weights serving four keys of a row.
 // Each score is summed in the rows' pass's order (per lane of V over the channel groups, then
 // across the lanes: common/quad-scores.wgsl), so that the backward, which recomputes it so,
-// meets the forward's statistic. Three barriers more a tile than the rows' pass, which a GPU's
+// meets the forward's statistic. Two barriers more a tile than the rows' pass, which a GPU's
 // workgroups overlap. NT = BR invocations, 16-key tiles (BC4 = 4: BR/4 · BC4 = BR score
 // blocks), V of four lanes and KV a multiple of 4 (src/attention/kernel-source.ts,
 // forwardByBlocks, chooses this kernel only then, and where its workgroup memory fits). A line
