@@ -100,8 +100,9 @@ function runSkeleton(
     const bound = bindVisibility(backend, inputs, q, plan);
     try {
       const params = attentionParams(s, a, bound.planAt, split ?? undefined);
-      const allConstants: Record<string, number> = { ...constants, ...bound.constants, ...dropoutConstant(attrs) };
-      const out = runKernel(backend, tiledKernel(backend, label, pass, layout.wgsl, hooks, s.K, allConstants), {
+      const tiled = tiledKernel(backend, label, pass, layout.wgsl, hooks, s.K);
+      const allConstants = { ...constants, ...bound.constants, ...dropoutConstant(attrs), ...tiled.constants };
+      const out = runKernel(backend, tiled.kernel, {
         inputs: [q, k, inputs.v!, ...more, bound.vis],
         outputs: split ? partShapes(pass, outputs, s, split.splits) : outputs,
         params,
@@ -120,21 +121,22 @@ function runSkeleton(
 }
 
 /**
- * The kernel of one tiled pass at head dimension K: the forward by blocks of scores where
- * {@link forwardByBlocks} says so (e.g. FlashAttentionForwardBlocks); else by rows, RQ per
- * invocation or per four lanes of a subgroup (e.g. FlashAttentionForwardSubgroups), dK/dV's
- * keys read from memory where {@link keysInMemory} says so (a pipeline constant added to
- * `constants`).
+ * The kernel of one tiled pass at head dimension K, and the pipeline constants its choice sets:
+ * the forward by blocks of scores where {@link forwardByBlocks} says so (e.g.
+ * FlashAttentionForwardBlocks); else by rows, RQ per invocation or per four lanes of a subgroup
+ * (e.g. FlashAttentionForwardSubgroups), dK/dV's keys read from memory (`KEYS_IN_MEMORY`) where
+ * {@link keysInMemory} says so.
  */
 function tiledKernel(
   backend: WebGPUBackend, label: string, pass: TiledPass, layout: string, hooks: string, K: number,
-  constants: Record<string, number>,
-): KernelSource {
-  if (pass === 'forward' && forwardByBlocks(backend, K)) return skeletonKernel(`${label}ForwardBlocks`, 'forwardBlocks', layout, hooks, K);
+): { kernel: KernelSource; constants: Record<string, number> } {
+  if (pass === 'forward' && forwardByBlocks(backend, K)) {
+    return { kernel: skeletonKernel(`${label}ForwardBlocks`, 'forwardBlocks', layout, hooks, K), constants: {} };
+  }
   const RL = tiledRowLanes(backend, K);
   const rows = tiledRows(backend, pass, K, RL);
-  if (pass === 'dkv' && keysInMemory(backend, K, rows, RL)) constants.KEYS_IN_MEMORY = 1;
-  return skeletonKernel(`${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`, pass, layout, hooks, K, rows, RL);
+  const kernel = skeletonKernel(`${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`, pass, layout, hooks, K, rows, RL);
+  return { kernel, constants: pass === 'dkv' && keysInMemory(backend, K, rows, RL) ? { KEYS_IN_MEMORY: 1 } : {} };
 }
 
 /**
