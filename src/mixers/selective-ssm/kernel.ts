@@ -136,17 +136,23 @@ const TABLE: KernelSource = { name: 'SelectiveSSMTable', code: [grid, tableBody]
 const TABLE_GRAD: KernelSource = { name: 'SelectiveSSMTableBackward', code: [grid, tableBackwardBody].join('\n') };
 const TABLE_WG = 64;
 
+/** One of the two, an invocation per entry of the table of `aLog` `[E, N]`: outputs by E and N. */
+function runTable(gpu: WebGPUBackend, kernel: KernelSource, aLog: tf.TensorInfo, more: tf.TensorInfo[],
+  outputs: (E: number, N: number) => number[][]): tf.TensorInfo[] {
+  const [E, N] = aLog.shape as [number, number];
+  const total = E * (N + 2);
+  return runKernel(gpu, kernel, {
+    inputs: [aLog, ...more], outputs: outputs(E, N), params: [{ u32: total }, { u32: N }],
+    constants: { WG: TABLE_WG }, workgroups: grid1d(total, TABLE_WG),
+  });
+}
+
 registerKernelOnce({
   kernelName: SELECTIVE_SSM_TABLE,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend }) => {
     const { aLog, d, bias } = namedInputs(inputs, 'aLog', 'd', 'bias');
-    const [E, N] = aLog.shape as [number, number];
-    const total = E * (N + 2);
-    return runKernel(backend as WebGPUBackend, TABLE, {
-      inputs: [aLog, d, bias], outputs: [[E, N + 2]], params: [{ u32: total }, { u32: N }],
-      constants: { WG: TABLE_WG }, workgroups: grid1d(total, TABLE_WG),
-    })[0]!;
+    return runTable(backend as WebGPUBackend, TABLE, aLog, [d, bias], (E, N) => [[E, N + 2]])[0]!;
   },
 });
 
@@ -155,12 +161,7 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend }) => {
     const { aLog, dChan } = namedInputs(inputs, 'aLog', 'dChan');
-    const [E, N] = aLog.shape as [number, number];
-    const total = E * (N + 2);
-    return runKernel(backend as WebGPUBackend, TABLE_GRAD, {
-      inputs: [aLog, dChan], outputs: [[E, N], [E], [E]], params: [{ u32: total }, { u32: N }],
-      constants: { WG: TABLE_WG }, workgroups: grid1d(total, TABLE_WG),
-    });
+    return runTable(backend as WebGPUBackend, TABLE_GRAD, aLog, [dChan], (E, N) => [[E, N], [E], [E]]);
   },
 });
 
