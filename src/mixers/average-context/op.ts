@@ -3,6 +3,7 @@ import {
   argumentError, checkBoolean, checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, describe, differentiableZeros,
   formatShape, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
+import { countedPositions, positionTensor } from '../../tensors.js';
 import { averageContextPrefillReference, averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
 import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_PREFILL, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
 
@@ -194,13 +195,12 @@ export function averageContextAdvance(
   const kernel = useKernel(op, options.implementation);
   return tf.tidy(() => {
     // the kernel counts a negative position as 0 itself
-    const positions = position instanceof tf.Tensor ? position : tf.fill([B], position, 'int32') as tf.Tensor1D;
+    const positions = positionTensor(position, B);
     if (kernel && $x.size > 0) {
       return tf.engine().runKernel(AVERAGE_CONTEXT_STEP, { x: $x, previous, sum, positions }, { combine }) as
         [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
     }
-    const counted = tf.relu(positions);
-    const next = tf.add(counted, tf.scalar(1, 'int32')) as tf.Tensor1D;
+    const { counted, next } = countedPositions(positions);
     if ($x.size === 0) return [differentiableZeros($x.shape, [$x, previous, sum]), differentiableZeros($x.shape, [$x, previous, sum]), next];
     const nextSum = tf.add(sum, $x) as tf.Tensor2D;
     const rowPositions = counted.expandDims(1);

@@ -3,6 +3,7 @@ import {
   checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, differentiableZeros, optionNames, useKernel,
   type Implementation,
 } from '../../validate.js';
+import { countedPositions, positionTensor } from '../../tensors.js';
 import { causalGenerationReference, reducePair, type Reduce } from './reference.js';
 import { CAUSAL_GENERATION, CAUSAL_GENERATION_STEP } from './kernel.js';
 
@@ -101,13 +102,12 @@ export function causalGenerationAdvance(
   const kernel = useKernel(op, options.implementation);
   return tf.tidy(() => {
     // the kernel counts a negative position as 0 itself
-    const positions = position instanceof tf.Tensor ? position : tf.fill([B], position, 'int32') as tf.Tensor1D;
+    const positions = positionTensor(position, B);
     if (kernel && $x.size > 0) {
       return tf.engine().runKernel(CAUSAL_GENERATION_STEP, { x: $x, previous: $previous, positions }, { reduce }) as
         [tf.Tensor2D, tf.Tensor1D];
     }
-    const counted = tf.relu(positions);
-    const next = tf.add(counted, tf.scalar(1, 'int32')) as tf.Tensor1D;
+    const { counted, next } = countedPositions(positions);
     if ($x.size === 0) return [differentiableZeros($x.shape, [$x, $previous]), next];
     const before = tf.where(tf.greater(counted.expandDims(1), 0), $previous, $x) as tf.Tensor2D;
     return [reducePair(reduce, $x.expandDims(1) as tf.Tensor3D, before.expandDims(1) as tf.Tensor3D).squeeze([1]), next];
