@@ -8,7 +8,7 @@ import { Aaren, aaren, type AarenLayerArgs, type AarenLayerState } from '../src/
 import { aarenOracle } from './oracle/aaren.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, stepLaunches,
   values,
 } from './helpers.js';
 
@@ -228,16 +228,9 @@ describeOn('webgpu', 'Aaren layer (the kernels on the webgpu backend)', () => {
 
   it('decodes a token in five launches: k and v grouped, the step\'s two, the output projection, the position', async () => {
     const layer = built({ numHeads: 4 }, 64);
-    const state = layer.initState(2);
-    const token = tf.randomNormal([2, 64]) as tf.Tensor2D;
-    const ran = await launchedPipelines(async () => {
-      const [y, next] = layer.step(token, state);
-      await y.data();
-      tf.dispose([y, next.m, next.u, next.w, next.positions]);
+    expect(await stepLaunches(layer, 2, 64)).toEqual({
+      ran: ['DenseGroups', 'AarenStepFrame', 'AarenStepMerge', 'DenseVec4', 'BinaryOpProgram'], positions: [1, 1],
     });
-    expect(ran).toEqual(['DenseGroups', 'AarenStepFrame', 'AarenStepMerge', 'DenseVec4', 'BinaryOpProgram']);
-    disposeState(state);
-    tf.dispose(token);
     layer.dispose();
   });
 });

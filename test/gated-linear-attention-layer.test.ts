@@ -8,7 +8,7 @@ import { GatedLinearAttention, gatedLinearAttention, type GatedLinearAttentionAr
 import { gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle } from './oracle/gated-linear-attention.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, stepLaunches, values,
 } from './helpers.js';
 
 const logSigmoid = (z: number) => -(Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z))));
@@ -260,18 +260,11 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
       // the readout (no gradient recorded): RMSNorm times the output gate's swish in one launch, the projection
       'RmsNormSwishGateForwardVec4', 'DenseVec4',
     ]);
-    const state = layer.initState(2);
-    const token = tf.randomNormal([2, 64]) as tf.Tensor2D;
-    const stepped = await launchedPipelines(async () => {
-      const [y, next] = layer.step(token, state);
-      await y.data();
-      tf.dispose([y, next]);
-    });
     // the step kernel forms the log gate from its logits, and poisons in the same launch; then the position
-    expect(stepped).toEqual([
-      'DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'BinaryOpProgram',
-    ]);
-    tf.dispose([state.S, state.positions, token]);
+    expect(await stepLaunches(layer, 2, 64)).toEqual({
+      ran: ['DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'BinaryOpProgram'],
+      positions: [1, 1],
+    });
     tf.dispose(x);
     layer.dispose();
   });
