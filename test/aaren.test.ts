@@ -752,14 +752,21 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
     }
   });
 
-  /** One decode token of case c (T = 1) from its initial state through the step kernel: output, m, u, w. */
+  /** Row b's position before a decode step: each row its own. */
+  const positionOf = (b: number) => 3 * b + 1;
+
+  /**
+   * One decode token of case c (T = 1) from its initial state through the step kernel, rows at
+   * {@link positionOf}: output, m, u, w and the next positions.
+   */
   const step = (c: Case, x: Pick<Inputs, 'q' | 'k' | 'v' | 'scale' | 'init'>) => tf.tidy(() => {
     const { B, H, K } = c;
     const init = x.init!;
-    const r = aarenStep(tf.tensor2d(x.q, [H, K]), tf.tensor4d(x.k, [B, 1, H, K]), tf.tensor4d(x.v, [B, 1, H, K]), {
+    const positions = tf.tensor1d(Array.from({ length: B }, (_, b) => positionOf(b)), 'int32');
+    const r = aarenStep(tf.tensor2d(x.q, [H, K]), tf.tensor4d(x.k, [B, 1, H, K]), tf.tensor4d(x.v, [B, 1, H, K]), positions, {
       scale: x.scale, initialState: { m: tf.tensor2d(init.m, [B, H]), u: tf.tensor2d(init.u, [B, H]), w: tf.tensor3d(init.w, [B, H, K]) },
     });
-    return [r.output, r.state.m, r.state.u, r.state.w];
+    return [r.output, r.state.m, r.state.u, r.state.w, r.positions];
   });
 
   it('a decode step takes two launches and matches the float64 oracle from an empty, a random and a leading state', async () => {
@@ -777,6 +784,8 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
         tf.dispose(r);
       });
       expect(ran).toEqual(['AarenStepFrame', 'AarenStepMerge']);
+      // the first launch also advances every row's position
+      expect(Array.from(got[4]!)).toEqual(Array.from({ length: c.B }, (_, b) => positionOf(b) + 1));
       const parts = [['output', want.o], ['m', want.state.m], ['u', want.state.u], ['w', want.state.w]] as const;
       parts.forEach(([what, o], i) => {
         const v = got[i]!;

@@ -63,19 +63,21 @@ async function layerOracle(layer: SelectiveSSM, xs: Float32Array, B: number, T: 
  */
 function chainTerms(layer: SelectiveSSM, T: number, D: number): number {
   const E = layer.expand * D;
-  return D + layer.convKernel + E + Math.ceil(D / 16) + T + layer.stateSize + E;
+  return D + layer.convKernel + E + (layer.dtRank ?? Math.ceil(D / 16)) + T + layer.stateSize + E;
 }
 
 const built = (args: SelectiveSSMArgs, D: number) => builtFor(layers.selectiveSSM(args), D);
 
 /**
- * Sizes: B 1..2; T of 1, odd, and past a 32-step kernel chunk; D 8 or 12 (R = 1); N 1, 4 or
- * 16; dConv 1 (no convolution window), 2 or 4.
+ * Sizes: B 1..2; T of 1, odd, and past a 32-step kernel chunk; D 8 or 12; R 1 or 3 (the kernels
+ * form Δ's low-rank product themselves where no gradient is recorded); N 1, 4 or 16; dConv 1 (no
+ * convolution window), 2 or 4.
  */
 const cases = fc.record({
   B: fc.integer({ min: 1, max: 2 }),
   T: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 8 }).map((v) => 2 * v + 1), fc.integer({ min: 33, max: 40 })),
   D: fc.constantFrom(8, 12),
+  dtRank: fc.constantFrom(1, 3),
   N: fc.constantFrom(1, 4, 16),
   convKernel: fc.constantFrom(1, 2, 4),
   seed: fc.nat(),
@@ -106,7 +108,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       // decode's error against the float64 block may be at most twice the forward's (+ floor)
       it(`(${implementation}) the forward matches the float64 block, and step-by-step decode reproduces it`, async () => {
         await fc.assert(fc.asyncProperty(cases, async (c) => {
-          const layer = built({ stateSize: c.N, convKernel: c.convKernel, implementation }, c.D);
+          const layer = built({ stateSize: c.N, convKernel: c.convKernel, dtRank: c.dtRank, implementation }, c.D);
           const xs = seededUniform(c.seed, c.B * c.T * c.D, -2, 2);
           const x = tf.tensor3d(xs, [c.B, c.T, c.D]);
           const parallel = layer.apply(x) as tf.Tensor3D;
@@ -120,7 +122,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }), { numRuns: backend === 'webgpu' ? 4 : 8 });
       });
 
-      itIsCausal(`(${implementation}) `, cases, (c) => built({ stateSize: c.N, convKernel: c.convKernel, implementation }, c.D));
+      itIsCausal(`(${implementation}) `, cases, (c) => built({ stateSize: c.N, convKernel: c.convKernel, dtRank: c.dtRank, implementation }, c.D));
 
       itLeaksNothing(`(${implementation}) `, () => layers.selectiveSSM({ stateSize: 4, implementation }));
     }
@@ -131,8 +133,8 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       // reference layer's, plus the floor of the chain of sums (chainTerms)
       it('a kernel layer matches the reference layer with the same weights, against the float64 layer', async () => {
         await fc.assert(fc.asyncProperty(cases, async (c) => {
-          const kernel = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'webgpu' }, c.D);
-          const reference = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'reference' }, c.D);
+          const kernel = built({ stateSize: c.N, convKernel: c.convKernel, dtRank: c.dtRank, implementation: 'webgpu' }, c.D);
+          const reference = built({ stateSize: c.N, convKernel: c.convKernel, dtRank: c.dtRank, implementation: 'reference' }, c.D);
           reference.setWeights(kernel.getWeights());
           const xs = seededUniform(c.seed, c.B * c.T * c.D, -2, 2);
           const [yk, yr] = tf.tidy(() => {
@@ -153,8 +155,8 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       // value (a weight's gradient sums B·T such chains), so the two within twice that
       it('under a tape, a kernel layer\'s output and gradients match the reference layer\'s with the same weights', async () => {
         await fc.assert(fc.asyncProperty(cases, async (c) => {
-          const kernel = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'webgpu' }, c.D);
-          const reference = built({ stateSize: c.N, convKernel: c.convKernel, implementation: 'reference' }, c.D);
+          const kernel = built({ stateSize: c.N, convKernel: c.convKernel, dtRank: c.dtRank, implementation: 'webgpu' }, c.D);
+          const reference = built({ stateSize: c.N, convKernel: c.convKernel, dtRank: c.dtRank, implementation: 'reference' }, c.D);
           reference.setWeights(kernel.getWeights());
           const x = tf.tensor3d(seededUniform(c.seed, c.B * c.T * c.D, -2, 2), [c.B, c.T, c.D]);
           const dy = tf.tensor3d(seededUniform(c.seed + 1, c.B * c.T * c.D, -1, 1), [c.B, c.T, c.D]);
@@ -177,10 +179,9 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }), { numRuns: 6 });
       });
 
-      // the step keeps its per-channel table of A, D and the Δ bias, and the column blocks of the
-      // x projection, while those weights stay the same: weights changed by setWeights must reach
-      // the next step (each kept tensor made again, once: a launch for the table, a slice for each
-      // of the two blocks), and the float64 block with the new weights bounds the decode
+      // the step keeps its per-channel table of A, D and the Δ bias while those weights stay the
+      // same: weights changed by setWeights must reach the next step (the table made again, once,
+      // in a launch), and the float64 block with the new weights bounds the decode
       it('a step after setWeights reads the new ALog, D, deltaBias and projections, and makes what it keeps of them once', async () => {
         const c = { B: 2, T: 5, D: 8, N: 4 };
         const layer = built({ stateSize: c.N, implementation: 'webgpu' }, c.D);
@@ -208,14 +209,12 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
             state = next;
           }));
         }
-        expect(runs[0]!.length - runs[1]!.length).toBe(1 + 2);
+        expect(runs[0]!.length - runs[1]!.length).toBe(1);
         expect(runs[0]).toContain('SelectiveSSMTable');
-        // a step with nothing to make again: the convolution and the scan read x and z in the in
-        // projection, not sliced out; the x projection's blocks (R = 1 here, too narrow for one
-        // grouped launch), Δ's, the outputs', the positions
-        expect(runs[1]).toEqual([
-          'DenseVec4', 'SelectiveSSMConv', 'Dense', 'DenseVec4', 'Dense', 'SelectiveScanStep', 'DenseVec4', 'BinaryOpProgram',
-        ]);
+        // a step with nothing to make again: the convolution (which also advances the positions)
+        // and the scan read x and z in the in projection, not sliced out; the scan reads the x
+        // projection's low | B | C (R + 2N = 9 wide here) as it lies and forms Δ; the output's
+        expect(runs[1]).toEqual(['DenseVec4', 'SelectiveSSMConv', 'Dense', 'SelectiveScanStep', 'DenseVec4']);
         const parallel = layer.apply(x) as tf.Tensor3D;
         const stepped = decodeSteps(layer, x);
         const oracle = await layerOracle(layer, xs, c.B, c.T, c.D);
@@ -257,7 +256,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
 describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
-  it('runs its forward in 8 launches where no gradient is recorded, and in 13 under a tape, its scan\'s and table\'s gradient in 5', async () => {
+  it('runs its forward in 7 launches where no gradient is recorded, and in 13 under a tape, its scan\'s and table\'s gradient in 5', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -265,9 +264,10 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
       await y.data();
       y.dispose();
     });
-    // the in projection, read in place by the convolution (x) and the scan (z); the x projection's
-    // kept blocks grouped, Δ's; the scan with the kept table; the output projection
-    expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseGroups', 'DenseVec4',
+    // the in projection, read in place by the convolution (x) and the scan (z); the x projection,
+    // read in place by the scan, which forms Δ from its low rank; the scan with the kept table;
+    // the output projection
+    expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseVec4',
       'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
     const taped = await launchedPipelines(async () => {
       const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);

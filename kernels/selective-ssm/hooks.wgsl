@@ -4,12 +4,16 @@
 //   out = (y + D·u)·silu(z),   Δ = softplus(delta + deltaBias).
 // The per-channel parameters arrive packed as chan[E, N + 2] = A | D | deltaBias, and B and C as
 // bc[B, T, 2N] = B | C, to stay within WebGPU's guaranteed eight storage buffers per kernel.
+// With LOW_RANK (a forward that records no gradient, and a decode step) delta = low·dtProj is
+// formed here, where a launch of its own formed it: the delta binding holds dtProj [R, E] and
+// bc the x projection's rows [B, T, R + 2N] = low | B | C.
 
 override SOFTPLUS: bool = true;
 override HAS_Z: bool = false;
 // z is the second half of each row of the in projection's [B, T, 2E] (a decode step's, which reads
 // it there rather than have it sliced out); otherwise [B, T, E]
 override Z_IN_PROJECTION: bool = false;
+override LOW_RANK: bool = false;
 
 struct Params {
   B: u32,
@@ -22,13 +26,14 @@ struct Params {
   offZ: u32,
   offChan: u32,
   offBC: u32,
+  R: u32, // Δ's rank with LOW_RANK, else 0: B|C start at R in rows of R + 2N
 }
 
 const INPUTS: u32 = 5u;
 @group(0) @binding(0) var<storage, read> u: array<f32>; // [B, T, E]
-@group(0) @binding(1) var<storage, read> delta: array<f32>; // [B, T, E]
+@group(0) @binding(1) var<storage, read> delta: array<f32>; // [B, T, E], or dtProj [R, E] with LOW_RANK
 @group(0) @binding(2) var<storage, read> chan: array<f32>; // [E, N + 2]
-@group(0) @binding(3) var<storage, read> bc: array<f32>; // [B, T, 2N]
+@group(0) @binding(3) var<storage, read> bc: array<f32>; // [B, T, 2N], or [B, T, R + 2N] with LOW_RANK
 @group(0) @binding(4) var<storage, read> z: array<f32>; // [B, T, E] (or [B, T, 2E]: Z_IN_PROJECTION), read when HAS_Z
 
 // the cell's Δ and u per step, kept by prepare
@@ -40,9 +45,18 @@ fn seqAt(cell: Cell, s: u32) -> u32 {
   return (cell.b * params.T + cell.t0 + s) * params.E + cell.e;
 }
 
-// bc[B, T, 2N]: B at n, C at N + n
+// bc[B, T, R + 2N]: B at R + n, C at R + N + n
 fn bcAt(cell: Cell, s: u32) -> u32 {
-  return (cell.b * params.T + cell.t0 + s) * 2u * params.N;
+  return (cell.b * params.T + cell.t0 + s) * (params.R + 2u * params.N) + params.R;
+}
+
+// delta at [B, T, E] index j: its value, or with LOW_RANK Σ_r low[r]·dtProj[r, e]
+fn deltaAt(cell: Cell, s: u32, j: u32) -> f32 {
+  if (!LOW_RANK) { return delta[j]; }
+  let low = bcAt(cell, s) - params.R;
+  var sum = 0.0;
+  for (var r = 0u; r < params.R; r++) { sum += bc[low + r] * delta[r * params.E + cell.e]; }
+  return sum;
 }
 
 fn chanAt(e: u32, j: u32) -> u32 {
@@ -72,7 +86,7 @@ fn gate(j: u32) -> f32 {
 
 fn prepare(cell: Cell, s: u32) -> f32 {
   let j = seqAt(cell, s);
-  let pre = delta[j] + chan[chanAt(cell.e, params.N + 1u)];
+  let pre = deltaAt(cell, s, j) + chan[chanAt(cell.e, params.N + 1u)];
   dts[s] = select(pre, softplus(pre), SOFTPLUS);
   us[s] = u[j];
   return dts[s] * us[s];

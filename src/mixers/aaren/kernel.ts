@@ -243,11 +243,12 @@ registerGradientOnce({
 
 /**
  * tfjs kernel name, webgpu only: one decode token merged into the state, with no gradient. Inputs
- * q `[H, K]`, k and v `[B, 1, H, K]`, the state's m, u `[B, H]` and w `[B, H, K]`; outputs o
- * `[B, 1, H, K]` and the next m, u, w. Two launches (`kernels/aaren/step-frame.wgsl`, then
- * `step-merge.wgsl`), where the scan kernels and the tfjs ops around them took nineteen: the
- * step is bound by the CPU's cost per launch. Two, not one, because a kernel may count on only
- * 8 storage buffers, and the step reads six and writes four.
+ * q `[H, K]`, k and v `[B, 1, H, K]`, the state's m, u `[B, H]` and w `[B, H, K]` and its
+ * positions int32 `[B]`; outputs o `[B, 1, H, K]`, the next m, u, w and the positions plus one.
+ * Two launches (`kernels/aaren/step-frame.wgsl`, then `step-merge.wgsl`), where the scan kernels
+ * and the tfjs ops around them took nineteen, and tfjs's add one for the positions: the step is
+ * bound by the CPU's cost per launch. Two, not one, because a kernel may count on only 8 storage
+ * buffers, and the step reads seven and writes five.
  */
 const AAREN_STEP = 'MixersAarenStep';
 const STEP_FRAME: KernelSource = { name: 'AarenStepFrame', code: [grid, floatBits, stepFrameBody].join('\n') };
@@ -258,11 +259,11 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const { q, k, v, m, u, w } = namedInputs(inputs, 'q', 'k', 'v', 'm', 'u', 'w');
+    const { q, k, v, m, u, w, positions } = namedInputs(inputs, 'q', 'k', 'v', 'm', 'u', 'w', 'positions');
     const [B, , H, K] = k.shape as [number, number, number, number];
     const rows = B * H;
-    const [mNext, factors] = runKernel(gpu, STEP_FRAME, {
-      inputs: [q, k, v, m], outputs: [[B, H], [B, H, 2]],
+    const [mNext, factors, nextPositions] = runKernel(gpu, STEP_FRAME, {
+      inputs: [q, k, v, m, positions], outputs: [[B, H], [B, H, 2], { shape: [B], dtype: 'int32' }],
       params: [{ u32: rows }, { u32: H }, { u32: K }, { f32: (attrs as unknown as { scale: number }).scale }],
       constants: { WG: LAUNCH_WG }, workgroups: grid1d(rows, LAUNCH_WG),
     });
@@ -271,18 +272,21 @@ registerKernelOnce({
       params: [{ u32: rows * K }, { u32: K }], constants: { WG: LAUNCH_WG }, workgroups: grid1d(rows * K, LAUNCH_WG),
     });
     gpu.disposeData(factors!.dataId);
-    return [o!, mNext!, uNext!, wNext!];
+    return [o!, mNext!, uNext!, wNext!, nextPositions!];
   },
 });
 
 /**
  * One decode token on {@link AAREN_STEP}: `args.k` and `args.v` `[B, 1, H, K]` from the initial
- * state, whose frame m the token's score may raise. No gradient.
+ * state, whose frame m the token's score may raise, of rows at `positions`. No gradient.
  */
-function aarenStepOnKernel(args: AarenArgs, init: AarenState): { output: tf.Tensor4D; state: AarenState } {
-  const [output, m, u, w] = tf.engine().runKernel(AAREN_STEP,
-    { q: args.q, k: args.k, v: args.v, m: init.m, u: init.u, w: init.w }, { scale: args.scale }) as tf.Tensor[];
-  return { output: output as tf.Tensor4D, state: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w as tf.Tensor3D } };
+function aarenStepOnKernel(args: AarenArgs, init: AarenState, positions: tf.Tensor1D):
+  { output: tf.Tensor4D; state: AarenState; positions: tf.Tensor1D } {
+  const [output, m, u, w, next] = tf.engine().runKernel(AAREN_STEP,
+    { q: args.q, k: args.k, v: args.v, m: init.m, u: init.u, w: init.w, positions }, { scale: args.scale }) as tf.Tensor[];
+  return {
+    output: output as tf.Tensor4D, state: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w as tf.Tensor3D }, positions: next as tf.Tensor1D,
+  };
 }
 
 /**
@@ -299,12 +303,13 @@ function aarenStepOnKernel(args: AarenArgs, init: AarenState): { output: tf.Tens
  * e^{m_frame − m} (value 1) with m = max(m_init, the real scores), whose gradient reaches the first
  * maximiser, so every gradient is the reference's. Non-finite k and v are taken as 0 and poison
  * exactly what the reference poisons. With `step` (one token from an initial state, for the
- * layer's decode) it runs {@link AAREN_STEP} instead, which has no gradient. Without `withState`
- * it forms no final state (undefined), seven launches fewer.
+ * layer's decode, of rows at `step.positions`) it runs {@link AAREN_STEP} instead, which has no
+ * gradient and returns the positions plus one. Without `withState` it forms no final state
+ * (undefined), seven launches fewer.
  */
-export function aarenOnScanKernels(args: AarenArgs, step = false, withState = true):
-  { output: tf.Tensor4D; state: AarenState | undefined } {
-  if (step && args.initialState) return aarenStepOnKernel(args, args.initialState);
+export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tensor1D }, withState = true):
+  { output: tf.Tensor4D; state: AarenState | undefined; positions?: tf.Tensor1D } {
+  if (step && args.initialState) return aarenStepOnKernel(args, args.initialState, step.positions);
   return tf.tidy(() => {
     const [B, T, H, K] = args.k.shape;
     const { real } = args;

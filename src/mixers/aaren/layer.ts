@@ -99,23 +99,27 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
   /**
    * The op on x `[B, T, D]` from `start` (default the empty state), projected: `[B, T, D]` and the
    * op's final state; with `real` `[B, T]` (1 real, 0 padding), the state after each row's real
-   * tokens; with `step`, one decode token (the step kernel on webgpu); with `withState` false (the
-   * forward), no state, whose launches the kernels then skip.
+   * tokens; with `step`, one decode token of rows at `step.positions` (the step kernel on webgpu),
+   * and those positions plus one; with `withState` false (the forward), no state, whose launches
+   * the kernels then skip.
    */
-  private run(x: tf.Tensor3D, how: { start?: AarenState; real?: tf.Tensor2D; step?: boolean; withState?: boolean } = {}):
-    { y: tf.Tensor3D; state?: AarenState } {
+  private run(x: tf.Tensor3D, how: { start?: AarenState; real?: tf.Tensor2D; step?: { positions: tf.Tensor1D }; withState?: boolean } = {}):
+    { y: tf.Tensor3D; state?: AarenState; positions?: tf.Tensor1D } {
     const { H, K } = this.dims();
     const [B, T] = x.shape;
     const { k, v } = this.keysValues(x);
-    const { start, real, step = false, withState = true } = how;
+    const { start, real, step, withState = true } = how;
     const options = {
       ...(start ? { initialState: { m: start.m, u: start.u, w: start.w } } : {}), implementation: this.activeImplementation(),
     };
     const q = this.weight('queries').read() as tf.Tensor2D;
     const project = (o: tf.Tensor4D) => this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
     if (!withState) return { y: project(aarenOp(q, k, v, options)) };
-    const { output, state } = real ? aarenWithStateOver(q, k, v, real, options)
-      : step ? aarenStep(q, k, v, options) : aarenWithState(q, k, v, options);
+    if (step) {
+      const { output, state, positions } = aarenStep(q, k, v, step.positions, options);
+      return { y: project(output), state, positions };
+    }
+    const { output, state } = real ? aarenWithStateOver(q, k, v, real, options) : aarenWithState(q, k, v, options);
     return { y: project(output), state };
   }
 
@@ -147,8 +151,8 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
     checkStepToken(this.layerName, x, D);
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, AarenLayerState] => {
-      const { y, state: next } = this.run(x.expandDims(1) as tf.Tensor3D, { start: state, step: true });
-      return [y.squeeze([1]) as tf.Tensor2D, { ...next!, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
+      const { y, state: next, positions } = this.run(x.expandDims(1) as tf.Tensor3D, { start: state, step: { positions: state.positions } });
+      return [y.squeeze([1]) as tf.Tensor2D, { ...next!, positions: positions! }];
     });
   }
 

@@ -82,13 +82,13 @@ function checkAaren(op: string, q: unknown, k: unknown, v: unknown, options: Aar
 }
 
 /**
- * How {@link run} runs: over rows padded on the right (`real`), as one decode token (`step`), and
- * whether the caller reads the final state (`withState`, default true): without it the kernels
- * skip the launches that form it.
+ * How {@link run} runs: over rows padded on the right (`real`), as one decode token of rows at
+ * `step.positions` (a decode state's), and whether the caller reads the final state (`withState`,
+ * default true): without it the kernels skip the launches that form it.
  */
 interface RunAs {
   real?: tf.Tensor2D;
-  step?: boolean;
+  step?: { positions: tf.Tensor1D };
   withState?: boolean;
 }
 
@@ -97,8 +97,8 @@ interface RunAs {
  * initial state. The state is undefined only where `as.withState` is false.
  */
 function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions, as: RunAs = {}):
-  { output: tf.Tensor4D; state: AarenState | undefined } {
-  const { real, step = false, withState = true } = as;
+  { output: tf.Tensor4D; state: AarenState | undefined; positions?: tf.Tensor1D } {
+  const { real, step, withState = true } = as;
   const args = checkAaren(op, q, k, v, options);
   if (real !== undefined) {
     const [B, T] = args.k.shape;
@@ -121,7 +121,7 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
       };
     });
   }
-  return kernel ? aarenOnScanKernels(args, step && T === 1, withState) : aarenReference(args);
+  return kernel ? aarenOnScanKernels(args, T === 1 ? step : undefined, withState) : aarenReference(args);
 }
 
 /** {@link run}'s result where the state was asked for. */
@@ -207,9 +207,13 @@ export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4
 
 /**
  * One decode token of {@link aarenWithState} (k and v `[B, 1, H, K]`) from `initialState`, for
- * the layer's `step` (not in `ops`): on webgpu the step kernel's two launches, which have no
- * gradient; elsewhere (or with `implementation: 'reference'`) the op itself, differentiable.
+ * the layer's `step` (not in `ops`), with the rows' `positions` (int32 `[B]`, a decode state's)
+ * each plus one: on webgpu the step kernel's two launches, which have no gradient and form the
+ * positions as they go; elsewhere (or with `implementation: 'reference'`) the op itself,
+ * differentiable, and tfjs's add.
  */
-export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {
-  return withItsState(run('aarenWithState', q, k, v, options, { step: true }));
+export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, positions: tf.Tensor1D, options: AarenOptions = {}):
+  AarenResult & { positions: tf.Tensor1D } {
+  const result = run('aarenWithState', q, k, v, options, { step: { positions } });
+  return { ...withItsState(result), positions: result.positions ?? tf.add(positions, tf.scalar(1, 'int32')) as tf.Tensor1D };
 }

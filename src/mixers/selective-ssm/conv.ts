@@ -48,14 +48,17 @@ function hasDepthwiseGradients(): boolean {
 interface ConvAttrs {
   hasWindow: boolean;
   nextWindow: boolean;
+  advance: boolean;
 }
 
 /**
  * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv.wgsl`). Inputs x `[B, T, E]` (or the
  * in projection's `[B, T, 2E]`, x its first half: no gradient then), the window of the dConv − 1
  * tokens before it `[B, dConv − 1, E]` (a stand-in where attrs say there is none: zeros), taps
- * `[dConv, E]` and bias `[E]`; outputs u = silu(the causal convolution) `[B, T, E]` and, with
- * attrs `nextWindow`, the window after x `[B, dConv − 1, E]`, which has no gradient. dConv ≥ 2.
+ * `[dConv, E]`, bias `[E]` and a decode state's positions int32 `[B]` (a stand-in without attrs
+ * `advance`); outputs u = silu(the causal convolution) `[B, T, E]`, with attrs `nextWindow` the
+ * window after x `[B, dConv − 1, E]`, and with `advance` the positions plus one; those two have no
+ * gradient. dConv ≥ 2.
  */
 const SSM_CONV = 'MixersSelectiveSSMConv';
 const CONV: KernelSource = { name: 'SelectiveSSMConv', code: [grid, floatBits, convInputs, convBody].join('\n') };
@@ -66,24 +69,27 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as ConvAttrs;
-    const { x, window, taps, bias } = namedInputs(inputs, 'x', 'window', 'taps', 'bias');
+    const { x, window, taps, bias, positions } = namedInputs(inputs, 'x', 'window', 'taps', 'bias', 'positions');
     const [B, T, width] = x.shape as [number, number, number];
     const [K, E] = taps.shape as [number, number];
-    const windowShape = [B, K - 1, E];
     const gpu = backend as WebGPUBackend;
-    const [u, next] = runKernel(gpu, CONV, {
-      inputs: [x, window, taps, bias],
-      outputs: [[B, T, E], windowShape],
+    const [u, next, after] = runKernel(gpu, CONV, {
+      inputs: [x, window, taps, bias, positions],
+      outputs: [[B, T, E], a.nextWindow ? [B, K - 1, E] : [1], { shape: a.advance ? [B] : [1], dtype: 'int32' }],
       params: [B, T, E, K].map((u32) => ({ u32 })),
       constants: {
-        WG: CONV_WG, HAS_WINDOW: a.hasWindow ? 1 : 0, NEXT_WINDOW: a.nextWindow ? 1 : 0, X_IN_PROJECTION: width === E ? 0 : 1,
+        WG: CONV_WG, HAS_WINDOW: a.hasWindow ? 1 : 0, NEXT_WINDOW: a.nextWindow ? 1 : 0, ADVANCE: a.advance ? 1 : 0,
+        X_IN_PROJECTION: width === E ? 0 : 1,
       },
       workgroups: grid1d(B * T * E + (a.nextWindow ? B * (K - 1) * E : 0), CONV_WG),
     });
-    if (a.nextWindow) return [u!, next!];
-    // unwritten, and bound to the pending command buffer: tfjs frees it once that is submitted
-    gpu.disposeData(next!.dataId);
-    return [u!];
+    // a stand-in is unwritten, and bound to the pending command buffer: tfjs frees it once that is submitted
+    const kept = [u!];
+    for (const [wanted, out] of [[a.nextWindow, next!], [a.advance, after!]] as const) {
+      if (wanted) kept.push(out);
+      else gpu.disposeData(out.dataId);
+    }
+    return kept;
   },
 });
 
@@ -147,20 +153,23 @@ function joined(x: tf.Tensor3D, window: tf.Tensor3D | undefined, K: number): tf.
  * SelectiveSSM's u = silu(causal depthwise convolution of x `[B, T, E]` with `taps` `[dConv, E]`
  * and `bias` `[E]`), the window `[B, dConv − 1, E]` (a decode step's or a prefill's state)
  * before x, zeros without one; with `next`, also the window after x, the last dConv − 1 of the
- * window followed by x. On webgpu one launch (with dConv ≥ 2), elsewhere tfjs ops
- * ({@link causalConv}); differentiable in x, the window, the taps and the bias. On that launch
- * x may also be the in projection's `[B, T, 2E]`, read in its first half where it lies (a decode
- * step's; no gradient then).
+ * window followed by x; with `positions` (a decode state's, int32 `[B]`), also each plus one. On
+ * webgpu one launch (with dConv ≥ 2), elsewhere tfjs ops ({@link causalConv}); differentiable in
+ * x, the window, the taps and the bias. On that launch x may also be the in projection's
+ * `[B, T, 2E]`, read in its first half where it lies (a decode step's; no gradient then).
  */
 export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, implementation: Implementation,
-  window?: tf.Tensor3D, next = false): { u: tf.Tensor3D; next?: tf.Tensor3D } {
+  window?: tf.Tensor3D, next = false, positions?: tf.Tensor1D): { u: tf.Tensor3D; next?: tf.Tensor3D; positions?: tf.Tensor1D } {
   const K = taps.shape[0];
   if (K >= 2 && useKernel('selectiveSSM', implementation)) {
-    const attrs: ConvAttrs = { hasWindow: window !== undefined, nextWindow: next };
-    // an absent window is a stand-in off the gradient's path, never read
-    const [u, after] = tf.engine().runKernel(SSM_CONV, { x, window: window ?? tf.zeros([1]), taps, bias },
-      attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D[];
-    return { u: u!, next: after };
+    const attrs: ConvAttrs = { hasWindow: window !== undefined, nextWindow: next, advance: positions !== undefined };
+    // an absent window or positions is a stand-in off the gradient's path, never read
+    const outs = tf.tidy(() => tf.engine().runKernel(SSM_CONV, {
+      x, window: window ?? tf.zeros([1]), taps, bias, positions: positions ?? tf.zeros([1], 'int32'),
+    }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[]);
+    // (the array is the gradient tape's record of the outputs: read, never changed)
+    const [u, ...more] = outs as [tf.Tensor3D, ...tf.Tensor[]];
+    return { u, next: next ? more[0] as tf.Tensor3D : undefined, positions: more[next ? 1 : 0] as tf.Tensor1D | undefined };
   }
   return tf.tidy(() => {
     const padded = joined(x.shape[2] === taps.shape[1] ? x : x.slice([0, 0, 0], [-1, -1, taps.shape[1]]), window, K);
@@ -169,6 +178,7 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
     return {
       u: tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D,
       ...(next ? { next: padded.slice([0, length - (K - 1), 0], [B, K - 1, E]) as tf.Tensor3D } : {}),
+      ...(positions ? { positions: tf.add(positions, tf.scalar(1, 'int32')) as tf.Tensor1D } : {}),
     };
   });
 }

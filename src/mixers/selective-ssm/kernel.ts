@@ -35,8 +35,13 @@ export interface ScanAttrs {
   deltaSoftplus: boolean;
   hasZ: boolean;
   hasInitialState: boolean;
-  /** The step's: z is the second half of each row of the in projection's `[B, 2E]`. */
+  /** z is the second half of each row of the in projection's `[B, (T,) 2E]`. */
   zInProjection?: boolean;
+  /**
+   * delta is formed in the kernels from the x projection: the delta input is dtProj `[R, E]` and
+   * bc that projection's output `[B, (T,) R + 2N]` = low | B | C.
+   */
+  lowRank?: boolean;
 }
 
 function sizesOf(u: tf.TensorInfo, chan: tf.TensorInfo): ScanSizes {
@@ -54,11 +59,14 @@ function gradLayout(s: ScanSizes, hasZ: boolean) {
   return { offDelta, offZ, offChan, offBC, size: offBC + s.rows * s.T * 2 * s.N * s.eBlocks };
 }
 
-/** The hooks' inputs u, delta, chan, bc, z, their Params' offsets and constants. */
+/** The hooks' inputs u, delta, chan, bc, z, their Params' offsets and Δ's rank, and constants. */
 function launchOf(inputs: tf.TensorInfo[], a: ScanAttrs, offsets: number[] = [0, 0, 0, 0]): ScanLaunch {
+  const R = a.lowRank ? inputs[1]!.shape[0]! : 0;
   return {
-    inputs, tail: offsets.map((v): Param => ({ u32: v })), nFirst: false,
-    constants: { SOFTPLUS: a.deltaSoftplus ? 1 : 0, HAS_Z: a.hasZ ? 1 : 0, Z_IN_PROJECTION: a.zInProjection ? 1 : 0 },
+    inputs, tail: [...offsets, R].map((v): Param => ({ u32: v })), nFirst: false,
+    constants: {
+      SOFTPLUS: a.deltaSoftplus ? 1 : 0, HAS_Z: a.hasZ ? 1 : 0, Z_IN_PROJECTION: a.zInProjection ? 1 : 0, LOW_RANK: a.lowRank ? 1 : 0,
+    },
   };
 }
 

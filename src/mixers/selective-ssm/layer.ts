@@ -5,7 +5,6 @@ import type { PrefillOptions } from '../../layers/prefill.js';
 import {
   argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
-import { denseGroups } from '../../dense/groups.js';
 import { convolved } from './conv.js';
 import { channelTable, scanKernel, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
 import { tableFromWeights } from './kernel.js';
@@ -29,10 +28,8 @@ export interface SelectiveSSMArgs extends MixerLayerArgs {
   dtInitFloor?: number;
 }
 
-/** The keys under which the layer keeps the step kernel's per-channel table, and its weights' column blocks. */
+/** The key under which the layer keeps the scan kernels' per-channel table. */
 const CHANNELS = 'channels';
-const X_LOW = 'xProj: the low-rank Δ\'s columns';
-const X_BC = 'xProj: B\'s and C\'s columns';
 
 const OPTIONS = optionNames<Omit<SelectiveSSMArgs, keyof MixerLayerArgs>>({
   expand: true, stateSize: true, dtRank: true, convKernel: true, dtMin: true, dtMax: true, dtInitFloor: true,
@@ -162,11 +159,6 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     // the scan kernels' table of each channel's A = −exp(ALog), D and Δ bias, which a step (and a
     // forward where no gradient is recorded) would otherwise form from the weights in a launch
     this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => this.table());
-    // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
-    // grouped product of a step and of a forward where no gradient is recorded. inProj's would
-    // copy the layer's largest weight: those read its halves where they lie instead
-    this.keepFromWeights(X_LOW, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
-    this.keepFromWeights(X_BC, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
@@ -177,15 +169,13 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   }
 
   /**
-   * Δ `[..., E]` and B|C `[..., 2N]` of the convolved inner tokens u `[..., E]` for the scan
-   * kernels, from the x projection's kept column blocks: one grouped launch for the low-rank Δ
-   * and B|C side by side (as the kernels read them), then Δ's own, where a product, three slices
-   * and a concat took five. Where no gradient is recorded.
+   * What the scan kernels read of the convolved inner tokens u `[..., E]` where no gradient is
+   * recorded: the x projection's output `[..., R + 2N]` = low | B | C as it lies, with dtProj,
+   * from which they form Δ = low·dtProj themselves (`lowRank`), where slicing B and C out and
+   * forming Δ took three launches more.
    */
-  private keptScanInputs(u: tf.Tensor): { delta: tf.Tensor; bc: tf.Tensor } {
-    const blocks = [X_LOW, X_BC].map((key) => this.kept(key) as tf.Tensor2D);
-    const [low, bc] = denseGroups(u, blocks, undefined, this.activeImplementation());
-    return { delta: this.dense(low!, 'dtProj'), bc: bc! };
+  private lowRankInputs(u: tf.Tensor): { dtProj: tf.Tensor2D; projected: tf.Tensor } {
+    return { dtProj: this.weight('dtProj').read() as tf.Tensor2D, projected: this.dense(u, 'xProj') };
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
@@ -193,13 +183,13 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     if (x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
     if (tf.engine().state.gradientDepth > 0) return this.tapedForward(x, implementation);
     // where no gradient is recorded, on the kernels: the convolution and the scan read x and z
-    // where they lie in the in projection [B, T, 2E], and the scan's table and B|C are the
-    // layer's kept ones, 8 launches where the block takes 17
+    // where they lie in the in projection [B, T, 2E], the scan reads the x projection as it lies
+    // and takes the layer's kept table, 7 launches where the block takes 17
     const projected = this.dense(x, 'inProj') as tf.Tensor3D;
     const { u } = this.convolve(projected, implementation);
-    const { delta, bc } = this.keptScanInputs(u);
-    const { output, state } = scanKernel(u, delta as tf.Tensor3D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
-      { z: projected, zInProjection: true, deltaSoftplus: true });
+    const inputs = this.lowRankInputs(u);
+    const { output, state } = scanKernel(u, inputs.dtProj, this.kept(CHANNELS) as tf.Tensor2D, inputs.projected as tf.Tensor3D,
+      { z: projected, zInProjection: true, deltaSoftplus: true, lowRank: true });
     state.dispose();
     return this.dense(output, 'outProj') as tf.Tensor3D;
   }
@@ -248,9 +238,9 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   }
 
   /** {@link convolved} with the layer's taps and bias. */
-  private convolve(inner: tf.Tensor3D, implementation: Implementation, window?: tf.Tensor3D, next = false) {
+  private convolve(inner: tf.Tensor3D, implementation: Implementation, window?: tf.Tensor3D, next = false, positions?: tf.Tensor1D) {
     return convolved(inner, this.weight('convKernel').read() as tf.Tensor2D, this.weight('convBias').read() as tf.Tensor1D,
-      implementation, window, next);
+      implementation, window, next, positions);
   }
 
   /**
@@ -301,16 +291,17 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       // lies in the in projection [B, 2E], where slicing them out took two launches
       const projected = this.dense(x, 'inProj') as tf.Tensor2D;
       const [inner, z] = kernel ? [projected, projected] : tf.split(projected, 2, -1) as [tf.Tensor2D, tf.Tensor2D];
-      const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true);
+      // the convolution's launch also advances every row's position
+      const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true, state.positions);
       const u = conv.u.squeeze([1]) as tf.Tensor2D;
       const options = {
         D: this.weight('D').read() as tf.Tensor1D, z, deltaBias: this.weight('deltaBias').read() as tf.Tensor1D, deltaSoftplus: true,
       };
       let next: { output: tf.Tensor2D; state: tf.Tensor3D };
       if (kernel) {
-        const { delta, bc } = this.keptScanInputs(u);
-        next = stepKernel(u, delta as tf.Tensor2D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor2D, state.ssm,
-          { ...options, zInProjection: true });
+        const inputs = this.lowRankInputs(u);
+        next = stepKernel(u, inputs.dtProj, this.kept(CHANNELS) as tf.Tensor2D, inputs.projected as tf.Tensor2D, state.ssm,
+          { ...options, zInProjection: true, lowRank: true });
       } else {
         const { delta, B, C } = this.scanInputs(u);
         next = selectiveScanStep(u, delta as tf.Tensor2D, this.stateMatrix(), B as tf.Tensor2D, C as tf.Tensor2D, state.ssm,
@@ -320,7 +311,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       return [y, {
         conv: conv.next!,
         ssm: next.state,
-        positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D,
+        positions: conv.positions!,
       }];
     });
   }

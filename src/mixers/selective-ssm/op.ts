@@ -130,12 +130,33 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
 }
 
 /**
+ * How the scan kernels read their inputs ({@link scanKernel}, {@link stepKernel}): `z` `[B, (T,) E]`,
+ * or with `zInProjection` the in projection's `[B, (T,) 2E]`, read in its second half where it
+ * lies; with `lowRank`, delta is dtProj `[R, E]` and bc the x projection's output
+ * `[B, (T,) R + 2N]` = low | B | C, and the kernels form delta = low·dtProj themselves.
+ */
+export interface KernelScanOptions {
+  z?: tf.Tensor;
+  deltaSoftplus: boolean;
+  zInProjection?: boolean;
+  lowRank?: boolean;
+}
+
+function attrsOf(options: KernelScanOptions, hasInitialState: boolean): tf.NamedAttrMap {
+  const attrs: ScanAttrs = {
+    deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState,
+    zInProjection: options.zInProjection ?? false, lowRank: options.lowRank ?? false,
+  };
+  return attrs as unknown as tf.NamedAttrMap;
+}
+
+/**
  * The scan kernels' launches with the per-channel table `chan [E, N+2]` ({@link channelTable})
- * and B and C side by side, `bc [B, T, 2N]`: the public op packs both; SelectiveSSM's forward,
- * where no gradient is recorded, keeps the table and forms B|C in its x projection's launch, and
- * passes its in projection `[B, T, 2E]` as `z` with `zInProjection` (z its second half), where
- * slicing, packing and forming them took eight launches. Differentiable (the op's gradient) for
- * any but `zInProjection`.
+ * and B and C side by side, `bc [B, T, 2N]`: the public op packs both. SelectiveSSM's forward,
+ * where no gradient is recorded, keeps the table, passes its in projection `[B, T, 2E]` as `z`
+ * (`zInProjection`) and its x projection's output as bc with dtProj as delta (`lowRank`), where
+ * the block's ops slice, pack and form them in launches of their own. Differentiable (the op's gradient) for
+ * neither of those two.
  *
  * @example
  * ```ts
@@ -143,20 +164,16 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
  * ```
  */
 export function scanKernel(
-  u: tf.Tensor3D, delta: tf.Tensor3D, chan: tf.Tensor2D, bc: tf.Tensor3D,
-  options: { z?: tf.Tensor; initialState?: tf.Tensor3D; deltaSoftplus: boolean; zInProjection?: boolean },
+  u: tf.Tensor3D, delta: tf.Tensor, chan: tf.Tensor2D, bc: tf.Tensor3D,
+  options: KernelScanOptions & { initialState?: tf.Tensor3D },
 ): SelectiveScanResult {
   const [output, state] = tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
     const inputs: tf.NamedTensorMap = {
       u, delta, chan, bc, z: options.z ?? tf.zeros([1]), initialState: options.initialState ?? tf.zeros([1]),
     };
-    const attrs: ScanAttrs = {
-      deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: !!options.initialState,
-      zInProjection: options.zInProjection ?? false,
-    };
     // the last two outputs are saved for the backward; the gradient tape keeps its own references
-    return (tf.engine().runKernel(SELECTIVE_SCAN, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[]).slice(0, 2);
+    return (tf.engine().runKernel(SELECTIVE_SCAN, inputs, attrsOf(options, !!options.initialState)) as tf.Tensor[]).slice(0, 2);
   });
   return { output: output as tf.Tensor3D, state: state as tf.Tensor3D };
 }
@@ -261,11 +278,9 @@ export function selectiveScanStep(
 
 /**
  * The step kernel's launch with its per-channel table, `chan [E, N+2]` ({@link channelTable}),
- * and B and C side by side, `bc [B, 2N]`: the public op packs both; SelectiveSSM's step keeps
- * the table while its weights stay the same, and slices B and C, adjacent, from its x projection
- * in one launch, where splitting them apart and packing them again took three. `z` is `[B, E]`,
- * or with `zInProjection` the in projection's `[B, 2E]`, read in its second half where it lies
- * (two slices fewer).
+ * and B and C side by side, `bc [B, 2N]`: the public op packs both. SelectiveSSM's step keeps
+ * the table while its weights stay the same and reads its in and x projections where they lie
+ * ({@link KernelScanOptions}), where the block's ops slice and form them in launches of their own.
  *
  * @example
  * ```ts
@@ -273,15 +288,11 @@ export function selectiveScanStep(
  * ```
  */
 export function stepKernel(
-  u: tf.Tensor2D, delta: tf.Tensor2D, chan: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D,
-  options: { z?: tf.Tensor; deltaSoftplus: boolean; zInProjection?: boolean },
+  u: tf.Tensor2D, delta: tf.Tensor2D, chan: tf.Tensor2D, bc: tf.Tensor2D, state: tf.Tensor3D, options: KernelScanOptions,
 ): SelectiveScanResult<tf.Rank.R2> {
   const [output, next] = tf.tidy(() => {
     const inputs: tf.NamedTensorMap = { u, delta, chan, bc, z: options.z ?? tf.zeros([1]), state };
-    const attrs: ScanAttrs = {
-      deltaSoftplus: options.deltaSoftplus, hasZ: !!options.z, hasInitialState: false, zInProjection: options.zInProjection ?? false,
-    };
-    return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return tf.engine().runKernel(SELECTIVE_SCAN_STEP, inputs, attrsOf(options, false)) as tf.Tensor[];
   });
   return { output: output as tf.Tensor2D, state: next as tf.Tensor3D };
 }
