@@ -227,9 +227,15 @@ describeOn('cpu', 'GatedLinearAttention layer: Keras behaviour', () => {
 
 // on webgpu the layer runs the op's WGSL scan kernels, and its decode the step kernel
 describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu backend)', () => {
-  it('the forward matches the float64 block, and step-by-step decode reproduces it', async () => {
+  // the forget gate's bias, zeros as built, set after the build: the step kernel reads it from
+  // what the layer keeps of forgetUp and it, which must be made again
+  it('the forward matches the float64 block, and step-by-step decode reproduces it, with a forget-gate bias set after the build', async () => {
     for (const [B, T, D, H] of [[1, 5, 8, 2], [2, 37, 16, 4]] as const) {
       const layer = built({ numHeads: H, gateLowRankDim: 4 }, D);
+      const bias = layer.weights.find((w) => w.originalName.endsWith('forgetUpBias'))!;
+      const drawn = tf.tensor1d(seededUniform(D + H, bias.shape[0]!, -3, 3));
+      bias.write(drawn);
+      drawn.dispose();
       const xs = seededUniform(B + T, B * T * D, -2, 2);
       const x = tf.tensor3d(xs, [B, T, D]);
       const parallel = layer.apply(x) as tf.Tensor3D;
@@ -245,7 +251,7 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
     }
   });
 
-  it('runs its forward in 10 launches and a decode step in 7: the projections of x grouped, the gate one, the readout one, the step one', async () => {
+  it('runs its forward in 10 launches and a decode step in 6: the projections of x grouped, the gate one, the readout one, the step one', async () => {
     const layer = built({ numHeads: 4 }, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -260,9 +266,10 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
       // the readout (no gradient recorded): RMSNorm times the output gate's swish in one launch, the projection
       'RmsNormSwishGateForwardVec4', 'DenseVec4',
     ]);
-    // the step kernel forms the log gate from its logits, and poisons in the same launch; then the position
+    // the step kernel forms the log gate from the low-rank features (the kept up projection and
+    // bias), and poisons in the same launch; then the position
     expect(await stepLaunches(layer, 2, 64)).toEqual({
-      ran: ['DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'BinaryOpProgram'],
+      ran: ['DenseGroups', 'DenseGroups', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'BinaryOpProgram'],
       positions: [1, 1],
     });
     tf.dispose(x);

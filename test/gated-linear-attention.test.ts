@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
 import {
-  gatedLinearAttention, gatedLinearAttentionStep, gatedLinearAttentionStepFromLogits, gatedLinearAttentionWithState, logForgetGate,
+  gatedLinearAttention, gatedLinearAttentionStep, gatedLinearAttentionStepFromLowRank, gatedLinearAttentionWithState, logForgetGate,
 } from '../src/mixers/gated-linear-attention/op.js';
 import type { Implementation } from '../src/validate.js';
 import { GLA_CHUNK } from '../src/mixers/gated-linear-attention/reference.js';
@@ -473,52 +473,65 @@ describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
     tf.dispose([z, dg, ...got, ...want]);
   });
 
-  it('a decode step is one launch, from the log gate or from its logits (the same numbers to the bit), and poisons what the forward poisons', async () => {
-    // one token of the base case, logits z over a range whose gates run from −0.3 to −1e-3
+  it('a decode step is one launch, from the log gate or from its low-rank features (the same numbers to the bit), and poisons what the forward poisons', async () => {
+    // one token of the base case; the gate's low-rank features (integers) and up projection with
+    // its bias (eighths) make every logit z exact in float32 in any order of its sums, so the
+    // kernel's z and tfjs's product meet to the bit; the gates run from about −0.5 to −1e-3
     const s: Case = { ...base, T: 1 };
     const { B, H, K, V } = s;
+    const r = 3;
     const clean = tensorsOf(s);
-    const z = tf.tensor4d(seededUniform(31, B * H * K, -6, 6), [B, 1, H, K]);
+    const low = tf.tensor3d(seededUniform(31, B * r, -2.5, 2.5).map(Math.round), [B, 1, r]);
+    const up = tf.tensor2d(seededUniform(32, (r + 1) * H * K, -8.5, 8.5).map((x) => Math.round(x) / 8), [r + 1, H * K]);
     const state = clean.initialState!;
-    const fromLogits = (a: typeof clean, logits: tf.Tensor4D) => gatedLinearAttentionStepFromLogits(a.q, a.k, a.v, logits, 16, state);
+    const gateOf = (l: tf.Tensor3D, u: tf.Tensor2D) => tf.tidy(() => logForgetGate(tf.add(tf.matMul(l.reshape([B, r]), u.slice([0, 0], [r, -1])),
+      u.slice([r, 0], [1, -1])).reshape([B, 1, H, K]) as tf.Tensor4D, 16));
+    const fromLowRank = (a: typeof clean, l: tf.Tensor3D, u: tf.Tensor2D) => gatedLinearAttentionStepFromLowRank(a.q, a.k, a.v, l, u, 16, state);
     let got: tf.Tensor[] = [];
     const ran = await launchedPipelines(async () => {
-      const r = fromLogits(clean, z);
-      got = [r.output, r.state];
+      const result = fromLowRank(clean, low, up);
+      got = [result.output, result.state];
       await Promise.all(got.map((t) => t.data()));
     });
     expect(ran).toEqual(['GatedLinearAttentionStep']);
-    const g = logForgetGate(z, 16);
+    const g = gateOf(low, up);
     const plain = gatedLinearAttentionStep(clean.q, clean.k, clean.v, g, state);
     const want = [await values(plain.output), await values(plain.state)];
     expect(Array.from(await values(got[0]!))).toEqual(Array.from(want[0]!));
     expect(Array.from(await values(got[1]!))).toEqual(Array.from(want[1]!));
-    // batch row 1, head 1's last channel: k, v, a logit of −∞ (g = −∞) or NaN, q (its output only), and g > 0
-    const spoils = [['k', NaN], ['v', Infinity], ['z', -Infinity], ['z', NaN], ['q', -Infinity], ['g', 0.5]] as const;
+    // batch row 1, head 1's last channel: k, v, q (its output only) and g > 0; a NaN feature of
+    // batch row 1 (every head of the row); a NaN up projection or a bias of −∞ (g = −∞) at head
+    // 1's last channel (head 1 of every row). (A bias of +∞ gives g = 0, a gate that keeps all.)
+    const spoils = [['k', NaN], ['v', Infinity], ['q', -Infinity], ['g', 0.5], ['low', NaN], ['up', NaN], ['bias', -Infinity]] as const;
     for (const [name, bad] of spoils) {
+      const source = name === 'g' ? g : name === 'low' ? low : name === 'up' || name === 'bias' ? up : clean[name];
       const width = name === 'v' ? V : K;
-      const source = name === 'g' ? g : name === 'z' ? z : clean[name];
+      const at = name === 'low' ? 1 * r + 1 : name === 'up' ? 1 * H * K + 1 * K + K - 1 : name === 'bias' ? r * H * K + 1 * K + K - 1
+        : (1 * H + 1) * width + width - 1;
       const data = (await source.data()).slice();
-      data[(1 * H + 1) * width + width - 1] = bad;
-      const spoilt = tf.tensor(data, source.shape) as tf.Tensor4D;
+      data[at] = bad;
+      const spoilt = tf.tensor(data, source.shape);
       const before = tf.memory().numTensors;
-      const r = name === 'g'
-        ? gatedLinearAttentionStep(clean.q, clean.k, clean.v, spoilt, state)
-        : name === 'z' ? fromLogits(clean, spoilt) : fromLogits({ ...clean, [name]: spoilt }, z);
-      const [o, st] = [await values(r.output), await values(r.state)];
+      const result = name === 'g' ? gatedLinearAttentionStep(clean.q, clean.k, clean.v, spoilt as tf.Tensor4D, state)
+        : name === 'low' ? fromLowRank(clean, spoilt as tf.Tensor3D, up)
+          : name === 'up' || name === 'bias' ? fromLowRank(clean, low, spoilt as tf.Tensor2D)
+            : fromLowRank({ ...clean, [name]: spoilt }, low, up);
+      // the (b, h) rows that turn NaN
+      const poisoned = (bh: number) => name === 'low' ? Math.floor(bh / H) === 1 : name === 'up' || name === 'bias' ? bh % H === 1 : bh === 1 * H + 1;
+      const [o, st] = [await values(result.output), await values(result.state)];
       o.forEach((e, j) => {
-        if (Math.floor(j / V) === 1 * H + 1) expect(e, `${name}=${bad}: output ${j}`).toBeNaN();
+        if (poisoned(Math.floor(j / V))) expect(e, `${name}=${bad}: output ${j}`).toBeNaN();
         else expect(e, `${name}=${bad}: output ${j}`).toBe(want[0]![j]);
       });
       st.forEach((e, j) => {
-        if (name !== 'q' && Math.floor(j / (K * V)) === 1 * H + 1) expect(e, `${name}=${bad}: state ${j}`).toBeNaN();
+        if (name !== 'q' && poisoned(Math.floor(j / (K * V)))) expect(e, `${name}=${bad}: state ${j}`).toBeNaN();
         else expect(e, `${name}=${bad}: state ${j}`).toBe(want[1]![j]);
       });
-      tf.dispose([r.output, r.state]);
+      tf.dispose([result.output, result.state]);
       expect(tf.memory().numTensors, `${name}=${bad}: tensors left`).toBe(before);
       spoilt.dispose();
     }
-    tf.dispose([...Object.values(clean).filter((t) => t !== undefined) as tf.Tensor[], z, g, plain.output, plain.state, got]);
+    tf.dispose([...Object.values(clean).filter((t) => t !== undefined) as tf.Tensor[], low, up, g, plain.output, plain.state, got]);
   });
 
   it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches), a bad token in any chunk poisons exactly the outputs and states that see it, in place, leaving no data behind`, async () => {

@@ -25,8 +25,9 @@ import {
  * outputs and final states that see one are NaN, as the reference's (seen.wgsl, in place: see runSeen). The
  * gradient's kernel outputs q's, k's, v's and g's gradients and the initial state's. The
  * step takes q, k, v, g `[B, 1, H, ·]` and the state, has no gradient, and poisons in its own
- * launch (step.wgsl); with attrs `normalizer` its g holds the forget gate's logits z, and the log
- * gate is logsigmoid(z)/normalizer.
+ * launch (step.wgsl); with attrs `normalizer` its g holds the forget gate's low-rank features low
+ * `[B, r]` and input `up` its up projection with the bias as a last row `[r + 1, H·K]`, and the
+ * log gate is logsigmoid(low·up + bias)/normalizer.
  */
 export const GATED_LINEAR_ATTENTION = 'MixersGatedLinearAttention';
 export const GATED_LINEAR_ATTENTION_GRAD = 'MixersGatedLinearAttentionGrad';
@@ -39,7 +40,10 @@ const KERNELS = scanKernels('GatedLinearAttention', [floatBits, hooks].join('\n'
 export interface GlaAttrs {
   scale: number;
   hasInitialState: boolean;
-  /** The step's: g holds logits z, and the log gate is logsigmoid(z)/normalizer; absent, g is the log gate. */
+  /**
+   * The step's: g holds the forget gate's low-rank features, and the log gate is
+   * logsigmoid(low·up + bias)/normalizer; absent, g is the log gate.
+   */
   normalizer?: number;
 }
 
@@ -127,10 +131,15 @@ registerKernelOnce({
     const a = attrs as unknown as GlaAttrs;
     const [B, , H, K] = q.shape as [number, number, number, number];
     const V = v.shape[3]!;
+    const lowRank = a.normalizer !== undefined;
+    // without a low-rank gate, up is never read: g stands in for it
+    const up = lowRank ? namedInputs(inputs, 'up').up : g;
     return runKernel(backend as WebGPUBackend, STEP, {
-      inputs: [q, k, v, g, state], outputs: [v.shape, state.shape],
-      params: [{ u32: B * H }, { u32: H }, { u32: K }, { u32: V }, { f32: a.scale }, { f32: a.normalizer ?? 1 }],
-      constants: { WG: LAUNCH_WG, GATE_LOGITS: a.normalizer === undefined ? 0 : 1 },
+      inputs: [q, k, v, g, up, state], outputs: [v.shape, state.shape],
+      params: [
+        { u32: B * H }, { u32: H }, { u32: K }, { u32: V }, { f32: a.scale }, { f32: a.normalizer ?? 1 }, { u32: lowRank ? up.shape[0]! - 1 : 0 },
+      ],
+      constants: { WG: LAUNCH_WG, GATE_LOW_RANK: lowRank ? 1 : 0 },
       workgroups: grid1d(B * H * V, LAUNCH_WG),
     });
   },

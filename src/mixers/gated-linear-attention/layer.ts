@@ -2,9 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import { checkPositions } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
-import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, describe, optionNames } from '../../validate.js';
+import {
+  argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, describe, optionNames, useKernel,
+} from '../../validate.js';
 import { rmsNormSwishGate } from '../../layer-norm/op.js';
-import { gatedLinearAttentionStepFromLogits, gatedLinearAttentionWithState, logForgetGate } from './op.js';
+import {
+  gatedLinearAttentionStep, gatedLinearAttentionStepFromLowRank, gatedLinearAttentionWithState, logForgetGate,
+} from './op.js';
 
 /** Arguments of the {@link GatedLinearAttention} layer (flash-linear-attention's names in parentheses). */
 export interface GatedLinearAttentionArgs extends MixerLayerArgs {
@@ -29,6 +33,9 @@ export type GatedLinearAttentionState = {
   /** int32 `[B]`: the tokens each row has consumed. */
   positions: tf.Tensor1D;
 };
+
+/** The key under which the layer keeps the forget gate's up projection and bias, one tensor `[r + 1, H·K]`. */
+const GATE_UP = 'forgetUp | forgetUpBias';
 
 /** fla's `gate_logit_normalizer`: log gates are logsigmoid(·)/16, so a fresh layer forgets slowly. */
 const GATE_NORMALIZER = 16;
@@ -115,22 +122,33 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     add('norm', [HV / H], tf.initializers.ones());
     add('output', [HV, D], glorot());
     this.setDims({ H, K: HK / H, V: HV / H });
+    // the step kernel's up projection of the forget gate with its bias as a last row, so that it
+    // forms the gate from the low-rank features in the launch that steps
+    this.keepFromWeights(GATE_UP, ['forgetUp', 'forgetUpBias'], () =>
+      tf.concat([this.weight('forgetUp').read(), this.weight('forgetUpBias').read().reshape([1, HK])]));
   }
 
   /**
-   * Every projection of x `[B, T, D]`, in three launches where they fit (a grouped launch may
-   * bind at most three weights: a kernel counts on only 8 storage buffers): q, k and the forget
-   * gate's logits z `[B, T, H, K]`, v `[B, T, H, V]` and the output gate before its swish
-   * `[B, T, H·V]`.
+   * The projections of x `[B, T, D]`, in two launches where they fit (a grouped launch may bind at
+   * most three weights: a kernel counts on only 8 storage buffers): q and k `[B, T, H, K]`, v
+   * `[B, T, H, V]`, the forget gate's low-rank features `[B, T, r]` and the output gate before its
+   * swish `[B, T, H·V]`.
    */
-  private projections(x: tf.Tensor3D): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; z: tf.Tensor4D; gate: tf.Tensor } {
+  private projections(x: tf.Tensor3D): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; low: tf.Tensor3D; gate: tf.Tensor } {
     const { H, K, V } = this.dims();
     const [B, T] = x.shape;
     const heads = (t: tf.Tensor, width: number) => t.reshape([B, T, H, width]) as tf.Tensor4D;
     const [q, k, v] = this.denseAll(x, ['query', 'key', 'value']);
     const [low, gate] = this.denseAll(x, ['forgetDown', 'outputGate']);
-    const z = this.dense(low!, 'forgetUp');
-    return { q: heads(q!, K), k: heads(k!, K), v: heads(v!, V), z: heads(z, K), gate: gate! };
+    return { q: heads(q!, K), k: heads(k!, K), v: heads(v!, V), low: low as tf.Tensor3D, gate: gate! };
+  }
+
+  /** The log forget gates `[B, T, H, K]` of the low-rank features `[B, T, r]`: their up projection, then {@link logForgetGate}. */
+  private logGates(low: tf.Tensor3D): tf.Tensor4D {
+    const { H, K } = this.dims();
+    const [B, T] = low.shape;
+    const z = this.dense(low, 'forgetUp').reshape([B, T, H, K]) as tf.Tensor4D;
+    return logForgetGate(z, GATE_NORMALIZER, this.activeImplementation());
   }
 
   /**
@@ -146,9 +164,8 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
   }
 
   protected forward(x: tf.Tensor3D): tf.Tensor3D {
-    const { q, k, v, z, gate } = this.projections(x);
-    const g = logForgetGate(z, GATE_NORMALIZER, this.activeImplementation());
-    const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { implementation: this.activeImplementation() });
+    const { q, k, v, low, gate } = this.projections(x);
+    const { output, state } = gatedLinearAttentionWithState(q, k, v, this.logGates(low), { implementation: this.activeImplementation() });
     state.dispose();
     return this.readout(output, gate);
   }
@@ -175,8 +192,12 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     this.checkState(`${this.layerName}.step`, state, x.shape[0]);
     return tf.tidy((): [tf.Tensor2D, GatedLinearAttentionState] => {
       const token = x.expandDims(1) as tf.Tensor3D;
-      const { q, k, v, z, gate } = this.projections(token);
-      const next = gatedLinearAttentionStepFromLogits(q, k, v, z, GATE_NORMALIZER, state.S, { implementation: this.activeImplementation() });
+      const { q, k, v, low, gate } = this.projections(token);
+      const implementation = this.activeImplementation();
+      // on the kernel the step forms the log gates from the low-rank features itself
+      const next = useKernel(this.layerName, implementation) && x.shape[0] > 0
+        ? gatedLinearAttentionStepFromLowRank(q, k, v, low, this.kept(GATE_UP) as tf.Tensor2D, GATE_NORMALIZER, state.S)
+        : gatedLinearAttentionStep(q, k, v, this.logGates(low), state.S, { implementation });
       const y = this.readout(next.output, gate).squeeze([1]) as tf.Tensor2D;
       return [y, { S: next.state, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
     });
@@ -209,8 +230,8 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
       run: ({ x: clean, start, real }) => {
-        const { q, k, v, z, gate } = this.projections(clean);
-        const g = logForgetGate(z, GATE_NORMALIZER, this.activeImplementation());
+        const { q, k, v, low, gate } = this.projections(clean);
+        const g = this.logGates(low);
         const keep = (t: tf.Tensor4D) => tf.where(real.expandDims(2).expandDims(3), t, tf.zerosLike(t)) as tf.Tensor4D;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
         return [this.readout(run.output, gate), { S: run.state }];

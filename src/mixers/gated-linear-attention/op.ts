@@ -67,7 +67,7 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
  * Runs checked arguments: the kernels or the reference; with `step`, one token through the
  * gradient-less step kernel on webgpu.
  */
-function run(args: GlaArgs & { kernel: boolean }, step = false, normalizer?: number): GatedLinearAttentionResult {
+function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAttentionResult {
   const [B, T, H, K] = args.q.shape;
   const V = args.v.shape[3];
   if (B === 0 || T === 0) {
@@ -85,7 +85,7 @@ function run(args: GlaArgs & { kernel: boolean }, step = false, normalizer?: num
   // output that sees it
   return tf.tidy(() => {
     if (!args.kernel) return gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) });
-    if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! }, normalizer);
+    if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
     // an absent initialState is a stand-in off the gradient's path, never read
     return onKernels(args, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
   });
@@ -97,11 +97,9 @@ function run(args: GlaArgs & { kernel: boolean }, step = false, normalizer?: num
  * reference makes them, in one more launch where the reference's tfjs ops take dozens (each a
  * launch, whose CPU cost dominates a layer call on a GPU).
  */
-function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap, normalizer?: number): GatedLinearAttentionResult {
+function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap): GatedLinearAttentionResult {
   const { q, k, v, g } = args;
-  const attrs: GlaAttrs = {
-    scale: args.scale, hasInitialState: args.initialState !== undefined, ...(normalizer === undefined ? {} : { normalizer }),
-  };
+  const attrs: GlaAttrs = { scale: args.scale, hasInitialState: args.initialState !== undefined };
   const [output, state] = tf.engine().runKernel(kernelName, { q, k, v, g, ...start }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return { output: output as tf.Tensor4D, state: state as tf.Tensor4D };
 }
@@ -207,17 +205,22 @@ export function logForgetGate(z: tf.Tensor4D, normalizer: number, implementation
 }
 
 /**
- * {@link gatedLinearAttentionStep} with the log gate given by its logits z `[B, 1, H, K]`,
- * g = {@link logForgetGate}(z, normalizer): on webgpu the step kernel forms g itself, in the
- * launch that steps (three fewer than tfjs's ops take); elsewhere g is formed, then stepped.
+ * {@link gatedLinearAttentionStep} on the step kernel (webgpu only, no gradient, inputs as the
+ * layer forms them, unchecked) with the log gate given by the forget gate's low-rank features
+ * `low` `[B, 1, r]` and `up` `[r + 1, H·K]`, its up projection with the bias as a last row:
+ * g = {@link logForgetGate}(low·up + bias, normalizer), formed in the launch that steps, where
+ * the up projection and the gate took one each.
+ *
+ * @example
+ * ```ts
+ * const { output, state: next } = gatedLinearAttentionStepFromLowRank(q, k, v, low, up, 16, state);  // webgpu only
+ * ```
  */
-export function gatedLinearAttentionStepFromLogits(
-  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, z: tf.Tensor4D, normalizer: number, state: tf.Tensor4D,
-  options: GatedLinearAttentionOptions = {},
+export function gatedLinearAttentionStepFromLowRank(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, low: tf.Tensor3D, up: tf.Tensor2D, normalizer: number, state: tf.Tensor4D,
 ): GatedLinearAttentionResult {
-  const op = 'gatedLinearAttentionStep';
-  if (useKernel(op, options.implementation) && q.shape[1] === 1) {
-    return run(checkArgs(op, q, k, v, z, { ...options, initialState: state }), true, normalizer);
-  }
-  return tf.tidy(() => gatedLinearAttentionStep(q, k, v, logForgetGate(z, normalizer, options.implementation), state, options));
+  const attrs: GlaAttrs = { scale: 1 / Math.sqrt(q.shape[3]), hasInitialState: true, normalizer };
+  const [output, next] = tf.engine().runKernel(GATED_LINEAR_ATTENTION_STEP, { q, k, v, g: low, up, state },
+    attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return { output: output as tf.Tensor4D, state: next as tf.Tensor4D };
 }
