@@ -69,9 +69,9 @@ function chainTerms(layer: SelectiveSSM, T: number, D: number): number {
 const built = (args: SelectiveSSMArgs, D: number) => builtFor(layers.selectiveSSM(args), D);
 
 /**
- * Sizes: B 1..2; T of 1, odd, and past a 32-step kernel chunk; D 8 or 12; R 1 or 3 (the kernels
- * form Δ's low-rank product themselves where no gradient is recorded); N 1, 4 or 16; dConv 1 (no
- * convolution window), 2 or 4.
+ * Sizes: B 1..2; T of 1, odd, and past a 32-step kernel chunk; D 8 or 12; R 1 or 3 (a decode
+ * step's kernel forms Δ's low-rank product itself); N 1, 4 or 16; dConv 1 (no convolution
+ * window), 2 or 4.
  */
 const cases = fc.record({
   B: fc.integer({ min: 1, max: 2 }),
@@ -256,7 +256,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
 describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
-  it('runs its forward in 7 launches where no gradient is recorded, and in 13 under a tape, its scan\'s and table\'s gradient in 5', async () => {
+  it('runs its forward in 8 launches where no gradient is recorded, and in 13 under a tape, its scan\'s and table\'s gradient in 5', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -264,10 +264,9 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
       await y.data();
       y.dispose();
     });
-    // the in projection, read in place by the convolution (x) and the scan (z); the x projection,
-    // read in place by the scan, which forms Δ from its low rank; the scan with the kept table;
-    // the output projection
-    expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseVec4',
+    // the in projection, read in place by the convolution (x) and the scan (z); the x projection's
+    // kept blocks grouped, Δ's; the scan with the kept table; the output projection
+    expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseGroups', 'DenseVec4',
       'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
     const taped = await launchedPipelines(async () => {
       const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);

@@ -5,6 +5,7 @@ import type { PrefillOptions } from '../../layers/prefill.js';
 import {
   argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
+import { denseGroups } from '../../dense/groups.js';
 import { convolved } from './conv.js';
 import { channelTable, scanKernel, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
 import { tableFromWeights } from './kernel.js';
@@ -28,8 +29,10 @@ export interface SelectiveSSMArgs extends MixerLayerArgs {
   dtInitFloor?: number;
 }
 
-/** The key under which the layer keeps the scan kernels' per-channel table. */
+/** The keys under which the layer keeps the scan kernels' per-channel table, and the x projection's column blocks. */
 const CHANNELS = 'channels';
+const X_LOW = 'xProj: the low-rank Δ\'s columns';
+const X_BC = 'xProj: B\'s and C\'s columns';
 
 const OPTIONS = optionNames<Omit<SelectiveSSMArgs, keyof MixerLayerArgs>>({
   expand: true, stateSize: true, dtRank: true, convKernel: true, dtMin: true, dtMax: true, dtInitFloor: true,
@@ -159,6 +162,11 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     // the scan kernels' table of each channel's A = −exp(ALog), D and Δ bias, which a step (and a
     // forward where no gradient is recorded) would otherwise form from the weights in a launch
     this.keepFromWeights(CHANNELS, ['ALog', 'D', 'deltaBias'], () => this.table());
+    // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
+    // grouped product of a forward where no gradient is recorded. inProj's would copy the
+    // layer's largest weight: the kernels read its halves where they lie instead
+    this.keepFromWeights(X_LOW, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
+    this.keepFromWeights(X_BC, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
@@ -169,10 +177,23 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   }
 
   /**
-   * What the scan kernels read of the convolved inner tokens u `[..., E]` where no gradient is
-   * recorded: the x projection's output `[..., R + 2N]` = low | B | C as it lies, with dtProj,
-   * from which they form Δ = low·dtProj themselves (`lowRank`), where slicing B and C out and
-   * forming Δ took three launches more.
+   * Δ `[..., E]` and B|C `[..., 2N]` of the convolved inner tokens u `[..., E]` for the scan
+   * kernels, from the x projection's kept column blocks: one grouped launch for the low-rank Δ
+   * and B|C side by side (as the kernels read them), then Δ's own, where a product, three slices
+   * and a concat took five. Where no gradient is recorded, over T tokens: forming Δ in the scan's
+   * passes instead (`lowRank`, as a step does) took SwiftShader 20–40 % longer in each pass.
+   */
+  private keptScanInputs(u: tf.Tensor): { delta: tf.Tensor; bc: tf.Tensor } {
+    const blocks = [X_LOW, X_BC].map((key) => this.kept(key) as tf.Tensor2D);
+    const [low, bc] = denseGroups(u, blocks, undefined, this.activeImplementation());
+    return { delta: this.dense(low!, 'dtProj'), bc: bc! };
+  }
+
+  /**
+   * What a decode step's scan kernel reads of the convolved inner token u `[B, E]`: the x
+   * projection's output `[B, R + 2N]` = low | B | C as it lies, with dtProj, from which it forms
+   * Δ = low·dtProj itself (`lowRank`), where slicing B and C out and forming Δ took three
+   * launches more.
    */
   private lowRankInputs(u: tf.Tensor): { dtProj: tf.Tensor2D; projected: tf.Tensor } {
     return { dtProj: this.weight('dtProj').read() as tf.Tensor2D, projected: this.dense(u, 'xProj') };
@@ -183,13 +204,13 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     if (x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
     if (tf.engine().state.gradientDepth > 0) return this.tapedForward(x, implementation);
     // where no gradient is recorded, on the kernels: the convolution and the scan read x and z
-    // where they lie in the in projection [B, T, 2E], the scan reads the x projection as it lies
-    // and takes the layer's kept table, 7 launches where the block takes 17
+    // where they lie in the in projection [B, T, 2E], and the scan's table and B|C are the
+    // layer's kept ones, 8 launches where the block takes 17
     const projected = this.dense(x, 'inProj') as tf.Tensor3D;
     const { u } = this.convolve(projected, implementation);
-    const inputs = this.lowRankInputs(u);
-    const { output, state } = scanKernel(u, inputs.dtProj, this.kept(CHANNELS) as tf.Tensor2D, inputs.projected as tf.Tensor3D,
-      { z: projected, zInProjection: true, deltaSoftplus: true, lowRank: true });
+    const { delta, bc } = this.keptScanInputs(u);
+    const { output, state } = scanKernel(u, delta as tf.Tensor3D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
+      { z: projected, zInProjection: true, deltaSoftplus: true });
     state.dispose();
     return this.dense(output, 'outProj') as tf.Tensor3D;
   }

@@ -132,8 +132,8 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
 /**
  * How the scan kernels read their inputs ({@link scanKernel}, {@link stepKernel}): `z` `[B, (T,) E]`,
  * or with `zInProjection` the in projection's `[B, (T,) 2E]`, read in its second half where it
- * lies; with `lowRank`, delta is dtProj `[R, E]` and bc the x projection's output
- * `[B, (T,) R + 2N]` = low | B | C, and the kernels form delta = low·dtProj themselves.
+ * lies; with `lowRank` (a step's), delta is dtProj `[R, E]` and bc the x projection's output
+ * `[B, R + 2N]` = low | B | C, and the kernel forms delta = low·dtProj itself.
  */
 export interface KernelScanOptions {
   z?: tf.Tensor;
@@ -153,10 +153,10 @@ function attrsOf(options: KernelScanOptions, hasInitialState: boolean): tf.Named
 /**
  * The scan kernels' launches with the per-channel table `chan [E, N+2]` ({@link channelTable})
  * and B and C side by side, `bc [B, T, 2N]`: the public op packs both. SelectiveSSM's forward,
- * where no gradient is recorded, keeps the table, passes its in projection `[B, T, 2E]` as `z`
- * (`zInProjection`) and its x projection's output as bc with dtProj as delta (`lowRank`), where
- * the block's ops slice, pack and form them in launches of their own. Differentiable (the op's gradient) for
- * neither of those two.
+ * where no gradient is recorded, keeps the table, forms B|C in its x projection's launch, and
+ * passes its in projection `[B, T, 2E]` as `z` with `zInProjection` (z its second half), where
+ * slicing, packing and forming them took eight launches. Differentiable (the op's gradient) for
+ * any but `zInProjection`.
  *
  * @example
  * ```ts
@@ -165,7 +165,7 @@ function attrsOf(options: KernelScanOptions, hasInitialState: boolean): tf.Named
  */
 export function scanKernel(
   u: tf.Tensor3D, delta: tf.Tensor, chan: tf.Tensor2D, bc: tf.Tensor3D,
-  options: KernelScanOptions & { initialState?: tf.Tensor3D },
+  options: Omit<KernelScanOptions, 'lowRank'> & { initialState?: tf.Tensor3D },
 ): SelectiveScanResult {
   const [output, state] = tf.tidy(() => {
     // an absent z or initialState is a stand-in off the gradient's path, never read
