@@ -40,6 +40,8 @@ export interface InstalledWebGPU {
   kind: 'hardware' | 'swiftshader';
   /** A short description of the adapter, for logs and bench reports. */
   description: string;
+  /** How Node waits for this adapter: `'busy'` or `'yield'` (see {@link InstallWebGPUOptions.poll}). */
+  poll: 'busy' | 'yield';
   /**
    * Removes `navigator.gpu` and the `OffscreenCanvas` stand-in that {@link installWebGPU}
    * added; Node may not exit while `navigator.gpu` is installed.
@@ -126,6 +128,51 @@ export interface InstallWebGPUOptions {
    * exact GPU timestamps in `tf.time` (Dawn rounds them by default). Default none.
    */
   dawnFlags?: string[];
+  /**
+   * How Node waits for the GPU. While a read or a fence is pending, Dawn's Node bindings poll the
+   * device from `setImmediate`, over and over: `'busy'` leaves them so, one core spinning, the
+   * shortest wait on a GPU. `'yield'` lets a wait poll so for a millisecond, then has each poll
+   * wait a millisecond (`setTimeout`), so that the core is free for SwiftShader's threads, which
+   * run the kernels on the same CPU. `'auto'` (the default): `'yield'` on SwiftShader, else
+   * `'busy'`. It wraps `globalThis.setImmediate` for anonymous native callbacks (Dawn's polls)
+   * only, until `uninstall()`.
+   */
+  poll?: 'auto' | 'busy' | 'yield';
+}
+
+const POLL_MODES = ['auto', 'busy', 'yield'];
+/** How long a wait polls without pause before its polls yield, ms: a short read costs no more. */
+const BUSY_MS = 4;
+
+/**
+ * Has anonymous native callbacks given to `setImmediate` (Dawn's polls of the device while a
+ * read or fence waits) run a millisecond later, once their wait has polled for {@link BUSY_MS};
+ * returns what undoes it. A poll scheduled from outside a poll starts a wait; one scheduled
+ * while a poll runs continues it.
+ */
+function yieldingPolls(): () => void {
+  const immediate = globalThis.setImmediate;
+  const native = (fn: unknown) => typeof fn === 'function' && fn.name === '' && Function.prototype.toString.call(fn).includes('[native code]');
+  let polling = false;
+  let started = 0;
+  const wrapped = ((fn: (...args: unknown[]) => void, ...args: unknown[]) => {
+    if (!native(fn)) return immediate(fn, ...args);
+    const now = performance.now();
+    if (!polling) started = now;
+    const poll = () => {
+      polling = true;
+      try {
+        fn(...args);
+      } finally {
+        polling = false;
+      }
+    };
+    return now - started < BUSY_MS ? immediate(poll) : setTimeout(poll, 1);
+  }) as unknown as typeof setImmediate;
+  globalThis.setImmediate = Object.assign(wrapped, { __promisify__: immediate.__promisify__ });
+  return () => {
+    if (globalThis.setImmediate === wrapped) globalThis.setImmediate = immediate;
+  };
 }
 
 /**
@@ -141,7 +188,7 @@ export interface InstallWebGPUOptions {
  * then fails with an error that says to use `await tensor.data()` instead, as Dawn has no
  * synchronous read of GPU memory.
  *
- * @param options - Flags for Dawn.
+ * @param options - Flags for Dawn, and how Node waits for the GPU.
  * @returns The installed adapter, or `null` when the `webgpu` package loads but no adapter can
  * be found (neither a GPU driver nor SwiftShader): see {@link HOW_TO_GET_AN_ADAPTER}.
  * `navigator.gpu` is not set then, so callers can fall back to another backend.
@@ -165,6 +212,10 @@ export interface InstallWebGPUOptions {
  * ```
  */
 export async function installWebGPU(options: InstallWebGPUOptions = {}): Promise<InstalledWebGPU | null> {
+  const poll = options.poll ?? 'auto';
+  if (!POLL_MODES.includes(poll)) {
+    throw new Error(`installWebGPU: option 'poll' must be 'auto', 'busy' or 'yield'; received ${JSON.stringify(poll)}.`);
+  }
   const dawn = await importDawn();
   Object.assign(globalThis, dawn.globals);
   // SwiftShader's Vulkan surface code wants a runtime dir even when nothing is drawn
@@ -178,12 +229,16 @@ export async function installWebGPU(options: InstallWebGPUOptions = {}): Promise
     g.navigator ??= {} as { gpu?: GPU };
     g.navigator.gpu = gpu;
     g.OffscreenCanvas ??= OffscreenCanvasMissingInNode;
+    const yielding = poll === 'yield' || (poll === 'auto' && kind === 'swiftshader');
+    const restorePolls = yielding ? yieldingPolls() : () => {};
     return {
       kind,
       description: `${kind === 'swiftshader' ? 'SwiftShader' : 'GPU'}: ${await describeAdapter(adapter)}`,
+      poll: yielding ? 'yield' : 'busy',
       uninstall: () => {
         delete g.navigator?.gpu;
         if (g.OffscreenCanvas === OffscreenCanvasMissingInNode) delete g.OffscreenCanvas;
+        restorePolls();
       },
     };
   };

@@ -31,19 +31,63 @@ describe('installWebGPU in a fresh Node process', () => {
   it('prints nothing to stderr while it looks for an adapter, and uninstall removes what it added', () => {
     const run = runNode(`
       const { installWebGPU } = await import(${JSON.stringify(nodeModule)});
+      const immediate = globalThis.setImmediate;
       const gpu = await installWebGPU();
-      const installed = { kind: gpu?.kind ?? null, gpu: !!globalThis.navigator?.gpu, canvas: typeof OffscreenCanvas };
+      const installed = {
+        kind: gpu?.kind ?? null, gpu: !!globalThis.navigator?.gpu, canvas: typeof OffscreenCanvas, polls: globalThis.setImmediate !== immediate,
+        poll: gpu?.poll ?? null,
+      };
       gpu?.uninstall();
-      const removed = { gpu: !!globalThis.navigator?.gpu, canvas: typeof OffscreenCanvas };
+      const removed = { gpu: !!globalThis.navigator?.gpu, canvas: typeof OffscreenCanvas, polls: globalThis.setImmediate !== immediate };
       console.log(JSON.stringify({ installed, removed }));
     `);
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const found = webgpuAdapter() !== null;
+    const kind = webgpuAdapter()?.kind ?? null;
     expect(JSON.parse(run.stdout)).toEqual({
-      installed: { kind: webgpuAdapter()?.kind ?? null, gpu: found, canvas: found ? 'function' : 'undefined' },
-      removed: { gpu: false, canvas: 'undefined' },
+      // poll 'auto': Dawn's polls yield on SwiftShader only
+      installed: {
+        kind, gpu: found, canvas: found ? 'function' : 'undefined', polls: kind === 'swiftshader', poll: found ? (kind === 'swiftshader' ? 'yield' : 'busy') : null,
+      },
+      removed: { gpu: false, canvas: 'undefined', polls: false },
     });
+  });
+
+  // Dawn's polls are anonymous native functions that schedule themselves again from
+  // setImmediate while a read waits; a proxy of an anonymous arrow is one to
+  // Function.prototype.toString. A chain that polls without pause makes thousands of polls in
+  // 30 ms; a millisecond's timer apart (libuv measures it from the loop's cached time, so one
+  // may come sooner), some 30
+  it('with poll \'yield\', a wait polls without pause for a few ms, then a millisecond apart; other callbacks are left alone', () => {
+    const run = runNode(`
+      const { installWebGPU } = await import(${JSON.stringify(nodeModule)});
+      let bad;
+      try { await installWebGPU({ poll: 'sometimes' }); } catch (e) { bad = e.message; }
+      const gpu = await installWebGPU({ poll: 'yield' });
+      const times = [];
+      await new Promise((done) => {
+        const poll = new Proxy((() => () => {
+          times.push(performance.now());
+          if (performance.now() - times[0] < 40) setImmediate(poll); else done();
+        })(), {});
+        setImmediate(poll);
+      });
+      const gaps = times.slice(1).map((t, i) => t - times[i]);
+      const late = gaps.filter((g, i) => times[i] - times[0] > 10);
+      // a plain callback still runs before a timer of a millisecond set just before it
+      const order = [];
+      await new Promise((done) => { setTimeout(() => { order.push('timer'); done(); }, 1); setImmediate(() => order.push('plain')); });
+      gpu?.uninstall();
+      console.log(JSON.stringify({ bad, polls: times.length, late: late.length, order }));
+    `);
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as { bad: string; polls: number; late: number; order: string[] };
+    expect(out.bad).toBe("installWebGPU: option 'poll' must be 'auto', 'busy' or 'yield'; received \"sometimes\".");
+    // the polls of the last 30 ms
+    expect(out.late).toBeGreaterThan(5);
+    expect(out.late).toBeLessThanOrEqual(60);
+    expect(out.order).toEqual(['plain', 'timer']);
   });
 
   it('throws an error naming the missing webgpu package and the npm install to run', () => {
