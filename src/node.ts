@@ -131,7 +131,7 @@ export interface InstallWebGPUOptions {
   /**
    * How Node waits for the GPU. While a read or a fence is pending, Dawn's Node bindings poll the
    * device from `setImmediate`, over and over: `'busy'` leaves them so, one core spinning, the
-   * shortest wait on a GPU. `'yield'` lets a wait poll so for a millisecond, then has each poll
+   * shortest wait on a GPU. `'yield'` lets a wait poll so for 4 ms, then has each poll
    * wait a millisecond (`setTimeout`), so that the core is free for SwiftShader's threads, which
    * run the kernels on the same CPU. `'auto'` (the default): `'yield'` on SwiftShader, else
    * `'busy'`. It wraps `globalThis.setImmediate` for anonymous native callbacks (Dawn's polls)
