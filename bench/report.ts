@@ -152,6 +152,8 @@ export interface AttentionReport {
 /** Everything one run measured; written as JSON. */
 export interface Report {
   adapter: string;
+  /** How Node waited for the GPU (`installWebGPU`'s `poll`); absent in results from before it. */
+  poll?: 'busy' | 'yield';
   date: string;
   node: string;
   tfjs: string;
@@ -319,7 +321,7 @@ export function toMarkdown(r: Report): string {
   return [
     `# tfjs-mixers bench: ${r.adapter}`,
     '',
-    `${r.date} · Node ${r.node} · tfjs ${r.tfjs}${r.quick ? ' · --quick' : ''} · wall ${r.wallSeconds.toFixed(0)} s`,
+    `${r.date} · Node ${r.node}${r.poll ? ` (polls ${r.poll})` : ''} · tfjs ${r.tfjs}${r.quick ? ' · --quick' : ''} · wall ${r.wallSeconds.toFixed(0)} s`,
     '',
     'Fenced wall time (submit, then `queue.onSubmittedWorkDone()`), median over the samples after warm-up;',
     'kernel and reference samples alternate, each side stopping on its own time budget (at least 3 samples).',

@@ -106,12 +106,12 @@ async function finish(failed: number): Promise<never> {
  * saves `<adapter>.<name>[.quick].{json,md}`, and exits with `failed` validations.
  */
 async function finishSection(name: string, title: string, body: string, data: object, failed: number): Promise<never> {
-  const markdown = `# ${title}: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} · ` +
+  const markdown = `# ${title}: ${gpu.description}\n\n${new Date().toISOString()} · Node ${process.version} (polls ${gpu.poll}) · ` +
     `tfjs ${tf.version.tfjs}${quick ? ' · --quick' : ''}\n\n${body}\n`;
   console.log(markdown);
   mkdirSync(resultsDir, { recursive: true });
   const base = join(resultsDir, `${slug(gpu.description)}.${name}${quick ? '.quick' : ''}`);
-  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, date: new Date().toISOString(), quick, [name]: data }, null, 2)}\n`);
+  writeFileSync(`${base}.json`, `${JSON.stringify({ adapter: gpu.description, poll: gpu.poll, date: new Date().toISOString(), quick, [name]: data }, null, 2)}\n`);
   writeFileSync(`${base}.md`, markdown);
   log(`wrote ${base}.json and .md`);
   return finish(failed);
@@ -284,6 +284,7 @@ const blocks = await measureBlocks(backend, quick, SEED, TOLERANCE, log);
 
 const report: Report & { generation: GenerationReport; mixers: MixersReport; blocks: BlockRow[] } = {
   adapter: gpu.description,
+  poll: gpu.poll,
   date: new Date().toISOString(),
   node: process.version,
   tfjs: tf.version.tfjs,
