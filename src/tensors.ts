@@ -137,10 +137,23 @@ export function positionTensor(position: number | tf.Tensor1D, B: number): tf.Te
 }
 
 /**
+ * Each row's position one token on, int32 `[B]`: the positions a decode step leaves, where no
+ * kernel of the step forms them.
+ *
+ * @example
+ * ```ts
+ * advancedPositions(tf.tensor1d([4, 0], 'int32')).print();  // [5, 1]
+ * ```
+ */
+export function advancedPositions(positions: tf.Tensor1D): tf.Tensor1D {
+  return tf.add(positions, tf.scalar(1, 'int32'));
+}
+
+/**
  * A step's positions counted from 0 (a negative one as 0), and each one more, the positions the
  * step leaves: what the step kernels form themselves, for the references beside them.
  */
 export function countedPositions(positions: tf.Tensor1D): { counted: tf.Tensor1D; next: tf.Tensor1D } {
   const counted = tf.relu(positions);
-  return { counted, next: tf.add(counted, tf.scalar(1, 'int32')) };
+  return { counted, next: advancedPositions(counted) };
 }

@@ -5,6 +5,7 @@ import {
 } from '../../validate.js';
 import { aarenReference, emptyState, type AarenArgs, type AarenState } from './reference.js';
 import { aarenOnScanKernels } from './kernel.js';
+import { advancedPositions } from '../../tensors.js';
 
 export type { AarenState } from './reference.js';
 
@@ -215,5 +216,5 @@ export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4
 export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, positions: tf.Tensor1D, options: AarenOptions = {}):
   AarenResult & { positions: tf.Tensor1D } {
   const result = run('aarenWithState', q, k, v, options, { step: { positions } });
-  return { ...withItsState(result), positions: result.positions ?? tf.add(positions, tf.scalar(1, 'int32')) as tf.Tensor1D };
+  return { ...withItsState(result), positions: result.positions ?? advancedPositions(positions) };
 }

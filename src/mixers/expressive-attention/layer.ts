@@ -10,6 +10,7 @@ import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkShape, checkTensor, checkOneOf, optionNames } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
 import { quadraticFeatures } from './reference.js';
+import { advancedPositions } from '../../tensors.js';
 
 export { quadraticFeatures };
 
@@ -175,7 +176,7 @@ export class ExpressiveAttention extends AttentionLayer {
       // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
       const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
         { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.activeImplementation() });
-      const positions = tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D;
+      const positions = advancedPositions(state.positions);
       return [this.dense(o.reshape([B, H * K]), 'output') as tf.Tensor2D, { M, z, positions }];
     });
   }

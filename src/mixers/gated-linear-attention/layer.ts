@@ -9,6 +9,7 @@ import { rmsNormSwishGate } from '../../layer-norm/op.js';
 import {
   gatedLinearAttentionStep, gatedLinearAttentionStepFromLowRank, gatedLinearAttentionWithState, logForgetGate,
 } from './op.js';
+import { advancedPositions } from '../../tensors.js';
 
 /** Arguments of the {@link GatedLinearAttention} layer (flash-linear-attention's names in parentheses). */
 export interface GatedLinearAttentionArgs extends MixerLayerArgs {
@@ -199,7 +200,7 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
         ? gatedLinearAttentionStepFromLowRank(q, k, v, low, this.kept(GATE_UP) as tf.Tensor2D, GATE_NORMALIZER, state.S)
         : gatedLinearAttentionStep(q, k, v, this.logGates(low), state.S, { implementation });
       const y = this.readout(next.output, gate).squeeze([1]) as tf.Tensor2D;
-      return [y, { S: next.state, positions: tf.add(state.positions, tf.scalar(1, 'int32')) as tf.Tensor1D }];
+      return [y, { S: next.state, positions: advancedPositions(state.positions) }];
     });
   }
 

@@ -8,6 +8,7 @@ import convBackwardBody from '../../../kernels/selective-ssm/conv-backward.wgsl'
 import { columnSums } from '../../dense/kernel.js';
 import { useKernel, type Implementation } from '../../validate.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+import { advancedPositions } from '../../tensors.js';
 
 /**
  * The T outputs of a depthwise convolution of `padded` `[B, T + dConv − 1, E]` with `taps`
@@ -178,7 +179,7 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
     return {
       u: tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D,
       ...(next ? { next: padded.slice([0, length - (K - 1), 0], [B, K - 1, E]) as tf.Tensor3D } : {}),
-      ...(positions ? { positions: tf.add(positions, tf.scalar(1, 'int32')) as tf.Tensor1D } : {}),
+      ...(positions ? { positions: advancedPositions(positions) } : {}),
     };
   });
 }
