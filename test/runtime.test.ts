@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { describe, expect, it, vi } from 'vitest';
 import { ops, registerSubgroupBackend } from '../src/index.js';
-import { grid1d, runKernel } from '../src/webgpu/runtime.js';
+import { KEPT_BIND_GROUPS, KEPT_PARAMS } from '../src/webgpu/bind-groups.js';
+import { grid1d, runKernel, type Param } from '../src/webgpu/runtime.js';
 import { describeOn, maxAbsDiff, values } from './helpers.js';
 
 describe('grid1d', () => {
@@ -108,6 +109,69 @@ describeOn('webgpu', 'kernel runtime', () => {
     const ys = [launch('*', 2), launch('*', 3), launch('+', 3), launch('*', 2)];
     expect(await Promise.all(ys.map((y) => y.data()))).toEqual(
       [[2, 4, 6, 8], [3, 6, 9, 12], [4, 5, 6, 7], [2, 4, 6, 8]].map((v) => new Float32Array(v)));
+    tf.dispose([x, ...ys]);
+  });
+
+  // Params echoed back as bits: a u32, an i32 and two f32s
+  const ECHO = {
+    name: 'EchoParamsForTest',
+    code: `struct Params { a: u32, b: i32, c: f32, d: f32 }
+      @group(0) @binding(0) var<storage, read> x: array<f32>;
+      @group(0) @binding(1) var<storage, read_write> y: array<u32>;
+      @group(0) @binding(2) var<uniform> params: Params;
+      @compute @workgroup_size(1) fn main() {
+        y[0] = params.a; y[1] = bitcast<u32>(params.b); y[2] = bitcast<u32>(params.c); y[3] = bitcast<u32>(params.d);
+      }`,
+  };
+  const echo = (x: tf.Tensor, params: Param[]) => tf.engine().makeTensorFromTensorInfo(runKernel(tf.backend() as WebGPUBackend, ECHO,
+    { inputs: [x], outputs: [{ shape: [4], dtype: 'int32' }], params, workgroups: [1, 1, 1] })[0]!);
+  const bitsOf = (ints: Int32Array | Float32Array | Uint32Array) => Array.from(new Uint32Array(ints.buffer, ints.byteOffset, ints.length));
+
+  it('each launch binds its own params, bit for bit, whichever an earlier launch bound', async () => {
+    const x = tf.zeros([1]);
+    // +0 and −0, and two NaNs, are equal or unordered as numbers and different as bits
+    const sets: Array<[number, number, number, number]> = [
+      [1, -1, 0, -0], [1, -1, -0, 0], [7, 2 ** 31 - 1, NaN, 1.5], [1, -1, 0, -0], [2 ** 32 - 1, -(2 ** 31), -Infinity, 1e-45],
+    ];
+    const ys = sets.map(([a, b, c, d]) => echo(x, [{ u32: a }, { i32: b }, { f32: c }, { f32: d }]));
+    const got = await Promise.all(ys.map(async (y) => bitsOf((await y.data()) as Int32Array)));
+    // the expected bits from typed arrays, not from the code under test
+    expect(got).toEqual(sets.map(([a, b, c, d]) => [...bitsOf(new Uint32Array([a])), ...bitsOf(new Int32Array([b])), ...bitsOf(new Float32Array([c, d]))]));
+    expect(got[1]![2]).toBe(0x80000000);
+    tf.dispose([x, ...ys]);
+  });
+
+  it('a launch on the buffers and params of an earlier one makes no new bind group', async () => {
+    const device = (tf.backend() as WebGPUBackend).device;
+    const x = tf.ones([1]);
+    const params: Param[] = [{ u32: 3 }, { i32: 4 }, { f32: 5 }, { f32: 6 }];
+    const first = echo(x, params);
+    await first.data();
+    // read and freed: tfjs's pool hands its buffer to the next output of the same size
+    first.dispose();
+    const made = vi.spyOn(device, 'createBindGroup');
+    // other params on that buffer: a bind group of their own
+    const other = echo(x, [...params.slice(0, 3), { f32: 7 }]);
+    expect(made).toHaveBeenCalledTimes(1);
+    expect(bitsOf((await other.data()) as Int32Array)).toEqual(bitsOf(new Uint32Array([3, 4, 0x40a00000, 0x40e00000])));
+    other.dispose();
+    // the first params on it again: the first launch's bind group
+    const again = echo(x, params);
+    expect(made).toHaveBeenCalledTimes(1);
+    made.mockRestore();
+    expect(bitsOf((await again.data()) as Int32Array)).toEqual(bitsOf(new Uint32Array([3, 4, 0x40a00000, 0x40c00000])));
+    tf.dispose([x, again]);
+  });
+
+  it('past the kept params and bind groups, every launch still binds its own', async () => {
+    const x = tf.zeros([1]);
+    // more distinct params than are kept, on more output buffers than bind groups are kept for,
+    // each params twice (a hit for the first time round, an evicted entry made again the second)
+    const distinct = KEPT_PARAMS + 40;
+    const launches = Math.max(2 * distinct, KEPT_BIND_GROUPS + 40);
+    const ys = Array.from({ length: launches }, (_, i) => echo(x, [{ u32: i % distinct }, { i32: -i }, { f32: i / 4 }, { f32: 0 }]));
+    const got = await Promise.all(ys.map(async (y) => Array.from((await y.data()) as Int32Array).slice(0, 2)));
+    expect(got).toEqual(Array.from({ length: launches }, (_, i) => [i % distinct, 0 - i | 0]));
     tf.dispose([x, ...ys]);
   });
 

@@ -30,7 +30,6 @@ export interface BackendInternals {
   getQueryTime(): Promise<number>;
   uploadToGPU(dataId: object): void;
   makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  makeUniforms(uniforms: Array<{ type: 'int32' | 'uint32' | 'float32'; data: number[] }>): GPUBufferBinding;
   disposeData(dataId: object, force?: boolean): boolean;
 }
 
@@ -54,7 +53,6 @@ const MEMBERS: Record<keyof BackendInternals, 'field' | 'method' | 'unset'> = {
   getQueryTime: 'method',
   uploadToGPU: 'method',
   makeTensorInfo: 'method',
-  makeUniforms: 'method',
   disposeData: 'method',
 };
 

@@ -5,6 +5,7 @@ import lanes4 from '../../kernels/common/lanes-4.wgsl';
 import grid from '../../kernels/common/grid.wgsl';
 import poison from '../../kernels/common/poison.wgsl';
 import { backendInternals, type BackendInternals } from './internals.js';
+import { bindGroupFor, paramsBinding } from './bind-groups.js';
 
 /**
  * A tfjs env flag, for tests: when true, every new output of a WGSL kernel is filled with NaN
@@ -240,14 +241,7 @@ function checkLaunch(device: GPUDevice, kernel: KernelSource, launch: Launch): v
 function poisonOutput(b: BackendInternals, pass: GPUComputePassEncoder, output: GPUBuffer, words: number): void {
   const { pipeline, layout } = compiledFor(b.device, POISON, { WG: POISON_WG }, 0, 1, true);
   pass.setPipeline(pipeline);
-  pass.setBindGroup(0, b.device.createBindGroup({
-    label: POISON.name,
-    layout,
-    entries: [
-      { binding: 0, resource: { buffer: output } },
-      { binding: 1, resource: b.makeUniforms([{ type: 'uint32', data: [words] }]) },
-    ],
-  }));
+  pass.setBindGroup(0, bindGroupFor(b.device, POISON.name, layout, [output], paramsBinding(b.device, [{ u32: words }])));
   pass.dispatchWorkgroups(...grid1d(words, POISON_WG));
 }
 
@@ -287,18 +281,8 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
     // CPU kernels) from them: after an in-place write they would be stale
     (b.tensorMap.get(t.dataId) as { values?: unknown }).values = null;
   }
-  const resources: GPUBindingResource[] = buffers.map((buffer) => ({ buffer }));
-  if (hasParams) {
-    resources.push(b.makeUniforms(launch.params!.map((p) =>
-      'u32' in p ? { type: 'uint32' as const, data: [p.u32] }
-        : 'i32' in p ? { type: 'int32' as const, data: [p.i32] }
-          : { type: 'float32' as const, data: [p.f32] })));
-  }
-  const bindGroup = b.device.createBindGroup({
-    label: kernel.name,
-    layout,
-    entries: resources.map((resource, binding) => ({ binding, resource })),
-  });
+  const bindGroup = bindGroupFor(b.device, kernel.name, layout, buffers,
+    hasParams ? paramsBinding(b.device, launch.params!) : undefined);
 
   b.ensureCommandEncoderReady();
   const timed = b.activeTimers != null;

@@ -1,0 +1,95 @@
+import type { Param } from './runtime.js';
+
+/**
+ * What a launch binds, kept between launches. Recording a dispatch is CPU work on tfjs's path
+ * (docs/benchmarks.md: 80–90 µs a launch in Node, of which 22 went to `createBindGroup` and 8 to
+ * tfjs's pooled uniform buffer), and a decode step or a training step launches the same kernels
+ * with the same params on the same pooled buffers again and again. So a launch's params live in
+ * a uniform buffer kept for their bits, and its bind group is kept for its layout and buffers.
+ *
+ * A bind group names buffers, not their contents, so one kept for the same layout and the same
+ * buffers is the one WebGPU would make again. A buffer tfjs destroys is never bound again, and
+ * so never meets a kept group that names it. Both caches are per device and bounded, least
+ * recently used first out; an entry dropped is left to the garbage collector, never destroyed,
+ * since a command buffer not yet submitted may bind it.
+ */
+
+/** Kept uniform buffers per device: enough for every distinct Params of a model's launches. */
+export const KEPT_PARAMS = 512;
+/** Kept bind groups per device: a model's launches, on tfjs's rotating pool buffers. */
+export const KEPT_BIND_GROUPS = 2048;
+
+const params = new WeakMap<GPUDevice, Map<string, GPUBufferBinding>>();
+const groups = new WeakMap<GPUDevice, Map<string, GPUBindGroup>>();
+
+// a number per object a key names (layouts, buffers, kept uniform bindings)
+const ids = new WeakMap<object, number>();
+let nextId = 0;
+function idOf(o: object): number {
+  let id = ids.get(o);
+  if (id === undefined) {
+    id = nextId++;
+    ids.set(o, id);
+  }
+  return id;
+}
+
+/** The entry of `cache` under `key` (now the most recently used), or `make`'s, dropping the least recently used past `limit`. */
+function kept<T>(cache: Map<string, T>, key: string, limit: number, make: () => T): T {
+  const found = cache.get(key);
+  if (found !== undefined) {
+    cache.delete(key);
+    cache.set(key, found);
+    return found;
+  }
+  const made = make();
+  if (cache.size >= limit) cache.delete(cache.keys().next().value!);
+  cache.set(key, made);
+  return made;
+}
+
+function cacheOf<T>(caches: WeakMap<GPUDevice, Map<string, T>>, device: GPUDevice): Map<string, T> {
+  let cache = caches.get(device);
+  if (!cache) {
+    cache = new Map();
+    caches.set(device, cache);
+  }
+  return cache;
+}
+
+/**
+ * A uniform binding holding `fields` (a `Params` struct of 4-byte scalars, in declaration
+ * order), kept for their bits: a float's −0 and NaN payloads are their own keys.
+ */
+export function paramsBinding(device: GPUDevice, fields: Param[]): GPUBufferBinding {
+  const words = new Uint32Array(fields.length);
+  const ints = new Int32Array(words.buffer);
+  const floats = new Float32Array(words.buffer);
+  fields.forEach((p, i) => {
+    if ('u32' in p) words[i] = p.u32;
+    else if ('i32' in p) ints[i] = p.i32;
+    else floats[i] = p.f32;
+  });
+  return kept(cacheOf(params, device), words.join(','), KEPT_PARAMS, () => {
+    const buffer = device.createBuffer({ label: 'tfjs-mixers params', size: words.byteLength, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    new Uint32Array(buffer.getMappedRange()).set(words);
+    buffer.unmap();
+    return { buffer, offset: 0, size: words.byteLength };
+  });
+}
+
+/**
+ * A bind group of `layout` binding `buffers` whole at 0, 1, … and then `uniform` (from
+ * {@link paramsBinding}) where given, kept for those objects.
+ */
+export function bindGroupFor(device: GPUDevice, label: string, layout: GPUBindGroupLayout, buffers: GPUBuffer[],
+  uniform?: GPUBufferBinding): GPUBindGroup {
+  let key = `${idOf(layout)}`;
+  for (const buffer of buffers) key += `,${idOf(buffer)}`;
+  if (uniform) key += `|${idOf(uniform)}`;
+  return kept(cacheOf(groups, device), key, KEPT_BIND_GROUPS, () => {
+    const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    if (uniform) entries.push({ binding: buffers.length, resource: uniform });
+    return device.createBindGroup({ label, layout, entries });
+  });
+}
