@@ -3,7 +3,7 @@ import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type SelectiveSSMState } from '../src/index.js';
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
-import { causalConv, convolved } from '../src/mixers/selective-ssm/conv.js';
+import { causalConv, convolved, convolvedProjection } from '../src/mixers/selective-ssm/conv.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
@@ -256,7 +256,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
 describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
-  it('runs its forward in 8 launches where no gradient is recorded, and in 13 under a tape, its scan\'s and table\'s gradient in 5', async () => {
+  it('runs its forward in 8 launches where no gradient is recorded, and in 11 under a tape, its scan\'s and table\'s gradient in 5, its convolution\'s in 2', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
     const ran = await launchedPipelines(async () => {
@@ -273,9 +273,10 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
       await value.data();
       tf.dispose([value, ...Object.values(grads)]);
     });
-    // the forward first: x and z sliced out, the x projection's output cut into Δ's low rank and
-    // B|C, Δ's product, the table, the scan, the output projection
-    expect(taped.slice(0, 13)).toEqual(['DenseVec4', 'SliceProgram', 'SliceProgram', 'SelectiveSSMConv', 'DenseVec4',
+    // the forward first: the convolution of x in the in projection, handing z on; the x
+    // projection's output cut into Δ's low rank and B|C, Δ's product, the table, the scan, the
+    // output projection
+    expect(taped.slice(0, 11)).toEqual(['DenseVec4', 'SelectiveSSMConvProjected', 'DenseVec4',
       'SliceProgram', 'SliceProgram', 'DenseVec4', 'SelectiveSSMTable',
       'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
     // the scan's backward: its three passes, then one launch that cuts its buffer into the
@@ -283,6 +284,11 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
     const scan = taped.indexOf('SelectiveScanBackwardChunkStates');
     expect(taped.slice(scan, scan + 5)).toEqual(['SelectiveScanBackwardChunkStates', 'ScanCarry', 'SelectiveScanBackward', 'SelectiveScanSplitGrads',
       'SelectiveSSMTableBackward']);
+    // the convolution's: the in projection's gradient whole (dz beside dx) and dPre, then the taps'
+    // and the bias's from dPre; then the in projection's own (its weight's and x's)
+    const conv = taped.indexOf('SelectiveSSMConvProjectedBackward');
+    expect(taped.slice(conv)).toEqual(['SelectiveSSMConvProjectedBackward', 'SelectiveSSMConvWeightsBackward', 'DenseVec4']);
+    expect(taped).toHaveLength(29);
     tf.dispose(x);
     layer.dispose();
   });
@@ -371,6 +377,56 @@ describeOn('webgpu', 'SelectiveSSM\'s convolution kernel', () => {
         }
       }
       tf.dispose([x, window, taps, bias, weight, u, next!, grads]);
+    }
+  });
+
+  it('of the in projection under a tape: u and z, and the gradients in the projection (dx beside dz), the taps and the bias, against the oracle', async () => {
+    const int = (seed: number, n: number) => Float32Array.from(seededUniform(seed, n, -2, 2), Math.round);
+    for (const [B, T, E, K] of [[2, 9, 5, 4], [1, 3, 20, 2], [3, 1, 6, 3]] as const) {
+      const dims = [B, T, E, K];
+      const [xs, zs, ts, bs, weights, zWeights] = [int(6, B * T * E), int(7, B * T * E), int(8, K * E), int(9, E), int(10, B * T * E),
+        int(11, B * T * E)];
+      const want = oracle(xs, null, ts, bs, weights, dims);
+      // the in projection: each row x then z
+      const rows = (a: Float32Array, r: number) => Array.from(a.subarray(r * E, (r + 1) * E));
+      const projectedValues = Array.from({ length: B * T }, (_, r) => [...rows(xs, r), ...rows(zs, r)]).flat();
+      const [projected, taps, bias, weight, zWeight] = [tf.tensor3d(projectedValues, [B, T, 2 * E]), tf.tensor2d(ts, [K, E]), tf.tensor1d(bs),
+        tf.tensor3d(weights, [B, T, E]), tf.tensor3d(zWeights, [B, T, E])];
+      const ran = await launchedPipelines(async () => {
+        const { u, z } = convolvedProjection(projected, taps, bias, 'auto');
+        await Promise.all([u.data(), z.data()]);
+        tf.dispose([u, z]);
+      });
+      expect(ran).toEqual(['SelectiveSSMConvProjected']);
+      const { u, z } = convolvedProjection(projected, taps, bias, 'auto');
+      const got = await values(u);
+      // as the convolution of x alone (the test above): 64 + 2·|pre| ulp of |pre|
+      for (let n = 0; n < got.length; n++) {
+        const pre = Math.abs(want.pres[n]!);
+        expect(Math.abs(got[n]! - want.u[n]!), `u ${n}`).toBeLessThanOrEqual((64 + 2 * pre) * 2 ** -23 * Math.max(1, pre));
+      }
+      expect(Array.from(await z.data())).toEqual(Array.from(zs));
+      const grads = tf.grads((p: tf.Tensor, t: tf.Tensor, c: tf.Tensor) => {
+        const out = convolvedProjection(p as tf.Tensor3D, t as tf.Tensor2D, c as tf.Tensor1D, 'auto');
+        return tf.add(tf.sum(tf.mul(out.u, weight)), tf.sum(tf.mul(out.z, zWeight)));
+      })([projected, taps, bias]);
+      // the projection's gradient: each row dx (the oracle's) then dz = the z weights, exactly
+      const dProjected = await values(grads[0]!);
+      const maxPre = Math.max(...Array.from(want.pres, Math.abs));
+      const bound = (i: number, n: number) => (64 + 2 * maxPre + B * T) * 2 ** -23 * want.masses[i]![n]!;
+      for (let r = 0; r < B * T; r++) {
+        for (let e = 0; e < E; e++) {
+          const n = r * E + e;
+          expect(Math.abs(dProjected[r * 2 * E + e]! - want.grads[0]![n]!), `dx ${n}`).toBeLessThanOrEqual(bound(0, n));
+          expect(dProjected[r * 2 * E + E + e], `dz ${n}`).toBe(zWeights[n]);
+        }
+      }
+      // the taps' and the bias's, as the oracle's order has them (2 and 3)
+      for (const [j, i] of [[1, 2], [2, 3]] as const) {
+        const g = await values(grads[j]!);
+        for (let n = 0; n < g.length; n++) expect(Math.abs(g[n]! - want.grads[i]![n]!), `gradient ${i} at ${n}`).toBeLessThanOrEqual(bound(i, n));
+      }
+      tf.dispose([projected, taps, bias, weight, zWeight, u, z, grads]);
     }
   });
 

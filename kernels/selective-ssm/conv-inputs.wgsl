@@ -1,5 +1,5 @@
-// Shared by conv.wgsl and conv-backward.wgsl (SelectiveSSM's convolution, src/mixers/selective-ssm/conv.ts):
-// their params, their inputs at bindings 0–3, and the window followed by x.
+// Shared by SelectiveSSM's convolution kernels (src/mixers/selective-ssm/conv.ts): their params,
+// their inputs at bindings 0–3, the window followed by x, the pre-activation and its silu.
 // needs common/float-bits.wgsl
 
 struct Params {
@@ -33,4 +33,11 @@ fn preActivation(b: u32, t: u32, e: u32) -> f32 {
   var pre = bias[e];
   for (var k = 0u; k < params.K; k++) { pre += taps[k * params.E + e] * joined(b, t + k, e); }
   return pre;
+}
+
+// silu(pre) = pre·σ(pre), with ±∞ and NaN as tfjs gives them (∞·1, −∞·0 = NaN), which a shader
+// compiler need not keep
+fn silu(pre: f32) -> f32 {
+  let positive = bitcast<u32>(pre) == 0x7f800000u;
+  return select(select(nan(), pre, positive), pre / (1.0 + exp(-pre)), isFinite(pre));
 }

@@ -30,12 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let e = n % E;
     let t = (n / E) % params.T;
     let b = n / (E * params.T);
-    let pre = preActivation(b, t, e);
-    // silu(pre) = pre·σ(pre); ±∞ and NaN as tfjs gives them (∞·1, −∞·0 = NaN), which a shader
-    // compiler need not keep
-    let silu = pre / (1.0 + exp(-pre));
-    let positive = bitcast<u32>(pre) == 0x7f800000u;
-    u[n] = select(select(nan(), pre, positive), silu, isFinite(pre));
+    u[n] = silu(preActivation(b, t, e));
     return;
   }
   if (!NEXT_WINDOW) { return; }

@@ -86,9 +86,17 @@ export async function registerSubgroupBackend(): Promise<boolean> {
  */
 export function subgroupLanes(backend: WebGPUBackend): number | null {
   const device = backend.device;
-  if (!device.features.has('subgroups')) return null;
-  return largestSubgroup.get(device) ?? MAX_SUBGROUP_SIZE;
+  let lanes = lanesOf.get(device);
+  if (lanes === undefined) {
+    lanes = device.features.has('subgroups') ? largestSubgroup.get(device) ?? MAX_SUBGROUP_SIZE : null;
+    lanesOf.set(device, lanes);
+  }
+  return lanes;
 }
+
+// per device, once: launches ask on tfjs's recording path, where each read of `device.features`
+// crosses into Dawn's Node bindings (0.3 µs, measured; a decode step asked some 30 times)
+const lanesOf = new WeakMap<GPUDevice, number | null>();
 
 /** What opens a module that uses subgroups (`kernels/common/subgroup-job.wgsl` says why the diagnostic is off). */
 export const SUBGROUP_DIRECTIVES = 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);';

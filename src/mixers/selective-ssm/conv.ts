@@ -3,9 +3,12 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import floatBits from '../../../kernels/common/float-bits.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import convInputs from '../../../kernels/selective-ssm/conv-inputs.wgsl';
+import convGradient from '../../../kernels/selective-ssm/conv-gradient.wgsl';
 import convBody from '../../../kernels/selective-ssm/conv.wgsl';
 import convBackwardBody from '../../../kernels/selective-ssm/conv-backward.wgsl';
-import { columnSums } from '../../dense/kernel.js';
+import convProjectedBody from '../../../kernels/selective-ssm/conv-projected.wgsl';
+import convProjectedBackwardBody from '../../../kernels/selective-ssm/conv-projected-backward.wgsl';
+import convWeightsBackwardBody from '../../../kernels/selective-ssm/conv-weights-backward.wgsl';
 import { useKernel, type Implementation } from '../../validate.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { advancedPositions } from '../../tensors.js';
@@ -97,10 +100,13 @@ registerKernelOnce({
 /**
  * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv-backward.wgsl`): {@link SSM_CONV}'s
  * inputs and du `[B, T, E]`; outputs dx `[B, T, E]`, dWindow `[B, dConv − 1, E]` and
- * dPre = du·silu'(pre) `[B, T, E]`, from which the gradient takes the taps' and the bias's.
+ * dPre = du·silu'(pre) `[B, T, E]`, from which {@link SSM_CONV_WEIGHTS_GRAD} takes the taps' and
+ * the bias's gradients.
  */
 const SSM_CONV_GRAD = 'MixersSelectiveSSMConvGrad';
-const CONV_GRAD: KernelSource = { name: 'SelectiveSSMConvBackward', code: [grid, floatBits, convInputs, convBackwardBody].join('\n') };
+const CONV_GRAD: KernelSource = {
+  name: 'SelectiveSSMConvBackward', code: [grid, floatBits, convInputs, convGradient, convBackwardBody].join('\n'),
+};
 
 registerKernelOnce({
   kernelName: SSM_CONV_GRAD,
@@ -119,6 +125,45 @@ registerKernelOnce({
   },
 });
 
+/**
+ * tfjs kernel name, webgpu only (`kernels/selective-ssm/conv-weights-backward.wgsl`): from the
+ * convolution's x (or the in projection, attrs `projected`), window (a stand-in without attrs
+ * `hasWindow`), taps and bias, and dPre `[B, T, E]`, the taps' gradient `[dConv, E]` and the
+ * bias's `[E]`, in one launch where tfjs took three.
+ */
+const SSM_CONV_WEIGHTS_GRAD = 'MixersSelectiveSSMConvWeightsGrad';
+const CONV_WEIGHTS_GRAD: KernelSource = {
+  name: 'SelectiveSSMConvWeightsBackward', code: [floatBits, convInputs, convWeightsBackwardBody].join('\n'),
+};
+// channels a workgroup takes (CH in the WGSL)
+const WEIGHTS_CHANNELS = 16;
+
+registerKernelOnce({
+  kernelName: SSM_CONV_WEIGHTS_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as { hasWindow: boolean; projected: boolean };
+    const { x, window, taps, bias, dPre } = namedInputs(inputs, 'x', 'window', 'taps', 'bias', 'dPre');
+    const [B, T, E] = dPre.shape as [number, number, number];
+    const K = taps.shape[0]!;
+    return runKernel(backend as WebGPUBackend, CONV_WEIGHTS_GRAD, {
+      inputs: [x, window, taps, bias, dPre],
+      outputs: [[K, E], [E]],
+      params: [B, T, E, K].map((u32) => ({ u32 })),
+      constants: { HAS_WINDOW: a.hasWindow ? 1 : 0, X_IN_PROJECTION: a.projected ? 1 : 0 },
+      workgroups: [Math.ceil(E / WEIGHTS_CHANNELS), K + 1, 1],
+    });
+  },
+});
+
+/** The taps' and the bias's gradients from dPre, as the gradient functions below hand them to tfjs. */
+function weightGrads(x: tf.Tensor, window: tf.Tensor, taps: tf.Tensor, bias: tf.Tensor, dPre: tf.Tensor,
+  hasWindow: boolean, projected: boolean): { taps: () => tf.Tensor; bias: () => tf.Tensor } {
+  const [dTaps, dBias] = tf.engine().runKernel(SSM_CONV_WEIGHTS_GRAD, { x, window, taps, bias, dPre },
+    { hasWindow, projected } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return { taps: () => dTaps!, bias: () => dBias! };
+}
+
 registerGradientOnce({
   kernelName: SSM_CONV,
   inputsToSave: ['x', 'window', 'taps', 'bias'],
@@ -126,21 +171,73 @@ registerGradientOnce({
     const { hasWindow } = attrs as unknown as ConvAttrs;
     const du = Array.isArray(dys) ? dys[0]! : dys;
     const [x, window, taps, bias] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
-    const [B, T, E] = x.shape;
-    const K = taps.shape[0];
-    if (taps.shape[1] !== E) throw new Error('tfjs-mixers: SelectiveSSM\'s convolution of the in projection\'s first half has no gradient.');
+    if (taps.shape[1] !== x.shape[2]) throw new Error('tfjs-mixers: SelectiveSSM\'s convolution of the in projection\'s first half has no gradient; convolvedProjection has.');
     const [dx, dWindow, dPre] = tf.engine().runKernel(SSM_CONV_GRAD, { x, window, taps, bias, du }, attrs) as tf.Tensor[];
-    const result: Record<string, () => tf.Tensor> = {
-      x: () => dx!,
-      // Σ_{b,t} dPre[b, t]·joined[b, t + k], tfjs's own kernel for a depthwise filter's gradient
-      taps: () => (tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter',
-        { x: joined(x, hasWindow ? window : undefined, K).expandDims(1), dy: dPre!.reshape([B, 1, T, E]) },
-        { strides: 1, dilations: 1, pad: 'valid', filterShape: [1, K, E, 1] } as unknown as tf.NamedAttrMap) as tf.Tensor).reshape([K, E]),
-      bias: () => columnSums(dPre!.reshape([B * T, E]) as tf.Tensor2D),
-    };
+    const result: Record<string, () => tf.Tensor> = { x: () => dx!, ...weightGrads(x, window, taps, bias, dPre!, hasWindow, false) };
     // an absent window is a stand-in off the gradient's path: no gradient is asked of it
     if (hasWindow) result.window = () => dWindow!;
     return result;
+  },
+});
+
+/**
+ * tfjs kernel names, webgpu only (`kernels/selective-ssm/conv-projected.wgsl` and its backward):
+ * the convolution of the in projection's first half under a gradient tape. Inputs the in
+ * projection `[B, T, 2E]`, taps `[dConv, E]` and bias `[E]`; outputs u `[B, T, E]` and z, the
+ * projection's second half. The gradient's inputs are those, du and dz; its outputs the in
+ * projection's gradient and dPre. dConv ≥ 2.
+ */
+const SSM_CONV_PROJECTED = 'MixersSelectiveSSMConvProjected';
+const SSM_CONV_PROJECTED_GRAD = 'MixersSelectiveSSMConvProjectedGrad';
+const CONV_PROJECTED: KernelSource = { name: 'SelectiveSSMConvProjected', code: [grid, floatBits, convInputs, convProjectedBody].join('\n') };
+const CONV_PROJECTED_GRAD: KernelSource = {
+  name: 'SelectiveSSMConvProjectedBackward', code: [grid, floatBits, convInputs, convGradient, convProjectedBackwardBody].join('\n'),
+};
+
+registerKernelOnce({
+  kernelName: SSM_CONV_PROJECTED,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { projected, taps, bias } = namedInputs(inputs, 'projected', 'taps', 'bias');
+    const [B, T] = projected.shape as [number, number, number];
+    const [K, E] = taps.shape as [number, number];
+    // the bias stands in for the window the kernel never reads (no tensor made for it)
+    return runKernel(backend as WebGPUBackend, CONV_PROJECTED, {
+      inputs: [projected, bias, taps, bias],
+      outputs: [[B, T, E], [B, T, E]],
+      params: [B, T, E, K].map((u32) => ({ u32 })),
+      constants: { WG: CONV_WG, X_IN_PROJECTION: 1 },
+      workgroups: grid1d(B * T * E, CONV_WG),
+    });
+  },
+});
+
+registerKernelOnce({
+  kernelName: SSM_CONV_PROJECTED_GRAD,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { projected, taps, bias, du, dz } = namedInputs(inputs, 'projected', 'taps', 'bias', 'du', 'dz');
+    const [B, T, E] = du.shape as [number, number, number];
+    const K = taps.shape[0]!;
+    return runKernel(backend as WebGPUBackend, CONV_PROJECTED_GRAD, {
+      inputs: [projected, bias, taps, bias, du, dz],
+      outputs: [projected.shape, du.shape],
+      params: [B, T, E, K].map((u32) => ({ u32 })),
+      constants: { WG: CONV_WG, X_IN_PROJECTION: 1 },
+      workgroups: grid1d(B * T * 2 * E, CONV_WG),
+    });
+  },
+});
+
+registerGradientOnce({
+  kernelName: SSM_CONV_PROJECTED,
+  inputsToSave: ['projected', 'taps', 'bias'],
+  gradFunc: (dys, saved) => {
+    const [du, dz] = dys as tf.Tensor[];
+    const [projected, taps, bias] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor1D];
+    const [dProjected, dPre] = tf.engine().runKernel(SSM_CONV_PROJECTED_GRAD, { projected, taps, bias, du: du!, dz: dz! }) as tf.Tensor[];
+    // the bias stands in for the absent window, as in the forward
+    return { projected: () => dProjected!, ...weightGrads(projected, bias, taps, bias, dPre!, false, true) };
   },
 });
 
@@ -181,5 +278,24 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
       ...(next ? { next: padded.slice([0, length - (K - 1), 0], [B, K - 1, E]) as tf.Tensor3D } : {}),
       ...(positions ? { positions: advancedPositions(positions) } : {}),
     };
+  });
+}
+
+/**
+ * SelectiveSSM's convolution of the in projection `[B, T, 2E]` under a gradient tape: u =
+ * silu(the causal convolution of its first half x with `taps` `[dConv, E]` and `bias` `[E]`,
+ * zeros before it), and z, its second half, each `[B, T, E]`. On webgpu (dConv ≥ 2) one launch,
+ * and its gradient in the projection, the taps and the bias two, where slicing x and z out and
+ * tfjs's gradients of the taps and the bias took seven; elsewhere a split and {@link convolved}.
+ */
+export function convolvedProjection(projected: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D,
+  implementation: Implementation): { u: tf.Tensor3D; z: tf.Tensor3D } {
+  if (taps.shape[0] >= 2 && useKernel('selectiveSSM', implementation)) {
+    const [u, z] = tf.engine().runKernel(SSM_CONV_PROJECTED, { projected, taps, bias }) as tf.Tensor3D[];
+    return { u: u!, z: z! };
+  }
+  return tf.tidy(() => {
+    const [x, z] = tf.split(projected, 2, -1) as [tf.Tensor3D, tf.Tensor3D];
+    return { u: convolved(x, taps, bias, implementation).u, z };
   });
 }
