@@ -445,6 +445,30 @@ for (const backend of ['cpu', 'webgpu'] as const) {
         }
       });
 
+      it('the write kernel without lengths (a decode step\'s) writes every token of every row, as its reference with lengths T', async () => {
+        const next = mulberry32(23);
+        for (const [T, S, ring] of [[1, 5, false], [3, 9, false], [1, 4, true], [3, 2, true]] as const) {
+          const [B, Hkv, K_] = [3, 2, 4];
+          const positions = ring ? [0, 3, 6] : [0, 1, S - T];
+          await expectNoLeaks(async () => {
+            const state = emptyCache(B, Hkv, K_, S, ring);
+            const fill = tf.tensor4d(Float32Array.from({ length: B * S * Hkv * K_ }, () => next()), [B, S, Hkv, K_]);
+            const keys = tf.tensor4d(Float32Array.from({ length: B * T * Hkv * K_ }, () => next()), [B, T, Hkv, K_]);
+            const values = tf.neg(keys) as tf.Tensor4D;
+            const [p, n] = [tf.tensor1d(positions, 'int32'), tf.fill([B], T, 'int32') as tf.Tensor1D];
+            const negFill = tf.neg(fill) as tf.Tensor4D;
+            tf.dispose([state.keys, state.values, state.positions]);
+            Object.assign(state, tf.tidy(() => ({ keys: tf.add(fill, 0), values: tf.add(negFill, 0), positions: tf.add(p, tf.scalar(0, 'int32')) })));
+            const want = [writeReference(fill, keys, p, n, ring), writeReference(negFill, values, p, n, ring)];
+            const advanced = writeKernel(state, keys, values);
+            expect([...await state.keys.data()]).toEqual([...await want[0]!.data()]);
+            expect([...await state.values.data()]).toEqual([...await want[1]!.data()]);
+            expect([...await advanced.data()]).toEqual(positions.map((q) => q + T));
+            tf.dispose([state, advanced, fill, negFill, keys, values, p, n, want]);
+          });
+        }
+      });
+
       it('on webgpu a read before a step does not leave stale values, and a shared buffer is refused', async () => {
         const layer = make('FlashStyleTiledAttention');
         const state = layer.initState(1, { capacity: 4 });

@@ -6,7 +6,8 @@
 // cache before it launches). One invocation per element of the source, or per vec4 of it,
 // flat over B·T·F; the cost is the new tokens, not the cache. The first of each row also
 // writes the row's next position, positions[b] + lengths[b], into a buffer of its own: the
-// attention after the write still reads the positions before the call.
+// attention after the write still reads the positions before the call. With ALL_REAL every
+// token of the call is real (a decode step's): lengths[b] is T, and the binding a stand-in.
 
 // needs common/grid.wgsl and a lanes file (the alias V)
 
@@ -27,6 +28,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> values: array<V>; // [B, S, F]
 @group(0) @binding(7) var<uniform> params: Params;
 
+override ALL_REAL: bool = false;
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -35,7 +38,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let f = e % params.F;
   let i = (e / params.F) % params.T;
   let b = e / (params.F * params.T);
-  let n = u32(clamp(lengths[b], 0, i32(params.T)));
+  var n = params.T;
+  if (!ALL_REAL) { n = u32(clamp(lengths[b], 0, i32(params.T))); }
   if (i == 0u && f == 0u) { advanced[b] = positions[b] + i32(n); }
   if (i >= n) { return; }
   let p = u32(max(positions[b], 0));

@@ -98,6 +98,9 @@ const CALL_ARGS = optionNames<AttentionCallArgs>({ segmentIds: true, mask: true,
 
 export type { KVCacheOptions, KVCacheState } from './kv-cache.js';
 
+/** A decoding call's real tokens a row: a prefill's lengths, or a step's, which makes no tensor of its ones (`tensor` null: every row's T tokens). */
+type CallLengths = Omit<PrefillLengths, 'tensor'> & { tensor: tf.Tensor1D | null };
+
 /** An input's own padding mask, which tfjs's masking layers attach to their eager outputs. */
 function ownMask(x: tf.Tensor): tf.Tensor | null {
   return x.kerasMask && !x.kerasMask.isDisposed ? x.kerasMask : null;
@@ -434,14 +437,13 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
     const B = x.shape[0];
     this.checkCache(method, state, B);
     const token = x.expandDims(1) as tf.Tensor3D;
-    const lengths: PrefillLengths = { tensor: tf.ones([B], 'int32'), values: new Array<number>(B).fill(1), full: true };
     try {
-      const [y, next] = this.decodeTokens(method, token, state, lengths);
+      const [y, next] = this.decodeTokens(method, token, state, { tensor: null, values: new Array<number>(B).fill(1), full: true });
       const out = y.reshape([B, x.shape[1]]) as tf.Tensor2D;
       y.dispose();
       return [out, next];
     } finally {
-      tf.dispose([token, lengths.tensor]);
+      token.dispose();
     }
   }
 
@@ -506,7 +508,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
    * advances the positions. Returns y `[B, T, D]` and the state: for a preallocated cache the
    * same object, updated; otherwise a new one.
    */
-  private decodeTokens(method: string, x: tf.Tensor3D, state: KVCacheState, lengths: PrefillLengths): [tf.Tensor3D, KVCacheState] {
+  private decodeTokens(method: string, x: tf.Tensor3D, state: KVCacheState, lengths: CallLengths): [tf.Tensor3D, KVCacheState] {
     const [B, T, D] = x.shape;
     const { K } = this.dims();
     checkFits(method, state, T, lengths.values, `Make the state with a larger initState(${B}, { capacity })` +
@@ -524,10 +526,11 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
     const fromZero = state.counted.rows !== undefined && state.counted.rows.every((p) => p === 0);
     const S = state.keys.shape[1];
     const out = tf.tidy(() => {
-      // clamped to 0..T by prefillInputs (a step's are ones)
-      const n = lengths.tensor;
+      // clamped to 0..T by prefillInputs; made here only where read (a step's write needs none)
+      let every: tf.Tensor1D | undefined;
+      const n = (): tf.Tensor1D => lengths.tensor ?? (every ??= tf.fill([B], T, 'int32') as tf.Tensor1D);
       // padded tokens are read as zeros, so that nothing there, not even a NaN, reaches an output
-      const source = lengths.full ? x : zeroPadding(x, realSteps(n, T));
+      const source = lengths.full ? x : zeroPadding(x, realSteps(n(), T));
       const positions = state.positions;
       const [q0, k0, v] = this.project(source, source);
       // token i of row b sits at positions[b] + i: rotated keys enter the cache
@@ -549,10 +552,10 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
           keys = tf.concat([keys, k], 1) as tf.Tensor4D;
           values = tf.concat([values, v], 1) as tf.Tensor4D;
         } else if (kernel) {
-          advanced = writeKernel(state, k, v, n);
+          advanced = writeKernel(state, k, v, lengths.full ? undefined : n());
         } else {
-          keys = writeReference(keys, k, positions, n, state.ring);
-          values = writeReference(values, v, positions, n, state.ring);
+          keys = writeReference(keys, k, positions, n(), state.ring);
+          values = writeReference(values, v, positions, n(), state.ring);
         }
       };
       const visibility: VisibilityOptions = this.window === null ? { causal: true } : { causal: true, window: this.window };
@@ -561,7 +564,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       const real = (kvLengths: () => tf.Tensor1D): VisibilityOptions => lengths.full ? visibility : { ...visibility, kvLengths: kvLengths() };
       let o: tf.Tensor4D;
       if (fromZero) {
-        o = this.attend(q, k, v, real(() => n), {});
+        o = this.attend(q, k, v, real(n), {});
         write();
       } else if (state.ring && T === 1) {
         // the ring's S = w slots hold the last w tokens up to this one, all in its window: in
@@ -573,15 +576,15 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
         // ring's tokens in order followed by the prompt's, then write
         const held = tf.minimum(positions, int(S)) as tf.Tensor1D;
         o = this.attendCache(q, unrollRing(keys, k, positions), unrollRing(values, v, positions),
-          { ...visibility, queryOffsets: held, kvLengths: tf.add(held, n) as tf.Tensor1D });
+          { ...visibility, queryOffsets: held, kvLengths: tf.add(held, n()) as tf.Tensor1D });
         write();
       } else {
         write();
-        o = this.attendCache(q, keys, values, { ...real(() => tf.add(positions, n) as tf.Tensor1D), queryOffsets: positions },
+        o = this.attendCache(q, keys, values, { ...real(() => tf.add(positions, n()) as tf.Tensor1D), queryOffsets: positions },
           state.counted.rows);
       }
       const y = this.projectOutput(o);
-      return { y, keys, values, positions: advanced ?? tf.add(positions, n) as tf.Tensor1D };
+      return { y, keys, values, positions: advanced ?? tf.add(positions, n()) as tf.Tensor1D };
     });
     if (!inPlace) return [out.y, { keys: out.keys, values: out.values, positions: out.positions, capacity: undefined, ring: false, counted }];
     // the reference wrote copies of the cache, which replace the state's; the kernel wrote it in

@@ -177,22 +177,24 @@ export function writeReference(
 /**
  * The kernel of {@link writeReference}, on webgpu: writes `keys` and `values [B, T, Hkv, K]`
  * into the state's own buffers, in place (the caller has checked it owns them), and returns the
- * positions after the call, `positions + n` (n clamped to 0..T by the caller), as a new tensor:
+ * positions after the call, `positions + n` (n clamped to 0..T by the caller; without it every
+ * row's T tokens are real, as in a decode step, and no tensor of them is made), as a new tensor:
  * the same launch forms them, and `state.positions`, which the call's attention still reads,
  * is left as it is.
  */
-export function writeKernel(state: KVCacheState, keys: tf.Tensor4D, values: tf.Tensor4D, n: tf.Tensor1D): tf.Tensor1D {
+export function writeKernel(state: KVCacheState, keys: tf.Tensor4D, values: tf.Tensor4D, n?: tf.Tensor1D): tf.Tensor1D {
   const [B, T, Hkv, K] = keys.shape;
   const S = state.keys.shape[1];
   const lanes = lanesFor(Hkv * K);
   const total = (B * T * Hkv * K) / lanes;
-  if (total === 0 || S === 0) return tf.add(state.positions, n);
+  if (total === 0 || S === 0) return tf.add(state.positions, n ?? tf.scalar(T, 'int32'));
   const [advanced] = runKernel(tf.backend() as WebGPUBackend, WRITE[lanes], {
-    inputs: [keys, values, state.positions, n],
+    // the positions stand in for absent lengths, which the kernel then does not read
+    inputs: [keys, values, state.positions, n ?? state.positions],
     outputs: [{ shape: [B], dtype: 'int32' }],
     updates: [state.keys, state.values],
     params: [{ u32: total }, { u32: T }, { u32: S }, { u32: (Hkv * K) / lanes }, { u32: state.ring ? 1 : 0 }],
-    constants: { WG },
+    constants: { WG, ALL_REAL: n ? 0 : 1 },
     workgroups: grid1d(total, WG),
   });
   return tf.engine().makeTensorFromTensorInfo(advanced!) as tf.Tensor1D;
