@@ -187,7 +187,7 @@ export function writeKernel(state: KVCacheState, keys: tf.Tensor4D, values: tf.T
   const S = state.keys.shape[1];
   const lanes = lanesFor(Hkv * K);
   const total = (B * T * Hkv * K) / lanes;
-  if (total === 0 || S === 0) return tf.add(state.positions, n ?? tf.scalar(T, 'int32'));
+  if (total === 0 || S === 0) return tf.tidy(() => tf.add(state.positions, n ?? tf.scalar(T, 'int32')));
   const [advanced] = runKernel(tf.backend() as WebGPUBackend, WRITE[lanes], {
     // the positions stand in for absent lengths, which the kernel then does not read
     inputs: [keys, values, state.positions, n ?? state.positions],
