@@ -380,6 +380,25 @@ for (const backend of ['cpu', 'webgpu'] as const) {
         layer.dispose();
       });
 
+      it('on webgpu a windowed layer\'s step over its ring takes four launches: the write\'s positions bound the keys', async () => {
+        const layer = make('FlashStyleTiledAttention', 3);
+        const state = layer.initState(2, { capacity: 16 });
+        const x = tf.ones([2, D]) as tf.Tensor2D;
+        // past the ring's 3 slots, where each row sees all of them
+        for (let s = 0; s < 4; s++) tf.dispose(layer.step(x, state)[0]);
+        const ran = await launchedPipelines(async () => {
+          const [y] = layer.step(x, state);
+          await y.data();
+          y.dispose();
+        });
+        // as above, the attention's kvLengths the positions the write formed (clamped to the ring's
+        // slots by the kernel), where an add and a minimum took two launches
+        expect(ran).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/),
+          expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/)]);
+        tf.dispose([x, state]);
+        layer.dispose();
+      });
+
       // the layer keeps its q, k, v biases packed for the projections' launch: a bias changed by
       // setWeights must reach the next call, which under a tape packs them afresh in its launch
       it('on webgpu a call after setWeights projects with the new q, k, v biases, as a call under a gradient tape does', async () => {

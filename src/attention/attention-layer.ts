@@ -570,7 +570,10 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
         // the ring's S = w slots hold the last w tokens up to this one, all in its window: in
         // slot order, which the softmax does not see, every filled slot is visible
         write();
-        o = this.attendCache(q, keys, values, { causal: false, kvLengths: tf.minimum(tf.add(positions, int(1)), int(S)) as tf.Tensor1D });
+        // each row's filled slots, min(p + 1, S): the kernel's write formed p + 1, which the
+        // attention kernels clamp to the S keys (keyCount in kernels/common/visibility.wgsl)
+        const filled = advanced ?? tf.minimum(tf.add(positions, int(1)), int(S)) as tf.Tensor1D;
+        o = this.attendCache(q, keys, values, { causal: false, kvLengths: filled });
       } else if (state.ring) {
         // the prompt needs keys the ring no longer holds once written: attend first, over the
         // ring's tokens in order followed by the prompt's, then write
