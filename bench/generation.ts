@@ -408,14 +408,14 @@ export function generationMarkdown(r: GenerationReport): string {
   const context = Math.max(...r.contexts, r.prefillTokens) + MARGIN;
   const base = new Map(r.steps.filter((s) => s.t === 1024).map((s) => [s.mixer, s]));
   const stepRows = r.steps.map((s) => {
-    if (s.skipped) return `| ${s.mixer} | ${s.t} | ${s.skipped} | – | – | – | – | – | – | – |`;
+    if (s.skipped) return `| ${s.mixer} | ${s.t} | ${s.skipped} | – | – | – | – | – | – | – | – |`;
     const b = base.get(s.mixer);
     const vs1k = s.beyondReadMs !== undefined && b?.beyondReadMs !== undefined ? (s.beyondReadMs / b.beyondReadMs).toFixed(2)
       : s.concatenating === undefined && s.inPlace && b?.inPlace ? (s.inPlace.medianMs / b.inPlace.medianMs).toFixed(2) : '–';
     const checked = s.validation ? `${s.validation.ok ? 'ok' : 'FAILED'} (${s.validation.relative.toExponential(1)})` : '–';
     const iters = [s.inPlace, s.concatenating, s.read].filter((x) => x).map((x) => x!.iterations).join('/');
     const copies = s.inPlace && s.concatenating ? `${(s.concatenating.medianMs / s.inPlace.medianMs).toFixed(2)}` : '–';
-    return `| ${s.mixer} | ${s.t} | ${ms(s.inPlace?.medianMs)} | ${ms(s.concatenating?.medianMs)} | ${copies} | ${ms(s.read?.medianMs)} | ` +
+    return `| ${s.mixer} | ${s.t} | ${ms(s.inPlace?.medianMs)} | ${ms(s.inPlace?.recordMs)} | ${ms(s.concatenating?.medianMs)} | ${copies} | ${ms(s.read?.medianMs)} | ` +
       `${ms(s.beyondReadMs)} | ${vs1k} | ${checked} | ${iters} |`;
   });
   const prefillRows = r.prefill.map((p) => p.skipped ? `| ${p.mixer} | ${p.skipped} | – | – | – | – |`
@@ -441,11 +441,13 @@ export function generationMarkdown(r: GenerationReport): string {
       `interleaved sample by sample; the recurrent mixers' contexts are interleaved with each other. Validation: the first step's ` +
       'logits of the two caches (same keys and values) agree (relative max difference). Each timed run advances a state by one token.',
     '',
-    '| mixer | t | in-place ms | concatenating ms | concatenating ÷ in-place | read ms | beyond read ms | ÷ 1k | validation | iters |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| mixer | t | in-place ms | of it recording ms | concatenating ms | concatenating ÷ in-place | read ms | beyond read ms | ÷ 1k | validation | iters |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...stepRows,
     '',
-    '"÷ 1k": beyond read over its value at t = 1024 (attention); the step over its value at 1024 (recurrent). ' +
+    '"of it recording": the median time a step took before its fence, the CPU\'s recording of its launches (where the GPU ' +
+      'keeps up, a step is its recording). "÷ 1k": beyond read over its value at t = 1024 (attention); the step over its value ' +
+      'at 1024 (recurrent). ' +
       'iters: the timed runs of in-place/concatenating/read.',
     '',
     `**Prefill against stepping, ${r.prefillTokens} tokens.** Prefill: \`Decoder.prefill\` of ${r.prefillTokens} random tokens from a ` +

@@ -34,6 +34,13 @@ export interface Timing {
   medianMs: number;
   /** Fastest sample, in ms. */
   minMs: number;
+  /**
+   * Median over the samples of the time before their fence, per run, in ms: the CPU's recording
+   * of the runs (and whatever they wait for themselves). On a GPU that finishes a run's kernels
+   * sooner than the CPU records them, it is most of {@link Timing.medianMs}. Absent where a
+   * measurement was not sampled by {@link timeRuns}.
+   */
+  recordMs?: number;
   /** How many timed runs, over all samples. */
   iterations: number;
   /** Runs per sample: back-to-back runs fenced once (see {@link MIN_SAMPLE_MS}). */
@@ -73,18 +80,20 @@ export interface Contender {
  * other processes on the machine falls on all of them alike; each stops on its own budget.
  */
 export async function timeRuns<K extends string>(contenders: Record<K, Contender>, budget: Budget): Promise<Record<K, Timing>> {
-  const sample = async (c: Contender, runs: number): Promise<number> => {
+  const sample = async (c: Contender, runs: number): Promise<{ ms: number; recordMs: number }> => {
     const start = performance.now();
     for (let i = 0; i < runs; i++) await c.run();
+    const recorded = performance.now();
     await c.fence();
-    return (performance.now() - start) / runs;
+    return { ms: (performance.now() - start) / runs, recordMs: (recorded - start) / runs };
   };
   const names = Object.keys(contenders) as K[];
   const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  const recordings = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   const runs = Object.fromEntries(names.map((k) => [k, 1])) as Record<K, number>;
   for (let i = 0; i < budget.warmup; i++) {
     for (const k of names) {
-      const ms = await sample(contenders[k], 1);
+      const { ms } = await sample(contenders[k], 1);
       runs[k] = Math.min(MAX_RUNS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_MS / Math.max(ms, 1e-3))));
     }
   }
@@ -94,13 +103,14 @@ export async function timeRuns<K extends string>(contenders: Record<K, Contender
   // each stops on its own budget, so a fast contender is not held to a slow one's few samples
   while (names.some((k) => !done(k))) {
     for (const k of names.filter((name) => !done(name))) {
-      const ms = await sample(contenders[k], runs[k]);
+      const { ms, recordMs } = await sample(contenders[k], runs[k]);
       samples[k].push(ms);
+      recordings[k].push(recordMs);
       spent[k] += ms * runs[k];
     }
   }
   return Object.fromEntries(names.map((k) => [k, {
-    medianMs: median(samples[k]), minMs: Math.min(...samples[k]), iterations: samples[k].length * runs[k],
+    medianMs: median(samples[k]), minMs: Math.min(...samples[k]), recordMs: median(recordings[k]), iterations: samples[k].length * runs[k],
     runsPerSample: runs[k],
   }])) as Record<K, Timing>;
 }
