@@ -60,6 +60,13 @@ function cacheOf<T>(caches: WeakMap<GPUDevice, Map<string, T>>, device: GPUDevic
 /**
  * A uniform binding holding `fields` (a `Params` struct of 4-byte scalars, in declaration
  * order), kept for their bits: a float's −0 and NaN payloads are their own keys.
+ *
+ * @example
+ * ```ts
+ * const device = (tf.backend() as WebGPUBackend).device;
+ * const a = paramsBinding(device, [{ u32: 64 }, { f32: 0.5 }]);
+ * paramsBinding(device, [{ u32: 64 }, { f32: 0.5 }]) === a;   // true: the same buffer, written once
+ * ```
  */
 export function paramsBinding(device: GPUDevice, fields: Param[]): GPUBufferBinding {
   const words = new Uint32Array(fields.length);
@@ -81,6 +88,12 @@ export function paramsBinding(device: GPUDevice, fields: Param[]): GPUBufferBind
 /**
  * A bind group of `layout` binding `buffers` whole at 0, 1, … and then `uniform` (from
  * {@link paramsBinding}) where given, kept for those objects.
+ *
+ * @example
+ * ```ts
+ * // as runKernel binds a launch: its inputs' and outputs' buffers, then its params
+ * pass.setBindGroup(0, bindGroupFor(device, kernel.name, layout, buffers, paramsBinding(device, params)));
+ * ```
  */
 export function bindGroupFor(device: GPUDevice, label: string, layout: GPUBindGroupLayout, buffers: GPUBuffer[],
   uniform?: GPUBufferBinding): GPUBindGroup {

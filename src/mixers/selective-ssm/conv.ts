@@ -287,6 +287,15 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
  * zeros before it), and z, its second half, each `[B, T, E]`. On webgpu (dConv ≥ 2) one launch,
  * and its gradient in the projection, the taps and the bias two, where slicing x and z out and
  * tfjs's gradients of the taps and the bias took seven; elsewhere a split and {@link convolved}.
+ *
+ * @example
+ * ```ts
+ * const projected = tf.randomNormal([2, 16, 2 * 8]) as tf.Tensor3D;      // [B, T, 2E], E = 8
+ * const grads = tf.grads((p: tf.Tensor) => {
+ *   const { u, z } = convolvedProjection(p as tf.Tensor3D, tf.ones([4, 8]), tf.zeros([8]), 'auto');
+ *   return tf.sum(tf.mul(u, z));                                          // u, z [2, 16, 8]
+ * })([projected]);                                                        // [2, 16, 16]
+ * ```
  */
 export function convolvedProjection(projected: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D,
   implementation: Implementation): { u: tf.Tensor3D; z: tf.Tensor3D } {
