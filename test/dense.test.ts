@@ -3,7 +3,7 @@ import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 // the op's own module rather than the barrel: this file tests one op, whatever else is being built
 import { dense } from '../src/dense/op.js';
-import { denseKernel } from '../src/dense/kernel.js';
+import { columnSums, denseKernel } from '../src/dense/kernel.js';
 import { POISON_OUTPUTS_FLAG } from '../src/webgpu/runtime.js';
 import {
   denseOracle, erf64, expectWithinBound, geluGradOracle, geluOracle, geluSecondOracle, swishGradOracle, swishOracle, type Matrix,
@@ -138,6 +138,27 @@ describeOn('webgpu', 'dense kernel', () => {
       }), { numRuns: 60 });
     } finally {
       tf.env().set(POISON_OUTPUTS_FLAG, false);
+    }
+  });
+
+  it('sums columns in one launch without a ones tensor, any M and N, and its gradient broadcasts dy', async () => {
+    for (const [M, N] of [[1, 4], [7, 12], [5, 3], [64, 9], [8, 12], [64, 64]] as const) {
+      const ts = seededUniform(M + N, M * N);
+      const t = tf.tensor2d(ts, [M, N]);
+      let sums: tf.Tensor | null = null;
+      const ran = await launchedPipelines(async () => {
+        sums = columnSums(t);
+        await sums.data();
+      });
+      // the vec4 kernel where t's rows and columns are whole quads, else the scalar one
+      expect(ran).toEqual([M % 4 === 0 && N % 4 === 0 ? 'DenseVec4' : 'Dense']);
+      // 1·t, a product of the kind bounded at the top of the file
+      expectWithinBound(await sums!.data(), denseOracle({ rows: 1, cols: M, data: new Float32Array(M).fill(1) }, matrix(t, ts), false, false),
+        'column sums');
+      const dys = seededUniform(M + N + 1, N);
+      const dt = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(columnSums(x as tf.Tensor2D), tf.tensor1d(dys))))(t);
+      expect(Array.from(await dt.data())).toEqual(Array.from({ length: M * N }, (_, i) => dys[i % N]));
+      tf.dispose([t, sums!, dt]);
     }
   });
 

@@ -10,6 +10,7 @@
 
 fn aAt(m: u32, k: u32) -> f32 {
   if (m >= params.M || k >= params.K) { return 0.0; }
+  if (A_ONES) { return 1.0; }
   if (TRANSPOSE_A) { return a[k * params.M + m]; }
   return a[m * params.K + k];
 }

@@ -16,6 +16,8 @@ override TRANSPOSE_A: bool = false;
 // B is read from bᵀ [N, K]
 override TRANSPOSE_B: bool = false;
 override HAS_BIAS: bool = false;
+// A is a row of ones [1, K] that no buffer holds (its binding a stand-in): C is B's column sums
+override A_ONES: bool = false;
 // the epilogue, ops.dense's activation where no gradient is recorded: 0 none, 1 GELU, v·Φ(v),
 // 2 swish, v·σ(v) with σ(v) = 1/(1 + e^{−v}), as tfjs's sigmoid kernel forms it
 override ACTIVATION: u32 = 0u;

@@ -37,6 +37,13 @@ export interface DenseAttrs {
   transposeB: boolean;
 }
 
+/**
+ * tfjs kernel name. Input `t` `[M, N]`; output its column sums `[1, N]`, the dense kernel's
+ * product of a row of ones that no buffer holds (`A_ONES`) by t, where a ones tensor was filled
+ * on the CPU and uploaded each time. Differentiable (its gradient broadcasts dy to t's shape).
+ */
+const COLUMN_SUMS = 'MixersDenseColumnSums';
+
 /** Invocations per workgroup of the dense kernels. */
 export const WG = 64;
 const KERNELS: Record<'vec4' | 'scalar', KernelSource> = {
@@ -57,29 +64,53 @@ export function rowsFor(M: number, transposeA: boolean): number {
   return M <= 2 && !transposeA ? 1 : M < 64 ? 4 : 8;
 }
 
-/** The launch of {@link DENSE}, and of {@link DENSE_ACTIVATED}, whose attrs name the activation. */
-const denseLaunch: tf.KernelFunc = ({ inputs, backend, attrs }) => {
-  const { a, b } = namedInputs(inputs, 'a', 'b');
-  const { bias } = inputs;
-  const at = attrs as unknown as DenseAttrs & { activation?: Epilogue };
-  const [M, K, N] = sizes(a, b, at);
+/**
+ * One launch of the dense kernel for op(a)·op(b) (+ bias) `[M, N]`, K deep; with `onesA`, a's
+ * binding a stand-in for a row of ones.
+ */
+function launchDense(backend: WebGPUBackend, a: tf.TensorInfo, b: tf.TensorInfo, bias: tf.TensorInfo | undefined,
+  [M, K, N]: [number, number, number], at: DenseAttrs & { activation?: Epilogue; onesA?: boolean }): tf.TensorInfo {
   // vec4 rows need every row that is read as quads to be whole quads
   const vec4 = K % 4 === 0 && N % 4 === 0 && (!at.transposeA || M % 4 === 0);
   const rows = rowsFor(M, at.transposeA);
-  return runKernel(backend as WebGPUBackend, KERNELS[vec4 ? 'vec4' : 'scalar'], {
+  return runKernel(backend, KERNELS[vec4 ? 'vec4' : 'scalar'], {
     // without a bias its binding is never read: `a` stands in (read-only bindings may alias)
     inputs: [a, b, bias ?? a],
     outputs: [[M, N]],
     params: [M, K, N].map((u32) => ({ u32 })),
     constants: {
       WG, ROWS: rows, TRANSPOSE_A: at.transposeA ? 1 : 0, TRANSPOSE_B: at.transposeB ? 1 : 0, HAS_BIAS: bias ? 1 : 0,
-      ACTIVATION: at.activation ? EPILOGUES[at.activation] : 0,
+      ACTIVATION: at.activation ? EPILOGUES[at.activation] : 0, A_ONES: at.onesA ? 1 : 0,
     },
     workgroups: grid1d(Math.ceil(M / rows) * Math.ceil(N / 4), WG),
   })[0]!;
+}
+
+/** The launch of {@link DENSE}, and of {@link DENSE_ACTIVATED}, whose attrs name the activation. */
+const denseLaunch: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+  const { a, b } = namedInputs(inputs, 'a', 'b');
+  const at = attrs as unknown as DenseAttrs & { activation?: Epilogue };
+  return launchDense(backend as WebGPUBackend, a, b, inputs.bias, sizes(a, b, at), at);
 };
 
 for (const kernelName of [DENSE, DENSE_ACTIVATED]) registerKernelOnce({ kernelName, backendName: 'webgpu', kernelFunc: denseLaunch });
+
+registerKernelOnce({
+  kernelName: COLUMN_SUMS,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { t } = namedInputs(inputs, 't');
+    const [M, N] = t.shape as [number, number];
+    // t stands in for the ones it is multiplied by
+    return launchDense(backend as WebGPUBackend, t, t, undefined, [1, M, N], { transposeA: false, transposeB: false, onesA: true });
+  },
+});
+
+registerGradientOnce({
+  kernelName: COLUMN_SUMS,
+  inputsToSave: ['t'],
+  gradFunc: (dy, [t]) => ({ t: () => tf.broadcastTo(dy as tf.Tensor, t!.shape) }),
+});
 
 /**
  * op(a)·op(b) (+ bias) through the kernel; with `activation`, that of it in the same launch, for a
@@ -96,9 +127,14 @@ export function denseKernel(
 /**
  * Σ_m t[m, :] of t `[M, N]` as 1·t through the kernel, on webgpu: tfjs's sum over rows launches
  * a workgroup per column, slow on SwiftShader. Returns `[N]`.
+ *
+ * @example
+ * ```ts
+ * columnSums(tf.tensor2d([[1, 2], [3, 4]])).print();   // [4, 6]
+ * ```
  */
 export function columnSums(t: tf.Tensor2D): tf.Tensor1D {
-  return tf.tidy(() => denseKernel(tf.ones([1, t.shape[0]]), t, false, false).reshape([-1]));
+  return tf.tidy(() => (tf.engine().runKernel(COLUMN_SUMS, { t }) as tf.Tensor).reshape([-1]));
 }
 
 registerGradientOnce({
