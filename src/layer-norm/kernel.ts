@@ -15,7 +15,7 @@ import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 /**
  * tfjs kernel name. Inputs `x` `[M, D]`, `gamma` and `beta` `[D]`; outputs y `[M, D]` and each
  * row's (mean, rstd) `[M, 2]`, which the gradient reads. Differentiable once. With attrs
- * `centred` false it is RMSNorm: mean 0, and beta a stand-in, never read, that has no gradient.
+ * `centred` false it is RMSNorm: mean 0, and no beta.
  */
 export const LAYER_NORM = 'MixersLayerNorm';
 /**
@@ -25,8 +25,7 @@ export const LAYER_NORM = 'MixersLayerNorm';
  */
 export const ADD_LAYER_NORM = 'MixersAddLayerNorm';
 /**
- * tfjs kernel name. Inputs `x` and `gate` `[M, D]`, `gamma` `[D]` and `beta` (a stand-in, never
- * read, with no gradient); outputs y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd)
+ * tfjs kernel name. Inputs `x` and `gate` `[M, D]` and `gamma` `[D]`; outputs y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd)
  * `[M, 2]`, in one launch. Differentiable once: three launches (`backward-gate.wgsl`, then the
  * norm's two).
  */
@@ -82,8 +81,10 @@ for (const kernelName of [LAYER_NORM, ADD_LAYER_NORM, RMS_NORM_SWISH_GATE]) {
     kernelName,
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x, gamma, beta } = namedInputs(inputs, 'x', 'gamma', 'beta');
-      return forward(backend as WebGPUBackend, x, { residual: inputs.residual, gate: inputs.gate }, gamma, beta, attrs);
+      const { x, gamma } = namedInputs(inputs, 'x', 'gamma');
+      // RMSNorm's calls pass no beta, which the kernel then never reads: gamma stands in for it
+      // (read-only bindings may alias), where a tensor of zeros would be an upload a call
+      return forward(backend as WebGPUBackend, x, { residual: inputs.residual, gate: inputs.gate }, gamma, inputs.beta ?? gamma, attrs);
     },
   });
 }

@@ -133,7 +133,7 @@ export function rmsNormSwishGate<R extends tf.Rank>(x: tf.Tensor<R>, gamma: tf.T
   return tf.tidy(() => {
     const attrs: LayerNormAttrs = { epsilon, centred: false };
     const rows = [x.size / D, D];
-    const inputs = { x: x.reshape(rows), gamma, beta: tf.zeros([4]), gate: gate.reshape(rows) };
+    const inputs = { x: x.reshape(rows), gamma, gate: gate.reshape(rows) };
     const [y] = tf.engine().runKernel(RMS_NORM_SWISH_GATE, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
     return y!.reshape(x.shape) as tf.Tensor<R>;
   });
@@ -172,9 +172,8 @@ function normalise<R extends tf.Rank>(op: string, x: tf.Tensor<R>, gamma: tf.Ten
       return y.reshape(x.shape) as tf.Tensor<R>;
     }
     const attrs: LayerNormAttrs = { epsilon, centred: beta !== null };
-    // RMSNorm's beta is a stand-in off the gradient's path, never read (of four floats, the
-    // least a vec4 binding takes)
-    const inputs = { x: rows, gamma, beta: beta ?? tf.zeros([4]) };
+    // RMSNorm passes no beta (the kernel binds gamma in its place, never read)
+    const inputs: tf.NamedTensorMap = beta ? { x: rows, gamma, beta } : { x: rows, gamma };
     const [y] = tf.engine().runKernel(LAYER_NORM, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
     return y!.reshape(x.shape) as tf.Tensor<R>;
   });
