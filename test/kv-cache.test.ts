@@ -360,44 +360,30 @@ for (const backend of ['cpu', 'webgpu'] as const) {
         }
       });
 
-      it('on webgpu a step over a preallocated cache of one chunk of keys takes four launches', async () => {
-        const layer = make('FlashStyleTiledAttention');
-        const state = layer.initState(2, { capacity: 16 });
-        const x = tf.ones([2, D]) as tf.Tensor2D;
-        tf.dispose(layer.step(x, state)[0]);
-        const ran = await launchedPipelines(async () => {
-          const [y] = layer.step(x, state);
-          await y.data();
-          y.dispose();
+      // without a window, and with one (a ring of 3 slots, stepped past them, each row seeing all three)
+      for (const window of [undefined, 3]) {
+        it(`on webgpu a step over a preallocated cache of one chunk of keys takes four launches${window ? ', over a ring too' : ''}`, async () => {
+          const layer = make('FlashStyleTiledAttention', window);
+          const state = layer.initState(2, { capacity: 16 });
+          const x = tf.ones([2, D]) as tf.Tensor2D;
+          for (let s = 0; s < (window ?? 0) + 1; s++) tf.dispose(layer.step(x, state)[0]);
+          const ran = await launchedPipelines(async () => {
+            const [y] = layer.step(x, state);
+            await y.data();
+            y.dispose();
+          });
+          // the q, k, v projections (their biases packed once, with the weights), the cache write
+          // (which also forms the positions after the step), the split-K decode in one launch (16
+          // keys, one chunk: no merge; its lone query offsets bound as they are, since every token is
+          // real and causality alone bounds the keys: no kvLengths; over a ring, whose slots are
+          // not in order, its kvLengths the positions the write formed, which the kernel clamps to
+          // the slots, where an add and a minimum took two launches), the output projection
+          expect(ran).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/),
+            expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/)]);
+          tf.dispose([x, state]);
+          layer.dispose();
         });
-        // the q, k, v projections (their biases packed once, with the weights), the cache write
-        // (which also forms the positions after the step), the split-K decode in one launch (16
-        // keys, one chunk: no merge; its lone query offsets bound as they are, since every token is
-        // real and causality alone bounds the keys: no kvLengths), the output projection
-        expect(ran).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/),
-          expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/)]);
-        tf.dispose([x, state]);
-        layer.dispose();
-      });
-
-      it('on webgpu a windowed layer\'s step over its ring takes four launches: the write\'s positions bound the keys', async () => {
-        const layer = make('FlashStyleTiledAttention', 3);
-        const state = layer.initState(2, { capacity: 16 });
-        const x = tf.ones([2, D]) as tf.Tensor2D;
-        // past the ring's 3 slots, where each row sees all of them
-        for (let s = 0; s < 4; s++) tf.dispose(layer.step(x, state)[0]);
-        const ran = await launchedPipelines(async () => {
-          const [y] = layer.step(x, state);
-          await y.data();
-          y.dispose();
-        });
-        // as above, the attention's kvLengths the positions the write formed (clamped to the ring's
-        // slots by the kernel), where an add and a minimum took two launches
-        expect(ran).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/),
-          expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/)]);
-        tf.dispose([x, state]);
-        layer.dispose();
-      });
+      }
 
       // the layer keeps its q, k, v biases packed for the projections' launch: a bias changed by
       // setWeights must reach the next call, which under a tape packs them afresh in its launch
