@@ -98,7 +98,10 @@ const CALL_ARGS = optionNames<AttentionCallArgs>({ segmentIds: true, mask: true,
 
 export type { KVCacheOptions, KVCacheState } from './kv-cache.js';
 
-/** A decoding call's real tokens a row: a prefill's lengths, or a step's, which makes no tensor of its ones (`tensor` null: every row's T tokens). */
+/**
+ * A decoding call's real tokens a row: a prefill's lengths, or a step's, which makes no tensor
+ * of its ones (`tensor` null: every row's T tokens).
+ */
 type CallLengths = Omit<PrefillLengths, 'tensor'> & { tensor: tf.Tensor1D | null };
 
 /** An input's own padding mask, which tfjs's masking layers attach to their eager outputs. */

@@ -25,9 +25,9 @@ export const LAYER_NORM = 'MixersLayerNorm';
  */
 export const ADD_LAYER_NORM = 'MixersAddLayerNorm';
 /**
- * tfjs kernel name. Inputs `x` and `gate` `[M, D]` and `gamma` `[D]`; outputs y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd)
- * `[M, 2]`, in one launch. Differentiable once: three launches (`backward-gate.wgsl`, then the
- * norm's two).
+ * tfjs kernel name. Inputs `x` and `gate` `[M, D]` and `gamma` `[D]`; outputs
+ * y = RMSNorm(x)·swish(gate) `[M, D]` and each row's (0, rstd) `[M, 2]`, in one launch.
+ * Differentiable once: three launches (`backward-gate.wgsl`, then the norm's two).
  */
 export const RMS_NORM_SWISH_GATE = 'MixersRmsNormSwishGate';
 /**
