@@ -14,7 +14,7 @@ import {
   type AttentionCase, type AttentionInputs, type Pass, type Side,
 } from './cases.js';
 import { measureDecode } from './decode.js';
-import { LIMITS, budgetOf, isMinimal, overBudget, seconds } from './limits.js';
+import { LIMITS, budgetsOf, minimalSides, overBudget, seconds } from './limits.js';
 import type { AttentionReport, AttentionResult, AttentionValidation } from './report.js';
 import { agreement } from './validation.js';
 import { fence, timeInterleaved, type Budget, type Timing } from './timing.js';
@@ -200,7 +200,7 @@ async function measureAttentionCase(
   const { op, pass, T } = c;
   const label = `${op.name} ${pass} T=${T}`;
   const result: AttentionResult = {
-    op: op.name, pass, B, T, H, Hkv, K, pairs: op.pairs(T), flops: c.flops, skipped: {}, peakBytes: {}, minimal: false,
+    op: op.name, pass, B, T, H, Hkv, K, pairs: op.pairs(T), flops: c.flops, skipped: {}, peakBytes: {}, minimal: [],
   };
   const p = plan(chain, c);
   result.skipped.webgpu = overBudget(p.kernelMs, started, 'one kernel run');
@@ -213,7 +213,7 @@ async function measureAttentionCase(
     return result;
   }
   const withReference = !result.skipped.reference;
-  result.minimal = isMinimal([p.kernelMs, withReference ? p.referenceMs : undefined]);
+  result.minimal = minimalSides<Side>(withReference ? { webgpu: p.kernelMs, reference: p.referenceMs } : { webgpu: p.kernelMs });
 
   const q = tf.randomNormal([B, T, H, K], 0, 1, 'float32', seed) as tf.Tensor4D;
   const k = tf.randomNormal([B, T, Hkv, K], 0, 1, 'float32', seed + 1) as tf.Tensor4D;
@@ -237,10 +237,10 @@ async function measureAttentionCase(
     }
     const run = (side: Side) => () => runAttention(op, pass, side, x);
     // kernel and reference samples alternate; the kernel alone where the reference is skipped
-    const timings: { kernel: Timing; reference?: Timing } = withReference
-      ? await timeInterleaved(backend, { kernel: run('webgpu'), reference: run('reference') }, budgetOf(result.minimal))
-      : await timeInterleaved(backend, { kernel: run('webgpu') }, budgetOf(result.minimal));
-    const kernel = timings.kernel;
+    const sides: Side[] = withReference ? ['webgpu', 'reference'] : ['webgpu'];
+    const timings: Partial<Record<Side, Timing>> = await timeInterleaved(backend,
+      Object.fromEntries(sides.map((side) => [side, run(side)])) as Record<Side, () => tf.Tensor[]>, ...budgetsOf(result.minimal));
+    const kernel = timings.webgpu!;
     const kernelGflops = c.flops / (kernel.medianMs * 1e6);
     result.webgpu = { ...kernel, gflops: kernelGflops, percentOfMatMul: (100 * kernelGflops) / matMulGflops };
     chain.last.webgpu = { T, ms: kernel.medianMs };

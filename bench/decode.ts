@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ATTENTION, runDecode, type DecodeSide } from './cases.js';
-import { LIMITS, budgetOf, isMinimal, overBudget, seconds } from './limits.js';
+import { LIMITS, budgetsOf, minimalSides, overBudget, seconds } from './limits.js';
 import { gbps, type AttentionReport, type DecodeResult } from './report.js';
 import { agreement, type Validation } from './validation.js';
 import { timeInterleaved } from './timing.js';
@@ -58,7 +58,7 @@ export async function measureDecode(
   const cases: DecodeResult[] = [];
   for (const Tk of caches) {
     const bytes = 2 * B * Tk * Hkv * K * 4;
-    const result: DecodeResult = { B, Tk, H, Hkv, K, bytes, skipped: {}, minimal: false };
+    const result: DecodeResult = { B, Tk, H, Hkv, K, bytes, skipped: {}, minimal: [] };
     cases.push(result);
     const [split, unsplit, reference] = DECODE_SIDES.map((side) => predict(last, side, Tk));
     const kernels = split !== undefined && unsplit !== undefined ? split + unsplit : undefined;
@@ -74,7 +74,7 @@ export async function measureDecode(
       continue;
     }
     const sides = DECODE_SIDES.filter((side) => side !== 'reference' || !result.skipped.reference);
-    result.minimal = isMinimal([split, unsplit, result.skipped.reference ? undefined : reference]);
+    result.minimal = minimalSides<DecodeSide>(result.skipped.reference ? { split, unsplit } : { split, unsplit, reference });
     const q = tf.randomNormal([B, 1, H, K], 0, 1, 'float32', seed) as tf.Tensor4D;
     const k = tf.randomNormal([B, Tk, Hkv, K], 0, 1, 'float32', seed + 1) as tf.Tensor4D;
     const v = tf.randomNormal([B, Tk, Hkv, K], 0, 1, 'float32', seed + 2) as tf.Tensor4D;
@@ -88,7 +88,7 @@ export async function measureDecode(
       }
       const runs = Object.fromEntries(sides.map((side) => [side, () => runDecode(side, q, k, v)])) as
         Record<DecodeSide, () => tf.Tensor>;
-      const timings = await timeInterleaved(backend, runs, budgetOf(result.minimal));
+      const timings = await timeInterleaved(backend, runs, ...budgetsOf(result.minimal));
       for (const side of sides) last[side] = { Tk, ms: timings[side].medianMs };
       const measured = (side: DecodeSide) => ({ ...timings[side], gbps: gbps(bytes, timings[side].medianMs) });
       const kernel = (side: DecodeSide) => ({ ...measured(side), percentOfCopy: (100 * measured(side).gbps) / copyGbps });

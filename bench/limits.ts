@@ -25,17 +25,18 @@ const MINIMAL_BUDGET: Budget = { warmup: 0, minIterations: 1, maxIterations: 3, 
 export const seconds = (ms: number) => (ms / 1000).toFixed(ms >= 10_000 ? 0 : 1);
 
 /**
- * Whether a case is timed with the minimum iterations: a run of a side that will be timed is
- * predicted over {@link LIMITS} `minimalRunS` (predictions from the previous length only: a
- * first validation run also compiles the pipelines).
+ * The sides of a case timed with the minimum iterations: those whose run is predicted over
+ * {@link LIMITS} `minimalRunS` (predictions from the previous length only: a first validation
+ * run also compiles the pipelines). A side predicted shorter keeps the case's whole budget
+ * beside them.
  */
-export function isMinimal(predictedMs: ReadonlyArray<number | undefined>): boolean {
-  return predictedMs.some((ms) => ms !== undefined && ms > LIMITS.minimalRunS * 1000);
+export function minimalSides<K extends string>(predictedMs: Partial<Record<K, number>>): K[] {
+  return (Object.keys(predictedMs) as K[]).filter((k) => predictedMs[k]! > LIMITS.minimalRunS * 1000);
 }
 
-/** The sampling budget of a case, minimal or not. */
-export function budgetOf(minimal: boolean): Budget {
-  return minimal ? MINIMAL_BUDGET : CASE_BUDGET;
+/** The sampling budgets of a case's sides, for `timeInterleaved`: the minimum for the `minimal` ones. */
+export function budgetsOf<K extends string>(minimal: K[]): [Budget, Partial<Record<K, Budget>>] {
+  return [CASE_BUDGET, Object.fromEntries(minimal.map((k) => [k, MINIMAL_BUDGET])) as Partial<Record<K, Budget>>];
 }
 
 /**

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import type { ScanReport } from './selective-ssm.js';
 import type { MaskedAttentionReport } from './masked.js';
 import { join } from 'node:path';
-import type { Pass } from './cases.js';
+import type { DecodeSide, Pass, Side } from './cases.js';
 import { MIN_SAMPLE_MS, type Timing } from './timing.js';
 import type { Validation } from './validation.js';
 
@@ -78,8 +78,8 @@ export interface AttentionResult {
   skipped: { webgpu?: string; reference?: string };
   /** Peak tfjs allocation (`tf.profile`) of one run of each side, measured in validation, bytes. */
   peakBytes: { webgpu?: number; reference?: number };
-  /** Timed with the minimum iterations: the validation run is the warm-up, then 1–3 samples. */
-  minimal: boolean;
+  /** The sides timed with the minimum iterations: the validation run is the warm-up, then 1–3 samples. */
+  minimal: Side[];
   /** Reference median / kernel median. */
   speedup?: number;
 }
@@ -118,7 +118,8 @@ export interface DecodeResult {
   unsplit?: DecodeMeasured;
   reference?: Measured;
   skipped: { kernels?: string; reference?: string };
-  minimal: boolean;
+  /** The sides timed with the minimum iterations (see {@link AttentionResult.minimal}). */
+  minimal: DecodeSide[];
   /** Unsplit median / split median: how many times faster split-K is. */
   splitSpeedup?: number;
 }
@@ -200,6 +201,9 @@ const gflops = (v: number) => v.toFixed(3);
 const speedup = (v: number) => `${v.toFixed(2)}×`;
 const relErr = (v: Validation | undefined) => (v ? v.relative.toExponential(1) : '–');
 
+/** The mark of a side timed with the minimum iterations. */
+const star = <K extends string>(minimal: readonly K[], side: K) => (minimal.includes(side) ? '*' : '');
+
 /**
  * An op's table, one row per pass × T. `time/T ÷ prev` is the kernel's ms per token over that
  * of the previous T of the same pass: 1 where time grows linearly in T, T / T′ where it grows
@@ -217,13 +221,12 @@ function opTable(o: AttentionOpReport): string {
     }
     const previous = o.cases.slice(0, i).reverse().find((p) => p.pass === c.pass && p.webgpu);
     const growth = previous ? ((c.webgpu.medianMs / c.T) / (previous.webgpu!.medianMs / previous.T)).toFixed(2) : '–';
-    const star = c.minimal ? '*' : '';
     const reference = c.reference
       ? [ms(c.reference.medianMs), gflops(c.reference.gflops), speedup(c.speedup!)]
       : [c.skipped.reference ?? '', '–', '–'];
     return [
       ...head, ms(c.webgpu.medianMs), growth, gflops(c.webgpu.gflops), `${c.webgpu.percentOfMatMul.toFixed(0)}%`,
-      ...reference, ...check, peak, `${c.webgpu.iterations}/${c.reference?.iterations ?? '–'}${star}`,
+      ...reference, ...check, peak, `${c.webgpu.iterations}${star(c.minimal, 'webgpu')}/${c.reference?.iterations ?? '–'}${star(c.minimal, 'reference')}`,
     ];
   });
   return table(['pass', 'T', 'kernel ms', 'time/T ÷ prev', 'kernel GFLOP/s', '% matMul', 'reference ms', 'reference GFLOP/s',
@@ -239,7 +242,8 @@ function decodeTable(cases: DecodeResult[]): string {
       return [String(c.Tk), c.skipped.kernels ?? '**FAILED validation**', '–', '–', '–', '–', '–', c.skipped.reference ?? '–', ...errs, '–'];
     }
     const kernel = (m: DecodeMeasured) => [ms(m.medianMs), rate(m.gbps), `${m.percentOfCopy.toFixed(0)}%`];
-    const iters = `${c.split.iterations}/${c.unsplit.iterations}/${c.reference?.iterations ?? '–'}${c.minimal ? '*' : ''}`;
+    const iters = `${c.split.iterations}${star(c.minimal, 'split')}/${c.unsplit.iterations}${star(c.minimal, 'unsplit')}/` +
+      `${c.reference?.iterations ?? '–'}${star(c.minimal, 'reference')}`;
     return [String(c.Tk), ...kernel(c.split), ...kernel(c.unsplit), speedup(c.splitSpeedup!),
       c.reference ? ms(c.reference.medianMs) : c.skipped.reference ?? '', ...errs, iters];
   });
@@ -274,7 +278,8 @@ export function attentionMarkdown(a: AttentionReport, tolerance: number): string
       `or one run, predicted from the previous T's median × (T/T′)², exceeds ${l.referenceRunS} s; a side when its validation run and one sample, ` +
       `at the predicted time (the kernel's in proportion to its counted pairs), would end the whole bench after ${l.benchMinutes} minutes. ` +
       'The cases run shortest predicted kernel run first (the order is in the JSON), so the deadline cuts the longest kernels of every op. ' +
-      `* = minimum iterations (a run predicted over ${l.minimalRunS} s): the validation run is the warm-up, then 1–3 samples.`,
+      `* after a side's iterations = its minimum (its run predicted over ${l.minimalRunS} s): the validation run is the warm-up, ` +
+      'then 1–3 samples; the other side is sampled in full beside it.',
     '',
     '### Compute roofline',
     '',

@@ -77,9 +77,13 @@ export interface Contender {
  * Times each contender by fenced wall time: a sample records `runs` runs back to back, fences
  * once, and counts the time per run. `runs` is 1 unless a warm-up run took under
  * {@link MIN_SAMPLE_MS}. Contenders alternate sample by sample while they sample, so load from
- * other processes on the machine falls on all of them alike; each stops on its own budget.
+ * other processes on the machine falls on all of them alike; each stops on its own budget, its
+ * entry in `own` or else `budget` (so that a kernel of milliseconds is not sampled as sparsely
+ * as a reference of seconds beside it).
  */
-export async function timeRuns<K extends string>(contenders: Record<K, Contender>, budget: Budget): Promise<Record<K, Timing>> {
+export async function timeRuns<K extends string>(
+  contenders: Record<K, Contender>, budget: Budget, own: Partial<Record<K, Budget>> = {},
+): Promise<Record<K, Timing>> {
   const sample = async (c: Contender, runs: number): Promise<{ ms: number; recordMs: number }> => {
     const start = performance.now();
     for (let i = 0; i < runs; i++) await c.run();
@@ -88,18 +92,20 @@ export async function timeRuns<K extends string>(contenders: Record<K, Contender
     return { ms: (performance.now() - start) / runs, recordMs: (recorded - start) / runs };
   };
   const names = Object.keys(contenders) as K[];
+  const budgetOf = (k: K): Budget => own[k] ?? budget;
   const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   const recordings = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   const runs = Object.fromEntries(names.map((k) => [k, 1])) as Record<K, number>;
-  for (let i = 0; i < budget.warmup; i++) {
-    for (const k of names) {
+  const warmups = Math.max(...names.map((k) => budgetOf(k).warmup));
+  for (let i = 0; i < warmups; i++) {
+    for (const k of names.filter((name) => i < budgetOf(name).warmup)) {
       const { ms } = await sample(contenders[k], 1);
       runs[k] = Math.min(MAX_RUNS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_MS / Math.max(ms, 1e-3))));
     }
   }
   const spent = Object.fromEntries(names.map((k) => [k, 0])) as Record<K, number>;
-  const done = (k: K) => samples[k].length >= budget.maxIterations ||
-    (samples[k].length >= budget.minIterations && spent[k] >= budget.budgetMs);
+  const done = (k: K) => samples[k].length >= budgetOf(k).maxIterations ||
+    (samples[k].length >= budgetOf(k).minIterations && spent[k] >= budgetOf(k).budgetMs);
   // each stops on its own budget, so a fast contender is not held to a slow one's few samples
   while (names.some((k) => !done(k))) {
     for (const k of names.filter((name) => !done(name))) {
@@ -136,8 +142,8 @@ export function tfjsContender(backend: WebGPUBackend, f: () => tf.TensorContaine
 
 /** {@link timeRuns} for tfjs contenders on the webgpu backend ({@link tfjsContender}). */
 export function timeInterleaved<K extends string>(
-  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget,
+  backend: WebGPUBackend, contenders: Record<K, () => tf.TensorContainer>, budget: Budget, own: Partial<Record<K, Budget>> = {},
 ): Promise<Record<K, Timing>> {
   const names = Object.keys(contenders) as K[];
-  return timeRuns(Object.fromEntries(names.map((k) => [k, tfjsContender(backend, contenders[k])])) as Record<K, Contender>, budget);
+  return timeRuns(Object.fromEntries(names.map((k) => [k, tfjsContender(backend, contenders[k])])) as Record<K, Contender>, budget, own);
 }
