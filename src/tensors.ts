@@ -126,34 +126,3 @@ export function detached<T extends tf.Tensor>(x: T): T {
   backend.incRef(x.dataId);
   return tf.engine().makeTensorFromTensorInfo({ dataId: x.dataId, shape: x.shape, dtype: x.dtype }, backend) as T;
 }
-
-
-/**
- * A decode step's `position` (the tokens each row saw before it) as an int32 tensor `[B]`: the
- * tensor given, or the number in every row.
- */
-export function positionTensor(position: number | tf.Tensor1D, B: number): tf.Tensor1D {
-  return position instanceof tf.Tensor ? position : tf.fill([B], position, 'int32') as tf.Tensor1D;
-}
-
-/**
- * Each row's position one token on, int32 `[B]`: the positions a decode step leaves, where no
- * kernel of the step forms them.
- *
- * @example
- * ```ts
- * advancedPositions(tf.tensor1d([4, 0], 'int32')).print();  // [5, 1]
- * ```
- */
-export function advancedPositions(positions: tf.Tensor1D): tf.Tensor1D {
-  return tf.add(positions, tf.scalar(1, 'int32'));
-}
-
-/**
- * A step's positions counted from 0 (a negative one as 0), and each one more, the positions the
- * step leaves: what the step kernels form themselves, for the references beside them.
- */
-export function countedPositions(positions: tf.Tensor1D): { counted: tf.Tensor1D; next: tf.Tensor1D } {
-  const counted = tf.relu(positions);
-  return { counted, next: advancedPositions(counted) };
-}

@@ -229,7 +229,7 @@ describeOn('webgpu', 'Aaren layer (the kernels on the webgpu backend)', () => {
   it('decodes a token in four launches: k and v grouped, the step\'s two (the first also advances the positions), the output projection', async () => {
     const layer = built({ numHeads: 4 }, 64);
     expect(await stepLaunches(layer, 2, 64)).toEqual({
-      ran: ['DenseGroups', 'AarenStepFrame', 'AarenStepMerge', 'DenseVec4'], positions: [1, 1],
+      ran: ['DenseGroups', 'AarenStepFrame', 'AarenStepMerge', 'DenseVec4'], positions: [1, 1], uploads: 0,
     });
     layer.dispose();
   });

@@ -6,7 +6,7 @@ import { expressiveAttention } from '../src/mixers/expressive-attention/layer.js
 import {
   layerDecodeOracle, recurrentOracle, stateOracle, type AttentionWeights, type RecurrentCase,
 } from './oracle/expressive-recurrent.js';
-import { decodeSteps, describeOn, expectNoLeaks, mulberry32, seededUniform, values, type TestBackend } from './helpers.js';
+import { decodeSteps, describeOn, expectNoLeaks, mulberry32, seededUniform, stepLaunches, values, type TestBackend } from './helpers.js';
 import type { ExpressiveAttentionRecurrentState } from '../src/mixers/expressive-attention/layer.js';
 
 /**
@@ -346,5 +346,16 @@ describeOn('cpu', 'ExpressiveAttention recurrent prefill input checks', () => {
     tf.dispose([x, state]);
     layer.dispose();
     cached.dispose();
+  });
+});
+
+describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
+  it('decodes a token in five launches, uploading nothing: q|k|v, the step\'s two, the positions, the output', async () => {
+    const layer = prefillLayer('webgpu', 71);
+    expect(await stepLaunches(layer, 2, PREFILL.D)).toEqual({
+      ran: ['DenseGroups', 'ExpressiveAttentionRecurrentStepK4G2', 'ExpressiveAttentionRecurrentReadout', 'AdvancePositions', 'DenseVec4'],
+      positions: [1, 1], uploads: 0,
+    });
+    layer.dispose();
   });
 });

@@ -267,10 +267,10 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
       'RmsNormSwishGateForwardVec4', 'DenseVec4',
     ]);
     // the step kernel forms the log gate from the low-rank features (the kept up projection and
-    // bias), and poisons in the same launch; then the position
+    // bias), and poisons in the same launch; then the positions, uploading nothing
     expect(await stepLaunches(layer, 2, 64)).toEqual({
-      ran: ['DenseGroups', 'DenseGroups', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'BinaryOpProgram'],
-      positions: [1, 1],
+      ran: ['DenseGroups', 'DenseGroups', 'GatedLinearAttentionStep', 'RmsNormSwishGateForwardVec4', 'DenseVec4', 'AdvancePositions'],
+      positions: [1, 1], uploads: 0,
     });
     tf.dispose(x);
     layer.dispose();

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { HOW_TO_GET_AN_ADAPTER, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
+import type { BackendInternals } from '../src/webgpu/internals.js';
 import { mulberry32 } from '../examples/shared/random.js';
 
 export { mulberry32 };
@@ -64,24 +65,57 @@ interface SteppingLayer<S extends { positions: tf.Tensor1D }> {
 }
 
 /**
+ * How many tensors `run` uploads to the webgpu backend from the CPU (a scalar of tfjs's add, its
+ * fill of ones, a gradient of zeros it made), besides those holding the data of `given`, which
+ * the caller made on the CPU for it.
+ */
+export async function uploadsDuring(run: () => Promise<void>, given: tf.Tensor[] = []): Promise<number> {
+  const ids = new Set<tf.DataId>(given.map((t) => t.dataId));
+  // tfjs-webgpu 4.22 uploads a tensor's CPU values the first time a kernel binds it
+  const backend = tf.backend() as unknown as BackendInternals;
+  const upload = backend.uploadToGPU;
+  let uploads = 0;
+  backend.uploadToGPU = function (this: BackendInternals, dataId: object) {
+    const data = this.tensorMap.get(dataId);
+    // values on the CPU and no buffer yet: a copy up (an output gets a buffer and no values)
+    if (data.resource == null && data.values != null && !ids.has(dataId)) uploads++;
+    return upload.call(this, dataId);
+  };
+  try {
+    await run();
+  } finally {
+    backend.uploadToGPU = upload;
+  }
+  return uploads;
+}
+
+/**
  * The pipelines one decode step of `layer` launches (built here for width D, from a fresh state of
- * B rows), and the positions of the state it returns; frees what it made.
+ * B rows), the positions of the state it returns, and how many tensors the step made on the CPU
+ * and uploaded ({@link uploadsDuring}: the state's and the token's own uploads are not counted).
+ * Frees what it made.
  */
 export async function stepLaunches<S extends { positions: tf.Tensor1D }>(
   layer: SteppingLayer<S>, B: number, D: number,
-): Promise<{ ran: string[]; positions: number[] }> {
+): Promise<{ ran: string[]; positions: number[]; uploads: number }> {
   tf.dispose(layer.apply(tf.zeros([1, 1, D])) as tf.Tensor);
   const state = layer.initState(B);
   const token = tf.randomNormal([B, D]) as tf.Tensor2D;
   let positions: number[] = [];
-  const ran = await launchedPipelines(async () => {
-    const [y, next] = layer.step(token, state);
-    await y.data();
-    positions = Array.from(await next.positions.data());
-    tf.dispose([y, next as unknown as tf.TensorContainer]);
-  });
-  tf.dispose([token, state as unknown as tf.TensorContainer]);
-  return { ran, positions };
+  let ran: string[] = [];
+  try {
+    const uploads = await uploadsDuring(async () => {
+      ran = await launchedPipelines(async () => {
+        const [y, next] = layer.step(token, state);
+        await y.data();
+        positions = Array.from(await next.positions.data());
+        tf.dispose([y, next as unknown as tf.TensorContainer]);
+      });
+    }, [token, ...Object.values(state) as tf.Tensor[]]);
+    return { ran, positions, uploads };
+  } finally {
+    tf.dispose([token, state as unknown as tf.TensorContainer]);
+  }
 }
 
 /**

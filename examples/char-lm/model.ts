@@ -824,7 +824,7 @@ export class Decoder {
       const fresh = this.rows.every((p) => p === 0);
       // each residual add and the norm after it are one launch (addAndApply), the positions' the
       // first: h is the next mixer's input
-      let [x, h] = this.blocks[0]!.norm1.addAndApply(embedded, this.positionalEmbedding.rowsAt(tf.tensor2d(at, [B, T], 'int32')));
+      let [x, h] = this.blocks[0]!.norm1.addAndApply(embedded, this.positionalEmbedding.rowsAt(this.positionsAt(at, T, lengths)));
       const states = this.blocks.map((b, i) => {
         let y: tf.Tensor3D;
         let state: tf.TensorContainer;
@@ -848,6 +848,17 @@ export class Decoder {
     this.states = states;
     this.rows = this.rows.map((p, b) => p + (lengths ? lengths[b]! : 1));
     return logits;
+  }
+
+  /**
+   * The table rows `[B, T]` the tokens of a call read: `at`, or, for a step, each row's position
+   * where the first mixer's state keeps it on the GPU (the library's states all do), since a
+   * tensor made from `at` would be uploaded at every token.
+   */
+  private positionsAt(at: Int32Array, T: number, lengths: number[] | null): tf.Tensor2D {
+    const kept = (this.states[0] as { positions?: unknown }).positions;
+    if (lengths === null && kept instanceof tf.Tensor && kept.dtype === 'int32') return kept.reshape([this.batch, 1]);
+    return tf.tensor2d(at, [this.batch, T], 'int32');
   }
 
   /** Disposes the mixers' decode states. */

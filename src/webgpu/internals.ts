@@ -23,7 +23,11 @@ export interface BackendInternals {
   supportTimestampQuery: boolean;
   querySet: GPUQuerySet | null;
   querySetCount: number;
-  tensorMap: { has(dataId: object): boolean; get(dataId: object): { resource: GPUBuffer | null; refCount: number } };
+  tensorMap: {
+    has(dataId: object): boolean;
+    /** `values`: the data as the CPU holds it, before (or besides) the buffer. */
+    get(dataId: object): { resource: GPUBuffer | null; refCount: number; values?: ArrayLike<number> | null };
+  };
   ensureCommandEncoderReady(): void;
   endComputePassEncoder(): void;
   submitQueue(): void;

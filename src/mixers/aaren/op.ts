@@ -5,7 +5,7 @@ import {
 } from '../../validate.js';
 import { aarenReference, emptyState, type AarenArgs, type AarenState } from './reference.js';
 import { aarenOnScanKernels } from './kernel.js';
-import { advancedPositions } from '../../tensors.js';
+import { advancedPositions } from '../../positions.js';
 
 export type { AarenState } from './reference.js';
 

@@ -3,7 +3,7 @@ import {
   argumentError, checkBoolean, checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, describe, differentiableZeros,
   formatShape, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
-import { countedPositions, positionTensor } from '../../tensors.js';
+import { countedPositions, positionTensor } from '../../positions.js';
 import { averageContextPrefillReference, averageContextReference, causalMeanReference, combineThree, type Combine } from './reference.js';
 import { AVERAGE_CONTEXT, AVERAGE_CONTEXT_PREFILL, AVERAGE_CONTEXT_STEP, type KernelCombine } from './kernel.js';
 

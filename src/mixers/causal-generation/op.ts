@@ -3,7 +3,7 @@ import {
   checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, differentiableZeros, optionNames, useKernel,
   type Implementation,
 } from '../../validate.js';
-import { countedPositions, positionTensor } from '../../tensors.js';
+import { countedPositions, positionTensor } from '../../positions.js';
 import { causalGenerationReference, reducePair, type Reduce } from './reference.js';
 import { CAUSAL_GENERATION, CAUSAL_GENERATION_STEP } from './kernel.js';
 

@@ -7,10 +7,10 @@ import type { DropoutOptions } from '../../attention/dropout.js';
 import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../layers/decode-state.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
-import { argumentError, checkShape, checkTensor, checkOneOf, optionNames } from '../../validate.js';
+import { argumentError, checkShape, checkTensor, checkOneOf, optionNames, useKernel } from '../../validate.js';
 import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
 import { quadraticFeatures } from './reference.js';
-import { advancedPositions } from '../../tensors.js';
+import { advancedPositions } from '../../positions.js';
 
 export { quadraticFeatures };
 
@@ -174,9 +174,10 @@ export class ExpressiveAttention extends AttentionLayer {
       const k = k4.reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       const v = v0!.reshape([B, this.numKvHeads, K]) as tf.Tensor3D;
       // the WGSL step on webgpu (useKernel), the tfjs-ops step elsewhere
+      const implementation = this.activeImplementation();
       const [o, M, z] = expressiveAttentionRecurrentStep(q, k, v, state.M, state.z,
-        { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation: this.activeImplementation() });
-      const positions = advancedPositions(state.positions);
+        { scale: 1 / Math.sqrt(K), epsilon: this.epsilon, implementation });
+      const positions = advancedPositions(state.positions, useKernel(this.layerName, implementation));
       return [this.dense(o.reshape([B, H * K]), 'output') as tf.Tensor2D, { M, z, positions }];
     });
   }

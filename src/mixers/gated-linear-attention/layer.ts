@@ -9,7 +9,7 @@ import { rmsNormSwishGate } from '../../layer-norm/op.js';
 import {
   gatedLinearAttentionStep, gatedLinearAttentionStepFromLowRank, gatedLinearAttentionWithState, logForgetGate,
 } from './op.js';
-import { advancedPositions } from '../../tensors.js';
+import { advancedPositions } from '../../positions.js';
 
 /** Arguments of the {@link GatedLinearAttention} layer (flash-linear-attention's names in parentheses). */
 export interface GatedLinearAttentionArgs extends MixerLayerArgs {
@@ -195,12 +195,13 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
       const token = x.expandDims(1) as tf.Tensor3D;
       const { q, k, v, low, gate } = this.projections(token);
       const implementation = this.activeImplementation();
+      const onKernel = useKernel(this.layerName, implementation);
       // on the kernel the step forms the log gates from the low-rank features itself
-      const next = useKernel(this.layerName, implementation) && x.shape[0] > 0
+      const next = onKernel && x.shape[0] > 0
         ? gatedLinearAttentionStepFromLowRank(q, k, v, low, this.kept(GATE_UP) as tf.Tensor2D, GATE_NORMALIZER, state.S)
         : gatedLinearAttentionStep(q, k, v, this.logGates(low), state.S, { implementation });
       const y = this.readout(next.output, gate).squeeze([1]) as tf.Tensor2D;
-      return [y, { S: next.state, positions: advancedPositions(state.positions) }];
+      return [y, { S: next.state, positions: advancedPositions(state.positions, onKernel) }];
     });
   }
 

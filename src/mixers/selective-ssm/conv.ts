@@ -11,7 +11,7 @@ import convProjectedBackwardBody from '../../../kernels/selective-ssm/conv-proje
 import convWeightsBackwardBody from '../../../kernels/selective-ssm/conv-weights-backward.wgsl';
 import { useKernel, type Implementation } from '../../validate.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
-import { advancedPositions } from '../../tensors.js';
+import { advancedPositions } from '../../positions.js';
 
 /**
  * The T outputs of a depthwise convolution of `padded` `[B, T + dConv − 1, E]` with `taps`
