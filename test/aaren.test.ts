@@ -685,13 +685,19 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram']);
     // ops.aaren forms no state
     expect(await launches(() => [aaren(q, k, v)])).toEqual([...scan, 'BinaryOpProgram']);
-    // the frame's gradient: the scores' (after a stack of m_T, move and their gradients), then
-    // q's and k's, with no tfjs select, tile, transpose or fill
+    // the frame's gradient: the scores' (no stack of m_T, move and their gradients: a loss on the
+    // output leaves them tfjs's zeros), then q's and k's, with no tfjs select, tile, transpose or fill
     const grads = await launches(() => tf.grads((a, b, d) => tf.sum(aaren(a as tf.Tensor2D, b as tf.Tensor4D, d as tf.Tensor4D)))([q, k, v]));
     const frame = grads.indexOf('AarenFrameBackward');
     // q's gradient is the column sums of a dense launch
-    expect(grads.slice(frame - 1, frame + 3)).toEqual(['ConcatProgram', 'AarenFrameBackward', 'AarenFrameInputsBackward', 'Dense']);
-    expect(grads.filter((label) => /Select|Tile|Transpose|Fill/.test(label))).toEqual([]);
+    expect(grads.slice(frame - 1, frame + 3)).toEqual(['AarenValuesBackward', 'AarenFrameBackward', 'AarenFrameInputsBackward', 'Dense']);
+    expect(grads.filter((label) => /Select|Tile|Transpose|Fill|Concat/.test(label))).toEqual([]);
+    // a loss on the final state reaches m_T and move: their gradients stacked beside them
+    const stateGrads = await launches(() => tf.grads((a, b, d) => {
+      const r = aarenWithState(a as tf.Tensor2D, b as tf.Tensor4D, d as tf.Tensor4D);
+      return tf.add(tf.sum(r.output), tf.sum(r.state.m));
+    })([q, k, v]));
+    expect(stateGrads.slice(stateGrads.indexOf('AarenFrameBackward') - 1).slice(0, 2)).toEqual(['ConcatProgram', 'AarenFrameBackward']);
     tf.dispose([q, k, v]);
   });
   it(`past one seen chunk (${SEEN_CHUNK} tokens: two launches each), a bad k or v in any chunk makes NaN exactly the outputs and states that see it, leaving no data behind`, async () => {

@@ -45,6 +45,18 @@ const dimsOf = (s: GlaDims): GlaDims => ({ B: s.B, T: s.T, H: s.H, K: s.K, V: s.
 const shapeOf = (s: GlaDims, n: Name) =>
   n === 'v' ? [s.B, s.T, s.H, s.V] : n === 'initialState' ? [s.B, s.H, s.K, s.V] : [s.B, s.T, s.H, s.K];
 
+/**
+ * Σ dState·state, whose gradient reaches the op as a tensor of dState made on the CPU, as tfjs
+ * makes zeros for a state the loss does not read: the kernels must not take a gradient still
+ * held there for zeros. (Right only under a loss that adds it, whose dy is 1.)
+ */
+function stateTerm(state: tf.Tensor, dState: Float32Array): tf.Scalar {
+  return tf.customGrad((st) => ({
+    value: tf.sum(tf.mul(st as tf.Tensor, tf.tensor(dState, state.shape, 'float32'))),
+    gradFunc: () => tf.tensor(dState, state.shape, 'float32'),
+  }))(state) as tf.Scalar;
+}
+
 /** The op's output, state and the gradients of L = Σ dOut·out + Σ dState·state, read back. */
 async function runOp(s: Case, x: GlaInputs, dOut: Float64Array, dState?: Float64Array, implementation: Implementation = 'auto') {
   const names = NAMES.filter((n) => x[n as keyof GlaInputs] !== undefined);
@@ -59,7 +71,7 @@ async function runOp(s: Case, x: GlaInputs, dOut: Float64Array, dState?: Float64
   const grads = tf.grads((...t: tf.Tensor[]) => {
     const r = call(t);
     const L = tf.sum(tf.mul(r.output, tf.tensor(Float32Array.from(dOut), r.output.shape, 'float32')));
-    return dState ? tf.add(L, tf.sum(tf.mul(r.state, tf.tensor(Float32Array.from(dState), r.state.shape, 'float32')))) : L;
+    return dState ? tf.add(L, stateTerm(r.state, Float32Array.from(dState))) : L;
   })(ts);
   const got = {
     output: await values(output), state: await values(state),

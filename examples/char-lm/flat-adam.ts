@@ -21,6 +21,11 @@ export class FlatAdam extends tf.Optimizer {
   /** The variables' names in the order of the flat buffers, fixed by the first step. */
   private names: string[] | null = null;
   private moments: { first: tf.Variable; second: tf.Variable } | null = null;
+  /**
+   * β₁, 1 − β₁, β₂, 1 − β₂, ε and −learning rate as scalars made once: a number given to an op
+   * is made into a tensor on the CPU and uploaded at every call.
+   */
+  private constants: tf.Scalar[] | null = null;
   /** β₁ᵗ and β₂ᵗ, multiplied up in float32 as tfjs's Adam does, so that the corrections match its own. */
   private power1 = Math.fround(this.beta1);
   private power2 = Math.fround(this.beta2);
@@ -53,15 +58,18 @@ export class FlatAdam extends tf.Optimizer {
     this.moments ??= tf.tidy(() => ({ first: tf.variable(tf.zeros([total]), false), second: tf.variable(tf.zeros([total]), false) }));
     const { first, second } = this.moments;
     const { beta1, beta2 } = this;
+    this.constants ??= [beta1, 1 - beta1, beta2, 1 - beta2, this.epsilon, -this.learningRate].map((c) => tf.keep(tf.scalar(c)));
+    const [b1, c1, b2, c2, epsilon, step] = this.constants as [tf.Scalar, tf.Scalar, tf.Scalar, tf.Scalar, tf.Scalar, tf.Scalar];
     tf.tidy(() => {
       const g = tf.concat(grads.map((x) => tf.reshape(x.tensor, [-1])));
-      const m = tf.add(tf.mul(first, beta1), tf.mul(g, 1 - beta1));
-      const v = tf.add(tf.mul(second, beta2), tf.mul(tf.square(g), 1 - beta2));
+      const m = tf.add(tf.mul(first, b1), tf.mul(g, c1));
+      const v = tf.add(tf.mul(second, b2), tf.mul(tf.square(g), c2));
       first.assign(m);
       second.assign(v);
+      // the bias corrections change every step: their two scalars are made anew
       const mHat = tf.div(m, Math.fround(1 - this.power1));
       const vHat = tf.div(v, Math.fround(1 - this.power2));
-      const update = tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), this.epsilon)), -this.learningRate);
+      const update = tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), epsilon)), step);
       tf.split(update, sizes).forEach((part, n) => {
         const variable = variables[n]!;
         variable.assign(tf.add(tf.reshape(part, variable.shape), variable));
@@ -75,7 +83,9 @@ export class FlatAdam extends tf.Optimizer {
   override dispose(): void {
     super.dispose();
     if (this.moments) tf.dispose([this.moments.first, this.moments.second]);
+    if (this.constants) tf.dispose(this.constants);
     this.moments = null;
+    this.constants = null;
   }
 
   getConfig(): tf.serialization.ConfigDict {

@@ -54,7 +54,12 @@ fn outWidth() -> u32 {
   return width;
 }
 
-fn aAt$(q: u32) -> vec4<f32> { return a[q]; }
+// $ {
+fn aAt$(q: u32) -> vec4<f32> {
+  if (A_ONES) { return vec4<f32>(1.0); }
+  return a[q];
+}
+// $ }
 fn bAt$(q: u32) -> vec4<f32> { return b$[q]; }
 fn biasAt(q: u32) -> vec4<f32> { return bias[biasFrom + q]; }
 

@@ -8,7 +8,7 @@ import pack from '../../kernels/dense/pack.wgsl';
 import { useKernel, type Implementation } from '../validate.js';
 import { expandCopies } from '../webgpu/copies.js';
 import { grid1d, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../webgpu/runtime.js';
-import { DENSE_BODY, WG, denseKernel, rowsFor } from './kernel.js';
+import { DENSE_BODY, WG, columnSums, denseKernel, rowsFor } from './kernel.js';
 import { dense } from './op.js';
 
 /**
@@ -16,6 +16,8 @@ import { dense } from './op.js';
  * `[K, N_g]` for g < G (the attribute `groups`, 2 or 3), then none or one bias_g `[N_g]` each;
  * outputs C_g = op(A)·B_g + bias_g `[M, N_g]`, in one dispatch (with biases, two: they are packed
  * first). Every K and N_g a multiple of 4, and M too when A is transposed ({@link groupsFit}).
+ * With the attribute `onesA`, A is a row of ones `[1, K]` that no buffer holds and the inputs are
+ * the B_g alone: C_g is B_g's column sums (the biases' gradients).
  */
 export const DENSE_GROUPS = 'MixersDenseGroups';
 
@@ -33,6 +35,8 @@ interface GroupsAttrs {
   groups: number;
   /** The biases come packed end to end, as one input (a call that records no gradient). */
   packed?: boolean;
+  /** A is a row of ones `[1, K]`, not an input (see {@link DENSE_GROUPS}). */
+  onesA?: boolean;
 }
 
 const MAX_GROUPS = 3;
@@ -71,12 +75,14 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const { transposeA, groups: G, packed: given } = attrs as unknown as GroupsAttrs;
+    const { transposeA, groups: G, packed: given, onesA } = attrs as unknown as GroupsAttrs;
     const list = Object.values(inputs) as tf.TensorInfo[];
+    // a row of ones is no input: B_0 stands in for its binding, never read
+    const first = onesA ? 0 : 1;
     const a = list[0]!;
-    const bs = list.slice(1, 1 + G);
-    const biases = list.slice(1 + G);
-    const [M, K] = transposeA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
+    const bs = list.slice(first, first + G);
+    const biases = list.slice(first + G);
+    const [M, K] = onesA ? [1, bs[0]!.shape[0]!] : transposeA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
     const Ns = bs.map((b) => b.shape[1]!);
     const total = sum(Ns);
     const packed = given ? biases[0]! : biases.length > 0 ? runKernel(gpu, KERNELS[G]!.pack, {
@@ -92,7 +98,7 @@ registerKernelOnce({
       inputs: [a, ...bs, packed ?? a],
       outputs: Ns.map((N) => [M, N]),
       params: [M, K, ...Ns].map((u32) => ({ u32 })),
-      constants: { WG, ROWS: rows, TRANSPOSE_A: transposeA ? 1 : 0, HAS_BIAS: packed ? 1 : 0 },
+      constants: { WG, ROWS: rows, TRANSPOSE_A: transposeA ? 1 : 0, HAS_BIAS: packed ? 1 : 0, A_ONES: onesA ? 1 : 0 },
       workgroups: grid1d(Math.ceil(M / rows) * total / 4, WG),
     });
     if (packed && !given) gpu.disposeData(packed.dataId);
@@ -134,6 +140,16 @@ function groupProducts(a: tf.Tensor2D, bs: tf.Tensor2D[], transposeA: boolean, b
     attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor2D[];
 }
 
+/**
+ * 1ᵀ·B_g `[1, N_g]` for every B_g `[K, N_g]`: one launch of {@link DENSE_GROUPS} by a row of ones
+ * that no buffer holds where the shapes fit, else {@link columnSums} each.
+ */
+function groupColumnSums(bs: tf.Tensor2D[], K: number): tf.Tensor2D[] {
+  if (!groupsFit([1, K], bs.map((b) => b.shape), false)) return bs.map((b) => columnSums(b).reshape([1, -1]) as tf.Tensor2D);
+  const attrs: GroupsAttrs = { transposeA: false, groups: bs.length, onesA: true };
+  return tf.engine().runKernel(DENSE_GROUPS, bs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor2D[];
+}
+
 /** Σ_g A_g·B_gᵀ for A_g `[M, K_g]`, B_g `[N, K_g]`: one launch (N and every K_g are multiples of 4 wherever it is called). */
 function summedProducts(as: tf.Tensor2D[], bs: tf.Tensor2D[]): tf.Tensor2D {
   return tf.engine().runKernel(DENSE_SUM, [...as, ...bs] as unknown as tf.NamedTensorMap) as tf.Tensor2D;
@@ -151,16 +167,18 @@ registerGradientOnce({
   kernelName: DENSE_GROUPS,
   saveAllInputs: true,
   gradFunc: (dy, saved, attrs) => {
-    const { transposeA, groups: G, packed } = attrs as unknown as GroupsAttrs;
+    const { transposeA, groups: G, packed, onesA } = attrs as unknown as GroupsAttrs;
     if (packed) throw new Error(`tfjs-mixers: ${DENSE_GROUPS} with packed biases has no gradient; a call that records one passes them apart.`);
     const dcs = dy as unknown as tf.Tensor2D[];
+    // column sums C_g = 1ᵀ·B_g: dB_g is dC_g on every row
+    if (onesA) return handOut(0, dcs.map((dc, g) => tf.broadcastTo(dc, saved[g]!.shape)));
     const a = saved[0] as tf.Tensor2D;
     const bs = saved.slice(1, 1 + G) as tf.Tensor2D[];
     const hasBias = saved.length > 1 + G;
     // C_g = op(A)·B_g: dB_g = op(A)ᵀ·dC_g, dbias_g = 1ᵀ·dC_g, and dA = Σ_g dC_g·B_gᵀ, or Σ_g B_g·dC_gᵀ when A is stored transposed
     const dbs = groupProducts(a, dcs, !transposeA);
     const rows = transposeA ? a.shape[1] : a.shape[0];
-    const dbiases = hasBias ? groupProducts(tf.ones([1, rows]), dcs, false).map((d) => d.reshape([-1])) : [];
+    const dbiases = hasBias ? groupColumnSums(dcs, rows).map((d) => d.reshape([-1])) : [];
     return {
       0: () => transposeA ? summedProducts(bs, dcs) : summedProducts(dcs, bs),
       ...handOut(1, dbs),

@@ -334,6 +334,24 @@ export function ownsData(backend: WebGPUBackend, t: tf.TensorInfo): boolean {
   return b.tensorMap.has(t.dataId) && b.tensorMap.get(t.dataId).refCount === 1;
 }
 
+/**
+ * Whether `t`'s data is still on the CPU, not yet in a buffer, and every value 0: what tfjs makes
+ * as the gradient of an output that the loss does not reach (a final state), anew at every
+ * backward. A kernel that binds it would upload it; one told it is zero need not.
+ *
+ * @example
+ * ```ts
+ * zerosOnHost(tf.backend() as WebGPUBackend, tf.zeros([2, 8])); // true
+ * ```
+ */
+export function zerosOnHost(backend: WebGPUBackend, t: tf.TensorInfo): boolean {
+  const data = backendInternals(backend, 'tfjs-mixers: zerosOnHost').tensorMap.get(t.dataId);
+  const values = data.values;
+  if (data.resource != null || values == null) return false;
+  for (let i = 0; i < values.length; i++) if (values[i] !== 0) return false;
+  return true;
+}
+
 // the outputs of every launch of the kernel function now running (see registerKernelOnce)
 let launched: tf.TensorInfo[] | null = null;
 

@@ -9,7 +9,7 @@ import forwardBody from '../../kernels/scan/forward.wgsl';
 import backwardChunkStatesBody from '../../kernels/scan/backward-chunk-states.wgsl';
 import backwardBody from '../../kernels/scan/backward.wgsl';
 import stepBody from '../../kernels/scan/step.wgsl';
-import { grid1d, runKernel, type KernelSource, type Param } from './runtime.js';
+import { grid1d, runKernel, zerosOnHost, type KernelSource, type Param } from './runtime.js';
 
 /**
  * The scan kernel family (docs/scan-kernels.md): a diagonal linear recurrence per row, channel
@@ -115,7 +115,9 @@ export function scanForward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSiz
 
 /**
  * The backward from the output's gradient and the final state's: the mixer's packed gradients
- * (`gradsSize` floats, laid out by its backward hooks) and the initial state's gradient.
+ * (`gradsSize` floats, laid out by its backward hooks) and the initial state's gradient. A final
+ * state's gradient of zeros still on the CPU (tfjs's, where the loss does not read the state) is
+ * left out of the carry rather than uploaded.
  */
 export function scanBackward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSizes, l: ScanLaunch, dOut: tf.TensorInfo,
   dState: tf.TensorInfo, entering: tf.TensorInfo, decays: tf.TensorInfo, gradsSize: number): tf.TensorInfo[] {
@@ -123,7 +125,7 @@ export function scanBackward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSi
     inputs: [...l.inputs, dOut], outputs: [[s.rows, s.chunks, s.E * s.N]],
     params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.chunks * s.E, WG),
   });
-  const [carries, dStart] = carry(gpu, s, l.nFirst, true, decays, ends!, dState, entering, dState.shape);
+  const [carries, dStart] = carry(gpu, s, l.nFirst, true, decays, ends!, zerosOnHost(gpu, dState) ? undefined : dState, entering, dState.shape);
   gpu.disposeData(ends!.dataId);
   const [grads] = runKernel(gpu, kernels.backward, {
     inputs: [...l.inputs, dOut, carries!], outputs: [[gradsSize]],

@@ -15,7 +15,7 @@ import valuesBackwardBody from '../../../kernels/aaren/values-backward.wgsl';
 import packedRows from '../../../kernels/aaren/packed-rows.wgsl';
 import { columnSums } from '../../dense/kernel.js';
 import { detached } from '../../tensors.js';
-import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
+import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, zerosOnHost, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
 import { HIDDEN, type AarenArgs, type AarenState } from './reference.js';
@@ -88,7 +88,8 @@ registerKernelOnce({
 /**
  * tfjs kernel names, webgpu only: the frame's gradient. {@link AAREN_FRAME_GRAD}: inputs the
  * frame's gate, key, key's gradient `[B, T, H, 1]` and `ends` `[B, H, 4]` (m_T, move and their
- * gradients); outputs the scores' gradient ds `[B, T, H, 1]` and m_init's `[B, H]`
+ * gradients; a stand-in where the attribute `hasEnds` is false, the gradients being 0); outputs
+ * the scores' gradient ds `[B, T, H, 1]` and m_init's `[B, H]`
  * (`kernels/aaren/frame-backward.wgsl`). {@link AAREN_FRAME_INPUTS_GRAD}: inputs q, k and ds;
  * outputs k's gradient and ds·finite(k)·scale `[B, T, H, K]`, whose column sums are q's
  * (`frame-inputs-backward.wgsl`). With the stack of `ends` and the sums, four launches where tfjs
@@ -102,13 +103,14 @@ const FRAME_INPUTS_GRAD: KernelSource = { name: 'AarenFrameInputsBackward', code
 registerKernelOnce({
   kernelName: AAREN_FRAME_GRAD,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
+  kernelFunc: ({ inputs, backend, attrs }) => {
     const { gate, key, dKey, ends } = namedInputs(inputs, 'gate', 'key', 'dKey', 'ends');
     const [B, T, H] = gate.shape as [number, number, number, number];
     return runKernel(backend as WebGPUBackend, FRAME_GRAD, {
       inputs: [gate, key, dKey, ends],
       outputs: [gate.shape, [B, H]],
       params: [{ u32: B * H }, { u32: T }, { u32: H }],
+      constants: { HAS_ENDS: (attrs as { hasEnds: boolean }).hasEnds ? 1 : 0 },
       workgroups: grid1d(B * H, 1),
     });
   },
@@ -139,8 +141,12 @@ registerGradientOnce({
     const [dKey, , dMax, dMove] = dys as tf.Tensor[];
     const [q, k, mInit, real, key, gate, mMax, move] = saved as tf.Tensor[];
     const [B, T] = k!.shape;
-    const ends = tf.stack([mMax!, move!, dMax!, dMove!], 2);
-    const [ds, dmInit] = tf.engine().runKernel(AAREN_FRAME_GRAD, { gate: gate!, key: key!, dKey: dKey!, ends }) as tf.Tensor[];
+    // no gradient reaches m_T or move where tfjs hands them zeros it made (a caller that does not
+    // read the final state): then the kernel needs no ends, and gate stands in for them
+    const gpu = tf.backend() as WebGPUBackend;
+    const hasEnds = !(zerosOnHost(gpu, dMax!) && zerosOnHost(gpu, dMove!));
+    const ends = hasEnds ? tf.stack([mMax!, move!, dMax!, dMove!], 2) : gate!;
+    const [ds, dmInit] = tf.engine().runKernel(AAREN_FRAME_GRAD, { gate: gate!, key: key!, dKey: dKey!, ends }, { hasEnds }) as tf.Tensor[];
     // k's gradient and q's column sums' input from one launch, made here: tfjs runs each
     // input's gradient below in a scope of its own, which would free what another reads
     const [dk, part] = tf.engine().runKernel(AAREN_FRAME_INPUTS_GRAD, { q: q!, k: k!, ds: ds! }, attrs) as tf.Tensor[];
@@ -183,9 +189,11 @@ function packedKernel(name: string, body: string): KernelSource {
 
 /**
  * Registers a kernel on packed rows: its inputs named in binding order, the first `[B, T, H, ·]`
- * packed (K + 1 numbers a row) or not (K), its one output likewise, an invocation per output number.
+ * packed (K + 1 numbers a row) or not (K), its output likewise, an invocation per output number;
+ * with `perRow`, a second output of one number a row `[B, T, H, 1]`.
  */
-function registerPacked(kernelName: string, kernel: KernelSource, names: string[], packed: { first: boolean; output: boolean }): void {
+function registerPacked(kernelName: string, kernel: KernelSource, names: string[],
+  packed: { first: boolean; output: boolean; perRow?: boolean }): void {
   registerKernelOnce({
     kernelName,
     backendName: 'webgpu',
@@ -195,10 +203,11 @@ function registerPacked(kernelName: string, kernel: KernelSource, names: string[
       const K = packed.first ? width - 1 : width;
       const output = [B, T, H, packed.output ? K + 1 : K];
       const total = tf.util.sizeFromShape(output);
-      return runKernel(backend as WebGPUBackend, kernel, {
-        inputs: ins, outputs: [output], params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG },
-        workgroups: grid1d(total, LAUNCH_WG),
-      })[0]!;
+      const outs = runKernel(backend as WebGPUBackend, kernel, {
+        inputs: ins, outputs: packed.perRow ? [output, [B, T, H, 1]] : [output], params: [{ u32: total }, { u32: K }],
+        constants: { WG: LAUNCH_WG }, workgroups: grid1d(total, LAUNCH_WG),
+      });
+      return packed.perRow ? outs : outs[0]!;
     },
   });
 }
@@ -223,21 +232,23 @@ registerGradientOnce({
 
 /**
  * tfjs kernel names, webgpu only: the scan's values, the packed rows [v, 1] `[B, T, H, K + 1]` of
- * v `[B, T, H, K]` with its NaN and ±∞ read as 0, and their gradient in v, 0 at those
- * (`kernels/aaren/values.wgsl`, `values-backward.wgsl`): one launch each, where tfjs ops took four
- * and three. GLA's output stays finite so: its own poison of a non-finite v would reach every
- * gradient through the ratio's (NaN·0); Aaren's poison, detached, takes its place.
+ * v `[B, T, H, K]` with its NaN and ±∞ read as 0, beside its query, a 1 a row `[B, T, H, 1]` (no
+ * gradient), and their gradient in v, 0 at those (`kernels/aaren/values.wgsl`,
+ * `values-backward.wgsl`): one launch each, where tfjs ops took four and three, and the query an
+ * upload of ones at every call. GLA's output stays finite so: its own poison of a non-finite v
+ * would reach every gradient through the ratio's (NaN·0); Aaren's poison, detached, takes its place.
  */
 const AAREN_VALUES = 'MixersAarenValues';
 const AAREN_VALUES_GRAD = 'MixersAarenValuesGrad';
-registerPacked(AAREN_VALUES, packedKernel('AarenValues', valuesBody), ['v'], { first: false, output: true });
+registerPacked(AAREN_VALUES, packedKernel('AarenValues', valuesBody), ['v'], { first: false, output: true, perRow: true });
 registerPacked(AAREN_VALUES_GRAD, packedKernel('AarenValuesBackward', valuesBackwardBody), ['v', 'dPacked'], { first: false, output: false });
 
 registerGradientOnce({
   kernelName: AAREN_VALUES,
   inputsToSave: ['v'],
-  gradFunc: (dy, [v]) => ({
-    v: () => tf.engine().runKernel(AAREN_VALUES_GRAD, { v: v!, dPacked: dy as tf.Tensor }) as tf.Tensor,
+  // the query's gradient is never read
+  gradFunc: (dys, [v]) => ({
+    v: () => tf.engine().runKernel(AAREN_VALUES_GRAD, { v: v!, dPacked: (dys as tf.Tensor[])[0]! }) as tf.Tensor,
   }),
 });
 
@@ -311,18 +322,19 @@ export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tenso
   { output: tf.Tensor4D; state: AarenState | undefined; positions?: tf.Tensor1D } {
   if (step && args.initialState) return aarenStepOnKernel(args, args.initialState, step.positions);
   return tf.tidy(() => {
-    const [B, T, H, K] = args.k.shape;
+    const [B, , H, K] = args.k.shape;
     const { real } = args;
     const init = args.initialState;
-    // absent inputs are stand-ins off the gradient's path, never read
+    // absent inputs are stand-ins never read: k's data off the gradient's path (no upload)
+    const standIn = detached(args.k);
     const [key, gate, mT, move] = tf.engine().runKernel(AAREN_FRAME,
-      { q: args.q, k: args.k, mInit: init?.m ?? tf.zeros([1]), real: real ?? tf.zeros([1]) },
+      { q: args.q, k: args.k, mInit: init?.m ?? standIn, real: real ?? standIn },
       { scale: args.scale, hasInit: init !== undefined, hasReal: real !== undefined } satisfies FrameAttrs as unknown as tf.NamedAttrMap,
     ) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
-    const values = tf.engine().runKernel(AAREN_VALUES, { v: args.v }) as tf.Tensor4D;
-    const start = init ? inItsFrame(init) : tf.zeros([B, H, K + 1]);
-    const ones = tf.ones([B, T, H, 1]) as tf.Tensor4D;
-    const run = gatedLinearAttentionWithState(ones, key, values, gate, { scale: 1, initialState: start.expandDims(2) as tf.Tensor4D });
+    const [values, ones] = tf.engine().runKernel(AAREN_VALUES, { v: args.v }) as tf.Tensor4D[];
+    // without an initial state none (GLA's zeros), where zeros made on the CPU would be uploaded
+    const run = gatedLinearAttentionWithState(ones!, key, values!, gate,
+      { scale: 1, ...(init ? { initialState: inItsFrame(init).expandDims(2) as tf.Tensor4D } : {}) });
     // with padding a row may have seen no real token (u = 0): its output is 0
     const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output }) as tf.Tensor4D;
     // a non-finite k or v at token t: that head's outputs from t on, and its final state
