@@ -11,7 +11,11 @@ import { flashAttention } from '../src/mixers/flash-style-tiled-attention/op.js'
 import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
 import { itAttentionOpLeaksNothing, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import {
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, uploadsDuring,
+  values,
+} from './helpers.js';
+import { stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
 const ROWS = 64;
@@ -320,5 +324,46 @@ describe('BlockSparse layer arguments', () => {
     expect(() => blockSparse({ numHeads: 2, layout: 64 as never }))
       .toThrow(/BlockSparse: argument 'layout' must be an object \{ blockSize, localBlocks, globalBlocks, stride \}; received 64/);
     expect(() => blockSparse({ numHeads: 4, numKvHeads: 3 })).toThrow(/numHeads = 4 must be a multiple of numKvHeads = 3/);
+  });
+});
+
+describeOn('webgpu', 'BlockSparse decode step lists', () => {
+  it('the step kernel\'s gather lists are visibleKeys of each row\'s position, zeros after, for any layout', async () => {
+    await fc.assert(fc.asyncProperty(
+      // up to 70 rows: a workgroup of 64 and part of a second
+      fc.record({ positions: fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 70 }),
+        layout: fc.record({ blockSize: fc.integer({ min: 1, max: 16 }), localBlocks: fc.integer({ min: 1, max: 4 }),
+          globalBlocks: fc.integer({ min: 0, max: 2 }), stride: fc.constantFrom(0, 1, 2, 5) }) }),
+      async ({ positions, layout }) => {
+        const lists = positions.map((t) => Array.from(visibleKeys(t, layout)));
+        const M = Math.max(...lists.map((l) => l.length));
+        const given = tf.tensor1d(positions, 'int32');
+        const { keys, counts } = stepKeysKernel(given, layout, M);
+        expect(Array.from(await counts.data())).toEqual(lists.map((l) => l.length));
+        expect(Array.from(await keys.data())).toEqual(lists.flatMap((l) => [...l, ...new Array<number>(M - l.length).fill(0)]));
+        tf.dispose([given, keys, counts]);
+      }), { numRuns: 40 });
+  });
+
+  it('a layer\'s step over its cache forms them there, uploading nothing', async () => {
+    const layer = blockSparse({ numHeads: 2, layout: { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 3 } });
+    tf.dispose(layer.apply(tf.zeros([1, 1, 8])) as tf.Tensor);
+    const state = layer.initState(2, { capacity: 16 });
+    const x = tf.ones([2, 8]) as tf.Tensor2D;
+    // past position 0, whose step is the layer's forward over the token alone
+    for (let s = 0; s < 5; s++) tf.dispose(layer.step(x, state)[0]);
+    let ran: string[] = [];
+    const uploads = await uploadsDuring(async () => {
+      ran = await launchedPipelines(async () => {
+        const [y] = layer.step(x, state);
+        await y.data();
+        y.dispose();
+      });
+    });
+    expect(uploads).toBe(0);
+    // the q, k, v projections, the cache write, the lists, the keys' and values' gathers, the attention, the output projection
+    expect(ran.slice(0, 3)).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/), 'BlockSparseStepKeys']);
+    tf.dispose([x, state]);
+    layer.dispose();
   });
 });

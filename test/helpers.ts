@@ -57,6 +57,16 @@ export async function launchedPipelines(run: () => Promise<void>): Promise<strin
   return labels;
 }
 
+/**
+ * The commands WebGPU has refused since the last call (test/setup/webgpu.ts collects them, and
+ * fails a test during which one arrives), for a test that provokes them on purpose; taken, so
+ * that they fail nothing. Waits for the device's submitted work first.
+ */
+export async function takeRefusedCommands(): Promise<string[]> {
+  await (tf.backend() as unknown as BackendInternals).device.queue.onSubmittedWorkDone();
+  return ((globalThis as { __mixersRefused?: string[] }).__mixersRefused ?? []).splice(0);
+}
+
 /** A decoding layer as {@link stepLaunches} drives it. */
 interface SteppingLayer<S extends { positions: tf.Tensor1D }> {
   apply(x: tf.Tensor): unknown;
@@ -111,7 +121,7 @@ export async function stepLaunches<S extends { positions: tf.Tensor1D }>(
         positions = Array.from(await next.positions.data());
         tf.dispose([y, next as unknown as tf.TensorContainer]);
       });
-    }, [token, ...Object.values(state) as tf.Tensor[]]);
+    }, [token, ...(Object.values(state) as unknown[]).filter((t): t is tf.Tensor => t instanceof tf.Tensor)]);
     return { ran, positions, uploads };
   } finally {
     tf.dispose([token, state as unknown as tf.TensorContainer]);

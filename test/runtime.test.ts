@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { ops, registerSubgroupBackend } from '../src/index.js';
 import { KEPT_BIND_GROUPS, KEPT_PARAMS } from '../src/webgpu/bind-groups.js';
 import { grid1d, runKernel, type Param } from '../src/webgpu/runtime.js';
-import { describeOn, maxAbsDiff, values } from './helpers.js';
+import { describeOn, maxAbsDiff, takeRefusedCommands, values } from './helpers.js';
 
 describe('grid1d', () => {
   it('covers the count and folds past 65535 workgroups per dimension', () => {
@@ -88,6 +88,8 @@ describeOn('webgpu', 'kernel runtime', () => {
     const y = tf.engine().makeTensorFromTensorInfo(launch()[0]!);
     await y.data();
     y.dispose();
+    // that first launch's pipeline was refused, and with it its command buffer
+    expect((await takeRefusedCommands()).join('\n')).toMatch(/Invalid ComputePipeline "BrokenForTest"/);
     expect(launch).toThrow(/kernel BrokenForTest failed to compile/);
     x.dispose();
   });

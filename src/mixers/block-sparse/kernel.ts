@@ -1,9 +1,14 @@
+import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
 import layoutHooks from '../../../kernels/block-sparse/layout.wgsl';
+import grid from '../../../kernels/common/grid.wgsl';
+import stepKeysBody from '../../../kernels/block-sparse/step-keys.wgsl';
 // BlockSparse is exact softmax attention: its backward weighs pairs as FlashStyleTiledAttention's does
 import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
 import { BR, type AttentionAttrs } from '../../attention/kernel-source.js';
 import { registerAttentionFamily, type AttentionLayout } from '../../attention/skeleton.js';
+import { grid1d, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { tilePlans, type BlockSparseLayout } from './layout.js';
 
 /**
@@ -37,3 +42,26 @@ registerAttentionFamily({
   forward: BLOCK_SPARSE_ATTENTION, dq: BLOCK_SPARSE_ATTENTION_DQ, dkv: BLOCK_SPARSE_ATTENTION_DKV, label: 'BlockSparse',
   rowHooks: onlineSoftmax, weights: softmaxWeights, layout: BLOCK_SPARSE_LAYOUT,
 });
+
+const STEP_KEYS: KernelSource = { name: 'BlockSparseStepKeys', code: [grid, stepKeysBody].join('\n') };
+
+/**
+ * A decode step's gather lists on the GPU (`kernels/block-sparse/step-keys.wgsl`): row b of
+ * `keys` `[B, M]` int32 holds `visibleKeys(positions[b], layout)` then zeros, and `counts` `[B]`
+ * its length. M, the longest list, is the caller's (its host knows the positions), and no
+ * tensor is made on the CPU. One launch.
+ */
+export function stepKeysKernel(positions: tf.Tensor1D, layout: BlockSparseLayout, M: number): { keys: tf.Tensor2D; counts: tf.Tensor1D } {
+  const B = positions.shape[0];
+  const [keys, counts] = runKernel(tf.backend() as WebGPUBackend, STEP_KEYS, {
+    inputs: [positions],
+    outputs: [{ shape: [B, M], dtype: 'int32' }, { shape: [B], dtype: 'int32' }],
+    params: [B, M, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
+    constants: { WG: 64 },
+    workgroups: grid1d(B, 64),
+  });
+  return {
+    keys: tf.engine().makeTensorFromTensorInfo(keys!) as tf.Tensor2D,
+    counts: tf.engine().makeTensorFromTensorInfo(counts!) as tf.Tensor1D,
+  };
+}

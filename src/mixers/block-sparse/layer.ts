@@ -4,10 +4,18 @@ import type { VisibilityOptions } from '../../attention/visibility.js';
 import { int } from '../../attention/kv-cache.js';
 import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
-import { checkOptionNames, describe, optionNames } from '../../validate.js';
+import { checkOptionNames, describe, optionNames, useKernel } from '../../validate.js';
 import { flashAttention } from '../flash-style-tiled-attention/op.js';
 import { LAYOUT_FIELDS, resolveLayout, visibleKeys, type BlockSparseLayout } from './layout.js';
+import { stepKeysKernel } from './kernel.js';
 import { blockSparseAttention } from './op.js';
+
+/** Gather lists `[B, M]` (zeros after each list) and their lengths `[B]`, made on the host. */
+function hostLists(lists: Int32Array[], M: number): { keys: tf.Tensor2D; counts: tf.Tensor1D } {
+  const index = new Int32Array(lists.length * M);
+  lists.forEach((l, b) => index.set(l, b * M));
+  return { keys: tf.tensor2d(index, [lists.length, M], 'int32'), counts: tf.tensor1d(lists.map((l) => l.length), 'int32') };
+}
 
 /** Arguments of the {@link BlockSparse} layer. */
 export interface BlockSparseArgs extends AttentionLayerArgs {
@@ -77,16 +85,16 @@ export class BlockSparse extends AttentionLayer {
   protected override attendCache(
     q: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, visibility: VisibilityOptions, offsets?: readonly number[],
   ): tf.Tensor4D {
-    const [B, Tq] = q.shape;
+    const Tq = q.shape[1];
     const implementation = this.activeImplementation();
     if (Tq === 1 && offsets) {
       const lists = offsets.map((t) => visibleKeys(t, this.layout));
       const M = Math.max(1, ...lists.map((l) => l.length));
-      const index = new Int32Array(B * M);
-      lists.forEach((l, b) => index.set(l, b * M));
       return tf.tidy(() => {
-        const rows = tf.tensor2d(index, [B, M], 'int32');
-        const counts = tf.tensor1d(lists.map((l) => l.length), 'int32');
+        // on the kernels the lists are formed from the positions on the GPU, not uploaded
+        const { keys: rows, counts } = useKernel(this.layerName, implementation)
+          ? stepKeysKernel(visibility.queryOffsets as tf.Tensor1D, this.layout, M)
+          : hostLists(lists, M);
         return flashAttention(q, tf.gather(keys, rows, 1, 1) as tf.Tensor4D, tf.gather(values, rows, 1, 1) as tf.Tensor4D,
           { causal: false, kvLengths: counts, implementation });
       });

@@ -1,0 +1,48 @@
+// A decode step's gather list (src/mixers/block-sparse/layer.ts): the keys the layout shows a
+// query at position t = positions[b], ascending (visibleKeys in layout.ts), into row b of keys
+// [B, M], zeros after them, and their number into counts[b]. Key block J is active for query
+// block I = t / blockSize where J is global (J < globalBlocks), local (I − J < localBlocks) or
+// strided (stride > 0 and (I − J) mod stride = 0); its keys run to t at most. One invocation a
+// row walks the blocks up to I: made on the GPU from the positions there, where a list made on
+// the host was uploaded at every step.
+
+// needs common/grid.wgsl
+
+struct Params {
+  B: u32,
+  M: u32, // the longest row's keys, counted on the host
+  blockSize: u32,
+  localBlocks: u32,
+  globalBlocks: u32,
+  stride: u32,
+}
+
+@group(0) @binding(0) var<storage, read> positions: array<i32>; // [B]
+@group(0) @binding(1) var<storage, read_write> keys: array<i32>; // [B, M]
+@group(0) @binding(2) var<storage, read_write> counts: array<i32>; // [B]
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn isActive(I: u32, J: u32) -> bool {
+  let d = I - J;
+  return J < params.globalBlocks || d < params.localBlocks || (params.stride > 0u && d % params.stride == 0u);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let b = flatIndex(wid, nwg, lid);
+  if (b >= params.B) { return; }
+  let t = u32(max(positions[b], 0));
+  let I = t / params.blockSize;
+  var n = 0u;
+  for (var J = 0u; J <= I; J++) {
+    if (!isActive(I, J)) { continue; }
+    let end = min(J * params.blockSize + params.blockSize, t + 1u);
+    for (var j = J * params.blockSize; j < end; j++) {
+      if (n < params.M) { keys[b * params.M + n] = i32(j); }
+      n++;
+    }
+  }
+  counts[b] = i32(n);
+  for (var m = n; m < params.M; m++) { keys[b * params.M + m] = 0; }
+}
