@@ -44,6 +44,8 @@ registerAttentionFamily({
 });
 
 const STEP_KEYS: KernelSource = { name: 'BlockSparseStepKeys', code: [grid, stepKeysBody].join('\n') };
+/** Rows a workgroup of the lists' launch: one invocation each. */
+const STEP_KEYS_WG = 64;
 
 /**
  * A decode step's gather lists on the GPU (`kernels/block-sparse/step-keys.wgsl`): row b of
@@ -57,8 +59,8 @@ export function stepKeysKernel(positions: tf.Tensor1D, layout: BlockSparseLayout
     inputs: [positions],
     outputs: [{ shape: [B, M], dtype: 'int32' }, { shape: [B], dtype: 'int32' }],
     params: [B, M, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
-    constants: { WG: 64 },
-    workgroups: grid1d(B, 64),
+    constants: { WG: STEP_KEYS_WG },
+    workgroups: grid1d(B, STEP_KEYS_WG),
   });
   return {
     keys: tf.engine().makeTensorFromTensorInfo(keys!) as tf.Tensor2D,
