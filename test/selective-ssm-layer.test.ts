@@ -5,7 +5,10 @@ import { SelectiveSSM, layers, type Implementation, type SelectiveSSMArgs, type 
 import { selectiveScanOracle } from './oracle/selective-ssm.js';
 import { causalConv, convolved, convolvedProjection } from '../src/mixers/selective-ssm/conv.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
-import { EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import {
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, uploadsDuring,
+  values,
+} from './helpers.js';
 
 /**
  * The Mamba block of MIXERS.md §6 in float64 from the layer's float32 weights, written from the
@@ -259,11 +262,15 @@ describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
   it('runs its forward in 8 launches where no gradient is recorded, and in 11 under a tape, its scan\'s and table\'s gradient in 5, its convolution\'s in 2', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
-    const ran = await launchedPipelines(async () => {
-      const y = layer.apply(x) as tf.Tensor;
-      await y.data();
-      y.dispose();
-    });
+    let ran: string[] = [];
+    // the convolution's absent window and positions stand on x's data: nothing made on the CPU
+    expect(await uploadsDuring(async () => {
+      ran = await launchedPipelines(async () => {
+        const y = layer.apply(x) as tf.Tensor;
+        await y.data();
+        y.dispose();
+      });
+    }, [x])).toBe(0);
     // the in projection, read in place by the convolution (x) and the scan (z); the x projection's
     // kept blocks grouped, Δ's; the scan with the kept table; the output projection
     expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseGroups', 'DenseVec4',

@@ -12,6 +12,7 @@ import convWeightsBackwardBody from '../../../kernels/selective-ssm/conv-weights
 import { useKernel, type Implementation } from '../../validate.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { advancedPositions } from '../../positions.js';
+import { detached } from '../../tensors.js';
 
 /**
  * The T outputs of a depthwise convolution of `padded` `[B, T + dConv − 1, E]` with `taps`
@@ -261,10 +262,13 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
   const K = taps.shape[0];
   if (K >= 2 && useKernel('selectiveSSM', implementation)) {
     const attrs: ConvAttrs = { hasWindow: window !== undefined, nextWindow: next, advance: positions !== undefined };
-    // an absent window or positions is a stand-in off the gradient's path, never read
-    const outs = tf.tidy(() => tf.engine().runKernel(SSM_CONV, {
-      x, window: window ?? tf.zeros([1]), taps, bias, positions: positions ?? tf.zeros([1], 'int32'),
-    }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[]);
+    // an absent window or positions is a stand-in never read: x's data off the gradient's path,
+    // where a tensor made on the CPU would be uploaded at every call
+    const outs = tf.tidy(() => {
+      const standIn = detached(x);
+      return tf.engine().runKernel(SSM_CONV, { x, window: window ?? standIn, taps, bias, positions: positions ?? standIn },
+        attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    });
     // (the array is the gradient tape's record of the outputs: read, never changed)
     const [u, ...more] = outs as [tf.Tensor3D, ...tf.Tensor[]];
     return { u, next: next ? more[0] as tf.Tensor3D : undefined, positions: more[next ? 1 : 0] as tf.Tensor1D | undefined };
