@@ -12,8 +12,7 @@ import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
 import { itAttentionOpLeaksNothing, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, uploadsDuring,
-  values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, recordedStep, seededUniform, values,
 } from './helpers.js';
 import { stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
 
@@ -352,14 +351,7 @@ describeOn('webgpu', 'BlockSparse decode step lists', () => {
     const x = tf.ones([2, 8]) as tf.Tensor2D;
     // past position 0, whose step is the layer's forward over the token alone
     for (let s = 0; s < 5; s++) tf.dispose(layer.step(x, state)[0]);
-    let ran: string[] = [];
-    const uploads = await uploadsDuring(async () => {
-      ran = await launchedPipelines(async () => {
-        const [y] = layer.step(x, state);
-        await y.data();
-        y.dispose();
-      });
-    });
+    const { ran, uploads } = await recordedStep(() => layer.step(x, state));
     expect(uploads).toBe(0);
     // the q, k, v projections, the cache write, the lists, the keys' and values' gathers, the attention, the output projection
     expect(ran.slice(0, 3)).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/), 'BlockSparseStepKeys']);

@@ -100,9 +100,28 @@ export async function uploadsDuring(run: () => Promise<void>, given: tf.Tensor[]
 }
 
 /**
+ * Runs one decode step, `step()` giving its output and next state, and reads the output back:
+ * the pipelines it launched, the tensors it uploaded besides `given`'s ({@link uploadsDuring}),
+ * and its next state, which the caller owns. The output is freed.
+ */
+export async function recordedStep<S>(step: () => [tf.Tensor, S], given: tf.Tensor[] = []): Promise<{ ran: string[]; uploads: number; next: S }> {
+  let ran: string[] = [];
+  let next: S | undefined;
+  const uploads = await uploadsDuring(async () => {
+    ran = await launchedPipelines(async () => {
+      const [y, state] = step();
+      next = state;
+      await y.data();
+      y.dispose();
+    });
+  }, given);
+  return { ran, uploads, next: next! };
+}
+
+/**
  * The pipelines one decode step of `layer` launches (built here for width D, from a fresh state of
  * B rows), the positions of the state it returns, and how many tensors the step made on the CPU
- * and uploaded ({@link uploadsDuring}: the state's and the token's own uploads are not counted).
+ * and uploaded ({@link recordedStep}: the state's and the token's own uploads are not counted).
  * Frees what it made.
  */
 export async function stepLaunches<S extends { positions: tf.Tensor1D }>(
@@ -111,17 +130,11 @@ export async function stepLaunches<S extends { positions: tf.Tensor1D }>(
   tf.dispose(layer.apply(tf.zeros([1, 1, D])) as tf.Tensor);
   const state = layer.initState(B);
   const token = tf.randomNormal([B, D]) as tf.Tensor2D;
-  let positions: number[] = [];
-  let ran: string[] = [];
   try {
-    const uploads = await uploadsDuring(async () => {
-      ran = await launchedPipelines(async () => {
-        const [y, next] = layer.step(token, state);
-        await y.data();
-        positions = Array.from(await next.positions.data());
-        tf.dispose([y, next as unknown as tf.TensorContainer]);
-      });
-    }, [token, ...(Object.values(state) as unknown[]).filter((t): t is tf.Tensor => t instanceof tf.Tensor)]);
+    const given = (Object.values(state) as unknown[]).filter((t): t is tf.Tensor => t instanceof tf.Tensor);
+    const { ran, uploads, next } = await recordedStep(() => layer.step(token, state), [token, ...given]);
+    const positions = Array.from(await next.positions.data());
+    tf.dispose(next as unknown as tf.TensorContainer);
     return { ran, positions, uploads };
   } finally {
     tf.dispose([token, state as unknown as tf.TensorContainer]);

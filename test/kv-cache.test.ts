@@ -9,7 +9,7 @@ import { layers, type KVCacheState } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { ownsData } from '../src/webgpu/runtime.js';
 import { emptyCache, writeKernel, writeReference } from '../src/attention/kv-cache.js';
-import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, uploadsDuring } from './helpers.js';
+import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, recordedStep } from './helpers.js';
 
 const D = 12;
 const H = 4;
@@ -367,14 +367,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
           const state = layer.initState(2, { capacity: 16 });
           const x = tf.ones([2, D]) as tf.Tensor2D;
           for (let s = 0; s < (window ?? 0) + 1; s++) tf.dispose(layer.step(x, state)[0]);
-          let ran: string[] = [];
-          const uploads = await uploadsDuring(async () => {
-            ran = await launchedPipelines(async () => {
-              const [y] = layer.step(x, state);
-              await y.data();
-              y.dispose();
-            });
-          });
+          const { ran, uploads } = await recordedStep(() => layer.step(x, state));
           expect(uploads).toBe(0);
           // the q, k, v projections (their biases packed once, with the weights), the cache write
           // (which also forms the positions after the step), the split-K decode in one launch (16
