@@ -12,7 +12,7 @@ import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
 import { itAttentionOpLeaksNothing, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, recordedStep, seededUniform, values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, recordedStep, seededUniform, uploadsDuring, values,
 } from './helpers.js';
 import { stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
 
@@ -323,6 +323,26 @@ describe('BlockSparse layer arguments', () => {
     expect(() => blockSparse({ numHeads: 2, layout: 64 as never }))
       .toThrow(/BlockSparse: argument 'layout' must be an object \{ blockSize, localBlocks, globalBlocks, stride \}; received 64/);
     expect(() => blockSparse({ numHeads: 4, numKvHeads: 3 })).toThrow(/numHeads = 4 must be a multiple of numKvHeads = 3/);
+  });
+});
+
+describeOn('webgpu', 'BlockSparse tile plans', () => {
+  it('are uploaded once a (length, layout): a second forward and gradient upload nothing', async () => {
+    // a length and layout no other test runs, so that the first call makes their plans
+    const layout = { blockSize: 8, localBlocks: 3, globalBlocks: 2, stride: 5, implementation: 'webgpu' as const };
+    const [q, k, v, dy] = [1, 2, 3, 4].map((seed) => tf.tensor4d(seededUniform(seed, 88 * 2 * 8), [1, 88, 2, 8]));
+    // a given output gradient: tfjs's own seed of ones would be an upload of its own
+    const pass = async () => {
+      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => blockSparseAttention(
+        a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, layout))([q!, k!, v!], dy);
+      await Promise.all(grads.map((g) => g.data()));
+      tf.dispose(grads);
+    };
+    const given = [q!, k!, v!, dy!];
+    // the query tiles' plan (forward and dQ) and the key tiles' (dK/dV)
+    expect(await uploadsDuring(pass, given)).toBe(2);
+    expect(await uploadsDuring(pass, given)).toBe(0);
+    tf.dispose(given);
   });
 });
 

@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { describe, expect, it, vi } from 'vitest';
 import { ops, registerSubgroupBackend } from '../src/index.js';
-import { KEPT_BIND_GROUPS, KEPT_PARAMS } from '../src/webgpu/bind-groups.js';
+import { KEPT_BIND_GROUPS, KEPT_PARAMS, KEPT_TABLES, keptTable } from '../src/webgpu/bind-groups.js';
+import type { BackendInternals } from '../src/webgpu/internals.js';
 import { grid1d, runKernel, type Param } from '../src/webgpu/runtime.js';
 import { describeOn, maxAbsDiff, takeRefusedCommands, values } from './helpers.js';
 
@@ -175,6 +176,38 @@ describeOn('webgpu', 'kernel runtime', () => {
     const got = await Promise.all(ys.map(async (y) => Array.from((await y.data()) as Int32Array).slice(0, 2)));
     expect(got).toEqual(Array.from({ length: launches }, (_, i) => [i % distinct, 0 - i | 0]));
     tf.dispose([x, ...ys]);
+  });
+
+  it('keeps an int table per key, made once, disposing the least recently used past KEPT_TABLES', async () => {
+    const backend = tf.backend() as WebGPUBackend;
+    const made: number[] = [];
+    const table = (n: number) => keptTable(backend, `kept-test|${n}`, [2], () => {
+      made.push(n);
+      return Int32Array.of(n, -n - 1);
+    });
+    const first = table(0);
+    const second = table(1);
+    expect(table(0)).toBe(first);
+    // KEPT_TABLES − 1 keys more, 0 used before each: 1 is then the least recently used
+    for (let n = 2; n <= KEPT_TABLES; n++) {
+      table(0);
+      table(n);
+    }
+    expect(made).toEqual(Array.from({ length: KEPT_TABLES + 1 }, (_, n) => n));
+    const held = (t: tf.TensorInfo) => (backend as unknown as BackendInternals).tensorMap.has(t.dataId);
+    expect([held(first), held(second)]).toEqual([true, false]);
+    // read on the GPU, as a launch binds it; 1 is made again
+    const COPY = {
+      name: 'CopyIntsForTest',
+      code: `@group(0) @binding(0) var<storage, read> t: array<i32>;
+        @group(0) @binding(1) var<storage, read_write> y: array<i32>;
+        @compute @workgroup_size(2) fn main(@builtin(local_invocation_index) i: u32) { y[i] = t[i]; }`,
+    };
+    const copied = [table(0), table(1)].map((t) => tf.engine().makeTensorFromTensorInfo(
+      runKernel(backend, COPY, { inputs: [t], outputs: [{ shape: [2], dtype: 'int32' }], workgroups: [1, 1, 1] })[0]!));
+    expect(await Promise.all(copied.map(async (y) => Array.from(await y.data())))).toEqual([[0, -1], [1, -2]]);
+    expect(made.at(-1)).toBe(1);
+    tf.dispose(copied);
   });
 
   it('a launch of more than 65535 workgroups (folded into two dimensions) covers every element', async () => {

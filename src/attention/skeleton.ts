@@ -59,7 +59,7 @@ export interface AttentionLayout {
   wgsl: string;
   /**
    * For one launch: the tile count and, if the hooks read one, the tile plan as an int32
-   * tensor the caller frees once the launch is recorded.
+   * tensor, which the layout keeps (the caller binds it and never frees it).
    */
   tiles(backend: WebGPUBackend, T: number, attrs: object, pass: TilePass): { numTiles: number; plan?: tf.TensorInfo };
   /** Causal by definition, without a window, whatever the attrs say (BlockSparse). */
@@ -96,27 +96,23 @@ function runSkeleton(
   // a workgroup per tile of query rows and head; dK/dV: per tile of key rows and kv head
   const heads = pass === 'dkv' ? s.Hkv : s.H;
   const split = tiledSplits(backend, pass === 'dkv' ? s.Tq : s.Tk, numTiles, numTiles * heads * s.B, s.K);
+  const bound = bindVisibility(backend, inputs, q, plan);
   try {
-    const bound = bindVisibility(backend, inputs, q, plan);
-    try {
-      const params = attentionParams(s, a, bound.planAt, split ?? undefined);
-      const tiled = tiledKernel(backend, label, pass, layout.wgsl, hooks, s.K);
-      const allConstants = { ...constants, ...bound.constants, ...dropoutConstant(attrs), ...tiled.constants };
-      const out = runKernel(backend, tiled.kernel, {
-        inputs: [q, k, inputs.v!, ...more, bound.vis],
-        outputs: split ? partShapes(pass, outputs, s, split.splits) : outputs,
-        params,
-        constants: allConstants,
-        workgroups: [numTiles * (split?.splits ?? 1), heads, s.B],
-      });
-      const whole = split ? combineParts(backend, label, pass, hooks, out, outputs, s, split.splits, params, constants) : out;
-      return bound.packed ? [...whole, bound.packed] : whole;
-    } finally {
-      // bound to the pending command buffer, so tfjs frees it only after that is submitted
-      bound.release();
-    }
+    const params = attentionParams(s, a, bound.planAt, split ?? undefined);
+    const tiled = tiledKernel(backend, label, pass, layout.wgsl, hooks, s.K);
+    const allConstants = { ...constants, ...bound.constants, ...dropoutConstant(attrs), ...tiled.constants };
+    const out = runKernel(backend, tiled.kernel, {
+      inputs: [q, k, inputs.v!, ...more, bound.vis],
+      outputs: split ? partShapes(pass, outputs, s, split.splits) : outputs,
+      params,
+      constants: allConstants,
+      workgroups: [numTiles * (split?.splits ?? 1), heads, s.B],
+    });
+    const whole = split ? combineParts(backend, label, pass, hooks, out, outputs, s, split.splits, params, constants) : out;
+    return bound.packed ? [...whole, bound.packed] : whole;
   } finally {
-    if (plan) backend.disposeData(plan.dataId);
+    // bound to the pending command buffer, so tfjs frees it only after that is submitted
+    bound.release();
   }
 }
 

@@ -1,3 +1,5 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import type { Param } from './runtime.js';
 
 /**
@@ -5,22 +7,28 @@ import type { Param } from './runtime.js';
  * (docs/benchmarks.md: 80–90 µs a launch in Node, of which 22 went to `createBindGroup` and 8 to
  * tfjs's pooled uniform buffer), and a decode step or a training step launches the same kernels
  * with the same params on the same pooled buffers again and again. So a launch's params live in
- * a uniform buffer kept for their bits, and its bind group is kept for its layout and buffers.
+ * a uniform buffer kept for their bits, its bind group is kept for its layout and buffers, and
+ * an int table it reads that depends only on its sizes (BlockSparse's tile plan) is a tensor
+ * kept for its contents.
  *
  * A bind group names buffers, not their contents, so one kept for the same layout and the same
  * buffers is the one WebGPU would make again. A buffer tfjs destroys is never bound again, and
- * so never meets a kept group that names it. Both caches are per device and bounded, least
- * recently used first out; an entry dropped is left to the garbage collector, never destroyed,
- * since a command buffer not yet submitted may bind it.
+ * so never meets a kept group that names it. The params and groups are kept per device, the
+ * tables per backend, all bounded, least recently used first out; a uniform buffer or group
+ * dropped is left to the garbage collector, never destroyed, since a command buffer not yet
+ * submitted may bind it, and a table dropped is disposed through tfjs, which waits for that.
  */
 
 /** Kept uniform buffers per device: enough for every distinct Params of a model's launches. */
 export const KEPT_PARAMS = 512;
 /** Kept bind groups per device: a model's launches, on tfjs's rotating pool buffers. */
 export const KEPT_BIND_GROUPS = 2048;
+/** Kept int tables per backend: BlockSparse's tile plans, two a (sequence length, layout). */
+export const KEPT_TABLES = 64;
 
 const params = new WeakMap<GPUDevice, Map<string, GPUBufferBinding>>();
 const groups = new WeakMap<GPUDevice, Map<string, GPUBindGroup>>();
+const tables = new WeakMap<WebGPUBackend, Map<string, tf.TensorInfo>>();
 
 // a number per object a key names (layouts, buffers, kept uniform bindings)
 const ids = new WeakMap<object, number>();
@@ -34,8 +42,11 @@ function idOf(o: object): number {
   return id;
 }
 
-/** The entry of `cache` under `key` (now the most recently used), or `make`'s, dropping the least recently used past `limit`. */
-function kept<T>(cache: Map<string, T>, key: string, limit: number, make: () => T): T {
+/**
+ * The entry of `cache` under `key` (now the most recently used), or `make`'s, dropping the least
+ * recently used past `limit` (handed to `drop` where given).
+ */
+function kept<T>(cache: Map<string, T>, key: string, limit: number, make: () => T, drop?: (entry: T) => void): T {
   const found = cache.get(key);
   if (found !== undefined) {
     cache.delete(key);
@@ -43,16 +54,20 @@ function kept<T>(cache: Map<string, T>, key: string, limit: number, make: () => 
     return found;
   }
   const made = make();
-  if (cache.size >= limit) cache.delete(cache.keys().next().value!);
+  if (cache.size >= limit) {
+    const [oldest, entry] = cache.entries().next().value!;
+    cache.delete(oldest);
+    drop?.(entry);
+  }
   cache.set(key, made);
   return made;
 }
 
-function cacheOf<T>(caches: WeakMap<GPUDevice, Map<string, T>>, device: GPUDevice): Map<string, T> {
-  let cache = caches.get(device);
+function cacheOf<O extends object, T>(caches: WeakMap<O, Map<string, T>>, owner: O): Map<string, T> {
+  let cache = caches.get(owner);
   if (!cache) {
     cache = new Map();
-    caches.set(device, cache);
+    caches.set(owner, cache);
   }
   return cache;
 }
@@ -105,4 +120,24 @@ export function bindGroupFor(device: GPUDevice, label: string, layout: GPUBindGr
     if (uniform) entries.push({ binding: buffers.length, resource: uniform });
     return device.createBindGroup({ label, layout, entries });
   });
+}
+
+/**
+ * An int32 tensor of `backend` of `shape` holding `make()`'s values, made once for `key` (equal
+ * keys, equal values) and kept: tfjs uploads it the first time a launch binds it, where a table
+ * made for each launch would be uploaded at each (two pool buffers, a mapped copy, the compute
+ * pass ended: 100–150 µs of recording). Per backend and bounded ({@link KEPT_TABLES}), least
+ * recently used first out; a table dropped is disposed, which tfjs defers past a pending command
+ * buffer that binds it. Callers bind it and never dispose it.
+ *
+ * @example
+ * ```ts
+ * const backend = tf.backend() as WebGPUBackend;
+ * const plan = keptTable(backend, 'plan|256', [3, 2], () => Int32Array.of(0, 64, 64, 128, 128, 256));
+ * keptTable(backend, 'plan|256', [3, 2], () => new Int32Array(6)) === plan;   // true: made once
+ * ```
+ */
+export function keptTable(backend: WebGPUBackend, key: string, shape: number[], make: () => Int32Array): tf.TensorInfo {
+  return kept(cacheOf(tables, backend), key, KEPT_TABLES,
+    () => backend.makeTensorInfo(shape, 'int32', make()), (table) => backend.disposeData(table.dataId));
 }

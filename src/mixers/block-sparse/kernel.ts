@@ -8,6 +8,7 @@ import stepKeysBody from '../../../kernels/block-sparse/step-keys.wgsl';
 import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
 import { BR, type AttentionAttrs } from '../../attention/kernel-source.js';
 import { registerAttentionFamily, type AttentionLayout } from '../../attention/skeleton.js';
+import { keptTable } from '../../webgpu/bind-groups.js';
 import { grid1d, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { tilePlans, type BlockSparseLayout } from './layout.js';
 
@@ -26,14 +27,14 @@ export interface BlockSparseAttrs extends BlockSparseLayout, AttentionAttrs {}
 
 /**
  * The skeleton's layout for BlockSparse: per pass, the tile plan (`forward`: query tiles and
- * their runs of keys; `transposed`: key tiles and their runs of queries; see `tilePlans`),
- * uploaded as an int32 buffer for one launch.
+ * their runs of keys; `transposed`: key tiles and their runs of queries; see `tilePlans`), an
+ * int32 tensor kept for its (T, layout, pass) and uploaded once (`keptTable`).
  */
 const BLOCK_SPARSE_LAYOUT: AttentionLayout = {
   wgsl: layoutHooks,
   tiles: (backend, T, attrs, pass) => {
-    const { numTiles, pairs } = tilePlans(T, attrs as BlockSparseAttrs, BR)[pass];
-    return { numTiles, plan: backend.makeTensorInfo([pairs.length / 2, 2], 'int32', pairs) };
+    const { numTiles, pairs, key } = tilePlans(T, attrs as BlockSparseAttrs, BR)[pass];
+    return { numTiles, plan: keptTable(backend, `BlockSparse|${key}`, [pairs.length / 2, 2], () => pairs) };
   },
   causal: true,
 };

@@ -119,6 +119,8 @@ export interface TilePlan {
   numTiles: number;
   /** `[pairs, 2]` int32, read as `vec2<u32>`. */
   pairs: Int32Array;
+  /** Names the plan: plans of equal keys hold equal pairs. */
+  key: string;
 }
 
 /** CSRs and plans are rebuilt only when this many other (T, layout)s have been used since. */
@@ -203,7 +205,7 @@ function tilesOf(T: number, b: number, rows: number): Array<[number, number, num
  */
 function plan(
   T: number, layout: BlockSparseLayout, rows: number, ptr: Int32Array, idx: Int32Array,
-  clip: (first: number, end: number) => [number, number],
+  clip: (first: number, end: number) => [number, number], key: string,
 ): TilePlan {
   const b = layout.blockSize;
   const tileList = tilesOf(T, b, rows);
@@ -222,7 +224,7 @@ function plan(
     }
     pairs.push(first, end, firstRun, runBase + runs.length / 2);
   }
-  return { numTiles: tileList.length, pairs: Int32Array.from([...pairs, ...runs]) };
+  return { numTiles: tileList.length, pairs: Int32Array.from([...pairs, ...runs]), key };
 }
 
 /**
@@ -239,11 +241,12 @@ function plan(
  * ```
  */
 export function tilePlans(T: number, layout: BlockSparseLayout, rows: number): { forward: TilePlan; transposed: TilePlan } {
-  return memo(planCache, `${layoutKey(T, layout)}|${rows}`, () => {
+  const key = `${layoutKey(T, layout)}|${rows}`;
+  return memo(planCache, key, () => {
     const csr = blockSparseCsr(T, layout);
     return {
-      forward: plan(T, layout, rows, csr.rowPtr, csr.colIdx, (_first, end) => [0, end]),
-      transposed: plan(T, layout, rows, csr.colPtr, csr.rowIdx, (first) => [first, T]),
+      forward: plan(T, layout, rows, csr.rowPtr, csr.colIdx, (_first, end) => [0, end], `${key}|forward`),
+      transposed: plan(T, layout, rows, csr.colPtr, csr.rowIdx, (first) => [first, T], `${key}|transposed`),
     };
   });
 }
