@@ -9,9 +9,10 @@ for (const backend of ['cpu', 'webgpu'] as const) {
     const config = { mixer: 'flashStyleTiledAttention', vocab: 11, context: 8, width: 8, blocks: 2, heads: 2 } as const;
 
     /** The model's weights after `steps` steps of `optimizer` on fixed batches, from the same initial weights. */
-    async function trained(optimizer: tf.Optimizer, steps: number): Promise<Float32Array[]> {
+    async function trained(optimizer: tf.Optimizer, steps: number, between?: (model: tf.LayersModel, s: number) => void): Promise<Float32Array[]> {
       const model = withSeededRandom(3, () => buildModel(config));
       for (let s = 0; s < steps; s++) {
+        between?.(model, s);
         const [x, y] = tf.tidy(() => [
           tf.tensor2d(Array.from({ length: 16 }, (_, n) => (n * 7 + s * 3) % 11), [2, 8], 'int32'),
           tf.tensor2d(Array.from({ length: 16 }, (_, n) => (n * 5 + s) % 11), [2, 8], 'int32'),
@@ -41,6 +42,20 @@ for (const backend of ['cpu', 'webgpu'] as const) {
       const before = await Promise.all(initial.getWeights().map((w) => w.data() as Promise<Float32Array>));
       initial.dispose();
       expect(want.some((w, n) => maxAbsDiff(w, before[n]!) > 1e-4)).toBe(true);
+    });
+
+    it('takes up weights written between its steps, as tf.train.adam does', async () => {
+      // FlatAdam keeps the weights flat from one step to the next: a weight written in between
+      // (setWeights, a variable's assign) must be read anew, not overwritten by its stale copy
+      const write = (model: tf.LayersModel, s: number) => {
+        if (s !== 2) return;
+        tf.tidy(() => model.setWeights(model.getWeights().map((w, n) => n % 3 === 0 ? tf.mul(w, 0.5) : w)));
+      };
+      const want = await trained(tf.train.adam(0.01), 4, write);
+      const got = await trained(new FlatAdam(0.01), 4, write);
+      for (let n = 0; n < want.length; n++) {
+        expect(maxAbsDiff(got[n]!, want[n]!), `weight ${n}`).toBe(0);
+      }
     });
 
     it('leaks no tensors and refuses gradients of other variables', async () => {

@@ -1,10 +1,12 @@
 /**
  * Adam over one flat buffer: the update of `tf.train.adam`, element for element, but with the
  * moments of every variable in two flat tensors, so that a step is about a dozen element-wise
- * kernels over all the weights, plus one slice and one add per variable, instead of about twenty
- * kernels per variable. On WebGPU a kernel dispatch has a fixed cost; for a small model (the
- * char-lm model at width 64 has 28 weight tensors) tfjs's Adam was about 540 of a training step's
- * 1,465 kernels (counted with `tf.profile`).
+ * kernels over all the weights, plus one slice per variable, instead of about twenty kernels per
+ * variable. On WebGPU a kernel dispatch has a fixed cost; for a small model (the char-lm model at
+ * width 64 has 28 to 38 weight tensors) tfjs's Adam was about 540 of a training step's 1,465
+ * kernels (counted with `tf.profile`). The weights too are kept flat from one step to the next
+ * (one more copy of them), so that the update is one add: the variables are then slices of it,
+ * and a variable written between steps (`setWeights`, `assign`) is noticed by its data and read anew.
  *
  * @packageDocumentation
  */
@@ -26,6 +28,8 @@ export class FlatAdam extends tf.Optimizer {
    * is made into a tensor on the CPU and uploaded at every call.
    */
   private constants: tf.Scalar[] | null = null;
+  /** The flat weights the last step wrote, and the data of the variables it cut them into. */
+  private flat: { weights: tf.Tensor; cut: tf.DataId[] } | null = null;
   /** β₁ᵗ and β₂ᵗ, multiplied up in float32 as tfjs's Adam does, so that the corrections match its own. */
   private power1 = Math.fround(this.beta1);
   private power2 = Math.fround(this.beta2);
@@ -70,10 +74,17 @@ export class FlatAdam extends tf.Optimizer {
       const mHat = tf.div(m, Math.fround(1 - this.power1));
       const vHat = tf.div(v, Math.fround(1 - this.power2));
       const update = tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), epsilon)), step);
-      tf.split(update, sizes).forEach((part, n) => {
+      // the flat weights of the last step where every variable still holds its slice of them
+      const last = this.flat;
+      const current = last && variables.every((v, n) => v.dataId === last.cut[n])
+        ? last.weights : tf.concat(variables.map((v) => tf.reshape(v, [-1])));
+      const weights = tf.keep(tf.add(update, current));
+      last?.weights.dispose();
+      tf.split(weights, sizes).forEach((part, n) => {
         const variable = variables[n]!;
-        variable.assign(tf.add(tf.reshape(part, variable.shape), variable));
+        variable.assign(tf.reshape(part, variable.shape));
       });
+      this.flat = { weights, cut: variables.map((v) => v.dataId) };
     });
     this.power1 = Math.fround(this.power1 * Math.fround(beta1));
     this.power2 = Math.fround(this.power2 * Math.fround(beta2));
@@ -84,6 +95,8 @@ export class FlatAdam extends tf.Optimizer {
     super.dispose();
     if (this.moments) tf.dispose([this.moments.first, this.moments.second]);
     if (this.constants) tf.dispose(this.constants);
+    this.flat?.weights.dispose();
+    this.flat = null;
     this.moments = null;
     this.constants = null;
   }
