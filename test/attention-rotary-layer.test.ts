@@ -8,7 +8,7 @@ import { expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { rotaryOracle } from './oracle/rotary.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, recordedStep, seededUniform, values } from './helpers.js';
 
 const D = 16;
 /** Head width: rotaryDim 6 < K, so channels 6 and 7 are copied. */
@@ -183,6 +183,26 @@ for (const backend of ['cpu', 'webgpu'] as const) {
     }
   });
 }
+
+describeOn('webgpu', 'attention layers with rotary positions, decoding', () => {
+  it('a step rotates q and k at the state\'s positions uploading nothing', async () => {
+    const layer = makeLayer('flash', 'auto');
+    tf.tidy(() => void layer.apply(tf.zeros([1, 1, D])));
+    const x = tf.randomNormal([2, D]) as tf.Tensor2D;
+    let state = layer.initState(2, { capacity: 8 });
+    for (let s = 0; s < 3; s++) {
+      const [y, next] = layer.step(x, state);
+      y.dispose();
+      if (next !== state) tf.dispose(state);
+      state = next;
+    }
+    const { ran, uploads } = await recordedStep(() => layer.step(x, state), [x]);
+    expect(ran).toContain('Rotary');
+    expect(uploads).toBe(0);
+    tf.dispose([x, state]);
+    layer.dispose();
+  });
+});
 
 describeOn('cpu', 'attention layers: the rotary argument', () => {
   it('is checked, saved in the config, and restored', () => {

@@ -7,7 +7,9 @@ import { resolveRotaryConfig, rotary, rotaryQK, segmentPositions, type RotaryOpt
 import {
   pairOf, positionOf, rotaryOracle, thetaOracle, type RotaryOracleOptions, type RotaryShape,
 } from './oracle/rotary.js';
-import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values, mulberry32, type TestBackend } from './helpers.js';
+import {
+  REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbsDiff, seededUniform, uploadsDuring, values, mulberry32, type TestBackend,
+} from './helpers.js';
 
 /** float32's unit roundoff: a correctly rounded result is within u of the exact one, relatively. */
 const U = 2 ** -24;
@@ -431,6 +433,30 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     expect(() => rotaryQK(q, tf.zeros([2, 5, 2]) as unknown as tf.Tensor4D, opts))
       .toThrow(/rotaryQK: argument 'k' must be a float32 tensor of rank 4 \[B, T, H, K\]/);
     tf.dispose([q, k, offset, q2, k2, q3, k3]);
+  });
+});
+
+describeOn('webgpu', 'rotary kernel uploads', () => {
+  it('uploads nothing made on the CPU, forward or gradient, with every kind of position', async () => {
+    const x = tf.randomNormal([2, 7, 3, 8]) as tf.Tensor4D;
+    const dy = tf.randomNormal([2, 7, 3, 8]) as tf.Tensor4D;
+    const offsets = tf.tensor1d([3, 9], 'int32');
+    const table = tf.tensor2d(Array.from({ length: 14 }, (_, i) => i * 3), [2, 7], 'int32');
+    const given = [x, dy, offsets, table];
+    for (const where of [{}, { offset: 5 }, { offset: offsets }, { positions: table }]) {
+      // a given output gradient: tfjs's own seed of ones would be an upload of its own
+      const run = async () => {
+        const opts = { ...where, rotaryDim: 6, base: 500 };
+        const y = rotary(x, opts);
+        const dx = tf.grad((t: tf.Tensor) => rotary(t as tf.Tensor4D, opts))(x, dy);
+        await Promise.all([y.data(), dx.data()]);
+        tf.dispose([y, dx]);
+      };
+      // the first call makes the θ table of (base, R) on the GPU, once; a later offset is a param
+      await run();
+      expect(await uploadsDuring(run, given), JSON.stringify(where)).toBe(0);
+    }
+    tf.dispose(given);
   });
 });
 

@@ -4,13 +4,15 @@
 // The pair (a, b) is (m, m + R/2), or (2m, 2m + 1) when INTERLEAVED.
 //   y_a = x_a·cos(p·θ_m) − x_b·sin(p·θ_m)
 //   y_b = x_a·sin(p·θ_m) + x_b·cos(p·θ_m)
-// Position p = positions[b·posStrideB + t·posStrideT] + t·tStep covers the three forms of the
-// op: a [B, T] table (strides T, 1; tStep 0), per-row offsets [B] (1, 0; 1), one offset [1] (0, 0; 1).
+// Position p = params.offset + t·tStep (+ positions[b·posStrideB + t·posStrideT] with
+// HAS_POSITIONS) covers the three forms of the op: a [B, T] table (strides T, 1; tStep 0), per-row
+// offsets [B] (1, 0; 1), one offset, a param (no positions; tStep 1).
 
 // needs common/grid.wgsl and sincos.wgsl
 
 override INTERLEAVED: bool = false;
 override DIRECTION: f32 = 1.0; // 1 rotates by p·θ, -1 back
+override HAS_POSITIONS: bool = true; // false: positions is a stand-in, never read
 
 struct Params {
   total: u32, // B·T·W
@@ -22,11 +24,12 @@ struct Params {
   posStrideB: u32,
   posStrideT: u32,
   tStep: u32,
+  offset: i32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>; // [B, T, H, K]
 @group(0) @binding(1) var<storage, read> theta: array<f32>; // [R/2], base^(−2m/R) rounded once to float32
-@group(0) @binding(2) var<storage, read> positions: array<i32>; // [B, T], [B] or [1]
+@group(0) @binding(2) var<storage, read> positions: array<i32>; // [B, T] or [B]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>; // [B, T, H, K]
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -48,7 +51,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   let t = bt % params.T;
   let b = bt / params.T;
-  let p = positions[b * params.posStrideB + t * params.posStrideT] + i32(t * params.tStep);
+  var p = params.offset + i32(t * params.tStep);
+  if (HAS_POSITIONS) { p += positions[b * params.posStrideB + t * params.posStrideT]; }
   // the angle as §8 forms it, one float32 product (as the reference implementations do)
   let sc = sincos(f32(p) * theta[j]);
   let s = DIRECTION * sc.x;

@@ -4,7 +4,7 @@ import {
   useKernel, type Implementation,
 } from '../validate.js';
 import { rotaryFrequencies, rotaryReference, type RotaryPositions } from './reference.js';
-import { ROTARY, type RotaryAttrs } from './kernel.js';
+import { ROTARY, ROTARY_FROM, type RotaryAttrs } from './kernel.js';
 
 /**
  * The rotary embedding's configuration, as an attention layer takes it (`rotary: {...}`); every
@@ -165,17 +165,19 @@ function checkRotary(op: string, name: string, x: unknown, options: RotaryOption
 /** Runs the kernel or the reference on checked arguments. */
 function rotaryOf(c: Checked): tf.Tensor4D {
   if (c.x.size === 0) return differentiableZeros(c.x.shape, [c.x]);
+  const { pos } = c;
+  if (c.kernel) {
+    const attrs: RotaryAttrs = {
+      interleaved: c.interleaved, direction: 1, base: c.base, rotaryDim: c.R, offset: pos.kind === 'scalar' ? pos.offset : 0,
+    };
+    const named = attrs as unknown as tf.NamedAttrMap;
+    // one offset for every row is a param of its own kernel: no int tensor made and uploaded
+    if (pos.kind === 'scalar') return tf.engine().runKernel(ROTARY_FROM, { x: c.x }, named) as tf.Tensor4D;
+    return tf.engine().runKernel(ROTARY, { x: c.x, positions: pos.kind === 'table' ? pos.positions : pos.offset }, named) as tf.Tensor4D;
+  }
   const theta = tf.tensor1d(rotaryFrequencies(c.base, c.R), 'float32');
   try {
-    if (!c.kernel) return rotaryReference(c.x, theta, c.pos, c.interleaved);
-    const { pos } = c;
-    const positions = pos.kind === 'table' ? pos.positions : pos.kind === 'rows' ? pos.offset : tf.tensor1d([pos.offset], 'int32');
-    try {
-      const attrs: RotaryAttrs = { interleaved: c.interleaved, direction: 1 };
-      return tf.engine().runKernel(ROTARY, { x: c.x, theta, positions }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
-    } finally {
-      if (pos.kind === 'scalar') positions.dispose();
-    }
+    return rotaryReference(c.x, theta, c.pos, c.interleaved);
   } finally {
     // the tape keeps its own copies of what the gradient needs
     theta.dispose();

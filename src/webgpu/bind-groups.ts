@@ -8,8 +8,8 @@ import type { Param } from './runtime.js';
  * tfjs's pooled uniform buffer), and a decode step or a training step launches the same kernels
  * with the same params on the same pooled buffers again and again. So a launch's params live in
  * a uniform buffer kept for their bits, its bind group is kept for its layout and buffers, and
- * an int table it reads that depends only on its sizes (BlockSparse's tile plan) is a tensor
- * kept for its contents.
+ * a table it reads that depends only on its attrs (BlockSparse's tile plan, the rotary
+ * frequencies) is a tensor kept for its contents.
  *
  * A bind group names buffers, not their contents, so one kept for the same layout and the same
  * buffers is the one WebGPU would make again. A buffer tfjs destroys is never bound again, and
@@ -23,7 +23,7 @@ import type { Param } from './runtime.js';
 export const KEPT_PARAMS = 512;
 /** Kept bind groups per device: a model's launches, on tfjs's rotating pool buffers. */
 export const KEPT_BIND_GROUPS = 2048;
-/** Kept int tables per backend: BlockSparse's tile plans, two a (sequence length, layout). */
+/** Kept tables per backend: BlockSparse's tile plans, two a (sequence length, layout), and rotary frequencies. */
 export const KEPT_TABLES = 64;
 
 const params = new WeakMap<GPUDevice, Map<string, GPUBufferBinding>>();
@@ -123,8 +123,8 @@ export function bindGroupFor(device: GPUDevice, label: string, layout: GPUBindGr
 }
 
 /**
- * An int32 tensor of `backend` of `shape` holding `make()`'s values, made once for `key` (equal
- * keys, equal values) and kept: tfjs uploads it the first time a launch binds it, where a table
+ * A tensor of `backend` of `shape` holding `make()`'s values (int32 or float32, as their array),
+ * made once for `key` (equal keys, equal values) and kept: tfjs uploads it the first time a launch binds it, where a table
  * made for each launch would be uploaded at each (two pool buffers, a mapped copy, the compute
  * pass ended: 100–150 µs of recording). Per backend and bounded ({@link KEPT_TABLES}), least
  * recently used first out; a table dropped is disposed, which tfjs defers past a pending command
@@ -137,7 +137,9 @@ export function bindGroupFor(device: GPUDevice, label: string, layout: GPUBindGr
  * keptTable(backend, 'plan|256', [3, 2], () => new Int32Array(6)) === plan;   // true: made once
  * ```
  */
-export function keptTable(backend: WebGPUBackend, key: string, shape: number[], make: () => Int32Array): tf.TensorInfo {
-  return kept(cacheOf(tables, backend), key, KEPT_TABLES,
-    () => backend.makeTensorInfo(shape, 'int32', make()), (table) => backend.disposeData(table.dataId));
+export function keptTable(backend: WebGPUBackend, key: string, shape: number[], make: () => Int32Array | Float32Array): tf.TensorInfo {
+  return kept(cacheOf(tables, backend), key, KEPT_TABLES, () => {
+    const values = make();
+    return backend.makeTensorInfo(shape, values instanceof Float32Array ? 'float32' : 'int32', values);
+  }, (table) => backend.disposeData(table.dataId));
 }
