@@ -17,9 +17,10 @@ import { timeInterleaved, type Budget, type Timing } from './timing.js';
 
 /** The shapes: [M, K, N] for dense, [M, D] for layerNorm and qkv. */
 export const BLOCK_SHAPES = {
-  quick: { dense: [[1, 64, 256], [512, 64, 256]], layerNorm: [[512, 64]], qkv: [[1, 64], [512, 64]] },
+  quick: { dense: [[1, 64, 256], [512, 64, 256], [512, 64, 65]], layerNorm: [[512, 64]], qkv: [[1, 64], [512, 64]] },
   full: {
-    dense: [[1, 64, 64], [1, 192, 768], [1, 768, 192], [512, 64, 256], [1024, 192, 768], [1024, 768, 192], [2048, 512, 512]],
+    // N = 65: the char-lm head over its vocabulary, read by the element layout
+    dense: [[1, 64, 64], [1, 192, 768], [1, 768, 192], [512, 64, 256], [512, 64, 65], [1024, 192, 768], [1024, 768, 192], [2048, 512, 512]],
     layerNorm: [[512, 64], [1024, 192], [2048, 512]],
     qkv: [[1, 64], [1, 192], [512, 64], [1024, 192]],
   },

@@ -141,6 +141,26 @@ describeOn('webgpu', 'dense kernel', () => {
     }
   });
 
+  it('K not a multiple of 4: the steps past K add nothing, even beside infinite entries of A and B', async () => {
+    // the element layout reads its last step of four past K as zeros; a product by a clamped read
+    // of row (or column) K − 1 instead would add 0·∞ = NaN where the true sum is ±∞
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const K of [1, 5, 7]) {
+        const [M, N] = [3, 5];
+        // A's last column: +∞ in row 0; B's last row: +∞ in column 1; every other entry 1
+        const as = Float32Array.from({ length: M * K }, (_, i) => tA ? (i === (K - 1) * M ? Infinity : 1) : (i === K - 1 ? Infinity : 1));
+        const bs = Float32Array.from({ length: K * N }, (_, i) => tB ? (i === K + K - 1 ? Infinity : 1) : (i === (K - 1) * N + 1 ? Infinity : 1));
+        const a = tf.tensor2d(as, tA ? [K, M] : [M, K]);
+        const b = tf.tensor2d(bs, tB ? [N, K] : [K, N]);
+        const c = denseKernel(a, b, tA, tB);
+        // row 0 and column 1 meet the infinities; every other element is K
+        const want = Array.from({ length: M * N }, (_, i) => Math.floor(i / N) === 0 || i % N === 1 ? Infinity : K);
+        expect(Array.from(await c.data()), `K = ${K}, transposes ${tA}, ${tB}`).toEqual(want);
+        tf.dispose([a, b, c]);
+      }
+    }
+  });
+
   it('sums columns in one launch without a ones tensor, any M and N, and its gradient broadcasts dy', async () => {
     for (const [M, N] of [[1, 4], [7, 12], [5, 3], [64, 9], [8, 12], [64, 64]] as const) {
       const ts = seededUniform(M + N, M * N);

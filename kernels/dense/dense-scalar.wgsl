@@ -1,6 +1,9 @@
-// Dense's one product element by element, any M, K and N: an element past the matrices reads as 0,
-// so a block that runs off an edge adds nothing, and only elements inside C are written. Its
-// readers are part 0's (`$`, src/webgpu/copies.ts).
+// Dense's one product element by element, any M, K and N. Reads are clamped into the matrices and
+// only elements inside C are written, so a block's rows past M and columns past N, which only
+// such elements sum, may read whatever the clamp gives; an element past K reads as 0, so that the
+// last step of four adds nothing past K. Selects on clamped reads, not branches around them: the
+// branches made the kernel 1.5–2 times slower on SwiftShader (docs/benchmarks.md). Its readers
+// are part 0's (`$`, src/webgpu/copies.ts).
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -9,16 +12,20 @@
 @group(0) @binding(4) var<uniform> params: Params;
 
 fn aAt(m: u32, k: u32) -> f32 {
-  if (m >= params.M || k >= params.K) { return 0.0; }
-  if (A_ONES) { return 1.0; }
-  if (TRANSPOSE_A) { return a[k * params.M + m]; }
-  return a[m * params.K + k];
+  if (A_ONES) { return select(0.0, 1.0, k < params.K); }
+  let mc = min(m, params.M - 1u);
+  let kc = min(k, params.K - 1u);
+  var v: f32;
+  if (TRANSPOSE_A) { v = a[kc * params.M + mc]; } else { v = a[mc * params.K + kc]; }
+  return select(0.0, v, k < params.K);
 }
 
 fn bAt(k: u32, n: u32) -> f32 {
-  if (k >= params.K || n >= params.N) { return 0.0; }
-  if (TRANSPOSE_B) { return b[n * params.K + k]; }
-  return b[k * params.N + n];
+  let kc = min(k, params.K - 1u);
+  let nc = min(n, params.N - 1u);
+  var v: f32;
+  if (TRANSPOSE_B) { v = b[nc * params.K + kc]; } else { v = b[kc * params.N + nc]; }
+  return select(0.0, v, k < params.K);
 }
 
 fn bRow(k: u32, n: u32) -> vec4<f32> {
