@@ -6,7 +6,7 @@ import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as library from '../src/index.js';
 import { layers, mixerNamed, mixers, ops, type MixerDescriptor } from '../src/index.js';
-import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, values } from './helpers.js';
+import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, uploadsDuring, values } from './helpers.js';
 import { itIsCausal, itLeaksNothing, itRoundTrips } from './layer-properties.js';
 
 const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
@@ -102,6 +102,22 @@ describeOn('webgpu', 'every registered mixer on its kernels', () => {
         expect(maxAbsDiff(k, ref) / maxAbs(ref), `${m.name} output ${i}`).toBeLessThan(m.kernels.tolerance);
       }
       tf.dispose([kernel, reference, c.inputs, c.constants]);
+    });
+
+    it(`${m.name}: its layer's forward without a gradient tape uploads nothing made on the CPU, once warm`, async () => {
+      // a tensor made on the CPU (a number given to an op, tf.zeros, a table) is uploaded when a
+      // kernel first binds it: two pool buffers, a mapped copy, the compute pass ended
+      const layer = blockLayer(m);
+      const x = tf.randomNormal([2, 12, 8]) as tf.Tensor3D;
+      const forward = async () => {
+        const y = layer.apply(x) as tf.Tensor;
+        await y.data();
+        y.dispose();
+      };
+      await forward();
+      expect(await uploadsDuring(forward, [x])).toBe(0);
+      x.dispose();
+      layer.dispose();
     });
   }
 });
