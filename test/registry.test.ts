@@ -104,19 +104,31 @@ describeOn('webgpu', 'every registered mixer on its kernels', () => {
       tf.dispose([kernel, reference, c.inputs, c.constants]);
     });
 
-    it(`${m.name}: its layer's forward without a gradient tape uploads nothing made on the CPU, once warm`, async () => {
+    it(`${m.name}: its layer's forward, and its forward and backward, upload nothing made on the CPU once warm`, async () => {
       // a tensor made on the CPU (a number given to an op, tf.zeros, a table) is uploaded when a
       // kernel first binds it: two pool buffers, a mapped copy, the compute pass ended
       const layer = blockLayer(m);
       const x = tf.randomNormal([2, 12, 8]) as tf.Tensor3D;
+      const dy = tf.randomNormal([2, 12, 8]) as tf.Tensor3D;
       const forward = async () => {
         const y = layer.apply(x) as tf.Tensor;
         await y.data();
         y.dispose();
       };
+      // the gradients of x and of every weight, from a given dy (tfjs's own seed of ones would
+      // be an upload of its own)
+      const backward = async () => {
+        const weights = layer.trainableWeights.map((w) => w.read());
+        const { value, grads } = tf.engine().gradients(() => layer.apply(x) as tf.Tensor, [x, ...weights], dy);
+        expect(grads.length).toBe(1 + weights.length);
+        await Promise.all(grads.map((g) => g.data()));
+        tf.dispose([value, ...grads]);
+      };
       await forward();
-      expect(await uploadsDuring(forward, [x])).toBe(0);
-      x.dispose();
+      expect(await uploadsDuring(forward, [x]), 'forward').toBe(0);
+      await backward();
+      expect(await uploadsDuring(backward, [x, dy]), 'forward and backward').toBe(0);
+      tf.dispose([x, dy]);
       layer.dispose();
     });
   }
