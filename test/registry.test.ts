@@ -6,7 +6,7 @@ import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as library from '../src/index.js';
 import { layers, mixerNamed, mixers, ops, type MixerDescriptor } from '../src/index.js';
-import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, uploadsDuring, values } from './helpers.js';
+import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, recordedStep, uploadsDuring, values } from './helpers.js';
 import { itIsCausal, itLeaksNothing, itRoundTrips } from './layer-properties.js';
 
 const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
@@ -129,6 +129,28 @@ describeOn('webgpu', 'every registered mixer on its kernels', () => {
       await backward();
       expect(await uploadsDuring(backward, [x, dy]), 'forward and backward').toBe(0);
       tf.dispose([x, dy]);
+      layer.dispose();
+    });
+
+    it(`${m.name}: a decode step of its layer uploads nothing made on the CPU but its token`, async () => {
+      const layer = blockLayer(m) as tf.layers.Layer & {
+        initState(B: number, options?: object): tf.Tensor | tf.Tensor[] | object;
+        step(x: tf.Tensor2D, state: unknown): [tf.Tensor2D, unknown];
+      };
+      tf.tidy(() => void layer.apply(tf.zeros([1, 1, 8])));
+      // a preallocated cache, written in place, for the attention layers
+      let state = layer.initState(2, m.decode === 'cache' ? { capacity: 8 } : undefined) as unknown;
+      const x = tf.randomNormal([2, 8]) as tf.Tensor2D;
+      for (let s = 0; s < 3; s++) {
+        const [y, next] = layer.step(x, state);
+        y.dispose();
+        if (next !== state) tf.dispose(state as tf.TensorContainer);
+        state = next;
+      }
+      const { uploads, next } = await recordedStep(() => layer.step(x, state), [x]);
+      expect(uploads).toBe(0);
+      if (next !== state) tf.dispose(next as tf.TensorContainer);
+      tf.dispose([x, state as tf.TensorContainer]);
       layer.dispose();
     });
   }
