@@ -5,7 +5,7 @@ import type { Implementation } from '../src/validate.js';
 import { blockSparseAttention } from '../src/mixers/block-sparse/op.js';
 import { blockSparse } from '../src/mixers/block-sparse/layer.js';
 import {
-  blockActive, blockSparseCsr, drawBlockSparseLayout, tilePlans, tokenVisible, visibleKeys, type BlockSparseLayout, type TilePlan,
+  blockActive, blockSparseCsr, drawBlockSparseLayout, tilePlans, tokenVisible, visibleKeyCount, visibleKeys, type BlockSparseLayout, type TilePlan,
 } from '../src/mixers/block-sparse/layout.js';
 import { flashAttention } from '../src/mixers/flash-style-tiled-attention/op.js';
 import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
@@ -161,10 +161,12 @@ describe('block-sparse layout', () => {
     }), { numRuns: 40 });
   });
 
-  it('visibleKeys(i) is the token mask\'s row i, and the drawing shows the active blocks', () => {
+  it('visibleKeys(i) is the token mask\'s row i, visibleKeyCount its length, and the drawing shows the active blocks', () => {
     fc.assert(fc.property(withT, ({ layout, T }) => {
       const i = T - 1;
-      expect([...visibleKeys(i, layout)]).toEqual([...Array(T).keys()].filter((j) => tokenVisible(i, j, layout)));
+      const want = [...Array(T).keys()].filter((j) => tokenVisible(i, j, layout));
+      expect([...visibleKeys(i, layout)]).toEqual(want);
+      expect(visibleKeyCount(i, layout)).toBe(want.length);
       const rows = drawBlockSparseLayout(T, layout).split('\n').slice(3);
       const n = Math.ceil(T / layout.blockSize);
       expect(rows.length).toBe(n);

@@ -6,7 +6,7 @@ import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { checkOptionNames, describe, optionNames, useKernel } from '../../validate.js';
 import { flashAttention } from '../flash-style-tiled-attention/op.js';
-import { LAYOUT_FIELDS, resolveLayout, visibleKeys, type BlockSparseLayout } from './layout.js';
+import { LAYOUT_FIELDS, resolveLayout, visibleKeyCount, visibleKeys, type BlockSparseLayout } from './layout.js';
 import { stepKeysKernel } from './kernel.js';
 import { blockSparseAttention } from './op.js';
 
@@ -88,13 +88,12 @@ export class BlockSparse extends AttentionLayer {
     const Tq = q.shape[1];
     const implementation = this.activeImplementation();
     if (Tq === 1 && offsets) {
-      const lists = offsets.map((t) => visibleKeys(t, this.layout));
-      const M = Math.max(1, ...lists.map((l) => l.length));
+      const M = Math.max(1, ...offsets.map((t) => visibleKeyCount(t, this.layout)));
       return tf.tidy(() => {
         // on the kernels the lists are formed from the positions on the GPU, not uploaded
         const { keys: rows, counts } = useKernel(this.layerName, implementation)
           ? stepKeysKernel(visibility.queryOffsets as tf.Tensor1D, this.layout, M)
-          : hostLists(lists, M);
+          : hostLists(offsets.map((t) => visibleKeys(t, this.layout)), M);
         return flashAttention(q, tf.gather(keys, rows, 1, 1) as tf.Tensor4D, tf.gather(values, rows, 1, 1) as tf.Tensor4D,
           { causal: false, kvLengths: counts, implementation });
       });

@@ -271,6 +271,19 @@ export function visibleKeys(i: number, layout: BlockSparseLayout): Int32Array {
 }
 
 /**
+ * How many keys query i sees: the length of {@link visibleKeys}`(i, layout)`, without the list.
+ *
+ * @example
+ * ```ts
+ * visibleKeyCount(9, { blockSize: 4, localBlocks: 1, globalBlocks: 1, stride: 0 }); // 6
+ * ```
+ */
+export function visibleKeyCount(i: number, layout: BlockSparseLayout): number {
+  const b = layout.blockSize;
+  return activeKeyBlocks(Math.floor(i / b), layout).reduce((n, J) => n + Math.min(b, i + 1 - J * b), 0);
+}
+
+/**
  * Draws the blocks of `layout` over T tokens as an ASCII grid: query blocks I down, key blocks J
  * across; `L` local window (diagonal included), `G` global, `S` strided, `.` inactive (a block
  * that is several kinds shows the first of L, G, S).
