@@ -1,17 +1,10 @@
 // The layout hooks of common/attention-{forward,backward-dq,backward-dkv}.wgsl for BlockSparse:
-// the tile plan and the layout's token mask (docs/block-sparse.md). Expects common/visibility.wgsl and
-// the host's `const BR`. The plan lies in the packed `vis` buffer, from `params.planAt`, built on the host by tilePlans
+// the tile plan and the layout's token mask (docs/block-sparse.md). Expects common/visibility.wgsl,
+// block-rule.wgsl and the host's `const BR`. The plan lies in the packed `vis` buffer, from `params.planAt`, built on the host by tilePlans
 // in src/mixers/block-sparse/layout.ts as pairs of u32: pairs 0 and 1 the layout (b, w) and
 // (g, s); pair 2 + 2t the rows [first, end) of tile t, pair 3 + 2t the range of pairs holding
 // its runs; each run a range [first, end) of keys (of queries in the transposed plan of the
 // dK/dV pass).
-
-struct BlockLayout {
-  b: u32, // tokens per block
-  w: u32, // local window in blocks, the diagonal included
-  g: u32, // global blocks
-  s: u32, // stride in blocks, 0 for none
-}
 
 var<private> blocks: BlockLayout;
 
@@ -49,9 +42,7 @@ fn tileRun(r: u32, total: u32) -> vec2u {
 fn sees(i: u32, j: u32) -> bool {
   if (j > i) { return false; }
   if (blocks.b >= BR) { return true; }
-  let J = j / blocks.b;
-  let d = i / blocks.b - J;
-  return d < blocks.w || J < blocks.g || (blocks.s > 0u && d % blocks.s == 0u);
+  return blockActive(i / blocks.b, j / blocks.b, blocks);
 }
 
 // key j is visible to query i of row b: the layout's mask and the call's visibility

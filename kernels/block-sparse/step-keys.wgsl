@@ -6,7 +6,7 @@
 // row walks the blocks up to I: made on the GPU from the positions there, where a list made on
 // the host was uploaded at every step.
 
-// needs common/grid.wgsl
+// needs common/grid.wgsl and block-rule.wgsl
 
 struct Params {
   B: u32,
@@ -22,11 +22,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> counts: array<i32>; // [B]
 @group(0) @binding(3) var<uniform> params: Params;
 
-fn isActive(I: u32, J: u32) -> bool {
-  let d = I - J;
-  return J < params.globalBlocks || d < params.localBlocks || (params.stride > 0u && d % params.stride == 0u);
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -34,9 +29,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (b >= params.B) { return; }
   let t = u32(max(positions[b], 0));
   let I = t / params.blockSize;
+  let blocks = BlockLayout(params.blockSize, params.localBlocks, params.globalBlocks, params.stride);
   var n = 0u;
   for (var J = 0u; J <= I; J++) {
-    if (!isActive(I, J)) { continue; }
+    if (!blockActive(I, J, blocks)) { continue; }
     let end = min(J * params.blockSize + params.blockSize, t + 1u);
     for (var j = J * params.blockSize; j < end; j++) {
       if (n < params.M) { keys[b * params.M + n] = i32(j); }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import onlineSoftmax from '../../../kernels/common/online-softmax.wgsl';
+import blockRule from '../../../kernels/block-sparse/block-rule.wgsl';
 import layoutHooks from '../../../kernels/block-sparse/layout.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import stepKeysBody from '../../../kernels/block-sparse/step-keys.wgsl';
@@ -31,7 +32,7 @@ export interface BlockSparseAttrs extends BlockSparseLayout, AttentionAttrs {}
  * int32 tensor kept for its (T, layout, pass) and uploaded once (`keptTable`).
  */
 const BLOCK_SPARSE_LAYOUT: AttentionLayout = {
-  wgsl: layoutHooks,
+  wgsl: [blockRule, layoutHooks].join('\n'),
   tiles: (backend, T, attrs, pass) => {
     const { numTiles, pairs, key } = tilePlans(T, attrs as BlockSparseAttrs, BR)[pass];
     return { numTiles, plan: keptTable(backend, `BlockSparse|${key}`, [pairs.length / 2, 2], () => pairs) };
@@ -44,7 +45,7 @@ registerAttentionFamily({
   rowHooks: onlineSoftmax, weights: softmaxWeights, layout: BLOCK_SPARSE_LAYOUT,
 });
 
-const STEP_KEYS: KernelSource = { name: 'BlockSparseStepKeys', code: [grid, stepKeysBody].join('\n') };
+const STEP_KEYS: KernelSource = { name: 'BlockSparseStepKeys', code: [grid, blockRule, stepKeysBody].join('\n') };
 /** Rows a workgroup of the lists' launch: one invocation each. */
 const STEP_KEYS_WG = 64;
 
