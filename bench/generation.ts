@@ -25,9 +25,12 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import {
-  BlockSparse, DEFAULT_LAYOUT, ExpressiveAttention, FlashStyleTiledAttention, mixers as libraryMixers, ops, visibleKeys,
+  BlockSparse, DEFAULT_LAYOUT, ExpressiveAttention, FlashStyleTiledAttention, mixers as libraryMixers, ops,
   type KVCacheState,
 } from '../src/index.js';
+import { flashAttentionOverList } from '../src/mixers/flash-style-tiled-attention/op.js';
+import { stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
+import { visibleKeyCount } from '../src/mixers/block-sparse/layout.js';
 import { Decoder, buildModel, countParameters, hasKVCache, withSeededRandom, type MixerName } from '../examples/char-lm/model.js';
 import { mulberry32 } from '../examples/shared/random.js';
 import { seconds } from './limits.js';
@@ -184,7 +187,8 @@ function randomCaches(decoder: Decoder, t: number, seed: number): Array<[tf.Tens
 
 /**
  * The attention read of one block at t, as the layer runs it: one query over t + 1 keys
- * (the cached ones and its own), causal; BlockSparse gathers the keys its layout shows first.
+ * (the cached ones and its own), causal; BlockSparse over the keys its layout shows, listed on
+ * the GPU and read where they lie.
  * Returns the run and the tensors to dispose.
  */
 function readOf(layer: tf.layers.Layer, t: number, seed: number): { run: () => tf.Tensor; owned: tf.Tensor[] } {
@@ -196,12 +200,10 @@ function readOf(layer: tf.layers.Layer, t: number, seed: number): { run: () => t
     return { run: () => ops.expressiveAttention(q, k, v, { causal: true, epsilon: layer.epsilon }), owned: [q, k, v] };
   }
   if (layer instanceof BlockSparse) {
-    const keys = visibleKeys(t, layer.layout);
-    const rows = tf.tensor2d(keys, [1, keys.length], 'int32');
-    const counts = tf.tensor1d([keys.length], 'int32');
-    const run = () => tf.tidy(() => ops.flashAttention(q, tf.gather(k, rows, 1, 1) as tf.Tensor4D, tf.gather(v, rows, 1, 1) as tf.Tensor4D,
-      { causal: false, kvLengths: counts }));
-    return { run, owned: [q, k, v, rows, counts] };
+    const position = tf.tensor1d([t], 'int32');
+    const M = visibleKeyCount(t, layer.layout);
+    const run = () => tf.tidy(() => flashAttentionOverList(q, k, v, stepKeysKernel(position, layer.layout, M, t + 1)));
+    return { run, owned: [q, k, v, position] };
   }
   if (!(layer instanceof FlashStyleTiledAttention)) throw new Error(`bench: no attention read for ${layer.getClassName()}.`);
   return { run: () => ops.flashAttention(q, k, v, { causal: true }), owned: [q, k, v] };
@@ -436,8 +438,8 @@ export function generationMarkdown(r: GenerationReport): string {
     `**Time per token at context t.** The state at t is built, not prefilled: attention mixers hold random keys and values at ` +
       `positions 0…t − 1 in a preallocated cache of t + ${MARGIN} slots written in place (\`initState(1, { capacity })\`) and in ` +
       `today's concatenating cache of t slots (every step copies it); recurrent mixers hold their fixed-size state at position t. ` +
-      `Read = the attention op alone, one query over t + 1 keys as one block runs it (blockSparse: the gather of the keys its layout ` +
-      `shows, then flashAttention). Beyond read = in-place step − ${blocks} × read. The in-place, concatenating and read runs are ` +
+      `Read = the attention op alone, one query over t + 1 keys as one block runs it (blockSparse: the list of the keys its layout ` +
+      `shows, then the split-K decode over them). Beyond read = in-place step − ${blocks} × read. The in-place, concatenating and read runs are ` +
       `interleaved sample by sample; the recurrent mixers' contexts are interleaved with each other. Validation: the first step's ` +
       'logits of the two caches (same keys and values) agree (relative max difference). Each timed run advances a state by one token.',
     '',

@@ -12,9 +12,11 @@ import { itLeaksNothing, itRoundTrips, itTrains } from './layer-properties.js';
 import { itAttentionOpLeaksNothing, itMatchesRepeatedHeads } from './attention-op-properties.js';
 import { blockSparseMask, softmaxAttentionGradOracle, softmaxAttentionOracle, type AttentionShape } from './oracle/attention.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, recordedStep, seededUniform, uploadsDuring, values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, describeOnSubgroups, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff,
+  recordedStep, seededUniform, uploadsDuring, values,
 } from './helpers.js';
 import { stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
+import { ATTENTION_SPLIT_PASS_FLAG } from '../src/attention/split-pass.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
 const ROWS = 64;
@@ -349,7 +351,7 @@ describeOn('webgpu', 'BlockSparse tile plans', () => {
 });
 
 describeOn('webgpu', 'BlockSparse decode step lists', () => {
-  it('the step kernel\'s gather lists are visibleKeys of each row\'s position, zeros after, for any layout', async () => {
+  it('the step kernel\'s lists are the counts, then visibleKeys of each row\'s position as rows of the cache, zeros after, for any layout', async () => {
     await fc.assert(fc.asyncProperty(
       // up to 70 rows: a workgroup of 64 and part of a second
       fc.record({ positions: fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 70 }),
@@ -358,12 +360,28 @@ describeOn('webgpu', 'BlockSparse decode step lists', () => {
       async ({ positions, layout }) => {
         const lists = positions.map((t) => Array.from(visibleKeys(t, layout)));
         const M = Math.max(...lists.map((l) => l.length));
+        // a cache of S slots a row: row b's key j is its row b·S + j
+        const S = Math.max(...positions) + 3;
         const given = tf.tensor1d(positions, 'int32');
-        const { keys, counts } = stepKeysKernel(given, layout, M);
-        expect(Array.from(await counts.data())).toEqual(lists.map((l) => l.length));
-        expect(Array.from(await keys.data())).toEqual(lists.flatMap((l) => [...l, ...new Array<number>(M - l.length).fill(0)]));
-        tf.dispose([given, keys, counts]);
+        const listed = stepKeysKernel(given, layout, M, S);
+        expect(Array.from(await listed.data())).toEqual([
+          ...lists.map((l) => l.length),
+          ...lists.flatMap((l, b) => [...l.map((j) => b * S + j), ...new Array<number>(M - l.length).fill(0)]),
+        ]);
+        tf.dispose([given, listed]);
       }), { numRuns: 40 });
+  });
+
+  it('a step over lists longer than a chunk of the split-K decode (its merge) matches the reference\'s gathered step', async () => {
+    await expectLongListStep(['FlashAttentionSplitK8', 'FlashAttentionMergeK8']);
+    // and with a workgroup folding each chunk, as on a GPU without subgroups: its 64 lanes' chunk
+    // holds every listed key, each lane folding some of them, and the row is finished without a merge
+    tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'workgroup');
+    try {
+      await expectLongListStep(['FlashAttentionSplitWorkgroupK8']);
+    } finally {
+      tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto');
+    }
   });
 
   it('a layer\'s step over its cache forms them there, uploading nothing', async () => {
@@ -375,9 +393,56 @@ describeOn('webgpu', 'BlockSparse decode step lists', () => {
     for (let s = 0; s < 5; s++) tf.dispose(layer.step(x, state)[0]);
     const { ran, uploads } = await recordedStep(() => layer.step(x, state));
     expect(uploads).toBe(0);
-    // the q, k, v projections, the cache write, the lists, the keys' and values' gathers, the attention, the output projection
-    expect(ran.slice(0, 3)).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/), 'BlockSparseStepKeys']);
+    // the q, k, v projections, the cache write, the lists, the attention reading the listed keys
+    // where they lie (no gathers), the output projection
+    expect(ran).toEqual(['DenseGroups', expect.stringMatching(/^KVCacheWrite/), 'BlockSparseStepKeys',
+      expect.stringMatching(/^FlashAttentionSplit/), expect.stringMatching(/^Dense/)]);
     tf.dispose([x, state]);
     layer.dispose();
   });
 });
+
+describeOnSubgroups('BlockSparse decode step lists', () => {
+  it('a step over lists longer than a chunk, a subgroup folding each, matches the reference\'s gathered step', async () => {
+    await expectLongListStep(['FlashAttentionSplitSubgroupsK8', 'FlashAttentionMergeK8']);
+  });
+});
+
+/**
+ * One decode step of a BlockSparse layer on the kernels, against the same layer on the reference
+ * (which gathers the listed keys), at positions whose lists pass two of SwiftShader's chunks of
+ * 128 keys, so that the split-K decode reading the lists where they lie takes three chunks and
+ * its merge where its chunks are SwiftShader's; `attention` names the launches the step's
+ * attention must take.
+ */
+async function expectLongListStep(attention: string[]): Promise<void> {
+  // blocks of 64, 4 local and 1 global: the global block, three local ones and the diagonal's
+  // keys up to the position, blocks between them skipped
+  const args = { numHeads: 4, numKvHeads: 2, headDim: 8, layout: { blockSize: 64, localBlocks: 4, globalBlocks: 1 } };
+  const kernel = blockSparse({ ...args, implementation: 'webgpu' });
+  const reference = blockSparse({ ...args, implementation: 'reference' });
+  const D = 16;
+  const prompt = tf.tensor3d(seededUniform(7, 2 * 400 * D, -2, 2), [2, 400, D]);
+  tf.dispose([kernel.apply(prompt), reference.apply(prompt)] as tf.Tensor[]);
+  reference.setWeights(kernel.getWeights());
+  // rows at positions 400 and 330
+  expect([400, 330].map((t) => visibleKeyCount(t, kernel.layout))).toEqual([64 + 192 + 17, 64 + 192 + 11]);
+  const outs: number[][] = [];
+  for (const layer of [kernel, reference]) {
+    const [yPrompt, state] = layer.prefill(prompt, layer.initState(2, { capacity: 448 }), { lengths: [400, 330] });
+    const token = tf.tensor2d(seededUniform(8, 2 * D, -2, 2), [2, D]);
+    const ran = await launchedPipelines(async () => {
+      const [y] = layer.step(token, state);
+      outs.push(Array.from(await y.data()));
+      y.dispose();
+    });
+    if (layer === kernel) expect(ran.filter((label) => label.startsWith('FlashAttention'))).toEqual(attention);
+    tf.dispose([yPrompt, token, state]);
+  }
+  // as in the step-decoding property above: one softmax over the same keys, whose projections
+  // (kernel and reference) may round differently by a few ulps, which the attention and Wo pass on
+  expect(maxAbsDiff(outs[0]!, outs[1]!)).toBeLessThanOrEqual(64 * EPS32 * Math.max(1, maxAbs(outs[1]!)) * D);
+  tf.dispose(prompt);
+  kernel.dispose();
+  reference.dispose();
+}

@@ -11,7 +11,7 @@ struct Params {
   chunk: u32, // split-K decode: keys per split; a split tiled pass: rows of the other side per chunk (0 elsewhere)
   splits: u32, // split-K decode, a split tiled pass: chunks of the other side (0 elsewhere)
   window: u32, // w of a sliding window, 0 for none
-  planAt: u32, // BlockSparse: where the tile plan starts in the packed `vis` buffer (0 elsewhere)
+  planAt: u32, // BlockSparse: where the tile plan, or a decode step's key list, starts in `vis` (0 elsewhere)
   dropThreshold: u32, // attention dropout: a weight is kept iff its hash ≥ this (common/dropout.wgsl)
   dropSeed: u32, // attention dropout: the seed of the hash
   dropScale: f32, // attention dropout: 1/(1 − p), the multiplier of a kept weight

@@ -4,11 +4,26 @@
 // common/row-registers.wgsl, the row hooks' `channel` (common/row-whole.wgsl: the decode holds
 // rows whole) and the host's `const KV, KL, RQ`.
 
+// With KEY_LIST, row b's key j is not row j of its cache but the row of k and v (of all B·S)
+// that `vis` lists at params.planAt + b·Tk + j (BlockSparse's decode step, whose keys are the
+// layout's blocks: kernels/block-sparse/step-keys.wgsl), read there where a gather would copy them.
+override KEY_LIST: bool = false;
+
 var<private> tileAt: u32; // where key j0 of the current tile starts in k and v
+var<private> listAt: u32; // with KEY_LIST, where key j0's entry sits in the list
+var<private> headAt: u32; // with KEY_LIST, the kv head's channels in a row
 
 // Makes key j0 of kv head hk, batch row b, the current tile's first.
 fn atKey(b: u32, hk: u32, j0: u32) {
   tileAt = ((b * params.Tk + j0) * params.Hkv + hk) * KV;
+  listAt = params.planAt + b * params.Tk + j0;
+  headAt = hk * KV;
+}
+
+// where the current tile's key r starts in k and v
+fn keyAt(r: u32) -> u32 {
+  if (KEY_LIST) { return u32(vis[listAt + r]) * params.Hkv * KV + headAt; }
+  return tileAt + r * params.Hkv * KV;
 }
 
 // The scores (scale·q)·k of quad r4's keys for each of the invocation's rows (0 past the tile's
@@ -18,9 +33,10 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
   for (var u = 0u; u < 4u; u++) {
     let r = 4u * r4 + u;
     if (r < n) {
+      let at = keyAt(r);
       var d$ = V(0.0);
       for (var x = 0u; x < KL; x++) {
-        let kc = k[tileAt + r * params.Hkv * KV + channel(x)];
+        let kc = k[at + channel(x)];
         d$ += qi$[x] * kc;
       }
       s[$][u] = lanesSum(d$);
@@ -30,5 +46,5 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
 }
 
 fn tileValue(r: u32, c: u32) -> V {
-  return v[tileAt + r * params.Hkv * KV + c];
+  return v[keyAt(r) + c];
 }

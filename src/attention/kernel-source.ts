@@ -366,6 +366,20 @@ const HEADER = 8;
 const ORDER_AT = 7;
 /** The name under which a forward's packed buffer reaches the backward kernels. */
 export const PACKED_INPUT = 'packed';
+/**
+ * The name of a split-K decode's key list, an int32 `[B + B·M]` input in place of the int inputs:
+ * each batch row's count of keys, then each row's M keys as rows of k and v (all B·S of them;
+ * zeros past the count). Row b's query attends to its listed keys alone, read where they lie
+ * (`kernels/common/cache-tile.wgsl`, KEY_LIST): BlockSparse's decode step
+ * (`kernels/block-sparse/step-keys.wgsl` makes the list).
+ */
+export const KEY_LIST_INPUT = 'listed';
+
+/** M, the keys a row of the key list `listed` names (see {@link KEY_LIST_INPUT}), for queries `q [B, …]`. */
+export function keyListWidth(listed: tf.TensorInfo, q: tf.TensorInfo): number {
+  const B = q.shape[0]!;
+  return (tf.util.sizeFromShape(listed.shape) - B) / B;
+}
 
 const PACK_INTS: KernelSource = { name: 'PackInts', code: [grid, packIntsBody].join('\n') };
 const PACK_WG = 256;

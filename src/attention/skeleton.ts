@@ -7,9 +7,9 @@ import {
 } from '../webgpu/runtime.js';
 import { sumParts, tiledSplits } from './tile-splits.js';
 import {
-  BR, PACKED_INPUT, attentionParams, bindVisibility, forwardByBlocks, hasDropout, keysInMemory, sizesOf, skeletonKernel,
+  BR, KEY_LIST_INPUT, PACKED_INPUT, attentionParams, bindVisibility, keyListWidth, forwardByBlocks, hasDropout, keysInMemory, sizesOf, skeletonKernel,
   tiledRowLanes, tiledRows,
-  type AttentionAttrs, type TiledPass,
+  type AttentionAttrs, type BoundVisibility, type TiledPass,
 } from './kernel-source.js';
 import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 import { splitPass } from './split-pass.js';
@@ -27,8 +27,9 @@ export type TilePass = 'forward' | 'transposed';
  */
 export interface AttentionFamily {
   /**
-   * The forward's tfjs kernel: inputs q, k, v and the int inputs of `visibilityInputs`; outputs
-   * o, a per-row statistic `[B, H, Tq]` and, when it has int inputs, their packed buffer.
+   * The forward's tfjs kernel: inputs q, k, v and the int inputs of `visibilityInputs` (or, for
+   * a decode step of a family without its own layout, a key list: {@link KEY_LIST_INPUT});
+   * outputs o, a per-row statistic `[B, H, Tq]` and, when it has int inputs, their packed buffer.
    */
   forward: string;
   /** The tfjs kernel names of dQ, and of dK with dV (two outputs). */
@@ -203,7 +204,8 @@ function useSplit(s: AttentionSizes, a: AttentionAttrs & { split?: Split }): boo
  * row statistic, the tiled forward's outputs (and the packed int inputs). Keys that make one
  * chunk take a single launch, which finishes each row itself. An invocation, a workgroup or a
  * subgroup folds each chunk ({@link splitPass}); the lanes of a workgroup or subgroup share its
- * tiles, so a chunk then holds as many tiles for each of them.
+ * tiles, so a chunk then holds as many tiles for each of them. With a key list
+ * ({@link KEY_LIST_INPUT}), the chunks are of each row's listed keys, read where they lie.
  */
 function runSplit(
   backend: WebGPUBackend, m: AttentionFamily, inputs: tf.NamedTensorInfoMap, s: AttentionSizes, a: AttentionAttrs,
@@ -212,12 +214,17 @@ function runSplit(
   const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
   const { pass, label, WG, chunk, grid } = splitPass(backend, s.K);
   const splits = Math.ceil(s.Tk / chunk);
-  const params = attentionParams(s, a, 0, { chunk, splits });
-  const bound = bindVisibility(backend, inputs, q);
+  const listed = inputs[KEY_LIST_INPUT];
+  // a key list: its counts are the lone kvLengths, its rows the list (common/cache-tile.wgsl)
+  const bound: Omit<BoundVisibility, 'release'> = listed
+    ? { vis: listed, planAt: s.B, constants: { VISIBILITY: 1, LONE: 0 }, packed: null }
+    : bindVisibility(backend, inputs, q);
+  const params = attentionParams(s, a, bound.planAt, { chunk, splits });
   const [x, y] = grid(s.H * s.Tq * splits);
   const kernel = skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K);
   const launch = {
-    inputs: [q, k, v, bound.vis], params, constants: { ...constants, WG, ...bound.constants }, workgroups: [x, y, s.B] as [number, number, number],
+    inputs: [q, k, v, bound.vis], params, workgroups: [x, y, s.B] as [number, number, number],
+    constants: { ...constants, WG, ...bound.constants, ...(listed ? { KEY_LIST: 1 } : {}) },
   };
   const withPacked = (out: tf.TensorInfo[]) => bound.packed ? [...out, bound.packed] : out;
   if (splits === 1) {
@@ -274,9 +281,11 @@ export function registerAttentionFamily(m: AttentionFamily): void {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const gpu = backend as WebGPUBackend;
       const { q, k } = namedInputs(inputs, 'q', 'k');
-      const s = sizesOf(q, k);
+      const listed = inputs[KEY_LIST_INPUT];
+      // with a key list, the keys are the list's M a row, not the cache's rows
+      const s = listed ? { ...sizesOf(q, k), Tk: keyListWidth(listed, q) } : sizesOf(q, k);
       const a = attrs as unknown as AttentionAttrs & { split?: Split };
-      if (!m.layout && useSplit(s, a)) return runSplit(gpu, m, inputs, s, a, constantsOf(attrs));
+      if (!m.layout && (listed || useSplit(s, a))) return runSplit(gpu, m, inputs, s, a, constantsOf(attrs));
       return runSkeleton(gpu, layout, m.label, 'forward', m.rowHooks, inputs, [], [q.shape, [s.B, s.H, s.Tq]], a,
         constantsOf(attrs));
     },

@@ -50,22 +50,27 @@ const STEP_KEYS: KernelSource = { name: 'BlockSparseStepKeys', code: [grid, bloc
 const STEP_KEYS_WG = 64;
 
 /**
- * A decode step's gather lists on the GPU (`kernels/block-sparse/step-keys.wgsl`): row b of
- * `keys` `[B, M]` int32 holds `visibleKeys(positions[b], layout)` then zeros, and `counts` `[B]`
- * its length. M, the longest list, is the caller's (its host knows the positions), and no
- * tensor is made on the CPU. One launch.
+ * A decode step's key lists on the GPU (`kernels/block-sparse/step-keys.wgsl`), in the form the
+ * split-K decode reads (`KEY_LIST_INPUT`, `flashAttentionOverList`): int32 `[B + B·M]`, each
+ * row's count of `visibleKeys(positions[b], layout)`, then row b's keys as rows b·S + j of a
+ * cache of S slots a row, zeros after them. M, the longest list, is the caller's (its host knows
+ * the positions), and no tensor is made on the CPU. One launch.
+ *
+ * @example
+ * ```ts
+ * // rows at positions 3 and 0 of a cache of 8 slots, blocks of 2, the diagonal block alone
+ * stepKeysKernel(tf.tensor1d([3, 0], 'int32'), { blockSize: 2, localBlocks: 1, globalBlocks: 0, stride: 0 }, 2, 8);
+ * // [2, 1,  2, 3,  8, 0]
+ * ```
  */
-export function stepKeysKernel(positions: tf.Tensor1D, layout: BlockSparseLayout, M: number): { keys: tf.Tensor2D; counts: tf.Tensor1D } {
+export function stepKeysKernel(positions: tf.Tensor1D, layout: BlockSparseLayout, M: number, S: number): tf.Tensor1D {
   const B = positions.shape[0];
-  const [keys, counts] = runKernel(tf.backend() as WebGPUBackend, STEP_KEYS, {
+  const [listed] = runKernel(tf.backend() as WebGPUBackend, STEP_KEYS, {
     inputs: [positions],
-    outputs: [{ shape: [B, M], dtype: 'int32' }, { shape: [B], dtype: 'int32' }],
-    params: [B, M, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
+    outputs: [{ shape: [B + B * M], dtype: 'int32' }],
+    params: [B, M, S, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
     constants: { WG: STEP_KEYS_WG },
     workgroups: grid1d(B, STEP_KEYS_WG),
   });
-  return {
-    keys: tf.engine().makeTensorFromTensorInfo(keys!) as tf.Tensor2D,
-    counts: tf.engine().makeTensorFromTensorInfo(counts!) as tf.Tensor1D,
-  };
+  return tf.engine().makeTensorFromTensorInfo(listed!) as tf.Tensor1D;
 }

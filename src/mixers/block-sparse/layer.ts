@@ -5,7 +5,7 @@ import { int } from '../../attention/kv-cache.js';
 import type { DropoutOptions } from '../../attention/dropout.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import { checkOptionNames, describe, optionNames, useKernel } from '../../validate.js';
-import { flashAttention } from '../flash-style-tiled-attention/op.js';
+import { flashAttention, flashAttentionOverList } from '../flash-style-tiled-attention/op.js';
 import { LAYOUT_FIELDS, resolveLayout, visibleKeyCount, visibleKeys, type BlockSparseLayout } from './layout.js';
 import { stepKeysKernel } from './kernel.js';
 import { blockSparseAttention } from './op.js';
@@ -75,9 +75,10 @@ export class BlockSparse extends AttentionLayer {
 
   /**
    * Decoding over the cache: row b's queries sit at `queryOffsets[b] + i` and key j at position
-   * j. A step whose positions t_b the host knows gathers, per row, the keys the layout shows
-   * row t_b (`visibleKeys`: its active blocks, up to t_b), padded to the longest list and cut by
-   * `kvLengths`, and runs dense attention over them: a step costs those keys, not t. Otherwise
+   * j. A step whose positions t_b the host knows attends, per row, to the keys the layout shows
+   * row t_b (`visibleKeys`: its active blocks, up to t_b): on the kernels the split-K decode reads
+   * them where they lie, from lists formed on the GPU; on the reference they are gathered, padded
+   * to the longest list and cut by `kvLengths`. A step costs those keys, not t. Otherwise
    * (a prefill over a cache, or positions known only on the device) the layout becomes a mask
    * `[B, Tq, S]` of the blocks each query's position shows, and-ed with the causal and length
    * conditions in `flashAttention` (the block-sparse op takes only self-attention).
@@ -90,10 +91,13 @@ export class BlockSparse extends AttentionLayer {
     if (Tq === 1 && offsets) {
       const M = Math.max(1, ...offsets.map((t) => visibleKeyCount(t, this.layout)));
       return tf.tidy(() => {
-        // on the kernels the lists are formed from the positions on the GPU, not uploaded
-        const { keys: rows, counts } = useKernel(this.layerName, implementation)
-          ? stepKeysKernel(visibility.queryOffsets as tf.Tensor1D, this.layout, M)
-          : hostLists(offsets.map((t) => visibleKeys(t, this.layout)), M);
+        if (useKernel(this.layerName, implementation)) {
+          // the lists formed from the positions on the GPU, not uploaded, and the keys read where
+          // they lie in the cache, not gathered
+          const listed = stepKeysKernel(visibility.queryOffsets as tf.Tensor1D, this.layout, M, keys.shape[1]);
+          return flashAttentionOverList(q, keys, values, listed);
+        }
+        const { keys: rows, counts } = hostLists(offsets.map((t) => visibleKeys(t, this.layout)), M);
         return flashAttention(q, tf.gather(keys, rows, 1, 1) as tf.Tensor4D, tf.gather(values, rows, 1, 1) as tf.Tensor4D,
           { causal: false, kvLengths: counts, implementation });
       });
@@ -120,9 +124,9 @@ export class BlockSparse extends AttentionLayer {
   /**
    * Runs one token through the layer, each row at its own position t (`state.positions`): it
    * writes its key and value to the cache and lets its query attend to the keys that the
-   * layout shows row t (its active blocks, up to t), gathered from the cache while the host
-   * knows each row's t (every prefill took its lengths as numbers), so that a step costs those
-   * keys, not t. Stepping through a sequence reproduces the parallel forward. A concatenating
+   * layout shows row t (its active blocks, up to t), read from the cache (gathered, off the
+   * kernels) while the host knows each row's t (every prefill took its lengths as numbers), so
+   * that a step costs those keys, not t. Stepping through a sequence reproduces the parallel forward. A concatenating
    * state is left as it is (dispose it once no longer needed); a preallocated one is updated in
    * place and returned (see {@link AttentionLayer.initState}).
    *

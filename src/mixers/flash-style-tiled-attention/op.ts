@@ -5,6 +5,7 @@ import {
 } from '../../attention/visibility.js';
 import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
 import { SPLIT_OPTIONS, resolveSplit, type SplitOptions } from '../../attention/split.js';
+import { KEY_LIST_INPUT } from '../../attention/kernel-source.js';
 import {
   checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
@@ -90,4 +91,34 @@ export function flashAttention(
     // the tape, like the kernel, keeps its own copies of what it saved
     tf.dispose(vis.owned);
   }
+}
+
+/**
+ * Softmax attention of one query a batch row over the keys a key list names, on the kernels'
+ * split-K decode, which reads each listed key where it lies in the cache, where a gather would
+ * first copy them all (BlockSparse's decode step, whose keys are its layout's blocks). Webgpu
+ * only, with no gradient: elsewhere, gather the keys and call {@link flashAttention}.
+ *
+ * @param q `[B, 1, H, K]` float32, at the default scale 1/√K.
+ * @param keys `[B, S, Hkv, K]` float32, a cache; `values` likewise.
+ * @param listed int32 `[B + B·M]`: each row's count of keys, then each row's M keys as rows of
+ *   the cache's B·S, zeros past the count (`KEY_LIST_INPUT`, src/attention/kernel-source.ts).
+ * @returns `[B, 1, H, K]`.
+ *
+ * @example
+ * ```ts
+ * // row 0 attends to its keys 0 and 2, row 1 to its key 1 (row 1·4 + 1 of the cache)
+ * const cache = tf.randomNormal([2, 4, 1, 8]) as tf.Tensor4D;
+ * const listed = tf.tensor1d([2, 1, 0, 2, 5, 0], 'int32');
+ * flashAttentionOverList(tf.ones([2, 1, 2, 8]) as tf.Tensor4D, cache, cache, listed); // [2, 1, 2, 8]
+ * ```
+ */
+export function flashAttentionOverList(
+  q: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, listed: tf.Tensor1D,
+): tf.Tensor4D {
+  const scale = checkScale('flashAttention', undefined, q.shape[3]);
+  const [o, ...saved] = tf.engine().runKernel(FLASH_ATTENTION, { q, k: keys, v: values, [KEY_LIST_INPUT]: listed },
+    { scale, causal: false, split: 'always' }) as tf.Tensor[];
+  tf.dispose(saved);
+  return o as tf.Tensor4D;
 }
