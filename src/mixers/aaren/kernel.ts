@@ -214,19 +214,21 @@ function registerPacked(kernelName: string, kernel: KernelSource, names: string[
 
 /**
  * tfjs kernel names, webgpu only: o = w/u `[B, T, H, K]` from the scan's packed output [w, u]
- * `[B, T, H, K + 1]`, 0 where u = 0 (a padded row that has seen no real token yet), and its
- * gradient in the packed output (`kernels/aaren/ratio.wgsl`, `ratio-backward.wgsl`).
+ * `[B, T, H, K + 1]`, 0 where u = 0 (a padded row that has seen no real token yet), plus the
+ * row's `poison` `[B, T, H, 1]` (NaN or 0, {@link AAREN_POISON}'s, which gets no gradient), and
+ * its gradient in the packed output (`kernels/aaren/ratio.wgsl`, `ratio-backward.wgsl`).
  */
 const AAREN_RATIO = 'MixersAarenRatio';
 const AAREN_RATIO_GRAD = 'MixersAarenRatioGrad';
-registerPacked(AAREN_RATIO, packedKernel('AarenRatio', ratioBody), ['packed'], { first: true, output: false });
+registerPacked(AAREN_RATIO, packedKernel('AarenRatio', ratioBody), ['packed', 'poison'], { first: true, output: false });
 registerPacked(AAREN_RATIO_GRAD, packedKernel('AarenRatioBackward', ratioBackwardBody), ['packed', 'dO'], { first: true, output: true });
 
 registerGradientOnce({
   kernelName: AAREN_RATIO,
-  inputsToSave: ['packed'],
-  gradFunc: (dy, [packed]) => ({
+  inputsToSave: ['packed', 'poison'],
+  gradFunc: (dy, [packed, poison]) => ({
     packed: () => tf.engine().runKernel(AAREN_RATIO_GRAD, { packed: packed!, dO: dy as tf.Tensor }) as tf.Tensor,
+    poison: () => tf.zerosLike(poison!),
   }),
 });
 
@@ -316,7 +318,7 @@ function aarenStepOnKernel(args: AarenArgs, init: AarenState, positions: tf.Tens
  * exactly what the reference poisons. With `step` (one token from an initial state, for the
  * layer's decode, of rows at `step.positions`) it runs {@link AAREN_STEP} instead, which has no
  * gradient and returns the positions plus one. Without `withState` it forms no final state
- * (undefined), seven launches fewer.
+ * (undefined), six launches fewer.
  */
 export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tensor1D }, withState = true):
   { output: tf.Tensor4D; state: AarenState | undefined; positions?: tf.Tensor1D } {
@@ -335,13 +337,13 @@ export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tenso
     // without an initial state none (GLA's zeros), where zeros made on the CPU would be uploaded
     const run = gatedLinearAttentionWithState(ones!, key, values!, gate,
       { scale: 1, ...(init ? { initialState: inItsFrame(init).expandDims(2) as tf.Tensor4D } : {}) });
-    // with padding a row may have seen no real token (u = 0): its output is 0
-    const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output }) as tf.Tensor4D;
     // a non-finite k or v at token t: that head's outputs from t on, and its final state
     // (from detached k and v: no gradient is asked of it, nor of the adds' poison side)
     const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: detached(args.k), v: detached(args.v) }) as tf.Tensor4D[];
-    // the state's seven launches only where the caller reads it
-    if (!withState) return { output: tf.add(output, poison!) as tf.Tensor4D, state: undefined };
+    // with padding a row may have seen no real token (u = 0): its output is 0
+    const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output, poison: poison! }) as tf.Tensor4D;
+    // the state's six launches only where the caller reads it
+    if (!withState) return { output, state: undefined };
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),
     // so that its gradient in m reaches the maximiser as the reference's does
     const [wT, uT] = tf.split(run.state.reshape([B, H, K + 1]), [K, 1], 2);
@@ -351,7 +353,7 @@ export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tenso
     const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
     const poisonState = poisonHeads!.reshape([B, H]) as tf.Tensor2D;
     return {
-      output: tf.add(output, poison!) as tf.Tensor4D,
+      output,
       state: {
         m: tf.add(mFinal, poisonState) as tf.Tensor2D,
         u: tf.add(uFinal, poisonState) as tf.Tensor2D,
