@@ -6,11 +6,11 @@ import {
   grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type Param,
 } from '../webgpu/runtime.js';
 import { sumParts, tiledSplits } from './tile-splits.js';
+import { BR, forwardByBlocks, keysInMemory, skeletonKernel, tiledRowLanes, tiledRows, type TiledPass } from './kernel-source.js';
 import {
-  BR, KEY_LIST_INPUT, PACKED_INPUT, attentionParams, bindVisibility, keyListWidth, forwardByBlocks, hasDropout, keysInMemory, sizesOf, skeletonKernel,
-  tiledRowLanes, tiledRows,
-  type AttentionAttrs, type BoundVisibility, type TiledPass,
-} from './kernel-source.js';
+  KEY_LIST_INPUT, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, keyListWidth, sizesOf,
+  type AttentionAttrs, type BoundVisibility,
+} from './kernel-inputs.js';
 import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 import { splitPass } from './split-pass.js';
 import type { AttentionSizes } from './validate.js';

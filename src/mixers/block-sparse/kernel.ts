@@ -7,7 +7,8 @@ import grid from '../../../kernels/common/grid.wgsl';
 import stepKeysBody from '../../../kernels/block-sparse/step-keys.wgsl';
 // BlockSparse is exact softmax attention: its backward weighs pairs as FlashStyleTiledAttention's does
 import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
-import { BR, type AttentionAttrs } from '../../attention/kernel-source.js';
+import { BR } from '../../attention/kernel-source.js';
+import type { AttentionAttrs } from '../../attention/kernel-inputs.js';
 import { registerAttentionFamily, type AttentionLayout } from '../../attention/skeleton.js';
 import { keptTable } from '../../webgpu/bind-groups.js';
 import { grid1d, runKernel, type KernelSource } from '../../webgpu/runtime.js';

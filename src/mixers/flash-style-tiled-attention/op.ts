@@ -5,7 +5,7 @@ import {
 } from '../../attention/visibility.js';
 import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
 import { SPLIT_OPTIONS, resolveSplit, type SplitOptions } from '../../attention/split.js';
-import { KEY_LIST_INPUT } from '../../attention/kernel-source.js';
+import { KEY_LIST_INPUT } from '../../attention/kernel-inputs.js';
 import {
   checkOptionNames, differentiableZeros, optionNames, useKernel, type Implementation,
 } from '../../validate.js';
@@ -102,7 +102,7 @@ export function flashAttention(
  * @param q `[B, 1, H, K]` float32, at the default scale 1/√K.
  * @param keys `[B, S, Hkv, K]` float32, a cache; `values` likewise.
  * @param listed int32 `[B + B·M]`: each row's count of keys, then each row's M keys as rows of
- *   the cache's B·S, zeros past the count (`KEY_LIST_INPUT`, src/attention/kernel-source.ts).
+ *   the cache's B·S, zeros past the count (`KEY_LIST_INPUT`, src/attention/kernel-inputs.ts).
  * @returns `[B, 1, H, K]`.
  *
  * @example
