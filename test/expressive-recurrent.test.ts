@@ -6,7 +6,9 @@ import { expressiveAttention } from '../src/mixers/expressive-attention/layer.js
 import {
   layerDecodeOracle, recurrentOracle, stateOracle, type AttentionWeights, type RecurrentCase,
 } from './oracle/expressive-recurrent.js';
-import { decodeSteps, describeOn, expectNoLeaks, mulberry32, seededUniform, stepLaunches, values, type TestBackend } from './helpers.js';
+import {
+  decodeSteps, describeOn, expectNoLeaks, launchedPipelines, mulberry32, seededUniform, stepLaunches, values, type TestBackend,
+} from './helpers.js';
 import type { ExpressiveAttentionRecurrentState } from '../src/mixers/expressive-attention/layer.js';
 
 /**
@@ -261,6 +263,11 @@ for (const backend of ['cpu', 'webgpu'] as const) {
         const [Ms, zs] = [await values(state.M), await values(state.z)];
         tf.dispose(state);
         const [mSize, zSize] = [Hkv * P * K, Hkv * P];
+        if (implementation === 'webgpu') {
+          // the prefill's kernel adds the tokens in order with the step's operations: stepping's state, to the bit
+          expect(Array.from(got.M.subarray(b * mSize, (b + 1) * mSize)), `row ${b}, M`).toEqual(Array.from(Ms));
+          expect(Array.from(got.z.subarray(b * zSize, (b + 1) * zSize)), `row ${b}, z`).toEqual(Array.from(zs));
+        }
         for (let i = 0; i < mSize; i++) {
           expect(Math.abs(got.M[b * mSize + i]! - Ms[i]!), `row ${b}, M[${i}]`).toBeLessThanOrEqual(2 * oracle.boundM[i]!);
         }
@@ -356,6 +363,22 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
       ran: ['DenseGroups', 'ExpressiveAttentionRecurrentStepK4G2', 'ExpressiveAttentionRecurrentReadout', 'AdvancePositions', 'DenseVec4'],
       positions: [1, 1], uploads: 0,
     });
+    layer.dispose();
+  });
+
+  it('a prefill forms its state in one launch after the attention, with no tfjs features, matMul or sums', async () => {
+    const layer = prefillLayer('webgpu', 72);
+    const x = tf.tensor3d(seededUniform(73, 2 * 5 * PREFILL.D), [2, 5, PREFILL.D]);
+    tf.dispose(layer.prefill(x, undefined, { lengths: [5, 3] }));
+    const ran = await launchedPipelines(async () => {
+      const [y, state] = layer.prefill(x, undefined, { lengths: [5, 3] });
+      await y.data();
+      tf.dispose([y, state]);
+    });
+    // after the attention: the output projection, the sums, the positions' add
+    expect(ran.slice(ran.indexOf('DenseVec4'))).toEqual(['DenseVec4', 'ExpressiveAttentionRecurrentSumsK4', 'BinaryOpProgram']);
+    expect(ran.filter((label) => /Concat|MatMul|Transpose|Reduce/.test(label))).toEqual([]);
+    x.dispose();
     layer.dispose();
   });
 });

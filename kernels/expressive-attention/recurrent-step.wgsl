@@ -1,7 +1,7 @@
 // ExpressiveAttention recurrent decode step, pass 1: adds the token's φ(k)·vᵀ and φ(k) to the
 // state, M' = M + φ(k)·vᵀ and z' = z + φ(k), and in the same sweep sums each chunk of ROWS
 // state rows' share of the readout, φ(scale·q)·M' and φ(scale·q)·z', for the query heads of
-// the kv head. φ(x) packs x⊗x: row p < K is x_p², then √2·x_a·x_b for a < b, row-major.
+// the kv head (φ: features.wgsl).
 //
 // One invocation per (chunk of ROWS rows, column, kv head and block of QG query heads, batch b).
 // The columns are M's KV channel groups (V lanes each) and one more for z, carried as a splat
@@ -17,7 +17,7 @@
 // exactly and summed apart, which removes the sum's growth with the P rows
 // (docs/expressive-attention.md, "Precision of the two decodes").
 // recurrent-readout.wgsl adds the chunks' partial sums, compensated again, and divides.
-// needs common/lanes-*.wgsl and the host's `const K, KV, QG, WG, SLOTS, ROWS`.
+// needs common/lanes-*.wgsl, features.wgsl and the host's `const K, KV, QG, WG, SLOTS, ROWS`.
 
 struct Params {
   Hkv: u32,
@@ -28,9 +28,6 @@ struct Params {
   scale: f32, // multiplies q before φ: φ(scale·q) = scale²·φ(q)
 }
 
-// √2 rounded to f32, the weight tfjs's reference multiplies by
-const SQRT2 = 0x1.6a09e6p+0f;
-
 @group(0) @binding(0) var<storage, read> q: array<f32>; // [B, H, K], unscaled
 @group(0) @binding(1) var<storage, read> k: array<f32>; // [B, Hkv, K]
 @group(0) @binding(2) var<storage, read> v: array<V>; // [B, Hkv, K]
@@ -40,30 +37,6 @@ const SQRT2 = 0x1.6a09e6p+0f;
 @group(0) @binding(6) var<storage, read_write> nextZ: array<f32>; // [B, Hkv, P]: z'
 @group(0) @binding(7) var<storage, read_write> partial: array<V>; // [B, H, chunks, KV + 1]: a chunk's share of φ(scale·q)·M', then of φ(scale·q)·z' (splat)
 @group(0) @binding(8) var<uniform> params: Params; // sizes and scale
-
-// start of a's pairs (a, a+1 …) among the off-diagonal rows: Σ_{i<a} (K − 1 − i)
-fn pairStart(a: u32) -> u32 {
-  return a * (2u * K - 1u - a) / 2u;
-}
-
-// the (a, b) of state row p, a ≤ b
-fn pairOf(p: u32) -> vec2u {
-  if (p < K) { return vec2u(p, p); }
-  let r = p - K;
-  // the root of pairStart(a) = r, then exact integer corrections for its rounding
-  let n = f32(2u * K - 1u);
-  var a = u32(max(0.0, floor((n - sqrt(max(0.0, n * n - 8.0 * f32(r)))) * 0.5)));
-  a = min(a, K - min(K, 2u)); // K ≥ 2 here; min keeps the constant expression valid for K = 1
-  while (a + 1u < K - 1u && pairStart(a + 1u) <= r) { a += 1u; }
-  while (a > 0u && pairStart(a) > r) { a -= 1u; }
-  return vec2u(a, a + 1u + r - pairStart(a));
-}
-
-// φ(x)_p from x_a, x_b: the operations of the reference, (x_a·x_b)·w
-fn feature(xa: f32, xb: f32, diagonal: bool) -> f32 {
-  let product = xa * xb;
-  return select(product * SQRT2, product, diagonal);
-}
 
 // Neumaier's step: adds x to the running sum *s and the exact rounding error of that addition
 // (Knuth's FastTwoSum, the larger operand first, lane by lane) to the compensation *c

@@ -3,6 +3,8 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import rowHooks from '../../../kernels/expressive-attention/forward.wgsl';
 import weights from '../../../kernels/expressive-attention/weights.wgsl';
 import recurrentStepBody from '../../../kernels/expressive-attention/recurrent-step.wgsl';
+import recurrentSumsBody from '../../../kernels/expressive-attention/recurrent-sums.wgsl';
+import features from '../../../kernels/expressive-attention/features.wgsl';
 import recurrentReadoutBody from '../../../kernels/expressive-attention/recurrent-readout.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import lanes1 from '../../../kernels/common/lanes-1.wgsl';
@@ -21,6 +23,12 @@ export const EXPRESSIVE_ATTENTION_DQ = 'MixersExpressiveAttentionGradQ';
 export const EXPRESSIVE_ATTENTION_DKV = 'MixersExpressiveAttentionGradKV';
 /** One recurrent decode step; three outputs: o `[B, H, K]`, M' `[B, Hkv, P, K]`, z' `[B, Hkv, P]`. */
 export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRecurrentStep';
+/**
+ * A recurrent prefill's state, no gradient: inputs k, v `[B, T, Hkv, K]`, lengths int32 `[B]`,
+ * M `[B, Hkv, P, K]` and z `[B, Hkv, P]`; outputs M' and z', the sums after each row's real tokens
+ * (`kernels/expressive-attention/recurrent-sums.wgsl`).
+ */
+export const EXPRESSIVE_ATTENTION_RECURRENT_SUMS = 'MixersExpressiveAttentionRecurrentSums';
 
 // ε is a pipeline constant: a layer uses one ε, so it compiles once
 registerAttentionFamily({
@@ -68,7 +76,7 @@ function recurrentStepKernel(K: number, G: number): KernelSource {
       `const WG: u32 = ${STEP_WG}u;`, `const SLOTS: u32 = ${l.slots}u;`, `const ROWS: u32 = ${STEP_ROWS}u;`].join('\n');
     kernel = {
       name: `ExpressiveAttentionRecurrentStepK${K}G${l.QG}`,
-      code: [l.lanes === 4 ? lanes4 : lanes1, sizes, recurrentStepBody].join('\n'),
+      code: [l.lanes === 4 ? lanes4 : lanes1, sizes, features, recurrentStepBody].join('\n'),
     };
     stepSources.set(key, kernel);
   }
@@ -106,5 +114,39 @@ registerKernelOnce({
     });
     gpu.disposeData(partial.dataId);
     return [o!, nextM, nextZ];
+  },
+});
+
+/** Invocations per workgroup of the recurrent prefill's sums. */
+const SUMS_WG = 64;
+const sumsSources = new Map<number, KernelSource>();
+
+/** The recurrent prefill's sums at head dimension K (its lanes and φ's rows are WGSL constants). */
+function recurrentSumsKernel(K: number): KernelSource {
+  let kernel = sumsSources.get(K);
+  if (!kernel) {
+    const lanes = lanesFor(K);
+    const sizes = [`const K: u32 = ${K}u;`, `const KV: u32 = ${K / lanes}u;`].join('\n');
+    kernel = { name: `ExpressiveAttentionRecurrentSumsK${K}`, code: [grid, lanes === 4 ? lanes4 : lanes1, sizes, features, recurrentSumsBody].join('\n') };
+    sumsSources.set(K, kernel);
+  }
+  return kernel;
+}
+
+registerKernelOnce({
+  kernelName: EXPRESSIVE_ATTENTION_RECURRENT_SUMS,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { k, v, lengths, M, z } = namedInputs(inputs, 'k', 'v', 'lengths', 'M', 'z');
+    const [B, T, Hkv, K] = k.shape as [number, number, number, number];
+    const P = (K * (K + 1)) / 2;
+    const total = B * Hkv * P * (K / lanesFor(K) + 1);
+    return runKernel(backend as WebGPUBackend, recurrentSumsKernel(K), {
+      inputs: [k, v, lengths, M, z],
+      outputs: [M.shape, z.shape],
+      params: [{ u32: total }, { u32: T }, { u32: Hkv }, { u32: P }],
+      constants: { WG: SUMS_WG },
+      workgroups: grid1d(total, SUMS_WG),
+    });
   },
 });
