@@ -366,19 +366,28 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
     layer.dispose();
   });
 
-  it('a prefill forms its state in one launch after the attention, with no tfjs features, matMul or sums', async () => {
+  it('a prefill runs one attention pass and forms its state in one launch, with no tfjs features of the keys', async () => {
     const layer = prefillLayer('webgpu', 72);
     const x = tf.tensor3d(seededUniform(73, 2 * 5 * PREFILL.D), [2, 5, PREFILL.D]);
-    tf.dispose(layer.prefill(x, undefined, { lengths: [5, 3] }));
-    const ran = await launchedPipelines(async () => {
-      const [y, state] = layer.prefill(x, undefined, { lengths: [5, 3] });
+    const prefill = (state?: ExpressiveAttentionRecurrentState) => launchedPipelines(async () => {
+      const [y, next] = layer.prefill(x, state, { lengths: [5, 3] });
       await y.data();
-      tf.dispose([y, state]);
+      tf.dispose([y, next]);
     });
-    // after the attention: the output projection, the sums, the positions' add
-    expect(ran.slice(ran.indexOf('DenseVec4'))).toEqual(['DenseVec4', 'ExpressiveAttentionRecurrentSumsK4', 'BinaryOpProgram']);
-    expect(ran.filter((label) => /Concat|MatMul|Transpose|Reduce/.test(label))).toEqual([]);
-    x.dispose();
+    const [, given] = layer.prefill(x, undefined, { lengths: [5, 3] }) as [tf.Tensor3D, ExpressiveAttentionRecurrentState];
+    await prefill(given);
+    const attention = (ran: string[]) => ran.filter((label) => label.startsWith('ExpressiveAttentionSplit'));
+    // from the empty state: after the attention, the output projection, the positions' add, the sums
+    const fresh = await prefill();
+    expect(attention(fresh)).toEqual(['ExpressiveAttentionSplitK4']);
+    expect(fresh.slice(fresh.indexOf('DenseVec4'))).toEqual(['DenseVec4', 'BinaryOpProgram', 'ExpressiveAttentionRecurrentSumsK4']);
+    expect(fresh.filter((label) => /Concat|MatMul|Transpose|Reduce/.test(label))).toEqual([]);
+    // continuing a state: one attention pass too, its denominators read beside o, where a second
+    // pass over values of ones formed them
+    const continued = await prefill(given);
+    expect(attention(continued)).toEqual(['ExpressiveAttentionSplitK4']);
+    expect(continued.slice(-2)).toEqual(['BinaryOpProgram', 'ExpressiveAttentionRecurrentSumsK4']);
+    tf.dispose([x, given]);
     layer.dispose();
   });
 });

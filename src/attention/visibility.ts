@@ -206,9 +206,21 @@ export function visibilityAttrs(vis: Visibility): { causal: boolean; window: num
 export function runAttentionKernel(
   kernelName: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, vis: Visibility, attrs: tf.NamedAttrMap,
 ): tf.Tensor4D {
-  const [o, ...saved] = tf.engine().runKernel(
+  const [o, statistic] = runAttentionKernelWithStatistic(kernelName, q, k, v, vis, attrs);
+  statistic.dispose();
+  return o;
+}
+
+/**
+ * {@link runAttentionKernel}, returning beside o the kernel's per-row statistic `[B, H, Tq]` (the
+ * softmax's log-sum-exp, ExpressiveAttention's denominator), which no gradient reaches.
+ */
+export function runAttentionKernelWithStatistic(
+  kernelName: string, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, vis: Visibility, attrs: tf.NamedAttrMap,
+): [tf.Tensor4D, tf.Tensor3D] {
+  const [o, statistic, ...saved] = tf.engine().runKernel(
     kernelName, { q, k, v, ...visibilityInputs(vis) }, { ...visibilityAttrs(vis), ...attrs },
   ) as tf.Tensor[];
   tf.dispose(saved);
-  return o as tf.Tensor4D;
+  return [o as tf.Tensor4D, statistic as tf.Tensor3D];
 }

@@ -8,7 +8,9 @@ import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../lay
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkShape, checkTensor, checkOneOf, optionNames, useKernel } from '../../validate.js';
-import { checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep } from './op.js';
+import {
+  checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep, expressiveAttentionWithDenominators,
+} from './op.js';
 import { quadraticFeatures } from './reference.js';
 import { EXPRESSIVE_ATTENTION_RECURRENT_SUMS } from './kernel.js';
 import { advancedPositions } from '../../positions.js';
@@ -193,12 +195,14 @@ export class ExpressiveAttention extends AttentionLayer {
    *   (the tiled kernel on webgpu), causal;
    * - continuing a given state, each query also reads the state's sums, N₀ = φ(scale·q)·M and
    *   S₀ = φ(scale·q)·z, and o = (N₀ + N)/(ε + S₀ + S) with N, S the prompt's own
-   *   Σ s²·v and Σ s² (S from a second call of the op, with values 1 and ε = 2⁴⁰);
+   *   Σ s²·v and Σ s² (on webgpu ε + S is the kernel's own denominator, returned beside o;
+   *   elsewhere S comes from a second call of the op, with values 1 and ε = 2⁴⁰);
    * - the new sums add the real tokens' φ(k)·vᵀ and φ(k): on webgpu one kernel that adds them
    *   token by token as the step does, leaving the state stepping would, to the bit; elsewhere
    *   one batched matMul over the prompt, the padded tokens' selected away.
-   * It needs B·T·(H + Hkv)·K(K+1)/2 floats for the prompt's features (H when continuing a
-   * state). The input state is left as it is: dispose it once it is no longer needed.
+   * Continuing a state, it needs B·T·H·K(K+1)/2 floats for the queries' features (and, off
+   * webgpu, B·T·Hkv·K(K+1)/2 for the keys'). The input state is left as it is: dispose it once
+   * it is no longer needed.
    *
    * @param x `[B, T, D]` float32, the prompt, right-padded.
    * @param state from {@link ExpressiveAttention.initState}, a step or a prefill; default
@@ -239,7 +243,6 @@ export class ExpressiveAttention extends AttentionLayer {
         }
         const H = this.numHeads;
         const Hkv = this.numKvHeads;
-        const P = (K * (K + 1)) / 2;
         const scale = 1 / Math.sqrt(K);
         const implementation = this.activeImplementation();
         const real = realSteps(lengths, T);
@@ -253,28 +256,9 @@ export class ExpressiveAttention extends AttentionLayer {
         // the prompt's attention to itself; right-padded, so a real query sees only real keys
         const attention = (values: tf.Tensor4D, epsilon: number) =>
           expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });
-        let o = attention(v, this.epsilon);
-        if (given) {
-          // the state's share: o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S),
-          // o_p = N/(ε + S) the prompt's own; S₀ = 0 = N₀ for a row with an empty state
-          // query head h reads kv head ⌊h·Hkv/H⌋: the G = H/Hkv query heads of a kv head are
-          // adjacent (rank ≤ 4 throughout: tfjs's webgpu shaders stop there)
-          const G = H / Hkv;
-          const phiQ = quadraticFeatures(tf.mul(q, scale).reshape([B, T, Hkv, G * K]).transpose([0, 2, 1, 3])
-            .reshape([B * Hkv, T * G, K]));                                               // [B·Hkv, T·G, P]
-          const fromState = (sums: tf.Tensor, width: number) => tf.matMul(phiQ, sums.reshape([B * Hkv, P, width]))
-            .reshape([B, Hkv, T, G * width]).transpose([0, 2, 1, 3]).reshape([B, T, H, width]);
-          const N0 = fromState(start.M, K);
-          const S0 = tf.relu(fromState(start.z, 1)); // Σ (q·k)² ≥ 0, as the step clamps it
-          // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
-          const w = attention(tf.onesLike(k), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
-          const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
-          const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), Math.max(this.epsilon, 2 ** -60));
-          o = tf.add(o, tf.div(tf.sub(N0, tf.mul(S0, o)), denominator)) as tf.Tensor4D;
-        }
+        const o = given ? this.withStateShare(q, k, v, start, attention) : attention(v, this.epsilon);
         const y = this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
-        const { M, z } = this.promptSums(k, v, lengths, real, start);
-        return [y, { M, z, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
+        return [y, this.promptState(k, v, lengths, real, start)];
       });
     } finally {
       lengths.dispose();
@@ -282,25 +266,65 @@ export class ExpressiveAttention extends AttentionLayer {
   }
 
   /**
-   * The recurrent sums after a right-padded prompt's real tokens (`lengths` `[B]`, the mask
-   * `real` `[B, T]`), from `start`'s: M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v
+   * A prompt's outputs o `[B, T, H, K]` continuing the recurrent state `start`: each query also
+   * reads the state's sums, o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S), with
+   * o_p = N/(ε + S) the prompt's own (`attention`, causal, at values v and ε) and S₀ = 0 = N₀
+   * for a row whose state is empty. On the kernels ε + S is the attention kernel's own
+   * denominator, returned beside o; elsewhere S comes from a second call with values 1.
+   */
+  private withStateShare(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState,
+    attention: (values: tf.Tensor4D, epsilon: number) => tf.Tensor4D,
+  ): tf.Tensor4D {
+    const [B, T, H, K] = q.shape;
+    const Hkv = this.numKvHeads;
+    const P = (K * (K + 1)) / 2;
+    const scale = 1 / Math.sqrt(K);
+    // query head h reads kv head ⌊h·Hkv/H⌋: the G = H/Hkv query heads of a kv head are
+    // adjacent (rank ≤ 4 throughout: tfjs's webgpu shaders stop there)
+    const G = H / Hkv;
+    const phiQ = quadraticFeatures(tf.mul(q, scale).reshape([B, T, Hkv, G * K]).transpose([0, 2, 1, 3])
+      .reshape([B * Hkv, T * G, K]));                                               // [B·Hkv, T·G, P]
+    const fromState = (sums: tf.Tensor, width: number) => tf.matMul(phiQ, sums.reshape([B * Hkv, P, width]))
+      .reshape([B, Hkv, T, G * width]).transpose([0, 2, 1, 3]).reshape([B, T, H, width]);
+    const N0 = fromState(start.M, K);
+    const S0 = tf.relu(fromState(start.z, 1)); // Σ (q·k)² ≥ 0, as the step clamps it
+    const floor = Math.max(this.epsilon, 2 ** -60);
+    let own: { o: tf.Tensor; denominator: tf.Tensor };
+    if (useKernel(this.layerName, this.activeImplementation())) {
+      // the kernel's denominators max(ε + S, 2⁻⁶⁰) [B, H, T] beside o: one call
+      const [o, denominators] = expressiveAttentionWithDenominators(q, k, v, { causal: true, scale, epsilon: this.epsilon });
+      own = { o, denominator: tf.maximum(tf.add(S0, denominators.transpose([0, 2, 1]).expandDims(3)), floor) };
+    } else {
+      // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
+      const w = attention(tf.onesLike(k), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
+      const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
+      own = { o: attention(v, this.epsilon), denominator: tf.maximum(tf.add(tf.add(S0, S), this.epsilon), floor) };
+    }
+    return tf.add(own.o, tf.div(tf.sub(N0, tf.mul(S0, own.o)), own.denominator)) as tf.Tensor4D;
+  }
+
+  /**
+   * The recurrent state after a right-padded prompt's real tokens (`lengths` `[B]`, the mask
+   * `real` `[B, T]`), from `start`: its sums M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v
    * `[B, T, Hkv, K]`. On the kernels, where no gradient is recorded, one launch that adds the
    * tokens in order with the step's operations (`kernels/expressive-attention/recurrent-sums.wgsl`),
    * so that the state is the one stepping would leave, to the bit; tfjs ops (the features, a
    * batched matMul over the prompt, a sum) took about 460 of a 1024-token prefill's 806 ms on
    * SwiftShader. Elsewhere those ops, φ(k) and v selected to 0 at the padded tokens (0·NaN is NaN).
    */
-  private promptSums(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, real: tf.Tensor2D, start: ExpressiveAttentionRecurrentState):
-    { M: tf.Tensor4D; z: tf.Tensor3D } {
+  private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, real: tf.Tensor2D, start: ExpressiveAttentionRecurrentState):
+    ExpressiveAttentionRecurrentState {
+    const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
     if (useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0) {
       const [M, z] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k, v, lengths, M: start.M, z: start.z }) as tf.Tensor[];
-      return { M: M as tf.Tensor4D, z: z as tf.Tensor3D };
+      return { M: M as tf.Tensor4D, z: z as tf.Tensor3D, positions };
     }
     const [B, T] = real.shape;
     const keep = real.reshape([B, T, 1, 1]);
     const phiK = tf.where(keep, quadraticFeatures(k), 0).transpose([0, 2, 3, 1]) as tf.Tensor4D;    // [B, Hkv, P, T]
     const values = tf.where(keep, v, 0).transpose([0, 2, 1, 3]) as tf.Tensor4D;                      // [B, Hkv, T, K]
-    return { M: tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D };
+    return { M: tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D, positions };
   }
 
   /**

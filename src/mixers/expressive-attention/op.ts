@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { MAX_HEAD_DIM, checkAttention, checkScale } from '../../attention/validate.js';
 import {
-  VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, type VisibilityOptions,
+  VISIBILITY_OPTIONS, resolveVisibility, runAttentionKernel, runAttentionKernelWithStatistic, type VisibilityOptions,
 } from '../../attention/visibility.js';
 import { DROPOUT_OPTIONS, dropoutAttrs, resolveDropout, type DropoutOptions } from '../../attention/dropout.js';
 import { SPLIT_OPTIONS, resolveSplit, type SplitOptions } from '../../attention/split.js';
@@ -90,16 +90,8 @@ export function checkEpsilon(op: string, epsilon: number | undefined): number {
 export function expressiveAttention(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: ExpressiveAttentionOptions = {},
 ): tf.Tensor4D {
-  const op = 'expressiveAttention';
-  checkOptionNames(op, options, OPTIONS);
-  const s = checkAttention(op, q, k, v);
-  const vis = resolveVisibility(op, options, s, { window: true, queryOffsets: true, nonCausal: true });
+  const { s, vis, scale, epsilon, split, dropout, kernel } = resolveCall(q, k, v, options);
   try {
-    const scale = checkScale(op, options.scale, s.K);
-    const epsilon = checkEpsilon(op, options.epsilon);
-    const split = resolveSplit(op, options);
-    const dropout = resolveDropout(op, options);
-    const kernel = useKernel(op, options.implementation);
     // an empty KV cache: no query sees a key, so every row outputs 0
     if (s.B * s.Tq === 0 || s.Tk === 0) return differentiableZeros([s.B, s.Tq, s.H, s.K], [q, k, v]);
     if (kernel) {
@@ -108,6 +100,46 @@ export function expressiveAttention(
     return expressiveAttentionReference(q, k, v, s, vis, scale, epsilon, dropout);
   } finally {
     // the tape, like the kernel, keeps its own copies of what it saved
+    tf.dispose(vis.owned);
+  }
+}
+
+/** {@link expressiveAttention}'s arguments checked and its options resolved; the caller disposes `vis.owned`. */
+function resolveCall(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: ExpressiveAttentionOptions) {
+  const op = 'expressiveAttention';
+  checkOptionNames(op, options, OPTIONS);
+  const s = checkAttention(op, q, k, v);
+  const vis = resolveVisibility(op, options, s, { window: true, queryOffsets: true, nonCausal: true });
+  try {
+    return {
+      s, vis, scale: checkScale(op, options.scale, s.K), epsilon: checkEpsilon(op, options.epsilon), split: resolveSplit(op, options),
+      dropout: resolveDropout(op, options), kernel: useKernel(op, options.implementation),
+    };
+  } catch (error) {
+    tf.dispose(vis.owned);
+    throw error;
+  }
+}
+
+/**
+ * {@link expressiveAttention}'s output, with each row's denominator max(ε + Σ_j s_ij², 2⁻⁶⁰)
+ * `[B, H, Tq]` beside it, as the kernel saves it for its backward: for the recurrent prefill that
+ * continues a state, which adds the state's sums to both. On the kernels only (webgpu), no
+ * dropout and no gradient; B, Tq and Tk at least 1.
+ *
+ * @example
+ * ```ts
+ * const x = tf.randomNormal([1, 6, 2, 8]) as tf.Tensor4D;
+ * const [o, denominators] = expressiveAttentionWithDenominators(x, x, x, { causal: true }); // [1, 6, 2, 8], [1, 2, 6]
+ * ```
+ */
+export function expressiveAttentionWithDenominators(
+  q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: Omit<ExpressiveAttentionOptions, keyof DropoutOptions> = {},
+): [tf.Tensor4D, tf.Tensor3D] {
+  const { vis, scale, epsilon, split } = resolveCall(q, k, v, options);
+  try {
+    return runAttentionKernelWithStatistic(EXPRESSIVE_ATTENTION, q, k, v, vis, { scale, epsilon, split });
+  } finally {
     tf.dispose(vis.owned);
   }
 }
