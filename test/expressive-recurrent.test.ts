@@ -387,6 +387,13 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
     const continued = await prefill(given);
     expect(attention(continued)).toEqual(['ExpressiveAttentionSplitK4']);
     expect(continued.slice(-2)).toEqual(['BinaryOpProgram', 'ExpressiveAttentionRecurrentSumsK4']);
+    // rows all whole: no padding to zero, so no select at all
+    const whole = await launchedPipelines(async () => {
+      const [y, next] = layer.prefill(x, undefined, { lengths: [5, 5] });
+      await y.data();
+      tf.dispose([y, next]);
+    });
+    expect(whole.filter((label) => label.startsWith('Select'))).toEqual([]);
     tf.dispose([x, given]);
     layer.dispose();
   });

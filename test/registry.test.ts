@@ -6,7 +6,7 @@ import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as library from '../src/index.js';
 import { layers, mixerNamed, mixers, ops, type MixerDescriptor } from '../src/index.js';
-import { describeOn, expectNoLeaks, maxAbs, maxAbsDiff, recordedStep, uploadsDuring, values } from './helpers.js';
+import { describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, recordedStep, uploadsDuring, values } from './helpers.js';
 import { itIsCausal, itLeaksNothing, itRoundTrips } from './layer-properties.js';
 
 const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
@@ -151,6 +151,27 @@ describeOn('webgpu', 'every registered mixer on its kernels', () => {
       expect(uploads).toBe(0);
       if (next !== state) tf.dispose(next as tf.TensorContainer);
       tf.dispose([x, state as tf.TensorContainer]);
+      layer.dispose();
+    });
+
+    it(`${m.name}: a prefill of whole rows zeroes no padding of x (fewer selects than a padded one)`, async () => {
+      const layer = blockLayer(m) as tf.layers.Layer & {
+        prefill(x: tf.Tensor3D, state?: unknown, options?: { lengths?: number[] }): [tf.Tensor3D, tf.TensorContainer];
+      };
+      const x = tf.randomNormal([2, 6, 8]) as tf.Tensor3D;
+      tf.dispose(layer.apply(x) as tf.Tensor);
+      const selects = async (lengths?: number[]) => (await launchedPipelines(async () => {
+        const [y, state] = layer.prefill(x, undefined, lengths ? { lengths } : undefined);
+        await y.data();
+        tf.dispose([y, state]);
+      })).filter((label) => label.startsWith('Select')).length;
+      // a padded prefill zeroes x's padding by a select (a mixer may select on the real steps of
+      // its own tensors too, whole rows or not)
+      const padded = await selects([6, 2]);
+      const whole = await selects([6, 6]);
+      expect(whole, 'every row whole').toBeLessThan(padded);
+      expect(await selects(), 'no lengths').toBe(whole);
+      x.dispose();
       layer.dispose();
     });
   }

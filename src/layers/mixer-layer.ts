@@ -382,7 +382,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
 
   /**
    * The prefill every layer with a fixed-size state runs: checks x, the lengths and a given
-   * state (`how.check`), then, in a tidy, hands `how.run` x with its padded steps zeroed, the
+   * state (`how.check`), then, in a tidy, hands `how.run` x with its padded steps zeroed (if any), the
    * state to continue (the given one, or `how.init(B)`), which steps are real and the lengths;
    * `run` returns the outputs and the state's other fields, and the positions advance by the
    * lengths. An empty batch or prompt gives zeros and a copy of the state.
@@ -396,7 +396,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   ): [tf.Tensor3D, S] {
     const method = `${this.layerName}.prefill`;
     const D = this.builtWidth();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    const { B, T, lengths, full } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) how.check(method, state, B);
       return tf.tidy((): [tf.Tensor3D, S] => {
@@ -405,7 +405,8 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
           return [tf.zeros([B, T, D]), Object.fromEntries(Object.entries(start).map(([name, t]) => [name, (t as tf.Tensor).clone()])) as S];
         }
         const real = realSteps(lengths, T);
-        const [y, next] = how.run({ x: zeroPadding(x, real), start, real, lengths });
+        // with every row whole there is no padding to zero (a select over x, and a tile of real)
+        const [y, next] = how.run({ x: full ? x : zeroPadding(x, real), start, real, lengths });
         return [y, { ...next, positions: tf.add(start.positions, lengths) } as S];
       });
     } finally {

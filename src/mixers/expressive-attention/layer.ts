@@ -232,7 +232,7 @@ export class ExpressiveAttention extends AttentionLayer {
     this.checkDecodes('prefill');
     if (state !== undefined) this.isRecurrent('prefill', state);
     const { D, K } = this.dims();
-    const { B, T, lengths } = prefillInputs(method, x, D, options);
+    const { B, T, lengths, full } = prefillInputs(method, x, D, options);
     try {
       if (state !== undefined) this.checkRecurrentState(method, state as ExpressiveAttentionRecurrentState, B);
       const given = state as ExpressiveAttentionRecurrentState | undefined;
@@ -247,7 +247,7 @@ export class ExpressiveAttention extends AttentionLayer {
         const implementation = this.activeImplementation();
         const real = realSteps(lengths, T);
         // padded tokens are read as zeros: nothing there, not even a NaN, reaches an output
-        const source = zeroPadding(x, real);
+        const source = full ? x : zeroPadding(x, real);
         // token t of row b sits at positions[b] + t
         const [q0, k0, v0] = this.denseAll(source, ['query', 'key', 'value']);
         const [q, k] = this.rotate(q0!.reshape([B, T, H, K]) as tf.Tensor4D,
