@@ -366,7 +366,7 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
     layer.dispose();
   });
 
-  it('a prefill runs one attention pass and forms its state in one launch, with no tfjs features of the keys', async () => {
+  it('a prefill runs one attention pass and forms its state in one launch, with no tfjs features', async () => {
     const layer = prefillLayer('webgpu', 72);
     const x = tf.tensor3d(seededUniform(73, 2 * 5 * PREFILL.D), [2, 5, PREFILL.D]);
     const prefill = (state?: ExpressiveAttentionRecurrentState) => launchedPipelines(async () => {
@@ -387,6 +387,9 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
     const continued = await prefill(given);
     expect(attention(continued)).toEqual(['ExpressiveAttentionSplitK4']);
     expect(continued.slice(-2)).toEqual(['BinaryOpProgram', 'ExpressiveAttentionRecurrentSumsK4']);
+    // and the queries' share of the state is one launch, with no tfjs features or matMul
+    expect(continued).toContain('ExpressiveAttentionRecurrentPromptReadoutK4');
+    expect(continued.filter((label) => /Concat|MatMul|Reduce/.test(label))).toEqual([]);
     // rows all whole: no padding to zero, so no select at all
     const whole = await launchedPipelines(async () => {
       const [y, next] = layer.prefill(x, undefined, { lengths: [5, 5] });

@@ -1,7 +1,8 @@
 // ExpressiveAttention's quadratic features, shared by the recurrent step (recurrent-step.wgsl)
-// and the prefill's sums (recurrent-sums.wgsl): φ(x) packs x⊗x into P = K(K+1)/2 rows, row
-// p < K being x_p², then √2·x_a·x_b for a < b, row-major (quadraticFeatures in
-// src/mixers/expressive-attention/reference.ts). Expects the host's `const K`.
+// and the prefill's kernels (recurrent-sums.wgsl, recurrent-prompt-readout.wgsl): φ(x) packs x⊗x
+// into P = K(K+1)/2 rows, row p < K being x_p², then √2·x_a·x_b for a < b, row-major
+// (quadraticFeatures in src/mixers/expressive-attention/reference.ts); and the compensated sum
+// of a readout over them. Expects common/lanes-*.wgsl and the host's `const K`.
 
 // √2 rounded to f32, the weight tfjs's reference multiplies by
 const SQRT2 = 0x1.6a09e6p+0f;
@@ -28,4 +29,20 @@ fn pairOf(p: u32) -> vec2u {
 fn feature(xa: f32, xb: f32, diagonal: bool) -> f32 {
   let product = xa * xb;
   return select(product * SQRT2, product, diagonal);
+}
+
+// (a, b) of row p + 1, from row p's: the diagonal in order, then (a, b) row-major over a < b
+fn nextPair(p: u32, ab: vec2u) -> vec2u {
+  if (p + 1u < K) { return vec2u(p + 1u, p + 1u); }
+  if (p + 1u == K) { return vec2u(0u, 1u); }
+  if (ab.y + 1u < K) { return vec2u(ab.x, ab.y + 1u); }
+  return vec2u(ab.x + 1u, ab.x + 2u);
+}
+
+// Neumaier's step: adds x to the running sum *s and the exact rounding error of that addition
+// (Knuth's FastTwoSum, the larger operand first, lane by lane) to the compensation *c
+fn addCompensated(s: ptr<function, V>, c: ptr<function, V>, x: V) {
+  let t = *s + x;
+  *c += select((x - t) + *s, (*s - t) + x, abs(*s) >= abs(x));
+  *s = t;
 }

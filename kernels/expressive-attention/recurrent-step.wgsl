@@ -38,14 +38,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> partial: array<V>; // [B, H, chunks, KV + 1]: a chunk's share of φ(scale·q)·M', then of φ(scale·q)·z' (splat)
 @group(0) @binding(8) var<uniform> params: Params; // sizes and scale
 
-// Neumaier's step: adds x to the running sum *s and the exact rounding error of that addition
-// (Knuth's FastTwoSum, the larger operand first, lane by lane) to the compensation *c
-fn addCompensated(s: ptr<function, V>, c: ptr<function, V>, x: V) {
-  let t = *s + x;
-  *c += select((x - t) + *s, (*s - t) + x, abs(*s) >= abs(x));
-  *s = t;
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let col = lid % (KV + 1u); // KV: z
@@ -84,11 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let fq = feature(q[qBase + g * K + ab.x] * params.scale, q[qBase + g * K + ab.y] * params.scale, diagonal);
       addCompensated(&acc[g], &comp[g], fq * m);
     }
-    // the next row: the diagonal in order, then (a, b) row-major over a < b
-    if (p + 1u < K) { ab = vec2u(p + 1u, p + 1u); }
-    else if (p + 1u == K) { ab = vec2u(0u, 1u); }
-    else if (ab.y + 1u < K) { ab.y += 1u; }
-    else { ab = vec2u(ab.x + 1u, ab.x + 2u); }
+    ab = nextPair(p, ab);
   }
   for (var g = 0u; g < heads; g++) {
     let h = hk * params.G + g0 + g;

@@ -4,6 +4,7 @@ import rowHooks from '../../../kernels/expressive-attention/forward.wgsl';
 import weights from '../../../kernels/expressive-attention/weights.wgsl';
 import recurrentStepBody from '../../../kernels/expressive-attention/recurrent-step.wgsl';
 import recurrentSumsBody from '../../../kernels/expressive-attention/recurrent-sums.wgsl';
+import promptReadoutBody from '../../../kernels/expressive-attention/recurrent-prompt-readout.wgsl';
 import features from '../../../kernels/expressive-attention/features.wgsl';
 import recurrentReadoutBody from '../../../kernels/expressive-attention/recurrent-readout.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
@@ -29,6 +30,13 @@ export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRec
  * (`kernels/expressive-attention/recurrent-sums.wgsl`).
  */
 export const EXPRESSIVE_ATTENTION_RECURRENT_SUMS = 'MixersExpressiveAttentionRecurrentSums';
+/**
+ * A recurrent prefill's readout of the state it continues, no gradient: inputs q `[B, T, H, K]`
+ * (unscaled), M `[B, Hkv, P, K]`, z `[B, Hkv, P]`, attr `scale`; outputs N₀ = φ(scale·q)·M
+ * `[B, T, H, K]` and S₀ = max(φ(scale·q)·z, 0) `[B, T, H, 1]`, compensated over the P rows
+ * (`kernels/expressive-attention/recurrent-prompt-readout.wgsl`).
+ */
+export const EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT = 'MixersExpressiveAttentionRecurrentPromptReadout';
 
 // ε is a pipeline constant: a layer uses one ε, so it compiles once
 registerAttentionFamily({
@@ -117,18 +125,22 @@ registerKernelOnce({
   },
 });
 
-/** Invocations per workgroup of the recurrent prefill's sums. */
-const SUMS_WG = 64;
-const sumsSources = new Map<number, KernelSource>();
+/** Invocations per workgroup of the recurrent prefill's kernels. */
+const PREFILL_WG = 64;
+const prefillSources = new Map<string, KernelSource>();
 
-/** The recurrent prefill's sums at head dimension K (its lanes and φ's rows are WGSL constants). */
-function recurrentSumsKernel(K: number): KernelSource {
-  let kernel = sumsSources.get(K);
+/**
+ * One of the recurrent prefill's kernels, an invocation per column of a state row or query
+ * (`body`, after φ's helpers), at head dimension K: its lanes and φ's rows are WGSL constants.
+ */
+function prefillKernel(label: string, body: string, K: number): KernelSource {
+  const key = `${label}|${K}`;
+  let kernel = prefillSources.get(key);
   if (!kernel) {
     const lanes = lanesFor(K);
     const sizes = [`const K: u32 = ${K}u;`, `const KV: u32 = ${K / lanes}u;`].join('\n');
-    kernel = { name: `ExpressiveAttentionRecurrentSumsK${K}`, code: [grid, lanes === 4 ? lanes4 : lanes1, sizes, features, recurrentSumsBody].join('\n') };
-    sumsSources.set(K, kernel);
+    kernel = { name: `ExpressiveAttention${label}K${K}`, code: [grid, lanes === 4 ? lanes4 : lanes1, sizes, features, body].join('\n') };
+    prefillSources.set(key, kernel);
   }
   return kernel;
 }
@@ -141,12 +153,30 @@ registerKernelOnce({
     const [B, T, Hkv, K] = k.shape as [number, number, number, number];
     const P = (K * (K + 1)) / 2;
     const total = B * Hkv * P * (K / lanesFor(K) + 1);
-    return runKernel(backend as WebGPUBackend, recurrentSumsKernel(K), {
+    return runKernel(backend as WebGPUBackend, prefillKernel('RecurrentSums', recurrentSumsBody, K), {
       inputs: [k, v, lengths, M, z],
       outputs: [M.shape, z.shape],
       params: [{ u32: total }, { u32: T }, { u32: Hkv }, { u32: P }],
-      constants: { WG: SUMS_WG },
-      workgroups: grid1d(total, SUMS_WG),
+      constants: { WG: PREFILL_WG },
+      workgroups: grid1d(total, PREFILL_WG),
+    });
+  },
+});
+
+registerKernelOnce({
+  kernelName: EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { q, M, z } = namedInputs(inputs, 'q', 'M', 'z');
+    const [B, T, H, K] = q.shape as [number, number, number, number];
+    const Hkv = M.shape[1]!;
+    const total = B * T * H * (K / lanesFor(K) + 1);
+    return runKernel(backend as WebGPUBackend, prefillKernel('RecurrentPromptReadout', promptReadoutBody, K), {
+      inputs: [q, M, z],
+      outputs: [q.shape, [B, T, H, 1]],
+      params: [{ u32: total }, { u32: H }, { u32: Hkv }, { u32: T }, { u32: (K * (K + 1)) / 2 }, { f32: (attrs as { scale: number }).scale }],
+      constants: { WG: PREFILL_WG },
+      workgroups: grid1d(total, PREFILL_WG),
     });
   },
 });

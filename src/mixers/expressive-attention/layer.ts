@@ -12,7 +12,7 @@ import {
   checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep, expressiveAttentionWithDenominators,
 } from './op.js';
 import { quadraticFeatures } from './reference.js';
-import { EXPRESSIVE_ATTENTION_RECURRENT_SUMS } from './kernel.js';
+import { EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, EXPRESSIVE_ATTENTION_RECURRENT_SUMS } from './kernel.js';
 import { advancedPositions } from '../../positions.js';
 
 export { quadraticFeatures };
@@ -195,14 +195,15 @@ export class ExpressiveAttention extends AttentionLayer {
    *   (the tiled kernel on webgpu), causal;
    * - continuing a given state, each query also reads the state's sums, N₀ = φ(scale·q)·M and
    *   S₀ = φ(scale·q)·z, and o = (N₀ + N)/(ε + S₀ + S) with N, S the prompt's own
-   *   Σ s²·v and Σ s² (on webgpu ε + S is the kernel's own denominator, returned beside o;
-   *   elsewhere S comes from a second call of the op, with values 1 and ε = 2⁴⁰);
+   *   Σ s²·v and Σ s² (on webgpu N₀ and S₀ are one kernel and ε + S is the attention kernel's
+   *   own denominator, returned beside o; elsewhere the queries' features and a matMul form N₀
+   *   and S₀, and S comes from a second call of the op, with values 1 and ε = 2⁴⁰);
    * - the new sums add the real tokens' φ(k)·vᵀ and φ(k): on webgpu one kernel that adds them
    *   token by token as the step does, leaving the state stepping would, to the bit; elsewhere
    *   one batched matMul over the prompt, the padded tokens' selected away.
-   * Continuing a state, it needs B·T·H·K(K+1)/2 floats for the queries' features (and, off
-   * webgpu, B·T·Hkv·K(K+1)/2 for the keys'). The input state is left as it is: dispose it once
-   * it is no longer needed.
+   * Off webgpu it needs B·T·Hkv·K(K+1)/2 floats for the keys' features (and B·T·H·K(K+1)/2 for
+   * the queries' when continuing a state). The input state is left as it is: dispose it once it
+   * is no longer needed.
    *
    * @param x `[B, T, D]` float32, the prompt, right-padded.
    * @param state from {@link ExpressiveAttention.initState}, a step or a prefill; default
@@ -269,17 +270,47 @@ export class ExpressiveAttention extends AttentionLayer {
    * A prompt's outputs o `[B, T, H, K]` continuing the recurrent state `start`: each query also
    * reads the state's sums, o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S), with
    * o_p = N/(ε + S) the prompt's own (`attention`, causal, at values v and ε) and S₀ = 0 = N₀
-   * for a row whose state is empty. On the kernels ε + S is the attention kernel's own
-   * denominator, returned beside o; elsewhere S comes from a second call with values 1.
+   * for a row whose state is empty. On the kernels (where no gradient is recorded) N₀ and S₀
+   * are one launch (`kernels/expressive-attention/recurrent-prompt-readout.wgsl`, compensated
+   * as the step's readout) and ε + S is the attention kernel's own denominator, returned beside
+   * o; elsewhere the queries' features and a matMul form N₀ and S₀, and S comes from a second
+   * call with values 1.
    */
   private withStateShare(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState,
     attention: (values: tf.Tensor4D, epsilon: number) => tf.Tensor4D,
   ): tf.Tensor4D {
+    const K = q.shape[3];
+    const scale = 1 / Math.sqrt(K);
+    const kernel = useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0;
+    const [N0, S0] = (kernel
+      ? tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q, M: start.M, z: start.z }, { scale })
+      : this.stateReadout(q, start, scale)) as [tf.Tensor, tf.Tensor];
+    const floor = Math.max(this.epsilon, 2 ** -60);
+    let own: { o: tf.Tensor; denominator: tf.Tensor };
+    if (kernel) {
+      // the kernel's denominators max(ε + S, 2⁻⁶⁰) [B, H, T] beside o: one call
+      const [o, denominators] = expressiveAttentionWithDenominators(q, k, v, { causal: true, scale, epsilon: this.epsilon });
+      own = { o, denominator: tf.maximum(tf.add(S0, denominators.transpose([0, 2, 1]).expandDims(3)), floor) };
+    } else {
+      // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
+      const [B, T, H] = q.shape;
+      const w = attention(tf.onesLike(k), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
+      const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
+      own = { o: attention(v, this.epsilon), denominator: tf.maximum(tf.add(tf.add(S0, S), this.epsilon), floor) };
+    }
+    return tf.add(own.o, tf.div(tf.sub(N0, tf.mul(S0, own.o)), own.denominator)) as tf.Tensor4D;
+  }
+
+  /**
+   * The state's share of each prompt query off the kernels, N₀ = φ(scale·q)·M `[B, T, H, K]` and
+   * S₀ = max(φ(scale·q)·z, 0) `[B, T, H, 1]` (Σ (q·k)² ≥ 0, as the step clamps it), by the
+   * queries' features and a batched matMul over the P state rows.
+   */
+  private stateReadout(q: tf.Tensor4D, start: ExpressiveAttentionRecurrentState, scale: number): [tf.Tensor, tf.Tensor] {
     const [B, T, H, K] = q.shape;
     const Hkv = this.numKvHeads;
     const P = (K * (K + 1)) / 2;
-    const scale = 1 / Math.sqrt(K);
     // query head h reads kv head ⌊h·Hkv/H⌋: the G = H/Hkv query heads of a kv head are
     // adjacent (rank ≤ 4 throughout: tfjs's webgpu shaders stop there)
     const G = H / Hkv;
@@ -287,21 +318,7 @@ export class ExpressiveAttention extends AttentionLayer {
       .reshape([B * Hkv, T * G, K]));                                               // [B·Hkv, T·G, P]
     const fromState = (sums: tf.Tensor, width: number) => tf.matMul(phiQ, sums.reshape([B * Hkv, P, width]))
       .reshape([B, Hkv, T, G * width]).transpose([0, 2, 1, 3]).reshape([B, T, H, width]);
-    const N0 = fromState(start.M, K);
-    const S0 = tf.relu(fromState(start.z, 1)); // Σ (q·k)² ≥ 0, as the step clamps it
-    const floor = Math.max(this.epsilon, 2 ** -60);
-    let own: { o: tf.Tensor; denominator: tf.Tensor };
-    if (useKernel(this.layerName, this.activeImplementation())) {
-      // the kernel's denominators max(ε + S, 2⁻⁶⁰) [B, H, T] beside o: one call
-      const [o, denominators] = expressiveAttentionWithDenominators(q, k, v, { causal: true, scale, epsilon: this.epsilon });
-      own = { o, denominator: tf.maximum(tf.add(S0, denominators.transpose([0, 2, 1]).expandDims(3)), floor) };
-    } else {
-      // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
-      const w = attention(tf.onesLike(k), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
-      const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
-      own = { o: attention(v, this.epsilon), denominator: tf.maximum(tf.add(tf.add(S0, S), this.epsilon), floor) };
-    }
-    return tf.add(own.o, tf.div(tf.sub(N0, tf.mul(S0, own.o)), own.denominator)) as tf.Tensor4D;
+    return [fromState(start.M, K), tf.relu(fromState(start.z, 1))];
   }
 
   /**
