@@ -15,7 +15,7 @@ import {
   EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, describeOnSubgroups, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff,
   recordedStep, seededUniform, uploadsDuring, values,
 } from './helpers.js';
-import { stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
+import { cacheMaskKernel, stepKeysKernel } from '../src/mixers/block-sparse/kernel.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from '../src/attention/split-pass.js';
 
 /** Rows per tile of the kernels (BR in src/attention/kernel-source.ts). */
@@ -369,6 +369,24 @@ describeOn('webgpu', 'BlockSparse decode step lists', () => {
           ...lists.flatMap((l, b) => [...l.map((j) => b * S + j), ...new Array<number>(M - l.length).fill(0)]),
         ]);
         tf.dispose([given, listed]);
+      }), { numRuns: 40 });
+  });
+
+  it('the cache mask kernel shows query t = offset + i the keys of its active blocks up to its own, for any layout', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.record({ offsets: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 3 }), Tq: fc.integer({ min: 1, max: 5 }),
+        extra: fc.integer({ min: 0, max: 4 }), layout: fc.record({ blockSize: fc.integer({ min: 1, max: 6 }), localBlocks: fc.integer({ min: 1, max: 3 }),
+          globalBlocks: fc.integer({ min: 0, max: 2 }), stride: fc.constantFrom(0, 1, 2, 3) }) }),
+      async ({ offsets, Tq, extra, layout }) => {
+        const S = Math.max(...offsets) + Tq + extra;
+        const given = tf.tensor1d(offsets, 'int32');
+        const mask = cacheMaskKernel(given, Tq, S, layout);
+        const want = offsets.flatMap((o) => Array.from({ length: Tq }, (_, i) => Array.from({ length: S }, (_, j) => {
+          const [I, J] = [Math.floor((o + i) / layout.blockSize), Math.floor(j / layout.blockSize)];
+          return J <= I && blockActive(I, J, layout) ? 1 : 0;
+        })).flat());
+        expect(Array.from(await mask.data())).toEqual(want);
+        tf.dispose([given, mask]);
       }), { numRuns: 40 });
   });
 

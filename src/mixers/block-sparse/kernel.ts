@@ -5,6 +5,7 @@ import blockRule from '../../../kernels/block-sparse/block-rule.wgsl';
 import layoutHooks from '../../../kernels/block-sparse/layout.wgsl';
 import grid from '../../../kernels/common/grid.wgsl';
 import stepKeysBody from '../../../kernels/block-sparse/step-keys.wgsl';
+import cacheMaskBody from '../../../kernels/block-sparse/cache-mask.wgsl';
 // BlockSparse is exact softmax attention: its backward weighs pairs as FlashStyleTiledAttention's does
 import softmaxWeights from '../../../kernels/flash-style-tiled-attention/weights.wgsl';
 import { BR } from '../../attention/kernel-source.js';
@@ -74,4 +75,33 @@ export function stepKeysKernel(positions: tf.Tensor1D, layout: BlockSparseLayout
     workgroups: grid1d(B, STEP_KEYS_WG),
   });
   return tf.engine().makeTensorFromTensorInfo(listed!) as tf.Tensor1D;
+}
+
+const CACHE_MASK: KernelSource = { name: 'BlockSparseCacheMask', code: [grid, blockRule, cacheMaskBody].join('\n') };
+const CACHE_MASK_WG = 256;
+
+/**
+ * The layout's mask for queries `[B, Tq]` at positions `queryOffsets[b] + i` over a cache of S
+ * keys (`kernels/block-sparse/cache-mask.wgsl`): int32 `[B, Tq, S]`, 1 where key j's block is at
+ * most the query's and active for it, the causal condition within the blocks left to the
+ * attention. One launch, from the offsets on the GPU.
+ *
+ * @example
+ * ```ts
+ * // one row of two queries at positions 4 and 5 over 6 keys, blocks of 2, the diagonal block alone
+ * cacheMaskKernel(tf.tensor1d([4], 'int32'), 2, 6, { blockSize: 2, localBlocks: 1, globalBlocks: 0, stride: 0 });
+ * // [[[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]]]
+ * ```
+ */
+export function cacheMaskKernel(queryOffsets: tf.Tensor1D, Tq: number, S: number, layout: BlockSparseLayout): tf.Tensor3D {
+  const B = queryOffsets.shape[0];
+  const total = B * Tq * S;
+  const [mask] = runKernel(tf.backend() as WebGPUBackend, CACHE_MASK, {
+    inputs: [queryOffsets],
+    outputs: [{ shape: [B, Tq, S], dtype: 'int32' }],
+    params: [total, Tq, S, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
+    constants: { WG: CACHE_MASK_WG },
+    workgroups: grid1d(total, CACHE_MASK_WG),
+  });
+  return tf.engine().makeTensorFromTensorInfo(mask!) as tf.Tensor3D;
 }

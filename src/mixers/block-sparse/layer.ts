@@ -7,7 +7,7 @@ import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js'
 import { checkOptionNames, describe, optionNames, useKernel } from '../../validate.js';
 import { flashAttention, flashAttentionOverList } from '../flash-style-tiled-attention/op.js';
 import { LAYOUT_FIELDS, resolveLayout, visibleKeyCount, visibleKeys, type BlockSparseLayout } from './layout.js';
-import { stepKeysKernel } from './kernel.js';
+import { cacheMaskKernel, stepKeysKernel } from './kernel.js';
 import { blockSparseAttention } from './op.js';
 
 /** Gather lists `[B, M]` (zeros after each list) and their lengths `[B]`, made on the host. */
@@ -80,8 +80,9 @@ export class BlockSparse extends AttentionLayer {
    * them where they lie, from lists formed on the GPU; on the reference they are gathered, padded
    * to the longest list and cut by `kvLengths`. A step costs those keys, not t. Otherwise
    * (a prefill over a cache, or positions known only on the device) the layout becomes a mask
-   * `[B, Tq, S]` of the blocks each query's position shows, and-ed with the causal and length
-   * conditions in `flashAttention` (the block-sparse op takes only self-attention).
+   * `[B, Tq, S]` of the blocks each query's position shows (on the kernels one launch,
+   * `kernels/block-sparse/cache-mask.wgsl`), and-ed with the causal and length conditions in
+   * `flashAttention` (the block-sparse op takes only self-attention).
    */
   protected override attendCache(
     q: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, visibility: VisibilityOptions, offsets?: readonly number[],
@@ -104,8 +105,10 @@ export class BlockSparse extends AttentionLayer {
     }
     const S = keys.shape[1];
     const { blockSize, localBlocks, globalBlocks, stride } = this.layout;
-    const mask = tf.tidy(() => {
-      const starts = visibility.queryOffsets as tf.Tensor1D;
+    const starts = visibility.queryOffsets as tf.Tensor1D;
+    // on the kernels one launch
+    const kernel = useKernel(this.layerName, implementation) && q.shape[0] * Tq * S > 0;
+    const mask = kernel ? cacheMaskKernel(starts, Tq, S, this.layout) : tf.tidy(() => {
       const at = tf.add(starts.expandDims(1), tf.range(0, Tq, 1, 'int32').expandDims(0));      // [B, Tq]
       const I = tf.floorDiv(at, int(blockSize)).expandDims(2);                                   // [B, Tq, 1]
       const J = tf.floorDiv(tf.range(0, S, 1, 'int32'), int(blockSize)).reshape([1, 1, S]);       // [1, 1, S]
