@@ -4,6 +4,9 @@ import type { Implementation } from '../src/validate.js';
 import { expressiveAttentionRecurrentStep } from '../src/mixers/expressive-attention/op.js';
 import { expressiveAttention } from '../src/mixers/expressive-attention/layer.js';
 import {
+  EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, EXPRESSIVE_ATTENTION_RECURRENT_SUMS,
+} from '../src/mixers/expressive-attention/kernel.js';
+import {
   layerDecodeOracle, recurrentOracle, stateOracle, type AttentionWeights, type RecurrentCase,
 } from './oracle/expressive-recurrent.js';
 import {
@@ -354,6 +357,75 @@ describeOn('cpu', 'ExpressiveAttention recurrent prefill input checks', () => {
     layer.dispose();
     cached.dispose();
   });
+});
+
+/** φ(x) in float64: x_a² for a < K, then √2·x_a·x_b for a < b, row-major (features.wgsl). */
+function phi64(x: ArrayLike<number>, at: number, K: number, scale = 1): number[] {
+  const f: number[] = [];
+  for (let a = 0; a < K; a++) f.push((scale * x[at + a]!) ** 2);
+  for (let a = 0; a < K; a++) for (let b = a + 1; b < K; b++) f.push(Math.SQRT2 * scale * x[at + a]! * scale * x[at + b]!);
+  return f;
+}
+
+describeOn('webgpu', 'ExpressiveAttention recurrent prefill kernels against float64', () => {
+  const u = 2 ** -24;
+  for (const K of [1, 2, 3, 5, 8, 16, 17, 33]) {
+    it(`K = ${K}: the prompt's sums and the state's readout of every query, within their rounding bounds`, async () => {
+      const [B, T, H, Hkv] = [2, 4, 4, 2];
+      const P = (K * (K + 1)) / 2;
+      const lengths = [4, 2];
+      const [q, k, v] = [seededUniform(K, B * T * H * K), seededUniform(K + 1, B * T * Hkv * K), seededUniform(K + 2, B * T * Hkv * K)];
+      const [M, z] = [seededUniform(K + 3, B * Hkv * P * K), seededUniform(K + 4, B * Hkv * P)];
+      const scale = 1 / Math.sqrt(K);
+      const tq = tf.tensor4d(q, [B, T, H, K]);
+      const [tk, tv] = [tf.tensor4d(k, [B, T, Hkv, K]), tf.tensor4d(v, [B, T, Hkv, K])];
+      const [tM, tz, tLengths] = [tf.tensor4d(M, [B, Hkv, P, K]), tf.tensor3d(z, [B, Hkv, P]), tf.tensor1d(lengths, 'int32')];
+      const [gotM, gotZ] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k: tk, v: tv, lengths: tLengths, M: tM, z: tz }) as tf.Tensor[];
+      const [gotN, gotS] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q: tq, M: tM, z: tz }, { scale }) as tf.Tensor[];
+      const [m1, z1, n0, s0] = [await values(gotM!), await values(gotZ!), await values(gotN!), await values(gotS!)];
+      for (let b = 0; b < B; b++) {
+        for (let hk = 0; hk < Hkv; hk++) {
+          // the sums: a float32 sum of len + 1 terms (the state's and each real token's φ(k)·v,
+          // φ off by 3 roundings): (len + 4)·u of the sum of magnitudes
+          const feats = Array.from({ length: lengths[b]! }, (_, t) => phi64(k, ((b * T + t) * Hkv + hk) * K, K));
+          for (let p = 0; p < P; p++) {
+            const row = (b * Hkv + hk) * P + p;
+            const n = lengths[b]! + 4;
+            let [want, size] = [z[row]!, Math.abs(z[row]!)];
+            feats.forEach((f) => { want += f[p]!; size += Math.abs(f[p]!); });
+            expect(Math.abs(z1[row]! - want), `z, row ${row}`).toBeLessThanOrEqual(n * u * size);
+            for (let c = 0; c < K; c++) {
+              let [wantM, sizeM] = [M[row * K + c]!, Math.abs(M[row * K + c]!)];
+              feats.forEach((f, t) => {
+                const term = f[p]! * v[((b * T + t) * Hkv + hk) * K + c]!;
+                wantM += term;
+                sizeM += Math.abs(term);
+              });
+              expect(Math.abs(m1[row * K + c]! - wantM), `M, row ${row}, channel ${c}`).toBeLessThanOrEqual(n * u * sizeM);
+            }
+          }
+        }
+        // the readout: each query against its kv head's state before the prompt; φ(scale·q) off by
+        // five roundings and each product by one, summed compensated: 8u of the sum of magnitudes
+        for (let t = 0; t < T; t++) {
+          for (let h = 0; h < H; h++) {
+            const query = (b * T + t) * H + h;
+            const kvRow = b * Hkv + Math.floor((h * Hkv) / H);
+            const f = phi64(q, query * K, K, scale);
+            let [wantS, sizeS] = [0, 0];
+            f.forEach((x, p) => { wantS += x * z[kvRow * P + p]!; sizeS += Math.abs(x * z[kvRow * P + p]!); });
+            expect(Math.abs(s0[query]! - Math.max(wantS, 0)), `S0, query ${query}`).toBeLessThanOrEqual(8 * u * sizeS);
+            for (let c = 0; c < K; c++) {
+              let [want, size] = [0, 0];
+              f.forEach((x, p) => { const term = x * M[(kvRow * P + p) * K + c]!; want += term; size += Math.abs(term); });
+              expect(Math.abs(n0[query * K + c]! - want), `N0, query ${query}, channel ${c}`).toBeLessThanOrEqual(8 * u * size);
+            }
+          }
+        }
+      }
+      tf.dispose([tq, tk, tv, tM, tz, tLengths, gotM!, gotZ!, gotN!, gotS!]);
+    });
+  }
 });
 
 describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
