@@ -246,9 +246,8 @@ export class ExpressiveAttention extends AttentionLayer {
         const Hkv = this.numKvHeads;
         const scale = 1 / Math.sqrt(K);
         const implementation = this.activeImplementation();
-        const real = realSteps(lengths, T);
         // padded tokens are read as zeros: nothing there, not even a NaN, reaches an output
-        const source = full ? x : zeroPadding(x, real);
+        const source = full ? x : zeroPadding(x, realSteps(lengths, T));
         // token t of row b sits at positions[b] + t
         const [q0, k0, v0] = this.denseAll(source, ['query', 'key', 'value']);
         const [q, k] = this.rotate(q0!.reshape([B, T, H, K]) as tf.Tensor4D,
@@ -257,9 +256,9 @@ export class ExpressiveAttention extends AttentionLayer {
         // the prompt's attention to itself; right-padded, so a real query sees only real keys
         const attention = (values: tf.Tensor4D, epsilon: number) =>
           expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });
-        const o = given ? this.withStateShare(q, k, v, start, attention) : attention(v, this.epsilon);
+        const o = given ? this.withStateShare(q, k, v, start, scale, attention) : attention(v, this.epsilon);
         const y = this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
-        return [y, this.promptState(k, v, lengths, real, start)];
+        return [y, this.promptState(k, v, lengths, start)];
       });
     } finally {
       lengths.dispose();
@@ -268,20 +267,18 @@ export class ExpressiveAttention extends AttentionLayer {
 
   /**
    * A prompt's outputs o `[B, T, H, K]` continuing the recurrent state `start`: each query also
-   * reads the state's sums, o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S), with
-   * o_p = N/(ε + S) the prompt's own (`attention`, causal, at values v and ε) and S₀ = 0 = N₀
-   * for a row whose state is empty. On the kernels (where no gradient is recorded) N₀ and S₀
-   * are one launch (`kernels/expressive-attention/recurrent-prompt-readout.wgsl`, compensated
-   * as the step's readout) and ε + S is the attention kernel's own denominator, returned beside
-   * o; elsewhere the queries' features and a matMul form N₀ and S₀, and S comes from a second
-   * call with values 1.
+   * reads the state's sums at φ(scale·q),
+   * o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S), with o_p = N/(ε + S) the
+   * prompt's own (`attention`, causal, at values v and ε) and S₀ = 0 = N₀ for a row whose state
+   * is empty. On the kernels (where no gradient is recorded) N₀ and S₀ are one launch
+   * (`kernels/expressive-attention/recurrent-prompt-readout.wgsl`, compensated as the step's
+   * readout) and ε + S is the attention kernel's own denominator, returned beside o; elsewhere
+   * the queries' features and a matMul form N₀ and S₀, and S comes from a second call with values 1.
    */
   private withStateShare(
-    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState,
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState, scale: number,
     attention: (values: tf.Tensor4D, epsilon: number) => tf.Tensor4D,
   ): tf.Tensor4D {
-    const K = q.shape[3];
-    const scale = 1 / Math.sqrt(K);
     const kernel = useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0;
     const [N0, S0] = (kernel
       ? tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q, M: start.M, z: start.z }, { scale })
@@ -322,23 +319,23 @@ export class ExpressiveAttention extends AttentionLayer {
   }
 
   /**
-   * The recurrent state after a right-padded prompt's real tokens (`lengths` `[B]`, the mask
-   * `real` `[B, T]`), from `start`: its sums M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v
+   * The recurrent state after a right-padded prompt's real tokens (`lengths` `[B]`), from
+   * `start`: its sums M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v
    * `[B, T, Hkv, K]`. On the kernels, where no gradient is recorded, one launch that adds the
    * tokens in order with the step's operations (`kernels/expressive-attention/recurrent-sums.wgsl`),
    * so that the state is the one stepping would leave, to the bit; tfjs ops (the features, a
    * batched matMul over the prompt, a sum) took about 460 of a 1024-token prefill's 806 ms on
    * SwiftShader. Elsewhere those ops, φ(k) and v selected to 0 at the padded tokens (0·NaN is NaN).
    */
-  private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, real: tf.Tensor2D, start: ExpressiveAttentionRecurrentState):
+  private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, start: ExpressiveAttentionRecurrentState):
     ExpressiveAttentionRecurrentState {
     const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
     if (useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0) {
       const [M, z] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k, v, lengths, M: start.M, z: start.z }) as tf.Tensor[];
       return { M: M as tf.Tensor4D, z: z as tf.Tensor3D, positions };
     }
-    const [B, T] = real.shape;
-    const keep = real.reshape([B, T, 1, 1]);
+    const [B, T] = k.shape;
+    const keep = realSteps(lengths, T).reshape([B, T, 1, 1]);
     const phiK = tf.where(keep, quadraticFeatures(k), 0).transpose([0, 2, 3, 1]) as tf.Tensor4D;    // [B, Hkv, P, T]
     const values = tf.where(keep, v, 0).transpose([0, 2, 1, 3]) as tf.Tensor4D;                      // [B, Hkv, T, K]
     return { M: tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D, positions };
