@@ -47,6 +47,11 @@ registerAttentionFamily({
   rowHooks: onlineSoftmax, weights: softmaxWeights, layout: BLOCK_SPARSE_LAYOUT,
 });
 
+/** The layout as its kernels' params read it: block-rule.wgsl's BlockLayout, field by field. */
+function layoutParams(layout: BlockSparseLayout): number[] {
+  return [layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride];
+}
+
 const STEP_KEYS: KernelSource = { name: 'BlockSparseStepKeys', code: [grid, blockRule, stepKeysBody].join('\n') };
 /** Rows a workgroup of the lists' launch: one invocation each. */
 const STEP_KEYS_WG = 64;
@@ -70,7 +75,7 @@ export function stepKeysKernel(positions: tf.Tensor1D, layout: BlockSparseLayout
   const [listed] = runKernel(tf.backend() as WebGPUBackend, STEP_KEYS, {
     inputs: [positions],
     outputs: [{ shape: [B + B * M], dtype: 'int32' }],
-    params: [B, M, S, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
+    params: [B, M, S, ...layoutParams(layout)].map((u32) => ({ u32 })),
     constants: { WG: STEP_KEYS_WG },
     workgroups: grid1d(B, STEP_KEYS_WG),
   });
@@ -99,7 +104,7 @@ export function cacheMaskKernel(queryOffsets: tf.Tensor1D, Tq: number, S: number
   const [mask] = runKernel(tf.backend() as WebGPUBackend, CACHE_MASK, {
     inputs: [queryOffsets],
     outputs: [{ shape: [B, Tq, S], dtype: 'int32' }],
-    params: [total, Tq, S, layout.blockSize, layout.localBlocks, layout.globalBlocks, layout.stride].map((u32) => ({ u32 })),
+    params: [total, Tq, S, ...layoutParams(layout)].map((u32) => ({ u32 })),
     constants: { WG: CACHE_MASK_WG },
     workgroups: grid1d(total, CACHE_MASK_WG),
   });
