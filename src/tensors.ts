@@ -1,8 +1,48 @@
 import * as tf from '@tensorflow/tfjs';
 import { onHostBackend } from './validate.js';
 
-// Tensor helpers every reference shares: cutting a sequence into chunks, and computing on the
-// finite part of an input while poisoning exactly the outputs that see a non-finite one.
+// Tensor helpers every reference shares: cutting a sequence into chunks, gathering tokens per
+// row, clamping ints, and computing on the finite part of an input while poisoning exactly the outputs that see
+// a non-finite one.
+
+/**
+ * int32 `x` clamped to `lo..hi`, by tf.maximum and tf.minimum: tfjs-wasm 4.22's ClipByValue reads
+ * its input as float32 whatever its dtype, so it clamps an int32 tensor's negative numbers (NaN
+ * or negative as floats) and leaves the others as they are, however large.
+ *
+ * @example
+ * ```ts
+ * clampInts(tf.tensor1d([-2, 3, 9], 'int32'), 0, 4).print();   // [0, 3, 4]
+ * ```
+ */
+export function clampInts<R extends tf.Rank>(x: tf.Tensor<R>, lo: number, hi: number): tf.Tensor<R> {
+  return tf.tidy(() => tf.minimum(tf.maximum(x, tf.scalar(lo, 'int32')), tf.scalar(hi, 'int32')));
+}
+
+/**
+ * Tokens of each row: `out[b, m] = x[b, indices[b, m]]`, x `[B, L, ...]` and int32 `indices`
+ * `[B, M]` (each in 0..L − 1) giving `[B, M, ...]`, tf.gather with batchDims 1. It is one gather
+ * over the rows of x flattened to `[B·L, ...]`: tfjs-wasm 4.22's batched gather reads row b's
+ * indices from b·B rather than b·M, so it is wrong (or reads out of bounds) wherever M ≠ B
+ * (tensorflow/tfjs#8658). Differentiable where tfjs's gather is (not on wasm, which has no
+ * UnsortedSegmentSum).
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor3d([[[1], [2], [3]], [[4], [5], [6]]]);               // [2, 3, 1]
+ * gatherRows(x, tf.tensor2d([[2], [0]], [2, 1], 'int32')).print();      // [[[3]], [[4]]]
+ * ```
+ */
+export function gatherRows<R extends tf.Rank>(x: tf.Tensor<R>, indices: tf.Tensor2D): tf.Tensor<R> {
+  return tf.tidy(() => {
+    const [B, L, ...rest] = x.shape as number[] as [number, number, ...number[]];
+    const M = indices.shape[1];
+    // row b's tokens start at b·L of the flattened rows
+    const starts = tf.mul(tf.range(0, B, 1, 'int32'), tf.scalar(L, 'int32')).expandDims(1);
+    const flat = tf.add(indices, starts).reshape([B * M]);
+    return tf.gather(x.reshape([B * L, ...rest]), flat, 0).reshape([B, M, ...rest]) as tf.Tensor<R>;
+  });
+}
 
 /**
  * The pieces `[t0, t1)` of float32 `x` along `axis` (default 1, the tokens of `[B, T, ...]`). On

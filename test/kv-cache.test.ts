@@ -9,7 +9,7 @@ import { layers, type KVCacheState } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { ownsData } from '../src/webgpu/runtime.js';
 import { emptyCache, writeKernel, writeReference } from '../src/attention/kv-cache.js';
-import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, recordedStep } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, recordedStep } from './helpers.js';
 
 const D = 12;
 const H = 4;
@@ -158,7 +158,7 @@ async function positionsOf(state: KVCacheState): Promise<number[]> {
   return [...await state.positions.data()];
 }
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'attention KV cache', () => {
     for (const kind of KINDS) {
       for (const capacity of [undefined, 32] as const) {

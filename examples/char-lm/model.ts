@@ -841,7 +841,10 @@ export class Decoder {
         return state;
       });
       // each row's last real token: only it needs the head (h is the final norm's, row by row)
-      const last = lengths ? tf.gather(h, tf.tensor2d(lengths.map((n) => n - 1), [B, 1], 'int32'), 1, 1) as tf.Tensor3D : h;
+      // (a gather over the flattened rows: tfjs-wasm's batched gather is wrong for B > 1, tfjs#8658)
+      const last = lengths
+        ? tf.gather(h.reshape([B * T, D]), tf.tensor1d(lengths.map((n, b) => b * T + n - 1), 'int32')).reshape([B, 1, D]) as tf.Tensor3D
+        : h;
       return [(this.head.apply(last) as tf.Tensor3D).reshape([B, -1]) as tf.Tensor2D, states];
     });
     this.states.forEach((old, i) => disposeReplaced(old, states[i]!));

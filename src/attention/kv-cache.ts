@@ -4,6 +4,7 @@ import grid from '../../kernels/common/grid.wgsl';
 import writeBody from '../../kernels/kv-cache/write.wgsl';
 import { argumentError, optionNames } from '../validate.js';
 import { grid1d, laneVariants, lanesFor, ownsData, runKernel } from '../webgpu/runtime.js';
+import { clampInts, gatherRows } from '../tensors.js';
 
 /** Options of an attention layer's `initState(batch, options)`. */
 export interface KVCacheOptions {
@@ -169,7 +170,7 @@ export function writeReference(
       ? tf.sub(tf.sub(len, int(1)), tf.mod(tf.add(tf.sub(tf.add(p, len), s), int(S - 1)), int(S)))
       : tf.sub(s, p);
     const taken = tf.logicalAnd(tf.greaterEqual(i, 0), tf.less(i, len));          // [B, S]
-    const token = tf.gather(source, tf.clipByValue(i, 0, Math.max(T - 1, 0)), 1, 1) as tf.Tensor4D;
+    const token = gatherRows(source, clampInts(i, 0, Math.max(T - 1, 0)) as tf.Tensor2D);
     return tf.where(tf.broadcastTo(taken.reshape([B, S, 1, 1]), [B, S, Hkv, K]), token, cache) as tf.Tensor4D;
   });
 }
@@ -224,6 +225,6 @@ export function unrollRing(ring: tf.Tensor4D, source: tf.Tensor4D, positions: tf
     const cached = tf.mod(tf.add(tf.sub(positions.expandDims(1), held), j), int(S));
     const fresh = tf.add(tf.minimum(tf.sub(j, held), int(T - 1)), int(S));
     const index = tf.where(tf.less(j, held), cached, fresh);
-    return tf.gather(tf.concat([ring, source], 1), index, 1, 1) as tf.Tensor4D;
+    return gatherRows(tf.concat([ring, source], 1) as tf.Tensor4D, index as tf.Tensor2D);
   });
 }

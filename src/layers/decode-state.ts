@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import grid from '../../kernels/common/grid.wgsl';
+import windowAfterBody from '../../kernels/prefill/window-after.wgsl';
+import zeroPaddingBody from '../../kernels/prefill/zero-padding.wgsl';
+import { grid1d, runKernel, type KernelSource } from '../webgpu/runtime.js';
 import { argumentError, checkTensor, describe, formatShape } from '../validate.js';
 import { prefillLengths, type PrefillLengths, type PrefillOptions } from './prefill.js';
+import { clampInts, gatherRows } from '../tensors.js';
 
 /**
  * Checks a decode state's `positions`: int32 `[B]`, the tokens each row has consumed.
@@ -48,7 +54,7 @@ export function prefillInputs(method: string, x: unknown, D: number, options: Pr
   const { tensor, values, full } = prefillLengths(method, options, B, T);
   if (values) return { B, T, lengths: tensor, values, full };
   // a tensor's values are not read back: the ops that use them see them clamped
-  const lengths = tf.clipByValue(tensor, 0, T) as tf.Tensor1D;
+  const lengths = clampInts(tensor, 0, T);
   tensor.dispose();
   return { B, T, lengths, values, full };
 }
@@ -65,27 +71,59 @@ export function realSteps(lengths: tf.Tensor1D, T: number): tf.Tensor2D {
   return tf.tidy(() => tf.less(tf.range(0, T, 1, 'int32').expandDims(0), lengths.expandDims(1)) as tf.Tensor2D);
 }
 
+const ZERO_PADDING: KernelSource = { name: 'ZeroPadding', code: [grid, zeroPaddingBody].join('\n') };
+const WINDOW_AFTER: KernelSource = { name: 'WindowAfter', code: [grid, windowAfterBody].join('\n') };
+const WG = 64;
+
 /**
- * x `[B, T, D]` with the padded steps (`real` false) set to 0 by selection, so that nothing in
- * the padding, not even a NaN, reaches a real output or the state.
+ * Whether a prefill's helpers below run their kernels: the caller runs on the webgpu kernels
+ * (`onKernel`) and no gradient is recorded (the kernels have none; under a tape, tfjs's ops do).
+ */
+function helperKernels(onKernel: boolean): boolean {
+  return onKernel && tf.engine().state.gradientDepth === 0;
+}
+
+/** One launch of a prefill helper's kernel, as a tensor. */
+function launchHelper<R extends tf.Rank>(kernel: KernelSource, inputs: tf.Tensor[], shape: number[], params: number[]): tf.Tensor<R> {
+  const total = tf.util.sizeFromShape(shape);
+  const [out] = runKernel(tf.backend() as WebGPUBackend, kernel, {
+    inputs, outputs: [shape], params: [total, ...params].map((u32) => ({ u32 })), constants: { WG }, workgroups: grid1d(total, WG),
+  });
+  return tf.engine().makeTensorFromTensorInfo(out!) as tf.Tensor<R>;
+}
+
+/**
+ * x `[B, T, ...]` with the padded steps (t ≥ `lengths[b]`, lengths int32 `[B]` in 0..T) set to
+ * 0 by selection, so that nothing in the padding, not even a NaN, reaches a real output or the
+ * state. With `onKernel` (the caller runs on the webgpu kernels) one launch of
+ * `kernels/prefill/zero-padding.wgsl` where no gradient is recorded, where tfjs ops take five;
+ * otherwise tfjs's select, differentiable.
  *
  * @example
  * ```ts
  * const x = tf.tensor3d([[[1], [NaN]]]);                                    // [1, 2, 1]
- * zeroPadding(x, realSteps(tf.tensor1d([1], 'int32'), 2)).print();        // [[[1], [0]]]
+ * zeroPadding(x, tf.tensor1d([1], 'int32')).print();                       // [[[1], [0]]]
  * ```
  */
-export function zeroPadding(x: tf.Tensor3D, real: tf.Tensor2D): tf.Tensor3D {
-  return tf.tidy(() => tf.where(real.expandDims(2), x, tf.zerosLike(x)) as tf.Tensor3D);
+export function zeroPadding<R extends tf.Rank>(x: tf.Tensor<R>, lengths: tf.Tensor1D, onKernel = false): tf.Tensor<R> {
+  const [B, T] = x.shape as number[] as [number, number];
+  if (x.size > 0 && helperKernels(onKernel)) return launchHelper<R>(ZERO_PADDING, [x, lengths], x.shape, [T, x.size / (B * T)]);
+  return tf.tidy(() => {
+    const real = realSteps(lengths, T).reshape([B, T, ...x.shape.slice(2).map(() => 1)]);
+    return tf.where(real, x, tf.zerosLike(x)) as tf.Tensor<R>;
+  });
 }
 
 /**
  * The last H steps of each row of `history ‖ x` after `lengths[b]` of x's steps: what a window of
  * H steps holds once row b has consumed its real tokens, a per-row gather of rows
- * `lengths[b] .. lengths[b] + H − 1` of the concatenation (H = `history.shape[1]`).
+ * `lengths[b] .. lengths[b] + H − 1` of the concatenation (H = `history.shape[1]`). x's steps may
+ * be wider than the window's: it takes their first D numbers. With `onKernel` (the caller runs
+ * on the webgpu kernels) one launch of `kernels/prefill/window-after.wgsl` where no gradient is
+ * recorded, where tfjs ops take four; otherwise tfjs ops, differentiable.
  *
  * @param history `[B, H, D]`: the window before x.
- * @param x `[B, T, D]`.
+ * @param x `[B, T, W]`, W ≥ D.
  * @param lengths int32 `[B]`, each in 0..T.
  * @returns `[B, H, D]`.
  *
@@ -96,11 +134,14 @@ export function zeroPadding(x: tf.Tensor3D, real: tf.Tensor2D): tf.Tensor3D {
  * windowAfter(history, x, tf.tensor1d([2, 0], 'int32')).print();   // [[[2]], [[-2]]]
  * ```
  */
-export function windowAfter(history: tf.Tensor3D, x: tf.Tensor3D, lengths: tf.Tensor1D): tf.Tensor3D {
-  const H = history.shape[1];
+export function windowAfter(history: tf.Tensor3D, x: tf.Tensor3D, lengths: tf.Tensor1D, onKernel = false): tf.Tensor3D {
+  const [B, H, D] = history.shape;
+  const [, T, W] = x.shape;
   if (H === 0) return history.clone();
+  if (B > 0 && D > 0 && helperKernels(onKernel)) return launchHelper<tf.Rank.R3>(WINDOW_AFTER, [history, x, lengths], history.shape, [H, D, T, W]);
   return tf.tidy(() => {
     const rows = tf.add(lengths.expandDims(1), tf.range(0, H, 1, 'int32').expandDims(0));   // [B, H]
-    return tf.gather(tf.concat([history, x], 1), rows, 1, 1) as tf.Tensor3D;
+    const steps = W === D ? x : x.slice([0, 0, 0], [B, T, D]);
+    return gatherRows(tf.concat([history, steps], 1) as tf.Tensor3D, rows as tf.Tensor2D);
   });
 }

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   IMPLEMENTATIONS, argumentError, checkOneOf, checkOptionNames, checkStepToken, checkTensor, describe,
-  differentiableZeros, formatShape, optionNames, type Implementation,
+  differentiableZeros, formatShape, optionNames, useKernel, type Implementation,
 } from '../validate.js';
 import { dense } from '../dense/op.js';
 import { denseGroups } from '../dense/groups.js';
-import { prefillInputs, realSteps, zeroPadding } from './decode-state.js';
+import { prefillInputs, zeroPadding } from './decode-state.js';
 import type { PrefillOptions } from './prefill.js';
 
 /** tfjs's own `LayerArgs` (name, trainable, inputShape, …). */
@@ -376,6 +376,11 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
     return layerImplementation(this, this.layerName, this.implementation);
   }
 
+  /** Whether the layer's ops run the WGSL kernels ({@link activeImplementation} on webgpu). */
+  protected onKernels(): boolean {
+    return useKernel(this.layerName, this.activeImplementation());
+  }
+
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), implementation: this.implementation };
   }
@@ -383,15 +388,16 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
   /**
    * The prefill every layer with a fixed-size state runs: checks x, the lengths and a given
    * state (`how.check`), then, in a tidy, hands `how.run` x with its padded steps zeroed (if any), the
-   * state to continue (the given one, or `how.init(B)`), which steps are real and the lengths;
-   * `run` returns the outputs and the state's other fields, and the positions advance by the
-   * lengths. An empty batch or prompt gives zeros and a copy of the state.
+   * state to continue (the given one, or `how.init(B)`), the lengths and whether some row may be
+   * padded (`padded`: false where every row is whole, known on the host); `run` returns the
+   * outputs and the state's other fields, and the positions advance by the lengths. An empty
+   * batch or prompt gives zeros and a copy of the state.
    */
   protected prefillState<S extends { positions: tf.Tensor1D }>(
     x: tf.Tensor3D, state: S | undefined, options: PrefillOptions | undefined, how: {
       init(B: number): S;
       check(method: string, state: S, B: number): void;
-      run(a: { x: tf.Tensor3D; start: S; real: tf.Tensor2D; lengths: tf.Tensor1D }): [tf.Tensor3D, Omit<S, 'positions'>];
+      run(a: { x: tf.Tensor3D; start: S; lengths: tf.Tensor1D; padded: boolean }): [tf.Tensor3D, Omit<S, 'positions'>];
     },
   ): [tf.Tensor3D, S] {
     const method = `${this.layerName}.prefill`;
@@ -404,9 +410,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
         if (B === 0 || T === 0) {
           return [tf.zeros([B, T, D]), Object.fromEntries(Object.entries(start).map(([name, t]) => [name, (t as tf.Tensor).clone()])) as S];
         }
-        const real = realSteps(lengths, T);
-        // with every row whole there is no padding to zero (a select over x, and a tile of real)
-        const [y, next] = how.run({ x: full ? x : zeroPadding(x, real), start, real, lengths });
+        const [y, next] = how.run({ x: full ? x : zeroPadding(x, lengths, this.onKernels()), start, lengths, padded: !full });
         return [y, { ...next, positions: tf.add(start.positions, lengths) } as S];
       });
     } finally {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions } from '../../layers/decode-state.js';
+import { checkPositions, realSteps } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkPositiveInteger, checkShape, checkStepToken, checkTensor, optionNames } from '../../validate.js';
@@ -182,8 +182,9 @@ export class Aaren extends MixerLayer<{ H: number; K: number }> {
     return this.prefillState(x, state, options, {
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
-      run: ({ x: clean, start, real }) => {
-        const { y, state: next } = this.run(clean, { start, real: tf.cast(real, 'float32') as tf.Tensor2D });
+      run: ({ x: clean, start, lengths, padded }) => {
+        const real = padded ? { real: tf.cast(realSteps(lengths, clean.shape[1]), 'float32') as tf.Tensor2D } : {};
+        const { y, state: next } = this.run(clean, { start, ...real });
         return [y, next!];
       },
     });

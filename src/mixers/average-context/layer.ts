@@ -136,7 +136,7 @@ export class AverageContext extends ProjectedMixer {
         const mixed = state === undefined ? this.mix($x) : averageContextPrefill($x, start.previous, start.sum, start.positions,
           { combine: this.combine, implementation: this.activeImplementation() });
         return [this.project(mixed), {
-          previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D,
+          previous: windowAfter(start.previous.expandDims(1), $x, lengths, this.onKernels()).squeeze([1]) as tf.Tensor2D,
           sum: tf.add(start.sum, tf.sum($x, 1)) as tf.Tensor2D,
         }];
       },

@@ -9,6 +9,7 @@ import { flashAttention, flashAttentionOverList } from '../flash-style-tiled-att
 import { LAYOUT_FIELDS, resolveLayout, visibleKeyCount, visibleKeys, type BlockSparseLayout } from './layout.js';
 import { cacheMaskKernel, stepKeysKernel } from './kernel.js';
 import { blockSparseAttention } from './op.js';
+import { gatherRows } from '../../tensors.js';
 
 /** Gather lists `[B, M]` (zeros after each list) and their lengths `[B]`, made on the host. */
 function hostLists(lists: Int32Array[], M: number): { keys: tf.Tensor2D; counts: tf.Tensor1D } {
@@ -99,7 +100,7 @@ export class BlockSparse extends AttentionLayer {
           return flashAttentionOverList(q, keys, values, listed);
         }
         const { keys: rows, counts } = hostLists(offsets.map((t) => visibleKeys(t, this.layout)), M);
-        return flashAttention(q, tf.gather(keys, rows, 1, 1) as tf.Tensor4D, tf.gather(values, rows, 1, 1) as tf.Tensor4D,
+        return flashAttention(q, gatherRows(keys, rows), gatherRows(values, rows),
           { causal: false, kvLengths: counts, implementation });
       });
     }

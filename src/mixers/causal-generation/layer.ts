@@ -130,7 +130,7 @@ export class CausalGeneration extends ProjectedMixer {
             { position: state.positions, reduce: this.reduce, implementation: this.activeImplementation() });
           mixed = (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
         }
-        return [this.project(mixed), { previous: windowAfter(start.previous.expandDims(1), $x, lengths).squeeze([1]) as tf.Tensor2D }];
+        return [this.project(mixed), { previous: windowAfter(start.previous.expandDims(1), $x, lengths, this.onKernels()).squeeze([1]) as tf.Tensor2D }];
       },
     });
   }

@@ -247,7 +247,7 @@ export class ExpressiveAttention extends AttentionLayer {
         const scale = 1 / Math.sqrt(K);
         const implementation = this.activeImplementation();
         // padded tokens are read as zeros: nothing there, not even a NaN, reaches an output
-        const source = full ? x : zeroPadding(x, realSteps(lengths, T));
+        const source = full ? x : zeroPadding(x, lengths, this.onKernels());
         // token t of row b sits at positions[b] + t
         const [q0, k0, v0] = this.denseAll(source, ['query', 'key', 'value']);
         const [q, k] = this.rotate(q0!.reshape([B, T, H, K]) as tf.Tensor4D,

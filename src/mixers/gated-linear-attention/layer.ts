@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions } from '../../layers/decode-state.js';
+import { checkPositions, zeroPadding } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import {
@@ -231,10 +231,10 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
     return this.prefillState(x, state, options, {
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
-      run: ({ x: clean, start, real }) => {
+      run: ({ x: clean, start, lengths, padded }) => {
         const { q, k, v, low, gate } = this.projections(clean);
         const g = this.logGates(low);
-        const keep = (t: tf.Tensor4D) => tf.where(real.expandDims(2).expandDims(3), t, tf.zerosLike(t)) as tf.Tensor4D;
+        const keep = (t: tf.Tensor4D) => padded ? zeroPadding(t, lengths, this.onKernels()) : t;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
         return [this.readout(run.output, gate), { S: run.state }];
       },

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions, windowAfter } from '../../layers/decode-state.js';
+import { checkPositions, windowAfter, zeroPadding } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import {
@@ -7,7 +7,7 @@ import {
 } from '../../validate.js';
 import { denseGroups } from '../../dense/groups.js';
 import { convolved, convolvedProjection } from './conv.js';
-import { channelTable, scanKernel, selectiveScan, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
+import { channelTable, scanKernel, selectiveScanStep, selectiveScanWithState, stepKernel } from './op.js';
 import { tableFromWeights } from './kernel.js';
 import { softplus } from './reference.js';
 
@@ -203,16 +203,30 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const implementation = this.activeImplementation();
     if (x.size === 0 || !useKernel(this.layerName, implementation)) return this.block(x).y;
     if (tf.engine().state.gradientDepth > 0) return this.tapedForward(x, implementation);
-    // where no gradient is recorded, on the kernels: the convolution and the scan read x and z
-    // where they lie in the in projection [B, T, 2E], and the scan's table and B|C are the
-    // layer's kept ones, 8 launches where the block takes 17
+    const { y, ssm } = this.untapedBlock(x);
+    ssm.dispose();
+    return y;
+  }
+
+  /** Whether x `[B, T, D]` runs {@link untapedBlock}: on the kernels, with tokens, where no gradient is recorded. */
+  private runsUntaped(x: tf.Tensor3D): boolean {
+    return x.size > 0 && useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0;
+  }
+
+  /**
+   * The block on the kernels where no gradient is recorded, from `start`'s window and scan state
+   * (zeros without it): the convolution and the scan read x and z where they lie in the in
+   * projection [B, T, 2E], and the scan's table and B|C are the layer's kept ones, 8 launches
+   * where the block takes 17. With `start` (a prefill of whole rows) the convolution's launch also
+   * writes the window after x, where a gather after a concat took four.
+   */
+  private untapedBlock(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D }): { y: tf.Tensor3D; conv?: tf.Tensor3D; ssm: tf.Tensor3D } {
     const projected = this.dense(x, 'inProj') as tf.Tensor3D;
-    const { u } = this.convolve(projected, implementation);
+    const { u, next } = this.convolve(projected, this.activeImplementation(), start?.conv, start !== undefined);
     const { delta, bc } = this.keptScanInputs(u);
     const { output, state } = scanKernel(u, delta as tf.Tensor3D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
-      { z: projected, zInProjection: true, deltaSoftplus: true });
-    state.dispose();
-    return this.dense(output, 'outProj') as tf.Tensor3D;
+      { z: projected, zInProjection: true, deltaSoftplus: true, ...(start ? { initialState: start.ssm } : {}) });
+    return { y: this.dense(output, 'outProj') as tf.Tensor3D, conv: next, ssm: state };
   }
 
   /**
@@ -235,11 +249,11 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
   /**
    * The block on x `[B, T, D]`. Without `start`, the forward: zeros before the first token.
    * With it (a prefill), the convolution's window before x is `start.conv` and the scan starts
-   * from `start.ssm`; Δ is 0 at the steps where `real` `[B, T]` is false, and exp(0·A) = 1 with
+   * from `start.ssm`; Δ is 0 at the padded steps (t ≥ `lengths[b]`, if given), and exp(0·A) = 1 with
    * an input Δ·u = 0 leaves the scan's state as it is there, so the final state is each row's
    * after its real tokens. Returns the output, the inner tokens and that final state.
    */
-  private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; real: tf.Tensor2D }):
+  private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; lengths?: tf.Tensor1D }):
     { y: tf.Tensor3D; inner: tf.Tensor3D; ssm?: tf.Tensor3D } {
     const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
     // causal depthwise conv after the window before x (zeros in the forward), then silu
@@ -248,15 +262,16 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const { delta, B, C } = this.scanInputs(u);
     const skip = this.weight('D').read() as tf.Tensor1D;
     const deltaBias = this.weight('deltaBias').read() as tf.Tensor1D;
-    if (!start) {
-      const y = selectiveScan(u, delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D,
-        { D: skip, z, deltaBias, deltaSoftplus: true, implementation });
-      return { y: this.dense(y, 'outProj') as tf.Tensor3D, inner };
-    }
-    const dt = tf.where(start.real.expandDims(2), softplus(tf.add(delta, deltaBias)), tf.zerosLike(delta)) as tf.Tensor3D;
-    const scanned = selectiveScanWithState(u, dt, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D,
-      { D: skip, z, deltaSoftplus: false, initialState: start.ssm, implementation });
-    return { y: this.dense(scanned.output, 'outProj') as tf.Tensor3D, inner, ssm: scanned.state };
+    // at a padded step Δ is 0, so it is formed and masked here; otherwise the scan forms it
+    const masked = start?.lengths ? zeroPadding(softplus(tf.add(delta, deltaBias)) as tf.Tensor3D, start.lengths, this.onKernels()) : undefined;
+    const scanned = selectiveScanWithState(u, masked ?? delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D, {
+      D: skip, z, ...(masked ? { deltaSoftplus: false } : { deltaBias, deltaSoftplus: true }),
+      ...(start ? { initialState: start.ssm } : {}), implementation,
+    });
+    const y = this.dense(scanned.output, 'outProj') as tf.Tensor3D;
+    if (start) return { y, inner, ssm: scanned.state };
+    scanned.state.dispose();
+    return { y, inner };
   }
 
   /** {@link convolved} with the layer's taps and bias. */
@@ -368,9 +383,14 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     return this.prefillState(x, state, options, {
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
-      run: ({ x: clean, start, real, lengths }) => {
-        const { y, inner, ssm } = this.block(clean, { conv: start.conv, ssm: start.ssm, real });
-        return [y, { conv: windowAfter(start.conv, inner, lengths), ssm: ssm! }];
+      run: ({ x: clean, start, lengths, padded }) => {
+        // whole rows on the kernels: the forward's launches from the state, with its next window
+        if (!padded && this.runsUntaped(clean)) {
+          const { y, conv, ssm } = this.untapedBlock(clean, start);
+          return [y, { conv: conv!, ssm }];
+        }
+        const { y, inner, ssm } = this.block(clean, { conv: start.conv, ssm: start.ssm, ...(padded ? { lengths } : {}) });
+        return [y, { conv: windowAfter(start.conv, inner, lengths, this.onKernels()), ssm: ssm! }];
       },
     });
   }
