@@ -413,6 +413,31 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     }), { numRuns: 10 });
   });
 
+  it('a row all padding with no initial state ends in the empty state (−∞, 0, 0), and its m passes no gradient to the padding', async () => {
+    const [B, T, H, K] = [2, 5, 2, 3];
+    const q = tf.tensor2d(seededUniform(1, H * K, -1, 1), [H, K]);
+    const k = tf.tensor4d(seededUniform(2, B * T * H * K, -2, 2), [B, T, H, K]);
+    const v = tf.tensor4d(seededUniform(3, B * T * H * K, -2, 2), [B, T, H, K]);
+    const real = tf.tensor2d([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0]]);
+    const ones = tf.ones([B, H]);
+    await expectNoLeaks(async () => {
+      const { output, state } = aarenWithStateOver(q, k, v, real, withImpl());
+      expect(Array.from(await state.m.data())).toEqual([...Array.from((await state.m.data()).slice(0, H)), -Infinity, -Infinity]);
+      expect(Array.from(await state.m.data()).slice(0, H).every(Number.isFinite)).toBe(true);
+      expect(Array.from(await state.u.data()).slice(H)).toEqual([0, 0]);
+      expect(Array.from(await state.w.data()).slice(H * K)).toEqual(new Array(H * K).fill(0));
+      // a gradient of 1 in every row's m: row 0's reaches its real scores' maximiser, row 1's nothing
+      const [dk] = tf.grads((a: tf.Tensor) => aarenWithStateOver(q, a as tf.Tensor4D, v, real, withImpl()).state.m)([k], ones);
+      const dks = await dk!.data();
+      expect(Array.from(dks).every(Number.isFinite)).toBe(true);
+      const padded = [2, 4, 5, 6, 7, 8, 9].flatMap((token) => Array.from(dks.slice(token * H * K, (token + 1) * H * K)));
+      expect(maxAbs(padded), 'padded tokens').toBe(0);
+      expect(maxAbs(dks.slice(0, 2 * H * K)), 'row 0 real tokens').toBeGreaterThan(0);
+      tf.dispose([output, state.m, state.u, state.w, dk!]);
+    });
+    tf.dispose([q, k, v, real, ones]);
+  });
+
   it('is causal: changing the tokens after t leaves the outputs 0..t bit for bit', async () => {
     await fc.assert(fc.asyncProperty(cases, fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), async (c, at) => {
       const x = inputsOf(c);
@@ -660,7 +685,7 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
     tf.dispose([q, weights, standIn]);
   });
 
-  it('runs in 15 launches with its final state, 8 without: the frame, the values, GLA\'s, the poison and the ratio, with no tfjs doublings, running sums or score ops, forward or backward', async () => {
+  it('runs in 9 launches with its final state, 8 without, 10 from a state: the frame, the values, GLA\'s, the poison and the ratio, with no tfjs doublings, running sums or score ops, forward or backward', async () => {
     const c: Case = { B: 2, T: C + 7, H: 2, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
     const x = inputsOf(c);
     const [q, k, v] = [tf.tensor2d(x.q, [c.H, c.K]), tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), tf.tensor4d(x.v, [c.B, c.T, c.H, c.K])];
@@ -680,9 +705,16 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       const r = aarenWithState(q, k, v);
       return [r.output, r.state.m, r.state.u, r.state.w];
     });
-    // the final state moved to its m; the poison added to the state's three parts
-    expect(withState).toEqual([...scan, 'SliceProgram', 'SliceProgram', 'BinaryOpProgram', 'BinaryOpProgram',
-      'BinaryOpProgram', 'BinaryOpProgram', 'BinaryOpProgram']);
+    // the final state moved to its m, the poison added to its three parts: one launch
+    expect(withState).toEqual([...scan, 'AarenFinalState']);
+    // an initial state enters the frame in one launch, GLA's state of one key channel
+    const start = aarenWithState(q, k, v);
+    const fromState = await launches(() => {
+      const r = aarenWithState(q, k, v, { initialState: start.state });
+      return [r.output, r.state.m, r.state.u, r.state.w];
+    });
+    expect(fromState).toEqual(['AarenFrame', 'AarenValues', 'AarenInitialState', ...scan.slice(2), 'AarenFinalState']);
+    tf.dispose([start.output, start.state.m, start.state.u, start.state.w]);
     // ops.aaren forms no state
     expect(await launches(() => [aaren(q, k, v)])).toEqual(scan);
     // the frame's gradient: the scores' (no stack of m_T, move and their gradients: a loss on the

@@ -6,6 +6,8 @@ import frameBody from '../../../kernels/aaren/frame.wgsl';
 import frameBackwardBody from '../../../kernels/aaren/frame-backward.wgsl';
 import rowRuns from '../../../kernels/aaren/row-runs.wgsl';
 import frameInputsBackwardBody from '../../../kernels/aaren/frame-inputs-backward.wgsl';
+import finalStateBody from '../../../kernels/aaren/final-state.wgsl';
+import initialStateBody from '../../../kernels/aaren/initial-state.wgsl';
 import ratioBody from '../../../kernels/aaren/ratio.wgsl';
 import ratioBackwardBody from '../../../kernels/aaren/ratio-backward.wgsl';
 import stepFrameBody from '../../../kernels/aaren/step-frame.wgsl';
@@ -18,36 +20,7 @@ import { detached } from '../../tensors.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, zerosOnHost, type KernelSource } from '../../webgpu/runtime.js';
 import { runSeen } from '../gated-linear-attention/kernel.js';
 import { gatedLinearAttentionWithState } from '../gated-linear-attention/op.js';
-import { HIDDEN, type AarenArgs, type AarenState } from './reference.js';
-
-/**
- * x's value with no gradient: for the initial state's m, which only chooses the frame the scan's
- * sums are kept in (as the frame kernel below, whose gradient is zero in it too).
- */
-const withoutGradient = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([]);
-  return { value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
-
-/** m, or −∞ where u = 0 (an empty state), with m's gradient where it is kept and none for u. */
-const emptyAsMinusInfinity = tf.customGrad(((m: tf.Tensor, u: tf.Tensor, save: tf.GradSaveFunc) => {
-  const empty = tf.equal(u, 0);
-  save([empty]);
-  return {
-    value: tf.where(empty, tf.fill(m.shape, -Infinity), m),
-    gradFunc: (dy: tf.Tensor, [e]: tf.Tensor[]) => [tf.where(e!, tf.zerosLike(dy), dy), tf.zerosLike(dy)],
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as (m: tf.Tensor, u: tf.Tensor) => tf.Tensor;
-
-/**
- * The initial state's [w, u] `[B, H, K + 1]` in its own frame, m_init floored as the frame is
- * (the same value), with m_init's gradient through the factor e^{m − m_sg} (value 1).
- */
-function inItsFrame(init: AarenState): tf.Tensor3D {
-  const wu = tf.concat([init.w, init.u.expandDims(2)], 2) as tf.Tensor3D;
-  const floored = tf.maximum(init.m, HIDDEN);
-  return tf.mul(wu, tf.exp(tf.sub(floored, withoutGradient(floored))).expandDims(2)) as tf.Tensor3D;
-}
+import type { AarenArgs, AarenState } from './reference.js';
 
 /** What {@link AAREN_FRAME} takes as attrs. */
 interface FrameAttrs {
@@ -255,6 +228,86 @@ registerGradientOnce({
 });
 
 /**
+ * tfjs kernel names, webgpu only, the scan's state in and out of the frame
+ * (`kernels/aaren/initial-state.wgsl`, `final-state.wgsl`), one launch each where tfjs ops took
+ * five and nine. {@link AAREN_INITIAL_STATE}: inputs m, u `[B, H]` and w `[B, H, K]`; outputs
+ * the packed rows [w, u] `[B, H, 1, K + 1]` (GLA's state of one key channel), the same numbers
+ * through a factor e^{m − m} of value 1, whose gradient in m is their product with the packed
+ * gradient (the frame floors m at HIDDEN, below which lies only the empty state's −∞, whose u and
+ * w are 0). {@link AAREN_FINAL_STATE}: inputs the scan's final packed rows
+ * `[B, H, K + 1]`, move, the frame's max m_T and the heads' poison `[B, H]`; attrs `hasReal`;
+ * outputs m, u `[B, H]` and w `[B, H, K]`: u and w times move, m = m_T (−∞ where u is 0 with
+ * padding), each plus the poison, which gets no gradient.
+ */
+const AAREN_INITIAL_STATE = 'MixersAarenInitialState';
+const AAREN_FINAL_STATE = 'MixersAarenFinalState';
+const INITIAL_STATE = packedKernel('AarenInitialState', initialStateBody);
+const FINAL_STATE = packedKernel('AarenFinalState', finalStateBody);
+
+/** One of the state kernels' launches: an invocation per number of the packed rows `[rows, K + 1]`. */
+function runPackedRows(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], outputs: number[][], rows: number, K: number,
+  constants: Record<string, number> = {}): tf.TensorInfo[] {
+  const total = rows * (K + 1);
+  return runKernel(backend, kernel, {
+    inputs, outputs, params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG, ...constants }, workgroups: grid1d(total, LAUNCH_WG),
+  });
+}
+
+registerKernelOnce({
+  kernelName: AAREN_INITIAL_STATE,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend }) => {
+    const { u, w } = namedInputs(inputs, 'u', 'w');
+    const [B, H, K] = w.shape as [number, number, number];
+    // m only routes its gradient (the frame kernel reads its value)
+    return runPackedRows(backend as WebGPUBackend, INITIAL_STATE, [u, w], [[B, H, 1, K + 1]], B * H, K)[0]!;
+  },
+});
+
+registerGradientOnce({
+  kernelName: AAREN_INITIAL_STATE,
+  inputsToSave: ['m', 'u', 'w'],
+  gradFunc: (dy, [, u, w]) => {
+    const [B, H, K] = w!.shape as [number, number, number];
+    const [dw, du] = tf.split((dy as tf.Tensor).reshape([B, H, K + 1]), [K, 1], 2);
+    return {
+      m: () => tf.add(tf.sum(tf.mul(dw!, w!), 2), tf.mul(du!.squeeze([2]), u!)),
+      u: () => du!.squeeze([2]),
+      w: () => dw!,
+    };
+  },
+});
+
+registerKernelOnce({
+  kernelName: AAREN_FINAL_STATE,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { state, move, mMax, poison } = namedInputs(inputs, 'state', 'move', 'mMax', 'poison');
+    const [B, H] = move.shape as [number, number];
+    const K = state.shape[2]! - 1;
+    return runPackedRows(backend as WebGPUBackend, FINAL_STATE, [state, move, mMax, poison], [[B, H], [B, H], [B, H, K]], B * H, K,
+      { HAS_REAL: (attrs as { hasReal: boolean }).hasReal ? 1 : 0 });
+  },
+});
+
+registerGradientOnce({
+  kernelName: AAREN_FINAL_STATE,
+  inputsToSave: ['state', 'move', 'mMax', 'poison'],
+  gradFunc: (dys, [state, move, , poison]) => {
+    const [dm, du, dw] = dys as tf.Tensor[];
+    const K = state!.shape[2]! - 1;
+    const [w, u] = tf.split(state!, [K, 1], 2);
+    return {
+      state: () => tf.mul(tf.concat([dw!, du!.expandDims(2)], 2), move!.expandDims(2)),
+      move: () => tf.add(tf.sum(tf.mul(dw!, w!), 2), tf.mul(du!, u!.squeeze([2]))),
+      // as it is where −∞ stood in for it too: an empty row's frame has no real score to take it
+      mMax: () => dm!,
+      poison: () => tf.zerosLike(poison!),
+    };
+  },
+});
+
+/**
  * tfjs kernel name, webgpu only: one decode token merged into the state, with no gradient. Inputs
  * q `[H, K]`, k and v `[B, 1, H, K]`, the state's m, u `[B, H]` and w `[B, H, K]` and its
  * positions int32 `[B]`; outputs o `[B, 1, H, K]`, the next m, u, w and the positions plus one.
@@ -318,7 +371,7 @@ function aarenStepOnKernel(args: AarenArgs, init: AarenState, positions: tf.Tens
  * exactly what the reference poisons. With `step` (one token from an initial state, for the
  * layer's decode, of rows at `step.positions`) it runs {@link AAREN_STEP} instead, which has no
  * gradient and returns the positions plus one. Without `withState` it forms no final state
- * (undefined), six launches fewer.
+ * (undefined), a launch fewer.
  */
 export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tensor1D }, withState = true):
   { output: tf.Tensor4D; state: AarenState | undefined; positions?: tf.Tensor1D } {
@@ -335,30 +388,22 @@ export function aarenOnScanKernels(args: AarenArgs, step?: { positions: tf.Tenso
     ) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D, tf.Tensor2D];
     const [values, ones] = tf.engine().runKernel(AAREN_VALUES, { v: args.v }) as tf.Tensor4D[];
     // without an initial state none (GLA's zeros), where zeros made on the CPU would be uploaded
-    const run = gatedLinearAttentionWithState(ones!, key, values!, gate,
-      { scale: 1, ...(init ? { initialState: inItsFrame(init).expandDims(2) as tf.Tensor4D } : {}) });
+    const run = gatedLinearAttentionWithState(ones!, key, values!, gate, {
+      scale: 1,
+      ...(init ? { initialState: tf.engine().runKernel(AAREN_INITIAL_STATE, { m: init.m, u: init.u, w: init.w }) as tf.Tensor4D } : {}),
+    });
     // a non-finite k or v at token t: that head's outputs from t on, and its final state
     // (from detached k and v: no gradient is asked of it, nor of the adds' poison side)
     const [poison, poisonHeads] = tf.engine().runKernel(AAREN_POISON, { k: detached(args.k), v: detached(args.v) }) as tf.Tensor4D[];
     // with padding a row may have seen no real token (u = 0): its output is 0
     const output = tf.engine().runKernel(AAREN_RATIO, { packed: run.output, poison: poison! }) as tf.Tensor4D;
-    // the state's six launches only where the caller reads it
+    // the state's launch only where the caller reads it
     if (!withState) return { output, state: undefined };
     // the final state, moved from the frame to m = max(m_init, real scores) (the same value),
     // so that its gradient in m reaches the maximiser as the reference's does
-    const [wT, uT] = tf.split(run.state.reshape([B, H, K + 1]), [K, 1], 2);
-    const uFinal = tf.mul(uT!.reshape([B, H]), move) as tf.Tensor2D;
-    const wFinal = tf.mul(wT!, move.expandDims(2)) as tf.Tensor3D;
-    // an empty final state (no real token and no initial one) has m = −∞, as the empty state
-    const mFinal = real ? emptyAsMinusInfinity(mT, uFinal) as tf.Tensor2D : mT;
-    const poisonState = poisonHeads!.reshape([B, H]) as tf.Tensor2D;
-    return {
-      output,
-      state: {
-        m: tf.add(mFinal, poisonState) as tf.Tensor2D,
-        u: tf.add(uFinal, poisonState) as tf.Tensor2D,
-        w: tf.add(wFinal, poisonState.expandDims(2)) as tf.Tensor3D,
-      },
-    };
+    const [m, u, w] = tf.engine().runKernel(AAREN_FINAL_STATE,
+      { state: run.state.reshape([B, H, K + 1]), move, mMax: mT, poison: poisonHeads!.reshape([B, H]) },
+      { hasReal: real !== undefined }) as tf.Tensor[];
+    return { output, state: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w as tf.Tensor3D } };
   });
 }
