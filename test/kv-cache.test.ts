@@ -360,6 +360,33 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         }
       });
 
+      it('on webgpu a concatenating cache\'s ragged prefill is written by the write kernel into its grown copy; under a tape by tfjs ops', async () => {
+        for (const kind of KINDS) {
+          const layer = make(kind);
+          const x = tf.randomNormal([2, 4, D]) as tf.Tensor3D;
+          const [y0, first] = layer.prefill(x, undefined, { lengths: [4, 2] });
+          y0.dispose();
+          const writes = (labels: string[]) => labels.filter((label) => /KVCacheWrite|Select|Gather/.test(label));
+          let next: tf.TensorContainer | undefined;
+          const ran = await launchedPipelines(async () => {
+            const [y, s] = layer.prefill(x, first, { lengths: [3, 1] });
+            await y.data();
+            y.dispose();
+            next = s;
+          });
+          expect(writes(ran), kind).toEqual([expect.stringMatching(/^KVCacheWrite/)]);
+          // the reference's write under a tape: differentiable in x, so not in place
+          const taped = await launchedPipelines(async () => {
+            const [dx] = tf.grads((a: tf.Tensor) => layer.prefill(a as tf.Tensor3D, first, { lengths: [3, 1] })[1].keys)([x]);
+            await dx!.data();
+            dx!.dispose();
+          });
+          expect(writes(taped).some((label) => label.startsWith('KVCacheWrite')), `${kind} under a tape`).toBe(false);
+          tf.dispose([x, first, next!]);
+          layer.dispose();
+        }
+      });
+
       // without a window, and with one (a ring of 3 slots, stepped past them, each row seeing all three)
       for (const window of [undefined, 3]) {
         it(`on webgpu a step over a preallocated cache of one chunk of keys takes four launches and uploads nothing${window ? ', over a ring too' : ''}`, async () => {

@@ -517,7 +517,8 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
     checkFits(method, state, T, lengths.values, `Make the state with a larger initState(${B}, { capacity })` +
       (this.support.window ? ', or give the layer a window (the cache is then a ring of the last w tokens).' : '.'));
     const inPlace = state.capacity !== undefined;
-    const kernel = inPlace && useKernel(method, this.activeImplementation());
+    const onKernels = useKernel(method, this.activeImplementation());
+    const kernel = inPlace && onKernels;
     if (kernel) checkOwned(method, state);
     const counted = countAfter(state.counted, T, lengths.values);
     if (B * T === 0) {
@@ -544,18 +545,23 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       let advanced: tf.Tensor1D | null = null;
       // every row at the end of a concatenating cache (known on the host), all tokens real: appending is the write
       const appends = !inPlace && lengths.full && state.counted.rows !== undefined && state.counted.rows.every((p) => p === S);
+      // a concatenating cache's grown copy, where no gradient is recorded, is written by the
+      // kernel in place as a preallocated one is, where tfjs ops took eight launches a tensor
+      const grownOnKernel = !inPlace && !appends && onKernels && tf.engine().state.gradientDepth === 0;
       if (!inPlace && !appends) {
-        // a concatenating cache grows by the call's tokens; row b writes from its own position
-        const room = tf.zeros([B, T, this.numKvHeads, K]);
-        keys = tf.concat([keys, room], 1) as tf.Tensor4D;
-        values = tf.concat([values, room], 1) as tf.Tensor4D;
+        // a concatenating cache grows by the call's tokens; row b writes from its own position.
+        // Each its own zeros: of an empty cache the concat is the zeros themselves, which the
+        // kernel's write must not share between the keys and the values
+        const grown = (cache: tf.Tensor4D) => tf.concat([cache, tf.zeros([B, T, this.numKvHeads, K])], 1) as tf.Tensor4D;
+        keys = grown(keys);
+        values = grown(values);
       }
       const write = () => {
         if (appends) {
           keys = tf.concat([keys, k], 1) as tf.Tensor4D;
           values = tf.concat([values, v], 1) as tf.Tensor4D;
-        } else if (kernel) {
-          advanced = writeKernel(state, k, v, lengths.full ? undefined : n());
+        } else if (kernel || grownOnKernel) {
+          advanced = writeKernel(kernel ? state : { ...state, keys, values }, k, v, lengths.full ? undefined : n());
         } else {
           keys = writeReference(keys, k, positions, n(), state.ring);
           values = writeReference(values, v, positions, n(), state.ring);
