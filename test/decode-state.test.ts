@@ -1,11 +1,11 @@
-// src/layers/decode-state.ts's prefill helpers, zeroPadding and windowAfter: tfjs ops on every
+// src/layers/decode-state.ts's prefill helpers, fillPadding and windowAfter: tfjs ops on every
 // backend and, on webgpu, one launch each of kernels/prefill/*.wgsl, against the same selection
 // made here on the host. Both only move or zero numbers, so every check is exact (Object.is,
 // which also tells a NaN kept from a 0 and -0 from 0).
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { windowAfter, zeroPadding } from '../src/layers/decode-state.js';
+import { fillPadding, windowAfter } from '../src/layers/decode-state.js';
 import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, seededUniform } from './helpers.js';
 
 /** Whether every number of `got` is `expected`'s, NaN and the sign of 0 included. */
@@ -27,6 +27,8 @@ const paddingCases = fc.record({
   // one trailing axis (a layer's x) or two (GLA's k and log gates [B, T, H, K])
   rest: fc.oneof(fc.tuple(fc.integer({ min: 1, max: 70 })), fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }))),
   fractions: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 3, maxLength: 3 }),
+  // a prompt's 0, or SelectiveSSM's −10³⁰ for its Δ's pre-activation
+  fill: fc.constantFrom(0, -1e30),
   seed: fc.integer({ min: 1, max: 1e6 }),
 });
 
@@ -47,22 +49,22 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
   for (const onKernel of ways) {
     const how = onKernel ? ' (one launch of its kernel)' : '';
 
-    it(`zeroPadding keeps each row's first lengths[b] steps as they are and zeroes the rest${how}`, async () => {
-      await fc.assert(fc.asyncProperty(paddingCases, async ({ B, T, rest, fractions, seed }) => {
+    it(`fillPadding keeps each row's first lengths[b] steps as they are and fills the rest${how}`, async () => {
+      await fc.assert(fc.asyncProperty(paddingCases, async ({ B, T, rest, fractions, fill, seed }) => {
         const shape = [B, T, ...rest];
         const inner = rest.reduce((a, b) => a * b, 1);
         const xs = strewn(seed, B * T * inner);
         const lengths = lengthsOf(fractions, B, T);
-        const expected = xs.map((v, i) => (Math.floor(i / inner) % T < lengths[Math.floor(i / (inner * T))]! ? v : 0));
+        const expected = xs.map((v, i) => (Math.floor(i / inner) % T < lengths[Math.floor(i / (inner * T))]! ? v : Math.fround(fill)));
         const x = tf.tensor(xs, shape);
         const n = tf.tensor1d(lengths, 'int32');
         await expectNoLeaks(async () => {
           let out: tf.Tensor | undefined;
           const ran = await launchedPipelines(async () => {
-            out = zeroPadding(x, n, onKernel);
+            out = fillPadding(x, n, { fill, onKernel });
             await out.data();
           });
-          if (onKernel && B > 0) expect(ran).toEqual(['ZeroPadding']);
+          if (onKernel && B > 0) expect(ran).toEqual(['FillPadding']);
           expect(out!.shape).toEqual(shape);
           expectSame(await out!.data(), expected, `[${shape}] lengths [${lengths}]`);
           out!.dispose();
@@ -101,15 +103,15 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
       }), { numRuns: 25 });
     });
 
-    const taped = backend === 'wasm' ? 'zeroPadding is differentiable (wasm has no gather gradient)' : 'both are differentiable';
+    const taped = backend === 'wasm' ? 'fillPadding is differentiable (wasm has no gather gradient)' : 'both are differentiable';
     it(`under a gradient tape ${taped}${onKernel ? ' (tfjs ops: the kernels have no gradient)' : ''}`, async () => {
-      // zeroPadding's gradient is its mask; windowAfter's puts each output's on the step it took
+      // fillPadding's gradient is its mask; windowAfter's puts each output's on the step it took
       const x = tf.tensor3d([[[1, 2], [3, 4], [5, 6]]]);
       const history = tf.tensor3d([[[7], [8]]]);
       const n = tf.tensor1d([1], 'int32');
       await expectNoLeaks(async () => {
-        const [dPadded] = tf.grads((t: tf.Tensor) => tf.sum(zeroPadding(t as tf.Tensor3D, n, onKernel)))([x]);
-        expectSame(await dPadded!.data(), [1, 1, 0, 0, 0, 0], 'zeroPadding');
+        const [dPadded] = tf.grads((t: tf.Tensor) => tf.sum(fillPadding(t as tf.Tensor3D, n, { fill: 5, onKernel })))([x]);
+        expectSame(await dPadded!.data(), [1, 1, 0, 0, 0, 0], 'fillPadding');
         dPadded!.dispose();
         // the window after one step: [history[1], x[0]'s first number]
         const window = () => tf.grads((h: tf.Tensor, t: tf.Tensor) =>

@@ -168,9 +168,9 @@ describeOn('webgpu', 'every registered mixer on its kernels', () => {
       const padded = await launches([6, 2]);
       const whole = await launches([6, 6]);
       // x's padding zeroed in one launch (a mixer may zero its own tensors' padding too)
-      expect(padded.filter((label) => label === 'ZeroPadding').length, 'a padded row').toBeGreaterThan(0);
+      expect(padded.filter((label) => label === 'FillPadding').length, 'a padded row').toBeGreaterThan(0);
       // nothing zeroed or selected: neither the kernel nor tfjs's select it replaces
-      expect(whole.filter((label) => label === 'ZeroPadding' || label === 'SelectProgram'), 'every row whole').toEqual([]);
+      expect(whole.filter((label) => label === 'FillPadding' || label === 'SelectProgram'), 'every row whole').toEqual([]);
       // the same, but that the lengths are a fill where numbers are an upload
       const fills = (labels: string[]) => labels.filter((label) => label !== 'FillProgram');
       expect(fills(await launches()), 'no lengths').toEqual(fills(whole));

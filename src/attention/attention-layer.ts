@@ -11,7 +11,7 @@ import {
   type KVCacheOptions, type KVCacheState,
 } from './kv-cache.js';
 import type { PrefillLengths, PrefillOptions } from '../layers/prefill.js';
-import { checkPositions, prefillInputs, zeroPadding } from '../layers/decode-state.js';
+import { checkPositions, fillPadding, prefillInputs } from '../layers/decode-state.js';
 import { resolveRotaryConfig, rotary, segmentPositions, type RotaryConfig } from '../rotary/op.js';
 
 /** Arguments shared by the attention layers. */
@@ -534,7 +534,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       let every: tf.Tensor1D | undefined;
       const n = (): tf.Tensor1D => lengths.tensor ?? (every ??= tf.fill([B], T, 'int32') as tf.Tensor1D);
       // padded tokens are read as zeros, so that nothing there, not even a NaN, reaches an output
-      const source = lengths.full ? x : zeroPadding(x, n(), this.onKernels());
+      const source = lengths.full ? x : fillPadding(x, n(), { onKernel: this.onKernels() });
       const positions = state.positions;
       const [q0, k0, v] = this.project(source, source);
       // token i of row b sits at positions[b] + i: rotated keys enter the cache

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
+import fillPaddingBody from '../../kernels/prefill/fill-padding.wgsl';
 import windowAfterBody from '../../kernels/prefill/window-after.wgsl';
-import zeroPaddingBody from '../../kernels/prefill/zero-padding.wgsl';
 import { grid1d, runKernel, type KernelSource } from '../webgpu/runtime.js';
 import { argumentError, checkTensor, describe, formatShape } from '../validate.js';
 import { prefillLengths, type PrefillLengths, type PrefillOptions } from './prefill.js';
@@ -71,7 +71,7 @@ export function realSteps(lengths: tf.Tensor1D, T: number): tf.Tensor2D {
   return tf.tidy(() => tf.less(tf.range(0, T, 1, 'int32').expandDims(0), lengths.expandDims(1)) as tf.Tensor2D);
 }
 
-const ZERO_PADDING: KernelSource = { name: 'ZeroPadding', code: [grid, zeroPaddingBody].join('\n') };
+const FILL_PADDING: KernelSource = { name: 'FillPadding', code: [grid, fillPaddingBody].join('\n') };
 const WINDOW_AFTER: KernelSource = { name: 'WindowAfter', code: [grid, windowAfterBody].join('\n') };
 const WG = 64;
 
@@ -84,33 +84,38 @@ function helperKernels(onKernel: boolean): boolean {
 }
 
 /** One launch of a prefill helper's kernel, as a tensor. */
-function launchHelper<R extends tf.Rank>(kernel: KernelSource, inputs: tf.Tensor[], shape: number[], params: number[]): tf.Tensor<R> {
+function launchHelper<R extends tf.Rank>(kernel: KernelSource, inputs: tf.Tensor[], shape: number[], params: number[],
+  constants: Record<string, number> = {}): tf.Tensor<R> {
   const total = tf.util.sizeFromShape(shape);
   const [out] = runKernel(tf.backend() as WebGPUBackend, kernel, {
-    inputs, outputs: [shape], params: [total, ...params].map((u32) => ({ u32 })), constants: { WG }, workgroups: grid1d(total, WG),
+    inputs, outputs: [shape], params: [total, ...params].map((u32) => ({ u32 })), constants: { WG, ...constants }, workgroups: grid1d(total, WG),
   });
   return tf.engine().makeTensorFromTensorInfo(out!) as tf.Tensor<R>;
 }
 
 /**
  * x `[B, T, ...]` with the padded steps (t ≥ `lengths[b]`, lengths int32 `[B]` in 0..T) set to
- * 0 by selection, so that nothing in the padding, not even a NaN, reaches a real output or the
- * state. With `onKernel` (the caller runs on the webgpu kernels) one launch of
- * `kernels/prefill/zero-padding.wgsl` where no gradient is recorded, where tfjs ops take five;
- * otherwise tfjs's select, differentiable.
+ * `options.fill` (default 0) by selection, so that nothing in the padding, not even a NaN,
+ * reaches a real output or the state. With `options.onKernel` (the caller runs on the webgpu
+ * kernels) one launch of `kernels/prefill/fill-padding.wgsl` where no gradient is recorded, where
+ * tfjs ops take five; otherwise tfjs's select, differentiable in x.
  *
  * @example
  * ```ts
  * const x = tf.tensor3d([[[1], [NaN]]]);                                    // [1, 2, 1]
- * zeroPadding(x, tf.tensor1d([1], 'int32')).print();                       // [[[1], [0]]]
+ * fillPadding(x, tf.tensor1d([1], 'int32')).print();                       // [[[1], [0]]]
  * ```
  */
-export function zeroPadding<R extends tf.Rank>(x: tf.Tensor<R>, lengths: tf.Tensor1D, onKernel = false): tf.Tensor<R> {
+export function fillPadding<R extends tf.Rank>(x: tf.Tensor<R>, lengths: tf.Tensor1D,
+  options: { fill?: number; onKernel?: boolean } = {}): tf.Tensor<R> {
+  const { fill = 0, onKernel = false } = options;
   const [B, T] = x.shape as number[] as [number, number];
-  if (x.size > 0 && helperKernels(onKernel)) return launchHelper<R>(ZERO_PADDING, [x, lengths], x.shape, [T, x.size / (B * T)]);
+  if (x.size > 0 && helperKernels(onKernel)) {
+    return launchHelper<R>(FILL_PADDING, [x, lengths], x.shape, [T, x.size / (B * T)], { FILL: fill });
+  }
   return tf.tidy(() => {
     const real = realSteps(lengths, T).reshape([B, T, ...x.shape.slice(2).map(() => 1)]);
-    return tf.where(real, x, tf.zerosLike(x)) as tf.Tensor<R>;
+    return tf.where(real, x, tf.fill(x.shape, fill)) as tf.Tensor<R>;
   });
 }
 

@@ -5,7 +5,7 @@ import {
 } from '../validate.js';
 import { dense } from '../dense/op.js';
 import { denseGroups } from '../dense/groups.js';
-import { prefillInputs, zeroPadding } from './decode-state.js';
+import { fillPadding, prefillInputs } from './decode-state.js';
 import type { PrefillOptions } from './prefill.js';
 
 /** tfjs's own `LayerArgs` (name, trainable, inputShape, …). */
@@ -410,7 +410,7 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
         if (B === 0 || T === 0) {
           return [tf.zeros([B, T, D]), Object.fromEntries(Object.entries(start).map(([name, t]) => [name, (t as tf.Tensor).clone()])) as S];
         }
-        const [y, next] = how.run({ x: full ? x : zeroPadding(x, lengths, this.onKernels()), start, lengths, padded: !full });
+        const [y, next] = how.run({ x: full ? x : fillPadding(x, lengths, { onKernel: this.onKernels() }), start, lengths, padded: !full });
         return [y, { ...next, positions: tf.add(start.positions, lengths) } as S];
       });
     } finally {

@@ -4,7 +4,7 @@ import {
 } from '../../attention/attention-layer.js';
 import type { VisibilityOptions } from '../../attention/visibility.js';
 import type { DropoutOptions } from '../../attention/dropout.js';
-import { checkPositions, prefillInputs, realSteps, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions, fillPadding, prefillInputs, realSteps } from '../../layers/decode-state.js';
 import { mixerClassName, registerMixerLayer } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { argumentError, checkShape, checkTensor, checkOneOf, optionNames, useKernel } from '../../validate.js';
@@ -247,7 +247,7 @@ export class ExpressiveAttention extends AttentionLayer {
         const scale = 1 / Math.sqrt(K);
         const implementation = this.activeImplementation();
         // padded tokens are read as zeros: nothing there, not even a NaN, reaches an output
-        const source = full ? x : zeroPadding(x, lengths, this.onKernels());
+        const source = full ? x : fillPadding(x, lengths, { onKernel: this.onKernels() });
         // token t of row b sits at positions[b] + t
         const [q0, k0, v0] = this.denseAll(source, ['query', 'key', 'value']);
         const [q, k] = this.rotate(q0!.reshape([B, T, H, K]) as tf.Tensor4D,

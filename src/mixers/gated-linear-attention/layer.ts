@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions, fillPadding } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import {
@@ -234,7 +234,7 @@ export class GatedLinearAttention extends MixerLayer<{ H: number; K: number; V: 
       run: ({ x: clean, start, lengths, padded }) => {
         const { q, k, v, low, gate } = this.projections(clean);
         const g = this.logGates(low);
-        const keep = (t: tf.Tensor4D) => padded ? zeroPadding(t, lengths, this.onKernels()) : t;
+        const keep = (t: tf.Tensor4D) => padded ? fillPadding(t, lengths, { onKernel: this.onKernels() }) : t;
         const run = gatedLinearAttentionWithState(q, keep(k), v, keep(g), { initialState: start.S, implementation: this.activeImplementation() });
         return [this.readout(run.output, gate), { S: run.state }];
       },

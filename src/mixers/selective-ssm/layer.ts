@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkPositions, windowAfter, zeroPadding } from '../../layers/decode-state.js';
+import { checkPositions, fillPadding, windowAfter } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import {
@@ -217,16 +217,23 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
    * The block on the kernels where no gradient is recorded, from `start`'s window and scan state
    * (zeros without it): the convolution and the scan read x and z where they lie in the in
    * projection [B, T, 2E], and the scan's table and B|C are the layer's kept ones, 8 launches
-   * where the block takes 17. With `start` (a prefill of whole rows) the convolution's launch also
-   * writes the window after x, where a gather after a concat took four.
+   * where the block takes 17. With `start` (a prefill) it also returns the window after x: of
+   * whole rows written by the convolution's launch, of rows padded past `start.lengths` one
+   * launch of its own; at a padded step Δ's pre-activation is −10³⁰ (one launch), whose softplus
+   * is exactly 0, so the scan leaves the state as it is there.
    */
-  private untapedBlock(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D }): { y: tf.Tensor3D; conv?: tf.Tensor3D; ssm: tf.Tensor3D } {
+  private untapedBlock(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; lengths?: tf.Tensor1D }):
+    { y: tf.Tensor3D; conv?: tf.Tensor3D; ssm: tf.Tensor3D } {
     const projected = this.dense(x, 'inProj') as tf.Tensor3D;
-    const { u, next } = this.convolve(projected, this.activeImplementation(), start?.conv, start !== undefined);
+    const lengths = start?.lengths;
+    const { u, next } = this.convolve(projected, this.activeImplementation(), start?.conv, start !== undefined && !lengths);
     const { delta, bc } = this.keptScanInputs(u);
-    const { output, state } = scanKernel(u, delta as tf.Tensor3D, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
+    const kept = lengths ? fillPadding(delta as tf.Tensor3D, lengths, { fill: -1e30, onKernel: true }) : delta as tf.Tensor3D;
+    const { output, state } = scanKernel(u, kept, this.kept(CHANNELS) as tf.Tensor2D, bc as tf.Tensor3D,
       { z: projected, zInProjection: true, deltaSoftplus: true, ...(start ? { initialState: start.ssm } : {}) });
-    return { y: this.dense(output, 'outProj') as tf.Tensor3D, conv: next, ssm: state };
+    // the window reads the inner tokens where they lie, the in projection's first half
+    const conv = start && lengths ? windowAfter(start.conv, projected, lengths, true) : next;
+    return { y: this.dense(output, 'outProj') as tf.Tensor3D, conv, ssm: state };
   }
 
   /**
@@ -263,7 +270,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const skip = this.weight('D').read() as tf.Tensor1D;
     const deltaBias = this.weight('deltaBias').read() as tf.Tensor1D;
     // at a padded step Δ is 0, so it is formed and masked here; otherwise the scan forms it
-    const masked = start?.lengths ? zeroPadding(softplus(tf.add(delta, deltaBias)) as tf.Tensor3D, start.lengths, this.onKernels()) : undefined;
+    const masked = start?.lengths ? fillPadding(softplus(tf.add(delta, deltaBias)) as tf.Tensor3D, start.lengths) : undefined;
     const scanned = selectiveScanWithState(u, masked ?? delta as tf.Tensor3D, this.stateMatrix(), B as tf.Tensor3D, C as tf.Tensor3D, {
       D: skip, z, ...(masked ? { deltaSoftplus: false } : { deltaBias, deltaSoftplus: true }),
       ...(start ? { initialState: start.ssm } : {}), implementation,
@@ -384,13 +391,12 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       init: (B) => this.initState(B),
       check: (method, given, B) => this.checkState(method, given, B),
       run: ({ x: clean, start, lengths, padded }) => {
-        // whole rows on the kernels: the forward's launches from the state, with its next window
-        if (!padded && this.runsUntaped(clean)) {
-          const { y, conv, ssm } = this.untapedBlock(clean, start);
+        if (this.runsUntaped(clean)) {
+          const { y, conv, ssm } = this.untapedBlock(clean, { conv: start.conv, ssm: start.ssm, ...(padded ? { lengths } : {}) });
           return [y, { conv: conv!, ssm }];
         }
         const { y, inner, ssm } = this.block(clean, { conv: start.conv, ssm: start.ssm, ...(padded ? { lengths } : {}) });
-        return [y, { conv: windowAfter(start.conv, inner, lengths, this.onKernels()), ssm: ssm! }];
+        return [y, { conv: windowAfter(start.conv, inner, lengths), ssm: ssm! }];
       },
     });
   }

@@ -1,7 +1,11 @@
-// A right-padded prompt with its padding zeroed: out[b, t, ·] = x[b, t, ·] where t < lengths[b],
-// else 0, selected (so a NaN in the padding reaches nothing). x is [B, T, inner] flat; the
-// lengths are clamped to 0..T by the caller. One launch where tfjs ops took five (a range, a
-// comparison, and the broadcast select's zeros, tile and select). Needs common/grid.wgsl.
+// A right-padded prompt with its padding filled: out[b, t, ·] = x[b, t, ·] where t < lengths[b],
+// else FILL, selected (so a NaN in the padding reaches nothing). FILL is 0 for a prompt's tokens;
+// SelectiveSSM fills its Δ's pre-activation with −10³⁰, whose softplus is exactly 0. x is
+// [B, T, inner] flat; the lengths are clamped to 0..T by the caller. One launch where tfjs ops
+// took five (a range, a comparison, and the broadcast select's fill, tile and select).
+// Needs common/grid.wgsl.
+
+override FILL: f32 = 0.0;
 
 struct Params {
   total: u32, // B·T·inner
@@ -22,5 +26,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let token = i / params.inner;
   let t = token % params.T;
   let b = token / params.T;
-  out[i] = select(0.0, x[i], i32(t) < lengths[b]);
+  out[i] = select(FILL, x[i], i32(t) < lengths[b]);
 }
