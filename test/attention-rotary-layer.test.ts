@@ -8,7 +8,7 @@ import { expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { rotaryOracle } from './oracle/rotary.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, recordedStep, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, recordedStep, seededUniform, values } from './helpers.js';
 
 const D = 16;
 /** Head width: rotaryDim 6 < K, so channels 6 and 7 are copied. */
@@ -109,7 +109,7 @@ const decodeTolerance = (y: ArrayLike<number>, T: number) => 8 * T * EPS32 * Mat
  */
 const recurrentTolerance = (y: ArrayLike<number>) => 2e-2 * maxAbs(y);
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   const impl: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
   describeOn(backend, 'attention layers with rotary positions', () => {
     it('FlashStyleTiledAttention rotates q and k at positions t: the hand-composed forward with the float64 rotary', async () => {

@@ -10,7 +10,7 @@ import {
   layerDecodeOracle, recurrentOracle, stateOracle, type AttentionWeights, type RecurrentCase,
 } from './oracle/expressive-recurrent.js';
 import {
-  decodeSteps, describeOn, expectNoLeaks, launchedPipelines, mulberry32, seededUniform, stepLaunches, values, type TestBackend,
+  REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, launchedPipelines, mulberry32, seededUniform, stepLaunches, values, type TestBackend,
 } from './helpers.js';
 import type { ExpressiveAttentionRecurrentState } from '../src/mixers/expressive-attention/layer.js';
 
@@ -148,7 +148,7 @@ async function weightsOf(layer: tf.layers.Layer): Promise<AttentionWeights> {
   };
 }
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'ExpressiveAttention recurrent decode against apply', () => {
     const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
     it(`(${implementation}) each within its derived bound of the float64 layer, so within their sum of each other`, async () => {
@@ -202,7 +202,7 @@ function rowTokens(xs: Float32Array, T: number, D: number, b: number, n: number)
   return xs.slice(b * T * D, (b * T + n) * D);
 }
 
-for (const backend of ['cpu', 'webgpu'] as const) {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'ExpressiveAttention recurrent prefill', () => {
     const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
 
