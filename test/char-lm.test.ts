@@ -9,7 +9,7 @@ import {
   segmentPositions, withSeededRandom, type MixerName,
 } from '../examples/char-lm/model.js';
 import { packDocuments, packedBatch, splitDocuments, trainModel } from '../examples/char-lm/training.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, mulberry32 } from './helpers.js';
 
 const TEXT = 'To be, or not to be, that is the question:\nWhether \'tis nobler in the mind to suffer\n';
 const vocab = Vocabulary.fromText(TEXT);
@@ -132,7 +132,8 @@ describeOn('cpu', 'examples/char-lm', () => {
 
 // ───────────────────────────── packed sequences ─────────────────────────────
 
-describeOn('cpu', 'examples/char-lm packed sequences', () => {
+// on wasm too: tfjs-wasm's OneHot ignores its dtype, which the embeddings' one-hot rows route around
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'examples/char-lm packed sequences', () => {
   it('splitDocuments cuts after each blank line, keeping every token in one document', () => {
     const text = 'A:\nhi\n\nB:\nyo\n\n\nC:\nx';
     const v = Vocabulary.fromText(text);
