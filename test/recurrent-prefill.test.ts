@@ -389,6 +389,22 @@ for (const backend of ['cpu', 'webgpu'] as const) {
       });
     }
 
+    it('a negative position reads as 0, as the step\'s does: the state\'s previous token and sum are not read', async () => {
+      const x = tf.randomNormal([2, 9, 8]) as tf.Tensor3D;
+      const state = tf.randomNormal([2, 8]) as tf.Tensor2D;
+      const zeros = tf.zeros([2, 8]) as tf.Tensor2D;
+      const [negative, fresh] = [tf.tensor1d([-3, -1], 'int32'), tf.zeros([2], 'int32') as tf.Tensor1D];
+      for (const [implementation, scan] of runs) {
+        tf.env().set(SCAN_FLAG, scan);
+        const a = averageContextPrefill(x, state, zeros, negative, { combine: 'max', implementation });
+        const b = averageContextPrefill(x, zeros, zeros, fresh, { combine: 'max', implementation });
+        expect(Array.from(await a.data()), `${implementation} ${scan}`).toEqual(Array.from(await b.data()));
+        tf.dispose([a, b]);
+      }
+      tf.env().set(SCAN_FLAG, 'auto');
+      tf.dispose([x, state, zeros, negative, fresh]);
+    });
+
     it('with a zero state it is averageContext, and it leaks no tensors', async () => {
       const x = tf.randomNormal([2, 21, 8]) as tf.Tensor3D;
       const zeros = tf.zeros([2, 8]) as tf.Tensor2D;

@@ -1,7 +1,8 @@
 // Shared by the AverageContext forward kernels: the decode state a prefill continues
-// (HAS_START), bound as `start` [B, 3, D] = previous | sum | count, the count repeated in every
-// channel as a float (exact up to 2^24 tokens, as the step's divisor is). Without a state the
-// kernels bind a stand-in they never read, and start from nothing.
+// (HAS_START), bound as it is kept, `previous` and `sum` [B, D] and `positions` [B] (int32, a
+// negative one read as 0), the count made a float here (exact up to 2^24 tokens, as the step's
+// divisor is), where packing them took tfjs four launches. Without a state the kernels bind
+// stand-ins they never read, and start from nothing.
 // needs chunks.wgsl
 
 override HAS_START: bool = false;
@@ -14,8 +15,8 @@ struct Start {
 
 fn startOf(c: Cell) -> Start {
   if (!HAS_START) { return Start(V(0.0), V(0.0), V(0.0)); }
-  let row = c.b * 3u * params.width + c.d;
-  return Start(start[row], start[row + params.width], start[row + 2u * params.width]);
+  let row = c.b * params.width + c.d;
+  return Start(previous[row], sum[row], V(f32(max(positions[c.b], 0))));
 }
 
 // x[t-1] for t = 0: the state's last token in a row that has one, else x[0] itself

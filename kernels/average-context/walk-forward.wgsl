@@ -7,10 +7,13 @@
 // needs common/grid.wgsl, common/lanes-*.wgsl, combine.wgsl, chunks.wgsl and start.wgsl
 
 @group(0) @binding(0) var<storage, read> x: array<V>; // [B, T, D]
-@group(0) @binding(1) var<storage, read> start: array<V>; // [B, 3, D], read when HAS_START
-@group(0) @binding(2) var<storage, read_write> y: array<V>; // [B, T, D]
-@group(0) @binding(3) var<storage, read_write> picks: array<VU>; // [B, numChunks, D]
-@group(0) @binding(4) var<uniform> params: Params;
+// the decode state, read when HAS_START (start.wgsl)
+@group(0) @binding(1) var<storage, read> previous: array<V>; // [B, D]
+@group(0) @binding(2) var<storage, read> sum: array<V>; // [B, D]
+@group(0) @binding(3) var<storage, read> positions: array<i32>; // [B]
+@group(0) @binding(4) var<storage, read_write> y: array<V>; // [B, T, D]
+@group(0) @binding(5) var<storage, read_write> picks: array<VU>; // [B, numChunks, D]
+@group(0) @binding(6) var<uniform> params: Params;
 
 const_assert PICKS_BITS * CHUNK <= 32u;
 

@@ -20,9 +20,8 @@ import type { Combine } from './reference.js';
 
 /**
  * tfjs kernel names. The forward has two outputs: y and its min/max picks, saved for the backward.
- * The prefill is the causal forward continuing a decode state, its second input `start`
- * `[B, 3, D]` = previous | sum | count; it has no gradient. The step's inputs are x, previous,
- * sum `[B, D]` and positions, int32 `[B]`.
+ * The prefill is the causal forward continuing a decode state, as the step's inputs: x, previous,
+ * sum `[B, D]` and positions, int32 `[B]` (a negative one read as 0); it has no gradient.
  */
 export const AVERAGE_CONTEXT = 'MixersAverageContext';
 export const AVERAGE_CONTEXT_GRAD = 'MixersAverageContextGrad';
@@ -242,14 +241,16 @@ function scanConstants(a: Attrs): Record<string, number> {
  * The forward scan: the levels of x's chunk sums then the last pass, or the walk. `start`, the
  * state a prefill continues, or null: the kernels then bind x in its place and never read it.
  */
-function forwardScan(gpu: WebGPUBackend, x: tf.TensorInfo, start: tf.TensorInfo | null, attrs: Attrs): tf.TensorInfo[] {
+function forwardScan(gpu: WebGPUBackend, x: tf.TensorInfo, start: tf.TensorInfo[] | null, attrs: Attrs): tf.TensorInfo[] {
   const constants = { ...scanConstants(attrs), HAS_START: start ? 1 : 0 };
   const outputs = [x.shape, picksShape(x)];
-  if (scanFor(gpu) === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x, start ?? x], outputs }, constants);
+  // the state as it is kept (previous, sum, positions), or x standing in for it, never read
+  const state = start ?? [x, x, x];
+  if (scanFor(gpu) === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x, ...state], outputs }, constants);
   const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
     { FROM_X: 1 }, levelPasses(x.shape[1]!)[0]!);
   fillUpperLevels(gpu, x, levels!);
-  const [y, picks] = runLastPass(gpu, 'levels', KERNELS.forward, x, { inputs: [x, levels!, start ?? x], outputs }, constants);
+  const [y, picks] = runLastPass(gpu, 'levels', KERNELS.forward, x, { inputs: [x, levels!, ...state], outputs }, constants);
   gpu.disposeData(levels!.dataId);
   return [y!, picks!];
 }
@@ -266,8 +267,8 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const { x, start } = namedInputs(inputs, 'x', 'start');
-    const [y, picks] = forwardScan(gpu, x, start, { ...(attrs as unknown as { combine: Combine }), causal: true });
+    const { x, previous, sum, positions } = namedInputs(inputs, 'x', 'previous', 'sum', 'positions');
+    const [y, picks] = forwardScan(gpu, x, [previous, sum, positions], { ...(attrs as unknown as { combine: Combine }), causal: true });
     // only the backward reads the picks, and a prefill has none
     gpu.disposeData(picks!.dataId);
     return y!;

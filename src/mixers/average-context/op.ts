@@ -137,13 +137,9 @@ export function averageContextPrefill(
   const combine = checkOneOf(op, 'combine', options.combine, COMBINES, 'max');
   const kernel = useKernel(op, options.implementation);
   if ($x.size === 0) return tf.zeros($x.shape);
-  return tf.tidy(() => {
-    const counts = tf.relu(positions);
-    if (!kernel) return averageContextPrefillReference($x, previous, sum, counts, combine);
-    // the kernel reads the state as one [B, 3, D] tensor, the count as a float in every channel
-    const start = tf.stack([previous, sum, tf.cast(counts, 'float32').expandDims(1).broadcastTo([B, D])], 1);
-    return tf.engine().runKernel(AVERAGE_CONTEXT_PREFILL, { x: $x, start }, { combine }) as tf.Tensor3D;
-  });
+  // the kernel reads the state as it is kept, a negative position as 0
+  if (kernel) return tf.engine().runKernel(AVERAGE_CONTEXT_PREFILL, { x: $x, previous, sum, positions }, { combine }) as tf.Tensor3D;
+  return tf.tidy(() => averageContextPrefillReference($x, previous, sum, tf.relu(positions), combine));
 }
 
 /**
