@@ -8,10 +8,15 @@ import stepBody from '../../../kernels/causal-generation/step.wgsl';
 import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type LaneVariants } from '../../webgpu/runtime.js';
 import type { Reduce } from './reference.js';
 
-/** tfjs kernel names; prefixed so they cannot collide with tfjs's own. */
+/**
+ * tfjs kernel names; prefixed so they cannot collide with tfjs's own. The prefill is the forward
+ * continuing a decode state, inputs x, previous `[B, D]` and positions int32 `[B]`; it has no
+ * gradient.
+ */
 export const CAUSAL_GENERATION = 'MixersCausalGeneration';
 export const CAUSAL_GENERATION_GRAD = 'MixersCausalGenerationGrad';
 export const CAUSAL_GENERATION_STEP = 'MixersCausalGenerationStep';
+export const CAUSAL_GENERATION_PREFILL = 'MixersCausalGenerationPrefill';
 
 const WG = 256;
 const REDUCE_CODE: Record<Reduce, number> = { min: 0, max: 1, mean: 2 };
@@ -26,7 +31,8 @@ interface Attrs { reduce: Reduce }
  * The forward or backward over x `[B, T, D]`: one invocation per element, or per four adjacent
  * channels (elementwise along D, so a vec4 never straddles two tokens when D is a multiple of 4).
  */
-function elementwise(backend: WebGPUBackend, kernel: LaneVariants, inputs: tf.TensorInfo[], reduce: Reduce) {
+function elementwise(backend: WebGPUBackend, kernel: LaneVariants, inputs: tf.TensorInfo[], reduce: Reduce,
+  constants: Record<string, number> = {}) {
   const shape = inputs[0]!.shape;
   const D = shape[shape.length - 1]!;
   const lanes = lanesFor(D);
@@ -36,7 +42,7 @@ function elementwise(backend: WebGPUBackend, kernel: LaneVariants, inputs: tf.Te
     inputs,
     outputs: [shape],
     params: [{ u32: total }, { u32: rowLen }, { u32: D / lanes }],
-    constants: { WG, REDUCE: REDUCE_CODE[reduce] },
+    constants: { WG, REDUCE: REDUCE_CODE[reduce], ...constants },
     workgroups: grid1d(total, WG),
   })[0]!;
 }
@@ -46,8 +52,20 @@ const reduceOf = (attrs: tf.NamedAttrMap | undefined) => (attrs as unknown as At
 registerKernelOnce({
   kernelName: CAUSAL_GENERATION,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend, attrs }) =>
-    elementwise(backend as WebGPUBackend, FORWARD, [namedInputs(inputs, 'x').x], reduceOf(attrs)),
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x } = namedInputs(inputs, 'x');
+    // x stands in for the absent state, never read
+    return elementwise(backend as WebGPUBackend, FORWARD, [x, x, x], reduceOf(attrs));
+  },
+});
+
+registerKernelOnce({
+  kernelName: CAUSAL_GENERATION_PREFILL,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, previous, positions } = namedInputs(inputs, 'x', 'previous', 'positions');
+    return elementwise(backend as WebGPUBackend, FORWARD, [x, previous, positions], reduceOf(attrs), { HAS_START: 1 });
+  },
 });
 
 registerKernelOnce({

@@ -4,7 +4,7 @@ import { ProjectedMixer, type ProjectedMixerArgs } from '../../layers/projected-
 import { checkPositions, windowAfter } from '../../layers/decode-state.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
 import { checkOneOf, checkShape, checkTensor, optionNames } from '../../validate.js';
-import { causalGeneration as causalGenerationOp, causalGenerationAdvance, causalGenerationStep, REDUCES, type Reduce } from './op.js';
+import { causalGeneration as causalGenerationOp, causalGenerationAdvance, causalGenerationPrefill, REDUCES, type Reduce } from './op.js';
 
 /** Arguments of the {@link CausalGeneration} layer. */
 export interface CausalGenerationArgs extends ProjectedMixerArgs {
@@ -122,14 +122,9 @@ export class CausalGeneration extends ProjectedMixer {
         checkPositions(method, given, B);
       },
       run: ({ x: $x, start, lengths }) => {
-        const [B, T, D] = $x.shape;
-        let mixed = this.mix($x);
-        if (state !== undefined) {
-          // the forward gives x[0] no predecessor; continuing a row, its predecessor is the state's token
-          const first = causalGenerationStep($x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, state.previous,
-            { position: state.positions, reduce: this.reduce, implementation: this.activeImplementation() });
-          mixed = (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
-        }
+        // the forward gives x[0] no predecessor; continuing a row, its predecessor is the state's token
+        const mixed = state === undefined ? this.mix($x)
+          : causalGenerationPrefill($x, state.previous, state.positions, { reduce: this.reduce, implementation: this.activeImplementation() });
         return [this.project(mixed), { previous: windowAfter(start.previous.expandDims(1), $x, lengths, this.onKernels()).squeeze([1]) as tf.Tensor2D }];
       },
     });

@@ -5,7 +5,7 @@ import {
 } from '../../validate.js';
 import { countedPositions, positionTensor } from '../../positions.js';
 import { causalGenerationReference, reducePair, type Reduce } from './reference.js';
-import { CAUSAL_GENERATION, CAUSAL_GENERATION_STEP } from './kernel.js';
+import { CAUSAL_GENERATION, CAUSAL_GENERATION_PREFILL, CAUSAL_GENERATION_STEP } from './kernel.js';
 
 export type { Reduce };
 export const REDUCES: readonly Reduce[] = ['min', 'max', 'mean'];
@@ -46,6 +46,26 @@ export function causalGeneration(x: tf.Tensor3D, options: CausalGenerationOption
     return tf.engine().runKernel(CAUSAL_GENERATION, { x: $x }, { reduce }) as tf.Tensor3D;
   }
   return causalGenerationReference($x, reduce);
+}
+
+/**
+ * {@link causalGeneration} continuing a decode state, for the layer's prefill (not in `ops`; the
+ * layer has checked its arguments): x `[B, T, D]`'s first token meets the state's last,
+ * `previous` `[B, D]`, in rows at a position > 0 (`positions` int32 `[B]`), as
+ * {@link causalGenerationStep} takes it. On webgpu where no gradient is recorded one launch of the
+ * forward kernel; otherwise the forward, a step for the first token and a concat.
+ */
+export function causalGenerationPrefill(x: tf.Tensor3D, previous: tf.Tensor2D, positions: tf.Tensor1D,
+  options: { reduce: Reduce; implementation: Implementation }): tf.Tensor3D {
+  const [B, T, D] = x.shape;
+  if (x.size > 0 && useKernel('causalGeneration', options.implementation) && tf.engine().state.gradientDepth === 0) {
+    return tf.engine().runKernel(CAUSAL_GENERATION_PREFILL, { x, previous, positions }, { reduce: options.reduce }) as tf.Tensor3D;
+  }
+  return tf.tidy(() => {
+    const mixed = causalGeneration(x, options);
+    const first = causalGenerationStep(x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, previous, { ...options, position: positions });
+    return (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
+  });
 }
 
 /** Options of `ops.causalGenerationStep`. */
