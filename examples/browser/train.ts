@@ -1,15 +1,17 @@
 /**
  * The training page (train.html): every op and layer of the library takes a few Adam steps on
  * the webgl backend (or cpu, to compare), the cases and checks of `training.ts` that
- * `test/backend-training.test.ts` runs on cpu and wasm. Each case adds a row; the whole run is
- * in `<pre id="results">` as a {@link TrainingPageResult}, which `scripts/browser-test.mjs`
- * reads in headless Chromium.
+ * `test/backend-training.test.ts` runs on cpu and wasm; then every decoding layer runs the decode
+ * check of `decoding.ts` (`test/backend-decoding.test.ts` on cpu and wasm). Each training case
+ * adds a row; the whole run is in `<pre id="results">` as a {@link TrainingPageResult}, which
+ * `scripts/browser-test.mjs` reads in headless Chromium.
  *
  * In an application, import the library as `'tfjs-mixers'`; build.mjs maps this path to it.
  *
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
+import { DECODING_CASES, decodeCase, type DecodingResult } from './decoding.js';
 import { TRAINING_CASES, trainCase, uncovered, type TrainingResult } from './training.js';
 import { byId, setState, showMessage, yieldToBrowser } from './common.js';
 
@@ -30,6 +32,10 @@ export interface TrainingPageResult {
   /** Exported ops and layer factories that no case trains. */
   uncovered: string[];
   failed: number;
+  /** One per decoding case, in the order of `DECODING_CASES` (none when `?case=` picks training cases). */
+  decoding: DecodingResult[];
+  /** How many cases `DECODING_CASES` holds. */
+  decodingTotal: number;
   totalMs: number;
 }
 
@@ -106,7 +112,8 @@ async function main(): Promise<void> {
         renderer: webglRenderer(),
         webglVersion: onWebgl ? tf.env().getNumber('WEBGL_VERSION') : 0,
         float32: onWebgl && tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'),
-        cases: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0, totalMs: 0,
+        cases: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0,
+        decoding: [], decodingTotal: DECODING_CASES.length, totalMs: 0,
       };
       const started = performance.now();
       // `train.html?case=flashAttention` runs only the cases whose name holds that text
@@ -119,6 +126,16 @@ async function main(): Promise<void> {
         if (r.problems.length > 0) result.failed++;
         addRow(r);
         await yieldToBrowser();
+      }
+      if (!only) {
+        for (const c of DECODING_CASES) {
+          summary.textContent = `decoding on ${result.backend}: ${c.name}…`;
+          result.decoding.push(await decodeCase(c));
+          await yieldToBrowser();
+        }
+        const wrong = result.decoding.filter((r) => r.problems.length > 0);
+        byId('decoding').textContent = `${result.decoding.length - wrong.length} of ${result.decoding.length} decoding layers decode a ` +
+          `ragged batch as each row alone` + wrong.map((r) => `; ${r.name}: ${r.problems.join(', ')}`).join('');
       }
       result.totalMs = performance.now() - started;
       summary.textContent = `${result.cases.length - result.failed} of ${result.cases.length} cases train on ${result.backend} ` +
