@@ -8,8 +8,9 @@
 // - trains every exported op and layer on the training page on tfjs's webgl backend (the cases of
 //   examples/browser/training.ts, which test/backend-training.test.ts runs on cpu and wasm): each
 //   must have finite, non-zero gradients, a loss that falls by at least half of what its gradients
-//   predict, and no leaked tensor; the page must really be on webgl (tf.getBackend()); then every
-//   decoding layer must decode a ragged batch as each row alone there (examples/browser/decoding.ts,
+//   predict, no leaked tensor, and a first loss within LOSS_TOLERANCE of the cpu backend's; the
+//   page must really be on webgl (tf.getBackend()); then every decoding layer must decode a
+//   ragged batch as each row alone there (examples/browser/decoding.ts,
 //   test/backend-decoding.test.ts on cpu and wasm).
 // Needs `npm run build && npm run build:examples` first. Use: `npm run test:browser`.
 //
@@ -46,6 +47,16 @@ const DEADLINE_MS = 240_000;
  * gives errors of order 1e-2 to 1.
  */
 const TOLERANCE = 1e-4;
+/**
+ * Each training case's first loss on webgl agrees with the cpu backend's to this relative error:
+ * the same float32 function of the same seeded weights, summed in another order. The longest sum
+ * in any case has at most 64 terms, so an output moves by at most 64u of its terms' magnitudes
+ * (u = 2⁻²⁴), a squared error by twice that, and the mean a few u more: 1e-5 covers 2·64u = 7.6e-6
+ * (measured: at most 2.5e-7). A value wrong at one output of the few hundred a case has moves
+ * its loss by about 1e-3; the backend's own sin and cos, which the rotary reference once used,
+ * moved the rotary cases' by up to 7e-5.
+ */
+const LOSS_TOLERANCE = 1e-5;
 /** The mixer under test, then a cheap one at a few lengths, so that the chart draws lines. */
 const CASES = [
   { mixer: 'flashStyleTiledAttention', T: 64, pass: 'forward+backward' },
@@ -231,6 +242,15 @@ try {
   const untrained = training.cases.filter((c) => c.problems.length > 0);
   check(untrained.length === 0 && training.failed === 0, `${untrained.length} of ${training.cases.length} cases do not train on webgl:\n` +
     untrained.map((c) => `  ${c.name}: ${c.problems.join('; ')}`).join('\n'));
+  // webgl's first loss of each case against the cpu backend's, the same float32 function of the
+  // same seeded weights: measured in the log below, held to LOSS_TOLERANCE
+  check(training.cpuLosses.length === training.cases.length, `${training.cpuLosses.length} cpu losses for ${training.cases.length} cases`);
+  const lossErrors = training.cases.map((c, i) => ({ name: c.name, error: Math.abs(c.losses[0] - training.cpuLosses[i]) / Math.abs(training.cpuLosses[i]) }));
+  const offLoss = lossErrors.filter((e) => !(e.error <= LOSS_TOLERANCE));
+  check(offLoss.length === 0, `${offLoss.length} cases start from another loss on webgl than on cpu:\n` +
+    offLoss.map((e) => `  ${e.name}: relative ${e.error}`).join('\n'));
+  const worst = lossErrors.reduce((a, b) => (b.error > a.error ? b : a));
+  log(`every case's first loss on webgl within ${worst.error.toExponential(1)} of the cpu's (${worst.name})`);
   check(training.decodingTotal > 0 && training.decoding.length === training.decodingTotal,
     `the training page ran ${training.decoding.length} of ${training.decodingTotal} decoding cases`);
   const undecoded = training.decoding.filter((c) => c.problems.length > 0 || c.backend !== 'webgl');

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DECODING_CASES, decodeCase, type DecodingResult } from './decoding.js';
-import { TRAINING_CASES, trainCase, uncovered, type TrainingResult } from './training.js';
+import { TRAINING_CASES, initialLoss, trainCase, uncovered, type TrainingResult } from './training.js';
 import { byId, setState, showMessage, yieldToBrowser } from './common.js';
 
 /** What `<pre id="results">` holds after a run. */
@@ -27,6 +27,8 @@ export interface TrainingPageResult {
   float32: boolean;
   /** One per case run, in the order of `TRAINING_CASES` (all of them unless `?case=` picks some). */
   cases: TrainingResult[];
+  /** Each case's first loss on the cpu backend, beside `cases` (empty where the run is on cpu). */
+  cpuLosses: number[];
   /** How many cases `TRAINING_CASES` holds. */
   total: number;
   /** Exported ops and layer factories that no case trains. */
@@ -112,7 +114,7 @@ async function main(): Promise<void> {
         renderer: webglRenderer(),
         webglVersion: onWebgl ? tf.env().getNumber('WEBGL_VERSION') : 0,
         float32: onWebgl && tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'),
-        cases: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0,
+        cases: [], cpuLosses: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0,
         decoding: [], decodingTotal: DECODING_CASES.length, totalMs: 0,
       };
       const started = performance.now();
@@ -126,6 +128,13 @@ async function main(): Promise<void> {
         if (r.problems.length > 0) result.failed++;
         addRow(r);
         await yieldToBrowser();
+      }
+      if (result.backend !== 'cpu') {
+        // the same first losses on tfjs's cpu backend: the page's values, not only its training, checked
+        summary.textContent = `first losses on cpu…`;
+        await useBackend('cpu');
+        for (const c of cases) result.cpuLosses.push(await initialLoss(c));
+        await useBackend(result.backend);
       }
       if (!only) {
         for (const c of DECODING_CASES) {

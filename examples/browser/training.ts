@@ -503,6 +503,22 @@ function seeded<T>(seed: number, fn: () => T): T {
 }
 
 /**
+ * The case's loss at its initial weights, with no step taken: the same seeded values on every
+ * backend, so that the training page can hold webgl's first loss against the cpu's.
+ */
+export async function initialLoss(c: TrainingCase): Promise<number> {
+  const setup = seeded(1, c.setup);
+  try {
+    const value = setup.loss();
+    const [loss] = await value.data();
+    value.dispose();
+    return loss!;
+  } finally {
+    setup.dispose();
+  }
+}
+
+/**
  * Trains one case on the active backend: {@link STEPS} Adam steps at the learning rate
  * {@link FIRST_STEP_FRACTION} sets, recording the losses, the decrease the gradient predicts
  * for each step, the gradients and the tensor counts; then {@link judge}s them.

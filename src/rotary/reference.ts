@@ -21,6 +21,36 @@ function positionsOf(pos: RotaryPositions, T: number): tf.Tensor2D {
   return tf.range(pos.offset, pos.offset + T, 1, 'float32').expandDims(0);
 }
 
+// Cody–Waite's π/2 = C1 + C2 + C3, C1 and C2 of 8 significant bits each (kernels/rotary/sincos.wgsl)
+const C1 = 1.5703125;
+const C2 = 4.825592041015625e-4;
+const C3 = 1.2675908465098473e-6;
+
+/**
+ * (sin a, cos a) of float32 angles in tfjs ops, as `kernels/rotary/sincos.wgsl` computes them:
+ * a = k·π/2 + r with |r| ≤ π/4 by Cody–Waite (k·C1 and k·C2 exact for |k| < 2¹⁶), the Taylor
+ * polynomials of sin r and cos r, then the quadrant k mod 4. tf.sin and tf.cos are the backend's
+ * own: on webgl (GLSL's sin and cos) SwiftShader's err by 2·10⁻⁴ on [0, 1] and 6·10⁻³ past 16,000,
+ * and a rotary angle p·θ_0 = p reaches 65536 and more.
+ */
+function sinCos(a: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  const k = tf.round(tf.mul(a, 2 / Math.PI));
+  const r = tf.sub(tf.sub(tf.sub(a, tf.mul(k, C1)), tf.mul(k, C2)), tf.mul(k, C3));
+  const r2 = tf.mul(r, r);
+  // Horner's rule from the highest coefficient
+  const poly = (coefficients: number[]) => coefficients.reduce<tf.Tensor>((acc, c) => tf.add(tf.mul(acc, r2), c), tf.zerosLike(r2));
+  const s = tf.add(r, tf.mul(tf.mul(r, r2), poly([1 / 362880, -1 / 5040, 1 / 120, -1 / 6])));
+  const c = tf.add(1, tf.mul(r2, poly([-1 / 3628800, 1 / 40320, -1 / 720, 1 / 24, -0.5])));
+  // a = r + q·π/2, q = k mod 4 in 0..3: sin a = ±(s or c), cos a = ±(c or s)
+  const q = tf.mod(k, 4);
+  const odd = tf.equal(tf.mod(q, 2), 1);
+  const sign = (negative: tf.Tensor) => tf.sub(1, tf.mul(tf.cast(negative, 'float32'), 2));
+  return [
+    tf.mul(sign(tf.greaterEqual(q, 2)), tf.where(odd, c, s)),
+    tf.mul(sign(tf.less(tf.abs(tf.sub(q, 1.5)), 1)), tf.where(odd, s, c)),
+  ];
+}
+
 /** `[..., n]` → its channels `[from, from + n)`. */
 const channels = (x: tf.Tensor4D, from: number, n: number) => x.slice([0, 0, 0, from], [-1, -1, -1, n]);
 
@@ -38,8 +68,7 @@ export function rotaryReference(
     const R = 2 * half;
     // the angle as §8 forms it, one float32 product p·θ_m: [B|1, T, 1, R/2], shared by the heads
     const angle = tf.mul(positionsOf(pos, T).expandDims(2), theta).expandDims(2) as tf.Tensor4D;
-    const cos = tf.cos(angle);
-    const sin = tf.sin(angle);
+    const [sin, cos] = sinCos(angle);
     const rotate = (xa: tf.Tensor4D, xb: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] =>
       [tf.sub(tf.mul(xa, cos), tf.mul(xb, sin)), tf.add(tf.mul(xa, sin), tf.mul(xb, cos))];
     let rotated: tf.Tensor4D;
