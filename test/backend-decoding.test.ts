@@ -9,38 +9,34 @@ import { layers } from '../src/index.js';
 import { mixers } from '../src/mixers/registry.js';
 import { REFERENCE_BACKENDS, describeOn } from './helpers.js';
 
+type Step = Decoding['step'];
+
+/** CausalGeneration with its step wrapped by `wrap`: a layer made wrong on purpose. */
+function wrongStep(name: string, wrap: (step: Step) => Step): DecodingCase {
+  return {
+    name,
+    cache: false,
+    make: () => {
+      const layer = layers.causalGeneration({ reduce: 'min' });
+      layer.step = wrap(layer.step.bind(layer) as Step) as typeof layer.step;
+      return layer as typeof layer & Decoding;
+    },
+  };
+}
+
 describeOn('cpu', 'the decoding check', () => {
   it('catches a layer whose batch rows see each other, and one that leaks', async () => {
-    const mixing: DecodingCase = {
-      name: 'rows mixed',
-      cache: false,
-      make: () => {
-        const layer = layers.causalGeneration({ reduce: 'min' });
-        const step = layer.step.bind(layer);
-        // each row's output moved by a tenth of the batch's mean: 0 for a row alone only if it is 0
-        layer.step = (x, state) => {
-          const [y, next] = step(x, state);
-          return [tf.tidy(() => tf.add(y, tf.mul(tf.mean(x, 0, true), 0.1))) as tf.Tensor2D, next] as [tf.Tensor2D, typeof next];
-        };
-        return layer as typeof layer & Decoding;
-      },
-    };
-    const mixed = await decodeCase(mixing);
+    // each row's output moved by a tenth of the batch's mean: 0 for a row alone only if it is 0
+    const mixed = await decodeCase(wrongStep('rows mixed', (step) => (x, state) => {
+      const [y, next] = step(x, state);
+      return [tf.tidy(() => tf.add(y, tf.mul(tf.mean(x, 0, true), 0.1))) as tf.Tensor2D, next];
+    }));
     expect(mixed.problems.some((p) => /from the row alone/.test(p)), mixed.problems.join('; ')).toBe(true);
-    const leaking: DecodingCase = {
-      name: 'leaks',
-      cache: false,
-      make: () => {
-        const layer = layers.causalGeneration({ reduce: 'min' });
-        const step = layer.step.bind(layer);
-        layer.step = (x, state) => {
-          tf.keep(tf.scalar(0));
-          return step(x, state);
-        };
-        return layer as typeof layer & Decoding;
-      },
-    };
-    expect((await decodeCase(leaking)).problems.some((p) => /tensors left behind/.test(p))).toBe(true);
+    const leaking = await decodeCase(wrongStep('leaks', (step) => (x, state) => {
+      tf.keep(tf.scalar(0));
+      return step(x, state);
+    }));
+    expect(leaking.problems.some((p) => /tensors left behind/.test(p))).toBe(true);
   });
 
   it('has a case for every registered mixer (ExpressiveAttention for both of its states)', () => {
