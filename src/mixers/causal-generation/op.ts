@@ -54,6 +54,13 @@ export function causalGeneration(x: tf.Tensor3D, options: CausalGenerationOption
  * `previous` `[B, D]`, in rows at a position > 0 (`positions` int32 `[B]`), as
  * {@link causalGenerationStep} takes it. On webgpu where no gradient is recorded one launch of the
  * forward kernel; otherwise the forward, a step for the first token and a concat.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor3d([[[3], [5]], [[4], [1]]]);                 // [2, 2, 1]
+ * causalGenerationPrefill(x, tf.tensor2d([[2], [9]]), tf.tensor1d([7, 0], 'int32'),
+ *   { reduce: 'min', implementation: 'auto' }).print();            // [[[2], [3]], [[4], [1]]]
+ * ```
  */
 export function causalGenerationPrefill(x: tf.Tensor3D, previous: tf.Tensor2D, positions: tf.Tensor1D,
   options: { reduce: Reduce; implementation: Implementation }): tf.Tensor3D {
