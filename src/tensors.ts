@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { onHostBackend } from './validate.js';
 
 // Tensor helpers every reference shares: cutting a sequence into chunks, gathering tokens per
-// row, clamping ints, and computing on the finite part of an input while poisoning exactly the outputs that see
-// a non-finite one.
+// row, clamping ints, and computing on the finite part of an input while poisoning exactly the
+// outputs that see a non-finite one.
 
 /**
  * int32 `x` clamped to `lo..hi`, by tf.maximum and tf.minimum: tfjs-wasm 4.22's ClipByValue reads

@@ -534,7 +534,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       let every: tf.Tensor1D | undefined;
       const n = (): tf.Tensor1D => lengths.tensor ?? (every ??= tf.fill([B], T, 'int32') as tf.Tensor1D);
       // padded tokens are read as zeros, so that nothing there, not even a NaN, reaches an output
-      const source = lengths.full ? x : fillPadding(x, n(), { onKernel: this.onKernels() });
+      const source = lengths.full ? x : fillPadding(x, n(), { onKernel: onKernels });
       const positions = state.positions;
       const [q0, k0, v] = this.project(source, source);
       // token i of row b sits at positions[b] + i: rotated keys enter the cache
@@ -547,7 +547,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       const appends = !inPlace && lengths.full && state.counted.rows !== undefined && state.counted.rows.every((p) => p === S);
       // a concatenating cache's grown copy, where no gradient is recorded, is written by the
       // kernel in place as a preallocated one is, where tfjs ops took eight launches a tensor
-      const grownOnKernel = !inPlace && !appends && onKernels && tf.engine().state.gradientDepth === 0;
+      const grownOnKernel = !inPlace && !appends && this.untapedKernels();
       if (!inPlace && !appends) {
         // a concatenating cache grows by the call's tokens; row b writes from its own position.
         // Each its own zeros: of an empty cache the concat is the zeros themselves, which the

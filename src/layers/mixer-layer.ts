@@ -381,6 +381,14 @@ export abstract class MixerLayer<Sizes extends object = object> extends tf.layer
     return useKernel(this.layerName, this.activeImplementation());
   }
 
+  /**
+   * Whether the layer runs the kernels that have no gradient (a prefill's, a decode's): on the
+   * WGSL kernels, where no gradient is recorded.
+   */
+  protected untapedKernels(): boolean {
+    return this.onKernels() && tf.engine().state.gradientDepth === 0;
+  }
+
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), implementation: this.implementation };
   }

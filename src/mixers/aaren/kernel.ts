@@ -160,6 +160,14 @@ function packedKernel(name: string, body: string): KernelSource {
   return { name, code: [grid, floatBits, packedRows, body].join('\n') };
 }
 
+/** One launch of a {@link packedKernel}: an invocation per number of its `total` (Params' K the head width). */
+function runPacked(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], outputs: number[][], total: number, K: number,
+  constants: Record<string, number> = {}): tf.TensorInfo[] {
+  return runKernel(backend, kernel, {
+    inputs, outputs, params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG, ...constants }, workgroups: grid1d(total, LAUNCH_WG),
+  });
+}
+
 /**
  * Registers a kernel on packed rows: its inputs named in binding order, the first `[B, T, H, ·]`
  * packed (K + 1 numbers a row) or not (K), its output likewise, an invocation per output number;
@@ -175,11 +183,8 @@ function registerPacked(kernelName: string, kernel: KernelSource, names: string[
       const [B, T, H, width] = ins[0]!.shape as [number, number, number, number];
       const K = packed.first ? width - 1 : width;
       const output = [B, T, H, packed.output ? K + 1 : K];
-      const total = tf.util.sizeFromShape(output);
-      const outs = runKernel(backend as WebGPUBackend, kernel, {
-        inputs: ins, outputs: packed.perRow ? [output, [B, T, H, 1]] : [output], params: [{ u32: total }, { u32: K }],
-        constants: { WG: LAUNCH_WG }, workgroups: grid1d(total, LAUNCH_WG),
-      });
+      const outs = runPacked(backend as WebGPUBackend, kernel, ins, packed.perRow ? [output, [B, T, H, 1]] : [output],
+        tf.util.sizeFromShape(output), K);
       return packed.perRow ? outs : outs[0]!;
     },
   });
@@ -244,15 +249,6 @@ const AAREN_FINAL_STATE = 'MixersAarenFinalState';
 const INITIAL_STATE = packedKernel('AarenInitialState', initialStateBody);
 const FINAL_STATE = packedKernel('AarenFinalState', finalStateBody);
 
-/** One of the state kernels' launches: an invocation per number of the packed rows `[rows, K + 1]`. */
-function runPackedRows(backend: WebGPUBackend, kernel: KernelSource, inputs: tf.TensorInfo[], outputs: number[][], rows: number, K: number,
-  constants: Record<string, number> = {}): tf.TensorInfo[] {
-  const total = rows * (K + 1);
-  return runKernel(backend, kernel, {
-    inputs, outputs, params: [{ u32: total }, { u32: K }], constants: { WG: LAUNCH_WG, ...constants }, workgroups: grid1d(total, LAUNCH_WG),
-  });
-}
-
 registerKernelOnce({
   kernelName: AAREN_INITIAL_STATE,
   backendName: 'webgpu',
@@ -260,14 +256,14 @@ registerKernelOnce({
     const { u, w } = namedInputs(inputs, 'u', 'w');
     const [B, H, K] = w.shape as [number, number, number];
     // m only routes its gradient (the frame kernel reads its value)
-    return runPackedRows(backend as WebGPUBackend, INITIAL_STATE, [u, w], [[B, H, 1, K + 1]], B * H, K)[0]!;
+    return runPacked(backend as WebGPUBackend, INITIAL_STATE, [u, w], [[B, H, 1, K + 1]], B * H * (K + 1), K)[0]!;
   },
 });
 
 registerGradientOnce({
   kernelName: AAREN_INITIAL_STATE,
-  inputsToSave: ['m', 'u', 'w'],
-  gradFunc: (dy, [, u, w]) => {
+  inputsToSave: ['u', 'w'],
+  gradFunc: (dy, [u, w]) => {
     const [B, H, K] = w!.shape as [number, number, number];
     const [dw, du] = tf.split((dy as tf.Tensor).reshape([B, H, K + 1]), [K, 1], 2);
     return {
@@ -285,7 +281,7 @@ registerKernelOnce({
     const { state, move, mMax, poison } = namedInputs(inputs, 'state', 'move', 'mMax', 'poison');
     const [B, H] = move.shape as [number, number];
     const K = state.shape[2]! - 1;
-    return runPackedRows(backend as WebGPUBackend, FINAL_STATE, [state, move, mMax, poison], [[B, H], [B, H], [B, H, K]], B * H, K,
+    return runPacked(backend as WebGPUBackend, FINAL_STATE, [state, move, mMax, poison], [[B, H], [B, H], [B, H, K]], B * H * (K + 1), K,
       { HAS_REAL: (attrs as { hasReal: boolean }).hasReal ? 1 : 0 });
   },
 });
@@ -333,10 +329,7 @@ registerKernelOnce({
       params: [{ u32: rows }, { u32: H }, { u32: K }, { f32: (attrs as unknown as { scale: number }).scale }],
       constants: { WG: LAUNCH_WG }, workgroups: grid1d(rows, LAUNCH_WG),
     });
-    const [o, uNext, wNext] = runKernel(gpu, STEP_MERGE, {
-      inputs: [v, u, w, factors!], outputs: [k.shape, [B, H], [B, H, K]],
-      params: [{ u32: rows * K }, { u32: K }], constants: { WG: LAUNCH_WG }, workgroups: grid1d(rows * K, LAUNCH_WG),
-    });
+    const [o, uNext, wNext] = runPacked(gpu, STEP_MERGE, [v, u, w, factors!], [k.shape, [B, H], [B, H, K]], rows * K, K);
     gpu.disposeData(factors!.dataId);
     return [o!, mNext!, uNext!, wNext!, nextPositions!];
   },

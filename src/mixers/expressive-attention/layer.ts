@@ -265,11 +265,6 @@ export class ExpressiveAttention extends AttentionLayer {
     }
   }
 
-  /** Whether the recurrent prefill runs its kernels, which have no gradient: on webgpu, where none is recorded. */
-  private prefillOnKernels(): boolean {
-    return useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0;
-  }
-
   /**
    * A prompt's outputs o `[B, T, H, K]` continuing the recurrent state `start`: each query also
    * reads the state's sums at φ(scale·q),
@@ -284,7 +279,7 @@ export class ExpressiveAttention extends AttentionLayer {
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState, scale: number,
     attention: (values: tf.Tensor4D, epsilon: number) => tf.Tensor4D,
   ): tf.Tensor4D {
-    const kernel = this.prefillOnKernels();
+    const kernel = this.untapedKernels();
     const [N0, S0] = (kernel
       ? tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q, M: start.M, z: start.z }, { scale })
       : this.stateReadout(q, start, scale)) as [tf.Tensor, tf.Tensor];
@@ -335,7 +330,7 @@ export class ExpressiveAttention extends AttentionLayer {
   private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, start: ExpressiveAttentionRecurrentState):
     ExpressiveAttentionRecurrentState {
     const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
-    if (this.prefillOnKernels()) {
+    if (this.untapedKernels()) {
       const [M, z] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k, v, lengths, M: start.M, z: start.z }) as tf.Tensor[];
       return { M: M as tf.Tensor4D, z: z as tf.Tensor3D, positions };
     }

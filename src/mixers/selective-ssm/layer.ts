@@ -210,7 +210,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
 
   /** Whether x `[B, T, D]` runs {@link untapedBlock}: on the kernels, with tokens, where no gradient is recorded. */
   private runsUntaped(x: tf.Tensor3D): boolean {
-    return x.size > 0 && useKernel(this.layerName, this.activeImplementation()) && tf.engine().state.gradientDepth === 0;
+    return x.size > 0 && this.untapedKernels();
   }
 
   /**
