@@ -182,6 +182,64 @@ describeOn('webgpu', 'dense kernel', () => {
     }
   });
 
+  it('forms a bias\'s and the kernel\'s gradients in one launch where the shapes fit, writing every element within γ_{M+1}', async () => {
+    tf.env().set(POISON_OUTPUTS_FLAG, true);
+    // [M, K, N]: whole quads fit the fused launch; M, K or N not a multiple of 4 takes two
+    try {
+      for (const [M, K, N] of [[8, 12, 4], [64, 64, 64], [4, 4, 8], [7, 12, 4], [8, 6, 4], [8, 12, 5]] as const) {
+        const fits = M % 4 === 0 && K % 4 === 0 && N % 4 === 0;
+        const [xs, ws, bs, dys] = [seededUniform(M, M * K), seededUniform(K, K * N), seededUniform(N, N), seededUniform(M + K + N, M * N)];
+        const [x, w, b, dy] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs), tf.tensor2d(dys, [M, N])];
+        let grads: tf.Tensor[] = [];
+        const ran = await launchedPipelines(async () => {
+          grads = tf.grads((w1, b1) => dense(x, w1 as tf.Tensor2D, { bias: b1 as tf.Tensor1D }))([w, b], dy);
+          await Promise.all(grads.map((g) => g.data()));
+        });
+        const layout = K % 4 === 0 && N % 4 === 0 ? 'DenseVec4' : 'Dense';
+        // the forward, then dW with db; else dW (vec4 only where it would have fitted) and db, whose
+        // layout is that of dy [M, N]
+        expect(ran, `[${M}, ${K}, ${N}]`).toEqual(fits ? [layout, 'DenseWithSums'] : [layout, 'Dense', M % 4 === 0 && N % 4 === 0 ? 'DenseVec4' : 'Dense']);
+        const dyM = { rows: M, cols: N, data: dys };
+        expectWithinBound(await grads[0]!.data(), denseOracle(matrix(x, xs), dyM, true, false), 'dW');
+        expectWithinBound(await grads[1]!.data(), denseOracle({ rows: M, cols: 1, data: new Float32Array(M).fill(1) }, dyM, true, false), 'db');
+        tf.dispose([x, w, b, dy, ...grads]);
+      }
+    } finally {
+      tf.env().set(POISON_OUTPUTS_FLAG, false);
+    }
+  });
+
+  it('is differentiable twice through the fused kernel and bias gradients', async () => {
+    // L = Σ (x·W + b)²/2 has dW = xᵀ·y and db = 1ᵀ·y (y = x·W + b, one fused launch); g = ⟨dW, V⟩ + ⟨db, u⟩
+    // has dg/dx = y·Vᵀ + (x·V + 1·uᵀ)·Wᵀ. Each of its two terms is a chain of K + 1 then N roundings
+    // (y's then the product by Vᵀ; x·V + 1·uᵀ's then the product by Wᵀ; the square's gradient 2·y·½
+    // is exact), and the tape adds the two: within γ_{K+N+2} of the chains over absolute values
+    // (Higham §3.5).
+    const [M, K, N] = [4, 8, 4];
+    const [xs, ws, bs, vs, us] = [seededUniform(11, M * K), seededUniform(12, K * N), seededUniform(13, N), seededUniform(14, K * N), seededUniform(15, N)];
+    const [x, w, b, v, u] = [tf.tensor2d(xs, [M, K]), tf.tensor2d(ws, [K, N]), tf.tensor1d(bs), tf.tensor2d(vs, [K, N]), tf.tensor1d(us)];
+    const dgdx = tf.grad((x1: tf.Tensor) => {
+      const [dW, db] = tf.grads((w1, b1) => tf.mul(tf.sum(tf.square(dense(x1, w1 as tf.Tensor2D, { bias: b1 as tf.Tensor1D }))), 0.5))([w, b]);
+      return tf.add(tf.sum(tf.mul(dW!, v)), tf.sum(tf.mul(db!, u)));
+    })(x);
+    const mat = (data: ArrayLike<number>, rows: number, cols: number): Matrix => ({ rows, cols, data });
+    const abs = (m: Matrix): Matrix => ({ ...m, data: Array.from(m.data, Math.abs) });
+    const ones = mat(new Float32Array(M).fill(1), M, 1);
+    const [X, W, V, U] = [mat(xs, M, K), mat(ws, K, N), mat(vs, K, N), mat(us, 1, N)];
+    // dg/dx, and the same chains over absolute values: y, y·Vᵀ, x·V + 1·uᵀ, then ·Wᵀ
+    const chains = (f: (m: Matrix) => Matrix) => {
+      const y = mat(denseOracle(f(X), f(W), false, false, f(mat(bs, 1, N)).data).value, M, N);
+      const first = denseOracle(y, f(V), false, true).value;
+      const inner = mat(denseOracle(f(X), f(V), false, false).value.map((e, i) => e + denseOracle(ones, f(U), false, false).value[i]!), M, N);
+      const second = denseOracle(inner, f(W), false, true).value;
+      return first.map((e, i) => e + second[i]!);
+    };
+    const n = K + N + 2;
+    const bound = chains(abs).map((e) => e * n * 2 ** -24 / (1 - n * 2 ** -24));
+    expectWithinBound(await dgdx.data(), { value: chains((m) => m), bound }, 'dg/dx');
+    tf.dispose([x, w, b, v, u, dgdx]);
+  });
+
   it('is differentiable twice: the gradient of a gradient is the same kernel', async () => {
     // f(x) = Σ (x·W)²/2: df/dx = (x·W)·Wᵀ, whose own derivative along v is v·W·Wᵀ
     const x = tf.tensor2d(seededUniform(5, 3 * 8), [3, 8]);

@@ -61,7 +61,10 @@ async function expectMatchesOracle(numRuns: number, norm: Norm = 'layerNorm'): P
   }), { numRuns });
 }
 
-/** The kernels write every element of y, dx, dgamma and dbeta (outputs start as NaN). */
+/**
+ * The kernels write every element of y, dx, dgamma and dbeta (outputs start as NaN), the gradient
+ * in two launches: dgamma and dbeta are one pass down the rows.
+ */
 async function expectEveryElementWritten(): Promise<void> {
   const poisoned = tf.env().getBool(POISON_OUTPUTS_FLAG);
   tf.env().set(POISON_OUTPUTS_FLAG, true);
@@ -69,7 +72,14 @@ async function expectEveryElementWritten(): Promise<void> {
     const { xs, gs, bs, dys } = inputs(37, 12, 1, 9);
     const [x, gamma, beta, dy] = [tf.tensor2d(xs, [37, 12]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor2d(dys, [37, 12])];
     const f = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D);
-    const out = [f(x, gamma, beta), ...tf.grads(f)([x, gamma, beta], dy)];
+    let out: tf.Tensor[] = [];
+    const launched = await launchedPipelines(async () => {
+      out = [f(x, gamma, beta), ...tf.grads(f)([x, gamma, beta], dy)];
+      await Promise.all(out.map((t) => t.data()));
+    });
+    // y, then the taped forward's and its gradient's launches (the subgroup kernels' names say so)
+    expect(launched.filter((label) => !label.startsWith('Fill')).map((label) => label.replace('Subgroups', ''))).toEqual(
+      ['LayerNormForwardVec4', 'LayerNormForwardVec4', 'LayerNormBackwardGammaVec4', 'LayerNormBackwardRowsVec4']);
     for (const t of out) expect(Array.from(await t.data()).every(Number.isFinite)).toBe(true);
     tf.dispose([x, gamma, beta, dy, ...out]);
   } finally {
@@ -253,10 +263,10 @@ describeOn('webgpu', 'layerNorm kernels', () => {
           for (const g of grads) expect(Array.from(await g.data()).every(Number.isFinite)).toBe(true);
           tf.dispose(grads);
         });
-        // the forward, then the gate's and the norm's output gradient, then x's and gamma's
+        // the forward, then the gate's and the norm's output gradient, then gamma's and x's
         const lanes = D % 4 === 0 ? 'Vec4' : '';
         expect(taped.filter((label) => !label.startsWith('Fill'))).toEqual([`RmsNormSwishGateForward${lanes}`, `RmsNormSwishGateBackward${lanes}`,
-          `LayerNormBackwardRows${lanes}`, `LayerNormBackwardGamma${lanes}`]);
+          `LayerNormBackwardGamma${lanes}`, `LayerNormBackwardRows${lanes}`]);
         tf.dispose([x, gamma, gate, y!]);
       }
     } finally {

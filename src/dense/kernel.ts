@@ -5,6 +5,7 @@ import denseMain from '../../kernels/dense/dense.wgsl';
 import geluMath from '../../kernels/dense/gelu-math.wgsl';
 import oneJob from '../../kernels/dense/dense-one.wgsl';
 import quads from '../../kernels/dense/dense-quads.wgsl';
+import withSumsJob from '../../kernels/dense/dense-with-sums.wgsl';
 import vec4Layout from '../../kernels/dense/dense-vec4.wgsl';
 import scalarLayout from '../../kernels/dense/dense-scalar.wgsl';
 import { expandCopies } from '../webgpu/copies.js';
@@ -37,6 +38,12 @@ export interface DenseAttrs {
   transposeB: boolean;
 }
 
+/** {@link DENSE}'s attributes: a bias among the inputs tells its gradient to form the bias's. */
+interface DenseCall extends DenseAttrs {
+  hasBias?: boolean;
+  activation?: Epilogue;
+}
+
 /**
  * tfjs kernel name. Input `t` `[M, N]`; output its column sums `[1, N]`, the dense kernel's
  * product of a row of ones that no buffer holds (`A_ONES`) by t, where a ones tensor was filled
@@ -44,12 +51,21 @@ export interface DenseAttrs {
  */
 const COLUMN_SUMS = 'MixersDenseColumnSums';
 
+/**
+ * tfjs kernel name. Inputs `a`, `b` (2-D float32, b not transposed); outputs C = op(a)·b `[M, N]`
+ * and b's column sums `[N]`, in one launch: a dense layer's kernel and bias gradients, op(x)ᵀ·dy
+ * and 1ᵀ·dy. K and N multiples of 4, and M too when a is transposed ({@link withSumsFit}).
+ * Differentiable (its gradient is {@link DENSE}'s, the sums' a bias of dB's product).
+ */
+const DENSE_WITH_SUMS = 'MixersDenseWithSums';
+
 /** Invocations per workgroup of the dense kernels. */
 export const WG = 64;
 const KERNELS: Record<'vec4' | 'scalar', KernelSource> = {
   vec4: { name: 'DenseVec4', code: expandCopies([grid, DENSE_BODY, oneJob, vec4Layout, quads].join('\n'), 1) },
   scalar: { name: 'Dense', code: expandCopies([grid, DENSE_BODY, oneJob, scalarLayout].join('\n'), 1) },
 };
+const WITH_SUMS: KernelSource = { name: 'DenseWithSums', code: expandCopies([grid, DENSE_BODY, withSumsJob, quads].join('\n'), 2) };
 
 /** M, K and N of op(a)·op(b). */
 function sizes(a: tf.TensorInfo, b: tf.TensorInfo, { transposeA, transposeB }: DenseAttrs): [number, number, number] {
@@ -89,7 +105,7 @@ function launchDense(backend: WebGPUBackend, a: tf.TensorInfo, b: tf.TensorInfo,
 /** The launch of {@link DENSE}, and of {@link DENSE_ACTIVATED}, whose attrs name the activation. */
 const denseLaunch: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const { a, b } = namedInputs(inputs, 'a', 'b');
-  const at = attrs as unknown as DenseAttrs & { activation?: Epilogue };
+  const at = attrs as unknown as DenseCall;
   return launchDense(backend as WebGPUBackend, a, b, inputs.bias, sizes(a, b, at), at);
 };
 
@@ -112,6 +128,45 @@ registerGradientOnce({
   gradFunc: (dy, [t]) => ({ t: () => tf.broadcastTo(dy as tf.Tensor, t!.shape) }),
 });
 
+registerKernelOnce({
+  kernelName: DENSE_WITH_SUMS,
+  backendName: 'webgpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { a, b } = namedInputs(inputs, 'a', 'b');
+    const { transposeA } = attrs as unknown as DenseAttrs;
+    const [M, K, N] = sizes(a, b, { transposeA, transposeB: false });
+    const rows = rowsFor(M, transposeA);
+    return runKernel(backend as WebGPUBackend, WITH_SUMS, {
+      inputs: [a, b],
+      outputs: [[M, N], [N]],
+      params: [M, K, N].map((u32) => ({ u32 })),
+      constants: { WG, ROWS: rows, TRANSPOSE_A: transposeA ? 1 : 0 },
+      // the product's blocks, then a row of blocks for the sums
+      workgroups: grid1d((Math.ceil(M / rows) + 1) * (N / 4), WG),
+    });
+  },
+});
+
+registerGradientOnce({
+  kernelName: DENSE_WITH_SUMS,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dys, [a, b], attrs) => {
+    const [dc, ds] = dys as tf.Tensor[];
+    const { transposeA: tA } = attrs as unknown as DenseAttrs;
+    // C = op(A)·B and S = 1ᵀ·B: dop(A) = dC·Bᵀ, dB = op(A)ᵀ·dC + 1·dSᵀ, the sums' gradient dB's bias
+    return {
+      a: () => tA ? denseKernel(b as tf.Tensor2D, dc as tf.Tensor2D, false, true) : denseKernel(dc as tf.Tensor2D, b as tf.Tensor2D, false, true),
+      b: () => denseKernel(a as tf.Tensor2D, dc as tf.Tensor2D, !tA, false, ds as tf.Tensor1D),
+    };
+  },
+});
+
+/** Whether op(a)·b and b's column sums fit {@link DENSE_WITH_SUMS}'s vec4 rows, for a `[M, K]` (`[K, M]` transposed) and b `[K, N]`. */
+function withSumsFit(a: readonly number[], b: readonly number[], transposeA: boolean): boolean {
+  const M = transposeA ? a[1]! : a[0]!;
+  return b[0]! % 4 === 0 && b[1]! % 4 === 0 && (!transposeA || M % 4 === 0);
+}
+
 /**
  * op(a)·op(b) (+ bias) through the kernel; with `activation`, that of it in the same launch, for a
  * call no gradient records.
@@ -119,7 +174,7 @@ registerGradientOnce({
 export function denseKernel(
   a: tf.Tensor2D, b: tf.Tensor2D, transposeA: boolean, transposeB: boolean, bias?: tf.Tensor1D, activation?: Epilogue,
 ): tf.Tensor2D {
-  const attrs = activation ? { transposeA, transposeB, activation } : { transposeA, transposeB };
+  const attrs: DenseCall = { transposeA, transposeB, ...(bias ? { hasBias: true } : {}), ...(activation ? { activation } : {}) };
   return tf.engine().runKernel(activation ? DENSE_ACTIVATED : DENSE, bias ? { a, b, bias } : { a, b },
     attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }
@@ -143,12 +198,18 @@ registerGradientOnce({
   gradFunc: (dy, saved, attrs) => {
     const [a, b] = saved as tf.Tensor2D[];
     const c = dy as tf.Tensor2D;
-    const { transposeA: tA, transposeB: tB } = attrs as unknown as DenseAttrs;
-    // C = op(A)·op(B): dop(A) = dC·op(B)ᵀ and dop(B) = op(A)ᵀ·dC, each laid out as its operand is stored
-    return {
-      a: () => tA ? denseKernel(b!, c, tB, true) : denseKernel(c, b!, false, !tB),
-      b: () => tB ? denseKernel(c, a!, true, tA) : denseKernel(a!, c, !tA, false),
-      bias: () => columnSums(c),
-    };
+    const { transposeA: tA, transposeB: tB } = attrs as unknown as DenseCall;
+    // C = op(A)·op(B) + bias: dop(A) = dC·op(B)ᵀ and dop(B) = op(A)ᵀ·dC, each laid out as its
+    // operand is stored, and dbias = 1ᵀ·dC
+    const da = () => tA ? denseKernel(b!, c, tB, true) : denseKernel(c, b!, false, !tB);
+    const db = () => tB ? denseKernel(c, a!, true, tA) : denseKernel(a!, c, !tA, false);
+    // with a bias, B's and its gradients are one launch where they fit, made here: tfjs disposes
+    // with its backward scope what no input asks for
+    if (!(attrs as unknown as DenseCall).hasBias || tB || !withSumsFit(a!.shape, c.shape, !tA)) {
+      return { a: da, b: db, bias: () => columnSums(c) };
+    }
+    const [dB, dBias] = tf.engine().runKernel(DENSE_WITH_SUMS, { a: a!, b: c },
+      { transposeA: !tA } as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+    return { a: da, b: () => dB!, bias: () => dBias! };
   },
 });

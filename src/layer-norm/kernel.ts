@@ -8,7 +8,6 @@ import forwardGated from '../../kernels/layer-norm/forward-gated.wgsl';
 import rowsBody from '../../kernels/layer-norm/backward-rows.wgsl';
 import gammaBody from '../../kernels/layer-norm/backward-gamma.wgsl';
 import gateBody from '../../kernels/layer-norm/backward-gate.wgsl';
-import { columnSums } from '../dense/kernel.js';
 import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel } from '../webgpu/runtime.js';
 import { rowKernels, rowLaunch } from '../webgpu/subgroups.js';
 
@@ -31,8 +30,8 @@ export const ADD_LAYER_NORM = 'MixersAddLayerNorm';
  */
 export const RMS_NORM_SWISH_GATE = 'MixersRmsNormSwishGate';
 /**
- * The gradient's kernels, dx and dgamma (dbeta is dense's column sum), and the gate's: the norm's
- * output gradient and the gate's from the gated output's.
+ * The gradient's kernels, dx, and dgamma with dbeta (one pass down the rows), and the gate's: the
+ * norm's output gradient and the gate's from the gated output's.
  */
 const LAYER_NORM_GRAD_X = 'MixersLayerNormGradX';
 const LAYER_NORM_GRAD_GAMMA = 'MixersLayerNormGradGamma';
@@ -111,17 +110,22 @@ registerKernelOnce({
 registerKernelOnce({
   kernelName: LAYER_NORM_GRAD_GAMMA,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
+  kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, moments, dy } = namedInputs(inputs, 'x', 'moments', 'dy');
     const [M, D] = x.shape as [number, number];
     const lanes = lanesFor(D);
-    return runKernel(backend as WebGPUBackend, GAMMA[lanes], {
+    const gpu = backend as WebGPUBackend;
+    const { centred } = attrs as unknown as LayerNormAttrs;
+    const [dGamma, dBeta] = runKernel(gpu, GAMMA[lanes], {
       inputs: [x, moments, dy],
-      outputs: [[D]],
+      outputs: [[D], [D]],
       params: [{ u32: M }, { u32: D / lanes }],
-      constants: { WG },
+      constants: { WG, ...centredConstant(attrs) },
       workgroups: grid1d(D / lanes, WG),
-    })[0]!;
+    });
+    // RMSNorm has no beta: its binding, never written, is given back
+    if (!centred) gpu.disposeData(dBeta!.dataId);
+    return centred ? [dGamma!, dBeta!] : [dGamma!];
   },
 });
 
@@ -143,11 +147,18 @@ registerKernelOnce({
   },
 });
 
-/** x's and gamma's gradients from the norm's output gradient `dn`, on the saved x and moments. */
+/**
+ * x's, gamma's and (centred) beta's gradients from the norm's output gradient `dn`, on the saved x
+ * and moments. gamma's and beta's are made here, in one launch, when the gradient function is
+ * called: tfjs disposes with its backward scope what no input asks for.
+ */
 function normGrads(x: tf.Tensor, gamma: tf.Tensor, moments: tf.Tensor, dn: tf.Tensor, attrs: tf.NamedAttrMap) {
+  const [dGamma, dBeta] = tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x, moments, dy: dn }, attrs) as unknown as tf.Tensor[];
   return {
     x: () => tf.engine().runKernel(LAYER_NORM_GRAD_X, { x, gamma, moments, dy: dn }, attrs) as tf.Tensor,
-    gamma: () => tf.engine().runKernel(LAYER_NORM_GRAD_GAMMA, { x, moments, dy: dn }) as tf.Tensor,
+    gamma: () => dGamma!,
+    // RMSNorm's beta is a stand-in off the gradient's path: no gradient is asked of it
+    ...(dBeta ? { beta: () => dBeta } : {}),
   };
 }
 
@@ -172,9 +183,6 @@ registerGradientOnce({
     const [x, gamma, moments] = saved as tf.Tensor[];
     // only y is the op's output: the moments' gradient is never asked for
     const dy = Array.isArray(dys) ? dys[0]! : dys;
-    const result: Record<string, () => tf.Tensor> = normGrads(x!, gamma!, moments!, dy, attrs);
-    // RMSNorm's beta is a stand-in off the gradient's path: no gradient is asked of it
-    if ((attrs as unknown as LayerNormAttrs).centred) result.beta = () => columnSums(dy as tf.Tensor2D);
-    return result;
+    return normGrads(x!, gamma!, moments!, dy, attrs);
   },
 });
