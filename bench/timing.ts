@@ -26,6 +26,8 @@ export interface Budget {
   maxIterations: number;
   /** A contender stops sampling once its timed runs have taken this long (after `minIterations`). */
   budgetMs: number;
+  /** A sample's length at least, by runs back to back (see {@link MIN_SAMPLE_MS}, the default); needs a warm-up run. */
+  minSampleMs?: number;
 }
 
 /** The fenced wall times of one measurement. */
@@ -100,7 +102,7 @@ export async function timeRuns<K extends string>(
   for (let i = 0; i < warmups; i++) {
     for (const k of names.filter((name) => i < budgetOf(name).warmup)) {
       const { ms } = await sample(contenders[k], 1);
-      runs[k] = Math.min(MAX_RUNS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_MS / Math.max(ms, 1e-3))));
+      runs[k] = Math.min(MAX_RUNS_PER_SAMPLE, Math.max(1, Math.ceil((budgetOf(k).minSampleMs ?? MIN_SAMPLE_MS) / Math.max(ms, 1e-3))));
     }
   }
   const spent = Object.fromEntries(names.map((k) => [k, 0])) as Record<K, number>;
