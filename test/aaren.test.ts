@@ -13,7 +13,7 @@ import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
 import type { Implementation } from '../src/validate.js';
 import {
-  EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, seededUniform, values,
+  EPS32, REFERENCE_BACKENDS, describeOn, scanAs, scansOn, underScan, withScan, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, seededUniform, values,
 } from './helpers.js';
 
 const C = AAREN_CHUNK;
@@ -286,7 +286,8 @@ const tensors = (c: Case, x: Inputs) => ({
 /** Tokens [t0, t1) of a `[B, T, H, K]` tensor. */
 const tokens = (x: tf.Tensor4D, t0: number, t1: number) => x.slice([0, t0, 0, 0], [-1, t1 - t0, -1, -1]);
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'aaren', () => {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) for (const scan of scansOn(backend)) describeOn(backend, withScan('aaren', scan), () => {
+  scanAs(scan);
   // the reference on cpu and wasm, the WGSL scan kernels on webgpu
   const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'auto';
   const kernels = backend === 'webgpu';
@@ -685,7 +686,7 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
     tf.dispose([q, weights, standIn]);
   });
 
-  it('runs in 9 launches with its final state, 8 without, 10 from a state: the frame, the values, GLA\'s, the poison and the ratio, with no tfjs doublings, running sums or score ops, forward or backward', async () => {
+  it('runs in 9 launches with its final state, 8 without, 10 from a state (two fewer where its scan walks): the frame, the values, GLA\'s, the poison and the ratio, with no tfjs doublings, running sums or score ops, forward or backward', async () => {
     const c: Case = { B: 2, T: C + 7, H: 2, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 9 };
     const x = inputsOf(c);
     const [q, k, v] = [tf.tensor2d(x.q, [c.H, c.K]), tf.tensor4d(x.k, [c.B, c.T, c.H, c.K]), tf.tensor4d(x.v, [c.B, c.T, c.H, c.K])];
@@ -694,29 +695,34 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       await Promise.all(ys.map((y) => y.data()));
       tf.dispose(ys);
     });
-    const scan = [
-      // the frame; v's finite part beside a column of ones, the values [v, 1]
-      'AarenFrame', 'AarenValues',
-      'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
-      // the poison of non-finite k and v, then o = w/u with it added
-      'GatedLinearAttentionSeen', 'AarenRatio',
-    ];
-    const withState = await launches(() => {
-      const r = aarenWithState(q, k, v);
-      return [r.output, r.state.m, r.state.u, r.state.w];
-    });
-    // the final state moved to its m, the poison added to its three parts: one launch
-    expect(withState).toEqual([...scan, 'AarenFinalState']);
-    // an initial state enters the frame in one launch, GLA's state of one key channel
-    const start = aarenWithState(q, k, v);
-    const fromState = await launches(() => {
-      const r = aarenWithState(q, k, v, { initialState: start.state });
-      return [r.output, r.state.m, r.state.u, r.state.w];
-    });
-    expect(fromState).toEqual(['AarenFrame', 'AarenValues', 'AarenInitialState', ...scan.slice(2), 'AarenFinalState']);
-    tf.dispose([start.output, start.state.m, start.state.u, start.state.w]);
-    // ops.aaren forms no state
-    expect(await launches(() => [aaren(q, k, v)])).toEqual(scan);
+    // GLA's scan: the chunks' three passes (a GPU's), or the walk's one
+    const passes = { chunks: ['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward'], walk: ['GatedLinearAttentionWalk'] };
+    for (const how of ['chunks', 'walk'] as const) {
+      await underScan(how, async () => {
+        const scan = [
+          // the frame; v's finite part beside a column of ones, the values [v, 1]
+          'AarenFrame', 'AarenValues', ...passes[how], 'GatedLinearAttentionSeen',
+          // the poison of non-finite k and v, then o = w/u with it added
+          'GatedLinearAttentionSeen', 'AarenRatio',
+        ];
+        const withState = await launches(() => {
+          const r = aarenWithState(q, k, v);
+          return [r.output, r.state.m, r.state.u, r.state.w];
+        });
+        // the final state moved to its m, the poison added to its three parts: one launch
+        expect(withState, how).toEqual([...scan, 'AarenFinalState']);
+        // an initial state enters the frame in one launch, GLA's state of one key channel
+        const start = aarenWithState(q, k, v);
+        const fromState = await launches(() => {
+          const r = aarenWithState(q, k, v, { initialState: start.state });
+          return [r.output, r.state.m, r.state.u, r.state.w];
+        });
+        expect(fromState, how).toEqual(['AarenFrame', 'AarenValues', 'AarenInitialState', ...scan.slice(2), 'AarenFinalState']);
+        tf.dispose([start.output, start.state.m, start.state.u, start.state.w]);
+        // ops.aaren forms no state
+        expect(await launches(() => [aaren(q, k, v)]), how).toEqual(scan);
+      });
+    }
     // the frame's gradient: the scores' (no stack of m_T, move and their gradients: a loss on the
     // output leaves them tfjs's zeros), then q's and k's, with no tfjs select, tile, transpose or fill
     const grads = await launches(() => tf.grads((a, b, d) => tf.sum(aaren(a as tf.Tensor2D, b as tf.Tensor4D, d as tf.Tensor4D)))([q, k, v]));

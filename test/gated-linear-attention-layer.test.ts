@@ -8,7 +8,7 @@ import { GatedLinearAttention, gatedLinearAttention, type GatedLinearAttentionAr
 import { gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle } from './oracle/gated-linear-attention.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, stepLaunches, values,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, underScan, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, stepLaunches, values,
 } from './helpers.js';
 
 const logSigmoid = (z: number) => -(Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z))));
@@ -251,21 +251,22 @@ describeOn('webgpu', 'GatedLinearAttention layer (the kernels on the webgpu back
     }
   });
 
-  it('runs its forward in 10 launches and a decode step in 6: the projections of x grouped, the gate one, the readout one, the step one', async () => {
+  it('runs its forward in 10 launches (8 where its scan walks) and a decode step in 6: the projections of x grouped, the gate one, the readout one, the step one', async () => {
     const layer = built({ numHeads: 4 }, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
-    const ran = await launchedPipelines(async () => {
+    const forward = () => launchedPipelines(async () => {
       const y = layer.apply(x) as tf.Tensor;
       await y.data();
       y.dispose();
     });
-    expect(ran).toEqual([
+    const around = (scan: string[]) => [
       // q, k, v; the forget gate's low rank beside the output gate; its second projection, then −softplus(−z)/16
-      'DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionLogGate',
-      'GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen',
+      'DenseGroups', 'DenseGroups', 'DenseVec4', 'GatedLinearAttentionLogGate', ...scan, 'GatedLinearAttentionSeen',
       // the readout (no gradient recorded): RMSNorm times the output gate's swish in one launch, the projection
       'RmsNormSwishGateForwardVec4', 'DenseVec4',
-    ]);
+    ];
+    expect(await underScan('chunks', forward)).toEqual(around(['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward']));
+    expect(await underScan('walk', forward)).toEqual(around(['GatedLinearAttentionWalk']));
     // the step kernel forms the log gate from the low-rank features (the kept up projection and
     // bias), and poisons in the same launch; then the positions, uploading nothing
     expect(await stepLaunches(layer, 2, 64)).toEqual({

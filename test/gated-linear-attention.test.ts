@@ -16,7 +16,7 @@ import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import {
   gatedLinearAttentionGradOracle, gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle, type GlaDims, type GlaInputs,
 } from './oracle/gated-linear-attention.js';
-import { describeOn, EPS32, expectNoLeaks, launchedPipelines, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
+import { describeOn, EPS32, scanAs, scansOn, underScan, withScan, expectNoLeaks, launchedPipelines, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
 
 const c = GLA_CHUNK;
 
@@ -214,7 +214,8 @@ function tensorsOf(s: Case) {
   return { q: t('q'), k: t('k'), v: t('v'), g: t('g'), initialState: s.initialState ? t('initialState') : undefined };
 }
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'gatedLinearAttention', () => {
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) for (const scan of scansOn(backend)) describeOn(backend, withScan('gatedLinearAttention', scan), () => {
+  scanAs(scan);
   // the reference on cpu and wasm, the WGSL kernels on webgpu
   const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'auto';
   const withState = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: { initialState?: tf.Tensor4D; scale?: number } = {}) =>
@@ -443,15 +444,16 @@ describeOn('webgpu', 'gatedLinearAttention on its kernels', () => {
     }
   });
 
-  it('runs in four launches: the scan\'s three and the poison\'s one; its gradient in four: the scan\'s three and the cut of its buffer', async () => {
+  it('runs in four launches, the scan\'s three and the poison\'s one (two where its scan walks); its gradient in four: the scan\'s three and the cut of its buffer', async () => {
     const { q, k, v, g, initialState } = tensorsOf(base);
-    const ran = await launchedPipelines(async () => {
+    const untaped = () => launchedPipelines(async () => {
       const { output, state } = gatedLinearAttentionWithState(q, k, v, g, { initialState });
       await Promise.all([output.data(), state.data()]);
       tf.dispose([output, state]);
     });
     const forward = ['GatedLinearAttentionChunkStates', 'ScanCarry', 'GatedLinearAttentionForward', 'GatedLinearAttentionSeen'];
-    expect(ran).toEqual(forward);
+    expect(await underScan('chunks', untaped)).toEqual(forward);
+    expect(await underScan('walk', untaped)).toEqual(['GatedLinearAttentionWalk', 'GatedLinearAttentionSeen']);
     const dy = tf.onesLike(v);
     const taped = await launchedPipelines(async () => {
       const grads = tf.grads((a, b, c, d) => gatedLinearAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, d as tf.Tensor4D))(

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { HOW_TO_GET_AN_ADAPTER, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
+import { SCAN_FLAG } from '../src/webgpu/scan.js';
 import type { BackendInternals } from '../src/webgpu/internals.js';
 import { mulberry32 } from '../examples/shared/random.js';
 
@@ -36,6 +37,33 @@ export function describeOn(backend: TestBackend, name: string, body: () => void)
     await tf.ready();
   });
 }
+
+/**
+ * The scan family's forwards where no gradient is recorded ({@link SCAN_FLAG}): the chunks'
+ * parallel passes, a GPU's, and the walk, SwiftShader's by default. On webgpu the tests of the
+ * scan mixers' untaped calls run under both (`[null]` elsewhere: one run, no flag).
+ */
+export const scansOn = (backend: TestBackend): Array<'chunks' | 'walk' | null> => backend === 'webgpu' ? ['chunks', 'walk'] : [null];
+
+/** In a describe block: its tests run the scan family's untaped forwards as `scan`, and 'auto' after. */
+export function scanAs(scan: 'chunks' | 'walk' | null): void {
+  if (scan === null) return;
+  beforeAll(() => { tf.env().set(SCAN_FLAG, scan); });
+  afterAll(() => { tf.env().set(SCAN_FLAG, 'auto'); });
+}
+
+/** `run` with the scan family's untaped forwards as `scan`, then 'auto' again. */
+export async function underScan<T>(scan: 'chunks' | 'walk', run: () => Promise<T>): Promise<T> {
+  tf.env().set(SCAN_FLAG, scan);
+  try {
+    return await run();
+  } finally {
+    tf.env().set(SCAN_FLAG, 'auto');
+  }
+}
+
+/** A describe block's name with the scan it runs, where it names one. */
+export const withScan = (name: string, scan: 'chunks' | 'walk' | null): string => scan ? `${name} (scan: ${scan})` : name;
 
 /**
  * The label of every pipeline that `run` sets in a compute pass, in order: the kernels it

@@ -9,7 +9,7 @@ import * as ops from '../src/mixers/average-context/op.js';
 import { averageContextPrefill, type Combine } from '../src/mixers/average-context/op.js';
 import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 import type { Implementation } from '../src/validate.js';
-import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, mulberry32, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, scanAs, scansOn, withScan, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, mulberry32, seededUniform, values } from './helpers.js';
 
 /**
  * Prefill of the three recurrent mixers (issue 14): `prefill(x, state?, {lengths})` runs a
@@ -186,7 +186,8 @@ const cases = fc.record({
 });
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
-  describeOn(backend, 'recurrent prefill', () => {
+  for (const scan of scansOn(backend)) describeOn(backend, withScan('recurrent prefill', scan), () => {
+    scanAs(scan);
     for (const subject of subjects) {
       for (const incoming of [false, true]) {
         const from = incoming ? 'continuing a ragged state' : 'from a fresh state';

@@ -6,7 +6,7 @@ import { selectiveScanOracle } from './oracle/selective-ssm.js';
 import { causalConv, convolved, convolvedProjection } from '../src/mixers/selective-ssm/conv.js';
 import { builtFor, itIsCausal, itLeaksNothing, itRoundTrips, itTrains, matMul64, weightsOf } from './layer-properties.js';
 import {
-  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, uploadsDuring,
+  EPS32, REFERENCE_BACKENDS, decodeSteps, describeOn, underScan, expectWithinDerivedTolerance, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, uploadsDuring,
   values,
 } from './helpers.js';
 
@@ -259,22 +259,23 @@ for (const backend of ['cpu', 'webgpu'] as const) {
 
 // on webgpu the convolution, its window and silu are one launch (kernels/selective-ssm/conv.wgsl)
 describeOn('webgpu', 'SelectiveSSM\'s launches', () => {
-  it('runs its forward in 8 launches where no gradient is recorded, and in 11 under a tape, its scan\'s and table\'s gradient in 5, its convolution\'s in 2', async () => {
+  it('runs its forward in 8 launches where no gradient is recorded (6 where its scan walks), and in 11 under a tape, its scan\'s and table\'s gradient in 5, its convolution\'s in 2', async () => {
     const layer = built({}, 64);
     const x = tf.randomNormal([2, 64, 64]) as tf.Tensor3D;
-    let ran: string[] = [];
-    // the convolution's absent window and positions stand on x's data: nothing made on the CPU
-    expect(await uploadsDuring(async () => {
-      ran = await launchedPipelines(async () => {
-        const y = layer.apply(x) as tf.Tensor;
-        await y.data();
-        y.dispose();
-      });
-    }, [x])).toBe(0);
-    // the in projection, read in place by the convolution (x) and the scan (z); the x projection's
-    // kept blocks grouped, Δ's; the scan with the kept table; the output projection
-    expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseGroups', 'DenseVec4',
-      'SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward', 'DenseVec4']);
+    for (const [scan, passes] of [['chunks', ['SelectiveScanChunkStates', 'ScanCarry', 'SelectiveScanForward']], ['walk', ['SelectiveScanWalk']]] as const) {
+      let ran: string[] = [];
+      // the convolution's absent window and positions stand on x's data: nothing made on the CPU
+      expect(await underScan(scan, () => uploadsDuring(async () => {
+        ran = await launchedPipelines(async () => {
+          const y = layer.apply(x) as tf.Tensor;
+          await y.data();
+          y.dispose();
+        });
+      }, [x]))).toBe(0);
+      // the in projection, read in place by the convolution (x) and the scan (z); the x projection's
+      // kept blocks grouped, Δ's; the scan with the kept table; the output projection
+      expect(ran).toEqual(['DenseVec4', 'SelectiveSSMConv', 'DenseGroups', 'DenseVec4', ...passes, 'DenseVec4']);
+    }
     const taped = await launchedPipelines(async () => {
       const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);
       await value.data();

@@ -8,7 +8,8 @@ import carryBody from '../../kernels/scan/carry.wgsl';
 import forwardBody from '../../kernels/scan/forward.wgsl';
 import backwardChunkStatesBody from '../../kernels/scan/backward-chunk-states.wgsl';
 import backwardBody from '../../kernels/scan/backward.wgsl';
-import stepBody from '../../kernels/scan/step.wgsl';
+import walkBody from '../../kernels/scan/walk.wgsl';
+import { onSwiftShader } from './internals.js';
 import { grid1d, runKernel, zerosOnHost, type KernelSource, type Param } from './runtime.js';
 
 /**
@@ -23,10 +24,24 @@ const WG = 64;
 /** Channels per backward workgroup, as in scan/backward.wgsl. */
 const WE = 32;
 
+/**
+ * The tfjs flag that picks how a forward that records no gradient runs: `'auto'` (the default)
+ * walks on SwiftShader and runs the chunks' parallel passes elsewhere; `'chunks'` or `'walk'`
+ * whatever the adapter (the tests run both on SwiftShader). A forward under a gradient tape
+ * always runs the chunks: its backward reads the states entering them.
+ */
+export const SCAN_FLAG = 'MIXERS_SCAN';
+tf.env().registerFlag(SCAN_FLAG, () => 'auto');
+
+/** Invocations per workgroup of the walk: its rows·E invocations spread over a few cores. */
+const WALK_WG = 16;
+
 /** One mixer's kernels of the family, built from its hooks. */
 export interface ScanKernels {
   chunkStates: KernelSource;
   forward: KernelSource;
+  /** The forward in one pass (scan/walk.wgsl), for a CPU adapter. */
+  walk: KernelSource;
   backwardChunkStates: KernelSource;
   backward: KernelSource;
 }
@@ -42,14 +57,15 @@ export function scanKernels(name: string, hooks: string, backwardHooks: string):
   return {
     chunkStates: source(`${name}ChunkStates`, grid, hooks, scan, chunkStatesBody),
     forward: source(`${name}Forward`, grid, hooks, scan, forwardBody),
+    walk: source(`${name}Walk`, grid, hooks, scan, walkBody),
     backwardChunkStates: source(`${name}BackwardChunkStates`, grid, hooks, scan, backwardChunkStatesBody),
     backward: source(`${name}Backward`, hooks, scan, backwardBody, backwardHooks),
   };
 }
 
-/** The family's decode step for one mixer's hooks (scan/step.wgsl), launched by {@link scanStep}. */
+/** The family's decode step for one mixer's hooks (scan/walk.wgsl over one step), launched by {@link scanStep}. */
 export function scanStepKernel(name: string, hooks: string): KernelSource {
-  return source(`${name}Step`, grid, hooks, scan, stepBody);
+  return source(`${name}Step`, grid, hooks, scan, walkBody);
 }
 
 /** The sizes every pass reads: rows (independent sequences), steps, channels and states. */
@@ -97,13 +113,28 @@ function carry(gpu: WebGPUBackend, s: ScanSizes, nFirst: boolean, reverse: boole
   });
 }
 
+/** Whether a forward walks ({@link SCAN_FLAG}): only where no gradient is recorded. */
+function walks(gpu: WebGPUBackend): boolean {
+  if (tf.engine().state.gradientDepth > 0) return false;
+  const chosen = tf.env().get(SCAN_FLAG);
+  if (chosen === 'walk' || chosen === 'chunks') return chosen === 'walk';
+  if (chosen !== 'auto') throw new Error(`tfjs-mixers: flag ${SCAN_FLAG} must be 'auto', 'chunks' or 'walk'; received ${JSON.stringify(chosen)}.`);
+  return onSwiftShader(gpu);
+}
+
 /**
  * The forward: the output (`outShape`, written at the hooks' seqAt), the final state
  * (`stateShape`), and two tensors the backward needs: the state entering each chunk and each
- * chunk's total log decay, `[rows, chunks, E·N]`.
+ * chunk's total log decay, `[rows, chunks, E·N]`; where the forward walks (no gradient is
+ * recorded), these two are empty.
  */
 export function scanForward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSizes, l: ScanLaunch,
   start: tf.TensorInfo | undefined, outShape: number[], stateShape: number[]): tf.TensorInfo[] {
+  if (walks(gpu)) {
+    const [out, state] = walk(gpu, kernels.walk, s, l, start, outShape, stateShape, WALK_WG);
+    // no chunk states: nothing is saved for a backward, since none is recorded
+    return [out!, state!, gpu.makeTensorInfo([0], 'float32'), gpu.makeTensorInfo([0], 'float32')];
+  }
   const chunkShape = [s.rows, s.chunks, s.E * s.N];
   const launch = { params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.chunks * s.E, WG) };
   const [ends, decays] = runKernel(gpu, kernels.chunkStates, { ...launch, inputs: l.inputs, outputs: [chunkShape, chunkShape] });
@@ -138,9 +169,20 @@ export function scanBackward(gpu: WebGPUBackend, kernels: ScanKernels, s: ScanSi
 /** One decode step (T = 1): the output (`outShape`) and the next state, shaped as `state`. */
 export function scanStep(gpu: WebGPUBackend, step: KernelSource, s: ScanSizes, l: ScanLaunch,
   state: tf.TensorInfo, outShape: number[]): tf.TensorInfo[] {
-  return runKernel(gpu, step, {
-    inputs: [...l.inputs, state], outputs: [outShape, state.shape],
-    params: paramsOf(s, l.tail), constants: { WG, ...constantsOf(l) }, workgroups: grid1d(s.rows * s.E, WG),
+  return walk(gpu, step, s, l, state, outShape, state.shape, WG);
+}
+
+/**
+ * One launch of scan/walk.wgsl: the output and the final state from `start` (or 0), one
+ * invocation per (row, e) in workgroups of `wg`.
+ */
+function walk(gpu: WebGPUBackend, kernel: KernelSource, s: ScanSizes, l: ScanLaunch, start: tf.TensorInfo | undefined,
+  outShape: number[], stateShape: number[], wg: number): tf.TensorInfo[] {
+  return runKernel(gpu, kernel, {
+    // an absent initial state is bound to a buffer the kernel never reads
+    inputs: [...l.inputs, start ?? l.inputs[0]!], outputs: [outShape, stateShape],
+    params: paramsOf(s, l.tail), constants: { WG: wg, ...constantsOf(l), HAS_START: start ? 1 : 0 },
+    workgroups: grid1d(s.rows * s.E, wg),
   });
 }
 
