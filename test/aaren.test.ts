@@ -13,7 +13,7 @@ import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
 import type { Implementation } from '../src/validate.js';
 import {
-  EPS32, REFERENCE_BACKENDS, describeOn, scanAs, scansOn, underScan, withScan, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, seededUniform, values,
+  EPS32, REFERENCE_BACKENDS, describeOn, describeScans, underScan, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, seededUniform, values,
 } from './helpers.js';
 
 const C = AAREN_CHUNK;
@@ -286,8 +286,7 @@ const tensors = (c: Case, x: Inputs) => ({
 /** Tokens [t0, t1) of a `[B, T, H, K]` tensor. */
 const tokens = (x: tf.Tensor4D, t0: number, t1: number) => x.slice([0, t0, 0, 0], [-1, t1 - t0, -1, -1]);
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) for (const scan of scansOn(backend)) describeOn(backend, withScan('aaren', scan), () => {
-  scanAs(scan);
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeScans(backend, 'aaren', () => {
   // the reference on cpu and wasm, the WGSL scan kernels on webgpu
   const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'auto';
   const kernels = backend === 'webgpu';

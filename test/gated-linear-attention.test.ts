@@ -16,7 +16,7 @@ import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import {
   gatedLinearAttentionGradOracle, gatedLinearAttentionMagnitudes, gatedLinearAttentionOracle, type GlaDims, type GlaInputs,
 } from './oracle/gated-linear-attention.js';
-import { describeOn, EPS32, scanAs, scansOn, underScan, withScan, expectNoLeaks, launchedPipelines, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
+import { describeOn, describeScans, EPS32, underScan, expectNoLeaks, launchedPipelines, maxAbs, REFERENCE_BACKENDS, seededUniform, values } from './helpers.js';
 
 const c = GLA_CHUNK;
 
@@ -214,8 +214,7 @@ function tensorsOf(s: Case) {
   return { q: t('q'), k: t('k'), v: t('v'), g: t('g'), initialState: s.initialState ? t('initialState') : undefined };
 }
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) for (const scan of scansOn(backend)) describeOn(backend, withScan('gatedLinearAttention', scan), () => {
-  scanAs(scan);
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeScans(backend, 'gatedLinearAttention', () => {
   // the reference on cpu and wasm, the WGSL kernels on webgpu
   const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'auto';
   const withState = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: { initialState?: tf.Tensor4D; scale?: number } = {}) =>

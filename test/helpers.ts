@@ -38,21 +38,7 @@ export function describeOn(backend: TestBackend, name: string, body: () => void)
   });
 }
 
-/**
- * The scan family's forwards where no gradient is recorded ({@link SCAN_FLAG}): the chunks'
- * parallel passes, a GPU's, and the walk, SwiftShader's by default. On webgpu the tests of the
- * scan mixers' untaped calls run under both (`[null]` elsewhere: one run, no flag).
- */
-export const scansOn = (backend: TestBackend): Array<'chunks' | 'walk' | null> => backend === 'webgpu' ? ['chunks', 'walk'] : [null];
-
-/** In a describe block: its tests run the scan family's untaped forwards as `scan`, and 'auto' after. */
-export function scanAs(scan: 'chunks' | 'walk' | null): void {
-  if (scan === null) return;
-  beforeAll(() => { tf.env().set(SCAN_FLAG, scan); });
-  afterAll(() => { tf.env().set(SCAN_FLAG, 'auto'); });
-}
-
-/** `run` with the scan family's untaped forwards as `scan`, then 'auto' again. */
+/** `run` with the scan family's untaped forwards as `scan` ({@link SCAN_FLAG}), then 'auto' again. */
 export async function underScan<T>(scan: 'chunks' | 'walk', run: () => Promise<T>): Promise<T> {
   tf.env().set(SCAN_FLAG, scan);
   try {
@@ -62,8 +48,23 @@ export async function underScan<T>(scan: 'chunks' | 'walk', run: () => Promise<T
   }
 }
 
-/** A describe block's name with the scan it runs, where it names one. */
-export const withScan = (name: string, scan: 'chunks' | 'walk' | null): string => scan ? `${name} (scan: ${scan})` : name;
+/**
+ * {@link describeOn} for tests of the scan mixers' untaped calls: on webgpu the block runs twice,
+ * its forwards where no gradient is recorded as the chunks' parallel passes (a GPU's) and as the
+ * walk (SwiftShader's by default), named so; elsewhere once. `body` gets the scan it runs (null
+ * off webgpu).
+ */
+export function describeScans(backend: TestBackend, name: string, body: (scan: 'chunks' | 'walk' | null) => void): void {
+  for (const scan of backend === 'webgpu' ? (['chunks', 'walk'] as const) : [null]) {
+    describeOn(backend, scan ? `${name} (scan: ${scan})` : name, () => {
+      if (scan) {
+        beforeAll(() => { tf.env().set(SCAN_FLAG, scan); });
+        afterAll(() => { tf.env().set(SCAN_FLAG, 'auto'); });
+      }
+      body(scan);
+    });
+  }
+}
 
 /**
  * The label of every pipeline that `run` sets in a compute pass, in order: the kernels it

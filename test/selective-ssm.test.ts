@@ -3,7 +3,7 @@ import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ops, type Implementation } from '../src/index.js';
 import { scanCases, scanInputs, scanOracle, scanShapes, scanTensors, scanTerms, type Case, type Name } from './selective-ssm-cases.js';
-import { EPS32, REFERENCE_BACKENDS, describeOn, scanAs, scansOn, withScan, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, describeScans, expectNoLeaks, expectWithinDerivedTolerance, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 const cases = scanCases(2, [65, 110]);
 
@@ -129,9 +129,8 @@ function sameSums(a: ArrayLike<number>, b: ArrayLike<number>, n: number): number
   return 2 * n * EPS32 * Math.max(1, maxAbs(a), maxAbs(b));
 }
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) for (const scan of scansOn(backend)) {
-  describeOn(backend, withScan('selectiveScan properties', scan), () => {
-    scanAs(scan);
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
+  describeScans(backend, 'selectiveScan properties', () => {
     const impl: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
 
     it('token-by-token selectiveScanStep equals the chunked scan (output and state)', async () => {
