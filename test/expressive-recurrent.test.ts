@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Implementation } from '../src/validate.js';
 import { expressiveAttentionRecurrentStep } from '../src/mixers/expressive-attention/op.js';
-import { expressiveAttention } from '../src/mixers/expressive-attention/layer.js';
+import { EXPRESSIVE_PREFILL_CHUNK_FLAG, expressiveAttention } from '../src/mixers/expressive-attention/layer.js';
 import {
   EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, EXPRESSIVE_ATTENTION_RECURRENT_SUMS,
 } from '../src/mixers/expressive-attention/kernel.js';
 import {
-  layerDecodeOracle, recurrentOracle, stateOracle, type AttentionWeights, type RecurrentCase,
+  gamma, layerDecodeOracle, recurrentOracle, stateOracle, type AttentionWeights, type RecurrentCase,
 } from './oracle/expressive-recurrent.js';
 import {
   REFERENCE_BACKENDS, decodeSteps, describeOn, expectNoLeaks, launchedPipelines, mulberry32, seededUniform, stepLaunches, values, type TestBackend,
@@ -202,20 +202,28 @@ function rowTokens(xs: Float32Array, T: number, D: number, b: number, n: number)
   return xs.slice(b * T * D, (b * T + n) * D);
 }
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
-  describeOn(backend, 'ExpressiveAttention recurrent prefill', () => {
+// on webgpu, prompts taken whole (the default at these lengths) and in chunks of 4 tokens
+const prefillRuns = [...REFERENCE_BACKENDS.map((backend) => ({ backend, chunk: null })),
+  { backend: 'webgpu', chunk: 'auto' }, { backend: 'webgpu', chunk: 4 }] as const;
+for (const { backend, chunk } of prefillRuns) {
+  describeOn(backend, `ExpressiveAttention recurrent prefill${chunk === null ? '' : ` (chunk: ${chunk})`}`, () => {
     const implementation: Implementation = backend === 'webgpu' ? 'webgpu' : 'reference';
+    if (chunk !== null) {
+      beforeAll(() => { tf.env().set(EXPRESSIVE_PREFILL_CHUNK_FLAG, chunk); });
+      afterAll(() => { tf.env().set(EXPRESSIVE_PREFILL_CHUNK_FLAG, 'auto'); });
+    }
 
     it(`(${implementation}) equals stepping each row alone: ragged lengths, with and without a state, and a step after`, async () => {
       const { H, Hkv, K, D, epsilon } = PREFILL;
       const P = (K * (K + 1)) / 2;
       const layer = prefillLayer(implementation, 31);
       const w = await weightsOf(layer);
-      // a first prompt from the empty state (lengths 2, 3, 0 of T = 3), a second one continuing it
-      // (lengths 5, 0, 3 of T = 5: all of it, none, part), then one step
+      // a first prompt from the empty state (lengths 5, 6, 0 of T = 6), a second one continuing it
+      // (lengths 5, 0, 3 of T = 5: all of it, none, part), then one step; in chunks of 4 both
+      // prompts read states that part of their rows' tokens made
       const B = 3;
-      const [T1, T2] = [3, 5];
-      const [len1, len2] = [[2, 3, 0], [5, 0, 3]];
+      const [T1, T2] = [6, 5];
+      const [len1, len2] = [[5, 6, 0], [5, 0, 3]];
       const [x1s, x2s, x3s] = [seededUniform(32, B * T1 * D), seededUniform(33, B * T2 * D), seededUniform(34, B * D)];
       const x1 = tf.tensor3d(x1s, [B, T1, D]);
       const x2 = tf.tensor3d(x2s, [B, T2, D]);
@@ -230,7 +238,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         // s1 read after the second prefill and the step: they leave their input state intact
         positions: [Array.from(await s1.positions.data()), Array.from(await s2.positions.data()), Array.from(await s3.positions.data())],
       };
-      expect(got.positions).toEqual([len1, [7, 3, 3], [8, 4, 4]]);
+      expect(got.positions).toEqual([len1, [10, 6, 3], [11, 7, 4]]);
       // padded positions: unspecified but finite
       expect([...got.y1, ...got.y2].every(Number.isFinite)).toBe(true);
       for (let b = 0; b < B; b++) {
@@ -286,8 +294,8 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
       const { D } = PREFILL;
       const layer = prefillLayer(implementation, 41);
       const B = 2;
-      const T = 4;
-      const lengths = [2, 4];
+      const T = 6;
+      const lengths = [2, 6];
       const clean = seededUniform(42, B * T * D);
       const dirty = clean.slice();
       for (let i = 2 * D; i < T * D; i++) dirty[i] = i % 2 ? NaN : Infinity; // row 0's padded tokens
@@ -313,7 +321,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
     it(`(${implementation}) prefill and step leak no tensors, and an empty prompt copies the state`, async () => {
       const { D } = PREFILL;
       const layer = prefillLayer(implementation, 51);
-      const x = tf.randomNormal([2, 3, D]) as tf.Tensor3D;
+      const x = tf.randomNormal([2, 6, D]) as tf.Tensor3D;
       const token = tf.randomNormal([2, D]) as tf.Tensor2D;
       const empty = tf.zeros([2, 0, D]) as tf.Tensor3D;
       await expectNoLeaks(async () => {
@@ -322,7 +330,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         const [y3, s3] = layer.step(token, s2);
         const [y4, s4] = layer.prefill(empty, s3);
         expect(y4.shape).toEqual([2, 0, D]);
-        expect(await s4.positions.array()).toEqual([7, 5]);
+        expect(await s4.positions.array()).toEqual([10, 8]);
         await y3.data();
         tf.dispose([y1, s1, y2, s2, y3, s3, y4, s4]);
       });
@@ -370,60 +378,103 @@ function phi64(x: ArrayLike<number>, at: number, K: number, scale = 1): number[]
 describeOn('webgpu', 'ExpressiveAttention recurrent prefill kernels against float64', () => {
   const u = 2 ** -24;
   for (const K of [1, 2, 3, 5, 8, 16, 17, 33]) {
-    it(`K = ${K}: the prompt's sums and the state's readout of every query, within their rounding bounds`, async () => {
-      const [B, T, H, Hkv] = [2, 4, 4, 2];
+    it(`K = ${K}: the states along the prompt, in chunks and whole, within their rounding bounds`, async () => {
+      const [B, T, Hkv] = [2, 9, 2];
       const P = (K * (K + 1)) / 2;
-      const lengths = [4, 2];
-      const [q, k, v] = [seededUniform(K, B * T * H * K), seededUniform(K + 1, B * T * Hkv * K), seededUniform(K + 2, B * T * Hkv * K)];
+      const lengths = [9, 6];
+      const [k, v] = [seededUniform(K + 1, B * T * Hkv * K), seededUniform(K + 2, B * T * Hkv * K)];
       const [M, z] = [seededUniform(K + 3, B * Hkv * P * K), seededUniform(K + 4, B * Hkv * P)];
-      const scale = 1 / Math.sqrt(K);
-      const tq = tf.tensor4d(q, [B, T, H, K]);
       const [tk, tv] = [tf.tensor4d(k, [B, T, Hkv, K]), tf.tensor4d(v, [B, T, Hkv, K])];
       const [tM, tz, tLengths] = [tf.tensor4d(M, [B, Hkv, P, K]), tf.tensor3d(z, [B, Hkv, P]), tf.tensor1d(lengths, 'int32')];
-      const [gotM, gotZ] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k: tk, v: tv, lengths: tLengths, M: tM, z: tz }) as tf.Tensor[];
-      const [gotN, gotS] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q: tq, M: tM, z: tz }, { scale }) as tf.Tensor[];
-      const [m1, z1, n0, s0] = [await values(gotM!), await values(gotZ!), await values(gotN!), await values(gotS!)];
-      for (let b = 0; b < B; b++) {
-        for (let hk = 0; hk < Hkv; hk++) {
-          // the sums: a float32 sum of len + 1 terms (the state's and each real token's φ(k)·v,
-          // φ off by 3 roundings): (len + 4)·u of the sum of magnitudes
-          const feats = Array.from({ length: lengths[b]! }, (_, t) => phi64(k, ((b * T + t) * Hkv + hk) * K, K));
-          for (let p = 0; p < P; p++) {
-            const row = (b * Hkv + hk) * P + p;
-            const n = lengths[b]! + 4;
-            let [want, size] = [z[row]!, Math.abs(z[row]!)];
-            feats.forEach((f) => { want += f[p]!; size += Math.abs(f[p]!); });
-            expect(Math.abs(z1[row]! - want), `z, row ${row}`).toBeLessThanOrEqual(n * u * size);
-            for (let c = 0; c < K; c++) {
-              let [wantM, sizeM] = [M[row * K + c]!, Math.abs(M[row * K + c]!)];
-              feats.forEach((f, t) => {
-                const term = f[p]! * v[((b * T + t) * Hkv + hk) * K + c]!;
-                wantM += term;
-                sizeM += Math.abs(term);
-              });
-              expect(Math.abs(m1[row * K + c]! - wantM), `M, row ${row}, channel ${c}`).toBeLessThanOrEqual(n * u * sizeM);
-            }
-          }
-        }
-        // the readout: each query against its kv head's state before the prompt; φ(scale·q) off by
-        // five roundings and each product by one, summed compensated: 8u of the sum of magnitudes
-        for (let t = 0; t < T; t++) {
-          for (let h = 0; h < H; h++) {
-            const query = (b * T + t) * H + h;
-            const kvRow = b * Hkv + Math.floor((h * Hkv) / H);
-            const f = phi64(q, query * K, K, scale);
-            let [wantS, sizeS] = [0, 0];
-            f.forEach((x, p) => { wantS += x * z[kvRow * P + p]!; sizeS += Math.abs(x * z[kvRow * P + p]!); });
-            expect(Math.abs(s0[query]! - Math.max(wantS, 0)), `S0, query ${query}`).toBeLessThanOrEqual(8 * u * sizeS);
-            for (let c = 0; c < K; c++) {
-              let [want, size] = [0, 0];
-              f.forEach((x, p) => { const term = x * M[(kvRow * P + p) * K + c]!; want += term; size += Math.abs(term); });
-              expect(Math.abs(n0[query * K + c]! - want), `N0, query ${query}, channel ${c}`).toBeLessThanOrEqual(8 * u * size);
+      // chunks of 4: the states after 0, 4, 8 tokens and the prompt (E = ⌈9/4⌉ + 1); chunk 0: after the prompt
+      const misses: string[] = [];
+      for (const [chunk, E] of [[4, 4], [0, 1]] as const) {
+        const [gotMs, gotZs] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k: tk, v: tv, lengths: tLengths, M: tM, z: tz }, { chunk }) as tf.Tensor[];
+        expect([gotMs!.shape, gotZs!.shape]).toEqual([[B * Hkv, E, P, K], [B * Hkv, E, P]]);
+        const [ms, zs] = [await values(gotMs!), await values(gotZs!)];
+        tf.dispose([gotMs!, gotZs!]);
+        for (let b = 0; b < B; b++) {
+          for (let hk = 0; hk < Hkv; hk++) {
+            const feats = Array.from({ length: lengths[b]! }, (_, t) => phi64(k, ((b * T + t) * Hkv + hk) * K, K));
+            for (let j = 0; j < E; j++) {
+              // entry j adds the first n real tokens to the state: a float32 sum of n + 1 terms (the
+              // state's and each token's φ(k)·v, φ off by 3 roundings): (n + 4)·u of the sum of magnitudes
+              const n = chunk === 0 ? lengths[b]! : Math.min(j * chunk, lengths[b]!);
+              for (let p = 0; p < P; p++) {
+                const row = (b * Hkv + hk) * P + p;
+                const at = ((b * Hkv + hk) * E + j) * P + p;
+                let [want, size] = [z[row]!, Math.abs(z[row]!)];
+                feats.slice(0, n).forEach((f) => { want += f[p]!; size += Math.abs(f[p]!); });
+                if (Math.abs(zs[at]! - want) > (n + 4) * u * size) misses.push(`chunk ${chunk}, entry ${j}, z row ${row}`);
+                for (let c = 0; c < K; c++) {
+                  let [wantM, sizeM] = [M[row * K + c]!, Math.abs(M[row * K + c]!)];
+                  feats.slice(0, n).forEach((f, t) => {
+                    const term = f[p]! * v[((b * T + t) * Hkv + hk) * K + c]!;
+                    wantM += term;
+                    sizeM += Math.abs(term);
+                  });
+                  if (Math.abs(ms[at * K + c]! - wantM) > (n + 4) * u * sizeM) misses.push(`chunk ${chunk}, entry ${j}, M row ${row}, channel ${c}`);
+                }
+              }
             }
           }
         }
       }
-      tf.dispose([tq, tk, tv, tM, tz, tLengths, gotM!, gotZ!, gotN!, gotS!]);
+      expect(misses, 'entries outside their bound').toEqual([]);
+      tf.dispose([tk, tv, tM, tz, tLengths]);
+    });
+
+    it(`K = ${K}: each query's output from its chunk's attention and the state entering the chunk, within its rounding bound`, async () => {
+      // T = 9 in chunks of 4 (the last block of four tokens runs past T), E = 3 states per kv head
+      const [B, T, H, Hkv, C, E] = [2, 9, 4, 2, 4, 3];
+      const P = (K * (K + 1)) / 2;
+      const scale = 1 / Math.sqrt(K);
+      const floor = 1e-6;
+      const q = seededUniform(K, B * T * H * K);
+      const M = seededUniform(K + 5, B * Hkv * E * P * K);
+      // z as a state's: the features of a few keys summed, so φ(scale·q)·z = Σ (scale·q·k)² > 0
+      const keys = seededUniform(K + 6, B * Hkv * E * 3 * K);
+      const z = new Float32Array(B * Hkv * E * P);
+      for (let e = 0; e < B * Hkv * E; e++) {
+        for (let s = 0; s < 3; s++) phi64(keys, (e * 3 + s) * K, K).forEach((f, p) => { z[e * P + p]! += f; });
+      }
+      const own = seededUniform(K + 7, B * T * H * K);
+      const denominators = seededUniform(K + 8, B * H * T, 0.5, 2);
+      const [got] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, {
+        q: tf.tensor4d(q, [B, T, H, K]), M: tf.tensor4d(M, [B * Hkv, E, P, K]), z: tf.tensor3d(z, [B * Hkv, E, P]),
+        o: tf.tensor4d(own, [B, T, H, K]), denominators: tf.tensor3d(denominators, [B, H, T]),
+      }, { scale, chunk: C, floor }) as tf.Tensor[];
+      const out = await values(got!);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          for (let h = 0; h < H; h++) {
+            const query = (b * T + t) * H + h;
+            const entry = (b * Hkv + Math.floor((h * Hkv) / H)) * E + Math.floor(t / C);
+            const f = phi64(q, query * K, K, scale);
+            // N₀ and S₀ as the step's readout: φ(scale·q) off by five roundings and each product by
+            // one, summed compensated: γ₈ of the sum of magnitudes
+            let [S, sizeS] = [0, 0];
+            f.forEach((x, p) => { S += x * z[entry * P + p]!; sizeS += Math.abs(x * z[entry * P + p]!); });
+            const S0 = Math.max(S, 0);
+            const dS = gamma(8) * sizeS;
+            const d = Math.max(S0 + denominators[(b * H + h) * T + t]!, floor);
+            for (let c = 0; c < K; c++) {
+              let [N, sizeN] = [0, 0];
+              f.forEach((x, p) => { const term = x * M[(entry * P + p) * K + c]!; N += term; sizeN += Math.abs(term); });
+              const op = own[query * K + c]!;
+              const num = N - S0 * op;
+              const want = op + num / d;
+              // then S₀·o_p, the difference and S₀ + d round once each, the quotient and the sum
+              // once more: first order in the sums' errors, the denominator bounded below by d − Δd
+              const dNum = gamma(8) * sizeN + Math.abs(op) * dS + gamma(2) * (Math.abs(N) + Math.abs(S0 * op));
+              const dDen = dS + gamma(1) * d;
+              const bound = (dNum + Math.abs(num / d) * dDen) / (d - dDen) + gamma(2) * (Math.abs(num / d) + Math.abs(want));
+              expect(Math.abs(out[query * K + c]! - want), `token ${t}, head ${h}, row ${b}, channel ${c}`).toBeLessThanOrEqual(bound);
+            }
+          }
+        }
+      }
+      tf.dispose(got!);
     });
   }
 });
@@ -438,7 +489,7 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
     layer.dispose();
   });
 
-  it('a prefill runs one attention pass and forms its state in one launch, with no tfjs features', async () => {
+  it('a prefill forms its states in one launch and its outputs in one attention pass and one readout, with no tfjs features', async () => {
     const layer = prefillLayer('webgpu', 72);
     const x = tf.tensor3d(seededUniform(73, 2 * 5 * PREFILL.D), [2, 5, PREFILL.D]);
     const prefill = (state?: ExpressiveAttentionRecurrentState) => launchedPipelines(async () => {
@@ -448,27 +499,42 @@ describeOn('webgpu', 'ExpressiveAttention recurrent step launches', () => {
     });
     const [, given] = layer.prefill(x, undefined, { lengths: [5, 3] }) as [tf.Tensor3D, ExpressiveAttentionRecurrentState];
     await prefill(given);
-    const attention = (ran: string[]) => ran.filter((label) => label.startsWith('ExpressiveAttentionSplit'));
-    // from the empty state: after the attention, the output projection, the positions' add, the sums
-    const fresh = await prefill();
-    expect(attention(fresh)).toEqual(['ExpressiveAttentionSplitK4']);
-    expect(fresh.slice(fresh.indexOf('DenseVec4'))).toEqual(['DenseVec4', 'BinaryOpProgram', 'ExpressiveAttentionRecurrentSumsK4']);
-    expect(fresh.filter((label) => /Concat|MatMul|Transpose|Reduce/.test(label))).toEqual([]);
-    // continuing a state: one attention pass too, its denominators read beside o, where a second
-    // pass over values of ones formed them
-    const continued = await prefill(given);
-    expect(attention(continued)).toEqual(['ExpressiveAttentionSplitK4']);
-    expect(continued.slice(-2)).toEqual(['BinaryOpProgram', 'ExpressiveAttentionRecurrentSumsK4']);
-    // and the queries' share of the state is one launch, with no tfjs features or matMul
-    expect(continued).toContain('ExpressiveAttentionRecurrentPromptReadoutK4');
-    expect(continued.filter((label) => /Concat|MatMul|Reduce/.test(label))).toEqual([]);
-    // rows all whole: no padding to zero, so no select at all
-    const whole = await launchedPipelines(async () => {
+    // after the padding's zeros and q|k|v: the prompt taken whole (5 tokens, the default), from the
+    // empty state the state and the attention, then the output projection and the positions' add
+    const whole = ['ExpressiveAttentionRecurrentSumsK4', 'ExpressiveAttentionSplitK4'];
+    const tail = ['DenseVec4', 'BinaryOpProgram'];
+    expect(await prefill()).toEqual(['FillPadding', 'DenseGroups', ...whole, ...tail]);
+    // continuing a state: its readout adds the state's share to the attention's outputs, which
+    // return their denominators beside them
+    const readout = 'ExpressiveAttentionRecurrentPromptReadoutK4';
+    expect(await prefill(given)).toEqual(['FillPadding', 'DenseGroups', ...whole, readout, ...tail]);
+    // in chunks of 4: the states entering each chunk with the one after the prompt, which two slices
+    // take out, and the attention within each chunk (segment ids: packed, then their order)
+    tf.env().set(EXPRESSIVE_PREFILL_CHUNK_FLAG, 4);
+    try {
+      const chunked = ['ExpressiveAttentionRecurrentSumsK4', 'SliceProgram', 'SliceProgram', 'PackInts', 'SegmentOrder',
+        'ExpressiveAttentionSplitK4', readout];
+      expect(await prefill()).toEqual(['FillPadding', 'DenseGroups', ...chunked, ...tail]);
+      expect(await prefill(given)).toEqual(['FillPadding', 'DenseGroups', ...chunked, ...tail]);
+    } finally {
+      tf.env().set(EXPRESSIVE_PREFILL_CHUNK_FLAG, 'auto');
+    }
+    // rows all whole: no padding to zero
+    const full = await launchedPipelines(async () => {
       const [y, next] = layer.prefill(x, undefined, { lengths: [5, 5] });
       await y.data();
       tf.dispose([y, next]);
     });
-    expect(whole.filter((label) => label.startsWith('Select'))).toEqual([]);
+    expect(full).toEqual(['DenseGroups', ...whole, ...tail]);
+    // a chunk the readout cannot take is named
+    for (const bad of [6, 0, '4']) {
+      tf.env().set(EXPRESSIVE_PREFILL_CHUNK_FLAG, bad as number);
+      try {
+        expect(() => layer.prefill(x)).toThrow(/flag MIXERS_EXPRESSIVE_PREFILL_CHUNK must be 'auto' or a number of tokens that is a positive multiple of 4; received/);
+      } finally {
+        tf.env().set(EXPRESSIVE_PREFILL_CHUNK_FLAG, 'auto');
+      }
+    }
     tf.dispose([x, given]);
     layer.dispose();
   });

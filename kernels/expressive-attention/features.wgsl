@@ -46,3 +46,10 @@ fn addCompensated(s: ptr<function, V>, c: ptr<function, V>, x: V) {
   *c += select((x - t) + *s, (*s - t) + x, abs(*s) >= abs(x));
   *s = t;
 }
+
+// addCompensated for one float, where V has four lanes
+fn addCompensatedScalar(s: ptr<function, f32>, c: ptr<function, f32>, x: f32) {
+  let t = *s + x;
+  *c += select((x - t) + *s, (*s - t) + x, abs(*s) >= abs(x));
+  *s = t;
+}

@@ -25,15 +25,21 @@ export const EXPRESSIVE_ATTENTION_DKV = 'MixersExpressiveAttentionGradKV';
 /** One recurrent decode step; three outputs: o `[B, H, K]`, M' `[B, Hkv, P, K]`, z' `[B, Hkv, P]`. */
 export const EXPRESSIVE_ATTENTION_RECURRENT_STEP = 'MixersExpressiveAttentionRecurrentStep';
 /**
- * A recurrent prefill's state, no gradient: inputs k, v `[B, T, Hkv, K]`, lengths int32 `[B]`,
- * M `[B, Hkv, P, K]` and z `[B, Hkv, P]`; outputs M' and z', the sums after each row's real tokens
- * (`kernels/expressive-attention/recurrent-sums.wgsl`).
+ * A recurrent prefill's states, no gradient: inputs k, v `[B, T, Hkv, K]`, lengths int32 `[B]`,
+ * M `[B, Hkv, P, K]` and z `[B, Hkv, P]`, attr `chunk`; outputs Ms `[B·Hkv, E, P, K]` and
+ * zs `[B·Hkv, E, P]`, the sums after some of each row's real tokens
+ * (`kernels/expressive-attention/recurrent-sums.wgsl`): with `chunk` C ≥ 1, E = ⌈T/C⌉ + 1, entry j
+ * after min(j·C, lengths[b]) tokens (the state entering each chunk of C, then after the prompt);
+ * with `chunk` 0, E = 1, after all of them.
  */
 export const EXPRESSIVE_ATTENTION_RECURRENT_SUMS = 'MixersExpressiveAttentionRecurrentSums';
 /**
- * A recurrent prefill's readout of the state it continues, no gradient: inputs q `[B, T, H, K]`
- * (unscaled), M `[B, Hkv, P, K]`, z `[B, Hkv, P]`, attr `scale`; outputs N₀ = φ(scale·q)·M
- * `[B, T, H, K]` and S₀ = max(φ(scale·q)·z, 0) `[B, T, H, 1]`, compensated over the P rows
+ * A recurrent prefill's outputs from the states its queries continue, no gradient: inputs q
+ * `[B, T, H, K]` (unscaled), M `[B·Hkv, E, P, K]`, z `[B·Hkv, E, P]`, and the chunks' own
+ * attention o `[B, T, H, K]` with its denominators `[B, H, T]`; attrs `scale`, `chunk` C
+ * (E ≥ ⌈T/C⌉; C a multiple of 4 or at least T: four tokens share each load) and `floor`; output,
+ * for query t and its kv head's entry ⌊t/C⌋, o + (N₀ − S₀·o)/max(S₀ + d, floor) with
+ * N₀ = φ(scale·q)·M and S₀ = max(φ(scale·q)·z, 0), compensated over the P rows
  * (`kernels/expressive-attention/recurrent-prompt-readout.wgsl`).
  */
 export const EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT = 'MixersExpressiveAttentionRecurrentPromptReadout';
@@ -130,8 +136,8 @@ const PREFILL_WG = 64;
 const prefillSources = new Map<string, KernelSource>();
 
 /**
- * One of the recurrent prefill's kernels, an invocation per column of a state row or query
- * (`body`, after φ's helpers), at head dimension K: its lanes and φ's rows are WGSL constants.
+ * One of the recurrent prefill's kernels (`body`, after φ's helpers) at head dimension K: its
+ * lanes and φ's rows are WGSL constants.
  */
 function prefillKernel(label: string, body: string, K: number): KernelSource {
   const key = `${label}|${K}`;
@@ -148,15 +154,18 @@ function prefillKernel(label: string, body: string, K: number): KernelSource {
 registerKernelOnce({
   kernelName: EXPRESSIVE_ATTENTION_RECURRENT_SUMS,
   backendName: 'webgpu',
-  kernelFunc: ({ inputs, backend }) => {
+  kernelFunc: ({ inputs, backend, attrs }) => {
     const { k, v, lengths, M, z } = namedInputs(inputs, 'k', 'v', 'lengths', 'M', 'z');
     const [B, T, Hkv, K] = k.shape as [number, number, number, number];
     const P = (K * (K + 1)) / 2;
     const total = B * Hkv * P * (K / lanesFor(K) + 1);
+    const chunk = (attrs as { chunk: number }).chunk;
+    // chunk 0: one entry, after (0 + 1)·C ≥ T tokens
+    const [C, entries, first] = chunk > 0 ? [chunk, Math.ceil(T / chunk) + 1, 0] : [Math.max(T, 1), 1, 1];
     return runKernel(backend as WebGPUBackend, prefillKernel('RecurrentSums', recurrentSumsBody, K), {
       inputs: [k, v, lengths, M, z],
-      outputs: [M.shape, z.shape],
-      params: [{ u32: total }, { u32: T }, { u32: Hkv }, { u32: P }],
+      outputs: [[B * Hkv, entries, P, K], [B * Hkv, entries, P]],
+      params: [{ u32: total }, { u32: T }, { u32: Hkv }, { u32: P }, { u32: C }, { u32: entries }, { u32: first }],
       constants: { WG: PREFILL_WG },
       workgroups: grid1d(total, PREFILL_WG),
     });
@@ -167,14 +176,16 @@ registerKernelOnce({
   kernelName: EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT,
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { q, M, z } = namedInputs(inputs, 'q', 'M', 'z');
+    const { q, M, z, o, denominators } = namedInputs(inputs, 'q', 'M', 'z', 'o', 'denominators');
     const [B, T, H, K] = q.shape as [number, number, number, number];
-    const Hkv = M.shape[1]!;
-    const total = B * T * H * (K / lanesFor(K) + 1);
+    const [rows, entries] = M.shape as [number, number];
+    const { scale, chunk, floor } = attrs as { scale: number; chunk: number; floor: number };
+    const total = B * Math.ceil(T / 4) * H * (K / lanesFor(K));
     return runKernel(backend as WebGPUBackend, prefillKernel('RecurrentPromptReadout', promptReadoutBody, K), {
-      inputs: [q, M, z],
-      outputs: [q.shape, [B, T, H, 1]],
-      params: [{ u32: total }, { u32: H }, { u32: Hkv }, { u32: T }, { u32: (K * (K + 1)) / 2 }, { f32: (attrs as { scale: number }).scale }],
+      inputs: [q, M, z, o, denominators],
+      outputs: [q.shape],
+      params: [{ u32: total }, { u32: H }, { u32: rows / B }, { u32: T }, { u32: (K * (K + 1)) / 2 }, { u32: chunk },
+        { u32: entries }, { f32: scale }, { f32: floor }],
       constants: { WG: PREFILL_WG },
       workgroups: grid1d(total, PREFILL_WG),
     });

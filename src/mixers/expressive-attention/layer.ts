@@ -60,6 +60,35 @@ const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
  * Σ s² ≈ 2⁻⁸⁶.
  */
 const SUM_EPSILON = 2 ** 40;
+
+/**
+ * The tfjs flag that sets how a recurrent prefill on the kernels cuts its prompt: `'auto'` (the
+ * default; chunks of {@link PREFILL_CHUNK} tokens where that computes less than attending over
+ * the whole prompt, see {@link prefillChunk}) or a number of tokens C, a multiple of 4 (the
+ * readout's kernel takes four tokens at a time), chunks of C in every prompt longer than C.
+ */
+export const EXPRESSIVE_PREFILL_CHUNK_FLAG = 'MIXERS_EXPRESSIVE_PREFILL_CHUNK';
+tf.env().registerFlag(EXPRESSIVE_PREFILL_CHUNK_FLAG, () => 'auto');
+
+/** Tokens per chunk of a recurrent prefill on the kernels, by default. */
+const PREFILL_CHUNK = 64;
+
+/**
+ * The chunk of a recurrent prefill of T tokens with P = K(K+1)/2 state rows on the kernels, or 0
+ * to take the prompt whole ({@link EXPRESSIVE_PREFILL_CHUNK_FLAG}). Per query, attending over the
+ * whole prompt costs about 2·T·K flops (half of it, a product and an update per key), a chunk of C
+ * 2·C·K and reading the state entering it 2·P·K, which a prompt that continues a state pays
+ * anyway: chunks pay where T > C + P (T > C when continuing).
+ */
+function prefillChunk(T: number, P: number, continuing: boolean): number {
+  const chosen = tf.env().get(EXPRESSIVE_PREFILL_CHUNK_FLAG);
+  if (chosen === 'auto') return T > PREFILL_CHUNK + (continuing ? 0 : P) ? PREFILL_CHUNK : 0;
+  if (typeof chosen !== 'number' || !Number.isInteger(chosen) || chosen < 4 || chosen % 4 !== 0) {
+    throw new Error(`tfjs-mixers: flag ${EXPRESSIVE_PREFILL_CHUNK_FLAG} must be 'auto' or a number of tokens that is a positive ` +
+      `multiple of 4; received ${JSON.stringify(chosen)}.`);
+  }
+  return T > chosen ? chosen : 0;
+}
 const OPTIONS = optionNames<Omit<ExpressiveAttentionArgs, keyof WindowedAttentionLayerArgs>>({ epsilon: true, decode: true });
 
 /**
@@ -253,12 +282,19 @@ export class ExpressiveAttention extends AttentionLayer {
         const [q, k] = this.rotate(q0!.reshape([B, T, H, K]) as tf.Tensor4D,
           k0!.reshape([B, T, Hkv, K]) as tf.Tensor4D, { offset: start.positions });
         const v = v0!.reshape([B, T, Hkv, K]) as tf.Tensor4D;
-        // the prompt's attention to itself; right-padded, so a real query sees only real keys
-        const attention = (values: tf.Tensor4D, epsilon: number) =>
-          expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });
-        const o = given ? this.withStateShare(q, k, v, start, scale, attention) : attention(v, this.epsilon);
+        let o: tf.Tensor4D;
+        let next: Pick<ExpressiveAttentionRecurrentState, 'M' | 'z'>;
+        if (this.untapedKernels()) {
+          ({ o, ...next } = this.prefillOnKernels(q, k, v, lengths, start, given !== undefined, scale));
+        } else {
+          // the prompt's attention to itself; right-padded, so a real query sees only real keys
+          const attention = (values: tf.Tensor4D, epsilon: number) =>
+            expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });
+          o = given ? this.withStateShare(q, v, start, scale, attention) : attention(v, this.epsilon);
+          next = this.promptState(k, v, lengths, start);
+        }
         const y = this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
-        return [y, this.promptState(k, v, lengths, start)];
+        return [y, { ...next, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
       });
     } finally {
       lengths.dispose();
@@ -266,37 +302,64 @@ export class ExpressiveAttention extends AttentionLayer {
   }
 
   /**
-   * A prompt's outputs o `[B, T, H, K]` continuing the recurrent state `start`: each query also
-   * reads the state's sums at φ(scale·q),
+   * A prompt's outputs o `[B, T, H, K]` and the state after it, on the kernels (no gradient is
+   * recorded). Each chunk of C tokens ({@link prefillChunk}) reads the state entering it and
+   * attends within itself, o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S): N₀ and
+   * S₀ the state's share at φ(scale·q) (`recurrent-prompt-readout.wgsl`, compensated as the
+   * step's), o_p and ε + S the chunk's own causal attention and its denominators, one pass
+   * (`expressiveAttentionWithDenominators`). The states come from one launch that adds the real
+   * tokens in order with the step's operations (`recurrent-sums.wgsl`), so each, the last too, is
+   * the one stepping would leave, to the bit. A prompt taken whole reads the state it continues
+   * (S₀ = N₀ = 0 for an empty one), or from the empty state is the attention alone.
+   */
+  private prefillOnKernels(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, start: ExpressiveAttentionRecurrentState,
+    continuing: boolean, scale: number,
+  ): { o: tf.Tensor4D; M: tf.Tensor4D; z: tf.Tensor3D } {
+    const [B, T, , K] = q.shape;
+    const Hkv = this.numKvHeads;
+    const P = (K * (K + 1)) / 2;
+    const chunk = prefillChunk(T, P, continuing);
+    const [Ms, zs] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k, v, lengths, M: start.M, z: start.z }, { chunk }) as
+      [tf.Tensor4D, tf.Tensor3D];
+    // the last entry is the state after the prompt
+    const entries = Ms.shape[1];
+    const last = <R extends tf.Rank>(sums: tf.Tensor, shape: number[]) => (entries === 1 ? sums
+      : sums.slice([0, entries - 1], [B * Hkv, 1])).reshape(shape) as tf.Tensor<R>;
+    const M = last<tf.Rank.R4>(Ms, [B, Hkv, P, K]);
+    const z = last<tf.Rank.R3>(zs, [B, Hkv, P]);
+    if (chunk === 0 && !continuing) {
+      return { o: expressiveAttentionOp(q, k, v, { causal: true, scale, epsilon: this.epsilon, implementation: 'webgpu' }), M, z };
+    }
+    // the states the queries read: their chunk's, or the one the whole prompt continues
+    const [read, readZ, C] = chunk > 0 ? [Ms, zs, chunk] : [start.M.reshape([B * Hkv, 1, P, K]), start.z.reshape([B * Hkv, 1, P]), T];
+    const segmentIds = chunk > 0 ? tf.tensor2d(Int32Array.from({ length: B * T }, (_, i) => Math.floor((i % T) / C)), [B, T], 'int32') : undefined;
+    const [own, denominators] = expressiveAttentionWithDenominators(q, k, v, { causal: true, scale, epsilon: this.epsilon, segmentIds });
+    const [o] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q, M: read, z: readZ, o: own, denominators },
+      { scale, chunk: C, floor: Math.max(this.epsilon, 2 ** -60) }) as tf.Tensor4D[];
+    return { o: o!, M, z };
+  }
+
+  /**
+   * A prompt's outputs o `[B, T, H, K]` continuing the recurrent state `start`, off the kernels:
+   * each query also reads the state's sums at φ(scale·q),
    * o = (N₀ + N)/(ε + S₀ + S) = o_p + (N₀ − S₀·o_p)/(ε + S₀ + S), with o_p = N/(ε + S) the
    * prompt's own (`attention`, causal, at values v and ε) and S₀ = 0 = N₀ for a row whose state
-   * is empty. On the kernels (where no gradient is recorded) N₀ and S₀ are one launch
-   * (`kernels/expressive-attention/recurrent-prompt-readout.wgsl`, compensated as the step's
-   * readout) and ε + S is the attention kernel's own denominator, returned beside o; elsewhere
-   * the queries' features and a matMul form N₀ and S₀, and S comes from a second call with values 1.
+   * is empty. The queries' features and a matMul form N₀ and S₀; the op returns normalised
+   * outputs, so S comes from a second call with values 1.
    */
   private withStateShare(
-    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState, scale: number,
+    q: tf.Tensor4D, v: tf.Tensor4D, start: ExpressiveAttentionRecurrentState, scale: number,
     attention: (values: tf.Tensor4D, epsilon: number) => tf.Tensor4D,
   ): tf.Tensor4D {
-    const kernel = this.untapedKernels();
-    const [N0, S0] = (kernel
-      ? tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q, M: start.M, z: start.z }, { scale })
-      : this.stateReadout(q, start, scale)) as [tf.Tensor, tf.Tensor];
-    const floor = Math.max(this.epsilon, 2 ** -60);
-    let own: { o: tf.Tensor; denominator: tf.Tensor };
-    if (kernel) {
-      // the kernel's denominators max(ε + S, 2⁻⁶⁰) [B, H, T] beside o: one call
-      const [o, denominators] = expressiveAttentionWithDenominators(q, k, v, { causal: true, scale, epsilon: this.epsilon });
-      own = { o, denominator: tf.maximum(tf.add(S0, denominators.transpose([0, 2, 1]).expandDims(3)), floor) };
-    } else {
-      // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
-      const [B, T, H] = q.shape;
-      const w = attention(tf.onesLike(k), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
-      const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
-      own = { o: attention(v, this.epsilon), denominator: tf.maximum(tf.add(tf.add(S0, S), this.epsilon), floor) };
-    }
-    return tf.add(own.o, tf.div(tf.sub(N0, tf.mul(S0, own.o)), own.denominator)) as tf.Tensor4D;
+    const [N0, S0] = this.stateReadout(q, start, scale);
+    // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
+    const [B, T, H] = q.shape;
+    const w = attention(tf.onesLike(v), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
+    const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
+    const own = attention(v, this.epsilon);
+    const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), Math.max(this.epsilon, 2 ** -60));
+    return tf.add(own, tf.div(tf.sub(N0, tf.mul(S0, own)), denominator)) as tf.Tensor4D;
   }
 
   /**
@@ -319,26 +382,18 @@ export class ExpressiveAttention extends AttentionLayer {
   }
 
   /**
-   * The recurrent state after a right-padded prompt's real tokens (`lengths` `[B]`), from
-   * `start`: its sums M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v
-   * `[B, T, Hkv, K]`. On the kernels, where no gradient is recorded, one launch that adds the
-   * tokens in order with the step's operations (`kernels/expressive-attention/recurrent-sums.wgsl`),
-   * so that the state is the one stepping would leave, to the bit; tfjs ops (the features, a
-   * batched matMul over the prompt, a sum) took about 460 of a 1024-token prefill's 806 ms on
-   * SwiftShader. Elsewhere those ops, φ(k) and v selected to 0 at the padded tokens (0·NaN is NaN).
+   * The recurrent sums after a right-padded prompt's real tokens (`lengths` `[B]`) off the
+   * kernels, from `start`: M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v `[B, T, Hkv, K]`,
+   * by the features and a batched matMul over the prompt, φ(k) and v selected to 0 at the padded
+   * tokens (0·NaN is NaN).
    */
   private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, start: ExpressiveAttentionRecurrentState):
-    ExpressiveAttentionRecurrentState {
-    const positions = tf.add(start.positions, lengths) as tf.Tensor1D;
-    if (this.untapedKernels()) {
-      const [M, z] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_SUMS, { k, v, lengths, M: start.M, z: start.z }) as tf.Tensor[];
-      return { M: M as tf.Tensor4D, z: z as tf.Tensor3D, positions };
-    }
+    Pick<ExpressiveAttentionRecurrentState, 'M' | 'z'> {
     const [B, T] = k.shape;
     const keep = realSteps(lengths, T).reshape([B, T, 1, 1]);
     const phiK = tf.where(keep, quadraticFeatures(k), 0).transpose([0, 2, 3, 1]) as tf.Tensor4D;    // [B, Hkv, P, T]
     const values = tf.where(keep, v, 0).transpose([0, 2, 1, 3]) as tf.Tensor4D;                      // [B, Hkv, T, K]
-    return { M: tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D, positions };
+    return { M: tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D };
   }
 
   /**
