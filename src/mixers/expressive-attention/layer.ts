@@ -291,7 +291,7 @@ export class ExpressiveAttention extends AttentionLayer {
           const attention = (values: tf.Tensor4D, epsilon: number) =>
             expressiveAttentionOp(q, k, values, { causal: true, scale, epsilon, implementation });
           o = given ? this.withStateShare(q, v, start, scale, attention) : attention(v, this.epsilon);
-          next = this.promptState(k, v, lengths, start);
+          next = this.promptState(k, v, full ? null : lengths, start);
         }
         const y = this.dense(o.reshape([B, T, H * K]), 'output') as tf.Tensor3D;
         return [y, { ...next, positions: tf.add(start.positions, lengths) as tf.Tensor1D }];
@@ -382,18 +382,20 @@ export class ExpressiveAttention extends AttentionLayer {
   }
 
   /**
-   * The recurrent sums after a right-padded prompt's real tokens (`lengths` `[B]`) off the
-   * kernels, from `start`: M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and v `[B, T, Hkv, K]`,
-   * by the features and a batched matMul over the prompt, φ(k) and v selected to 0 at the padded
-   * tokens (0·NaN is NaN).
+   * The recurrent sums after a right-padded prompt's real tokens (`lengths` `[B]`, or null when
+   * every token is) off the kernels, from `start`: M + Σ φ(k)·vᵀ and z + Σ φ(k) over rotated k and
+   * v `[B, T, Hkv, K]`, by the features and a batched matMul over the prompt. Padded tokens'
+   * k and v are multiplied by 0: the padding of x was zeroed before the projections, so they
+   * are finite, and φ(0) = 0 (a select would broadcast its condition by a tile, slow on wasm).
    */
-  private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D, start: ExpressiveAttentionRecurrentState):
+  private promptState(k: tf.Tensor4D, v: tf.Tensor4D, lengths: tf.Tensor1D | null, start: ExpressiveAttentionRecurrentState):
     Pick<ExpressiveAttentionRecurrentState, 'M' | 'z'> {
     const [B, T] = k.shape;
-    const keep = realSteps(lengths, T).reshape([B, T, 1, 1]);
-    const phiK = tf.where(keep, quadraticFeatures(k), 0).transpose([0, 2, 3, 1]) as tf.Tensor4D;    // [B, Hkv, P, T]
-    const values = tf.where(keep, v, 0).transpose([0, 2, 1, 3]) as tf.Tensor4D;                      // [B, Hkv, T, K]
-    return { M: tf.add(start.M, tf.matMul(phiK, values)) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D };
+    const keep = lengths && tf.cast(realSteps(lengths, T), 'float32').reshape([B, T, 1, 1]);
+    const [keys, values] = keep ? [tf.mul(k, keep), tf.mul(v, keep)] : [k, v];
+    const phiK = quadraticFeatures(keys).transpose([0, 2, 3, 1]) as tf.Tensor4D;    // [B, Hkv, P, T]
+    const M = tf.matMul(phiK, values.transpose([0, 2, 1, 3]) as tf.Tensor4D);       // [B, Hkv, P, K]
+    return { M: tf.add(start.M, M) as tf.Tensor4D, z: tf.add(start.z, tf.sum(phiK, 3)) as tf.Tensor3D };
   }
 
   /**
