@@ -160,6 +160,34 @@ async function positionsOf(state: KVCacheState): Promise<number[]> {
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'attention KV cache', () => {
+    // cpu and wasm write in JS, webgpu (and any taped call) by tfjs ops: each against the slots
+    // computed here, in float64 from the definition
+    it('writeReference writes token i < n of row b to slot p + i (mod S in a ring, the latest winning) and keeps the rest', async () => {
+      const next = mulberry32(29);
+      for (const [Hkv, K_, S, ring] of [[1, 3, 9, false], [2, 2, 4, true]] as const) {
+        const [B, T] = [4, 6];
+        const positions = ring ? [0, 3, 5, 2] : [0, 3, 2, 1];
+        const lengths = [0, 6, 2, 5];
+        const row = Hkv * K_;
+        const fill = Float32Array.from({ length: B * S * row }, () => next());
+        const tokens = Float32Array.from({ length: B * T * row }, () => next());
+        const want = Array.from(fill);
+        for (let b = 0; b < B; b++) {
+          for (let i = 0; i < lengths[b]!; i++) {
+            const slot = ring ? (positions[b]! + i) % S : positions[b]! + i;
+            if (slot < S) for (let c = 0; c < row; c++) want[(b * S + slot) * row + c] = tokens[(b * T + i) * row + c]!;
+          }
+        }
+        await expectNoLeaks(async () => {
+          const inputs = [tf.tensor4d(fill, [B, S, Hkv, K_]), tf.tensor4d(tokens, [B, T, Hkv, K_]),
+            tf.tensor1d(positions, 'int32'), tf.tensor1d(lengths, 'int32')] as const;
+          const written = writeReference(...inputs, ring);
+          expect([...await written.data()], `${ring ? 'ring' : 'linear'}, S = ${S}`).toEqual(want);
+          tf.dispose([written, ...inputs]);
+        });
+      }
+    });
+
     for (const kind of KINDS) {
       for (const capacity of [undefined, 32] as const) {
         const what = capacity === undefined ? 'concatenating' : `capacity ${capacity}`;

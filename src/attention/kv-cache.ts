@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
 import writeBody from '../../kernels/kv-cache/write.wgsl';
-import { argumentError, optionNames } from '../validate.js';
+import { argumentError, onHostBackend, optionNames } from '../validate.js';
 import { grid1d, laneVariants, lanesFor, ownsData, runKernel } from '../webgpu/runtime.js';
 import { clampInts, gatherRows } from '../tensors.js';
 
@@ -158,6 +158,7 @@ export function checkOwned(method: string, state: KVCacheState): void {
 export function writeReference(
   cache: tf.Tensor4D, source: tf.Tensor4D, positions: tf.Tensor1D, n: tf.Tensor1D, ring: boolean,
 ): tf.Tensor4D {
+  if (onHostBackend() && tf.engine().state.gradientDepth === 0) return writeOnHost(cache, source, positions, n, ring);
   return tf.tidy(() => {
     const [B, S, Hkv, K] = cache.shape;
     const T = source.shape[1];
@@ -173,6 +174,28 @@ export function writeReference(
     const token = gatherRows(source, clampInts(i, 0, Math.max(T - 1, 0)) as tf.Tensor2D);
     return tf.where(tf.broadcastTo(taken.reshape([B, S, 1, 1]), [B, S, Hkv, K]), token, cache) as tf.Tensor4D;
   });
+}
+
+/**
+ * {@link writeReference} on a host backend where no gradient is recorded: the cache copied and
+ * its taken slots overwritten in JS, token i of row b to slot positions[b] + i (mod S in a
+ * ring, so that the latest token wins), for i < n[b]. tfjs's ops formed, per slot of the whole
+ * cache, the token it takes (a gather), its mask broadcast by a tile, and a select: each an
+ * indexed pass over B·S·Hkv·K floats on wasm and cpu, where this is one copy.
+ */
+function writeOnHost(cache: tf.Tensor4D, source: tf.Tensor4D, positions: tf.Tensor1D, n: tf.Tensor1D, ring: boolean): tf.Tensor4D {
+  const [B, S, Hkv, K] = cache.shape;
+  const T = source.shape[1];
+  const row = Hkv * K;
+  const out = new Float32Array(cache.dataSync() as Float32Array);
+  const [tokens, from, counts] = [source.dataSync() as Float32Array, positions.dataSync(), n.dataSync()];
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < Math.min(counts[b]!, T); i++) {
+      const slot = ring ? (from[b]! + i) % S : from[b]! + i;
+      if (slot < S) out.set(tokens.subarray((b * T + i) * row, (b * T + i + 1) * row), (b * S + slot) * row);
+    }
+  }
+  return tf.tensor4d(out, cache.shape);
 }
 
 /**
