@@ -11,7 +11,7 @@ import { argumentError, checkShape, checkTensor, checkOneOf, optionNames, useKer
 import {
   checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep, expressiveAttentionWithDenominators,
 } from './op.js';
-import { quadraticFeatures } from './reference.js';
+import { MIN_DENOMINATOR, quadraticFeatures } from './reference.js';
 import { EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, EXPRESSIVE_ATTENTION_RECURRENT_SUMS } from './kernel.js';
 import { advancedPositions } from '../../positions.js';
 
@@ -301,6 +301,11 @@ export class ExpressiveAttention extends AttentionLayer {
     }
   }
 
+  /** The least denominator of a prefill's outputs, max(ε, 2⁻⁶⁰), as the step's readout clamps it. */
+  private denominatorFloor(): number {
+    return Math.max(this.epsilon, MIN_DENOMINATOR);
+  }
+
   /**
    * A prompt's outputs o `[B, T, H, K]` and the state after it, on the kernels (no gradient is
    * recorded). Each chunk of C tokens ({@link prefillChunk}) reads the state entering it and
@@ -336,7 +341,7 @@ export class ExpressiveAttention extends AttentionLayer {
     const segmentIds = chunk > 0 ? tf.tensor2d(Int32Array.from({ length: B * T }, (_, i) => Math.floor((i % T) / C)), [B, T], 'int32') : undefined;
     const [own, denominators] = expressiveAttentionWithDenominators(q, k, v, { causal: true, scale, epsilon: this.epsilon, segmentIds });
     const [o] = tf.engine().runKernel(EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, { q, M: read, z: readZ, o: own, denominators },
-      { scale, chunk: C, floor: Math.max(this.epsilon, 2 ** -60) }) as tf.Tensor4D[];
+      { scale, chunk: C, floor: this.denominatorFloor() }) as tf.Tensor4D[];
     return { o: o!, M, z };
   }
 
@@ -358,7 +363,7 @@ export class ExpressiveAttention extends AttentionLayer {
     const w = attention(tf.onesLike(v), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
     const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
     const own = attention(v, this.epsilon);
-    const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), Math.max(this.epsilon, 2 ** -60));
+    const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), this.denominatorFloor());
     return tf.add(own, tf.div(tf.sub(N0, tf.mul(S0, own)), denominator)) as tf.Tensor4D;
   }
 
