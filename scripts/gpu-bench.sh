@@ -122,6 +122,9 @@ for splits in 1 4 8 16 32; do step "splits-$splits" 40 "${profile[@]}" --splits 
 step dkv-registers 40 "${profile[@]}" --dkv-keys registers 'copy' 'flashAttention forward+backward'
 # the split-K decode with an invocation per chunk, as before 'auto' gave a GPU without subgroups a workgroup per chunk
 step split-invocation 40 "${profile[@]}" --split-pass invocation 'copy' 'decode split'
+# the split-K decode with a workgroup of four-lane folders per chunk, which 'auto' does not take on a
+# device with subgroups (a subgroup per chunk) until a GPU measures it
+step split-workgroup-quarters 40 "${profile[@]}" --subgroups --split-pass workgroup 'copy' 'decode split'
 # the tiled forward by blocks of scores, which 'auto' does not take until a GPU measures it
 step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward T=' 'expressiveAttention forward T='
 # AverageContext's levels scan with one chunk an invocation, as before 'auto' gave long sequences runs of chunks

@@ -325,10 +325,10 @@ function denseCases(kind: Kind, K = 8): Case[] {
  * a subgroup or workgroup shares each chunk, whose 4500 keys make three); over 99, one chunk
  * that finishes its rows itself.
  */
-async function checkSplit(kind: Kind, lengths = [300, 99]): Promise<void> {
+async function checkSplit(kind: Kind, lengths = [300, 99], K = 8): Promise<void> {
   const { kernel, extra } = dense(kind);
   for (const Tk of lengths) {
-    const s = { B: 2, Tq: 2, Tk, H: 2, Hkv: 1, K: 8 };
+    const s = { B: 2, Tq: 2, Tk, H: 2, Hkv: 1, K };
     const lengths = [Tk, Tk / 2 | 0];
     const window = Tk / 3 | 0;
     const first = Math.round(Tk * 0.43);
@@ -673,6 +673,32 @@ describeOnSubgroups('attention kernels under visibility: the split-K decode', (p
     it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s, a subgroup per chunk, honours every condition as the tiled kernel does`, async () => {
       await checkSplit(kind);
       expect(pipelines.some((label) => label.includes('SplitSubgroups'))).toBe(true);
+    });
+  }
+
+  // A workgroup per chunk with four lanes per folder: at K = 16 each lane holds one channel
+  // group, at K = 64 four. SwiftShader's subgroups are of 4, so each is one folder, and the 64
+  // folders' merge runs in workgroup memory; 4500 keys make three chunks of 2048 (a merge), 300
+  // one (finished in place), most of whose folders see no key.
+  for (const kind of ['softmax', 'expressive'] as const) {
+    it(`${kind === 'softmax' ? 'flashAttention' : 'expressiveAttention'}'s, a workgroup of four-lane folders per chunk, honours every condition as the tiled kernel does`, async () => {
+      tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'workgroup');
+      try {
+        const gpu = tf.backend() as WebGPUBackend;
+        expect([16, 64, 8].map((K) => { const p = splitPass(gpu, K); return [p.label, p.WG, p.RL, p.chunk]; })).toEqual([
+          ['SplitWorkgroupQuarters', 256, 4, 2048], ['SplitWorkgroupQuarters', 256, 4, 1792],
+          // K = 8: two channel groups, too few for four lanes
+          ['SplitWorkgroup', 64, 1, 2048],
+        ]);
+        const ran = await launchedPipelines(async () => {
+          await checkSplit(kind, [4500, 300], 16);
+          await checkSplit(kind, [2000], 64);
+        });
+        expect([...new Set(ran.filter((label) => label.includes('SplitWorkgroup')))]).toEqual(
+          ['SplitWorkgroupQuartersK16', 'SplitWorkgroupQuartersK64'].map((l) => `${kind === 'softmax' ? 'FlashAttention' : 'ExpressiveAttention'}${l}`));
+      } finally {
+        tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto');
+      }
     });
   }
 });

@@ -1,8 +1,8 @@
 // Shared by the split-K decode's first pass (common/attention-split*.wgsl): a tile of keys read
 // straight from the cache, for common/attend-tile.wgsl (tileScores, tileValue), where the tiled
 // forward stages its tiles in workgroup memory. Expects `k` and `v` bindings,
-// common/row-registers.wgsl, the row hooks' `channel` (common/row-whole.wgsl: the decode holds
-// rows whole) and the host's `const KV, KL, RQ`.
+// common/row-registers.wgsl, the row hooks' `channel` and `rowScores` (common/row-whole.wgsl, or
+// common/row-quarters.wgsl where four lanes share each row) and the host's `const KV, KL, RQ`.
 
 // With KEY_LIST, row b's key j is not row j of its cache but the row of k and v (of all B·S)
 // that `vis` lists at params.planAt + b·Tk + j (BlockSparse's decode step, whose keys are the
@@ -27,7 +27,8 @@ fn keyAt(r: u32) -> u32 {
 }
 
 // The scores (scale·q)·k of quad r4's keys for each of the invocation's rows (0 past the tile's
-// n keys, which are not read).
+// n keys, which are not read): the invocation's part of each, over its channels, then the row
+// hooks' rowScores (the whole, or the four quarters' parts added).
 fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
   var s: array<vec4<f32>, RQ>;
   for (var u = 0u; u < 4u; u++) {
@@ -42,6 +43,7 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
       s[$][u] = lanesSum(d$);
     }
   }
+  s[$] = rowScores(s[$]);
   return s;
 }
 

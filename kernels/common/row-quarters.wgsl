@@ -1,6 +1,7 @@
-// The entry point and row hooks of a tiled attention pass (the forward, dQ, dK/dV) where the
-// device has subgroups: four lanes of a subgroup take each group of RQ rows in place of one
-// invocation (common/tiled-main.wgsl and common/row-whole.wgsl). Lane quarter u of the four holds
+// The row hooks of the attention passes where the device has subgroups and four lanes of a
+// subgroup take each group of RQ rows in place of one invocation (common/row-whole.wgsl): the
+// tiled passes (the forward, dQ, dK/dV; entry point common/tiled-main-quarters.wgsl) and the
+// split-K decode with a workgroup per chunk (common/split-workgroup-main-quarters.wgsl). Lane quarter u of the four holds
 // channel groups u, u + 4, u + 8, … of its rows' registers (KL = KV / 4 of each: common/row-
 // registers.wgsl, dK/dV's key rows), reads only those of each tile row from workgroup memory, and
 // forms its part of each dot product; rowScores adds the four parts with two subgroup shuffles,
@@ -10,11 +11,11 @@
 // takes a quarter of the registers, and a workgroup four times the invocations to hide latency.
 // The quarters of a row are lanes 4m … 4m + 3 of one subgroup (WebGPU's subgroup sizes are powers
 // of two, at least 4), numbered by subgroup (common/subgroup-rank.wgsl): subgroup r of size S
-// takes row groups S/4·r onwards. The host makes NT a multiple of the adapter's largest subgroup,
-// so that every subgroup is full, and takes this path only where KV is a multiple of 4. Opens with
-// SUBGROUP_DIRECTIVES (src/webgpu/subgroups.ts): the shuffles run under branches that are the same
-// for the four lanes of a row, which the uniformity analysis cannot see.
-// Expects the pass's `tiledPass`, common/subgroup-rank.wgsl and the host's `const RL` (4).
+// takes row groups S/4·r onwards. The host makes the workgroup a multiple of the adapter's largest
+// subgroup, so that every subgroup is full, and takes this path only where KV is a multiple of 4.
+// Opens with SUBGROUP_DIRECTIVES (src/webgpu/subgroups.ts): the shuffles run under branches that
+// are the same for the four lanes of a row, which the uniformity analysis cannot see. The entry
+// point sets `quarter`. Expects common/subgroup-rank.wgsl and the host's `const RL` (4).
 
 var<private> quarter: u32; // which quarter of its rows' channels the lane holds
 
@@ -41,11 +42,4 @@ fn rowAny(flags: vec4<bool>) -> vec4<bool> {
 // The first quarter writes its rows' per-row outputs (the forward's statistic).
 fn rowLead() -> bool {
   return quarter == 0u;
-}
-
-@compute @workgroup_size(NT)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32,
-        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
-  quarter = lane % RL;
-  tiledPass(wid, lid, subgroupRank(lane) * (lanes / RL) + lane / RL);
 }

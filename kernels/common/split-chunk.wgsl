@@ -1,10 +1,12 @@
 // Shared by the split-K decode's first pass, with one invocation per chunk
-// (common/attention-split.wgsl) or a subgroup per chunk (common/attention-split-subgroups.wgsl):
+// (common/attention-split.wgsl), a workgroup (common/attention-split-workgroup.wgsl) or a subgroup
+// (common/attention-split-subgroups.wgsl):
 // the bindings, the fold of a chunk's keys into a query row's registers, and the write of its
 // partial row for the merge pass (common/attention-merge.wgsl); or, when the keys make a single
 // chunk (FINISH), of the row's o and statistic, the merge's outputs, so that no merge pass runs:
 // a dispatch fewer on decoding's CPU-bound path. Expects common/attention.wgsl,
-// common/visibility.wgsl, common/row-registers.wgsl, common/row-whole.wgsl, common/cache-tile.wgsl,
+// common/visibility.wgsl, common/row-registers.wgsl, row hooks (common/row-whole.wgsl or
+// common/row-quarters.wgsl), common/cache-tile.wgsl,
 // common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, KL, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
@@ -36,32 +38,36 @@ fn chunkOf(b: u32, job: u32) -> Chunk {
 }
 
 // Folds into row0 and acc0 the keys of chunk c that its query may see (keyRange), in tiles of
-// at most BC keys from the first of them: tiles lane, lane + lanes, lane + 2·lanes, … of it.
-fn foldChunk(c: Chunk, lane: u32, lanes: u32) {
+// at most BC keys from the first of them: tiles `folder`, folder + folders, folder + 2·folders, …
+// of it. A folder is an invocation, or four lanes sharing the row (common/row-quarters.wgsl).
+fn foldChunk(c: Chunk, folder: u32, folders: u32) {
   loadLayout();
   loadQuery(&qi0, ((c.b * params.Tq + c.i) * params.H + c.h) * KV);
   row0 = initRow();
   let keys = keyRange(c.b, c.i, c.i + 1u);
   let end = min((c.s + 1u) * params.chunk, keys.y);
-  for (var j0 = max(c.s * params.chunk, keys.x) + lane * BC; j0 < end; j0 += lanes * BC) {
+  for (var j0 = max(c.s * params.chunk, keys.x) + folder * BC; j0 < end; j0 += folders * BC) {
     atKey(c.b, kvHead(c.h), j0);
     attendTile(c.b, c.h, c.i, c.i, j0, min(BC, end - j0));
   }
 }
 
 // Writes acc0 and packRow as chunk c's partial row; with FINISH, the row's o and statistic as
-// the merge would from this one partial.
+// the merge would from this one partial. Each lane of a folder writes its channels, and the
+// row hooks' rowLead the row's floats.
 fn writeChunk(c: Chunk) {
   if (FINISH != 0u) {
     let out = finishRow(&row0);
     let oBase = ((c.b * params.Tq + c.i) * params.H + c.h) * KV;
     for (var x = 0u; x < KL; x++) { partO[oBase + channel(x)] = acc0[x] * out.x; }
-    partRow[(c.b * params.H + c.h) * params.Tq + c.i] = out.y;
+    if (rowLead()) { partRow[(c.b * params.H + c.h) * params.Tq + c.i] = out.y; }
     return;
   }
   let at = ((c.b * params.H + c.h) * params.Tq + c.i) * params.splits + c.s;
   for (var x = 0u; x < KL; x++) { partO[at * KV + channel(x)] = acc0[x]; }
-  let row = packRow(&row0);
-  partRow[2u * at] = row.x;
-  partRow[2u * at + 1u] = row.y;
+  if (rowLead()) {
+    let row = packRow(&row0);
+    partRow[2u * at] = row.x;
+    partRow[2u * at + 1u] = row.y;
+  }
 }

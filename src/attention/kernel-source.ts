@@ -18,6 +18,7 @@ import forwardBody from '../../kernels/common/attention-forward.wgsl';
 import forwardBlocksBody from '../../kernels/common/attention-forward-blocks.wgsl';
 import rowWhole from '../../kernels/common/row-whole.wgsl';
 import tiledMain from '../../kernels/common/tiled-main.wgsl';
+import tiledMainQuarters from '../../kernels/common/tiled-main-quarters.wgsl';
 import rowQuarters from '../../kernels/common/row-quarters.wgsl';
 import subgroupRank from '../../kernels/common/subgroup-rank.wgsl';
 import cacheTile from '../../kernels/common/cache-tile.wgsl';
@@ -25,6 +26,8 @@ import splitChunk from '../../kernels/common/split-chunk.wgsl';
 import splitBody from '../../kernels/common/attention-split.wgsl';
 import splitSubgroupsBody from '../../kernels/common/attention-split-subgroups.wgsl';
 import splitWorkgroupBody from '../../kernels/common/attention-split-workgroup.wgsl';
+import splitWorkgroupMain from '../../kernels/common/split-workgroup-main.wgsl';
+import splitWorkgroupMainQuarters from '../../kernels/common/split-workgroup-main-quarters.wgsl';
 import mergeBody from '../../kernels/common/attention-merge.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
@@ -259,7 +262,7 @@ export function attentionKernel(
  */
 export type SkeletonPass = TiledPass | 'forwardBlocks' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
 
-const SPLIT_PARTS = [grid, rowRegisters, rowWhole, cacheTile, attendTileHelper, splitChunk];
+const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
 
 /**
  * The WGSL of one pass after the family's layout and hooks, and the directives it opens with;
@@ -270,9 +273,9 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
   forwardBlocks: { visibility: true, parts: [forwardBindings, keyQuads, kvTileHelpers, forwardBlocksBody] },
   dq: { visibility: true, parts: [rowRegisters, keyQuads, quadScores, kvTileHelpers, backwardDqBody] },
   dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
-  split: { visibility: true, parts: [...SPLIT_PARTS, splitBody] },
+  split: { visibility: true, parts: [...SPLIT_PARTS, rowWhole, splitBody] },
   splitWorkgroup: { visibility: true, parts: [...SPLIT_PARTS, splitWorkgroupBody] },
-  splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
+  splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, rowWhole, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
   merge: { visibility: false, parts: [grid, mergeBody] },
 };
 
@@ -284,7 +287,8 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
  * that reads keys reads the visibility predicate of `common/visibility.wgsl` and the dropout
  * multiplier of `common/dropout.wgsl`. `rows` is a tiled pass's rows per invocation
  * ({@link tiledRows}) and `RL` its invocations per row ({@link tiledRowLanes}), which choose its
- * entry point; split-K and the merge take one of each.
+ * entry point; the split-K decode's workgroup pass takes one row and `RL` lanes per row
+ * (`split-pass.ts`), the other split-K passes and the merge one of each.
  */
 export function skeletonKernel(
   name: string, pass: SkeletonPass, layout: string, hooks: string, K: number, rows = 1, RL: 1 | 4 = 1,
@@ -293,13 +297,18 @@ export function skeletonKernel(
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
   // a quad of query rows per invocation in its third step (and its row mark's copies)
   if (pass === 'forwardBlocks') return attentionKernel(name, [...front, hooks, ...parts], K, 4, '', 1, BLOCKS_TILE);
-  if (pass !== 'forward' && pass !== 'dq' && pass !== 'dkv') return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
-  const entry = TILED_ENTRIES[RL];
+  const entries = pass === 'splitWorkgroup' ? SPLIT_WORKGROUP_ENTRIES : pass === 'forward' || pass === 'dq' || pass === 'dkv' ? TILED_ENTRIES : null;
+  if (!entries) return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
+  const entry = entries[RL];
   return attentionKernel(name, [...front, hooks, ...parts, ...entry.parts], K, rows, entry.directives, RL);
 }
 
-/** A tiled pass's entry point and row hooks, by invocations per row. */
+/** A pass's entry point and row hooks, by invocations per row: the tiled passes', and the split-K decode's workgroup pass. */
 const TILED_ENTRIES = {
   1: { parts: [rowWhole, tiledMain], directives: '' },
-  4: { parts: [subgroupRank, rowQuarters], directives: SUBGROUP_DIRECTIVES },
+  4: { parts: [subgroupRank, rowQuarters, tiledMainQuarters], directives: SUBGROUP_DIRECTIVES },
+};
+const SPLIT_WORKGROUP_ENTRIES = {
+  1: { parts: [rowWhole, splitWorkgroupMain], directives: '' },
+  4: { parts: [subgroupRank, rowQuarters, splitWorkgroupMainQuarters], directives: SUBGROUP_DIRECTIVES },
 };

@@ -212,7 +212,7 @@ function runSplit(
   constants: Record<string, number>,
 ): tf.TensorInfo[] {
   const { q, k, v } = namedInputs(inputs, 'q', 'k', 'v');
-  const { pass, label, WG, chunk, grid } = splitPass(backend, s.K);
+  const { pass, label, WG, RL, chunk, grid } = splitPass(backend, s.K);
   const splits = Math.ceil(s.Tk / chunk);
   const listed = inputs[KEY_LIST_INPUT];
   // a key list: its counts are the lone kvLengths, its rows the list (common/cache-tile.wgsl)
@@ -221,7 +221,7 @@ function runSplit(
     : bindVisibility(backend, inputs, q);
   const params = attentionParams(s, a, bound.planAt, { chunk, splits });
   const [x, y] = grid(s.H * s.Tq * splits);
-  const kernel = skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K);
+  const kernel = skeletonKernel(`${m.label}${label}`, pass, DENSE_LAYOUT.wgsl, m.rowHooks, s.K, 1, RL);
   const launch = {
     inputs: [q, k, v, bound.vis], params, workgroups: [x, y, s.B] as [number, number, number],
     constants: { ...constants, WG, ...bound.constants, ...(listed ? { KEY_LIST: 1 } : {}) },
