@@ -8,7 +8,7 @@
  * `--each` also lists every dispatch of the last timed run, in order, with its GPU time;
  * `--scan=levels` or `--scan=walk` runs AverageContext's kernels with that scan, whatever the adapter.
  * A case that moves a known number of bytes also reports its share of the copy kernel's GB/s in
- * the same run; an attention case reports TFLOP/s (the bench's flop count), and its share of the
+ * the same run, the fastest copy's and the nearest-sized copy's; an attention case reports TFLOP/s (the bench's flop count), and its share of the
  * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward` and `--average-run n` as in `npm run bench`.
  *
  * @packageDocumentation
@@ -174,17 +174,22 @@ async function onePassMs(run: () => tf.TensorContainer): Promise<number> {
   return whole ? ms : NaN;
 }
 
-/** The largest copy rate of this run so far, per way of timing (tf.time, one pass); 0 before any copy ran. */
-const copyGbps = { gpu: 0, pass: 0 };
+/** The copies of this run so far: the bytes each moved, and its rate per way of timing (tf.time, one pass). */
+type CopyRate = { bytes: number; gpu: number; pass: number };
+const copies: CopyRate[] = [];
 
 /** Three significant figures, or whole numbers from 100 on. */
 const figure = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
 
 /**
  * `, TFLOP/s (% of peak)` of a case that counts flops, else `, GB/s (% of the copy)` of one that
- * counts bytes, timed at `ms`, as far as they are known.
+ * counts bytes, timed at `ms` the `way` the copies' rates were, as far as they are known. A case
+ * is set against the fastest copy of the run and against the copy nearest its own size (by
+ * ratio of bytes): a launch of tens of megabytes spends a share of its time starting and
+ * draining that a copy of gigabytes does not, so the fastest copy is a ceiling no small case
+ * reaches (on the H200, 3.0 TB/s copying 33.6 MB and 4.1 copying 537 MB).
  */
-function rates(c: Case, ms: number, copy: number): string {
+function rates(c: Case, ms: number, way: 'gpu' | 'pass'): string {
   if (Number.isNaN(ms)) return '';
   if (c.flops) {
     const tflops = c.flops / (ms * 1e9);
@@ -192,7 +197,13 @@ function rates(c: Case, ms: number, copy: number): string {
   }
   if (!c.bytes) return '';
   const rate = c.bytes / (ms * 1e6);
-  return `, ${figure(rate)} GB/s${copy > 0 && !c.roofline ? ` (${figure((100 * rate) / copy)}% of the copy)` : ''}`;
+  if (c.roofline || copies.length === 0) return `, ${figure(rate)} GB/s`;
+  const fastest = Math.max(...copies.map((k) => k[way]));
+  const distance = (k: CopyRate) => Math.abs(Math.log(k.bytes / c.bytes!));
+  // between two as near, the larger, the stricter
+  const nearest = copies.reduce((a, k) => (distance(k) < distance(a) || (distance(k) === distance(a) && k.bytes > a.bytes) ? k : a));
+  return `, ${figure(rate)} GB/s (${figure((100 * rate) / fastest)}% of the copy, ` +
+    `${figure((100 * rate) / nearest[way])}% of the copy of ${figure(nearest.bytes / 1e6)} MB)`;
 }
 
 // positional arguments are case filters; a flag's value is not one
@@ -239,13 +250,10 @@ for (const make of CASES) {
     const bestMs = Math.min(...passes);
     const top = [...perKernel].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([n, ms]) => `${n} ${ms.toFixed(3)}`).join(', ');
     const gpuMs = median(gpus);
-    if (c.roofline && c.bytes) {
-      copyGbps.gpu = Math.max(copyGbps.gpu, c.bytes / (gpuMs * 1e6));
-      copyGbps.pass = Math.max(copyGbps.pass, c.bytes / (passMs * 1e6));
-    }
+    if (c.roofline && c.bytes) copies.push({ bytes: c.bytes, gpu: c.bytes / (gpuMs * 1e6), pass: c.bytes / (passMs * 1e6) });
     console.log(`${c.name}: wall ${median(walls).toFixed(3)} ms (min ${Math.min(...walls).toFixed(3)}), ` +
-      `GPU ${gpuMs.toFixed(3)} ms in ${dispatches} dispatches${rates(c, gpuMs, copyGbps.gpu)} on the GPU; ` +
-      `in one pass ${passMs.toFixed(3)} ms${rates(c, passMs, copyGbps.pass)} (min ${bestMs.toFixed(3)}) [${top}]`);
+      `GPU ${gpuMs.toFixed(3)} ms in ${dispatches} dispatches${rates(c, gpuMs, 'gpu')} on the GPU; ` +
+      `in one pass ${passMs.toFixed(3)} ms${rates(c, passMs, 'pass')} (min ${bestMs.toFixed(3)}) [${top}]`);
   } finally {
     tf.dispose(c.inputs);
   }
