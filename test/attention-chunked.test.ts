@@ -31,7 +31,8 @@ function visible(v: KnownVisibility, Tq: number, Tk: number, b: number, i: numbe
 
 const knowns = fc.record({
   B: fc.integer({ min: 1, max: 2 }), Tq: fc.integer({ min: 1, max: 30 }), Tk: fc.integer({ min: 1, max: 30 }),
-  chunk: fc.integer({ min: 1, max: 9 }), causal: fc.boolean(),
+  // key chunks of `chunk` or several of them (a few queries' longer tiles)
+  chunk: fc.integer({ min: 1, max: 9 }), keyChunks: fc.integer({ min: 1, max: 4 }), causal: fc.boolean(),
   window: fc.option(fc.integer({ min: 1, max: 8 }), { nil: null }), withOffsets: fc.boolean(), withLengths: fc.boolean(),
   withSegments: fc.boolean(), withLayout: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
   blockSize: fc.integer({ min: 1, max: 4 }), localBlocks: fc.integer({ min: 1, max: 3 }), stride: fc.integer({ min: 0, max: 3 }),
@@ -54,14 +55,14 @@ const knowns = fc.record({
     const query = ids(c.Tq);
     v.segments = { query, key: self ? query : ids(Tk) };
   }
-  return { s: { B: c.B, Tq: c.Tq, Tk, H: 1, Hkv: 1, K: 1 }, v, chunk: c.chunk };
+  return { s: { B: c.B, Tq: c.Tq, Tk, H: 1, Hkv: 1, K: 1 }, v, chunk: c.chunk, keyChunk: c.chunk * c.keyChunks };
 });
 
 describeOn('cpu', 'chunked attention: the tile plan', () => {
   it('visits every tile some query sees, masks only those it does not see whole, and skips only unseen ones', () => {
-    fc.assert(fc.property(knowns, ({ s, v, chunk }) => {
-      const plan = planTiles(s, v, chunk);
-      const numKeyChunks = Math.ceil(s.Tk / chunk);
+    fc.assert(fc.property(knowns, ({ s, v, chunk, keyChunk }) => {
+      const plan = planTiles(s, v, chunk, keyChunk);
+      const numKeyChunks = Math.ceil(s.Tk / keyChunk);
       expect(plan.queries.map((q) => [q.start, q.end])).toEqual(
         Array.from({ length: Math.ceil(s.Tq / chunk) }, (_, c) => [c * chunk, Math.min((c + 1) * chunk, s.Tq)]));
       for (const q of plan.queries) {
@@ -77,7 +78,7 @@ describeOn('cpu', 'chunked attention: the tile plan', () => {
           let total = 0;
           for (let b = 0; b < s.B; b++) {
             for (let i = q.start; i < q.end; i++) {
-              for (let j = c * chunk; j < Math.min((c + 1) * chunk, s.Tk); j++) {
+              for (let j = c * keyChunk; j < Math.min((c + 1) * keyChunk, s.Tk); j++) {
                 total++;
                 if (visible(v, s.Tq, s.Tk, b, i, j)) seen++;
               }

@@ -45,11 +45,12 @@ export interface ReferenceFamily {
 }
 
 /**
- * The tile sizes of the chunked references: queries and keys are cut into chunks of `chunk`
- * tokens (`'auto'`: by the length, see {@link chunkFor}), so a tile's scores hold B·H·chunk²
- * numbers and the memory a call needs beyond its O(T·K) inputs and outputs is a few tiles,
- * whatever T. When all the tiles' scores together hold at most `keptScores` numbers, the forward
- * keeps them for the backward rather than recompute them.
+ * The tile sizes of the chunked references: queries are cut into chunks of `chunk` tokens
+ * (`'auto'`: by the length, see {@link chunkFor}), and keys into chunks as long or, where a call
+ * has fewer queries than a chunk, longer (see {@link keyChunkFor}), so a tile's scores hold at
+ * most B·H·chunk² numbers and the memory a call needs beyond its O(T·K) inputs and outputs is a
+ * few tiles, whatever T. When all the tiles' scores together hold at most `keptScores` numbers,
+ * the forward keeps them for the backward rather than recompute them.
  */
 export interface ReferenceTiling {
   chunk: number | 'auto';
@@ -70,6 +71,17 @@ let tiling: ReferenceTiling = DEFAULT_TILING;
  */
 function chunkFor(T: number): number {
   return Math.min(256, Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(1, T / 4)))));
+}
+
+/**
+ * Keys per key chunk for query chunks of `chunk` among Tq queries: `chunk`, or where Tq is
+ * smaller, the most whole chunks whose tile with the Tq queries holds no more scores than a
+ * square tile. A decode step's query then meets up to chunk² keys in one tile: every tile runs the
+ * same dozens of ops whatever its size, each a few µs on cpu and wasm, where a step over a
+ * 1064-key cache in tiles of 256 took five tiles a layer.
+ */
+function keyChunkFor(chunk: number, Tq: number): number {
+  return chunk * Math.max(1, Math.floor(chunk / Math.max(1, Math.min(Tq, chunk))));
 }
 
 /**
@@ -305,12 +317,15 @@ export function chunkedAttention(
   const wanted = tiling.chunk === 'auto' ? chunkFor(Math.max(s.Tq, s.Tk)) : tiling.chunk;
   // a block-sparse chunk is whole blocks, so a tile is skipped when its blocks are inactive
   const chunk = layout ? layout.blockSize * Math.max(1, Math.floor(Math.min(64, wanted) / layout.blockSize)) : wanted;
-  const plan = planTiles(s, known, chunk);
-  const scoreCount = plan.queries.reduce((n, c) => n + c.tiles.reduce((m, t) => m + s.B * s.H * (c.end - c.start) *
-    (Math.min((t.chunk + 1) * chunk, s.Tk) - t.chunk * chunk), 0), 0);
+  const keyChunk = layout ? chunk : keyChunkFor(chunk, s.Tq);
+  const plan = planTiles(s, known, chunk, keyChunk);
+  const scoreCount = plan.queries.reduce((n, c) => n + c.tiles.reduce((m, t) => {
+    const [j0, j1] = keyRangeOf(t.chunk, keyChunk, s.Tk);
+    return m + s.B * s.H * (c.end - c.start) * (j1 - j0);
+  }, 0), 0);
   const keepScores = scoreCount <= tiling.keptScores;
   const nq = plan.queries.length;
-  const nk = Math.ceil(s.Tk / chunk);
+  const nk = Math.ceil(s.Tk / keyChunk);
   // the tensors the tile masks read, kept (as clones) for the backward by customGrad's save
   const visTensors: (tf.Tensor | null)[] = [
     vis.queryOffsets, vis.kvLengths, vis.segments?.query ?? null, vis.segments?.key ?? null, vis.mask,
@@ -324,7 +339,7 @@ export function chunkedAttention(
       const keyBad = tf.sum(tf.add($k!.bad, $v!.bad), -1, true) as tf.Tensor4D;
       const queryBad = tf.sum($q!.bad, -1, true) as tf.Tensor4D;
       const queryChunks = plan.queries.map((c): [number, number] => [c.start, c.end]);
-      const keyChunks = Array.from({ length: nk }, (_, n) => keyRangeOf(n, chunk, s.Tk));
+      const keyChunks = Array.from({ length: nk }, (_, n) => keyRangeOf(n, keyChunk, s.Tk));
       const heads = (x: tf.Tensor4D) => chunksAlong(x, keyChunks).map((part) => part.transpose([0, 2, 1, 3]) as tf.Tensor4D);
       return {
         q: chunksAlong(scaled, queryChunks).map((part) => toRows(part, s.Hkv)),
@@ -409,7 +424,7 @@ function forwardPass(c: Chunks, queryBad: tf.Tensor4D[], keyBad: tf.Tensor3D[], 
     // per row: the keys it sees and the non-finite entries among them, [B, Hkv, R, 1] each
     let seen: tf.Tensor[] = [tf.zeros([s.B, s.Hkv, R, 1]), tf.zeros([s.B, s.Hkv, R, 1])];
     for (const tile of chunk.tiles) {
-      const [j0, j1] = keyRangeOf(tile.chunk, c.plan.chunk, s.Tk);
+      const [j0, j1] = keyRangeOf(tile.chunk, c.plan.keyChunk, s.Tk);
       const mask = tile.masked ? masks.get(i0, i1, j0, j1) : null;
       const next: tf.Tensor[] = tf.tidy(() => {
         const tileScores = tf.matMul(q, c.k[tile.chunk]!, false, true) as tf.Tensor4D;
@@ -480,7 +495,7 @@ function backwardPass(
     });
     let dqChunk: tf.Tensor4D = tf.zerosLike(c.q[ci]!);
     for (const t of chunk.tiles) {
-      const [j0, j1] = keyRangeOf(t.chunk, plan.chunk, s.Tk);
+      const [j0, j1] = keyRangeOf(t.chunk, plan.keyChunk, s.Tk);
       const mask = t.masked ? masks.get(i0, i1, j0, j1) : null;
       const [dqPart, dkPart, dvPart] = tf.tidy(() => {
         const q = c.q[ci]!;

@@ -27,7 +27,7 @@ export interface KnownVisibility {
 
 /** One tile of a query chunk: a key chunk some query of it sees, and whether it needs a mask. */
 export interface KeyTile {
-  /** Key chunk c holds keys `[c·chunk, min((c + 1)·chunk, Tk))`. */
+  /** Key chunk c holds keys `[c·keyChunk, min((c + 1)·keyChunk, Tk))`. */
   chunk: number;
   /** Some query of the chunk does not see some key of it, so the tile is masked. */
   masked: boolean;
@@ -42,7 +42,10 @@ export interface QueryChunk {
 
 /** The plan of a chunked attention call: query chunks, each with the key chunks it visits. */
 export interface TilePlan {
-  chunk: number;
+  /** Queries per query chunk (the last may hold fewer). */
+  queryChunk: number;
+  /** Keys per key chunk (the last may hold fewer). */
+  keyChunk: number;
   queries: QueryChunk[];
 }
 
@@ -122,10 +125,10 @@ function classify(v: KnownVisibility, s: AttentionSizes, i0: number, i1: number,
 }
 
 /**
- * The tiles of a chunked attention: queries and keys cut into chunks of `chunk`; for each query
- * chunk, the key chunks some query sees, each marked masked unless every query sees all of it.
- * Tiles no query sees are left out, so a causal call visits about half the tiles, a window or a
- * block-sparse layout a band.
+ * The tiles of a chunked attention: queries cut into chunks of `queryChunk`, keys into chunks of
+ * `keyChunk`; for each query chunk, the key chunks some query sees, each marked masked unless
+ * every query sees all of it. Tiles no query sees are left out, so a causal call visits about
+ * half the tiles, a window or a block-sparse layout a band.
  *
  * @example
  * ```ts
@@ -135,19 +138,19 @@ function classify(v: KnownVisibility, s: AttentionSizes, i0: number, i1: number,
  * // [{ chunk: 0, masked: false }, { chunk: 1, masked: true }]: the diagonal tile is masked
  * ```
  */
-export function planTiles(s: AttentionSizes, known: KnownVisibility, chunk: number): TilePlan {
-  const numKeyChunks = Math.ceil(s.Tk / chunk);
+export function planTiles(s: AttentionSizes, known: KnownVisibility, queryChunk: number, keyChunk = queryChunk): TilePlan {
+  const numKeyChunks = Math.ceil(s.Tk / keyChunk);
   const queries: QueryChunk[] = [];
-  for (let start = 0; start < s.Tq; start += chunk) {
-    const end = Math.min(start + chunk, s.Tq);
+  for (let start = 0; start < s.Tq; start += queryChunk) {
+    const end = Math.min(start + queryChunk, s.Tq);
     const tiles: KeyTile[] = [];
     for (let c = 0; c < numKeyChunks; c++) {
-      const kind = classify(known, s, start, end, c * chunk, Math.min((c + 1) * chunk, s.Tk));
+      const kind = classify(known, s, start, end, c * keyChunk, Math.min((c + 1) * keyChunk, s.Tk));
       if (kind !== NONE) tiles.push({ chunk: c, masked: kind === PARTIAL });
     }
     queries.push({ start, end, tiles });
   }
-  return { chunk, queries };
+  return { queryChunk, keyChunk, queries };
 }
 
 /**
