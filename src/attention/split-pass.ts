@@ -104,7 +104,7 @@ function splitFolder(backend: WebGPUBackend, subgroups: boolean): SplitFolder {
  * most folders, a power of two up to {@link CHUNK_FOLDERS}, whose lower half's lanes can take the
  * upper half's row states (two floats) and accumulators (K / RL floats each) in
  * {@link HANDED_BYTES}. A folder per invocation: 64 up to K = 124, 32 up to 250, 16 beyond; four
- * lanes per folder: 256 lanes up to K = 124, 128 up to 250, 64 beyond.
+ * lanes per folder: 256 lanes up to K = 118, 128 up to 244, 64 beyond.
  */
 function chunkWorkgroup(K: number, RL: 1 | 4): number {
   const bytes = 4 * K / RL + 8;
