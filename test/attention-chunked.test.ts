@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ops } from '../src/index.js';
 import { withReferenceTiling } from '../src/attention/reference.js';
-import { knownTileMask, planTiles, type KnownVisibility } from '../src/attention/tiles.js';
+import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility } from '../src/attention/tiles.js';
 import { blockActive } from '../src/mixers/block-sparse/layout.js';
 import { describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
 
@@ -91,6 +91,21 @@ describeOn('cpu', 'chunked attention: the tile plan', () => {
           else expect(seen, `chunk ${c} masked`).toBeLessThan(total);
         }
       }
+    }), { numRuns: 300 });
+  });
+
+  it('the widest key range holds every query\'s visible keys, and is met by some query without segments or a layout', () => {
+    fc.assert(fc.property(knowns, ({ s, v }) => {
+      const widest = widestKeyRange(v, s);
+      let met = 0;
+      for (let b = 0; b < s.B; b++) {
+        for (let i = 0; i < s.Tq; i++) {
+          const seen = Array.from({ length: s.Tk }, (_, j) => j).filter((j) => visible(v, s.Tq, s.Tk, b, i, j));
+          if (seen.length > 0) met = Math.max(met, seen[seen.length - 1]! - seen[0]! + 1);
+        }
+      }
+      expect(met).toBeLessThanOrEqual(widest);
+      if (!v.segments && !v.layout) expect(met).toBe(widest);
     }), { numRuns: 300 });
   });
 

@@ -3,7 +3,7 @@ import type { AttentionSizes } from './validate.js';
 import { chunksAlong, finitePart, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
-import { knownTileMask, planTiles, type KnownVisibility, type TilePlan } from './tiles.js';
+import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
 
 /**
  * A masked tile's visibility, both `[B, Hkv, R, n]` (the shape of its scores, so that every op
@@ -76,12 +76,15 @@ function chunkFor(T: number): number {
 /**
  * Keys per key chunk for query chunks of `chunk` among Tq queries: `chunk`, or where Tq is
  * smaller, the most whole chunks whose tile with the Tq queries holds no more scores than a
- * square tile. A decode step's query then meets up to chunk² keys in one tile: every tile runs the
- * same dozens of ops whatever its size, each a few µs on cpu and wasm, where a step over a
- * 1064-key cache in tiles of 256 took five tiles a layer.
+ * square tile, but no more than cover the `widest` keys a query sees (so that the tiles no query
+ * sees, a preallocated cache's empty slots, are still skipped). A decode step's query then meets up
+ * to chunk² keys in one or two tiles: every tile runs the same dozens of ops whatever its size,
+ * each a few µs on cpu and wasm, where a step over a 1064-key cache in tiles of 256 took five
+ * tiles a layer.
  */
-function keyChunkFor(chunk: number, Tq: number): number {
-  return chunk * Math.max(1, Math.floor(chunk / Math.max(1, Math.min(Tq, chunk))));
+function keyChunkFor(chunk: number, Tq: number, widest: number): number {
+  const most = chunk * Math.max(1, Math.floor(chunk / Math.max(1, Math.min(Tq, chunk))));
+  return Math.min(most, chunk * Math.max(1, Math.ceil(widest / chunk)));
 }
 
 /**
@@ -317,7 +320,7 @@ export function chunkedAttention(
   const wanted = tiling.chunk === 'auto' ? chunkFor(Math.max(s.Tq, s.Tk)) : tiling.chunk;
   // a block-sparse chunk is whole blocks, so a tile is skipped when its blocks are inactive
   const chunk = layout ? layout.blockSize * Math.max(1, Math.floor(Math.min(64, wanted) / layout.blockSize)) : wanted;
-  const keyChunk = layout ? chunk : keyChunkFor(chunk, s.Tq);
+  const keyChunk = layout || s.Tq >= chunk ? chunk : keyChunkFor(chunk, s.Tq, widestKeyRange(known, s));
   const plan = planTiles(s, known, chunk, keyChunk);
   const scoreCount = plan.queries.reduce((n, c) => n + c.tiles.reduce((m, t) => {
     const [j0, j1] = keyRangeOf(t.chunk, keyChunk, s.Tk);

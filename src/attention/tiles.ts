@@ -67,6 +67,23 @@ function keyRange(v: KnownVisibility, s: AttentionSizes, b: number, i: number): 
   return [lo, hi];
 }
 
+/**
+ * The most keys a query of the call sees by causality, window and length alone (the known
+ * conditions that bound a range), at most Tk: a run of key chunks at least this long holds every
+ * query's keys in two of them.
+ */
+export function widestKeyRange(v: KnownVisibility, s: AttentionSizes): number {
+  const batch = v.offsets || v.lengths ? s.B : 1;
+  let widest = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < s.Tq; i++) {
+      const [lo, hi] = keyRange(v, s, b, i);
+      widest = Math.max(widest, hi - lo);
+    }
+  }
+  return widest;
+}
+
 /** The smallest and largest of `ids[from, to)`. */
 function span(ids: Int32Array, from: number, to: number): [number, number] {
   let lo = Infinity;
