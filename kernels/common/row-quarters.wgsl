@@ -1,9 +1,10 @@
 // The row hooks of the attention passes where the device has subgroups and four lanes of a
 // subgroup take each group of RQ rows in place of one invocation (common/row-whole.wgsl): the
 // tiled passes (the forward, dQ, dK/dV; entry point common/tiled-main-quarters.wgsl) and the
-// split-K decode with a workgroup per chunk (common/split-workgroup-main-quarters.wgsl). Lane quarter u of the four holds
-// channel groups u, u + 4, u + 8, … of its rows' registers (KL = KV / 4 of each: common/row-
-// registers.wgsl, dK/dV's key rows), reads only those of each tile row from workgroup memory, and
+// split-K decode with a workgroup per chunk (common/split-workgroup-main-quarters.wgsl). Lane
+// quarter u of the four holds channel groups u, u + 4, u + 8, … of its rows' registers (KL =
+// KV / 4 of each: common/row-registers.wgsl, dK/dV's key rows), reads only those of each tile row
+// from its tiles (workgroup memory, or the cache in the split-K decode), and
 // forms its part of each dot product; rowScores adds the four parts with two subgroup shuffles,
 // in an order that gives the four lanes the same sum to the bit, so that their row states (the
 // row hooks' softmax, ExpressiveAttention's sums, a backward's weights and dS) stay identical

@@ -5,9 +5,9 @@
 // partial row for the merge pass (common/attention-merge.wgsl); or, when the keys make a single
 // chunk (FINISH), of the row's o and statistic, the merge's outputs, so that no merge pass runs:
 // a dispatch fewer on decoding's CPU-bound path. Expects common/attention.wgsl,
-// common/visibility.wgsl, common/row-registers.wgsl, row hooks (common/row-whole.wgsl or
-// common/row-quarters.wgsl), common/cache-tile.wgsl,
-// common/attend-tile.wgsl, a layout, the row hooks and the host's `const KV, KL, BC`.
+// common/visibility.wgsl, common/row-registers.wgsl, common/row-whole.wgsl or
+// common/row-quarters.wgsl, common/cache-tile.wgsl, common/attend-tile.wgsl, a layout, the row
+// hooks and the host's `const KV, KL, BC`.
 
 @group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
 @group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
