@@ -74,17 +74,15 @@ function chunkFor(T: number): number {
 }
 
 /**
- * Keys per key chunk for query chunks of `chunk` among Tq queries: `chunk`, or where Tq is
- * smaller, the most whole chunks whose tile with the Tq queries holds no more scores than a
- * square tile, but no more than cover the `widest` keys a query sees (so that the tiles no query
- * sees, a preallocated cache's empty slots, are still skipped). A decode step's query then meets up
- * to chunk² keys in one or two tiles: every tile runs the same dozens of ops whatever its size,
- * each a few µs on cpu and wasm, where a step over a 1064-key cache in tiles of 256 took five
- * tiles a layer.
+ * Keys per key chunk for a call of Tq < `chunk` queries (with more, `chunk`): the most whole
+ * chunks whose tile with the Tq queries holds no more scores than a square tile, but no more than
+ * cover the `widest` keys a query sees (so that the tiles no query sees, a preallocated cache's
+ * empty slots, are still skipped). A decode step's query then meets up to chunk² keys in one or
+ * two tiles: every tile runs the same dozens of ops whatever its size, each a few µs on cpu and
+ * wasm, where a step over a 1064-key cache in tiles of 256 took five tiles a layer.
  */
 function keyChunkFor(chunk: number, Tq: number, widest: number): number {
-  const most = chunk * Math.max(1, Math.floor(chunk / Math.max(1, Math.min(Tq, chunk))));
-  return Math.min(most, chunk * Math.max(1, Math.ceil(widest / chunk)));
+  return chunk * Math.min(Math.floor(chunk / Math.max(1, Tq)), Math.max(1, Math.ceil(widest / chunk)));
 }
 
 /**

@@ -42,9 +42,7 @@ export interface QueryChunk {
 
 /** The plan of a chunked attention call: query chunks, each with the key chunks it visits. */
 export interface TilePlan {
-  /** Queries per query chunk (the last may hold fewer). */
-  queryChunk: number;
-  /** Keys per key chunk (the last may hold fewer). */
+  /** Keys per key chunk (the last may hold fewer); the query chunks carry their own ranges. */
   keyChunk: number;
   queries: QueryChunk[];
 }
@@ -167,7 +165,7 @@ export function planTiles(s: AttentionSizes, known: KnownVisibility, queryChunk:
     }
     queries.push({ start, end, tiles });
   }
-  return { queryChunk, keyChunk, queries };
+  return { keyChunk, queries };
 }
 
 /**
