@@ -6,7 +6,7 @@
  * `tf.time`), and the GPU time per kernel name. Needs an adapter with `timestamp-query`.
  * `npm run bench:profile -- <text> …` profiles only the cases whose name contains one of the texts;
  * `--each` also lists every dispatch of the last timed run, in order, with its GPU time;
- * `--scan=levels` or `--scan=walk` runs AverageContext's kernels with that scan, whatever the adapter.
+ * `--scan=levels`, `--scan=walk` or `--scan=lookback` runs AverageContext's kernels with that scan, whatever the adapter.
  * A case that moves a known number of bytes also reports its share of the copy kernel's GB/s in
  * the same run, the fastest copy's and the nearest-sized copy's; an attention case reports TFLOP/s (the bench's flop count), and its share of the
  * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward` and `--average-run n` as in `npm run bench`.

@@ -129,6 +129,8 @@ step split-workgroup-quarters 40 "${profile[@]}" --subgroups --split-pass workgr
 step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward T=' 'expressiveAttention forward T='
 # AverageContext's levels scan with one chunk an invocation, as before 'auto' gave long sequences runs of chunks
 step average-run-1 30 "${profile[@]}" --average-run 1 'copy' 'averageContext'
+# AverageContext's one-pass scan (decoupled look-back), which 'auto' does not take until a GPU measures it
+step average-lookback 30 "${profile[@]}" --scan=lookback 'copy' 'averageContext'
 # decode tokens/s, its own deadline a minute inside the step's
 step generation 120 "${bench[@]}" --generation --minutes 1
 step blocks 60 "${bench[@]}" --blocks

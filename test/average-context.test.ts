@@ -11,7 +11,7 @@ import {
   EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, expectWithinDerivedTolerance, seededIntegers, seededUniform, stepLaunches, values,
 } from './helpers.js';
 import { averageContextAdvance } from '../src/mixers/average-context/op.js';
-import { RUN_FLAG, SCAN_FLAG, chunksPerRun, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
+import { LOOKBACK_FLAG, RUN_FLAG, SCAN_FLAG, chunksPerRun, lookbackTile, scanLevels, type Scan } from '../src/mixers/average-context/kernel.js';
 
 const combines: Combine[] = ['max', 'min', 'mean'];
 
@@ -33,22 +33,27 @@ for (const backend of REFERENCE_BACKENDS) mixerProperties(mixer, backend);
 mixerProperties(mixer, 'webgpu');
 
 /**
- * How the kernels run in a test: a scan, and for the levels scan its chunks per invocation
- * (kernel.ts chunksPerRun: 'auto' gives these tests' short sequences one).
+ * How the kernels run in a test: a scan, for the levels scan its chunks per invocation
+ * (kernel.ts chunksPerRun: 'auto' gives these tests' short sequences one), and for the one-pass
+ * forward what its tiles publish (LOOKBACK_FLAG).
  */
-type ScanRun = { scan: Scan; run: 'auto' | 4 };
+type ScanRun = { scan: Scan; run: 'auto' | 4; lookback?: 'aggregates' | 'recompute' };
 
 /** Runs `f` with AverageContext's kernels set to `how`, whatever the adapter and the shape would choose. */
 function withScan<R>(how: ScanRun, f: () => R): R {
   tf.env().set(SCAN_FLAG, how.scan);
   tf.env().set(RUN_FLAG, how.run);
+  tf.env().set(LOOKBACK_FLAG, how.lookback ?? 'wait');
   try {
     return f();
   } finally {
     tf.env().set(SCAN_FLAG, 'auto');
     tf.env().set(RUN_FLAG, 'auto');
+    tf.env().set(LOOKBACK_FLAG, 'wait');
   }
 }
+
+const LOOKBACK_LABELS = { aggregates: ', tiles publishing their aggregates alone', recompute: ', tiles publishing nothing' };
 
 type Op = (x: tf.Tensor3D, implementation: 'webgpu' | 'reference') => tf.Tensor3D;
 
@@ -77,14 +82,22 @@ function expectAverageContextMatches(combine: Combine, causal: boolean, scan: Sc
     shape, averageContextOracle(xs, shape, combine, causal), averageContextGradOracle(xs, dys, shape, combine, causal));
 }
 
-// The adapter picks one of the two scans (kernel.ts scanFor): the levels on a GPU, the walk on
-// SwiftShader. The mixer's properties above run the one it picks; these run both, whatever the
+// The adapter picks one of the scans (kernel.ts scanFor): the levels on a GPU, the walk on
+// SwiftShader. The mixer's properties above run the one it picks; these run all, whatever the
 // adapter, on random shapes and on a sequence long enough for three levels; the levels scan with
 // one chunk an invocation and with runs of four (a long sequence's on a GPU), whose last run of a
-// sequence may hold fewer chunks, and its last chunk fewer steps.
-const SCANS: ScanRun[] = [{ scan: 'levels', run: 'auto' }, { scan: 'levels', run: 4 }, { scan: 'walk', run: 'auto' }];
+// sequence may hold fewer chunks, and its last chunk fewer steps. The one-pass scan ('lookback',
+// forward and backward) runs as it would, taking whichever sums its predecessors have published
+// when it looks (here, a tile usually finds the one before it done); and, so that each path runs
+// whatever the timing, with tiles that publish their aggregates alone (every tile adds all
+// before it) and that publish nothing (every tile sums all before it from its input: the fallback).
+const SCANS: ScanRun[] = [
+  { scan: 'levels', run: 'auto' }, { scan: 'levels', run: 4 }, { scan: 'walk', run: 'auto' },
+  { scan: 'lookback', run: 'auto' }, { scan: 'lookback', run: 'auto', lookback: 'aggregates' }, { scan: 'lookback', run: 'auto', lookback: 'recompute' },
+];
 for (const scan of SCANS) {
-  describeOn('webgpu', `averageContext kernels, ${scan.scan} scan${scan.run === 4 ? ', four chunks an invocation' : ''}`, () => {
+  const label = `${scan.scan} scan${scan.run === 4 ? ', four chunks an invocation' : ''}${scan.lookback ? LOOKBACK_LABELS[scan.lookback] : ''}`;
+  describeOn('webgpu', `averageContext kernels, ${label}`, () => {
     it('causalMean: kernel matches the oracle at least as well as the reference, forward and gradient', async () => {
       await fc.assert(fc.asyncProperty(shapes, async (c) => {
         const shape: [number, number, number] = [c.B, c.T, c.D];
@@ -96,8 +109,11 @@ for (const scan of SCANS) {
       }));
     });
 
+    // the one-pass scan is causal: the whole-sequence context runs the levels, tested above
+    const runs = (causal: boolean) => causal || scan.scan !== 'lookback';
     for (const v of mixer.variants) {
       const { combine, causal } = { causal: true, ...v.options } as { combine: Combine; causal: boolean };
+      if (!runs(causal)) continue;
       it(`${v.label}: kernel matches the oracle at least as well as the reference, forward and gradient`, async () => {
         await fc.assert(fc.asyncProperty(shapes, async (c) => {
           const shape: [number, number, number] = [c.B, c.T, c.D];
@@ -121,7 +137,7 @@ for (const scan of SCANS) {
       expect([chunksPerRun(1, T, 2), chunksPerRun(1, 262144, 64), chunksPerRun(1, 65536, 64), chunksPerRun(4, 65536, 64)]).toEqual([1, 16, 8, 16]);
     });
     const cases = [['max', true], ['mean', true], ['min', false]] as const;
-    for (const [D, [combine, causal]] of [8, 3].flatMap((D) => cases.map((c) => [D, c] as const))) {
+    for (const [D, [combine, causal]] of [8, 3].flatMap((D) => cases.map((c) => [D, c] as const)).filter(([, [, causal]]) => runs(causal))) {
       it(`T = ${T}, D = ${D}, combine ${combine}, causal ${causal}: kernel matches the oracle, forward and gradient`, async () => {
         const shape: [number, number, number] = [1, T, D];
         const n = T * D;
@@ -130,8 +146,24 @@ for (const scan of SCANS) {
         await expectAverageContextMatches(combine, causal, scan, xs, dys, shape);
       });
     }
+
+    // 66 scalar channels are more than a tile of the one-pass scan holds (kernel.ts lookbackTile:
+    // 64 groups), so its second block has 2 groups live and 62 that write nothing; its 33 tiles of
+    // 64 steps take the last up to three rounds of the look-back (16 predecessors a round)
+    it('B = 2, T = 2100, D = 66, combine max: kernel matches the oracle, forward and gradient', async () => {
+      const shape: [number, number, number] = [2, 2100, 66];
+      const n = 2 * 2100 * 66;
+      await expectAverageContextMatches('max', true, scan, seededIntegers(13, n), seededUniform(14, n), shape);
+    });
   });
 }
+
+it('tiles the one-pass scan with the fewest channel groups, 16 to 64, that hold the width', () => {
+  expect([1, 2, 16, 17, 33, 64, 66].map((w) => lookbackTile(w))).toEqual([
+    { cols: 16, parts: 16 }, { cols: 16, parts: 16 }, { cols: 16, parts: 16 }, { cols: 32, parts: 8 },
+    { cols: 64, parts: 4 }, { cols: 64, parts: 4 }, { cols: 64, parts: 4 },
+  ]);
+});
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
   describeOn(backend, 'AverageContext layer', () => {

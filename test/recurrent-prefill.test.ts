@@ -358,9 +358,9 @@ const opCases = fc.record({
 for (const backend of ['cpu', 'webgpu'] as const) {
   describeOn(backend, 'ops.averageContextPrefill', () => {
     const runs: Array<[Implementation, string]> = backend === 'webgpu'
-      ? [['webgpu', 'walk'], ['webgpu', 'levels'], ['reference', 'auto']] : [['reference', 'auto']];
+      ? [['webgpu', 'walk'], ['webgpu', 'levels'], ['webgpu', 'lookback'], ['reference', 'auto']] : [['reference', 'auto']];
     for (const combine of ['max', 'min', 'mean'] as Combine[]) {
-      it(`combine ${combine}: matches the float64 step-by-step oracle, the kernel (both scans) within the derived tolerance`, async () => {
+      it(`combine ${combine}: matches the float64 step-by-step oracle, the kernel (every scan) within the derived tolerance`, async () => {
         const long = backend === 'webgpu' ? [{ B: 1, T: 1100, D: 8, seed: 5 }] : [];
         const samples = [...fc.sample(opCases, { numRuns: backend === 'webgpu' ? 4 : 8, seed: 11 }), ...long];
         for (const c of samples) {
@@ -386,7 +386,7 @@ for (const backend of ['cpu', 'webgpu'] as const) {
           const reference = got['reference auto']!;
           expect(maxAbsDiff(reference, oracle)).toBeLessThanOrEqual((c.T + 4) * EPS32 * 4 * Math.max(1, maxAbs(xs)));
           // the kernel sums in its own order: the floor is the sum's γ bound, 2(T + 1)·ε with |c| ≤ 2
-          for (const scan of ['walk', 'levels']) {
+          for (const scan of ['walk', 'levels', 'lookback']) {
             if (got[`webgpu ${scan}`]) expectWithinDerivedTolerance(got[`webgpu ${scan}`]!, reference, oracle, `${scan} scan`, 2 * (c.T + 1) + 4);
           }
         }

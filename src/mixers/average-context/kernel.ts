@@ -14,7 +14,13 @@ import startHelpers from '../../../kernels/average-context/start.wgsl';
 import stepBody from '../../../kernels/average-context/step.wgsl';
 import walkForwardBody from '../../../kernels/average-context/walk-forward.wgsl';
 import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgsl';
-import { grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type LaneVariants, type Launch } from '../../webgpu/runtime.js';
+import lookbackChain from '../../../kernels/average-context/lookback-chain.wgsl';
+import lookbackForwardBody from '../../../kernels/average-context/lookback-forward.wgsl';
+import lookbackBackwardBody from '../../../kernels/average-context/lookback-backward.wgsl';
+import lookbackResetBody from '../../../kernels/average-context/lookback-reset.wgsl';
+import {
+  grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type LaneVariants, type Launch,
+} from '../../webgpu/runtime.js';
 import { onSwiftShader } from '../../webgpu/internals.js';
 import type { Combine } from './reference.js';
 
@@ -46,6 +52,9 @@ const sizeConstants = `const CHUNK: u32 = ${CHUNK}u;\nconst TOP: u32 = ${TOP}u;`
 export type KernelCombine = Combine | 'context';
 const COMBINE_CODE: Record<KernelCombine, number> = { max: 0, min: 1, mean: 2, context: 3 };
 
+/** The mark of a sum the one-pass scan has not yet published: a NaN whose bits no sum takes. */
+const notReady = 'const NOT_READY: u32 = 0xffffffffu;';
+
 const scanParts = [sizeConstants, grid, combineHelpers, chunkHelpers];
 const KERNELS = {
   levelSums: laneVariants('AverageContextLevelSums', [sizeConstants, grid, chunkHelpers, pairHelpers, levelSumsBody]),
@@ -54,6 +63,9 @@ const KERNELS = {
   backward: laneVariants('AverageContextBackward', [...scanParts, levelsHelpers, picksHelpers, backwardBody]),
   walkForward: laneVariants('AverageContextWalkForward', [...scanParts, startHelpers, walkForwardBody]),
   walkBackward: laneVariants('AverageContextWalkBackward', [...scanParts, picksHelpers, walkBackwardBody]),
+  lookbackForward: laneVariants('AverageContextLookbackForward', [...scanParts, notReady, startHelpers, lookbackChain, lookbackForwardBody]),
+  lookbackBackward: laneVariants('AverageContextLookbackBackward', [...scanParts, notReady, picksHelpers, lookbackChain, lookbackBackwardBody]),
+  lookbackReset: { name: 'AverageContextLookbackReset', code: [grid, notReady, lookbackResetBody].join('\n') } satisfies KernelSource,
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
 
@@ -119,24 +131,87 @@ function levelPasses(T: number): LevelPass[] {
  * How the scan runs. `'levels'`, for a GPU, which wants many invocations and few dispatches: the
  * levels of chunk sums, two a dispatch, then one invocation per chunk. `'walk'`, for SwiftShader,
  * which runs compute on the CPU's few cores and is bound by instructions: one invocation per
- * column walks all of T, a single pass that reads x once and builds no levels.
+ * column walks all of T, a single pass that reads x once and builds no levels. `'lookback'`, for a
+ * GPU, the causal forward and backward each in one pass over its input (tiles that learn the sum
+ * before them from the tiles before, `kernels/average-context/lookback-chain.wgsl`), where the
+ * levels read it twice, a ceiling of 67 % of a copy's rate; the whole-sequence context, which
+ * needs the total before any output, runs the levels.
  */
-export type Scan = 'levels' | 'walk';
+export type Scan = 'levels' | 'walk' | 'lookback';
 
 /**
- * The tfjs flag that picks the scan: `'auto'` (the default) by the adapter, or `'levels'` or
- * `'walk'` whatever the adapter (the tests run both on SwiftShader).
+ * The tfjs flag that picks the scan: `'auto'` (the default) by the adapter, or `'levels'`,
+ * `'walk'` or `'lookback'` whatever the adapter (the tests run all three on SwiftShader).
  */
 export const SCAN_FLAG = 'MIXERS_AVERAGE_CONTEXT_SCAN';
 tf.env().registerFlag(SCAN_FLAG, () => 'auto');
 
 function scanFor(backend: WebGPUBackend): Scan {
   const chosen = tf.env().get(SCAN_FLAG);
-  if (chosen === 'levels' || chosen === 'walk') return chosen;
+  if (chosen === 'levels' || chosen === 'walk' || chosen === 'lookback') return chosen;
   if (chosen !== 'auto') {
-    throw new Error(`tfjs-mixers: flag ${SCAN_FLAG} must be 'auto', 'levels' or 'walk'; received ${JSON.stringify(chosen)}.`);
+    throw new Error(`tfjs-mixers: flag ${SCAN_FLAG} must be 'auto', 'levels', 'walk' or 'lookback'; received ${JSON.stringify(chosen)}.`);
   }
   return onSwiftShader(backend) ? 'walk' : 'levels';
+}
+
+/**
+ * The tfjs flag for how the one-pass scan learns the sum before a tile: `'wait'` (the default)
+ * from the sums the tiles before it publish, their inclusive sums where they have them, waiting a
+ * few rounds on one that has published nothing before summing it from the input itself. For the
+ * tests, which so run each path whatever the timing: `'aggregates'`, tiles publish their own sums
+ * alone (the first tile's is inclusive), so every tile adds all those before it;
+ * `'recompute'`, they publish nothing, so every tile sums all those before it from the input.
+ */
+export const LOOKBACK_FLAG = 'MIXERS_AVERAGE_CONTEXT_LOOKBACK';
+tf.env().registerFlag(LOOKBACK_FLAG, () => 'wait');
+
+const PUBLISHED: Record<string, Record<string, number>> = { wait: {}, aggregates: { PUBLISHED: 1 }, recompute: { PUBLISHED: 0, SPINS: 0 } };
+
+function lookbackOverrides(): Record<string, number> {
+  const chosen = tf.env().get(LOOKBACK_FLAG);
+  const overrides = PUBLISHED[String(chosen)];
+  if (overrides) return overrides;
+  throw new Error(`tfjs-mixers: flag ${LOOKBACK_FLAG} must be 'wait', 'aggregates' or 'recompute'; received ${JSON.stringify(chosen)}.`);
+}
+
+/**
+ * The one-pass scan's tile: `cols` channel groups, a power of two from 16 to 64 (the fewest that
+ * hold the `width` groups, up to 64), and `parts` chunks of CHUNK steps of each, WG invocations in all.
+ *
+ * @example
+ * ```ts
+ * lookbackTile(64);  // { cols: 64, parts: 4 }: D = 256 in vec4s, tiles of 64 steps
+ * lookbackTile(16);  // { cols: 16, parts: 16 }: D = 64, tiles of 256 steps
+ * ```
+ */
+export function lookbackTile(width: number): { cols: number; parts: number } {
+  const cols = Math.min(64, Math.max(16, 2 ** Math.ceil(Math.log2(width))));
+  return { cols, parts: WG / cols };
+}
+
+/**
+ * A causal scan in one pass (`kernels/average-context/lookback-chain.wgsl`: the forward, or the
+ * backward from the last step), after a dispatch that resets its status words: the ticket, then
+ * per tile the aggregate and inclusive sums of its channel groups. `x` is the input that gives
+ * the shape, x or dy.
+ */
+function runLookback(gpu: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
+  constants: Record<string, number>): tf.TensorInfo[] {
+  const [B, T, D] = x.shape as [number, number, number];
+  const lanes = lanesFor(D);
+  const { cols, parts } = lookbackTile(D / lanes);
+  const tiles = B * Math.ceil(D / lanes / cols) * Math.ceil(T / (parts * CHUNK));
+  const words = 1 + tiles * 2 * cols * lanes;
+  const [status] = runKernel(gpu, KERNELS.lookbackReset, {
+    inputs: [], outputs: [{ shape: [words], dtype: 'int32' }], params: [{ u32: words }], constants: { WG }, workgroups: grid1d(words, WG),
+  });
+  const out = runKernel(gpu, kernel[lanes], {
+    ...launch, updates: [status!], params: scanParams(x, tiles), constants: { WG, ...constants, COLS: cols, ...lookbackOverrides() },
+    workgroups: grid1d(tiles * WG, WG),
+  });
+  gpu.disposeData(status!.dataId);
+  return out;
 }
 
 /**
@@ -246,7 +321,10 @@ function forwardScan(gpu: WebGPUBackend, x: tf.TensorInfo, start: tf.TensorInfo[
   const outputs = [x.shape, picksShape(x)];
   // the state as it is kept (previous, sum, positions), or x standing in for it, never read
   const state = start ?? [x, x, x];
-  if (scanFor(gpu) === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x, ...state], outputs }, constants);
+  const scan = scanFor(gpu);
+  if (scan === 'walk') return runLastPass(gpu, 'walk', KERNELS.walkForward, x, { inputs: [x, ...state], outputs }, constants);
+  // the whole-sequence context needs the total before any y: the levels have it
+  if (scan === 'lookback' && attrs.causal) return runLookback(gpu, KERNELS.lookbackForward, x, { inputs: [x, ...state], outputs }, constants);
   const [levels] = runLevelKernel(gpu, KERNELS.levelSums, x, { inputs: [x], outputs: [levelsShape(x)] },
     { FROM_X: 1 }, levelPasses(x.shape[1]!)[0]!);
   fillUpperLevels(gpu, x, levels!);
@@ -280,10 +358,15 @@ registerKernelOnce({
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const gpu = backend as WebGPUBackend;
-    const constants = scanConstants(attrs as unknown as Attrs);
+    const a = attrs as unknown as Attrs;
+    const constants = scanConstants(a);
     const { dy, picks } = namedInputs(inputs, 'dy', 'picks');
-    if (scanFor(gpu) === 'walk') {
+    const scan = scanFor(gpu);
+    if (scan === 'walk') {
       return runLastPass(gpu, 'walk', KERNELS.walkBackward, dy, { inputs: [dy, picks], outputs: [dy.shape] }, constants)[0]!;
+    }
+    if (scan === 'lookback' && a.causal) {
+      return runLookback(gpu, KERNELS.lookbackBackward, dy, { inputs: [dy, picks], outputs: [dy.shape] }, { ...constants, REVERSED: 1 })[0]!;
     }
     const [levels] = runLevelKernel(gpu, KERNELS.backwardChunkSums, dy, { inputs: [dy, picks], outputs: [levelsShape(dy)] },
       constants, levelPasses(dy.shape[1]!)[0]!);
