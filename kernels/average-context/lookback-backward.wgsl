@@ -32,10 +32,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let tile = takeTile(lid);
   if (tile.ticket >= params.total) { return; }
   let T = params.seqLen;
-  let d = tile.block * COLS + lid % COLS;
-  let live = d < params.width;
-  // groups past the width read the last group's dy and write nothing
-  let c = chunkCell(tile, min(d, params.width - 1u), chunkAt(tile.order, lid / COLS));
+  let c = chunkOf(tile, lid, tile.order);
 
   // the chunk and the step after it, loaded once (clamped to the sequence, as in the forward)
   var gs: array<V, CHUNK>;
@@ -49,8 +46,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   // the next step's share as x[t]'s successor: its pick is the first of the next chunk's
   var fromNext = weightsOf(pickAt(picksOf(c, c.k + 1u), 0u)).p * dy[at(c, min(after, T - 1u))];
   fromNext = select(V(0.0), fromNext, after < T);
-  var later = sumBefore(tile, lid, own, live);
-  if (!live || c.t0 >= T) { return; }
+  var later = sumBefore(tile, lid, own);
+  if (!groupLive(tile, lid) || c.t0 >= T) { return; }
 
   for (var i = 0u; i < CHUNK; i++) {
     let u = CHUNK - 1u - i;

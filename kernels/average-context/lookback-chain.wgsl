@@ -16,13 +16,14 @@
 // fallback, the entry point's `chunkSum`): no wait depends on another workgroup being scheduled.
 //
 // Published sums are float bits in atomic words (WGSL's atomics are relaxed: a flag in another
-// word would not order the sum), NOT_READY (a NaN no arithmetic here produces) where unwritten,
-// reset before every launch (lookback-reset.wgsl). Word 0 is the ticket; then per tile, in
+// word would not order the sum), NOT_READY (a NaN no arithmetic here produces) where unwritten:
+// every word is set to it before each launch (common/fill.wgsl). Word 0 is the ticket; then per tile, in
 // ticket order, COLS·V_LANES words of aggregates, then as many of inclusive sums. The entry
 // point binds them as `status: array<atomic<u32>>` and defines `fn chunkSum(c: Cell) -> V`.
 // needs common/grid.wgsl, common/lanes-*.wgsl and chunks.wgsl
 
-// `const NOT_READY: u32` is prepended by kernel.ts, its single definition (lookback-reset.wgsl's too).
+// `const NOT_READY: u32` is prepended by kernel.ts, its single definition
+const_assert NOT_READY == 0xffffffffu; // takeTile's first ticket wraps to 0
 override COLS: u32 = 64u;
 override PARTS: u32 = WG / COLS;
 // true: the scan runs from the last step down (the backward's sums over later steps)
@@ -34,8 +35,8 @@ override SPINS: u32 = 16u;
 // sum its only one) or 0 nothing, so that every predecessor is summed from the input (the fallback)
 override PUBLISHED: u32 = 2u;
 
-// predecessors an invocation reads in a round of the look-back: a group's PARTS read 16 to 64 at
-// once, so that a tile among many started together reaches an inclusive sum in a few rounds
+// the most predecessors an invocation reads in a round of the look-back: a group's PARTS read 16
+// to 64 at once, so that a tile among many started together reaches an inclusive sum in a few rounds
 const LOOK = 4u;
 
 const AGGREGATE = 0u;
@@ -68,7 +69,9 @@ struct Tile {
 
 // Takes the next ticket: tiles in the order workgroups start, a place of the scan's order slowest.
 fn takeTile(lid: u32) -> Tile {
-  if (lid == 0u) { ticket = atomicAdd(&status[0], 1u); }
+  // word 0 starts at NOT_READY, all bits set, as every word does: u32 arithmetic wraps, so the
+  // first ticket is 0
+  if (lid == 0u) { ticket = atomicAdd(&status[0], 1u) + 1u; }
   let g = workgroupUniformLoad(&ticket);
   let perTile = params.total / tilesOf(params.seqLen);
   let blocks = (params.width + COLS - 1u) / COLS;
@@ -85,9 +88,16 @@ fn chunkAt(order: u32, part: u32) -> u32 {
   return select(k, tilesOf(params.seqLen) * PARTS - 1u - k, REVERSED);
 }
 
-// Chunk k of the tile's batch, in channel group d: its steps past the sequence (the last tile's) empty.
-fn chunkCell(tile: Tile, d: u32, k: u32) -> Cell {
-  return Cell(tile.b, k, d, k * CHUNK, min(k * CHUNK + CHUNK, params.seqLen));
+// Invocation lid's chunk of the tile at `order` in the scan's order (its own tile's, or a
+// predecessor's), in the tile's batch and lid's channel group: its steps past the sequence (the
+// last tile's) empty. A group past the width reads the last group's, and writes nothing (groupLive).
+fn chunkOf(tile: Tile, lid: u32, order: u32) -> Cell {
+  let k = chunkAt(order, lid / COLS);
+  return Cell(tile.b, k, min(tile.block * COLS + lid % COLS, params.width - 1u), k * CHUNK, min(k * CHUNK + CHUNK, params.seqLen));
+}
+
+fn groupLive(tile: Tile, lid: u32) -> bool {
+  return tile.block * COLS + lid % COLS < params.width;
 }
 
 fn statusAt(tileTicket: u32, kind: u32, col: u32) -> u32 {
@@ -119,9 +129,9 @@ fn peek(word: u32) -> Published {
 
 // The sum of everything before invocation lid's chunk in the scan's order, for its channel group:
 // the tiles before (the look-back) and the chunks before it in the tile. `own` is its chunk's
-// sum, `live` false past the width (nothing published). Publishes the tile's sums. Every
-// invocation calls it, in uniform control flow.
-fn sumBefore(tile: Tile, lid: u32, own: V, live: bool) -> V {
+// sum. Publishes the tile's sums. Every invocation calls it, in uniform control flow.
+fn sumBefore(tile: Tile, lid: u32, own: V) -> V {
+  let live = groupLive(tile, lid);
   let col = lid % COLS;
   let part = lid / COLS;
   sums[lid] = own;
@@ -139,25 +149,28 @@ fn sumBefore(tile: Tile, lid: u32, own: V, live: bool) -> V {
   workgroupBarrier();
   if (tile.order == 0u) { return before; }
 
+  // predecessors each invocation reads a round: 1 at first, so that a tile whose predecessor is
+  // done reads little, then twice as many a round up to LOOK
+  var span = 1u;
   loop {
-    // each invocation reads LOOK predecessors of its group at once, the part-th LOOK nearest not
-    // yet added, and adds them nearest first up to the first gap or inclusive sum
+    // each invocation reads the part-th `span` nearest predecessors of its group not yet added, at
+    // once, and adds them nearest first up to the first gap or inclusive sum
     let next = lookAt[col];
     var reached = 0u;
     var ended = false;
     var value = V(0.0);
-    var theirs: array<Published, LOOK>;
+    var theirs: array<Published, LOOK>; // not ready unless read
     var inclusive: array<Published, LOOK>;
     for (var j = 0u; j < LOOK; j++) {
-      let back = part * LOOK + j;
-      // past the first tile: a word of the first tile's, masked below
-      let pred = (next - 1u - min(back, next - 1u)) * tile.perTile + tile.ticket % tile.perTile;
-      theirs[j] = peek(statusAt(pred, AGGREGATE, col));
-      inclusive[j] = peek(statusAt(pred, INCLUSIVE, col));
+      let back = part * span + j;
+      if (j < span && back < next) {
+        let pred = (next - 1u - back) * tile.perTile + tile.ticket % tile.perTile;
+        theirs[j] = peek(statusAt(pred, AGGREGATE, col));
+        inclusive[j] = peek(statusAt(pred, INCLUSIVE, col));
+      }
     }
-    for (var j = 0u; j < LOOK; j++) {
-      let ready = part * LOOK + j < next && (theirs[j].ready || inclusive[j].ready);
-      if (!ready) { break; }
+    for (var j = 0u; j < span; j++) {
+      if (!theirs[j].ready && !inclusive[j].ready) { break; }
       value += select(theirs[j].value, inclusive[j].value, inclusive[j].ready);
       reached += 1u;
       if (inclusive[j].ready) {
@@ -176,7 +189,7 @@ fn sumBefore(tile: Tile, lid: u32, own: V, live: bool) -> V {
         let f = found[p * COLS + col];
         acc += sums[p * COLS + col];
         nearest = select(nearest - (f & ~ENDED), 0u, (f & ENDED) != 0u);
-        if ((f & ENDED) != 0u || f < LOOK) { break; }
+        if ((f & ENDED) != 0u || f < span) { break; }
       }
       carry[col] = acc;
       waited[col] = select(0u, waited[col] + 1u, nearest == next);
@@ -186,7 +199,7 @@ fn sumBefore(tile: Tile, lid: u32, own: V, live: bool) -> V {
     workgroupBarrier();
     // the fallback: a predecessor that has published nothing for SPINS rounds, summed from the input
     if (recompute[col] != 0u) {
-      sums[lid] = chunkSum(chunkCell(tile, min(tile.block * COLS + col, params.width - 1u), chunkAt(lookAt[col] - 1u, part)));
+      sums[lid] = chunkSum(chunkOf(tile, lid, lookAt[col] - 1u));
     }
     workgroupBarrier();
     if (part == 0u && recompute[col] != 0u) {
@@ -204,6 +217,7 @@ fn sumBefore(tile: Tile, lid: u32, own: V, live: bool) -> V {
       pending = n;
     }
     if (workgroupUniformLoad(&pending) == 0u) { break; }
+    span = min(2u * span, LOOK);
   }
   if (PUBLISHED == 2u && live && part == PARTS - 1u) { publish(statusAt(tile.ticket, INCLUSIVE, col), carry[col] + aggregate); }
   return carry[col] + before;

@@ -29,10 +29,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let tile = takeTile(lid);
   if (tile.ticket >= params.total) { return; }
   let T = params.seqLen;
-  let d = tile.block * COLS + lid % COLS;
-  let live = d < params.width;
-  // groups past the width read the last group's x and write nothing
-  let c = chunkCell(tile, min(d, params.width - 1u), chunkAt(tile.order, lid / COLS));
+  let c = chunkOf(tile, lid, tile.order);
 
   // the chunk, loaded once (clamped to the sequence: a constant trip count keeps loads in flight)
   var xs: array<V, CHUNK>;
@@ -42,8 +39,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (c.t0 + u < T) { own += xs[u]; }
   }
   var prev = x[at(c, min(c.t0, T) - select(0u, 1u, c.t0 > 0u))];
-  let before = sumBefore(tile, lid, own, live);
-  if (!live || c.t0 >= T) { return; }
+  let before = sumBefore(tile, lid, own);
+  if (!groupLive(tile, lid) || c.t0 >= T) { return; }
 
   let s = startOf(c);
   let offset = before + s.sum;

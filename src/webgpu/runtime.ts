@@ -3,7 +3,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import lanes1 from '../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../kernels/common/lanes-4.wgsl';
 import grid from '../../kernels/common/grid.wgsl';
-import poison from '../../kernels/common/poison.wgsl';
+import fill from '../../kernels/common/fill.wgsl';
 import { backendInternals, type BackendInternals } from './internals.js';
 import { bindGroupFor, paramsBinding } from './bind-groups.js';
 
@@ -183,8 +183,13 @@ export function namedInputs<K extends string>(inputs: tf.NamedTensorInfoMap, ...
   return out;
 }
 
-const POISON: KernelSource = { name: 'PoisonOutput', code: [grid, poison].join('\n') };
-const POISON_WG = 256;
+const FILL: KernelSource = { name: 'FillWords', code: [grid, fill].join('\n') };
+// the same fill under a label of its own, which tests that list a run's pipelines leave out (a
+// line of its own keeps its pipeline apart: compiledFor keeps pipelines by code)
+const POISON: KernelSource = { name: 'PoisonOutput', code: `${FILL.code}\n// MIXERS_POISON_OUTPUTS` };
+const FILL_WG = 256;
+/** A quiet NaN's float32 bits: what {@link POISON_OUTPUTS_FLAG} fills outputs with. */
+const POISON_BITS = 0x7fc00000;
 
 const shapeOf = (o: Launch['outputs'][number]) => Array.isArray(o) ? o : o.shape;
 
@@ -239,10 +244,27 @@ function checkLaunch(device: GPUDevice, kernel: KernelSource, launch: Launch): v
 
 /** Fills `output` with NaN bits in `pass`, ahead of the kernel that will write it. */
 function poisonOutput(b: BackendInternals, pass: GPUComputePassEncoder, output: GPUBuffer, words: number): void {
-  const { pipeline, layout } = compiledFor(b.device, POISON, { WG: POISON_WG }, 0, 1, true);
+  const { pipeline, layout } = compiledFor(b.device, POISON, { WG: FILL_WG }, 0, 1, true);
   pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroupFor(b.device, POISON.name, layout, [output], paramsBinding(b.device, [{ u32: words }])));
-  pass.dispatchWorkgroups(...grid1d(words, POISON_WG));
+  pass.setBindGroup(0, bindGroupFor(b.device, POISON.name, layout, [output], paramsBinding(b.device, [{ u32: words }, { u32: POISON_BITS }])));
+  pass.dispatchWorkgroups(...grid1d(words, FILL_WG));
+}
+
+/**
+ * A new int32 tensor of `words` elements, every one holding the 32 bits `value`, written by one
+ * dispatch (as {@link runKernel} records it): a kernel's scratch words, such as a one-pass scan's
+ * status.
+ *
+ * @example
+ * ```ts
+ * const status = filledWords(backend, 1 + 2 * tiles * 64, 0xffffffff);  // every bit set
+ * ```
+ */
+export function filledWords(backend: WebGPUBackend, words: number, value: number): tf.TensorInfo {
+  return runKernel(backend, FILL, {
+    inputs: [], outputs: [{ shape: [words], dtype: 'int32' }], params: [{ u32: words }, { u32: value }], constants: { WG: FILL_WG },
+    workgroups: grid1d(words, FILL_WG),
+  })[0]!;
 }
 
 /**

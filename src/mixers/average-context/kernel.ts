@@ -17,9 +17,8 @@ import walkBackwardBody from '../../../kernels/average-context/walk-backward.wgs
 import lookbackChain from '../../../kernels/average-context/lookback-chain.wgsl';
 import lookbackForwardBody from '../../../kernels/average-context/lookback-forward.wgsl';
 import lookbackBackwardBody from '../../../kernels/average-context/lookback-backward.wgsl';
-import lookbackResetBody from '../../../kernels/average-context/lookback-reset.wgsl';
 import {
-  grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type LaneVariants, type Launch,
+  filledWords, grid1d, laneVariants, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type LaneVariants, type Launch,
 } from '../../webgpu/runtime.js';
 import { onSwiftShader } from '../../webgpu/internals.js';
 import type { Combine } from './reference.js';
@@ -52,8 +51,12 @@ const sizeConstants = `const CHUNK: u32 = ${CHUNK}u;\nconst TOP: u32 = ${TOP}u;`
 export type KernelCombine = Combine | 'context';
 const COMBINE_CODE: Record<KernelCombine, number> = { max: 0, min: 1, mean: 2, context: 3 };
 
-/** The mark of a sum the one-pass scan has not yet published: a NaN whose bits no sum takes. */
-const notReady = 'const NOT_READY: u32 = 0xffffffffu;';
+/**
+ * The one-pass scan's status words before a launch: the mark of a sum not yet published (a NaN
+ * whose bits no sum takes), and the ticket's start (lookback-chain.wgsl's takeTile).
+ */
+const NOT_READY = 0xffffffff;
+const notReady = `const NOT_READY: u32 = ${NOT_READY}u;`;
 
 const scanParts = [sizeConstants, grid, combineHelpers, chunkHelpers];
 const KERNELS = {
@@ -65,7 +68,6 @@ const KERNELS = {
   walkBackward: laneVariants('AverageContextWalkBackward', [...scanParts, picksHelpers, walkBackwardBody]),
   lookbackForward: laneVariants('AverageContextLookbackForward', [...scanParts, notReady, startHelpers, lookbackChain, lookbackForwardBody]),
   lookbackBackward: laneVariants('AverageContextLookbackBackward', [...scanParts, notReady, picksHelpers, lookbackChain, lookbackBackwardBody]),
-  lookbackReset: { name: 'AverageContextLookbackReset', code: [grid, notReady, lookbackResetBody].join('\n') } satisfies KernelSource,
   step: laneVariants('AverageContextStep', [grid, combineHelpers, stepBody]),
 };
 
@@ -192,8 +194,8 @@ export function lookbackTile(width: number): { cols: number; parts: number } {
 
 /**
  * A causal scan in one pass (`kernels/average-context/lookback-chain.wgsl`: the forward, or the
- * backward from the last step), after a dispatch that resets its status words: the ticket, then
- * per tile the aggregate and inclusive sums of its channel groups. `x` is the input that gives
+ * backward from the last step), after a dispatch that sets its status words to NOT_READY: the
+ * ticket, then per tile the aggregate and inclusive sums of its channel groups. `x` is the input that gives
  * the shape, x or dy.
  */
 function runLookback(gpu: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo, launch: Pick<Launch, 'inputs' | 'outputs'>,
@@ -203,14 +205,12 @@ function runLookback(gpu: WebGPUBackend, kernel: LaneVariants, x: tf.TensorInfo,
   const { cols, parts } = lookbackTile(D / lanes);
   const tiles = B * Math.ceil(D / lanes / cols) * Math.ceil(T / (parts * CHUNK));
   const words = 1 + tiles * 2 * cols * lanes;
-  const [status] = runKernel(gpu, KERNELS.lookbackReset, {
-    inputs: [], outputs: [{ shape: [words], dtype: 'int32' }], params: [{ u32: words }], constants: { WG }, workgroups: grid1d(words, WG),
-  });
+  const status = filledWords(gpu, words, NOT_READY);
   const out = runKernel(gpu, kernel[lanes], {
-    ...launch, updates: [status!], params: scanParams(x, tiles), constants: { WG, ...constants, COLS: cols, ...lookbackOverrides() },
+    ...launch, updates: [status], params: scanParams(x, tiles), constants: { WG, ...constants, COLS: cols, ...lookbackOverrides() },
     workgroups: grid1d(tiles * WG, WG),
   });
-  gpu.disposeData(status!.dataId);
+  gpu.disposeData(status.dataId);
   return out;
 }
 
