@@ -50,12 +50,10 @@ var<workgroup> ticket: u32;
 var<workgroup> sums: array<V, WG>;
 var<workgroup> found: array<u32, WG>;
 // per channel group: the sum before the tile found so far, 1 + the nearest predecessor not yet
-// added (0: the look-back is done), rounds it has waited on it, and whether the next round sums
-// it from the input
+// added (0: the look-back is done), and rounds it has waited on it
 var<workgroup> carry: array<V, COLS>;
 var<workgroup> lookAt: array<u32, COLS>;
 var<workgroup> waited: array<u32, COLS>;
-var<workgroup> recompute: array<u32, COLS>;
 var<workgroup> pending: u32;
 
 // A workgroup's tile, the same for all its invocations.
@@ -144,7 +142,6 @@ fn sumBefore(tile: Tile, lid: u32, own: V) -> V {
     carry[col] = V(0.0);
     lookAt[col] = select(0u, tile.order, live);
     waited[col] = 0u;
-    recompute[col] = 0u;
   }
   workgroupBarrier();
   if (tile.order == 0u) { return before; }
@@ -193,22 +190,21 @@ fn sumBefore(tile: Tile, lid: u32, own: V) -> V {
       }
       carry[col] = acc;
       waited[col] = select(0u, waited[col] + 1u, nearest == next);
-      recompute[col] = select(0u, 1u, nearest > 0u && waited[col] > SPINS);
       lookAt[col] = nearest;
     }
     workgroupBarrier();
     // the fallback: a predecessor that has published nothing for SPINS rounds, summed from the input
-    if (recompute[col] != 0u) {
+    let recompute = lookAt[col] > 0u && waited[col] > SPINS;
+    if (recompute) {
       sums[lid] = chunkSum(chunkOf(tile, lid, lookAt[col] - 1u));
     }
     workgroupBarrier();
-    if (part == 0u && recompute[col] != 0u) {
+    if (part == 0u && recompute) {
       var acc = carry[col];
       for (var p = 0u; p < PARTS; p++) { acc += sums[p * COLS + col]; }
       carry[col] = acc;
       lookAt[col] -= 1u;
       waited[col] = 0u;
-      recompute[col] = 0u;
     }
     workgroupBarrier();
     if (lid == 0u) {
