@@ -1,20 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { backendInternals } from '../src/webgpu/internals.js';
 
-/**
- * Submits whatever tfjs has recorded but not yet submitted, then waits until the GPU has
- * finished all submitted work. Costs no readback, so a sample measures compute, not copies.
- */
-export async function fence(backend: WebGPUBackend): Promise<void> {
-  const b = backendInternals(backend, 'bench fence');
-  // tfjs batches up to WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches before it submits
-  if (b.commandEncoder) {
-    b.endComputePassEncoder();
-    b.submitQueue();
-  }
-  await b.device.queue.onSubmittedWorkDone();
-}
+import { MAX_RUNS_PER_SAMPLE, MIN_SAMPLE_MS, fence, median } from '../src/webgpu/timing.js';
+
+export { MIN_SAMPLE_MS, fence, median };
 
 /** How long to sample one measurement. */
 export interface Budget {
@@ -47,23 +36,6 @@ export interface Timing {
   iterations: number;
   /** Runs per sample: back-to-back runs fenced once (see {@link MIN_SAMPLE_MS}). */
   runsPerSample: number;
-}
-
-/**
- * A sample lasts at least this long: a run shorter than this (measured in the warm-up) is
- * repeated back to back, fenced once, and the sample divided by the repeats. On a real GPU a
- * fence costs tens of µs and an idle GPU between short runs lowers its clocks, so single runs
- * of under a millisecond measure the fence and the clock ramp rather than the kernel.
- */
-export const MIN_SAMPLE_MS = 5;
-/** At most this many runs in one sample. */
-const MAX_RUNS_PER_SAMPLE = 64;
-
-/** The median of a non-empty list. */
-export function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /**

@@ -1,6 +1,6 @@
-// Bundles `npm run bench`, `bench:profile` and `example:experiment` into one ES module each, for
+// Bundles `npm run bench`, `bench:profile`, `bench:tune` and `example:experiment` into one ES module each, for
 // a machine that has Node but not this repo's node_modules (a lent GPU machine):
-// `node scripts/bench-bundle.mjs OUT_DIR` writes OUT_DIR/{bench,profile,experiment}.mjs plus the
+// `node scripts/bench-bundle.mjs OUT_DIR` writes OUT_DIR/{bench,profile,tune,experiment}.mjs plus the
 // `webgpu` package for linux-x64 beside them; then e.g. `node OUT_DIR/bench.mjs --results DIR`.
 import { build } from 'esbuild';
 import { cpSync, mkdirSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 const out = process.argv[2];
 if (!out) throw new Error('usage: node scripts/bench-bundle.mjs OUT_DIR');
 await build({
-  entryPoints: { bench: 'bench/run.ts', profile: 'bench/profile.ts', experiment: 'examples/char-lm/experiment.ts' },
+  entryPoints: { bench: 'bench/run.ts', profile: 'bench/profile.ts', tune: 'bench/tune.ts', experiment: 'examples/char-lm/experiment.ts' },
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -113,6 +113,9 @@ fi
 step profile 150 "${profile[@]}"
 # wall times against the references, validated, with tf.matMul and the decode table
 step attention 150 "${bench[@]}" --attention --minutes 2
+# what tuneKernels chooses here at the bench's sizes, every kernel choice timed in one run, without and with subgroups
+step tune 90 node tune.mjs
+step tune-subgroups 90 node tune.mjs --subgroups
 # the tiled passes' rows per invocation and the four lanes per row
 for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows" 'copy' 'flashAttention forward'; done
 step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'

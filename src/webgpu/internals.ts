@@ -92,10 +92,8 @@ export function internalsError(who: string, member: string): Error {
  *
  * @example
  * ```ts
- * // submit what tfjs has recorded, then wait for the GPU
- * const b = backendInternals(tf.backend(), 'fence');
- * if (b.commandEncoder) { b.endComputePassEncoder(); b.submitQueue(); }
- * await b.device.queue.onSubmittedWorkDone();
+ * // the GPU device tfjs's webgpu backend made
+ * const device = backendInternals(tf.backend(), 'my kernel').device;
  * ```
  */
 export function backendInternals(backend: object, who = 'tfjs-mixers'): BackendInternals {

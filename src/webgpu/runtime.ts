@@ -326,6 +326,7 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bindGroup);
   pass.dispatchWorkgroups(...launch.workgroups);
+  traced?.push(pipeline, launch.workgroups.join('×'));
   b.dispatchCountInPass++;
   if (timed || tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') <= b.dispatchCountInPass) {
     b.endComputePassEncoder();
@@ -372,6 +373,31 @@ export function zerosOnHost(backend: WebGPUBackend, t: tf.TensorInfo): boolean {
   if (data.resource != null || values == null) return false;
   for (let i = 0; i < values.length; i++) if (values[i] !== 0) return false;
   return true;
+}
+
+// each launch's pipeline and workgroups while launchTrace runs
+let traced: unknown[] | null = null;
+
+/**
+ * What `run` launches of this library's kernels: each launch's compiled pipeline (the same object
+ * for the same code and constants) and its workgroups, in order. Two runs whose traces are equal
+ * ({@link sameLaunches}) ran the same kernels on the same grids; `tuneKernels` so tells a flag's
+ * values apart from those that resolve to the same kernels.
+ */
+export function launchTrace<T>(run: () => T): { result: T; trace: unknown[] } {
+  const outer = traced;
+  const trace: unknown[] = [];
+  traced = trace;
+  try {
+    return { result: run(), trace };
+  } finally {
+    traced = outer;
+  }
+}
+
+/** Whether two {@link launchTrace} traces are the same launches. */
+export function sameLaunches(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 // the outputs of every launch of the kernel function now running (see registerKernelOnce)
