@@ -24,7 +24,7 @@ export * as layers from './layers.js';
 export { registerSubgroupBackend } from './webgpu/subgroups.js';
 export { applyKernelTuning, tuneKernels } from './tuning.js';
 export type {
-  AttentionTuningShape, AverageContextTuningShape, KernelFlagValue, KernelTiming, KernelTuning, TuneKernelsOptions,
+  AttentionTuningShape, AverageContextTuningShape, KernelFlagValue, KernelTiming, KernelTuning, SelectiveScanTuningShape, TuneKernelsOptions,
 } from './tuning.js';
 export { mixers, mixerNamed } from './mixers/registry.js';
 export type { BlockSizes, MixerCase, MixerDescriptor } from './mixers/descriptor.js';

@@ -2,13 +2,15 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG } from './attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from './attention/split-pass.js';
-import { SCAN_FLAG } from './mixers/average-context/kernel.js';
+import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from './mixers/average-context/kernel.js';
 import { averageContext } from './mixers/average-context/op.js';
 import { flashAttention } from './mixers/flash-style-tiled-attention/op.js';
+import { selectiveScan } from './mixers/selective-ssm/op.js';
 import { argumentError, checkOptionNames, checkPositiveInteger, describe, optionNames } from './validate.js';
 import { backendInternals } from './webgpu/internals.js';
 import { launchTrace, sameLaunches } from './webgpu/runtime.js';
 import { MAX_RUNS_PER_SAMPLE, MIN_SAMPLE_MS, fence, median } from './webgpu/timing.js';
+import { SCAN_FLAG } from './webgpu/scan.js';
 import { subgroupLanes } from './webgpu/subgroups.js';
 
 /** A value of one of the kernel choices' tfjs flags. */
@@ -38,12 +40,29 @@ export interface AverageContextTuningShape {
   width?: number;
 }
 
+/** The selective scan's shape {@link tuneKernels} times: u, delta `[batch, length, channels]`, B, C `[batch, length, stateSize]`. */
+export interface SelectiveScanTuningShape {
+  /** B (default 1). */
+  batch?: number;
+  /** T (default 4096). */
+  length?: number;
+  /** E (default 512). */
+  channels?: number;
+  /** N (default 16). */
+  stateSize?: number;
+}
+
 /** Options of {@link tuneKernels}. */
 export interface TuneKernelsOptions {
   /** The attention kernels' shapes, or `false` to leave their choices as they are. */
   attention?: AttentionTuningShape | false;
   /** AverageContext's shape, or `false` to leave its scan as it is. */
   averageContext?: AverageContextTuningShape | false;
+  /**
+   * The selective scan's shape, for the scan family's forward where no gradient is recorded
+   * (SelectiveSSM's, GatedLinearAttention's and Aaren's), or `false` to leave it as it is.
+   */
+  selectiveScan?: SelectiveScanTuningShape | false;
   /** Timed samples of each value, interleaved (default 5). */
   rounds?: number;
   /**
@@ -79,8 +98,11 @@ export interface KernelTuning {
   timings: KernelTiming[];
 }
 
-/** Which runs time a flag: the attention forward, its forward+backward, the decode step, or AverageContext's forward+backward. */
-type Workload = 'forward' | 'training' | 'decode' | 'averageContext';
+/**
+ * Which runs time a flag: the attention forward, its forward+backward, the decode step,
+ * AverageContext's forward+backward, or the selective scan's forward without a tape.
+ */
+type Workload = 'forward' | 'training' | 'decode' | 'averageContext' | 'selectiveScan';
 
 /** A kernel choice {@link tuneKernels} times: its flag, its values, and the runs that show it. */
 interface Tunable {
@@ -100,15 +122,19 @@ const TUNABLES: readonly Tunable[] = [
     values: (backend) => ['auto', 'invocation', 'workgroup', ...(subgroupLanes(backend) !== null ? ['subgroup'] : [])],
     workload: 'decode',
   },
-  { flag: SCAN_FLAG, values: () => ['auto', 'levels', 'walk', 'lookback'], workload: 'averageContext' },
+  { flag: AVERAGE_SCAN_FLAG, values: () => ['auto', 'levels', 'walk', 'lookback'], workload: 'averageContext' },
+  { flag: SCAN_FLAG, values: () => ['auto', 'chunks', 'walk'], workload: 'selectiveScan' },
 ];
 
 const TUNED_FLAGS: readonly string[] = TUNABLES.map((t) => t.flag);
 
 const OP = 'tuneKernels';
-const OPTIONS = optionNames<TuneKernelsOptions>({ attention: true, averageContext: true, rounds: true, margin: true, apply: true });
+const OPTIONS = optionNames<TuneKernelsOptions>({
+  attention: true, averageContext: true, selectiveScan: true, rounds: true, margin: true, apply: true,
+});
 const ATTENTION_OPTIONS = optionNames<AttentionTuningShape>({ batch: true, length: true, heads: true, headSize: true, cacheLength: true });
 const AVERAGE_OPTIONS = optionNames<AverageContextTuningShape>({ batch: true, length: true, width: true });
+const SCAN_OPTIONS = optionNames<SelectiveScanTuningShape>({ batch: true, length: true, channels: true, stateSize: true });
 
 /**
  * A value's outputs must agree with those of the value before tuning to within this fraction of
@@ -122,12 +148,15 @@ const AGREEMENT = 1e-3;
  * Times the kernels' alternatives on this adapter and sets the fastest: which way the tiled
  * attention forward cuts its tiles (`MIXERS_ATTENTION_FORWARD`), rows per invocation of the tiled
  * passes (`MIXERS_ATTENTION_ROWS`), where dK/dV keeps its keys (`MIXERS_ATTENTION_DKV_KEYS`), who
- * folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`) and AverageContext's scan
- * (`MIXERS_AVERAGE_CONTEXT_SCAN`). Each is a tfjs flag whose default, 'auto', is the library's
+ * folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`), AverageContext's scan
+ * (`MIXERS_AVERAGE_CONTEXT_SCAN`) and how the scan family runs a forward without a gradient tape
+ * (`MIXERS_SCAN`). Each is a tfjs flag whose default, 'auto', is the library's
  * guess for the adapter; this measures instead, as cuDNN's benchmark mode does. Each flag in turn
  * (those before it as chosen) runs its workload at the given shapes under every value, samples
  * interleaved, fenced wall times: the causal flashAttention forward, its forward and backward,
- * a split-K decode step, AverageContext's causal forward and backward. A value is chosen only if
+ * a split-K decode step, AverageContext's causal forward and backward, the selective scan's
+ * forward (the attention flags hold for every attention mixer, and `MIXERS_SCAN` for SelectiveSSM,
+ * GatedLinearAttention and Aaren). A value is chosen only if
  * its median is faster than the flag's value before tuning by `margin`, and only if its outputs
  * agree with that value's (a value that fails, or whose outputs differ, is refused: a driver's
  * miscompile costs nothing). The results are the same whatever is chosen, up to float32 rounding.
@@ -151,7 +180,10 @@ const AGREEMENT = 1e-3;
  * if (kept) {
  *   applyKernelTuning(JSON.parse(kept));
  * } else {
- *   const tuning = await tuneKernels({ attention: { length: 512, heads: 8, headSize: 64 }, averageContext: false });
+ *   const tuning = await tuneKernels({
+ *     attention: { length: 512, heads: 8, headSize: 64 },   // shapes like the model's
+ *     averageContext: false, selectiveScan: false,          // kernels it does not use
+ *   });
  *   localStorage.setItem('tfjs-mixers-tuning', JSON.stringify(tuning.flags));
  * }
  * ```
@@ -167,12 +199,13 @@ export async function tuneKernels(options: TuneKernelsOptions = {}): Promise<Ker
   if (typeof apply !== 'boolean') throw argumentError(OP, `option 'apply' must be a boolean; received ${describe(apply)}.`);
   const attention = options.attention === false ? null : attentionShape(options.attention ?? {});
   const average = options.averageContext === false ? null : averageShape(options.averageContext ?? {});
+  const scan = options.selectiveScan === false ? null : scanShape(options.selectiveScan ?? {});
   if (tf.getBackend() !== 'webgpu') return { adapter: `no WebGPU: the backend is '${tf.getBackend()}'`, flags: {}, timings: [] };
 
   const backend = tf.backend() as WebGPUBackend;
   const info = backendInternals(backend, OP).adapterInfo;
   const adapter = [info.vendor, info.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
-  const workloads = makeWorkloads(attention, average);
+  const workloads = makeWorkloads(attention, average, scan);
   const before = new Map(TUNED_FLAGS.map((flag) => [flag, tf.env().get(flag) as KernelFlagValue]));
   const flags: Record<string, KernelFlagValue> = {};
   const timings: KernelTiming[] = [];
@@ -250,9 +283,16 @@ function averageShape(shape: AverageContextTuningShape) {
   return { B: dim('batch', 1), T: dim('length', 4096), D: dim('width', 256) };
 }
 
+function scanShape(shape: SelectiveScanTuningShape) {
+  checkOptionNames(`${OP} (option 'selectiveScan')`, shape, SCAN_OPTIONS);
+  const dim = (name: keyof SelectiveScanTuningShape, fallback: number) => checkPositiveInteger(OP, `selectiveScan.${name}`, shape[name] ?? fallback, 'option');
+  return { B: dim('batch', 1), T: dim('length', 4096), E: dim('channels', 512), N: dim('stateSize', 16) };
+}
+
 /** Runs that return their outputs, on seeded inputs made once (`inputs`, disposed by the caller). */
 function makeWorkloads(
   attention: ReturnType<typeof attentionShape> | null, average: ReturnType<typeof averageShape> | null,
+  scan: ReturnType<typeof scanShape> | null,
 ): { runs: Partial<Record<Workload, () => tf.Tensor[]>>; inputs: tf.Tensor[] } {
   const inputs: tf.Tensor[] = [];
   const uniform = <R extends tf.Rank>(shape: number[]) => {
@@ -276,6 +316,14 @@ function makeWorkloads(
     const [x, dy] = [uniform<tf.Rank.R3>([B, T, D]), uniform<tf.Rank.R3>([B, T, D])];
     const gradient = tf.grad((a: tf.Tensor) => averageContext(a as tf.Tensor3D, { causal: true, implementation: 'webgpu' }));
     runs.averageContext = () => [averageContext(x, { causal: true, implementation: 'webgpu' }), gradient(x, dy)];
+  }
+  if (scan) {
+    const { B, T, E, N } = scan;
+    const [u, delta, b, c] = [uniform<tf.Rank.R3>([B, T, E]), uniform<tf.Rank.R3>([B, T, E]), uniform<tf.Rank.R3>([B, T, N]), uniform<tf.Rank.R3>([B, T, N])];
+    // Mamba's initialisation, A[e, n] = −(n + 1): states that decay at every rate from fast to slow
+    const A = tf.tidy(() => tf.neg(tf.tile(tf.range(1, N + 1).reshape([1, N]), [E, 1]))) as tf.Tensor2D;
+    inputs.push(A);
+    runs.selectiveScan = () => [selectiveScan(u, delta, A, b, c, { deltaSoftplus: true, implementation: 'webgpu' })];
   }
   return { runs, inputs };
 }

@@ -4,16 +4,18 @@ import { applyKernelTuning, tuneKernels } from '../src/index.js';
 import { disagreement, fastest, timeValues, type KernelTiming } from '../src/tuning.js';
 import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from '../src/attention/split-pass.js';
-import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
+import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
+import { SCAN_FLAG } from '../src/webgpu/scan.js';
 import { describeOn, describeOnSubgroups, expectNoLeaks } from './helpers.js';
 
-const FLAGS = [ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, SCAN_FLAG];
+const FLAGS = [ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, AVERAGE_SCAN_FLAG, SCAN_FLAG];
 const resetFlags = () => { for (const flag of FLAGS) tf.env().set(flag, 'auto'); };
 
 // small enough for SwiftShader; K = 16 lets the forward by blocks run (K a multiple of 16)
 const SHAPES = {
   attention: { batch: 1, length: 40, heads: 2, headSize: 16, cacheLength: 300 },
   averageContext: { batch: 2, length: 70, width: 12 },
+  selectiveScan: { batch: 2, length: 70, channels: 12, stateSize: 4 },
 };
 
 const timing = (value: string, ms: number | null): KernelTiming => ({ flag: 'F', value, ms });
@@ -55,7 +57,8 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     const tuning = await expectNoLeaks(() => tuneKernels({ ...SHAPES, rounds: 1, apply: false }));
     const of = (flag: string) => tuning.timings.filter((t) => t.flag === flag);
     // on SwiftShader 'auto' takes the rows, 4 rows, keys in registers, an invocation per chunk
-    // and the walk (src/attention/kernel-source.ts, split-pass.ts, average-context/kernel.ts):
+    // and the walk, twice (src/attention/kernel-source.ts, split-pass.ts, average-context/kernel.ts,
+    // src/webgpu/scan.ts):
     // those values launch what 'auto' launched, and are timed as it
     const twins = (flag: string) => of(flag).map((t) => [t.value, t.sameAs ?? null]);
     expect(twins(ATTENTION_FORWARD_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null]]);
@@ -63,7 +66,8 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     expect(twins(ATTENTION_DKV_KEYS_FLAG)).toEqual([['auto', null], ['registers', 'auto'], ['memory', null]]);
     // the test adapter has no subgroups feature on tfjs's own backend
     expect(twins(ATTENTION_SPLIT_PASS_FLAG)).toEqual([['auto', null], ['invocation', 'auto'], ['workgroup', null]]);
-    expect(twins(SCAN_FLAG)).toEqual([['auto', null], ['levels', null], ['walk', 'auto'], ['lookback', null]]);
+    expect(twins(AVERAGE_SCAN_FLAG)).toEqual([['auto', null], ['levels', null], ['walk', 'auto'], ['lookback', null]]);
+    expect(twins(SCAN_FLAG)).toEqual([['auto', null], ['chunks', null], ['walk', 'auto']]);
     for (const t of tuning.timings) {
       expect(t.refused).toBeUndefined();
       expect(t.ms).toBeGreaterThan(0);
@@ -79,22 +83,22 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
   });
 
   it('leaves the chosen values set, and tunes only the kernels it is given shapes for', async () => {
-    const tuning = await tuneKernels({ attention: false, averageContext: SHAPES.averageContext, rounds: 1 });
-    expect(Object.keys(tuning.flags)).toEqual([SCAN_FLAG]);
-    expect(tf.env().get(SCAN_FLAG)).toBe(tuning.flags[SCAN_FLAG]);
+    const tuning = await tuneKernels({ attention: false, averageContext: SHAPES.averageContext, selectiveScan: false, rounds: 1 });
+    expect(Object.keys(tuning.flags)).toEqual([AVERAGE_SCAN_FLAG]);
+    expect(tf.env().get(AVERAGE_SCAN_FLAG)).toBe(tuning.flags[AVERAGE_SCAN_FLAG]);
     expect(tf.env().get(ATTENTION_FORWARD_FLAG)).toBe('auto');
   });
 
   it('fails naming a flag whose value before tuning fails, and leaves every flag as it was', async () => {
     tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
-    tf.env().set(SCAN_FLAG, 'levelz'); // tuned last: the attention flags have been chosen and set by then
+    tf.env().set(AVERAGE_SCAN_FLAG, 'levelz'); // tuned after the attention flags, which have been chosen and set by then
     const tensors = tf.memory().numTensors;
     await expect(tuneKernels({ ...SHAPES, rounds: 1 })).rejects.toThrow(
       /tuneKernels: MIXERS_AVERAGE_CONTEXT_SCAN = "levelz", its value before tuning, failed: .*must be 'auto', 'levels', 'walk' or 'lookback'; received "levelz"/);
     expect(tf.memory().numTensors).toBe(tensors);
     expect(tf.env().get(ATTENTION_FORWARD_FLAG)).toBe('blocks');
-    expect(tf.env().get(SCAN_FLAG)).toBe('levelz');
-    for (const flag of [ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG]) expect(tf.env().get(flag)).toBe('auto');
+    expect(tf.env().get(AVERAGE_SCAN_FLAG)).toBe('levelz');
+    for (const flag of [ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, SCAN_FLAG]) expect(tf.env().get(flag)).toBe('auto');
   });
 
   it('refuses a value whose outputs differ from the first value\'s, or that throws, and times the rest', async () => {
@@ -121,7 +125,7 @@ describeOnSubgroups('tuneKernels on this adapter', (pipelines) => {
   afterEach(resetFlags);
 
   it('times the subgroup paths too, and refuses none of them', async () => {
-    const tuning = await expectNoLeaks(() => tuneKernels({ attention: SHAPES.attention, averageContext: false, rounds: 1, apply: false }));
+    const tuning = await expectNoLeaks(() => tuneKernels({ attention: SHAPES.attention, averageContext: false, selectiveScan: false, rounds: 1, apply: false }));
     // 'auto' with subgroups: a subgroup per split-K chunk, four lanes per row of the tiled passes
     const split = tuning.timings.filter((t) => t.flag === ATTENTION_SPLIT_PASS_FLAG).map((t) => [t.value, t.sameAs ?? null]);
     expect(split).toEqual([['auto', null], ['invocation', null], ['workgroup', null], ['subgroup', 'auto']]);
@@ -150,9 +154,9 @@ describe('tuneKernels and applyKernelTuning: bad arguments', () => {
   });
 
   it('applyKernelTuning sets the flags it is given, and refuses others', () => {
-    applyKernelTuning({ [ATTENTION_FORWARD_FLAG]: 'blocks', [SCAN_FLAG]: 'lookback' });
+    applyKernelTuning({ [ATTENTION_FORWARD_FLAG]: 'blocks', [AVERAGE_SCAN_FLAG]: 'lookback' });
     expect(tf.env().get(ATTENTION_FORWARD_FLAG)).toBe('blocks');
-    expect(tf.env().get(SCAN_FLAG)).toBe('lookback');
+    expect(tf.env().get(AVERAGE_SCAN_FLAG)).toBe('lookback');
     expect(() => applyKernelTuning({ WEBGPU_CPU_FORWARD: 1 })).toThrow(/applyKernelTuning: unknown flag 'WEBGPU_CPU_FORWARD'; the tuned flags are 'MIXERS_ATTENTION_FORWARD', /);
     expect(() => applyKernelTuning({ [ATTENTION_ROWS_FLAG]: [2] as never })).toThrow("applyKernelTuning: flag 'MIXERS_ATTENTION_ROWS' must be a string or a number; received [2 (a number)].");
     expect(() => applyKernelTuning(null as never)).toThrow("applyKernelTuning: argument 'flags' must be an object of flag names and values; received null.");
