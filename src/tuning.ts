@@ -132,9 +132,10 @@ const OP = 'tuneKernels';
 const OPTIONS = optionNames<TuneKernelsOptions>({
   attention: true, averageContext: true, selectiveScan: true, rounds: true, margin: true, apply: true,
 });
-const ATTENTION_OPTIONS = optionNames<AttentionTuningShape>({ batch: true, length: true, heads: true, headSize: true, cacheLength: true });
-const AVERAGE_OPTIONS = optionNames<AverageContextTuningShape>({ batch: true, length: true, width: true });
-const SCAN_OPTIONS = optionNames<SelectiveScanTuningShape>({ batch: true, length: true, channels: true, stateSize: true });
+// the shapes' defaults, whose keys are also the shapes' option names
+const ATTENTION_SHAPE: Required<AttentionTuningShape> = { batch: 1, length: 1024, heads: 4, headSize: 64, cacheLength: 4096 };
+const AVERAGE_SHAPE: Required<AverageContextTuningShape> = { batch: 1, length: 4096, width: 256 };
+const SCAN_SHAPE: Required<SelectiveScanTuningShape> = { batch: 1, length: 4096, channels: 512, stateSize: 16 };
 
 /**
  * A value's outputs must agree with those of the value before tuning to within this fraction of
@@ -197,9 +198,9 @@ export async function tuneKernels(options: TuneKernelsOptions = {}): Promise<Ker
   }
   const apply = options.apply ?? true;
   if (typeof apply !== 'boolean') throw argumentError(OP, `option 'apply' must be a boolean; received ${describe(apply)}.`);
-  const attention = options.attention === false ? null : attentionShape(options.attention ?? {});
-  const average = options.averageContext === false ? null : averageShape(options.averageContext ?? {});
-  const scan = options.selectiveScan === false ? null : scanShape(options.selectiveScan ?? {});
+  const attention = options.attention === false ? null : shapeOption('attention', options.attention, ATTENTION_SHAPE);
+  const average = options.averageContext === false ? null : shapeOption('averageContext', options.averageContext, AVERAGE_SHAPE);
+  const scan = options.selectiveScan === false ? null : shapeOption('selectiveScan', options.selectiveScan, SCAN_SHAPE);
   if (tf.getBackend() !== 'webgpu') return { adapter: `no WebGPU: the backend is '${tf.getBackend()}'`, flags: {}, timings: [] };
 
   const backend = tf.backend() as WebGPUBackend;
@@ -271,28 +272,21 @@ export function fastest(timed: readonly KernelTiming[], margin: number): KernelF
   return best !== first && first.ms !== null && best.ms! > (1 - margin) * first.ms ? first.value : best.value;
 }
 
-function attentionShape(shape: AttentionTuningShape) {
-  checkOptionNames(`${OP} (option 'attention')`, shape, ATTENTION_OPTIONS);
-  const dim = (name: keyof AttentionTuningShape, fallback: number) => checkPositiveInteger(OP, `attention.${name}`, shape[name] ?? fallback, 'option');
-  return { B: dim('batch', 1), T: dim('length', 1024), H: dim('heads', 4), K: dim('headSize', 64), Tk: dim('cacheLength', 4096) };
-}
-
-function averageShape(shape: AverageContextTuningShape) {
-  checkOptionNames(`${OP} (option 'averageContext')`, shape, AVERAGE_OPTIONS);
-  const dim = (name: keyof AverageContextTuningShape, fallback: number) => checkPositiveInteger(OP, `averageContext.${name}`, shape[name] ?? fallback, 'option');
-  return { B: dim('batch', 1), T: dim('length', 4096), D: dim('width', 256) };
-}
-
-function scanShape(shape: SelectiveScanTuningShape) {
-  checkOptionNames(`${OP} (option 'selectiveScan')`, shape, SCAN_OPTIONS);
-  const dim = (name: keyof SelectiveScanTuningShape, fallback: number) => checkPositiveInteger(OP, `selectiveScan.${name}`, shape[name] ?? fallback, 'option');
-  return { B: dim('batch', 1), T: dim('length', 4096), E: dim('channels', 512), N: dim('stateSize', 16) };
+/** The shape option `name`, each dimension given or its default, checked to be a positive integer. */
+function shapeOption<S extends object>(name: string, shape: S | undefined, defaults: Required<S>): Required<S> {
+  checkOptionNames(`${OP} (option '${name}')`, shape, Object.keys(defaults));
+  const dims = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof S & string)[]) {
+    const given = shape?.[key] ?? defaults[key];
+    dims[key] = checkPositiveInteger(OP, `${name}.${key}`, given, 'option') as Required<S>[typeof key];
+  }
+  return dims;
 }
 
 /** Runs that return their outputs, on seeded inputs made once (`inputs`, disposed by the caller). */
 function makeWorkloads(
-  attention: ReturnType<typeof attentionShape> | null, average: ReturnType<typeof averageShape> | null,
-  scan: ReturnType<typeof scanShape> | null,
+  attention: Required<AttentionTuningShape> | null, average: Required<AverageContextTuningShape> | null,
+  scan: Required<SelectiveScanTuningShape> | null,
 ): { runs: Partial<Record<Workload, () => tf.Tensor[]>>; inputs: tf.Tensor[] } {
   const inputs: tf.Tensor[] = [];
   const uniform = <R extends tf.Rank>(shape: number[]) => {
@@ -302,7 +296,7 @@ function makeWorkloads(
   };
   const runs: Partial<Record<Workload, () => tf.Tensor[]>> = {};
   if (attention) {
-    const { B, T, H, K, Tk } = attention;
+    const { batch: B, length: T, heads: H, headSize: K, cacheLength: Tk } = attention;
     const [q, k, v, dy] = [0, 1, 2, 3].map(() => uniform<tf.Rank.R4>([B, T, H, K]));
     const [qStep, kCache, vCache] = [uniform<tf.Rank.R4>([B, 1, H, K]), uniform<tf.Rank.R4>([B, Tk, H, K]), uniform<tf.Rank.R4>([B, Tk, H, K])];
     const gradients = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
@@ -312,13 +306,13 @@ function makeWorkloads(
     runs.decode = () => [flashAttention(qStep, kCache, vCache, { causal: true, split: 'always', implementation: 'webgpu' })];
   }
   if (average) {
-    const { B, T, D } = average;
+    const { batch: B, length: T, width: D } = average;
     const [x, dy] = [uniform<tf.Rank.R3>([B, T, D]), uniform<tf.Rank.R3>([B, T, D])];
     const gradient = tf.grad((a: tf.Tensor) => averageContext(a as tf.Tensor3D, { causal: true, implementation: 'webgpu' }));
     runs.averageContext = () => [averageContext(x, { causal: true, implementation: 'webgpu' }), gradient(x, dy)];
   }
   if (scan) {
-    const { B, T, E, N } = scan;
+    const { batch: B, length: T, channels: E, stateSize: N } = scan;
     const [u, delta, b, c] = [uniform<tf.Rank.R3>([B, T, E]), uniform<tf.Rank.R3>([B, T, E]), uniform<tf.Rank.R3>([B, T, N]), uniform<tf.Rank.R3>([B, T, N])];
     // Mamba's initialisation, A[e, n] = −(n + 1): states that decay at every rate from fast to slow
     const A = tf.tidy(() => tf.neg(tf.tile(tf.range(1, N + 1).reshape([1, N]), [E, 1]))) as tf.Tensor2D;

@@ -150,6 +150,8 @@ describe('tuneKernels and applyKernelTuning: bad arguments', () => {
     await expect(tuneKernels({ margin: 1 })).rejects.toThrow("tuneKernels: option 'margin' must be a number in [0, 1); received 1 (a number).");
     await expect(tuneKernels({ attention: { headSize: 6.5 } })).rejects.toThrow("tuneKernels: option 'attention.headSize' must be a positive integer; received 6.5 (a number).");
     await expect(tuneKernels({ attention: { length: 8, keys: 4 } as never })).rejects.toThrow(/tuneKernels \(option 'attention'\): unknown option 'keys'/);
+    await expect(tuneKernels({ selectiveScan: { stateSize: 0 } })).rejects.toThrow("tuneKernels: option 'selectiveScan.stateSize' must be a positive integer; received 0 (a number).");
+    await expect(tuneKernels({ averageContext: { width: 8, height: 2 } as never })).rejects.toThrow(/tuneKernels \(option 'averageContext'\): unknown option 'height'; the options are 'batch', 'length', 'width'\./);
     await expect(tuneKernels({ round: 2 } as never)).rejects.toThrow(/tuneKernels: unknown option 'round'; the options are 'attention', /);
   });
 
