@@ -15,29 +15,33 @@ const { gpu } = await startWebGPU('tune', benchFlags('tune', process.argv));
 const at = process.argv.indexOf('--rounds');
 const rounds = at >= 0 ? Number(process.argv[at + 1]) : 5;
 const small = process.argv.includes('--small');
-const options: TuneKernelsOptions = small
+// each mixer's kernels tuned in a run of their own, its table printed when done: a run cut
+// short (the GPU script's step limit) keeps the tables before it
+const shapes: Required<Pick<TuneKernelsOptions, 'attention' | 'averageContext' | 'selectiveScan'>> = small
   ? {
     attention: { length: 256, heads: 4, headSize: 64, cacheLength: 4096 },
     averageContext: { length: 2048, width: 256 },
     selectiveScan: { length: 1024, channels: 512, stateSize: 16 },
-    rounds,
   }
   : {
     attention: { length: 4096, heads: 4, headSize: 64, cacheLength: 65536 },
     averageContext: { length: 16384, width: 256 },
     selectiveScan: { length: 16384, channels: 512, stateSize: 16 },
-    rounds,
   };
 console.log(`adapter: ${gpu.description}`);
-const { attention, averageContext, selectiveScan } = options;
-console.log(`shapes: ${JSON.stringify({ attention, averageContext, selectiveScan })}, ${rounds} rounds`);
+console.log(`shapes: ${JSON.stringify(shapes)}, ${rounds} rounds`);
+const none = { attention: false, averageContext: false, selectiveScan: false } as const;
+const chosen: Record<string, unknown> = {};
 const started = performance.now();
-const tuning = await tuneKernels(options);
-console.log(`tuned in ${((performance.now() - started) / 1000).toFixed(1)} s (tfjs backend ${tf.getBackend()})\n`);
-console.log('| flag | value | median ms | chosen |');
+console.log('\n| flag | value | median ms | chosen |');
 console.log('| --- | --- | --- | --- |');
-for (const t of tuning.timings) {
-  const ms = t.ms === null ? `refused: ${t.refused}` : t.ms.toFixed(3);
-  console.log(`| ${t.flag} | ${JSON.stringify(t.value)} | ${ms} | ${tuning.flags[t.flag] === t.value ? '✓' : ''} |`);
+for (const [kernels, shape] of Object.entries(shapes)) {
+  const tuning = await tuneKernels({ ...none, [kernels]: shape, rounds });
+  for (const t of tuning.timings) {
+    const ms = t.ms === null ? `refused: ${t.refused}` : t.ms.toFixed(3);
+    console.log(`| ${t.flag} | ${JSON.stringify(t.value)} | ${ms} | ${tuning.flags[t.flag] === t.value ? '✓' : ''} |`);
+  }
+  Object.assign(chosen, tuning.flags);
 }
-console.log(`\nflags: ${JSON.stringify(tuning.flags)}`);
+console.log(`\ntuned in ${((performance.now() - started) / 1000).toFixed(1)} s (tfjs backend ${tf.getBackend()})`);
+console.log(`flags: ${JSON.stringify(chosen)}`);

@@ -111,11 +111,11 @@ if grep -q '^adapter: SwiftShader' "$results/adapter.txt" && [ -z "${ALLOW_SOFTW
 fi
 # GPU time per kernel, every registered mixer at T = 4096 and the longer cases; % of peak and of the copy
 step profile 150 "${profile[@]}"
-# wall times against the references, validated, with tf.matMul and the decode table
-step attention 150 "${bench[@]}" --attention --minutes 2
 # what tuneKernels chooses here at the bench's sizes, every kernel choice timed in one run, without and with subgroups
 step tune 90 node tune.mjs
 step tune-subgroups 90 node tune.mjs --subgroups
+# wall times against the references, validated, with tf.matMul and the decode table
+step attention 150 "${bench[@]}" --attention --minutes 2
 # the tiled passes' rows per invocation and the four lanes per row
 for rows in 1 2 4; do step "profile-rows-$rows" 45 "${profile[@]}" --rows "$rows" 'copy' 'flashAttention forward'; done
 step profile-subgroups 60 "${profile[@]}" --subgroups 'copy' 'Attention'
