@@ -169,6 +169,25 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   log(`screenshot: ${screenshot}`);
 
+  // the kernels tuned in the page: every way of every choice timed, none refused (they are all
+  // correct), the kept value one of those timed
+  await page.selectOption('#length', '32');
+  await page.click('#tune');
+  status = await waitFor(['ready', 'error'], 120_000);
+  check(status.state === 'ready', `tuning failed in the page: ${status.error}`);
+  const tuning = JSON.parse(await page.textContent('#tuned'));
+  const flags = Object.keys(tuning.flags);
+  check(flags.length === 6 && flags.every((f) => f.startsWith('MIXERS_')), `expected six tuned flags; found ${JSON.stringify(tuning.flags)}`);
+  for (const t of tuning.timings) {
+    check(t.refused === undefined && t.ms > 0, `${t.flag} = ${JSON.stringify(t.value)} was refused or not timed: ${JSON.stringify(t)}`);
+  }
+  for (const [flag, value] of Object.entries(tuning.flags)) {
+    check(tuning.timings.some((t) => t.flag === flag && t.value === value), `${flag} kept ${JSON.stringify(value)}, which it did not time`);
+  }
+  const tunedRows = await page.locator('#tuning tr').count();
+  check(tunedRows === tuning.timings.length, `the tuning table shows ${tunedRows} rows for ${tuning.timings.length} timings`);
+  log(`tuned on ${tuning.adapter}: ${tuning.timings.length} values of ${flags.length} flags timed, kept ${JSON.stringify(tuning.flags)}`);
+
   // ── the generation page ──
   await page.goto(`${url}generate.html`);
   status = await waitFor(['ready', 'error'], 60_000);

@@ -3,7 +3,8 @@
  * its tfjs-ops reference (`implementation: 'reference'`) on the same random input, on tfjs's
  * WebGPU backend. Each run validates the two against each other before timing them (fenced
  * wall time, median of several runs after a warm-up), adds a row to the table and the chart,
- * and to `<pre id="results">` as JSON for scripts.
+ * and to `<pre id="results">` as JSON for scripts. **Tune** runs `tuneKernels` at the selected T
+ * and shows what it timed and kept (`<pre id="tuned">`, the whole tuning as JSON).
  *
  * In an application, import the library as `'tfjs-mixers'`; build.mjs maps this path to it.
  *
@@ -11,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
-import { mixers, type Implementation, type MixerDescriptor } from '../../src/index.js';
+import { mixers, tuneKernels, type Implementation, type KernelTuning, type MixerDescriptor } from '../../src/index.js';
 import { lineChart, type ChartSeries } from '../shared/svg-chart.js';
 import {
   WEBGPU_HELP, byId, fence, findWebGPU, median, setState, showMessage, yieldToBrowser,
@@ -206,6 +207,21 @@ function render(): void {
   byId('results').textContent = JSON.stringify(rows, null, 2);
 }
 
+/** The tuning's table: each value of each flag, its time (or why it was refused), and whether it was kept. */
+function renderTuning(tuning: KernelTuning): void {
+  byId('tuning').replaceChildren(...tuning.timings.map((t) => {
+    const tr = document.createElement('tr');
+    const ms = t.ms === null ? `refused: ${t.refused}` : formatMs(t.ms) + (t.sameAs !== undefined ? ` (as ${JSON.stringify(t.sameAs)})` : '');
+    for (const content of [t.flag, JSON.stringify(t.value), ms, tuning.flags[t.flag] === t.value ? '✓' : '']) {
+      const td = document.createElement('td');
+      td.textContent = content;
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+  byId('tuned').textContent = JSON.stringify(tuning, null, 2);
+}
+
 function describeSelection(): void {
   const c = descriptor(byId<HTMLSelectElement>('mixer').value).benchCase(Number(byId<HTMLSelectElement>('length').value), 42);
   byId('inputs').textContent = `ops.${c.op}: ${c.about}, float32`;
@@ -259,7 +275,29 @@ async function main(): Promise<void> {
       runButton.disabled = false;
     }
   });
-  runButton.disabled = false;
+  const tuneButton = byId<HTMLButtonElement>('tune');
+  tuneButton.addEventListener('click', async () => {
+    runButton.disabled = tuneButton.disabled = true;
+    setState('running');
+    const T = Number(length.value);
+    showMessage(`tuning the kernels at T = ${T}…`);
+    try {
+      renderTuning(await tuneKernels({
+        attention: { length: T, heads: 4, headSize: 64, cacheLength: 8 * T },
+        averageContext: { length: T, width: 256 },
+        selectiveScan: { length: T, channels: 512, stateSize: 16 },
+        rounds: 3,
+      }));
+      showMessage('');
+      setState('ready');
+    } catch (e) {
+      showMessage(`tuning failed: ${String(e)}`, true);
+      setState('error', String(e));
+    } finally {
+      runButton.disabled = tuneButton.disabled = false;
+    }
+  });
+  runButton.disabled = tuneButton.disabled = false;
   setState('ready');
 }
 
