@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG } from './attention/kernel-source.js';
+import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG } from './attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from './attention/split-pass.js';
 import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from './mixers/average-context/kernel.js';
 import { averageContext } from './mixers/average-context/op.js';
@@ -115,6 +115,7 @@ interface Tunable {
 // sets from each call's shape, are left to it
 const TUNABLES: readonly Tunable[] = [
   { flag: ATTENTION_FORWARD_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'forward' },
+  { flag: ATTENTION_ROW_LANES_FLAG, values: () => ['auto', 1, 4], workload: 'training' },
   { flag: ATTENTION_ROWS_FLAG, values: () => ['auto', 1, 2, 4], workload: 'training' },
   { flag: ATTENTION_DKV_KEYS_FLAG, values: () => ['auto', 'registers', 'memory'], workload: 'training' },
   {
@@ -147,8 +148,8 @@ const AGREEMENT = 1e-3;
 
 /**
  * Times the kernels' alternatives on this adapter and sets the fastest: which way the tiled
- * attention forward cuts its tiles (`MIXERS_ATTENTION_FORWARD`), rows per invocation of the tiled
- * passes (`MIXERS_ATTENTION_ROWS`), where dK/dV keeps its keys (`MIXERS_ATTENTION_DKV_KEYS`), who
+ * attention forward cuts its tiles (`MIXERS_ATTENTION_FORWARD`), lanes per row and rows per
+ * invocation of the tiled passes (`MIXERS_ATTENTION_ROW_LANES`, `MIXERS_ATTENTION_ROWS`), where dK/dV keeps its keys (`MIXERS_ATTENTION_DKV_KEYS`), who
  * folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`), AverageContext's scan
  * (`MIXERS_AVERAGE_CONTEXT_SCAN`) and how the scan family runs a forward without a gradient tape
  * (`MIXERS_SCAN`). Each is a tfjs flag whose default, 'auto', is the library's

@@ -9,7 +9,7 @@ import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kerne
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import {
-  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG, forwardByBlocks, keysInMemory, rowsFillingSubgroups,
+  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, forwardByBlocks, keysInMemory, rowsFillingSubgroups,
   tiledRows,
 } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG, splitPass } from '../src/attention/split-pass.js';
@@ -648,6 +648,35 @@ describeOnSubgroups('attention kernels under visibility: the tiled passes, four 
       expect(pipelines.filter((label) => label.includes('Subgroups') && label.includes('K6'))).toEqual([]);
     });
   }
+});
+
+// MIXERS_ATTENTION_ROW_LANES = 1 on a device with subgroups: the tiled passes take a row an
+// invocation (the kernels without subgroups), while the split-K decode's workgroup pass still
+// takes four lanes a row where asked for
+describeOnSubgroups('attention kernels under visibility: the tiled passes, a row an invocation though the device has subgroups', (pipelines) => {
+  afterAll(() => { tf.env().set(ATTENTION_ROW_LANES_FLAG, 'auto'); });
+  it('every family\'s kernels equal dense masked attention, forward and gradients, and the split-K workgroup pass keeps its quarters', async () => {
+    tf.env().set(ATTENTION_ROW_LANES_FLAG, 1);
+    pipelines.length = 0;
+    for (const c of denseCases('softmax', 32)) await check(c, 960);
+    await checkBlockSparse(32);
+    for (const family of ['FlashAttention', 'BlockSparse']) {
+      for (const pass of ['Forward', 'BackwardDq', 'BackwardDkv']) expect(pipelines.some((l) => l.startsWith(`${family}${pass}K32`))).toBe(true);
+    }
+    // the gradient's row sums (AttentionDeltaSubgroups) keep their subgroup per row
+    expect(pipelines.filter((label) => /(Forward|Backward).*Subgroups/.test(label))).toEqual([]);
+    tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'workgroup');
+    try {
+      expect(splitPass(tf.backend() as WebGPUBackend, 16).label).toBe('SplitWorkgroupQuarters');
+    } finally {
+      tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto');
+    }
+    tf.env().set(ATTENTION_ROW_LANES_FLAG, 2);
+    const q = tf.ones([1, 4, 1, 32]);
+    expect(() => tf.engine().runKernel(FLASH_ATTENTION, { q, k: q, v: q }, { scale: 1, causal: true, window: 0, split: 'never' }))
+      .toThrow(`tfjs-mixers: flag ${ATTENTION_ROW_LANES_FLAG} must be 'auto', 1 or 4; received 2.`);
+    q.dispose();
+  });
 });
 
 describeOnSubgroups('attention kernels under visibility: the tiled passes, four lanes per row, split into chunks', (pipelines) => {

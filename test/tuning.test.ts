@@ -2,13 +2,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { applyKernelTuning, tuneKernels } from '../src/index.js';
 import { disagreement, fastest, timeValues, type KernelTiming } from '../src/tuning.js';
-import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from '../src/attention/split-pass.js';
 import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 import { SCAN_FLAG } from '../src/webgpu/scan.js';
 import { describeOn, describeOnSubgroups, expectNoLeaks } from './helpers.js';
 
-const FLAGS = [ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, AVERAGE_SCAN_FLAG, SCAN_FLAG];
+const FLAGS = [ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, AVERAGE_SCAN_FLAG, SCAN_FLAG];
 const resetFlags = () => { for (const flag of FLAGS) tf.env().set(flag, 'auto'); };
 
 // small enough for SwiftShader; K = 16 lets the forward by blocks run (K a multiple of 16)
@@ -56,12 +56,14 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     tf.env().set(ATTENTION_ROWS_FLAG, 2); // a value set before tuning is the one to beat, and comes back
     const tuning = await expectNoLeaks(() => tuneKernels({ ...SHAPES, rounds: 1, apply: false }));
     const of = (flag: string) => tuning.timings.filter((t) => t.flag === flag);
-    // on SwiftShader 'auto' takes the rows, 4 rows, keys in registers, an invocation per chunk
+    // on SwiftShader 'auto' takes the rows, a row an invocation (the adapter has no subgroups
+    // here: 4 lanes a row do not fit), 4 rows, keys in registers, an invocation per chunk
     // and the walk, twice (src/attention/kernel-source.ts, split-pass.ts, average-context/kernel.ts,
     // src/webgpu/scan.ts):
     // those values launch what 'auto' launched, and are timed as it
     const twins = (flag: string) => of(flag).map((t) => [t.value, t.sameAs ?? null]);
     expect(twins(ATTENTION_FORWARD_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null]]);
+    expect(twins(ATTENTION_ROW_LANES_FLAG)).toEqual([['auto', null], [1, 'auto'], [4, 'auto']]);
     expect(twins(ATTENTION_ROWS_FLAG)).toEqual([[2, null], ['auto', null], [1, null], [4, 'auto']]);
     expect(twins(ATTENTION_DKV_KEYS_FLAG)).toEqual([['auto', null], ['registers', 'auto'], ['memory', null]]);
     // the test adapter has no subgroups feature on tfjs's own backend
@@ -98,7 +100,9 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     expect(tf.memory().numTensors).toBe(tensors);
     expect(tf.env().get(ATTENTION_FORWARD_FLAG)).toBe('blocks');
     expect(tf.env().get(AVERAGE_SCAN_FLAG)).toBe('levelz');
-    for (const flag of [ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, SCAN_FLAG]) expect(tf.env().get(flag)).toBe('auto');
+    for (const flag of [ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, SCAN_FLAG]) {
+      expect(tf.env().get(flag)).toBe('auto');
+    }
   });
 
   it('refuses a value whose outputs differ from the first value\'s, or that throws, and times the rest', async () => {
@@ -126,9 +130,11 @@ describeOnSubgroups('tuneKernels on this adapter', (pipelines) => {
 
   it('times the subgroup paths too, and refuses none of them', async () => {
     const tuning = await expectNoLeaks(() => tuneKernels({ attention: SHAPES.attention, averageContext: false, selectiveScan: false, rounds: 1, apply: false }));
-    // 'auto' with subgroups: a subgroup per split-K chunk, four lanes per row of the tiled passes
-    const split = tuning.timings.filter((t) => t.flag === ATTENTION_SPLIT_PASS_FLAG).map((t) => [t.value, t.sameAs ?? null]);
-    expect(split).toEqual([['auto', null], ['invocation', null], ['workgroup', null], ['subgroup', 'auto']]);
+    // 'auto' with subgroups: four lanes per row of the tiled passes, a subgroup per split-K chunk
+    const twins = (flag: string) => tuning.timings.filter((t) => t.flag === flag).map((t) => [t.value, t.sameAs ?? null]);
+    expect(twins(ATTENTION_ROW_LANES_FLAG)).toEqual([['auto', null], [1, null], [4, 'auto']]);
+    expect(twins(ATTENTION_SPLIT_PASS_FLAG)).toEqual([['auto', null], ['invocation', null], ['workgroup', null], ['subgroup', 'auto']]);
+    expect(pipelines.some((label) => label.includes('ForwardSubgroups'))).toBe(true);
     expect(pipelines.some((label) => label.includes('SplitSubgroups'))).toBe(true);
     expect(pipelines.some((label) => label.includes('SplitWorkgroupQuarters'))).toBe(true);
     for (const t of tuning.timings) expect(t.refused).toBeUndefined();

@@ -83,12 +83,32 @@ function rowFloats(pass: TiledPass, K: number, RL: number): number {
 }
 
 /**
- * Invocations per row of the tiled passes: four lanes of a subgroup
- * (`kernels/common/row-quarters.wgsl`) where the device has subgroups and each lane can take a
- * whole number of the row's K / lanes channel groups; else one.
+ * Whether four lanes of a subgroup can share a row at head dimension K
+ * (`kernels/common/row-quarters.wgsl`): the device has subgroups, and each lane can take a whole
+ * number of the row's K / lanes channel groups.
  */
+export function rowQuartersFit(backend: WebGPUBackend, K: number): boolean {
+  return subgroupLanes(backend) !== null && (K / lanesFor(K)) % ROW_QUARTERS === 0;
+}
+
+/**
+ * The tfjs flag that sets the invocations per row of the tiled passes: 'auto' (the default) or 4,
+ * four lanes of a subgroup where they fit ({@link rowQuartersFit}); 1, an invocation per row, as
+ * on a device without subgroups. The H200 ran dQ with four lanes a row at 1.55 times the time of
+ * one lane a row, and dK/dV at 0.85 times (flashAttention at T = 16384, H = 4, K = 64:
+ * bench/results/profiles/h200-profile-43a1366.txt): which wins is the adapter's to say
+ * (`tuneKernels`).
+ */
+export const ATTENTION_ROW_LANES_FLAG = 'MIXERS_ATTENTION_ROW_LANES';
+tf.env().registerFlag(ATTENTION_ROW_LANES_FLAG, () => 'auto');
+
+/** Invocations per row of the tiled passes: four lanes of a subgroup where they fit and {@link ATTENTION_ROW_LANES_FLAG} allows; else one. */
 export function tiledRowLanes(backend: WebGPUBackend, K: number): 1 | 4 {
-  return subgroupLanes(backend) !== null && (K / lanesFor(K)) % ROW_QUARTERS === 0 ? ROW_QUARTERS : 1;
+  const chosen = tf.env().get(ATTENTION_ROW_LANES_FLAG);
+  if (chosen !== 'auto' && chosen !== 1 && chosen !== 4) {
+    throw new Error(`tfjs-mixers: flag ${ATTENTION_ROW_LANES_FLAG} must be 'auto', 1 or 4; received ${JSON.stringify(chosen)}.`);
+  }
+  return chosen !== 1 && rowQuartersFit(backend, K) ? ROW_QUARTERS : 1;
 }
 
 /**

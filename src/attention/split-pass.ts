@@ -3,7 +3,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { grid1d } from '../webgpu/runtime.js';
 import { onSwiftShader } from '../webgpu/internals.js';
 import { SUBGROUP_WG, subgroupGrid, subgroupLanes } from '../webgpu/subgroups.js';
-import { rowsPerTile, tiledRowLanes, type SkeletonPass } from './kernel-source.js';
+import { rowQuartersFit, rowsPerTile, type SkeletonPass } from './kernel-source.js';
 
 /**
  * The tfjs flag that sets who folds each chunk of the split-K decode's keys: 'auto' (the
@@ -57,7 +57,7 @@ export interface SplitPass {
  * SwiftShader, which runs a workgroup's invocations on a few CPU threads, an invocation per chunk.
  * {@link ATTENTION_SPLIT_PASS_FLAG} overrides the choice; asked for on a device with subgroups,
  * the workgroup pass gives each row four lanes of a subgroup where K allows
- * ({@link tiledRowLanes}), 64 folders of four lanes a workgroup at K = 64 where a subgroup per
+ * ({@link rowQuartersFit}), 64 folders of four lanes a workgroup at K = 64 where a subgroup per
  * chunk has 32 or 64 lanes.
  *
  * @example
@@ -74,7 +74,7 @@ export function splitPass(backend: WebGPUBackend, K: number): SplitPass {
     return { pass: 'splitSubgroups', label: 'SplitSubgroups', WG: SUBGROUP_WG, RL: 1, chunk: round(lanes! * BC), grid: (jobs) => subgroupGrid(jobs, lanes!) };
   }
   if (folder === 'workgroup') {
-    const RL = quartersFit(K, lanes, tiledRowLanes(backend, K)) ? 4 : 1;
+    const RL = quartersFit(K, lanes, rowQuartersFit(backend, K)) ? 4 : 1;
     const WG = chunkWorkgroup(K, RL);
     const label = RL === 4 ? 'SplitWorkgroupQuarters' : 'SplitWorkgroup';
     return { pass: 'splitWorkgroup', label, WG, RL, chunk: round(WG / RL * BC), grid: (jobs) => grid1d(jobs, 1) };
@@ -83,12 +83,12 @@ export function splitPass(backend: WebGPUBackend, K: number): SplitPass {
 }
 
 /**
- * Whether the workgroup pass takes four lanes per row: where the tiled passes would
- * (`rowLanes` 4: subgroups, and K / lanes a multiple of 4), and its workgroup is a whole number
- * of the adapter's largest subgroups, so that every subgroup is full.
+ * Whether the workgroup pass takes four lanes per row: where they fit a row (`fit`: subgroups,
+ * and K / lanes a multiple of 4), whatever the tiled passes take, and its workgroup is a whole
+ * number of the adapter's largest subgroups, so that every subgroup is full.
  */
-function quartersFit(K: number, lanes: number | null, rowLanes: 1 | 4): boolean {
-  return rowLanes === 4 && lanes !== null && chunkWorkgroup(K, 4) % lanes === 0;
+function quartersFit(K: number, lanes: number | null, fit: boolean): boolean {
+  return fit && lanes !== null && chunkWorkgroup(K, 4) % lanes === 0;
 }
 
 function splitFolder(backend: WebGPUBackend, subgroups: boolean): SplitFolder {
