@@ -115,7 +115,8 @@ interface Tunable {
 // sets from each call's shape, are left to it
 const TUNABLES: readonly Tunable[] = [
   { flag: ATTENTION_FORWARD_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'forward' },
-  { flag: ATTENTION_ROW_LANES_FLAG, values: () => ['auto', 1, 4], workload: 'training' },
+  // every subset of the tiled passes in quarters: 1 none, 4 all, or those named
+  { flag: ATTENTION_ROW_LANES_FLAG, values: () => ['auto', 1, 4, 'forward', 'dq', 'dkv', 'forward,dq', 'forward,dkv', 'dq,dkv'], workload: 'training' },
   { flag: ATTENTION_ROWS_FLAG, values: () => ['auto', 1, 2, 4], workload: 'training' },
   { flag: ATTENTION_DKV_KEYS_FLAG, values: () => ['auto', 'registers', 'memory'], workload: 'training' },
   {

@@ -650,9 +650,9 @@ describeOnSubgroups('attention kernels under visibility: the tiled passes, four 
   }
 });
 
-// MIXERS_ATTENTION_ROW_LANES = 1 on a device with subgroups: the tiled passes take a row an
+// MIXERS_ATTENTION_ROW_LANES on a device with subgroups: 1, the tiled passes take a row an
 // invocation (the kernels without subgroups), while the split-K decode's workgroup pass still
-// takes four lanes a row where asked for
+// takes four lanes a row where asked for; 'dkv', dK/dV alone takes four
 describeOnSubgroups('attention kernels under visibility: the tiled passes, a row an invocation though the device has subgroups', (pipelines) => {
   afterAll(() => { tf.env().set(ATTENTION_ROW_LANES_FLAG, 'auto'); });
   it('every family\'s kernels equal dense masked attention, forward and gradients, and the split-K workgroup pass keeps its quarters', async () => {
@@ -671,11 +671,23 @@ describeOnSubgroups('attention kernels under visibility: the tiled passes, a row
     } finally {
       tf.env().set(ATTENTION_SPLIT_PASS_FLAG, 'auto');
     }
-    tf.env().set(ATTENTION_ROW_LANES_FLAG, 2);
     const q = tf.ones([1, 4, 1, 32]);
-    expect(() => tf.engine().runKernel(FLASH_ATTENTION, { q, k: q, v: q }, { scale: 1, causal: true, window: 0, split: 'never' }))
-      .toThrow(`tfjs-mixers: flag ${ATTENTION_ROW_LANES_FLAG} must be 'auto', 1 or 4; received 2.`);
+    for (const wrong of [2, 'dkv,dkv', 'dk', '']) {
+      tf.env().set(ATTENTION_ROW_LANES_FLAG, wrong);
+      expect(() => tf.engine().runKernel(FLASH_ATTENTION, { q, k: q, v: q }, { scale: 1, causal: true, window: 0, split: 'never' }))
+        .toThrow(`tfjs-mixers: flag ${ATTENTION_ROW_LANES_FLAG} must be 'auto', 1, 4 or the passes that take four lanes, ` +
+          `some of 'forward', 'dq' and 'dkv' separated by commas (e.g. 'dkv'); received ${JSON.stringify(wrong)}.`);
+    }
     q.dispose();
+  });
+
+  it('with four lanes a row in dK/dV alone, the kernels equal dense masked attention, forward and gradients', async () => {
+    tf.env().set(ATTENTION_ROW_LANES_FLAG, 'dkv');
+    const ran = await launchedPipelines(async () => {
+      for (const c of denseCases('softmax', 32)) await check(c, 970);
+    });
+    const passes = [...new Set(ran.filter((l) => /^FlashAttention(Forward|Backward)/.test(l) && l.includes('K32')).map((l) => l.replace(/R\d$/, '')))];
+    expect(passes.sort()).toEqual(['FlashAttentionBackwardDkvSubgroupsK32', 'FlashAttentionBackwardDqK32', 'FlashAttentionForwardK32']);
   });
 });
 

@@ -94,21 +94,36 @@ export function rowQuartersFit(backend: WebGPUBackend, K: number): boolean {
 /**
  * The tfjs flag that sets the invocations per row of the tiled passes: 'auto' (the default) or 4,
  * four lanes of a subgroup where they fit ({@link rowQuartersFit}); 1, an invocation per row, as
- * on a device without subgroups. The H200 ran dQ with four lanes a row at 1.55 times the time of
- * one lane a row, and dK/dV at 0.85 times (flashAttention at T = 16384, H = 4, K = 64:
- * bench/results/profiles/h200-profile-43a1366.txt): which wins is the adapter's to say
- * (`tuneKernels`).
+ * on a device without subgroups; or the passes that take four lanes, the others one, as a
+ * comma-separated list of 'forward', 'dq' and 'dkv' (e.g. 'dkv'). The H200 ran dQ with four lanes
+ * a row at 1.55 times the time of one lane a row, dK/dV at 0.85 times and the forward at 1.08
+ * (flashAttention at T = 16384, H = 4, K = 64: bench/results/profiles/h200-profile-43a1366.txt):
+ * which wins is the adapter's to say (`tuneKernels`).
  */
 export const ATTENTION_ROW_LANES_FLAG = 'MIXERS_ATTENTION_ROW_LANES';
 tf.env().registerFlag(ATTENTION_ROW_LANES_FLAG, () => 'auto');
 
-/** Invocations per row of the tiled passes: four lanes of a subgroup where they fit and {@link ATTENTION_ROW_LANES_FLAG} allows; else one. */
-export function tiledRowLanes(backend: WebGPUBackend, K: number): 1 | 4 {
+const TILED_PASSES: readonly TiledPass[] = ['forward', 'dq', 'dkv'];
+
+/** Whether {@link ATTENTION_ROW_LANES_FLAG} lets `pass` take four lanes a row. */
+function quartersAllowed(pass: TiledPass): boolean {
   const chosen = tf.env().get(ATTENTION_ROW_LANES_FLAG);
-  if (chosen !== 'auto' && chosen !== 1 && chosen !== 4) {
-    throw new Error(`tfjs-mixers: flag ${ATTENTION_ROW_LANES_FLAG} must be 'auto', 1 or 4; received ${JSON.stringify(chosen)}.`);
+  if (chosen === 'auto' || chosen === 4) return true;
+  if (chosen === 1) return false;
+  const passes = typeof chosen === 'string' ? chosen.split(',') : [];
+  if (passes.length === 0 || new Set(passes).size < passes.length || !passes.every((p) => TILED_PASSES.includes(p as TiledPass))) {
+    throw new Error(`tfjs-mixers: flag ${ATTENTION_ROW_LANES_FLAG} must be 'auto', 1, 4 or the passes that take four lanes, ` +
+      `some of 'forward', 'dq' and 'dkv' separated by commas (e.g. 'dkv'); received ${JSON.stringify(chosen)}.`);
   }
-  return chosen !== 1 && rowQuartersFit(backend, K) ? ROW_QUARTERS : 1;
+  return passes.includes(pass);
+}
+
+/**
+ * Invocations per row of a tiled pass: four lanes of a subgroup where they fit and
+ * {@link ATTENTION_ROW_LANES_FLAG} allows them this pass; else one.
+ */
+export function tiledRowLanes(backend: WebGPUBackend, pass: TiledPass, K: number): 1 | 4 {
+  return quartersAllowed(pass) && rowQuartersFit(backend, K) ? ROW_QUARTERS : 1;
 }
 
 /**

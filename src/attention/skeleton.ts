@@ -130,7 +130,7 @@ function tiledKernel(
   if (pass === 'forward' && forwardByBlocks(backend, K)) {
     return { kernel: skeletonKernel(`${label}ForwardBlocks`, 'forwardBlocks', layout, hooks, K), constants: {} };
   }
-  const RL = tiledRowLanes(backend, K);
+  const RL = tiledRowLanes(backend, pass, K);
   const rows = tiledRows(backend, pass, K, RL);
   const kernel = skeletonKernel(`${label}${PASS_NAMES[pass]}${RL > 1 ? 'Subgroups' : ''}`, pass, layout, hooks, K, rows, RL);
   return { kernel, constants: pass === 'dkv' && keysInMemory(backend, K, rows, RL) ? { KEYS_IN_MEMORY: 1 } : {} };
