@@ -9,7 +9,7 @@ import { selectiveScan } from './mixers/selective-ssm/op.js';
 import { argumentError, checkOptionNames, checkPositiveInteger, describe, optionNames } from './validate.js';
 import { backendInternals } from './webgpu/internals.js';
 import { launchTrace, sameLaunches } from './webgpu/runtime.js';
-import { MAX_RUNS_PER_SAMPLE, MIN_SAMPLE_MS, fence, median } from './webgpu/timing.js';
+import { fence, timeRuns, type Contender } from './webgpu/timing.js';
 import { SCAN_FLAG } from './webgpu/scan.js';
 import { subgroupLanes } from './webgpu/subgroups.js';
 
@@ -325,17 +325,16 @@ function makeWorkloads(
 }
 
 /**
- * Each value's median time over `rounds` samples, the values' samples interleaved (each round in
- * another order), after a first run of each whose outputs are checked against the first value's.
- * A value that launches the same kernels of this library on the same grids as one before it (as
- * 'auto' does the value it resolves to) is timed once, as that one.
+ * Each value's median time over `rounds` samples, the values' samples interleaved
+ * ({@link timeRuns}), after a first run of each whose outputs are checked against the first
+ * value's. A value that launches the same kernels of this library on the same grids as one before
+ * it (as 'auto' does the value it resolves to) is timed once, as that one.
  */
 export async function timeValues(
   backend: WebGPUBackend, flag: string, values: readonly KernelFlagValue[], run: () => tf.Tensor[], rounds: number,
 ): Promise<KernelTiming[]> {
   const timings: KernelTiming[] = values.map((value) => ({ flag, value, ms: null }));
   const traces: unknown[][] = [];
-  const repeats = new Map<KernelFlagValue, number>();
   let expected: Float32Array[] | null = null;
   for (const [i, timing] of timings.entries()) {
     tf.env().set(flag, timing.value);
@@ -353,24 +352,19 @@ export async function timeValues(
     traces[i] = outcome.trace;
     const twin = outcome.trace.length === 0 ? undefined
       : timings.find((t, j) => j < i && traces[j] !== undefined && t.sameAs === undefined && sameLaunches(traces[j]!, outcome.trace));
-    if (twin) {
-      timing.sameAs = twin.value;
-      continue;
-    }
-    // the second run, with its pipelines compiled, sizes a sample
-    const once = await sample(backend, run, 1);
-    repeats.set(timing.value, Math.min(MAX_RUNS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_MS / Math.max(once, 1e-3)))));
+    if (twin) timing.sameAs = twin.value;
   }
   const timed = timings.filter((t) => t.refused === undefined && t.sameAs === undefined);
-  const samples = new Map<KernelFlagValue, number[]>(timed.map((t) => [t.value, []]));
-  for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < timed.length; i++) {
-      const { value } = timed[(i + r) % timed.length]!;
-      tf.env().set(flag, value);
-      samples.get(value)!.push(await sample(backend, run, repeats.get(value)!));
-    }
-  }
-  for (const t of timed) t.ms = median(samples.get(t.value)!);
+  const contenders: Record<string, Contender> = Object.fromEntries(timed.map((t, i) => [`value ${i}`, {
+    run: () => {
+      tf.env().set(flag, t.value);
+      tf.dispose(tf.tidy(run));
+    },
+    fence: () => fence(backend, OP),
+  }]));
+  // a warm-up run each, which sizes its samples; then exactly `rounds` samples each
+  const medians = await timeRuns(contenders, { warmup: 1, minIterations: rounds, maxIterations: rounds, budgetMs: 0 });
+  timed.forEach((t, i) => { t.ms = medians[`value ${i}`]!.medianMs; });
   for (const t of timings) if (t.sameAs !== undefined) t.ms = timings.find((twin) => twin.value === t.sameAs)!.ms;
   return timings;
 }
@@ -418,12 +412,4 @@ export function disagreement(expected: readonly Float32Array[], got: readonly Fl
     }
   }
   return null;
-}
-
-/** The fenced wall time of `repeats` runs back to back, per run, ms. */
-async function sample(backend: WebGPUBackend, run: () => tf.Tensor[], repeats: number): Promise<number> {
-  const start = performance.now();
-  for (let r = 0; r < repeats; r++) tf.dispose(tf.tidy(run));
-  await fence(backend, OP);
-  return (performance.now() - start) / repeats;
 }
