@@ -9,7 +9,7 @@
  * `--scan=levels`, `--scan=walk` or `--scan=lookback` runs AverageContext's kernels with that scan, whatever the adapter.
  * A case that moves a known number of bytes also reports its share of the copy kernel's GB/s in
  * the same run, the fastest copy's and the nearest-sized copy's; an attention case reports TFLOP/s (the bench's flop count), and its share of the
- * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward` and `--average-run n` as in `npm run bench`.
+ * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward`, `--dq`, `--dkv` and `--average-run n` as in `npm run bench`.
  *
  * @packageDocumentation
  */
@@ -207,7 +207,7 @@ function rates(c: Case, ms: number, way: 'gpu' | 'pass'): string {
 }
 
 // positional arguments are case filters; a flag's value is not one
-const FLAG_VALUES = new Set(['--peak-tflops', '--rows', '--splits', '--dkv-keys', '--split-pass', '--forward', '--average-run']);
+const FLAG_VALUES = new Set(['--peak-tflops', '--rows', '--splits', '--dkv-keys', '--split-pass', '--forward', '--dq', '--dkv', '--average-run']);
 const filters = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !FLAG_VALUES.has(all[i - 1] ?? ''));
 const each = process.argv.includes('--each');
 const scan = process.argv.find((a) => a.startsWith('--scan='));

@@ -3,14 +3,16 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { backendInternals } from '../src/webgpu/internals.js';
 import { HOW_TO_GET_AN_ADAPTER, installWebGPU, type InstallWebGPUOptions, type InstalledWebGPU } from '../src/node.js';
 import { registerSubgroupBackend } from '../src/index.js';
-import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
+import {
+  ATTENTION_DKV_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG,
+} from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
 import { ATTENTION_SPLIT_PASS_FLAG, type SplitFolder } from '../src/attention/split-pass.js';
 import { RUN_FLAG } from '../src/mixers/average-context/kernel.js';
 
 /**
  * What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`,
- * `--forward` and `--average-run n` ask of {@link startWebGPU}.
+ * `--forward`, `--dq`, `--dkv` and `--average-run n` ask of {@link startWebGPU}.
  */
 export interface BenchFlags {
   subgroups: boolean;
@@ -19,12 +21,14 @@ export interface BenchFlags {
   dkvKeys?: 'registers' | 'memory';
   splitPass?: SplitFolder;
   forward?: 'rows' | 'blocks';
+  dq?: 'rows' | 'blocks';
+  dkv?: 'rows' | 'blocks';
   averageRun?: number;
 }
 
 /**
  * The scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys registers|memory`,
- * `--split-pass invocation|workgroup|subgroup`, `--forward rows|blocks` and `--average-run n`, for
+ * `--split-pass invocation|workgroup|subgroup`, `--forward rows|blocks`, `--dq rows|blocks`, `--dkv rows|blocks` and `--average-run n`, for
  * {@link startWebGPU}; exits on a bad value.
  */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
@@ -61,6 +65,10 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   if (splitPass !== undefined) flags.splitPass = splitPass;
   const forward = word('--forward', ['rows', 'blocks'], 'rows or blocks (how the tiled attention forward cuts a tile\'s work)');
   if (forward !== undefined) flags.forward = forward;
+  const dq = word('--dq', ['rows', 'blocks'], 'rows or blocks (how the attention backward\'s dQ cuts a tile\'s work)');
+  if (dq !== undefined) flags.dq = dq;
+  const dkv = word('--dkv', ['rows', 'blocks'], 'rows or blocks (how the attention backward\'s dK/dV cuts a tile\'s work)');
+  if (dkv !== undefined) flags.dkv = dkv;
   return flags;
 }
 
@@ -75,7 +83,9 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
  * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
  * `splitPass` (`--split-pass`) who folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`);
  * `forward` (`--forward`) how the tiled forward cuts a tile's work (`MIXERS_ATTENTION_FORWARD`),
- * "forward by blocks: …"; `averageRun` (`--average-run n`) the chunks per invocation of AverageContext's levels scan
+ * "forward by blocks: …"; `dq` (`--dq`) and `dkv` (`--dkv`) how dQ and dK/dV cut theirs
+ * (`MIXERS_ATTENTION_DQ`, `MIXERS_ATTENTION_DKV`), "dq by blocks: …", "dkv by blocks: …";
+ * `averageRun` (`--average-run n`) the chunks per invocation of AverageContext's levels scan
  * (`MIXERS_AVERAGE_CONTEXT_RUN`), "average run n: …".
  */
 export async function startWebGPU(
@@ -115,6 +125,14 @@ export async function startWebGPU(
   if (options.forward !== undefined) {
     tf.env().set(ATTENTION_FORWARD_FLAG, options.forward);
     gpu = { ...gpu, description: `forward by ${options.forward}: ${gpu.description}` };
+  }
+  if (options.dq !== undefined) {
+    tf.env().set(ATTENTION_DQ_FLAG, options.dq);
+    gpu = { ...gpu, description: `dq by ${options.dq}: ${gpu.description}` };
+  }
+  if (options.dkv !== undefined) {
+    tf.env().set(ATTENTION_DKV_FLAG, options.dkv);
+    gpu = { ...gpu, description: `dkv by ${options.dkv}: ${gpu.description}` };
   }
   if (options.averageRun !== undefined) {
     tf.env().set(RUN_FLAG, options.averageRun);

@@ -177,7 +177,7 @@ try {
   check(status.state === 'ready', `tuning failed in the page: ${status.error}`);
   const tuning = JSON.parse(await page.textContent('#tuned'));
   const flags = Object.keys(tuning.flags);
-  check(flags.length === 7 && flags.every((f) => f.startsWith('MIXERS_')), `expected seven tuned flags; found ${JSON.stringify(tuning.flags)}`);
+  check(flags.length === 9 && flags.every((f) => f.startsWith('MIXERS_')), `expected nine tuned flags; found ${JSON.stringify(tuning.flags)}`);
   for (const t of tuning.timings) {
     check(t.refused === undefined && t.ms > 0, `${t.flag} = ${JSON.stringify(t.value)} was refused or not timed: ${JSON.stringify(t)}`);
   }

@@ -130,6 +130,8 @@ step split-invocation 40 "${profile[@]}" --split-pass invocation 'copy' 'decode 
 step split-workgroup-quarters 40 "${profile[@]}" --subgroups --split-pass workgroup 'copy' 'decode split'
 # the tiled forward by blocks of scores, which 'auto' does not take until a GPU measures it
 step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward T=' 'expressiveAttention forward T='
+# the backward's dQ and dK/dV by blocks of scores, likewise
+step backward-blocks 45 "${profile[@]}" --dq blocks --dkv blocks 'copy' 'flashAttention forward+backward'
 # AverageContext's levels scan with one chunk an invocation, as before 'auto' gave long sequences runs of chunks
 step average-run-1 30 "${profile[@]}" --average-run 1 'copy' 'averageContext'
 # AverageContext's one-pass scan (decoupled look-back), which 'auto' does not take until a GPU measures it

@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG } from './attention/kernel-source.js';
+import {
+  ATTENTION_DKV_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG,
+  ATTENTION_ROWS_FLAG,
+} from './attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from './attention/split-pass.js';
 import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from './mixers/average-context/kernel.js';
 import { averageContext } from './mixers/average-context/op.js';
@@ -119,6 +122,9 @@ const TUNABLES: readonly Tunable[] = [
   { flag: ATTENTION_ROW_LANES_FLAG, values: () => ['auto', 1, 4, 'forward', 'dq', 'dkv', 'forward,dq', 'forward,dkv', 'dq,dkv'], workload: 'training' },
   { flag: ATTENTION_ROWS_FLAG, values: () => ['auto', 1, 2, 4], workload: 'training' },
   { flag: ATTENTION_DKV_KEYS_FLAG, values: () => ['auto', 'registers', 'memory'], workload: 'training' },
+  // after the rows' choices, so that the backward's passes by blocks race the best by rows
+  { flag: ATTENTION_DQ_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'training' },
+  { flag: ATTENTION_DKV_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'training' },
   {
     flag: ATTENTION_SPLIT_PASS_FLAG,
     values: (backend) => ['auto', 'invocation', 'workgroup', ...(subgroupLanes(backend) !== null ? ['subgroup'] : [])],
@@ -150,7 +156,9 @@ const AGREEMENT = 1e-3;
 /**
  * Times the kernels' alternatives on this adapter and sets the fastest: which way the tiled
  * attention forward cuts its tiles (`MIXERS_ATTENTION_FORWARD`), lanes per row and rows per
- * invocation of the tiled passes (`MIXERS_ATTENTION_ROW_LANES`, `MIXERS_ATTENTION_ROWS`), where dK/dV keeps its keys (`MIXERS_ATTENTION_DKV_KEYS`), who
+ * invocation of the tiled passes (`MIXERS_ATTENTION_ROW_LANES`, `MIXERS_ATTENTION_ROWS`), where
+ * dK/dV keeps its keys (`MIXERS_ATTENTION_DKV_KEYS`), how dQ and dK/dV cut their tiles
+ * (`MIXERS_ATTENTION_DQ`, `MIXERS_ATTENTION_DKV`), who
  * folds a chunk of the split-K decode (`MIXERS_ATTENTION_SPLIT_PASS`), AverageContext's scan
  * (`MIXERS_AVERAGE_CONTEXT_SCAN`) and how the scan family runs a forward without a gradient tape
  * (`MIXERS_SCAN`). Each is a tfjs flag whose default, 'auto', is the library's

@@ -10,7 +10,7 @@ import { MultiHeadAttention, layers, ops } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { dropoutKeeps, dropoutRows, dropoutThreshold, type Dropout } from '../src/attention/dropout.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
-import { ATTENTION_FORWARD_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_DKV_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG } from '../src/attention/kernel-source.js';
 import {
   blockSparseMask, expressiveAttentionGradOracle, expressiveAttentionOracle, softmaxAttentionGradOracle,
   softmaxAttentionOracle, type AttentionShape, type KeepFn,
@@ -271,21 +271,24 @@ describeOn('webgpu', 'attention dropout: the kernels', () => {
     }
   });
 
-  // the forward by blocks of scores (which 'auto' does not take yet) weighs each row's keys as the
-  // rows' forward does, then multiplies in the pair's hash: K = 16, the least it takes
-  it.each(FAMILIES)('%s: with the forward by blocks of scores, forward and gradients match the oracle', async (family) => {
-    const s = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K: 16 };
-    const kvLengths = [70, 41];
-    const d = { rate: 0.3, seed: 19 };
-    tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
-    try {
-      const got = await computed(family, 'webgpu', s, 7, { kvLengths, dropout: d.rate, seed: d.seed });
-      const { qs, ks, vs, dOs } = inputs(s, 7);
-      expectMatchesOracle(`${family} by blocks`, got, oracle(family, qs, ks, vs, dOs, s, d, kvLengths), s);
-    } finally {
-      tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
-    }
-  });
+  // the passes by blocks of scores (which 'auto' does not take yet): the forward weighs each row's
+  // keys as the rows' forward does, then multiplies in the pair's hash; dQ multiplies each dP by
+  // it, dK/dV each dP and weight. K = 16, the least they take
+  for (const [pass, flag] of [['forward', ATTENTION_FORWARD_FLAG], ['dQ', ATTENTION_DQ_FLAG], ['dK/dV', ATTENTION_DKV_FLAG]] as const) {
+    it.each(FAMILIES)(`%s: with the ${pass} by blocks of scores, forward and gradients match the oracle`, async (family) => {
+      const s = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K: 16 };
+      const kvLengths = [70, 41];
+      const d = { rate: 0.3, seed: 19 };
+      tf.env().set(flag, 'blocks');
+      try {
+        const got = await computed(family, 'webgpu', s, 7, { kvLengths, dropout: d.rate, seed: d.seed });
+        const { qs, ks, vs, dOs } = inputs(s, 7);
+        expectMatchesOracle(`${family} ${pass} by blocks`, got, oracle(family, qs, ks, vs, dOs, s, d, kvLengths), s);
+      } finally {
+        tf.env().set(flag, 'auto');
+      }
+    });
+  }
 
   it('the WGSL hash keeps exactly the weights the TypeScript hash keeps', async () => {
     // q = 0 makes every weight 1/Tk, and one-hot values v_j = e_j read o_i[j] = m_ij/Tk: the mask itself

@@ -9,7 +9,7 @@ import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kerne
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import {
-  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, forwardByBlocks, keysInMemory, rowsFillingSubgroups,
+  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_DKV_FLAG, byBlocks, keysInMemory, rowsFillingSubgroups,
   tiledRows,
 } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG, splitPass } from '../src/attention/split-pass.js';
@@ -155,6 +155,8 @@ type Case = {
   poisonedQueries?: (b: number, i: number) => boolean;
   /** Channels (0 … K − 1) of every output gradient set to 0. */
   zeroGradientChannels?: (c: number) => boolean;
+  /** Queries whose output gradient is 0 (rows a loss leaves out, e.g. padding). */
+  zeroGradientRows?: (b: number, i: number) => boolean;
 };
 
 const SCALE = 0.4;
@@ -164,7 +166,8 @@ const EPSILON = 1e-3;
  * Runs the kernel and its gradient on seeded inputs; checks them against {@link dense64}. NaN
  * goes into the case's poisoned keys and queries, and into every query that sees no key. It may
  * reach only what attention connects it to: the rows of the queries that see a poisoned key or
- * are poisoned themselves (and see a key), and the dK and dV of the keys those queries see.
+ * are poisoned themselves (and see a key), and the dK and dV of the keys those queries see, unless
+ * their output gradient is 0: such a query adds nothing to any key's gradients.
  * Those are not compared (WGSL's max need not propagate NaN, so they need not be NaN either);
  * everything else must match the float64 result of the clean inputs.
  */
@@ -172,7 +175,10 @@ async function check(c: Case, seed: number): Promise<void> {
   const { s, vis } = c;
   const qs = seededUniform(seed, s.B * s.Tq * s.H * s.K);
   const clean = { k: seededUniform(seed + 1, s.B * s.Tk * s.Hkv * s.K), v: seededUniform(seed + 2, s.B * s.Tk * s.Hkv * s.K) };
-  const dOs = seededUniform(seed + 3, qs.length).map((x, e) => (c.zeroGradientChannels?.(e % s.K) ? 0 : x));
+  const dOs = seededUniform(seed + 3, qs.length).map((x, e) => {
+    const row = Math.floor(e / (s.H * s.K));
+    return c.zeroGradientChannels?.(e % s.K) || c.zeroGradientRows?.(Math.floor(row / s.Tq), row % s.Tq) ? 0 : x;
+  });
   const want = dense64(c.kind, qs, clean.k, clean.v, dOs, s, vis, SCALE, EPSILON);
   const q32 = qs.slice();
   const ks = clean.k.slice();
@@ -188,7 +194,7 @@ async function check(c: Case, seed: number): Promise<void> {
       const tainted = c.poisonedQueries?.(b, i) || seen.some((x, j) => x && c.poisoned?.(b, j));
       if (!tainted || !seen.some((x) => x)) continue;
       nanQueries.add(b * s.Tq + i);
-      seen.forEach((x, j) => { if (x) nanKeys.add(b * s.Tk + j); });
+      if (!c.zeroGradientRows?.(b, i)) seen.forEach((x, j) => { if (x) nanKeys.add(b * s.Tk + j); });
     }
     for (let j = 0; j < s.Tk; j++) {
       if (!c.poisoned?.(b, j)) continue;
@@ -279,6 +285,16 @@ function denseCases(kind: Kind, K = 8): Case[] {
       vis: { causal: true, segments: { query: packed(1, [21, 30, 19]), key: packed(1, [21, 30, 19]) } },
       poisoned: (_b, j) => j === 50,
       poisonedQueries: (_b, i) => i === 25,
+    },
+    {
+      // rows a loss leaves out (output gradient 0) that a NaN reaches: a NaN query (row 0's 30),
+      // and the queries that see a NaN key (row 1's 50 onwards); the keys they see keep their
+      // gradients, and no other query sees key 50, whose gradients are then 0
+      name: `${kind} NaN in rows whose output gradient is 0, causal`, kind, kernel, s: gqa,
+      attrs: { ...extra, causal: true, window: 0 }, vis: { causal: true },
+      poisoned: (b, j) => b === 1 && j === 50,
+      poisonedQueries: (b, i) => b === 0 && i === 30,
+      zeroGradientRows: (b, i) => (b === 0 ? i === 30 : i >= 50),
     },
     {
       name: `${kind} unsorted segments, a [B, Tq, Tk] mask with empty rows, bidirectional`, kind, kernel,
@@ -562,57 +578,71 @@ describeOn('webgpu', 'attention kernels under visibility, dK/dV reading keys fro
   });
 });
 
-// The forward by blocks of scores (attention-forward-blocks.wgsl: 16-key tiles, a block of 4×4
-// scores, then a row, then a quad of rows' outputs an invocation), which 'auto' does not take yet:
-// the flag forces it, at K = 16 (one channel group an output quarter) and 32 (two, interleaved),
-// whole and split into 3 chunks. The 70 and 150 query rows leave a tile's last quads partly or
-// wholly past its end; 35, 70 and 140 keys end inside a 16-key tile. The backward reads its
-// statistic, so the gradients check that too. K = 6 (the scalar lanes' case) keeps the rows.
-describeOn('webgpu', 'attention kernels under visibility: the forward by blocks of scores', () => {
+// The passes by blocks of scores (score-blocks.wgsl: 16-key tiles, a block of 4×4 scores, then a
+// row, then a quad of rows' outputs an invocation; the forward's, attention-forward-blocks.wgsl,
+// and dQ's, attention-backward-dq-blocks.wgsl), which 'auto' does not take yet: each flag forces
+// its pass, at K = 16 (one channel group an output quarter) and 32 (two, interleaved), whole and
+// split into 3 chunks. The 70 and 150 query rows leave a tile's last quads partly or wholly past
+// its end; 35, 70 and 140 keys end inside a 16-key tile. The backward reads the forward's
+// statistic, so the gradients check the forward's too. K = 6 (the scalar lanes' case) keeps the
+// rows.
+describeOn('webgpu', 'attention kernels under visibility: the passes by blocks of scores', () => {
   afterAll(() => {
-    tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
-    tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
+    for (const flag of [ATTENTION_FORWARD_FLAG, ATTENTION_DQ_FLAG, ATTENTION_DKV_FLAG, ATTENTION_SPLITS_FLAG]) tf.env().set(flag, 'auto');
   });
-  for (const [K, splits] of [[16, 1], [32, 1], [16, 3]] as const) {
-    it(`at K = ${K}${splits > 1 ? `, in ${splits} chunks of the keys` : ''}, every family's forward equals dense masked attention, and the gradients from its statistic`, async () => {
-      tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
-      tf.env().set(ATTENTION_SPLITS_FLAG, splits);
-      try {
-        const ran = await launchedPipelines(async () => {
-          for (const kind of ['softmax', 'expressive'] as const) {
-            for (const c of denseCases(kind, K)) await check(c, 1100 + K + splits);
+  const passes = [
+    ['forward', ATTENTION_FORWARD_FLAG, 'Forward'], ['dQ', ATTENTION_DQ_FLAG, 'BackwardDq'], ['dK/dV', ATTENTION_DKV_FLAG, 'BackwardDkv'],
+  ] as const;
+  for (const [pass, flag, kernel] of passes) {
+    for (const [K, splits] of [[16, 1], [32, 1], [16, 3]] as const) {
+      it(`${pass} at K = ${K}${splits > 1 ? `, in ${splits} chunks of the ${pass === 'dK/dV' ? 'queries' : 'keys'}` : ''}: every family's forward equals dense masked attention, and its gradients`, async () => {
+        tf.env().set(flag, 'blocks');
+        tf.env().set(ATTENTION_SPLITS_FLAG, splits);
+        try {
+          const ran = await launchedPipelines(async () => {
+            for (const kind of ['softmax', 'expressive'] as const) {
+              for (const c of denseCases(kind, K)) await check(c, 1100 + K + splits + 50 * passes.findIndex(([p]) => p === pass));
+            }
+            await checkBlockSparse(K);
+          });
+          for (const family of ['FlashAttention', 'ExpressiveAttention', 'BlockSparse']) {
+            expect(ran).toContain(`${family}${kernel}BlocksK${K}R4`);
+            expect(ran.filter((label) => label.startsWith(`${family}${kernel}K${K}`))).toEqual([]);
           }
-          await checkBlockSparse(K);
-        });
-        for (const family of ['FlashAttention', 'ExpressiveAttention', 'BlockSparse']) {
-          expect(ran).toContain(`${family}ForwardBlocksK${K}R4`);
-          expect(ran.filter((label) => label.startsWith(`${family}ForwardK${K}`))).toEqual([]);
+          expect(ran.some((label) => label.startsWith(`FlashAttention${kernel}K6`))).toBe(true);
+          // a split forward merges its chunks' rows; a split dQ's parts are summed as the rows' are
+          if (pass === 'forward') expect(ran.includes('FlashAttentionMergeK16')).toBe(splits > 1);
+        } finally {
+          tf.env().set(flag, 'auto');
+          tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
         }
-        expect(ran.some((label) => label.startsWith('FlashAttentionForwardK6'))).toBe(true);
-        expect(ran.includes('FlashAttentionMergeK16')).toBe(splits > 1);
-      } finally {
-        tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
-        tf.env().set(ATTENTION_SPLITS_FLAG, 'auto');
-      }
-    });
+      });
+    }
   }
 
-  it("is taken where the flag asks for it and its workgroup memory fits; 'auto' keeps the rows", () => {
+  it("are taken where their flag asks for them and the workgroup memory fits; 'auto' keeps the rows", () => {
     const gpu = tf.backend() as WebGPUBackend;
     const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
     const Ks = [16, 64, 8, 40, 128];
+    const none = [false, false, false, false, false];
     try {
-      expect(Ks.map((K) => forwardByBlocks(gpu, K))).toEqual([false, false, false, false, false]);
-      tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
-      // 4·(64·K + 32·K + 64·20 + 128) + 16 bytes: 11 792 at K = 16, 30 224 at 64, 54 800 at 128;
-      // 8 and 40 are not multiples of 16
-      expect(Ks.map((K) => forwardByBlocks(gpu, K))).toEqual([true, limit >= 30224, false, false, limit >= 54800]);
-      tf.env().set(ATTENTION_FORWARD_FLAG, 'rows');
-      expect(forwardByBlocks(gpu, 64)).toBe(false);
-      tf.env().set(ATTENTION_FORWARD_FLAG, 'tiles');
-      expect(() => forwardByBlocks(gpu, 64)).toThrow(`tfjs-mixers: flag ${ATTENTION_FORWARD_FLAG} must be 'auto', 'rows' or 'blocks'; received "tiles".`);
+      const flags = { forward: ATTENTION_FORWARD_FLAG, dq: ATTENTION_DQ_FLAG, dkv: ATTENTION_DKV_FLAG } as const;
+      for (const [pass, flag] of Object.entries(flags) as [keyof typeof flags, string][]) {
+        expect(Ks.map((K) => byBlocks(gpu, pass, K))).toEqual(none);
+        tf.env().set(flag, 'blocks');
+        // 4·(64·K + 32·K + 64·20 + 128) + 16 bytes: 11 792 at K = 16, 30 224 at 64, 54 800 at 128;
+        // 8 and 40 are not multiples of 16
+        expect(Ks.map((K) => byBlocks(gpu, pass, K))).toEqual([true, limit >= 30224, false, false, limit >= 54800]);
+        // one flag chooses one pass
+        for (const other of Object.keys(flags) as (keyof typeof flags)[]) expect(byBlocks(gpu, other, 16)).toBe(other === pass);
+        tf.env().set(flag, 'rows');
+        expect(byBlocks(gpu, pass, 64)).toBe(false);
+        tf.env().set(flag, 'tiles');
+        expect(() => byBlocks(gpu, pass, 64)).toThrow(`tfjs-mixers: flag ${flag} must be 'auto', 'rows' or 'blocks'; received "tiles".`);
+        tf.env().set(flag, 'auto');
+      }
     } finally {
-      tf.env().set(ATTENTION_FORWARD_FLAG, 'auto');
+      for (const flag of [ATTENTION_FORWARD_FLAG, ATTENTION_DQ_FLAG, ATTENTION_DKV_FLAG]) tf.env().set(flag, 'auto');
     }
   });
 });

@@ -2,13 +2,19 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { applyKernelTuning, tuneKernels } from '../src/index.js';
 import { disagreement, fastest, timeValues, type KernelTiming } from '../src/tuning.js';
-import { ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG } from '../src/attention/kernel-source.js';
+import {
+  ATTENTION_DKV_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG,
+  ATTENTION_ROWS_FLAG,
+} from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from '../src/attention/split-pass.js';
 import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
 import { SCAN_FLAG } from '../src/webgpu/scan.js';
 import { describeOn, describeOnSubgroups, expectNoLeaks } from './helpers.js';
 
-const FLAGS = [ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, AVERAGE_SCAN_FLAG, SCAN_FLAG];
+const FLAGS = [
+  ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_DQ_FLAG,
+  ATTENTION_DKV_FLAG, ATTENTION_SPLIT_PASS_FLAG, AVERAGE_SCAN_FLAG, SCAN_FLAG,
+];
 const resetFlags = () => { for (const flag of FLAGS) tf.env().set(flag, 'auto'); };
 
 // small enough for SwiftShader; K = 16 lets the forward by blocks run (K a multiple of 16)
@@ -66,6 +72,8 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     expect(twins(ATTENTION_ROW_LANES_FLAG)).toEqual([['auto', null], ...[1, 4, 'forward', 'dq', 'dkv', 'forward,dq', 'forward,dkv', 'dq,dkv'].map((v) => [v, 'auto'])]);
     expect(twins(ATTENTION_ROWS_FLAG)).toEqual([[2, null], ['auto', null], [1, null], [4, 'auto']]);
     expect(twins(ATTENTION_DKV_KEYS_FLAG)).toEqual([['auto', null], ['registers', 'auto'], ['memory', null]]);
+    expect(twins(ATTENTION_DQ_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null]]);
+    expect(twins(ATTENTION_DKV_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null]]);
     // the test adapter has no subgroups feature on tfjs's own backend
     expect(twins(ATTENTION_SPLIT_PASS_FLAG)).toEqual([['auto', null], ['invocation', 'auto'], ['workgroup', null]]);
     expect(twins(AVERAGE_SCAN_FLAG)).toEqual([['auto', null], ['levels', null], ['walk', 'auto'], ['lookback', null]]);
@@ -100,7 +108,7 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     expect(tf.memory().numTensors).toBe(tensors);
     expect(tf.env().get(ATTENTION_FORWARD_FLAG)).toBe('blocks');
     expect(tf.env().get(AVERAGE_SCAN_FLAG)).toBe('levelz');
-    for (const flag of [ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_SPLIT_PASS_FLAG, SCAN_FLAG]) {
+    for (const flag of FLAGS.filter((f) => f !== ATTENTION_FORWARD_FLAG && f !== AVERAGE_SCAN_FLAG)) {
       expect(tf.env().get(flag)).toBe('auto');
     }
   });

@@ -13,24 +13,9 @@
 // one vec4); a line holding the row mark is written once per key row (src/webgpu/copies.ts,
 // expandCopies).
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/query-tile.wgsl, an entry point and a layout (see common/attention-forward.wgsl; its
-// tiles and runs here are the transposed plan's), the mixer's `rowFactor` and `pairGrads`, and
-// the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (NT = RL·BR / RQ invocations per workgroup).
-
-@group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
-@group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
-@group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>; // [B, H, Tq]: (the forward's row statistic, rowsum(dO∘o))
-@group(0) @binding(5) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
-// [B, Tk, Hkv, K] each; of a split launch (tilePart: chunks of the queries), each chunk's part,
-// [B, Tk, Hkv, splits, K], which a later launch sums (common/sum-parts.wgsl)
-@group(0) @binding(6) var<storage, read_write> dk: array<V>;
-@group(0) @binding(7) var<storage, read_write> dv: array<V>;
-@group(0) @binding(8) var<uniform> params: Params;
-
-var<workgroup> factorTile: array<vec4<f32>, BC4>; // rowFactor of each query's statistic, by quads
-var<workgroup> deltaTile: array<vec4<f32>, BC4>; // each query's rowsum(dO∘o), by quads
+// common/backward-bindings.wgsl, common/query-tile.wgsl, common/dkv-common.wgsl, an entry point
+// and a layout (see common/attention-forward.wgsl; its tiles and runs here are the transposed
+// plan's), the mixer's `rowFactor` and `pairGrads`, and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (NT = RL·BR / RQ invocations per workgroup).
 
 // the invocation's channels (channel(x) at x) of:
 var<private> kj$: array<V, KL>; // key row $
@@ -55,24 +40,6 @@ fn keyChannel(held: ptr<private, array<V, KL>>, base: u32, x: u32) -> V {
 fn valueChannel(held: ptr<private, array<V, KL>>, base: u32, x: u32) -> V {
   if (KEYS_IN_MEMORY) { return v[base + channel(x)]; }
   return (*held)[x];
-}
-
-// The weights times their dropout multipliers (first) and the dS (second) of quad e4 of the tile
-// (rows i … i + 3 of head h) and a key j, from the scores s and dp = dO·v; 0 for a query outside
-// `take` (which the key does not see, or whose output gradient is 0).
-fn quadWeights(take: vec4<bool>, s: vec4<f32>, dp: vec4<f32>, b: u32, h: u32, i: u32, j: u32, e4: u32) -> array<vec4<f32>, 2> {
-  // dropout: dP and the weight v is mixed with both carry the pair's multiplier
-  let keep = vec4<f32>(dropKeep(b, h, i, j), dropKeep(b, h, i + 1u, j), dropKeep(b, h, i + 2u, j), dropKeep(b, h, i + 3u, j));
-  let f = factorTile[e4];
-  let d = deltaTile[e4];
-  let dpk = dp * keep;
-  let w0 = pairGrads(s.x, dpk.x, f.x, d.x);
-  let w1 = pairGrads(s.y, dpk.y, f.y, d.y);
-  let w2 = pairGrads(s.z, dpk.z, f.z, d.z);
-  let w3 = pairGrads(s.w, dpk.w, f.w, d.w);
-  let z = vec4<f32>(0.0);
-  return array<vec4<f32>, 2>(select(z, vec4<f32>(w0.x, w1.x, w2.x, w3.x) * keep, take),
-                             select(z, vec4<f32>(w0.y, w1.y, w2.y, w3.y), take));
 }
 
 // Folds quad e4 of the tile (its first row i of head h; n rows in the tile) into those of the
@@ -127,58 +94,37 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   }
 }
 
+// The invocation's first key row, the tile's last (a row past the tile's end repeats it and is never
+// written) and the tile's end.
+var<private> firstRow: u32;
+var<private> lastRow: u32;
+var<private> rowsEnd: u32;
+
+// Folds the tile's queries i0 … i0 + n − 1 of head h, by quads, into the invocation's key rows.
+fn visitQueries(b: u32, h: u32, i0: u32, n: u32) {
+  if (firstRow < rowsEnd) {
+    for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { visitQuad(b, h, i0 + 4u * e4, e4, n, firstRow, lastRow); }
+  }
+}
+
 // The pass for invocation `lid` of workgroup wid, which takes (its channels of) the tile's key row
 // group g: rows rows.x + RQ·g onwards. Called by the entry point.
 fn tiledPass(wid: vec3u, lid: u32, g: u32) {
-  let b = wid.z;
-  let hk = wid.y;
-  loadLayout();
-  let p = tilePart(wid.x, params.Tq);
-  let rows = tileRows(p.tile, params.Tk);
-  let j = rows.x + RQ * g;
-  let last = rows.y - 1u;
-  let base$ = ((b * params.Tk + min(j + $u, last)) * params.Hkv + hk) * KV;
+  let t = keyTile(wid);
+  let j = t.rows.x + RQ * g;
+  firstRow = j;
+  lastRow = t.rows.y - 1u;
+  rowsEnd = t.rows.y;
+  let base$ = keyBase(t.b, t.hk, min(j + $u, lastRow));
   keyBase$ = base$;
   if (!KEYS_IN_MEMORY) {
     for (var x = 0u; x < KL; x++) { kj$[x] = k[base$ + channel(x)]; vj$[x] = v[base$ + channel(x)]; }
   }
-
-  let kSeg = keySegments(b, rows.x, rows.y - rows.x, lid);
-  let seen = queryRangeIn(b, queryRange(b, rows.x, rows.y), kSeg);
-  let queries = vec2u(max(seen.x, p.others.x), min(seen.y, p.others.y));
-  let runs = tileRuns(p.tile);
-  let group = params.H / params.Hkv;
-  for (var g = 0u; g < group; g++) {
-    let h = hk * group + g;
-    for (var r = runs.x; r < runs.y; r++) {
-      let run = tileRun(r, params.Tq);
-      let end = min(run.y, queries.y);
-      for (var i0 = max(run.x, queries.x); i0 < end; i0 += BC) {
-        let n = min(BC, end - i0);
-        if (!segmentsMeet(kSeg, querySegments(b, i0, n, lid))) { continue; }
-        workgroupBarrier();
-        loadQueryTile(b, h, i0, end, lid);
-        for (var e4 = lid; e4 < BC4; e4 += NT) {
-          let row = (b * params.H + h) * params.Tq;
-          let i = i0 + 4u * e4;
-          let s0 = stats[row + min(i, end - 1u)];
-          let s1 = stats[row + min(i + 1u, end - 1u)];
-          let s2 = stats[row + min(i + 2u, end - 1u)];
-          let s3 = stats[row + min(i + 3u, end - 1u)];
-          factorTile[e4] = vec4<f32>(rowFactor(s0.x), rowFactor(s1.x), rowFactor(s2.x), rowFactor(s3.x));
-          deltaTile[e4] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
-        }
-        workgroupBarrier();
-        if (j < rows.y) {
-          for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { visitQuad(b, h, i0 + 4u * e4, e4, n, j, last); }
-        }
-      }
-    }
-  }
+  sweepQueries(t, lid);
   // the q tile already carries the scale
   // $ {
-  let at$ = partBase(base$, p.part);
-  if (j + $u < rows.y) {
+  let at$ = partBase(base$, t.p.part);
+  if (j + $u < t.rows.y) {
     for (var x = 0u; x < KL; x++) { dk[at$ + channel(x)] = dkAcc$[x]; dv[at$ + channel(x)] = dvAcc$[x]; }
   }
   // $ }

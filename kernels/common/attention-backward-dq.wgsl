@@ -5,21 +5,13 @@
 // weight a_ij enters o as a_ij·m_ij (m = dropKeep: 0 or 1/(1 − p)), so the loss sees the weight
 // through dP_ij·m_ij, and pairGrads takes that in place of dP.
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
-// common/row-registers.wgsl, common/key-quads.wgsl, common/quad-scores.wgsl, common/kv-tile.wgsl,
-// an entry point and a layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and
-// `pairGrads`, and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ
+// common/backward-bindings.wgsl, common/dq-common.wgsl, common/row-registers.wgsl,
+// common/key-quads.wgsl, common/quad-scores.wgsl, common/kv-tile.wgsl, an entry point and a
+// layout (see common/attention-forward.wgsl), the mixer's `rowFactor` and `pairGrads`, and the
+// host's `const KV, KL, RL, BR, BC, BC4, RQ, NT`. Same grid and key tiles as the forward: RQ
 // adjacent query rows per invocation (or per four lanes), which share every key and value it reads
 // from workgroup memory, keys by quads (a quad's scores and dS are one vec4); a line holding the
 // row mark is written once per row (src/webgpu/copies.ts, expandCopies).
-
-@group(0) @binding(0) var<storage, read> q: array<V>; // [B, Tq, H, K]
-@group(0) @binding(1) var<storage, read> k: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(2) var<storage, read> v: array<V>; // [B, Tk, Hkv, K]
-@group(0) @binding(3) var<storage, read> dO: array<V>; // [B, Tq, H, K]
-@group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>; // [B, H, Tq]: (the forward's row statistic, rowsum(dO∘o))
-@group(0) @binding(5) var<storage, read> vis: array<i32>; // the packed int inputs (a tile plan first)
-@group(0) @binding(6) var<storage, read_write> dq: array<V>; // [B, Tq, H, K]; of a split launch, [B, Tq, H, splits, K]
-@group(0) @binding(7) var<uniform> params: Params;
 
 var<private> doi$: array<V, KL>; // row $'s output gradient (the invocation's channels)
 var<private> factor$: f32; // rowFactor of its forward statistic
@@ -27,14 +19,6 @@ var<private> delta$: f32; // its rowsum(dO∘o)
 // whether its output gradient is nonzero: a row whose output gradient is 0 adds nothing, and
 // skipping it keeps 0·NaN, from a non-finite key or value it sees, out of the other gradients
 var<private> live$: bool;
-
-// The dS of a quad of keys for one row, from their scores s, dp = dO·v (times each key's dropout
-// multiplier: see pairGrads) and the row's factor and delta; 0 for a key the row does not see.
-fn quadGrads(seen: vec4<bool>, s: vec4<f32>, dp: vec4<f32>, factor: f32, delta: f32) -> vec4<f32> {
-  let ds = vec4<f32>(pairGrads(s.x, dp.x, factor, delta).y, pairGrads(s.y, dp.y, factor, delta).y,
-                     pairGrads(s.z, dp.z, factor, delta).y, pairGrads(s.w, dp.w, factor, delta).y);
-  return select(vec4<f32>(0.0), ds, seen);
-}
 
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
   let i$ = min(i + $u, t.rows.y - 1u);

@@ -3,87 +3,29 @@
 // visibility, dropout and split launches) with the work of a key tile cut three ways, so that
 // each value an invocation reads from workgroup memory serves several multiply-adds on both
 // sides of a product:
-//   1. scores: invocation (m, r4) forms the 4×4 block of scores of query quad m (rows 4m … 4m + 3,
-//      scale·q staged once per workgroup in qTile) and key quad r4, reading one vec4 of each per
-//      channel for 16 multiply-adds (the rows' pass reads one for four);
+//   1. scores: invocation (m, r4) forms the 4×4 block of scores of query quad m and key quad r4
+//      (common/score-blocks.wgsl: blockScores);
 //   2. weights: invocation i takes the tile's scores of its own row i, through the row hooks
 //      (weighTile) as the rows' pass does, and leaves its weights times the dropout multipliers,
 //      its rescale factor and its visible keys for the third step;
 //   3. values: invocation (m, u) adds the tile's weighted values to channel groups u, u + 4, …
 //      of the rows of query quad m, one vec4 of weights serving four keys of a row.
-// Each score is summed in the rows' pass's order (per lane of V over the channel groups, then
-// across the lanes: common/quad-scores.wgsl), so that the backward, which recomputes it so,
-// meets the forward's statistic. Two barriers more a tile than the rows' pass, which a GPU's
-// workgroups overlap. NT = BR invocations, 16-key tiles (BC4 = 4: BR/4 · BC4 = BR score
-// blocks), V of four lanes and KV a multiple of 4 (src/attention/kernel-source.ts,
-// forwardByBlocks, chooses this kernel only then, and where its workgroup memory fits). A line
-// holding the row mark is written once per row of a query quad (RQ = 4).
+// Two barriers more a tile than the rows' pass, which a GPU's workgroups overlap; src/attention/
+// kernel-source.ts (byBlocks) chooses this kernel only where its workgroup memory fits.
 // Expects common/lanes-4.wgsl, common/attention.wgsl, common/visibility.wgsl,
 // common/dropout.wgsl, a layout, the row hooks, common/forward-bindings.wgsl,
-// common/key-quads.wgsl, common/kv-tile.wgsl and the host's `const KV, BR, BC, BC4, RQ, NT`.
+// common/key-quads.wgsl, common/kv-tile.wgsl, common/score-blocks.wgsl, common/query-blocks.wgsl
+// and the host's `const KV, BR, BC, BC4, RQ, NT`.
 
-const BR4 = BR / 4u;
-// channel groups of a row's output each invocation accumulates in the third step
-const KB = KV / 4u;
-// a row's stride in sTile: a quad more than its keys, so that rows four apart, which the third
-// step reads side by side, fall in other memory banks
-const SS = BC4 + 1u;
-
-// qTile[x·BR4 + m]: scalar channel x of scale·q of rows 4m … 4m + 3 (zeros past the tile's rows)
-var<workgroup> qTile: array<vec4<f32>, KV * V_LANES * BR4>;
-// sTile[i·SS + r4]: row i's scores of key quad r4, then (second step) its weighted weights
-var<workgroup> sTile: array<vec4<f32>, BR * SS>;
 // each row's rescale of its accumulator for the tile; after the sweep, its output factor
 var<workgroup> rowFactors: array<f32, BR>;
-// each row's visible keys of the tile (bit r: key j0 + r)
-var<workgroup> rowSeen: array<u32, BR>;
 
-var<private> lid: u32;
 var<private> row: RowState; // the second step's row, t.rows.x + lid
 var<private> acc$: array<V, KB>; // the third step's rows' accumulators
 
-// Stages scale·q of the tile's rows in qTile, NT lanes at a time (each a channel group of a quad
-// of rows, transposed as common/attention.wgsl's storeQuad does a QuadTile's).
-fn loadQueries(t: QueryTile) {
-  for (var e = lid; e < BR4 * KV; e += NT) {
-    let m = e / KV;
-    let c = e % KV;
-    var rows: array<vec4<f32>, 4>;
-    for (var u = 0u; u < 4u; u++) {
-      let i = t.rows.x + 4u * m + u;
-      if (i < t.rows.y) { rows[u] = q[queryBase(t, i) + c] * params.scale; }
-    }
-    let x = transpose(mat4x4<f32>(rows[0], rows[1], rows[2], rows[3]));
-    let at = c * V_LANES * BR4 + m;
-    for (var lane = 0u; lane < 4u; lane++) { qTile[at + lane * BR4] = x[lane]; }
-  }
-}
-
-// Step 1: the scores of query quad m and key quad r4, row by row, into sTile. A lane's partial
-// sum over the channel groups is added to the row's total once complete, as the rows' pass does.
-fn blockScores(m: u32, r4: u32) {
-  var s$ = vec4<f32>(0.0);
-  for (var lane = 0u; lane < V_LANES; lane++) {
-    var part$ = vec4<f32>(0.0);
-    for (var c = 0u; c < KV; c++) {
-      let x = c * V_LANES + lane;
-      let qs = qTile[x * BR4 + m];
-      let ks = kQuads[x * BC4 + r4];
-      part$ += qs[$u] * ks;
-    }
-    s$ += part$;
-  }
-  sTile[(4u * m + $u) * SS + r4] = s$;
-}
-
 // Step 2: row i (the invocation's) weighs the tile's keys j0 … j0 + n − 1 it sees.
-fn weighRow(t: QueryTile, i: u32, j0: u32, n: u32) {
-  var seen = 0u;
-  if (i < t.rows.y) {
-    for (var r = 0u; r < n; r++) {
-      if (keySeen(t.b, i, j0 + r)) { seen |= 1u << r; }
-    }
-  }
+fn rowStep(t: QueryTile, i: u32, j0: u32, n: u32) {
+  let seen = tileSeen(t, i, j0, n);
   var w: array<vec4<f32>, BC4>;
   for (var r4 = 0u; r4 < BC4; r4++) { w[r4] = sTile[lid * SS + r4]; }
   let n4 = (n + 3u) / 4u;
@@ -95,7 +37,7 @@ fn weighRow(t: QueryTile, i: u32, j0: u32, n: u32) {
 // Step 3: the weighted values of the tile's n keys into the accumulators of query quad m's rows,
 // channel groups u, u + 4, …: rescaled first by each row's factor. A key one of the rows does
 // not see never meets that row, so that its value, which may be non-finite, stays out of it.
-fn addValues(m: u32, u: u32, n: u32) {
+fn quadStep(m: u32, u: u32, n: u32) {
   let f$ = rowFactors[4u * m + $u];
   let seen$ = rowSeen[4u * m + $u];
   for (var x = 0u; x < KB; x++) {
@@ -126,21 +68,10 @@ fn addValues(m: u32, u: u32, n: u32) {
   }
 }
 
-// The three steps over one tile of keys, from uniform control flow (common/kv-tile.wgsl's sweep).
-fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
-  blockScores(lid / BC4, lid % BC4);
-  workgroupBarrier();
-  weighRow(t, i, j0, n);
-  workgroupBarrier();
-  addValues(lid / 4u, lid % 4u, n);
-}
-
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) index: u32) {
-  lid = index;
-  let t = queryTile(wid);
+  let t = startBlocks(wid, index);
   let i = t.rows.x + lid;
-  loadQueries(t);
   row = initRow();
   sweepKeys(t, lid, i, true);
   // the row's output factor (a split launch's partial rows stay unnormalised) and statistic

@@ -16,6 +16,8 @@ import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
 import forwardBindings from '../../kernels/common/forward-bindings.wgsl';
 import forwardBody from '../../kernels/common/attention-forward.wgsl';
 import forwardBlocksBody from '../../kernels/common/attention-forward-blocks.wgsl';
+import scoreBlocks from '../../kernels/common/score-blocks.wgsl';
+import queryBlocks from '../../kernels/common/query-blocks.wgsl';
 import rowWhole from '../../kernels/common/row-whole.wgsl';
 import tiledMain from '../../kernels/common/tiled-main.wgsl';
 import tiledMainQuarters from '../../kernels/common/tiled-main-quarters.wgsl';
@@ -29,8 +31,13 @@ import splitWorkgroupBody from '../../kernels/common/attention-split-workgroup.w
 import splitWorkgroupMain from '../../kernels/common/split-workgroup-main.wgsl';
 import splitWorkgroupMainQuarters from '../../kernels/common/split-workgroup-main-quarters.wgsl';
 import mergeBody from '../../kernels/common/attention-merge.wgsl';
+import backwardBindings from '../../kernels/common/backward-bindings.wgsl';
+import dqCommon from '../../kernels/common/dq-common.wgsl';
 import backwardDqBody from '../../kernels/common/attention-backward-dq.wgsl';
+import backwardDqBlocksBody from '../../kernels/common/attention-backward-dq-blocks.wgsl';
+import dkvCommon from '../../kernels/common/dkv-common.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
+import backwardDkvBlocksBody from '../../kernels/common/attention-backward-dkv-blocks.wgsl';
 import { lanesFor, type KernelSource } from '../webgpu/runtime.js';
 import { onSwiftShader } from '../webgpu/internals.js';
 import { SUBGROUP_DIRECTIVES, SUBGROUP_JOB, subgroupLanes } from '../webgpu/subgroups.js';
@@ -173,8 +180,10 @@ function chosenRows(backend: WebGPUBackend, pass: TiledPass, K: number, RL: numb
 }
 
 /**
- * The tfjs flag that sets where dK/dV's invocations keep their key rows' keys and values:
- * 'auto' (the default, {@link keysInMemory}), 'registers' or 'memory' on every adapter.
+ * The tfjs flag that sets where dK/dV's invocations keep their key rows' keys and values, in its
+ * build by rows: 'auto' (the default, {@link keysInMemory}), 'registers' or 'memory' on every
+ * adapter. (By blocks, {@link ATTENTION_DKV_FLAG}, it stages the keys in workgroup memory and
+ * reads each value where it uses it.)
  */
 export const ATTENTION_DKV_KEYS_FLAG = 'MIXERS_ATTENTION_DKV_KEYS';
 tf.env().registerFlag(ATTENTION_DKV_KEYS_FLAG, () => 'auto');
@@ -203,7 +212,7 @@ export function keysInMemory(backend: WebGPUBackend, K: number, rows: number, RL
 
 /**
  * The tfjs flag that sets how the tiled forward cuts a tile's work: 'auto' (the default,
- * {@link forwardByBlocks}), 'rows' (`kernels/common/attention-forward.wgsl`: each invocation its
+ * {@link byBlocks}), 'rows' (`kernels/common/attention-forward.wgsl`: each invocation its
  * rows' scores, weights and output) or 'blocks' (`attention-forward-blocks.wgsl`: blocks of scores,
  * then rows' weights, then quads of rows' outputs), on every adapter where that kernel fits.
  */
@@ -211,16 +220,33 @@ export const ATTENTION_FORWARD_FLAG = 'MIXERS_ATTENTION_FORWARD';
 tf.env().registerFlag(ATTENTION_FORWARD_FLAG, () => 'auto');
 
 /**
- * The forward by blocks' tile: 16 keys, four quads, so that the BR / 4 quads of query rows by the
- * four key quads make BR blocks of scores, and BR invocations each take one, then a row, then a
- * quad of rows' outputs at a quarter of the channels.
+ * The tfjs flags that set how dQ and dK/dV cut a tile's work, as {@link ATTENTION_FORWARD_FLAG}
+ * the forward's: 'auto' (the default, {@link byBlocks}), 'rows' (`kernels/common/attention-backward-dq.wgsl`,
+ * `attention-backward-dkv.wgsl`) or 'blocks' (`attention-backward-dq-blocks.wgsl`: blocks of
+ * scores, then rows' dS, then quads of rows' dq; `attention-backward-dkv-blocks.wgsl`: blocks of
+ * scores, then key rows' weights and dS, then quads of key rows' dv, then their dk).
+ */
+export const ATTENTION_DQ_FLAG = 'MIXERS_ATTENTION_DQ';
+tf.env().registerFlag(ATTENTION_DQ_FLAG, () => 'auto');
+/** {@link ATTENTION_DQ_FLAG}'s twin for dK/dV. */
+export const ATTENTION_DKV_FLAG = 'MIXERS_ATTENTION_DKV';
+tf.env().registerFlag(ATTENTION_DKV_FLAG, () => 'auto');
+
+/** The flag that chooses whether each tiled pass works by blocks of scores. */
+const BLOCKS_FLAGS: Record<TiledPass, string> = { forward: ATTENTION_FORWARD_FLAG, dq: ATTENTION_DQ_FLAG, dkv: ATTENTION_DKV_FLAG };
+
+/**
+ * The passes by blocks' tile of the other side: 16 keys (or dK/dV's queries), four quads, so that
+ * the BR / 4 quads of the workgroup's rows by the four quads make BR blocks of scores, and BR
+ * invocations each take one, then a row, then a quad of rows' outputs at a quarter of the channels.
  */
 const BLOCKS_TILE: KernelTile = { BC: 16, NT: BR };
 
 /**
- * Bytes of workgroup memory the forward by blocks takes at head dimension K: scale·q of BR rows,
- * the key and value tiles, the scores (rows padded by a quad), each row's factor and visible
- * keys, and the 16 bytes of a segment-id span.
+ * Bytes of workgroup memory a pass by blocks takes at head dimension K, at most: its BR rows
+ * (scale·q, or dK/dV's keys), the other side's two tiles (keys and values, or scale·q and dO),
+ * the scores (rows padded by a quad), two floats a row (the forward's factor and visible keys; dK/dV's
+ * visible queries, and its queries' factor and delta, fewer), and the 16 bytes of a segment-id span.
  */
 function blocksBytes(K: number): number {
   const { BC } = BLOCKS_TILE;
@@ -228,26 +254,29 @@ function blocksBytes(K: number): number {
 }
 
 /**
- * Whether the tiled forward works by blocks of scores (`kernels/common/attention-forward-blocks.wgsl`)
- * rather than by rows: when {@link ATTENTION_FORWARD_FLAG} asks for it, where K is a multiple of
- * 16 (channel groups of four lanes in whole quarters) and the kernel's workgroup memory fits the
- * device's (30 KB at K = 64, within the 32 KB most adapters grant; tfjs requests the adapter's
- * limit). 'auto' keeps the rows: on SwiftShader, where the rows' pass takes four rows an
- * invocation (it has no registers to spill) and so reads a float of workgroup memory for four
- * multiply-adds of scores, a block's two (docs/benchmarks.md); on a GPU, where one row an
- * invocation reads one for each, until a lent one measures the blocks (`scripts/gpu-bench.sh`,
- * step `forward-blocks`).
+ * Whether a tiled pass works by blocks of scores (`kernels/common/score-blocks.wgsl`, then
+ * `attention-forward-blocks.wgsl`, `attention-backward-dq-blocks.wgsl` or
+ * `attention-backward-dkv-blocks.wgsl`) rather than by rows: when its flag
+ * ({@link ATTENTION_FORWARD_FLAG}, {@link ATTENTION_DQ_FLAG}, {@link ATTENTION_DKV_FLAG}) asks for
+ * it, where K is a multiple of 16 (channel groups of four lanes in whole quarters) and the kernel's
+ * workgroup memory fits the device's (30 KB at K = 64, within the 32 KB most adapters grant; tfjs
+ * requests the adapter's limit). 'auto' keeps the rows: on SwiftShader, where the rows' passes
+ * take four rows an invocation (it has no registers to spill) and so read a float of workgroup
+ * memory for four multiply-adds of scores, a block's two (docs/benchmarks.md); on a GPU, where one
+ * row an invocation reads one for each, until a lent one measures the blocks (`tuneKernels`, or
+ * `scripts/gpu-bench.sh`'s steps `forward-blocks` and `backward-blocks`).
  *
  * @example
  * ```ts
- * tf.env().set(ATTENTION_FORWARD_FLAG, 'blocks');
- * forwardByBlocks(backend, 64);  // true; at K = 8 (not a multiple of 16), false
+ * tf.env().set(ATTENTION_DQ_FLAG, 'blocks');
+ * byBlocks(backend, 'dq', 64);  // true; at K = 8 (not a multiple of 16), false
  * ```
  */
-export function forwardByBlocks(backend: WebGPUBackend, K: number): boolean {
-  const chosen = tf.env().get(ATTENTION_FORWARD_FLAG);
+export function byBlocks(backend: WebGPUBackend, pass: TiledPass, K: number): boolean {
+  const flag = BLOCKS_FLAGS[pass];
+  const chosen = tf.env().get(flag);
   if (chosen !== 'auto' && chosen !== 'rows' && chosen !== 'blocks') {
-    throw new Error(`tfjs-mixers: flag ${ATTENTION_FORWARD_FLAG} must be 'auto', 'rows' or 'blocks'; received ${JSON.stringify(chosen)}.`);
+    throw new Error(`tfjs-mixers: flag ${flag} must be 'auto', 'rows' or 'blocks'; received ${JSON.stringify(chosen)}.`);
   }
   return chosen === 'blocks' && K % 16 === 0 && blocksBytes(K) <= backend.device.limits.maxComputeWorkgroupStorageSize;
 }
@@ -295,7 +324,7 @@ export function attentionKernel(
  * rows or, with subgroups, four lanes), and the split-K decode's two passes (partial rows per
  * chunk of keys, by an invocation, a workgroup or a subgroup: `split-pass.ts`; then their merge).
  */
-export type SkeletonPass = TiledPass | 'forwardBlocks' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
+export type SkeletonPass = TiledPass | 'forwardBlocks' | 'dqBlocks' | 'dkvBlocks' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
 
 const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
 
@@ -305,9 +334,11 @@ const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk
  */
 const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
   forward: { visibility: true, parts: [forwardBindings, rowRegisters, keyQuads, quadScores, kvTileHelpers, attendTileHelper, forwardBody] },
-  forwardBlocks: { visibility: true, parts: [forwardBindings, keyQuads, kvTileHelpers, forwardBlocksBody] },
-  dq: { visibility: true, parts: [rowRegisters, keyQuads, quadScores, kvTileHelpers, backwardDqBody] },
-  dkv: { visibility: true, parts: [queryTileHelpers, backwardDkvBody] },
+  forwardBlocks: { visibility: true, parts: [forwardBindings, keyQuads, kvTileHelpers, scoreBlocks, queryBlocks, forwardBlocksBody] },
+  dq: { visibility: true, parts: [backwardBindings, dqCommon, rowRegisters, keyQuads, quadScores, kvTileHelpers, backwardDqBody] },
+  dqBlocks: { visibility: true, parts: [backwardBindings, dqCommon, keyQuads, kvTileHelpers, scoreBlocks, queryBlocks, backwardDqBlocksBody] },
+  dkv: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, backwardDkvBody] },
+  dkvBlocks: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, scoreBlocks, backwardDkvBlocksBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, rowWhole, splitBody] },
   splitWorkgroup: { visibility: true, parts: [...SPLIT_PARTS, splitWorkgroupBody] },
   splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, rowWhole, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
@@ -330,13 +361,15 @@ export function skeletonKernel(
 ): KernelSource {
   const { visibility, parts, directives } = SKELETON[pass];
   const front = visibility ? [visHeader, visibilityHelpers, dropoutHelpers, layout] : [];
-  // a quad of query rows per invocation in its third step (and its row mark's copies)
-  if (pass === 'forwardBlocks') return attentionKernel(name, [...front, hooks, ...parts], K, 4, '', 1, BLOCKS_TILE);
+  // a quad of rows per invocation in its last steps (and its row mark's copies)
+  if (BLOCKS_PASSES.includes(pass)) return attentionKernel(name, [...front, hooks, ...parts], K, 4, '', 1, BLOCKS_TILE);
   const entries = pass === 'splitWorkgroup' ? SPLIT_WORKGROUP_ENTRIES : pass === 'forward' || pass === 'dq' || pass === 'dkv' ? TILED_ENTRIES : null;
   if (!entries) return attentionKernel(name, [...front, hooks, ...parts], K, rows, directives);
   const entry = entries[RL];
   return attentionKernel(name, [...front, hooks, ...parts, ...entry.parts], K, rows, entry.directives, RL);
 }
+
+const BLOCKS_PASSES: readonly SkeletonPass[] = ['forwardBlocks', 'dqBlocks', 'dkvBlocks'];
 
 /** A pass's entry point and row hooks, by invocations per row: the tiled passes', and the split-K decode's workgroup pass. */
 const TILED_ENTRIES = {

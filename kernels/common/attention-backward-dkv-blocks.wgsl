@@ -1,0 +1,146 @@
+// The attention backward's dK and dV by blocks of scores: the skeleton's dK/dV (common/attention-
+// backward-dkv.wgsl's workgroups, tiles of BR key rows, the same sweep over query tiles, layouts,
+// weights hooks, visibility, dropout, GQA and split launches) with the work of a query tile cut as
+// the passes by blocks cut a key tile (common/attention-forward-blocks.wgsl), the keys staged as
+// their rows are:
+//   1. scores: invocation (m, r4) forms the 4×4 block of scores of key quad m and query quad r4
+//      (common/score-blocks.wgsl: blockScores over the query tile's quads), summed as the forward
+//      sums them, so that each weight meets the forward's statistic;
+//   2. weights: invocation j takes its own key row: dp = v_j·dO_i for the tile's queries (its
+//      value read from memory where used, the output gradients by quads), and each pair it meets
+//      gives its weight times the dropout multiplier (left in sTile in place of the scores) and
+//      its dS (kept in registers);
+//   3. dv: invocation (m, u) adds P·dO of the tile's queries to channel groups u, u + 4, … of key
+//      quad m's dv, four vec4s of the output gradients' quads serving 64 multiply-adds;
+//   4. the dS replace the weights in sTile;
+//   5. dk: as 3, dS·(scale·q).
+// Two barriers more than the passes whose rows are queries: the weights and the dS take turns in
+// sTile, as both beside the keys would pass 32 KB of workgroup memory.
+// Expects common/lanes-4.wgsl, common/attention.wgsl, common/visibility.wgsl,
+// common/dropout.wgsl, a layout, the mixer's `rowFactor` and `pairGrads`,
+// common/backward-bindings.wgsl, common/query-tile.wgsl, common/dkv-common.wgsl,
+// common/score-blocks.wgsl and the host's `const KV, BR, BC, BC4, RQ, NT`.
+
+// each key row's queries of the tile (bit u: query i0 + u) that it meets and whose output
+// gradient is not 0, for the last steps
+var<workgroup> keySeenBits: array<u32, BR>;
+
+var<private> tile: KeyTile;
+var<private> ds: array<vec4<f32>, BC4>; // the second step's key row's dS, by query quads
+var<private> dk$: array<V, KB>; // the last steps' key rows' dk and dv, channel groups u + 4x
+var<private> dv$: array<V, KB>;
+
+// Stages the tile's keys in rowTile, NT lanes at a time (each a channel group of a quad of keys).
+fn loadKeys() {
+  for (var e = lid; e < BR4 * KV; e += NT) {
+    let m = e / KV;
+    let c = e % KV;
+    var rows: array<vec4<f32>, 4>;
+    for (var u = 0u; u < 4u; u++) {
+      let j = tile.rows.x + 4u * m + u;
+      if (j < tile.rows.y) { rows[u] = lanes4(k[keyBase(tile.b, tile.hk, j) + c]); }
+    }
+    stageRows(m, c, rows);
+  }
+}
+
+// Step 2: key row j (the invocation's) weighs the tile's queries i0 … i0 + n − 1 of head h.
+fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
+  let j = tile.rows.x + lid;
+  let base = keyBase(b, tile.hk, min(j, tile.rows.y - 1u));
+  var seen = 0u;
+  if (j < tile.rows.y) {
+    for (var u = 0u; u < n; u++) {
+      if (keySeen(b, i0 + u, j)) { seen |= 1u << u; }
+    }
+  }
+  var taken = 0u;
+  let zero = vec4<f32>(0.0);
+  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) {
+    var px = vec4<f32>(0.0);
+    var py = vec4<f32>(0.0);
+    var pz = vec4<f32>(0.0);
+    var pw = vec4<f32>(0.0);
+    // a query whose output gradient is 0 adds nothing: leaving it out keeps 0·NaN, from a
+    // non-finite input it sees, out of this key's gradients
+    var live = vec4<bool>(false);
+    for (var x = 0u; x < KV; x++) {
+      let dc = quadChannels(&dOQuads, e4, x);
+      let vj = lanes4(v[base + x]);
+      px += vj.x * dc[0];
+      py += vj.y * dc[1];
+      pz += vj.z * dc[2];
+      pw += vj.w * dc[3];
+      live = live | (dc[0] != zero) | (dc[1] != zero) | (dc[2] != zero) | (dc[3] != zero);
+    }
+    let take = quadSeen(seen, e4) & live;
+    let g = quadWeights(take, sTile[lid * SS + e4], px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
+    sTile[lid * SS + e4] = g[0];
+    ds[e4] = g[1];
+    let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), take);
+    taken |= (bits.x | bits.y | bits.z | bits.w) << (4u * e4);
+  }
+  keySeenBits[lid] = taken;
+}
+
+// Steps 3 and 5: sTile's weights (or dS) times the tile's output gradients (or scale·q) into the dv
+// (or dk) of key quad m's rows, channel groups u, u + 4, …. A query a key does not meet never
+// meets that key, so that its values, which may be non-finite, stay out of the key's gradients.
+// The four u take the query quads in turns (u first): channel groups four apart lie 64 words
+// apart in a QuadTile, the same memory banks, which the quads' offsets of 4 words then move apart.
+fn quadStep(m: u32, u: u32, n: u32, keys: bool) {
+  let seen$ = keySeenBits[4u * m + $u];
+  let some = seen0 | seen1 | seen2 | seen3;
+  let n4 = (n + 3u) / 4u;
+  for (var turn = 0u; turn < n4; turn++) {
+    let r4 = (turn + u) % n4;
+    if (!any(quadSeen(some, r4))) { continue; }
+    let w$ = sTile[(4u * m + $u) * SS + r4];
+    let take$ = quadSeen(seen$, r4);
+    for (var x = 0u; x < KB; x++) {
+      if (keys) {
+        let qc = quadChannels(&qQuads, r4, 4u * x + u);
+        dk$[x] += quadRowsSum(qc, w$, take$);
+      } else {
+        let dc = quadChannels(&dOQuads, r4, 4u * x + u);
+        dv$[x] += quadRowsSum(dc, w$, take$);
+      }
+    }
+  }
+}
+
+// The five steps over one tile of queries, from uniform control flow (common/dkv-common.wgsl's
+// sweep).
+fn visitQueries(b: u32, h: u32, i0: u32, n: u32) {
+  blockScores(&qQuads, lid / BC4, lid % BC4);
+  workgroupBarrier();
+  keyRowStep(b, h, i0, n);
+  workgroupBarrier();
+  quadStep(lid / 4u, lid % 4u, n, false);
+  workgroupBarrier();
+  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sTile[lid * SS + e4] = ds[e4]; }
+  workgroupBarrier();
+  quadStep(lid / 4u, lid % 4u, n, true);
+}
+
+@compute @workgroup_size(NT)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) index: u32) {
+  lid = index;
+  // the sweep's bounds from a value, which the uniformity analysis can see is the workgroup's own
+  let t = keyTile(wid);
+  tile = t;
+  loadKeys();
+  sweepQueries(t, lid);
+  // the q tile already carries the scale
+  let m = lid / 4u;
+  let u = lid % 4u;
+  // $ {
+  if (tile.rows.x + 4u * m + $u < tile.rows.y) {
+    let at$ = partBase(keyBase(tile.b, tile.hk, tile.rows.x + 4u * m + $u), tile.p.part);
+    for (var x = 0u; x < KB; x++) {
+      dk[at$ + 4u * x + u] = dk$[x];
+      dv[at$ + 4u * x + u] = dv$[x];
+    }
+  }
+  // $ }
+}

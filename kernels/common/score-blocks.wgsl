@@ -1,0 +1,51 @@
+// Shared by the tiled passes by blocks of scores (common/attention-forward-blocks.wgsl,
+// attention-backward-dq-blocks.wgsl, attention-backward-dkv-blocks.wgsl): the BR rows of the
+// workgroup's own side (queries, or dK/dV's keys) staged in workgroup memory, and the first step
+// of a tile of the other side's work, in which invocation (m, r4) forms the 4×4 block of scores of
+// row quad m (rows 4m … 4m + 3) and quad r4 of the other side's tile, reading one vec4 of each per
+// channel for 16 multiply-adds (a pass by rows reads one for four). Each score is summed in the
+// rows' passes' order (per lane of V over the channel groups, then across the lanes:
+// common/quad-scores.wgsl), so that every pass meets the forward's statistic. NT = BR
+// invocations, tiles of 16 on the other side (BC4 = 4), V of four lanes and KV a multiple of 4
+// (src/attention/kernel-source.ts, byBlocks). Expects common/lanes-4.wgsl, common/attention.wgsl
+// and the host's `const KV, BR, BC4, RQ, NT` (RQ = 4: a line holding the row mark is written
+// once per row of a quad).
+
+const BR4 = BR / 4u;
+// channel groups of a row that each invocation of a quad of rows takes in the last step
+const KB = KV / 4u;
+// a row's stride in sTile: a quad more than its tile's, so that rows four apart, which the last
+// step reads side by side, fall in other memory banks
+const SS = BC4 + 1u;
+
+// rowTile[x·BR4 + m]: scalar channel x of rows 4m … 4m + 3 of the own side (zeros past its end)
+var<workgroup> rowTile: array<vec4<f32>, KV * V_LANES * BR4>;
+// sTile[i·SS + r4]: row i's scores of the other side's quad r4, then what the pass makes of them
+var<workgroup> sTile: array<vec4<f32>, BR * SS>;
+
+var<private> lid: u32;
+
+// Stages channel group c of row quad m in rowTile, transposed: rows[u] is row 4m + u's group.
+fn stageRows(m: u32, c: u32, rows: array<vec4<f32>, 4>) {
+  let x = transpose(mat4x4<f32>(rows[0], rows[1], rows[2], rows[3]));
+  let at = c * V_LANES * BR4 + m;
+  for (var lane = 0u; lane < 4u; lane++) { rowTile[at + lane * BR4] = x[lane]; }
+}
+
+// The scores of row quad m and quad r4 of the other side's tile `other`, row by row, into sTile.
+// A lane's partial sum over the channel groups is added to the row's total once complete, as the
+// rows' passes do.
+fn blockScores(other: ptr<workgroup, QuadTile>, m: u32, r4: u32) {
+  var s$ = vec4<f32>(0.0);
+  for (var lane = 0u; lane < V_LANES; lane++) {
+    var part$ = vec4<f32>(0.0);
+    for (var c = 0u; c < KV; c++) {
+      let x = c * V_LANES + lane;
+      let rs = rowTile[x * BR4 + m];
+      let os = (*other)[x * BC4 + r4];
+      part$ += rs[$u] * os;
+    }
+    s$ += part$;
+  }
+  sTile[(4u * m + $u) * SS + r4] = s$;
+}
