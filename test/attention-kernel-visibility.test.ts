@@ -289,9 +289,10 @@ function denseCases(kind: Kind, K = 8): Case[] {
     {
       // rows a loss leaves out (output gradient 0) that a NaN reaches: a NaN query (row 0's 30),
       // and the queries that see a NaN key (row 1's 50 onwards); the keys they see keep their
-      // gradients, and no other query sees key 50, whose gradients are then 0
-      name: `${kind} NaN in rows whose output gradient is 0, causal`, kind, kernel, s: gqa,
-      attrs: { ...extra, causal: true, window: 0 }, vis: { causal: true },
+      // gradients, and no other query sees key 50, whose gradients are then 0 (kvLengths, as the
+      // first case binds them, so that the kernels are those the cases above build)
+      name: `${kind} NaN in rows whose output gradient is 0, causal, kvLengths`, kind, kernel, s: gqa,
+      attrs: { ...extra, causal: true, window: 0 }, vis: { causal: true, kvLengths: [70, 60] },
       poisoned: (b, j) => b === 1 && j === 50,
       poisonedQueries: (b, i) => b === 0 && i === 30,
       zeroGradientRows: (b, i) => (b === 0 ? i === 30 : i >= 50),
