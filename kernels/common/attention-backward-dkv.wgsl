@@ -15,7 +15,8 @@
 // needs common/lanes-*.wgsl, common/attention.wgsl, common/visibility.wgsl, common/dropout.wgsl,
 // common/backward-bindings.wgsl, common/query-tile.wgsl, common/dkv-common.wgsl, an entry point
 // and a layout (see common/attention-forward.wgsl; its tiles and runs here are the transposed
-// plan's), the mixer's `rowFactor` and `pairGrads`, and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (NT = RL·BR / RQ invocations per workgroup).
+// plan's), the mixer's `rowFactor` and `pairGrads`, and the host's
+// `const KV, KL, RL, BR, BC, BC4, RQ, NT` (NT = RL·BR / RQ invocations per workgroup).
 
 // the invocation's channels (channel(x) at x) of:
 var<private> kj$: array<V, KL>; // key row $
