@@ -579,12 +579,13 @@ describeOn('webgpu', 'attention kernels under visibility, dK/dV reading keys fro
   });
 });
 
-// The passes by blocks of scores (score-blocks.wgsl: 16-key tiles, a block of 4×4 scores, then a
-// row, then a quad of rows' outputs an invocation; the forward's, attention-forward-blocks.wgsl,
-// and dQ's, attention-backward-dq-blocks.wgsl), which 'auto' does not take yet: each flag forces
+// The passes by blocks of scores (score-blocks.wgsl: tiles of 16 of the other side, a block of 4×4
+// scores, then a row, then a quad of rows' outputs an invocation; the forward's,
+// attention-forward-blocks.wgsl, dQ's, attention-backward-dq-blocks.wgsl, and dK/dV's, whose rows
+// are keys, attention-backward-dkv-blocks.wgsl), which 'auto' does not take yet: each flag forces
 // its pass, at K = 16 (one channel group an output quarter) and 32 (two, interleaved), whole and
 // split into 3 chunks. The 70 and 150 query rows leave a tile's last quads partly or wholly past
-// its end; 35, 70 and 140 keys end inside a 16-key tile. The backward reads the forward's
+// its end; 35, 70 and 140 keys end inside a 16-key tile (and 70 and 150 queries inside dK/dV's). The backward reads the forward's
 // statistic, so the gradients check the forward's too. K = 6 (the scalar lanes' case) keeps the
 // rows.
 describeOn('webgpu', 'attention kernels under visibility: the passes by blocks of scores', () => {
