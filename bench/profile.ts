@@ -9,7 +9,7 @@
  * `--scan=levels`, `--scan=walk` or `--scan=lookback` runs AverageContext's kernels with that scan, whatever the adapter.
  * A case that moves a known number of bytes also reports its share of the copy kernel's GB/s in
  * the same run, the fastest copy's and the nearest-sized copy's; an attention case reports TFLOP/s (the bench's flop count), and its share of the
- * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward`, `--dq`, `--dkv` and `--average-run n` as in `npm run bench`.
+ * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--no-robustness`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward`, `--dq`, `--dkv` and `--average-run n` as in `npm run bench`.
  *
  * @packageDocumentation
  */

@@ -31,7 +31,8 @@
  * (`MIXERS_ATTENTION_SPLIT_PASS`); `-- --forward rows|blocks` how the tiled attention forward
  * cuts a tile's work (`MIXERS_ATTENTION_FORWARD`), `-- --dq rows|blocks` and `-- --dkv rows|blocks`
  * how its backward's dQ and dK/dV do (`MIXERS_ATTENTION_DQ`, `MIXERS_ATTENTION_DKV`); `-- --average-run n` the chunks per invocation of
- * AverageContext's levels scan (`MIXERS_AVERAGE_CONTEXT_RUN`).
+ * AverageContext's levels scan (`MIXERS_AVERAGE_CONTEXT_RUN`). `-- --no-robustness`, a diagnostic, has Dawn
+ * compile every kernel without WebGPU's bounds checks (`no-robustness-<adapter>.…`), as no browser runs them.
  *
  * @packageDocumentation
  */

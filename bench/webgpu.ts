@@ -11,11 +11,12 @@ import { ATTENTION_SPLIT_PASS_FLAG, type SplitFolder } from '../src/attention/sp
 import { RUN_FLAG } from '../src/mixers/average-context/kernel.js';
 
 /**
- * What the scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`,
+ * What the scripts' `--subgroups`, `--no-robustness`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`,
  * `--forward`, `--dq`, `--dkv` and `--average-run n` ask of {@link startWebGPU}.
  */
 export interface BenchFlags {
   subgroups: boolean;
+  noRobustness: boolean;
   rows?: number;
   splits?: number;
   dkvKeys?: 'registers' | 'memory';
@@ -27,12 +28,12 @@ export interface BenchFlags {
 }
 
 /**
- * The scripts' `--subgroups`, `--rows n`, `--splits n`, `--dkv-keys registers|memory`,
+ * The scripts' `--subgroups`, `--no-robustness`, `--rows n`, `--splits n`, `--dkv-keys registers|memory`,
  * `--split-pass invocation|workgroup|subgroup`, `--forward rows|blocks`, `--dq rows|blocks`, `--dkv rows|blocks` and `--average-run n`, for
  * {@link startWebGPU}; exits on a bad value.
  */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
-  const flags: BenchFlags = { subgroups: argv.includes('--subgroups') };
+  const flags: BenchFlags = { subgroups: argv.includes('--subgroups'), noRobustness: argv.includes('--no-robustness') };
   const value = (name: string, ok: (n: number) => boolean, expected: string) => {
     const at = argv.indexOf(name);
     if (at < 0) return undefined;
@@ -77,7 +78,10 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
  * tensors kept on the GPU. Exits with {@link HOW_TO_GET_AN_ADAPTER} when there is no adapter.
  * `subgroups` (the scripts' `--subgroups`) makes the backend with registerSubgroupBackend, and
  * names the adapter "subgroups: …", so that its reports are files of their own; it exits when
- * the adapter offers none. `rows` (`--rows n`) sets the attention kernels' rows per invocation
+ * the adapter offers none. `noRobustness` (`--no-robustness`, a diagnostic) has Dawn compile the kernels
+ * without the bounds checks WebGPU requires (its `disable_robustness` toggle: no clamp of each array
+ * index, no guard against endless loops), as no browser runs them, and names the adapter
+ * "no robustness: …", so that a profile shows what the checks cost. `rows` (`--rows n`) sets the attention kernels' rows per invocation
  * (the `MIXERS_ATTENTION_ROWS` flag: 1, 2 or 4) and names the adapter "rows n: …" likewise;
  * `splits` (`--splits n`) the chunks of their other side (`MIXERS_ATTENTION_SPLITS`), "splits n: …";
  * `dkvKeys` (`--dkv-keys`) where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
@@ -91,12 +95,13 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
 export async function startWebGPU(
   who: string, options: InstallWebGPUOptions & Partial<BenchFlags> = {},
 ): Promise<{ gpu: InstalledWebGPU; backend: WebGPUBackend }> {
-  const installed = await installWebGPU(options);
+  const dawnFlags = [...options.dawnFlags ?? [], ...options.noRobustness ? ['enable-dawn-features=disable_robustness'] : []];
+  const installed = await installWebGPU({ ...options, dawnFlags });
   if (!installed) {
     console.error(HOW_TO_GET_AN_ADAPTER);
     process.exit(1);
   }
-  let gpu = installed;
+  let gpu = options.noRobustness ? { ...installed, description: `no robustness: ${installed.description}` } : installed;
   // the backend registers itself only if navigator.gpu exists when it is first imported
   await import('@tensorflow/tfjs-backend-webgpu');
   if (options.subgroups) {
@@ -104,7 +109,7 @@ export async function startWebGPU(
       console.error(`${who}: --subgroups: the adapter (${installed.description}) offers no subgroups.`);
       process.exit(1);
     }
-    gpu = { ...installed, description: `subgroups: ${installed.description}` };
+    gpu = { ...gpu, description: `subgroups: ${gpu.description}` };
   }
   if (options.rows !== undefined) {
     tf.env().set(ATTENTION_ROWS_FLAG, options.rows);

@@ -74,8 +74,8 @@ fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
       live = live | (dc[0] != zero) | (dc[1] != zero) | (dc[2] != zero) | (dc[3] != zero);
     }
     let take = quadSeen(seen, e4) & live;
-    let g = quadWeights(take, sTile[lid * SS + e4], px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
-    sTile[lid * SS + e4] = g[0];
+    let g = quadWeights(take, sTile[lid][e4], px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
+    sTile[lid][e4] = g[0];
     ds[e4] = g[1];
     let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), take);
     taken |= (bits.x | bits.y | bits.z | bits.w) << (4u * e4);
@@ -95,7 +95,7 @@ fn quadStep(m: u32, u: u32, n: u32, keys: bool) {
   for (var turn = 0u; turn < n4; turn++) {
     let r4 = (turn + u) % n4;
     if (!any(quadSeen(some, r4))) { continue; }
-    let w$ = sTile[(4u * m + $u) * SS + r4];
+    let w$ = sTile[4u * m + $u][r4];
     let take$ = quadSeen(seen$, r4);
     for (var x = 0u; x < KB; x++) {
       if (keys) {
@@ -118,7 +118,7 @@ fn visitQueries(b: u32, h: u32, i0: u32, n: u32) {
   workgroupBarrier();
   quadStep(lid / 4u, lid % 4u, n, false);
   workgroupBarrier();
-  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sTile[lid * SS + e4] = ds[e4]; }
+  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sTile[lid][e4] = ds[e4]; }
   workgroupBarrier();
   quadStep(lid / 4u, lid % 4u, n, true);
 }

@@ -46,7 +46,7 @@ fn rowStep(t: QueryTile, i: u32, j0: u32, n: u32) {
     }
     // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
     let dp = vec4<f32>(lanesSum(dx), lanesSum(dy), lanesSum(dz), lanesSum(dw)) * dropKeep4(t.b, t.h, i, j0 + r);
-    sTile[lid * SS + r4] = quadGrads(quadSeen(seen, r4), sTile[lid * SS + r4], dp, factor, delta);
+    sTile[lid][r4] = quadGrads(quadSeen(seen, r4), sTile[lid][r4], dp, factor, delta);
   }
 }
 
@@ -62,7 +62,7 @@ fn quadStep(m: u32, u: u32, n: u32) {
   for (var turn = 0u; turn < n4; turn++) {
     let r4 = (turn + u) % n4;
     if (!any(quadSeen(some, r4))) { continue; }
-    let ds$ = sTile[(4u * m + $u) * SS + r4];
+    let ds$ = sTile[4u * m + $u][r4];
     let take$ = quadSeen(seen$, r4);
     for (var x = 0u; x < KB; x++) {
       let kc = quadChannels(&kQuads, r4, 4u * x + u);

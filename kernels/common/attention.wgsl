@@ -56,19 +56,28 @@ fn quadSeen(seen: u32, r4: u32) -> vec4<bool> {
 }
 
 // A tile stored by quads, transposed (common/key-quads.wgsl, common/query-tile.wgsl): entry
-// x·BC4 + r4 holds channel x of rows 4·r4 … 4·r4 + 3.
-alias QuadTile = array<vec4<f32>, KV * V_LANES * BC4>;
+// [c][l][r4] holds lane l of channel group c of rows 4·r4 … 4·r4 + 3. Three indices, not one
+// flat (c·V_LANES + l)·BC4 + r4 (the same layout): WebGPU clamps every array index it cannot
+// prove in bounds, and a pass reads a quad at every channel, so the quad's index, clamped once,
+// serves them all, a lane's is a constant, and a channel group's, known once a GPU's compiler
+// unrolls the loop over channels (or clamped once for its four lanes), costs little or nothing.
+alias QuadTile = array<array<array<vec4<f32>, BC4>, V_LANES>, KV>;
+
+// Lanes 1, 2 and 3 of a V as indices within V_LANES entries (all 0 where V is one float): WGSL
+// checks a constant index even under `if (V_LANES == 4u)`, which then never runs.
+const LANE1 = min(1u, V_LANES - 1u);
+const LANE2 = min(2u, V_LANES - 1u);
+const LANE3 = min(3u, V_LANES - 1u);
 
 // Channel group c of quad r4's four rows in a QuadTile: one vec4 per lane of V (the four rows'
 // values of that channel), zeros past V_LANES.
 fn quadChannels(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32) -> array<vec4<f32>, 4> {
-  let at = c * V_LANES * BC4 + r4;
   var x: array<vec4<f32>, 4>;
-  x[0] = (*tile)[at];
+  x[0] = (*tile)[c][0][r4];
   if (V_LANES == 4u) {
-    x[1] = (*tile)[at + BC4];
-    x[2] = (*tile)[at + 2u * BC4];
-    x[3] = (*tile)[at + 3u * BC4];
+    x[1] = (*tile)[c][LANE1][r4];
+    x[2] = (*tile)[c][LANE2][r4];
+    x[3] = (*tile)[c][LANE3][r4];
   }
   return x;
 }
@@ -77,12 +86,11 @@ fn quadChannels(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32) -> array<vec4<f
 // back): rows[u] is row u's channel group as a vec4 (lanes4).
 fn storeQuad(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32, rows: array<vec4<f32>, 4>) {
   let x = transpose(mat4x4<f32>(rows[0], rows[1], rows[2], rows[3]));
-  let at = c * V_LANES * BC4 + r4;
-  (*tile)[at] = x[0];
+  (*tile)[c][0][r4] = x[0];
   if (V_LANES == 4u) {
-    (*tile)[at + BC4] = x[1];
-    (*tile)[at + 2u * BC4] = x[2];
-    (*tile)[at + 3u * BC4] = x[3];
+    (*tile)[c][LANE1][r4] = x[1];
+    (*tile)[c][LANE2][r4] = x[2];
+    (*tile)[c][LANE3][r4] = x[3];
   }
 }
 

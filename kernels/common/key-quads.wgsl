@@ -6,12 +6,12 @@
 // Expects `k` and `v` bindings, common/attention.wgsl and the host's `const KV, BC, BC4, NT`
 // (BC = 4·BC4).
 
-// kQuads[x·BC4 + r4]: channel x of the four keys of quad r4
+// kQuads[c][l][r4]: lane l of channel group c of the four keys of quad r4
 var<workgroup> kQuads: QuadTile;
-var<workgroup> vTile: array<V, BC * KV>;
+var<workgroup> vTile: array<array<V, KV>, BC>; // [r][c]: channel group c of value r (two indices: see QuadTile)
 
 fn tileValue(r: u32, c: u32) -> V {
-  return vTile[r * KV + c];
+  return vTile[r][c];
 }
 
 // Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, NT lanes at a time: each
@@ -29,7 +29,7 @@ fn loadTile(b: u32, hk: u32, j0: u32, lid: u32) {
         kq[u] = lanes4(k[src]);
         vv = v[src];
       }
-      vTile[r * KV + c] = vv;
+      vTile[r][c] = vv;
     }
     storeQuad(&kQuads, r4, c, kq);
   }

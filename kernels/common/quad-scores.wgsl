@@ -16,14 +16,14 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
   var sz$ = vec4<f32>(0.0);
   var sw$ = vec4<f32>(0.0);
   for (var x = 0u; x < KL; x++) {
-    let at = channel(x) * V_LANES * BC4 + r4;
-    let k0 = kQuads[at];
+    let c = channel(x);
+    let k0 = kQuads[c][0][r4];
     let q$ = lanes4(qi$[x]);
     sx$ += q$.x * k0;
     if (V_LANES == 4u) {
-      let k1 = kQuads[at + BC4];
-      let k2 = kQuads[at + 2u * BC4];
-      let k3 = kQuads[at + 3u * BC4];
+      let k1 = kQuads[c][LANE1][r4];
+      let k2 = kQuads[c][LANE2][r4];
+      let k3 = kQuads[c][LANE3][r4];
       sy$ += q$.y * k1;
       sz$ += q$.z * k2;
       sw$ += q$.w * k3;

@@ -18,18 +18,18 @@ const KB = KV / 4u;
 // step reads side by side, fall in other memory banks
 const SS = BC4 + 1u;
 
-// rowTile[x·BR4 + m]: scalar channel x of rows 4m … 4m + 3 of the own side (zeros past its end)
-var<workgroup> rowTile: array<vec4<f32>, KV * V_LANES * BR4>;
-// sTile[i·SS + r4]: row i's scores of the other side's quad r4, then what the pass makes of them
-var<workgroup> sTile: array<vec4<f32>, BR * SS>;
+// rowTile[c][l][m]: lane l of channel group c of rows 4m … 4m + 3 of the own side (zeros past its
+// end), indexed as a QuadTile (common/attention.wgsl)
+var<workgroup> rowTile: array<array<array<vec4<f32>, BR4>, V_LANES>, KV>;
+// sTile[i][r4]: row i's scores of the other side's quad r4, then what the pass makes of them
+var<workgroup> sTile: array<array<vec4<f32>, SS>, BR>;
 
 var<private> lid: u32;
 
 // Stages channel group c of row quad m in rowTile, transposed: rows[u] is row 4m + u's group.
 fn stageRows(m: u32, c: u32, rows: array<vec4<f32>, 4>) {
   let x = transpose(mat4x4<f32>(rows[0], rows[1], rows[2], rows[3]));
-  let at = c * V_LANES * BR4 + m;
-  for (var lane = 0u; lane < 4u; lane++) { rowTile[at + lane * BR4] = x[lane]; }
+  for (var lane = 0u; lane < 4u; lane++) { rowTile[c][lane][m] = x[lane]; }
 }
 
 // The scores of row quad m and quad r4 of the other side's tile `other`, row by row, into sTile.
@@ -40,12 +40,11 @@ fn blockScores(other: ptr<workgroup, QuadTile>, m: u32, r4: u32) {
   for (var lane = 0u; lane < V_LANES; lane++) {
     var part$ = vec4<f32>(0.0);
     for (var c = 0u; c < KV; c++) {
-      let x = c * V_LANES + lane;
-      let rs = rowTile[x * BR4 + m];
-      let os = (*other)[x * BC4 + r4];
+      let rs = rowTile[c][lane][m];
+      let os = (*other)[c][lane][r4];
       part$ += rs[$u] * os;
     }
     s$ += part$;
   }
-  sTile[(4u * m + $u) * SS + r4] = s$;
+  sTile[4u * m + $u][r4] = s$;
 }
