@@ -49,7 +49,7 @@ fn attendTile(b: u32, h: u32, i: u32, last: u32, j0: u32, n: u32) {
         let v1 = tileValue(r + 1u, c);
         let v2 = tileValue(r + 2u, c);
         let v3 = tileValue(r + 3u, c);
-        acc$[x] += p$.x * v0 + p$.y * v1 + p$.z * v2 + p$.w * v3;
+        acc$[x] = acc$[x] + p$.x * v0 + p$.y * v1 + p$.z * v2 + p$.w * v3;
       }
     } else if (any(quadSeen(some, r4))) {
       let quad$ = quadSeen(seen$, r4);

@@ -57,7 +57,7 @@ fn quadStep(m: u32, u: u32, n: u32) {
         let v1 = tileValue(r + 1u, c);
         let v2 = tileValue(r + 2u, c);
         let v3 = tileValue(r + 3u, c);
-        acc$[x] += p$.x * v0 + p$.y * v1 + p$.z * v2 + p$.w * v3;
+        acc$[x] = acc$[x] + p$.x * v0 + p$.y * v1 + p$.z * v2 + p$.w * v3;
       }
     } else {
       let quad$ = quadSeen(seen$, r4);

@@ -102,3 +102,11 @@ fn quadRowsSum(x: array<vec4<f32>, 4>, w: vec4<f32>, take: vec4<bool>) -> V {
   return fromLanes4(vec4<f32>(dot(w, select(z, x[0], take)), dot(w, select(z, x[1], take)),
                               dot(w, select(z, x[2], take)), dot(w, select(z, x[3], take))));
 }
+
+// acc + Σ_u w[u]·(row u of a quad), for a quad whose every row is taken: each row's product added
+// to acc in turn, one multiply-add a lane a row, where quadRowsSum's selects, dot products and
+// their sum take more than twice the instructions.
+fn quadRowsAdd(acc: V, x: array<vec4<f32>, 4>, w: vec4<f32>) -> V {
+  let rows = transpose(mat4x4<f32>(x[0], x[1], x[2], x[3]));
+  return acc + fromLanes4(rows[0]) * w.x + fromLanes4(rows[1]) * w.y + fromLanes4(rows[2]) * w.z + fromLanes4(rows[3]) * w.w;
+}
