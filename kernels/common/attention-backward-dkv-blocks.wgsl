@@ -55,15 +55,11 @@ fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
     }
   }
   var taken = 0u;
-  let zero = vec4<f32>(0.0);
   for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) {
     var px = vec4<f32>(0.0);
     var py = vec4<f32>(0.0);
     var pz = vec4<f32>(0.0);
     var pw = vec4<f32>(0.0);
-    // a query whose output gradient is 0 adds nothing: leaving it out keeps 0·NaN, from a
-    // non-finite input it sees, out of this key's gradients
-    var live = vec4<bool>(false);
     for (var x = 0u; x < KV; x++) {
       let dc = quadChannels(&dOQuads, e4, x);
       let vj = lanes4(v[base + x]);
@@ -71,9 +67,9 @@ fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
       py += vj.y * dc[1];
       pz += vj.z * dc[2];
       pw += vj.w * dc[3];
-      live = live | (dc[0] != zero) | (dc[1] != zero) | (dc[2] != zero) | (dc[3] != zero);
     }
-    let take = quadSeen(seen, e4) & live;
+    // the queries whose output gradient is 0 stay out (liveQueries)
+    let take = quadSeen(seen, e4) & quadSeen(liveTile[e4], 0u);
     let g = quadWeights(take, sTile[lid][e4], px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
     sTile[lid][e4] = g[0];
     ds[e4] = g[1];

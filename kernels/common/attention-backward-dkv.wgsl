@@ -63,10 +63,6 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   var py$ = vec4<f32>(0.0);
   var pz$ = vec4<f32>(0.0);
   var pw$ = vec4<f32>(0.0);
-  // a query whose output gradient is 0 adds nothing: leaving it out keeps 0·NaN, from a
-  // non-finite input it sees, out of these keys' gradients
-  var live = vec4<bool>(false);
-  let zero = vec4<f32>(0.0);
   for (var x = 0u; x < KL; x++) {
     let qc = quadChannels(&qQuads, e4, channel(x));
     let dc = quadChannels(&dOQuads, e4, channel(x));
@@ -80,11 +76,10 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
     py$ += v$.y * dc[1];
     pz$ += v$.z * dc[2];
     pw$ += v$.w * dc[3];
-    live = live | (dc[0] != zero) | (dc[1] != zero) | (dc[2] != zero) | (dc[3] != zero);
   }
+  // the queries whose output gradient is 0 stay out (liveQueries)
+  let take$ = quadSeen(seen$, 0u) & quadSeen(liveTile[e4], 0u);
   // the scores in the order of a lanesSum dot product, as the forward forms them
-  let liveRows = rowAny(live);
-  let take$ = quadSeen(seen$, 0u) & liveRows;
   let g$ = quadWeights(take$, rowScores(sx$ + sy$ + sz$ + sw$), rowScores(px$ + py$ + pz$ + pw$), b, h, i, j$, e4);
   // each key row leaves out the queries it does not meet, whose q and dO may be non-finite
   var whole = true; // every key row meets the whole quad

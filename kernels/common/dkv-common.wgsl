@@ -13,6 +13,7 @@
 
 var<workgroup> factorTile: array<vec4<f32>, BC4>; // rowFactor of each query's statistic, by quads
 var<workgroup> deltaTile: array<vec4<f32>, BC4>; // each query's rowsum(dO∘o), by quads
+var<workgroup> liveTile: array<u32, BC4>; // bit u of entry e4: query 4·e4 + u's output gradient is nonzero
 
 // The tile of key rows of one workgroup: batch row b, kv head hk, its rows [first, end), and the
 // layout's tile, chunk and queries of that chunk (tilePart). The same for every invocation, so
@@ -67,12 +68,30 @@ fn sweepQueries(t: KeyTile, lid: u32) {
           let s3 = stats[row + min(i + 3u, end - 1u)];
           factorTile[e4] = vec4<f32>(rowFactor(s0.x), rowFactor(s1.x), rowFactor(s2.x), rowFactor(s3.x));
           deltaTile[e4] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
+          liveTile[e4] = liveQueries(t.b, h, i, end);
         }
         workgroupBarrier();
         visitQueries(t.b, h, i0, n);
       }
     }
   }
+}
+
+// Bit u set where query i + u of head h (before `end`) has a nonzero output gradient. A query
+// whose output gradient is 0 adds nothing to a key's gradients, and leaving it out keeps 0·NaN,
+// from a non-finite input it sees, out of them. Read once a tile from dO, which the tile's load
+// has just brought into the GPU's caches, where each key row would test every channel.
+fn liveQueries(b: u32, h: u32, i: u32, end: u32) -> u32 {
+  var bits = 0u;
+  for (var u = 0u; u < 4u; u++) {
+    if (i + u < end) {
+      let base = ((b * params.Tq + i + u) * params.H + h) * KV;
+      var nonzero = false;
+      for (var c = 0u; c < KV; c++) { nonzero = nonzero | any(dO[base + c] != V(0.0)); }
+      bits |= select(0u, 1u << u, nonzero);
+    }
+  }
+  return bits;
 }
 
 // The weights times their dropout multipliers (first) and the dS (second) of quad e4 of the tile

@@ -48,10 +48,11 @@ export const BR = 64;
 
 /**
  * Workgroup memory for two tiles of BC rows: WebGPU's guaranteed minimum of 16 KiB, less room
- * for two per-row f32 arrays of up to 32 entries (the row factor and delta in a dK/dV kernel)
- * and the 16 bytes of a segment-id span (`idSpan` in `kernels/common/visibility.wgsl`).
+ * for a dK/dV kernel's per-query arrays of up to 32 entries (two f32, the row factor and delta,
+ * and a bit each, by quads in u32: liveness) and the 16 bytes of a segment-id span (`idSpan` in
+ * `kernels/common/visibility.wgsl`).
  */
-const TILE_BYTES = 16384 - 2 * 32 * 4 - 16;
+const TILE_BYTES = 16384 - 2 * 32 * 4 - 8 * 4 - 16;
 
 /**
  * Rows per tile: as many as fit two tiles of K floats in {@link TILE_BYTES}, at most 32, in
@@ -246,7 +247,7 @@ const BLOCKS_TILE: KernelTile = { BC: 16, NT: BR };
  * Bytes of workgroup memory a pass by blocks takes at head dimension K, at most: its BR rows
  * (scale·q, or dK/dV's keys), the other side's two tiles (keys and values, or scale·q and dO),
  * the scores (rows padded by a quad), two floats a row (the forward's factor and visible keys; dK/dV's
- * visible queries, and its queries' factor and delta, fewer), and the 16 bytes of a segment-id span.
+ * visible queries, and its queries' factor, delta and liveness, fewer), and the 16 bytes of a segment-id span.
  */
 function blocksBytes(K: number): number {
   const { BC } = BLOCKS_TILE;
