@@ -49,3 +49,12 @@ fn sees(i: u32, j: u32) -> bool {
 fn keySeen(b: u32, i: u32, j: u32) -> bool {
   return sees(i, j) && visible(b, i, j);
 }
+
+// the keys j0 … j0 + n − 1 that query i of row b sees, as bits
+fn keysSeen(b: u32, i: u32, j0: u32, n: u32) -> u32 {
+  var seen = 0u;
+  for (var r = 0u; r < n; r++) {
+    if (sees(i, j0 + r)) { seen |= 1u << r; }
+  }
+  return seen & visibleKeys(b, i, j0, n);
+}

@@ -7,7 +7,7 @@
 // row (src/webgpu/copies.ts, expandCopies), so each row's registers are spelled out:
 // SwiftShader makes an array indexed at run time slow. Expects common/row-registers.wgsl,
 // common/dropout.wgsl, the pass's row states (row0 …), the tile store's `tileScores` and
-// `tileValue`, the layout's `keySeen`, the row hooks' `weighTile` and `channel`, and the host's
+// `tileValue`, the layout's `keysSeen`, the row hooks' `weighTile` and `channel`, and the host's
 // `const KL, BC, BC4, RQ` (BC ≤ 32: the visible keys of a tile are one u32 of bits).
 
 // Folds keys j0..j0+n−1 of the tile into the invocation's rows i, i + 1, …, i + RQ − 1 of head h
@@ -20,11 +20,8 @@
 fn attendTile(b: u32, h: u32, i: u32, last: u32, j0: u32, n: u32) {
   let i$ = min(i + $u, last);
   var w$: array<vec4<f32>, BC4>;
-  var seen$ = 0u;
+  let seen$ = keysSeen(b, i$, j0, n);
   let n4 = (n + 3u) / 4u;
-  for (var r = 0u; r < n; r++) {
-    if (keySeen(b, i$, j0 + r)) { seen$ |= 1u << r; }
-  }
   var some = 0u; // the keys some row sees
   var both = 0xffffffffu; // the keys every row sees
   some |= seen$;

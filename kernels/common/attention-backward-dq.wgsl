@@ -24,10 +24,7 @@ fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
   let i$ = min(i + $u, t.rows.y - 1u);
   // an invisible key has dS 0; testing first keeps its values, and exp of a row's NEG
   // statistic, out of the sum
-  var seen$ = 0u;
-  for (var r = 0u; r < n; r++) {
-    if (live$ && keySeen(t.b, i$, j0 + r)) { seen$ |= 1u << r; }
-  }
+  let seen$ = select(0u, keysSeen(t.b, i$, j0, n), live$);
   var some = 0u; // the keys some row sees
   some |= seen$;
   let n4 = (n + 3u) / 4u;

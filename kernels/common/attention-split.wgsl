@@ -5,8 +5,8 @@
 // and packRow) for the merge pass (common/attention-merge.wgsl), or with a single chunk the
 // finished row (common/split-chunk.wgsl's FINISH). Many invocations share one long
 // cache, where the tiled forward would give each (row, head) to a single invocation. Each chunk is
-// narrowed to the keys its query may see (keyRange), and every key is tested with the layout's
-// keySeen, so chunks past the visible range do no work. Where the adapter offers subgroups,
+// narrowed to the keys its query may see (keyRange), and its keys are told with the layout's
+// keysSeen, so chunks past the visible range do no work. Where the adapter offers subgroups,
 // common/attention-split-subgroups.wgsl gives each chunk a subgroup instead.
 // The invocations are flat over (h, i, s) within a batch, folded into x and y past 65535
 // workgroups (H·Tq·splits can exceed it), with the batch b in z.

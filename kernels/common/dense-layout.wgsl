@@ -24,3 +24,8 @@ fn tileRun(r: u32, total: u32) -> vec2u {
 fn keySeen(b: u32, i: u32, j: u32) -> bool {
   return visible(b, i, j);
 }
+
+// the keys j0 … j0 + n − 1 that query i of row b sees, as bits
+fn keysSeen(b: u32, i: u32, j0: u32, n: u32) -> u32 {
+  return visibleKeys(b, i, j0, n);
+}

@@ -33,13 +33,8 @@ fn startBlocks(wid: vec3u, index: u32) -> QueryTile {
 
 // The keys j0 … j0 + n − 1 that query row i of tile t sees (none past the tile's rows), as bits.
 fn tileSeen(t: QueryTile, i: u32, j0: u32, n: u32) -> u32 {
-  var seen = 0u;
-  if (i < t.rows.y) {
-    for (var r = 0u; r < n; r++) {
-      if (keySeen(t.b, i, j0 + r)) { seen |= 1u << r; }
-    }
-  }
-  return seen;
+  if (i < t.rows.y) { return keysSeen(t.b, i, j0, n); }
+  return 0u;
 }
 
 // The three steps over one tile of keys, from uniform control flow (common/kv-tile.wgsl's sweep).

@@ -56,6 +56,27 @@ fn visible(b: u32, i: u32, j: u32) -> bool {
   return ok;
 }
 
+// The keys j0 … j0 + n − 1 (n ≤ 32) that query i of row b sees, as bits (bit r: key j0 + r).
+// Without segment ids or a mask a query's keys are one interval, keyRange's for the query alone
+// (the bounds `visible` tests), so its bits take a few instructions where a test a key takes a
+// dozen.
+fn visibleKeys(b: u32, i: u32, j0: u32, n: u32) -> u32 {
+  if (visAt(SEG_Q_AT) < 0 && visAt(MASK_AT) < 0) {
+    let keys = keyRange(b, i, i + 1u);
+    return lowBits(clamp(keys.y, j0, j0 + n) - j0) & ~lowBits(clamp(keys.x, j0, j0 + n) - j0);
+  }
+  var seen = 0u;
+  for (var r = 0u; r < n; r++) {
+    if (visible(b, i, j0 + r)) { seen |= 1u << r; }
+  }
+  return seen;
+}
+
+// The k lowest bits set (k ≤ 32; a shift by 32 would shift by 0).
+fn lowBits(k: u32) -> u32 {
+  return select((1u << k) - 1u, 0xffffffffu, k >= 32u);
+}
+
 // The keys [first, end) that queries [i0, i1) of row b may see, from causal, window, the
 // query offsets and kvLengths (i1 > i0).
 fn keyRange(b: u32, i0: u32, i1: u32) -> vec2u {
