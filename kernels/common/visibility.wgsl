@@ -58,8 +58,8 @@ fn visible(b: u32, i: u32, j: u32) -> bool {
 
 // The keys j0 … j0 + n − 1 (n ≤ 32) that query i of row b sees, as bits (bit r: key j0 + r).
 // Without segment ids or a mask a query's keys are one interval, keyRange's for the query alone
-// (the bounds `visible` tests), so its bits take a few instructions where a test a key takes a
-// dozen.
+// (the bounds `visible` tests), so its bits take a few instructions where testing each key takes
+// several a key.
 fn visibleKeys(b: u32, i: u32, j0: u32, n: u32) -> u32 {
   if (visAt(SEG_Q_AT) < 0 && visAt(MASK_AT) < 0) {
     let keys = keyRange(b, i, i + 1u);
