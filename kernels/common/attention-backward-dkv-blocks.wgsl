@@ -87,21 +87,19 @@ fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
 fn quadStep(m: u32, u: u32, n: u32, keys: bool) {
   let seen$ = keySeenBits[4u * m + $u];
   let some = seen0 | seen1 | seen2 | seen3;
-  let every = seen0 & seen1 & seen2 & seen3;
   let n4 = (n + 3u) / 4u;
   for (var turn = 0u; turn < n4; turn++) {
     let r4 = (turn + u) % n4;
     if (!any(quadSeen(some, r4))) { continue; }
     let w$ = sTile[4u * m + $u][r4];
     let take$ = quadSeen(seen$, r4);
-    let whole = all(quadSeen(every, r4));
     for (var x = 0u; x < KB; x++) {
       if (keys) {
         let qc = quadChannels(&qQuads, r4, 4u * x + u);
-        if (whole) { dk$[x] = quadRowsAdd(dk$[x], qc, w$); } else { dk$[x] += quadRowsSum(qc, w$, take$); }
+        dk$[x] = quadRowsAdd(dk$[x], qc, w$, take$);
       } else {
         let dc = quadChannels(&dOQuads, r4, 4u * x + u);
-        if (whole) { dv$[x] = quadRowsAdd(dv$[x], dc, w$); } else { dv$[x] += quadRowsSum(dc, w$, take$); }
+        dv$[x] = quadRowsAdd(dv$[x], dc, w$, take$);
       }
     }
   }

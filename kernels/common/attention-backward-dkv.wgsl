@@ -82,22 +82,11 @@ fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   // the scores in the order of a lanesSum dot product, as the forward forms them
   let g$ = quadWeights(take$, rowScores(sx$ + sy$ + sz$ + sw$), rowScores(px$ + py$ + pz$ + pw$), b, h, i, j$, e4);
   // each key row leaves out the queries it does not meet, whose q and dO may be non-finite
-  var whole = true; // every key row meets the whole quad
-  whole = whole && all(take$);
-  if (whole) {
-    for (var x = 0u; x < KL; x++) {
-      let qc = quadChannels(&qQuads, e4, channel(x));
-      let dc = quadChannels(&dOQuads, e4, channel(x));
-      dvAcc$[x] = quadRowsAdd(dvAcc$[x], dc, g$[0]);
-      dkAcc$[x] = quadRowsAdd(dkAcc$[x], qc, g$[1]);
-    }
-  } else {
-    for (var x = 0u; x < KL; x++) {
-      let qc = quadChannels(&qQuads, e4, channel(x));
-      let dc = quadChannels(&dOQuads, e4, channel(x));
-      dvAcc$[x] += quadRowsSum(dc, g$[0], take$);
-      dkAcc$[x] += quadRowsSum(qc, g$[1], take$);
-    }
+  for (var x = 0u; x < KL; x++) {
+    let qc = quadChannels(&qQuads, e4, channel(x));
+    let dc = quadChannels(&dOQuads, e4, channel(x));
+    dvAcc$[x] = quadRowsAdd(dvAcc$[x], dc, g$[0], take$);
+    dkAcc$[x] = quadRowsAdd(dkAcc$[x], qc, g$[1], take$);
   }
 }
 

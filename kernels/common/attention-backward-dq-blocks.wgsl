@@ -58,23 +58,15 @@ fn rowStep(t: QueryTile, i: u32, j0: u32, n: u32) {
 fn quadStep(m: u32, u: u32, n: u32) {
   let seen$ = rowSeen[4u * m + $u];
   let some = seen0 | seen1 | seen2 | seen3;
-  let every = seen0 & seen1 & seen2 & seen3;
   let n4 = (n + 3u) / 4u;
   for (var turn = 0u; turn < n4; turn++) {
     let r4 = (turn + u) % n4;
     if (!any(quadSeen(some, r4))) { continue; }
     let ds$ = sTile[4u * m + $u][r4];
     let take$ = quadSeen(seen$, r4);
-    if (all(quadSeen(every, r4))) {
-      for (var x = 0u; x < KB; x++) {
-        let kc = quadChannels(&kQuads, r4, 4u * x + u);
-        acc$[x] = quadRowsAdd(acc$[x], kc, ds$);
-      }
-    } else {
-      for (var x = 0u; x < KB; x++) {
-        let kc = quadChannels(&kQuads, r4, 4u * x + u);
-        acc$[x] += quadRowsSum(kc, ds$, take$);
-      }
+    for (var x = 0u; x < KB; x++) {
+      let kc = quadChannels(&kQuads, r4, 4u * x + u);
+      acc$[x] = quadRowsAdd(acc$[x], kc, ds$, take$);
     }
   }
 }

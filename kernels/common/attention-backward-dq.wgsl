@@ -53,18 +53,9 @@ fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
     // each row leaves out the keys it does not see, which may be non-finite
     let take$ = quadSeen(seen$, r4);
     let ds$ = quadGrads(take$, s[$], dp$, factor$, delta$);
-    var whole = true; // every row sees the whole quad: none to leave out
-    whole = whole && all(take$);
-    if (whole) {
-      for (var x = 0u; x < KL; x++) {
-        let kc = quadChannels(&kQuads, r4, channel(x));
-        acc$[x] = quadRowsAdd(acc$[x], kc, ds$);
-      }
-    } else {
-      for (var x = 0u; x < KL; x++) {
-        let kc = quadChannels(&kQuads, r4, channel(x));
-        acc$[x] += quadRowsSum(kc, ds$, take$);
-      }
+    for (var x = 0u; x < KL; x++) {
+      let kc = quadChannels(&kQuads, r4, channel(x));
+      acc$[x] = quadRowsAdd(acc$[x], kc, ds$, take$);
     }
   }
 }

@@ -94,19 +94,17 @@ fn storeQuad(tile: ptr<workgroup, QuadTile>, r4: u32, c: u32, rows: array<vec4<f
   }
 }
 
-// Σ_u w[u]·(row u of a quad) at one channel group, from its quadChannels `x`, as a V; a row
+// acc + Σ_u w[u]·(row u of a quad) at one channel group, from its quadChannels `x`, as a V; a row
 // outside `take` is read as 0, so that a row that does not meet the weights, which may be
-// non-finite, adds nothing.
-fn quadRowsSum(x: array<vec4<f32>, 4>, w: vec4<f32>, take: vec4<bool>) -> V {
+// non-finite, adds nothing. Where every row is taken (a causal triangle's interior) each row's
+// product is added to acc in turn, a multiply-add a lane and row; the selects, dot products and
+// their sum that the rest takes are more than twice the instructions.
+fn quadRowsAdd(acc: V, x: array<vec4<f32>, 4>, w: vec4<f32>, take: vec4<bool>) -> V {
+  if (all(take)) {
+    let rows = transpose(mat4x4<f32>(x[0], x[1], x[2], x[3]));
+    return acc + fromLanes4(rows[0]) * w.x + fromLanes4(rows[1]) * w.y + fromLanes4(rows[2]) * w.z + fromLanes4(rows[3]) * w.w;
+  }
   let z = vec4<f32>(0.0);
-  return fromLanes4(vec4<f32>(dot(w, select(z, x[0], take)), dot(w, select(z, x[1], take)),
-                              dot(w, select(z, x[2], take)), dot(w, select(z, x[3], take))));
-}
-
-// acc + Σ_u w[u]·(row u of a quad), for a quad whose every row is taken: each row's product added
-// to acc in turn, one multiply-add a lane a row, where quadRowsSum's selects, dot products and
-// their sum take more than twice the instructions.
-fn quadRowsAdd(acc: V, x: array<vec4<f32>, 4>, w: vec4<f32>) -> V {
-  let rows = transpose(mat4x4<f32>(x[0], x[1], x[2], x[3]));
-  return acc + fromLanes4(rows[0]) * w.x + fromLanes4(rows[1]) * w.y + fromLanes4(rows[2]) * w.z + fromLanes4(rows[3]) * w.w;
+  return acc + fromLanes4(vec4<f32>(dot(w, select(z, x[0], take)), dot(w, select(z, x[1], take)),
+                                    dot(w, select(z, x[2], take)), dot(w, select(z, x[3], take))));
 }
