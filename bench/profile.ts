@@ -9,7 +9,9 @@
  * `--scan=levels`, `--scan=walk` or `--scan=lookback` runs AverageContext's kernels with that scan, whatever the adapter.
  * A case that moves a known number of bytes also reports its share of the copy kernel's GB/s in
  * the same run, the fastest copy's and the nearest-sized copy's; an attention case reports TFLOP/s (the bench's flop count), and its share of the
- * chip's float32 peak with `--peak-tflops P`. `--subgroups`, `--no-robustness`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward`, `--dq`, `--dkv` and `--average-run n` as in `npm run bench`.
+ * chip's float32 peak with `--peak-tflops P`, as do the compute ceilings (`ceiling …`, bench/ceiling.ts:
+ * multiply-adds fed from registers, or from workgroup memory at 1, 2 or 4 products per vec4 read),
+ * which say what the attention passes' loops can reach on the adapter. `--subgroups`, `--no-robustness`, `--rows n`, `--splits n`, `--dkv-keys`, `--split-pass`, `--forward`, `--dq`, `--dkv` and `--average-run n` as in `npm run bench`.
  *
  * @packageDocumentation
  */
@@ -17,10 +19,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ATTENTION, ATTENTION_PASSES, attentionOps, runDecode, type Pass } from './cases.js';
 import { SCAN_BYTES, SCAN_SHAPE, inputsAt, runScan } from './selective-ssm.js';
 import { copy } from './copy.js';
+import { CEILINGS, ceilingFlops, ceilingInputs, runCeiling, type Ceiling } from './ceiling.js';
 import { fence, median } from './timing.js';
 import { benchFlags, startWebGPU } from './webgpu.js';
 import { SCAN_FLAG } from '../src/mixers/average-context/kernel.js';
-import { backendInternals } from '../src/webgpu/internals.js';
+import { backendInternals, onSwiftShader } from '../src/webgpu/internals.js';
 import { mixerNamed, mixers } from '../src/index.js';
 
 const SEED = 7;
@@ -113,11 +116,24 @@ function copyCase(elements: number): Case {
   return { name: `copy ${elements} floats`, run: () => copy(backend, x, 'runKernel'), inputs: [x], bytes: 8 * elements, roofline: true };
 }
 
+/**
+ * A compute ceiling (bench/ceiling.ts): 2048 workgroups of 256 invocations, each sweeping its 32
+ * staged vec4s 32 times (a few hundred µs on a GPU of tens of TFLOP/s); on SwiftShader 8 workgroups.
+ */
+function ceilingCase(c: Ceiling): Case {
+  const workgroups = onSwiftShader(backend) ? 8 : 2048;
+  const passes = 32;
+  const x = uniform([4 * Math.max(ceilingInputs(c), c.R, 4)], SEED) as tf.Tensor1D;
+  return { name: `ceiling ${c.name}`, run: () => runCeiling(backend, c, x, workgroups, passes), inputs: [x], flops: ceilingFlops(c, workgroups, passes) };
+}
+
 const PASSES: Pass[] = ['forward', 'forward+backward'];
 
 const CASES: Array<() => Case> = [
   () => copyCase(4 * 1024 * 1024),
   () => copyCase(64 * 1024 * 1024),
+  // what multiply-adds reach from registers and from workgroup memory, for the attention passes
+  ...CEILINGS.map((c) => () => ceilingCase(c)),
   // every registered mixer at one length, both passes
   ...mixers.flatMap((m) => PASSES.map((pass) => () => registryCase(m.name, pass, 4096))),
   // the lengths where earlier tuning looked

@@ -108,7 +108,7 @@ fn quadStep(m: u32, u: u32, n: u32, keys: bool) {
 // The five steps over one tile of queries, from uniform control flow (common/dkv-common.wgsl's
 // sweep).
 fn visitQueries(b: u32, h: u32, i0: u32, n: u32) {
-  blockScores(&qQuads, lid / BC4, lid % BC4);
+  blockScores(&qQuads);
   workgroupBarrier();
   keyRowStep(b, h, i0, n);
   workgroupBarrier();

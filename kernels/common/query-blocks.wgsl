@@ -39,7 +39,7 @@ fn tileSeen(t: QueryTile, i: u32, j0: u32, n: u32) -> u32 {
 
 // The three steps over one tile of keys, from uniform control flow (common/kv-tile.wgsl's sweep).
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
-  blockScores(&kQuads, lid / BC4, lid % BC4);
+  blockScores(&kQuads);
   workgroupBarrier();
   rowStep(t, i, j0, n);
   workgroupBarrier();

@@ -32,10 +32,13 @@ fn stageRows(m: u32, c: u32, rows: array<vec4<f32>, 4>) {
   for (var lane = 0u; lane < 4u; lane++) { rowTile[c][lane][m] = x[lane]; }
 }
 
-// The scores of row quad m and quad r4 of the other side's tile `other`, row by row, into sTile.
-// A lane's partial sum over the channel groups is added to the row's total once complete, as the
-// rows' passes do.
-fn blockScores(other: ptr<workgroup, QuadTile>, m: u32, r4: u32) {
+// The scores of a row quad and a quad of the other side's tile `other`, row by row, into sTile: an
+// invocation's block (blockAt). A lane's partial sum over the channel groups is added to the row's
+// total once complete, as the rows' passes do.
+fn blockScores(other: ptr<workgroup, QuadTile>) {
+  let at = blockAt(lid);
+  let m = at.x;
+  let r4 = at.y;
   var s$ = vec4<f32>(0.0);
   for (var lane = 0u; lane < V_LANES; lane++) {
     var part$ = vec4<f32>(0.0);
@@ -47,4 +50,16 @@ fn blockScores(other: ptr<workgroup, QuadTile>, m: u32, r4: u32) {
     s$ += part$;
   }
   sTile[4u * m + $u][r4] = s$;
+}
+
+// The block of scores invocation `index` forms: (row quad m, quad r4 of the other side), r4 from
+// bits 1 and 3 of the index and m from the others, so that lanes 2k and 2k + 1 read the same quad
+// of the other side and lanes two apart the same quad of rows. An NVIDIA GPU's workgroup memory
+// hands each lane a float a cycle (a vec4 read in four), and in two where every lane's address is
+// its neighbour's, one or two lanes over: paired so, both reads take two cycles where (m, r4) =
+// (index / 4, index % 4) paired only the rows' (six cycles for 16 multiply-adds, against four).
+fn blockAt(index: u32) -> vec2u {
+  let r4 = ((index >> 1u) & 1u) | ((index >> 2u) & 2u);
+  let m = (index & 1u) | ((index >> 1u) & 2u) | ((index >> 4u) << 2u);
+  return vec2u(m, r4);
 }
