@@ -123,7 +123,7 @@ function copyCase(elements: number): Case {
 function ceilingCase(c: Ceiling): Case {
   const workgroups = onSwiftShader(backend) ? 8 : 2048;
   const passes = 32;
-  const x = uniform([4 * Math.max(ceilingInputs(c), c.R, 4)], SEED) as tf.Tensor1D;
+  const x = uniform([4 * ceilingInputs(c)], SEED) as tf.Tensor1D;
   return { name: `ceiling ${c.name}`, run: () => runCeiling(backend, c, x, workgroups, passes), inputs: [x], flops: ceilingFlops(c, workgroups, passes) };
 }
 

@@ -45,11 +45,6 @@ fn sees(i: u32, j: u32) -> bool {
   return blockActive(i / blocks.b, j / blocks.b, blocks);
 }
 
-// key j is visible to query i of row b: the layout's mask and the call's visibility
-fn keySeen(b: u32, i: u32, j: u32) -> bool {
-  return sees(i, j) && visible(b, i, j);
-}
-
 // the keys j0 … j0 + n − 1 that query i of row b sees, as bits
 fn keysSeen(b: u32, i: u32, j0: u32, n: u32) -> u32 {
   var seen = 0u;
@@ -57,4 +52,13 @@ fn keysSeen(b: u32, i: u32, j0: u32, n: u32) -> u32 {
     if (sees(i, j0 + r)) { seen |= 1u << r; }
   }
   return seen & visibleKeys(b, i, j0, n);
+}
+
+// the queries i0 … i0 + n − 1 of row b that see key j, as bits
+fn queriesSeen(b: u32, j: u32, i0: u32, n: u32) -> u32 {
+  var seen = 0u;
+  for (var u = 0u; u < n; u++) {
+    if (sees(i0 + u, j)) { seen |= 1u << u; }
+  }
+  return seen & visibleQueries(b, j, i0, n);
 }

@@ -49,11 +49,7 @@ fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
   let j = tile.rows.x + lid;
   let base = keyBase(b, tile.hk, min(j, tile.rows.y - 1u));
   var seen = 0u;
-  if (j < tile.rows.y) {
-    for (var u = 0u; u < n; u++) {
-      if (keySeen(b, i0 + u, j)) { seen |= 1u << u; }
-    }
-  }
+  if (j < tile.rows.y) { seen = queriesSeen(b, j, i0, n); }
   var taken = 0u;
   for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) {
     var px = vec4<f32>(0.0);

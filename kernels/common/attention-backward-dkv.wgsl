@@ -48,10 +48,7 @@ fn valueChannel(held: ptr<private, array<V, KL>>, base: u32, x: u32) -> V {
 // repeats the last and is never written) that see its queries.
 fn visitQuad(b: u32, h: u32, i: u32, e4: u32, n: u32, j: u32, last: u32) {
   let j$ = min(j + $u, last);
-  var seen$ = 0u;
-  for (var u = 0u; u < 4u; u++) {
-    if (4u * e4 + u < n && keySeen(b, i + u, j$)) { seen$ |= 1u << u; }
-  }
+  let seen$ = queriesSeen(b, j$, i, min(4u, n - 4u * e4));
   var some = 0u; // the queries some key row sees
   some |= seen$;
   if (some == 0u) { return; }

@@ -14,7 +14,7 @@
 // common/quad-scores.wgsl, common/kv-tile.wgsl, common/attend-tile.wgsl,
 // an entry point (common/row-whole.wgsl with common/tiled-main.wgsl, or common/row-quarters.wgsl
 // with common/subgroup-rank.wgsl), a layout (common/dense-layout.wgsl or
-// block-sparse/layout.wgsl: loadLayout, tileRows, tileRuns, tileRun, keySeen, keysSeen), row hooks
+// block-sparse/layout.wgsl: loadLayout, tileRows, tileRuns, tileRun, keysSeen, queriesSeen), row hooks
 // (common/online-softmax.wgsl or expressive-attention/forward.wgsl: RowState, initRow,
 // weighTile, finishRow) and the host's `const KV, KL, RL, BR, BC, BC4, RQ, NT` (K / lanes,
 // channel groups per invocation KV / RL, invocations per row, rows per workgroup, keys per tile,

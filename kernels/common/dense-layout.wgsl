@@ -20,12 +20,12 @@ fn tileRun(r: u32, total: u32) -> vec2u {
   return vec2u(0u, total);
 }
 
-// key j is visible to query i of row b
-fn keySeen(b: u32, i: u32, j: u32) -> bool {
-  return visible(b, i, j);
-}
-
 // the keys j0 … j0 + n − 1 that query i of row b sees, as bits
 fn keysSeen(b: u32, i: u32, j0: u32, n: u32) -> u32 {
   return visibleKeys(b, i, j0, n);
+}
+
+// the queries i0 … i0 + n − 1 of row b that see key j, as bits
+fn queriesSeen(b: u32, j: u32, i0: u32, n: u32) -> u32 {
+  return visibleQueries(b, j, i0, n);
 }

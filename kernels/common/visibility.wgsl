@@ -61,15 +61,34 @@ fn visible(b: u32, i: u32, j: u32) -> bool {
 // (the bounds `visible` tests), so its bits take a few instructions where testing each key takes
 // several a key.
 fn visibleKeys(b: u32, i: u32, j0: u32, n: u32) -> u32 {
-  if (visAt(SEG_Q_AT) < 0 && visAt(MASK_AT) < 0) {
-    let keys = keyRange(b, i, i + 1u);
-    return lowBits(clamp(keys.y, j0, j0 + n) - j0) & ~lowBits(clamp(keys.x, j0, j0 + n) - j0);
-  }
+  if (byIntervals()) { return intervalBits(keyRange(b, i, i + 1u), j0, n); }
   var seen = 0u;
   for (var r = 0u; r < n; r++) {
     if (visible(b, i, j0 + r)) { seen |= 1u << r; }
   }
   return seen;
+}
+
+// The queries i0 … i0 + n − 1 (n ≤ 32) of row b that see key j, as bits (bit u: query i0 + u):
+// visibleKeys's twin, one interval, queryRange's for the key alone, where the call has no segment
+// ids or mask.
+fn visibleQueries(b: u32, j: u32, i0: u32, n: u32) -> u32 {
+  if (byIntervals()) { return intervalBits(queryRange(b, j, j + 1u), i0, n); }
+  var seen = 0u;
+  for (var u = 0u; u < n; u++) {
+    if (visible(b, i0 + u, j)) { seen |= 1u << u; }
+  }
+  return seen;
+}
+
+// Whether a row's visible rows of the other side are one interval: without segment ids or a mask.
+fn byIntervals() -> bool {
+  return visAt(SEG_Q_AT) < 0 && visAt(MASK_AT) < 0;
+}
+
+// The rows first … first + n − 1 (n ≤ 32) inside the interval [range.x, range.y), as bits.
+fn intervalBits(range: vec2u, first: u32, n: u32) -> u32 {
+  return lowBits(clamp(range.y, first, first + n) - first) & ~lowBits(clamp(range.x, first, first + n) - first);
 }
 
 // The k lowest bits set (k ≤ 32; a shift by 32 would shift by 0).

@@ -56,7 +56,7 @@ export interface AttentionFamily {
 
 /** How a family's kernels find their tiles: `kernels/common/dense-layout.wgsl` or its own. */
 export interface AttentionLayout {
-  /** The WGSL layout hooks: loadLayout, tileRows, tileRuns, tileRun, keySeen. */
+  /** The WGSL layout hooks: loadLayout, tileRows, tileRuns, tileRun, keysSeen, queriesSeen. */
   wgsl: string;
   /**
    * For one launch: the tile count and, if the hooks read one, the tile plan as an int32
