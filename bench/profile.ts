@@ -38,6 +38,8 @@ const { gpu, backend } = await startWebGPU('profile', {
   dawnFlags: ['disable-dawn-features=timestamp_quantization'], ...benchFlags('profile', process.argv),
 });
 console.log(`adapter: ${gpu.description}`);
+// what the passes by blocks may stage (src/attention/kernel-source.ts, byBlocks)
+console.log(`workgroup memory: ${backend.device.limits.maxComputeWorkgroupStorageSize} bytes a workgroup`);
 const peakArg = process.argv.indexOf('--peak-tflops');
 const peakTflops = peakArg >= 0 ? Number(process.argv[peakArg + 1]) : undefined;
 if (peakTflops !== undefined && !(peakTflops > 0)) {

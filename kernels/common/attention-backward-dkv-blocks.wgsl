@@ -108,11 +108,12 @@ fn visitQueries(b: u32, h: u32, i0: u32, n: u32) {
   workgroupBarrier();
   keyRowStep(b, h, i0, n);
   workgroupBarrier();
-  quadStep(lid / 4u, lid % 4u, n, false);
+  let at = blockAt(lid);
+  quadStep(at.x, at.y, n, false);
   workgroupBarrier();
   for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sTile[lid][e4] = ds[e4]; }
   workgroupBarrier();
-  quadStep(lid / 4u, lid % 4u, n, true);
+  quadStep(at.x, at.y, n, true);
 }
 
 @compute @workgroup_size(NT)
@@ -124,8 +125,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) inde
   loadKeys();
   sweepQueries(t, lid);
   // the q tile already carries the scale
-  let m = lid / 4u;
-  let u = lid % 4u;
+  // the last steps' quad and quarter (blockAt)
+  let at = blockAt(lid);
+  let m = at.x;
+  let u = at.y;
   // $ {
   if (tile.rows.x + 4u * m + $u < tile.rows.y) {
     let at$ = partBase(keyBase(tile.b, tile.hk, tile.rows.x + 4u * m + $u), tile.p.part);

@@ -83,8 +83,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) inde
   live = live && i < t.rows.y;
   sweepKeys(t, lid, i, true);
   // a split launch writes each chunk's part of dq, which a later launch sums (common/sum-parts.wgsl)
-  let m = lid / 4u;
-  let u = lid % 4u;
+  // the last step's quad and quarter (blockAt)
+  let at = blockAt(lid);
+  let m = at.x;
+  let u = at.y;
   // $ {
   if (t.rows.x + 4u * m + $u < t.rows.y) {
     let at$ = partBase(queryBase(t, t.rows.x + 4u * m + $u), t.part);

@@ -88,8 +88,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) inde
   workgroupBarrier(); // the last tile's factors have been read
   rowFactors[lid] = factor;
   workgroupBarrier();
-  let m = lid / 4u;
-  let u = lid % 4u;
+  // the last step's quad and quarter (blockAt)
+  let at = blockAt(lid);
+  let m = at.x;
+  let u = at.y;
   // $ {
   if (t.rows.x + 4u * m + $u < t.rows.y) {
     let i$ = t.rows.x + 4u * m + $u;

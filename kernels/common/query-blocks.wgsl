@@ -43,5 +43,6 @@ fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
   workgroupBarrier();
   rowStep(t, i, j0, n);
   workgroupBarrier();
-  quadStep(lid / 4u, lid % 4u, n);
+  let at = blockAt(lid);
+  quadStep(at.x, at.y, n);
 }

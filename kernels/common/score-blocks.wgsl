@@ -52,12 +52,14 @@ fn blockScores(other: ptr<workgroup, QuadTile>) {
   sTile[4u * m + $u][r4] = s$;
 }
 
-// The block of scores invocation `index` forms: (row quad m, quad r4 of the other side), r4 from
-// bits 1 and 3 of the index and m from the others, so that lanes 2k and 2k + 1 read the same quad
-// of the other side and lanes two apart the same quad of rows. An NVIDIA GPU's workgroup memory
-// hands each lane a float a cycle (a vec4 read in four), and in two where every lane's address is
-// its neighbour's, one or two lanes over: paired so, both reads take two cycles where (m, r4) =
-// (index / 4, index % 4) paired only the rows' (six cycles for 16 multiply-adds, against four).
+// Invocation `index`'s quad of rows m and its second index: the quad r4 of the other side's tile
+// whose block of scores it forms, and the quarter u of the channels it takes in a pass's last step.
+// The second comes from bits 1 and 3 of the index and m from the others, so that lanes 2k and
+// 2k + 1 read the same quad of the tile (or channels) and lanes two apart the same quad of rows.
+// An NVIDIA GPU's workgroup memory hands each lane a float a cycle (a vec4 read in four), and in
+// two where every lane's address is its neighbour's, one or two lanes over: paired so, a block of
+// scores takes four cycles for its 16 multiply-adds where (index / 4, index % 4) took six, and the
+// forward's last step reads each value in two, not four (docs/benchmarks.md).
 fn blockAt(index: u32) -> vec2u {
   let r4 = ((index >> 1u) & 1u) | ((index >> 2u) & 2u);
   let m = (index & 1u) | ((index >> 1u) & 2u) | ((index >> 4u) << 2u);
