@@ -3,79 +3,49 @@
 // weights hooks, visibility, dropout, GQA and split launches) with the work of a query tile cut as
 // the passes by blocks cut a key tile (common/attention-forward-blocks.wgsl), the keys staged as
 // their rows are:
-//   1. scores: invocation (m, r4) forms the 4×4 block of scores of key quad m and query quad r4
-//      (common/score-blocks.wgsl: blockScores over the query tile's quads), summed as the forward
-//      sums them, so that each weight meets the forward's statistic;
-//   2. weights: invocation j takes its own key row: dp = v_j·dO_i for the tile's queries (its
-//      value read from memory where used, the output gradients by quads), and each pair it meets
-//      gives its weight times the dropout multiplier (left in sTile in place of the scores) and
-//      its dS (kept in registers);
-//   3. dv: invocation (m, u) adds P·dO of the tile's queries to channel groups u, u + 4, … of key
+//   1. weights: each pair's scores (common/score-blocks.wgsl's blocks over the query tile's quads,
+//      summed as the forward sums them, so that each weight meets the forward's statistic) and
+//      dp = v_j·dO_i give its weight times the dropout multiplier, left in sTile, and its dS, kept
+//      in registers: the pass's `weighQueries` (common/dkv-dp-rows.wgsl, dp by key rows, or
+//      common/dkv-dp-blocks.wgsl, dp by blocks as the scores, the values staged too);
+//   2. dv: invocation (m, u) adds P·dO of the tile's queries to channel groups u, u + 4, … of key
 //      quad m's dv, four vec4s of the output gradients' quads serving 64 multiply-adds;
-//   4. the dS replace the weights in sTile;
-//   5. dk: as 3, dS·(scale·q).
-// Two barriers more than the passes whose rows are queries: the weights and the dS take turns in
-// sTile, as both beside the keys would pass 32 KB of workgroup memory.
+//   3. the dS replace the weights in sTile (`writeDs`);
+//   4. dk: as 2, dS·(scale·q).
+// The weights and the dS take turns in sTile, as both beside the keys would pass the workgroup
+// memory most adapters grant.
 // Expects common/lanes-4.wgsl, common/attention.wgsl, common/visibility.wgsl,
 // common/dropout.wgsl, a layout, the mixer's `rowFactor` and `pairGrads`,
 // common/backward-bindings.wgsl, common/query-tile.wgsl, common/dkv-common.wgsl,
-// common/score-blocks.wgsl and the host's `const KV, BR, BC, BC4, RQ, NT`.
+// common/score-blocks.wgsl, the dp part (`stageOwn`, `weighQueries`, `writeDs`) and the host's
+// `const KV, BR, BC, BC4, RQ, NT`.
 
 // each key row's queries of the tile (bit u: query i0 + u) that it meets and whose output
 // gradient is not 0, for the last steps
 var<workgroup> keySeenBits: array<u32, BR>;
 
 var<private> tile: KeyTile;
-var<private> ds: array<vec4<f32>, BC4>; // the second step's key row's dS, by query quads
 var<private> dk$: array<V, KB>; // the last steps' key rows' dk and dv, channel groups u + 4x
 var<private> dv$: array<V, KB>;
 
-// Stages the tile's keys in rowTile, NT lanes at a time (each a channel group of a quad of keys).
-fn loadKeys() {
+// Stages the tile's keys (or values) in `rows`, NT lanes at a time (each a channel group of a quad of rows).
+fn loadRows(rows: ptr<workgroup, RowTile>, values: bool) {
   for (var e = lid; e < BR4 * KV; e += NT) {
     let m = e / KV;
     let c = e % KV;
-    var rows: array<vec4<f32>, 4>;
+    var quad: array<vec4<f32>, 4>;
     for (var u = 0u; u < 4u; u++) {
       let j = tile.rows.x + 4u * m + u;
-      if (j < tile.rows.y) { rows[u] = lanes4(k[keyBase(tile.b, tile.hk, j) + c]); }
+      if (j < tile.rows.y) {
+        let at = keyBase(tile.b, tile.hk, j) + c;
+        if (values) { quad[u] = lanes4(v[at]); } else { quad[u] = lanes4(k[at]); }
+      }
     }
-    stageRows(m, c, rows);
+    stageRows(rows, m, c, quad);
   }
 }
 
-// Step 2: key row j (the invocation's) weighs the tile's queries i0 … i0 + n − 1 of head h.
-fn keyRowStep(b: u32, h: u32, i0: u32, n: u32) {
-  let j = tile.rows.x + lid;
-  let base = keyBase(b, tile.hk, min(j, tile.rows.y - 1u));
-  var seen = 0u;
-  if (j < tile.rows.y) { seen = queriesSeen(b, j, i0, n); }
-  var taken = 0u;
-  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) {
-    var px = vec4<f32>(0.0);
-    var py = vec4<f32>(0.0);
-    var pz = vec4<f32>(0.0);
-    var pw = vec4<f32>(0.0);
-    for (var x = 0u; x < KV; x++) {
-      let dc = quadChannels(&dOQuads, e4, x);
-      let vj = lanes4(v[base + x]);
-      px += vj.x * dc[0];
-      py += vj.y * dc[1];
-      pz += vj.z * dc[2];
-      pw += vj.w * dc[3];
-    }
-    // the queries whose output gradient is 0 stay out (liveQueries)
-    let take = quadSeen(seen, e4) & quadSeen(liveTile[e4], 0u);
-    let g = quadWeights(take, sTile[lid][e4], px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
-    sTile[lid][e4] = g[0];
-    ds[e4] = g[1];
-    let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), take);
-    taken |= (bits.x | bits.y | bits.z | bits.w) << (4u * e4);
-  }
-  keySeenBits[lid] = taken;
-}
-
-// Steps 3 and 5: sTile's weights (or dS) times the tile's output gradients (or scale·q) into the dv
+// Steps 2 and 4: sTile's weights (or dS) times the tile's output gradients (or scale·q) into the dv
 // (or dk) of key quad m's rows, channel groups u, u + 4, …. A query a key does not meet never
 // meets that key, so that its values, which may be non-finite, stay out of the key's gradients.
 // The four u take the query quads in turns (u first): channel groups four apart lie 64 words
@@ -101,17 +71,15 @@ fn quadStep(m: u32, u: u32, n: u32, keys: bool) {
   }
 }
 
-// The five steps over one tile of queries, from uniform control flow (common/dkv-common.wgsl's
+// The four steps over one tile of queries, from uniform control flow (common/dkv-common.wgsl's
 // sweep).
 fn visitQueries(b: u32, h: u32, i0: u32, n: u32) {
-  blockScores(&qQuads);
-  workgroupBarrier();
-  keyRowStep(b, h, i0, n);
+  weighQueries(b, h, i0, n);
   workgroupBarrier();
   let at = blockAt(lid);
   quadStep(at.x, at.y, n, false);
   workgroupBarrier();
-  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sTile[lid][e4] = ds[e4]; }
+  writeDs(n);
   workgroupBarrier();
   quadStep(at.x, at.y, n, true);
 }
@@ -122,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) inde
   // the sweep's bounds from a value, which the uniformity analysis can see is the workgroup's own
   let t = keyTile(wid);
   tile = t;
-  loadKeys();
+  stageOwn();
   sweepQueries(t, lid);
   // the q tile already carries the scale
   // the last steps' quad and quarter (blockAt)

@@ -18,7 +18,7 @@ fn loadQueries(t: QueryTile) {
       let i = t.rows.x + 4u * m + u;
       if (i < t.rows.y) { rows[u] = q[queryBase(t, i) + c] * params.scale; }
     }
-    stageRows(m, c, rows);
+    stageRows(&rowTile, m, c, rows);
   }
 }
 

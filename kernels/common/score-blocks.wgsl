@@ -18,38 +18,47 @@ const KB = KV / 4u;
 // step reads side by side, fall in other memory banks
 const SS = BC4 + 1u;
 
-// rowTile[c][l][m]: lane l of channel group c of rows 4m … 4m + 3 of the own side (zeros past its
-// end), indexed as a QuadTile (common/attention.wgsl)
-var<workgroup> rowTile: array<array<array<vec4<f32>, BR4>, V_LANES>, KV>;
+// A tile of the own side's rows: [c][l][m] is lane l of channel group c of rows 4m … 4m + 3 (zeros
+// past the tile's end), indexed as a QuadTile (common/attention.wgsl)
+alias RowTile = array<array<array<vec4<f32>, BR4>, V_LANES>, KV>;
+
+// the rows the scores are formed from (scale·q, or dK/dV's keys)
+var<workgroup> rowTile: RowTile;
 // sTile[i][r4]: row i's scores of the other side's quad r4, then what the pass makes of them
 var<workgroup> sTile: array<array<vec4<f32>, SS>, BR>;
 
 var<private> lid: u32;
 
-// Stages channel group c of row quad m in rowTile, transposed: rows[u] is row 4m + u's group.
-fn stageRows(m: u32, c: u32, rows: array<vec4<f32>, 4>) {
+// Stages channel group c of row quad m in `tile`, transposed: rows[u] is row 4m + u's group.
+fn stageRows(tile: ptr<workgroup, RowTile>, m: u32, c: u32, rows: array<vec4<f32>, 4>) {
   let x = transpose(mat4x4<f32>(rows[0], rows[1], rows[2], rows[3]));
-  for (var lane = 0u; lane < 4u; lane++) { rowTile[c][lane][m] = x[lane]; }
+  for (var lane = 0u; lane < 4u; lane++) { (*tile)[c][lane][m] = x[lane]; }
 }
 
-// The scores of a row quad and a quad of the other side's tile `other`, row by row, into sTile: an
-// invocation's block (blockAt). A lane's partial sum over the channel groups is added to the row's
-// total once complete, as the rows' passes do.
-fn blockScores(other: ptr<workgroup, QuadTile>) {
-  let at = blockAt(lid);
-  let m = at.x;
-  let r4 = at.y;
+// The 4×4 block of products of row quad m of `rows` and quad r4 of the other side's tile `other`,
+// row by row (element u: row 4m + u). A lane's partial sum over the channel groups is added to the
+// row's total once complete, as the rows' passes sum a score.
+fn blockOf(rows: ptr<workgroup, RowTile>, other: ptr<workgroup, QuadTile>, m: u32, r4: u32) -> array<vec4<f32>, 4> {
   var s$ = vec4<f32>(0.0);
   for (var lane = 0u; lane < V_LANES; lane++) {
     var part$ = vec4<f32>(0.0);
     for (var c = 0u; c < KV; c++) {
-      let rs = rowTile[c][lane][m];
+      let rs = (*rows)[c][lane][m];
       let os = (*other)[c][lane][r4];
       part$ += rs[$u] * os;
     }
     s$ += part$;
   }
-  sTile[4u * m + $u][r4] = s$;
+  var block: array<vec4<f32>, 4>;
+  block[$u] = s$;
+  return block;
+}
+
+// The scores of the invocation's block (blockAt) with the other side's tile `other`, into sTile.
+fn blockScores(other: ptr<workgroup, QuadTile>) {
+  let at = blockAt(lid);
+  let s = blockOf(&rowTile, other, at.x, at.y);
+  sTile[4u * at.x + $u][at.y] = s[$u];
 }
 
 // Invocation `index`'s quad of rows m and its second index: the quad r4 of the other side's tile

@@ -38,6 +38,8 @@ import backwardDqBlocksBody from '../../kernels/common/attention-backward-dq-blo
 import dkvCommon from '../../kernels/common/dkv-common.wgsl';
 import backwardDkvBody from '../../kernels/common/attention-backward-dkv.wgsl';
 import backwardDkvBlocksBody from '../../kernels/common/attention-backward-dkv-blocks.wgsl';
+import dkvDpRows from '../../kernels/common/dkv-dp-rows.wgsl';
+import dkvDpBlocks from '../../kernels/common/dkv-dp-blocks.wgsl';
 import { lanesFor, type KernelSource } from '../webgpu/runtime.js';
 import { onSwiftShader } from '../webgpu/internals.js';
 import { SUBGROUP_DIRECTIVES, SUBGROUP_JOB, subgroupLanes } from '../webgpu/subgroups.js';
@@ -282,6 +284,22 @@ export function byBlocks(backend: WebGPUBackend, pass: TiledPass, K: number): bo
   return chosen === 'blocks' && K % 16 === 0 && blocksBytes(K) <= backend.device.limits.maxComputeWorkgroupStorageSize;
 }
 
+/**
+ * Whether dK/dV by blocks forms dP = v·dO by blocks too, its values staged beside its keys
+ * (`kernels/common/dkv-dp-blocks.wgsl`, 16 KB more at K = 64: 46.6 KB in all), where the device's
+ * workgroup memory holds them; else by key rows, each row's value read from memory where used
+ * (`dkv-dp-rows.wgsl`), which by the count of docs/benchmarks.md runs at a third of the
+ * multiply-add rate on an NVIDIA GPU where the blocks' cut runs at the full rate.
+ *
+ * @example
+ * ```ts
+ * dkvDpByBlocks(backend, 32);  // true where 26 KB fit; at K = 64, where 46.6 KB do (NVIDIA's 48 KB, not SwiftShader's 32)
+ * ```
+ */
+export function dkvDpByBlocks(backend: WebGPUBackend, K: number): boolean {
+  return blocksBytes(K) + 4 * BR * K <= backend.device.limits.maxComputeWorkgroupStorageSize;
+}
+
 const sources = new Map<string, KernelSource>();
 
 /**
@@ -325,7 +343,7 @@ export function attentionKernel(
  * rows or, with subgroups, four lanes), and the split-K decode's two passes (partial rows per
  * chunk of keys, by an invocation, a workgroup or a subgroup: `split-pass.ts`; then their merge).
  */
-export type SkeletonPass = TiledPass | 'forwardBlocks' | 'dqBlocks' | 'dkvBlocks' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
+export type SkeletonPass = TiledPass | 'forwardBlocks' | 'dqBlocks' | 'dkvBlocks' | 'dkvBlocksDp' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
 
 const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
 
@@ -339,7 +357,8 @@ const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; dir
   dq: { visibility: true, parts: [backwardBindings, dqCommon, rowRegisters, keyQuads, quadScores, kvTileHelpers, backwardDqBody] },
   dqBlocks: { visibility: true, parts: [backwardBindings, dqCommon, keyQuads, kvTileHelpers, scoreBlocks, queryBlocks, backwardDqBlocksBody] },
   dkv: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, backwardDkvBody] },
-  dkvBlocks: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, scoreBlocks, backwardDkvBlocksBody] },
+  dkvBlocks: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, scoreBlocks, dkvDpRows, backwardDkvBlocksBody] },
+  dkvBlocksDp: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, scoreBlocks, dkvDpBlocks, backwardDkvBlocksBody] },
   split: { visibility: true, parts: [...SPLIT_PARTS, rowWhole, splitBody] },
   splitWorkgroup: { visibility: true, parts: [...SPLIT_PARTS, splitWorkgroupBody] },
   splitSubgroups: { visibility: true, parts: [...SPLIT_PARTS, rowWhole, SUBGROUP_JOB, splitSubgroupsBody], directives: SUBGROUP_DIRECTIVES },
@@ -370,7 +389,7 @@ export function skeletonKernel(
   return attentionKernel(name, [...front, hooks, ...parts, ...entry.parts], K, rows, entry.directives, RL);
 }
 
-const BLOCKS_PASSES: readonly SkeletonPass[] = ['forwardBlocks', 'dqBlocks', 'dkvBlocks'];
+const BLOCKS_PASSES: readonly SkeletonPass[] = ['forwardBlocks', 'dqBlocks', 'dkvBlocks', 'dkvBlocksDp'];
 
 /** A pass's entry point and row hooks, by invocations per row: the tiled passes', and the split-K decode's workgroup pass. */
 const TILED_ENTRIES = {
