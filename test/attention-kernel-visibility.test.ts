@@ -9,7 +9,7 @@ import { FLASH_ATTENTION } from '../src/mixers/flash-style-tiled-attention/kerne
 import { EXPRESSIVE_ATTENTION } from '../src/mixers/expressive-attention/kernel.js';
 import { BLOCK_SPARSE_ATTENTION } from '../src/mixers/block-sparse/kernel.js';
 import {
-  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_DKV_FLAG, byBlocks, dkvDpByBlocks, keysInMemory, rowsFillingSubgroups,
+  ATTENTION_DKV_KEYS_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_DKV_FLAG, byBlocks, dpByBlocks, keysInMemory, rowsFillingSubgroups,
   tiledRows,
 } from '../src/attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG, splitPass } from '../src/attention/split-pass.js';
@@ -584,8 +584,9 @@ describeOn('webgpu', 'attention kernels under visibility, dK/dV reading keys fro
 // attention-forward-blocks.wgsl, dQ's, attention-backward-dq-blocks.wgsl, and dK/dV's, whose rows
 // are keys, attention-backward-dkv-blocks.wgsl), which 'auto' does not take yet: each flag forces
 // its pass, at K = 16 (one channel group an output quarter) and 32 (two, interleaved), whole and
-// split into 3 chunks; dK/dV at K = 64 too, where it forms dP by key rows on an adapter of 32 KB
-// (common/dkv-dp-rows.wgsl), as against by blocks at K ≤ 32 (dkv-dp-blocks.wgsl). The 70 and 150 query rows leave a tile's last quads partly or wholly past
+// split into 3 chunks; dQ and dK/dV at K = 64 too, where they form dP by rows on an adapter of 32 KB
+// (common/dq-dp-rows.wgsl, dkv-dp-rows.wgsl), as against by blocks at K ≤ 32 (dq-dp-blocks.wgsl,
+// dkv-dp-blocks.wgsl). The 70 and 150 query rows leave a tile's last quads partly or wholly past
 // its end; 35, 70 and 140 keys end inside a 16-key tile (and 70 and 150 queries inside dK/dV's). The backward reads the forward's
 // statistic, so the gradients check the forward's too. K = 6 (the scalar lanes' case) keeps the
 // rows.
@@ -597,9 +598,9 @@ describeOn('webgpu', 'attention kernels under visibility: the passes by blocks o
     ['forward', ATTENTION_FORWARD_FLAG, 'Forward'], ['dQ', ATTENTION_DQ_FLAG, 'BackwardDq'], ['dK/dV', ATTENTION_DKV_FLAG, 'BackwardDkv'],
   ] as const;
   for (const [pass, flag, kernel] of passes) {
-    // dK/dV at K = 64 too: its values staged (dkvDpByBlocks) only where 46.6 KB fit, so that on a
-    // 32 KB adapter both of its builds run
-    const sizes = pass === 'dK/dV' ? [[16, 1], [32, 1], [16, 3], [64, 1]] as const : [[16, 1], [32, 1], [16, 3]] as const;
+    // dQ and dK/dV at K = 64 too: dO or the values staged (dpByBlocks) only where 47 KB fit, so
+    // that on a 32 KB adapter both builds of each run
+    const sizes = pass === 'forward' ? [[16, 1], [32, 1], [16, 3]] as const : [[16, 1], [32, 1], [16, 3], [64, 1]] as const;
     for (const [K, splits] of sizes) {
       it(`${pass} at K = ${K}${splits > 1 ? `, in ${splits} chunks of the ${pass === 'dK/dV' ? 'queries' : 'keys'}` : ''}: every family's forward equals dense masked attention, and its gradients`, async () => {
         tf.env().set(flag, 'blocks');
@@ -611,7 +612,7 @@ describeOn('webgpu', 'attention kernels under visibility: the passes by blocks o
             }
             await checkBlockSparse(K);
           });
-          const built = pass === 'dK/dV' && dkvDpByBlocks(tf.backend() as WebGPUBackend, K) ? 'BlocksDp' : 'Blocks';
+          const built = pass !== 'forward' && dpByBlocks(tf.backend() as WebGPUBackend, pass === 'dQ' ? 'dq' : 'dkv', K) ? 'BlocksDp' : 'Blocks';
           for (const family of ['FlashAttention', 'ExpressiveAttention', 'BlockSparse']) {
             expect(ran).toContain(`${family}${kernel}${built}K${K}R4`);
             expect(ran.filter((label) => label.startsWith(`${family}${kernel}K${K}`))).toEqual([]);
@@ -640,8 +641,9 @@ describeOn('webgpu', 'attention kernels under visibility: the passes by blocks o
         // 4·(64·K + 32·K + 64·20 + 128) + 16 bytes: 11 792 at K = 16, 30 224 at 64, 54 800 at 128;
         // 8 and 40 are not multiples of 16
         expect(Ks.map((K) => byBlocks(gpu, pass, K))).toEqual([true, limit >= 30224, false, false, limit >= 54800]);
-        // dK/dV's values staged beside its keys: 4·64·K bytes more, 15 888 at K = 16, 46 608 at 64
-        expect([16, 64].map((K) => dkvDpByBlocks(gpu, K))).toEqual([true, limit >= 46608]);
+        // dK/dV's values staged beside its keys: 4·64·K bytes more, 15 888 at K = 16, 46 608 at 64;
+        // dQ's output gradients, and 8 bytes a row more: 16 400 and 47 120
+        if (pass !== 'forward') expect([16, 64].map((K) => dpByBlocks(gpu, pass, K))).toEqual([true, limit >= (pass === 'dq' ? 47120 : 46608)]);
         // one flag chooses one pass
         for (const other of Object.keys(flags) as (keyof typeof flags)[]) expect(byBlocks(gpu, other, 16)).toBe(other === pass);
         tf.env().set(flag, 'rows');

@@ -14,8 +14,8 @@
 // kernel-source.ts (byBlocks) chooses this kernel only where its workgroup memory fits.
 // Expects common/lanes-4.wgsl, common/attention.wgsl, common/visibility.wgsl,
 // common/dropout.wgsl, a layout, the row hooks, common/forward-bindings.wgsl,
-// common/key-quads.wgsl, common/kv-tile.wgsl, common/score-blocks.wgsl, common/query-blocks.wgsl
-// and the host's `const KV, BR, BC, BC4, RQ, NT`.
+// common/key-quads.wgsl, common/value-rows.wgsl, common/kv-tile.wgsl, common/score-blocks.wgsl,
+// common/query-blocks.wgsl and the host's `const KV, BR, BC, BC4, RQ, NT`.
 
 // each row's rescale of its accumulator for the tile; after the sweep, its output factor
 var<workgroup> rowFactors: array<f32, BR>;
@@ -23,8 +23,11 @@ var<workgroup> rowFactors: array<f32, BR>;
 var<private> row: RowState; // the second step's row, t.rows.x + lid
 var<private> acc$: array<V, KB>; // the third step's rows' accumulators
 
-// Step 2: row i (the invocation's) weighs the tile's keys j0 … j0 + n − 1 it sees.
-fn rowStep(t: QueryTile, i: u32, j0: u32, n: u32) {
+// Steps 1 and 2: the tile's scores, then row i (the invocation's) weighs the keys j0 … j0 + n − 1
+// it sees.
+fn weighKeys(t: QueryTile, i: u32, j0: u32, n: u32) {
+  blockScores(&kQuads);
+  workgroupBarrier();
   let seen = tileSeen(t, i, j0, n);
   var w: array<vec4<f32>, BC4>;
   for (var r4 = 0u; r4 < BC4; r4++) { w[r4] = sTile[lid][r4]; }

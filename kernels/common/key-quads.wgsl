@@ -1,36 +1,32 @@
 // Shared by the tiled forwards and dQ (common/attention-forward.wgsl, attention-forward-blocks.wgsl,
-// attention-backward-dq.wgsl): the key and value tiles of common/kv-tile.wgsl's sweep in workgroup
-// memory, keys by quads. A quad is keys 4·r4 … 4·r4 + 3 of the tile; its keys are stored
-// transposed, one vec4 per channel, so that a row forms the scores of a quad as one vec4
-// (common/quad-scores.wgsl), with no sum across a vector's lanes per key. Values stay by rows.
+// attention-backward-dq.wgsl, attention-backward-dq-blocks.wgsl): the key and value tiles of
+// common/kv-tile.wgsl's sweep in workgroup memory, keys by quads. A quad is keys 4·r4 … 4·r4 + 3 of
+// the tile; its keys are stored transposed, one vec4 per channel, so that a row forms the scores of
+// a quad as one vec4 (common/quad-scores.wgsl), with no sum across a vector's lanes per key. The
+// values go where the pass keeps them (`storeValues`: common/value-rows.wgsl or value-quads.wgsl).
 // Expects `k` and `v` bindings, common/attention.wgsl and the host's `const KV, BC, BC4, NT`
 // (BC = 4·BC4).
 
 // kQuads[c][l][r4]: lane l of channel group c of the four keys of quad r4
 var<workgroup> kQuads: QuadTile;
-var<workgroup> vTile: array<array<V, KV>, BC>; // [r][c]: channel group c of value r (two indices: see QuadTile)
-
-fn tileValue(r: u32, c: u32) -> V {
-  return vTile[r][c];
-}
 
 // Loads keys j0..j0+BC−1 of kv head hk (zeros past Tk) into the tiles, NT lanes at a time: each
-// takes channel group c of a quad's four keys and writes it transposed.
+// takes channel group c of a quad's four keys and values, the keys written transposed.
 fn loadTile(b: u32, hk: u32, j0: u32, lid: u32) {
   for (var e = lid; e < BC4 * KV; e += NT) {
     let r4 = e / KV;
     let c = e % KV;
     var kq: array<vec4<f32>, 4>;
+    var vq: array<V, 4>;
     for (var u = 0u; u < 4u; u++) {
       let r = 4u * r4 + u;
-      var vv = V(0.0);
       if (j0 + r < params.Tk) {
         let src = ((b * params.Tk + j0 + r) * params.Hkv + hk) * KV + c;
         kq[u] = lanes4(k[src]);
-        vv = v[src];
+        vq[u] = v[src];
       }
-      vTile[r][c] = vv;
     }
     storeQuad(&kQuads, r4, c, kq);
+    storeValues(r4, c, vq);
   }
 }

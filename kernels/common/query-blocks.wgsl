@@ -1,9 +1,10 @@
 // Shared by the passes by blocks of scores whose rows are queries (common/attention-forward-
 // blocks.wgsl, attention-backward-dq-blocks.wgsl): scale·q of the workgroup's query tile staged
-// (common/score-blocks.wgsl's rowTile), the rows' visible keys, and a key tile's three steps. The
-// pass gives the other two: `rowStep(t, i, j0, n)`, invocation i's own row's work on the tile's
-// scores, and `quadStep(m, u, n)`, a quarter of the channels of query quad m's rows. Expects `q`,
-// common/score-blocks.wgsl, common/kv-tile.wgsl (queryBase), common/key-quads.wgsl and a layout.
+// (common/score-blocks.wgsl's rowTile), the rows' visible keys, and a key tile's steps. The pass
+// gives them: `weighKeys(t, i, j0, n)`, the tile's scores and each row's work on them (invocation
+// i's own row), and `quadStep(m, u, n)`, a quarter of the channels of query quad m's rows. Expects
+// `q`, common/score-blocks.wgsl, common/kv-tile.wgsl (queryBase), common/key-quads.wgsl and a
+// layout.
 
 // each row's visible keys of the tile (bit r: key j0 + r), for the last step
 var<workgroup> rowSeen: array<u32, BR>;
@@ -37,11 +38,9 @@ fn tileSeen(t: QueryTile, i: u32, j0: u32, n: u32) -> u32 {
   return 0u;
 }
 
-// The three steps over one tile of keys, from uniform control flow (common/kv-tile.wgsl's sweep).
+// The steps over one tile of keys, from uniform control flow (common/kv-tile.wgsl's sweep).
 fn visitTile(t: QueryTile, i: u32, j0: u32, n: u32) {
-  blockScores(&kQuads);
-  workgroupBarrier();
-  rowStep(t, i, j0, n);
+  weighKeys(t, i, j0, n);
   workgroupBarrier();
   let at = blockAt(lid);
   quadStep(at.x, at.y, n);

@@ -10,6 +10,10 @@ import dropoutHelpers from '../../kernels/common/dropout.wgsl';
 import rowRegisters from '../../kernels/common/row-registers.wgsl';
 import kvTileHelpers from '../../kernels/common/kv-tile.wgsl';
 import keyQuads from '../../kernels/common/key-quads.wgsl';
+import valueRows from '../../kernels/common/value-rows.wgsl';
+import valueQuads from '../../kernels/common/value-quads.wgsl';
+import dqDpRows from '../../kernels/common/dq-dp-rows.wgsl';
+import dqDpBlocks from '../../kernels/common/dq-dp-blocks.wgsl';
 import quadScores from '../../kernels/common/quad-scores.wgsl';
 import attendTileHelper from '../../kernels/common/attend-tile.wgsl';
 import queryTileHelpers from '../../kernels/common/query-tile.wgsl';
@@ -285,19 +289,22 @@ export function byBlocks(backend: WebGPUBackend, pass: TiledPass, K: number): bo
 }
 
 /**
- * Whether dK/dV by blocks forms dP = v·dO by blocks too, its values staged beside its keys
- * (`kernels/common/dkv-dp-blocks.wgsl`, 16 KB more at K = 64: 46.6 KB in all), where the device's
- * workgroup memory holds them; else by key rows, each row's value read from memory where used
- * (`dkv-dp-rows.wgsl`), which by the count of docs/benchmarks.md runs at a third of the
- * multiply-add rate on an NVIDIA GPU where the blocks' cut runs at the full rate.
+ * Whether dQ or dK/dV by blocks forms dP = dO·v by blocks too, as it forms the scores, the other
+ * factor staged beside its rows (dQ's output gradients beside scale·q, with each row's statistic
+ * and liveness; dK/dV's values beside its keys): `kernels/common/dq-dp-blocks.wgsl`,
+ * `dkv-dp-blocks.wgsl`, 16 KB more at K = 64 (47.1 and 46.6 KB in all), where the device's
+ * workgroup memory holds them. Else by rows (`dq-dp-rows.wgsl`, `dkv-dp-rows.wgsl`), which by the
+ * count of docs/benchmarks.md runs at half (dQ) and a third (dK/dV) of the multiply-add rate on an
+ * NVIDIA GPU, where the blocks' cut runs at the full rate.
  *
  * @example
  * ```ts
- * dkvDpByBlocks(backend, 32);  // true where 26 KB fit; at K = 64, where 46.6 KB do (NVIDIA's 48 KB, not SwiftShader's 32)
+ * dpByBlocks(backend, 'dkv', 32);  // true where 26 KB fit; at K = 64, where 46.6 KB do (NVIDIA's 48 KB, not SwiftShader's 32)
  * ```
  */
-export function dkvDpByBlocks(backend: WebGPUBackend, K: number): boolean {
-  return blocksBytes(K) + 4 * BR * K <= backend.device.limits.maxComputeWorkgroupStorageSize;
+export function dpByBlocks(backend: WebGPUBackend, pass: 'dq' | 'dkv', K: number): boolean {
+  const rowStats = pass === 'dq' ? 4 * 2 * BR : 0;
+  return blocksBytes(K) + 4 * BR * K + rowStats <= backend.device.limits.maxComputeWorkgroupStorageSize;
 }
 
 const sources = new Map<string, KernelSource>();
@@ -343,7 +350,7 @@ export function attentionKernel(
  * rows or, with subgroups, four lanes), and the split-K decode's two passes (partial rows per
  * chunk of keys, by an invocation, a workgroup or a subgroup: `split-pass.ts`; then their merge).
  */
-export type SkeletonPass = TiledPass | 'forwardBlocks' | 'dqBlocks' | 'dkvBlocks' | 'dkvBlocksDp' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
+export type SkeletonPass = TiledPass | 'forwardBlocks' | 'dqBlocks' | 'dqBlocksDp' | 'dkvBlocks' | 'dkvBlocksDp' | 'split' | 'splitWorkgroup' | 'splitSubgroups' | 'merge';
 
 const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk];
 
@@ -352,10 +359,11 @@ const SPLIT_PARTS = [grid, rowRegisters, cacheTile, attendTileHelper, splitChunk
  * the merge reads neither keys nor layout.
  */
 const SKELETON: Record<SkeletonPass, { visibility: boolean; parts: string[]; directives?: string }> = {
-  forward: { visibility: true, parts: [forwardBindings, rowRegisters, keyQuads, quadScores, kvTileHelpers, attendTileHelper, forwardBody] },
-  forwardBlocks: { visibility: true, parts: [forwardBindings, keyQuads, kvTileHelpers, scoreBlocks, queryBlocks, forwardBlocksBody] },
-  dq: { visibility: true, parts: [backwardBindings, dqCommon, rowRegisters, keyQuads, quadScores, kvTileHelpers, backwardDqBody] },
-  dqBlocks: { visibility: true, parts: [backwardBindings, dqCommon, keyQuads, kvTileHelpers, scoreBlocks, queryBlocks, backwardDqBlocksBody] },
+  forward: { visibility: true, parts: [forwardBindings, rowRegisters, keyQuads, valueRows, quadScores, kvTileHelpers, attendTileHelper, forwardBody] },
+  forwardBlocks: { visibility: true, parts: [forwardBindings, keyQuads, valueRows, kvTileHelpers, scoreBlocks, queryBlocks, forwardBlocksBody] },
+  dq: { visibility: true, parts: [backwardBindings, dqCommon, rowRegisters, keyQuads, valueRows, quadScores, kvTileHelpers, backwardDqBody] },
+  dqBlocks: { visibility: true, parts: [backwardBindings, dqCommon, keyQuads, valueRows, kvTileHelpers, scoreBlocks, queryBlocks, dqDpRows, backwardDqBlocksBody] },
+  dqBlocksDp: { visibility: true, parts: [backwardBindings, dqCommon, keyQuads, valueQuads, kvTileHelpers, scoreBlocks, queryBlocks, dqDpBlocks, backwardDqBlocksBody] },
   dkv: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, backwardDkvBody] },
   dkvBlocks: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, scoreBlocks, dkvDpRows, backwardDkvBlocksBody] },
   dkvBlocksDp: { visibility: true, parts: [backwardBindings, queryTileHelpers, dkvCommon, scoreBlocks, dkvDpBlocks, backwardDkvBlocksBody] },
@@ -389,7 +397,7 @@ export function skeletonKernel(
   return attentionKernel(name, [...front, hooks, ...parts, ...entry.parts], K, rows, entry.directives, RL);
 }
 
-const BLOCKS_PASSES: readonly SkeletonPass[] = ['forwardBlocks', 'dqBlocks', 'dkvBlocks', 'dkvBlocksDp'];
+const BLOCKS_PASSES: readonly SkeletonPass[] = ['forwardBlocks', 'dqBlocks', 'dqBlocksDp', 'dkvBlocks', 'dkvBlocksDp'];
 
 /** A pass's entry point and row hooks, by invocations per row: the tiled passes', and the split-K decode's workgroup pass. */
 const TILED_ENTRIES = {

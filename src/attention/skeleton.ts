@@ -6,7 +6,7 @@ import {
   grid1d, lanesFor, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource, type Param,
 } from '../webgpu/runtime.js';
 import { sumParts, tiledSplits } from './tile-splits.js';
-import { BR, byBlocks, dkvDpByBlocks, keysInMemory, skeletonKernel, tiledRowLanes, tiledRows, type SkeletonPass, type TiledPass } from './kernel-source.js';
+import { BR, byBlocks, dpByBlocks, keysInMemory, skeletonKernel, tiledRowLanes, tiledRows, type SkeletonPass, type TiledPass } from './kernel-source.js';
 import {
   KEY_LIST_INPUT, PACKED_INPUT, attentionParams, bindVisibility, hasDropout, keyListWidth, sizesOf,
   type AttentionAttrs, type BoundVisibility,
@@ -120,7 +120,7 @@ function runSkeleton(
 /**
  * The kernel of one tiled pass at head dimension K, and the pipeline constants its choice sets:
  * a pass by blocks of scores where {@link byBlocks} says so (e.g. FlashAttentionForwardBlocks,
- * FlashAttentionBackwardDkvBlocks, or FlashAttentionBackwardDkvBlocksDp where {@link dkvDpByBlocks}
+ * FlashAttentionBackwardDkvBlocks, or FlashAttentionBackwardDkvBlocksDp where {@link dpByBlocks}
  * says so); else by rows, RQ per invocation or per four lanes of a subgroup
  * (e.g. FlashAttentionForwardSubgroups), dK/dV's keys read from memory (`KEYS_IN_MEMORY`) where
  * {@link keysInMemory} says so.
@@ -129,9 +129,9 @@ function tiledKernel(
   backend: WebGPUBackend, label: string, pass: TiledPass, layout: string, hooks: string, K: number,
 ): { kernel: KernelSource; constants: Record<string, number> } {
   if (byBlocks(backend, pass, K)) {
-    const blocks: SkeletonPass = pass === 'dkv' && dkvDpByBlocks(backend, K) ? 'dkvBlocksDp' : `${pass}Blocks`;
-    const name = `${label}${PASS_NAMES[pass]}${blocks === 'dkvBlocksDp' ? 'BlocksDp' : 'Blocks'}`;
-    return { kernel: skeletonKernel(name, blocks, layout, hooks, K), constants: {} };
+    const dp = pass !== 'forward' && dpByBlocks(backend, pass, K);
+    const blocks: SkeletonPass = dp ? `${pass}BlocksDp` : `${pass}Blocks`;
+    return { kernel: skeletonKernel(`${label}${PASS_NAMES[pass]}Blocks${dp ? 'Dp' : ''}`, blocks, layout, hooks, K), constants: {} };
   }
   const RL = tiledRowLanes(backend, pass, K);
   const rows = tiledRows(backend, pass, K, RL);
