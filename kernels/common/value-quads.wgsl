@@ -5,7 +5,7 @@
 // vQuads[c][l][r4]: lane l of channel group c of the four values of quad r4
 var<workgroup> vQuads: QuadTile;
 
-// Channel group c of the four values of quad r4, transposed.
+// Channel group c of the four values of quad r4, transposed (V is a vec4 here).
 fn storeValues(r4: u32, c: u32, vq: array<V, 4>) {
-  storeQuad(&vQuads, r4, c, array<vec4<f32>, 4>(vq[0], vq[1], vq[2], vq[3]));
+  storeQuad(&vQuads, r4, c, vq);
 }
