@@ -30,7 +30,7 @@ fn quadStep(m: u32, u: u32, n: u32) {
   for (var turn = 0u; turn < n4; turn++) {
     let r4 = (turn + u) % n4;
     if (!any(quadSeen(some, r4))) { continue; }
-    let ds$ = sTile[4u * m + $u][r4];
+    let ds$ = sRead(4u * m + $u, r4);
     let take$ = quadSeen(seen$, r4);
     for (var x = 0u; x < KB; x++) {
       let kc = quadChannels(&kQuads, r4, 4u * x + u);

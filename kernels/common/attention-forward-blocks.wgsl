@@ -30,11 +30,11 @@ fn weighKeys(t: QueryTile, i: u32, j0: u32, n: u32) {
   workgroupBarrier();
   let seen = tileSeen(t, i, j0, n);
   var w: array<vec4<f32>, BC4>;
-  for (var r4 = 0u; r4 < BC4; r4++) { w[r4] = sTile[lid][r4]; }
+  for (var r4 = 0u; r4 < BC4; r4++) { w[r4] = sRead(lid, r4); }
   let n4 = (n + 3u) / 4u;
   rowFactors[lid] = weighTile(&row, &w, n4, seen);
   rowSeen[lid] = seen;
-  for (var r4 = 0u; r4 < n4; r4++) { sTile[lid][r4] = w[r4] * dropKeep4(t.b, t.h, i, j0 + 4u * r4); }
+  for (var r4 = 0u; r4 < n4; r4++) { sWrite(lid, r4, w[r4] * dropKeep4(t.b, t.h, i, j0 + 4u * r4)); }
 }
 
 // Step 3: the weighted values of the tile's n keys into the accumulators of query quad m's rows,
@@ -52,7 +52,7 @@ fn quadStep(m: u32, u: u32, n: u32) {
   for (var r4 = 0u; r4 < n4; r4++) {
     if (!any(quadSeen(some, r4))) { continue; }
     let r = 4u * r4;
-    let p$ = sTile[4u * m + $u][r4];
+    let p$ = sRead(4u * m + $u, r4);
     if (all(quadSeen(every, r4))) {
       for (var x = 0u; x < KB; x++) {
         let c = 4u * x + u;

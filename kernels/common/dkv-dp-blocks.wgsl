@@ -36,7 +36,7 @@ fn weighQueries(b: u32, h: u32, i0: u32, n: u32) {
     take$ = quadSeen(queriesSeen(b, j$, i, min(4u, n - 4u * r4)), 0u) & quadSeen(liveTile[r4], 0u);
   }
   let g$ = quadWeights(take$, s[$u], dp[$u], b, h, i, j$, r4);
-  sTile[4u * m + $u][r4] = g$[0];
+  sWrite(4u * m + $u, r4, g$[0]);
   dsBlock[$u] = g$[1];
   // $ }
 }
@@ -44,5 +44,5 @@ fn weighQueries(b: u32, h: u32, i0: u32, n: u32) {
 // The block's dS in place of its weights.
 fn writeDs(n: u32) {
   let at = blockAt(lid);
-  sTile[4u * at.x + $u][at.y] = dsBlock[$u];
+  sWrite(4u * at.x + $u, at.y, dsBlock[$u]);
 }

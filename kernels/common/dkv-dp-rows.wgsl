@@ -34,8 +34,8 @@ fn weighQueries(b: u32, h: u32, i0: u32, n: u32) {
     }
     // the queries whose output gradient is 0 stay out (liveQueries)
     let take = quadSeen(seen, e4) & quadSeen(liveTile[e4], 0u);
-    let g = quadWeights(take, sTile[lid][e4], px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
-    sTile[lid][e4] = g[0];
+    let g = quadWeights(take, sRead(lid, e4), px + py + pz + pw, b, h, i0 + 4u * e4, j, e4);
+    sWrite(lid, e4, g[0]);
     ds[e4] = g[1];
     let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), take);
     taken |= (bits.x | bits.y | bits.z | bits.w) << (4u * e4);
@@ -45,5 +45,5 @@ fn weighQueries(b: u32, h: u32, i0: u32, n: u32) {
 
 // The key row's dS in place of its weights.
 fn writeDs(n: u32) {
-  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sTile[lid][e4] = ds[e4]; }
+  for (var e4 = 0u; e4 < (n + 3u) / 4u; e4++) { sWrite(lid, e4, ds[e4]); }
 }

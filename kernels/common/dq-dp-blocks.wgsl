@@ -47,6 +47,6 @@ fn weighKeys(t: QueryTile, i: u32, j0: u32, n: u32) {
   if (rowLive[4u * m + $u] != 0u && 4u * r4 < n) { seen$ = tileSeen(t, i$, j, min(4u, n - 4u * r4)); }
   let st$ = rowStats[4u * m + $u];
   // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
-  sTile[4u * m + $u][r4] = quadGrads(quadSeen(seen$, 0u), s[$u], dp[$u] * dropKeep4(t.b, t.h, i$, j), st$.x, st$.y);
+  sWrite(4u * m + $u, r4, quadGrads(quadSeen(seen$, 0u), s[$u], dp[$u] * dropKeep4(t.b, t.h, i$, j), st$.x, st$.y));
   // $ }
 }

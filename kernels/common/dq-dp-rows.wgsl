@@ -42,6 +42,6 @@ fn weighKeys(t: QueryTile, i: u32, j0: u32, n: u32) {
     }
     // dropout: the weight's gradient is dP times its multiplier (see pairGrads)
     let dp = vec4<f32>(lanesSum(dx), lanesSum(dy), lanesSum(dz), lanesSum(dw)) * dropKeep4(t.b, t.h, i, j0 + r);
-    sTile[lid][r4] = quadGrads(quadSeen(seen, r4), sTile[lid][r4], dp, factor, delta);
+    sWrite(lid, r4, quadGrads(quadSeen(seen, r4), sRead(lid, r4), dp, factor, delta));
   }
 }

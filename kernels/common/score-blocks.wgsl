@@ -24,10 +24,28 @@ alias RowTile = array<array<array<vec4<f32>, BR4>, V_LANES>, KV>;
 
 // the rows the scores are formed from (scale·q, or dK/dV's keys)
 var<workgroup> rowTile: RowTile;
-// sTile[i][r4]: row i's scores of the other side's quad r4, then what the pass makes of them
+// row i's scores of the other side's quad r4, then what the pass makes of them: read and written
+// through sRead and sWrite, which place it in column sColumn(i, r4) of row i
 var<workgroup> sTile: array<array<vec4<f32>, SS>, BR>;
 
 var<private> lid: u32;
+
+// The column of sTile that holds row i's quad r4: the quads' order turns with bits 3 and 4 of the
+// row. The last steps read rows 4m + u of eight quads m at once (blockAt), and rows eight apart
+// lie 32·SS words apart, in the same memory banks whatever the padding: turned so, each quarter of
+// a warp reads distinct banks, and the forward's eight rows at one column cover all 32
+// (docs/benchmarks.md).
+fn sColumn(i: u32, r4: u32) -> u32 {
+  return r4 ^ (((i >> 2u) & 2u) | ((i >> 4u) & 1u));
+}
+
+fn sRead(i: u32, r4: u32) -> vec4<f32> {
+  return sTile[i][sColumn(i, r4)];
+}
+
+fn sWrite(i: u32, r4: u32, x: vec4<f32>) {
+  sTile[i][sColumn(i, r4)] = x;
+}
 
 // Stages channel group c of row quad m in `tile`, transposed: rows[u] is row 4m + u's group.
 fn stageRows(tile: ptr<workgroup, RowTile>, m: u32, c: u32, rows: array<vec4<f32>, 4>) {
@@ -58,7 +76,7 @@ fn blockOf(rows: ptr<workgroup, RowTile>, other: ptr<workgroup, QuadTile>, m: u3
 fn blockScores(other: ptr<workgroup, QuadTile>) {
   let at = blockAt(lid);
   let s = blockOf(&rowTile, other, at.x, at.y);
-  sTile[4u * at.x + $u][at.y] = s[$u];
+  sWrite(4u * at.x + $u, at.y, s[$u]);
 }
 
 // Invocation `index`'s quad of rows m and its second index: the quad r4 of the other side's tile

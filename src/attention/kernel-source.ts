@@ -247,7 +247,7 @@ const BLOCKS_FLAGS: Record<TiledPass, string> = { forward: ATTENTION_FORWARD_FLA
  * the BR / 4 quads of the workgroup's rows by the four quads make BR blocks of scores, and BR
  * invocations each take one, then a row, then a quad of rows' outputs at a quarter of the channels.
  */
-const BLOCKS_TILE: KernelTile = { BC: 16, NT: BR };
+export const BLOCKS_TILE: KernelTile = { BC: 16, NT: BR };
 
 /**
  * Bytes of workgroup memory a pass by blocks takes at head dimension K, at most: its BR rows
