@@ -48,14 +48,15 @@ fn loadRows(rows: ptr<workgroup, RowTile>, values: bool) {
 // Steps 2 and 4: sTile's weights (or dS) times the tile's output gradients (or scale·q) into the dv
 // (or dk) of key quad m's rows, channel groups u, u + 4, …. A query a key does not meet never
 // meets that key, so that its values, which may be non-finite, stay out of the key's gradients.
-// The four u take the query quads in turns (u first): channel groups four apart lie 64 words
+// The four u take the query quads in turns (turnQuad): channel groups four apart lie 64 words
 // apart in a QuadTile, the same memory banks, which the quads' offsets of 4 words then move apart.
 fn quadStep(m: u32, u: u32, n: u32, keys: bool) {
   let seen$ = keySeenBits[4u * m + $u];
   let some = seen0 | seen1 | seen2 | seen3;
   let n4 = (n + 3u) / 4u;
+  let first = u % max(n4, 1u);
   for (var turn = 0u; turn < n4; turn++) {
-    let r4 = (turn + u) % n4;
+    let r4 = turnQuad(turn, first, n4);
     if (!any(quadSeen(some, r4))) { continue; }
     let w$ = sRead(4u * m + $u, r4);
     let take$ = quadSeen(seen$, r4);

@@ -20,15 +20,16 @@ var<private> acc$: array<V, KB>; // the last step's rows' dq, channel groups u +
 
 // Step 2: dS·k of the tile's n keys into the dq of query quad m's rows, channel groups u, u + 4, ….
 // A key one of the rows does not see never meets that row, so that the key, which may be
-// non-finite, stays out of its dq. The four u take the key quads in turns (u first): channel
+// non-finite, stays out of its dq. The four u take the key quads in turns (turnQuad): channel
 // groups four apart lie 64 words apart in kQuads, the same memory banks, which the quads' offsets
 // of 4 words then move apart.
 fn quadStep(m: u32, u: u32, n: u32) {
   let seen$ = rowSeen[4u * m + $u];
   let some = seen0 | seen1 | seen2 | seen3;
   let n4 = (n + 3u) / 4u;
+  let first = u % max(n4, 1u);
   for (var turn = 0u; turn < n4; turn++) {
-    let r4 = (turn + u) % n4;
+    let r4 = turnQuad(turn, first, n4);
     if (!any(quadSeen(some, r4))) { continue; }
     let ds$ = sRead(4u * m + $u, r4);
     let take$ = quadSeen(seen$, r4);

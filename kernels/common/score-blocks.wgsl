@@ -79,6 +79,14 @@ fn blockScores(other: ptr<workgroup, QuadTile>) {
   sWrite(4u * at.x + $u, at.y, s[$u]);
 }
 
+// The quad of the other side's n4 that quarter u of a last step takes at turn `turn`, the four
+// quarters taking them in turns (u first): (turn + u) mod n4, from first = u mod n4, computed
+// once, so that the loop over quads spends a compare, not an integer division, on each.
+fn turnQuad(turn: u32, first: u32, n4: u32) -> u32 {
+  let r4 = turn + first;
+  return select(r4, r4 - n4, r4 >= n4);
+}
+
 // Invocation `index`'s quad of rows m and its second index: the quad r4 of the other side's tile
 // whose block of scores it forms, and the quarter u of the channels it takes in a pass's last step.
 // The second comes from bits 1 and 3 of the index and m from the others, so that lanes 2k and
