@@ -29,8 +29,8 @@
  * `-- --dkv-keys registers|memory` where dK/dV keeps its key rows (`MIXERS_ATTENTION_DKV_KEYS`);
  * `-- --split-pass invocation|workgroup|subgroup` who folds a chunk of the split-K decode
  * (`MIXERS_ATTENTION_SPLIT_PASS`); `-- --forward rows|blocks` how the tiled attention forward
- * cuts a tile's work (`MIXERS_ATTENTION_FORWARD`), `-- --dq rows|blocks` and `-- --dkv rows|blocks`
- * how its backward's dQ and dK/dV do (`MIXERS_ATTENTION_DQ`, `MIXERS_ATTENTION_DKV`); `-- --average-run n` the chunks per invocation of
+ * cuts a tile's work (`MIXERS_ATTENTION_FORWARD`), `-- --dq rows|blocks|blocks-dp-rows` and
+ * `-- --dkv rows|blocks|blocks-dp-rows` how its backward's dQ and dK/dV do (`MIXERS_ATTENTION_DQ`, `MIXERS_ATTENTION_DKV`); `-- --average-run n` the chunks per invocation of
  * AverageContext's levels scan (`MIXERS_AVERAGE_CONTEXT_RUN`). `-- --no-robustness`, a diagnostic, has Dawn
  * compile every kernel without WebGPU's bounds checks (`no-robustness-<adapter>.…`), as no browser runs them.
  *

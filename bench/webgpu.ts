@@ -22,14 +22,14 @@ export interface BenchFlags {
   dkvKeys?: 'registers' | 'memory';
   splitPass?: SplitFolder;
   forward?: 'rows' | 'blocks';
-  dq?: 'rows' | 'blocks';
-  dkv?: 'rows' | 'blocks';
+  dq?: 'rows' | 'blocks' | 'blocks-dp-rows';
+  dkv?: 'rows' | 'blocks' | 'blocks-dp-rows';
   averageRun?: number;
 }
 
 /**
  * The scripts' `--subgroups`, `--no-robustness`, `--rows n`, `--splits n`, `--dkv-keys registers|memory`,
- * `--split-pass invocation|workgroup|subgroup`, `--forward rows|blocks`, `--dq rows|blocks`, `--dkv rows|blocks` and `--average-run n`, for
+ * `--split-pass invocation|workgroup|subgroup`, `--forward rows|blocks`, `--dq rows|blocks|blocks-dp-rows`, `--dkv rows|blocks|blocks-dp-rows` and `--average-run n`, for
  * {@link startWebGPU}; exits on a bad value.
  */
 export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
@@ -66,9 +66,9 @@ export function benchFlags(who: string, argv: readonly string[]): BenchFlags {
   if (splitPass !== undefined) flags.splitPass = splitPass;
   const forward = word('--forward', ['rows', 'blocks'], 'rows or blocks (how the tiled attention forward cuts a tile\'s work)');
   if (forward !== undefined) flags.forward = forward;
-  const dq = word('--dq', ['rows', 'blocks'], 'rows or blocks (how the attention backward\'s dQ cuts a tile\'s work)');
+  const dq = word('--dq', ['rows', 'blocks', 'blocks-dp-rows'], 'rows, blocks or blocks-dp-rows (how the attention backward\'s dQ cuts a tile\'s work)');
   if (dq !== undefined) flags.dq = dq;
-  const dkv = word('--dkv', ['rows', 'blocks'], 'rows or blocks (how the attention backward\'s dK/dV cuts a tile\'s work)');
+  const dkv = word('--dkv', ['rows', 'blocks', 'blocks-dp-rows'], 'rows, blocks or blocks-dp-rows (how the attention backward\'s dK/dV cuts a tile\'s work)');
   if (dkv !== undefined) flags.dkv = dkv;
   return flags;
 }

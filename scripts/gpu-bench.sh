@@ -132,6 +132,9 @@ step split-workgroup-quarters 40 "${profile[@]}" --subgroups --split-pass workgr
 step forward-blocks 45 "${profile[@]}" --forward blocks 'copy' 'flashAttention forward T=' 'expressiveAttention forward T='
 # the backward's dQ and dK/dV by blocks of scores, likewise
 step backward-blocks 45 "${profile[@]}" --dq blocks --dkv blocks 'copy' 'flashAttention forward+backward'
+# and with dP by rows, in less workgroup memory (more workgroups at once) than 'blocks' takes where
+# the adapter holds dP's other factor staged
+step backward-blocks-dp-rows 45 "${profile[@]}" --dq blocks-dp-rows --dkv blocks-dp-rows 'copy' 'flashAttention forward+backward'
 # the attention passes compiled without WebGPU's bounds checks (Dawn's disable_robustness; no browser
 # runs them so): what the clamp of every array index and the loops' guards cost
 step no-robustness 60 "${profile[@]}" --no-robustness 'copy' 'flashAttention forward'

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import {
   ATTENTION_DKV_FLAG, ATTENTION_DKV_KEYS_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG, ATTENTION_ROW_LANES_FLAG,
-  ATTENTION_ROWS_FLAG,
+  ATTENTION_ROWS_FLAG, BLOCKS_FLAG_VALUES,
 } from './attention/kernel-source.js';
 import { ATTENTION_SPLIT_PASS_FLAG } from './attention/split-pass.js';
 import { SCAN_FLAG as AVERAGE_SCAN_FLAG } from './mixers/average-context/kernel.js';
@@ -117,14 +117,14 @@ interface Tunable {
 // the structural choices whose 'auto' is a guess about the adapter; chunk counts, which 'auto'
 // sets from each call's shape, are left to it
 const TUNABLES: readonly Tunable[] = [
-  { flag: ATTENTION_FORWARD_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'forward' },
+  { flag: ATTENTION_FORWARD_FLAG, values: () => [...BLOCKS_FLAG_VALUES.forward], workload: 'forward' },
   // every subset of the tiled passes in quarters: 1 none, 4 all, or those named
   { flag: ATTENTION_ROW_LANES_FLAG, values: () => ['auto', 1, 4, 'forward', 'dq', 'dkv', 'forward,dq', 'forward,dkv', 'dq,dkv'], workload: 'training' },
   { flag: ATTENTION_ROWS_FLAG, values: () => ['auto', 1, 2, 4], workload: 'training' },
   { flag: ATTENTION_DKV_KEYS_FLAG, values: () => ['auto', 'registers', 'memory'], workload: 'training' },
   // after the rows' choices, so that the backward's passes by blocks race the best by rows
-  { flag: ATTENTION_DQ_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'training' },
-  { flag: ATTENTION_DKV_FLAG, values: () => ['auto', 'rows', 'blocks'], workload: 'training' },
+  { flag: ATTENTION_DQ_FLAG, values: () => [...BLOCKS_FLAG_VALUES.dq], workload: 'training' },
+  { flag: ATTENTION_DKV_FLAG, values: () => [...BLOCKS_FLAG_VALUES.dkv], workload: 'training' },
   {
     flag: ATTENTION_SPLIT_PASS_FLAG,
     values: (backend) => ['auto', 'invocation', 'workgroup', ...(subgroupLanes(backend) !== null ? ['subgroup'] : [])],

@@ -599,11 +599,12 @@ describeOn('webgpu', 'attention kernels under visibility: the passes by blocks o
   ] as const;
   for (const [pass, flag, kernel] of passes) {
     // dQ and dK/dV at K = 64 too: dO or the values staged (dpByBlocks) only where 47 KB fit, so
-    // that on a 32 KB adapter both builds of each run
-    const sizes = pass === 'forward' ? [[16, 1], [32, 1], [16, 3]] as const : [[16, 1], [32, 1], [16, 3], [64, 1]] as const;
-    for (const [K, splits] of sizes) {
-      it(`${pass} at K = ${K}${splits > 1 ? `, in ${splits} chunks of the ${pass === 'dK/dV' ? 'queries' : 'keys'}` : ''}: every family's forward equals dense masked attention, and its gradients`, async () => {
-        tf.env().set(flag, 'blocks');
+    // that on a 32 KB adapter both builds of each run; and at K = 16 with dP by rows as asked
+    const sizes = pass === 'forward' ? [[16, 1, 'blocks'], [32, 1, 'blocks'], [16, 3, 'blocks']] as const
+      : [[16, 1, 'blocks'], [32, 1, 'blocks'], [16, 3, 'blocks'], [64, 1, 'blocks'], [16, 1, 'blocks-dp-rows']] as const;
+    for (const [K, splits, value] of sizes) {
+      it(`${pass} at K = ${K}${splits > 1 ? `, in ${splits} chunks of the ${pass === 'dK/dV' ? 'queries' : 'keys'}` : ''}${value === 'blocks' ? '' : `, ${value}`}: every family's forward equals dense masked attention, and its gradients`, async () => {
+        tf.env().set(flag, value);
         tf.env().set(ATTENTION_SPLITS_FLAG, splits);
         try {
           const ran = await launchedPipelines(async () => {
@@ -613,6 +614,8 @@ describeOn('webgpu', 'attention kernels under visibility: the passes by blocks o
             await checkBlockSparse(K);
           });
           const built = pass !== 'forward' && dpByBlocks(tf.backend() as WebGPUBackend, pass === 'dQ' ? 'dq' : 'dkv', K) ? 'BlocksDp' : 'Blocks';
+          // 'blocks' stages dP's other factor at K = 16 on any adapter; 'blocks-dp-rows' never
+          if (K === 16) expect(built).toBe(value === 'blocks' && pass !== 'forward' ? 'BlocksDp' : 'Blocks');
           for (const family of ['FlashAttention', 'ExpressiveAttention', 'BlockSparse']) {
             expect(ran).toContain(`${family}${kernel}${built}K${K}R4`);
             expect(ran.filter((label) => label.startsWith(`${family}${kernel}K${K}`))).toEqual([]);
@@ -646,10 +649,21 @@ describeOn('webgpu', 'attention kernels under visibility: the passes by blocks o
         if (pass !== 'forward') expect([16, 64].map((K) => dpByBlocks(gpu, pass, K))).toEqual([true, limit >= (pass === 'dq' ? 47120 : 46608)]);
         // one flag chooses one pass
         for (const other of Object.keys(flags) as (keyof typeof flags)[]) expect(byBlocks(gpu, other, 16)).toBe(other === pass);
+        tf.env().set(flag, 'blocks-dp-rows');
+        if (pass !== 'forward') {
+          // by blocks as 'blocks', dP by rows wherever the memory would hold it by blocks
+          expect(Ks.map((K) => byBlocks(gpu, pass, K))).toEqual([true, limit >= 30224, false, false, limit >= 54800]);
+          expect([16, 64].map((K) => dpByBlocks(gpu, pass, K))).toEqual([false, false]);
+        } else {
+          // the forward has no dP
+          expect(() => byBlocks(gpu, pass, 16)).toThrow(`tfjs-mixers: flag ${flag} must be 'auto', 'rows' or 'blocks'; received "blocks-dp-rows".`);
+        }
         tf.env().set(flag, 'rows');
         expect(byBlocks(gpu, pass, 64)).toBe(false);
+        if (pass !== 'forward') expect(dpByBlocks(gpu, pass, 16)).toBe(false);
         tf.env().set(flag, 'tiles');
-        expect(() => byBlocks(gpu, pass, 64)).toThrow(`tfjs-mixers: flag ${flag} must be 'auto', 'rows' or 'blocks'; received "tiles".`);
+        const values = pass === 'forward' ? "'auto', 'rows' or 'blocks'" : "'auto', 'rows', 'blocks' or 'blocks-dp-rows'";
+        expect(() => byBlocks(gpu, pass, 64)).toThrow(`tfjs-mixers: flag ${flag} must be ${values}; received "tiles".`);
         tf.env().set(flag, 'auto');
       }
     } finally {

@@ -72,8 +72,9 @@ describeOn('webgpu', 'tuneKernels on this adapter', () => {
     expect(twins(ATTENTION_ROW_LANES_FLAG)).toEqual([['auto', null], ...[1, 4, 'forward', 'dq', 'dkv', 'forward,dq', 'forward,dkv', 'dq,dkv'].map((v) => [v, 'auto'])]);
     expect(twins(ATTENTION_ROWS_FLAG)).toEqual([[2, null], ['auto', null], [1, null], [4, 'auto']]);
     expect(twins(ATTENTION_DKV_KEYS_FLAG)).toEqual([['auto', null], ['registers', 'auto'], ['memory', null]]);
-    expect(twins(ATTENTION_DQ_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null]]);
-    expect(twins(ATTENTION_DKV_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null]]);
+    // at K = 16 'blocks' forms dP by blocks (dpByBlocks), so 'blocks-dp-rows' launches other kernels
+    expect(twins(ATTENTION_DQ_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null], ['blocks-dp-rows', null]]);
+    expect(twins(ATTENTION_DKV_FLAG)).toEqual([['auto', null], ['rows', 'auto'], ['blocks', null], ['blocks-dp-rows', null]]);
     // the test adapter has no subgroups feature on tfjs's own backend
     expect(twins(ATTENTION_SPLIT_PASS_FLAG)).toEqual([['auto', null], ['invocation', 'auto'], ['workgroup', null]]);
     expect(twins(AVERAGE_SCAN_FLAG)).toEqual([['auto', null], ['levels', null], ['walk', 'auto'], ['lookback', null]]);

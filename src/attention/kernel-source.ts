@@ -230,8 +230,11 @@ tf.env().registerFlag(ATTENTION_FORWARD_FLAG, () => 'auto');
  * The tfjs flags that set how dQ and dK/dV cut a tile's work, as {@link ATTENTION_FORWARD_FLAG}
  * the forward's: 'auto' (the default, {@link byBlocks}), 'rows' (`kernels/common/attention-backward-dq.wgsl`,
  * `attention-backward-dkv.wgsl`) or 'blocks' (`attention-backward-dq-blocks.wgsl`: blocks of
- * scores, then rows' dS, then quads of rows' dq; `attention-backward-dkv-blocks.wgsl`: blocks of
- * scores, then key rows' weights and dS, then quads of key rows' dv, then their dk).
+ * scores and dS, then quads of rows' dq; `attention-backward-dkv-blocks.wgsl`: blocks of scores,
+ * weights and dS, then quads of key rows' dv, then their dk), which forms dP = dO·v by blocks too
+ * where the workgroup memory holds it ({@link dpByBlocks}); or 'blocks-dp-rows', by blocks with dP
+ * formed by rows everywhere, as 'blocks' forms it where the memory does not hold it (the build
+ * with less workgroup memory, which leaves a GPU more workgroups at once).
  */
 export const ATTENTION_DQ_FLAG = 'MIXERS_ATTENTION_DQ';
 tf.env().registerFlag(ATTENTION_DQ_FLAG, () => 'auto');
@@ -241,6 +244,12 @@ tf.env().registerFlag(ATTENTION_DKV_FLAG, () => 'auto');
 
 /** The flag that chooses whether each tiled pass works by blocks of scores. */
 const BLOCKS_FLAGS: Record<TiledPass, string> = { forward: ATTENTION_FORWARD_FLAG, dq: ATTENTION_DQ_FLAG, dkv: ATTENTION_DKV_FLAG };
+
+const BACKWARD_BLOCKS_VALUES = ['auto', 'rows', 'blocks', 'blocks-dp-rows'] as const;
+/** The values of each pass's flag of {@link BLOCKS_FLAGS}: the forward has no dP to form by rows. */
+export const BLOCKS_FLAG_VALUES: Record<TiledPass, readonly string[]> = {
+  forward: ['auto', 'rows', 'blocks'], dq: BACKWARD_BLOCKS_VALUES, dkv: BACKWARD_BLOCKS_VALUES,
+};
 
 /**
  * The passes by blocks' tile of the other side: 16 keys (or dK/dV's queries), four quads, so that
@@ -280,12 +289,19 @@ function blocksBytes(K: number): number {
  * ```
  */
 export function byBlocks(backend: WebGPUBackend, pass: TiledPass, K: number): boolean {
+  return blocksChosen(pass) !== 'rows' && K % 16 === 0 && blocksBytes(K) <= backend.device.limits.maxComputeWorkgroupStorageSize;
+}
+
+/** What a pass's flag asks for ('auto' keeps the rows), checked. */
+function blocksChosen(pass: TiledPass): 'rows' | 'blocks' | 'blocks-dp-rows' {
   const flag = BLOCKS_FLAGS[pass];
   const chosen = tf.env().get(flag);
-  if (chosen !== 'auto' && chosen !== 'rows' && chosen !== 'blocks') {
-    throw new Error(`tfjs-mixers: flag ${flag} must be 'auto', 'rows' or 'blocks'; received ${JSON.stringify(chosen)}.`);
+  const values = BLOCKS_FLAG_VALUES[pass];
+  if (!values.includes(chosen as string)) {
+    const named = values.map((v) => `'${v}'`);
+    throw new Error(`tfjs-mixers: flag ${flag} must be ${named.slice(0, -1).join(', ')} or ${named.at(-1)}; received ${JSON.stringify(chosen)}.`);
   }
-  return chosen === 'blocks' && K % 16 === 0 && blocksBytes(K) <= backend.device.limits.maxComputeWorkgroupStorageSize;
+  return chosen === 'auto' ? 'rows' : chosen as 'rows' | 'blocks' | 'blocks-dp-rows';
 }
 
 /**
@@ -293,18 +309,20 @@ export function byBlocks(backend: WebGPUBackend, pass: TiledPass, K: number): bo
  * factor staged beside its rows (dQ's output gradients beside scale·q, with each row's statistic
  * and liveness; dK/dV's values beside its keys): `kernels/common/dq-dp-blocks.wgsl`,
  * `dkv-dp-blocks.wgsl`, 16 KB more at K = 64 (47.1 and 46.6 KB in all), where the device's
- * workgroup memory holds them. Else by rows (`dq-dp-rows.wgsl`, `dkv-dp-rows.wgsl`), which by the
- * count of docs/benchmarks.md runs at half (dQ) and a third (dK/dV) of the multiply-add rate on an
- * NVIDIA GPU, where the blocks' cut runs at the full rate.
+ * workgroup memory holds them and the pass's flag is 'blocks' ({@link ATTENTION_DQ_FLAG}). Else by
+ * rows (`dq-dp-rows.wgsl`, `dkv-dp-rows.wgsl`), which by the count of docs/benchmarks.md runs at
+ * half (dQ) and a third (dK/dV) of the multiply-add rate on an NVIDIA GPU, where the blocks' cut
+ * runs at the full rate; but the more workgroup memory a workgroup takes, the fewer run at once
+ * (4 of 46.6 KB on an H100's 228 KB, 7 of 30 KB), which 'blocks-dp-rows' lets a GPU's tuning weigh.
  *
  * @example
  * ```ts
- * dpByBlocks(backend, 'dkv', 32);  // true where 26 KB fit; at K = 64, where 46.6 KB do (NVIDIA's 48 KB, not SwiftShader's 32)
+ * dpByBlocks(backend, 'dkv', 32);  // with 'blocks', true where 26 KB fit; at K = 64, where 46.6 KB do (NVIDIA's 48 KB, not SwiftShader's 32)
  * ```
  */
 export function dpByBlocks(backend: WebGPUBackend, pass: 'dq' | 'dkv', K: number): boolean {
   const rowStats = pass === 'dq' ? 4 * 2 * BR : 0;
-  return blocksBytes(K) + 4 * BR * K + rowStats <= backend.device.limits.maxComputeWorkgroupStorageSize;
+  return blocksChosen(pass) === 'blocks' && blocksBytes(K) + 4 * BR * K + rowStats <= backend.device.limits.maxComputeWorkgroupStorageSize;
 }
 
 const sources = new Map<string, KernelSource>();
