@@ -230,11 +230,11 @@ tf.env().registerFlag(ATTENTION_FORWARD_FLAG, () => 'auto');
  * The tfjs flags that set how dQ and dK/dV cut a tile's work, as {@link ATTENTION_FORWARD_FLAG}
  * the forward's: 'auto' (the default, {@link byBlocks}), 'rows' (`kernels/common/attention-backward-dq.wgsl`,
  * `attention-backward-dkv.wgsl`) or 'blocks' (`attention-backward-dq-blocks.wgsl`: blocks of
- * scores and dS, then quads of rows' dq; `attention-backward-dkv-blocks.wgsl`: blocks of scores,
- * weights and dS, then quads of key rows' dv, then their dk), which forms dP = dO·v by blocks too
- * where the workgroup memory holds it ({@link dpByBlocks}); or 'blocks-dp-rows', by blocks with dP
- * formed by rows everywhere, as 'blocks' forms it where the memory does not hold it (the build
- * with less workgroup memory, which leaves a GPU more workgroups at once).
+ * scores, dP = dO·v and dS, then quads of rows' dq; `attention-backward-dkv-blocks.wgsl`: blocks of
+ * scores, dP, weights and dS, then quads of key rows' dv, then their dk) where the workgroup memory
+ * holds dP's other factor staged ({@link dpByBlocks}), else with dP and dS formed by rows between
+ * the two; or 'blocks-dp-rows', by blocks with dP and dS by rows everywhere (less workgroup
+ * memory, which leaves a GPU more workgroups at once).
  */
 export const ATTENTION_DQ_FLAG = 'MIXERS_ATTENTION_DQ';
 tf.env().registerFlag(ATTENTION_DQ_FLAG, () => 'auto');
