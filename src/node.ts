@@ -27,7 +27,17 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Where SwiftShader's Vulkan driver manifest is looked for. */
+/**
+ * Where SwiftShader's Vulkan driver manifest is looked for, in order: the folders where Linux
+ * distributions' chromium packages put it.
+ *
+ * @example
+ * ```ts
+ * import { existsSync } from 'node:fs';
+ * import { SWIFTSHADER_ICDS } from 'tfjs-mixers/node';
+ * const icd = SWIFTSHADER_ICDS.find((path) => existsSync(path));   // the first there, if any
+ * ```
+ */
 export const SWIFTSHADER_ICDS = [
   '/usr/lib/chromium/vk_swiftshader_icd.json',
   '/usr/lib64/chromium/vk_swiftshader_icd.json',
@@ -49,7 +59,15 @@ export interface InstalledWebGPU {
   uninstall(): void;
 }
 
-/** How to get an adapter, for error messages. */
+/**
+ * How to get an adapter, for error messages.
+ *
+ * @example
+ * ```ts
+ * import { installWebGPU, HOW_TO_GET_AN_ADAPTER } from 'tfjs-mixers/node';
+ * if (!(await installWebGPU())) throw new Error(HOW_TO_GET_AN_ADAPTER);
+ * ```
+ */
 export const HOW_TO_GET_AN_ADAPTER =
   'No WebGPU adapter was found. On Debian/Ubuntu install SwiftShader and the Vulkan loader with ' +
   '`sudo apt-get install chromium libvulkan1` (tfjs-mixers finds /usr/lib/chromium/vk_swiftshader_icd.json by itself), ' +

@@ -57,7 +57,8 @@ export function checkDropoutRate(op: string, value: unknown, kind: 'argument' | 
  *
  * @example
  * ```ts
- * ops.flashAttention(q, k, v, { dropout: 0.1, seed: freshSeed() });
+ * const q = tf.randomNormal([1, 16, 4, 8]) as tf.Tensor4D;
+ * const o = ops.flashAttention(q, q, q, { dropout: 0.1, seed: freshSeed() });   // its own dropped weights
  * ```
  */
 export function freshSeed(): number {
@@ -163,7 +164,7 @@ export function dropoutAttrs(d: Dropout | null): { dropout?: number; seed?: numb
  * @example
  * ```ts
  * const keep = dropoutRows({ rate: 0.25, seed: 3 }, { B: 1, Tq: 4, Tk: 4, H: 2, Hkv: 1, K: 8 }, 0, 4, Int32Array.of(0, 1, 2, 3));
- * keep.length;  // 1 · 1 · 8 · 4 = 32 values, each 0 or 4/3
+ * keep.length;  // 32: 1 · 1 · 8 · 4 values, each 0 or 4/3
  * ```
  */
 export function dropoutRows(d: Dropout, s: AttentionSizes, i0: number, i1: number, keys: Int32Array): Float32Array {

@@ -205,6 +205,7 @@ tf.env().registerFlag(ATTENTION_DKV_KEYS_FLAG, () => 'auto');
  *
  * @example
  * ```ts
+ * const backend = tf.backend() as WebGPUBackend;
  * keysInMemory(backend, 64, 1);  // on a GPU, one K = 64 row per invocation without subgroups: true
  * ```
  */
@@ -284,6 +285,7 @@ function blocksBytes(K: number): number {
  *
  * @example
  * ```ts
+ * const backend = tf.backend() as WebGPUBackend;
  * tf.env().set(ATTENTION_DQ_FLAG, 'blocks');
  * byBlocks(backend, 'dq', 64);  // true; at K = 8 (not a multiple of 16), false
  * ```
@@ -317,6 +319,7 @@ function blocksChosen(pass: TiledPass): 'rows' | 'blocks' | 'blocks-dp-rows' {
  *
  * @example
  * ```ts
+ * const backend = tf.backend() as WebGPUBackend;
  * dpByBlocks(backend, 'dkv', 32);  // with 'blocks', true where 26 KB fit; at K = 64, where 46.6 KB do (NVIDIA's 48 KB, not SwiftShader's 32)
  * ```
  */

@@ -89,7 +89,10 @@ export function emptyCache(B: number, Hkv: number, K: number, slots: number | un
  *
  * @example
  * ```ts
- * checkFits('FlashStyleTiledAttention.step', state, 1, [1, 1], 'Make a larger cache.'); // throws once a row holds capacity tokens
+ * const state = emptyCache(1, 1, 8, 4, false);               // one row of 4 slots, empty
+ * checkFits('FlashStyleTiledAttention.step', state, 1, [1], 'Make a larger cache.');
+ * const full = { ...state, counted: countAfter(state.counted, 4, [4]) };   // as after 4 tokens
+ * checkFits('FlashStyleTiledAttention.step', full, 1, [1], 'Make a larger cache.');   // throws: …
  * ```
  */
 export function checkFits(method: string, state: KVCacheState, T: number, lengths: number[] | null, hint: string): void {

@@ -303,6 +303,9 @@ function dropTile(c: Chunks, i0: number, i1: number, j0: number, j1: number): tf
  *
  * @example
  * ```ts
+ * import { resolveVisibility } from './visibility.js';
+ * import { SOFTMAX_ROWS } from '../mixers/flash-style-tiled-attention/reference.js';
+ *
  * const s = { B: 1, Tq: 3, Tk: 3, H: 2, Hkv: 1, K: 4 };
  * const q = tf.randomNormal([1, 3, 2, 4]) as tf.Tensor4D;
  * const kv = tf.randomNormal([1, 3, 1, 4]) as tf.Tensor4D;

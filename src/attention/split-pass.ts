@@ -62,6 +62,7 @@ export interface SplitPass {
  *
  * @example
  * ```ts
+ * const backend = tf.backend() as WebGPUBackend;
  * splitPass(backend, 64).chunk;  // on a GPU without subgroups: 1792, a tile of 28 keys for each of 64 lanes
  * ```
  */

@@ -45,6 +45,7 @@ export interface TileSplit {
  *
  * @example
  * ```ts
+ * const backend = tf.backend() as WebGPUBackend;
  * tiledSplits(backend, 4096, 64, 256, 64);  // on a GPU: { chunk: 280, splits: 15 }
  * ```
  */
@@ -78,7 +79,10 @@ const SUM_PARTS = laneVariants('AttentionSumParts', [gridHelpers, sumPartsBody])
  *
  * @example
  * ```ts
- * const dq = sumParts(backend, parts, [B, Tq, H, K], splits);  // parts [B, Tq, H, splits, K]
+ * const backend = tf.backend() as WebGPUBackend;
+ * const parts = tf.ones([1, 2, 1, 3, 8]);                  // [B, Tq, H, splits, K]: 3 parts a row
+ * const dq = sumParts(backend, parts, [1, 2, 1, 8], 3);    // [B, Tq, H, K], every value 3
+ * tf.engine().makeTensorFromTensorInfo(dq).print();        // [[[[3, 3, 3, 3, 3, 3, 3, 3]], [[3, 3, 3, 3, 3, 3, 3, 3]]]]
  * ```
  */
 export function sumParts(backend: WebGPUBackend, parts: tf.TensorInfo, shape: number[], splits: number): tf.TensorInfo {

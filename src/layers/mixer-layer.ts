@@ -104,6 +104,7 @@ const warnedFallback = new WeakSet<tf.layers.Layer>();
  *
  * @example
  * ```ts
+ * const layer = layers.multiHeadAttention({ numHeads: 2, keyDim: 8, implementation: 'webgpu' });
  * await tf.setBackend('cpu');
  * layerImplementation(layer, 'MultiHeadAttention', 'webgpu'); // 'reference', and one warning
  * ```

@@ -106,8 +106,12 @@ export function paramsBinding(device: GPUDevice, fields: Param[]): GPUBufferBind
  *
  * @example
  * ```ts
- * // as runKernel binds a launch: its inputs' and outputs' buffers, then its params
- * pass.setBindGroup(0, bindGroupFor(device, kernel.name, layout, buffers, paramsBinding(device, params)));
+ * const device = (tf.backend() as WebGPUBackend).device;
+ * const layout = device.createBindGroupLayout({ entries: [0, 1].map((binding) =>
+ *   ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })) });
+ * const buffers = [0, 1].map(() => device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE }));
+ * const group = bindGroupFor(device, 'MyKernel', layout, buffers);   // binding 0 and 1
+ * bindGroupFor(device, 'MyKernel', layout, buffers) === group;        // true: made once
  * ```
  */
 export function bindGroupFor(device: GPUDevice, label: string, layout: GPUBindGroupLayout, buffers: GPUBuffer[],

@@ -257,7 +257,9 @@ function poisonOutput(b: BackendInternals, pass: GPUComputePassEncoder, output: 
  *
  * @example
  * ```ts
- * const status = filledWords(backend, 1 + 2 * tiles * 64, 0xffffffff);  // every bit set
+ * const backend = tf.backend() as WebGPUBackend;
+ * const status = filledWords(backend, 4, 0xffffffff);          // every bit set
+ * tf.engine().makeTensorFromTensorInfo(status).print();       // [-1, -1, -1, -1]
  * ```
  */
 export function filledWords(backend: WebGPUBackend, words: number, value: number): tf.TensorInfo {
@@ -349,7 +351,9 @@ export function runKernel(backend: WebGPUBackend, kernel: KernelSource, launch: 
  * const keys = tf.zeros([1, 16, 2, 8]);
  * ownsData(tf.backend() as WebGPUBackend, keys); // true
  * const view = keys.reshape([16, 16]);
- * ownsData(tf.backend() as WebGPUBackend, keys); // false until view is disposed
+ * ownsData(tf.backend() as WebGPUBackend, keys); // false: view reads it too
+ * view.dispose();
+ * ownsData(tf.backend() as WebGPUBackend, keys); // true
  * ```
  */
 export function ownsData(backend: WebGPUBackend, t: tf.TensorInfo): boolean {

@@ -17,8 +17,10 @@ const MAX_RUNS_PER_SAMPLE = 64;
  *
  * @example
  * ```ts
+ * const q = tf.randomNormal([1, 256, 4, 64]) as tf.Tensor4D;
+ * await fence(tf.backend());                        // q made, nothing else pending
  * const start = performance.now();
- * ops.flashAttention(q, k, v).dispose();
+ * ops.flashAttention(q, q, q).dispose();
  * await fence(tf.backend());
  * console.log(`${performance.now() - start} ms`);
  * ```

@@ -187,9 +187,14 @@ export function aaren(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: A
  *
  * @example
  * ```ts
- * const first = ops.aarenWithState(q, k.slice([0, 0, 0, 0], [-1, 64, -1, -1]), v.slice([0, 0, 0, 0], [-1, 64, -1, -1]));
- * const next = ops.aarenWithState(q, k.slice([0, 64, 0, 0], [-1, -1, -1, -1]), v.slice([0, 64, 0, 0], [-1, -1, -1, -1]),
- *   { initialState: first.state });   // next.output equals the last 64 outputs of ops.aaren(q, k, v)
+ * const q = tf.randomNormal([4, 32]) as tf.Tensor2D;
+ * const k = tf.randomNormal([2, 128, 4, 32]) as tf.Tensor4D;
+ * const v = tf.randomNormal([2, 128, 4, 32]) as tf.Tensor4D;
+ * const [head, tail] = [[0, 64], [64, 64]].map(([t, n]) => (x: tf.Tensor4D) => x.slice([0, t, 0, 0], [-1, n, -1, -1]));
+ * const first = ops.aarenWithState(q, head(k), head(v));
+ * const next = ops.aarenWithState(q, tail(k), tail(v), { initialState: first.state });
+ * // next.output is the last 64 outputs of the whole sequence's, up to rounding
+ * tf.abs(tf.sub(next.output, tail(ops.aaren(q, k, v)))).max().less(1e-4);   // true
  * ```
  */
 export function aarenWithState(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options: AarenOptions = {}): AarenResult {

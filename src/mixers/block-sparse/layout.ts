@@ -16,7 +16,15 @@ export interface BlockSparseLayout {
   stride: number;
 }
 
-/** The layout used for every field not given: 64-token blocks, a 4-block window, one sink block. */
+/**
+ * The layout used for every field not given: 64-token blocks, a 4-block window, one sink block.
+ *
+ * @example
+ * ```ts
+ * DEFAULT_LAYOUT;                                           // { blockSize: 64, localBlocks: 4, globalBlocks: 1, stride: 0 }
+ * const attention = layers.blockSparse({ numHeads: 4, layout: { ...DEFAULT_LAYOUT, stride: 8 } });
+ * ```
+ */
 export const DEFAULT_LAYOUT: Readonly<BlockSparseLayout> = { blockSize: 64, localBlocks: 4, globalBlocks: 1, stride: 0 };
 
 /** The names of the layout's fields, in the order of {@link BlockSparseLayout}. */

@@ -66,6 +66,8 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
  *
  * @example
  * ```ts
+ * import { resolveVisibility } from '../../attention/visibility.js';
+ *
  * const s = { B: 1, Tq: 3, Tk: 3, H: 2, Hkv: 1, K: 4 };
  * const q = tf.randomNormal([1, 3, 2, 4]) as tf.Tensor4D;
  * const kv = tf.randomNormal([1, 3, 1, 4]) as tf.Tensor4D;

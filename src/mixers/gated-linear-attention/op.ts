@@ -165,7 +165,13 @@ export function gatedLinearAttention(
  *
  * @example
  * ```ts
+ * // q, k, v and the log gate g of t tokens, [1, t, H = 2, K = 8] (v [1, t, 2, V = 16])
+ * const tokens = (t: number) => [tf.randomNormal([1, t, 2, 8]), tf.randomNormal([1, t, 2, 8]),
+ *   tf.randomNormal([1, t, 2, 16]), tf.logSigmoid(tf.randomNormal([1, t, 2, 8]))] as tf.Tensor4D[];
+ * const [q1, k1, v1, g1] = tokens(32);
+ * const [q2, k2, v2, g2] = tokens(16);                       // the 16 tokens after them
  * const first = ops.gatedLinearAttentionWithState(q1, k1, v1, g1);
+ * first.state.shape;                                         // [1, 2, 8, 16]
  * const next = ops.gatedLinearAttentionWithState(q2, k2, v2, g2, { initialState: first.state });
  * ```
  */
@@ -213,7 +219,14 @@ export function logForgetGate(z: tf.Tensor4D, normalizer: number, implementation
  *
  * @example
  * ```ts
- * const { output, state: next } = gatedLinearAttentionStepFromLowRank(q, k, v, low, up, 16, state);  // webgpu only
+ * const [B, H, K, V, r] = [2, 4, 8, 8, 16];
+ * const q = tf.randomNormal([B, 1, H, K]) as tf.Tensor4D;
+ * const v = tf.randomNormal([B, 1, H, V]) as tf.Tensor4D;
+ * const low = tf.randomNormal([B, 1, r]) as tf.Tensor3D;          // the forget gate's features
+ * const up = tf.randomNormal([r + 1, H * K]) as tf.Tensor2D;       // and its up projection, bias last
+ * const state = tf.zeros([B, H, K, V]) as tf.Tensor4D;
+ * const { output, state: next } = gatedLinearAttentionStepFromLowRank(q, q, v, low, up, 16, state);  // webgpu only
+ * output.shape;                                                    // [2, 1, 4, 8]
  * ```
  */
 export function gatedLinearAttentionStepFromLowRank(

@@ -160,7 +160,12 @@ function attrsOf(options: KernelScanOptions, hasInitialState: boolean): tf.Named
  *
  * @example
  * ```ts
- * const { output } = scanKernel(u, delta, chan, bc, { deltaSoftplus: true });  // webgpu only
+ * const [b, t, e, n] = [1, 32, 8, 4];
+ * const chan = channelTable(tf.neg(tf.ones([e, n])) as tf.Tensor2D, tf.ones([e]) as tf.Tensor1D);   // A, D
+ * const bc = tf.randomNormal([b, t, 2 * n]) as tf.Tensor3D;            // B | C
+ * const u = tf.randomNormal([b, t, e]) as tf.Tensor3D;
+ * const { output } = scanKernel(u, tf.randomNormal([b, t, e]), chan, bc, { deltaSoftplus: true });  // webgpu only
+ * output.shape;                                                         // [1, 32, 8]
  * ```
  */
 export function scanKernel(
@@ -221,7 +226,14 @@ export function selectiveScan(
  *
  * @example
  * ```ts
+ * const [e, n] = [8, 4];
+ * const A = tf.neg(tf.ones([e, n])) as tf.Tensor2D;
+ * // u, delta, B and C of t steps: [1, t, e], [1, t, e], [1, t, n], [1, t, n]
+ * const steps = (t: number) => [e, e, n, n].map((c) => tf.randomNormal([1, t, c])) as tf.Tensor3D[];
+ * const [u1, delta1, B1, C1] = steps(32);
+ * const [u2, delta2, B2, C2] = steps(16);                  // the 16 steps after them
  * const first = ops.selectiveScanWithState(u1, delta1, A, B1, C1);
+ * first.state.shape;                                       // [1, 8, 4]
  * const next = ops.selectiveScanWithState(u2, delta2, A, B2, C2, { initialState: first.state });
  * ```
  */
@@ -247,8 +259,13 @@ export function selectiveScanWithState(
  *
  * @example
  * ```ts
+ * const [e, n] = [8, 4];
+ * const A = tf.neg(tf.ones([e, n])) as tf.Tensor2D;
  * let state = tf.zeros([1, e, n]) as tf.Tensor3D;
- * const r = ops.selectiveScanStep(u, delta, A, B, C, state);   // r.output [1, e]
+ * const [u, delta] = [tf.randomNormal([1, e]), tf.randomNormal([1, e])] as tf.Tensor2D[];
+ * const [B, C] = [tf.randomNormal([1, n]), tf.randomNormal([1, n])] as tf.Tensor2D[];
+ * const r = ops.selectiveScanStep(u, delta, A, B, C, state);
+ * r.output.shape;                                          // [1, 8]
  * state = r.state;
  * ```
  */
@@ -284,7 +301,13 @@ export function selectiveScanStep(
  *
  * @example
  * ```ts
+ * const [e, n] = [8, 4];
+ * const chan = channelTable(tf.neg(tf.ones([e, n])) as tf.Tensor2D);   // A, no D
+ * const bc = tf.randomNormal([1, 2 * n]) as tf.Tensor2D;                 // B | C
+ * const [u, delta] = [tf.randomNormal([1, e]), tf.randomNormal([1, e])] as tf.Tensor2D[];
+ * const state = tf.zeros([1, e, n]) as tf.Tensor3D;
  * const { output, state: next } = stepKernel(u, delta, chan, bc, state, { deltaSoftplus: true });  // webgpu only
+ * next.shape;                                                            // [1, 8, 4]
  * ```
  */
 export function stepKernel(
