@@ -91,25 +91,43 @@ export function repositorySnippets(root: string): Snippet[] {
 }
 
 /**
- * The value a comment states, as the source of a JavaScript literal, with the claim: `// 6`,
- * `// [1, 3, 65]: …`, `// { max: 7 }`, `// 'reference', and …`, `// throws: …`. A comment that
- * starts as a literal must end there or go on after `:`, `;` or `,`; null where it states none
- * (it starts with a word).
+ * The values a comment states, as the sources of JavaScript literals, or that it states an error:
+ * `// 6`, `// [1, 3, 65]: …`, `// { max: 7 }`, `// 'reference', and …`, `// [1, 6], [1, 2]` (one
+ * for each name a declaration binds), `// throws: …`. A comment that starts with a value must end
+ * there or go on after `:`, `;` or `,`; null where it states none (it starts with a word).
  */
-export function statedValue(comment: string): { literal: string | null; throws: boolean } | null {
-  const text = comment.replace(/^\/\/\s*/, '').trim();
-  if (/^throws(:|$)/.test(text)) return { literal: null, throws: true };
-  let end: number;
-  const word = /^(-?\d+(\.\d+)?(e-?\d+)?|true|false|null|undefined|NaN|-?Infinity)\b/.exec(text);
-  if (word) end = word[0].length;
-  else if (/^['"[{]/.test(text)) end = literalEnd(text);
-  else return null;
-  const rest = text.slice(end).trim();
-  if (rest !== '' && !/^[:;,]/.test(rest)) {
-    throw new Error(`the comment '${comment}' starts with a value but goes on with '${rest}': ` +
+export function statedValue(comment: string): { literals: string[]; throws: boolean } | null {
+  let text = comment.replace(/^\/\/\s*/, '').trim();
+  if (/^throws(:|$)/.test(text)) return { literals: [], throws: true };
+  const literals: string[] = [];
+  for (;;) {
+    const end = literalLength(text);
+    if (end === null) break;
+    literals.push(text.slice(0, end));
+    text = text.slice(end).trim();
+    if (!text.startsWith(',') || literalLength(text.slice(1).trim()) === null) break;
+    text = text.slice(1).trim();
+  }
+  if (literals.length === 0) return null;
+  if (text !== '' && !/^[:;,]/.test(text)) {
+    throw new Error(`the comment '${comment}' starts with a value but goes on with '${text}': ` +
       `end the value there or follow it with ':', ';' or ','`);
   }
-  return { literal: text.slice(0, end), throws: false };
+  return { literals, throws: false };
+}
+
+/** The length of the literal `text` starts with, or null where it starts with none. */
+function literalLength(text: string): number | null {
+  const word = /^(-?\d+(\.\d+)?(e-?\d+)?|true|false|null|undefined|NaN|-?Infinity)\b/.exec(text);
+  if (word) return word[0].length;
+  return /^['"[{]/.test(text) ? literalEnd(text) : null;
+}
+
+/** Whether a literal is a value alone (numbers, strings, true, false, null), not a shape's names as `[B, T, D]`. */
+function isValue(literal: string): boolean {
+  // the words outside strings, but an object's keys
+  const words = literal.replace(/'[^']*'|"[^"]*"/g, '').match(/\b[A-Za-z_$][\w$]*\b(?!\s*:)/g) ?? [];
+  return words.every((w) => ['true', 'false', 'null', 'undefined', 'NaN', 'Infinity'].includes(w));
 }
 
 /** Where the bracketed or quoted literal at the start of `text` ends. */
@@ -134,11 +152,15 @@ function literalEnd(text: string): number {
   throw new Error(`the comment's value '${text}' does not close`);
 }
 
-/** The comment stating a statement's value: on its last line, or alone on the line after it. */
+/**
+ * The comment stating a statement's value: on its last line, or, for an expression statement,
+ * alone on the line after it (a declaration's next line says what comes next).
+ */
 function statementComment(source: ts.SourceFile, statement: ts.Statement): string | null {
   const text = source.text;
   const trailing = ts.getTrailingCommentRanges(text, statement.end)?.[0];
   if (trailing) return text.slice(trailing.pos, trailing.end);
+  if (!ts.isExpressionStatement(statement)) return null;
   const next = ts.getLeadingCommentRanges(text, statement.end)?.[0];
   if (!next || next.kind !== ts.SyntaxKind.SingleLineCommentTrivia) return null;
   const lineOf = (pos: number) => source.getLineAndCharacterOfPosition(pos).line;
@@ -167,6 +189,13 @@ export function parseSnippet(snippet: Snippet): { source: ts.SourceFile; imports
   return { source, imports };
 }
 
+/** The names a declaration binds, in order: `x`, `[a, , b]`, `{ output, state: next }`. */
+function boundNames(statement: ts.VariableStatement): string[] {
+  const names = (name: ts.BindingName): string[] => ts.isIdentifier(name) ? [name.text]
+    : name.elements.flatMap((e) => (ts.isOmittedExpression(e) ? [] : names(e.name)));
+  return statement.declarationList.declarations.flatMap((d) => names(d.name));
+}
+
 /** `x.print()` → x; `console.log(x)` → x; else null. */
 function shownValue(e: ts.Expression): { shown: ts.Expression; claim: Claim } | null {
   if (!ts.isCallExpression(e) || !ts.isPropertyAccessExpression(e.expression)) return null;
@@ -181,7 +210,8 @@ function shownValue(e: ts.Expression): { shown: ts.Expression; claim: Claim } | 
 /**
  * The snippet as the body of an async function of `__scope` (the names it may use) and
  * `__check(thunk, claim, literal, where)`: its imports removed ({@link parseSnippet} lists them), every top-level
- * expression statement whose comment states a value handed to `__check`, the rest as written,
+ * expression statement whose comment states a value handed to `__check`, and every declaration's
+ * names whose comment states their values checked after it, the rest as written,
  * in a block of its own so that its declarations may shadow the scope's names. TypeScript's
  * types are erased.
  */
@@ -190,8 +220,10 @@ export function runnable(snippet: Snippet, scopeNames: readonly string[]): Progr
   const { source, imports } = parseSnippet(snippet);
   const edits = imports.map(({ statement }) => ({ start: statement.getStart(source), end: statement.end, text: '' }));
   let checks = 0;
+  const check = (expression: string, claim: Claim, literal: string | null, at: ts.Node) =>
+    `await __check(async () => (${expression}), ${JSON.stringify(claim)}, ${JSON.stringify(literal)}, ${JSON.stringify(where(at))});`;
   for (const statement of source.statements) {
-    if (!ts.isExpressionStatement(statement)) continue;
+    if (!ts.isExpressionStatement(statement) && !ts.isVariableStatement(statement)) continue;
     const comment = statementComment(source, statement);
     if (!comment) continue;
     let stated: ReturnType<typeof statedValue>;
@@ -201,14 +233,24 @@ export function runnable(snippet: Snippet, scopeNames: readonly string[]): Progr
       throw new Error(`${where(statement)}: ${(e as Error).message}`);
     }
     if (!stated) continue;
+    const start = statement.getStart(source);
+    if (ts.isVariableStatement(statement)) {
+      // a declaration's values, one for each name it binds in order, where they are values (not `[B, T, D]`)
+      const names = boundNames(statement);
+      if (stated.throws || !stated.literals.every(isValue)) continue;
+      if (stated.literals.length > names.length) {
+        throw new Error(`${where(statement)}: the comment states ${stated.literals.length} values for ${names.length} names`);
+      }
+      const checked = stated.literals.map((literal, i) => check(names[i]!, 'value', literal, statement));
+      edits.push({ start, end: statement.end, text: [statement.getText(source), ...checked].join('\n') });
+      checks += checked.length;
+      continue;
+    }
+    if (stated.literals.length > 1) throw new Error(`${where(statement)}: the comment states ${stated.literals.length} values for one expression`);
     const shown = stated.throws ? null : shownValue(statement.expression);
     const claim: Claim = stated.throws ? 'throws' : shown?.claim ?? 'value';
     const expression = (shown?.shown ?? statement.expression).getText(source);
-    edits.push({
-      start: statement.getStart(source),
-      end: statement.end,
-      text: `await __check(async () => (${expression}), ${JSON.stringify(claim)}, ${JSON.stringify(stated.literal)}, ${JSON.stringify(where(statement))});`,
-    });
+    edits.push({ start, end: statement.end, text: check(expression, claim, stated.literals[0] ?? null, statement) });
     checks++;
   }
   let code = snippet.code;

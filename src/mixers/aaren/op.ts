@@ -156,7 +156,7 @@ function withItsState(result: { output: tf.Tensor4D; state: AarenState | undefin
  *
  * @example
  * ```ts
- * const q = tf.randomNormal([4, 32]) as tf.Tensor2D;          // 4 heads of 32 channels
+ * const q = tf.randomNormal([4, 32]) as tf.Tensor2D;          // a query of 32 channels for each of 4 heads
  * const k = tf.randomNormal([2, 128, 4, 32]) as tf.Tensor4D;
  * const v = tf.randomNormal([2, 128, 4, 32]) as tf.Tensor4D;
  * const o = ops.aaren(q, k, v);                                // [2, 128, 4, 32]

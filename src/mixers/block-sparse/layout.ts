@@ -159,8 +159,9 @@ function memo<V>(cache: Map<string, V>, key: string, build: () => V): V {
  *
  * @example
  * ```ts
- * const csr = blockSparseCsr(10, { blockSize: 4, localBlocks: 1, globalBlocks: 1, stride: 0 });
- * // 3 blocks; rowPtr [0, 1, 3, 5], colIdx [0, 0, 1, 0, 2]
+ * const csr = blockSparseCsr(10, { blockSize: 4, localBlocks: 1, globalBlocks: 1, stride: 0 });   // three blocks, the last of 2 tokens
+ * csr.rowPtr;   // [0, 1, 3, 5]
+ * csr.colIdx;   // [0, 0, 1, 0, 2]
  * ```
  */
 export function blockSparseCsr(T: number, layout: BlockSparseLayout): BlockSparseCsr {
@@ -245,7 +246,7 @@ function plan(
  * @example
  * ```ts
  * const { forward } = tilePlans(256, { blockSize: 64, localBlocks: 2, globalBlocks: 1, stride: 0 }, 64);
- * // 4 tiles; tile 3 (rows 192..256) reads keys 0..64 and 128..256
+ * forward.numTiles;   // 4: tile 3 (rows 192..256) reads keys 0..64 and 128..256
  * ```
  */
 export function tilePlans(T: number, layout: BlockSparseLayout, rows: number): { forward: TilePlan; transposed: TilePlan } {

@@ -295,7 +295,7 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
  * @example
  * ```ts
  * const projected = tf.randomNormal([2, 16, 2 * 8]) as tf.Tensor3D;      // [B, T, 2E], E = 8
- * const grads = tf.grads((p: tf.Tensor) => {
+ * const [grad] = tf.grads((p: tf.Tensor) => {
  *   const { u, z } = convolvedProjection(p as tf.Tensor3D, tf.ones([4, 8]), tf.zeros([8]), 'auto');
  *   return tf.sum(tf.mul(u, z));                                          // u, z [2, 16, 8]
  * })([projected]);                                                        // [2, 16, 16]
