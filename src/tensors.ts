@@ -73,6 +73,77 @@ export function chunksAlong<T extends tf.Tensor>(x: T, bounds: [number, number][
 }
 
 /**
+ * Per-batch multiply-adds from which {@link matMul} runs a wasm product batch by batch. Four
+ * batches, medians of 20 (Node, one wasm thread, beside a test run): at 128 × 64 × 128 (1 M each)
+ * 0.64–0.75 ms where tfjs's batched call took 4.6–6.3; at 64 × 16 × 64 (64 K) 0.21–0.29 where
+ * 0.32–0.40; at 32 × 16 × 32 (16 K) 0.25–0.44 where 0.10–0.29, the copies and the stack the
+ * larger part.
+ */
+const WASM_PIECE_MACS = 1 << 16;
+
+/**
+ * `tf.matMul(a, b, transposeA, transposeB)` of rank ≥ 3 tensors with equal batch dimensions,
+ * differentiable to any order. On wasm, a product of many multiply-adds a batch runs as
+ * batch-1 products without transposes: tfjs-wasm 4.22 hands only those to XNNPACK and computes
+ * every other one in a scalar loop, 5–15 times slower at attention's tiles (a transpose first,
+ * each batch copied out, the results stacked). Elsewhere tfjs's own.
+ *
+ * @example
+ * ```ts
+ * const q = tf.randomNormal([1, 4, 256, 64]);            // [B, H, rows, K]
+ * const k = tf.randomNormal([1, 4, 256, 64]);
+ * matMul(q, k, false, true);                              // [1, 4, 256, 256]: q·kᵀ per head
+ * ```
+ */
+export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+  const [m, k] = transposeA ? a.shape.slice(-2).reverse() : a.shape.slice(-2);
+  const n = transposeB ? b.shape[b.rank - 2]! : b.shape[b.rank - 1]!;
+  const batch = a.shape.slice(0, -2);
+  const batched = batch.reduce((x, y) => x * y, 1);
+  const plain = batched === 1 && !transposeA && !transposeB;
+  if (tf.getBackend() !== 'wasm' || plain || m! * k! * n < WASM_PIECE_MACS || a.rank !== b.rank ||
+    batch.some((d, i) => d !== b.shape[i])) {
+    return tf.matMul(a, b, transposeA, transposeB);
+  }
+  const product = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x, y]);
+    return {
+      value: piecewiseMatMul(x, y, transposeA, transposeB),
+      // tfjs's BatchMatMul gradient, through this function again
+      gradFunc: (dz: tf.Tensor, [x0, y0]: tf.Tensor[]) => {
+        if (!transposeA && !transposeB) return [matMul(dz, y0!, false, true), matMul(x0!, dz, true, false)];
+        if (!transposeA) return [matMul(dz, y0!), matMul(dz, x0!, true, false)];
+        if (!transposeB) return [matMul(y0!, dz, false, true), matMul(x0!, dz)];
+        return [matMul(y0!, dz, true, true), matMul(dz, x0!, true, true)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor, y: tf.Tensor) => tf.Tensor;
+  return product(a, b);
+}
+
+/** {@link matMul}'s wasm path: each batch's product as a 2-D one, without transposes; records no gradient. */
+function piecewiseMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
+  return tf.tidy(() => {
+    const batch = a.shape.slice(0, -2);
+    const G = batch.reduce((x, y) => x * y, 1);
+    const flat = (x: tf.Tensor, transpose: boolean) => {
+      const x3 = x.reshape([G, ...x.shape.slice(-2)]) as tf.Tensor3D;
+      return transpose ? tf.transpose(x3, [0, 2, 1]) : x3;
+    };
+    const [a3, b3] = [flat(a, transposeA), flat(b, transposeB)];
+    // the batches copied out of one read: wasm's Slice copies its whole input for each, its Gather
+    // took 2 ms a 256 × 256 batch (no gradient is recorded here: customGrad's forward)
+    const pieces = (x: tf.Tensor3D) => {
+      const [rows, cols] = x.shape.slice(1) as [number, number];
+      const data = x.dataSync() as Float32Array;
+      return Array.from({ length: G }, (_, g) => tf.tensor2d(data.subarray(g * rows * cols, (g + 1) * rows * cols), [rows, cols]));
+    };
+    const [as, bs] = [pieces(a3), pieces(b3)];
+    return tf.stack(as.map((x, g) => tf.matMul(x, bs[g]!))).reshape([...batch, a3.shape[1], b3.shape[2]]);
+  });
+}
+
+/**
  * `x` with its NaN and ±∞ entries replaced by 0 (a select, so that no 0 · NaN can follow), and
  * `bad`, 1 where `x` held one of them and 0 elsewhere: what a reference needs to compute on
  * finite numbers and poison only the outputs that see a non-finite input.

@@ -222,6 +222,15 @@ for (const backend of REFERENCE_BACKENDS) {
       it(`${op}: options combined match the float64 oracle, forward and gradients`, async () => {
         await fc.assert(fc.asyncProperty(cases(op, combined(op)), expectReferenceMatchesOracle), { numRuns: 10 });
       });
+
+      it(`${op}: tiles of 64 × 64 at K = 64 (wasm's products batch by batch) match the float64 oracle, options combined`, async () => {
+        // several kv heads, so that the batches are several and any mix-up among them shows
+        const large = cases(op, combined(op)).map((c) => ({
+          ...c, Tq: 64 + 4 * c.Tq, Tk: op === 'blockSparseAttention' ? 64 + 4 * c.Tq : 64 + 4 * c.Tk, K: 64,
+          heads: c.heads[1] === 1 ? [4, 2] : c.heads, tiling: { ...c.tiling, chunk: 64 },
+        }));
+        await fc.assert(fc.asyncProperty(large, expectReferenceMatchesOracle), { numRuns: 2 });
+      });
     }
     sharedProperties('reference');
   });

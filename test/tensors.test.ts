@@ -1,10 +1,11 @@
 // src/tensors.ts's detached (the same values, off the gradient tape, its own reference to the
-// data), and the int and gather helpers that stand in for tfjs-wasm's faulty kernels.
+// data), the int and gather helpers that stand in for tfjs-wasm's faulty kernels, and matMul,
+// which runs wasm's large batched products batch by batch.
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { clampInts, detached, gatherRows } from '../src/tensors.js';
-import { REFERENCE_BACKENDS, describeOn, expectNoLeaks } from './helpers.js';
+import { clampInts, detached, gatherRows, matMul } from '../src/tensors.js';
+import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'detached', () => {
   it('holds x\'s values, gives no gradient, and outlives x or dies before it without freeing the other', async () => {
@@ -63,5 +64,98 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
       out.dispose();
     });
     x.dispose();
+  });
+});
+
+/** [batch, rows, cols] as nested float64 arrays of x, read as `[batch, cols, rows]` when transposed. */
+function product64(a: Float32Array, b: Float32Array, G: number, m: number, k: number, n: number, ta: boolean, tb: boolean) {
+  const at = (g: number, i: number, p: number) => a[g * m * k + (ta ? p * m + i : i * k + p)]!;
+  const bt = (g: number, p: number, j: number) => b[g * k * n + (tb ? j * k + p : p * n + j)]!;
+  const c = new Float64Array(G * m * n);
+  const mags = new Float64Array(G * m * n);
+  for (let g = 0; g < G; g++) {
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let sum = 0;
+        let mag = 0;
+        for (let p = 0; p < k; p++) {
+          sum += at(g, i, p) * bt(g, p, j);
+          mag += Math.abs(at(g, i, p) * bt(g, p, j));
+        }
+        c[(g * m + i) * n + j] = sum;
+        mags[(g * m + i) * n + j] = mag;
+      }
+    }
+  }
+  return { c, mags };
+}
+
+// [2, 3] batches; 72 × 64 × 72 multiply-adds a batch take wasm's batch-by-batch path, 8 × 5 × 6 tfjs's
+const SIZES = [{ m: 72, k: 64, n: 72 }, { m: 8, k: 5, n: 6 }];
+const TRANSPOSES = [[false, false], [false, true], [true, false], [true, true]] as const;
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'matMul', () => {
+  it('equals the float64 product, and its gradients the float64 ones, for every transpose', async () => {
+    const batch = [2, 3];
+    const G = 6;
+    for (const { m, k, n } of SIZES) {
+      for (const [ta, tb] of TRANSPOSES) {
+        const av = seededUniform(m * 7 + k, G * m * k);
+        const bv = seededUniform(n * 11 + k, G * k * n);
+        const wv = seededUniform(5, G * m * n);
+        const a = tf.tensor(av, [...batch, ...(ta ? [k, m] : [m, k])]);
+        const b = tf.tensor(bv, [...batch, ...(tb ? [n, k] : [k, n])]);
+        const w = tf.tensor(wv, [...batch, m, n]);
+        await expectNoLeaks(async () => {
+          const [c, da, db] = tf.tidy(() => [
+            matMul(a, b, ta, tb),
+            ...tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(matMul(x, y, ta, tb), w)))([a, b]),
+          ]);
+          const what = `${m}×${k}×${n} transposes ${ta} ${tb}`;
+          expect(c!.shape, what).toEqual([...batch, m, n]);
+          // each sum of k products is within γ_k = k·ε of the sum of their magnitudes, in any order
+          const want = product64(av, bv, G, m, k, n, ta, tb);
+          const got = await values(c!);
+          want.c.forEach((x, i) => expect(Math.abs(got[i]! - x), `${what} c[${i}]`).toBeLessThanOrEqual(k * EPS32 * want.mags[i]! + 1e-30));
+          // dA = W·Bᵀ (as A is laid out), dB = Aᵀ·W: sums of n and of m products
+          const dA = ta ? product64(bv, wv, G, k, n, m, tb, true) : product64(wv, bv, G, m, n, k, false, !tb);
+          const dB = tb ? product64(wv, av, G, n, m, k, true, ta) : product64(av, wv, G, k, m, n, !ta, false);
+          const gotA = await values(da!);
+          const gotB = await values(db!);
+          expect([gotA.length, gotB.length]).toEqual([av.length, bv.length]);
+          dA.c.forEach((x, i) => expect(Math.abs(gotA[i]! - x), `${what} dA[${i}]`).toBeLessThanOrEqual(Math.max(m, n) * EPS32 * dA.mags[i]! + 1e-30));
+          dB.c.forEach((x, i) => expect(Math.abs(gotB[i]! - x), `${what} dB[${i}]`).toBeLessThanOrEqual(Math.max(m, n) * EPS32 * dB.mags[i]! + 1e-30));
+          tf.dispose([c!, da!, db!]);
+        });
+        tf.dispose([a, b, w]);
+      }
+    }
+  });
+
+  it("has second derivatives: the gradient of a gradient equals tf.matMul's", async () => {
+    const [m, k, n] = [72, 64, 72];
+    const a = tf.tensor(seededUniform(1, 2 * m * k), [2, m, k]);
+    const b = tf.tensor(seededUniform(2, 2 * n * k), [2, n, k]);
+    // d/da of sum((a·bᵀ)²)'s gradient in a, summed: second order in a
+    const second = (mm: typeof matMul) => tf.tidy(() => tf.grad((x: tf.Tensor) =>
+      tf.sum(tf.grad((y: tf.Tensor) => tf.sum(tf.square(mm(y, b, false, true))))(x)))(a));
+    const [got, want] = [second(matMul), second((x, y, ta, tb) => tf.matMul(x, y, ta, tb))];
+    const scale = Math.max(...Array.from(await values(want)).map(Math.abs));
+    expect(maxAbsDiff(await values(got), await values(want))).toBeLessThanOrEqual(4 * (k + n) * EPS32 * scale);
+    tf.dispose([a, b, got, want]);
+  });
+
+  it('on wasm launches only batch-1 products past its threshold, and batched ones below it', async () => {
+    const shapesOf = async (m: number, k: number, n: number) => {
+      const a = tf.ones([3, m, k]);
+      const b = tf.ones([3, n, k]);
+      const { kernels } = await tf.profile(() => matMul(a, b, false, true));
+      tf.dispose([a, b]);
+      // a 2-D product is one batch
+      return kernels.filter((x) => x.name === 'BatchMatMul').map(({ inputShapes: [s] }) => (s!.length === 2 ? 1 : s![0]));
+    };
+    const [large, small] = [await shapesOf(72, 64, 72), await shapesOf(8, 5, 6)];
+    expect(large).toEqual(backend === 'wasm' ? [1, 1, 1] : [3]);
+    expect(small).toEqual([3]);
   });
 });

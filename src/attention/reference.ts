@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { chunksAlong, finitePart, poisonWhere } from '../tensors.js';
+import { chunksAlong, finitePart, matMul, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -431,7 +431,7 @@ function forwardPass(c: Chunks, queryBad: tf.Tensor4D[], keyBad: tf.Tensor3D[], 
       const [j0, j1] = keyRangeOf(tile.chunk, c.plan.keyChunk, s.Tk);
       const mask = tile.masked ? masks.get(i0, i1, j0, j1) : null;
       const next: tf.Tensor[] = tf.tidy(() => {
-        const tileScores = tf.matMul(q, c.k[tile.chunk]!, false, true) as tf.Tensor4D;
+        const tileScores = matMul(q, c.k[tile.chunk]!, false, true) as tf.Tensor4D;
         const bad = keyBad[tile.chunk]!;
         // rank-3 matMul: tfjs 4.22's cpu and wasm matMuls broadcast two batch dims wrongly
         const badSeen = mask
@@ -504,9 +504,9 @@ function backwardPass(
       const [dqPart, dkPart, dvPart] = tf.tidy(() => {
         const q = c.q[ci]!;
         const k = c.k[t.chunk]!;
-        const scores = kept.length > 0 ? kept[tile]! : tf.matMul(q, k, false, true) as tf.Tensor4D;
+        const scores = kept.length > 0 ? kept[tile]! : matMul(q, k, false, true) as tf.Tensor4D;
         const { dS, dV } = family.tileGrad(scores, mask, c.v[t.chunk]!, vOnes[t.chunk]!, dropTile(c, i0, i1, j0, j1), rows);
-        return [tf.add(dqChunk, tf.matMul(dS, k)), tf.matMul(dS, q, true, false), dV] as tf.Tensor4D[];
+        return [tf.add(dqChunk, matMul(dS, k)), matMul(dS, q, true, false), dV] as tf.Tensor4D[];
       });
       tile++;
       if (mask) masks.release(mask);

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily, type TileMask } from '../../attention/reference.js';
 import type { Dropout } from '../../attention/dropout.js';
 import type { AttentionSizes } from '../../attention/validate.js';
@@ -24,7 +25,7 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
     fold(state, s, mask, v, drop) {
       const w = weights(s, mask);
       const z = tf.sum(w, -1, true);
-      const wv = tf.matMul(drop ? tf.mul(w, drop) : w, v);
+      const wv = matMul(drop ? tf.mul(w, drop) : w, v);
       return state ? [tf.add(state[0]!, z), tf.add(state[1]!, wv)] : [z, wv];
     },
     finish([z, acc]) {
@@ -42,10 +43,10 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
     },
     tileGrad(s, mask, v, vOnes, drop, [dOverZ, dOMinus, perRow]) {
       const w = weights(s, mask);
-      const dV = tf.matMul(drop ? tf.mul(w, drop) : w, dOverZ!, true, false) as tf.Tensor4D;
+      const dV = matMul(drop ? tf.mul(w, drop) : w, dOverZ!, true, false) as tf.Tensor4D;
       const dW = drop
-        ? tf.sub(tf.mul(tf.matMul(dOverZ!, v, false, true), drop), perRow!)
-        : tf.matMul(dOMinus!, vOnes, false, true);
+        ? tf.sub(tf.mul(matMul(dOverZ!, v, false, true), drop), perRow!)
+        : matMul(dOMinus!, vOnes, false, true);
       const dS = tf.mul(tf.mul(s, 2), mask ? tf.mul(dW, mask.visible) : dW) as tf.Tensor4D;
       return { dS, dV };
     },

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import type { Visibility } from '../../attention/visibility.js';
@@ -21,7 +22,7 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     const m = state ? tf.maximum(state[0]!, top) : top;
     const p = tf.exp(tf.sub(scores, m));
     const l = tf.sum(p, -1, true);
-    const pv = tf.matMul(drop ? tf.mul(p, drop) : p, v);
+    const pv = matMul(drop ? tf.mul(p, drop) : p, v);
     if (!state) return [m, l, pv];
     const rescale = tf.exp(tf.sub(state[0]!, m));
     return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(tf.mul(state[2]!, rescale), pv)];
@@ -34,10 +35,10 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
   },
   tileGrad(s, mask, v, vOnes, drop, [dO, dOMinus, lse, delta]) {
     const p = tf.exp(tf.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
-    const dV = tf.matMul(drop ? tf.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
+    const dV = matMul(drop ? tf.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
     const dPMinusDelta = drop
-      ? tf.sub(tf.mul(tf.matMul(dO!, v, false, true), drop), delta!)
-      : tf.matMul(dOMinus!, vOnes, false, true);
+      ? tf.sub(tf.mul(matMul(dO!, v, false, true), drop), delta!)
+      : matMul(dOMinus!, vOnes, false, true);
     return { dS: tf.mul(p, dPMinusDelta) as tf.Tensor4D, dV };
   },
 };
