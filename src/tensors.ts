@@ -82,11 +82,12 @@ export function chunksAlong<T extends tf.Tensor>(x: T, bounds: [number, number][
 const WASM_PIECE_MACS = 1 << 16;
 
 /**
- * `tf.matMul(a, b, transposeA, transposeB)` of rank ≥ 3 tensors with equal batch dimensions,
+ * `tf.matMul(a, b, transposeA, transposeB)` of tensors of one rank with equal batch dimensions,
  * differentiable to any order. On wasm, a product of many multiply-adds a batch runs as
- * batch-1 products without transposes: tfjs-wasm 4.22 hands only those to XNNPACK and computes
- * every other one in a scalar loop, 5–15 times slower at attention's tiles (a transpose first,
- * each batch copied out, the results stacked). Elsewhere tfjs's own.
+ * batch-1 products without transposes, and so does its gradient's: tfjs-wasm 4.22 hands only
+ * those to XNNPACK and computes every other one in a scalar loop, 5–15 times slower at attention's
+ * tiles and a projection's weight gradient (a transpose first, each batch copied out, the results
+ * stacked). Elsewhere tfjs's own.
  *
  * @example
  * ```ts
@@ -99,16 +100,15 @@ export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transpose
   const [m, k] = transposeA ? a.shape.slice(-2).reverse() : a.shape.slice(-2);
   const n = transposeB ? b.shape[b.rank - 2]! : b.shape[b.rank - 1]!;
   const batch = a.shape.slice(0, -2);
-  const batched = batch.reduce((x, y) => x * y, 1);
-  const plain = batched === 1 && !transposeA && !transposeB;
-  if (tf.getBackend() !== 'wasm' || plain || m! * k! * n < WASM_PIECE_MACS || a.rank !== b.rank ||
-    batch.some((d, i) => d !== b.shape[i])) {
+  if (tf.getBackend() !== 'wasm' || m! * k! * n < WASM_PIECE_MACS || a.rank !== b.rank || batch.some((d, i) => d !== b.shape[i])) {
     return tf.matMul(a, b, transposeA, transposeB);
   }
+  // one batch without transposes is XNNPACK's already; its gradient's products are transposed
+  const plain = batch.every((d) => d === 1) && !transposeA && !transposeB;
   const product = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x, y]);
     return {
-      value: piecewiseMatMul(x, y, transposeA, transposeB),
+      value: plain ? tf.matMul(x, y) : piecewiseMatMul(x, y, transposeA, transposeB),
       // tfjs's BatchMatMul gradient, through this function again
       gradFunc: (dz: tf.Tensor, [x0, y0]: tf.Tensor[]) => {
         if (!transposeA && !transposeB) return [matMul(dz, y0!, false, true), matMul(x0!, dz, true, false)];

@@ -301,6 +301,15 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeScans(
     }), { numRuns: 14 });
   });
 
+  // a chunk's products hold 64 · 64 · 64 multiply-adds a head: wasm's products batch by batch
+  it('at K = 64 matches the float64 oracle', async () => {
+    const c: Case = { B: 2, T: 2 * C + 5, H: 2, K: 64, init: 'random', dState: true, scale: false, spread: 1, seed: 11 };
+    const x = inputsOf(c);
+    const tol = bounds(c, x, kernels);
+    expect(untied(c, tol)).toBe(true);
+    await expectMatchesOracle(c, x, tol, implementation);
+  });
+
   it('scores spread over hundreds (q scaled to a largest entry of 300) stay finite and match the oracle', async () => {
     const spread = fc.record({
       B: fc.constant(1), T: fc.integer({ min: C - 3, max: 2 * C + 5 }), H: fc.integer({ min: 1, max: 2 }),

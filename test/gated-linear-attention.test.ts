@@ -226,6 +226,11 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeScans(
     await fc.assert(fc.asyncProperty(cases, (s) => expectMatchesOracle(s, implementation)), { numRuns: backend === 'webgpu' ? 12 : 25 });
   });
 
+  // a chunk's products hold 32 · 64 · 64 multiply-adds a head: wasm's products batch by batch
+  it('at K = V = 64 matches the float64 oracle', async () => {
+    await expectMatchesOracle({ ...base, K: 64, V: 64 }, implementation);
+  });
+
   it('strong gates (g down to −50) and tiny ones (g = −1e-6) stay finite and match the oracle', async () => {
     for (const [gLo, gHi] of [[-50, -10], [-50, 0], [-1e-6, -1e-6]]) await expectMatchesOracle({ ...base, gLo, gHi }, implementation);
   });

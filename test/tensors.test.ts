@@ -96,14 +96,13 @@ const TRANSPOSES = [[false, false], [false, true], [true, false], [true, true]] 
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'matMul', () => {
   it('equals the float64 product, and its gradients the float64 ones, for every transpose', async () => {
-    const batch = [2, 3];
-    const G = 6;
-    for (const { m, k, n } of SIZES) {
+    for (const [batch, G] of [[[2, 3], 6], [[], 1]] as const) for (const { m, k, n } of SIZES) {
       for (const [ta, tb] of TRANSPOSES) {
         const av = seededUniform(m * 7 + k, G * m * k);
         const bv = seededUniform(n * 11 + k, G * k * n);
         const wv = seededUniform(5, G * m * n);
         const a = tf.tensor(av, [...batch, ...(ta ? [k, m] : [m, k])]);
+        // rank 2 without transposes: tfjs's forward on wasm too, and this gradient
         const b = tf.tensor(bv, [...batch, ...(tb ? [n, k] : [k, n])]);
         const w = tf.tensor(wv, [...batch, m, n]);
         await expectNoLeaks(async () => {

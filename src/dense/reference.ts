@@ -1,7 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
+import { matMul } from '../tensors.js';
 
-/** `x·W + b` for x `[M, K]`, W `[K, N]` and b `[N]`, in tfjs ops: the ground truth, on every backend. */
+/**
+ * `x·W + b` for x `[M, K]`, W `[K, N]` and b `[N]`, in tfjs ops: the ground truth, on every
+ * backend; on wasm its gradient's transposed products go to XNNPACK ({@link matMul}).
+ */
 export function denseReference(x: tf.Tensor2D, kernel: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
-  const y = tf.matMul(x, kernel) as tf.Tensor2D;
+  const y = matMul(x, kernel) as tf.Tensor2D;
   return bias ? tf.add(y, bias) as tf.Tensor2D : y;
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finiteOnly, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { chunksAlong, finiteOnly, matMul, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /**
  * Aaren's scan state per head: the running max m of the scores, the mass
@@ -108,7 +108,7 @@ function chunkForward(s: tf.Tensor3D, v: tf.Tensor4D, mask: tf.Tensor2D, M: tf.T
     // the carried state's weight e^{M − m_t}: 0 when M = −∞ (the empty state), never NaN since m_t is finite
     const carried = tf.exp(tf.sub(M.expandDims(2), m));
     const u = tf.add(tf.mul(carried, U.expandDims(2)), tf.sum(E, -1)) as tf.Tensor3D;
-    const w = tf.add(tf.mul(carried.expandDims(3), W.expandDims(2)), tf.matMul(E, v)) as tf.Tensor4D;
+    const w = tf.add(tf.mul(carried.expandDims(3), W.expandDims(2)), matMul(E, v)) as tf.Tensor4D;
     return { m, u, w };
   });
 }
@@ -141,8 +141,8 @@ function backward(
         const E = realColumns(tf.exp(tf.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3))), real);
         // the chunk's tokens as the later outputs and the final state see them, through the carry
         const later = real ? tf.mul(tf.exp(tf.sub(s, after.expandDims(2))), real) : tf.exp(tf.sub(s, after.expandDims(2)));
-        const Gw = tf.add(tf.matMul(E, a, true), tf.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
-        const Gu = tf.sub(tf.mul(later, dU.expandDims(2)), tf.squeeze(tf.matMul(E, b.expandDims(3), true), [3]));
+        const Gw = tf.add(matMul(E, a, true), tf.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
+        const Gu = tf.sub(tf.mul(later, dU.expandDims(2)), tf.squeeze(matMul(E, b.expandDims(3), true), [3]));
         // the first maximiser of the final m is where the running max first reaches it
         const prev = tf.concat([before.expandDims(2), tf.slice(m, [0, 0, 0], [-1, -1, m.shape[2] - 1])], 2);
         const target = tf.mul(finalM.expandDims(2), tf.onesLike(m));
@@ -300,7 +300,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
           const chunks = sC.map((s, n) => ({ s, v: vC[n]!, m: mC[n]!, a: aC[n]!, b: bC[n]!, real: rC[n]! }));
           const g = backward(chunks, masksFor(bounds), { m: sm0, u: su0, w: sw0 }, finalM, gm, du, dw);
           const ds = tf.mul(g.ds, scale).expandDims(3);   // [B, H, T, 1]
-          const dq = tf.sum(tf.matMul(ds, sk.transpose([0, 2, 1, 3]), true), [0, 2]);
+          const dq = tf.sum(matMul(ds, sk.transpose([0, 2, 1, 3]), true), [0, 2]);
           // tokens first, and 0 where the input was not finite (the scan read 0 there), one at a time
           const zeroBad = (d: () => tf.Tensor, x: tf.Tensor) => tf.tidy(() => zeroWhereNotFinite(x, d().transpose([0, 2, 1, 3])));
           const dk = zeroBad(() => tf.mul(ds, sq.expandDims(1)), kRawSaved);

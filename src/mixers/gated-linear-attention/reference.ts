@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finiteOnly, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { chunksAlong, finiteOnly, matMul, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
 export interface GlaArgs {
@@ -99,8 +99,8 @@ function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S:
   return tf.tidy(() => {
     const { Glast, decayG, toEnd, scores } = chunkTerms(q, k, g, mask);
     const [B, H, , K] = q.shape;
-    const out = tf.add(tf.matMul(tf.mul(q, decayG), S), tf.matMul(scores, v));
-    const next = tf.add(tf.mul(tf.exp(Glast).reshape([B!, H!, K!, 1]), S), tf.matMul(tf.mul(k, toEnd), v, true, false));
+    const out = tf.add(matMul(tf.mul(q, decayG), S), matMul(scores, v));
+    const next = tf.add(tf.mul(tf.exp(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
     return { out, next };
   });
 }
@@ -125,9 +125,9 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     const decay = tf.exp(Glast).reshape([B, H, K, 1]);
     const qDecayed = tf.mul(q, decayG);
     const kToEnd = tf.mul(k, toEnd);
-    const dqDecayed = tf.matMul(dO, S, false, true);                               // [B, H, L, K]
-    const dkToEnd = tf.matMul(v, dNext, false, true);                              // [B, H, L, K]
-    const P = tf.mul(tf.matMul(dO, v, false, true).expandDims(4), weights);        // [B, H, L, L, K]
+    const dqDecayed = matMul(dO, S, false, true);                               // [B, H, L, K]
+    const dkToEnd = matMul(v, dNext, false, true);                              // [B, H, L, K]
+    const P = tf.mul(matMul(dO, v, false, true).expandDims(4), weights);        // [B, H, L, L, K]
     const Pq = tf.mul(P, q.expandDims(3));
     const R = tf.mul(Pq, k.expandDims(2));
     const Z = tf.mul(dkToEnd, kToEnd);
@@ -138,9 +138,9 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     return [
       tf.add(tf.sum(tf.mul(P, k.expandDims(2)), 3), tf.mul(dqDecayed, decayG)),      // dq
       tf.add(tf.sum(Pq, 2), tf.mul(dkToEnd, toEnd)),                                 // dk
-      tf.add(tf.matMul(scores, dO, true, false), tf.matMul(kToEnd, dNext)),          // dv
+      tf.add(matMul(scores, dO, true, false), matMul(kToEnd, dNext)),          // dv
       reverseCumsumLast(tf.transpose(dG, [0, 1, 3, 2])),                              // dg [B, H, K, L]
-      tf.add(tf.matMul(qDecayed, dO, true, false), tf.mul(decay, dNext)),            // dS
+      tf.add(matMul(qDecayed, dO, true, false), tf.mul(decay, dNext)),            // dS
     ];
   });
 }
