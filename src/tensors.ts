@@ -100,7 +100,8 @@ export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transpose
   const [m, k] = transposeA ? a.shape.slice(-2).reverse() : a.shape.slice(-2);
   const n = transposeB ? b.shape[b.rank - 2]! : b.shape[b.rank - 1]!;
   const batch = a.shape.slice(0, -2);
-  if (tf.getBackend() !== 'wasm' || m! * k! * n < WASM_PIECE_MACS || a.rank !== b.rank || batch.some((d, i) => d !== b.shape[i])) {
+  if (tf.getBackend() !== 'wasm' || a.rank < 2 || a.rank !== b.rank || batch.some((d, i) => d !== b.shape[i]) ||
+    m! * k! * n < WASM_PIECE_MACS) {
     return tf.matMul(a, b, transposeA, transposeB);
   }
   // one batch without transposes is XNNPACK's already; its gradient's products are transposed
