@@ -132,15 +132,11 @@ function piecewiseMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
       return transpose ? tf.transpose(x3, [0, 2, 1]) : x3;
     };
     const [a3, b3] = [flat(a, transposeA), flat(b, transposeB)];
-    // the batches copied out of one read: wasm's Slice copies its whole input for each, its Gather
-    // took 2 ms a 256 × 256 batch (no gradient is recorded here: customGrad's forward)
-    const pieces = (x: tf.Tensor3D) => {
-      const [rows, cols] = x.shape.slice(1) as [number, number];
-      const data = x.dataSync() as Float32Array;
-      return Array.from({ length: G }, (_, g) => tf.tensor2d(data.subarray(g * rows * cols, (g + 1) * rows * cols), [rows, cols]));
-    };
-    const [as, bs] = [pieces(a3), pieces(b3)];
-    return tf.stack(as.map((x, g) => tf.matMul(x, bs[g]!))).reshape([...batch, a3.shape[1], b3.shape[2]]);
+    // each batch `[1, rows, cols]`, copied out of one read (wasm's Gather took 2 ms a 256 × 256
+    // batch); no gradient is recorded here: customGrad's forward
+    const batches = Array.from({ length: G }, (_, g): [number, number] => [g, g + 1]);
+    const [as, bs] = [chunksAlong(a3, batches, 0), chunksAlong(b3, batches, 0)];
+    return tf.concat(as.map((x, g) => tf.matMul(x, bs[g]!)), 0).reshape([...batch, a3.shape[1], b3.shape[2]]);
   });
 }
 

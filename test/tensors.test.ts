@@ -67,7 +67,10 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
   });
 });
 
-/** [batch, rows, cols] as nested float64 arrays of x, read as `[batch, cols, rows]` when transposed. */
+/**
+ * The float64 product of G batches of a `[m, k]` and b `[k, n]` (each read as its transpose's
+ * layout where `ta`, `tb`), flat, and for each entry the sum of its products' magnitudes.
+ */
 function product64(a: Float32Array, b: Float32Array, G: number, m: number, k: number, n: number, ta: boolean, tb: boolean) {
   const at = (g: number, i: number, p: number) => a[g * m * k + (ta ? p * m + i : i * k + p)]!;
   const bt = (g: number, p: number, j: number) => b[g * k * n + (tb ? j * k + p : p * n + j)]!;
@@ -96,13 +99,13 @@ const TRANSPOSES = [[false, false], [false, true], [true, false], [true, true]] 
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'matMul', () => {
   it('equals the float64 product, and its gradients the float64 ones, for every transpose', async () => {
+    // rank 2 too: a product without transposes is tfjs's on wasm, its gradient's products matMul's
     for (const [batch, G] of [[[2, 3], 6], [[], 1]] as const) for (const { m, k, n } of SIZES) {
       for (const [ta, tb] of TRANSPOSES) {
         const av = seededUniform(m * 7 + k, G * m * k);
         const bv = seededUniform(n * 11 + k, G * k * n);
         const wv = seededUniform(5, G * m * n);
         const a = tf.tensor(av, [...batch, ...(ta ? [k, m] : [m, k])]);
-        // rank 2 without transposes: tfjs's forward on wasm too, and this gradient
         const b = tf.tensor(bv, [...batch, ...(tb ? [n, k] : [k, n])]);
         const w = tf.tensor(wv, [...batch, m, n]);
         await expectNoLeaks(async () => {
