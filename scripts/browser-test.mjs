@@ -11,7 +11,12 @@
 //   predict, no leaked tensor, and a first loss within LOSS_TOLERANCE of the cpu backend's; the
 //   page must really be on webgl (tf.getBackend()); then every decoding layer must decode a
 //   ragged batch as each row alone there (examples/browser/decoding.ts,
-//   test/backend-decoding.test.ts on cpu and wasm).
+//   test/backend-decoding.test.ts on cpu and wasm);
+// - runs the training page again on half-float textures (train.html?halfFloat, tfjs's
+//   WEBGL_FORCE_F16_TEXTURES: what it does by itself on devices that cannot render float32):
+//   every case's loss and gradients at its initial weights must be finite, without leaks, the
+//   loss within HALF_FLOAT_LOSS_TOLERANCE of the cpu's, and every decoding layer must decode a
+//   ragged batch as each row alone there too.
 // Needs `npm run build && npm run build:examples` first. Use: `npm run test:browser`.
 //
 // Under CI=true a missing Chromium, a page without a WebGPU adapter or a page without WebGL
@@ -35,9 +40,10 @@ const onCI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !=
  * The whole test must finish in this time (CI's budget); a hang fails it. Raised from 170 s when
  * the webgl training page joined: on 2 CPU cores the webgpu pages took 24 s idle and 40 to 67 s
  * under loads of 6 to 8, the training page 68 to 94 s more under loads of 5 to 8; the slowest
- * whole run seen was 161 s.
+ * whole run seen was 161 s. Raised to 330 s when the half-float run joined, which took 60 s idle
+ * (half of it compiling every op's shaders again for the half-float textures).
  */
-const DEADLINE_MS = 240_000;
+const DEADLINE_MS = 330_000;
 /**
  * The kernel agrees with the reference to this relative error, max |kernel − reference| /
  * max |reference| over each output. Both compute the same float32 function, summing in another
@@ -57,6 +63,15 @@ const TOLERANCE = 1e-4;
  * moved the rotary cases' by up to 7e-5.
  */
 const LOSS_TOLERANCE = 1e-5;
+/**
+ * On half-float textures each case's first loss agrees with the cpu's to this relative error.
+ * The weights and targets are uploaded as half floats (each moved by up to 2⁻¹¹ ≈ 4.9e-4 of
+ * itself), which moves the outputs and their squared error by about as much again, and the loss
+ * comes back as a half float (2⁻¹¹ more): 2e-3 is four such roundings (measured on SwiftShader:
+ * at most 5.7e-4). What this pass is for is the range: a constant beyond the half floats' (a
+ * −10³⁰ mask, a 2⁴⁰ scale) comes back as NaN or ∞; the float32 pass checks the values to 1e-5.
+ */
+const HALF_FLOAT_LOSS_TOLERANCE = 2e-3;
 /** The mixer under test, then a cheap one at a few lengths, so that the chart draws lines. */
 const CASES = [
   { mixer: 'flashStyleTiledAttention', T: 64, pass: 'forward+backward' },
@@ -280,6 +295,33 @@ try {
   const slowest = training.cases.reduce((a, b) => (b.ms > a.ms ? b : a));
   log(`${training.cases.length} cases train on webgl (${training.renderer}, float32 textures ${training.float32}) ` +
     `in ${((performance.now() - trainingStarted) / 1000).toFixed(1)} s; slowest ${slowest.name}, ${(slowest.ms / 1000).toFixed(1)} s`);
+
+  // ── the training page again, on half-float textures ──
+  await page.goto(`${url}train.html?halfFloat`);
+  status = await waitFor(['ready', 'error'], 60_000);
+  check(status.state === 'ready', `the half-float training page did not start: ${status.error}`);
+  const halfStarted = performance.now();
+  await page.click('#train');
+  status = await waitFor(['done', 'error'], TRAINING_TIMEOUT_MS);
+  check(status.state === 'done', `the half-float run failed in the page: ${status.error}`);
+  const half = JSON.parse(await page.textContent('#results'));
+  check(half.backend === 'webgl' && half.halfFloat && !half.float32, `ran on ${half.backend} with float32 textures ${half.float32}, not on half floats`);
+  check(half.initial.length === half.total && half.cpuLosses.length === half.total, `ran ${half.initial.length} of ${half.total} cases on half floats`);
+  const nonFinite = half.initial.filter((c) => c.problems.length > 0 || c.backend !== 'webgl');
+  check(nonFinite.length === 0 && half.failed === 0, `${nonFinite.length} of ${half.initial.length} cases fail on half-float textures:\n` +
+    nonFinite.map((c) => `  ${c.name} (${c.backend}): ${c.problems.join('; ')}`).join('\n'));
+  const halfErrors = half.initial.map((c, i) => ({ name: c.name, error: Math.abs(c.loss - half.cpuLosses[i]) / Math.abs(half.cpuLosses[i]) }));
+  const halfOff = halfErrors.filter((e) => !(e.error <= HALF_FLOAT_LOSS_TOLERANCE));
+  check(halfOff.length === 0, `${halfOff.length} cases start from another loss on half floats than on cpu:\n` +
+    halfOff.map((e) => `  ${e.name}: relative ${e.error}`).join('\n'));
+  const halfWorst = halfErrors.reduce((a, b) => (b.error > a.error ? b : a));
+  const halfUndecoded = half.decoding.filter((c) => c.problems.length > 0 || c.backend !== 'webgl');
+  check(half.decoding.length === half.decodingTotal && halfUndecoded.length === 0, `${halfUndecoded.length} of ${half.decoding.length} ` +
+    `layers do not decode a ragged batch as each row alone on half floats:\n` +
+    halfUndecoded.map((c) => `  ${c.name} (${c.backend}): ${c.problems.join('; ')}`).join('\n'));
+  log(`${half.initial.length} cases give finite losses and gradients on half-float textures, each loss within ` +
+    `${halfWorst.error.toExponential(1)} of the cpu's (${halfWorst.name}), and ${half.decoding.length} layers decode there, ` +
+    `in ${((performance.now() - halfStarted) / 1000).toFixed(1)} s`);
   const pageErrors = problems.filter((p) => p.startsWith('page error'));
   check(pageErrors.length === 0, `the pages threw:\n${pageErrors.join('\n')}`);
 } catch (e) {

@@ -205,6 +205,55 @@ export function zeroWhereNotFinite<T extends tf.Tensor>(x: tf.Tensor, d: T): T {
 }
 
 /**
+ * A score below every real one, added to the scores of hidden keys: exp(score − max) of it is
+ * exactly 0 beside any visible key, yet it is finite, so a row whose every key is hidden keeps
+ * finite sums (and a softplus of it is 0). −10³⁰ where the active backend stores float32;
+ * −2¹⁴ where it stores half floats (tfjs's webgl on a device that cannot render to float32
+ * textures, or with `WEBGL_FORCE_F16_TEXTURES`), whose largest value is 65504, so that −10³⁰
+ * uploads as −∞ or NaN and −∞ − (−∞) is NaN. At 2¹⁴, two of them added to a score (Aaren's
+ * padded tokens beyond a chunk's future) are still a half float, and it loses to every score
+ * within 16000 of the row's max, far beyond what a half float's three decimal digits make
+ * useful.
+ *
+ * @example
+ * ```ts
+ * hiddenScore();   // -1e30
+ * ```
+ */
+export function hiddenScore(): number {
+  return halfFloatStorage() ? -(2 ** 14) : -1e30;
+}
+
+/**
+ * The max of no scores: −∞, or −65504, the lowest half float, where the active backend stores
+ * half floats (see {@link hiddenScore}): SwiftShader's half-float textures store −∞ as NaN. Below
+ * the hidden score either way, so exp(it − m) is 0 for any max m of real or hidden scores.
+ *
+ * @example
+ * ```ts
+ * noScore();   // -Infinity
+ * ```
+ */
+export function noScore(): number {
+  return halfFloatStorage() ? -65504 : -Infinity;
+}
+
+/**
+ * Whether the active backend stores float32 tensors as half floats (see {@link hiddenScore}).
+ *
+ * @example
+ * ```ts
+ * halfFloatStorage();   // false
+ * ```
+ */
+export function halfFloatStorage(): boolean {
+  // tfjs 4.22's webgl floatPrecision() answers 16 where it renders float32 (and 32 on
+  // SwiftShader's half-float textures), so webgl is judged by the flag it renders by
+  if (tf.getBackend() === 'webgl') return !tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED');
+  return tf.backend().floatPrecision() === 16;
+}
+
+/**
  * `[...]` → `[...]`: NaN where `count` (a non-negative count of non-finite inputs) is not 0,
  * and 0 elsewhere; added to an output, it makes exactly the rows that see such an input NaN.
  *

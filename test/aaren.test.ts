@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { aaren, aarenStep, aarenWithState, aarenWithStateOver, type AarenOptions, type AarenState } from '../src/mixers/aaren/op.js';
-import { AAREN_CHUNK, HIDDEN } from '../src/mixers/aaren/reference.js';
+import { AAREN_CHUNK } from '../src/mixers/aaren/reference.js';
 import { AAREN_FRAME } from '../src/mixers/aaren/kernel.js';
 import { SEEN_CHUNK } from '../src/mixers/gated-linear-attention/kernel.js';
 import { aarenGradOracle, aarenOracle, type AarenDims, type AarenInputs } from './oracle/aaren.js';
@@ -591,7 +591,7 @@ describeOn('cpu', 'aaren errors', () => {
 
 // The reference runs on webgpu too, with implementation 'reference'
 describeOn('webgpu', 'aaren on the scan kernels', () => {
-  it('the frame kernel gives the scores\' keys and gates in the frame of the running max floored at HIDDEN, and the final max', async () => {
+  it('the frame kernel gives the scores\' keys and gates in the frame of the running max floored at −10³⁰, and the final max', async () => {
     // scores of small integers (q, k integers, scale 1/2) are exact in float32, and so are the
     // frame and the gates; rows of 150 tokens (runs of 3 per invocation); m_init −∞ (an empty
     // state), an integer, a NaN, 100 above every score, and +∞; a NaN and a +∞ in k, read as 0;
@@ -607,7 +607,8 @@ describeOn('webgpu', 'aaren on the scan kernels', () => {
       q: tf.tensor2d(q, [H, K]), k: tf.tensor4d(k, [B, T, H, K]), mInit: tf.tensor2d(mInit, [B, H]), real: tf.tensor2d(real, [B, T]),
     }, { scale, hasInit: true, hasReal: true }) as tf.Tensor[];
     const [gotKey, gotGate, gotMax, gotMove] = await Promise.all([key!, gate!, mMax!, move!].map(values));
-    const hidden = Math.fround(HIDDEN);
+    // the frame's floor: hiddenScore() on a float32 backend
+    const hidden = Math.fround(-1e30);
     // NaN from a NaN on, as tfjs's maximum
     const larger = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.max(a, b));
     // WGSL's exp is within 3 + 2·|x| ulp, here |x| ≤ 100 + 18 (239 ulp, an ulp at most 2⁻²³ of the

@@ -6,13 +6,20 @@
  * adds a row; the whole run is in `<pre id="results">` as a {@link TrainingPageResult}, which
  * `scripts/browser-test.mjs` reads in headless Chromium.
  *
+ * `train.html?halfFloat` runs webgl on half-float textures (`WEBGL_FORCE_F16_TEXTURES`, what tfjs
+ * does by itself on a device that cannot render float32) and checks each case at its initial
+ * weights instead: a finite loss close to the cpu's, finite gradients, no leak. No Adam steps
+ * there: on SwiftShader's half-float textures tfjs 4.22's webgl reports float32 precision, so its
+ * Adam divides by an ε of 10⁻⁷ the textures cannot hold, and diverges on any model (a plain
+ * `tf.matMul` regression's loss went from 2.5 to 1368 in one step).
+ *
  * In an application, import the library as `'tfjs-mixers'`; build.mjs maps this path to it.
  *
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
 import { DECODING_CASES, decodeCase, type DecodingResult } from './decoding.js';
-import { TRAINING_CASES, initialLoss, trainCase, uncovered, type TrainingResult } from './training.js';
+import { TRAINING_CASES, initialGradients, initialLoss, trainCase, uncovered, type InitialResult, type TrainingResult } from './training.js';
 import { byId, setState, showMessage, yieldToBrowser } from './common.js';
 
 /** What `<pre id="results">` holds after a run. */
@@ -25,9 +32,13 @@ export interface TrainingPageResult {
   webglVersion: number;
   /** Whether tfjs renders float32 textures (full precision) on this device. */
   float32: boolean;
+  /** Whether the page ran on half-float textures (`?halfFloat`): then `initial` holds the cases, and `cases` none. */
+  halfFloat: boolean;
   /** One per case run, in the order of `TRAINING_CASES` (all of them unless `?case=` picks some). */
   cases: TrainingResult[];
-  /** Each case's first loss on the cpu backend, beside `cases` (empty where the run is on cpu). */
+  /** With `halfFloat`, one per case run: its loss and gradients at the initial weights. */
+  initial: InitialResult[];
+  /** Each case's first loss on the cpu backend, beside `cases` or `initial` (empty where the run is on cpu). */
   cpuLosses: number[];
   /** How many cases `TRAINING_CASES` holds. */
   total: number;
@@ -81,10 +92,21 @@ function addRow(r: TrainingResult): void {
   byId('rows').append(row);
 }
 
+function addInitialRow(r: InitialResult): void {
+  const ok = r.problems.length === 0;
+  const row = document.createElement('tr');
+  row.append(cell(r.name), cell(''), cell(r.loss.toFixed(4)), cell('–'), cell('–'), cell(r.ms.toFixed(0)),
+    cell(ok ? 'finite' : r.problems.join('; '), ok ? 'ok' : 'bad'));
+  byId('rows').append(row);
+}
+
 async function main(): Promise<void> {
   setState('loading');
   // tfjs-webgl runs ops on small tensors on its CPU kernels by default: every op here is small
   tf.env().set('WEBGL_CPU_FORWARD', false);
+  const halfFloat = new URLSearchParams(location.search).has('halfFloat');
+  // tfjs reads it as the webgl backend starts: set before
+  if (halfFloat) tf.env().set('WEBGL_FORCE_F16_TEXTURES', true);
   const backendSelect = byId<HTMLSelectElement>('backend');
   const info = byId('backend-info');
   const noWebgl = await useBackend('webgl').then(() => null, (e: unknown) => String(e));
@@ -114,7 +136,7 @@ async function main(): Promise<void> {
         renderer: webglRenderer(),
         webglVersion: onWebgl ? tf.env().getNumber('WEBGL_VERSION') : 0,
         float32: onWebgl && tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'),
-        cases: [], cpuLosses: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0,
+        halfFloat, cases: [], initial: [], cpuLosses: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0,
         decoding: [], decodingTotal: DECODING_CASES.length, totalMs: 0,
       };
       const started = performance.now();
@@ -123,10 +145,17 @@ async function main(): Promise<void> {
       const cases = TRAINING_CASES.filter((c) => c.name.includes(only));
       for (const [i, c] of cases.entries()) {
         summary.textContent = `${i} / ${cases.length} cases on ${result.backend}: ${c.name}…`;
-        const r = await trainCase(c);
-        result.cases.push(r);
-        if (r.problems.length > 0) result.failed++;
-        addRow(r);
+        if (halfFloat) {
+          const r = await initialGradients(c);
+          result.initial.push(r);
+          if (r.problems.length > 0) result.failed++;
+          addInitialRow(r);
+        } else {
+          const r = await trainCase(c);
+          result.cases.push(r);
+          if (r.problems.length > 0) result.failed++;
+          addRow(r);
+        }
         await yieldToBrowser();
       }
       if (result.backend !== 'cpu') {
@@ -147,7 +176,8 @@ async function main(): Promise<void> {
           `ragged batch as each row alone` + wrong.map((r) => `; ${r.name}: ${r.problems.join(', ')}`).join('');
       }
       result.totalMs = performance.now() - started;
-      summary.textContent = `${result.cases.length - result.failed} of ${result.cases.length} cases train on ${result.backend} ` +
+      summary.textContent = `${cases.length - result.failed} of ${cases.length} cases ${halfFloat ? 'give finite losses and gradients' : 'train'} on ` +
+        `${result.backend}${halfFloat ? ' with half-float textures' : ''} ` +
         `(${(result.totalMs / 1000).toFixed(1)} s)` + (result.uncovered.length > 0 ? `; no case for ${result.uncovered.join(', ')}` : '');
       byId('results').textContent = JSON.stringify(result, null, 2);
       setState('done');

@@ -518,6 +518,51 @@ export async function initialLoss(c: TrainingCase): Promise<number> {
   }
 }
 
+/** A case's loss and gradients at its initial weights ({@link initialGradients}), and what is wrong with them. */
+export interface InitialResult {
+  name: string;
+  backend: string;
+  loss: number;
+  gradients: GradientSummary[];
+  /** Tensors alive after the case minus before (0: nothing leaked). */
+  leakedTensors: number;
+  ms: number;
+  /** A non-finite loss or gradient, a leak, or the error the case threw; empty when all is finite. */
+  problems: string[];
+}
+
+/**
+ * The case's loss and gradients at its initial weights, with no step taken, checked finite: what
+ * the training page runs on webgl's half-float textures (`train.html?halfFloat`), where tfjs's own
+ * Adam cannot step (see train.ts).
+ */
+export async function initialGradients(c: TrainingCase): Promise<InitialResult> {
+  const started = performance.now();
+  const result: InitialResult = { name: c.name, backend: tf.getBackend(), loss: NaN, gradients: [], leakedTensors: 0, ms: 0, problems: [] };
+  const before = tf.memory().numTensors;
+  let setup: TrainingSetup | undefined;
+  try {
+    setup = seeded(1, c.setup);
+    const { value, grads } = tf.variableGrads(setup.loss, setup.weights.map((w) => w.variable));
+    try {
+      result.gradients = await Promise.all(setup.weights.map(async (w) => summarise(w.name, (await grads[w.variable.name]!.data()) as Float32Array)));
+      result.loss = (await value.data())[0]!;
+    } finally {
+      tf.dispose([value, grads]);
+    }
+  } catch (e) {
+    result.problems.push(`threw: ${e instanceof Error ? e.message : String(e)}`);
+  } finally {
+    setup?.dispose();
+  }
+  result.leakedTensors = tf.memory().numTensors - before;
+  result.ms = performance.now() - started;
+  if (!Number.isFinite(result.loss)) result.problems.push(`the loss is ${result.loss}`);
+  for (const g of result.gradients) if (!g.finite) result.problems.push(`the gradient of ${g.weight} is not finite`);
+  if (result.leakedTensors !== 0) result.problems.push(`leaked ${result.leakedTensors} tensors`);
+  return result;
+}
+
 /**
  * Trains one case on the active backend: {@link STEPS} Adam steps at the learning rate
  * {@link FIRST_STEP_FRACTION} sets, recording the losses, the decrease the gradient predicts

@@ -34,7 +34,7 @@ struct Params {
 // whether m_init is given (otherwise −∞, the empty state's) and whether tokens may be padding
 override HAS_INIT: bool = false;
 override HAS_REAL: bool = false;
-// src/mixers/aaren/reference.ts's HIDDEN: the frame's floor and a padded token's score
+// src/tensors.ts's hiddenScore() on a float32 backend: the frame's floor and a padded token's score
 const HIDDEN: f32 = -1e30;
 
 var<workgroup> runs: array<f32, WG>;

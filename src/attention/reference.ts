@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { chunksAlong, finitePart, matMul, poisonWhere } from '../tensors.js';
+import { chunksAlong, finitePart, hiddenScore, matMul, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -8,7 +8,7 @@ import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type Ti
 /**
  * A masked tile's visibility, both `[B, Hkv, R, n]` (the shape of its scores, so that every op
  * on them is elementwise, never broadcast): `visible` 1 where the key is visible and 0 where
- * not, `hidden` 0 and −10³⁰.
+ * not, `hidden` 0 and {@link hiddenScore} (−10³⁰ where the backend stores float32).
  */
 export interface TileMask {
   visible: tf.Tensor4D;
@@ -184,9 +184,10 @@ function unknownTileMask(
 /**
  * A tile's known mask `values` `[batch, R0, n]` (batch 1 or B) in the grouped row layout
  * `shape` = `[B, Hkv, R0·G, n]`, row (i − i0)·G + g repeating query row i for the G heads of a
- * kv head: the visible mask (0 or 1) and the hidden one, (visible − 1)·10³⁰ as float32 rounds it.
+ * kv head: the visible mask (0 or 1) and the hidden one, (1 − visible)·`hidden` (see {@link hiddenScore}).
  */
-function tileRows(values: Float32Array, batch: number, shape: [number, number, number, number], G: number): [Float32Array, Float32Array] {
+function tileRows(values: Float32Array, batch: number, shape: [number, number, number, number], G: number, hidden: number):
+  [Float32Array, Float32Array] {
   const [B, Hkv, rows, n] = shape;
   const R0 = rows / G;
   const visible = new Float32Array(B * Hkv * rows * n);
@@ -200,8 +201,7 @@ function tileRows(values: Float32Array, batch: number, shape: [number, number, n
       }
     }
   }
-  const hidden = visible.map((x) => (x - 1) * 1e30);
-  return [visible, hidden];
+  return [visible, visible.map((x) => (1 - x) * hidden)];
 }
 
 /**
@@ -212,6 +212,7 @@ function tileRows(values: Float32Array, batch: number, shape: [number, number, n
  */
 class TileMasks {
   private readonly kept: { values: Float32Array; batch: number; mask: TileMask }[] = [];
+  private readonly hidden = hiddenScore();
 
   constructor(private readonly vis: Visibility, private readonly known: KnownVisibility, private readonly s: AttentionSizes) {}
 
@@ -231,7 +232,7 @@ class TileMasks {
       const unknown = unknownTileMask(this.vis, this.known, s, i0, i1, j0, j1);
       if (!unknown) {
         // laid out here: tfjs's tile took a quarter of a causal forward on wasm
-        const [visible, hidden] = tileRows(values, batch, shape, G);
+        const [visible, hidden] = tileRows(values, batch, shape, G, this.hidden);
         return { visible: tf.tensor4d(visible, shape), hidden: tf.tensor4d(hidden, shape) };
       }
       let m = tf.mul(tf.tensor3d(values, [batch, R0, n]), tf.cast(unknown, 'float32'));
@@ -239,7 +240,7 @@ class TileMasks {
       // row (i − i0)·G + g: the G heads of a kv head share the query's visibility
       if (G > 1) m = tf.tile(m.reshape([Bm, R0, 1, n]), [1, 1, G, 1]);
       const visible = tf.tile(m.reshape([Bm, 1, R0 * G, n]), [s.B / Bm, s.Hkv, 1, 1]) as tf.Tensor4D;
-      return { visible, hidden: tf.mul(tf.sub(visible, 1), 1e30) as tf.Tensor4D };
+      return { visible, hidden: tf.mul(tf.sub(1, visible), this.hidden) as tf.Tensor4D };
     });
     if (cacheable) {
       this.kept.push({ values, batch, mask });
@@ -291,7 +292,7 @@ function dropTile(c: Chunks, i0: number, i1: number, j0: number, j1: number): tf
  * per-row states by the family's row algebra (the FlashAttention recurrence for softmax), with a
  * `tf.customGrad` backward that recomputes each tile from the saved per-row statistics (or, when
  * all the scores together are small, from the forward's scores). Every op on a tile's scores is
- * elementwise on equal shapes or a matMul, with the masks multiplies or an added −10³⁰, never a
+ * elementwise on equal shapes or a matMul, with the masks multiplies or an added hidden score, never a
  * broadcast select. q `[B, Tq, H, K]`, k and v `[B, Tk, Hkv, K]` → `[B, Tq, H, K]`, query head
  * h reading kv head ⌊h·Hkv/H⌋; memory O(B·H·(chunk² + T·K)). Inputs are made finite first and
  * the rows that see a NaN or infinity (their own query, or a visible key or value) are made NaN

@@ -238,7 +238,7 @@ registerGradientOnce({
  * five and nine. {@link AAREN_INITIAL_STATE}: inputs m, u `[B, H]` and w `[B, H, K]`; outputs
  * the packed rows [w, u] `[B, H, 1, K + 1]` (GLA's state of one key channel), the same numbers
  * through a factor e^{m − m} of value 1, whose gradient in m is their product with the packed
- * gradient (the frame floors m at HIDDEN, below which lies only the empty state's −∞, whose u and
+ * gradient (the frame floors m at −10³⁰, below which lies only the empty state's −∞, whose u and
  * w are 0). {@link AAREN_FINAL_STATE}: inputs the scan's final packed rows
  * `[B, H, K + 1]`, move, the frame's max m_T and the heads' poison `[B, H]`; attrs `hasReal`;
  * outputs m, u `[B, H]` and w `[B, H, K]`: u and w times move, m = m_T (−∞ where u is 0 with

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finiteOnly, matMul, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { chunksAlong, finiteOnly, hiddenScore, matMul, noScore, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /**
  * Aaren's scan state per head: the running max m of the scores, the mass
@@ -44,15 +44,12 @@ export interface AarenArgs {
  */
 export const AAREN_CHUNK = 64;
 
-/** Added to the scores of the future tokens of a chunk: finite, and e^{−10³⁰ − m} is exactly 0. */
-export const HIDDEN = -1e30;
-
-/** `[n, n]`: 0 where token j ≤ t of a chunk is visible from row t, {@link HIDDEN} where not. */
+/** `[n, n]`: 0 where token j ≤ t of a chunk is visible from row t, the hidden score ({@link hiddenScore}) where not. */
 function futureMask(n: number): tf.Tensor2D {
   return tf.tidy(() => {
     const t = tf.range(0, n, 1, 'int32').reshape([n, 1]);
     const j = tf.range(0, n, 1, 'int32').reshape([1, n]);
-    return tf.where(tf.lessEqual(j, t), tf.zeros([n, n]), tf.fill([n, n], HIDDEN)) as tf.Tensor2D;
+    return tf.where(tf.lessEqual(j, t), tf.zeros([n, n]), tf.fill([n, n], hiddenScore())) as tf.Tensor2D;
   });
 }
 
@@ -73,7 +70,7 @@ function scores(q: tf.Tensor2D, k: tf.Tensor4D, scale: number): tf.Tensor3D {
   return tf.mul(tf.sum(tf.mul(k, q), -1), scale).transpose([0, 2, 1]) as tf.Tensor3D;
 }
 
-/** `[B, H, n]` → `[B, H, n, n]`, row t holding s_j for j ≤ t and {@link HIDDEN} after. */
+/** `[B, H, n]` → `[B, H, n, n]`, row t holding s_j for j ≤ t and the hidden score after. */
 function visibleScores(s: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor4D {
   return tf.add(s.expandDims(2), mask) as tf.Tensor4D;
 }
@@ -86,7 +83,7 @@ function last(x: tf.Tensor, axis: number): tf.Tensor {
 
 /**
  * `E` `[B, H, n, n]` with its padded columns (tokens j with real 0, `real` `[B, 1, n]`) zeroed:
- * a padded token's score is {@link HIDDEN}, below every real one, but where no real token is
+ * a padded token's score is the hidden score, below every real one, but where no real token is
  * visible yet it is the row's max and would weigh 1. Without padding, E itself.
  */
 function realColumns(E: tf.Tensor, real: tf.Tensor3D | null): tf.Tensor {
@@ -182,9 +179,9 @@ export function poisonAfterNonFinite(k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor3
   });
 }
 
-/** The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge. */
+/** The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge (m is {@link noScore}). */
 export function emptyState(B: number, H: number, K: number): AarenState {
-  return { m: tf.fill([B, H], -Infinity) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
+  return { m: tf.fill([B, H], noScore()) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
 }
 
 /**
@@ -225,10 +222,10 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
   const THK = T * H * K;
   // the real mask, where given, is saved with the inputs (the caller may dispose its own before a backward)
   const hasReal = args.real !== undefined;
-  // padded tokens' scores are HIDDEN, below every real one (they weigh 0 through realColumns too)
+  // padded tokens' scores are the hidden score, below every real one (they weigh 0 through realColumns too)
   const maskedScores = (q: tf.Tensor2D, k: tf.Tensor4D, real: tf.Tensor2D | undefined) => tf.tidy(() => {
     const s = scores(q, k, scale);
-    return real ? tf.add(s, tf.mul(tf.sub(1, real), HIDDEN).expandDims(1)) as tf.Tensor3D : s;
+    return real ? tf.add(s, tf.mul(tf.sub(1, real), hiddenScore()).expandDims(1)) as tf.Tensor3D : s;
   });
   // real `[B, 1, n]` per chunk, or none
   const realPieces = (real: tf.Tensor2D | undefined) => (real ? chunksAlong(real.expandDims(1) as tf.Tensor3D, bounds, 2) : bounds.map(() => null));
@@ -267,7 +264,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       const poison = poisonAfterNonFinite(kRaw, vRaw);
       const poisonState = last(poison, 1);
       // an empty final state (no real token and no initial one) has m = −∞, as the empty state
-      const finalM = hasReal ? tf.where(tf.equal(carry.u, 0), tf.fill(carry.m.shape, -Infinity), carry.m) : carry.m;
+      const finalM = hasReal ? tf.where(tf.equal(carry.u, 0), tf.fill(carry.m.shape, noScore()), carry.m) : carry.m;
       const value = tf.concat([
         tf.add(o.transpose([0, 2, 1, 3]), poison.expandDims(3)).reshape([B, THK]),
         tf.add(finalM, poisonState), tf.add(carry.u, poisonState),

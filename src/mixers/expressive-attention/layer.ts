@@ -12,6 +12,7 @@ import {
   checkEpsilon, expressiveAttention as expressiveAttentionOp, expressiveAttentionRecurrentStep, expressiveAttentionWithDenominators,
 } from './op.js';
 import { MIN_DENOMINATOR, quadraticFeatures } from './reference.js';
+import { halfFloatStorage } from '../../tensors.js';
 import { EXPRESSIVE_ATTENTION_RECURRENT_PROMPT_READOUT, EXPRESSIVE_ATTENTION_RECURRENT_SUMS } from './kernel.js';
 import { advancedPositions } from '../../positions.js';
 
@@ -57,9 +58,12 @@ const DECODES: readonly ExpressiveAttentionDecode[] = ['cache', 'recurrent'];
  * from the attention op: with values of 1 it returns w = Σ s² / (E + Σ s²), and
  * Σ s² = E·w / (1 − w) is accurate while Σ s² < E (w < 1/2, so 1 − w is exact to an ulp).
  * A power of two, so the products with it are exact; 2⁴⁰ keeps w a normal float32 down to
- * Σ s² ≈ 2⁻⁸⁶.
+ * Σ s² ≈ 2⁻⁸⁶. Where the backend stores half floats (largest 65504, see `hiddenScore`) it is 2⁸:
+ * w is a normal half float down to Σ s² ≈ 2⁻⁶, and above 2⁸ the sum loses (Σ s²/2⁸)·2⁻¹¹ of itself.
  */
-const SUM_EPSILON = 2 ** 40;
+function sumEpsilon(): number {
+  return halfFloatStorage() ? 2 ** 8 : 2 ** 40;
+}
 
 /**
  * The tfjs flag that sets how a recurrent prefill on the kernels cuts its prompt: `'auto'` (the
@@ -360,8 +364,9 @@ export class ExpressiveAttention extends AttentionLayer {
     const [N0, S0] = this.stateReadout(q, start, scale);
     // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
     const [B, T, H] = q.shape;
-    const w = attention(tf.onesLike(v), SUM_EPSILON).slice([0, 0, 0, 0], [B, T, H, 1]);
-    const S = tf.div(tf.mul(w, SUM_EPSILON), tf.sub(1, w));
+    const E = sumEpsilon();
+    const w = attention(tf.onesLike(v), E).slice([0, 0, 0, 0], [B, T, H, 1]);
+    const S = tf.div(tf.mul(w, E), tf.sub(1, w));
     const own = attention(v, this.epsilon);
     const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), this.denominatorFloor());
     return tf.add(own, tf.div(tf.sub(N0, tf.mul(S0, own)), denominator)) as tf.Tensor4D;

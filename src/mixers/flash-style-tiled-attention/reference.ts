@@ -8,9 +8,10 @@ import type { Dropout } from '../../attention/dropout.js';
 /**
  * Softmax's row algebra in tfjs ops (see {@link ReferenceFamily}), the FlashAttention
  * recurrence: each row keeps its running max m, the sum l of exp(s − m) and the weighted sum of
- * values, rescaled by exp(m_old − m_new) when a tile raises the max. Invisible scores get −10³⁰
- * added: exp of it is 0 for any max a row can have, and, unlike −∞, a row whose every score
- * carries it stays finite (its output is then zeroed). The backward recomputes
+ * values, rescaled by exp(m_old − m_new) when a tile raises the max. Invisible scores get the
+ * hidden score added (`hiddenScore`: −10³⁰, or −2¹⁴ where the backend stores half floats): exp
+ * of it is 0 for any max a row can have, and, unlike −∞, a row whose every score carries it
+ * stays finite (its output is then zeroed). The backward recomputes
  * P = exp(s − lse) from the saved log-sum-exp and forms dS = P ∘ (dP − rowsum(dO ∘ o)), the
  * subtraction inside one matMul, [dO, −rowsum]·[v, 1]ᵀ, when there is no dropout.
  */
@@ -28,7 +29,10 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(tf.mul(state[2]!, rescale), pv)];
   },
   finish([m, l, acc]) {
-    return { o: tf.div(acc!, l!) as tf.Tensor4D, stats: [tf.add(m!, tf.log(l!)) as tf.Tensor4D] };
+    // l ≥ 1 on every row (its max term is e⁰ = 1), so the floor changes no row; it keeps the
+    // padding texels of tfjs webgl's packed textures, where l is 0, from a log of −∞, which on
+    // half-float textures comes back as NaN through the backward's matMuls
+    return { o: tf.div(acc!, l!) as tf.Tensor4D, stats: [tf.add(m!, tf.log(tf.maximum(l!, 1))) as tf.Tensor4D] };
   },
   rowGrads(dO, [lse], delta) {
     return [dO, tf.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
