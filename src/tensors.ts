@@ -263,8 +263,26 @@ export function halfFloatStorage(): boolean {
  * ```
  */
 export function poisonWhere<T extends tf.Tensor>(count: T): T {
-  const bad = tf.greaterEqual(count, 0.5);
-  return tf.where(bad, tf.fill(bad.shape, Number.NaN), tf.zeros(bad.shape)) as T;
+  return nanWhere(tf.greaterEqual(count, 0.5)) as T;
+}
+
+/**
+ * NaN where the bool `bad` is true and 0 where it is false, computed without a NaN or an
+ * infinity where it is false: b·log(1 − 2b) for b = 1 or 0, tfjs's log of a negative number
+ * being NaN on every backend, and of 1 finite (on webgl not exactly 0, hence the product). A
+ * select from a NaN-filled tensor, the plain way, made tfjs's debug mode (`tf.enableDebugMode()`)
+ * report "Found NaN in the result of 'Fill'" at every call, on finite inputs too.
+ *
+ * @example
+ * ```ts
+ * nanWhere(tf.tensor1d([false, true], 'bool')).print();  // [0, NaN]
+ * ```
+ */
+export function nanWhere(bad: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const b = tf.cast(bad, 'float32');
+    return tf.mul(b, tf.log(tf.sub(1, tf.mul(b, 2))));
+  });
 }
 
 /**

@@ -179,9 +179,12 @@ export function poisonAfterNonFinite(k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor3
   });
 }
 
-/** The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge (m is {@link noScore}). */
-export function emptyState(B: number, H: number, K: number): AarenState {
-  return { m: tf.fill([B, H], noScore()) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
+/**
+ * The empty state of B·H heads of K channels: (−∞, 0, 0), the identity of the merge (m is
+ * {@link noScore}), or with its max at `m`.
+ */
+export function emptyState(B: number, H: number, K: number, m = noScore()): AarenState {
+  return { m: tf.fill([B, H], m) as tf.Tensor2D, u: tf.zeros([B, H]), w: tf.zeros([B, H, K]) };
 }
 
 /**
@@ -307,7 +310,10 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0]) as (...x: tf.Tensor[]) => tf.Tensor2D;
-    const init = args.initialState ?? emptyState(B, H, K);
+    // without one, the empty state with its max at the hidden score, where the kernels' frame
+    // floors it: the same outputs and final state, and no −∞ computed (which tfjs's debug mode
+    // reports at every op it passes)
+    const init = args.initialState ?? emptyState(B, H, K, hiddenScore());
     // a split, whose gradient is one concat (a slice's is a pad of the whole packed tensor)
     const [o, m, u, w] = tf.split(run(args.q, args.k, args.v, init.m, init.u, init.w), [THK, H, H, H * K], 1);
     return {

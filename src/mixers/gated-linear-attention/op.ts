@@ -3,6 +3,7 @@ import {
   argumentError, checkOptionNames, checkShape, checkTensor, describe, differentiableZeros, onHostBackend, optionNames,
   useKernel, type Implementation,
 } from '../../validate.js';
+import { nanWhere } from '../../tensors.js';
 import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
 import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_LOG_GATE, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
@@ -108,7 +109,7 @@ function onKernels(args: GlaArgs, kernelName: string, start: tf.NamedTensorMap):
 const positiveAsNaN = tf.customGrad(((g: tf.Tensor, save: tf.GradSaveFunc) => {
   save([g]);
   return {
-    value: tf.where(tf.greater(g, 0), tf.fill(g.shape, NaN), g),
+    value: tf.add(g, nanWhere(tf.greater(g, 0))),
     gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) => tf.where(tf.greater(saved!, 0), tf.zerosLike(dy), dy),
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (g: tf.Tensor4D) => tf.Tensor4D;
