@@ -122,6 +122,26 @@ export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transpose
   return product(a, b);
 }
 
+/**
+ * e^x for x ≤ 0 (a softmax's shifted scores, a decay): `tf.exp`, except on wasm, where it is
+ * σ(x)/(1 − σ(x)): tfjs-wasm 4.22's Exp took 11 ns an element and its Sigmoid 1.5 (4 × 256 ×
+ * 256 floats), and the quotient is within 4 float32 ulps of e^x for x ≤ 0, where 1 − σ(x) ≥ ½
+ * loses nothing (measured 3.6e-7 relative at most). It is e^x wherever defined and
+ * differentiable, but for x well above 0, where 1 − σ(x) cancels, it loses digits.
+ *
+ * @example
+ * ```ts
+ * expNonPositive(tf.tensor1d([0, -1, -1e30])).print();   // [1, 0.3678794, 0]
+ * ```
+ */
+export function expNonPositive<T extends tf.Tensor>(x: T): T {
+  if (tf.getBackend() !== 'wasm') return tf.exp(x);
+  return tf.tidy(() => {
+    const s = tf.sigmoid(x);
+    return tf.div(s, tf.sub(1, s)) as T;
+  });
+}
+
 /** {@link matMul}'s wasm path: each batch's product as a 2-D one, without transposes; records no gradient. */
 function piecewiseMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
   return tf.tidy(() => {

@@ -1,10 +1,11 @@
 // src/tensors.ts's detached (the same values, off the gradient tape, its own reference to the
 // data), the int and gather helpers that stand in for tfjs-wasm's faulty kernels, and matMul,
-// which runs wasm's large batched products batch by batch.
+// which runs wasm's large batched products batch by batch, and expNonPositive, which runs wasm's
+// exponentials of non-positive numbers through its Sigmoid.
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { clampInts, detached, gatherRows, matMul } from '../src/tensors.js';
+import { clampInts, detached, expNonPositive, gatherRows, matMul } from '../src/tensors.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'detached', () => {
@@ -159,5 +160,40 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     const [large, small] = [await shapesOf(72, 64, 72), await shapesOf(8, 5, 6)];
     expect(large).toEqual(backend === 'wasm' ? [1, 1, 1] : [3]);
     expect(small).toEqual([3]);
+  });
+});
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'expNonPositive', () => {
+  it('is e^x within 4 float32 ulps for x ≤ 0 (tf.exp\'s own bound on webgpu), exactly 1 at 0, 0 at −10³⁰ and −∞; its gradient e^x too', async () => {
+    // x ≤ 0 down to −87 (e^x still normal), with 0, tiny and integer values among them
+    const xs = Float32Array.from([0, -0, -1e-30, -1e-7, -1, -0.5, -87, ...seededUniform(3, 2000, -87, 0), ...seededUniform(4, 2000, -1, 0)]);
+    const x = tf.tensor1d(xs);
+    const got = await values(expNonPositive(x));
+    // relative to e^x in float64, in ulps of 2⁻²³: on wasm the quotient's roundings and σ's own
+    // error (4); on cpu Math.exp rounded to float32 (1); on webgpu WGSL's exp, 3 + 2·|x| ulps
+    const ulps = (xi: number) => (backend === 'webgpu' ? 3 + 2 * Math.abs(xi) : 4);
+    let worst = 0;
+    xs.forEach((xi, i) => { worst = Math.max(worst, Math.abs(got[i]! - Math.exp(xi)) / Math.exp(xi) / (ulps(xi) * EPS32)); });
+    expect(worst).toBeLessThanOrEqual(1);
+    expect(got[0]).toBe(1);
+    const special = tf.tensor1d([-1e30, -Infinity, Number.NaN]);
+    // NaN as tfjs's own exp has it: NaN on cpu and wasm, ∞ on webgpu (tfjs 4.22)
+    expect(Array.from(await values(expNonPositive(special)))).toEqual([0, 0, (await values(tf.exp(special)))[2]]);
+    special.dispose();
+    const grad = await values(tf.grad((y: tf.Tensor) => tf.sum(expNonPositive(y)))(x));
+    let worstGrad = 0;
+    xs.forEach((xi, i) => { worstGrad = Math.max(worstGrad, Math.abs(grad[i]! - Math.exp(xi)) / Math.exp(xi) / (ulps(xi) * EPS32)); });
+    // the gradient of σ/(1 − σ) in tfjs's own ops (σ′ = σ(1 − σ), the quotient rule): a few roundings more
+    expect(worstGrad).toBeLessThanOrEqual(4);
+    x.dispose();
+  });
+
+  it('launches no Exp on wasm, and only Exp elsewhere', async () => {
+    const x = tf.tensor1d([-1, -2]);
+    const { kernels } = await tf.profile(() => expNonPositive(x));
+    const names = kernels.map((k) => k.name);
+    if (backend === 'wasm') expect(names).not.toContain('Exp');
+    else expect(names).toEqual(['Exp']);
+    x.dispose();
   });
 });

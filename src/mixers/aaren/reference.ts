@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finiteOnly, hiddenScore, matMul, noScore, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { chunksAlong, expNonPositive, finiteOnly, hiddenScore, matMul, noScore, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /**
  * Aaren's scan state per head: the running max m of the scores, the mass
@@ -101,9 +101,9 @@ function chunkForward(s: tf.Tensor3D, v: tf.Tensor4D, mask: tf.Tensor2D, M: tf.T
     const S = visibleScores(s, mask);
     // the diagonal is always visible, so the row max is a score and the weights are finite
     const m = tf.maximum(tf.max(S, -1), M.expandDims(2)) as tf.Tensor3D;
-    const E = realColumns(tf.exp(tf.sub(S, m.expandDims(3))), real);
+    const E = realColumns(expNonPositive(tf.sub(S, m.expandDims(3))), real);
     // the carried state's weight e^{M − m_t}: 0 when M = −∞ (the empty state), never NaN since m_t is finite
-    const carried = tf.exp(tf.sub(M.expandDims(2), m));
+    const carried = expNonPositive(tf.sub(M.expandDims(2), m));
     const u = tf.add(tf.mul(carried, U.expandDims(2)), tf.sum(E, -1)) as tf.Tensor3D;
     const w = tf.add(tf.mul(carried.expandDims(3), W.expandDims(2)), matMul(E, v)) as tf.Tensor4D;
     return { m, u, w };
@@ -135,9 +135,9 @@ function backward(
       const { s, v, m, a, b, real } = chunks[n]!;
       const [before, after] = [maxes[n]!, maxes[n + 1]!];
       const next = tf.tidy(() => {
-        const E = realColumns(tf.exp(tf.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3))), real);
+        const E = realColumns(expNonPositive(tf.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3))), real);
         // the chunk's tokens as the later outputs and the final state see them, through the carry
-        const later = real ? tf.mul(tf.exp(tf.sub(s, after.expandDims(2))), real) : tf.exp(tf.sub(s, after.expandDims(2)));
+        const later = real ? tf.mul(expNonPositive(tf.sub(s, after.expandDims(2))), real) : expNonPositive(tf.sub(s, after.expandDims(2)));
         const Gw = tf.add(matMul(E, a, true), tf.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
         const Gu = tf.sub(tf.mul(later, dU.expandDims(2)), tf.squeeze(matMul(E, b.expandDims(3), true), [3]));
         // the first maximiser of the final m is where the running max first reaches it
@@ -149,8 +149,8 @@ function backward(
         const routed = tf.where(first, tf.mul(gm.expandDims(2), tf.onesLike(m)), tf.zerosLike(m));
         const dsN = tf.add(tf.add(tf.sum(tf.mul(v, Gw), -1), Gu), routed) as tf.Tensor3D;
         // the state carried into this chunk reaches its outputs with e^{before − m_t}, the next carry with e^{before − after}
-        const carried = tf.exp(tf.sub(before.expandDims(2), m));
-        const through = tf.exp(tf.sub(before, after));
+        const carried = expNonPositive(tf.sub(before.expandDims(2), m));
+        const through = expNonPositive(tf.sub(before, after));
         const dUBefore = tf.sub(tf.mul(through, dU), tf.sum(tf.mul(carried, b), -1)) as tf.Tensor2D;
         const dWBefore = tf.add(tf.mul(through.expandDims(2), dW), tf.sum(tf.mul(carried.expandDims(3), a), 2)) as tf.Tensor3D;
         return { dsN, Gw, dUBefore, dWBefore };

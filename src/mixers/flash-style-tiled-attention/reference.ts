@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { matMul } from '../../tensors.js';
+import { expNonPositive, matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
 import type { Visibility } from '../../attention/visibility.js';
@@ -21,11 +21,11 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     const scores = mask ? tf.add(s, mask.hidden) : s;
     const top = tf.max(scores, -1, true);
     const m = state ? tf.maximum(state[0]!, top) : top;
-    const p = tf.exp(tf.sub(scores, m));
+    const p = expNonPositive(tf.sub(scores, m));
     const l = tf.sum(p, -1, true);
     const pv = matMul(drop ? tf.mul(p, drop) : p, v);
     if (!state) return [m, l, pv];
-    const rescale = tf.exp(tf.sub(state[0]!, m));
+    const rescale = expNonPositive(tf.sub(state[0]!, m));
     return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(tf.mul(state[2]!, rescale), pv)];
   },
   finish([m, l, acc]) {
@@ -38,7 +38,7 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     return [dO, tf.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
   },
   tileGrad(s, mask, v, vOnes, drop, [dO, dOMinus, lse, delta]) {
-    const p = tf.exp(tf.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
+    const p = expNonPositive(tf.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
     const dV = matMul(drop ? tf.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
     const dPMinusDelta = drop
       ? tf.sub(tf.mul(matMul(dO!, v, false, true), drop), delta!)

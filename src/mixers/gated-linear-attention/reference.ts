@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, finiteOnly, matMul, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { chunksAlong, expNonPositive, finiteOnly, matMul, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
 export interface GlaArgs {
@@ -89,9 +89,9 @@ function chunkTerms(q: tf.Tensor, k: tf.Tensor, g: tf.Tensor, mask: tf.Tensor) {
   const [B, H, L, K] = q.shape as [number, number, number, number];
   const G = tf.transpose(cumsumLast(g), [0, 1, 3, 2]);                      // [B, H, L, K]
   const Glast = tf.slice(G, [0, 0, L - 1, 0], [B, H, 1, K]);
-  const weights = tf.mul(tf.exp(tf.mul(tf.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
+  const weights = tf.mul(expNonPositive(tf.mul(tf.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
   const scores = tf.sum(tf.mul(tf.mul(q.expandDims(3), k.expandDims(2)), weights), 4);
-  return { Glast, decayG: tf.exp(G), toEnd: tf.exp(tf.sub(Glast, G)), weights, scores };
+  return { Glast, decayG: expNonPositive(G), toEnd: expNonPositive(tf.sub(Glast, G)), weights, scores };
 }
 
 /** One chunk forward from the state S before it: its output `[B, H, L, V]` and the state after it. */
@@ -100,7 +100,7 @@ function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S:
     const { Glast, decayG, toEnd, scores } = chunkTerms(q, k, g, mask);
     const [B, H, , K] = q.shape;
     const out = tf.add(matMul(tf.mul(q, decayG), S), matMul(scores, v));
-    const next = tf.add(tf.mul(tf.exp(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
+    const next = tf.add(tf.mul(expNonPositive(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
     return { out, next };
   });
 }
@@ -122,7 +122,7 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
   return tf.tidy(() => {
     const [B, H, L, K] = q.shape as [number, number, number, number];
     const { Glast, decayG, toEnd, weights, scores } = chunkTerms(q, k, g, mask);
-    const decay = tf.exp(Glast).reshape([B, H, K, 1]);
+    const decay = expNonPositive(Glast).reshape([B, H, K, 1]);
     const qDecayed = tf.mul(q, decayG);
     const kToEnd = tf.mul(k, toEnd);
     const dqDecayed = matMul(dO, S, false, true);                               // [B, H, L, K]
