@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as fc from 'fast-check';
 import { ops, type Implementation } from '../src/index.js';
+import type { ScanArgs } from '../src/mixers/selective-ssm/reference.js';
 import { selectiveScanGradOracle, selectiveScanOracle, type ScanInputs } from './oracle/selective-ssm.js';
 import { seededUniform } from './helpers.js';
 
@@ -62,14 +63,25 @@ export function scanShapes(c: Case): Record<Name, number[]> {
   return { u: [B, T, E], delta: [B, T, E], A: [E, N], Bm: [B, T, N], Cm: [B, T, N], D: [E], z: [B, T, E], deltaBias: [E], initialState: [B, E, N] };
 }
 
+/**
+ * How a test runs the scan: the op with an implementation, or one of the paths the op picks
+ * between (a function of the op's checked arguments), to test a path on a backend that would not pick it.
+ */
+export type ScanPath = Implementation | ((args: ScanArgs) => { output: tf.Tensor3D; state: tf.Tensor3D });
+
 /** The output, the final state, and the gradient of Σ dOut·out + Σ dState·state for every input given. */
-export function scanTensors(c: Case, impl: Implementation, x: Inputs, dOut: Float32Array, dState: Float32Array) {
+export function scanTensors(c: Case, impl: ScanPath, x: Inputs, dOut: Float32Array, dState: Float32Array) {
   const names = Object.keys(x) as Name[];
   return tf.tidy(() => {
     const shape = scanShapes(c);
     const tensors = names.map((n) => tf.tensor(x[n]!, shape[n]));
     const f = (...t: tf.Tensor[]) => {
       const by = Object.fromEntries(names.map((n, i) => [n, t[i]!])) as Record<Name, tf.Tensor>;
+      if (typeof impl === 'function') {
+        return impl({ u: by.u as tf.Tensor3D, delta: by.delta as tf.Tensor3D, A: by.A as tf.Tensor2D, B: by.Bm as tf.Tensor3D,
+          C: by.Cm as tf.Tensor3D, D: by.D as tf.Tensor1D, z: by.z as tf.Tensor3D, deltaBias: by.deltaBias as tf.Tensor1D,
+          initialState: by.initialState as tf.Tensor3D, deltaSoftplus: c.deltaSoftplus });
+      }
       return ops.selectiveScanWithState(
         by.u as tf.Tensor3D, by.delta as tf.Tensor3D, by.A as tf.Tensor2D, by.Bm as tf.Tensor3D, by.Cm as tf.Tensor3D,
         { D: by.D as tf.Tensor1D, z: by.z as tf.Tensor3D, deltaBias: by.deltaBias as tf.Tensor1D,

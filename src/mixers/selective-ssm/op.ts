@@ -20,7 +20,8 @@ export interface SelectiveScanOptions {
   initialState?: tf.Tensor3D;
   /**
    * Which implementation runs. Default `'auto'`: the WGSL kernels on webgpu, plain-JS kernels on
-   * cpu and wasm, the per-step tfjs-ops reference elsewhere; `'reference'` always runs that reference.
+   * cpu and wasm, a chunked scan in tfjs ops on webgl, the per-step tfjs-ops reference elsewhere;
+   * `'reference'` always runs that reference.
    */
   implementation?: Implementation;
 }
@@ -118,7 +119,7 @@ function scan(op: string, u: tf.Tensor3D, delta: tf.Tensor3D, A: tf.Tensor2D, B:
     return { output: differentiableZeros(args.u.shape, inputs), state };
   }
   if (!kernel) {
-    // 'auto' off webgpu takes the fast path (plain-JS kernels on cpu and wasm); 'reference' the per-step ground truth
+    // 'auto' off webgpu takes the fast path (plain-JS kernels on cpu and wasm, chunked on webgl); 'reference' the per-step ground truth
     return options.implementation === 'reference' ? selectiveScanReference(args) : selectiveScanFast(args);
   }
   const [chan, bc] = tf.tidy(() => [channelTable(A, args.D, args.deltaBias), tf.concat([B, C], 2)]) as [tf.Tensor2D, tf.Tensor3D];

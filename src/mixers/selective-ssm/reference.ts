@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { finitePart, poisonWhere } from '../../tensors.js';
+import { detached, finitePart, poisonWhere } from '../../tensors.js';
 
 /** The resolved inputs of one selective scan, checked by the op. */
 export interface ScanArgs {
@@ -45,20 +45,40 @@ function steps(x: tf.Tensor): tf.Tensor[] {
 }
 
 /**
- * The selective scan in tfjs ops, differentiable by tfjs's autodiff: the ground truth on
- * every backend. A loop over the steps on `[B, E, N]` states, as Mamba's own reference. Every
- * step's decay `exp(Δ ⊗ A)` is formed at once, so A's gradient is one reduction, and the
- * per-step slices come from `unstack`, whose gradient is one `stack`. (A chunked closed form,
- * an `[L, L+1]` decay matrix per chunk, was measured 60–200× slower on tfjs-webgpu, whose
- * batched matMuls and reductions over short axes launch a workgroup per tiny output.)
- *
- * The scan runs on the per-token inputs with their NaN and ±∞ replaced by 0; the outputs and
- * states that see one are made NaN at the end. Otherwise a later token's NaN would reach the
- * gradients of earlier ones through 0 · NaN in the backward pass.
- *
- * @returns the output `[B, T, E]` and the final state `[B, E, N]`.
+ * The recurrence `h[t] = decays[t] ⊙ h[t−1] + inputs[t] ⊗ B[t]`, `y[t] = h[t]·C[t]` on finite
+ * per-token inputs: decays `[B, T, E, N]`, inputs (Δ·u) `[B, T, E]`, B and C `[B, T, N]`, the
+ * state before the first step `[B, E, N]`. Returns y `[B, T, E]` and the last state.
  */
-export function selectiveScanReference(args: ScanArgs): { output: tf.Tensor3D; state: tf.Tensor3D } {
+export type Recurrence = (decays: tf.Tensor, inputs: tf.Tensor, B: tf.Tensor, C: tf.Tensor, h0: tf.Tensor) =>
+  { y: tf.Tensor; state: tf.Tensor };
+
+/**
+ * The per-step recurrence, as Mamba's own reference: a loop over the steps on `[B, E, N]`
+ * states. The per-step slices come from `unstack`, whose gradient is one `stack`.
+ */
+const perStep: Recurrence = (decays, inputs, B, C, h0) => {
+  const a = steps(decays);                    // T × [B, E, N]
+  const x = steps(inputs.expandDims(3));      // T × [B, E, 1]
+  const Bs = steps(B.expandDims(2));          // T × [B, 1, N]
+  const Cs = steps(C.expandDims(2));
+  let h = h0;
+  const ys: tf.Tensor[] = [];
+  for (let t = 0; t < a.length; t++) {
+    h = tf.add(tf.mul(a[t]!, h), tf.mul(x[t]!, Bs[t]!));
+    ys.push(tf.sum(tf.mul(h, Cs[t]!), 2));
+  }
+  return { y: tf.stack(ys, 1), state: h };
+};
+
+/**
+ * The selective scan in tfjs ops around a {@link Recurrence}, differentiable by tfjs's autodiff.
+ * Every step's decay `exp(Δ ⊗ A)` is formed at once, so A's gradient is one reduction.
+ *
+ * The recurrence runs on the per-token inputs with their NaN and ±∞ replaced by 0; the outputs
+ * and states that see one are made NaN at the end. Otherwise a later token's NaN would reach the
+ * gradients of earlier ones through 0 · NaN in the backward pass.
+ */
+export function scanOnFinite(args: ScanArgs, recurrence: Recurrence): { output: tf.Tensor3D; state: tf.Tensor3D } {
   return tf.tidy(() => {
     const [Bsz, , E] = args.u.shape;
     const N = args.A.shape[1];
@@ -68,29 +88,31 @@ export function selectiveScanReference(args: ScanArgs): { output: tf.Tensor3D; s
     const $C = finitePart(args.C);
     const z = args.z && finitePart(args.z);
     const dt = stepSizes(delta.finite, args.deltaBias, args.deltaSoftplus);
-    const decays = steps(tf.exp(tf.mul(dt.expandDims(3), args.A)));   // T × [B, E, N]
-    const inputs = steps(tf.mul(dt, u.finite).expandDims(3));         // T × [B, E, 1]
-    const Bs = steps($B.finite.expandDims(2));                        // T × [B, 1, N]
-    const Cs = steps($C.finite.expandDims(2));
-    // non-finite inputs entering the state of channel e at each step: T × [B, E]
-    const entering = steps(tf.add(tf.add(u.bad, delta.bad), tf.sum($B.bad, -1, true)));
-    let h: tf.Tensor = args.initialState ?? tf.zeros([Bsz, E, N]);
-    let seen: tf.Tensor = tf.zeros([Bsz, E]);
-    const ys: tf.Tensor[] = [];
-    const seens: tf.Tensor[] = [];
-    for (let t = 0; t < decays.length; t++) {
-      h = tf.add(tf.mul(decays[t]!, h), tf.mul(inputs[t]!, Bs[t]!));
-      ys.push(tf.sum(tf.mul(h, Cs[t]!), 2));
-      seen = tf.add(seen, entering[t]!);
-      seens.push(seen);
-    }
-    const outputSees = tf.add(tf.add(tf.stack(seens, 1), tf.sum($C.bad, -1, true)), z ? z.bad : 0);
-    const output = skipAndGate(tf.stack(ys, 1), u.finite, args.D, z?.finite);
+    const { y, state } = recurrence(tf.exp(tf.mul(dt.expandDims(3), args.A)), tf.mul(dt, u.finite), $B.finite, $C.finite,
+      args.initialState ?? tf.zeros([Bsz, E, N]));
+    // how many non-finite inputs have entered the state of channel e by step t: [B, T, E] (exact
+    // small integers), off the tape (tfjs 4.22's Cumsum gradient transposes wrongly off the last axis)
+    const seen = tf.cumsum(detached(tf.add(tf.add(u.bad, delta.bad), tf.sum($B.bad, -1, true))), 1);
+    const outputSees = tf.add(tf.add(seen, tf.sum($C.bad, -1, true)), z ? z.bad : 0);
+    const output = skipAndGate(y, u.finite, args.D, z?.finite);
+    const last = seen.shape[1]! - 1;
     return {
       output: tf.add(output, poisonWhere(outputSees)) as tf.Tensor3D,
-      state: tf.add(h, poisonWhere(seen).expandDims(2)) as tf.Tensor3D,
+      state: tf.add(state, poisonWhere(tf.slice(seen, [0, last, 0], [Bsz, 1, E])).reshape([Bsz, E, 1])) as tf.Tensor3D,
     };
   });
+}
+
+/**
+ * The selective scan in tfjs ops, differentiable by tfjs's autodiff: the ground truth on every
+ * backend, the per-step loop of Mamba's own reference ({@link scanOnFinite}). (A chunked closed
+ * form, an `[L, L+1]` decay matrix per chunk, was measured 60–200× slower on tfjs-webgpu, whose
+ * batched matMuls and reductions over short axes launch a workgroup per tiny output.)
+ *
+ * @returns the output `[B, T, E]` and the final state `[B, E, N]`.
+ */
+export function selectiveScanReference(args: ScanArgs): { output: tf.Tensor3D; state: tf.Tensor3D } {
+  return scanOnFinite(args, perStep);
 }
 
 /**
