@@ -1,5 +1,5 @@
 /**
- * The `--backend cpu|wasm` section of `npm run bench`: what the ops cost where they run their
+ * The `--backend cpu|wasm|webgl` section of `npm run bench`: what the ops cost where they run their
  * tfjs-ops path instead of the WGSL kernels. On that backend, forward+backward (the gradients
  * of ⟨op(inputs), dOut⟩ with respect to every input) against T for:
  *
@@ -22,16 +22,14 @@
  * against `ops.selectiveScan`. A case
  * stops at the first length whose predicted run exceeds the time budget or whose predicted peak
  * (the peak at the previous length × (T / T_prev)²) exceeds the memory budget, and at any later
- * length after a run that went over the time budget. Results go to
- * `bench/results/runs/<backend>-backends.{json,md}` with `uptime` before and after.
+ * length after a run that went over the time budget. This file measures, wherever tfjs runs (in
+ * Node for cpu and wasm, in a headless Chromium page for webgl); backends-run.ts starts it and
+ * writes `bench/results/runs/<backend>-backends.{json,md}` with `uptime` before and after.
  *
- * `npm run bench -- --backend cpu|wasm [--max-t T] [--max-gib G] [--max-run-s S] [--minutes M] [--cases a,b] [--label TEXT]`
+ * `npm run bench -- --backend cpu|wasm|webgl [--max-t T] [--max-gib G] [--max-run-s S] [--minutes M] [--cases a,b] [--label TEXT]`
  *
  * @packageDocumentation
  */
-import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { mixers as libraryMixers, type MixerCase, type MixerDescriptor } from '../src/index.js';
 import { ATTENTION, attentionTolerance, causalBias, composedAttention, probe } from './cases.js';
@@ -39,8 +37,8 @@ import { agreement, type Validation } from './validation.js';
 import { SCAN_TOLERANCE } from './selective-ssm.js';
 import { median } from './timing.js';
 
-/** The backends this section runs on. */
-export const BENCH_BACKENDS = ['cpu', 'wasm'] as const;
+/** The backends this section runs on: cpu and wasm in Node, webgl in headless Chromium. */
+export const BENCH_BACKENDS = ['cpu', 'wasm', 'webgl'] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 /** Sequence lengths, doubling, so that the memory rule's (T / T_prev)² is 4. */
@@ -225,7 +223,8 @@ export interface BackendsReport {
   label: string;
   commit: string;
   date: string;
-  node: string;
+  /** Where it ran: Node's version, or the browser's and its WebGL renderer. */
+  runtime: string;
   tfjs: string;
   /** wasm: the threads tfjs-backend-wasm runs (1 in Node). */
   threads?: number;
@@ -242,14 +241,10 @@ export interface BackendsReport {
   minutes: number;
 }
 
+/** What the section measures where tfjs runs; the runner adds the rest of the report. */
+export type BackendsMeasurement = Omit<BackendsReport, 'label' | 'commit' | 'runtime' | 'uptimeBefore' | 'uptimeAfter'>;
+
 const MiB = 2 ** 20;
-const uptime = () => {
-  try {
-    return execSync('uptime', { encoding: 'utf8' }).trim();
-  } catch {
-    return 'uptime unavailable';
-  }
-};
 
 /** Parses the section's flags from `argv`; throws on a bad value, naming the flag. */
 export function parseBackendFlags(argv: readonly string[]): BackendsOptions {
@@ -285,6 +280,10 @@ export function parseBackendFlags(argv: readonly string[]): BackendsOptions {
 
 /** Selects and initialises the backend. */
 async function startBackend(backend: BenchBackend): Promise<number | undefined> {
+  if (backend === 'webgl') {
+    if (!(await tf.setBackend('webgl'))) throw new Error('bench: the webgl backend failed to initialise.');
+    return undefined;
+  }
   if (backend === 'wasm') {
     // in Node the wasm backend loads its .wasm binary from node_modules by itself
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -345,14 +344,10 @@ function logSlope(points: Array<[number, number]>): number {
   return sxy / sxx;
 }
 
-/** Runs the section and writes its report; returns it. */
-export async function measureBackends(
-  options: BackendsOptions, resultsDir: string, seed: number, log: (line: string) => void,
-): Promise<BackendsReport> {
-  const { backend, budgets, label } = options;
+/** Runs the section on the backend it names, where tfjs runs now (Node or a page), and returns what it measured. */
+export async function runBackends(options: BackendsOptions, seed: number, log: (line: string) => void): Promise<BackendsMeasurement> {
+  const { backend, budgets } = options;
   const cases = CASES.filter((c) => options.cases.includes(c.name));
-  const uptimeBefore = uptime();
-  log(`backends: ${backend}; ${uptimeBefore}`);
   const threads = await startBackend(backend);
   const started = performance.now();
   const lengths = BACKEND_LENGTHS.filter((T) => T <= budgets.maxT);
@@ -436,27 +431,22 @@ export async function measureBackends(
   }
 
   const slopes = slopesOf(rows);
-  const report: BackendsReport = {
-    backend, label, commit: commitOf(), date: new Date().toISOString(), node: process.version, tfjs: tf.version.tfjs, threads,
-    uptimeBefore, uptimeAfter: uptime(), budgets,
+  if (tf.memory().numTensors !== 0) log(`!!! ${tf.memory().numTensors} tensor(s) still allocated at the end.`);
+  return {
+    backend, date: new Date().toISOString(), tfjs: tf.version.tfjs, threads, budgets,
     shape: { attention: { ...ATTENTION, causal: true }, scan: BACKEND_SCAN },
     cases: cases.map(({ name, about }) => ({ name, about })),
     rows, slopes, targets: targetsOf(backend, rows, slopes),
     wasmHeapMiB: backend === 'wasm' ? wasmHeapMiB : undefined,
     minutes: (performance.now() - started) / 60_000,
   };
-  log(`backends: ${report.uptimeAfter}`);
-  if (tf.memory().numTensors !== 0) console.error(`[bench] !!! ${tf.memory().numTensors} tensor(s) still allocated at exit.`);
-  const dir = join(resultsDir, 'runs');
-  mkdirSync(dir, { recursive: true });
+}
+
+/** The file name a run's report takes under `runs/`, less its extension: the backend, the cases if not all, the longest T if cut. */
+export function backendsFileName(options: BackendsOptions): string {
+  const cases = CASES.filter((c) => options.cases.includes(c.name));
   const some = cases.length < CASES.length ? `.${cases.map((c) => c.name.replace(/\W+/g, '-')).join('+')}` : '';
-  const base = join(dir, `${backend}-backends${some}${budgets.maxT < BACKEND_LENGTHS[BACKEND_LENGTHS.length - 1]! ? `.upto${budgets.maxT}` : ''}`);
-  const markdown = backendsMarkdown(report);
-  writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(`${base}.md`, `${markdown}\n`);
-  console.log(markdown);
-  log(`wrote ${base}.json and .md`);
-  return report;
+  return `${options.backend}-backends${some}${options.budgets.maxT < BACKEND_LENGTHS[BACKEND_LENGTHS.length - 1]! ? `.upto${options.budgets.maxT}` : ''}`;
 }
 
 /**
@@ -501,7 +491,8 @@ function validate(measured: Map<CaseName, BackendRow & { outputs: Float32Array[]
  * warm-up): each takes at least {@link SAMPLING} minSamples and stops after budgetMs or
  * maxSamples; one sample where the profiled run took over longRunS, and none where it took
  * over `maxRunS` (its time is then the profiled run's, `samples` 0). cpu and wasm run
- * synchronously, so a run has finished when it returns.
+ * synchronously, so a run has finished when it returns; on webgl a sample ends by reading one
+ * value of the run's last gradient, which WebGL returns once every shader before it has run.
  */
 function sampleInterleaved(active: readonly BenchCase[], inputs: Map<CaseName, Inputs>, measured: Map<CaseName, { profiledMs: number }>, maxRunS: number):
   Map<CaseName, { medianMs: number; minMs: number; samples: number }> {
@@ -519,7 +510,10 @@ function sampleInterleaved(active: readonly BenchCase[], inputs: Map<CaseName, I
     for (const c of active.filter((x) => !done(x))) {
       const before = tf.memory().numTensors;
       const start = performance.now();
-      tf.dispose(c.run(inputs.get(c.name)!));
+      const result = c.run(inputs.get(c.name)!);
+      if (tf.getBackend() === 'webgl') result.push(tf.tidy(() => tf.slice(tf.reshape(result[result.length - 1]!, [-1]), 0, 1)));
+      result[result.length - 1]!.dataSync();
+      tf.dispose(result);
       samples.get(c.name)!.push(performance.now() - start);
       if (tf.memory().numTensors !== before) throw new Error(`bench: a sample of ${c.name} leaked tensors.`);
     }
@@ -590,17 +584,6 @@ function targetsOf(backend: BenchBackend, rows: readonly BackendRow[], slopes: r
   return targets;
 }
 
-/** The commit measured and whether src/ differs from it, from git (read-only), or "unknown". */
-function commitOf(): string {
-  try {
-    const head = execSync('git rev-parse --short HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execSync('git status --porcelain src', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty ? `${head} with uncommitted changes in src/` : head;
-  } catch {
-    return 'unknown (not a git checkout)';
-  }
-}
-
 const fixed = (v: number | undefined, digits: number) => (v === undefined ? '–' : v.toFixed(digits));
 
 /** The section as markdown: the budgets, one row per case and length, the slopes and the targets. */
@@ -619,7 +602,7 @@ export function backendsMarkdown(r: BackendsReport): string {
   return [
     `# Off WebGPU: ${r.backend} backend`,
     '',
-    `${r.date} · Node ${r.node} · tfjs ${r.tfjs}${r.threads !== undefined ? ` · wasm threads ${r.threads}` : ''} · commit ${r.commit}` +
+    `${r.date} · ${r.runtime} · tfjs ${r.tfjs}${r.threads !== undefined ? ` · wasm threads ${r.threads}` : ''} · commit ${r.commit}` +
       `${r.label ? ` · **${r.label}**` : ''} · section ${r.minutes.toFixed(1)} min`,
     '',
     `- uptime before: \`${r.uptimeBefore}\``,

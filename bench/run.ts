@@ -20,8 +20,8 @@
  * `<adapter>.blocks.{json,md}`. `-- --attention` runs the attention section alone (with the copy
  * kernel its decode table compares with; `-- --minutes N` is then its deadline, default 9
  * minutes) and writes `<adapter>.attention.{json,md}`.
- * `-- --backend cpu|wasm` runs instead the ops off WebGPU on that backend (bench/backends.ts,
- * whose flags it reads), writing `runs/<backend>-backends.{json,md}`. `-- --subgroups` runs any of
+ * `-- --backend cpu|wasm|webgl` runs instead the ops off WebGPU on that backend (bench/backends.ts,
+ * whose flags it reads; webgl in headless Chromium), writing `runs/<backend>-backends.{json,md}`. `-- --subgroups` runs any of
  * these on a device with the adapter's subgroups (registerSubgroupBackend), whose kernels' subgroup
  * paths then run, writing `subgroups-<adapter>.…` files; `-- --rows 1|2|4` fixes the tiled
  * attention passes' rows per invocation (`MIXERS_ATTENTION_ROWS`), writing `rows-<n>-<adapter>.…`;
@@ -75,9 +75,10 @@ const resultsDir = resultsArg >= 0 ? process.argv[resultsArg + 1] : new URL('./r
 const started = performance.now();
 const log = (line: string) => console.error(`[bench] ${line}`);
 
-// `--backend cpu|wasm`: the ops off WebGPU (bench/backends.ts), alone; no adapter needed
+// `--backend cpu|wasm|webgl`: the ops off WebGPU (bench/backends.ts), alone; no adapter needed
 if (process.argv.includes('--backend')) {
-  const { measureBackends, parseBackendFlags } = await import('./backends.js');
+  const { parseBackendFlags } = await import('./backends.js');
+  const { measureBackends } = await import('./backends-run.js');
   await measureBackends(parseBackendFlags(process.argv), resultsDir, SEED, log);
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(0);
