@@ -511,8 +511,11 @@ function sampleInterleaved(active: readonly BenchCase[], inputs: Map<CaseName, I
       const before = tf.memory().numTensors;
       const start = performance.now();
       const result = c.run(inputs.get(c.name)!);
-      if (tf.getBackend() === 'webgl') result.push(tf.tidy(() => tf.slice(tf.reshape(result[result.length - 1]!, [-1]), 0, 1)));
-      result[result.length - 1]!.dataSync();
+      if (tf.getBackend() === 'webgl') {
+        const one = tf.tidy(() => tf.slice(tf.reshape(result[result.length - 1]!, [-1]), 0, 1));
+        one.dataSync();
+        one.dispose();
+      }
       tf.dispose(result);
       samples.get(c.name)!.push(performance.now() - start);
       if (tf.memory().numTensors !== before) throw new Error(`bench: a sample of ${c.name} leaked tensors.`);
