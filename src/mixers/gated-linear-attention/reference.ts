@@ -108,14 +108,15 @@ function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S:
 /**
  * The gradients of one chunk from those of its output (dO `[B, H, L, V]`) and of the state after
  * it (dNext `[B, H, K, V]`), recomputing its terms from the state S before it. By the chain rule
- * through {@link chunkForward}, with P = dScores ⊙ weights (dScores = dO·vᵀ) and
- * R = P ⊙ q_t ⊙ k_j, both `[B, H, L, L, K]`:
+ * through {@link chunkForward}, with P = dScores ⊙ weights `[B, H, L, L, K]` (dScores = dO·vᵀ):
  * ```
  * dq = Σ_j P·k_j + (dO·Sᵀ) ⊙ exp(G)          dk = Σ_t P·q_t + (v·dNextᵀ) ⊙ toEnd
  * dv = scoresᵀ·dO + (k ⊙ toEnd)·dNext        dS = (q ⊙ exp(G))ᵀ·dO + exp(G_last) ⊙ dNext
- * dG = Σ_j R − Σ_t R + (dO·Sᵀ) ⊙ q ⊙ exp(G) − Z,   Z = (v·dNextᵀ) ⊙ k ⊙ toEnd
+ * dG = q ⊙ Σ_j P·k_j − k ⊙ Σ_t P·q_t + (dO·Sᵀ) ⊙ q ⊙ exp(G) − Z,   Z = (v·dNextᵀ) ⊙ k ⊙ toEnd
  * dG_last += Σ_j Z + exp(G_last) ⊙ Σ_V dNext ⊙ S      dg = reverse cumsum of dG over the chunk
  * ```
+ * (dG's first two terms are Σ_j R − Σ_t R for R = P ⊙ q_t ⊙ k_j, with q_t and k_j taken out of
+ * the sums, so that R is never formed: two `[L, L, K]` sums fewer.)
  */
 function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, mask: tf.Tensor,
   dO: tf.Tensor, dNext: tf.Tensor): tf.Tensor[] {
@@ -128,16 +129,17 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     const dqDecayed = matMul(dO, S, false, true);                               // [B, H, L, K]
     const dkToEnd = matMul(v, dNext, false, true);                              // [B, H, L, K]
     const P = tf.mul(matMul(dO, v, false, true).expandDims(4), weights);        // [B, H, L, L, K]
-    const Pq = tf.mul(P, q.expandDims(3));
-    const R = tf.mul(Pq, k.expandDims(2));
+    const dqIntra = tf.sum(tf.mul(P, k.expandDims(2)), 3);                        // Σ_j P·k_j
+    const dkIntra = tf.sum(tf.mul(P, q.expandDims(3)), 2);                        // Σ_t P·q_t
     const Z = tf.mul(dkToEnd, kToEnd);
     const dGlast = tf.add(tf.sum(Z, 2, true), tf.sum(tf.mul(tf.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
+    // Σ_j R = q ⊙ Σ_j P·k_j and Σ_t R = k ⊙ Σ_t P·q_t: R itself is never formed
     const dG = tf.add(
-      tf.sub(tf.add(tf.sub(tf.sum(R, 3), tf.sum(R, 2)), tf.mul(dqDecayed, qDecayed)), Z),
+      tf.sub(tf.add(tf.sub(tf.mul(q, dqIntra), tf.mul(k, dkIntra)), tf.mul(dqDecayed, qDecayed)), Z),
       tf.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
     return [
-      tf.add(tf.sum(tf.mul(P, k.expandDims(2)), 3), tf.mul(dqDecayed, decayG)),      // dq
-      tf.add(tf.sum(Pq, 2), tf.mul(dkToEnd, toEnd)),                                 // dk
+      tf.add(dqIntra, tf.mul(dqDecayed, decayG)),                                   // dq
+      tf.add(dkIntra, tf.mul(dkToEnd, toEnd)),                                      // dk
       tf.add(matMul(scores, dO, true, false), matMul(kToEnd, dNext)),          // dv
       reverseCumsumLast(tf.transpose(dG, [0, 1, 3, 2])),                              // dg [B, H, K, L]
       tf.add(matMul(qDecayed, dO, true, false), tf.mul(decay, dNext)),            // dS
