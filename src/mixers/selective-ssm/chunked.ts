@@ -42,17 +42,33 @@ function cutOf(T: number): Cut {
   return { T, c, n: Math.ceil(T / c), last: (T - 1) % c };
 }
 
-/**
- * `[B, T, ...]` as the chunks' steps: c tensors `[B, n, ...]`, the t-th step of every chunk,
- * zeros past T. tfjs 4.22's unstack has no usable gradient for one slice (not needed here: the
- * recurrence's gradient is its own).
- */
+/** `[B, T, ...]` as the chunks' steps: c tensors `[B, n, ...]`, the t-th step of every chunk, zeros past T. */
 function stepsOf(x: tf.Tensor, { T, c, n }: Cut): tf.Tensor[] {
   return tf.tidy(() => {
     const padded = n * c === T ? x : tf.pad(x, x.shape.map((_, i): [number, number] => [0, i === 1 ? n * c - T : 0]));
-    const chunks = tf.reshape(padded, [x.shape[0]!, n, c, ...x.shape.slice(2)]);
-    return c === 1 ? [tf.squeeze(chunks, [2])] : tf.unstack(chunks, 2);
+    return tf.unstack(tf.reshape(padded, [x.shape[0]!, n, c, ...x.shape.slice(2)]), 2);
   });
+}
+
+/**
+ * The recurrence's inputs as the chunks' steps, shaped to broadcast against `[B, n, E, N]`
+ * states, and its step `h ↦ a[t] ⊙ h + x[t] ⊗ B[t]` in every chunk at once.
+ */
+function chunkSteps(a: tf.Tensor, x: tf.Tensor, B: tf.Tensor, C: tf.Tensor, cut: Cut) {
+  const as = stepsOf(a, cut);                                           // c × [B, n, E, N]
+  const xs = stepsOf(x, cut).map((s) => tf.expandDims(s, 3));           // c × [B, n, E, 1]
+  const Bs = stepsOf(B, cut).map((s) => tf.expandDims(s, 2));           // c × [B, n, 1, N]
+  const Cs = stepsOf(C, cut).map((s) => tf.expandDims(s, 2));
+  const step = (t: number, h: tf.Tensor) => tf.add(tf.mul(as[t]!, h), tf.mul(xs[t]!, Bs[t]!));
+  return { as, xs, Bs, Cs, step };
+}
+
+/** The recurrence's packed `[B, T·E + E·N]` (its output, or that output's gradient) as y `[B, T, E]` and the last state `[B, E, N]`. */
+function unpacked(packed: tf.Tensor, [Bsz, T, E, N]: [number, number, number, number]): [tf.Tensor, tf.Tensor] {
+  return [
+    tf.reshape(tf.slice(packed, [0, 0], [Bsz, T * E]), [Bsz, T, E]),
+    tf.reshape(tf.slice(packed, [0, T * E], [Bsz, E * N]), [Bsz, E, N]),
+  ];
 }
 
 /** The inverse of {@link stepsOf}: c tensors `[B, n, ...]` back to `[B, T, ...]`, which it disposes. */
@@ -93,14 +109,11 @@ const recurrence = tf.customGrad(((a: tf.Tensor, x: tf.Tensor, B: tf.Tensor, C: 
   const cut = cutOf(T);
   // the temporaries freed as soon as they are used: what the backward needs is saved
   const [value, entering] = tf.tidy(() => {
-    const as = stepsOf(a, cut);                                           // c × [B, n, E, N]
-    const xs = stepsOf(x, cut).map((s) => tf.expandDims(s, 3));           // c × [B, n, E, 1]
-    const Bs = stepsOf(B, cut).map((s) => tf.expandDims(s, 2));           // c × [B, n, 1, N]
-    const Cs = stepsOf(C, cut).map((s) => tf.expandDims(s, 2));
+    const { as, xs, Bs, Cs, step } = chunkSteps(a, x, B, C, cut);
     let own = tf.mul(xs[0]!, Bs[0]!);
     let decay = as[0]!;
     for (let t = 1; t < cut.c; t++) {
-      own = tf.add(tf.mul(as[t]!, own), tf.mul(xs[t]!, Bs[t]!));
+      own = step(t, own);
       decay = tf.mul(as[t]!, decay);
     }
     const entering = enteringStates(own, decay, h0);
@@ -108,7 +121,7 @@ const recurrence = tf.customGrad(((a: tf.Tensor, x: tf.Tensor, B: tf.Tensor, C: 
     const ys: tf.Tensor[] = [];
     let state = h0;
     for (let t = 0; t < cut.c; t++) {
-      h = tf.add(tf.mul(as[t]!, h), tf.mul(xs[t]!, Bs[t]!));
+      h = step(t, h);
       ys.push(tf.sum(tf.mul(h, Cs[t]!), 3));
       if (t === cut.last) state = chunkAt(h, cut.n - 1);
     }
@@ -125,18 +138,15 @@ const recurrence = tf.customGrad(((a: tf.Tensor, x: tf.Tensor, B: tf.Tensor, C: 
 function recurrenceGrad(dPacked: tf.Tensor, [a, x, B, C, h0, entering]: tf.Tensor[], cut: Cut): tf.Tensor[] {
   const [Bsz, T, E, N] = a!.shape as [number, number, number, number];
   const { c, n, last } = cut;
-  const dy = tf.reshape(tf.slice(dPacked, [0, 0], [Bsz, T * E]), [Bsz, T, E]);
-  const dState = tf.reshape(tf.slice(dPacked, [0, T * E], [Bsz, E * N]), [Bsz, 1, E, N]);
-  const as = stepsOf(a!, cut);
-  const xs = stepsOf(x!, cut).map((s) => tf.expandDims(s, 3));
-  const Bs = stepsOf(B!, cut).map((s) => tf.expandDims(s, 2));
-  const Cs = stepsOf(C!, cut).map((s) => tf.expandDims(s, 2));
+  const [dy, dLast] = unpacked(dPacked, [Bsz, T, E, N]);
+  const dState = tf.reshape(dLast, [Bsz, 1, E, N]);
+  const { as, xs, Bs, Cs, step } = chunkSteps(a!, x!, B!, C!, cut);
   const dys = stepsOf(dy, cut).map((s) => tf.expandDims(s, 3));          // c × [B, n, E, 1]
   // the states in each chunk, recomputed from the saved entering states: hs[t] before step t, hs[t + 1] after it
   const hs = [entering!];
   let decay = as[0]!;
   for (let t = 0; t < c; t++) {
-    hs.push(tf.tidy(() => tf.add(tf.mul(as[t]!, hs[t]!), tf.mul(xs[t]!, Bs[t]!))));
+    hs.push(tf.tidy(() => step(t, hs[t]!)));
     if (t > 0) decay = tf.mul(as[t]!, decay);
   }
   // the adjoint's source at each step: dy ⊗ C, and the last state's gradient at the last real step
@@ -174,12 +184,8 @@ function recurrenceGrad(dPacked: tf.Tensor, [a, x, B, C, h0, entering]: tf.Tenso
 
 /** The recurrence on finite inputs ({@link Recurrence}) by {@link recurrence}. */
 const chunked: Recurrence = (decays, inputs, B, C, h0) => {
-  const [Bsz, T, E, N] = decays.shape as [number, number, number, number];
-  const packed = recurrence(decays, inputs, B, C, h0);
-  return {
-    y: tf.reshape(tf.slice(packed, [0, 0], [Bsz, T * E]), [Bsz, T, E]),
-    state: tf.reshape(tf.slice(packed, [0, T * E], [Bsz, E * N]), [Bsz, E, N]),
-  };
+  const [y, state] = unpacked(recurrence(decays, inputs, B, C, h0), decays.shape as [number, number, number, number]);
+  return { y, state };
 };
 
 /**
