@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import * as tf from '@tensorflow/tfjs';
+import { webglRenderer } from '../examples/browser/common.js';
 import { runBackends, type BackendsMeasurement, type BackendsOptions } from './backends.js';
 
 /** What the runner calls. */
@@ -13,17 +13,10 @@ export interface BackendsBench {
   run(options: BackendsOptions, seed: number): Promise<BackendsMeasurement & { renderer: string }>;
 }
 
-/** The renderer WebGL draws with (SwiftShader through ANGLE on a machine without a GPU). */
-function renderer(): string {
-  const gl = (tf.backend() as tf.MathBackendWebGL).getGPGPUContext().gl;
-  const info = gl.getExtension('WEBGL_debug_renderer_info');
-  return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
-}
-
 const bench: BackendsBench = {
   async run(options, seed) {
     const measured = await runBackends(options, seed, (line) => console.log(line));
-    return { ...measured, renderer: renderer() };
+    return { ...measured, renderer: webglRenderer() };
   },
 };
 (window as unknown as { backendsBench: BackendsBench }).backendsBench = bench;

@@ -83,3 +83,12 @@ export function median(values: number[]): number {
 export function yieldToBrowser(): Promise<void> {
   return new Promise((done) => setTimeout(done, 0));
 }
+
+/** The renderer of the WebGL context tfjs's webgl backend draws with (SwiftShader through ANGLE on a machine without a GPU), or '' off webgl. */
+export function webglRenderer(): string {
+  const backend = tf.backend();
+  if (!(backend instanceof tf.MathBackendWebGL)) return '';
+  const gl = backend.getGPGPUContext().gl;
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+}

@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DECODING_CASES, decodeCase, type DecodingResult } from './decoding.js';
 import { TRAINING_CASES, initialGradients, initialLoss, trainCase, uncovered, type InitialResult, type TrainingResult } from './training.js';
-import { byId, setState, showMessage, yieldToBrowser } from './common.js';
+import { byId, setState, showMessage, webglRenderer, yieldToBrowser } from './common.js';
 
 /** What `<pre id="results">` holds after a run. */
 export interface TrainingPageResult {
@@ -50,15 +50,6 @@ export interface TrainingPageResult {
   /** How many cases `DECODING_CASES` holds. */
   decodingTotal: number;
   totalMs: number;
-}
-
-/** The renderer of the WebGL context tfjs's webgl backend draws with, or '' off webgl. */
-function webglRenderer(): string {
-  const backend = tf.backend();
-  if (!(backend instanceof tf.MathBackendWebGL)) return '';
-  const gl = backend.getGPGPUContext().gl;
-  const info = gl.getExtension('WEBGL_debug_renderer_info');
-  return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
 }
 
 /** Switches to `backend`, or says why it cannot. */
