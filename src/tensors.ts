@@ -161,6 +161,46 @@ function piecewiseMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
 }
 
 /**
+ * The states entering each of n chunks of a linear recurrence, `[B, n, ...]`, from each chunk's
+ * own contribution (its last state from zero) `[B, n, ...]`, the product of its decays (of a
+ * shape that broadcasts against it, `[B, n, ...]`) and h0 `[B, ...]` entering the first: the
+ * inclusive scan of `s[i] = decay[i−1] ⊙ s[i−1] + own[i−1]` from s[0] = h0, by recursive doubling
+ * (Hillis and Steele): ⌈log₂ n⌉ rounds of a few launches, each combining every chunk with the one
+ * `d` before it. The last chunk's own contribution enters no chunk. With `fromEnd` the scan runs
+ * the other way, as an adjoint does: s[n−1] = h0 and `s[i] = decay[i+1] ⊙ s[i+1] + own[i+1]`.
+ *
+ * @example
+ * ```ts
+ * // h ↦ 0.5·h + 1 over three chunks from h0 = 4: 4, 3, 2.5
+ * enteringStates(tf.ones([1, 3, 1]), tf.fill([1, 3, 1], 0.5), tf.tensor2d([[4]])).print();  // [[[4], [3], [2.5]]]
+ * ```
+ */
+export function enteringStates(own: tf.Tensor, decay: tf.Tensor, h0: tf.Tensor, fromEnd = false): tf.Tensor {
+  return tf.tidy(() => {
+    const [Bsz, n] = own.shape as [number, number];
+    // chunks from..from+m−1 of x
+    const part = (x: tf.Tensor, from: number, m: number) =>
+      tf.slice(x, x.shape.map((_, i) => (i === 1 ? from : 0)), x.shape.map((d, i) => (i === 1 ? m : d)));
+    // h0 heads the scan (or ends it, from the end) as a chunk of its own, with a decay that multiplies nothing
+    const withStart = (start: tf.Tensor, x: tf.Tensor) =>
+      tf.concat(fromEnd ? [part(x, 1, n - 1), start] : [start, part(x, 0, n - 1)], 1);
+    let a = withStart(tf.zeros([Bsz, 1, ...decay.shape.slice(2)]), decay);
+    let s = withStart(tf.expandDims(h0, 1), own);
+    // x moved d chunks along the scan's direction, the d chunks left empty filled with `fill`
+    const moved = (x: tf.Tensor, d: number, fill: number) =>
+      tf.pad(part(x, fromEnd ? d : 0, n - d), x.shape.map((_, i): [number, number] => (i !== 1 ? [0, 0] : fromEnd ? [0, d] : [d, 0])), fill);
+    for (let d = 1; d < n; d *= 2) {
+      // each round's temporaries and the last round's s and a freed as it ends: ~4 states live, not 4 a round
+      const [s1, a1] = tf.tidy(() => [tf.add(s, tf.mul(a, moved(s, d, 0))), 2 * d < n ? tf.mul(a, moved(a, d, 1)) : a]);
+      if (a1 !== a) a.dispose();
+      s.dispose();
+      [s, a] = [s1!, a1!];
+    }
+    return s;
+  });
+}
+
+/**
  * `x` with its NaN and ±∞ entries replaced by 0 (a select, so that no 0 · NaN can follow), and
  * `bad`, 1 where `x` held one of them and 0 elsewhere: what a reference needs to compute on
  * finite numbers and poison only the outputs that see a non-finite input.

@@ -1,11 +1,12 @@
 // src/tensors.ts's detached (the same values, off the gradient tape, its own reference to the
 // data), the int and gather helpers that stand in for tfjs-wasm's faulty kernels, and matMul,
 // which runs wasm's large batched products batch by batch, and expNonPositive, which runs wasm's
-// exponentials of non-positive numbers through its Sigmoid.
+// exponentials of non-positive numbers through its Sigmoid, and enteringStates, the doubling
+// scan across chunks that the webgl paths of SelectiveSSM and GatedLinearAttention share.
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { clampInts, detached, expNonPositive, gatherRows, matMul } from '../src/tensors.js';
+import { clampInts, detached, enteringStates, expNonPositive, gatherRows, matMul } from '../src/tensors.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'detached', () => {
@@ -195,5 +196,45 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     if (backend === 'wasm') expect(names).not.toContain('Exp');
     else expect(names).toEqual(['Exp']);
     x.dispose();
+  });
+});
+
+for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'enteringStates', () => {
+  /**
+   * s[i] = decay[i−1]·s[i−1] + own[i−1] in float64, one chunk after another. Against it, each state
+   * is a sum of ≤ n terms, each a product of ≤ n decays: the doubling forms it in ≤ 2n + 2·log₂ n
+   * float32 roundings, bounded as (3n + 2)·ε times the sum of the terms' magnitudes.
+   */
+  it('equals the chunk-by-chunk recurrence for every n, either way, with a decay that broadcasts, and leaves nothing behind', async () => {
+    const props = [fc.integer({ min: 1, max: 20 }), fc.boolean(), fc.boolean(), fc.integer({ min: 0, max: 1e6 })] as const;
+    await fc.assert(fc.asyncProperty(...props, async (n, broadcast, fromEnd, seed) => {
+      const [B, E, N] = [2, 3, 2];
+      const own = seededUniform(seed, B * n * E * N, -1, 1);
+      const decay = seededUniform(seed + 1, B * n * E * (broadcast ? 1 : N), 0, 1.2);
+      const h0 = seededUniform(seed + 2, B * E * N, -1, 1);
+      const decayAt = (b: number, i: number, e: number, j: number) => decay[((b * n + i) * E + e) * (broadcast ? 1 : N) + (broadcast ? 0 : j)]!;
+      const want = new Float64Array(B * n * E * N);
+      const mag = new Float64Array(B * n * E * N);
+      for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) for (let j = 0; j < N; j++) {
+        let s = h0[(b * E + e) * N + j]!;
+        let m = Math.abs(s);
+        for (let step = 0; step < n; step++) {
+          const i = fromEnd ? n - 1 - step : step;
+          const at = ((b * n + i) * E + e) * N + j;
+          want[at] = s;
+          mag[at] = m;
+          s = decayAt(b, i, e, j) * s + own[at]!;
+          m = decayAt(b, i, e, j) * m + Math.abs(own[at]!);
+        }
+      }
+      const held = tf.memory().numTensors;
+      const got = tf.tidy(() => enteringStates(tf.tensor4d(own, [B, n, E, N]), tf.tensor4d(decay, [B, n, E, broadcast ? 1 : N]),
+        tf.tensor3d(h0, [B, E, N]), fromEnd));
+      expect(tf.memory().numTensors).toBe(held + 1);
+      expect(got.shape).toEqual([B, n, E, N]);
+      const v = await values(got);
+      got.dispose();
+      for (let i = 0; i < v.length; i++) expect(Math.abs(v[i]! - want[i]!), `entry ${i}`).toBeLessThanOrEqual((3 * n + 2) * EPS32 * mag[i]!);
+    }), { numRuns: 30 });
   });
 });

@@ -5,6 +5,7 @@ import {
 } from '../../validate.js';
 import { nanWhere } from '../../tensors.js';
 import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
+import { gatedLinearAttentionParallel } from './parallel.js';
 import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_LOG_GATE, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
 /** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
@@ -14,8 +15,9 @@ export interface GatedLinearAttentionOptions {
   /** `[B, H, K, V]`: the state before the first token, for continuing a sequence. Default zeros. */
   initialState?: tf.Tensor4D;
   /**
-   * Which implementation runs. Default `'auto'`: the WGSL scan kernels on webgpu, the chunked
-   * tfjs-ops reference elsewhere; `'reference'` always runs that reference.
+   * Which implementation runs. Default `'auto'`: the WGSL scan kernels on webgpu, every chunk at
+   * once in tfjs ops on webgl (docs/gated-linear-attention.md), the chunked tfjs-ops reference
+   * elsewhere; `'reference'` always runs that reference.
    */
   implementation?: Implementation;
 }
@@ -31,7 +33,13 @@ export type GatedLinearAttentionResult = {
 };
 
 /** Checks every argument and option; returns the reference's inputs. */
-function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs & { kernel: boolean } {
+/**
+ * Which implementation runs: the WGSL kernels (webgpu), every chunk at once in tfjs ops (webgl,
+ * which launches a shader per op) or the reference's loop over chunks.
+ */
+type Path = 'kernels' | 'parallel' | 'reference';
+
+function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs & { path: Path } {
   checkOptionNames(op, options, OPTIONS);
   const perKey = ['B', 'T', 'H', 'K'];
   const $q = checkTensor<tf.Rank.R4>(op, 'q', q, perKey);
@@ -52,7 +60,8 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale <= 0) {
     throw argumentError(op, `option 'scale' must be a finite number > 0; received ${describe(scale)}.`);
   }
-  const kernel = useKernel(op, o.implementation);
+  const path: Path = useKernel(op, o.implementation) ? 'kernels'
+    : o.implementation !== 'reference' && tf.getBackend() === 'webgl' ? 'parallel' : 'reference';
   if ($g.size > 0 && onHostBackend()) {
     // one reduction and one scalar read: a positive log gate would make the state grow without bound
     const max = tf.tidy(() => tf.max($g).dataSync()[0]!);
@@ -61,14 +70,14 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
         `(e.g. tf.logSigmoid of a projection); received a maximum of ${max}.`);
     }
   }
-  return { q: $q, k: $k, v: $v, g: $g, scale, initialState: o.initialState, kernel };
+  return { q: $q, k: $k, v: $v, g: $g, scale, initialState: o.initialState, path };
 }
 
 /**
  * Runs checked arguments: the kernels or the reference; with `step`, one token through the
  * gradient-less step kernel on webgpu.
  */
-function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAttentionResult {
+function run(args: GlaArgs & { path: Path }, step = false): GatedLinearAttentionResult {
   const [B, T, H, K] = args.q.shape;
   const V = args.v.shape[3];
   if (B === 0 || T === 0) {
@@ -85,7 +94,8 @@ function run(args: GlaArgs & { kernel: boolean }, step = false): GatedLinearAtte
   // positive gate is taken as NaN instead, which the reference and the kernels carry to every
   // output that sees it
   return tf.tidy(() => {
-    if (!args.kernel) return gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) });
+    if (args.path === 'parallel') return gatedLinearAttentionParallel({ ...args, g: positiveAsNaN(args.g) });
+    if (args.path === 'reference') return gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) });
     if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
     // an absent initialState is a stand-in off the gradient's path, never read
     return onKernels(args, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
@@ -125,8 +135,9 @@ const positiveAsNaN = tf.customGrad(((g: tf.Tensor, save: tf.GradSaveFunc) => {
  * Equal to flash-linear-attention's `naive_recurrent_gla` with `[B, T, H, K]` inputs. Chunks of
  * c = 32 tokens carry the state between them: O(T·(K·V + c·(K + V))) work per batch row and head,
  * memory linear in T (no `[T, T]` matrix), forward and backward. Differentiable in q, k, v, g and
- * initialState. WebGPU runs WGSL scan kernels (docs/scan-kernels.md), every other backend this
- * chunked tfjs-ops reference.
+ * initialState. WebGPU runs WGSL scan kernels (docs/scan-kernels.md), webgl the same chunks all at
+ * once in tfjs ops (a few hundred launches where the loop over chunks takes thousands), every other
+ * backend this chunked tfjs-ops reference.
  *
  * On cpu and wasm a positive g throws, checked with one reduction and a scalar read of
  * `tf.max(g)` per call. A GPU backend (webgl, webgpu) cannot read it back without stalling, and

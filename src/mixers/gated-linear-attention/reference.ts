@@ -27,8 +27,8 @@ export interface GlaArgs {
  */
 export const GLA_CHUNK = 32;
 
-/** `[B, T, H, X]` → `[B, H, T, X]`. */
-const headsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1, 3]);
+/** `[B, T, H, X]` → `[B, H, T, X]`, and back. */
+export const headsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1, 3]);
 
 /**
  * The running sum of `x` along its last axis. tfjs 4.22's Cumsum gradient transposes its result
@@ -149,13 +149,14 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
 
 /** The finite parts of the inputs, heads first as the chunks read them: scaled q, k `[B, H, T, K]`, v `[B, H, T, V]`, g `[B, H, K, T]`. */
 function headsFirstFinite(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, scale: number) {
-  // one input at a time, so that one input's temporaries are live at once
-  const finite = (x: tf.Tensor, layout: (f: tf.Tensor) => tf.Tensor) => tf.tidy(() => layout(finiteOnly(x)));
   return [
-    finite(q, (f) => headsFirst(tf.mul(f, scale))), finite(k, headsFirst), finite(v, headsFirst),
-    finite(g, (f) => tf.transpose(f, [0, 2, 3, 1])),
+    finiteLaidOut(q, (f) => headsFirst(tf.mul(f, scale))), finiteLaidOut(k, headsFirst), finiteLaidOut(v, headsFirst),
+    finiteLaidOut(g, (f) => tf.transpose(f, [0, 2, 3, 1])),
   ];
 }
+
+/** x's finite part laid out by `layout`, in a scope of its own: one input's temporaries are live at a time. */
+export const finiteLaidOut = (x: tf.Tensor, layout: (f: tf.Tensor) => tf.Tensor) => tf.tidy(() => layout(finiteOnly(x)));
 
 /**
  * Which outputs see a non-finite input: a NaN or ±∞ in k, v or g at token t reaches the
@@ -163,7 +164,7 @@ function headsFirstFinite(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor
  * Returns counts, `outputSees` `[B, T, H, 1]` and `stateSees` `[B, H, 1, 1]`, non-zero where seen
  * (on webgpu the kernels find them in one launch: seen.wgsl).
  */
-function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
+export function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
   const [B, T, H] = q.shape as [number, number, number];
   const bad = (x: tf.Tensor) => nonFiniteCount(x, 3);
   const entering = tf.add(tf.add(bad(k), bad(g)), bad(v));
@@ -175,80 +176,94 @@ function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor) {
 }
 
 /**
- * The whole op as one `tf.customGrad`, so that tfjs's tape holds one node and not the gradients
- * of every op around the recurrence (the tape keeps each intermediate gradient until the end of
- * the backward): q, k, g `[B, T, H, K]`, v `[B, T, H, V]` and the initial state S `[B, H, K, V]`
- * to the output and the final state, flattened and joined, `[B, T·H·V + H·K·V]` (a customGrad
- * returns one tensor); nothing inside is taped. The chunks run on the inputs' finite parts,
+ * The loop over chunks as a {@link PackedRecurrence}. The chunks run on the inputs' finite parts,
  * heads first, and the outputs that see a non-finite input are made NaN; the backward
  * runs them in reverse, recomputing each from the state saved at its start, so it keeps the
  * inputs and T/c states, O(B·H·(T·(K+V) + T/c·K·V)), and one chunk's `[c, c, K]` terms at a
  * time. The gradients at non-finite inputs are 0.
  */
-function recurrence(scale: number) {
-  return tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [B, T, H, K] = q.shape as [number, number, number, number];
-    const V = v.shape[3]!;
-    const sizes = chunkSizes(T);
-    const { maskOf, dispose } = causalMasks();
-    const starts: tf.Tensor[] = [S0];
-    const value = tf.tidy(() => {
-      const [qh, kh, vh, gh] = headsFirstFinite(q, k, v, g, scale);
-      const [qs, ks, vs, gs] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3)];
-      const outs: tf.Tensor[] = [];
-      for (let c = 0; c < sizes.length; c++) {
-        const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, maskOf(sizes[c]!));
-        outs.push(out);
-        // the states the backward restarts from outlive this scope; the final one goes into the value
-        starts.push(c < sizes.length - 1 ? tf.keep(next) : next);
-      }
-      const { outputSees, stateSees } = nonFiniteSeen(q, k, v, g);
-      const output = tf.add(headsFirst(tf.concat(outs, 2)), poisonWhere(outputSees));          // [B, T, H, V]
-      const state = tf.add(starts.pop()!, poisonWhere(stateSees));
-      return tf.concat([output.reshape([B, T * H * V]), state.reshape([B, H * K * V])], 1);
-    });
-    dispose();
-    save([q, k, v, g, ...starts]);
-    tf.dispose(starts.slice(1));
-    return {
-      value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sq, sk, sv, sg, ...states] = saved;
-        const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
-        const grads = tf.tidy(() => {
-          const [dOut, dState] = tf.split(dy, [T * H * V, H * K * V], 1);
-          const [qh, kh, vh, gh] = headsFirstFinite(sq!, sk!, sv!, sg!, scale);
-          const [qc, kc, vc, gc, dOc] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3),
-            pieces(headsFirst(dOut!.reshape([B, T, H, V])), sizes, 2)];
-          const perChunk: tf.Tensor[][] = [];
-          let dNext = dState!.reshape([B, H, K, V]);
-          for (let c = sizes.length - 1; c >= 0; c--) {
-            const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, masksOf(sizes[c]!), dOc[c]!, dNext);
-            // this chunk's pieces are read no more
-            if (sizes.length > 1) tf.dispose([qc[c]!, kc[c]!, vc[c]!, gc[c]!, dOc[c]!, dNext]);
-            dNext = dS!;
-            perChunk.unshift([dq!, dk!, dv!, dg!]);
-          }
-          // one input at a time, freeing its chunks' gradients: joined, back to [B, T, H, ·], and 0
-          // where the input was not finite (finitePart's select); q's carries the scale's factor
-          const gradOf = (i: number, x: tf.Tensor, layout: (d: tf.Tensor) => tf.Tensor) => tf.tidy(() => {
-            const parts = perChunk.map((r) => r[i]!);
-            const axis = i === 3 ? 3 : 2;
-            const joined = parts.length === 1 ? parts[0]! : tf.concat(parts, axis);
-            tf.dispose(parts.filter((p) => p !== joined));
-            const d = layout(joined);
-            return zeroWhereNotFinite(x, d);
-          });
-          return [
-            gradOf(0, sq!, (d) => tf.mul(headsFirst(d), scale)), gradOf(1, sk!, headsFirst), gradOf(2, sv!, headsFirst),
-            gradOf(3, sg!, (d) => tf.transpose(d, [0, 3, 1, 2])), dNext,
-          ];
+const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor, save: tf.GradSaveFunc) => {
+  const [B, T, H, K] = q.shape as [number, number, number, number];
+  const V = v.shape[3]!;
+  const sizes = chunkSizes(T);
+  const { maskOf, dispose } = causalMasks();
+  const starts: tf.Tensor[] = [S0];
+  const value = tf.tidy(() => {
+    const [qh, kh, vh, gh] = headsFirstFinite(q, k, v, g, scale);
+    const [qs, ks, vs, gs] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3)];
+    const outs: tf.Tensor[] = [];
+    for (let c = 0; c < sizes.length; c++) {
+      const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, maskOf(sizes[c]!));
+      outs.push(out);
+      // the states the backward restarts from outlive this scope; the final one goes into the value
+      starts.push(c < sizes.length - 1 ? tf.keep(next) : next);
+    }
+    const { outputSees, stateSees } = nonFiniteSeen(q, k, v, g);
+    const output = tf.add(headsFirst(tf.concat(outs, 2)), poisonWhere(outputSees));          // [B, T, H, V]
+    const state = tf.add(starts.pop()!, poisonWhere(stateSees));
+    return tf.concat([output.reshape([B, T * H * V]), state.reshape([B, H * K * V])], 1);
+  });
+  dispose();
+  save([q, k, v, g, ...starts]);
+  tf.dispose(starts.slice(1));
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sq, sk, sv, sg, ...states] = saved;
+      const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
+      const grads = tf.tidy(() => {
+        const [dOut, dState] = tf.split(dy, [T * H * V, H * K * V], 1);
+        const [qh, kh, vh, gh] = headsFirstFinite(sq!, sk!, sv!, sg!, scale);
+        const [qc, kc, vc, gc, dOc] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3),
+          pieces(headsFirst(dOut!.reshape([B, T, H, V])), sizes, 2)];
+        const perChunk: tf.Tensor[][] = [];
+        let dNext = dState!.reshape([B, H, K, V]);
+        for (let c = sizes.length - 1; c >= 0; c--) {
+          const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, masksOf(sizes[c]!), dOc[c]!, dNext);
+          // this chunk's pieces are read no more
+          if (sizes.length > 1) tf.dispose([qc[c]!, kc[c]!, vc[c]!, gc[c]!, dOc[c]!, dNext]);
+          dNext = dS!;
+          perChunk.unshift([dq!, dk!, dv!, dg!]);
+        }
+        // one input at a time, freeing its chunks' gradients: joined, back to [B, T, H, ·], and 0
+        // where the input was not finite (finitePart's select); q's carries the scale's factor
+        const gradOf = (i: number, x: tf.Tensor, layout: (d: tf.Tensor) => tf.Tensor) => tf.tidy(() => {
+          const parts = perChunk.map((r) => r[i]!);
+          const axis = i === 3 ? 3 : 2;
+          const joined = parts.length === 1 ? parts[0]! : tf.concat(parts, axis);
+          tf.dispose(parts.filter((p) => p !== joined));
+          const d = layout(joined);
+          return zeroWhereNotFinite(x, d);
         });
-        disposeMasks();
-        return grads;
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor) => tf.Tensor;
+        return [
+          gradOf(0, sq!, (d) => tf.mul(headsFirst(d), scale)), gradOf(1, sk!, headsFirst), gradOf(2, sv!, headsFirst),
+          gradOf(3, sg!, (d) => tf.transpose(d, [0, 3, 1, 2])), dNext,
+        ];
+      });
+      disposeMasks();
+      return grads;
+    },
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as ReturnType<PackedRecurrence>;
+
+/**
+ * A whole GLA op as one `tf.customGrad` for a given scale, so that tfjs's tape holds one node
+ * and not the gradients of every op around the recurrence (the tape keeps each intermediate
+ * gradient until the end of the backward); nothing inside is taped. q, k, g `[B, T, H, K]`, v
+ * `[B, T, H, V]` and the initial state `[B, H, K, V]` to the output and the final state, flattened
+ * and joined, `[B, T·H·V + H·K·V]` (a customGrad returns one tensor).
+ */
+export type PackedRecurrence = (scale: number) => (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor) => tf.Tensor;
+
+/** Runs a {@link PackedRecurrence} on checked arguments (zeros for an absent initial state) and unpacks its result. */
+export function runPacked(packed: PackedRecurrence, args: GlaArgs): { output: tf.Tensor4D; state: tf.Tensor4D } {
+  return tf.tidy(() => {
+    const [B, T, H, K] = args.q.shape;
+    const V = args.v.shape[3];
+    const [output, state] = tf.split(packed(args.scale)(args.q, args.k, args.v, args.g, args.initialState ?? tf.zeros([B, H, K, V])),
+      [T * H * V, H * K * V], 1);
+    return { output: output!.reshape([B, T, H, V]) as tf.Tensor4D, state: state!.reshape([B, H, K, V]) as tf.Tensor4D };
+  });
 }
 /**
  * GatedLinearAttention in tfjs ops, float32, differentiable: the ground truth on
@@ -278,11 +293,5 @@ function recurrence(scale: number) {
  * @returns the output `[B, T, H, V]` and the final state `[B, H, K, V]`; T ≥ 1 and B ≥ 1.
  */
 export function gatedLinearAttentionReference(args: GlaArgs): { output: tf.Tensor4D; state: tf.Tensor4D } {
-  return tf.tidy(() => {
-    const [B, T, H, K] = args.q.shape;
-    const V = args.v.shape[3];
-    const [output, state] = tf.split(recurrence(args.scale)(args.q, args.k, args.v, args.g, args.initialState ?? tf.zeros([B, H, K, V])),
-      [T * H * V, H * K * V], 1);
-    return { output: output!.reshape([B, T, H, V]) as tf.Tensor4D, state: state!.reshape([B, H, K, V]) as tf.Tensor4D };
-  });
+  return runPacked(recurrence, args);
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { enteringStates } from '../../tensors.js';
 import { scanOnFinite, type Recurrence, type ScanArgs } from './reference.js';
 
 // The selective scan in O(CHUNK + log T) launches of tfjs ops, for webgl, which has neither WGSL
@@ -9,30 +10,6 @@ import { scanOnFinite, type Recurrence, type ScanArgs } from './reference.js';
  * grow as log₂(T / CHUNK); on webgl (SwiftShader) 8 and 16 measured alike, 8 launching fewer.
  */
 const CHUNK = 8;
-
-/**
- * The states entering each of n chunks, `[B, n, E, N]`, from each chunk's own contribution (its
- * last state from zero) and the product of its decays, `[B, n, E, N]`, and h0 entering the first:
- * the inclusive scan of `s[k] = decay[k−1]·s[k−1] + own[k−1]` from s[0] = h0, by recursive
- * doubling (Hillis and Steele): ⌈log₂ n⌉ rounds, each combining every chunk with the one `d`
- * before it. The last chunk's own contribution enters no chunk.
- */
-function enteringStates(own: tf.Tensor, decay: tf.Tensor, h0: tf.Tensor): tf.Tensor {
-  const [Bsz, n, E, N] = own.shape as [number, number, number, number];
-  const first = tf.reshape(h0, [Bsz, 1, E, N]);
-  const before = (x: tf.Tensor) => tf.slice(x, [0, 0, 0, 0], [Bsz, n - 1, E, N]);
-  // h0 heads the scan as a chunk of its own, with a decay that multiplies nothing
-  let a = tf.concat([tf.zerosLike(first), before(decay)], 1);
-  let s = tf.concat([first, before(own)], 1);
-  // x moved d chunks later, the first d filled with `fill`
-  const later = (x: tf.Tensor, d: number, fill: number) =>
-    tf.pad(tf.slice(x, [0, 0, 0, 0], [Bsz, n - d, E, N]), [[0, 0], [d, 0], [0, 0], [0, 0]], fill);
-  for (let d = 1; d < n; d *= 2) {
-    s = tf.add(s, tf.mul(a, later(s, d, 0)));
-    if (2 * d < n) a = tf.mul(a, later(a, d, 1));
-  }
-  return s;
-}
 
 /** How T steps are cut: n chunks of c steps (the last padded with zeros), the last real step at `last` of the last chunk. */
 interface Cut { T: number; c: number; n: number; last: number }
@@ -87,9 +64,6 @@ function chunkAt(x: tf.Tensor, k: number): tf.Tensor {
   const [Bsz, , ...rest] = x.shape;
   return tf.reshape(tf.slice(x, [0, k, ...rest.map(() => 0)], [Bsz!, 1, ...rest]), [Bsz!, ...rest]);
 }
-
-/** `[B, n, ...]` with the chunks in reverse order. */
-const reversed = (x: tf.Tensor) => tf.reverse(x, 1);
 
 /**
  * The recurrence chunk-parallel: the sequence cut into chunks of {@link CHUNK} steps, a loop over
@@ -162,11 +136,11 @@ function recurrenceGrad(dPacked: tf.Tensor, [a, x, B, C, h0, entering]: tf.Tenso
     return next;
   };
   // each chunk's adjoint at its first step from zero after its end, then the adjoint reaching
-  // each chunk's end from the chunks after it: the forward's scan across chunks, reversed
+  // each chunk's end from the chunks after it: the forward's scan across chunks, from the end
   let local = source(c - 1);
   for (let t = c - 2; t >= 0; t--) local = stepBack(t, local);
   const own = tf.mul(as[0]!, local);
-  const reaching = reversed(enteringStates(reversed(own), reversed(decay), tf.zerosLike(h0!)));
+  const reaching = enteringStates(own, decay, tf.zerosLike(h0!), true);
   const dh0 = tf.add(chunkAt(own, 0), tf.mul(chunkAt(decay, 0), chunkAt(reaching, 0)));
   const da: tf.Tensor[] = [];
   const dx: tf.Tensor[] = [];
