@@ -25,10 +25,12 @@ const c = GLA_CHUNK;
 /**
  * What runs: the op with an implementation, or `{ parallel: true }`, the every-chunk-at-once path (webgl's
  * under 'auto'), called directly so that cpu and wasm test it, optionally in groups of at most
- * `groupFloats` floats of `[c, c, K]` terms.
+ * `groupFloats` floats of `[c, c, K]` terms; or `{ step: true }`, one token through
+ * gatedLinearAttentionStep under 'auto' (from zeros without an initial state).
  */
-type Path = Implementation | { parallel: true; groupFloats?: number };
-const isParallel = (path: Path): path is { parallel: true; groupFloats?: number } => typeof path === 'object';
+type ParallelPath = { parallel: true; groupFloats?: number };
+type Path = Implementation | ParallelPath | { step: true };
+const isParallel = (path: Path): path is ParallelPath => typeof path === 'object' && 'parallel' in path;
 
 /** The chunk length a path cuts T into. */
 const chunkOf = (path: Path) => (isParallel(path) ? PARALLEL_CHUNK : GLA_CHUNK);
@@ -37,9 +39,16 @@ type Options = { initialState?: tf.Tensor4D; scale?: number };
 
 /** gatedLinearAttentionWithState along a path. */
 function withStateOn(path: Path) {
-  return (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: Options = {}) => isParallel(path)
-    ? gatedLinearAttentionParallel({ q, k, v, g, scale: o.scale ?? 1 / Math.sqrt(q.shape[3]), initialState: o.initialState }, path.groupFloats)
-    : gatedLinearAttentionWithState(q, k, v, g, { ...o, implementation: path });
+  return (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: Options = {}) => {
+    if (isParallel(path)) {
+      return gatedLinearAttentionParallel({ q, k, v, g, scale: o.scale ?? 1 / Math.sqrt(q.shape[3]), initialState: o.initialState }, path.groupFloats);
+    }
+    if (typeof path === 'object') {
+      const [B, , H, K] = q.shape;
+      return gatedLinearAttentionStep(q, k, v, g, o.initialState ?? tf.zeros([B, H, K, v.shape[3]]), { scale: o.scale });
+    }
+    return gatedLinearAttentionWithState(q, k, v, g, { ...o, implementation: path });
+  };
 }
 
 /** n values uniform in [lo, hi), float32 values so that oracle and reference read the same numbers. */
@@ -245,8 +254,9 @@ function tensorsOf(s: Case) {
 }
 
 // the reference on cpu and wasm, the every-chunk-at-once path called there, the WGSL kernels on webgpu
-const suites: [typeof REFERENCE_BACKENDS[number] | 'webgpu', Path][] = [
-  ...REFERENCE_BACKENDS.map((b): [typeof b, Path] => [b, 'auto']), ...REFERENCE_BACKENDS.map((b): [typeof b, Path] => [b, { parallel: true }]),
+const suites: [typeof REFERENCE_BACKENDS[number] | 'webgpu', Implementation | ParallelPath][] = [
+  ...REFERENCE_BACKENDS.map((b): [typeof b, Implementation] => [b, 'auto']),
+  ...REFERENCE_BACKENDS.map((b): [typeof b, ParallelPath] => [b, { parallel: true }]),
   ['webgpu', 'webgpu'],
 ];
 for (const [backend, path] of suites) describeScans(backend, isParallel(path) ? 'gatedLinearAttention, every chunk at once (webgl\'s path)' : 'gatedLinearAttention', () => {
@@ -384,6 +394,60 @@ for (const [backend, path] of suites) describeScans(backend, isParallel(path) ? 
       tf.dispose([clean, poisoned, output, state, grads]);
     }
   });
+
+  if (backend !== 'webgpu' && !isParallel(path)) {
+    // off webgpu a decode step is its own few tfjs ops (token.ts), not the op at T = 1
+    it('a decode step matches the float64 oracle: output, state and the gradients of q, k, v, g and the state before it', async () => {
+      await fc.assert(fc.asyncProperty(cases, (s) => expectMatchesOracle({ ...s, T: 1 }, { step: true })), { numRuns: 25 });
+    });
+
+    it('a decode step poisons what the op poisons, gives a bad input a zero gradient and the rest finite ones, in fewer launches than the op, leaving nothing behind', async () => {
+      const s: Case = { ...base, T: 1 };
+      const { B, H, K, V } = s;
+      const clean = tensorsOf(s);
+      const names = ['q', 'k', 'v', 'g', 'initialState'] as const;
+      const step = (t: Record<(typeof names)[number], tf.Tensor>) =>
+        gatedLinearAttentionStep(t.q as tf.Tensor4D, t.k as tf.Tensor4D, t.v as tf.Tensor4D, t.g as tf.Tensor4D, t.initialState as tf.Tensor4D);
+      for (const [name, bad] of [['k', NaN], ['v', Infinity], ['g', -Infinity], ['g', NaN], ['q', -Infinity]] as const) {
+        const width = name === 'v' ? V : K;
+        const at = (1 * H + 1) * width + (width - 1);   // batch row 1, head 1
+        const poisoned = tf.tidy(() => {
+          const data = clean[name].dataSync().slice();
+          data[at] = bad;
+          return tf.tensor(data, clean[name].shape) as tf.Tensor4D;
+        });
+        const args = { ...clean, [name]: poisoned } as Record<(typeof names)[number], tf.Tensor>;
+        await expectNoLeaks(async () => {
+          const { output, state } = step(args);
+          const o = await values(output);
+          const st = await values(state);
+          for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) {
+            const sees = b === 1 && h === 1;
+            for (let j = 0; j < V; j++) expect(Number.isNaN(o[(b * H + h) * V + j]!), `${name}=${bad}: output ${[b, h, j]}`).toBe(sees);
+            for (let j = 0; j < K * V; j++) expect(Number.isNaN(st[(b * H + h) * K * V + j]!), `${name}=${bad}: state ${[b, h, j]}`).toBe(sees && name !== 'q');
+          }
+          // a loss on every output but the poisoned head's
+          const keep = tf.tensor4d(Array.from({ length: B * H * V }, (_, i) => (Math.floor(i / V) === H + 1 ? 0 : 1)), [B, 1, H, V]);
+          const grads = tf.grads((...t: tf.Tensor[]) => {
+            const r = step(Object.fromEntries(names.map((n, i) => [n, t[i]!])) as Record<(typeof names)[number], tf.Tensor>);
+            return tf.sum(tf.where(tf.cast(keep, 'bool'), r.output, tf.zerosLike(r.output)));
+          })(names.map((n) => args[n]));
+          for (let i = 0; i < grads.length; i++) {
+            const d = await values(grads[i]!);
+            expect(d.every(Number.isFinite), `${name}=${bad}: d${names[i]} finite`).toBe(true);
+            if (names[i] === name) expect(d[at], `${name}=${bad}: its own gradient`).toBe(0);
+          }
+          tf.dispose([output, state, keep, grads]);
+        });
+        poisoned.dispose();
+      }
+      const launches = async (f: () => tf.TensorContainer) => (await tf.profile(() => f())).kernels.length;
+      const op = await launches(() => Object.values(gatedLinearAttentionWithState(clean.q, clean.k, clean.v, clean.g, { initialState: clean.initialState })));
+      const token = await launches(() => Object.values(step(clean as Record<(typeof names)[number], tf.Tensor>)));
+      expect(token, `${token} launches against the op's ${op}`).toBeLessThan(0.6 * op);
+      tf.dispose(Object.values(clean).filter((t) => t !== undefined) as tf.Tensor[]);
+    });
+  }
 
   /** The step and the forward are each within n·ε·M of the oracle, so within 2·n·ε·M of each other. */
   if (!isParallel(path)) it('stepping token by token from the state equals the forward, outputs and final state', async () => {

@@ -6,6 +6,7 @@ import {
 import { nanWhere } from '../../tensors.js';
 import { gatedLinearAttentionReference, type GlaArgs } from './reference.js';
 import { gatedLinearAttentionParallel } from './parallel.js';
+import { gatedLinearAttentionToken } from './token.js';
 import { GATED_LINEAR_ATTENTION, GATED_LINEAR_ATTENTION_LOG_GATE, GATED_LINEAR_ATTENTION_STEP, type GlaAttrs } from './kernel.js';
 
 /** Options of `ops.gatedLinearAttention` and `ops.gatedLinearAttentionWithState`. */
@@ -32,12 +33,14 @@ export type GatedLinearAttentionResult = {
   state: tf.Tensor4D;
 };
 
-/** Checks every argument and option; returns the reference's inputs. */
 /**
- * Which implementation runs: the WGSL kernels (webgpu), every chunk at once in tfjs ops (webgl,
- * which launches a shader per op) or the reference's loop over chunks.
+ * Which implementation runs: the WGSL kernels (webgpu); under 'auto' elsewhere, every chunk at
+ * once in tfjs ops on webgl (which launches a shader per op) and the loop over chunks on the
+ * others ('chunks'), with a decode token in a few tfjs ops on both; with 'reference', the loop.
  */
-type Path = 'kernels' | 'parallel' | 'reference';
+type Path = 'kernels' | 'parallel' | 'chunks' | 'reference';
+
+/** Checks every argument and option; returns the reference's inputs. */
 
 function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs & { path: Path } {
   checkOptionNames(op, options, OPTIONS);
@@ -61,7 +64,7 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
     throw argumentError(op, `option 'scale' must be a finite number > 0; received ${describe(scale)}.`);
   }
   const path: Path = useKernel(op, o.implementation) ? 'kernels'
-    : o.implementation !== 'reference' && tf.getBackend() === 'webgl' ? 'parallel' : 'reference';
+    : o.implementation === 'reference' ? 'reference' : tf.getBackend() === 'webgl' ? 'parallel' : 'chunks';
   if ($g.size > 0 && onHostBackend()) {
     // one reduction and one scalar read: a positive log gate would make the state grow without bound
     const max = tf.tidy(() => tf.max($g).dataSync()[0]!);
@@ -74,8 +77,8 @@ function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, o
 }
 
 /**
- * Runs checked arguments: the kernels or the reference; with `step`, one token through the
- * gradient-less step kernel on webgpu.
+ * Runs checked arguments on their path; with `step`, one token through the gradient-less step
+ * kernel on webgpu, and through {@link gatedLinearAttentionToken} elsewhere under 'auto'.
  */
 function run(args: GlaArgs & { path: Path }, step = false): GatedLinearAttentionResult {
   const [B, T, H, K] = args.q.shape;
@@ -89,16 +92,18 @@ function run(args: GlaArgs & { path: Path }, step = false): GatedLinearAttention
     });
     return { output: differentiableZeros([B, T, H, V], inputs), state };
   }
-  if (onHostBackend()) return gatedLinearAttentionReference(args);
-  // a GPU backend cannot read tf.max(g) back without stalling (webgpu in Node cannot at all): a
-  // positive gate is taken as NaN instead, which the reference and the kernels carry to every
-  // output that sees it
   return tf.tidy(() => {
-    if (args.path === 'parallel') return gatedLinearAttentionParallel({ ...args, g: positiveAsNaN(args.g) });
-    if (args.path === 'reference') return gatedLinearAttentionReference({ ...args, g: positiveAsNaN(args.g) });
-    if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
-    // an absent initialState is a stand-in off the gradient's path, never read
-    return onKernels(args, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
+    if (args.path === 'kernels') {
+      if (step && T === 1) return onKernels(args, GATED_LINEAR_ATTENTION_STEP, { state: args.initialState! });
+      // an absent initialState is a stand-in off the gradient's path, never read
+      return onKernels(args, GATED_LINEAR_ATTENTION, { initialState: args.initialState ?? tf.zeros([1]) });
+    }
+    // a GPU backend cannot read tf.max(g) back without stalling (webgpu in Node cannot at all): a
+    // positive gate is taken as NaN instead, which the tfjs-ops forms, as the kernels, carry to
+    // every output that sees it
+    const gated = onHostBackend() ? args : { ...args, g: positiveAsNaN(args.g) };
+    if (step && T === 1 && args.path !== 'reference') return gatedLinearAttentionToken(gated);
+    return args.path === 'parallel' ? gatedLinearAttentionParallel(gated) : gatedLinearAttentionReference(gated);
   });
 }
 
@@ -195,8 +200,8 @@ export function gatedLinearAttentionWithState(
 
 /**
  * One decode token of {@link gatedLinearAttentionWithState} from the state before it, for the
- * layer's `step`: on webgpu one WGSL step kernel, which has no gradient; elsewhere (or with
- * `implementation: 'reference'`) the op itself at T = 1, differentiable.
+ * layer's `step`: on webgpu one WGSL step kernel, which has no gradient; elsewhere the token's
+ * update in a few differentiable tfjs ops (`token.ts`: about half the op's launches at T = 1); with `implementation: 'reference'`, the op itself at T = 1.
  *
  * @param q `[B, 1, H, K]`; k and g likewise, v `[B, 1, H, V]`.
  * @param state `[B, H, K, V]`, the state before this token.
