@@ -106,12 +106,19 @@ const scores = (c: Case, x: Pick<Inputs, 'q' | 'k' | 'scale'>) => scoresAndSize(
 const oracleInputs = (x: Inputs): AarenInputs => ({ q: x.q, k: x.k, v: x.v, scale: x.scale, ...(x.init ? { initialState: x.init } : {}) });
 
 /** The op's output, final state and gradients of L = Σ dOut·o + Σ dState·state in q, k, v (and the initial state's parts). */
-function run(c: Case, x: Inputs, implementation: Implementation = 'auto') {
+function run(c: Case, x: Inputs, implementation: Implementation = 'auto', step = false) {
   const { B, T, H, K } = c;
   return tf.tidy(() => {
     const ts: tf.Tensor[] = [tf.tensor2d(x.q, [H, K]), tf.tensor4d(x.k, [B, T, H, K]), tf.tensor4d(x.v, [B, T, H, K])];
     if (x.init) ts.push(tf.tensor2d(x.init.m, [B, H]), tf.tensor2d(x.init.u, [B, H]), tf.tensor3d(x.init.w, [B, H, K]));
-    const f = (...t: tf.Tensor[]) => aarenWithState(t[0] as tf.Tensor2D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D, {
+    // with `step`, one token through aarenStep (the layer's decode step) from rows at position 0
+    const op = (q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, o: AarenOptions) => {
+      if (!step) return aarenWithState(q, k, v, o);
+      const r = aarenStep(q, k, v, tf.zeros([B], 'int32'), o);
+      r.positions.dispose();
+      return r;
+    };
+    const f = (...t: tf.Tensor[]) => op(t[0] as tf.Tensor2D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D, {
       scale: x.scale, implementation, ...(t.length > 3 ? { initialState: { m: t[3] as tf.Tensor2D, u: t[4] as tf.Tensor2D, w: t[5] as tf.Tensor3D } } : {}),
     });
     const { output, state } = f(...ts);
@@ -238,11 +245,11 @@ function bounds(c: Case, x: Inputs, kernels = false) {
 type Bounds = ReturnType<typeof bounds>;
 
 /** Asserts every result of `run` against the oracle within `bounds`. */
-async function expectMatchesOracle(c: Case, x: Inputs, tol: Bounds, implementation: Implementation = 'auto'): Promise<void> {
+async function expectMatchesOracle(c: Case, x: Inputs, tol: Bounds, implementation: Implementation = 'auto', step = false): Promise<void> {
   const dims: AarenDims = { B: c.B, T: c.T, H: c.H, K: c.K };
   const want = aarenOracle(oracleInputs(x), dims);
   const g = aarenGradOracle(oracleInputs(x), dims, x.dOut, x.dState ?? {});
-  const got = run(c, x, implementation);
+  const got = run(c, x, implementation, step);
   try {
     const check = async (what: keyof Bounds, t: tf.Tensor, o: Float64Array) => {
       const v = await values(t);
@@ -300,6 +307,70 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeScans(
       await expectMatchesOracle(c, x, tol, implementation);
     }), { numRuns: 14 });
   });
+
+  if (!kernels) {
+    // off webgpu a decode step is its own few tfjs ops (token.ts), not the op at T = 1; its chain
+    // (a score, the new max, two exps, two products and a sum, a division) is the op's at T = 1
+    it('a decode step matches the float64 oracle from an empty, a random and a leading state: output, state and every gradient', async () => {
+      await fc.assert(fc.asyncProperty(cases.filter((c) => c.init !== 'none'), async (drawn) => {
+        const c = { ...drawn, T: 1 };
+        const x = inputsOf(c);
+        const tol = bounds(c, x, false);
+        fc.pre(untied(c, tol));
+        await expectMatchesOracle(c, x, tol, implementation, true);
+      }), { numRuns: 20 });
+    });
+
+    it('a decode step makes NaN exactly the heads whose k or v is NaN or ±∞, gives them zero gradients and the rest a clean run\'s, in fewer launches than the op, leaving nothing behind', async () => {
+      const c: Case = { B: 2, T: 1, H: 3, K: 4, init: 'random', dState: false, scale: false, spread: 1, seed: 17 };
+      const x = inputsOf(c);
+      const { B, H, K } = c;
+      // (0, 0): a NaN k, (0, 1): a +∞ v, (1, 2): a −∞ k; the other heads clean
+      const spoilt = { ...x, k: x.k.slice(), v: x.v.slice() };
+      spoilt.k[(0 * H + 0) * K + 1] = NaN;
+      spoilt.v[(0 * H + 1) * K + 3] = Infinity;
+      spoilt.k[(1 * H + 2) * K] = -Infinity;
+      const bad = new Set([0 * H + 0, 0 * H + 1, 1 * H + 2]);
+      // a loss on the clean heads' outputs and states only
+      const dOut = Float32Array.from(x.dOut, (d, i) => (bad.has(Math.floor(i / K)) ? 0 : d));
+      const clean = run(c, { ...x, dOut }, implementation, true);
+      const got = await expectNoLeaks(async () => {
+        const r = run(c, { ...spoilt, dOut }, implementation, true);
+        const v = [await values(r.output), await values(r.state.m), await values(r.state.u), await values(r.state.w),
+          ...await Promise.all(r.grads.map(values))];
+        tf.dispose(r);
+        return v;
+      });
+      const want = [await values(clean.output), await values(clean.state.m), await values(clean.state.u), await values(clean.state.w),
+        ...await Promise.all(clean.grads.map(values))];
+      tf.dispose(clean);
+      ['output', 'm', 'u', 'w'].forEach((what, i) => {
+        const per = what === 'output' || what === 'w' ? K : 1;
+        for (let bh = 0; bh < B * H; bh++) for (let j = 0; j < per; j++) {
+          const e = got[i]![bh * per + j]!;
+          if (bad.has(bh)) expect(e, `${what} ${bh}`).toBeNaN();
+          else expect(e, `${what} ${bh}`).toBe(want[i]![bh * per + j]);
+        }
+      });
+      // the gradients in k and v: 0 at the bad entries, a clean run's elsewhere; every gradient finite
+      for (const [i, name, at] of [[5, 'k', (0 * H + 0) * K + 1], [6, 'v', (0 * H + 1) * K + 3], [5, 'k', (1 * H + 2) * K]] as const) {
+        expect(got[i]![at], `d${name} at its bad entry`).toBe(0);
+      }
+      for (let i = 4; i < got.length; i++) expect(got[i]!.every(Number.isFinite), `gradient ${i} finite`).toBe(true);
+      const launches = async (impl: Implementation) => {
+        const info = await tf.profile(() => tf.tidy(() => {
+          const r = aarenStep(tf.tensor2d(x.q, [H, K]), tf.tensor4d(x.k, [B, 1, H, K]), tf.tensor4d(x.v, [B, 1, H, K]), tf.zeros([B], 'int32'), {
+            implementation: impl, initialState: { m: tf.tensor2d(x.init!.m, [B, H]), u: tf.tensor2d(x.init!.u, [B, H]), w: tf.tensor3d(x.init!.w, [B, H, K]) },
+          });
+          return [r.output, r.state.m, r.state.u, r.state.w, r.positions];
+        }));
+        tf.dispose(info.result as tf.Tensor[]);
+        return info.kernels.length;
+      };
+      const [token, op] = [await launches('auto'), await launches('reference')];
+      expect(token, `${token} launches against the op's ${op}`).toBeLessThan(0.7 * op);
+    });
+  }
 
   // a chunk's products hold 64 · 64 · 64 multiply-adds a head: wasm's products batch by batch
   it('at K = 64 matches the float64 oracle', async () => {

@@ -441,7 +441,11 @@ for (const [backend, path] of suites) describeScans(backend, isParallel(path) ? 
         });
         poisoned.dispose();
       }
-      const launches = async (f: () => tf.TensorContainer) => (await tf.profile(() => f())).kernels.length;
+      const launches = async (f: () => tf.Tensor[]) => {
+        const info = await tf.profile(f);
+        tf.dispose(info.result as tf.Tensor[]);
+        return info.kernels.length;
+      };
       const op = await launches(() => Object.values(gatedLinearAttentionWithState(clean.q, clean.k, clean.v, clean.g, { initialState: clean.initialState })));
       const token = await launches(() => Object.values(step(clean as Record<(typeof names)[number], tf.Tensor>)));
       expect(token, `${token} launches against the op's ${op}`).toBeLessThan(0.6 * op);

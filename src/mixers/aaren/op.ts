@@ -5,6 +5,7 @@ import {
 } from '../../validate.js';
 import { aarenReference, emptyState, type AarenArgs, type AarenState } from './reference.js';
 import { aarenOnScanKernels } from './kernel.js';
+import { aarenToken } from './token.js';
 import { advancedPositions } from '../../positions.js';
 
 export type { AarenState } from './reference.js';
@@ -122,7 +123,12 @@ function run(op: string, q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, options
       };
     });
   }
-  return kernel ? aarenOnScanKernels(args, T === 1 ? step : undefined, withState) : aarenReference(args);
+  if (kernel) return aarenOnScanKernels(args, T === 1 ? step : undefined, withState);
+  // a step always has a state (the layer's), and one token needs no chunks
+  if (step && T === 1 && args.initialState && options.implementation !== 'reference') {
+    return aarenToken({ ...args, initialState: args.initialState });
+  }
+  return aarenReference(args);
 }
 
 /** {@link run}'s result where the state was asked for. */
@@ -215,8 +221,8 @@ export function aarenWithStateOver(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4
  * One decode token of {@link aarenWithState} (k and v `[B, 1, H, K]`) from `initialState`, for
  * the layer's `step` (not in `ops`), with the rows' `positions` (int32 `[B]`, a decode state's)
  * each plus one: on webgpu the step kernel's two launches, which have no gradient and form the
- * positions as they go; elsewhere (or with `implementation: 'reference'`) the op itself,
- * differentiable, and tfjs's add.
+ * positions as they go; elsewhere the token's merge in a few differentiable tfjs ops
+ * ({@link aarenToken}) and tfjs's add; with `implementation: 'reference'`, the op itself at T = 1.
  */
 export function aarenStep(q: tf.Tensor2D, k: tf.Tensor4D, v: tf.Tensor4D, positions: tf.Tensor1D, options: AarenOptions = {}):
   AarenResult & { positions: tf.Tensor1D } {
