@@ -201,6 +201,19 @@ export function enteringStates(own: tf.Tensor, decay: tf.Tensor, h0: tf.Tensor, 
 }
 
 /**
+ * x at chunk k of `[B, n, ...]` (the layout of {@link enteringStates}), as `[B, ...]`.
+ *
+ * @example
+ * ```ts
+ * chunkAt(tf.tensor3d([[[1], [2], [3]]]), 2).print();   // [[3]]
+ * ```
+ */
+export function chunkAt(x: tf.Tensor, k: number): tf.Tensor {
+  const [Bsz, , ...rest] = x.shape;
+  return tf.reshape(tf.slice(x, [0, k, ...rest.map(() => 0)], [Bsz!, 1, ...rest]), [Bsz!, ...rest]);
+}
+
+/**
  * `x` with its NaN and ±∞ entries replaced by 0 (a select, so that no 0 · NaN can follow), and
  * `bad`, 1 where `x` held one of them and 0 elsewhere: what a reference needs to compute on
  * finite numbers and poison only the outputs that see a non-finite input.

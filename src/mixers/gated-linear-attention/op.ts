@@ -41,7 +41,6 @@ export type GatedLinearAttentionResult = {
 type Path = 'kernels' | 'parallel' | 'chunks' | 'reference';
 
 /** Checks every argument and option; returns the reference's inputs. */
-
 function checkArgs(op: string, q: unknown, k: unknown, v: unknown, g: unknown, options: GatedLinearAttentionOptions): GlaArgs & { path: Path } {
   checkOptionNames(op, options, OPTIONS);
   const perKey = ['B', 'T', 'H', 'K'];

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { enteringStates, expNonPositive, matMul, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { chunkAt, enteringStates, expNonPositive, matMul, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 import { finiteLaidOut, headsFirst, nonFiniteSeen, runPacked, type GlaArgs, type PackedRecurrence } from './reference.js';
 
 // GatedLinearAttention with every chunk at once, for webgl, which launches a shader per tfjs op:
@@ -79,17 +79,16 @@ function sumInner(x: tf.Tensor, axis: 1 | 2): tf.Tensor {
 /**
  * The chunks' decays, from their inputs as rows: G the running sum of g from each chunk's start
  * (L·g, one product where a cumsum takes log₂ c passes), `decayG` = exp(G_t), `toEnd` =
- * exp(G_last − G_t), `decay` = exp(G_last) `[rows, K, 1]` and each chunk's own contribution to
- * the state after it, `own` = (k ⊙ toEnd)ᵀ·v `[rows, K, V]`.
+ * exp(G_last − G_t), `decay` = exp(G_last) `[rows, K, 1]` and `kToEnd` = k ⊙ toEnd.
  */
-function decays(k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, lower: tf.Tensor, { rows, c, K }: Cut) {
+function decays(k: tf.Tensor, g: tf.Tensor, lower: tf.Tensor, { rows, c, K }: Cut) {
   const G = matMul(lower, g);
   const Glast = tf.slice(G, [0, c - 1, 0], [rows, 1, K]);
   const toEnd = expNonPositive(tf.sub(Glast, G));
   const kToEnd = tf.mul(k, toEnd);
   return {
     G, decayG: expNonPositive(G), kToEnd, toEnd,
-    decay: tf.reshape(expNonPositive(Glast), [rows, K, 1]), own: matMul(kToEnd, v, true, false),
+    decay: tf.reshape(expNonPositive(Glast), [rows, K, 1]),
   };
 }
 
@@ -97,12 +96,9 @@ function decays(k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, lower: tf.Tensor, { ro
 const perHead = (x: tf.Tensor, { n }: Cut) => tf.reshape(x, [x.shape[0]! / n, n, ...x.shape.slice(1)]);
 const perRow = (x: tf.Tensor, { rows }: Cut) => tf.reshape(x, [rows, ...x.shape.slice(2)]);
 
-/** x at the last chunk of every head, `[B·H, ...]`, or the first. */
-function chunkOfHead(x: tf.Tensor, cut: Cut, last: boolean): tf.Tensor {
-  const h = perHead(x, cut);
-  const [BH, , ...rest] = h.shape;
-  return tf.reshape(tf.slice(h, [0, last ? cut.n - 1 : 0, ...rest.map(() => 0)], [BH!, 1, ...rest]), [BH!, ...rest]);
-}
+/** x at the first chunk of every head, `[B·H, ...]`, or the last. */
+const firstOfHead = (x: tf.Tensor, cut: Cut) => chunkAt(perHead(x, cut), 0);
+const lastOfHead = (x: tf.Tensor, cut: Cut) => chunkAt(perHead(x, cut), cut.n - 1);
 
 /**
  * `fn` on groups of at most `cut.group` rows of `xs` (each `[rows, ...]`), its results joined
@@ -147,9 +143,11 @@ const parallel = (groupFloats: number): PackedRecurrence => (scale) => tf.custom
   const [value, entering] = tf.tidy(() => {
     const [qr, kr, vr, gr] = finiteRows(q, k, v, g, scale, cut);
     const lower = lowerOnes(c);
-    const { G, decayG, decay, own } = decays(kr!, vr!, gr!, lower, cut);
+    const { G, decayG, decay, kToEnd } = decays(kr!, gr!, lower, cut);
+    // each chunk's own contribution to the state after it, (k ⊙ toEnd)ᵀ·v `[rows, K, V]`
+    const own = matMul(kToEnd, vr!, true, false);
     const entering = perRow(enteringStates(perHead(own, cut), perHead(decay, cut), tf.reshape(S0, [B * H, K, V])), cut);
-    const state = tf.add(tf.mul(chunkOfHead(decay, cut, true), chunkOfHead(entering, cut, true)), chunkOfHead(own, cut, true));
+    const state = tf.add(tf.mul(lastOfHead(decay, cut), lastOfHead(entering, cut)), lastOfHead(own, cut));
     own.dispose();
     const mask = tf.expandDims(lower, 2);
     const [intra] = byGroups([qr!, kr!, vr!, G], cut, (qg, kg, vg, Gg) => [matMul(inChunk(qg!, kg!, Gg!, mask).scores, vg!)]);
@@ -178,12 +176,12 @@ function parallelGrad(dy: tf.Tensor, [q, k, v, g, entering]: tf.Tensor[], scale:
   const [qr, kr, vr, gr] = finiteRows(q!, k!, v!, g!, scale, cut);
   const dO = rowsOf(tf.reshape(dOut!, [B, T, H, V]), cut);
   const lower = lowerOnes(c);
-  const { G, decayG, toEnd, kToEnd, decay } = decays(kr!, vr!, gr!, lower, cut);
+  const { G, decayG, toEnd, kToEnd, decay } = decays(kr!, gr!, lower, cut);
   const qDecayed = tf.mul(qr!, decayG);
   const [D, dS0] = tf.tidy(() => {
     const fromOutput = matMul(qDecayed, dO, true, false);                                 // [rows, K, V]
     const D = perRow(enteringStates(perHead(fromOutput, cut), perHead(decay, cut), tf.reshape(dState!, [B * H, K, V]), true), cut);
-    return [D, tf.add(chunkOfHead(fromOutput, cut, false), tf.mul(chunkOfHead(decay, cut, false), chunkOfHead(D, cut, false)))];
+    return [D, tf.add(firstOfHead(fromOutput, cut), tf.mul(firstOfHead(decay, cut), firstOfHead(D, cut)))];
   });
   const mask = tf.expandDims(lower, 2);
   // per group, with P = (dO·vᵀ) ⊙ weights: Σ_j P·k_j, Σ_t P·q_t and scoresᵀ·dO
@@ -217,7 +215,7 @@ function parallelGrad(dy: tf.Tensor, [q, k, v, g, entering]: tf.Tensor[], scale:
  * GatedLinearAttention with every chunk at once: the reference's maths and results (to
  * rounding) in O(CHUNK + log T) rounds of tfjs launches instead of O(T), for webgl, where each op
  * is a shader launch. Chunks of {@link PARALLEL_CHUNK} tokens; their `[c, c, K]` terms are formed
- * for up to 16 MiB of them at once, so memory stays linear in T. Inputs and results as
+ * for up to 4 MiB of them at once, so memory stays linear in T. Inputs and results as
  * {@link gatedLinearAttentionReference}.
  *
  * @param groupFloats at most this many floats of `[c, c, K]` terms at once (a test sets it low to

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { enteringStates } from '../../tensors.js';
+import { chunkAt, enteringStates } from '../../tensors.js';
 import { scanOnFinite, type Recurrence, type ScanArgs } from './reference.js';
 
 // The selective scan in O(CHUNK + log T) launches of tfjs ops, for webgl, which has neither WGSL
@@ -57,12 +57,6 @@ function joined(steps: tf.Tensor[], { T, c, n }: Cut): tf.Tensor {
     const whole = tf.reshape(stacked, [Bsz!, n * c, ...rest]);
     return n * c === T ? whole : tf.slice(whole, [0, 0, ...rest.map(() => 0)], [Bsz!, T, ...rest]);
   });
-}
-
-/** x at chunk 0 or n − 1 of `[B, n, ...]`, as `[B, ...]`. */
-function chunkAt(x: tf.Tensor, k: number): tf.Tensor {
-  const [Bsz, , ...rest] = x.shape;
-  return tf.reshape(tf.slice(x, [0, k, ...rest.map(() => 0)], [Bsz!, 1, ...rest]), [Bsz!, ...rest]);
 }
 
 /**
