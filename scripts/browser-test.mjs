@@ -11,7 +11,9 @@
 //   predict, no leaked tensor, and a first loss within LOSS_TOLERANCE of the cpu backend's; the
 //   page must really be on webgl (tf.getBackend()); then every decoding layer must decode a
 //   ragged batch as each row alone there (examples/browser/decoding.ts,
-//   test/backend-decoding.test.ts on cpu and wasm);
+//   test/backend-decoding.test.ts on cpu and wasm), and each key/value-cache layer must step a
+//   concatenating cache as its forward, compiling shader programs only where the cache grows
+//   (concatenatingSteps);
 // - runs the training page again on half-float textures (train.html?halfFloat, tfjs's
 //   WEBGL_FORCE_F16_TEXTURES: what it does by itself on devices that cannot render float32):
 //   every case's loss and gradients at its initial weights must be finite, without leaks, the
@@ -293,6 +295,19 @@ try {
     `on webgl:\n` + undecoded.map((c) => `  ${c.name} (${c.backend}): ${c.problems.join('; ')}`).join('\n'));
   log(`${training.decoding.length} layers decode a ragged batch as each row alone on webgl (largest error ` +
     `${Math.max(...training.decoding.map((c) => c.error)).toExponential(1)})`);
+  // a cache one slot longer each token made webgl compile every op that reads it again each token
+  const steps = training.concatenating;
+  // (a shape met once compiles once: a packed transpose, BlockSparse's list of the keys it sees
+  // growing to its layout's size; a cache that changed shape every token compiled in every step)
+  const compiling = (run) => run.programs.filter((n, s) => n > 0 && !run.grew[s]).length;
+  const wrongSteps = steps.filter(({ run }) => !run || run.programs.length === 0 || !(run.error <= run.bound) ||
+    compiling(run) > run.programs.length / 10);
+  check(steps.length > 0 && wrongSteps.length === 0, `${wrongSteps.length} of ${steps.length} key/value-cache layers step a ` +
+    `concatenating cache on webgl wrongly (programs compiled in over a tenth of the steps where the cache did not grow, or ` +
+    `outputs off the forward):\n` +
+    wrongSteps.map(({ name, run }) => `  ${name}: ${JSON.stringify(run)}`).join('\n'));
+  log(`${steps.length} key/value-cache layers step a concatenating cache on webgl as their forward, compiling only when it grows ` +
+    `(${steps[0]?.run?.grew.filter(Boolean).length ?? 0} growth in ${steps[0]?.run?.programs.length ?? 0} steps)`);
   const slowest = training.cases.reduce((a, b) => (b.ms > a.ms ? b : a));
   log(`${training.cases.length} cases train on webgl (${training.renderer}, float32 textures ${training.float32}) ` +
     `in ${((performance.now() - trainingStarted) / 1000).toFixed(1)} s; slowest ${slowest.name}, ${(slowest.ms / 1000).toFixed(1)} s`);

@@ -8,7 +8,7 @@ import { expect, it } from 'vitest';
 import { layers, type KVCacheState } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { ownsData } from '../src/webgpu/runtime.js';
-import { emptyCache, writeKernel, writeReference } from '../src/attention/kv-cache.js';
+import { MIN_GROWN_SLOTS, emptyCache, growthOf, writeKernel, writeReference } from '../src/attention/kv-cache.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, mulberry32, recordedStep } from './helpers.js';
 
 const D = 12;
@@ -181,9 +181,9 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
         await expectNoLeaks(async () => {
           const inputs = [tf.tensor4d(fill, [B, S, Hkv, K_]), tf.tensor4d(tokens, [B, T, Hkv, K_]),
             tf.tensor1d(positions, 'int32'), tf.tensor1d(lengths, 'int32')] as const;
-          const written = writeReference(...inputs, ring);
-          expect([...await written.data()], `${ring ? 'ring' : 'linear'}, S = ${S}`).toEqual(want);
-          tf.dispose([written, ...inputs]);
+          const [written] = writeReference([inputs[0]], [inputs[1]], inputs[2], inputs[3], ring);
+          expect([...await written!.data()], `${ring ? 'ring' : 'linear'}, S = ${S}`).toEqual(want);
+          tf.dispose([written!, ...inputs]);
         });
       }
     });
@@ -490,7 +490,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
             tf.dispose([state.keys, state.values, state.positions]);
             // copies of their own (a clone would share the buffer the kernel writes)
             Object.assign(state, tf.tidy(() => ({ keys: tf.add(fill, 0), values: tf.add(negFill, 0), positions: tf.add(p, tf.scalar(0, 'int32')) })));
-            const want = [writeReference(fill, keys, p, n, ring), writeReference(negFill, values, p, n, ring)];
+            const want = writeReference([fill, negFill], [keys, values], p, n, ring);
             const advanced = writeKernel(state, keys, values, n);
             expect([...await state.keys.data()]).toEqual([...await want[0]!.data()]);
             expect([...await state.values.data()]).toEqual([...await want[1]!.data()]);
@@ -516,7 +516,7 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
             const negFill = tf.neg(fill) as tf.Tensor4D;
             tf.dispose([state.keys, state.values, state.positions]);
             Object.assign(state, tf.tidy(() => ({ keys: tf.add(fill, 0), values: tf.add(negFill, 0), positions: tf.add(p, tf.scalar(0, 'int32')) })));
-            const want = [writeReference(fill, keys, p, n, ring), writeReference(negFill, values, p, n, ring)];
+            const want = writeReference([fill, negFill], [keys, values], p, n, ring);
             const advanced = writeKernel(state, keys, values);
             expect([...await state.keys.data()]).toEqual([...await want[0]!.data()]);
             expect([...await state.values.data()]).toEqual([...await want[1]!.data()]);
@@ -551,3 +551,26 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) {
     }
   });
 }
+
+describeOn('cpu', 'a concatenating cache\'s growth', () => {
+  // webgl compiles a shader per shape: there the cache grows to the next power of two (at least
+  // 64) only when the host's bound no longer fits; elsewhere by exactly the call's tokens
+  it('grows by T off webgl, and on webgl to a power of two only when the tokens no longer fit', () => {
+    expect(growthOf(10, 1, 11)).toBe(1);
+    expect(growthOf(10, 3, 10, 'wasm')).toBe(3);
+    expect(growthOf(0, 6, 6, 'webgl')).toBe(MIN_GROWN_SLOTS);
+    expect(growthOf(64, 1, 64, 'webgl')).toBe(0);
+    expect(growthOf(64, 1, 65, 'webgl')).toBe(64);
+    expect(growthOf(64, 200, 250, 'webgl')).toBe(192);
+    expect(growthOf(512, 1, 513, 'webgl')).toBe(512);
+  });
+
+  it('holds every call\'s tokens on cpu: prefills of 5 and 4 tokens and two steps make 11 slots', async () => {
+    const layer = make('FlashStyleTiledAttention');
+    const { state } = await run(layer, 2, [{ prefill: [5, 2], T: 5 }, { prefill: [1, 4], T: 4 }, { step: true }, { step: true }], undefined, 3);
+    expect(state.keys.shape[1]).toBe(11);
+    expect(await positionsOf(state)).toEqual([8, 8]);
+    tf.dispose(state);
+    layer.dispose();
+  });
+});

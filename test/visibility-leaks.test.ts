@@ -50,12 +50,19 @@ type Attention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, implementation
 const SELF = { Tq: 6, Tk: 6, j: 3 };
 const CROSS = { Tq: 4, Tk: 6, j: 4 };
 
-const ATTENTION_OPS: Array<[string, Attention, Array<typeof SELF>]> = [
-  ['flashAttention', (q, k, v, implementation) => ops.flashAttention(q, k, v, { causal: true, implementation }), [SELF, CROSS]],
-  ['expressiveAttention', (q, k, v, implementation) => ops.expressiveAttention(q, k, v, { causal: true, implementation }), [SELF, CROSS]],
-  // self-attention only; the layout also hides key 3 from rows 4 and 5, which see blocks 0 and 2
+/** Whether query row i sees key j of Tk, with Tq queries. */
+type Sees = (i: number, j: number, Tq: number, Tk: number) => boolean;
+/** Bottom-right causal: query i sees key j when j ≤ i + Tk − Tq. */
+const causalSees: Sees = (i, j, Tq, Tk) => j <= i + Tk - Tq;
+
+const ATTENTION_OPS: Array<[string, Attention, Array<typeof SELF>, Sees]> = [
+  ['flashAttention', (q, k, v, implementation) => ops.flashAttention(q, k, v, { causal: true, implementation }), [SELF, CROSS], causalSees],
+  ['expressiveAttention', (q, k, v, implementation) => ops.expressiveAttention(q, k, v, { causal: true, implementation }), [SELF, CROSS], causalSees],
+  // self-attention only; the layout also hides key 3 from rows 4 and 5, which see blocks 0 and 2:
+  // a row sees the causal keys of its own block of 2 and of block 0
   ['blockSparseAttention', (q, k, v, implementation) =>
-    ops.blockSparseAttention(q, k, v, { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 0, implementation }), [SELF]],
+    ops.blockSparseAttention(q, k, v, { blockSize: 2, localBlocks: 1, globalBlocks: 1, stride: 0, implementation }), [SELF],
+  (i, j) => j <= i && (j >> 1 === i >> 1 || j >> 1 === 0)],
 ];
 
 /** o, dq, dk, dv of `op` with the loss over the outputs before query row `row`. */
@@ -107,7 +114,7 @@ async function scanRun(impl: Implementation, sizes: ScanSizes, p: { u: Float32Ar
 for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
   describeOn(backend, 'invisible values never reach an output', () => {
     for (const impl of implementationsOn(backend)) {
-      for (const [name, op, sizes] of ATTENTION_OPS) {
+      for (const [name, op, sizes, sees] of ATTENTION_OPS) {
         /** Clean and poisoned runs of `op`, for each size and bad value. */
         const runs = async (check: (what: string, got: Float32Array[], clean: Float32Array[], row: number, j: number, qShape: number[], kShape: number[]) => void) => {
           for (const { Tq, Tk, j } of sizes) {
@@ -133,6 +140,29 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
             expectSameAt(got[0]!, clean[0]!, qShape, (i) => i < row, `${what}: output`);
             expectSameAt(got[1]!, clean[1]!, qShape, (i) => i < row, `${what}: dq`);
           });
+        });
+
+        // docs/attention-masks.md: the references make NaN the rows that see a non-finite input,
+        // each input on its own (a key alone, a value alone, a query), and no other row. (The
+        // kernels promise only the second half: a seen NaN query gives finite rows on webgpu.)
+        if (impl === 'reference') it(`(${impl}) ${name}: a non-finite key, value or query makes NaN exactly the outputs of the rows that see it`, async () => {
+          for (const { Tq, Tk, j } of sizes) {
+            const [qShape, kShape] = [[1, Tq, 2, 4], [1, Tk, 1, 4]];
+            const row = j - (Tk - Tq);
+            const [qs, ks, vs] = [seededUniform(1, Tq * 8), seededUniform(2, Tk * 4), seededUniform(3, Tk * 4)];
+            for (const bad of [...BAD_VALUES, Number.NEGATIVE_INFINITY]) {
+              for (const input of ['q', 'k', 'v'] as const) {
+                const [o] = await attentionRun(op, impl, input === 'q' ? poisoned(qs, qShape, row, bad) : qs,
+                  input === 'k' ? poisoned(ks, kShape, j, bad) : ks, input === 'v' ? poisoned(vs, kShape, j, bad) : vs, qShape, kShape, row);
+                for (let i = 0; i < Tq; i++) {
+                  const nan = input === 'q' ? i === row : sees(i, j, Tq, Tk);
+                  const entries = [...o!.subarray(i * 8, (i + 1) * 8)];
+                  expect(entries.map((x) => Number.isNaN(x)), `${name} (${impl}), Tq ${Tq}, ${input} at ${j} = ${bad}: row ${i}`)
+                    .toEqual(Array<boolean>(8).fill(nan));
+                }
+              }
+            }
+          }
         });
 
         it(`(${impl}) ${name}: with the loss over the rows before it, every other gradient equals a clean run's`, async () => {

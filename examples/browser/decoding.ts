@@ -34,7 +34,7 @@ export interface Decoding {
   step(x: tf.Tensor2D, state: tf.TensorContainer): [tf.Tensor2D, tf.TensorContainer];
 }
 
-/** One case: a layer that decodes, and whether its state is a key/value cache (given a capacity). */
+/** One case: a layer that decodes, and whether its state is a preallocated key/value cache (given a capacity). */
 export interface DecodingCase {
   name: string;
   make(): tf.layers.Layer & Decoding;
@@ -62,7 +62,7 @@ const FIRST = [6, 2, 0];
 const SECOND = [3, 6, 1];
 const STEPS = 2;
 
-/** Every decoding layer of the library; the cache layers' states are preallocated (capacity). */
+/** Every decoding layer of the library; the cache layers' states are preallocated (capacity), and one is also concatenating. */
 export const DECODING_CASES: DecodingCase[] = [
   { name: 'causalGeneration', make: () => layers.causalGeneration({ reduce: 'min' }), cache: false },
   { name: 'averageContext', make: () => layers.averageContext({ combine: 'max' }), cache: false },
@@ -72,6 +72,11 @@ export const DECODING_CASES: DecodingCase[] = [
   { name: 'expressiveAttention (recurrent)', make: () => layers.expressiveAttention({ numHeads: 2, decode: 'recurrent' }), cache: false },
   { name: 'expressiveAttention (cache)', make: () => layers.expressiveAttention({ numHeads: 2 }), cache: true },
   { name: 'flashStyleTiledAttention', make: () => layers.flashStyleTiledAttention({ numHeads: 2, numKvHeads: 1 }), cache: true },
+  // its cache without a capacity, which grows by concatenation (on webgl by powers of two)
+  {
+    name: 'flashStyleTiledAttention (concatenating)',
+    make: () => layers.flashStyleTiledAttention({ numHeads: 2, numKvHeads: 1 }), cache: false,
+  },
   // blocks of 2 tokens, so that 14 tokens cross several of them
   { name: 'blockSparse', make: () => layers.blockSparse({ numHeads: 2, layout: { blockSize: 2, localBlocks: 2, globalBlocks: 1 } }), cache: true },
 ];
@@ -132,6 +137,84 @@ async function decodeRows(layer: Decoding, cache: boolean, rows: number[]): Prom
   }
   tf.dispose(state);
   return outputs;
+}
+
+/**
+ * {@link concatenatingSteps}'s prompt and steps (past the 64 slots the cache first takes), and
+ * the first step it counts compiles in.
+ */
+const PROMPT = 56;
+const CONCATENATED_STEPS = 24;
+const WARM_STEPS = 2;
+
+/** What {@link concatenatingSteps} found. */
+export interface ConcatenatingRun {
+  /**
+   * Per step from the 3rd: the shader programs webgl compiled during it. A shape met once
+   * compiles once (a packed transpose; BlockSparse's list of the keys it sees, growing to its
+   * layout's size); a cache one slot longer a token made about 22 compile in every step.
+   */
+  programs: number[];
+  /** Per step from the 3rd: whether the cache's slots grew in it. */
+  grew: boolean[];
+  /** max |step − forward| over the prompt's and every step's outputs. */
+  error: number;
+  /** {@link decodeBound}-like bound at those outputs, for the 80 tokens. */
+  bound: number;
+}
+
+/**
+ * `c`'s layer decoding one row from a cache that grows by concatenation on webgl: a 56-token
+ * prefill from a fresh state, then 24 steps (80 tokens, past the 64 slots the cache first takes),
+ * each step's compiled shader programs counted from the 3rd, and every output checked against
+ * the layer's forward over all 80 tokens. `null` on another backend. webgl compiles a program for
+ * each tensor shape it meets, so a cache that grew by a slot a token compiled every op that reads
+ * it each token; the layer's growth (`growthOf` in src/attention/kv-cache.ts) keeps the tokens in
+ * one shape until they no longer fit. Reads the backend's program cache, a private member of
+ * tfjs 4.22's webgl backend.
+ */
+export async function concatenatingSteps(c: DecodingCase): Promise<ConcatenatingRun | null> {
+  const programs = (tf.backend() as unknown as { binaryCache?: Record<string, unknown> }).binaryCache;
+  if (tf.getBackend() !== 'webgl' || !programs) return null;
+  const layer = c.make() as tf.layers.Layer & Decoding;
+  const total = PROMPT + CONCATENATED_STEPS;
+  const run: ConcatenatingRun = { programs: [], grew: [], error: 0, bound: 0 };
+  try {
+    tf.tidy(() => void layer.apply(tf.zeros([1, 1, D])));
+    const tokens = tf.tensor3d(seeded(40, total * D), [1, total, D]);
+    const forward = layer.apply(tokens) as tf.Tensor;
+    const want = await forward.data();
+    const got: number[] = [];
+    const [empty, prompt] = [layer.initState(1), tf.slice(tokens, [0, 0, 0], [1, PROMPT, D]) as tf.Tensor3D];
+    const [y, first] = layer.prefill(prompt, empty);
+    got.push(...await y.data());
+    tf.dispose([forward, prompt, y, empty]);
+    let state = first as { keys: tf.Tensor };
+    for (let s = 0; s < CONCATENATED_STEPS; s++) {
+      const before = Object.keys(programs).length;
+      const x = tf.tidy(() => tf.slice(tokens, [0, PROMPT + s, 0], [1, 1, D]).reshape([1, D]) as tf.Tensor2D);
+      const [out, next] = layer.step(x, state);
+      got.push(...await out.data());
+      if (s >= WARM_STEPS) {
+        run.programs.push(Object.keys(programs).length - before);
+        run.grew.push((next as { keys: tf.Tensor }).keys.shape[1] !== state.keys.shape[1]);
+      }
+      tf.dispose([x, out, state]);
+      state = next as { keys: tf.Tensor };
+    }
+    tf.dispose([tokens, state]);
+    let scale = 0;
+    got.forEach((v, n) => {
+      run.error = Math.max(run.error, Math.abs(v - want[n]!));
+      scale = Math.max(scale, Math.abs(want[n]!));
+    });
+    // the forward and the steps are the same float32 function summed in another order: sums of
+    // at most 80 keys and D channels, as decodeBound's
+    run.bound = 3 * (total + D) * 2 ** -23 * Math.max(1, scale);
+  } finally {
+    layer.dispose();
+  }
+  return run;
 }
 
 /** Runs `c` (the batch, then each row alone) and checks it; see the module's description. */

@@ -18,7 +18,7 @@
  * @packageDocumentation
  */
 import * as tf from '@tensorflow/tfjs';
-import { DECODING_CASES, decodeCase, type DecodingResult } from './decoding.js';
+import { DECODING_CASES, decodeCase, concatenatingSteps, type ConcatenatingRun, type DecodingResult } from './decoding.js';
 import { TRAINING_CASES, initialGradients, initialLoss, trainCase, uncovered, type InitialResult, type TrainingResult } from './training.js';
 import { byId, setState, showMessage, webglRenderer, yieldToBrowser } from './common.js';
 
@@ -49,6 +49,8 @@ export interface TrainingPageResult {
   decoding: DecodingResult[];
   /** How many cases `DECODING_CASES` holds. */
   decodingTotal: number;
+  /** Per preallocated-cache case, its layer stepping a concatenating cache instead (`null` off webgl; none on half floats). */
+  concatenating: { name: string; run: ConcatenatingRun | null }[];
   totalMs: number;
 }
 
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
         webglVersion: onWebgl ? tf.env().getNumber('WEBGL_VERSION') : 0,
         float32: onWebgl && tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED'),
         halfFloat, cases: [], initial: [], cpuLosses: [], total: TRAINING_CASES.length, uncovered: uncovered(), failed: 0,
-        decoding: [], decodingTotal: DECODING_CASES.length, totalMs: 0,
+        decoding: [], decodingTotal: DECODING_CASES.length, concatenating: [], totalMs: 0,
       };
       const started = performance.now();
       // `train.html?case=flashAttention` runs only the cases whose name holds that text
@@ -160,6 +162,7 @@ async function main(): Promise<void> {
         for (const c of DECODING_CASES) {
           summary.textContent = `decoding on ${result.backend}: ${c.name}…`;
           result.decoding.push(await decodeCase(c));
+          if (c.cache && !halfFloat) result.concatenating.push({ name: c.name, run: await concatenatingSteps(c) });
           await yieldToBrowser();
         }
         const wrong = result.decoding.filter((r) => r.problems.length > 0);

@@ -7,7 +7,7 @@ import { MAX_HEAD_DIM } from './validate.js';
 import { resolveVisibility, type VisibilityOptions } from './visibility.js';
 import { checkDropoutRate, freshSeed, type DropoutOptions } from './dropout.js';
 import {
-  KV_CACHE_OPTIONS, checkFits, checkOwned, countAfter, emptyCache, int, unrollRing, writeKernel, writeReference,
+  KV_CACHE_OPTIONS, checkFits, checkOwned, countAfter, emptyCache, growthOf, int, unrollRing, writeKernel, writeReference,
   type KVCacheOptions, type KVCacheState,
 } from './kv-cache.js';
 import type { PrefillLengths, PrefillOptions } from '../layers/prefill.js';
@@ -543,16 +543,18 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
       let values = state.values;
       // the kernel's write forms the positions after the call too
       let advanced: tf.Tensor1D | null = null;
+      const growth = inPlace ? 0 : growthOf(S, T, counted.max);
       // every row at the end of a concatenating cache (known on the host), all tokens real: appending is the write
-      const appends = !inPlace && lengths.full && state.counted.rows !== undefined && state.counted.rows.every((p) => p === S);
+      const appends = growth === T && lengths.full && state.counted.rows !== undefined && state.counted.rows.every((p) => p === S);
       // a concatenating cache's grown copy, where no gradient is recorded, is written by the
       // kernel in place as a preallocated one is, where tfjs ops took eight launches a tensor
       const grownOnKernel = !inPlace && !appends && this.untapedKernels();
       if (!inPlace && !appends) {
-        // a concatenating cache grows by the call's tokens; row b writes from its own position.
-        // Each its own zeros: of an empty cache the concat is the zeros themselves, which the
-        // kernel's write must not share between the keys and the values
-        const grown = (cache: tf.Tensor4D) => tf.concat([cache, tf.zeros([B, T, this.numKvHeads, K])], 1) as tf.Tensor4D;
+        // a concatenating cache grows (by the call's tokens but on webgl); row b writes from its
+        // own position. Each its own zeros: of an empty cache the concat is the zeros themselves,
+        // which the kernel's write must not share between the keys and the values. Never
+        // ungrown on the kernel's write, which is in place (growthOf is T but on webgl)
+        const grown = (cache: tf.Tensor4D) => growth === 0 ? cache : tf.concat([cache, tf.zeros([B, growth, this.numKvHeads, K])], 1) as tf.Tensor4D;
         keys = grown(keys);
         values = grown(values);
       }
@@ -563,8 +565,7 @@ export abstract class AttentionLayer extends MixerLayer<{ K: number }> {
         } else if (kernel || grownOnKernel) {
           advanced = writeKernel(kernel ? state : { ...state, keys, values }, k, v, lengths.full ? undefined : n());
         } else {
-          keys = writeReference(keys, k, positions, n(), state.ring);
-          values = writeReference(values, v, positions, n(), state.ring);
+          [keys, values] = writeReference([keys, values], [k, v], positions, n(), state.ring) as [tf.Tensor4D, tf.Tensor4D];
         }
       };
       const visibility: VisibilityOptions = this.window === null ? { causal: true } : { causal: true, window: this.window };

@@ -24,8 +24,9 @@ export interface KVCacheOptions {
  *
  * Two kinds, by `initState`'s `capacity`:
  * - **concatenating** (`capacity` undefined): every `step` and `prefill` returns a new state whose
- *   keys have grown by the call's tokens; the input state is left as it is: dispose each
- *   previous state.
+ *   keys have grown by the call's tokens (on webgl to the next power of two of the tokens, and
+ *   only when they no longer fit: {@link growthOf}); the input state is left as it is: dispose
+ *   each previous state.
  * - **preallocated** (`capacity` a number): `step` and `prefill` write the new keys and values
  *   into this state's own buffers and return the same object, updated in place. Dispose it
  *   once, at the end. Its tensors are the state's alone: do not clone, reshape or keep them
@@ -36,7 +37,7 @@ export interface KVCacheOptions {
  * p); slots past a row's position hold zeros or padding that no query sees.
  */
 export type KVCacheState = {
-  /** `[B, S, Hkv, K]`: the keys, S slots (the tokens of the longest row, the capacity, or the ring). */
+  /** `[B, S, Hkv, K]`: the keys, S slots (the tokens of every call so far, rounded up on webgl; the capacity; or the ring). */
   keys: tf.Tensor4D;
   /** `[B, S, Hkv, K]`: their values. */
   values: tf.Tensor4D;
@@ -81,6 +82,29 @@ export function emptyCache(B: number, Hkv: number, K: number, slots: number | un
     capacity: slots, ring, counted: { rows: new Array<number>(B).fill(0), max: 0 },
   };
 }
+
+/**
+ * The slots a concatenating cache of `S` slots adds for a call of T tokens after which no row is
+ * past position `most` (the host's bound). T, so that S counts every call's tokens, except on
+ * tfjs's webgl backend, which compiles a shader per tensor shape: a cache that grew by one slot
+ * a token made every op that reads it compile again each token (24 programs a step of
+ * FlashStyleTiledAttention, 0.7 s a token on SwiftShader). There the cache grows to the next
+ * power of two of at least {@link MIN_GROWN_SLOTS}, and not at all while `most` fits: the slots
+ * past a row's position hold zeros that causality hides, so its shapes change log₂(t) times.
+ *
+ * @example
+ * ```ts
+ * growthOf(10, 1, 11, 'wasm');   // 1
+ * growthOf(10, 1, 11, 'webgl');  // 54: 10 slots become 64
+ * ```
+ */
+export function growthOf(S: number, T: number, most: number, backend = tf.getBackend()): number {
+  if (backend !== 'webgl') return T;
+  return most <= S ? 0 : Math.max(MIN_GROWN_SLOTS, 2 ** Math.ceil(Math.log2(most))) - S;
+}
+
+/** The fewest slots a concatenating cache grows to on webgl ({@link growthOf}). */
+export const MIN_GROWN_SLOTS = 64;
 
 /**
  * Throws, naming `method`, when the call's tokens may not fit a preallocated linear cache:
@@ -146,25 +170,29 @@ export function checkOwned(method: string, state: KVCacheState): void {
 }
 
 /**
- * Row b's `n[b]` real tokens of `source [B, T, Hkv, K]` written into `cache [B, S, Hkv, K]`
- * from slot `positions[b]` (in a ring, slot `(positions[b] + i) mod S`, the last S tokens
- * only), as a new tensor: the tfjs-ops reference of the kernel, which copies. It selects, so a
- * non-finite value in the padding never reaches the cache.
+ * Row b's `n[b]` real tokens of each `sources[c] [B, T, Hkv, K]` written into `caches[c]
+ * [B, S, Hkv, K]` from slot `positions[b]` (in a ring, slot `(positions[b] + i) mod S`, the
+ * last S tokens only), as new tensors: the tfjs-ops reference of the kernel, which copies. The
+ * keys and the values share one computation of which token each slot takes. It selects, so a
+ * non-finite value in the padding never reaches a cache.
  *
  * @example
  * ```ts
  * // one row at position 1 of a 4-slot cache takes 2 tokens: slots 1 and 2
- * const cache = writeReference(tf.zeros([1, 4, 1, 1]), tf.tensor4d([5, 6, 7], [1, 3, 1, 1]),
+ * const [cache] = writeReference([tf.zeros([1, 4, 1, 1])], [tf.tensor4d([5, 6, 7], [1, 3, 1, 1])],
  *   tf.tensor1d([1], 'int32'), tf.tensor1d([2], 'int32'), false); // [0, 5, 6, 0]
  * ```
  */
 export function writeReference(
-  cache: tf.Tensor4D, source: tf.Tensor4D, positions: tf.Tensor1D, n: tf.Tensor1D, ring: boolean,
-): tf.Tensor4D {
-  if (onHostBackend() && tf.engine().state.gradientDepth === 0) return writeOnHost(cache, source, positions, n, ring);
+  caches: readonly tf.Tensor4D[], sources: readonly tf.Tensor4D[], positions: tf.Tensor1D, n: tf.Tensor1D, ring: boolean,
+): tf.Tensor4D[] {
+  if (onHostBackend() && tf.engine().state.gradientDepth === 0) {
+    const [from, counts] = [positions.dataSync(), n.dataSync()];
+    return caches.map((cache, c) => writeOnHost(cache, sources[c]!, from, counts, ring));
+  }
   return tf.tidy(() => {
-    const [B, S, Hkv, K] = cache.shape;
-    const T = source.shape[1];
+    const [B, S, Hkv, K] = caches[0]!.shape;
+    const T = sources[0]!.shape[1];
     const s = tf.range(0, S, 1, 'int32').expandDims(0);           // [1, S]
     const p = positions.expandDims(1);                             // [B, 1]
     const len = n.expandDims(1);                                   // [B, 1]
@@ -174,8 +202,9 @@ export function writeReference(
       ? tf.sub(tf.sub(len, int(1)), tf.mod(tf.add(tf.sub(tf.add(p, len), s), int(S - 1)), int(S)))
       : tf.sub(s, p);
     const taken = tf.logicalAnd(tf.greaterEqual(i, 0), tf.less(i, len));          // [B, S]
-    const token = gatherRows(source, clampInts(i, 0, Math.max(T - 1, 0)) as tf.Tensor2D);
-    return tf.where(tf.broadcastTo(taken.reshape([B, S, 1, 1]), [B, S, Hkv, K]), token, cache) as tf.Tensor4D;
+    const slots = tf.broadcastTo(taken.reshape([B, S, 1, 1]), [B, S, Hkv, K]);
+    const index = clampInts(i, 0, Math.max(T - 1, 0)) as tf.Tensor2D;
+    return caches.map((cache, c) => tf.where(slots, gatherRows(sources[c]!, index), cache) as tf.Tensor4D);
   });
 }
 
@@ -186,12 +215,12 @@ export function writeReference(
  * cache, the token it takes (a gather), its mask broadcast by a tile, and a select: each an
  * indexed pass over B·S·Hkv·K floats on wasm and cpu, where this is one copy.
  */
-function writeOnHost(cache: tf.Tensor4D, source: tf.Tensor4D, positions: tf.Tensor1D, n: tf.Tensor1D, ring: boolean): tf.Tensor4D {
+function writeOnHost(cache: tf.Tensor4D, source: tf.Tensor4D, from: ArrayLike<number>, counts: ArrayLike<number>, ring: boolean): tf.Tensor4D {
   const [B, S, Hkv, K] = cache.shape;
   const T = source.shape[1];
   const row = Hkv * K;
   const out = new Float32Array(cache.dataSync() as Float32Array);
-  const [tokens, from, counts] = [source.dataSync() as Float32Array, positions.dataSync(), n.dataSync()];
+  const tokens = source.dataSync() as Float32Array;
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < Math.min(counts[b]!, T); i++) {
       const slot = ring ? (from[b]! + i) % S : from[b]! + i;

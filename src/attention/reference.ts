@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { chunksAlong, finitePart, hiddenScore, matMul, poisonWhere } from '../tensors.js';
+import { chunksAlong, finiteWithOk, hiddenScore, matMul, notFiniteAlong, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -339,10 +339,10 @@ export function chunkedAttention(
     // the inputs made finite and cut into chunks once, freed of their intermediates at once (the
     // O(T·K) copies are what the peak memory counts), and where they were not finite
     const inputs = tf.tidy(() => {
-      const [$q, $k, $v] = [qIn, kIn, vIn].map((x) => finitePart<tf.Tensor4D>(x));
+      const [$q, $k, $v] = [qIn, kIn, vIn].map((x) => finiteWithOk<tf.Tensor4D>(x));
       const scaled = tf.mul($q!.finite, scale) as tf.Tensor4D;
-      const keyBad = tf.sum(tf.add($k!.bad, $v!.bad), -1, true) as tf.Tensor4D;
-      const queryBad = tf.sum($q!.bad, -1, true) as tf.Tensor4D;
+      const keyBad = notFiniteAlong([$k!.ok, $v!.ok], -1) as tf.Tensor4D;
+      const queryBad = notFiniteAlong([$q!.ok], -1) as tf.Tensor4D;
       const queryChunks = plan.queries.map((c): [number, number] => [c.start, c.end]);
       const keyChunks = Array.from({ length: nk }, (_, n) => keyRangeOf(n, keyChunk, s.Tk));
       const heads = (x: tf.Tensor4D) => chunksAlong(x, keyChunks).map((part) => part.transpose([0, 2, 1, 3]) as tf.Tensor4D);
@@ -350,7 +350,7 @@ export function chunkedAttention(
         q: chunksAlong(scaled, queryChunks).map((part) => toRows(part, s.Hkv)),
         k: heads($k!.finite),
         v: heads($v!.finite),
-        // non-finite entries per query row [B, Hkv, R, 1] and per key [B·Hkv, n, 1]
+        // 1 where a query row [B, Hkv, R, 1], or a key or its value [B·Hkv, n, 1], holds a non-finite entry
         queryBad: chunksAlong(queryBad, queryChunks).map((part) => toRows(part, s.Hkv)),
         keyBad: heads(keyBad).map((part) => part.reshape([s.B * s.Hkv, part.shape[2], 1]) as tf.Tensor3D),
         ok: [$q!.ok, $k!.ok, $v!.ok],
