@@ -24,9 +24,9 @@ export interface KVCacheOptions {
  *
  * Two kinds, by `initState`'s `capacity`:
  * - **concatenating** (`capacity` undefined): every `step` and `prefill` returns a new state whose
- *   keys have grown by the call's tokens (on webgl to the next power of two of the tokens, and
- *   only when they no longer fit: {@link growthOf}); the input state is left as it is: dispose
- *   each previous state.
+ *   keys have grown by the call's tokens (on webgl to the next power of two of the tokens, at
+ *   least 64, and only when they no longer fit: docs/decoding.md); the input state is left as it
+ *   is: dispose each previous state.
  * - **preallocated** (`capacity` a number): `step` and `prefill` write the new keys and values
  *   into this state's own buffers and return the same object, updated in place. Dispose it
  *   once, at the end. Its tensors are the state's alone: do not clone, reshape or keep them
