@@ -215,51 +215,42 @@ export function chunkAt(x: tf.Tensor, k: number): tf.Tensor {
 
 /**
  * `x` with its NaN and ±∞ entries replaced by 0 (a select, so that no 0 · NaN can follow), and
- * `bad`, 1 where `x` held one of them and 0 elsewhere: what a reference needs to compute on
- * finite numbers and poison only the outputs that see a non-finite input.
+ * `ok` (bool), true where `x` was finite: what a reference needs to compute on finite numbers and,
+ * through {@link notFinite}, poison only the outputs that see a non-finite input.
  *
  * @example
  * ```ts
- * const { finite, bad } = finitePart(tf.tensor1d([1, NaN, Infinity]));
+ * const { finite, ok } = finitePart(tf.tensor1d([1, NaN, Infinity]));
  * finite.print();  // [1, 0, 0]
- * bad.print();     // [0, 1, 1]
+ * ok.print();      // [true, false, false]
  * ```
  */
-export function finitePart<T extends tf.Tensor>(x: T): { finite: T; bad: T; ok: tf.Tensor } {
-  const ok = tf.isFinite(x);
-  return { finite: keptWhere(ok, x), bad: tf.sub(1, tf.cast(ok, 'float32')) as T, ok };
-}
-
-/**
- * {@link finitePart} without `bad`: `x` with its NaN and ±∞ entries replaced by 0, and `ok`
- * (bool), true where `x` was finite. For counts along an axis, {@link notFiniteAlong} reads `ok`
- * in two passes where `bad` and its sum took three.
- *
- * @example
- * ```ts
- * const { finite, ok } = finiteWithOk(tf.tensor1d([1, NaN]));
- * finite.print();  // [1, 0]
- * ok.print();      // [true, false]
- * ```
- */
-export function finiteWithOk<T extends tf.Tensor>(x: T): { finite: T; ok: tf.Tensor } {
+export function finitePart<T extends tf.Tensor>(x: T): { finite: T; ok: tf.Tensor } {
   const ok = tf.isFinite(x);
   return { finite: keptWhere(ok, x), ok };
 }
 
 /**
- * 1 where any of the bool `oks` (one shape) is false along `axis`, else 0, float32, the axis
- * kept: whether an output that reads those entries sees a non-finite input, as
- * {@link poisonWhere} wants it.
+ * 1 where any of the bool `oks` (one shape) is false, else 0, float32: entry by entry, or, with
+ * `axis`, along it (kept) in one reduction of the bools. Whether an output that reads those
+ * entries sees a non-finite input, as {@link poisonWhere} wants it; {@link detached}, since a
+ * flag made of bools has no gradient (tfjs has none for LogicalNot).
  *
  * @example
  * ```ts
  * const ok = tf.tensor2d([[true, false], [true, true]]);
- * notFiniteAlong([ok], -1).print();  // [[1], [0]]
+ * notFinite([ok]).print();      // [[0, 1], [0, 0]]
+ * notFinite([ok], -1).print();  // [[1], [0]]
  * ```
  */
-export function notFiniteAlong(oks: readonly tf.Tensor[], axis: number): tf.Tensor {
-  return tf.tidy(() => tf.cast(tf.logicalNot(tf.all(oks.reduce((a, b) => tf.logicalAnd(a, b)), axis, true)), 'float32'));
+export function notFinite(oks: readonly tf.Tensor[], axis?: number): tf.Tensor {
+  const flags = tf.tidy(() => {
+    const ok = oks.reduce((a, b) => tf.logicalAnd(a, b));
+    return tf.cast(tf.logicalNot(axis === undefined ? ok : tf.all(ok, axis, true)), 'float32');
+  });
+  const off = detached(flags);
+  flags.dispose();
+  return off;
 }
 
 /**

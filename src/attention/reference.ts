@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { chunksAlong, finiteWithOk, hiddenScore, matMul, notFiniteAlong, poisonWhere } from '../tensors.js';
+import { chunksAlong, finitePart, hiddenScore, matMul, notFinite, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -339,10 +339,10 @@ export function chunkedAttention(
     // the inputs made finite and cut into chunks once, freed of their intermediates at once (the
     // O(T·K) copies are what the peak memory counts), and where they were not finite
     const inputs = tf.tidy(() => {
-      const [$q, $k, $v] = [qIn, kIn, vIn].map((x) => finiteWithOk<tf.Tensor4D>(x));
+      const [$q, $k, $v] = [qIn, kIn, vIn].map((x) => finitePart<tf.Tensor4D>(x));
       const scaled = tf.mul($q!.finite, scale) as tf.Tensor4D;
-      const keyBad = notFiniteAlong([$k!.ok, $v!.ok], -1) as tf.Tensor4D;
-      const queryBad = notFiniteAlong([$q!.ok], -1) as tf.Tensor4D;
+      const keyBad = notFinite([$k!.ok, $v!.ok], -1) as tf.Tensor4D;
+      const queryBad = notFinite([$q!.ok], -1) as tf.Tensor4D;
       const queryChunks = plan.queries.map((c): [number, number] => [c.start, c.end]);
       const keyChunks = Array.from({ length: nk }, (_, n) => keyRangeOf(n, keyChunk, s.Tk));
       const heads = (x: tf.Tensor4D) => chunksAlong(x, keyChunks).map((part) => part.transpose([0, 2, 1, 3]) as tf.Tensor4D);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { detached, expNonPositive, finitePart, poisonWhere } from '../../tensors.js';
+import { expNonPositive, finitePart, notFinite, poisonWhere } from '../../tensors.js';
 import type { AarenArgs, AarenState } from './reference.js';
 
 /**
@@ -36,8 +36,8 @@ export function aarenToken(args: AarenArgs & { initialState: AarenState }): { ou
     const fresh = expNonPositive(tf.sub(s, m1));
     const u1 = tf.add(tf.mul(u, carried), fresh);
     const w1 = tf.add(tf.mul(w, carried.expandDims(2)), tf.mul(v.finite.reshape([B, H, K]), fresh.expandDims(2)));
-    // NaN for the heads whose k or v is not finite, [B, H], off the tape: it has no gradient
-    const poison = poisonWhere(detached(tf.add(tf.sum(k.bad, 3), tf.sum(v.bad, 3)))).reshape([B, H]);
+    // NaN for the heads whose k or v is not finite, [B, H]
+    const poison = poisonWhere(notFinite([k.ok, v.ok], 3)).reshape([B, H]);
     return {
       output: tf.add(tf.div(w1, u1.expandDims(2)), poison.expandDims(2)).reshape([B, 1, H, K]) as tf.Tensor4D,
       state: {

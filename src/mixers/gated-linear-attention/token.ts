@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { detached, expNonPositive, finitePart, matMul, poisonWhere } from '../../tensors.js';
+import { expNonPositive, finitePart, matMul, notFinite, poisonWhere } from '../../tensors.js';
 import type { GlaArgs } from './reference.js';
 
 /**
@@ -31,8 +31,8 @@ export function gatedLinearAttentionToken(args: GlaArgs): { output: tf.Tensor4D;
     const S = args.initialState ?? tf.zeros([B, H, K, V]);
     const parts = [args.q, args.k, args.v, args.g].map((x) => finitePart(x));
     const [q, k, v, g] = parts.map((p) => p.finite);
-    // the counts of non-finite entries per row and head, [B, 1, H], off the tape: they have no gradient
-    const [qBad, kBad, vBad, gBad] = parts.map((p) => detached(tf.sum(p.bad, 3)));
+    // 1 where a row and head's input is not finite, [B, 1, H, 1]
+    const [qBad, kBad, vBad, gBad] = parts.map((p) => notFinite([p.ok], 3));
     const next = tf.add(tf.mul(tf.reshape(expNonPositive(g!), [B, H, K, 1]), S),
       tf.mul(tf.reshape(k!, [B, H, K, 1]), tf.reshape(v!, [B, H, 1, V])));
     const out = tf.reshape(matMul(tf.reshape(tf.mul(q!, args.scale), [B, H, 1, K]), next), [B, 1, H, V]);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { detached, finitePart, poisonWhere } from '../../tensors.js';
+import { finitePart, notFinite, poisonWhere } from '../../tensors.js';
 
 /** The resolved inputs of one selective scan, checked by the op. */
 export interface ScanArgs {
@@ -90,10 +90,10 @@ export function scanOnFinite(args: ScanArgs, recurrence: Recurrence): { output: 
     const dt = stepSizes(delta.finite, args.deltaBias, args.deltaSoftplus);
     const { y, state } = recurrence(tf.exp(tf.mul(dt.expandDims(3), args.A)), tf.mul(dt, u.finite), $B.finite, $C.finite,
       args.initialState ?? tf.zeros([Bsz, E, N]));
-    // how many non-finite inputs have entered the state of channel e by step t: [B, T, E] (exact
-    // small integers), off the tape (tfjs 4.22's Cumsum gradient transposes wrongly off the last axis)
-    const seen = tf.cumsum(detached(tf.add(tf.add(u.bad, delta.bad), tf.sum($B.bad, -1, true))), 1);
-    const outputSees = tf.add(tf.add(seen, tf.sum($C.bad, -1, true)), z ? z.bad : 0);
+    // how many steps with a non-finite input have entered the state of channel e by step t: [B, T, E] (exact
+    // small integers), off the tape as notFinite's flags are (tfjs 4.22's Cumsum gradient transposes wrongly off the last axis)
+    const seen = tf.cumsum(tf.add(notFinite([u.ok, delta.ok]), notFinite([$B.ok], -1)), 1);
+    const outputSees = tf.add(tf.add(seen, notFinite([$C.ok], -1)), z ? notFinite([z.ok]) : 0);
     const output = skipAndGate(y, u.finite, args.D, z?.finite);
     const last = seen.shape[1]! - 1;
     return {
