@@ -1,10 +1,14 @@
 // MIXERS.md §7: an invisible key or value never reaches an output. A NaN or an infinity in a
 // token may change only the outputs that see that token, forward and backward: with the loss
-// taken over the outputs before it, every other gradient equals the one of a clean run.
+// taken over the outputs before it, every other gradient equals the one of a clean run. An
+// attention row that sees one comes out NaN, through every forward kernel.
 import * as tf from '@tensorflow/tfjs';
 import { expect, it } from 'vitest';
 import { layers, ops, type Implementation } from '../src/index.js';
-import { type TestBackend, decodeSteps, describeOn, seededUniform, values } from './helpers.js';
+import { ATTENTION_FORWARD_FLAG, ATTENTION_ROWS_FLAG, ATTENTION_ROW_LANES_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_SPLIT_PASS_FLAG } from '../src/attention/split-pass.js';
+import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
+import { type TestBackend, decodeSteps, describeOn, describeOnSubgroups, launchedPipelines, seededUniform, values } from './helpers.js';
 
 const BAD_VALUES = [Number.NaN, Number.POSITIVE_INFINITY];
 
@@ -81,6 +85,34 @@ async function attentionRun(op: Attention, impl: Implementation, qs: Float32Arra
   return got;
 }
 
+/**
+ * Asserts that `op` (q `[1, Tq, 2, K]`, k and v `[1, Tk, 1, K]`, forward only) makes NaN every
+ * entry of the rows that see token j and no entry of the others, with the token's key, value or
+ * query (row j − (Tk − Tq)) alone set to each non-finite value. Rows read 'N' (all NaN), 'f'
+ * (none) or 'n' (some), so that a failure shows the whole pattern.
+ */
+async function expectNaNRows(op: Attention, impl: Implementation, sees: Sees, s: { Tq: number; Tk: number; j: number; K: number }, what: string): Promise<void> {
+  const { Tq, Tk, j, K } = s;
+  const [qShape, kShape] = [[1, Tq, 2, K], [1, Tk, 1, K]] as [number, number, number, number][];
+  const row = j - (Tk - Tq);
+  const [qs, ks, vs] = [seededUniform(1, Tq * 2 * K), seededUniform(2, Tk * K), seededUniform(3, Tk * K)];
+  for (const bad of [...BAD_VALUES, Number.NEGATIVE_INFINITY]) {
+    for (const input of ['q', 'k', 'v'] as const) {
+      const o = tf.tidy(() => op(tf.tensor4d(input === 'q' ? poisoned(qs, qShape!, row, bad) : qs, qShape!),
+        tf.tensor4d(input === 'k' ? poisoned(ks, kShape!, j, bad) : ks, kShape!),
+        tf.tensor4d(input === 'v' ? poisoned(vs, kShape!, j, bad) : vs, kShape!), impl));
+      const got = await o.data();
+      o.dispose();
+      const rows = Array.from({ length: Tq }, (_, i) => {
+        const entries = got.subarray(i * 2 * K, (i + 1) * 2 * K);
+        return entries.every(Number.isNaN) ? 'N' : entries.some(Number.isNaN) ? 'n' : 'f';
+      }).join('');
+      const want = Array.from({ length: Tq }, (_, i) => ((input === 'q' ? i === row : sees(i, j, Tq, Tk)) ? 'N' : 'f')).join('');
+      expect(rows, `${what} (${impl}), Tq ${Tq}, Tk ${Tk}, ${input} at ${j} = ${bad}`).toBe(want);
+    }
+  }
+}
+
 type ScanSizes = { B: number; T: number; E: number; N: number; t: number };
 /**
  * selectiveScan's sizes (batch, steps, channels, state size) and the poisoned step t: within the
@@ -142,27 +174,10 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
           });
         });
 
-        // docs/attention-masks.md: the references make NaN the rows that see a non-finite input,
-        // each input on its own (a key alone, a value alone, a query), and no other row. (The
-        // kernels promise only the second half: a seen NaN query gives finite rows on webgpu.)
-        if (impl === 'reference') it(`(${impl}) ${name}: a non-finite key, value or query makes NaN exactly the outputs of the rows that see it`, async () => {
-          for (const { Tq, Tk, j } of sizes) {
-            const [qShape, kShape] = [[1, Tq, 2, 4], [1, Tk, 1, 4]];
-            const row = j - (Tk - Tq);
-            const [qs, ks, vs] = [seededUniform(1, Tq * 8), seededUniform(2, Tk * 4), seededUniform(3, Tk * 4)];
-            for (const bad of [...BAD_VALUES, Number.NEGATIVE_INFINITY]) {
-              for (const input of ['q', 'k', 'v'] as const) {
-                const [o] = await attentionRun(op, impl, input === 'q' ? poisoned(qs, qShape, row, bad) : qs,
-                  input === 'k' ? poisoned(ks, kShape, j, bad) : ks, input === 'v' ? poisoned(vs, kShape, j, bad) : vs, qShape, kShape, row);
-                for (let i = 0; i < Tq; i++) {
-                  const nan = input === 'q' ? i === row : sees(i, j, Tq, Tk);
-                  const entries = [...o!.subarray(i * 8, (i + 1) * 8)];
-                  expect(entries.map((x) => Number.isNaN(x)), `${name} (${impl}), Tq ${Tq}, ${input} at ${j} = ${bad}: row ${i}`)
-                    .toEqual(Array<boolean>(8).fill(nan));
-                }
-              }
-            }
-          }
+        // docs/attention-masks.md: a row that sees a non-finite input comes out NaN, each input on
+        // its own (a key alone, a value alone, a query), and no other row does
+        it(`(${impl}) ${name}: a non-finite key, value or query makes NaN exactly the outputs of the rows that see it`, async () => {
+          for (const { Tq, Tk, j } of sizes) await expectNaNRows(op, impl, sees, { Tq, Tk, j, K: 4 }, name);
         });
 
         it(`(${impl}) ${name}: with the loss over the rows before it, every other gradient equals a clean run's`, async () => {
@@ -278,3 +293,52 @@ for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
     }
   });
 }
+
+/**
+ * A forward kernel of the attention skeleton: whether it is the split-K decode's, the flags that
+ * choose it, and the label of a pipeline only it launches.
+ */
+type ForwardKernel = { what: string; decoding: boolean; flags: Record<string, string | number>; pipeline: RegExp };
+
+/**
+ * Checks expectNaNRows through each kernel at K = 16 (four channel groups: the size that four
+ * lanes a row take): the split-K decode (flashAttention and expressiveAttention, 2 query rows)
+ * over 300 keys, several chunks where a chunk has an invocation, with key 299, which only the
+ * last row sees; the tiled forward (all three ops, 40 rows) with key 20.
+ */
+function checkForwardKernels(kernels: ForwardKernel[], pipelines?: string[]): void {
+  for (const { what, decoding, flags, pipeline } of kernels) {
+    it(`${what}: a non-finite key, value or query makes NaN exactly the rows that see it`, async () => {
+      for (const [flag, value] of Object.entries(flags)) tf.env().set(flag, value);
+      try {
+        const ran = await launchedPipelines(async () => {
+          for (const [name, op, , sees] of decoding ? ATTENTION_OPS.slice(0, 2) : ATTENTION_OPS) {
+            await expectNaNRows(op, 'webgpu', sees, decoding ? { Tq: 2, Tk: 300, j: 299, K: 16 } : { Tq: 40, Tk: 40, j: 20, K: 16 }, `${name}, ${what}`);
+          }
+        });
+        expect(ran.filter((label) => pipeline.test(label)).length, `${pipeline} among ${[...new Set([...ran, ...(pipelines ?? [])])].join(', ')}`).toBeGreaterThan(0);
+      } finally {
+        for (const flag of Object.keys(flags)) tf.env().set(flag, 'auto');
+      }
+    });
+  }
+}
+
+describeOn('webgpu', 'a non-finite input through each attention forward kernel', () => {
+  checkForwardKernels([
+    { what: 'the split-K decode, an invocation a chunk, and the merge', decoding: true, flags: { [ATTENTION_SPLIT_PASS_FLAG]: 'invocation' }, pipeline: /^FlashAttentionMergeK16$/ },
+    { what: 'the split-K decode, a workgroup a chunk', decoding: true, flags: { [ATTENTION_SPLIT_PASS_FLAG]: 'workgroup' }, pipeline: /^ExpressiveAttentionSplitWorkgroupK16$/ },
+    { what: 'the tiled forward, a row an invocation', decoding: false, flags: { [ATTENTION_ROWS_FLAG]: 1 }, pipeline: /^BlockSparseForwardK16$/ },
+    { what: 'the tiled forward, four rows an invocation, in 3 chunks of keys', decoding: false, flags: { [ATTENTION_ROWS_FLAG]: 4, [ATTENTION_SPLITS_FLAG]: 3 }, pipeline: /^FlashAttentionMergeK16$/ },
+    { what: 'the forward by blocks', decoding: false, flags: { [ATTENTION_FORWARD_FLAG]: 'blocks' }, pipeline: /^ExpressiveAttentionForwardBlocksK16R4$/ },
+    { what: 'the forward by blocks, in 3 chunks of keys', decoding: false, flags: { [ATTENTION_FORWARD_FLAG]: 'blocks', [ATTENTION_SPLITS_FLAG]: 3 }, pipeline: /^FlashAttentionMergeK16$/ },
+  ]);
+});
+
+describeOnSubgroups('a non-finite input through each attention forward kernel', (pipelines) => {
+  checkForwardKernels([
+    { what: 'the tiled forward, four lanes a row', decoding: false, flags: { [ATTENTION_ROW_LANES_FLAG]: 4 }, pipeline: /^FlashAttentionForwardSubgroupsK16/ },
+    { what: 'the split-K decode, a subgroup a chunk', decoding: true, flags: { [ATTENTION_SPLIT_PASS_FLAG]: 'subgroup' }, pipeline: /^FlashAttentionSplitSubgroups/ },
+    { what: 'the split-K decode, a workgroup of four-lane folders a chunk', decoding: true, flags: { [ATTENTION_SPLIT_PASS_FLAG]: 'workgroup' }, pipeline: /^ExpressiveAttentionSplitWorkgroupQuarters/ },
+  ], pipelines);
+});

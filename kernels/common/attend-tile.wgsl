@@ -6,9 +6,10 @@
 // it reads serves all the invocation's rows. A line holding the row mark is written once per
 // row (src/webgpu/copies.ts, expandCopies), so each row's registers are spelled out:
 // SwiftShader makes an array indexed at run time slow. Expects common/row-registers.wgsl,
-// common/dropout.wgsl, the pass's row states (row0 …), the tile store's `tileScores` and
-// `tileValue`, the layout's `keysSeen`, the row hooks' `weighTile` and `channel`, and the host's
-// `const KL, BC, BC4, RQ` (BC ≤ 32: the visible keys of a tile are one u32 of bits).
+// common/dropout.wgsl, the pass's row states (row0 …), the tile store's `tileScores`, `tileValue`
+// and `tileBadValues`, the layout's `keysSeen`, the row hooks' `weighTile`, `spoilRow` and
+// `channel`, and the host's `const KL, BC, BC4, RQ` (BC ≤ 32: the visible keys of a tile are one
+// u32 of bits).
 
 // Folds keys j0..j0+n−1 of the tile into the invocation's rows i, i + 1, …, i + RQ − 1 of head h
 // (each at most `last`: a row past the tile's end repeats the last and is never written). Each
@@ -17,6 +18,8 @@
 // dropout multiplier, meets its value. A quad that some row sees has all its scores formed, but
 // a row only ever weighs a key it sees, and a value a row cannot see, which may be non-finite,
 // never reaches that row. A quad no row sees (past the diagonal, outside a window) is skipped.
+// A row that sees a non-finite query, key or value entry is spoilt (the row hooks' spoilRow,
+// which weighTile calls on a non-finite score; the tile store's tileBadValues): it comes out NaN.
 fn attendTile(b: u32, h: u32, i: u32, last: u32, j0: u32, n: u32) {
   let i$ = min(i + $u, last);
   var w$: array<vec4<f32>, BC4>;
@@ -56,4 +59,6 @@ fn attendTile(b: u32, h: u32, i: u32, last: u32, j0: u32, n: u32) {
       }
     }
   }
+  let bad = tileBadValues();
+  if ((seen$ & bad) != 0u) { spoilRow(&row$); }
 }

@@ -33,6 +33,8 @@ fn weighKeys(t: QueryTile, i: u32, j0: u32, n: u32) {
   for (var r4 = 0u; r4 < BC4; r4++) { w[r4] = sRead(lid, r4); }
   let n4 = (n + 3u) / 4u;
   rowFactors[lid] = weighTile(&row, &w, n4, seen);
+  // a non-finite value the row sees spoils it, as a non-finite score does (common/attend-tile.wgsl)
+  if ((seen & tileBadValues()) != 0u) { spoilRow(&row); }
   rowSeen[lid] = seen;
   for (var r4 = 0u; r4 < n4; r4++) { sWrite(lid, r4, w[r4] * dropKeep4(t.b, t.h, i, j0 + 4u * r4)); }
 }

@@ -2,7 +2,8 @@
 // straight from the cache, for common/attend-tile.wgsl (tileScores, tileValue), where the tiled
 // forward stages its tiles in workgroup memory. Expects `k` and `v` bindings,
 // common/row-registers.wgsl, the row hooks' `channel` and `rowScores` (common/row-whole.wgsl, or
-// common/row-quarters.wgsl where four lanes share each row) and the host's `const KV, KL, RQ`.
+// common/row-quarters.wgsl where four lanes share each row: rowScores, rowAny),
+// common/float-bits.wgsl and the host's `const KV, KL, RQ`.
 
 // With KEY_LIST, row b's key j is not row j of its cache but the row of k and v (of all B·S)
 // that `vis` lists at params.planAt + b·Tk + j (BlockSparse's decode step, whose keys are the
@@ -12,12 +13,14 @@ override KEY_LIST: bool = false;
 var<private> tileAt: u32; // where key j0 of the current tile starts in k and v
 var<private> listAt: u32; // with KEY_LIST, where key j0's entry sits in the list
 var<private> headAt: u32; // with KEY_LIST, the kv head's channels in a row
+var<private> valueExponents: vec4<u32>; // the largest exponent fields of the current tile's values read (exponents4)
 
 // Makes key j0 of kv head hk, batch row b, the current tile's first.
 fn atKey(b: u32, hk: u32, j0: u32) {
   tileAt = ((b * params.Tk + j0) * params.Hkv + hk) * KV;
   listAt = params.planAt + b * params.Tk + j0;
   headAt = hk * KV;
+  valueExponents = vec4<u32>(0u);
 }
 
 // where the current tile's key r starts in k and v
@@ -47,6 +50,16 @@ fn tileScores(r4: u32, n: u32) -> array<vec4<f32>, RQ> {
   return s;
 }
 
+// Value r's channel group c; notes a non-finite entry (the row reads only the values of keys it sees).
 fn tileValue(r: u32, c: u32) -> V {
-  return v[keyAt(r) + c];
+  let x = v[keyAt(r) + c];
+  valueExponents = max(valueExponents, exponents4(lanes4(x)));
+  return x;
+}
+
+// After the row has read the tile's values: every key if one of them had a non-finite entry in
+// any of the row's channels (rowAny over the lanes that share it), else none. A non-finite key
+// shows in its score (the row hooks' weighTile).
+fn tileBadValues() -> u32 {
+  return select(0u, 0xffffffffu, rowAny(vec4<bool>(!allFinite(valueExponents))).x);
 }

@@ -6,6 +6,17 @@ fn isFinite(a: f32) -> bool {
   return (bitcast<u32>(a) & 0x7f800000u) != 0x7f800000u;
 }
 
+// The exponent fields of a's lanes: all ones (0x7f800000) exactly where a lane is not finite, so
+// the largest of many such fields, kept with max in a loop at one operation a vector, tells
+// whether any of them was (allFinite).
+fn exponents4(a: vec4<f32>) -> vec4<u32> {
+  return bitcast<vec4<u32>>(a) & vec4<u32>(0x7f800000u);
+}
+
+fn allFinite(largestExponents: vec4<u32>) -> bool {
+  return all(largestExponents != vec4<u32>(0x7f800000u));
+}
+
 fn isNan(a: f32) -> bool {
   return (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u;
 }

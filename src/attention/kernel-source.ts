@@ -4,6 +4,7 @@ import lanes1 from '../../kernels/common/lanes-1.wgsl';
 import lanes4 from '../../kernels/common/lanes-4.wgsl';
 import grid from '../../kernels/common/grid.wgsl';
 import attentionHelpers from '../../kernels/common/attention.wgsl';
+import floatBits from '../../kernels/common/float-bits.wgsl';
 import visHeader from '../../kernels/common/vis-header.wgsl';
 import visibilityHelpers from '../../kernels/common/visibility.wgsl';
 import dropoutHelpers from '../../kernels/common/dropout.wgsl';
@@ -359,7 +360,7 @@ export function attentionKernel(
     const KV = K / lanes;
     const sizes = [`KV: u32 = ${KV}u`, `RL: u32 = ${RL}u`, `KL: u32 = ${KV / RL}u`, `BR: u32 = ${BR}u`, `BC: u32 = ${BC}u`,
       `BC4: u32 = ${BC / 4}u`, `RQ: u32 = ${rows}u`, `NT: u32 = ${tile?.NT ?? RL * BR / rows}u`].map((c) => `const ${c};`).join('\n');
-    const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, ...parts].filter((p) => p).join('\n');
+    const code = [directives, lanes === 4 ? lanes4 : lanes1, sizes, attentionHelpers, floatBits, ...parts].filter((p) => p).join('\n');
     kernel = { name: rows > 1 ? `${name}K${K}R${rows}` : `${name}K${K}`, code: expandCopies(code, rows) };
     sources.set(key, kernel);
   }
