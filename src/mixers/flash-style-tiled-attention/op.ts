@@ -40,8 +40,10 @@ const OPTIONS = [
  * ⌊h·Hkv/H⌋ (grouped-query attention; Hkv = 1 is multi-query). Key j is visible to query i
  * when every visibility option given holds (see {@link VisibilityOptions}); a query with no
  * visible key outputs 0, with gradients 0, and an invisible key or value never reaches an
- * output, whatever its value. With `dropout` p > 0, each normalised weight is kept with
- * probability 1 − p (a pure function of `seed`, b, h, i, j) and scaled by 1/(1 − p).
+ * output, whatever its value; a query row that sees a NaN or ±∞ (in its query or a visible
+ * key or value) outputs NaN, on every implementation. With `dropout` p > 0, each normalised
+ * weight is kept with probability 1 − p (a pure function of `seed`, b, h, i, j) and scaled by
+ * 1/(1 − p).
  *
  * Causal mask for Tq = 2, Tk = 4 (bottom-right aligned; x visible):
  * ```
