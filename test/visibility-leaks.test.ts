@@ -93,14 +93,20 @@ async function attentionRun(op: Attention, impl: Implementation, qs: Float32Arra
  */
 async function expectNaNRows(op: Attention, impl: Implementation, sees: Sees, s: { Tq: number; Tk: number; j: number; K: number }, what: string): Promise<void> {
   const { Tq, Tk, j, K } = s;
-  const [qShape, kShape] = [[1, Tq, 2, K], [1, Tk, 1, K]] as [number, number, number, number][];
   const row = j - (Tk - Tq);
-  const [qs, ks, vs] = [seededUniform(1, Tq * 2 * K), seededUniform(2, Tk * K), seededUniform(3, Tk * K)];
+  // each input's values, shape and poisoned position along axis 1
+  const inputs = [
+    { xs: seededUniform(1, Tq * 2 * K), shape: [1, Tq, 2, K], at: row },
+    { xs: seededUniform(2, Tk * K), shape: [1, Tk, 1, K], at: j },
+    { xs: seededUniform(3, Tk * K), shape: [1, Tk, 1, K], at: j },
+  ] as const;
   for (const bad of [...BAD_VALUES, Number.NEGATIVE_INFINITY]) {
-    for (const input of ['q', 'k', 'v'] as const) {
-      const o = tf.tidy(() => op(tf.tensor4d(input === 'q' ? poisoned(qs, qShape!, row, bad) : qs, qShape!),
-        tf.tensor4d(input === 'k' ? poisoned(ks, kShape!, j, bad) : ks, kShape!),
-        tf.tensor4d(input === 'v' ? poisoned(vs, kShape!, j, bad) : vs, kShape!), impl));
+    for (const [which, input] of (['q', 'k', 'v'] as const).entries()) {
+      const o = tf.tidy(() => {
+        const [q, k, v] = inputs.map(({ xs, shape, at }, n) =>
+          tf.tensor4d(n === which ? poisoned(xs, [...shape], at, bad) : xs, [...shape]));
+        return op(q!, k!, v!, impl);
+      });
       const got = await o.data();
       o.dispose();
       const rows = Array.from({ length: Tq }, (_, i) => {

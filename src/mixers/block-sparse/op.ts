@@ -47,8 +47,9 @@ const OPTIONS = optionNames<BlockSparseAttentionOptions>({
  * `segmentIds` and `mask` further restrict M(i) (and-ed with the layout); a query with no
  * visible key outputs 0, with gradients 0, and an invisible key or value never reaches an
  * output, whatever its value; a query row that sees a NaN or ±∞ (in its query or a visible
- * key or value) outputs NaN, on every implementation. With `dropout` p > 0, each normalised weight is kept with
- * probability 1 − p (a pure function of `seed`, b, h, i, j) and scaled by 1/(1 − p).
+ * key or value) outputs NaN, on every implementation. With `dropout` p > 0, each normalised
+ * weight is kept with probability 1 − p (a pure function of `seed`, b, h, i, j) and scaled by
+ * 1/(1 − p).
  *
  * The layout `{ blockSize: 4, localBlocks: 2, globalBlocks: 1, stride: 3 }` over T = 30
  * (drawn by `drawBlockSparseLayout`; L local, G global, S strided, rows query blocks I,
