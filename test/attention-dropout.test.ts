@@ -10,12 +10,13 @@ import { MultiHeadAttention, layers, ops } from '../src/index.js';
 import type { AttentionLayer } from '../src/attention/attention-layer.js';
 import { dropoutKeeps, dropoutRows, dropoutThreshold, type Dropout } from '../src/attention/dropout.js';
 import { ATTENTION_SPLITS_FLAG } from '../src/attention/tile-splits.js';
-import { ATTENTION_DKV_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG } from '../src/attention/kernel-source.js';
+import { ATTENTION_DKV_FLAG, ATTENTION_DQ_FLAG, ATTENTION_FORWARD_FLAG, dpByBlocks } from '../src/attention/kernel-source.js';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import {
   blockSparseMask, expressiveAttentionGradOracle, expressiveAttentionOracle, softmaxAttentionGradOracle,
   softmaxAttentionOracle, type AttentionShape, type KeepFn,
 } from './oracle/attention.js';
-import { EPS32, describeOn, expectNoLeaks, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
+import { EPS32, describeOn, expectNoLeaks, launchedPipelines, maxAbs, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 type Family = 'flash' | 'expressive' | 'blockSparse';
 const FAMILIES: Family[] = ['flash', 'expressive', 'blockSparse'];
@@ -271,24 +272,30 @@ describeOn('webgpu', 'attention dropout: the kernels', () => {
     }
   });
 
-  // the passes by blocks of scores (which 'auto' does not take yet): the forward weighs each row's
-  // keys as the rows' forward does, then multiplies in the pair's hash; dQ multiplies each dP by
-  // it, dK/dV each dP and weight. K = 16, the least they take; dQ and dK/dV at K = 64 too, where a
-  // 32 KB adapter has them form dP by rows (dpByBlocks)
-  const cases = [['forward', ATTENTION_FORWARD_FLAG, 16], ['dQ', ATTENTION_DQ_FLAG, 16], ['dQ', ATTENTION_DQ_FLAG, 64],
-    ['dK/dV', ATTENTION_DKV_FLAG, 16], ['dK/dV', ATTENTION_DKV_FLAG, 64]] as const;
-  for (const [pass, flag, K] of cases) {
-    it.each(FAMILIES)(`%s: with the ${pass} by blocks of scores at K = ${K}, forward and gradients match the oracle`, async (family) => {
+  // the passes by blocks of scores (which 'auto' does not take yet), all three at once (each is
+  // checked against the oracle whatever builds the others): the forward weighs each row's keys as
+  // the rows' forward does, then multiplies in the pair's hash; dQ multiplies each dP by it, dK/dV
+  // each dP and weight. K = 16, the least they take, and 64, where a 32 KB adapter has dQ and
+  // dK/dV form dP by rows (dpByBlocks)
+  const blockFlags = [ATTENTION_FORWARD_FLAG, ATTENTION_DQ_FLAG, ATTENTION_DKV_FLAG];
+  for (const K of [16, 64]) {
+    it.each(FAMILIES)(`%s: with every pass by blocks of scores at K = ${K}, forward and gradients match the oracle`, async (family) => {
       const s = { B: 2, Tq: 70, Tk: 70, H: 2, Hkv: 1, K };
       const kvLengths = [70, 41];
       const d = { rate: 0.3, seed: 19 };
-      tf.env().set(flag, 'blocks');
+      for (const flag of blockFlags) tf.env().set(flag, 'blocks');
       try {
-        const got = await computed(family, 'webgpu', s, 7, { kvLengths, dropout: d.rate, seed: d.seed });
+        let got: Result | undefined;
+        const ran = await launchedPipelines(async () => { got = await computed(family, 'webgpu', s, 7, { kvLengths, dropout: d.rate, seed: d.seed }); });
         const { qs, ks, vs, dOs } = inputs(s, 7);
-        expectMatchesOracle(`${family} ${pass} by blocks`, got, oracle(family, qs, ks, vs, dOs, s, d, kvLengths), s);
+        expectMatchesOracle(`${family} by blocks`, got!, oracle(family, qs, ks, vs, dOs, s, d, kvLengths), s);
+        // (the forward runs twice: once alone, once under tf.grads)
+        const tiled = new Set(ran.filter((label) => /(Forward|BackwardDq|BackwardDkv)/.test(label)));
+        const dp = (pass: 'dq' | 'dkv') => (dpByBlocks(tf.backend() as WebGPUBackend, pass, K) ? 'Dp' : '');
+        expect([...tiled].map((label) => label.replace(/^.*?(Forward|BackwardDq|BackwardDkv)/, '$1')).sort()).toEqual(
+          [`BackwardDkvBlocks${dp('dkv')}K${K}R4`, `BackwardDqBlocks${dp('dq')}K${K}R4`, `ForwardBlocksK${K}R4`]);
       } finally {
-        tf.env().set(flag, 'auto');
+        for (const flag of blockFlags) tf.env().set(flag, 'auto');
       }
     });
   }
