@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { chunksAlong, finitePart, hiddenScore, matMul, notFinite, poisonWhere } from '../tensors.js';
+import { chunksAlong, finitePart, hiddenScore, matMul, notFinite, poisonWhere, swapMiddleAxes } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -109,19 +109,19 @@ export function withReferenceTiling<T>(t: Partial<ReferenceTiling>, fn: () => T)
  * `[B, R0, H, K]` → `[B, Hkv, R0·G, K]` with G = H / Hkv: the G query heads that read one kv
  * head (heads c·G .. c·G + G − 1 read kv head c) interleaved along the rows, row i·G + g, so that
  * one batched matMul per kv head serves them all, with no gather (whose gradient wasm lacks).
- * A 4-D transpose, never a 5-D one (slow on tfjs-cpu).
+ * A swap of a 4-D tensor's middle axes ({@link swapMiddleAxes}), never a 5-D transpose (slow on tfjs-cpu).
  */
 function toRows(q: tf.Tensor4D, Hkv: number): tf.Tensor4D {
   const [B, R0, H, K] = q.shape;
   const G = H / Hkv;
-  return q.reshape([B, R0, Hkv, G * K]).transpose([0, 2, 1, 3]).reshape([B, Hkv, R0 * G, K]) as tf.Tensor4D;
+  return swapMiddleAxes(q.reshape([B, R0, Hkv, G * K])).reshape([B, Hkv, R0 * G, K]);
 }
 
 /** The inverse of {@link toRows}: `[B, Hkv, R0·G, K]` → `[B, R0, H, K]`. */
 function fromRows(x: tf.Tensor4D, H: number): tf.Tensor4D {
   const [B, Hkv, rows, K] = x.shape;
   const G = H / Hkv;
-  return x.reshape([B, Hkv, rows / G, G * K]).transpose([0, 2, 1, 3]).reshape([B, rows / G, H, K]) as tf.Tensor4D;
+  return swapMiddleAxes(x.reshape([B, Hkv, rows / G, G * K])).reshape([B, rows / G, H, K]);
 }
 
 /**
@@ -345,7 +345,7 @@ export function chunkedAttention(
       const queryBad = notFinite([$q!.ok], -1) as tf.Tensor4D;
       const queryChunks = plan.queries.map((c): [number, number] => [c.start, c.end]);
       const keyChunks = Array.from({ length: nk }, (_, n) => keyRangeOf(n, keyChunk, s.Tk));
-      const heads = (x: tf.Tensor4D) => chunksAlong(x, keyChunks).map((part) => part.transpose([0, 2, 1, 3]) as tf.Tensor4D);
+      const heads = (x: tf.Tensor4D) => chunksAlong(x, keyChunks).map((part) => swapMiddleAxes(part));
       return {
         q: chunksAlong(scaled, queryChunks).map((part) => toRows(part, s.Hkv)),
         k: heads($k!.finite),
@@ -393,8 +393,8 @@ export function chunkedAttention(
         };
         return [
           finish(qOk!, grads.dq, (x) => tf.mul(fromRows(x, s.H), scale)),
-          finish(kOk!, grads.dk, (x) => x.transpose([0, 2, 1, 3])),
-          finish(vOk!, grads.dv, (x) => x.transpose([0, 2, 1, 3])),
+          finish(kOk!, grads.dk, swapMiddleAxes),
+          finish(vOk!, grads.dv, swapMiddleAxes),
         ];
       },
     };
