@@ -3,11 +3,11 @@
 // which runs wasm's large batched products batch by batch, and expNonPositive, which runs wasm's
 // exponentials of non-positive numbers through its Sigmoid, and enteringStates, the doubling
 // scan across chunks that the webgl paths of SelectiveSSM and GatedLinearAttention share, and
-// swapMiddleAxes, which copies on the host where tfjs-cpu's transpose is slow.
+// reverseCumsum.
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { clampInts, detached, enteringStates, expNonPositive, gatherRows, matMul, swapMiddleAxes } from '../src/tensors.js';
+import { clampInts, detached, enteringStates, expNonPositive, gatherRows, matMul, reverseCumsum } from '../src/tensors.js';
 import { EPS32, REFERENCE_BACKENDS, describeOn, expectNoLeaks, maxAbsDiff, seededUniform, values } from './helpers.js';
 
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'detached', () => {
@@ -165,47 +165,6 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
   });
 });
 
-for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'swapMiddleAxes', () => {
-  it('equals the transpose [0, 2, 1, 3] bit for bit, NaN and ±∞ included, and so does its gradient, leaving nothing behind', async () => {
-    const shapes: [number, number, number, number][] = [[2, 3, 5, 4], [1, 7, 1, 1], [3, 1, 2, 6], [1, 33, 4, 16]];
-    for (const shape of shapes) {
-      const n = shape.reduce((a, b) => a * b, 1);
-      const xs = seededUniform(n + 1, n).map((v, i) => (i % 11 === 3 ? [NaN, Infinity, -Infinity][i % 3]! : v));
-      const x = tf.tensor4d(xs, shape);
-      // a weight per output entry: the gradient of Σ w ∘ swap(x) is w swapped back
-      const w = tf.tensor4d(seededUniform(n + 2, n), [shape[0], shape[2], shape[1], shape[3]]);
-      const transposed = [x.transpose([0, 2, 1, 3]), w.transpose([0, 2, 1, 3])];
-      const [want, wantGrad] = await Promise.all(transposed.map(async (t) => Array.from(await t.data())));
-      await expectNoLeaks(async () => {
-        const got = swapMiddleAxes(x);
-        expect(got.shape).toEqual([shape[0], shape[2], shape[1], shape[3]]);
-        expect(Array.from(await got.data())).toEqual(want);
-        const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(swapMiddleAxes(a as tf.Tensor4D), w)))(x);
-        expect(Array.from(await g.data())).toEqual(wantGrad);
-        tf.dispose([got, g]);
-      });
-      tf.dispose([x, w, ...transposed]);
-    }
-    // ints go through tfjs's transpose (whose int32 build tfjs-webgpu 4.22 fails to compile)
-    if (backend !== 'webgpu') {
-      const ints = tf.tensor4d([1, 2, 3, 4], [1, 2, 2, 1], 'int32');
-      const swapped = swapMiddleAxes(ints);
-      expect(swapped.dtype).toBe('int32');
-      expect(Array.from(await swapped.data())).toEqual([1, 3, 2, 4]);
-      tf.dispose([ints, swapped]);
-    }
-  });
-
-  it('launches no Transpose on cpu, and only a Transpose elsewhere', async () => {
-    const x = tf.ones([1, 4, 2, 3]) as tf.Tensor4D;
-    const { kernels } = await tf.profile(() => swapMiddleAxes(x));
-    const names = kernels.map((k) => k.name);
-    if (backend === 'cpu') expect(names).not.toContain('Transpose');
-    else expect(names).toEqual(['Transpose']);
-    x.dispose();
-  });
-});
-
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'expNonPositive', () => {
   it('is e^x within 4 float32 ulps for x ≤ 0 (tf.exp\'s own bound on webgpu), exactly 1 at 0, 0 at −10³⁰ and −∞; its gradient e^x too', async () => {
     // x ≤ 0 down to −87 (e^x still normal), with 0, tiny and integer values among them
@@ -278,5 +237,25 @@ for (const backend of REFERENCE_BACKENDS) describeOn(backend, 'enteringStates', 
       got.dispose();
       for (let i = 0; i < v.length; i++) expect(Math.abs(v[i]! - want[i]!), `entry ${i}`).toBeLessThanOrEqual((3 * n + 2) * EPS32 * mag[i]!);
     }), { numRuns: 30 });
+  });
+});
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'reverseCumsum', () => {
+  it('equals reverse · cumsum · reverse bit for bit along any axis, across a change of shape, leaving nothing behind', async () => {
+    // the second shape of each axis follows the first: tfjs-webgpu's own reverse cumsum keeps the
+    // first one's axis length (a chunk of 32, then the remainder)
+    const shapes: [number[], number][] = [[[2, 32, 3], 1], [[2, 5, 3], 1], [[3, 4, 32], 2], [[3, 4, 7], 2], [[6], 0]];
+    for (const [shape, axis] of shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = tf.tensor(seededUniform(n + axis, n), shape);
+      const want = tf.reverse(tf.cumsum(tf.reverse(x, axis), axis), axis);
+      await expectNoLeaks(async () => {
+        const got = reverseCumsum(x, axis);
+        expect(got.shape).toEqual(shape);
+        expect(Array.from(await got.data())).toEqual(Array.from(await want.data()));
+        got.dispose();
+      });
+      tf.dispose([x, want]);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { chunksAlong, finitePart, hiddenScore, matMul, notFinite, poisonWhere, swapMiddleAxes } from '../tensors.js';
+import { broadcast, swapMiddleAxes } from '../cpu-host.js';
+import { chunksAlong, finitePart, hiddenScore, matMul, notFinite, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
 import { knownTileMask, planTiles, widestKeyRange, type KnownVisibility, type TilePlan } from './tiles.js';
@@ -361,7 +362,7 @@ export function chunkedAttention(
     tf.dispose([...inputs.queryBad, ...inputs.keyBad]);
     save([...c.q, ...c.k, ...c.v, ...forward.o, ...forward.rowSees, ...forward.stats.flat(), ...inputs.ok,
       ...visTensors.filter((t): t is tf.Tensor => !!t), ...forward.scores]);
-    const value = tf.tidy(() => tf.concat(forward.o.map((o, n) => fromRows(tf.add(o, forward.poison[n]!) as tf.Tensor4D, s.H)), 1));
+    const value = tf.tidy(() => tf.concat(forward.o.map((o, n) => fromRows(broadcast.add(o, forward.poison[n]!), s.H)), 1));
     tf.dispose(forward.poison);
     return {
       value,
@@ -454,7 +455,7 @@ function forwardPass(c: Chunks, queryBad: tf.Tensor4D[], keyBad: tf.Tensor3D[], 
       const sees = tf.cast(tf.greater(seen[0]!, 0), 'float32') as tf.Tensor4D;
       const done = state ? family.finish(state) : null;
       return [
-        done ? tf.mul(done.o, sees) : tf.zeros([s.B, s.Hkv, R, s.K]), sees,
+        done ? broadcast.mul(done.o, sees) : tf.zeros([s.B, s.Hkv, R, s.K]), sees,
         poisonWhere(tf.add(seen[1]!, tf.mul(queryBad[ci]!, sees))),
         ...(done ? done.stats : Array.from({ length: family.numStats }, () => tf.zeros([s.B, s.Hkv, R, 1]))),
       ] as tf.Tensor4D[];
@@ -495,7 +496,7 @@ function backwardPass(
     const { start: i0, end: i1 } = chunk;
     // rows that see no key output a constant 0: nothing flows back from them
     const [dO, ...rows] = tf.tidy(() => {
-      const d = tf.mul(toRows(dyChunks[ci]!, s.Hkv), rowSees[ci]!) as tf.Tensor4D;
+      const d = broadcast.mul<tf.Tensor4D>(toRows(dyChunks[ci]!, s.Hkv), rowSees[ci]!);
       return [d, ...family.rowGrads(d, stats[ci]!, tf.sum(tf.mul(d, o[ci]!), -1, true) as tf.Tensor4D)];
     });
     let dqChunk: tf.Tensor4D = tf.zerosLike(c.q[ci]!);

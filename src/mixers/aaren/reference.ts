@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { broadcast, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
 import { chunksAlong, expNonPositive, finiteOnly, hiddenScore, matMul, noScore, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /**
@@ -72,7 +73,7 @@ function scores(q: tf.Tensor2D, k: tf.Tensor4D, scale: number): tf.Tensor3D {
 
 /** `[B, H, n]` → `[B, H, n, n]`, row t holding s_j for j ≤ t and the hidden score after. */
 function visibleScores(s: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor4D {
-  return tf.add(s.expandDims(2), mask) as tf.Tensor4D;
+  return broadcast.add(s.expandDims(2), mask);
 }
 
 /** The last entry of `x` along `axis`, which is dropped: e.g. `[B, H, n]` → `[B, H]` and `[B, H, n, K]` → `[B, H, K]` along axis 2. */
@@ -87,7 +88,7 @@ function last(x: tf.Tensor, axis: number): tf.Tensor {
  * visible yet it is the row's max and would weigh 1. Without padding, E itself.
  */
 function realColumns(E: tf.Tensor, real: tf.Tensor3D | null): tf.Tensor {
-  return real ? tf.mul(E, real.expandDims(2)) : E;
+  return real ? broadcast.mul(E, real.expandDims(2)) : E;
 }
 
 /**
@@ -101,11 +102,11 @@ function chunkForward(s: tf.Tensor3D, v: tf.Tensor4D, mask: tf.Tensor2D, M: tf.T
     const S = visibleScores(s, mask);
     // the diagonal is always visible, so the row max is a score and the weights are finite
     const m = tf.maximum(tf.max(S, -1), M.expandDims(2)) as tf.Tensor3D;
-    const E = realColumns(expNonPositive(tf.sub(S, m.expandDims(3))), real);
+    const E = realColumns(expNonPositive(broadcast.sub(S, m.expandDims(3))), real);
     // the carried state's weight e^{M − m_t}: 0 when M = −∞ (the empty state), never NaN since m_t is finite
     const carried = expNonPositive(tf.sub(M.expandDims(2), m));
     const u = tf.add(tf.mul(carried, U.expandDims(2)), tf.sum(E, -1)) as tf.Tensor3D;
-    const w = tf.add(tf.mul(carried.expandDims(3), W.expandDims(2)), matMul(E, v)) as tf.Tensor4D;
+    const w = tf.add(broadcast.mul(carried.expandDims(3), W.expandDims(2)), matMul(E, v)) as tf.Tensor4D;
     return { m, u, w };
   });
 }
@@ -135,10 +136,10 @@ function backward(
       const { s, v, m, a, b, real } = chunks[n]!;
       const [before, after] = [maxes[n]!, maxes[n + 1]!];
       const next = tf.tidy(() => {
-        const E = realColumns(expNonPositive(tf.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3))), real);
+        const E = realColumns(expNonPositive(broadcast.sub(visibleScores(s, masks.get(s.shape[2])!), m.expandDims(3))), real);
         // the chunk's tokens as the later outputs and the final state see them, through the carry
         const later = real ? tf.mul(expNonPositive(tf.sub(s, after.expandDims(2))), real) : expNonPositive(tf.sub(s, after.expandDims(2)));
-        const Gw = tf.add(matMul(E, a, true), tf.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
+        const Gw = tf.add(matMul(E, a, true), broadcast.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
         const Gu = tf.sub(tf.mul(later, dU.expandDims(2)), tf.squeeze(matMul(E, b.expandDims(3), true), [3]));
         // the first maximiser of the final m is where the running max first reaches it
         const prev = tf.concat([before.expandDims(2), tf.slice(m, [0, 0, 0], [-1, -1, m.shape[2] - 1])], 2);
@@ -152,7 +153,7 @@ function backward(
         const carried = expNonPositive(tf.sub(before.expandDims(2), m));
         const through = expNonPositive(tf.sub(before, after));
         const dUBefore = tf.sub(tf.mul(through, dU), tf.sum(tf.mul(carried, b), -1)) as tf.Tensor2D;
-        const dWBefore = tf.add(tf.mul(through.expandDims(2), dW), tf.sum(tf.mul(carried.expandDims(3), a), 2)) as tf.Tensor3D;
+        const dWBefore = tf.add(tf.mul(through.expandDims(2), dW), sumAlong(broadcast.mul(carried.expandDims(3), a), 2)) as tf.Tensor3D;
         return { dsN, Gw, dUBefore, dWBefore };
       });
       ds.unshift(next.dsN);
@@ -233,7 +234,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
   // real `[B, 1, n]` per chunk, or none
   const realPieces = (real: tf.Tensor2D | undefined) => (real ? chunksAlong(real.expandDims(1) as tf.Tensor3D, bounds, 2) : bounds.map(() => null));
   // with padding a row may have seen no real token (u = 0): its output is 0, and so are a and b
-  const ratio = (x: tf.Tensor, y: tf.Tensor) => (hasReal ? tf.divNoNan(x, y) : tf.div(x, y));
+  const ratio = (x: tf.Tensor, y: tf.Tensor) => (hasReal ? tf.divNoNan(x, y) : broadcast.div(x, y));
   // the whole op is one customGrad, so that tfjs's tape holds one node (it keeps every taped op's
   // gradient, and on wasm copies of its saved inputs, until the backward ends); it returns one
   // tensor: o, m, u and w packed side by side, [B, T·H·K + 2H + H·K]
@@ -245,7 +246,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       const vIn = finiteOnly(vRaw);
       const sChunks = chunksAlong(maskedScores(q, kIn, args.real), bounds, 2);
       const realChunks = realPieces(args.real);
-      const vChunks = tf.tidy(() => chunksAlong(vIn.transpose([0, 2, 1, 3]) as tf.Tensor4D, bounds, 2));
+      const vChunks = tf.tidy(() => chunksAlong(swapMiddleAxes(vIn), bounds, 2));
       let carry: AarenState = { m: m0, u: u0, w: w0 };
       const ms: tf.Tensor3D[] = [];
       const us: tf.Tensor3D[] = [];
@@ -269,7 +270,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       // an empty final state (no real token and no initial one) has m = −∞, as the empty state
       const finalM = hasReal ? tf.where(tf.equal(carry.u, 0), tf.fill(carry.m.shape, noScore()), carry.m) : carry.m;
       const value = tf.concat([
-        tf.add(o.transpose([0, 2, 1, 3]), poison.expandDims(3)).reshape([B, THK]),
+        broadcast.add(swapMiddleAxes(o as tf.Tensor4D), poison.expandDims(3)).reshape([B, THK]),
         tf.add(finalM, poisonState), tf.add(carry.u, poisonState),
         tf.add(carry.w, poisonState.expandDims(2)).reshape([B, H * K]),
       ], 1);
@@ -279,7 +280,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
           const [sq, kRawSaved, vRawSaved, sm0, su0, sw0, sm, su, so, uT, wT, real] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D,
             tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D, tf.Tensor2D | undefined];
           const [sk, sv] = [finiteOnly(kRawSaved), finiteOnly(vRawSaved)];
-          const dO = tf.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]).transpose([0, 2, 1, 3]);
+          const dO = swapMiddleAxes(tf.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]));
           const dm = tf.slice(dy, [0, THK], [B, H]) as tf.Tensor2D;
           const du = tf.slice(dy, [0, THK + H], [B, H]) as tf.Tensor2D;
           const dw = tf.slice(dy, [0, THK + 2 * H], [B, H * K]).reshape([B, H, K]) as tf.Tensor3D;
@@ -294,16 +295,16 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
             x.dispose();
             return pieces;
           };
-          const [sC, vC, mC, aC, bC] = [cut(maskedScores(sq, sk, real)), cut(sv.transpose([0, 2, 1, 3]) as tf.Tensor4D), chunksAlong(sm, bounds, 2),
+          const [sC, vC, mC, aC, bC] = [cut(maskedScores(sq, sk, real)), cut(swapMiddleAxes(sv)), chunksAlong(sm, bounds, 2),
             cut(a as tf.Tensor4D), cut(b as tf.Tensor3D)];
           const rC = realPieces(real);
           const chunks = sC.map((s, n) => ({ s, v: vC[n]!, m: mC[n]!, a: aC[n]!, b: bC[n]!, real: rC[n]! }));
           const g = backward(chunks, masksFor(bounds), { m: sm0, u: su0, w: sw0 }, finalM, gm, du, dw);
           const ds = tf.mul(g.ds, scale).expandDims(3);   // [B, H, T, 1]
-          const dq = tf.sum(matMul(ds, sk.transpose([0, 2, 1, 3]), true), [0, 2]);
+          const dq = tf.sum(matMul(ds, swapMiddleAxes(sk), true), [0, 2]);
           // tokens first, and 0 where the input was not finite (the scan read 0 there), one at a time
-          const zeroBad = (d: () => tf.Tensor, x: tf.Tensor) => tf.tidy(() => zeroWhereNotFinite(x, d().transpose([0, 2, 1, 3])));
-          const dk = zeroBad(() => tf.mul(ds, sq.expandDims(1)), kRawSaved);
+          const zeroBad = (d: () => tf.Tensor, x: tf.Tensor) => tf.tidy(() => zeroWhereNotFinite(x, swapMiddleAxes(d() as tf.Tensor4D)));
+          const dk = zeroBad(() => broadcast.mul(ds, sq.expandDims(1)), kRawSaved);
           const dv = zeroBad(() => g.dv, vRawSaved);
           g.dv.dispose();
           return [dq, dk, dv, g.state.m, g.state.u, g.state.w];

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { reverseCumsum } from '../../tensors.js';
 import { predecessors } from '../causal-generation/reference.js';
 
 /** The three-way combines of AverageContext. */
@@ -11,13 +12,13 @@ function counts(T: number): tf.Tensor3D {
 
 /**
  * The causal running mean `c[t] = mean(x[0..t])` in tfjs ops, with its gradient written out:
- * tfjs 4.22's own cumsum gradient is a reverse cumsum, whose webgpu shader keeps a stale axis
- * length after a shape change and whose cpu version throws on a non-last axis.
+ * tfjs 4.22's own cumsum gradient is a reverse cumsum whose cpu version throws on a non-last axis
+ * (and see {@link reverseCumsum} for webgpu's).
  */
 const causalMeanOf = tf.customGrad(((x: tf.Tensor) => ({
   value: tf.div(tf.cumsum(x, 1), counts(x.shape[1]!)),
-  // dL/dx[s] = Σ_{t ≥ s} g[t] / (t + 1): a reverse cumsum, done as reverse · cumsum · reverse
-  gradFunc: (dy: tf.Tensor) => tf.reverse(tf.cumsum(tf.reverse(tf.div(dy, counts(dy.shape[1]!)), 1), 1), 1),
+  // dL/dx[s] = Σ_{t ≥ s} g[t] / (t + 1)
+  gradFunc: (dy: tf.Tensor) => reverseCumsum(tf.div(dy, counts(dy.shape[1]!)), 1),
 })) as unknown as Parameters<typeof tf.customGrad>[0]);
 
 /** Reference `causalMean`: `[B, T, D] → [B, T, D]`. */

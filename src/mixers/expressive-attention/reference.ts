@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { broadcast } from '../../cpu-host.js';
 import { matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily, type TileMask } from '../../attention/reference.js';
 import type { Dropout } from '../../attention/dropout.js';
@@ -33,10 +34,10 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
       const denominator = tf.maximum(raw, MIN_DENOMINATOR) as tf.Tensor4D;
       // 1 where ε + Σ s² is the max, so its gradient flows (as tf.maximum's would)
       const flows = tf.cast(tf.greaterEqual(raw, MIN_DENOMINATOR), 'float32') as tf.Tensor4D;
-      return { o: tf.div(acc!, denominator) as tf.Tensor4D, stats: [denominator, flows] };
+      return { o: broadcast.div<tf.Tensor4D>(acc!, denominator), stats: [denominator, flows] };
     },
     rowGrads(dO, [denominator, flows], delta) {
-      const dOverZ = tf.div(dO, denominator!) as tf.Tensor4D;
+      const dOverZ = broadcast.div<tf.Tensor4D>(dO, denominator!);
       // the denominator's part of dw, the same for every key of a row
       const perRow = tf.mul(tf.div(delta, denominator!), flows!) as tf.Tensor4D;
       return [dOverZ, tf.concat([dOverZ, tf.neg(perRow)], -1) as tf.Tensor4D, perRow];
@@ -45,7 +46,7 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
       const w = weights(s, mask);
       const dV = matMul(drop ? tf.mul(w, drop) : w, dOverZ!, true, false) as tf.Tensor4D;
       const dW = drop
-        ? tf.sub(tf.mul(matMul(dOverZ!, v, false, true), drop), perRow!)
+        ? broadcast.sub(tf.mul(matMul(dOverZ!, v, false, true), drop), perRow!)
         : matMul(dOMinus!, vOnes, false, true);
       const dS = tf.mul(tf.mul(s, 2), mask ? tf.mul(dW, mask.visible) : dW) as tf.Tensor4D;
       return { dS, dV };

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { broadcast } from '../../cpu-host.js';
 import { expNonPositive, matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
@@ -21,27 +22,27 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     const scores = mask ? tf.add(s, mask.hidden) : s;
     const top = tf.max(scores, -1, true);
     const m = state ? tf.maximum(state[0]!, top) : top;
-    const p = expNonPositive(tf.sub(scores, m));
+    const p = expNonPositive(broadcast.sub(scores, m));
     const l = tf.sum(p, -1, true);
     const pv = matMul(drop ? tf.mul(p, drop) : p, v);
     if (!state) return [m, l, pv];
     const rescale = expNonPositive(tf.sub(state[0]!, m));
-    return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(tf.mul(state[2]!, rescale), pv)];
+    return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(broadcast.mul(state[2]!, rescale), pv)];
   },
   finish([m, l, acc]) {
     // l ≥ 1 on every row (its max term is e⁰ = 1), so the floor changes no row; it keeps the
     // padding texels of tfjs webgl's packed textures, where l is 0, from a log of −∞, which on
     // half-float textures comes back as NaN through the backward's matMuls
-    return { o: tf.div(acc!, l!) as tf.Tensor4D, stats: [tf.add(m!, tf.log(tf.maximum(l!, 1))) as tf.Tensor4D] };
+    return { o: broadcast.div<tf.Tensor4D>(acc!, l!), stats: [tf.add(m!, tf.log(tf.maximum(l!, 1))) as tf.Tensor4D] };
   },
   rowGrads(dO, [lse], delta) {
     return [dO, tf.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
   },
   tileGrad(s, mask, v, vOnes, drop, [dO, dOMinus, lse, delta]) {
-    const p = expNonPositive(tf.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
+    const p = expNonPositive(broadcast.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
     const dV = matMul(drop ? tf.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
     const dPMinusDelta = drop
-      ? tf.sub(tf.mul(matMul(dO!, v, false, true), drop), delta!)
+      ? broadcast.sub(tf.mul(matMul(dO!, v, false, true), drop), delta!)
       : matMul(dOMinus!, vOnes, false, true);
     return { dS: tf.mul(p, dPMinusDelta) as tf.Tensor4D, dV };
   },

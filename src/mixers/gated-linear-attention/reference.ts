@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { chunksAlong, expNonPositive, finiteOnly, matMul, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { broadcast, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
+import { chunksAlong, expNonPositive, finiteOnly, matMul, nonFiniteCount, poisonWhere, reverseCumsum, zeroWhereNotFinite } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
 export interface GlaArgs {
@@ -28,7 +29,7 @@ export interface GlaArgs {
 export const GLA_CHUNK = 32;
 
 /** `[B, T, H, X]` → `[B, H, T, X]`, and back. */
-export const headsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1, 3]);
+export const headsFirst = (x: tf.Tensor) => swapMiddleAxes(x as tf.Tensor4D);
 
 /**
  * The running sum of `x` along its last axis. tfjs 4.22's Cumsum gradient transposes its result
@@ -36,13 +37,6 @@ export const headsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1, 3]);
  * differentiated runs on the last axis.
  */
 const cumsumLast = (x: tf.Tensor) => tf.cumsum(x, x.rank - 1);
-
-/**
- * The running sum from the end of `x`'s last axis, as reverse · cumsum · reverse: tfjs 4.22's
- * webgpu shader for a reverse cumsum keeps a stale axis length after a shape change (chunks of
- * 32 tokens, then the remainder).
- */
-const reverseCumsumLast = (x: tf.Tensor) => tf.reverse(cumsumLast(tf.reverse(x, x.rank - 1)), x.rank - 1);
 
 /** The chunk lengths of T tokens: GLA_CHUNK, then the remainder. */
 function chunkSizes(T: number): number[] {
@@ -89,9 +83,9 @@ function chunkTerms(q: tf.Tensor, k: tf.Tensor, g: tf.Tensor, mask: tf.Tensor) {
   const [B, H, L, K] = q.shape as [number, number, number, number];
   const G = tf.transpose(cumsumLast(g), [0, 1, 3, 2]);                      // [B, H, L, K]
   const Glast = tf.slice(G, [0, 0, L - 1, 0], [B, H, 1, K]);
-  const weights = tf.mul(expNonPositive(tf.mul(tf.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
-  const scores = tf.sum(tf.mul(tf.mul(q.expandDims(3), k.expandDims(2)), weights), 4);
-  return { Glast, decayG: expNonPositive(G), toEnd: expNonPositive(tf.sub(Glast, G)), weights, scores };
+  const weights = broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
+  const scores = tf.sum(tf.mul(broadcast.mul(q.expandDims(3), k.expandDims(2)), weights), 4);
+  return { Glast, decayG: expNonPositive(G), toEnd: expNonPositive(broadcast.sub(Glast, G)), weights, scores };
 }
 
 /** One chunk forward from the state S before it: its output `[B, H, L, V]` and the state after it. */
@@ -100,7 +94,7 @@ function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S:
     const { Glast, decayG, toEnd, scores } = chunkTerms(q, k, g, mask);
     const [B, H, , K] = q.shape;
     const out = tf.add(matMul(tf.mul(q, decayG), S), matMul(scores, v));
-    const next = tf.add(tf.mul(expNonPositive(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
+    const next = tf.add(broadcast.mul(expNonPositive(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
     return { out, next };
   });
 }
@@ -126,23 +120,23 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     const decay = expNonPositive(Glast).reshape([B, H, K, 1]);
     const qDecayed = tf.mul(q, decayG);
     const kToEnd = tf.mul(k, toEnd);
-    const dqDecayed = matMul(dO, S, false, true);                               // [B, H, L, K]
-    const dkToEnd = matMul(v, dNext, false, true);                              // [B, H, L, K]
-    const P = tf.mul(matMul(dO, v, false, true).expandDims(4), weights);        // [B, H, L, L, K]
-    const dqIntra = tf.sum(tf.mul(P, k.expandDims(2)), 3);                        // Σ_j P·k_j
-    const dkIntra = tf.sum(tf.mul(P, q.expandDims(3)), 2);                        // Σ_t P·q_t
+    const dqDecayed = matMul(dO, S, false, true);                                // [B, H, L, K]
+    const dkToEnd = matMul(v, dNext, false, true);                               // [B, H, L, K]
+    const P = broadcast.mul(matMul(dO, v, false, true).expandDims(4), weights);  // [B, H, L, L, K]
+    const dqIntra = sumAlong(broadcast.mul(P, k.expandDims(2)), 3);              // Σ_j P·k_j
+    const dkIntra = sumAlong(broadcast.mul(P, q.expandDims(3)), 2);              // Σ_t P·q_t
     const Z = tf.mul(dkToEnd, kToEnd);
-    const dGlast = tf.add(tf.sum(Z, 2, true), tf.sum(tf.mul(tf.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
+    const dGlast = tf.add(tf.sum(Z, 2, true), tf.sum(broadcast.mul(tf.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
     // Σ_j R = q ⊙ Σ_j P·k_j and Σ_t R = k ⊙ Σ_t P·q_t: R itself is never formed
     const dG = tf.add(
       tf.sub(tf.add(tf.sub(tf.mul(q, dqIntra), tf.mul(k, dkIntra)), tf.mul(dqDecayed, qDecayed)), Z),
       tf.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
     return [
-      tf.add(dqIntra, tf.mul(dqDecayed, decayG)),                                   // dq
-      tf.add(dkIntra, tf.mul(dkToEnd, toEnd)),                                      // dk
+      tf.add(dqIntra, tf.mul(dqDecayed, decayG)),                              // dq
+      tf.add(dkIntra, tf.mul(dkToEnd, toEnd)),                                 // dk
       tf.add(matMul(scores, dO, true, false), matMul(kToEnd, dNext)),          // dv
-      reverseCumsumLast(tf.transpose(dG, [0, 1, 3, 2])),                              // dg [B, H, K, L]
-      tf.add(matMul(qDecayed, dO, true, false), tf.mul(decay, dNext)),            // dS
+      reverseCumsum(tf.transpose(dG, [0, 1, 3, 2]), 3),                        // dg [B, H, K, L]
+      tf.add(matMul(qDecayed, dO, true, false), broadcast.mul(decay, dNext)),  // dS
     ];
   });
 }
@@ -199,8 +193,8 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
       starts.push(c < sizes.length - 1 ? tf.keep(next) : next);
     }
     const { outputSees, stateSees } = nonFiniteSeen(q, k, v, g);
-    const output = tf.add(headsFirst(tf.concat(outs, 2)), poisonWhere(outputSees));          // [B, T, H, V]
-    const state = tf.add(starts.pop()!, poisonWhere(stateSees));
+    const output = broadcast.add(headsFirst(tf.concat(outs, 2)), poisonWhere(outputSees));   // [B, T, H, V]
+    const state = broadcast.add(starts.pop()!, poisonWhere(stateSees));
     return tf.concat([output.reshape([B, T * H * V]), state.reshape([B, H * K * V])], 1);
   });
   dispose();

@@ -1,0 +1,134 @@
+// src/cpu-host.ts: swapMiddleAxes, broadcastBinary and sumAlong give tfjs's own results bit for
+// bit, their gradients too, on every backend (on tfjs-cpu computed on the host, elsewhere tfjs's
+// ops), and on tfjs-cpu launch none of the kernels whose index arithmetic they avoid.
+import * as tf from '@tensorflow/tfjs';
+import { expect, it } from 'vitest';
+import { broadcast, broadcastBinary, sumAlong, swapMiddleAxes, type BinaryOp } from '../src/cpu-host.js';
+import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './helpers.js';
+
+/** seededUniform values with a NaN, +∞ or −∞ at every 11th entry from the 4th. */
+function withNonFinite(seed: number, n: number): Float32Array {
+  return seededUniform(seed, n).map((v, i) => (i % 11 === 3 ? [NaN, Infinity, -Infinity][i % 3]! : v));
+}
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'swapMiddleAxes', () => {
+  it('equals the transpose [0, 2, 1, 3] bit for bit, NaN and ±∞ included, and so does its gradient, leaving nothing behind', async () => {
+    const shapes: [number, number, number, number][] = [[2, 3, 5, 4], [1, 7, 1, 1], [3, 1, 2, 6], [1, 33, 4, 16]];
+    for (const shape of shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const xs = withNonFinite(n + 1, n);
+      const x = tf.tensor4d(xs, shape);
+      // a weight per output entry: the gradient of Σ w ∘ swap(x) is w swapped back
+      const w = tf.tensor4d(seededUniform(n + 2, n), [shape[0], shape[2], shape[1], shape[3]]);
+      const transposed = [x.transpose([0, 2, 1, 3]), w.transpose([0, 2, 1, 3])];
+      const [want, wantGrad] = await Promise.all(transposed.map(async (t) => Array.from(await t.data())));
+      await expectNoLeaks(async () => {
+        const got = swapMiddleAxes(x);
+        expect(got.shape).toEqual([shape[0], shape[2], shape[1], shape[3]]);
+        expect(Array.from(await got.data())).toEqual(want);
+        const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(swapMiddleAxes(a as tf.Tensor4D), w)))(x);
+        expect(Array.from(await g.data())).toEqual(wantGrad);
+        tf.dispose([got, g]);
+      });
+      tf.dispose([x, w, ...transposed]);
+    }
+    // ints go through tfjs's transpose (whose int32 build tfjs-webgpu 4.22 fails to compile)
+    if (backend !== 'webgpu') {
+      const ints = tf.tensor4d([1, 2, 3, 4], [1, 2, 2, 1], 'int32');
+      const swapped = swapMiddleAxes(ints);
+      expect(swapped.dtype).toBe('int32');
+      expect(Array.from(await swapped.data())).toEqual([1, 3, 2, 4]);
+      tf.dispose([ints, swapped]);
+    }
+  });
+
+  it('launches no Transpose on cpu, and only a Transpose elsewhere', async () => {
+    const x = tf.ones([1, 4, 2, 3]) as tf.Tensor4D;
+    const { kernels } = await tf.profile(() => swapMiddleAxes(x));
+    const names = kernels.map((k) => k.name);
+    if (backend === 'cpu') expect(names).not.toContain('Transpose');
+    else expect(names).toEqual(['Transpose']);
+    x.dispose();
+  });
+});
+
+const OPS: BinaryOp[] = ['add', 'sub', 'mul', 'div'];
+const TF_OPS: Record<BinaryOp, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = { add: tf.add, sub: tf.sub, mul: tf.mul, div: tf.div };
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'broadcastBinary', () => {
+  // what the references broadcast (a row's statistic against its scores, a chunk's pairwise
+  // terms, a mask against channels), an axis of 1 on both sides, a scalar, and equal shapes
+  const pairs: [number[], number[]][] = [
+    [[2, 3, 5, 4], [2, 3, 5, 1]], [[1, 2, 4, 1, 3], [1, 2, 1, 4, 3]], [[1, 2, 4, 4, 3], [4, 4, 1]], [[2, 1, 5], [1, 4, 1]],
+    [[3, 1], [3, 6]], [[2, 3], [1]], [[1, 1, 1, 1], [2, 3, 1, 4]], [[2, 3], [2, 3]], [[1, 7], [5, 1]],
+  ];
+
+  it('equals tfjs\'s op and its gradients bit for bit, NaN and ±∞ included, leaving nothing behind', async () => {
+    for (const [sa, sb] of pairs) for (const op of OPS) {
+      const n = (s: number[]) => s.reduce((x, y) => x * y, 1);
+      const a = tf.tensor(withNonFinite(n(sa), n(sa)), sa);
+      // b's entries kept away from 0, so that a quotient's gradient stays finite where a's is
+      const b = tf.tensor(seededUniform(n(sb) + 7, n(sb), 0.5, 2), sb);
+      const f = (x: tf.Tensor, y: tf.Tensor) => TF_OPS[op](x, y);
+      const want = f(a, b);
+      const w = tf.tensor(seededUniform(3, want.size), want.shape);
+      // a weight per output entry: the gradients of Σ w ∘ op(a, b)
+      const wantGrads = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(f(x, y), w)))([a, b]);
+      const expected = await Promise.all([want, ...wantGrads].map(async (t) => Array.from(await t.data())));
+      await expectNoLeaks(async () => {
+        const got = broadcastBinary(op, a, b);
+        expect(got.shape, `${op} ${sa} ${sb}`).toEqual(want.shape);
+        expect(Array.from(await got.data()), `${op} ${sa} ${sb}`).toEqual(expected[0]);
+        const grads = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(broadcastBinary(op, x, y), w)))([a, b]);
+        for (const [i, g] of grads.entries()) expect(Array.from(await g.data()), `d${'ab'[i]} of ${op} ${sa} ${sb}`).toEqual(expected[i + 1]);
+        tf.dispose([got, ...grads]);
+      });
+      tf.dispose([a, b, want, w, ...wantGrads]);
+    }
+  });
+
+  it('is broadcast.<op>, and launches no tfjs op on cpu where it broadcasts an axis of 1', async () => {
+    const [a, b] = [tf.tensor4d(seededUniform(1, 24), [2, 3, 1, 4]), tf.tensor3d(seededUniform(2, 15), [3, 5, 1])];
+    for (const op of OPS) {
+      const [x, y] = [broadcast[op](a, b), broadcastBinary(op, a, b)];
+      expect(Array.from(await x.data())).toEqual(Array.from(await y.data()));
+      tf.dispose([x, y]);
+    }
+    const { kernels } = await tf.profile(() => broadcast.mul(a, b));
+    if (backend === 'cpu') expect(kernels.map((k) => k.name)).not.toContain('Multiply');
+    else expect(kernels.map((k) => k.name)).toEqual(['Multiply']);
+    tf.dispose([a, b]);
+  });
+});
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'sumAlong', () => {
+  it('equals tf.sum along any one axis bit for bit, NaN and ±∞ included, and so does its gradient, leaving nothing behind', async () => {
+    const shapes: number[][] = [[2, 3, 5, 4], [1, 2, 4, 4, 3], [7], [3, 1, 2]];
+    for (const shape of shapes) for (let axis = -1; axis < shape.length; axis++) {
+      const n = shape.reduce((x, y) => x * y, 1);
+      const x = tf.tensor(withNonFinite(n + axis, n), shape);
+      const want = tf.sum(x, axis);
+      const w = tf.tensor(seededUniform(5, want.size), want.shape);
+      const wantGrad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.sum(t, axis), w)))(x);
+      const [wantValues, wantGradValues] = [Array.from(await want.data()), Array.from(await wantGrad.data())];
+      await expectNoLeaks(async () => {
+        const got = sumAlong(x, axis);
+        expect(got.shape, `${shape} along ${axis}`).toEqual(want.shape);
+        expect(Array.from(await got.data()), `${shape} along ${axis}`).toEqual(wantValues);
+        const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(sumAlong(t, axis), w)))(x);
+        expect(Array.from(await g.data()), `gradient, ${shape} along ${axis}`).toEqual(wantGradValues);
+        tf.dispose([got, g]);
+      });
+      tf.dispose([x, want, w, wantGrad]);
+    }
+  });
+
+  it('launches no Transpose on cpu', async () => {
+    const x = tf.ones([2, 3, 4]);
+    const { kernels } = await tf.profile(() => sumAlong(x, 1));
+    const names = kernels.map((k) => k.name);
+    if (backend === 'cpu') expect(names).not.toContain('Transpose');
+    else expect(names).toContain('Sum');
+    x.dispose();
+  });
+});
