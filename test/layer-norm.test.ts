@@ -170,6 +170,41 @@ async function expectSwishGateMatchesOracle(numRuns: number): Promise<void> {
   }), { numRuns });
 }
 
+/**
+ * The tfjs-ops reference (a customGrad, its gradient written out) against tfjs's own autodiff of
+ * the textbook formula on the same backend, both against the oracle: the reference within the
+ * derived tolerance of autodiff's error. On cpu and wasm the property above compares the
+ * reference with itself, so this is where its gradient meets the oracle there.
+ */
+async function expectReferenceAsAccurateAsAutodiff(numRuns: number, norm: Norm): Promise<void> {
+  const centred = norm === 'layerNorm';
+  const epsilon = 1e-5;
+  // the formula as tfjs ops, differentiated by tfjs
+  const textbook = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+    if (!centred) return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), epsilon))), g);
+    const { mean, variance } = tf.moments(x, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, epsilon))), g), b);
+  };
+  await fc.assert(fc.asyncProperty(cases, async ({ M, D, shift, seed }) => {
+    const { xs, gs, bs, dys } = inputs(M, D, shift, seed);
+    const [x, gamma, beta, dy] = [tf.tensor2d(xs, [M, D]), tf.tensor1d(gs), tf.tensor1d(bs), tf.tensor2d(dys, [M, D])];
+    const oracle = layerNormOracle(xs, gs, centred ? bs : new Float32Array(D), epsilon, dys, centred);
+    await expectNoLeaks(async () => {
+      const options = { epsilon, implementation: 'reference' as const };
+      const mine = (x1: tf.Tensor, g1: tf.Tensor, b1: tf.Tensor) => (centred
+        ? layerNorm(x1, g1 as tf.Tensor1D, b1 as tf.Tensor1D, options) : rmsNorm(x1, g1 as tf.Tensor1D, options));
+      const run = (f: typeof mine) => tf.tidy(() => [f(x, gamma, beta), ...tf.grads(f)(centred ? [x, gamma, beta] : [x, gamma], dy)]);
+      const [got, byAutodiff] = [run(mine), run(textbook)];
+      const [a, b] = [await Promise.all(got.map((t) => t.data())), await Promise.all(byAutodiff.map((t) => t.data()))];
+      const want = [oracle.y, oracle.dx, oracle.dGamma, oracle.dBeta];
+      ['y', 'dx', 'dgamma', 'dbeta'].slice(0, got.length).forEach((what, i) =>
+        expectWithinDerivedTolerance(a[i]!, b[i]!, want[i]!, `${norm} reference ${what} [${M}, ${D}] + ${shift}`, i < 2 ? D : M));
+      tf.dispose([...got, ...byAutodiff]);
+    });
+    tf.dispose([x, gamma, beta, dy]);
+  }), { numRuns });
+}
+
 for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'layerNorm', () => {
   it('matches the oracle and has its gradients, within the derived tolerance of the reference', async () => {
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10);
@@ -177,6 +212,11 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
 
   it('RMSNorm (GatedLinearAttention\'s readout) matches its oracle and has its gradients, within the same tolerance', async () => {
     await expectMatchesOracle(backend === 'webgpu' ? 40 : 10, 'rmsNorm');
+  });
+
+  it('the reference\'s written-out gradients are as accurate as tfjs\'s autodiff of the formula, for both norms', async () => {
+    await expectReferenceAsAccurateAsAutodiff(20, 'layerNorm');
+    await expectReferenceAsAccurateAsAutodiff(20, 'rmsNorm');
   });
 
   it('addLayerNorm gives [x + residual, layerNorm(x + residual)], to the bit, and both outputs\' gradients', async () => {
