@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { broadcast } from '../../cpu-host.js';
 import { reverseCumsum } from '../../tensors.js';
 import { predecessors } from '../causal-generation/reference.js';
 
@@ -16,9 +17,9 @@ function counts(T: number): tf.Tensor3D {
  * (and see {@link reverseCumsum} for webgpu's).
  */
 const causalMeanOf = tf.customGrad(((x: tf.Tensor) => ({
-  value: tf.div(tf.cumsum(x, 1), counts(x.shape[1]!)),
+  value: broadcast.div(tf.cumsum(x, 1), counts(x.shape[1]!)),
   // dL/dx[s] = Σ_{t ≥ s} g[t] / (t + 1)
-  gradFunc: (dy: tf.Tensor) => reverseCumsum(tf.div(dy, counts(dy.shape[1]!)), 1),
+  gradFunc: (dy: tf.Tensor) => reverseCumsum(broadcast.div(dy, counts(dy.shape[1]!)), 1),
 })) as unknown as Parameters<typeof tf.customGrad>[0]);
 
 /** Reference `causalMean`: `[B, T, D] → [B, T, D]`. */
