@@ -56,22 +56,24 @@ export function sumAlong(x: tf.Tensor, axis: number): tf.Tensor {
   const ax = axis < 0 ? axis + rank : axis;
   if (tf.getBackend() !== 'cpu' || x.dtype !== 'float32' || ax === rank - 1) return tf.sum(x, ax);
   const run = tf.customGrad(((t: tf.Tensor) => {
-    const [outer, n, inner] = [x.shape.slice(0, ax), x.shape[ax]!, x.shape.slice(ax + 1)].map((d) => (Array.isArray(d) ? d.reduce((a, b) => a * b, 1) : d)) as number[];
+    const outer = tf.util.sizeFromShape(t.shape.slice(0, ax));
+    const n = t.shape[ax]!;
+    const inner = tf.util.sizeFromShape(t.shape.slice(ax + 1));
     const data = t.dataSync() as Float32Array;
-    const out = new Float32Array(outer! * inner!);
-    const acc = new Float64Array(inner!);
-    for (let o = 0; o < outer!; o++) {
+    const out = new Float32Array(outer * inner);
+    const acc = new Float64Array(inner);
+    for (let o = 0; o < outer; o++) {
       acc.fill(0);
-      for (let j = 0; j < n!; j++) {
-        const at = (o * n! + j) * inner!;
-        for (let i = 0; i < inner!; i++) acc[i] += data[at + i]!;
+      for (let j = 0; j < n; j++) {
+        const at = (o * n + j) * inner;
+        for (let i = 0; i < inner; i++) acc[i] += data[at + i]!;
       }
-      out.set(acc, o * inner!);
+      out.set(acc, o * inner);
     }
-    const shape = x.shape.filter((_, i) => i !== ax);
+    const shape = t.shape.filter((_, i) => i !== ax);
     return {
       value: tf.tensor(out, shape),
-      gradFunc: (dy: tf.Tensor) => broadcast.add(tf.zeros(x.shape), dy.expandDims(ax)),
+      gradFunc: (dy: tf.Tensor) => broadcast.add(tf.zeros(t.shape), dy.expandDims(ax)),
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as (t: tf.Tensor) => tf.Tensor;
   return run(x);
@@ -95,7 +97,7 @@ export function productOnHost(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, t
   const [m, k] = transposeA ? a.shape.slice(-2).reverse() as [number, number] : a.shape.slice(-2) as [number, number];
   const n = transposeB ? b.shape[b.rank - 2]! : b.shape[b.rank - 1]!;
   const batchShape = a.shape.slice(0, -2);
-  const batch = batchShape.reduce((x, y) => x * y, 1);
+  const batch = tf.util.sizeFromShape(batchShape);
   const A = a.dataSync() as Float32Array;
   // b as [k, n] rows, transposed once where it is given as [n, k]
   let B = b.dataSync() as Float32Array;
@@ -144,8 +146,8 @@ const TF_BINARY: Record<BinaryOp, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
  * broadcast along an axis of size 1 (a row's maximum against its scores, a chunk's mask against
  * its channels), the result is computed on the host a run of the last axes at a time: the same
  * floats (each op is one rounding of the exact result, as tfjs-cpu's), 14–27 times faster
- * there (11–24 ns an element where tfjs took 270–320). Elsewhere, and where tfjs-cpu needs no index arithmetic (equal shapes, or b's shape a
- * suffix of a's), tfjs's op itself.
+ * there (11–24 ns an element where tfjs took 270–320). Elsewhere, and where tfjs-cpu needs no
+ * index arithmetic (equal shapes, or one shape a suffix of the other's), tfjs's op itself.
  *
  * @example
  * ```ts
@@ -204,7 +206,7 @@ function binaryGrads(op: BinaryOp, dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor): t
  */
 function hostBinary(op: BinaryOp, a: tf.Tensor, b: tf.Tensor, shape: number[]): Float32Array {
   const [A, B] = [a.dataSync() as Float32Array, b.dataSync() as Float32Array];
-  const out = new Float32Array(shape.reduce((n, d) => n * d, 1));
+  const out = new Float32Array(tf.util.sizeFromShape(shape));
   if (out.length === 0) return out;
   // each operand's stride along each axis of the result, 0 where it is broadcast
   const stridesOf = (s: number[]) => {

@@ -28,6 +28,8 @@ function norm(centred: boolean, epsilon: number) {
     return {
       value: beta ? tf.add(scaled, beta) : scaled,
       gradFunc: (dy: tf.Tensor2D, [sx, sGamma]: tf.Tensor[]) => {
+        // x̂ and r again from the saved x, not kept from the forward: the gradient's own gradient
+        // then reaches x
         const { xHat: xh, r } = normalised(sx!);
         const g = tf.mul(dy, sGamma!);
         const along = broadcast.mul(xh, tf.mean(tf.mul(g, xh), -1, true));
