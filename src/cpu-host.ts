@@ -6,7 +6,12 @@ import * as tf from '@tensorflow/tfjs';
 // element on this project's machine, against about 10 for its op on equal shapes. swapMiddleAxes,
 // broadcastBinary and sumAlong give the same floats, bit for bit, by loops over contiguous runs,
 // and are tfjs's own ops on every other backend and dtype. productOnHost is the products'
-// (tfjs-cpu's reads b down its columns), for `matMul` in src/tensors.ts.
+// (tfjs-cpu's reads b down its columns), for `matMul` in src/tensors.ts. `copy` slices, pads,
+// joins and splits (tfjs-cpu's slices off the contiguous case, and its pads, go element by
+// element the same way, about a microsecond each).
+
+/** What `tf.customGrad` takes: the functions here are typed by their own inputs. */
+type CustomGradFn = Parameters<typeof tf.customGrad>[0];
 
 /**
  * float32 x `[A, M, N, C]` → `[A, N, M, C]`: its middle axes swapped, as
@@ -37,7 +42,7 @@ export function swapMiddleAxes(x: tf.Tensor4D): tf.Tensor4D {
       }
     }
     return { value: tf.tensor4d(out, [A, N, M, C]), gradFunc: (dy: tf.Tensor4D) => swapMiddleAxes(dy) };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (t: tf.Tensor4D) => tf.Tensor4D;
+  }) as unknown as CustomGradFn) as (t: tf.Tensor4D) => tf.Tensor4D;
   return swap(x);
 }
 
@@ -75,7 +80,7 @@ export function sumAlong(x: tf.Tensor, axis: number): tf.Tensor {
       value: tf.tensor(out, shape),
       gradFunc: (dy: tf.Tensor) => broadcast.add(tf.zeros(t.shape), dy.expandDims(ax)),
     };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (t: tf.Tensor) => tf.Tensor;
+  }) as unknown as CustomGradFn) as (t: tf.Tensor) => tf.Tensor;
   return run(x);
 }
 
@@ -167,7 +172,7 @@ export function broadcastBinary<T extends tf.Tensor>(op: BinaryOp, a: tf.Tensor,
       value: tf.tensor(hostBinary(op, x, y, shape), shape),
       gradFunc: (dy: tf.Tensor, [sx, sy]: tf.Tensor[]) => binaryGrads(op, dy, sx!, sy!),
     };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor, y: tf.Tensor) => T;
+  }) as unknown as CustomGradFn) as (x: tf.Tensor, y: tf.Tensor) => T;
   return run(a, b);
 }
 
@@ -248,3 +253,107 @@ const RUNS: Record<BinaryOp, Run> = {
   mul: (out, o, n, a, ia, sa, b, ib, sb) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i * sa]! * b[ib + i * sb]!; },
   div: (out, o, n, a, ia, sa, b, ib, sb) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i * sa]! / b[ib + i * sb]!; },
 };
+
+/**
+ * Copies the block of `size` at `fromAt` in `src` (laid out as `from`) to `toAt` in `dst` (laid
+ * out as `to`). The axes after the last one where the block is not whole in both make one run,
+ * copied at once; an odometer walks the axes before it.
+ */
+function copyBlock(src: Float32Array, from: number[], fromAt: number[], dst: Float32Array, to: number[], toAt: number[], size: number[]): void {
+  let a = size.length - 1;
+  while (a >= 0 && size[a] === from[a] && size[a] === to[a]) a--;
+  if (a < 0) { dst.set(src); return; }
+  const run = tf.util.sizeFromShape(size.slice(a));
+  const [fromStrides, toStrides] = [from, to].map((shape) => shape.map((_, i) => tf.util.sizeFromShape(shape.slice(i + 1))));
+  let s = 0, d = 0;
+  for (let i = 0; i <= a; i++) { s += fromAt[i]! * fromStrides[i]!; d += toAt[i]! * toStrides[i]!; }
+  const at = new Array<number>(a).fill(0);
+  for (let o = tf.util.sizeFromShape(size.slice(0, a)); o > 0; o--) {
+    // a short run costs less as a loop than as a subarray and a set
+    if (run < 16) for (let i = 0; i < run; i++) dst[d + i] = src[s + i]!;
+    else dst.set(src.subarray(s, s + run), d);
+    for (let i = a - 1; i >= 0; i--) {
+      s += fromStrides[i]!; d += toStrides[i]!;
+      if (++at[i]! < size[i]!) break;
+      at[i] = 0; s -= fromStrides[i]! * size[i]!; d -= toStrides[i]! * size[i]!;
+    }
+  }
+}
+
+/** Whether a copy of float32 x runs on the host: on tfjs-cpu, whose own goes element by element. */
+const copiesOnHost = (...xs: tf.Tensor[]) => tf.getBackend() === 'cpu' && xs.every((x) => x.dtype === 'float32');
+
+
+/** `tf.slice(x, begin, size)` (a size of −1 runs to the end), differentiable; see {@link copy}. */
+function slice<T extends tf.Tensor>(x: T, begin: number[], size: number[]): T {
+  const [at, sizes] = tf.slice_util.parseSliceParams(x, begin, size);
+  if (!copiesOnHost(x)) return tf.slice(x, begin, size);
+  tf.slice_util.assertParamsValid(x, at, sizes);
+  // even a contiguous slice, which tfjs-cpu takes as a view: its gradient is tfjs's pad
+  const run = tf.customGrad(((t: tf.Tensor) => {
+    const out = new Float32Array(tf.util.sizeFromShape(sizes));
+    copyBlock(t.dataSync() as Float32Array, t.shape, at, out, sizes, sizes.map(() => 0), sizes);
+    return {
+      value: tf.tensor(out, sizes),
+      gradFunc: (dy: tf.Tensor) => pad(dy, t.shape.map((n, i): [number, number] => [at[i]!, n - at[i]! - sizes[i]!])),
+    };
+  }) as unknown as CustomGradFn) as (t: tf.Tensor) => T;
+  return run(x);
+}
+
+/** `tf.pad(x, paddings)` with zeros, differentiable; see {@link copy}. */
+function pad<T extends tf.Tensor>(x: T, paddings: [number, number][]): T {
+  if (!copiesOnHost(x) || paddings.every(([b, e]) => b === 0 && e === 0)) return tf.pad(x, paddings);
+  const run = tf.customGrad(((t: tf.Tensor) => {
+    const shape = t.shape.map((n, i) => paddings[i]![0] + n + paddings[i]![1]);
+    const before = paddings.map(([b]) => b);
+    const out = new Float32Array(tf.util.sizeFromShape(shape));
+    copyBlock(t.dataSync() as Float32Array, t.shape, t.shape.map(() => 0), out, shape, before, t.shape);
+    return { value: tf.tensor(out, shape), gradFunc: (dy: tf.Tensor) => slice(dy, before, t.shape) };
+  }) as unknown as CustomGradFn) as (t: tf.Tensor) => T;
+  return run(x);
+}
+
+/** `tf.concat(xs, axis)`, differentiable; see {@link copy}. */
+function concat<T extends tf.Tensor>(xs: T[], axis = 0): T {
+  if (xs.length < 2 || !copiesOnHost(...xs)) return tf.concat(xs, axis);
+  const ax = axis < 0 ? axis + xs[0]!.rank : axis;
+  // tfjs-cpu's Concat copies row by row, fast; its gradient is tfjs's split, which is not
+  const run = tf.customGrad(((...ts: tf.Tensor[]) => ({
+    value: tf.concat(ts.slice(0, xs.length), ax),
+    gradFunc: (dy: tf.Tensor) => split(dy, xs.map((x) => x.shape[ax]!), ax),
+  })) as unknown as CustomGradFn) as (...ts: tf.Tensor[]) => T;
+  return run(...xs);
+}
+
+/** `tf.split(x, sizes, axis)`, differentiable; see {@link copy}. */
+function split<T extends tf.Tensor>(x: T, sizes: number | number[], axis = 0): T[] {
+  const ax = axis < 0 ? axis + x.rank : axis;
+  // pieces that are runs of x: tfjs-cpu's split takes views, and its gradient is one concat
+  if (!copiesOnHost(x) || x.shape.slice(0, ax).every((d) => d === 1)) return tf.split(x, sizes, axis);
+  const n = x.shape[ax]!;
+  const lengths = typeof sizes === 'number' ? new Array<number>(sizes).fill(n / sizes) : sizes;
+  if (!lengths.every(Number.isInteger) || lengths.reduce((a, b) => a + b, 0) !== n) return tf.split(x, sizes, axis);   // tfjs's own error
+  let at = 0;
+  return lengths.map((m) => {
+    const from = at;
+    at += m;
+    return slice(x, x.shape.map((_, i) => (i === ax ? from : 0)), x.shape.map((d, i) => (i === ax ? m : d)));
+  });
+}
+
+/**
+ * tfjs's slice, pad (with zeros), concat and split, differentiable, for the references' cuts
+ * and joins. On tfjs-cpu, for float32 tensors, slices and pads copy runs on the host, and
+ * concat's gradient and a split off the leading axes are such slices, where tfjs-cpu would work
+ * out each element's indices (about a microsecond an element); the same floats, bit for bit.
+ * Elsewhere, and for other dtypes, tfjs's own ops.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tensor3d([[[1], [2], [3]], [[4], [5], [6]]]);   // [2, 3, 1]
+ * copy.slice(x, [0, 1, 0], [-1, 2, -1]).print();              // [[[2], [3]], [[5], [6]]]
+ * copy.concat([x, x], 1).shape;                                // [2, 6, 1]
+ * ```
+ */
+export const copy = { slice, pad, concat, split };

@@ -1,9 +1,9 @@
-// src/cpu-host.ts: swapMiddleAxes, broadcastBinary and sumAlong give tfjs's own results bit for
+// src/cpu-host.ts: swapMiddleAxes, broadcastBinary, sumAlong and copy give tfjs's own results bit for
 // bit, their gradients too, on every backend (on tfjs-cpu computed on the host, elsewhere tfjs's
 // ops), and on tfjs-cpu launch none of the kernels whose index arithmetic they avoid.
 import * as tf from '@tensorflow/tfjs';
 import { expect, it } from 'vitest';
-import { broadcast, broadcastBinary, sumAlong, swapMiddleAxes, type BinaryOp } from '../src/cpu-host.js';
+import { broadcast, broadcastBinary, copy, sumAlong, swapMiddleAxes, type BinaryOp } from '../src/cpu-host.js';
 import { REFERENCE_BACKENDS, describeOn, expectNoLeaks, seededUniform } from './helpers.js';
 
 /** seededUniform values with a NaN, +∞ or −∞ at every 11th entry from the 4th. */
@@ -129,6 +129,72 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     const names = kernels.map((k) => k.name);
     if (backend === 'cpu') expect(names).not.toContain('Transpose');
     else expect(names).toContain('Sum');
+    x.dispose();
+  });
+});
+
+for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(backend, 'copy', () => {
+  const sized = (shape: number[], seed: number) => tf.tensor(withNonFinite(seed, shape.reduce((a, b) => a * b, 1)), shape);
+  /**
+   * `ours` equals `theirs` on `inputs` bit for bit, and so do the gradients of Σ w ∘ output with
+   * a weight per output entry, with no tensor left behind.
+   */
+  async function expectSame(what: string, inputs: tf.Tensor[], ours: (...xs: tf.Tensor[]) => tf.Tensor[], theirs: (...xs: tf.Tensor[]) => tf.Tensor[]) {
+    const want = theirs(...inputs);
+    const ws = want.map((t, i) => tf.tensor(seededUniform(i + 9, t.size), t.shape));
+    const loss = (f: typeof ours) => (...xs: tf.Tensor[]) => tf.addN(f(...xs).map((t, i) => tf.sum(tf.mul(t, ws[i]!))));
+    const wantGrads = tf.grads(loss(theirs))(inputs);
+    const expected = await Promise.all([...want, ...wantGrads].map(async (t) => Array.from(await t.data())));
+    await expectNoLeaks(async () => {
+      const got = ours(...inputs);
+      expect(got.map((t) => t.shape), what).toEqual(want.map((t) => t.shape));
+      for (const [i, t] of got.entries()) expect(Array.from(await t.data()), `${what}: output ${i}`).toEqual(expected[i]);
+      const grads = tf.grads(loss(ours))(inputs);
+      for (const [i, g] of grads.entries()) expect(Array.from(await g.data()), `${what}: gradient ${i}`).toEqual(expected[want.length + i]);
+      tf.dispose([...got, ...grads]);
+    });
+    tf.dispose([...inputs, ...want, ...ws, ...wantGrads]);
+  }
+
+  it('slices as tf.slice, off the contiguous case and on it, its gradient too', async () => {
+    const cases: [number[], number[], number[]][] = [
+      [[2, 3, 5, 4], [0, 1, 0, 0], [-1, 2, -1, -1]], [[2, 3, 5, 4], [1, 0, 2, 1], [1, 3, 2, 2]], [[2, 3, 5, 4], [0, 0, 0, 3], [2, 3, 5, 1]],
+      [[2, 3, 5, 4], [1, 0, 0, 0], [1, -1, -1, -1]], [[7], [2], [3]], [[3, 40], [0, 5], [3, 30]],
+    ];
+    for (const [i, [shape, begin, size]] of cases.entries()) {
+      await expectSame(`slice ${shape} at ${begin} of ${size}`, [sized(shape, i)], (x) => [copy.slice(x!, begin, size)], (x) => [tf.slice(x!, begin, size)]);
+    }
+  });
+
+  it('pads with zeros as tf.pad, its gradient too', async () => {
+    const cases: [number[], [number, number][]][] = [
+      [[2, 3, 4], [[0, 0], [1, 2], [0, 0]]], [[2, 3, 4], [[1, 0], [0, 0], [0, 3]]], [[5], [[2, 1]]], [[2, 3], [[0, 0], [0, 0]]],
+    ];
+    for (const [i, [shape, paddings]] of cases.entries()) {
+      await expectSame(`pad ${shape} by ${JSON.stringify(paddings)}`, [sized(shape, i)], (x) => [copy.pad(x!, paddings)], (x) => [tf.pad(x!, paddings)]);
+    }
+  });
+
+  it('joins as tf.concat and cuts as tf.split along any axis, their gradients too', async () => {
+    const joins: [number[][], number][] = [[[[2, 3, 4], [2, 1, 4]], 1], [[[2, 3, 4], [2, 3, 2], [2, 3, 1]], -1], [[[1, 3], [2, 3]], 0]];
+    for (const [i, [shapes, axis]] of joins.entries()) {
+      await expectSame(`concat ${JSON.stringify(shapes)} along ${axis}`, shapes.map((s, j) => sized(s, 10 * i + j)),
+        (...xs) => [copy.concat(xs, axis)], (...xs) => [tf.concat(xs, axis)]);
+    }
+    const cuts: [number[], number | number[], number][] = [[[2, 6, 4], [1, 2, 3], 1], [[2, 3, 4], 2, -1], [[4, 3], [3, 1], 0]];
+    for (const [i, [shape, sizes, axis]] of cuts.entries()) {
+      await expectSame(`split ${shape} into ${sizes} along ${axis}`, [sized(shape, 20 + i)], (x) => copy.split(x!, sizes, axis), (x) => tf.split(x!, sizes, axis));
+    }
+  });
+
+  it('launches no Slice, PadV2 or SplitV on cpu, forward or backward, and tfjs\'s ops elsewhere', async () => {
+    const x = tf.ones([2, 3, 4]);
+    const f = (t: tf.Tensor) => tf.add(tf.sum(copy.concat([copy.slice(t, [0, 1, 0], [2, 2, 4]), copy.pad(t, [[0, 0], [1, 0], [0, 0]])], 1)),
+      tf.sum(copy.split(t, [1, 2], 1)[1]!));
+    const { kernels } = await tf.profile(() => tf.grad(f)(x));
+    const names = kernels.map((k) => k.name);
+    if (backend === 'cpu') for (const name of ['Slice', 'PadV2', 'SplitV']) expect(names).not.toContain(name);
+    else expect(names).toEqual(expect.arrayContaining(['Slice', 'PadV2']));
     x.dispose();
   });
 });

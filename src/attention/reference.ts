@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionSizes } from './validate.js';
-import { broadcast, swapMiddleAxes } from '../cpu-host.js';
+import { broadcast, copy, swapMiddleAxes } from '../cpu-host.js';
 import { chunksAlong, finitePart, hiddenScore, matMul, notFinite, poisonWhere } from '../tensors.js';
 import { dropoutRows, type Dropout } from './dropout.js';
 import type { Visibility } from './visibility.js';
@@ -362,7 +362,7 @@ export function chunkedAttention(
     tf.dispose([...inputs.queryBad, ...inputs.keyBad]);
     save([...c.q, ...c.k, ...c.v, ...forward.o, ...forward.rowSees, ...forward.stats.flat(), ...inputs.ok,
       ...visTensors.filter((t): t is tf.Tensor => !!t), ...forward.scores]);
-    const value = tf.tidy(() => tf.concat(forward.o.map((o, n) => fromRows(broadcast.add(o, forward.poison[n]!), s.H)), 1));
+    const value = tf.tidy(() => copy.concat(forward.o.map((o, n) => fromRows(broadcast.add(o, forward.poison[n]!), s.H)), 1));
     tf.dispose(forward.poison);
     return {
       value,
@@ -385,7 +385,7 @@ export function chunkedAttention(
         // gradient at a time, each freeing its chunks as it goes: the O(T·K) copies set the peak
         const finish = (ok: tf.Tensor, parts: tf.Tensor4D[], layout: (x: tf.Tensor4D) => tf.Tensor) => {
           const out = tf.tidy(() => {
-            const d = tf.concat(parts.map(layout), 1);
+            const d = copy.concat(parts.map(layout), 1);
             // zeros of d's shape: tfjs broadcasts a scalar by a tile, slow on wasm
             return tf.where(ok, d, tf.zerosLike(d));
           });
@@ -482,7 +482,7 @@ function backwardPass(
 ) {
   const { s, family, plan } = c;
   const masks = new TileMasks(c.vis, c.known, s);
-  const vOnes = c.v.map((v) => tf.tidy(() => tf.concat([v, tf.onesLike(tf.slice(v, [0, 0, 0, 0], [s.B, s.Hkv, v.shape[2], 1]))], -1) as tf.Tensor4D));
+  const vOnes = c.v.map((v) => tf.tidy(() => copy.concat([v, tf.onesLike(copy.slice(v, [0, 0, 0, 0], [s.B, s.Hkv, v.shape[2], 1]))], -1) as tf.Tensor4D));
   const dk: (tf.Tensor4D | null)[] = c.k.map(() => null);
   const dv: (tf.Tensor4D | null)[] = c.k.map(() => null);
   const add = (into: (tf.Tensor4D | null)[], n: number, part: tf.Tensor4D) => {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../cpu-host.js';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import grid from '../../kernels/common/grid.wgsl';
 import fillPaddingBody from '../../kernels/prefill/fill-padding.wgsl';
@@ -161,7 +162,7 @@ export function windowAfter(history: tf.Tensor3D, x: tf.Tensor3D, lengths: tf.Te
   if (B > 0 && D > 0 && helperKernels(onKernel)) return launchHelper<tf.Rank.R3>(WINDOW_AFTER, [history, x, lengths], history.shape, [H, D, T, W]);
   return tf.tidy(() => {
     const rows = tf.add(lengths.expandDims(1), tf.range(0, H, 1, 'int32').expandDims(0));   // [B, H]
-    const steps = W === D ? x : x.slice([0, 0, 0], [B, T, D]);
-    return gatherRows(tf.concat([history, steps], 1) as tf.Tensor3D, rows as tf.Tensor2D);
+    const steps = W === D ? x : copy.slice(x, [0, 0, 0], [B, T, D]);
+    return gatherRows(copy.concat([history, steps], 1), rows as tf.Tensor2D);
   });
 }

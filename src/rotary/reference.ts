@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../cpu-host.js';
 
 /**
  * θ_m = base^(−2m/R), m = 0..R/2−1, in float64, then rounded once to float32: the reference and
@@ -52,7 +53,7 @@ function sinCos(a: tf.Tensor): [tf.Tensor, tf.Tensor] {
 }
 
 /** `[..., n]` → its channels `[from, from + n)`. */
-const channels = (x: tf.Tensor4D, from: number, n: number) => x.slice([0, 0, 0, from], [-1, -1, -1, n]);
+const channels = (x: tf.Tensor4D, from: number, n: number) => copy.slice(x, [0, 0, 0, from], [-1, -1, -1, n]);
 
 /**
  * The rotary embedding in tfjs ops, differentiable by tfjs's autodiff (the gradient is then
@@ -75,13 +76,13 @@ export function rotaryReference(
     if (interleaved) {
       // pairs (2m, 2m + 1): split the last axis into [R/2, 2], staying at rank 4
       const pairs = channels(x, 0, R).reshape([B, T, H * half, 2]);
-      const part = (i: number) => pairs.slice([0, 0, 0, i], [-1, -1, -1, 1]).reshape([B, T, H, half]) as tf.Tensor4D;
+      const part = (i: number) => copy.slice(pairs, [0, 0, 0, i], [-1, -1, -1, 1]).reshape([B, T, H, half]) as tf.Tensor4D;
       const [ya, yb] = rotate(part(0), part(1));
-      rotated = tf.concat([ya.reshape([B, T, H * half, 1]), yb.reshape([B, T, H * half, 1])], 3).reshape([B, T, H, R]);
+      rotated = copy.concat([ya.reshape([B, T, H * half, 1]), yb.reshape([B, T, H * half, 1])], 3).reshape([B, T, H, R]);
     } else {
       // pairs (m, m + R/2)
-      rotated = tf.concat(rotate(channels(x, 0, half), channels(x, half, half)), 3);
+      rotated = copy.concat(rotate(channels(x, 0, half), channels(x, half, half)), 3);
     }
-    return R === K ? rotated : tf.concat([rotated, channels(x, R, K - R)], 3);
+    return R === K ? rotated : copy.concat([rotated, channels(x, R, K - R)], 3);
   });
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { broadcast, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
+import { broadcast, copy, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
 import { chunksAlong, expNonPositive, finiteOnly, hiddenScore, matMul, noScore, nonFiniteCount, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
 
 /**
@@ -79,7 +79,7 @@ function visibleScores(s: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor4D {
 /** The last entry of `x` along `axis`, which is dropped: e.g. `[B, H, n]` → `[B, H]` and `[B, H, n, K]` → `[B, H, K]` along axis 2. */
 function last(x: tf.Tensor, axis: number): tf.Tensor {
   const n = x.shape[axis]!;
-  return tf.squeeze(tf.slice(x, x.shape.map((_, a) => (a === axis ? n - 1 : 0)), x.shape.map((d, a) => (a === axis ? 1 : d))), [axis]);
+  return tf.squeeze(copy.slice(x, x.shape.map((_, a) => (a === axis ? n - 1 : 0)), x.shape.map((d, a) => (a === axis ? 1 : d))), [axis]);
 }
 
 /**
@@ -142,7 +142,7 @@ function backward(
         const Gw = tf.add(matMul(E, a, true), broadcast.mul(later.expandDims(3), dW.expandDims(2))) as tf.Tensor4D;
         const Gu = tf.sub(tf.mul(later, dU.expandDims(2)), tf.squeeze(matMul(E, b.expandDims(3), true), [3]));
         // the first maximiser of the final m is where the running max first reaches it
-        const prev = tf.concat([before.expandDims(2), tf.slice(m, [0, 0, 0], [-1, -1, m.shape[2] - 1])], 2);
+        const prev = copy.concat([before.expandDims(2), copy.slice(m, [0, 0, 0], [-1, -1, m.shape[2] - 1])], 2);
         const target = tf.mul(finalM.expandDims(2), tf.onesLike(m));
         const reaches = tf.logicalAnd(tf.equal(m, target), tf.less(prev, target));
         // a padded token is never the maximiser (it reaches the max only where no real token is: an empty state)
@@ -163,7 +163,7 @@ function backward(
     }
     const dm = tf.add(tf.add(tf.sum(tf.mul(init.w, dW), -1), tf.mul(init.u, dU)),
       tf.where(tf.equal(init.m, finalM), gm, tf.zerosLike(gm))) as tf.Tensor2D;
-    return { ds: tf.concat(ds, 2) as tf.Tensor3D, dv: tf.concat(dv, 2) as tf.Tensor4D, state: { m: dm, u: dU, w: dW } };
+    return { ds: copy.concat(ds, 2) as tf.Tensor3D, dv: copy.concat(dv, 2) as tf.Tensor4D, state: { m: dm, u: dU, w: dW } };
   });
 }
 
@@ -260,7 +260,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
         carry = { m: last(m, 2) as tf.Tensor2D, u: last(u, 2) as tf.Tensor2D, w: last(w, 2) as tf.Tensor3D };
         tf.dispose([sChunks[n]!, vChunks[n]!, w]);
       }
-      const [m, u, o] = [tf.concat(ms, 2), tf.concat(us, 2), tf.concat(os, 2)];
+      const [m, u, o] = [copy.concat(ms, 2), copy.concat(us, 2), copy.concat(os, 2)];
       tf.dispose([ms, us, os]);
       // k and v as given (saved tensors are copies on wasm): the backward takes their finite parts again
       save([q, kRaw, vRaw, m0, u0, w0, m, u, o, carry.u, carry.w, ...(args.real ? [args.real] : [])]);
@@ -269,7 +269,7 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
       const poisonState = last(poison, 1);
       // an empty final state (no real token and no initial one) has m = −∞, as the empty state
       const finalM = hasReal ? tf.where(tf.equal(carry.u, 0), tf.fill(carry.m.shape, noScore()), carry.m) : carry.m;
-      const value = tf.concat([
+      const value = copy.concat([
         broadcast.add(swapMiddleAxes(o as tf.Tensor4D), poison.expandDims(3)).reshape([B, THK]),
         tf.add(finalM, poisonState), tf.add(carry.u, poisonState),
         tf.add(carry.w, poisonState.expandDims(2)).reshape([B, H * K]),
@@ -280,10 +280,10 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
           const [sq, kRawSaved, vRawSaved, sm0, su0, sw0, sm, su, so, uT, wT, real] = saved as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D,
             tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor2D, tf.Tensor3D, tf.Tensor2D | undefined];
           const [sk, sv] = [finiteOnly(kRawSaved), finiteOnly(vRawSaved)];
-          const dO = swapMiddleAxes(tf.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]));
-          const dm = tf.slice(dy, [0, THK], [B, H]) as tf.Tensor2D;
-          const du = tf.slice(dy, [0, THK + H], [B, H]) as tf.Tensor2D;
-          const dw = tf.slice(dy, [0, THK + 2 * H], [B, H * K]).reshape([B, H, K]) as tf.Tensor3D;
+          const dO = swapMiddleAxes(copy.slice(dy, [0, 0], [B, THK]).reshape([B, T, H, K]));
+          const dm = copy.slice(dy, [0, THK], [B, H]) as tf.Tensor2D;
+          const du = copy.slice(dy, [0, THK + H], [B, H]) as tf.Tensor2D;
+          const dw = copy.slice(dy, [0, THK + 2 * H], [B, H * K]).reshape([B, H, K]) as tf.Tensor3D;
           const finalM = last(sm, 2) as tf.Tensor2D;
           const gm = tf.sub(tf.sub(dm, tf.mul(du, uT)), tf.sum(tf.mul(dw, wT), -1)) as tf.Tensor2D;
           // a_t = do_t/u_t and b_t = do_t·o_t/u_t, what every P_tj = e^{s_j − m_t}/u_t multiplies
@@ -315,8 +315,8 @@ export function aarenReference(args: AarenArgs): { output: tf.Tensor4D; state: A
     // floors it: the same outputs and final state, and no −∞ computed (which tfjs's debug mode
     // reports at every op it passes)
     const init = args.initialState ?? emptyState(B, H, K, hiddenScore());
-    // a split, whose gradient is one concat (a slice's is a pad of the whole packed tensor)
-    const [o, m, u, w] = tf.split(run(args.q, args.k, args.v, init.m, init.u, init.w), [THK, H, H, H * K], 1);
+    // a split: where its pieces are runs its gradient is one concat (slices' would be pads of the whole packed tensor)
+    const [o, m, u, w] = copy.split(run(args.q, args.k, args.v, init.m, init.u, init.w), [THK, H, H, H * K], 1);
     return {
       output: o!.reshape([B, T, H, K]) as tf.Tensor4D,
       state: { m: m as tf.Tensor2D, u: u as tf.Tensor2D, w: w!.reshape([B, H, K]) as tf.Tensor3D },

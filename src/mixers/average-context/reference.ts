@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { broadcast } from '../../cpu-host.js';
+import { broadcast, copy } from '../../cpu-host.js';
 import { reverseCumsum } from '../../tensors.js';
 import { predecessors } from '../causal-generation/reference.js';
 
@@ -65,8 +65,8 @@ export function averageContextPrefillReference(
   return tf.tidy(() => {
     const [B, T, D] = x.shape;
     const rowPositions = positions.reshape([B, 1, 1]);
-    const before = tf.where(tf.greater(rowPositions, 0), previous.expandDims(1), x.slice([0, 0, 0], [B, 1, D]));
-    const predecessors = T === 1 ? before : tf.concat([before, x.slice([0, 0, 0], [B, T - 1, D])], 1);
+    const before = tf.where(tf.greater(rowPositions, 0), previous.expandDims(1), copy.slice(x, [0, 0, 0], [B, 1, D]));
+    const predecessors = T === 1 ? before : copy.concat([before, copy.slice(x, [0, 0, 0], [B, T - 1, D])], 1);
     const counts = tf.cast(tf.add(rowPositions, tf.range(1, T + 1, 1, 'int32').reshape([1, T, 1])), 'float32');
     const context = tf.div(tf.add(sum.expandDims(1), tf.cumsum(x, 1)), counts);
     return combineThree(combine, x, predecessors, context) as tf.Tensor3D;

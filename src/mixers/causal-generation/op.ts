@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../../cpu-host.js';
 import {
   checkOneOf, checkOptionNames, checkPosition, checkShape, checkTensor, differentiableZeros, optionNames, useKernel,
   type Implementation,
@@ -70,8 +71,8 @@ export function causalGenerationPrefill(x: tf.Tensor3D, previous: tf.Tensor2D, p
   }
   return tf.tidy(() => {
     const mixed = causalGeneration(x, options);
-    const first = causalGenerationStep(x.slice([0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, previous, { ...options, position: positions });
-    return (T === 1 ? first.expandDims(1) : tf.concat([first.expandDims(1), mixed.slice([0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
+    const first = causalGenerationStep(copy.slice(x, [0, 0, 0], [B, 1, D]).squeeze([1]) as tf.Tensor2D, previous, { ...options, position: positions });
+    return (T === 1 ? first.expandDims(1) : copy.concat([first.expandDims(1), copy.slice(mixed, [0, 1, 0], [B, T - 1, D])], 1)) as tf.Tensor3D;
   });
 }
 

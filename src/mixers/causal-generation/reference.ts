@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../../cpu-host.js';
 
 /** The pairwise reductions of CausalGeneration. */
 export type Reduce = 'min' | 'max' | 'mean';
@@ -10,7 +11,7 @@ export type Reduce = 'min' | 'max' | 'mean';
 export function predecessors(x: tf.Tensor3D): tf.Tensor3D {
   const [, T] = x.shape;
   if (T === 1) return x;
-  return tf.concat([x.slice([0, 0, 0], [-1, 1, -1]), x.slice([0, 0, 0], [-1, T - 1, -1])], 1);
+  return copy.concat([copy.slice(x, [0, 0, 0], [-1, 1, -1]), copy.slice(x, [0, 0, 0], [-1, T - 1, -1])], 1);
 }
 
 /** `R(a, b)`; tfjs's minimum/maximum gradients send a tie to `a`, the tie rule `ops.causalGeneration` documents. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../../cpu-host.js';
 import {
   AttentionLayer, type KVCacheOptions, type KVCacheState, type WindowedAttentionLayerArgs,
 } from '../../attention/attention-layer.js';
@@ -365,7 +366,7 @@ export class ExpressiveAttention extends AttentionLayer {
     // S from the op: w = S/(E + S) with values 1, S = E·w/(1 − w)
     const [B, T, H] = q.shape;
     const E = sumEpsilon();
-    const w = attention(tf.onesLike(v), E).slice([0, 0, 0, 0], [B, T, H, 1]);
+    const w = copy.slice(attention(tf.onesLike(v), E), [0, 0, 0, 0], [B, T, H, 1]);
     const S = tf.div(tf.mul(w, E), tf.sub(1, w));
     const own = attention(v, this.epsilon);
     const denominator = tf.maximum(tf.add(tf.add(S0, S), this.epsilon), this.denominatorFloor());

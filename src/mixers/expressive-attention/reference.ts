@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { broadcast } from '../../cpu-host.js';
+import { broadcast, copy } from '../../cpu-host.js';
 import { matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily, type TileMask } from '../../attention/reference.js';
 import type { Dropout } from '../../attention/dropout.js';
@@ -40,7 +40,7 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
       const dOverZ = broadcast.div<tf.Tensor4D>(dO, denominator!);
       // the denominator's part of dw, the same for every key of a row
       const perRow = tf.mul(tf.div(delta, denominator!), flows!) as tf.Tensor4D;
-      return [dOverZ, tf.concat([dOverZ, tf.neg(perRow)], -1) as tf.Tensor4D, perRow];
+      return [dOverZ, copy.concat([dOverZ, tf.neg(perRow)], -1) as tf.Tensor4D, perRow];
     },
     tileGrad(s, mask, v, vOnes, drop, [dOverZ, dOMinus, perRow]) {
       const w = weights(s, mask);
@@ -102,10 +102,10 @@ export function quadraticFeatures(x: tf.Tensor): tf.Tensor {
     if (K === 1) return tf.square(x);
     // slices, not a gather: tf.gather's gradient needs UnsortedSegmentSum, which wasm lacks
     const channels = (from: number, n: number) =>
-      tf.slice(x, x.shape.map((_, d) => (d === axis ? from : 0)), x.shape.map((size, d) => (d === axis ? n : size)));
+      copy.slice(x, x.shape.map((_, d) => (d === axis ? from : 0)), x.shape.map((size, d) => (d === axis ? n : size)));
     // x_a·x_b for every b > a, a-major
     const pairs = Array.from({ length: K - 1 }, (_, a) => tf.mul(channels(a, 1), channels(a + 1, K - a - 1)));
-    return tf.concat([tf.square(x), tf.mul(tf.concat(pairs, axis), Math.SQRT2)], axis);
+    return copy.concat([tf.square(x), tf.mul(copy.concat(pairs, axis), Math.SQRT2)], axis);
   });
 }
 
@@ -125,11 +125,11 @@ function compensatedSum(x: tf.Tensor, axis: number): tf.Tensor {
       if (sum.shape[axis]! % 2 === 1) {
         // an odd count: a zero joins the last element, exactly
         const pad = sum.shape.map((_, i): [number, number] => (i === axis ? [0, 1] : [0, 0]));
-        [sum, error] = [tf.pad(sum, pad), tf.pad(error, pad)];
+        [sum, error] = [copy.pad(sum, pad), copy.pad(error, pad)];
       }
       const half = sum.shape[axis]! / 2;
-      const [a, b] = tf.split(sum, [half, half], axis);
-      const [ea, eb] = tf.split(error, [half, half], axis);
+      const [a, b] = copy.split(sum, [half, half], axis);
+      const [ea, eb] = copy.split(error, [half, half], axis);
       const s = tf.add(a!, b!);
       const bb = tf.sub(s, a!);
       // TwoSum: a + b = s + e exactly

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { broadcast } from '../../cpu-host.js';
+import { broadcast, copy } from '../../cpu-host.js';
 import { expNonPositive, matMul } from '../../tensors.js';
 import { chunkedAttention, type ReferenceFamily } from '../../attention/reference.js';
 import type { AttentionSizes } from '../../attention/validate.js';
@@ -36,7 +36,7 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     return { o: broadcast.div<tf.Tensor4D>(acc!, l!), stats: [tf.add(m!, tf.log(tf.maximum(l!, 1))) as tf.Tensor4D] };
   },
   rowGrads(dO, [lse], delta) {
-    return [dO, tf.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
+    return [dO, copy.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
   },
   tileGrad(s, mask, v, vOnes, drop, [dO, dOMinus, lse, delta]) {
     const p = expNonPositive(broadcast.sub(mask ? tf.add(s, mask.hidden) : s, lse!));

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { broadcast, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
+import { broadcast, copy, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
 import { chunksAlong, expNonPositive, finiteOnly, matMul, nonFiniteCount, poisonWhere, reverseCumsum, zeroWhereNotFinite } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
@@ -82,7 +82,7 @@ function causalMasks(): { maskOf: Masks; dispose: () => void } {
 function chunkTerms(q: tf.Tensor, k: tf.Tensor, g: tf.Tensor, mask: tf.Tensor) {
   const [B, H, L, K] = q.shape as [number, number, number, number];
   const G = tf.transpose(cumsumLast(g), [0, 1, 3, 2]);                      // [B, H, L, K]
-  const Glast = tf.slice(G, [0, 0, L - 1, 0], [B, H, 1, K]);
+  const Glast = copy.slice(G, [0, 0, L - 1, 0], [B, H, 1, K]);
   const weights = broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
   const scores = tf.sum(tf.mul(broadcast.mul(q.expandDims(3), k.expandDims(2)), weights), 4);
   return { Glast, decayG: expNonPositive(G), toEnd: expNonPositive(broadcast.sub(Glast, G)), weights, scores };
@@ -130,7 +130,7 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     // Σ_j R = q ⊙ Σ_j P·k_j and Σ_t R = k ⊙ Σ_t P·q_t: R itself is never formed
     const dG = tf.add(
       tf.sub(tf.add(tf.sub(tf.mul(q, dqIntra), tf.mul(k, dkIntra)), tf.mul(dqDecayed, qDecayed)), Z),
-      tf.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
+      copy.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
     return [
       tf.add(dqIntra, tf.mul(dqDecayed, decayG)),                              // dq
       tf.add(dkIntra, tf.mul(dkToEnd, toEnd)),                                 // dk
@@ -165,7 +165,7 @@ export function nonFiniteSeen(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Te
   const seen = tf.transpose(cumsumLast(tf.transpose(entering, [0, 2, 1])), [0, 2, 1]);
   return {
     outputSees: tf.add(seen, bad(q)).expandDims(3),
-    stateSees: tf.slice(seen, [0, T - 1, 0], [B, 1, H]).reshape([B, H, 1, 1]),
+    stateSees: copy.slice(seen, [0, T - 1, 0], [B, 1, H]).reshape([B, H, 1, 1]),
   };
 }
 
@@ -195,7 +195,7 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
     const { outputSees, stateSees } = nonFiniteSeen(q, k, v, g);
     const output = broadcast.add(headsFirst(tf.concat(outs, 2)), poisonWhere(outputSees));   // [B, T, H, V]
     const state = broadcast.add(starts.pop()!, poisonWhere(stateSees));
-    return tf.concat([output.reshape([B, T * H * V]), state.reshape([B, H * K * V])], 1);
+    return copy.concat([output.reshape([B, T * H * V]), state.reshape([B, H * K * V])], 1);
   });
   dispose();
   save([q, k, v, g, ...starts]);
@@ -206,7 +206,7 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
       const [sq, sk, sv, sg, ...states] = saved;
       const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
       const grads = tf.tidy(() => {
-        const [dOut, dState] = tf.split(dy, [T * H * V, H * K * V], 1);
+        const [dOut, dState] = copy.split(dy, [T * H * V, H * K * V], 1);
         const [qh, kh, vh, gh] = headsFirstFinite(sq!, sk!, sv!, sg!, scale);
         const [qc, kc, vc, gc, dOc] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3),
           pieces(headsFirst(dOut!.reshape([B, T, H, V])), sizes, 2)];
@@ -224,7 +224,7 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
         const gradOf = (i: number, x: tf.Tensor, layout: (d: tf.Tensor) => tf.Tensor) => tf.tidy(() => {
           const parts = perChunk.map((r) => r[i]!);
           const axis = i === 3 ? 3 : 2;
-          const joined = parts.length === 1 ? parts[0]! : tf.concat(parts, axis);
+          const joined = parts.length === 1 ? parts[0]! : copy.concat(parts, axis);
           tf.dispose(parts.filter((p) => p !== joined));
           const d = layout(joined);
           return zeroWhereNotFinite(x, d);
@@ -254,7 +254,7 @@ export function runPacked(packed: PackedRecurrence, args: GlaArgs): { output: tf
   return tf.tidy(() => {
     const [B, T, H, K] = args.q.shape;
     const V = args.v.shape[3];
-    const [output, state] = tf.split(packed(args.scale)(args.q, args.k, args.v, args.g, args.initialState ?? tf.zeros([B, H, K, V])),
+    const [output, state] = copy.split(packed(args.scale)(args.q, args.k, args.v, args.g, args.initialState ?? tf.zeros([B, H, K, V])),
       [T * H * V, H * K * V], 1);
     return { output: output!.reshape([B, T, H, V]) as tf.Tensor4D, state: state!.reshape([B, H, K, V]) as tf.Tensor4D };
   });

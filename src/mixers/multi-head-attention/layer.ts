@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../../cpu-host.js';
 import { MAX_HEAD_DIM } from '../../attention/validate.js';
 import { checkDropoutRate, freshSeed, type DropoutOptions } from '../../attention/dropout.js';
 import { LAYER_ARG_NAMES, layerImplementation, type LayerArgs } from '../../layers/mixer-layer.js';
@@ -409,7 +410,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, causal: boolean, mask: tf.Tensor3D | undefined, dropout: DropoutOptions,
   ): tf.Tensor4D {
     const width = Math.max(this.keyDim, this.valueDim);
-    const widen = (t: tf.Tensor4D) => (t.shape[3] === width ? t : tf.pad(t, [[0, 0], [0, 0], [0, 0], [0, width - t.shape[3]]]));
+    const widen = (t: tf.Tensor4D) => (t.shape[3] === width ? t : copy.pad(t, [[0, 0], [0, 0], [0, 0], [0, width - t.shape[3]]]));
     const o = flashAttention(widen(q), widen(k), widen(v), {
       causal,
       // Keras's causal mask is top-left aligned: query i sees keys j ≤ i, also when Tq ≠ Tk
@@ -419,7 +420,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
       scale: 1 / Math.sqrt(this.keyDim),
       implementation: layerImplementation(this, LAYER, this.implementation),
     });
-    return o.shape[3] === this.valueDim ? o : tf.slice(o, [0, 0, 0, 0], [-1, -1, -1, this.valueDim]);
+    return o.shape[3] === this.valueDim ? o : copy.slice(o, [0, 0, 0, 0], [-1, -1, -1, this.valueDim]);
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -9,6 +9,7 @@ import convBackwardBody from '../../../kernels/selective-ssm/conv-backward.wgsl'
 import convProjectedBody from '../../../kernels/selective-ssm/conv-projected.wgsl';
 import convProjectedBackwardBody from '../../../kernels/selective-ssm/conv-projected-backward.wgsl';
 import convWeightsBackwardBody from '../../../kernels/selective-ssm/conv-weights-backward.wgsl';
+import { copy } from '../../cpu-host.js';
 import { useKernel, type Implementation } from '../../validate.js';
 import { grid1d, namedInputs, registerGradientOnce, registerKernelOnce, runKernel, type KernelSource } from '../../webgpu/runtime.js';
 import { advancedPositions } from '../../positions.js';
@@ -39,7 +40,7 @@ export function causalConv(padded: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tens
   }
   let conv: tf.Tensor = bias;
   const each = tf.unstack(taps);
-  for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(padded.slice([0, k, 0], [B, T, E]), each[k]!));
+  for (let k = 0; k < K; k++) conv = tf.add(conv, tf.mul(copy.slice(padded, [0, k, 0], [B, T, E]), each[k]!));
   return conv as tf.Tensor3D;
 }
 
@@ -245,7 +246,7 @@ registerGradientOnce({
 /** The window (zeros without one) followed by x: `[B, dConv − 1 + T, E]`. */
 function joined(x: tf.Tensor3D, window: tf.Tensor3D | undefined, K: number): tf.Tensor3D {
   if (K === 1) return x;
-  return window ? tf.concat([window, x], 1) : tf.pad(x, [[0, 0], [K - 1, 0], [0, 0]]);
+  return window ? copy.concat([window, x], 1) : copy.pad(x, [[0, 0], [K - 1, 0], [0, 0]]);
 }
 
 /**
@@ -274,12 +275,12 @@ export function convolved(x: tf.Tensor3D, taps: tf.Tensor2D, bias: tf.Tensor1D, 
     return { u, next: next ? more[0] as tf.Tensor3D : undefined, positions: more[next ? 1 : 0] as tf.Tensor1D | undefined };
   }
   return tf.tidy(() => {
-    const padded = joined(x.shape[2] === taps.shape[1] ? x : x.slice([0, 0, 0], [-1, -1, taps.shape[1]]), window, K);
+    const padded = joined(x.shape[2] === taps.shape[1] ? x : copy.slice(x, [0, 0, 0], [-1, -1, taps.shape[1]]), window, K);
     const conv = causalConv(padded, taps, bias);
     const [B, length, E] = padded.shape;
     return {
       u: tf.mul(conv, tf.sigmoid(conv)) as tf.Tensor3D,
-      ...(next ? { next: padded.slice([0, length - (K - 1), 0], [B, K - 1, E]) as tf.Tensor3D } : {}),
+      ...(next ? { next: copy.slice(padded, [0, length - (K - 1), 0], [B, K - 1, E]) } : {}),
       ...(positions ? { positions: advancedPositions(positions) } : {}),
     };
   });
@@ -308,7 +309,7 @@ export function convolvedProjection(projected: tf.Tensor3D, taps: tf.Tensor2D, b
     return { u: u!, z: z! };
   }
   return tf.tidy(() => {
-    const [x, z] = tf.split(projected, 2, -1) as [tf.Tensor3D, tf.Tensor3D];
+    const [x, z] = copy.split(projected, 2, -1) as [tf.Tensor3D, tf.Tensor3D];
     return { u: convolved(x, taps, bias, implementation).u, z };
   });
 }

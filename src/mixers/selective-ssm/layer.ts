@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../../cpu-host.js';
 import { checkPositions, fillPadding, windowAfter } from '../../layers/decode-state.js';
 import { MixerLayer, mixerClassName, registerMixerLayer, type Initializer, type MixerLayerArgs } from '../../layers/mixer-layer.js';
 import type { PrefillOptions } from '../../layers/prefill.js';
@@ -165,14 +166,14 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     // the x projection's column blocks (E·(R + 2N) floats, small beside the weights), for the
     // grouped product of a forward where no gradient is recorded. inProj's would copy the
     // layer's largest weight: the kernels read its halves where they lie instead
-    this.keepFromWeights(X_LOW, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
-    this.keepFromWeights(X_BC, ['xProj'], () => tf.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
+    this.keepFromWeights(X_LOW, ['xProj'], () => copy.slice(this.weight('xProj').read(), [0, 0], [-1, R]));
+    this.keepFromWeights(X_BC, ['xProj'], () => copy.slice(this.weight('xProj').read(), [0, R], [-1, 2 * N]));
   }
 
   /** From the convolved inner tokens `[..., E]` to the scan's delta `[..., E]`, B and C `[..., N]`. */
   private scanInputs(x: tf.Tensor): { delta: tf.Tensor; B: tf.Tensor; C: tf.Tensor } {
     const { N, R } = this.dims();
-    const [low, B, C] = tf.split(this.dense(x, 'xProj'), [R, N, N], -1);
+    const [low, B, C] = copy.split(this.dense(x, 'xProj'), [R, N, N], -1);
     return { delta: this.dense(low!, 'dtProj'), B: B!, C: C! };
   }
 
@@ -247,7 +248,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
     const { N, R } = this.dims();
     const { u, z } = convolvedProjection(this.dense(x, 'inProj') as tf.Tensor3D, this.weight('convKernel').read() as tf.Tensor2D,
       this.weight('convBias').read() as tf.Tensor1D, implementation);
-    const [low, bc] = tf.split(this.dense(u, 'xProj'), [R, 2 * N], -1);
+    const [low, bc] = copy.split(this.dense(u, 'xProj'), [R, 2 * N], -1);
     const { output, state } = scanKernel(u, this.dense(low!, 'dtProj') as tf.Tensor3D, this.table(), bc as tf.Tensor3D, { z, deltaSoftplus: true });
     state.dispose();
     return this.dense(output, 'outProj') as tf.Tensor3D;
@@ -262,7 +263,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
    */
   private block(x: tf.Tensor3D, start?: { conv: tf.Tensor3D; ssm: tf.Tensor3D; lengths?: tf.Tensor1D }):
     { y: tf.Tensor3D; inner: tf.Tensor3D; ssm?: tf.Tensor3D } {
-    const [inner, z] = tf.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
+    const [inner, z] = copy.split(this.dense(x, 'inProj'), 2, -1) as [tf.Tensor3D, tf.Tensor3D];
     // causal depthwise conv after the window before x (zeros in the forward), then silu
     const implementation = this.activeImplementation();
     const { u } = this.convolve(inner, implementation, start?.conv);
@@ -334,7 +335,7 @@ export class SelectiveSSM extends MixerLayer<{ E: number; N: number; R: number }
       // x's inner half and z: on the kernels, the convolution and the step read each where it
       // lies in the in projection [B, 2E], where slicing them out took two launches
       const projected = this.dense(x, 'inProj') as tf.Tensor2D;
-      const [inner, z] = kernel ? [projected, projected] : tf.split(projected, 2, -1) as [tf.Tensor2D, tf.Tensor2D];
+      const [inner, z] = kernel ? [projected, projected] : copy.split(projected, 2, -1) as [tf.Tensor2D, tf.Tensor2D];
       // the convolution's launch also advances every row's position
       const conv = this.convolve(inner.expandDims(1) as tf.Tensor3D, implementation, state.conv, true, state.positions);
       const u = conv.u.squeeze([1]) as tf.Tensor2D;

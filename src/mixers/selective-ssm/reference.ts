@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { copy } from '../../cpu-host.js';
 import { finitePart, notFinite, poisonWhere } from '../../tensors.js';
 
 /** The resolved inputs of one selective scan, checked by the op. */
@@ -98,7 +99,7 @@ export function scanOnFinite(args: ScanArgs, recurrence: Recurrence): { output: 
     const last = seen.shape[1]! - 1;
     return {
       output: tf.add(output, poisonWhere(outputSees)) as tf.Tensor3D,
-      state: tf.add(state, poisonWhere(tf.slice(seen, [0, last, 0], [Bsz, 1, E])).reshape([Bsz, E, 1])) as tf.Tensor3D,
+      state: tf.add(state, poisonWhere(copy.slice(seen, [0, last, 0], [Bsz, 1, E])).reshape([Bsz, E, 1])) as tf.Tensor3D,
     };
   });
 }
