@@ -151,8 +151,10 @@ const TF_BINARY: Record<BinaryOp, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
  * broadcast along an axis of size 1 (a row's maximum against its scores, a chunk's mask against
  * its channels), the result is computed on the host a run of the last axes at a time: the same
  * floats (each op is one rounding of the exact result, as tfjs-cpu's), 14–27 times faster
- * there (11–24 ns an element where tfjs took 270–320). Elsewhere, and where tfjs-cpu needs no
- * index arithmetic (equal shapes, or one shape a suffix of the other's), tfjs's op itself.
+ * there (11–24 ns an element where tfjs took 270–320). Where one shape is a suffix of the
+ * other's (a bias against its rows) tfjs-cpu's op needs no index arithmetic, but its gradient's
+ * sum down the rows transposes first: there the value is tfjs's and the gradient is summed on
+ * the host, the same floats. Elsewhere, and for equal shapes, tfjs's op itself.
  *
  * @example
  * ```ts
@@ -165,11 +167,12 @@ export function broadcastBinary<T extends tf.Tensor>(op: BinaryOp, a: tf.Tensor,
   if (tf.getBackend() !== 'cpu' || a.dtype !== 'float32' || b.dtype !== 'float32') return tfOp(a, b) as T;
   const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
   const expands = (s: number[]) => tf.backend_util.getBroadcastDims(s, shape).length > 0;
-  if (!expands(a.shape) && !expands(b.shape)) return tfOp(a, b) as T;
+  const onHost = expands(a.shape) || expands(b.shape);
+  if (!onHost && a.rank === b.rank) return tfOp(a, b) as T;
   const run = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x, y]);
     return {
-      value: tf.tensor(hostBinary(op, x, y, shape), shape),
+      value: onHost ? tf.tensor(hostBinary(op, x, y, shape), shape) : tfOp(x, y),
       gradFunc: (dy: tf.Tensor, [sx, sy]: tf.Tensor[]) => binaryGrads(op, dy, sx!, sy!),
     };
   }) as unknown as CustomGradFn) as (x: tf.Tensor, y: tf.Tensor) => T;
@@ -195,13 +198,25 @@ export const broadcast = {
 function binaryGrads(op: BinaryOp, dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor[] {
   const to = (d: tf.Tensor, x: tf.Tensor) => {
     const axes = tf.backend_util.getReductionAxes(x.shape, d.shape);
-    return (axes.length ? tf.sum(d, axes) : d).reshape(x.shape);
+    return (axes.length ? sumOver(d, axes) : d).reshape(x.shape);
   };
   // as tfjs's own gradients, op for op: the same floats
   if (op === 'add') return [to(dy, a), to(dy, b)];
   if (op === 'sub') return [to(dy, a), tf.neg(to(dy, b))];
   if (op === 'mul') return [to(broadcast.mul(dy, b), a), to(broadcast.mul(dy, a), b)];
   return [to(broadcast.div(dy, b), a), tf.neg(tf.div(to(broadcast.mul(dy, a), b), tf.square(b)))];
+}
+
+/**
+ * `tf.sum(x, axes)` for ascending `axes`; on cpu, where they are adjacent, {@link sumAlong} over
+ * them merged into one: tfjs-cpu's additions in its order (it moves the axes last, then sums
+ * each output's run in float64).
+ */
+function sumOver(x: tf.Tensor, axes: number[]): tf.Tensor {
+  const [p, q] = [axes[0]!, axes[axes.length - 1]! + 1];
+  if (tf.getBackend() !== 'cpu' || q - p !== axes.length) return tf.sum(x, axes);
+  const s = x.shape;
+  return sumAlong(x.reshape([...s.slice(0, p), tf.util.sizeFromShape(s.slice(p, q)), ...s.slice(q)]), p);
 }
 
 /**

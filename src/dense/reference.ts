@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { broadcast } from '../cpu-host.js';
 import { matMul } from '../tensors.js';
 
 /**
@@ -7,5 +8,5 @@ import { matMul } from '../tensors.js';
  */
 export function denseReference(x: tf.Tensor2D, kernel: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
   const y = matMul(x, kernel) as tf.Tensor2D;
-  return bias ? tf.add(y, bias) as tf.Tensor2D : y;
+  return bias ? broadcast.add<tf.Tensor2D>(y, bias) : y;
 }
