@@ -13,6 +13,9 @@ import * as tf from '@tensorflow/tfjs';
 /** What `tf.customGrad` takes: the functions here are typed by their own inputs. */
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
 
+/** Whether the helpers here compute on the host: on tfjs-cpu, for float32 tensors; tfjs's ops otherwise. */
+const onCpuHost = (...xs: tf.Tensor[]) => tf.getBackend() === 'cpu' && xs.every((x) => x.dtype === 'float32');
+
 /**
  * float32 x `[A, M, N, C]` → `[A, N, M, C]`: its middle axes swapped, as
  * `x.transpose([0, 2, 1, 3])`, differentiable. On tfjs-cpu, whose transpose works out each
@@ -27,7 +30,7 @@ type CustomGradFn = Parameters<typeof tf.customGrad>[0];
  * ```
  */
 export function swapMiddleAxes(x: tf.Tensor4D): tf.Tensor4D {
-  if (x.dtype !== 'float32' || tf.getBackend() !== 'cpu') return x.transpose([0, 2, 1, 3]);
+  if (!onCpuHost(x)) return x.transpose([0, 2, 1, 3]);
   const swap = tf.customGrad(((t: tf.Tensor4D) => {
     const [A, M, N, C] = t.shape;
     const data = t.dataSync() as Float32Array;
@@ -59,7 +62,7 @@ export function swapMiddleAxes(x: tf.Tensor4D): tf.Tensor4D {
 export function sumAlong(x: tf.Tensor, axis: number): tf.Tensor {
   const rank = x.rank;
   const ax = axis < 0 ? axis + rank : axis;
-  if (tf.getBackend() !== 'cpu' || x.dtype !== 'float32' || ax === rank - 1) return tf.sum(x, ax);
+  if (!onCpuHost(x) || ax === rank - 1) return tf.sum(x, ax);
   const run = tf.customGrad(((t: tf.Tensor) => {
     const outer = tf.util.sizeFromShape(t.shape.slice(0, ax));
     const n = t.shape[ax]!;
@@ -164,7 +167,7 @@ const TF_BINARY: Record<BinaryOp, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
  */
 export function broadcastBinary<T extends tf.Tensor>(op: BinaryOp, a: tf.Tensor, b: tf.Tensor): T {
   const tfOp = TF_BINARY[op];
-  if (tf.getBackend() !== 'cpu' || a.dtype !== 'float32' || b.dtype !== 'float32') return tfOp(a, b) as T;
+  if (!onCpuHost(a, b)) return tfOp(a, b) as T;
   const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
   const expands = (s: number[]) => tf.backend_util.getBroadcastDims(s, shape).length > 0;
   const onHost = expands(a.shape) || expands(b.shape);
@@ -214,7 +217,7 @@ function binaryGrads(op: BinaryOp, dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor): t
  */
 function sumOver(x: tf.Tensor, axes: number[]): tf.Tensor {
   const [p, q] = [axes[0]!, axes[axes.length - 1]! + 1];
-  if (tf.getBackend() !== 'cpu' || q - p !== axes.length) return tf.sum(x, axes);
+  if (!onCpuHost(x) || q - p !== axes.length) return tf.sum(x, axes);
   const s = x.shape;
   return sumAlong(x.reshape([...s.slice(0, p), tf.util.sizeFromShape(s.slice(p, q)), ...s.slice(q)]), p);
 }
@@ -272,9 +275,17 @@ const RUNS: Record<BinaryOp, Run> = {
 /**
  * Copies the block of `size` at `fromAt` in `src` (laid out as `from`) to `toAt` in `dst` (laid
  * out as `to`). The axes after the last one where the block is not whole in both make one run,
- * copied at once; an odometer walks the axes before it.
+ * copied at once; an odometer walks the axes before it. The {@link copy} helpers' loop, and
+ * `chunksAlong`'s (`src/tensors.ts`).
+ *
+ * @example
+ * ```ts
+ * const dst = new Float32Array(2);
+ * copyBlock(Float32Array.from([1, 2, 3, 4]), [2, 2], [0, 1], dst, [2, 1], [0, 0], [2, 1]);   // column 1 of [[1, 2], [3, 4]]
+ * tf.tensor(dst).print();   // [2, 4]
+ * ```
  */
-function copyBlock(src: Float32Array, from: number[], fromAt: number[], dst: Float32Array, to: number[], toAt: number[], size: number[]): void {
+export function copyBlock(src: Float32Array, from: number[], fromAt: number[], dst: Float32Array, to: number[], toAt: number[], size: number[]): void {
   let a = size.length - 1;
   while (a >= 0 && size[a] === from[a] && size[a] === to[a]) a--;
   if (a < 0) { dst.set(src); return; }
@@ -295,14 +306,11 @@ function copyBlock(src: Float32Array, from: number[], fromAt: number[], dst: Flo
   }
 }
 
-/** Whether a copy of float32 x runs on the host: on tfjs-cpu, whose own goes element by element. */
-const copiesOnHost = (...xs: tf.Tensor[]) => tf.getBackend() === 'cpu' && xs.every((x) => x.dtype === 'float32');
-
 
 /** `tf.slice(x, begin, size)` (a size of −1 runs to the end), differentiable; see {@link copy}. */
 function slice<T extends tf.Tensor>(x: T, begin: number[], size: number[]): T {
+  if (!onCpuHost(x)) return tf.slice(x, begin, size);
   const [at, sizes] = tf.slice_util.parseSliceParams(x, begin, size);
-  if (!copiesOnHost(x)) return tf.slice(x, begin, size);
   tf.slice_util.assertParamsValid(x, at, sizes);
   // even a contiguous slice, which tfjs-cpu takes as a view: its gradient is tfjs's pad
   const run = tf.customGrad(((t: tf.Tensor) => {
@@ -318,7 +326,7 @@ function slice<T extends tf.Tensor>(x: T, begin: number[], size: number[]): T {
 
 /** `tf.pad(x, paddings)` with zeros, differentiable; see {@link copy}. */
 function pad<T extends tf.Tensor>(x: T, paddings: [number, number][]): T {
-  if (!copiesOnHost(x) || paddings.every(([b, e]) => b === 0 && e === 0)) return tf.pad(x, paddings);
+  if (!onCpuHost(x) || paddings.every(([b, e]) => b === 0 && e === 0)) return tf.pad(x, paddings);
   const run = tf.customGrad(((t: tf.Tensor) => {
     const shape = t.shape.map((n, i) => paddings[i]![0] + n + paddings[i]![1]);
     const before = paddings.map(([b]) => b);
@@ -331,7 +339,7 @@ function pad<T extends tf.Tensor>(x: T, paddings: [number, number][]): T {
 
 /** `tf.concat(xs, axis)`, differentiable; see {@link copy}. */
 function concat<T extends tf.Tensor>(xs: T[], axis = 0): T {
-  if (xs.length < 2 || !copiesOnHost(...xs)) return tf.concat(xs, axis);
+  if (xs.length < 2 || !onCpuHost(...xs)) return tf.concat(xs, axis);
   const ax = axis < 0 ? axis + xs[0]!.rank : axis;
   // tfjs-cpu's Concat copies row by row, fast; its gradient is tfjs's split, which is not
   const run = tf.customGrad(((...ts: tf.Tensor[]) => ({
@@ -345,7 +353,7 @@ function concat<T extends tf.Tensor>(xs: T[], axis = 0): T {
 function split<T extends tf.Tensor>(x: T, sizes: number | number[], axis = 0): T[] {
   const ax = axis < 0 ? axis + x.rank : axis;
   // pieces that are runs of x: tfjs-cpu's split takes views, and its gradient is one concat
-  if (!copiesOnHost(x) || x.shape.slice(0, ax).every((d) => d === 1)) return tf.split(x, sizes, axis);
+  if (!onCpuHost(x) || x.shape.slice(0, ax).every((d) => d === 1)) return tf.split(x, sizes, axis);
   const n = x.shape[ax]!;
   const lengths = typeof sizes === 'number' ? new Array<number>(sizes).fill(n / sizes) : sizes;
   if (!lengths.every(Number.isInteger) || lengths.reduce((a, b) => a + b, 0) !== n) return tf.split(x, sizes, axis);   // tfjs's own error

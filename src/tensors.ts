@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { productOnHost } from './cpu-host.js';
+import { copyBlock, productOnHost } from './cpu-host.js';
 import { onHostBackend } from './validate.js';
 
 // Tensor helpers every reference shares: cutting a sequence into chunks, gathering tokens per
@@ -59,17 +59,15 @@ export function gatherRows<R extends tf.Rank>(x: tf.Tensor<R>, indices: tf.Tenso
  */
 export function chunksAlong<T extends tf.Tensor>(x: T, bounds: [number, number][], axis = 1): T[] {
   const shape = x.shape;
-  const n = shape[axis]!;
-  if (!onHostBackend()) {
-    return bounds.map(([t0, t1]) => tf.slice(x, shape.map((_, a) => (a === axis ? t0 : 0)), shape.map((d, a) => (a === axis ? t1 - t0 : d))) as T);
-  }
-  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const cuts = bounds.map(([t0, t1]) => ({
+    at: shape.map((_, a) => (a === axis ? t0 : 0)), size: shape.map((d, a) => (a === axis ? t1 - t0 : d)),
+  }));
+  if (!onHostBackend()) return cuts.map(({ at, size }) => tf.slice(x, at, size) as T);
   const data = x.dataSync() as Float32Array;
-  return bounds.map(([t0, t1]) => {
-    const piece = new Float32Array(outer * (t1 - t0) * inner);
-    for (let o = 0; o < outer; o++) piece.set(data.subarray((o * n + t0) * inner, (o * n + t1) * inner), o * (t1 - t0) * inner);
-    return tf.tensor(piece, shape.map((d, a) => (a === axis ? t1 - t0 : d)), 'float32') as T;
+  return cuts.map(({ at, size }) => {
+    const piece = new Float32Array(tf.util.sizeFromShape(size));
+    copyBlock(data, shape, at, piece, size, size.map(() => 0), size);
+    return tf.tensor(piece, size, 'float32') as T;
   });
 }
 
