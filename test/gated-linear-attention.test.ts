@@ -119,10 +119,14 @@ async function runOp(s: Case, x: GlaInputs, dOut: Float64Array, dState: Float64A
  * - sums: a chunk's matMuls add ≤ c terms, the state carries a term through ≤ T/c chunk updates
  *   of 4 roundings each (exp(G_last)·S, the add, the matMul's product and its sum, ≤ T + 4·nC in
  *   all), the sums over K and V (q·S, scores, and the backward's dOut·vᵀ) K + V, and the
- *   products q·scale, q⊙exp(G), k⊙exp(·), masks (exact) and the final add: ≤ 8;
+ *   products q·scale, q⊙exp(G), k⊙exp(·), masks (exact) and the final add: ≤ 8; a pair of
+ *   tokens in different sub-chunks of a chunk takes its weight as two exps applied to q and k
+ *   apart, then their product and the sum of the sub-chunks' own and crossing parts: 3 more, ≤ 11;
  * - exponents: every exponent is an in-chunk partial sum of g, or a difference of two, formed by
  *   a float32 cumsum whose absolute error is ≤ c·u·Σ_chunk |g|; the difference adds u·|gap| and
- *   exp its own ulp. A term's path meets ≤ 1 exponent per chunk it crosses plus one, so its
+ *   exp its own ulp. A pair across sub-chunks splits its gap at the boundary b between them,
+ *   (G_t − b) + (b − G_u): b's error cancels, and the two roundings add u·|G_t − b| + u·|b − G_u|
+ *   = u·|gap|, the same. A term's path meets ≤ 1 exponent per chunk it crosses plus one, so its
  *   relative error from the exponents is ≤ (2c + 1)·u·A with A = max over (b, h, k) of
  *   Σ_t |g_t|, counted here as (2c + 1)·A·ε.
  * The bound on an entry is this count times ε times the entry's magnitude M (the oracle on
@@ -139,7 +143,7 @@ async function runOp(s: Case, x: GlaInputs, dOut: Float64Array, dState: Float64A
  */
 function roundings(s: Case, g: ArrayLike<number>, chunk = c): number {
   const { T, K, V } = s;
-  return T + 4 * Math.ceil(T / chunk) + K + V + 8 + (2 * chunk + 1) * gateMass(s, g);
+  return T + 4 * Math.ceil(T / chunk) + K + V + 11 + (2 * chunk + 1) * gateMass(s, g);
 }
 
 /** A = the largest Σ_t |g_t| over (b, h, k): how far the gates can move an exponent. */

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { chunkAt, enteringStates, expNonPositive, matMul, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
+import { lowerOnes } from './in-chunk.js';
 import { finiteLaidOut, headsFirst, nonFiniteSeen, runPacked, type GlaArgs, type PackedRecurrence } from './reference.js';
 
 // GatedLinearAttention with every chunk at once, for webgl, which launches a shader per tfjs op:
@@ -53,16 +54,6 @@ function finiteRows(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, scal
     finiteLaidOut(q, (f) => rowsOf(tf.mul(f, scale), cut)), finiteLaidOut(k, (f) => rowsOf(f, cut)),
     finiteLaidOut(v, (f) => rowsOf(f, cut)), finiteLaidOut(g, (f) => rowsOf(f, cut)),
   ];
-}
-
-/**
- * `[c, c]`: 1 where j ≤ t (row t, column j). L·x is the running sum of x over its rows, Lᵀ·x the
- * one from the end. Uploaded from an array, where tf.linalg.bandPart takes six launches.
- */
-function lowerOnes(c: number): tf.Tensor2D {
-  const ones = new Float32Array(c * c);
-  for (let t = 0; t < c; t++) ones.fill(1, t * c, t * c + t + 1);
-  return tf.tensor2d(ones, [c, c]);
 }
 
 /**

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { broadcast, copy, sumAlong, swapMiddleAxes } from '../../cpu-host.js';
+import { broadcast, copy, swapMiddleAxes } from '../../cpu-host.js';
+import { inChunkGrads, inChunkOutput, subChunkCache, GLA_SUB_CHUNK, type SubChunks } from './in-chunk.js';
 import { chunksAlong, expNonPositive, finiteOnly, matMul, nonFiniteCount, poisonWhere, reverseCumsum, zeroWhereNotFinite } from '../../tensors.js';
 
 /** The resolved inputs of one gated linear attention call, checked by the op. */
@@ -19,12 +20,11 @@ export interface GlaArgs {
 }
 
 /**
- * Tokens per chunk. The intra-chunk part forms `[B, H, c, c, K]` tensors of decayed q·k terms,
- * O(T·c·K) work in all and, one chunk at a time, O(c²·K) memory; the inter-chunk part costs a
- * state product, O(K·V) per chunk, and a few dozen tfjs ops per chunk each way. At 32 the
- * `[c, c, K]` terms are 32 times a chunk's inputs (4 KiB·K per head) while a 4096-token
- * sequence is 128 iterations; 64 would double the per-token work and the terms' memory to halve
- * the op launches, 16 the reverse.
+ * Tokens per chunk. A chunk's own terms (in-chunk.ts) cost O(c·(s + c/s)·K) elementwise work
+ * and memory in sub-chunks of s, and its products with the values O(c²·(K + V)); the state
+ * carried between chunks a product, O(K·V) per token, and a few dozen tfjs ops per chunk each way.
+ * 64 would halve the launches for twice the products' work (measured alike on wasm and cpu at
+ * T = 1024), 16 the reverse.
  */
 export const GLA_CHUNK = 32;
 
@@ -38,10 +38,17 @@ export const headsFirst = (x: tf.Tensor) => swapMiddleAxes(x as tf.Tensor4D);
  */
 const cumsumLast = (x: tf.Tensor) => tf.cumsum(x, x.rank - 1);
 
-/** The chunk lengths of T tokens: GLA_CHUNK, then the remainder. */
+/**
+ * The chunk lengths of T tokens: GLA_CHUNK, then the remainder, cut in two where it exceeds a
+ * sub-chunk without filling whole ones (its whole sub-chunks, then the rest as one).
+ */
 function chunkSizes(T: number): number[] {
   const sizes: number[] = [];
-  for (let t0 = 0; t0 < T; t0 += GLA_CHUNK) sizes.push(Math.min(GLA_CHUNK, T - t0));
+  for (let t0 = 0; t0 < T; t0 += GLA_CHUNK) {
+    const L = Math.min(GLA_CHUNK, T - t0);
+    const rest = L > GLA_SUB_CHUNK ? L % GLA_SUB_CHUNK : 0;
+    sizes.push(...(rest ? [L - rest, rest] : [L]));
+  }
   return sizes;
 }
 
@@ -57,43 +64,29 @@ function pieces(x: tf.Tensor, sizes: number[], axis: number): tf.Tensor[] {
   return out;
 }
 
-/** The causal mask `[L, L, 1]` of a chunk of L tokens: 1 where j ≤ t (row t, column j), else 0. */
-type Masks = (L: number) => tf.Tensor;
-
-/** A cache of {@link Masks}, one per chunk length met (at most two: c and the remainder), and its disposal. */
-function causalMasks(): { maskOf: Masks; dispose: () => void } {
-  const masks = new Map<number, tf.Tensor>();
-  return {
-    maskOf: (L) => {
-      if (!masks.has(L)) masks.set(L, tf.tidy(() => tf.linalg.bandPart(tf.ones([L, L]), -1, 0).expandDims(2)));
-      return masks.get(L)!;
-    },
-    dispose: () => tf.dispose([...masks.values()]),
-  };
-}
+/** `[B, H, L, X]` as `[B·H, L, X]`, the rows the in-chunk terms take, and back. */
+const rows = (x: tf.Tensor) => x.reshape([x.shape[0]! * x.shape[1]!, x.shape[2]!, x.shape[3]!]);
+const unrows = (x: tf.Tensor, [B, H]: number[]) => x.reshape([B!, H!, x.shape[1]!, x.shape[2]!]);
 
 /**
- * One chunk's gated terms, shared by the forward and the backward's recomputation, from its
- * scaled queries and keys `[B, H, L, K]` and gates `[B, H, K, L]`. With G the cumulative gate
- * from the chunk's start: `decayG` = exp(G_t), `toEnd` = exp(G_last − G_j), `weights`
- * `[B, H, L, L, K]` = exp(G_t − G_j) for j ≤ t and 0 above (the exponent is masked to 0 before
- * the exp, so no Inf is ever formed), `scores` `[B, H, L, L]` = Σ_K q_t ⊙ k_j ⊙ weights.
+ * One chunk's decays, shared by the forward and the backward's recomputation, from its gates
+ * `[B, H, K, L]`: G `[B, H, L, K]` the cumulative gate from the chunk's start, `decayG` = exp(G_t),
+ * `toEnd` = exp(G_last − G_j), every exponent ≤ 0.
  */
-function chunkTerms(q: tf.Tensor, k: tf.Tensor, g: tf.Tensor, mask: tf.Tensor) {
-  const [B, H, L, K] = q.shape as [number, number, number, number];
+function chunkDecays(g: tf.Tensor) {
+  const [B, H, K, L] = g.shape as [number, number, number, number];
   const G = tf.transpose(cumsumLast(g), [0, 1, 3, 2]);                      // [B, H, L, K]
   const Glast = copy.slice(G, [0, 0, L - 1, 0], [B, H, 1, K]);
-  const weights = broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(G.expandDims(3), G.expandDims(2)), mask)), mask);
-  const scores = tf.sum(tf.mul(broadcast.mul(q.expandDims(3), k.expandDims(2)), weights), 4);
-  return { Glast, decayG: expNonPositive(G), toEnd: expNonPositive(broadcast.sub(Glast, G)), weights, scores };
+  return { G, Glast, decayG: expNonPositive(G), toEnd: expNonPositive(broadcast.sub(Glast, G)) };
 }
 
 /** One chunk forward from the state S before it: its output `[B, H, L, V]` and the state after it. */
-function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, mask: tf.Tensor) {
+function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, cut: SubChunks) {
   return tf.tidy(() => {
-    const { Glast, decayG, toEnd, scores } = chunkTerms(q, k, g, mask);
+    const { G, Glast, decayG, toEnd } = chunkDecays(g);
     const [B, H, , K] = q.shape;
-    const out = tf.add(matMul(tf.mul(q, decayG), S), matMul(scores, v));
+    const own = unrows(inChunkOutput(rows(q), rows(k), rows(v), rows(G), cut), q.shape);
+    const out = tf.add(matMul(tf.mul(q, decayG), S), own);
     const next = tf.add(broadcast.mul(expNonPositive(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
     return { out, next };
   });
@@ -101,40 +94,34 @@ function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S:
 
 /**
  * The gradients of one chunk from those of its output (dO `[B, H, L, V]`) and of the state after
- * it (dNext `[B, H, K, V]`), recomputing its terms from the state S before it. By the chain rule
- * through {@link chunkForward}, with P = dScores ⊙ weights `[B, H, L, L, K]` (dScores = dO·vᵀ):
+ * it (dNext `[B, H, K, V]`), recomputing its terms from the state S before it. The chunk's own
+ * terms' are {@link inChunkGrads}'; by the chain rule through the rest of {@link chunkForward}:
  * ```
- * dq = Σ_j P·k_j + (dO·Sᵀ) ⊙ exp(G)          dk = Σ_t P·q_t + (v·dNextᵀ) ⊙ toEnd
- * dv = scoresᵀ·dO + (k ⊙ toEnd)·dNext        dS = (q ⊙ exp(G))ᵀ·dO + exp(G_last) ⊙ dNext
- * dG = q ⊙ Σ_j P·k_j − k ⊙ Σ_t P·q_t + (dO·Sᵀ) ⊙ q ⊙ exp(G) − Z,   Z = (v·dNextᵀ) ⊙ k ⊙ toEnd
+ * dq += (dO·Sᵀ) ⊙ exp(G)        dk += (v·dNextᵀ) ⊙ toEnd        dv += (k ⊙ toEnd)·dNext
+ * dS = (q ⊙ exp(G))ᵀ·dO + exp(G_last) ⊙ dNext
+ * dG += (dO·Sᵀ) ⊙ q ⊙ exp(G) − Z,   Z = (v·dNextᵀ) ⊙ k ⊙ toEnd
  * dG_last += Σ_j Z + exp(G_last) ⊙ Σ_V dNext ⊙ S      dg = reverse cumsum of dG over the chunk
  * ```
- * (dG's first two terms are Σ_j R − Σ_t R for R = P ⊙ q_t ⊙ k_j, with q_t and k_j taken out of
- * the sums, so that R is never formed: two `[L, L, K]` sums fewer.)
  */
-function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, mask: tf.Tensor,
+function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S: tf.Tensor, cut: SubChunks,
   dO: tf.Tensor, dNext: tf.Tensor): tf.Tensor[] {
   return tf.tidy(() => {
     const [B, H, L, K] = q.shape as [number, number, number, number];
-    const { Glast, decayG, toEnd, weights, scores } = chunkTerms(q, k, g, mask);
+    const { G, Glast, decayG, toEnd } = chunkDecays(g);
+    const own = inChunkGrads(rows(q), rows(k), rows(v), rows(G), rows(dO), cut);
     const decay = expNonPositive(Glast).reshape([B, H, K, 1]);
     const qDecayed = tf.mul(q, decayG);
     const kToEnd = tf.mul(k, toEnd);
     const dqDecayed = matMul(dO, S, false, true);                                // [B, H, L, K]
     const dkToEnd = matMul(v, dNext, false, true);                               // [B, H, L, K]
-    const P = broadcast.mul(matMul(dO, v, false, true).expandDims(4), weights);  // [B, H, L, L, K]
-    const dqIntra = sumAlong(broadcast.mul(P, k.expandDims(2)), 3);              // Σ_j P·k_j
-    const dkIntra = sumAlong(broadcast.mul(P, q.expandDims(3)), 2);              // Σ_t P·q_t
     const Z = tf.mul(dkToEnd, kToEnd);
     const dGlast = tf.add(tf.sum(Z, 2, true), tf.sum(broadcast.mul(tf.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
-    // Σ_j R = q ⊙ Σ_j P·k_j and Σ_t R = k ⊙ Σ_t P·q_t: R itself is never formed
-    const dG = tf.add(
-      tf.sub(tf.add(tf.sub(tf.mul(q, dqIntra), tf.mul(k, dkIntra)), tf.mul(dqDecayed, qDecayed)), Z),
+    const dG = tf.add(tf.sub(tf.add(unrows(own.dG, q.shape), tf.mul(dqDecayed, qDecayed)), Z),
       copy.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
     return [
-      tf.add(dqIntra, tf.mul(dqDecayed, decayG)),                              // dq
-      tf.add(dkIntra, tf.mul(dkToEnd, toEnd)),                                 // dk
-      tf.add(matMul(scores, dO, true, false), matMul(kToEnd, dNext)),          // dv
+      tf.add(unrows(own.dq, q.shape), tf.mul(dqDecayed, decayG)),               // dq
+      tf.add(unrows(own.dk, q.shape), tf.mul(dkToEnd, toEnd)),                  // dk
+      tf.add(unrows(own.dv, q.shape), matMul(kToEnd, dNext)),                   // dv
       reverseCumsum(tf.transpose(dG, [0, 1, 3, 2]), 3),                        // dg [B, H, K, L]
       tf.add(matMul(qDecayed, dO, true, false), broadcast.mul(decay, dNext)),  // dS
     ];
@@ -180,14 +167,14 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
   const [B, T, H, K] = q.shape as [number, number, number, number];
   const V = v.shape[3]!;
   const sizes = chunkSizes(T);
-  const { maskOf, dispose } = causalMasks();
+  const { cutOf, dispose } = subChunkCache();
   const starts: tf.Tensor[] = [S0];
   const value = tf.tidy(() => {
     const [qh, kh, vh, gh] = headsFirstFinite(q, k, v, g, scale);
     const [qs, ks, vs, gs] = [pieces(qh!, sizes, 2), pieces(kh!, sizes, 2), pieces(vh!, sizes, 2), pieces(gh!, sizes, 3)];
     const outs: tf.Tensor[] = [];
     for (let c = 0; c < sizes.length; c++) {
-      const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, maskOf(sizes[c]!));
+      const { out, next } = chunkForward(qs[c]!, ks[c]!, vs[c]!, gs[c]!, starts[c]!, cutOf(sizes[c]!));
       outs.push(out);
       // the states the backward restarts from outlive this scope; the final one goes into the value
       starts.push(c < sizes.length - 1 ? tf.keep(next) : next);
@@ -204,7 +191,7 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
     value,
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sq, sk, sv, sg, ...states] = saved;
-      const { maskOf: masksOf, dispose: disposeMasks } = causalMasks();
+      const { cutOf, dispose: disposeCuts } = subChunkCache();
       const grads = tf.tidy(() => {
         const [dOut, dState] = copy.split(dy, [T * H * V, H * K * V], 1);
         const [qh, kh, vh, gh] = headsFirstFinite(sq!, sk!, sv!, sg!, scale);
@@ -213,7 +200,7 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
         const perChunk: tf.Tensor[][] = [];
         let dNext = dState!.reshape([B, H, K, V]);
         for (let c = sizes.length - 1; c >= 0; c--) {
-          const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, masksOf(sizes[c]!), dOc[c]!, dNext);
+          const [dq, dk, dv, dg, dS] = chunkBackward(qc[c]!, kc[c]!, vc[c]!, gc[c]!, states[c]!, cutOf(sizes[c]!), dOc[c]!, dNext);
           // this chunk's pieces are read no more
           if (sizes.length > 1) tf.dispose([qc[c]!, kc[c]!, vc[c]!, gc[c]!, dOc[c]!, dNext]);
           dNext = dS!;
@@ -234,7 +221,7 @@ const recurrence: PackedRecurrence = (scale) => tf.customGrad(((q: tf.Tensor, k:
           gradOf(3, sg!, (d) => tf.transpose(d, [0, 3, 1, 2])), dNext,
         ];
       });
-      disposeMasks();
+      disposeCuts();
       return grads;
     },
   };
@@ -274,8 +261,10 @@ export function runPacked(packed: PackedRecurrence, args: GlaArgs): { output: tf
  * S    = diag(exp(G_last)) · S_prev + Σ_j (k_j ⊙ exp(G_last − G_j))ᵀ v_j
  * ```
  * Every exponent is ≤ 0, so nothing overflows however strong the gates; the product
- * exp(G_t)·exp(−G_j) would overflow for strong ones. No `[T, T]` matrix is formed: the live
- * memory is O(B·H·(T·(K+V) + c²·K + K·V)). The backward is a `tf.customGrad` that recomputes
+ * exp(G_t)·exp(−G_j) would overflow for strong ones. The in-chunk sum takes pairs within a
+ * sub-chunk of {@link GLA_SUB_CHUNK} tokens one by one and pairs across sub-chunks as a matrix
+ * product, each side decayed to the boundary between them (in-chunk.ts). No `[T, T]` matrix is
+ * formed: the live memory is O(B·H·(T·(K+V) + c·(s + c/s)·K + K·V)). The backward is a `tf.customGrad` that recomputes
  * each chunk from the state saved at its start, so the gradient's memory is of the same order
  * (plus T/c saved states), not the O(B·H·T·c·K) that autodiff through the loop would keep.
  *
