@@ -25,10 +25,10 @@ const c = GLA_CHUNK;
 /**
  * What runs: the op with an implementation, or `{ parallel: true }`, the every-chunk-at-once path (webgl's
  * under 'auto'), called directly so that cpu and wasm test it, optionally in groups of at most
- * `groupFloats` floats of `[c, c, K]` terms; or `{ step: true }`, one token through
+ * `groupRows` chunks' own terms at a time; or `{ step: true }`, one token through
  * gatedLinearAttentionStep under 'auto' (from zeros without an initial state).
  */
-type ParallelPath = { parallel: true; groupFloats?: number };
+type ParallelPath = { parallel: true; groupRows?: number };
 type Path = Implementation | ParallelPath | { step: true };
 const isParallel = (path: Path): path is ParallelPath => typeof path === 'object' && 'parallel' in path;
 
@@ -41,7 +41,7 @@ type Options = { initialState?: tf.Tensor4D; scale?: number };
 function withStateOn(path: Path) {
   return (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, g: tf.Tensor4D, o: Options = {}) => {
     if (isParallel(path)) {
-      return gatedLinearAttentionParallel({ q, k, v, g, scale: o.scale ?? 1 / Math.sqrt(q.shape[3]), initialState: o.initialState }, path.groupFloats);
+      return gatedLinearAttentionParallel({ q, k, v, g, scale: o.scale ?? 1 / Math.sqrt(q.shape[3]), initialState: o.initialState }, path.groupRows);
     }
     if (typeof path === 'object') {
       const [B, , H, K] = q.shape;
@@ -289,11 +289,11 @@ for (const [backend, path] of suites) describeScans(backend, isParallel(path) ? 
   });
 
   if (isParallel(path)) {
-    // groups of 2 or 3 chunks' [c, c, K] terms: B·H·n = 2·2·7 rows of chunks, the last group short
+    // groups of 2 or 3 chunks' own terms: B·H·n = 2·2·7 rows of chunks, the last group short
     it('taking the chunks\' terms a group at a time changes nothing: the oracle, every chunk boundary, with groups of 2 and 3', async () => {
       for (const rows of [2, 3]) {
         for (const T of [c - 1, c, c + 1, 6 * c + 5]) {
-          await expectMatchesOracle({ ...base, T }, { parallel: true, groupFloats: rows * c * c * base.K });
+          await expectMatchesOracle({ ...base, T }, { parallel: true, groupRows: rows });
         }
       }
     });
@@ -556,7 +556,7 @@ describeOn('cpu', 'gatedLinearAttention: memory', () => {
   it('peak memory of forward+backward grows linearly in T and stays far below a [T, T] matrix', async () => {
     const small = await peakOf(1024);
     const large = await peakOf(4096);
-    // 4× the tokens: the O(T·(K+V)) part grows 4×, the [c, c, K] chunk terms not at all (a T² part would grow 16×)
+    // 4× the tokens: the O(T·(K+V)) part grows 4×, a chunk's own terms not at all (a T² part would grow 16×)
     expect(large, `${small} → ${large}`).toBeLessThan(4.5 * small);
     // one float32 [T, T] matrix at T = 4096 is 64 MiB
     expect(large, `${large} bytes`).toBeLessThan((4 * 4096 * 4096) / 4);

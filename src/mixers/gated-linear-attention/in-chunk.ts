@@ -41,8 +41,9 @@ export function lowerOnes(n: number, strict = false): tf.Tensor2D {
 }
 
 /**
- * The cuts of the chunk lengths met in one call, built once each, and their disposal. A length
- * must be at most s or a multiple of it (the reference's chunk sizes are).
+ * The cuts into sub-chunks of `sub` tokens of the chunk lengths met in one call, built once each,
+ * and their disposal. A length must be at most `sub` or a multiple of it (the reference's chunk
+ * sizes are); one at most `sub` is a single sub-chunk.
  *
  * @example
  * ```ts
@@ -52,12 +53,12 @@ export function lowerOnes(n: number, strict = false): tf.Tensor2D {
  * cuts.dispose();
  * ```
  */
-export function subChunkCache(): { cutOf: (L: number) => SubChunks; dispose: () => void } {
+export function subChunkCache(sub = GLA_SUB_CHUNK): { cutOf: (L: number) => SubChunks; dispose: () => void } {
   const cuts = new Map<number, SubChunks>();
   return {
     cutOf: (L) => {
       if (!cuts.has(L)) {
-        const s = Math.min(GLA_SUB_CHUNK, L);
+        const s = Math.min(sub, L);
         const m = L / s;
         cuts.set(L, {
           m, s,
@@ -72,34 +73,54 @@ export function subChunkCache(): { cutOf: (L: number) => SubChunks; dispose: () 
 }
 
 /**
- * The decayed products of a chunk's rows: q, k and G `[R, L, K]` (G the running sum of the gates
- * from the chunk's start, so G_t ≤ G_j ≤ 0 for j ≤ t). Within sub-chunk i, `weights`
- * `[R·m, s, s, K]` = exp(G_t − G_u) for u ≤ t and 0 above (the exponent masked to 0 before the
- * exp, so no ∞ is formed) and `near` `[R·m, s, s]` = Σ_K q_t ⊙ k_u ⊙ weights. Across them, with
- * b_i the G entering sub-chunk i (0 for the first, else G at the last token of sub-chunk i − 1):
- * `qToStart` = q ⊙ `fromStart`, `fromStart` = exp(G_t − b_i) `[R, m, s, K]`; `kToStart`
- * `[R, m, m, s, K]` = k_u ⊙ `toStart`, `toStart` = exp(b_i − G_u) for u in a sub-chunk j < i and 0
- * otherwise; `far` `[R·m, s, L]` = qToStart_i · kToStart_iᵀ. Every exponent is ≤ 0.
+ * Σ over an inner `axis` of x: on cpu {@link sumAlong} (a host loop), elsewhere a product with a
+ * row of ones, where webgl's sum over an inner axis would transpose x first (a pass as long again
+ * as the sum). wasm takes the product too (alike there), so that its tests run webgl's path.
  */
-function pairTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, pairs, blocks }: SubChunks) {
-  const [R, L, K] = q.shape as [number, number, number];
+function sumInner(x: tf.Tensor, axis: number): tf.Tensor {
+  if (tf.getBackend() === 'cpu') return sumAlong(x, axis);
+  const shape = x.shape;
+  const n = shape[axis]!;
+  const runs = x.reshape([tf.util.sizeFromShape(shape.slice(0, axis)), n, tf.util.sizeFromShape(shape.slice(axis + 1))]);
+  return matMul(tf.ones([1, n]), runs).reshape(shape.filter((_, i) => i !== axis));
+}
+
+/**
+ * The pairs within each sub-chunk of a chunk's rows: q, k and G `[R, L, K]` (G the running sum
+ * of the gates from the chunk's start, so G_t ≤ G_u ≤ 0 for u ≤ t). `weights` `[R·m, s, s, K]` =
+ * exp(G_t − G_u) for u ≤ t and 0 above (the exponent masked to 0 before the exp, so no ∞ is
+ * formed) and `near` `[R·m, s, s]` = Σ_K q_t ⊙ k_u ⊙ weights. Each in a scope of its own, so that
+ * no temporary of the size of `weights` outlives it.
+ */
+function nearTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, pairs }: SubChunks) {
+  const [R, , K] = q.shape as [number, number, number];
   const [qs, ks, Gs] = [q, k, G].map((x) => x.reshape([R * m, s, K]));
-  const weights = broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(Gs!.expandDims(2), Gs!.expandDims(1)), pairs)), pairs);
-  const near = tf.sum(tf.mul(broadcast.mul(qs!.expandDims(2), ks!.expandDims(1)), weights), 3);
-  if (!blocks) return { weights, near };
+  const weights = tf.tidy(() => broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(Gs!.expandDims(2), Gs!.expandDims(1)), pairs)), pairs));
+  const near = tf.tidy(() => tf.sum(tf.mul(broadcast.mul(qs!.expandDims(2), ks!.expandDims(1)), weights), 3));
+  return { weights, near };
+}
+
+/**
+ * The pairs across sub-chunks (m > 1), with b_i the G entering sub-chunk i (0 for the first,
+ * else G at the last token of sub-chunk i − 1): `qToStart` = q ⊙ `fromStart`, `fromStart` =
+ * exp(G_t − b_i) `[R, m, s, K]`; `toStart` `[R, m, m, s, K]` = exp(b_i − G_u) for u in a
+ * sub-chunk j < i and 0 otherwise; `far` `[R·m, s, L]` = qToStart_i · (k ⊙ toStart_i)ᵀ. Every
+ * exponent is ≤ 0.
+ */
+function farTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, blocks }: SubChunks) {
+  const [R, L, K] = q.shape as [number, number, number];
   const G4 = G.reshape([R, m, s, K]);
   const start = copy.pad(copy.slice(G4, [0, 0, s - 1, 0], [R, m - 1, 1, K]), [[0, 0], [1, 0], [0, 0], [0, 0]]);   // b, [R, m, 1, K]
   const fromStart = expNonPositive(broadcast.sub(G4, start));
   const qToStart = tf.mul(q.reshape([R, m, s, K]), fromStart);
-  const toStart = broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(start.expandDims(2), G4.expandDims(1)), blocks)), blocks);
-  const kToStart = broadcast.mul(toStart, k.reshape([R, 1, m, s, K]));
-  const far = matMul(qToStart.reshape([R * m, s, K]), kToStart.reshape([R * m, L, K]), false, true);
-  return { weights, near, fromStart, qToStart, toStart, kToStart, far };
+  const toStart = tf.tidy(() => broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(start.expandDims(2), G4.expandDims(1)), blocks!)), blocks!));
+  const far = tf.tidy(() => matMul(qToStart.reshape([R * m, s, K]), broadcast.mul(toStart, k.reshape([R, 1, m, s, K])).reshape([R * m, L, K]), false, true));
+  return { fromStart, qToStart, toStart, far };
 }
 
 /**
  * A chunk's own part of its output, `[R, L, V]`: Σ_{j ≤ t} (Σ_K q_t ⊙ k_j ⊙ exp(G_t − G_j)) · v_j,
- * from q, k, G `[R, L, K]` (see {@link pairTerms}) and v `[R, L, V]`.
+ * from q, k, G `[R, L, K]` (see {@link nearTerms} and {@link farTerms}) and v `[R, L, V]`.
  *
  * @example
  * ```ts
@@ -114,9 +135,8 @@ export function inChunkOutput(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, G: tf.Te
   return tf.tidy(() => {
     const [R, L] = q.shape as [number, number];
     const V = v.shape[2]!;
-    const { near, far } = pairTerms(q, k, G, cut);
-    const own = matMul(near, v.reshape([R * cut.m, cut.s, V])).reshape([R, L, V]);
-    return far ? tf.add(own, matMul(far.reshape([R, L, L]), v)) : own;
+    const own = tf.tidy(() => matMul(nearTerms(q, k, G, cut).near, v.reshape([R * cut.m, cut.s, V])).reshape([R, L, V]));
+    return cut.blocks ? tf.add(own, tf.tidy(() => matMul(farTerms(q, k, G, cut).far.reshape([R, L, L]), v))) : own;
   });
 }
 
@@ -143,19 +163,28 @@ export function inChunkGrads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, G: tf.Ten
     const { m, s } = cut;
     const [R, L, K] = q.shape as [number, number, number];
     const V = v.shape[2]!;
-    const { weights, near, fromStart, qToStart, kToStart, toStart, far } = pairTerms(q, k, G, cut);
-    const [vs, dOs] = [v, dO].map((x) => x.reshape([R * m, s, V]));
-    const P = broadcast.mul(matMul(dOs!, vs!, false, true).expandDims(3), weights);                   // [R·m, s, s, K]
-    let dq = sumAlong(broadcast.mul(P, k.reshape([R * m, 1, s, K])), 2).reshape([R, L, K]);
-    let dk = sumAlong(broadcast.mul(P, q.reshape([R * m, s, 1, K])), 1).reshape([R, L, K]);
-    let dv = matMul(near, dOs!, true, false).reshape([R, L, V]);
-    if (far) {
-      const dFar = matMul(dO, v, false, true).reshape([R * m, s, L]);
-      dv = tf.add(dv, matMul(far.reshape([R, L, L]), dO, true, false));
-      dq = tf.add(dq, tf.mul(matMul(dFar, kToStart!.reshape([R * m, L, K])).reshape([R, m, s, K]), fromStart!).reshape([R, L, K]));
-      const perQuery = matMul(dFar, qToStart!.reshape([R * m, s, K]), true, false).reshape([R, m, m, s, K]);
-      dk = tf.add(dk, sumAlong(tf.mul(perQuery, toStart!), 1).reshape([R, L, K]));
+    // within sub-chunks, then across them: one part's [·, s, K]-sized terms live at a time
+    let [dq, dk, dv] = tf.tidy(() => {
+      const { weights, near } = nearTerms(q, k, G, cut);
+      const [vs, dOs] = [v, dO].map((x) => x.reshape([R * m, s, V]));
+      const P = broadcast.mul(matMul(dOs!, vs!, false, true).expandDims(3), weights);                 // [R·m, s, s, K]
+      return [
+        tf.tidy(() => sumInner(broadcast.mul(P, k.reshape([R * m, 1, s, K])), 2).reshape([R, L, K])),
+        tf.tidy(() => sumInner(broadcast.mul(P, q.reshape([R * m, s, 1, K])), 1).reshape([R, L, K])),
+        matMul(near, dOs!, true, false).reshape([R, L, V]),
+      ];
+    });
+    if (cut.blocks) {
+      [dq, dk, dv] = tf.tidy(() => {
+        const { fromStart, qToStart, toStart, far } = farTerms(q, k, G, cut);
+        const dFar = matMul(dO, v, false, true).reshape([R * m, s, L]);
+        return [
+          tf.add(dq!, tf.mul(matMul(dFar, tf.tidy(() => broadcast.mul(toStart, k.reshape([R, 1, m, s, K])).reshape([R * m, L, K]))).reshape([R, m, s, K]), fromStart).reshape([R, L, K])),
+          tf.add(dk!, tf.tidy(() => sumInner(tf.mul(matMul(dFar, qToStart.reshape([R * m, s, K]), true, false).reshape([R, m, m, s, K]), toStart), 1)).reshape([R, L, K])),
+          tf.add(dv!, matMul(far.reshape([R, L, L]), dO, true, false)),
+        ];
+      });
     }
-    return { dq, dk, dv, dG: tf.sub(tf.mul(q, dq), tf.mul(k, dk)) };
+    return { dq: dq!, dk: dk!, dv: dv!, dG: tf.sub(tf.mul(q, dq!), tf.mul(k, dk!)) };
   });
 }

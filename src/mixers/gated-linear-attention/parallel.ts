@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { chunkAt, enteringStates, expNonPositive, matMul, poisonWhere, zeroWhereNotFinite } from '../../tensors.js';
-import { lowerOnes } from './in-chunk.js';
+import { inChunkGrads, inChunkOutput, lowerOnes, subChunkCache, type SubChunks } from './in-chunk.js';
 import { finiteLaidOut, headsFirst, nonFiniteSeen, runPacked, type GlaArgs, type PackedRecurrence } from './reference.js';
 
 // GatedLinearAttention with every chunk at once, for webgl, which launches a shader per tfjs op:
@@ -8,8 +8,10 @@ import { finiteLaidOut, headsFirst, nonFiniteSeen, runPacked, type GlaArgs, type
 
 /**
  * Tokens per chunk. Every chunk's `[c, c, K]` decayed q·k terms are formed together, c times the
- * inputs' size, so 16 holds them at half the memory and arithmetic of the reference's 32, while
- * the states across chunks cost one more doubling round each way.
+ * inputs' size (in-chunk.ts's terms of one sub-chunk the length of the chunk), so 16 holds them
+ * at half the memory and arithmetic of the reference's 32, while the states across chunks cost
+ * one more doubling round each way. Sub-chunks of 8 here measured within the noise on
+ * SwiftShader, for 14–80 % more kernels (2026-12-07, gated-linear-attention.md).
  */
 export const PARALLEL_CHUNK = 16;
 
@@ -18,16 +20,21 @@ const GROUP_FLOATS = 1 << 20;
 
 /**
  * How the tokens are cut: B·H·n rows of c tokens (the last chunk of each row padded with zeros,
- * which neither decay the state nor add to it), in groups of `group` rows for the `[c, c, K]` terms.
+ * which neither decay the state nor add to it), in groups of `group` rows for the `[c, c, K]`
+ * terms, `sub` each row as one sub-chunk.
  */
-interface Cut { B: number; T: number; H: number; K: number; V: number; c: number; n: number; rows: number; group: number }
+interface Cut { B: number; T: number; H: number; K: number; V: number; c: number; n: number; rows: number; group: number; sub: SubChunks }
 
-function cutOf([B, T, H, K]: number[], V: number, groupFloats: number): Cut {
-  const c = Math.min(PARALLEL_CHUNK, T);
-  const n = Math.ceil(T / c);
-  const rows = B * H * n;
-  return { B: B!, T: T!, H: H!, K: K!, V, c, n, rows, group: Math.max(1, Math.floor(groupFloats / (c * c * K))) };
+/** The cut of a call's inputs, in groups of at most `groupRows` rows; `sub` holds masks, which the caller disposes. */
+function cutOf([B, T, H, K]: number[], V: number, cutsOf: (L: number) => SubChunks, groupRows?: number): Cut {
+  const c = Math.min(PARALLEL_CHUNK, T!);
+  const n = Math.ceil(T! / c);
+  const group = Math.min(groupRows ?? Infinity, Math.max(1, Math.floor(GROUP_FLOATS / (c * c * K!))));
+  return { B: B!, T: T!, H: H!, K: K!, V, c, n, rows: B! * H! * n, group, sub: cutsOf(c) };
 }
+
+/** The {@link SubChunks} of this path's chunks: each one sub-chunk, all its pairs decayed elementwise. */
+const wholeChunks = () => subChunkCache(PARALLEL_CHUNK);
 
 /** `[B, T, H, X]` → `[B·H·n, c, X]`: heads first, zeros past T, a row per chunk. */
 function rowsOf(x: tf.Tensor, { B, T, H, c, n }: Cut): tf.Tensor {
@@ -54,17 +61,6 @@ function finiteRows(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, scal
     finiteLaidOut(q, (f) => rowsOf(tf.mul(f, scale), cut)), finiteLaidOut(k, (f) => rowsOf(f, cut)),
     finiteLaidOut(v, (f) => rowsOf(f, cut)), finiteLaidOut(g, (f) => rowsOf(f, cut)),
   ];
-}
-
-/**
- * Σ over axis 1 or 2 of x `[r, c, c, K]`, `[r, c, K]`, as a product with a row of ones: tfjs's sum
- * over an inner axis transposes x first (on webgl as long again as the sum itself).
- */
-function sumInner(x: tf.Tensor, axis: 1 | 2): tf.Tensor {
-  const [r, c, , K] = x.shape as [number, number, number, number];
-  const ones = tf.ones([1, c]);
-  return axis === 1 ? tf.reshape(matMul(ones, tf.reshape(x, [r, c, c * K])), [r, c, K])
-    : tf.reshape(matMul(ones, tf.reshape(x, [r * c, c, K])), [r, c, K]);
 }
 
 /**
@@ -110,48 +106,44 @@ function byGroups(xs: tf.Tensor[], cut: Cut, fn: (...group: tf.Tensor[]) => tf.T
 }
 
 /**
- * A group's in-chunk terms from its scaled queries, keys and G `[r, c, K]`: `weights`
- * `[r, c, c, K]` = exp(G_t − G_j) for j ≤ t and 0 above (the exponent masked to 0 before the exp,
- * so no Inf is formed), `scores` `[r, c, c]` = Σ_K q_t ⊙ k_j ⊙ weights.
- */
-function inChunk(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, mask: tf.Tensor) {
-  const weights = tf.tidy(() => tf.mul(expNonPositive(tf.mul(tf.sub(tf.expandDims(G, 2), tf.expandDims(G, 1)), mask)), mask));
-  return { weights, scores: tf.tidy(() => tf.sum(tf.mul(tf.mul(tf.expandDims(q, 2), tf.expandDims(k, 1)), weights), 3)) };
-}
-
-/**
  * The recurrence with every chunk at once, packed as the reference's: the chunks' decays and own
  * contributions in a few batched launches, the states entering them by {@link enteringStates}
  * (⌈log₂ n⌉ doubling rounds across chunks), then every chunk's output from its entering state
- * and its `[c, c, K]` terms, a group of chunks at a time. The backward runs the same stages on the
- * state's adjoint from the end, recomputing the decays from the saved inputs and entering states.
- * O(CHUNK + log T) rounds of launches in all where the reference's loop takes O(T / 32).
+ * and its `[c, c, K]` terms (in-chunk.ts), a group of chunks at a time. The backward runs the
+ * same stages on the state's adjoint from the end, recomputing the decays from the saved inputs
+ * and entering states. O(CHUNK + log T) rounds of launches in all where the reference's loop
+ * takes O(T / 32).
  */
-const parallel = (groupFloats: number): PackedRecurrence => (scale) => tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor,
+const parallel = (groupRows?: number): PackedRecurrence => (scale) => tf.customGrad(((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S0: tf.Tensor,
   save: tf.GradSaveFunc) => {
-  const cut = cutOf(q.shape, v.shape[3]!, groupFloats);
+  const cuts = wholeChunks();
+  const cut = cutOf(q.shape, v.shape[3]!, cuts.cutOf, groupRows);
   const { B, T, H, K, V, c } = cut;
   const [value, entering] = tf.tidy(() => {
     const [qr, kr, vr, gr] = finiteRows(q, k, v, g, scale, cut);
-    const lower = lowerOnes(c);
-    const { G, decayG, decay, kToEnd } = decays(kr!, gr!, lower, cut);
+    const { G, decayG, decay, kToEnd } = decays(kr!, gr!, lowerOnes(c), cut);
     // each chunk's own contribution to the state after it, (k ⊙ toEnd)ᵀ·v `[rows, K, V]`
     const own = matMul(kToEnd, vr!, true, false);
     const entering = perRow(enteringStates(perHead(own, cut), perHead(decay, cut), tf.reshape(S0, [B * H, K, V])), cut);
     const state = tf.add(tf.mul(lastOfHead(decay, cut), lastOfHead(entering, cut)), lastOfHead(own, cut));
     own.dispose();
-    const mask = tf.expandDims(lower, 2);
-    const [intra] = byGroups([qr!, kr!, vr!, G], cut, (qg, kg, vg, Gg) => [matMul(inChunk(qg!, kg!, Gg!, mask).scores, vg!)]);
+    const [intra] = byGroups([qr!, kr!, vr!, G], cut, (qg, kg, vg, Gg) => [inChunkOutput(qg!, kg!, vg!, Gg!, cut.sub)]);
     const out = tf.add(matMul(tf.mul(qr!, decayG), entering), intra!);
     const { outputSees, stateSees } = nonFiniteSeen(q, k, v, g);
     const output = tf.add(fromRows(out, cut), poisonWhere(outputSees));                        // [B, T, H, V]
     const final = tf.add(tf.reshape(state, [B, H, K, V]), poisonWhere(stateSees));
     return [tf.concat([tf.reshape(output, [B, T * H * V]), tf.reshape(final, [B, H * K * V])], 1), entering];
   });
+  cuts.dispose();
   save([q, k, v, g, entering!]);
   return {
     value: value!,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => parallelGrad(dy, saved, scale, cut)),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const gradCuts = wholeChunks();
+      const grads = tf.tidy(() => parallelGrad(dy, saved, scale, cutOf(q.shape, V, gradCuts.cutOf, groupRows)));
+      gradCuts.dispose();
+      return grads;
+    },
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as ReturnType<PackedRecurrence>;
 
@@ -174,14 +166,9 @@ function parallelGrad(dy: tf.Tensor, [q, k, v, g, entering]: tf.Tensor[], scale:
     const D = perRow(enteringStates(perHead(fromOutput, cut), perHead(decay, cut), tf.reshape(dState!, [B * H, K, V]), true), cut);
     return [D, tf.add(firstOfHead(fromOutput, cut), tf.mul(firstOfHead(decay, cut), firstOfHead(D, cut)))];
   });
-  const mask = tf.expandDims(lower, 2);
-  // per group, with P = (dO·vᵀ) ⊙ weights: Σ_j P·k_j, Σ_t P·q_t and scoresᵀ·dO
-  const [dqIntra, dkIntra, dvIntra] = byGroups([qr!, kr!, vr!, G, dO], cut, (qg, kg, vg, Gg, dOg) => {
-    const { weights, scores } = inChunk(qg!, kg!, Gg!, mask);
-    const P = tf.mul(tf.expandDims(matMul(dOg!, vg!, false, true), 3), weights);
-    // each product freed once summed: the group holds two or three [r, c, c, K] tensors at a time
-    const summed = (y: tf.Tensor, axis: 1 | 2) => tf.tidy(() => sumInner(tf.mul(P, tf.expandDims(y, 3 - axis)), axis));
-    return [summed(kg!, 2), summed(qg!, 1), matMul(scores, dOg!, true, false)];
+  const [dqIntra, dkIntra, dvIntra, dGIntra] = byGroups([qr!, kr!, vr!, G, dO], cut, (qg, kg, vg, Gg, dOg) => {
+    const { dq, dk, dv, dG } = inChunkGrads(qg!, kg!, vg!, Gg!, dOg!, cut.sub);
+    return [dq, dk, dv, dG];
   });
   // each gradient in a scope of its own, and the [rows, K, V] adjoints freed once read
   const gradOf = (x: tf.Tensor, d: () => tf.Tensor) => tf.tidy(() => zeroWhereNotFinite(x, fromRows(d(), cut)));
@@ -196,8 +183,7 @@ function parallelGrad(dy: tf.Tensor, [q, k, v, g, entering]: tf.Tensor[], scale:
     gradOf(k!, () => tf.add(dkIntra!, tf.mul(dkToEnd, toEnd))),
     dv,
     // dG_last reaches every G of its chunk through the running sum
-    gradOf(g!, () => tf.add(matMul(lower, tf.sub(tf.add(tf.sub(tf.mul(qr!, dqIntra!), tf.mul(kr!, dkIntra!)), tf.mul(dqDecayed, qDecayed)), Z),
-      true, false), dGlast)),
+    gradOf(g!, () => tf.add(matMul(lower, tf.sub(tf.add(dGIntra!, tf.mul(dqDecayed, qDecayed)), Z), true, false), dGlast)),
     tf.reshape(dS0!, [B, H, K, V]),
   ];
 }
@@ -209,8 +195,8 @@ function parallelGrad(dy: tf.Tensor, [q, k, v, g, entering]: tf.Tensor[], scale:
  * for up to 4 MiB of them at once, so memory stays linear in T. Inputs and results as
  * {@link gatedLinearAttentionReference}.
  *
- * @param groupFloats at most this many floats of `[c, c, K]` terms at once (a test sets it low to
- *   exercise the groups).
+ * @param groupRows at most this many chunks' terms at once, where 4 MiB of them would be more (a
+ *   test sets it low to exercise the groups).
  * @returns the output `[B, T, H, V]` and the final state `[B, H, K, V]`; T ≥ 1 and B ≥ 1.
  *
  * @example
@@ -221,6 +207,6 @@ function parallelGrad(dy: tf.Tensor, [q, k, v, g, entering]: tf.Tensor[], scale:
  *   g: tf.logSigmoid(x()) as tf.Tensor4D, scale: 0.25 });   // [1, 256, 4, 16], [1, 4, 16, 16]
  * ```
  */
-export function gatedLinearAttentionParallel(args: GlaArgs, groupFloats = GROUP_FLOATS): { output: tf.Tensor4D; state: tf.Tensor4D } {
-  return runPacked(parallel(groupFloats), args);
+export function gatedLinearAttentionParallel(args: GlaArgs, groupRows?: number): { output: tf.Tensor4D; state: tf.Tensor4D } {
+  return runPacked(parallel(groupRows), args);
 }
