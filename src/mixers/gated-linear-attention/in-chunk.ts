@@ -60,6 +60,7 @@ export function subChunkCache(sub = GLA_SUB_CHUNK): { cutOf: (L: number) => SubC
       if (!cuts.has(L)) {
         const s = Math.min(sub, L);
         const m = L / s;
+        if (!Number.isInteger(m)) throw new Error(`gatedLinearAttention: a chunk of ${L} tokens is neither at most ${sub} nor a multiple of it (internal).`);
         cuts.set(L, {
           m, s,
           pairs: tf.tidy(() => lowerOnes(s).reshape([s, s, 1])),
