@@ -104,9 +104,9 @@ function nearTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, pairs }: Su
 /**
  * The pairs across sub-chunks (m > 1), with b_i the G entering sub-chunk i (0 for the first,
  * else G at the last token of sub-chunk i − 1): `qToStart` = q ⊙ `fromStart`, `fromStart` =
- * exp(G_t − b_i) `[R, m, s, K]`; `toStart` `[R, m, m, s, K]` = exp(b_i − G_u) for u in a
- * sub-chunk j < i and 0 otherwise; `far` `[R·m, s, L]` = qToStart_i · (k ⊙ toStart_i)ᵀ. Every
- * exponent is ≤ 0.
+ * exp(G_t − b_i) `[R, m, s, K]`; `kToStart` = k ⊙ `toStart` `[R, m, m, s, K]`, `toStart` =
+ * exp(b_i − G_u) for u in a sub-chunk j < i and 0 otherwise; `far` `[R·m, s, L]` =
+ * qToStart_i · kToStart_iᵀ. Every exponent is ≤ 0.
  */
 function farTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, blocks }: SubChunks) {
   const [R, L, K] = q.shape as [number, number, number];
@@ -115,8 +115,9 @@ function farTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, blocks }: Su
   const fromStart = expNonPositive(broadcast.sub(G4, start));
   const qToStart = tf.mul(q.reshape([R, m, s, K]), fromStart);
   const toStart = tf.tidy(() => broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(start.expandDims(2), G4.expandDims(1)), blocks!)), blocks!));
-  const far = tf.tidy(() => matMul(qToStart.reshape([R * m, s, K]), broadcast.mul(toStart, k.reshape([R, 1, m, s, K])).reshape([R * m, L, K]), false, true));
-  return { fromStart, qToStart, toStart, far };
+  const kToStart = broadcast.mul(toStart, k.reshape([R, 1, m, s, K]));
+  const far = matMul(qToStart.reshape([R * m, s, K]), kToStart.reshape([R * m, L, K]), false, true);
+  return { fromStart, qToStart, toStart, kToStart, far };
 }
 
 /**
@@ -177,10 +178,10 @@ export function inChunkGrads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, G: tf.Ten
     });
     if (cut.blocks) {
       [dq, dk, dv] = tf.tidy(() => {
-        const { fromStart, qToStart, toStart, far } = farTerms(q, k, G, cut);
+        const { fromStart, qToStart, toStart, kToStart, far } = farTerms(q, k, G, cut);
         const dFar = matMul(dO, v, false, true).reshape([R * m, s, L]);
         return [
-          tf.add(dq!, tf.mul(matMul(dFar, tf.tidy(() => broadcast.mul(toStart, k.reshape([R, 1, m, s, K])).reshape([R * m, L, K]))).reshape([R, m, s, K]), fromStart).reshape([R, L, K])),
+          tf.add(dq!, tf.mul(matMul(dFar, kToStart.reshape([R * m, L, K])).reshape([R, m, s, K]), fromStart).reshape([R, L, K])),
           tf.add(dk!, tf.tidy(() => sumInner(tf.mul(matMul(dFar, qToStart.reshape([R * m, s, K]), true, false).reshape([R, m, m, s, K]), toStart), 1)).reshape([R, L, K])),
           tf.add(dv!, matMul(far.reshape([R, L, L]), dO, true, false)),
         ];
