@@ -5,10 +5,11 @@ import * as tf from '@tensorflow/tfjs';
 // axes, a binary op broadcasts a size-1 axis or a sum runs along an inner axis: about 300 ns an
 // element on this project's machine, against about 10 for its op on equal shapes. swapMiddleAxes,
 // broadcastBinary and sumAlong give the same floats, bit for bit, by loops over contiguous runs,
-// and are tfjs's own ops on every other backend and dtype. productOnHost is the products'
-// (tfjs-cpu's reads b down its columns), for `matMul` in src/tensors.ts. `copy` slices, pads,
-// joins and splits (tfjs-cpu's slices off the contiguous case, and its pads, go element by
-// element the same way, about a microsecond each).
+// and are tfjs's own ops on every other backend and dtype. Even on equal shapes tfjs-cpu's binary
+// ops call a function per element through a kernel template: broadcastBinary loops over large
+// ones itself. productOnHost is the products' (tfjs-cpu's reads b down its columns), for
+// `matMul` in src/tensors.ts. `copy` slices, pads, joins and splits (tfjs-cpu's slices off the
+// contiguous case, and its pads, go element by element the same way, about a microsecond each).
 
 /** What `tf.customGrad` takes: the functions here are typed by their own inputs. */
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -89,11 +90,13 @@ export function sumAlong(x: tf.Tensor, axis: number): tf.Tensor {
 
 /**
  * op(a)·op(b) of float32 tensors of one rank (≥ 2) with equal batch dimensions, op a transpose of
- * the last two axes where asked, on the host: four rows of the product at a time, each entry a
- * float64 sum over the shared axis rounded once, reading b by rows (tfjs-cpu's BatchMatMul
- * reads b down its columns and adds float32 partial sums of 48 products): 1.3–1.9 times tfjs-cpu's
- * speed on this project's machine, from attention's tiles (32 batches of 64 × 64 × 16) to a
- * projection (1024 × 192 × 768).
+ * the last two axes where asked, on the host: the product in blocks of 4 × 4 entries, each block's
+ * 16 sums held in locals while the shared axis runs (8 reads a step for 16 multiply-adds), each
+ * entry a float64 sum over the shared axis in its order, rounded once; a transposed operand is read
+ * in place. tfjs-cpu's BatchMatMul reads b down its columns and adds float32 partial sums of 48
+ * products: 2.5–4.7 times its speed on this project's machine (1.6–2.6 GFLOP/s), from
+ * attention's tiles (32 batches of 64 × 16 × 64, 4 of 256 × 64 × 256) to a projection (1024 ×
+ * 192 × 768).
  * Records no gradient: `matMul` (`src/tensors.ts`) is differentiable around it.
  *
  * @example
@@ -107,40 +110,53 @@ export function productOnHost(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, t
   const batchShape = a.shape.slice(0, -2);
   const batch = tf.util.sizeFromShape(batchShape);
   const A = a.dataSync() as Float32Array;
-  // b as [k, n] rows, transposed once where it is given as [n, k]
-  let B = b.dataSync() as Float32Array;
-  if (transposeB) {
-    const rows = new Float32Array(B.length);
-    for (let g = 0; g < batch; g++) {
-      const o = g * n * k;
-      for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) rows[o + p * n + j] = B[o + j * k + p]!;
-    }
-    B = rows;
-  }
+  const B = b.dataSync() as Float32Array;
   const C = new Float32Array(batch * m * n);
-  // no closure may capture what the loops read: V8 then keeps it in a context, not a register
-  const acc0 = new Float64Array(n), acc1 = new Float64Array(n), acc2 = new Float64Array(n), acc3 = new Float64Array(n);
-  // a's entry (i, p) sits at i·si + p·sp of its batch
-  const [si, sp] = transposeA ? [1, m] : [k, 1];
+  // a's entry (i, p) sits at i·ai + p·ap of its batch, b's (p, j) at p·bp + j·bj
+  const [ai, ap] = transposeA ? [1, m] : [k, 1];
+  const [bp, bj] = transposeB ? [1, k] : [n, 1];
   for (let g = 0; g < batch; g++) {
     const [ao, bo, co] = [g * m * k, g * k * n, g * m * n];
     for (let i = 0; i < m; i += 4) {
       const rows = Math.min(4, m - i);
-      acc0.fill(0); acc1.fill(0); acc2.fill(0); acc3.fill(0);
       // where each row's entries start; rows past m read row i's again, into sums never written
-      const r0 = ao + i * si, r1 = rows > 1 ? r0 + si : r0, r2 = rows > 2 ? r0 + 2 * si : r0, r3 = rows > 3 ? r0 + 3 * si : r0;
-      for (let p = 0, q = 0, row = bo; p < k; p++, q += sp, row += n) {
-        const a0 = A[r0 + q]!, a1 = A[r1 + q]!, a2 = A[r2 + q]!, a3 = A[r3 + q]!;
-        for (let j = 0; j < n; j++) {
-          const x = B[row + j]!;
-          acc0[j] += a0 * x; acc1[j] += a1 * x; acc2[j] += a2 * x; acc3[j] += a3 * x;
+      const r0 = ao + i * ai, r1 = rows > 1 ? r0 + ai : r0, r2 = rows > 2 ? r0 + 2 * ai : r0, r3 = rows > 3 ? r0 + 3 * ai : r0;
+      for (let j = 0; j < n; j += 4) {
+        const cols = Math.min(4, n - j);
+        // each column's offset from column j; columns past n read column j's again, likewise
+        const c1 = cols > 1 ? bj : 0, c2 = cols > 2 ? 2 * bj : 0, c3 = cols > 3 ? 3 * bj : 0;
+        let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+        for (let p = 0, x = 0, y = bo + j * bj; p < k; p++, x += ap, y += bp) {
+          const a0 = A[r0 + x]!, a1 = A[r1 + x]!, a2 = A[r2 + x]!, a3 = A[r3 + x]!;
+          const b0 = B[y]!, b1 = B[y + c1]!, b2 = B[y + c2]!, b3 = B[y + c3]!;
+          s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+          s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+          s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
+          s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3;
+        }
+        const at = co + i * n + j;
+        if (rows === 4 && cols === 4) {
+          C[at] = s00; C[at + 1] = s01; C[at + 2] = s02; C[at + 3] = s03;
+          C[at + n] = s10; C[at + n + 1] = s11; C[at + n + 2] = s12; C[at + n + 3] = s13;
+          C[at + 2 * n] = s20; C[at + 2 * n + 1] = s21; C[at + 2 * n + 2] = s22; C[at + 2 * n + 3] = s23;
+          C[at + 3 * n] = s30; C[at + 3 * n + 1] = s31; C[at + 3 * n + 2] = s32; C[at + 3 * n + 3] = s33;
+        } else {
+          const sums = [s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33];
+          for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) C[at + r * n + c] = sums[r * 4 + c]!;
         }
       }
-      for (let r = 0; r < rows; r++) C.set([acc0, acc1, acc2, acc3][r]!, co + (i + r) * n);
     }
   }
   return tf.tensor(C, [...batchShape, m, n]);
 }
+
+/**
+ * Output entries from which {@link broadcastBinary} runs an op that broadcasts no axis on the
+ * host: below it tfjs-cpu's op costs no more than the customGrad and the tensor that the host path
+ * wraps around its loop (even at 4096 entries for a product, 28 ns an element either way).
+ */
+const HOST_MIN = 1 << 12;
 
 /** The elementwise ops {@link broadcastBinary} computes, by tfjs's name. */
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
@@ -157,7 +173,9 @@ const TF_BINARY: Record<BinaryOp, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
  * there (11–24 ns an element where tfjs took 270–320). Where one shape is a suffix of the
  * other's (a bias against its rows) tfjs-cpu's op needs no index arithmetic, but its gradient's
  * sum down the rows transposes first: there the value is tfjs's and the gradient is summed on
- * the host, the same floats. Elsewhere, and for equal shapes, tfjs's op itself.
+ * the host, the same floats. From 4096 entries the host computes equal shapes and suffixes too:
+ * tfjs-cpu's op takes 19–38 ns an element through its template, the loop 9–11 with its
+ * allocation. Elsewhere tfjs's op itself.
  *
  * @example
  * ```ts
@@ -170,7 +188,8 @@ export function broadcastBinary<T extends tf.Tensor>(op: BinaryOp, a: tf.Tensor,
   if (!onCpuHost(a, b)) return tfOp(a, b) as T;
   const shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
   const expands = (s: number[]) => tf.backend_util.getBroadcastDims(s, shape).length > 0;
-  const onHost = expands(a.shape) || expands(b.shape);
+  const broadcasts = expands(a.shape) || expands(b.shape);
+  const onHost = broadcasts || tf.util.sizeFromShape(shape) >= HOST_MIN;
   if (!onHost && a.rank === b.rank) return tfOp(a, b) as T;
   const run = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x, y]);

@@ -86,7 +86,7 @@ const WASM_PIECE_MACS = 1 << 16;
  * batch-1 products without transposes, and so does its gradient's: tfjs-wasm 4.22 hands only
  * those to XNNPACK and computes every other one in a scalar loop, 5–15 times slower at attention's
  * tiles and a projection's weight gradient (a transpose first, each batch copied out, the results
- * stacked). On tfjs-cpu every float32 product runs on the host ({@link productOnHost}, 1.3–1.9 times
+ * stacked). On tfjs-cpu every float32 product runs on the host ({@link productOnHost}, 2.5–4.7 times
  * tfjs's speed). Elsewhere tfjs's own.
  *
  * @example

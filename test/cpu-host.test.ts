@@ -63,6 +63,8 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     [[3, 1], [3, 6]], [[2, 3], [1]], [[1, 1, 1, 1], [2, 3, 1, 4]], [[2, 3], [2, 3]], [[1, 7], [5, 1]],
     // a suffix of the other's shape (a bias against its rows): summed down the leading axes
     [[4, 6], [6]], [[3], [2, 4, 3]], [[2, 5, 3], [5, 3]],
+    // from 4096 entries an op that broadcasts nothing runs on the host too: equal shapes, a suffix, a scalar
+    [[4, 33, 32], [4, 33, 32]], [[64, 65], [65]], [[], [4, 1100]],
   ];
 
   it('equals tfjs\'s op and its gradients bit for bit, NaN and ±∞ included, leaving nothing behind', async () => {
@@ -100,6 +102,17 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
     if (backend === 'cpu') expect(kernels.map((k) => k.name)).not.toContain('Multiply');
     else expect(kernels.map((k) => k.name)).toEqual(['Multiply']);
     tf.dispose([a, b]);
+  });
+
+  it('multiplies equal shapes on the host on cpu from 4096 entries, with tfjs\'s Multiply below and elsewhere', async () => {
+    for (const n of [4095, 4096]) {
+      const [a, b] = [tf.ones([n, 1]), tf.ones([n, 1])];
+      const { kernels } = await tf.profile(() => broadcast.mul(a, b));
+      const onHost = backend === 'cpu' && n >= 4096;
+      if (onHost) expect(kernels.map((k) => k.name), `${n} entries`).not.toContain('Multiply');
+      else expect(kernels.map((k) => k.name), `${n} entries`).toEqual(['Multiply']);
+      tf.dispose([a, b]);
+    }
   });
 
   it('sums the gradient of a bias down the rows on the host on cpu, with tfjs\'s Sum elsewhere', async () => {

@@ -131,6 +131,12 @@ for (const backend of [...REFERENCE_BACKENDS, 'webgpu'] as const) describeOn(bac
           expect([gotA.length, gotB.length]).toEqual([av.length, bv.length]);
           dA.c.forEach((x, i) => expect(Math.abs(gotA[i]! - x), `${what} dA[${i}]`).toBeLessThanOrEqual(Math.max(m, n) * EPS32 * dA.mags[i]! + 1e-30));
           dB.c.forEach((x, i) => expect(Math.abs(gotB[i]! - x), `${what} dB[${i}]`).toBeLessThanOrEqual(Math.max(m, n) * EPS32 * dB.mags[i]! + 1e-30));
+          if (backend === 'cpu') {
+            // productOnHost's sums are float64 in the shared axis's order, rounded once: the oracle's, to the bit
+            for (const [label, g, w64] of [['c', got, want], ['dA', gotA, dA], ['dB', gotB, dB]] as const) {
+              expect(Array.from(g), `${what} ${label} bit for bit`).toEqual(Array.from(Float32Array.from(w64.c)));
+            }
+          }
           tf.dispose([c!, da!, db!]);
         });
         tf.dispose([a, b, w]);

@@ -487,7 +487,7 @@ function backwardPass(
   const dv: (tf.Tensor4D | null)[] = c.k.map(() => null);
   const add = (into: (tf.Tensor4D | null)[], n: number, part: tf.Tensor4D) => {
     const before = into[n];
-    into[n] = before ? tf.add(before, part) as tf.Tensor4D : part;
+    into[n] = before ? broadcast.add<tf.Tensor4D>(before, part) : part;
     if (before) tf.dispose([before, part]);
   };
   let tile = 0;
@@ -508,7 +508,7 @@ function backwardPass(
         const k = c.k[t.chunk]!;
         const scores = kept.length > 0 ? kept[tile]! : matMul(q, k, false, true) as tf.Tensor4D;
         const { dS, dV } = family.tileGrad(scores, mask, c.v[t.chunk]!, vOnes[t.chunk]!, dropTile(c, i0, i1, j0, j1), rows);
-        return [tf.add(dqChunk, matMul(dS, k)), matMul(dS, q, true, false), dV] as tf.Tensor4D[];
+        return [broadcast.add(dqChunk, matMul(dS, k)), matMul(dS, q, true, false), dV] as tf.Tensor4D[];
       });
       tile++;
       if (mask) masks.release(mask);

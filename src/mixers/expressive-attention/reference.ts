@@ -20,14 +20,15 @@ export const MIN_DENOMINATOR = 2 ** -60;
  * max; inside one matMul, [dO/z, −term]·[v, 1]ᵀ, without dropout), dS = 2·s ∘ dw on the visible keys.
  */
 export function expressiveRows(epsilon: number): ReferenceFamily {
-  const weights = (s: tf.Tensor4D, mask: TileMask | null) => (mask ? tf.mul(tf.square(s), mask.visible) : tf.square(s));
+  // s·s is tf.square's float; products and sums here go through broadcast.*, on the host on cpu
+  const weights = (s: tf.Tensor4D, mask: TileMask | null) => (mask ? broadcast.mul(broadcast.mul(s, s), mask.visible) : broadcast.mul(s, s));
   return {
     numStats: 2,
     fold(state, s, mask, v, drop) {
       const w = weights(s, mask);
       const z = tf.sum(w, -1, true);
-      const wv = matMul(drop ? tf.mul(w, drop) : w, v);
-      return state ? [tf.add(state[0]!, z), tf.add(state[1]!, wv)] : [z, wv];
+      const wv = matMul(drop ? broadcast.mul(w, drop) : w, v);
+      return state ? [tf.add(state[0]!, z), broadcast.add(state[1]!, wv)] : [z, wv];
     },
     finish([z, acc]) {
       const raw = tf.add(z!, epsilon);
@@ -44,11 +45,12 @@ export function expressiveRows(epsilon: number): ReferenceFamily {
     },
     tileGrad(s, mask, v, vOnes, drop, [dOverZ, dOMinus, perRow]) {
       const w = weights(s, mask);
-      const dV = matMul(drop ? tf.mul(w, drop) : w, dOverZ!, true, false) as tf.Tensor4D;
+      const dV = matMul(drop ? broadcast.mul(w, drop) : w, dOverZ!, true, false) as tf.Tensor4D;
       const dW = drop
-        ? broadcast.sub(tf.mul(matMul(dOverZ!, v, false, true), drop), perRow!)
+        ? broadcast.sub(broadcast.mul(matMul(dOverZ!, v, false, true), drop), perRow!)
         : matMul(dOMinus!, vOnes, false, true);
-      const dS = tf.mul(tf.mul(s, 2), mask ? tf.mul(dW, mask.visible) : dW) as tf.Tensor4D;
+      // s + s is 2·s exactly
+      const dS = broadcast.mul<tf.Tensor4D>(broadcast.add(s, s), mask ? broadcast.mul(dW, mask.visible) : dW);
       return { dS, dV };
     },
   };

@@ -19,15 +19,15 @@ import type { Dropout } from '../../attention/dropout.js';
 export const SOFTMAX_ROWS: ReferenceFamily = {
   numStats: 1,
   fold(state, s, mask, v, drop) {
-    const scores = mask ? tf.add(s, mask.hidden) : s;
+    const scores = mask ? broadcast.add(s, mask.hidden) : s;
     const top = tf.max(scores, -1, true);
     const m = state ? tf.maximum(state[0]!, top) : top;
     const p = expNonPositive(broadcast.sub(scores, m));
     const l = tf.sum(p, -1, true);
-    const pv = matMul(drop ? tf.mul(p, drop) : p, v);
+    const pv = matMul(drop ? broadcast.mul(p, drop) : p, v);
     if (!state) return [m, l, pv];
     const rescale = expNonPositive(tf.sub(state[0]!, m));
-    return [m, tf.add(tf.mul(state[1]!, rescale), l), tf.add(broadcast.mul(state[2]!, rescale), pv)];
+    return [m, tf.add(tf.mul(state[1]!, rescale), l), broadcast.add(broadcast.mul(state[2]!, rescale), pv)];
   },
   finish([m, l, acc]) {
     // l ≥ 1 on every row (its max term is e⁰ = 1), so the floor changes no row; it keeps the
@@ -39,12 +39,12 @@ export const SOFTMAX_ROWS: ReferenceFamily = {
     return [dO, copy.concat([dO, tf.neg(delta)], -1) as tf.Tensor4D, lse!, delta];
   },
   tileGrad(s, mask, v, vOnes, drop, [dO, dOMinus, lse, delta]) {
-    const p = expNonPositive(broadcast.sub(mask ? tf.add(s, mask.hidden) : s, lse!));
-    const dV = matMul(drop ? tf.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
+    const p = expNonPositive(broadcast.sub(mask ? broadcast.add(s, mask.hidden) : s, lse!));
+    const dV = matMul(drop ? broadcast.mul(p, drop) : p, dO!, true, false) as tf.Tensor4D;
     const dPMinusDelta = drop
-      ? broadcast.sub(tf.mul(matMul(dO!, v, false, true), drop), delta!)
+      ? broadcast.sub(broadcast.mul(matMul(dO!, v, false, true), drop), delta!)
       : matMul(dOMinus!, vOnes, false, true);
-    return { dS: tf.mul(p, dPMinusDelta) as tf.Tensor4D, dV };
+    return { dS: broadcast.mul<tf.Tensor4D>(p, dPMinusDelta), dV };
   },
 };
 

@@ -97,7 +97,7 @@ function nearTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, pairs }: Su
   const [R, , K] = q.shape as [number, number, number];
   const [qs, ks, Gs] = [q, k, G].map((x) => x.reshape([R * m, s, K]));
   const weights = tf.tidy(() => broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(Gs!.expandDims(2), Gs!.expandDims(1)), pairs)), pairs));
-  const near = tf.tidy(() => tf.sum(tf.mul(broadcast.mul(qs!.expandDims(2), ks!.expandDims(1)), weights), 3));
+  const near = tf.tidy(() => tf.sum(broadcast.mul(broadcast.mul(qs!.expandDims(2), ks!.expandDims(1)), weights), 3));
   return { weights, near };
 }
 
@@ -113,7 +113,7 @@ function farTerms(q: tf.Tensor, k: tf.Tensor, G: tf.Tensor, { m, s, blocks }: Su
   const G4 = G.reshape([R, m, s, K]);
   const start = copy.pad(copy.slice(G4, [0, 0, s - 1, 0], [R, m - 1, 1, K]), [[0, 0], [1, 0], [0, 0], [0, 0]]);   // b, [R, m, 1, K]
   const fromStart = expNonPositive(broadcast.sub(G4, start));
-  const qToStart = tf.mul(q.reshape([R, m, s, K]), fromStart);
+  const qToStart = broadcast.mul(q.reshape([R, m, s, K]), fromStart);
   const toStart = tf.tidy(() => broadcast.mul(expNonPositive(broadcast.mul(broadcast.sub(start.expandDims(2), G4.expandDims(1)), blocks!)), blocks!));
   const kToStart = broadcast.mul(toStart, k.reshape([R, 1, m, s, K]));
   const far = matMul(qToStart.reshape([R * m, s, K]), kToStart.reshape([R * m, L, K]), false, true);
@@ -181,12 +181,12 @@ export function inChunkGrads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, G: tf.Ten
         const { fromStart, qToStart, toStart, kToStart, far } = farTerms(q, k, G, cut);
         const dFar = matMul(dO, v, false, true).reshape([R * m, s, L]);
         return [
-          tf.add(dq!, tf.mul(matMul(dFar, kToStart.reshape([R * m, L, K])).reshape([R, m, s, K]), fromStart).reshape([R, L, K])),
-          tf.add(dk!, tf.tidy(() => sumInner(tf.mul(matMul(dFar, qToStart.reshape([R * m, s, K]), true, false).reshape([R, m, m, s, K]), toStart), 1)).reshape([R, L, K])),
-          tf.add(dv!, matMul(far.reshape([R, L, L]), dO, true, false)),
+          broadcast.add(dq!, broadcast.mul(matMul(dFar, kToStart.reshape([R * m, L, K])).reshape([R, m, s, K]), fromStart).reshape([R, L, K])),
+          broadcast.add(dk!, tf.tidy(() => sumInner(broadcast.mul(matMul(dFar, qToStart.reshape([R * m, s, K]), true, false).reshape([R, m, m, s, K]), toStart), 1)).reshape([R, L, K])),
+          broadcast.add(dv!, matMul(far.reshape([R, L, L]), dO, true, false)),
         ];
       });
     }
-    return { dq: dq!, dk: dk!, dv: dv!, dG: tf.sub(tf.mul(q, dq!), tf.mul(k, dk!)) };
+    return { dq: dq!, dk: dk!, dv: dv!, dG: broadcast.sub(broadcast.mul(q, dq!), broadcast.mul(k, dk!)) };
   });
 }

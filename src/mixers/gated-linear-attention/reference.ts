@@ -86,8 +86,8 @@ function chunkForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S:
     const { G, Glast, decayG, toEnd } = chunkDecays(g);
     const [B, H, , K] = q.shape;
     const own = unrows(inChunkOutput(rows(q), rows(k), rows(v), rows(G), cut), q.shape);
-    const out = tf.add(matMul(tf.mul(q, decayG), S), own);
-    const next = tf.add(broadcast.mul(expNonPositive(Glast).reshape([B!, H!, K!, 1]), S), matMul(tf.mul(k, toEnd), v, true, false));
+    const out = broadcast.add(matMul(broadcast.mul(q, decayG), S), own);
+    const next = broadcast.add(broadcast.mul(expNonPositive(Glast).reshape([B!, H!, K!, 1]), S), matMul(broadcast.mul(k, toEnd), v, true, false));
     return { out, next };
   });
 }
@@ -110,20 +110,20 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     const { G, Glast, decayG, toEnd } = chunkDecays(g);
     const own = inChunkGrads(rows(q), rows(k), rows(v), rows(G), rows(dO), cut);
     const decay = expNonPositive(Glast).reshape([B, H, K, 1]);
-    const qDecayed = tf.mul(q, decayG);
-    const kToEnd = tf.mul(k, toEnd);
+    const qDecayed = broadcast.mul(q, decayG);
+    const kToEnd = broadcast.mul(k, toEnd);
     const dqDecayed = matMul(dO, S, false, true);                                // [B, H, L, K]
     const dkToEnd = matMul(v, dNext, false, true);                               // [B, H, L, K]
-    const Z = tf.mul(dkToEnd, kToEnd);
-    const dGlast = tf.add(tf.sum(Z, 2, true), tf.sum(broadcast.mul(tf.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
-    const dG = tf.add(tf.sub(tf.add(unrows(own.dG, q.shape), tf.mul(dqDecayed, qDecayed)), Z),
+    const Z = broadcast.mul(dkToEnd, kToEnd);
+    const dGlast = broadcast.add(tf.sum(Z, 2, true), tf.sum(broadcast.mul(broadcast.mul(dNext, S), decay), 3).reshape([B, H, 1, K]));
+    const dG = broadcast.add(broadcast.sub(broadcast.add(unrows(own.dG, q.shape), broadcast.mul(dqDecayed, qDecayed)), Z),
       copy.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
     return [
-      tf.add(unrows(own.dq, q.shape), tf.mul(dqDecayed, decayG)),               // dq
-      tf.add(unrows(own.dk, q.shape), tf.mul(dkToEnd, toEnd)),                  // dk
-      tf.add(unrows(own.dv, q.shape), matMul(kToEnd, dNext)),                   // dv
+      broadcast.add(unrows(own.dq, q.shape), broadcast.mul(dqDecayed, decayG)),               // dq
+      broadcast.add(unrows(own.dk, q.shape), broadcast.mul(dkToEnd, toEnd)),                  // dk
+      broadcast.add(unrows(own.dv, q.shape), matMul(kToEnd, dNext)),                   // dv
       reverseCumsum(tf.transpose(dG, [0, 1, 3, 2]), 3),                        // dg [B, H, K, L]
-      tf.add(matMul(qDecayed, dO, true, false), broadcast.mul(decay, dNext)),  // dS
+      broadcast.add(matMul(qDecayed, dO, true, false), broadcast.mul(decay, dNext)),  // dS
     ];
   });
 }
