@@ -119,11 +119,11 @@ function chunkBackward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, S
     const dG = broadcast.add(broadcast.sub(broadcast.add(unrows(own.dG, q.shape), broadcast.mul(dqDecayed, qDecayed)), Z),
       copy.pad(dGlast, [[0, 0], [0, 0], [L - 1, 0], [0, 0]]));
     return [
-      broadcast.add(unrows(own.dq, q.shape), broadcast.mul(dqDecayed, decayG)),               // dq
-      broadcast.add(unrows(own.dk, q.shape), broadcast.mul(dkToEnd, toEnd)),                  // dk
-      broadcast.add(unrows(own.dv, q.shape), matMul(kToEnd, dNext)),                   // dv
-      reverseCumsum(tf.transpose(dG, [0, 1, 3, 2]), 3),                        // dg [B, H, K, L]
-      broadcast.add(matMul(qDecayed, dO, true, false), broadcast.mul(decay, dNext)),  // dS
+      broadcast.add(unrows(own.dq, q.shape), broadcast.mul(dqDecayed, decayG)),         // dq
+      broadcast.add(unrows(own.dk, q.shape), broadcast.mul(dkToEnd, toEnd)),            // dk
+      broadcast.add(unrows(own.dv, q.shape), matMul(kToEnd, dNext)),                    // dv
+      reverseCumsum(tf.transpose(dG, [0, 1, 3, 2]), 3),                                 // dg [B, H, K, L]
+      broadcast.add(matMul(qDecayed, dO, true, false), broadcast.mul(decay, dNext)),    // dS
     ];
   });
 }
